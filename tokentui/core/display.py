@@ -1,0 +1,78 @@
+"""Turn untrusted token bytes into text that is safe to put on a terminal.
+
+Token text comes from model output, tokenizers and run files, so it may hold anything: terminal
+escape sequences, bidi overrides, NUL, or half of a UTF-8 character. Every string a user sees goes
+through here first. Nothing returned contains a C0/C1 control, DEL, or a Unicode format/separator
+character; partial UTF-8 shows its bytes as ‹C3›.
+"""
+
+from __future__ import annotations
+
+import codecs
+import unicodedata
+from functools import lru_cache
+
+_HEX_HANDLER = "tokentui-hexbytes"
+
+
+def _hex_bytes(err: UnicodeDecodeError) -> tuple[str, int]:
+    bad = err.object[err.start : err.end]
+    return "".join(f"‹{b:02X}›" for b in bad), err.end
+
+
+codecs.register_error(_HEX_HANDLER, _hex_bytes)
+
+# Visible stand-ins for whitespace that would otherwise vanish or move the cursor.
+_VISIBLE_WS = {"\n": "↵", "\t": "→", "\r": "␍"}
+
+
+@lru_cache(maxsize=65536)
+def _char(ch: str, visible_whitespace: bool) -> str:
+    if visible_whitespace and ch in _VISIBLE_WS:
+        return _VISIBLE_WS[ch]
+    code = ord(ch)
+    if code < 0x20:
+        return chr(0x2400 + code)  # control pictures: ␀ … ␟ (ESC → ␛)
+    if code == 0x7F:
+        return "␡"
+    cat = unicodedata.category(ch)
+    if cat in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+        return f"<U+{code:04X}>"
+    return ch
+
+
+def sanitize(text: str, visible_whitespace: bool = False) -> str:
+    """Replace every character that could act on a terminal with a visible escape."""
+    if text.isprintable() and not visible_whitespace:
+        return text
+    return "".join(_char(ch, visible_whitespace) for ch in text)
+
+
+def decode_bytes(data: bytes) -> str:
+    """UTF-8 decode; bytes that are not (part of) a valid character show as ‹XX›."""
+    return data.decode("utf-8", errors=_HEX_HANDLER)
+
+
+def display_token(data: bytes, visible_whitespace: bool = True) -> str:
+    """The display form of one token: decoded, escaped, whitespace made visible."""
+    return sanitize(decode_bytes(data), visible_whitespace)
+
+
+def safe_text(data: bytes) -> str:
+    """Running text (several tokens joined) for display: newlines and tabs kept, the rest escaped.
+
+    An incomplete UTF-8 character at the very end is held back (up to 3 bytes), since the next
+    token will usually complete it.
+    """
+    cut = len(data)
+    for back in range(1, min(4, len(data)) + 1):
+        b = data[-back]
+        if b & 0xC0 != 0x80:  # lead byte or ASCII
+            need = 1 if b < 0x80 else 2 if b >> 5 == 0b110 else 3 if b >> 4 == 0b1110 else 4 if b >> 3 == 0b11110 else 1
+            if need > back:
+                cut = len(data) - back
+            break
+    out = []
+    for ch in decode_bytes(data[:cut]):
+        out.append(ch if ch in "\n\t" else _char(ch, False))
+    return "".join(out)

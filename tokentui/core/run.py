@@ -1,0 +1,263 @@
+"""`Run`: one model, one prompt, and a tree of branches of steps.
+
+Branch 0 (the root) continues the prompt. Any other branch says "in the sequence of branch
+`parent`, at absolute position `fork_position`, take token t instead, then continue": its full
+sequence is the parent's first `fork_position` tokens followed by its own steps. The first
+`n_forced` of a branch's own tokens were chosen by the user, not by the sampler.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+
+from tokentui.core.columns import Columns
+from tokentui.core.step import Step
+from tokentui.core.tokens import TokenTable
+
+
+class RunError(ValueError):
+    """A run (or an operation on it) is inconsistent; the message is one line for the user."""
+
+
+@dataclass
+class SamplingParams:
+    """How the sampler chooses. Metrics never depend on these (they describe the raw model)."""
+
+    temperature: float = 0.0  # 0 = greedy
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    seed: int | None = None
+    max_new_tokens: int = 64
+    stop: list[str] = field(default_factory=list)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+    def check(self) -> None:
+        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
+            raise RunError(f"temperature must be ≥ 0 (got {self.temperature})")
+        if self.top_k < 0:
+            raise RunError(f"top-k must be ≥ 0 (got {self.top_k})")
+        if not 0 < self.top_p <= 1:
+            raise RunError(f"top-p must be in (0, 1] (got {self.top_p})")
+        if self.max_new_tokens < 0:
+            raise RunError(f"max new tokens must be ≥ 0 (got {self.max_new_tokens})")
+
+
+@dataclass
+class RunMeta:
+    """Everything needed to know where a run came from and to reproduce it."""
+
+    run_id: str
+    created: str
+    tool_version: str
+    mode: str  # "generate" | "score"
+    model: str  # as the user named it (Hub id, path, or "demo")
+    revision: str | None  # commit hash when known
+    dtype: str
+    device: str
+    tokenizer: str
+    vocab_size: int
+    n_layers: int
+    k: int
+    prompt: str
+    chat: bool = False
+    chat_template: str | None = None  # the template text, when one was applied
+    sampling: dict = field(default_factory=lambda: asdict(SamplingParams()))
+    eos_ids: list[int] = field(default_factory=list)
+    lens: str = "logit lens: hidden state → final norm → unembedding; last layer = model output"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def new_run_id() -> str:
+    now = datetime.now(timezone.utc)
+    return now.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+STATUSES = ("running", "eos", "length", "stop", "cancelled", "error", "scored")
+
+
+@dataclass
+class Branch:
+    id: int
+    parent: int | None
+    fork_position: int
+    steps: Columns
+    n_forced: int = 0
+    status: str = "running"
+
+    @property
+    def end(self) -> int:
+        """Absolute position one past this branch's last token."""
+        return self.fork_position + len(self.steps)
+
+
+class Run:
+    """A prompt's steps and the branch tree grown from it."""
+
+    def __init__(self, meta: RunMeta, tokens: TokenTable | None = None, prompt: Columns | None = None):
+        self.meta = meta
+        self.tokens = tokens or TokenTable()
+        self.prompt = prompt or Columns(meta.k, meta.n_layers)
+        self.branches: list[Branch] = []
+        self.saved_steps = -1  # total steps at the last save (the store sets it)
+
+    @property
+    def id(self) -> str:
+        return self.meta.run_id
+
+    @property
+    def k(self) -> int:
+        return self.meta.k
+
+    @property
+    def n_layers(self) -> int:
+        return self.meta.n_layers
+
+    def total_steps(self) -> int:
+        return len(self.prompt) + sum(len(b.steps) for b in self.branches)
+
+    @property
+    def dirty(self) -> bool:
+        return self.total_steps() != self.saved_steps
+
+    # --- tree -------------------------------------------------------------------------------
+    def add_branch(self, parent: int | None, fork_position: int, n_forced: int = 0) -> Branch:
+        if parent is None:
+            if self.branches:
+                raise RunError("a run has one root branch")
+            if fork_position != len(self.prompt):
+                raise RunError("the root branch starts right after the prompt")
+        else:
+            self.branch(parent)
+            if not 1 <= fork_position <= self.length(parent):
+                raise RunError(
+                    f"branch position {fork_position} is out of range 1..{self.length(parent)} of branch {parent}"
+                )
+        b = Branch(len(self.branches), parent, fork_position, Columns(self.k, self.n_layers), n_forced)
+        self.branches.append(b)
+        return b
+
+    def branch(self, branch_id: int) -> Branch:
+        if not 0 <= branch_id < len(self.branches):
+            raise RunError(f"no branch {branch_id} (the run has {len(self.branches)})")
+        return self.branches[branch_id]
+
+    def children(self, branch_id: int) -> list[Branch]:
+        return [b for b in self.branches if b.parent == branch_id]
+
+    def ancestry(self, branch_id: int) -> list[Branch]:
+        """The branch and its ancestors, root last."""
+        chain = []
+        b: Branch | None = self.branch(branch_id)
+        while b is not None:
+            chain.append(b)
+            b = None if b.parent is None else self.branches[b.parent]
+        return chain
+
+    def length(self, branch_id: int) -> int:
+        return self.branch(branch_id).end
+
+    def _locate(self, branch_id: int, position: int) -> tuple[Columns, int, str]:
+        """(segment, index inside it, kind) holding `position` of the branch's full sequence."""
+        if position < 0:
+            raise RunError(f"position {position} is negative")
+        for b in self.ancestry(branch_id):
+            if position >= b.fork_position:
+                i = position - b.fork_position
+                if i >= len(b.steps):
+                    raise RunError(f"position {position} is past the end of branch {branch_id}")
+                return b.steps, i, "forced" if i < b.n_forced else "generated"
+        if position < len(self.prompt):
+            return self.prompt, position, "prompt"
+        raise RunError(f"position {position} is past the end of branch {branch_id}")
+
+    def step(self, branch_id: int, position: int) -> Step:
+        cols, i, kind = self._locate(branch_id, position)
+        return cols.get(i, position, kind)
+
+    def segments(self, branch_id: int) -> list[tuple[int, Columns, int, int, str]]:
+        """The pieces of a branch's full sequence: (start position, columns, from, to, source)."""
+        out = []
+        end = self.length(branch_id)
+        for b in self.ancestry(branch_id):
+            if end > b.fork_position:
+                out.append((b.fork_position, b.steps, 0, end - b.fork_position, f"b{b.id}"))
+                end = b.fork_position
+        if end > 0:
+            out.append((0, self.prompt, 0, end, "prompt"))
+        out.reverse()
+        return out
+
+    def column(self, branch_id: int, name: str) -> np.ndarray:
+        """One field over the branch's full sequence (prompt included)."""
+        parts = [cols.col(name)[lo:hi] for _, cols, lo, hi, _ in self.segments(branch_id)]
+        if not parts:
+            return Columns(self.k, self.n_layers, 1).col(name)
+        return np.concatenate(parts)
+
+    def sequence(self, branch_id: int) -> np.ndarray:
+        return self.column(branch_id, "token_id").astype(np.int64)
+
+    def kinds(self, branch_id: int) -> list[str]:
+        out: list[str] = []
+        for _, cols, lo, hi, src in self.segments(branch_id):
+            if src == "prompt":
+                out += ["prompt"] * (hi - lo)
+            else:
+                b = self.branches[int(src[1:])]
+                out += ["forced" if i < b.n_forced else "generated" for i in range(lo, hi)]
+        return out
+
+    def text(self, branch_id: int, start: int = 0) -> bytes:
+        return self.tokens.text(self.sequence(branch_id)[start:].tolist())
+
+    # --- checks -----------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Check the tree and every array against the metadata; raise RunError on the first fault."""
+        m = self.meta
+        if m.k < 1 or m.n_layers < 1 or m.vocab_size < 1:
+            raise RunError("k, layer count and vocabulary size must be positive")
+        if not self.branches:
+            raise RunError("the run has no root branch")
+        for b in self.branches:
+            if b.id != self.branches.index(b):
+                raise RunError("branch ids are not 0..n-1")
+            if b.status not in STATUSES:
+                raise RunError(f"branch {b.id} has unknown status {b.status!r}")
+            if b.parent is None:
+                if b.id != 0 or b.fork_position != len(self.prompt):
+                    raise RunError("only branch 0 is the root, and it starts after the prompt")
+            else:
+                if not 0 <= b.parent < b.id:
+                    raise RunError(f"branch {b.id} has parent {b.parent}, which is not an earlier branch")
+                if not 1 <= b.fork_position <= self.branches[b.parent].end:
+                    raise RunError(f"branch {b.id} forks at {b.fork_position}, outside its parent")
+            if not 0 <= b.n_forced <= len(b.steps):
+                raise RunError(f"branch {b.id} has {b.n_forced} forced tokens but {len(b.steps)} steps")
+        for cols in [self.prompt] + [b.steps for b in self.branches]:
+            if cols.k != m.k or cols.n_layers != m.n_layers:
+                raise RunError("step arrays do not match the run's k and layer count")
+            for name in ("token_id", "topk_ids"):
+                ids = cols.col(name)
+                valid = ids[ids >= 0] if name == "topk_ids" else ids
+                if valid.size and (valid.min() < 0 or valid.max() >= m.vocab_size):
+                    raise RunError(f"{name} holds ids outside the vocabulary (0..{m.vocab_size - 1})")
+                missing = self.tokens.missing(np.unique(valid)[:]) if valid.size else []
+                if missing:
+                    raise RunError(f"token table lacks the bytes of id {missing[0]}")
+            rank = cols.col("rank")
+            if rank.size and (rank.min() < 0 or rank.max() > m.vocab_size):
+                raise RunError("ranks outside 0..vocabulary size")

@@ -1,0 +1,65 @@
+"""Architecture lookups for the logit lens, in one place: the final norm, the unembedding and the
+logit soft-cap of each model family.
+
+Hugging Face returns L+1 hidden states: the embeddings, then each layer's output, where the last
+one already has the final norm applied. The lens therefore pushes layers 1..L-1 through
+final norm → unembedding, and layer L is the model's own output distribution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tokentui.engine.errors import EngineError
+
+# Attribute names of the final norm on the decoder (`model.get_decoder()`), by family:
+# GPT-2/GPT-J/Bloom: ln_f · Llama/Mistral/Qwen2/Gemma/Phi-3: norm · GPT-NeoX/OPT: final_layer_norm
+# · Phi: final_layernorm.
+FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f")
+
+
+@dataclass
+class LensParts:
+    norm: torch.nn.Module
+    weight: torch.Tensor  # [V, d]
+    bias: torch.Tensor | None
+    softcap: float | None
+    n_layers: int
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Intermediate hidden states [N, d] → float32 logits [N, V], in one matmul."""
+        out = torch.nn.functional.linear(self.norm(hidden), self.weight, self.bias).float()
+        if self.softcap:
+            out = torch.tanh(out / self.softcap) * self.softcap
+        return out
+
+
+def _decoder(model: torch.nn.Module) -> torch.nn.Module:
+    try:
+        dec = model.get_decoder()
+        if dec is not None:
+            return dec
+    except (AttributeError, NotImplementedError):
+        pass
+    for name in ("model", "transformer", "gpt_neox"):
+        if hasattr(model, name):
+            return getattr(model, name)
+    raise EngineError(f"cannot find the decoder of {type(model).__name__}")
+
+
+def lens_parts(model: torch.nn.Module) -> LensParts:
+    dec = _decoder(model)
+    norm = next((getattr(dec, n) for n in FINAL_NORM_NAMES if isinstance(getattr(dec, n, None), torch.nn.Module)), None)
+    if norm is None:
+        raise EngineError(f"logit lens: no final norm found on {type(dec).__name__} (looked for {', '.join(FINAL_NORM_NAMES)})")
+    head = model.get_output_embeddings()
+    if head is None or not hasattr(head, "weight"):
+        raise EngineError(f"logit lens: {type(model).__name__} has no output embedding")
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    n_layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None)
+    if not n_layers:
+        raise EngineError("cannot tell how many layers the model has")
+    softcap = getattr(cfg, "final_logit_softcapping", None)
+    return LensParts(norm, head.weight, getattr(head, "bias", None), softcap, int(n_layers))

@@ -1,0 +1,74 @@
+"""KV-cache reuse for branches: fork a cache at a prefix length without copying it.
+
+`DynamicLayer.crop` slices (views, no copy) and `update` concatenates into new tensors, so a
+shallow copy of each layer cropped to the prefix shares memory with the parent and never changes
+it: a branch's first token costs one forward of one token whatever the prefix length. Caches
+that cannot be cropped (sliding-window, offloaded, static) are not forked: the caller recomputes.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+
+import numpy as np
+
+
+def fork_cache(cache, keep: int):
+    """A cache holding only the first `keep` positions of `cache`, or None if that can't be done."""
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+
+    if cache is None or keep <= 0 or not isinstance(cache, DynamicCache):
+        return None
+    if any(type(layer) is not DynamicLayer for layer in cache.layers):
+        return None
+    have = cache.get_seq_length()
+    if keep > have:
+        return None
+    new = copy.copy(cache)
+    new.layers = [copy.copy(layer) for layer in cache.layers]
+    if keep < have:
+        new.crop(keep - have)  # transformers 5: a negative value removes that many tokens
+    if new.get_seq_length() != keep:
+        return None
+    return new
+
+
+def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+    n = min(len(a), len(b))
+    diff = np.nonzero(a[:n] != b[:n])[0]
+    return int(diff[0]) if diff.size else n
+
+
+class CachePool:
+    """The most recently used caches, each with the token ids it covers."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, int], tuple[object, np.ndarray]] = OrderedDict()
+
+    def put(self, key: tuple[str, int], cache, covered_ids: np.ndarray) -> None:
+        self._entries[key] = (cache, covered_ids)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def best(self, sequence: np.ndarray, limit: int) -> tuple[object | None, int]:
+        """A forked cache covering the longest usable prefix (≤ limit) of `sequence`, and its length."""
+        best_key, best_len = None, 0
+        for key, (_, ids) in self._entries.items():
+            n = min(common_prefix(ids, sequence), limit)
+            if n > best_len:
+                best_key, best_len = key, n
+        if best_key is None:
+            return None, 0
+        self._entries.move_to_end(best_key)
+        forked = fork_cache(self._entries[best_key][0], best_len)
+        return (forked, best_len) if forked is not None else (None, 0)
+
+    def drop_run(self, run_id: str) -> None:
+        for key in [k for k in self._entries if k[0] == run_id]:
+            del self._entries[key]
+
+    def clear(self) -> None:
+        self._entries.clear()

@@ -1,0 +1,297 @@
+"""Instrumented decoding: our own KV-cache loop that records a `Step` per token.
+
+One forward of the new token per step; statistics computed on the device; one small transfer per
+step (plus one per lens chunk). The logit lens buffers the new positions' hidden states and
+pushes them through final norm → unembedding every `lens_chunk` steps in one matmul, so the layer
+view stays nearly live at a fraction of the per-step cost (`lens_chunk=1` lenses every step).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+from tokentui import __version__
+from tokentui.core.columns import nan_step
+from tokentui.core.run import Branch, Run, RunError, RunMeta, SamplingParams, new_run_id, now_iso
+from tokentui.core.step import Step
+from tokentui.engine.cache import CachePool
+from tokentui.engine.errors import EngineError
+from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, StepEvent
+from tokentui.engine.loading import LoadedModel
+from tokentui.engine.sampling import choose, make_generator
+from tokentui.engine.stats import lens_entropy, pack_step, score_positions
+
+
+class Session:
+    """Owns one loaded model; creates runs and grows their branches. Not thread-safe: one thread
+    (the worker) drives it."""
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        lens_chunk: int = 32,
+        cache_slots: int = 4,
+        autosave: Callable[[Run], None] | None = None,
+        autosave_seconds: float = 10.0,
+    ) -> None:
+        self.lm = lm
+        self.model = lm.model
+        self.device = next(lm.model.parameters()).device
+        self.lens_chunk = max(1, lens_chunk)
+        self.caches = CachePool(cache_slots)
+        self.autosave = autosave
+        self.autosave_seconds = autosave_seconds
+
+    # --- prompts and runs -------------------------------------------------------------------
+    def encode_prompt(self, prompt: str, chat: bool = False) -> tuple[list[int], str | None]:
+        if not prompt or not prompt.strip():
+            raise EngineError("the prompt is empty")
+        tok = self.lm.tokenizer
+        if chat:
+            template = self.lm.chat_template
+            if template is None:
+                raise EngineError(f"{self.lm.spec} has no chat template; leave out --chat")
+            text = tok.apply_chat_template(
+                [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+            )
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+        else:
+            template = None
+            ids = tok(prompt)["input_ids"]
+        if not ids:
+            raise EngineError("the prompt encodes to no tokens")
+        return [int(i) for i in ids], template
+
+    def new_run(self, prompt: str, k: int = 20, chat: bool = False, params: SamplingParams | None = None,
+                mode: str = "generate", template: str | None = None) -> Run:
+        if not 1 <= k <= self.lm.vocab_size:
+            raise EngineError(f"k = {k} alternatives is outside 1..{self.lm.vocab_size} (the vocabulary size)")
+        params = params or SamplingParams()
+        from dataclasses import asdict
+
+        tok = self.lm.tokenizer
+        meta = RunMeta(
+            run_id=new_run_id(), created=now_iso(), tool_version=__version__, mode=mode,
+            model=self.lm.spec, revision=self.lm.revision, dtype=self.lm.dtype, device=self.lm.device,
+            tokenizer=f"{type(tok).__name__}({getattr(tok, 'name_or_path', '')})",
+            vocab_size=self.lm.vocab_size, n_layers=self.lm.n_layers, k=k, prompt=prompt, chat=chat,
+            chat_template=template, sampling=asdict(params), eos_ids=list(self.lm.eos_ids),
+        )
+        return Run(meta)
+
+    def _note_tokens(self, run: Run, ids: np.ndarray) -> None:
+        table = run.tokens
+        vb = self.lm.vocab_bytes
+        for i in ids.ravel().tolist():
+            if i >= 0 and i not in table:
+                table.add(i, vb[i] if i < len(vb) else f"<id {i}>".encode())
+
+    # --- teacher forcing --------------------------------------------------------------------
+    def _forward(self, ids: torch.Tensor, cache=None, use_cache: bool = True):
+        try:
+            return self.model(input_ids=ids, past_key_values=cache, use_cache=use_cache, output_hidden_states=True)
+        except torch.cuda.OutOfMemoryError:
+            raise EngineError("out of GPU memory (try a shorter text or a smaller model)") from None
+        except (RuntimeError, IndexError) as e:
+            msg = " ".join(str(e).split())[:200]
+            raise EngineError(f"the model failed on this input ({ids.shape[1]} tokens): {msg}") from None
+
+    def _record_teacher_forced(self, run: Run, ids: list[int], out) -> None:
+        """Fill the run's prompt steps from one forward over `ids` (positions 1.. are scored)."""
+        k, n_layers = run.k, run.n_layers
+        run.prompt.append(nan_step(0, ids[0], k, n_layers))
+        self._note_tokens(run, np.asarray(ids[:1]))
+        if len(ids) < 2:
+            return
+        targets = torch.tensor(ids[1:], device=self.device)
+        s = score_positions(out.logits[0, :-1], targets, k)
+        n = len(ids) - 1
+        hs = out.hidden_states
+        if n_layers > 1:
+            hidden = torch.stack([h[0, :-1] for h in hs[1:-1]])  # [L-1, n, d]
+            lens = lens_entropy(self.lm.lens, hidden.reshape(-1, hidden.shape[-1])).view(n_layers - 1, n).T
+            layers = torch.cat([lens, s["entropy"][:, None]], dim=1)
+        else:
+            layers = s["entropy"][:, None]
+        host = {name: t.cpu().numpy() for name, t in s.items()}
+        arrays = {
+            "token_id": np.asarray(ids[1:], dtype=np.int32),
+            "logprob": host["logprob"], "entropy": host["entropy"], "rank": host["rank"],
+            "topk_ids": host["topk_ids"], "topk_logprobs": host["topk_logprobs"],
+            "layer_entropy": layers.cpu().numpy(),
+        }
+        run.prompt.extend(arrays)
+        self._note_tokens(run, host["topk_ids"])
+        self._note_tokens(run, arrays["token_id"])
+
+    @torch.inference_mode()
+    def score(self, text: str, k: int = 20) -> Run:
+        """Teacher-forced scoring of a text: a Step for every position, in one forward pass."""
+        ids, _ = self.encode_prompt(text)
+        run = self.new_run(text, k=k, mode="score", params=SamplingParams(max_new_tokens=0))
+        out = self._forward(torch.tensor([ids], device=self.device), use_cache=False)
+        self._record_teacher_forced(run, ids, out)
+        run.add_branch(None, len(run.prompt)).status = "scored"
+        return run
+
+    # --- generation -------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(self, run: Run, params: SamplingParams, cancel: threading.Event | None = None,
+                 forced: list[int] | None = None) -> Iterator[Event]:
+        """Score the run's prompt and grow its root branch (optionally starting with forced tokens)."""
+        params.check()
+        if run.branches:
+            raise RunError("this run already has a root branch; continue or branch it instead")
+        ids, _ = self.encode_prompt(run.meta.prompt, run.meta.chat)
+        out = self._forward(torch.tensor([ids], device=self.device))
+        self._record_teacher_forced(run, ids, out)
+        branch = run.add_branch(None, len(run.prompt))
+        yield BranchStarted(run.id, branch.id, None, branch.fork_position)
+        yield from self._decode(run, branch, out.past_key_values, None, params, cancel, forced or [], first_out=out)
+
+    @torch.inference_mode()
+    def continue_branch(self, run: Run, branch_id: int, params: SamplingParams,
+                        cancel: threading.Event | None = None) -> Iterator[Event]:
+        params.check()
+        branch = run.branch(branch_id)
+        if run.length(branch_id) == 0:
+            raise RunError("nothing to continue")
+        seq = run.sequence(branch_id)
+        cache, used = self.caches.best(seq, len(seq) - 1)
+        branch.status = "running"
+        pending = torch.tensor([seq[used:].tolist()], device=self.device)
+        yield from self._decode(run, branch, cache, pending, params, cancel, [])
+
+    @torch.inference_mode()
+    def branch(self, run: Run, parent: int, position: int, forced: list[int], params: SamplingParams,
+               cancel: threading.Event | None = None) -> Iterator[Event]:
+        """Fork `parent` at absolute `position`: take `forced` tokens there, then continue."""
+        params.check()
+        if not forced:
+            raise EngineError("a branch needs at least one token to take")
+        bad = [t for t in forced if not 0 <= t < self.lm.vocab_size]
+        if bad:
+            raise EngineError(f"token id {bad[0]} is outside the vocabulary (0..{self.lm.vocab_size - 1})")
+        parent_len = run.length(parent)
+        if not 1 <= position <= parent_len:
+            raise EngineError(f"branch position {position} is out of range 1..{parent_len} of branch {parent}")
+        prefix = run.sequence(parent)[:position]
+        cache, used = self.caches.best(prefix, position - 1)
+        branch = run.add_branch(parent, position)
+        yield BranchStarted(run.id, branch.id, parent, position)
+        pending = torch.tensor([prefix[used:].tolist()], device=self.device)
+        yield from self._decode(run, branch, cache, pending, params, cancel, list(forced))
+
+    def _decode(self, run: Run, branch: Branch, cache, pending: torch.Tensor | None, params: SamplingParams,
+                cancel: threading.Event | None, forced: list[int], first_out=None) -> Iterator[Event]:
+        lm, k, n_layers = self.lm, run.k, run.n_layers
+        eos = set(lm.eos_ids)
+        gen = make_generator(params, self.device)
+        stops = [s.encode() for s in params.stop if s]
+        window = max((len(s) for s in stops), default=0) + 64
+        tail = bytearray()
+        lens_buf: list[torch.Tensor] = []
+        lens_start = branch.end
+        chunk = self.lens_chunk
+        t0 = last_save = time.perf_counter()
+        new = 0
+        status = "length"
+        out = first_out
+        try:
+            while True:
+                if cancel is not None and cancel.is_set():
+                    status = "cancelled"
+                    break
+                if not forced and new >= params.max_new_tokens:
+                    status = "length"
+                    break
+                if out is None:
+                    out = self._forward(pending, cache)
+                cache = out.past_key_values
+                logits = out.logits[0, -1].float()
+                logp = torch.log_softmax(logits, -1)
+                is_forced = bool(forced)
+                if is_forced:
+                    chosen = torch.tensor(forced.pop(0), device=self.device)
+                    slp = logits.new_tensor(math.nan)
+                else:
+                    chosen, slp = choose(logits, params, gen)
+                packed = pack_step(logp, chosen, k, slp)
+                if n_layers > 1:
+                    hid = torch.stack([h[0, -1] for h in out.hidden_states[1:-1]])
+                    if chunk == 1:
+                        packed = torch.cat([packed, lens_entropy(lm.lens, hid)])
+                    else:
+                        lens_buf.append(hid)
+                out = None
+                host = packed.cpu().numpy()  # the step's one transfer
+                token = int(host[0])
+                layer = np.full(n_layers, np.nan, dtype=np.float32)
+                layer[-1] = host[2]
+                if chunk == 1 and n_layers > 1:
+                    layer[:-1] = host[5 + 2 * k :]
+                step = Step(
+                    position=branch.end, token_id=token, logprob=float(host[1]), entropy=float(host[2]),
+                    rank=int(host[3]), topk_ids=host[5 : 5 + k].astype(np.int32),
+                    topk_logprobs=host[5 + k : 5 + 2 * k].copy(), layer_entropy=layer,
+                    sampler_logprob=float(host[4]), kind="forced" if is_forced else "generated",
+                )
+                branch.steps.append(step)
+                if is_forced:
+                    branch.n_forced += 1
+                else:
+                    new += 1
+                self._note_tokens(run, step.topk_ids)
+                self._note_tokens(run, np.asarray([token]))
+                yield StepEvent(run.id, branch.id, step)
+                pending = chosen.view(1, 1)
+                if len(lens_buf) >= chunk:
+                    yield self._flush_lens(run, branch, lens_buf, lens_start)
+                    lens_start = branch.end
+                if self.autosave and time.perf_counter() - last_save > self.autosave_seconds:
+                    self.autosave(run)
+                    last_save = time.perf_counter()
+                if token in eos:
+                    status = "eos"
+                    break
+                if stops:
+                    tail += run.tokens.bytes_of(token)
+                    del tail[:-window]
+                    if any(s in tail for s in stops):
+                        status = "stop"
+                        break
+        except EngineError:
+            status = "error"
+            raise
+        finally:
+            branch.status = status
+            if lens_buf:
+                ev = self._flush_lens(run, branch, lens_buf, lens_start)
+            else:
+                ev = None
+            seq = run.sequence(branch.id)
+            if cache is not None and status != "error":
+                covered = cache.get_seq_length() if hasattr(cache, "get_seq_length") else 0
+                self.caches.put((run.id, branch.id), cache, seq[:covered])
+        if ev is not None:
+            yield ev
+        if self.autosave:
+            self.autosave(run)
+        yield Finished(run.id, branch.id, status, new, time.perf_counter() - t0)
+
+    def _flush_lens(self, run: Run, branch: Branch, buf: list[torch.Tensor], start: int) -> LensEvent:
+        """Lens the buffered positions in one matmul, store the values, and report them."""
+        n = len(buf)
+        hidden = torch.cat(buf)  # [n*(L-1), d]
+        buf.clear()
+        ent = lens_entropy(self.lm.lens, hidden).view(n, run.n_layers - 1).cpu().numpy()
+        final = branch.steps.col("entropy")[start - branch.fork_position : start - branch.fork_position + n]
+        values = np.concatenate([ent, final[:, None].astype(np.float32)], axis=1)
+        branch.steps.set_layer_entropy(start - branch.fork_position, values)
+        return LensEvent(run.id, branch.id, start, values)

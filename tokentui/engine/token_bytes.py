@@ -1,0 +1,69 @@
+"""The exact bytes of every token id, whatever the tokenizer's scheme.
+
+Decoding tokens one by one with `tokenizer.decode` loses bytes: half of a UTF-8 character becomes
+U+FFFD, and SentencePiece drops leading spaces. Here: byte-level BPE (GPT-2, Llama-3, Qwen) maps
+each character back through the GPT-2 byte table; SentencePiece (Llama-2, Gemma) turns `▁` into a
+space and `<0xNN>` into that byte; special tokens are their text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+_BYTE_TOKEN = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+
+
+def _gpt2_unicode_to_byte() -> dict[str, int]:
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+def _decoder_types(tokenizer) -> set[str]:
+    backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
+    if backend is None:
+        return set()
+    try:
+        dec = json.loads(backend.to_str()).get("decoder") or {}
+    except Exception:  # noqa: BLE001 - an exotic backend: fall back to the SentencePiece rules
+        return set()
+    found = {dec.get("type", "")}
+    for sub in dec.get("decoders", []) or []:
+        found.add(sub.get("type", ""))
+    return found
+
+
+def vocab_bytes(tokenizer, size: int) -> list[bytes]:
+    """Bytes of ids 0..size-1 (ids the tokenizer does not know get `<id N>` as text)."""
+    n_tok = len(tokenizer)
+    pieces = tokenizer.convert_ids_to_tokens(list(range(min(size, n_tok))))
+    special = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    try:
+        special |= {str(t) for t in tokenizer.get_added_vocab()}
+    except Exception:  # noqa: BLE001
+        pass
+    byte_level = "ByteLevel" in _decoder_types(tokenizer)
+    table = _gpt2_unicode_to_byte() if byte_level else {}
+    out: list[bytes] = []
+    for piece in pieces:
+        if piece is None:
+            out.append(b"")
+        elif piece in special:
+            out.append(piece.encode("utf-8"))
+        elif byte_level:
+            try:
+                out.append(bytes(table[c] for c in piece))
+            except KeyError:
+                out.append(piece.encode("utf-8"))
+        else:
+            m = _BYTE_TOKEN.match(piece)
+            out.append(bytes([int(m.group(1), 16)]) if m else piece.replace("▁", " ").encode("utf-8"))
+    out += [f"<id {i}>".encode() for i in range(len(out), size)]
+    return out

@@ -1,0 +1,281 @@
+"""One run, one file: a safetensors container (numpy arrays, no pickle) with JSON in its header.
+
+Layout: tensors `prompt/<field>`, `b<id>/<field>` for each branch and `tokens/{ids,offsets,blob}`;
+header metadata `format`, `schema` and `run` (the RunMeta plus the branch list). Token ids are
+stored as uint16 when the vocabulary allows (uint32 otherwise), with the all-ones value meaning
+"none". Files are written atomically; loading trusts nothing and turns every fault into one
+RunFileError line naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from tokentui.core.columns import FIELDS, Columns
+from tokentui.core.run import Branch, Run, RunError, RunMeta
+from tokentui.core.tokens import TokenTable
+
+SCHEMA_VERSION = 1
+FORMAT = "tokentui-run"
+SUFFIX = ".tokentui"
+MAX_FILE_BYTES = 8 << 30
+MAX_HEADER_BYTES = 100 << 20
+
+
+class RunFileError(Exception):
+    """A run file cannot be used; str() is one line naming the file and the problem."""
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        problem = " ".join(str(problem).split())[:300]
+        super().__init__(f"{path}: {problem}")
+        self.path, self.problem = Path(path), problem
+
+
+def _id_dtype(vocab_size: int) -> type:
+    return np.uint16 if vocab_size < 0xFFFF else np.uint32
+
+
+def _to_disk(name: str, arr: np.ndarray, vocab_size: int) -> np.ndarray:
+    if name in ("token_id", "topk_ids"):
+        dt = _id_dtype(vocab_size)
+        out = arr.astype(np.int64)
+        out[out < 0] = np.iinfo(dt).max
+        return out.astype(dt)
+    return np.ascontiguousarray(arr)
+
+
+def _from_disk(name: str, arr: np.ndarray) -> np.ndarray:
+    if name in ("token_id", "topk_ids"):
+        out = arr.astype(np.int64)
+        out[out == np.iinfo(arr.dtype).max] = -1
+        return out.astype(np.int32)
+    return arr
+
+
+def _segment_tensors(prefix: str, cols: Columns, vocab: int, out: dict[str, np.ndarray]) -> None:
+    for name, arr in cols.arrays().items():
+        if name == "sampler_logprob" and np.isnan(arr).all():
+            continue  # greedy and forced steps have no sampler probability: don't store NaNs
+        out[f"{prefix}/{name}"] = _to_disk(name, arr, vocab)
+
+
+def encode_run(run: Run) -> bytes:
+    from safetensors.numpy import save
+
+    vocab = run.meta.vocab_size
+    tensors: dict[str, np.ndarray] = {}
+    _segment_tensors("prompt", run.prompt, vocab, tensors)
+    for b in run.branches:
+        _segment_tensors(f"b{b.id}", b.steps, vocab, tensors)
+    ids, offsets, blob = run.tokens.pack()
+    tensors["tokens/ids"], tensors["tokens/offsets"], tensors["tokens/blob"] = ids, offsets, blob
+    header = {
+        "meta": run.meta.to_dict(),
+        "prompt_steps": len(run.prompt),
+        "branches": [
+            {"id": b.id, "parent": b.parent, "fork_position": b.fork_position,
+             "n_forced": b.n_forced, "status": b.status, "steps": len(b.steps)}
+            for b in run.branches
+        ],
+    }
+    meta = {"format": FORMAT, "schema": str(SCHEMA_VERSION), "run": json.dumps(header)}
+    return save(tensors, metadata=meta)
+
+
+def save_run(run: Run, path: Path | str) -> Path:
+    """Write atomically: temp file in the same folder, fsync, rename. A crash keeps the old file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    steps = run.total_steps()
+    data = encode_run(run)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+    run.saved_steps = steps
+    return path
+
+
+def _read_bytes(path: Path, limit: int | None = None) -> bytes:
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise RunFileError(path, "not a file")
+        if size > MAX_FILE_BYTES:
+            raise RunFileError(path, f"too large to be a run ({size} bytes)")
+        with open(path, "rb") as f:
+            return f.read(limit) if limit else f.read()
+    except FileNotFoundError:
+        raise RunFileError(path, "no such file") from None
+    except IsADirectoryError:
+        raise RunFileError(path, "is a folder, not a run file") from None
+    except OSError as e:
+        raise RunFileError(path, e.strerror or str(e)) from None
+
+
+def _parse_header_json(path: Path, raw: bytes) -> dict:
+    """The safetensors header's `__metadata__`, checked for our format and schema."""
+    if len(raw) < 8:
+        raise RunFileError(path, "not a tokentui run file (too short)")
+    (n,) = struct.unpack("<Q", raw[:8])
+    if n > MAX_HEADER_BYTES or 8 + n > len(raw):
+        raise RunFileError(path, "not a tokentui run file (bad or truncated header)")
+    try:
+        header = json.loads(raw[8 : 8 + n])
+        meta = header["__metadata__"]
+        if meta.get("format") != FORMAT:
+            raise ValueError
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise RunFileError(path, "not a tokentui run file") from None
+    try:
+        schema = int(meta.get("schema"))
+    except (TypeError, ValueError):
+        raise RunFileError(path, "run file has no valid schema version") from None
+    if schema > SCHEMA_VERSION:
+        raise RunFileError(
+            path, f"made by a newer tokentui (schema {schema}, this one reads ≤ {SCHEMA_VERSION}); upgrade tokentui"
+        )
+    if schema < 1:
+        raise RunFileError(path, f"unknown schema version {schema}")
+    try:
+        run = json.loads(meta["run"])
+        if not isinstance(run, dict):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise RunFileError(path, "run description in the header is not valid JSON") from None
+    return run
+
+
+def read_header(path: Path | str) -> dict:
+    """Only the JSON description (meta, branch list) — cheap, for listing the cache."""
+    path = Path(path)
+    head = _read_bytes(path, 8)
+    if len(head) < 8:
+        raise RunFileError(path, "not a tokentui run file (too short)")
+    (n,) = struct.unpack("<Q", head)
+    if n > MAX_HEADER_BYTES:
+        raise RunFileError(path, "not a tokentui run file (bad header)")
+    return _parse_header_json(path, _read_bytes(path, 8 + n))
+
+
+_META_TYPES = {f.name: f.type for f in fields(RunMeta)}
+
+
+def _meta_from(path: Path, d: object) -> RunMeta:
+    if not isinstance(d, dict):
+        raise RunFileError(path, "run metadata is missing")
+    expect = {
+        "run_id": str, "created": str, "tool_version": str, "mode": str, "model": str,
+        "dtype": str, "device": str, "tokenizer": str, "vocab_size": int, "n_layers": int,
+        "k": int, "prompt": str, "chat": bool, "sampling": dict, "eos_ids": list, "lens": str,
+    }
+    for key, typ in expect.items():
+        if key not in d:
+            raise RunFileError(path, f"run metadata lacks {key!r}")
+        if not isinstance(d[key], typ) or (typ is int and isinstance(d[key], bool)):
+            raise RunFileError(path, f"run metadata {key!r} has the wrong type")
+    for key in ("revision", "chat_template"):
+        if d.get(key) is not None and not isinstance(d[key], str):
+            raise RunFileError(path, f"run metadata {key!r} has the wrong type")
+    if not all(isinstance(e, int) for e in d["eos_ids"]):
+        raise RunFileError(path, "run metadata 'eos_ids' must be integers")
+    if not 1 <= d["k"] <= d["vocab_size"] or not 1 <= d["n_layers"] <= 100_000 or d["vocab_size"] > 1 << 31:
+        raise RunFileError(path, "run metadata has an impossible k, layer count or vocabulary size")
+    known = {k: v for k, v in d.items() if k in _META_TYPES}
+    return RunMeta(**known)
+
+
+def _columns(path: Path, tensors: dict, prefix: str, n: int, meta: RunMeta) -> Columns:
+    arrays = {}
+    allowed_ids = {np.dtype(_id_dtype(meta.vocab_size))}
+    for name, (dtype, dim) in FIELDS.items():
+        key = f"{prefix}/{name}"
+        arr = tensors.pop(key, None)
+        if arr is None:
+            if name == "sampler_logprob":
+                arr = np.full(n, np.nan, dtype=np.float32)
+            else:
+                raise RunFileError(path, f"array {key} is missing")
+        want_shape = (n,) if dim is None else (n, meta.k if dim == "k" else meta.n_layers)
+        if arr.shape != want_shape:
+            raise RunFileError(path, f"array {key} has shape {arr.shape}, expected {want_shape}")
+        ok = allowed_ids if name in ("token_id", "topk_ids") else {np.dtype(dtype)}
+        if arr.dtype not in ok:
+            raise RunFileError(path, f"array {key} has dtype {arr.dtype}, expected {sorted(map(str, ok))}")
+        arrays[name] = _from_disk(name, arr)
+    return Columns.from_arrays(meta.k, meta.n_layers, arrays)
+
+
+def load_run(path: Path | str) -> Run:
+    """Load and fully validate a run file; any fault is a RunFileError (never another exception)."""
+    path = Path(path)
+    raw = _read_bytes(path)
+    desc = _parse_header_json(path, raw)
+    try:
+        from safetensors.numpy import load
+
+        tensors = dict(load(raw))
+    except Exception as e:  # the container library's own errors: truncation, bad offsets …
+        raise RunFileError(path, f"damaged run file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    meta = _meta_from(path, desc.get("meta"))
+    try:
+        n_prompt = int(desc["prompt_steps"])
+        blist = desc["branches"]
+        if not isinstance(blist, list) or not blist or len(blist) > 1_000_000:
+            raise ValueError
+    except (KeyError, TypeError, ValueError):
+        raise RunFileError(path, "branch list is missing or malformed") from None
+
+    try:
+        tok = [tensors.pop(f"tokens/{x}") for x in ("ids", "offsets", "blob")]
+    except KeyError:
+        raise RunFileError(path, "token table is missing") from None
+    ids, offsets, blob = tok
+    if (ids.dtype != np.int64 or offsets.dtype != np.int64 or blob.dtype != np.uint8
+            or ids.ndim != 1 or offsets.shape != (len(ids) + 1,) or blob.ndim != 1
+            or (len(offsets) and (offsets[0] != 0 or offsets[-1] != len(blob) or np.any(np.diff(offsets) < 0)))):
+        raise RunFileError(path, "token table is inconsistent")
+    run = Run(meta, TokenTable.unpack(ids, offsets, blob), _columns(path, tensors, "prompt", n_prompt, meta))
+    for expected_id, b in enumerate(blist):
+        try:
+            if not isinstance(b, dict) or b["id"] != expected_id:
+                raise ValueError
+            parent = b["parent"]
+            if parent is not None and not isinstance(parent, int):
+                raise ValueError
+            fork, n_forced, n = int(b["fork_position"]), int(b["n_forced"]), int(b["steps"])
+            status = str(b["status"])
+        except (KeyError, TypeError, ValueError):
+            raise RunFileError(path, f"branch entry {expected_id} is malformed") from None
+        if n < 0 or fork < 0:
+            raise RunFileError(path, f"branch {expected_id} has negative sizes")
+        cols = _columns(path, tensors, f"b{expected_id}", n, meta)
+        run.branches.append(Branch(expected_id, parent, fork, cols, n_forced, status))
+    if tensors:
+        raise RunFileError(path, f"unexpected array {sorted(tensors)[0]}")
+    try:
+        run.validate()
+    except RunError as e:
+        raise RunFileError(path, str(e)) from None
+    run.saved_steps = run.total_steps()
+    return run

@@ -95,9 +95,7 @@ def train_tokenizer(files: list[Path], vocab_size: int, out_dir: Path):
         special_tokens=[EOS],
         show_progress=False,
     )
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=bpe._tokenizer, bos_token=EOS, eos_token=EOS, unk_token=EOS
-    )
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=EOS, eos_token=EOS, unk_token=EOS)
     tok.model_max_length = 10**9
     tok.save_pretrained(out_dir)
     return tok
@@ -289,9 +287,7 @@ def train(s: Settings, work: Path, out: Path) -> None:
     print(f"training tokens: {len(data):,}", flush=True)
 
     model = build_model(s, len(tok))
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=s.lr, betas=(0.9, 0.95), weight_decay=s.weight_decay
-    )
+    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, betas=(0.9, 0.95), weight_decay=s.weight_decay)
     ckpt = work / "checkpoint.pt"
     step, elapsed, losses = 0, 0.0, []
     if ckpt.exists():
@@ -326,12 +322,23 @@ def train(s: Settings, work: Path, out: Path) -> None:
         if step % 25 == 0 or step == s.steps:
             recent = sum(losses[-25:]) / len(losses[-25:])
             eta = elapsed / step * (s.steps - step)
-            print(f"step {step}/{s.steps} loss {recent:.3f} lr {lr_at(step, s):.2e} "
-                  f"elapsed {elapsed / 60:.1f} min eta {eta / 60:.1f} min", flush=True)
+            print(
+                f"step {step}/{s.steps} loss {recent:.3f} lr {lr_at(step, s):.2e} "
+                f"elapsed {elapsed / 60:.1f} min eta {eta / 60:.1f} min",
+                flush=True,
+            )
         if step % 200 == 0 or step == s.steps:
             tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                        "elapsed": elapsed, "losses": losses}, tmp)
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "step": step,
+                    "elapsed": elapsed,
+                    "losses": losses,
+                },
+                tmp,
+            )
             os.replace(tmp, ckpt)
 
     tok.save_pretrained(out)

@@ -213,7 +213,7 @@ class Run:
 
     def kinds(self, branch_id: int) -> list[str]:
         out: list[str] = []
-        for _, cols, lo, hi, src in self.segments(branch_id):
+        for _, _cols, lo, hi, src in self.segments(branch_id):
             if src == "prompt":
                 out += ["prompt"] * (hi - lo)
             else:

@@ -53,7 +53,9 @@ def lens_parts(model: torch.nn.Module) -> LensParts:
     dec = _decoder(model)
     norm = next((getattr(dec, n) for n in FINAL_NORM_NAMES if isinstance(getattr(dec, n, None), torch.nn.Module)), None)
     if norm is None:
-        raise EngineError(f"logit lens: no final norm found on {type(dec).__name__} (looked for {', '.join(FINAL_NORM_NAMES)})")
+        raise EngineError(
+            f"logit lens: no final norm found on {type(dec).__name__} (looked for {', '.join(FINAL_NORM_NAMES)})"
+        )
     head = model.get_output_embeddings()
     if head is None or not hasattr(head, "weight"):
         raise EngineError(f"logit lens: {type(model).__name__} has no output embedding")

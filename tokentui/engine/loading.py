@@ -95,11 +95,21 @@ def _explain(source: str, err: BaseException) -> str:
     low = text.lower()
     if "trust_remote_code" in low or "custom code" in low:
         return f"{source} needs custom code from its repository; rerun with --trust-remote-code if you trust it"
+    if "backend tokenizer" in low or "sentencepiece" in low:
+        return (
+            f"could not load the tokenizer of {source} (it has no tokenizer.json; a slow tokenizer needs sentencepiece)"
+        )
     if "unrecognized configuration class" in low or "automodelforcausallm" in low:
         return f"{source} is not a causal language model"
     if os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in low or "couldn't connect" in low or "connection" in low:
-        return f"could not load {source}: not in the local Hugging Face cache and offline (HF_HUB_OFFLINE or no network)"
-    if "is not a local folder and is not a valid model identifier" in low or "repository not found" in low or "404" in low:
+        return (
+            f"could not load {source}: not in the local Hugging Face cache and offline (HF_HUB_OFFLINE or no network)"
+        )
+    if (
+        "is not a local folder and is not a valid model identifier" in low
+        or "repository not found" in low
+        or "404" in low
+    ):
         return f"unknown model {source}: not a local folder and not a model on the Hub"
     return f"could not load {source}: {text[:300]}"
 
@@ -119,7 +129,7 @@ def load_model(
     t0 = time.perf_counter()
     say("importing torch and transformers")
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from tokentui.engine.arch import lens_parts
     from tokentui.engine.token_bytes import vocab_bytes
@@ -134,10 +144,12 @@ def load_model(
     if revision:
         kw["revision"] = revision
     try:
+        say(f"reading the configuration of {spec}")
+        config = AutoConfig.from_pretrained(source, **kw)  # refuses remote code first, before any weights
         say(f"loading tokenizer of {spec}")
         tok = AutoTokenizer.from_pretrained(source, **kw)
         say(f"loading weights of {spec}")
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kw)
+        model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch_dtype, **kw)
     except (OSError, ValueError, KeyError, ImportError, RuntimeError, TypeError) as e:
         raise ModelLoadError(_explain(spec, e)) from None
     try:

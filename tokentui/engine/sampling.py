@@ -34,7 +34,9 @@ def warp(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     return x
 
 
-def choose(logits: torch.Tensor, params: SamplingParams, gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+def choose(
+    logits: torch.Tensor, params: SamplingParams, gen: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(chosen id, its log-prob under the sampler's distribution; NaN when greedy)."""
     if params.greedy:
         return logits.argmax(), logits.new_tensor(float("nan"))

@@ -68,8 +68,15 @@ class Session:
             raise EngineError("the prompt encodes to no tokens")
         return [int(i) for i in ids], template
 
-    def new_run(self, prompt: str, k: int = 20, chat: bool = False, params: SamplingParams | None = None,
-                mode: str = "generate", template: str | None = None) -> Run:
+    def new_run(
+        self,
+        prompt: str,
+        k: int = 20,
+        chat: bool = False,
+        params: SamplingParams | None = None,
+        mode: str = "generate",
+        template: str | None = None,
+    ) -> Run:
         if not 1 <= k <= self.lm.vocab_size:
             raise EngineError(f"k = {k} alternatives is outside 1..{self.lm.vocab_size} (the vocabulary size)")
         params = params or SamplingParams()
@@ -77,11 +84,23 @@ class Session:
 
         tok = self.lm.tokenizer
         meta = RunMeta(
-            run_id=new_run_id(), created=now_iso(), tool_version=__version__, mode=mode,
-            model=self.lm.spec, revision=self.lm.revision, dtype=self.lm.dtype, device=self.lm.device,
+            run_id=new_run_id(),
+            created=now_iso(),
+            tool_version=__version__,
+            mode=mode,
+            model=self.lm.spec,
+            revision=self.lm.revision,
+            dtype=self.lm.dtype,
+            device=self.lm.device,
             tokenizer=f"{type(tok).__name__}({getattr(tok, 'name_or_path', '')})",
-            vocab_size=self.lm.vocab_size, n_layers=self.lm.n_layers, k=k, prompt=prompt, chat=chat,
-            chat_template=template, sampling=asdict(params), eos_ids=list(self.lm.eos_ids),
+            vocab_size=self.lm.vocab_size,
+            n_layers=self.lm.n_layers,
+            k=k,
+            prompt=prompt,
+            chat=chat,
+            chat_template=template,
+            sampling=asdict(params),
+            eos_ids=list(self.lm.eos_ids),
         )
         return Run(meta)
 
@@ -122,8 +141,11 @@ class Session:
         host = {name: t.cpu().numpy() for name, t in s.items()}
         arrays = {
             "token_id": np.asarray(ids[1:], dtype=np.int32),
-            "logprob": host["logprob"], "entropy": host["entropy"], "rank": host["rank"],
-            "topk_ids": host["topk_ids"], "topk_logprobs": host["topk_logprobs"],
+            "logprob": host["logprob"],
+            "entropy": host["entropy"],
+            "rank": host["rank"],
+            "topk_ids": host["topk_ids"],
+            "topk_logprobs": host["topk_logprobs"],
             "layer_entropy": layers.cpu().numpy(),
         }
         run.prompt.extend(arrays)
@@ -134,6 +156,15 @@ class Session:
     def score(self, text: str, k: int = 20) -> Run:
         """Teacher-forced scoring of a text: a Step for every position, in one forward pass."""
         ids, _ = self.encode_prompt(text)
+        return self.score_ids(ids, k, text)
+
+    @torch.inference_mode()
+    def score_ids(self, ids: list[int], k: int = 20, text: str | None = None) -> Run:
+        """Teacher-forced scoring of given token ids (what `score` does after tokenizing)."""
+        if not ids:
+            raise EngineError("nothing to score")
+        if text is None:
+            text = self.lm.tokenizer.decode(ids)
         run = self.new_run(text, k=k, mode="score", params=SamplingParams(max_new_tokens=0))
         out = self._forward(torch.tensor([ids], device=self.device), use_cache=False)
         self._record_teacher_forced(run, ids, out)
@@ -142,8 +173,9 @@ class Session:
 
     # --- generation -------------------------------------------------------------------------
     @torch.inference_mode()
-    def generate(self, run: Run, params: SamplingParams, cancel: threading.Event | None = None,
-                 forced: list[int] | None = None) -> Iterator[Event]:
+    def generate(
+        self, run: Run, params: SamplingParams, cancel: threading.Event | None = None, forced: list[int] | None = None
+    ) -> Iterator[Event]:
         """Score the run's prompt and grow its root branch (optionally starting with forced tokens)."""
         params.check()
         if run.branches:
@@ -153,11 +185,14 @@ class Session:
         self._record_teacher_forced(run, ids, out)
         branch = run.add_branch(None, len(run.prompt))
         yield BranchStarted(run.id, branch.id, None, branch.fork_position)
-        yield from self._decode(run, branch, out.past_key_values, None, params, cancel, forced or [], first_out=out)
+        yield from self._decode(
+            run, branch, out.past_key_values, None, params, cancel, list(forced or []), first_out=out
+        )
 
     @torch.inference_mode()
-    def continue_branch(self, run: Run, branch_id: int, params: SamplingParams,
-                        cancel: threading.Event | None = None) -> Iterator[Event]:
+    def continue_branch(
+        self, run: Run, branch_id: int, params: SamplingParams, cancel: threading.Event | None = None
+    ) -> Iterator[Event]:
         params.check()
         branch = run.branch(branch_id)
         if run.length(branch_id) == 0:
@@ -169,8 +204,15 @@ class Session:
         yield from self._decode(run, branch, cache, pending, params, cancel, [])
 
     @torch.inference_mode()
-    def branch(self, run: Run, parent: int, position: int, forced: list[int], params: SamplingParams,
-               cancel: threading.Event | None = None) -> Iterator[Event]:
+    def branch(
+        self,
+        run: Run,
+        parent: int,
+        position: int,
+        forced: list[int],
+        params: SamplingParams,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Event]:
         """Fork `parent` at absolute `position`: take `forced` tokens there, then continue."""
         params.check()
         if not forced:
@@ -188,8 +230,17 @@ class Session:
         pending = torch.tensor([prefix[used:].tolist()], device=self.device)
         yield from self._decode(run, branch, cache, pending, params, cancel, list(forced))
 
-    def _decode(self, run: Run, branch: Branch, cache, pending: torch.Tensor | None, params: SamplingParams,
-                cancel: threading.Event | None, forced: list[int], first_out=None) -> Iterator[Event]:
+    def _decode(
+        self,
+        run: Run,
+        branch: Branch,
+        cache,
+        pending: torch.Tensor | None,
+        params: SamplingParams,
+        cancel: threading.Event | None,
+        forced: list[int],
+        first_out=None,
+    ) -> Iterator[Event]:
         lm, k, n_layers = self.lm, run.k, run.n_layers
         eos = set(lm.eos_ids)
         gen = make_generator(params, self.device)
@@ -237,10 +288,16 @@ class Session:
                 if chunk == 1 and n_layers > 1:
                     layer[:-1] = host[5 + 2 * k :]
                 step = Step(
-                    position=branch.end, token_id=token, logprob=float(host[1]), entropy=float(host[2]),
-                    rank=int(host[3]), topk_ids=host[5 : 5 + k].astype(np.int32),
-                    topk_logprobs=host[5 + k : 5 + 2 * k].copy(), layer_entropy=layer,
-                    sampler_logprob=float(host[4]), kind="forced" if is_forced else "generated",
+                    position=branch.end,
+                    token_id=token,
+                    logprob=float(host[1]),
+                    entropy=float(host[2]),
+                    rank=int(host[3]),
+                    topk_ids=host[5 : 5 + k].astype(np.int32),
+                    topk_logprobs=host[5 + k : 5 + 2 * k].copy(),
+                    layer_entropy=layer,
+                    sampler_logprob=float(host[4]),
+                    kind="forced" if is_forced else "generated",
                 )
                 branch.steps.append(step)
                 if is_forced:

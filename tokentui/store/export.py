@@ -15,9 +15,18 @@ from tokentui.core.run import Run
 from tokentui.core.step import Step
 
 CSV_COLUMNS = [
-    "prompt_id", "branch_id", "full_text", "token_position", "current_token", "next_token",
-    "next_token_id", "next_token_kind", "entropy", "probability_of_next_token",
-    "logprob_of_next_token", "rank_of_next_token",
+    "prompt_id",
+    "branch_id",
+    "full_text",
+    "token_position",
+    "current_token",
+    "next_token",
+    "next_token_id",
+    "next_token_kind",
+    "entropy",
+    "probability_of_next_token",
+    "logprob_of_next_token",
+    "rank_of_next_token",
 ]
 FORMATS = ("csv", "jsonl", "json")
 
@@ -33,9 +42,7 @@ def _text(run: Run, token_id: int) -> str:
 def step_record(run: Run, branch_id: int, step: Step) -> dict:
     """One token as a JSON-ready dict: the schema of `generate --json` and of JSONL exports."""
     top = [
-        [int(i), _text(run, int(i)), round(float(lp), 5)]
-        for i, lp in zip(step.topk_ids, step.topk_logprobs)
-        if i >= 0
+        [int(i), _text(run, int(i)), round(float(lp), 5)] for i, lp in zip(step.topk_ids, step.topk_logprobs) if i >= 0
     ]
     return {
         "branch": branch_id,
@@ -102,15 +109,22 @@ def run_to_json(run: Run) -> dict:
     prompt = [step_record(run, 0, run.prompt.get(i, i, "prompt")) for i in range(len(run.prompt))]
     branches = []
     for b in run.branches:
-        steps = [step_record(run, b.id, b.steps.get(i, b.fork_position + i,
-                                                    "forced" if i < b.n_forced else "generated"))
-                 for i in range(len(b.steps))]
-        branches.append({
-            "id": b.id, "parent": b.parent, "fork_position": b.fork_position, "n_forced": b.n_forced,
-            "status": b.status, "text": decode_bytes(run.text(b.id, b.fork_position)), "steps": steps,
-        })
-    return {"schema": "tokentui-run-json/1", "meta": run.meta.to_dict(), "prompt_steps": prompt,
-            "branches": branches}
+        steps = [
+            step_record(run, b.id, b.steps.get(i, b.fork_position + i, "forced" if i < b.n_forced else "generated"))
+            for i in range(len(b.steps))
+        ]
+        branches.append(
+            {
+                "id": b.id,
+                "parent": b.parent,
+                "fork_position": b.fork_position,
+                "n_forced": b.n_forced,
+                "status": b.status,
+                "text": decode_bytes(run.text(b.id, b.fork_position)),
+                "steps": steps,
+            }
+        )
+    return {"schema": "tokentui-run-json/1", "meta": run.meta.to_dict(), "prompt_steps": prompt, "branches": branches}
 
 
 def write_json(run: Run, out: TextIO) -> None:

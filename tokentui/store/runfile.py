@@ -79,8 +79,14 @@ def encode_run(run: Run) -> bytes:
         "meta": run.meta.to_dict(),
         "prompt_steps": len(run.prompt),
         "branches": [
-            {"id": b.id, "parent": b.parent, "fork_position": b.fork_position,
-             "n_forced": b.n_forced, "status": b.status, "steps": len(b.steps)}
+            {
+                "id": b.id,
+                "parent": b.parent,
+                "fork_position": b.fork_position,
+                "n_forced": b.n_forced,
+                "status": b.status,
+                "steps": len(b.steps),
+            }
             for b in run.branches
         ],
     }
@@ -119,8 +125,10 @@ def save_run(run: Run, path: Path | str) -> Path:
 def _read_bytes(path: Path, limit: int | None = None) -> bytes:
     try:
         size = path.stat().st_size
+        if path.is_dir():
+            raise RunFileError(path, "is a folder, not a run file")
         if not path.is_file():
-            raise RunFileError(path, "not a file")
+            raise RunFileError(path, "not a regular file")
         if size > MAX_FILE_BYTES:
             raise RunFileError(path, f"too large to be a run ({size} bytes)")
         with open(path, "rb") as f:
@@ -185,9 +193,22 @@ def _meta_from(path: Path, d: object) -> RunMeta:
     if not isinstance(d, dict):
         raise RunFileError(path, "run metadata is missing")
     expect = {
-        "run_id": str, "created": str, "tool_version": str, "mode": str, "model": str,
-        "dtype": str, "device": str, "tokenizer": str, "vocab_size": int, "n_layers": int,
-        "k": int, "prompt": str, "chat": bool, "sampling": dict, "eos_ids": list, "lens": str,
+        "run_id": str,
+        "created": str,
+        "tool_version": str,
+        "mode": str,
+        "model": str,
+        "dtype": str,
+        "device": str,
+        "tokenizer": str,
+        "vocab_size": int,
+        "n_layers": int,
+        "k": int,
+        "prompt": str,
+        "chat": bool,
+        "sampling": dict,
+        "eos_ids": list,
+        "lens": str,
     }
     for key, typ in expect.items():
         if key not in d:
@@ -235,8 +256,10 @@ def load_run(path: Path | str) -> Run:
         from safetensors.numpy import load
 
         tensors = dict(load(raw))
-    except Exception as e:  # the container library's own errors: truncation, bad offsets …
-        raise RunFileError(path, f"damaged run file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    except Exception as e:  # noqa: BLE001 - the container library's own errors: truncation, bad offsets …
+        raise RunFileError(
+            path, f"damaged run file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
     meta = _meta_from(path, desc.get("meta"))
     try:
         n_prompt = int(desc["prompt_steps"])
@@ -251,9 +274,15 @@ def load_run(path: Path | str) -> Run:
     except KeyError:
         raise RunFileError(path, "token table is missing") from None
     ids, offsets, blob = tok
-    if (ids.dtype != np.int64 or offsets.dtype != np.int64 or blob.dtype != np.uint8
-            or ids.ndim != 1 or offsets.shape != (len(ids) + 1,) or blob.ndim != 1
-            or (len(offsets) and (offsets[0] != 0 or offsets[-1] != len(blob) or np.any(np.diff(offsets) < 0)))):
+    if (
+        ids.dtype != np.int64
+        or offsets.dtype != np.int64
+        or blob.dtype != np.uint8
+        or ids.ndim != 1
+        or offsets.shape != (len(ids) + 1,)
+        or blob.ndim != 1
+        or (len(offsets) and (offsets[0] != 0 or offsets[-1] != len(blob) or np.any(np.diff(offsets) < 0)))
+    ):
         raise RunFileError(path, "token table is inconsistent")
     run = Run(meta, TokenTable.unpack(ids, offsets, blob), _columns(path, tensors, "prompt", n_prompt, meta))
     for expected_id, b in enumerate(blist):

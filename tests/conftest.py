@@ -1,0 +1,105 @@
+"""Shared fixtures: tiny random-init models of several families, saved and loaded through the
+real `from_pretrained` path, with a small byte-level BPE tokenizer trained on stdlib text."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sysconfig
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # read when huggingface_hub is imported: set first
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+FAMILIES = ("gpt2", "llama", "qwen2", "gemma", "gpt_neox")
+
+
+def _config(family: str, vocab: int):
+    import transformers as T
+
+    common = dict(vocab_size=vocab, bos_token_id=0, eos_token_id=0, initializer_range=0.2)
+    if family == "gpt2":
+        return T.GPT2Config(n_layer=3, n_embd=32, n_head=2, n_positions=512, **common)
+    small = dict(
+        num_hidden_layers=3,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=4,
+        max_position_embeddings=512,
+        **common,
+    )
+    if family == "llama":
+        return T.LlamaConfig(num_key_value_heads=2, **small)
+    if family == "qwen2":
+        return T.Qwen2Config(num_key_value_heads=2, **small)
+    if family == "gemma":
+        return T.GemmaConfig(num_key_value_heads=1, head_dim=8, **small)
+    if family == "gpt_neox":
+        return T.GPTNeoXConfig(**small)
+    if family == "phi":
+        return T.PhiConfig(**small)
+    if family == "mistral":
+        return T.MistralConfig(num_key_value_heads=2, sliding_window=None, **small)
+    raise ValueError(family)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory) -> pathlib.Path:
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    root = pathlib.Path(sysconfig.get_paths()["stdlib"])
+    texts = [(root / n).read_text(encoding="utf-8") for n in ("textwrap.py", "shlex.py", "bisect.py", "heapq.py")]
+    texts.append("héllo wörld ünïcödé 日本語 ✓ naïve café")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=600, special_tokens=["<|endoftext|>"], show_progress=False)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="<|endoftext|>"
+    )
+    tok.chat_template = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}<|assistant|>"
+    d = tmp_path_factory.mktemp("tokenizer")
+    tok.save_pretrained(d)
+    return d
+
+
+def build_model_dir(family: str, tokenizer_dir: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(1234)
+    model = AutoModelForCausalLM.from_config(_config(family, len(tok)))
+    model.save_pretrained(out)
+    for f in tokenizer_dir.iterdir():
+        shutil.copy(f, out / f.name)
+    return out
+
+
+@pytest.fixture(scope="session")
+def model_dirs(tokenizer_dir, tmp_path_factory) -> dict[str, pathlib.Path]:
+    return {f: build_model_dir(f, tokenizer_dir, tmp_path_factory.mktemp(f)) for f in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def loaded(model_dirs):
+    """family → LoadedModel (loaded once per test session)."""
+    from tokentui.engine.loading import load_model
+
+    cache: dict = {}
+
+    def get(family: str):
+        if family not in cache:
+            cache[family] = load_model(str(model_dirs[family]))
+        return cache[family]
+
+    return get
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch) -> pathlib.Path:
+    d = tmp_path / "runs"
+    monkeypatch.setenv("TOKENTUI_CACHE_DIR", str(d))
+    return d

@@ -1,0 +1,56 @@
+"""Untrusted token text never reaches the terminal raw."""
+
+import unicodedata
+
+import pytest
+
+from tokentui.core.display import decode_bytes, display_token, safe_text, sanitize
+
+HOSTILE = [
+    b"\x1b[31mred\x1b[0m",
+    b"\x1b]0;title\x07",
+    b"\x9b2J",
+    "\u202eevil".encode(),
+    b"a\x00b\x7f",
+    "\u2066x\u2069".encode(),
+    b"[/]",
+    b"[@click=app.quit]x[/]",
+    "\u200b".encode(),
+    b"\r\n\t",
+]
+
+
+def _is_safe(text: str) -> bool:
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if cat in ("Cc", "Cf", "Zl", "Zp") and ch not in "\n\t":
+            return False
+    return True
+
+
+@pytest.mark.parametrize("data", HOSTILE)
+def test_display_forms_hold_no_control_or_format_characters(data):
+    assert _is_safe(display_token(data))
+    assert "\n" not in display_token(data) and "\t" not in display_token(data)
+    assert _is_safe(safe_text(data))
+
+
+def test_visible_escapes():
+    assert display_token(b"\x1b[31m") == "␛[31m"
+    assert display_token("\u202e".encode()) == "<U+202E>"
+    assert display_token(b"a\nb\tc\r") == "a↵b→c␍"
+    assert display_token(b"\x7f\x00") == "␡␀"
+    assert display_token("\x85".encode()) == "<U+0085>"
+    assert sanitize("plain text") == "plain text"
+
+
+def test_partial_utf8_shows_bytes():
+    e_acute = "é".encode()  # c3 a9
+    assert display_token(e_acute[:1]) == "‹C3›"
+    assert display_token(e_acute[1:]) == "‹A9›"
+    assert decode_bytes(e_acute) == "é"
+    # running text holds back an incomplete trailing character
+    assert safe_text(b"caf" + e_acute[:1]) == "caf"
+    assert safe_text(b"caf" + e_acute) == "café"
+    assert safe_text("✓".encode()[:2]) == ""
+    assert safe_text(b"a\xff") == "a‹FF›"

@@ -1,0 +1,47 @@
+"""The branch tree and columns: positions resolve through ancestors; bad operations are refused."""
+
+import numpy as np
+import pytest
+
+from tests.store.test_runfile import make_run
+from tokentui.core.metrics import METRICS, rank_bucket, summary
+from tokentui.core.run import RunError, SamplingParams
+
+
+def test_sequences_follow_the_tree():
+    run = make_run()
+    root, child = run.branches
+    seq0, seq1 = run.sequence(0), run.sequence(1)
+    assert len(seq0) == 4 + 5 and len(seq1) == 6 + 3
+    assert (seq1[:6] == seq0[:6]).all()
+    assert seq1[6] == child.steps.col("token_id")[0]
+    assert run.kinds(1) == ["prompt"] * 4 + ["generated"] * 2 + ["forced"] + ["generated"] * 2
+    assert run.children(0) == [child] and run.ancestry(1) == [child, root]
+    col = run.column(1, "entropy")
+    assert np.isnan(col[0]) and col[7] == child.steps.col("entropy")[1]
+
+
+def test_bad_positions_and_branches_are_refused():
+    run = make_run()
+    with pytest.raises(RunError, match="out of range"):
+        run.add_branch(0, 99)
+    with pytest.raises(RunError, match="no branch"):
+        run.step(7, 0)
+    with pytest.raises(RunError, match="past the end"):
+        run.step(0, 9)
+    with pytest.raises(RunError):
+        SamplingParams(top_p=0).check()
+    with pytest.raises(RunError):
+        SamplingParams(temperature=-1).check()
+
+
+def test_metrics():
+    assert rank_bucket(np.array([1, 2, 10, 11, 100, 1000, 1001, 0])).tolist() == [0, 1, 1, 2, 2, 3, 4, -1]
+    lp = np.log(np.array([0.5, 0.25], dtype=np.float32))
+    cols = {"logprob": lp, "entropy": np.array([1.0, 2.0], dtype=np.float32), "rank": np.array([1, 20])}
+    assert METRICS["probability"].compute(cols.__getitem__) == pytest.approx([0.5, 0.25])
+    assert METRICS["surprisal"].compute(cols.__getitem__) == pytest.approx([1.0, 2.0])
+    assert METRICS["rank"].compute(cols.__getitem__).tolist() == [0.0, 2.0]
+    assert METRICS["probability"].normalized(np.array([1.0, 0.0])).tolist() == [0.0, 1.0]
+    s = summary(np.array([np.nan, -1.0, -3.0]), np.array([np.nan, 1.0, 2.0]))
+    assert s["tokens"] == 2 and s["mean_logprob"] == -2.0 and s["perplexity"] == pytest.approx(np.exp(2.0))

@@ -1,0 +1,230 @@
+"""The decode loop against independent computations: generate()'s tokens and raw logits, a plain
+log_softmax over the full vocabulary, and a per-layer lens reference."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import FAMILIES
+from tokentui.core.run import SamplingParams
+from tokentui.engine.events import Finished, LensEvent, StepEvent
+from tokentui.engine.session import Session
+
+PROMPT = "def wrap(text, width):\n    "
+
+
+def run_generate(lm, params, k=8, lens_chunk=1, prompt=PROMPT, cancel=None):
+    s = Session(lm, lens_chunk=lens_chunk)
+    run = s.new_run(prompt, k=k)
+    events = list(s.generate(run, params, cancel))
+    return s, run, events
+
+
+def steps_of(events, branch_id=0):
+    """Full-precision steps from the events, with lens values filled in from LensEvents."""
+    steps = {e.step.position: e.step for e in events if isinstance(e, StepEvent) and e.branch_id == branch_id}
+    layers = {
+        p: e.step.layer_entropy.copy()
+        for p, e in ((e.step.position, e) for e in events if isinstance(e, StepEvent) and e.branch_id == branch_id)
+    }
+    for e in events:
+        if isinstance(e, LensEvent) and e.branch_id == branch_id:
+            for i, v in enumerate(e.values):
+                layers[e.start_position + i] = v
+    return [steps[p] for p in sorted(steps)], [layers[p] for p in sorted(layers)]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_greedy_matches_generate_and_stats_match_log_softmax(loaded, family):
+    lm = loaded(family)
+    n = 12
+    _, run, events = run_generate(lm, SamplingParams(max_new_tokens=n), k=8)
+    ids = torch.tensor([lm.tokenizer(PROMPT)["input_ids"]])
+    with torch.inference_mode():
+        ref = lm.model.generate(
+            ids, max_new_tokens=n, do_sample=False, output_logits=True, return_dict_in_generate=True, pad_token_id=0
+        )
+    ref_new = ref.sequences[0, ids.shape[1] :].tolist()
+    steps, _ = steps_of(events)
+    assert [s.token_id for s in steps] == ref_new
+    assert run.sequence(0).tolist() == ref.sequences[0].tolist()
+    for step, logits in zip(steps, ref.logits):
+        logp = torch.log_softmax(logits[0].float(), -1)
+        lp = logp[step.token_id].item()
+        assert step.logprob == pytest.approx(lp, abs=1e-5)
+        assert step.prob == pytest.approx(float(np.exp(lp)), abs=1e-5)
+        assert step.rank == int((logp > logp[step.token_id]).sum()) + 1
+        assert step.entropy == pytest.approx(float(-(logp.exp() * logp).sum()), abs=1e-5)
+        top = logp.topk(8)
+        assert step.topk_ids.tolist() == top.indices.tolist()
+        np.testing.assert_allclose(step.topk_logprobs, top.values.numpy(), atol=1e-5)
+    assert isinstance(events[-1], Finished) and events[-1].new_tokens == n
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("chunk", [1, 5])
+def test_lens_matches_per_layer_reference(loaded, family, chunk):
+    lm = loaded(family)
+    _, run, events = run_generate(lm, SamplingParams(max_new_tokens=9), lens_chunk=chunk)
+    steps, layers = steps_of(events)
+    seq = torch.tensor([run.sequence(0).tolist()])
+    parts = lm.lens
+    with torch.inference_mode():
+        out = lm.model(seq, output_hidden_states=True)
+        hs = out.hidden_states
+        for step, lay in zip(steps, layers):
+            p = step.position - 1  # the input position whose output predicts this token
+            assert len(lay) == lm.n_layers
+            for layer in range(1, lm.n_layers):
+                h = parts.norm(hs[layer][0, p])
+                logits = torch.nn.functional.linear(h, parts.weight, parts.bias).float()
+                logp = torch.log_softmax(logits, -1)
+                assert lay[layer - 1] == pytest.approx(float(-(logp.exp() * logp).sum()), abs=1e-4)
+            final = torch.log_softmax(out.logits[0, p].float(), -1)
+            assert lay[-1] == step.entropy
+            assert step.entropy == pytest.approx(float(-(final.exp() * final).sum()), abs=1e-4)
+    # and the run holds them too (float16 storage)
+    stored = run.column(0, "layer_entropy")[run.branches[0].fork_position :]
+    np.testing.assert_allclose(stored.astype(np.float32), np.array(layers), rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma"])
+def test_branch_with_cache_reuse_equals_recompute(loaded, family):
+    lm = loaded(family)
+    params = SamplingParams(max_new_tokens=10)
+    s, run, _ = run_generate(lm, params, k=6)
+    pos = run.branches[0].fork_position + 4
+    alt = int(run.step(0, pos).topk_ids[2])
+    reused = list(s.branch(run, 0, pos, [alt], params))
+    assert s.caches.best(run.sequence(0), 10)[1] > 0  # the parent's cache was kept
+    # recompute: a fresh session with no caches, same branch
+    fresh = Session(lm, lens_chunk=1)
+    fresh_run = Session(lm).new_run(PROMPT, k=6)
+    list(fresh.generate(fresh_run, params))
+    recomputed = list(fresh.branch(fresh_run, 0, pos, [alt], params))
+    a, la = steps_of(reused, 1)
+    b, lb = steps_of(recomputed, 1)
+    assert [x.token_id for x in a] == [x.token_id for x in b]
+    assert a[0].token_id == alt and a[0].kind == "forced" and run.branches[1].n_forced == 1
+    for x, y in zip(a, b):
+        assert x.logprob == pytest.approx(y.logprob, abs=1e-5)
+        assert x.entropy == pytest.approx(y.entropy, abs=1e-5)
+        np.testing.assert_allclose(x.topk_logprobs, y.topk_logprobs, atol=1e-5)
+    np.testing.assert_allclose(np.array(la), np.array(lb), atol=1e-4)
+    # and both equal generate() from the forked prefix
+    prefix = torch.tensor([run.sequence(1)[: pos + 1].tolist()])
+    with torch.inference_mode():
+        ref = lm.model.generate(prefix, max_new_tokens=params.max_new_tokens, do_sample=False, pad_token_id=0)
+    assert run.sequence(1).tolist() == ref[0].tolist()
+    # the parent's cache was not disturbed: continuing the parent equals a fresh computation
+    list(s.continue_branch(run, 0, SamplingParams(max_new_tokens=4)))
+    with torch.inference_mode():
+        ref0 = lm.model.generate(
+            torch.tensor([run.sequence(0)[:-4].tolist()]), max_new_tokens=4, do_sample=False, pad_token_id=0
+        )
+    assert run.sequence(0).tolist() == ref0[0].tolist()
+
+
+def test_branch_from_a_branch_and_inside_the_prompt(loaded):
+    lm = loaded("qwen2")
+    params = SamplingParams(max_new_tokens=6)
+    s, run, _ = run_generate(lm, params)
+    f = run.branches[0].fork_position
+    list(s.branch(run, 0, f + 2, [int(run.step(0, f + 2).topk_ids[1])], params))
+    list(s.branch(run, 1, f + 4, [int(run.step(1, f + 4).topk_ids[3])], params))
+    list(s.branch(run, 0, 2, [5, 6], params))  # forks inside the prompt, forcing two tokens
+    run.validate()
+    assert run.branches[2].parent == 1 and run.branches[3].n_forced == 2
+    for b in run.branches[1:]:
+        seq = torch.tensor([run.sequence(b.id)[: b.fork_position + b.n_forced].tolist()])
+        with torch.inference_mode():
+            ref = lm.model.generate(seq, max_new_tokens=params.max_new_tokens, do_sample=False, pad_token_id=0)
+        assert run.sequence(b.id).tolist() == ref[0].tolist()
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gpt_neox"])
+def test_scoring_equals_generation_stats(loaded, family):
+    lm = loaded(family)
+    s, run, events = run_generate(lm, SamplingParams(max_new_tokens=10), k=8)
+    steps, layers = steps_of(events)
+    scored = s.score_ids(run.sequence(0).tolist(), k=8)
+    assert scored.meta.mode == "score" and len(scored.prompt) == len(run.sequence(0))
+    for st, lay in zip(steps, layers):
+        sc = scored.step(0, st.position)
+        assert sc.token_id == st.token_id and sc.rank == st.rank
+        assert sc.logprob == pytest.approx(st.logprob, abs=1e-4)
+        assert sc.entropy == pytest.approx(st.entropy, abs=1e-4)
+        assert sc.topk_ids.tolist() == st.topk_ids.tolist()
+        np.testing.assert_allclose(sc.layer_entropy, lay, atol=5e-3)  # float16 storage
+    # the prompt part of a generated run is the same teacher-forced computation
+    np.testing.assert_allclose(
+        run.prompt.col("logprob")[1:], scored.prompt.col("logprob")[1 : len(run.prompt)], atol=1e-5
+    )
+
+
+def test_score_text_and_sampled_reproducibility(loaded):
+    lm = loaded("llama")
+    s = Session(lm)
+    run = s.score("import os\nprint(os.getcwd())\n", k=5)
+    assert len(run.prompt) == len(lm.tokenizer("import os\nprint(os.getcwd())\n")["input_ids"])
+    assert np.isnan(run.prompt.col("logprob")[0]) and np.isfinite(run.prompt.col("logprob")[1:]).all()
+    p = SamplingParams(temperature=0.9, top_k=50, top_p=0.9, seed=7, max_new_tokens=15)
+    a = run_generate(lm, p)[1].sequence(0).tolist()
+    b = run_generate(lm, p)[1].sequence(0).tolist()
+    c = run_generate(lm, SamplingParams(temperature=0.9, top_k=50, top_p=0.9, seed=8, max_new_tokens=15))[1]
+    assert a == b and a != c.sequence(0).tolist()
+    # sampler probabilities differ from raw ones and are recorded
+    gen = c.branches[0].steps
+    assert np.isfinite(gen.col("sampler_logprob")).all()
+    assert not np.allclose(gen.col("sampler_logprob"), gen.col("logprob"))
+
+
+def test_sampler_filters_hold(loaded):
+    lm = loaded("gpt2")
+    _, run, _ = run_generate(lm, SamplingParams(temperature=1.0, top_k=3, seed=1, max_new_tokens=20))
+    assert (run.branches[0].steps.col("rank") <= 3).all()
+
+
+def test_cancel_keeps_a_consistent_partial_branch(loaded, tmp_path):
+    from tokentui.store.runfile import load_run, save_run
+
+    lm = loaded("gpt2")
+    s = Session(lm, lens_chunk=8)
+    run = s.new_run(PROMPT, k=4)
+    cancel = threading.Event()
+    seen = 0
+    events = []
+    for ev in s.generate(run, SamplingParams(max_new_tokens=50), cancel):
+        events.append(ev)
+        if isinstance(ev, StepEvent):
+            seen += 1
+            if seen == 3:
+                cancel.set()
+    assert isinstance(events[-1], Finished) and events[-1].status == "cancelled"
+    b = run.branches[0]
+    assert len(b.steps) == 3 and b.status == "cancelled"
+    assert np.isfinite(b.steps.col("layer_entropy")).all()  # the lens was flushed
+    run.validate()
+    loaded_run = load_run(save_run(run, tmp_path / "r.tokentui"))
+    assert loaded_run.sequence(0).tolist() == run.sequence(0).tolist()
+
+
+def test_stop_strings_eos_and_forced_prefix(loaded):
+    lm = loaded("gpt2")
+    _, free, _ = run_generate(lm, SamplingParams(max_new_tokens=12))
+    text = free.tokens.text(free.sequence(0)[free.branches[0].fork_position :].tolist()).decode("utf-8", "replace")
+    stop = text[3:6]
+    if stop.strip():
+        _, run, _ = run_generate(lm, SamplingParams(max_new_tokens=12, stop=[stop]))
+        assert run.branches[0].status == "stop" and len(run.branches[0].steps) < 12
+    s = Session(lm)
+    run = s.new_run(PROMPT, k=4)
+    forced = lm.tokenizer("return", add_special_tokens=False)["input_ids"]
+    list(s.generate(run, SamplingParams(max_new_tokens=3), forced=forced))
+    b = run.branches[0]
+    assert b.n_forced == len(forced) and len(b.steps) == len(forced) + 3
+    assert run.sequence(0)[b.fork_position : b.fork_position + len(forced)].tolist() == forced

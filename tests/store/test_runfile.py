@@ -1,0 +1,226 @@
+"""Run files: exact round trips, and a clean one-line error for every kind of bad file."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+
+import numpy as np
+import pytest
+
+from tokentui.core.columns import FIELDS, nan_step
+from tokentui.core.run import Run, RunMeta
+from tokentui.core.step import Step
+from tokentui.core.tokens import TokenTable
+from tokentui.store.runfile import SCHEMA_VERSION, RunFileError, encode_run, load_run, read_header, save_run
+
+K, L, V = 4, 3, 300
+
+
+def make_run(n_branch_steps=(5, 3), sampled=True, vocab=V) -> Run:
+    """A synthetic run with a root and a child branch; values from a seeded generator."""
+    rng = np.random.default_rng(0)
+    meta = RunMeta(
+        run_id="20260101-000000-abcdef",
+        created="2026-01-01T00:00:00+00:00",
+        tool_version="0",
+        mode="generate",
+        model="m",
+        revision=None,
+        dtype="float32",
+        device="cpu",
+        tokenizer="t",
+        vocab_size=vocab,
+        n_layers=L,
+        k=K,
+        prompt="hi ✓ \x1b[31m",
+        eos_ids=[0],
+    )
+    run = Run(meta, TokenTable({i: bytes([i % 256]) * (1 + i % 3) for i in range(vocab)}))
+
+    def step(pos, kind):
+        return Step(
+            pos,
+            int(rng.integers(vocab)),
+            float(-rng.random()),
+            float(rng.random() * 5),
+            int(rng.integers(1, vocab)),
+            rng.integers(0, vocab, K).astype(np.int32),
+            (-rng.random(K)).astype(np.float32),
+            rng.random(L).astype(np.float32),
+            float(-rng.random()) if sampled and kind == "generated" else float("nan"),
+            kind,
+        )
+
+    run.prompt.append(nan_step(0, 1, K, L))
+    for p in range(1, 4):
+        run.prompt.append(step(p, "prompt"))
+    root = run.add_branch(None, 4)
+    for i in range(n_branch_steps[0]):
+        root.steps.append(step(4 + i, "generated"))
+    root.status = "length"
+    child = run.add_branch(0, 6, n_forced=1)
+    for i in range(n_branch_steps[1]):
+        child.steps.append(step(6 + i, "forced" if i == 0 else "generated"))
+    child.status = "eos"
+    run.validate()
+    return run
+
+
+def assert_same(a: Run, b: Run) -> None:
+    assert a.meta == b.meta
+    assert a.tokens.items() == b.tokens.items()
+    assert a.prompt.equals(b.prompt)
+    assert len(a.branches) == len(b.branches)
+    for x, y in zip(a.branches, b.branches):
+        assert (x.id, x.parent, x.fork_position, x.n_forced, x.status) == (
+            y.id,
+            y.parent,
+            y.fork_position,
+            y.n_forced,
+            y.status,
+        )
+        assert x.steps.equals(y.steps)
+
+
+@pytest.mark.parametrize("vocab", [300, 70000])
+@pytest.mark.parametrize("sampled", [True, False])
+def test_round_trip_is_exact(tmp_path, vocab, sampled):
+    run = make_run(sampled=sampled, vocab=vocab)
+    path = save_run(run, tmp_path / "a.tokentui")
+    back = load_run(path)
+    assert_same(run, back)
+    assert back.step(1, 7).kind == "generated" and back.step(1, 6).kind == "forced"
+    assert back.sequence(1).tolist() == run.sequence(1).tolist()
+    assert not back.dirty
+    assert read_header(path)["meta"]["run_id"] == run.id
+
+
+def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
+    run = make_run()
+    path = save_run(run, tmp_path / "a.tokentui")
+    before = path.read_bytes()
+    import tokentui.store.runfile as rf
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(rf.os, "fsync", boom)
+    run.branches[0].steps.append(run.step(0, 4))
+    with pytest.raises(OSError):
+        save_run(run, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["a.tokentui"]  # no temp file left behind
+
+
+def _rewrite_header(data: bytes, change) -> bytes:
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    change(header)
+    new = json.dumps(header).encode()
+    new += b" " * ((8 - len(new) % 8) % 8)
+    return struct.pack("<Q", len(new)) + new + data[8 + n :]
+
+
+def _with_run_desc(change):
+    def f(header):
+        desc = json.loads(header["__metadata__"]["run"])
+        change(desc)
+        header["__metadata__"]["run"] = json.dumps(desc)
+
+    return f
+
+
+def _set_meta(key, value):
+    return _with_run_desc(lambda d: d["meta"].__setitem__(key, value))
+
+
+def _retype_array(name, dtype):
+    def f(header):
+        header[name]["dtype"] = dtype
+
+    return f
+
+
+def _bad_files(good: bytes):
+    yield "empty", b""
+    yield "random bytes", bytes(range(256)) * 10
+    yield "truncated header", good[:20]
+    yield "truncated data", good[: len(good) - 37]
+    yield "pickle", pickle.dumps({"run": [1, 2, 3]})
+    yield "json", b'{"meta": {}}'
+    yield "huge header length", struct.pack("<Q", 2**62) + good[8:]
+    yield "not our format", _rewrite_header(good, lambda h: h["__metadata__"].__setitem__("format", "other"))
+    yield (
+        "newer schema",
+        _rewrite_header(good, lambda h: h["__metadata__"].__setitem__("schema", str(SCHEMA_VERSION + 1))),
+    )
+    yield "schema not a number", _rewrite_header(good, lambda h: h["__metadata__"].__setitem__("schema", "x"))
+    yield "run json broken", _rewrite_header(good, lambda h: h["__metadata__"].__setitem__("run", "{nope"))
+    yield "meta missing key", _rewrite_header(good, _with_run_desc(lambda d: d["meta"].pop("k")))
+    yield "meta wrong type", _rewrite_header(good, _set_meta("vocab_size", "300"))
+    yield "k larger than vocab", _rewrite_header(good, _set_meta("k", 10**6))
+    yield "wrong layer count", _rewrite_header(good, _set_meta("n_layers", 7))
+    yield "vocab too small for ids", _rewrite_header(good, _set_meta("vocab_size", 5))
+    yield (
+        "branch parent later",
+        _rewrite_header(good, _with_run_desc(lambda d: d["branches"][1].__setitem__("parent", 1))),
+    )
+    yield (
+        "branch fork out of range",
+        _rewrite_header(good, _with_run_desc(lambda d: d["branches"][1].__setitem__("fork_position", 99))),
+    )
+    yield (
+        "step count mismatch",
+        _rewrite_header(good, _with_run_desc(lambda d: d["branches"][0].__setitem__("steps", 4))),
+    )
+    yield (
+        "forced beyond steps",
+        _rewrite_header(good, _with_run_desc(lambda d: d["branches"][1].__setitem__("n_forced", 9))),
+    )
+    yield "no branches", _rewrite_header(good, _with_run_desc(lambda d: d.__setitem__("branches", [])))
+    yield "bad status", _rewrite_header(good, _with_run_desc(lambda d: d["branches"][0].__setitem__("status", "weird")))
+    yield "array dtype", _rewrite_header(good, _retype_array("b0/logprob", "I32"))
+    yield "missing token table", _rewrite_header(good, lambda h: h.pop("tokens/ids"))
+
+
+@pytest.mark.parametrize("case", range(24))
+def test_every_bad_file_gives_one_clean_line(tmp_path, case):
+    good = encode_run(make_run())
+    name, data = list(_bad_files(good))[case]
+    path = tmp_path / f"bad{case}.tokentui"
+    path.write_bytes(data)
+    with pytest.raises(RunFileError) as info:
+        load_run(path)
+    msg = str(info.value)
+    assert str(path) in msg and "\n" not in msg, name
+    # a listing of the cache survives it too
+    from tokentui.store.cache import list_runs
+
+    assert all(r.error or r.run_id for r in list_runs(tmp_path))
+
+
+def test_ids_out_of_vocab_and_missing_token_bytes(tmp_path):
+    run = make_run()
+    run.meta.vocab_size = 100  # ids up to 299 are now out of range
+    path = tmp_path / "x.tokentui"
+    path.write_bytes(encode_run(run))
+    with pytest.raises(RunFileError, match="outside the vocabulary|vocabulary"):
+        load_run(path)
+    run = make_run()
+    run.tokens = TokenTable({1: b"a"})
+    path.write_bytes(encode_run(run))
+    with pytest.raises(RunFileError, match="token table lacks"):
+        load_run(path)
+
+
+def test_not_a_file_and_missing(tmp_path):
+    with pytest.raises(RunFileError, match="no such file"):
+        load_run(tmp_path / "nope.tokentui")
+    with pytest.raises(RunFileError, match="folder"):
+        load_run(tmp_path)
+
+
+def test_fields_cover_step():
+    assert set(FIELDS) <= set(Step.__dataclass_fields__)

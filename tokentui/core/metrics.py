@@ -1,0 +1,83 @@
+"""Per-token metrics as small pure functions in a registry, so a new metric is one function.
+
+Each metric maps a branch's columns to one value per position and says how to read it: its unit,
+its range, and whether high means "uncertain". Colour scales and the TUI's legend read these.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+RANK_BUCKETS = (1, 10, 100, 1000)  # GLTR: top-1, top-10, top-100, top-1000, beyond
+
+
+def rank_bucket(rank: np.ndarray) -> np.ndarray:
+    """0: rank 1 · 1: ≤10 · 2: ≤100 · 3: ≤1000 · 4: >1000 · -1: unknown."""
+    r = np.asarray(rank)
+    out = np.searchsorted(np.asarray(RANK_BUCKETS), r, side="left").astype(np.int8)
+    out[r <= 0] = -1
+    return out
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    label: str
+    unit: str
+    compute: Callable[[Callable[[str], np.ndarray]], np.ndarray]
+    low: float
+    high: float  # values are scaled to [0, 1] over [low, high] for colour
+    high_is_uncertain: bool
+    buckets: int = 0  # > 0: a categorical metric with this many buckets
+
+    def normalized(self, values: np.ndarray) -> np.ndarray:
+        """Values → [0, 1] where 1 is the most uncertain; NaN stays NaN."""
+        v = (np.asarray(values, dtype=np.float64) - self.low) / (self.high - self.low)
+        v = np.clip(v, 0.0, 1.0)
+        return v if self.high_is_uncertain else 1.0 - v
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register(m: Metric) -> Metric:
+    METRICS[m.name] = m
+    return m
+
+
+register(Metric("probability", "probability", "p", lambda c: np.exp(c("logprob").astype(np.float64)), 0.0, 1.0, False))
+register(Metric("entropy", "entropy", "nats", lambda c: c("entropy").astype(np.float64), 0.0, 6.0, True))
+register(
+    Metric(
+        "rank",
+        "rank bucket (GLTR)",
+        "1 / ≤10 / ≤100 / ≤1000 / >1000",
+        lambda c: np.where(c("rank") > 0, rank_bucket(c("rank")), np.nan).astype(np.float64),
+        0.0,
+        4.0,
+        True,
+        buckets=5,
+    )
+)
+register(
+    Metric("surprisal", "surprisal", "bits", lambda c: -c("logprob").astype(np.float64) / math.log(2), 0.0, 12.0, True)
+)
+
+METRIC_ORDER = ("probability", "entropy", "rank", "surprisal")
+
+
+def summary(logprob: np.ndarray, entropy: np.ndarray) -> dict[str, float]:
+    """Mean log-prob, perplexity and mean entropy over the finite values (seed 000's summary)."""
+    lp = logprob[np.isfinite(logprob)].astype(np.float64)
+    en = entropy[np.isfinite(entropy)].astype(np.float64)
+    mean_lp = float(lp.mean()) if lp.size else math.nan
+    return {
+        "tokens": int(lp.size),
+        "mean_logprob": mean_lp,
+        "perplexity": math.exp(-mean_lp) if lp.size else math.nan,
+        "mean_entropy": float(en.mean()) if en.size else math.nan,
+    }

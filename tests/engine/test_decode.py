@@ -228,3 +228,13 @@ def test_stop_strings_eos_and_forced_prefix(loaded):
     b = run.branches[0]
     assert b.n_forced == len(forced) and len(b.steps) == len(forced) + 3
     assert run.sequence(0)[b.fork_position : b.fork_position + len(forced)].tolist() == forced
+
+
+def test_lens_off_records_only_the_model_entropy(loaded):
+    lm = loaded("gpt2")
+    _, on, _ = run_generate(lm, SamplingParams(max_new_tokens=5), lens_chunk=1)
+    _, off, _ = run_generate(lm, SamplingParams(max_new_tokens=5), lens_chunk=0)
+    assert off.sequence(0).tolist() == on.sequence(0).tolist()
+    lay = off.column(0, "layer_entropy")[1:]
+    assert np.isnan(lay[:, :-1]).all()
+    np.testing.assert_array_equal(lay[:, -1], on.column(0, "layer_entropy")[1:, -1])

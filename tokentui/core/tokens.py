@@ -54,7 +54,7 @@ class TokenTable:
     # Packed form for the run file: ids, offsets into one blob, the blob.
     def pack(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         items = self.items()
-        ids = np.fromiter((i for i, _ in items), dtype=np.int64, count=len(items))
+        ids = np.fromiter((i for i, _ in items), dtype=np.int32, count=len(items))
         lengths = np.fromiter((len(b) for _, b in items), dtype=np.int64, count=len(items))
         offsets = np.zeros(len(items) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])

@@ -3,7 +3,8 @@
 One forward of the new token per step; statistics computed on the device; one small transfer per
 step (plus one per lens chunk). The logit lens buffers the new positions' hidden states and
 pushes them through final norm → unembedding every `lens_chunk` steps in one matmul, so the layer
-view stays nearly live at a fraction of the per-step cost (`lens_chunk=1` lenses every step).
+view stays nearly live at a fraction of the per-step cost (`lens_chunk=1` lenses every step,
+`lens_chunk=0` turns the lens off: only the last layer, the model's own entropy, is recorded).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Session:
         self.lm = lm
         self.model = lm.model
         self.device = next(lm.model.parameters()).device
-        self.lens_chunk = max(1, lens_chunk)
+        self.lens_chunk = max(0, lens_chunk)
         self.caches = CachePool(cache_slots)
         self.autosave = autosave
         self.autosave_seconds = autosave_seconds
@@ -114,7 +115,8 @@ class Session:
     # --- teacher forcing --------------------------------------------------------------------
     def _forward(self, ids: torch.Tensor, cache=None, use_cache: bool = True):
         try:
-            return self.model(input_ids=ids, past_key_values=cache, use_cache=use_cache, output_hidden_states=True)
+            return self.model(input_ids=ids, past_key_values=cache, use_cache=use_cache,
+                              output_hidden_states=self.lens_chunk > 0)
         except torch.cuda.OutOfMemoryError:
             raise EngineError("out of GPU memory (try a shorter text or a smaller model)") from None
         except (RuntimeError, IndexError) as e:
@@ -132,12 +134,13 @@ class Session:
         s = score_positions(out.logits[0, :-1], targets, k)
         n = len(ids) - 1
         hs = out.hidden_states
-        if n_layers > 1:
+        if n_layers > 1 and hs is not None:
             hidden = torch.stack([h[0, :-1] for h in hs[1:-1]])  # [L-1, n, d]
             lens = lens_entropy(self.lm.lens, hidden.reshape(-1, hidden.shape[-1])).view(n_layers - 1, n).T
-            layers = torch.cat([lens, s["entropy"][:, None]], dim=1)
-        else:
-            layers = s["entropy"][:, None]
+            layers = torch.cat([lens, s["entropy"][:, None]], dim=1).cpu().numpy()
+        else:  # lens off (or one layer): only the model's own entropy is known
+            layers = np.full((n, n_layers), np.nan, dtype=np.float32)
+            layers[:, -1] = s["entropy"].cpu().numpy()
         host = {name: t.cpu().numpy() for name, t in s.items()}
         arrays = {
             "token_id": np.asarray(ids[1:], dtype=np.int32),
@@ -146,7 +149,7 @@ class Session:
             "rank": host["rank"],
             "topk_ids": host["topk_ids"],
             "topk_logprobs": host["topk_logprobs"],
-            "layer_entropy": layers.cpu().numpy(),
+            "layer_entropy": layers,
         }
         run.prompt.extend(arrays)
         self._note_tokens(run, host["topk_ids"])
@@ -274,7 +277,7 @@ class Session:
                 else:
                     chosen, slp = choose(logits, params, gen)
                 packed = pack_step(logp, chosen, k, slp)
-                if n_layers > 1:
+                if n_layers > 1 and chunk > 0:
                     hid = torch.stack([h[0, -1] for h in out.hidden_states[1:-1]])
                     if chunk == 1:
                         packed = torch.cat([packed, lens_entropy(lm.lens, hid)])
@@ -308,7 +311,7 @@ class Session:
                 self._note_tokens(run, np.asarray([token]))
                 yield StepEvent(run.id, branch.id, step)
                 pending = chosen.view(1, 1)
-                if len(lens_buf) >= chunk:
+                if lens_buf and len(lens_buf) >= chunk:
                     yield self._flush_lens(run, branch, lens_buf, lens_start)
                     lens_start = branch.end
                 if self.autosave and time.perf_counter() - last_save > self.autosave_seconds:

@@ -2,8 +2,8 @@
 
 Layout: tensors `prompt/<field>`, `b<id>/<field>` for each branch and `tokens/{ids,offsets,blob}`;
 header metadata `format`, `schema` and `run` (the RunMeta plus the branch list). Token ids are
-stored as uint16 when the vocabulary allows (uint32 otherwise), with the all-ones value meaning
-"none". Files are written atomically; loading trusts nothing and turns every fault into one
+stored in 2 bytes when the vocabulary allows, else 3 (vocabularies up to 16.7M), with the all-ones
+value meaning "none". Files are written atomically; loading trusts nothing and turns every fault into one
 RunFileError line naming the file.
 """
 
@@ -37,25 +37,37 @@ class RunFileError(Exception):
         self.path, self.problem = Path(path), problem
 
 
-def _id_dtype(vocab_size: int) -> type:
-    return np.uint16 if vocab_size < 0xFFFF else np.uint32
+MAX_VOCAB = (1 << 24) - 1  # ids are stored in at most 3 bytes
+NO_ID = {2: 0xFFFF, 3: 0xFFFFFF}  # the all-ones value means "no id" (padding of the first step)
+
+
+def id_width(vocab_size: int) -> int:
+    """Bytes per stored token id: 2 when the vocabulary allows, else 3 (little-endian uint8 triples)."""
+    return 2 if vocab_size < 0xFFFF else 3
 
 
 def _to_disk(name: str, arr: np.ndarray, vocab_size: int) -> np.ndarray:
-    if name in ("token_id", "topk_ids"):
-        dt = _id_dtype(vocab_size)
-        out = arr.astype(np.int64)
-        out[out < 0] = np.iinfo(dt).max
-        return out.astype(dt)
-    return np.ascontiguousarray(arr)
+    if name not in ("token_id", "topk_ids"):
+        return np.ascontiguousarray(arr)
+    width = id_width(vocab_size)
+    ids = arr.astype(np.int64)
+    ids[ids < 0] = NO_ID[width]
+    if width == 2:
+        return ids.astype(np.uint16)
+    return np.ascontiguousarray(ids.astype("<u4").view(np.uint8).reshape(*ids.shape, 4)[..., :3])
 
 
-def _from_disk(name: str, arr: np.ndarray) -> np.ndarray:
-    if name in ("token_id", "topk_ids"):
-        out = arr.astype(np.int64)
-        out[out == np.iinfo(arr.dtype).max] = -1
-        return out.astype(np.int32)
-    return arr
+def _from_disk(name: str, arr: np.ndarray, width: int) -> np.ndarray:
+    if name not in ("token_id", "topk_ids"):
+        return arr
+    if width == 2:
+        ids = arr.astype(np.int64)
+    else:
+        four = np.zeros((*arr.shape[:-1], 4), dtype=np.uint8)
+        four[..., :3] = arr
+        ids = four.view("<u4")[..., 0].astype(np.int64)
+    ids[ids == NO_ID[width]] = -1
+    return ids.astype(np.int32)
 
 
 def _segment_tensors(prefix: str, cols: Columns, vocab: int, out: dict[str, np.ndarray]) -> None:
@@ -220,7 +232,7 @@ def _meta_from(path: Path, d: object) -> RunMeta:
             raise RunFileError(path, f"run metadata {key!r} has the wrong type")
     if not all(isinstance(e, int) for e in d["eos_ids"]):
         raise RunFileError(path, "run metadata 'eos_ids' must be integers")
-    if not 1 <= d["k"] <= d["vocab_size"] or not 1 <= d["n_layers"] <= 100_000 or d["vocab_size"] > 1 << 31:
+    if not 1 <= d["k"] <= d["vocab_size"] or not 1 <= d["n_layers"] <= 100_000 or d["vocab_size"] > MAX_VOCAB:
         raise RunFileError(path, "run metadata has an impossible k, layer count or vocabulary size")
     known = {k: v for k, v in d.items() if k in _META_TYPES}
     return RunMeta(**known)
@@ -228,7 +240,7 @@ def _meta_from(path: Path, d: object) -> RunMeta:
 
 def _columns(path: Path, tensors: dict, prefix: str, n: int, meta: RunMeta) -> Columns:
     arrays = {}
-    allowed_ids = {np.dtype(_id_dtype(meta.vocab_size))}
+    width = id_width(meta.vocab_size)
     for name, (dtype, dim) in FIELDS.items():
         key = f"{prefix}/{name}"
         arr = tensors.pop(key, None)
@@ -238,12 +250,15 @@ def _columns(path: Path, tensors: dict, prefix: str, n: int, meta: RunMeta) -> C
             else:
                 raise RunFileError(path, f"array {key} is missing")
         want_shape = (n,) if dim is None else (n, meta.k if dim == "k" else meta.n_layers)
+        want_dtype = np.dtype(dtype)
+        if name in ("token_id", "topk_ids"):
+            want_dtype = np.dtype(np.uint16) if width == 2 else np.dtype(np.uint8)
+            want_shape = want_shape if width == 2 else (*want_shape, 3)
         if arr.shape != want_shape:
             raise RunFileError(path, f"array {key} has shape {arr.shape}, expected {want_shape}")
-        ok = allowed_ids if name in ("token_id", "topk_ids") else {np.dtype(dtype)}
-        if arr.dtype not in ok:
-            raise RunFileError(path, f"array {key} has dtype {arr.dtype}, expected {sorted(map(str, ok))}")
-        arrays[name] = _from_disk(name, arr)
+        if arr.dtype != want_dtype:
+            raise RunFileError(path, f"array {key} has dtype {arr.dtype}, expected {want_dtype}")
+        arrays[name] = _from_disk(name, arr, width)
     return Columns.from_arrays(meta.k, meta.n_layers, arrays)
 
 
@@ -275,7 +290,7 @@ def load_run(path: Path | str) -> Run:
         raise RunFileError(path, "token table is missing") from None
     ids, offsets, blob = tok
     if (
-        ids.dtype != np.int64
+        ids.dtype != np.int32
         or offsets.dtype != np.int64
         or blob.dtype != np.uint8
         or ids.ndim != 1

@@ -1,0 +1,45 @@
+"""Random-init models of real shapes for the benchmarks (no downloads), wrapped as LoadedModels."""
+
+from __future__ import annotations
+
+import pathlib
+import sysconfig
+
+import torch
+import transformers as T
+
+from tokentui.engine.arch import lens_parts
+from tokentui.engine.loading import LoadedModel
+from tokentui.engine.token_bytes import vocab_bytes
+
+SHAPES = {
+    # GPT-2 small: 124M parameters
+    "gpt2-124m": lambda: T.GPT2Config(n_layer=12, n_embd=768, n_head=12, n_positions=2048, vocab_size=50257),
+    # Qwen2.5-0.5B-shaped: 494M parameters
+    "qwen2-0.5b": lambda: T.Qwen2Config(
+        num_hidden_layers=24, hidden_size=896, intermediate_size=4864, num_attention_heads=14,
+        num_key_value_heads=2, vocab_size=151936, max_position_embeddings=4096, tie_word_embeddings=True,
+    ),
+}
+
+
+def _tokenizer():
+    from tokenizers import ByteLevelBPETokenizer
+
+    root = pathlib.Path(sysconfig.get_paths()["stdlib"])
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([(root / "textwrap.py").read_text()], vocab_size=1000, show_progress=False)
+    return T.PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer)
+
+
+def random_model(name: str) -> LoadedModel:
+    torch.manual_seed(0)
+    cfg = SHAPES[name]()
+    model = T.AutoModelForCausalLM.from_config(cfg).eval()
+    model.generation_config.eos_token_id = None
+    tok = _tokenizer()
+    vocab = model.get_output_embeddings().weight.shape[0]
+    parts = lens_parts(model)
+    return LoadedModel(spec=name, source=name, model=model, tokenizer=tok, revision=None, device="cpu",
+                       dtype="float32", vocab_size=vocab, n_layers=parts.n_layers, eos_ids=[], lens=parts,
+                       vocab_bytes=vocab_bytes(tok, vocab))

@@ -1,0 +1,120 @@
+"""What recording costs: tokens/s of plain `model.generate` vs tokentui's decode loop, measured in
+one process run on random-init models of real shapes, as medians of repeated runs.
+
+    python benchmarks/decode_overhead.py [--models gpt2-124m qwen2-0.5b] [--repeats 5] [--tokens 128]
+
+Prints (a) tokentui with p/entropy/rank/top-20 (lens off), (b) plus the all-layer logit lens
+(chunked every 32 tokens, and per step), and branch first-token time at several prefix lengths
+with KV-cache reuse vs recompute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _models import random_model  # noqa: E402
+
+from tokentui.core.run import SamplingParams  # noqa: E402
+from tokentui.engine.events import StepEvent  # noqa: E402
+from tokentui.engine.session import Session  # noqa: E402
+
+PROMPT = "def wrap(text, width=70, **kwargs):\n    "
+
+
+def plain_generate(lm, ids, n):
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        out = lm.model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0)
+        dt = time.perf_counter() - t0
+    assert out.shape[1] - ids.shape[1] == n
+    return n / dt
+
+
+def ours(lm, n, lens_chunk):
+    s = Session(lm, lens_chunk=lens_chunk)
+    run = s.new_run(PROMPT, k=20)
+    t0 = time.perf_counter()
+    steps = sum(isinstance(e, StepEvent) for e in s.generate(run, SamplingParams(max_new_tokens=n)))
+    dt = time.perf_counter() - t0
+    assert steps == n
+    return n / dt
+
+
+def branch_first_token(lm, prefixes, repeats):
+    """Seconds to the first step of a new branch forked at each prefix length."""
+    s = Session(lm, lens_chunk=32)
+    longest = max(prefixes)
+    run = s.new_run(PROMPT, k=20)
+    ids, _ = s.encode_prompt(PROMPT)
+    # a long prompt: repeat the text until it is long enough, then generate 2 tokens so a cache exists
+    text = PROMPT
+    while len(s.encode_prompt(text)[0]) < longest + 8:
+        text += PROMPT
+    run = s.new_run(text, k=20)
+    list(s.generate(run, SamplingParams(max_new_tokens=2)))
+    results = {}
+    for p in prefixes:
+        for mode in ("reuse", "recompute"):
+            times = []
+            for _ in range(repeats):
+                if mode == "recompute":
+                    s.caches.clear()
+                else:
+                    s.caches.clear()
+                    list(s.continue_branch(run, 0, SamplingParams(max_new_tokens=1)))  # refill the root's cache
+                tok = int(run.step(0, p).topk_ids[1])
+                t0 = time.perf_counter()
+                for ev in s.branch(run, 0, p, [tok], SamplingParams(max_new_tokens=0)):
+                    if isinstance(ev, StepEvent):
+                        times.append(time.perf_counter() - t0)
+                        break
+            results[(p, mode)] = statistics.median(times)
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["gpt2-124m", "qwen2-0.5b"])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--prefixes", type=int, nargs="+", default=[16, 128, 512, 1024])
+    args = ap.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    for name in args.models:
+        lm = random_model(name)
+        ids = torch.tensor([lm.tokenizer(PROMPT)["input_ids"]])
+        params = sum(p.numel() for p in lm.model.parameters()) / 1e6
+        print(f"\n== {name} ({params:.0f}M parameters, {lm.n_layers} layers, vocab {lm.vocab_size}), "
+              f"{args.tokens} new tokens, median of {args.repeats} ==")
+        plain_generate(lm, ids, 8)  # warm-up
+        ours(lm, 8, 32)
+        rows = {"plain generate()": [], "(a) tokentui, lens off": [], "(b) tokentui + lens every 32": [],
+                "(b') tokentui + lens every step": []}
+        for _ in range(args.repeats):  # interleaved, so drift hits every variant alike
+            rows["plain generate()"].append(plain_generate(lm, ids, args.tokens))
+            rows["(a) tokentui, lens off"].append(ours(lm, args.tokens, 0))
+            rows["(b) tokentui + lens every 32"].append(ours(lm, args.tokens, 32))
+            rows["(b') tokentui + lens every step"].append(ours(lm, args.tokens, 1))
+        base = statistics.median(rows["plain generate()"])
+        for label, vals in rows.items():
+            med = statistics.median(vals)
+            print(f"  {label:<34} {med:8.1f} tokens/s   {med / base:5.2f}x")
+        res = branch_first_token(lm, args.prefixes, args.repeats)
+        print("  branch first-token time (median):")
+        for p in args.prefixes:
+            r, c = res[(p, "reuse")], res[(p, "recompute")]
+            print(f"    prefix {p:>5}: reuse {r * 1000:7.1f} ms   recompute {c * 1000:7.1f} ms")
+        first = res[(args.prefixes[0], "reuse")]
+        last = res[(args.prefixes[-1], "reuse")]
+        print(f"  reuse at {args.prefixes[-1]} / reuse at {args.prefixes[0]}: {last / first:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -17,8 +17,14 @@ SHAPES = {
     "gpt2-124m": lambda: T.GPT2Config(n_layer=12, n_embd=768, n_head=12, n_positions=2048, vocab_size=50257),
     # Qwen2.5-0.5B-shaped: 494M parameters
     "qwen2-0.5b": lambda: T.Qwen2Config(
-        num_hidden_layers=24, hidden_size=896, intermediate_size=4864, num_attention_heads=14,
-        num_key_value_heads=2, vocab_size=151936, max_position_embeddings=4096, tie_word_embeddings=True,
+        num_hidden_layers=24,
+        hidden_size=896,
+        intermediate_size=4864,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
     ),
 }
 
@@ -40,6 +46,17 @@ def random_model(name: str) -> LoadedModel:
     tok = _tokenizer()
     vocab = model.get_output_embeddings().weight.shape[0]
     parts = lens_parts(model)
-    return LoadedModel(spec=name, source=name, model=model, tokenizer=tok, revision=None, device="cpu",
-                       dtype="float32", vocab_size=vocab, n_layers=parts.n_layers, eos_ids=[], lens=parts,
-                       vocab_bytes=vocab_bytes(tok, vocab))
+    return LoadedModel(
+        spec=name,
+        source=name,
+        model=model,
+        tokenizer=tok,
+        revision=None,
+        device="cpu",
+        dtype="float32",
+        vocab_size=vocab,
+        n_layers=parts.n_layers,
+        eos_ids=[],
+        lens=parts,
+        vocab_bytes=vocab_bytes(tok, vocab),
+    )

@@ -91,12 +91,18 @@ def main() -> None:
         lm = random_model(name)
         ids = torch.tensor([lm.tokenizer(PROMPT)["input_ids"]])
         params = sum(p.numel() for p in lm.model.parameters()) / 1e6
-        print(f"\n== {name} ({params:.0f}M parameters, {lm.n_layers} layers, vocab {lm.vocab_size}), "
-              f"{args.tokens} new tokens, median of {args.repeats} ==")
+        print(
+            f"\n== {name} ({params:.0f}M parameters, {lm.n_layers} layers, vocab {lm.vocab_size}), "
+            f"{args.tokens} new tokens, median of {args.repeats} =="
+        )
         plain_generate(lm, ids, 8)  # warm-up
         ours(lm, 8, 32)
-        rows = {"plain generate()": [], "(a) tokentui, lens off": [], "(b) tokentui + lens every 32": [],
-                "(b') tokentui + lens every step": []}
+        rows = {
+            "plain generate()": [],
+            "(a) tokentui, lens off": [],
+            "(b) tokentui + lens every 32": [],
+            "(b') tokentui + lens every step": [],
+        }
         for _ in range(args.repeats):  # interleaved, so drift hits every variant alike
             rows["plain generate()"].append(plain_generate(lm, ids, args.tokens))
             rows["(a) tokentui, lens off"].append(ours(lm, args.tokens, 0))

@@ -24,25 +24,48 @@ from tokentui.store.runfile import load_run, save_run
 def synthetic_run(n_tokens: int, vocab: int, k: int = 20, n_layers: int = 32, seed: int = 0) -> Run:
     """A run with realistic value ranges (Zipf-like ids) built without a model."""
     rng = np.random.default_rng(seed)
-    meta = RunMeta(run_id=new_run_id(), created=now_iso(), tool_version="bench", mode="generate", model="synthetic",
-                   revision=None, dtype="bfloat16", device="cuda", tokenizer="synthetic", vocab_size=vocab,
-                   n_layers=n_layers, k=k, prompt="benchmark")
+    meta = RunMeta(
+        run_id=new_run_id(),
+        created=now_iso(),
+        tool_version="bench",
+        mode="generate",
+        model="synthetic",
+        revision=None,
+        dtype="bfloat16",
+        device="cuda",
+        tokenizer="synthetic",
+        vocab_size=vocab,
+        n_layers=n_layers,
+        k=k,
+        prompt="benchmark",
+    )
     ids = np.minimum(rng.zipf(1.3, size=(n_tokens, k)), vocab - 1).astype(np.int32)
     used = np.unique(ids)
     run = Run(meta, TokenTable({int(i): f"tok{i}".encode() for i in used}))
-    run.prompt.extend({
-        "token_id": ids[:1, 0], "logprob": np.zeros(1, np.float32), "entropy": np.zeros(1, np.float32),
-        "rank": np.ones(1, np.int32), "topk_ids": ids[:1], "topk_logprobs": np.zeros((1, k), np.float32),
-        "layer_entropy": np.zeros((1, n_layers), np.float32),
-    })
+    run.prompt.extend(
+        {
+            "token_id": ids[:1, 0],
+            "logprob": np.zeros(1, np.float32),
+            "entropy": np.zeros(1, np.float32),
+            "rank": np.ones(1, np.int32),
+            "topk_ids": ids[:1],
+            "topk_logprobs": np.zeros((1, k), np.float32),
+            "layer_entropy": np.zeros((1, n_layers), np.float32),
+        }
+    )
     root = run.add_branch(None, 1)
     n = n_tokens - 1
-    root.steps.extend({
-        "token_id": ids[1:, 0], "logprob": -rng.random(n).astype(np.float32),
-        "entropy": (rng.random(n) * 5).astype(np.float32), "rank": rng.integers(1, 50, n).astype(np.int32),
-        "topk_ids": ids[1:], "topk_logprobs": np.sort(-rng.random((n, k)) * 10, axis=1)[:, ::-1].astype(np.float32),
-        "layer_entropy": (rng.random((n, n_layers)) * 8).astype(np.float32),
-    })
+    root.steps.extend(
+        {
+            "token_id": ids[1:, 0],
+            "logprob": -rng.random(n).astype(np.float32),
+            "entropy": (rng.random(n) * 5).astype(np.float32),
+            "rank": rng.integers(1, 50, n).astype(np.int32),
+            "topk_ids": ids[1:],
+            "topk_logprobs": np.sort(-rng.random((n, k)) * 10, axis=1)[:, ::-1].astype(np.float32),
+            "layer_entropy": (rng.random((n, n_layers)) * 8).astype(np.float32),
+        }
+    )
     root.status = "length"
     return run
 
@@ -67,10 +90,12 @@ def main() -> None:
                 saves.append(time.perf_counter() - t0)
             sample = synthetic_run(2_000, vocab)
             naive = len(json.dumps(run_to_json(sample)).encode()) / 2_000
-            print(f"vocab {vocab:>7}, k=20, 32 layers, {args.tokens} tokens: "
-                  f"{size / args.tokens:6.1f} bytes/token (naive JSON {naive:6.0f}), "
-                  f"load+validate median {statistics.median(loads) * 1000:6.1f} ms, "
-                  f"save median {statistics.median(saves) * 1000:6.1f} ms")
+            print(
+                f"vocab {vocab:>7}, k=20, 32 layers, {args.tokens} tokens: "
+                f"{size / args.tokens:6.1f} bytes/token (naive JSON {naive:6.0f}), "
+                f"load+validate median {statistics.median(loads) * 1000:6.1f} ms, "
+                f"save median {statistics.median(saves) * 1000:6.1f} ms"
+            )
 
 
 if __name__ == "__main__":

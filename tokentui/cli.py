@@ -313,6 +313,86 @@ def export(
         fail(str(e))
 
 
+DEMO_PROMPT = "def fibonacci(n):\n"
+
+
+@app.callback(invoke_without_command=True)
+def default(ctx: typer.Context) -> None:
+    """With no command: open the explorer on the bundled demo model."""
+    if ctx.invoked_subcommand is None:
+        explore(model="demo", prompt=DEMO_PROMPT)
+
+
+@app.command()
+def explore(
+    model: ModelOpt = "demo",
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="Start generating this prompt at once.")] = "",
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", help="Tokens per generation.")] = 64,
+    temperature: Annotated[float, typer.Option("--temperature", "-t", help="0 = greedy.")] = 0.0,
+    top_k: Annotated[int, typer.Option("--top-k", help="0 = off.")] = 0,
+    top_p: Annotated[float, typer.Option("--top-p", help="1 = off.")] = 1.0,
+    seed: Annotated[int | None, typer.Option("--seed", help="Sampling seed.")] = None,
+    alternatives: KOpt = 20,
+    chat: Annotated[bool, typer.Option("--chat", help="Use the tokenizer's chat template.")] = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    trust_remote_code: RemoteOpt = False,
+    lens_chunk: Annotated[int, typer.Option("--lens-chunk", help="Lens the layers every N tokens.")] = 32,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Open the explorer with a model: type a prompt, watch it generate, branch on alternatives."""
+    from tokentui.core.run import RunError, SamplingParams
+
+    params = SamplingParams(temperature, top_k, top_p, seed, max_new_tokens)
+    try:
+        params.check()
+    except RunError as e:
+        fail(str(e))
+    from tokentui.engine.errors import ModelLoadError
+    from tokentui.engine.loading import resolve_source
+
+    try:
+        resolve_source(model)  # a missing folder is an error before the screen opens
+    except ModelLoadError as e:
+        fail(str(e))
+    from tokentui.tui.app import TokentuiApp
+
+    TokentuiApp(
+        model=model,
+        prompt=prompt,
+        cache_dir=cache_dir,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        params=params,
+        k=alternatives,
+        chat=chat,
+        lens_chunk=lens_chunk,
+    ).run()
+
+
+@app.command()
+def replay(
+    run: Annotated[str, typer.Argument(help="Run id (or unique prefix) or path to a run file.")],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Also load this model, to grow new branches.")
+    ] = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Open a saved run in the explorer (no model needed, torch is not imported)."""
+    from tokentui.store.runfile import RunFileError
+
+    try:
+        r = load_ref(run, cache_dir)
+    except RunFileError as e:
+        fail(str(e))
+    from tokentui.store.cache import cache_dir as resolve_dir
+    from tokentui.store.cache import resolve
+    from tokentui.tui.app import TokentuiApp
+
+    TokentuiApp(model=model, run=r, run_path=resolve(run, resolve_dir(cache_dir)), cache_dir=cache_dir).run()
+
+
 def main() -> None:
     app()
 

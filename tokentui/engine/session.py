@@ -115,8 +115,9 @@ class Session:
     # --- teacher forcing --------------------------------------------------------------------
     def _forward(self, ids: torch.Tensor, cache=None, use_cache: bool = True):
         try:
-            return self.model(input_ids=ids, past_key_values=cache, use_cache=use_cache,
-                              output_hidden_states=self.lens_chunk > 0)
+            return self.model(
+                input_ids=ids, past_key_values=cache, use_cache=use_cache, output_hidden_states=self.lens_chunk > 0
+            )
         except torch.cuda.OutOfMemoryError:
             raise EngineError("out of GPU memory (try a shorter text or a smaller model)") from None
         except (RuntimeError, IndexError) as e:

@@ -1,0 +1,144 @@
+"""The explorer driven with real key presses on a tiny real model (App.run_test + Pilot)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import torch
+
+from tokentui.core.run import SamplingParams
+from tokentui.store.runfile import load_run
+from tokentui.tui.app import TokentuiApp
+from tokentui.tui.widgets.alternatives import AlternativesPane
+from tokentui.tui.widgets.branch_tree import BranchTree
+from tokentui.tui.widgets.layers import LayersPane
+
+
+async def wait_for(pilot, cond, timeout: float = 60.0, what: str = "condition") -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+    await pilot.pause(0.1)
+
+
+def rendered(widget) -> str:
+    """The plain text a widget currently shows."""
+    return "\n".join(strip.text for strip in widget.render_lines(widget.region.reset_offset))
+
+
+@pytest.mark.asyncio
+async def test_generate_move_branch_navigate_save(model_dirs, loaded, cache_dir):
+    lm = loaded("gpt2")
+    app = TokentuiApp(model=str(model_dirs["gpt2"]), params=SamplingParams(max_new_tokens=12), k=6)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.state == "idle", what="model load")
+        await pilot.click("#prompt")
+        await pilot.press(*"def f(x):")
+        await pilot.press("ctrl+r")
+        await wait_for(
+            pilot,
+            lambda: (
+                app.run_obj is not None
+                and app.state == "idle"
+                and app.run_obj.branches
+                and app.run_obj.branches[0].status != "running"
+            ),
+            what="generation",
+        )
+        run = app.run_obj
+        ids = torch.tensor([lm.tokenizer("def f(x):")["input_ids"]])
+        ref = lm.model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=0)
+        assert run.sequence(0).tolist() == ref[0].tolist()
+        stream = app.stream
+        assert stream.cursor == run.length(0) - 1 and len(stream.view) == run.length(0)
+        # move the cursor and read the alternatives
+        await pilot.press("left", "left", "left")
+        pos = run.length(0) - 4
+        assert stream.cursor == pos
+        step = run.step(0, pos)
+        alt_text = rendered(app.query_one(AlternativesPane))
+        assert f"position {pos}" in alt_text and run.tokens.display(int(step.topk_ids[1]))[:24] in alt_text
+        assert "lens entropy" in rendered(app.query_one(LayersPane))
+        # branch with alternative #2
+        await pilot.press("2")
+        await wait_for(
+            pilot,
+            lambda: len(run.branches) == 2 and run.branches[1].status != "running" and app.state == "idle",
+            what="branch",
+        )
+        assert run.branches[1].fork_position == pos and run.branches[1].parent == 0
+        assert run.sequence(1)[pos] == step.topk_ids[1]
+        assert app.branch_id == 1 and len(stream.view) == run.length(1)
+        prefix = torch.tensor([run.sequence(1)[: pos + 1].tolist()])
+        ref1 = lm.model.generate(prefix, max_new_tokens=12, do_sample=False, pad_token_id=0)
+        assert run.sequence(1).tolist() == ref1[0].tolist()
+        # tree navigation: parent, child, and the tree lists both branches
+        assert len(list(app.query_one(BranchTree).root.children)) == 1
+        await pilot.press("K")
+        assert app.branch_id == 0
+        await pilot.press("J")
+        assert app.branch_id == 1
+        await pilot.press("d")
+        assert stream.cursor == pos
+        # metric and theme
+        await pilot.press("m")
+        assert app.metric == "entropy"
+        before = app.theme
+        await pilot.press("T")
+        assert app.theme != before
+        # continue the branch
+        n1 = run.length(1)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: run.length(1) > n1 and app.state == "idle", what="continue")
+        # save
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+    saved = load_run(cache_dir / f"{run.id}.tokentui")
+    assert saved.sequence(1).tolist() == run.sequence(1).tolist() and len(saved.branches) == 2
+
+
+@pytest.mark.asyncio
+async def test_cancel_mid_generation_keeps_the_partial_branch(model_dirs, cache_dir):
+    app = TokentuiApp(model=str(model_dirs["llama"]), prompt="import os", params=SamplingParams(max_new_tokens=5000))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(
+            pilot,
+            lambda: app.run_obj is not None and app.run_obj.branches and len(app.run_obj.branches[0].steps) > 3,
+            what="first tokens",
+        )
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.state == "idle", what="cancel")
+        b = app.run_obj.branches[0]
+        assert b.status == "cancelled" and 3 < len(b.steps) < 5000
+        n = len(b.steps)
+        await pilot.pause(0.3)
+        assert len(b.steps) == n  # nothing more arrives
+        app.run_obj.validate()
+    assert load_run(cache_dir / f"{app.run_obj.id}.tokentui").length(0) == app.run_obj.length(0)  # autosaved
+
+
+@pytest.mark.asyncio
+async def test_load_failure_is_shown_and_the_app_stays_usable(tmp_path, cache_dir):
+    bad = tmp_path / "not-a-model"
+    bad.mkdir()
+    (bad / "config.json").write_text("{ broken json")
+    app = TokentuiApp(model=str(bad))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.state == "no model", what="load failure")
+        assert any("failed" in (n.title or "") for n in app._notifications)
+        await pilot.press("ctrl+r")  # refused politely
+        await pilot.press("question_mark")  # typed into the prompt, which has the focus
+        assert app.query_one("#prompt").text.endswith("?")
+        await pilot.press("escape", "question_mark")  # escape leaves the prompt
+        await pilot.pause(0.1)
+        assert type(app.screen).__name__ == "HelpScreen"
+        await pilot.press("escape", "f1")
+        assert type(app.screen).__name__ == "HelpScreen"
+
+
+def test_event_loop_policy():
+    assert asyncio.get_event_loop_policy() is not None

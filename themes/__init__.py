@@ -1,0 +1,1 @@
+"""Colour themes (TOML), shipped inside the package as tokentui.themes."""

@@ -1,0 +1,124 @@
+"""Themes from the top-level `themes/` folder (shipped as `tokentui.themes`): validated TOML files
+turned into Textual themes plus a metric colour scale. A broken theme file is reported once and
+skipped; the built-in dark theme always exists."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import tomllib
+from rich.style import Style
+from textual.theme import Theme
+
+_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+_THEME_KEYS = (
+    "primary",
+    "secondary",
+    "accent",
+    "background",
+    "surface",
+    "panel",
+    "foreground",
+    "error",
+    "warning",
+    "success",
+)
+
+
+@dataclass(frozen=True)
+class MetricScale:
+    """Background colours from sure (0) to uncertain (last), with readable text colours."""
+
+    backgrounds: tuple[str, ...]
+    texts: tuple[str, ...]
+
+    def style(self, level: float, no_color: bool = False) -> Style:
+        """Style of a token whose normalised uncertainty is `level` in [0, 1] (NaN: unknown)."""
+        n = len(self.backgrounds)
+        if level != level:  # NaN: nothing known about this token (e.g. the first one)
+            return Style(dim=True)
+        i = min(n - 1, int(level * n))
+        if no_color:  # the metric still shows: plain → underline → bold → bold underline → reverse
+            return [
+                Style(),
+                Style(),
+                Style(underline=True),
+                Style(bold=True),
+                Style(bold=True, underline=True),
+                Style(reverse=True, bold=True),
+            ][min(5, i * 6 // n)]
+        return Style(color=self.texts[i], bgcolor=self.backgrounds[i])
+
+
+DEFAULT_SCALE = MetricScale(
+    ("#00224e", "#35456c", "#666970", "#948e77", "#c8b866", "#fee838"),
+    ("#e4e4e4", "#e4e4e4", "#ffffff", "#000000", "#000000", "#000000"),
+)
+
+
+@dataclass(frozen=True)
+class TokentuiTheme:
+    theme: Theme
+    scale: MetricScale
+
+
+def parse_theme(text: str, origin: str) -> TokentuiTheme:
+    """One theme file → theme; raises ValueError with a one-line reason."""
+    try:
+        d = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{origin}: not valid TOML ({e})") from None
+    name = d.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9-]{1,40}", name):
+        raise ValueError(f"{origin}: 'name' must be 1-40 lowercase letters, digits or dashes")
+    colors = {}
+    for key in _THEME_KEYS:
+        v = d.get(key)
+        if v is not None:
+            if not isinstance(v, str) or not _HEX.match(v):
+                raise ValueError(f"{origin}: {key} must be a #rrggbb colour")
+            colors[key] = v
+    if "primary" not in colors:
+        raise ValueError(f"{origin}: a theme needs a primary colour")
+    scale, texts = d.get("metric_scale"), d.get("metric_text")
+    if (
+        not isinstance(scale, list)
+        or not isinstance(texts, list)
+        or len(scale) != len(texts)
+        or not 3 <= len(scale) <= 12
+        or not all(isinstance(c, str) and _HEX.match(c) for c in scale + texts)
+    ):
+        raise ValueError(f"{origin}: metric_scale and metric_text must be equal lists of 3-12 #rrggbb colours")
+    return TokentuiTheme(
+        Theme(name=name, dark=bool(d.get("dark", True)), **colors), MetricScale(tuple(scale), tuple(texts))
+    )
+
+
+def load_themes() -> tuple[dict[str, TokentuiTheme], list[str]]:
+    """All shipped themes (plus any in $TOKENTUI_THEMES_DIR), and the problems found."""
+    found: dict[str, TokentuiTheme] = {}
+    problems: list[str] = []
+    sources = [
+        (f.name, f.read_text(encoding="utf-8"))
+        for f in resources.files("tokentui.themes").iterdir()
+        if f.name.endswith(".toml")
+    ]
+    extra = os.environ.get("TOKENTUI_THEMES_DIR")
+    if extra and os.path.isdir(extra):
+        for fn in sorted(os.listdir(extra)):
+            if fn.endswith(".toml"):
+                try:
+                    with open(os.path.join(extra, fn), encoding="utf-8") as f:
+                        sources.append((fn, f.read(65536)))
+                except (OSError, UnicodeDecodeError) as e:
+                    problems.append(f"{fn}: {e}")
+    for origin, text in sorted(sources):
+        try:
+            t = parse_theme(text, origin)
+            found[t.theme.name] = t
+        except ValueError as e:
+            problems.append(str(e))
+    return found, problems

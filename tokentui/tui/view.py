@@ -1,0 +1,128 @@
+"""What the token stream shows of one branch: display texts, metric levels, kinds, line layout.
+
+Kept apart from the widget so it can grow incrementally while tokens stream in (only new tokens
+are converted, only the last line is re-wrapped) and be tested without a terminal.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+import numpy as np
+from rich.cells import cell_len
+
+from tokentui.core.metrics import METRICS
+from tokentui.core.run import Run
+
+KIND_CODE = {"prompt": 0, "forced": 1, "generated": 2}
+
+
+class BranchView:
+    def __init__(self, run: Run, branch_id: int, metric: str) -> None:
+        self.run, self.branch_id, self.metric = run, branch_id, metric
+        self.texts: list[str] = []
+        self.widths: list[int] = []
+        self.newline: list[bool] = []
+        self.kinds = np.zeros(0, dtype=np.int8)
+        self.levels = np.zeros(0)
+        self.width = 80
+        self.line_starts: list[int] = [0]
+        self.sync()
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def n_lines(self) -> int:
+        return len(self.line_starts) if self.texts else 0
+
+    def sync(self) -> bool:
+        """Catch up with the run (new tokens, new metric values); True if anything changed."""
+        run, b = self.run, self.branch_id
+        ids = run.sequence(b)
+        old = len(self.texts)
+        changed = len(ids) != old
+        table = run.tokens
+        for tid in ids[old:].tolist():
+            text = table.display(tid)
+            self.texts.append(text)
+            self.widths.append(max(1, cell_len(text)))
+            self.newline.append(b"\n" in table.bytes_of(tid))
+        if changed:
+            self.kinds = np.array([KIND_CODE[k] for k in run.kinds(b)], dtype=np.int8)
+        self.levels = self.metric_levels()
+        self._relayout(old)
+        return changed
+
+    def metric_values(self) -> np.ndarray:
+        return METRICS[self.metric].compute(lambda name: self.run.column(self.branch_id, name))
+
+    def metric_levels(self) -> np.ndarray:
+        return METRICS[self.metric].normalized(self.metric_values())
+
+    def set_metric(self, metric: str) -> None:
+        self.metric = metric
+        self.levels = self.metric_levels()
+
+    def set_width(self, width: int) -> None:
+        width = max(8, width)
+        if width != self.width:
+            self.width = width
+            self.line_starts = [0]
+            self._relayout(0)
+
+    def _relayout(self, from_token: int) -> None:
+        """Wrap tokens into lines from the line holding `from_token` on."""
+        if not self.texts:
+            self.line_starts = [0]
+            return
+        line = max(0, self.line_of(min(from_token, len(self.texts) - 1)))
+        del self.line_starts[line + 1 :]
+        start = self.line_starts[line]
+        col = 0
+        for i in range(start, len(self.texts)):
+            w = self.widths[i]
+            if col and col + w > self.width:
+                self.line_starts.append(i)
+                col = 0
+            col += w
+            if self.newline[i] and i + 1 < len(self.texts):
+                self.line_starts.append(i + 1)
+                col = 0
+
+    def line_of(self, token: int) -> int:
+        return max(0, bisect_right(self.line_starts, token) - 1)
+
+    def line_range(self, line: int) -> tuple[int, int]:
+        start = self.line_starts[line]
+        end = self.line_starts[line + 1] if line + 1 < len(self.line_starts) else len(self.texts)
+        return start, end
+
+    # --- navigation -------------------------------------------------------------------------
+    def word_start(self, pos: int, direction: int) -> int:
+        """The next (+1) or previous (-1) token that starts a word (space, newline or symbol before)."""
+        i = pos + direction
+        while 0 <= i < len(self.texts):
+            t = self.texts[i]
+            if t[:1] in (" ", "↵", "→") or (i > 0 and self.newline[i - 1]):
+                return i
+            i += direction
+        return max(0, min(len(self.texts) - 1, i - direction))
+
+    def next_where(self, pos: int, direction: int, mask: np.ndarray) -> int | None:
+        idx = np.nonzero(mask)[0]
+        if direction > 0:
+            after = idx[idx > pos]
+            return int(after[0]) if after.size else None
+        before = idx[idx < pos]
+        return int(before[-1]) if before.size else None
+
+    def uncertain_mask(self, kind: str) -> np.ndarray:
+        """`rank`: the model's first choice was not taken · `entropy`: the top 10% most uncertain."""
+        if kind == "rank":
+            return self.run.column(self.branch_id, "rank") > 1
+        ent = self.run.column(self.branch_id, "entropy").astype(np.float64)
+        finite = ent[np.isfinite(ent)]
+        if not finite.size:
+            return np.zeros(len(ent), dtype=bool)
+        return ent >= np.quantile(finite, 0.9)

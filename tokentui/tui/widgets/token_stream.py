@@ -1,0 +1,219 @@
+"""The token stream: every token of the current branch coloured by the selected metric, with a
+cursor. A Line API ScrollView: only visible lines are drawn, and drawn lines are cached, so a
+100k-token run scrolls and moves its cursor without redrawing what is off screen."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from tokentui.tui.theme import DEFAULT_SCALE, MetricScale
+from tokentui.tui.view import BranchView
+
+
+class TokenStream(ScrollView, can_focus=True):
+    """Shows a BranchView; posts CursorMoved when the cursor changes."""
+
+    BINDINGS = [
+        Binding("left,h", "cursor(-1)", "prev token", show=False),
+        Binding("right,l", "cursor(1)", "next token", show=False),
+        Binding("ctrl+left,b", "word(-1)", "prev word", show=False),
+        Binding("ctrl+right,w", "word(1)", "next word", show=False),
+        Binding("up,k", "line(-1)", "line up", show=False),
+        Binding("down,j", "line(1)", "line down", show=False),
+        Binding("pageup", "page(-1)", "page up", show=False),
+        Binding("pagedown", "page(1)", "page down", show=False),
+        Binding("home,g", "edge(-1)", "first token", show=False),
+        Binding("end,G", "edge(1)", "last token", show=False),
+        Binding("]", "uncertain(1, 'rank')", "next rank>1", show=False),
+        Binding("[", "uncertain(-1, 'rank')", "prev rank>1", show=False),
+        Binding("}", "uncertain(1, 'entropy')", "next high entropy", show=False),
+        Binding("{", "uncertain(-1, 'entropy')", "prev high entropy", show=False),
+    ]
+
+    class CursorMoved(Message):
+        def __init__(self, position: int) -> None:
+            super().__init__()
+            self.position = position
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.view: BranchView | None = None
+        self.cursor = 0
+        self.follow = True  # keep the cursor on the newest token while generating
+        self.scale: MetricScale = DEFAULT_SCALE
+        self.no_color = False
+        self._strips: OrderedDict[int, Strip] = OrderedDict()
+
+    # --- data ---------------------------------------------------------------------------------
+    def show(self, view: BranchView, cursor: int | None = None) -> None:
+        self.view = view
+        view.set_width(self._text_width())
+        self.cursor = max(0, min(len(view) - 1, cursor if cursor is not None else len(view) - 1))
+        self.follow = self.cursor >= len(view) - 1
+        self._invalidate()
+        self._scroll_to_cursor()
+        self.post_message(self.CursorMoved(self.cursor))
+
+    def update_view(self) -> None:
+        """The run grew (or its values changed): catch up, keep following if we were."""
+        if self.view is None:
+            return
+        before = len(self.view)
+        self.view.sync()
+        if self.follow and len(self.view) != before:
+            self.cursor = len(self.view) - 1
+            self._scroll_to_cursor()
+            self.post_message(self.CursorMoved(self.cursor))
+        self._invalidate()
+
+    def set_scale(self, scale: MetricScale, no_color: bool) -> None:
+        self.scale, self.no_color = scale, no_color
+        self._invalidate()
+
+    def restyle(self) -> None:
+        if self.view is not None:
+            self.view.levels = self.view.metric_levels()
+        self._invalidate()
+
+    def _text_width(self) -> int:
+        return max(8, self.scrollable_content_region.width or self.size.width or 80)
+
+    def _invalidate(self) -> None:
+        self._strips.clear()
+        if self.view is not None:
+            self.virtual_size = Size(self.view.width, self.view.n_lines)
+        self.refresh()
+
+    def on_resize(self) -> None:
+        if self.view is not None:
+            self.view.set_width(self._text_width())
+            self._invalidate()
+            self._scroll_to_cursor()
+
+    # --- drawing ------------------------------------------------------------------------------
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        line = scroll_y + y
+        width = self.scrollable_content_region.width
+        view = self.view
+        if view is None or line >= view.n_lines:
+            return Strip.blank(width, self.rich_style)
+        strip = self._strips.get(line)
+        if strip is None:
+            strip = self._draw(line)
+            self._strips[line] = strip
+            if len(self._strips) > 512:
+                self._strips.popitem(last=False)
+        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+
+    def _draw(self, line: int) -> Strip:
+        view = self.view
+        start, end = view.line_range(line)
+        segs = []
+        base = self.rich_style
+        for i in range(start, end):
+            style = base + self.scale.style(float(view.levels[i]), self.no_color)
+            kind = view.kinds[i] if i < len(view.kinds) else 2
+            if kind == 0:
+                style += Style(dim=True)
+            elif kind == 1:
+                style += Style(italic=True, underline=True)
+            if i % 2 and not self.no_color:
+                style += Style(bold=True)  # alternate weight: token boundaries stay visible
+            if i == self.cursor:
+                style += Style(reverse=True, bold=True)
+            segs.append(Segment(view.texts[i], style))
+        return Strip(segs)
+
+    def _refresh_token_lines(self, *tokens: int) -> None:
+        for t in tokens:
+            if self.view is not None and 0 <= t < len(self.view):
+                line = self.view.line_of(t)
+                self._strips.pop(line, None)
+                self.refresh_line(line - self.scroll_offset.y)
+
+    # --- cursor -------------------------------------------------------------------------------
+    def move_to(self, pos: int) -> None:
+        if self.view is None or not len(self.view):
+            return
+        pos = max(0, min(len(self.view) - 1, pos))
+        old, self.cursor = self.cursor, pos
+        self.follow = pos == len(self.view) - 1
+        self._refresh_token_lines(old, pos)
+        self._scroll_to_cursor()
+        if old != pos:
+            self.post_message(self.CursorMoved(pos))
+
+    def _scroll_to_cursor(self) -> None:
+        if self.view is None:
+            return
+        line = self.view.line_of(self.cursor)
+        height = max(1, self.scrollable_content_region.height)
+        y = self.scroll_offset.y
+        if line < y:
+            self.scroll_to(y=line, animate=False)
+        elif line >= y + height:
+            self.scroll_to(y=line - height + 1, animate=False)
+
+    def action_cursor(self, delta: int) -> None:
+        self.move_to(self.cursor + delta)
+
+    def action_word(self, direction: int) -> None:
+        if self.view is not None:
+            self.move_to(self.view.word_start(self.cursor, direction))
+
+    def action_line(self, delta: int) -> None:
+        if self.view is None or not len(self.view):
+            return
+        line = self.view.line_of(self.cursor)
+        target = max(0, min(self.view.n_lines - 1, line + delta))
+        start, end = self.view.line_range(line)
+        col = sum(self.view.widths[start : self.cursor])
+        t_start, t_end = self.view.line_range(target)
+        pos, acc = t_start, 0
+        while pos < t_end - 1 and acc + self.view.widths[pos] <= col:
+            acc += self.view.widths[pos]
+            pos += 1
+        self.move_to(pos)
+
+    def action_page(self, direction: int) -> None:
+        self.action_line(direction * max(1, self.scrollable_content_region.height - 1))
+
+    def action_edge(self, direction: int) -> None:
+        self.move_to(0 if direction < 0 else (len(self.view) - 1 if self.view else 0))
+
+    def action_uncertain(self, direction: int, kind: str) -> None:
+        if self.view is None:
+            return
+        target = self.view.next_where(self.cursor, direction, self.view.uncertain_mask(kind))
+        if target is None:
+            self.app.bell()
+        else:
+            self.move_to(target)
+
+    def on_click(self, event) -> None:
+        """Put the cursor on the clicked token."""
+        if self.view is None:
+            return
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        line = self.scroll_offset.y + offset.y
+        if line >= self.view.n_lines:
+            return
+        start, end = self.view.line_range(line)
+        col, x = 0, offset.x + self.scroll_offset.x
+        for i in range(start, end):
+            col += self.view.widths[i]
+            if x < col:
+                self.move_to(i)
+                return
+        self.move_to(end - 1)

@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Static, TextArea
 
-from tokentui.core.display import sanitize
+from tokentui.core.display import safe_text, sanitize
 from tokentui.core.metrics import METRIC_ORDER, METRICS
 from tokentui.core.run import Run, RunError, SamplingParams
 from tokentui.engine import worker as w
@@ -155,8 +155,10 @@ class TokentuiApp(App):
         yield Static("", id="status", markup=False)
         with Horizontal(id="main"):
             with Vertical(id="left"):
+                # a run file's prompt is untrusted: escapes made visible, newlines kept
+                prompt = self.initial_prompt or (safe_text(self.run_obj.meta.prompt.encode()) if self.run_obj else "")
                 yield TextArea(
-                    self.initial_prompt or (self.run_obj.meta.prompt if self.run_obj else ""),
+                    prompt,
                     id="prompt",
                     soft_wrap=True,
                     show_line_numbers=False,

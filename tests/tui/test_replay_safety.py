@@ -1,0 +1,128 @@
+"""Replay without a model: hostile token text through every pane never reaches the screen raw,
+markup in tokens shows literally, and the replay path does not import torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from tests.store.test_runfile import make_run
+from tokentui.core.tokens import TokenTable
+from tokentui.store.runfile import save_run
+from tokentui.tui.app import TokentuiApp
+
+HOSTILE = [
+    b"\x1b[31mRED",
+    b"\x1b]0;pwned\x07",
+    "\u202eevil".encode(),
+    b"[/]",
+    b"[@click=app.quit]x[/]",
+    b"\x00\x7f",
+    b"\xc3",
+    b"\x9b2J",
+    "\u2066iso".encode(),
+    b"[bold]b[/bold]",
+    b"a\nb",
+    b"\r",
+]
+
+
+def hostile_run():
+    run = make_run(n_branch_steps=(20, 8))
+    table = {i: HOSTILE[i % len(HOSTILE)] for i in range(run.meta.vocab_size)}
+    order = list(dict.fromkeys(run.sequence(1).tolist()))  # every hostile string lies on branch 1
+    for j, tid in enumerate(order):
+        table[tid] = HOSTILE[j % len(HOSTILE)]
+    run.tokens = TokenTable(table)
+    run.meta.prompt = "\x1b[2J[/] prompt"
+    return run
+
+
+def _raw_controls(text: str) -> list[str]:
+    bad = []
+    for ch in text:
+        o = ord(ch)
+        if (o < 0x20 and ch not in "\n") or 0x7F <= o <= 0x9F or ch in "\u202e\u2066\u2069\u200f":
+            bad.append(repr(ch))
+    return bad
+
+
+async def test_hostile_tokens_in_every_pane(tmp_path):
+    run = hostile_run()
+    app = TokentuiApp(run=run, cache_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        stream = app.stream
+        screens = []
+        for branch in (0, 1):
+            app._show_branch(branch, cursor=0)
+            await pilot.pause()
+            for _ in range(run.length(branch)):
+                await pilot.press("right")
+                if stream.cursor % 4 == 0:
+                    screens.append(app.export_screenshot())
+            screens.append(app.export_screenshot())
+        await pilot.press("question_mark")
+        screens.append(app.export_screenshot())
+        assert app.is_running  # [@click=app.quit] did not quit, [/] did not crash
+    text = "".join(screens)
+    assert "\x1b" not in text and "\x9b" not in text and "\u202e" not in text and "\x07" not in text
+    assert "␛" in text and "&lt;U+202E&gt;" in text  # visible escapes instead
+    assert "‹C3›" in text
+
+
+async def test_hostile_strings_in_plain_text_form():
+    """The same strings through the widgets' own text (not the SVG): no raw control characters."""
+    from tokentui.tui.widgets.alternatives import AlternativesPane
+    from tokentui.tui.widgets.branch_tree import BranchTree
+    from tokentui.tui.widgets.layers import LayersPane
+
+    run = hostile_run()
+    app = TokentuiApp(run=run)
+    seen = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        for pos in range(1, run.length(1)):
+            app._show_branch(1, cursor=pos)
+            await pilot.pause()
+            for widget in (
+                app.stream,
+                app.query_one(AlternativesPane),
+                app.query_one(LayersPane),
+                app.query_one(BranchTree),
+                app.query_one("#status"),
+            ):
+                lines = [s.text for s in widget.render_lines(widget.region.reset_offset)]
+                assert not _raw_controls("\n".join(lines)), (type(widget).__name__, pos)
+                seen.extend(lines)
+    shown = "\n".join(seen)
+    assert "[@click=app.quit]x[/]" in shown and "[bold]b[/bold]" in shown  # markup shown literally
+
+
+def test_replay_does_not_import_torch(tmp_path):
+    path = save_run(make_run(), tmp_path / "r.tokentui")
+    code = textwrap.dedent(f"""
+        import asyncio, sys
+        from tokentui.cli import load_ref
+        from tokentui.tui.app import TokentuiApp
+        async def main():
+            app = TokentuiApp(run=load_ref({str(path)!r}, None))
+            async with app.run_test(size=(80, 24)) as pilot:
+                await pilot.press("right", "left", "m", "question_mark", "escape")
+        asyncio.run(main())
+        print("heavy:" + ",".join(m for m in ("torch", "transformers") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "heavy:"
+
+
+async def test_narrow_terminal_tabs_side_panes(tmp_path):
+    app = TokentuiApp(run=make_run())
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.screen.has_class("narrow") and app.screen.has_class("short")
+        shown = [w.id for w in app.query(".side") if w.display and w.has_class("shown")]
+        assert shown == ["alternatives"]
+        await pilot.press("v")
+        shown = [w.id for w in app.query(".side.shown")]
+        assert shown == ["layers"]
+        assert app.stream.region.width > 30

@@ -247,6 +247,9 @@ class Run:
                     raise RunError(f"branch {b.id} forks at {b.fork_position}, outside its parent")
             if not 0 <= b.n_forced <= len(b.steps):
                 raise RunError(f"branch {b.id} has {b.n_forced} forced tokens but {len(b.steps)} steps")
+        known = np.zeros(m.vocab_size, dtype=bool)  # which ids the token table has bytes for
+        table_ids = self.tokens.ids()
+        known[table_ids[(table_ids >= 0) & (table_ids < m.vocab_size)]] = True
         for cols in [self.prompt] + [b.steps for b in self.branches]:
             if cols.k != m.k or cols.n_layers != m.n_layers:
                 raise RunError("step arrays do not match the run's k and layer count")
@@ -255,9 +258,9 @@ class Run:
                 valid = ids[ids >= 0] if name == "topk_ids" else ids
                 if valid.size and (valid.min() < 0 or valid.max() >= m.vocab_size):
                     raise RunError(f"{name} holds ids outside the vocabulary (0..{m.vocab_size - 1})")
-                missing = self.tokens.missing(np.unique(valid)[:]) if valid.size else []
-                if missing:
-                    raise RunError(f"token table lacks the bytes of id {missing[0]}")
+                missing = valid[~known[valid]] if valid.size else valid
+                if missing.size:
+                    raise RunError(f"token table lacks the bytes of id {int(missing[0])}")
             rank = cols.col("rank")
             if rank.size and (rank.min() < 0 or rank.max() > m.vocab_size):
                 raise RunError("ranks outside 0..vocabulary size")

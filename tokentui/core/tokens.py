@@ -32,6 +32,9 @@ class TokenTable:
     def missing(self, ids: Iterable[int]) -> list[int]:
         return [int(i) for i in ids if int(i) not in self._bytes]
 
+    def ids(self) -> np.ndarray:
+        return np.fromiter(self._bytes.keys(), dtype=np.int64, count=len(self._bytes))
+
     def bytes_of(self, token_id: int) -> bytes:
         return self._bytes.get(int(token_id), b"")
 

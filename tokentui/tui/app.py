@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -236,7 +237,9 @@ class TokentuiApp(App):
     def _refresh_panes(self) -> None:
         pos = self.stream.cursor
         self.query_one(AlternativesPane).show(self.run_obj, self.branch_id, pos)
-        self.query_one(LayersPane).show(self.run_obj, self.branch_id, pos, self.metric)
+        view = self.stream.view
+        levels = view.levels if view is not None else np.zeros(0)
+        self.query_one(LayersPane).show(self.run_obj, self.branch_id, pos, self.metric, levels)
         self._update_status()
 
     def on_token_stream_cursor_moved(self, message: TokenStream.CursorMoved) -> None:
@@ -259,7 +262,7 @@ class TokentuiApp(App):
             t.append(f" · pos {self.stream.cursor}")
         if self.status_note:
             t.append(f" · {sanitize(self.status_note)}", style="italic")
-        self.query_one("#status", Static).update(t)
+        self.query_one("#status", Static).update(t, layout=False)
 
     def _update_settings_line(self) -> None:
         p = self.params
@@ -282,7 +285,7 @@ class TokentuiApp(App):
             if self.no_color:
                 legend.append(str(i), style=scale.style((i + 0.5) / n, True))
         legend.append(" uncertain · dim = prompt · italic underline = forced · m: next metric")
-        self.query_one("#legend", Static).update(legend)
+        self.query_one("#legend", Static).update(legend, layout=False)
 
     def _flush(self) -> None:
         """Apply streamed tokens at most ~20 times a second."""

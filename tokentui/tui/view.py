@@ -38,21 +38,41 @@ class BranchView:
 
     def sync(self) -> bool:
         """Catch up with the run (new tokens, new metric values); True if anything changed."""
-        run, b = self.run, self.branch_id
-        ids = run.sequence(b)
+        ids = self.run.sequence(self.branch_id)
         old = len(self.texts)
         changed = len(ids) != old
-        table = run.tokens
-        for tid in ids[old:].tolist():
-            text = table.display(tid)
-            self.texts.append(text)
-            self.widths.append(max(1, cell_len(text)))
-            self.newline.append(b"\n" in table.bytes_of(tid))
         if changed:
-            self.kinds = np.array([KIND_CODE[k] for k in run.kinds(b)], dtype=np.int8)
+            self._append(ids[old:])
+            self.kinds = self._kinds()
         self.levels = self.metric_levels()
         self._relayout(old)
         return changed
+
+    def _append(self, new_ids: np.ndarray) -> None:
+        """Display text, width and newline flag of new tokens, computed once per distinct id."""
+        if not len(new_ids):
+            return
+        table = self.run.tokens
+        uniq, inverse = np.unique(new_ids, return_inverse=True)
+        texts = [table.display(t) for t in uniq.tolist()]
+        widths = [max(1, cell_len(t)) for t in texts]
+        newline = [b"\n" in table.bytes_of(t) for t in uniq.tolist()]
+        inv = inverse.tolist()
+        self.texts.extend([texts[i] for i in inv])
+        self.widths.extend([widths[i] for i in inv])
+        self.newline.extend([newline[i] for i in inv])
+
+    def _kinds(self) -> np.ndarray:
+        out = np.zeros(self.run.length(self.branch_id), dtype=np.int8)
+        for start, _cols, lo, hi, src in self.run.segments(self.branch_id):
+            if src == "prompt":
+                continue
+            b = self.run.branches[int(src[1:])]
+            out[start + lo : start + hi] = KIND_CODE["generated"]
+            forced_end = min(hi, b.n_forced)
+            if forced_end > lo:
+                out[start + lo : start + forced_end] = KIND_CODE["forced"]
+        return out
 
     def metric_values(self) -> np.ndarray:
         return METRICS[self.metric].compute(lambda name: self.run.column(self.branch_id, name))

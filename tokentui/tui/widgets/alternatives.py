@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import math
 
-from rich.table import Table
+from rich.cells import cell_len
+from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
@@ -28,9 +29,21 @@ class AlternativesPane(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
 
+    @staticmethod
+    def _row(run: Run, n: int, tid: int, p: float, lp: float, chosen: bool, bar_text: str) -> Text:
+        token = run.tokens.display(tid)[:16]
+        pad = " " * max(0, 16 - cell_len(token))
+        style = "bold" if chosen else ""
+        row = Text(f"{'▶' if chosen else ' '}{n:>2} ", style=style)
+        row.append(token + pad, style=style)
+        row.append(f" {p:.4f} ")
+        row.append(f"{bar_text:<12}", style="cyan")
+        row.append(f" {lp:8.3f}\n")
+        return row
+
     def show(self, run: Run | None, branch_id: int, position: int) -> None:
         if run is None or position < 0 or position >= run.length(branch_id):
-            self.update(Text("no token under the cursor"))
+            self.update(Text("no token under the cursor"), layout=False)
             return
         step = run.step(branch_id, position)
         head = Text()
@@ -44,31 +57,14 @@ class AlternativesPane(Static):
             head.append(f"  sampler p={step.sampler_prob:.4f}", style="italic")
         if step.kind != "generated":
             head.append(f"  ({step.kind})", style="dim")
-        table = Table.grid(padding=(0, 1))
-        for col in ("#", "token", "prob", "", "logprob"):
-            table.add_column(col, justify="right" if col in ("#", "prob", "logprob") else "left")
+        # plain padded Text rows: a rich Table re-measures every cell on each cursor move
+        rows = Text()
         for i, (tid, lp) in enumerate(zip(step.topk_ids.tolist(), step.topk_logprobs.tolist())):
             if tid < 0:
                 continue
-            p = math.exp(lp)
-            mark = "▶" if tid == step.token_id else " "
-            key = f"{mark}{i + 1}" if i < 9 else f"{mark} {i + 1}"
-            style = "bold" if tid == step.token_id else ""
-            table.add_row(
-                Text(key, style=style),
-                Text(run.tokens.display(tid)[:24], style=style),
-                Text(f"{p:.4f}"),
-                Text(bar(p), style="cyan"),
-                Text(f"{lp:.3f}"),
-            )
+            chosen = tid == step.token_id
+            rows.append(self._row(run, i + 1, tid, math.exp(lp), lp, chosen, bar(math.exp(lp))))
         if step.rank > run.k:
-            table.add_row(
-                Text("▶"),
-                Text(run.tokens.display(step.token_id)[:24], style="bold"),
-                Text(f"{step.prob:.4f}"),
-                Text(f"rank {step.rank}", style="dim"),
-                Text(f"{step.logprob:.3f}"),
-            )
-        from rich.console import Group
-
-        self.update(Group(head, table))
+            rows.append(self._row(run, step.rank, step.token_id, step.prob, step.logprob, True, f"rank {step.rank}"))
+        rows.rstrip()
+        self.update(Group(head, rows), layout=False)

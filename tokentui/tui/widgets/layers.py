@@ -17,30 +17,42 @@ from tokentui.tui.widgets.alternatives import bar
 SPARK = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: np.ndarray, width: int, cursor: int | None) -> Text:
-    """Values (0..1, NaN allowed) squeezed into `width` cells by max-pooling; cursor cell reversed."""
-    text = Text()
+def pooled(values: np.ndarray, cells: int) -> np.ndarray:
+    """Max-pool values (0..1, NaN allowed) into `cells` bins; NaN where a bin holds no value."""
     n = len(values)
-    if n == 0 or width <= 0:
-        return text
-    cells = min(width, n)
+    cells = max(1, min(cells, n))
     edges = np.linspace(0, n, cells + 1).astype(int)
-    cur_cell = None if cursor is None else min(cells - 1, int(cursor * cells / n))
+    out = np.full(cells, np.nan)
     for c in range(cells):
         chunk = values[edges[c] : max(edges[c] + 1, edges[c + 1])]
         chunk = chunk[np.isfinite(chunk)]
-        ch = " " if not chunk.size else SPARK[min(7, int(chunk.max() * 8))]
-        text.append(ch, style="reverse bold" if c == cur_cell else "")
+        if chunk.size:
+            out[c] = chunk.max()
+    return out
+
+
+def sparkline(cells: np.ndarray, n_values: int, cursor: int | None) -> Text:
+    """Pooled cells → sparkline text, the cell holding the cursor position reversed."""
+    text = Text()
+    if not len(cells) or not n_values:
+        return text
+    cur = None if cursor is None else min(len(cells) - 1, int(cursor * len(cells) / n_values))
+    chars = "".join(" " if v != v else SPARK[min(7, int(v * 8))] for v in cells.tolist())
+    text.append(chars)
+    if cur is not None:
+        text.stylize("reverse bold", cur, cur + 1)
     return text
 
 
 class LayersPane(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
+        self._pooled: tuple[np.ndarray, int, np.ndarray] | None = None  # (levels, width, cells)
 
-    def show(self, run: Run | None, branch_id: int, position: int, metric: str) -> None:
+    def show(self, run: Run | None, branch_id: int, position: int, metric: str, levels: np.ndarray) -> None:
+        """`levels`: the metric over the branch, normalised (the token stream's own array)."""
         if run is None or position < 0 or position >= run.length(branch_id):
-            self.update(Text("no token under the cursor"))
+            self.update(Text("no token under the cursor"), layout=False)
             return
         step = run.step(branch_id, position)
         width = max(10, (self.size.width or 40) - 16)
@@ -52,8 +64,9 @@ class LayersPane(Static):
                 lines.append(Text(f"L{layer:<3} {'…':>6}", style="dim"))
             else:
                 lines.append(Text(f"L{layer:<3} {h:6.3f} ") + Text(bar(h / top, width), style="magenta"))
-        m = METRICS[metric]
-        values = m.normalized(m.compute(lambda name: run.column(branch_id, name)))
-        lines.append(Text(f"{m.name} over the branch (tall = unsure)", style="bold"))
-        lines.append(sparkline(values, max(10, (self.size.width or 40) - 2), position))
-        self.update(Group(*lines))
+        lines.append(Text(f"{METRICS[metric].name} over the branch (tall = unsure)", style="bold"))
+        cells = max(10, (self.size.width or 40) - 2)
+        if self._pooled is None or self._pooled[0] is not levels or self._pooled[1] != cells:
+            self._pooled = (levels, cells, pooled(levels, cells))
+        lines.append(sparkline(self._pooled[2], len(levels), position))
+        self.update(Group(*lines), layout=False)

@@ -126,3 +126,26 @@ async def test_narrow_terminal_tabs_side_panes(tmp_path):
         shown = [w.id for w in app.query(".side.shown")]
         assert shown == ["layers"]
         assert app.stream.region.width > 30
+
+
+def test_decoded_view_joins_split_characters_and_holds_back_incomplete_ones():
+    from tokentui.core.tokens import TokenTable
+    from tokentui.tui.view import BranchView
+
+    run = make_run(n_branch_steps=(5, 3))
+    seq = run.sequence(0).tolist()
+    pieces = [b"a", "é".encode()[:1], "é".encode()[1:] + b"\n", b"\x1b", "✓".encode()[:2], "✓".encode()[2:], b"z"]
+    table = {tid: b"x" for tid in range(run.meta.vocab_size)}
+    for pos in range(4, 9):  # the root's own tokens carry the split characters
+        table[seq[pos]] = b"?"
+    run.tokens = TokenTable(table)
+    ids = seq[:4] + [1000 + i for i in range(5)]
+    for i, p in enumerate(pieces[:5]):
+        run.tokens.add(1000 + i, p)
+    run.branches[0].steps._a["token_id"][:5] = ids[4:]
+    run.meta.vocab_size = 2000
+    tokens_view = BranchView(run, 0, "probability")
+    decoded = BranchView(run, 0, "probability", decoded=True)
+    assert tokens_view.texts[5] == "‹C3›" and tokens_view.texts[6] == "‹A9›↵"
+    assert decoded.texts[5] == "" and decoded.texts[6] == "é" and decoded.newline[6]
+    assert decoded.texts[7] == "␛" and decoded.texts[8] == ""  # ✓ not complete yet: held back

@@ -12,7 +12,7 @@ import codecs
 import unicodedata
 from functools import lru_cache
 
-_HEX_HANDLER = "tokentui-hexbytes"
+HEX_ERRORS = "tokentui-hexbytes"  # codecs error handler: undecodable bytes → ‹XX›
 
 
 def _hex_bytes(err: UnicodeDecodeError) -> tuple[str, int]:
@@ -20,7 +20,7 @@ def _hex_bytes(err: UnicodeDecodeError) -> tuple[str, int]:
     return "".join(f"‹{b:02X}›" for b in bad), err.end
 
 
-codecs.register_error(_HEX_HANDLER, _hex_bytes)
+codecs.register_error(HEX_ERRORS, _hex_bytes)
 
 # Visible stand-ins for whitespace that would otherwise vanish or move the cursor.
 _VISIBLE_WS = {"\n": "↵", "\t": "→", "\r": "␍"}
@@ -50,7 +50,7 @@ def sanitize(text: str, visible_whitespace: bool = False) -> str:
 
 def decode_bytes(data: bytes) -> str:
     """UTF-8 decode; bytes that are not (part of) a valid character show as ‹XX›."""
-    return data.decode("utf-8", errors=_HEX_HANDLER)
+    return data.decode("utf-8", errors=HEX_ERRORS)
 
 
 def display_token(data: bytes, visible_whitespace: bool = True) -> str:

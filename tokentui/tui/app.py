@@ -69,6 +69,7 @@ HELP = [
         [
             ("m", "next metric: probability, entropy, rank, surprisal"),
             ("T", "next theme"),
+            ("D", "tokens ↔ decoded text (characters split over tokens joined, real line breaks)"),
             ("v", "next side pane (narrow terminals)"),
             ("tab", "next pane"),
         ],
@@ -103,6 +104,7 @@ class TokentuiApp(App):
         Binding("L", "tree_move('next')", "next sibling", show=False),
         Binding("d", "compare", "diff parent", show=False),
         Binding("T", "cycle_theme", "theme", show=False),
+        Binding("D", "toggle_decoded", "decoded text", show=False),
         Binding("v", "cycle_pane", "pane", show=False),
         Binding("ctrl+s", "save", "save", priority=True),
         Binding("o", "open_run", "open"),
@@ -150,6 +152,7 @@ class TokentuiApp(App):
         self.themes_, self.theme_problems = load_themes()
         self.no_color = bool(os.environ.get("NO_COLOR"))
         self.side_index = 0
+        self.decoded = False
 
     # --- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -206,6 +209,8 @@ class TokentuiApp(App):
         self.screen.set_class(size.width < 110, "narrow")
         self.screen.set_class(size.height < 30, "short")
         self._show_side()
+        if self.run_obj is not None:
+            self.call_after_refresh(self._refresh_panes)  # pane contents depend on their width
 
     def _show_side(self) -> None:
         for i, name in enumerate(("alternatives", "layers", "tree")):
@@ -230,7 +235,7 @@ class TokentuiApp(App):
         if run is None:
             return
         self.branch_id = branch_id
-        self.stream.show(BranchView(run, branch_id, self.metric), cursor)
+        self.stream.show(BranchView(run, branch_id, self.metric, self.decoded), cursor)
         self.query_one(BranchTree).rebuild(run, branch_id)
         self._refresh_panes()
 
@@ -419,6 +424,11 @@ class TokentuiApp(App):
         self.stream.restyle()
         self._update_legend()
         self._refresh_panes()
+
+    def action_toggle_decoded(self) -> None:
+        self.decoded = not self.decoded
+        self._show_branch(self.branch_id, cursor=self.stream.cursor)
+        self.stream.border_title = "decoded text" if self.decoded else "tokens"
 
     def action_cycle_theme(self) -> None:
         names = sorted(self.themes_)

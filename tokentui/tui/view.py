@@ -6,11 +6,13 @@ are converted, only the last line is re-wrapped) and be tested without a termina
 
 from __future__ import annotations
 
+import codecs
 from bisect import bisect_right
 
 import numpy as np
 from rich.cells import cell_len
 
+from tokentui.core.display import HEX_ERRORS, sanitize
 from tokentui.core.metrics import METRICS
 from tokentui.core.run import Run
 
@@ -18,8 +20,11 @@ KIND_CODE = {"prompt": 0, "forced": 1, "generated": 2}
 
 
 class BranchView:
-    def __init__(self, run: Run, branch_id: int, metric: str) -> None:
-        self.run, self.branch_id, self.metric = run, branch_id, metric
+    def __init__(self, run: Run, branch_id: int, metric: str, decoded: bool = False) -> None:
+        """`decoded`: show running text (characters split over tokens joined, newlines as line
+        breaks) instead of each token's own escaped bytes."""
+        self.run, self.branch_id, self.metric, self.decoded = run, branch_id, metric, decoded
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors=HEX_ERRORS)
         self.texts: list[str] = []
         self.widths: list[int] = []
         self.newline: list[bool] = []
@@ -52,6 +57,9 @@ class BranchView:
         """Display text, width and newline flag of new tokens, computed once per distinct id."""
         if not len(new_ids):
             return
+        if self.decoded:
+            self._append_decoded(new_ids)
+            return
         table = self.run.tokens
         uniq, inverse = np.unique(new_ids, return_inverse=True)
         texts = [table.display(t) for t in uniq.tolist()]
@@ -61,6 +69,18 @@ class BranchView:
         self.texts.extend([texts[i] for i in inv])
         self.widths.extend([widths[i] for i in inv])
         self.newline.extend([newline[i] for i in inv])
+
+    def _append_decoded(self, new_ids: np.ndarray) -> None:
+        """Each token shows the characters its bytes complete. The incremental decoder holds back
+        an incomplete character (at most 3 bytes, UTF-8's own cap) until the next token ends it."""
+        table = self.run.tokens
+        for tid in new_ids.tolist():
+            chunk = self._decoder.decode(table.bytes_of(tid))
+            has_newline = "\n" in chunk
+            text = sanitize(chunk.replace("\n", "").replace("\t", "    "))
+            self.texts.append(text)
+            self.widths.append(cell_len(text))
+            self.newline.append(has_newline)
 
     def _kinds(self) -> np.ndarray:
         out = np.zeros(self.run.length(self.branch_id), dtype=np.int8)

@@ -29,16 +29,24 @@ class AlternativesPane(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
 
-    @staticmethod
-    def _row(run: Run, n: int, tid: int, p: float, lp: float, chosen: bool, bar_text: str) -> Text:
-        token = run.tokens.display(tid)[:16]
-        pad = " " * max(0, 16 - cell_len(token))
+    def _widths(self) -> tuple[int, int]:
+        """(token column, bar) widths that fit the pane: a row is 4 + tok + 8 + bar + 8 cells."""
+        inner = self.content_region.width or 40
+        tok = max(6, min(16, (inner - 20) // 2))
+        return tok, max(3, inner - 20 - tok)
+
+    def _row(self, run: Run, n: int, tid: int, p: float, lp: float, chosen: bool, bar_text: str | None) -> Text:
+        tok_w, bar_w = self._widths()
+        token = run.tokens.display(tid)
+        if cell_len(token) > tok_w:
+            token = token[: tok_w - 1] + "…"
+        pad = " " * max(0, tok_w - cell_len(token))
         style = "bold" if chosen else ""
         row = Text(f"{'▶' if chosen else ' '}{n:>2} ", style=style)
         row.append(token + pad, style=style)
-        row.append(f" {p:.4f} ")
-        row.append(f"{bar_text:<12}", style="cyan")
-        row.append(f" {lp:8.3f}\n")
+        row.append(f" {p:6.4f} ")
+        row.append(f"{bar(p, bar_w) if bar_text is None else bar_text[:bar_w]:<{bar_w}}", style="cyan")
+        row.append(f"{lp:8.3f}\n")
         return row
 
     def show(self, run: Run | None, branch_id: int, position: int) -> None:
@@ -48,22 +56,22 @@ class AlternativesPane(Static):
         step = run.step(branch_id, position)
         head = Text()
         head.append(f"position {position} · ", style="dim")
-        head.append(run.tokens.display(step.token_id), style="bold reverse")
-        if step.rank:
-            head.append(f"  p={step.prob:.4f}  rank {step.rank}  H={step.entropy:.3f} nats", style="")
-        else:
-            head.append("  first token: no prediction", style="dim")
-        if not math.isnan(step.sampler_logprob):
-            head.append(f"  sampler p={step.sampler_prob:.4f}", style="italic")
+        head.append(run.tokens.display(step.token_id)[:40], style="bold reverse")
         if step.kind != "generated":
-            head.append(f"  ({step.kind})", style="dim")
+            head.append(f" ({step.kind})", style="dim")
+        if step.rank:
+            head.append(f"\np={step.prob:.4f} · rank {step.rank} · H={step.entropy:.3f} nats")
+        else:
+            head.append("\nfirst token: nothing came before it", style="dim")
+        if not math.isnan(step.sampler_logprob):
+            head.append(f"\nsampler p={step.sampler_prob:.4f} (raw {step.prob:.4f})", style="italic")
         # plain padded Text rows: a rich Table re-measures every cell on each cursor move
         rows = Text()
         for i, (tid, lp) in enumerate(zip(step.topk_ids.tolist(), step.topk_logprobs.tolist())):
             if tid < 0:
                 continue
             chosen = tid == step.token_id
-            rows.append(self._row(run, i + 1, tid, math.exp(lp), lp, chosen, bar(math.exp(lp))))
+            rows.append(self._row(run, i + 1, tid, math.exp(lp), lp, chosen, None))
         if step.rank > run.k:
             rows.append(self._row(run, step.rank, step.token_id, step.prob, step.logprob, True, f"rank {step.rank}"))
         rows.rstrip()

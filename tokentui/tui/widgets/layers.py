@@ -55,7 +55,8 @@ class LayersPane(Static):
             self.update(Text("no token under the cursor"), layout=False)
             return
         step = run.step(branch_id, position)
-        width = max(10, (self.size.width or 40) - 16)
+        inner = self.content_region.width or 40
+        width = max(4, inner - 13)
         lines = [Text(f"lens entropy per layer · pos {position}", style="bold")]
         ent = step.layer_entropy
         top = max(1e-9, float(np.nanmax(ent))) if np.isfinite(ent).any() else 1.0
@@ -64,8 +65,8 @@ class LayersPane(Static):
                 lines.append(Text(f"L{layer:<3} {'…':>6}", style="dim"))
             else:
                 lines.append(Text(f"L{layer:<3} {h:6.3f} ") + Text(bar(h / top, width), style="magenta"))
-        lines.append(Text(f"{METRICS[metric].name} over the branch (tall = unsure)", style="bold"))
-        cells = max(10, (self.size.width or 40) - 2)
+        lines.append(Text(f"{METRICS[metric].name} over branch (tall=unsure)", style="bold"))
+        cells = max(10, inner)
         if self._pooled is None or self._pooled[0] is not levels or self._pooled[1] != cells:
             self._pooled = (levels, cells, pooled(levels, cells))
         lines.append(sparkline(self._pooled[2], len(levels), position))

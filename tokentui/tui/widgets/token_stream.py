@@ -128,9 +128,11 @@ class TokenStream(ScrollView, can_focus=True):
                 style += Style(italic=True, underline=True)
             if i % 2 and not self.no_color:
                 style += Style(bold=True)  # alternate weight: token boundaries stay visible
+            text = view.texts[i]
             if i == self.cursor:
                 style += Style(reverse=True, bold=True)
-            segs.append(Segment(view.texts[i], style))
+                text = text or " "  # a token whose bytes are held back still shows the cursor
+            segs.append(Segment(text, style))
         return Strip(segs)
 
     def _refresh_token_lines(self, *tokens: int) -> None:

@@ -1,0 +1,41 @@
+"""Snapshots of each screen, fed from a saved run (replay: no model, nothing time-dependent).
+
+Update after an intended visual change with `pytest tests/tui/test_snapshots.py --snapshot-update`
+and look at the SVGs before committing them."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.store.test_runfile import make_run
+from tokentui.tui.app import TokentuiApp
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    return TokentuiApp(run=make_run(n_branch_steps=(30, 12)), cache_dir=tmp_path)
+
+
+def test_main_screen_wide(snap_compare, app):
+    assert snap_compare(app, terminal_size=(120, 40), press=["left", "left"])
+
+
+def test_main_screen_narrow_layers_pane(snap_compare, app):
+    assert snap_compare(app, terminal_size=(80, 24), press=["v"])
+
+
+def test_entropy_metric_on_a_child_branch(snap_compare, app):
+    assert snap_compare(app, terminal_size=(120, 40), press=["J", "m", "right"])
+
+
+def test_help_screen(snap_compare, app):
+    assert snap_compare(app, terminal_size=(120, 40), press=["question_mark"])
+
+
+def test_settings_screen(snap_compare, app):
+    assert snap_compare(app, terminal_size=(120, 40), press=["s"])
+
+
+def test_high_contrast_theme(snap_compare, app):
+    assert snap_compare(app, terminal_size=(120, 40), press=["T"])

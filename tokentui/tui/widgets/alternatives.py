@@ -30,10 +30,10 @@ class AlternativesPane(Static):
         super().__init__("", id=id, markup=False)
 
     def _widths(self) -> tuple[int, int]:
-        """(token column, bar) widths that fit the pane: a row is 4 + tok + 8 + bar + 8 cells."""
+        """(token column, bar) widths that fit the pane: a row is 5 + tok + 8 + bar + 8 cells."""
         inner = self.content_region.width or 40
-        tok = max(6, min(16, (inner - 20) // 2))
-        return tok, max(3, inner - 20 - tok)
+        tok = max(6, min(16, (inner - 21) // 2))
+        return tok, max(3, inner - 21 - tok)
 
     def _row(self, run: Run, n: int, tid: int, p: float, lp: float, chosen: bool, bar_text: str | None) -> Text:
         tok_w, bar_w = self._widths()
@@ -42,7 +42,7 @@ class AlternativesPane(Static):
             token = token[: tok_w - 1] + "…"
         pad = " " * max(0, tok_w - cell_len(token))
         style = "bold" if chosen else ""
-        row = Text(f"{'▶' if chosen else ' '}{n:>2} ", style=style)
+        row = Text(f"{'▶' if chosen else ' '}{n:>3} ", style=style)
         row.append(token + pad, style=style)
         row.append(f" {p:6.4f} ")
         row.append(f"{bar(p, bar_w) if bar_text is None else bar_text[:bar_w]:<{bar_w}}", style="cyan")

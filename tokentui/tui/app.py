@@ -91,7 +91,8 @@ class TokentuiApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "tokentui"
     BINDINGS = [
-        Binding("ctrl+r,f5", "generate", "generate", priority=True),
+        # not priority: keys typed into the prompt just before must reach it first
+        Binding("ctrl+r,f5", "generate", "generate"),
         Binding("escape", "cancel", "cancel", priority=False),
         Binding("c", "continue_branch", "continue"),
         Binding("s", "settings", "settings"),
@@ -106,7 +107,7 @@ class TokentuiApp(App):
         Binding("T", "cycle_theme", "theme", show=False),
         Binding("D", "toggle_decoded", "decoded text", show=False),
         Binding("v", "cycle_pane", "pane", show=False),
-        Binding("ctrl+s", "save", "save", priority=True),
+        Binding("ctrl+s", "save", "save"),
         Binding("o", "open_run", "open"),
         Binding("x", "export", "export"),
         Binding("X", "screenshot", "screenshot", show=False),

@@ -18,7 +18,8 @@ SPARK = "▁▂▃▄▅▆▇█"
 
 
 def pooled(values: np.ndarray, cells: int) -> np.ndarray:
-    """Max-pool values (0..1, NaN allowed) into `cells` bins; NaN where a bin holds no value."""
+    """Mean-pool values (0..1, NaN allowed) into `cells` bins (a max saturates on long runs); NaN
+    where a bin holds no value."""
     n = len(values)
     cells = max(1, min(cells, n))
     edges = np.linspace(0, n, cells + 1).astype(int)
@@ -27,7 +28,7 @@ def pooled(values: np.ndarray, cells: int) -> np.ndarray:
         chunk = values[edges[c] : max(edges[c] + 1, edges[c + 1])]
         chunk = chunk[np.isfinite(chunk)]
         if chunk.size:
-            out[c] = chunk.max()
+            out[c] = chunk.mean()
     return out
 
 

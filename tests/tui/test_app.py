@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -142,3 +143,78 @@ async def test_load_failure_is_shown_and_the_app_stays_usable(tmp_path, cache_di
 
 def test_event_loop_policy():
     assert asyncio.get_event_loop_policy() is not None
+
+
+async def test_pick_alternative_with_enter_export_reopen_and_picker(
+    model_dirs, loaded, cache_dir, tmp_path, monkeypatch
+):
+    from tokentui.tui.screens import RunPicker
+
+    monkeypatch.chdir(tmp_path)
+    app = TokentuiApp(model=str(model_dirs["qwen2"]), prompt="class A:", params=SamplingParams(max_new_tokens=8), k=5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(
+            pilot,
+            lambda: (
+                app.run_obj is not None
+                and app.state == "idle"
+                and app.run_obj.branches
+                and app.run_obj.branches[0].status == "length"
+            ),
+            what="generation",
+        )
+        run = app.run_obj
+        await pilot.press("left", "left")
+        pos = app.stream.cursor
+        third = int(run.step(0, pos).topk_ids[2])
+        app.query_one(AlternativesPane).focus()
+        await pilot.press("down", "down", "enter")
+        await wait_for(
+            pilot,
+            lambda: len(run.branches) == 2 and app.state == "idle" and run.branches[1].status == "length",
+            what="branch via enter",
+        )
+        assert run.sequence(1)[pos] == third
+        # export through the modal: the extension picks the format
+        await pilot.press("x")
+        await pilot.pause()
+        inp = app.screen.query_one("#prompt-input")
+        inp.value = str(tmp_path / "out.jsonl")
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        lines = (tmp_path / "out.jsonl").read_text().splitlines()
+        assert len(lines) == run.length(0) + (run.length(1) - run.branches[1].fork_position)
+        await pilot.press("X")  # screenshot into the current folder
+        await pilot.pause(0.2)
+        assert list(tmp_path.glob("*.svg"))
+        # the picker lists the autosaved run and reopens it
+        await pilot.press("o")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, RunPicker)
+        await pilot.press(*run.id[-6:], "enter")
+        await pilot.pause(0.2)
+        assert app.run_obj is not run and app.run_obj.id == run.id and len(app.run_obj.branches) == 2
+    # reopen via replay: the same tokens on the screen's stream
+    replay = TokentuiApp(run=load_run(cache_dir / f"{run.id}.tokentui"))
+    async with replay.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert replay.stream.view.texts == [run.tokens.display(t) for t in run.sequence(0).tolist()]
+        await pilot.press("J")
+        assert replay.branch_id == 1 and len(replay.stream.view) == run.length(1)
+
+
+async def test_no_color_still_shows_the_metric(monkeypatch):
+    from tests.store.test_runfile import make_run
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    run = make_run(n_branch_steps=(30, 3))
+    app = TokentuiApp(run=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        strip = app.stream._draw(0)
+        styles = [seg.style for seg in strip]
+        assert len({(s.color, s.bgcolor) for s in styles}) == 1  # colour carries nothing …
+        assert any(s.underline or s.bold or s.reverse for s in styles[4:])  # … but the buckets show
+        levels = app.stream.view.levels
+        i_max, i_min = int(np.nanargmax(levels[1:])) + 1, int(np.nanargmin(levels[1:])) + 1
+        assert app.stream.scale.style(levels[i_max], True) != app.stream.scale.style(levels[i_min], True)

@@ -58,6 +58,7 @@ HELP = [
         [
             ("1 … 9", "branch here with alternative n"),
             ("t", "branch here with typed text"),
+            ("tab to alternatives, ↑ ↓, enter", "branch on the selected alternative"),
             ("K J", "parent / first child branch"),
             ("H L", "previous / next sibling branch"),
             ("d", "compare with the parent: jump to where they diverge"),
@@ -250,6 +251,13 @@ class TokentuiApp(App):
 
     def on_token_stream_cursor_moved(self, message: TokenStream.CursorMoved) -> None:
         self._refresh_panes()
+
+    def on_alternatives_pane_chosen(self, message: AlternativesPane.Chosen) -> None:
+        self.action_branch_alt(message.index + 1)
+
+    def on_descendant_focus(self, event) -> None:
+        if isinstance(event.widget, AlternativesPane):
+            self._refresh_panes()  # show the selection bar
 
     def on_tree_node_selected(self, event: BranchTree.NodeSelected) -> None:
         if event.node.data is not None and event.node.data != self.branch_id:

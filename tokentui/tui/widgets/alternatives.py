@@ -9,6 +9,8 @@ import math
 from rich.cells import cell_len
 from rich.console import Group
 from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
 from textual.widgets import Static
 
 from tokentui.core.run import Run
@@ -23,11 +25,36 @@ def bar(p: float, width: int = 12) -> str:
     return ("█" * full + (part if full < width else ""))[:width]
 
 
-class AlternativesPane(Static):
-    DEFAULT_CSS = "AlternativesPane { height: auto; }"
+class AlternativesPane(Static, can_focus=True):
+    """Focus it (tab or click) to pick an alternative with ↑/↓ and branch on it with Enter."""
+
+    BINDINGS = [
+        Binding("up,k", "select(-1)", "previous alternative", show=False),
+        Binding("down,j", "select(1)", "next alternative", show=False),
+        Binding("enter", "choose", "branch on it", show=False),
+    ]
+
+    class Chosen(Message):
+        """The user picked alternative `index` (0-based) of the token under the cursor."""
+
+        def __init__(self, index: int) -> None:
+            super().__init__()
+            self.index = index
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
+        self.selected = 0
+        self._args: tuple | None = None
+
+    def action_select(self, delta: int) -> None:
+        if self._args is not None:
+            run, branch_id, position = self._args
+            k = run.k if run is not None else 1
+            self.selected = max(0, min(k - 1, self.selected + delta))
+            self.show(run, branch_id, position)
+
+    def action_choose(self) -> None:
+        self.post_message(self.Chosen(self.selected))
 
     def _widths(self) -> tuple[int, int]:
         """(token column, bar) widths that fit the pane: a row is 5 + tok + 8 + bar + 8 cells."""
@@ -50,6 +77,9 @@ class AlternativesPane(Static):
         return row
 
     def show(self, run: Run | None, branch_id: int, position: int) -> None:
+        if self._args is None or self._args[1:] != (branch_id, position):
+            self.selected = 0
+        self._args = (run, branch_id, position)
         if run is None or position < 0 or position >= run.length(branch_id):
             self.update(Text("no token under the cursor"), layout=False)
             return
@@ -71,7 +101,10 @@ class AlternativesPane(Static):
             if tid < 0:
                 continue
             chosen = tid == step.token_id
-            rows.append(self._row(run, i + 1, tid, math.exp(lp), lp, chosen, None))
+            row = self._row(run, i + 1, tid, math.exp(lp), lp, chosen, None)
+            if self.has_focus and i == self.selected:
+                row.stylize("reverse")
+            rows.append(row)
         if step.rank > run.k:
             rows.append(self._row(run, step.rank, step.token_id, step.prob, step.logprob, True, f"rank {step.rank}"))
         rows.rstrip()

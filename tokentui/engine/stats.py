@@ -14,6 +14,15 @@ def entropy(logp: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) straight from finite logits [N, V]: log Z − E_p[x], in two passes over them
+    (no log-softmax, no p·log p temporaries), which matters for the lens's [chunk·L, V] block."""
+    m = logits.amax(-1, keepdim=True)
+    e = (logits - m).exp_()
+    z = e.sum(-1)
+    return m[:, 0] + z.log() - torch.linalg.vecdot(e, logits) / z
+
+
 def pack_step(logp: torch.Tensor, chosen: torch.Tensor, k: int, sampler_logprob: torch.Tensor) -> torch.Tensor:
     """[V] log-probs + chosen id → [5 + 2k] float32: id, logprob, entropy, rank, sampler, ids, lps.
 
@@ -32,7 +41,7 @@ def lens_entropy(lens, hidden: torch.Tensor, max_elements: int = 1 << 27) -> tor
         return hidden.new_zeros(0, dtype=torch.float32)
     vocab = lens.weight.shape[0]
     rows = max(1, max_elements // vocab)
-    out = [entropy(torch.log_softmax(lens.logits(hidden[i : i + rows]), -1)) for i in range(0, n, rows)]
+    out = [entropy_from_logits(lens.logits(hidden[i : i + rows])) for i in range(0, n, rows)]
     return torch.cat(out)
 
 

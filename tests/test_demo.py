@@ -94,21 +94,12 @@ def test_the_sample_set_covers_each_kind():
 
 async def test_the_first_readme_command_opens_the_explorer_on_the_demo(cache_dir):
     """`tokentui` with no arguments: the explorer on the demo model with a suggested prompt."""
-    from tests.tui.test_app import wait_for
+    from tests.tui.test_app import wait_generated
     from tokentui.cli import DEMO_PROMPT
     from tokentui.tui.app import TokentuiApp
 
     app = TokentuiApp(model="demo", prompt=DEMO_PROMPT, params=SamplingParams(max_new_tokens=16))
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(
-            pilot,
-            lambda: (
-                app.run_obj is not None
-                and app.state == "idle"
-                and app.run_obj.branches
-                and app.run_obj.branches[0].status == "length"
-            ),
-            what="demo generation",
-        )
+        await wait_generated(pilot, app, 0, "length")
         assert len(app.run_obj.branches[0].steps) == 16
         assert app.stream.cursor == app.run_obj.length(0) - 1

@@ -35,6 +35,15 @@ RemoteOpt = Annotated[
 ]
 KOpt = Annotated[int, typer.Option("--alternatives", "-k", help="How many top alternatives to record per token.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per line per token instead of the table.")]
+MaxTokOpt = Annotated[int, typer.Option("--max-new-tokens", "-n", help="Tokens to generate.")]
+TempOpt = Annotated[float, typer.Option("--temperature", "-t", help="0 = greedy (default); > 0 samples.")]
+TopKOpt = Annotated[int, typer.Option("--top-k", help="Sample only among the k most likely tokens (0 = off).")]
+TopPOpt = Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass (1 = off).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for sampling (reproducible runs).")]
+ChatOpt = Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the tokenizer's chat template.")]
+LensOpt = Annotated[
+    int, typer.Option("--lens-chunk", help="Lens the layers every N tokens (1 = every token, 0 = off).")
+]
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -106,13 +115,13 @@ def _save(run, cache_dir: Path | None) -> Path:
 def generate(
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt text.")],
     model: ModelOpt = "demo",
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", help="Tokens to generate.")] = 64,
-    temperature: Annotated[float, typer.Option("--temperature", "-t", help="0 = greedy (default); > 0 samples.")] = 0.0,
-    top_k: Annotated[int, typer.Option("--top-k", help="Sample only among the k most likely tokens (0 = off).")] = 0,
-    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass (1 = off).")] = 1.0,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed for sampling (reproducible runs).")] = None,
+    max_new_tokens: MaxTokOpt = 64,
+    temperature: TempOpt = 0.0,
+    top_k: TopKOpt = 0,
+    top_p: TopPOpt = 1.0,
+    seed: SeedOpt = None,
     alternatives: KOpt = 20,
-    chat: Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the tokenizer's chat template.")] = False,
+    chat: ChatOpt = False,
     stop: Annotated[list[str] | None, typer.Option("--stop", help="Stop when this text appears (repeatable).")] = None,
     force: Annotated[str, typer.Option("--force", help="Forced prefix: the answer starts with this text.")] = "",
     as_json: JsonOpt = False,
@@ -327,17 +336,17 @@ def default(ctx: typer.Context) -> None:
 def explore(
     model: ModelOpt = "demo",
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="Start generating this prompt at once.")] = "",
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", help="Tokens per generation.")] = 64,
-    temperature: Annotated[float, typer.Option("--temperature", "-t", help="0 = greedy.")] = 0.0,
-    top_k: Annotated[int, typer.Option("--top-k", help="0 = off.")] = 0,
-    top_p: Annotated[float, typer.Option("--top-p", help="1 = off.")] = 1.0,
-    seed: Annotated[int | None, typer.Option("--seed", help="Sampling seed.")] = None,
+    max_new_tokens: MaxTokOpt = 64,
+    temperature: TempOpt = 0.0,
+    top_k: TopKOpt = 0,
+    top_p: TopPOpt = 1.0,
+    seed: SeedOpt = None,
     alternatives: KOpt = 20,
-    chat: Annotated[bool, typer.Option("--chat", help="Use the tokenizer's chat template.")] = False,
+    chat: ChatOpt = False,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     trust_remote_code: RemoteOpt = False,
-    lens_chunk: Annotated[int, typer.Option("--lens-chunk", help="Lens the layers every N tokens.")] = 32,
+    lens_chunk: LensOpt = 32,
     cache_dir: CacheOpt = None,
 ) -> None:
     """Open the explorer with a model: type a prompt, watch it generate, branch on alternatives."""

@@ -26,6 +26,19 @@ async def wait_for(pilot, cond, timeout: float = 60.0, what: str = "condition") 
     await pilot.pause(0.1)
 
 
+async def wait_generated(pilot, app, branch: int = 0, status: str | None = None) -> None:
+    """Until the app is idle again with branch `branch` finished (with `status`, if given)."""
+
+    def done() -> bool:
+        run = app.run_obj
+        if run is None or app.state != "idle" or len(run.branches) <= branch:
+            return False
+        st = run.branches[branch].status
+        return st != "running" and (status is None or st == status)
+
+    await wait_for(pilot, done, what=f"branch {branch} to finish")
+
+
 def rendered(widget) -> str:
     """The plain text a widget currently shows."""
     return "\n".join(strip.text for strip in widget.render_lines(widget.region.reset_offset))
@@ -40,16 +53,7 @@ async def test_generate_move_branch_navigate_save(model_dirs, loaded, cache_dir)
         await pilot.click("#prompt")
         await pilot.press(*"def f(x):")
         await pilot.press("ctrl+r")
-        await wait_for(
-            pilot,
-            lambda: (
-                app.run_obj is not None
-                and app.state == "idle"
-                and app.run_obj.branches
-                and app.run_obj.branches[0].status != "running"
-            ),
-            what="generation",
-        )
+        await wait_generated(pilot, app, 0)
         run = app.run_obj
         ids = torch.tensor([lm.tokenizer("def f(x):")["input_ids"]])
         ref = lm.model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=0)
@@ -66,11 +70,7 @@ async def test_generate_move_branch_navigate_save(model_dirs, loaded, cache_dir)
         assert "lens entropy" in rendered(app.query_one(LayersPane))
         # branch with alternative #2
         await pilot.press("2")
-        await wait_for(
-            pilot,
-            lambda: len(run.branches) == 2 and run.branches[1].status != "running" and app.state == "idle",
-            what="branch",
-        )
+        await wait_generated(pilot, app, 1)
         assert run.branches[1].fork_position == pos and run.branches[1].parent == 0
         assert run.sequence(1)[pos] == step.topk_ids[1]
         assert app.branch_id == 1 and len(stream.view) == run.length(1)
@@ -153,27 +153,14 @@ async def test_pick_alternative_with_enter_export_reopen_and_picker(
     monkeypatch.chdir(tmp_path)
     app = TokentuiApp(model=str(model_dirs["qwen2"]), prompt="class A:", params=SamplingParams(max_new_tokens=8), k=5)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(
-            pilot,
-            lambda: (
-                app.run_obj is not None
-                and app.state == "idle"
-                and app.run_obj.branches
-                and app.run_obj.branches[0].status == "length"
-            ),
-            what="generation",
-        )
+        await wait_generated(pilot, app, 0, "length")
         run = app.run_obj
         await pilot.press("left", "left")
         pos = app.stream.cursor
         third = int(run.step(0, pos).topk_ids[2])
         app.query_one(AlternativesPane).focus()
         await pilot.press("down", "down", "enter")
-        await wait_for(
-            pilot,
-            lambda: len(run.branches) == 2 and app.state == "idle" and run.branches[1].status == "length",
-            what="branch via enter",
-        )
+        await wait_generated(pilot, app, 1, "length")
         assert run.sequence(1)[pos] == third
         # export through the modal: the extension picks the format
         await pilot.press("x")

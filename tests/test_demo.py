@@ -61,14 +61,14 @@ def test_demo_generates_python_offline_like_generate(demo):
     from tokentui.engine.session import Session
 
     s = Session(demo)
-    run = s.new_run("def ", k=10)
+    run = s.new_run("class", k=10)
     list(s.generate(run, SamplingParams(max_new_tokens=24)))
-    ids = torch.tensor([demo.tokenizer("def ")["input_ids"]])
+    ids = torch.tensor([demo.tokenizer("class")["input_ids"]])
     with torch.inference_mode():
         ref = demo.model.generate(ids, max_new_tokens=24, do_sample=False, pad_token_id=demo.eos_ids[0])
     assert run.sequence(0).tolist() == ref[0].tolist()
     text = run.text(0).decode("utf-8", "replace")
-    assert "(" in text and ":" in text  # a function signature
+    assert "(" in text and ":" in text  # a class statement
     assert demo.n_layers >= 4 and np.isfinite(run.column(0, "layer_entropy")[1:]).all()
 
 

@@ -115,3 +115,14 @@ def test_help_everywhere():
     for cmd in ([], ["generate"], ["score"], ["runs"], ["runs", "rm"], ["export"]):
         res = invoke(*cmd, "--help")
         assert res.exit_code == 0 and "Usage" in res.stdout
+
+
+def test_export_into_a_closed_pipe_is_quiet(tmp_path):
+    import subprocess
+
+    from tests.store.test_runfile import make_run
+    from tokentui.store.runfile import save_run
+
+    path = save_run(make_run(n_branch_steps=(3000, 3)), tmp_path / "r.tokentui")
+    res = subprocess.run(f"tokentui export {path} --format jsonl | head -1", shell=True, capture_output=True, text=True)
+    assert res.stdout.startswith("{") and "error" not in res.stderr

@@ -311,7 +311,12 @@ def export(
     try:
         r = load_ref(run, cache_dir)
         if out is None:
-            do_export(r, fmt, sys.stdout)
+            try:
+                do_export(r, fmt, sys.stdout)
+                sys.stdout.flush()
+            except BrokenPipeError:  # `… | head`: the reader had enough; not an error
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return
         else:
             tmp = out.with_name(f".{out.name}.tmp")
             with open(tmp, "w", encoding="utf-8", newline="") as f:

@@ -23,7 +23,22 @@ def invoke(*args):
 
 def test_generate_json_matches_the_saved_run_and_generate(model_dirs, cache_dir, loaded):
     m = model_dirs["llama"]
-    res = invoke("generate", "--model", m, "--prompt", "def f(x):", "-n", 7, "-k", 5, "--json", "--lens-chunk", 3)
+    res = invoke(
+        "generate",
+        "--model",
+        m,
+        "--prompt",
+        "def f(x):",
+        "-n",
+        7,
+        "-k",
+        5,
+        "--json",
+        "--lens-chunk",
+        3,
+        "--lens-precision",
+        "bfloat16",
+    )
     assert res.exit_code == 0, res.output
     lines = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
     assert len(lines) == 7
@@ -41,6 +56,7 @@ def test_generate_json_matches_the_saved_run_and_generate(model_dirs, cache_dir,
     ref = lm.model.generate(ids, max_new_tokens=7, do_sample=False, pad_token_id=0)
     assert run.sequence(0).tolist() == ref[0].tolist()
     assert run.meta.k == 5 and run.meta.sampling["max_new_tokens"] == 7 and run.meta.chat is False
+    assert "bfloat16" in run.meta.lens
 
 
 def test_generate_table_score_runs_export_rm(model_dirs, cache_dir, tmp_path):
@@ -94,6 +110,8 @@ def test_generate_table_score_runs_export_rm(model_dirs, cache_dir, tmp_path):
         (["generate", "-m", "{gpt2}", "-p", "hi", "-k", "100000"], "outside 1.."),
         (["generate", "-m", "{gpt2}", "-p", "hi", "--top-p", "0"], "top-p"),
         (["score", "-m", "{gpt2}"], "exactly one"),
+        (["generate", "-m", "{gpt2}", "-p", "hi", "--lens-precision", "int4"], "unknown lens precision"),
+        (["explore", "-m", "{gpt2}", "--lens-precision", "fp8"], "unknown lens precision"),
         (["export", "{junk}"], "not a tokentui run file"),
         (["export", "nonexistent-run-id"], "no such run"),
         (["export", "{junk}", "--format", "xml"], "unknown format"),

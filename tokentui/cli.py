@@ -44,6 +44,14 @@ ChatOpt = Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the to
 LensOpt = Annotated[
     int, typer.Option("--lens-chunk", help="Lens the layers every N tokens (1 = every token, 0 = off).")
 ]
+LensPrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        "--lens-precision",
+        help="Precision of the lens's unembedding matmul: auto (bfloat16 on CPUs with native bf16 for a "
+        "float32 model, else the model's dtype), float32 or bfloat16.",
+    ),
+]
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -77,6 +85,13 @@ def _paint(text: str, prob: float, color: bool) -> str:
 
 def _progress(msg: str) -> None:
     typer.echo(f"… {msg}", err=True)
+
+
+def _check_lens_precision(precision: str) -> None:
+    from tokentui.engine.loading import LENS_PRECISIONS
+
+    if precision not in LENS_PRECISIONS:
+        fail(f"unknown lens precision {precision!r} (choose from {', '.join(LENS_PRECISIONS)})")
 
 
 def _load(model: str, device: str, dtype: str, trust_remote_code: bool):
@@ -128,9 +143,8 @@ def generate(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     trust_remote_code: RemoteOpt = False,
-    lens_chunk: Annotated[
-        int, typer.Option("--lens-chunk", help="Lens the layers every N tokens (1 = every token).")
-    ] = 32,
+    lens_chunk: LensOpt = 32,
+    lens_precision: LensPrecisionOpt = "auto",
     cache_dir: CacheOpt = None,
 ) -> None:
     """Generate from a prompt, recording every token; print the stream and a stats table, save the run."""
@@ -144,11 +158,12 @@ def generate(
     try:
         params = SamplingParams(temperature, top_k, top_p, seed, max_new_tokens, list(stop or []))
         params.check()
+        _check_lens_precision(lens_precision)
         lm = _load(model, device, dtype, trust_remote_code)
         from tokentui.engine.session import Session
         from tokentui.store.export import step_record
 
-        session = Session(lm, lens_chunk=lens_chunk, autosave=lambda r: _save(r, cache_dir))
+        session = Session(lm, lens_chunk, lens_precision, autosave=lambda r: _save(r, cache_dir))
         ids, template = session.encode_prompt(prompt, chat)
         run = session.new_run(prompt, alternatives, chat, params, template=template)
         forced = lm.tokenizer(force, add_special_tokens=False)["input_ids"] if force else []
@@ -204,6 +219,7 @@ def score(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     trust_remote_code: RemoteOpt = False,
+    lens_precision: LensPrecisionOpt = "auto",
     cache_dir: CacheOpt = None,
 ) -> None:
     """Teacher-forced scoring: the same per-token records for every position of a given text."""
@@ -217,11 +233,12 @@ def score(
                 text = file.read_text(encoding="utf-8")
             except UnicodeDecodeError:
                 fail(f"{file} is not UTF-8 text")
+        _check_lens_precision(lens_precision)
         lm = _load(model, device, dtype, trust_remote_code)
         from tokentui.engine.session import Session
         from tokentui.store.export import iter_steps, step_record
 
-        run = Session(lm).score(text or "", alternatives)
+        run = Session(lm, lens_precision=lens_precision).score(text or "", alternatives)
         path = _save(run, cache_dir)
         if as_json:
             for st in iter_steps(run, 0):
@@ -352,6 +369,7 @@ def explore(
     dtype: DtypeOpt = "auto",
     trust_remote_code: RemoteOpt = False,
     lens_chunk: LensOpt = 32,
+    lens_precision: LensPrecisionOpt = "auto",
     cache_dir: CacheOpt = None,
 ) -> None:
     """Open the explorer with a model: type a prompt, watch it generate, branch on alternatives."""
@@ -362,6 +380,7 @@ def explore(
         params.check()
     except RunError as e:
         fail(str(e))
+    _check_lens_precision(lens_precision)
     from tokentui.engine.errors import ModelLoadError
     from tokentui.engine.loading import resolve_source
 
@@ -382,6 +401,7 @@ def explore(
         k=alternatives,
         chat=chat,
         lens_chunk=lens_chunk,
+        lens_precision=lens_precision,
     ).run()
 
 

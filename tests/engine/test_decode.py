@@ -17,8 +17,8 @@ from tokentui.engine.session import Session
 PROMPT = "def wrap(text, width):\n    "
 
 
-def run_generate(lm, params, k=8, lens_chunk=1, prompt=PROMPT, cancel=None):
-    s = Session(lm, lens_chunk=lens_chunk)
+def run_generate(lm, params, k=8, lens_chunk=1, prompt=PROMPT, cancel=None, lens_precision="float32"):
+    s = Session(lm, lens_chunk=lens_chunk, lens_precision=lens_precision)
     run = s.new_run(prompt, k=k)
     events = list(s.generate(run, params, cancel))
     return s, run, events
@@ -102,7 +102,7 @@ def test_branch_with_cache_reuse_equals_recompute(loaded, family):
     reused = list(s.branch(run, 0, pos, [alt], params))
     assert s.caches.best(run.sequence(0), 10)[1] > 0  # the parent's cache was kept
     # recompute: a fresh session with no caches, same branch
-    fresh = Session(lm, lens_chunk=1)
+    fresh = Session(lm, lens_chunk=1, lens_precision="float32")
     fresh_run = Session(lm).new_run(PROMPT, k=6)
     list(fresh.generate(fresh_run, params))
     recomputed = list(fresh.branch(fresh_run, 0, pos, [alt], params))
@@ -238,3 +238,24 @@ def test_lens_off_records_only_the_model_entropy(loaded):
     lay = off.column(0, "layer_entropy")[1:]
     assert np.isnan(lay[:, :-1]).all()
     np.testing.assert_array_equal(lay[:, -1], on.column(0, "layer_entropy")[1:, -1])
+
+
+def test_bfloat16_lens_is_close_to_float32_and_recorded(loaded):
+    from tokentui.engine.arch import cpu_has_fast_bf16
+    from tokentui.engine.errors import EngineError
+
+    lm = loaded("llama")
+    params = SamplingParams(max_new_tokens=8)
+    _, exact, ev32 = run_generate(lm, params, lens_chunk=1)
+    s16, half, ev16 = run_generate(lm, params, lens_chunk=1, lens_precision="bfloat16")
+    assert half.sequence(0).tolist() == exact.sequence(0).tolist()
+    (_, l32), (_, l16) = steps_of(ev32), steps_of(ev16)
+    l32, l16 = np.array(l32), np.array(l16)
+    np.testing.assert_array_equal(l16[:, -1], l32[:, -1])  # the model's own distribution is untouched
+    np.testing.assert_allclose(l16[:, :-1], l32[:, :-1], atol=0.05)
+    assert not np.array_equal(l16[:, :-1], l32[:, :-1])  # it really ran in bfloat16
+    assert "bfloat16" in half.meta.lens and "float32" in exact.meta.lens
+    auto = Session(lm).lens.precision
+    assert auto == ("bfloat16" if cpu_has_fast_bf16() else "float32")
+    with pytest.raises(EngineError, match="lens precision"):
+        Session(lm, lens_precision="int8")

@@ -19,6 +19,7 @@ from tokentui.engine.assets import DEMO_MODEL_DIR, DEMO_NAME
 from tokentui.engine.errors import ModelLoadError
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+LENS_PRECISIONS = ("auto", "float32", "bfloat16")  # see arch.LensParts.at_precision
 
 
 @dataclass

@@ -9,6 +9,7 @@ view stays nearly live at a fraction of the per-step cost (`lens_chunk=1` lenses
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 import time
@@ -29,6 +30,12 @@ from tokentui.engine.sampling import choose, make_generator
 from tokentui.engine.stats import lens_entropy, pack_step, score_positions
 
 
+def cache_of(out):
+    """The KV cache a forward returned, under its new name (`cache`) or its old one."""
+    cache = out.get("cache")
+    return cache if cache is not None else out.get("past_key_values")
+
+
 class Session:
     """Owns one loaded model; creates runs and grows their branches. Not thread-safe: one thread
     (the worker) drives it."""
@@ -37,6 +44,7 @@ class Session:
         self,
         lm: LoadedModel,
         lens_chunk: int = 32,
+        lens_precision: str = "auto",
         cache_slots: int = 4,
         autosave: Callable[[Run], None] | None = None,
         autosave_seconds: float = 10.0,
@@ -45,7 +53,10 @@ class Session:
         self.model = lm.model
         self.device = next(lm.model.parameters()).device
         self.lens_chunk = max(0, lens_chunk)
+        self.lens = lm.lens.at_precision(lens_precision)
         self.caches = CachePool(cache_slots)
+        # transformers renamed `past_key_values` to `cache` within 5.x (the old name warns, then goes)
+        self._cache_kw = "cache" if "cache" in inspect.signature(lm.model.forward).parameters else "past_key_values"
         self.autosave = autosave
         self.autosave_seconds = autosave_seconds
 
@@ -102,6 +113,7 @@ class Session:
             chat_template=template,
             sampling=asdict(params),
             eos_ids=list(self.lm.eos_ids),
+            lens=f"{RunMeta.lens}; unembedding matmul in {self.lens.precision}" if self.lens_chunk else "off",
         )
         return Run(meta)
 
@@ -116,7 +128,7 @@ class Session:
     def _forward(self, ids: torch.Tensor, cache=None, use_cache: bool = True):
         try:
             return self.model(
-                input_ids=ids, past_key_values=cache, use_cache=use_cache, output_hidden_states=self.lens_chunk > 0
+                input_ids=ids, use_cache=use_cache, output_hidden_states=self.lens_chunk > 0, **{self._cache_kw: cache}
             )
         except torch.cuda.OutOfMemoryError:
             raise EngineError("out of GPU memory (try a shorter text or a smaller model)") from None
@@ -137,7 +149,7 @@ class Session:
         hs = out.hidden_states
         if n_layers > 1 and hs is not None:
             hidden = torch.stack([h[0, :-1] for h in hs[1:-1]])  # [L-1, n, d]
-            lens = lens_entropy(self.lm.lens, hidden.reshape(-1, hidden.shape[-1])).view(n_layers - 1, n).T
+            lens = lens_entropy(self.lens, hidden.reshape(-1, hidden.shape[-1])).view(n_layers - 1, n).T
             layers = torch.cat([lens, s["entropy"][:, None]], dim=1).cpu().numpy()
         else:  # lens off (or one layer): only the model's own entropy is known
             layers = np.full((n, n_layers), np.nan, dtype=np.float32)
@@ -189,9 +201,7 @@ class Session:
         self._record_teacher_forced(run, ids, out)
         branch = run.add_branch(None, len(run.prompt))
         yield BranchStarted(run.id, branch.id, None, branch.fork_position)
-        yield from self._decode(
-            run, branch, out.past_key_values, None, params, cancel, list(forced or []), first_out=out
-        )
+        yield from self._decode(run, branch, cache_of(out), None, params, cancel, list(forced or []), first_out=out)
 
     @torch.inference_mode()
     def continue_branch(
@@ -268,7 +278,7 @@ class Session:
                     break
                 if out is None:
                     out = self._forward(pending, cache)
-                cache = out.past_key_values
+                cache = cache_of(out)
                 logits = out.logits[0, -1].float()
                 logp = torch.log_softmax(logits, -1)
                 is_forced = bool(forced)
@@ -281,7 +291,7 @@ class Session:
                 if n_layers > 1 and chunk > 0:
                     hid = torch.stack([h[0, -1] for h in out.hidden_states[1:-1]])
                     if chunk == 1:
-                        packed = torch.cat([packed, lens_entropy(lm.lens, hid)])
+                        packed = torch.cat([packed, lens_entropy(self.lens, hid)])
                     else:
                         lens_buf.append(hid)
                 out = None
@@ -351,7 +361,7 @@ class Session:
         n = len(buf)
         hidden = torch.cat(buf)  # [n*(L-1), d]
         buf.clear()
-        ent = lens_entropy(self.lm.lens, hidden).view(n, run.n_layers - 1).cpu().numpy()
+        ent = lens_entropy(self.lens, hidden).view(n, run.n_layers - 1).cpu().numpy()
         final = branch.steps.col("entropy")[start - branch.fork_position : start - branch.fork_position + n]
         values = np.concatenate([ent, final[:, None].astype(np.float32)], axis=1)
         branch.steps.set_layer_entropy(start - branch.fork_position, values)

@@ -73,10 +73,11 @@ Command = Load | Generate | Continue | Branch | Score | Adopt | Save
 
 
 class Worker:
-    def __init__(self, callback: Callable[[Event], None], save_dir: Path | None = None, lens_chunk: int = 32) -> None:
+    def __init__(self, callback: Callable[[Event], None], save_dir: Path | None = None, **session_options) -> None:
+        """`session_options` (lens_chunk, lens_precision) go to the Session made when a model loads."""
         self.callback = callback
         self.save_dir = save_dir
-        self.lens_chunk = lens_chunk
+        self.session_options = session_options
         self.session = None
         self.run: Run | None = None
         self.cancel_event = threading.Event()
@@ -144,7 +145,7 @@ class Worker:
             lm = load_model(
                 cmd.model, cmd.device, cmd.dtype, cmd.trust_remote_code, progress=lambda m: self.callback(Progress(m))
             )
-            self.session = Session(lm, lens_chunk=self.lens_chunk, autosave=self._save)
+            self.session = Session(lm, autosave=self._save, **self.session_options)
             self.callback(Loaded(lm.spec, lm.device, lm.dtype, lm.n_layers, lm.vocab_size, time.perf_counter() - t0))
         elif isinstance(cmd, Generate):
             s = self._need_session()

@@ -132,6 +132,7 @@ class TokentuiApp(App):
         k: int = 20,
         chat: bool = False,
         lens_chunk: int = 32,
+        lens_precision: str = "auto",
     ) -> None:
         super().__init__()
         self.model_spec = model
@@ -142,7 +143,7 @@ class TokentuiApp(App):
         self.load_args = (device, dtype, trust_remote_code)
         self.params = params or SamplingParams()
         self.k, self.chat, self.forced = k, chat, ""
-        self.lens_chunk = lens_chunk
+        self.session_options = {"lens_chunk": lens_chunk, "lens_precision": lens_precision}
         self.branch_id = 0
         self.metric = "probability"
         self.state = "replay" if model is None else "loading"
@@ -195,7 +196,7 @@ class TokentuiApp(App):
             self._show_branch(0, cursor=None)
             self.stream.focus()
         if self.model_spec is not None:
-            self.worker_ = start_worker(self, self.save_dir, self.lens_chunk)
+            self.worker_ = start_worker(self, self.save_dir, **self.session_options)
             device, dtype, trust = self.load_args
             self.worker_.submit(w.Load(self.model_spec, device, dtype, trust))
             if self.run_obj is not None:

@@ -22,5 +22,5 @@ class EngineMessage(Message):
         self.event = event
 
 
-def start_worker(app, save_dir: Path | None, lens_chunk: int = 32) -> Worker:
-    return Worker(lambda ev: app.post_message(EngineMessage(ev)), save_dir=save_dir, lens_chunk=lens_chunk).start()
+def start_worker(app, save_dir: Path | None, **session_options) -> Worker:
+    return Worker(lambda ev: app.post_message(EngineMessage(ev)), save_dir=save_dir, **session_options).start()

@@ -149,3 +149,30 @@ def test_decoded_view_joins_split_characters_and_holds_back_incomplete_ones():
     assert tokens_view.texts[5] == "‹C3›" and tokens_view.texts[6] == "‹A9›↵"
     assert decoded.texts[5] == "" and decoded.texts[6] == "é" and decoded.newline[6]
     assert decoded.texts[7] == "␛" and decoded.texts[8] == ""  # ✓ not complete yet: held back
+
+
+async def test_indentation_after_a_line_break_opens_the_next_line():
+    """'\\n    ' is one token: its newline ends the line, its spaces indent the next one, and the
+    cursor on it lights up both parts."""
+    run = make_run(n_branch_steps=(6, 2))
+    code = [b"def", b" f", b"():", b"\n    ", b"return", b" 1", b"\n"]
+    ids = [1000 + i for i in range(len(code))]
+    table = {i: b"x" for i in range(run.meta.vocab_size)}
+    table.update(zip(ids, code))
+    run.tokens = TokenTable(table)
+    run.meta.vocab_size = 2000
+    run.prompt._a["token_id"][:1] = ids[:1]
+    run.prompt._a["token_id"][1:4] = ids[1:4]
+    run.branches[0].steps._a["token_id"][:3] = ids[4:]
+    app = TokentuiApp(run=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app._show_branch(0, cursor=3)
+        await pilot.pause()
+        stream = app.stream
+        lines = [stream.render_line(y).text.rstrip() for y in range(3)]
+        assert lines[0] == "def f():↵"
+        assert lines[1].startswith("    return 1↵")
+        cursor_style = [seg.style for seg in stream.render_line(1) if seg.text == "    "][0]
+        assert cursor_style.reverse  # the carried indentation belongs to the token under the cursor
+        await pilot.press("down")  # moves to the token below, not into the indentation
+        assert stream.cursor == 4

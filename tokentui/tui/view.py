@@ -12,7 +12,7 @@ from bisect import bisect_right
 import numpy as np
 from rich.cells import cell_len
 
-from tokentui.core.display import HEX_ERRORS, sanitize
+from tokentui.core.display import HEX_ERRORS, display_token, sanitize
 from tokentui.core.metrics import METRICS
 from tokentui.core.run import Run
 
@@ -25,7 +25,11 @@ class BranchView:
         breaks) instead of each token's own escaped bytes."""
         self.run, self.branch_id, self.metric, self.decoded = run, branch_id, metric, decoded
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors=HEX_ERRORS)
+        # A token holding a line break ends its line with `texts[i]` (up to and including its last
+        # newline); what follows that newline in the same token (`tails[i]`: the indentation of
+        # "\n    ") opens the next line, so code keeps its indentation in the stream.
         self.texts: list[str] = []
+        self.tails: list[str] = []
         self.widths: list[int] = []
         self.newline: list[bool] = []
         self.kinds = np.zeros(0, dtype=np.int8)
@@ -62,11 +66,21 @@ class BranchView:
             return
         table = self.run.tokens
         uniq, inverse = np.unique(new_ids, return_inverse=True)
-        texts = [table.display(t) for t in uniq.tolist()]
+        texts, tails, newline = [], [], []
+        for t in uniq.tolist():
+            data = table.bytes_of(t)
+            cut = data.rfind(b"\n") + 1
+            if cut and cut < len(data):
+                texts.append(display_token(data[:cut]))
+                tails.append(display_token(data[cut:]))
+            else:
+                texts.append(table.display(t))
+                tails.append("")
+            newline.append(cut > 0)
         widths = [max(1, cell_len(t)) for t in texts]
-        newline = [b"\n" in table.bytes_of(t) for t in uniq.tolist()]
         inv = inverse.tolist()
         self.texts.extend([texts[i] for i in inv])
+        self.tails.extend([tails[i] for i in inv])
         self.widths.extend([widths[i] for i in inv])
         self.newline.extend([newline[i] for i in inv])
 
@@ -75,12 +89,15 @@ class BranchView:
         an incomplete character (at most 3 bytes, UTF-8's own cap) until the next token ends it."""
         table = self.run.tokens
         for tid in new_ids.tolist():
-            chunk = self._decoder.decode(table.bytes_of(tid))
-            has_newline = "\n" in chunk
-            text = sanitize(chunk.replace("\n", "").replace("\t", "    "))
+            chunk = self._decoder.decode(table.bytes_of(tid)).replace("\t", "    ")
+            head, has_newline, tail = chunk.rpartition("\n")
+            if not has_newline:
+                head, tail = tail, ""
+            text = sanitize(head.replace("\n", ""))
             self.texts.append(text)
+            self.tails.append(sanitize(tail))
             self.widths.append(cell_len(text))
-            self.newline.append(has_newline)
+            self.newline.append(bool(has_newline))
 
     def _kinds(self) -> np.ndarray:
         out = np.zeros(self.run.length(self.branch_id), dtype=np.int8)
@@ -119,7 +136,7 @@ class BranchView:
         line = max(0, self.line_of(min(from_token, len(self.texts) - 1)))
         del self.line_starts[line + 1 :]
         start = self.line_starts[line]
-        col = 0
+        col = self.indent(line)
         for i in range(start, len(self.texts)):
             w = self.widths[i]
             if col and col + w > self.width:
@@ -128,7 +145,18 @@ class BranchView:
             col += w
             if self.newline[i] and i + 1 < len(self.texts):
                 self.line_starts.append(i + 1)
-                col = 0
+                col = self.indent(len(self.line_starts) - 1)
+
+    def carried(self, line: int) -> tuple[int, str]:
+        """(the token whose text after its newline opens `line`, that text), or (-1, "")."""
+        start = self.line_starts[line]
+        if line and start and self.newline[start - 1] and self.tails[start - 1]:
+            return start - 1, self.tails[start - 1][: self.width // 2]
+        return -1, ""
+
+    def indent(self, line: int) -> int:
+        """Columns at the start of `line` taken by text carried over from the token before."""
+        return cell_len(self.carried(line)[1])
 
     def line_of(self, token: int) -> int:
         return max(0, bisect_right(self.line_starts, token) - 1)

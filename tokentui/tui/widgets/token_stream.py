@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding
@@ -114,33 +115,40 @@ class TokenStream(ScrollView, can_focus=True):
                 self._strips.popitem(last=False)
         return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
 
+    def _style(self, i: int) -> Style:
+        view = self.view
+        style = self.rich_style + self.scale.style(float(view.levels[i]), self.no_color)
+        kind = view.kinds[i] if i < len(view.kinds) else 2
+        if kind == 0:
+            style += Style(dim=True)
+        elif kind == 1:
+            style += Style(italic=True, underline=True)
+        if i % 2 and not self.no_color:
+            style += Style(bold=True)  # alternate weight: token boundaries stay visible
+        if i == self.cursor:
+            style += Style(reverse=True, bold=True)
+        return style
+
     def _draw(self, line: int) -> Strip:
         view = self.view
         start, end = view.line_range(line)
-        segs = []
-        base = self.rich_style
+        owner, carried = view.carried(line)
+        segs = [Segment(carried, self._style(owner))] if carried else []
         for i in range(start, end):
-            style = base + self.scale.style(float(view.levels[i]), self.no_color)
-            kind = view.kinds[i] if i < len(view.kinds) else 2
-            if kind == 0:
-                style += Style(dim=True)
-            elif kind == 1:
-                style += Style(italic=True, underline=True)
-            if i % 2 and not self.no_color:
-                style += Style(bold=True)  # alternate weight: token boundaries stay visible
             text = view.texts[i]
             if i == self.cursor:
-                style += Style(reverse=True, bold=True)
                 text = text or " "  # a token whose bytes are held back still shows the cursor
-            segs.append(Segment(text, style))
+            segs.append(Segment(text, self._style(i)))
         return Strip(segs)
 
     def _refresh_token_lines(self, *tokens: int) -> None:
         for t in tokens:
             if self.view is not None and 0 <= t < len(self.view):
                 line = self.view.line_of(t)
-                self._strips.pop(line, None)
-                self.refresh_line(line - self.scroll_offset.y)
+                lines = (line, line + 1) if self.view.tails[t] and self.view.newline[t] else (line,)
+                for ln in lines:
+                    self._strips.pop(ln, None)
+                    self.refresh_line(ln - self.scroll_offset.y)
 
     # --- cursor -------------------------------------------------------------------------------
     def move_to(self, pos: int) -> None:
@@ -178,9 +186,9 @@ class TokenStream(ScrollView, can_focus=True):
         line = self.view.line_of(self.cursor)
         target = max(0, min(self.view.n_lines - 1, line + delta))
         start, end = self.view.line_range(line)
-        col = sum(self.view.widths[start : self.cursor])
+        col = self.view.indent(line) + sum(self.view.widths[start : self.cursor])
         t_start, t_end = self.view.line_range(target)
-        pos, acc = t_start, 0
+        pos, acc = t_start, self.view.indent(target)
         while pos < t_end - 1 and acc + self.view.widths[pos] <= col:
             acc += self.view.widths[pos]
             pos += 1
@@ -212,7 +220,11 @@ class TokenStream(ScrollView, can_focus=True):
         if line >= self.view.n_lines:
             return
         start, end = self.view.line_range(line)
-        col, x = 0, offset.x + self.scroll_offset.x
+        owner, carried = self.view.carried(line)
+        col, x = cell_len(carried), offset.x + self.scroll_offset.x
+        if x < col:
+            self.move_to(owner)
+            return
         for i in range(start, end):
             col += self.view.widths[i]
             if x < col:

@@ -259,3 +259,28 @@ def test_bfloat16_lens_is_close_to_float32_and_recorded(loaded):
     assert auto == ("bfloat16" if cpu_has_fast_bf16() else "float32")
     with pytest.raises(EngineError, match="lens precision"):
         Session(lm, lens_precision="int8")
+
+
+@pytest.mark.parametrize("softcap", [None, 30.0])
+def test_lens_entropy_in_vocabulary_slices_equals_the_full_softmax(softcap):
+    """Blocks of rows and vocabulary slices (forced tiny here) give the full-softmax entropy."""
+    from tokentui.engine.arch import LensParts
+    from tokentui.engine.stats import lens_entropy
+
+    gen = torch.Generator().manual_seed(0)
+    vocab, d = 5000, 16
+    parts = LensParts(
+        norm=torch.nn.LayerNorm(d),
+        weight=torch.randn(vocab, d, generator=gen) * 6,
+        bias=torch.randn(vocab, generator=gen),
+        softcap=softcap,
+        n_layers=4,
+    )
+    hidden = torch.randn(37, d, generator=gen)
+    with torch.inference_mode():
+        logp = torch.log_softmax(parts.logits(hidden), -1)
+        want = -(logp.exp() * logp).sum(-1)
+        got = lens_entropy(parts, hidden, block_elements=3000, max_rows=10)  # 4 row blocks × 10 slices
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-5)
+    if softcap is None:
+        assert want.min() < 1.0 < want.max()  # peaked and flat rows alike

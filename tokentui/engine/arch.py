@@ -33,13 +33,21 @@ class LensParts:
     def precision(self) -> str:
         return str(self.weight.dtype).removeprefix("torch.")
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Intermediate hidden states [N, d] → float32 logits [N, V], in one matmul (at the lens's precision)."""
-        normed = self.norm(hidden).to(self.weight.dtype)
-        out = torch.nn.functional.linear(normed, self.weight, self.bias).float()
+    def normed(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Intermediate hidden states [N, d] through the final norm, at the lens's precision."""
+        return self.norm(hidden).to(self.weight.dtype)
+
+    def project(self, normed: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Normed states [N, d] → float32 logits [N, stop-start] of vocabulary ids start..stop-1."""
+        bias = None if self.bias is None else self.bias[start:stop]
+        out = torch.nn.functional.linear(normed, self.weight[start:stop], bias).float()
         if self.softcap:
             out = torch.tanh(out / self.softcap) * self.softcap
         return out
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Intermediate hidden states [N, d] → float32 logits [N, V], in one matmul."""
+        return self.project(self.normed(hidden))
 
     def at_precision(self, precision: str) -> LensParts:
         """This lens with its unembedding matmul in `precision` ("auto", "float32", "bfloat16").

@@ -14,15 +14,6 @@ def entropy(logp: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy (nats) straight from finite logits [N, V]: log Z − E_p[x], in two passes over them
-    (no log-softmax, no p·log p temporaries), which matters for the lens's [chunk·L, V] block."""
-    m = logits.amax(-1, keepdim=True)
-    e = (logits - m).exp_()
-    z = e.sum(-1)
-    return m[:, 0] + z.log() - torch.linalg.vecdot(e, logits) / z
-
-
 def pack_step(logp: torch.Tensor, chosen: torch.Tensor, k: int, sampler_logprob: torch.Tensor) -> torch.Tensor:
     """[V] log-probs + chosen id → [5 + 2k] float32: id, logprob, entropy, rank, sampler, ids, lps.
 
@@ -34,14 +25,37 @@ def pack_step(logp: torch.Tensor, chosen: torch.Tensor, k: int, sampler_logprob:
     return torch.cat([head, top_id.float(), top_lp])
 
 
-def lens_entropy(lens, hidden: torch.Tensor, max_elements: int = 1 << 27) -> torch.Tensor:
-    """Logit-lens entropies of hidden states [N, d] → [N], in as few matmuls as memory allows."""
+def lens_entropy(lens, hidden: torch.Tensor, block_elements: int = 1 << 21, max_rows: int = 1024) -> torch.Tensor:
+    """Logit-lens entropies of hidden states [N, d] → [N] (nats).
+
+    The [N, V] logits are never built whole: each block of rows is projected onto slices of the
+    vocabulary small enough to stay in cache (~8 MB of float32), and the entropy is accumulated
+    across slices online (running max, Σ e^(x−m), Σ e^(x−m)·x, as in log Z − E_p[x]). The
+    unembedding is still read once per block of rows, so a chunk of buffered positions costs one
+    pass over it instead of materialising hundreds of MB of logits (which made chunking slower than
+    lensing every step on a 152k vocabulary).
+    """
     n = hidden.shape[0]
     if n == 0:
         return hidden.new_zeros(0, dtype=torch.float32)
     vocab = lens.weight.shape[0]
-    rows = max(1, max_elements // vocab)
-    out = [entropy_from_logits(lens.logits(hidden[i : i + rows])) for i in range(0, n, rows)]
+    out = []
+    for r in range(0, n, max_rows):
+        normed = lens.normed(hidden[r : r + max_rows])
+        cols = max(512, block_elements // normed.shape[0])
+        m_run = z_run = s_run = None
+        for c in range(0, vocab, cols):
+            logits = lens.project(normed, c, c + cols)
+            m = logits.amax(-1)
+            e = (logits - m[:, None]).exp_()
+            z, s = e.sum(-1), torch.linalg.vecdot(e, logits)
+            if m_run is None:
+                m_run, z_run, s_run = m, z, s
+                continue
+            top = torch.maximum(m_run, m)
+            a, b = (m_run - top).exp(), (m - top).exp()
+            m_run, z_run, s_run = top, z_run * a + z * b, s_run * a + s * b
+        out.append(m_run + z_run.log() - s_run / z_run)
     return torch.cat(out)
 
 

@@ -166,6 +166,7 @@ async def test_indentation_after_a_line_break_opens_the_next_line():
     run.branches[0].steps._a["token_id"][:3] = ids[4:]
     app = TokentuiApp(run=run)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()  # the run is laid out after the first frame
         app._show_branch(0, cursor=3)
         await pilot.pause()
         stream = app.stream

@@ -153,6 +153,11 @@ class TokentuiApp(App):
         self.model_info = "no model (replay)" if model is None else f"{model} · loading"
         self._dirty = False
         self.themes_, self.theme_problems = load_themes()
+        # before the first stylesheet pass: a theme set on mount would make Textual do it all twice
+        for t in self.themes_.values():
+            self.register_theme(t.theme)
+        if "tokentui-dark" in self.themes_:
+            self.theme = "tokentui-dark"
         self.no_color = bool(os.environ.get("NO_COLOR"))
         self.side_index = 0
         self.decoded = False
@@ -180,10 +185,6 @@ class TokentuiApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
-        for t in self.themes_.values():
-            self.register_theme(t.theme)
-        if "tokentui-dark" in self.themes_:
-            self.theme = "tokentui-dark"
         for problem in self.theme_problems:
             self.notify(f"theme skipped: {problem}", severity="warning", markup=False)
         for cls in ("alternatives", "layers", "tree"):
@@ -193,7 +194,8 @@ class TokentuiApp(App):
         self.query_one("#prompt").border_title = "prompt (ctrl+r generates)"
         self.set_interval(1 / 20, self._flush)
         if self.run_obj is not None:
-            self._show_branch(0, cursor=None)
+            self.stream.border_title = f"tokens · laying out {self.run_obj.total_steps():,} tokens …"
+            self.call_after_refresh(self._open_first_branch)
             self.stream.focus()
         if self.model_spec is not None:
             self.worker_ = start_worker(self, self.save_dir, **self.session_options)
@@ -206,6 +208,11 @@ class TokentuiApp(App):
         self._update_status()
         self._update_settings_line()
         self.on_resize()
+
+    def _open_first_branch(self) -> None:
+        """Lay out the run after the first frame: the screen is up at once, even for 100k tokens."""
+        self.stream.border_title = "tokens"
+        self._show_branch(0, cursor=None)
 
     def on_resize(self, event=None) -> None:
         size = self.size
@@ -450,7 +457,7 @@ class TokentuiApp(App):
         self.notify(f"theme: {self.theme}", markup=False)
 
     def watch_theme(self) -> None:
-        if self.is_mounted:
+        if self.screen_stack:  # not while __init__ picks the first theme
             self._apply_scale()
 
     def action_cycle_pane(self) -> None:

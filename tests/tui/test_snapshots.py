@@ -39,3 +39,7 @@ def test_settings_screen(snap_compare, app):
 
 def test_high_contrast_theme(snap_compare, app):
     assert snap_compare(app, terminal_size=(120, 40), press=["T"])
+
+
+def test_export_prompt(snap_compare, app):
+    assert snap_compare(app, terminal_size=(120, 40), press=["x"])

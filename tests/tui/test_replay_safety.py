@@ -128,6 +128,30 @@ async def test_narrow_terminal_tabs_side_panes(tmp_path):
         assert app.stream.region.width > 30
 
 
+async def test_resizing_the_terminal_relays_out_the_side_panes():
+    """A terminal resized to 80×24 (and back) switches to one side pane at a time, and the panes'
+    rows are laid out again for their new width instead of wrapping."""
+    from rich.cells import cell_len
+
+    from tokentui.tui.widgets.alternatives import AlternativesPane
+
+    app = TokentuiApp(run=make_run())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert not app.screen.has_class("narrow")
+        assert len([w for w in app.query(".side") if w.display]) == 3
+        for size in ((80, 24), (120, 40), (80, 24)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause(0.1)
+            narrow = size[0] < 110
+            assert app.screen.has_class("narrow") == narrow and app.screen.has_class("short") == narrow
+            assert len([w for w in app.query(".side") if w.display]) == (1 if narrow else 3)
+            pane = app.query_one(AlternativesPane)
+            parts = getattr(pane.content, "renderables", [pane.content])  # the Texts it was last given
+            rows = [row for part in parts for row in part.plain.splitlines()]
+            assert rows and max(cell_len(r) for r in rows) <= pane.content_region.width
+
+
 def test_decoded_view_joins_split_characters_and_holds_back_incomplete_ones():
     from tokentui.core.tokens import TokenTable
     from tokentui.tui.view import BranchView

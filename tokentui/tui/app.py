@@ -116,6 +116,10 @@ class TokentuiApp(App):
         Binding("f1", "help", "help", show=False, priority=True),
         Binding("q", "quit", "quit"),
     ] + [Binding(str(n), f"branch_alt({n})", f"branch #{n}", show=False) for n in range(1, 10)]
+    # Screen classes Textual sets on every resize (app.tcss: narrow → one side pane at a time,
+    # short → a smaller prompt box). An App's own on_resize never sees terminal resizes.
+    HORIZONTAL_BREAKPOINTS = [(0, "narrow"), (110, "wide")]
+    VERTICAL_BREAKPOINTS = [(0, "short"), (30, "tall")]
 
     def __init__(
         self,
@@ -207,20 +211,12 @@ class TokentuiApp(App):
                 self.query_one("#prompt").focus()
         self._update_status()
         self._update_settings_line()
-        self.on_resize()
+        self._show_side()
 
     def _open_first_branch(self) -> None:
         """Lay out the run after the first frame: the screen is up at once, even for 100k tokens."""
         self.stream.border_title = "tokens"
         self._show_branch(0, cursor=None)
-
-    def on_resize(self, event=None) -> None:
-        size = self.size
-        self.screen.set_class(size.width < 110, "narrow")
-        self.screen.set_class(size.height < 30, "short")
-        self._show_side()
-        if self.run_obj is not None:
-            self.call_after_refresh(self._refresh_panes)  # pane contents depend on their width
 
     def _show_side(self) -> None:
         for i, name in enumerate(("alternatives", "layers", "tree")):

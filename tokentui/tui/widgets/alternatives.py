@@ -53,6 +53,11 @@ class AlternativesPane(Static, can_focus=True):
             self.selected = max(0, min(k - 1, self.selected + delta))
             self.show(run, branch_id, position)
 
+    def on_resize(self) -> None:
+        """Columns and bars are sized to the pane: lay them out again at its new width."""
+        if self._args is not None:
+            self.show(*self._args)
+
     def action_choose(self) -> None:
         self.post_message(self.Chosen(self.selected))
 

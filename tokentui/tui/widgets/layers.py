@@ -49,9 +49,16 @@ class LayersPane(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
         self._pooled: tuple[np.ndarray, int, np.ndarray] | None = None  # (levels, width, cells)
+        self._args: tuple | None = None
+
+    def on_resize(self) -> None:
+        """Bars and the strip are sized to the pane: draw them again at its new width."""
+        if self._args is not None:
+            self.show(*self._args)
 
     def show(self, run: Run | None, branch_id: int, position: int, metric: str, levels: np.ndarray) -> None:
         """`levels`: the metric over the branch, normalised (the token stream's own array)."""
+        self._args = (run, branch_id, position, metric, levels)
         if run is None or position < 0 or position >= run.length(branch_id):
             self.update(Text("no token under the cursor"), layout=False)
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -61,15 +62,26 @@ def test_demo_generates_python_offline_like_generate(demo):
     from tokentui.engine.session import Session
 
     s = Session(demo)
-    run = s.new_run("class", k=10)
+    run = s.new_run("def", k=10)
     list(s.generate(run, SamplingParams(max_new_tokens=24)))
-    ids = torch.tensor([demo.tokenizer("class")["input_ids"]])
+    ids = torch.tensor([demo.tokenizer("def")["input_ids"]])
     with torch.inference_mode():
         ref = demo.model.generate(ids, max_new_tokens=24, do_sample=False, pad_token_id=demo.eos_ids[0])
     assert run.sequence(0).tolist() == ref[0].tolist()
     text = run.text(0).decode("utf-8", "replace")
-    assert "(" in text and ":" in text  # a class statement
+    assert re.match(r"def \w+\([\w, ]*\):\n    ", text), text  # a def line and an indented body
     assert demo.n_layers >= 4 and np.isfinite(run.column(0, "layer_entropy")[1:]).all()
+
+
+def test_demo_prompt_opens_an_indented_block(demo):
+    """The explorer's suggested prompt ends in a colon: the model goes on with an indented body."""
+    from tokentui.cli import DEMO_PROMPT
+    from tokentui.engine.session import Session
+
+    s = Session(demo, lens_chunk=0)
+    run = s.new_run(DEMO_PROMPT, k=5)
+    list(s.generate(run, SamplingParams(max_new_tokens=8)))
+    assert run.text(0).decode("utf-8", "replace").startswith(DEMO_PROMPT + "\n    ")
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])

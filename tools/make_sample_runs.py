@@ -50,7 +50,7 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     lm = load_model("demo", device="cpu")
-    s = Session(lm, lens_chunk=32)
+    s = Session(lm, lens_chunk=32, lens_precision="float32")  # the same lens values on every machine
 
     def save(run, name: str) -> None:
         run.meta.run_id = f"sample-{name}"
@@ -60,7 +60,7 @@ def main() -> None:
 
     # 1. plain greedy generation
     greedy = SamplingParams(max_new_tokens=160)
-    run = s.new_run("def fibonacci(n):\n", k=20, params=greedy)
+    run = s.new_run("def read_config(path):", k=20, params=greedy)
     drain(s.generate(run, greedy))
     save(run, "generate")
 

@@ -63,7 +63,7 @@ class Settings:
     warmup: int = 150
     weight_decay: float = 0.1
     dropout: float = 0.0  # residual and embedding dropout (attention dropout would leave SDPA's fast path)
-    space_split: float = 0.05  # share of " word" tokens also seen as " " + "word" (see split_spaces)
+    space_split: float = 0.2  # share of " word" tokens also seen as " " + "word" (see split_spaces)
     bf16: bool = True  # bf16 autocast: 2-3x faster on CPUs with AVX512-BF16/AMX, master weights stay fp32
     compile: bool = True  # torch.compile of the training step (needs a C compiler)
     seed: int = 1234

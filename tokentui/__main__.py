@@ -1,6 +1,6 @@
-"""`python -m tokentui` runs the CLI."""
+"""`python -m tokentui` runs the command line, as the `tokentui` command does."""
 
-from tokentui.cli import main
+from tokentui.launch import main
 
 if __name__ == "__main__":
     main()

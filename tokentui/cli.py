@@ -288,7 +288,7 @@ def runs_rm(run: Annotated[str, typer.Argument(help="Run id (or unique prefix)."
     """Remove a run from the cache."""
     from tokentui.store.cache import cache_dir as resolve_dir
     from tokentui.store.cache import resolve
-    from tokentui.store.runfile import SUFFIX, RunFileError
+    from tokentui.store.header import SUFFIX, RunFileError
 
     try:
         d = resolve_dir(cache_dir)
@@ -416,17 +416,13 @@ def replay(
     cache_dir: CacheOpt = None,
 ) -> None:
     """Open a saved run in the explorer (no model needed, torch is not imported)."""
-    from tokentui.store.runfile import RunFileError
+    from tokentui.store.header import RunFileError
+    from tokentui.tui.start import replay as open_replay
 
     try:
-        r = load_ref(run, cache_dir)
+        open_replay(run, model, cache_dir)
     except RunFileError as e:
         fail(str(e))
-    from tokentui.store.cache import cache_dir as resolve_dir
-    from tokentui.store.cache import resolve
-    from tokentui.tui.app import TokentuiApp
-
-    TokentuiApp(model=model, run=r, run_path=resolve(run, resolve_dir(cache_dir)), cache_dir=cache_dir).run()
 
 
 def main() -> None:

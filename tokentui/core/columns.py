@@ -51,6 +51,12 @@ class Columns:
         view.flags.writeable = False
         return view
 
+    def finite_mean(self, name: str) -> float:
+        """Mean of a column over its finite values; NaN when it has none."""
+        v = self.col(name)
+        v = v[np.isfinite(v)]
+        return float(v.astype(np.float64).mean()) if v.size else math.nan
+
     def _grow(self, need: int) -> None:
         cap = len(self._a["token_id"])
         if need <= cap:

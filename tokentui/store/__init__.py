@@ -1,5 +1,6 @@
-"""Run files, the run cache and exports. numpy and the standard library only (no torch, no textual)."""
+"""Run files, the run cache and exports. numpy and the standard library only (no torch, no textual).
 
-from tokentui.store.runfile import SCHEMA_VERSION, RunFileError, load_run, read_header, save_run
-
-__all__ = ["SCHEMA_VERSION", "RunFileError", "load_run", "read_header", "save_run"]
+Import the modules themselves (`tokentui.store.runfile`, `.cache`, `.header`): this package does not
+import them for you, so code that needs only a header (the cache, `tokentui replay`'s first frame)
+never loads numpy.
+"""

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokentui.store.runfile import SUFFIX, RunFileError, read_header
+from tokentui.store.header import SUFFIX, RunFileError, read_header
 
 ENV_VAR = "TOKENTUI_CACHE_DIR"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from dataclasses import fields
 from pathlib import Path
 
@@ -20,22 +19,15 @@ import numpy as np
 from tokentui.core.columns import FIELDS, Columns
 from tokentui.core.run import Branch, Run, RunError, RunMeta
 from tokentui.core.tokens import TokenTable
-
-SCHEMA_VERSION = 1
-FORMAT = "tokentui-run"
-SUFFIX = ".tokentui"
-MAX_FILE_BYTES = 8 << 30
-MAX_HEADER_BYTES = 100 << 20
-
-
-class RunFileError(Exception):
-    """A run file cannot be used; str() is one line naming the file and the problem."""
-
-    def __init__(self, path: Path | str, problem: str) -> None:
-        problem = " ".join(str(problem).split())[:300]
-        super().__init__(f"{path}: {problem}")
-        self.path, self.problem = Path(path), problem
-
+from tokentui.store.header import (  # noqa: F401 - SUFFIX and read_header: part of this module's API
+    FORMAT,
+    SCHEMA_VERSION,
+    SUFFIX,
+    RunFileError,
+    parse_header_json,
+    read_bytes,
+    read_header,
+)
 
 MAX_VOCAB = (1 << 24) - 1  # ids are stored in at most 3 bytes
 NO_ID = {2: 0xFFFF, 3: 0xFFFFFF}  # the all-ones value means "no id" (padding of the first step)
@@ -134,70 +126,6 @@ def save_run(run: Run, path: Path | str) -> Path:
     return path
 
 
-def _read_bytes(path: Path, limit: int | None = None) -> bytes:
-    try:
-        size = path.stat().st_size
-        if path.is_dir():
-            raise RunFileError(path, "is a folder, not a run file")
-        if not path.is_file():
-            raise RunFileError(path, "not a regular file")
-        if size > MAX_FILE_BYTES:
-            raise RunFileError(path, f"too large to be a run ({size} bytes)")
-        with open(path, "rb") as f:
-            return f.read(limit) if limit else f.read()
-    except FileNotFoundError:
-        raise RunFileError(path, "no such file") from None
-    except IsADirectoryError:
-        raise RunFileError(path, "is a folder, not a run file") from None
-    except OSError as e:
-        raise RunFileError(path, e.strerror or str(e)) from None
-
-
-def _parse_header_json(path: Path, raw: bytes) -> dict:
-    """The safetensors header's `__metadata__`, checked for our format and schema."""
-    if len(raw) < 8:
-        raise RunFileError(path, "not a tokentui run file (too short)")
-    (n,) = struct.unpack("<Q", raw[:8])
-    if n > MAX_HEADER_BYTES or 8 + n > len(raw):
-        raise RunFileError(path, "not a tokentui run file (bad or truncated header)")
-    try:
-        header = json.loads(raw[8 : 8 + n])
-        meta = header["__metadata__"]
-        if meta.get("format") != FORMAT:
-            raise ValueError
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise RunFileError(path, "not a tokentui run file") from None
-    try:
-        schema = int(meta.get("schema"))
-    except (TypeError, ValueError):
-        raise RunFileError(path, "run file has no valid schema version") from None
-    if schema > SCHEMA_VERSION:
-        raise RunFileError(
-            path, f"made by a newer tokentui (schema {schema}, this one reads ≤ {SCHEMA_VERSION}); upgrade tokentui"
-        )
-    if schema < 1:
-        raise RunFileError(path, f"unknown schema version {schema}")
-    try:
-        run = json.loads(meta["run"])
-        if not isinstance(run, dict):
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
-        raise RunFileError(path, "run description in the header is not valid JSON") from None
-    return run
-
-
-def read_header(path: Path | str) -> dict:
-    """Only the JSON description (meta, branch list) — cheap, for listing the cache."""
-    path = Path(path)
-    head = _read_bytes(path, 8)
-    if len(head) < 8:
-        raise RunFileError(path, "not a tokentui run file (too short)")
-    (n,) = struct.unpack("<Q", head)
-    if n > MAX_HEADER_BYTES:
-        raise RunFileError(path, "not a tokentui run file (bad header)")
-    return _parse_header_json(path, _read_bytes(path, 8 + n))
-
-
 _META_TYPES = {f.name: f.type for f in fields(RunMeta)}
 
 
@@ -265,8 +193,8 @@ def _columns(path: Path, tensors: dict, prefix: str, n: int, meta: RunMeta) -> C
 def load_run(path: Path | str) -> Run:
     """Load and fully validate a run file; any fault is a RunFileError (never another exception)."""
     path = Path(path)
-    raw = _read_bytes(path)
-    desc = _parse_header_json(path, raw)
+    raw = read_bytes(path)
+    desc = parse_header_json(path, raw)
     try:
         from safetensors.numpy import load
 

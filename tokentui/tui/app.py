@@ -4,31 +4,48 @@ screen updates (throttled to ~20 frames a second while tokens stream in)."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.reactive import Reactive
+from textual.theme import Theme
 from textual.widgets import Footer, Static, TextArea
 
 from tokentui.core.display import safe_text, sanitize
-from tokentui.core.metrics import METRIC_ORDER, METRICS
-from tokentui.core.run import Run, RunError, SamplingParams
-from tokentui.engine import worker as w
-from tokentui.engine.events import BranchStarted, Failed, Finished, LensEvent, Loaded, Progress, Saved, StepEvent
+from tokentui.core.params import RunError, SamplingParams
+from tokentui.store.cache import RunSummary, summarize
 from tokentui.store.cache import cache_dir as default_cache_dir
-from tokentui.store.export import FORMATS, export
-from tokentui.store.runfile import RunFileError, load_run, save_run
-from tokentui.tui.bridge import EngineMessage, start_worker
+from tokentui.store.header import RunFileError
 from tokentui.tui.screens import HelpScreen, RunPicker, SettingsScreen, TextPrompt
-from tokentui.tui.theme import DEFAULT_SCALE, load_themes
-from tokentui.tui.view import BranchView
+from tokentui.tui.theme import DEFAULT_SCALE, DEFAULT_THEME, load_themes
 from tokentui.tui.widgets.alternatives import AlternativesPane
 from tokentui.tui.widgets.branch_tree import BranchTree
 from tokentui.tui.widgets.layers import LayersPane
 from tokentui.tui.widgets.token_stream import TokenStream
+
+if TYPE_CHECKING:
+    from tokentui.core.run import Run
+    from tokentui.engine.worker import Worker
+    from tokentui.tui.bridge import EngineMessage
+
+# numpy, the run's arrays, the engine's worker, exports: imported by the methods that need them,
+# once there is a run or a model. `tokentui replay` draws its first frame from the run file's
+# header alone and reads the arrays after (benchmarks/tui_latency.py: replay start vs a bare app).
+
+
+class RunFileRead(Message):
+    """The run file opened at start has been read (in a thread): `run`, or the `error` that stopped it."""
+
+    def __init__(self, run: Run | None, error: RunFileError | None) -> None:
+        super().__init__()
+        self.run, self.error = run, error
+
 
 HELP = [
     (
@@ -120,6 +137,9 @@ class TokentuiApp(App):
     # short → a smaller prompt box). An App's own on_resize never sees terminal resizes.
     HORIZONTAL_BREAKPOINTS = [(0, "narrow"), (110, "wide")]
     VERTICAL_BREAKPOINTS = [(0, "short"), (30, "tall")]
+    # The theme the app starts in. Textual builds its stylesheet from it inside App.__init__; setting
+    # a theme afterwards would parse and apply all CSS a second time before the first frame.
+    theme: Reactive[str] = Reactive(DEFAULT_THEME)
 
     def __init__(
         self,
@@ -138,11 +158,16 @@ class TokentuiApp(App):
         lens_chunk: int = 32,
         lens_precision: str = "auto",
     ) -> None:
+        # before App.__init__, which builds the stylesheet from the theme (see available_themes)
+        self.themes_, self.theme_problems = load_themes()
         super().__init__()
         self.model_spec = model
         self.initial_prompt = prompt
         self.run_obj: Run | None = run
         self.run_path = run_path
+        # run_path without run: read that file after the first frame, showing its header meanwhile
+        self.opening: RunSummary | None = summarize(run_path) if run is None and run_path is not None else None
+        self.open_error: RunFileError | None = None  # why that file could not be read (the app exits)
         self.save_dir = default_cache_dir(cache_dir)
         self.load_args = (device, dtype, trust_remote_code)
         self.params = params or SamplingParams()
@@ -153,15 +178,9 @@ class TokentuiApp(App):
         self.state = "replay" if model is None else "loading"
         self.status_note = ""
         self.tokens_per_second = 0.0
-        self.worker_: w.Worker | None = None
+        self.worker_: Worker | None = None
         self.model_info = "no model (replay)" if model is None else f"{model} · loading"
         self._dirty = False
-        self.themes_, self.theme_problems = load_themes()
-        # before the first stylesheet pass: a theme set on mount would make Textual do it all twice
-        for t in self.themes_.values():
-            self.register_theme(t.theme)
-        if "tokentui-dark" in self.themes_:
-            self.theme = "tokentui-dark"
         self.no_color = bool(os.environ.get("NO_COLOR"))
         self.side_index = 0
         self.decoded = False
@@ -172,7 +191,7 @@ class TokentuiApp(App):
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 # a run file's prompt is untrusted: escapes made visible, newlines kept
-                prompt = self.initial_prompt or (safe_text(self.run_obj.meta.prompt.encode()) if self.run_obj else "")
+                prompt = self.initial_prompt or safe_text(self._run_prompt().encode())
                 yield TextArea(
                     prompt,
                     id="prompt",
@@ -183,16 +202,25 @@ class TokentuiApp(App):
                 yield TokenStream(id="stream")
                 yield Static("", id="legend", markup=False)
             with Vertical(id="right"):
-                yield AlternativesPane(id="alternatives")
-                yield LayersPane(id="layers")
-                yield BranchTree(id="tree")
+                # narrow terminals show one .side pane at a time: the .shown one (v cycles)
+                yield AlternativesPane(id="alternatives", classes="side shown")
+                yield LayersPane(id="layers", classes="side")
+                yield BranchTree(id="tree", classes="side")
         yield Footer()
+
+    @property
+    def available_themes(self) -> dict[str, Theme]:
+        """Textual's themes and tokentui's (from themes/), the latter already while App.__init__ runs."""
+        return {**super().available_themes, **{name: t.theme for name, t in self.themes_.items()}}
+
+    def _run_prompt(self) -> str:
+        if self.run_obj is not None:
+            return self.run_obj.meta.prompt
+        return self.opening.prompt if self.opening is not None else ""
 
     def on_mount(self) -> None:
         for problem in self.theme_problems:
             self.notify(f"theme skipped: {problem}", severity="warning", markup=False)
-        for cls in ("alternatives", "layers", "tree"):
-            self.query_one(f"#{cls}").add_class("side")
         self._apply_scale()
         self.stream.border_title = "tokens"
         self.query_one("#prompt").border_title = "prompt (ctrl+r generates)"
@@ -201,7 +229,15 @@ class TokentuiApp(App):
             self.stream.border_title = f"tokens · laying out {self.run_obj.total_steps():,} tokens …"
             self.call_after_refresh(self._open_first_branch)
             self.stream.focus()
+        elif self.opening is not None:
+            name = sanitize(self.run_path.name)
+            self.stream.border_title = f"tokens · reading {name} ({self.opening.tokens:,} tokens) …"
+            self.call_after_refresh(self._read_run_file)
+            self.stream.focus()
         if self.model_spec is not None:
+            from tokentui.engine import worker as w
+            from tokentui.tui.bridge import start_worker
+
             self.worker_ = start_worker(self, self.save_dir, **self.session_options)
             device, dtype, trust = self.load_args
             self.worker_.submit(w.Load(self.model_spec, device, dtype, trust))
@@ -211,7 +247,34 @@ class TokentuiApp(App):
                 self.query_one("#prompt").focus()
         self._update_status()
         self._update_settings_line()
-        self._show_side()
+
+    def _read_run_file(self) -> None:
+        """Read the arrays in a thread: the screen stays up and keys work while a big run loads."""
+
+        def read() -> None:
+            from tokentui.store.runfile import load_run
+
+            try:
+                run, error = load_run(self.run_path), None
+            except RunFileError as e:
+                run, error = None, e
+            self.post_message(RunFileRead(run, error))
+
+        threading.Thread(target=read, name="tokentui-open-run", daemon=True).start()
+
+    def on_run_file_read(self, message: RunFileRead) -> None:
+        if message.error is not None:
+            # `tokentui replay` checked the header before; the arrays are bad: leave with the error
+            self.open_error = message.error
+            self.exit(return_code=2)
+            return
+        self.run_obj, self.opening = message.run, None
+        if self.worker_ is not None:
+            from tokentui.engine import worker as w
+
+            self.worker_.submit(w.Adopt(self.run_obj))
+        self._update_legend()
+        self._open_first_branch()
 
     def _open_first_branch(self) -> None:
         """Lay out the run after the first frame: the screen is up at once, even for 100k tokens."""
@@ -237,6 +300,8 @@ class TokentuiApp(App):
         self._update_legend()
 
     def _show_branch(self, branch_id: int, cursor: int | None) -> None:
+        from tokentui.tui.view import BranchView
+
         run = self.run_obj
         if run is None:
             return
@@ -248,9 +313,7 @@ class TokentuiApp(App):
     def _refresh_panes(self) -> None:
         pos = self.stream.cursor
         self.query_one(AlternativesPane).show(self.run_obj, self.branch_id, pos)
-        view = self.stream.view
-        levels = view.levels if view is not None else np.zeros(0)
-        self.query_one(LayersPane).show(self.run_obj, self.branch_id, pos, self.metric, levels)
+        self.query_one(LayersPane).show(self.run_obj, self.branch_id, pos, self.metric, self.stream.view)
         self._update_status()
 
     def on_token_stream_cursor_moved(self, message: TokenStream.CursorMoved) -> None:
@@ -278,6 +341,9 @@ class TokentuiApp(App):
             t.append(f" · run {run.id} · branch #{self.branch_id} of {len(run.branches)}")
             t.append(" · saved" if not run.dirty else " · unsaved", style="dim")
             t.append(f" · pos {self.stream.cursor}")
+        elif self.opening is not None:
+            o = self.opening
+            t.append(f" · run {sanitize(o.run_id)} · {o.branches} branches · {sanitize(o.model)} · opening …")
         if self.status_note:
             t.append(f" · {sanitize(self.status_note)}", style="italic")
         self.query_one("#status", Static).update(t, layout=False)
@@ -293,6 +359,10 @@ class TokentuiApp(App):
         )
 
     def _update_legend(self) -> None:
+        if self.opening is not None:
+            return  # nothing to colour yet, and the metrics need numpy: after the run is read
+        from tokentui.core.metrics import METRICS
+
         m = METRICS[self.metric]
         t = self.themes_.get(self.theme)
         scale = t.scale if t else DEFAULT_SCALE
@@ -315,6 +385,17 @@ class TokentuiApp(App):
 
     # --- engine events ------------------------------------------------------------------------
     def on_engine_message(self, message: EngineMessage) -> None:
+        from tokentui.engine.events import (
+            BranchStarted,
+            Failed,
+            Finished,
+            LensEvent,
+            Loaded,
+            Progress,
+            Saved,
+            StepEvent,
+        )
+
         ev = message.event
         if isinstance(ev, Progress):
             self.status_note = ev.message
@@ -373,6 +454,8 @@ class TokentuiApp(App):
         if not prompt.strip():
             self.notify("the prompt is empty", severity="warning", markup=False)
             return
+        from tokentui.engine import worker as w
+
         self.state = "generating"
         self.worker_.submit(w.Generate(prompt, self._params(), self.k, self.chat, self.forced))
         self.stream.focus()
@@ -393,6 +476,8 @@ class TokentuiApp(App):
     def action_continue_branch(self) -> None:
         if self.run_obj is None or not self._need_model():
             return
+        from tokentui.engine import worker as w
+
         self.state = "generating"
         self.worker_.submit(w.Continue(self.branch_id, self._params()))
         self.stream.follow = True
@@ -405,6 +490,8 @@ class TokentuiApp(App):
         if pos < 1:
             self.notify("the first token has no alternatives to branch on", markup=False)
             return
+        from tokentui.engine import worker as w
+
         self.state = "generating"
         self.worker_.submit(w.Branch(self.branch_id, pos, token_ids, text, self._params()))
         self._update_status()
@@ -430,6 +517,8 @@ class TokentuiApp(App):
         self.push_screen(TextPrompt(f"branch at position {self.stream.cursor}: take this text, then continue"), done)
 
     def action_cycle_metric(self) -> None:
+        from tokentui.core.metrics import METRIC_ORDER
+
         i = METRIC_ORDER.index(self.metric)
         self.metric = METRIC_ORDER[(i + 1) % len(METRIC_ORDER)]
         if self.stream.view is not None:
@@ -536,6 +625,8 @@ class TokentuiApp(App):
         run = self.run_obj
         if run is None:
             return
+        from tokentui.store.runfile import save_run
+
         target = self.run_path or (self.save_dir / f"{run.id}.tokentui")
         try:
             path = save_run(run, target)
@@ -549,6 +640,8 @@ class TokentuiApp(App):
         def done(path: Path | None) -> None:
             if path is None:
                 return
+            from tokentui.store.runfile import load_run
+
             try:
                 run = load_run(path)
             except RunFileError as e:
@@ -556,6 +649,8 @@ class TokentuiApp(App):
                 return
             self.run_obj, self.run_path = run, path
             if self.worker_ is not None:
+                from tokentui.engine import worker as w
+
                 self.worker_.submit(w.Adopt(run))
             self._show_branch(0, cursor=None)
 
@@ -567,6 +662,8 @@ class TokentuiApp(App):
             return
 
         def done(name: str | None) -> None:
+            from tokentui.store.export import FORMATS, export
+
             if not name:
                 return
             path = Path(name).expanduser()

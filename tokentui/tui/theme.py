@@ -55,6 +55,7 @@ class MetricScale:
         return Style(color=self.texts[i], bgcolor=self.backgrounds[i])
 
 
+DEFAULT_THEME = "tokentui-dark"  # themes/dark.toml; the explorer starts in it
 DEFAULT_SCALE = MetricScale(
     ("#00224e", "#35456c", "#666970", "#948e77", "#c8b866", "#fee838"),
     ("#e4e4e4", "#e4e4e4", "#ffffff", "#000000", "#000000", "#000000"),

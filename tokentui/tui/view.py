@@ -19,6 +19,21 @@ from tokentui.core.run import Run
 KIND_CODE = {"prompt": 0, "forced": 1, "generated": 2}
 
 
+def pooled(values: np.ndarray, cells: int) -> list[float]:
+    """Mean-pool values (0..1, NaN allowed) into `cells` bins (a max saturates on long runs); NaN
+    where a bin holds no value."""
+    n = len(values)
+    cells = max(1, min(cells, n))
+    edges = np.linspace(0, n, cells + 1).astype(int)
+    out = np.full(cells, np.nan)
+    for c in range(cells):
+        chunk = values[edges[c] : max(edges[c] + 1, edges[c + 1])]
+        chunk = chunk[np.isfinite(chunk)]
+        if chunk.size:
+            out[c] = chunk.mean()
+    return out.tolist()
+
+
 class BranchView:
     def __init__(self, run: Run, branch_id: int, metric: str, decoded: bool = False) -> None:
         """`decoded`: show running text (characters split over tokens joined, newlines as line
@@ -36,6 +51,7 @@ class BranchView:
         self.levels = np.zeros(0)
         self.width = 80
         self.line_starts: list[int] = [0]
+        self._pooled: tuple[np.ndarray, int, list[float]] | None = None  # (levels, cells, pooled)
         self.sync()
 
     def __len__(self) -> int:
@@ -116,6 +132,12 @@ class BranchView:
 
     def metric_levels(self) -> np.ndarray:
         return METRICS[self.metric].normalized(self.metric_values())
+
+    def pooled_levels(self, cells: int) -> list[float]:
+        """The levels pooled into `cells` bins (the layers pane's strip); kept until they change."""
+        if self._pooled is None or self._pooled[0] is not self.levels or self._pooled[1] != cells:
+            self._pooled = (self.levels, cells, pooled(self.levels, cells))
+        return self._pooled[2]
 
     def set_metric(self, metric: str) -> None:
         self.metric = metric

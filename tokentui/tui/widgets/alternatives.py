@@ -5,6 +5,7 @@ is shown when sampling changed it."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
 from rich.console import Group
@@ -13,7 +14,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Static
 
-from tokentui.core.run import Run
+if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under Run) is imported
+    from tokentui.core.run import Run
 
 
 def bar(p: float, width: int = 12) -> str:
@@ -41,8 +43,8 @@ class AlternativesPane(Static, can_focus=True):
             super().__init__()
             self.index = index
 
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__("", id=id, markup=False)
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__("", id=id, classes=classes, markup=False)
         self.selected = 0
         self._args: tuple | None = None
 

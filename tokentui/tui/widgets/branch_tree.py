@@ -3,18 +3,20 @@ branch. Labels are Text objects, so token text is never parsed as markup."""
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.widgets import Tree
 
 from tokentui.core.display import decode_bytes, sanitize
-from tokentui.core.run import Branch, Run
+
+if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under Run) is imported
+    from tokentui.core.run import Branch, Run
 
 
 def branch_label(run: Run, b: Branch) -> Text:
     n = len(b.steps)
-    lp = b.steps.col("logprob")
-    mean = float(np.nanmean(lp)) if n and np.isfinite(lp).any() else float("nan")
+    mean = b.steps.finite_mean("logprob")
     words = sanitize(decode_bytes(run.tokens.text(b.steps.col("token_id")[:12].tolist())), visible_whitespace=True)
     label = Text(f"#{b.id} ", style="bold")
     if b.parent is not None:
@@ -32,8 +34,8 @@ def branch_label(run: Run, b: Branch) -> Text:
 
 
 class BranchTree(Tree[int]):
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(Text("run"), id=id)
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(Text("run"), id=id, classes=classes)
         self.show_root = False
         self.guide_depth = 2
 

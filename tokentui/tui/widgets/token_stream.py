@@ -5,6 +5,7 @@ cursor. A Line API ScrollView: only visible lines are drawn, and drawn lines are
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -16,7 +17,9 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from tokentui.tui.theme import DEFAULT_SCALE, MetricScale
-from tokentui.tui.view import BranchView
+
+if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under BranchView) is imported
+    from tokentui.tui.view import BranchView
 
 
 class TokenStream(ScrollView, can_focus=True):

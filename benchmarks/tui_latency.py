@@ -14,23 +14,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 from run_size import synthetic_run  # noqa: E402
 
+from tests.terminal import Terminal, tokentui_command  # noqa: E402
 from tokentui.store.runfile import load_run, save_run  # noqa: E402
 
 # What each program draws in its first frame, and what only shows once the run is laid out.
 BARE = "from textual.app import App\nfrom textual.widgets import Static\nclass Bare(App):\n    def compose(self):\n        yield Static('hello')\nBare().run()"
 BARE_MARK = b"hello"
-ESCAPES = re.compile(rb"\x1b\[[0-9;?<>=$]*[ -/]*[@-~]|\x1b[^\[]")
 REPLAY_MARK = b" replay "  # the status bar's state
 LAID_OUT_MARK = "─ tokens ─".encode()  # the stream's border title once its tokens are laid out
 
@@ -59,46 +58,13 @@ async def key_latency(path: Path, steps: int) -> dict[str, list[float]]:
     return out
 
 
-def on_terminal(
-    cmd: list[str], marks: list[bytes], pycache: Path, size=(120, 40), timeout: float = 30.0
-) -> dict[bytes, float]:
-    """Start `cmd` on a fresh pseudo-terminal of `size` (a real terminal driver, as a user runs it)
-    and return the seconds from spawning it to the first appearance of each mark in its output.
+def first_frames(cmd: list[str], marks: list[bytes], pycache: Path) -> dict[bytes, float]:
+    """Seconds from starting `cmd` on a 120x40 pseudo-terminal to each mark's first appearance.
     Bytecode is cached under `pycache` (as an installed package's is), even where the environment
     says not to write it."""
-    import fcntl
-    import os
-    import select
-    import struct
-    import termios
-
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
-    env = dict(os.environ, TERM="xterm-256color", PYTHONPYCACHEPREFIX=str(pycache))
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
-    os.close(slave)
-    seen, found = b"", {}
-    try:
-        while len(found) < len(marks) and time.perf_counter() - t0 < timeout:
-            if select.select([master], [], [], 0.05)[0]:
-                try:
-                    seen += os.read(master, 1 << 16)
-                except OSError:  # the program ended
-                    break
-                text = ESCAPES.sub(b"", seen)  # styles split the words of a frame apart
-                for m in marks:
-                    if m not in found and m in text:
-                        found[m] = time.perf_counter() - t0
-    finally:
-        proc.kill()
-        proc.wait()
-        os.close(master)
-    missing = [m for m in marks if m not in found]
-    if missing:
-        raise SystemExit(f"{' '.join(cmd)}: never drew {missing}; its output ended with {seen[-400:]!r}")
-    return found
+    env = {"PYTHONPYCACHEPREFIX": str(pycache), "PYTHONDONTWRITEBYTECODE": ""}
+    with Terminal(cmd, size=(120, 40), env=env) as term:
+        return term.wait_for(*marks)
 
 
 def main() -> None:
@@ -120,15 +86,13 @@ def main() -> None:
             )
             print(f"  {label:<30} median {statistics.median(xs) * 1000:6.2f}   p95 {p95(xs) * 1000:6.2f}{net}")
         bare, first, laid_out = [], [], []
-        script = Path(sys.executable).with_name("tokentui")  # the installed command, as a user runs it
-        replay = [str(script) if script.exists() else sys.executable, *([] if script.exists() else ["-m", "tokentui"])]
-        replay += ["replay", str(path)]
+        replay = [*tokentui_command(), "replay", str(path)]
         pycache = Path(d) / "pycache"
-        on_terminal([sys.executable, "-c", BARE], [BARE_MARK], pycache)  # warm-up: bytecode compiled
-        on_terminal(replay, [REPLAY_MARK, LAID_OUT_MARK], pycache)
+        first_frames([sys.executable, "-c", BARE], [BARE_MARK], pycache)  # warm-up: bytecode compiled
+        first_frames(replay, [REPLAY_MARK, LAID_OUT_MARK], pycache)
         for _ in range(args.starts):  # interleaved, so drift in the machine's load hits both alike
-            bare.append(on_terminal([sys.executable, "-c", BARE], [BARE_MARK], pycache)[BARE_MARK])
-            t = on_terminal(replay, [REPLAY_MARK, LAID_OUT_MARK], pycache)
+            bare.append(first_frames([sys.executable, "-c", BARE], [BARE_MARK], pycache)[BARE_MARK])
+            t = first_frames(replay, [REPLAY_MARK, LAID_OUT_MARK], pycache)
             first.append(t[REPLAY_MARK])
             laid_out.append(t[LAID_OUT_MARK])
         b, f, lo = (statistics.median(x) * 1000 for x in (bare, first, laid_out))

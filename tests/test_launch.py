@@ -1,0 +1,76 @@
+"""`tokentui replay RUN` as a user runs it: the installed command on a pseudo-terminal (Textual's
+real driver), its header-first start, and its errors."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+
+from tests.store.test_runfile import make_run
+from tests.terminal import Terminal, tokentui_command
+from tokentui.store.runfile import save_run
+
+TOKENS_TITLE = "─ tokens ─".encode()  # the stream's border title once the run is laid out
+
+
+def test_replay_command_shows_the_header_then_the_run_and_quits(tmp_path):
+    run = make_run(n_branch_steps=(30, 12))
+    path = save_run(run, tmp_path / "r.tokentui")
+    with Terminal([*tokentui_command(), "replay", str(path)], size=(100, 30)) as term:
+        t = term.wait_for(b"reading r.tokentui", TOKENS_TITLE, b"branch #0 of 2")
+        assert t[b"reading r.tokentui"] <= t[TOKENS_TITLE]  # the first frame came before the arrays
+        assert b"run 20260101-000000-abcdef" in term.text
+        # the run file's prompt holds ESC [31m: shown as a visible escape, never sent raw
+        assert "␛[31m".encode() in term.text and b"\x1b[31m" not in term.output
+        term.press(b"m")  # the metric key works: the legend names the next metric
+        term.wait_for(b"entropy [nats]")
+        term.press(b"q")
+        assert term.wait_exit() == 0
+
+
+def test_replay_command_with_damaged_arrays_closes_with_a_one_line_error(tmp_path):
+    raw = (save_run(make_run(), tmp_path / "ok.tokentui")).read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    bad = tmp_path / "bad.tokentui"
+    bad.write_bytes(raw[: 8 + n + 40])  # the header is fine, the arrays are cut short
+    with Terminal([*tokentui_command(), "replay", str(bad)], size=(100, 30)) as term:
+        assert term.wait_exit() == 2
+        assert b"tokentui: error:" in term.text and b"damaged run file" in term.text
+
+
+def test_replay_command_errors_before_the_screen_opens(tmp_path):
+    (tmp_path / "junk.tokentui").write_bytes(b"not a run")
+    env = {"TOKENTUI_CACHE_DIR": str(tmp_path / "cache")}
+    for args in (["replay", "nosuch"], ["replay", str(tmp_path / "junk.tokentui")], ["replay", "-m", "x", "nosuch"]):
+        res = subprocess.run(
+            [*tokentui_command(), *args], capture_output=True, text=True, timeout=60, env={**os.environ, **env}
+        )
+        assert res.returncode == 2, (args, res.stderr)
+        assert res.stderr.startswith("tokentui: error: ") and len(res.stderr.strip().splitlines()) == 1
+        assert ("no such run" in res.stderr) if "nosuch" in args else ("not a tokentui run file" in res.stderr)
+
+
+def test_the_first_frame_of_a_replay_needs_neither_numpy_nor_typer(tmp_path):
+    path = save_run(make_run(), tmp_path / "r.tokentui")
+    code = textwrap.dedent(f"""
+        import asyncio, sys
+        from pathlib import Path
+        from tokentui.tui.start import TokentuiApp
+        app = TokentuiApp(run_path=Path({str(path)!r}))
+        seen = {{}}
+        app.call_after_refresh(lambda: seen.setdefault("first", [m for m in ("numpy", "typer") if m in sys.modules]))
+        async def main():
+            async with app.run_test(size=(100, 30)) as pilot:
+                for _ in range(100):
+                    await pilot.pause(0.02)
+                    if app.stream.view is not None:
+                        break
+                print("first frame:", seen["first"], "laid out:", len(app.stream.view), "numpy" in sys.modules)
+        asyncio.run(main())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "first frame: [] laid out: 9 True"

@@ -7,12 +7,17 @@ whose import alone costs ~30 ms (benchmarks/tui_latency.py measures the replay s
 
 from __future__ import annotations
 
+import gc
 import sys
 
 
 def main() -> None:
     args = sys.argv[1:]
     if len(args) == 2 and args[0] == "replay" and not args[1].startswith("-"):
+        # Start-up allocates tens of thousands of long-lived objects (modules, styles, widgets, the
+        # run's layout); the cyclic collector would sweep them again and again for nothing. The
+        # explorer turns it back on once the run is on screen (TokentuiApp._open_first_branch).
+        gc.disable()
         from tokentui.store.header import RunFileError
         from tokentui.tui.start import replay
 

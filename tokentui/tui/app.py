@@ -3,6 +3,7 @@ screen updates (throttled to ~20 frames a second while tokens stream in)."""
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from pathlib import Path
@@ -280,6 +281,9 @@ class TokentuiApp(App):
         """Lay out the run after the first frame: the screen is up at once, even for 100k tokens."""
         self.stream.border_title = "tokens"
         self._show_branch(0, cursor=None)
+        if not gc.isenabled():  # `tokentui replay` starts with the cyclic collector off
+            gc.freeze()  # what start-up made lives on: never scan it (else the first pass takes ~30 ms)
+            gc.enable()
 
     def _show_side(self) -> None:
         for i, name in enumerate(("alternatives", "layers", "tree")):
@@ -306,7 +310,8 @@ class TokentuiApp(App):
         if run is None:
             return
         self.branch_id = branch_id
-        self.stream.show(BranchView(run, branch_id, self.metric, self.decoded), cursor)
+        view = BranchView(run, branch_id, self.metric, self.decoded, width=self.stream.text_width())
+        self.stream.show(view, cursor)
         self.query_one(BranchTree).rebuild(run, branch_id)
         self._refresh_panes()
 

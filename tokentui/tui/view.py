@@ -35,9 +35,9 @@ def pooled(values: np.ndarray, cells: int) -> list[float]:
 
 
 class BranchView:
-    def __init__(self, run: Run, branch_id: int, metric: str, decoded: bool = False) -> None:
+    def __init__(self, run: Run, branch_id: int, metric: str, decoded: bool = False, width: int = 80) -> None:
         """`decoded`: show running text (characters split over tokens joined, newlines as line
-        breaks) instead of each token's own escaped bytes."""
+        breaks) instead of each token's own escaped bytes. `width`: columns to lay lines out to."""
         self.run, self.branch_id, self.metric, self.decoded = run, branch_id, metric, decoded
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors=HEX_ERRORS)
         # A token holding a line break ends its line with `texts[i]` (up to and including its last
@@ -49,7 +49,7 @@ class BranchView:
         self.newline: list[bool] = []
         self.kinds = np.zeros(0, dtype=np.int8)
         self.levels = np.zeros(0)
-        self.width = 80
+        self.width = max(8, width)
         self.line_starts: list[int] = [0]
         self._pooled: tuple[np.ndarray, int, list[float]] | None = None  # (levels, cells, pooled)
         self.sync()

@@ -59,7 +59,7 @@ class TokenStream(ScrollView, can_focus=True):
     # --- data ---------------------------------------------------------------------------------
     def show(self, view: BranchView, cursor: int | None = None) -> None:
         self.view = view
-        view.set_width(self._text_width())
+        view.set_width(self.text_width())
         self.cursor = max(0, min(len(view) - 1, cursor if cursor is not None else len(view) - 1))
         self.follow = self.cursor >= len(view) - 1
         self._invalidate()
@@ -87,7 +87,8 @@ class TokenStream(ScrollView, can_focus=True):
             self.view.levels = self.view.metric_levels()
         self._invalidate()
 
-    def _text_width(self) -> int:
+    def text_width(self) -> int:
+        """Columns a line of tokens may fill (BranchView lays its lines out to this)."""
         return max(8, self.scrollable_content_region.width or self.size.width or 80)
 
     def _invalidate(self) -> None:
@@ -98,7 +99,7 @@ class TokenStream(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         if self.view is not None:
-            self.view.set_width(self._text_width())
+            self.view.set_width(self.text_width())
             self._invalidate()
             self._scroll_to_cursor()
 
@@ -118,9 +119,10 @@ class TokenStream(ScrollView, can_focus=True):
                 self._strips.popitem(last=False)
         return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
 
-    def _style(self, i: int) -> Style:
+    def _style(self, i: int, base: Style) -> Style:
+        """Token i's style on top of the widget's own `base` (rich_style: costly, so once a line)."""
         view = self.view
-        style = self.rich_style + self.scale.style(float(view.levels[i]), self.no_color)
+        style = base + self.scale.style(float(view.levels[i]), self.no_color)
         kind = view.kinds[i] if i < len(view.kinds) else 2
         if kind == 0:
             style += Style(dim=True)
@@ -136,12 +138,13 @@ class TokenStream(ScrollView, can_focus=True):
         view = self.view
         start, end = view.line_range(line)
         owner, carried = view.carried(line)
-        segs = [Segment(carried, self._style(owner))] if carried else []
+        base = self.rich_style
+        segs = [Segment(carried, self._style(owner, base))] if carried else []
         for i in range(start, end):
             text = view.texts[i]
             if i == self.cursor:
                 text = text or " "  # a token whose bytes are held back still shows the cursor
-            segs.append(Segment(text, self._style(i)))
+            segs.append(Segment(text, self._style(i, base)))
         return Strip(segs)
 
     def _refresh_token_lines(self, *tokens: int) -> None:

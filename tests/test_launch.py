@@ -54,8 +54,11 @@ def test_replay_command_errors_before_the_screen_opens(tmp_path):
 
 
 def test_the_first_frame_of_a_replay_needs_neither_numpy_nor_typer(tmp_path):
+    """Also: the launcher's start without the cyclic collector ends once the run is on screen."""
     path = save_run(make_run(), tmp_path / "r.tokentui")
     code = textwrap.dedent(f"""
+        import gc
+        gc.disable()  # as tokentui.launch does for `tokentui replay RUN`
         import asyncio, sys
         from pathlib import Path
         from tokentui.tui.start import TokentuiApp
@@ -68,9 +71,9 @@ def test_the_first_frame_of_a_replay_needs_neither_numpy_nor_typer(tmp_path):
                     await pilot.pause(0.02)
                     if app.stream.view is not None:
                         break
-                print("first frame:", seen["first"], "laid out:", len(app.stream.view), "numpy" in sys.modules)
+                print("first frame:", seen["first"], "laid out:", len(app.stream.view), "numpy" in sys.modules, gc.isenabled())
         asyncio.run(main())
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "first frame: [] laid out: 9 True"
+    assert out.stdout.strip().splitlines()[-1] == "first frame: [] laid out: 9 True True"

@@ -181,15 +181,23 @@ async def test_pick_alternative_with_enter_export_reopen_and_picker(
         await pilot.press(*run.id[-6:], "enter")
         await pilot.pause(0.2)
         assert app.run_obj is not run and app.run_obj.id == run.id and len(app.run_obj.branches) == 2
-    # reopen via replay: the same tokens on the screen's stream
-    replay = TokentuiApp(run=load_run(cache_dir / f"{run.id}.tokentui"))
+    # reopen as `tokentui replay RUN --model M` does: the file is read after the first frame and
+    # handed to the model's worker; the same tokens on the stream, and it grows new branches
+    replay = TokentuiApp(model=str(model_dirs["qwen2"]), run_path=cache_dir / f"{run.id}.tokentui", k=5)
     async with replay.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await wait_for(pilot, lambda: replay.stream.view is not None and replay.state == "idle", what="the run")
+        assert replay.focused is replay.stream
         view = replay.stream.view  # a token's text after its newline opens the next line
         shown = [head + tail for head, tail in zip(view.texts, view.tails)]
         assert shown == [run.tokens.display(t) for t in run.sequence(0).tolist()]
         await pilot.press("J")
         assert replay.branch_id == 1 and len(replay.stream.view) == run.length(1)
+        await pilot.press("K", "home", "right", "right")
+        pos = replay.stream.cursor
+        second = int(replay.run_obj.step(0, pos).topk_ids[1])
+        await pilot.press("2")
+        await wait_generated(pilot, replay, 2, "length")
+        assert replay.run_obj.sequence(2)[pos] == second and replay.run_obj.branches[2].fork_position == pos
 
 
 async def test_no_color_still_shows_the_metric(monkeypatch):

@@ -244,7 +244,7 @@ class TokentuiApp(App):
             self.worker_.submit(w.Load(self.model_spec, device, dtype, trust))
             if self.run_obj is not None:
                 self.worker_.submit(w.Adopt(self.run_obj))
-            if self.run_obj is None:
+            elif self.opening is None:
                 self.query_one("#prompt").focus()
         self._update_status()
         self._update_settings_line()

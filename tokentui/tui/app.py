@@ -162,6 +162,7 @@ class TokentuiApp(App):
         # before App.__init__, which builds the stylesheet from the theme (see available_themes)
         self.themes_, self.theme_problems = load_themes()
         super().__init__()
+        self.set_class(True, f"-theme-{self.theme}", update=False)  # as Textual's own theme watcher does
         self.model_spec = model
         self.initial_prompt = prompt
         self.run_obj: Run | None = run

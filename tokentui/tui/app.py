@@ -32,11 +32,10 @@ from tokentui.tui.widgets.token_stream import TokenStream
 
 if TYPE_CHECKING:
     from tokentui.core.run import Run
-    from tokentui.engine.worker import Worker
-    from tokentui.tui.bridge import EngineMessage
+    from tokentui.tui.bridge import EngineBridge, EngineMessage
 
-# numpy, the run's arrays, the engine's worker, exports: imported by the methods that need them,
-# once there is a run or a model. `tokentui replay` draws its first frame from the run file's
+# numpy, the run's arrays, the engine (through tui.bridge), exports: imported by the methods that
+# need them, once there is a run or a model. `tokentui replay` draws its first frame from the run file's
 # header alone and reads the arrays after (benchmarks/tui_latency.py: replay start vs a bare app).
 
 
@@ -180,7 +179,7 @@ class TokentuiApp(App):
         self.state = "replay" if model is None else "loading"
         self.status_note = ""
         self.tokens_per_second = 0.0
-        self.worker_: Worker | None = None
+        self.engine: EngineBridge | None = None
         self.model_info = "no model (replay)" if model is None else f"{model} · loading"
         self._dirty = False
         self.no_color = bool(os.environ.get("NO_COLOR"))
@@ -237,14 +236,12 @@ class TokentuiApp(App):
             self.call_after_refresh(self._read_run_file)
             self.stream.focus()
         if self.model_spec is not None:
-            from tokentui.engine import worker as w
-            from tokentui.tui.bridge import start_worker
+            from tokentui.tui.bridge import EngineBridge
 
-            self.worker_ = start_worker(self, self.save_dir, **self.session_options)
-            device, dtype, trust = self.load_args
-            self.worker_.submit(w.Load(self.model_spec, device, dtype, trust))
+            self.engine = EngineBridge(self, self.save_dir, **self.session_options)
+            self.engine.load(self.model_spec, *self.load_args)
             if self.run_obj is not None:
-                self.worker_.submit(w.Adopt(self.run_obj))
+                self.engine.adopt(self.run_obj)
             elif self.opening is None:
                 self.query_one("#prompt").focus()
         self._update_status()
@@ -271,10 +268,8 @@ class TokentuiApp(App):
             self.exit(return_code=2)
             return
         self.run_obj, self.opening = message.run, None
-        if self.worker_ is not None:
-            from tokentui.engine import worker as w
-
-            self.worker_.submit(w.Adopt(self.run_obj))
+        if self.engine is not None:
+            self.engine.adopt(self.run_obj)
         self._update_legend()
         self._open_first_branch()
 
@@ -295,8 +290,8 @@ class TokentuiApp(App):
         return self.query_one(TokenStream)
 
     def on_unmount(self) -> None:
-        if self.worker_ is not None:
-            self.worker_.shutdown(timeout=2.0)
+        if self.engine is not None:
+            self.engine.shutdown(timeout=2.0)
 
     # --- showing ------------------------------------------------------------------------------
     def _apply_scale(self) -> None:
@@ -412,8 +407,8 @@ class TokentuiApp(App):
             if self.initial_prompt and self.run_obj is None:
                 self.action_generate()
         elif isinstance(ev, BranchStarted):
-            if self.worker_ is not None and self.worker_.run is not None:
-                self.run_obj = self.worker_.run
+            if self.engine is not None and self.engine.run is not None:
+                self.run_obj = self.engine.run
             self._show_branch(ev.branch_id, cursor=None)
         elif isinstance(ev, (StepEvent, LensEvent)):
             self._dirty = True
@@ -434,7 +429,7 @@ class TokentuiApp(App):
         self._update_status()
 
     def _need_model(self) -> bool:
-        if self.worker_ is None:
+        if self.engine is None:
             self.notify(
                 "replay: no model is loaded (start with `tokentui replay RUN --model M` to grow branches)",
                 severity="warning",
@@ -460,10 +455,8 @@ class TokentuiApp(App):
         if not prompt.strip():
             self.notify("the prompt is empty", severity="warning", markup=False)
             return
-        from tokentui.engine import worker as w
-
         self.state = "generating"
-        self.worker_.submit(w.Generate(prompt, self._params(), self.k, self.chat, self.forced))
+        self.engine.generate(prompt, self._params(), self.k, self.chat, self.forced)
         self.stream.focus()
         self._update_status()
 
@@ -472,8 +465,8 @@ class TokentuiApp(App):
         return SamplingParams(p.temperature, p.top_k, p.top_p, p.seed, p.max_new_tokens, list(p.stop))
 
     def action_cancel(self) -> None:
-        if self.state == "generating" and self.worker_ is not None:
-            self.worker_.cancel()
+        if self.state == "generating" and self.engine is not None:
+            self.engine.cancel()
             self.status_note = "cancelling"
             self._update_status()
         elif self.focused is not None and self.focused.id == "prompt":
@@ -482,10 +475,8 @@ class TokentuiApp(App):
     def action_continue_branch(self) -> None:
         if self.run_obj is None or not self._need_model():
             return
-        from tokentui.engine import worker as w
-
         self.state = "generating"
-        self.worker_.submit(w.Continue(self.branch_id, self._params()))
+        self.engine.continue_branch(self.branch_id, self._params())
         self.stream.follow = True
         self._update_status()
 
@@ -496,10 +487,8 @@ class TokentuiApp(App):
         if pos < 1:
             self.notify("the first token has no alternatives to branch on", markup=False)
             return
-        from tokentui.engine import worker as w
-
         self.state = "generating"
-        self.worker_.submit(w.Branch(self.branch_id, pos, token_ids, text, self._params()))
+        self.engine.branch(self.branch_id, pos, token_ids, text, self._params())
         self._update_status()
 
     def action_branch_alt(self, n: int) -> None:
@@ -654,10 +643,8 @@ class TokentuiApp(App):
                 self.notify(str(e), severity="error", markup=False)
                 return
             self.run_obj, self.run_path = run, path
-            if self.worker_ is not None:
-                from tokentui.engine import worker as w
-
-                self.worker_.submit(w.Adopt(run))
+            if self.engine is not None:
+                self.engine.adopt(run)
             self._show_branch(0, cursor=None)
 
         self.push_screen(RunPicker(self.save_dir), done)

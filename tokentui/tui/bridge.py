@@ -1,7 +1,11 @@
-"""The TUI's side of the engine worker: engine events become Textual messages.
+"""The TUI's side of the engine worker: engine events become Textual messages, and the app's
+requests become worker commands.
 
-The engine's worker thread calls `EngineBridge` for every event; it only posts a message (the one
-thread-safe call), and the app handles it on its own thread. Importing this does not import torch.
+The engine's worker thread calls back for every event; that only posts a message (the one
+thread-safe call), and the app handles it on its own thread. The app reaches the engine only
+through `EngineBridge`, which it imports once a model is in play: a replay without a model never
+loads the engine's modules (nor numpy behind them) for its first frame. Importing this does not
+import torch.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from pathlib import Path
 
 from textual.message import Message
 
+from tokentui.core.run import Run, SamplingParams
+from tokentui.engine import worker as w
 from tokentui.engine.events import Event
-from tokentui.engine.worker import Worker
 
 
 class EngineMessage(Message):
@@ -22,5 +27,37 @@ class EngineMessage(Message):
         self.event = event
 
 
-def start_worker(app, save_dir: Path | None, **session_options) -> Worker:
-    return Worker(lambda ev: app.post_message(EngineMessage(ev)), save_dir=save_dir, **session_options).start()
+class EngineBridge:
+    """The app's handle on the engine's worker thread: one method per request."""
+
+    def __init__(self, app, save_dir: Path | None, **session_options) -> None:
+        self.worker = w.Worker(lambda ev: app.post_message(EngineMessage(ev)), save_dir=save_dir, **session_options)
+        self.worker.start()
+
+    @property
+    def run(self) -> Run | None:
+        """The run the worker is growing (it replaces the app's after a new generation)."""
+        return self.worker.run
+
+    def load(self, model: str, device: str, dtype: str, trust_remote_code: bool) -> None:
+        self.worker.submit(w.Load(model, device, dtype, trust_remote_code))
+
+    def adopt(self, run: Run) -> None:
+        self.worker.submit(w.Adopt(run))
+
+    def generate(self, prompt: str, params: SamplingParams, k: int, chat: bool, forced: str) -> None:
+        self.worker.submit(w.Generate(prompt, params, k, chat, forced))
+
+    def continue_branch(self, branch_id: int, params: SamplingParams) -> None:
+        self.worker.submit(w.Continue(branch_id, params))
+
+    def branch(
+        self, parent: int, position: int, token_ids: list[int] | None, text: str, params: SamplingParams
+    ) -> None:
+        self.worker.submit(w.Branch(parent, position, token_ids, text, params))
+
+    def cancel(self) -> None:
+        self.worker.cancel()
+
+    def shutdown(self, timeout: float) -> None:
+        self.worker.shutdown(timeout=timeout)

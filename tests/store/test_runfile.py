@@ -224,3 +224,18 @@ def test_not_a_file_and_missing(tmp_path):
 
 def test_fields_cover_step():
     assert set(FIELDS) <= set(Step.__dataclass_fields__)
+
+
+def test_error_lines_are_safe_to_print(tmp_path):
+    """A file name or an array name from a damaged file may hold terminal escapes: shown escaped."""
+
+    def extra_array(header):  # an empty array at the end, named with an OSC sequence and a bell
+        end = max(v["data_offsets"][1] for k, v in header.items() if k != "__metadata__")
+        header["b9\x1b]0;pwned\x07/x"] = {"dtype": "F32", "shape": [0], "data_offsets": [end, end]}
+
+    path = tmp_path / "evil\x1b[2J.tokentui"
+    path.write_bytes(_rewrite_header(encode_run(make_run()), extra_array))
+    with pytest.raises(RunFileError, match="unexpected array") as info:
+        load_run(path)
+    msg = str(info.value)
+    assert "\x1b" not in msg and "\x07" not in msg and "␛[2J" in msg and "␛]0;pwned" in msg

@@ -31,6 +31,7 @@ class RunFileError(Exception):
 
 
 def read_bytes(path: Path, limit: int | None = None) -> bytes:
+    """The file's first `limit` bytes (all without one); every fault is a RunFileError."""
     try:
         size = path.stat().st_size
         if path.is_dir():

@@ -1,5 +1,7 @@
 """The branch tree and columns: positions resolve through ancestors; bad operations are refused."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -45,3 +47,12 @@ def test_metrics():
     assert METRICS["probability"].normalized(np.array([1.0, 0.0])).tolist() == [0.0, 1.0]
     s = summary(np.array([np.nan, -1.0, -3.0]), np.array([np.nan, 1.0, 2.0]))
     assert s["tokens"] == 2 and s["mean_logprob"] == -2.0 and s["perplexity"] == pytest.approx(np.exp(2.0))
+
+
+def test_finite_mean_skips_what_is_not_a_number():
+    run = make_run(n_branch_steps=(6, 2))
+    steps = run.branches[0].steps
+    assert steps.finite_mean("logprob") == pytest.approx(steps.col("logprob").astype(np.float64).mean())
+    # the prompt's first step has NaN statistics, and prompt steps are never sampled
+    assert math.isnan(run.prompt.finite_mean("sampler_logprob"))
+    assert run.prompt.finite_mean("entropy") == pytest.approx(np.nanmean(run.prompt.col("entropy")))

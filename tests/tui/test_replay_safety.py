@@ -201,3 +201,17 @@ async def test_indentation_after_a_line_break_opens_the_next_line():
         assert cursor_style.reverse  # the carried indentation belongs to the token under the cursor
         await pilot.press("down")  # moves to the token below, not into the indentation
         assert stream.cursor == 4
+
+
+async def test_prints_and_flushes_while_the_app_runs_do_not_break_it():
+    """Textual captures stdout/stderr while the app runs and calls App._flush(stderr=…) on a flush
+    (a library's warning, a progress bar): the app must not shadow that method."""
+    app = TokentuiApp(run=make_run())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        print("a library's message", flush=True)
+        sys.stderr.write("a warning\n")
+        sys.stderr.flush()
+        await pilot.press("home", "right")
+        await pilot.pause()
+        assert app.stream.cursor == 1 and app.return_code is None

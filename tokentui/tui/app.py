@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import os
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +12,6 @@ from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.reactive import Reactive
 from textual.theme import Theme
 from textual.widgets import Footer, Static, TextArea
@@ -37,14 +35,6 @@ if TYPE_CHECKING:
 # numpy, the run's arrays, the engine (through tui.bridge), exports: imported by the methods that
 # need them, once there is a run or a model. `tokentui replay` draws its first frame from the run file's
 # header alone and reads the arrays after (benchmarks/tui_latency.py: replay start vs a bare app).
-
-
-class RunFileRead(Message):
-    """The run file opened at start has been read (in a thread): `run`, or the `error` that stopped it."""
-
-    def __init__(self, run: Run | None, error: RunFileError | None) -> None:
-        super().__init__()
-        self.run, self.error = run, error
 
 
 HELP = [
@@ -225,7 +215,7 @@ class TokentuiApp(App):
         self._apply_scale()
         self.stream.border_title = "tokens"
         self.query_one("#prompt").border_title = "prompt (ctrl+r generates)"
-        self.set_interval(1 / 20, self._flush)
+        self.set_interval(1 / 20, self._apply_streamed)
         if self.run_obj is not None:
             self.stream.border_title = f"tokens · laying out {self.run_obj.total_steps():,} tokens …"
             self.call_after_refresh(self._open_first_branch)
@@ -248,28 +238,21 @@ class TokentuiApp(App):
         self._update_settings_line()
 
     def _read_run_file(self) -> None:
-        """Read the arrays in a thread: the screen stays up and keys work while a big run loads."""
+        """Read the arrays once the first frame is up. Here, not in a thread: for 100k tokens it
+        takes ~70 ms (half of it importing numpy) and a thread took ~110 ms, contending for the
+        GIL with the app's own start-up."""
+        from tokentui.store.runfile import load_run
 
-        def read() -> None:
-            from tokentui.store.runfile import load_run
-
-            try:
-                run, error = load_run(self.run_path), None
-            except RunFileError as e:
-                run, error = None, e
-            self.post_message(RunFileRead(run, error))
-
-        threading.Thread(target=read, name="tokentui-open-run", daemon=True).start()
-
-    def on_run_file_read(self, message: RunFileRead) -> None:
-        if message.error is not None:
+        try:
+            run = load_run(self.run_path)
+        except RunFileError as e:
             # `tokentui replay` checked the header before; the arrays are bad: leave with the error
-            self.open_error = message.error
+            self.open_error = e
             self.exit(return_code=2)
             return
-        self.run_obj, self.opening = message.run, None
+        self.run_obj, self.opening = run, None
         if self.engine is not None:
-            self.engine.adopt(self.run_obj)
+            self.engine.adopt(run)
         self._update_legend()
         self._open_first_branch()
 
@@ -318,7 +301,8 @@ class TokentuiApp(App):
         self._update_status()
 
     def on_token_stream_cursor_moved(self, message: TokenStream.CursorMoved) -> None:
-        self._refresh_panes()
+        if message.stream.is_attached:  # not once quitting has taken the screen down
+            self._refresh_panes()
 
     def on_alternatives_pane_chosen(self, message: AlternativesPane.Chosen) -> None:
         self.action_branch_alt(message.index + 1)
@@ -376,7 +360,7 @@ class TokentuiApp(App):
         legend.append(" uncertain · dim = prompt · italic underline = forced · m: next metric")
         self.query_one("#legend", Static).update(legend, layout=False)
 
-    def _flush(self) -> None:
+    def _apply_streamed(self) -> None:
         """Apply streamed tokens at most ~20 times a second."""
         if not self._dirty:
             return
@@ -678,9 +662,11 @@ class TokentuiApp(App):
             TextPrompt("export the run to (extension picks the format: .csv .jsonl .json)", f"{run.id}.csv"), done
         )
 
-    def action_screenshot(self) -> None:
-        path = self.save_screenshot(path=os.getcwd())
-        self.notify(f"screenshot saved: {path}", markup=False)
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """Textual's screenshot action (same arguments), saving into the current folder by default
+        (Textual's own picks the Downloads folder, which a server seldom has) and saying where."""
+        saved = self.save_screenshot(filename, path or os.getcwd())
+        self.notify(f"screenshot saved: {sanitize(saved)}", markup=False)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(HELP))

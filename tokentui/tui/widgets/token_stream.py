@@ -43,9 +43,13 @@ class TokenStream(ScrollView, can_focus=True):
     ]
 
     class CursorMoved(Message):
-        def __init__(self, position: int) -> None:
+        def __init__(self, stream: TokenStream, position: int) -> None:
             super().__init__()
-            self.position = position
+            self.stream, self.position = stream, position
+
+        @property
+        def control(self) -> TokenStream:
+            return self.stream
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -64,7 +68,7 @@ class TokenStream(ScrollView, can_focus=True):
         self.follow = self.cursor >= len(view) - 1
         self._invalidate()
         self._scroll_to_cursor()
-        self.post_message(self.CursorMoved(self.cursor))
+        self.post_message(self.CursorMoved(self, self.cursor))
 
     def update_view(self) -> None:
         """The run grew (or its values changed): catch up, keep following if we were."""
@@ -75,7 +79,7 @@ class TokenStream(ScrollView, can_focus=True):
         if self.follow and len(self.view) != before:
             self.cursor = len(self.view) - 1
             self._scroll_to_cursor()
-            self.post_message(self.CursorMoved(self.cursor))
+            self.post_message(self.CursorMoved(self, self.cursor))
         self._invalidate()
 
     def set_scale(self, scale: MetricScale, no_color: bool) -> None:
@@ -166,7 +170,7 @@ class TokenStream(ScrollView, can_focus=True):
         self._refresh_token_lines(old, pos)
         self._scroll_to_cursor()
         if old != pos:
-            self.post_message(self.CursorMoved(pos))
+            self.post_message(self.CursorMoved(self, pos))
 
     def _scroll_to_cursor(self) -> None:
         if self.view is None:

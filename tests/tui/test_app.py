@@ -215,3 +215,30 @@ async def test_no_color_still_shows_the_metric(monkeypatch):
         levels = app.stream.view.levels
         i_max, i_min = int(np.nanargmax(levels[1:])) + 1, int(np.nanargmin(levels[1:])) + 1
         assert app.stream.scale.style(levels[i_max], True) != app.stream.scale.style(levels[i_min], True)
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+async def test_legend_names_each_rank_bucket_in_the_style_its_tokens_get(monkeypatch, no_color):
+    from tests.store.test_runfile import make_run
+
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    app = TokentuiApp(run=make_run(n_branch_steps=(30, 3)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        legend = app.query_one("#legend")
+        assert "sure" in rendered(legend) and "uncertain" in rendered(legend)  # probability: a scale
+        await pilot.press("m", "m")
+        assert app.metric == "rank"
+        segments = [seg for strip in legend.render_lines(legend.region.reset_offset) for seg in strip]
+        scale = app.stream.scale
+        for i, name in enumerate(("1", "≤10", "≤100", "≤1000", ">1000")):
+            seg = next(s for s in segments if f" {name} " in s.text)  # equal styles merge
+            want = scale.style(i / 4, no_color)  # what the stream gives a token of bucket i
+            got = seg.style
+            if no_color:  # the bucket shows as plain, underline, bold … (no colour at all)
+                assert [bool(x) for x in (got.underline, got.bold, got.reverse)] == [
+                    bool(x) for x in (want.underline, want.bold, want.reverse)
+                ], name
+            else:
+                assert got.bgcolor == want.bgcolor, name

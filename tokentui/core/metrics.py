@@ -32,7 +32,7 @@ class Metric:
     low: float
     high: float  # values are scaled to [0, 1] over [low, high] for colour
     high_is_uncertain: bool
-    buckets: int = 0  # > 0: a categorical metric with this many buckets
+    buckets: tuple[str, ...] = ()  # a categorical metric: its buckets' names, sure to unsure
 
     def normalized(self, values: np.ndarray) -> np.ndarray:
         """Values → [0, 1] where 1 is the most uncertain; NaN stays NaN."""
@@ -60,7 +60,7 @@ register(
         0.0,
         4.0,
         True,
-        buckets=5,
+        buckets=("1", "≤10", "≤100", "≤1000", ">1000"),
     )
 )
 register(

@@ -351,13 +351,20 @@ class TokentuiApp(App):
         m = METRICS[self.metric]
         t = self.themes_.get(self.theme)
         scale = t.scale if t else DEFAULT_SCALE
-        legend = Text(f"{m.label} [{m.unit}]  sure ")
-        n = len(scale.backgrounds)
-        for i in range(n):
-            legend.append("  ", style=scale.style((i + 0.5) / n, self.no_color) if not self.no_color else "")
-            if self.no_color:
-                legend.append(str(i), style=scale.style((i + 0.5) / n, True))
-        legend.append(" uncertain · dim = prompt · italic underline = forced · m: next metric")
+        if m.buckets:  # each bucket in the colour its tokens get, named
+            legend = Text(f"{m.label}  ")
+            last = max(1, len(m.buckets) - 1)
+            for i, name in enumerate(m.buckets):
+                legend.append(f" {name} ", style=scale.style(i / last, self.no_color))
+                legend.append(" ")
+        else:  # the scale from sure to unsure; under NO_COLOR its steps are numbered
+            legend = Text(f"{m.label} [{m.unit}]  sure ")
+            n = len(scale.backgrounds)
+            for i in range(n):
+                style = scale.style((i + 0.5) / n, self.no_color)
+                legend.append(str(i) if self.no_color else "  ", style=style)
+            legend.append(" uncertain")
+        legend.append(" · dim = prompt · italic underline = forced · m: next metric")
         self.query_one("#legend", Static).update(legend, layout=False)
 
     def _apply_streamed(self) -> None:

@@ -1,4 +1,4 @@
-"""The branch tree: fork position, forced token, first words, length and mean log-prob of each
+"""The branch tree: fork position, length, mean log-prob, forced token and first words of each
 branch. Labels are Text objects, so token text is never parsed as markup."""
 
 from __future__ import annotations
@@ -18,18 +18,20 @@ def branch_label(run: Run, b: Branch) -> Text:
     n = len(b.steps)
     mean = b.steps.finite_mean("logprob")
     words = sanitize(decode_bytes(run.tokens.text(b.steps.col("token_id")[:12].tolist())), visible_whitespace=True)
+    # the numbers first: in a narrow pane the words are what gets cut off
     label = Text(f"#{b.id} ", style="bold")
     if b.parent is not None:
         label.append(f"@{b.fork_position} ", style="dim")
-        if b.n_forced:
-            label.append(run.tokens.display(int(b.steps.col("token_id")[0])), style="italic underline")
-            label.append(" ")
-    label.append(words[:28])
-    label.append(f"  {n} tok", style="dim")
+    label.append(f"{n} tok", style="dim")
     if mean == mean:
         label.append(f" · {mean:.2f}", style="dim")
     if b.status == "running":
         label.append(" ⋯", style="bold")
+    label.append("  ")
+    if b.parent is not None and b.n_forced:
+        label.append(run.tokens.display(int(b.steps.col("token_id")[0])), style="italic underline")
+        label.append(" ")
+    label.append(words[:28])
     return label
 
 

@@ -7,7 +7,7 @@
   timed to the moment their output first holds what their first frame shows (median of several
   starts); and for the replay also to the moment the run's tokens are on screen.
 
-    python benchmarks/tui_latency.py [--tokens 100000] [--steps 300] [--starts 5]
+    python benchmarks/tui_latency.py [--tokens 100000] [--steps 300] [--starts 9]
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ def test_replay_command_shows_the_header_then_the_run_and_quits(tmp_path):
         assert t[b"reading r.tokentui"] <= t[TOKENS_TITLE]  # the first frame came before the arrays
         assert b"run 20260101-000000-abcdef" in term.text
         # the run file's prompt holds ESC [31m: shown as a visible escape, never sent raw
-        assert "␛[31m".encode() in term.text and b"\x1b[31m" not in term.output
+        assert "hi ✓ ␛[31m".encode() in term.text and "hi ✓ \x1b[31m".encode() not in term.output
         term.press(b"m")  # the metric key works: the legend names the next metric
         term.wait_for(b"entropy [nats]")
         term.press(b"q")

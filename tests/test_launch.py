@@ -9,9 +9,9 @@ import subprocess
 import sys
 import textwrap
 
-from tests.store.test_runfile import make_run
+from tests.store.test_runfile import _rewrite_header, _with_run_desc, make_run
 from tests.terminal import Terminal, tokentui_command
-from tokentui.store.runfile import save_run
+from tokentui.store.runfile import encode_run, save_run
 
 TOKENS_TITLE = "─ tokens ─".encode()  # the stream's border title once the run is laid out
 
@@ -43,14 +43,22 @@ def test_replay_command_with_damaged_arrays_closes_with_a_one_line_error(tmp_pat
 
 def test_replay_command_errors_before_the_screen_opens(tmp_path):
     (tmp_path / "junk.tokentui").write_bytes(b"not a run")
+    no_meta = _rewrite_header(encode_run(make_run()), _with_run_desc(lambda d: d.pop("meta")))
+    (tmp_path / "no-meta.tokentui").write_bytes(no_meta)
     env = {"TOKENTUI_CACHE_DIR": str(tmp_path / "cache")}
-    for args in (["replay", "nosuch"], ["replay", str(tmp_path / "junk.tokentui")], ["replay", "-m", "x", "nosuch"]):
+    cases = {
+        ("replay", "nosuch"): "no such run",
+        ("replay", str(tmp_path / "junk.tokentui")): "not a tokentui run file",
+        ("replay", str(tmp_path / "no-meta.tokentui")): "malformed header",
+        ("replay", "-m", "x", "nosuch"): "no such run",  # the Typer path
+    }
+    for args, problem in cases.items():
         res = subprocess.run(
             [*tokentui_command(), *args], capture_output=True, text=True, timeout=60, env={**os.environ, **env}
         )
         assert res.returncode == 2, (args, res.stderr)
         assert res.stderr.startswith("tokentui: error: ") and len(res.stderr.strip().splitlines()) == 1
-        assert ("no such run" in res.stderr) if "nosuch" in args else ("not a tokentui run file" in res.stderr)
+        assert problem in res.stderr, (args, res.stderr)
 
 
 def test_the_first_frame_of_a_replay_needs_neither_numpy_nor_typer(tmp_path):

@@ -63,7 +63,7 @@ def _errors():
     """The exception types that end a command with a one-line message."""
     from tokentui.core.run import RunError
     from tokentui.engine.errors import EngineError  # no torch behind it
-    from tokentui.store.runfile import RunFileError
+    from tokentui.store.header import RunFileError
 
     return (RunError, RunFileError, EngineError, OSError)
 
@@ -321,7 +321,7 @@ def export(
     """Export a run: CSV (one row per token), JSONL (one token per line with top-k) or JSON (whole tree)."""
     from tokentui.store.export import FORMATS
     from tokentui.store.export import export as do_export
-    from tokentui.store.runfile import RunFileError
+    from tokentui.store.header import RunFileError
 
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")

@@ -13,7 +13,8 @@ from tokentui.core.columns import FIELDS, nan_step
 from tokentui.core.run import Run, RunMeta
 from tokentui.core.step import Step
 from tokentui.core.tokens import TokenTable
-from tokentui.store.runfile import SCHEMA_VERSION, RunFileError, encode_run, load_run, read_header, save_run
+from tokentui.store.header import SCHEMA_VERSION, RunFileError, read_header
+from tokentui.store.runfile import encode_run, load_run, save_run
 
 K, L, V = 4, 3, 300
 

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from tokentui.core.metrics import finite_mean
 from tokentui.core.step import Step
 
 # name → (dtype, trailing dimension: None, "k" or "L")
@@ -53,9 +54,7 @@ class Columns:
 
     def finite_mean(self, name: str) -> float:
         """Mean of a column over its finite values; NaN when it has none."""
-        v = self.col(name)
-        v = v[np.isfinite(v)]
-        return float(v.astype(np.float64).mean()) if v.size else math.nan
+        return finite_mean(self.col(name))
 
     def _grow(self, need: int) -> None:
         cap = len(self._a["token_id"])

@@ -70,14 +70,19 @@ register(
 METRIC_ORDER = ("probability", "entropy", "rank", "surprisal")
 
 
+def finite_mean(values: np.ndarray) -> float:
+    """Mean over the finite values (NaN marks "not known", e.g. the first prompt token); NaN if none."""
+    v = np.asarray(values)
+    v = v[np.isfinite(v)]
+    return float(v.astype(np.float64).mean()) if v.size else math.nan
+
+
 def summary(logprob: np.ndarray, entropy: np.ndarray) -> dict[str, float]:
     """Mean log-prob, perplexity and mean entropy over the finite values (seed 000's summary)."""
-    lp = logprob[np.isfinite(logprob)].astype(np.float64)
-    en = entropy[np.isfinite(entropy)].astype(np.float64)
-    mean_lp = float(lp.mean()) if lp.size else math.nan
+    mean_lp = finite_mean(logprob)
     return {
-        "tokens": int(lp.size),
+        "tokens": int(np.isfinite(logprob).sum()),
         "mean_logprob": mean_lp,
-        "perplexity": math.exp(-mean_lp) if lp.size else math.nan,
-        "mean_entropy": float(en.mean()) if en.size else math.nan,
+        "perplexity": math.exp(-mean_lp) if mean_lp == mean_lp else math.nan,
+        "mean_entropy": finite_mean(entropy),
     }

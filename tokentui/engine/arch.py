@@ -45,10 +45,6 @@ class LensParts:
             out = torch.tanh(out / self.softcap) * self.softcap
         return out
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Intermediate hidden states [N, d] → float32 logits [N, V], in one matmul."""
-        return self.project(self.normed(hidden))
-
     def at_precision(self, precision: str) -> LensParts:
         """This lens with its unembedding matmul in `precision` ("auto", "float32", "bfloat16").
 

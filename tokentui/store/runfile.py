@@ -19,15 +19,7 @@ import numpy as np
 from tokentui.core.columns import FIELDS, Columns
 from tokentui.core.run import Branch, Run, RunError, RunMeta
 from tokentui.core.tokens import TokenTable
-from tokentui.store.header import (  # noqa: F401 - SUFFIX and read_header: part of this module's API
-    FORMAT,
-    SCHEMA_VERSION,
-    SUFFIX,
-    RunFileError,
-    parse_header_json,
-    read_bytes,
-    read_header,
-)
+from tokentui.store.header import FORMAT, SCHEMA_VERSION, RunFileError, parse_header_json, read_bytes
 
 MAX_VOCAB = (1 << 24) - 1  # ids are stored in at most 3 bytes
 NO_ID = {2: 0xFFFF, 3: 0xFFFFFF}  # the all-ones value means "no id" (padding of the first step)

@@ -224,7 +224,7 @@ async def test_legend_names_each_rank_bucket_in_the_style_its_tokens_get(monkeyp
     if no_color:
         monkeypatch.setenv("NO_COLOR", "1")
     app = TokentuiApp(run=make_run(n_branch_steps=(30, 3)))
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(80, 24)) as pilot:  # every bucket fits even here
         await pilot.pause()
         legend = app.query_one("#legend")
         assert "sure" in rendered(legend) and "uncertain" in rendered(legend)  # probability: a scale

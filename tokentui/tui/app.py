@@ -351,8 +351,8 @@ class TokentuiApp(App):
         m = METRICS[self.metric]
         t = self.themes_.get(self.theme)
         scale = t.scale if t else DEFAULT_SCALE
-        if m.buckets:  # each bucket in the colour its tokens get, named
-            legend = Text(f"{m.label}  ")
+        if m.buckets:  # each bucket in the colour its tokens get, named (the short name: fits 80 columns)
+            legend = Text(f"{m.name}  ")
             last = max(1, len(m.buckets) - 1)
             for i, name in enumerate(m.buckets):
                 legend.append(f" {name} ", style=scale.style(i / last, self.no_color))
@@ -362,7 +362,7 @@ class TokentuiApp(App):
             n = len(scale.backgrounds)
             for i in range(n):
                 style = scale.style((i + 0.5) / n, self.no_color)
-                legend.append(str(i) if self.no_color else "  ", style=style)
+                legend.append(str(i) if self.no_color else " ", style=style)  # one cell: fits 80 columns
             legend.append(" uncertain")
         legend.append(" · dim = prompt · italic underline = forced · m: next metric")
         self.query_one("#legend", Static).update(legend, layout=False)

@@ -12,36 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
-FAMILIES = ("gpt2", "llama", "qwen2", "gemma", "gpt_neox")
-
-
-def _config(family: str, vocab: int):
-    import transformers as T
-
-    common = dict(vocab_size=vocab, bos_token_id=0, eos_token_id=0, initializer_range=0.2)
-    if family == "gpt2":
-        return T.GPT2Config(n_layer=3, n_embd=32, n_head=2, n_positions=512, **common)
-    small = dict(
-        num_hidden_layers=3,
-        hidden_size=32,
-        intermediate_size=64,
-        num_attention_heads=4,
-        max_position_embeddings=512,
-        **common,
-    )
-    if family == "llama":
-        return T.LlamaConfig(num_key_value_heads=2, **small)
-    if family == "qwen2":
-        return T.Qwen2Config(num_key_value_heads=2, **small)
-    if family == "gemma":
-        return T.GemmaConfig(num_key_value_heads=1, head_dim=8, **small)
-    if family == "gpt_neox":
-        return T.GPTNeoXConfig(**small)
-    if family == "phi":
-        return T.PhiConfig(**small)
-    if family == "mistral":
-        return T.MistralConfig(num_key_value_heads=2, sliding_window=None, **small)
-    raise ValueError(family)
+from tests.factories import FAMILIES, model_config  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +42,7 @@ def build_model_dir(family: str, tokenizer_dir: pathlib.Path, out: pathlib.Path)
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(1234)
-    model = AutoModelForCausalLM.from_config(_config(family, len(tok)))
+    model = AutoModelForCausalLM.from_config(model_config(family, len(tok)))
     model.save_pretrained(out)
     for f in tokenizer_dir.iterdir():
         shutil.copy(f, out / f.name)

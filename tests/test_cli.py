@@ -138,7 +138,7 @@ def test_help_everywhere():
 def test_export_into_a_closed_pipe_is_quiet(tmp_path):
     import subprocess
 
-    from tests.store.test_runfile import make_run
+    from tests.factories import make_run
     from tokentui.store.runfile import save_run
 
     path = save_run(make_run(n_branch_steps=(3000, 3)), tmp_path / "r.tokentui")

@@ -106,7 +106,7 @@ def test_the_sample_set_covers_each_kind():
 
 async def test_the_first_readme_command_opens_the_explorer_on_the_demo(cache_dir):
     """`tokentui` with no arguments: the explorer on the demo model with a suggested prompt."""
-    from tests.tui.test_app import wait_generated
+    from tests.factories import wait_generated
     from tokentui.cli import DEMO_PROMPT
     from tokentui.tui.app import TokentuiApp
 

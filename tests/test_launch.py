@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.store.test_runfile import _rewrite_header, _with_run_desc, make_run
+from tests.factories import make_run, rewrite_header, with_run_desc
 from tests.terminal import Terminal, tokentui_command
 from tokentui.store.runfile import encode_run, save_run
 
@@ -43,7 +43,7 @@ def test_replay_command_with_damaged_arrays_closes_with_a_one_line_error(tmp_pat
 
 def test_replay_command_errors_before_the_screen_opens(tmp_path):
     (tmp_path / "junk.tokentui").write_bytes(b"not a run")
-    no_meta = _rewrite_header(encode_run(make_run()), _with_run_desc(lambda d: d.pop("meta")))
+    no_meta = rewrite_header(encode_run(make_run()), with_run_desc(lambda d: d.pop("meta")))
     (tmp_path / "no-meta.tokentui").write_bytes(no_meta)
     env = {"TOKENTUI_CACHE_DIR": str(tmp_path / "cache")}
     cases = {

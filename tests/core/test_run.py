@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from tests.store.test_runfile import make_run
+from tests.factories import make_run
 from tokentui.core.metrics import METRICS, rank_bucket, summary
 from tokentui.core.run import RunError, SamplingParams
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import FAMILIES
+from tests.factories import FAMILIES
 from tokentui.core.run import SamplingParams
 from tokentui.engine.events import Finished, LensEvent, StepEvent
 from tokentui.engine.session import Session
@@ -213,14 +213,23 @@ def test_cancel_keeps_a_consistent_partial_branch(loaded, tmp_path):
     assert loaded_run.sequence(0).tolist() == run.sequence(0).tolist()
 
 
+def _utf8(b: bytes) -> bool:
+    try:
+        return bool(b.decode().strip())
+    except UnicodeDecodeError:
+        return False
+
+
 def test_stop_strings_eos_and_forced_prefix(loaded):
     lm = loaded("gpt2")
     _, free, _ = run_generate(lm, SamplingParams(max_new_tokens=12))
-    text = free.tokens.text(free.sequence(0)[free.branches[0].fork_position :].tolist()).decode("utf-8", "replace")
-    stop = text[3:6]
-    if stop.strip():
-        _, run, _ = run_generate(lm, SamplingParams(max_new_tokens=12, stop=[stop]))
-        assert run.branches[0].status == "stop" and len(run.branches[0].steps) < 12
+    generated = free.sequence(0)[free.branches[0].fork_position :].tolist()
+    # the stop text: a whole token from the middle of the free run (one that is valid UTF-8 alone)
+    at, stop = next((i, b.decode()) for i, b in enumerate(map(free.tokens.bytes_of, generated)) if i >= 3 and _utf8(b))
+    _, run, _ = run_generate(lm, SamplingParams(max_new_tokens=12, stop=[stop]))
+    b = run.branches[0]
+    assert b.status == "stop" and len(b.steps) <= at + 1
+    assert stop.encode() in run.tokens.text(run.sequence(0)[b.fork_position :].tolist())
     s = Session(lm)
     run = s.new_run(PROMPT, k=4)
     forced = lm.tokenizer("return", add_special_tokens=False)["input_ids"]

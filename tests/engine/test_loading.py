@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from tests.conftest import _config
+from tests.factories import model_config
 from tokentui.engine.errors import EngineError, ModelLoadError
 from tokentui.engine.loading import load_model
 from tokentui.engine.session import Session
@@ -22,7 +22,7 @@ def test_lens_parts_reproduce_the_model_output(family):
     from tokentui.engine.arch import lens_parts
 
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(_config(family, 97)).eval()
+    model = AutoModelForCausalLM.from_config(model_config(family, 97)).eval()
     parts = lens_parts(model)
     assert parts.n_layers == 3
     captured = {}

@@ -2,71 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import pickle
 import struct
 
-import numpy as np
 import pytest
 
-from tokentui.core.columns import FIELDS, nan_step
-from tokentui.core.run import Run, RunMeta
+from tests.factories import make_run, rewrite_header, with_run_desc
+from tokentui.core.columns import FIELDS
+from tokentui.core.run import Run
 from tokentui.core.step import Step
 from tokentui.core.tokens import TokenTable
 from tokentui.store.header import SCHEMA_VERSION, RunFileError, read_header
 from tokentui.store.runfile import encode_run, load_run, save_run
-
-K, L, V = 4, 3, 300
-
-
-def make_run(n_branch_steps=(5, 3), sampled=True, vocab=V) -> Run:
-    """A synthetic run with a root and a child branch; values from a seeded generator."""
-    rng = np.random.default_rng(0)
-    meta = RunMeta(
-        run_id="20260101-000000-abcdef",
-        created="2026-01-01T00:00:00+00:00",
-        tool_version="0",
-        mode="generate",
-        model="m",
-        revision=None,
-        dtype="float32",
-        device="cpu",
-        tokenizer="t",
-        vocab_size=vocab,
-        n_layers=L,
-        k=K,
-        prompt="hi ✓ \x1b[31m",
-        eos_ids=[0],
-    )
-    run = Run(meta, TokenTable({i: bytes([i % 256]) * (1 + i % 3) for i in range(vocab)}))
-
-    def step(pos, kind):
-        return Step(
-            pos,
-            int(rng.integers(vocab)),
-            float(-rng.random()),
-            float(rng.random() * 5),
-            int(rng.integers(1, vocab)),
-            rng.integers(0, vocab, K).astype(np.int32),
-            (-rng.random(K)).astype(np.float32),
-            rng.random(L).astype(np.float32),
-            float(-rng.random()) if sampled and kind == "generated" else float("nan"),
-            kind,
-        )
-
-    run.prompt.append(nan_step(0, 1, K, L))
-    for p in range(1, 4):
-        run.prompt.append(step(p, "prompt"))
-    root = run.add_branch(None, 4)
-    for i in range(n_branch_steps[0]):
-        root.steps.append(step(4 + i, "generated"))
-    root.status = "length"
-    child = run.add_branch(0, 6, n_forced=1)
-    for i in range(n_branch_steps[1]):
-        child.steps.append(step(6 + i, "forced" if i == 0 else "generated"))
-    child.status = "eos"
-    run.validate()
-    return run
 
 
 def assert_same(a: Run, b: Run) -> None:
@@ -115,26 +62,8 @@ def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path, monkeypatch)
     assert [p.name for p in tmp_path.iterdir()] == ["a.tokentui"]  # no temp file left behind
 
 
-def _rewrite_header(data: bytes, change) -> bytes:
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
-    change(header)
-    new = json.dumps(header).encode()
-    new += b" " * ((8 - len(new) % 8) % 8)
-    return struct.pack("<Q", len(new)) + new + data[8 + n :]
-
-
-def _with_run_desc(change):
-    def f(header):
-        desc = json.loads(header["__metadata__"]["run"])
-        change(desc)
-        header["__metadata__"]["run"] = json.dumps(desc)
-
-    return f
-
-
 def _set_meta(key, value):
-    return _with_run_desc(lambda d: d["meta"].__setitem__(key, value))
+    return with_run_desc(lambda d: d["meta"].__setitem__(key, value))
 
 
 def _retype_array(name, dtype):
@@ -152,50 +81,52 @@ def _bad_files(good: bytes):
     yield "pickle", pickle.dumps({"run": [1, 2, 3]})
     yield "json", b'{"meta": {}}'
     yield "huge header length", struct.pack("<Q", 2**62) + good[8:]
-    yield "not our format", _rewrite_header(good, lambda h: h["__metadata__"].__setitem__("format", "other"))
+    yield "not our format", rewrite_header(good, lambda h: h["__metadata__"].__setitem__("format", "other"))
     yield (
         "newer schema",
-        _rewrite_header(good, lambda h: h["__metadata__"].__setitem__("schema", str(SCHEMA_VERSION + 1))),
+        rewrite_header(good, lambda h: h["__metadata__"].__setitem__("schema", str(SCHEMA_VERSION + 1))),
     )
-    yield "schema not a number", _rewrite_header(good, lambda h: h["__metadata__"].__setitem__("schema", "x"))
-    yield "run json broken", _rewrite_header(good, lambda h: h["__metadata__"].__setitem__("run", "{nope"))
-    yield "meta missing key", _rewrite_header(good, _with_run_desc(lambda d: d["meta"].pop("k")))
-    yield "meta wrong type", _rewrite_header(good, _set_meta("vocab_size", "300"))
-    yield "k larger than vocab", _rewrite_header(good, _set_meta("k", 10**6))
-    yield "wrong layer count", _rewrite_header(good, _set_meta("n_layers", 7))
-    yield "vocab too small for ids", _rewrite_header(good, _set_meta("vocab_size", 5))
+    yield "schema not a number", rewrite_header(good, lambda h: h["__metadata__"].__setitem__("schema", "x"))
+    yield "run json broken", rewrite_header(good, lambda h: h["__metadata__"].__setitem__("run", "{nope"))
+    yield "meta missing key", rewrite_header(good, with_run_desc(lambda d: d["meta"].pop("k")))
+    yield "meta wrong type", rewrite_header(good, _set_meta("vocab_size", "300"))
+    yield "k larger than vocab", rewrite_header(good, _set_meta("k", 10**6))
+    yield "wrong layer count", rewrite_header(good, _set_meta("n_layers", 7))
+    yield "vocab too small for ids", rewrite_header(good, _set_meta("vocab_size", 5))
     yield (
         "branch parent later",
-        _rewrite_header(good, _with_run_desc(lambda d: d["branches"][1].__setitem__("parent", 1))),
+        rewrite_header(good, with_run_desc(lambda d: d["branches"][1].__setitem__("parent", 1))),
     )
     yield (
         "branch fork out of range",
-        _rewrite_header(good, _with_run_desc(lambda d: d["branches"][1].__setitem__("fork_position", 99))),
+        rewrite_header(good, with_run_desc(lambda d: d["branches"][1].__setitem__("fork_position", 99))),
     )
     yield (
         "step count mismatch",
-        _rewrite_header(good, _with_run_desc(lambda d: d["branches"][0].__setitem__("steps", 4))),
+        rewrite_header(good, with_run_desc(lambda d: d["branches"][0].__setitem__("steps", 4))),
     )
     yield (
         "forced beyond steps",
-        _rewrite_header(good, _with_run_desc(lambda d: d["branches"][1].__setitem__("n_forced", 9))),
+        rewrite_header(good, with_run_desc(lambda d: d["branches"][1].__setitem__("n_forced", 9))),
     )
-    yield "no branches", _rewrite_header(good, _with_run_desc(lambda d: d.__setitem__("branches", [])))
-    yield "bad status", _rewrite_header(good, _with_run_desc(lambda d: d["branches"][0].__setitem__("status", "weird")))
-    yield "array dtype", _rewrite_header(good, _retype_array("b0/logprob", "I32"))
-    yield "missing token table", _rewrite_header(good, lambda h: h.pop("tokens/ids"))
+    yield "no branches", rewrite_header(good, with_run_desc(lambda d: d.__setitem__("branches", [])))
+    yield "bad status", rewrite_header(good, with_run_desc(lambda d: d["branches"][0].__setitem__("status", "weird")))
+    yield "array dtype", rewrite_header(good, _retype_array("b0/logprob", "I32"))
+    yield "missing token table", rewrite_header(good, lambda h: h.pop("tokens/ids"))
 
 
-@pytest.mark.parametrize("case", range(24))
+BAD_FILES = dict(_bad_files(encode_run(make_run())))
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
 def test_every_bad_file_gives_one_clean_line(tmp_path, case):
-    good = encode_run(make_run())
-    name, data = list(_bad_files(good))[case]
-    path = tmp_path / f"bad{case}.tokentui"
+    data = BAD_FILES[case]
+    path = tmp_path / "bad.tokentui"
     path.write_bytes(data)
     with pytest.raises(RunFileError) as info:
         load_run(path)
     msg = str(info.value)
-    assert str(path) in msg and "\n" not in msg, name
+    assert str(path) in msg and "\n" not in msg, case
     # a listing of the cache survives it too
     from tokentui.store.cache import list_runs
 
@@ -235,7 +166,7 @@ def test_error_lines_are_safe_to_print(tmp_path):
         header["b9\x1b]0;pwned\x07/x"] = {"dtype": "F32", "shape": [0], "data_offsets": [end, end]}
 
     path = tmp_path / "evil\x1b[2J.tokentui"
-    path.write_bytes(_rewrite_header(encode_run(make_run()), extra_array))
+    path.write_bytes(rewrite_header(encode_run(make_run()), extra_array))
     with pytest.raises(RunFileError, match="unexpected array") as info:
         load_run(path)
     msg = str(info.value)

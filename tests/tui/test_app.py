@@ -2,46 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import numpy as np
 import pytest
 import torch
 
+from tests.factories import rendered, wait_for, wait_generated
 from tokentui.core.run import SamplingParams
 from tokentui.store.runfile import load_run
 from tokentui.tui.app import TokentuiApp
 from tokentui.tui.widgets.alternatives import AlternativesPane
 from tokentui.tui.widgets.branch_tree import BranchTree
 from tokentui.tui.widgets.layers import LayersPane
-
-
-async def wait_for(pilot, cond, timeout: float = 60.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
-    await pilot.pause(0.1)
-
-
-async def wait_generated(pilot, app, branch: int = 0, status: str | None = None) -> None:
-    """Until the app is idle again with branch `branch` finished (with `status`, if given)."""
-
-    def done() -> bool:
-        run = app.run_obj
-        if run is None or app.state != "idle" or len(run.branches) <= branch:
-            return False
-        st = run.branches[branch].status
-        return st != "running" and (status is None or st == status)
-
-    await wait_for(pilot, done, what=f"branch {branch} to finish")
-
-
-def rendered(widget) -> str:
-    """The plain text a widget currently shows."""
-    return "\n".join(strip.text for strip in widget.render_lines(widget.region.reset_offset))
 
 
 @pytest.mark.asyncio
@@ -141,10 +112,6 @@ async def test_load_failure_is_shown_and_the_app_stays_usable(tmp_path, cache_di
         assert type(app.screen).__name__ == "HelpScreen"
 
 
-def test_event_loop_policy():
-    assert asyncio.get_event_loop_policy() is not None
-
-
 async def test_pick_alternative_with_enter_export_reopen_and_picker(
     model_dirs, loaded, cache_dir, tmp_path, monkeypatch
 ):
@@ -201,7 +168,7 @@ async def test_pick_alternative_with_enter_export_reopen_and_picker(
 
 
 async def test_no_color_still_shows_the_metric(monkeypatch):
-    from tests.store.test_runfile import make_run
+    from tests.factories import make_run
 
     monkeypatch.setenv("NO_COLOR", "1")
     run = make_run(n_branch_steps=(30, 3))
@@ -219,7 +186,7 @@ async def test_no_color_still_shows_the_metric(monkeypatch):
 
 @pytest.mark.parametrize("no_color", [False, True])
 async def test_legend_names_each_rank_bucket_in_the_style_its_tokens_get(monkeypatch, no_color):
-    from tests.store.test_runfile import make_run
+    from tests.factories import make_run
 
     if no_color:
         monkeypatch.setenv("NO_COLOR", "1")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.store.test_runfile import make_run
+from tests.factories import make_run
 from tokentui.core.tokens import TokenTable
 from tokentui.store.runfile import save_run
 from tokentui.tui.app import TokentuiApp

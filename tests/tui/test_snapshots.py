@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.store.test_runfile import make_run
+from tests.factories import make_run
 from tokentui.tui.app import TokentuiApp
 
 

@@ -1,0 +1,142 @@
+"""Builders shared by the tests: synthetic runs, tiny model configs, run-file header surgery, and
+waiting on the explorer. Tests import these from here, never from each other."""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+
+import numpy as np
+
+from tokentui.core.columns import nan_step
+from tokentui.core.run import Run, RunMeta
+from tokentui.core.step import Step
+from tokentui.core.tokens import TokenTable
+
+FAMILIES = ("gpt2", "llama", "qwen2", "gemma", "gpt_neox")
+K, L, V = 4, 3, 300
+
+
+def make_run(n_branch_steps=(5, 3), sampled=True, vocab=V) -> Run:
+    """A synthetic run with a root and a child branch; values from a seeded generator."""
+    rng = np.random.default_rng(0)
+    meta = RunMeta(
+        run_id="20260101-000000-abcdef",
+        created="2026-01-01T00:00:00+00:00",
+        tool_version="0",
+        mode="generate",
+        model="m",
+        revision=None,
+        dtype="float32",
+        device="cpu",
+        tokenizer="t",
+        vocab_size=vocab,
+        n_layers=L,
+        k=K,
+        prompt="hi ✓ \x1b[31m",
+        eos_ids=[0],
+    )
+    run = Run(meta, TokenTable({i: bytes([i % 256]) * (1 + i % 3) for i in range(vocab)}))
+
+    def step(pos, kind):
+        return Step(
+            pos,
+            int(rng.integers(vocab)),
+            float(-rng.random()),
+            float(rng.random() * 5),
+            int(rng.integers(1, vocab)),
+            rng.integers(0, vocab, K).astype(np.int32),
+            (-rng.random(K)).astype(np.float32),
+            rng.random(L).astype(np.float32),
+            float(-rng.random()) if sampled and kind == "generated" else float("nan"),
+            kind,
+        )
+
+    run.prompt.append(nan_step(0, 1, K, L))
+    for p in range(1, 4):
+        run.prompt.append(step(p, "prompt"))
+    root = run.add_branch(None, 4)
+    for i in range(n_branch_steps[0]):
+        root.steps.append(step(4 + i, "generated"))
+    root.status = "length"
+    child = run.add_branch(0, 6, n_forced=1)
+    for i in range(n_branch_steps[1]):
+        child.steps.append(step(6 + i, "forced" if i == 0 else "generated"))
+    child.status = "eos"
+    run.validate()
+    return run
+
+
+def model_config(family: str, vocab: int):
+    import transformers as T
+
+    common = dict(vocab_size=vocab, bos_token_id=0, eos_token_id=0, initializer_range=0.2)
+    if family == "gpt2":
+        return T.GPT2Config(n_layer=3, n_embd=32, n_head=2, n_positions=512, **common)
+    small = dict(
+        num_hidden_layers=3,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=4,
+        max_position_embeddings=512,
+        **common,
+    )
+    if family == "llama":
+        return T.LlamaConfig(num_key_value_heads=2, **small)
+    if family == "qwen2":
+        return T.Qwen2Config(num_key_value_heads=2, **small)
+    if family == "gemma":
+        return T.GemmaConfig(num_key_value_heads=1, head_dim=8, **small)
+    if family == "gpt_neox":
+        return T.GPTNeoXConfig(**small)
+    if family == "phi":
+        return T.PhiConfig(**small)
+    if family == "mistral":
+        return T.MistralConfig(num_key_value_heads=2, sliding_window=None, **small)
+    raise ValueError(family)
+
+
+def rewrite_header(data: bytes, change) -> bytes:
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    change(header)
+    new = json.dumps(header).encode()
+    new += b" " * ((8 - len(new) % 8) % 8)
+    return struct.pack("<Q", len(new)) + new + data[8 + n :]
+
+
+def with_run_desc(change):
+    def f(header):
+        desc = json.loads(header["__metadata__"]["run"])
+        change(desc)
+        header["__metadata__"]["run"] = json.dumps(desc)
+
+    return f
+
+
+async def wait_for(pilot, cond, timeout: float = 60.0, what: str = "condition") -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+    await pilot.pause(0.1)
+
+
+async def wait_generated(pilot, app, branch: int = 0, status: str | None = None) -> None:
+    """Until the app is idle again with branch `branch` finished (with `status`, if given)."""
+
+    def done() -> bool:
+        run = app.run_obj
+        if run is None or app.state != "idle" or len(run.branches) <= branch:
+            return False
+        st = run.branches[branch].status
+        return st != "running" and (status is None or st == status)
+
+    await wait_for(pilot, done, what=f"branch {branch} to finish")
+
+
+def rendered(widget) -> str:
+    """The plain text a widget currently shows."""
+    return "\n".join(strip.text for strip in widget.render_lines(widget.region.reset_offset))

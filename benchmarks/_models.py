@@ -8,9 +8,9 @@ import sysconfig
 import torch
 import transformers as T
 
-from tokentui.engine.arch import lens_parts
-from tokentui.engine.loading import LoadedModel
-from tokentui.engine.token_bytes import vocab_bytes
+from tokentui.engine.hf.arch import lens_parts
+from tokentui.engine.hf.loading import LoadedModel
+from tokentui.engine.hf.token_bytes import vocab_bytes
 
 SHAPES = {
     # GPT-2 small: 124M parameters

@@ -23,7 +23,7 @@ from _models import random_model  # noqa: E402
 
 from tokentui.core.run import SamplingParams  # noqa: E402
 from tokentui.engine.events import StepEvent  # noqa: E402
-from tokentui.engine.session import Session  # noqa: E402
+from tokentui.engine.hf.backend import HFBackend  # noqa: E402
 
 PROMPT = "def wrap(text, width=70, **kwargs):\n    "
 
@@ -38,7 +38,7 @@ def plain_generate(lm, ids, n):
 
 
 def ours(lm, n, lens_chunk):
-    s = Session(lm, lens_chunk=lens_chunk)
+    s = HFBackend(lm, lens_chunk=lens_chunk)
     run = s.new_run(PROMPT, k=20)
     t0 = time.perf_counter()
     steps = sum(isinstance(e, StepEvent) for e in s.generate(run, SamplingParams(max_new_tokens=n)))
@@ -49,7 +49,7 @@ def ours(lm, n, lens_chunk):
 
 def branch_first_token(lm, prefixes, repeats):
     """Seconds to the first step of a new branch forked at each prefix length."""
-    s = Session(lm, lens_chunk=32)
+    s = HFBackend(lm, lens_chunk=32)
     longest = max(prefixes)
     run = s.new_run(PROMPT, k=20)
     ids, _ = s.encode_prompt(PROMPT)

@@ -57,7 +57,7 @@ def model_dirs(tokenizer_dir, tmp_path_factory) -> dict[str, pathlib.Path]:
 @pytest.fixture(scope="session")
 def loaded(model_dirs):
     """family → LoadedModel (loaded once per test session)."""
-    from tokentui.engine.loading import load_model
+    from tokentui.engine.hf.loading import load_model
 
     cache: dict = {}
 

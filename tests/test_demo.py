@@ -31,7 +31,7 @@ CARD_FILES = {
 
 @pytest.fixture(scope="module")
 def demo():
-    from tokentui.engine.loading import load_model
+    from tokentui.engine.hf.loading import load_model
 
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
     return load_model("demo")
@@ -59,9 +59,9 @@ def test_demo_files_are_what_the_card_describes(demo):
 
 
 def test_demo_generates_python_offline_like_generate(demo):
-    from tokentui.engine.session import Session
+    from tokentui.engine.hf.backend import HFBackend
 
-    s = Session(demo)
+    s = HFBackend(demo)
     run = s.new_run("def", k=10)
     list(s.generate(run, SamplingParams(max_new_tokens=24)))
     ids = torch.tensor([demo.tokenizer("def")["input_ids"]])
@@ -76,9 +76,9 @@ def test_demo_generates_python_offline_like_generate(demo):
 def test_demo_prompt_opens_an_indented_block(demo):
     """The explorer's suggested prompt ends in a colon: the model goes on with an indented body."""
     from tokentui.cli import DEMO_PROMPT
-    from tokentui.engine.session import Session
+    from tokentui.engine.hf.backend import HFBackend
 
-    s = Session(demo, lens_chunk=0)
+    s = HFBackend(demo, lens_chunk=0)
     run = s.new_run(DEMO_PROMPT, k=5)
     list(s.generate(run, SamplingParams(max_new_tokens=8)))
     assert run.text(0).decode("utf-8", "replace").startswith(DEMO_PROMPT + "\n    ")

@@ -88,14 +88,14 @@ def _progress(msg: str) -> None:
 
 
 def _check_lens_precision(precision: str) -> None:
-    from tokentui.engine.loading import LENS_PRECISIONS
+    from tokentui.engine.hf.loading import LENS_PRECISIONS
 
     if precision not in LENS_PRECISIONS:
         fail(f"unknown lens precision {precision!r} (choose from {', '.join(LENS_PRECISIONS)})")
 
 
 def _load(model: str, device: str, dtype: str, trust_remote_code: bool):
-    from tokentui.engine.loading import load_model
+    from tokentui.engine.hf.loading import load_model
 
     return load_model(model, device, dtype, trust_remote_code, progress=_progress)
 
@@ -160,10 +160,10 @@ def generate(
         params.check()
         _check_lens_precision(lens_precision)
         lm = _load(model, device, dtype, trust_remote_code)
-        from tokentui.engine.session import Session
+        from tokentui.engine.hf.backend import HFBackend
         from tokentui.store.export import step_record
 
-        session = Session(lm, lens_chunk, lens_precision, autosave=lambda r: _save(r, cache_dir))
+        session = HFBackend(lm, lens_chunk, lens_precision, autosave=lambda r: _save(r, cache_dir))
         ids, template = session.encode_prompt(prompt, chat)
         run = session.new_run(prompt, alternatives, chat, params, template=template)
         forced = lm.tokenizer(force, add_special_tokens=False)["input_ids"] if force else []
@@ -235,10 +235,10 @@ def score(
                 fail(f"{file} is not UTF-8 text")
         _check_lens_precision(lens_precision)
         lm = _load(model, device, dtype, trust_remote_code)
-        from tokentui.engine.session import Session
+        from tokentui.engine.hf.backend import HFBackend
         from tokentui.store.export import iter_steps, step_record
 
-        run = Session(lm, lens_precision=lens_precision).score(text or "", alternatives)
+        run = HFBackend(lm, lens_precision=lens_precision).score(text or "", alternatives)
         path = _save(run, cache_dir)
         if as_json:
             for st in iter_steps(run, 0):
@@ -384,7 +384,7 @@ def explore(
         fail(str(e))
     _check_lens_precision(lens_precision)
     from tokentui.engine.errors import ModelLoadError
-    from tokentui.engine.loading import resolve_source
+    from tokentui.engine.hf.loading import resolve_source
 
     try:
         resolve_source(model)  # a missing folder is an error before the screen opens

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from tokentui.core.run import SamplingParams
-from tokentui.engine.loading import load_model
-from tokentui.engine.session import Session
+from tokentui.engine.hf.backend import HFBackend
+from tokentui.engine.hf.loading import load_model
 from tokentui.store.runfile import save_run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,7 +50,7 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     lm = load_model("demo", device="cpu")
-    s = Session(lm, lens_chunk=32, lens_precision="float32")  # the same lens values on every machine
+    s = HFBackend(lm, lens_chunk=32, lens_precision="float32")  # the same lens values on every machine
 
     def save(run, name: str) -> None:
         run.meta.run_id = f"sample-{name}"

@@ -12,13 +12,13 @@ import torch
 from tests.factories import FAMILIES
 from tokentui.core.run import SamplingParams
 from tokentui.engine.events import Finished, LensEvent, StepEvent
-from tokentui.engine.session import Session
+from tokentui.engine.hf.backend import HFBackend
 
 PROMPT = "def wrap(text, width):\n    "
 
 
 def run_generate(lm, params, k=8, lens_chunk=1, prompt=PROMPT, cancel=None, lens_precision="float32"):
-    s = Session(lm, lens_chunk=lens_chunk, lens_precision=lens_precision)
+    s = HFBackend(lm, lens_chunk=lens_chunk, lens_precision=lens_precision)
     run = s.new_run(prompt, k=k)
     events = list(s.generate(run, params, cancel))
     return s, run, events
@@ -102,8 +102,8 @@ def test_branch_with_cache_reuse_equals_recompute(loaded, family):
     reused = list(s.branch(run, 0, pos, [alt], params))
     assert s.caches.best(run.sequence(0), 10)[1] > 0  # the parent's cache was kept
     # recompute: a fresh session with no caches, same branch
-    fresh = Session(lm, lens_chunk=1, lens_precision="float32")
-    fresh_run = Session(lm).new_run(PROMPT, k=6)
+    fresh = HFBackend(lm, lens_chunk=1, lens_precision="float32")
+    fresh_run = HFBackend(lm).new_run(PROMPT, k=6)
     list(fresh.generate(fresh_run, params))
     recomputed = list(fresh.branch(fresh_run, 0, pos, [alt], params))
     a, la = steps_of(reused, 1)
@@ -168,7 +168,7 @@ def test_scoring_equals_generation_stats(loaded, family):
 
 def test_score_text_and_sampled_reproducibility(loaded):
     lm = loaded("llama")
-    s = Session(lm)
+    s = HFBackend(lm)
     run = s.score("import os\nprint(os.getcwd())\n", k=5)
     assert len(run.prompt) == len(lm.tokenizer("import os\nprint(os.getcwd())\n")["input_ids"])
     assert np.isnan(run.prompt.col("logprob")[0]) and np.isfinite(run.prompt.col("logprob")[1:]).all()
@@ -193,7 +193,7 @@ def test_cancel_keeps_a_consistent_partial_branch(loaded, tmp_path):
     from tokentui.store.runfile import load_run, save_run
 
     lm = loaded("gpt2")
-    s = Session(lm, lens_chunk=8)
+    s = HFBackend(lm, lens_chunk=8)
     run = s.new_run(PROMPT, k=4)
     cancel = threading.Event()
     seen = 0
@@ -230,7 +230,7 @@ def test_stop_strings_eos_and_forced_prefix(loaded):
     b = run.branches[0]
     assert b.status == "stop" and len(b.steps) <= at + 1
     assert stop.encode() in run.tokens.text(run.sequence(0)[b.fork_position :].tolist())
-    s = Session(lm)
+    s = HFBackend(lm)
     run = s.new_run(PROMPT, k=4)
     forced = lm.tokenizer("return", add_special_tokens=False)["input_ids"]
     list(s.generate(run, SamplingParams(max_new_tokens=3), forced=forced))
@@ -250,8 +250,8 @@ def test_lens_off_records_only_the_model_entropy(loaded):
 
 
 def test_bfloat16_lens_is_close_to_float32_and_recorded(loaded):
-    from tokentui.engine.arch import cpu_has_fast_bf16
     from tokentui.engine.errors import EngineError
+    from tokentui.engine.hf.arch import cpu_has_fast_bf16
 
     lm = loaded("llama")
     params = SamplingParams(max_new_tokens=8)
@@ -264,17 +264,17 @@ def test_bfloat16_lens_is_close_to_float32_and_recorded(loaded):
     np.testing.assert_allclose(l16[:, :-1], l32[:, :-1], atol=0.05)
     assert not np.array_equal(l16[:, :-1], l32[:, :-1])  # it really ran in bfloat16
     assert "bfloat16" in half.meta.lens and "float32" in exact.meta.lens
-    auto = Session(lm).lens.precision
+    auto = HFBackend(lm).lens.precision
     assert auto == ("bfloat16" if cpu_has_fast_bf16() else "float32")
     with pytest.raises(EngineError, match="lens precision"):
-        Session(lm, lens_precision="int8")
+        HFBackend(lm, lens_precision="int8")
 
 
 @pytest.mark.parametrize("softcap", [None, 30.0])
 def test_lens_entropy_in_vocabulary_slices_equals_the_full_softmax(softcap):
     """Blocks of rows and vocabulary slices (forced tiny here) give the full-softmax entropy."""
-    from tokentui.engine.arch import LensParts
-    from tokentui.engine.stats import lens_entropy
+    from tokentui.engine.hf.arch import LensParts
+    from tokentui.engine.hf.stats import lens_entropy
 
     gen = torch.Generator().manual_seed(0)
     vocab, d = 5000, 16

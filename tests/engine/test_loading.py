@@ -10,8 +10,8 @@ import torch
 
 from tests.factories import model_config
 from tokentui.engine.errors import EngineError, ModelLoadError
-from tokentui.engine.loading import load_model
-from tokentui.engine.session import Session
+from tokentui.engine.hf.backend import HFBackend
+from tokentui.engine.hf.loading import load_model
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2", "gemma", "gpt_neox", "phi", "mistral"])
@@ -19,7 +19,7 @@ def test_lens_parts_reproduce_the_model_output(family):
     """final norm → unembedding applied to the last layer's pre-norm output equals the logits."""
     from transformers import AutoModelForCausalLM
 
-    from tokentui.engine.arch import lens_parts
+    from tokentui.engine.hf.arch import lens_parts
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(model_config(family, 97)).eval()
@@ -41,7 +41,7 @@ def test_token_bytes_byte_level_and_sentencepiece(loaded, tmp_path):
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from tokentui.engine.token_bytes import vocab_bytes
+    from tokentui.engine.hf.token_bytes import vocab_bytes
 
     lm = loaded("gpt2")
     tok = lm.tokenizer
@@ -95,7 +95,7 @@ def test_bad_requests_to_a_session(loaded):
     from tokentui.core.run import SamplingParams
 
     lm = loaded("gpt2")
-    s = Session(lm)
+    s = HFBackend(lm)
     with pytest.raises(EngineError, match="empty"):
         s.new_run("x") and s.encode_prompt("   ")
     with pytest.raises(EngineError, match="outside 1.."):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import time
 
-from tokentui.core.run import SamplingParams
+from tokentui.core.params import GenerationSettings, SamplingParams
 from tokentui.engine import worker as w
 from tokentui.engine.events import BranchStarted, Failed, Finished, Loaded, Progress, Saved, StepEvent
 
@@ -27,22 +27,22 @@ def test_worker_load_generate_branch_cancel(model_dirs, tmp_path):
     q: queue.Queue = queue.Queue()
     wk = w.Worker(q.put, save_dir=tmp_path).start()
     try:
-        wk.submit(w.Branch(0, 1, [1]))  # nothing loaded yet: a clean failure, the thread lives on
+        wk.submit(w.Fork(0, 1, [1]))  # nothing loaded yet: a clean failure, the thread lives on
         ev = collect_until(q, lambda e: isinstance(e, Failed))
         assert "no model" in ev[-1].message
         wk.submit(w.Load(str(model_dirs["gpt2"])))
         evs = collect_until(q, lambda e: isinstance(e, (Loaded, Failed)))
         assert isinstance(evs[-1], Loaded) and any(isinstance(e, Progress) for e in evs)
-        wk.submit(w.Generate("def f():", SamplingParams(max_new_tokens=6), k=4))
+        wk.submit(w.Generate("def f():", GenerationSettings(SamplingParams(max_new_tokens=6), k=4)))
         evs = collect_until(q, lambda e: isinstance(e, Finished))
         assert isinstance(evs[0], BranchStarted) and sum(isinstance(e, StepEvent) for e in evs) == 6
         run = wk.run
         assert any(isinstance(e, Saved) for e in evs)  # autosaved when it ended
         assert (tmp_path / f"{run.id}.tokentui").exists()
-        wk.submit(w.Branch(0, run.length(0) - 2, None, text=" return"))
+        wk.submit(w.Fork(0, run.length(0) - 2, None, text=" return"))
         evs = collect_until(q, lambda e: isinstance(e, Finished))
         assert evs[-1].branch_id == 1 and run.branches[1].n_forced >= 1
-        wk.submit(w.Branch(0, 999, [1]))
+        wk.submit(w.Fork(0, 999, [1]))
         assert "out of range" in collect_until(q, lambda e: isinstance(e, Failed))[-1].message
         # cancel a long generation within a step
         wk.submit(w.Continue(0, SamplingParams(max_new_tokens=100_000)))

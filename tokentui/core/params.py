@@ -1,10 +1,11 @@
-"""Sampling settings and the one-line error for inconsistent runs: standard library only, so the
-explorer's settings and the CLI can use them without loading numpy."""
+"""Generation settings and the one-line error for inconsistent runs: standard library only, so the
+explorer's settings screen, the CLI's options and the engine's jobs share one definition without
+loading numpy."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 class RunError(ValueError):
@@ -33,5 +34,57 @@ class SamplingParams:
             raise RunError(f"top-k must be ≥ 0 (got {self.top_k})")
         if not 0 < self.top_p <= 1:
             raise RunError(f"top-p must be in (0, 1] (got {self.top_p})")
-        if self.max_new_tokens < 0:
-            raise RunError(f"max new tokens must be ≥ 0 (got {self.max_new_tokens})")
+        if self.max_new_tokens < 1:
+            raise RunError(f"max new tokens must be ≥ 1 (got {self.max_new_tokens})")
+
+    def copy(self) -> SamplingParams:
+        return replace(self, stop=list(self.stop))
+
+    def describe(self) -> str:
+        """One short line: 'greedy · max 64 tokens' or 'T=0.8 top-k=40 top-p=0.9 seed=1 · max 64 tokens'."""
+        mode = "greedy" if self.greedy else f"T={self.temperature:g} top-k={self.top_k} top-p={self.top_p:g}"
+        if not self.greedy and self.seed is not None:
+            mode += f" seed={self.seed}"
+        return f"{mode} · max {self.max_new_tokens} tokens"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> SamplingParams:
+        """From a run file's `sampling` metadata (untrusted): unknown keys ignored, bad values → defaults."""
+        out = cls()
+        for name, kind in (("temperature", float), ("top_p", float), ("top_k", int), ("max_new_tokens", int)):
+            v = d.get(name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                setattr(out, name, kind(v))
+        seed = d.get("seed")
+        out.seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+        stop = d.get("stop")
+        out.stop = [s for s in stop if isinstance(s, str)] if isinstance(stop, list) else []
+        return out
+
+
+@dataclass
+class GenerationSettings:
+    """Everything a user sets for one generation: the sampler, how many alternatives to record, the
+    chat template, and a forced start of the answer. The CLI's options, the explorer's settings
+    screen and the engine's generate job all take this one object."""
+
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    k: int = 20  # top-k alternatives recorded per token (not the sampler's top-k)
+    chat: bool = False
+    forced: str = ""  # the answer starts with this text
+
+    def check(self, vocab_size: int | None = None) -> None:
+        """Raise RunError on the first bad value (k against the vocabulary when it is known)."""
+        self.sampling.check()
+        if self.k < 1:
+            raise RunError(f"k must be at least 1 (got {self.k})")
+        if vocab_size is not None and self.k > vocab_size:
+            raise RunError(f"k = {self.k} alternatives is more than the vocabulary ({vocab_size} tokens)")
+
+    def copy(self) -> GenerationSettings:
+        return replace(self, sampling=self.sampling.copy())
+
+    def describe(self) -> str:
+        """The settings line: sampler, length, k, chat and forced text (raw: the caller sanitises)."""
+        extra = f" · forced {self.forced!r}" if self.forced else ""
+        return f"{self.sampling.describe()} · k={self.k} · chat {'on' if self.chat else 'off'}{extra}"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tokentui.core.params import GenerationSettings
 from tokentui.core.run import Run, RunError, SamplingParams
 from tokentui.engine.errors import EngineError
 from tokentui.engine.events import Event, Failed, Loaded, Progress, Saved
@@ -30,10 +31,7 @@ class Load:
 @dataclass
 class Generate:
     prompt: str
-    params: SamplingParams = field(default_factory=SamplingParams)
-    k: int = 20
-    chat: bool = False
-    forced_text: str = ""
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
 
 
 @dataclass
@@ -43,7 +41,9 @@ class Continue:
 
 
 @dataclass
-class Branch:
+class Fork:
+    """Grow a new branch of the open run from `parent` at `position`."""
+
     parent: int
     position: int
     token_ids: list[int] | None = None  # take these tokens …
@@ -69,12 +69,12 @@ class Save:
     pass
 
 
-Command = Load | Generate | Continue | Branch | Score | Adopt | Save
+Command = Load | Generate | Continue | Fork | Score | Adopt | Save
 
 
 class Worker:
     def __init__(self, callback: Callable[[Event], None], save_dir: Path | None = None, **session_options) -> None:
-        """`session_options` (lens_chunk, lens_precision) go to the Session made when a model loads."""
+        """`session_options` (lens_chunk, lens_precision) go to the HFBackend made when a model loads."""
         self.callback = callback
         self.save_dir = save_dir
         self.session_options = session_options
@@ -138,28 +138,29 @@ class Worker:
 
     def _handle(self, cmd: Command) -> None:
         if isinstance(cmd, Load):
-            from tokentui.engine.loading import load_model
-            from tokentui.engine.session import Session
+            from tokentui.engine.hf.backend import HFBackend
+            from tokentui.engine.hf.loading import load_model
 
             t0 = time.perf_counter()
             lm = load_model(
                 cmd.model, cmd.device, cmd.dtype, cmd.trust_remote_code, progress=lambda m: self.callback(Progress(m))
             )
-            self.session = Session(lm, autosave=self._save, **self.session_options)
+            self.session = HFBackend(lm, autosave=self._save, **self.session_options)
             self.callback(Loaded(lm.spec, lm.device, lm.dtype, lm.n_layers, lm.vocab_size, time.perf_counter() - t0))
         elif isinstance(cmd, Generate):
             s = self._need_session()
-            ids, template = s.encode_prompt(cmd.prompt, cmd.chat)
-            run = s.new_run(cmd.prompt, cmd.k, cmd.chat, cmd.params, template=template)
-            forced = s.lm.tokenizer(cmd.forced_text, add_special_tokens=False)["input_ids"] if cmd.forced_text else []
+            ids, template = s.encode_prompt(cmd.prompt, cmd.settings.chat)
+            st = cmd.settings
+            run = s.new_run(cmd.prompt, st.k, st.chat, st.sampling, template=template)
+            forced = s.lm.tokenizer(st.forced, add_special_tokens=False)["input_ids"] if st.forced else []
             self.run = run
-            for ev in s.generate(run, cmd.params, self.cancel_event, forced):
+            for ev in s.generate(run, st.sampling, self.cancel_event, forced):
                 self.callback(ev)
         elif isinstance(cmd, Continue):
             s, run = self._need_session(), self._need_run()
             for ev in s.continue_branch(run, cmd.branch_id, cmd.params, self.cancel_event):
                 self.callback(ev)
-        elif isinstance(cmd, Branch):
+        elif isinstance(cmd, Fork):
             s, run = self._need_session(), self._need_run()
             ids = cmd.token_ids or s.lm.tokenizer(cmd.text, add_special_tokens=False)["input_ids"]
             for ev in s.branch(run, cmd.parent, cmd.position, list(ids), cmd.params, self.cancel_event):

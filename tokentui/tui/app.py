@@ -17,7 +17,7 @@ from textual.theme import Theme
 from textual.widgets import Footer, Static, TextArea
 
 from tokentui.core.display import safe_text, sanitize
-from tokentui.core.params import RunError, SamplingParams
+from tokentui.core.params import GenerationSettings, RunError, SamplingParams
 from tokentui.store.cache import RunSummary, summarize
 from tokentui.store.cache import cache_dir as default_cache_dir
 from tokentui.store.header import RunFileError
@@ -447,7 +447,7 @@ class TokentuiApp(App):
             self.notify("the prompt is empty", severity="warning", markup=False)
             return
         self.state = "generating"
-        self.engine.generate(prompt, self._params(), self.k, self.chat, self.forced)
+        self.engine.generate(prompt, GenerationSettings(self._params(), self.k, self.chat, self.forced))
         self.stream.focus()
         self._update_status()
 

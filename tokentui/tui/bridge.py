@@ -14,7 +14,8 @@ from pathlib import Path
 
 from textual.message import Message
 
-from tokentui.core.run import Run, SamplingParams
+from tokentui.core.params import GenerationSettings, SamplingParams
+from tokentui.core.run import Run
 from tokentui.engine import worker as w
 from tokentui.engine.events import Event
 
@@ -45,8 +46,8 @@ class EngineBridge:
     def adopt(self, run: Run) -> None:
         self.worker.submit(w.Adopt(run))
 
-    def generate(self, prompt: str, params: SamplingParams, k: int, chat: bool, forced: str) -> None:
-        self.worker.submit(w.Generate(prompt, params, k, chat, forced))
+    def generate(self, prompt: str, settings: GenerationSettings) -> None:
+        self.worker.submit(w.Generate(prompt, settings.copy()))
 
     def continue_branch(self, branch_id: int, params: SamplingParams) -> None:
         self.worker.submit(w.Continue(branch_id, params))
@@ -54,7 +55,7 @@ class EngineBridge:
     def branch(
         self, parent: int, position: int, token_ids: list[int] | None, text: str, params: SamplingParams
     ) -> None:
-        self.worker.submit(w.Branch(parent, position, token_ids, text, params))
+        self.worker.submit(w.Fork(parent, position, token_ids, text, params))
 
     def cancel(self) -> None:
         self.worker.cancel()

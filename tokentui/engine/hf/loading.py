@@ -132,8 +132,8 @@ def load_model(
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from tokentui.engine.arch import lens_parts
-    from tokentui.engine.token_bytes import vocab_bytes
+    from tokentui.engine.hf.arch import lens_parts
+    from tokentui.engine.hf.token_bytes import vocab_bytes
 
     _quiet_libraries()
     dev = pick_device(device)

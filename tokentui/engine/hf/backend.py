@@ -22,12 +22,12 @@ from tokentui import __version__
 from tokentui.core.columns import nan_step
 from tokentui.core.run import Branch, Run, RunError, RunMeta, SamplingParams, new_run_id, now_iso
 from tokentui.core.step import Step
-from tokentui.engine.cache import CachePool
 from tokentui.engine.errors import EngineError
 from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, StepEvent
-from tokentui.engine.loading import LoadedModel
-from tokentui.engine.sampling import choose, make_generator
-from tokentui.engine.stats import lens_entropy, pack_step, score_positions
+from tokentui.engine.hf.kv_cache import CachePool
+from tokentui.engine.hf.loading import LoadedModel
+from tokentui.engine.hf.sampling import choose, make_generator
+from tokentui.engine.hf.stats import lens_entropy, pack_step, score_positions
 
 
 def cache_of(out):
@@ -36,7 +36,7 @@ def cache_of(out):
     return cache if cache is not None else out.get("past_key_values")
 
 
-class Session:
+class HFBackend:
     """Owns one loaded model; creates runs and grows their branches. Not thread-safe: one thread
     (the worker) drives it."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from tokentui.engine.errors import EngineError
-from tokentui.engine.loading import LENS_PRECISIONS
+from tokentui.engine.hf.loading import LENS_PRECISIONS
 
 # Attribute names of the final norm on the decoder (`model.get_decoder()`), by family:
 # GPT-2/GPT-J/Bloom: ln_f · Llama/Mistral/Qwen2/Gemma/Phi-3: norm · GPT-NeoX/OPT: final_layer_norm

@@ -68,6 +68,22 @@ def make_run(n_branch_steps=(5, 3), sampled=True, vocab=V) -> Run:
     return run
 
 
+def assert_same(a: Run, b: Run) -> None:
+    assert a.meta == b.meta
+    assert a.tokens.items() == b.tokens.items()
+    assert a.prompt.equals(b.prompt)
+    assert len(a.branches) == len(b.branches)
+    for x, y in zip(a.branches, b.branches):
+        assert (x.id, x.parent, x.fork_position, x.n_forced, x.status) == (
+            y.id,
+            y.parent,
+            y.fork_position,
+            y.n_forced,
+            y.status,
+        )
+        assert x.steps.equals(y.steps)
+
+
 def model_config(family: str, vocab: int):
     import transformers as T
 

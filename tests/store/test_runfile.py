@@ -7,29 +7,12 @@ import struct
 
 import pytest
 
-from tests.factories import make_run, rewrite_header, with_run_desc
+from tests.factories import assert_same, make_run, rewrite_header, with_run_desc
 from tokentui.core.columns import FIELDS
-from tokentui.core.run import Run
 from tokentui.core.step import Step
 from tokentui.core.tokens import TokenTable
 from tokentui.store.header import SCHEMA_VERSION, RunFileError, read_header
 from tokentui.store.runfile import encode_run, load_run, save_run
-
-
-def assert_same(a: Run, b: Run) -> None:
-    assert a.meta == b.meta
-    assert a.tokens.items() == b.tokens.items()
-    assert a.prompt.equals(b.prompt)
-    assert len(a.branches) == len(b.branches)
-    for x, y in zip(a.branches, b.branches):
-        assert (x.id, x.parent, x.fork_position, x.n_forced, x.status) == (
-            y.id,
-            y.parent,
-            y.fork_position,
-            y.n_forced,
-            y.status,
-        )
-        assert x.steps.equals(y.steps)
 
 
 @pytest.mark.parametrize("vocab", [300, 70000])

@@ -115,6 +115,9 @@ class Columns:
             kind=kind,
         )
 
+    def copy(self) -> Columns:
+        return Columns.from_arrays(self.k, self.n_layers, self.arrays())
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {name: self._a[name][: self._n].copy() for name in FIELDS}
 

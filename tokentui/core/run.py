@@ -8,8 +8,9 @@ sequence is the parent's first `fork_position` tokens followed by its own steps.
 
 from __future__ import annotations
 
+import copy
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -45,6 +46,9 @@ class RunMeta:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def copy(self) -> RunMeta:
+        return copy.deepcopy(self)
 
 
 def new_run_id() -> str:
@@ -102,6 +106,31 @@ class Run:
     @property
     def dirty(self) -> bool:
         return self.total_steps() != self.saved_steps
+
+    def copy(self) -> Run:
+        """An independent copy: what one thread hands another instead of sharing arrays."""
+        out = Run(self.meta.copy(), self.tokens.copy(), self.prompt.copy())
+        out.branches = [replace(b, steps=b.steps.copy()) for b in self.branches]
+        out.saved_steps = self.saved_steps
+        return out
+
+    # --- growing (the engine on its run, the UI on its copy, both from the same events) ------
+    def append_step(self, branch_id: int, step: Step) -> None:
+        """Append `step` to the branch's own tokens (a forced step counts as forced)."""
+        b = self.branch(branch_id)
+        if step.position != b.end:
+            raise RunError(f"step at position {step.position} does not continue branch {branch_id} (ends at {b.end})")
+        if step.kind == "forced":
+            if b.n_forced != len(b.steps):
+                raise RunError("forced tokens come first in a branch")
+            b.n_forced += 1
+        b.steps.append(step)
+
+    def set_layer_values(self, branch_id: int, start_position: int, values: np.ndarray) -> None:
+        """Per-layer lens values [n, L] for the branch's steps from `start_position` on (the lens
+        runs in chunks, so they arrive after their steps)."""
+        b = self.branch(branch_id)
+        b.steps.set_layer_entropy(start_position - b.fork_position, values)
 
     # --- tree -------------------------------------------------------------------------------
     def add_branch(self, parent: int | None, fork_position: int, n_forced: int = 0) -> Branch:

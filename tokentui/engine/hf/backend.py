@@ -23,7 +23,7 @@ from tokentui.core.columns import nan_step
 from tokentui.core.run import Branch, Run, RunError, RunMeta, SamplingParams, new_run_id, now_iso
 from tokentui.core.step import Step
 from tokentui.engine.errors import EngineError
-from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, StepEvent
+from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, RunStarted, StepEvent
 from tokentui.engine.hf.kv_cache import CachePool
 from tokentui.engine.hf.loading import LoadedModel
 from tokentui.engine.hf.sampling import choose, make_generator
@@ -117,12 +117,16 @@ class HFBackend:
         )
         return Run(meta)
 
-    def _note_tokens(self, run: Run, ids: np.ndarray) -> None:
+    def _note_tokens(self, run: Run, ids: np.ndarray) -> dict[int, bytes]:
+        """Add the bytes of ids the run's token table lacks; return what was added."""
         table = run.tokens
         vb = self.lm.vocab_bytes
+        added: dict[int, bytes] = {}
         for i in ids.ravel().tolist():
             if i >= 0 and i not in table:
-                table.add(i, vb[i] if i < len(vb) else f"<id {i}>".encode())
+                added[i] = vb[i] if i < len(vb) else f"<id {i}>".encode()
+                table.add(i, added[i])
+        return added
 
     # --- teacher forcing --------------------------------------------------------------------
     def _forward(self, ids: torch.Tensor, cache=None, use_cache: bool = True):
@@ -199,6 +203,7 @@ class HFBackend:
         ids, _ = self.encode_prompt(run.meta.prompt, run.meta.chat)
         out = self._forward(torch.tensor([ids], device=self.device))
         self._record_teacher_forced(run, ids, out)
+        yield RunStarted(run.copy())
         branch = run.add_branch(None, len(run.prompt))
         yield BranchStarted(run.id, branch.id, None, branch.fork_position)
         yield from self._decode(run, branch, cache_of(out), None, params, cancel, list(forced or []), first_out=out)
@@ -313,14 +318,12 @@ class HFBackend:
                     sampler_logprob=float(host[4]),
                     kind="forced" if is_forced else "generated",
                 )
-                branch.steps.append(step)
-                if is_forced:
-                    branch.n_forced += 1
-                else:
+                run.append_step(branch.id, step)
+                if not is_forced:
                     new += 1
-                self._note_tokens(run, step.topk_ids)
-                self._note_tokens(run, np.asarray([token]))
-                yield StepEvent(run.id, branch.id, step)
+                added = self._note_tokens(run, step.topk_ids)
+                added.update(self._note_tokens(run, np.asarray([token])))
+                yield StepEvent(run.id, branch.id, step, added)
                 pending = chosen.view(1, 1)
                 if lens_buf and len(lens_buf) >= chunk:
                     yield self._flush_lens(run, branch, lens_buf, lens_start)
@@ -364,5 +367,5 @@ class HFBackend:
         ent = lens_entropy(self.lens, hidden).view(n, run.n_layers - 1).cpu().numpy()
         final = branch.steps.col("entropy")[start - branch.fork_position : start - branch.fork_position + n]
         values = np.concatenate([ent, final[:, None].astype(np.float32)], axis=1)
-        branch.steps.set_layer_entropy(start - branch.fork_position, values)
+        run.set_layer_values(branch.id, start, values)
         return LensEvent(run.id, branch.id, start, values)

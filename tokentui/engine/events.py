@@ -53,12 +53,12 @@ class StepEvent:
 
 @dataclass(frozen=True)
 class LensEvent:
-    """Layer entropies for steps already reported (the lens runs in chunks)."""
+    """Per-layer values for steps already reported (the lens runs in chunks)."""
 
     run_id: str
     branch_id: int
     start_position: int
-    values: np.ndarray = field(repr=False)  # [n, L]
+    values: dict[str, np.ndarray] = field(repr=False)  # layer measure name → [n, L]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _models import random_model  # noqa: E402
 
-from tokentui.core.run import SamplingParams  # noqa: E402
+from tokentui.core.params import GenerationSettings, SamplingParams  # noqa: E402
+from tokentui.engine import jobs  # noqa: E402
 from tokentui.engine.events import StepEvent  # noqa: E402
 from tokentui.engine.hf.backend import HFBackend  # noqa: E402
 
@@ -39,9 +40,9 @@ def plain_generate(lm, ids, n):
 
 def ours(lm, n, lens_chunk):
     s = HFBackend(lm, lens_chunk=lens_chunk)
-    run = s.new_run(PROMPT, k=20)
+    job = jobs.Generate(s, PROMPT, GenerationSettings(SamplingParams(max_new_tokens=n), k=20))
     t0 = time.perf_counter()
-    steps = sum(isinstance(e, StepEvent) for e in s.generate(run, SamplingParams(max_new_tokens=n)))
+    steps = sum(isinstance(e, StepEvent) for e in job)
     dt = time.perf_counter() - t0
     assert steps == n
     return n / dt
@@ -51,14 +52,13 @@ def branch_first_token(lm, prefixes, repeats):
     """Seconds to the first step of a new branch forked at each prefix length."""
     s = HFBackend(lm, lens_chunk=32)
     longest = max(prefixes)
-    run = s.new_run(PROMPT, k=20)
-    ids, _ = s.encode_prompt(PROMPT)
     # a long prompt: repeat the text until it is long enough, then generate 2 tokens so a cache exists
     text = PROMPT
     while len(s.encode_prompt(text)[0]) < longest + 8:
         text += PROMPT
-    run = s.new_run(text, k=20)
-    list(s.generate(run, SamplingParams(max_new_tokens=2)))
+    job = jobs.Generate(s, text, GenerationSettings(SamplingParams(max_new_tokens=2), k=20))
+    list(job)
+    run = job.run
     results = {}
     for p in prefixes:
         for mode in ("reuse", "recompute"):
@@ -71,7 +71,7 @@ def branch_first_token(lm, prefixes, repeats):
                     list(s.continue_branch(run, 0, SamplingParams(max_new_tokens=1)))  # refill the root's cache
                 tok = int(run.step(0, p).topk_ids[1])
                 t0 = time.perf_counter()
-                for ev in s.branch(run, 0, p, [tok], SamplingParams(max_new_tokens=0)):
+                for ev in s.fork(run, 0, p, [tok], SamplingParams(max_new_tokens=1)):
                     if isinstance(ev, StepEvent):
                         times.append(time.perf_counter() - t0)
                         break

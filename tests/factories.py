@@ -155,3 +155,22 @@ async def wait_generated(pilot, app, branch: int = 0, status: str | None = None)
 def rendered(widget) -> str:
     """The plain text a widget currently shows."""
     return "\n".join(strip.text for strip in widget.render_lines(widget.region.reset_offset))
+
+
+def generate_run(backend, prompt: str, sampling, k: int = 8, forced: str = "", cancel=None):
+    """(run, events) of a generation through the same job path the CLI and the worker use."""
+    from tokentui.core.params import GenerationSettings
+    from tokentui.engine import jobs
+
+    job = jobs.Generate(backend, prompt, GenerationSettings(sampling, k, forced=forced), cancel)
+    events = list(job)
+    return job.run, events
+
+
+def score_text(backend, text: str, k: int = 8):
+    """The run of teacher-forced scoring of `text` (the score job)."""
+    from tokentui.engine import jobs
+
+    job = jobs.Score(backend, text, k)
+    list(job)
+    return job.run

@@ -107,7 +107,7 @@ def test_generate_table_score_runs_export_rm(model_dirs, cache_dir, tmp_path):
         (["generate", "-m", "./missing-model", "-p", "hi"], "no such folder"),
         (["generate", "-m", "someone/not-here", "-p", "hi"], "offline"),
         (["generate", "-m", "{gpt2}", "-p", "  "], "prompt is empty"),
-        (["generate", "-m", "{gpt2}", "-p", "hi", "-k", "100000"], "outside 1.."),
+        (["generate", "-m", "{gpt2}", "-p", "hi", "-k", "100000"], "more than the vocabulary"),
         (["generate", "-m", "{gpt2}", "-p", "hi", "--top-p", "0"], "top-p"),
         (["score", "-m", "{gpt2}"], "exactly one"),
         (["generate", "-m", "{gpt2}", "-p", "hi", "--lens-precision", "int4"], "unknown lens precision"),

@@ -94,10 +94,10 @@ def _check_lens_precision(precision: str) -> None:
         fail(f"unknown lens precision {precision!r} (choose from {', '.join(LENS_PRECISIONS)})")
 
 
-def _load(model: str, device: str, dtype: str, trust_remote_code: bool):
-    from tokentui.engine.hf.loading import load_model
+def _open(model: str, device: str, dtype: str, trust_remote_code: bool, lens_chunk: int, lens_precision: str):
+    from tokentui.engine.backend import ModelSpec, open_backend
 
-    return load_model(model, device, dtype, trust_remote_code, progress=_progress)
+    return open_backend(ModelSpec(model, device, dtype, trust_remote_code, lens_chunk, lens_precision), _progress)
 
 
 def _table(run, branch_id: int, start: int) -> str:
@@ -149,60 +149,61 @@ def generate(
 ) -> None:
     """Generate from a prompt, recording every token; print the stream and a stats table, save the run."""
     import json
-    import threading
 
     from tokentui.core.display import safe_text
-    from tokentui.core.run import SamplingParams
+    from tokentui.core.params import GenerationSettings, SamplingParams
+    from tokentui.engine import jobs
     from tokentui.engine.events import Finished, LensEvent, StepEvent
 
     try:
         params = SamplingParams(temperature, top_k, top_p, seed, max_new_tokens, list(stop or []))
-        params.check()
+        settings = GenerationSettings(params, alternatives, chat, force)
+        settings.check()
         _check_lens_precision(lens_precision)
-        lm = _load(model, device, dtype, trust_remote_code)
-        from tokentui.engine.hf.backend import HFBackend
+        backend = _open(model, device, dtype, trust_remote_code, lens_chunk, lens_precision)
         from tokentui.store.export import step_record
 
-        session = HFBackend(lm, lens_chunk, lens_precision, autosave=lambda r: _save(r, cache_dir))
-        ids, template = session.encode_prompt(prompt, chat)
-        run = session.new_run(prompt, alternatives, chat, params, template=template)
-        forced = lm.tokenizer(force, add_special_tokens=False)["input_ids"] if force else []
+        job = jobs.Generate(backend, prompt, settings)
         color = _use_color() and not as_json
-        cancel = threading.Event()
-        pending: list = []
-        done = None
+        pending: list[tuple[int, int]] = []  # (branch, position) of records waiting for lens values
+        done: list[Finished] = []
+
+        def emit(upto: int | None) -> None:
+            while pending and (upto is None or pending[0][1] < upto):
+                b, pos = pending.pop(0)
+                print(json.dumps(step_record(job.run, b, job.run.step(b, pos)), ensure_ascii=False))
+
+        def show(job: jobs.Job, ev) -> None:
+            if isinstance(ev, StepEvent):
+                if as_json:
+                    pending.append((ev.branch_id, ev.step.position))
+                else:
+                    text = safe_text(job.run.tokens.bytes_of(ev.step.token_id))
+                    sys.stdout.write(_paint(text, ev.step.prob, color))
+                    sys.stdout.flush()
+            elif isinstance(ev, LensEvent) and as_json:
+                emit(ev.start_position + len(next(iter(ev.values.values()))))
+            elif isinstance(ev, Finished):
+                emit(None)
+                done.append(ev)
+
         if not as_json:
             sys.stdout.write(safe_text(prompt.encode()))
         try:
-            for ev in session.generate(run, params, cancel, forced):
-                if isinstance(ev, StepEvent):
-                    if as_json:
-                        pending.append(ev.step)
-                    else:
-                        text = safe_text(run.tokens.bytes_of(ev.step.token_id))
-                        sys.stdout.write(_paint(text, ev.step.prob, color))
-                        sys.stdout.flush()
-                elif isinstance(ev, LensEvent) and as_json:
-                    by_pos = {ev.start_position + i: v for i, v in enumerate(ev.values["layer_entropy"])}
-                    for st in pending:
-                        rec = step_record(run, ev.branch_id, st)
-                        if st.position in by_pos:
-                            rec["layer_entropy"] = [round(float(x), 5) for x in by_pos[st.position]]
-                        print(json.dumps(rec, ensure_ascii=False))
-                    pending.clear()
-                elif isinstance(ev, Finished):
-                    done = ev
+            jobs.drive(job, jobs.Autosave(lambda r: _save(r, cache_dir)), show)
         except KeyboardInterrupt:
-            cancel.set()
+            job.cancel.set()
             typer.echo("\n(interrupted: keeping the partial run)", err=True)
-        for st in pending:  # steps whose layer values never came (single-layer model)
-            print(json.dumps(step_record(run, 0, st), ensure_ascii=False))
+            if job.run is not None and job.run.branches and job.run.branches[-1].status == "running":
+                job.run.branches[-1].status = "cancelled"
+        run = job.run
+        if run is None or not run.branches:
+            fail("interrupted before the prompt was scored")
         path = _save(run, cache_dir)
         if not as_json:
             sys.stdout.write("\n\n" + _table(run, 0, run.branches[0].fork_position) + "\n")
-            rate = f", {done.tokens_per_second:.1f} tokens/s" if done else ""
-            status = done.status if done else "cancelled"
-            typer.echo(f"\nrun {run.id} ({status}{rate}) saved to {path}")
+            rate = f", {done[-1].tokens_per_second:.1f} tokens/s" if done else ""
+            typer.echo(f"\nrun {run.id} ({run.branches[0].status}{rate}) saved to {path}")
         else:
             typer.echo(f"run {run.id} saved to {path}", err=True)
     except _errors() as e:
@@ -234,11 +235,15 @@ def score(
             except UnicodeDecodeError:
                 fail(f"{file} is not UTF-8 text")
         _check_lens_precision(lens_precision)
-        lm = _load(model, device, dtype, trust_remote_code)
-        from tokentui.engine.hf.backend import HFBackend
+        if not (text or "").strip():
+            fail("the text is empty")
+        backend = _open(model, device, dtype, trust_remote_code, 32, lens_precision)
+        from tokentui.engine import jobs
         from tokentui.store.export import iter_steps, step_record
 
-        run = HFBackend(lm, lens_precision=lens_precision).score(text or "", alternatives)
+        job = jobs.Score(backend, text, alternatives)
+        jobs.drive(job)
+        run = job.run
         path = _save(run, cache_dir)
         if as_json:
             for st in iter_steps(run, 0):

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.factories import FAMILIES
+from tests.factories import FAMILIES, generate_run, score_text
+from tokentui.core.params import GenerationSettings
 from tokentui.core.run import SamplingParams
+from tokentui.engine import jobs
 from tokentui.engine.events import Finished, LensEvent, StepEvent
 from tokentui.engine.hf.backend import HFBackend
 from tokentui.store.runfile import load_run, save_run
@@ -20,8 +22,7 @@ PROMPT = "def wrap(text, width):\n    "
 
 def run_generate(lm, params, k=8, lens_chunk=1, prompt=PROMPT, cancel=None, lens_precision="float32"):
     s = HFBackend(lm, lens_chunk=lens_chunk, lens_precision=lens_precision)
-    run = s.new_run(prompt, k=k)
-    events = list(s.generate(run, params, cancel))
+    run, events = generate_run(s, prompt, params, k=k, cancel=cancel)
     return s, run, events
 
 
@@ -100,13 +101,12 @@ def test_branch_with_cache_reuse_equals_recompute(loaded, family):
     s, run, _ = run_generate(lm, params, k=6)
     pos = run.branches[0].fork_position + 4
     alt = int(run.step(0, pos).topk_ids[2])
-    reused = list(s.branch(run, 0, pos, [alt], params))
+    reused = list(s.fork(run, 0, pos, [alt], params))
     assert s.caches.best(run.sequence(0), 10)[1] > 0  # the parent's cache was kept
     # recompute: a fresh session with no caches, same branch
     fresh = HFBackend(lm, lens_chunk=1, lens_precision="float32")
-    fresh_run = HFBackend(lm).new_run(PROMPT, k=6)
-    list(fresh.generate(fresh_run, params))
-    recomputed = list(fresh.branch(fresh_run, 0, pos, [alt], params))
+    fresh_run, _ = generate_run(fresh, PROMPT, params, k=6)
+    recomputed = list(fresh.fork(fresh_run, 0, pos, [alt], params))
     a, la = steps_of(reused, 1)
     b, lb = steps_of(recomputed, 1)
     assert [x.token_id for x in a] == [x.token_id for x in b]
@@ -135,9 +135,9 @@ def test_branch_from_a_branch_and_inside_the_prompt(loaded):
     params = SamplingParams(max_new_tokens=6)
     s, run, _ = run_generate(lm, params)
     f = run.branches[0].fork_position
-    list(s.branch(run, 0, f + 2, [int(run.step(0, f + 2).topk_ids[1])], params))
-    list(s.branch(run, 1, f + 4, [int(run.step(1, f + 4).topk_ids[3])], params))
-    list(s.branch(run, 0, 2, [5, 6], params))  # forks inside the prompt, forcing two tokens
+    list(s.fork(run, 0, f + 2, [int(run.step(0, f + 2).topk_ids[1])], params))
+    list(s.fork(run, 1, f + 4, [int(run.step(1, f + 4).topk_ids[3])], params))
+    list(s.fork(run, 0, 2, [5, 6], params))  # forks inside the prompt, forcing two tokens
     run.validate()
     assert run.branches[2].parent == 1 and run.branches[3].n_forced == 2
     for b in run.branches[1:]:
@@ -170,7 +170,7 @@ def test_scoring_equals_generation_stats(loaded, family):
 def test_score_text_and_sampled_reproducibility(loaded):
     lm = loaded("llama")
     s = HFBackend(lm)
-    run = s.score("import os\nprint(os.getcwd())\n", k=5)
+    run = score_text(s, "import os\nprint(os.getcwd())\n", k=5)
     assert len(run.prompt) == len(lm.tokenizer("import os\nprint(os.getcwd())\n")["input_ids"])
     assert np.isnan(run.prompt.col("logprob")[0]) and np.isfinite(run.prompt.col("logprob")[1:]).all()
     p = SamplingParams(temperature=0.9, top_k=50, top_p=0.9, seed=7, max_new_tokens=15)
@@ -194,17 +194,18 @@ def test_cancel_keeps_a_consistent_partial_branch(loaded, tmp_path):
 
     lm = loaded("gpt2")
     s = HFBackend(lm, lens_chunk=8)
-    run = s.new_run(PROMPT, k=4)
     cancel = threading.Event()
     seen = 0
     events = []
-    for ev in s.generate(run, SamplingParams(max_new_tokens=50), cancel):
+    job = jobs.Generate(s, PROMPT, GenerationSettings(SamplingParams(max_new_tokens=50), k=4), cancel)
+    for ev in job:
         events.append(ev)
         if isinstance(ev, StepEvent):
             seen += 1
             if seen == 3:
                 cancel.set()
     assert isinstance(events[-1], Finished) and events[-1].status == "cancelled"
+    run = job.run
     b = run.branches[0]
     assert len(b.steps) == 3 and b.status == "cancelled"
     assert np.isfinite(b.steps.col("layer_entropy")).all()  # the lens was flushed
@@ -231,9 +232,8 @@ def test_stop_strings_eos_and_forced_prefix(loaded):
     assert b.status == "stop" and len(b.steps) <= at + 1
     assert stop.encode() in run.tokens.text(run.sequence(0)[b.fork_position :].tolist())
     s = HFBackend(lm)
-    run = s.new_run(PROMPT, k=4)
     forced = lm.tokenizer("return", add_special_tokens=False)["input_ids"]
-    list(s.generate(run, SamplingParams(max_new_tokens=3), forced=forced))
+    run, _ = generate_run(s, PROMPT, SamplingParams(max_new_tokens=3), k=4, forced="return")
     b = run.branches[0]
     assert b.n_forced == len(forced) and len(b.steps) == len(forced) + 3
     assert run.sequence(0)[b.fork_position : b.fork_position + len(forced)].tolist() == forced

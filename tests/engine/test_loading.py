@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from tests.factories import model_config
+from tests.factories import generate_run, model_config
 from tokentui.engine.errors import EngineError, ModelLoadError
 from tokentui.engine.hf.backend import HFBackend
 from tokentui.engine.hf.loading import load_model
@@ -92,19 +92,19 @@ def test_load_errors_are_one_clear_line(tmp_path, model_dirs):
 
 
 def test_bad_requests_to_a_session(loaded):
+    from tokentui.core.params import GenerationSettings, RunError
     from tokentui.core.run import SamplingParams
 
     lm = loaded("gpt2")
     s = HFBackend(lm)
     with pytest.raises(EngineError, match="empty"):
-        s.new_run("x") and s.encode_prompt("   ")
-    with pytest.raises(EngineError, match="outside 1.."):
-        s.new_run("x", k=lm.vocab_size + 1)
-    run = s.new_run("def f():", k=3)
-    list(s.generate(run, SamplingParams(max_new_tokens=3)))
+        s.encode_prompt("   ")
+    with pytest.raises(RunError, match="more than the vocabulary"):
+        s.new_run("x", GenerationSettings(k=lm.vocab_size + 1), None)
+    run, _ = generate_run(s, "def f():", SamplingParams(max_new_tokens=3), k=3)
     with pytest.raises(EngineError, match="out of range"):
-        list(s.branch(run, 0, run.length(0) + 5, [1], SamplingParams()))
+        list(s.fork(run, 0, run.length(0) + 5, [1], SamplingParams()))
     with pytest.raises(EngineError, match="outside the vocabulary"):
-        list(s.branch(run, 0, 2, [lm.vocab_size], SamplingParams()))
+        list(s.fork(run, 0, 2, [lm.vocab_size], SamplingParams()))
     chat = s.encode_prompt("hi", chat=True)
     assert chat[1] is not None and "<|assistant|>" in lm.tokenizer.decode(chat[0])

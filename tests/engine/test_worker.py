@@ -8,6 +8,7 @@ import time
 from tests.factories import assert_same
 from tokentui.core.params import GenerationSettings, SamplingParams
 from tokentui.engine import worker as w
+from tokentui.engine.backend import ModelSpec
 from tokentui.engine.events import (
     BranchStarted,
     Failed,
@@ -42,7 +43,7 @@ def test_worker_load_generate_branch_cancel(model_dirs, tmp_path):
         wk.submit(w.Fork(0, 1, [1]))  # nothing loaded yet: a clean failure, the thread lives on
         ev = collect_until(q, lambda e: isinstance(e, Failed))
         assert "no model" in ev[-1].message
-        wk.submit(w.Load(str(model_dirs["gpt2"])))
+        wk.submit(w.Load(ModelSpec(str(model_dirs["gpt2"]))))
         evs = collect_until(q, lambda e: isinstance(e, (Loaded, Failed)))
         assert isinstance(evs[-1], Loaded) and any(isinstance(e, Progress) for e in evs)
         wk.submit(w.Generate("def f():", GenerationSettings(SamplingParams(max_new_tokens=6), k=4)))

@@ -60,7 +60,7 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-STATUSES = ("running", "eos", "length", "stop", "cancelled", "error", "scored")
+STATUSES = ("running", "eos", "length", "stop", "context", "cancelled", "error", "scored")
 
 
 @dataclass

@@ -65,7 +65,7 @@ class LensEvent:
 class Finished:
     run_id: str
     branch_id: int
-    status: str  # eos | length | stop | cancelled | error | scored
+    status: str  # eos | length | stop | context | cancelled | error | scored
     new_tokens: int
     seconds: float
 

@@ -107,3 +107,17 @@ def lens_parts(model: torch.nn.Module) -> LensParts:
         raise EngineError("cannot tell how many layers the model has")
     softcap = getattr(cfg, "final_logit_softcapping", None)
     return LensParts(norm, head.weight, getattr(head, "bias", None), softcap, int(n_layers))
+
+
+CONTEXT_NAMES = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length", "max_sequence_length")
+
+
+def context_length(config) -> int | None:
+    """How many positions the model can attend to, from its config (None when it does not say:
+    then generation is not clamped). Models with learned position tables (GPT-2's 1024) fail
+    with an index error past it; rotary models degrade. Either way tokentui stops there."""
+    for name in CONTEXT_NAMES:
+        v = getattr(config, name, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None

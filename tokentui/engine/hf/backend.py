@@ -1,4 +1,4 @@
-"""Instrumented decoding: our own KV-cache loop that records a `Step` per token.
+"""The Hugging Face backend: instrumented decoding in our own KV-cache loop, a `Step` per token.
 
 One forward of the new token per step; statistics computed on the device; one small transfer per
 step (plus one per lens chunk). The logit lens buffers the new positions' hidden states and
@@ -14,18 +14,22 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 
 import numpy as np
 import torch
 
 from tokentui import __version__
 from tokentui.core.columns import nan_step
+from tokentui.core.params import GenerationSettings
 from tokentui.core.run import Branch, Run, RunError, RunMeta, SamplingParams, new_run_id, now_iso
 from tokentui.core.step import Step
+from tokentui.engine.backend import Capabilities, ModelInfo, ModelSpec
 from tokentui.engine.errors import EngineError
-from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, RunStarted, StepEvent
+from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, Progress, RunStarted, StepEvent
+from tokentui.engine.hf.arch import context_length
 from tokentui.engine.hf.kv_cache import CachePool
-from tokentui.engine.hf.loading import LoadedModel
+from tokentui.engine.hf.loading import LoadedModel, load_model
 from tokentui.engine.hf.measures import Packer, TokenInputs, layer_arrays, lens_values, run_layout, token_values
 from tokentui.engine.hf.sampling import choose, make_generator
 
@@ -37,17 +41,23 @@ def cache_of(out):
 
 
 class HFBackend:
-    """Owns one loaded model; creates runs and grows their branches. Not thread-safe: one thread
-    (the worker) drives it."""
+    """Owns one loaded transformers model; creates runs and grows their branches (implements
+    `engine.backend.Backend` with every capability). Not thread-safe: one thread drives it."""
+
+    kind = "hf"
+    capabilities = Capabilities(
+        lens=True, kv_fork=True, gradients=True, hooks=True, attention=True, full_distribution=True
+    )
+
+    @classmethod
+    def load(cls, spec: ModelSpec, progress: Callable[[str], None] | None = None) -> HFBackend:
+        if spec.lens_chunk < 0:
+            raise EngineError(f"the lens chunk must be ≥ 0 (got {spec.lens_chunk})")
+        lm = load_model(spec.model, spec.device, spec.dtype, spec.trust_remote_code, progress=progress)
+        return cls(lm, spec.lens_chunk, spec.lens_precision)
 
     def __init__(
-        self,
-        lm: LoadedModel,
-        lens_chunk: int = 32,
-        lens_precision: str = "auto",
-        cache_slots: int = 4,
-        autosave: Callable[[Run], None] | None = None,
-        autosave_seconds: float = 10.0,
+        self, lm: LoadedModel, lens_chunk: int = 32, lens_precision: str = "auto", cache_slots: int = 4
     ) -> None:
         self.lm = lm
         self.model = lm.model
@@ -57,8 +67,8 @@ class HFBackend:
         self.caches = CachePool(cache_slots)
         # transformers renamed `past_key_values` to `cache` within 5.x (the old name warns, then goes)
         self._cache_kw = "cache" if "cache" in inspect.signature(lm.model.forward).parameters else "past_key_values"
-        self.autosave = autosave
-        self.autosave_seconds = autosave_seconds
+        self.context = context_length(lm.model.config)
+        self.info = ModelInfo(lm.spec, lm.device, lm.dtype, lm.n_layers, lm.vocab_size, self.context)
 
     # --- prompts and runs -------------------------------------------------------------------
     def encode_prompt(self, prompt: str, chat: bool = False) -> tuple[list[int], str | None]:
@@ -80,20 +90,12 @@ class HFBackend:
             raise EngineError("the prompt encodes to no tokens")
         return [int(i) for i in ids], template
 
-    def new_run(
-        self,
-        prompt: str,
-        k: int = 20,
-        chat: bool = False,
-        params: SamplingParams | None = None,
-        mode: str = "generate",
-        template: str | None = None,
-    ) -> Run:
-        if not 1 <= k <= self.lm.vocab_size:
-            raise EngineError(f"k = {k} alternatives is outside 1..{self.lm.vocab_size} (the vocabulary size)")
-        params = params or SamplingParams()
-        from dataclasses import asdict
+    def encode_text(self, text: str) -> list[int]:
+        return [int(i) for i in self.lm.tokenizer(text, add_special_tokens=False)["input_ids"]] if text else []
 
+    def new_run(self, prompt: str, settings: GenerationSettings, template: str | None, mode: str = "generate") -> Run:
+        settings.check(self.lm.vocab_size)
+        k, chat, params = settings.k, settings.chat, settings.sampling
         tok = self.lm.tokenizer
         meta = RunMeta(
             run_id=new_run_id(),
@@ -163,34 +165,39 @@ class HFBackend:
                 self._note_tokens(run, host[m.name])
 
     @torch.inference_mode()
-    def score(self, text: str, k: int = 20) -> Run:
-        """Teacher-forced scoring of a text: a Step for every position, in one forward pass."""
-        ids, _ = self.encode_prompt(text)
-        return self.score_ids(ids, k, text)
-
-    @torch.inference_mode()
     def score_ids(self, ids: list[int], k: int = 20, text: str | None = None) -> Run:
         """Teacher-forced scoring of given token ids (what `score` does after tokenizing)."""
         if not ids:
             raise EngineError("nothing to score")
         if text is None:
             text = self.lm.tokenizer.decode(ids)
-        run = self.new_run(text, k=k, mode="score", params=SamplingParams(max_new_tokens=0))
+        self._check_context(len(ids), "the text")
+        run = self.new_run(text, GenerationSettings(k=k), None, mode="score")
         out = self._forward(torch.tensor([ids], device=self.device), use_cache=False)
         self._record_teacher_forced(run, ids, out)
         run.add_branch(None, len(run.prompt)).status = "scored"
         return run
 
     # --- generation -------------------------------------------------------------------------
+    def _check_context(self, n: int, what: str) -> None:
+        if self.context is not None and n > self.context:
+            raise EngineError(f"{what} has {n} tokens, more than the model's context ({self.context} positions)")
+
     @torch.inference_mode()
     def generate(
-        self, run: Run, params: SamplingParams, cancel: threading.Event | None = None, forced: list[int] | None = None
+        self,
+        run: Run,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        cancel: threading.Event | None = None,
+        forced: list[int] | None = None,
     ) -> Iterator[Event]:
         """Score the run's prompt and grow its root branch (optionally starting with forced tokens)."""
         params.check()
         if run.branches:
             raise RunError("this run already has a root branch; continue or branch it instead")
-        ids, _ = self.encode_prompt(run.meta.prompt, run.meta.chat)
+        ids = list(prompt_ids)
+        self._check_context(len(ids), "the prompt")
         out = self._forward(torch.tensor([ids], device=self.device))
         self._record_teacher_forced(run, ids, out)
         yield RunStarted(run.copy())
@@ -213,7 +220,7 @@ class HFBackend:
         yield from self._decode(run, branch, cache, pending, params, cancel, [])
 
     @torch.inference_mode()
-    def branch(
+    def fork(
         self,
         run: Run,
         parent: int,
@@ -261,10 +268,16 @@ class HFBackend:
         chunk = self.lens_chunk
         packer = Packer(run.layout, lens_rows=n_layers - 1 if chunk == 1 and n_layers > 1 else 0)
         id_measures = [m.name for m in run.layout.measures if m.is_token_id and m.name != "token_id"]
-        t0 = last_save = time.perf_counter()
+        t0 = time.perf_counter()
         new = 0
         status = "length"
         out = first_out
+        room = None if self.context is None else self.context - branch.fork_position
+        if room is not None and (len(forced) + params.max_new_tokens) > room:
+            yield Progress(
+                f"the model's context is {self.context} positions: this branch stops after {max(room, 0)} more tokens"
+            )
+        failure: EngineError | None = None
         try:
             while True:
                 if cancel is not None and cancel.is_set():
@@ -272,6 +285,9 @@ class HFBackend:
                     break
                 if not forced and new >= params.max_new_tokens:
                     status = "length"
+                    break
+                if self.context is not None and branch.end >= self.context:
+                    status = "context"
                     break
                 if out is None:
                     out = self._forward(pending, cache)
@@ -313,9 +329,6 @@ class HFBackend:
                 if lens_buf and len(lens_buf) >= chunk:
                     yield self._flush_lens(run, branch, lens_buf, lens_start)
                     lens_start = branch.end
-                if self.autosave and time.perf_counter() - last_save > self.autosave_seconds:
-                    self.autosave(run)
-                    last_save = time.perf_counter()
                 if token in eos:
                     status = "eos"
                     break
@@ -325,9 +338,8 @@ class HFBackend:
                     if any(s in tail for s in stops):
                         status = "stop"
                         break
-        except EngineError:
-            status = "error"
-            raise
+        except EngineError as e:
+            status, failure = "error", e
         finally:
             branch.status = status
             if lens_buf:
@@ -340,9 +352,9 @@ class HFBackend:
                 self.caches.put((run.id, branch.id), cache, seq[:covered])
         if ev is not None:
             yield ev
-        if self.autosave:
-            self.autosave(run)
         yield Finished(run.id, branch.id, status, new, time.perf_counter() - t0)
+        if failure is not None:
+            raise failure  # after Finished: the branch keeps its steps and is saved with status "error"
 
     def _flush_lens(self, run: Run, branch: Branch, buf: list[torch.Tensor], start: int) -> LensEvent:
         """Lens the buffered positions in one pass, store the values, and report them."""

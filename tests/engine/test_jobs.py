@@ -13,7 +13,8 @@ from tests.factories import generate_run
 from tokentui.core.params import GenerationSettings, SamplingParams
 from tokentui.engine import jobs
 from tokentui.engine import worker as w
-from tokentui.engine.backend import Capabilities, ModelSpec
+from tokentui.engine.backend import ModelSpec
+from tokentui.engine.capabilities import Capabilities
 from tokentui.engine.errors import EngineError
 from tokentui.engine.events import Failed, Finished, Progress, Saved, StepEvent
 from tokentui.engine.hf.backend import HFBackend

@@ -12,11 +12,13 @@ import copy
 import secrets
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 
 from tokentui.core.columns import Columns, Layout
-from tokentui.core.params import RunError, SamplingParams  # noqa: F401 - also this module's API
+from tokentui.core.params import RunError as RunError  # also this module's API
+from tokentui.core.params import SamplingParams as SamplingParams
 from tokentui.core.step import Step
 from tokentui.core.tokens import TokenTable
 
@@ -40,11 +42,11 @@ class RunMeta:
     prompt: str
     chat: bool = False
     chat_template: str | None = None  # the template text, when one was applied
-    sampling: dict = field(default_factory=lambda: asdict(SamplingParams()))
+    sampling: dict[str, Any] = field(default_factory=lambda: asdict(SamplingParams()))
     eos_ids: list[int] = field(default_factory=list)
     lens: str = "logit lens: hidden state → final norm → unembedding; last layer = model output"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def copy(self) -> RunMeta:

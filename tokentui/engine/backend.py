@@ -16,36 +16,8 @@ from typing import Protocol
 
 from tokentui.core.params import GenerationSettings, SamplingParams
 from tokentui.core.run import Run
+from tokentui.engine.capabilities import Capabilities
 from tokentui.engine.events import Event
-
-FEATURES = {
-    "lens": "hidden states for the logit lens",
-    "kv_fork": "forking the KV cache (branches reuse their prefix)",
-    "gradients": "gradients (attribution)",
-    "hooks": "forward hooks (steering)",
-    "attention": "attention weights",
-    "full_distribution": "the full next-token distribution (not only its top k)",
-}
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """Which optional operations a backend supports."""
-
-    lens: bool = False
-    kv_fork: bool = False
-    gradients: bool = False
-    hooks: bool = False
-    attention: bool = False
-    full_distribution: bool = False
-
-    def why_not(self, feature: str, backend: str = "this model source") -> str | None:
-        """None when `feature` is supported, else one line saying what is missing."""
-        if feature not in FEATURES:
-            raise KeyError(feature)
-        if getattr(self, feature):
-            return None
-        return f"{backend} does not provide {FEATURES[feature]}"
 
 
 @dataclass(frozen=True)

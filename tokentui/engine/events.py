@@ -9,6 +9,7 @@ import numpy as np
 
 from tokentui.core.run import Run
 from tokentui.core.step import Step
+from tokentui.engine.capabilities import Capabilities
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Loaded:
     n_layers: int
     vocab_size: int
     seconds: float
+    capabilities: Capabilities = field(default_factory=Capabilities)  # what the UI may offer
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,9 @@ class Generate(Job):
 
     name = "generate"
 
-    def __init__(self, backend: Backend, prompt: str, settings: GenerationSettings, cancel=None) -> None:
+    def __init__(
+        self, backend: Backend, prompt: str, settings: GenerationSettings, cancel: threading.Event | None = None
+    ) -> None:
         super().__init__(backend, cancel)
         self.prompt, self.settings = prompt, settings.copy()
 
@@ -62,7 +64,14 @@ class Continue(Job):
 
     name = "continue"
 
-    def __init__(self, backend: Backend, run: Run, branch_id: int, sampling: SamplingParams, cancel=None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        run: Run,
+        branch_id: int,
+        sampling: SamplingParams,
+        cancel: threading.Event | None = None,
+    ) -> None:
         super().__init__(backend, cancel)
         self.run, self.branch_id, self.sampling = run, branch_id, sampling.copy()
 
@@ -86,7 +95,7 @@ class Fork(Job):
         sampling: SamplingParams,
         token_ids: list[int] | None = None,
         text: str = "",
-        cancel=None,
+        cancel: threading.Event | None = None,
     ) -> None:
         super().__init__(backend, cancel)
         self.run, self.parent, self.position, self.sampling = run, parent, position, sampling.copy()

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tokentui.core.params import GenerationSettings
-from tokentui.core.run import Run, RunError, SamplingParams
+from tokentui.core.params import GenerationSettings, RunError, SamplingParams
+from tokentui.core.run import Run
 from tokentui.engine import jobs
 from tokentui.engine.backend import Backend, ModelSpec
 from tokentui.engine.errors import EngineError
@@ -171,7 +171,17 @@ class Worker:
             t0 = time.perf_counter()
             self.backend = open_backend(cmd.spec, progress=lambda m: self.callback(Progress(m)))
             i = self.backend.info
-            self.callback(Loaded(i.name, i.device, i.dtype, i.n_layers, i.vocab_size, time.perf_counter() - t0))
+            self.callback(
+                Loaded(
+                    i.name,
+                    i.device,
+                    i.dtype,
+                    i.n_layers,
+                    i.vocab_size,
+                    time.perf_counter() - t0,
+                    self.backend.capabilities,
+                )
+            )
         elif isinstance(cmd, Adopt):
             self.run = cmd.run.copy()  # the sender keeps its own: no two threads write one run
         elif isinstance(cmd, Save):

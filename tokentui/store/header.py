@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 from tokentui.core.display import sanitize
 
@@ -50,7 +51,7 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
         raise RunFileError(path, e.strerror or str(e)) from None
 
 
-def parse_header_json(path: Path, raw: bytes) -> tuple[dict, int]:
+def parse_header_json(path: Path, raw: bytes) -> tuple[dict[str, Any], int]:
     """The run description from the safetensors header's `__metadata__`, checked for our format,
     and the file's schema version."""
     if len(raw) < 8:
@@ -84,7 +85,7 @@ def parse_header_json(path: Path, raw: bytes) -> tuple[dict, int]:
     return run, schema
 
 
-def read_header(path: Path | str) -> dict:
+def read_header(path: Path | str) -> dict[str, Any]:
     """Only the JSON description (meta, branch list) — cheap, for listing the cache."""
     path = Path(path)
     head = read_bytes(path, 8)

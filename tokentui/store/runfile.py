@@ -15,6 +15,7 @@ import json
 import os
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -166,7 +167,7 @@ def _meta_from(path: Path, d: object) -> RunMeta:
     return RunMeta(**known)
 
 
-def _layout(path: Path, desc: dict, meta: RunMeta, schema: int) -> Layout:
+def _layout(path: Path, desc: dict[str, Any], meta: RunMeta, schema: int) -> Layout:
     """The run's columns: a fixed set in schema 1; declared in the header from schema 2 on. A
     declared column this version knows must match its declaration; an unknown one is read as it
     is declared, unless it is required (then the file needs a newer tokentui)."""
@@ -197,7 +198,9 @@ def _layout(path: Path, desc: dict, meta: RunMeta, schema: int) -> Layout:
     return Layout(tuple(measures), meta.k, meta.n_layers, j)
 
 
-def _columns(path: Path, tensors: dict, prefix: str, n: int, layout: Layout, vocab_size: int) -> Columns:
+def _columns(
+    path: Path, tensors: dict[str, np.ndarray], prefix: str, n: int, layout: Layout, vocab_size: int
+) -> Columns:
     arrays = {}
     width = id_width(vocab_size)
     for m in layout.measures:

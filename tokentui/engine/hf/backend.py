@@ -15,19 +15,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from tokentui import __version__
 from tokentui.core.columns import nan_step
-from tokentui.core.params import GenerationSettings
-from tokentui.core.run import Branch, Run, RunError, RunMeta, SamplingParams, new_run_id, now_iso
+from tokentui.core.params import GenerationSettings, RunError, SamplingParams
+from tokentui.core.run import Branch, Run, RunMeta, new_run_id, now_iso
 from tokentui.core.step import Step
-from tokentui.engine.backend import Capabilities, ModelInfo, ModelSpec
+from tokentui.engine.backend import ModelInfo, ModelSpec
+from tokentui.engine.capabilities import Capabilities
 from tokentui.engine.errors import EngineError
 from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, Progress, RunStarted, StepEvent
-from tokentui.engine.hf.arch import context_length
+from tokentui.engine.hf.arch import LensParts, context_length
 from tokentui.engine.hf.kv_cache import CachePool
 from tokentui.engine.hf.loading import LoadedModel, load_model
 from tokentui.engine.hf.measures import Packer, TokenInputs, layer_arrays, lens_values, run_layout, token_values
@@ -60,21 +62,22 @@ class HFBackend:
         self, lm: LoadedModel, lens_chunk: int = 32, lens_precision: str = "auto", cache_slots: int = 4
     ) -> None:
         self.lm = lm
-        self.model = lm.model
-        self.device = next(lm.model.parameters()).device
+        self.model: Any = cast(Any, lm.model)
+        self.tokenizer: Any = cast(Any, lm.tokenizer)
+        self.device = next(self.model.parameters()).device
         self.lens_chunk = max(0, lens_chunk)
-        self.lens = lm.lens.at_precision(lens_precision)
+        self.lens: LensParts = cast(LensParts, lm.lens).at_precision(lens_precision)
         self.caches = CachePool(cache_slots)
         # transformers renamed `past_key_values` to `cache` within 5.x (the old name warns, then goes)
-        self._cache_kw = "cache" if "cache" in inspect.signature(lm.model.forward).parameters else "past_key_values"
-        self.context = context_length(lm.model.config)
+        self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        self.context = context_length(self.model.config)
         self.info = ModelInfo(lm.spec, lm.device, lm.dtype, lm.n_layers, lm.vocab_size, self.context)
 
     # --- prompts and runs -------------------------------------------------------------------
     def encode_prompt(self, prompt: str, chat: bool = False) -> tuple[list[int], str | None]:
         if not prompt or not prompt.strip():
             raise EngineError("the prompt is empty")
-        tok = self.lm.tokenizer
+        tok = self.tokenizer
         if chat:
             template = self.lm.chat_template
             if template is None:
@@ -91,12 +94,12 @@ class HFBackend:
         return [int(i) for i in ids], template
 
     def encode_text(self, text: str) -> list[int]:
-        return [int(i) for i in self.lm.tokenizer(text, add_special_tokens=False)["input_ids"]] if text else []
+        return [int(i) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]] if text else []
 
     def new_run(self, prompt: str, settings: GenerationSettings, template: str | None, mode: str = "generate") -> Run:
         settings.check(self.lm.vocab_size)
         k, chat, params = settings.k, settings.chat, settings.sampling
-        tok = self.lm.tokenizer
+        tok = self.tokenizer
         meta = RunMeta(
             run_id=new_run_id(),
             created=now_iso(),
@@ -170,7 +173,7 @@ class HFBackend:
         if not ids:
             raise EngineError("nothing to score")
         if text is None:
-            text = self.lm.tokenizer.decode(ids)
+            text = self.tokenizer.decode(ids)
         self._check_context(len(ids), "the text")
         run = self.new_run(text, GenerationSettings(k=k), None, mode="score")
         out = self._forward(torch.tensor([ids], device=self.device), use_cache=False)
@@ -290,6 +293,7 @@ class HFBackend:
                     status = "context"
                     break
                 if out is None:
+                    assert pending is not None
                     out = self._forward(pending, cache)
                 cache = cache_of(out)
                 logits = out.logits[0, -1].float()
@@ -342,10 +346,7 @@ class HFBackend:
             status, failure = "error", e
         finally:
             branch.status = status
-            if lens_buf:
-                ev = self._flush_lens(run, branch, lens_buf, lens_start)
-            else:
-                ev = None
+            ev = self._flush_lens(run, branch, lens_buf, lens_start) if lens_buf else None
             seq = run.sequence(branch.id)
             if cache is not None and status != "error":
                 covered = cache.get_seq_length() if hasattr(cache, "get_seq_length") else 0

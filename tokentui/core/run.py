@@ -79,6 +79,25 @@ class Branch:
         """Absolute position one past this branch's last token."""
         return self.fork_position + len(self.steps)
 
+    def kind(self, i: int) -> str:
+        """Where the branch's own i-th token came from: the user ('forced') or the sampler."""
+        return "forced" if i < self.n_forced else "generated"
+
+    def step(self, i: int) -> Step:
+        """The branch's own i-th step, at its absolute position."""
+        return self.steps.get(i, self.fork_position + i, self.kind(i))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The branch's place in the tree (run files and JSON exports describe branches alike)."""
+        return {
+            "id": self.id,
+            "parent": self.parent,
+            "fork_position": self.fork_position,
+            "n_forced": self.n_forced,
+            "status": self.status,
+            "steps": len(self.steps),
+        }
+
 
 class Run:
     """A prompt's steps and the branch tree grown from it."""
@@ -190,7 +209,7 @@ class Run:
                 i = position - b.fork_position
                 if i >= len(b.steps):
                     raise RunError(f"position {position} is past the end of branch {branch_id}")
-                return b.steps, i, "forced" if i < b.n_forced else "generated"
+                return b.steps, i, b.kind(i)
         if position < len(self.prompt):
             return self.prompt, position, "prompt"
         raise RunError(f"position {position} is past the end of branch {branch_id}")
@@ -229,7 +248,7 @@ class Run:
                 out += ["prompt"] * (hi - lo)
             else:
                 b = self.branches[int(src[1:])]
-                out += ["forced" if i < b.n_forced else "generated" for i in range(lo, hi)]
+                out += [b.kind(i) for i in range(lo, hi)]
         return out
 
     def text(self, branch_id: int, start: int = 0) -> bytes:

@@ -83,17 +83,7 @@ def encode_run(run: Run) -> bytes:
         "dims": layout.dims,
         "columns": {m.name: m.to_dict() for m in layout.measures},
         "prompt_steps": len(run.prompt),
-        "branches": [
-            {
-                "id": b.id,
-                "parent": b.parent,
-                "fork_position": b.fork_position,
-                "n_forced": b.n_forced,
-                "status": b.status,
-                "steps": len(b.steps),
-            }
-            for b in run.branches
-        ],
+        "branches": [b.to_dict() for b in run.branches],
     }
     meta = {"format": FORMAT, "schema": str(SCHEMA_VERSION), "run": json.dumps(header)}
     return save(tensors, metadata=meta)

@@ -135,3 +135,21 @@ def test_the_worker_saves_what_it_grows(loaded, model_dirs, tmp_path):
         wk.shutdown()
     saved = next(e for e in events if isinstance(e, Saved))
     assert load_run(saved.path).branches[0].status == "scored"
+
+
+def test_resample_samples_the_token_at_a_position_afresh(loaded):
+    """A greedy run's token is resampled at temperature 1 with a new seed: new branches fork at
+    the position, are sampled (their first step has a sampler probability), and differ."""
+    s = HFBackend(loaded("gpt2"))
+    run, _ = generate_run(s, "import os", SamplingParams(max_new_tokens=6), k=4)
+    pos = run.length(0) - 3
+    firsts = set()
+    for _ in range(6):
+        list(jobs.Resample(s, run, 0, pos, SamplingParams(max_new_tokens=2)))
+        b = run.branches[-1]
+        first = b.step(0)
+        assert b.fork_position == pos and b.n_forced == 0 and first.kind == "generated"
+        assert first.sampler_logprob == pytest.approx(first.logprob, abs=1e-5)  # temperature 1, no filter
+        firsts.add(first.token_id)
+    assert len(firsts) > 1  # random-init model: its distribution is flat enough to differ
+    run.validate()

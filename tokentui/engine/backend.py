@@ -87,7 +87,8 @@ class Backend(Protocol):
         sampling: SamplingParams,
         cancel: threading.Event | None,
     ) -> Iterator[Event]:
-        """A new branch of `parent` at `position`: take `forced` there, then continue."""
+        """A new branch of `parent` at `position`: take `forced` there (none: sample that token
+        afresh), then continue."""
         ...
 
     def score_ids(self, ids: list[int], k: int, text: str | None = None) -> Run:

@@ -10,6 +10,7 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -107,6 +108,33 @@ class Fork(Job):
         if not ids:
             raise EngineError("a branch needs at least one token to take")
         yield from self.backend.fork(self.run, self.parent, self.position, ids, self.sampling, self.cancel)
+
+
+class Resample(Job):
+    """A new branch that samples the token at `position` of `parent` afresh (a new seed; the
+    session's sampler, or plain sampling at temperature 1 when the session is greedy)."""
+
+    name = "resample"
+
+    def __init__(
+        self,
+        backend: Backend,
+        run: Run,
+        parent: int,
+        position: int,
+        sampling: SamplingParams,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        super().__init__(backend, cancel)
+        self.run, self.parent, self.position = run, parent, position
+        self.sampling = sampling.copy()
+        if self.sampling.greedy:
+            self.sampling.temperature = 1.0
+        self.sampling.seed = secrets.randbits(31)
+
+    def events(self) -> Iterator[Event]:
+        assert self.run is not None
+        yield from self.backend.fork(self.run, self.parent, self.position, [], self.sampling, self.cancel)
 
 
 class Score(Job):

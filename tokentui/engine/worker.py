@@ -53,6 +53,15 @@ class Fork:
 
 
 @dataclass
+class Resample:
+    """Grow a new branch of the open run from `parent` that samples the token at `position` anew."""
+
+    parent: int
+    position: int
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+
+
+@dataclass
 class Score:
     text: str
     k: int = 20
@@ -71,7 +80,7 @@ class Save:
     pass
 
 
-Command = Load | Generate | Continue | Fork | Score | Adopt | Save
+Command = Load | Generate | Continue | Fork | Resample | Score | Adopt | Save
 
 
 class Worker:
@@ -149,6 +158,9 @@ class Worker:
         if isinstance(cmd, Fork):
             b, run = self._need_backend(), self._need_run()
             return jobs.Fork(b, run, cmd.parent, cmd.position, cmd.sampling, cmd.token_ids, cmd.text, self.cancel_event)
+        if isinstance(cmd, Resample):
+            b, run = self._need_backend(), self._need_run()
+            return jobs.Resample(b, run, cmd.parent, cmd.position, cmd.sampling, self.cancel_event)
         if isinstance(cmd, Score):
             return jobs.Score(self._need_backend(), cmd.text, cmd.k)
         return None

@@ -232,10 +232,9 @@ class HFBackend:
         params: SamplingParams,
         cancel: threading.Event | None = None,
     ) -> Iterator[Event]:
-        """Fork `parent` at absolute `position`: take `forced` tokens there, then continue."""
+        """Fork `parent` at absolute `position`: take `forced` tokens there (none: sample the
+        token there afresh), then continue."""
         params.check()
-        if not forced:
-            raise EngineError("a branch needs at least one token to take")
         bad = [t for t in forced if not 0 <= t < self.lm.vocab_size]
         if bad:
             raise EngineError(f"token id {bad[0]} is outside the vocabulary (0..{self.lm.vocab_size - 1})")

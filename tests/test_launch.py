@@ -13,14 +13,14 @@ from tests.factories import make_run, rewrite_header, with_run_desc
 from tests.terminal import Terminal, tokentui_command
 from tokentui.store.runfile import encode_run, save_run
 
-TOKENS_TITLE = "─ tokens ─".encode()  # the stream's border title once the run is laid out
+TOKENS_TITLE = "━ tokens ━".encode()  # the (focused) stream's border title once the run is laid out
 
 
 def test_replay_command_shows_the_header_then_the_run_and_quits(tmp_path):
     run = make_run(n_branch_steps=(30, 12))
     path = save_run(run, tmp_path / "r.tokentui")
     with Terminal([*tokentui_command(), "replay", str(path)], size=(100, 30)) as term:
-        t = term.wait_for(b"reading r.tokentui", TOKENS_TITLE, b"branch #0 of 2")
+        t = term.wait_for(b"reading r.tokentui", TOKENS_TITLE, b"branch #0/2")
         assert t[b"reading r.tokentui"] <= t[TOKENS_TITLE]  # the first frame came before the arrays
         assert b"run 20260101-000000-abcdef" in term.text
         # the run file's prompt holds ESC [31m: shown as a visible escape, never sent raw
@@ -69,8 +69,8 @@ def test_the_first_frame_of_a_replay_needs_neither_numpy_nor_typer(tmp_path):
         gc.disable()  # as tokentui.launch does for `tokentui replay RUN`
         import asyncio, sys
         from pathlib import Path
-        from tokentui.tui.start import TokentuiApp
-        app = TokentuiApp(run_path=Path({str(path)!r}))
+        from tokentui.tui.start import explorer
+        app = explorer(run_path=Path({str(path)!r}))
         seen = {{}}
         app.call_after_refresh(lambda: seen.setdefault("first", [m for m in ("numpy", "typer") if m in sys.modules]))
         async def main():

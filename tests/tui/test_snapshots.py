@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import make_run
-from tokentui.tui.app import TokentuiApp
+from tests.factories import explorer, make_run
 
 
 @pytest.fixture
 def app(tmp_path, monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
-    return TokentuiApp(run=make_run(n_branch_steps=(30, 12)), cache_dir=tmp_path)
+    return explorer(run=make_run(n_branch_steps=(30, 12)), cache_dir=tmp_path)
 
 
 def test_main_screen_wide(snap_compare, app):

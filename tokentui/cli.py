@@ -183,7 +183,7 @@ def generate(
                         sys.stdout.write(_paint(text, ev.step.prob, color))
                         sys.stdout.flush()
                 elif isinstance(ev, LensEvent) and as_json:
-                    by_pos = {ev.start_position + i: v for i, v in enumerate(ev.values)}
+                    by_pos = {ev.start_position + i: v for i, v in enumerate(ev.values["layer_entropy"])}
                     for st in pending:
                         rec = step_record(run, ev.branch_id, st)
                         if st.position in by_pos:

@@ -13,6 +13,7 @@ from tests.factories import FAMILIES
 from tokentui.core.run import SamplingParams
 from tokentui.engine.events import Finished, LensEvent, StepEvent
 from tokentui.engine.hf.backend import HFBackend
+from tokentui.store.runfile import load_run, save_run
 
 PROMPT = "def wrap(text, width):\n    "
 
@@ -33,7 +34,7 @@ def steps_of(events, branch_id=0):
     }
     for e in events:
         if isinstance(e, LensEvent) and e.branch_id == branch_id:
-            for i, v in enumerate(e.values):
+            for i, v in enumerate(e.values["layer_entropy"]):
                 layers[e.start_position + i] = v
     return [steps[p] for p in sorted(steps)], [layers[p] for p in sorted(layers)]
 
@@ -190,7 +191,6 @@ def test_sampler_filters_hold(loaded):
 
 
 def test_cancel_keeps_a_consistent_partial_branch(loaded, tmp_path):
-    from tokentui.store.runfile import load_run, save_run
 
     lm = loaded("gpt2")
     s = HFBackend(lm, lens_chunk=8)
@@ -274,7 +274,7 @@ def test_bfloat16_lens_is_close_to_float32_and_recorded(loaded):
 def test_lens_entropy_in_vocabulary_slices_equals_the_full_softmax(softcap):
     """Blocks of rows and vocabulary slices (forced tiny here) give the full-softmax entropy."""
     from tokentui.engine.hf.arch import LensParts
-    from tokentui.engine.hf.stats import lens_entropy
+    from tokentui.engine.hf.measures import lens_values
 
     gen = torch.Generator().manual_seed(0)
     vocab, d = 5000, 16
@@ -289,7 +289,42 @@ def test_lens_entropy_in_vocabulary_slices_equals_the_full_softmax(softcap):
     with torch.inference_mode():
         logp = torch.log_softmax(parts.project(parts.normed(hidden)), -1)  # the whole vocabulary at once
         want = -(logp.exp() * logp).sum(-1)
-        got = lens_entropy(parts, hidden, block_elements=3000, max_rows=10)  # 4 row blocks × 10 slices
+        got = lens_values(parts, hidden, block_elements=3000, max_rows=10)["layer_entropy"]  # 4 row blocks × 10 slices
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-5)
     if softcap is None:
         assert want.min() < 1.0 < want.max()  # peaked and flat rows alike
+
+
+@pytest.fixture
+def margin_measure():
+    """A per-token measure added the way a contributor would: one declared, registered function."""
+    from tokentui.core.measures import MEASURES, Measure
+    from tokentui.engine.hf.measures import TOKEN_FNS, token_measure
+
+    @token_measure(Measure("margin", "nats", "float32", (), "top-1 minus top-2 log-probability", required=False))
+    def _margin(x):
+        top2 = x.logp.topk(2, dim=-1).values
+        return {"margin": top2[:, 0] - top2[:, 1]}
+
+    yield "margin"
+    TOKEN_FNS.pop()
+    del MEASURES["margin"]
+
+
+def test_a_new_measure_is_one_registered_function(loaded, margin_measure, tmp_path):
+    lm = loaded("llama")
+    s, run, events = run_generate(lm, SamplingParams(max_new_tokens=6), k=4)
+    assert "margin" in run.layout.names
+    ids = torch.tensor([lm.tokenizer(PROMPT)["input_ids"]])
+    with torch.inference_mode():
+        ref = lm.model.generate(
+            ids, max_new_tokens=6, do_sample=False, output_logits=True, return_dict_in_generate=True, pad_token_id=0
+        )
+    steps, _ = steps_of(events)
+    for step, logits in zip(steps, ref.logits):
+        top2 = torch.log_softmax(logits[0].float(), -1).topk(2).values
+        assert step.get("margin") == pytest.approx(float(top2[0] - top2[1]), abs=1e-5)
+    back = load_run(save_run(run, tmp_path / "m.tokentui"))  # stored and read like any column
+    np.testing.assert_array_equal(back.column(0, "margin"), run.column(0, "margin"))
+    scored = s.score_ids(run.sequence(0).tolist(), k=4)  # teacher forcing computes it too
+    np.testing.assert_allclose(scored.column(0, "margin")[-6:], run.column(0, "margin")[-6:], atol=1e-4)

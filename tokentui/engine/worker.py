@@ -17,7 +17,7 @@ from pathlib import Path
 from tokentui.core.params import GenerationSettings
 from tokentui.core.run import Run, RunError, SamplingParams
 from tokentui.engine.errors import EngineError
-from tokentui.engine.events import Event, Failed, Loaded, Progress, Saved
+from tokentui.engine.events import Event, Failed, Loaded, Progress, RunStarted, Saved
 
 
 @dataclass
@@ -59,7 +59,8 @@ class Score:
 
 @dataclass
 class Adopt:
-    """Work on an existing run (e.g. one reopened from the cache) from now on."""
+    """Work on an existing run (e.g. one reopened from the cache) from now on. The worker takes a
+    copy; the sender follows the worker's changes through the events."""
 
     run: Run
 
@@ -168,8 +169,9 @@ class Worker:
         elif isinstance(cmd, Score):
             s = self._need_session()
             self.run = s.score(cmd.text, cmd.k)
+            self.callback(RunStarted(self.run.copy()))
             self._save(self.run)
         elif isinstance(cmd, Adopt):
-            self.run = cmd.run
+            self.run = cmd.run.copy()  # the sender keeps its own: no two threads write one run
         elif isinstance(cmd, Save):
             self._save(self._need_run())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tokentui.core.display import sanitize
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: columns declared in the header (any measures); 1: a fixed set
 FORMAT = "tokentui-run"
 SUFFIX = ".tokentui"
 MAX_FILE_BYTES = 8 << 30
@@ -50,8 +50,9 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
         raise RunFileError(path, e.strerror or str(e)) from None
 
 
-def parse_header_json(path: Path, raw: bytes) -> dict:
-    """The safetensors header's `__metadata__`, checked for our format and schema."""
+def parse_header_json(path: Path, raw: bytes) -> tuple[dict, int]:
+    """The run description from the safetensors header's `__metadata__`, checked for our format,
+    and the file's schema version."""
     if len(raw) < 8:
         raise RunFileError(path, "not a tokentui run file (too short)")
     (n,) = struct.unpack("<Q", raw[:8])
@@ -80,7 +81,7 @@ def parse_header_json(path: Path, raw: bytes) -> dict:
             raise ValueError
     except (ValueError, KeyError, TypeError):
         raise RunFileError(path, "run description in the header is not valid JSON") from None
-    return run
+    return run, schema
 
 
 def read_header(path: Path | str) -> dict:
@@ -92,4 +93,4 @@ def read_header(path: Path | str) -> dict:
     (n,) = struct.unpack("<Q", head)
     if n > MAX_HEADER_BYTES:
         raise RunFileError(path, "not a tokentui run file (bad header)")
-    return parse_header_json(path, read_bytes(path, 8 + n))
+    return parse_header_json(path, read_bytes(path, 8 + n))[0]

@@ -23,11 +23,11 @@ from tokentui.core.columns import nan_step
 from tokentui.core.run import Branch, Run, RunError, RunMeta, SamplingParams, new_run_id, now_iso
 from tokentui.core.step import Step
 from tokentui.engine.errors import EngineError
-from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, StepEvent
+from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, RunStarted, StepEvent
 from tokentui.engine.hf.kv_cache import CachePool
 from tokentui.engine.hf.loading import LoadedModel
+from tokentui.engine.hf.measures import Packer, TokenInputs, layer_arrays, lens_values, run_layout, token_values
 from tokentui.engine.hf.sampling import choose, make_generator
-from tokentui.engine.hf.stats import lens_entropy, pack_step, score_positions
 
 
 def cache_of(out):
@@ -115,14 +115,18 @@ class HFBackend:
             eos_ids=list(self.lm.eos_ids),
             lens=f"{RunMeta.lens}; unembedding matmul in {self.lens.precision}" if self.lens_chunk else "off",
         )
-        return Run(meta)
+        return Run(meta, layout=run_layout(k, self.lm.n_layers))
 
-    def _note_tokens(self, run: Run, ids: np.ndarray) -> None:
+    def _note_tokens(self, run: Run, ids: np.ndarray) -> dict[int, bytes]:
+        """Add the bytes of ids the run's token table lacks; return what was added."""
         table = run.tokens
         vb = self.lm.vocab_bytes
+        added: dict[int, bytes] = {}
         for i in ids.ravel().tolist():
             if i >= 0 and i not in table:
-                table.add(i, vb[i] if i < len(vb) else f"<id {i}>".encode())
+                added[i] = vb[i] if i < len(vb) else f"<id {i}>".encode()
+                table.add(i, added[i])
+        return added
 
     # --- teacher forcing --------------------------------------------------------------------
     def _forward(self, ids: torch.Tensor, cache=None, use_cache: bool = True):
@@ -138,35 +142,25 @@ class HFBackend:
 
     def _record_teacher_forced(self, run: Run, ids: list[int], out) -> None:
         """Fill the run's prompt steps from one forward over `ids` (positions 1.. are scored)."""
-        k, n_layers = run.k, run.n_layers
-        run.prompt.append(nan_step(0, ids[0], k, n_layers))
+        run.prompt.append(nan_step(0, ids[0]))
         self._note_tokens(run, np.asarray(ids[:1]))
         if len(ids) < 2:
             return
+        n, n_layers = len(ids) - 1, run.n_layers
+        logp = torch.log_softmax(out.logits[0, :-1].float(), -1)
         targets = torch.tensor(ids[1:], device=self.device)
-        s = score_positions(out.logits[0, :-1], targets, k)
-        n = len(ids) - 1
+        nan = torch.full((n,), math.nan, device=self.device)
+        host = {name: t.cpu().numpy() for name, t in token_values(TokenInputs(logp, targets, nan, run.k)).items()}
+        lensed = None
         hs = out.hidden_states
         if n_layers > 1 and hs is not None:
             hidden = torch.stack([h[0, :-1] for h in hs[1:-1]])  # [L-1, n, d]
-            lens = lens_entropy(self.lens, hidden.reshape(-1, hidden.shape[-1])).view(n_layers - 1, n).T
-            layers = torch.cat([lens, s["entropy"][:, None]], dim=1).cpu().numpy()
-        else:  # lens off (or one layer): only the model's own entropy is known
-            layers = np.full((n, n_layers), np.nan, dtype=np.float32)
-            layers[:, -1] = s["entropy"].cpu().numpy()
-        host = {name: t.cpu().numpy() for name, t in s.items()}
-        arrays = {
-            "token_id": np.asarray(ids[1:], dtype=np.int32),
-            "logprob": host["logprob"],
-            "entropy": host["entropy"],
-            "rank": host["rank"],
-            "topk_ids": host["topk_ids"],
-            "topk_logprobs": host["topk_logprobs"],
-            "layer_entropy": layers,
-        }
-        run.prompt.extend(arrays)
-        self._note_tokens(run, host["topk_ids"])
-        self._note_tokens(run, arrays["token_id"])
+            lensed = lens_values(self.lens, hidden.reshape(-1, hidden.shape[-1]))
+        host.update(layer_arrays(lensed, host, n, n_layers))
+        run.prompt.extend(host)
+        for m in run.layout.measures:
+            if m.is_token_id:
+                self._note_tokens(run, host[m.name])
 
     @torch.inference_mode()
     def score(self, text: str, k: int = 20) -> Run:
@@ -199,6 +193,7 @@ class HFBackend:
         ids, _ = self.encode_prompt(run.meta.prompt, run.meta.chat)
         out = self._forward(torch.tensor([ids], device=self.device))
         self._record_teacher_forced(run, ids, out)
+        yield RunStarted(run.copy())
         branch = run.add_branch(None, len(run.prompt))
         yield BranchStarted(run.id, branch.id, None, branch.fork_position)
         yield from self._decode(run, branch, cache_of(out), None, params, cancel, list(forced or []), first_out=out)
@@ -264,6 +259,8 @@ class HFBackend:
         lens_buf: list[torch.Tensor] = []
         lens_start = branch.end
         chunk = self.lens_chunk
+        packer = Packer(run.layout, lens_rows=n_layers - 1 if chunk == 1 and n_layers > 1 else 0)
+        id_measures = [m.name for m in run.layout.measures if m.is_token_id and m.name != "token_id"]
         t0 = last_save = time.perf_counter()
         new = 0
         status = "length"
@@ -287,40 +284,31 @@ class HFBackend:
                     slp = logits.new_tensor(math.nan)
                 else:
                     chosen, slp = choose(logits, params, gen)
-                packed = pack_step(logp, chosen, k, slp)
+                x = TokenInputs(logp[None], chosen.view(1), slp.view(1).float(), k)
+                lensed = None
                 if n_layers > 1 and chunk > 0:
                     hid = torch.stack([h[0, -1] for h in out.hidden_states[1:-1]])
                     if chunk == 1:
-                        packed = torch.cat([packed, lens_entropy(self.lens, hid)])
+                        lensed = lens_values(self.lens, hid)
                     else:
                         lens_buf.append(hid)
+                packed = packer.pack(token_values(x), lensed)
                 out = None
-                host = packed.cpu().numpy()  # the step's one transfer
-                token = int(host[0])
-                layer = np.full(n_layers, np.nan, dtype=np.float32)
-                layer[-1] = host[2]
-                if chunk == 1 and n_layers > 1:
-                    layer[:-1] = host[5 + 2 * k :]
-                step = Step(
-                    position=branch.end,
-                    token_id=token,
-                    logprob=float(host[1]),
-                    entropy=float(host[2]),
-                    rank=int(host[3]),
-                    topk_ids=host[5 : 5 + k].astype(np.int32),
-                    topk_logprobs=host[5 + k : 5 + 2 * k].copy(),
-                    layer_entropy=layer,
-                    sampler_logprob=float(host[4]),
-                    kind="forced" if is_forced else "generated",
-                )
-                branch.steps.append(step)
-                if is_forced:
-                    branch.n_forced += 1
-                else:
+                host, lens_host = packer.unpack(packed.cpu().numpy())  # the step's one transfer
+                token = int(host["token_id"])
+                values: dict = {name: v for name, v in host.items() if name != "token_id"}
+                for name, arr in layer_arrays(None, host, 1, n_layers).items():
+                    if lens_host is not None:
+                        arr[0, :-1] = lens_host[name]
+                    values[name] = arr[0]
+                step = Step(branch.end, token, values, "forced" if is_forced else "generated")
+                run.append_step(branch.id, step)
+                if not is_forced:
                     new += 1
-                self._note_tokens(run, step.topk_ids)
-                self._note_tokens(run, np.asarray([token]))
-                yield StepEvent(run.id, branch.id, step)
+                added = self._note_tokens(run, np.asarray([token]))
+                for name in id_measures:
+                    added.update(self._note_tokens(run, np.asarray(values[name])))
+                yield StepEvent(run.id, branch.id, step, added)
                 pending = chosen.view(1, 1)
                 if lens_buf and len(lens_buf) >= chunk:
                     yield self._flush_lens(run, branch, lens_buf, lens_start)
@@ -357,12 +345,13 @@ class HFBackend:
         yield Finished(run.id, branch.id, status, new, time.perf_counter() - t0)
 
     def _flush_lens(self, run: Run, branch: Branch, buf: list[torch.Tensor], start: int) -> LensEvent:
-        """Lens the buffered positions in one matmul, store the values, and report them."""
+        """Lens the buffered positions in one pass, store the values, and report them."""
         n = len(buf)
-        hidden = torch.cat(buf)  # [n*(L-1), d]
+        hidden = torch.cat(buf)  # [n*(L-1), d], position-major
         buf.clear()
-        ent = lens_entropy(self.lens, hidden).view(n, run.n_layers - 1).cpu().numpy()
-        final = branch.steps.col("entropy")[start - branch.fork_position : start - branch.fork_position + n]
-        values = np.concatenate([ent, final[:, None].astype(np.float32)], axis=1)
-        branch.steps.set_layer_entropy(start - branch.fork_position, values)
+        lensed = {name: v.view(n, run.n_layers - 1).T.reshape(-1) for name, v in lens_values(self.lens, hidden).items()}
+        offset = start - branch.fork_position
+        final = {name: branch.steps.col(name)[offset : offset + n] for name in run.layout.names}
+        values = layer_arrays(lensed, final, n, run.n_layers)
+        run.set_layer_values(branch.id, start, values)
         return LensEvent(run.id, branch.id, start, values)

@@ -15,6 +15,17 @@ from tokentui.tui.widgets.branch_tree import BranchTree
 from tokentui.tui.widgets.layers import LayersPane
 
 
+def assert_same_run(ours, saved) -> None:
+    assert ours.id == saved.id and ours.tokens.items() == saved.tokens.items()
+    assert [(b.parent, b.fork_position, b.n_forced, b.status) for b in ours.branches] == [
+        (b.parent, b.fork_position, b.n_forced, b.status) for b in saved.branches
+    ]
+    for name in ours.layout.names:
+        np.testing.assert_array_equal(ours.prompt.col(name), saved.prompt.col(name), err_msg=name)
+        for a, b in zip(ours.branches, saved.branches, strict=True):
+            np.testing.assert_array_equal(a.steps.col(name), b.steps.col(name), err_msg=f"{name} #{a.id}")
+
+
 @pytest.mark.asyncio
 async def test_generate_move_branch_navigate_save(model_dirs, loaded, cache_dir):
     lm = loaded("gpt2")
@@ -66,6 +77,11 @@ async def test_generate_move_branch_navigate_save(model_dirs, loaded, cache_dir)
         n1 = run.length(1)
         await pilot.press("c")
         await wait_for(pilot, lambda: run.length(1) > n1 and app.state is AppState.IDLE, what="continue")
+        # the app's run was grown from the events alone: not the worker's object, and equal to
+        # what the worker autosaved (before Finished) in every array
+        assert app.run_obj is run and run is not app.engine.worker.run
+        assert_same_run(run, load_run(cache_dir / f"{run.id}.tokentui"))
+        assert " · saved · " in rendered(app.query_one("#status"))  # the autosave is known
         # save
         await pilot.press("ctrl+s")
         await pilot.pause(0.2)

@@ -277,8 +277,7 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
 
     # --- engine events ------------------------------------------------------------------------
     def on_engine_message(self, message: EngineMessage) -> None:
-        worker_run = self.engine.run if self.engine is not None else None
-        up = self.session.apply(message.event, worker_run)
+        up = self.session.apply(message.event)
         if up.loaded and self.generate_at_once and self.run_obj is None:
             self.generate_at_once = False
             self.call_later(self.run_action, "generate")

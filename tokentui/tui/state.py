@@ -3,7 +3,8 @@ thread: the application state as an enum, the session (the run under view, the s
 generation settings, what the status bar says), and the one place engine events are handled.
 
 Kept free of widgets so that each event's effect can be read (and tested) in one place; the app
-turns the returned `Update` into screen updates.
+turns the returned `Update` into screen updates. The run on screen is the session's own, grown from
+the events' data (engine.events.apply_event); the worker's run is never read.
 """
 
 from __future__ import annotations
@@ -93,9 +94,9 @@ class Session:
         return None
 
     # --- engine events ------------------------------------------------------------------------
-    def apply(self, ev: Event, worker_run: Run | None = None) -> Update:
-        """Apply one engine event. `worker_run`: the run the worker grows (read only when a new
-        branch starts)."""
+    def apply(self, ev: Event) -> Update:
+        """Apply one engine event: the session's own run grows from the events' data (it is
+        never the worker's run), and the state, status and what to redraw follow."""
         from tokentui.engine.events import (
             BranchStarted,
             Failed,
@@ -103,11 +104,15 @@ class Session:
             LensEvent,
             Loaded,
             Progress,
+            RunStarted,
             Saved,
             StepEvent,
+            apply_event,
         )
 
         up = Update()
+        ours = self.run is not None and getattr(ev, "run_id", None) == self.run.id
+        self.run = apply_event(self.run, ev)
         if isinstance(ev, Progress):
             self.note = ev.message
         elif isinstance(ev, Loaded):
@@ -116,19 +121,21 @@ class Session:
             self.note = f"loaded in {ev.seconds:.1f}s"
             self.model_info = f"{ev.model} · {ev.device} · {ev.dtype} · {ev.n_layers} layers"
             up.loaded = True
-        elif isinstance(ev, BranchStarted):
-            if worker_run is not None:
-                self.run = worker_run
+        elif isinstance(ev, RunStarted):
+            self.branch_id = 0
+        elif isinstance(ev, BranchStarted) and ours:
             self.branch_id = ev.branch_id
             up.show_branch = ev.branch_id
         elif isinstance(ev, (StepEvent, LensEvent)):
-            up.tokens = ev.branch_id == self.branch_id
+            up.tokens = ours and ev.branch_id == self.branch_id
         elif isinstance(ev, Finished):
             self.state = AppState.IDLE
             self.tokens_per_second = ev.tokens_per_second
             self.note = f"{ev.status}: {ev.new_tokens} new tokens"
             up.finished = True
         elif isinstance(ev, Saved):
+            if ours:  # the worker saved its run as it stood after the events applied so far
+                self.run.saved_steps = self.run.total_steps()
             self.note = "autosaved"
         elif isinstance(ev, Failed):
             if self.state is AppState.LOADING:

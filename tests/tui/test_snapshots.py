@@ -42,3 +42,19 @@ def test_high_contrast_theme(snap_compare, app):
 
 def test_export_prompt(snap_compare, app):
     assert snap_compare(app, terminal_size=(120, 40), press=["x"])
+
+
+def test_main_screen_narrow(snap_compare, app):
+    assert snap_compare(app, terminal_size=(80, 24), press=["left"])
+
+
+def test_tree_pane_narrow_on_a_child_branch(snap_compare, app):
+    assert snap_compare(app, terminal_size=(80, 24), press=["J", "v", "v"])
+
+
+def test_help_screen_narrow(snap_compare, app):
+    assert snap_compare(app, terminal_size=(80, 24), press=["question_mark"])
+
+
+def test_settings_screen_narrow(snap_compare, app):
+    assert snap_compare(app, terminal_size=(80, 24), press=["s"])

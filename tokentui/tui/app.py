@@ -49,6 +49,9 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
     CSS_PATH = "app.tcss"
     TITLE = "tokentui"
     BINDINGS = bindings()
+    # The tokens have the focus when the screen comes up (Textual would pick the first focusable
+    # widget, the prompt, where `q` is text): keys are commands until the user presses i.
+    AUTO_FOCUS = "#stream"
     # Screen classes Textual sets on every resize (app.tcss: narrow → one side pane at a time,
     # short → a smaller prompt box). An App's own on_resize never sees terminal resizes.
     HORIZONTAL_BREAKPOINTS = [(0, "narrow"), (110, "wide")]
@@ -132,7 +135,9 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
                 yield AlternativesPane(id="alternatives", classes="side shown")
                 yield LayersPane(id="layers", classes="side")
                 yield BranchTree(id="tree", classes="side")
-        yield Footer(show_command_palette=False)  # ctrl+p is in the help; the footer keeps to the essentials
+        yield Footer(
+            show_command_palette=False, compact=True
+        )  # ctrl+p is in the help; the footer keeps to the essentials
 
     @property
     def available_themes(self) -> dict[str, Theme]:

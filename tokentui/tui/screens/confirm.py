@@ -12,6 +12,7 @@ from textual.widgets import Static
 
 
 class Confirm(ModalScreen[bool]):
+    AUTO_FOCUS = "*"  # the first field (the app's own picks the tokens)
     BINDINGS = [
         Binding("y,enter", "answer(True)", "yes"),
         Binding("n,escape", "answer(False)", "no"),

@@ -16,6 +16,7 @@ from tokentui.tui.actions import help_sections
 class HelpScreen(ModalScreen[None]):
     """Esc, ? or F1 closes it; q quits, as everywhere outside an input."""
 
+    AUTO_FOCUS = "*"  # the first field (the app's own picks the tokens)
     BINDINGS = [
         Binding("escape,question_mark,f1", "dismiss", "close"),
         Binding("q", "app.quit", "quit"),
@@ -30,8 +31,8 @@ class HelpScreen(ModalScreen[None]):
         key = self.get_component_rich_style("help--key", partial=True)
         group = self.get_component_rich_style("help--group", partial=True)
         table = Table.grid(padding=(0, 2))
-        table.add_column(style=key, justify="right")
-        table.add_column()
+        table.add_column(style=key, justify="right", no_wrap=True)
+        table.add_column(ratio=1)
         for title, rows in help_sections():
             table.add_row(Text(""), Text(""))
             table.add_row(Text(title, style=group), Text(""))

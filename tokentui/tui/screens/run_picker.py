@@ -18,6 +18,7 @@ from tokentui.store.cache import RunSummary, list_runs
 
 
 class RunPicker(ModalScreen[Path | None]):
+    AUTO_FOCUS = "*"  # the first field (the app's own picks the tokens)
     BINDINGS = [
         Binding("escape", "cancel", "cancel"),
         Binding("down", "into_list", "to the list", show=False),

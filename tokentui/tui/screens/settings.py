@@ -64,6 +64,7 @@ def parse_fields(raw: dict[str, str], stop: list[str]) -> GenerationSettings:
 
 
 class SettingsScreen(ModalScreen[GenerationSettings | None]):
+    AUTO_FOCUS = "*"  # the first field (the app's own picks the tokens)
     BINDINGS = [Binding("escape", "cancel", "cancel")]
 
     def __init__(self, settings: GenerationSettings, vocab_size: int | None = None) -> None:
@@ -80,6 +81,10 @@ class SettingsScreen(ModalScreen[GenerationSettings | None]):
                     yield Static(Text(label), classes="field-label", markup=False)
                     yield Input(values[key], id=f"set-{key}", compact=True)
             yield Static("", id="settings-error", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#settings-box").can_focus = False  # Tab goes from field to field
+        self.query_one(Input).focus()
 
     def on_input_submitted(self) -> None:
         raw = {key: self.query_one(f"#set-{key}", Input).value for key, _ in FIELDS}

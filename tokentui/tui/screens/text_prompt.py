@@ -12,6 +12,7 @@ from textual.widgets import Input, Static
 
 
 class TextPrompt(ModalScreen[str | None]):
+    AUTO_FOCUS = "*"  # the first field (the app's own picks the tokens)
     BINDINGS = [Binding("escape", "cancel", "cancel")]
 
     def __init__(self, title: str, value: str = "", placeholder: str = "") -> None:

@@ -121,7 +121,10 @@ class AlternativesPane(Static, can_focus=True):
         if step.kind != "generated":
             head.append(f" ({step.kind})", style=muted)
         if step.rank:
-            head.append(f"\np={step.prob:.4f} · rank {step.rank} · H={step.entropy:.3f} nats")
+            line = f"p={step.prob:.4f} · rank {step.rank} · H={step.entropy:.3f} nats"
+            if len(line) > (self.content_region.width or 40):  # a narrow pane: the same, shorter
+                line = f"p={step.prob:.3f} rank {step.rank} H={step.entropy:.2f} nats"
+            head.append("\n" + line)
         else:
             head.append("\nfirst token: nothing came before it", style=muted)
         if not math.isnan(step.sampler_logprob):

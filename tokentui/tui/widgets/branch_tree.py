@@ -34,7 +34,7 @@ def branch_label(run: Run, b: Branch, current: bool = False) -> Text:
     label.append("  ")
     forced = b.n_forced if b.parent is not None else 0
     if forced:  # what the user made it take, whole and once
-        label.append_text(lone(decode_bytes(run.tokens.text(ids[:forced])), 24, "italic underline"))
+        label.append_text(lone(decode_bytes(run.tokens.text(ids[:forced])), style="italic underline"))
         label.append(" ")
     words = sanitize(decode_bytes(run.tokens.text(ids[forced : forced + 12])), visible_whitespace=True)
     label.append(words[:28])

@@ -306,3 +306,27 @@ async def test_no_color_legend_names_the_styles(monkeypatch):
         await pilot.pause(0.2)
         legend = " ".join(rendered(app.query_one("#legend")).split())
         assert re.search(r"sure plain ▸ underline ▸ bold ▸ bold underline ▸ reverse uncertain", legend), legend
+
+
+async def test_keys_help_and_palette_come_from_the_one_action_table():
+    from tokentui.tui.actions import ACTIONS, APP, help_sections, shown_keys
+
+    app = explorer(run=make_run())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.1)
+        commands = list(app.get_system_commands(app.screen))
+        titles = [c.title for c in commands]
+        assert len(titles) == len(set(titles))  # no duplicates …
+        assert not {"Theme", "Keys", "Quit", "Screenshot"} & set(titles)  # … nor Textual's own beside ours
+        app_keys = set(app._bindings.key_to_bindings)  # the app's bound keys
+        help_rows = {row for _, rows in help_sections() for row in rows}
+        for spec in ACTIONS:
+            assert (shown_keys(spec), spec.description) in help_rows
+            name = spec.action.split("(")[0]
+            if spec.scope == APP and not spec.textual:
+                assert hasattr(app, f"action_{name}"), name
+                assert set(spec.keys.split(",")) & app_keys, spec.keys
+        await pilot.press("question_mark")
+        await pilot.pause(0.1)
+        text = rendered(app.screen.query_one("#help-text"))
+        assert "branch here with alternative n" in text and "1 … 9" in text

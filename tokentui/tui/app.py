@@ -230,6 +230,7 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
         view = BranchView(run, branch_id, self.metric, self.decoded, width=self.stream.text_width())
         self.stream.show(view, cursor)
         self.query_one(BranchTree).show(run, branch_id)
+        self.update_legend()
         self.update_settings_line()
         self.refresh_panes()
 
@@ -278,6 +279,7 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
             return
         self._dirty = False
         self.stream.update_view()
+        self.query_one(BranchTree).show(self.run_obj, self.branch_id)  # lengths grow (per frame, not per token)
         self.refresh_panes()
 
     # --- engine events ------------------------------------------------------------------------

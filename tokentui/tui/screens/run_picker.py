@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from tokentui.core.display import lone_text, sanitize
+from tokentui.core.display import sanitize
 from tokentui.store.cache import RunSummary, list_runs
 
 
@@ -46,9 +46,11 @@ class RunPicker(ModalScreen[Path | None]):
         if r.error:
             return Text(f"{sanitize(r.run_id)}  unreadable: {sanitize(r.error)}", style=muted)
         label = Text(sanitize(r.run_id))
-        label.append(f"  {r.created[:16]}", style=muted)
-        label.append(f"  {sanitize(r.model)[-20:]:<20} {r.tokens:>6} tok {r.branches:>3} br  ")
-        label.append(lone_text(r.prompt)[:50], style=self.get_component_rich_style("run-picker--prompt", partial=True))
+        label.append(f" {r.created[5:16].replace('T', ' ')}", style=muted)
+        label.append(f" {sanitize(r.model)[-12:]:<12} {r.tokens:>6} tok {r.branches:>2} br ")
+        prompt = sanitize(r.prompt, visible_whitespace=True)[:50]  # running text: its line breaks shown as ↵
+        label.append(prompt, style=self.get_component_rich_style("run-picker--prompt", partial=True))
+        label.truncate(max(20, self.size.width - 12), overflow="ellipsis")
         return label
 
     def _fill(self, query: str) -> None:

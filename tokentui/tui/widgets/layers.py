@@ -76,7 +76,7 @@ class LayersPane(Static):
             else:
                 lines.append(Text(f"L{layer:<3} {h:6.3f} ") + Text(bar(h / top, width), style=bar_style))
         lines.append(axis(top, width))
-        lines.append(Text(f"bar end = ln V = {top:.2f} nats (V = {run.meta.vocab_size:,})", style=muted))
+        lines.append(Text(f"one scale: 0 … ln V, V = {run.meta.vocab_size:,}", style=muted))
         if view is not None:
             lines.append(Text(f"{metric} along the branch", style=title))
             lines.append(sparkline(view.pooled_levels(max(10, inner)), len(view.levels), position))

@@ -143,13 +143,22 @@ async def wait_generated(pilot, app, branch: int = 0, status: str | None = None)
     """Until the app is idle again with branch `branch` finished (with `status`, if given)."""
 
     def done() -> bool:
+        from tokentui.tui.state import AppState
+
         run = app.run_obj
-        if run is None or app.state != "idle" or len(run.branches) <= branch:
+        if run is None or app.state is not AppState.IDLE or len(run.branches) <= branch:
             return False
         st = run.branches[branch].status
         return st != "running" and (status is None or st == status)
 
     await wait_for(pilot, done, what=f"branch {branch} to finish")
+
+
+def explorer(**options):
+    """The explorer as `tokentui` builds it (themes loaded, a run file's header read)."""
+    from tokentui.tui.start import explorer as build
+
+    return build(**options)
 
 
 def rendered(widget) -> str:

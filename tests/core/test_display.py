@@ -54,3 +54,12 @@ def test_partial_utf8_shows_bytes():
     assert safe_text(b"caf" + e_acute) == "café"
     assert safe_text("✓".encode()[:2]) == ""
     assert safe_text(b"a\xff") == "a‹FF›"
+
+
+def test_a_token_shown_on_its_own_shows_its_spaces():
+    from tokentui.core.display import lone_text, lone_token
+
+    assert lone_token(b" the") == "␠the" and lone_token(b"the") == "the"
+    assert lone_token(b" ") == "␠" and lone_token(b"\n  ") == "↵␠␠"
+    assert lone_token(b"\x1b[1m x") == "␛[1m␠x"  # still escaped
+    assert lone_text(" parser (x)") == "␠parser␠(x)"

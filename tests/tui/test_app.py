@@ -6,21 +6,32 @@ import numpy as np
 import pytest
 import torch
 
-from tests.factories import rendered, wait_for, wait_generated
-from tokentui.core.run import SamplingParams
+from tests.factories import explorer, rendered, wait_for, wait_generated
+from tokentui.core.params import GenerationSettings, SamplingParams
 from tokentui.store.runfile import load_run
-from tokentui.tui.app import TokentuiApp
+from tokentui.tui.state import AppState
 from tokentui.tui.widgets.alternatives import AlternativesPane
 from tokentui.tui.widgets.branch_tree import BranchTree
 from tokentui.tui.widgets.layers import LayersPane
 
 
+def assert_same_run(ours, saved) -> None:
+    assert ours.id == saved.id and ours.tokens.items() == saved.tokens.items()
+    assert [(b.parent, b.fork_position, b.n_forced, b.status) for b in ours.branches] == [
+        (b.parent, b.fork_position, b.n_forced, b.status) for b in saved.branches
+    ]
+    for name in ours.layout.names:
+        np.testing.assert_array_equal(ours.prompt.col(name), saved.prompt.col(name), err_msg=name)
+        for a, b in zip(ours.branches, saved.branches, strict=True):
+            np.testing.assert_array_equal(a.steps.col(name), b.steps.col(name), err_msg=f"{name} #{a.id}")
+
+
 @pytest.mark.asyncio
 async def test_generate_move_branch_navigate_save(model_dirs, loaded, cache_dir):
     lm = loaded("gpt2")
-    app = TokentuiApp(model=str(model_dirs["gpt2"]), params=SamplingParams(max_new_tokens=12), k=6)
+    app = explorer(model=str(model_dirs["gpt2"]), settings=GenerationSettings(SamplingParams(max_new_tokens=12), k=6))
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.state == "idle", what="model load")
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="model load")
         await pilot.click("#prompt")
         await pilot.press(*"def f(x):")
         await pilot.press("ctrl+r")
@@ -65,7 +76,12 @@ async def test_generate_move_branch_navigate_save(model_dirs, loaded, cache_dir)
         # continue the branch
         n1 = run.length(1)
         await pilot.press("c")
-        await wait_for(pilot, lambda: run.length(1) > n1 and app.state == "idle", what="continue")
+        await wait_for(pilot, lambda: run.length(1) > n1 and app.state is AppState.IDLE, what="continue")
+        # the app's run was grown from the events alone: not the worker's object, and equal to
+        # what the worker autosaved (before Finished) in every array
+        assert app.run_obj is run and run is not app.engine.worker.run
+        assert_same_run(run, load_run(cache_dir / f"{run.id}.tokentui"))
+        assert " · saved · " in rendered(app.query_one("#status"))  # the autosave is known
         # save
         await pilot.press("ctrl+s")
         await pilot.pause(0.2)
@@ -75,7 +91,12 @@ async def test_generate_move_branch_navigate_save(model_dirs, loaded, cache_dir)
 
 @pytest.mark.asyncio
 async def test_cancel_mid_generation_keeps_the_partial_branch(model_dirs, cache_dir):
-    app = TokentuiApp(model=str(model_dirs["llama"]), prompt="import os", params=SamplingParams(max_new_tokens=5000))
+    app = explorer(
+        model=str(model_dirs["llama"]),
+        prompt="import os",
+        generate_at_once=True,
+        settings=GenerationSettings(SamplingParams(max_new_tokens=5000)),
+    )
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(
             pilot,
@@ -83,7 +104,7 @@ async def test_cancel_mid_generation_keeps_the_partial_branch(model_dirs, cache_
             what="first tokens",
         )
         await pilot.press("escape")
-        await wait_for(pilot, lambda: app.state == "idle", what="cancel")
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="cancel")
         b = app.run_obj.branches[0]
         assert b.status == "cancelled" and 3 < len(b.steps) < 5000
         n = len(b.steps)
@@ -94,31 +115,55 @@ async def test_cancel_mid_generation_keeps_the_partial_branch(model_dirs, cache_
 
 
 @pytest.mark.asyncio
+async def test_while_the_model_loads_keys_are_commands_and_q_quits(model_dirs, cache_dir):
+    """The tokens have the focus from the start (not the prompt): `q` quits instead of being typed
+    into the prompt, where it would have become part of the first generation."""
+    app = explorer(model=str(model_dirs["gpt2"]), prompt="def f():")
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert app.focused is app.stream
+        await pilot.press("q")
+        await pilot.pause(0.1)
+        assert app.prompt_box.text == "def f():"
+    assert app.return_code == 0
+
+
 async def test_load_failure_is_shown_and_the_app_stays_usable(tmp_path, cache_dir):
     bad = tmp_path / "not-a-model"
     bad.mkdir()
     (bad / "config.json").write_text("{ broken json")
-    app = TokentuiApp(model=str(bad))
+    app = explorer(model=str(bad), prompt="x = 1")
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.state == "no model", what="load failure")
+        await wait_for(pilot, lambda: app.state is AppState.NO_MODEL, what="load failure")
         assert any("failed" in (n.title or "") for n in app._notifications)
-        await pilot.press("ctrl+r")  # refused politely
-        await pilot.press("question_mark")  # typed into the prompt, which has the focus
-        assert app.query_one("#prompt").text.endswith("?")
-        await pilot.press("escape", "question_mark")  # escape leaves the prompt
+        assert app.focused is app.stream and app.stream.styles.border_top[0] == "heavy"  # marked
+        await pilot.press("ctrl+r")  # refused, saying why
+        assert [n.message for n in app._notifications] == ["the model failed to load"]
+        await pilot.press("question_mark")  # a command, not text: the tokens have the focus
+        assert type(app.screen).__name__ == "HelpScreen" and app.prompt_box.text == "x = 1"
+        await pilot.press("escape", "i", "end", "q")  # i: into the prompt, where q is text
+        assert app.focused is app.prompt_box and app.prompt_box.text == "x = 1q"
+        assert app.prompt_box.styles.border_top[0] == "heavy" and app.stream.styles.border_top[0] == "round"
+        await pilot.press("f1")  # F1 opens the help even from the prompt
+        assert type(app.screen).__name__ == "HelpScreen"
+        await pilot.press("escape", "escape")  # closes the help, then leaves the prompt
+        assert app.focused is app.stream
+        await pilot.press("q")
         await pilot.pause(0.1)
-        assert type(app.screen).__name__ == "HelpScreen"
-        await pilot.press("escape", "f1")
-        assert type(app.screen).__name__ == "HelpScreen"
+    assert app.return_code == 0
 
 
 async def test_pick_alternative_with_enter_export_reopen_and_picker(
     model_dirs, loaded, cache_dir, tmp_path, monkeypatch
 ):
-    from tokentui.tui.screens import RunPicker
+    from tokentui.tui.screens.run_picker import RunPicker
 
     monkeypatch.chdir(tmp_path)
-    app = TokentuiApp(model=str(model_dirs["qwen2"]), prompt="class A:", params=SamplingParams(max_new_tokens=8), k=5)
+    app = explorer(
+        model=str(model_dirs["qwen2"]),
+        prompt="class A:",
+        generate_at_once=True,
+        settings=GenerationSettings(SamplingParams(max_new_tokens=8), k=5),
+    )
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_generated(pilot, app, 0, "length")
         run = app.run_obj
@@ -150,9 +195,13 @@ async def test_pick_alternative_with_enter_export_reopen_and_picker(
         assert app.run_obj is not run and app.run_obj.id == run.id and len(app.run_obj.branches) == 2
     # reopen as `tokentui replay RUN --model M` does: the file is read after the first frame and
     # handed to the model's worker; the same tokens on the stream, and it grows new branches
-    replay = TokentuiApp(model=str(model_dirs["qwen2"]), run_path=cache_dir / f"{run.id}.tokentui", k=5)
+    replay = explorer(
+        model=str(model_dirs["qwen2"]),
+        run_path=cache_dir / f"{run.id}.tokentui",
+        settings=GenerationSettings(SamplingParams(max_new_tokens=8), k=5),
+    )
     async with replay.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: replay.stream.view is not None and replay.state == "idle", what="the run")
+        await wait_for(pilot, lambda: replay.stream.view is not None and replay.state is AppState.IDLE, what="the run")
         assert replay.focused is replay.stream
         view = replay.stream.view  # a token's text after its newline opens the next line
         shown = [head + tail for head, tail in zip(view.texts, view.tails)]
@@ -172,7 +221,7 @@ async def test_no_color_still_shows_the_metric(monkeypatch):
 
     monkeypatch.setenv("NO_COLOR", "1")
     run = make_run(n_branch_steps=(30, 3))
-    app = TokentuiApp(run=run)
+    app = explorer(run=run)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         strip = app.stream._draw(0)
@@ -190,7 +239,7 @@ async def test_legend_names_each_rank_bucket_in_the_style_its_tokens_get(monkeyp
 
     if no_color:
         monkeypatch.setenv("NO_COLOR", "1")
-    app = TokentuiApp(run=make_run(n_branch_steps=(30, 3)))
+    app = explorer(run=make_run(n_branch_steps=(30, 3)))
     async with app.run_test(size=(80, 24)) as pilot:  # every bucket fits even here
         await pilot.pause()
         legend = app.query_one("#legend")

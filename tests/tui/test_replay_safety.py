@@ -7,10 +7,9 @@ import subprocess
 import sys
 import textwrap
 
-from tests.factories import make_run
+from tests.factories import explorer, make_run
 from tokentui.core.tokens import TokenTable
 from tokentui.store.runfile import save_run
-from tokentui.tui.app import TokentuiApp
 
 HOSTILE = [
     b"\x1b[31mRED",
@@ -50,12 +49,12 @@ def _raw_controls(text: str) -> list[str]:
 
 async def test_hostile_tokens_in_every_pane(tmp_path):
     run = hostile_run()
-    app = TokentuiApp(run=run, cache_dir=tmp_path)
+    app = explorer(run=run, cache_dir=tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
         stream = app.stream
         screens = []
         for branch in (0, 1):
-            app._show_branch(branch, cursor=0)
+            app.show_branch(branch, cursor=0)
             await pilot.pause()
             for _ in range(run.length(branch)):
                 await pilot.press("right")
@@ -78,11 +77,11 @@ async def test_hostile_strings_in_plain_text_form():
     from tokentui.tui.widgets.layers import LayersPane
 
     run = hostile_run()
-    app = TokentuiApp(run=run)
+    app = explorer(run=run)
     seen = []
     async with app.run_test(size=(120, 40)) as pilot:
         for pos in range(1, run.length(1)):
-            app._show_branch(1, cursor=pos)
+            app.show_branch(1, cursor=pos)
             await pilot.pause()
             for widget in (
                 app.stream,
@@ -103,9 +102,9 @@ def test_replay_does_not_import_torch(tmp_path):
     code = textwrap.dedent(f"""
         import asyncio, sys
         from tokentui.cli import load_ref
-        from tokentui.tui.app import TokentuiApp
+        from tokentui.tui.start import explorer
         async def main():
-            app = TokentuiApp(run=load_ref({str(path)!r}, None))
+            app = explorer(run=load_ref({str(path)!r}, None))
             async with app.run_test(size=(80, 24)) as pilot:
                 await pilot.press("right", "left", "m", "question_mark", "escape")
         asyncio.run(main())
@@ -117,7 +116,7 @@ def test_replay_does_not_import_torch(tmp_path):
 
 
 async def test_narrow_terminal_tabs_side_panes(tmp_path):
-    app = TokentuiApp(run=make_run())
+    app = explorer(run=make_run())
     async with app.run_test(size=(80, 24)) as pilot:
         assert app.screen.has_class("narrow") and app.screen.has_class("short")
         shown = [w.id for w in app.query(".side") if w.display and w.has_class("shown")]
@@ -135,7 +134,7 @@ async def test_resizing_the_terminal_relays_out_the_side_panes():
 
     from tokentui.tui.widgets.alternatives import AlternativesPane
 
-    app = TokentuiApp(run=make_run())
+    app = explorer(run=make_run())
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         assert not app.screen.has_class("narrow")
@@ -188,10 +187,10 @@ async def test_indentation_after_a_line_break_opens_the_next_line():
     run.prompt._a["token_id"][:1] = ids[:1]
     run.prompt._a["token_id"][1:4] = ids[1:4]
     run.branches[0].steps._a["token_id"][:3] = ids[4:]
-    app = TokentuiApp(run=run)
+    app = explorer(run=run)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()  # the run is laid out after the first frame
-        app._show_branch(0, cursor=3)
+        app.show_branch(0, cursor=3)
         await pilot.pause()
         stream = app.stream
         lines = [stream.render_line(y).text.rstrip() for y in range(3)]
@@ -206,7 +205,7 @@ async def test_indentation_after_a_line_break_opens_the_next_line():
 async def test_prints_and_flushes_while_the_app_runs_do_not_break_it():
     """Textual captures stdout/stderr while the app runs and calls App._flush(stderr=…) on a flush
     (a library's warning, a progress bar): the app must not shadow that method."""
-    app = TokentuiApp(run=make_run())
+    app = explorer(run=make_run())
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         print("a library's message", flush=True)

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import make_run
-from tokentui.tui.app import TokentuiApp
+from tests.factories import explorer, make_run
 
 
 @pytest.fixture
 def app(tmp_path, monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
-    return TokentuiApp(run=make_run(n_branch_steps=(30, 12)), cache_dir=tmp_path)
+    return explorer(run=make_run(n_branch_steps=(30, 12)), cache_dir=tmp_path)
 
 
 def test_main_screen_wide(snap_compare, app):
@@ -43,3 +42,19 @@ def test_high_contrast_theme(snap_compare, app):
 
 def test_export_prompt(snap_compare, app):
     assert snap_compare(app, terminal_size=(120, 40), press=["x"])
+
+
+def test_main_screen_narrow(snap_compare, app):
+    assert snap_compare(app, terminal_size=(80, 24), press=["left"])
+
+
+def test_tree_pane_narrow_on_a_child_branch(snap_compare, app):
+    assert snap_compare(app, terminal_size=(80, 24), press=["J", "v", "v"])
+
+
+def test_help_screen_narrow(snap_compare, app):
+    assert snap_compare(app, terminal_size=(80, 24), press=["question_mark"])
+
+
+def test_settings_screen_narrow(snap_compare, app):
+    assert snap_compare(app, terminal_size=(80, 24), press=["s"])

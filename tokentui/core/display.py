@@ -58,6 +58,20 @@ def display_token(data: bytes, visible_whitespace: bool = True) -> str:
     return sanitize(decode_bytes(data), visible_whitespace)
 
 
+VISIBLE_SPACE = "␠"  # a space in a token shown on its own (alternatives, headers, tree labels)
+
+
+def lone_text(text: str) -> str:
+    """Text shown on its own (a token, a forced prefix): escaped, and every whitespace character
+    visible, spaces as ␠, so " the" and "the" (or a lone space) never look alike."""
+    return sanitize(text, visible_whitespace=True).replace(" ", VISIBLE_SPACE)
+
+
+def lone_token(data: bytes) -> str:
+    """The display form of one token shown on its own (see `lone_text`)."""
+    return lone_text(decode_bytes(data))
+
+
 def safe_text(data: bytes) -> str:
     """Running text (several tokens joined) for display: newlines and tabs kept, the rest escaped.
 

@@ -37,15 +37,12 @@ class EngineBridge:
         self.session_options = session_options  # lens_chunk, lens_precision
         self.worker.start()
 
-    @property
-    def run(self) -> Run | None:
-        """The run the worker is growing (it replaces the app's after a new generation)."""
-        return self.worker.run
-
     def load(self, model: str, device: str, dtype: str, trust_remote_code: bool) -> None:
         self.worker.submit(w.Load(ModelSpec(model, device, dtype, trust_remote_code, **self.session_options)))
 
     def adopt(self, run: Run) -> None:
+        """The worker works on a copy of `run` from now on; the app's run follows it through
+        the events (the app never reads the worker's run)."""
         self.worker.submit(w.Adopt(run))
 
     def generate(self, prompt: str, settings: GenerationSettings) -> None:

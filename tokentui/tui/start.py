@@ -1,22 +1,34 @@
-"""Opening a saved run in the explorer, for `tokentui replay` (the launcher's fast path and the
-Typer command alike): a bad reference or a file that is not a run is a one-line error before the
-screen opens; the app then draws its first frame from the header and reads the arrays after."""
+"""Building the explorer with what it reads from disk (themes, a run file's header) read here,
+before the app exists, so TokentuiApp.__init__ reads nothing and still knows its theme. Used by
+`tokentui replay` (the launcher's fast path and the Typer command alike), `tokentui explore` and
+the tests: a bad reference or a file that is not a run is a one-line error before the screen opens;
+the app then draws its first frame from the header and reads the arrays after."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from tokentui.store.cache import cache_dir as resolve_dir
-from tokentui.store.cache import resolve
+from tokentui.store.cache import resolve, summarize
 from tokentui.store.header import RunFileError
 from tokentui.tui.app import TokentuiApp
+from tokentui.tui.theme import load_themes
+
+
+def explorer(**options) -> TokentuiApp:
+    """TokentuiApp(**options) with the themes loaded and, for `run_path`, its header read."""
+    themes, problems = load_themes()
+    run_path = options.get("run_path")
+    if run_path is not None and options.get("run") is None and "opening" not in options:
+        options["opening"] = summarize(run_path)
+    return TokentuiApp(themes=themes, theme_problems=problems, **options)
 
 
 def replay(ref: str, model: str | None = None, cache_dir: Path | None = None) -> None:
     """Run the explorer on run `ref` (id, id prefix or path). Raises RunFileError when it cannot
     be opened, also when the arrays turn out damaged after the screen was up (the app closes)."""
     path = resolve(ref, resolve_dir(cache_dir))
-    app = TokentuiApp(model=model, run_path=path, cache_dir=cache_dir)  # reads the header, once
+    app = explorer(model=model, run_path=path, cache_dir=cache_dir)  # reads the header, once
     if app.opening is not None and app.opening.error:
         raise RunFileError(path, app.opening.error)
     app.run()

@@ -1,40 +1,47 @@
-"""The top-k alternatives of the token under the cursor: rank, token, probability bar, log-prob.
-Rows are numbered 1–9 for the branch keys; the chosen token is marked; the sampler's probability
-is shown when sampling changed it."""
+"""The top-k alternatives of the token under the cursor: rank, token, probability, a bar whose
+length is the probability, log-prob. Rows are numbered 1–9 for the branch keys; the chosen token is
+marked; the sampler's probability is shown when sampling changed it. In a narrow pane the log-prob
+column goes first, so the tokens keep their room."""
 
 from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING
 
-from rich.cells import cell_len
 from rich.console import Group
 from rich.text import Text
-from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Static
+
+from tokentui.tui.actions import ALTERNATIVES, bindings
+from tokentui.tui.widgets.token_text import lone_id
 
 if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under Run) is imported
     from tokentui.core.run import Run
 
 
 def bar(p: float, width: int = 12) -> str:
+    """A horizontal bar `p` (0..1) of `width` cells long, in eighths of a cell."""
     if not p == p:
         return ""
+    p = max(0.0, min(1.0, p))
     cells = p * width
     full = int(cells)
     part = " ▏▎▍▌▋▊▉"[int((cells - full) * 8)]
-    return ("█" * full + (part if full < width else ""))[:width]
+    return ("█" * full + (part if full < width else ""))[:width].rstrip()
 
 
 class AlternativesPane(Static, can_focus=True):
     """Focus it (tab or click) to pick an alternative with ↑/↓ and branch on it with Enter."""
 
-    BINDINGS = [
-        Binding("up,k", "select(-1)", "previous alternative", show=False),
-        Binding("down,j", "select(1)", "next alternative", show=False),
-        Binding("enter", "choose", "branch on it", show=False),
-    ]
+    BINDINGS = bindings(ALTERNATIVES)
+    COMPONENT_CLASSES = {
+        "alternatives--bar",
+        "alternatives--chosen",
+        "alternatives--selected",
+        "alternatives--muted",
+        "alternatives--token",
+    }
 
     class Chosen(Message):
         """The user picked alternative `index` (0-based) of the token under the cursor."""
@@ -60,27 +67,40 @@ class AlternativesPane(Static, can_focus=True):
         if self._args is not None:
             self.show(*self._args)
 
+    def on_focus(self) -> None:
+        self.on_resize()  # show the selection
+
+    def on_blur(self) -> None:
+        self.on_resize()
+
     def action_choose(self) -> None:
         self.post_message(self.Chosen(self.selected))
 
-    def _widths(self) -> tuple[int, int]:
-        """(token column, bar) widths that fit the pane: a row is 5 + tok + 8 + bar + 8 cells."""
+    def widths(self) -> tuple[int, int, bool]:
+        """(token column, bar, log-prob shown) fitting the pane: a row is 5 + tok + 8 + bar
+        (+ 8 for the log-prob when there is room for a token of 10 and a bar of 6)."""
         inner = self.content_region.width or 40
-        tok = max(6, min(16, (inner - 21) // 2))
-        return tok, max(3, inner - 21 - tok)
+        with_lp = inner >= 5 + 10 + 8 + 6 + 8
+        rest = inner - 13 - (8 if with_lp else 0)
+        tok = max(6, min(16, rest - max(4, rest // 3)))
+        return tok, max(3, rest - tok), with_lp
 
-    def _row(self, run: Run, n: int, tid: int, p: float, lp: float, chosen: bool, bar_text: str | None) -> Text:
-        tok_w, bar_w = self._widths()
-        token = run.tokens.display(tid)
-        if cell_len(token) > tok_w:
-            token = token[: tok_w - 1] + "…"
-        pad = " " * max(0, tok_w - cell_len(token))
-        style = "bold" if chosen else ""
-        row = Text(f"{'▶' if chosen else ' '}{n:>3} ", style=style)
-        row.append(token + pad, style=style)
+    def _row(self, run: Run, n: int, tid: int, p: float, lp: float, chosen: bool, selected: bool) -> Text:
+        tok_w, bar_w, with_lp = self.widths()
+        style = self.get_component_rich_style("alternatives--chosen", partial=True) if chosen else None
+        if selected:  # the row's text, not its bar: only the bar's length carries the probability
+            style = self.get_component_rich_style("alternatives--selected", partial=True)
+        token = lone_id(run, tid, tok_w)
+        row = Text(f"{'▶' if chosen else ' '}{n:>3} ")
+        row.append_text(token)
+        row.append(" " * max(0, tok_w - token.cell_len))
         row.append(f" {p:6.4f} ")
-        row.append(f"{bar(p, bar_w) if bar_text is None else bar_text[:bar_w]:<{bar_w}}", style="cyan")
-        row.append(f"{lp:8.3f}\n")
+        if style:
+            row.stylize(style)
+        row.append(f"{bar(p, bar_w):<{bar_w}}", style=self.get_component_rich_style("alternatives--bar", partial=True))
+        if with_lp:
+            row.append(f"{lp:8.3f}")
+        row.append("\n")
         return row
 
     def show(self, run: Run | None, branch_id: int, position: int) -> None:
@@ -90,29 +110,33 @@ class AlternativesPane(Static, can_focus=True):
         if run is None or position < 0 or position >= run.length(branch_id):
             self.update(Text("no token under the cursor"), layout=False)
             return
+        muted = self.get_component_rich_style("alternatives--muted", partial=True)
         step = run.step(branch_id, position)
         head = Text()
-        head.append(f"position {position} · ", style="dim")
-        head.append(run.tokens.display(step.token_id)[:40], style="bold reverse")
+        head.append(f"position {position} · ", style=muted)
+        width = max(8, (self.content_region.width or 40) - 12)
+        head.append_text(
+            lone_id(run, step.token_id, width, self.get_component_rich_style("alternatives--token", partial=True))
+        )
         if step.kind != "generated":
-            head.append(f" ({step.kind})", style="dim")
+            head.append(f" ({step.kind})", style=muted)
         if step.rank:
-            head.append(f"\np={step.prob:.4f} · rank {step.rank} · H={step.entropy:.3f} nats")
+            line = f"p={step.prob:.4f} · rank {step.rank} · H={step.entropy:.3f} nats"
+            if len(line) > (self.content_region.width or 40):  # a narrow pane: the same, shorter
+                line = f"p={step.prob:.3f} rank {step.rank} H={step.entropy:.2f} nats"
+            head.append("\n" + line)
         else:
-            head.append("\nfirst token: nothing came before it", style="dim")
+            head.append("\nfirst token: nothing came before it", style=muted)
         if not math.isnan(step.sampler_logprob):
-            head.append(f"\nsampler p={step.sampler_prob:.4f} (raw {step.prob:.4f})", style="italic")
+            head.append(f"\nsampler p={step.sampler_prob:.4f} (raw {step.prob:.4f})", style=muted)
         # plain padded Text rows: a rich Table re-measures every cell on each cursor move
         rows = Text()
         for i, (tid, lp) in enumerate(zip(step.topk_ids.tolist(), step.topk_logprobs.tolist())):
             if tid < 0:
                 continue
-            chosen = tid == step.token_id
-            row = self._row(run, i + 1, tid, math.exp(lp), lp, chosen, None)
-            if self.has_focus and i == self.selected:
-                row.stylize("reverse")
-            rows.append(row)
-        if step.rank > run.k:
-            rows.append(self._row(run, step.rank, step.token_id, step.prob, step.logprob, True, f"rank {step.rank}"))
+            selected = self.has_focus and i == self.selected
+            rows.append_text(self._row(run, i + 1, tid, math.exp(lp), lp, tid == step.token_id, selected))
+        if step.rank > run.k:  # the chosen token, outside the top k: numbered by its rank
+            rows.append_text(self._row(run, step.rank, step.token_id, step.prob, step.logprob, True, False))
         rows.rstrip()
         self.update(Group(head, rows), layout=False)

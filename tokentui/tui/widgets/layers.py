@@ -1,4 +1,5 @@
-"""The layer view: logit-lens entropy per layer of the token under the cursor (horizontal bars),
+"""The layer view: logit-lens entropy per layer of the token under the cursor as bars on one scale
+for every token (0 … ln V nats, the most a distribution over V tokens can have), with its axis,
 and a strip of the selected metric over the branch's positions with the cursor marked."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under the
     from tokentui.tui.view import BranchView
 
 SPARK = "▁▂▃▄▅▆▇█"
+LABEL = 12  # "L12  3.456 " before each bar
 
 
 def sparkline(cells: list[float], n_values: int, cursor: int | None) -> Text:
@@ -32,7 +34,19 @@ def sparkline(cells: list[float], n_values: int, cursor: int | None) -> Text:
     return text
 
 
+def axis(top: float, width: int) -> Text:
+    """Tick labels under bars of `width` cells spanning 0 … `top` nats: 0, the middle, the end."""
+    cells = [" "] * width
+    for frac in (0.0, 0.5, 1.0):
+        label = f"{top * frac:.3g}"
+        at = min(width - len(label), max(0, round(frac * width) - (len(label) if frac == 1.0 else len(label) // 2)))
+        cells[at : at + len(label)] = label
+    return Text(" " * LABEL + "".join(cells) + " nats")
+
+
 class LayersPane(Static):
+    COMPONENT_CLASSES = {"layers--bar", "layers--title", "layers--muted"}
+
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__("", id=id, classes=classes, markup=False)
         self._args: tuple | None = None
@@ -48,18 +62,22 @@ class LayersPane(Static):
         if run is None or position < 0 or position >= run.length(branch_id):
             self.update(Text("no token under the cursor"), layout=False)
             return
+        title = self.get_component_rich_style("layers--title", partial=True)
+        muted = self.get_component_rich_style("layers--muted", partial=True)
+        bar_style = self.get_component_rich_style("layers--bar", partial=True)
         step = run.step(branch_id, position)
         inner = self.content_region.width or 40
-        width = max(4, inner - 13)
-        lines = [Text(f"lens entropy per layer · pos {position}", style="bold")]
-        ent = step.layer_entropy.tolist()
-        top = max([1e-9] + [h for h in ent if math.isfinite(h)])
-        for layer, h in enumerate(ent, start=1):
+        width = max(4, inner - LABEL - 5)
+        top = math.log(max(2, run.meta.vocab_size))  # the most entropy V tokens allow
+        lines = [Text(f"lens entropy per layer · pos {position}", style=title)]
+        for layer, h in enumerate(step.layer_entropy.tolist(), start=1):
             if math.isnan(h):
-                lines.append(Text(f"L{layer:<3} {'…':>6}", style="dim"))
+                lines.append(Text(f"L{layer:<3} {'…':>6}", style=muted))
             else:
-                lines.append(Text(f"L{layer:<3} {h:6.3f} ") + Text(bar(h / top, width), style="magenta"))
+                lines.append(Text(f"L{layer:<3} {h:6.3f} ") + Text(bar(h / top, width), style=bar_style))
+        lines.append(axis(top, width))
+        lines.append(Text(f"one scale: 0 … ln V, V = {run.meta.vocab_size:,}", style=muted))
         if view is not None:
-            lines.append(Text(f"{metric} over branch (tall=unsure)", style="bold"))
+            lines.append(Text(f"{metric} along the branch", style=title))
             lines.append(sparkline(view.pooled_levels(max(10, inner)), len(view.levels), position))
         self.update(Group(*lines), layout=False)

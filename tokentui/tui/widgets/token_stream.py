@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
-from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from tokentui.tui.actions import STREAM, bindings
 from tokentui.tui.theme import DEFAULT_SCALE, MetricScale
 
 if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under BranchView) is imported
@@ -25,22 +25,7 @@ if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under Bra
 class TokenStream(ScrollView, can_focus=True):
     """Shows a BranchView; posts CursorMoved when the cursor changes."""
 
-    BINDINGS = [
-        Binding("left,h", "cursor(-1)", "prev token", show=False),
-        Binding("right,l", "cursor(1)", "next token", show=False),
-        Binding("ctrl+left,b", "word(-1)", "prev word", show=False),
-        Binding("ctrl+right,w", "word(1)", "next word", show=False),
-        Binding("up,k", "line(-1)", "line up", show=False),
-        Binding("down,j", "line(1)", "line down", show=False),
-        Binding("pageup", "page(-1)", "page up", show=False),
-        Binding("pagedown", "page(1)", "page down", show=False),
-        Binding("home,g", "edge(-1)", "first token", show=False),
-        Binding("end,G", "edge(1)", "last token", show=False),
-        Binding("]", "uncertain(1, 'rank')", "next rank>1", show=False),
-        Binding("[", "uncertain(-1, 'rank')", "prev rank>1", show=False),
-        Binding("}", "uncertain(1, 'entropy')", "next high entropy", show=False),
-        Binding("{", "uncertain(-1, 'entropy')", "prev high entropy", show=False),
-    ]
+    BINDINGS = bindings(STREAM)
 
     class CursorMoved(Message):
         def __init__(self, stream: TokenStream, position: int) -> None:
@@ -130,8 +115,8 @@ class TokenStream(ScrollView, can_focus=True):
         kind = view.kinds[i] if i < len(view.kinds) else 2
         if kind == 0:
             style += Style(dim=True)
-        elif kind == 1:
-            style += Style(italic=True, underline=True)
+        elif kind == 1:  # forced; under NO_COLOR underline is a metric step, so italic alone
+            style += Style(italic=True) if self.no_color else Style(italic=True, underline=True)
         if i % 2 and not self.no_color:
             style += Style(bold=True)  # alternate weight: token boundaries stay visible
         if i == self.cursor:

@@ -1,0 +1,332 @@
+"""The defects a new user found in the explorer (issue 10), each driven with real key presses:
+replays of the shipped sample runs and synthetic runs, and the tiny real models for generation."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from textual.widgets import Input
+
+from tests.factories import explorer, make_run, rendered, wait_for, wait_generated
+from tokentui.core.display import decode_bytes, lone_text
+from tokentui.core.params import GenerationSettings, SamplingParams
+from tokentui.core.tokens import TokenTable
+from tokentui.store.runfile import load_run, save_run
+from tokentui.tui.state import AppState
+from tokentui.tui.widgets.alternatives import AlternativesPane
+from tokentui.tui.widgets.branch_tree import BranchTree
+from tokentui.tui.widgets.layers import LayersPane
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_runs"
+
+
+async def _focus(pilot, app, widget) -> None:
+    """Tab (a real key) until `widget` has the focus."""
+    for _ in range(8):
+        if app.focused is widget:
+            return
+        await pilot.press("tab")
+    raise AssertionError(f"tab never reached {widget}")
+
+
+async def test_the_tree_highlights_and_marks_the_branch_on_show():
+    run = load_run(SAMPLES / "tree.tokentui")
+    app = explorer(run=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        tree = app.query_one(BranchTree)
+
+        def marked() -> list[int]:
+            return [n.data for n in tree._nodes_in_order() if n.label.plain.startswith("▶")]
+
+        assert tree.cursor_node.data == 0 and marked() == [0]
+        await _focus(pilot, app, tree)
+        order = [n.data for n in tree._nodes_in_order()]  # 0, 1, 4, 2, 3, 5 (depth first)
+        await pilot.press(*["down"] * order.index(2), "enter")
+        await pilot.pause(0.1)
+        assert app.branch_id == 2 and tree.cursor_node.data == 2 and marked() == [2]
+        await pilot.press("K")  # parent: #0
+        assert app.branch_id == 0 and tree.cursor_node.data == 0 and marked() == [0]
+        await pilot.press("J")  # first child: #1
+        assert app.branch_id == 1 and tree.cursor_node.data == 1 and marked() == [1]
+        await pilot.press("L")  # next sibling: #2
+        assert app.branch_id == 2 and tree.cursor_node.data == 2 and marked() == [2]
+
+
+async def test_tree_labels_show_the_forced_text_once_and_whole():
+    run = load_run(SAMPLES / "tree.tokentui")
+    typed = run.branches[5]  # a branch made to take typed text: 4 tokens
+    assert typed.n_forced == 4
+    app = explorer(run=run)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.pause(0.2)
+        tree = app.query_one(BranchTree)
+        labels = {n.data: n.label.plain for n in tree._nodes_in_order()}
+        for b in run.branches[1:]:
+            ids = b.steps.col("token_id").tolist()
+            forced = lone_text(decode_bytes(run.tokens.text(ids[: b.n_forced])))
+            assert forced in labels[b.id], (b.id, forced, labels[b.id])
+            # the forced text is followed by the branch's own words, not by itself again
+            after = labels[b.id].split(forced, 1)[1]
+            assert not after.lstrip().startswith(forced), labels[b.id]
+
+
+def _run_with_spaces():
+    """make_run with the token under the cursor ' x', its first alternative ' ', and the child
+    branch's forced token ' parser'."""
+    run = make_run(n_branch_steps=(30, 12))
+    table = {i: b"t%d" % i for i in range(run.meta.vocab_size)}
+    pos = run.length(0) - 1
+    step = run.step(0, pos)
+    table[step.token_id] = b" x"
+    table[int(step.topk_ids[0])] = b" "
+    table[int(run.branches[1].steps.col("token_id")[0])] = b" parser"
+    run.tokens = TokenTable(table)
+    return run, pos
+
+
+async def test_whitespace_shows_where_a_token_stands_alone():
+    run, pos = _run_with_spaces()
+    app = explorer(run=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        assert app.stream.cursor == pos
+        alt = rendered(app.query_one(AlternativesPane)).splitlines()
+        assert alt[0].strip().endswith("␠x")  # the position header
+        assert re.match(r"\s*1 ␠ ", alt[3]), alt[3]  # the lone-space alternative
+        label = next(n.label.plain for n in app.query_one(BranchTree)._nodes_in_order() if n.data == 1)
+        assert "␠parser" in label and label.count("parser") == 1
+
+
+async def test_pressing_the_number_of_the_token_already_there_makes_no_branch(model_dirs, cache_dir):
+    settings = GenerationSettings(SamplingParams(max_new_tokens=6), k=5)
+    app = explorer(model=str(model_dirs["gpt2"]), prompt="def f(x):", settings=settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="model load")
+        await pilot.press("ctrl+r")
+        await wait_generated(pilot, app, 0)
+        await pilot.press("left")
+        step = app.run_obj.step(0, app.stream.cursor)
+        assert int(step.topk_ids[0]) == step.token_id  # greedy: the first choice is what is there
+        await pilot.press("1")
+        await pilot.pause(0.2)
+        assert len(app.run_obj.branches) == 1 and app.state is AppState.IDLE
+        assert "the token already here" in list(app._notifications)[-1].message
+        await pilot.press("r")  # resample: the engine cannot fork without a token yet, and says so
+        await pilot.pause(0.2)
+        assert len(app.run_obj.branches) == 1
+        assert "resampling here needs the engine" in list(app._notifications)[-1].message
+
+
+async def test_a_new_run_asks_first_when_the_run_has_branches_and_launching_generates_nothing(model_dirs, cache_dir):
+    settings = GenerationSettings(SamplingParams(max_new_tokens=5), k=4)
+    app = explorer(model=str(model_dirs["gpt2"]), prompt="x = 1", settings=settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="model load")
+        await pilot.pause(0.3)
+        assert app.run_obj is None and not cache_dir.exists()  # the suggested prompt waits for ctrl+r
+        await pilot.press("ctrl+r")
+        await wait_generated(pilot, app, 0)
+        first = app.run_obj
+        await pilot.press("left", "2")
+        await wait_generated(pilot, app, 1)
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.1)
+        assert type(app.screen).__name__ == "Confirm" and first.id in rendered(app.screen.query_one(".box-title"))
+        await pilot.press("n")
+        await pilot.pause(0.1)
+        assert app.run_obj is first and len(first.branches) == 2
+        await pilot.press("f5", "y")
+        await wait_for(pilot, lambda: app.run_obj is not first, what="the new run")
+        await wait_generated(pilot, app, 0)
+        assert f"run {first.id} is in the cache: o opens it again" in [n.message for n in app._notifications]
+    kept = load_run(cache_dir / f"{first.id}.tokentui")
+    assert len(kept.branches) == 2 and kept.sequence(1).tolist() == first.sequence(1).tolist()
+
+
+async def test_the_settings_line_shows_the_run_under_view_and_the_screen_the_session():
+    run = load_run(SAMPLES / "sampled.tokentui")
+    app = explorer(run=run)  # the session: greedy
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        line = rendered(app.query_one("#settings-line"))
+        assert "T=0.8" in line and "top-p=0.9" in line and "seed=42" in line and "max 160" in line
+        assert "greedy" not in line
+        await pilot.press("s")
+        await pilot.pause(0.1)
+        assert app.screen.query_one("#set-temperature", Input).value == "0"  # the session's
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_every_settings_field_is_on_screen_and_tab_reaches_it(size):
+    app = explorer(run=make_run())
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause(0.1)
+        await pilot.press("s")
+        await pilot.pause(0.1)
+        screen = app.screen
+        fields = list(screen.query(Input))
+        assert len(fields) == 8
+        for i, field in enumerate(fields):
+            if i:
+                await pilot.press("tab")
+            assert app.focused is field
+            r = field.region
+            assert r.height >= 1 and r.y >= 0 and r.bottom <= size[1] and r.right <= size[0], (field.id, r)
+        field = screen.query_one("#set-chat", Input)
+        field.value = "yes"
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert app.session.settings.chat is True
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_everything_essential_fits(size):
+    run = make_run(n_branch_steps=(70, 12))
+    app = explorer(run=run)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause(0.2)
+        status = rendered(app.query_one("#status"))
+        for part in (f"run {run.id}", "branch #0/2", "unsaved", f"pos {run.length(0) - 1}"):
+            assert part in status, (part, status)
+        legend = " ".join(rendered(app.query_one("#legend")).split())
+        assert "sure" in legend and "uncertain" in legend and "forced" in legend and "m: next metric" in legend
+        await wait_for(pilot, lambda: len(app.query("FooterKey")) >= 8, what="the footer")
+        shown = {
+            k.description: k.region
+            for k in app.query("FooterKey")
+            if k.region.width and k.region.right <= size[0]  # not cut off
+        }
+        for key in ("generate", "continue", "settings", "prompt", "metric", "open", "help", "quit"):
+            assert key in shown, (key, list(shown))
+        alts = app.query_one(AlternativesPane)
+        assert alts.widths()[0] >= 10  # room for a token, not 4 characters
+        parts = getattr(alts.content, "renderables", [alts.content])  # the Texts it was last given
+        rows = [row for part in parts for row in part.plain.splitlines()]
+        assert rows and all(len(r) <= alts.content_region.width for r in rows)
+
+
+async def test_lens_bars_share_one_scale_with_an_axis_in_nats():
+    run = make_run(n_branch_steps=(30, 3))
+    steps = run.branches[0].steps
+    n_layers = run.n_layers
+    steps.set_values("layer_entropy", 0, np.full((1, n_layers), 1.7, dtype=np.float32))
+    steps.set_values("layer_entropy", 1, np.full((1, n_layers), 4.0, dtype=np.float32))
+    app = explorer(run=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        pane = app.query_one(LayersPane)
+        lengths = {}
+        for pos in (run.branches[0].fork_position, run.branches[0].fork_position + 1):
+            app.stream.move_to(pos)
+            await pilot.pause(0.05)
+            lines = rendered(pane).splitlines()
+            bar_line = next(line for line in lines if line.strip().startswith("L1 "))
+            lengths[pos] = sum(1 for ch in bar_line if ch in "█▏▎▍▌▋▊▉")
+        short, long = lengths.values()
+        top = math.log(run.meta.vocab_size)
+        width = pane.content_region.width - 12 - 5
+
+        def cells(h: float) -> int:  # whole cells, plus one for a partial cell of ≥ 1/8
+            full, frac = divmod(h / top * width, 1)
+            return int(full) + (frac >= 1 / 8)
+
+        assert (short, long) == (cells(1.7), cells(4.0)) and short < long
+        axis = next(line for line in lines if line.rstrip().endswith("nats") and line.strip().startswith("0"))
+        assert f"{top:.3g}" in axis
+
+
+async def test_the_selected_alternative_leaves_its_bar_cell_unpainted():
+    app = explorer(run=make_run(n_branch_steps=(30, 3)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        pane = app.query_one(AlternativesPane)
+        await _focus(pilot, app, pane)
+        await pilot.press("down")
+        lines = pane.render_lines(pane.region.reset_offset)
+        tok_w, bar_w, _ = pane.widths()
+        bar_start = pane.content_region.x - pane.region.x + 5 + tok_w + 8
+
+        def bar_backgrounds(line) -> set:
+            cells = []
+            for seg in line:
+                cells += [seg.style.bgcolor if seg.style else None] * len(seg.text)
+            return set(cells[bar_start : bar_start + bar_w])
+
+        selected, other = lines[4], lines[3]  # rows 2 and 1 (after the 3 header lines)
+        assert bar_backgrounds(selected) == bar_backgrounds(other)
+        first = pane.content_region.x - pane.region.x  # the row's first cell (its marker)
+        cell = [[seg.style.bgcolor for seg in line for _ in seg.text][first] for line in (selected, other)]
+        assert cell[0] != cell[1]  # the row itself is highlighted
+
+
+async def test_the_run_picker_enters_its_list_with_down_and_opens_the_highlighted_run(tmp_path):
+    runs = []
+    for i, suffix in enumerate(("aaaaaa", "bbbbbb")):
+        run = make_run()
+        run.meta.run_id = f"2026010{i + 1}-000000-{suffix}"
+        save_run(run, tmp_path / f"{run.id}.tokentui")
+        runs.append(run)
+    app = explorer(run=make_run(), cache_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.1)
+        await pilot.press("o")
+        await pilot.pause(0.2)
+        listed = rendered(app.screen.query_one("#picker-list"))
+        assert runs[0].id in listed and runs[1].id in listed
+        await pilot.press("down", "down", "enter")  # into the list, to the second row, open it
+        await pilot.pause(0.2)
+        newest_first = sorted(runs, key=lambda r: r.meta.created + r.id, reverse=True)
+        assert type(app.screen).__name__ != "RunPicker"
+        assert app.run_obj.id == newest_first[1].id
+
+
+async def test_notifications_come_one_at_a_time_and_stay_off_the_panes():
+    app = explorer(run=make_run())
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await pilot.pause(0.1)
+        await pilot.press("T", "T", "d")  # two theme changes, then a compare: three messages
+        await pilot.pause(0.3)
+        assert len(app._notifications) == 1
+        toasts = list(app.screen.query("Toast"))
+        assert len(toasts) == 1
+        right = app.query_one("#right").region
+        assert not toasts[0].region.overlaps(right)
+        assert not toasts[0].region.overlaps(app.stream.region)
+
+
+async def test_no_color_legend_names_the_styles(monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = explorer(run=make_run())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        legend = " ".join(rendered(app.query_one("#legend")).split())
+        assert re.search(r"sure plain ▸ underline ▸ bold ▸ bold underline ▸ reverse uncertain", legend), legend
+
+
+async def test_keys_help_and_palette_come_from_the_one_action_table():
+    from tokentui.tui.actions import ACTIONS, APP, help_sections, shown_keys
+
+    app = explorer(run=make_run())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.1)
+        commands = list(app.get_system_commands(app.screen))
+        titles = [c.title for c in commands]
+        assert len(titles) == len(set(titles))  # no duplicates …
+        assert not {"Theme", "Keys", "Quit", "Screenshot"} & set(titles)  # … nor Textual's own beside ours
+        app_keys = set(app._bindings.key_to_bindings)  # the app's bound keys
+        help_rows = {row for _, rows in help_sections() for row in rows}
+        for spec in ACTIONS:
+            assert (shown_keys(spec), spec.description) in help_rows
+            name = spec.action.split("(")[0]
+            if spec.scope == APP and not spec.textual:
+                assert hasattr(app, f"action_{name}"), name
+                assert set(spec.keys.split(",")) & app_keys, spec.keys
+        await pilot.press("question_mark")
+        await pilot.pause(0.1)
+        text = rendered(app.screen.query_one("#help-text"))
+        assert "branch here with alternative n" in text and "1 … 9" in text

@@ -1,0 +1,167 @@
+"""The one table of the explorer's actions: key, action, short name, description, group, where the
+key works and when the action is enabled. The key bindings (of the app and of each pane), the help
+screen and the command palette are all generated from it, so a key is listed once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+from tokentui.tui.state import Needs
+
+# Where a key works: the app (everywhere but an input), or only in one focused pane.
+APP, STREAM, ALTERNATIVES, TREE = "app", "tokens", "alternatives", "tree"
+GROUPS = ("generate", "move", "branch", "view", "files", "app")
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    keys: str  # Textual key names, comma-separated ("ctrl+r,f5")
+    action: str  # the action to run; "{n}" is replaced by each key's digit ("branch_alt({n})")
+    name: str  # short: the footer label and the palette title
+    description: str  # the help screen's and the palette's line
+    group: str  # the help screen's section
+    scope: str = APP
+    needs: Needs = Needs.NOTHING  # when it is enabled (the app explains why not when pressed)
+    footer: bool = False  # shown in the footer (the essentials: they must fit 80 columns)
+    palette: bool = True  # offered in the command palette (app actions only)
+    priority: bool = False  # works even while typing in an input
+    shown_keys: str = ""  # how the help screen writes the keys, when not derived from `keys`
+    textual: bool = False  # bound by Textual itself (tab, ctrl+p): listed, not bound again
+
+
+ACTIONS: tuple[ActionSpec, ...] = (
+    # generate
+    ActionSpec("ctrl+r,f5", "generate", "generate", "new run from the prompt (asks first when the run has branches)",
+               "generate", needs=Needs.MODEL, footer=True),
+    ActionSpec("c", "continue_branch", "continue", "generate more on the current branch", "generate",
+               needs=Needs.RUN_AND_MODEL, footer=True),
+    ActionSpec("escape", "cancel", "cancel", "stop generating at once (the partial branch is kept); "
+               "in the prompt: back to the tokens", "generate"),
+    ActionSpec("s", "settings", "settings", "the session's settings: temperature, top-k, top-p, seed, max tokens, "
+               "k, forced prefix, chat", "generate", footer=True),
+    ActionSpec("i", "focus_prompt", "prompt", "edit the prompt", "generate", footer=True),
+    # move (the tokens pane)
+    ActionSpec("left,h", "cursor(-1)", "prev token", "previous token", "move", STREAM, shown_keys="← h"),
+    ActionSpec("right,l", "cursor(1)", "next token", "next token", "move", STREAM, shown_keys="→ l"),
+    ActionSpec("ctrl+left,b", "word(-1)", "prev word", "previous word", "move", STREAM, shown_keys="ctrl+← b"),
+    ActionSpec("ctrl+right,w", "word(1)", "next word", "next word", "move", STREAM, shown_keys="ctrl+→ w"),
+    ActionSpec("up,k", "line(-1)", "line up", "line up", "move", STREAM, shown_keys="↑ k"),
+    ActionSpec("down,j", "line(1)", "line down", "line down", "move", STREAM, shown_keys="↓ j"),
+    ActionSpec("pageup", "page(-1)", "page up", "page up", "move", STREAM, shown_keys="PgUp"),
+    ActionSpec("pagedown", "page(1)", "page down", "page down", "move", STREAM, shown_keys="PgDn"),
+    ActionSpec("home,g", "edge(-1)", "first", "first token", "move", STREAM, shown_keys="home g"),
+    ActionSpec("end,G", "edge(1)", "last", "last token", "move", STREAM, shown_keys="end G"),
+    ActionSpec("left_square_bracket", "uncertain(-1, 'rank')", "prev rank>1",
+               "previous token the model did not rank first", "move", STREAM, shown_keys="["),
+    ActionSpec("right_square_bracket", "uncertain(1, 'rank')", "next rank>1",
+               "next token the model did not rank first", "move", STREAM, shown_keys="]"),
+    ActionSpec("left_curly_bracket", "uncertain(-1, 'entropy')", "prev unsure",
+               "previous high-entropy token (top 10%)", "move", STREAM, shown_keys="{"),
+    ActionSpec("right_curly_bracket", "uncertain(1, 'entropy')", "next unsure",
+               "next high-entropy token (top 10%)", "move", STREAM, shown_keys="}"),
+    # branch
+    ActionSpec("1,2,3,4,5,6,7,8,9", "branch_alt({n})", "branch #n", "branch here with alternative n", "branch",
+               needs=Needs.RUN_AND_MODEL, palette=False, shown_keys="1 … 9"),
+    ActionSpec("r", "resample", "resample", "new branch here, the engine sampling this position again "
+               "(session settings, new seed)", "branch", needs=Needs.RESAMPLE),
+    ActionSpec("t", "branch_text", "branch: text", "branch here with typed text", "branch",
+               needs=Needs.RUN_AND_MODEL),
+    ActionSpec("up,k", "select(-1)", "prev alternative", "previous alternative", "branch", ALTERNATIVES,
+               shown_keys="↑ k"),
+    ActionSpec("down,j", "select(1)", "next alternative", "next alternative", "branch", ALTERNATIVES,
+               shown_keys="↓ j"),
+    ActionSpec("enter", "choose", "branch on it", "branch on the selected alternative", "branch", ALTERNATIVES),
+    ActionSpec("K", "tree_move('parent')", "parent", "show the parent branch", "branch", needs=Needs.RUN),
+    ActionSpec("J", "tree_move('child')", "child", "show the first child branch", "branch", needs=Needs.RUN),
+    ActionSpec("H", "tree_move('prev')", "prev sibling", "show the previous sibling branch", "branch",
+               needs=Needs.RUN),
+    ActionSpec("L", "tree_move('next')", "next sibling", "show the next sibling branch", "branch", needs=Needs.RUN),
+    ActionSpec("d", "compare", "diff parent", "compare with the parent: jump to where they diverge", "branch",
+               needs=Needs.RUN),
+    ActionSpec("enter", "select_cursor", "show branch", "show the highlighted branch", "branch", TREE),
+    # view
+    ActionSpec("m", "cycle_metric", "metric", "next metric: probability, entropy, rank, surprisal", "view",
+               footer=True),
+    ActionSpec("T", "cycle_theme", "theme", "next theme", "view"),
+    ActionSpec("D", "toggle_decoded", "decoded", "tokens ↔ decoded text (split characters joined, real line breaks)",
+               "view"),
+    ActionSpec("v", "cycle_pane", "side pane", "next side pane (narrow terminals show one at a time)", "view"),
+    ActionSpec("tab", "focus_next", "next pane", "next pane", "view", palette=False, textual=True),
+    # files
+    ActionSpec("ctrl+s", "save", "save", "save the run now (runs also autosave)", "files", needs=Needs.RUN),
+    ActionSpec("o", "open_run", "open", "open a run from the cache", "files", footer=True),
+    ActionSpec("x", "export", "export", "export the run (CSV, JSONL, JSON)", "files", needs=Needs.RUN),
+    ActionSpec("X", "screenshot", "screenshot", "save an SVG screenshot into the current folder", "files"),
+    # app
+    ActionSpec("question_mark,f1", "help", "help", "every key", "app", footer=True, shown_keys="? F1"),
+    ActionSpec("ctrl+p", "command_palette", "commands", "command palette", "app", palette=False, textual=True),
+    ActionSpec("q,ctrl+q", "quit", "quit", "quit (q: not while typing in an input)", "app", footer=True,
+               shown_keys="q ctrl+q"),
+)  # fmt: skip
+
+_KEY_NAMES = {
+    "left_square_bracket": "[",
+    "right_square_bracket": "]",
+    "left_curly_bracket": "{",
+    "right_curly_bracket": "}",
+    "question_mark": "?",
+}
+
+
+def bindings(scope: str = APP) -> list[Binding]:
+    """The key bindings of `scope`, generated from the table (a pane's BINDINGS, or the app's)."""
+    out: list[Binding] = []
+    for spec in ACTIONS:
+        if spec.scope != scope or spec.textual:
+            continue
+        if "{n}" in spec.action:  # one binding per digit key
+            for key in spec.keys.split(","):
+                out.append(Binding(key, spec.action.replace("{n}", key), spec.name, show=False))
+            continue
+        keys = spec.keys
+        if spec.action == "help":  # F1 opens help even from an input
+            out.append(Binding("f1", "help", spec.name, show=False, priority=True))
+            keys = "question_mark"
+        elif spec.action == "quit":  # ctrl+q quits even from an input (as Textual's own binding)
+            out.append(Binding("ctrl+q", "quit", spec.name, show=False, priority=True))
+            keys = "q"
+        out.append(Binding(keys, spec.action, spec.name, show=spec.footer, priority=spec.priority))
+    return out
+
+
+def shown_keys(spec: ActionSpec) -> str:
+    return spec.shown_keys or " ".join(_KEY_NAMES.get(k, k) for k in spec.keys.split(","))
+
+
+def help_sections() -> list[tuple[str, list[tuple[str, str]]]]:
+    """(title, [(keys, description)]) for the help screen: each group, its pane-only keys in a
+    section of their own ("move · tokens pane")."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    for group in GROUPS:
+        for spec in ACTIONS:
+            if spec.group == group:
+                title = group if spec.scope == APP else f"{group} · {spec.scope} pane"
+                sections.setdefault(title, []).append((shown_keys(spec), spec.description))
+    return list(sections.items())
+
+
+def palette_entries() -> Iterator[ActionSpec]:
+    """The app's actions offered in the command palette, each once."""
+    seen = set()
+    for spec in ACTIONS:
+        if spec.scope == APP and spec.palette and spec.action not in seen:
+            seen.add(spec.action)
+            yield spec
+
+
+def spec_of(action: str) -> ActionSpec | None:
+    """The app action named `action` (without its arguments), if the table has it."""
+    name = action.split("(", 1)[0]
+    for spec in ACTIONS:
+        if spec.scope == APP and spec.action.split("(", 1)[0] == name:
+            return spec
+    return None

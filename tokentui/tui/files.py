@@ -1,0 +1,83 @@
+"""The explorer's actions on files: save the run, open one from the cache, export, screenshot."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tokentui.core.display import sanitize
+
+
+class FileActions:
+    """Mixed into TokentuiApp (it provides run_obj, run_path, save_dir, engine, show_branch …)."""
+
+    def action_save(self, quiet: bool = False) -> None:
+        from tokentui.store.runfile import save_run
+
+        run = self.run_obj
+        target = self.run_path or (self.save_dir / f"{run.id}.tokentui")
+        try:
+            path = save_run(run, target)
+        except OSError as e:
+            self.notify(f"could not save: {e}", severity="error", markup=False)
+            return
+        if not quiet:
+            self.notify(f"saved {sanitize(str(path))}", markup=False)
+        self.update_status()
+
+    def action_open_run(self) -> None:
+        from tokentui.tui.screens.run_picker import RunPicker
+
+        def done(path: Path | None) -> None:
+            if path is None:
+                return
+            from tokentui.store.header import RunFileError
+            from tokentui.store.runfile import load_run
+
+            try:
+                run = load_run(path)
+            except RunFileError as e:
+                self.notify(str(e), severity="error", markup=False)
+                return
+            self.session.run, self.run_path = run, path
+            if self.engine is not None:
+                self.engine.adopt(run)
+            self.update_legend()
+            self.show_branch(0, cursor=None)
+
+        self.push_screen(RunPicker(self.save_dir), done)
+
+    def action_export(self) -> None:
+        from tokentui.tui.screens.text_prompt import TextPrompt
+
+        run = self.run_obj
+
+        def done(name: str | None) -> None:
+            from tokentui.store.export import FORMATS, export
+
+            if not name:
+                return
+            path = Path(name).expanduser()
+            fmt = path.suffix.lstrip(".").lower()
+            if fmt not in FORMATS:
+                self.notify(
+                    f"name the file .csv, .jsonl or .json (got {sanitize(path.name)})", severity="error", markup=False
+                )
+                return
+            try:
+                with open(path, "w", encoding="utf-8", newline="") as f:
+                    export(run, fmt, f)
+            except OSError as e:
+                self.notify(f"could not write {sanitize(str(path))}: {e.strerror}", severity="error", markup=False)
+                return
+            self.notify(f"exported {sanitize(str(path))}", markup=False)
+
+        self.push_screen(
+            TextPrompt("export the run to (extension picks the format: .csv .jsonl .json)", f"{run.id}.csv"), done
+        )
+
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """Textual's screenshot action (same arguments), saving into the current folder by default
+        (Textual's own picks the Downloads folder, which a server seldom has) and saying where."""
+        saved = self.save_screenshot(filename, path or os.getcwd())
+        self.notify(f"screenshot saved: {sanitize(saved)}", markup=False)

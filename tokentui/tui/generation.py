@@ -1,0 +1,114 @@
+"""The explorer's actions that ask the engine for tokens: generate, continue, branch (on an
+alternative, on typed text, resampled), cancel, and the session's settings. Each runs only when
+the action table's `needs` are met (TokentuiApp.run_action checks), so none re-checks them."""
+
+from __future__ import annotations
+
+import secrets
+
+from tokentui.tui.state import AppState
+
+
+class GenerationActions:
+    """Mixed into TokentuiApp (it provides session, engine, stream, prompt_box, notify …)."""
+
+    def action_generate(self) -> None:
+        prompt = self.prompt_box.text
+        if not prompt.strip():
+            self.notify("the prompt is empty: i edits it", severity="warning", markup=False)
+            return
+        run = self.run_obj
+        if run is None or len(run.branches) <= 1:
+            self._start_run(prompt)
+            return
+        from tokentui.tui.screens.confirm import Confirm
+
+        question = f"Start a new run? Run {run.id} and its {len(run.branches)} branches leave the screen."
+        detail = f"It stays in the run cache: o opens it again (or `tokentui replay {run.id}`)."
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._start_run(prompt)
+
+        self.push_screen(Confirm(question, detail), answered)
+
+    def _start_run(self, prompt: str) -> None:
+        old = self.run_obj
+        if old is not None and old.dirty:
+            self.action_save(quiet=True)
+        self.session.state = AppState.GENERATING
+        self.engine.generate(prompt, self.session.settings)
+        self.stream.focus()
+        if old is not None and len(old.branches) > 1:
+            self.notify(f"run {old.id} is in the cache: o opens it again", markup=False)
+        self.update_status()
+
+    def action_cancel(self) -> None:
+        if self.state is AppState.GENERATING and self.engine is not None:
+            self.engine.cancel()
+            self.session.note = "cancelling"
+            self.update_status()
+        elif self.focused is not None and self.focused.id == "prompt":
+            self.stream.focus()
+
+    def action_continue_branch(self) -> None:
+        self.session.state = AppState.GENERATING
+        self.engine.continue_branch(self.branch_id, self.session.settings.sampling.copy())
+        self.stream.follow = True
+        self.update_status()
+
+    def _fork_at_cursor(self, token_ids: list[int] | None, text: str = "", seed: int | None = None) -> None:
+        pos = self.stream.cursor
+        if pos < 1:
+            self.notify("the first token has no alternatives to branch on", markup=False)
+            return
+        params = self.session.settings.sampling.copy()
+        if seed is not None:
+            params.seed = seed
+        self.session.state = AppState.GENERATING
+        self.engine.branch(self.branch_id, pos, token_ids, text, params)
+        self.update_status()
+
+    def action_branch_alt(self, n: int) -> None:
+        run, pos = self.run_obj, self.stream.cursor
+        if pos < 1 or pos >= run.length(self.branch_id):
+            return
+        step = run.step(self.branch_id, pos)
+        ids = step.topk_ids
+        if n > len(ids) or ids[n - 1] < 0:
+            self.notify(f"there is no alternative #{n}", markup=False)
+            return
+        if int(ids[n - 1]) == step.token_id:  # the same token again would only copy this branch
+            self.notify(
+                f"alternative #{n} is the token already here: r resamples from this position instead",
+                markup=False,
+            )
+            return
+        self._fork_at_cursor([int(ids[n - 1])])
+
+    def action_resample(self) -> None:
+        """A new branch at the cursor whose token there the engine samples again, with the
+        session's sampling settings and a new seed (needs a Fork without a forced token)."""
+        self._fork_at_cursor([], seed=secrets.randbelow(2**31))
+
+    def action_branch_text(self) -> None:
+        from tokentui.tui.screens.text_prompt import TextPrompt
+
+        def done(text: str | None) -> None:
+            if text:
+                self._fork_at_cursor(None, text)
+
+        self.push_screen(TextPrompt(f"branch at position {self.stream.cursor}: take this text, then continue"), done)
+
+    def action_settings(self) -> None:
+        from tokentui.tui.screens.settings import SettingsScreen
+
+        def done(new) -> None:
+            if new is not None:
+                self.session.settings = new
+                self.update_settings_line()
+
+        self.push_screen(SettingsScreen(self.session.settings, self.session.vocab_size), done)
+
+    def action_focus_prompt(self) -> None:
+        self.prompt_box.focus()

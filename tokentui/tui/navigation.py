@@ -1,0 +1,51 @@
+"""The explorer's actions that move between branches and panes: parent / child / sibling branch,
+compare with the parent, next side pane."""
+
+from __future__ import annotations
+
+from tokentui.tui.widgets.token_text import lone_id
+
+
+class NavigationActions:
+    """Mixed into TokentuiApp (it provides run_obj, branch_id, stream, show_branch …)."""
+
+    def action_tree_move(self, where: str) -> None:
+        run = self.run_obj
+        b = run.branch(self.branch_id)
+        target = None
+        if where == "parent":
+            target = b.parent
+        elif where == "child":
+            kids = run.children(b.id)
+            target = kids[0].id if kids else None
+        else:
+            sibs = [x.id for x in run.branches if x.parent == b.parent]
+            i = sibs.index(b.id) + (1 if where == "next" else -1)
+            target = sibs[i] if 0 <= i < len(sibs) else None
+        if target is None:
+            self.bell()
+            return
+        keep = self.stream.cursor if where == "parent" else run.branch(target).fork_position
+        self.show_branch(target, cursor=keep)
+
+    def action_compare(self) -> None:
+        run = self.run_obj
+        b = run.branch(self.branch_id)
+        if b.parent is None:
+            self.notify("the root branch has no parent", markup=False)
+            return
+        pos = b.fork_position
+        theirs = run.step(b.parent, pos).token_id if pos < run.length(b.parent) else None
+        ours = run.step(b.id, pos).token_id if pos < run.length(b.id) else None
+        self.stream.move_to(pos)
+
+        def shown(tid):
+            return lone_id(run, tid).plain if tid is not None else "∅"
+
+        self.notify(f"branch #{b.id} leaves #{b.parent} at position {pos}: {shown(ours)} instead of {shown(theirs)}",
+                    markup=False)  # fmt: skip
+
+    def action_cycle_pane(self) -> None:
+        self.side_index = (self.side_index + 1) % 3
+        for i, name in enumerate(("alternatives", "layers", "tree")):
+            self.query_one(f"#{name}").set_class(i == self.side_index, "shown")

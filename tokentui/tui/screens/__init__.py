@@ -1,0 +1,1 @@
+"""The explorer's modal screens, one per module (imported where they are opened)."""

@@ -1,0 +1,90 @@
+"""The run picker: the runs in the cache, newest first, filtered by what is typed (id, model or
+prompt). Down moves from the search box into the list; Enter opens the highlighted run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from tokentui.core.display import sanitize
+from tokentui.store.cache import RunSummary, list_runs
+
+
+class RunPicker(ModalScreen[Path | None]):
+    AUTO_FOCUS = "*"  # the first field (the app's own picks the tokens)
+    BINDINGS = [
+        Binding("escape", "cancel", "cancel"),
+        Binding("down", "into_list", "to the list", show=False),
+    ]
+    COMPONENT_CLASSES = {"run-picker--muted", "run-picker--prompt"}
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__()
+        self.directory = directory
+        self.runs: list[RunSummary] = []
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="picker-box"):
+            yield Static(Text(f"open a run from {sanitize(str(self.directory))}"), classes="box-title", markup=False)
+            yield Input(placeholder="search id, model or prompt … (↓ to the list)", id="picker-search")
+            yield OptionList(id="picker-list")
+
+    def on_mount(self) -> None:
+        self.runs = list_runs(self.directory)
+        self._fill("")
+
+    def label(self, r: RunSummary) -> Text:
+        """id · created · model · tokens · branches · prompt (all untrusted: sanitised)."""
+        muted = self.get_component_rich_style("run-picker--muted", partial=True)
+        if r.error:
+            return Text(f"{sanitize(r.run_id)}  unreadable: {sanitize(r.error)}", style=muted)
+        label = Text(sanitize(r.run_id))
+        label.append(f" {r.created[5:16].replace('T', ' ')}", style=muted)
+        label.append(f" {sanitize(r.model)[-12:]:<12} {r.tokens:>6} tok {r.branches:>2} br ")
+        prompt = sanitize(r.prompt, visible_whitespace=True)[:50]  # running text: its line breaks shown as ↵
+        label.append(prompt, style=self.get_component_rich_style("run-picker--prompt", partial=True))
+        label.truncate(max(20, self.size.width - 12), overflow="ellipsis")
+        return label
+
+    def _fill(self, query: str) -> None:
+        q = query.lower()
+        options = []
+        for r in self.runs:
+            if q and q not in f"{r.run_id} {r.model} {r.prompt}".lower():
+                continue
+            options.append(Option(self.label(r), id=str(r.path), disabled=bool(r.error)))
+        ol = self.query_one(OptionList)
+        ol.clear_options()
+        ol.add_options(options)
+        if not options:
+            ol.add_option(Option(Text("no runs match"), disabled=True))
+        ol.highlighted = next((i for i, o in enumerate(options) if not o.disabled), None)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._fill(event.value)
+
+    def action_into_list(self) -> None:
+        ol = self.query_one(OptionList)
+        if self.focused is not ol:
+            ol.focus()
+
+    def on_input_submitted(self) -> None:
+        """Enter in the search box opens the highlighted run (the first match until ↓ moves)."""
+        ol = self.query_one(OptionList)
+        if ol.highlighted is not None:
+            option = ol.get_option_at_index(ol.highlighted)
+            if not option.disabled:
+                self.dismiss(Path(option.id))
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(Path(event.option.id))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

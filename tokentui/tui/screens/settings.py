@@ -1,0 +1,100 @@
+"""The session's generation settings (one GenerationSettings): sampler, length, k, forced prefix,
+chat template. One compact row per field so all of them fit 80×24; the box scrolls if a terminal
+is shorter still. Enter on any field applies, Esc cancels; a bad value is named and nothing
+changes."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Input, Static
+
+from tokentui.core.params import GenerationSettings, RunError, SamplingParams
+
+FIELDS = (
+    ("temperature", "temperature (0 = greedy)"),
+    ("top_k", "top-k (0 = off)"),
+    ("top_p", "top-p (1 = off)"),
+    ("seed", "seed (empty = random)"),
+    ("max_new_tokens", "max new tokens"),
+    ("k", "alternatives recorded (k)"),
+    ("forced", "forced prefix (answer starts so)"),
+    ("chat", "chat template (yes/no)"),
+)
+
+
+def field_values(s: GenerationSettings) -> dict[str, str]:
+    p = s.sampling
+    return {
+        "temperature": f"{p.temperature:g}",
+        "top_k": str(p.top_k),
+        "top_p": f"{p.top_p:g}",
+        "seed": "" if p.seed is None else str(p.seed),
+        "max_new_tokens": str(p.max_new_tokens),
+        "k": str(s.k),
+        "forced": s.forced,
+        "chat": "yes" if s.chat else "no",
+    }
+
+
+def parse_fields(raw: dict[str, str], stop: list[str]) -> GenerationSettings:
+    """The fields' text → settings; RunError names the first bad field."""
+    label = dict(FIELDS)
+
+    def number(key: str, kind):
+        try:
+            return kind(raw[key].strip())
+        except ValueError:
+            raise RunError(f"not a number: {label[key]}") from None
+
+    seed = raw["seed"].strip()
+    sampling = SamplingParams(
+        number("temperature", float),
+        number("top_k", int),
+        number("top_p", float),
+        number("seed", int) if seed else None,
+        number("max_new_tokens", int),
+        list(stop),
+    )
+    chat = raw["chat"].strip().lower() in ("yes", "y", "true", "1", "on")
+    return GenerationSettings(sampling, number("k", int), chat, raw["forced"])
+
+
+class SettingsScreen(ModalScreen[GenerationSettings | None]):
+    AUTO_FOCUS = "*"  # the first field (the app's own picks the tokens)
+    BINDINGS = [Binding("escape", "cancel", "cancel")]
+
+    def __init__(self, settings: GenerationSettings, vocab_size: int | None = None) -> None:
+        super().__init__()
+        self.settings, self.vocab_size = settings.copy(), vocab_size
+
+    def compose(self) -> ComposeResult:
+        values = field_values(self.settings)
+        with VerticalScroll(id="settings-box"):
+            yield Static(Text("session settings (the next generation) — Enter applies, Esc cancels"),
+                         classes="box-title", markup=False)  # fmt: skip
+            for key, label in FIELDS:
+                with Horizontal(classes="field"):
+                    yield Static(Text(label), classes="field-label", markup=False)
+                    yield Input(values[key], id=f"set-{key}", compact=True)
+            yield Static("", id="settings-error", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#settings-box").can_focus = False  # Tab goes from field to field
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self) -> None:
+        raw = {key: self.query_one(f"#set-{key}", Input).value for key, _ in FIELDS}
+        try:
+            new = parse_fields(raw, self.settings.sampling.stop)
+            new.check(self.vocab_size)
+        except RunError as e:
+            self.query_one("#settings-error", Static).update(Text(str(e)))
+            return
+        self.dismiss(new)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,147 @@
+"""What the explorer is doing and what it shows, changed only by applying engine events on the UI
+thread: the application state as an enum, the session (the run under view, the session's
+generation settings, what the status bar says), and the one place engine events are handled.
+
+Kept free of widgets so that each event's effect can be read (and tested) in one place; the app
+turns the returned `Update` into screen updates. The run on screen is the session's own, grown from
+the events' data (engine.events.apply_event); the worker's run is never read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from tokentui.core.params import GenerationSettings
+
+if TYPE_CHECKING:  # numpy stays out of a replay's first frame
+    from tokentui.core.run import Run
+    from tokentui.engine.events import Event
+
+
+class AppState(Enum):
+    """What the explorer is doing; the status bar shows the value."""
+
+    REPLAY = "replay"  # a saved run, no model
+    LOADING = "loading"  # the model is loading
+    IDLE = "idle"  # a model is ready
+    GENERATING = "generating"
+    NO_MODEL = "no model"  # the model failed to load
+
+
+class Needs(Enum):
+    """What an action needs before it can run (the action table's 'when enabled' column)."""
+
+    NOTHING = "nothing"
+    RUN = "run"  # a run on screen
+    MODEL = "model"  # a loaded model that is not busy
+    RUN_AND_MODEL = "run and model"
+    RESAMPLE = "resample"  # a model and a run, and an engine that forks without a forced token
+
+
+# Whether the engine can fork a branch whose first token it samples itself (a Fork with no forced
+# token). It cannot yet: HFBackend.branch refuses an empty token list.
+ENGINE_CAN_RESAMPLE = False
+
+
+@dataclass
+class Update:
+    """What an applied event changed, for the app to redraw."""
+
+    show_branch: int | None = None  # a new branch started: show it
+    tokens: bool = False  # the branch under view grew or got layer values
+    finished: bool = False  # a job ended: redraw the tree and panes
+    loaded: bool = False  # the model is ready
+    error: tuple[str, str] | None = None  # (title, message) to tell the user
+
+
+@dataclass
+class Session:
+    """The explorer's state. Only the UI thread changes it, by calling `apply`."""
+
+    state: AppState
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    run: Run | None = None
+    branch_id: int = 0
+    model: str | None = None  # the model as the user named it
+    model_info: str = ""
+    note: str = ""  # the latest progress / result, shown in the status bar
+    tokens_per_second: float = 0.0
+    vocab_size: int | None = None  # the loaded model's, to check k against
+
+    @classmethod
+    def start(cls, model: str | None, settings: GenerationSettings, run: Run | None = None) -> Session:
+        if model is None:
+            return cls(AppState.REPLAY, settings, run, model_info="no model (replay)")
+        return cls(AppState.LOADING, settings, run, model=model, model_info=f"{model} · loading")
+
+    def why_not(self, needs: Needs) -> str | None:
+        """Why an action that needs `needs` cannot run now, or None when it can."""
+        if needs in (Needs.RUN, Needs.RUN_AND_MODEL, Needs.RESAMPLE) and self.run is None:
+            return "no run yet: type a prompt (i) and generate (ctrl+r)"
+        if needs in (Needs.MODEL, Needs.RUN_AND_MODEL, Needs.RESAMPLE):
+            reason = {
+                AppState.REPLAY: "replay: no model is loaded (start with `tokentui replay RUN --model M` to grow branches)",
+                AppState.LOADING: "the model is still loading",
+                AppState.NO_MODEL: "the model failed to load",
+                AppState.GENERATING: "already generating (escape cancels)",
+            }.get(self.state)
+            if reason:
+                return reason
+        if needs is Needs.RESAMPLE and not ENGINE_CAN_RESAMPLE:
+            return "resampling here needs the engine to fork without a forced token; it cannot yet"
+        return None
+
+    # --- engine events ------------------------------------------------------------------------
+    def apply(self, ev: Event) -> Update:
+        """Apply one engine event: the session's own run grows from the events' data (it is
+        never the worker's run), and the state, status and what to redraw follow."""
+        from tokentui.engine.events import (
+            BranchStarted,
+            Failed,
+            Finished,
+            LensEvent,
+            Loaded,
+            Progress,
+            RunStarted,
+            Saved,
+            StepEvent,
+            apply_event,
+        )
+
+        up = Update()
+        ours = self.run is not None and getattr(ev, "run_id", None) == self.run.id
+        self.run = apply_event(self.run, ev)
+        if isinstance(ev, Progress):
+            self.note = ev.message
+        elif isinstance(ev, Loaded):
+            self.state = AppState.IDLE
+            self.vocab_size = ev.vocab_size
+            self.note = f"loaded in {ev.seconds:.1f}s"
+            self.model_info = f"{ev.model} · {ev.device} · {ev.dtype} · {ev.n_layers} layers"
+            up.loaded = True
+        elif isinstance(ev, RunStarted):
+            self.branch_id = 0
+        elif isinstance(ev, BranchStarted) and ours:
+            self.branch_id = ev.branch_id
+            up.show_branch = ev.branch_id
+        elif isinstance(ev, (StepEvent, LensEvent)):
+            up.tokens = ours and ev.branch_id == self.branch_id
+        elif isinstance(ev, Finished):
+            self.state = AppState.IDLE
+            self.tokens_per_second = ev.tokens_per_second
+            self.note = f"{ev.status}: {ev.new_tokens} new tokens"
+            up.finished = True
+        elif isinstance(ev, Saved):
+            if ours:  # the worker saved its run as it stood after the events applied so far
+                self.run.saved_steps = self.run.total_steps()
+            self.note = "autosaved"
+        elif isinstance(ev, Failed):
+            if self.state is AppState.LOADING:
+                self.state = AppState.NO_MODEL
+                self.model_info = f"{self.model} · failed to load"
+            elif self.state is AppState.GENERATING:
+                self.state = AppState.IDLE
+            up.error = (f"{ev.command} failed", ev.message)
+        return up

@@ -1,0 +1,59 @@
+"""The explorer's actions that change how the run looks: metric, theme, tokens or decoded text,
+the help screen; and applying the theme's metric scale to the stream and the legend."""
+
+from __future__ import annotations
+
+from tokentui.tui.theme import DEFAULT_SCALE, MetricScale
+from tokentui.tui.widgets.legend import Legend
+
+
+class ViewActions:
+    """Mixed into TokentuiApp (it provides stream, metric, themes_, no_color …)."""
+
+    @property
+    def scale(self) -> MetricScale:
+        t = self.themes_.get(self.theme)
+        return t.scale if t else DEFAULT_SCALE
+
+    def apply_scale(self) -> None:
+        self.stream.set_scale(self.scale, self.no_color)
+        self.update_legend()
+
+    def update_legend(self) -> None:
+        if self.run_obj is None:
+            return  # nothing to colour yet, and the metrics need numpy: after the run is read
+        self.query_one(Legend).show(self.metric, self.scale, self.no_color)
+
+    def action_cycle_metric(self) -> None:
+        from tokentui.core.metrics import METRIC_ORDER
+
+        self.metric = METRIC_ORDER[(METRIC_ORDER.index(self.metric) + 1) % len(METRIC_ORDER)]
+        if self.stream.view is not None:
+            self.stream.view.set_metric(self.metric)
+        self.stream.restyle()
+        self.update_legend()
+        self.refresh_panes()
+
+    def action_toggle_decoded(self) -> None:
+        self.decoded = not self.decoded
+        self.show_branch(self.branch_id, cursor=self.stream.cursor)
+        self.stream.border_title = "decoded text" if self.decoded else "tokens"
+
+    def action_cycle_theme(self) -> None:
+        names = sorted(self.themes_)
+        if not names:
+            self.notify("no tokentui themes were loaded", markup=False)
+            return
+        i = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(i + 1) % len(names)]
+        self.notify(f"theme: {self.theme}", markup=False)
+
+    def watch_theme(self) -> None:
+        if self.screen_stack:  # not while __init__ picks the first theme
+            self.apply_scale()
+
+    def action_help(self) -> None:
+        from tokentui.tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())

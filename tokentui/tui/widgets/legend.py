@@ -1,0 +1,62 @@
+"""The legend under the tokens: what the colours (or, under NO_COLOR, the text styles) of the
+current metric mean, and how prompt and forced tokens look. It wraps rather than being cut off."""
+
+from __future__ import annotations
+
+from rich.style import Style
+from rich.text import Text
+from textual.widgets import Static
+
+from tokentui.tui.theme import MetricScale
+
+
+def no_color_steps(scale: MetricScale) -> list[Style]:
+    """The distinct styles MetricScale gives tokens under NO_COLOR, from sure to unsure."""
+    n = len(scale.backgrounds)
+    steps: list[Style] = []
+    for i in range(n):
+        style = scale.style((i + 0.5) / n, True)
+        if not steps or steps[-1] != style:
+            steps.append(style)
+    return steps
+
+
+def style_name(style: Style) -> str:
+    if style.reverse:
+        return "reverse"
+    return " ".join(w for w, on in (("bold", style.bold), ("underline", style.underline)) if on) or "plain"
+
+
+class Legend(Static):
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id, markup=False)
+
+    def show(self, metric: str, scale: MetricScale, no_color: bool) -> None:
+        from tokentui.core.metrics import METRICS  # numpy: only once a run is read
+
+        m = METRICS[metric]
+        if m.buckets:  # each bucket in the style its tokens get, named
+            legend = Text(f"{m.name} ")
+            last = max(1, len(m.buckets) - 1)
+            for i, name in enumerate(m.buckets):
+                legend.append(f" {name} ", style=scale.style(i / last, no_color))
+                legend.append(" ")
+        elif no_color:  # no colours: the text styles from sure to unsure, each named in its own style
+            legend = Text(f"{m.label} [{m.unit}] sure ")
+            steps = no_color_steps(scale)
+            for i, style in enumerate(steps):
+                legend.append(style_name(style), style=style)
+                legend.append(" ▸ " if i < len(steps) - 1 else " ")
+            legend.append("uncertain")
+        else:  # the colour scale, one cell a step
+            legend = Text(f"{m.label} [{m.unit}] sure ")
+            n = len(scale.backgrounds)
+            for i in range(n):
+                legend.append(" ", style=scale.style((i + 0.5) / n, False))
+            legend.append(" uncertain")
+        legend.append(" · ")
+        legend.append("prompt", style=Style(dim=True))
+        legend.append(" · ")
+        legend.append("forced", style=Style(italic=True) if no_color else Style(italic=True, underline=True))
+        legend.append(" · m: next metric")
+        self.update(legend)

@@ -1,0 +1,61 @@
+"""The settings line above the tokens: how the run (and the branch) under view was generated, read
+from the run's own metadata, so a replayed run shows its own sampler, not the session's."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tokentui.core.display import lone_text, sanitize
+from tokentui.core.params import GenerationSettings, SamplingParams
+
+if TYPE_CHECKING:
+    from tokentui.core.run import Run
+
+
+def run_settings(run: Run, branch_id: int) -> GenerationSettings:
+    """The settings a run's metadata records; `forced`: the text the branch under view was made
+    to take (its forced tokens)."""
+    forced = ""
+    b = run.branches[branch_id] if 0 <= branch_id < len(run.branches) else None
+    if b is not None and b.n_forced:
+        ids = b.steps.col("token_id")[: b.n_forced].tolist()
+        forced = run.tokens.text(ids).decode("utf-8", errors="replace")
+    return GenerationSettings(SamplingParams.from_dict(run.meta.sampling), run.meta.k, run.meta.chat, forced)
+
+
+def describe(settings: GenerationSettings) -> str:
+    """GenerationSettings.describe() made safe, the forced text with its spaces visible."""
+    line = sanitize(settings.sampling.describe()) + f" · k={settings.k} · chat {'on' if settings.chat else 'off'}"
+    if settings.forced:
+        line += f" · forced {lone_text(settings.forced)[:40]}"
+    return line
+
+
+class SettingsLine(Static):
+    COMPONENT_CLASSES = {"settings-line--label"}
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id, markup=False)
+        self._args: tuple | None = None
+
+    def show(self, run: Run | None, branch_id: int, session: GenerationSettings) -> None:
+        self._args = (run, branch_id, session)
+        label = self.get_component_rich_style("settings-line--label", partial=True)
+        t = Text()
+        if run is None:
+            t.append("next run: ", style=label)
+            t.append(describe(session))
+        else:
+            t.append("run: ", style=label)
+            t.append(describe(run_settings(run, branch_id)))
+        hint = "  (s: session settings)"
+        if t.cell_len + len(hint) <= (self.content_region.width or 120):
+            t.append(hint, style=label)
+        self.update(t)  # wraps onto a second line rather than cutting the settings off
+
+    def on_resize(self) -> None:
+        if self._args is not None:
+            self.show(*self._args)

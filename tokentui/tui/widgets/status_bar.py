@@ -1,0 +1,62 @@
+"""The status bar: what the explorer is doing, on which run and branch, saved or not, where the
+cursor is. One line; when it does not fit, the least important parts go first (the model's
+details before the run id, branch, saved state and position)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.cells import cell_len
+from rich.text import Text
+from textual.widgets import Static
+
+from tokentui.core.display import sanitize
+
+
+@dataclass(frozen=True)
+class Part:
+    text: str  # raw: sanitised here
+    importance: int  # higher stays longer when the line is short
+    component: str = ""  # a status-bar--* class styling it
+
+
+class StatusBar(Static):
+    COMPONENT_CLASSES = {"status-bar--state", "status-bar--dim", "status-bar--note"}
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id, markup=False)
+        self._state = ""
+        self._parts: list[Part] = []
+
+    def show(self, state: str, parts: list[Part]) -> None:
+        self._state, self._parts = state, parts
+        self._draw()
+
+    def on_resize(self) -> None:
+        self._draw()
+
+    def fitted(self, width: int) -> list[Part]:
+        """The parts that fit `width` cells next to the state, dropping the least important first
+        (the last survivor is cut with … if it alone is too long)."""
+        parts = list(self._parts)
+        budget = width - cell_len(self._state) - 2
+
+        def need(ps: list[Part]) -> int:
+            return sum(cell_len(sanitize(p.text)) + 3 for p in ps)
+
+        while parts and need(parts) > budget:
+            if len(parts) == 1:
+                break
+            parts.remove(min(parts, key=lambda p: p.importance))
+        return parts
+
+    def _draw(self) -> None:
+        width = self.content_region.width or 120
+        t = Text()
+        t.append(f" {self._state} ", style=self.get_component_rich_style("status-bar--state", partial=True))
+        for i, p in enumerate(self.fitted(width)):
+            style = self.get_component_rich_style(p.component, partial=True) if p.component else ""
+            t.append("  " if i == 0 else " · ")
+            t.append(sanitize(p.text), style=style)
+        t.truncate(width, overflow="ellipsis")
+        self.update(t, layout=False)

@@ -1,0 +1,36 @@
+"""A token shown on its own (alternatives, headers, tree labels): escaped, its whitespace visible,
+the ␠ of a space dimmed so the word stays readable. Never parsed as markup."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from rich.style import Style
+from rich.text import Text
+
+from tokentui.core.display import VISIBLE_SPACE, decode_bytes, lone_text
+
+_DIM = Style(dim=True)
+
+
+@lru_cache(maxsize=4096)
+def _plain(text: str) -> str:
+    return lone_text(text)
+
+
+def lone(text: str, width: int | None = None, style: Style | str = "") -> Text:
+    """`text` as a Text on its own, cut to `width` cells with … when given."""
+    shown = _plain(text)
+    out = Text(shown, style=style)
+    start = 0
+    while (i := shown.find(VISIBLE_SPACE, start)) >= 0:
+        out.stylize(_DIM, i, i + 1)
+        start = i + 1
+    if width is not None:
+        out.truncate(width, overflow="ellipsis")
+    return out
+
+
+def lone_id(run, token_id: int, width: int | None = None, style: Style | str = "") -> Text:
+    """Token `token_id` of `run` on its own (its bytes decoded here: TokenTable.display keeps spaces)."""
+    return lone(decode_bytes(run.tokens.bytes_of(int(token_id))), width, style)

@@ -102,13 +102,19 @@ def test_the_sample_set_covers_each_kind():
 
 
 async def test_the_first_readme_command_opens_the_explorer_on_the_demo(cache_dir):
-    """`tokentui` with no arguments: the explorer on the demo model with a suggested prompt."""
-    from tests.factories import wait_generated
+    """`tokentui` with no arguments: the explorer on the demo model with a suggested prompt, which
+    it generates when asked (ctrl+r), not on its own."""
+    from tests.factories import wait_for, wait_generated
     from tokentui.cli import DEMO_PROMPT
-    from tokentui.tui.app import TokentuiApp
+    from tokentui.core.params import GenerationSettings
+    from tokentui.tui.start import explorer
+    from tokentui.tui.state import AppState
 
-    app = TokentuiApp(model="demo", prompt=DEMO_PROMPT, params=SamplingParams(max_new_tokens=16))
+    app = explorer(model="demo", prompt=DEMO_PROMPT, settings=GenerationSettings(SamplingParams(max_new_tokens=16)))
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="the demo model")
+        assert app.run_obj is None  # nothing generated on launch
+        await pilot.press("ctrl+r")
         await wait_generated(pilot, app, 0, "length")
         assert len(app.run_obj.branches[0].steps) == 16
         assert app.stream.cursor == app.run_obj.length(0) - 1

@@ -116,10 +116,13 @@ async def test_pressing_the_number_of_the_token_already_there_makes_no_branch(mo
         await pilot.pause(0.2)
         assert len(app.run_obj.branches) == 1 and app.state is AppState.IDLE
         assert "the token already here" in list(app._notifications)[-1].message
-        await pilot.press("r")  # resample: the engine cannot fork without a token yet, and says so
-        await pilot.pause(0.2)
-        assert len(app.run_obj.branches) == 1
-        assert "resampling here needs the engine" in list(app._notifications)[-1].message
+        pos = app.stream.cursor
+        await pilot.press("r")  # resample: a new branch at the cursor, its token sampled afresh
+        await wait_generated(pilot, app, 1)
+        b = app.run_obj.branches[1]
+        assert (b.parent, b.fork_position, b.n_forced) == (0, pos, 0) and app.branch_id == 1
+        first = b.step(0)
+        assert first.kind == "generated" and first.sampler_logprob == pytest.approx(first.logprob, abs=1e-4)
 
 
 async def test_a_new_run_asks_first_when_the_run_has_branches_and_launching_generates_nothing(model_dirs, cache_dir):

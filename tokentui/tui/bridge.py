@@ -56,6 +56,9 @@ class EngineBridge:
     ) -> None:
         self.worker.submit(w.Fork(parent, position, token_ids, text, params))
 
+    def resample(self, parent: int, position: int, params: SamplingParams) -> None:
+        self.worker.submit(w.Resample(parent, position, params))
+
     def cancel(self) -> None:
         self.worker.cancel()
 

@@ -4,8 +4,6 @@ the action table's `needs` are met (TokentuiApp.run_action checks), so none re-c
 
 from __future__ import annotations
 
-import secrets
-
 from tokentui.tui.state import AppState
 
 
@@ -57,16 +55,17 @@ class GenerationActions:
         self.stream.follow = True
         self.update_status()
 
-    def _fork_at_cursor(self, token_ids: list[int] | None, text: str = "", seed: int | None = None) -> None:
+    def _fork_at_cursor(self, token_ids: list[int] | None, text: str = "", resample: bool = False) -> None:
         pos = self.stream.cursor
         if pos < 1:
             self.notify("the first token has no alternatives to branch on", markup=False)
             return
         params = self.session.settings.sampling.copy()
-        if seed is not None:
-            params.seed = seed
         self.session.state = AppState.GENERATING
-        self.engine.branch(self.branch_id, pos, token_ids, text, params)
+        if resample:
+            self.engine.resample(self.branch_id, pos, params)
+        else:
+            self.engine.branch(self.branch_id, pos, token_ids, text, params)
         self.update_status()
 
     def action_branch_alt(self, n: int) -> None:
@@ -88,8 +87,8 @@ class GenerationActions:
 
     def action_resample(self) -> None:
         """A new branch at the cursor whose token there the engine samples again, with the
-        session's sampling settings and a new seed (needs a Fork without a forced token)."""
-        self._fork_at_cursor([], seed=secrets.randbelow(2**31))
+        session's sampler (temperature 1 when it is greedy) and a new seed."""
+        self._fork_at_cursor(None, resample=True)
 
     def action_branch_text(self) -> None:
         from tokentui.tui.screens.text_prompt import TextPrompt

@@ -37,12 +37,6 @@ class Needs(Enum):
     RUN = "run"  # a run on screen
     MODEL = "model"  # a loaded model that is not busy
     RUN_AND_MODEL = "run and model"
-    RESAMPLE = "resample"  # a model and a run, and an engine that forks without a forced token
-
-
-# Whether the engine can fork a branch whose first token it samples itself (a Fork with no forced
-# token). It cannot yet: HFBackend.branch refuses an empty token list.
-ENGINE_CAN_RESAMPLE = False
 
 
 @dataclass
@@ -78,9 +72,9 @@ class Session:
 
     def why_not(self, needs: Needs) -> str | None:
         """Why an action that needs `needs` cannot run now, or None when it can."""
-        if needs in (Needs.RUN, Needs.RUN_AND_MODEL, Needs.RESAMPLE) and self.run is None:
+        if needs in (Needs.RUN, Needs.RUN_AND_MODEL) and self.run is None:
             return "no run yet: type a prompt (i) and generate (ctrl+r)"
-        if needs in (Needs.MODEL, Needs.RUN_AND_MODEL, Needs.RESAMPLE):
+        if needs in (Needs.MODEL, Needs.RUN_AND_MODEL):
             reason = {
                 AppState.REPLAY: "replay: no model is loaded (start with `tokentui replay RUN --model M` to grow branches)",
                 AppState.LOADING: "the model is still loading",
@@ -89,8 +83,6 @@ class Session:
             }.get(self.state)
             if reason:
                 return reason
-        if needs is Needs.RESAMPLE and not ENGINE_CAN_RESAMPLE:
-            return "resampling here needs the engine to fork without a forced token; it cannot yet"
         return None
 
     # --- engine events ------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -258,3 +260,26 @@ async def test_legend_names_each_rank_bucket_in_the_style_its_tokens_get(monkeyp
                 ], name
             else:
                 assert got.bgcolor == want.bgcolor, name
+
+
+async def test_the_layer_view_says_why_it_has_no_lens_values(model_dirs, cache_dir):
+    """A run made with the lens off shows its intermediate layers greyed out with the reason,
+    not as values still pending; a model source without hidden states says so once loaded."""
+    settings = GenerationSettings(SamplingParams(max_new_tokens=4), k=4)
+    app = explorer(model=str(model_dirs["gpt2"]), prompt="def f(x):", settings=settings, lens_chunk=0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="model load")
+        assert app.session.lens_unavailable() is None  # the HF backend has hidden states
+        await pilot.press("ctrl+r")
+        await wait_generated(pilot, app, 0)
+        text = rendered(app.query_one(LayersPane))
+        assert "the lens was off for this run" in text
+        assert "L1" in text and not re.search(r"L1 +…", text)  # greyed out, not pending
+
+    from tokentui.engine.capabilities import Capabilities
+    from tokentui.engine.events import Loaded
+    from tokentui.tui.state import Session
+
+    s = Session.start("remote-model", GenerationSettings())
+    s.apply(Loaded("remote-model", "remote", "?", 24, 1000, 0.1, Capabilities(full_distribution=False)))
+    assert s.lens_unavailable() == "remote-model does not provide hidden states for the logit lens"

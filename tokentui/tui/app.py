@@ -237,7 +237,9 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
     def refresh_panes(self) -> None:
         pos = self.stream.cursor
         self.query_one(AlternativesPane).show(self.run_obj, self.branch_id, pos)
-        self.query_one(LayersPane).show(self.run_obj, self.branch_id, pos, self.metric, self.stream.view)
+        self.query_one(LayersPane).show(
+            self.run_obj, self.branch_id, pos, self.metric, self.stream.view, self.session.lens_unavailable()
+        )
         self.update_status()
 
     def update_status(self) -> None:

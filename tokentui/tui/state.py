@@ -17,6 +17,7 @@ from tokentui.core.params import GenerationSettings
 
 if TYPE_CHECKING:  # numpy stays out of a replay's first frame
     from tokentui.core.run import Run
+    from tokentui.engine.capabilities import Capabilities
     from tokentui.engine.events import Event
 
 
@@ -63,12 +64,21 @@ class Session:
     note: str = ""  # the latest progress / result, shown in the status bar
     tokens_per_second: float = 0.0
     vocab_size: int | None = None  # the loaded model's, to check k against
+    capabilities: Capabilities | None = None  # the loaded model source's (None: no model yet)
 
     @classmethod
     def start(cls, model: str | None, settings: GenerationSettings, run: Run | None = None) -> Session:
         if model is None:
             return cls(AppState.REPLAY, settings, run, model_info="no model (replay)")
         return cls(AppState.LOADING, settings, run, model=model, model_info=f"{model} · loading")
+
+    def lens_unavailable(self) -> str | None:
+        """Why the layer view of the run on screen has no lens values, or None when it has them."""
+        if self.run is not None and self.run.meta.lens == "off":
+            return "the lens was off for this run (--lens-chunk 0)"
+        if self.capabilities is not None:  # a model is loaded: what it cannot lens, new branches lack
+            return self.capabilities.why_not("lens", self.model or "this model source")
+        return None
 
     def why_not(self, needs: Needs) -> str | None:
         """Why an action that needs `needs` cannot run now, or None when it can."""
@@ -110,6 +120,7 @@ class Session:
         elif isinstance(ev, Loaded):
             self.state = AppState.IDLE
             self.vocab_size = ev.vocab_size
+            self.capabilities = ev.capabilities
             self.note = f"loaded in {ev.seconds:.1f}s"
             self.model_info = f"{ev.model} · {ev.device} · {ev.dtype} · {ev.n_layers} layers"
             up.loaded = True

@@ -11,6 +11,7 @@ from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
+from tokentui.core.display import sanitize
 from tokentui.tui.widgets.alternatives import bar
 
 if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under these) is imported
@@ -56,9 +57,19 @@ class LayersPane(Static):
         if self._args is not None:
             self.show(*self._args)
 
-    def show(self, run: Run | None, branch_id: int, position: int, metric: str, view: BranchView | None) -> None:
-        """`view`: the token stream's view of the branch, whose metric levels the strip pools."""
-        self._args = (run, branch_id, position, metric, view)
+    def show(
+        self,
+        run: Run | None,
+        branch_id: int,
+        position: int,
+        metric: str,
+        view: BranchView | None,
+        unavailable: str | None = None,
+    ) -> None:
+        """`view`: the token stream's view of the branch, whose metric levels the strip pools.
+        `unavailable`: why there are no lens values (the intermediate layers are then greyed out
+        with that reason instead of looking pending)."""
+        self._args = (run, branch_id, position, metric, view, unavailable)
         if run is None or position < 0 or position >= run.length(branch_id):
             self.update(Text("no token under the cursor"), layout=False)
             return
@@ -70,8 +81,12 @@ class LayersPane(Static):
         width = max(4, inner - LABEL - 5)
         top = math.log(max(2, run.meta.vocab_size))  # the most entropy V tokens allow
         lines = [Text(f"lens entropy per layer · pos {position}", style=title)]
+        if unavailable:
+            lines.append(Text(sanitize(unavailable), style=muted))
         for layer, h in enumerate(step.layer_entropy.tolist(), start=1):
-            if math.isnan(h):
+            if math.isnan(h) and unavailable:
+                lines.append(Text(f"L{layer:<3} {'–':>6}", style=muted))
+            elif math.isnan(h):
                 lines.append(Text(f"L{layer:<3} {'…':>6}", style=muted))
             else:
                 lines.append(Text(f"L{layer:<3} {h:6.3f} ") + Text(bar(h / top, width), style=bar_style))

@@ -4,8 +4,10 @@ one process run on random-init models of real shapes, as medians of repeated run
     python benchmarks/decode_overhead.py [--models gpt2-124m qwen2-0.5b] [--repeats 5] [--tokens 128]
 
 Prints (a) tokentui with p/entropy/rank/top-20 (lens off), (b) plus the all-layer logit lens
-(chunked every 32 tokens, and per step), and branch first-token time at several prefix lengths
-with KV-cache reuse vs recompute.
+(chunked every 32 tokens, and per step), (c) what a user would otherwise write for (b):
+`generate(output_logits=True, output_hidden_states=True, return_dict_in_generate=True)` and the
+same statistics and all-layer lens computed after the fact in batches of 32 positions, and
+branch first-token time at several prefix lengths with KV-cache reuse vs recompute.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _models import random_model  # noqa: E402
 
-from tokentui.core.run import SamplingParams  # noqa: E402
+from tokentui.core.params import GenerationSettings, SamplingParams  # noqa: E402
+from tokentui.engine import jobs  # noqa: E402
 from tokentui.engine.events import StepEvent  # noqa: E402
 from tokentui.engine.hf.backend import HFBackend  # noqa: E402
 
@@ -37,11 +40,48 @@ def plain_generate(lm, ids, n):
     return n / dt
 
 
+def generate_then_analyse(lm, ids, n, k=20, batch=32):
+    """(c): the baseline a user would write without tokentui, timed end to end (tokens/s)."""
+    lens = lm.lens
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        out = lm.model.generate(
+            ids,
+            max_new_tokens=n,
+            min_new_tokens=n,
+            do_sample=False,
+            pad_token_id=0,
+            output_logits=True,
+            output_hidden_states=True,
+            return_dict_in_generate=True,
+        )
+        chosen = out.sequences[0, ids.shape[1] :]
+        logp = torch.log_softmax(torch.cat(out.logits).float(), -1)  # [n, V]
+        lp = logp.gather(-1, chosen[:, None])[:, 0]
+        stats = {
+            "logprob": lp,
+            "entropy": -(logp.exp() * logp).sum(-1),
+            "rank": (logp > lp[:, None]).sum(-1) + 1,
+            "topk": logp.topk(k, dim=-1),
+        }
+        # per step, per intermediate layer: the last position's hidden state → final norm → unembedding
+        hidden = torch.stack([torch.stack([h[0, -1] for h in step[1:-1]]) for step in out.hidden_states])  # [n, L-1, d]
+        ent = []
+        for b in range(0, n, batch):
+            rows = hidden[b : b + batch].reshape(-1, hidden.shape[-1])
+            lg = torch.log_softmax(lens.project(lens.normed(rows)), -1)
+            ent.append(-(lg.exp() * lg).sum(-1))
+        stats["layer_entropy"] = torch.cat(ent).view(n, -1)
+        dt = time.perf_counter() - t0
+    assert len(chosen) == n and stats["layer_entropy"].shape[0] == n
+    return n / dt
+
+
 def ours(lm, n, lens_chunk):
     s = HFBackend(lm, lens_chunk=lens_chunk)
-    run = s.new_run(PROMPT, k=20)
+    job = jobs.Generate(s, PROMPT, GenerationSettings(SamplingParams(max_new_tokens=n), k=20))
     t0 = time.perf_counter()
-    steps = sum(isinstance(e, StepEvent) for e in s.generate(run, SamplingParams(max_new_tokens=n)))
+    steps = sum(isinstance(e, StepEvent) for e in job)
     dt = time.perf_counter() - t0
     assert steps == n
     return n / dt
@@ -51,14 +91,13 @@ def branch_first_token(lm, prefixes, repeats):
     """Seconds to the first step of a new branch forked at each prefix length."""
     s = HFBackend(lm, lens_chunk=32)
     longest = max(prefixes)
-    run = s.new_run(PROMPT, k=20)
-    ids, _ = s.encode_prompt(PROMPT)
     # a long prompt: repeat the text until it is long enough, then generate 2 tokens so a cache exists
     text = PROMPT
     while len(s.encode_prompt(text)[0]) < longest + 8:
         text += PROMPT
-    run = s.new_run(text, k=20)
-    list(s.generate(run, SamplingParams(max_new_tokens=2)))
+    job = jobs.Generate(s, text, GenerationSettings(SamplingParams(max_new_tokens=2), k=20))
+    list(job)
+    run = job.run
     results = {}
     for p in prefixes:
         for mode in ("reuse", "recompute"):
@@ -71,7 +110,7 @@ def branch_first_token(lm, prefixes, repeats):
                     list(s.continue_branch(run, 0, SamplingParams(max_new_tokens=1)))  # refill the root's cache
                 tok = int(run.step(0, p).topk_ids[1])
                 t0 = time.perf_counter()
-                for ev in s.branch(run, 0, p, [tok], SamplingParams(max_new_tokens=0)):
+                for ev in s.fork(run, 0, p, [tok], SamplingParams(max_new_tokens=1)):
                     if isinstance(ev, StepEvent):
                         times.append(time.perf_counter() - t0)
                         break
@@ -102,16 +141,23 @@ def main() -> None:
             "(a) tokentui, lens off": [],
             "(b) tokentui + lens every 32": [],
             "(b') tokentui + lens every step": [],
+            "(c) generate(hidden states) + lens after": [],
         }
         for _ in range(args.repeats):  # interleaved, so drift hits every variant alike
             rows["plain generate()"].append(plain_generate(lm, ids, args.tokens))
             rows["(a) tokentui, lens off"].append(ours(lm, args.tokens, 0))
             rows["(b) tokentui + lens every 32"].append(ours(lm, args.tokens, 32))
             rows["(b') tokentui + lens every step"].append(ours(lm, args.tokens, 1))
+            rows["(c) generate(hidden states) + lens after"].append(generate_then_analyse(lm, ids, args.tokens))
         base = statistics.median(rows["plain generate()"])
         for label, vals in rows.items():
             med = statistics.median(vals)
-            print(f"  {label:<34} {med:8.1f} tokens/s   {med / base:5.2f}x")
+            print(f"  {label:<42} {med:8.1f} tokens/s   {med / base:5.2f}x")
+        b, c = (
+            statistics.median(rows[x])
+            for x in ("(b) tokentui + lens every 32", "(c) generate(hidden states) + lens after")
+        )
+        print(f"  (b) live recording vs (c) generate-then-analyse: {b / c:5.2f}x (≥ 1.0: live is not slower)")
         res = branch_first_token(lm, args.prefixes, args.repeats)
         print("  branch first-token time (median):")
         for p in args.prefixes:

@@ -40,20 +40,19 @@ def make_run(n_branch_steps=(5, 3), sampled=True, vocab=V) -> Run:
     run = Run(meta, TokenTable({i: bytes([i % 256]) * (1 + i % 3) for i in range(vocab)}))
 
     def step(pos, kind):
-        return Step(
-            pos,
-            int(rng.integers(vocab)),
-            float(-rng.random()),
-            float(rng.random() * 5),
-            int(rng.integers(1, vocab)),
-            rng.integers(0, vocab, K).astype(np.int32),
-            (-rng.random(K)).astype(np.float32),
-            rng.random(L).astype(np.float32),
-            float(-rng.random()) if sampled and kind == "generated" else float("nan"),
-            kind,
-        )
+        token_id = int(rng.integers(vocab))  # drawn first: the same values as before steps were keyed
+        values = {
+            "logprob": float(-rng.random()),
+            "entropy": float(rng.random() * 5),
+            "rank": int(rng.integers(1, vocab)),
+            "topk_ids": rng.integers(0, vocab, K).astype(np.int32),
+            "topk_logprobs": (-rng.random(K)).astype(np.float32),
+            "layer_entropy": rng.random(L).astype(np.float32),
+            "sampler_logprob": float(-rng.random()) if sampled and kind == "generated" else float("nan"),
+        }
+        return Step(pos, token_id, values, kind)
 
-    run.prompt.append(nan_step(0, 1, K, L))
+    run.prompt.append(nan_step(0, 1))
     for p in range(1, 4):
         run.prompt.append(step(p, "prompt"))
     root = run.add_branch(None, 4)
@@ -66,6 +65,22 @@ def make_run(n_branch_steps=(5, 3), sampled=True, vocab=V) -> Run:
     child.status = "eos"
     run.validate()
     return run
+
+
+def assert_same(a: Run, b: Run) -> None:
+    assert a.meta == b.meta
+    assert a.tokens.items() == b.tokens.items()
+    assert a.prompt.equals(b.prompt)
+    assert len(a.branches) == len(b.branches)
+    for x, y in zip(a.branches, b.branches):
+        assert (x.id, x.parent, x.fork_position, x.n_forced, x.status) == (
+            y.id,
+            y.parent,
+            y.fork_position,
+            y.n_forced,
+            y.status,
+        )
+        assert x.steps.equals(y.steps)
 
 
 def model_config(family: str, vocab: int):
@@ -140,3 +155,22 @@ async def wait_generated(pilot, app, branch: int = 0, status: str | None = None)
 def rendered(widget) -> str:
     """The plain text a widget currently shows."""
     return "\n".join(strip.text for strip in widget.render_lines(widget.region.reset_offset))
+
+
+def generate_run(backend, prompt: str, sampling, k: int = 8, forced: str = "", cancel=None):
+    """(run, events) of a generation through the same job path the CLI and the worker use."""
+    from tokentui.core.params import GenerationSettings
+    from tokentui.engine import jobs
+
+    job = jobs.Generate(backend, prompt, GenerationSettings(sampling, k, forced=forced), cancel)
+    events = list(job)
+    return job.run, events
+
+
+def score_text(backend, text: str, k: int = 8):
+    """The run of teacher-forced scoring of `text` (the score job)."""
+    from tokentui.engine import jobs
+
+    job = jobs.Score(backend, text, k)
+    list(job)
+    return job.run

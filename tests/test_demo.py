@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.factories import generate_run
 from tokentui.core.run import SamplingParams
 from tokentui.engine.assets import DEMO_MODEL_DIR
 from tokentui.store.runfile import load_run
@@ -61,9 +62,7 @@ def test_demo_files_are_what_the_card_describes(demo):
 def test_demo_generates_python_offline_like_generate(demo):
     from tokentui.engine.hf.backend import HFBackend
 
-    s = HFBackend(demo)
-    run = s.new_run("def", k=10)
-    list(s.generate(run, SamplingParams(max_new_tokens=24)))
+    run, _ = generate_run(HFBackend(demo), "def", SamplingParams(max_new_tokens=24), k=10)
     ids = torch.tensor([demo.tokenizer("def")["input_ids"]])
     with torch.inference_mode():
         ref = demo.model.generate(ids, max_new_tokens=24, do_sample=False, pad_token_id=demo.eos_ids[0])
@@ -78,9 +77,7 @@ def test_demo_prompt_opens_an_indented_block(demo):
     from tokentui.cli import DEMO_PROMPT
     from tokentui.engine.hf.backend import HFBackend
 
-    s = HFBackend(demo, lens_chunk=0)
-    run = s.new_run(DEMO_PROMPT, k=5)
-    list(s.generate(run, SamplingParams(max_new_tokens=8)))
+    run, _ = generate_run(HFBackend(demo, lens_chunk=0), DEMO_PROMPT, SamplingParams(max_new_tokens=8), k=5)
     assert run.text(0).decode("utf-8", "replace").startswith(DEMO_PROMPT + "\n    ")
 
 

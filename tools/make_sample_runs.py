@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tokentui.core.run import SamplingParams
+from tokentui.core.params import GenerationSettings, SamplingParams
+from tokentui.engine import jobs
 from tokentui.engine.hf.backend import HFBackend
 from tokentui.engine.hf.loading import load_model
 from tokentui.store.runfile import save_run
@@ -44,6 +45,12 @@ def drain(events) -> None:
         pass
 
 
+def generate(backend, prompt: str, sampling: SamplingParams):
+    job = jobs.Generate(backend, prompt, GenerationSettings(sampling, k=20))
+    drain(job)
+    return job.run
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO / "sample_runs")
@@ -60,31 +67,30 @@ def main() -> None:
 
     # 1. plain greedy generation
     greedy = SamplingParams(max_new_tokens=160)
-    run = s.new_run("def read_config(path):", k=20, params=greedy)
-    drain(s.generate(run, greedy))
+    run = generate(s, "def read_config(path):", greedy)
     save(run, "generate")
 
     # 2. a tree of branches
     p = SamplingParams(max_new_tokens=60)
-    run = s.new_run("class Stack:\n    def ", k=20, params=p)
-    drain(s.generate(run, p))
+    run = generate(s, "class Stack:\n    def ", p)
     for rank, pos in zip((2, 3, 2), most_uncertain(run, 0, 3)):
-        drain(s.branch(run, 0, pos, [int(run.step(0, pos).topk_ids[rank - 1])], p))
+        drain(s.fork(run, 0, pos, [int(run.step(0, pos).topk_ids[rank - 1])], p))
     pos = most_uncertain(run, 1, 1)[0]
-    drain(s.branch(run, 1, pos, [int(run.step(1, pos).topk_ids[1])], SamplingParams(max_new_tokens=40)))
+    drain(s.fork(run, 1, pos, [int(run.step(1, pos).topk_ids[1])], SamplingParams(max_new_tokens=40)))
     typed = lm.tokenizer("        raise IndexError(", add_special_tokens=False)["input_ids"]
-    drain(s.branch(run, 0, run.branches[0].fork_position + 8, typed, SamplingParams(max_new_tokens=30)))
+    drain(s.fork(run, 0, run.branches[0].fork_position + 8, typed, SamplingParams(max_new_tokens=30)))
     save(run, "tree")
 
     # 3. sampled
     sp = SamplingParams(temperature=0.8, top_p=0.9, seed=42, max_new_tokens=160)
-    run = s.new_run("import os\nimport sys\n\n\ndef main(", k=20, params=sp)
-    drain(s.generate(run, sp))
+    run = generate(s, "import os\nimport sys\n\n\ndef main(", sp)
     save(run, "sampled")
 
     # 4. teacher-forced scoring of a real snippet of the standard library
     snippet = inspect.getsource(textwrap.indent)
-    run = s.score(snippet, k=20)
+    job = jobs.Score(s, snippet, k=20)
+    drain(job)
+    run = job.run
     save(run, "score")
 
 

@@ -9,18 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from tests.factories import FAMILIES
+from tests.factories import FAMILIES, generate_run, score_text
+from tokentui.core.params import GenerationSettings
 from tokentui.core.run import SamplingParams
+from tokentui.engine import jobs
 from tokentui.engine.events import Finished, LensEvent, StepEvent
 from tokentui.engine.hf.backend import HFBackend
+from tokentui.store.runfile import load_run, save_run
 
 PROMPT = "def wrap(text, width):\n    "
 
 
 def run_generate(lm, params, k=8, lens_chunk=1, prompt=PROMPT, cancel=None, lens_precision="float32"):
     s = HFBackend(lm, lens_chunk=lens_chunk, lens_precision=lens_precision)
-    run = s.new_run(prompt, k=k)
-    events = list(s.generate(run, params, cancel))
+    run, events = generate_run(s, prompt, params, k=k, cancel=cancel)
     return s, run, events
 
 
@@ -33,7 +35,7 @@ def steps_of(events, branch_id=0):
     }
     for e in events:
         if isinstance(e, LensEvent) and e.branch_id == branch_id:
-            for i, v in enumerate(e.values):
+            for i, v in enumerate(e.values["layer_entropy"]):
                 layers[e.start_position + i] = v
     return [steps[p] for p in sorted(steps)], [layers[p] for p in sorted(layers)]
 
@@ -99,13 +101,12 @@ def test_branch_with_cache_reuse_equals_recompute(loaded, family):
     s, run, _ = run_generate(lm, params, k=6)
     pos = run.branches[0].fork_position + 4
     alt = int(run.step(0, pos).topk_ids[2])
-    reused = list(s.branch(run, 0, pos, [alt], params))
+    reused = list(s.fork(run, 0, pos, [alt], params))
     assert s.caches.best(run.sequence(0), 10)[1] > 0  # the parent's cache was kept
     # recompute: a fresh session with no caches, same branch
     fresh = HFBackend(lm, lens_chunk=1, lens_precision="float32")
-    fresh_run = HFBackend(lm).new_run(PROMPT, k=6)
-    list(fresh.generate(fresh_run, params))
-    recomputed = list(fresh.branch(fresh_run, 0, pos, [alt], params))
+    fresh_run, _ = generate_run(fresh, PROMPT, params, k=6)
+    recomputed = list(fresh.fork(fresh_run, 0, pos, [alt], params))
     a, la = steps_of(reused, 1)
     b, lb = steps_of(recomputed, 1)
     assert [x.token_id for x in a] == [x.token_id for x in b]
@@ -134,9 +135,9 @@ def test_branch_from_a_branch_and_inside_the_prompt(loaded):
     params = SamplingParams(max_new_tokens=6)
     s, run, _ = run_generate(lm, params)
     f = run.branches[0].fork_position
-    list(s.branch(run, 0, f + 2, [int(run.step(0, f + 2).topk_ids[1])], params))
-    list(s.branch(run, 1, f + 4, [int(run.step(1, f + 4).topk_ids[3])], params))
-    list(s.branch(run, 0, 2, [5, 6], params))  # forks inside the prompt, forcing two tokens
+    list(s.fork(run, 0, f + 2, [int(run.step(0, f + 2).topk_ids[1])], params))
+    list(s.fork(run, 1, f + 4, [int(run.step(1, f + 4).topk_ids[3])], params))
+    list(s.fork(run, 0, 2, [5, 6], params))  # forks inside the prompt, forcing two tokens
     run.validate()
     assert run.branches[2].parent == 1 and run.branches[3].n_forced == 2
     for b in run.branches[1:]:
@@ -169,7 +170,7 @@ def test_scoring_equals_generation_stats(loaded, family):
 def test_score_text_and_sampled_reproducibility(loaded):
     lm = loaded("llama")
     s = HFBackend(lm)
-    run = s.score("import os\nprint(os.getcwd())\n", k=5)
+    run = score_text(s, "import os\nprint(os.getcwd())\n", k=5)
     assert len(run.prompt) == len(lm.tokenizer("import os\nprint(os.getcwd())\n")["input_ids"])
     assert np.isnan(run.prompt.col("logprob")[0]) and np.isfinite(run.prompt.col("logprob")[1:]).all()
     p = SamplingParams(temperature=0.9, top_k=50, top_p=0.9, seed=7, max_new_tokens=15)
@@ -190,21 +191,21 @@ def test_sampler_filters_hold(loaded):
 
 
 def test_cancel_keeps_a_consistent_partial_branch(loaded, tmp_path):
-    from tokentui.store.runfile import load_run, save_run
 
     lm = loaded("gpt2")
     s = HFBackend(lm, lens_chunk=8)
-    run = s.new_run(PROMPT, k=4)
     cancel = threading.Event()
     seen = 0
     events = []
-    for ev in s.generate(run, SamplingParams(max_new_tokens=50), cancel):
+    job = jobs.Generate(s, PROMPT, GenerationSettings(SamplingParams(max_new_tokens=50), k=4), cancel)
+    for ev in job:
         events.append(ev)
         if isinstance(ev, StepEvent):
             seen += 1
             if seen == 3:
                 cancel.set()
     assert isinstance(events[-1], Finished) and events[-1].status == "cancelled"
+    run = job.run
     b = run.branches[0]
     assert len(b.steps) == 3 and b.status == "cancelled"
     assert np.isfinite(b.steps.col("layer_entropy")).all()  # the lens was flushed
@@ -231,9 +232,8 @@ def test_stop_strings_eos_and_forced_prefix(loaded):
     assert b.status == "stop" and len(b.steps) <= at + 1
     assert stop.encode() in run.tokens.text(run.sequence(0)[b.fork_position :].tolist())
     s = HFBackend(lm)
-    run = s.new_run(PROMPT, k=4)
     forced = lm.tokenizer("return", add_special_tokens=False)["input_ids"]
-    list(s.generate(run, SamplingParams(max_new_tokens=3), forced=forced))
+    run, _ = generate_run(s, PROMPT, SamplingParams(max_new_tokens=3), k=4, forced="return")
     b = run.branches[0]
     assert b.n_forced == len(forced) and len(b.steps) == len(forced) + 3
     assert run.sequence(0)[b.fork_position : b.fork_position + len(forced)].tolist() == forced
@@ -274,7 +274,7 @@ def test_bfloat16_lens_is_close_to_float32_and_recorded(loaded):
 def test_lens_entropy_in_vocabulary_slices_equals_the_full_softmax(softcap):
     """Blocks of rows and vocabulary slices (forced tiny here) give the full-softmax entropy."""
     from tokentui.engine.hf.arch import LensParts
-    from tokentui.engine.hf.stats import lens_entropy
+    from tokentui.engine.hf.measures import lens_values
 
     gen = torch.Generator().manual_seed(0)
     vocab, d = 5000, 16
@@ -289,7 +289,42 @@ def test_lens_entropy_in_vocabulary_slices_equals_the_full_softmax(softcap):
     with torch.inference_mode():
         logp = torch.log_softmax(parts.project(parts.normed(hidden)), -1)  # the whole vocabulary at once
         want = -(logp.exp() * logp).sum(-1)
-        got = lens_entropy(parts, hidden, block_elements=3000, max_rows=10)  # 4 row blocks × 10 slices
+        got = lens_values(parts, hidden, block_elements=3000, max_rows=10)["layer_entropy"]  # 4 row blocks × 10 slices
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-5)
     if softcap is None:
         assert want.min() < 1.0 < want.max()  # peaked and flat rows alike
+
+
+@pytest.fixture
+def margin_measure():
+    """A per-token measure added the way a contributor would: one declared, registered function."""
+    from tokentui.core.measures import MEASURES, Measure
+    from tokentui.engine.hf.measures import TOKEN_FNS, token_measure
+
+    @token_measure(Measure("margin", "nats", "float32", (), "top-1 minus top-2 log-probability", required=False))
+    def _margin(x):
+        top2 = x.logp.topk(2, dim=-1).values
+        return {"margin": top2[:, 0] - top2[:, 1]}
+
+    yield "margin"
+    TOKEN_FNS.pop()
+    del MEASURES["margin"]
+
+
+def test_a_new_measure_is_one_registered_function(loaded, margin_measure, tmp_path):
+    lm = loaded("llama")
+    s, run, events = run_generate(lm, SamplingParams(max_new_tokens=6), k=4)
+    assert "margin" in run.layout.names
+    ids = torch.tensor([lm.tokenizer(PROMPT)["input_ids"]])
+    with torch.inference_mode():
+        ref = lm.model.generate(
+            ids, max_new_tokens=6, do_sample=False, output_logits=True, return_dict_in_generate=True, pad_token_id=0
+        )
+    steps, _ = steps_of(events)
+    for step, logits in zip(steps, ref.logits):
+        top2 = torch.log_softmax(logits[0].float(), -1).topk(2).values
+        assert step.get("margin") == pytest.approx(float(top2[0] - top2[1]), abs=1e-5)
+    back = load_run(save_run(run, tmp_path / "m.tokentui"))  # stored and read like any column
+    np.testing.assert_array_equal(back.column(0, "margin"), run.column(0, "margin"))
+    scored = s.score_ids(run.sequence(0).tolist(), k=4)  # teacher forcing computes it too
+    np.testing.assert_allclose(scored.column(0, "margin")[-6:], run.column(0, "margin")[-6:], atol=1e-4)

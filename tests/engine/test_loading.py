@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 
-from tests.factories import model_config
+from tests.factories import generate_run, model_config
 from tokentui.engine.errors import EngineError, ModelLoadError
 from tokentui.engine.hf.backend import HFBackend
 from tokentui.engine.hf.loading import load_model, model_name
@@ -94,20 +94,20 @@ def test_load_errors_are_one_clear_line(tmp_path, model_dirs):
 
 
 def test_bad_requests_to_a_session(loaded):
+    from tokentui.core.params import GenerationSettings, RunError
     from tokentui.core.run import SamplingParams
 
     lm = loaded("gpt2")
     s = HFBackend(lm)
     with pytest.raises(EngineError, match="empty"):
-        s.new_run("x") and s.encode_prompt("   ")
-    with pytest.raises(EngineError, match="outside 1.."):
-        s.new_run("x", k=lm.vocab_size + 1)
-    run = s.new_run("def f():", k=3)
-    list(s.generate(run, SamplingParams(max_new_tokens=3)))
+        s.encode_prompt("   ")
+    with pytest.raises(RunError, match="more than the vocabulary"):
+        s.new_run("x", GenerationSettings(k=lm.vocab_size + 1), None)
+    run, _ = generate_run(s, "def f():", SamplingParams(max_new_tokens=3), k=3)
     with pytest.raises(EngineError, match="out of range"):
-        list(s.branch(run, 0, run.length(0) + 5, [1], SamplingParams()))
+        list(s.fork(run, 0, run.length(0) + 5, [1], SamplingParams()))
     with pytest.raises(EngineError, match="outside the vocabulary"):
-        list(s.branch(run, 0, 2, [lm.vocab_size], SamplingParams()))
+        list(s.fork(run, 0, 2, [lm.vocab_size], SamplingParams()))
     chat = s.encode_prompt("hi", chat=True)
     assert chat[1] is not None and "<|assistant|>" in lm.tokenizer.decode(chat[0])
 
@@ -142,23 +142,25 @@ def test_model_name_of_the_demo_and_of_a_hub_id():
     assert model_name("./models/mine/", "models/mine") == "mine"
 
 
-def test_check_sees_the_configs_vocabulary_before_the_weights(model_dirs, tmp_path):
+def test_check_config_sees_the_vocabulary_without_the_weights(model_dirs, tmp_path):
     from tokentui.core.params import RunError
+    from tokentui.engine.hf.loading import check_config
 
     weightless = tmp_path / "weightless"
     shutil.copytree(model_dirs["gpt2"], weightless, ignore=shutil.ignore_patterns("*.safetensors"))
     seen = []
+    check_config(str(weightless), seen.append)
+    assert seen == [600]
 
     def refuse(vocab_size):
-        seen.append(vocab_size)
-        raise RunError("refused")
+        raise RunError(f"refused {vocab_size}")
 
-    with pytest.raises(RunError, match="refused"):
-        load_model(str(weightless), check=refuse)
-    assert seen == [600]
-    with pytest.raises(ModelLoadError):  # without the check, the missing weights are what fails
-        load_model(str(weightless), check=seen.append)
-    assert seen == [600, 600]
+    with pytest.raises(RunError, match="refused 600"):
+        check_config(str(weightless), refuse)
+    with pytest.raises(ModelLoadError):  # loading it does read the (missing) weights
+        load_model(str(weightless))
+    with pytest.raises(ModelLoadError, match="no such folder"):
+        check_config("./no/such/dir", seen.append)
 
 
 def test_no_network_check_is_quick_and_names_the_host(monkeypatch):
@@ -166,7 +168,11 @@ def test_no_network_check_is_quick_and_names_the_host(monkeypatch):
 
     from tokentui.engine.hf.loading import hub_unreachable
 
-    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     for var in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
-    assert hub_unreachable(timeout=2.0) == "127.0.0.1"
+    hub_unreachable.cache_clear()
+    try:
+        assert hub_unreachable(timeout=2.0) == "127.0.0.1"
+    finally:
+        hub_unreachable.cache_clear()

@@ -5,9 +5,22 @@ from __future__ import annotations
 import queue
 import time
 
+from tests.factories import assert_same
 from tokentui.core.params import GenerationSettings, SamplingParams
 from tokentui.engine import worker as w
-from tokentui.engine.events import BranchStarted, Failed, Finished, Loaded, Progress, Saved, StepEvent
+from tokentui.engine.backend import ModelSpec
+from tokentui.engine.events import (
+    BranchStarted,
+    Failed,
+    Finished,
+    Loaded,
+    Progress,
+    RunStarted,
+    Saved,
+    StepEvent,
+    apply_event,
+)
+from tokentui.store.runfile import load_run
 
 
 def collect_until(q: queue.Queue, pred, timeout: float = 60.0) -> list:
@@ -30,18 +43,26 @@ def test_worker_load_generate_branch_cancel(model_dirs, tmp_path):
         wk.submit(w.Fork(0, 1, [1]))  # nothing loaded yet: a clean failure, the thread lives on
         ev = collect_until(q, lambda e: isinstance(e, Failed))
         assert "no model" in ev[-1].message
-        wk.submit(w.Load(str(model_dirs["gpt2"])))
+        wk.submit(w.Load(ModelSpec(str(model_dirs["gpt2"]))))
         evs = collect_until(q, lambda e: isinstance(e, (Loaded, Failed)))
         assert isinstance(evs[-1], Loaded) and any(isinstance(e, Progress) for e in evs)
         wk.submit(w.Generate("def f():", GenerationSettings(SamplingParams(max_new_tokens=6), k=4)))
         evs = collect_until(q, lambda e: isinstance(e, Finished))
-        assert isinstance(evs[0], BranchStarted) and sum(isinstance(e, StepEvent) for e in evs) == 6
+        assert isinstance(evs[0], RunStarted) and isinstance(evs[1], BranchStarted)
+        assert sum(isinstance(e, StepEvent) for e in evs) == 6
+        mine = None  # the receiver's own run, built from the events alone
+        for e in evs:
+            mine = apply_event(mine, e)
         run = wk.run
+        assert mine is not run and mine.prompt is not run.prompt
         assert any(isinstance(e, Saved) for e in evs)  # autosaved when it ended
-        assert (tmp_path / f"{run.id}.tokentui").exists()
+        assert_same(mine, load_run(tmp_path / f"{run.id}.tokentui"))
         wk.submit(w.Fork(0, run.length(0) - 2, None, text=" return"))
         evs = collect_until(q, lambda e: isinstance(e, Finished))
         assert evs[-1].branch_id == 1 and run.branches[1].n_forced >= 1
+        for e in evs:
+            mine = apply_event(mine, e)
+        assert_same(mine, run)
         wk.submit(w.Fork(0, 999, [1]))
         assert "out of range" in collect_until(q, lambda e: isinstance(e, Failed))[-1].message
         # cancel a long generation within a step

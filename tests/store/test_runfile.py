@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import struct
+from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tests.factories import make_run, rewrite_header, with_run_desc
-from tokentui.core.columns import FIELDS
+from tests.factories import assert_same, make_run, rewrite_header, with_run_desc
+from tokentui.core.columns import Columns, Layout
+from tokentui.core.measures import Measure
 from tokentui.core.run import Run
-from tokentui.core.step import Step
 from tokentui.core.tokens import TokenTable
 from tokentui.store.header import SCHEMA_VERSION, RunFileError, read_header
 from tokentui.store.runfile import encode_run, load_run, save_run
-
-
-def assert_same(a: Run, b: Run) -> None:
-    assert a.meta == b.meta
-    assert a.tokens.items() == b.tokens.items()
-    assert a.prompt.equals(b.prompt)
-    assert len(a.branches) == len(b.branches)
-    for x, y in zip(a.branches, b.branches):
-        assert (x.id, x.parent, x.fork_position, x.n_forced, x.status) == (
-            y.id,
-            y.parent,
-            y.fork_position,
-            y.n_forced,
-            y.status,
-        )
-        assert x.steps.equals(y.steps)
 
 
 @pytest.mark.parametrize("vocab", [300, 70000])
@@ -154,8 +142,66 @@ def test_not_a_file_and_missing(tmp_path):
         load_run(tmp_path)
 
 
-def test_fields_cover_step():
-    assert set(FIELDS) <= set(Step.__dataclass_fields__)
+SCHEMA1 = sorted((Path(__file__).parent.parent / "fixtures" / "schema1").glob("*.tokentui"))
+
+
+@pytest.mark.parametrize("path", SCHEMA1, ids=lambda p: p.stem)
+def test_schema_1_files_still_load_and_resave_as_schema_2(tmp_path, path):
+    assert read_header_schema(path) == 1
+    run = load_run(path)  # validated on load
+    assert run.layout.names[:4] == ("token_id", "logprob", "entropy", "rank")
+    again = load_run(save_run(run, tmp_path / "r.tokentui"))
+    assert read_header_schema(tmp_path / "r.tokentui") == SCHEMA_VERSION == 2
+    assert_same(run, again)
+    b = run.branches[0]
+    np.testing.assert_array_equal(again.column(b.id, "logprob"), run.column(b.id, "logprob"))
+
+
+def read_header_schema(path) -> int:
+    data = Path(path).read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    return int(json.loads(data[8 : 8 + n])["__metadata__"]["schema"])
+
+
+EXTRA = Measure("margin_test", "nats", "float32", (), "a column this version does not declare", required=False)
+
+
+def _with_extra_column(run, required: bool):
+    """The run's file as a newer tokentui that records one more column would write it."""
+    m = Measure(EXTRA.name, EXTRA.unit, EXTRA.dtype, EXTRA.shape, EXTRA.description, required=required)
+    layout = Layout((*run.layout.measures, m), run.k, run.n_layers)
+    out = Run(run.meta, run.tokens, Columns.from_arrays(layout, run.prompt.arrays()), layout)
+    for b in run.branches:
+        arrays = b.steps.arrays()
+        arrays[m.name] = np.arange(len(b.steps), dtype=np.float32)
+        out.branches.append(replace(b, steps=Columns.from_arrays(layout, arrays)))
+    return out
+
+
+def test_unknown_optional_columns_are_read_and_kept_unknown_required_ones_refused(tmp_path):
+    run = _with_extra_column(make_run(), required=False)
+    back = load_run(save_run(run, tmp_path / "a.tokentui"))
+    assert back.layout.names[-1] == "margin_test"
+    np.testing.assert_array_equal(back.branches[0].steps.col("margin_test"), np.arange(5, dtype=np.float32))
+    assert back.step(0, 5).get("margin_test") == 1.0
+    path = save_run(_with_extra_column(make_run(), required=True), tmp_path / "b.tokentui")
+    with pytest.raises(RunFileError, match="requires column 'margin_test'.*upgrade tokentui"):
+        load_run(path)
+
+
+def test_a_known_column_declared_differently_or_a_required_one_missing_is_refused(tmp_path):
+    good = encode_run(make_run())
+
+    def retype(d):
+        d["columns"]["entropy"]["dtype"] = "float16"
+
+    path = tmp_path / "a.tokentui"
+    path.write_bytes(rewrite_header(good, with_run_desc(retype)))
+    with pytest.raises(RunFileError, match="'entropy' is declared with another dtype"):
+        load_run(path)
+    path.write_bytes(rewrite_header(good, with_run_desc(lambda d: d["columns"].pop("rank"))))
+    with pytest.raises(RunFileError, match="required column 'rank' is missing"):
+        load_run(path)
 
 
 def test_error_lines_are_safe_to_print(tmp_path):

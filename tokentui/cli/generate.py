@@ -2,13 +2,12 @@
 
 Each command is two parts. The command checks everything it can before the model loads
 (settings, lens options, the model path, the prompt or text; k against the vocabulary as soon as
-the model's configuration is read) and loads the model. Then one job function drives the engine
-and prints: `generate_job` / `score_job` are the only places that loop over the engine's events,
-so they are what moves to the engine's shared jobs API."""
+the model's configuration is read) and opens the backend. Then one function per command drives
+the engine's job (`tokentui.engine.jobs`) and prints what it yields: `generate_job` and
+`score_job` are the CLI's only contact with the events."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -33,11 +32,22 @@ from tokentui.core.display import sanitize
 from tokentui.core.params import GenerationSettings
 
 
-def _load(model: str, device: str, dtype: str, trust_remote_code: bool, settings: GenerationSettings):
-    """Load the model; `settings` (k) are checked against the configuration's vocabulary before the weights."""
-    from tokentui.engine.hf.loading import load_model
+def _open(
+    model: str,
+    device: str,
+    dtype: str,
+    trust_remote_code: bool,
+    lens_chunk: int,
+    lens_precision: str,
+    settings: GenerationSettings,
+):
+    """The model's backend, once `settings` (k) passed against the configuration's vocabulary:
+    that refusal comes before the weights are read."""
+    from tokentui.engine.backend import ModelSpec, open_backend
+    from tokentui.engine.hf.loading import check_config
 
-    return load_model(model, device, dtype, trust_remote_code, progress=progress, check=settings.check)
+    check_config(model, settings.check, trust_remote_code, progress=progress)
+    return open_backend(ModelSpec(model, device, dtype, trust_remote_code, lens_chunk, lens_precision), progress)
 
 
 @generation_options
@@ -59,73 +69,74 @@ def generate(
         check_before_load(model, dtype, lens_chunk, lens_precision)
         if not prompt.strip():
             fail("the prompt is empty")
-        lm = _load(model, device, dtype, trust_remote_code, settings)
-        generate_job(lm, prompt, settings, lens_chunk, lens_precision, cache_dir, as_json)
+        backend = _open(model, device, dtype, trust_remote_code, lens_chunk, lens_precision, settings)
+        generate_job(backend, prompt, settings, lens_chunk, cache_dir, as_json)
     except user_errors() as e:
         fail(str(e))
 
 
-def generate_job(
-    lm, prompt: str, settings: GenerationSettings, lens_chunk: int, lens_precision: str, cache_dir, as_json: bool
-) -> None:
-    """Generate on a loaded model and print as it goes: the coloured stream then the table, or
+def generate_job(backend, prompt: str, settings: GenerationSettings, lens_chunk: int, cache_dir, as_json: bool) -> None:
+    """Drive a Generate job and print as it goes: the coloured stream then the table, or
     (`as_json`) one JSONL record per position, the prompt's first, each once its layer values are
-    in. Ctrl-C stops the generation and keeps what was made; the run is saved either way."""
+    in. Ctrl-C stops the generation and keeps what was made; the run is saved either way (and
+    autosaved while it grows)."""
     from tokentui.cli.render import paint, table, use_color
     from tokentui.core.display import safe_text
+    from tokentui.engine import jobs
     from tokentui.engine.events import BranchStarted, Finished, LensEvent, StepEvent
-    from tokentui.engine.hf.backend import HFBackend
     from tokentui.store.export import token_line
 
     out = Output()
-    session = HFBackend(lm, lens_chunk, lens_precision, autosave=lambda r: save_to_cache(r, cache_dir))
-    _ids, template = session.encode_prompt(prompt, settings.chat)
-    run = session.new_run(prompt, settings.k, settings.chat, settings.sampling, template=template)
-    forced = lm.tokenizer(settings.forced, add_special_tokens=False)["input_ids"] if settings.forced else []
+    job = jobs.Generate(backend, prompt, settings)
     color = use_color() and not as_json
-    waits_for_lens = session.lens_chunk > 1 and run.n_layers > 1  # records wait for their layer values
-    pending: list[int] = []  # positions whose JSON records are not printed yet
-    done = None
+    # records wait for their layer values when the lens runs in chunks
+    waits_for_lens = lens_chunk > 1 and backend.capabilities.lens and backend.info.n_layers > 1
+    pending: list[int] = []  # positions (of the root branch) whose records are not printed yet
+    done: list[Finished] = []
 
     def print_records(upto: int | None = None) -> None:
         while pending and (upto is None or pending[0] < upto):
-            out.line(token_line(run, 0, run.step(0, pending.pop(0))))
+            out.line(token_line(job.run, 0, job.run.step(0, pending.pop(0))))
+
+    def show(job: jobs.Job, ev) -> None:
+        if isinstance(ev, BranchStarted) and as_json:
+            pending.extend(range(ev.fork_position))  # the prompt's positions
+            print_records()
+        elif isinstance(ev, StepEvent):
+            if as_json:
+                pending.append(ev.step.position)
+                if not waits_for_lens:
+                    print_records()
+            else:
+                out.write(paint(safe_text(job.run.tokens.bytes_of(ev.step.token_id)), ev.step.prob, color))
+                out.flush()
+        elif isinstance(ev, LensEvent) and as_json:
+            print_records(ev.start_position + len(next(iter(ev.values.values()))))
+        elif isinstance(ev, Finished):
+            print_records()
+            done.append(ev)
 
     if not as_json:
         out.write(safe_text(prompt.encode()))
-    cancel = threading.Event()
-    events = session.generate(run, settings.sampling, cancel, forced)
-    while True:
-        try:
-            for ev in events:
-                if isinstance(ev, BranchStarted) and as_json:
-                    pending.extend(range(ev.fork_position))  # the prompt's positions
-                    print_records()
-                elif isinstance(ev, StepEvent):
-                    if as_json:
-                        pending.append(ev.step.position)
-                        if not waits_for_lens:
-                            print_records()
-                    else:
-                        out.write(paint(safe_text(run.tokens.bytes_of(ev.step.token_id)), ev.step.prob, color))
-                        out.flush()
-                elif isinstance(ev, LensEvent) and as_json:
-                    print_records(ev.start_position + len(ev.values))
-                elif isinstance(ev, Finished):
-                    done = ev
-            break
-        except KeyboardInterrupt:  # stop within one step; the loop drains the generator's end
-            cancel.set()
-            typer.echo("\n(interrupted: keeping the partial run)", err=True)
-    print_records()
+    try:
+        jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)), show)
+    except KeyboardInterrupt:
+        job.cancel.set()
+        typer.echo("\n(interrupted: keeping the partial run)", err=True)
+        if job.run is not None and job.run.branches and job.run.branches[-1].status == "running":
+            job.run.branches[-1].status = "cancelled"
+    run = job.run
+    if run is None or not run.branches:
+        fail("interrupted before the prompt was scored")
+    if as_json:
+        print_records()
     path = save_to_cache(run, cache_dir)
     if as_json:
         typer.echo(f"run {run.id} saved to {sanitize(str(path))}", err=True)
     else:
         out.write("\n\n" + table(run, 0, run.branches[0].fork_position) + "\n")
-        rate = f", {done.tokens_per_second:.1f} tokens/s" if done else ""
-        status = done.status if done else "cancelled"
-        out.line(f"\nrun {run.id} ({status}{rate}) saved to {sanitize(str(path))}")
+        rate = f", {done[-1].tokens_per_second:.1f} tokens/s" if done else ""
+        out.line(f"\nrun {run.id} ({run.branches[0].status}{rate}) saved to {sanitize(str(path))}")
     out.flush()
 
 
@@ -159,20 +170,22 @@ def score(
         k_only.check()
         check_before_load(model, dtype, None, lens_precision)
         value = read_text(text, file, text_escapes)
-        lm = _load(model, device, dtype, trust_remote_code, k_only)
-        score_job(lm, value, alternatives, lens_precision, cache_dir, as_json)
+        backend = _open(model, device, dtype, trust_remote_code, 32, lens_precision, k_only)
+        score_job(backend, value, alternatives, cache_dir, as_json)
     except user_errors() as e:
         fail(str(e))
 
 
-def score_job(lm, text: str, k: int, lens_precision: str, cache_dir, as_json: bool) -> None:
-    """Score `text` on a loaded model, save the run, print its records (JSONL) or its table and summary."""
+def score_job(backend, text: str, k: int, cache_dir, as_json: bool) -> None:
+    """Drive a Score job, save the run, print its records (JSONL) or its table and summary."""
     from tokentui.cli.render import table
-    from tokentui.engine.hf.backend import HFBackend
+    from tokentui.engine import jobs
     from tokentui.store.export import iter_steps, token_line
 
     out = Output()
-    run = HFBackend(lm, lens_precision=lens_precision).score(text, k)
+    job = jobs.Score(backend, text, k)
+    jobs.drive(job)
+    run = job.run
     path = save_to_cache(run, cache_dir)
     if as_json:
         for st in iter_steps(run, 0):

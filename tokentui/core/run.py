@@ -8,14 +8,17 @@ sequence is the parent's first `fork_position` tokens followed by its own steps.
 
 from __future__ import annotations
 
+import copy
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 
-from tokentui.core.columns import Columns
-from tokentui.core.params import RunError, SamplingParams  # noqa: F401 - also this module's API
+from tokentui.core.columns import Columns, Layout
+from tokentui.core.params import RunError as RunError  # also this module's API
+from tokentui.core.params import SamplingParams as SamplingParams
 from tokentui.core.step import Step
 from tokentui.core.tokens import TokenTable
 
@@ -39,12 +42,15 @@ class RunMeta:
     prompt: str
     chat: bool = False
     chat_template: str | None = None  # the template text, when one was applied
-    sampling: dict = field(default_factory=lambda: asdict(SamplingParams()))
+    sampling: dict[str, Any] = field(default_factory=lambda: asdict(SamplingParams()))
     eos_ids: list[int] = field(default_factory=list)
     lens: str = "logit lens: hidden state → final norm → unembedding; last layer = model output"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def copy(self) -> RunMeta:
+        return copy.deepcopy(self)
 
 
 def new_run_id() -> str:
@@ -56,7 +62,7 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-STATUSES = ("running", "eos", "length", "stop", "cancelled", "error", "scored")
+STATUSES = ("running", "eos", "length", "stop", "context", "cancelled", "error", "scored")
 
 
 @dataclass
@@ -73,14 +79,42 @@ class Branch:
         """Absolute position one past this branch's last token."""
         return self.fork_position + len(self.steps)
 
+    def kind(self, i: int) -> str:
+        """Where the branch's own i-th token came from: the user ('forced') or the sampler."""
+        return "forced" if i < self.n_forced else "generated"
+
+    def step(self, i: int) -> Step:
+        """The branch's own i-th step, at its absolute position."""
+        return self.steps.get(i, self.fork_position + i, self.kind(i))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The branch's place in the tree (run files and JSON exports describe branches alike)."""
+        return {
+            "id": self.id,
+            "parent": self.parent,
+            "fork_position": self.fork_position,
+            "n_forced": self.n_forced,
+            "status": self.status,
+            "steps": len(self.steps),
+        }
+
 
 class Run:
     """A prompt's steps and the branch tree grown from it."""
 
-    def __init__(self, meta: RunMeta, tokens: TokenTable | None = None, prompt: Columns | None = None):
+    def __init__(
+        self,
+        meta: RunMeta,
+        tokens: TokenTable | None = None,
+        prompt: Columns | None = None,
+        layout: Layout | None = None,
+    ):
         self.meta = meta
         self.tokens = tokens or TokenTable()
-        self.prompt = prompt or Columns(meta.k, meta.n_layers)
+        if layout is None:
+            layout = prompt.layout if prompt is not None else Layout.of(meta.k, meta.n_layers)
+        self.layout = layout
+        self.prompt = prompt if prompt is not None else Columns(layout)
         self.branches: list[Branch] = []
         self.saved_steps = -1  # total steps at the last save (the store sets it)
 
@@ -103,6 +137,32 @@ class Run:
     def dirty(self) -> bool:
         return self.total_steps() != self.saved_steps
 
+    def copy(self) -> Run:
+        """An independent copy: what one thread hands another instead of sharing arrays."""
+        out = Run(self.meta.copy(), self.tokens.copy(), self.prompt.copy(), self.layout)
+        out.branches = [replace(b, steps=b.steps.copy()) for b in self.branches]
+        out.saved_steps = self.saved_steps
+        return out
+
+    # --- growing (the engine on its run, the UI on its copy, both from the same events) ------
+    def append_step(self, branch_id: int, step: Step) -> None:
+        """Append `step` to the branch's own tokens (a forced step counts as forced)."""
+        b = self.branch(branch_id)
+        if step.position != b.end:
+            raise RunError(f"step at position {step.position} does not continue branch {branch_id} (ends at {b.end})")
+        if step.kind == "forced":
+            if b.n_forced != len(b.steps):
+                raise RunError("forced tokens come first in a branch")
+            b.n_forced += 1
+        b.steps.append(step)
+
+    def set_layer_values(self, branch_id: int, start_position: int, values: dict[str, np.ndarray]) -> None:
+        """Per-layer lens values (measure name → [n, L]) for the branch's steps from
+        `start_position` on: the lens runs in chunks, so they arrive after their steps."""
+        b = self.branch(branch_id)
+        for name, arr in values.items():
+            b.steps.set_values(name, start_position - b.fork_position, arr)
+
     # --- tree -------------------------------------------------------------------------------
     def add_branch(self, parent: int | None, fork_position: int, n_forced: int = 0) -> Branch:
         if parent is None:
@@ -116,7 +176,7 @@ class Run:
                 raise RunError(
                     f"branch position {fork_position} is out of range 1..{self.length(parent)} of branch {parent}"
                 )
-        b = Branch(len(self.branches), parent, fork_position, Columns(self.k, self.n_layers), n_forced)
+        b = Branch(len(self.branches), parent, fork_position, Columns(self.layout), n_forced)
         self.branches.append(b)
         return b
 
@@ -149,7 +209,7 @@ class Run:
                 i = position - b.fork_position
                 if i >= len(b.steps):
                     raise RunError(f"position {position} is past the end of branch {branch_id}")
-                return b.steps, i, "forced" if i < b.n_forced else "generated"
+                return b.steps, i, b.kind(i)
         if position < len(self.prompt):
             return self.prompt, position, "prompt"
         raise RunError(f"position {position} is past the end of branch {branch_id}")
@@ -175,7 +235,7 @@ class Run:
         """One field over the branch's full sequence (prompt included)."""
         parts = [cols.col(name)[lo:hi] for _, cols, lo, hi, _ in self.segments(branch_id)]
         if not parts:
-            return Columns(self.k, self.n_layers, 1).col(name)
+            return Columns(self.layout, 1).col(name)
         return np.concatenate(parts)
 
     def sequence(self, branch_id: int) -> np.ndarray:
@@ -188,7 +248,7 @@ class Run:
                 out += ["prompt"] * (hi - lo)
             else:
                 b = self.branches[int(src[1:])]
-                out += ["forced" if i < b.n_forced else "generated" for i in range(lo, hi)]
+                out += [b.kind(i) for i in range(lo, hi)]
         return out
 
     def text(self, branch_id: int, start: int = 0) -> bytes:
@@ -221,16 +281,16 @@ class Run:
         table_ids = self.tokens.ids()
         known[table_ids[(table_ids >= 0) & (table_ids < m.vocab_size)]] = True
         for cols in [self.prompt] + [b.steps for b in self.branches]:
-            if cols.k != m.k or cols.n_layers != m.n_layers:
+            if cols.layout != self.layout or self.layout.k != m.k or self.layout.n_layers != m.n_layers:
                 raise RunError("step arrays do not match the run's k and layer count")
-            for name in ("token_id", "topk_ids"):
+            for name in (x.name for x in self.layout.measures if x.is_token_id):
                 ids = cols.col(name)
-                valid = ids[ids >= 0] if name == "topk_ids" else ids
+                valid = ids if name == "token_id" else ids[ids >= 0]  # -1: no id (e.g. the first step)
                 if valid.size and (valid.min() < 0 or valid.max() >= m.vocab_size):
                     raise RunError(f"{name} holds ids outside the vocabulary (0..{m.vocab_size - 1})")
                 missing = valid[~known[valid]] if valid.size else valid
                 if missing.size:
                     raise RunError(f"token table lacks the bytes of id {int(missing[0])}")
-            rank = cols.col("rank")
+            rank = cols.col("rank") if "rank" in self.layout.names else np.zeros(0)
             if rank.size and (rank.min() < 0 or rank.max() > m.vocab_size):
                 raise RunError("ranks outside 0..vocabulary size")

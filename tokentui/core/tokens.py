@@ -29,6 +29,13 @@ class TokenTable:
     def add(self, token_id: int, data: bytes) -> None:
         self._bytes[int(token_id)] = bytes(data)
 
+    def update(self, entries: dict[int, bytes]) -> None:
+        for token_id, data in entries.items():
+            self.add(token_id, data)
+
+    def copy(self) -> TokenTable:
+        return TokenTable(self._bytes)
+
     def missing(self, ids: Iterable[int]) -> list[int]:
         return [int(i) for i in ids if int(i) not in self._bytes]
 

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tokentui.core.run import Run
 from tokentui.core.step import Step
+from tokentui.engine.capabilities import Capabilities
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,15 @@ class Loaded:
     n_layers: int
     vocab_size: int
     seconds: float
+    capabilities: Capabilities = field(default_factory=Capabilities)  # what the UI may offer
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """A new run exists (its prompt scored): `run` is a copy that the receiver owns and grows
+    from the events that follow, never the engine's own."""
+
+    run: Run = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -39,23 +50,24 @@ class StepEvent:
     run_id: str
     branch_id: int
     step: Step
+    new_tokens: dict[int, bytes] = field(default_factory=dict)  # token-table entries this step adds
 
 
 @dataclass(frozen=True)
 class LensEvent:
-    """Layer entropies for steps already reported (the lens runs in chunks)."""
+    """Per-layer values for steps already reported (the lens runs in chunks)."""
 
     run_id: str
     branch_id: int
     start_position: int
-    values: np.ndarray = field(repr=False)  # [n, L]
+    values: dict[str, np.ndarray] = field(repr=False)  # layer measure name → [n, L]
 
 
 @dataclass(frozen=True)
 class Finished:
     run_id: str
     branch_id: int
-    status: str  # eos | length | stop | cancelled | error | scored
+    status: str  # eos | length | stop | context | cancelled | error | scored
     new_tokens: int
     seconds: float
 
@@ -78,4 +90,26 @@ class Failed:
     message: str
 
 
-Event = Progress | Loaded | BranchStarted | StepEvent | LensEvent | Finished | Saved | Failed
+Event = Progress | Loaded | RunStarted | BranchStarted | StepEvent | LensEvent | Finished | Saved | Failed
+
+
+def apply_event(run: Run | None, ev: Event) -> Run | None:
+    """Grow a receiver's own copy of the run from one event; returns the run to keep (a new one
+    after `RunStarted`). Events for another run, and events that carry no run data, change nothing.
+    This is how the explorer follows the engine without reading the engine's arrays."""
+    if isinstance(ev, RunStarted):
+        return ev.run
+    if run is None or getattr(ev, "run_id", None) != run.id:
+        return run
+    if isinstance(ev, BranchStarted):
+        if ev.branch_id != len(run.branches):
+            raise ValueError(f"branch {ev.branch_id} started out of order (the run has {len(run.branches)})")
+        run.add_branch(ev.parent, ev.fork_position)
+    elif isinstance(ev, StepEvent):
+        run.tokens.update(ev.new_tokens)
+        run.append_step(ev.branch_id, ev.step)
+    elif isinstance(ev, LensEvent):
+        run.set_layer_values(ev.branch_id, ev.start_position, ev.values)
+    elif isinstance(ev, Finished):
+        run.branch(ev.branch_id).status = ev.status
+    return run

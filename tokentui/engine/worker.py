@@ -1,6 +1,7 @@
 """The model-owning worker thread: commands in through a queue, events out through a callback.
 
-Only this thread touches the model. Cancel is a `threading.Event` checked every step, so it takes
+Only this thread touches the backend and the runs it grows; it runs the same jobs as the CLI
+(`engine/jobs.py`), with autosave as a subscriber. Cancel is a `threading.Event` checked every step, so it takes
 effect within one step and keeps the partial branch. The callback is called on the worker thread;
 the TUI's callback must only `post_message`. Importing this module does not import torch.
 """
@@ -14,18 +15,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tokentui.core.params import GenerationSettings
-from tokentui.core.run import Run, RunError, SamplingParams
+from tokentui.core.params import GenerationSettings, RunError, SamplingParams
+from tokentui.core.run import Run
+from tokentui.engine import jobs
+from tokentui.engine.backend import Backend, ModelSpec
 from tokentui.engine.errors import EngineError
-from tokentui.engine.events import Event, Failed, Loaded, Progress, Saved
+from tokentui.engine.events import Event, Failed, Loaded, Progress, RunStarted, Saved
+from tokentui.engine.jobs import Job
 
 
 @dataclass
 class Load:
-    model: str
-    device: str = "auto"
-    dtype: str = "auto"
-    trust_remote_code: bool = False
+    spec: ModelSpec
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Generate:
 @dataclass
 class Continue:
     branch_id: int
-    params: SamplingParams = field(default_factory=SamplingParams)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
 
 
 @dataclass
@@ -48,7 +49,16 @@ class Fork:
     position: int
     token_ids: list[int] | None = None  # take these tokens …
     text: str = ""  # … or the tokens of this text
-    params: SamplingParams = field(default_factory=SamplingParams)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+
+
+@dataclass
+class Resample:
+    """Grow a new branch of the open run from `parent` that samples the token at `position` anew."""
+
+    parent: int
+    position: int
+    sampling: SamplingParams = field(default_factory=SamplingParams)
 
 
 @dataclass
@@ -59,7 +69,8 @@ class Score:
 
 @dataclass
 class Adopt:
-    """Work on an existing run (e.g. one reopened from the cache) from now on."""
+    """Work on an existing run (e.g. one reopened from the cache) from now on. The worker takes a
+    copy; the sender follows the worker's changes through the events."""
 
     run: Run
 
@@ -69,21 +80,26 @@ class Save:
     pass
 
 
-Command = Load | Generate | Continue | Fork | Score | Adopt | Save
+Command = Load | Generate | Continue | Fork | Resample | Score | Adopt | Save
 
 
 class Worker:
-    def __init__(self, callback: Callable[[Event], None], save_dir: Path | None = None, **session_options) -> None:
-        """`session_options` (lens_chunk, lens_precision) go to the HFBackend made when a model loads."""
+    def __init__(
+        self,
+        callback: Callable[[Event], None],
+        save_dir: Path | None = None,
+        backend: Backend | None = None,
+        autosave_seconds: float = 10.0,
+    ) -> None:
+        """`backend`: a model already open (else a `Load` command opens one)."""
         self.callback = callback
         self.save_dir = save_dir
-        self.session_options = session_options
-        self.session = None
+        self.backend = backend
+        self.autosave_seconds = autosave_seconds
         self.run: Run | None = None
         self.cancel_event = threading.Event()
         self._queue: queue.Queue[Command | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="tokentui-model", daemon=True)
-        self.busy = False
 
     def start(self) -> Worker:
         self._thread.start()
@@ -107,15 +123,12 @@ class Worker:
             if cmd is None:
                 return
             self.cancel_event.clear()
-            self.busy = True
             try:
                 self._handle(cmd)
             except (EngineError, RunError, ValueError) as e:
                 self.callback(Failed(type(cmd).__name__, str(e)))
             except Exception as e:  # noqa: BLE001 - the thread must survive anything and say what happened
                 self.callback(Failed(type(cmd).__name__, f"unexpected {type(e).__name__}: {e}"))
-            finally:
-                self.busy = False
 
     def _save(self, run: Run) -> None:
         if self.save_dir is None:
@@ -126,50 +139,62 @@ class Worker:
         path = save_run(run, run_path(run.id, self.save_dir))
         self.callback(Saved(run.id, str(path)))
 
-    def _need_session(self):
-        if self.session is None:
+    def _need_backend(self) -> Backend:
+        if self.backend is None:
             raise EngineError("no model is loaded")
-        return self.session
+        return self.backend
 
     def _need_run(self) -> Run:
         if self.run is None:
             raise EngineError("no run is open")
         return self.run
 
+    def _job(self, cmd: Command) -> Job | None:
+        if isinstance(cmd, Generate):
+            return jobs.Generate(self._need_backend(), cmd.prompt, cmd.settings, self.cancel_event)
+        if isinstance(cmd, Continue):
+            b, run = self._need_backend(), self._need_run()
+            return jobs.Continue(b, run, cmd.branch_id, cmd.sampling, self.cancel_event)
+        if isinstance(cmd, Fork):
+            b, run = self._need_backend(), self._need_run()
+            return jobs.Fork(b, run, cmd.parent, cmd.position, cmd.sampling, cmd.token_ids, cmd.text, self.cancel_event)
+        if isinstance(cmd, Resample):
+            b, run = self._need_backend(), self._need_run()
+            return jobs.Resample(b, run, cmd.parent, cmd.position, cmd.sampling, self.cancel_event)
+        if isinstance(cmd, Score):
+            return jobs.Score(self._need_backend(), cmd.text, cmd.k)
+        return None
+
     def _handle(self, cmd: Command) -> None:
-        if isinstance(cmd, Load):
-            from tokentui.engine.hf.backend import HFBackend
-            from tokentui.engine.hf.loading import load_model
+        job = self._job(cmd)
+        if job is not None:
+
+            def keep_run(job: Job, ev: Event) -> None:
+                if isinstance(ev, RunStarted):
+                    self.run = job.run
+
+            def forward(_job: Job, ev: Event) -> None:
+                self.callback(ev)
+
+            jobs.drive(job, keep_run, jobs.Autosave(self._save, self.autosave_seconds), forward)
+        elif isinstance(cmd, Load):
+            from tokentui.engine.backend import open_backend
 
             t0 = time.perf_counter()
-            lm = load_model(
-                cmd.model, cmd.device, cmd.dtype, cmd.trust_remote_code, progress=lambda m: self.callback(Progress(m))
+            self.backend = open_backend(cmd.spec, progress=lambda m: self.callback(Progress(m)))
+            i = self.backend.info
+            self.callback(
+                Loaded(
+                    i.name,
+                    i.device,
+                    i.dtype,
+                    i.n_layers,
+                    i.vocab_size,
+                    time.perf_counter() - t0,
+                    self.backend.capabilities,
+                )
             )
-            self.session = HFBackend(lm, autosave=self._save, **self.session_options)
-            self.callback(Loaded(lm.spec, lm.device, lm.dtype, lm.n_layers, lm.vocab_size, time.perf_counter() - t0))
-        elif isinstance(cmd, Generate):
-            s = self._need_session()
-            ids, template = s.encode_prompt(cmd.prompt, cmd.settings.chat)
-            st = cmd.settings
-            run = s.new_run(cmd.prompt, st.k, st.chat, st.sampling, template=template)
-            forced = s.lm.tokenizer(st.forced, add_special_tokens=False)["input_ids"] if st.forced else []
-            self.run = run
-            for ev in s.generate(run, st.sampling, self.cancel_event, forced):
-                self.callback(ev)
-        elif isinstance(cmd, Continue):
-            s, run = self._need_session(), self._need_run()
-            for ev in s.continue_branch(run, cmd.branch_id, cmd.params, self.cancel_event):
-                self.callback(ev)
-        elif isinstance(cmd, Fork):
-            s, run = self._need_session(), self._need_run()
-            ids = cmd.token_ids or s.lm.tokenizer(cmd.text, add_special_tokens=False)["input_ids"]
-            for ev in s.branch(run, cmd.parent, cmd.position, list(ids), cmd.params, self.cancel_event):
-                self.callback(ev)
-        elif isinstance(cmd, Score):
-            s = self._need_session()
-            self.run = s.score(cmd.text, cmd.k)
-            self._save(self.run)
         elif isinstance(cmd, Adopt):
-            self.run = cmd.run
+            self.run = cmd.run.copy()  # the sender keeps its own: no two threads write one run
         elif isinstance(cmd, Save):
             self._save(self._need_run())

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 from tokentui.core.display import sanitize
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: columns declared in the header (any measures); 1: a fixed set
 FORMAT = "tokentui-run"
 SUFFIX = ".tokentui"
 MAX_FILE_BYTES = 8 << 30
@@ -50,8 +51,9 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
         raise RunFileError(path, e.strerror or str(e)) from None
 
 
-def parse_header_json(path: Path, raw: bytes) -> dict:
-    """The safetensors header's `__metadata__`, checked for our format and schema."""
+def parse_header_json(path: Path, raw: bytes) -> tuple[dict[str, Any], int]:
+    """The run description from the safetensors header's `__metadata__`, checked for our format,
+    and the file's schema version."""
     if len(raw) < 8:
         raise RunFileError(path, "not a tokentui run file (too short)")
     (n,) = struct.unpack("<Q", raw[:8])
@@ -80,10 +82,10 @@ def parse_header_json(path: Path, raw: bytes) -> dict:
             raise ValueError
     except (ValueError, KeyError, TypeError):
         raise RunFileError(path, "run description in the header is not valid JSON") from None
-    return run
+    return run, schema
 
 
-def read_header(path: Path | str) -> dict:
+def read_header(path: Path | str) -> dict[str, Any]:
     """Only the JSON description (meta, branch list) — cheap, for listing the cache."""
     path = Path(path)
     head = read_bytes(path, 8)
@@ -92,4 +94,4 @@ def read_header(path: Path | str) -> dict:
     (n,) = struct.unpack("<Q", head)
     if n > MAX_HEADER_BYTES:
         raise RunFileError(path, "not a tokentui run file (bad header)")
-    return parse_header_json(path, read_bytes(path, 8 + n))
+    return parse_header_json(path, read_bytes(path, 8 + n))[0]

@@ -1,7 +1,9 @@
 """One run, one file: a safetensors container (numpy arrays, no pickle) with JSON in its header.
 
-Layout: tensors `prompt/<field>`, `b<id>/<field>` for each branch and `tokens/{ids,offsets,blob}`;
-header metadata `format`, `schema` and `run` (the RunMeta plus the branch list). Token ids are
+Layout: tensors `prompt/<measure>`, `b<id>/<measure>` for each branch and `tokens/{ids,offsets,blob}`;
+header metadata `format`, `schema` and `run` (the RunMeta, the branch list and, from schema 2 on,
+the declaration of every column the run records and the sizes k/layer/j). Schema 1 files (a fixed
+set of columns) are still read. Token ids are
 stored in 2 bytes when the vocabulary allows, else 3 (vocabularies up to 16.7M), with the all-ones
 value meaning "none". Files are written atomically; loading trusts nothing and turns every fault into one
 RunFileError line naming the file.
@@ -13,10 +15,12 @@ import json
 import os
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from tokentui.core.columns import FIELDS, Columns
+from tokentui.core.columns import Columns, Layout
+from tokentui.core.measures import BASE, MEASURES, Measure
 from tokentui.core.run import Branch, Run, RunError, RunMeta
 from tokentui.core.tokens import TokenTable
 from tokentui.store.header import FORMAT, SCHEMA_VERSION, RunFileError, parse_header_json, read_bytes
@@ -30,8 +34,8 @@ def id_width(vocab_size: int) -> int:
     return 2 if vocab_size < 0xFFFF else 3
 
 
-def _to_disk(name: str, arr: np.ndarray, vocab_size: int) -> np.ndarray:
-    if name not in ("token_id", "topk_ids"):
+def _to_disk(m: Measure, arr: np.ndarray, vocab_size: int) -> np.ndarray:
+    if not m.is_token_id:
         return np.ascontiguousarray(arr)
     width = id_width(vocab_size)
     ids = arr.astype(np.int64)
@@ -41,8 +45,8 @@ def _to_disk(name: str, arr: np.ndarray, vocab_size: int) -> np.ndarray:
     return np.ascontiguousarray(ids.astype("<u4").view(np.uint8).reshape(*ids.shape, 4)[..., :3])
 
 
-def _from_disk(name: str, arr: np.ndarray, width: int) -> np.ndarray:
-    if name not in ("token_id", "topk_ids"):
+def _from_disk(m: Measure, arr: np.ndarray, width: int) -> np.ndarray:
+    if not m.is_token_id:
         return arr
     if width == 2:
         ids = arr.astype(np.int64)
@@ -55,10 +59,12 @@ def _from_disk(name: str, arr: np.ndarray, width: int) -> np.ndarray:
 
 
 def _segment_tensors(prefix: str, cols: Columns, vocab: int, out: dict[str, np.ndarray]) -> None:
-    for name, arr in cols.arrays().items():
-        if name == "sampler_logprob" and np.isnan(arr).all():
-            continue  # greedy and forced steps have no sampler probability: don't store NaNs
-        out[f"{prefix}/{name}"] = _to_disk(name, arr, vocab)
+    arrays = cols.arrays()
+    for m in cols.layout.measures:
+        arr = arrays[m.name]
+        if not m.required and m.dtype != "int32" and np.isnan(arr).all():
+            continue  # e.g. greedy and forced steps have no sampler probability: don't store NaNs
+        out[f"{prefix}/{m.name}"] = _to_disk(m, arr, vocab)
 
 
 def encode_run(run: Run) -> bytes:
@@ -71,20 +77,13 @@ def encode_run(run: Run) -> bytes:
         _segment_tensors(f"b{b.id}", b.steps, vocab, tensors)
     ids, offsets, blob = run.tokens.pack()
     tensors["tokens/ids"], tensors["tokens/offsets"], tensors["tokens/blob"] = ids, offsets, blob
+    layout = run.layout
     header = {
         "meta": run.meta.to_dict(),
+        "dims": layout.dims,
+        "columns": {m.name: m.to_dict() for m in layout.measures},
         "prompt_steps": len(run.prompt),
-        "branches": [
-            {
-                "id": b.id,
-                "parent": b.parent,
-                "fork_position": b.fork_position,
-                "n_forced": b.n_forced,
-                "status": b.status,
-                "steps": len(b.steps),
-            }
-            for b in run.branches
-        ],
+        "branches": [b.to_dict() for b in run.branches],
     }
     meta = {"format": FORMAT, "schema": str(SCHEMA_VERSION), "run": json.dumps(header)}
     return save(tensors, metadata=meta)
@@ -158,35 +157,69 @@ def _meta_from(path: Path, d: object) -> RunMeta:
     return RunMeta(**known)
 
 
-def _columns(path: Path, tensors: dict, prefix: str, n: int, meta: RunMeta) -> Columns:
+def _layout(path: Path, desc: dict[str, Any], meta: RunMeta, schema: int) -> Layout:
+    """The run's columns: a fixed set in schema 1; declared in the header from schema 2 on. A
+    declared column this version knows must match its declaration; an unknown one is read as it
+    is declared, unless it is required (then the file needs a newer tokentui)."""
+    if schema == 1:
+        return Layout.of(meta.k, meta.n_layers)
+    dims, cols = desc.get("dims"), desc.get("columns")
+    if not isinstance(dims, dict) or not isinstance(cols, dict) or not cols or len(cols) > 256:
+        raise RunFileError(path, "column declarations are missing or malformed")
+    j = dims.get("j", 1)
+    if dims.get("k") != meta.k or dims.get("layer") != meta.n_layers or not isinstance(j, int) or not 1 <= j <= 4096:
+        raise RunFileError(path, "column sizes do not match the run's k and layer count")
+    measures = []
+    for name, d in cols.items():
+        try:
+            m = Measure.from_dict(name, d)
+        except ValueError as e:
+            raise RunFileError(path, str(e)) from None
+        known = MEASURES.get(name)
+        if known is None and m.required:
+            raise RunFileError(path, f"requires column {name!r}, which this tokentui does not know; upgrade tokentui")
+        if known is not None and (known.dtype, known.shape, known.is_token_id) != (m.dtype, m.shape, m.is_token_id):
+            raise RunFileError(path, f"column {name!r} is declared with another dtype or shape")
+        measures.append(known or m)
+    missing = [n for n in BASE if MEASURES[n].required and n not in cols]
+    if missing:
+        raise RunFileError(path, f"required column {missing[0]!r} is missing")
+    measures.sort(key=lambda m: (m.name != "token_id",))  # token_id first: Columns sizes by it
+    return Layout(tuple(measures), meta.k, meta.n_layers, j)
+
+
+def _columns(
+    path: Path, tensors: dict[str, np.ndarray], prefix: str, n: int, layout: Layout, vocab_size: int
+) -> Columns:
     arrays = {}
-    width = id_width(meta.vocab_size)
-    for name, (dtype, dim) in FIELDS.items():
-        key = f"{prefix}/{name}"
+    width = id_width(vocab_size)
+    for m in layout.measures:
+        key = f"{prefix}/{m.name}"
         arr = tensors.pop(key, None)
         if arr is None:
-            if name == "sampler_logprob":
-                arr = np.full(n, np.nan, dtype=np.float32)
-            else:
+            if m.required:
                 raise RunFileError(path, f"array {key} is missing")
-        want_shape = (n,) if dim is None else (n, meta.k if dim == "k" else meta.n_layers)
-        want_dtype = np.dtype(dtype)
-        if name in ("token_id", "topk_ids"):
+            continue  # an optional column that holds nothing here stays 'unknown'
+        want_shape = m.shape_for(n, layout.dims)
+        want_dtype = np.dtype(m.dtype)
+        if m.is_token_id:
             want_dtype = np.dtype(np.uint16) if width == 2 else np.dtype(np.uint8)
             want_shape = want_shape if width == 2 else (*want_shape, 3)
         if arr.shape != want_shape:
             raise RunFileError(path, f"array {key} has shape {arr.shape}, expected {want_shape}")
         if arr.dtype != want_dtype:
             raise RunFileError(path, f"array {key} has dtype {arr.dtype}, expected {want_dtype}")
-        arrays[name] = _from_disk(name, arr, width)
-    return Columns.from_arrays(meta.k, meta.n_layers, arrays)
+        arrays[m.name] = _from_disk(m, arr, width)
+    if "token_id" not in arrays:
+        raise RunFileError(path, f"array {prefix}/token_id is missing")
+    return Columns.from_arrays(layout, arrays)
 
 
 def load_run(path: Path | str) -> Run:
     """Load and fully validate a run file; any fault is a RunFileError (never another exception)."""
     path = Path(path)
     raw = read_bytes(path)
-    desc = parse_header_json(path, raw)
+    desc, schema = parse_header_json(path, raw)
     try:
         from safetensors.numpy import load
 
@@ -196,6 +229,7 @@ def load_run(path: Path | str) -> Run:
             path, f"damaged run file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
         ) from None
     meta = _meta_from(path, desc.get("meta"))
+    layout = _layout(path, desc, meta, schema)
     try:
         n_prompt = int(desc["prompt_steps"])
         blist = desc["branches"]
@@ -219,7 +253,12 @@ def load_run(path: Path | str) -> Run:
         or (len(offsets) and (offsets[0] != 0 or offsets[-1] != len(blob) or np.any(np.diff(offsets) < 0)))
     ):
         raise RunFileError(path, "token table is inconsistent")
-    run = Run(meta, TokenTable.unpack(ids, offsets, blob), _columns(path, tensors, "prompt", n_prompt, meta))
+    run = Run(
+        meta,
+        TokenTable.unpack(ids, offsets, blob),
+        _columns(path, tensors, "prompt", n_prompt, layout, meta.vocab_size),
+        layout,
+    )
     for expected_id, b in enumerate(blist):
         try:
             if not isinstance(b, dict) or b["id"] != expected_id:
@@ -233,7 +272,7 @@ def load_run(path: Path | str) -> Run:
             raise RunFileError(path, f"branch entry {expected_id} is malformed") from None
         if n < 0 or fork < 0:
             raise RunFileError(path, f"branch {expected_id} has negative sizes")
-        cols = _columns(path, tensors, f"b{expected_id}", n, meta)
+        cols = _columns(path, tensors, f"b{expected_id}", n, layout, meta.vocab_size)
         run.branches.append(Branch(expected_id, parent, fork, cols, n_forced, status))
     if tensors:
         raise RunFileError(path, f"unexpected array {sorted(tensors)[0]}")

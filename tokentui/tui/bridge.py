@@ -17,6 +17,7 @@ from textual.message import Message
 from tokentui.core.params import GenerationSettings, SamplingParams
 from tokentui.core.run import Run
 from tokentui.engine import worker as w
+from tokentui.engine.backend import ModelSpec
 from tokentui.engine.events import Event
 
 
@@ -32,7 +33,8 @@ class EngineBridge:
     """The app's handle on the engine's worker thread: one method per request."""
 
     def __init__(self, app, save_dir: Path | None, **session_options) -> None:
-        self.worker = w.Worker(lambda ev: app.post_message(EngineMessage(ev)), save_dir=save_dir, **session_options)
+        self.worker = w.Worker(lambda ev: app.post_message(EngineMessage(ev)), save_dir=save_dir)
+        self.session_options = session_options  # lens_chunk, lens_precision
         self.worker.start()
 
     @property
@@ -41,7 +43,7 @@ class EngineBridge:
         return self.worker.run
 
     def load(self, model: str, device: str, dtype: str, trust_remote_code: bool) -> None:
-        self.worker.submit(w.Load(model, device, dtype, trust_remote_code))
+        self.worker.submit(w.Load(ModelSpec(model, device, dtype, trust_remote_code, **self.session_options)))
 
     def adopt(self, run: Run) -> None:
         self.worker.submit(w.Adopt(run))

@@ -9,6 +9,7 @@ final norm → unembedding, and layer L is the model's own output distribution.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -78,7 +79,8 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
-def _decoder(model: torch.nn.Module) -> torch.nn.Module:
+def _decoder(model: Any) -> torch.nn.Module:
+    """`model` is a transformers PreTrainedModel (typed Any: nn.Module's getattr says Tensor)."""
     try:
         dec = model.get_decoder()
         if dec is not None:
@@ -91,7 +93,7 @@ def _decoder(model: torch.nn.Module) -> torch.nn.Module:
     raise EngineError(f"cannot find the decoder of {type(model).__name__}")
 
 
-def lens_parts(model: torch.nn.Module) -> LensParts:
+def lens_parts(model: Any) -> LensParts:
     dec = _decoder(model)
     norm = next((getattr(dec, n) for n in FINAL_NORM_NAMES if isinstance(getattr(dec, n, None), torch.nn.Module)), None)
     if norm is None:
@@ -107,3 +109,17 @@ def lens_parts(model: torch.nn.Module) -> LensParts:
         raise EngineError("cannot tell how many layers the model has")
     softcap = getattr(cfg, "final_logit_softcapping", None)
     return LensParts(norm, head.weight, getattr(head, "bias", None), softcap, int(n_layers))
+
+
+CONTEXT_NAMES = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length", "max_sequence_length")
+
+
+def context_length(config) -> int | None:
+    """How many positions the model can attend to, from its config (None when it does not say:
+    then generation is not clamped). Models with learned position tables (GPT-2's 1024) fail
+    with an index error past it; rotary models degrade. Either way tokentui stops there."""
+    for name in CONTEXT_NAMES:
+        v = getattr(config, name, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None

@@ -1,4 +1,4 @@
-"""Instrumented decoding: our own KV-cache loop that records a `Step` per token.
+"""The Hugging Face backend: instrumented decoding in our own KV-cache loop, a `Step` per token.
 
 One forward of the new token per step; statistics computed on the device; one small transfer per
 step (plus one per lens chunk). The logit lens buffers the new positions' hidden states and
@@ -14,20 +14,26 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from tokentui import __version__
 from tokentui.core.columns import nan_step
-from tokentui.core.run import Branch, Run, RunError, RunMeta, SamplingParams, new_run_id, now_iso
+from tokentui.core.params import GenerationSettings, RunError, SamplingParams
+from tokentui.core.run import Branch, Run, RunMeta, new_run_id, now_iso
 from tokentui.core.step import Step
+from tokentui.engine.backend import ModelInfo, ModelSpec
+from tokentui.engine.capabilities import Capabilities
 from tokentui.engine.errors import EngineError
-from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, StepEvent
+from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, Progress, RunStarted, StepEvent
+from tokentui.engine.hf.arch import LensParts, context_length
 from tokentui.engine.hf.kv_cache import CachePool
-from tokentui.engine.hf.loading import LoadedModel
+from tokentui.engine.hf.loading import LoadedModel, load_model
+from tokentui.engine.hf.measures import Packer, TokenInputs, layer_arrays, lens_values, run_layout, token_values
 from tokentui.engine.hf.sampling import choose, make_generator
-from tokentui.engine.hf.stats import lens_entropy, pack_step, score_positions
 
 
 def cache_of(out):
@@ -37,34 +43,41 @@ def cache_of(out):
 
 
 class HFBackend:
-    """Owns one loaded model; creates runs and grows their branches. Not thread-safe: one thread
-    (the worker) drives it."""
+    """Owns one loaded transformers model; creates runs and grows their branches (implements
+    `engine.backend.Backend` with every capability). Not thread-safe: one thread drives it."""
+
+    kind = "hf"
+    capabilities = Capabilities(
+        lens=True, kv_fork=True, gradients=True, hooks=True, attention=True, full_distribution=True
+    )
+
+    @classmethod
+    def load(cls, spec: ModelSpec, progress: Callable[[str], None] | None = None) -> HFBackend:
+        if spec.lens_chunk < 0:
+            raise EngineError(f"the lens chunk must be ≥ 0 (got {spec.lens_chunk})")
+        lm = load_model(spec.model, spec.device, spec.dtype, spec.trust_remote_code, progress=progress)
+        return cls(lm, spec.lens_chunk, spec.lens_precision)
 
     def __init__(
-        self,
-        lm: LoadedModel,
-        lens_chunk: int = 32,
-        lens_precision: str = "auto",
-        cache_slots: int = 4,
-        autosave: Callable[[Run], None] | None = None,
-        autosave_seconds: float = 10.0,
+        self, lm: LoadedModel, lens_chunk: int = 32, lens_precision: str = "auto", cache_slots: int = 4
     ) -> None:
         self.lm = lm
-        self.model = lm.model
-        self.device = next(lm.model.parameters()).device
+        self.model: Any = cast(Any, lm.model)
+        self.tokenizer: Any = cast(Any, lm.tokenizer)
+        self.device = next(self.model.parameters()).device
         self.lens_chunk = max(0, lens_chunk)
-        self.lens = lm.lens.at_precision(lens_precision)
+        self.lens: LensParts = cast(LensParts, lm.lens).at_precision(lens_precision)
         self.caches = CachePool(cache_slots)
         # transformers renamed `past_key_values` to `cache` within 5.x (the old name warns, then goes)
-        self._cache_kw = "cache" if "cache" in inspect.signature(lm.model.forward).parameters else "past_key_values"
-        self.autosave = autosave
-        self.autosave_seconds = autosave_seconds
+        self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        self.context = context_length(self.model.config)
+        self.info = ModelInfo(lm.spec, lm.device, lm.dtype, lm.n_layers, lm.vocab_size, self.context)
 
     # --- prompts and runs -------------------------------------------------------------------
     def encode_prompt(self, prompt: str, chat: bool = False) -> tuple[list[int], str | None]:
         if not prompt or not prompt.strip():
             raise EngineError("the prompt is empty")
-        tok = self.lm.tokenizer
+        tok = self.tokenizer
         if chat:
             template = self.lm.chat_template
             if template is None:
@@ -80,21 +93,13 @@ class HFBackend:
             raise EngineError("the prompt encodes to no tokens")
         return [int(i) for i in ids], template
 
-    def new_run(
-        self,
-        prompt: str,
-        k: int = 20,
-        chat: bool = False,
-        params: SamplingParams | None = None,
-        mode: str = "generate",
-        template: str | None = None,
-    ) -> Run:
-        if not 1 <= k <= self.lm.vocab_size:
-            raise EngineError(f"k = {k} alternatives is outside 1..{self.lm.vocab_size} (the vocabulary size)")
-        params = params or SamplingParams()
-        from dataclasses import asdict
+    def encode_text(self, text: str) -> list[int]:
+        return [int(i) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]] if text else []
 
-        tok = self.lm.tokenizer
+    def new_run(self, prompt: str, settings: GenerationSettings, template: str | None, mode: str = "generate") -> Run:
+        settings.check(self.lm.vocab_size)
+        k, chat, params = settings.k, settings.chat, settings.sampling
+        tok = self.tokenizer
         meta = RunMeta(
             run_id=new_run_id(),
             created=now_iso(),
@@ -115,14 +120,18 @@ class HFBackend:
             eos_ids=list(self.lm.eos_ids),
             lens=f"{RunMeta.lens}; unembedding matmul in {self.lens.precision}" if self.lens_chunk else "off",
         )
-        return Run(meta)
+        return Run(meta, layout=run_layout(k, self.lm.n_layers))
 
-    def _note_tokens(self, run: Run, ids: np.ndarray) -> None:
+    def _note_tokens(self, run: Run, ids: np.ndarray) -> dict[int, bytes]:
+        """Add the bytes of ids the run's token table lacks; return what was added."""
         table = run.tokens
         vb = self.lm.vocab_bytes
+        added: dict[int, bytes] = {}
         for i in ids.ravel().tolist():
             if i >= 0 and i not in table:
-                table.add(i, vb[i] if i < len(vb) else f"<id {i}>".encode())
+                added[i] = vb[i] if i < len(vb) else f"<id {i}>".encode()
+                table.add(i, added[i])
+        return added
 
     # --- teacher forcing --------------------------------------------------------------------
     def _forward(self, ids: torch.Tensor, cache=None, use_cache: bool = True):
@@ -138,41 +147,25 @@ class HFBackend:
 
     def _record_teacher_forced(self, run: Run, ids: list[int], out) -> None:
         """Fill the run's prompt steps from one forward over `ids` (positions 1.. are scored)."""
-        k, n_layers = run.k, run.n_layers
-        run.prompt.append(nan_step(0, ids[0], k, n_layers))
+        run.prompt.append(nan_step(0, ids[0]))
         self._note_tokens(run, np.asarray(ids[:1]))
         if len(ids) < 2:
             return
+        n, n_layers = len(ids) - 1, run.n_layers
+        logp = torch.log_softmax(out.logits[0, :-1].float(), -1)
         targets = torch.tensor(ids[1:], device=self.device)
-        s = score_positions(out.logits[0, :-1], targets, k)
-        n = len(ids) - 1
+        nan = torch.full((n,), math.nan, device=self.device)
+        host = {name: t.cpu().numpy() for name, t in token_values(TokenInputs(logp, targets, nan, run.k)).items()}
+        lensed = None
         hs = out.hidden_states
         if n_layers > 1 and hs is not None:
             hidden = torch.stack([h[0, :-1] for h in hs[1:-1]])  # [L-1, n, d]
-            lens = lens_entropy(self.lens, hidden.reshape(-1, hidden.shape[-1])).view(n_layers - 1, n).T
-            layers = torch.cat([lens, s["entropy"][:, None]], dim=1).cpu().numpy()
-        else:  # lens off (or one layer): only the model's own entropy is known
-            layers = np.full((n, n_layers), np.nan, dtype=np.float32)
-            layers[:, -1] = s["entropy"].cpu().numpy()
-        host = {name: t.cpu().numpy() for name, t in s.items()}
-        arrays = {
-            "token_id": np.asarray(ids[1:], dtype=np.int32),
-            "logprob": host["logprob"],
-            "entropy": host["entropy"],
-            "rank": host["rank"],
-            "topk_ids": host["topk_ids"],
-            "topk_logprobs": host["topk_logprobs"],
-            "layer_entropy": layers,
-        }
-        run.prompt.extend(arrays)
-        self._note_tokens(run, host["topk_ids"])
-        self._note_tokens(run, arrays["token_id"])
-
-    @torch.inference_mode()
-    def score(self, text: str, k: int = 20) -> Run:
-        """Teacher-forced scoring of a text: a Step for every position, in one forward pass."""
-        ids, _ = self.encode_prompt(text)
-        return self.score_ids(ids, k, text)
+            lensed = lens_values(self.lens, hidden.reshape(-1, hidden.shape[-1]))
+        host.update(layer_arrays(lensed, host, n, n_layers))
+        run.prompt.extend(host)
+        for m in run.layout.measures:
+            if m.is_token_id:
+                self._note_tokens(run, host[m.name])
 
     @torch.inference_mode()
     def score_ids(self, ids: list[int], k: int = 20, text: str | None = None) -> Run:
@@ -180,25 +173,37 @@ class HFBackend:
         if not ids:
             raise EngineError("nothing to score")
         if text is None:
-            text = self.lm.tokenizer.decode(ids)
-        run = self.new_run(text, k=k, mode="score", params=SamplingParams(max_new_tokens=0))
+            text = self.tokenizer.decode(ids)
+        self._check_context(len(ids), "the text")
+        run = self.new_run(text, GenerationSettings(k=k), None, mode="score")
         out = self._forward(torch.tensor([ids], device=self.device), use_cache=False)
         self._record_teacher_forced(run, ids, out)
         run.add_branch(None, len(run.prompt)).status = "scored"
         return run
 
     # --- generation -------------------------------------------------------------------------
+    def _check_context(self, n: int, what: str) -> None:
+        if self.context is not None and n > self.context:
+            raise EngineError(f"{what} has {n} tokens, more than the model's context ({self.context} positions)")
+
     @torch.inference_mode()
     def generate(
-        self, run: Run, params: SamplingParams, cancel: threading.Event | None = None, forced: list[int] | None = None
+        self,
+        run: Run,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        cancel: threading.Event | None = None,
+        forced: list[int] | None = None,
     ) -> Iterator[Event]:
         """Score the run's prompt and grow its root branch (optionally starting with forced tokens)."""
         params.check()
         if run.branches:
             raise RunError("this run already has a root branch; continue or branch it instead")
-        ids, _ = self.encode_prompt(run.meta.prompt, run.meta.chat)
+        ids = list(prompt_ids)
+        self._check_context(len(ids), "the prompt")
         out = self._forward(torch.tensor([ids], device=self.device))
         self._record_teacher_forced(run, ids, out)
+        yield RunStarted(run.copy())
         branch = run.add_branch(None, len(run.prompt))
         yield BranchStarted(run.id, branch.id, None, branch.fork_position)
         yield from self._decode(run, branch, cache_of(out), None, params, cancel, list(forced or []), first_out=out)
@@ -218,7 +223,7 @@ class HFBackend:
         yield from self._decode(run, branch, cache, pending, params, cancel, [])
 
     @torch.inference_mode()
-    def branch(
+    def fork(
         self,
         run: Run,
         parent: int,
@@ -227,10 +232,9 @@ class HFBackend:
         params: SamplingParams,
         cancel: threading.Event | None = None,
     ) -> Iterator[Event]:
-        """Fork `parent` at absolute `position`: take `forced` tokens there, then continue."""
+        """Fork `parent` at absolute `position`: take `forced` tokens there (none: sample the
+        token there afresh), then continue."""
         params.check()
-        if not forced:
-            raise EngineError("a branch needs at least one token to take")
         bad = [t for t in forced if not 0 <= t < self.lm.vocab_size]
         if bad:
             raise EngineError(f"token id {bad[0]} is outside the vocabulary (0..{self.lm.vocab_size - 1})")
@@ -264,10 +268,18 @@ class HFBackend:
         lens_buf: list[torch.Tensor] = []
         lens_start = branch.end
         chunk = self.lens_chunk
-        t0 = last_save = time.perf_counter()
+        packer = Packer(run.layout, lens_rows=n_layers - 1 if chunk == 1 and n_layers > 1 else 0)
+        id_measures = [m.name for m in run.layout.measures if m.is_token_id and m.name != "token_id"]
+        t0 = time.perf_counter()
         new = 0
         status = "length"
         out = first_out
+        room = None if self.context is None else self.context - branch.fork_position
+        if room is not None and (len(forced) + params.max_new_tokens) > room:
+            yield Progress(
+                f"the model's context is {self.context} positions: this branch stops after {max(room, 0)} more tokens"
+            )
+        failure: EngineError | None = None
         try:
             while True:
                 if cancel is not None and cancel.is_set():
@@ -276,7 +288,11 @@ class HFBackend:
                 if not forced and new >= params.max_new_tokens:
                     status = "length"
                     break
+                if self.context is not None and branch.end >= self.context:
+                    status = "context"
+                    break
                 if out is None:
+                    assert pending is not None
                     out = self._forward(pending, cache)
                 cache = cache_of(out)
                 logits = out.logits[0, -1].float()
@@ -287,47 +303,35 @@ class HFBackend:
                     slp = logits.new_tensor(math.nan)
                 else:
                     chosen, slp = choose(logits, params, gen)
-                packed = pack_step(logp, chosen, k, slp)
+                x = TokenInputs(logp[None], chosen.view(1), slp.view(1).float(), k)
+                lensed = None
                 if n_layers > 1 and chunk > 0:
                     hid = torch.stack([h[0, -1] for h in out.hidden_states[1:-1]])
                     if chunk == 1:
-                        packed = torch.cat([packed, lens_entropy(self.lens, hid)])
+                        lensed = lens_values(self.lens, hid)
                     else:
                         lens_buf.append(hid)
+                packed = packer.pack(token_values(x), lensed)
                 out = None
-                host = packed.cpu().numpy()  # the step's one transfer
-                token = int(host[0])
-                layer = np.full(n_layers, np.nan, dtype=np.float32)
-                layer[-1] = host[2]
-                if chunk == 1 and n_layers > 1:
-                    layer[:-1] = host[5 + 2 * k :]
-                step = Step(
-                    position=branch.end,
-                    token_id=token,
-                    logprob=float(host[1]),
-                    entropy=float(host[2]),
-                    rank=int(host[3]),
-                    topk_ids=host[5 : 5 + k].astype(np.int32),
-                    topk_logprobs=host[5 + k : 5 + 2 * k].copy(),
-                    layer_entropy=layer,
-                    sampler_logprob=float(host[4]),
-                    kind="forced" if is_forced else "generated",
-                )
-                branch.steps.append(step)
-                if is_forced:
-                    branch.n_forced += 1
-                else:
+                host, lens_host = packer.unpack(packed.cpu().numpy())  # the step's one transfer
+                token = int(host["token_id"])
+                values: dict = {name: v for name, v in host.items() if name != "token_id"}
+                for name, arr in layer_arrays(None, host, 1, n_layers).items():
+                    if lens_host is not None:
+                        arr[0, :-1] = lens_host[name]
+                    values[name] = arr[0]
+                step = Step(branch.end, token, values, "forced" if is_forced else "generated")
+                run.append_step(branch.id, step)
+                if not is_forced:
                     new += 1
-                self._note_tokens(run, step.topk_ids)
-                self._note_tokens(run, np.asarray([token]))
-                yield StepEvent(run.id, branch.id, step)
+                added = self._note_tokens(run, np.asarray([token]))
+                for name in id_measures:
+                    added.update(self._note_tokens(run, np.asarray(values[name])))
+                yield StepEvent(run.id, branch.id, step, added)
                 pending = chosen.view(1, 1)
                 if lens_buf and len(lens_buf) >= chunk:
                     yield self._flush_lens(run, branch, lens_buf, lens_start)
                     lens_start = branch.end
-                if self.autosave and time.perf_counter() - last_save > self.autosave_seconds:
-                    self.autosave(run)
-                    last_save = time.perf_counter()
                 if token in eos:
                     status = "eos"
                     break
@@ -337,32 +341,29 @@ class HFBackend:
                     if any(s in tail for s in stops):
                         status = "stop"
                         break
-        except EngineError:
-            status = "error"
-            raise
+        except EngineError as e:
+            status, failure = "error", e
         finally:
             branch.status = status
-            if lens_buf:
-                ev = self._flush_lens(run, branch, lens_buf, lens_start)
-            else:
-                ev = None
+            ev = self._flush_lens(run, branch, lens_buf, lens_start) if lens_buf else None
             seq = run.sequence(branch.id)
             if cache is not None and status != "error":
                 covered = cache.get_seq_length() if hasattr(cache, "get_seq_length") else 0
                 self.caches.put((run.id, branch.id), cache, seq[:covered])
         if ev is not None:
             yield ev
-        if self.autosave:
-            self.autosave(run)
         yield Finished(run.id, branch.id, status, new, time.perf_counter() - t0)
+        if failure is not None:
+            raise failure  # after Finished: the branch keeps its steps and is saved with status "error"
 
     def _flush_lens(self, run: Run, branch: Branch, buf: list[torch.Tensor], start: int) -> LensEvent:
-        """Lens the buffered positions in one matmul, store the values, and report them."""
+        """Lens the buffered positions in one pass, store the values, and report them."""
         n = len(buf)
-        hidden = torch.cat(buf)  # [n*(L-1), d]
+        hidden = torch.cat(buf)  # [n*(L-1), d], position-major
         buf.clear()
-        ent = lens_entropy(self.lens, hidden).view(n, run.n_layers - 1).cpu().numpy()
-        final = branch.steps.col("entropy")[start - branch.fork_position : start - branch.fork_position + n]
-        values = np.concatenate([ent, final[:, None].astype(np.float32)], axis=1)
-        branch.steps.set_layer_entropy(start - branch.fork_position, values)
+        lensed = {name: v.view(n, run.n_layers - 1).T.reshape(-1) for name, v in lens_values(self.lens, hidden).items()}
+        offset = start - branch.fork_position
+        final = {name: branch.steps.col(name)[offset : offset + n] for name in run.layout.names}
+        values = layer_arrays(lensed, final, n, run.n_layers)
+        run.set_layer_values(branch.id, start, values)
         return LensEvent(run.id, branch.id, start, values)

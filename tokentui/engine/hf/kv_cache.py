@@ -66,9 +66,5 @@ class CachePool:
         forked = fork_cache(self._entries[best_key][0], best_len)
         return (forked, best_len) if forked is not None else (None, 0)
 
-    def drop_run(self, run_id: str) -> None:
-        for key in [k for k in self._entries if k[0] == run_id]:
-            del self._entries[key]
-
     def clear(self) -> None:
         self._entries.clear()

@@ -6,10 +6,11 @@ picks CUDA, then MPS, then CPU; dtype "auto" keeps the checkpoint's dtype on a G
 float32 on the CPU (half precision on a CPU is slow and often unsupported). Library progress bars,
 log lines and warnings are silenced: a TUI has no place for tqdm, a CLI error is one line.
 
-Whatever can be refused is refused before the weights load: the caller's `check` sees the
-vocabulary size as soon as the configuration is read. Without a network, a Hub id would be
-retried with back-off for half a minute: one short connection check to the Hub first, and if it
-fails only the local Hugging Face cache is used.
+Whatever can be refused is refused before the weights load: `check_config` reads only the
+configuration and hands its vocabulary size to the caller's check (a front end calls it before
+opening the backend). Without a network, a Hub id would be retried with back-off for half a
+minute: one short connection check to the Hub first (once per process), and if it fails only the
+local Hugging Face cache is used.
 
 `model_name` and `tokenizer_id` name the model and the tokenizer in run metadata without the
 paths of the machine that made the run.
@@ -17,9 +18,11 @@ paths of the machine that made the run.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -128,6 +131,7 @@ def _hub_folder(repo_id: str, revision: str | None) -> Path | None:
     return Path(hit).parent if isinstance(hit, str) else None
 
 
+@functools.lru_cache(maxsize=1)
 def hub_unreachable(timeout: float = 2.0) -> str | None:
     """The Hub's host when a TCP connection to it (or to the HTTPS proxy the environment names)
     cannot be made within `timeout` seconds, else None. Name lookup is included in the timeout
@@ -224,6 +228,58 @@ def config_vocab_size(config: object) -> int | None:
     return int(v) if isinstance(v, int) and v > 0 else None
 
 
+class _Source:
+    """Where a model is read from and with which `from_pretrained` options (the cache only when
+    the Hub cannot be reached); `read` turns the libraries' exceptions into one-line errors."""
+
+    def __init__(self, spec: str, trust_remote_code: bool, revision: str | None, say: Callable[[str], None]) -> None:
+        self.spec, self.say = spec, say
+        self.path = resolve_source(spec)
+        self.kw: dict[str, object] = {"trust_remote_code": trust_remote_code}
+        if revision:
+            self.kw["revision"] = revision
+        self.is_hub = spec != DEMO_NAME and self.path == spec and not _looks_like_path(spec)
+        self.unreachable: str | None = None
+        if "transformers" not in sys.modules:
+            say("importing torch and transformers")
+        import transformers  # noqa: F401 - imported here, after the progress line that says so
+
+        _quiet_libraries()
+        if self.is_hub and not _hub_offline():
+            say("checking the network")
+            self.unreachable = hub_unreachable()
+            if self.unreachable is not None:
+                self.kw["local_files_only"] = True  # the cache only: no retries against a missing network
+
+    def read(self, what: str, load: Callable[..., object], **extra: object):
+        self.say(what)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return load(self.path, **self.kw, **extra)
+        except (OSError, ValueError, KeyError, ImportError, RuntimeError, TypeError) as e:
+            raise ModelLoadError(_explain(self.spec, e, self.unreachable)) from None
+
+    def config(self):
+        from transformers import AutoConfig
+
+        # first of all: it refuses remote code before anything else is read
+        return self.read(f"reading the configuration of {self.spec}", AutoConfig.from_pretrained)
+
+
+def check_config(
+    spec: str,
+    check: Callable[[int | None], None],
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> None:
+    """Read only `spec`'s configuration and call `check` with its vocabulary size (None if it
+    declares none): what depends on the vocabulary is refused before any weights are read.
+    Whatever `check` raises is the caller's to report."""
+    check(config_vocab_size(_Source(spec, trust_remote_code, revision, progress or (lambda _m: None)).config()))
+
+
 def load_model(
     spec: str,
     device: str = "auto",
@@ -231,57 +287,28 @@ def load_model(
     trust_remote_code: bool = False,
     revision: str | None = None,
     progress: Callable[[str], None] | None = None,
-    check: Callable[[int | None], None] | None = None,
 ) -> LoadedModel:
-    """Load `spec` ("demo", a folder or a Hub id). `check`, when given, is called with the
-    vocabulary size from the configuration (None if it declares none) before the tokenizer and
-    the weights are read; whatever it raises ends the load at once."""
+    """Load `spec` ("demo", a folder or a Hub id) with its tokenizer; every failure is a ModelLoadError."""
     say = progress or (lambda _m: None)
     if dtype not in DTYPES:
         raise ModelLoadError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
-    source = resolve_source(spec)
     t0 = time.perf_counter()
-    say("importing torch and transformers")
+    src = _Source(spec, trust_remote_code, revision, say)
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tokentui.engine.hf.arch import lens_parts
     from tokentui.engine.hf.token_bytes import vocab_bytes
 
-    _quiet_libraries()
     dev = pick_device(device)
     if dtype == "auto":
         torch_dtype = "auto" if dev != "cpu" else torch.float32
     else:
         torch_dtype = getattr(torch, dtype)
-    kw: dict[str, object] = {"trust_remote_code": trust_remote_code}
-    if revision:
-        kw["revision"] = revision
-    is_hub = spec != DEMO_NAME and source == spec and not _looks_like_path(spec)
-    unreachable = None
-    if is_hub and not _hub_offline():
-        say("checking the network")
-        unreachable = hub_unreachable()
-        if unreachable is not None:
-            kw["local_files_only"] = True  # the cache only: no retries against a network that is not there
-
-    def quietly(what: str, read: Callable[[], object]):
-        say(what)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return read()
-        except (OSError, ValueError, KeyError, ImportError, RuntimeError, TypeError) as e:
-            raise ModelLoadError(_explain(spec, e, unreachable)) from None
-
-    # the configuration first: it refuses remote code, and it tells `check` the vocabulary size
-    config = quietly(f"reading the configuration of {spec}", lambda: AutoConfig.from_pretrained(source, **kw))
-    if check is not None:
-        check(config_vocab_size(config))
-    tok = quietly(f"loading tokenizer of {spec}", lambda: AutoTokenizer.from_pretrained(source, **kw))
-    model = quietly(
-        f"loading weights of {spec}",
-        lambda: AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch_dtype, **kw),
+    config = src.config()
+    tok = src.read(f"loading tokenizer of {spec}", AutoTokenizer.from_pretrained)
+    model = src.read(
+        f"loading weights of {spec}", AutoModelForCausalLM.from_pretrained, config=config, dtype=torch_dtype
     )
     try:
         model.to(dev)
@@ -297,11 +324,11 @@ def load_model(
     eos_ids = [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
     param = next(model.parameters())
     rev = getattr(model.config, "_commit_hash", None)
-    folder = _hub_folder(source, rev if isinstance(rev, str) else None) if is_hub else Path(source)
+    folder = _hub_folder(src.path, rev if isinstance(rev, str) else None) if src.is_hub else Path(src.path)
     say(f"loaded {spec} in {time.perf_counter() - t0:.1f}s")
     return LoadedModel(
         spec=spec,
-        source=source,
+        source=src.path,
         model=model,
         tokenizer=tok,
         revision=rev if isinstance(rev, str) else None,
@@ -312,6 +339,6 @@ def load_model(
         eos_ids=eos_ids,
         lens=parts,
         vocab_bytes=vocab_bytes(tok, vocab),
-        model_name=model_name(spec, source),
+        model_name=model_name(spec, src.path),
         tokenizer_id=tokenizer_id(tok, folder),
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from tokentui.core.run import SamplingParams
+from tokentui.core.params import SamplingParams
 
 
 def make_generator(params: SamplingParams, device: torch.device) -> torch.Generator | None:

@@ -1,0 +1,155 @@
+"""The one job path (generate / continue / fork / score) with its subscribers, the backend's
+capabilities, and how a generation ends: at the model's context, or in an error, always saved."""
+
+from __future__ import annotations
+
+import queue
+import shutil
+
+import pytest
+import torch
+
+from tests.factories import generate_run
+from tokentui.core.params import GenerationSettings, SamplingParams
+from tokentui.engine import jobs
+from tokentui.engine import worker as w
+from tokentui.engine.backend import ModelSpec
+from tokentui.engine.capabilities import Capabilities
+from tokentui.engine.errors import EngineError
+from tokentui.engine.events import Failed, Finished, Progress, Saved, StepEvent
+from tokentui.engine.hf.backend import HFBackend
+from tokentui.engine.hf.loading import load_model
+from tokentui.store.runfile import load_run, save_run
+
+
+@pytest.fixture(scope="module")
+def short_context(tokenizer_dir, tmp_path_factory):
+    """A GPT-2 whose learned position table has 24 rows: position 24 does not exist."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=24, n_layer=2, n_embd=32, n_head=2, eos_token_id=0)
+    out = tmp_path_factory.mktemp("short")
+    GPT2LMHeadModel(cfg).save_pretrained(out)
+    for f in tokenizer_dir.iterdir():
+        shutil.copy(f, out / f.name)
+    return load_model(str(out))
+
+
+def test_generation_stops_at_the_context_and_says_so_once(short_context, tmp_path):
+    s = HFBackend(short_context)
+    run, events = generate_run(s, "def f(x):", SamplingParams(max_new_tokens=100), k=4)
+    assert run.branches[0].status == "context" and run.length(0) == 24
+    notes = [e.message for e in events if isinstance(e, Progress)]
+    assert len(notes) == 1 and "context is 24 positions" in notes[0]
+    assert isinstance(events[-1], Finished) and events[-1].status == "context"
+    assert load_run(save_run(run, tmp_path / "r.tokentui")).branches[0].status == "context"
+    # continuing a full branch ends at once, with the same status; a text past the context is refused
+    assert list(s.continue_branch(run, 0, SamplingParams()))[-1].status == "context"
+    with pytest.raises(EngineError, match="more than the model's context"):
+        s.score_ids(list(range(1, 30)), k=4)
+
+
+def test_a_generation_that_fails_midway_keeps_its_steps_and_is_saved(short_context, tmp_path):
+    """The model itself fails at its 4th decode step (a forward hook raising, as an out-of-memory
+    error would): the worker reports it, and the run on disk has the steps so far, status error."""
+    calls = {"n": 0}
+
+    def fail_on_fifth_forward(module, args, output):
+        calls["n"] += 1
+        if calls["n"] == 5:  # the prompt's forward, then three decode steps, then this one
+            raise RuntimeError("simulated device failure")
+
+    handle = short_context.model.register_forward_hook(fail_on_fifth_forward)
+    q: queue.Queue = queue.Queue()
+    wk = w.Worker(q.put, save_dir=tmp_path, backend=HFBackend(short_context)).start()
+    try:
+        wk.submit(w.Generate("def f(x):", GenerationSettings(SamplingParams(max_new_tokens=10), k=4)))
+        events = []
+        while not events or not isinstance(events[-1], Failed):
+            events.append(q.get(timeout=60))
+    finally:
+        handle.remove()
+        wk.shutdown()
+    fin = next(e for e in events if isinstance(e, Finished))
+    assert fin.status == "error" and fin.new_tokens == 4
+    assert "simulated device failure" in events[-1].message
+    saved = load_run(tmp_path / f"{fin.run_id}.tokentui")
+    assert saved.branches[0].status == "error" and len(saved.branches[0].steps) == 4
+
+
+def test_autosave_is_a_subscriber_that_saves_while_tokens_arrive(loaded, tmp_path):
+    s = HFBackend(loaded("gpt2"))
+    job = jobs.Generate(s, "import os", GenerationSettings(SamplingParams(max_new_tokens=6), k=4))
+    path = tmp_path / "r.tokentui"
+    on_disk = []
+
+    def check_file(job, ev):
+        if isinstance(ev, StepEvent):  # autosave ran before this subscriber saw the step
+            on_disk.append(len(load_run(path).branches[0].steps))
+
+    jobs.drive(job, jobs.Autosave(lambda run: save_run(run, path), seconds=0), check_file)
+    assert on_disk == [1, 2, 3, 4, 5, 6]
+    assert load_run(path).branches[0].status == "length"
+
+
+def test_fork_and_score_jobs_tokenize_text_once_and_refuse_empty_input(loaded):
+    s = HFBackend(loaded("gpt2"))
+    run, _ = generate_run(s, "import os", SamplingParams(max_new_tokens=4), k=4)
+    job = jobs.Fork(s, run, 0, run.length(0) - 1, SamplingParams(max_new_tokens=2), text=" sys")
+    list(job)
+    want = s.encode_text(" sys")
+    assert run.sequence(1)[run.length(0) - 1 :][: len(want)].tolist() == want and run.branches[1].n_forced == len(want)
+    with pytest.raises(EngineError, match="at least one token"):
+        list(jobs.Fork(s, run, 0, 2, SamplingParams(), text=""))
+    with pytest.raises(EngineError, match="the text is empty"):
+        list(jobs.Score(s, "  "))
+
+
+def test_capabilities_say_what_is_missing_in_one_line():
+    hf = HFBackend.capabilities
+    assert all(hf.why_not(f) is None for f in ("lens", "kv_fork", "gradients", "hooks", "attention"))
+    remote = Capabilities(full_distribution=False)
+    assert remote.why_not("lens", "the server") == "the server does not provide hidden states for the logit lens"
+    with pytest.raises(KeyError):
+        remote.why_not("telepathy")
+
+
+def test_a_bad_lens_chunk_is_refused_before_loading(tmp_path):
+    with pytest.raises(EngineError, match="lens chunk must be ≥ 0"):
+        HFBackend.load(ModelSpec(str(tmp_path / "nothing-here"), lens_chunk=-1))
+
+
+def test_the_worker_saves_what_it_grows(loaded, model_dirs, tmp_path):
+    q: queue.Queue = queue.Queue()
+    wk = w.Worker(q.put, save_dir=tmp_path).start()
+    try:
+        wk.submit(w.Load(ModelSpec(str(model_dirs["llama"]), lens_chunk=0)))
+        wk.submit(w.Score("import os\nimport sys\n", k=3))
+        events = []
+        while not any(isinstance(e, Saved) for e in events):
+            events.append(q.get(timeout=60))
+            assert not isinstance(events[-1], Failed), events[-1]
+    finally:
+        wk.shutdown()
+    saved = next(e for e in events if isinstance(e, Saved))
+    assert load_run(saved.path).branches[0].status == "scored"
+
+
+def test_resample_samples_the_token_at_a_position_afresh(loaded):
+    """A greedy run's token is resampled at temperature 1 with a new seed: new branches fork at
+    the position, are sampled (their first step has a sampler probability), and differ."""
+    s = HFBackend(loaded("gpt2"))
+    run, _ = generate_run(s, "import os", SamplingParams(max_new_tokens=6), k=4)
+    pos = run.length(0) - 3
+    firsts = set()
+    for _ in range(6):
+        list(jobs.Resample(s, run, 0, pos, SamplingParams(max_new_tokens=2)))
+        b = run.branches[-1]
+        first = b.step(0)
+        assert b.fork_position == pos and b.n_forced == 0 and first.kind == "generated"
+        assert first.sampler_logprob == pytest.approx(first.logprob, abs=1e-5)  # temperature 1, no filter
+        firsts.add(first.token_id)
+    assert len(firsts) > 1  # random-init model: its distribution is flat enough to differ
+    run.validate()

@@ -1,0 +1,104 @@
+"""What a model source offers: the `Backend` protocol and its `Capabilities`.
+
+The jobs, the worker, the CLI and the explorer talk to a model only through this interface, so a
+source with less to offer (a remote server that returns top-k log-probs but no hidden states, no
+gradients, no KV-cache fork) fits in beside the Hugging Face backend (`engine/hf/`). Front ends ask
+`capabilities` before offering a feature and show `why_not(feature)` when it is missing.
+Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from tokentui.core.params import GenerationSettings, SamplingParams
+from tokentui.core.run import Run
+from tokentui.engine.capabilities import Capabilities
+from tokentui.engine.events import Event
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to open a model: what the user typed plus the options that shape the backend."""
+
+    model: str
+    device: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    lens_chunk: int = 32  # lens the layers every N tokens (1 = every token, 0 = off)
+    lens_precision: str = "auto"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the front ends show about a loaded model."""
+
+    name: str  # as the user named it: "demo", a Hub id, a folder's name (never a local path)
+    device: str
+    dtype: str
+    n_layers: int
+    vocab_size: int
+    context_length: int | None  # positions the model can attend to; None = not stated
+
+
+class Backend(Protocol):
+    """A loaded model that tokentui can question. One thread drives it (the worker, or the CLI)."""
+
+    kind: str  # "hf", …: named in messages
+    info: ModelInfo
+    capabilities: Capabilities
+
+    def encode_prompt(self, prompt: str, chat: bool = False) -> tuple[list[int], str | None]:
+        """The prompt's token ids (chat: wrapped in the model's template) and the template used."""
+        ...
+
+    def encode_text(self, text: str) -> list[int]:
+        """Ids of a piece of text inside a sequence (no special tokens): forced or branch text."""
+        ...
+
+    def new_run(self, prompt: str, settings: GenerationSettings, template: str | None, mode: str = "generate") -> Run:
+        """An empty run with this model's metadata and the columns this backend records."""
+        ...
+
+    def generate(
+        self,
+        run: Run,
+        prompt_ids: list[int],
+        sampling: SamplingParams,
+        cancel: threading.Event | None,
+        forced: list[int],
+    ) -> Iterator[Event]:
+        """Score the prompt, then grow the run's root branch, streaming its events."""
+        ...
+
+    def continue_branch(
+        self, run: Run, branch_id: int, sampling: SamplingParams, cancel: threading.Event | None
+    ) -> Iterator[Event]: ...
+
+    def fork(
+        self,
+        run: Run,
+        parent: int,
+        position: int,
+        forced: list[int],
+        sampling: SamplingParams,
+        cancel: threading.Event | None,
+    ) -> Iterator[Event]:
+        """A new branch of `parent` at `position`: take `forced` there (none: sample that token
+        afresh), then continue."""
+        ...
+
+    def score_ids(self, ids: list[int], k: int, text: str | None = None) -> Run:
+        """Teacher forcing: every position's measures for given ids, in one pass."""
+        ...
+
+
+def open_backend(spec: ModelSpec, progress: Callable[[str], None] | None = None) -> Backend:
+    """Load the model `spec` names. The one place that picks a backend (only Hugging Face models
+    today; a remote server's backend would be chosen here by its URL)."""
+    from tokentui.engine.hf.backend import HFBackend
+
+    return HFBackend.load(spec, progress)

@@ -1,0 +1,36 @@
+"""`Capabilities`: which optional operations a model source supports, and the one line a front
+end shows when a feature it needs is missing (a remote server has no hidden states, no gradients,
+no KV-cache fork). Standard library only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FEATURES = {
+    "lens": "hidden states for the logit lens",
+    "kv_fork": "forking the KV cache (branches reuse their prefix)",
+    "gradients": "gradients (attribution)",
+    "hooks": "forward hooks (steering)",
+    "attention": "attention weights",
+    "full_distribution": "the full next-token distribution (not only its top k)",
+}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Which optional operations a backend supports."""
+
+    lens: bool = False
+    kv_fork: bool = False
+    gradients: bool = False
+    hooks: bool = False
+    attention: bool = False
+    full_distribution: bool = False
+
+    def why_not(self, feature: str, backend: str = "this model source") -> str | None:
+        """None when `feature` is supported, else one line saying what is missing."""
+        if feature not in FEATURES:
+            raise KeyError(feature)
+        if getattr(self, feature):
+            return None
+        return f"{backend} does not provide {FEATURES[feature]}"

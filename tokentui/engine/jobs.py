@@ -1,0 +1,185 @@
+"""The one orchestration path: generate, continue, fork and score as jobs over a `Backend`.
+
+A job tokenizes its prompt and forced text once, asks the backend for the work, and is iterated
+for its events; `job.run` is the run it works on (the backend's own copy, written only by the
+thread iterating the job). The CLI iterates jobs directly; the worker thread iterates them for the
+explorer. What should happen *because of* events — saving the run, printing, posting to the UI — is
+a subscriber (`drive(job, *subscribers)`), never code inside the decode loop.
+Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from tokentui.core.params import GenerationSettings, SamplingParams
+from tokentui.core.run import Run
+from tokentui.engine.backend import Backend
+from tokentui.engine.errors import EngineError
+from tokentui.engine.events import Event, Finished, RunStarted, StepEvent
+
+
+class Job:
+    """A request to a backend, as a stream of events."""
+
+    name = "job"
+
+    def __init__(self, backend: Backend, cancel: threading.Event | None = None) -> None:
+        self.backend = backend
+        self.cancel = cancel or threading.Event()
+        self.run: Run | None = None
+
+    def __iter__(self) -> Iterator[Event]:
+        return self.events()
+
+    def events(self) -> Iterator[Event]:
+        raise NotImplementedError
+
+
+class Generate(Job):
+    """A new run from a prompt: score the prompt, then grow the root branch."""
+
+    name = "generate"
+
+    def __init__(
+        self, backend: Backend, prompt: str, settings: GenerationSettings, cancel: threading.Event | None = None
+    ) -> None:
+        super().__init__(backend, cancel)
+        self.prompt, self.settings = prompt, settings.copy()
+
+    def events(self) -> Iterator[Event]:
+        st = self.settings
+        ids, template = self.backend.encode_prompt(self.prompt, st.chat)
+        forced = self.backend.encode_text(st.forced)
+        if st.forced and not forced:
+            raise EngineError("the forced text encodes to no tokens")
+        self.run = self.backend.new_run(self.prompt, st, template)
+        yield from self.backend.generate(self.run, ids, st.sampling, self.cancel, forced)
+
+
+class Continue(Job):
+    """More tokens at the end of a branch."""
+
+    name = "continue"
+
+    def __init__(
+        self,
+        backend: Backend,
+        run: Run,
+        branch_id: int,
+        sampling: SamplingParams,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        super().__init__(backend, cancel)
+        self.run, self.branch_id, self.sampling = run, branch_id, sampling.copy()
+
+    def events(self) -> Iterator[Event]:
+        assert self.run is not None
+        yield from self.backend.continue_branch(self.run, self.branch_id, self.sampling, self.cancel)
+
+
+class Fork(Job):
+    """A new branch: at `position` of branch `parent`, take the given tokens (or the tokens of
+    `text`), then continue."""
+
+    name = "branch"
+
+    def __init__(
+        self,
+        backend: Backend,
+        run: Run,
+        parent: int,
+        position: int,
+        sampling: SamplingParams,
+        token_ids: list[int] | None = None,
+        text: str = "",
+        cancel: threading.Event | None = None,
+    ) -> None:
+        super().__init__(backend, cancel)
+        self.run, self.parent, self.position, self.sampling = run, parent, position, sampling.copy()
+        self.token_ids, self.text = token_ids, text
+
+    def events(self) -> Iterator[Event]:
+        assert self.run is not None
+        ids = list(self.token_ids) if self.token_ids else self.backend.encode_text(self.text)
+        if not ids:
+            raise EngineError("a branch needs at least one token to take")
+        yield from self.backend.fork(self.run, self.parent, self.position, ids, self.sampling, self.cancel)
+
+
+class Resample(Job):
+    """A new branch that samples the token at `position` of `parent` afresh (a new seed; the
+    session's sampler, or plain sampling at temperature 1 when the session is greedy)."""
+
+    name = "resample"
+
+    def __init__(
+        self,
+        backend: Backend,
+        run: Run,
+        parent: int,
+        position: int,
+        sampling: SamplingParams,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        super().__init__(backend, cancel)
+        self.run, self.parent, self.position = run, parent, position
+        self.sampling = sampling.copy()
+        if self.sampling.greedy:
+            self.sampling.temperature = 1.0
+        self.sampling.seed = secrets.randbits(31)
+
+    def events(self) -> Iterator[Event]:
+        assert self.run is not None
+        yield from self.backend.fork(self.run, self.parent, self.position, [], self.sampling, self.cancel)
+
+
+class Score(Job):
+    """Teacher-forced scoring of a text (or of given ids): every position's measures at once."""
+
+    name = "score"
+
+    def __init__(self, backend: Backend, text: str | None = None, k: int = 20, ids: list[int] | None = None) -> None:
+        super().__init__(backend)
+        self.text, self.k, self.ids = text, k, ids
+
+    def events(self) -> Iterator[Event]:
+        t0 = time.perf_counter()
+        ids = self.ids
+        if ids is None:
+            if not self.text or not self.text.strip():
+                raise EngineError("the text is empty")
+            ids, _ = self.backend.encode_prompt(self.text)
+        self.run = self.backend.score_ids(ids, self.k, self.text)
+        yield RunStarted(self.run.copy())
+        yield Finished(self.run.id, 0, "scored", 0, time.perf_counter() - t0)
+
+
+Subscriber = Callable[[Job, Event], None]
+
+
+def drive(job: Job, *subscribers: Subscriber) -> None:
+    """Run a job to its end, handing every event to every subscriber in order. An error ends the
+    job after the events it already produced (a failed branch has sent its Finished)."""
+    for ev in job:
+        for sub in subscribers:
+            sub(job, ev)
+
+
+class Autosave:
+    """Saves the job's run at the end of every branch (whatever its status, errors included) and
+    every `seconds` while tokens arrive, so a long generation survives a crash."""
+
+    def __init__(self, save: Callable[[Run], object], seconds: float = 10.0) -> None:
+        self.save, self.seconds = save, seconds
+        self._last = time.monotonic()
+
+    def __call__(self, job: Job, ev: Event) -> None:
+        if job.run is None:
+            return
+        if isinstance(ev, Finished) or (isinstance(ev, StepEvent) and time.monotonic() - self._last > self.seconds):
+            self.save(job.run)
+            self._last = time.monotonic()

@@ -153,3 +153,13 @@ def test_resample_samples_the_token_at_a_position_afresh(loaded):
         firsts.add(first.token_id)
     assert len(firsts) > 1  # random-init model: its distribution is flat enough to differ
     run.validate()
+
+
+def test_run_metadata_names_the_model_and_tokenizer_without_local_paths(loaded, model_dirs, tmp_path):
+    lm = loaded("qwen2")
+    run, _ = generate_run(HFBackend(lm), "import os", SamplingParams(max_new_tokens=2), k=3)
+    folder = model_dirs["qwen2"]
+    assert run.meta.model == folder.name
+    assert run.meta.tokenizer.split()[1].startswith("sha256:")
+    saved = (save_run(run, tmp_path / "r.tokentui")).read_bytes()
+    assert str(folder).encode() not in saved and str(folder.parent).encode() not in saved

@@ -4,6 +4,8 @@ way a model can fail to load."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 
 import pytest
 import torch
@@ -11,7 +13,7 @@ import torch
 from tests.factories import generate_run, model_config
 from tokentui.engine.errors import EngineError, ModelLoadError
 from tokentui.engine.hf.backend import HFBackend
-from tokentui.engine.hf.loading import load_model
+from tokentui.engine.hf.loading import load_model, model_name
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2", "gemma", "gpt_neox", "phi", "mistral"])
@@ -108,3 +110,69 @@ def test_bad_requests_to_a_session(loaded):
         list(s.fork(run, 0, 2, [lm.vocab_size], SamplingParams()))
     chat = s.encode_prompt("hi", chat=True)
     assert chat[1] is not None and "<|assistant|>" in lm.tokenizer.decode(chat[0])
+
+
+def test_model_name_and_tokenizer_id_hold_no_local_path(loaded, model_dirs):
+    ids = set()
+    for family in ("gpt2", "llama"):
+        lm = loaded(family)
+        assert lm.model_name == model_dirs[family].name  # the folder's name, not its path
+        assert re.fullmatch(r"\w+ sha256:[0-9a-f]{12}", lm.tokenizer_id), lm.tokenizer_id
+        assert lm.tokenizer_id.split()[0] == type(lm.tokenizer).__name__
+        for value in (lm.model_name, lm.tokenizer_id):
+            assert "/" not in value and str(model_dirs[family].parent) not in value
+        ids.add(lm.tokenizer_id)
+    assert len(ids) == 1  # the same tokenizer files in both folders: the same id
+
+
+def test_tokenizer_id_follows_the_tokenizer_files(model_dirs, tmp_path, loaded):
+    copy = tmp_path / "relative-copy"
+    shutil.copytree(model_dirs["gpt2"], copy)
+    cfg = json.loads((copy / "tokenizer_config.json").read_text())
+    cfg["chat_template"] = "{{ messages[0].content }}"
+    (copy / "tokenizer_config.json").write_text(json.dumps(cfg))
+    lm = load_model(str(copy))
+    assert lm.model_name == "relative-copy"
+    assert lm.tokenizer_id != loaded("gpt2").tokenizer_id
+
+
+def test_model_name_of_the_demo_and_of_a_hub_id():
+    assert model_name("demo", "/anywhere/demo-model") == "demo"
+    assert model_name("Qwen/Qwen2.5-0.5B", "Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B"
+    assert model_name("./models/mine/", "models/mine") == "mine"
+
+
+def test_check_config_sees_the_vocabulary_without_the_weights(model_dirs, tmp_path):
+    from tokentui.core.params import RunError
+    from tokentui.engine.hf.loading import check_config
+
+    weightless = tmp_path / "weightless"
+    shutil.copytree(model_dirs["gpt2"], weightless, ignore=shutil.ignore_patterns("*.safetensors"))
+    seen = []
+    check_config(str(weightless), seen.append)
+    assert seen == [600]
+
+    def refuse(vocab_size):
+        raise RunError(f"refused {vocab_size}")
+
+    with pytest.raises(RunError, match="refused 600"):
+        check_config(str(weightless), refuse)
+    with pytest.raises(ModelLoadError):  # loading it does read the (missing) weights
+        load_model(str(weightless))
+    with pytest.raises(ModelLoadError, match="no such folder"):
+        check_config("./no/such/dir", seen.append)
+
+
+def test_no_network_check_is_quick_and_names_the_host(monkeypatch):
+    from huggingface_hub import constants
+
+    from tokentui.engine.hf.loading import hub_unreachable
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    for var in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    hub_unreachable.cache_clear()
+    try:
+        assert hub_unreachable(timeout=2.0) == "127.0.0.1"
+    finally:
+        hub_unreachable.cache_clear()

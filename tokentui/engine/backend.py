@@ -96,6 +96,31 @@ class Backend(Protocol):
         ...
 
 
+def check_spec(spec: ModelSpec) -> None:
+    """Refuse a bad dtype, lens setting or model path at once, before anything heavy is imported."""
+    from tokentui.core.params import RunError
+    from tokentui.engine.errors import ModelLoadError
+    from tokentui.engine.hf.loading import DTYPES, LENS_PRECISIONS, resolve_source
+
+    if spec.lens_precision not in LENS_PRECISIONS:
+        raise RunError(f"unknown lens precision {spec.lens_precision!r} (choose from {', '.join(LENS_PRECISIONS)})")
+    if spec.lens_chunk < 0:
+        raise RunError(f"--lens-chunk must be ≥ 0 (got {spec.lens_chunk}; 0 turns the lens off)")
+    if spec.dtype not in DTYPES:
+        raise ModelLoadError(f"unknown dtype {spec.dtype!r} (choose from {', '.join(DTYPES)})")
+    resolve_source(spec.model)  # a missing or wrong folder is an error now, not after the imports
+
+
+def check_settings(
+    spec: ModelSpec, settings: GenerationSettings, progress: Callable[[str], None] | None = None
+) -> None:
+    """Check `settings` against the model's configuration alone (k against its vocabulary), so
+    the refusal comes before the weights are read."""
+    from tokentui.engine.hf.loading import check_config
+
+    check_config(spec.model, settings.check, spec.trust_remote_code, progress=progress)
+
+
 def open_backend(spec: ModelSpec, progress: Callable[[str], None] | None = None) -> Backend:
     """Load the model `spec` names. The one place that picks a backend (only Hugging Face models
     today; a remote server's backend would be chosen here by its URL)."""

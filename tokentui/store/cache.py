@@ -1,4 +1,6 @@
-"""The run cache: a folder of run files, and how a user names a run (id, id prefix or path)."""
+"""The run cache: a folder of run files, and how a user names a run (an id, any unique part of one,
+or a path). The run picker finds runs by any part of their id; a reference on the command line
+does the same."""
 
 from __future__ import annotations
 
@@ -69,18 +71,28 @@ def list_runs(directory: Path) -> list[RunSummary]:
     return sorted(runs, key=lambda r: (r.created, r.run_id), reverse=True)
 
 
+AMBIGUOUS_SHOWN = 5  # ids named in an "ambiguous" error before "and N more"
+
+
 def resolve(ref: str, directory: Path) -> Path:
     """A run reference → its file. A path (existing, or with a slash or the suffix) is taken as is;
-    otherwise an id or unique id prefix in the cache."""
+    otherwise a run id in the cache, or any part of one that only one run's id contains (case
+    ignored). An ambiguous part is an error naming the runs it matches, newest first."""
+    if not ref:
+        raise RunFileError(ref, "no run given")
     p = Path(ref).expanduser()
     if p.exists() or "/" in ref or ref.endswith(SUFFIX):
         return p
     exact = run_path(ref, directory)
     if exact.exists():
         return exact
-    matches = sorted(directory.glob(f"{ref}*{SUFFIX}")) if directory.is_dir() and ref else []
+    part = ref.lower()
+    ids = [f.stem for f in directory.glob(f"*{SUFFIX}") if not f.name.startswith(".")] if directory.is_dir() else []
+    matches = sorted((i for i in ids if part in i.lower()), reverse=True)
     if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        raise RunFileError(ref, f"ambiguous run id: {len(matches)} runs start with it")
+        return run_path(matches[0], directory)
+    if matches:
+        shown = ", ".join(matches[:AMBIGUOUS_SHOWN])
+        more = f" and {len(matches) - AMBIGUOUS_SHOWN} more" if len(matches) > AMBIGUOUS_SHOWN else ""
+        raise RunFileError(ref, f"ambiguous: {len(matches)} runs match: {shown}{more}")
     raise RunFileError(ref, f"no such run in {directory} (and no such file)")

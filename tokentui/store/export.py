@@ -1,5 +1,11 @@
 """Exports of a run for analysis: CSV (seed 000's columns plus rank/logprob), JSONL (one token per
-line with its top-k, like seed 002) and JSON (the whole run with its tree). No torch needed."""
+line with its top-k, like seed 002) and JSON (the whole run with its tree). No torch needed.
+
+`token_record` is the one per-token record of JSONL exports and of `generate --json` / `score
+--json`, so a line printed live and the same line exported later from the saved run are equal.
+`write_file` is the one way to write an export to a named file: the format follows the file's
+extension, an existing file is kept unless overwriting was asked for, and the write is atomic.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,9 @@ import csv
 import io
 import json
 import math
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TextIO
 
 from tokentui.core.display import decode_bytes
@@ -31,6 +39,10 @@ CSV_COLUMNS = [
 FORMATS = ("csv", "jsonl", "json")
 
 
+class ExportError(ValueError):
+    """An export cannot be written as asked; the message is one line for the user."""
+
+
 def _num(x: float) -> float | None:
     return None if math.isnan(x) else float(x)
 
@@ -40,7 +52,7 @@ def _text(run: Run, token_id: int) -> str:
 
 
 def step_record(run: Run, branch_id: int, step: Step) -> dict:
-    """One token as a JSON-ready dict: the schema of `generate --json` and of JSONL exports."""
+    """One token as a JSON-ready dict (the steps of JSON exports; `token_record` adds the run id)."""
     top = [
         [int(i), _text(run, int(i)), round(float(lp), 5)] for i, lp in zip(step.topk_ids, step.topk_logprobs) if i >= 0
     ]
@@ -58,6 +70,17 @@ def step_record(run: Run, branch_id: int, step: Step) -> dict:
         "top_k": top,
         "layer_entropy": [_num(float(x)) for x in step.layer_entropy],
     }
+
+
+def token_record(run: Run, branch_id: int, step: Step) -> dict:
+    """One token of a run as one JSONL line's object: the run id, then `step_record`. The schema of
+    JSONL exports, `generate --json` and `score --json` alike."""
+    return {"run_id": run.id, **step_record(run, branch_id, step)}
+
+
+def token_line(run: Run, branch_id: int, step: Step) -> str:
+    """`token_record` as one line of JSON (no newline)."""
+    return json.dumps(token_record(run, branch_id, step), ensure_ascii=False)
 
 
 def iter_steps(run: Run, branch_id: int, start: int = 0) -> Iterator[Step]:
@@ -101,7 +124,7 @@ def write_jsonl(run: Run, out: TextIO) -> None:
     for b in run.branches:
         start = 0 if b.parent is None else b.fork_position
         for step in iter_steps(run, b.id, start):
-            out.write(json.dumps({"run_id": run.id, **step_record(run, b.id, step)}, ensure_ascii=False))
+            out.write(token_line(run, b.id, step))
             out.write("\n")
 
 
@@ -140,3 +163,51 @@ def export_text(run: Run, fmt: str) -> str:
     buf = io.StringIO()
     export(run, fmt, buf)
     return buf.getvalue()
+
+
+def format_for(path: Path, fmt: str | None = None) -> str:
+    """The export format for writing to `path`: `fmt` when given, else the file's extension. A
+    known extension that disagrees with `fmt` is refused (a .json file holding CSV helps nobody);
+    an unknown extension needs `fmt`."""
+    ext = path.suffix.lower().removeprefix(".")
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise ExportError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+        if ext in FORMATS and ext != fmt:
+            raise ExportError(
+                f"--format {fmt} does not match the extension of {path.name} (.{ext}); change one of them"
+            )
+        return fmt
+    if ext not in FORMATS:
+        raise ExportError(
+            f"cannot tell the format from the name {path.name}: end it in .csv, .jsonl or .json, or give --format "
+            f"({', '.join(FORMATS)})"
+        )
+    return ext
+
+
+def check_target(path: Path, overwrite: bool = False) -> None:
+    """Refuse a file name that cannot be written, or an existing file unless `overwrite`."""
+    if path.is_dir():
+        raise ExportError(f"{path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise ExportError(f"cannot write {path}: no such folder {path.parent}")
+    if path.exists() and not overwrite:
+        raise ExportError(f"{path} already exists; add --force to overwrite it")
+
+
+def write_file(run: Run, fmt: str, path: Path, overwrite: bool = False) -> Path:
+    """Export `run` into the file `path` atomically (a temporary file beside it, then a rename).
+    Errors name `path`, the file the user gave, never the temporary file."""
+    check_target(path, overwrite)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            export(run, fmt, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ExportError(f"cannot write {path}: {e.strerror or e}") from None
+    return path

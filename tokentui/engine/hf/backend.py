@@ -71,7 +71,7 @@ class HFBackend:
         # transformers renamed `past_key_values` to `cache` within 5.x (the old name warns, then goes)
         self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         self.context = context_length(self.model.config)
-        self.info = ModelInfo(lm.spec, lm.device, lm.dtype, lm.n_layers, lm.vocab_size, self.context)
+        self.info = ModelInfo(lm.model_name or lm.spec, lm.device, lm.dtype, lm.n_layers, lm.vocab_size, self.context)
 
     # --- prompts and runs -------------------------------------------------------------------
     def encode_prompt(self, prompt: str, chat: bool = False) -> tuple[list[int], str | None]:
@@ -99,17 +99,16 @@ class HFBackend:
     def new_run(self, prompt: str, settings: GenerationSettings, template: str | None, mode: str = "generate") -> Run:
         settings.check(self.lm.vocab_size)
         k, chat, params = settings.k, settings.chat, settings.sampling
-        tok = self.tokenizer
         meta = RunMeta(
             run_id=new_run_id(),
             created=now_iso(),
             tool_version=__version__,
             mode=mode,
-            model=self.lm.spec,
+            model=self.lm.model_name or self.lm.spec,
             revision=self.lm.revision,
             dtype=self.lm.dtype,
             device=self.lm.device,
-            tokenizer=f"{type(tok).__name__}({getattr(tok, 'name_or_path', '')})",
+            tokenizer=self.lm.tokenizer_id or type(self.tokenizer).__name__,
             vocab_size=self.lm.vocab_size,
             n_layers=self.lm.n_layers,
             k=k,

@@ -3,14 +3,31 @@
 Honours the user's HF cache and HF_HUB_OFFLINE (read by huggingface_hub at import, so set it in
 the environment before starting). `trust_remote_code` stays off unless asked for. Device "auto"
 picks CUDA, then MPS, then CPU; dtype "auto" keeps the checkpoint's dtype on a GPU and uses
-float32 on the CPU (half precision on a CPU is slow and often unsupported). Library progress bars
-are silenced: a TUI has no place for tqdm.
+float32 on the CPU (half precision on a CPU is slow and often unsupported). Library progress bars,
+log lines and warnings are silenced: a TUI has no place for tqdm, a CLI error is one line.
+
+Whatever can be refused is refused before the weights load: `check_config` reads only the
+configuration and hands its vocabulary size to the caller's check (a front end calls it before
+opening the backend). Without a network, a Hub id would be retried with back-off for half a
+minute: one short connection check to the Hub first (once per process), and if it fails only the
+local Hugging Face cache is used.
+
+`model_name` and `tokenizer_id` name the model and the tokenizer in run metadata without the
+paths of the machine that made the run.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
+import socket
+import sys
+import threading
 import time
+import urllib.parse
+import urllib.request
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +53,8 @@ class LoadedModel:
     eos_ids: list[int]
     lens: object  # arch.LensParts
     vocab_bytes: list[bytes] = field(repr=False, default_factory=list)
+    model_name: str = ""  # as the user named it: "demo", the Hub id or the folder's name (no path)
+    tokenizer_id: str = ""  # class name and a hash of the tokenizer files: "PreTrainedTokenizerFast sha256:1a2b…"
 
     @property
     def chat_template(self) -> str | None:
@@ -65,6 +84,82 @@ def resolve_source(spec: str) -> str:
     return spec
 
 
+def model_name(spec: str, source: str) -> str:
+    """The model as the user named it, with no path in it: "demo", the Hub id, or the folder's name."""
+    if spec == DEMO_NAME or source == spec and not _looks_like_path(spec):
+        return spec
+    return Path(source).expanduser().resolve().name
+
+
+# The files a tokenizer is read from (whichever of them a model folder has).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "vocab.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+
+
+def tokenizer_id(tokenizer: object, folder: Path | None) -> str:
+    """The tokenizer's class name and the first 12 hex digits of a SHA-256 over its files (names
+    and contents), e.g. "PreTrainedTokenizerFast sha256:1a2b3c4d5e6f": the same tokenizer gives
+    the same id on any machine. Without a folder (nothing on disk to read) the serialized fast
+    tokenizer is hashed instead."""
+    h = hashlib.sha256()
+    files = [folder / n for n in TOKENIZER_FILES if folder is not None and (folder / n).is_file()]
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    if not files:
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        h.update(backend.to_str().encode() if backend is not None else type(tokenizer).__name__.encode())
+    return f"{type(tokenizer).__name__} sha256:{h.hexdigest()[:12]}"
+
+
+def _hub_folder(repo_id: str, revision: str | None) -> Path | None:
+    """The local snapshot folder a Hub model was loaded from (None when it cannot be found)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    hit = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    return Path(hit).parent if isinstance(hit, str) else None
+
+
+@functools.lru_cache(maxsize=1)
+def hub_unreachable(timeout: float = 2.0) -> str | None:
+    """The Hub's host when a TCP connection to it (or to the HTTPS proxy the environment names)
+    cannot be made within `timeout` seconds, else None. Name lookup is included in the timeout
+    (it runs in a thread), so a machine without a network answers within `timeout`."""
+    from huggingface_hub import constants
+
+    host = urllib.parse.urlsplit(constants.ENDPOINT).hostname or "huggingface.co"
+    port = urllib.parse.urlsplit(constants.ENDPOINT).port or 443
+    target = (host, port)
+    proxy = urllib.request.getproxies().get("https")
+    if proxy and not urllib.request.proxy_bypass(host):
+        parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        target = (parts.hostname or host, parts.port or 80)
+    ok: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection(target, timeout=timeout).close()
+            ok.append(True)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=connect, daemon=True, name="tokentui-hub-check")
+    t.start()
+    t.join(timeout)
+    return None if ok else host
+
+
 def pick_device(device: str) -> str:
     import torch
 
@@ -83,15 +178,14 @@ def _quiet_libraries() -> None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    try:
-        from huggingface_hub.utils import disable_progress_bars
+    from huggingface_hub.utils import disable_progress_bars
+    from huggingface_hub.utils import logging as hub_logging
 
-        disable_progress_bars()
-    except ImportError:
-        pass
+    hub_logging.set_verbosity_error()  # "Retrying in 8s" and friends
+    disable_progress_bars()
 
 
-def _explain(source: str, err: BaseException) -> str:
+def _explain(source: str, err: BaseException, unreachable: str | None = None) -> str:
     text = " ".join(str(err).split())
     low = text.lower()
     if "trust_remote_code" in low or "custom code" in low:
@@ -102,9 +196,15 @@ def _explain(source: str, err: BaseException) -> str:
         )
     if "unrecognized configuration class" in low or "automodelforcausallm" in low:
         return f"{source} is not a causal language model"
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in low or "couldn't connect" in low or "connection" in low:
+    if unreachable is not None:
         return (
-            f"could not load {source}: not in the local Hugging Face cache and offline (HF_HUB_OFFLINE or no network)"
+            f"could not load {source}: no network ({unreachable} cannot be reached) and it is not in the local "
+            "Hugging Face cache; give a local model folder (./path) or set HF_HUB_OFFLINE=1 to use the cache only"
+        )
+    if _hub_offline() or "offline" in low or "couldn't connect" in low or "connection" in low:
+        return (
+            f"could not load {source}: not in the local Hugging Face cache and offline (HF_HUB_OFFLINE=1 or no "
+            "network); give a local model folder (./path) instead"
         )
     if (
         "is not a local folder and is not a valid model identifier" in low
@@ -115,6 +215,71 @@ def _explain(source: str, err: BaseException) -> str:
     return f"could not load {source}: {text[:300]}"
 
 
+def _hub_offline() -> bool:
+    from huggingface_hub import is_offline_mode
+
+    return is_offline_mode()
+
+
+def config_vocab_size(config: object) -> int | None:
+    """The vocabulary size a configuration declares (a multimodal one: its text model's)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    v = getattr(text, "vocab_size", None)
+    return int(v) if isinstance(v, int) and v > 0 else None
+
+
+class _Source:
+    """Where a model is read from and with which `from_pretrained` options (the cache only when
+    the Hub cannot be reached); `read` turns the libraries' exceptions into one-line errors."""
+
+    def __init__(self, spec: str, trust_remote_code: bool, revision: str | None, say: Callable[[str], None]) -> None:
+        self.spec, self.say = spec, say
+        self.path = resolve_source(spec)
+        self.kw: dict[str, object] = {"trust_remote_code": trust_remote_code}
+        if revision:
+            self.kw["revision"] = revision
+        self.is_hub = spec != DEMO_NAME and self.path == spec and not _looks_like_path(spec)
+        self.unreachable: str | None = None
+        if "transformers" not in sys.modules:
+            say("importing torch and transformers")
+        import transformers  # noqa: F401 - imported here, after the progress line that says so
+
+        _quiet_libraries()
+        if self.is_hub and not _hub_offline():
+            say("checking the network")
+            self.unreachable = hub_unreachable()
+            if self.unreachable is not None:
+                self.kw["local_files_only"] = True  # the cache only: no retries against a missing network
+
+    def read(self, what: str, load: Callable[..., object], **extra: object):
+        self.say(what)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return load(self.path, **self.kw, **extra)
+        except (OSError, ValueError, KeyError, ImportError, RuntimeError, TypeError) as e:
+            raise ModelLoadError(_explain(self.spec, e, self.unreachable)) from None
+
+    def config(self):
+        from transformers import AutoConfig
+
+        # first of all: it refuses remote code before anything else is read
+        return self.read(f"reading the configuration of {self.spec}", AutoConfig.from_pretrained)
+
+
+def check_config(
+    spec: str,
+    check: Callable[[int | None], None],
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> None:
+    """Read only `spec`'s configuration and call `check` with its vocabulary size (None if it
+    declares none): what depends on the vocabulary is refused before any weights are read.
+    Whatever `check` raises is the caller's to report."""
+    check(config_vocab_size(_Source(spec, trust_remote_code, revision, progress or (lambda _m: None)).config()))
+
+
 def load_model(
     spec: str,
     device: str = "auto",
@@ -123,36 +288,28 @@ def load_model(
     revision: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> LoadedModel:
+    """Load `spec` ("demo", a folder or a Hub id) with its tokenizer; every failure is a ModelLoadError."""
     say = progress or (lambda _m: None)
     if dtype not in DTYPES:
         raise ModelLoadError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
-    source = resolve_source(spec)
     t0 = time.perf_counter()
-    say("importing torch and transformers")
+    src = _Source(spec, trust_remote_code, revision, say)
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tokentui.engine.hf.arch import lens_parts
     from tokentui.engine.hf.token_bytes import vocab_bytes
 
-    _quiet_libraries()
     dev = pick_device(device)
     if dtype == "auto":
         torch_dtype = "auto" if dev != "cpu" else torch.float32
     else:
         torch_dtype = getattr(torch, dtype)
-    kw = {"trust_remote_code": trust_remote_code}
-    if revision:
-        kw["revision"] = revision
-    try:
-        say(f"reading the configuration of {spec}")
-        config = AutoConfig.from_pretrained(source, **kw)  # refuses remote code first, before any weights
-        say(f"loading tokenizer of {spec}")
-        tok = AutoTokenizer.from_pretrained(source, **kw)
-        say(f"loading weights of {spec}")
-        model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch_dtype, **kw)
-    except (OSError, ValueError, KeyError, ImportError, RuntimeError, TypeError) as e:
-        raise ModelLoadError(_explain(spec, e)) from None
+    config = src.config()
+    tok = src.read(f"loading tokenizer of {spec}", AutoTokenizer.from_pretrained)
+    model = src.read(
+        f"loading weights of {spec}", AutoModelForCausalLM.from_pretrained, config=config, dtype=torch_dtype
+    )
     try:
         model.to(dev)
     except (RuntimeError, AssertionError) as e:
@@ -167,10 +324,11 @@ def load_model(
     eos_ids = [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
     param = next(model.parameters())
     rev = getattr(model.config, "_commit_hash", None)
+    folder = _hub_folder(src.path, rev if isinstance(rev, str) else None) if src.is_hub else Path(src.path)
     say(f"loaded {spec} in {time.perf_counter() - t0:.1f}s")
     return LoadedModel(
         spec=spec,
-        source=source,
+        source=src.path,
         model=model,
         tokenizer=tok,
         revision=rev if isinstance(rev, str) else None,
@@ -181,4 +339,6 @@ def load_model(
         eos_ids=eos_ids,
         lens=parts,
         vocab_bytes=vocab_bytes(tok, vocab),
+        model_name=model_name(spec, src.path),
+        tokenizer_id=tokenizer_id(tok, folder),
     )

@@ -1,0 +1,64 @@
+"""The command line as a whole: help everywhere, one-line errors, light imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["generate", "-m", "./missing-model", "-p", "hi"], "no such folder"),
+        (["generate", "-m", "someone/not-here", "-p", "hi"], "offline"),
+        (["score", "-m", "{gpt2}"], "exactly one"),
+        (["explore", "-m", "{gpt2}", "--lens-precision", "fp8"], "unknown lens precision"),
+        (["explore", "-m", "./missing-model"], "no such folder"),
+        (["export", "{junk}"], "not a tokentui run file"),
+        (["export", "nonexistent-run-id"], "no such run"),
+        (["export", "{junk}", "--format", "xml"], "unknown format"),
+        (["runs", "rm", "nonexistent"], "no such run"),
+        (["replay", "nonexistent"], "no such run"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_2(cli, model_dirs, cache_dir, tmp_path, args, expect):
+    junk = tmp_path / "junk.tokentui"
+    junk.write_bytes(b"\x00" * 100)
+    res = cli(*[a.format(gpt2=model_dirs["gpt2"], junk=junk) for a in args])
+    assert res.exit_code == 2
+    err = res.stderr.strip().splitlines()
+    assert err and err[-1].startswith("tokentui: error:") and expect in err[-1]
+    assert all(line.startswith("… ") for line in err[:-1])  # before it, only our own progress lines
+    assert "Traceback" not in res.output
+
+
+def test_help_everywhere(cli):
+    for cmd in ([], ["generate"], ["score"], ["runs"], ["runs", "rm"], ["export"], ["explore"], ["replay"]):
+        res = cli(*cmd, "--help")
+        assert res.exit_code == 0 and "Usage" in res.stdout
+
+
+def test_generate_and_explore_share_the_generation_options(cli):
+    """One set of options: both commands offer every one of them, with the same help."""
+    from tokentui.cli.options import GENERATION_OPTIONS
+
+    gen, exp = cli("generate", "--help").stdout, cli("explore", "--help").stdout
+    for p in GENERATION_OPTIONS:
+        flag = "--" + p.name.replace("_", "-") if p.name not in ("alternatives", "force") else f"--{p.name}"
+        assert flag in gen and flag in exp, flag
+
+
+def test_help_and_light_commands_do_not_import_torch(tmp_path):
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from tokentui.cli import app\n"
+        "r = CliRunner()\n"
+        "for a in (['--help'], ['generate', '--help'], ['runs'], ['export', 'nothing']):\n"
+        f"    r.invoke(app, a + ['--cache-dir', {str(tmp_path)!r}] if a[0] != '--help' and a[-1] != '--help' else a)\n"
+        "print(','.join(m for m in ('torch', 'transformers', 'textual') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

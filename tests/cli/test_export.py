@@ -1,0 +1,73 @@
+"""`export`: formats from the file name, overwriting only on request, errors that name the user's
+file, and a reader that closes the pipe early."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.factories import make_run
+from tests.terminal import tokentui_command
+from tokentui.store.runfile import save_run
+
+
+@pytest.fixture
+def run_file(tmp_path):
+    return save_run(make_run(), tmp_path / "r.tokentui")
+
+
+@pytest.mark.parametrize("name, first", [("x.json", "{"), ("x.JSONL", '{"run_id"'), ("x.csv", "prompt_id,")])
+def test_the_extension_picks_the_format(cli, run_file, tmp_path, name, first):
+    out = tmp_path / name
+    res = cli("export", run_file, "-o", out)
+    assert res.exit_code == 0, res.output
+    assert out.read_text().startswith(first)
+    if name == "x.json":
+        assert json.loads(out.read_text())["meta"]["run_id"] == "20260101-000000-abcdef"
+
+
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["-o", "{d}/x.json", "--format", "csv"], "does not match the extension of x.json"),
+        (["-o", "{d}/x.txt"], "cannot tell the format from the name x.txt"),
+        (["-o", "{d}/x"], "csv, jsonl, json"),
+        (["-o", "{d}/no/such/folder/x.csv"], "no such folder"),
+        (["-o", "{d}", "--format", "csv"], "is a folder"),
+        (["--format", "xml"], "unknown format"),
+    ],
+)
+def test_bad_outputs_are_one_line_naming_the_users_file(cli, run_file, tmp_path, args, expect):
+    res = cli("export", run_file, *[a.format(d=tmp_path) for a in args])
+    assert res.exit_code == 2 and res.stderr.startswith("tokentui: error:") and expect in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and ".tmp" not in res.stderr
+    if "no/such" in args[1]:
+        assert "no/such/folder/x.csv" in res.stderr
+
+
+def test_an_explicit_format_writes_any_other_name(cli, run_file, tmp_path):
+    res = cli("export", run_file, "-o", tmp_path / "x.txt", "--format", "jsonl")
+    assert res.exit_code == 0 and (tmp_path / "x.txt").read_text().startswith('{"run_id"')
+
+
+def test_an_existing_file_is_overwritten_only_with_force(cli, run_file, tmp_path):
+    out = tmp_path / "x.csv"
+    out.write_text("keep me")
+    res = cli("export", run_file, "-o", out)
+    assert res.exit_code == 2 and "add --force" in res.stderr and out.read_text() == "keep me"
+    res = cli("export", run_file, "-o", out, "--force")
+    assert res.exit_code == 0 and out.read_text().startswith("prompt_id,")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
+def test_export_into_a_closed_pipe_is_quiet(tmp_path):
+    path = save_run(make_run(n_branch_steps=(3000, 3)), tmp_path / "r.tokentui")
+    cmd = [*tokentui_command(), "export", str(path), "--format", "jsonl"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        rc = proc.wait(timeout=60)
+    assert first.startswith(b"{") and rc == 0 and err == ""

@@ -1,0 +1,153 @@
+"""`generate` end to end on tiny real models: its JSON records are the JSONL export's, the run is
+saved even when the reader goes away, and every argument error comes before the model loads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+import torch
+
+from tests.terminal import tokentui_command
+from tokentui.store.cache import list_runs
+from tokentui.store.runfile import load_run
+
+
+def test_generate_json_matches_the_saved_run_and_generate(cli, model_dirs, cache_dir, loaded):
+    m = model_dirs["llama"]
+    res = cli("generate", "--model", m, "--prompt", "def f(x):", "-n", 7, "-k", 5, "--json", "--lens-chunk", 3,
+              "--lens-precision", "bfloat16")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    records = [json.loads(x) for x in res.stdout.splitlines()]
+    lines = [r for r in records if r["kind"] != "prompt"]
+    assert len(lines) == 7
+    for rec in lines:
+        assert {"position", "token_id", "token", "logprob", "prob", "rank", "entropy", "top_k", "layer_entropy"} <= set(
+            rec
+        )
+        assert len(rec["top_k"]) == 5 and len(rec["layer_entropy"]) == 3
+        assert all(isinstance(x, float) for x in rec["layer_entropy"])
+    [saved] = list_runs(cache_dir)
+    run = load_run(saved.path)
+    fork = run.branches[0].fork_position
+    assert [r["position"] for r in records] == list(range(fork + 7))  # the prompt's positions first
+    assert [r["token_id"] for r in lines] == run.sequence(0)[fork:].tolist()
+    lm = loaded("llama")
+    ids = torch.tensor([lm.tokenizer("def f(x):")["input_ids"]])
+    ref = lm.model.generate(ids, max_new_tokens=7, do_sample=False, pad_token_id=0)
+    assert run.sequence(0).tolist() == ref[0].tolist()
+    assert run.meta.k == 5 and run.meta.sampling["max_new_tokens"] == 7 and run.meta.chat is False
+    assert "bfloat16" in run.meta.lens
+
+
+@pytest.mark.parametrize("lens_chunk", [0, 1, 4])
+def test_generate_json_lines_are_the_jsonl_export_of_the_saved_run(cli, model_dirs, cache_dir, lens_chunk):
+    res = cli("generate", "-m", model_dirs["gpt2"], "-p", "import os", "-n", 9, "-k", 6, "--json",
+              "--lens-chunk", lens_chunk, "--temperature", 0.9, "--seed", 1)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    live = [json.loads(x) for x in res.stdout.splitlines()]
+    [saved] = list_runs(cache_dir)
+    exported = cli("export", saved.run_id, "--format", "jsonl")
+    assert exported.exit_code == 0, exported.output
+    assert live == [json.loads(x) for x in exported.stdout.splitlines()]  # field for field, every position
+    assert live[0]["run_id"] == saved.run_id and live[0]["kind"] == "prompt"
+
+
+def test_generate_json_into_a_closed_pipe_still_saves_the_whole_run(model_dirs, cache_dir):
+    """The reader takes one line and closes the pipe (as `| head -1` does); far more than a pipe's
+    buffer is still to come, so the command meets the closed pipe and must carry on quietly."""
+    cmd = [*tokentui_command(), "generate", "-m", str(model_dirs["gpt2"]), "-p", "def f(x):", "-n", "60", "-k",
+           "200", "--json", "--lens-chunk", "1", "--cache-dir", str(cache_dir)]  # fmt: skip
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        rc = proc.wait(timeout=120)
+    assert json.loads(first)["position"] == 0
+    assert rc == 0 and "error" not in err and "Traceback" not in err, err
+    [saved] = list_runs(cache_dir)
+    run = load_run(saved.path)
+    root = run.branches[0]
+    assert root.status == "length" and len(root.steps) == 60  # generated to its end
+    assert f"run {run.id} saved to" in err
+
+
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["generate", "-p", "  "], "the prompt is empty"),
+        (["generate", "-p", ""], "the prompt is empty"),
+        (["generate", "-p", "hi", "-k", "100000"], "more than the vocabulary (600 tokens)"),
+        (["generate", "-p", "hi", "-k", "0"], "k must be at least 1"),
+        (["generate", "-p", "hi", "--max-new-tokens", "0"], "max new tokens must be ≥ 1"),
+        (["generate", "-p", "hi", "--lens-chunk", "-1"], "--lens-chunk must be ≥ 0"),
+        (["generate", "-p", "hi", "--lens-precision", "int4"], "unknown lens precision"),
+        (["generate", "-p", "hi", "--dtype", "float8"], "unknown dtype"),
+        (["generate", "-p", "hi", "--top-p", "0"], "top-p"),
+        (["generate", "-p", "hi", "--temperature", "-1"], "temperature"),
+        (["score", "--text", ""], "the text is empty"),
+        (["score", "--text", " \n "], "the text is empty"),
+        (["score", "--text", "hi", "-k", "700"], "more than the vocabulary"),
+        (["score", "--text", "hi", "--lens-precision", "fp8"], "unknown lens precision"),
+    ],
+)
+def test_argument_errors_come_before_the_weights_load(cli, weightless_model, cache_dir, args, expect):
+    """The model folder has no weights: had the command loaded them first, it would report that."""
+    res = cli(*args, "-m", weightless_model)
+    assert res.exit_code == 2
+    assert res.stderr.strip().splitlines()[-1].startswith("tokentui: error:")
+    assert expect in res.stderr and "loading weights" not in res.stderr and "could not load" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    "args, expect",
+    [(["--lens-chunk", "-2"], "--lens-chunk must be ≥ 0"), (["--max-new-tokens", "0"], "max new tokens must be ≥ 1")],
+)
+def test_explore_refuses_bad_settings_before_the_screen_opens(run_tokentui, weightless_model, args, expect):
+    """As a child process with a timeout: a regression would open the explorer and wait for keys."""
+    res = run_tokentui("explore", "-m", weightless_model, *args, timeout=60, stdin=subprocess.DEVNULL)
+    assert res.returncode == 2 and res.stderr.startswith("tokentui: error:") and expect in res.stderr
+
+
+def test_a_weightless_folder_does_fail_when_its_weights_load(cli, weightless_model, cache_dir):
+    res = cli("generate", "-m", weightless_model, "-p", "hi")
+    assert res.exit_code == 2 and "loading weights" in res.stderr and "tokentui: error:" in res.stderr
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9", None])
+def test_a_hub_id_without_network_fails_fast_in_one_line(run_tokentui, tmp_path, endpoint):
+    """HF_HUB_OFFLINE unset, a Hub that cannot be reached (a refused port; or, with None, the real
+    Hub on a machine without a network): one error line within seconds, no library log lines."""
+    import socket
+
+    if endpoint is None:
+        try:
+            socket.getaddrinfo("huggingface.co", 443)
+            pytest.skip("this machine can resolve huggingface.co")
+        except OSError:
+            pass
+    env = {"HF_HUB_OFFLINE": "", "TRANSFORMERS_OFFLINE": "", "HF_HOME": str(tmp_path / "hf")}
+    if endpoint:
+        env["HF_ENDPOINT"] = endpoint
+    t0 = time.monotonic()
+    res = run_tokentui("generate", "-m", "nobody-xyz/not-a-model-123", "-p", "hi", env=env)
+    elapsed = time.monotonic() - t0
+    assert res.returncode == 2
+    lines = [x for x in res.stderr.splitlines() if not x.startswith("… ")]  # our own progress lines aside
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("tokentui: error:") and "HF_HUB_OFFLINE=1" in lines[0] and "local" in lines[0]
+    assert "Retrying" not in res.stderr and res.stdout == ""
+    assert elapsed < 20, elapsed  # was ~30 s of retries
+
+
+def test_generate_table_shows_the_stream_and_the_run(cli, model_dirs, cache_dir):
+    res = cli("generate", "-m", model_dirs["gpt2"], "-p", "import os", "-n", 5, "--temperature", 0.8, "--seed", 3,
+              "--chat", "--stop", "zzz", "--force", "x")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "entropy" in res.stdout and "saved to" in res.stdout
+    [saved] = list_runs(cache_dir)
+    run = load_run(saved.path)
+    assert run.meta.chat and run.meta.chat_template and run.meta.sampling["seed"] == 3
+    assert run.meta.sampling["stop"] == ["zzz"] and run.branches[0].n_forced >= 1

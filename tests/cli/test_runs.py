@@ -1,0 +1,41 @@
+"""`runs`, `runs rm` and run references: any unique part of an id names a run."""
+
+from __future__ import annotations
+
+from tests.factories import make_run
+from tokentui.store.cache import list_runs, run_path
+from tokentui.store.runfile import save_run
+
+
+def _cache_with(cache_dir, *ids):
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for i in ids:
+        run = make_run()
+        run.meta.run_id = i
+        save_run(run, run_path(i, cache_dir))
+
+
+def test_runs_lists_and_rm_removes_by_a_part_of_the_id(cli, cache_dir):
+    _cache_with(cache_dir, "20260101-000000-aaa111", "20260102-000000-bbb222")
+    listing = cli("runs")
+    assert listing.exit_code == 0 and "aaa111" in listing.stdout and "bbb222" in listing.stdout
+    assert "hi ✓ ␛[31m" in listing.stdout  # the prompt's escape shown, not sent
+    res = cli("runs", "rm", "bb22")  # a part from the middle, not a prefix
+    assert res.exit_code == 0 and "removed 20260102-000000-bbb222" in res.stdout
+    assert [r.run_id for r in list_runs(cache_dir)] == ["20260101-000000-aaa111"]
+
+
+def test_an_ambiguous_reference_names_the_runs_it_matches(cli, cache_dir):
+    _cache_with(cache_dir, *(f"2026010{d}-000000-abc00{d}" for d in range(1, 8)))
+    res = cli("export", "abc00")
+    assert res.exit_code == 2
+    [line] = res.stderr.strip().splitlines()
+    assert "ambiguous: 7 runs match" in line and "20260107-000000-abc007" in line and "and 2 more" in line
+    assert cli("export", "c004", "--format", "json").exit_code == 0
+
+
+def test_runs_on_an_empty_cache(cli, cache_dir):
+    res = cli("runs")
+    assert res.exit_code == 0 and "no runs in" in res.stdout
+    res = cli("runs", "rm", "nonexistent")
+    assert res.exit_code == 2 and "no such run" in res.stderr

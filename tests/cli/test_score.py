@@ -1,0 +1,62 @@
+"""`score`: the text as given, with escapes on request, or from standard input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tokentui.store.cache import list_runs
+from tokentui.store.runfile import load_run
+
+
+def _scored_text(cache_dir) -> str:
+    [saved] = list_runs(cache_dir)
+    return load_run(saved.path).meta.prompt
+
+
+def test_text_is_literal_unless_escapes_are_asked_for(cli, model_dirs, cache_dir):
+    m = model_dirs["gpt2"]
+    assert cli("score", "-m", m, "--text", r"a\nb").exit_code == 0
+    assert _scored_text(cache_dir) == "a\\nb"
+    for r in list_runs(cache_dir):
+        r.path.unlink()
+    res = cli("score", "-m", m, "--text", r"x = 1\n\ty = '\\'\x41\u00e9", "--text-escapes")
+    assert res.exit_code == 0, res.output
+    assert _scored_text(cache_dir) == "x = 1\n\ty = '\\'Aé"
+
+
+@pytest.mark.parametrize("how", [["--text", "-"], ["--file", "-"]])
+def test_standard_input_gives_a_multiline_text(run_tokentui, model_dirs, cache_dir, how):
+    text = "def f(x):\n    return x\n"
+    res = run_tokentui("score", "-m", model_dirs["gpt2"], *how, "--json", input=text)
+    assert res.returncode == 0, res.stderr
+    records = [json.loads(x) for x in res.stdout.splitlines()]
+    assert "".join(r["token"] for r in records) == text
+    assert _scored_text(cache_dir) == text
+
+
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["--text", r"a\qb", "--text-escapes"], "unknown escape"),
+        (["--text", "a\\", "--text-escapes"], "unknown escape"),
+        (["--file", "{file}", "--text-escapes"], "applies to --text only"),
+        (["--text", "a", "--file", "{file}"], "exactly one"),
+        ([], "exactly one"),
+    ],
+)
+def test_text_errors_are_one_line(cli, weightless_model, cache_dir, tmp_path, args, expect):
+    f = tmp_path / "t.txt"
+    f.write_text("x")
+    res = cli("score", "-m", weightless_model, *[a.format(file=f) for a in args])
+    assert res.exit_code == 2 and res.stderr.startswith("tokentui: error:") and expect in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_score_json_records_are_the_jsonl_export(cli, model_dirs, cache_dir):
+    res = cli("score", "-m", model_dirs["qwen2"], "--text", "x = 1\ny = 2\n", "-k", 4, "--json")
+    assert res.exit_code == 0, res.output
+    [saved] = list_runs(cache_dir)
+    exported = cli("export", saved.run_id, "--format", "jsonl").stdout
+    assert [json.loads(x) for x in res.stdout.splitlines()] == [json.loads(x) for x in exported.splitlines()]

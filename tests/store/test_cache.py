@@ -1,0 +1,59 @@
+"""Run references: a path, an id, or any unique part of an id; ambiguity names the runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.factories import make_run
+from tokentui.store.cache import resolve, run_path
+from tokentui.store.header import RunFileError
+from tokentui.store.runfile import save_run
+
+IDS = ["20260101-120000-a1b2c3", "20260102-120000-d4e5f6", "20260103-120000-a1ffff"]
+
+
+@pytest.fixture
+def cache(tmp_path):
+    for i in IDS:
+        save_run(make_run(), run_path(i, tmp_path))
+    (tmp_path / ".20260104-000000-a1a1a1.tokentui.tmp").write_bytes(b"")  # a save in progress: never a match
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "ref, want",
+    [
+        (IDS[1], IDS[1]),  # the whole id
+        ("20260102", IDS[1]),  # a prefix
+        ("e5f6", IDS[1]),  # a suffix, as the run picker finds
+        ("03-12", IDS[2]),  # the middle
+        ("A1B2", IDS[0]),  # case ignored
+    ],
+)
+def test_a_unique_part_of_an_id_names_the_run(cache, ref, want):
+    assert resolve(ref, cache) == run_path(want, cache)
+
+
+def test_an_ambiguous_part_names_the_matches_newest_first(cache):
+    with pytest.raises(RunFileError) as info:
+        resolve("a1", cache)
+    msg = str(info.value)
+    assert msg == f"a1: ambiguous: 2 runs match: {IDS[2]}, {IDS[0]}"
+
+
+def test_many_matches_are_cut_after_five(tmp_path):
+    ids = [f"2026010{d}-000000-cafe0{d}" for d in range(1, 9)]
+    for i in ids:
+        save_run(make_run(), run_path(i, tmp_path))
+    msg = str(pytest.raises(RunFileError, resolve, "cafe", tmp_path).value)
+    assert msg.endswith(f"{', '.join(sorted(ids, reverse=True)[:5])} and 3 more") and "\n" not in msg
+
+
+def test_paths_and_misses(cache, tmp_path):
+    assert resolve(str(run_path(IDS[0], cache)), tmp_path / "elsewhere") == run_path(IDS[0], cache)
+    with pytest.raises(RunFileError, match="no such run"):
+        resolve("zzz", cache)
+    with pytest.raises(RunFileError, match="no run given"):
+        resolve("", cache)
+    with pytest.raises(RunFileError, match="no such run"):
+        resolve("a1", tmp_path / "missing-cache")

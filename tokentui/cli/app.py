@@ -1,0 +1,30 @@
+"""The Typer application: every command registered in one place, each defined in its group's
+module (generate/score, runs, export, explore/replay). A new command group is a new module plus
+its lines here."""
+
+from __future__ import annotations
+
+import typer
+
+from tokentui.cli import explore, export, generate, runs
+
+app = typer.Typer(
+    name="tokentui",
+    help="Watch, question and branch a causal language model's writing, token by token.",
+    no_args_is_help=False,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+app.callback(invoke_without_command=True)(explore.default)
+app.command()(generate.generate)
+app.command()(generate.score)
+app.add_typer(runs.runs_app, name="runs")
+app.command()(export.export)
+app.command()(explore.explore)
+app.command()(explore.replay)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,104 @@
+"""`explore` (and plain `tokentui`) and `replay`: the commands that open the explorer. Everything
+that can be refused is refused before the screen opens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tokentui.cli.options import (
+    CacheOpt,
+    DeviceOpt,
+    DtypeOpt,
+    LensOpt,
+    LensPrecisionOpt,
+    ModelOpt,
+    RemoteOpt,
+    RunRefArg,
+    generation_options,
+)
+from tokentui.cli.output import fail, user_errors
+from tokentui.core.params import GenerationSettings
+
+# No trailing whitespace: the demo model's BPE merges a newline with the indentation after it, so a
+# prompt ending in a bare "\n" (or " ") ends in a token the model rarely saw there.
+DEMO_PROMPT = "def read_config(path):"
+
+
+def default(ctx: typer.Context) -> None:
+    """With no command: open the explorer on the bundled demo model."""
+    if ctx.invoked_subcommand is None:
+        open_explorer("demo", DEMO_PROMPT, GenerationSettings())
+
+
+@generation_options
+def explore(
+    model: ModelOpt = "demo",
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="Start generating this prompt at once.")] = "",
+    settings: GenerationSettings = None,  # the generation options (see options.GENERATION_OPTIONS)
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    trust_remote_code: RemoteOpt = False,
+    lens_chunk: LensOpt = 32,
+    lens_precision: LensPrecisionOpt = "auto",
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Open the explorer with a model: type a prompt, watch it generate, branch on alternatives."""
+    open_explorer(
+        model, prompt, settings, device, dtype, trust_remote_code, lens_chunk, lens_precision, cache_dir, bool(prompt)
+    )
+
+
+def open_explorer(
+    model: str,
+    prompt: str,
+    settings: GenerationSettings,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    lens_chunk: int = 32,
+    lens_precision: str = "auto",
+    cache_dir: Path | None = None,
+    generate_at_once: bool = False,
+) -> None:
+    """The explorer on `model`, `prompt` in its input (generated at once only when asked)."""
+    from tokentui.engine.backend import ModelSpec, check_spec
+
+    try:
+        settings.check()
+        check_spec(ModelSpec(model, device, dtype, trust_remote_code, lens_chunk, lens_precision))
+    except user_errors() as e:
+        fail(str(e))
+    from tokentui.tui.start import explorer
+
+    explorer(
+        model=model,
+        prompt=prompt,
+        generate_at_once=generate_at_once,
+        cache_dir=cache_dir,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        settings=settings,
+        lens_chunk=lens_chunk,
+        lens_precision=lens_precision,
+    ).run()
+
+
+def replay(
+    run: RunRefArg,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Also load this model, to grow new branches.")
+    ] = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Open a saved run in the explorer (no model needed, torch is not imported)."""
+    from tokentui.store.header import RunFileError
+    from tokentui.tui.start import replay as open_replay
+
+    try:
+        open_replay(run, model, cache_dir)
+    except RunFileError as e:
+        fail(str(e))

@@ -1,0 +1,49 @@
+"""`export`: a saved run as CSV, JSONL or JSON, to standard output or a file (no torch needed).
+
+Writing to a file, the format follows the file's extension unless `--format` says otherwise (a
+disagreement is an error), and an existing file is replaced only with `--force`; the rules live
+in `store.export.format_for` / `write_file`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tokentui.cli.options import CacheOpt, RunRefArg
+from tokentui.cli.output import Output, fail, load_ref, user_errors
+
+
+def export(
+    run: RunRefArg,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help="csv, jsonl or json (default: the --out file's extension; csv to standard output)."
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of standard output.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the --out file if it exists.")] = False,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Export a run: CSV (one row per token), JSONL (one token per line with top-k) or JSON (whole tree)."""
+    from tokentui.core.display import sanitize
+    from tokentui.store.export import FORMATS, ExportError, check_target, format_for, write_file
+    from tokentui.store.export import export as write_to
+
+    try:
+        if out is None:
+            fmt = fmt or "csv"
+            if fmt not in FORMATS:
+                raise ExportError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+            stdout = Output()
+            write_to(load_ref(run, cache_dir), fmt, stdout)
+            stdout.flush()
+        else:
+            fmt = format_for(out, fmt)
+            check_target(out, force)  # before the run is read: a refused name fails fast
+            path = write_file(load_ref(run, cache_dir), fmt, out, overwrite=force)
+            typer.echo(f"wrote {sanitize(str(path))}", err=True)
+    except user_errors() as e:
+        fail(str(e))

@@ -1,0 +1,203 @@
+"""`generate` and `score`: run a model headless and save the run.
+
+Each command is two parts. The command checks everything it can before the model loads
+(settings, lens options, the model path, the prompt or text; k against the vocabulary as soon as
+the model's configuration is read) and opens the backend. Then one function per command drives
+the engine's job (`tokentui.engine.jobs`) and prints what it yields: `generate_job` and
+`score_job` are the CLI's only contact with the events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from tokentui.cli.options import (
+    CacheOpt,
+    DeviceOpt,
+    DtypeOpt,
+    JsonOpt,
+    KOpt,
+    LensOpt,
+    LensPrecisionOpt,
+    ModelOpt,
+    RemoteOpt,
+    generation_options,
+)
+from tokentui.cli.output import Output, fail, progress, save_to_cache, user_errors
+from tokentui.cli.text_input import ESCAPES_HELP, read_text
+from tokentui.core.display import sanitize
+from tokentui.core.params import GenerationSettings
+
+if TYPE_CHECKING:
+    from tokentui.engine.backend import Backend, ModelSpec
+
+
+def _open(spec: ModelSpec, settings: GenerationSettings) -> Backend:
+    """The model's backend, once `settings` (k) passed against the configuration's vocabulary:
+    that refusal comes before the weights are read."""
+    from tokentui.engine.backend import check_settings, open_backend
+
+    check_settings(spec, settings, progress)
+    return open_backend(spec, progress)
+
+
+@generation_options
+def generate(
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt text.")],
+    model: ModelOpt = "demo",
+    settings: GenerationSettings = None,  # the generation options (see options.GENERATION_OPTIONS)
+    as_json: JsonOpt = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    trust_remote_code: RemoteOpt = False,
+    lens_chunk: LensOpt = 32,
+    lens_precision: LensPrecisionOpt = "auto",
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Generate from a prompt, recording every token; print the stream and a stats table, save the run."""
+    try:
+        from tokentui.engine.backend import ModelSpec, check_spec
+
+        settings.check()
+        spec = ModelSpec(model, device, dtype, trust_remote_code, lens_chunk, lens_precision)
+        check_spec(spec)
+        if not prompt.strip():
+            fail("the prompt is empty")
+        backend = _open(spec, settings)
+        generate_job(backend, prompt, settings, lens_chunk, cache_dir, as_json)
+    except user_errors() as e:
+        fail(str(e))
+
+
+def generate_job(backend, prompt: str, settings: GenerationSettings, lens_chunk: int, cache_dir, as_json: bool) -> None:
+    """Drive a Generate job and print as it goes: the coloured stream then the table, or
+    (`as_json`) one JSONL record per position, the prompt's first, each once its layer values are
+    in. Ctrl-C stops the generation and keeps what was made; the run is saved either way (and
+    autosaved while it grows)."""
+    from tokentui.cli.render import paint, table, use_color
+    from tokentui.core.display import safe_text
+    from tokentui.engine import jobs
+    from tokentui.engine.events import BranchStarted, Finished, LensEvent, StepEvent
+    from tokentui.store.export import token_line
+
+    out = Output()
+    job = jobs.Generate(backend, prompt, settings)
+    color = use_color() and not as_json
+    # records wait for their layer values when the lens runs in chunks
+    waits_for_lens = lens_chunk > 1 and backend.capabilities.lens and backend.info.n_layers > 1
+    pending: list[int] = []  # positions (of the root branch) whose records are not printed yet
+    done: list[Finished] = []
+
+    def print_records(upto: int | None = None) -> None:
+        while pending and (upto is None or pending[0] < upto):
+            out.line(token_line(job.run, 0, job.run.step(0, pending.pop(0))))
+
+    def show(job: jobs.Job, ev) -> None:
+        if isinstance(ev, BranchStarted) and as_json:
+            pending.extend(range(ev.fork_position))  # the prompt's positions
+            print_records()
+        elif isinstance(ev, StepEvent):
+            if as_json:
+                pending.append(ev.step.position)
+                if not waits_for_lens:
+                    print_records()
+            else:
+                out.write(paint(safe_text(job.run.tokens.bytes_of(ev.step.token_id)), ev.step.prob, color))
+                out.flush()
+        elif isinstance(ev, LensEvent) and as_json:
+            print_records(ev.start_position + len(next(iter(ev.values.values()))))
+        elif isinstance(ev, Finished):
+            print_records()
+            done.append(ev)
+
+    if not as_json:
+        out.write(safe_text(prompt.encode()))
+    try:
+        jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)), show)
+    except KeyboardInterrupt:
+        job.cancel.set()
+        typer.echo("\n(interrupted: keeping the partial run)", err=True)
+        if job.run is not None and job.run.branches and job.run.branches[-1].status == "running":
+            job.run.branches[-1].status = "cancelled"
+    run = job.run
+    if run is None or not run.branches:
+        fail("interrupted before the prompt was scored")
+    if as_json:
+        print_records()
+    path = save_to_cache(run, cache_dir)
+    if as_json:
+        typer.echo(f"run {run.id} saved to {sanitize(str(path))}", err=True)
+    else:
+        out.write("\n\n" + table(run, 0, run.branches[0].fork_position) + "\n")
+        rate = f", {done[-1].tokens_per_second:.1f} tokens/s" if done else ""
+        out.line(f"\nrun {run.id} ({run.branches[0].status}{rate}) saved to {sanitize(str(path))}")
+    out.flush()
+
+
+def score(
+    model: ModelOpt = "demo",
+    text: Annotated[
+        str | None,
+        typer.Option(
+            "--text",
+            help="Text to score, as given: a shell passes 'a\\nb' as a backslash and an n (see --text-escapes). "
+            "'-' reads standard input.",
+        ),
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="Read the text from this file ('-': standard input).")
+    ] = None,
+    text_escapes: Annotated[
+        bool, typer.Option("--text-escapes", help=f"Read {ESCAPES_HELP} in --text as the characters they name.")
+    ] = False,
+    alternatives: KOpt = 20,
+    as_json: JsonOpt = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    trust_remote_code: RemoteOpt = False,
+    lens_precision: LensPrecisionOpt = "auto",
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Teacher-forced scoring: the same per-token records for every position of a given text."""
+    try:
+        k_only = GenerationSettings(k=alternatives)
+        k_only.check()
+        from tokentui.engine.backend import ModelSpec, check_spec
+
+        spec = ModelSpec(model, device, dtype, trust_remote_code, 32, lens_precision)
+        check_spec(spec)
+        value = read_text(text, file, text_escapes)
+        backend = _open(spec, k_only)
+        score_job(backend, value, alternatives, cache_dir, as_json)
+    except user_errors() as e:
+        fail(str(e))
+
+
+def score_job(backend, text: str, k: int, cache_dir, as_json: bool) -> None:
+    """Drive a Score job, save the run, print its records (JSONL) or its table and summary."""
+    from tokentui.cli.render import table
+    from tokentui.engine import jobs
+    from tokentui.store.export import iter_steps, token_line
+
+    out = Output()
+    job = jobs.Score(backend, text, k)
+    jobs.drive(job)
+    run = job.run
+    path = save_to_cache(run, cache_dir)
+    if as_json:
+        for st in iter_steps(run, 0):
+            out.line(token_line(run, 0, st))
+        typer.echo(f"run {run.id} saved to {sanitize(str(path))}", err=True)
+    else:
+        from tokentui.core.metrics import summary
+
+        out.line(table(run, 0, 0))
+        s = summary(run.prompt.col("logprob"), run.prompt.col("entropy"))
+        out.line(
+            f"\n{s['tokens']} scored tokens · mean logprob {s['mean_logprob']:.3f} nats · "
+            f"perplexity {s['perplexity']:.2f} · mean entropy {s['mean_entropy']:.3f} nats"
+        )
+        out.line(f"run {run.id} saved to {sanitize(str(path))}")
+    out.flush()

@@ -1,0 +1,99 @@
+"""What every command shares about output: the one-line error, the exceptions that become one,
+progress lines, standard output that a closed pipe silences, and the run cache.
+
+Errors are always `tokentui: error: …` on stderr with exit code 2, never a traceback. A reader
+that stops early (`… | head`) is not an error: output ends quietly and the command finishes its
+work (a generation still runs to its end and is saved)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+from tokentui.core.display import sanitize
+
+EXIT_ERROR = 2
+
+
+def fail(message: str) -> NoReturn:
+    """End the command with one line on stderr (control characters shown as visible escapes)."""
+    typer.echo(f"tokentui: error: {sanitize(' '.join(str(message).split()))}", err=True)
+    raise typer.Exit(EXIT_ERROR)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that end a command with a one-line message (none of them imports torch)."""
+    from tokentui.core.params import RunError
+    from tokentui.engine.errors import EngineError
+    from tokentui.store.export import ExportError
+    from tokentui.store.header import RunFileError
+
+    return (RunError, RunFileError, EngineError, ExportError, OSError)
+
+
+def progress(message: str) -> None:
+    typer.echo(f"… {message}", err=True)
+
+
+class Output:
+    """Standard output for results. When the reader closes the pipe, writing stops silently (the
+    file descriptor is pointed at /dev/null, so Python's final flush does not complain either)
+    and `closed` turns true; the command carries on with its other work."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def write(self, text: str) -> None:
+        if self.closed:
+            return
+        try:
+            sys.stdout.write(text)
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def line(self, text: str = "") -> None:
+        self.write(text + "\n")
+
+    def flush(self) -> None:
+        if self.closed:
+            return
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        self.closed = True
+        try:
+            fd = sys.stdout.fileno()
+        except (AttributeError, OSError, ValueError):  # a replaced sys.stdout (tests): nothing to redirect
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+
+
+def runs_dir(cache_dir: Path | None) -> Path:
+    from tokentui.store.cache import cache_dir as resolve_dir
+
+    return resolve_dir(cache_dir)
+
+
+def save_to_cache(run, cache_dir: Path | None) -> Path:
+    """Save `run` into the run cache (atomically); its path."""
+    from tokentui.store.cache import run_path
+    from tokentui.store.runfile import save_run
+
+    return save_run(run, run_path(run.id, runs_dir(cache_dir)))
+
+
+def load_ref(ref: str, cache_dir: Path | None):
+    """The run a user named (id, part of an id, or path), loaded and validated."""
+    from tokentui.store.cache import resolve
+    from tokentui.store.runfile import load_run
+
+    return load_run(resolve(ref, runs_dir(cache_dir)))

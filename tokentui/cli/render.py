@@ -1,0 +1,40 @@
+"""How headless commands show a run on a terminal: the coloured token stream and the per-token
+table. Token text is untrusted: it passes through `core.display` before it is printed."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from tokentui.core.display import sanitize
+
+# Uncertainty (1 - p) → 256-colour code, from calm blue to hot orange (colour-blind safe order).
+_SCALE = (39, 75, 187, 214, 202)
+
+
+def use_color() -> bool:
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def paint(text: str, prob: float, color: bool) -> str:
+    if not color or prob != prob:
+        return text
+    level = min(4, int((1.0 - prob) * 5))
+    return f"\x1b[38;5;{_SCALE[level]}m{text}\x1b[0m"
+
+
+def table(run, branch_id: int, start: int) -> str:
+    """Positions `start`… of a branch: token, prob, logprob, rank, entropy and the top three alternatives."""
+    k_show = min(3, run.k)
+    lines = [f"{'pos':>5}  {'token':<16} {'prob':>7} {'logprob':>8} {'rank':>6} {'entropy':>7}  top alternatives"]
+    for pos in range(start, run.length(branch_id)):
+        st = run.step(branch_id, pos)
+        alts = "  ".join(
+            f"{run.tokens.display(int(i))!s:.12} {float(lp):.2f}"
+            for i, lp in zip(st.topk_ids[:k_show], st.topk_logprobs[:k_show])
+            if i >= 0
+        )
+        tok = sanitize(run.tokens.display(st.token_id))[:16]
+        rank = str(st.rank) if st.rank else "-"
+        lines.append(f"{pos:>5}  {tok:<16} {st.prob:>7.4f} {st.logprob:>8.3f} {rank:>6} {st.entropy:>7.3f}  {alts}")
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""`runs` and `runs rm`: the run cache, read through its headers only (no numpy, no torch)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tokentui.cli.options import CacheOpt
+from tokentui.cli.output import Output, fail, runs_dir
+
+runs_app = typer.Typer(help="List or remove cached runs.", add_completion=False, rich_markup_mode=None)
+
+
+@runs_app.callback(invoke_without_command=True)
+def runs_list(ctx: typer.Context, cache_dir: CacheOpt = None) -> None:
+    """List cached runs: id, date, model, prompt start, tokens, branches."""
+    if ctx.invoked_subcommand:
+        return
+    from tokentui.core.display import sanitize
+    from tokentui.store.cache import list_runs
+
+    d = runs_dir(cache_dir)
+    runs = list_runs(d)
+    out = Output()
+    if not runs:
+        out.line(f"no runs in {sanitize(str(d))}")
+        return
+    out.line(f"{'id':<23} {'date':<19} {'model':<24} {'tokens':>7} {'branches':>8}  prompt")
+    for r in runs:
+        if r.error:
+            out.line(f"{sanitize(r.run_id):<23} (unreadable: {sanitize(r.error)})")
+            continue
+        prompt = sanitize(r.prompt.replace("\n", " "), visible_whitespace=True)[:40]
+        out.line(
+            f"{sanitize(r.run_id):<23} {sanitize(r.created[:19]):<19} {sanitize(r.model)[-24:]:<24} {r.tokens:>7} "
+            f"{r.branches:>8}  {prompt}"
+        )
+    out.flush()
+
+
+@runs_app.command("rm")
+def runs_rm(
+    run: Annotated[str, typer.Argument(help="Run id (or any unique part of one).")], cache_dir: CacheOpt = None
+) -> None:
+    """Remove a run from the cache."""
+    from tokentui.core.display import sanitize
+    from tokentui.store.cache import resolve
+    from tokentui.store.header import SUFFIX, RunFileError
+
+    try:
+        d = runs_dir(cache_dir)
+        path = resolve(run, d)
+        if path.suffix != SUFFIX or path.resolve().parent != d.resolve():
+            fail(f"{run} is not a run in the cache {d}")
+        if not path.exists():
+            fail(f"no run {run} in {d}")
+        path.unlink()
+        typer.echo(f"removed {sanitize(path.stem)}")
+    except (RunFileError, OSError) as e:
+        fail(str(e))

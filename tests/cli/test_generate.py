@@ -151,3 +151,16 @@ def test_generate_table_shows_the_stream_and_the_run(cli, model_dirs, cache_dir)
     run = load_run(saved.path)
     assert run.meta.chat and run.meta.chat_template and run.meta.sampling["seed"] == 3
     assert run.meta.sampling["stop"] == ["zzz"] and run.branches[0].n_forced >= 1
+
+
+def test_the_table_shows_each_token_s_spaces_visibly(cli, model_dirs, cache_dir):
+    """A token with a leading space and the same word without one must not look alike."""
+    res = cli("score", "-m", model_dirs["gpt2"], "--text", "import os\nif os.name == 'x':  pass")
+    assert res.exit_code == 0, res.output
+    run = load_run(list_runs(cache_dir)[0].path)
+    rows = res.stdout.splitlines()[1 : 1 + len(run.prompt)]
+    for pos, row in enumerate(rows):
+        data = run.tokens.bytes_of(int(run.prompt.col("token_id")[pos]))
+        token_cell = row[7:23].rstrip()
+        assert " " not in token_cell, row  # a space is shown as ␠
+        assert token_cell.count("␠") == min(data.count(b" "), len(token_cell)), (data, row)

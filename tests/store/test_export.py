@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 
 from tests.factories import make_run
-from tokentui.store.export import ExportError, export_text, format_for, iter_steps, token_record, write_file
+from tokentui.store.export import ExportError, export, format_for, iter_steps, token_record, write_file
+
+
+def exported(run, fmt: str) -> str:
+    buf = io.StringIO()
+    export(run, fmt, buf)
+    return buf.getvalue()
 
 
 def test_jsonl_lines_are_token_records_of_every_branch():
     run = make_run()
-    lines = [json.loads(x) for x in export_text(run, "jsonl").splitlines()]
+    lines = [json.loads(x) for x in exported(run, "jsonl").splitlines()]
     want = [token_record(run, 0, s) for s in iter_steps(run, 0)]
     want += [token_record(run, 1, s) for s in iter_steps(run, 1, run.branches[1].fork_position)]
     assert lines == json.loads(json.dumps(want))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from tokentui.core.display import sanitize
+from tokentui.core.display import lone_token
 
 # Uncertainty (1 - p) → 256-colour code, from calm blue to hot orange (colour-blind safe order).
 _SCALE = (39, 75, 187, 214, 202)
@@ -30,11 +30,11 @@ def table(run, branch_id: int, start: int) -> str:
     for pos in range(start, run.length(branch_id)):
         st = run.step(branch_id, pos)
         alts = "  ".join(
-            f"{run.tokens.display(int(i))!s:.12} {float(lp):.2f}"
+            f"{lone_token(run.tokens.bytes_of(int(i)))[:12]} {float(lp):.2f}"
             for i, lp in zip(st.topk_ids[:k_show], st.topk_logprobs[:k_show])
             if i >= 0
         )
-        tok = sanitize(run.tokens.display(st.token_id))[:16]
+        tok = lone_token(run.tokens.bytes_of(st.token_id))[:16]
         rank = str(st.rank) if st.rank else "-"
         lines.append(f"{pos:>5}  {tok:<16} {st.prob:>7.4f} {st.logprob:>8.3f} {rank:>6} {st.entropy:>7.3f}  {alts}")
     return "\n".join(lines)

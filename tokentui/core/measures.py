@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DIM_NAMES = ("k", "layer", "j")
 SHAPES: tuple[tuple[str, ...], ...] = ((), ("k",), ("layer",), ("layer", "j"))
 DTYPES = ("int32", "float32", "float16")
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
@@ -97,11 +96,11 @@ def declare(m: Measure) -> Measure:
 
 # The measures every run has. Units: nats; the distribution is the model's raw next-token
 # distribution at temperature 1 (before any sampling filter) that produced the token.
-TOKEN_ID = declare(Measure("token_id", "token id", "int32", (), "the token at this position", is_token_id=True))
-LOGPROB = declare(Measure("logprob", "nats", "float32", (), "log p(token) under the model's raw distribution"))
-ENTROPY = declare(Measure("entropy", "nats", "float32", (), "entropy of the model's raw next-token distribution"))
-RANK = declare(Measure("rank", "rank (1 = most likely)", "int32", (), "1 + how many tokens were more likely"))
-SAMPLER_LOGPROB = declare(
+declare(Measure("token_id", "token id", "int32", (), "the token at this position", is_token_id=True))
+declare(Measure("logprob", "nats", "float32", (), "log p(token) under the model's raw distribution"))
+declare(Measure("entropy", "nats", "float32", (), "entropy of the model's raw next-token distribution"))
+declare(Measure("rank", "rank (1 = most likely)", "int32", (), "1 + how many tokens were more likely"))
+declare(
     Measure(
         "sampler_logprob",
         "nats",
@@ -111,9 +110,9 @@ SAMPLER_LOGPROB = declare(
         required=False,
     )
 )
-TOPK_IDS = declare(Measure("topk_ids", "token id", "int32", ("k",), "the k most likely tokens", is_token_id=True))
-TOPK_LOGPROBS = declare(Measure("topk_logprobs", "nats", "float16", ("k",), "their log-probabilities"))
-LAYER_ENTROPY = declare(
+declare(Measure("topk_ids", "token id", "int32", ("k",), "the k most likely tokens", is_token_id=True))
+declare(Measure("topk_logprobs", "nats", "float16", ("k",), "their log-probabilities"))
+declare(
     Measure(
         "layer_entropy",
         "nats",

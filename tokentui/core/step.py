@@ -15,15 +15,13 @@ from typing import Any
 
 import numpy as np
 
-KINDS = ("prompt", "forced", "generated")
-
 
 @dataclass(frozen=True, eq=False)
 class Step:
     position: int
     token_id: int
     values: Mapping[str, Any] = field(default_factory=dict)  # measure name → float, int or array
-    kind: str = "generated"  # one of KINDS
+    kind: str = "generated"  # "prompt" (teacher-forced), "forced" (chosen by the user) or "generated"
 
     def get(self, name: str, default: Any = math.nan) -> Any:
         return self.values.get(name, default)
@@ -69,7 +67,3 @@ class Step:
     def sampler_prob(self) -> float:
         lp = self.sampler_logprob
         return math.exp(lp) if not math.isnan(lp) else math.nan
-
-    @property
-    def surprisal_bits(self) -> float:
-        return -self.logprob / math.log(2)

@@ -75,12 +75,7 @@ class Adopt:
     run: Run
 
 
-@dataclass
-class Save:
-    pass
-
-
-Command = Load | Generate | Continue | Fork | Resample | Score | Adopt | Save
+Command = Load | Generate | Continue | Fork | Resample | Score | Adopt
 
 
 class Worker:
@@ -196,5 +191,3 @@ class Worker:
             )
         elif isinstance(cmd, Adopt):
             self.run = cmd.run.copy()  # the sender keeps its own: no two threads write one run
-        elif isinstance(cmd, Save):
-            self._save(self._need_run())

@@ -10,7 +10,6 @@ extension, an existing file is kept unless overwriting was asked for, and the wr
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
@@ -157,12 +156,6 @@ def write_json(run: Run, out: TextIO) -> None:
 
 def export(run: Run, fmt: str, out: TextIO) -> None:
     {"csv": write_csv, "jsonl": write_jsonl, "json": write_json}[fmt](run, out)
-
-
-def export_text(run: Run, fmt: str) -> str:
-    buf = io.StringIO()
-    export(run, fmt, buf)
-    return buf.getvalue()
 
 
 def format_for(path: Path, fmt: str | None = None) -> str:

@@ -86,6 +86,8 @@ def test_every_sample_run_validates(path, demo):
     run = load_run(path)
     assert run.meta.model == "demo" and run.meta.vocab_size == demo.vocab_size
     assert run.meta.n_layers == demo.n_layers
+    assert run.meta.tokenizer == demo.tokenizer_id  # class + content hash: no path of the machine that made it
+    assert b"/" not in path.read_bytes()[8:2000].replace(b"\\/", b"")  # nor anywhere in the header's start
 
 
 def test_the_sample_set_covers_each_kind():

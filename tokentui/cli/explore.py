@@ -37,7 +37,7 @@ def default(ctx: typer.Context) -> None:
 def explore(
     model: ModelOpt = "demo",
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="Start generating this prompt at once.")] = "",
-    settings: GenerationSettings = None,  # the generation options (see options.GENERATION_OPTIONS)
+    settings: GenerationSettings | None = None,  # the generation options (see options.GENERATION_OPTIONS)
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     trust_remote_code: RemoteOpt = False,
@@ -46,6 +46,7 @@ def explore(
     cache_dir: CacheOpt = None,
 ) -> None:
     """Open the explorer with a model: type a prompt, watch it generate, branch on alternatives."""
+    assert settings is not None  # @generation_options passes it
     open_explorer(
         model, prompt, settings, device, dtype, trust_remote_code, lens_chunk, lens_precision, cache_dir, bool(prompt)
     )

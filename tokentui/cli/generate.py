@@ -47,7 +47,7 @@ def _open(spec: ModelSpec, settings: GenerationSettings) -> Backend:
 def generate(
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt text.")],
     model: ModelOpt = "demo",
-    settings: GenerationSettings = None,  # the generation options (see options.GENERATION_OPTIONS)
+    settings: GenerationSettings | None = None,  # the generation options (see options.GENERATION_OPTIONS)
     as_json: JsonOpt = False,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
@@ -57,6 +57,7 @@ def generate(
     cache_dir: CacheOpt = None,
 ) -> None:
     """Generate from a prompt, recording every token; print the stream and a stats table, save the run."""
+    assert settings is not None  # @generation_options passes it
     try:
         from tokentui.engine.backend import ModelSpec, check_spec
 
@@ -91,8 +92,10 @@ def generate_job(backend, prompt: str, settings: GenerationSettings, lens_chunk:
     done: list[Finished] = []
 
     def print_records(upto: int | None = None) -> None:
+        run = job.run
+        assert run is not None  # records are printed once the run has started
         while pending and (upto is None or pending[0] < upto):
-            out.line(token_line(job.run, 0, job.run.step(0, pending.pop(0))))
+            out.line(token_line(run, 0, run.step(0, pending.pop(0))))
 
     def show(job: jobs.Job, ev) -> None:
         if isinstance(ev, BranchStarted) and as_json:
@@ -103,7 +106,7 @@ def generate_job(backend, prompt: str, settings: GenerationSettings, lens_chunk:
                 pending.append(ev.step.position)
                 if not waits_for_lens:
                     print_records()
-            else:
+            elif job.run is not None:
                 out.write(paint(safe_text(job.run.tokens.bytes_of(ev.step.token_id)), ev.step.prob, color))
                 out.flush()
         elif isinstance(ev, LensEvent) and as_json:
@@ -185,6 +188,7 @@ def score_job(backend, text: str, k: int, cache_dir, as_json: bool) -> None:
     job = jobs.Score(backend, text, k)
     jobs.drive(job)
     run = job.run
+    assert run is not None  # the score job made it
     path = save_to_cache(run, cache_dir)
     if as_json:
         for st in iter_steps(run, 0):

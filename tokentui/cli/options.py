@@ -131,6 +131,6 @@ def generation_options(command: Callable) -> Callable:
         settings = settings_from(**{n: kwargs.pop(n) for n in names})
         return command(settings=settings, **kwargs)
 
-    wrapper.__signature__ = sig.replace(parameters=params)
+    setattr(wrapper, "__signature__", sig.replace(parameters=params))  # noqa: B010 - what Typer reads; typeshed lacks it
     wrapper.__annotations__ = {p.name: p.annotation for p in params}
     return wrapper

@@ -54,6 +54,7 @@ def read_text(text: str | None, file: Path | None, escapes: bool = False) -> str
         except UnicodeDecodeError:
             raise RunError(f"{file} is not UTF-8 text") from None
     else:
+        assert text is not None  # exactly one of text and file was given
         value = unescape(text) if escapes else text
     if not value.strip():
         raise RunError("the text is empty")

@@ -15,7 +15,9 @@ from functools import lru_cache
 HEX_ERRORS = "tokentui-hexbytes"  # codecs error handler: undecodable bytes → ‹XX›
 
 
-def _hex_bytes(err: UnicodeDecodeError) -> tuple[str, int]:
+def _hex_bytes(err: UnicodeError) -> tuple[str, int]:
+    if not isinstance(err, UnicodeDecodeError):
+        raise err
     bad = err.object[err.start : err.end]
     return "".join(f"‹{b:02X}›" for b in bad), err.end
 

@@ -15,7 +15,7 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, Protocol
 
 from tokentui.core.display import decode_bytes
 from tokentui.core.run import Run
@@ -38,6 +38,12 @@ CSV_COLUMNS = [
 FORMATS = ("csv", "jsonl", "json")
 
 
+class TextSink(Protocol):
+    """Where an export is written: an open text file, standard output, or the CLI's pipe-safe output."""
+
+    def write(self, text: str, /) -> object: ...
+
+
 class ExportError(ValueError):
     """An export cannot be written as asked; the message is one line for the user."""
 
@@ -50,7 +56,7 @@ def _text(run: Run, token_id: int) -> str:
     return decode_bytes(run.tokens.bytes_of(token_id))
 
 
-def step_record(run: Run, branch_id: int, step: Step) -> dict:
+def step_record(run: Run, branch_id: int, step: Step) -> dict[str, Any]:
     """One token as a JSON-ready dict (the steps of JSON exports; `token_record` adds the run id)."""
     top = [
         [int(i), _text(run, int(i)), round(float(lp), 5)] for i, lp in zip(step.topk_ids, step.topk_logprobs) if i >= 0
@@ -71,7 +77,7 @@ def step_record(run: Run, branch_id: int, step: Step) -> dict:
     }
 
 
-def token_record(run: Run, branch_id: int, step: Step) -> dict:
+def token_record(run: Run, branch_id: int, step: Step) -> dict[str, Any]:
     """One token of a run as one JSONL line's object: the run id, then `step_record`. The schema of
     JSONL exports, `generate --json` and `score --json` alike."""
     return {"run_id": run.id, **step_record(run, branch_id, step)}
@@ -87,7 +93,7 @@ def iter_steps(run: Run, branch_id: int, start: int = 0) -> Iterator[Step]:
         yield run.step(branch_id, pos)
 
 
-def _branch_rows(run: Run, branch_id: int) -> Iterator[dict]:
+def _branch_rows(run: Run, branch_id: int) -> Iterator[dict[str, Any]]:
     """Rows of a branch's own positions (the root also covers the prompt)."""
     b = run.branch(branch_id)
     full_text = decode_bytes(run.text(branch_id))
@@ -111,7 +117,7 @@ def _branch_rows(run: Run, branch_id: int) -> Iterator[dict]:
         }
 
 
-def write_csv(run: Run, out: TextIO) -> None:
+def write_csv(run: Run, out: TextSink) -> None:
     w = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
     w.writeheader()
     for b in run.branches:
@@ -119,7 +125,7 @@ def write_csv(run: Run, out: TextIO) -> None:
             w.writerow({k: "" if v is None else v for k, v in row.items()})
 
 
-def write_jsonl(run: Run, out: TextIO) -> None:
+def write_jsonl(run: Run, out: TextSink) -> None:
     for b in run.branches:
         start = 0 if b.parent is None else b.fork_position
         for step in iter_steps(run, b.id, start):
@@ -127,34 +133,25 @@ def write_jsonl(run: Run, out: TextIO) -> None:
             out.write("\n")
 
 
-def run_to_json(run: Run) -> dict:
+def run_to_json(run: Run) -> dict[str, Any]:
     prompt = [step_record(run, 0, run.prompt.get(i, i, "prompt")) for i in range(len(run.prompt))]
-    branches = []
-    for b in run.branches:
-        steps = [
-            step_record(run, b.id, b.steps.get(i, b.fork_position + i, "forced" if i < b.n_forced else "generated"))
-            for i in range(len(b.steps))
-        ]
-        branches.append(
-            {
-                "id": b.id,
-                "parent": b.parent,
-                "fork_position": b.fork_position,
-                "n_forced": b.n_forced,
-                "status": b.status,
-                "text": decode_bytes(run.text(b.id, b.fork_position)),
-                "steps": steps,
-            }
-        )
+    branches = [
+        {
+            **b.to_dict(),
+            "text": decode_bytes(run.text(b.id, b.fork_position)),
+            "steps": [step_record(run, b.id, b.step(i)) for i in range(len(b.steps))],
+        }
+        for b in run.branches
+    ]
     return {"schema": "tokentui-run-json/1", "meta": run.meta.to_dict(), "prompt_steps": prompt, "branches": branches}
 
 
-def write_json(run: Run, out: TextIO) -> None:
+def write_json(run: Run, out: TextSink) -> None:
     json.dump(run_to_json(run), out, ensure_ascii=False, indent=1)
     out.write("\n")
 
 
-def export(run: Run, fmt: str, out: TextIO) -> None:
+def export(run: Run, fmt: str, out: TextSink) -> None:
     {"csv": write_csv, "jsonl": write_jsonl, "json": write_json}[fmt](run, out)
 
 

@@ -59,7 +59,7 @@ def make_run(n_branch_steps=(5, 3), sampled=True, vocab=V) -> Run:
     for i in range(n_branch_steps[0]):
         root.steps.append(step(4 + i, "generated"))
     root.status = "length"
-    child = run.add_branch(0, 6, n_forced=1)
+    child = run.add_branch(0, 6, n_forced=1, sampling={"temperature": 0.7, "top_k": 0, "top_p": 0.9, "seed": 5})
     for i in range(n_branch_steps[1]):
         child.steps.append(step(6 + i, "forced" if i == 0 else "generated"))
     child.status = "eos"
@@ -73,13 +73,7 @@ def assert_same(a: Run, b: Run) -> None:
     assert a.prompt.equals(b.prompt)
     assert len(a.branches) == len(b.branches)
     for x, y in zip(a.branches, b.branches):
-        assert (x.id, x.parent, x.fork_position, x.n_forced, x.status) == (
-            y.id,
-            y.parent,
-            y.fork_position,
-            y.n_forced,
-            y.status,
-        )
+        assert x.to_dict() == y.to_dict()
         assert x.steps.equals(y.steps)
 
 

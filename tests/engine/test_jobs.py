@@ -151,6 +151,7 @@ def test_resample_samples_the_token_at_a_position_afresh(loaded):
         assert b.fork_position == pos and b.n_forced == 0 and first.kind == "generated"
         assert first.sampler_logprob == pytest.approx(first.logprob, abs=1e-5)  # temperature 1, no filter
         firsts.add(first.token_id)
+        assert b.sampling["temperature"] == 1.0 and b.sampling["max_new_tokens"] == 2  # what grew it
     assert len(firsts) > 1  # random-init model: its distribution is flat enough to differ
     run.validate()
 

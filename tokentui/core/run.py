@@ -73,6 +73,7 @@ class Branch:
     steps: Columns
     n_forced: int = 0
     status: str = "running"
+    sampling: dict[str, Any] | None = None  # the sampler that grew it (SamplingParams as a dict); None: unknown
 
     @property
     def end(self) -> int:
@@ -96,6 +97,7 @@ class Branch:
             "n_forced": self.n_forced,
             "status": self.status,
             "steps": len(self.steps),
+            "sampling": self.sampling,
         }
 
 
@@ -140,7 +142,7 @@ class Run:
     def copy(self) -> Run:
         """An independent copy: what one thread hands another instead of sharing arrays."""
         out = Run(self.meta.copy(), self.tokens.copy(), self.prompt.copy(), self.layout)
-        out.branches = [replace(b, steps=b.steps.copy()) for b in self.branches]
+        out.branches = [replace(b, steps=b.steps.copy(), sampling=copy.deepcopy(b.sampling)) for b in self.branches]
         out.saved_steps = self.saved_steps
         return out
 
@@ -164,7 +166,9 @@ class Run:
             b.steps.set_values(name, start_position - b.fork_position, arr)
 
     # --- tree -------------------------------------------------------------------------------
-    def add_branch(self, parent: int | None, fork_position: int, n_forced: int = 0) -> Branch:
+    def add_branch(
+        self, parent: int | None, fork_position: int, n_forced: int = 0, sampling: dict[str, Any] | None = None
+    ) -> Branch:
         if parent is None:
             if self.branches:
                 raise RunError("a run has one root branch")
@@ -176,7 +180,7 @@ class Run:
                 raise RunError(
                     f"branch position {fork_position} is out of range 1..{self.length(parent)} of branch {parent}"
                 )
-        b = Branch(len(self.branches), parent, fork_position, Columns(self.layout), n_forced)
+        b = Branch(len(self.branches), parent, fork_position, Columns(self.layout), n_forced, sampling=sampling)
         self.branches.append(b)
         return b
 

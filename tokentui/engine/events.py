@@ -4,6 +4,7 @@ threads: each carries copies, never views into arrays the engine keeps writing."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,7 @@ class BranchStarted:
     branch_id: int
     parent: int | None
     fork_position: int
+    sampling: dict[str, Any] | None = None  # the sampler growing it
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def apply_event(run: Run | None, ev: Event) -> Run | None:
     if isinstance(ev, BranchStarted):
         if ev.branch_id != len(run.branches):
             raise ValueError(f"branch {ev.branch_id} started out of order (the run has {len(run.branches)})")
-        run.add_branch(ev.parent, ev.fork_position)
+        run.add_branch(ev.parent, ev.fork_position, sampling=ev.sampling)
     elif isinstance(ev, StepEvent):
         run.tokens.update(ev.new_tokens)
         run.append_step(ev.branch_id, ev.step)

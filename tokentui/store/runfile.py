@@ -268,12 +268,15 @@ def load_run(path: Path | str) -> Run:
                 raise ValueError
             fork, n_forced, n = int(b["fork_position"]), int(b["n_forced"]), int(b["steps"])
             status = str(b["status"])
+            sampling = b.get("sampling")  # schema 2; absent in schema 1
+            if sampling is not None and not isinstance(sampling, dict):
+                raise ValueError
         except (KeyError, TypeError, ValueError):
             raise RunFileError(path, f"branch entry {expected_id} is malformed") from None
         if n < 0 or fork < 0:
             raise RunFileError(path, f"branch {expected_id} has negative sizes")
         cols = _columns(path, tensors, f"b{expected_id}", n, layout, meta.vocab_size)
-        run.branches.append(Branch(expected_id, parent, fork, cols, n_forced, status))
+        run.branches.append(Branch(expected_id, parent, fork, cols, n_forced, status, sampling))
     if tensors:
         raise RunFileError(path, f"unexpected array {sorted(tensors)[0]}")
     try:

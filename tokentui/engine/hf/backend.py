@@ -203,8 +203,8 @@ class HFBackend:
         out = self._forward(torch.tensor([ids], device=self.device))
         self._record_teacher_forced(run, ids, out)
         yield RunStarted(run.copy())
-        branch = run.add_branch(None, len(run.prompt))
-        yield BranchStarted(run.id, branch.id, None, branch.fork_position)
+        branch = run.add_branch(None, len(run.prompt), sampling=asdict(params))
+        yield BranchStarted(run.id, branch.id, None, branch.fork_position, branch.sampling)
         yield from self._decode(run, branch, cache_of(out), None, params, cancel, list(forced or []), first_out=out)
 
     @torch.inference_mode()
@@ -242,8 +242,8 @@ class HFBackend:
             raise EngineError(f"branch position {position} is out of range 1..{parent_len} of branch {parent}")
         prefix = run.sequence(parent)[:position]
         cache, used = self.caches.best(prefix, position - 1)
-        branch = run.add_branch(parent, position)
-        yield BranchStarted(run.id, branch.id, parent, position)
+        branch = run.add_branch(parent, position, sampling=asdict(params))
+        yield BranchStarted(run.id, branch.id, parent, position, branch.sampling)
         pending = torch.tensor([prefix[used:].tolist()], device=self.device)
         yield from self._decode(run, branch, cache, pending, params, cancel, list(forced))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 from tokentui.tui.state import Needs
 
@@ -112,9 +112,9 @@ _KEY_NAMES = {
 }
 
 
-def bindings(scope: str = APP) -> list[Binding]:
+def bindings(scope: str = APP) -> list[BindingType]:
     """The key bindings of `scope`, generated from the table (a pane's BINDINGS, or the app's)."""
-    out: list[Binding] = []
+    out: list[BindingType] = []
     for spec in ACTIONS:
         if spec.scope != scope or spec.textual:
             continue

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gc
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.containers import Horizontal, Vertical
@@ -35,6 +35,13 @@ from tokentui.tui.widgets.status_bar import Part, StatusBar
 from tokentui.tui.widgets.token_stream import TokenStream
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+    from textual.actions import ActionParseResult
+    from textual.dom import DOMNode
+    from textual.notifications import SeverityLevel
+    from textual.screen import Screen
+
     from tokentui.core.run import Run
     from tokentui.store.cache import RunSummary
     from tokentui.store.header import RunFileError
@@ -45,7 +52,7 @@ if TYPE_CHECKING:
 # header alone and reads the arrays after (benchmarks/tui_latency.py: replay start vs a bare app).
 
 
-class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions, App):
+class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions, App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "tokentui"
     BINDINGS = bindings()
@@ -194,6 +201,7 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
         from tokentui.store.header import RunFileError
         from tokentui.store.runfile import load_run
 
+        assert self.run_path is not None  # on_mount calls this only for a run file
         try:
             run = load_run(self.run_path)
         except RunFileError as e:
@@ -271,7 +279,7 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
     async def on_alternatives_pane_chosen(self, message: AlternativesPane.Chosen) -> None:
         await self.run_action(f"branch_alt({message.index + 1})")
 
-    def on_tree_node_selected(self, event: BranchTree.NodeSelected) -> None:
+    def on_tree_node_selected(self, event: BranchTree.NodeSelected[int]) -> None:
         if event.node.data is not None and event.node.data != self.branch_id:
             self.show_branch(int(event.node.data), cursor=None)
 
@@ -303,7 +311,12 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
         self.update_status()
 
     # --- actions: the table's guard, the palette, notifications ---------------------------------
-    async def run_action(self, action, default_namespace=None, namespaces=None) -> bool:
+    async def run_action(
+        self,
+        action: str | ActionParseResult,
+        default_namespace: DOMNode | None = None,
+        namespaces: Mapping[str, DOMNode] | None = None,
+    ) -> bool:
         """Every app action of the table runs only when what it needs is there; otherwise the
         user is told why (one place for 'when enabled', whether from a key or the palette)."""
         if isinstance(action, str) and default_namespace in (None, self):
@@ -314,7 +327,7 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
                 return True
         return await super().run_action(action, default_namespace, namespaces)
 
-    def get_system_commands(self, screen):
+    def get_system_commands(self, screen: Screen[Any]) -> Iterator[SystemCommand]:
         """The palette: the table's app actions, each once (Textual's own theme picker, keys panel,
         quit and screenshot are replaced by ours)."""
         for spec in palette_entries():
@@ -324,7 +337,15 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
                 lambda a=spec.action: self.run_action(a),
             )
 
-    def notify(self, message: str, *, title: str = "", severity="information", timeout=None, markup=True) -> None:
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
         """One notification at a time (a new one replaces the last), over the prompt box rather
         than the panes being read (app.tcss), and short: 3 s, errors 6 s."""
         self.clear_notifications()

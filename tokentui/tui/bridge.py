@@ -11,6 +11,7 @@ import torch.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
@@ -19,6 +20,9 @@ from tokentui.core.run import Run
 from tokentui.engine import worker as w
 from tokentui.engine.backend import ModelSpec
 from tokentui.engine.events import Event
+
+if TYPE_CHECKING:
+    from textual.message_pump import MessagePump
 
 
 class EngineMessage(Message):
@@ -32,8 +36,11 @@ class EngineMessage(Message):
 class EngineBridge:
     """The app's handle on the engine's worker thread: one method per request."""
 
-    def __init__(self, app, save_dir: Path | None, **session_options) -> None:
-        self.worker = w.Worker(lambda ev: app.post_message(EngineMessage(ev)), save_dir=save_dir)
+    def __init__(self, app: MessagePump, save_dir: Path | None, **session_options: Any) -> None:
+        def deliver(ev: Event) -> None:  # on the worker's thread: only post (thread-safe)
+            app.post_message(EngineMessage(ev))
+
+        self.worker = w.Worker(deliver, save_dir=save_dir)
         self.session_options = session_options  # lens_chunk, lens_precision
         self.worker.start()
 

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tokentui.core.display import sanitize
 
+if TYPE_CHECKING:  # the app this is mixed into, for the type checker only (tui/host.py)
+    from tokentui.tui.host import ExplorerHost
 
-class FileActions:
+    _Base = ExplorerHost
+else:
+    _Base = object
+
+
+class FileActions(_Base):
     """Mixed into TokentuiApp (it provides run_obj, run_path, save_dir, engine, show_branch …)."""
 
     def action_save(self, quiet: bool = False) -> None:
         from tokentui.store.runfile import save_run
 
         run = self.run_obj
+        assert run is not None  # needs RUN (and _start_run saves only a run there)
         target = self.run_path or (self.save_dir / f"{run.id}.tokentui")
         try:
             path = save_run(run, target)
@@ -51,6 +60,7 @@ class FileActions:
         from tokentui.tui.screens.text_prompt import TextPrompt
 
         run = self.run_obj
+        assert run is not None  # needs RUN
 
         def done(name: str | None) -> None:
             from tokentui.store.export import FORMATS, export

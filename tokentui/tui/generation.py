@@ -4,10 +4,20 @@ the action table's `needs` are met (TokentuiApp.run_action checks), so none re-c
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tokentui.tui.state import AppState
 
+if TYPE_CHECKING:  # the app this is mixed into, for the type checker only (tui/host.py)
+    from tokentui.core.params import GenerationSettings
+    from tokentui.tui.host import ExplorerHost
 
-class GenerationActions:
+    _Base = ExplorerHost
+else:
+    _Base = object
+
+
+class GenerationActions(_Base):
     """Mixed into TokentuiApp (it provides session, engine, stream, prompt_box, notify …)."""
 
     def action_generate(self) -> None:
@@ -31,11 +41,13 @@ class GenerationActions:
         self.push_screen(Confirm(question, detail), answered)
 
     def _start_run(self, prompt: str) -> None:
+        engine = self.engine
+        assert engine is not None  # needs MODEL: a loaded model has an engine
         old = self.run_obj
         if old is not None and old.dirty:
             self.action_save(quiet=True)
         self.session.state = AppState.GENERATING
-        self.engine.generate(prompt, self.session.settings)
+        engine.generate(prompt, self.session.settings)
         self.stream.focus()
         if old is not None and len(old.branches) > 1:
             self.notify(f"run {old.id} is in the cache: o opens it again", markup=False)
@@ -50,12 +62,16 @@ class GenerationActions:
             self.stream.focus()
 
     def action_continue_branch(self) -> None:
+        engine = self.engine
+        assert engine is not None  # needs RUN_AND_MODEL
         self.session.state = AppState.GENERATING
-        self.engine.continue_branch(self.branch_id, self.session.settings.sampling.copy())
+        engine.continue_branch(self.branch_id, self.session.settings.sampling.copy())
         self.stream.follow = True
         self.update_status()
 
     def _fork_at_cursor(self, token_ids: list[int] | None, text: str = "", resample: bool = False) -> None:
+        engine = self.engine
+        assert engine is not None  # every caller needs RUN_AND_MODEL
         pos = self.stream.cursor
         if pos < 1:
             self.notify("the first token has no alternatives to branch on", markup=False)
@@ -63,13 +79,14 @@ class GenerationActions:
         params = self.session.settings.sampling.copy()
         self.session.state = AppState.GENERATING
         if resample:
-            self.engine.resample(self.branch_id, pos, params)
+            engine.resample(self.branch_id, pos, params)
         else:
-            self.engine.branch(self.branch_id, pos, token_ids, text, params)
+            engine.branch(self.branch_id, pos, token_ids, text, params)
         self.update_status()
 
     def action_branch_alt(self, n: int) -> None:
         run, pos = self.run_obj, self.stream.cursor
+        assert run is not None  # needs RUN_AND_MODEL
         if pos < 1 or pos >= run.length(self.branch_id):
             return
         step = run.step(self.branch_id, pos)
@@ -102,7 +119,7 @@ class GenerationActions:
     def action_settings(self) -> None:
         from tokentui.tui.screens.settings import SettingsScreen
 
-        def done(new) -> None:
+        def done(new: GenerationSettings | None) -> None:
             if new is not None:
                 self.session.settings = new
                 self.update_settings_line()

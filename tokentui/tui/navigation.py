@@ -3,16 +3,26 @@ compare with the parent, next side pane."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tokentui.tui.widgets.token_text import lone_id
 
+if TYPE_CHECKING:  # the app this is mixed into, for the type checker only (tui/host.py)
+    from tokentui.tui.host import ExplorerHost
 
-class NavigationActions:
+    _Base = ExplorerHost
+else:
+    _Base = object
+
+
+class NavigationActions(_Base):
     """Mixed into TokentuiApp (it provides run_obj, branch_id, stream, show_branch …)."""
 
     def action_tree_move(self, where: str) -> None:
         run = self.run_obj
+        assert run is not None  # needs RUN
         b = run.branch(self.branch_id)
-        target = None
+        target: int | None = None
         if where == "parent":
             target = b.parent
         elif where == "child":
@@ -30,6 +40,7 @@ class NavigationActions:
 
     def action_compare(self) -> None:
         run = self.run_obj
+        assert run is not None  # needs RUN
         b = run.branch(self.branch_id)
         if b.parent is None:
             self.notify("the root branch has no parent", markup=False)
@@ -39,7 +50,7 @@ class NavigationActions:
         ours = run.step(b.id, pos).token_id if pos < run.length(b.id) else None
         self.stream.move_to(pos)
 
-        def shown(tid):
+        def shown(tid: int | None) -> str:
             return lone_id(run, tid).plain if tid is not None else "∅"
 
         self.notify(f"branch #{b.id} leaves #{b.parent} at position {pos}: {shown(ours)} instead of {shown(theirs)}",

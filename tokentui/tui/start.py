@@ -7,6 +7,7 @@ the app then draws its first frame from the header and reads the arrays after.""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tokentui.store.cache import cache_dir as resolve_dir
 from tokentui.store.cache import resolve, summarize
@@ -15,7 +16,7 @@ from tokentui.tui.app import TokentuiApp
 from tokentui.tui.theme import load_themes
 
 
-def explorer(**options) -> TokentuiApp:
+def explorer(**options: Any) -> TokentuiApp:
     """TokentuiApp(**options) with the themes loaded and, for `run_path`, its header read."""
     themes, problems = load_themes()
     run_path = options.get("run_path")

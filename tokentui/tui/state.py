@@ -137,7 +137,7 @@ class Session:
             self.note = f"{ev.status}: {ev.new_tokens} new tokens"
             up.finished = True
         elif isinstance(ev, Saved):
-            if ours:  # the worker saved its run as it stood after the events applied so far
+            if ours and self.run is not None:  # the worker saved its run as it stood after the events applied so far
                 self.run.saved_steps = self.run.total_steps()
             self.note = "autosaved"
         elif isinstance(ev, Failed):

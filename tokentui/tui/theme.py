@@ -77,7 +77,7 @@ def parse_theme(text: str, origin: str) -> TokentuiTheme:
     name = d.get("name")
     if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9-]{1,40}", name):
         raise ValueError(f"{origin}: 'name' must be 1-40 lowercase letters, digits or dashes")
-    colors = {}
+    colors: dict[str, str] = {}
     for key in _THEME_KEYS:
         v = d.get(key)
         if v is not None:
@@ -95,9 +95,21 @@ def parse_theme(text: str, origin: str) -> TokentuiTheme:
         or not all(isinstance(c, str) and _HEX.match(c) for c in scale + texts)
     ):
         raise ValueError(f"{origin}: metric_scale and metric_text must be equal lists of 3-12 #rrggbb colours")
-    return TokentuiTheme(
-        Theme(name=name, dark=bool(d.get("dark", True)), **colors), MetricScale(tuple(scale), tuple(texts))
+    theme = Theme(
+        name=name,
+        primary=colors["primary"],
+        secondary=colors.get("secondary"),
+        accent=colors.get("accent"),
+        background=colors.get("background"),
+        surface=colors.get("surface"),
+        panel=colors.get("panel"),
+        foreground=colors.get("foreground"),
+        error=colors.get("error"),
+        warning=colors.get("warning"),
+        success=colors.get("success"),
+        dark=bool(d.get("dark", True)),
     )
+    return TokentuiTheme(theme, MetricScale(tuple(scale), tuple(texts)))
 
 
 def load_themes() -> tuple[dict[str, TokentuiTheme], list[str]]:

@@ -3,11 +3,20 @@ the help screen; and applying the theme's metric scale to the stream and the leg
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tokentui.tui.theme import DEFAULT_SCALE, MetricScale
 from tokentui.tui.widgets.legend import Legend
 
+if TYPE_CHECKING:  # the app this is mixed into, for the type checker only (tui/host.py)
+    from tokentui.tui.host import ExplorerHost
 
-class ViewActions:
+    _Base = ExplorerHost
+else:
+    _Base = object
+
+
+class ViewActions(_Base):
     """Mixed into TokentuiApp (it provides stream, metric, themes_, no_color …)."""
 
     @property

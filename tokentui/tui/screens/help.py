@@ -38,9 +38,9 @@ class HelpScreen(ModalScreen[None]):
             table.add_row(Text(title, style=group), Text(""))
             for keys, what in rows:
                 table.add_row(Text(keys), Text(what))
-        title = Text(
+        heading = Text(
             "tokentui keys — Esc closes, q quits", style=self.get_component_rich_style("help--title", partial=True)
         )
         from rich.console import Group
 
-        self.query_one("#help-text", Static).update(Group(title, table))
+        self.query_one("#help-text", Static).update(Group(heading, table))

@@ -80,11 +80,12 @@ class RunPicker(ModalScreen[Path | None]):
         ol = self.query_one(OptionList)
         if ol.highlighted is not None:
             option = ol.get_option_at_index(ol.highlighted)
-            if not option.disabled:
+            if not option.disabled and option.id is not None:  # every enabled option is a run file
                 self.dismiss(Path(option.id))
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(Path(event.option.id))
+        if event.option.id is not None:  # always: only the runs' options (which have ids) can be selected
+            self.dismiss(Path(event.option.id))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

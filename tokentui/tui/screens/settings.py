@@ -5,6 +5,9 @@ changes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -40,11 +43,14 @@ def field_values(s: GenerationSettings) -> dict[str, str]:
     }
 
 
+_Number = TypeVar("_Number", int, float)
+
+
 def parse_fields(raw: dict[str, str], stop: list[str]) -> GenerationSettings:
     """The fields' text → settings; RunError names the first bad field."""
     label = dict(FIELDS)
 
-    def number(key: str, kind):
+    def number(key: str, kind: Callable[[str], _Number]) -> _Number:
         try:
             return kind(raw[key].strip())
         except ValueError:

@@ -53,7 +53,7 @@ class AlternativesPane(Static, can_focus=True):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__("", id=id, classes=classes, markup=False)
         self.selected = 0
-        self._args: tuple | None = None
+        self._args: tuple[Run | None, int, int] | None = None  # what show() showed last
 
     def action_select(self, delta: int) -> None:
         if self._args is not None:

@@ -14,6 +14,10 @@ from tokentui.tui.actions import TREE, bindings
 from tokentui.tui.widgets.token_text import lone
 
 if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under Run) is imported
+    from collections.abc import Iterator
+
+    from textual.widgets.tree import TreeNode
+
     from tokentui.core.run import Branch, Run
 
 CURRENT = "▶"  # marks the branch on show (a character: visible without colour)
@@ -57,23 +61,26 @@ class BranchTree(Tree[int]):
         if shape != self._shape:
             self._shape = shape
             self.clear()
-            nodes = {}
-            for b in run.branches if run is not None else []:
-                parent_node = self.root if b.parent is None else nodes[b.parent]
-                nodes[b.id] = parent_node.add(branch_label(run, b, b.id == current), data=b.id, expand=True)
+            nodes: dict[int, TreeNode[int]] = {}
+            if run is not None:
+                for b in run.branches:
+                    parent_node = self.root if b.parent is None else nodes[b.parent]
+                    nodes[b.id] = parent_node.add(branch_label(run, b, b.id == current), data=b.id, expand=True)
             self.root.expand_all()
         if run is None:
             return
         target = None
         for node in self._nodes_in_order():
-            node.set_label(branch_label(run, run.branches[node.data], node.data == current))
-            if node.data == current:
+            bid = node.data
+            assert bid is not None  # every node below the root holds its branch's id
+            node.set_label(branch_label(run, run.branches[bid], bid == current))
+            if bid == current:
                 target = node
         if target is not None:
             _ = self.last_line  # lays the lines out, so the node knows its line
             self.move_cursor(target)
 
-    def _nodes_in_order(self):
+    def _nodes_in_order(self) -> Iterator[TreeNode[int]]:
         stack = list(reversed(self.root.children))
         while stack:
             node = stack.pop()

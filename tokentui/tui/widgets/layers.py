@@ -50,7 +50,7 @@ class LayersPane(Static):
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__("", id=id, classes=classes, markup=False)
-        self._args: tuple | None = None
+        self._args: tuple[Run | None, int, int, str, BranchView | None, str | None] | None = None
 
     def on_resize(self) -> None:
         """Bars and the strip are sized to the pane: draw them again at its new width."""

@@ -39,7 +39,7 @@ class SettingsLine(Static):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
-        self._args: tuple | None = None
+        self._args: tuple[Run | None, int, GenerationSettings] | None = None
 
     def show(self, run: Run | None, branch_id: int, session: GenerationSettings) -> None:
         self._args = (run, branch_id, session)

@@ -19,6 +19,8 @@ from tokentui.tui.actions import STREAM, bindings
 from tokentui.tui.theme import DEFAULT_SCALE, MetricScale
 
 if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under BranchView) is imported
+    from textual import events
+
     from tokentui.tui.view import BranchView
 
 
@@ -108,9 +110,8 @@ class TokenStream(ScrollView, can_focus=True):
                 self._strips.popitem(last=False)
         return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
 
-    def _style(self, i: int, base: Style) -> Style:
+    def _style(self, view: BranchView, i: int, base: Style) -> Style:
         """Token i's style on top of the widget's own `base` (rich_style: costly, so once a line)."""
-        view = self.view
         style = base + self.scale.style(float(view.levels[i]), self.no_color)
         kind = view.kinds[i] if i < len(view.kinds) else 2
         if kind == 0:
@@ -125,15 +126,16 @@ class TokenStream(ScrollView, can_focus=True):
 
     def _draw(self, line: int) -> Strip:
         view = self.view
+        assert view is not None  # render_line draws only when there is a view
         start, end = view.line_range(line)
         owner, carried = view.carried(line)
         base = self.rich_style
-        segs = [Segment(carried, self._style(owner, base))] if carried else []
+        segs = [Segment(carried, self._style(view, owner, base))] if carried else []
         for i in range(start, end):
             text = view.texts[i]
             if i == self.cursor:
                 text = text or " "  # a token whose bytes are held back still shows the cursor
-            segs.append(Segment(text, self._style(i, base)))
+            segs.append(Segment(text, self._style(view, i, base)))
         return Strip(segs)
 
     def _refresh_token_lines(self, *tokens: int) -> None:
@@ -204,7 +206,7 @@ class TokenStream(ScrollView, can_focus=True):
         else:
             self.move_to(target)
 
-    def on_click(self, event) -> None:
+    def on_click(self, event: events.Click) -> None:
         """Put the cursor on the clicked token."""
         if self.view is None:
             return

@@ -4,11 +4,15 @@ the ␠ of a space dimmed so the word stays readable. Never parsed as markup."""
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from rich.style import Style
 from rich.text import Text
 
 from tokentui.core.display import VISIBLE_SPACE, decode_bytes, lone_text
+
+if TYPE_CHECKING:  # numpy (under Run) stays out of a replay's first frame
+    from tokentui.core.run import Run
 
 _DIM = Style(dim=True)
 
@@ -31,6 +35,6 @@ def lone(text: str, width: int | None = None, style: Style | str = "") -> Text:
     return out
 
 
-def lone_id(run, token_id: int, width: int | None = None, style: Style | str = "") -> Text:
+def lone_id(run: Run, token_id: int, width: int | None = None, style: Style | str = "") -> Text:
     """Token `token_id` of `run` on its own (its bytes decoded here: TokenTable.display keeps spaces)."""
     return lone(decode_bytes(run.tokens.bytes_of(int(token_id))), width, style)

@@ -31,7 +31,7 @@ from tokentui.store.runfile import load_run, save_run  # noqa: E402
 BARE = "from textual.app import App\nfrom textual.widgets import Static\nclass Bare(App):\n    def compose(self):\n        yield Static('hello')\nBare().run()"
 BARE_MARK = b"hello"
 REPLAY_MARK = b" replay "  # the status bar's state
-LAID_OUT_MARK = "─ tokens ─".encode()  # the stream's border title once its tokens are laid out
+LAID_OUT_MARK = "━ tokens ━".encode()  # the focused stream's title once the run is laid out
 
 
 def p95(xs: list[float]) -> float:
@@ -39,9 +39,9 @@ def p95(xs: list[float]) -> float:
 
 
 async def key_latency(path: Path, steps: int) -> dict[str, list[float]]:
-    from tokentui.tui.app import TokentuiApp
+    from tokentui.tui.start import explorer
 
-    app = TokentuiApp(run=load_run(path))
+    app = explorer(run=load_run(path))  # as `tokentui replay` builds it: themes loaded first
     keys = (("f24", "no-op key (Pilot's own cost)"), ("right", "cursor step (→)"), ("pagedown", "page scroll (PgDn)"))
     out: dict[str, list[float]] = {label: [] for _, label in keys}
     async with app.run_test(size=(120, 40)) as pilot:

@@ -185,6 +185,20 @@ async def test_pick_alternative_with_enter_export_reopen_and_picker(
         await pilot.pause(0.2)
         lines = (tmp_path / "out.jsonl").read_text().splitlines()
         assert len(lines) == run.length(0) + (run.length(1) - run.branches[1].fork_position)
+        # the same name again: the explorer asks before it replaces the file (n keeps it, y replaces)
+        (tmp_path / "out.jsonl").write_text("keep me")
+        for answer, expect_kept in (("n", True), ("y", False)):
+            await pilot.press("x")
+            await pilot.pause()
+            app.screen.query_one("#prompt-input").value = str(tmp_path / "out.jsonl")
+            await pilot.press("enter")
+            await pilot.pause(0.2)
+            assert type(app.screen).__name__ == "Confirm"
+            await pilot.press(answer)
+            await pilot.pause(0.2)
+            assert ((tmp_path / "out.jsonl").read_text() == "keep me") == expect_kept
+        assert len((tmp_path / "out.jsonl").read_text().splitlines()) == len(lines)
+        assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary file, none left
         await pilot.press("X")  # screenshot into the current folder
         await pilot.pause(0.2)
         assert list(tmp_path.glob("*.svg"))

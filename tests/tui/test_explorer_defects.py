@@ -123,6 +123,12 @@ async def test_pressing_the_number_of_the_token_already_there_makes_no_branch(mo
         assert (b.parent, b.fork_position, b.n_forced) == (0, pos, 0) and app.branch_id == 1
         first = b.step(0)
         assert first.kind == "generated" and first.sampler_logprob == pytest.approx(first.logprob, abs=1e-4)
+        # the settings line shows what grew the branch on screen: sampling at T=1, not the run's greedy
+        line = rendered(app.query_one("#settings-line"))
+        assert "branch #1: T=1 " in line and "greedy" not in line
+        await pilot.press("K")  # back to the parent: the run's own settings
+        await pilot.pause(0.2)
+        assert "run: greedy" in rendered(app.query_one("#settings-line"))
 
 
 async def test_a_new_run_asks_first_when_the_run_has_branches_and_launching_generates_nothing(model_dirs, cache_dir):

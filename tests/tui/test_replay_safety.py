@@ -149,6 +149,8 @@ async def test_resizing_the_terminal_relays_out_the_side_panes():
             parts = getattr(pane.content, "renderables", [pane.content])  # the Texts it was last given
             rows = [row for part in parts for row in part.plain.splitlines()]
             assert rows and max(cell_len(r) for r in rows) <= pane.content_region.width
+            # the token stream is laid out to the width it shows, never under its scrollbar
+            assert app.stream.view.width <= app.stream.scrollable_content_region.width
 
 
 def test_decoded_view_joins_split_characters_and_holds_back_incomplete_ones():
@@ -214,3 +216,21 @@ async def test_prints_and_flushes_while_the_app_runs_do_not_break_it():
         await pilot.press("home", "right")
         await pilot.pause()
         assert app.stream.cursor == 1 and app.return_code is None
+
+
+async def test_after_a_resize_the_token_stream_never_runs_under_its_scrollbar():
+    """A run that fits at 120×40 overflows at 80×24: the scrollbar appears, and the lines laid out
+    for the new width must leave its columns free (they lost their last characters under it)."""
+    from pathlib import Path
+
+    from tokentui.store.runfile import load_run
+
+    run = load_run(Path(__file__).parents[2] / "sample_runs" / "generate.tokentui")
+    app = explorer(run=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.2)
+        stream = app.stream
+        assert stream.virtual_size.height > stream.scrollable_content_region.height  # it overflows now
+        assert stream.view.width <= stream.scrollable_content_region.width

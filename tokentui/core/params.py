@@ -83,8 +83,3 @@ class GenerationSettings:
 
     def copy(self) -> GenerationSettings:
         return replace(self, sampling=self.sampling.copy())
-
-    def describe(self) -> str:
-        """The settings line: sampler, length, k, chat and forced text (raw: the caller sanitises)."""
-        extra = f" · forced {self.forced!r}" if self.forced else ""
-        return f"{self.sampling.describe()} · k={self.k} · chat {'on' if self.chat else 'off'}{extra}"

@@ -62,25 +62,39 @@ class FileActions(_Base):
         run = self.run_obj
         assert run is not None  # needs RUN
 
+        def write(path: Path, fmt: str, overwrite: bool) -> None:
+            from tokentui.store.export import ExportError, write_file
+
+            try:
+                write_file(run, fmt, path, overwrite)
+            except ExportError as e:
+                self.notify(sanitize(str(e)), severity="error", markup=False)
+                return
+            self.notify(f"exported {sanitize(str(path))}", markup=False)
+
         def done(name: str | None) -> None:
-            from tokentui.store.export import FORMATS, export
+            from tokentui.store.export import ExportError, format_for
 
             if not name:
                 return
             path = Path(name).expanduser()
-            fmt = path.suffix.lstrip(".").lower()
-            if fmt not in FORMATS:
-                self.notify(
-                    f"name the file .csv, .jsonl or .json (got {sanitize(path.name)})", severity="error", markup=False
-                )
-                return
             try:
-                with open(path, "w", encoding="utf-8", newline="") as f:
-                    export(run, fmt, f)
-            except OSError as e:
-                self.notify(f"could not write {sanitize(str(path))}: {e.strerror}", severity="error", markup=False)
+                fmt = format_for(path)
+            except ExportError as e:
+                self.notify(sanitize(str(e)), severity="error", markup=False)
                 return
-            self.notify(f"exported {sanitize(str(path))}", markup=False)
+            if not path.exists():
+                write(path, fmt, overwrite=False)
+                return
+            from tokentui.tui.screens.confirm import Confirm
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    write(path, fmt, overwrite=True)
+
+            self.push_screen(
+                Confirm(f"Replace {sanitize(str(path))}?", "It exists; the export would replace it."), answered
+            )
 
         self.push_screen(
             TextPrompt("export the run to (extension picks the format: .csv .jsonl .json)", f"{run.id}.csv"), done

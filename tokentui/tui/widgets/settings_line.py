@@ -16,18 +16,21 @@ if TYPE_CHECKING:
 
 
 def run_settings(run: Run, branch_id: int) -> GenerationSettings:
-    """The settings a run's metadata records; `forced`: the text the branch under view was made
-    to take (its forced tokens)."""
+    """The settings that grew the branch under view: its own sampler when the run file records
+    one (a fork or a resample may sample differently from the run's first branch), else the run's;
+    `forced`: the text the branch was made to take (its forced tokens)."""
     forced = ""
     b = run.branches[branch_id] if 0 <= branch_id < len(run.branches) else None
     if b is not None and b.n_forced:
         ids = b.steps.col("token_id")[: b.n_forced].tolist()
         forced = run.tokens.text(ids).decode("utf-8", errors="replace")
-    return GenerationSettings(SamplingParams.from_dict(run.meta.sampling), run.meta.k, run.meta.chat, forced)
+    sampling = b.sampling if b is not None and b.sampling is not None else run.meta.sampling
+    return GenerationSettings(SamplingParams.from_dict(sampling), run.meta.k, run.meta.chat, forced)
 
 
 def describe(settings: GenerationSettings) -> str:
-    """GenerationSettings.describe() made safe, the forced text with its spaces visible."""
+    """The settings in one line, safe to show: sampler and length, k, chat, and the forced text
+    with its spaces visible."""
     line = sanitize(settings.sampling.describe()) + f" · k={settings.k} · chat {'on' if settings.chat else 'off'}"
     if settings.forced:
         line += f" · forced {lone_text(settings.forced)[:40]}"
@@ -49,7 +52,7 @@ class SettingsLine(Static):
             t.append("next run: ", style=label)
             t.append(describe(session))
         else:
-            t.append("run: ", style=label)
+            t.append("run: " if branch_id == 0 else f"branch #{branch_id}: ", style=label)
             t.append(describe(run_settings(run, branch_id)))
         hint = "  (s: session settings)"
         if t.cell_len + len(hint) <= (self.content_region.width or 120):

@@ -79,8 +79,11 @@ class TokenStream(ScrollView, can_focus=True):
         self._invalidate()
 
     def text_width(self) -> int:
-        """Columns a line of tokens may fill (BranchView lays its lines out to this)."""
-        return max(8, self.scrollable_content_region.width or self.size.width or 80)
+        """Columns a line of tokens may fill (BranchView lays its lines out to this). The vertical
+        scrollbar's columns are always kept free: a layout made while the text still fitted would
+        otherwise run under the scrollbar once a resize makes it appear."""
+        width = self.content_region.width or self.size.width or 80
+        return max(8, width - self.styles.scrollbar_size_vertical)
 
     def _invalidate(self) -> None:
         self._strips.clear()

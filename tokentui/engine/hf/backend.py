@@ -1,10 +1,12 @@
 """The Hugging Face backend: instrumented decoding in our own KV-cache loop, a `Step` per token.
 
-One forward of the new token per step; statistics computed on the device; one small transfer per
-step (plus one per lens chunk). The logit lens buffers the new positions' hidden states and
-pushes them through final norm → unembedding every `lens_chunk` steps in one matmul, so the layer
-view stays nearly live at a fraction of the per-step cost (`lens_chunk=1` lenses every step,
-`lens_chunk=0` turns the lens off: only the last layer, the model's own entropy, is recorded).
+One forward of the new token per step; the registered measures (`engine/hf/measures.py`) computed
+on the device; one small transfer per step (plus one per lens chunk). The logit lens buffers the
+new positions' hidden states and pushes them through final norm → unembedding every `lens_chunk`
+steps in one pass over the unembedding, so the layer view stays nearly live at a fraction of the
+per-step cost (`lens_chunk=1` lenses every step, `lens_chunk=0` turns the lens off: only the last
+layer, the model's own value, is recorded). Generation stops at the model's context (status
+`context`); a failure midway ends the branch with status `error` after its steps are reported.
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ class Fork(Job):
         yield from self.backend.fork(self.run, self.parent, self.position, ids, self.sampling, self.cancel)
 
 
-class Resample(Job):
+class Resample(Fork):
     """A new branch that samples the token at `position` of `parent` afresh (a new seed; the
     session's sampler, or plain sampling at temperature 1 when the session is greedy)."""
 
@@ -125,9 +125,7 @@ class Resample(Job):
         sampling: SamplingParams,
         cancel: threading.Event | None = None,
     ) -> None:
-        super().__init__(backend, cancel)
-        self.run, self.parent, self.position = run, parent, position
-        self.sampling = sampling.copy()
+        super().__init__(backend, run, parent, position, sampling, cancel=cancel)
         if self.sampling.greedy:
             self.sampling.temperature = 1.0
         self.sampling.seed = secrets.randbits(31)

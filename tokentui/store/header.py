@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 import struct
-from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,10 @@ LONG_STRINGS = frozenset({"prompt", "chat_template"})
 RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_PARENS = bytes.maketrans(b"[]{}", b"()()")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_TEXT_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 
 
 class RunFileError(Exception):
@@ -72,20 +74,26 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
         raise RunFileError(path, getattr(e, "strerror", None) or str(e)) from None
 
 
-def json_depth(raw: bytes) -> int:
-    """How deeply `raw` (JSON) nests arrays and objects, without parsing it: strings are cut out
-    (brackets inside them do not count), then the brackets left are summed. Exact for valid JSON,
-    linear time, no recursion — so a hostile header cannot reach the parser's recursion limit."""
-    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
-    if not brackets:
-        return 0
-    return max(accumulate(1 if c in b"[{" else -1 for c in brackets))
+def json_too_deep(raw: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether `raw` (JSON) nests arrays and objects more than `limit` deep, found without parsing
+    or recursion: strings are cut out (brackets in them do not count), the brackets left become
+    '(' and ')', and `limit` passes each remove every innermost '()' (one level) — a balanced
+    structure no deeper than `limit` is then gone. Linear, in C: a hostile header never reaches the parser's
+    recursion limit, and a megabytes-deep one costs milliseconds."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(_PARENS, _NOT_BRACKETS)
+    for done in range(limit):
+        if not brackets:
+            return False
+        if b"(" * (limit - done + 1) in brackets:  # a straight run of opens: no need to go on
+            return True
+        brackets = brackets.replace(b"()", b"")
+    return bool(brackets) and brackets.count(b"(") == brackets.count(b")")  # unbalanced: json says
 
 
 def loads_bounded(path: Path, raw: bytes | str, what: str) -> Any:
     """json.loads after a depth check; every fault (depth, syntax, huge numbers) is a RunFileError."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
-    if json_depth(data) > MAX_DEPTH:
+    if json_too_deep(data):
         raise RunFileError(path, f"{what} nests deeper than {MAX_DEPTH} levels")
     try:
         return json.loads(raw)
@@ -144,10 +152,20 @@ def parse_header_json(path: Path, raw: bytes) -> tuple[dict[str, Any], int]:
     schema = parse_schema(path, meta.get("schema"))
     if not isinstance(meta.get("run"), str):
         raise RunFileError(path, "run description in the header is not valid JSON")
-    run = loads_bounded(path, meta["run"], "run description in the header")
+    text = meta["run"]
+    run = loads_bounded(path, text, "run description in the header")
     if not isinstance(run, dict):
         raise RunFileError(path, "run description in the header is not valid JSON")
-    return clean_strings(path, run), schema
+    return (clean_strings(path, run) if _needs_cleaning(text) else run), schema
+
+
+def _needs_cleaning(text: str) -> bool:
+    """Whether the JSON `text` can hold a lone surrogate or a string longer than MAX_STRING_CHARS
+    (a literal's decoded length is at most its length in the text). Cheap, in C: walking a large
+    header's every string in Python would take seconds."""
+    if _SURROGATE.search(text) or _SURROGATE_ESCAPE.search(text):
+        return True
+    return max(map(len, _TEXT_STRING.findall(text)), default=0) > MAX_STRING_CHARS + 2
 
 
 def read_header(path: Path | str) -> dict[str, Any]:

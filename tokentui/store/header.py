@@ -142,10 +142,10 @@ def parse_header_json(path: Path, raw: bytes) -> tuple[dict[str, Any], int]:
         raise RunFileError(path, "not a tokentui run file (too short)")
     (n,) = struct.unpack("<Q", raw[:8])
     if n > MAX_HEADER_BYTES:
-        raise RunFileError(path, f"header is larger than {MAX_HEADER_BYTES} bytes")
+        raise RunFileError(path, f"not a tokentui run file (header over {MAX_HEADER_BYTES} bytes)")
     if 8 + n > len(raw):
         raise RunFileError(path, "not a tokentui run file (bad or truncated header)")
-    header = loads_bounded(path, raw[8 : 8 + n], "header")
+    header = loads_bounded(path, raw[8 : 8 + n], "not a tokentui run file: its header")
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise RunFileError(path, "not a tokentui run file")
@@ -176,5 +176,5 @@ def read_header(path: Path | str) -> dict[str, Any]:
         raise RunFileError(path, "not a tokentui run file (too short)")
     (n,) = struct.unpack("<Q", head)
     if n > MAX_HEADER_BYTES:
-        raise RunFileError(path, f"header is larger than {MAX_HEADER_BYTES} bytes")
+        raise RunFileError(path, f"not a tokentui run file (header over {MAX_HEADER_BYTES} bytes)")
     return parse_header_json(path, read_bytes(path, 8 + n))[0]

@@ -124,6 +124,33 @@ def with_run_desc(change):
     return f
 
 
+def rewrite_run_text(data: bytes, change) -> bytes:
+    """Replace the run description's JSON text by change(text): for what json.dumps cannot write
+    (raw numbers such as 1e400, deep nesting, hand-made escapes)."""
+
+    def f(header):
+        header["__metadata__"]["run"] = change(header["__metadata__"]["run"])
+
+    return rewrite_header(data, f)
+
+
+RAW_MARK = "@@raw@@"
+
+
+def with_raw_value(data: bytes, put, raw: str) -> bytes:
+    """`data` with a raw JSON text where put(desc, RAW_MARK) puts the marker in the run description."""
+    marked = rewrite_header(data, with_run_desc(lambda d: put(d, RAW_MARK)))
+    return rewrite_run_text(marked, lambda text: text.replace(json.dumps(RAW_MARK), raw))
+
+
+def bare_run_file(desc: dict, tensors: dict, schema: str = "2") -> bytes:
+    """A run file written by hand: the run description `desc` and these arrays, nothing checked
+    (for files no Run could produce: forged sizes, empty branches)."""
+    from safetensors.numpy import save
+
+    return save(tensors, metadata={"format": "tokentui-run", "schema": schema, "run": json.dumps(desc)})
+
+
 async def wait_for(pilot, cond, timeout: float = 60.0, what: str = "condition") -> None:
     end = time.monotonic() + timeout
     while not cond():

@@ -49,7 +49,9 @@ class Layout:
 class Columns:
     """The steps of one segment (the prompt, or one branch's own tokens)."""
 
-    def __init__(self, layout: Layout, capacity: int = 64) -> None:
+    def __init__(self, layout: Layout, capacity: int = 0) -> None:
+        """Empty columns. Nothing is allocated until steps arrive (or `capacity` asks): a row can be
+        k + layers × j values, and a run file's sizes are untrusted until its arrays prove them."""
         self.layout = layout
         self._n = 0
         self._a = {m.name: empty(m, capacity, layout.dims) for m in layout.measures}
@@ -136,7 +138,7 @@ class Columns:
     @classmethod
     def from_arrays(cls, layout: Layout, arrays: dict[str, np.ndarray]) -> Columns:
         n = len(arrays["token_id"])
-        cols = cls(layout, capacity=max(n, 1))
+        cols = cls(layout, capacity=n)  # exactly what the arrays hold: never a row they lack
         for m in layout.measures:
             if m.name in arrays:
                 cols._a[m.name][:n] = arrays[m.name].astype(m.dtype, copy=False)

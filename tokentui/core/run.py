@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from tokentui.core.columns import Columns, Layout
 from tokentui.core.params import RunError as RunError  # also this module's API
@@ -54,6 +55,7 @@ class RunMeta:
 
 
 def new_run_id() -> str:
+    """A fresh id, e.g. '20260101-120000-a1b2c3': a plain file name (the store refuses any other)."""
     now = datetime.now(timezone.utc)
     return now.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
@@ -61,6 +63,14 @@ def new_run_id() -> str:
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
+
+# What a value of each measure can be. Log-probabilities are ≤ 0 and entropies ≥ 0, give or take
+# rounding (TOLERANCE); never infinite. At every scored position (all but absolute position 0,
+# where nothing came before) the token's log-prob and entropy are known and its rank is ≥ 1;
+# elsewhere NaN means 'not known' (greedy steps have no sampler log-prob; layer values arrive late).
+TOLERANCE = 1e-3
+SIGN = {"logprob": -1, "sampler_logprob": -1, "topk_logprobs": -1, "entropy": 1, "layer_entropy": 1}
+KNOWN_WHEN_SCORED = ("logprob", "entropy")
 
 STATUSES = ("running", "eos", "length", "stop", "context", "cancelled", "error", "scored")
 
@@ -239,7 +249,7 @@ class Run:
         """One field over the branch's full sequence (prompt included)."""
         parts = [cols.col(name)[lo:hi] for _, cols, lo, hi, _ in self.segments(branch_id)]
         if not parts:
-            return Columns(self.layout, 1).col(name)
+            return Columns(self.layout).col(name)
         return np.concatenate(parts)
 
     def sequence(self, branch_id: int) -> np.ndarray:
@@ -295,6 +305,37 @@ class Run:
                 missing = valid[~known[valid]] if valid.size else valid
                 if missing.size:
                     raise RunError(f"token table lacks the bytes of id {int(missing[0])}")
-            rank = cols.col("rank") if "rank" in self.layout.names else np.zeros(0)
-            if rank.size and (rank.min() < 0 or rank.max() > m.vocab_size):
-                raise RunError("ranks outside 0..vocabulary size")
+        for start, cols, segment in self._segments_by_name():
+            self._check_values(segment, start, cols)
+
+    def _segments_by_name(self) -> list[tuple[int, Columns, str]]:
+        """(first absolute position, columns, array prefix in a run file) of every segment."""
+        return [(0, self.prompt, "prompt")] + [(b.fork_position, b.steps, f"b{b.id}") for b in self.branches]
+
+    def _check_values(self, segment: str, start: int, cols: Columns) -> None:
+        """Refuse impossible numbers (SIGN, KNOWN_WHEN_SCORED): the panes, the measures and the
+        exports would otherwise show or compute nonsense from them. Names the array and position."""
+        if not len(cols):
+            return
+        scored = np.arange(start, start + len(cols)) >= 1
+        for measure in self.layout.measures:
+            name = measure.name
+            if name == "rank":
+                rank = cols.col(name)
+                bad = (rank < 0) | (rank > self.meta.vocab_size) | ((rank < 1) & scored)
+                _refuse(segment, name, start, bad, f"rank outside 1..{self.meta.vocab_size}")
+            if name not in SIGN:
+                continue
+            values = cols.col(name).astype(np.float32).reshape(len(cols), -1)
+            wrong_sign = values > TOLERANCE if SIGN[name] < 0 else values < -TOLERANCE
+            _refuse(segment, name, start, wrong_sign.any(axis=1), "above 0" if SIGN[name] < 0 else "below 0")
+            _refuse(segment, name, start, np.isinf(values).any(axis=1), "infinite")
+            if name in KNOWN_WHEN_SCORED:
+                _refuse(segment, name, start, np.isnan(values).any(axis=1) & scored, "missing (NaN)")
+
+
+def _refuse(segment: str, name: str, start: int, bad: npt.ArrayLike, why: str) -> None:
+    """RunError naming the first bad row of `segment/name`, if any, by its absolute position."""
+    rows = np.flatnonzero(bad)
+    if rows.size:
+        raise RunError(f"array {segment}/{name} at position {start + int(rows[0])}: {why}")

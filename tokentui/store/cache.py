@@ -1,16 +1,24 @@
 """The run cache: a folder of run files, and how a user names a run (an id, any unique part of one,
 or a path). The run picker finds runs by any part of their id; a reference on the command line
-does the same."""
+does the same — always literally: a reference is never a glob or a pattern.
+
+Run ids come from files strangers send, so a path in the cache is only ever built from an id that
+`valid_run_id` accepts, and checked to lie inside the cache folder."""
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tokentui.store.header import SUFFIX, RunFileError, read_header
+from tokentui.store.header import SUFFIX, RunFileError, read_header, valid_run_id
 
 ENV_VAR = "TOKENTUI_CACHE_DIR"
+MAX_REF_CHARS = 1000
+# `.{name}.{pid}.tmp` (older tokentui) and `.{name}.{pid}.{thread}.{random}.tmp` (save_run)
+TEMPORARY_RE = re.compile(r"\..+\.(?P<pid>[0-9]{1,10})(?:\.[0-9]{1,24}\.[0-9a-f]{1,32})?\.tmp")
 
 
 def cache_dir(override: str | Path | None = None) -> Path:
@@ -26,7 +34,15 @@ def cache_dir(override: str | Path | None = None) -> Path:
 
 
 def run_path(run_id: str, directory: Path) -> Path:
-    return directory / f"{run_id}{SUFFIX}"
+    """The file of run `run_id` in the cache `directory`. Raises RunFileError for an id that is not
+    a plain run id (a path, '..', a hidden name …): autosave must never write outside the cache."""
+    if not valid_run_id(run_id):
+        raise RunFileError(str(run_id)[:80], "not a valid run id (letters, digits, '.', '_', '-'; at most 64)")
+    path = directory / f"{run_id}{SUFFIX}"
+    inside = os.path.normpath(directory.absolute())
+    if os.path.dirname(os.path.normpath(path.absolute())) != inside:
+        raise RunFileError(run_id, f"would not be saved inside the cache {directory}")
+    return path
 
 
 @dataclass
@@ -42,52 +58,140 @@ class RunSummary:
     error: str | None = None  # set when the file could not be read
 
 
+MAX_COUNT = 1 << 40  # no run has more steps than this; a larger count is a forged header
+
+
+def _text(d: dict[str, Any], key: str) -> str:
+    value = d[key]
+    if not isinstance(value, str):
+        raise ValueError(f"{key!r} is not text")
+    return value
+
+
+def _count(value: object, what: str) -> int:
+    """A step count from the header: an int (not a bool, float or string) in 0..MAX_COUNT."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT:
+        raise ValueError(f"{what} is not a step count")
+    return value
+
+
 def summarize(path: Path) -> RunSummary:
+    """One line's worth of a run, from its header only. Whatever the header holds, a bad file is a
+    summary with `error` set (one line), never an exception: one bad file must not break the list."""
     try:
         d = read_header(path)
-        meta = d["meta"]
-        branches = d["branches"]
+        meta, branches = d.get("meta"), d.get("branches")
+        if not isinstance(meta, dict) or not isinstance(branches, list):
+            raise ValueError("malformed header")
+        if not valid_run_id(meta.get("run_id")):
+            raise ValueError("bad run id")
+        tokens = _count(d.get("prompt_steps"), "prompt_steps")
+        for b in branches:
+            tokens += _count(b.get("steps") if isinstance(b, dict) else None, "a branch's steps")
         return RunSummary(
             path=path,
-            run_id=str(meta["run_id"]),
-            created=str(meta["created"]),
-            model=str(meta["model"]),
-            mode=str(meta["mode"]),
-            prompt=str(meta["prompt"]),
-            tokens=int(d["prompt_steps"]) + sum(int(b["steps"]) for b in branches),
+            run_id=_text(meta, "run_id"),
+            created=_text(meta, "created"),
+            model=_text(meta, "model"),
+            mode=_text(meta, "mode"),
+            prompt=_text(meta, "prompt"),
+            tokens=tokens,
             branches=len(branches),
         )
     except RunFileError as e:
         return RunSummary(path=path, run_id=path.stem, error=e.problem)
-    except (KeyError, TypeError, ValueError):
-        return RunSummary(path=path, run_id=path.stem, error="malformed header")
+    except KeyError as e:
+        return RunSummary(path=path, run_id=path.stem, error=f"malformed header (no {str(e)[:40]})")
+    except (TypeError, ValueError) as e:
+        return RunSummary(path=path, run_id=path.stem, error=RunFileError(path, str(e)).problem)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (ours, or another user's: then it is alive too)."""
+    if pid == os.getpid():
+        return True
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists but is not ours, or cannot tell: keep its file
+    return True
+
+
+def clean_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete the temporary files of saves whose process is gone (killed mid-save); never those of
+    a live process, which may be saving right now. Returns what was deleted."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = TEMPORARY_RE.fullmatch(entry.name)
+        if m is None or _pid_alive(int(m["pid"])):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass  # another process cleaned it first, or it is not ours to remove
+    return removed
+
+
+def _run_files(directory: Path) -> list[Path]:
+    """The run files in the cache: `*.tokentui`, never hidden files (temporaries of saves)."""
+    if not directory.is_dir():
+        return []
+    return [p for p in directory.iterdir() if p.name.endswith(SUFFIX) and not p.name.startswith(".")]
 
 
 def list_runs(directory: Path) -> list[RunSummary]:
-    """Every run in the cache, newest first; unreadable files are listed with their error."""
+    """Every run in the cache, newest first; unreadable files are listed with their error. Stale
+    temporaries of killed saves are removed first (listing is how the CLI and the picker start)."""
     if not directory.is_dir():
         return []
-    runs = [summarize(p) for p in directory.glob(f"*{SUFFIX}") if not p.name.startswith(".")]
+    clean_stale_temporaries(directory)
+    runs = [summarize(p) for p in _run_files(directory)]
     return sorted(runs, key=lambda r: (r.created, r.run_id), reverse=True)
 
 
 AMBIGUOUS_SHOWN = 5  # ids named in an "ambiguous" error before "and N more"
 
 
+def _as_path(ref: str) -> Path | None:
+    """`ref` as a path when it is one: it exists, has a slash or ends with the suffix."""
+    p = Path(ref).expanduser()
+    try:
+        exists = p.exists()
+    except (OSError, ValueError):  # a name too long, a NUL …
+        exists = False
+    return p if exists or "/" in ref or os.sep in ref or ref.endswith(SUFFIX) else None
+
+
 def resolve(ref: str, directory: Path) -> Path:
     """A run reference → its file. A path (existing, or with a slash or the suffix) is taken as is;
     otherwise a run id in the cache, or any part of one that only one run's id contains (case
-    ignored). An ambiguous part is an error naming the runs it matches, newest first."""
+    ignored, compared literally: '*' or '[s]' are characters, not patterns). An ambiguous part is
+    an error naming the runs it matches, newest first. Every fault is one RunFileError line."""
     if not ref:
         raise RunFileError(ref, "no run given")
-    p = Path(ref).expanduser()
-    if p.exists() or "/" in ref or ref.endswith(SUFFIX):
+    if len(ref) > MAX_REF_CHARS or "\x00" in ref:
+        raise RunFileError(ref[:80], "not a run id, part of one, or a path")
+    p = _as_path(ref)
+    if p is not None:
         return p
-    exact = run_path(ref, directory)
-    if exact.exists():
-        return exact
+    try:
+        ids = [f.name[: -len(SUFFIX)] for f in _run_files(directory)]
+    except OSError as e:
+        raise RunFileError(directory, e.strerror or str(e)) from None
+    ids = [i for i in ids if valid_run_id(i)]
+    if ref in ids:
+        return run_path(ref, directory)
     part = ref.lower()
-    ids = [f.stem for f in directory.glob(f"*{SUFFIX}") if not f.name.startswith(".")] if directory.is_dir() else []
     matches = sorted((i for i in ids if part in i.lower()), reverse=True)
     if len(matches) == 1:
         return run_path(matches[0], directory)

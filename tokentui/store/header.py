@@ -3,11 +3,17 @@
 Reading it needs only the standard library, not numpy: listing the cache, resolving a run id and
 checking a file before the explorer opens stay fast (`tokentui replay` draws its first frame from
 this and loads the arrays after).
+
+The header comes from strangers, so it is bounded before it is parsed (size, nesting depth) and
+cleaned after (string lengths, lone surrogates): later code — the run picker, JSON export, the
+explorer — can then trust that every string is printable UTF-8 of sane length and that no
+structure is deep enough to exhaust the stack.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -18,7 +24,18 @@ SCHEMA_VERSION = 2  # 2: columns declared in the header (any measures); 1: a fix
 FORMAT = "tokentui-run"
 SUFFIX = ".tokentui"
 MAX_FILE_BYTES = 8 << 30
-MAX_HEADER_BYTES = 100 << 20
+MAX_HEADER_BYTES = 16 << 20  # a 1M-character prompt, escaped twice, and ~30k branches fit
+MAX_DEPTH = 32  # our headers nest 5 deep; json's C parser would recurse ~1000 deep
+MAX_PROMPT_CHARS = 1_000_000  # the prompt and the chat template
+MAX_STRING_CHARS = 10_000  # every other string in the header
+LONG_STRINGS = frozenset({"prompt", "chat_template"})
+RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_PARENS = bytes.maketrans(b"[]{}", b"()()")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_TEXT_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 
 
 class RunFileError(Exception):
@@ -29,6 +46,12 @@ class RunFileError(Exception):
         problem = sanitize(" ".join(str(problem).split())[:300])
         super().__init__(f"{sanitize(str(path))}: {problem}")
         self.path, self.problem = Path(path), problem
+
+
+def valid_run_id(run_id: object) -> bool:
+    """A run id names a file in the cache, so it is a plain file name: letters, digits, '.', '_',
+    '-', starting with a letter or digit (no '..', no slash, no hidden file), at most 64 long."""
+    return isinstance(run_id, str) and RUN_ID_RE.fullmatch(run_id) is not None
 
 
 def read_bytes(path: Path, limit: int | None = None) -> bytes:
@@ -47,42 +70,102 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
         raise RunFileError(path, "no such file") from None
     except IsADirectoryError:
         raise RunFileError(path, "is a folder, not a run file") from None
-    except OSError as e:
-        raise RunFileError(path, e.strerror or str(e)) from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the name
+        raise RunFileError(path, getattr(e, "strerror", None) or str(e)) from None
 
 
-def parse_header_json(path: Path, raw: bytes) -> tuple[dict[str, Any], int]:
-    """The run description from the safetensors header's `__metadata__`, checked for our format,
-    and the file's schema version."""
-    if len(raw) < 8:
-        raise RunFileError(path, "not a tokentui run file (too short)")
-    (n,) = struct.unpack("<Q", raw[:8])
-    if n > MAX_HEADER_BYTES or 8 + n > len(raw):
-        raise RunFileError(path, "not a tokentui run file (bad or truncated header)")
+def json_too_deep(raw: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether `raw` (JSON) nests arrays and objects more than `limit` deep, found without parsing
+    or recursion: strings are cut out (brackets in them do not count), the brackets left become
+    '(' and ')', and `limit` passes each remove every innermost '()' (one level) — a balanced
+    structure no deeper than `limit` is then gone. Linear, in C: a hostile header never reaches the parser's
+    recursion limit, and a megabytes-deep one costs milliseconds."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(_PARENS, _NOT_BRACKETS)
+    for done in range(limit):
+        if not brackets:
+            return False
+        if b"(" * (limit - done + 1) in brackets:  # a straight run of opens: no need to go on
+            return True
+        brackets = brackets.replace(b"()", b"")
+    return bool(brackets) and brackets.count(b"(") == brackets.count(b")")  # unbalanced: json says
+
+
+def loads_bounded(path: Path, raw: bytes | str, what: str) -> Any:
+    """json.loads after a depth check; every fault (depth, syntax, huge numbers) is a RunFileError."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if json_too_deep(data):
+        raise RunFileError(path, f"{what} nests deeper than {MAX_DEPTH} levels")
     try:
-        header = json.loads(raw[8 : 8 + n])
-        meta = header["__metadata__"]
-        if meta.get("format") != FORMAT:
-            raise ValueError
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise RunFileError(path, "not a tokentui run file") from None
-    try:
-        schema = int(meta.get("schema"))
-    except (TypeError, ValueError):
-        raise RunFileError(path, "run file has no valid schema version") from None
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # ValueError: syntax, bad UTF-8, ints over 4300 digits
+        raise RunFileError(path, f"{what} is not valid JSON") from None
+
+
+def clean_strings(path: Path, obj: Any, key: str = "") -> Any:
+    """`obj` with every string (keys too) checked for length and its lone surrogates (JSON's
+    "\\ud800" escapes, which no UTF-8 writer can encode) replaced by U+FFFD. The prompt and chat
+    template may hold MAX_PROMPT_CHARS characters, every other string MAX_STRING_CHARS."""
+    if isinstance(obj, str):
+        limit = MAX_PROMPT_CHARS if key in LONG_STRINGS else MAX_STRING_CHARS
+        if len(obj) > limit:
+            name = f"{key!r} " if key else "a string "
+            raise RunFileError(path, f"{name}in the header is longer than {limit} characters")
+        return _SURROGATE.sub("\ufffd", obj)
+    if isinstance(obj, dict):
+        return {clean_strings(path, k, "key"): clean_strings(path, v, k) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [clean_strings(path, v, key) for v in obj]
+    return obj
+
+
+def parse_schema(path: Path, value: object) -> int:
+    """The schema version: safetensors metadata holds it as a decimal string ("2")."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        schema = value
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,4}", value):
+        schema = int(value)
+    else:
+        raise RunFileError(path, "run file has no valid schema version")
     if schema > SCHEMA_VERSION:
         raise RunFileError(
             path, f"made by a newer tokentui (schema {schema}, this one reads ≤ {SCHEMA_VERSION}); upgrade tokentui"
         )
     if schema < 1:
         raise RunFileError(path, f"unknown schema version {schema}")
-    try:
-        run = json.loads(meta["run"])
-        if not isinstance(run, dict):
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
-        raise RunFileError(path, "run description in the header is not valid JSON") from None
-    return run, schema
+    return schema
+
+
+def parse_header_json(path: Path, raw: bytes) -> tuple[dict[str, Any], int]:
+    """The run description from the safetensors header's `__metadata__`, checked for our format,
+    bounded and cleaned (see the module's docstring), and the file's schema version."""
+    if len(raw) < 8:
+        raise RunFileError(path, "not a tokentui run file (too short)")
+    (n,) = struct.unpack("<Q", raw[:8])
+    if n > MAX_HEADER_BYTES:
+        raise RunFileError(path, f"not a tokentui run file (header over {MAX_HEADER_BYTES} bytes)")
+    if 8 + n > len(raw):
+        raise RunFileError(path, "not a tokentui run file (bad or truncated header)")
+    header = loads_bounded(path, raw[8 : 8 + n], "not a tokentui run file: its header")
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise RunFileError(path, "not a tokentui run file")
+    schema = parse_schema(path, meta.get("schema"))
+    if not isinstance(meta.get("run"), str):
+        raise RunFileError(path, "run description in the header is not valid JSON")
+    text = meta["run"]
+    run = loads_bounded(path, text, "run description in the header")
+    if not isinstance(run, dict):
+        raise RunFileError(path, "run description in the header is not valid JSON")
+    return (clean_strings(path, run) if _needs_cleaning(text) else run), schema
+
+
+def _needs_cleaning(text: str) -> bool:
+    """Whether the JSON `text` can hold a lone surrogate or a string longer than MAX_STRING_CHARS
+    (a literal's decoded length is at most its length in the text). Cheap, in C: walking a large
+    header's every string in Python would take seconds."""
+    if _SURROGATE.search(text) or _SURROGATE_ESCAPE.search(text):
+        return True
+    return max(map(len, _TEXT_STRING.findall(text)), default=0) > MAX_STRING_CHARS + 2
 
 
 def read_header(path: Path | str) -> dict[str, Any]:
@@ -93,5 +176,5 @@ def read_header(path: Path | str) -> dict[str, Any]:
         raise RunFileError(path, "not a tokentui run file (too short)")
     (n,) = struct.unpack("<Q", head)
     if n > MAX_HEADER_BYTES:
-        raise RunFileError(path, "not a tokentui run file (bad header)")
+        raise RunFileError(path, f"not a tokentui run file (header over {MAX_HEADER_BYTES} bytes)")
     return parse_header_json(path, read_bytes(path, 8 + n))[0]

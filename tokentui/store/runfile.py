@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import threading
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,26 @@ from tokentui.core.columns import Columns, Layout
 from tokentui.core.measures import BASE, MEASURES, Measure
 from tokentui.core.run import Branch, Run, RunError, RunMeta
 from tokentui.core.tokens import TokenTable
-from tokentui.store.header import FORMAT, SCHEMA_VERSION, RunFileError, parse_header_json, read_bytes
+from tokentui.store.header import (
+    FORMAT,
+    SCHEMA_VERSION,
+    RunFileError,
+    parse_header_json,
+    read_bytes,
+    valid_run_id,
+)
 
+# Sane limits on what a header may declare: sizes multiply into buffers, so each is bounded on its
+# own, and arrays are only ever allocated as large as the file's own arrays prove.
 MAX_VOCAB = (1 << 24) - 1  # ids are stored in at most 3 bytes
+MAX_K = 1_000  # top-k alternatives per token
+MAX_LAYERS = 4_096
+MAX_J = 4_096
+MAX_LAYER_VALUES = 1 << 20  # layers × j per token
+MAX_BRANCHES = 100_000
+MAX_STEPS = 1 << 40  # steps in one segment (an int beyond this is a forged header)
+MAX_EOS_IDS = 1_000
+MAX_SAMPLING_KEYS = 64
 NO_ID = {2: 0xFFFF, 3: 0xFFFFFF}  # the all-ones value means "no id" (padding of the first step)
 
 
@@ -58,35 +77,52 @@ def _from_disk(m: Measure, arr: np.ndarray, width: int) -> np.ndarray:
     return ids.astype(np.int32)
 
 
-def _segment_tensors(prefix: str, cols: Columns, vocab: int, out: dict[str, np.ndarray]) -> None:
-    arrays = cols.arrays()
-    for m in cols.layout.measures:
+def _segment_tensors(prefix: str, layout: Layout, arrays: dict[str, np.ndarray], vocab: int) -> dict[str, np.ndarray]:
+    out = {}
+    for m in layout.measures:
         arr = arrays[m.name]
         if not m.required and m.dtype != "int32" and np.isnan(arr).all():
             continue  # e.g. greedy and forced steps have no sampler probability: don't store NaNs
         out[f"{prefix}/{m.name}"] = _to_disk(m, arr, vocab)
+    return out
 
 
 def encode_run(run: Run) -> bytes:
+    """The run file's bytes. Every segment's arrays are copied first and the header's sizes are
+    taken from those copies, so header and arrays always describe the same moment of the run."""
     from safetensors.numpy import save
 
     vocab = run.meta.vocab_size
-    tensors: dict[str, np.ndarray] = {}
-    _segment_tensors("prompt", run.prompt, vocab, tensors)
-    for b in run.branches:
-        _segment_tensors(f"b{b.id}", b.steps, vocab, tensors)
+    layout = run.layout
+    branches = list(run.branches)
+    prompt = run.prompt.arrays()
+    own = [b.steps.arrays() for b in branches]
+    tensors = _segment_tensors("prompt", layout, prompt, vocab)
+    branch_list = []
+    for b, arrays in zip(branches, own):
+        tensors.update(_segment_tensors(f"b{b.id}", layout, arrays, vocab))
+        d = b.to_dict()
+        d["steps"] = len(arrays["token_id"])
+        d["n_forced"] = min(b.n_forced, d["steps"])
+        branch_list.append(d)
     ids, offsets, blob = run.tokens.pack()
     tensors["tokens/ids"], tensors["tokens/offsets"], tensors["tokens/blob"] = ids, offsets, blob
-    layout = run.layout
     header = {
         "meta": run.meta.to_dict(),
         "dims": layout.dims,
         "columns": {m.name: m.to_dict() for m in layout.measures},
-        "prompt_steps": len(run.prompt),
-        "branches": [b.to_dict() for b in run.branches],
+        "prompt_steps": len(prompt["token_id"]),
+        "branches": branch_list,
     }
     meta = {"format": FORMAT, "schema": str(SCHEMA_VERSION), "run": json.dumps(header)}
     return save(tensors, metadata=meta)
+
+
+def temporary_path(path: Path) -> Path:
+    """A name no other save can be using: the process, the thread and a random part (the explorer's
+    ctrl+s and the worker's autosave may save the same run at once). `store.cache` recognises
+    these names and removes those of dead processes."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp")
 
 
 def save_run(run: Run, path: Path | str) -> Path:
@@ -95,9 +131,9 @@ def save_run(run: Run, path: Path | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     steps = run.total_steps()
     data = encode_run(run)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_path(path)
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "xb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -118,6 +154,24 @@ def save_run(run: Run, path: Path | str) -> Path:
 
 
 _META_TYPES = {f.name: f.type for f in fields(RunMeta)}
+
+
+def _int(path: Path, value: object, what: str, lo: int, hi: int) -> int:
+    """An integer field of the header: a JSON integer in lo..hi — not a bool, a float (34.0,
+    1e400, Infinity) or a string ("34"). Anything else is a one-line RunFileError."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RunFileError(path, f"{what} is not an integer")
+    if not lo <= value <= hi:
+        raise RunFileError(path, f"{what} is outside {lo}..{hi}")
+    return value
+
+
+def _sampling(path: Path, value: object, what: str) -> dict[str, Any]:
+    """A sampler's settings (read with SamplingParams.from_dict, which ignores bad values): a small
+    dict; its strings were bounded and cleaned with the rest of the header."""
+    if not isinstance(value, dict) or len(value) > MAX_SAMPLING_KEYS:
+        raise RunFileError(path, f"{what} is not a small dict of settings")
+    return value
 
 
 def _meta_from(path: Path, d: object) -> RunMeta:
@@ -149,10 +203,16 @@ def _meta_from(path: Path, d: object) -> RunMeta:
     for key in ("revision", "chat_template"):
         if d.get(key) is not None and not isinstance(d[key], str):
             raise RunFileError(path, f"run metadata {key!r} has the wrong type")
-    if not all(isinstance(e, int) for e in d["eos_ids"]):
-        raise RunFileError(path, "run metadata 'eos_ids' must be integers")
-    if not 1 <= d["k"] <= d["vocab_size"] or not 1 <= d["n_layers"] <= 100_000 or d["vocab_size"] > MAX_VOCAB:
-        raise RunFileError(path, "run metadata has an impossible k, layer count or vocabulary size")
+    if not valid_run_id(d["run_id"]):
+        raise RunFileError(path, "run id is not a plain name (letters, digits, '.', '_', '-'; at most 64)")
+    vocab = _int(path, d["vocab_size"], "vocabulary size", 1, MAX_VOCAB)
+    _int(path, d["n_layers"], "layer count", 1, MAX_LAYERS)
+    _int(path, d["k"], "k", 1, min(MAX_K, vocab))
+    if len(d["eos_ids"]) > MAX_EOS_IDS:
+        raise RunFileError(path, f"run metadata has more than {MAX_EOS_IDS} eos ids")
+    for e in d["eos_ids"]:
+        _int(path, e, "an eos id", 0, vocab - 1)
+    _sampling(path, d["sampling"], "run metadata 'sampling'")
     known = {k: v for k, v in d.items() if k in _META_TYPES}
     return RunMeta(**known)
 
@@ -166,9 +226,13 @@ def _layout(path: Path, desc: dict[str, Any], meta: RunMeta, schema: int) -> Lay
     dims, cols = desc.get("dims"), desc.get("columns")
     if not isinstance(dims, dict) or not isinstance(cols, dict) or not cols or len(cols) > 256:
         raise RunFileError(path, "column declarations are missing or malformed")
-    j = dims.get("j", 1)
-    if dims.get("k") != meta.k or dims.get("layer") != meta.n_layers or not isinstance(j, int) or not 1 <= j <= 4096:
+    k = _int(path, dims.get("k"), "column size k", 1, MAX_K)
+    layers = _int(path, dims.get("layer"), "column size layer", 1, MAX_LAYERS)
+    j = _int(path, dims.get("j", 1), "column size j", 1, MAX_J)
+    if k != meta.k or layers != meta.n_layers:
         raise RunFileError(path, "column sizes do not match the run's k and layer count")
+    if layers * j > MAX_LAYER_VALUES:
+        raise RunFileError(path, f"more than {MAX_LAYER_VALUES} values per token (layers × j)")
     measures = []
     for name, d in cols.items():
         try:
@@ -215,6 +279,30 @@ def _columns(
     return Columns.from_arrays(layout, arrays)
 
 
+def _branch(
+    path: Path, b: object, expected_id: int, tensors: dict[str, np.ndarray], layout: Layout, vocab_size: int
+) -> Branch:
+    """Branch `expected_id` from its header entry (strictly typed, bounded) and its arrays."""
+    what = f"branch {expected_id}"
+    if not isinstance(b, dict) or set(b) < {"id", "parent", "fork_position", "n_forced", "status", "steps"}:
+        raise RunFileError(path, f"branch entry {expected_id} is malformed")
+    if _int(path, b["id"], f"{what}'s id", 0, MAX_BRANCHES) != expected_id:
+        raise RunFileError(path, f"branch entry {expected_id} has id {b['id']}")
+    parent = b["parent"]
+    if parent is not None:
+        parent = _int(path, parent, f"{what}'s parent", 0, MAX_BRANCHES)
+    fork = _int(path, b["fork_position"], f"{what}'s fork_position", 0, MAX_STEPS)
+    n_forced = _int(path, b["n_forced"], f"{what}'s n_forced", 0, MAX_STEPS)
+    n = _int(path, b["steps"], f"{what}'s steps", 0, MAX_STEPS)
+    if not isinstance(b["status"], str):
+        raise RunFileError(path, f"{what}'s status is not text")
+    sampling = b.get("sampling")  # schema 2; absent in schema 1
+    if sampling is not None:
+        sampling = _sampling(path, sampling, f"{what}'s sampling")
+    cols = _columns(path, tensors, f"b{expected_id}", n, layout, vocab_size)
+    return Branch(expected_id, parent, fork, cols, n_forced, b["status"], sampling)
+
+
 def load_run(path: Path | str) -> Run:
     """Load and fully validate a run file; any fault is a RunFileError (never another exception)."""
     path = Path(path)
@@ -230,13 +318,12 @@ def load_run(path: Path | str) -> Run:
         ) from None
     meta = _meta_from(path, desc.get("meta"))
     layout = _layout(path, desc, meta, schema)
-    try:
-        n_prompt = int(desc["prompt_steps"])
-        blist = desc["branches"]
-        if not isinstance(blist, list) or not blist or len(blist) > 1_000_000:
-            raise ValueError
-    except (KeyError, TypeError, ValueError):
-        raise RunFileError(path, "branch list is missing or malformed") from None
+    n_prompt = _int(path, desc.get("prompt_steps"), "prompt_steps", 0, MAX_STEPS)
+    blist = desc.get("branches")
+    if not isinstance(blist, list) or not blist:
+        raise RunFileError(path, "branch list is missing or malformed")
+    if len(blist) > MAX_BRANCHES or f"b{len(blist) - 1}/token_id" not in tensors:
+        raise RunFileError(path, f"branch list names {len(blist)} branches; the file's arrays do not hold them")
 
     try:
         tok = [tensors.pop(f"tokens/{x}") for x in ("ids", "offsets", "blob")]
@@ -260,23 +347,7 @@ def load_run(path: Path | str) -> Run:
         layout,
     )
     for expected_id, b in enumerate(blist):
-        try:
-            if not isinstance(b, dict) or b["id"] != expected_id:
-                raise ValueError
-            parent = b["parent"]
-            if parent is not None and not isinstance(parent, int):
-                raise ValueError
-            fork, n_forced, n = int(b["fork_position"]), int(b["n_forced"]), int(b["steps"])
-            status = str(b["status"])
-            sampling = b.get("sampling")  # schema 2; absent in schema 1
-            if sampling is not None and not isinstance(sampling, dict):
-                raise ValueError
-        except (KeyError, TypeError, ValueError):
-            raise RunFileError(path, f"branch entry {expected_id} is malformed") from None
-        if n < 0 or fork < 0:
-            raise RunFileError(path, f"branch {expected_id} has negative sizes")
-        cols = _columns(path, tensors, f"b{expected_id}", n, layout, meta.vocab_size)
-        run.branches.append(Branch(expected_id, parent, fork, cols, n_forced, status, sampling))
+        run.branches.append(_branch(path, b, expected_id, tensors, layout, meta.vocab_size))
     if tensors:
         raise RunFileError(path, f"unexpected array {sorted(tensors)[0]}")
     try:

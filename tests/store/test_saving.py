@@ -1,0 +1,122 @@
+"""Saves that race and saves that are killed: every load of the file succeeds, and temporaries of
+dead processes are cleaned up (never those of live ones)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+
+from tests.factories import make_run
+from tokentui.store.cache import clean_stale_temporaries, list_runs, run_path
+from tokentui.store.header import RunFileError
+from tokentui.store.runfile import load_run, save_run
+
+
+def _grow(run, n):
+    """Append n more steps to the root branch (copies of its first step, at the right positions)."""
+    b = run.branches[0]
+    step = b.step(1)
+    for _ in range(n):
+        b.steps.append(step)  # columns store values; positions follow from the order
+
+
+def test_threads_saving_growing_runs_to_one_path(tmp_path):
+    path = run_path("20260101-000000-abcdef", tmp_path)
+    save_run(make_run(), path)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def saver():
+        run = make_run()  # each on its own copy, like the app and the worker
+        try:
+            for _ in range(40):
+                _grow(run, 7)
+                save_run(run, path)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    def reader():
+        while not stop.is_set():
+            try:
+                load_run(path).validate()
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+                return
+
+    threads = [threading.Thread(target=saver) for _ in range(3)]
+    r = threading.Thread(target=reader)
+    r.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    r.join()
+    assert not errors, errors[0]
+    assert load_run(path).total_steps() == 4 + 5 + 3 + 40 * 7
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left
+
+
+def test_stale_temporaries_of_dead_processes_are_removed_live_ones_kept(tmp_path):
+    dead = _dead_pid()
+    stale = [tmp_path / f".a.tokentui.{dead}.tmp", tmp_path / f".a.tokentui.{dead}.140.0badf00d.tmp"]
+    live = [tmp_path / f".a.tokentui.{os.getpid()}.1.ab.tmp", tmp_path / f".a.tokentui.{os.getppid()}.1.cd.tmp"]
+    other = [tmp_path / ".notes.tmp", tmp_path / "keep.txt"]
+    for p in stale + live + other:
+        p.write_bytes(b"x")
+    assert sorted(clean_stale_temporaries(tmp_path)) == sorted(stale)
+    for p in stale:
+        p.write_bytes(b"x")
+    assert list_runs(tmp_path) == []  # list_runs cleans too, and never lists temporaries
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in live + other)
+
+
+def _dead_pid() -> int:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
+
+
+def _saver_child(path, ready_w) -> None:
+    """In a forked child: save a growing run again and again until killed."""
+    try:
+        run = load_run(path)
+        os.write(ready_w, b"r")
+        while True:
+            _grow(run, 50)
+            save_run(run, path)
+    finally:
+        os._exit(1)
+
+
+def test_kill_minus_nine_during_saves_keeps_an_intact_file(tmp_path):
+    rng = random.Random(7)
+    path = run_path("20260101-000000-abcdef", tmp_path)
+    save_run(make_run(), path)
+    seen = load_run(path).total_steps()
+    for _ in range(50):
+        ready_r, ready_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(ready_r)
+            _saver_child(path, ready_w)
+        os.close(ready_w)
+        assert os.read(ready_r, 1) == b"r"
+        os.close(ready_r)
+        time.sleep(rng.uniform(0, 0.03))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        try:
+            steps = load_run(path).total_steps()
+        except RunFileError as e:
+            raise AssertionError(f"the file was damaged by a kill: {e}") from None
+        assert steps >= seen  # the previous version or a newer one, never less
+        seen = steps
+    assert seen > 12  # some saves completed (the run starts with 12 steps)
+    list_runs(tmp_path)  # the next start cleans up
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]

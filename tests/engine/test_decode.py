@@ -328,3 +328,17 @@ def test_a_new_measure_is_one_registered_function(loaded, margin_measure, tmp_pa
     np.testing.assert_array_equal(back.column(0, "margin"), run.column(0, "margin"))
     scored = s.score_ids(run.sequence(0).tolist(), k=4)  # teacher forcing computes it too
     np.testing.assert_allclose(scored.column(0, "margin")[-6:], run.column(0, "margin")[-6:], atol=1e-4)
+
+
+def test_a_token_the_model_rules_out_has_a_finite_floor_and_entropy_stays_finite():
+    """Masked logits (−∞) must not reach a run file as −∞ or NaN: run files refuse infinities."""
+    from tokentui.engine.hf.measures import LOGPROB_FLOOR, TokenInputs, token_values
+
+    logits = torch.tensor([[2.0, 1.0, float("-inf"), 0.5]])
+    logp = torch.log_softmax(logits, -1)
+    x = TokenInputs(logp, torch.tensor([2]), torch.tensor([float("nan")]), k=4)
+    v = token_values(x)
+    assert v["logprob"].item() == LOGPROB_FLOOR and v["rank"].item() == 4
+    p = logp.exp()[0, [0, 1, 3]]
+    assert v["entropy"].item() == pytest.approx(float(-(p * p.log()).sum()), abs=1e-6)
+    assert torch.isfinite(v["topk_logprobs"]).all() and v["topk_logprobs"][0, -1].item() == LOGPROB_FLOOR

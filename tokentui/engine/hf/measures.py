@@ -63,9 +63,14 @@ def token_measure(*measures: str | Measure) -> Callable[[TokenFn], TokenFn]:
     return register
 
 
+# A token the model rules out entirely (a masked logit: p = 0) gets this log-prob instead of −∞:
+# run files refuse infinities, and −10,000 nats is as good as impossible (and fits float16).
+LOGPROB_FLOOR = -1e4
+
+
 @token_measure("logprob")
 def _logprob(x: TokenInputs) -> dict[str, torch.Tensor]:
-    return {"logprob": x.chosen_logprob()}
+    return {"logprob": x.chosen_logprob().clamp_min(LOGPROB_FLOOR)}
 
 
 @token_measure("entropy")
@@ -81,17 +86,18 @@ def _rank(x: TokenInputs) -> dict[str, torch.Tensor]:
 @token_measure("topk_ids", "topk_logprobs")
 def _topk(x: TokenInputs) -> dict[str, torch.Tensor]:
     lp, ids = x.logp.topk(x.k, dim=-1)
-    return {"topk_ids": ids, "topk_logprobs": lp}
+    return {"topk_ids": ids, "topk_logprobs": lp.clamp_min(LOGPROB_FLOOR)}
 
 
 @token_measure("sampler_logprob")
 def _sampler_logprob(x: TokenInputs) -> dict[str, torch.Tensor]:
-    return {"sampler_logprob": x.sampler_logprob}
+    return {"sampler_logprob": x.sampler_logprob.clamp_min(LOGPROB_FLOOR)}
 
 
 def entropy(logp: torch.Tensor) -> torch.Tensor:
-    """Entropy (nats) of distributions given as log-probabilities along the last dim."""
-    return -(logp.exp() * logp).sum(-1)
+    """Entropy (nats) of distributions given as log-probabilities along the last dim; a token with
+    p = 0 (log-prob −∞) adds 0, not NaN."""
+    return torch.special.entr(logp.exp()).sum(-1)
 
 
 def token_values(x: TokenInputs) -> dict[str, torch.Tensor]:

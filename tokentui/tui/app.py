@@ -375,7 +375,11 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
         markup: bool = True,
     ) -> None:
         """One notification at a time (a new one replaces the last), over the prompt box rather
-        than the panes being read (app.tcss), and short: 3 s, errors 6 s."""
+        than the panes being read (app.tcss), and short: 3 s, errors 6 s. Messages carry run ids,
+        paths and error texts from run files: always sanitised and never parsed as markup (the
+        one place every notification passes; `markup` is accepted for Textual's signature only)."""
         self.clear_notifications()
         timeout = timeout if timeout is not None else (6.0 if severity == "error" else 3.0)
-        super().notify(message, title=title, severity=severity, timeout=min(timeout, 6.0), markup=markup)
+        super().notify(
+            sanitize(message), title=sanitize(title), severity=severity, timeout=min(timeout, 6.0), markup=False
+        )

@@ -93,7 +93,8 @@ def test_a_cancel_right_after_submitting_is_not_lost(model_dirs, tmp_path):
                 time.sleep(0.002 * (i % 5))  # sometimes the worker has already picked it up
             wk.cancel()
             fin = collect_until(q, lambda e: isinstance(e, (Finished, Failed)), timeout=30)[-1]
-            assert isinstance(fin, Finished) and fin.status == "cancelled" and fin.new_tokens <= 1, (i, fin)
+            most = 1 if i % 2 == 0 else 1000  # cancelled at once: within a step; after a sleep: soon after
+            assert isinstance(fin, Finished) and fin.status == "cancelled" and fin.new_tokens <= most, (i, fin)
         wk.submit(w.Generate("def f():", long))
         wk.submit(w.Generate("def g():", long))  # queued behind the first: cancelled with it
         wk.cancel()

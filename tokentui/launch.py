@@ -19,13 +19,16 @@ def main() -> None:
         # explorer turns it back on once the run is on screen (TokentuiApp._open_first_branch).
         gc.disable()
         from tokentui.store.header import RunFileError
-        from tokentui.tui.start import replay
+        from tokentui.tui.start import ExplorerCrashed, replay
 
         try:
             replay(args[1])
         except RunFileError as e:
             print(f"tokentui: error: {e}", file=sys.stderr)
             sys.exit(2)
+        except ExplorerCrashed as e:
+            print(f"tokentui: error: {e}", file=sys.stderr)
+            sys.exit(1)
         return
     from tokentui.cli import main as cli_main
 

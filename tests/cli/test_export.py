@@ -71,3 +71,25 @@ def test_export_into_a_closed_pipe_is_quiet(tmp_path):
         err = proc.stderr.read().decode()
         rc = proc.wait(timeout=60)
     assert first.startswith(b"{") and rc == 0 and err == ""
+
+
+def test_csv_is_spreadsheet_safe_unless_raw_csv(cli, tmp_path):
+    from tokentui.core.tokens import TokenTable
+
+    run = make_run()
+    run.tokens = TokenTable({i: b'=HYPERLINK("x")\x1b[2J' for i in range(run.meta.vocab_size)})
+    path = save_run(run, tmp_path / "f.tokentui")
+    safe = cli("export", path).stdout
+    assert "'=HYPERLINK" in safe and "\x1b" not in safe and "␛[2J" in safe
+    raw = cli("export", path, "--raw-csv").stdout
+    assert '\n"=HYPERLINK' in raw or ',"=HYPERLINK' in raw or ",=HYPERLINK" in raw
+    assert "\x1b[2J" in raw
+
+
+def test_out_refuses_a_symlink_in_one_line(cli, run_file, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (tmp_path / "l.csv").symlink_to(victim)
+    r = cli("export", run_file, "--out", tmp_path / "l.csv", "--force")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "symbolic link" in r.stderr
+    assert victim.read_text() == "keep" and (tmp_path / "l.csv").is_symlink()

@@ -75,3 +75,33 @@ def test_worker_load_generate_branch_cancel(model_dirs, tmp_path):
     finally:
         wk.shutdown()
     assert not wk._thread.is_alive()
+
+
+def test_a_cancel_right_after_submitting_is_not_lost(model_dirs, tmp_path):
+    """The cancel belongs to the command it was meant for: a generation cancelled the moment it is
+    submitted (before the worker picked it up, or just after) ends cancelled within a step, every
+    time; queued commands are cancelled with it; a command submitted afterwards runs to its end."""
+    q: queue.Queue = queue.Queue()
+    wk = w.Worker(q.put, save_dir=tmp_path).start()
+    long = GenerationSettings(SamplingParams(max_new_tokens=100_000), k=4)
+    try:
+        wk.submit(w.Load(ModelSpec(str(model_dirs["gpt2"]))))
+        assert isinstance(collect_until(q, lambda e: isinstance(e, (Loaded, Failed)))[-1], Loaded)
+        for i in range(25):
+            wk.submit(w.Generate("def f():", long))
+            if i % 2:
+                time.sleep(0.002 * (i % 5))  # sometimes the worker has already picked it up
+            wk.cancel()
+            fin = collect_until(q, lambda e: isinstance(e, (Finished, Failed)), timeout=30)[-1]
+            most = 1 if i % 2 == 0 else 1000  # cancelled at once: within a step; after a sleep: soon after
+            assert isinstance(fin, Finished) and fin.status == "cancelled" and fin.new_tokens <= most, (i, fin)
+        wk.submit(w.Generate("def f():", long))
+        wk.submit(w.Generate("def g():", long))  # queued behind the first: cancelled with it
+        wk.cancel()
+        fins = [collect_until(q, lambda e: isinstance(e, Finished), timeout=30)[-1] for _ in range(2)]
+        assert [f.status for f in fins] == ["cancelled", "cancelled"]
+        wk.submit(w.Generate("def h():", GenerationSettings(SamplingParams(max_new_tokens=5), k=4)))
+        fin = collect_until(q, lambda e: isinstance(e, Finished), timeout=30)[-1]
+        assert fin.status == "length" and fin.new_tokens == 5  # a later command is not cancelled
+    finally:
+        wk.shutdown()

@@ -76,3 +76,159 @@ def test_write_file_errors_name_the_users_file(tmp_path):
         assert str(info.value).startswith(f"cannot write {out}:") and ".tmp" not in str(info.value)
     with pytest.raises(ExportError, match="is a folder"):
         write_file(make_run(), "csv", tmp_path)
+
+
+# --- untrusted text in exports ---------------------------------------------------------------------
+PAYLOADS = ["\x1b]52;c;cHduZWQ=\x07", "\x1b[2J", "\x7f", "\x9b2J", "\u202eevil", "\u2028", "\x00", "\U000e0001"]
+
+
+def hostile_export_run():
+    """A run whose tokens and metadata hold terminal payloads and formulas, with a non-finite value."""
+    from tokentui.core.tokens import TokenTable
+
+    run = make_run()
+    texts = [p.encode() for p in PAYLOADS] + [b'=HYPERLINK("http://x")', b"+1+1", b"-x", b"@SUM(A1)", b"-0.5"]
+    table = {i: texts[i % len(texts)] for i in range(run.meta.vocab_size)}
+    order = list(dict.fromkeys(run.sequence(0).tolist() + run.sequence(1).tolist()))
+    for j, tid in enumerate(order):  # every payload is a token of the run
+        table[tid] = texts[j % len(texts)]
+    run.tokens = TokenTable(table)
+    run.meta.model = "\x1b]2;title\x07\u202e"
+    run.branches[0].steps._a["entropy"][0] = float("inf")
+    return run
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_json_exports_escape_every_control_and_format_character(fmt):
+    text = exported(hostile_export_run(), fmt)
+    assert text.isascii() or all(ch.isprintable() or ch == "\n" for ch in text)
+    for raw in ("\x1b", "\x07", "\x7f", "\x9b", "\u202e", "\u2028", "\x00", "\U000e0001"):
+        assert raw not in text
+    for escaped in ("\\u001b", "\\u007f", "\\u009b", "\\u202e", "\\u2028", "\\udb40\\udc01"):
+        assert escaped in text
+    assert "NaN" not in text and "Infinity" not in text
+    parse = (
+        (lambda t: [json.loads(x, parse_constant=_refuse) for x in t.splitlines()])
+        if fmt == "jsonl"
+        else (lambda t: json.loads(t, parse_constant=_refuse))
+    )
+    parsed = parse(text)  # strict JSON; the escapes decode to the original characters
+    assert "\u202eevil" in json.dumps(parsed, ensure_ascii=False)
+
+
+def _refuse(name):
+    raise AssertionError(f"non-strict JSON constant {name}")
+
+
+def test_json_text_writes_null_for_non_finite_numbers():
+    from tokentui.store.export import json_text
+
+    assert (
+        json_text({"a": float("nan"), "b": [float("inf"), -float("inf"), 1.5]}) == '{"a": null, "b": [null, null, 1.5]}'
+    )
+
+
+def test_csv_escapes_controls_and_neutralises_formulas_but_not_numbers():
+    import csv
+
+    text = exported(hostile_export_run(), "csv")
+    for raw in ("\x1b", "\x07", "\x7f", "\x9b", "\u202e", "\x00"):
+        assert raw not in text
+    cells = {c for row in csv.reader(io.StringIO(text)) for c in row}
+    assert '\'=HYPERLINK("http://x")' in cells and "'+1+1" in cells and "'-x" in cells
+    assert not any(c[:1] in ("=", "+", "@") or (c[:1] == "-" and not _is_number(c)) for c in cells)
+    assert any(c.startswith("-") and _is_number(c) for c in cells)  # the log-probs, untouched
+    assert "␛]52;c;cHduZWQ=␇" in cells
+
+
+@pytest.mark.parametrize(
+    "value, want",
+    [
+        ("=1+1", "'=1+1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("-x", "'-x"),
+        ("+x", "'+x"),
+        ("\tx", "'\tx"),
+        ("-0.5", "-0.5"),
+        ("+3", "+3"),
+        ("1e-3", "1e-3"),
+        ("a\nb", "a\nb"),
+        ("\x1b[2J", "␛[2J"),
+        (-0.5, -0.5),
+        (None, ""),
+    ],
+)
+def test_csv_cell(value, want):
+    from tokentui.store.export import csv_cell
+
+    assert csv_cell(value) == want
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def test_raw_csv_keeps_the_text_as_it_is():
+    import csv
+
+    buf = io.StringIO()
+    export(hostile_export_run(), "csv", buf, raw_csv=True)
+    cells = {c for row in csv.reader(io.StringIO(buf.getvalue())) for c in row}
+    assert '=HYPERLINK("http://x")' in cells and "\x1b]52;c;cHduZWQ=\x07" in cells
+
+
+# --- only regular files are written ----------------------------------------------------------------
+def _special_targets(tmp_path):
+    import os
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    link = tmp_path / "link.csv"
+    link.symlink_to(victim)
+    dangling = tmp_path / "dangling.csv"
+    dangling.symlink_to(tmp_path / "nowhere.csv")
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder.csv"
+    folder.mkdir()
+    return victim, {
+        "symbolic link": [link, dangling],
+        "not a regular file": [fifo, Path("/dev/null")],
+        "is a folder": [folder],
+    }
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_write_file_refuses_links_fifos_devices_and_folders(tmp_path, overwrite):
+    import stat
+
+    victim, targets = _special_targets(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for why, paths in targets.items():
+        for path in paths:
+            with pytest.raises(ExportError, match=why) as info:
+                write_file(make_run(), "csv", path, overwrite=overwrite)
+            assert "\n" not in str(info.value)
+    assert victim.read_text() == "keep me"
+    assert (tmp_path / "link.csv").is_symlink() and (tmp_path / "dangling.csv").is_symlink()
+    assert stat.S_ISFIFO((tmp_path / "fifo.csv").lstat().st_mode)
+    assert stat.S_ISCHR(Path("/dev/null").stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no temporary file left
+    assert not (tmp_path / "nowhere.csv").exists()
+
+
+def test_an_error_mid_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import tokentui.store.export as ex
+
+    def broken(run, out, raw=False):
+        out.write("half")
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(ex.__dict__, "write_csv", broken)
+    with pytest.raises(RuntimeError):
+        write_file(make_run(), "csv", tmp_path / "x.csv")
+    assert list(tmp_path.iterdir()) == []

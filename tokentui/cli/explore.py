@@ -4,7 +4,7 @@ that can be refused is refused before the screen opens."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -72,9 +72,9 @@ def open_explorer(
         check_spec(ModelSpec(model, device, dtype, trust_remote_code, lens_chunk, lens_precision))
     except user_errors() as e:
         fail(str(e))
-    from tokentui.tui.start import explorer
+    from tokentui.tui.start import ExplorerCrashed, explorer, run_app
 
-    explorer(
+    app = explorer(
         model=model,
         prompt=prompt,
         generate_at_once=generate_at_once,
@@ -85,7 +85,11 @@ def open_explorer(
         settings=settings,
         lens_chunk=lens_chunk,
         lens_precision=lens_precision,
-    ).run()
+    )
+    try:
+        run_app(app)
+    except ExplorerCrashed as e:
+        crashed(e)
 
 
 def replay(
@@ -97,9 +101,18 @@ def replay(
 ) -> None:
     """Open a saved run in the explorer (no model needed, torch is not imported)."""
     from tokentui.store.header import RunFileError
+    from tokentui.tui.start import ExplorerCrashed
     from tokentui.tui.start import replay as open_replay
 
     try:
         open_replay(run, model, cache_dir)
     except RunFileError as e:
         fail(str(e))
+    except ExplorerCrashed as e:
+        crashed(e)
+
+
+def crashed(error: Exception) -> NoReturn:
+    """The explorer crashed: one line (its log file named), exit code 1."""
+    typer.echo(f"tokentui: error: {error}", err=True)
+    raise typer.Exit(1)

@@ -2,7 +2,9 @@
 
 Writing to a file, the format follows the file's extension unless `--format` says otherwise (a
 disagreement is an error), and an existing file is replaced only with `--force`; the rules live
-in `store.export.format_for` / `write_file`."""
+in `store.export.format_for` / `write_file`. Only a regular file (or a new name) is written: a
+symlink, FIFO, device or folder at `--out` is refused. CSV cells are made spreadsheet-safe unless
+`--raw-csv` (see `store.export.csv_cell`)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,13 @@ def export(
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of standard output.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the --out file if it exists.")] = False,
+    raw_csv: Annotated[
+        bool,
+        typer.Option(
+            "--raw-csv",
+            help="CSV cells as they are: no ' before text starting with = + - @, control characters not escaped.",
+        ),
+    ] = False,
     cache_dir: CacheOpt = None,
 ) -> None:
     """Export a run: CSV (one row per token), JSONL (one token per line with top-k) or JSON (whole tree)."""
@@ -38,12 +47,12 @@ def export(
             if fmt not in FORMATS:
                 raise ExportError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
             stdout = Output()
-            write_to(load_ref(run, cache_dir), fmt, stdout)
+            write_to(load_ref(run, cache_dir), fmt, stdout, raw_csv)
             stdout.flush()
         else:
             fmt = format_for(out, fmt)
             check_target(out, force)  # before the run is read: a refused name fails fast
-            path = write_file(load_ref(run, cache_dir), fmt, out, overwrite=force)
+            path = write_file(load_ref(run, cache_dir), fmt, out, overwrite=force, raw_csv=raw_csv)
             typer.echo(f"wrote {sanitize(str(path))}", err=True)
     except user_errors() as e:
         fail(str(e))

@@ -25,7 +25,16 @@ from tokentui.cli.options import (
     RemoteOpt,
     generation_options,
 )
-from tokentui.cli.output import Output, fail, progress, save_to_cache, user_errors
+from tokentui.cli.output import (
+    EXIT_INTERRUPTED,
+    Output,
+    ctrl_c_sets,
+    fail,
+    interrupted,
+    progress,
+    save_to_cache,
+    user_errors,
+)
 from tokentui.cli.text_input import ESCAPES_HELP, read_text
 from tokentui.core.display import sanitize
 from tokentui.core.params import GenerationSettings
@@ -70,13 +79,16 @@ def generate(
         generate_job(backend, prompt, settings, lens_chunk, cache_dir, as_json)
     except user_errors() as e:
         fail(str(e))
+    except KeyboardInterrupt:  # before the generation started (loading): nothing to save
+        interrupted("interrupted before anything was generated: nothing saved")
 
 
 def generate_job(backend, prompt: str, settings: GenerationSettings, lens_chunk: int, cache_dir, as_json: bool) -> None:
     """Drive a Generate job and print as it goes: the coloured stream then the table, or
     (`as_json`) one JSONL record per position, the prompt's first, each once its layer values are
-    in. Ctrl-C stops the generation and keeps what was made; the run is saved either way (and
-    autosaved while it grows)."""
+    in. Ctrl-C stops the generation within a step and keeps what was made: the run is saved with
+    the branch's status "cancelled" and the command exits with code 130 (it is saved either way,
+    and autosaved while it grows)."""
     from tokentui.cli.render import paint, table, use_color
     from tokentui.core.display import safe_text
     from tokentui.engine import jobs
@@ -118,25 +130,29 @@ def generate_job(backend, prompt: str, settings: GenerationSettings, lens_chunk:
     if not as_json:
         out.write(safe_text(prompt.encode()))
     try:
-        jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)), show)
-    except KeyboardInterrupt:
+        with ctrl_c_sets(job.cancel):
+            jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)), show)
+    except KeyboardInterrupt:  # only where Ctrl-C could not be redirected (not the main thread)
         job.cancel.set()
-        typer.echo("\n(interrupted: keeping the partial run)", err=True)
-        if job.run is not None and job.run.branches and job.run.branches[-1].status == "running":
+        if job.run is not None and job.run.branches and job.run.branches[-1].status in ("running", "length"):
             job.run.branches[-1].status = "cancelled"
     run = job.run
+    if job.cancel.is_set():
+        typer.echo("\n(cancelled: keeping the partial run)", err=True)
     if run is None or not run.branches:
-        fail("interrupted before the prompt was scored")
+        interrupted("interrupted before the prompt was scored: nothing saved")
     if as_json:
         print_records()
     path = save_to_cache(run, cache_dir)
     if as_json:
-        typer.echo(f"run {run.id} saved to {sanitize(str(path))}", err=True)
+        typer.echo(f"run {sanitize(run.id)} saved to {sanitize(str(path))}", err=True)
     else:
         out.write("\n\n" + table(run, 0, run.branches[0].fork_position) + "\n")
         rate = f", {done[-1].tokens_per_second:.1f} tokens/s" if done else ""
-        out.line(f"\nrun {run.id} ({run.branches[0].status}{rate}) saved to {sanitize(str(path))}")
+        out.line(f"\nrun {sanitize(run.id)} ({run.branches[0].status}{rate}) saved to {sanitize(str(path))}")
     out.flush()
+    if job.cancel.is_set():
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 def score(
@@ -176,6 +192,8 @@ def score(
         score_job(backend, value, alternatives, cache_dir, as_json)
     except user_errors() as e:
         fail(str(e))
+    except KeyboardInterrupt:
+        interrupted("interrupted: nothing saved")
 
 
 def score_job(backend, text: str, k: int, cache_dir, as_json: bool) -> None:
@@ -193,7 +211,7 @@ def score_job(backend, text: str, k: int, cache_dir, as_json: bool) -> None:
     if as_json:
         for st in iter_steps(run, 0):
             out.line(token_line(run, 0, st))
-        typer.echo(f"run {run.id} saved to {sanitize(str(path))}", err=True)
+        typer.echo(f"run {sanitize(run.id)} saved to {sanitize(str(path))}", err=True)
     else:
         from tokentui.core.metrics import summary
 
@@ -203,5 +221,5 @@ def score_job(backend, text: str, k: int, cache_dir, as_json: bool) -> None:
             f"\n{s['tokens']} scored tokens · mean logprob {s['mean_logprob']:.3f} nats · "
             f"perplexity {s['perplexity']:.2f} · mean entropy {s['mean_entropy']:.3f} nats"
         )
-        out.line(f"run {run.id} saved to {sanitize(str(path))}")
+        out.line(f"run {sanitize(run.id)} saved to {sanitize(str(path))}")
     out.flush()

@@ -1,14 +1,20 @@
 """What every command shares about output: the one-line error, the exceptions that become one,
 progress lines, standard output that a closed pipe silences, and the run cache.
 
-Errors are always `tokentui: error: …` on stderr with exit code 2, never a traceback. A reader
+Errors are always `tokentui: error: …` on stderr with exit code 2, never a traceback; Ctrl-C
+ends a command with `tokentui: interrupted …` and exit code 130 (a generation first saves what it
+made, with status "cancelled"). A reader
 that stops early (`… | head`) is not an error: output ends quietly and the command finishes its
 work (a generation still runs to its end and is saved)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -17,12 +23,37 @@ import typer
 from tokentui.core.display import sanitize
 
 EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells expect of a program stopped by Ctrl-C
 
 
 def fail(message: str) -> NoReturn:
     """End the command with one line on stderr (control characters shown as visible escapes)."""
     typer.echo(f"tokentui: error: {sanitize(' '.join(str(message).split()))}", err=True)
     raise typer.Exit(EXIT_ERROR)
+
+
+def interrupted(message: str = "interrupted") -> NoReturn:
+    """End the command after Ctrl-C: one line on stderr, exit code 130, no traceback."""
+    typer.echo(f"tokentui: {message}", err=True)
+    raise typer.Exit(EXIT_INTERRUPTED)
+
+
+@contextmanager
+def ctrl_c_sets(event: threading.Event) -> Iterator[None]:
+    """While the block runs, Ctrl-C (SIGINT) sets `event` instead of raising KeyboardInterrupt.
+
+    A KeyboardInterrupt raised inside the engine's decode loop abandons it mid-step, and the branch
+    ends with the loop's default status ("length"); setting the job's cancel event instead lets the
+    loop stop after the current step with status "cancelled", send its Finished and be saved
+    like any other end. Off the main thread (signals cannot be caught there) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: event.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

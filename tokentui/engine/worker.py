@@ -1,8 +1,11 @@
 """The model-owning worker thread: commands in through a queue, events out through a callback.
 
 Only this thread touches the backend and the runs it grows; it runs the same jobs as the CLI
-(`engine/jobs.py`), with autosave as a subscriber. Cancel is a `threading.Event` checked every step, so it takes
-effect within one step and keeps the partial branch. The callback is called on the worker thread;
+(`engine/jobs.py`), with autosave as a subscriber. Each submitted command gets its own cancel
+`threading.Event`, checked every step: `cancel()` sets the running command's and those of the
+commands still queued, so a cancel that arrives before the worker has picked a command up is not
+lost, and it never reaches a command submitted after it. It takes effect within one step and
+keeps the partial branch. The callback is called on the worker thread;
 the TUI's callback must only `post_message`. Importing this module does not import torch.
 """
 
@@ -92,8 +95,9 @@ class Worker:
         self.backend = backend
         self.autosave_seconds = autosave_seconds
         self.run: Run | None = None
-        self.cancel_event = threading.Event()
-        self._queue: queue.Queue[Command | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._live: list[threading.Event] = []  # cancel events of the running and queued commands
+        self._queue: queue.Queue[tuple[Command, threading.Event] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="tokentui-model", daemon=True)
 
     def start(self) -> Worker:
@@ -101,29 +105,40 @@ class Worker:
         return self
 
     def submit(self, cmd: Command) -> None:
-        self._queue.put(cmd)
+        """Queue `cmd` with a cancel event of its own (see `cancel`)."""
+        cancel = threading.Event()
+        with self._lock:
+            self._live.append(cancel)
+        self._queue.put((cmd, cancel))
 
     def cancel(self) -> None:
-        self.cancel_event.set()
+        """Cancel what was submitted so far: the running command and those waiting in the queue
+        (a command submitted later runs normally)."""
+        with self._lock:
+            for event in self._live:
+                event.set()
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        self.cancel_event.set()
+        self.cancel()
         self._queue.put(None)
         self._thread.join(timeout)
 
     # --- the thread ---------------------------------------------------------------------------
     def _loop(self) -> None:
         while True:
-            cmd = self._queue.get()
-            if cmd is None:
+            item = self._queue.get()
+            if item is None:
                 return
-            self.cancel_event.clear()
+            cmd, cancel = item
             try:
-                self._handle(cmd)
+                self._handle(cmd, cancel)
             except (EngineError, RunError, ValueError) as e:
                 self.callback(Failed(type(cmd).__name__, str(e)))
             except Exception as e:  # noqa: BLE001 - the thread must survive anything and say what happened
                 self.callback(Failed(type(cmd).__name__, f"unexpected {type(e).__name__}: {e}"))
+            finally:
+                with self._lock:
+                    self._live.remove(cancel)
 
     def _save(self, run: Run) -> None:
         if self.save_dir is None:
@@ -144,24 +159,24 @@ class Worker:
             raise EngineError("no run is open")
         return self.run
 
-    def _job(self, cmd: Command) -> Job | None:
+    def _job(self, cmd: Command, cancel: threading.Event) -> Job | None:
         if isinstance(cmd, Generate):
-            return jobs.Generate(self._need_backend(), cmd.prompt, cmd.settings, self.cancel_event)
+            return jobs.Generate(self._need_backend(), cmd.prompt, cmd.settings, cancel)
         if isinstance(cmd, Continue):
             b, run = self._need_backend(), self._need_run()
-            return jobs.Continue(b, run, cmd.branch_id, cmd.sampling, self.cancel_event)
+            return jobs.Continue(b, run, cmd.branch_id, cmd.sampling, cancel)
         if isinstance(cmd, Fork):
             b, run = self._need_backend(), self._need_run()
-            return jobs.Fork(b, run, cmd.parent, cmd.position, cmd.sampling, cmd.token_ids, cmd.text, self.cancel_event)
+            return jobs.Fork(b, run, cmd.parent, cmd.position, cmd.sampling, cmd.token_ids, cmd.text, cancel)
         if isinstance(cmd, Resample):
             b, run = self._need_backend(), self._need_run()
-            return jobs.Resample(b, run, cmd.parent, cmd.position, cmd.sampling, self.cancel_event)
+            return jobs.Resample(b, run, cmd.parent, cmd.position, cmd.sampling, cancel)
         if isinstance(cmd, Score):
             return jobs.Score(self._need_backend(), cmd.text, cmd.k)
         return None
 
-    def _handle(self, cmd: Command) -> None:
-        job = self._job(cmd)
+    def _handle(self, cmd: Command, cancel: threading.Event) -> None:
+        job = self._job(cmd, cancel)
         if job is not None:
 
             def keep_run(job: Job, ev: Event) -> None:

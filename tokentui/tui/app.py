@@ -6,6 +6,7 @@ files); nothing here reads files."""
 from __future__ import annotations
 
 import gc
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,21 @@ if TYPE_CHECKING:
 # numpy, the run's arrays, the engine (through tui.bridge), exports: imported by the methods that
 # need them, once there is a run or a model. `tokentui replay` draws its first frame from the run file's
 # header alone and reads the arrays after (benchmarks/tui_latency.py: replay start vs a bare app).
+
+
+def write_crash_log(error: BaseException, directory: Path) -> Path | None:
+    """The traceback of `error` in a new file under `directory` (its path), or None when that
+    cannot be written (the one-line message then says so)."""
+    import time
+    import traceback
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        path.write_text("".join(traceback.format_exception(error)), encoding="utf-8")
+    except OSError:
+        return None
+    return path
 
 
 class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions, App[None]):
@@ -112,6 +128,8 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
         self.decoded = False
         self.side_index = 0
         self._dirty = False
+        self.crash: Exception | None = None  # the unhandled exception that ended the app
+        self.crash_log: Path | None = None  # where its traceback went
 
     @property
     def run_obj(self) -> Run | None:
@@ -337,6 +355,16 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
                 lambda a=spec.action: self.run_action(a),
             )
 
+    def _handle_exception(self, error: Exception) -> None:
+        """Textual's hook for an unhandled exception (it ends the app with return code 1). Its own
+        handling prints a traceback with local variables — untrusted run text among them — on the
+        user's terminal once the screen closes: that goes to a log file in the cache folder instead,
+        and tui.start ends the process with one line naming it."""
+        if self.crash is None:  # the first one is the cause; later ones follow from it
+            self.crash, self.crash_log = error, write_crash_log(error, self.save_dir / "logs")
+        super()._handle_exception(error)
+        self._exit_renderables.clear()  # the traceback Textual just queued for printing
+
     def notify(
         self,
         message: str,
@@ -347,7 +375,11 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
         markup: bool = True,
     ) -> None:
         """One notification at a time (a new one replaces the last), over the prompt box rather
-        than the panes being read (app.tcss), and short: 3 s, errors 6 s."""
+        than the panes being read (app.tcss), and short: 3 s, errors 6 s. Messages carry run ids,
+        paths and error texts from run files: always sanitised and never parsed as markup (the
+        one place every notification passes; `markup` is accepted for Textual's signature only)."""
         self.clear_notifications()
         timeout = timeout if timeout is not None else (6.0 if severity == "error" else 3.0)
-        super().notify(message, title=title, severity=severity, timeout=min(timeout, 6.0), markup=markup)
+        super().notify(
+            sanitize(message), title=sanitize(title), severity=severity, timeout=min(timeout, 6.0), markup=False
+        )

@@ -9,11 +9,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tokentui.core.display import sanitize
 from tokentui.store.cache import cache_dir as resolve_dir
 from tokentui.store.cache import resolve, summarize
 from tokentui.store.header import RunFileError
 from tokentui.tui.app import TokentuiApp
 from tokentui.tui.theme import load_themes
+
+
+class ExplorerCrashed(Exception):
+    """The explorer stopped on an unhandled exception; the message is one line for the user (what
+    went wrong and where the traceback was written)."""
+
+    def __init__(self, app: TokentuiApp) -> None:
+        error = app.crash
+        what = f"{type(error).__name__}: {sanitize(str(error))[:200]}" if error is not None else "an unknown error"
+        where = f"the traceback is in {sanitize(str(app.crash_log))}" if app.crash_log else "no log could be written"
+        super().__init__(" ".join(f"the explorer stopped on an unexpected error ({what}); {where}".split()))
+
+
+def run_app(app: TokentuiApp) -> None:
+    """Run the explorer; raise ExplorerCrashed when it ended on an unhandled exception (Textual
+    itself would return normally, and the process would exit with code 0)."""
+    app.run()
+    if app.crash is not None:
+        raise ExplorerCrashed(app)
 
 
 def explorer(**options: Any) -> TokentuiApp:
@@ -32,6 +52,6 @@ def replay(ref: str, model: str | None = None, cache_dir: Path | None = None) ->
     app = explorer(model=model, run_path=path, cache_dir=cache_dir)  # reads the header, once
     if app.opening is not None and app.opening.error:
         raise RunFileError(path, app.opening.error)
-    app.run()
+    run_app(app)
     if app.open_error is not None:
         raise app.open_error

@@ -10,6 +10,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from tokentui.core.display import sanitize
+
 
 class Confirm(ModalScreen[bool]):
     AUTO_FOCUS = "*"  # the first field (the app's own picks the tokens)
@@ -26,9 +28,10 @@ class Confirm(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box"):
-            yield Static(Text(self.question), classes="box-title", markup=False)
+            # run ids and paths in the text come from run files: sanitised
+            yield Static(Text(sanitize(self.question)), classes="box-title", markup=False)
             if self.detail:
-                yield Static(Text(self.detail), markup=False)
+                yield Static(Text(sanitize(self.detail)), markup=False)
             yield Static(Text("y / Enter: yes · n / Esc: no"), classes="box-hint", markup=False)
 
     def action_answer(self, yes: bool) -> None:

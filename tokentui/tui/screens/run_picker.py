@@ -46,7 +46,7 @@ class RunPicker(ModalScreen[Path | None]):
         if r.error:
             return Text(f"{sanitize(r.run_id)}  unreadable: {sanitize(r.error)}", style=muted)
         label = Text(sanitize(r.run_id))
-        label.append(f" {r.created[5:16].replace('T', ' ')}", style=muted)
+        label.append(f" {sanitize(r.created[5:16].replace('T', ' '))}", style=muted)
         label.append(f" {sanitize(r.model)[-12:]:<12} {r.tokens:>6} tok {r.branches:>2} br ")
         prompt = sanitize(r.prompt, visible_whitespace=True)[:50]  # running text: its line breaks shown as ↵
         label.append(prompt, style=self.get_component_rich_style("run-picker--prompt", partial=True))

@@ -10,6 +10,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from tokentui.core.display import sanitize
+
 
 class TextPrompt(ModalScreen[str | None]):
     AUTO_FOCUS = "*"  # the first field (the app's own picks the tokens)
@@ -21,8 +23,8 @@ class TextPrompt(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="prompt-box"):
-            yield Static(Text(self.title_text), classes="box-title", markup=False)
-            yield Input(self.value, placeholder=self.placeholder, id="prompt-input")
+            yield Static(Text(sanitize(self.title_text)), classes="box-title", markup=False)
+            yield Input(sanitize(self.value), placeholder=self.placeholder, id="prompt-input")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value)

@@ -1,0 +1,35 @@
+"""`tokentui runs` prints a run file's metadata (date, model, prompt) with every control,
+escape, bidi and markup payload escaped."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.factories import make_run
+from tokentui.store.runfile import save_run
+
+PAYLOADS = [
+    "\x1b]52;c;cHduZWQ=\x07",
+    "\x1b]2;title\x07",
+    "\x1b[2J",
+    "\x07",
+    "\x00",
+    "\x7f",
+    "\x9b2J",
+    "\u202eevil",
+    "[/]",
+]
+RAW = ("\x1b", "\x07", "\x00", "\x7f", "\x9b", "\u202e")
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_runs_lists_metadata_payloads_escaped(run_tokentui, cache_dir, payload):
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    run = make_run()
+    run.meta.created = f"2026-01-01T00:00:00{payload}"
+    run.meta.model, run.meta.prompt, run.meta.tokenizer = f"model{payload}", f"prompt{payload}", f"tok{payload}"
+    save_run(run, cache_dir / f"{run.id}.tokentui")
+    res = run_tokentui("runs")
+    assert res.returncode == 0, res.stderr
+    assert not [ch for ch in RAW if ch in res.stdout + res.stderr], payload
+    assert "model" in res.stdout

@@ -164,3 +164,27 @@ def test_run_metadata_names_the_model_and_tokenizer_without_local_paths(loaded, 
     assert run.meta.tokenizer.split()[1].startswith("sha256:")
     saved = (save_run(run, tmp_path / "r.tokentui")).read_bytes()
     assert str(folder).encode() not in saved and str(folder.parent).encode() not in saved
+
+
+def test_a_run_with_a_path_for_an_id_is_never_saved_outside_the_cache(loaded, tmp_path):
+    """The worker grows an adopted run whose id is a path (as a hostile file would carry, had the
+    loader let it through): the branch is made, the save is refused in one line, nothing is written
+    outside the cache."""
+    from tests.factories import make_run
+
+    cache = tmp_path / "cache" / "runs"
+    run = make_run()
+    run.meta.run_id = "../../escaped"
+    q: queue.Queue = queue.Queue()
+    wk = w.Worker(q.put, save_dir=cache, backend=HFBackend(loaded("gpt2"))).start()
+    try:
+        wk.submit(w.Adopt(run))
+        wk.submit(w.Fork(0, 5, [1], sampling=SamplingParams(max_new_tokens=2)))
+        events = []
+        while not events or not isinstance(events[-1], Failed):
+            events.append(q.get(timeout=60))
+    finally:
+        wk.shutdown()
+    assert any(isinstance(e, Finished) for e in events)  # the branch itself was grown
+    assert "not a valid run id" in events[-1].message and "\n" not in events[-1].message
+    assert not list(tmp_path.rglob("*.tokentui"))  # nothing written, inside or out

@@ -55,10 +55,11 @@ def test_worker_load_generate_branch_cancel(model_dirs, tmp_path):
             mine = apply_event(mine, e)
         run = wk.run
         assert mine is not run and mine.prompt is not run.prompt
-        assert any(isinstance(e, Saved) for e in evs)  # autosaved when it ended
+        evs += collect_until(q, lambda e: isinstance(e, Saved))  # autosaved when it ended
         assert_same(mine, load_run(tmp_path / f"{run.id}.tokentui"))
         wk.submit(w.Fork(0, run.length(0) - 2, None, text=" return"))
         evs = collect_until(q, lambda e: isinstance(e, Finished))
+        collect_until(q, lambda e: isinstance(e, Saved))
         assert evs[-1].branch_id == 1 and run.branches[1].n_forced >= 1
         for e in evs:
             mine = apply_event(mine, e)

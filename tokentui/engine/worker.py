@@ -25,6 +25,7 @@ from tokentui.engine.backend import Backend, ModelSpec
 from tokentui.engine.errors import EngineError
 from tokentui.engine.events import Event, Failed, Loaded, Progress, RunStarted, Saved
 from tokentui.engine.jobs import Job
+from tokentui.store.header import RunFileError
 
 
 @dataclass
@@ -132,8 +133,10 @@ class Worker:
             cmd, cancel = item
             try:
                 self._handle(cmd, cancel)
-            except (EngineError, RunError, ValueError) as e:
+            except (EngineError, RunError, RunFileError, ValueError) as e:
                 self.callback(Failed(type(cmd).__name__, str(e)))
+            except OSError as e:  # a save that could not be written (disk full, folder gone …)
+                self.callback(Failed(type(cmd).__name__, f"could not save the run: {e.strerror or e}"))
             except Exception as e:  # noqa: BLE001 - the thread must survive anything and say what happened
                 self.callback(Failed(type(cmd).__name__, f"unexpected {type(e).__name__}: {e}"))
             finally:
@@ -186,7 +189,8 @@ class Worker:
             def forward(_job: Job, ev: Event) -> None:
                 self.callback(ev)
 
-            jobs.drive(job, keep_run, jobs.Autosave(self._save, self.autosave_seconds), forward)
+            # forward first: the UI hears of a finished branch even when saving it then fails
+            jobs.drive(job, keep_run, forward, jobs.Autosave(self._save, self.autosave_seconds))
         elif isinstance(cmd, Load):
             from tokentui.engine.backend import open_backend
 

@@ -20,14 +20,16 @@ class FileActions(_Base):
     """Mixed into TokentuiApp (it provides run_obj, run_path, save_dir, engine, show_branch …)."""
 
     def action_save(self, quiet: bool = False) -> None:
+        from tokentui.store.cache import run_path
+        from tokentui.store.header import RunFileError
         from tokentui.store.runfile import save_run
 
         run = self.run_obj
         assert run is not None  # needs RUN (and _start_run saves only a run there)
-        target = self.run_path or (self.save_dir / f"{run.id}.tokentui")
         try:
+            target = self.run_path or run_path(run.id, self.save_dir)  # inside the cache, by a valid id
             path = save_run(run, target)
-        except OSError as e:
+        except (OSError, RunFileError) as e:
             self.notify(f"could not save: {e}", severity="error", markup=False)
             return
         if not quiet:

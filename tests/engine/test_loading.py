@@ -4,6 +4,7 @@ way a model can fail to load."""
 from __future__ import annotations
 
 import json
+import pickle
 import re
 import shutil
 
@@ -176,3 +177,76 @@ def test_no_network_check_is_quick_and_names_the_host(monkeypatch):
         assert hub_unreachable(timeout=2.0) == "127.0.0.1"
     finally:
         hub_unreachable.cache_clear()
+
+
+class _PlantsAFile:
+    """A pickle that, if unpickled without `weights_only`, would create a file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _broken_copy(model_dirs, tmp_path, name="broken"):
+    d = tmp_path / name
+    shutil.copytree(model_dirs["gpt2"], d)
+    return d
+
+
+def _one_line_error(spec: str, expect: str) -> str:
+    with pytest.raises(ModelLoadError, match=expect) as info:
+        load_model(spec)
+    msg = str(info.value)
+    assert "\n" not in msg and "Traceback" not in msg, msg
+    return msg
+
+
+def test_truncated_safetensors_is_reported_as_damaged(model_dirs, tmp_path):
+    d = _broken_copy(model_dirs, tmp_path)
+    weights = d / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    _one_line_error(str(d), r"the weights file model\.safetensors is damaged or truncated")
+    weights.write_bytes(data[:5])  # not even a whole header
+    _one_line_error(str(d), r"model\.safetensors is damaged or truncated")
+
+
+def test_a_pickle_that_runs_code_is_refused_and_never_run(model_dirs, tmp_path):
+    marker = tmp_path / "pwned"
+    d = _broken_copy(model_dirs, tmp_path)
+    (d / "model.safetensors").unlink()
+    (d / "pytorch_model.bin").write_bytes(pickle.dumps(_PlantsAFile(marker)))
+    _one_line_error(str(d), r"pytorch_model\.bin is not a plain tensor file .*was not loaded")
+    assert not marker.exists()
+    torch.save({"w": _PlantsAFile(marker)}, d / "pytorch_model.bin")  # the zip format torch.save writes
+    _one_line_error(str(d), r"pytorch_model\.bin is not a plain tensor file .*was not loaded")
+    assert not marker.exists()
+
+
+def test_a_corrupt_or_unknown_config_says_so_not_offline(model_dirs, tmp_path, monkeypatch):
+    from tokentui.engine.hf.loading import check_config
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    d = _broken_copy(model_dirs, tmp_path)
+    good = (d / "config.json").read_text()
+    (d / "config.json").write_text("{not json")
+    msg = _one_line_error(str(d), r"config\.json of .* is not valid JSON")
+    assert "cache" not in msg and "offline" not in msg
+    with pytest.raises(ModelLoadError, match="not valid JSON"):
+        check_config(str(d), lambda _v: None)
+    cfg = json.loads(good)
+    cfg["model_type"] = "nosuchfamily"
+    (d / "config.json").write_text(json.dumps(cfg))
+    msg = _one_line_error(str(d), r"has model_type 'nosuchfamily', which this transformers does not know")
+    assert "cache" not in msg and "offline" not in msg
+
+
+def test_a_folder_without_tokenizer_files_fails_at_load(model_dirs, tmp_path):
+    from tokentui.engine.hf.loading import TOKENIZER_FILES
+
+    d = _broken_copy(model_dirs, tmp_path)
+    for n in TOKENIZER_FILES:
+        (d / n).unlink(missing_ok=True)
+    _one_line_error(str(d), r"has no tokenizer files \(tokenizer\.json or tokenizer_config\.json")

@@ -21,6 +21,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import pickle
+import re
 import socket
 import sys
 import threading
@@ -185,9 +187,51 @@ def _quiet_libraries() -> None:
     disable_progress_bars()
 
 
+# The files a tokenizer's vocabulary can be read from: a folder with none of them has no tokenizer.
+TOKENIZER_VOCAB_FILES = (
+    "tokenizer.json",
+    "vocab.json",
+    "vocab.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
+
+
+def _weights_name(folder: str, pattern: str, default: str) -> str:
+    """The name of the folder's one weights file matching `pattern`, else `default`."""
+    p = Path(folder).expanduser()
+    found = sorted(f.name for f in p.glob(pattern)) if p.is_dir() else []
+    return found[0] if len(found) == 1 else default
+
+
+def _explain_weights(source: str, path: str, err: BaseException) -> str | None:
+    """One line for a weights file that cannot be read safely (None if `err` is not about one)."""
+    from safetensors import SafetensorError
+
+    if isinstance(err, SafetensorError):
+        name = _weights_name(path, "*.safetensors", "a .safetensors weights file")
+        return f"could not load {source}: the weights file {name} is damaged or truncated"
+    if isinstance(err, pickle.UnpicklingError) or "weights only load failed" in str(err).lower():
+        name = _weights_name(path, "*.bin", "a .bin weights file")
+        return (
+            f"could not load {source}: the weights file {name} is not a plain tensor file (its pickle asks to run "
+            "code or build objects) and was not loaded"
+        )
+    return None
+
+
 def _explain(source: str, err: BaseException, unreachable: str | None = None) -> str:
     text = " ".join(str(err).split())
     low = text.lower()
+    if "config" in low and "not a valid json file" in low:
+        return f"config.json of {source} is not valid JSON"
+    unknown = re.search(r"has model type `([^`]*)` but transformers does not recognize", text, re.IGNORECASE)
+    if unknown:
+        return (
+            f"{source} has model_type {unknown.group(1)!r}, which this transformers "
+            "does not know (a newer transformers may, or the config.json is wrong)"
+        )
     if "trust_remote_code" in low or "custom code" in low:
         return f"{source} needs custom code from its repository; rerun with --trust-remote-code if you trust it"
     if "backend tokenizer" in low or "sentencepiece" in low:
@@ -257,8 +301,25 @@ class _Source:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 return load(self.path, **self.kw, **extra)
-        except (OSError, ValueError, KeyError, ImportError, RuntimeError, TypeError) as e:
-            raise ModelLoadError(_explain(self.spec, e, self.unreachable)) from None
+        except (OSError, ValueError, KeyError, ImportError, RuntimeError, TypeError, pickle.UnpicklingError) as e:
+            msg = _explain_weights(self.spec, self.path, e) or _explain(self.spec, e, self.unreachable)
+            raise ModelLoadError(msg) from None
+        except Exception as e:  # safetensors' SafetensorError derives from Exception only
+            weights = _explain_weights(self.spec, self.path, e)
+            if weights is None:
+                raise
+            raise ModelLoadError(weights) from None
+
+    def check_tokenizer_files(self) -> None:
+        """A local folder with no tokenizer vocabulary would load an empty tokenizer: refuse it."""
+        if self.is_hub:
+            return
+        folder = Path(self.path).expanduser()
+        if not any((folder / n).is_file() for n in TOKENIZER_VOCAB_FILES):
+            raise ModelLoadError(
+                f"{self.spec} has no tokenizer files (tokenizer.json or tokenizer_config.json "
+                "with vocab.json/merges.txt or a SentencePiece model); copy them from the model it was made from"
+            )
 
     def config(self):
         from transformers import AutoConfig
@@ -306,6 +367,7 @@ def load_model(
     else:
         torch_dtype = getattr(torch, dtype)
     config = src.config()
+    src.check_tokenizer_files()
     tok = src.read(f"loading tokenizer of {spec}", AutoTokenizer.from_pretrained)
     model = src.read(
         f"loading weights of {spec}", AutoModelForCausalLM.from_pretrained, config=config, dtype=torch_dtype

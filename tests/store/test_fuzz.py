@@ -5,8 +5,10 @@ or raises RunFileError with a one-line message — nothing else, and quickly."""
 
 from __future__ import annotations
 
+import io
 import json
 import random
+import re
 import struct
 import time
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.factories import rewrite_header, rewrite_run_text, with_run_desc
+from tokentui.store.export import export
 from tokentui.store.header import RunFileError
 from tokentui.store.runfile import load_run
 
@@ -147,9 +150,24 @@ def _check(path: Path) -> str:
         assert "\n" not in str(e) and str(e), repr(e)
         return "refused"
     run.validate()
-    json.dumps(run.meta.to_dict(), ensure_ascii=False).encode("utf-8")
-    json.dumps([b.to_dict() for b in run.branches], ensure_ascii=False, allow_nan=True).encode("utf-8")
+    for fmt in ("json", "jsonl", "csv"):  # every export of what loaded: strict JSON, no raw controls
+        buf = io.StringIO()
+        export(run, fmt, buf)
+        text = buf.getvalue()
+        raw = RAW_CONTROLS.search(text)
+        assert raw is None, f"{fmt} export holds raw {raw.group()!r}"
+        docs = [text] if fmt == "json" else text.splitlines() if fmt == "jsonl" else []
+        for doc in docs:
+            json.loads(doc, parse_constant=_no_constants)
     return "loaded"
+
+
+# what may never reach a terminal raw from an export: C0 controls but tab and newline, DEL, C1, bidi
+RAW_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _no_constants(name: str) -> None:
+    raise AssertionError(f"not strict JSON: {name}")
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: f"{p.parent.name}/{p.stem}")

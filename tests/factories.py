@@ -17,6 +17,23 @@ from tokentui.core.tokens import TokenTable
 FAMILIES = ("gpt2", "llama", "qwen2", "gemma", "gpt_neox")
 K, L, V = 4, 3, 300
 
+# Text a hostile run file may carry in any string: terminal escapes (OSC 52 clipboard, title,
+# clear screen), BEL, NUL, DEL, C1, a bidi override, Textual markup. RAW_CONTROLS must never reach
+# the terminal as they are.
+HOSTILE_TEXTS = [
+    "\x1b]52;c;cHduZWQ=\x07",
+    "\x1b]2;title\x07",
+    "\x1b[2J",
+    "\x07",
+    "\x00",
+    "\x7f",
+    "\x9b2J",
+    "\u202eevil",
+    "[/]",
+    "[@click=app.quit]x[/]",
+]
+RAW_CONTROLS = ("\x1b", "\x07", "\x00", "\x7f", "\x9b", "\u202e")
+
 
 def make_run(n_branch_steps=(5, 3), sampled=True, vocab=V) -> Run:
     """A synthetic run with a root and a child branch; values from a seeded generator."""

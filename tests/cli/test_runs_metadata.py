@@ -5,21 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.factories import HOSTILE_TEXTS as PAYLOADS
+from tests.factories import RAW_CONTROLS as RAW
 from tests.factories import make_run
 from tokentui.store.runfile import save_run
-
-PAYLOADS = [
-    "\x1b]52;c;cHduZWQ=\x07",
-    "\x1b]2;title\x07",
-    "\x1b[2J",
-    "\x07",
-    "\x00",
-    "\x7f",
-    "\x9b2J",
-    "\u202eevil",
-    "[/]",
-]
-RAW = ("\x1b", "\x07", "\x00", "\x7f", "\x9b", "\u202e")
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)

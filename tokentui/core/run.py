@@ -46,6 +46,7 @@ class RunMeta:
     sampling: dict[str, Any] = field(default_factory=lambda: asdict(SamplingParams()))
     eos_ids: list[int] = field(default_factory=list)
     lens: str = "logit lens: hidden state → final norm → unembedding; last layer = model output"
+    weights_file: str | None = None  # a model read from one file (GGUF): "name.gguf sha256:<hex>"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -200,7 +200,7 @@ def _meta_from(path: Path, d: object) -> RunMeta:
             raise RunFileError(path, f"run metadata lacks {key!r}")
         if not isinstance(d[key], typ) or (typ is int and isinstance(d[key], bool)):
             raise RunFileError(path, f"run metadata {key!r} has the wrong type")
-    for key in ("revision", "chat_template"):
+    for key in ("revision", "chat_template", "weights_file"):
         if d.get(key) is not None and not isinstance(d[key], str):
             raise RunFileError(path, f"run metadata {key!r} has the wrong type")
     if not valid_run_id(d["run_id"]):

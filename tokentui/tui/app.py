@@ -101,6 +101,7 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
         lens_precision: str = "auto",
         themes: dict[str, TokentuiTheme] | None = None,
         theme_problems: list[str] | None = None,
+        hint: str = "",
     ) -> None:
         """`prompt`: the text in the prompt box; `generate_at_once`: generate it as soon as the
         model is loaded (`explore --prompt`). `run_path` with `opening` (its header, read by
@@ -108,6 +109,7 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
         by tui.start (this reads no files; without them the app uses Textual's dark theme)."""
         self.themes_ = themes or {}
         self.theme_problems = theme_problems or []
+        self.hint = hint
         # before App.__init__, which builds the stylesheet from the theme (see available_themes)
         self.set_reactive(TokentuiApp.theme, DEFAULT_THEME if DEFAULT_THEME in self.themes_ else "textual-dark")
         super().__init__()
@@ -185,6 +187,8 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
     def on_mount(self) -> None:
         for problem in self.theme_problems:
             self.notify(f"theme skipped: {problem}", severity="warning", markup=False)
+        if self.hint:
+            self.notify(self.hint, markup=False, timeout=12)
         self.apply_scale()
         self.stream.border_title = "tokens"
         self.prompt_box.border_title = "prompt · i edits · ctrl+r generates · esc leaves"

@@ -120,6 +120,7 @@ class HFBackend:
             sampling=asdict(params),
             eos_ids=list(self.lm.eos_ids),
             lens=f"{RunMeta.lens}; unembedding matmul in {self.lens.precision}" if self.lens_chunk else "off",
+            weights_file=self.lm.weights_file,
         )
         return Run(meta, layout=run_layout(k, self.lm.n_layers))
 

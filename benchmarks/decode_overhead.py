@@ -1,7 +1,8 @@
 """What recording costs: tokens/s of plain `model.generate` vs tokentui's decode loop, measured in
-one process run on random-init models of real shapes, as medians of repeated runs.
+one process run on random-init models of real shapes and on the real SmolLM2-135M-Instruct (30
+layers × a 49k vocabulary: a heavier lens per parameter than GPT-2's), as medians of repeated runs.
 
-    python benchmarks/decode_overhead.py [--models gpt2-124m qwen2-0.5b] [--repeats 5] [--tokens 128]
+    python benchmarks/decode_overhead.py [--models gpt2-124m qwen2-0.5b smollm2] [--repeats 5] [--tokens 128]
 
 Prints (a) tokentui with p/entropy/rank/top-20 (lens off), (b) plus the all-layer logit lens
 (chunked every 32 tokens, and per step), (c) what a user would otherwise write for (b):
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _models import random_model  # noqa: E402
+from _models import bench_model  # noqa: E402
 
 from tokentui.core.params import GenerationSettings, SamplingParams  # noqa: E402
 from tokentui.engine import jobs  # noqa: E402
@@ -127,7 +128,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     for name in args.models:
-        lm = random_model(name)
+        lm = bench_model(name)
         ids = torch.tensor([lm.tokenizer(PROMPT)["input_ids"]])
         params = sum(p.numel() for p in lm.model.parameters()) / 1e6
         print(

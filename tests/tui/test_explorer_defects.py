@@ -339,3 +339,20 @@ async def test_keys_help_and_palette_come_from_the_one_action_table():
         await pilot.pause(0.1)
         text = rendered(app.screen.query_one("#help-text"))
         assert "branch here with alternative n" in text and "1 … 9" in text
+
+
+async def test_generate_pressed_while_the_model_loads_runs_once_it_is_loaded(model_dirs, cache_dir):
+    """A first start can convert a model for tens of seconds: ctrl+r then is kept, not refused."""
+    from tests.factories import wait_generated
+    from tokentui.core.params import GenerationSettings, SamplingParams
+    from tokentui.tui.state import AppState
+
+    app = explorer(
+        model=str(model_dirs["gpt2"]), prompt="def f(x):", settings=GenerationSettings(SamplingParams(max_new_tokens=3))
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.state is AppState.LOADING
+        await pilot.press("ctrl+r")
+        assert any("generated once it is ready" in n.message for n in app._notifications)
+        await wait_generated(pilot, app, 0, "length")
+        assert len(app.run_obj.branches[0].steps) == 3

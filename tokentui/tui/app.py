@@ -344,6 +344,12 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
         if isinstance(action, str) and default_namespace in (None, self):
             spec = spec_of(action)
             reason = self.session.why_not(spec.needs) if spec is not None else None
+            if action == "generate" and self.state is AppState.LOADING and self.run_obj is None:
+                # a first start converts a model for tens of seconds: keep the request, not a refusal
+                self.generate_at_once = bool(self.prompt_box.text.strip())
+                if self.generate_at_once:
+                    self.notify("the model is still loading: the prompt is generated once it is ready", markup=False)
+                    return True
             if reason:
                 self.notify(reason, severity="warning", markup=False)
                 return True

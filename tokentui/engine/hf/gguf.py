@@ -19,6 +19,7 @@ import torch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -106,6 +107,14 @@ def models_dir() -> Path:
 
 
 def file_sha256(path: Path) -> str:
+    """The file's SHA-256, computed once per process for a given size and modification time (a
+    command checks the model's configuration before it loads the weights: one hash, not two)."""
+    st = path.stat()
+    return _sha256(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, _size: int, _mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -121,7 +130,6 @@ def weights_id(path: Path, digest: str) -> str:
 def converted(gguf: Path, say: Callable[[str], None]) -> tuple[Path, str]:
     """The safetensors folder converted from `gguf` (converting it now if needed) and the file's
     weights id for run metadata."""
-    say(f"checking {gguf.name}")
     digest = file_sha256(gguf)
     folder = models_dir() / f"{gguf.stem}-{digest[:12]}"
     if not (folder / MARKER).is_file():
@@ -226,7 +234,6 @@ def _silence_gguf_progress_bar() -> None:
     """transformers' GGUF reader draws its own tqdm bar on stderr, which would scribble over the
     explorer's screen and ignores transformers' switch for progress bars: give that module a tqdm
     that is off (the ticker reports progress instead)."""
-    import functools
     from typing import Any
 
     from tqdm.auto import tqdm

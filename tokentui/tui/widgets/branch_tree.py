@@ -52,33 +52,47 @@ class BranchTree(Tree[int]):
         super().__init__(Text("run"), id=id, classes=classes)
         self.show_root = False
         self.guide_depth = 2
-        self._shape: list[tuple[int | None, int]] = []  # (parent, fork) per branch: rebuild when it changes
+        self._run_id: str | None = None
+        self._shape: list[tuple[int | None, int]] = []  # (parent, fork) per branch, as the nodes hold them
+        self._branch_nodes: dict[int, TreeNode[int]] = {}
+        self._labels: dict[int, tuple] = {}  # what each node's label was drawn from
 
     def show(self, run: Run | None, current: int) -> None:
-        """Show `run`'s branches, `current` marked and highlighted (rebuilt only when the tree
-        changed shape; otherwise only the labels change, so the highlight does not jump)."""
+        """Show `run`'s branches, `current` marked and highlighted. Branches added since the last
+        call are appended as nodes (a tree search adds hundreds while the user watches: the tree is
+        never rebuilt for that, and collapsed subtrees stay collapsed); only a run with another
+        shape (another run, a deleted branch) is rebuilt. Only labels whose branch changed are
+        redrawn."""
         shape = [(b.parent, b.fork_position) for b in run.branches] if run is not None else []
-        if shape != self._shape:
-            self._shape = shape
+        run_id = run.id if run is not None else None
+        if run_id != self._run_id or shape[: len(self._shape)] != self._shape:
+            self._run_id, self._shape = run_id, []
             self.clear()
-            nodes: dict[int, TreeNode[int]] = {}
-            if run is not None:
-                for b in run.branches:
-                    parent_node = self.root if b.parent is None else nodes[b.parent]
-                    nodes[b.id] = parent_node.add(branch_label(run, b, b.id == current), data=b.id, expand=True)
-            self.root.expand_all()
+            self._branch_nodes.clear()
+            self._labels.clear()
         if run is None:
             return
-        target = None
-        for node in self._nodes_in_order():
-            bid = node.data
-            assert bid is not None  # every node below the root holds its branch's id
-            node.set_label(branch_label(run, run.branches[bid], bid == current))
-            if bid == current:
-                target = node
+        for b in run.branches[len(self._shape) :]:
+            parent_node = self.root if b.parent is None else self._branch_nodes[b.parent]
+            self._branch_nodes[b.id] = parent_node.add(branch_label(run, b, b.id == current), data=b.id, expand=True)
+        if not self.root.is_expanded:
+            self.root.expand()
+        self._shape = shape
+        for b in run.branches:
+            key = (len(b.steps), b.status, b.id == current)
+            if self._labels.get(b.id) != key:
+                self._labels[b.id] = key
+                self._branch_nodes[b.id].set_label(branch_label(run, b, b.id == current))
+        target = self._branch_nodes.get(current)
         if target is not None:
+            node: TreeNode[int] | None = target.parent
+            while node is not None and node is not self.root:  # the branch on show is never hidden
+                if not node.is_expanded:
+                    node.expand()
+                node = node.parent
             _ = self.last_line  # lays the lines out, so the node knows its line
-            self.move_cursor(target)
+            if self.cursor_node is not target:
+                self.move_cursor(target)
 
     def _nodes_in_order(self) -> Iterator[TreeNode[int]]:
         stack = list(reversed(self.root.children))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tests.factories import make_run
+from tokentui.core.columns import nan_step
 from tokentui.core.metrics import METRICS, rank_bucket, summary
 from tokentui.core.run import RunError, SamplingParams
 
@@ -56,3 +57,23 @@ def test_finite_mean_skips_what_is_not_a_number():
     # the prompt's first step has NaN statistics, and prompt steps are never sampled
     assert math.isnan(run.prompt.finite_mean("sampler_logprob"))
     assert run.prompt.finite_mean("entropy") == pytest.approx(np.nanmean(run.prompt.col("entropy")))
+
+
+def test_removing_a_subtree_renumbers_what_is_kept_and_keeps_its_sequences():
+    run = make_run(n_branch_steps=(8, 3))
+    a = run.add_branch(0, 6)  # 2
+    for t in (5, 6):
+        run.append_step(a.id, nan_step(a.end, t))
+    b = run.add_branch(1, 8)  # 3: a child of 1
+    run.append_step(b.id, nan_step(b.end, 7))
+    c = run.add_branch(a.id, 7)  # 4: a child of 2
+    run.append_step(c.id, nan_step(c.end, 9))
+    before = {i: run.sequence(i).tolist() for i in range(len(run.branches))}
+    assert run.subtree(1) == [1, 3] and run.subtree(0) == [0, 1, 2, 3, 4]
+    mapping = run.remove_subtree(1)
+    assert mapping == {0: 0, 2: 1, 4: 2}
+    assert [b.id for b in run.branches] == [0, 1, 2] and [b.parent for b in run.branches] == [None, 0, 1]
+    for old, new in mapping.items():
+        assert run.sequence(new).tolist() == before[old]
+    with pytest.raises(RunError, match="root branch cannot be deleted"):
+        run.remove_subtree(0)

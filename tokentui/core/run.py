@@ -195,6 +195,30 @@ class Run:
         self.branches.append(b)
         return b
 
+    def subtree(self, branch_id: int) -> list[int]:
+        """The branch and every branch grown from it (directly or not), in id order."""
+        inside = {self.branch(branch_id).id}
+        for b in self.branches:  # a child's id is always greater than its parent's
+            if b.parent in inside:
+                inside.add(b.id)
+        return sorted(inside)
+
+    def remove_subtree(self, branch_id: int) -> dict[int, int]:
+        """Delete a branch with everything grown from it; the branches after it are renumbered
+        (ids stay list positions and children keep coming after their parents). Returns old id →
+        new id for the branches kept, so callers can follow the ones they point at. The root
+        branch cannot be deleted (start a new run instead)."""
+        if self.branch(branch_id).parent is None:
+            raise RunError("the root branch cannot be deleted (start a new run instead)")
+        gone = set(self.subtree(branch_id))
+        kept = [b for b in self.branches if b.id not in gone]
+        mapping = {b.id: i for i, b in enumerate(kept)}
+        for b in kept:
+            b.id = mapping[b.id]
+            b.parent = None if b.parent is None else mapping[b.parent]
+        self.branches = kept
+        return mapping
+
     def branch(self, branch_id: int) -> Branch:
         if not 0 <= branch_id < len(self.branches):
             raise RunError(f"no branch {branch_id} (the run has {len(self.branches)})")

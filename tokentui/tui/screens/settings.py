@@ -1,21 +1,14 @@
 """The session's generation settings (one GenerationSettings): sampler, length, k, forced prefix,
 chat template. One compact row per field so all of them fit 80×24; the box scrolls if a terminal
-is shorter still. Enter on any field applies, Esc cancels; a bad value is named and nothing
-changes."""
+is shorter still (screens/form.py: Enter applies, Esc cancels, a bad value is named)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TypeVar
 
-from rich.text import Text
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import Input, Static
-
 from tokentui.core.params import GenerationSettings, RunError, SamplingParams
+from tokentui.tui.screens.form import FormScreen
 
 FIELDS = (
     ("temperature", "temperature (0 = greedy)"),
@@ -69,38 +62,16 @@ def parse_fields(raw: dict[str, str], stop: list[str]) -> GenerationSettings:
     return GenerationSettings(sampling, number("k", int), chat, raw["forced"])
 
 
-class SettingsScreen(ModalScreen[GenerationSettings | None]):
-    AUTO_FOCUS = "*"  # the first field (the app's own picks the tokens)
-    BINDINGS = [Binding("escape", "cancel", "cancel")]
+class SettingsScreen(FormScreen[GenerationSettings]):
+    FIELDS = FIELDS
+    TITLE_LINE = "session settings (the next generation) — Enter applies, Esc cancels"
+    BOX_ID = "settings-box"
 
     def __init__(self, settings: GenerationSettings, vocab_size: int | None = None) -> None:
-        super().__init__()
+        super().__init__(field_values(settings))
         self.settings, self.vocab_size = settings.copy(), vocab_size
 
-    def compose(self) -> ComposeResult:
-        values = field_values(self.settings)
-        with VerticalScroll(id="settings-box"):
-            yield Static(Text("session settings (the next generation) — Enter applies, Esc cancels"),
-                         classes="box-title", markup=False)  # fmt: skip
-            for key, label in FIELDS:
-                with Horizontal(classes="field"):
-                    yield Static(Text(label), classes="field-label", markup=False)
-                    yield Input(values[key], id=f"set-{key}", compact=True)
-            yield Static("", id="settings-error", markup=False)
-
-    def on_mount(self) -> None:
-        self.query_one("#settings-box").can_focus = False  # Tab goes from field to field
-        self.query_one(Input).focus()
-
-    def on_input_submitted(self) -> None:
-        raw = {key: self.query_one(f"#set-{key}", Input).value for key, _ in FIELDS}
-        try:
-            new = parse_fields(raw, self.settings.sampling.stop)
-            new.check(self.vocab_size)
-        except RunError as e:
-            self.query_one("#settings-error", Static).update(Text(str(e)))
-            return
-        self.dismiss(new)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+    def parse(self, raw: dict[str, str]) -> GenerationSettings:
+        new = parse_fields(raw, self.settings.sampling.stop)
+        new.check(self.vocab_size)
+        return new

@@ -46,6 +46,7 @@ class RunMeta:
     sampling: dict[str, Any] = field(default_factory=lambda: asdict(SamplingParams()))
     eos_ids: list[int] = field(default_factory=list)
     lens: str = "logit lens: hidden state → final norm → unembedding; last layer = model output"
+    tree: dict[str, Any] | None = None  # tree searches' records (core/tree.py); None: no search
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

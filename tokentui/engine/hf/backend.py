@@ -24,7 +24,7 @@ import torch
 
 from tokentui import __version__
 from tokentui.core.columns import nan_step
-from tokentui.core.params import GenerationSettings, RunError, SamplingParams
+from tokentui.core.params import GenerationSettings, RunError, SamplingParams, TreeParams
 from tokentui.core.run import Branch, Run, RunMeta, new_run_id, now_iso
 from tokentui.core.step import Step
 from tokentui.engine.backend import ModelInfo, ModelSpec
@@ -135,10 +135,15 @@ class HFBackend:
         return added
 
     # --- teacher forcing --------------------------------------------------------------------
-    def _forward(self, ids: torch.Tensor, cache=None, use_cache: bool = True):
+    def _forward(self, ids: torch.Tensor, cache=None, use_cache: bool = True, **extra):
+        """One forward; `extra`: more model arguments (a tree search's mask and position ids)."""
         try:
             return self.model(
-                input_ids=ids, use_cache=use_cache, output_hidden_states=self.lens_chunk > 0, **{self._cache_kw: cache}
+                input_ids=ids,
+                use_cache=use_cache,
+                output_hidden_states=self.lens_chunk > 0,
+                **{self._cache_kw: cache},
+                **extra,
             )
         except torch.cuda.OutOfMemoryError:
             raise EngineError("out of GPU memory (try a shorter text or a smaller model)") from None
@@ -356,6 +361,21 @@ class HFBackend:
         yield Finished(run.id, branch.id, status, new, time.perf_counter() - t0)
         if failure is not None:
             raise failure  # after Finished: the branch keeps its steps and is saved with status "error"
+
+    def grow_tree(
+        self,
+        run: Run,
+        params: TreeParams,
+        cancel: threading.Event | None = None,
+        prompt_ids: list[int] | None = None,
+        branch: int = 0,
+        position: int | None = None,
+    ) -> Iterator[Event]:
+        """Seed 002's tree search (`engine/hf/tree.py`): from `prompt_ids` into the new, empty
+        `run`, or from `position` (default: the end) of the run's `branch`."""
+        from tokentui.engine.hf.tree import TreeSearch
+
+        return TreeSearch(self, run, params, cancel).events(prompt_ids, branch, position)
 
     def _flush_lens(self, run: Run, branch: Branch, buf: list[torch.Tensor], start: int) -> LensEvent:
         """Lens the buffered positions in one pass, store the values, and report them."""

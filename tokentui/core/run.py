@@ -277,8 +277,8 @@ class Run:
             raise RunError("k, layer count and vocabulary size must be positive")
         if not self.branches:
             raise RunError("the run has no root branch")
-        for b in self.branches:
-            if b.id != self.branches.index(b):
+        for i, b in enumerate(self.branches):
+            if b.id != i:  # (not list.index: that compares dataclasses, quadratic in the branches)
                 raise RunError("branch ids are not 0..n-1")
             if b.status not in STATUSES:
                 raise RunError(f"branch {b.id} has unknown status {b.status!r}")

@@ -37,6 +37,8 @@ from tokentui.engine.hf.loading import LoadedModel, load_model
 from tokentui.engine.hf.measures import Packer, TokenInputs, layer_arrays, lens_values, run_layout, token_values
 from tokentui.engine.hf.sampling import choose, make_generator
 
+TEACHER_FORCED_ELEMENTS = 1 << 22  # log-probs scored at once when teacher forcing (16 MB of float32)
+
 
 def cache_of(out):
     """The KV cache a forward returned, under its new name (`cache`) or its old one."""
@@ -158,10 +160,19 @@ class HFBackend:
         if len(ids) < 2:
             return
         n, n_layers = len(ids) - 1, run.n_layers
-        logp = torch.log_softmax(out.logits[0, :-1].float(), -1)
         targets = torch.tensor(ids[1:], device=self.device)
         nan = torch.full((n,), math.nan, device=self.device)
-        host = {name: t.cpu().numpy() for name, t in token_values(TokenInputs(logp, targets, nan, run.k)).items()}
+        # in blocks of positions: a [positions, V] float32 copy of the logits per measure would be
+        # gigabytes for a long prompt and a large vocabulary
+        rows = max(1, TEACHER_FORCED_ELEMENTS // out.logits.shape[-1])
+        parts: dict[str, list[np.ndarray]] = {}
+        for a in range(0, n, rows):
+            logp = torch.log_softmax(out.logits[0, a : min(a + rows, n)].float(), -1)
+            x = TokenInputs(logp, targets[a : a + rows], nan[a : a + rows], run.k)
+            for name, t in token_values(x).items():
+                parts.setdefault(name, []).append(t.cpu().numpy())
+            del logp, x
+        host = {name: np.concatenate(p) for name, p in parts.items()}
         lensed = None
         hs = out.hidden_states
         if n_layers > 1 and hs is not None:

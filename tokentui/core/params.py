@@ -85,9 +85,9 @@ class GenerationSettings:
         return replace(self, sampling=self.sampling.copy())
 
 
-# Tree search limits that keep a run file loadable (store/runfile.py: MAX_BRANCHES) and a search
-# finite: every node is a branch.
-MAX_TREE_NODES = 50_000
+# The most nodes one tree search may make: every node is a branch, and a run file's header (at
+# most 16 MB, store/header.py) holds about 1 kB per node with its candidates.
+MAX_TREE_NODES = 10_000
 
 
 @dataclass

@@ -61,8 +61,10 @@ from tokentui.engine.events import (
 from tokentui.engine.hf.backend import HFBackend, cache_of
 from tokentui.engine.hf.kv_cache import fork_cache
 from tokentui.engine.hf.measures import Packer, TokenInputs, layer_arrays, lens_values, token_values
-from tokentui.store.runfile import MAX_BRANCHES
 
+# A run file's header (≤ 16 MB) holds about this many tree nodes (a branch and its candidates,
+# ~1 kB each): a search stops there so that its run can be loaded again.
+RUN_NODES = 12_000
 BATCH = 32  # queued nodes whose distributions one forward computes (tree attention)
 TREE_ATTENTION = ("sdpa", "eager")  # attention implementations that take an arbitrary 4-D mask
 
@@ -199,9 +201,9 @@ class TreeSearch:
             out = b._forward(torch.tensor([prefix[used:].tolist()], device=b.device), cached)
         if b.context is not None and root_position >= b.context:
             raise EngineError(f"the prefix fills the model's context ({b.context} positions): no room for a tree")
-        budget = min(self.params.max_nodes, MAX_BRANCHES - len(run.branches))
+        budget = min(self.params.max_nodes, RUN_NODES - len(run.branches))
         if budget < 1:
-            raise EngineError(f"the run already has {len(run.branches)} branches, the most a run file holds")
+            raise EngineError(f"the run already has {len(run.branches)} branches: no room for a tree in its file")
         self.budget = budget
         self.root_position = root_position
         # a node at depth d holds position root_position + d - 1; its children need room after it

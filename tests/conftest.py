@@ -92,6 +92,43 @@ def loaded(model_dirs, request):
     return get
 
 
+PEAKED = ("gpt2", "llama", "gpt_neox")  # families of the tree-search tests
+PEAK_SCALE = 3.0  # output embeddings × this: ~2 tokens above p = 0.1 per position, so trees branch
+
+
+@pytest.fixture(scope="session")
+def peaked_dirs(tokenizer_dir, tmp_path_factory) -> dict[str, pathlib.Path]:
+    """Tiny models whose next-token distributions are peaked enough for seed 002's search to branch
+    (random init spreads p thinly over the vocabulary): the output embeddings scaled up."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    out = {}
+    for family in PEAKED:
+        d = build_model_dir(family, tokenizer_dir, tmp_path_factory.mktemp(f"peaked-{family}"))
+        model = AutoModelForCausalLM.from_pretrained(d)
+        with torch.no_grad():
+            model.get_output_embeddings().weight.mul_(PEAK_SCALE)
+        model.save_pretrained(d)
+        out[family] = d
+    return out
+
+
+@pytest.fixture(scope="session")
+def peaked(peaked_dirs):
+    """family → LoadedModel of `peaked_dirs` (loaded once per test session)."""
+    from tokentui.engine.hf.loading import load_model
+
+    cache: dict = {}
+
+    def get(family: str):
+        if family not in cache:
+            cache[family] = load_model(str(peaked_dirs[family]))
+        return cache[family]
+
+    return get
+
+
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch) -> pathlib.Path:
     d = tmp_path / "runs"

@@ -241,3 +241,58 @@ def score_text(backend, text: str, k: int = 8):
     job = jobs.Score(backend, text, k)
     list(job)
     return job.run
+
+
+# The tree of `make_tree_run`: (parent node, token) per node in creation order; node 0 is the root.
+TREE_SHAPE = [(0, 11), (0, 12), (1, 13), (1, 14), (2, 15), (3, 0), (5, 16)]
+
+
+def make_tree_run(shape=TREE_SHAPE, hostile: bytes | None = None) -> Run:
+    """A synthetic run shaped like a tree search's: every node but the root a one-step branch
+    (forced token), children of the root forking the prompt's end, the search's facts in
+    `meta.tree` (token 0 is the end-of-sequence token). `hostile`: the bytes of token 13."""
+    from tokentui.core import tree
+    from tokentui.core.params import TreeParams
+
+    rng = np.random.default_rng(7)
+    run = make_run()
+    run.branches.clear()  # the prompt and the token table stay
+    if hostile is not None:
+        run.tokens.add(13, hostile)
+    prompt_len = len(run.prompt)
+    index = tree.add_search(run, tree.new_search(TreeParams(max_depth=3), None, prompt_len))
+    branch_of = {0: None}
+    depth = {0: 0}
+    for node, (parent, token) in enumerate(shape, start=1):
+        pb = branch_of[parent]
+        fork = prompt_len if pb is None else run.branches[pb].end
+        b = run.add_branch(None if pb is None and not run.branches else (0 if pb is None else pb), fork)
+        lp = float(-rng.random() * 2)
+        top = np.array([token, *rng.integers(1, V, K - 1)], dtype=np.int32)
+        values = {
+            "logprob": lp,
+            "entropy": float(rng.random() * 3),
+            "rank": 1,
+            "topk_ids": top,
+            "topk_logprobs": np.sort(-rng.random(K).astype(np.float32))[::-1].copy(),
+            "layer_entropy": rng.random(L).astype(np.float32),
+        }
+        run.append_step(b.id, Step(fork, token, values, "forced"))
+        b.status = "eos" if token in run.meta.eos_ids else "length"
+        branch_of[node] = b.id
+        depth[node] = depth[parent] + 1
+        tree.set_node(run, index, b.id, False, None)
+    # what the search decided: expanded nodes have candidates, depth-3 and end tokens are finished
+    parents = {p for p, _ in shape}
+    tree.set_node(run, index, None, False, [(11, 0.5), (12, 0.25), (99, 0.0125)])
+    for node, (_parent, token) in enumerate(shape, start=1):
+        finished = depth[node] >= 3 or token == 0
+        cands = None if finished or node not in parents else [(shape[c - 1][1], 0.3) for c in _children(shape, node)]
+        tree.set_node(run, index, branch_of[node], finished, cands)
+    tree.end_search(run, index, "completed", len(shape), 2)
+    run.validate()
+    return run
+
+
+def _children(shape, node: int) -> list[int]:
+    return [i for i, (p, _t) in enumerate(shape, start=1) if p == node]

@@ -96,3 +96,21 @@ class Terminal:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def read_until(stream, mark: bytes, timeout: float = 60.0) -> bytes:
+    """Bytes from `stream` until `mark` appears (fails after `timeout`)."""
+    got, end = b"", time.monotonic() + timeout
+    while mark not in got:
+        assert time.monotonic() < end, f"never saw {mark!r}: {got[-300:]!r}"
+        if select.select([stream], [], [], 0.1)[0]:
+            chunk = os.read(stream.fileno(), 4096)
+            assert chunk, f"stream ended before {mark!r}: {got[-300:]!r}"
+            got += chunk
+    return got
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str]:
+    """The exit code and standard error of a child process, once it ends (fails after 60 s)."""
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, err.decode()

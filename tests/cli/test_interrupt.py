@@ -5,14 +5,13 @@ made is saved with status "cancelled", and the exit code is still 130. Never a t
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import time
 
 import pytest
 
-from tests.terminal import tokentui_command
+from tests.terminal import finish, read_until, tokentui_command
 from tokentui.store.cache import list_runs
 from tokentui.store.runfile import load_run
 
@@ -24,30 +23,13 @@ def _start(model_dir, cache_dir, *extra) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
-def _read_until(stream, mark: bytes, timeout: float = 60.0) -> bytes:
-    """Bytes from `stream` until `mark` appears (fails after `timeout`)."""
-    got, end = b"", time.monotonic() + timeout
-    while mark not in got:
-        assert time.monotonic() < end, f"never saw {mark!r}: {got[-300:]!r}"
-        if select.select([stream], [], [], 0.1)[0]:
-            chunk = os.read(stream.fileno(), 4096)
-            assert chunk, f"stream ended before {mark!r}: {got[-300:]!r}"
-            got += chunk
-    return got
-
-
-def _finish(proc: subprocess.Popen) -> tuple[int, str]:
-    out, err = proc.communicate(timeout=60)
-    return proc.returncode, err.decode()
-
-
 @pytest.mark.parametrize("delay", [0.0, 0.3])
 def test_ctrl_c_while_the_model_loads_exits_130_in_one_line(model_dirs, cache_dir, delay):
     proc = _start(model_dirs["gpt2"], cache_dir)
-    _read_until(proc.stderr, b"loading")  # the first progress line: the model is being loaded
+    read_until(proc.stderr, b"loading")  # the first progress line: the model is being loaded
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
-    rc, err = _finish(proc)
+    rc, err = finish(proc)
     assert rc == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert err.strip().splitlines()[-1].startswith("tokentui: ")
@@ -62,13 +44,13 @@ def test_ctrl_c_while_generating_saves_the_run_as_cancelled(model_dirs, cache_di
     if as_json:  # one line per position: the prompt's 5, then generated ones
         got = b""
         while got.count(b"\n") < 5 + tokens:
-            got += _read_until(proc.stdout, b"\n")
+            got += read_until(proc.stdout, b"\n")
     else:  # the prompt, then the generated text as it comes
-        got = _read_until(proc.stdout, b"def f(x):")
+        got = read_until(proc.stdout, b"def f(x):")
         while len(got) < len(b"def f(x):") + tokens:
             got += os.read(proc.stdout.fileno(), 4096)
     proc.send_signal(signal.SIGINT)
-    rc, err = _finish(proc)
+    rc, err = finish(proc)
     assert rc == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     [saved] = list_runs(cache_dir)

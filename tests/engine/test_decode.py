@@ -342,3 +342,16 @@ def test_a_token_the_model_rules_out_has_a_finite_floor_and_entropy_stays_finite
     p = logp.exp()[0, [0, 1, 3]]
     assert v["entropy"].item() == pytest.approx(float(-(p * p.log()).sum()), abs=1e-6)
     assert torch.isfinite(v["topk_logprobs"]).all() and v["topk_logprobs"][0, -1].item() == LOGPROB_FLOOR
+
+
+def test_teacher_forcing_in_blocks_of_positions_equals_one_block(loaded, monkeypatch):
+    """The prompt's log-probs are scored a few positions at a time (memory); the records are the same."""
+    import tokentui.engine.hf.backend as hb
+
+    lm = loaded("qwen2")
+    text = "import os\nprint(os.getcwd())\n" * 3
+    whole = score_text(HFBackend(lm), text)
+    monkeypatch.setattr(hb, "TEACHER_FORCED_ELEMENTS", lm.vocab_size * 4)  # 4 positions per block
+    blocks = score_text(HFBackend(lm), text)
+    for name in whole.layout.names:
+        np.testing.assert_array_equal(whole.prompt.col(name), blocks.prompt.col(name))

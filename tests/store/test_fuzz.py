@@ -1,7 +1,8 @@
 """Seeded fuzzing of load_run from the sample runs and the schema-1 fixtures: bit flips,
 truncations, poisoned numbers in arrays and header, escapes and paths in metadata, deep JSON,
 forged sizes and broken trees. Every case either loads a run that validates (and exports to JSON)
-or raises RunFileError with a one-line message — nothing else, and quickly."""
+or raises RunFileError with a one-line message — nothing else, and quickly. A run with a tree
+search's record is fuzzed too, its record included."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import rewrite_header, rewrite_run_text, with_run_desc
-from tokentui.store.export import export
+from tests.factories import make_tree_run, rewrite_header, rewrite_run_text, with_run_desc
+from tokentui.store.export import FORMATS, export
 from tokentui.store.header import RunFileError
-from tokentui.store.runfile import load_run
+from tokentui.store.runfile import load_run, save_run
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = (
@@ -78,6 +79,20 @@ def _tree(rng: random.Random):
     return change
 
 
+def _tree_record(rng: random.Random):
+    """A poisoned tree-search record: a random field of a search or a node gets a bad value."""
+
+    def change(d):
+        t = d["meta"]["tree"]
+        targets = [(t, k) for k in t] + [(x, k) for x in t["searches"] for k in x]
+        targets += [(x["parameters"], k) for x in t["searches"] for k in x["parameters"]]
+        targets += [(t["nodes"], k) for k in t["nodes"]] + [(x, k) for x in t["nodes"].values() for k in x]
+        obj, key = rng.choice(targets)
+        obj[key] = rng.choice(POISON_NUMBERS + POISON_TEXT + [[], {}, [[1, 0.5]], [[1, 2]], {"a": [1]}])
+
+    return change
+
+
 def _array_poison(data: bytes, rng: random.Random) -> bytes:
     """Overwrite 4 bytes inside an array with a float32 NaN/inf/positive value or a huge int."""
     n = struct.unpack("<Q", data[:8])[0]
@@ -119,7 +134,9 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     if kind == 2:  # truncation
         return data[: rng.randrange(len(data))]
     if kind == 3:
-        return rewrite_header(data, with_run_desc(_desc(rng)))
+        desc = json.loads(json.loads(data[8 : 8 + struct.unpack("<Q", data[:8])[0]])["__metadata__"]["run"])
+        has_tree = desc["meta"].get("tree") is not None
+        return rewrite_header(data, with_run_desc(_tree_record(rng) if has_tree and rng.random() < 0.5 else _desc(rng)))
     if kind == 4:
         return rewrite_header(data, with_run_desc(_tree(rng)))
     if kind == 5:
@@ -152,13 +169,13 @@ def _check(path: Path) -> str:
         assert "\n" not in str(e) and str(e), repr(e)
         return "refused"
     run.validate()
-    for fmt in ("json", "jsonl", "csv"):  # every export of what loaded: strict JSON, no raw controls
+    for fmt in FORMATS:  # every export of what loaded: strict JSON, no raw controls
         buf = io.StringIO()
         export(run, fmt, buf)
         text = buf.getvalue()
         raw = RAW_CONTROLS.search(text)
         assert raw is None, f"{fmt} export holds raw {raw.group()!r}"
-        docs = [text] if fmt == "json" else text.splitlines() if fmt == "jsonl" else []
+        docs = [text] if fmt in ("json", "tree-json") else text.splitlines() if fmt != "csv" else []
         for doc in docs:
             json.loads(doc, parse_constant=_no_constants)
     return "loaded"
@@ -174,8 +191,17 @@ def _no_constants(name: str) -> None:
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_fuzzed_run_files_load_or_fail_cleanly(tmp_path, source):
-    rng = random.Random(f"tokentui-fuzz-{source.parent.name}-{source.name}")
-    original = source.read_bytes()
+    _fuzz(tmp_path, source.read_bytes(), f"tokentui-fuzz-{source.parent.name}-{source.name}")
+
+
+def test_fuzzed_tree_search_runs_load_or_fail_cleanly(tmp_path):
+    """A run with a tree search's record (`meta.tree`), whose fields are poisoned too."""
+    original = save_run(make_tree_run(), tmp_path / "tree.tokentui").read_bytes()
+    _fuzz(tmp_path, original, "tokentui-fuzz-tree-search")
+
+
+def _fuzz(tmp_path: Path, original: bytes, seed: str) -> None:
+    rng = random.Random(seed)
     outcomes = {"loaded": 0, "refused": 0}
     for case in range(CASES_PER_SOURCE):
         data = mutate(original, rng)

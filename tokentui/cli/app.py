@@ -1,12 +1,12 @@
 """The Typer application: every command registered in one place, each defined in its group's
-module (generate/score, runs, export, explore/replay). A new command group is a new module plus
+module (generate/score, tree, runs, export, explore/replay). A new command group is a new module plus
 its lines here."""
 
 from __future__ import annotations
 
 import typer
 
-from tokentui.cli import explore, export, generate, runs
+from tokentui.cli import explore, export, generate, runs, tree
 
 app = typer.Typer(
     name="tokentui",
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.callback(invoke_without_command=True)(explore.default)
 app.command()(generate.generate)
 app.command()(generate.score)
+app.command()(tree.tree)
 app.add_typer(runs.runs_app, name="runs")
 app.command()(export.export)
 app.command()(explore.explore)

@@ -1,4 +1,5 @@
-"""`export`: a saved run as CSV, JSONL or JSON, to standard output or a file (no torch needed).
+"""`export`: a saved run as CSV, JSONL, JSON or seed 002's files, to standard output or a file (no
+torch needed).
 
 Writing to a file, the format follows the file's extension unless `--format` says otherwise (a
 disagreement is an error), and an existing file is replaced only with `--force`; the rules live
@@ -22,7 +23,9 @@ def export(
     fmt: Annotated[
         str | None,
         typer.Option(
-            "--format", help="csv, jsonl or json (default: the --out file's extension; csv to standard output)."
+            "--format",
+            help="csv, jsonl, json, tree-json (seed 002's tree viewer) or seed002-jsonl (its logprobs viewer); "
+            "default: the --out file's extension (csv to standard output).",
         ),
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of standard output.")] = None,
@@ -36,7 +39,8 @@ def export(
     ] = False,
     cache_dir: CacheOpt = None,
 ) -> None:
-    """Export a run: CSV (one row per token), JSONL (one token per line with top-k) or JSON (whole tree)."""
+    """Export a run: CSV (one row per token), JSONL (one token per line with top-k), JSON (whole
+    tree), or seed 002's tree JSON and logprobs lines."""
     from tokentui.core.display import sanitize
     from tokentui.store.export import FORMATS, ExportError, check_target, format_for, write_file
     from tokentui.store.export import export as write_to

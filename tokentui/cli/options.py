@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from tokentui.core.params import GenerationSettings, SamplingParams
+from tokentui.core.params import GenerationSettings, SamplingParams, TreeParams
 
 ModelOpt = Annotated[
     str,
@@ -52,6 +52,7 @@ LensPrecisionOpt = Annotated[
         "float32 model, else the model's dtype), float32 or bfloat16.",
     ),
 ]
+ChatOpt = Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the tokenizer's chat template.")]
 RunRefArg = Annotated[str, typer.Argument(help="Run id (or any unique part of one) or path to a run file.")]
 
 _DEFAULT = GenerationSettings()
@@ -95,11 +96,7 @@ GENERATION_OPTIONS = (
         Annotated[list[str] | None, typer.Option("--stop", help="Stop when this text appears (repeatable).")],
     ),
     _option("alternatives", _DEFAULT.k, KOpt),
-    _option(
-        "chat",
-        _DEFAULT.chat,
-        Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the tokenizer's chat template.")],
-    ),
+    _option("chat", _DEFAULT.chat, ChatOpt),
     _option(
         "force",
         _DEFAULT.forced,
@@ -124,20 +121,57 @@ def settings_from(
     return GenerationSettings(sampling, alternatives, chat, force)
 
 
+def _bundle(name: str, options: tuple[inspect.Parameter, ...], build: Callable[..., object]) -> Callable:
+    """A decorator replacing a command's parameter `name` with `options`; the command receives
+    `build(**their values)` in its place."""
+
+    def decorate(command: Callable) -> Callable:
+        sig = inspect.signature(command, eval_str=True)
+        params = [p.replace(kind=_KW) for p in sig.parameters.values()]
+        at = [p.name for p in params].index(name)
+        params[at : at + 1] = options
+        names = [p.name for p in options]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs):
+            value = build(**{n: kwargs.pop(n) for n in names})
+            return command(**{name: value}, **kwargs)
+
+        setattr(wrapper, "__signature__", sig.replace(parameters=params))  # noqa: B010 - what Typer reads; typeshed lacks it
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+
+    return decorate
+
+
 def generation_options(command: Callable) -> Callable:
     """Replace `command`'s `settings: GenerationSettings` parameter with GENERATION_OPTIONS; the
     command receives them as one `GenerationSettings`."""
-    sig = inspect.signature(command, eval_str=True)
-    params = [p.replace(kind=_KW) for p in sig.parameters.values()]
-    at = [p.name for p in params].index("settings")
-    params[at : at + 1] = GENERATION_OPTIONS
-    names = [p.name for p in GENERATION_OPTIONS]
+    return _bundle("settings", GENERATION_OPTIONS, settings_from)(command)
 
-    @functools.wraps(command)
-    def wrapper(**kwargs):
-        settings = settings_from(**{n: kwargs.pop(n) for n in names})
-        return command(settings=settings, **kwargs)
 
-    setattr(wrapper, "__signature__", sig.replace(parameters=params))  # noqa: B010 - what Typer reads; typeshed lacks it
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    return wrapper
+_TREE = TreeParams()
+_TREE_HELP = {
+    "min_branch_threshold": "Branch on tokens with p above this while the queue is empty (0..1).",
+    "max_branch_threshold": "… rising to this as the queue reaches --soft-queue-limit (0..1).",
+    "soft_queue_limit": "Queue length at which the threshold reaches its maximum.",
+    "candidate_threshold": "Record a node's candidates: tokens with p above this (at most 10).",
+    "max_depth": "A path ends at this depth (tokens below the root).",
+    "max_completed_paths": "Stop once this many paths have ended (depth or end-of-sequence).",
+    "max_nodes": "Stop once the tree has this many nodes (the root not counted).",
+}
+# The tree search's options, in --help order; names, defaults and types from TreeParams.
+TREE_OPTIONS = tuple(
+    _option(
+        name,
+        default,
+        Annotated[type(default), typer.Option("--" + name.replace("_", "-"), help=_TREE_HELP[name])],
+    )
+    for name, default in _TREE.to_dict().items()
+)
+
+
+def tree_options(command: Callable) -> Callable:
+    """Replace `command`'s `params: TreeParams` parameter with TREE_OPTIONS; the command receives
+    them as one (unchecked) `TreeParams`."""
+    return _bundle("params", TREE_OPTIONS, TreeParams)(command)

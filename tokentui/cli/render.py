@@ -38,3 +38,38 @@ def table(run, branch_id: int, start: int) -> str:
         rank = str(st.rank) if st.rank else "-"
         lines.append(f"{pos:>5}  {tok:<16} {st.prob:>7.4f} {st.logprob:>8.3f} {rank:>6} {st.entropy:>7.3f}  {alts}")
     return "\n".join(lines)
+
+
+CHAIN = 6  # nodes per line of a chain (a node with one child continues its parent's line)
+
+
+def tree_lines(run, trie) -> list[str]:
+    """A text rendering of a token tree (`core.tree.Trie`): the root's text, then one line per
+    stretch of a path, indented by how many branchings lie above it. Each node shows its token (on
+    its own: whitespace visible, escapes shown), its p and, at the end of a line, the cumulative p;
+    ✓ marks a finished path. A node with one child continues on its parent's line (seed trees are
+    long chains), at most CHAIN nodes per line."""
+    from tokentui.core import tree
+    from tokentui.core.display import sanitize
+    from tokentui.store.export import root_text
+
+    cumulative = trie.cumulative()
+    head = " ".join(sanitize(root_text(run, trie), visible_whitespace=True).split())
+    lines = [f"▸ {head[:100]}{'…' if len(head) > 100 else ''}  ({trie.size} nodes)"]
+    stack = [(c, 1) for c in reversed(trie.root.children)]
+    while stack:
+        node, level = stack.pop()
+        parts, n = [], 0
+        while True:
+            parts.append(f"{lone_token(run.tokens.bytes_of(node.token_id))[:24]} {node.prob:.3f}")
+            n += 1
+            if len(node.children) != 1:
+                break
+            if n % CHAIN == 0:
+                lines.append("  " * level + " · ".join(parts) + " ·")
+                parts = []
+            node = node.children[0]
+        mark = "  ✓" if tree.is_finished(run, node) else ""
+        lines.append("  " * level + " · ".join(parts) + f"   cum {cumulative[node]:.4g}{mark}")
+        stack.extend((c, level + 1) for c in reversed(node.children))
+    return lines

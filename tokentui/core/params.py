@@ -83,3 +83,75 @@ class GenerationSettings:
 
     def copy(self) -> GenerationSettings:
         return replace(self, sampling=self.sampling.copy())
+
+
+# The most nodes one tree search may make: every node is a branch, and a run file's header (at
+# most 16 MB, store/header.py) holds about 1 kB per node with its candidates.
+MAX_TREE_NODES = 10_000
+
+
+@dataclass
+class TreeParams:
+    """Seed 002's threshold search (see `engine/hf/tree.py` for the algorithm, README for the
+    exact definitions). Defaults are the seed's own, except `max_depth` keeps the seed's 1000 and
+    `max_nodes`, tokentui's own budget, stops a search that would otherwise grow for hours."""
+
+    min_branch_threshold: float = 0.1
+    max_branch_threshold: float = 0.5
+    soft_queue_limit: int = 30
+    candidate_threshold: float = 0.01
+    max_depth: int = 1000
+    max_completed_paths: int = 2
+    max_nodes: int = 500
+
+    def check(self) -> None:
+        """Raise RunError (one line) on the first bad value."""
+        for name in ("min_branch_threshold", "max_branch_threshold", "candidate_threshold"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise RunError(f"{name.replace('_', '-')} must be in [0, 1] (got {v})")
+        if self.min_branch_threshold > self.max_branch_threshold:
+            raise RunError(
+                f"min-branch-threshold ({self.min_branch_threshold}) is above "
+                f"max-branch-threshold ({self.max_branch_threshold})"
+            )
+        for name in ("soft_queue_limit", "max_depth", "max_completed_paths", "max_nodes"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise RunError(f"{name.replace('_', '-')} must be a whole number ≥ 1 (got {v})")
+        if self.max_nodes > MAX_TREE_NODES:
+            raise RunError(f"max-nodes must be at most {MAX_TREE_NODES} (got {self.max_nodes})")
+
+    def threshold(self, queue_length: int) -> float:
+        """The branching threshold while `queue_length` paths are open (seed 002's formula:
+        Tmin + min(1, |Q| / Qlimit) · (Tmax − Tmin))."""
+        saturation = min(1.0, queue_length / self.soft_queue_limit)
+        return self.min_branch_threshold + saturation * (self.max_branch_threshold - self.min_branch_threshold)
+
+    def to_dict(self) -> dict[str, float | int]:
+        """The seed's `parameters` object (same names) plus `max_nodes`."""
+        return {
+            "min_branch_threshold": self.min_branch_threshold,
+            "max_branch_threshold": self.max_branch_threshold,
+            "soft_queue_limit": self.soft_queue_limit,
+            "candidate_threshold": self.candidate_threshold,
+            "max_depth": self.max_depth,
+            "max_completed_paths": self.max_completed_paths,
+            "max_nodes": self.max_nodes,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> TreeParams:
+        """From a run file's search record (untrusted): RunError when a value is missing or bad."""
+        defaults = cls()
+        out = cls()
+        for name, default in defaults.to_dict().items():
+            v = d.get(name, default)
+            if isinstance(default, int) and isinstance(v, int) and not isinstance(v, bool):
+                setattr(out, name, v)
+            elif isinstance(default, float) and isinstance(v, (int, float)) and not isinstance(v, bool):
+                setattr(out, name, float(v))
+            else:
+                raise RunError(f"tree parameter {name} is not a number")
+        out.check()
+        return out

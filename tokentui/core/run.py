@@ -47,6 +47,7 @@ class RunMeta:
     eos_ids: list[int] = field(default_factory=list)
     lens: str = "logit lens: hidden state → final norm → unembedding; last layer = model output"
     weights_file: str | None = None  # a model read from one file (GGUF): "name.gguf sha256:<hex>"
+    tree: dict[str, Any] | None = None  # tree searches' records (core/tree.py); None: no search
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -301,8 +302,8 @@ class Run:
             raise RunError("k, layer count and vocabulary size must be positive")
         if not self.branches:
             raise RunError("the run has no root branch")
-        for b in self.branches:
-            if b.id != self.branches.index(b):
+        for i, b in enumerate(self.branches):
+            if b.id != i:  # (not list.index: that compares dataclasses, quadratic in the branches)
                 raise RunError("branch ids are not 0..n-1")
             if b.status not in STATUSES:
                 raise RunError(f"branch {b.id} has unknown status {b.status!r}")

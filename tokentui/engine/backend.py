@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from tokentui.core.params import GenerationSettings, SamplingParams
+from tokentui.core.params import GenerationSettings, SamplingParams, TreeParams
 from tokentui.core.run import Run
 from tokentui.engine.capabilities import Capabilities
 from tokentui.engine.events import Event
@@ -93,6 +93,19 @@ class Backend(Protocol):
 
     def score_ids(self, ids: list[int], k: int, text: str | None = None) -> Run:
         """Teacher forcing: every position's measures for given ids, in one pass."""
+        ...
+
+    def grow_tree(
+        self,
+        run: Run,
+        params: TreeParams,
+        cancel: threading.Event | None = None,
+        prompt_ids: list[int] | None = None,
+        branch: int = 0,
+        position: int | None = None,
+    ) -> Iterator[Event]:
+        """Seed 002's tree search: from `prompt_ids` (scored into the new, empty `run`), or from
+        `position` (default: the end) of the run's `branch`. Needs `full_distribution`."""
         ...
 
 

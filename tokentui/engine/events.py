@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from tokentui.core import tree
 from tokentui.core.run import Run
 from tokentui.core.step import Step
 from tokentui.engine.capabilities import Capabilities
@@ -79,6 +80,42 @@ class Finished:
 
 
 @dataclass(frozen=True)
+class TreeStarted:
+    """A tree search starts on the run: `search` is its record (`core.tree.new_search`), which a
+    receiver adds to its copy's `meta.tree` as search number `index`."""
+
+    run_id: str
+    index: int
+    search: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class TreeProgress:
+    """A tree search took one node from its queue. Before this event came the BranchStarted and
+    StepEvent of each child it made (`children`, branch ids; `statuses` their final status: 'eos'
+    for an end-of-sequence token, else 'length'). `node` is the branch of the node taken (None: the
+    search's root); `finished` and `candidates` (token id, p) are what the search recorded about
+    it (candidates None when it was finished, not expanded). `nodes`, `open` and `completed` count
+    the tree's nodes (the root not counted), the queue, and the finished paths; `threshold` is the
+    branching threshold used for this node. The last event of a search has `stopped` set (why it
+    ended, `core.tree.STOPPED`) and may describe no node (`node` and `children` empty)."""
+
+    run_id: str
+    index: int
+    node: int | None
+    finished: bool
+    candidates: tuple[tuple[int, float], ...] | None
+    children: tuple[int, ...]
+    statuses: tuple[str, ...]
+    nodes: int
+    open: int
+    completed: int
+    threshold: float
+    stopped: str = "running"
+    decided: bool = True  # False: a summary that describes no node (the last event when nothing was left)
+
+
+@dataclass(frozen=True)
 class Saved:
     run_id: str
     path: str
@@ -92,7 +129,19 @@ class Failed:
     message: str
 
 
-Event = Progress | Loaded | RunStarted | BranchStarted | StepEvent | LensEvent | Finished | Saved | Failed
+Event = (
+    Progress
+    | Loaded
+    | RunStarted
+    | BranchStarted
+    | StepEvent
+    | LensEvent
+    | Finished
+    | TreeStarted
+    | TreeProgress
+    | Saved
+    | Failed
+)
 
 
 def apply_event(run: Run | None, ev: Event) -> Run | None:
@@ -114,4 +163,22 @@ def apply_event(run: Run | None, ev: Event) -> Run | None:
         run.set_layer_values(ev.branch_id, ev.start_position, ev.values)
     elif isinstance(ev, Finished):
         run.branch(ev.branch_id).status = ev.status
+    elif isinstance(ev, TreeStarted):
+        if ev.index != len(tree.searches(run)):
+            raise ValueError(f"tree search {ev.index} started out of order")
+        tree.add_search(run, ev.search)
+    elif isinstance(ev, TreeProgress):
+        apply_tree_progress(run, ev)
     return run
+
+
+def apply_tree_progress(run: Run, ev: TreeProgress) -> None:
+    """What a TreeProgress changes in a run: its children's statuses, the node's facts and the
+    search's counts. The engine applies it to its own run too (one definition of the change)."""
+    for bid, status in zip(ev.children, ev.statuses):
+        run.branch(bid).status = status
+        tree.set_node(run, ev.index, bid, False, None)  # made, not yet taken from the queue
+    if ev.decided:
+        cands = None if ev.candidates is None else list(ev.candidates)
+        tree.set_node(run, ev.index, ev.node, ev.finished, cands)
+    tree.end_search(run, ev.index, ev.stopped, ev.nodes, ev.completed)

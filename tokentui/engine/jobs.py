@@ -15,11 +15,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from tokentui.core.params import GenerationSettings, SamplingParams
+from tokentui.core.params import GenerationSettings, SamplingParams, TreeParams
 from tokentui.core.run import Run
 from tokentui.engine.backend import Backend
 from tokentui.engine.errors import EngineError
-from tokentui.engine.events import Event, Finished, RunStarted, StepEvent
+from tokentui.engine.events import Event, Finished, RunStarted, StepEvent, TreeProgress
 
 
 class Job:
@@ -156,6 +156,47 @@ class Score(Job):
         yield Finished(self.run.id, 0, "scored", 0, time.perf_counter() - t0)
 
 
+class TreeSearch(Job):
+    """Seed 002's tree search: from a prompt (a new run; `settings` gives k and the chat
+    template) or from `position` (default: its end) of `branch` of an existing `run`. Every node
+    becomes a one-step branch; the search's facts go to `run.meta.tree` (`core/tree.py`). Cancel
+    stops it between two nodes, keeping a consistent tree."""
+
+    name = "tree"
+
+    def __init__(
+        self,
+        backend: Backend,
+        params: TreeParams,
+        prompt: str | None = None,
+        settings: GenerationSettings | None = None,
+        run: Run | None = None,
+        branch: int = 0,
+        position: int | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        super().__init__(backend, cancel)
+        if (prompt is None) == (run is None):
+            raise EngineError("a tree search starts from a prompt or from a run, not both")
+        self.params, self.prompt = params, prompt
+        self.settings = (settings or GenerationSettings()).copy()
+        self.run, self.branch, self.position = run, branch, position
+
+    def events(self) -> Iterator[Event]:
+        self.params.check()
+        why = self.backend.capabilities.why_not("full_distribution", self.backend.kind)
+        if why is not None:
+            raise EngineError(f"a tree search needs the whole next-token distribution: {why}")
+        if self.prompt is not None:
+            ids, template = self.backend.encode_prompt(self.prompt, self.settings.chat)
+            self.run = self.backend.new_run(self.prompt, self.settings, template, mode="tree")
+            yield from self.backend.grow_tree(self.run, self.params, self.cancel, prompt_ids=ids)
+        else:
+            assert self.run is not None
+            self.run.branch(self.branch)  # a missing branch is a one-line RunError before any work
+            yield from self.backend.grow_tree(self.run, self.params, self.cancel, None, self.branch, self.position)
+
+
 Subscriber = Callable[[Job, Event], None]
 
 
@@ -168,8 +209,10 @@ def drive(job: Job, *subscribers: Subscriber) -> None:
 
 
 class Autosave:
-    """Saves the job's run at the end of every branch (whatever its status, errors included) and
-    every `seconds` while tokens arrive, so a long generation survives a crash."""
+    """Saves the job's run at the end of every branch (whatever its status, errors included), at
+    the end of a tree search, and every `seconds` while tokens arrive, so a long generation
+    survives a crash. (A tree search's node-branches end without a Finished each: saving after
+    every node would rewrite the file hundreds of times.)"""
 
     def __init__(self, save: Callable[[Run], object], seconds: float = 10.0) -> None:
         self.save, self.seconds = save, seconds
@@ -178,6 +221,7 @@ class Autosave:
     def __call__(self, job: Job, ev: Event) -> None:
         if job.run is None:
             return
-        if isinstance(ev, Finished) or (isinstance(ev, StepEvent) and time.monotonic() - self._last > self.seconds):
+        ended = isinstance(ev, Finished) or (isinstance(ev, TreeProgress) and ev.stopped != "running")
+        if ended or (isinstance(ev, StepEvent) and time.monotonic() - self._last > self.seconds):
             self.save(job.run)
             self._last = time.monotonic()

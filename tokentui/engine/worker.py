@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tokentui.core.params import GenerationSettings, RunError, SamplingParams
+from tokentui.core.params import GenerationSettings, RunError, SamplingParams, TreeParams
 from tokentui.core.run import Run
 from tokentui.engine import jobs
 from tokentui.engine.backend import Backend, ModelSpec
@@ -72,6 +72,19 @@ class Score:
 
 
 @dataclass
+class Tree:
+    """Grow a tree with seed 002's search (`jobs.TreeSearch`): from `prompt` (a new run; `settings`
+    gives k and the chat template), or, without one, from `position` (None: its end) of `branch`
+    of the open run. `Worker.cancel()` stops it between two nodes and keeps the tree."""
+
+    params: TreeParams = field(default_factory=TreeParams)
+    prompt: str | None = None
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    branch: int = 0
+    position: int | None = None
+
+
+@dataclass
 class Adopt:
     """Work on an existing run (e.g. one reopened from the cache) from now on. The worker takes a
     copy; the sender follows the worker's changes through the events."""
@@ -79,7 +92,7 @@ class Adopt:
     run: Run
 
 
-Command = Load | Generate | Continue | Fork | Resample | Score | Adopt
+Command = Load | Generate | Continue | Fork | Resample | Score | Tree | Adopt
 
 
 class Worker:
@@ -176,6 +189,11 @@ class Worker:
             return jobs.Resample(b, run, cmd.parent, cmd.position, cmd.sampling, cancel)
         if isinstance(cmd, Score):
             return jobs.Score(self._need_backend(), cmd.text, cmd.k)
+        if isinstance(cmd, Tree):
+            on = None if cmd.prompt is not None else self._need_run()
+            return jobs.TreeSearch(
+                self._need_backend(), cmd.params, cmd.prompt, cmd.settings, on, cmd.branch, cmd.position, cancel
+            )
         return None
 
     def _handle(self, cmd: Command, cancel: threading.Event) -> None:

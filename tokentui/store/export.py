@@ -1,5 +1,7 @@
 """Exports of a run for analysis: CSV (seed 000's columns plus rank/logprob), JSONL (one token per
-line with its top-k, like seed 002) and JSON (the whole run with its tree). No torch needed.
+line with its top-k, like seed 002), JSON (the whole run with its tree), and seed 002's own files:
+its tree viewer's JSON (`tree-json`) and its logprobs viewer's lines (`seed002-jsonl`), built from
+the run's branches as a token tree (`core/tree.py`). No torch needed.
 
 `token_record` is the one per-token record of JSONL exports and of `generate --json` / `score
 --json`, so a line printed live and the same line exported later from the saved run are equal.
@@ -31,6 +33,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
+from tokentui.core import tree
 from tokentui.core.display import decode_bytes, sanitize
 from tokentui.core.run import Run
 from tokentui.core.step import Step
@@ -49,7 +54,8 @@ CSV_COLUMNS = [
     "logprob_of_next_token",
     "rank_of_next_token",
 ]
-FORMATS = ("csv", "jsonl", "json")
+FORMATS = ("csv", "jsonl", "json", "tree-json", "seed002-jsonl")
+EXTENSION = {"csv": "csv", "jsonl": "jsonl", "json": "json", "tree-json": "json", "seed002-jsonl": "jsonl"}
 
 
 class TextSink(Protocol):
@@ -225,10 +231,135 @@ def write_json(run: Run, out: TextSink, raw: bool = False) -> None:
     out.write("\n")
 
 
+# --- seed 002's files: the tree JSON of its D3 tree viewer, the lines of its logprobs viewer ----
+
+
+def root_text(run: Run, trie: tree.Trie) -> str:
+    """The text of a tree's root, seed 002's `prompt`: the prompt as the user wrote it when the
+    tree hangs from the prompt's end, else the decoded prefix."""
+    if trie.root.position == len(run.prompt) and np.array_equal(trie.prefix, run.prompt.col("token_id")):
+        return run.meta.prompt
+    return decode_bytes(run.tokens.text(trie.prefix.tolist()))
+
+
+def _candidates(run: Run, cands: tree.Candidates) -> list[dict[str, Any]]:
+    return [{"text": _text(run, t), "prob": round(p, 4), "token_id": t} for t, p in cands]
+
+
+def tree_json_lines(run: Run, trie: tree.Trie) -> Iterator[str]:
+    """Seed 002's tree JSON (`{"metadata": {"prompt", "parameters"}, "tree": {...}}`) as pieces of
+    text, written without recursion (seed trees are chains 1000 deep, deeper than Python's and
+    json's recursion limits). Each node: text (its token), full_text (the parent's full_text plus
+    text; the root's is the prompt), prob (rounded to 6 digits, like the seed), cumulative_prob (8
+    digits; the product of the probs from the root, computed from the steps), token_id, depth,
+    is_finished, candidates (p rounded to 4 digits) and children, in the seed's key order;
+    `metadata` adds a `tokentui` object (run id, model, root)."""
+    search = tree.search_for_root(run, trie)
+    threshold = tree.candidate_threshold(run, trie)
+    params: dict[str, Any] = dict(search["parameters"]) if search else {"candidate_threshold": threshold}
+    text0 = root_text(run, trie)
+    meta = {
+        "prompt": text0,
+        "parameters": params,
+        "tokentui": {
+            "run_id": run.id,
+            "model": run.meta.model,
+            "root_branch": trie.root_branch,
+            "root_position": trie.root.position,
+        },
+    }
+    yield '{"metadata": ' + json_text(meta) + ', "tree": '
+    cumulative = trie.cumulative()
+    # Depth first without recursion: a stack of nodes to open (with their parent's full_text as a
+    # JSON string literal) and of closing brackets. full_text is the seed's: the parent's plus the
+    # node's own text; its literal grows by concatenation (escaping is per character), so a deep
+    # chain is not escaped again and again.
+    root_lit = json_text(text0)
+    stack: list[tuple[tree.TrieNode, str, bool] | str] = [(trie.root, root_lit, True)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+            continue
+        node, parent_lit, first = item
+        if not first:
+            yield ", "
+        if node.parent is None:
+            text_lit = full_lit = root_lit
+            prob, token_id = 1.0, None
+        else:
+            assert node.token_id is not None
+            text_lit = json_text(_text(run, node.token_id))
+            full_lit = parent_lit[:-1] + text_lit[1:]
+            prob, token_id = round(node.prob, 6), node.token_id
+        rest = {
+            "prob": prob,
+            "cumulative_prob": round(cumulative[node], 8),
+            "token_id": token_id,
+            "depth": node.depth,
+            "is_finished": node.parent is not None and tree.is_finished(run, node),
+            "candidates": _candidates(run, tree.candidates(run, trie, node, threshold)),
+        }
+        yield '{"text": ' + text_lit + ', "full_text": ' + full_lit + ", " + json_text(rest)[1:-1] + ', "children": ['
+        stack.append("]}")
+        for i in range(len(node.children) - 1, -1, -1):
+            stack.append((node.children[i], full_lit, i == 0))
+    yield "}\n"
+
+
+def write_tree_json(run: Run, out: TextSink, raw: bool = False) -> None:
+    """The whole run as seed 002's tree JSON, from where its branches first can differ (see
+    `tree_json_lines`); any run with branches, hand-grown ones too."""
+    for piece in tree_json_lines(run, tree.build_trie(run)):
+        out.write(piece)
+
+
+def seed002_records(run: Run, trie: tree.Trie) -> Iterator[dict[str, Any]]:
+    """One record per path of the tree (root to leaf, depth first) in the shape of seed 002's
+    logprobs viewer: prompt, response (the path's text without end-of-sequence tokens), and per
+    token: token, logprob, prob (in percent) and other_tokens (the distribution's top 5, which
+    include the token itself when it was among them)."""
+    prompt = root_text(run, trie)
+    eos = set(run.meta.eos_ids)
+    for leaf in trie.leaves():
+        path = trie.path(leaf)
+        data = []
+        for node in path:
+            assert node.cols is not None and node.token_id is not None
+            lp = node.logprob
+            ids = node.cols.col("topk_ids")[node.index]
+            lps = node.cols.col("topk_logprobs")[node.index]
+            others = [
+                {"token": _text(run, int(t)), "logprob": float(v), "prob": math.exp(float(v)) * 100}
+                for t, v in list(zip(ids, lps))[:5]
+                if t >= 0
+            ]
+            data.append(
+                {"token": _text(run, node.token_id), "logprob": lp, "prob": math.exp(lp) * 100, "other_tokens": others}
+            )
+        response = decode_bytes(
+            run.tokens.text(n.token_id for n in path if n.token_id is not None and n.token_id not in eos)
+        )
+        yield {"prompt": prompt, "response": response, "data": data}
+
+
+def write_seed002_jsonl(run: Run, out: TextSink, raw: bool = False) -> None:
+    for record in seed002_records(run, tree.build_trie(run)):
+        out.write(json_text(record))
+        out.write("\n")
+
+
 def export(run: Run, fmt: str, out: TextSink, raw_csv: bool = False) -> None:
     """Write `run` in `fmt` to `out`; `raw_csv`: CSV cells as they are (see `csv_cell`). JSON is
     always escaped (the escapes are lossless)."""
-    {"csv": write_csv, "jsonl": write_jsonl, "json": write_json}[fmt](run, out, raw_csv)
+    writers = {
+        "csv": write_csv,
+        "jsonl": write_jsonl,
+        "json": write_json,
+        "tree-json": write_tree_json,
+        "seed002-jsonl": write_seed002_jsonl,
+    }
+    writers[fmt](run, out, raw_csv)
 
 
 def format_for(path: Path, fmt: str | None = None) -> str:
@@ -239,12 +370,12 @@ def format_for(path: Path, fmt: str | None = None) -> str:
     if fmt is not None:
         if fmt not in FORMATS:
             raise ExportError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
-        if ext in FORMATS and ext != fmt:
+        if ext in EXTENSION and EXTENSION[fmt] != ext:
             raise ExportError(
                 f"--format {fmt} does not match the extension of {path.name} (.{ext}); change one of them"
             )
         return fmt
-    if ext not in FORMATS:
+    if ext not in EXTENSION.values():
         raise ExportError(
             f"cannot tell the format from the name {path.name}: end it in .csv, .jsonl or .json, or give --format "
             f"({', '.join(FORMATS)})"

@@ -25,6 +25,7 @@ from tokentui.core.columns import Columns, Layout
 from tokentui.core.measures import BASE, MEASURES, Measure
 from tokentui.core.run import Branch, Run, RunError, RunMeta
 from tokentui.core.tokens import TokenTable
+from tokentui.core.tree import check_tree_record
 from tokentui.store.header import (
     FORMAT,
     SCHEMA_VERSION,
@@ -213,6 +214,8 @@ def _meta_from(path: Path, d: object) -> RunMeta:
     for e in d["eos_ids"]:
         _int(path, e, "an eos id", 0, vocab - 1)
     _sampling(path, d["sampling"], "run metadata 'sampling'")
+    if d.get("tree") is not None and not isinstance(d["tree"], dict):
+        raise RunFileError(path, "run metadata 'tree' has the wrong type")
     known = {k: v for k, v in d.items() if k in _META_TYPES}
     return RunMeta(**known)
 
@@ -352,6 +355,7 @@ def load_run(path: Path | str) -> Run:
         raise RunFileError(path, f"unexpected array {sorted(tensors)[0]}")
     try:
         run.validate()
+        check_tree_record(run.meta.tree, len(run.branches), meta.vocab_size)
     except RunError as e:
         raise RunFileError(path, str(e)) from None
     run.saved_steps = run.total_steps()

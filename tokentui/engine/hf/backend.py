@@ -24,7 +24,7 @@ import torch
 
 from tokentui import __version__
 from tokentui.core.columns import nan_step
-from tokentui.core.params import GenerationSettings, RunError, SamplingParams
+from tokentui.core.params import GenerationSettings, RunError, SamplingParams, TreeParams
 from tokentui.core.run import Branch, Run, RunMeta, new_run_id, now_iso
 from tokentui.core.step import Step
 from tokentui.engine.backend import ModelInfo, ModelSpec
@@ -36,6 +36,8 @@ from tokentui.engine.hf.kv_cache import CachePool
 from tokentui.engine.hf.loading import LoadedModel, load_model
 from tokentui.engine.hf.measures import Packer, TokenInputs, layer_arrays, lens_values, run_layout, token_values
 from tokentui.engine.hf.sampling import choose, make_generator
+
+TEACHER_FORCED_ELEMENTS = 1 << 22  # log-probs scored at once when teacher forcing (16 MB of float32)
 
 
 def cache_of(out):
@@ -136,10 +138,15 @@ class HFBackend:
         return added
 
     # --- teacher forcing --------------------------------------------------------------------
-    def _forward(self, ids: torch.Tensor, cache=None, use_cache: bool = True):
+    def _forward(self, ids: torch.Tensor, cache=None, use_cache: bool = True, **extra):
+        """One forward; `extra`: more model arguments (a tree search's mask and position ids)."""
         try:
             return self.model(
-                input_ids=ids, use_cache=use_cache, output_hidden_states=self.lens_chunk > 0, **{self._cache_kw: cache}
+                input_ids=ids,
+                use_cache=use_cache,
+                output_hidden_states=self.lens_chunk > 0,
+                **{self._cache_kw: cache},
+                **extra,
             )
         except torch.cuda.OutOfMemoryError:
             raise EngineError("out of GPU memory (try a shorter text or a smaller model)") from None
@@ -154,10 +161,19 @@ class HFBackend:
         if len(ids) < 2:
             return
         n, n_layers = len(ids) - 1, run.n_layers
-        logp = torch.log_softmax(out.logits[0, :-1].float(), -1)
         targets = torch.tensor(ids[1:], device=self.device)
         nan = torch.full((n,), math.nan, device=self.device)
-        host = {name: t.cpu().numpy() for name, t in token_values(TokenInputs(logp, targets, nan, run.k)).items()}
+        # in blocks of positions: a [positions, V] float32 copy of the logits per measure would be
+        # gigabytes for a long prompt and a large vocabulary
+        rows = max(1, TEACHER_FORCED_ELEMENTS // out.logits.shape[-1])
+        parts: dict[str, list[np.ndarray]] = {}
+        for a in range(0, n, rows):
+            logp = torch.log_softmax(out.logits[0, a : min(a + rows, n)].float(), -1)
+            x = TokenInputs(logp, targets[a : a + rows], nan[a : a + rows], run.k)
+            for name, t in token_values(x).items():
+                parts.setdefault(name, []).append(t.cpu().numpy())
+            del logp, x
+        host = {name: np.concatenate(p) for name, p in parts.items()}
         lensed = None
         hs = out.hidden_states
         if n_layers > 1 and hs is not None:
@@ -357,6 +373,21 @@ class HFBackend:
         yield Finished(run.id, branch.id, status, new, time.perf_counter() - t0)
         if failure is not None:
             raise failure  # after Finished: the branch keeps its steps and is saved with status "error"
+
+    def grow_tree(
+        self,
+        run: Run,
+        params: TreeParams,
+        cancel: threading.Event | None = None,
+        prompt_ids: list[int] | None = None,
+        branch: int = 0,
+        position: int | None = None,
+    ) -> Iterator[Event]:
+        """Seed 002's tree search (`engine/hf/tree.py`): from `prompt_ids` into the new, empty
+        `run`, or from `position` (default: the end) of the run's `branch`."""
+        from tokentui.engine.hf.tree import TreeSearch
+
+        return TreeSearch(self, run, params, cancel).events(prompt_ids, branch, position)
 
     def _flush_lens(self, run: Run, branch: Branch, buf: list[torch.Tensor], start: int) -> LensEvent:
         """Lens the buffered positions in one pass, store the values, and report them."""

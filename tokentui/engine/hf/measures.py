@@ -255,6 +255,11 @@ class Packer:
             parts += [lensed[name].float() for name in self.layer]
         return torch.cat(parts)
 
+    def pack_rows(self, values: dict[str, torch.Tensor], n: int) -> torch.Tensor:
+        """The per-token values of n positions as [n, width] (no lens part): several steps that
+        leave the device in one transfer (a tree node's children), each row read by `unpack`."""
+        return torch.cat([values[name].reshape(n, -1).float() for name, _at, _w, _m in self.slots], dim=1)
+
     def unpack(self, row: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
         """Host row → ({name: value}, {layer name: [L-1] lens values} or None)."""
         out = {}

@@ -1,0 +1,151 @@
+"""`tree` end to end on tiny real models: it saves the run, prints the tree (text or seed 002's
+JSON, which equals the saved run's export), grows a saved run further, exports seed 002's files,
+refuses bad input in one line before the model loads, and Ctrl-C keeps the partial tree."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+
+from tests.terminal import finish, read_until, tokentui_command
+from tokentui.core import tree
+from tokentui.store.cache import list_runs
+from tokentui.store.runfile import load_run
+
+PROMPT = "def wrap(text, width):\n    "
+
+
+def test_tree_saves_the_run_and_prints_the_tree(cli, peaked_dirs, cache_dir):
+    res = cli("tree", "-m", peaked_dirs["gpt2"], "-p", PROMPT, "--max-depth", 4, "--max-completed-paths", 3, "-k", 6)
+    assert res.exit_code == 0, res.output
+    [saved] = list_runs(cache_dir)
+    run = load_run(saved.path)
+    s = tree.searches(run)[0]
+    assert s["stopped"] == "completed" and s["completed"] == 3 and s["nodes"] == len(run.branches) > 3
+    assert run.meta.mode == "tree" and run.meta.k == 6
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("▸ def") and f"({len(run.branches)} nodes)" in lines[0]
+    assert sum("✓" in x for x in lines) == 3  # the finished paths
+    assert f"run {run.id} ({s['nodes']} nodes, 3 completed paths, stopped: completed) saved to" in lines[-1]
+    assert "… tree:" in res.stderr and "completed, threshold" in res.stderr
+
+
+def test_tree_json_is_the_export_of_the_saved_run(cli, peaked_dirs, cache_dir, tmp_path):
+    res = cli("tree", "-m", peaked_dirs["llama"], "-p", PROMPT, "--max-depth", 3, "--max-nodes", 12, "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["metadata"]["prompt"] == PROMPT and doc["metadata"]["parameters"]["max_nodes"] == 12
+    [saved] = list_runs(cache_dir)
+    assert f"run {saved.run_id}" in res.stderr
+    exported = cli("export", saved.run_id, "--format", "tree-json")
+    assert exported.exit_code == 0 and exported.stdout == res.stdout  # reloaded from the file: identical
+    out = tmp_path / "t.json"
+    assert cli("export", saved.run_id, "--format", "tree-json", "-o", out).exit_code == 0
+    assert out.read_text() == res.stdout
+    lines = cli("export", saved.run_id, "--format", "seed002-jsonl").stdout.splitlines()
+    run = load_run(saved.path)
+    assert len(lines) == len(list(tree.build_trie(run).leaves()))
+    assert all(set(json.loads(x)) == {"prompt", "response", "data"} for x in lines)
+    bad = cli("export", saved.run_id, "--format", "tree-json", "-o", tmp_path / "t.csv")
+    assert bad.exit_code == 2 and "does not match the extension" in bad.stderr
+
+
+def test_tree_grows_a_saved_run_from_a_position(cli, peaked_dirs, cache_dir):
+    m = peaked_dirs["gpt_neox"]
+    assert cli("generate", "-m", m, "-p", PROMPT, "-n", 5).exit_code == 0
+    [saved] = list_runs(cache_dir)
+    before = load_run(saved.path)
+    at = len(before.prompt) + 2
+    res = cli("tree", "-m", m, "--run", saved.run_id, "--branch", 0, "--position", at, "--max-depth", 3)
+    assert res.exit_code == 0, res.output
+    run = load_run(saved.path)
+    s = tree.searches(run)[0]
+    assert (s["root_branch"], s["root_position"]) == (0, at)
+    new = run.branches[len(before.branches) :]
+    assert len(new) == s["nodes"] > 0 and run.branches[0].steps.equals(before.branches[0].steps)
+    assert all(b.fork_position == at for b in new if b.parent == 0)
+    assert res.stdout.splitlines()[0].startswith("▸ ")
+    # from the end of the branch when no position is given
+    res = cli("tree", "-m", m, "--run", saved.run_id, "--max-depth", 2, "--max-nodes", 3)
+    assert res.exit_code == 0, res.output
+    assert tree.searches(load_run(saved.path))[1]["root_position"] == run.length(0)
+
+
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["--min-branch-threshold", "1.5"], r"min-branch-threshold must be in [0, 1] (got 1.5)"),
+        (["--max-branch-threshold", "-0.1"], "max-branch-threshold must be in [0, 1]"),
+        (["--candidate-threshold", "2"], "candidate-threshold must be in [0, 1]"),
+        (["--min-branch-threshold", "0.6", "--max-branch-threshold", "0.5"], "is above max-branch-threshold"),
+        (["--soft-queue-limit", "0"], "soft-queue-limit must be a whole number ≥ 1 (got 0)"),
+        (["--max-depth", "-3"], "max-depth must be a whole number ≥ 1"),
+        (["--max-completed-paths", "0"], "max-completed-paths must be a whole number ≥ 1"),
+        (["--max-nodes", "0"], "max-nodes must be a whole number ≥ 1"),
+        (["-k", "0"], "k must be at least 1"),
+        (["--lens-chunk", "-1"], "--lens-chunk must be ≥ 0"),
+    ],
+)
+def test_bad_parameters_fail_in_one_line_before_the_model_loads(cli, weightless_model, args, expect):
+    res = cli("tree", "-m", weightless_model, "-p", "x", *args)
+    assert res.exit_code == 2
+    assert res.stderr == f"tokentui: error: {expect}\n" or (res.stderr.count("\n") == 1 and expect in res.stderr)
+
+
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        ([], "give either --prompt or --run"),
+        (["-p", "x", "--run", "y"], "give either --prompt or --run"),
+        (["-p", "x", "--position", "3"], "--branch and --position go with --run"),
+        (["-p", "  "], "the prompt is empty"),
+        (["--run", "no-such-run"], "no-such-run"),
+        (["--run", "{run}", "--branch", "5"], "no branch 5"),
+        (["--run", "{run}", "--position", "999"], "position 999 is out of range"),
+        (["--run", "{run}", "--position", "0"], "position 0 is out of range"),
+    ],
+)
+def test_bad_starts_fail_in_one_line_before_the_model_loads(cli, weightless_model, cache_dir, args, expect):
+    from tests.factories import make_run
+    from tokentui.store.cache import run_path
+    from tokentui.store.runfile import save_run
+
+    run = make_run()
+    save_run(run, run_path(run.id, cache_dir))
+    res = cli("tree", "-m", weightless_model, *[a.format(run=run.id) for a in args])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith("tokentui: error: ") and res.stderr.count("\n") == 1 and expect in res.stderr
+    assert "Traceback" not in res.output
+
+
+def test_a_run_of_another_vocabulary_is_refused(cli, peaked_dirs, cache_dir):
+    from tests.factories import make_run
+    from tokentui.store.cache import run_path
+    from tokentui.store.runfile import save_run
+
+    run = make_run()  # a vocabulary of 300
+    save_run(run, run_path(run.id, cache_dir))
+    res = cli("tree", "-m", peaked_dirs["gpt2"], "--run", run.id)
+    assert res.exit_code == 2 and "vocabulary of 300 tokens" in res.stderr
+
+
+def test_ctrl_c_keeps_the_partial_tree(peaked_dirs, cache_dir):
+    cmd = [*tokentui_command(), "tree", "-m", str(peaked_dirs["gpt2"]), "-p", PROMPT, "--max-depth", "1000",
+           "--max-completed-paths", "1000", "--max-nodes", "20000", "--min-branch-threshold", "0.02",
+           "--cache-dir", str(cache_dir)]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    read_until(proc.stderr, b"tree: ")  # the search has started
+    proc.send_signal(signal.SIGINT)
+    rc, err = finish(proc)
+    assert rc == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    [saved] = list_runs(cache_dir)
+    run = load_run(saved.path)
+    s = tree.searches(run)[0]
+    assert s["stopped"] == "cancelled" and 0 < s["nodes"] == len(run.branches) < 20000
+    assert set(run.meta.tree["nodes"]) == {str(b.id) for b in run.branches}

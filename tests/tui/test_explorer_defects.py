@@ -210,7 +210,7 @@ async def test_everything_essential_fits(size):
             for k in app.query("FooterKey")
             if k.region.width and k.region.right <= size[0]  # not cut off
         }
-        for key in ("generate", "continue", "settings", "prompt", "metric", "open", "help", "quit"):
+        for key in ("generate", "continue", "settings", "tree", "metric", "open", "help", "quit"):
             assert key in shown, (key, list(shown))
         alts = app.query_one(AlternativesPane)
         assert alts.widths()[0] >= 10  # room for a token, not 4 characters

@@ -92,6 +92,21 @@ def end_search(run: Run, search: int, stopped: str, nodes: int, completed: int) 
     s.update(stopped=stopped, nodes=int(nodes), completed=int(completed))
 
 
+def remap_branches(run: Run, mapping: dict[int, int]) -> None:
+    """Follow `Run.remove_subtree`: node records of deleted branches go, the others take their
+    branches' new ids; a search whose root branch was deleted goes with it (its nodes went too)."""
+    rec = run.meta.tree
+    if rec is None:
+        return
+    rec["nodes"] = {str(mapping[int(k)]): v for k, v in rec["nodes"].items() if int(k) in mapping}
+    kept = []
+    for s in rec["searches"]:
+        if s["root_branch"] is None or s["root_branch"] in mapping:
+            s["root_branch"] = None if s["root_branch"] is None else mapping[s["root_branch"]]
+            kept.append(s)
+    rec["searches"] = kept
+
+
 @dataclass(frozen=True)
 class NodeFacts:
     finished: bool

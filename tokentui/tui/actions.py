@@ -14,7 +14,7 @@ from tokentui.tui.state import Needs
 
 # Where a key works: the app (everywhere but an input), or only in one focused pane.
 APP, STREAM, ALTERNATIVES, TREE = "app", "tokens", "alternatives", "tree"
-GROUPS = ("generate", "move", "branch", "view", "files", "app")
+GROUPS = ("generate", "move", "branch", "tree", "view", "files", "app")
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "in the prompt: back to the tokens", "generate"),
     ActionSpec("s", "settings", "settings", "the session's settings: temperature, top-k, top-p, seed, max tokens, "
                "k, forced prefix, chat", "generate", footer=True),
-    ActionSpec("i", "focus_prompt", "prompt", "edit the prompt", "generate", footer=True),
+    ActionSpec("i", "focus_prompt", "prompt", "edit the prompt", "generate"),  # the prompt box's title says so
     # move (the tokens pane)
     ActionSpec("left,h", "cursor(-1)", "prev token", "previous token", "move", STREAM, shown_keys="← h"),
     ActionSpec("right,l", "cursor(1)", "next token", "next token", "move", STREAM, shown_keys="→ l"),
@@ -83,6 +83,17 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("d", "compare", "diff parent", "compare with the parent: jump to where they diverge", "branch",
                needs=Needs.RUN),
     ActionSpec("enter", "select_cursor", "show branch", "show the highlighted branch", "branch", TREE),
+    ActionSpec("space", "fold", "fold", "collapse / expand the highlighted branch's subtree", "branch", TREE),
+    ActionSpec("delete", "delete_branch", "delete", "delete a branch and everything grown from it (asks first; "
+               "the tree pane's highlighted one, else the one on show)", "branch", needs=Needs.RUN),
+    # tree search
+    ActionSpec("e", "grow_tree", "tree", "grow a tree after the token under the cursor (no run yet: from the "
+               "prompt) with seed 002's threshold search; a form sets its parameters, escape stops it", "tree",
+               needs=Needs.MODEL, footer=True),
+    ActionSpec("P", "finished_path('most')", "best path", "show the most probable finished path (end of sequence "
+               "or the search's max depth) of the tree", "tree", needs=Needs.RUN),
+    ActionSpec("U", "finished_path('least')", "worst path", "show the least probable finished path", "tree",
+               needs=Needs.RUN),
     # view
     ActionSpec("m", "cycle_metric", "metric", "next metric: probability, entropy, rank, surprisal", "view",
                footer=True),

@@ -26,6 +26,7 @@ from tokentui.tui.generation import GenerationActions
 from tokentui.tui.navigation import NavigationActions
 from tokentui.tui.state import AppState, Session
 from tokentui.tui.theme import DEFAULT_THEME, TokentuiTheme
+from tokentui.tui.tree_search import TreeActions
 from tokentui.tui.viewing import ViewActions
 from tokentui.tui.widgets.alternatives import AlternativesPane
 from tokentui.tui.widgets.branch_tree import BranchTree
@@ -68,7 +69,7 @@ def write_crash_log(error: BaseException, directory: Path) -> Path | None:
     return path
 
 
-class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions, App[None]):
+class TokentuiApp(GenerationActions, NavigationActions, TreeActions, ViewActions, FileActions, App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "tokentui"
     BINDINGS = bindings()
@@ -287,8 +288,8 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
         elif self.opening is not None:
             o = self.opening
             parts += [Part(f"run {o.run_id}", 5), Part(f"{o.branches} branches · {o.model} · opening …", 4)]
-        if s.note:
-            parts.append(Part(s.note, 2, "status-bar--note"))
+        if s.note:  # a running search's progress is what matters most then
+            parts.append(Part(s.note, 9 if s.tree_search else 2, "status-bar--note"))
         self.query_one(StatusBar).show(s.state.value, parts)
 
     def update_settings_line(self) -> None:
@@ -304,6 +305,14 @@ class TokentuiApp(GenerationActions, NavigationActions, ViewActions, FileActions
     def on_tree_node_selected(self, event: BranchTree.NodeSelected[int]) -> None:
         if event.node.data is not None and event.node.data != self.branch_id:
             self.show_branch(int(event.node.data), cursor=None)
+
+    def on_tree_node_highlighted(self, event: BranchTree.NodeHighlighted[int]) -> None:
+        """Moving through the tree pane shows the path under its cursor (a search's tree is read
+        node by node), with the stream's cursor on the node's last token."""
+        tree = self.query_one(BranchTree)
+        data = event.node.data
+        if self.focused is tree and data is not None and data != self.branch_id and self.run_obj is not None:
+            self.show_branch(int(data), cursor=self.run_obj.length(int(data)) - 1)
 
     def _apply_streamed(self) -> None:
         """Apply streamed tokens at most ~20 times a second."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
-from tokentui.core.params import GenerationSettings, SamplingParams
+from tokentui.core.params import GenerationSettings, SamplingParams, TreeParams
 from tokentui.core.run import Run
 from tokentui.engine import worker as w
 from tokentui.engine.backend import ModelSpec
@@ -65,6 +65,12 @@ class EngineBridge:
 
     def resample(self, parent: int, position: int, params: SamplingParams) -> None:
         self.worker.submit(w.Resample(parent, position, params))
+
+    def tree(
+        self, params: TreeParams, settings: GenerationSettings, prompt: str | None, branch: int, position: int | None
+    ) -> None:
+        """Seed 002's tree search: from `prompt` (a new run) or from `position` of `branch`."""
+        self.worker.submit(w.Tree(params, prompt, settings.copy(), branch, position))
 
     def cancel(self) -> None:
         self.worker.cancel()

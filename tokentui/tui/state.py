@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from tokentui.core.params import GenerationSettings
+from tokentui.core.params import GenerationSettings, TreeParams
 
 if TYPE_CHECKING:  # numpy stays out of a replay's first frame
     from tokentui.core.run import Run
@@ -65,6 +65,8 @@ class Session:
     tokens_per_second: float = 0.0
     vocab_size: int | None = None  # the loaded model's, to check k against
     capabilities: Capabilities | None = None  # the loaded model source's (None: no model yet)
+    tree_params: TreeParams = field(default_factory=TreeParams)  # the tree search form's last values
+    tree_search: bool = False  # a tree search is growing the run
 
     @classmethod
     def start(cls, model: str | None, settings: GenerationSettings, run: Run | None = None) -> Session:
@@ -109,6 +111,8 @@ class Session:
             RunStarted,
             Saved,
             StepEvent,
+            TreeProgress,
+            TreeStarted,
             apply_event,
         )
 
@@ -127,8 +131,23 @@ class Session:
         elif isinstance(ev, RunStarted):
             self.branch_id = 0
         elif isinstance(ev, BranchStarted) and ours:
-            self.branch_id = ev.branch_id
-            up.show_branch = ev.branch_id
+            if not self.tree_search or ev.parent is None:  # a search's nodes do not pull the view along
+                self.branch_id = ev.branch_id
+                up.show_branch = ev.branch_id
+        elif isinstance(ev, TreeStarted):
+            self.tree_search = True
+            self.note = "tree search: started"
+        elif isinstance(ev, TreeProgress):
+            up.tokens = True  # the tree pane grows (redrawn with the next frame)
+            if ev.stopped == "running":
+                self.note = f"tree: {ev.nodes} nodes · {ev.open} open · {ev.completed} finished · T={ev.threshold:.3f}"
+            else:
+                self.state = AppState.IDLE
+                self.tree_search = False
+                self.note = (
+                    f"tree search {ev.stopped}: {ev.nodes} nodes, {ev.completed} finished paths (P: most probable)"
+                )
+                up.finished = True
         elif isinstance(ev, (StepEvent, LensEvent)):
             up.tokens = ours and ev.branch_id == self.branch_id
         elif isinstance(ev, Finished):
@@ -139,12 +158,15 @@ class Session:
         elif isinstance(ev, Saved):
             if ours and self.run is not None:  # the worker saved its run as it stood after the events applied so far
                 self.run.saved_steps = self.run.total_steps()
-            self.note = "autosaved"
+            # keep what the run's end said (a search's summary), and say it is saved too
+            self.note = "autosaved" if self.state is AppState.GENERATING or not self.note else f"{self.note} · saved"
+            self.note = self.note.replace(" · saved · saved", " · saved")
         elif isinstance(ev, Failed):
             if self.state is AppState.LOADING:
                 self.state = AppState.NO_MODEL
                 self.model_info = f"{self.model} · failed to load"
             elif self.state is AppState.GENERATING:
                 self.state = AppState.IDLE
+                self.tree_search = False
             up.error = (f"{ev.command} failed", ev.message)
         return up

@@ -4,6 +4,7 @@ node. Labels are Text objects, so token text is never parsed as markup."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -23,7 +24,39 @@ if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under Run
 CURRENT = "▶"  # marks the branch on show (a character: visible without colour)
 
 
+FINISHED = "✓"  # a finished path of a tree search (end of sequence or its max depth)
+
+
+def node_label(run: Run, b: Branch, current: bool, finished: bool) -> Text:
+    """A tree-search node (a one-step branch): its token, p, and the cumulative p of its path from
+    the search's root (the product of the p of the search nodes on its path); ✓ when the path is
+    finished."""
+    from tokentui.core.tree import node_facts
+
+    cum, limit = 1.0, b.end
+    chain: Branch | None = b
+    while chain is not None and len(chain.steps) == 1 and node_facts(run, chain.id) is not None:
+        if chain.fork_position < limit:  # its token is on the path (a sibling's fork replaces it)
+            cum *= math.exp(float(chain.steps.col("logprob")[0]))
+            limit = chain.fork_position
+        chain = None if chain.parent is None else run.branches[chain.parent]
+    p = math.exp(float(b.steps.col("logprob")[0]))
+    label = Text(f"{CURRENT if current else ' '}", style="bold" if current else "")
+    label.append_text(lone(decode_bytes(run.tokens.text(b.steps.col("token_id").tolist()))))
+    label.append(f" {p:.3f}", style="dim")
+    label.append(f" Σ{cum:.3g}", style="dim")
+    if finished:
+        label.append(f" {FINISHED}", style="bold")
+    label.append(f" #{b.id}", style="dim")
+    return label
+
+
 def branch_label(run: Run, b: Branch, current: bool = False) -> Text:
+    from tokentui.core.tree import node_facts
+
+    facts = node_facts(run, b.id) if run.meta.tree is not None else None
+    if facts is not None and len(b.steps) == 1:
+        return node_label(run, b, current, facts.finished)
     ids = b.steps.col("token_id").tolist()
     mean = b.steps.finite_mean("logprob")
     # the numbers first: in a narrow pane the words are what gets cut off
@@ -79,7 +112,8 @@ class BranchTree(Tree[int]):
             self.root.expand()
         self._shape = shape
         for b in run.branches:
-            key = (len(b.steps), b.status, b.id == current)
+            facts = run.meta.tree["nodes"].get(str(b.id)) if run.meta.tree is not None else None
+            key = (len(b.steps), b.status, b.id == current, None if facts is None else facts["finished"])
             if self._labels.get(b.id) != key:
                 self._labels[b.id] = key
                 self._branch_nodes[b.id].set_label(branch_label(run, b, b.id == current))
@@ -93,6 +127,16 @@ class BranchTree(Tree[int]):
             _ = self.last_line  # lays the lines out, so the node knows its line
             if self.cursor_node is not target:
                 self.move_cursor(target)
+
+    def action_fold(self) -> None:
+        """Collapse the highlighted branch's subtree, or expand all of it again."""
+        node = self.cursor_node
+        if node is None or not node.children:
+            return
+        if node.is_expanded:
+            node.collapse_all()
+        else:
+            node.expand_all()
 
     def _nodes_in_order(self) -> Iterator[TreeNode[int]]:
         stack = list(reversed(self.root.children))

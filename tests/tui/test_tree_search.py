@@ -1,0 +1,179 @@
+"""The explorer's tree search, driven by keys: the form (prefilled, bad values named), progress in
+the status bar, the tree pane growing node by node with p / cumulative p / finished marks, escape
+stopping a search with a consistent tree, jumping to the most and least probable finished paths,
+folding subtrees, and deleting a branch with its subtree (asked first; saved)."""
+
+from __future__ import annotations
+
+import math
+
+from textual.widgets import Input
+
+from tests.factories import SMOLLM2, needs_smollm2, rendered, wait_for
+from tokentui.core.params import GenerationSettings, SamplingParams, TreeParams
+from tokentui.core.tree import build_trie, is_finished
+from tokentui.store.runfile import load_run
+from tokentui.tui.start import explorer
+from tokentui.tui.state import AppState
+from tokentui.tui.widgets.branch_tree import FINISHED, BranchTree
+
+PROMPT = "def wrap(text, width):\n    "
+
+
+async def loaded_app(pilot, app):
+    await wait_for(pilot, lambda: app.state is AppState.IDLE, what="the model")
+
+
+async def fill(pilot, app, values: dict[str, str]) -> None:
+    for key, value in values.items():
+        field = app.screen.query_one(f"#set-{key}", Input)
+        field.value = value
+    app.screen.query_one(Input).focus()
+    await pilot.press("enter")
+
+
+async def grow(pilot, app, values: dict[str, str]) -> None:
+    await pilot.press("e")
+    await pilot.pause(0.1)
+    await fill(pilot, app, values)
+    await wait_for(pilot, lambda: app.state is AppState.IDLE and not app.session.tree_search, what="the search")
+    await pilot.pause(0.2)
+
+
+async def test_a_tree_grown_from_the_prompt_shows_in_the_tree_pane(peaked_dirs, cache_dir):
+    app = explorer(model=str(peaked_dirs["gpt2"]), prompt=PROMPT, settings=GenerationSettings(k=8))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded_app(pilot, app)
+        await pilot.press("e")
+        await pilot.pause(0.1)
+        form = app.screen
+        assert form.query_one("#set-min_branch_threshold", Input).value == "0.1"  # seed 002's defaults
+        assert form.query_one("#set-max_nodes", Input).value == "500"
+        await fill(pilot, app, {"min_branch_threshold": "0.9", "max_branch_threshold": "0.2"})
+        assert "above" in rendered(form.query_one("#form-error"))  # min > max: named, nothing starts
+        assert app.screen is form and app.run_obj is None
+        await fill(pilot, app, {"min_branch_threshold": "0.05", "max_branch_threshold": "0.3", "max_nodes": "40"})
+        await wait_for(pilot, lambda: app.state is AppState.IDLE and not app.session.tree_search, what="search")
+        await pilot.pause(0.2)
+        run = app.run_obj
+        assert run is not None and run.meta.tree is not None and len(run.branches) == 40
+        assert "tree search max_nodes: 40 nodes" in app.session.note
+        tree = app.query_one(BranchTree)
+        labels = {n.data: n.label.plain for n in tree._nodes_in_order()}
+        assert len(labels) == 40
+        trie = build_trie(run)
+        cum = trie.cumulative()
+        for node in trie.walk():  # every node: its p and its path's cumulative p, as the steps say
+            b = node.ends[-1]
+            assert f"{node.prob:.3f}" in labels[b] and f"Σ{cum[node]:.3g}" in labels[b], labels[b]
+            assert (FINISHED in labels[b]) == is_finished(run, node)
+        # the saved file holds the same tree
+        saved = load_run(cache_dir / f"{run.id}.tokentui")
+        assert [(b.parent, b.fork_position) for b in saved.branches] == [
+            (b.parent, b.fork_position) for b in run.branches
+        ]
+        assert saved.meta.tree == run.meta.tree
+
+
+@needs_smollm2
+async def test_escape_stops_a_search_and_keeps_a_consistent_tree(loaded, cache_dir):
+    """On the real model (a tiny random one grows its thousands of nodes before a key is read)."""
+    loaded(SMOLLM2)  # converted into this session's models folder
+    app = explorer(model=SMOLLM2, prompt="Name a colour.", settings=GenerationSettings(k=8, chat=True))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="the model", timeout=120)
+        await pilot.press("e")
+        await pilot.pause(0.1)
+        await fill(pilot, app, {"min_branch_threshold": "0.001", "max_branch_threshold": "0.002",
+                                "max_nodes": "10000", "max_completed_paths": "100"})  # fmt: skip
+        await wait_for(pilot, lambda: app.run_obj is not None and len(app.run_obj.branches) > 10, what="nodes")
+        assert app.session.note.startswith("tree: ") and " open · " in app.session.note  # progress in the status bar
+        assert "tree: " in rendered(app.query_one("#status"))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.state is AppState.IDLE and not app.session.tree_search, what="the stop")
+        await pilot.pause(0.2)
+        run = app.run_obj
+        assert "cancelled" in app.session.note and run.meta.tree["searches"][-1]["stopped"] == "cancelled"
+        assert 10 < len(run.branches) < 10000
+        assert all(len(b.steps) == 1 for b in run.branches)
+        assert set(run.meta.tree["nodes"]) == {str(b.id) for b in run.branches}
+        saved = load_run(cache_dir / f"{run.id}.tokentui")
+        assert len(saved.branches) == len(run.branches) and saved.meta.tree == run.meta.tree
+
+
+async def test_finished_paths_folding_and_deleting(peaked_dirs, cache_dir):
+    app = explorer(
+        model=str(peaked_dirs["gpt2"]),
+        prompt=PROMPT,
+        settings=GenerationSettings(SamplingParams(max_new_tokens=6), k=8),
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded_app(pilot, app)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: app.state is AppState.IDLE and app.run_obj is not None, what="generation")
+        await pilot.pause(0.2)
+        app.stream.move_to(app.run_obj.branches[0].fork_position + 2)
+        await grow(pilot, app, {"max_depth": "3", "max_completed_paths": "4", "max_nodes": "60"})
+        run = app.run_obj
+        search = run.meta.tree["searches"][-1]
+        assert search["root_branch"] == 0 and search["root_position"] == run.branches[0].fork_position + 3
+        assert search["completed"] >= 2
+        # P / U: the most and least probable finished paths of the run's tree
+        trie = build_trie(run)
+        cum = trie.cumulative()
+        done = [n for n in trie.walk() if n.ends and is_finished(run, n)]
+        best, worst = max(done, key=lambda n: cum[n]), min(done, key=lambda n: cum[n])
+        await pilot.press("P")
+        assert app.branch_id == best.ends[-1] and app.stream.cursor == best.position
+        await pilot.press("U")
+        assert app.branch_id == worst.ends[-1] and app.stream.cursor == worst.position
+        assert not math.isclose(cum[best], cum[worst])
+        # folding a subtree in the tree pane hides its nodes, space again shows them
+        tree = app.query_one(BranchTree)
+        tree.focus()
+        await pilot.pause(0.1)
+        node = next(n for n in tree._nodes_in_order() if n.children and n.data != 0)
+        tree.move_cursor(node)
+        await pilot.pause(0.1)
+        before = tree.last_line
+        await pilot.press("space")
+        await pilot.pause(0.1)
+        assert tree.last_line < before and not node.is_expanded
+        await pilot.press("space")
+        await pilot.pause(0.1)
+        assert tree.last_line == before
+        # delete the highlighted branch with its subtree: asked first (n keeps it), then gone and saved
+        victim = node.data
+        doomed = run.subtree(victim)
+        total = len(run.branches)
+        await pilot.press("delete")
+        await pilot.pause(0.1)
+        await pilot.press("n")
+        assert len(app.run_obj.branches) == total
+        tree.focus()
+        tree.move_cursor(node)
+        await pilot.press("delete")
+        await pilot.pause(0.1)
+        await pilot.press("y")
+        await pilot.pause(0.3)
+        assert len(app.run_obj.branches) == total - len(doomed)
+        assert set(app.run_obj.meta.tree["nodes"]) <= {str(b.id) for b in app.run_obj.branches}
+        saved = load_run(cache_dir / f"{run.id}.tokentui")
+        assert len(saved.branches) == total - len(doomed)
+        # the worker follows: a new branch grows on the run as it is now
+        app.stream.focus()
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="continue")
+        assert len(app.run_obj.branches) == total - len(doomed)
+
+
+async def test_the_tree_form_is_reachable_in_a_replay_only_with_a_model():
+    from tests.factories import make_run
+
+    app = explorer(run=make_run())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("e")
+        await pilot.pause(0.1)
+        assert "no model is loaded" in [n.message for n in app._notifications][-1]
+        assert TreeParams() == app.session.tree_params

@@ -1,0 +1,126 @@
+"""The explorer's tree actions: grow a tree with seed 002's threshold search from the token under
+the cursor (or from the prompt), jump to the most / least probable finished path, and delete a
+branch with everything grown from it.
+
+A search's nodes are one-step branches (core/tree.py), so the tree pane shows them as it shows any
+branch and grows while they arrive; progress is the status bar's note, escape stops the search
+and keeps what was grown. Finished paths and their probabilities come from the run's token trie,
+so a hand-grown tree works the same way (finished: an end-of-sequence token).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tokentui.tui.state import AppState
+
+if TYPE_CHECKING:  # the app this is mixed into, for the type checker only (tui/host.py)
+    from tokentui.core.params import TreeParams
+    from tokentui.tui.host import ExplorerHost
+
+    _Base = ExplorerHost
+else:
+    _Base = object
+
+
+class TreeActions(_Base):
+    """Mixed into TokentuiApp (it provides run_obj, branch_id, stream, engine, session …)."""
+
+    def action_grow_tree(self) -> None:
+        from tokentui.tui.screens.tree_form import TreeForm
+
+        run = self.run_obj
+        if run is None:
+            prompt = self.prompt_box.text
+            if not prompt.strip():
+                self.notify("the prompt is empty: i edits it", severity="warning", markup=False)
+                return
+            where = "from the end of the prompt (a new run)"
+            start: tuple[int, int | None] | None = None
+        else:
+            prompt = ""
+            position = min(self.stream.cursor + 1, run.length(self.branch_id))
+            start = (self.branch_id, position)
+            where = f"on branch #{self.branch_id}, after position {position - 1} (children take position {position})"
+
+        def done(params: TreeParams | None) -> None:
+            engine = self.engine
+            if params is None or engine is None:
+                return
+            self.session.tree_params = params
+            self.session.state = AppState.GENERATING
+            self.session.note = "tree search: starting"
+            if start is None:
+                engine.tree(params, self.session.settings, prompt, 0, None)
+            else:
+                engine.tree(params, self.session.settings, None, start[0], start[1])
+            self.update_status()
+
+        self.push_screen(TreeForm(self.session.tree_params, where), done)
+
+    def action_finished_path(self, which: str) -> None:
+        """Show the most ('most') or least probable finished path of the run's token tree, the
+        cursor on its last token."""
+        from tokentui.core.tree import build_trie, is_finished
+
+        run = self.run_obj
+        assert run is not None  # needs RUN
+        trie = build_trie(run)
+        cum = trie.cumulative()
+        done = [n for n in trie.walk() if n.ends and is_finished(run, n) and cum[n] == cum[n]]
+        if not done:
+            self.notify("no finished path in this run (an end-of-sequence token, or a search's max depth)",
+                        markup=False)  # fmt: skip
+            return
+        node = (max if which == "most" else min)(done, key=lambda n: cum[n])
+        branch = node.ends[-1]
+        self.show_branch(branch, cursor=node.position)
+        self.notify(f"{'most' if which == 'most' else 'least'} probable of {len(done)} finished paths: "
+                    f"branch #{branch}, cumulative p = {cum[node]:.3g}", markup=False)  # fmt: skip
+
+    def action_delete_branch(self) -> None:
+        from tokentui.tui.screens.confirm import Confirm
+        from tokentui.tui.widgets.branch_tree import BranchTree
+
+        run = self.run_obj
+        assert run is not None  # needs RUN
+        if self.state is AppState.GENERATING:
+            self.notify("not while generating (escape stops it)", severity="warning", markup=False)
+            return
+        tree = self.query_one(BranchTree)
+        target = self.branch_id
+        if self.focused is tree and tree.cursor_node is not None and tree.cursor_node.data is not None:
+            target = tree.cursor_node.data
+        if run.branch(target).parent is None:
+            self.notify("the root branch cannot be deleted (start a new run instead)", markup=False)
+            return
+        doomed = run.subtree(target)
+        more = f" and the {len(doomed) - 1} branches grown from it" if len(doomed) > 1 else ""
+        steps = sum(len(run.branches[b].steps) for b in doomed)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._delete_subtree(target)
+
+        self.push_screen(Confirm(f"Delete branch #{target}{more}?",
+                                 f"{steps} tokens go; the run file is saved without them."), answered)  # fmt: skip
+
+    def _delete_subtree(self, target: int) -> None:
+        from tokentui.core.tree import remap_branches
+
+        run = self.run_obj
+        assert run is not None
+        parent = run.branch(target).parent
+        shown = self.branch_id
+        fork = run.branch(target).fork_position
+        mapping = run.remove_subtree(target)
+        remap_branches(run, mapping)
+        if shown in mapping:
+            self.show_branch(mapping[shown], cursor=self.stream.cursor)
+        else:  # the branch on show went: its parent, at the fork
+            assert parent is not None
+            self.show_branch(mapping[parent], cursor=fork)
+        if self.engine is not None:
+            self.engine.adopt(run)  # the worker grows a copy of the run as it is now
+        self.action_save(quiet=True)
+        self.notify(f"deleted branch #{target} ({len(run.branches)} branches left)", markup=False)

@@ -339,6 +339,8 @@ class TokentuiApp(GenerationActions, NavigationActions, TreeActions, ViewActions
             self.refresh_panes()
         if up.error is not None:
             self.notify(up.error[1], title=up.error[0], severity="error", markup=False)
+        if up.notice:
+            self.notify(up.notice, markup=False)
         self.update_status()
 
     # --- actions: the table's guard, the palette, notifications ---------------------------------

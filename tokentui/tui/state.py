@@ -49,6 +49,7 @@ class Update:
     finished: bool = False  # a job ended: redraw the tree and panes
     loaded: bool = False  # the model is ready
     error: tuple[str, str] | None = None  # (title, message) to tell the user
+    notice: str = ""  # a result worth a notification (a tree search's end)
 
 
 @dataclass
@@ -140,7 +141,7 @@ class Session:
         elif isinstance(ev, TreeProgress):
             up.tokens = True  # the tree pane grows (redrawn with the next frame)
             if ev.stopped == "running":
-                self.note = f"tree: {ev.nodes} nodes · {ev.open} open · {ev.completed} finished · T={ev.threshold:.3f}"
+                self.note = f"tree: {ev.nodes} nodes · {ev.open} open · {ev.completed} done · T={ev.threshold:.3f}"
             else:
                 self.state = AppState.IDLE
                 self.tree_search = False
@@ -148,6 +149,7 @@ class Session:
                     f"tree search {ev.stopped}: {ev.nodes} nodes, {ev.completed} finished paths (P: most probable)"
                 )
                 up.finished = True
+                up.notice = self.note
         elif isinstance(ev, (StepEvent, LensEvent)):
             up.tokens = ours and ev.branch_id == self.branch_id
         elif isinstance(ev, Finished):

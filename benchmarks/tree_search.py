@@ -9,11 +9,13 @@ one child); the final norm's weight is scaled (logits × `--scale`) so the model
 trained one. Both searches get the same 128-token prompt and parameters, must build the identical
 tree (asserted), and stop at the same node budget. Printed per model: nodes/s and peak extra memory
 of each, and the ratios (targets: ≥ 3× the nodes/s, ≤ 1/3 of the peak extra memory). Memory is
-measured two ways: (a) bytes of the KV caches and next-token distributions each search holds at
-once (counted from the live tensors at every step: what the algorithms keep), and (b) the rise of
-the process's peak RSS during the search (Linux VmHWM, reset before each search; the script re-runs
-itself with MALLOC_MMAP_THRESHOLD_ set so that freed tensors go back to the system and every
-search starts from the same baseline). tokentui runs with its full records (top-20, entropy, rank)
+measured three ways: (a) bytes of the KV caches and next-token distributions each search holds at
+once (counted from the live tensors at every step: what the algorithms keep); (b) the rise of the
+process's peak RSS during the search proper, after the prompt's forward (Linux VmHWM, reset at its
+start); (c) the same over the whole call, the prompt's forward included (the model's logits for
+every prompt position, the same for both, and tokentui's records of the prompt's steps). The
+script re-runs itself with MALLOC_MMAP_THRESHOLD_ set, so that freed tensors go back to the system
+and every measurement starts from the same baseline. tokentui runs with its full records (top-20, entropy, rank)
 with the logit lens off, and again with the lens on (every node's layers: extra work the seed does
 not do).
 """
@@ -82,6 +84,8 @@ def seed_search(model, prompt_ids: list[int], p: TreeParams, eos: set[int]):
     with torch.no_grad():
         out = model(torch.tensor([prompt_ids]), use_cache=True)
         root = (-1, None, 0, cache_of(out), torch.softmax(out.logits[0, -1].float(), -1))
+        del out
+        phase = PeakRSS().__enter__()  # the search proper, after the prompt's forward
         queue = deque([root])
         completed = 0
         while queue and completed < p.max_completed_paths:
@@ -106,7 +110,8 @@ def seed_search(model, prompt_ids: list[int], p: TreeParams, eos: set[int]):
             del cache, probs
             if len(nodes) >= p.max_nodes:
                 break
-    return nodes, peak
+        phase.__exit__()
+    return nodes, peak, phase.rise
 
 
 def _cache_bytes(cache) -> int:
@@ -117,7 +122,7 @@ def ours(lm, prompt_ids: list[int], p: TreeParams, lens: bool):
     """tokentui's search through the engine (records, events, run): ([(parent index, token)], peak held bytes)."""
     backend = HFBackend(lm, lens_chunk=32 if lens else 0, lens_precision="float32")
     run = backend.new_run("benchmark", GenerationSettings(k=20), None, mode="tree")
-    search = TreeSearch(backend, run, p, measure=True)
+    search = _PhasedSearch(backend, run, p, measure=True)
     for _ev in search.events(prompt_ids):
         pass
     node_of = {}  # branch id → node index (they are equal: branches are made in node order)
@@ -126,15 +131,25 @@ def ours(lm, prompt_ids: list[int], p: TreeParams, lens: bool):
         parent = -1 if b.fork_position == len(prompt_ids) else node_of[b.parent]
         node_of[b.id] = len(nodes)
         nodes.append((parent, int(b.steps.col("token_id")[0])))
-    return nodes, search.peak_bytes
+    return nodes, search.peak_bytes, search.phase_rise
+
+
+class _PhasedSearch(TreeSearch):
+    """tokentui's search, with the peak RSS rise of the search proper (after the prompt's forward
+    and its records) measured like the seed's."""
+
+    def _search(self, root):
+        with PeakRSS() as phase:
+            yield from super()._search(root)
+        self.phase_rise = phase.rise
 
 
 def timed(fn, *args):
     with PeakRSS() as mem:
         t0 = time.perf_counter()
-        nodes, held = fn(*args)
+        nodes, held, phase = fn(*args)
         dt = time.perf_counter() - t0
-    return nodes, len(nodes) / dt, held, mem.rise
+    return nodes, len(nodes) / dt, held, mem.rise, phase
 
 
 def main() -> None:
@@ -164,7 +179,7 @@ def main() -> None:
         )
         ours(lm, prompt_ids, TreeParams(max_nodes=8), False)  # warm-up
         seed_search(lm.model, prompt_ids, TreeParams(max_nodes=8), set())
-        rows: dict[str, list[tuple[float, int, int]]] = {"seed": [], "tokentui": [], "tokentui + lens": []}
+        rows: dict[str, list[tuple[float, int, int, int]]] = {"seed": [], "tokentui": [], "tokentui + lens": []}
         reference = None
         for _ in range(args.repeats):  # interleaved, so drift hits every variant alike
             for label, fn, extra in (
@@ -173,19 +188,22 @@ def main() -> None:
                 ("tokentui + lens", ours, (True,)),
             ):
                 target = lm.model if fn is seed_search else lm
-                nodes, rate, held, rss = timed(fn, target, prompt_ids, params, *extra)
+                nodes, rate, held, rss, phase = timed(fn, target, prompt_ids, params, *extra)
                 reference = reference or nodes
                 assert nodes == reference, f"{label} built another tree"
-                rows[label].append((rate, held, rss))
+                rows[label].append((rate, held, rss, phase))
         depth = _depth(reference)
         print(f"  tree: {len(reference)} nodes, depth {depth}, all three searches identical")
-        base = [statistics.median(x[i] for x in rows["seed"]) for i in range(3)]
+        base = [max(1.0, statistics.median(x[i] for x in rows["seed"])) for i in range(4)]
+        print("  (memory: (a) held caches + distributions · (b) peak RSS rise of the search proper · (c) the same")
+        print("   over the whole call, the prompt's forward included — its logits alone are 128 × vocab × 4 bytes)")
         for label, vals in rows.items():
-            rate, held, rss = (statistics.median(x[i] for x in vals) for i in range(3))
+            rate, held, rss, phase = (statistics.median(x[i] for x in vals) for i in range(4))
             print(
-                f"  {label:<16} {rate:7.1f} nodes/s ({rate / base[0]:5.2f}x)   "
-                f"held caches+distributions {held / 2**20:8.1f} MiB ({held / base[1]:5.3f}x)   "
-                f"peak RSS rise {rss / 2**20:8.1f} MiB ({rss / max(base[2], 1):5.3f}x)"
+                f"  {label:<16} {rate:6.1f} nodes/s ({rate / base[0]:4.2f}x)  "
+                f"(a) {held / 2**20:6.1f} MiB ({held / base[1]:4.2f}x)  "
+                f"(b) {phase / 2**20:6.1f} MiB ({phase / base[3]:4.2f}x)  "
+                f"(c) {rss / 2**20:6.1f} MiB ({rss / base[2]:4.2f}x)"
             )
 
 

@@ -219,7 +219,7 @@ class Autosave:
         self._last = time.monotonic()
 
     def __call__(self, job: Job, ev: Event) -> None:
-        if job.run is None:
+        if job.run is None or not job.run.branches:  # (a search cancelled before its first node: no run)
             return
         ended = isinstance(ev, Finished) or (isinstance(ev, TreeProgress) and ev.stopped != "running")
         if ended or (isinstance(ev, StepEvent) and time.monotonic() - self._last > self.seconds):

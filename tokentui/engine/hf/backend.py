@@ -37,7 +37,7 @@ from tokentui.engine.hf.loading import LoadedModel, load_model
 from tokentui.engine.hf.measures import Packer, TokenInputs, layer_arrays, lens_values, run_layout, token_values
 from tokentui.engine.hf.sampling import choose, make_generator
 
-TEACHER_FORCED_ELEMENTS = 1 << 22  # log-probs scored at once when teacher forcing (16 MB of float32)
+TEACHER_FORCED_ELEMENTS = 1 << 20  # log-probs scored at once when teacher forcing (4 MB of float32)
 
 
 def cache_of(out):
@@ -164,7 +164,7 @@ class HFBackend:
         targets = torch.tensor(ids[1:], device=self.device)
         nan = torch.full((n,), math.nan, device=self.device)
         # in blocks of positions: a [positions, V] float32 copy of the logits per measure would be
-        # gigabytes for a long prompt and a large vocabulary
+        # gigabytes for a long prompt and a large vocabulary (and is a tree search's memory peak)
         rows = max(1, TEACHER_FORCED_ELEMENTS // out.logits.shape[-1])
         parts: dict[str, list[np.ndarray]] = {}
         for a in range(0, n, rows):

@@ -225,7 +225,10 @@ class TreeSearch:
         if problem is None:
             self.prefix_len = cache.get_seq_length()
             shared = DynamicCache()
-            cap = self.prefix_len + min(self.budget, 4 * self.batch)
+            # Room for every node the search may forward. On a CPU the system commits the pages only
+            # as slots are written, so reserving it all costs nothing and the buffer never grows
+            # (growing copies it); an accelerator allocates for real: start small, double.
+            cap = self.prefix_len + (self.budget if b.device.type == "cpu" else min(self.budget, 4 * self.batch))
             shared.layers = [_SlotLayer(layer.keys, layer.values, cap) for layer in cache.layers]
             self.cache = shared
         else:
@@ -408,7 +411,8 @@ class TreeSearch:
         ids = torch.tensor([[n.token for n in todo]], device=b.device)
         positions = torch.tensor([[self.root_position + n.depth - 1 for n in todo]], device=b.device)
         out = b._forward(ids, self.cache, attention_mask=mask, position_ids=positions)
-        logp = torch.log_softmax(out.logits[0].float(), -1)
+        logp = out.logits[0].float()  # [n, V]: log-softmax in place (no second copy of the batch's logits)
+        logp -= torch.logsumexp(logp, -1, keepdim=True)
         lensed = None
         if self.lens_on:
             hidden = torch.stack([h[0] for h in out.hidden_states[1:-1]])  # [L-1, n, d]

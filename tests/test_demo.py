@@ -114,7 +114,7 @@ def test_the_sample_runs_come_from_the_installed_smollm2(loaded):
 
 def test_the_sample_runs_are_worth_opening():
     runs = {p.stem: load_run(p) for p in SAMPLES}
-    assert set(runs) == {"chat", "sampled", "score-prose", "score-code"}
+    assert set(runs) == {"chat", "sampled", "score-prose", "score-code", "tree"}
     chat = runs["chat"]
     assert chat.meta.chat and len(chat.branches) >= 5 and any(b.parent not in (None, 0) for b in chat.branches)
     assert any(b.n_forced >= 1 and b.fork_position == chat.branches[0].fork_position for b in chat.branches)
@@ -123,6 +123,9 @@ def test_the_sample_runs_are_worth_opening():
     assert runs["sampled"].meta.sampling["temperature"] > 0
     for name in ("score-prose", "score-code"):
         assert runs[name].meta.mode == "score" and len(runs[name].prompt) > 50
+    tree = runs["tree"]  # seed 002's search: several finished paths, each a real answer
+    search = tree.meta.tree["searches"][-1]
+    assert search["stopped"] == "completed" and search["completed"] >= 2 and len(tree.branches) >= 10
 
 
 def test_the_demo_run_set_covers_each_kind():

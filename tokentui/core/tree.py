@@ -199,6 +199,7 @@ class TrieNode:
     parent: TrieNode | None
     cols: Columns | None = None  # where this token's step is stored (a branch's or the prompt's columns)
     index: int = 0  # … and its row there
+    branch: int = -1  # the branch that made this node (its step is that branch's; -1: the prompt, the root)
     children: list[TrieNode] = field(default_factory=list)
     by_token: dict[int, TrieNode] = field(default_factory=dict)
     ends: list[int] = field(default_factory=list)  # branches whose sequence ends at this token
@@ -289,11 +290,11 @@ def build_trie(run: Run, root_branch: int | None = None, root_position: int | No
     prompt_nodes: list[TrieNode] = []
     size = 0
 
-    def attach(parent: TrieNode, token: int, position: int, cols: Columns, index: int) -> TrieNode:
+    def attach(parent: TrieNode, token: int, position: int, cols: Columns, index: int, branch: int) -> TrieNode:
         nonlocal size
         node = parent.by_token.get(token)
         if node is None:
-            node = TrieNode(token, position, parent.depth + 1, parent, cols, index)
+            node = TrieNode(token, position, parent.depth + 1, parent, cols, index, branch)
             parent.by_token[token] = node
             parent.children.append(node)
             size += 1
@@ -320,7 +321,7 @@ def build_trie(run: Run, root_branch: int | None = None, root_position: int | No
         cur = root
         ids = run.prompt.col("token_id")
         for pos in range(root_position, len(run.prompt)):
-            cur = attach(cur, int(ids[pos]), pos, run.prompt, pos)
+            cur = attach(cur, int(ids[pos]), pos, run.prompt, pos, -1)
             prompt_nodes.append(cur)
     for b in run.branches:
         start: TrieNode | None
@@ -343,7 +344,7 @@ def build_trie(run: Run, root_branch: int | None = None, root_position: int | No
             if pos < root_position:
                 nodes.append(None)
                 continue
-            cur = attach(cur, int(ids[i]), pos, b.steps, i)
+            cur = attach(cur, int(ids[i]), pos, b.steps, i, b.id)
             nodes.append(cur)
         own[b.id] = nodes
         if b.end > root_position:
@@ -399,6 +400,16 @@ def candidates(run: Run, trie: Trie, node: TrieNode, threshold: float) -> Candid
     out = [(t, p) for t, p in out if p > threshold]
     out.sort(key=lambda c: -c[1])
     return out[:MAX_CANDIDATES]
+
+
+def finished_paths(run: Run, trie: Trie) -> list[tuple[TrieNode, float]]:
+    """The finished nodes (`is_finished`) with their cumulative probability, most probable first:
+    where a front end jumps to the most or the least probable finished path (a node's `ends` or
+    `branch` names a branch that holds the path)."""
+    cumulative = trie.cumulative()
+    out = [(n, cumulative[n]) for n in trie.walk() if is_finished(run, n)]
+    out.sort(key=lambda c: -c[1])
+    return out
 
 
 def candidate_threshold(run: Run, trie: Trie) -> float:

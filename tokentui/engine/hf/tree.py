@@ -36,7 +36,7 @@ import math
 import threading
 from collections import deque
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -133,10 +133,9 @@ class _Node:
     depth: int
     parent: _Node | None
     slot: int = -1  # its key/value slot in the shared buffer (-1: not forwarded, or the root)
-    logp: torch.Tensor | None = None  # its own next-token distribution (log-probs, float32 [V])
+    logits: torch.Tensor | None = None  # its own next-token logits [V] (a row of its forward's output)
     lens: dict[str, torch.Tensor] | None = None  # lens values of its hidden states, per layer measure [L-1]
     cache: Any = None  # fallback only: the cache after its token
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class TreeSearch:
@@ -217,7 +216,7 @@ class TreeSearch:
 
         root = _Node(root_branch, None, 0, None)
         cache = cache_of(out)
-        root.logp = torch.log_softmax(out.logits[0, -1].float(), -1)
+        root.logits = out.logits[0, -1].clone()  # (a view would keep every prompt position's logits)
         if self.lens_on:
             hidden = torch.stack([h[0, -1] for h in out.hidden_states[1:-1]])  # [L-1, d]
             root.lens = lens_values(b.lens, hidden)
@@ -252,24 +251,24 @@ class TreeSearch:
                     stopped = "cancelled"
                     break
                 threshold = p.threshold(len(queue))
-                if queue[0].logp is None and not self._finishes(queue[0]):
+                if queue[0].logits is None and not self._finishes(queue[0]):
                     self._forward_front(queue)  # (the fallback computed it when the node was made)
                 if self.measure:
                     self._account(queue)
                 node = queue.popleft()
                 if self._finishes(node):
                     self.completed += 1
-                    node.logp = node.lens = node.cache = None
+                    node.logits = node.lens = node.cache = None
                     ev = self._progress(node, True, None, (), (), len(queue), threshold)
                     apply_tree_progress(run, ev)
                     yield ev
                     continue
-                children = yield from self._expand(node, threshold, queue)
+                children, candidates = yield from self._expand(node, threshold, queue)
                 statuses = tuple("eos" if c.token in self.eos else "length" for c in children)
                 ev = self._progress(
                     node,
                     False,
-                    node.extra.pop("candidates"),
+                    candidates,
                     tuple(c.branch for c in children),
                     statuses,
                     len(queue),
@@ -328,22 +327,26 @@ class TreeSearch:
         """Whether the node ends a path when it is taken from the queue (it needs no distribution)."""
         return node.depth >= self.max_depth or (node.token is not None and node.token in self.eos)
 
-    def _expand(self, node: _Node, threshold: float, queue: deque[_Node]) -> Generator[Event, None, list[_Node]]:
-        """Record the node's candidates and make its children (events for each); returns them."""
+    def _expand(
+        self, node: _Node, threshold: float, queue: deque[_Node]
+    ) -> Generator[Event, None, tuple[list[_Node], tuple[tuple[int, float], ...]]]:
+        """Make the node's children (their events; they join the queue); returns them and the
+        node's candidates."""
         b, run, p = self.b, self.run, self.params
-        assert node.logp is not None
-        probs = node.logp.exp()
+        assert node.logits is not None
+        # the node's distribution, one row at a time (a batch's [n, V] log-probs would be a second
+        # copy of its logits for the whole time its nodes wait in the queue)
+        logp = torch.log_softmax(node.logits.float(), -1)
+        probs = logp.exp()
         above = int((probs > threshold).sum())
         top_p, top_ids = probs.topk(min(probs.shape[0], max(tree.MAX_CANDIDATES, above, 1)))
         # equal probabilities: lower token id first (topk leaves their order open)
         order = sorted(zip(top_p.cpu().tolist(), top_ids.cpu().tolist()), key=lambda c: (-c[0], c[1]))
-        node.extra["candidates"] = tuple(
-            (t, pr) for pr, t in order[: tree.MAX_CANDIDATES] if pr > np.float32(p.candidate_threshold)
-        )
+        candidates = tuple((t, pr) for pr, t in order[: tree.MAX_CANDIDATES] if pr > np.float32(p.candidate_threshold))
         chosen = [t for _pr, t in order[: max(above, 1)]][: self.budget - self.nodes]
         n = len(chosen)
         x = TokenInputs(
-            node.logp[None].expand(n, -1),
+            logp[None].expand(n, -1),
             torch.tensor(chosen, device=b.device),
             torch.full((n,), math.nan, device=b.device),
             run.k,
@@ -358,7 +361,7 @@ class TreeSearch:
         children: list[_Node] = []
         parent_branch = node.branch
         fork = self.root_position if node.depth == 0 or node.branch is None else run.length(node.branch)
-        extra_tokens = b._note_tokens(run, np.asarray([t for t, _p in node.extra["candidates"]], dtype=np.int64))
+        extra_tokens = b._note_tokens(run, np.asarray([t for t, _p in candidates], dtype=np.int64))
         for i, token in enumerate(chosen):
             if node.depth == 0 and parent_branch is None:  # a tree from the prompt: the root branch first
                 br = run.add_branch(None if not run.branches else 0, fork)
@@ -383,13 +386,13 @@ class TreeSearch:
             queue.append(child)
         if self.cache is None:
             self._forward_children(node, children)
-        node.logp = node.lens = node.cache = None
-        return children
+        node.logits = node.lens = node.cache = None
+        return children, candidates
 
     # --- distributions -----------------------------------------------------------------------
     def _forward_front(self, queue: deque[_Node]) -> None:
         """Distributions for the first queued nodes that will need one (tree attention)."""
-        todo = [n for n in queue if n.logp is None and not self._finishes(n)][: self.batch]
+        todo = [n for n in queue if n.logits is None and not self._finishes(n)][: self.batch]
         assert self.cache is not None
         slots = self.cache.get_seq_length()
         size = slots + len(todo)
@@ -411,14 +414,12 @@ class TreeSearch:
         ids = torch.tensor([[n.token for n in todo]], device=b.device)
         positions = torch.tensor([[self.root_position + n.depth - 1 for n in todo]], device=b.device)
         out = b._forward(ids, self.cache, attention_mask=mask, position_ids=positions)
-        logp = out.logits[0].float()  # [n, V]: log-softmax in place (no second copy of the batch's logits)
-        logp -= torch.logsumexp(logp, -1, keepdim=True)
         lensed = None
         if self.lens_on:
             hidden = torch.stack([h[0] for h in out.hidden_states[1:-1]])  # [L-1, n, d]
             lensed = lens_values(b.lens, hidden.reshape(-1, hidden.shape[-1]))
         for i, n in enumerate(todo):
-            n.logp = logp[i]
+            n.logits = out.logits[0, i]
             if lensed is not None:
                 n.lens = {name: v.view(-1, len(todo))[:, i] for name, v in lensed.items()}
 
@@ -434,7 +435,7 @@ class TreeSearch:
             cache = fork_cache(node.cache, length) or copy.deepcopy(node.cache)
             out = b._forward(torch.tensor([[child.token]], device=b.device), cache)
             child.cache = cache_of(out)
-            child.logp = torch.log_softmax(out.logits[0, -1].float(), -1)
+            child.logits = out.logits[0, -1]
             if self.lens_on:
                 rows.append((child, torch.stack([h[0, -1] for h in out.hidden_states[1:-1]])))
         if rows:
@@ -449,8 +450,8 @@ class TreeSearch:
         if self.cache is not None:
             held += sum(layer.nbytes for layer in self.cache.layers if isinstance(layer, _SlotLayer))
         for n in queue:
-            if n.logp is not None:
-                base = n.logp.untyped_storage()
+            if n.logits is not None:
+                base = n.logits.untyped_storage()
                 if base.data_ptr() not in seen:
                     seen.add(base.data_ptr())
                     held += base.nbytes()

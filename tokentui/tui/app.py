@@ -310,7 +310,7 @@ class TokentuiApp(GenerationActions, NavigationActions, TreeActions, ViewActions
         """Moving through the tree pane shows the path under its cursor (a search's tree is read
         node by node), with the stream's cursor on the node's last token."""
         data = event.node.data  # the message's own tree: it may arrive while the screen closes
-        if self.focused is event.control and data is not None and data != self.branch_id and self.run_obj is not None:
+        if event.control.has_focus and data is not None and data != self.branch_id and self.run_obj is not None:
             self.show_branch(int(data), cursor=self.run_obj.length(int(data)) - 1)
 
     def _apply_streamed(self) -> None:

@@ -61,22 +61,20 @@ class TreeActions(_Base):
     def action_finished_path(self, which: str) -> None:
         """Show the most ('most') or least probable finished path of the run's token tree, the
         cursor on its last token."""
-        from tokentui.core.tree import build_trie, is_finished
+        from tokentui.core.tree import build_trie, finished_paths
 
         run = self.run_obj
         assert run is not None  # needs RUN
-        trie = build_trie(run)
-        cum = trie.cumulative()
-        done = [n for n in trie.walk() if n.ends and is_finished(run, n) and cum[n] == cum[n]]
+        done = [(n, p) for n, p in finished_paths(run, build_trie(run)) if n.ends and p == p]
         if not done:
             self.notify("no finished path in this run (an end-of-sequence token, or a search's max depth)",
                         markup=False)  # fmt: skip
             return
-        node = (max if which == "most" else min)(done, key=lambda n: cum[n])
+        node, p = done[0] if which == "most" else done[-1]
         branch = node.ends[-1]
         self.show_branch(branch, cursor=node.position)
-        self.notify(f"{'most' if which == 'most' else 'least'} probable of {len(done)} finished paths: "
-                    f"branch #{branch}, cumulative p = {cum[node]:.3g}", markup=False)  # fmt: skip
+        self.notify(f"{which} probable of {len(done)} finished paths: branch #{branch}, cumulative p = {p:.3g}",
+                    markup=False)  # fmt: skip
 
     def action_delete_branch(self) -> None:
         from tokentui.tui.screens.confirm import Confirm

@@ -113,8 +113,10 @@ async def test_finished_paths_folding_and_deleting(peaked_dirs, cache_dir):
         await wait_for(pilot, lambda: app.state is AppState.IDLE and app.run_obj is not None, what="generation")
         await pilot.pause(0.2)
         app.stream.move_to(app.run_obj.branches[0].fork_position + 2)
+        root_node = app.query_one(BranchTree)._branch_nodes[0]
         await grow(pilot, app, {"max_depth": "3", "max_completed_paths": "4", "max_nodes": "60"})
         run = app.run_obj
+        assert app.query_one(BranchTree)._branch_nodes[0] is root_node  # nodes were added, the pane not rebuilt
         search = run.meta.tree["searches"][-1]
         assert search["root_branch"] == 0 and search["root_position"] == run.branches[0].fork_position + 3
         assert search["completed"] >= 2
@@ -132,6 +134,10 @@ async def test_finished_paths_folding_and_deleting(peaked_dirs, cache_dir):
         tree = app.query_one(BranchTree)
         tree.focus()
         await pilot.pause(0.1)
+        await pilot.press("down")  # moving in the tree pane shows the path under its cursor
+        await pilot.pause(0.1)
+        shown = tree.cursor_node.data
+        assert app.branch_id == shown and app.stream.cursor == run.length(shown) - 1
         node = next(n for n in tree._nodes_in_order() if n.children and n.data != 0)
         tree.move_cursor(node)
         await pilot.pause(0.1)

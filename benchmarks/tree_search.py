@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _memory import PeakRSS  # noqa: E402
 from _models import random_model  # noqa: E402
 
 from tokentui.core.params import GenerationSettings, TreeParams  # noqa: E402
@@ -44,33 +45,6 @@ from tokentui.engine.hf.backend import HFBackend, cache_of  # noqa: E402
 from tokentui.engine.hf.tree import TreeSearch  # noqa: E402
 
 MMAP_ENV = "MALLOC_MMAP_THRESHOLD_"
-
-
-def _status(field: str) -> int:
-    """A memory figure of this process from /proc/self/status, in bytes (0 where unavailable)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-class PeakRSS:
-    """The rise of peak RSS over the RSS at the start of a block (Linux: VmHWM reset by writing 5
-    to /proc/self/clear_refs)."""
-
-    def __enter__(self) -> PeakRSS:
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            pass
-        self.start = _status("VmRSS")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.rise = max(0, _status("VmHWM") - self.start)
 
 
 def seed_search(model, prompt_ids: list[int], p: TreeParams, eos: set[int]):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tokentui.core.attribution import Attribution
 from tokentui.core.columns import Columns, Layout
 from tokentui.core.params import RunError as RunError  # also this module's API
 from tokentui.core.params import SamplingParams as SamplingParams
@@ -130,7 +131,9 @@ class Run:
         self.layout = layout
         self.prompt = prompt if prompt is not None else Columns(layout)
         self.branches: list[Branch] = []
+        self.attributions: list[Attribution] = []  # attribution jobs' results, oldest first
         self.saved_steps = -1  # total steps at the last save (the store sets it)
+        self.saved_attributions = 0  # records at the last save
 
     @property
     def id(self) -> str:
@@ -149,13 +152,19 @@ class Run:
 
     @property
     def dirty(self) -> bool:
-        return self.total_steps() != self.saved_steps
+        return self.total_steps() != self.saved_steps or len(self.attributions) != self.saved_attributions
+
+    def mark_saved(self, steps: int | None = None, attributions: int | None = None) -> None:
+        """Remember what a save wrote (by default: everything the run holds now)."""
+        self.saved_steps = self.total_steps() if steps is None else steps
+        self.saved_attributions = len(self.attributions) if attributions is None else attributions
 
     def copy(self) -> Run:
         """An independent copy: what one thread hands another instead of sharing arrays."""
         out = Run(self.meta.copy(), self.tokens.copy(), self.prompt.copy(), self.layout)
         out.branches = [replace(b, steps=b.steps.copy(), sampling=copy.deepcopy(b.sampling)) for b in self.branches]
-        out.saved_steps = self.saved_steps
+        out.attributions = list(self.attributions)  # records are never changed once made
+        out.saved_steps, out.saved_attributions = self.saved_steps, self.saved_attributions
         return out
 
     # --- growing (the engine on its run, the UI on its copy, both from the same events) ------
@@ -218,6 +227,7 @@ class Run:
             b.id = mapping[b.id]
             b.parent = None if b.parent is None else mapping[b.parent]
         self.branches = kept
+        self.attributions = [replace(a, branch=mapping[a.branch]) for a in self.attributions if a.branch in mapping]
         return mapping
 
     def branch(self, branch_id: int) -> Branch:

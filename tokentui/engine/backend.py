@@ -108,6 +108,21 @@ class Backend(Protocol):
         `position` (default: the end) of the run's `branch`. Needs `full_distribution`."""
         ...
 
+    def attribute(
+        self,
+        run: Run,
+        branch: int,
+        positions: list[int],
+        method: str,
+        alternative: int | None = None,
+        steps: int = 50,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Event]:
+        """Attribute the tokens at `positions` of the branch's sequence to the positions before
+        each (`core/attribution.py` says what each method means); the record is appended to
+        `run.attributions`. Needs `gradients` (or `attention` for the attention methods)."""
+        ...
+
 
 def check_spec(spec: ModelSpec) -> None:
     """Refuse a bad dtype, lens setting or model path at once, before anything heavy is imported."""

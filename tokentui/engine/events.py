@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from tokentui.core import tree
+from tokentui.core.attribution import Attribution
 from tokentui.core.run import Run
 from tokentui.core.step import Step
 from tokentui.engine.capabilities import Capabilities
@@ -116,6 +117,30 @@ class TreeProgress:
 
 
 @dataclass(frozen=True)
+class AttributionProgress:
+    """An attribution job has finished `done` of its `total` target positions (`fraction`: of
+    the whole job, counting the part of the current chunk done)."""
+
+    run_id: str
+    done: int
+    total: int
+    method: str
+    fraction: float = 0.0
+
+
+@dataclass(frozen=True)
+class Attributed:
+    """An attribution job's result (`record`, which the receiver appends to its copy's
+    `attributions`); `cancelled`: it holds only the positions finished before the cancel (None:
+    cancelled before any)."""
+
+    run_id: str
+    record: Attribution | None = field(repr=False)
+    cancelled: bool = False
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class Saved:
     run_id: str
     path: str
@@ -139,6 +164,8 @@ Event = (
     | Finished
     | TreeStarted
     | TreeProgress
+    | AttributionProgress
+    | Attributed
     | Saved
     | Failed
 )
@@ -169,6 +196,8 @@ def apply_event(run: Run | None, ev: Event) -> Run | None:
         tree.add_search(run, ev.search)
     elif isinstance(ev, TreeProgress):
         apply_tree_progress(run, ev)
+    elif isinstance(ev, Attributed) and ev.record is not None:
+        run.attributions.append(ev.record)
     return run
 
 

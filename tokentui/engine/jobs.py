@@ -15,11 +15,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from tokentui.core import attribution
 from tokentui.core.params import GenerationSettings, SamplingParams, TreeParams
 from tokentui.core.run import Run
 from tokentui.engine.backend import Backend
 from tokentui.engine.errors import EngineError
-from tokentui.engine.events import Event, Finished, RunStarted, StepEvent, TreeProgress
+from tokentui.engine.events import Attributed, Event, Finished, RunStarted, StepEvent, TreeProgress
 
 
 class Job:
@@ -197,6 +198,40 @@ class TreeSearch(Job):
             yield from self.backend.grow_tree(self.run, self.params, self.cancel, None, self.branch, self.position)
 
 
+class Attribute(Job):
+    """Gradient (or attention) attribution of tokens of a branch to the positions before them
+    (seed 004, inseq's methods): the record goes into the run's `attributions`. Cancel keeps the
+    positions finished before it."""
+
+    name = "attribute"
+
+    def __init__(
+        self,
+        backend: Backend,
+        run: Run,
+        branch: int,
+        positions: list[int],
+        method: str = attribution.DEFAULT_METHOD,
+        alternative: int | None = None,
+        steps: int = attribution.DEFAULT_STEPS,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        super().__init__(backend, cancel)
+        self.run, self.branch, self.positions = run, branch, list(positions)
+        self.method, self.alternative, self.steps = method, alternative, steps
+
+    def events(self) -> Iterator[Event]:
+        assert self.run is not None
+        m = attribution.method(self.method)
+        why = self.backend.capabilities.why_not(m.needs, self.backend.kind)
+        if why is not None:
+            raise EngineError(f"{m.label} attribution is not available: {why}")
+        self.run.branch(self.branch)  # a missing branch is a one-line RunError before any work
+        yield from self.backend.attribute(
+            self.run, self.branch, self.positions, self.method, self.alternative, self.steps, self.cancel
+        )
+
+
 Subscriber = Callable[[Job, Event], None]
 
 
@@ -210,7 +245,7 @@ def drive(job: Job, *subscribers: Subscriber) -> None:
 
 class Autosave:
     """Saves the job's run at the end of every branch (whatever its status, errors included), at
-    the end of a tree search, and every `seconds` while tokens arrive, so a long generation
+    the end of a tree search, after an attribution, and every `seconds` while tokens arrive, so a long generation
     survives a crash. (A tree search's node-branches end without a Finished each: saving after
     every node would rewrite the file hundreds of times.)"""
 
@@ -221,7 +256,11 @@ class Autosave:
     def __call__(self, job: Job, ev: Event) -> None:
         if job.run is None or not job.run.branches:  # (a search cancelled before its first node: no run)
             return
-        ended = isinstance(ev, Finished) or (isinstance(ev, TreeProgress) and ev.stopped != "running")
+        ended = (
+            isinstance(ev, Finished)
+            or (isinstance(ev, TreeProgress) and ev.stopped != "running")
+            or (isinstance(ev, Attributed) and ev.record is not None)
+        )
         if ended or (isinstance(ev, StepEvent) and time.monotonic() - self._last > self.seconds):
             self.save(job.run)
             self._last = time.monotonic()

@@ -85,6 +85,17 @@ class Tree:
 
 
 @dataclass
+class Attribute:
+    """Attribute `positions` of `branch` of the open run (`jobs.Attribute`)."""
+
+    branch: int
+    positions: list[int]
+    method: str = "gradient-norm"
+    alternative: int | None = None
+    steps: int = 50
+
+
+@dataclass
 class Adopt:
     """Work on an existing run (e.g. one reopened from the cache) from now on. The worker takes a
     copy; the sender follows the worker's changes through the events."""
@@ -92,7 +103,7 @@ class Adopt:
     run: Run
 
 
-Command = Load | Generate | Continue | Fork | Resample | Score | Tree | Adopt
+Command = Load | Generate | Continue | Fork | Resample | Score | Tree | Attribute | Adopt
 
 
 class Worker:
@@ -194,6 +205,9 @@ class Worker:
             return jobs.TreeSearch(
                 self._need_backend(), cmd.params, cmd.prompt, cmd.settings, on, cmd.branch, cmd.position, cancel
             )
+        if isinstance(cmd, Attribute):
+            b, run = self._need_backend(), self._need_run()
+            return jobs.Attribute(b, run, cmd.branch, cmd.positions, cmd.method, cmd.alternative, cmd.steps, cancel)
         return None
 
     def _handle(self, cmd: Command, cancel: threading.Event) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from tokentui.core import attribution
 from tokentui.core.columns import Columns, Layout
 from tokentui.core.measures import BASE, MEASURES, Measure
 from tokentui.core.run import Branch, Run, RunError, RunMeta
@@ -108,6 +109,9 @@ def encode_run(run: Run) -> bytes:
         branch_list.append(d)
     ids, offsets, blob = run.tokens.pack()
     tensors["tokens/ids"], tensors["tokens/offsets"], tensors["tokens/blob"] = ids, offsets, blob
+    records = list(run.attributions)
+    for i, rec in enumerate(records):
+        tensors.update({f"attr{i}/{name}": arr for name, arr in rec.arrays().items()})
     header = {
         "meta": run.meta.to_dict(),
         "dims": layout.dims,
@@ -115,6 +119,8 @@ def encode_run(run: Run) -> bytes:
         "prompt_steps": len(prompt["token_id"]),
         "branches": branch_list,
     }
+    if records:
+        header["attributions"] = [rec.header() for rec in records]
     meta = {"format": FORMAT, "schema": str(SCHEMA_VERSION), "run": json.dumps(header)}
     return save(tensors, metadata=meta)
 
@@ -130,7 +136,7 @@ def save_run(run: Run, path: Path | str) -> Path:
     """Write atomically: temp file in the same folder, fsync, rename. A crash keeps the old file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    steps = run.total_steps()
+    steps, n_attr = run.total_steps(), len(run.attributions)
     data = encode_run(run)
     tmp = temporary_path(path)
     try:
@@ -150,7 +156,7 @@ def save_run(run: Run, path: Path | str) -> Path:
             os.close(dfd)
     except OSError:
         pass
-    run.saved_steps = steps
+    run.mark_saved(steps, n_attr)
     return path
 
 
@@ -306,6 +312,23 @@ def _branch(
     return Branch(expected_id, parent, fork, cols, n_forced, b["status"], sampling)
 
 
+def _attributions(
+    path: Path, records: object, tensors: dict[str, np.ndarray], n_branches: int, vocab_size: int
+) -> list[attribution.Attribution]:
+    """The attribution records (header entries + `attr<i>/…` arrays), each checked."""
+    if not isinstance(records, list) or len(records) > attribution.MAX_RECORDS:
+        raise RunFileError(path, "the attribution list is malformed")
+    out = []
+    for i, h in enumerate(records):
+        prefix = f"attr{i}/"
+        arrays = {k.removeprefix(prefix): tensors.pop(k) for k in [k for k in tensors if k.startswith(prefix)]}
+        try:
+            out.append(attribution.from_stored(h, arrays, n_branches, vocab_size))
+        except RunError as e:
+            raise RunFileError(path, f"attribution {i}: {e}") from None
+    return out
+
+
 def load_run(path: Path | str) -> Run:
     """Load and fully validate a run file; any fault is a RunFileError (never another exception)."""
     path = Path(path)
@@ -351,12 +374,15 @@ def load_run(path: Path | str) -> Run:
     )
     for expected_id, b in enumerate(blist):
         run.branches.append(_branch(path, b, expected_id, tensors, layout, meta.vocab_size))
+    run.attributions = _attributions(path, desc.get("attributions", []), tensors, len(blist), meta.vocab_size)
     if tensors:
         raise RunFileError(path, f"unexpected array {sorted(tensors)[0]}")
     try:
         run.validate()
         check_tree_record(run.meta.tree, len(run.branches), meta.vocab_size)
+        for rec in run.attributions:
+            attribution.check_against(rec, run.sequence(rec.branch))
     except RunError as e:
         raise RunFileError(path, str(e)) from None
-    run.saved_steps = run.total_steps()
+    run.mark_saved()
     return run

@@ -159,7 +159,7 @@ class Session:
             up.finished = True
         elif isinstance(ev, Saved):
             if ours and self.run is not None:  # the worker saved its run as it stood after the events applied so far
-                self.run.saved_steps = self.run.total_steps()
+                self.run.mark_saved()
             # keep what the run's end said (a search's summary), and say it is saved too
             self.note = "autosaved" if self.state is AppState.GENERATING or not self.note else f"{self.note} · saved"
             self.note = self.note.replace(" · saved · saved", " · saved")

@@ -389,6 +389,20 @@ class HFBackend:
 
         return TreeSearch(self, run, params, cancel).events(prompt_ids, branch, position)
 
+    def attribute(
+        self,
+        run: Run,
+        branch: int,
+        positions: list[int],
+        method: str,
+        alternative: int | None = None,
+        steps: int = 50,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Event]:
+        from tokentui.engine.hf.attribution import attribute
+
+        return attribute(self.model, run, branch, positions, method, alternative, steps, cancel)
+
     def _flush_lens(self, run: Run, branch: Branch, buf: list[torch.Tensor], start: int) -> LensEvent:
         """Lens the buffered positions in one pass, store the values, and report them."""
         n = len(buf)

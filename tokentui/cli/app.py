@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from tokentui.cli import explore, export, generate, runs, tree
+from tokentui.cli import attribute, explore, export, generate, runs, tree
 
 app = typer.Typer(
     name="tokentui",
@@ -21,6 +21,7 @@ app.callback(invoke_without_command=True)(explore.default)
 app.command()(generate.generate)
 app.command()(generate.score)
 app.command()(tree.tree)
+app.command()(attribute.attribute)
 app.add_typer(runs.runs_app, name="runs")
 app.command()(export.export)
 app.command()(explore.explore)

@@ -1,5 +1,5 @@
-"""`export`: a saved run as CSV, JSONL, JSON or seed 002's files, to standard output or a file (no
-torch needed).
+"""`export`: a saved run as CSV, JSONL, JSON, seed 002's files or seed 004's attribution JSON, to
+standard output or a file (no torch needed).
 
 Writing to a file, the format follows the file's extension unless `--format` says otherwise (a
 disagreement is an error), and an existing file is replaced only with `--force`; the rules live
@@ -24,8 +24,17 @@ def export(
         str | None,
         typer.Option(
             "--format",
-            help="csv, jsonl, json, tree-json (seed 002's tree viewer) or seed002-jsonl (its logprobs viewer); "
-            "default: the --out file's extension (csv to standard output).",
+            help="csv, jsonl, json, tree-json (seed 002's tree viewer), seed002-jsonl (its logprobs viewer) or "
+            "seed004 (an attribution record as seed 004's JSON); default: the --out file's extension (csv to "
+            "standard output).",
+        ),
+    ] = None,
+    attribution: Annotated[
+        int | None,
+        typer.Option(
+            "--attribution",
+            help="With --format seed004: which of the run's attribution records (0 = the oldest, -1 = the newest; "
+            "default: the newest).",
         ),
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of standard output.")] = None,
@@ -40,23 +49,30 @@ def export(
     cache_dir: CacheOpt = None,
 ) -> None:
     """Export a run: CSV (one row per token), JSONL (one token per line with top-k), JSON (whole
-    tree), or seed 002's tree JSON and logprobs lines."""
+    tree), seed 002's tree JSON and logprobs lines, or seed 004's attribution JSON."""
     from tokentui.core.display import sanitize
-    from tokentui.store.export import FORMATS, ExportError, check_target, format_for, write_file
+    from tokentui.store.export import FORMATS, ExportError, attribution_at, check_target, format_for, write_file
     from tokentui.store.export import export as write_to
 
     try:
+        if attribution is not None and fmt != "seed004":
+            raise ExportError("--attribution goes with --format seed004")
         if out is None:
             fmt = fmt or "csv"
             if fmt not in FORMATS:
                 raise ExportError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+            loaded = load_ref(run, cache_dir)
+            if fmt == "seed004":
+                attribution_at(loaded, attribution)  # no record: one line, nothing written
             stdout = Output()
-            write_to(load_ref(run, cache_dir), fmt, stdout, raw_csv)
+            write_to(loaded, fmt, stdout, raw_csv, attribution)
             stdout.flush()
         else:
             fmt = format_for(out, fmt)
             check_target(out, force)  # before the run is read: a refused name fails fast
-            path = write_file(load_ref(run, cache_dir), fmt, out, overwrite=force, raw_csv=raw_csv)
+            path = write_file(
+                load_ref(run, cache_dir), fmt, out, overwrite=force, raw_csv=raw_csv, attribution=attribution
+            )
             typer.echo(f"wrote {sanitize(str(path))}", err=True)
     except user_errors() as e:
         fail(str(e))

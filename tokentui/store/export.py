@@ -1,7 +1,8 @@
 """Exports of a run for analysis: CSV (seed 000's columns plus rank/logprob), JSONL (one token per
 line with its top-k, like seed 002), JSON (the whole run with its tree), and seed 002's own files:
 its tree viewer's JSON (`tree-json`) and its logprobs viewer's lines (`seed002-jsonl`), built from
-the run's branches as a token tree (`core/tree.py`). No torch needed.
+the run's branches as a token tree (`core/tree.py`); and seed 004's attribution JSON (`seed004`)
+of one of the run's attribution records (`core/attribution.py`). No torch needed.
 
 `token_record` is the one per-token record of JSONL exports and of `generate --json` / `score
 --json`, so a line printed live and the same line exported later from the saved run are equal.
@@ -36,6 +37,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from tokentui.core import tree
+from tokentui.core.attribution import Attribution, normalized
 from tokentui.core.display import decode_bytes, sanitize
 from tokentui.core.run import Run
 from tokentui.core.step import Step
@@ -54,8 +56,15 @@ CSV_COLUMNS = [
     "logprob_of_next_token",
     "rank_of_next_token",
 ]
-FORMATS = ("csv", "jsonl", "json", "tree-json", "seed002-jsonl")
-EXTENSION = {"csv": "csv", "jsonl": "jsonl", "json": "json", "tree-json": "json", "seed002-jsonl": "jsonl"}
+FORMATS = ("csv", "jsonl", "json", "tree-json", "seed002-jsonl", "seed004")
+EXTENSION = {
+    "csv": "csv",
+    "jsonl": "jsonl",
+    "json": "json",
+    "tree-json": "json",
+    "seed002-jsonl": "jsonl",
+    "seed004": "json",
+}
 
 
 class TextSink(Protocol):
@@ -349,9 +358,110 @@ def write_seed002_jsonl(run: Run, out: TextSink, raw: bool = False) -> None:
         out.write("\n")
 
 
-def export(run: Run, fmt: str, out: TextSink, raw_csv: bool = False) -> None:
+# --- seed 004's attribution JSON, and one attributed position as a JSON object ----------------
+
+
+def attribution_at(run: Run, index: int | None = None) -> tuple[int, Attribution]:
+    """(index ≥ 0, record) of the run's attribution record `index` (Python indexing: -1 is the
+    newest; None: the newest). A run without records, or an index outside them, is an
+    ExportError of one line."""
+    n = len(run.attributions)
+    if n == 0:
+        raise ExportError(f"run {run.id} holds no attributions (make one with `tokentui attribute --run {run.id}`)")
+    i = n - 1 if index is None else index
+    if not -n <= i < n:
+        raise ExportError(f"run {run.id} holds {n} attribution{'s' if n > 1 else ''}: --attribution must be 0…{n - 1}")
+    i %= n
+    return i, run.attributions[i]
+
+
+def attribution_target(rec: Attribution) -> str:
+    """What the scores explain: "logprob" (log p of the token) or "logprob_contrast" (log p of
+    the token − log p of the alternative)."""
+    return "logprob" if rec.alternative is None else "logprob_contrast"
+
+
+def _floats(a: np.ndarray | None) -> list[Any] | None:
+    return None if a is None else [float(x) for x in np.asarray(a, dtype=np.float64).ravel()]
+
+
+def attribution_rows(run: Run, rec: Attribution) -> Iterator[dict[str, Any]]:
+    """One JSON-ready object per attributed position of `rec` (`attribute --json`'s lines):
+    position, token_id, token, method, scores (positions 0…position−1), the target and its value,
+    the alternative, and for integrated gradients the steps and the completeness error."""
+    ig = rec.completeness is not None
+    for r, t in enumerate(rec.positions):
+        row: dict[str, Any] = {
+            "run_id": run.id,
+            "branch": rec.branch,
+            "position": t,
+            "token_id": rec.token_ids[r],
+            "token": _text(run, rec.token_ids[r]),
+            "method": rec.method,
+            "scores": _floats(rec.scores[r, :t]),
+            "alternative": rec.alternative,
+            "alternative_token": None if rec.alternative is None else _text(run, rec.alternative),
+            "target": attribution_target(rec),
+            "target_value": None if rec.target_values is None else float(rec.target_values[r]),
+        }
+        if ig:
+            assert rec.completeness is not None
+            row["steps"] = rec.steps
+            row["completeness_error"] = float(rec.completeness[r])
+        yield row
+
+
+def seed004_document(run: Run, index: int | None = None) -> dict[str, Any]:
+    """Seed 004's JSON of attribution record `index` (default: the newest): `metadata`
+    (timestamp: the record's, llm_id, prompt: the run's prompt as written, attribution_method,
+    generation_params: the run's sampler and k) and `data` (input_tokens: positions
+    0…width−1 of the branch, output_tokens: the attributed tokens, association_matrix: the
+    scores [rows, width], normalized_association: |scores| / Σ|scores| per row), plus a
+    `tokentui` object with what the seed's shape has no place for."""
+    i, rec = attribution_at(run, index)
+    seq = run.sequence(rec.branch)
+    return {
+        "metadata": {
+            "timestamp": rec.created,
+            "llm_id": run.meta.model,
+            "prompt": run.meta.prompt,
+            "attribution_method": rec.method,
+            "generation_params": {**run.meta.sampling, "k": run.meta.k},
+        },
+        "data": {
+            "input_tokens": [_text(run, int(t)) for t in seq[: rec.width]],
+            "output_tokens": [_text(run, t) for t in rec.token_ids],
+            "association_matrix": [_floats(row) for row in rec.scores],
+            "normalized_association": normalized(rec.scores).tolist(),
+        },
+        "tokentui": {
+            "run_id": run.id,
+            "attribution": i,
+            "branch": rec.branch,
+            "positions": list(rec.positions),
+            "token_ids": list(rec.token_ids),
+            "target": attribution_target(rec),
+            "alternative": rec.alternative,
+            "alternative_token": None if rec.alternative is None else _text(run, rec.alternative),
+            "steps": rec.steps,
+            "completeness": _floats(rec.completeness),
+            "target_values": _floats(rec.target_values),
+        },
+    }
+
+
+def write_seed004(run: Run, out: TextSink, raw: bool = False, attribution: int | None = None) -> None:
+    out.write(json_text(seed004_document(run, attribution)))  # one line: matrices are long
+    out.write("\n")
+
+
+def export(run: Run, fmt: str, out: TextSink, raw_csv: bool = False, attribution: int | None = None) -> None:
     """Write `run` in `fmt` to `out`; `raw_csv`: CSV cells as they are (see `csv_cell`). JSON is
-    always escaped (the escapes are lossless)."""
+    always escaped (the escapes are lossless). `attribution`: which record `seed004` writes
+    (default: the newest)."""
+    if fmt == "seed004":
+        write_seed004(run, out, raw_csv, attribution)
+        return
     writers = {
         "csv": write_csv,
         "jsonl": write_jsonl,
@@ -406,16 +516,20 @@ def check_target(path: Path, overwrite: bool = False) -> None:
             raise ExportError(f"{path} already exists; add --force to overwrite it")
 
 
-def write_file(run: Run, fmt: str, path: Path, overwrite: bool = False, raw_csv: bool = False) -> Path:
+def write_file(
+    run: Run, fmt: str, path: Path, overwrite: bool = False, raw_csv: bool = False, attribution: int | None = None
+) -> Path:
     """Export `run` into the file `path` atomically (a uniquely named temporary file beside it,
     fsync, then a rename). The temporary file is removed whatever goes wrong, also an exception
     that is not an OSError or a Ctrl-C mid-write. Errors name `path`, never the temporary file."""
     check_target(path, overwrite)
+    if fmt == "seed004":
+        attribution_at(run, attribution)  # a run without that record: refused before any file is made
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
         with open(fd, "w", encoding="utf-8", newline="") as f:
-            export(run, fmt, f, raw_csv)
+            export(run, fmt, f, raw_csv, attribution)
             f.flush()
             os.fsync(f.fileno())
         check_target(path, overwrite)  # nothing non-regular appeared there while writing

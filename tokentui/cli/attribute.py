@@ -1,0 +1,399 @@
+"""`attribute`: gradient (or attention) attribution of tokens to the positions before them, headless
+(issue 15, seed 004). Attributes positions of a saved run's branch, or the tokens generated greedily
+from a prompt (a new run); shows progress on standard error, keeps the record with the run (saved
+to the cache), prints a table per position (or JSONL with `--json`) and writes seed 004's JSON
+with `--out`.
+
+Everything that can be refused without the model is refused first: the method, --steps, the
+positions, an --alternative id against the run's vocabulary, the prompt, the run and its branch,
+the --out file. An --alternative text is refused once the tokenizer is loaded when it is not
+exactly one token. Ctrl-C stops between two chunks of positions (integrated gradients: between two
+path chunks); the positions finished are kept and saved (exit code 130)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from tokentui.cli.options import CacheOpt, ChatOpt, DeviceOpt, DtypeOpt, RemoteOpt
+from tokentui.cli.output import (
+    EXIT_INTERRUPTED,
+    Output,
+    ctrl_c_sets,
+    fail,
+    interrupted,
+    load_ref,
+    save_to_cache,
+    user_errors,
+)
+from tokentui.core.display import lone_token, sanitize
+from tokentui.core.params import RunError
+
+if TYPE_CHECKING:
+    from tokentui.core.attribution import Attribution
+    from tokentui.core.run import Run
+    from tokentui.engine.backend import Backend
+
+# core.attribution's METHODS, DEFAULT_METHOD and DEFAULT_STEPS, written out so that the CLI's
+# module imports no numpy (tests/cli/test_attribute.py holds them equal)
+METHOD_NAMES = "gradient-norm, saliency, input-x-gradient, integrated-gradients, attention, attention-mean"
+DEFAULT_METHOD = "gradient-norm"
+DEFAULT_STEPS = 50
+PROGRESS_SECONDS = 2.0  # how often a progress line is written when standard error is not a terminal
+TOP = 5  # contributors shown per position in the text table
+MAX_STEPS = 10_000  # integrated gradients' path steps (the engine's and the run file's limit)
+
+
+def attribute(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="Hub id, local model folder, or 'demo' (default: demo; with --run, its model)."
+        ),
+    ] = None,
+    run_ref: Annotated[
+        str | None, typer.Option("--run", help="Attribute tokens of this saved run (id, unique part of one, or path).")
+    ] = None,
+    branch: Annotated[int | None, typer.Option("--branch", "-b", help="With --run: the branch (0).")] = None,
+    positions: Annotated[
+        str | None,
+        typer.Option(
+            "--positions",
+            help="With --run: absolute positions a:b (b excluded; either may be empty; negative counts from "
+            "the end) or one position a (default: the tokens after the prompt).",
+        ),
+    ] = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option("--prompt", "-p", help="… or generate greedily from this prompt and attribute every new token."),
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option("--max-new-tokens", "-n", help="With --prompt: tokens to generate (64).")
+    ] = None,
+    chat: ChatOpt = False,
+    method: Annotated[
+        str,
+        typer.Option("--method", help=f"One of: {METHOD_NAMES}."),
+    ] = DEFAULT_METHOD,
+    alternative: Annotated[
+        str | None,
+        typer.Option(
+            "--alternative",
+            help="Contrast target log p(token) − log p(this): a token id, or a text that is exactly one token.",
+        ),
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", help=f"Integrated gradients' path steps ({DEFAULT_STEPS})."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per attributed position instead.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write seed 004's JSON to this file.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the --out file if it exists.")] = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    trust_remote_code: RemoteOpt = False,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Attribute tokens to the positions before them (gradient norm, saliency, input × gradient,
+    integrated gradients, attention); keep the result with the run and print it."""
+    try:
+        from tokentui.core import attribution
+        from tokentui.core.params import GenerationSettings, SamplingParams
+        from tokentui.engine.backend import ModelSpec, check_spec
+        from tokentui.store.export import check_target, format_for
+
+        m = attribution.method(method)
+        if steps is not None:
+            if m.name != "integrated-gradients":
+                fail("--steps goes with --method integrated-gradients")
+            if not 1 <= steps <= MAX_STEPS:
+                fail(f"--steps must be 1…{MAX_STEPS} (got {steps})")
+        if alternative is not None and m.needs != "gradients":
+            fail(f"--alternative needs a gradient method ({m.name} has no target to contrast)")
+        alt_id = parse_alternative(alternative)
+        if (prompt is None) == (run_ref is None):
+            fail("give either --prompt or --run")
+        run = None
+        n_new = SamplingParams().max_new_tokens if max_new_tokens is None else max_new_tokens
+        settings = GenerationSettings(SamplingParams(max_new_tokens=n_new), chat=chat)
+        wanted: list[int] = []
+        if prompt is not None:
+            if branch is not None or positions is not None:
+                fail("--branch and --positions go with --run")
+            if not prompt.strip():
+                fail("the prompt is empty")
+            settings.check()
+        else:
+            assert run_ref is not None
+            if max_new_tokens is not None or chat:
+                fail("--max-new-tokens and --chat go with --prompt")
+            run = load_ref(run_ref, cache_dir)
+            b = run.branch(branch or 0).id
+            wanted = parse_positions(positions, run.length(b), b) if positions else default_positions(run, b)
+            if alt_id is not None and alt_id >= run.meta.vocab_size:
+                fail(f"the alternative token id {alt_id} is outside the run's vocabulary (0…{run.meta.vocab_size - 1})")
+        if out is not None:
+            format_for(out, "seed004")  # an extension that says another format (.csv) is refused
+            check_target(out, force)
+        name = model or (run.meta.model if run is not None else "demo")
+        spec = ModelSpec(name, device, dtype, trust_remote_code, 0)
+        from tokentui.cli.generate import _open
+
+        try:
+            check_spec(spec)
+            backend = _open(spec, settings)
+        except user_errors() as e:
+            if model is None and run is not None:  # a run keeps a local model's folder name only
+                fail(f"{e} (the model run {run.id} names; give its folder with --model)")
+            raise
+        vocab = backend.info.vocab_size
+        if run is not None and vocab != run.meta.vocab_size:
+            fail(
+                f"run {run.id} was made with a vocabulary of {run.meta.vocab_size} tokens; "
+                f"{backend.info.name} has {vocab}"
+            )
+        if alt_id is None and alternative is not None:
+            alt_id = alternative_token(backend, alternative)
+        if alt_id is not None and alt_id >= vocab:
+            fail(f"the alternative token id {alt_id} is outside the vocabulary (0…{vocab - 1})")
+        if run is None:
+            assert prompt is not None
+            run = generate_greedily(backend, prompt, settings, cache_dir)
+            wanted = list(range(len(run.prompt), run.length(0)))
+            if not wanted:
+                fail("the model generated no tokens to attribute")
+        attribute_job(
+            backend,
+            run,
+            branch or 0,
+            wanted,
+            m.name,
+            alt_id,
+            steps or DEFAULT_STEPS,
+            cache_dir,
+            as_json,
+            out,
+            force,
+        )
+    except user_errors() as e:
+        fail(str(e))
+    except KeyboardInterrupt:  # before the attribution started (loading, generating): nothing attributed
+        interrupted("interrupted before anything was attributed")
+
+
+def parse_positions(spec: str, length: int, branch: int = 0) -> list[int]:
+    """`--positions`: "a:b" (absolute positions a…b−1, Python slice bounds: either may be empty,
+    a negative one counts from the branch's end) or one position "a". An empty start means 1 (the
+    first position with anything before it). Every position must be 1…length−1; a bound outside
+    the branch, or an empty range, is a one-line RunError (never clipped in silence)."""
+    text = spec.strip()
+    last = length - 1
+
+    def bound(part: str, default: int) -> int:
+        part = part.strip()
+        if not part:
+            return default
+        try:
+            v = int(part)
+        except ValueError:
+            raise RunError(f"--positions {spec!r}: {part!r} is not a whole number (give a:b, a: or :b)") from None
+        return v + length if v < 0 else v
+
+    if ":" in text:
+        a_text, _, b_text = text.partition(":")
+        if ":" in b_text:
+            raise RunError(f"--positions {spec!r}: give a:b (no step)")
+        a, b = bound(a_text, 1), bound(b_text, length)
+    else:
+        a = bound(text, -1) if text else -1
+        b = a + 1
+    if a < 1:
+        raise RunError(
+            f"--positions {spec!r}: position {a} cannot be attributed (nothing comes before it; the first is 1)"
+        )
+    if b > length or a > last:
+        raise RunError(f"--positions {spec!r} goes past the end of branch {branch} (its positions are 0…{last})")
+    if b <= a:
+        raise RunError(f"--positions {spec!r} holds no position")
+    return list(range(a, b))
+
+
+def default_positions(run: Run, branch: int) -> list[int]:
+    """The branch's tokens after the prompt; where there are none (a `score` run is all prompt),
+    every position from 1."""
+    length = run.length(branch)
+    after = list(range(len(run.prompt), length))
+    if after:
+        return after
+    if length < 2:
+        raise RunError(f"branch {branch} holds {length} token{'s' if length != 1 else ''}: nothing to attribute")
+    return list(range(1, length))
+
+
+def parse_alternative(text: str | None) -> int | None:
+    """An --alternative that is a whole number is a token id; None for a text (encoded once the
+    tokenizer is loaded) or no --alternative."""
+    if text is None:
+        return None
+    if not text:
+        raise RunError("--alternative is empty (give a token id or a text that is one token)")
+    return int(text) if text.strip().isascii() and text.strip().isdigit() else None
+
+
+def alternative_token(backend: Backend, text: str) -> int:
+    """The one token `text` encodes to (without special tokens), or a one-line RunError."""
+    ids = backend.encode_text(text)
+    if len(ids) != 1:
+        shown = ", ".join(map(str, ids[:6])) + (", …" if len(ids) > 6 else "")
+        raise RunError(
+            f"--alternative {text!r} encodes to {len(ids)} tokens ({shown}), not one: give a token id or one token's text"
+        )
+    return ids[0]
+
+
+def generate_greedily(backend: Backend, prompt: str, settings, cache_dir) -> Run:
+    """A new run: greedy tokens from `prompt` (jobs.Generate), saved to the cache. Ctrl-C stops it
+    and saves what was made; the command then ends (exit code 130) with nothing attributed."""
+    from tokentui.engine import jobs
+
+    typer.echo(f"… generating {settings.sampling.max_new_tokens} tokens (greedy)", err=True)
+    job = jobs.Generate(backend, prompt, settings)
+    with ctrl_c_sets(job.cancel):
+        jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)))
+    run = job.run
+    if run is None or not run.branches:
+        interrupted("interrupted before the prompt was scored: nothing saved")
+    path = save_to_cache(run, cache_dir)
+    if job.cancel.is_set():
+        interrupted(
+            f"interrupted while generating: run {sanitize(run.id)} saved to {sanitize(str(path))}, nothing attributed"
+        )
+    return run
+
+
+class _ProgressLine:
+    """The job's progress on standard error: rewritten in place on a terminal, a line every
+    PROGRESS_SECONDS otherwise (and always the first and the last)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, done: int, total: int, label: str, fraction: float, final: bool = False) -> None:
+        now = time.monotonic()
+        if self.shown and not (final or self.tty or now - self.last >= PROGRESS_SECONDS):
+            return
+        self.last, self.shown = now, True
+        text = f"… attributing by {label}: {done}/{total} positions, {fraction:.0%}"
+        if self.tty:
+            sys.stderr.write("\r\x1b[2K" + text + ("\n" if final else ""))
+        else:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+def attribute_job(
+    backend: Backend,
+    run: Run,
+    branch: int,
+    positions: list[int],
+    method: str,
+    alternative: int | None,
+    steps: int,
+    cache_dir,
+    as_json: bool,
+    out: Path | None,
+    force: bool,
+) -> None:
+    """Drive an Attribute job: progress on standard error, the run saved with the record, then
+    the record on standard output (a table, or JSONL), and seed 004's JSON in `out`."""
+    from tokentui.core import attribution
+    from tokentui.engine import jobs
+    from tokentui.engine.events import Attributed, AttributionProgress
+    from tokentui.store.export import attribution_rows, json_text, write_file
+
+    m = attribution.method(method)
+    job = jobs.Attribute(backend, run, branch, positions, method, alternative, steps)
+    line = _ProgressLine()
+    ended: list[Attributed] = []
+
+    def show(_job: jobs.Job, ev) -> None:
+        if isinstance(ev, AttributionProgress):
+            line(ev.done, ev.total, m.label, ev.fraction, final=ev.done == ev.total)
+        elif isinstance(ev, Attributed):
+            ended.append(ev)
+
+    line(0, len(positions), m.label, 0.0)
+    try:
+        with ctrl_c_sets(job.cancel):
+            jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)), show)
+    except KeyboardInterrupt:  # only where Ctrl-C could not be redirected (not the main thread)
+        job.cancel.set()
+    rec = ended[-1].record if ended else None
+    if line.tty and job.cancel.is_set():
+        sys.stderr.write("\n")
+    if rec is None:
+        interrupted("interrupted before any position was attributed: nothing saved")
+    path = save_to_cache(run, cache_dir)
+    stdout = Output()
+    if as_json:
+        for row in attribution_rows(run, rec):
+            stdout.line(json_text(row))
+    else:
+        for text in table_lines(run, rec):
+            stdout.line(text)
+    stdout.flush()
+    if out is not None:
+        index = next(i for i, a in enumerate(run.attributions) if a is rec)
+        written = write_file(run, "seed004", out, overwrite=force, attribution=index)
+        typer.echo(f"wrote {sanitize(str(written))}", err=True)
+    cancelled = job.cancel.is_set()
+    kept = f"{len(rec.positions)} of {len(positions)}" if cancelled else f"{len(rec.positions)}"
+    typer.echo(
+        f"run {sanitize(run.id)}: {kept} positions of branch {branch} attributed by {m.label}"
+        f"{' (cancelled)' if cancelled else ''} in {ended[-1].seconds:.1f} s; saved to {sanitize(str(path))}",
+        err=as_json,
+    )
+    if cancelled:
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _tok(run: Run, token_id: int, width: int = 16) -> str:
+    text = lone_token(run.tokens.bytes_of(token_id))
+    return "'" + (text if len(text) <= width else text[: width - 1] + "…") + "'"
+
+
+def table_lines(run: Run, rec: Attribution) -> list[str]:
+    """The record as text: a header saying what was attributed and the target, then one line per
+    attributed position: the position, its token (shown on its own: whitespace visible, controls
+    escaped), the target's value, integrated gradients' completeness error, and the TOP largest
+    |scores| as `pos 'token' score`."""
+    from tokentui.core import attribution
+
+    m = attribution.method(rec.method)
+    seq = run.sequence(rec.branch)
+    target = "log p(token)"
+    if rec.alternative is not None:
+        target = f"log p(token) − log p({_tok(run, rec.alternative)})"
+    how = f"{m.label}{f', {rec.steps} steps' if rec.steps else ''}"
+    lines = [f"{how}; target {target}; branch {rec.branch} of run {sanitize(run.id)}"]
+    ig = rec.completeness is not None
+    lines.append(
+        f"{'pos':>6}  {'token':<18} {'target':>9}"
+        + (f" {'complete err':>12}" if ig else "")
+        + "  top contributors (pos 'token' score)"
+    )
+    for r, t in enumerate(rec.positions):
+        row = rec.scores[r, :t]
+        top = "   ".join(
+            f"{i} {_tok(run, int(seq[i]), 12)} {float(row[i]):.4g}" for i in attribution.top_contributors(row, TOP)
+        )
+        value = float(rec.target_values[r]) if rec.target_values is not None else float("nan")
+        err = f" {float(rec.completeness[r]):>12.3g}" if rec.completeness is not None else ""
+        lines.append(f"{t:>6}  {_tok(run, rec.token_ids[r]):<18} {value:>9.4f}{err}  {top}")
+    return lines

@@ -31,21 +31,16 @@ from tokentui.cli.output import (
     user_errors,
 )
 from tokentui.core.display import lone_token, sanitize
-from tokentui.core.params import RunError
+from tokentui.core.params import ATTRIBUTION_METHODS, DEFAULT_ATTRIBUTION, IG_STEPS, MAX_IG_STEPS, RunError
 
 if TYPE_CHECKING:
     from tokentui.core.attribution import Attribution
     from tokentui.core.run import Run
     from tokentui.engine.backend import Backend
 
-# core.attribution's METHODS, DEFAULT_METHOD and DEFAULT_STEPS, written out so that the CLI's
-# module imports no numpy (tests/cli/test_attribute.py holds them equal)
-METHOD_NAMES = "gradient-norm, saliency, input-x-gradient, integrated-gradients, attention, attention-mean"
-DEFAULT_METHOD = "gradient-norm"
-DEFAULT_STEPS = 50
+METHOD_NAMES = ", ".join(ATTRIBUTION_METHODS)
 PROGRESS_SECONDS = 2.0  # how often a progress line is written when standard error is not a terminal
 TOP = 5  # contributors shown per position in the text table
-MAX_STEPS = 10_000  # integrated gradients' path steps (the engine's and the run file's limit)
 
 
 def attribute(
@@ -78,7 +73,7 @@ def attribute(
     method: Annotated[
         str,
         typer.Option("--method", help=f"One of: {METHOD_NAMES}."),
-    ] = DEFAULT_METHOD,
+    ] = DEFAULT_ATTRIBUTION,
     alternative: Annotated[
         str | None,
         typer.Option(
@@ -88,7 +83,7 @@ def attribute(
     ] = None,
     steps: Annotated[
         int | None,
-        typer.Option("--steps", help=f"Integrated gradients' path steps ({DEFAULT_STEPS})."),
+        typer.Option("--steps", help=f"Integrated gradients' path steps ({IG_STEPS})."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per attributed position instead.")] = False,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write seed 004's JSON to this file.")] = None,
@@ -110,8 +105,8 @@ def attribute(
         if steps is not None:
             if m.name != "integrated-gradients":
                 fail("--steps goes with --method integrated-gradients")
-            if not 1 <= steps <= MAX_STEPS:
-                fail(f"--steps must be 1…{MAX_STEPS} (got {steps})")
+            if not 1 <= steps <= MAX_IG_STEPS:
+                fail(f"--steps must be 1…{MAX_IG_STEPS} (got {steps})")
         if alternative is not None and m.needs != "gradients":
             fail(f"--alternative needs a gradient method ({m.name} has no target to contrast)")
         alt_id = parse_alternative(alternative)
@@ -173,7 +168,7 @@ def attribute(
             wanted,
             m.name,
             alt_id,
-            steps or DEFAULT_STEPS,
+            steps or IG_STEPS,
             cache_dir,
             as_json,
             out,

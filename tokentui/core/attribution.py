@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tokentui.core.params import RunError
+from tokentui.core.params import ATTRIBUTION_METHODS, DEFAULT_ATTRIBUTION, IG_STEPS, MAX_IG_STEPS, RunError
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,9 @@ declare(
     Method("attention-mean", "attention (all layers)", "attention", False, "attention row, mean over layers and heads")
 )
 
-DEFAULT_METHOD = "gradient-norm"
-DEFAULT_STEPS = 50  # integrated gradients' path steps
+assert tuple(METHODS) == ATTRIBUTION_METHODS, "core/params.py lists the same methods, in the same order"
+DEFAULT_METHOD = DEFAULT_ATTRIBUTION
+DEFAULT_STEPS = IG_STEPS
 MAX_RECORDS = 1_000  # attribution records a run file may hold
 MAX_ROWS = 1 << 16  # attributed positions in one record
 
@@ -156,7 +157,7 @@ def from_stored(h: object, arrays: dict[str, np.ndarray], n_branches: int, vocab
     alt, steps = h.get("alternative"), h.get("steps")
     if alt is not None and (not _is_int(alt) or not 0 <= alt < vocab_size):
         raise RunError("an attribution's alternative token is out of range")
-    if steps is not None and (not _is_int(steps) or not 1 <= steps <= 10_000):
+    if steps is not None and (not _is_int(steps) or not 1 <= steps <= MAX_IG_STEPS):
         raise RunError("an attribution's step count is out of range")
     unknown = set(arrays) - {"scores", "completeness", "target_values"}
     if unknown:

@@ -89,6 +89,20 @@ class GenerationSettings:
 # most 16 MB, store/header.py) holds about 1 kB per node with its candidates.
 MAX_TREE_NODES = 10_000
 
+# Attribution (core/attribution.py declares what each method means): the names, here so that the
+# CLI can list and check them without numpy.
+ATTRIBUTION_METHODS = (
+    "gradient-norm",
+    "saliency",
+    "input-x-gradient",
+    "integrated-gradients",
+    "attention",
+    "attention-mean",
+)
+DEFAULT_ATTRIBUTION = "gradient-norm"
+IG_STEPS = 50  # integrated gradients' path steps
+MAX_IG_STEPS = 1_000  # (the Gauss–Legendre nodes cost O(steps³) to compute; 1,000 takes ~1 s)
+
 
 @dataclass
 class TreeParams:

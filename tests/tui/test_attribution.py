@@ -306,7 +306,7 @@ def stored_run() -> tuple:
 
 
 async def test_a_replay_shows_stored_attributions_without_a_model(tmp_path):
-    run, t, norm, _ = stored_run()
+    run, t, norm, signed = stored_run()
     path = save_run(run, tmp_path / "r.tokentui")
     app = explorer(run_path=path)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -324,6 +324,16 @@ async def test_a_replay_shows_stored_attributions_without_a_model(tmp_path):
         assert app.session.attribution.record.method == "input-x-gradient"
         rows = pane_rows(app)
         assert rows[0] == (4, pytest.approx(-0.9)) and rows[1] == (1, pytest.approx(-0.5))
+        # signed scores on the diverging scale: negative and positive apart, by their share of 0.9
+        styles, diverging = token_styles(app), app.stream.diverging
+        for i in range(t):
+            assert styles[i].bgcolor == diverging.style(signed[i] / 0.9).bgcolor, i
+        assert styles[4].bgcolor != styles[5].bgcolor and styles[1].bgcolor != styles[2].bgcolor
+        # v cycles the side panes, the attribution pane among them
+        await pilot.press("v")
+        assert app.query_one("#layers").display and not app.query_one("#attribution").display
+        await pilot.press("v", "v", "v")
+        assert app.query_one("#attribution").display
         # a token without a stored record: one line saying why nothing is computed
         app.stream.move_to(t - 2)
         await pilot.press("a")

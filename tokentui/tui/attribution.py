@@ -80,6 +80,10 @@ class AttributionActions(_Base):
         self.session.attribution_method = names[(names.index(current) + 1) % len(names)]
         m = METHODS[self.session.attribution_method]
         shown = self.session.attribution
+        job = self.session.attribution_job
+        if job is not None and job.kind == "token":  # the running one is recomputed when it ends
+            self.notify(f"attribution method: {m.label} (once the running attribution ends)", markup=False)
+            return
         if shown is None:
             self.notify(f"attribution method: {m.label} (a attributes the token under the cursor)", markup=False)
             return
@@ -182,8 +186,9 @@ class AttributionActions(_Base):
         shown, run = self.session.attribution, self.run_obj
         if shown is None:
             return
-        if run is None or shown.run_id != run.id or not applies(shown.record, self.branch_id, shown.position,
-                                                                 run.sequence):  # fmt: skip
+        # (a record of this run: deleting branches renumbers them and replaces the records)
+        ours = run is not None and shown.run_id == run.id and any(r is shown.record for r in run.attributions)
+        if run is None or not ours or not applies(shown.record, self.branch_id, shown.position, run.sequence):
             self.leave_attribution()
             return
         self.stream.set_overlay(shown)
@@ -256,6 +261,8 @@ class AttributionActions(_Base):
                 screen.finished(ev.record, ev.cancelled, ev.seconds)
         elif ev.record is not None and ev.record.row(job.positions[0]) is not None:
             self.show_attribution(ev.record, job.branch, job.positions[0])
+            if self.session.attribution_method != job.method:  # M was pressed meanwhile: follow it
+                self.attribute_token(job.positions[0], self.session.attribution_method, job.alternative, job.branch)
         elif ev.cancelled:
             self.notify("attribution cancelled", markup=False)
 

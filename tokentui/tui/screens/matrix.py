@@ -129,13 +129,14 @@ class MatrixScreen(Screen[None]):
     def show_record(self, record: Attribution, stored: bool = False) -> None:
         self.record = record
         if stored:
-            self._progress(f"stored with the run ({record.created[:19]}) · {len(record.positions)} rows")
-        if self.is_mounted:
+            when = f" ({record.created[:19]})" if record.created else ""
+            self._progress(f"stored with the run{when} · {len(record.positions)} rows")
+        if self.is_mounted and self.is_attached:
             self._draw_record()
 
     def _progress(self, line: str) -> None:
         self.progress_line = line  # (drawn on mount when the screen is not up yet)
-        if self.is_mounted:
+        if self.is_mounted and self.is_attached:
             self.query_one("#matrix-progress", Static).update(Text(line))
 
     def _draw_record(self) -> None:
@@ -147,7 +148,8 @@ class MatrixScreen(Screen[None]):
         self._cell_line()
 
     def on_heat_map_cursor_moved(self) -> None:
-        self._cell_line()
+        if self.is_attached:  # (not once the screen has closed)
+            self._cell_line()
 
     def _cell_line(self) -> None:
         from tokentui.core.attribution import normalized
@@ -164,7 +166,7 @@ class MatrixScreen(Screen[None]):
         line.append_text(lone_id(self.run, rec.token_ids[row], 16))
         line.append(f" ← input {inp} ")
         line.append_text(lone_id(self.run, int(seq[inp]), 16))
-        line.append(f" · score {fmt_score(score)} · {share:.1%} of the row's Σ|score|")
+        line.append(f" · score {fmt_score(score)} · {share:.1%} of the row")  # (of its Σ|score|)
         self.query_one("#matrix-cell", Static).update(line)
 
     # --- keys (the action table's matrix rows; the heat map moves its own cursor) ---------------

@@ -37,8 +37,8 @@ class ViewActions(_Base):
     def apply_scale(self) -> None:
         self.stream.set_scale(self.scale, self.no_color, self.diverging)
         self.update_legend()
-        if self.session.attribution is not None:
-            self.refresh_attribution_pane()
+        if self.session.attribution is not None:  # (once the new theme's CSS is applied)
+            self.call_after_refresh(self.refresh_attribution_pane)
 
     def update_legend(self) -> None:
         if self.run_obj is None:

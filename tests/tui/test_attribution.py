@@ -390,3 +390,22 @@ def test_no_color_shows_the_weights_as_bars_and_styles_without_colour_codes(tmp_
             assert not {38, 48, 58} & set(codes), params
             assert not any(30 <= c <= 37 or 40 <= c <= 47 or 90 <= c <= 97 or 100 <= c <= 107 for c in codes), params
         assert any(b"1" in p.split(b";") for p in sgr) and any(b"4" in p.split(b";") for p in sgr)  # bold, underline
+
+
+async def test_A_takes_the_last_256_output_tokens_up_to_the_cursor_and_says_so():
+    run = make_run(n_branch_steps=(300, 3))  # output tokens 4…303
+    positions = list(range(303 - 255, 304))
+    seq = run.sequence(0)
+    scores = np.tril(np.ones((256, 303), dtype=np.float32), k=positions[0] - 1)  # row r: positions 0…t−1
+    run.attributions.append(Attribution("gradient-norm", 0, positions, [int(seq[p]) for p in positions], scores))
+    app = explorer(run=run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.stream.view is not None, what="the run")
+        await pilot.press("end", "A")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, MatrixScreen) and app.screen.positions == positions
+        assert "the last 256 of 300 output tokens" in rendered(app.screen.query_one("#matrix-title"))
+        assert app.screen.record is run.attributions[-1]  # stored: shown without a model
+        await pilot.press("q", "left", "A")  # one token less: another range, none stored, no model
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, MatrixScreen) and "no model is loaded" in last_note(app)

@@ -296,3 +296,29 @@ def make_tree_run(shape=TREE_SHAPE, hostile: bytes | None = None) -> Run:
 
 def _children(shape, node: int) -> list[int]:
     return [i for i, (p, _t) in enumerate(shape, start=1) if p == node]
+
+
+def attributed_run(t: int = 30) -> Run:
+    """`make_run(n_branch_steps=(30, 12))` with the attribution records a replay would find: gradient
+    norm and input × gradient (signed) of position t of branch 0, and a gradient-norm association
+    matrix of the branch's output tokens (positions 4…33: the range `A` asks for at its end)."""
+    from tokentui.core.attribution import Attribution
+
+    run = make_run(n_branch_steps=(30, 12))
+    rng = np.random.default_rng(4)
+    seq = run.sequence(0)
+
+    def record(method: str, positions: list[int], signed: bool) -> Attribution:
+        scores = np.zeros((len(positions), max(positions)), dtype=np.float32)
+        for r, p in enumerate(positions):
+            row = rng.gamma(0.7, 1.0, p)
+            scores[r, :p] = row * rng.choice([-1.0, 1.0], p) if signed else row
+        values = -rng.random(len(positions)).astype(np.float32)
+        return Attribution(method, 0, positions, [int(seq[p]) for p in positions], scores, target_values=values)
+
+    run.attributions += [
+        record("gradient-norm", [t], False),
+        record("input-x-gradient", [t], True),
+        record("gradient-norm", list(range(4, run.length(0))), False),
+    ]
+    return run

@@ -58,3 +58,29 @@ def test_help_screen_narrow(snap_compare, app):
 
 def test_settings_screen_narrow(snap_compare, app):
     assert snap_compare(app, terminal_size=(80, 24), press=["s"])
+
+
+@pytest.fixture
+def attributed(tmp_path, monkeypatch):
+    from tests.factories import attributed_run
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    return explorer(run=attributed_run(30), cache_dir=tmp_path)
+
+
+def test_attribution_wide(snap_compare, attributed):
+    """The stored gradient-norm attribution of position 30: the stream coloured, the pane."""
+    assert snap_compare(attributed, terminal_size=(120, 40), press=["end", "left", "left", "left", "a", "left"])
+
+
+def test_signed_attribution_narrow(snap_compare, attributed):
+    """Input × gradient on the diverging scale; the attribution pane comes up on a narrow terminal."""
+    assert snap_compare(attributed, terminal_size=(80, 24), press=["end", "left", "left", "left", "M", "M", "a"])
+
+
+def test_matrix_screen(snap_compare, attributed):
+    assert snap_compare(attributed, terminal_size=(120, 40), press=["A", "up", "left"])
+
+
+def test_matrix_screen_narrow(snap_compare, attributed):
+    assert snap_compare(attributed, terminal_size=(80, 24), press=["A"])

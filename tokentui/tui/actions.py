@@ -13,8 +13,8 @@ from textual.binding import Binding, BindingType
 from tokentui.tui.state import Needs
 
 # Where a key works: the app (everywhere but an input), or only in one focused pane.
-APP, STREAM, ALTERNATIVES, TREE = "app", "tokens", "alternatives", "tree"
-GROUPS = ("generate", "move", "branch", "tree", "view", "files", "app")
+APP, STREAM, ALTERNATIVES, TREE, MATRIX = "app", "tokens", "alternatives", "tree", "matrix"
+GROUPS = ("generate", "move", "branch", "tree", "attribute", "view", "files", "app")
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "generate", needs=Needs.MODEL, footer=True),
     ActionSpec("c", "continue_branch", "continue", "generate more on the current branch", "generate",
                needs=Needs.RUN_AND_MODEL, footer=True),
-    ActionSpec("escape", "cancel", "cancel", "stop generating at once (the partial branch is kept); "
-               "in the prompt: back to the tokens", "generate"),
+    ActionSpec("escape", "cancel", "cancel", "stop generating or attributing at once (the partial branch, the "
+               "rows done are kept); else leave the attribution view; in the prompt: back to the tokens", "generate"),
     ActionSpec("s", "settings", "settings", "the session's settings: temperature, top-k, top-p, seed, max tokens, "
                "k, forced prefix, chat", "generate", footer=True),
     ActionSpec("i", "focus_prompt", "prompt", "edit the prompt", "generate"),  # the prompt box's title says so
@@ -94,6 +94,33 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "or the search's max depth) of the tree", "tree", needs=Needs.RUN),
     ActionSpec("U", "finished_path('least')", "worst path", "show the least probable finished path", "tree",
                needs=Needs.RUN),
+    # attribute (tui/attribution.py)
+    ActionSpec("a", "attribute", "attribute", "which earlier tokens made this one: attribute the token under the "
+               "cursor to every position before it (the method M picks; a stored result shows at once); a again "
+               "on it, or escape: back to the metric", "attribute", needs=Needs.RUN),
+    ActionSpec("M", "cycle_attribution_method", "attr. method", "next attribution method: gradient norm, saliency, "
+               "input × gradient, integrated gradients, attention (last layer, all layers); the attribution on show "
+               "follows", "attribute"),
+    ActionSpec("A", "matrix", "matrix", "association matrix: each output token up to the cursor (the last 256 at "
+               "most) against its inputs, as a heat map; escape cancels, keeping the rows done", "attribute",
+               needs=Needs.RUN),
+    ActionSpec("a", "contrast", "contrast", "attribute the token under the cursor against the selected alternative "
+               "(why this and not that)", "attribute", ALTERNATIVES),
+    ActionSpec("left,h", "move(0, -1)", "prev input", "previous input position", "attribute", MATRIX,
+               shown_keys="← h"),
+    ActionSpec("right,l", "move(0, 1)", "next input", "next input position", "attribute", MATRIX, shown_keys="→ l"),
+    ActionSpec("up,k", "move(-1, 0)", "prev output", "previous output token", "attribute", MATRIX, shown_keys="↑ k"),
+    ActionSpec("down,j", "move(1, 0)", "next output", "next output token", "attribute", MATRIX, shown_keys="↓ j"),
+    ActionSpec("pageup", "page(-1)", "page up", "page up", "attribute", MATRIX, shown_keys="PgUp"),
+    ActionSpec("pagedown", "page(1)", "page down", "page down", "attribute", MATRIX, shown_keys="PgDn"),
+    ActionSpec("home,g", "edge(-1)", "row start", "first input of the row", "attribute", MATRIX, shown_keys="home g"),
+    ActionSpec("end,G", "edge(1)", "row end", "last input of the row (the one before the output)", "attribute",
+               MATRIX, shown_keys="end G"),
+    ActionSpec("t", "top", "top input", "the row's largest contributor", "attribute", MATRIX),
+    ActionSpec("escape", "escape", "cancel / close", "cancel the computation (the rows done are kept); then close",
+               "attribute", MATRIX),
+    ActionSpec("q", "close", "close", "close the matrix (a computation still running is cancelled)", "attribute",
+               MATRIX),
     # view
     ActionSpec("m", "cycle_metric", "metric", "next metric: probability, entropy, rank, surprisal", "view",
                footer=True),

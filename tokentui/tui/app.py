@@ -21,6 +21,7 @@ from tokentui.core.display import safe_text, sanitize
 from tokentui.core.params import GenerationSettings
 from tokentui.store.cache import cache_dir as default_cache_dir
 from tokentui.tui.actions import bindings, palette_entries, shown_keys, spec_of
+from tokentui.tui.attribution import AttributionActions
 from tokentui.tui.files import FileActions
 from tokentui.tui.generation import GenerationActions
 from tokentui.tui.navigation import NavigationActions
@@ -29,6 +30,7 @@ from tokentui.tui.theme import DEFAULT_THEME, TokentuiTheme
 from tokentui.tui.tree_search import TreeActions
 from tokentui.tui.viewing import ViewActions
 from tokentui.tui.widgets.alternatives import AlternativesPane
+from tokentui.tui.widgets.attribution_pane import AttributionPane
 from tokentui.tui.widgets.branch_tree import BranchTree
 from tokentui.tui.widgets.layers import LayersPane
 from tokentui.tui.widgets.legend import Legend
@@ -69,7 +71,9 @@ def write_crash_log(error: BaseException, directory: Path) -> Path | None:
     return path
 
 
-class TokentuiApp(GenerationActions, NavigationActions, TreeActions, ViewActions, FileActions, App[None]):
+class TokentuiApp(
+    GenerationActions, NavigationActions, TreeActions, AttributionActions, ViewActions, FileActions, App[None]
+):
     CSS_PATH = "app.tcss"
     TITLE = "tokentui"
     BINDINGS = bindings()
@@ -161,6 +165,8 @@ class TokentuiApp(GenerationActions, NavigationActions, TreeActions, ViewActions
             with Vertical(id="right"):
                 # narrow terminals show one .side pane at a time: the .shown one (v cycles)
                 yield AlternativesPane(id="alternatives", classes="side shown")
+                # an attribution on show: its pane, where the layers pane is (app.tcss)
+                yield AttributionPane(id="attribution", classes="side")
                 yield LayersPane(id="layers", classes="side")
                 yield BranchTree(id="tree", classes="side")
         yield Footer(
@@ -261,6 +267,7 @@ class TokentuiApp(GenerationActions, NavigationActions, TreeActions, ViewActions
         view = BranchView(run, branch_id, self.metric, self.decoded, width=self.stream.text_width())
         self.stream.show(view, cursor)
         self.query_one(BranchTree).show(run, branch_id)
+        self.sync_attribution()  # kept where this branch shares the attributed prefix
         self.update_legend()
         self.update_settings_line()
         self.refresh_panes()
@@ -271,6 +278,8 @@ class TokentuiApp(GenerationActions, NavigationActions, TreeActions, ViewActions
         self.query_one(LayersPane).show(
             self.run_obj, self.branch_id, pos, self.metric, self.stream.view, self.session.lens_unavailable()
         )
+        if self.session.attribution is not None:
+            self.refresh_attribution_pane()
         self.update_status()
 
     def update_status(self) -> None:
@@ -289,7 +298,8 @@ class TokentuiApp(GenerationActions, NavigationActions, TreeActions, ViewActions
             o = self.opening
             parts += [Part(f"run {o.run_id}", 5), Part(f"{o.branches} branches · {o.model} · opening …", 4)]
         if s.note:  # a running search's progress is what matters most then
-            parts.append(Part(s.note, 9 if s.tree_search else 2, "status-bar--note"))
+            busy = s.tree_search or s.state is AppState.ATTRIBUTING
+            parts.append(Part(s.note, 9 if busy else 2, "status-bar--note"))
         self.query_one(StatusBar).show(s.state.value, parts)
 
     def update_settings_line(self) -> None:
@@ -301,6 +311,9 @@ class TokentuiApp(GenerationActions, NavigationActions, TreeActions, ViewActions
 
     async def on_alternatives_pane_chosen(self, message: AlternativesPane.Chosen) -> None:
         await self.run_action(f"branch_alt({message.index + 1})")
+
+    def on_alternatives_pane_contrast(self, message: AlternativesPane.Contrast) -> None:
+        self.attribute_against(message.token_id)
 
     def on_tree_node_selected(self, event: BranchTree.NodeSelected[int]) -> None:
         if event.node.data is not None and event.node.data != self.branch_id:
@@ -336,6 +349,8 @@ class TokentuiApp(GenerationActions, NavigationActions, TreeActions, ViewActions
             self.stream.update_view()
             self.query_one(BranchTree).show(self.run_obj, self.branch_id)
             self.refresh_panes()
+        if up.attribution_progress is not None or up.attributed is not None or up.attribution_failed is not None:
+            self.apply_attribution(up)
         if up.error is not None:
             self.notify(up.error[1], title=up.error[0], severity="error", markup=False)
         if up.notice:

@@ -72,6 +72,10 @@ class EngineBridge:
         """Seed 002's tree search: from `prompt` (a new run) or from `position` of `branch`."""
         self.worker.submit(w.Tree(params, prompt, settings.copy(), branch, position))
 
+    def attribute(self, branch: int, positions: list[int], method: str, alternative: int | None, steps: int) -> None:
+        """Attribute `positions` of `branch` to the positions before them (`jobs.Attribute`)."""
+        self.worker.submit(w.Attribute(branch, list(positions), method, alternative, steps))
+
     def cancel(self) -> None:
         self.worker.cancel()
 

@@ -54,12 +54,14 @@ class GenerationActions(_Base):
         self.update_status()
 
     def action_cancel(self) -> None:
-        if self.state is AppState.GENERATING and self.engine is not None:
+        if self.state in (AppState.GENERATING, AppState.ATTRIBUTING) and self.engine is not None:
             self.engine.cancel()
             self.session.note = "cancelling"
             self.update_status()
         elif self.focused is not None and self.focused.id == "prompt":
             self.stream.focus()
+        else:
+            self.leave_attribution()  # back to the metric's colours, if an attribution is on show
 
     def action_continue_branch(self) -> None:
         engine = self.engine

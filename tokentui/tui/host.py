@@ -1,5 +1,5 @@
 """For the type checker only: what the explorer's action mixins (generation, navigation, viewing,
-files) use of the app they are mixed into. TokentuiApp provides all of it.
+files, attribution) use of the app they are mixed into. TokentuiApp provides all of it.
 
 Each mixin subclasses `ExplorerHost` only under TYPE_CHECKING and `object` at run time, so the
 app's real MRO is `TokentuiApp, <mixins>, App` and importing a mixin never imports this module:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from tokentui.core.run import Run
     from tokentui.tui.bridge import EngineBridge
     from tokentui.tui.state import AppState, Session
-    from tokentui.tui.theme import TokentuiTheme
+    from tokentui.tui.theme import DivergingScale, MetricScale, TokentuiTheme
     from tokentui.tui.widgets.token_stream import TokenStream
 
 
@@ -84,4 +84,20 @@ class ExplorerHost(App[None]):
         raise NotImplementedError
 
     def action_save(self, quiet: bool = False) -> None:
+        raise NotImplementedError
+
+    def look(self) -> tuple[MetricScale, DivergingScale, bool]:
+        raise NotImplementedError
+
+    # --- attribution (AttributionActions') -----------------------------------------------------
+    def leave_attribution(self) -> bool:
+        raise NotImplementedError
+
+    def refresh_attribution_pane(self) -> None:
+        raise NotImplementedError
+
+    def side_panes(self) -> list[str]:
+        raise NotImplementedError
+
+    def show_side(self, name: str) -> None:
         raise NotImplementedError

@@ -57,6 +57,6 @@ class NavigationActions(_Base):
                     markup=False)  # fmt: skip
 
     def action_cycle_pane(self) -> None:
-        self.side_index = (self.side_index + 1) % 3
-        for i, name in enumerate(("alternatives", "layers", "tree")):
-            self.query_one(f"#{name}").set_class(i == self.side_index, "shown")
+        names = self.side_panes()  # (the attribution pane while one is on show)
+        current = next((n for n in names if self.query_one(f"#{n}").has_class("shown")), names[0])
+        self.show_side(names[(names.index(current) + 1) % len(names)])

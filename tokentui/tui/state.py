@@ -18,7 +18,8 @@ from tokentui.core.params import GenerationSettings, TreeParams
 if TYPE_CHECKING:  # numpy stays out of a replay's first frame
     from tokentui.core.run import Run
     from tokentui.engine.capabilities import Capabilities
-    from tokentui.engine.events import Event
+    from tokentui.engine.events import Attributed, AttributionProgress, Event
+    from tokentui.tui.heat import Shown
 
 
 class AppState(Enum):
@@ -28,6 +29,7 @@ class AppState(Enum):
     LOADING = "loading"  # the model is loading
     IDLE = "idle"  # a model is ready
     GENERATING = "generating"
+    ATTRIBUTING = "attributing"  # an attribution job runs (escape cancels, keeping the rows done)
     NO_MODEL = "no model"  # the model failed to load
 
 
@@ -40,6 +42,18 @@ class Needs(Enum):
     RUN_AND_MODEL = "run and model"
 
 
+@dataclass(frozen=True)
+class AttributionJob:
+    """An attribution the explorer asked the engine for: one token (`token`: shown in the stream)
+    or the association matrix of a range (`matrix`: shown on the matrix screen)."""
+
+    kind: str  # "token" | "matrix"
+    branch: int
+    positions: list[int]
+    method: str
+    alternative: int | None = None
+
+
 @dataclass
 class Update:
     """What an applied event changed, for the app to redraw."""
@@ -50,6 +64,9 @@ class Update:
     loaded: bool = False  # the model is ready
     error: tuple[str, str] | None = None  # (title, message) to tell the user
     notice: str = ""  # a result worth a notification (a tree search's end)
+    attribution_progress: AttributionProgress | None = None  # an attribution job got on
+    attributed: tuple[Attributed, AttributionJob] | None = None  # it ended: its result and what was asked
+    attribution_failed: AttributionJob | None = None  # it failed (the error says why)
 
 
 @dataclass
@@ -68,6 +85,12 @@ class Session:
     capabilities: Capabilities | None = None  # the loaded model source's (None: no model yet)
     tree_params: TreeParams = field(default_factory=TreeParams)  # the tree search form's last values
     tree_search: bool = False  # a tree search is growing the run
+    # attribution: the method `a` / `A` use (core.attribution.DEFAULT_METHOD; the name spelled out
+    # here keeps numpy out of a replay's first frame), the job running, the attribution on show
+    attribution_method: str = "gradient-norm"
+    attribution_steps: int = 50  # integrated gradients' path steps (core.attribution.DEFAULT_STEPS)
+    attribution_job: AttributionJob | None = None
+    attribution: Shown | None = None
 
     @classmethod
     def start(cls, model: str | None, settings: GenerationSettings, run: Run | None = None) -> Session:
@@ -93,6 +116,7 @@ class Session:
                 AppState.LOADING: "the model is still loading",
                 AppState.NO_MODEL: "the model failed to load",
                 AppState.GENERATING: "already generating (escape cancels)",
+                AppState.ATTRIBUTING: "attributing (escape cancels, keeping the rows done)",
             }.get(self.state)
             if reason:
                 return reason
@@ -103,6 +127,8 @@ class Session:
         """Apply one engine event: the session's own run grows from the events' data (it is
         never the worker's run), and the state, status and what to redraw follow."""
         from tokentui.engine.events import (
+            Attributed,
+            AttributionProgress,
             BranchStarted,
             Failed,
             Finished,
@@ -150,6 +176,21 @@ class Session:
                 )
                 up.finished = True
                 up.notice = self.note
+        elif isinstance(ev, AttributionProgress):
+            up.attribution_progress = ev
+            self.note = f"attributing: {ev.done}/{ev.total} tokens · {ev.fraction:.0%} · escape cancels"
+        elif isinstance(ev, Attributed):
+            job, self.attribution_job = self.attribution_job, None
+            if self.state is AppState.ATTRIBUTING:
+                self.state = AppState.IDLE
+            rows = len(ev.record.positions) if ev.record is not None else 0
+            if ev.cancelled:
+                total = len(job.positions) if job is not None else rows
+                self.note = f"attribution cancelled: {rows} of {total} tokens kept"
+            else:
+                self.note = f"attributed {rows} token{'s' if rows != 1 else ''} in {ev.seconds:.1f}s"
+            if job is not None:
+                up.attributed = (ev, job)
         elif isinstance(ev, (StepEvent, LensEvent)):
             up.tokens = ours and ev.branch_id == self.branch_id
         elif isinstance(ev, Finished):
@@ -170,5 +211,8 @@ class Session:
             elif self.state is AppState.GENERATING:
                 self.state = AppState.IDLE
                 self.tree_search = False
+            elif self.state is AppState.ATTRIBUTING:
+                self.state = AppState.IDLE
+                up.attribution_failed, self.attribution_job = self.attribution_job, None
             up.error = (f"{ev.command} failed", ev.message)
         return up

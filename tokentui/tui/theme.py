@@ -55,10 +55,41 @@ class MetricScale:
         return Style(color=self.texts[i], bgcolor=self.backgrounds[i])
 
 
+@dataclass(frozen=True)
+class DivergingScale:
+    """Background colours for signed scores (attribution by input × gradient or integrated
+    gradients): strongly negative (first) through neutral (the middle one) to strongly positive
+    (last), blue against orange so the sign stays distinct for colour-blind readers, lightness
+    growing with the magnitude away from the theme's background."""
+
+    backgrounds: tuple[str, ...]  # an odd number of colours
+    texts: tuple[str, ...]
+
+    def style(self, value: float) -> Style:
+        """Style of a score `value` in [-1, 1] (its share of the largest magnitude; NaN: none)."""
+        if value != value:
+            return Style(dim=True)
+        mid = len(self.backgrounds) // 2
+        step = min(mid, int(abs(value) * (mid + 1)))
+        i = mid - step if value < 0 else mid + step
+        return Style(color=self.texts[i], bgcolor=self.backgrounds[i])
+
+
 DEFAULT_THEME = "tokentui-dark"  # themes/dark.toml; the explorer starts in it
 DEFAULT_SCALE = MetricScale(
     ("#00224e", "#35456c", "#666970", "#948e77", "#c8b866", "#fee838"),
     ("#e4e4e4", "#e4e4e4", "#ffffff", "#000000", "#000000", "#000000"),
+)
+
+# Signed scores on a dark background (weak: near the background, strong: bright) and on a light one
+# (weak: near white, strong: dark). A theme file may give its own (`diverging_scale`/`_text`).
+DARK_DIVERGING = DivergingScale(
+    ("#7ab8f5", "#4a8fd6", "#2c66a8", "#1d3f66", "#303030", "#5c3a14", "#9a5a12", "#d98a1c", "#ffc266"),
+    ("#000000", "#000000", "#ffffff", "#e4e4e4", "#e4e4e4", "#e4e4e4", "#ffffff", "#000000", "#000000"),
+)
+LIGHT_DIVERGING = DivergingScale(
+    ("#08306b", "#2171b5", "#6baed6", "#c6dbef", "#f0f0f0", "#fdd0a2", "#fd8d3c", "#d94801", "#7f2704"),
+    ("#ffffff", "#ffffff", "#000000", "#1c1c1c", "#1c1c1c", "#1c1c1c", "#000000", "#ffffff", "#ffffff"),
 )
 
 
@@ -66,6 +97,7 @@ DEFAULT_SCALE = MetricScale(
 class TokentuiTheme:
     theme: Theme
     scale: MetricScale
+    diverging: DivergingScale = DARK_DIVERGING  # signed scores (attribution)
 
 
 def parse_theme(text: str, origin: str) -> TokentuiTheme:
@@ -95,6 +127,19 @@ def parse_theme(text: str, origin: str) -> TokentuiTheme:
         or not all(isinstance(c, str) and _HEX.match(c) for c in scale + texts)
     ):
         raise ValueError(f"{origin}: metric_scale and metric_text must be equal lists of 3-12 #rrggbb colours")
+    diverging = LIGHT_DIVERGING if d.get("dark", True) is False else DARK_DIVERGING
+    signed, signed_texts = d.get("diverging_scale"), d.get("diverging_text")
+    if signed is not None or signed_texts is not None:
+        if (
+            not isinstance(signed, list)
+            or not isinstance(signed_texts, list)
+            or len(signed) != len(signed_texts)
+            or not 3 <= len(signed) <= 13
+            or len(signed) % 2 == 0
+            or not all(isinstance(c, str) and _HEX.match(c) for c in signed + signed_texts)
+        ):
+            raise ValueError(f"{origin}: diverging_scale and diverging_text must be equal lists of 3-13 (odd) colours")
+        diverging = DivergingScale(tuple(signed), tuple(signed_texts))
     theme = Theme(
         name=name,
         primary=colors["primary"],
@@ -109,7 +154,7 @@ def parse_theme(text: str, origin: str) -> TokentuiTheme:
         success=colors.get("success"),
         dark=bool(d.get("dark", True)),
     )
-    return TokentuiTheme(theme, MetricScale(tuple(scale), tuple(texts)))
+    return TokentuiTheme(theme, MetricScale(tuple(scale), tuple(texts)), diverging)
 
 
 def load_themes() -> tuple[dict[str, TokentuiTheme], list[str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tokentui.tui.theme import DEFAULT_SCALE, MetricScale
+from tokentui.tui.theme import DARK_DIVERGING, DEFAULT_SCALE, DivergingScale, MetricScale
 from tokentui.tui.widgets.legend import Legend
 
 if TYPE_CHECKING:  # the app this is mixed into, for the type checker only (tui/host.py)
@@ -24,13 +24,29 @@ class ViewActions(_Base):
         t = self.themes_.get(self.theme)
         return t.scale if t else DEFAULT_SCALE
 
+    @property
+    def diverging(self) -> DivergingScale:
+        """The theme's scale for signed scores (attribution)."""
+        t = self.themes_.get(self.theme)
+        return t.diverging if t else DARK_DIVERGING
+
+    def look(self) -> tuple[MetricScale, DivergingScale, bool]:
+        """(scale, diverging scale, no colour): what the panes colour scores with."""
+        return self.scale, self.diverging, self.no_color
+
     def apply_scale(self) -> None:
-        self.stream.set_scale(self.scale, self.no_color)
+        self.stream.set_scale(self.scale, self.no_color, self.diverging)
         self.update_legend()
+        if self.session.attribution is not None:  # (once the new theme's CSS is applied)
+            self.call_after_refresh(self.refresh_attribution_pane)
 
     def update_legend(self) -> None:
         if self.run_obj is None:
             return  # nothing to colour yet, and the metrics need numpy: after the run is read
+        shown = self.session.attribution
+        if shown is not None:
+            self.query_one(Legend).show_attribution(self.run_obj, shown, *self.look(), self.stream.target_style())
+            return
         self.query_one(Legend).show(self.metric, self.scale, self.no_color)
 
     def action_cycle_metric(self) -> None:

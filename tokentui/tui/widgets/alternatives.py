@@ -50,6 +50,13 @@ class AlternativesPane(Static, can_focus=True):
             super().__init__()
             self.index = index
 
+    class Contrast(Message):
+        """The user asked why the token under the cursor and not alternative `token_id`."""
+
+        def __init__(self, token_id: int) -> None:
+            super().__init__()
+            self.token_id = token_id
+
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__("", id=id, classes=classes, markup=False)
         self.selected = 0
@@ -75,6 +82,17 @@ class AlternativesPane(Static, can_focus=True):
 
     def action_choose(self) -> None:
         self.post_message(self.Chosen(self.selected))
+
+    def action_contrast(self) -> None:
+        """Attribute the token under the cursor against the selected alternative."""
+        if self._args is None:
+            return
+        run, branch_id, position = self._args
+        if run is None or not 0 <= position < run.length(branch_id):
+            return
+        ids = run.step(branch_id, position).topk_ids
+        if self.selected < len(ids) and ids[self.selected] >= 0:
+            self.post_message(self.Contrast(int(ids[self.selected])))
 
     def widths(self) -> tuple[int, int, bool]:
         """(token column, bar, log-prob shown) fitting the pane: a row is 5 + tok + 8 + bar

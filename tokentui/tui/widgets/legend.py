@@ -1,13 +1,20 @@
 """The legend under the tokens: what the colours (or, under NO_COLOR, the text styles) of the
-current metric mean, and how prompt and forced tokens look. It wraps rather than being cut off."""
+current metric mean, and how prompt and forced tokens look; with an attribution on show, which one
+and its scale instead. It wraps rather than being cut off."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
-from tokentui.tui.theme import MetricScale
+from tokentui.tui.theme import DivergingScale, MetricScale
+
+if TYPE_CHECKING:
+    from tokentui.core.run import Run
+    from tokentui.tui.heat import Shown
 
 
 def no_color_steps(scale: MetricScale) -> list[Style]:
@@ -59,4 +66,43 @@ class Legend(Static):
         legend.append(" · ")
         legend.append("forced", style=Style(italic=True) if no_color else Style(italic=True, underline=True))
         legend.append(" · m: next metric")
+        self.update(legend)
+
+    def show_attribution(
+        self, run: Run, shown: Shown, scale: MetricScale, diverging: DivergingScale, no_color: bool, target: Style
+    ) -> None:
+        """'attribution: <method> of position t 'tok'' and how its scores look (`target`: the
+        target token's style in the stream)."""
+        from tokentui.tui.heat import TOP, TOP_MARKED
+        from tokentui.tui.widgets.token_text import lone_id
+
+        rec, m = shown.record, shown.method
+        legend = Text(f"attribution: {m.label} of position {shown.position} ")
+        legend.append_text(lone_id(run, rec.token_ids[shown.row_index], 16, Style(bold=True)))
+        if rec.alternative is not None:
+            legend.append(" vs ")
+            legend.append_text(lone_id(run, rec.alternative, 16, Style(bold=True)))
+        legend.append(" · ")
+        if no_color:
+            legend.append(f"top {TOP_MARKED}", style=Style(bold=True, underline=True))
+            legend.append(" ")
+            legend.append(f"top {TOP}", style=Style(bold=True))
+            if m.signed:
+                legend.append(" ")
+                legend.append("negative", style=Style(italic=True))
+        elif m.signed:  # the diverging scale, one cell a step
+            legend.append("− ")
+            n = len(diverging.backgrounds)
+            for i in range(n):
+                legend.append(" ", style=diverging.style((i - n // 2) / (n // 2)))
+            legend.append(" +")
+        else:
+            legend.append("low ")
+            n = len(scale.backgrounds)
+            for i in range(n):
+                legend.append(" ", style=scale.style((i + 0.5) / n, False))
+            legend.append(" high")
+        legend.append(" · ")
+        legend.append("target", style=target)
+        legend.append(" · M: method · esc: back")
         self.update(legend)

@@ -1,6 +1,9 @@
 """The token stream: every token of the current branch coloured by the selected metric, with a
 cursor. A Line API ScrollView: only visible lines are drawn, and drawn lines are cached, so a
-100k-token run scrolls and moves its cursor without redrawing what is off screen."""
+100k-token run scrolls and moves its cursor without redrawing what is off screen.
+
+With an attribution on show (`set_overlay`) the positions before its target are coloured by their
+scores instead (tui/heat.py), the target is marked and the positions after it are dim."""
 
 from __future__ import annotations
 
@@ -16,11 +19,12 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from tokentui.tui.actions import STREAM, bindings
-from tokentui.tui.theme import DEFAULT_SCALE, MetricScale
+from tokentui.tui.theme import DARK_DIVERGING, DEFAULT_SCALE, DivergingScale, MetricScale
 
 if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under BranchView) is imported
     from textual import events
 
+    from tokentui.tui.heat import Shown
     from tokentui.tui.view import BranchView
 
 
@@ -28,6 +32,7 @@ class TokenStream(ScrollView, can_focus=True):
     """Shows a BranchView; posts CursorMoved when the cursor changes."""
 
     BINDINGS = bindings(STREAM)
+    COMPONENT_CLASSES = {"token-stream--target"}  # an attribution's target token
 
     class CursorMoved(Message):
         def __init__(self, stream: TokenStream, position: int) -> None:
@@ -44,7 +49,10 @@ class TokenStream(ScrollView, can_focus=True):
         self.cursor = 0
         self.follow = True  # keep the cursor on the newest token while generating
         self.scale: MetricScale = DEFAULT_SCALE
+        self.diverging: DivergingScale = DARK_DIVERGING
         self.no_color = False
+        self.overlay: Shown | None = None  # the attribution on show, if any
+        self._target_style: Style | None = None  # its target's style (from the CSS), once a redraw
         self._strips: OrderedDict[int, Strip] = OrderedDict()
 
     # --- data ---------------------------------------------------------------------------------
@@ -69,8 +77,13 @@ class TokenStream(ScrollView, can_focus=True):
             self.post_message(self.CursorMoved(self, self.cursor))
         self._invalidate()
 
-    def set_scale(self, scale: MetricScale, no_color: bool) -> None:
-        self.scale, self.no_color = scale, no_color
+    def set_scale(self, scale: MetricScale, no_color: bool, diverging: DivergingScale = DARK_DIVERGING) -> None:
+        self.scale, self.no_color, self.diverging = scale, no_color, diverging
+        self._invalidate()
+
+    def set_overlay(self, shown: Shown | None) -> None:
+        """Colour by this attribution (None: by the metric again)."""
+        self.overlay = shown
         self._invalidate()
 
     def restyle(self) -> None:
@@ -87,6 +100,7 @@ class TokenStream(ScrollView, can_focus=True):
 
     def _invalidate(self) -> None:
         self._strips.clear()
+        self._target_style = None
         if self.view is not None:
             self.virtual_size = Size(self.view.width, self.view.n_lines)
         self.refresh()
@@ -115,6 +129,8 @@ class TokenStream(ScrollView, can_focus=True):
 
     def _style(self, view: BranchView, i: int, base: Style) -> Style:
         """Token i's style on top of the widget's own `base` (rich_style: costly, so once a line)."""
+        if self.overlay is not None:
+            return self._attribution_style(i, base)
         style = base + self.scale.style(float(view.levels[i]), self.no_color)
         kind = view.kinds[i] if i < len(view.kinds) else 2
         if kind == 0:
@@ -123,6 +139,28 @@ class TokenStream(ScrollView, can_focus=True):
             style += Style(italic=True) if self.no_color else Style(italic=True, underline=True)
         if i % 2 and not self.no_color:
             style += Style(bold=True)  # alternate weight: token boundaries stay visible
+        if i == self.cursor:
+            style += Style(reverse=True, bold=True)
+        return style
+
+    def target_style(self) -> Style:
+        """How an attribution's target token is marked (the legend shows it too)."""
+        if self._target_style is None:
+            target = self.get_component_rich_style("token-stream--target", partial=True)
+            # without colour the target is reversed (the cursor is reverse bold, not underlined)
+            self._target_style = target + Style(reverse=True, underline=True) if self.no_color else target
+        return self._target_style
+
+    def _attribution_style(self, i: int, base: Style) -> Style:
+        """Token i's style while an attribution is on show: its score's, the target's mark, or dim."""
+        shown = self.overlay
+        assert shown is not None
+        if i == shown.position:
+            style = base + self.target_style()
+        else:
+            style = base + shown.style(i, self.scale, self.diverging, self.no_color)
+            if i % 2 and not self.no_color and i < shown.position:
+                style += Style(bold=True)  # alternate weight: token boundaries stay visible
         if i == self.cursor:
             style += Style(reverse=True, bold=True)
         return style

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from rich.style import Style
+from rich.text import Text
 
 from tokentui.core.attribution import Attribution, Method, method, top_contributors
 from tokentui.tui.theme import DivergingScale, MetricScale
@@ -109,3 +110,20 @@ class Shown:
         if self.method.signed and self.scores[i] < 0:
             style += Style(italic=True)
         return style
+
+
+def append_scale(text: Text, scale: MetricScale, diverging: DivergingScale, signed: bool, suffix: str = "") -> None:
+    """The colour strip of the scores' scale, one cell a step: "− … +" on the diverging scale for
+    signed methods, "low … high" on the sequential one otherwise (`suffix` after the last word)."""
+    if signed:
+        text.append("− ")
+        n = len(diverging.backgrounds)
+        for i in range(n):
+            text.append(" ", style=diverging.style((i - n // 2) / (n // 2)))
+        text.append(" +" + suffix)
+    else:
+        text.append("low ")
+        n = len(scale.backgrounds)
+        for i in range(n):
+            text.append(" ", style=scale.style((i + 0.5) / n, False))
+        text.append(" high" + suffix)

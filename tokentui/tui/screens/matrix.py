@@ -81,18 +81,11 @@ class MatrixScreen(Screen[None]):
         text = Text("←→↑↓ hjkl PgUp PgDn home end: move · t: row's top · esc: cancel/close · q: close · ")
         if no_color:
             text.append("|score| ÷ row's max: ' ░▒▓█'")
-        elif self.method.signed:
-            text.append("− ")
-            n = len(diverging.backgrounds)
-            for i in range(n):
-                text.append(" ", style=diverging.style((i - n // 2) / (n // 2)))
-            text.append(" + (÷ row's max |score|)")
         else:
-            text.append("low ")
-            n = len(scale.backgrounds)
-            for i in range(n):
-                text.append(" ", style=scale.style((i + 0.5) / n, False))
-            text.append(" high (÷ row's max)")
+            from tokentui.tui.heat import append_scale
+
+            signed = self.method.signed
+            append_scale(text, scale, diverging, signed, " (÷ row's max |score|)" if signed else " (÷ row's max)")
         return text
 
     @property

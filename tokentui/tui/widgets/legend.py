@@ -73,7 +73,7 @@ class Legend(Static):
     ) -> None:
         """'attribution: <method> of position t 'tok'' and how its scores look (`target`: the
         target token's style in the stream)."""
-        from tokentui.tui.heat import TOP, TOP_MARKED
+        from tokentui.tui.heat import TOP, TOP_MARKED, append_scale
         from tokentui.tui.widgets.token_text import lone_id
 
         rec, m = shown.record, shown.method
@@ -90,18 +90,8 @@ class Legend(Static):
             if m.signed:
                 legend.append(" ")
                 legend.append("negative", style=Style(italic=True))
-        elif m.signed:  # the diverging scale, one cell a step
-            legend.append("− ")
-            n = len(diverging.backgrounds)
-            for i in range(n):
-                legend.append(" ", style=diverging.style((i - n // 2) / (n // 2)))
-            legend.append(" +")
         else:
-            legend.append("low ")
-            n = len(scale.backgrounds)
-            for i in range(n):
-                legend.append(" ", style=scale.style((i + 0.5) / n, False))
-            legend.append(" high")
+            append_scale(legend, scale, diverging, m.signed)
         legend.append(" · ")
         legend.append("target", style=target)
         legend.append(" · M: method · esc: back")

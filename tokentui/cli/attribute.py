@@ -13,7 +13,6 @@ path chunks); the positions finished are kept and saved (exit code 130)."""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,6 +22,7 @@ from tokentui.cli.options import CacheOpt, ChatOpt, DeviceOpt, DtypeOpt, RemoteO
 from tokentui.cli.output import (
     EXIT_INTERRUPTED,
     Output,
+    ProgressLine,
     ctrl_c_sets,
     fail,
     interrupted,
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from tokentui.engine.backend import Backend
 
 METHOD_NAMES = ", ".join(ATTRIBUTION_METHODS)
-PROGRESS_SECONDS = 2.0  # how often a progress line is written when standard error is not a terminal
 TOP = 5  # contributors shown per position in the text table
 
 
@@ -270,26 +269,8 @@ def generate_greedily(backend: Backend, prompt: str, settings, cache_dir) -> Run
     return run
 
 
-class _ProgressLine:
-    """The job's progress on standard error: rewritten in place on a terminal, a line every
-    PROGRESS_SECONDS otherwise (and always the first and the last)."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
-        self.shown = False
-
-    def __call__(self, done: int, total: int, label: str, fraction: float, final: bool = False) -> None:
-        now = time.monotonic()
-        if self.shown and not (final or self.tty or now - self.last >= PROGRESS_SECONDS):
-            return
-        self.last, self.shown = now, True
-        text = f"… attributing by {label}: {done}/{total} positions, {fraction:.0%}"
-        if self.tty:
-            sys.stderr.write("\r\x1b[2K" + text + ("\n" if final else ""))
-        else:
-            sys.stderr.write(text + "\n")
-        sys.stderr.flush()
+def progress_text(done: int, total: int, label: str, fraction: float) -> str:
+    return f"… attributing by {label}: {done}/{total} positions, {fraction:.0%}"
 
 
 def attribute_job(
@@ -314,16 +295,16 @@ def attribute_job(
 
     m = attribution.method(method)
     job = jobs.Attribute(backend, run, branch, positions, method, alternative, steps)
-    line = _ProgressLine()
+    line = ProgressLine()
     ended: list[Attributed] = []
 
     def show(_job: jobs.Job, ev) -> None:
         if isinstance(ev, AttributionProgress):
-            line(ev.done, ev.total, m.label, ev.fraction, final=ev.done == ev.total)
+            line(progress_text(ev.done, ev.total, m.label, ev.fraction), final=ev.done == ev.total)
         elif isinstance(ev, Attributed):
             ended.append(ev)
 
-    line(0, len(positions), m.label, 0.0)
+    line(progress_text(0, len(positions), m.label, 0.0))
     try:
         with ctrl_c_sets(job.cancel):
             jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)), show)

@@ -70,6 +70,32 @@ def progress(message: str) -> None:
     typer.echo(f"… {message}", err=True)
 
 
+PROGRESS_SECONDS = 2.0  # how often a progress line is written when standard error is not a terminal
+
+
+class ProgressLine:
+    """A long job's progress on standard error: rewritten in place on a terminal, otherwise a line
+    every PROGRESS_SECONDS (and always the first and the last, `final`)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, text: str, final: bool = False) -> None:
+        import time
+
+        now = time.monotonic()
+        if self.shown and not (final or self.tty or now - self.last >= PROGRESS_SECONDS):
+            return
+        self.last, self.shown = now, True
+        if self.tty:
+            sys.stderr.write("\r\x1b[2K" + text + ("\n" if final else ""))
+        else:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
 class Output:
     """Standard output for results. When the reader closes the pipe, writing stops silently (the
     file descriptor is pointed at /dev/null, so Python's final flush does not complain either)

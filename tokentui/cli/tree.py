@@ -8,8 +8,6 @@ two nodes; the tree grown so far is saved (exit code 130)."""
 
 from __future__ import annotations
 
-import sys
-import time
 from typing import Annotated
 
 import typer
@@ -27,6 +25,7 @@ from tokentui.cli.options import (
 from tokentui.cli.output import (
     EXIT_INTERRUPTED,
     Output,
+    ProgressLine,
     ctrl_c_sets,
     fail,
     interrupted,
@@ -36,8 +35,6 @@ from tokentui.cli.output import (
 )
 from tokentui.core.display import sanitize
 from tokentui.core.params import GenerationSettings, RunError, TreeParams
-
-PROGRESS_SECONDS = 2.0  # how often a progress line is written when standard error is not a terminal
 
 
 @tree_options
@@ -115,29 +112,6 @@ def tree(
         interrupted("interrupted before the tree was started: nothing saved")
 
 
-class _ProgressLine:
-    """The search's progress on standard error: rewritten in place on a terminal, a line every
-    PROGRESS_SECONDS otherwise (and always the last one)."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
-        self.shown = False
-
-    def __call__(self, ev, final: bool = False) -> None:
-        now = time.monotonic()
-        if not (final or self.tty or now - self.last >= PROGRESS_SECONDS):
-            return
-        self.last = now
-        text = f"… tree: {ev.nodes} nodes, {ev.open} open, {ev.completed} completed, threshold {ev.threshold:.3f}"
-        if self.tty:
-            sys.stderr.write("\r\x1b[2K" + text + ("\n" if final else ""))
-        else:
-            sys.stderr.write(text + "\n")
-        sys.stderr.flush()
-        self.shown = not final
-
-
 def tree_job(
     backend, params: TreeParams, prompt, settings, run, branch: int, position, cache_dir, as_json: bool
 ) -> None:
@@ -151,14 +125,17 @@ def tree_job(
 
     out = Output()
     job = jobs.TreeSearch(backend, params, prompt, settings, run, branch, position)
-    line = _ProgressLine()
+    line = ProgressLine()
     last: list[TreeProgress] = []
 
     def show(_job: jobs.Job, ev) -> None:
         if isinstance(ev, TreeProgress):
             last.append(ev)
             del last[:-1]
-            line(ev, final=ev.stopped != "running")
+            line(
+                f"… tree: {ev.nodes} nodes, {ev.open} open, {ev.completed} completed, threshold {ev.threshold:.3f}",
+                final=ev.stopped != "running",
+            )
         elif isinstance(ev, Progress):
             typer.echo(f"… {sanitize(ev.message)}", err=True)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from tokentui.core.params import GenerationSettings, TreeParams
+from tokentui.core.params import DEFAULT_ATTRIBUTION, IG_STEPS, GenerationSettings, TreeParams
 
 if TYPE_CHECKING:  # numpy stays out of a replay's first frame
     from tokentui.core.run import Run
@@ -85,10 +85,9 @@ class Session:
     capabilities: Capabilities | None = None  # the loaded model source's (None: no model yet)
     tree_params: TreeParams = field(default_factory=TreeParams)  # the tree search form's last values
     tree_search: bool = False  # a tree search is growing the run
-    # attribution: the method `a` / `A` use (core.attribution.DEFAULT_METHOD; the name spelled out
-    # here keeps numpy out of a replay's first frame), the job running, the attribution on show
-    attribution_method: str = "gradient-norm"
-    attribution_steps: int = 50  # integrated gradients' path steps (core.attribution.DEFAULT_STEPS)
+    # attribution: the method `a` / `A` use, the job running, the attribution on show
+    attribution_method: str = DEFAULT_ATTRIBUTION
+    attribution_steps: int = IG_STEPS  # integrated gradients' path steps
     attribution_job: AttributionJob | None = None
     attribution: Shown | None = None
 

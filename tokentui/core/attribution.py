@@ -14,7 +14,7 @@ panes need neither torch nor the model. Numpy and the standard library only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -101,7 +101,6 @@ class Attribution:
     completeness: np.ndarray | None = None  # float32 [rows]; integrated gradients only
     target_values: np.ndarray | None = None  # float32 [rows]: f(x), the target at the real input
     created: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)  # method-specific facts (JSON values)
 
     @property
     def width(self) -> int:
@@ -125,7 +124,6 @@ class Attribution:
             "alternative": self.alternative,
             "steps": self.steps,
             "created": self.created,
-            "extra": self.extra,
         }
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -174,7 +172,7 @@ def from_stored(h: object, arrays: dict[str, np.ndarray], n_branches: int, vocab
         if a is not None and (a.dtype != np.float32 or a.shape != (len(positions),)):
             raise RunError(f"an attribution's {key} has the wrong shape")
         optional[key] = a
-    created, extra = h.get("created", ""), h.get("extra", {})
+    created = h.get("created", "")
     return Attribution(
         method=name,
         branch=branch,
@@ -186,7 +184,6 @@ def from_stored(h: object, arrays: dict[str, np.ndarray], n_branches: int, vocab
         completeness=optional["completeness"],
         target_values=optional["target_values"],
         created=created if isinstance(created, str) else "",
-        extra=extra if isinstance(extra, dict) else {},
     )
 
 

@@ -15,6 +15,7 @@ restored afterwards, also on error and cancel, and nothing here runs under infer
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -90,11 +91,9 @@ def _targets(model: Any, inputs: torch.Tensor, rows: list[int], tokens: list[int
     targets at positions `rows` (each ≤ inputs' length), from one forward of `inputs`."""
     dev = inputs.device
     keep = torch.tensor([t - 1 for t in rows], device=dev)
-    try:
-        out = model(inputs_embeds=inputs, use_cache=False, logits_to_keep=keep)
-    except TypeError:  # a model without logits_to_keep: all the logits, then the rows
-        out = model(inputs_embeds=inputs, use_cache=False)
-    logits = out.logits
+    # (a model without logits_to_keep computes all the logits; the rows are taken after)
+    extra = {"logits_to_keep": keep} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    logits = model(inputs_embeds=inputs, use_cache=False, **extra).logits
     if logits.shape[1] != len(rows):
         logits = logits[:, keep]
     logp = torch.log_softmax(logits.float(), dim=-1)

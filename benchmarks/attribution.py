@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _memory import PeakRSS  # noqa: E402
-from _models import random_model  # noqa: E402
+from _memory import PeakRSS, peak_memory  # noqa: E402
+from _models import random_model, sync, where  # noqa: E402
 
 from tokentui.core.params import GenerationSettings, SamplingParams  # noqa: E402
 from tokentui.engine import jobs  # noqa: E402
@@ -41,6 +41,7 @@ from tokentui.engine.hf.attribution import PATH_CHUNK, gauss_legendre  # noqa: E
 from tokentui.engine.hf.backend import HFBackend  # noqa: E402
 
 MMAP_ENV = "MALLOC_MMAP_THRESHOLD_"
+PEAK: type = PeakRSS  # the peak-memory measure of --device
 
 
 def seed_gradient_norm(model, ids: list[int], positions: list[int]) -> np.ndarray:
@@ -49,13 +50,13 @@ def seed_gradient_norm(model, ids: list[int], positions: list[int]) -> np.ndarra
     out = np.zeros((len(positions), max(positions)), dtype=np.float32)
     for r, t in enumerate(positions):
         with torch.no_grad():
-            e = emb(torch.tensor([ids[:t]]))
+            e = emb(torch.tensor([ids[:t]], device=model.device))
         e.requires_grad_(True)
         logits = model(inputs_embeds=e).logits
         loss = -torch.log_softmax(logits[0, -1].float(), -1)[ids[t]]
         model.zero_grad()
         loss.backward()
-        out[r, :t] = e.grad[0].norm(dim=-1).numpy()
+        out[r, :t] = e.grad[0].norm(dim=-1).float().cpu().numpy()
     model.zero_grad(set_to_none=True)
     return out
 
@@ -68,16 +69,16 @@ def seed_integrated_gradients(model, ids: list[int], positions: list[int], steps
     out = np.zeros((len(positions), max(positions)), dtype=np.float32)
     for r, t in enumerate(positions):
         with torch.no_grad():
-            e = emb(torch.tensor([ids[:t]]))[0]
+            e = emb(torch.tensor([ids[:t]], device=model.device))[0]
         total = torch.zeros_like(e)
         for a0 in range(0, steps, PATH_CHUNK):
-            a = torch.tensor(alphas[a0 : a0 + PATH_CHUNK], dtype=e.dtype)
-            w = torch.tensor(weights[a0 : a0 + PATH_CHUNK], dtype=torch.float32)
+            a = torch.tensor(alphas[a0 : a0 + PATH_CHUNK], dtype=e.dtype, device=e.device)
+            w = torch.tensor(weights[a0 : a0 + PATH_CHUNK], dtype=torch.float32, device=e.device)
             x = (a[:, None, None] * e).requires_grad_(True)
             logp = torch.log_softmax(model(inputs_embeds=x).logits[:, -1].float(), -1)[:, ids[t]]
             (g,) = torch.autograd.grad((logp * w).sum(), x)
             total += g.sum(0)
-        out[r, :t] = (total * e).sum(-1).numpy()
+        out[r, :t] = (total * e).sum(-1).float().cpu().numpy()
     return out
 
 
@@ -88,9 +89,10 @@ def tokentui_matrix(backend, run, positions: list[int], method: str, steps: int)
 
 
 def measure(fn) -> tuple[float, int, np.ndarray]:
-    with PeakRSS() as mem:
+    with PEAK() as mem:
         t0 = time.perf_counter()
         out = fn()
+        sync()
         dt = time.perf_counter() - t0
     return dt, mem.rise, out
 
@@ -103,13 +105,16 @@ def main() -> None:
     ap.add_argument("--ig-steps", type=int, default=50)
     ap.add_argument("--ig-outputs", type=int, default=16, help="outputs attributed by IG (0: all)")
     ap.add_argument("--methods", nargs="+", default=["gradient-norm", "integrated-gradients"])
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (peak memory: the CUDA allocator's there)")
     args = ap.parse_args()
+    global PEAK
+    PEAK = peak_memory(args.device)
     if os.environ.get(MMAP_ENV) is None:
         os.environ[MMAP_ENV] = str(1 << 16)
         os.execv(sys.executable, [sys.executable, *sys.argv])
 
     torch.manual_seed(0)
-    lm = random_model("gpt2-124m")
+    lm = random_model("gpt2-124m", args.device)
     model = lm.model
     backend = HFBackend(lm, lens_chunk=0)
     prompt_ids = torch.randint(0, lm.vocab_size, (args.prompt_tokens,)).tolist()
@@ -118,7 +123,7 @@ def main() -> None:
     list(backend.generate(run, prompt_ids, settings.sampling, None, []))
     ids = run.sequence(0).tolist()
     outputs = list(range(args.prompt_tokens, len(ids)))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    print(f"torch {torch.__version__}, {where(args.device)}")
     print(f"GPT-2-small shape, random weights; {len(prompt_ids)}-token prompt + {len(outputs)} generated tokens")
 
     for method in args.methods:
@@ -141,14 +146,17 @@ def main() -> None:
                 results[name] = out
         a, b = results["seed"], results["tokentui"]
         err = float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12))
-        assert err < 1e-4, f"{method}: the matrices differ ({err:.2e} relative)"
+        if err >= 1e-4:  # on CPU in float32 the two must agree; a GPU's kernels round otherwise
+            assert args.device != "cpu", f"{method}: the matrices differ ({err:.2e} relative)"
+            print(f"  note: the matrices differ by {err:.2e} of the largest score on {args.device}")
         steps = f", {args.ig_steps} steps" if method == "integrated-gradients" else ""
         print(f"\n== {method}: {len(positions)} outputs × {max(positions)} inputs{steps}, median of {args.repeats} ==")
         ts, tt = statistics.median(times["seed"]), statistics.median(times["tokentui"])
         ms, mt = statistics.median(mems["seed"]), statistics.median(mems["tokentui"])
-        print(f"  seed-style  {ts:8.2f} s (1.00x)   peak RSS rise {ms / 2**20:8.1f} MiB")
+        rise = "peak GPU memory rise" if args.device.startswith("cuda") else "peak RSS rise"
+        print(f"  seed-style  {ts:8.2f} s (1.00x)   {rise} {ms / 2**20:8.1f} MiB")
         print(
-            f"  tokentui    {tt:8.2f} s ({ts / tt:.2f}x faster)   peak RSS rise {mt / 2**20:8.1f} MiB ({mt / max(ms, 1):.2f}x)"
+            f"  tokentui    {tt:8.2f} s ({ts / tt:.2f}x faster)   {rise} {mt / 2**20:8.1f} MiB ({mt / max(ms, 1):.2f}x)"
         )
         print(f"  same matrix: max difference {err:.1e} of the largest score")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _models import bench_model  # noqa: E402
+from _models import bench_model, sync, where  # noqa: E402
 
 from tokentui.core.params import GenerationSettings, SamplingParams  # noqa: E402
 from tokentui.engine import jobs  # noqa: E402
@@ -36,6 +36,7 @@ def plain_generate(lm, ids, n):
     with torch.inference_mode():
         t0 = time.perf_counter()
         out = lm.model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0)
+        sync()
         dt = time.perf_counter() - t0
     assert out.shape[1] - ids.shape[1] == n
     return n / dt
@@ -73,6 +74,7 @@ def generate_then_analyse(lm, ids, n, k=20, batch=32):
             lg = torch.log_softmax(lens.project(lens.normed(rows)), -1)
             ent.append(-(lg.exp() * lg).sum(-1))
         stats["layer_entropy"] = torch.cat(ent).view(n, -1)
+        sync()
         dt = time.perf_counter() - t0
     assert len(chosen) == n and stats["layer_entropy"].shape[0] == n
     return n / dt
@@ -125,11 +127,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--prefixes", type=int, nargs="+", default=[16, 128, 512, 1024])
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     args = ap.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    print(f"torch {torch.__version__}, {where(args.device)}, {args.dtype}")
     for name in args.models:
-        lm = bench_model(name)
-        ids = torch.tensor([lm.tokenizer(PROMPT)["input_ids"]])
+        lm = bench_model(name, args.device, args.dtype)
+        ids = torch.tensor([lm.tokenizer(PROMPT)["input_ids"]], device=args.device)
         params = sum(p.numel() for p in lm.model.parameters()) / 1e6
         print(
             f"\n== {name} ({params:.0f}M parameters, {lm.n_layers} layers, vocab {lm.vocab_size}), "

@@ -3,6 +3,7 @@ writes it (every child gets a clone of its parent's whole KV cache and one batch
 random-init models of real shapes, in one process, as medians of interleaved repeats.
 
     python benchmarks/tree_search.py [--models gpt2-124m qwen2-0.5b] [--repeats 3] [--nodes 320]
+                                     [--device cuda] [--dtype bfloat16]
 
 Random weights spread p thinly over the vocabulary (no token passes a threshold, every node has
 one child); the final norm's weight is scaled (logits × `--scale`) so the model branches like a
@@ -17,7 +18,8 @@ every prompt position, the same for both, and tokentui's records of the prompt's
 script re-runs itself with MALLOC_MMAP_THRESHOLD_ set, so that freed tensors go back to the system
 and every measurement starts from the same baseline. tokentui runs with its full records (top-20, entropy, rank)
 with the logit lens off, and again with the lens on (every node's layers: extra work the seed does
-not do).
+not do). With `--device cuda`, (b) and (c) are the CUDA allocator's peak instead of RSS; in
+float32 the trees must be identical there too, in a half precision they may part (noted).
 """
 
 from __future__ import annotations
@@ -37,14 +39,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _memory import PeakRSS  # noqa: E402
-from _models import random_model  # noqa: E402
+from _memory import PeakRSS, peak_memory  # noqa: E402
+from _models import random_model, where  # noqa: E402
 
 from tokentui.core.params import GenerationSettings, TreeParams  # noqa: E402
 from tokentui.engine.hf.backend import HFBackend, cache_of  # noqa: E402
 from tokentui.engine.hf.tree import TreeSearch  # noqa: E402
 
 MMAP_ENV = "MALLOC_MMAP_THRESHOLD_"
+PEAK: type = PeakRSS  # the peak-memory measure of --device
 
 
 def seed_search(model, prompt_ids: list[int], p: TreeParams, eos: set[int]):
@@ -56,10 +59,10 @@ def seed_search(model, prompt_ids: list[int], p: TreeParams, eos: set[int]):
     peak = 0
     kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     with torch.no_grad():
-        out = model(torch.tensor([prompt_ids]), use_cache=True)
+        out = model(torch.tensor([prompt_ids], device=model.device), use_cache=True)
         root = (-1, None, 0, cache_of(out), torch.softmax(out.logits[0, -1].float(), -1))
         del out
-        phase = PeakRSS().__enter__()  # the search proper, after the prompt's forward
+        phase = PEAK().__enter__()  # the search proper, after the prompt's forward
         queue = deque([root])
         completed = 0
         while queue and completed < p.max_completed_paths:
@@ -76,7 +79,7 @@ def seed_search(model, prompt_ids: list[int], p: TreeParams, eos: set[int]):
             for t in branches:
                 nodes.append((index, t))
                 child_cache = copy.deepcopy(cache)
-                out = model(torch.tensor([[t]]), use_cache=True, **{kw: child_cache})
+                out = model(torch.tensor([[t]], device=model.device), use_cache=True, **{kw: child_cache})
                 probs_t = torch.softmax(out.logits[0, -1].float(), -1)
                 queue.append((len(nodes) - 1, t, depth + 1, cache_of(out), probs_t))
                 if len(nodes) >= p.max_nodes:
@@ -113,15 +116,17 @@ class _PhasedSearch(TreeSearch):
     and its records) measured like the seed's."""
 
     def _search(self, root):
-        with PeakRSS() as phase:
+        with PEAK() as phase:
             yield from super()._search(root)
         self.phase_rise = phase.rise
 
 
 def timed(fn, *args):
-    with PeakRSS() as mem:
+    with PEAK() as mem:
         t0 = time.perf_counter()
         nodes, held, phase = fn(*args)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         dt = time.perf_counter() - t0
     return nodes, len(nodes) / dt, held, mem.rise, phase
 
@@ -133,14 +138,18 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=320, help="the node budget (the searches stop there)")
     ap.add_argument("--prompt-tokens", type=int, default=128)
     ap.add_argument("--scale", type=float, default=8.0, help="logits × this (see the docstring)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (memory (b), (c): the CUDA allocator's peak there)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     args = ap.parse_args()
+    global PEAK
+    PEAK = peak_memory(args.device)
     if MMAP_ENV not in os.environ:  # freed tensors back to the system: RSS baselines stay comparable
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, MMAP_ENV: "65536"})
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    print(f"torch {torch.__version__}, {where(args.device)}, {args.dtype}")
     params = TreeParams(max_depth=1000, max_completed_paths=2, max_nodes=args.nodes)
     print(f"parameters: {params.to_dict()}, prompt {args.prompt_tokens} tokens, logits × {args.scale:g}")
     for name in args.models:
-        lm = random_model(name)
+        lm = random_model(name, args.device, args.dtype)
         with torch.no_grad():  # sharpen the distributions: the final norm's output (only the logits read it)
             lm.lens.norm.weight.mul_(args.scale)
             if getattr(lm.lens.norm, "bias", None) is not None:
@@ -164,10 +173,13 @@ def main() -> None:
                 target = lm.model if fn is seed_search else lm
                 nodes, rate, held, rss, phase = timed(fn, target, prompt_ids, params, *extra)
                 reference = reference or nodes
-                assert nodes == reference, f"{label} built another tree"
+                if nodes != reference:  # a tie decided otherwise by other kernels' rounding (GPU, bf16)
+                    same = next((i for i, (a, b) in enumerate(zip(nodes, reference)) if a != b), len(nodes))
+                    print(f"  note: {label} built another tree (same first {same} of {len(nodes)} nodes)")
+                    assert args.device != "cpu" or args.dtype != "float32", f"{label} built another tree"
                 rows[label].append((rate, held, rss, phase))
         depth = _depth(reference)
-        print(f"  tree: {len(reference)} nodes, depth {depth}, all three searches identical")
+        print(f"  tree: {len(reference)} nodes, depth {depth}")
         base = [max(1.0, statistics.median(x[i] for x in rows["seed"])) for i in range(4)]
         print("  (memory: (a) held caches + distributions · (b) peak RSS rise of the search proper · (c) the same")
         print("   over the whole call, the prompt's forward included — its logits alone are 128 × vocab × 4 bytes)")

@@ -268,6 +268,20 @@ def test_bfloat16_lens_is_close_to_float32_and_recorded(loaded):
     assert auto == ("bfloat16" if cpu_has_fast_bf16() else "float32")
     with pytest.raises(EngineError, match="lens precision"):
         HFBackend(lm, lens_precision="int8")
+    with pytest.raises(EngineError, match="lens precision"):
+        HFBackend(lm, lens_chunk=0, lens_precision="int8")
+
+
+def test_a_lens_in_another_precision_copies_the_unembedding_only_when_the_lens_is_on(loaded):
+    """A bf16 model lensed in float32 needs a float32 copy of the unembedding (half a gigabyte for
+    a 150k vocabulary): a backend with the lens off must not make it."""
+    lm = loaded("llama")
+    weight = lm.lens.weight
+    assert weight.dtype == torch.float32
+    on = HFBackend(lm, lens_chunk=32, lens_precision="bfloat16")
+    assert on.lens.weight.dtype == torch.bfloat16 and on.lens.weight.data_ptr() != weight.data_ptr()
+    off = HFBackend(lm, lens_chunk=0, lens_precision="bfloat16")
+    assert off.lens.weight.data_ptr() == weight.data_ptr()
 
 
 @pytest.mark.parametrize("softcap", [None, 30.0])

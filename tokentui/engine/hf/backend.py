@@ -33,7 +33,7 @@ from tokentui.engine.errors import EngineError
 from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, Progress, RunStarted, StepEvent
 from tokentui.engine.hf.arch import LensParts, context_length
 from tokentui.engine.hf.kv_cache import CachePool
-from tokentui.engine.hf.loading import LoadedModel, load_model
+from tokentui.engine.hf.loading import LENS_PRECISIONS, LoadedModel, load_model
 from tokentui.engine.hf.measures import Packer, TokenInputs, layer_arrays, lens_values, run_layout, token_values
 from tokentui.engine.hf.sampling import choose, make_generator
 
@@ -70,7 +70,12 @@ class HFBackend:
         self.tokenizer: Any = cast(Any, lm.tokenizer)
         self.device = next(self.model.parameters()).device
         self.lens_chunk = max(0, lens_chunk)
-        self.lens: LensParts = cast(LensParts, lm.lens).at_precision(lens_precision)
+        # a precision other than the model's costs a copy of the unembedding (for a bf16 model with
+        # a 150k vocabulary lensed in float32: half a gigabyte): made only when the lens is on
+        lens = cast(LensParts, lm.lens)
+        if lens_precision not in LENS_PRECISIONS:
+            lens.at_precision(lens_precision)  # its one-line error, also when the lens is off
+        self.lens: LensParts = lens.at_precision(lens_precision) if self.lens_chunk else lens
         self.caches = CachePool(cache_slots)
         # transformers renamed `past_key_values` to `cache` within 5.x (the old name warns, then goes)
         self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"

@@ -214,22 +214,50 @@ def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
     src = tmp_path / "p.txt"
     _lines(src, PROMPTS[:3])
     out = tmp_path / "coll"
-    args = ["batch", "--prompts", src, "-m", model_dirs["gpt2"], "-n", 3, "--lens-chunk", 0, "--out", out]
-    assert cli(*args).exit_code == 0
+    gpt2, llama = str(model_dirs["gpt2"]), str(model_dirs["llama"])
+    args = ["batch", "--prompts", src, "-n", 3, "--lens-chunk", 0, "--out", out]
+    assert cli(*args, "-m", gpt2).exit_code == 0
     coll = load_collection(out)
     before = {it.index: (it.run_file.read_bytes(), it.run_file.stat().st_mtime_ns) for it, _ in coll.runs()}
-    _lines(src, [PROMPTS[0], "import sys", PROMPTS[2]])  # line 2 changed
-    res = cli(*args)
+
+    _lines(src, [PROMPTS[0], "import sys", PROMPTS[2]])  # line 2 changed; and a second model
+    res = cli(*args, "-m", gpt2, "-m", llama)
     assert res.exit_code == 0, res.output
-    assert "2 done before, 1 to do" in res.stderr
+    assert "2 done before, 4 to do" in res.stderr
     after = load_collection(out)
-    assert [it.index for it, _ in after.runs()] == [1, 2, 3] and after.id == coll.id
+    assert after.id == coll.id and after.models == [gpt2, llama]
+    assert [(it.model, it.index) for it, _ in after.runs()] == [(m, i) for m in (gpt2, llama) for i in (1, 2, 3)]
     for it, path in after.runs():
         if it.index == 2:
             assert load_run(path).meta.prompt == "import sys"
-        else:
+        elif it.model == gpt2:
             assert (path.read_bytes(), path.stat().st_mtime_ns) == before[it.index]
-    assert len(list((out / "runs").iterdir())) == 3
+    assert len(list((out / "runs").iterdir())) == 6
+    assert (out / per_sample_name(1, llama)).exists()
+
+    # the manifest describes the last command: the model it no longer names is gone, with its runs
+    res = cli(*args, "-m", llama)
+    assert res.exit_code == 0, res.output
+    assert "3 done before, 0 to do" in res.stderr
+    last = load_collection(out)
+    assert last.models == [llama] and {it.model for it in last.items} == {llama}
+    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(p.name for _, p in last.runs())
+    assert sorted(p.name for p in out.glob("per_sample-*.json")) == [per_sample_name(0, llama)]
+
+
+def test_without_out_the_same_command_finds_its_collection_again(cli, model_dirs, tmp_path, cache_dir):
+    src = tmp_path / "p.txt"
+    _lines(src, PROMPTS[:2])
+    args = ["batch", "--prompts", src, "-m", model_dirs["gpt2"], "-n", 2, "--lens-chunk", 0]
+    first = cli(*args)
+    assert first.exit_code == 0, first.output
+    folder = first.stdout.splitlines()[0].removeprefix("collection ")
+    assert folder.startswith(str(cache_dir / "collections" / "p-"))
+    assert len(list(load_collection(folder).runs())) == 2
+    again = cli(*args)
+    assert "2 done before, 0 to do" in again.stderr and again.stdout.splitlines()[0] == first.stdout.splitlines()[0]
+    other = cli(*args[:-2], "--lens-chunk", 1)  # another command: another collection
+    assert other.stdout.splitlines()[0] != first.stdout.splitlines()[0]
 
 
 def _run_files(runs_dir) -> int:

@@ -105,6 +105,30 @@ class _Reporter:
             typer.echo(f"tokentui: … and {more} more (each one is in {sanitize(str(where))})", err=True)
 
 
+class _Saver:
+    """Writes the manifest after an item: every time while it is small (under SMALL_MANIFEST
+    bytes, a few thousand items); for a larger one at most once per SPACING × the time the last
+    write took, so rewriting it never costs more than ~1/SPACING of the batch. A kill between two
+    writes loses nothing but the newest entries: their items are redone on resume."""
+
+    SMALL_MANIFEST = 1 << 20
+    SPACING = 20
+
+    def __init__(self, coll: Collection) -> None:
+        self.coll = coll
+        self.size = 0
+        self.took = 0.0
+        self.last = 0.0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if self.size >= self.SMALL_MANIFEST and now - self.last < self.SPACING * self.took:
+            return
+        self.size = self.coll.save().stat().st_size
+        self.last = time.monotonic()
+        self.took = self.last - now
+
+
 @dataclass
 class _Plan:
     """What one model has to do in this command."""
@@ -278,6 +302,7 @@ def _run_model(
     where: str,
     show: ProgressLine,
     counter: dict[str, float],
+    save: _Saver,
 ) -> str | None:
     """Load the model and do its items, saving the manifest after each. Returns why the model
     could not be used (its items are then marked failed), or None."""
@@ -311,7 +336,7 @@ def _run_model(
                 counter["seconds"] += time.perf_counter() - t0
                 counter["done"] += 1
                 coll.put(result)
-                coll.save()
+                save()
                 if result.status == "done":
                     plan.done += 1
                 else:
@@ -462,13 +487,14 @@ def _batch(
         stop = _Stop()
         show = ProgressLine()
         counter = {"done": 0.0, "total": float(total), "seconds": 0.0}
+        save = _Saver(coll)
         unusable = []
         for plan in plans:
             if stop.is_set():
                 break
             if not plan.todo:
                 continue
-            why = _run_model(plan, coll, settings, stop, report, where, show, counter)
+            why = _run_model(plan, coll, settings, stop, report, where, show, counter, save)
             if why is not None:
                 unusable.append(f"{sanitize(plan.model)}: {why}")
         if total:

@@ -106,6 +106,7 @@ class Collection:
     settings: dict[str, Any] = field(default_factory=dict)
     items: list[CollectionItem] = field(default_factory=list)
     complete: bool = False
+    _where: dict[tuple[str, int], int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def new(cls, path: Path) -> Collection:
@@ -137,19 +138,25 @@ class Collection:
     def run_file_for(self, model: str, index: int) -> Path:
         return self.runs_dir / f"{self.run_id(model, index)}{SUFFIX}"
 
-    def find(self, model: str, index: int) -> CollectionItem | None:
-        for it in self.items:
-            if it.model == model and it.index == index:
-                return it
-        return None
-
     def put(self, item: CollectionItem) -> None:
-        """Record an item, replacing the entry of the same model and index; items stay ordered
-        by model (in `models` order), then index."""
-        self.items = [it for it in self.items if (it.model, it.index) != (item.model, item.index)]
-        self.items.append(item)
+        """Record an item, replacing the entry of the same model and index (amortised O(1): a
+        batch puts one after every item; `sort` orders them before they are written)."""
+        key = (item.model, item.index)
+        i = self._where.get(key)
+        if i is None or i >= len(self.items) or (self.items[i].model, self.items[i].index) != key:
+            self._where = {(it.model, it.index): n for n, it in enumerate(self.items)}  # items were replaced
+            i = self._where.get(key)
+        if i is None:
+            self._where[key] = len(self.items)
+            self.items.append(item)
+        else:
+            self.items[i] = item
+
+    def sort(self) -> None:
+        """Items by model (in `models` order), then by index."""
         order = {m: i for i, m in enumerate(self.models)}
         self.items.sort(key=lambda it: (order.get(it.model, len(order)), it.index))
+        self._where = {(it.model, it.index): n for n, it in enumerate(self.items)}
 
     def remove_unlisted_runs(self) -> list[Path]:
         """Delete this collection's run files that no item names (items dropped from the command,
@@ -166,6 +173,7 @@ class Collection:
         return removed
 
     def to_json(self) -> dict[str, Any]:
+        self.sort()
         return {
             "format": FORMAT,
             "schema": SCHEMA,

@@ -229,4 +229,7 @@ def write_tables(coll: Collection, loss_over: str = "response") -> Tables:
             out.summary.append(row)
             summary.writerow({k: csv_cell(v) for k, v in row.items()})
         out.files = files.commit()
+    for old in coll.path.glob("per_sample-*.json"):  # of models an earlier command named
+        if old not in out.files:
+            old.unlink(missing_ok=True)
     return out

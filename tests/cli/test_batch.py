@@ -221,9 +221,11 @@ def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
     before = {it.index: (it.run_file.read_bytes(), it.run_file.stat().st_mtime_ns) for it, _ in coll.runs()}
 
     _lines(src, [PROMPTS[0], "import sys", PROMPTS[2]])  # line 2 changed; and a second model
+    damaged = coll.run_file_for(gpt2, 3)
+    damaged.write_bytes(damaged.read_bytes()[:-10])  # line 3's run no longer loads: redone too
     res = cli(*args, "-m", gpt2, "-m", llama)
     assert res.exit_code == 0, res.output
-    assert "2 done before, 4 to do" in res.stderr
+    assert "1 done before, 5 to do" in res.stderr
     after = load_collection(out)
     assert after.id == coll.id and after.models == [gpt2, llama]
     assert [(it.model, it.index) for it, _ in after.runs()] == [(m, i) for m in (gpt2, llama) for i in (1, 2, 3)]
@@ -231,7 +233,9 @@ def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
         if it.index == 2:
             assert load_run(path).meta.prompt == "import sys"
         elif it.model == gpt2:
-            assert (path.read_bytes(), path.stat().st_mtime_ns) == before[it.index]
+            same = (path.read_bytes(), path.stat().st_mtime_ns) == before[it.index]
+            assert same == (it.index == 1)
+            load_run(path)
     assert len(list((out / "runs").iterdir())) == 6
     assert (out / per_sample_name(1, llama)).exists()
 

@@ -245,6 +245,9 @@ def _process(
     context = backend.info.context_length
     try:
         ids, template = backend.encode_prompt(item.prompt, settings.chat)
+    except EngineError as e:  # e.g. a prompt that encodes to no tokens
+        return skipped(" ".join(str(e).split())[:1000])
+    try:
         if item.response is None:
             if context is not None and len(ids) >= context:
                 return skipped(
@@ -344,6 +347,7 @@ def _run_model(
                     verb = "skipped" if result.status == "skipped" else "failed"
                     report(f"{where} line {item.index}: {verb} under {plan.model}: {result.error}")
     finally:
+        coll.save()  # (entries a large manifest's throttled writes held back)
         del backend
         _release_memory()
     return None

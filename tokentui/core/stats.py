@@ -1,0 +1,729 @@
+"""Run statistics, seed 000's analysis done on saved runs: summary numbers of entropy and p(chosen),
+perplexity, an entropy decile table, entropy and probability by relative position, the extreme
+tokens with their context and a GLTR rank histogram, for one branch, a whole run or many runs.
+
+Pure numpy (no torch, no terminal), so `tokentui stats` and the explorer's Stats screen compute the
+same numbers from the same code, also where torch is not installed. README.md ("Run statistics")
+defines every number; in short:
+
+- which tokens count: positions ≥ 1 (position 0 has no prediction) of the chosen kinds, by default
+  ("auto") the tokens the model produced (`generated`); a scope holding none counts its forced
+  tokens, and failing those its prompt's scored positions (teacher-forced runs);
+- entropy: the run's recorded `entropy`, nats, of the model's raw next-token distribution that
+  chose the token; p(chosen) = exp(recorded `logprob`); loss = −logprob; perplexity = exp(mean loss);
+- relative position of a counted token: i / n, i its index (from 0) among the n counted tokens of
+  its sequence (the branch's full sequence, prompt included); bin k of N holds floor(i·N / n) = k;
+- several scopes together are the statistics of their tokens put end to end (token-weighted).
+
+A `Selection` is the counted tokens of one or more scopes as flat arrays; `report` turns selections
+into the per-run rows and the statistics of all their tokens. Token text stays bytes here: whoever
+shows it sanitises it (`core/display.py`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from tokentui.core.display import decode_bytes, lone_token, sanitize
+from tokentui.core.metrics import RANK_BUCKETS, rank_bucket
+from tokentui.core.params import RunError
+from tokentui.core.run import Run
+
+KINDS = ("prompt", "forced", "generated")  # index = the kind's code below
+AUTO_ORDER = ("generated", "forced", "prompt")  # what "auto" counts: the first of these a scope has
+DEFAULT_BINS = 10
+MAX_BINS = 1000
+DEFAULT_TOP = 5
+MAX_TOP = 100
+DECILES = 10
+EXAMPLES = 5  # example tokens per decile
+CONTEXT_BEFORE, CONTEXT_AFTER = 8, 4  # tokens of context around an extreme token
+RANK_LABELS = ("1", "2–10", "11–100", "101–1000", ">1000")
+RANK_KEYS = ("1", "2-10", "11-100", "101-1000", ">1000")  # ASCII names (JSON, CSV)
+EXTREMES = {  # name → (value, largest first?)
+    "highest_entropy": ("entropy", True),
+    "lowest_entropy": ("entropy", False),
+    "most_confident": ("logprob", True),
+    "least_confident": ("logprob", False),
+}
+PLOT_NAMES = ("entropy_by_position", "probability_by_position", "rank_histogram")  # plots(): one file each
+EXTREME_TITLES = {
+    "highest_entropy": "highest entropy",
+    "lowest_entropy": "lowest entropy",
+    "most_confident": "most confident choices (highest p)",
+    "least_confident": "least confident choices (lowest p)",
+}
+
+assert len(RANK_LABELS) == len(RANK_BUCKETS) + 1
+
+
+class StatsError(ValueError):
+    """Statistics cannot be computed as asked; the message is one line for the user."""
+
+
+def parse_kinds(text: str) -> tuple[str, ...] | None:
+    """`--tokens`: "auto" → None; "all" → every kind; else a comma-separated list of kinds."""
+    text = text.strip().lower()
+    if text == "auto":
+        return None
+    if text == "all":
+        return KINDS
+    names = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    bad = [n for n in names if n not in KINDS]
+    if bad or not names:
+        raise StatsError(f"--tokens takes auto, all or a list of {', '.join(KINDS)} (not {text!r})")
+    return names
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the tokens of a selection came from: one run's scope."""
+
+    run_id: str
+    model: str
+    scope: str  # "run" (every recorded token once) or "branch N" (the branch's full sequence)
+    kinds: tuple[str, ...]  # the kinds counted (auto resolved)
+    label: str = ""  # the collection item (or the argument's number) it came from
+
+
+@dataclass(frozen=True)
+class Token:
+    """One counted token with its context: the candidates for the extremes."""
+
+    order: int  # its index among the selection's tokens
+    source: int  # index into Selection.sources
+    branch: int  # the branch whose sequence holds it (its context's)
+    position: int  # absolute position in that sequence
+    token: bytes
+    before: bytes  # up to CONTEXT_BEFORE tokens before it
+    after: bytes  # up to CONTEXT_AFTER tokens after it
+    entropy: float
+    logprob: float
+    rank: int
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.logprob)
+
+
+@dataclass
+class Selection:
+    """The counted tokens of one or more scopes, as flat arrays in order (scope after scope; in a
+    scope, branch after branch, each by position)."""
+
+    sources: list[Source]
+    source: np.ndarray  # int32: which source each token comes from
+    entropy: np.ndarray  # float64, nats
+    logprob: np.ndarray  # float64, nats
+    rank: np.ndarray  # int64, 1 = the model's first choice
+    index: np.ndarray  # int64: i, the token's index among the counted tokens of its sequence
+    length: np.ndarray  # int64: n, how many tokens of its sequence count
+    text: np.ndarray  # int32: index into `texts`
+    texts: list[bytes]
+    candidates: list[Token] = field(default_factory=list)  # each scope's extremes (≥ those of all)
+
+    def __len__(self) -> int:
+        return len(self.entropy)
+
+    @property
+    def relative_position(self) -> np.ndarray:
+        out: np.ndarray = self.index / np.maximum(self.length, 1)
+        return out
+
+
+def _kind_codes(run: Run, branch_id: int) -> np.ndarray:
+    """The kind of every position of the branch's full sequence, as an index into KINDS."""
+    out = np.zeros(run.length(branch_id), dtype=np.int8)
+    for start, _cols, lo, hi, src in run.segments(branch_id):
+        if src == "prompt":
+            continue
+        b = run.branches[int(src[1:])]
+        out[start + lo : start + hi] = KINDS.index("generated")
+        forced_end = min(hi, b.n_forced)
+        if forced_end > lo:
+            out[start + lo : start + forced_end] = KINDS.index("forced")
+    return out
+
+
+@dataclass
+class _Sequence:
+    """One branch's full sequence and which of its positions the scope owns."""
+
+    branch: int
+    ids: np.ndarray
+    kinds: np.ndarray
+    entropy: np.ndarray
+    logprob: np.ndarray
+    rank: np.ndarray
+    scored: np.ndarray  # position ≥ 1 with a known entropy and log-prob
+    owned: np.ndarray  # counted in this scope here (not in another branch's sequence)
+
+
+def _sequences(run: Run, branch: int | None) -> list[_Sequence]:
+    out = []
+    branches = [branch] if branch is not None else list(range(len(run.branches)))
+    for b in branches:
+        entropy = run.column(b, "entropy").astype(np.float64)
+        logprob = run.column(b, "logprob").astype(np.float64)
+        positions = np.arange(len(entropy))
+        first = 0 if branch is not None or b == 0 else run.branches[b].fork_position
+        out.append(
+            _Sequence(
+                branch=b,
+                ids=run.sequence(b),
+                kinds=_kind_codes(run, b),
+                entropy=entropy,
+                logprob=logprob,
+                rank=run.column(b, "rank").astype(np.int64),
+                scored=(positions >= 1) & np.isfinite(entropy) & np.isfinite(logprob),
+                owned=positions >= first,
+            )
+        )
+    return out
+
+
+def _resolve_kinds(seqs: list[_Sequence], kinds: tuple[str, ...] | None, include_prompt: bool) -> tuple[str, ...]:
+    if kinds is None:
+        kinds = (AUTO_ORDER[0],)
+        for name in AUTO_ORDER:
+            code = KINDS.index(name)
+            if any(bool((s.scored & s.owned & (s.kinds == code)).any()) for s in seqs):
+                kinds = (name,)
+                break
+    if include_prompt and "prompt" not in kinds:
+        kinds = (*kinds, "prompt")
+    return tuple(k for k in KINDS if k in kinds)  # one order whatever was asked
+
+
+def select(
+    run: Run,
+    branch: int | None = None,
+    kinds: tuple[str, ...] | None = None,
+    include_prompt: bool = False,
+    top: int = DEFAULT_TOP,
+    label: str = "",
+) -> Selection:
+    """The counted tokens of `run`: of `branch`'s full sequence (prompt and ancestors included), or
+    with `branch` None of the whole run (every recorded position once: the prompt and branch 0's
+    tokens in branch 0's sequence, every other branch's own tokens in its sequence). `kinds` None
+    is "auto" (see the module's docstring). RunError for a branch the run lacks."""
+    if branch is not None:
+        run.branch(branch)
+    seqs = _sequences(run, branch)
+    counted = _resolve_kinds(seqs, kinds, include_prompt)
+    codes = np.array([KINDS.index(k) for k in counted], dtype=np.int8)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("entropy", "logprob", "rank", "index", "length", "ids")}
+    where: list[tuple[_Sequence, np.ndarray]] = []  # (sequence, positions counted) in order
+    for s in seqs:
+        counts = s.scored & np.isin(s.kinds, codes)
+        positions = np.flatnonzero(counts)
+        index = np.arange(len(positions), dtype=np.int64)
+        keep = s.owned[positions]
+        positions, index = positions[keep], index[keep]
+        where.append((s, positions))
+        parts["entropy"].append(s.entropy[positions])
+        parts["logprob"].append(s.logprob[positions])
+        parts["rank"].append(s.rank[positions])
+        parts["index"].append(index)
+        parts["length"].append(np.full(len(positions), int(counts.sum()), dtype=np.int64))
+        parts["ids"].append(s.ids[positions])
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    ids = arrays["ids"].astype(np.int64)
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    texts: list[bytes] = []
+    code_of: dict[bytes, int] = {}
+    remap = np.zeros(len(uniq), dtype=np.int32)
+    for j, tid in enumerate(uniq.tolist()):
+        data = run.tokens.bytes_of(tid)
+        if data not in code_of:
+            code_of[data] = len(texts)
+            texts.append(data)
+        remap[j] = code_of[data]
+    scope = "run" if branch is None else f"branch {branch}"
+    sel = Selection(
+        sources=[Source(run.id, run.meta.model, scope, counted, label)],
+        source=np.zeros(len(ids), dtype=np.int32),
+        entropy=arrays["entropy"].astype(np.float64),
+        logprob=arrays["logprob"].astype(np.float64),
+        rank=arrays["rank"].astype(np.int64),
+        index=arrays["index"].astype(np.int64),
+        length=arrays["length"].astype(np.int64),
+        text=remap[inverse.reshape(-1)] if len(ids) else np.zeros(0, dtype=np.int32),
+        texts=texts,
+    )
+    sel.candidates = _candidates(run, sel, where, top)
+    return sel
+
+
+def _order(values: np.ndarray, largest: bool) -> np.ndarray:
+    """Indices by value (largest or smallest first), ties in their order of appearance."""
+    return np.argsort(-values if largest else values, kind="stable")
+
+
+def _candidates(run: Run, sel: Selection, where: list[tuple[_Sequence, np.ndarray]], top: int) -> list[Token]:
+    """The selection's tokens that are among the `top` of some extreme, with their context."""
+    chosen: set[int] = set()
+    for value, largest in EXTREMES.values():
+        chosen.update(_order(getattr(sel, value), largest)[:top].tolist())
+    starts = np.cumsum([0] + [len(positions) for _, positions in where])
+    out = []
+    for i in sorted(chosen):
+        j = int(np.searchsorted(starts, i, side="right")) - 1  # the sequence holding token i
+        s, p = where[j][0], int(where[j][1][i - starts[j]])
+        out.append(
+            Token(
+                order=i,
+                source=0,
+                branch=s.branch,
+                position=p,
+                token=run.tokens.bytes_of(int(s.ids[p])),
+                before=run.tokens.text(s.ids[max(0, p - CONTEXT_BEFORE) : p].tolist()),
+                after=run.tokens.text(s.ids[p + 1 : p + 1 + CONTEXT_AFTER].tolist()),
+                entropy=float(sel.entropy[i]),
+                logprob=float(sel.logprob[i]),
+                rank=int(sel.rank[i]),
+            )
+        )
+    return out
+
+
+def concat(selections: list[Selection]) -> Selection:
+    """The tokens of several selections end to end (their sources kept apart)."""
+    texts: list[bytes] = []
+    code_of: dict[bytes, int] = {}
+    text_parts: list[np.ndarray] = []
+    source_parts: list[np.ndarray] = []
+    candidates: list[Token] = []
+    sources: list[Source] = []
+    offset = 0
+    for sel in selections:
+        remap = np.zeros(len(sel.texts), dtype=np.int32)
+        for j, data in enumerate(sel.texts):
+            if data not in code_of:
+                code_of[data] = len(texts)
+                texts.append(data)
+            remap[j] = code_of[data]
+        text_parts.append(remap[sel.text] if len(sel) else np.zeros(0, dtype=np.int32))
+        source_parts.append(sel.source + len(sources))
+        candidates += [replace(t, order=t.order + offset, source=t.source + len(sources)) for t in sel.candidates]
+        sources += sel.sources
+        offset += len(sel)
+
+    def cat(name: str, dtype: type) -> np.ndarray:
+        parts = [getattr(s, name) for s in selections]
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
+    return Selection(
+        sources=sources,
+        source=np.concatenate(source_parts).astype(np.int32) if source_parts else np.zeros(0, dtype=np.int32),
+        entropy=cat("entropy", np.float64),
+        logprob=cat("logprob", np.float64),
+        rank=cat("rank", np.int64),
+        index=cat("index", np.int64),
+        length=cat("length", np.int64),
+        text=np.concatenate(text_parts).astype(np.int32) if text_parts else np.zeros(0, dtype=np.int32),
+        texts=texts,
+        candidates=candidates,
+    )
+
+
+# --- the numbers ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Spread:
+    """mean, median, std (sample: n − 1; NaN below 2 values), min and max of some values."""
+
+    mean: float
+    median: float
+    std: float
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> Spread:
+        if not len(values):
+            return cls(math.nan, math.nan, math.nan, math.nan, math.nan)
+        std = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+        return cls(float(np.mean(values)), float(np.median(values)), std, float(np.min(values)), float(np.max(values)))
+
+    def to_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "median": self.median, "std": self.std, "min": self.min, "max": self.max}
+
+
+@dataclass(frozen=True)
+class Summary:
+    tokens: int
+    entropy: Spread  # nats
+    probability: Spread  # p(chosen) = exp(logprob)
+    mean_loss: float  # mean −logprob, nats
+    perplexity: float  # exp(mean_loss)
+    ranks: tuple[int, ...]  # GLTR: tokens of rank 1, 2–10, 11–100, 101–1000, > 1000
+
+    @property
+    def rank_fractions(self) -> tuple[float, ...]:
+        return tuple(c / self.tokens if self.tokens else math.nan for c in self.ranks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tokens": self.tokens,
+            "entropy": self.entropy.to_dict(),
+            "probability": self.probability.to_dict(),
+            "mean_loss": self.mean_loss,
+            "perplexity": self.perplexity,
+            "ranks": [
+                {"rank": key, "count": c, "fraction": f}
+                for key, c, f in zip(RANK_KEYS, self.ranks, self.rank_fractions)
+            ],
+        }
+
+
+def summarize(entropy: np.ndarray, logprob: np.ndarray, rank: np.ndarray) -> Summary:
+    loss = float(np.mean(-logprob)) if len(logprob) else math.nan
+    buckets = rank_bucket(rank)
+    counts = tuple(int((buckets == b).sum()) for b in range(len(RANK_LABELS)))
+    return Summary(
+        tokens=len(entropy),
+        entropy=Spread.of(entropy),
+        probability=Spread.of(np.exp(logprob)),
+        mean_loss=loss,
+        perplexity=math.exp(loss) if math.isfinite(loss) else math.nan,
+        ranks=counts,
+    )
+
+
+@dataclass(frozen=True)
+class Decile:
+    """Decile d (1…10) of the entropies: the tokens with low ≤ entropy < high (the last: ≤ high),
+    low and high the (d−1)/10 and d/10 quantiles (linear interpolation, numpy's default)."""
+
+    decile: int
+    low: float
+    high: float
+    count: int
+    mean_entropy: float
+    mean_probability: float
+    examples: tuple[tuple[bytes, int], ...]  # the most frequent tokens (text, count), ties by first seen
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decile": self.decile,
+            "entropy_low": self.low,
+            "entropy_high": self.high,
+            "count": self.count,
+            "mean_entropy": self.mean_entropy,
+            "mean_probability": self.mean_probability,
+            "examples": [{"token": decode_bytes(t), "count": c} for t, c in self.examples],
+        }
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if len(values) else math.nan
+
+
+def _examples(codes: np.ndarray, texts: list[bytes]) -> tuple[tuple[bytes, int], ...]:
+    if not len(codes):
+        return ()
+    uniq, first, counts = np.unique(codes, return_index=True, return_counts=True)
+    order = np.lexsort((first, -counts))[:EXAMPLES]
+    return tuple((texts[int(uniq[j])], int(counts[j])) for j in order)
+
+
+def deciles(sel: Selection) -> list[Decile]:
+    if not len(sel):
+        return []
+    edges = np.quantile(sel.entropy, np.linspace(0.0, 1.0, DECILES + 1))
+    which = np.searchsorted(edges[1:-1], sel.entropy, side="right")
+    prob = np.exp(sel.logprob)
+    out = []
+    for d in range(DECILES):
+        m = which == d
+        out.append(
+            Decile(
+                d + 1,
+                float(edges[d]),
+                float(edges[d + 1]),
+                int(m.sum()),
+                _mean(sel.entropy[m]),
+                _mean(prob[m]),
+                _examples(sel.text[m], sel.texts),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class PositionBin:
+    """Bin k (0…N−1) of relative position: the tokens with floor(i·N / n) = k, i.e. i/n in
+    [k/N, (k+1)/N)."""
+
+    bin: int
+    low: float
+    high: float
+    count: int
+    mean_entropy: float
+    mean_probability: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bin": self.bin,
+            "relative_position_low": self.low,
+            "relative_position_high": self.high,
+            "count": self.count,
+            "mean_entropy": self.mean_entropy,
+            "mean_probability": self.mean_probability,
+        }
+
+
+def position_bins(
+    index: np.ndarray, length: np.ndarray, entropy: np.ndarray, logprob: np.ndarray, bins: int
+) -> list[PositionBin]:
+    which = (index * bins) // np.maximum(length, 1)  # integers: no rounding at the edges
+    prob = np.exp(logprob)
+    out = []
+    for k in range(bins):
+        m = which == k
+        out.append(PositionBin(k, k / bins, (k + 1) / bins, int(m.sum()), _mean(entropy[m]), _mean(prob[m])))
+    return out
+
+
+@dataclass
+class Stats:
+    """Everything about one set of tokens."""
+
+    summary: Summary
+    deciles: list[Decile]
+    positions: list[PositionBin]
+    extremes: dict[str, list[Token]]  # EXTREMES' names → up to `top` tokens each
+
+    def to_dict(self, sources: list[Source]) -> dict[str, Any]:
+        return {
+            "summary": self.summary.to_dict(),
+            "deciles": [d.to_dict() for d in self.deciles],
+            "positions": [p.to_dict() for p in self.positions],
+            "extremes": {name: [_token_dict(t, sources) for t in ts] for name, ts in self.extremes.items()},
+        }
+
+
+def _token_dict(t: Token, sources: list[Source]) -> dict[str, Any]:
+    src = sources[t.source]
+    return {
+        "run_id": src.run_id,
+        "item": src.label,
+        "branch": t.branch,
+        "position": t.position,
+        "token": decode_bytes(t.token),
+        "entropy": t.entropy,
+        "probability": t.prob,
+        "logprob": t.logprob,
+        "rank": t.rank,
+        "context_before": decode_bytes(t.before),
+        "context_after": decode_bytes(t.after),
+    }
+
+
+def extremes(sel: Selection, top: int) -> dict[str, list[Token]]:
+    """The `top` tokens of each extreme (ties: the earlier token first), from the candidates."""
+    out = {}
+    for name, (value, largest) in EXTREMES.items():
+        values = np.array([getattr(t, value) for t in sel.candidates], dtype=np.float64)
+        orders = np.array([t.order for t in sel.candidates], dtype=np.int64)
+        ranked = np.lexsort((orders, -values if largest else values))[:top]
+        out[name] = [sel.candidates[int(j)] for j in ranked]
+    return out
+
+
+def compute(sel: Selection, bins: int = DEFAULT_BINS, top: int = DEFAULT_TOP) -> Stats:
+    return Stats(
+        summarize(sel.entropy, sel.logprob, sel.rank),
+        deciles(sel),
+        position_bins(sel.index, sel.length, sel.entropy, sel.logprob, bins),
+        extremes(sel, top),
+    )
+
+
+def check_options(bins: int, top: int) -> None:
+    if not 1 <= bins <= MAX_BINS:
+        raise StatsError(f"--bins must be 1…{MAX_BINS} (not {bins})")
+    if not 0 <= top <= MAX_TOP:
+        raise StatsError(f"--top must be 0…{MAX_TOP} (not {top})")
+
+
+@dataclass
+class RunRow:
+    """One scope's own numbers (a per-run row)."""
+
+    source: Source
+    summary: Summary
+    positions: list[PositionBin]
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.source
+        return {
+            "item": s.label,
+            "run_id": s.run_id,
+            "model": s.model,
+            "scope": s.scope,
+            "kinds": list(s.kinds),
+            "summary": self.summary.to_dict(),
+            "positions": [p.to_dict() for p in self.positions],
+        }
+
+
+@dataclass
+class Report:
+    """The per-run rows and the statistics of all their tokens together."""
+
+    rows: list[RunRow]
+    all: Stats
+    selection: Selection
+    bins: int
+    top: int
+
+    def to_dict(self, tokens: str = "auto", include_prompt: bool = False) -> dict[str, Any]:
+        return {
+            "tokens": tokens,
+            "include_prompt": include_prompt,
+            "bins": self.bins,
+            "top": self.top,
+            "units": {"entropy": "nats", "loss": "nats", "probability": "p(chosen token)"},
+            "runs": [r.to_dict() for r in self.rows],
+            "all": self.all.to_dict(self.selection.sources),
+        }
+
+
+def report(selections: list[Selection], bins: int = DEFAULT_BINS, top: int = DEFAULT_TOP) -> Report:
+    check_options(bins, top)
+    sel = concat(selections)
+    rows = []
+    for i, source in enumerate(sel.sources):
+        m = sel.source == i
+        rows.append(
+            RunRow(
+                source,
+                summarize(sel.entropy[m], sel.logprob[m], sel.rank[m]),
+                position_bins(sel.index[m], sel.length[m], sel.entropy[m], sel.logprob[m], bins),
+            )
+        )
+    return Report(rows, compute(sel, bins, top), sel, bins, top)
+
+
+def stats_of(
+    run: Run, branch: int | None = None, include_prompt: bool = False, bins: int = DEFAULT_BINS, top: int = DEFAULT_TOP
+) -> Report:
+    """One run's report (the Stats screen's): `branch` None is the whole run."""
+    try:
+        return report([select(run, branch, None, include_prompt, top)], bins, top)
+    except RunError as e:
+        raise StatsError(str(e)) from None
+
+
+# --- showing ------------------------------------------------------------------------------------------
+def fmt(x: float, digits: int = 3) -> str:
+    """A number for a table; – for no value."""
+    return f"{x:.{digits}f}" if math.isfinite(x) else "–"
+
+
+def fmt_pct(x: float) -> str:
+    return f"{x:.1%}" if math.isfinite(x) else "–"
+
+
+def shown_context(t: Token, before: int = 30, after: int = 20) -> tuple[str, str, str]:
+    """(text before, the token, text after), each safe for a terminal and on one line (line breaks
+    and tabs visible, the token's spaces as ␠), the sides cut to `before` / `after` characters."""
+    b = sanitize(decode_bytes(t.before), visible_whitespace=True)
+    a = sanitize(decode_bytes(t.after), visible_whitespace=True)
+    b = ("…" + b[-before:]) if len(b) > before else b
+    a = (a[:after] + "…") if len(a) > after else a
+    return b, lone_token(t.token), a
+
+
+# --- the flat table (--csv) -------------------------------------------------------------------------
+def csv_header(bins: int) -> list[str]:
+    head = ["item", "run_id", "model", "scope", "kinds", "tokens"]
+    for what in ("entropy", "probability"):
+        head += [f"{what}_{s}" for s in ("mean", "median", "std", "min", "max")]
+    head += ["mean_loss", "perplexity"]
+    head += [f"rank_{k}" for k in RANK_KEYS]
+    head += [f"entropy_bin_{k + 1}" for k in range(bins)] + [f"probability_bin_{k + 1}" for k in range(bins)]
+    return head
+
+
+def _csv_row(
+    label: str, run_id: str, model: str, scope: str, kinds: str, s: Summary, positions: list[PositionBin]
+) -> list[Any]:
+    row: list[Any] = [label, run_id, model, scope, kinds, s.tokens]
+    for sp in (s.entropy, s.probability):
+        row += [sp.mean, sp.median, sp.std, sp.min, sp.max]
+    row += [s.mean_loss, s.perplexity, *s.ranks]
+    row += [p.mean_entropy for p in positions] + [p.mean_probability for p in positions]
+    return row
+
+
+def csv_rows(rep: Report) -> list[list[Any]]:
+    """One row per scope, then (with several) one row `all` of all their tokens. NaN: no value."""
+    rows = [
+        _csv_row(
+            r.source.label,
+            r.source.run_id,
+            r.source.model,
+            r.source.scope,
+            "+".join(r.source.kinds),
+            r.summary,
+            r.positions,
+        )
+        for r in rep.rows
+    ]
+    if len(rep.rows) > 1:
+        kinds = "+".join(dict.fromkeys(k for r in rep.rows for k in r.source.kinds))
+        rows.append(_csv_row("all", "", "", "", kinds, rep.all.summary, rep.all.positions))
+    return rows
+
+
+# --- plots (drawn by tui/plots.py with plotext) -----------------------------------------------------
+@dataclass(frozen=True)
+class PlotSpec:
+    """What to draw: finite points only (empty bins left out)."""
+
+    name: str  # file stem for --plot-dir
+    title: str
+    x_label: str
+    y_label: str
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    kind: str = "line"  # "line" | "bar"
+    labels: tuple[str, ...] = ()  # bar labels
+    y_range: tuple[float, float] | None = None
+
+
+def plots(stats: Stats) -> list[PlotSpec]:
+    def line(name: str, title: str, y_label: str, attr: str, y_range: tuple[float, float] | None) -> PlotSpec:
+        pts = [((p.low + p.high) / 2, getattr(p, attr)) for p in stats.positions if p.count]
+        pts = [(x, y) for x, y in pts if math.isfinite(y)]
+        return PlotSpec(
+            name,
+            title,
+            "relative position",
+            y_label,
+            tuple(x for x, _ in pts),
+            tuple(y for _, y in pts),
+            "line",
+            y_range=y_range,
+        )
+
+    return [
+        line(PLOT_NAMES[0], "mean entropy by relative position (nats)", "nats", "mean_entropy", None),
+        line(PLOT_NAMES[1], "mean p(chosen) by relative position", "p", "mean_probability", (0.0, 1.0)),
+        PlotSpec(
+            PLOT_NAMES[2],
+            "GLTR rank histogram (tokens)",
+            "rank of the chosen token",
+            "tokens",
+            tuple(float(i) for i in range(len(RANK_LABELS))),
+            tuple(float(c) for c in stats.summary.ranks),
+            "bar",
+            RANK_LABELS,
+        ),
+    ]

@@ -164,7 +164,7 @@ def _report(
         selections.append(sel)
     if not selections:
         raise StatsError("none of the runs could be counted")
-    return report(selections, bins, top)
+    return report(selections, bins)
 
 
 # --- files -----------------------------------------------------------------------------------------

@@ -124,7 +124,8 @@ class Selection:
     length: np.ndarray  # int64: n, how many tokens of its sequence count
     text: np.ndarray  # int32: index into `texts`
     texts: list[bytes]
-    candidates: list[Token] = field(default_factory=list)  # each scope's extremes (≥ those of all)
+    top: int = DEFAULT_TOP  # how many tokens each list of extremes holds
+    candidates: list[Token] = field(default_factory=list)  # each scope's top of every extreme
 
     def __len__(self) -> int:
         return len(self.entropy)
@@ -254,6 +255,7 @@ def select(
         length=arrays["length"].astype(np.int64),
         text=remap[inverse.reshape(-1)] if len(ids) else np.zeros(0, dtype=np.int32),
         texts=texts,
+        top=top,
     )
     sel.candidates = _candidates(run, sel, where, top)
     return sel
@@ -327,6 +329,7 @@ def concat(selections: list[Selection]) -> Selection:
         length=cat("length", np.int64),
         text=np.concatenate(text_parts).astype(np.int32) if text_parts else np.zeros(0, dtype=np.int32),
         texts=texts,
+        top=min((s.top for s in selections), default=DEFAULT_TOP),  # all of a run's top can be all's
         candidates=candidates,
     )
 
@@ -434,7 +437,7 @@ def _examples(codes: np.ndarray, texts: list[bytes]) -> tuple[tuple[bytes, int],
 def deciles(sel: Selection) -> list[Decile]:
     if not len(sel):
         return []
-    edges = np.quantile(sel.entropy, np.linspace(0.0, 1.0, DECILES + 1))
+    edges = np.quantile(sel.entropy, np.arange(DECILES + 1) / DECILES)  # (linspace: 0.30000000000000004)
     which = np.searchsorted(edges[1:-1], sel.entropy, side="right")
     prob = np.exp(sel.logprob)
     out = []
@@ -535,12 +538,13 @@ def extremes(sel: Selection, top: int) -> dict[str, list[Token]]:
     return out
 
 
-def compute(sel: Selection, bins: int = DEFAULT_BINS, top: int = DEFAULT_TOP) -> Stats:
+def compute(sel: Selection, bins: int = DEFAULT_BINS) -> Stats:
+    """The statistics of a selection's tokens (`sel.top` tokens in each list of extremes)."""
     return Stats(
         summarize(sel.entropy, sel.logprob, sel.rank),
         deciles(sel),
         position_bins(sel.index, sel.length, sel.entropy, sel.logprob, bins),
-        extremes(sel, top),
+        extremes(sel, sel.top),
     )
 
 
@@ -594,8 +598,10 @@ class Report:
         }
 
 
-def report(selections: list[Selection], bins: int = DEFAULT_BINS, top: int = DEFAULT_TOP) -> Report:
-    check_options(bins, top)
+def report(selections: list[Selection], bins: int = DEFAULT_BINS) -> Report:
+    """Per-run rows and the statistics of all the selections' tokens together (extremes: the
+    smallest `top` the selections were made with)."""
+    check_options(bins, min((s.top for s in selections), default=DEFAULT_TOP))
     sel = concat(selections)
     rows = []
     for i, source in enumerate(sel.sources):
@@ -607,7 +613,7 @@ def report(selections: list[Selection], bins: int = DEFAULT_BINS, top: int = DEF
                 position_bins(sel.index[m], sel.length[m], sel.entropy[m], sel.logprob[m], bins),
             )
         )
-    return Report(rows, compute(sel, bins, top), sel, bins, top)
+    return Report(rows, compute(sel, bins), sel, bins, sel.top)
 
 
 def stats_of(
@@ -615,7 +621,7 @@ def stats_of(
 ) -> Report:
     """One run's report (the Stats screen's): `branch` None is the whole run."""
     try:
-        return report([select(run, branch, None, include_prompt, top)], bins, top)
+        return report([select(run, branch, None, include_prompt, top)], bins)
     except RunError as e:
         raise StatsError(str(e)) from None
 

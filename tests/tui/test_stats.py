@@ -48,7 +48,8 @@ def assert_shows(screen: StatsScreen, tokens: list[dict]) -> None:
         assert view.display and "relative position" in str(view.content) and "┌" in str(view.content)
 
 
-async def test_stats_screen_in_a_replay(tmp_path):
+async def test_stats_screen_in_a_replay(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where X saves its screenshot
     path = save_run(make_run(n_branch_steps=(30, 12)), tmp_path / "r.tokentui")
     run = load_run(path)
     app = explorer(run_path=path, cache_dir=tmp_path)
@@ -75,6 +76,8 @@ async def test_stats_screen_in_a_replay(tmp_path):
         assert app.metric == "probability" and app.screen is screen
         await pilot.press("pagedown", "pagedown")
         assert body.scroll_y > 0
+        await pilot.press("X")  # a picture of the analysis
+        assert [p.suffix for p in tmp_path.iterdir() if p.suffix == ".svg"] == [".svg"]
         await pilot.press("escape")
         assert not isinstance(app.screen, StatsScreen)
         await pilot.press("J", "S")  # the branch on show: branch 1

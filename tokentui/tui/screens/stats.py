@@ -5,7 +5,7 @@ position (plotext, drawn to the screen's width), the entropy deciles, the positi
 extreme tokens in their context. It needs no model, so a replay shows it too.
 
 A modal screen: the explorer's own keys (generate, branch …) do not act behind it. Escape or `S`
-closes it, `q` quits as everywhere. Token text is untrusted: every string reaches the screen as a
+closes it, `q` quits as everywhere, `X` saves its SVG screenshot (a picture of the analysis). Token text is untrusted: every string reaches the screen as a
 `Text` built from sanitised strings, never as markup."""
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ class PlotView(Static):
 
 
 class StatsScreen(ModalScreen[None]):
-    BINDINGS = [*bindings(STATS), Binding("q", "app.quit", "quit")]
+    # the explorer's keys do not reach a modal screen: q (quit) and X (screenshot) work here too
+    BINDINGS = [*bindings(STATS), Binding("q", "app.quit", "quit"), Binding("X", "app.screenshot", "screenshot")]
     AUTO_FOCUS = "#stats-body"
     COMPONENT_CLASSES = {"stats--title", "stats--muted", "stats--bar", "stats--token"}
 
@@ -87,7 +88,7 @@ class StatsScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#stats-keys", Static).update(
-            Text("w branch ↔ run · p prompt · ↑↓ PgUp PgDn scroll · esc S close · q quit")
+            Text("w branch↔run · p prompt · ↑↓ PgUp PgDn · X screenshot · esc close · q quit")
         )
         self.refresh_stats()
 

@@ -185,3 +185,31 @@ def test_plots_hold_only_finite_points():
     assert probability.y == tuple(p.mean_probability for p in filled)
     assert all(math.isfinite(v) for v in entropy.y + probability.y)
     assert ranks.y == tuple(float(c) for c in rep.all.summary.ranks) and ranks.labels == stats.RANK_LABELS
+
+
+def test_branches_of_branches_count_each_token_in_its_own_sequence():
+    """Branches forking their parents' own tokens and their inherited prefixes, some with forced
+    tokens: every stored token once, with i and n of the sequence of the branch that holds it."""
+    from tokentui.core.step import Step
+
+    run = make_run(n_branch_steps=(40, 3))
+    rng = np.random.default_rng(11)
+    for j in range(60):
+        parent = int(rng.integers(len(run.branches)))
+        fork = int(rng.integers(1, run.length(parent) + 1))
+        b = run.add_branch(parent, fork)
+        forced = int(j % 3 == 0)
+        for k in range(int(rng.integers(1, 4))):
+            values = {
+                "logprob": -float(rng.random()),
+                "entropy": float(rng.random() * 4),
+                "rank": int(rng.integers(1, 2000)),
+            }
+            run.append_step(
+                b.id, Step(fork + k, int(rng.integers(300)), values, "forced" if k < forced else "generated")
+            )
+    for kinds in (("generated",), ("forced", "generated"), stats.KINDS):
+        sel = stats.select(run, None, kinds, top=5)
+        tokens = ref.counted(run, None, kinds)
+        assert sel.index.tolist() == [t["i"] for t in tokens] and sel.length.tolist() == [t["n"] for t in tokens]
+        assert_stats(stats.compute(sel, 8), tokens, 8, 5)

@@ -136,68 +136,103 @@ class Selection:
         return out
 
 
-def _kind_codes(run: Run, branch_id: int) -> np.ndarray:
-    """The kind of every position of the branch's full sequence, as an index into KINDS."""
-    out = np.zeros(run.length(branch_id), dtype=np.int8)
-    for start, _cols, lo, hi, src in run.segments(branch_id):
-        if src == "prompt":
-            continue
-        b = run.branches[int(src[1:])]
-        out[start + lo : start + hi] = KINDS.index("generated")
-        forced_end = min(hi, b.n_forced)
-        if forced_end > lo:
-            out[start + lo : start + forced_end] = KINDS.index("forced")
-    return out
-
-
 @dataclass
-class _Sequence:
-    """One branch's full sequence and which of its positions the scope owns."""
+class _Rows:
+    """A scope's stored rows end to end, in pieces: for a branch, the pieces of its full sequence
+    (prompt, ancestors' parts, its own steps); for the whole run, every stored segment once (the
+    prompt, then each branch's own steps). One array per field, so that a tree of thousands of
+    one-token branches is counted without a Python loop per row."""
 
-    branch: int
-    ids: np.ndarray
-    kinds: np.ndarray
+    owner: list[int]  # per piece: the branch whose sequence it belongs to (the prompt's: the scope's / 0)
+    offsets: np.ndarray  # per piece: its first row (and the total at the end)
+    piece: np.ndarray  # per row: its piece
+    position: np.ndarray  # per row: absolute position in its sequence
+    kinds: np.ndarray  # per row: index into KINDS
     entropy: np.ndarray
     logprob: np.ndarray
     rank: np.ndarray
-    scored: np.ndarray  # position ≥ 1 with a known entropy and log-prob
-    owned: np.ndarray  # counted in this scope here (not in another branch's sequence)
+    ids: np.ndarray
 
 
-def _sequences(run: Run, branch: int | None) -> list[_Sequence]:
-    out = []
-    branches = [branch] if branch is not None else list(range(len(run.branches)))
-    for b in branches:
-        entropy = run.column(b, "entropy").astype(np.float64)
-        logprob = run.column(b, "logprob").astype(np.float64)
-        positions = np.arange(len(entropy))
-        first = 0 if branch is not None or b == 0 else run.branches[b].fork_position
-        out.append(
-            _Sequence(
-                branch=b,
-                ids=run.sequence(b),
-                kinds=_kind_codes(run, b),
-                entropy=entropy,
-                logprob=logprob,
-                rank=run.column(b, "rank").astype(np.int64),
-                scored=(positions >= 1) & np.isfinite(entropy) & np.isfinite(logprob),
-                owned=positions >= first,
-            )
-        )
-    return out
+def _rows(run: Run, branch: int | None) -> _Rows:
+    if branch is not None:
+        segments = [(src, start + lo, lo, hi) for start, _c, lo, hi, src in run.segments(branch)]
+        owner = [branch] * len(segments)
+    else:
+        segments = [("prompt", 0, 0, len(run.prompt))] + [
+            (f"b{b.id}", b.fork_position, 0, len(b.steps)) for b in run.branches
+        ]
+        owner = [0] + [b.id for b in run.branches]
+    cols = [run.prompt if src == "prompt" else run.branches[int(src[1:])].steps for src, _s, _lo, _hi in segments]
+    lengths = np.array([hi - lo for _src, _s, lo, hi in segments], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    piece = np.repeat(np.arange(len(segments)), lengths)
+    starts = np.array([start for _src, start, _lo, _hi in segments], dtype=np.int64)
+    kinds = np.full(int(offsets[-1]), KINDS.index("generated"), dtype=np.int8)
+    for j, (src, _start, lo, hi) in enumerate(segments):
+        if src == "prompt":
+            kinds[offsets[j] : offsets[j + 1]] = KINDS.index("prompt")
+        else:
+            forced = min(hi, run.branches[int(src[1:])].n_forced) - lo
+            if forced > 0:
+                kinds[offsets[j] : offsets[j] + forced] = KINDS.index("forced")
+
+    def column(name: str, dtype: type) -> np.ndarray:
+        parts = [c.col(name)[lo:hi] for c, (_src, _s, lo, hi) in zip(cols, segments)]
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
+    return _Rows(
+        owner=owner,
+        offsets=offsets,
+        piece=piece,
+        position=np.arange(int(offsets[-1])) - offsets[piece] + starts[piece],
+        kinds=kinds,
+        entropy=column("entropy", np.float64),
+        logprob=column("logprob", np.float64),
+        rank=column("rank", np.int64),
+        ids=column("token_id", np.int64),
+    )
 
 
-def _resolve_kinds(seqs: list[_Sequence], kinds: tuple[str, ...] | None, include_prompt: bool) -> tuple[str, ...]:
+def _resolve_kinds(kinds_of: np.ndarray, kinds: tuple[str, ...] | None, include_prompt: bool) -> tuple[str, ...]:
+    """`kinds_of`: the kinds of the scope's scored rows."""
     if kinds is None:
         kinds = (AUTO_ORDER[0],)
         for name in AUTO_ORDER:
-            code = KINDS.index(name)
-            if any(bool((s.scored & s.owned & (s.kinds == code)).any()) for s in seqs):
+            if bool((kinds_of == KINDS.index(name)).any()):
                 kinds = (name,)
                 break
     if include_prompt and "prompt" not in kinds:
         kinds = (*kinds, "prompt")
     return tuple(k for k in KINDS if k in kinds)  # one order whatever was asked
+
+
+def _whole_run_indices(run: Run, rows: _Rows, cum: np.ndarray, counted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(i, n) of each counted row of the whole run: i counts the counted tokens before it in its
+    branch's full sequence (ancestors' prefixes, then its own steps), n those of that sequence.
+    `cum[r]`: counted rows before row r (pieces: 0 the prompt, b + 1 branch b)."""
+    off = rows.offsets
+
+    def before(b: int | None, pos: int) -> int:
+        """How many counted positions < pos branch b's full sequence has (None: the prompt)."""
+        total = 0
+        while b is not None:
+            br = run.branches[b]
+            if pos > br.fork_position:
+                k = min(pos - br.fork_position, len(br.steps))
+                total += int(cum[off[b + 1] + k] - cum[off[b + 1]])
+                pos = br.fork_position
+            b = br.parent
+        return total + int(cum[min(pos, int(off[1]))])
+
+    first = np.zeros(len(rows.owner), dtype=np.int64)  # per piece: counted tokens of its sequence before it
+    for b in run.branches:
+        first[b.id + 1] = before(b.parent, b.fork_position) if b.parent is not None else int(cum[off[1]])
+    own = cum[off[1:]] - cum[off[:-1]]
+    n = first + own
+    n[0] = n[1]  # the prompt is in branch 0's sequence
+    piece = rows.piece[counted]
+    return first[piece] + cum[counted] - cum[off[piece]], n[piece]
 
 
 def select(
@@ -212,28 +247,21 @@ def select(
     with `branch` None of the whole run (every recorded position once: the prompt and branch 0's
     tokens in branch 0's sequence, every other branch's own tokens in its sequence). `kinds` None
     is "auto" (see the module's docstring). RunError for a branch the run lacks."""
+    check_options(DEFAULT_BINS, top)
     if branch is not None:
         run.branch(branch)
-    seqs = _sequences(run, branch)
-    counted = _resolve_kinds(seqs, kinds, include_prompt)
-    codes = np.array([KINDS.index(k) for k in counted], dtype=np.int8)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("entropy", "logprob", "rank", "index", "length", "ids")}
-    where: list[tuple[_Sequence, np.ndarray]] = []  # (sequence, positions counted) in order
-    for s in seqs:
-        counts = s.scored & np.isin(s.kinds, codes)
-        positions = np.flatnonzero(counts)
-        index = np.arange(len(positions), dtype=np.int64)
-        keep = s.owned[positions]
-        positions, index = positions[keep], index[keep]
-        where.append((s, positions))
-        parts["entropy"].append(s.entropy[positions])
-        parts["logprob"].append(s.logprob[positions])
-        parts["rank"].append(s.rank[positions])
-        parts["index"].append(index)
-        parts["length"].append(np.full(len(positions), int(counts.sum()), dtype=np.int64))
-        parts["ids"].append(s.ids[positions])
-    arrays = {k: np.concatenate(v) for k, v in parts.items()}
-    ids = arrays["ids"].astype(np.int64)
+    rows = _rows(run, branch)
+    scored = (rows.position >= 1) & np.isfinite(rows.entropy) & np.isfinite(rows.logprob)
+    counted_kinds = _resolve_kinds(rows.kinds[scored], kinds, include_prompt)
+    allowed = np.array([k in counted_kinds for k in KINDS])
+    mask = scored & allowed[rows.kinds]
+    counted = np.flatnonzero(mask)
+    if branch is not None:  # one sequence, in order
+        index, length = np.arange(len(counted), dtype=np.int64), np.full(len(counted), len(counted), dtype=np.int64)
+    else:
+        cum = np.concatenate([[0], np.cumsum(mask)]).astype(np.int64)
+        index, length = _whole_run_indices(run, rows, cum, counted)
+    ids = rows.ids[counted]
     uniq, inverse = np.unique(ids, return_inverse=True)
     texts: list[bytes] = []
     code_of: dict[bytes, int] = {}
@@ -246,18 +274,20 @@ def select(
         remap[j] = code_of[data]
     scope = "run" if branch is None else f"branch {branch}"
     sel = Selection(
-        sources=[Source(run.id, run.meta.model, scope, counted, label)],
+        sources=[Source(run.id, run.meta.model, scope, counted_kinds, label)],
         source=np.zeros(len(ids), dtype=np.int32),
-        entropy=arrays["entropy"].astype(np.float64),
-        logprob=arrays["logprob"].astype(np.float64),
-        rank=arrays["rank"].astype(np.int64),
-        index=arrays["index"].astype(np.int64),
-        length=arrays["length"].astype(np.int64),
+        entropy=rows.entropy[counted],
+        logprob=rows.logprob[counted],
+        rank=rows.rank[counted],
+        index=index.astype(np.int64),
+        length=length.astype(np.int64),
         text=remap[inverse.reshape(-1)] if len(ids) else np.zeros(0, dtype=np.int32),
         texts=texts,
         top=top,
     )
-    sel.candidates = _candidates(run, sel, where, top)
+    chosen = _chosen(sel, top)
+    where = [(rows.owner[int(rows.piece[counted[i]])], int(rows.position[counted[i]])) for i in chosen]
+    sel.candidates = _candidates(run, sel, chosen, where)
     return sel
 
 
@@ -266,25 +296,31 @@ def _order(values: np.ndarray, largest: bool) -> np.ndarray:
     return np.argsort(-values if largest else values, kind="stable")
 
 
-def _candidates(run: Run, sel: Selection, where: list[tuple[_Sequence, np.ndarray]], top: int) -> list[Token]:
-    """The selection's tokens that are among the `top` of some extreme, with their context."""
+def _chosen(sel: Selection, top: int) -> list[int]:
+    """The selection's tokens among the `top` of some extreme, in order."""
     chosen: set[int] = set()
     for value, largest in EXTREMES.values():
         chosen.update(_order(getattr(sel, value), largest)[:top].tolist())
-    starts = np.cumsum([0] + [len(positions) for _, positions in where])
+    return sorted(chosen)
+
+
+def _candidates(run: Run, sel: Selection, chosen: list[int], where: list[tuple[int, int]]) -> list[Token]:
+    """Tokens `chosen` of the selection (at `where`: branch, position) with their context."""
+    sequences: dict[int, np.ndarray] = {}
     out = []
-    for i in sorted(chosen):
-        j = int(np.searchsorted(starts, i, side="right")) - 1  # the sequence holding token i
-        s, p = where[j][0], int(where[j][1][i - starts[j]])
+    for i, (branch, p) in zip(chosen, where):
+        if branch not in sequences:
+            sequences[branch] = run.sequence(branch)
+        ids = sequences[branch]
         out.append(
             Token(
                 order=i,
                 source=0,
-                branch=s.branch,
+                branch=branch,
                 position=p,
-                token=run.tokens.bytes_of(int(s.ids[p])),
-                before=run.tokens.text(s.ids[max(0, p - CONTEXT_BEFORE) : p].tolist()),
-                after=run.tokens.text(s.ids[p + 1 : p + 1 + CONTEXT_AFTER].tolist()),
+                token=run.tokens.bytes_of(int(ids[p])),
+                before=run.tokens.text(ids[max(0, p - CONTEXT_BEFORE) : p].tolist()),
+                after=run.tokens.text(ids[p + 1 : p + 1 + CONTEXT_AFTER].tolist()),
                 entropy=float(sel.entropy[i]),
                 logprob=float(sel.logprob[i]),
                 rank=int(sel.rank[i]),

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from tokentui.cli.options import CacheOpt
-from tokentui.cli.output import Output, ProgressLine, fail, load_ref, user_errors
+from tokentui.cli.output import Output, ProgressLine, fail, interrupted, load_ref, user_errors
 
 if TYPE_CHECKING:
     from tokentui.core.run import Run
@@ -37,7 +37,10 @@ TEXT_WIDTH = 100  # the widest a plot printed on the terminal gets
 def stats(
     runs: Annotated[
         list[str] | None,
-        typer.Argument(help="Run ids (or any unique part of one) or paths to run files; several: statistics of all."),
+        typer.Argument(
+            metavar="RUN",
+            help="Run ids (or any unique part of one) or paths to run files; several: statistics of all.",
+        ),
     ] = None,
     collection: Annotated[
         Path | None,
@@ -99,6 +102,8 @@ def stats(
             typer.echo(f"wrote {_shown(path)}", err=True)
     except _errors() as e:
         fail(str(e))
+    except KeyboardInterrupt:
+        interrupted()
 
 
 # --- reading ---------------------------------------------------------------------------------------

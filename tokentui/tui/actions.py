@@ -14,6 +14,7 @@ from tokentui.tui.state import Needs
 
 # Where a key works: the app (everywhere but an input), or only in one focused pane.
 APP, STREAM, ALTERNATIVES, TREE, MATRIX = "app", "tokens", "alternatives", "tree", "matrix"
+STATS = "stats"  # the Stats screen (screens/stats.py)
 GROUPS = ("generate", "move", "branch", "tree", "attribute", "view", "files", "app")
 
 
@@ -127,6 +128,12 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("T", "cycle_theme", "theme", "next theme", "view"),
     ActionSpec("D", "toggle_decoded", "decoded", "tokens ↔ decoded text (split characters joined, real line breaks)",
                "view"),
+    ActionSpec("S", "stats", "stats", "run statistics of the branch on show (w in it: of the whole run): entropy and "
+               "p(chosen), perplexity, entropy deciles, by relative position, extreme tokens, GLTR ranks", "view",
+               needs=Needs.RUN),
+    ActionSpec("w", "toggle_scope", "branch/run", "statistics of the branch ↔ of the whole run", "view", STATS),
+    ActionSpec("p", "toggle_prompt", "prompt", "count the prompt's scored positions too (or not)", "view", STATS),
+    ActionSpec("escape,S", "close", "close", "close the statistics", "view", STATS),
     ActionSpec("v", "cycle_pane", "side pane", "next side pane (narrow terminals show one at a time)", "view"),
     ActionSpec("tab", "focus_next", "next pane", "next pane", "view", palette=False, textual=True),
     # files

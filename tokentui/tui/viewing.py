@@ -77,6 +77,13 @@ class ViewActions(_Base):
         if self.screen_stack:  # not while __init__ picks the first theme
             self.apply_scale()
 
+    def action_stats(self) -> None:
+        """`S`: the Stats screen of the branch on show (screens/stats.py)."""
+        from tokentui.tui.screens.stats import StatsScreen
+
+        if self.run_obj is not None and not isinstance(self.screen, StatsScreen):
+            self.push_screen(StatsScreen(self.run_obj, self.branch_id))
+
     def action_help(self) -> None:
         from tokentui.tui.screens.help import HelpScreen
 

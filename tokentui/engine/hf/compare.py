@@ -96,7 +96,8 @@ def _model_b(x: PairInputs) -> dict[str, torch.Tensor]:
 @pair_measure("kl_ab", "kl_ba", "js")
 def _divergences(x: PairInputs) -> dict[str, torch.Tensor]:
     """KL both ways and Jensen–Shannon over the full vocabulary, in nats, by their definitions:
-    KL(A‖B) = Σ_v p_A(v)(log p_A(v) − log p_B(v)); JS = ½KL(A‖M) + ½KL(B‖M), M = (p_A + p_B)/2.
+    KL(A‖B) = Σ_v p_A(v)(log p_A(v) − log p_B(v)); JS = ½KL(A‖M) + ½KL(B‖M), M = (p_A + p_B)/2
+    (log M from log p_A and log p_B without leaving log space).
     A token one model rules out (log p = −∞, a masked logit) counts at LOGPROB_FLOOR, so a term
     with p = 0 adds 0 and none is infinite. Float rounding can leave −1e-9: clamped at 0."""
     la = x.a.logp.clamp_min(LOGPROB_FLOOR)
@@ -105,9 +106,12 @@ def _divergences(x: PairInputs) -> dict[str, torch.Tensor]:
     diff = la - lb
     kl_ab = torch.linalg.vecdot(pa, diff)
     kl_ba = -torch.linalg.vecdot(pb, diff)
-    lm = torch.logaddexp(la, lb) - LOG2
-    js = 0.5 * (torch.linalg.vecdot(pa, la - lm) + torch.linalg.vecdot(pb, lb - lm))
-    return {"kl_ab": kl_ab.clamp_min(0), "kl_ba": kl_ba.clamp_min(0), "js": js.clamp_min(0)}
+    # log M = la + h with h = log((1 + e^(lb − la))/2) = softplus(−diff) − log 2: exactly 0 where the
+    # two agree, so a model compared with itself has JS 0, not rounding noise
+    h = torch.nn.functional.softplus(-diff) - LOG2
+    js = 0.5 * (torch.linalg.vecdot(pb, -diff - h) - torch.linalg.vecdot(pa, h))
+    # (+ 0.0 turns the −0.0 of identical distributions into 0.0)
+    return {"kl_ab": kl_ab.clamp_min(0) + 0.0, "kl_ba": kl_ba.clamp_min(0) + 0.0, "js": js.clamp_min(0) + 0.0}
 
 
 def pair_values(x: PairInputs) -> dict[str, torch.Tensor]:
@@ -242,11 +246,22 @@ class ModelPair:
             check_same_ids(ids, self.b.encode_prompt(text, chat)[0], _name(self.a.lm), _name(self.b.lm))
         return Item(ids, text, True, chat, template)
 
-    def item_from_ids(self, ids: list[int], text: str | None = None) -> Item:
-        """Ids of a saved run (they are compared as they are)."""
-        bad = [t for t in ids if not 0 <= t < self.a.lm.vocab_size]
+    def item_from_ids(
+        self, ids: list[int], text: str | None = None, token_bytes: Callable[[int], bytes] | None = None
+    ) -> Item:
+        """Ids of a saved run, compared as they are; `token_bytes`: the run's text of an id, which
+        must be the models' (a run made with another tokenizer is refused)."""
+        lm = self.a.lm
+        bad = [t for t in ids if not 0 <= t < lm.vocab_size]
         if bad:
-            raise EngineError(f"token id {bad[0]} is outside the vocabulary (0..{self.a.lm.vocab_size - 1})")
+            raise EngineError(f"token id {bad[0]} is outside the vocabulary (0..{lm.vocab_size - 1})")
+        if token_bytes is not None:
+            for t in sorted(set(ids)):
+                if token_bytes(t) != lm.vocab_bytes[t]:
+                    raise EngineError(
+                        f"the run was made with another tokenizer: id {t} is {lone_token(token_bytes(t))[:40]} there "
+                        f"and {lone_token(lm.vocab_bytes[t])[:40]} under {sanitize(_name(lm))}"
+                    )
         return Item(list(ids), self.a.tokenizer.decode(ids) if text is None else text, tokenized=False)
 
     def _check_items(self, items: list[Item]) -> None:

@@ -92,7 +92,7 @@ def test_the_saved_run_reloads_exports_and_reads_without_torch(cli, model_dirs, 
         "model": model_b.name,
         "revision": None,
         "dtype": "float32",
-        "device": "cpu",
+        "device": run.meta.device,  # both models on one device
         "tokenizer": run.meta.tokenizer,  # one tokenizer: the same files, the same hash
         "weights_file": None,
     }

@@ -49,9 +49,10 @@ def pair_of(lm_a, lm_b) -> ModelPair:
 
 def reference(lm, ids: list[int]) -> torch.Tensor:
     """[n − 1, V] float32 log-probs of positions 1…: a plain forward and log_softmax, nothing else."""
+    device = next(lm.model.parameters()).device
     with torch.no_grad():
-        logits = lm.model(torch.tensor([ids])).logits[0, :-1].float()
-    return torch.log_softmax(logits, -1)
+        logits = lm.model(torch.tensor([ids], device=device)).logits[0, :-1].float()
+    return torch.log_softmax(logits, -1).cpu()
 
 
 def ranks(logp: torch.Tensor, targets: list[int]) -> np.ndarray:
@@ -155,6 +156,7 @@ def test_batches_and_blocks_give_the_one_by_one_numbers(loaded, loaded_b, monkey
     monkeypatch.setattr(compare, "BATCH_TOKENS", 10_000)
     assert batches([len(it.ids) for it in items]) == [[2, 0, 3, 1]]  # one forward, longest first
     monkeypatch.setattr(compare, "BLOCK_ELEMENTS", lm_a.vocab_size * 3)  # 3 positions per block
+    monkeypatch.setattr(compare, "GPU_BLOCK_ELEMENTS", lm_a.vocab_size * 3)
     together = pair.compare(items, k=K)
     for x, y in zip(alone, together):
         assert x.prompt.col("token_id").tolist() == y.prompt.col("token_id").tolist()

@@ -8,9 +8,9 @@ of the token (`core/comparison.py` adds up the per-text numbers, seed 003's esti
 
 - One forward per model per text (texts batched with right padding where their lengths allow:
   `BATCH_TOKENS` padded positions per forward), lens off. The statistics are computed on the
-  model's device in float32, a block of positions at a time (`TEACHER_FORCED_ELEMENTS` log-probs
-  per model per block, as the score path does), so no [positions, V] float32 array larger than
-  a block exists; only the small per-position results leave the device.
+  model's device in float32, a block of positions at a time (`BLOCK_ELEMENTS` log-probs per model
+  per block on a CPU, as the score path does; `GPU_BLOCK_ELEMENTS` on a GPU), so no [positions, V]
+  float32 array larger than a block exists; only the small per-position results leave the device.
 - The two models must share one tokenizer (`check_same_tokenizer`: the byte string of every id,
   the token → id map, and each text's ids under both); a different one is a one-line EngineError.
 - Both models are loaded at once (always on a CPU). When the second does not fit beside the first
@@ -52,7 +52,8 @@ from tokentui.engine.hf.measures import (
 )
 
 BATCH_TOKENS = 2048  # padded positions per batched forward (a longer text goes alone)
-BLOCK_ELEMENTS = TEACHER_FORCED_ELEMENTS  # float32 log-probs per model per block of positions
+BLOCK_ELEMENTS = TEACHER_FORCED_ELEMENTS  # float32 log-probs per model per block of positions (CPU: 4 MB)
+GPU_BLOCK_ELEMENTS = 1 << 24  # on a GPU (64 MB each): fewer, larger blocks; each block is ~40 kernel launches
 LOG2 = math.log(2.0)
 
 
@@ -376,7 +377,7 @@ def _measures(
     n, vocab = logits_b.shape
     targets = torch.tensor(ids[1:], device=device)
     nan = torch.full((n,), math.nan, device=device)
-    rows = max(1, BLOCK_ELEMENTS // vocab)
+    rows = max(1, (BLOCK_ELEMENTS if device.type == "cpu" else GPU_BLOCK_ELEMENTS) // vocab)
     parts: dict[str, list[np.ndarray]] = {}
     for r in range(0, n, rows):
         end = min(r + rows, n)

@@ -2,6 +2,7 @@
 passes of the same models over the same ids, in one process (issue 13: target ≤ 1.15×).
 
     python benchmarks/compare.py [--shape gpt2-124m] [--tokens 2048] [--repeats 5] [--device auto]
+                                 [--dtype float32]
 
 Two random-init models of one shape (the second's weights moved by seeded noise, so they differ),
 one tokenizer. tokentui's side is `ModelPair.compare` on the ids (one forward per model, then
@@ -39,9 +40,9 @@ def second_model(shape: str, device: str):
     return lm
 
 
-def on(lm, device: str):
-    lm.model.to(device)
-    lm.device = device
+def on(lm, device: str, dtype: str):
+    lm.model.to(device=device, dtype=getattr(torch, dtype))
+    lm.device, lm.dtype = device, dtype
     return lm
 
 
@@ -56,10 +57,12 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=2048)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     ap.add_argument("-k", type=int, default=20)
     args = ap.parse_args()
     device = pick_device(args.device)
-    a, b = on(random_model(args.shape), device), on(second_model(args.shape, device), device)
+    a = on(random_model(args.shape), device, args.dtype)
+    b = on(second_model(args.shape, device), device, args.dtype)
     pair = ModelPair(HFBackend(a, lens_chunk=0), HFBackend(b, lens_chunk=0), ModelSpec(args.shape))
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, len(a.tokenizer), (args.tokens,), generator=g).tolist()
@@ -91,7 +94,7 @@ def main() -> None:
             times[name].append(time.perf_counter() - t0)
     med = {n: statistics.median(t) for n, t in times.items()}
     print(
-        f"{args.shape}, {args.tokens} tokens, {device} ({torch.cuda.get_device_name() if device.startswith('cuda') else 'cpu'})"
+        f"{args.shape} in {args.dtype}, {args.tokens} tokens, {device} ({torch.cuda.get_device_name() if device.startswith('cuda') else 'cpu'})"
     )
     print(
         f"two plain forwards: {med['plain'] * 1e3:.1f} ms (median of {args.repeats}: {[round(t * 1e3, 1) for t in times['plain']]})"

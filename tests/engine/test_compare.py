@@ -185,3 +185,24 @@ def test_a_one_token_text_is_refused(loaded):
     pair = pair_of(lm, lm)
     with pytest.raises(EngineError, match="no position to compare"):
         pair.compare([pair.item_from_ids([5])])
+
+
+def test_a_token_one_model_rules_out_counts_as_impossible_not_nan():
+    """Masked logits (−∞: p = 0): KL(A‖B) sums over A's support only; KL(B‖A) and JS stay finite
+    (the −∞ counts at LOGPROB_FLOOR); nothing is NaN. Against float64 definitions in the test."""
+    g = torch.Generator().manual_seed(3)
+    logits_a, logits_b = torch.randn(4, 50, generator=g), torch.randn(4, 50, generator=g)
+    logits_a[:, :10] = -math.inf  # A rules out ids 0…9
+    values = compare._measures(logits_a, logits_b, [0, 11, 12, 13, 5], 3, torch.device("cpu"))
+    la, lb = torch.log_softmax(logits_a.double(), -1), torch.log_softmax(logits_b.double(), -1)
+    pa, pb = la.exp(), lb.exp()
+    support = pa > 0
+    kl_ab = torch.where(support, pa * (la - lb), 0.0).sum(-1)
+    kl_ba = (pb * (lb - la.clamp_min(-1e4))).sum(-1)
+    m = (pa + pb) / 2
+    js = 0.5 * torch.where(support, pa * (la - m.log()), 0.0).sum(-1) + 0.5 * (pb * (lb - m.log())).sum(-1)
+    np.testing.assert_allclose(values["kl_ab"], kl_ab, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(values["kl_ba"], kl_ba, rtol=1e-5)
+    np.testing.assert_allclose(values["js"], js, atol=1e-5)
+    assert values["kl_ba"][-1] > 100 and np.isfinite(values["kl_ba"]).all()  # B puts mass where A has none
+    assert values["rank"][-1] == 41 and values["logprob"][-1] == -1e4  # id 5: ruled out by A, ranked after A's 40

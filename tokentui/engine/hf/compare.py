@@ -53,7 +53,7 @@ from tokentui.engine.hf.measures import (
 
 BATCH_TOKENS = 2048  # padded positions per batched forward (a longer text goes alone)
 BLOCK_ELEMENTS = TEACHER_FORCED_ELEMENTS  # float32 log-probs per model per block of positions (CPU: 4 MB)
-GPU_BLOCK_ELEMENTS = 1 << 24  # on a GPU (64 MB each): fewer, larger blocks; each block is ~40 kernel launches
+GPU_BLOCK_ELEMENTS = 1 << 25  # on a GPU (128 MB each): fewer, larger blocks; each block is ~40 kernel launches
 LOG2 = math.log(2.0)
 
 
@@ -99,18 +99,21 @@ def _divergences(x: PairInputs) -> dict[str, torch.Tensor]:
     """KL both ways and Jensen–Shannon over the full vocabulary, in nats, by their definitions:
     KL(A‖B) = Σ_v p_A(v)(log p_A(v) − log p_B(v)); JS = ½KL(A‖M) + ½KL(B‖M), M = (p_A + p_B)/2
     (log M from log p_A and log p_B without leaving log space).
-    A token one model rules out (log p = −∞, a masked logit) counts at LOGPROB_FLOOR, so a term
-    with p = 0 adds 0 and none is infinite. Float rounding can leave −1e-9: clamped at 0."""
-    la = x.a.logp.clamp_min(LOGPROB_FLOOR)
-    lb = x.b.logp.clamp_min(LOGPROB_FLOOR)
+    The log-probs are finite: `_measures` clamps them at LOGPROB_FLOOR, so a token one model rules
+    out (a masked logit, p = 0) adds 0 and no term is infinite or NaN. Float rounding can leave
+    −1e-9: clamped at 0. Few passes over the [n, V] block (the arithmetic is cheap, the memory
+    traffic is not), each divergence summed term by term."""
+    la, lb = x.a.logp, x.b.logp
     pa, pb = la.exp(), lb.exp()
     diff = la - lb
     kl_ab = torch.linalg.vecdot(pa, diff)
     kl_ba = -torch.linalg.vecdot(pb, diff)
-    # log M = la + h with h = log((1 + e^(lb − la))/2) = softplus(−diff) − log 2: exactly 0 where the
-    # two agree, so a model compared with itself has JS 0, not rounding noise
-    h = torch.nn.functional.softplus(-diff) - LOG2
-    js = 0.5 * (torch.linalg.vecdot(pb, -diff - h) - torch.linalg.vecdot(pa, h))
+    # log M − log p_A = softplus(lb − la) − log 2 and log p_B − log M = log 2 − softplus(la − lb):
+    # each exactly 0 where the two agree (a model compared with itself has JS 0, not rounding
+    # noise), and neither subtracts two large numbers where one model rules a token out
+    to_b = torch.nn.functional.softplus(diff).neg_().add_(LOG2)
+    from_a = torch.nn.functional.softplus(diff.neg_()).sub_(LOG2)  # (in place: temporaries are the memory)
+    js = 0.5 * (torch.linalg.vecdot(pb, to_b) - torch.linalg.vecdot(pa, from_a))
     # (+ 0.0 turns the −0.0 of identical distributions into 0.0)
     return {"kl_ab": kl_ab.clamp_min(0) + 0.0, "kl_ba": kl_ba.clamp_min(0) + 0.0, "js": js.clamp_min(0) + 0.0}
 
@@ -343,10 +346,10 @@ class ModelPair:
         run.prompt.append(nan_step(0, item.ids[0]))
         host.update(layer_arrays(None, host, n, meta.n_layers))
         run.prompt.extend(host)
-        a._note_tokens(run, np.asarray(item.ids))
+        a._note_tokens(run, np.unique(item.ids))
         for m in run.layout.measures:
             if m.is_token_id:
-                a._note_tokens(run, host[m.name])
+                a._note_tokens(run, np.unique(host[m.name]))
         run.add_branch(None, len(run.prompt)).status = "scored"
         return run
 
@@ -373,22 +376,40 @@ def _measures(
     logits_a: torch.Tensor, logits_b: torch.Tensor, ids: list[int], k: int, device: torch.device
 ) -> dict[str, np.ndarray]:
     """Every column for positions 1… of one text from both models' logits, on `device` in float32,
-    a block of positions at a time (a block of A's logits may come from the host)."""
+    a block of positions at a time (a block of A's logits may come from the host). Each block's
+    log-probs are clamped at LOGPROB_FLOOR (in place: −∞ only where a logit is masked), its
+    results laid side by side in one float32 row per position (ids and ranks are exact below
+    2**24), and everything leaves the device in one transfer at the end."""
     n, vocab = logits_b.shape
     targets = torch.tensor(ids[1:], device=device)
     nan = torch.full((n,), math.nan, device=device)
     rows = max(1, (BLOCK_ELEMENTS if device.type == "cpu" else GPU_BLOCK_ELEMENTS) // vocab)
-    parts: dict[str, list[np.ndarray]] = {}
+    packed: list[torch.Tensor] = []
+    slots: list[tuple[str, int, bool, bool]] = []  # name, width, one value per position, integer
     for r in range(0, n, rows):
         end = min(r + rows, n)
-        la = torch.log_softmax(logits_a[r:end].to(device).float(), -1)
-        lb = torch.log_softmax(logits_b[r:end].to(device).float(), -1)
+        la = torch.log_softmax(logits_a[r:end].to(device).float(), -1).clamp_min_(LOGPROB_FLOOR)
+        lb = torch.log_softmax(logits_b[r:end].to(device).float(), -1).clamp_min_(LOGPROB_FLOOR)
         a = TokenInputs(la, targets[r:end], nan[r:end], k)
         b = TokenInputs(lb, targets[r:end], nan[r:end], k)
-        for name, t in pair_values(PairInputs(a, b)).items():
-            parts.setdefault(name, []).append(t.cpu().numpy())
+        values = pair_values(PairInputs(a, b))
         del la, lb, a, b
-    return {name: np.concatenate(p) for name, p in parts.items()}
+        cols = [v.reshape(end - r, -1) for v in values.values()]
+        if not slots:
+            slots = [
+                (name, c.shape[1], v.dim() == 1, not v.is_floating_point())
+                for (name, v), c in zip(values.items(), cols)
+            ]
+        packed.append(torch.cat([c.float() for c in cols], 1))
+    host = torch.cat(packed).cpu().numpy()  # the one transfer
+    out: dict[str, np.ndarray] = {}
+    at = 0
+    for name, width, scalar, integer in slots:
+        col = host[:, at : at + width]
+        at += width
+        col = col.astype(np.int64) if integer else col
+        out[name] = col[:, 0] if scalar else col
+    return out
 
 
 def load_pair(

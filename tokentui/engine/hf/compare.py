@@ -188,15 +188,13 @@ def check_same_ids(ids_a: list[int], ids_b: list[int], name_a: str, name_b: str)
 class Item:
     """One text to compare: its token ids (under model A's tokenizer), the text the run records,
     whether those ids came from tokenizing `text` (then B's tokenization is checked too; ids from a
-    saved run are the ids), the chat template applied, and the first position that counts in the
-    per-text numbers (1: everything after the first token; a dataset's response start)."""
+    saved run are the ids) and the chat template applied."""
 
     ids: list[int]
     text: str
     tokenized: bool = True
     chat: bool = False
     template: str | None = None
-    first: int = 1
 
 
 def batches(lengths: list[int], budget: int | None = None) -> list[list[int]]:

@@ -206,3 +206,21 @@ def test_a_token_one_model_rules_out_counts_as_impossible_not_nan():
     np.testing.assert_allclose(values["js"], js, atol=1e-5)
     assert values["kl_ba"][-1] > 100 and np.isfinite(values["kl_ba"]).all()  # B puts mass where A has none
     assert values["rank"][-1] == 41 and values["logprob"][-1] == -1e4  # id 5: ruled out by A, ranked after A's 40
+
+
+def test_a_compared_run_grows_a_branch_of_model_a_alone(loaded, tmp_path):
+    """Replayed with model A, a comparison run branches like any run: the new positions hold A's
+    values and no B values (unknown), and the run saves, validates and reloads."""
+    from tokentui.core.params import SamplingParams
+    from tokentui.store.runfile import load_run, save_run
+
+    lm = loaded("gpt2")
+    pair = pair_of(lm, lm)
+    [run] = pair.compare([pair.item(TEXT)], k=K)
+    list(HFBackend(lm).fork(run, 0, 3, [5], SamplingParams(max_new_tokens=2)))
+    b = run.branches[-1]
+    assert len(b.steps) == 3 and np.isfinite(b.steps.col("logprob")).all()
+    assert (b.steps.col("rank_b") == 0).all() and np.isnan(b.steps.col("kl_ab")).all()
+    again = load_run(save_run(run, tmp_path / f"{run.id}.tokentui"))
+    np.testing.assert_array_equal(again.branches[-1].steps.col("token_id"), b.steps.col("token_id"))
+    assert np.isnan(again.branches[-1].steps.col("kl_ab")).all()

@@ -64,6 +64,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "previous high-entropy token (top 10%)", "move", STREAM, shown_keys="{"),
     ActionSpec("right_curly_bracket", "uncertain(1, 'entropy')", "next unsure",
                "next high-entropy token (top 10%)", "move", STREAM, shown_keys="}"),
+    ActionSpec("left_parenthesis", "uncertain(-1, 'kl')", "prev KL", "previous position where two compared "
+               "models differ most (top 10% of KL(A‖B); `tokentui compare` runs)", "move", STREAM, shown_keys="("),
+    ActionSpec("right_parenthesis", "uncertain(1, 'kl')", "next KL", "next position where two compared models "
+               "differ most (top 10% of KL(A‖B))", "move", STREAM, shown_keys=")"),
     # branch
     ActionSpec("1,2,3,4,5,6,7,8,9", "branch_alt({n})", "branch #n", "branch here with alternative n", "branch",
                needs=Needs.RUN_AND_MODEL, palette=False, shown_keys="1 … 9"),
@@ -123,7 +127,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("q", "close", "close", "close the matrix (a computation still running is cancelled)", "attribute",
                MATRIX),
     # view
-    ActionSpec("m", "cycle_metric", "metric", "next metric: probability, entropy, rank, surprisal", "view",
+    ActionSpec("m", "cycle_metric", "metric", "next metric: probability, entropy, rank, surprisal (a compared "
+               "run: also KL(A‖B) and Δ log p)", "view",
                footer=True),
     ActionSpec("T", "cycle_theme", "theme", "next theme", "view"),
     ActionSpec("D", "toggle_decoded", "decoded", "tokens ↔ decoded text (split characters joined, real line breaks)",

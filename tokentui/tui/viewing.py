@@ -50,9 +50,10 @@ class ViewActions(_Base):
         self.query_one(Legend).show(self.metric, self.scale, self.no_color)
 
     def action_cycle_metric(self) -> None:
-        from tokentui.core.metrics import METRIC_ORDER
+        from tokentui.core.metrics import metric_order
 
-        self.metric = METRIC_ORDER[(METRIC_ORDER.index(self.metric) + 1) % len(METRIC_ORDER)]
+        order = metric_order(self.run_obj.layout.names if self.run_obj is not None else ())
+        self.metric = order[(order.index(self.metric) + 1) % len(order)] if self.metric in order else order[0]
         if self.stream.view is not None:
             self.stream.view.set_metric(self.metric)
         self.stream.restyle()

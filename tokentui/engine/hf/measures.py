@@ -239,13 +239,16 @@ class Packer:
         dims = layout.dims
         self.slots: list[tuple[str, int, int, Measure]] = []
         at = 0
+        computed = {"token_id"} | {n for names, _fn in TOKEN_FNS for n in names}
         for m in layout.measures:
-            if m.shape == ("layer",):
-                continue  # from the lens (below) and the final per-token value, not a token function
+            if m.shape == ("layer",) or m.name not in computed:
+                continue  # from the lens (below), or no token function's (a comparison's model B: unknown here)
             width = int(np.prod([dims[d] for d in m.shape])) if m.shape else 1
             self.slots.append((m.name, at, width, m))
             at += width
         self.token_width = at
+        # the id columns a step carries besides its token (their bytes go into the token table)
+        self.id_measures = [name for name, _at, _w, m in self.slots if m.is_token_id and name != "token_id"]
         self.lens_rows = lens_rows  # per-step lens values appended (lens every step): L-1 each
         self.layer = [make.name for make in LAYER_REDUCERS]  # type: ignore[attr-defined]
 

@@ -162,7 +162,7 @@ def test_a_saved_runs_ids_are_compared_as_they_are(cli, model_dirs, model_b, cac
         (["-m", "{a}", "--text", "x = 1"], "give --model twice"),
         (["-m", "{a}", "-m", "{a}", "-m", "{a}", "--text", "x = 1"], "give --model twice"),
         (["-m", "{a}", "-m", "{a}"], "exactly one of --text or --file"),
-        (["-m", "{a}", "-m", "{a}", "--text", "x", "--run", "nope"], "not both"),
+        (["-m", "{a}", "-m", "{a}", "--text", "x", "--run", "nope"], "only one of"),
         (["-m", "{a}", "-m", "{a}", "--run", "nope", "--chat"], "--chat goes with --text"),
         (["-m", "{a}", "-m", "{a}", "--text", "x", "-k", "0"], "k must be at least 1"),
         (["-m", "{a}", "-m", "{a}", "--text", "x", "-k", "100000"], "more than the vocabulary"),
@@ -186,3 +186,45 @@ def test_models_with_different_tokenizers_are_refused(cli, model_dirs, cache_dir
     assert res.exit_code == 2 and "tokenizers differ" in res.stderr and not list_runs(cache_dir)
     [err] = _error_lines(res)
     assert err.startswith("tokentui: error:")
+
+
+def _logprobs(model_dir, ids: list[int]) -> np.ndarray:
+    """log p(token t | 0…t−1) for t = 1…, from a plain forward (no tokentui code)."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.no_grad():
+        logits = AutoModelForCausalLM.from_pretrained(model_dir)(torch.tensor([ids])).logits[0, :-1]
+    return torch.log_softmax(logits.double(), -1).gather(-1, torch.tensor(ids[1:])[:, None])[:, 0].numpy()
+
+
+def test_a_dataset_compares_each_response_and_skips_bad_lines(cli, model_dirs, model_b, cache_dir, tmp_path):
+    """`--dataset`: one comparison per usable line — the prompt, then the response encoded on its
+    own — whose summary counts the response's positions only (seed 003's loss); a line without a
+    response is reported by number and skipped."""
+    from transformers import AutoTokenizer
+
+    src = tmp_path / "data.jsonl"
+    rows = [("def f(x):", " return x + 1"), ("class A:", "\n    pass")]
+    lines = [json.dumps({"q": p, "a": r}) for p, r in rows]
+    lines.insert(1, json.dumps({"q": "no answer"}))
+    src.write_text("\n".join(lines) + "\n")
+    args = ["compare", "-m", model_dirs["gpt2"], "-m", model_b, "--dataset", src, "--json"]
+    res = cli(*args, "--prompt-field", "q", "--response-field", "a")
+    assert res.exit_code == 0, res.output
+    assert "line 2: skipped" in res.stderr
+    summaries = [json.loads(x) for x in res.stdout.splitlines() if '"summary": true' in x]
+    assert len(summaries) == 2
+    tok = AutoTokenizer.from_pretrained(model_dirs["gpt2"])
+    for (prompt, response), s in zip(rows, summaries, strict=True):
+        p_ids = tok(prompt)["input_ids"]
+        ids = p_ids + tok(response, add_special_tokens=False)["input_ids"]
+        lp_a, lp_b = _logprobs(model_dirs["gpt2"], ids), _logprobs(model_b, ids)
+        kl = _full_vocabulary_kl(model_dirs["gpt2"], model_b, ids)
+        response = slice(len(p_ids) - 1, None)  # row t−1 predicts token t; the response starts at len(p_ids)
+        assert s["first_position"] == len(p_ids) and s["tokens"] == len(ids) - len(p_ids)
+        assert s["mean_loss_a"] == pytest.approx(-lp_a[response].mean(), abs=1e-5)
+        assert s["mean_loss_b"] == pytest.approx(-lp_b[response].mean(), abs=1e-5)
+        assert s["mean_kl_ab"] == pytest.approx(kl[response].mean(), abs=1e-5)
+        assert s["sample_kl_estimate"] == pytest.approx((lp_a - lp_b)[response].mean(), abs=1e-5)
+        run = load_run(next(r.path for r in list_runs(cache_dir) if r.run_id == s["run_id"]))
+        assert run.branches[0].fork_position == len(p_ids) and run.sequence(0).tolist() == ids

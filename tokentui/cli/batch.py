@@ -34,7 +34,9 @@ from tokentui.cli.options import (
     LensOpt,
     LensPrecisionOpt,
     ModelOpt,
+    PromptFieldOpt,
     RemoteOpt,
+    ResponseFieldOpt,
     generation_options,
 )
 from tokentui.cli.output import (
@@ -381,10 +383,8 @@ def batch(
             help="Score each item of this JSON Lines file teacher-forced: its prompt, then its response.",
         ),
     ] = None,
-    prompt_field: Annotated[str, typer.Option("--prompt-field", help="JSON field holding the prompt.")] = "prompt",
-    response_field: Annotated[
-        str, typer.Option("--response-field", help="JSON field holding the response (--dataset).")
-    ] = "response",
+    prompt_field: PromptFieldOpt = "prompt",
+    response_field: ResponseFieldOpt = "response",
     settings: GenerationSettings | None = None,  # the generation options (see options.GENERATION_OPTIONS)
     loss_over: Annotated[
         str,

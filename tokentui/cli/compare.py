@@ -22,7 +22,9 @@ from tokentui.cli.options import (
     DtypeOpt,
     FileOpt,
     KOpt,
+    PromptFieldOpt,
     RemoteOpt,
+    ResponseFieldOpt,
     TextEscapesOpt,
     TextOpt,
 )
@@ -64,6 +66,16 @@ def compare(
         typer.Option("--run", help="Compare on the token ids of this saved run (id, unique part of one, or path)."),
     ] = None,
     branch: Annotated[int, typer.Option("--branch", "-b", help="With --run: the branch whose tokens to use.")] = 0,
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            "--dataset",
+            help="Compare on every item of this JSON Lines file: its prompt, then its response (the per-text "
+            "numbers count the response's tokens, as seed 003 does). Bad lines are reported and skipped.",
+        ),
+    ] = None,
+    prompt_field: PromptFieldOpt = "prompt",
+    response_field: ResponseFieldOpt = "response",
     alternatives: KOpt = 20,
     chat: ChatOpt = False,
     as_json: Annotated[
@@ -88,9 +100,13 @@ def compare(
         for spec in specs:
             check_spec(spec)
         source = None
-        if run_ref is not None:
-            if text is not None or file is not None or text_escapes:
-                fail("give either --text/--file or --run, not both")
+        if sum(x is not None for x in (run_ref, dataset, text if text is not None else file)) > 1:
+            fail("give only one of --text/--file, --run and --dataset")
+        if dataset is not None:
+            rows = _dataset_rows(dataset, prompt_field, response_field)
+        elif run_ref is not None:
+            if text_escapes:
+                fail("--text-escapes goes with --text or --file")
             if chat:
                 fail("--chat goes with --text or --file (a saved run's ids already hold any template)")
             source = load_ref(run_ref, cache_dir)
@@ -102,15 +118,50 @@ def compare(
         for spec in specs:
             check_settings(spec, settings, progress)
         pair = open_pair(specs[0], specs[1])
-        if source is not None:
-            item = pair.item_from_ids(ids, decode_bytes(source.text(branch)), source.tokens.bytes_of)
+        if dataset is not None:
+            items = _dataset_items(pair, rows, chat, dataset)
+        elif source is not None:
+            items = [pair.item_from_ids(ids, decode_bytes(source.text(branch)), source.tokens.bytes_of)]
         else:
-            item = pair.item(value, chat)
-        compare_items(pair, [item], alternatives, cache_dir, as_json)
+            items = [pair.item(value, chat)]
+        compare_items(pair, items, alternatives, cache_dir, as_json)
     except user_errors() as e:
         fail(str(e))
     except KeyboardInterrupt:
         interrupted("interrupted: nothing saved")
+
+
+def _dataset_rows(path: Path, prompt_field: str, response_field: str) -> list[tuple[int, str, str]]:
+    """(line number, prompt, response) of the dataset's usable lines; every other line is
+    reported once on standard error (`core/dataset.py` reads the untrusted file)."""
+    from tokentui.core.dataset import read_dataset
+
+    src = read_dataset(path, prompt_field, response_field)
+    for problem in src.problems:
+        typer.echo(f"{sanitize(str(path))} line {problem.index}: skipped: {sanitize(problem.why)}", err=True)
+    if not src.items:
+        fail(f"{sanitize(str(path))}: no usable items")
+    return [(it.index, it.prompt, it.response or "") for it in src.items]
+
+
+def _dataset_items(pair: ModelPair, rows: list[tuple[int, str, str]], chat: bool, path: Path) -> list[Item]:
+    """Each row as an Item (prompt, then response); a row that cannot be compared (no response
+    tokens, a tokenization the two models do not share, longer than a context) is reported and
+    skipped, the others go on."""
+    from tokentui.engine.errors import EngineError
+
+    items = []
+    for index, prompt, response in rows:
+        try:
+            item = pair.item(prompt, chat, response)
+            pair.check_item(item)
+        except EngineError as e:
+            typer.echo(f"{sanitize(str(path))} line {index}: skipped: {sanitize(str(e))}", err=True)
+            continue
+        items.append(item)
+    if not items:
+        fail(f"{sanitize(str(path))}: no item could be compared")
+    return items
 
 
 def open_pair(spec_a, spec_b) -> ModelPair:

@@ -192,3 +192,8 @@ def tree_options(command: Callable) -> Callable:
     """Replace `command`'s `params: TreeParams` parameter with TREE_OPTIONS; the command receives
     them as one (unchecked) `TreeParams`."""
     return _bundle("params", TREE_OPTIONS, TreeParams)(command)
+
+
+# the fields of a JSON Lines input (`batch --prompts/--dataset`, `compare --dataset`)
+PromptFieldOpt = Annotated[str, typer.Option("--prompt-field", help="JSON field holding the prompt.")]
+ResponseFieldOpt = Annotated[str, typer.Option("--response-field", help="JSON field holding the response (--dataset).")]

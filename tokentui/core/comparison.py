@@ -51,7 +51,8 @@ def _exp(x: float) -> float:
 
 def summarize(columns: dict[str, np.ndarray], first: int = 1) -> dict[str, Any]:
     """The per-text numbers from per-position columns (`logprob` is model A's), over the scored
-    positions (see `scored_mask`): means in float64 of the stored float32 values.
+    positions (see `scored_mask`; `first_position` the first that can count): means in float64
+    of the stored float32 values.
 
     - mean_loss_a / _b: mean of −log p(token) (nats per token); perplexity_a / _b: exp of it;
     - mean_kl_ab, mean_kl_ba, mean_js: means of the exact per-position divergences (nats);
@@ -66,6 +67,7 @@ def summarize(columns: dict[str, np.ndarray], first: int = 1) -> dict[str, Any]:
     kl_ab = _mean(np.asarray(columns["kl_ab"])[mask])
     return {
         "tokens": int(mask.sum()),
+        "first_position": max(1, first),
         "mean_loss_a": loss_a,
         "mean_loss_b": loss_b,
         "perplexity_a": _exp(loss_a),
@@ -78,6 +80,11 @@ def summarize(columns: dict[str, np.ndarray], first: int = 1) -> dict[str, Any]:
     }
 
 
-def run_summary(run: Run, branch_id: int = 0, first: int = 1) -> dict[str, Any]:
-    """`summarize` over a comparison run's branch (prompt included: a compared text is all prompt)."""
+def run_summary(run: Run, branch_id: int = 0, first: int | None = None) -> dict[str, Any]:
+    """`summarize` over a comparison run's branch. What counts by default: a compared text is all
+    prompt (positions 1…); a dataset item's response is its root branch (forced tokens), and only
+    the response's positions count, as seed 003 counts them."""
+    if first is None:
+        branch = run.branch(branch_id)
+        first = branch.fork_position if branch.parent is None and len(branch.steps) else 1
     return summarize({name: run.column(branch_id, name) for name in ("logprob", *NEEDED)}, first)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from tokentui.core.columns import Layout, nan_step
+from tokentui.core.dataset import response_run
 from tokentui.core.display import lone_token, sanitize
 from tokentui.core.measures import MEASURES, Measure
 from tokentui.core.params import GenerationSettings
@@ -195,6 +196,23 @@ class Item:
     tokenized: bool = True
     chat: bool = False
     template: str | None = None
+    response: str | None = None  # a dataset item's response: `text` is its prompt, `ids` end with it
+    response_start: int | None = None  # position of the response's first token (its predictions count)
+
+
+def _encode(
+    backend: HFBackend, text: str, chat: bool, response: str | None
+) -> tuple[list[int], str | None, int | None]:
+    """A text's ids under one model: the prompt as `score`/`generate` encode it (chat template
+    optional), then a dataset item's response encoded on its own and appended, as `tokentui batch`
+    scores it. Returns (ids, template, response start or None)."""
+    ids, template = backend.encode_prompt(text, chat)
+    if response is None:
+        return ids, template, None
+    answer = backend.encode_text(response)
+    if not answer:
+        raise EngineError("the response encodes to no tokens")
+    return ids + answer, template, len(ids)
 
 
 def batches(lengths: list[int], budget: int | None = None) -> list[list[int]]:
@@ -241,12 +259,13 @@ class ModelPair:
     def together(self) -> bool:
         return self.b is not None
 
-    def item(self, text: str, chat: bool = False) -> Item:
-        """A text as an Item: A's ids, checked against B's when B is loaded (else once it is)."""
-        ids, template = self.a.encode_prompt(text, chat)
+    def item(self, text: str, chat: bool = False, response: str | None = None) -> Item:
+        """A text (or a dataset item's prompt and response) as an Item: A's ids, checked against
+        B's when B is loaded (else once it is)."""
+        ids, template, start = _encode(self.a, text, chat, response)
         if self.b is not None:
-            check_same_ids(ids, self.b.encode_prompt(text, chat)[0], _name(self.a.lm), _name(self.b.lm))
-        return Item(ids, text, True, chat, template)
+            check_same_ids(ids, _encode(self.b, text, chat, response)[0], _name(self.a.lm), _name(self.b.lm))
+        return Item(ids, text, True, chat, template, response, start)
 
     def item_from_ids(
         self, ids: list[int], text: str | None = None, token_bytes: Callable[[int], bytes] | None = None
@@ -266,13 +285,17 @@ class ModelPair:
                     )
         return Item(list(ids), self.a.tokenizer.decode(ids) if text is None else text, tokenized=False)
 
+    def check_item(self, it: Item) -> None:
+        """Refuse an item that cannot be compared (one token, longer than a loaded model's context)."""
+        if len(it.ids) < 2:
+            raise EngineError("the text is one token: there is no position to compare")
+        for side in (self.a, self.b):
+            if side is not None:
+                side._check_context(len(it.ids), "the text")
+
     def _check_items(self, items: list[Item]) -> None:
         for it in items:
-            if len(it.ids) < 2:
-                raise EngineError("the text is one token: there is no position to compare")
-            for side in (self.a, self.b):
-                if side is not None:
-                    side._check_context(len(it.ids), "the text")
+            self.check_item(it)
 
     def compare(
         self,
@@ -330,7 +353,7 @@ class ModelPair:
         for it in items:
             self.b._check_context(len(it.ids), "the text")
             if it.tokenized:
-                check_same_ids(it.ids, self.b.encode_prompt(it.text, it.chat)[0], _name(a.lm), _name(self.b.lm))
+                check_same_ids(it.ids, _encode(self.b, it.text, it.chat, it.response)[0], _name(a.lm), _name(self.b.lm))
 
     def _run(self, item: Item, host: dict[str, np.ndarray], k: int) -> Run:
         """The comparison run of one item: a run of model A whose columns include B's."""
@@ -348,6 +371,8 @@ class ModelPair:
         for m in run.layout.measures:
             if m.is_token_id:
                 a._note_tokens(run, np.unique(host[m.name]))
+        if item.response_start is not None:  # the response is the root branch, as `tokentui batch` keeps it
+            return response_run(run, item.response_start)
         run.add_branch(None, len(run.prompt)).status = "scored"
         return run
 

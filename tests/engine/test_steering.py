@@ -184,7 +184,9 @@ def test_compare_job_forks_a_steered_branch_that_recomputes_the_prompt(loaded, t
     s = len(run.prompt)
     np.testing.assert_array_equal(c.positions, np.arange(s, run.length(1)))
     for name in c.names:
-        np.testing.assert_array_equal(c.difference(name), run.column(1, name)[s:] - run.column(0, name)[s:].astype(float))
+        np.testing.assert_array_equal(
+            c.difference(name), run.column(1, name)[s:] - run.column(0, name)[s:].astype(float)
+        )
     differ = [p for p in range(s, run.length(1)) if run.sequence(0)[p] != run.sequence(1)[p]]
     assert c.divergence == (differ[0] if differ else None)
     loaded_run = load_run(save_run(run, tmp_path / "c.tokentui"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from tokentui.cli import attribute, explore, export, generate, runs, tree
+from tokentui.cli import attribute, explore, export, generate, runs, steer, tree
 
 app = typer.Typer(
     name="tokentui",
@@ -26,6 +26,8 @@ app.add_typer(runs.runs_app, name="runs")
 app.command()(export.export)
 app.command()(explore.explore)
 app.command()(explore.replay)
+app.command()(steer.steer_vector)  # steering (issue 14)
+app.command()(steer.steer_compare)
 
 
 def main() -> None:

@@ -75,7 +75,8 @@ class Comparison:
         return [m.name for m in self.measures]
 
     def difference(self, name: str) -> np.ndarray:
-        return self.steered_values[name] - self.standard_values[name]
+        out: np.ndarray = self.steered_values[name] - self.standard_values[name]
+        return out
 
     def percent_change(self, name: str) -> np.ndarray:
         return percent_change(self.standard_values[name], self.steered_values[name])

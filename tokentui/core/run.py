@@ -214,7 +214,13 @@ class Run:
                     f"branch position {fork_position} is out of range 1..{self.length(parent)} of branch {parent}"
                 )
         b = Branch(
-            len(self.branches), parent, fork_position, Columns(self.layout), n_forced, sampling=sampling, steering=steering
+            len(self.branches),
+            parent,
+            fork_position,
+            Columns(self.layout),
+            n_forced,
+            sampling=sampling,
+            steering=steering,
         )
         self.branches.append(b)
         return b

@@ -26,13 +26,13 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomllib
 
 from tokentui.core.display import sanitize
 from tokentui.core.params import RunError
@@ -46,6 +46,7 @@ MAX_LAYERS = 4_096  # as run files (store/runfile.py)
 MAX_POSITION_WEIGHTS = 10_000
 MAX_ABS = 1e6  # a weight or scale beyond this is a typo, and would overflow float16 models
 RECORD_VERSION = 1
+CONTRAST_POSITIONS = ("mean", "last")  # how `steer-vector` reduces a prompt's positions (engine/hf/steering.py)
 
 
 class SteeringError(RunError):
@@ -116,7 +117,9 @@ class SteeringSpec:
         _layers(where, list(self.layers))
         _numbers(where, "weights", list(self.weights), MAX_LAYERS)
         if len(self.weights) != len(self.layers):
-            raise _say(where, f"'weights' has {len(self.weights)} entries for {len(self.layers)} layers (one per layer)")
+            raise _say(
+                where, f"'weights' has {len(self.weights)} entries for {len(self.layers)} layers (one per layer)"
+            )
         if _number(self.scale) is None:
             raise _say(where, f"'scale' must be a finite number within ±{MAX_ABS:g}")
         if self.position_weights is not None:
@@ -254,7 +257,9 @@ def describe(record: dict[str, Any] | None) -> str:
     )
     pw = record.get("position_weights")
     if pw:
-        text += f"; position weights {', '.join(f'{x:g}' for x in pw[:6])}{', …' if len(pw) > 6 else ''} (then {pw[-1]:g})"
+        text += (
+            f"; position weights {', '.join(f'{x:g}' for x in pw[:6])}{', …' if len(pw) > 6 else ''} (then {pw[-1]:g})"
+        )
     return text
 
 
@@ -316,8 +321,12 @@ def load_vector(path: Path | str) -> tuple[np.ndarray, str]:
         raise
     except ValueError as e:
         if "pickle" in str(e):
-            raise _say(where, "holds Python objects (a pickle), which tokentui never loads; save a float array") from None
-        raise _say(where, f"is not a readable {suffix} file ({str(e).splitlines()[0][:120] if str(e) else 'damaged'})") from None
+            raise _say(
+                where, "holds Python objects (a pickle), which tokentui never loads; save a float array"
+            ) from None
+        raise _say(
+            where, f"is not a readable {suffix} file ({str(e).splitlines()[0][:120] if str(e) else 'damaged'})"
+        ) from None
     except Exception as e:  # noqa: BLE001 - the file libraries' own errors (truncation, bf16 without torch …)
         first = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
         raise _say(where, f"is not a readable {suffix} file ({first})") from None
@@ -406,3 +415,24 @@ def save_vector(path: Path | str, vector: np.ndarray, metadata: dict[str, str] |
     finally:
         Path(tmp).unlink(missing_ok=True)
     return hashlib.sha256(data).hexdigest()
+
+
+MAX_PROMPT_FILE_BYTES = 16 << 20
+MAX_PROMPTS = 100_000
+
+
+def read_prompts(path: Path | str) -> list[str]:
+    """The prompts of a contrast set: one per line of a UTF-8 text file (blank lines skipped; a
+    line is taken as it is, without its line break). SteeringError when there are none."""
+    path = Path(path)
+    raw = _read_regular(path, MAX_PROMPT_FILE_BYTES, "prompt file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _say(str(path), "is not UTF-8 text") from None
+    prompts = [line for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise _say(str(path), "holds no prompt (one prompt per line)")
+    if len(prompts) > MAX_PROMPTS:
+        raise _say(str(path), f"holds {len(prompts)} prompts (at most {MAX_PROMPTS})")
+    return prompts

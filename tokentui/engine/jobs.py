@@ -145,7 +145,9 @@ class Resample(Fork):
 
     def events(self) -> Iterator[Event]:
         assert self.run is not None
-        yield from self.backend.fork(self.run, self.parent, self.position, [], self.sampling, self.cancel, self.steering)
+        yield from self.backend.fork(
+            self.run, self.parent, self.position, [], self.sampling, self.cancel, self.steering
+        )
 
 
 class Score(Job):

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tokentui.core.steering import SteeringSpec
+from tokentui.core.steering import CONTRAST_POSITIONS, SteeringSpec
 from tokentui.engine.errors import EngineError
 from tokentui.engine.hf.arch import _decoder
 
@@ -62,16 +62,27 @@ def config_layers(config: Any) -> int | None:
     return None
 
 
+def _config(model: str, trust_remote_code: bool, progress) -> Any:
+    from tokentui.engine.hf.loading import _Source  # the loader's own config reader (GGUF, offline …)
+
+    return _Source(model, trust_remote_code, None, progress or (lambda _m: None)).config()
+
+
 def check_before_load(spec: SteeringSpec, model: str, trust_remote_code: bool = False, progress=None) -> None:
     """Refuse a spec naming a layer the model lacks, or a vector of another size, from the
     model's configuration alone: before any weights are read (the check is repeated on the
     loaded model)."""
-    from tokentui.engine.hf.loading import _Source  # the loader's own config reader (GGUF, offline …)
-
-    config = _Source(model, trust_remote_code, None, progress or (lambda _m: None)).config()
+    config = _config(model, trust_remote_code, progress)
     n_layers = config_layers(config)
     if n_layers is not None:
         spec.check_model(n_layers, hidden_size(config))
+
+
+def check_layer_before_load(layer: int, model: str, trust_remote_code: bool = False, progress=None) -> None:
+    """Refuse a layer number the model lacks, from its configuration alone."""
+    n_layers = config_layers(_config(model, trust_remote_code, progress))
+    if n_layers is not None and not 1 <= layer <= n_layers:
+        raise EngineError(f"layer {layer} does not exist: the model has layers 1…{n_layers}")
 
 
 class Steerer:
@@ -125,8 +136,6 @@ class Steerer:
 
 # --- contrast vectors (`tokentui steer-vector`) -------------------------------------------------
 
-POSITIONS = ("mean", "last")
-
 
 def block_output(model: Any, blocks: Sequence[torch.nn.Module], layer: int, ids: list[int]) -> torch.Tensor:
     """[T, d] float32: the output of block `layer` (1-based) for the token ids, from the decoder
@@ -170,8 +179,8 @@ def contrast_vector(
     """mean over the positive prompts − mean over the negative prompts of each prompt's hidden
     state at `layer` (the output of block `layer`, reduced over positions by `position`), float32
     [d]. Prompts are encoded as `encode_prompt` does (special tokens; `chat`: the template)."""
-    if position not in POSITIONS:
-        raise EngineError(f"unknown position {position!r} (choose from {', '.join(POSITIONS)})")
+    if position not in CONTRAST_POSITIONS:
+        raise EngineError(f"unknown position {position!r} (choose from {', '.join(CONTRAST_POSITIONS)})")
     n_layers = backend.info.n_layers
     if not 1 <= layer <= n_layers:
         raise EngineError(f"layer {layer} does not exist: the model has layers 1…{n_layers}")

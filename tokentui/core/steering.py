@@ -263,6 +263,14 @@ def describe(record: dict[str, Any] | None) -> str:
     return text
 
 
+def short(record: dict[str, Any] | None) -> str:
+    """A few words for a settings line: 'steered v.npy ×4 @2,3' ('' for None). Sanitised."""
+    if record is None:
+        return ""
+    layers = ",".join(str(x) for x in record["layers"][:8]) + ("…" if len(record["layers"]) > 8 else "")
+    return f"steered {sanitize(str(record['vector']))[:30]} ×{float(record['scale']):g} @{layers}"
+
+
 # --- reading files -----------------------------------------------------------------------------
 
 

@@ -7,6 +7,8 @@ steps in one pass over the unembedding, so the layer view stays nearly live at a
 per-step cost (`lens_chunk=1` lenses every step, `lens_chunk=0` turns the lens off: only the last
 layer, the model's own value, is recorded). Generation stops at the model's context (status
 `context`); a failure midway ends the branch with status `error` after its steps are reported.
+A steered call (`steering=`) puts its hooks on the blocks around each forward only
+(`engine/hf/steering.py`) and reuses only KV caches made under the same steering.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ from tokentui.engine.hf.sampling import choose, make_generator
 from tokentui.engine.hf.steering import Steerer
 
 TEACHER_FORCED_ELEMENTS = 1 << 20  # log-probs scored at once when teacher forcing (4 MB of float32)
+
+
+def _cache_length(cache) -> int:
+    """Positions a KV cache holds: the absolute position of the next forward's first token."""
+    return int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
 
 
 def cache_of(out):
@@ -150,9 +157,8 @@ class HFBackend:
         """One forward; `extra`: more model arguments (a tree search's mask and position ids);
         `steer`: its hooks are on the blocks for this forward only (the input's first position
         is the cache's length)."""
-        start = cache.get_seq_length() if cache is not None and hasattr(cache, "get_seq_length") else 0
         try:
-            with steer.applied(start) if steer is not None else nullcontext():
+            with nullcontext() if steer is None else steer.applied(_cache_length(cache)):
                 return self.model(
                     input_ids=ids,
                     use_cache=use_cache,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from tokentui.cli import attribute, batch, compare, explore, export, generate, runs, stats, tree
+from tokentui.cli import attribute, batch, compare, explore, export, generate, runs, stats, steer, tree
 
 app = typer.Typer(
     name="tokentui",
@@ -29,6 +29,8 @@ app.command()(stats.stats)
 app.command()(explore.explore)
 app.command()(explore.replay)
 app.command()(batch.batch)
+app.command()(steer.steer_vector)  # steering (issue 14)
+app.command()(steer.steer_compare)
 
 
 def main() -> None:

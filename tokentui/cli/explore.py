@@ -17,6 +17,7 @@ from tokentui.cli.options import (
     ModelOpt,
     RemoteOpt,
     RunRefArg,
+    SteerOpt,
     generation_options,
 )
 from tokentui.cli.output import fail, user_errors
@@ -61,11 +62,22 @@ def explore(
     lens_chunk: LensOpt = 32,
     lens_precision: LensPrecisionOpt = "auto",
     cache_dir: CacheOpt = None,
+    steer: SteerOpt = None,
 ) -> None:
     """Open the explorer with a model: type a prompt, watch it generate, branch on alternatives."""
     assert settings is not None  # @generation_options passes it
     open_explorer(
-        model, prompt, settings, device, dtype, trust_remote_code, lens_chunk, lens_precision, cache_dir, bool(prompt)
+        model,
+        prompt,
+        settings,
+        device,
+        dtype,
+        trust_remote_code,
+        lens_chunk,
+        lens_precision,
+        cache_dir,
+        bool(prompt),
+        steer=steer,
     )
 
 
@@ -81,14 +93,22 @@ def open_explorer(
     cache_dir: Path | None = None,
     generate_at_once: bool = False,
     hint: str = "",
+    steer: Path | None = None,
 ) -> None:
     """The explorer on `model`, `prompt` in its input (generated at once only when asked);
-    `hint`: a line the explorer shows once it is up."""
+    `hint`: a line the explorer shows once it is up; `steer`: a steering spec (V toggles it, C
+    compares standard and steered)."""
     from tokentui.engine.backend import ModelSpec, check_spec
 
     try:
         settings.check()
-        check_spec(ModelSpec(model, device, dtype, trust_remote_code, lens_chunk, lens_precision))
+        spec = ModelSpec(model, device, dtype, trust_remote_code, lens_chunk, lens_precision)
+        check_spec(spec)
+        steering = None
+        if steer is not None:
+            from tokentui.cli.steer import load_steering
+
+            steering = load_steering(steer, spec)
     except user_errors() as e:
         fail(str(e))
     from tokentui.tui.start import ExplorerCrashed, explorer, run_app
@@ -105,6 +125,7 @@ def open_explorer(
         lens_chunk=lens_chunk,
         lens_precision=lens_precision,
         hint=hint,
+        steering=steering,
     )
     try:
         run_app(app)

@@ -25,7 +25,8 @@ def export(
         typer.Option(
             "--format",
             help="csv, jsonl, json, tree-json (seed 002's tree viewer), seed002-jsonl (its logprobs viewer) or "
-            "seed004 (an attribution record as seed 004's JSON); default: the --out file's extension (csv to "
+            "seed004 (an attribution record as seed 004's JSON), seed001-comparative (seed 001's comparative CSVs "
+            "of a steering comparison, into the --out folder); default: the --out file's extension (csv to "
             "standard output).",
         ),
     ] = None,
@@ -35,6 +36,14 @@ def export(
             "--attribution",
             help="With --format seed004: which of the run's attribution records (0 = the oldest, -1 = the newest; "
             "default: the newest).",
+        ),
+    ] = None,
+    branch: Annotated[
+        int | None,
+        typer.Option(
+            "--branch",
+            help="With --format seed001-comparative: the steered branch, compared with its parent (default: the "
+            "run's first branch steered otherwise than its parent).",
         ),
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of standard output.")] = None,
@@ -51,12 +60,29 @@ def export(
     """Export a run: CSV (one row per token), JSONL (one token per line with top-k), JSON (whole
     tree), seed 002's tree JSON and logprobs lines, or seed 004's attribution JSON."""
     from tokentui.core.display import sanitize
-    from tokentui.store.export import FORMATS, ExportError, attribution_at, check_target, format_for, write_file
+    from tokentui.store.export import (
+        FORMATS,
+        SEED001_COMPARATIVE,
+        ExportError,
+        attribution_at,
+        check_target,
+        format_for,
+        write_file,
+        write_seed001_comparative,
+    )
     from tokentui.store.export import export as write_to
 
     try:
         if attribution is not None and fmt != "seed004":
             raise ExportError("--attribution goes with --format seed004")
+        if branch is not None and fmt != SEED001_COMPARATIVE:
+            raise ExportError(f"--branch goes with --format {SEED001_COMPARATIVE}")
+        if fmt == SEED001_COMPARATIVE:  # a folder of files (steering comparisons)
+            if out is None:
+                raise ExportError(f"--format {SEED001_COMPARATIVE} writes a folder of CSV files: give --out FOLDER")
+            for path in write_seed001_comparative(load_ref(run, cache_dir), out, force, branch, raw_csv):
+                typer.echo(f"wrote {sanitize(str(path))}", err=True)
+            return
         if out is None:
             fmt = fmt or "csv"
             if fmt not in FORMATS:

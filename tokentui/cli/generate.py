@@ -23,6 +23,7 @@ from tokentui.cli.options import (
     LensPrecisionOpt,
     ModelOpt,
     RemoteOpt,
+    SteerOpt,
     TextEscapesOpt,
     TextOpt,
     generation_options,
@@ -66,6 +67,7 @@ def generate(
     lens_chunk: LensOpt = 32,
     lens_precision: LensPrecisionOpt = "auto",
     cache_dir: CacheOpt = None,
+    steer: SteerOpt = None,
 ) -> None:
     """Generate from a prompt, recording every token; print the stream and a stats table, save the run."""
     assert settings is not None  # @generation_options passes it
@@ -77,15 +79,20 @@ def generate(
         check_spec(spec)
         if not prompt.strip():
             fail("the prompt is empty")
+        from tokentui.cli.steer import load_steering
+
+        steering = load_steering(steer, spec)
         backend = _open(spec, settings)
-        generate_job(backend, prompt, settings, lens_chunk, cache_dir, as_json)
+        generate_job(backend, prompt, settings, lens_chunk, cache_dir, as_json, steering)
     except user_errors() as e:
         fail(str(e))
     except KeyboardInterrupt:  # before the generation started (loading): nothing to save
         interrupted("interrupted before anything was generated: nothing saved")
 
 
-def generate_job(backend, prompt: str, settings: GenerationSettings, lens_chunk: int, cache_dir, as_json: bool) -> None:
+def generate_job(
+    backend, prompt: str, settings: GenerationSettings, lens_chunk: int, cache_dir, as_json: bool, steering=None
+) -> None:
     """Drive a Generate job and print as it goes: the coloured stream then the table, or
     (`as_json`) one JSONL record per position, the prompt's first, each once its layer values are
     in. Ctrl-C stops the generation within a step and keeps what was made: the run is saved with
@@ -98,7 +105,7 @@ def generate_job(backend, prompt: str, settings: GenerationSettings, lens_chunk:
     from tokentui.store.export import token_line
 
     out = Output()
-    job = jobs.Generate(backend, prompt, settings)
+    job = jobs.Generate(backend, prompt, settings, steering=steering)
     color = use_color() and not as_json
     # records wait for their layer values when the lens runs in chunks
     waits_for_lens = lens_chunk > 1 and backend.capabilities.lens and backend.info.n_layers > 1
@@ -169,6 +176,7 @@ def score(
     trust_remote_code: RemoteOpt = False,
     lens_precision: LensPrecisionOpt = "auto",
     cache_dir: CacheOpt = None,
+    steer: SteerOpt = None,
 ) -> None:
     """Teacher-forced scoring: the same per-token records for every position of a given text."""
     try:
@@ -179,22 +187,25 @@ def score(
         spec = ModelSpec(model, device, dtype, trust_remote_code, 32, lens_precision)
         check_spec(spec)
         value = read_text(text, file, text_escapes)
+        from tokentui.cli.steer import load_steering
+
+        steering = load_steering(steer, spec)
         backend = _open(spec, k_only)
-        score_job(backend, value, alternatives, cache_dir, as_json)
+        score_job(backend, value, alternatives, cache_dir, as_json, steering)
     except user_errors() as e:
         fail(str(e))
     except KeyboardInterrupt:
         interrupted("interrupted: nothing saved")
 
 
-def score_job(backend, text: str, k: int, cache_dir, as_json: bool) -> None:
+def score_job(backend, text: str, k: int, cache_dir, as_json: bool, steering=None) -> None:
     """Drive a Score job, save the run, print its records (JSONL) or its table and summary."""
     from tokentui.cli.render import table
     from tokentui.engine import jobs
     from tokentui.store.export import iter_steps, token_line
 
     out = Output()
-    job = jobs.Score(backend, text, k)
+    job = jobs.Score(backend, text, k, steering=steering)
     jobs.drive(job)
     run = job.run
     assert run is not None  # the score job made it

@@ -55,6 +55,14 @@ LensPrecisionOpt = Annotated[
 ]
 ChatOpt = Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the tokenizer's chat template.")]
 RunRefArg = Annotated[str, typer.Argument(help="Run id (or any unique part of one) or path to a run file.")]
+SteerOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--steer",
+        help="Steering spec (TOML: vector, layers, weights, position_weights, scale): add a vector to the "
+        "residual stream at those layers (see the README's Steering section).",
+    ),
+]
 
 # A text to read (score, compare): see cli/text_input.read_text.
 TextOpt = Annotated[

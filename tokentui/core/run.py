@@ -52,6 +52,8 @@ class RunMeta:
     # a comparison run's second model (`tokentui compare`): {"model", "revision", "dtype", "device",
     # "tokenizer", "weights_file"} as for the first; None: one model
     model_b: dict[str, Any] | None = None
+    # the steering the prompt's steps were computed under (core/steering.py's record); None: none
+    steering: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,6 +95,7 @@ class Branch:
     n_forced: int = 0
     status: str = "running"
     sampling: dict[str, Any] | None = None  # the sampler that grew it (SamplingParams as a dict); None: unknown
+    steering: dict[str, Any] | None = None  # the steering that grew it (core/steering.py's record); None: none
 
     @property
     def end(self) -> int:
@@ -117,6 +120,7 @@ class Branch:
             "status": self.status,
             "steps": len(self.steps),
             "sampling": self.sampling,
+            **({"steering": self.steering} if self.steering is not None else {}),  # (absent: not steered)
         }
 
 
@@ -168,7 +172,10 @@ class Run:
     def copy(self) -> Run:
         """An independent copy: what one thread hands another instead of sharing arrays."""
         out = Run(self.meta.copy(), self.tokens.copy(), self.prompt.copy(), self.layout)
-        out.branches = [replace(b, steps=b.steps.copy(), sampling=copy.deepcopy(b.sampling)) for b in self.branches]
+        out.branches = [
+            replace(b, steps=b.steps.copy(), sampling=copy.deepcopy(b.sampling), steering=copy.deepcopy(b.steering))
+            for b in self.branches
+        ]
         out.attributions = list(self.attributions)  # records are never changed once made
         out.saved_steps, out.saved_attributions = self.saved_steps, self.saved_attributions
         return out
@@ -194,7 +201,12 @@ class Run:
 
     # --- tree -------------------------------------------------------------------------------
     def add_branch(
-        self, parent: int | None, fork_position: int, n_forced: int = 0, sampling: dict[str, Any] | None = None
+        self,
+        parent: int | None,
+        fork_position: int,
+        n_forced: int = 0,
+        sampling: dict[str, Any] | None = None,
+        steering: dict[str, Any] | None = None,
     ) -> Branch:
         if parent is None:
             if self.branches:
@@ -207,7 +219,15 @@ class Run:
                 raise RunError(
                     f"branch position {fork_position} is out of range 1..{self.length(parent)} of branch {parent}"
                 )
-        b = Branch(len(self.branches), parent, fork_position, Columns(self.layout), n_forced, sampling=sampling)
+        b = Branch(
+            len(self.branches),
+            parent,
+            fork_position,
+            Columns(self.layout),
+            n_forced,
+            sampling=sampling,
+            steering=steering,
+        )
         self.branches.append(b)
         return b
 

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from tokentui.core.params import GenerationSettings, SamplingParams, TreeParams
 from tokentui.core.run import Run
+from tokentui.core.steering import SteeringSpec
 from tokentui.engine.capabilities import Capabilities
 from tokentui.engine.events import Event
 
@@ -70,13 +71,23 @@ class Backend(Protocol):
         sampling: SamplingParams,
         cancel: threading.Event | None,
         forced: list[int],
+        steering: SteeringSpec | None = None,
     ) -> Iterator[Event]:
-        """Score the prompt, then grow the run's root branch, streaming its events."""
+        """Score the prompt, then grow the run's root branch, streaming its events. `steering`
+        (here and below; needs `hooks`): the forwards run steered, and the run records it."""
         ...
 
     def continue_branch(
-        self, run: Run, branch_id: int, sampling: SamplingParams, cancel: threading.Event | None
-    ) -> Iterator[Event]: ...
+        self,
+        run: Run,
+        branch_id: int,
+        sampling: SamplingParams,
+        cancel: threading.Event | None,
+        steering: SteeringSpec | None = None,
+    ) -> Iterator[Event]:
+        """More tokens for a branch, steered as the branch was (a steered branch needs its own
+        steering given again)."""
+        ...
 
     def fork(
         self,
@@ -86,12 +97,13 @@ class Backend(Protocol):
         forced: list[int],
         sampling: SamplingParams,
         cancel: threading.Event | None,
+        steering: SteeringSpec | None = None,
     ) -> Iterator[Event]:
         """A new branch of `parent` at `position`: take `forced` there (none: sample that token
         afresh), then continue."""
         ...
 
-    def score_ids(self, ids: list[int], k: int, text: str | None = None) -> Run:
+    def score_ids(self, ids: list[int], k: int, text: str | None = None, steering: SteeringSpec | None = None) -> Run:
         """Teacher forcing: every position's measures for given ids, in one pass."""
         ...
 

@@ -47,6 +47,7 @@ class BranchStarted:
     parent: int | None
     fork_position: int
     sampling: dict[str, Any] | None = None  # the sampler growing it
+    steering: dict[str, Any] | None = None  # the steering growing it (core/steering.py's record); None: none
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ def apply_event(run: Run | None, ev: Event) -> Run | None:
     if isinstance(ev, BranchStarted):
         if ev.branch_id != len(run.branches):
             raise ValueError(f"branch {ev.branch_id} started out of order (the run has {len(run.branches)})")
-        run.add_branch(ev.parent, ev.fork_position, sampling=ev.sampling)
+        run.add_branch(ev.parent, ev.fork_position, sampling=ev.sampling, steering=ev.steering)
     elif isinstance(ev, StepEvent):
         run.tokens.update(ev.new_tokens)
         run.append_step(ev.branch_id, ev.step)

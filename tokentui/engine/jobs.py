@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from tokentui.core import attribution
 from tokentui.core.params import GenerationSettings, SamplingParams, TreeParams
 from tokentui.core.run import Run
+from tokentui.core.steering import SteeringSpec
 from tokentui.engine.backend import Backend
 from tokentui.engine.errors import EngineError
 from tokentui.engine.events import Attributed, Event, Finished, RunStarted, StepEvent, TreeProgress
@@ -46,10 +47,15 @@ class Generate(Job):
     name = "generate"
 
     def __init__(
-        self, backend: Backend, prompt: str, settings: GenerationSettings, cancel: threading.Event | None = None
+        self,
+        backend: Backend,
+        prompt: str,
+        settings: GenerationSettings,
+        cancel: threading.Event | None = None,
+        steering: SteeringSpec | None = None,
     ) -> None:
         super().__init__(backend, cancel)
-        self.prompt, self.settings = prompt, settings.copy()
+        self.prompt, self.settings, self.steering = prompt, settings.copy(), steering
 
     def events(self) -> Iterator[Event]:
         st = self.settings
@@ -58,7 +64,7 @@ class Generate(Job):
         if st.forced and not forced:
             raise EngineError("the forced text encodes to no tokens")
         self.run = self.backend.new_run(self.prompt, st, template)
-        yield from self.backend.generate(self.run, ids, st.sampling, self.cancel, forced)
+        yield from self.backend.generate(self.run, ids, st.sampling, self.cancel, forced, self.steering)
 
 
 class Continue(Job):
@@ -73,13 +79,15 @@ class Continue(Job):
         branch_id: int,
         sampling: SamplingParams,
         cancel: threading.Event | None = None,
+        steering: SteeringSpec | None = None,
     ) -> None:
+        """`steering`: the steering at hand; a branch continues as it was grown (steered or not)."""
         super().__init__(backend, cancel)
-        self.run, self.branch_id, self.sampling = run, branch_id, sampling.copy()
+        self.run, self.branch_id, self.sampling, self.steering = run, branch_id, sampling.copy(), steering
 
     def events(self) -> Iterator[Event]:
         assert self.run is not None
-        yield from self.backend.continue_branch(self.run, self.branch_id, self.sampling, self.cancel)
+        yield from self.backend.continue_branch(self.run, self.branch_id, self.sampling, self.cancel, self.steering)
 
 
 class Fork(Job):
@@ -98,17 +106,20 @@ class Fork(Job):
         token_ids: list[int] | None = None,
         text: str = "",
         cancel: threading.Event | None = None,
+        steering: SteeringSpec | None = None,
     ) -> None:
         super().__init__(backend, cancel)
         self.run, self.parent, self.position, self.sampling = run, parent, position, sampling.copy()
-        self.token_ids, self.text = token_ids, text
+        self.token_ids, self.text, self.steering = token_ids, text, steering
 
     def events(self) -> Iterator[Event]:
         assert self.run is not None
         ids = list(self.token_ids) if self.token_ids else self.backend.encode_text(self.text)
         if not ids:
             raise EngineError("a branch needs at least one token to take")
-        yield from self.backend.fork(self.run, self.parent, self.position, ids, self.sampling, self.cancel)
+        yield from self.backend.fork(
+            self.run, self.parent, self.position, ids, self.sampling, self.cancel, self.steering
+        )
 
 
 class Resample(Fork):
@@ -125,15 +136,18 @@ class Resample(Fork):
         position: int,
         sampling: SamplingParams,
         cancel: threading.Event | None = None,
+        steering: SteeringSpec | None = None,
     ) -> None:
-        super().__init__(backend, run, parent, position, sampling, cancel=cancel)
+        super().__init__(backend, run, parent, position, sampling, cancel=cancel, steering=steering)
         if self.sampling.greedy:
             self.sampling.temperature = 1.0
         self.sampling.seed = secrets.randbits(31)
 
     def events(self) -> Iterator[Event]:
         assert self.run is not None
-        yield from self.backend.fork(self.run, self.parent, self.position, [], self.sampling, self.cancel)
+        yield from self.backend.fork(
+            self.run, self.parent, self.position, [], self.sampling, self.cancel, self.steering
+        )
 
 
 class Score(Job):
@@ -141,9 +155,16 @@ class Score(Job):
 
     name = "score"
 
-    def __init__(self, backend: Backend, text: str | None = None, k: int = 20, ids: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        text: str | None = None,
+        k: int = 20,
+        ids: list[int] | None = None,
+        steering: SteeringSpec | None = None,
+    ) -> None:
         super().__init__(backend)
-        self.text, self.k, self.ids = text, k, ids
+        self.text, self.k, self.ids, self.steering = text, k, ids, steering
 
     def events(self) -> Iterator[Event]:
         t0 = time.perf_counter()
@@ -152,7 +173,7 @@ class Score(Job):
             if not self.text or not self.text.strip():
                 raise EngineError("the text is empty")
             ids, _ = self.backend.encode_prompt(self.text)
-        self.run = self.backend.score_ids(ids, self.k, self.text)
+        self.run = self.backend.score_ids(ids, self.k, self.text, self.steering)
         yield RunStarted(self.run.copy())
         yield Finished(self.run.id, 0, "scored", 0, time.perf_counter() - t0)
 
@@ -229,6 +250,63 @@ class Attribute(Job):
         self.run.branch(self.branch)  # a missing branch is a one-line RunError before any work
         yield from self.backend.attribute(
             self.run, self.branch, self.positions, self.method, self.alternative, self.steps, self.cancel
+        )
+
+
+class SteerCompare(Job):
+    """The same prompt (or text) run standard and steered, as one run with two branches
+    (`core/steer_compare.py`). From a prompt: branch 0 is the standard generation, branch 1 forks it
+    at the prompt's end and generates again, steered, with the same sampler, seed and forced
+    tokens. From a text (`text`): both teacher-forced, branch 1 steered, from position 1 on.
+    Cancel keeps what was made (a cancelled standard branch is not followed by a steered one)."""
+
+    name = "compare"
+
+    def __init__(
+        self,
+        backend: Backend,
+        steering: SteeringSpec,
+        prompt: str | None = None,
+        settings: GenerationSettings | None = None,
+        text: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        super().__init__(backend, cancel)
+        if (prompt is None) == (text is None):
+            raise EngineError("a comparison starts from a prompt or from a text, not both")
+        self.steering, self.prompt, self.text = steering, prompt, text
+        self.settings = (settings or GenerationSettings()).copy()
+
+    def events(self) -> Iterator[Event]:
+        from tokentui.core.steer_compare import paired_scores
+
+        why = self.backend.capabilities.why_not("hooks", self.backend.kind)
+        if why is not None:
+            raise EngineError(f"steering needs forward hooks: {why}")
+        st = self.settings
+        if self.text is not None:
+            t0 = time.perf_counter()
+            if not self.text.strip():
+                raise EngineError("the text is empty")
+            ids, _ = self.backend.encode_prompt(self.text)
+            standard = self.backend.score_ids(ids, st.k, self.text)
+            steered = self.backend.score_ids(ids, st.k, self.text, self.steering)
+            self.run = paired_scores(standard, steered)
+            yield RunStarted(self.run.copy())
+            for b in self.run.branches:
+                yield Finished(self.run.id, b.id, "scored", 0, time.perf_counter() - t0)
+            return
+        assert self.prompt is not None
+        ids, template = self.backend.encode_prompt(self.prompt, st.chat)
+        forced = self.backend.encode_text(st.forced)
+        if st.forced and not forced:
+            raise EngineError("the forced text encodes to no tokens")
+        self.run = self.backend.new_run(self.prompt, st, template)
+        yield from self.backend.generate(self.run, ids, st.sampling, self.cancel, list(forced))
+        if self.cancel.is_set() or self.run.branches[0].status == "error":
+            return
+        yield from self.backend.fork(
+            self.run, 0, len(self.run.prompt), list(forced), st.sampling, self.cancel, self.steering
         )
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tokentui.core.params import GenerationSettings, RunError, SamplingParams, TreeParams
 from tokentui.core.run import Run
+from tokentui.core.steering import SteeringSpec
 from tokentui.engine import jobs
 from tokentui.engine.backend import Backend, ModelSpec
 from tokentui.engine.errors import EngineError
@@ -37,12 +38,14 @@ class Load:
 class Generate:
     prompt: str
     settings: GenerationSettings = field(default_factory=GenerationSettings)
+    steering: SteeringSpec | None = None  # steer the new run (core/steering.py)
 
 
 @dataclass
 class Continue:
     branch_id: int
     sampling: SamplingParams = field(default_factory=SamplingParams)
+    steering: SteeringSpec | None = None  # the steering at hand: a steered branch continues only with its own
 
 
 @dataclass
@@ -54,6 +57,7 @@ class Fork:
     token_ids: list[int] | None = None  # take these tokens …
     text: str = ""  # … or the tokens of this text
     sampling: SamplingParams = field(default_factory=SamplingParams)
+    steering: SteeringSpec | None = None  # steer the new branch
 
 
 @dataclass
@@ -63,6 +67,7 @@ class Resample:
     parent: int
     position: int
     sampling: SamplingParams = field(default_factory=SamplingParams)
+    steering: SteeringSpec | None = None  # steer the new branch
 
 
 @dataclass
@@ -103,7 +108,16 @@ class Adopt:
     run: Run
 
 
-Command = Load | Generate | Continue | Fork | Resample | Score | Tree | Attribute | Adopt
+@dataclass
+class SteerCompare:
+    """A new run from `prompt`: branch 0 standard, branch 1 steered by `steering` (`jobs.SteerCompare`)."""
+
+    prompt: str
+    steering: SteeringSpec
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+
+
+Command = Load | Generate | Continue | Fork | Resample | Score | Tree | Attribute | Adopt | SteerCompare
 
 
 class Worker:
@@ -188,16 +202,20 @@ class Worker:
 
     def _job(self, cmd: Command, cancel: threading.Event) -> Job | None:
         if isinstance(cmd, Generate):
-            return jobs.Generate(self._need_backend(), cmd.prompt, cmd.settings, cancel)
+            return jobs.Generate(self._need_backend(), cmd.prompt, cmd.settings, cancel, cmd.steering)
         if isinstance(cmd, Continue):
             b, run = self._need_backend(), self._need_run()
-            return jobs.Continue(b, run, cmd.branch_id, cmd.sampling, cancel)
+            return jobs.Continue(b, run, cmd.branch_id, cmd.sampling, cancel, cmd.steering)
         if isinstance(cmd, Fork):
             b, run = self._need_backend(), self._need_run()
-            return jobs.Fork(b, run, cmd.parent, cmd.position, cmd.sampling, cmd.token_ids, cmd.text, cancel)
+            return jobs.Fork(
+                b, run, cmd.parent, cmd.position, cmd.sampling, cmd.token_ids, cmd.text, cancel, cmd.steering
+            )
         if isinstance(cmd, Resample):
             b, run = self._need_backend(), self._need_run()
-            return jobs.Resample(b, run, cmd.parent, cmd.position, cmd.sampling, cancel)
+            return jobs.Resample(b, run, cmd.parent, cmd.position, cmd.sampling, cancel, cmd.steering)
+        if isinstance(cmd, SteerCompare):
+            return jobs.SteerCompare(self._need_backend(), cmd.steering, cmd.prompt, cmd.settings, cancel=cancel)
         if isinstance(cmd, Score):
             return jobs.Score(self._need_backend(), cmd.text, cmd.k)
         if isinstance(cmd, Tree):

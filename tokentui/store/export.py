@@ -639,3 +639,131 @@ def write_file(
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+# --- seed 001's comparative files: a steering comparison (core/steer_compare.py) -----------------
+
+SEED001_COMPARATIVE = "seed001-comparative"
+CONTEXT_CHARS = 200  # a row's sentence: the last this many characters of the text before the token
+ANALYSES = ("standard", "control", "difference", "percent_change")
+
+
+def _value(x: float, integer: bool) -> str:
+    """One number of a `values` list: integers as such, NaN/Infinity as Python's json reads them."""
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    return str(int(x)) if integer else repr(float(x))
+
+
+def _values(row: np.ndarray, integer: bool) -> str:
+    return "[" + ",".join(_value(float(x), integer) for x in np.atleast_1d(row)) + "]"
+
+
+def file_stem(name: str) -> str:
+    """A model name as a file-name part: letters, digits, '.', '_', '-' (a Hub id's '/' → '_')."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return stem[:100] or "model"
+
+
+def comparison_sentence(run: Run, branch: int, position: int) -> str:
+    """Seed 001's `sentence` of a compared position: `[position] ` and the text the model had read
+    before the token (the standard branch's positions 0…position−1), its last CONTEXT_CHARS
+    characters (… in front when cut)."""
+    start = max(0, position - CONTEXT_CHARS)  # a token is at least one byte: enough tokens for the tail
+    text = decode_bytes(run.tokens.text(run.sequence(branch)[start:position].tolist()))
+    cut = start > 0 or len(text) > CONTEXT_CHARS
+    return f"[{position}] " + ("…" + text[-CONTEXT_CHARS:] if cut else text)
+
+
+def seed001_comparative_tables(run: Run, branch: int | None = None) -> dict[str, list[list[Any]]]:
+    """Seed 001's comparative files of the comparison of `branch` (default:
+    `comparison.steered_branch`) with its parent, as relative path → rows (header first):
+
+    - `comparative/data/{model}_{measure}_comparative.csv` for every compared measure
+      (`comparison.compared_measures`): `sentence,values`, four rows per compared position —
+      `<sentence> (standard)`, `(control)` (the steered branch), `(difference)` (control −
+      standard) and `(percent_change)` (100 × difference / |standard|) — where `values` is the
+      list over layers 1…L of a per-layer measure, a one-element list of a per-token one;
+    - `comparative/predictions/{model}_comparative_predictions.csv`: `Sentence,Token,Probability,
+      Analysis`, the recorded top-k of each compared position's distribution, standard then
+      control, most probable first (Probability = exp of the stored log-prob)."""
+    from tokentui.core.steer_compare import compare, steered_branch
+
+    c = compare(run, steered_branch(run) if branch is None else branch)
+    model = file_stem(run.meta.model)
+    sentences = [comparison_sentence(run, c.standard, int(p)) for p in c.positions]
+    tables: dict[str, list[list[Any]]] = {}
+    for m in c.measures:
+        rows: list[list[Any]] = [["sentence", "values"]]
+        four = c.rows(m.name)
+        integer = m.dtype == "int32"
+        for i, sentence in enumerate(sentences):
+            for analysis in ANALYSES:
+                rows.append(
+                    [f"{sentence} ({analysis})", _values(four[analysis][i], integer and analysis != "percent_change")]
+                )
+        tables[f"comparative/data/{model}_{m.name}_comparative.csv"] = rows
+    preds: list[list[Any]] = [["Sentence", "Token", "Probability", "Analysis"]]
+    for sentence, p in zip(sentences, c.positions):
+        for analysis, b in (("standard", c.standard), ("control", c.steered)):
+            step = run.step(b, int(p))
+            for t, lp in zip(step.topk_ids, step.topk_logprobs):
+                if t >= 0:
+                    preds.append([sentence, _text(run, int(t)), math.exp(float(lp)), analysis])
+    tables[f"comparative/predictions/{model}_comparative_predictions.csv"] = preds
+    return tables
+
+
+def _folders(out_dir: Path, rel: str) -> list[Path]:
+    """`out_dir` and the folders below it that hold the file `rel`, outermost first."""
+    parts = Path(rel).parent.parts
+    return [out_dir] + [out_dir.joinpath(*parts[: i + 1]) for i in range(len(parts))]
+
+
+def _check_folder(path: Path) -> None:
+    """A folder to write into may be missing (it is made); a symlink or anything else is refused."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise ExportError(f"{path} is not a folder; give a folder for seed 001's files")
+
+
+def write_seed001_comparative(
+    run: Run, out_dir: Path, overwrite: bool = False, branch: int | None = None, raw_csv: bool = False
+) -> list[Path]:
+    """Write `seed001_comparative_tables` under the folder `out_dir` (made if missing); each file
+    atomically, an existing one only with `overwrite`, never through a symlink. Every folder and
+    file is checked before the first is written, so a refusal leaves nothing half-done."""
+    tables = seed001_comparative_tables(run, branch)
+    for rel in tables:
+        for d in _folders(out_dir, rel):
+            _check_folder(d)
+        if (out_dir / rel).parent.is_dir():
+            check_target(out_dir / rel, overwrite)
+    written = []
+    for rel, rows in tables.items():
+        target = out_dir / rel
+        for d in _folders(out_dir, rel):
+            _check_folder(d)
+            try:
+                d.mkdir(exist_ok=True)
+            except OSError as e:
+                raise ExportError(f"cannot make the folder {d}: {e.strerror or e}") from None
+        check_target(target, overwrite)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        tmp = Path(tmp_name)
+        try:
+            with open(fd, "w", encoding="utf-8", newline="") as f:
+                w = csv.writer(f, lineterminator="\n")
+                for row in rows:
+                    w.writerow([csv_cell(v, raw_csv) for v in row])
+                f.flush()
+                os.fsync(f.fileno())
+            check_target(target, overwrite)  # nothing non-regular appeared there while writing
+            os.replace(tmp, target)
+        except OSError as e:
+            raise ExportError(f"cannot write {target}: {e.strerror or e}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        written.append(target)
+    return written

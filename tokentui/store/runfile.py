@@ -25,6 +25,7 @@ from tokentui.core import attribution
 from tokentui.core.columns import Columns, Layout
 from tokentui.core.measures import BASE, MEASURES, Measure
 from tokentui.core.run import Branch, Run, RunError, RunMeta
+from tokentui.core.steering import check_record as check_steering_record
 from tokentui.core.tokens import TokenTable
 from tokentui.core.tree import check_tree_record
 from tokentui.store.header import (
@@ -240,7 +241,16 @@ def _meta_from(path: Path, d: object) -> RunMeta:
         raise RunFileError(path, "run metadata 'tree' has the wrong type")
     _model_b(path, d.get("model_b"))
     known = {k: v for k, v in d.items() if k in _META_TYPES}
+    known["steering"] = _steering(path, d.get("steering"), "run metadata 'steering'")
     return RunMeta(**known)
+
+
+def _steering(path: Path, value: object, what: str) -> dict[str, Any] | None:
+    """A steering record (core/steering.py; absent in files made before steering): checked strictly."""
+    try:
+        return check_steering_record(value)
+    except RunError as e:
+        raise RunFileError(path, f"{what}: {e}") from None
 
 
 def _layout(path: Path, desc: dict[str, Any], meta: RunMeta, schema: int) -> Layout:
@@ -325,8 +335,9 @@ def _branch(
     sampling = b.get("sampling")  # schema 2; absent in schema 1
     if sampling is not None:
         sampling = _sampling(path, sampling, f"{what}'s sampling")
+    steering = _steering(path, b.get("steering"), f"{what}'s steering")
     cols = _columns(path, tensors, f"b{expected_id}", n, layout, vocab_size)
-    return Branch(expected_id, parent, fork, cols, n_forced, b["status"], sampling)
+    return Branch(expected_id, parent, fork, cols, n_forced, b["status"], sampling, steering)
 
 
 def _attributions(

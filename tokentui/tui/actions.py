@@ -45,6 +45,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("s", "settings", "settings", "the session's settings: temperature, top-k, top-p, seed, max tokens, "
                "k, forced prefix, chat", "generate", footer=True),
     ActionSpec("i", "focus_prompt", "prompt", "edit the prompt", "generate"),  # the prompt box's title says so
+    ActionSpec("V", "toggle_steering", "steer on/off", "steering (explore --steer SPEC.toml) on / off for the next "
+               "generation and branches; a branch continues as it was grown", "generate"),
+    ActionSpec("C", "compare_steering", "compare steered", "the prompt generated standard (branch 0) and steered "
+               "(branch 1) as a new run; the cursor goes where they part", "generate", needs=Needs.MODEL),
     # move (the tokens pane)
     ActionSpec("left,h", "cursor(-1)", "prev token", "previous token", "move", STREAM, shown_keys="← h"),
     ActionSpec("right,l", "cursor(1)", "next token", "next token", "move", STREAM, shown_keys="→ l"),

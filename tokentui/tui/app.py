@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from textual.screen import Screen
 
     from tokentui.core.run import Run
+    from tokentui.core.steering import SteeringSpec
     from tokentui.store.cache import RunSummary
     from tokentui.store.header import RunFileError
     from tokentui.tui.bridge import EngineBridge, EngineMessage
@@ -107,6 +108,7 @@ class TokentuiApp(
         themes: dict[str, TokentuiTheme] | None = None,
         theme_problems: list[str] | None = None,
         hint: str = "",
+        steering: SteeringSpec | None = None,
     ) -> None:
         """`prompt`: the text in the prompt box; `generate_at_once`: generate it as soon as the
         model is loaded (`explore --prompt`). `run_path` with `opening` (its header, read by
@@ -122,6 +124,7 @@ class TokentuiApp(
         if self.no_color:  # NO_COLOR: no colour codes at all (Textual's Monochrome still sends greys)
             self._filters = [NoColor() if isinstance(f, Monochrome) else f for f in self._filters]
         self.session = Session.start(model, settings or GenerationSettings(), run)
+        self.session.steering, self.session.steer_on = steering, steering is not None  # `explore --steer`
         self.initial_prompt = prompt
         self.generate_at_once = generate_at_once and bool(prompt.strip())
         self.run_path = run_path
@@ -291,6 +294,8 @@ class TokentuiApp(
         parts = [Part(s.model_info, 1, "status-bar--dim")]
         if s.tokens_per_second:
             parts.append(Part(f"{s.tokens_per_second:.1f} tok/s", 0, "status-bar--dim"))
+        if s.steering is not None:
+            parts.append(Part("steer on" if s.steer_on else "steer off", 8))
         if run is not None:
             parts += [
                 Part(f"run {run.id}", 5),
@@ -355,6 +360,8 @@ class TokentuiApp(
             self.refresh_panes()
         if up.attribution_progress is not None or up.attributed is not None or up.attribution_failed is not None:
             self.apply_attribution(up)
+        if up.compared:
+            self.show_comparison()
         if up.error is not None:
             self.notify(up.error[1], title=up.error[0], severity="error", markup=False)
         if up.notice:

@@ -24,6 +24,8 @@ from tokentui.engine.events import Event
 if TYPE_CHECKING:
     from textual.message_pump import MessagePump
 
+    from tokentui.core.steering import SteeringSpec
+
 
 class EngineMessage(Message):
     """One engine event, delivered on the app's thread."""
@@ -52,19 +54,31 @@ class EngineBridge:
         the events (the app never reads the worker's run)."""
         self.worker.submit(w.Adopt(run))
 
-    def generate(self, prompt: str, settings: GenerationSettings) -> None:
-        self.worker.submit(w.Generate(prompt, settings.copy()))
+    def generate(self, prompt: str, settings: GenerationSettings, steering: SteeringSpec | None = None) -> None:
+        self.worker.submit(w.Generate(prompt, settings.copy(), steering))
 
-    def continue_branch(self, branch_id: int, params: SamplingParams) -> None:
-        self.worker.submit(w.Continue(branch_id, params))
+    def continue_branch(self, branch_id: int, params: SamplingParams, steering: SteeringSpec | None = None) -> None:
+        self.worker.submit(w.Continue(branch_id, params, steering))
 
     def branch(
-        self, parent: int, position: int, token_ids: list[int] | None, text: str, params: SamplingParams
+        self,
+        parent: int,
+        position: int,
+        token_ids: list[int] | None,
+        text: str,
+        params: SamplingParams,
+        steering: SteeringSpec | None = None,
     ) -> None:
-        self.worker.submit(w.Fork(parent, position, token_ids, text, params))
+        self.worker.submit(w.Fork(parent, position, token_ids, text, params, steering))
 
-    def resample(self, parent: int, position: int, params: SamplingParams) -> None:
-        self.worker.submit(w.Resample(parent, position, params))
+    def resample(
+        self, parent: int, position: int, params: SamplingParams, steering: SteeringSpec | None = None
+    ) -> None:
+        self.worker.submit(w.Resample(parent, position, params, steering))
+
+    def steer_compare(self, prompt: str, settings: GenerationSettings, steering: SteeringSpec) -> None:
+        """A new run: the prompt generated standard (branch 0) and steered (branch 1)."""
+        self.worker.submit(w.SteerCompare(prompt, steering, settings.copy()))
 
     def tree(
         self, params: TreeParams, settings: GenerationSettings, prompt: str | None, branch: int, position: int | None

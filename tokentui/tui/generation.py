@@ -47,7 +47,7 @@ class GenerationActions(_Base):
         if old is not None and old.dirty:
             self.action_save(quiet=True)
         self.session.state = AppState.GENERATING
-        engine.generate(prompt, self.session.settings)
+        engine.generate(prompt, self.session.settings, self.session.active_steering())
         self.stream.focus()
         if old is not None and len(old.branches) > 1:
             self.notify(f"run {old.id} is in the cache: o opens it again", markup=False)
@@ -67,7 +67,8 @@ class GenerationActions(_Base):
         engine = self.engine
         assert engine is not None  # needs RUN_AND_MODEL
         self.session.state = AppState.GENERATING
-        engine.continue_branch(self.branch_id, self.session.settings.sampling.copy())
+        # a branch continues as it was grown: steered with its own spec, or not at all
+        engine.continue_branch(self.branch_id, self.session.settings.sampling.copy(), self.session.steering)
         self.stream.follow = True
         self.update_status()
 
@@ -80,10 +81,11 @@ class GenerationActions(_Base):
             return
         params = self.session.settings.sampling.copy()
         self.session.state = AppState.GENERATING
+        steering = self.session.active_steering()
         if resample:
-            engine.resample(self.branch_id, pos, params)
+            engine.resample(self.branch_id, pos, params, steering)
         else:
-            engine.branch(self.branch_id, pos, token_ids, text, params)
+            engine.branch(self.branch_id, pos, token_ids, text, params, steering)
         self.update_status()
 
     def action_branch_alt(self, n: int) -> None:
@@ -130,3 +132,72 @@ class GenerationActions(_Base):
 
     def action_focus_prompt(self) -> None:
         self.prompt_box.focus()
+
+    # --- steering (`explore --steer SPEC.toml`) ------------------------------------------------
+    def _no_steering(self) -> bool:
+        if self.session.steering is None:
+            self.notify("no steering spec: start with `tokentui explore --steer SPEC.toml`", markup=False)
+            return True
+        return False
+
+    def action_toggle_steering(self) -> None:
+        """Steering on / off for the next generation and branches (continuing a branch always
+        follows how it was grown)."""
+        if self._no_steering():
+            return
+        from tokentui.core.steering import describe
+
+        s = self.session
+        s.steer_on = not s.steer_on
+        assert s.steering is not None
+        self.notify(describe(s.steering.record()) if s.steer_on else "steering off", markup=False)
+        self.update_status()
+
+    def action_compare_steering(self) -> None:
+        """The prompt generated standard (branch 0) and steered (branch 1) as a new run; at its
+        end the steered branch is shown with the cursor where the two part."""
+        if self._no_steering():
+            return
+        prompt = self.prompt_box.text
+        if not prompt.strip():
+            self.notify("the prompt is empty: i edits it", severity="warning", markup=False)
+            return
+        engine, steering = self.engine, self.session.steering
+        assert engine is not None and steering is not None  # needs MODEL
+        old = self.run_obj
+        if old is not None and old.dirty:
+            self.action_save(quiet=True)
+        self.session.state = AppState.GENERATING
+        self.session.comparing = True
+        engine.steer_compare(prompt, self.session.settings, steering)
+        self.stream.focus()
+        self.update_status()
+
+    def show_comparison(self) -> None:
+        """After a comparison: the steered branch, the cursor at the divergence point, and one
+        line saying where the two part and how the mean entropy moved."""
+        from tokentui.core.display import lone_token
+        from tokentui.core.params import RunError
+        from tokentui.core.steer_compare import compare
+
+        run = self.run_obj
+        if run is None or len(run.branches) < 2:
+            return
+        try:
+            c = compare(run, 1)
+        except RunError as e:
+            self.notify(str(e), markup=False)
+            return
+        self.show_branch(1, cursor=c.divergence if c.divergence is not None else int(c.positions[0]))
+        if c.divergence is None:
+            where = f"the same {len(c)} tokens"
+        else:
+            i = c.divergence - int(c.positions[0])
+            a, b = (lone_token(run.tokens.bytes_of(int(x[i]))) for x in (c.standard_ids, c.steered_ids))
+            where = f"steered parts from standard at position {c.divergence}: {b} instead of {a}"
+        delta = c.difference("entropy") if "entropy" in c.names else None
+        if delta is not None and len(delta):
+            import numpy as np
+
+            where += f" · mean Δ entropy {float(np.nanmean(delta)):+.3f} nats (d: jump to the fork, K: standard)"
+        self.notify(where, markup=False, timeout=6)

@@ -17,6 +17,7 @@ from tokentui.core.params import DEFAULT_ATTRIBUTION, IG_STEPS, GenerationSettin
 
 if TYPE_CHECKING:  # numpy stays out of a replay's first frame
     from tokentui.core.run import Run
+    from tokentui.core.steering import SteeringSpec
     from tokentui.engine.capabilities import Capabilities
     from tokentui.engine.events import Attributed, AttributionProgress, Event
     from tokentui.tui.heat import Shown
@@ -67,6 +68,7 @@ class Update:
     attribution_progress: AttributionProgress | None = None  # an attribution job got on
     attributed: tuple[Attributed, AttributionJob] | None = None  # it ended: its result and what was asked
     attribution_failed: AttributionJob | None = None  # it failed (the error says why)
+    compared: bool = False  # a steering comparison ended with both branches: show what changed
 
 
 @dataclass
@@ -90,6 +92,14 @@ class Session:
     attribution_steps: int = IG_STEPS  # integrated gradients' path steps
     attribution_job: AttributionJob | None = None
     attribution: Shown | None = None
+    # steering (`explore --steer`): the spec, whether the next generation uses it, a comparison running
+    steering: SteeringSpec | None = None
+    steer_on: bool = False
+    comparing: bool = False
+
+    def active_steering(self) -> SteeringSpec | None:
+        """The spec new runs and branches are steered by (None: steering off, or no spec)."""
+        return self.steering if self.steer_on else None
 
     @classmethod
     def start(cls, model: str | None, settings: GenerationSettings, run: Run | None = None) -> Session:
@@ -193,10 +203,15 @@ class Session:
         elif isinstance(ev, (StepEvent, LensEvent)):
             up.tokens = ours and ev.branch_id == self.branch_id
         elif isinstance(ev, Finished):
-            self.state = AppState.IDLE
             self.tokens_per_second = ev.tokens_per_second
             self.note = f"{ev.status}: {ev.new_tokens} new tokens"
             up.finished = True
+            if self.comparing and ev.branch_id == 0 and ev.status not in ("cancelled", "error"):
+                self.note = f"standard: {ev.new_tokens} tokens · now steered …"  # the steered branch follows
+            else:
+                self.state = AppState.IDLE
+                up.compared = self.comparing and ev.branch_id == 1 and ev.status != "error"
+                self.comparing = False
         elif isinstance(ev, Saved):
             if ours and self.run is not None:  # the worker saved its run as it stood after the events applied so far
                 self.run.mark_saved()
@@ -210,6 +225,7 @@ class Session:
             elif self.state is AppState.GENERATING:
                 self.state = AppState.IDLE
                 self.tree_search = False
+                self.comparing = False
             elif self.state is AppState.ATTRIBUTING:
                 self.state = AppState.IDLE
                 up.attribution_failed, self.attribution_job = self.attribution_job, None

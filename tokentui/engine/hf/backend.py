@@ -7,6 +7,8 @@ steps in one pass over the unembedding, so the layer view stays nearly live at a
 per-step cost (`lens_chunk=1` lenses every step, `lens_chunk=0` turns the lens off: only the last
 layer, the model's own value, is recorded). Generation stops at the model's context (status
 `context`); a failure midway ends the branch with status `error` after its steps are reported.
+A steered call (`steering=`) puts its hooks on the blocks around each forward only
+(`engine/hf/steering.py`) and reuses only KV caches made under the same steering.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import asdict
 from typing import Any, cast
 
@@ -26,6 +29,7 @@ from tokentui import __version__
 from tokentui.core.columns import nan_step
 from tokentui.core.params import GenerationSettings, RunError, SamplingParams, TreeParams
 from tokentui.core.run import Branch, Run, RunMeta, new_run_id, now_iso
+from tokentui.core.steering import SteeringSpec, same_steering
 from tokentui.core.step import Step
 from tokentui.engine.backend import ModelInfo, ModelSpec
 from tokentui.engine.capabilities import Capabilities
@@ -36,8 +40,14 @@ from tokentui.engine.hf.kv_cache import CachePool
 from tokentui.engine.hf.loading import LENS_PRECISIONS, LoadedModel, load_model
 from tokentui.engine.hf.measures import Packer, TokenInputs, layer_arrays, lens_values, run_layout, token_values
 from tokentui.engine.hf.sampling import choose, make_generator
+from tokentui.engine.hf.steering import Steerer
 
 TEACHER_FORCED_ELEMENTS = 1 << 20  # log-probs scored at once when teacher forcing (4 MB of float32)
+
+
+def _cache_length(cache) -> int:
+    """Positions a KV cache holds: the absolute position of the next forward's first token."""
+    return int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
 
 
 def cache_of(out):
@@ -143,16 +153,19 @@ class HFBackend:
         return added
 
     # --- teacher forcing --------------------------------------------------------------------
-    def _forward(self, ids: torch.Tensor, cache=None, use_cache: bool = True, **extra):
-        """One forward; `extra`: more model arguments (a tree search's mask and position ids)."""
+    def _forward(self, ids: torch.Tensor, cache=None, use_cache: bool = True, steer: Steerer | None = None, **extra):
+        """One forward; `extra`: more model arguments (a tree search's mask and position ids);
+        `steer`: its hooks are on the blocks for this forward only (the input's first position
+        is the cache's length)."""
         try:
-            return self.model(
-                input_ids=ids,
-                use_cache=use_cache,
-                output_hidden_states=self.lens_chunk > 0,
-                **{self._cache_kw: cache},
-                **extra,
-            )
+            with nullcontext() if steer is None else steer.applied(_cache_length(cache)):
+                return self.model(
+                    input_ids=ids,
+                    use_cache=use_cache,
+                    output_hidden_states=self.lens_chunk > 0,
+                    **{self._cache_kw: cache},
+                    **extra,
+                )
         except torch.cuda.OutOfMemoryError:
             raise EngineError("out of GPU memory (try a shorter text or a smaller model)") from None
         except (RuntimeError, IndexError) as e:
@@ -191,18 +204,33 @@ class HFBackend:
                 self._note_tokens(run, host[m.name])
 
     @torch.inference_mode()
-    def score_ids(self, ids: list[int], k: int = 20, text: str | None = None) -> Run:
-        """Teacher-forced scoring of given token ids (what `score` does after tokenizing)."""
+    def score_ids(
+        self, ids: list[int], k: int = 20, text: str | None = None, steering: SteeringSpec | None = None
+    ) -> Run:
+        """Teacher-forced scoring of given token ids (what `score` does after tokenizing);
+        `steering`: the forward is steered (recorded in the run's metadata and its branch)."""
         if not ids:
             raise EngineError("nothing to score")
+        steer = self._steerer(steering)
         if text is None:
             text = self.tokenizer.decode(ids)
         self._check_context(len(ids), "the text")
         run = self.new_run(text, GenerationSettings(k=k), None, mode="score")
-        out = self._forward(torch.tensor([ids], device=self.device), use_cache=False)
+        run.meta.steering = None if steering is None else steering.record()
+        out = self._forward(torch.tensor([ids], device=self.device), use_cache=False, steer=steer)
         self._record_teacher_forced(run, ids, out)
-        run.add_branch(None, len(run.prompt)).status = "scored"
+        run.add_branch(None, len(run.prompt), steering=run.meta.steering).status = "scored"
         return run
+
+    def _steerer(self, spec: SteeringSpec | None) -> Steerer | None:
+        """The spec prepared for this model (None: no steering); a spec that does not fit the model
+        is a one-line error here, before any forward."""
+        if spec is None:
+            return None
+        why = self.capabilities.why_not("hooks", self.kind)
+        if why is not None:
+            raise EngineError(f"steering needs forward hooks: {why}")
+        return Steerer(self.model, spec, self.lm.n_layers)
 
     # --- generation -------------------------------------------------------------------------
     def _check_context(self, n: int, what: str) -> None:
@@ -217,33 +245,54 @@ class HFBackend:
         params: SamplingParams,
         cancel: threading.Event | None = None,
         forced: list[int] | None = None,
+        steering: SteeringSpec | None = None,
     ) -> Iterator[Event]:
-        """Score the run's prompt and grow its root branch (optionally starting with forced tokens)."""
+        """Score the run's prompt and grow its root branch (optionally starting with forced
+        tokens); `steering`: prompt and branch steered (recorded in the metadata and the branch)."""
         params.check()
         if run.branches:
             raise RunError("this run already has a root branch; continue or branch it instead")
+        steer = self._steerer(steering)
         ids = list(prompt_ids)
         self._check_context(len(ids), "the prompt")
-        out = self._forward(torch.tensor([ids], device=self.device))
+        run.meta.steering = None if steering is None else steering.record()
+        out = self._forward(torch.tensor([ids], device=self.device), steer=steer)
         self._record_teacher_forced(run, ids, out)
         yield RunStarted(run.copy())
-        branch = run.add_branch(None, len(run.prompt), sampling=asdict(params))
-        yield BranchStarted(run.id, branch.id, None, branch.fork_position, branch.sampling)
-        yield from self._decode(run, branch, cache_of(out), None, params, cancel, list(forced or []), first_out=out)
+        branch = run.add_branch(None, len(run.prompt), sampling=asdict(params), steering=run.meta.steering)
+        yield BranchStarted(run.id, branch.id, None, branch.fork_position, branch.sampling, branch.steering)
+        yield from self._decode(
+            run, branch, cache_of(out), None, params, cancel, list(forced or []), first_out=out, steer=steer
+        )
 
     @torch.inference_mode()
     def continue_branch(
-        self, run: Run, branch_id: int, params: SamplingParams, cancel: threading.Event | None = None
+        self,
+        run: Run,
+        branch_id: int,
+        params: SamplingParams,
+        cancel: threading.Event | None = None,
+        steering: SteeringSpec | None = None,
     ) -> Iterator[Event]:
+        """More tokens at the end of a branch, steered as the branch was grown: a steered branch
+        needs `steering` to be that same steering; `steering` is ignored for a plain branch."""
         params.check()
         branch = run.branch(branch_id)
         if run.length(branch_id) == 0:
             raise RunError("nothing to continue")
+        if branch.steering is None:
+            steering = None
+        elif not same_steering(branch.steering, steering):
+            raise EngineError(
+                f"branch {branch_id} was grown steered ({branch.steering.get('vector')}); continue it with the same "
+                "steering, or branch it"
+            )
+        steer = self._steerer(steering)
         seq = run.sequence(branch_id)
-        cache, used = self.caches.best(seq, len(seq) - 1)
+        cache, used = self.caches.best(seq, len(seq) - 1, "" if steer is None else steer.key)
         branch.status = "running"
         pending = torch.tensor([seq[used:].tolist()], device=self.device)
-        yield from self._decode(run, branch, cache, pending, params, cancel, [])
+        yield from self._decode(run, branch, cache, pending, params, cancel, [], steer=steer)
 
     @torch.inference_mode()
     def fork(
@@ -254,10 +303,14 @@ class HFBackend:
         forced: list[int],
         params: SamplingParams,
         cancel: threading.Event | None = None,
+        steering: SteeringSpec | None = None,
     ) -> Iterator[Event]:
         """Fork `parent` at absolute `position`: take `forced` tokens there (none: sample the
-        token there afresh), then continue."""
+        token there afresh), then continue; `steering`: the new branch is steered (its whole
+        sequence, prefix included, runs through the steered model: a prefix cached under other
+        steering is recomputed)."""
         params.check()
+        steer = self._steerer(steering)
         bad = [t for t in forced if not 0 <= t < self.lm.vocab_size]
         if bad:
             raise EngineError(f"token id {bad[0]} is outside the vocabulary (0..{self.lm.vocab_size - 1})")
@@ -265,11 +318,12 @@ class HFBackend:
         if not 1 <= position <= parent_len:
             raise EngineError(f"branch position {position} is out of range 1..{parent_len} of branch {parent}")
         prefix = run.sequence(parent)[:position]
-        cache, used = self.caches.best(prefix, position - 1)
-        branch = run.add_branch(parent, position, sampling=asdict(params))
-        yield BranchStarted(run.id, branch.id, parent, position, branch.sampling)
+        cache, used = self.caches.best(prefix, position - 1, "" if steer is None else steer.key)
+        record = None if steering is None else steering.record()
+        branch = run.add_branch(parent, position, sampling=asdict(params), steering=record)
+        yield BranchStarted(run.id, branch.id, parent, position, branch.sampling, branch.steering)
         pending = torch.tensor([prefix[used:].tolist()], device=self.device)
-        yield from self._decode(run, branch, cache, pending, params, cancel, list(forced))
+        yield from self._decode(run, branch, cache, pending, params, cancel, list(forced), steer=steer)
 
     def _decode(
         self,
@@ -281,6 +335,7 @@ class HFBackend:
         cancel: threading.Event | None,
         forced: list[int],
         first_out=None,
+        steer: Steerer | None = None,
     ) -> Iterator[Event]:
         lm, k, n_layers = self.lm, run.k, run.n_layers
         eos = set(lm.eos_ids)
@@ -316,7 +371,7 @@ class HFBackend:
                     break
                 if out is None:
                     assert pending is not None
-                    out = self._forward(pending, cache)
+                    out = self._forward(pending, cache, steer=steer)
                 cache = cache_of(out)
                 logits = out.logits[0, -1].float()
                 logp = torch.log_softmax(logits, -1)
@@ -372,7 +427,7 @@ class HFBackend:
             seq = run.sequence(branch.id)
             if cache is not None and status != "error":
                 covered = cache.get_seq_length() if hasattr(cache, "get_seq_length") else 0
-                self.caches.put((run.id, branch.id), cache, seq[:covered])
+                self.caches.put((run.id, branch.id), cache, seq[:covered], "" if steer is None else steer.key)
         if ev is not None:
             yield ev
         yield Finished(run.id, branch.id, status, new, time.perf_counter() - t0)

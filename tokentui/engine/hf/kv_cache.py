@@ -41,22 +41,29 @@ def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
 
 
 class CachePool:
-    """The most recently used caches, each with the token ids it covers."""
+    """The most recently used caches, each with the token ids it covers and a tag: the steering
+    it was computed under ('' = none; a steered model's keys and values differ from the plain
+    model's for the same ids, so a cache is only reused under the same tag)."""
 
     def __init__(self, size: int = 4) -> None:
         self.size = size
         self._entries: OrderedDict[tuple[str, int], tuple[object, np.ndarray]] = OrderedDict()
+        self._tags: dict[tuple[str, int], str] = {}
 
-    def put(self, key: tuple[str, int], cache, covered_ids: np.ndarray) -> None:
+    def put(self, key: tuple[str, int], cache, covered_ids: np.ndarray, tag: str = "") -> None:
         self._entries[key] = (cache, covered_ids)
+        self._tags[key] = tag
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+            old, _ = self._entries.popitem(last=False)
+            self._tags.pop(old, None)
 
-    def best(self, sequence: np.ndarray, limit: int) -> tuple[object | None, int]:
+    def best(self, sequence: np.ndarray, limit: int, tag: str = "") -> tuple[object | None, int]:
         """A forked cache covering the longest usable prefix (≤ limit) of `sequence`, and its length."""
         best_key, best_len = None, 0
         for key, (_, ids) in self._entries.items():
+            if self._tags.get(key, "") != tag:
+                continue
             n = min(common_prefix(ids, sequence), limit)
             if n > best_len:
                 best_key, best_len = key, n
@@ -68,3 +75,4 @@ class CachePool:
 
     def clear(self) -> None:
         self._entries.clear()
+        self._tags.clear()

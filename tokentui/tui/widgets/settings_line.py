@@ -54,6 +54,11 @@ class SettingsLine(Static):
         else:
             t.append("run: " if branch_id == 0 else f"branch #{branch_id}: ", style=label)
             t.append(describe(run_settings(run, branch_id)))
+            b = run.branches[branch_id] if 0 <= branch_id < len(run.branches) else None
+            if b is not None and b.steering is not None:  # what a replay must say: this branch was steered
+                from tokentui.core.steering import short
+
+                t.append(" · " + short(b.steering))
         hint = "  (s: session settings)"
         if t.cell_len + len(hint) <= (self.content_region.width or 120):
             t.append(hint, style=label)

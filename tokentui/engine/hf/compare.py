@@ -107,16 +107,25 @@ def _divergences(x: PairInputs) -> dict[str, torch.Tensor]:
     la, lb = x.a.logp, x.b.logp
     pa, pb = la.exp(), lb.exp()
     diff = la - lb
-    kl_ab = torch.linalg.vecdot(pa, diff)
-    kl_ba = -torch.linalg.vecdot(pb, diff)
-    # log M − log p_A = softplus(lb − la) − log 2 and log p_B − log M = log 2 − softplus(la − lb):
-    # each exactly 0 where the two agree (a model compared with itself has JS 0, not rounding
-    # noise), and neither subtracts two large numbers where one model rules a token out
-    to_b = torch.nn.functional.softplus(diff).neg_().add_(LOG2)
-    from_a = torch.nn.functional.softplus(diff.neg_()).sub_(LOG2)  # (in place: temporaries are the memory)
-    js = 0.5 * (torch.linalg.vecdot(pb, to_b) - torch.linalg.vecdot(pa, from_a))
+    kl_ab = _dot(pa, diff)
+    kl_ba = -_dot(pb, diff)
+    # log M = log p_B + S − log 2 with S = softplus(log p_A − log p_B), so log p_B − log M = log 2 − S
+    # and log p_A − log M = −(S − diff − log 2): one softplus, each term exactly 0 where the two agree
+    # (a model compared with itself has JS 0, not rounding noise), and no two large numbers
+    # subtracted where one model rules a token out
+    s = torch.nn.functional.softplus(diff)
+    to_b = _dot(pb, s.neg().add_(LOG2))
+    from_a = _dot(pa, s.sub_(diff).sub_(LOG2))  # (in place: temporaries are the memory)
+    js = 0.5 * (to_b - from_a)
     # (+ 0.0 turns the −0.0 of identical distributions into 0.0)
     return {"kl_ab": kl_ab.clamp_min(0) + 0.0, "kl_ba": kl_ba.clamp_min(0) + 0.0, "js": js.clamp_min(0) + 0.0}
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise dot products of two [n, V] blocks. On a CPU a product and a sum are several times
+    faster than `linalg.vecdot` (which takes a slow generic path there); on a GPU vecdot is one
+    fused kernel without the [n, V] temporary."""
+    return torch.linalg.vecdot(a, b) if a.is_cuda else (a * b).sum(-1)
 
 
 def pair_values(x: PairInputs) -> dict[str, torch.Tensor]:

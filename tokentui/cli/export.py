@@ -24,9 +24,9 @@ def export(
         str | None,
         typer.Option(
             "--format",
-            help="csv, jsonl, json, tree-json (seed 002's tree viewer), seed002-jsonl (its logprobs viewer) or "
-            "seed004 (an attribution record as seed 004's JSON); default: the --out file's extension (csv to "
-            "standard output).",
+            help="csv, jsonl, json, tree-json (seed 002's tree viewer), seed002-jsonl (its logprobs viewer), "
+            "seed004 (an attribution record as seed 004's JSON) or seed001 (seed 001's per-layer CSVs, into the "
+            "--out folder); default: the --out file's extension (csv to standard output).",
         ),
     ] = None,
     attribution: Annotated[
@@ -37,7 +37,10 @@ def export(
             "default: the newest).",
         ),
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of standard output.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write here instead of standard output (a folder for --format seed001)."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the --out file if it exists.")] = False,
     raw_csv: Annotated[
         bool,
@@ -49,14 +52,30 @@ def export(
     cache_dir: CacheOpt = None,
 ) -> None:
     """Export a run: CSV (one row per token), JSONL (one token per line with top-k), JSON (whole
-    tree), seed 002's tree JSON and logprobs lines, or seed 004's attribution JSON."""
+    tree), seed 002's tree JSON and logprobs lines, seed 004's attribution JSON, or seed 001's
+    per-layer CSV files."""
     from tokentui.core.display import sanitize
-    from tokentui.store.export import FORMATS, ExportError, attribution_at, check_target, format_for, write_file
+    from tokentui.store.export import (
+        FOLDER_FORMATS,
+        FORMATS,
+        ExportError,
+        attribution_at,
+        check_target,
+        format_for,
+        write_file,
+        write_seed001,
+    )
     from tokentui.store.export import export as write_to
 
     try:
         if attribution is not None and fmt != "seed004":
             raise ExportError("--attribution goes with --format seed004")
+        if fmt in FOLDER_FORMATS:
+            if out is None:
+                raise ExportError(f"--format {fmt} writes several files: give a folder with --out")
+            written = write_seed001(load_ref(run, cache_dir), out, overwrite=force, raw_csv=raw_csv)
+            typer.echo(f"wrote {len(written)} files under {sanitize(str(out))}", err=True)
+            return
         if out is None:
             fmt = fmt or "csv"
             if fmt not in FORMATS:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from tokentui.cli.options import (
+    AttentionEntropyOpt,
     CacheOpt,
     DeviceOpt,
     DtypeOpt,
@@ -21,6 +22,7 @@ from tokentui.cli.options import (
     KOpt,
     LensOpt,
     LensPrecisionOpt,
+    LensTopOpt,
     ModelOpt,
     RemoteOpt,
     generation_options,
@@ -177,11 +179,13 @@ def score(
     dtype: DtypeOpt = "auto",
     trust_remote_code: RemoteOpt = False,
     lens_precision: LensPrecisionOpt = "auto",
+    lens_top: LensTopOpt = GenerationSettings.k_lens,
+    attention_entropy: AttentionEntropyOpt = False,
     cache_dir: CacheOpt = None,
 ) -> None:
     """Teacher-forced scoring: the same per-token records for every position of a given text."""
     try:
-        k_only = GenerationSettings(k=alternatives)
+        k_only = GenerationSettings(k=alternatives, k_lens=lens_top, attention_entropy=attention_entropy)
         k_only.check()
         from tokentui.engine.backend import ModelSpec, check_spec
 
@@ -189,21 +193,21 @@ def score(
         check_spec(spec)
         value = read_text(text, file, text_escapes)
         backend = _open(spec, k_only)
-        score_job(backend, value, alternatives, cache_dir, as_json)
+        score_job(backend, value, alternatives, cache_dir, as_json, k_only)
     except user_errors() as e:
         fail(str(e))
     except KeyboardInterrupt:
         interrupted("interrupted: nothing saved")
 
 
-def score_job(backend, text: str, k: int, cache_dir, as_json: bool) -> None:
+def score_job(backend, text: str, k: int, cache_dir, as_json: bool, settings: GenerationSettings | None = None) -> None:
     """Drive a Score job, save the run, print its records (JSONL) or its table and summary."""
     from tokentui.cli.render import table
     from tokentui.engine import jobs
     from tokentui.store.export import iter_steps, token_line
 
     out = Output()
-    job = jobs.Score(backend, text, k)
+    job = jobs.Score(backend, text, k, settings=settings)
     jobs.drive(job)
     run = job.run
     assert run is not None  # the score job made it

@@ -141,9 +141,17 @@ class Score(Job):
 
     name = "score"
 
-    def __init__(self, backend: Backend, text: str | None = None, k: int = 20, ids: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        text: str | None = None,
+        k: int = 20,
+        ids: list[int] | None = None,
+        settings: GenerationSettings | None = None,
+    ) -> None:
+        """`settings`: what else to record (per-layer top tokens, attention entropy); `k` wins."""
         super().__init__(backend)
-        self.text, self.k, self.ids = text, k, ids
+        self.text, self.k, self.ids, self.settings = text, k, ids, settings
 
     def events(self) -> Iterator[Event]:
         t0 = time.perf_counter()
@@ -152,7 +160,7 @@ class Score(Job):
             if not self.text or not self.text.strip():
                 raise EngineError("the text is empty")
             ids, _ = self.backend.encode_prompt(self.text)
-        self.run = self.backend.score_ids(ids, self.k, self.text)
+        self.run = self.backend.score_ids(ids, self.k, self.text, self.settings)
         yield RunStarted(self.run.copy())
         yield Finished(self.run.id, 0, "scored", 0, time.perf_counter() - t0)
 

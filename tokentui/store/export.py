@@ -23,6 +23,7 @@ Exports are read with `cat` and opened in spreadsheets, and token text is untrus
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -39,6 +40,7 @@ import numpy as np
 from tokentui.core import tree
 from tokentui.core.attribution import Attribution, normalized
 from tokentui.core.display import decode_bytes, sanitize
+from tokentui.core.measures import LAYER_MEASURES, derive, has_measure
 from tokentui.core.run import Run
 from tokentui.core.step import Step
 
@@ -56,7 +58,7 @@ CSV_COLUMNS = [
     "logprob_of_next_token",
     "rank_of_next_token",
 ]
-FORMATS = ("csv", "jsonl", "json", "tree-json", "seed002-jsonl", "seed004")
+FORMATS = ("csv", "jsonl", "json", "tree-json", "seed002-jsonl", "seed004", "seed001")
 EXTENSION = {
     "csv": "csv",
     "jsonl": "jsonl",
@@ -65,6 +67,7 @@ EXTENSION = {
     "seed002-jsonl": "jsonl",
     "seed004": "json",
 }
+FOLDER_FORMATS = ("seed001",)  # written as a folder of files (`write_seed001`), never to one stream
 
 
 class TextSink(Protocol):
@@ -162,7 +165,34 @@ def step_record(run: Run, branch_id: int, step: Step) -> dict[str, Any]:
         "sampler_prob": _num(step.sampler_prob),
         "top_k": top,
         "layer_entropy": [_num(float(x)) for x in step.layer_entropy],
+        **layer_record(run, step),
     }
+
+
+def layer_record(run: Run, step: Step) -> dict[str, Any]:
+    """The per-layer measures the run records (stored or derived from a stored one), each a list
+    over layers 1…L (layer L: the model's own distribution), null where a layer has no value (the
+    lens was off): the `layer_*` fields of JSON, JSONL, `generate --json` and `score --json`
+    (`layer_entropy` is written by `step_record` for every run). `layer_topk`: per layer a list of
+    [id, token, logprob] (nats), most likely first."""
+    names = run.layout.names
+    out: dict[str, Any] = {}
+    for name in LAYER_MEASURES:
+        if name == "layer_entropy" or not has_measure(names, name):
+            continue
+        values = np.asarray(derive(name, lambda n: np.asarray(step.get(n)), run.meta.vocab_size))
+        if name == "layer_rank":
+            out[name] = [int(r) or None for r in values.tolist()]
+        else:
+            out[name] = [_num(float(x)) for x in values.tolist()]
+    if "layer_topk_ids" in names and "layer_topk_logprobs" in names:
+        ids = np.asarray(step.get("layer_topk_ids")).tolist()
+        lps = np.asarray(step.get("layer_topk_logprobs"), dtype=np.float32).tolist()
+        out["layer_topk"] = [
+            [[int(i), _text(run, int(i)), round(float(lp), 5)] for i, lp in zip(li, ll) if i >= 0] or None
+            for li, ll in zip(ids, lps)
+        ]
+    return out
 
 
 def token_record(run: Run, branch_id: int, step: Step) -> dict[str, Any]:
@@ -462,6 +492,8 @@ def export(run: Run, fmt: str, out: TextSink, raw_csv: bool = False, attribution
     if fmt == "seed004":
         write_seed004(run, out, raw_csv, attribution)
         return
+    if fmt in FOLDER_FORMATS:
+        raise ExportError(f"--format {fmt} writes several files: give a folder with --out")
     writers = {
         "csv": write_csv,
         "jsonl": write_jsonl,
@@ -539,3 +571,154 @@ def write_file(
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+# --- seed 001's data files: one CSV per per-layer measure, `sentence,values` ----------------------
+
+# seed 001's metric key (its file name: {model}_{metric}.csv) → tokentui's measure. The first six are
+# the seed's own; the last two are tokentui's additions in the same layout.
+SEED001_METRICS = {
+    "layer_entropies": "layer_entropy",
+    "layer_perplexities": "layer_perplexity",
+    "layer_margins": "layer_margin",
+    "layer_kl_divs": "layer_kl_uniform",
+    "layer_attn_entropies": "attention_entropy",
+    "layer_surprisals": "layer_surprisal",
+    "layer_kl_finals": "layer_kl_final",
+    "layer_ranks": "layer_rank",
+}
+SEED001_PREDICTIONS = 5  # the seed's top_k_predictions(k=5)
+SENTENCE_CHARS = 1_000  # a longer context is cut to its last characters, after a leading "…"
+_FILE_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def seed001_model_name(run: Run) -> str:
+    """The `{model}` part of seed 001's file names: the run's model name with every character
+    outside letters, digits, '.', '_' and '-' replaced by '_' ('org/name' → 'org_name')."""
+    name = _FILE_NAME_UNSAFE.sub("_", run.meta.model).strip("._") or "model"
+    return name[:100]
+
+
+def _seed001_branches(run: Run) -> Iterator[tuple[int, int, int]]:
+    """(branch, first position, end) of the rows of seed 001's files: each branch's own positions
+    (the root with the prompt's), in branch order; position 0 predicts nothing and has no row."""
+    for b in run.branches:
+        first = 0 if b.parent is None else b.fork_position
+        yield b.id, max(first, 1), run.length(b.id)
+
+
+def seed001_positions(run: Run) -> Iterator[tuple[int, int]]:
+    """(branch, position) of every row of seed 001's files, in order."""
+    for b, lo, hi in _seed001_branches(run):
+        for pos in range(lo, hi):
+            yield b, pos
+
+
+def seed001_sentences(run: Run) -> Iterator[str]:
+    """Each row's `sentence`: the text before the row's position (what the model had read when it
+    predicted the position's token), its last SENTENCE_CHARS characters after "…" when longer."""
+    for b, lo, hi in _seed001_branches(run):
+        seq = run.sequence(b).tolist()
+        for pos in range(lo, hi):
+            tail = seq[max(0, pos - 2 * SENTENCE_CHARS) : pos]  # tokens enough for SENTENCE_CHARS characters
+            cut = len(tail) < pos
+            text = decode_bytes(run.tokens.text(tail))
+            if cut and len(text) < SENTENCE_CHARS:  # (tokens of less than a character each)
+                text, cut = decode_bytes(run.tokens.text(seq[:pos])), False
+            yield "…" + text[-(SENTENCE_CHARS - 1) :] if cut or len(text) > SENTENCE_CHARS else text
+
+
+def _layer_list(values: np.ndarray, integer: bool) -> str:
+    if integer:
+        return "[" + ",".join(str(int(v)) if v > 0 else "nan" for v in values.tolist()) + "]"
+    return "[" + ",".join(format(float(v), ".6g") for v in values.tolist()) + "]"
+
+
+def seed001_tables(run: Run) -> dict[str, np.ndarray]:
+    """Seed 001's metric key → [rows, L] values of the run's measure (rows: `seed001_positions`),
+    for the measures the run has."""
+    spans = list(_seed001_branches(run))
+    names = run.layout.names
+
+    def column(stored: str) -> np.ndarray:
+        parts = [run.column(b, stored)[lo:hi] for b, lo, hi in spans]
+        return np.concatenate(parts) if parts else np.zeros((0, run.n_layers), dtype=np.float32)
+
+    return {
+        key: np.asarray(derive(name, column, run.meta.vocab_size))
+        for key, name in SEED001_METRICS.items()
+        if has_measure(names, name)
+    }
+
+
+def seed001_files(run: Run, raw: bool = False) -> dict[str, str]:
+    """Seed 001's files of a run as {relative path: CSV text}: `standard/data/{model}_{metric}.csv`
+    (`sentence,values`, one row per position, the values the layer-wise list "[v1,…,vL]" over
+    layers 1…L; nan where a layer has no value) for each measure the run records, and
+    `standard/predictions/{model}_predictions.csv` (`Sentence,Token,Probability,Analysis`: the
+    model's 5 most likely tokens at each position, Analysis "standard")."""
+    model = seed001_model_name(run)
+    rows = list(seed001_positions(run))
+    sentences = [csv_cell(text, raw) for text in seed001_sentences(run)]
+    files = {}
+    for key, values in seed001_tables(run).items():
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["sentence", "values"])
+        integer = SEED001_METRICS[key] == "layer_rank"
+        for sentence, v in zip(sentences, values):
+            w.writerow([sentence, _layer_list(v, integer)])
+        files[f"standard/data/{model}_{key}.csv"] = buf.getvalue()
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["Sentence", "Token", "Probability", "Analysis"])
+    for sentence, (b, pos) in zip(sentences, rows):
+        step = run.step(b, pos)
+        for i, lp in list(zip(step.topk_ids.tolist(), step.topk_logprobs.tolist()))[:SEED001_PREDICTIONS]:
+            if i >= 0:
+                w.writerow([sentence, csv_cell(_text(run, int(i)), raw), _num(math.exp(lp)), "standard"])
+    files[f"standard/predictions/{model}_predictions.csv"] = buf.getvalue()
+    return files
+
+
+def write_seed001(run: Run, folder: Path, overwrite: bool = False, raw_csv: bool = False) -> list[Path]:
+    """Write seed 001's files of `run` under `folder` (made if missing; its parent must exist),
+    each atomically. Every target is checked before any is written: an existing file is replaced
+    only with `overwrite`, and nothing but a regular file is ever written over."""
+    files = seed001_files(run, raw_csv)
+    if not folder.parent.is_dir():
+        raise ExportError(f"cannot write {folder}: no such folder {folder.parent}")
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise ExportError(f"{folder} is not a folder; give a folder name for --format seed001")
+    targets = [folder / rel for rel in files]
+    for path in targets:
+        for parent in reversed(path.relative_to(folder).parents):
+            sub = folder / parent
+            if sub.is_symlink() or (sub.exists() and not sub.is_dir()):
+                raise ExportError(f"{sub} is not a folder")
+        if path.parent.is_dir():
+            check_target(path, overwrite)
+    written = []
+    for path, text in zip(targets, files.values()):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, text, overwrite)
+        written.append(path)
+    return written
+
+
+def _write_atomic(path: Path, text: str, overwrite: bool) -> None:
+    """`text` into the regular file `path`: a temporary file beside it, fsync, rename."""
+    check_target(path, overwrite)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with open(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        check_target(path, overwrite)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise ExportError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        tmp.unlink(missing_ok=True)

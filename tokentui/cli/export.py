@@ -56,6 +56,7 @@ def export(
     per-layer CSV files."""
     from tokentui.core.display import sanitize
     from tokentui.store.export import (
+        ALL_FORMATS,
         FOLDER_FORMATS,
         FORMATS,
         ExportError,
@@ -79,7 +80,7 @@ def export(
         if out is None:
             fmt = fmt or "csv"
             if fmt not in FORMATS:
-                raise ExportError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+                raise ExportError(f"unknown format {fmt!r} (choose from {', '.join(ALL_FORMATS)})")
             loaded = load_ref(run, cache_dir)
             if fmt == "seed004":
                 attribution_at(loaded, attribution)  # no record: one line, nothing written

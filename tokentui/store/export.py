@@ -58,7 +58,7 @@ CSV_COLUMNS = [
     "logprob_of_next_token",
     "rank_of_next_token",
 ]
-FORMATS = ("csv", "jsonl", "json", "tree-json", "seed002-jsonl", "seed004", "seed001")
+FORMATS = ("csv", "jsonl", "json", "tree-json", "seed002-jsonl", "seed004")  # written to one stream
 EXTENSION = {
     "csv": "csv",
     "jsonl": "jsonl",
@@ -68,6 +68,7 @@ EXTENSION = {
     "seed004": "json",
 }
 FOLDER_FORMATS = ("seed001",)  # written as a folder of files (`write_seed001`), never to one stream
+ALL_FORMATS = FORMATS + FOLDER_FORMATS
 
 
 class TextSink(Protocol):
@@ -511,7 +512,7 @@ def format_for(path: Path, fmt: str | None = None) -> str:
     ext = path.suffix.lower().removeprefix(".")
     if fmt is not None:
         if fmt not in FORMATS:
-            raise ExportError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+            raise ExportError(f"unknown format {fmt!r} (choose from {', '.join(ALL_FORMATS)})")
         if ext in EXTENSION and EXTENSION[fmt] != ext:
             raise ExportError(
                 f"--format {fmt} does not match the extension of {path.name} (.{ext}); change one of them"

@@ -406,6 +406,8 @@ def lens_values(
         chosen = chosen[:, None]
     final = None if inputs is None else inputs.final
     want_final = any("final" in r.needs for r in reducers)
+    if not any("chosen" in r.needs for r in reducers):
+        chosen = None  # (no chosen-token logits to project)
     k_top = max((r.top(k_lens) for r in reducers), default=0)
     vocab = lens.weight.shape[0]
     parts: dict[str, list[torch.Tensor]] = {name: [] for r in reducers for name in r.measures}

@@ -322,3 +322,47 @@ def attributed_run(t: int = 30) -> Run:
         record("gradient-norm", list(range(4, run.length(0))), False),
     ]
     return run
+
+
+# --- two models with one tokenizer, and one with another (`tokentui compare`) -----------------
+
+
+def perturbed_model_dir(src, out, seed: int = 7, scale: float = 0.5):
+    """A second model for comparisons: `src`'s family, configuration and tokenizer files, its
+    weights moved by seeded noise (`scale` × each tensor's spread), saved with `save_pretrained`."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(src)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * scale * (p.std() if p.numel() > 1 else 1.0))
+    model.save_pretrained(out)
+    for f in src.iterdir():
+        if not f.name.startswith(("model", "config")):
+            shutil.copy(f, out / f.name)
+    return out
+
+
+def other_tokenizer_model_dir(out, family: str = "gpt2"):
+    """A tiny model whose byte-level BPE tokenizer was trained on other text than conftest's (the
+    same vocabulary size, 600): its ids mean other text."""
+    import sysconfig
+    from pathlib import Path
+
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    texts = [(root / n).read_text(encoding="utf-8") for n in ("base64.py", "calendar.py", "fnmatch.py")]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=600, special_tokens=["<|endoftext|>"], show_progress=False)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>")
+    tok.save_pretrained(out)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(model_config(family, len(tok))).save_pretrained(out)
+    return out

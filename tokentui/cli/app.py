@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from tokentui.cli import attribute, explore, export, generate, runs, tree
+from tokentui.cli import attribute, batch, compare, explore, export, generate, runs, stats, tree
 
 app = typer.Typer(
     name="tokentui",
@@ -22,10 +22,13 @@ app.command()(generate.generate)
 app.command()(generate.score)
 app.command()(tree.tree)
 app.command()(attribute.attribute)
+app.command()(compare.compare)
 app.add_typer(runs.runs_app, name="runs")
 app.command()(export.export)
+app.command()(stats.stats)
 app.command()(explore.explore)
 app.command()(explore.replay)
+app.command()(batch.batch)
 
 
 def main() -> None:

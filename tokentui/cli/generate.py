@@ -8,7 +8,6 @@ the engine's job (`tokentui.engine.jobs`) and prints what it yields: `generate_j
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -18,6 +17,7 @@ from tokentui.cli.options import (
     CacheOpt,
     DeviceOpt,
     DtypeOpt,
+    FileOpt,
     JsonOpt,
     KOpt,
     LensOpt,
@@ -25,6 +25,8 @@ from tokentui.cli.options import (
     LensTopOpt,
     ModelOpt,
     RemoteOpt,
+    TextEscapesOpt,
+    TextOpt,
     generation_options,
 )
 from tokentui.cli.output import (
@@ -37,7 +39,7 @@ from tokentui.cli.output import (
     save_to_cache,
     user_errors,
 )
-from tokentui.cli.text_input import ESCAPES_HELP, read_text
+from tokentui.cli.text_input import read_text
 from tokentui.core.display import sanitize
 from tokentui.core.params import GenerationSettings
 
@@ -159,20 +161,9 @@ def generate_job(backend, prompt: str, settings: GenerationSettings, lens_chunk:
 
 def score(
     model: ModelOpt = "demo",
-    text: Annotated[
-        str | None,
-        typer.Option(
-            "--text",
-            help="Text to score, as given: a shell passes 'a\\nb' as a backslash and an n (see --text-escapes). "
-            "'-' reads standard input.",
-        ),
-    ] = None,
-    file: Annotated[
-        Path | None, typer.Option("--file", "-f", help="Read the text from this file ('-': standard input).")
-    ] = None,
-    text_escapes: Annotated[
-        bool, typer.Option("--text-escapes", help=f"Read {ESCAPES_HELP} in --text as the characters they name.")
-    ] = False,
+    text: TextOpt = None,
+    file: FileOpt = None,
+    text_escapes: TextEscapesOpt = False,
     alternatives: KOpt = 20,
     as_json: JsonOpt = False,
     device: DeviceOpt = "auto",

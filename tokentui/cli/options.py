@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from tokentui.cli.text_input import ESCAPES_HELP
 from tokentui.core.params import GenerationSettings, SamplingParams, TreeParams
 
 ModelOpt = Annotated[
@@ -72,6 +73,22 @@ AttentionEntropyOpt = Annotated[
     ),
 ]
 RunRefArg = Annotated[str, typer.Argument(help="Run id (or any unique part of one) or path to a run file.")]
+
+# A text to read (score, compare): see cli/text_input.read_text.
+TextOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--text",
+        help="The text, as given: a shell passes 'a\\nb' as a backslash and an n (see --text-escapes). "
+        "'-' reads standard input.",
+    ),
+]
+FileOpt = Annotated[
+    Path | None, typer.Option("--file", "-f", help="Read the text from this file ('-': standard input).")
+]
+TextEscapesOpt = Annotated[
+    bool, typer.Option("--text-escapes", help=f"Read {ESCAPES_HELP} in --text as the characters they name.")
+]
 
 _DEFAULT = GenerationSettings()
 _KW = inspect.Parameter.KEYWORD_ONLY

@@ -96,6 +96,22 @@ class ProgressLine:
         sys.stderr.flush()
 
 
+def throughput(done: int, total: int, seconds: float, unit: str = "items") -> str:
+    """`done/total unit · rate unit/s · ETA m:ss` for a ProgressLine: the rate over the work done
+    so far in this command, the ETA at that rate ("ETA …" until the first piece is done)."""
+    text = f"{done}/{total} {unit}"
+    if done <= 0 or seconds <= 0:
+        return f"{text} · ETA …"
+    rate = done / seconds
+    left = max(0, total - done) / rate
+    eta = (
+        f"{int(left // 3600)}:{int(left % 3600 // 60):02d}:{int(left % 60):02d}"
+        if left >= 3600
+        else f"{int(left // 60)}:{int(left % 60):02d}"
+    )
+    return f"{text} · {rate:.2f} {unit}/s · ETA {eta}"
+
+
 class Output:
     """Standard output for results. When the reader closes the pipe, writing stops silently (the
     file descriptor is pointed at /dev/null, so Python's final flush does not complain either)

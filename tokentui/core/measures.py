@@ -125,6 +125,26 @@ declare(
 
 BASE = tuple(MEASURES)  # the columns every run of this version records, in storage order
 
+# --- two models, token by token (`tokentui compare`) -----------------------------------------
+# A comparison run records model A's columns above and these for model B (the run's `model_b`),
+# at the same positions and for the same tokens. Every distribution is the model's raw next-token
+# distribution at temperature 1 over the full vocabulary, given positions 0…t−1. Optional: no
+# other run has them.
+COMPARISON = (
+    declare(Measure("logprob_b", "nats", "float32", (), "log p_B(token) under model B", required=False)),
+    declare(Measure("entropy_b", "nats", "float32", (), "entropy of model B's distribution", required=False)),
+    declare(Measure("rank_b", "rank (1 = most likely)", "int32", (), "the token's rank under model B", required=False)),
+    declare(
+        Measure("topk_ids_b", "token id", "int32", ("k",), "model B's k most likely", required=False, is_token_id=True)
+    ),
+    declare(Measure("topk_logprobs_b", "nats", "float16", ("k",), "their log-probabilities", required=False)),
+    declare(Measure("kl_ab", "nats", "float32", (), "KL(A‖B) = Σ_v p_A(v) (log p_A(v) − log p_B(v))", required=False)),
+    declare(Measure("kl_ba", "nats", "float32", (), "KL(B‖A) = Σ_v p_B(v) (log p_B(v) − log p_A(v))", required=False)),
+    declare(
+        Measure("js", "nats", "float32", (), "Jensen–Shannon: ½KL(A‖M) + ½KL(B‖M), M = (p_A + p_B)/2", required=False)
+    ),
+)
+
 
 def empty(m: Measure, n: int, dims: dict[str, int]) -> np.ndarray:
     return np.full(m.shape_for(n, dims), m.fill, dtype=m.dtype)

@@ -33,6 +33,7 @@ class Metric:
     high: float  # values are scaled to [0, 1] over [low, high] for colour
     high_is_uncertain: bool
     buckets: tuple[str, ...] = ()  # a categorical metric: its buckets' names, sure to unsure
+    ends: tuple[str, str] = ("sure", "uncertain")  # what the legend calls the two ends of the scale
 
     def normalized(self, values: np.ndarray) -> np.ndarray:
         """Values → [0, 1] where 1 is the most uncertain; NaN stays NaN."""
@@ -68,6 +69,40 @@ register(
 )
 
 METRIC_ORDER = ("probability", "entropy", "rank", "surprisal")
+
+# --- two models (`tokentui compare`): for runs holding model B's columns ----------------------
+register(
+    Metric(
+        "kl",
+        "KL(A‖B)",
+        "nats",
+        lambda c: c("kl_ab").astype(np.float64),
+        0.0,
+        2.0,
+        True,
+        ends=("models agree", "differ"),
+    )
+)
+register(
+    Metric(
+        "delta",
+        "Δ log p (B − A)",
+        "nats",
+        lambda c: c("logprob_b").astype(np.float64) - c("logprob").astype(np.float64),
+        -4.0,
+        4.0,
+        False,
+        ends=("B likes it more", "B likes it less"),
+    )
+)
+COMPARISON_METRICS = ("kl", "delta")
+
+
+def metric_order(columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The metrics a run with these columns can be coloured by, in the order `m` cycles them:
+    the comparison metrics only for a run that holds two models' columns."""
+    compared = "kl_ab" in columns and "logprob_b" in columns
+    return METRIC_ORDER + (COMPARISON_METRICS if compared else ())
 
 
 def finite_mean(values: np.ndarray) -> float:

@@ -49,6 +49,9 @@ class RunMeta:
     lens: str = "logit lens: hidden state → final norm → unembedding; last layer = model output"
     weights_file: str | None = None  # a model read from one file (GGUF): "name.gguf sha256:<hex>"
     tree: dict[str, Any] | None = None  # tree searches' records (core/tree.py); None: no search
+    # a comparison run's second model (`tokentui compare`): {"model", "revision", "dtype", "device",
+    # "tokenizer", "weights_file"} as for the first; None: one model
+    model_b: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +76,9 @@ def now_iso() -> str:
 # elsewhere NaN means 'not known' (greedy steps have no sampler log-prob; layer values arrive late).
 TOLERANCE = 1e-3
 SIGN = {"logprob": -1, "sampler_logprob": -1, "topk_logprobs": -1, "entropy": 1, "layer_entropy": 1}
+# a comparison's second model and the divergences between the two (KL and JS are ≥ 0)
+SIGN.update({"logprob_b": -1, "topk_logprobs_b": -1, "entropy_b": 1, "kl_ab": 1, "kl_ba": 1, "js": 1})
+RANKS = ("rank", "rank_b")
 # per-layer measures (issue 14): probabilities, divergences, surprisals and entropies are ≥ 0
 SIGN.update(layer_margin=1, layer_kl_final=1, layer_surprisal=1, layer_topk_logprobs=-1, attention_entropy=1)
 KNOWN_WHEN_SCORED = ("logprob", "entropy")
@@ -358,9 +364,9 @@ class Run:
         scored = np.arange(start, start + len(cols)) >= 1
         for measure in self.layout.measures:
             name = measure.name
-            if name == "rank":
+            if name in RANKS:
                 rank = cols.col(name)
-                bad = (rank < 0) | (rank > self.meta.vocab_size) | ((rank < 1) & scored)
+                bad = (rank < 0) | (rank > self.meta.vocab_size) | ((rank < 1) & scored & (name == "rank"))
                 _refuse(segment, name, start, bad, f"rank outside 1..{self.meta.vocab_size}")
             if name == "layer_rank":  # 0: not lensed
                 ranks = cols.col(name)

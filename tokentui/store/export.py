@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from tokentui.core import tree
+from tokentui.core import comparison, tree
 from tokentui.core.attribution import Attribution, normalized
 from tokentui.core.display import decode_bytes, sanitize
 from tokentui.core.measures import LAYER_MEASURES, derive, has_measure
@@ -57,6 +57,16 @@ CSV_COLUMNS = [
     "probability_of_next_token",
     "logprob_of_next_token",
     "rank_of_next_token",
+]
+# a comparison run's CSV adds model B's columns and the divergences (nats)
+COMPARISON_CSV_COLUMNS = [
+    "logprob_of_next_token_b",
+    "rank_of_next_token_b",
+    "entropy_b",
+    "delta_logprob",
+    "kl_ab",
+    "kl_ba",
+    "js",
 ]
 FORMATS = ("csv", "jsonl", "json", "tree-json", "seed002-jsonl", "seed004")  # written to one stream
 EXTENSION = {
@@ -148,12 +158,16 @@ def _text(run: Run, token_id: int) -> str:
     return decode_bytes(run.tokens.bytes_of(token_id))
 
 
+def _top_k(run: Run, ids: Any, logprobs: Any) -> list[list[Any]]:
+    """[[id, token, log-prob rounded to 5 digits], …] of a step's alternatives (ids < 0: none)."""
+    return [[int(i), _text(run, int(i)), round(float(lp), 5)] for i, lp in zip(ids, logprobs) if i >= 0]
+
+
 def step_record(run: Run, branch_id: int, step: Step) -> dict[str, Any]:
-    """One token as a JSON-ready dict (the steps of JSON exports; `token_record` adds the run id)."""
-    top = [
-        [int(i), _text(run, int(i)), round(float(lp), 5)] for i, lp in zip(step.topk_ids, step.topk_logprobs) if i >= 0
-    ]
-    return {
+    """One token as a JSON-ready dict (the steps of JSON exports; `token_record` adds the run id).
+    A comparison run's steps also carry model B's values (`comparison_fields`)."""
+    top = _top_k(run, step.topk_ids, step.topk_logprobs)
+    record = {
         "branch": branch_id,
         "position": step.position,
         "kind": step.kind,
@@ -168,6 +182,9 @@ def step_record(run: Run, branch_id: int, step: Step) -> dict[str, Any]:
         "layer_entropy": [_num(float(x)) for x in step.layer_entropy],
         **layer_record(run, step),
     }
+    if comparison.is_comparison(run):
+        record.update(comparison_fields(run, step))
+    return record
 
 
 def layer_record(run: Run, step: Step) -> dict[str, Any]:
@@ -218,9 +235,10 @@ def _branch_rows(run: Run, branch_id: int) -> Iterator[dict[str, Any]]:
     full_text = decode_bytes(run.text(branch_id))
     seq = run.sequence(branch_id)
     first = 0 if b.parent is None else b.fork_position
+    compared = comparison.is_comparison(run)
     for pos in range(max(first, 1), run.length(branch_id)):
         step = run.step(branch_id, pos)
-        yield {
+        row = {
             "prompt_id": run.id,
             "branch_id": branch_id,
             "full_text": full_text,
@@ -234,11 +252,19 @@ def _branch_rows(run: Run, branch_id: int) -> Iterator[dict[str, Any]]:
             "logprob_of_next_token": _num(step.logprob),
             "rank_of_next_token": step.rank,
         }
+        if compared:
+            f = comparison_fields(run, step)
+            row.update(
+                dict(zip(COMPARISON_CSV_COLUMNS, [f[n] for n in ("logprob_b", "rank_b", "entropy_b", "delta_logprob")]))
+            )
+            row.update({n: f[n] for n in ("kl_ab", "kl_ba", "js")})
+        yield row
 
 
 def write_csv(run: Run, out: TextSink, raw: bool = False) -> None:
     """One row per token (see `csv_cell` for what happens to the text, and `raw`)."""
-    w = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    columns = CSV_COLUMNS + (COMPARISON_CSV_COLUMNS if comparison.is_comparison(run) else [])
+    w = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     w.writeheader()
     for b in run.branches:
         for row in _branch_rows(run, b.id):
@@ -253,6 +279,77 @@ def write_jsonl(run: Run, out: TextSink, raw: bool = False) -> None:
             out.write("\n")
 
 
+# --- comparisons of two models (`tokentui compare`): model B's columns and the divergences -----
+
+
+def comparison_fields(run: Run, step: Step) -> dict[str, Any]:
+    """Model B's values at a step of a comparison run (model A's are the record's usual fields):
+    logprob_b, prob_b, rank_b, entropy_b, delta_logprob (logprob_b − logprob), kl_ab, kl_ba, js
+    (nats) and top_k_b. Unknown values (position 0, a branch grown later) are null."""
+    lp_b = float(step.get("logprob_b"))
+    return {
+        "logprob_b": _num(lp_b),
+        "prob_b": _num(math.exp(lp_b)) if math.isfinite(lp_b) else None,
+        "rank_b": int(step.get("rank_b", 0)) or None,
+        "entropy_b": _num(float(step.get("entropy_b"))),
+        "delta_logprob": _num(lp_b - step.logprob),
+        "kl_ab": _num(float(step.get("kl_ab"))),
+        "kl_ba": _num(float(step.get("kl_ba"))),
+        "js": _num(float(step.get("js"))),
+        "top_k_b": _top_k(run, step.get("topk_ids_b", ()), step.get("topk_logprobs_b", ())),
+    }
+
+
+def comparison_record(run: Run, step: Step) -> dict[str, Any]:
+    """One position of a comparison as `compare --json` prints it: the token, then each model's
+    log-prob, probability, rank, entropy and top-k side by side (`_a`, `_b`), delta_logprob =
+    logprob_b − logprob_a, and the exact divergences kl_ab, kl_ba, js (nats)."""
+    b = comparison_fields(run, step)
+    return {
+        "run_id": run.id,
+        "position": step.position,
+        "token_id": step.token_id,
+        "token": _text(run, step.token_id),
+        "logprob_a": _num(step.logprob),
+        "logprob_b": b["logprob_b"],
+        "delta_logprob": b["delta_logprob"],
+        "prob_a": _num(step.prob),
+        "prob_b": b["prob_b"],
+        "rank_a": step.rank or None,
+        "rank_b": b["rank_b"],
+        "entropy_a": _num(step.entropy),
+        "entropy_b": b["entropy_b"],
+        "kl_ab": b["kl_ab"],
+        "kl_ba": b["kl_ba"],
+        "js": b["js"],
+        "top_k_a": _top_k(run, step.topk_ids, step.topk_logprobs),
+        "top_k_b": b["top_k_b"],
+    }
+
+
+def comparison_summary(run: Run) -> dict[str, Any]:
+    """A comparison run's per-text numbers (`core/comparison.summarize`) with both models' names,
+    as the object `compare --json` prints after the positions (`"summary": true`)."""
+    b = run.meta.model_b or {}
+    return {
+        "run_id": run.id,
+        "summary": True,
+        "model_a": run.meta.model,
+        "model_b": b.get("model"),
+        **comparison.run_summary(run),
+    }
+
+
+def comparison_lines(run: Run) -> Iterator[str]:
+    """`compare --json`'s lines for a comparison run: every scored position of its root branch
+    (1…), then the summary."""
+    if not comparison.is_comparison(run):
+        raise ExportError(f"run {run.id} is not a comparison of two models (make one with `tokentui compare`)")
+    for step in iter_steps(run, 0, 1):
+        yield json_text(comparison_record(run, step))
+    yield json_text(comparison_summary(run))
+
+
 def run_to_json(run: Run) -> dict[str, Any]:
     prompt = [step_record(run, 0, run.prompt.get(i, i, "prompt")) for i in range(len(run.prompt))]
     branches = [
@@ -263,7 +360,10 @@ def run_to_json(run: Run) -> dict[str, Any]:
         }
         for b in run.branches
     ]
-    return {"schema": "tokentui-run-json/1", "meta": run.meta.to_dict(), "prompt_steps": prompt, "branches": branches}
+    doc = {"schema": "tokentui-run-json/1", "meta": run.meta.to_dict(), "prompt_steps": prompt, "branches": branches}
+    if comparison.is_comparison(run):
+        doc["comparison"] = comparison_summary(run)
+    return doc
 
 
 def write_json(run: Run, out: TextSink, raw: bool = False) -> None:

@@ -181,6 +181,22 @@ def _sampling(path: Path, value: object, what: str) -> dict[str, Any]:
     return value
 
 
+MODEL_B_KEYS = ("model", "revision", "dtype", "device", "tokenizer", "weights_file")
+
+
+def _model_b(path: Path, value: object) -> None:
+    """A comparison run's second model (absent or None in every other run): a dict of the keys
+    MODEL_B_KEYS, "model" and "dtype" text, the others text or null."""
+    if value is None:
+        return
+    if not isinstance(value, dict) or not set(value) <= set(MODEL_B_KEYS):
+        raise RunFileError(path, "run metadata 'model_b' is malformed")
+    for key in MODEL_B_KEYS:
+        v = value.get(key)
+        if not (isinstance(v, str) or (v is None and key not in ("model", "dtype"))):
+            raise RunFileError(path, f"run metadata 'model_b' {key!r} has the wrong type")
+
+
 def _meta_from(path: Path, d: object) -> RunMeta:
     if not isinstance(d, dict):
         raise RunFileError(path, "run metadata is missing")
@@ -222,6 +238,7 @@ def _meta_from(path: Path, d: object) -> RunMeta:
     _sampling(path, d["sampling"], "run metadata 'sampling'")
     if d.get("tree") is not None and not isinstance(d["tree"], dict):
         raise RunFileError(path, "run metadata 'tree' has the wrong type")
+    _model_b(path, d.get("model_b"))
     known = {k: v for k, v in d.items() if k in _META_TYPES}
     return RunMeta(**known)
 

@@ -14,6 +14,7 @@ from tokentui.tui.state import Needs
 
 # Where a key works: the app (everywhere but an input), or only in one focused pane.
 APP, STREAM, ALTERNATIVES, TREE, MATRIX = "app", "tokens", "alternatives", "tree", "matrix"
+STATS = "stats"  # the Stats screen (screens/stats.py)
 GROUPS = ("generate", "move", "branch", "tree", "attribute", "view", "files", "app")
 
 
@@ -63,6 +64,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "previous high-entropy token (top 10%)", "move", STREAM, shown_keys="{"),
     ActionSpec("right_curly_bracket", "uncertain(1, 'entropy')", "next unsure",
                "next high-entropy token (top 10%)", "move", STREAM, shown_keys="}"),
+    ActionSpec("left_parenthesis", "uncertain(-1, 'kl')", "prev KL", "previous position where two compared "
+               "models differ most (top 10% of KL(A‖B); `tokentui compare` runs)", "move", STREAM, shown_keys="("),
+    ActionSpec("right_parenthesis", "uncertain(1, 'kl')", "next KL", "next position where two compared models "
+               "differ most (top 10% of KL(A‖B))", "move", STREAM, shown_keys=")"),
     # branch
     ActionSpec("1,2,3,4,5,6,7,8,9", "branch_alt({n})", "branch #n", "branch here with alternative n", "branch",
                needs=Needs.RUN_AND_MODEL, palette=False, shown_keys="1 … 9"),
@@ -122,11 +127,18 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("q", "close", "close", "close the matrix (a computation still running is cancelled)", "attribute",
                MATRIX),
     # view
-    ActionSpec("m", "cycle_metric", "metric", "next metric: probability, entropy, rank, surprisal", "view",
+    ActionSpec("m", "cycle_metric", "metric", "next metric: probability, entropy, rank, surprisal (a compared "
+               "run: also KL(A‖B) and Δ log p)", "view",
                footer=True),
     ActionSpec("T", "cycle_theme", "theme", "next theme", "view"),
     ActionSpec("D", "toggle_decoded", "decoded", "tokens ↔ decoded text (split characters joined, real line breaks)",
                "view"),
+    ActionSpec("S", "stats", "stats", "run statistics of the branch on show (w in it: of the whole run): entropy and "
+               "p(chosen), perplexity, entropy deciles, by relative position, extreme tokens, GLTR ranks", "view",
+               needs=Needs.RUN),
+    ActionSpec("w", "toggle_scope", "branch/run", "statistics of the branch ↔ of the whole run", "view", STATS),
+    ActionSpec("p", "toggle_prompt", "prompt", "count the prompt's scored positions too (or not)", "view", STATS),
+    ActionSpec("escape,S", "close", "close", "close the statistics", "view", STATS),
     ActionSpec("v", "cycle_pane", "side pane", "next side pane (narrow terminals show one at a time)", "view"),
     ActionSpec("tab", "focus_next", "next pane", "next pane", "view", palette=False, textual=True),
     # files

@@ -264,6 +264,10 @@ class TokentuiApp(
         if run is None:
             return
         self.session.branch_id = branch_id
+        from tokentui.core.metrics import metric_order
+
+        if self.metric not in metric_order(run.layout.names):  # a compared run's metric, another run on show
+            self.metric = "probability"
         view = BranchView(run, branch_id, self.metric, self.decoded, width=self.stream.text_width())
         self.stream.show(view, cursor)
         self.query_one(BranchTree).show(run, branch_id)

@@ -208,10 +208,13 @@ class BranchView:
         return int(before[-1]) if before.size else None
 
     def uncertain_mask(self, kind: str) -> np.ndarray:
-        """`rank`: the model's first choice was not taken · `entropy`: the top 10% most uncertain."""
+        """`rank`: the model's first choice was not taken · `entropy`: the top 10% most uncertain ·
+        `kl`: the top 10% of KL(A‖B) in a comparison of two models (nowhere in another run)."""
         if kind == "rank":
             return self.run.column(self.branch_id, "rank") > 1
-        ent = self.run.column(self.branch_id, "entropy").astype(np.float64)
+        if kind == "kl" and "kl_ab" not in self.run.layout.names:
+            return np.zeros(self.run.length(self.branch_id), dtype=bool)
+        ent = self.run.column(self.branch_id, "kl_ab" if kind == "kl" else "entropy").astype(np.float64)
         finite = ent[np.isfinite(ent)]
         if not finite.size:
             return np.zeros(len(ent), dtype=bool)

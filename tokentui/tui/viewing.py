@@ -50,9 +50,10 @@ class ViewActions(_Base):
         self.query_one(Legend).show(self.metric, self.scale, self.no_color)
 
     def action_cycle_metric(self) -> None:
-        from tokentui.core.metrics import METRIC_ORDER
+        from tokentui.core.metrics import metric_order
 
-        self.metric = METRIC_ORDER[(METRIC_ORDER.index(self.metric) + 1) % len(METRIC_ORDER)]
+        order = metric_order(self.run_obj.layout.names if self.run_obj is not None else ())
+        self.metric = order[(order.index(self.metric) + 1) % len(order)] if self.metric in order else order[0]
         if self.stream.view is not None:
             self.stream.view.set_metric(self.metric)
         self.stream.restyle()
@@ -76,6 +77,13 @@ class ViewActions(_Base):
     def watch_theme(self) -> None:
         if self.screen_stack:  # not while __init__ picks the first theme
             self.apply_scale()
+
+    def action_stats(self) -> None:
+        """`S`: the Stats screen of the branch on show (screens/stats.py)."""
+        from tokentui.tui.screens.stats import StatsScreen
+
+        if self.run_obj is not None and not isinstance(self.screen, StatsScreen):
+            self.push_screen(StatsScreen(self.run_obj, self.branch_id))
 
     def action_help(self) -> None:
         from tokentui.tui.screens.help import HelpScreen

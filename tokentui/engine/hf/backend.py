@@ -351,7 +351,7 @@ class HFBackend:
         lens_start = branch.end
         chunk = self.lens_chunk
         packer = Packer(run.layout, lens_rows=n_layers - 1 if chunk == 1 and n_layers > 1 else 0)
-        id_measures = [m.name for m in run.layout.measures if m.is_token_id and m.name != "token_id"]
+        id_measures = packer.id_measures
         t0 = time.perf_counter()
         new = 0
         status = "length"

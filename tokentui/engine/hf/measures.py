@@ -503,6 +503,10 @@ def run_layout(k: int, n_layers: int, k_lens: int = 0, lens: bool = True, attent
     return Layout.of(k, n_layers, [n for n in MEASURES if n in computed], j=max(1, k_lens))
 
 
+# the per-token measure that is a lens measure's layer L, for callers holding only per-token values
+FINAL_FROM = {"layer_entropy": "entropy", "layer_rank": "rank"}
+
+
 def layer_arrays(
     lensed: dict[str, torch.Tensor] | dict[str, np.ndarray] | None,
     finals: dict[str, np.ndarray],
@@ -511,7 +515,8 @@ def layer_arrays(
 ) -> dict[str, np.ndarray]:
     """[n, L] (or [n, L, j]) arrays of the layout's lens measures: layers 1…L−1 from the lens
     (`lensed[name]`: [n, L−1(, j)]; None: the lens is off or has not run yet: 'unknown'), layer L
-    from `finals[name]` ([n] or [n, j]: the model's own value)."""
+    from `finals[name]` ([n] or [n, j]: the model's own value; for layer_entropy / layer_rank the
+    per-token `entropy` / `rank` will do)."""
     out = {}
     names = set(lens_names())
     for m in layout.measures:
@@ -521,9 +526,13 @@ def layer_arrays(
         if lensed is not None and layout.n_layers > 1 and m.name in lensed:
             v = lensed[m.name]
             arr[:, :-1] = v.cpu().numpy() if isinstance(v, torch.Tensor) else v
-        arr[:, -1] = finals[m.name]
+        arr[:, -1] = finals[m.name] if m.name in finals else finals[FINAL_FROM[m.name]]
         out[m.name] = arr
     return out
+
+
+# what a step may carry that no token function computes: the forward's attention entropy per layer
+NON_TOKEN_MEASURES = ("attention_entropy",)
 
 
 def attention_values(rows: list[torch.Tensor], n_layers: int) -> torch.Tensor | None:
@@ -548,7 +557,10 @@ class Packer:
         self.slots: list[tuple[str, int, tuple[int, ...], Measure]] = []
         self.layer: list[tuple[str, tuple[int, ...]]] = []  # lens measures: per-layer value shape
         at = 0
+        computed = {"token_id", *lensed, *NON_TOKEN_MEASURES} | {n for names, _fn in TOKEN_FNS for n in names}
         for m in layout.measures:
+            if m.name not in computed:
+                continue  # no function of this backend's computes it (a comparison's model B: unknown here)
             shape = tuple(dims[d] for d in m.shape)
             if m.name in lensed:
                 shape = shape[1:]  # the slot holds layer L only
@@ -557,6 +569,8 @@ class Packer:
             self.slots.append((m.name, at, shape, m))
             at += width
         self.token_width = at
+        # the id columns a step carries besides its token (their bytes go into the token table)
+        self.id_measures = [name for name, _at, _s, m in self.slots if m.is_token_id and name != "token_id"]
         self.lens_rows = lens_rows  # per-step lens values appended (lens every step): L-1 layers each
 
     def pack(self, values: dict[str, torch.Tensor], lensed: dict[str, torch.Tensor] | None = None) -> torch.Tensor:

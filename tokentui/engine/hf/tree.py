@@ -186,7 +186,7 @@ class TreeSearch:
         self.measure = measure
         self.eos = set(backend.lm.eos_ids)
         self.packer = Packer(run.layout)
-        self.id_measures = [m.name for m in run.layout.measures if m.is_token_id and m.name != "token_id"]
+        self.id_measures = self.packer.id_measures
         self.lens_on = backend.lens_chunk > 0 and run.n_layers > 1
         self.attention = backend._attention(run)
         self.lensing: list[_Lensing] = []  # expanded nodes whose children await the lens

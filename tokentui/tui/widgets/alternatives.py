@@ -138,6 +138,9 @@ class AlternativesPane(Static, can_focus=True):
         )
         if step.kind != "generated":
             head.append(f" ({step.kind})", style=muted)
+        if step.rank and "kl_ab" in run.layout.names and int(step.get("rank_b", 0)):
+            self.update(Group(head, self._compared(run, step)))  # (a taller pane than one model's)
+            return
         if step.rank:
             line = f"p={step.prob:.4f} · rank {step.rank} · H={step.entropy:.3f} nats"
             if len(line) > (self.content_region.width or 40):  # a narrow pane: the same, shorter
@@ -158,3 +161,47 @@ class AlternativesPane(Static, can_focus=True):
             rows.append_text(self._row(run, step.rank, step.token_id, step.prob, step.logprob, True, False))
         rows.rstrip()
         self.update(Group(head, rows), layout=False)
+
+    def _compared(self, run: Run, step) -> Text:
+        """A comparison of two models (`tokentui compare`): the token's p and rank under each, the
+        divergences, then both models' top-k side by side (the token itself marked ▶)."""
+        width = self.content_region.width or 40
+        lp_b = float(step.get("logprob_b"))
+        kl = f"KL(A‖B) {float(step.get('kl_ab')):.3f} · KL(B‖A) {float(step.get('kl_ba')):.3f}"
+        js = f"JS {float(step.get('js')):.3f} nats"
+        out = Text(
+            f"A: p={step.prob:.4f} · rank {step.rank} · H={step.entropy:.3f}\n"
+            f"B: p={math.exp(lp_b):.4f} · rank {int(step.get('rank_b'))} · H={float(step.get('entropy_b')):.3f}\n"
+            + (f"{kl} · {js}\n" if len(kl) + len(js) + 3 <= width else f"{kl}\n{js}\n")
+        )
+        half = max(10, (width - 5) // 2)
+        tok_w = max(4, half - 8)
+        out.append(
+            f"{'':4}{' model A':<{half}}│ model B\n",
+            style=self.get_component_rich_style("alternatives--muted", partial=True),
+        )
+        chosen = self.get_component_rich_style("alternatives--chosen", partial=True)
+        cols = [
+            list(zip(step.topk_ids.tolist(), step.topk_logprobs.tolist())),
+            list(zip(step.get("topk_ids_b").tolist(), step.get("topk_logprobs_b").tolist())),
+        ]
+        for i in range(max(len(c) for c in cols)):
+            out.append(f"{i + 1:>3} ")
+            for side, col in enumerate(cols):
+                tid, lp = col[i] if i < len(col) else (-1, math.nan)
+                mark = "▶" if tid == step.token_id else " "
+                cell = Text(mark)
+                if tid >= 0:
+                    token = lone_id(run, tid, tok_w)
+                    cell.append_text(token)
+                    cell.append(" " * max(0, tok_w - token.cell_len))
+                    cell.append(f" {math.exp(lp):.3f}")
+                if tid == step.token_id:
+                    cell.stylize(chosen)
+                cell.append(" " * max(0, half - cell.cell_len))
+                out.append_text(cell)
+                if side == 0:
+                    out.append("│")
+            out.append("\n")
+        out.rstrip()
+        return out

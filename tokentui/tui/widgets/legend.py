@@ -49,18 +49,18 @@ class Legend(Static):
                 legend.append(f" {name} ", style=scale.style(i / last, no_color))
                 legend.append(" ")
         elif no_color:  # no colours: the text styles from sure to unsure, each named in its own style
-            legend = Text(f"{m.label} [{m.unit}] sure ")
+            legend = Text(f"{m.label} [{m.unit}] {m.ends[0]} ")
             steps = no_color_steps(scale)
             for i, style in enumerate(steps):
                 legend.append(style_name(style), style=style)
                 legend.append(" ▸ " if i < len(steps) - 1 else " ")
-            legend.append("uncertain")
+            legend.append(m.ends[1])
         else:  # the colour scale, one cell a step
-            legend = Text(f"{m.label} [{m.unit}] sure ")
+            legend = Text(f"{m.label} [{m.unit}] {m.ends[0]} ")
             n = len(scale.backgrounds)
             for i in range(n):
                 legend.append(" ", style=scale.style((i + 0.5) / n, False))
-            legend.append(" uncertain")
+            legend.append(f" {m.ends[1]}")
         legend.append(" · ")
         legend.append("prompt", style=Style(dim=True))
         legend.append(" · ")

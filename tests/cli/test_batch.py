@@ -1,0 +1,379 @@
+"""`batch` end to end on tiny real models: generated runs are `model.generate()`'s greedy tokens,
+a dataset's response losses are a plain forward's, bad lines are skipped with their line number,
+a batch killed mid-way resumes with every item done exactly once, and seed 000's and seed 003's
+tables hold what the reloaded runs hold."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from tokentui.core.display import decode_bytes
+from tokentui.store.collection import load_collection
+from tokentui.store.export import CSV_COLUMNS
+from tokentui.store.export import csv_cell as cell
+from tokentui.store.runfile import load_run
+from tokentui.store.seed_tables import STATS_COLUMNS, SUMMARY_COLUMNS, per_sample_name
+
+PROMPTS = ["def f(x):", "import os", "class A:", "x = [1, 2"]
+
+
+def _lines(path, lines) -> None:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def _greedy(lm, prompt: str, n: int) -> list[int]:
+    ids = torch.tensor([lm.tokenizer(prompt)["input_ids"]])
+    return lm.model.generate(ids, max_new_tokens=n, do_sample=False, pad_token_id=0)[0].tolist()
+
+
+def _read_csv(path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_prompts_batch_under_two_models_generates_greedy_runs_and_seed000_tables(cli, model_dirs, loaded, tmp_path):
+    src = tmp_path / "prompts.txt"
+    _lines(src, [PROMPTS[0], "", PROMPTS[1], PROMPTS[2]])
+    out = tmp_path / "coll"
+    models = [str(model_dirs["gpt2"]), str(model_dirs["llama"])]
+    res = cli("batch", "--prompts", src, "-m", models[0], "-m", models[1], "-n", 6, "-k", 3, "--out", out)
+    assert res.exit_code == 0, res.output
+    assert f"{src} line 2: skipped: the prompt is empty" in res.stderr
+    assert res.stderr.count("line 2:") == 1  # reported once, not once per model
+
+    coll = load_collection(out)
+    assert coll.models == models and coll.complete
+    by = {(it.model, it.index): it for it in coll.items}
+    assert sorted(by) == sorted((m, i) for m in models for i in (1, 2, 3, 4))
+    assert by[(models[0], 2)].status == "skipped" and by[(models[0], 2)].error == "the prompt is empty"
+    runs = {}
+    for item, path in coll.runs():
+        run = load_run(path)
+        runs[(item.model, item.index)] = run
+        family = "gpt2" if item.model == models[0] else "llama"
+        prompt = {1: PROMPTS[0], 3: PROMPTS[1], 4: PROMPTS[2]}[item.index]
+        assert run.meta.prompt == prompt and run.id == path.stem
+        assert run.sequence(0).tolist() == _greedy(loaded(family), prompt, 6)
+    assert len(runs) == 6 and sorted(p.name for p in (out / "runs").iterdir()) == sorted(
+        f"{r.id}.tokentui" for r in runs.values()
+    )
+
+    # seed 000's per-token CSV: its columns first, one row per generated token of every item
+    rows = _read_csv(out / "model_analysis_stats.csv")
+    assert list(rows[0]) == STATS_COLUMNS and STATS_COLUMNS[: len(CSV_COLUMNS)] == CSV_COLUMNS
+    for col in ("prompt_id", "full_text", "token_position", "current_token", "next_token", "entropy",
+                "probability_of_next_token"):  # fmt: skip
+        assert col in rows[0]
+    expected = []
+    for (model, index), run in sorted(runs.items(), key=lambda kv: (models.index(kv[0][0]), kv[0][1])):
+        seq, fork = run.sequence(0), run.branches[0].fork_position
+        text = cell(decode_bytes(run.tokens.text(seq.tolist())))  # (the export's escaping: tested in store/)
+        for pos in range(fork, len(seq)):
+            expected.append(
+                (
+                    str(index),
+                    model,
+                    run.id,
+                    str(pos - 1),
+                    cell(decode_bytes(run.tokens.bytes_of(int(seq[pos - 1])))),
+                    str(int(seq[pos])),
+                    "generated",
+                    text,
+                )  # fmt: skip
+            )
+    got = [
+        (
+            r["prompt_id"],
+            r["model"],
+            r["run_id"],
+            r["token_position"],
+            r["current_token"],
+            r["next_token_id"],
+            r["next_token_kind"],
+            r["full_text"],
+        )  # fmt: skip
+        for r in rows
+    ]
+    assert got == expected
+    for r in rows:
+        run = runs[(r["model"], int(r["prompt_id"]))]
+        st = run.step(0, int(r["token_position"]) + 1)
+        assert float(r["entropy"]) == pytest.approx(st.entropy, rel=1e-6)
+        assert float(r["probability_of_next_token"]) == pytest.approx(math.exp(st.logprob), rel=1e-6)
+        assert float(r["logprob_of_next_token"]) == pytest.approx(st.logprob, rel=1e-6)
+        assert int(r["rank_of_next_token"]) == st.rank
+
+    # seed 000's summary: one row per model, numpy over the reloaded runs' generated tokens
+    summary = _read_csv(out / "model_analysis_summary.csv")
+    assert list(summary[0]) == SUMMARY_COLUMNS and [s["model"] for s in summary] == models
+    for s in summary:
+        mine = [r for (m, _), r in runs.items() if m == s["model"]]
+        h = np.concatenate([r.column(0, "entropy")[r.branches[0].fork_position :] for r in mine]).astype(np.float64)
+        lp = np.concatenate([r.column(0, "logprob")[r.branches[0].fork_position :] for r in mine]).astype(np.float64)
+        assert int(s["items"]) == 3 and int(s["total_tokens"]) == lp.size == 18
+        for col, value in [("mean_entropy", h.mean()), ("median_entropy", np.median(h)), ("std_entropy", h.std()),
+                           ("max_entropy", h.max()), ("mean_probability", np.exp(lp).mean()),
+                           ("median_probability", np.median(np.exp(lp))), ("mean_loss", -lp.mean()),
+                           ("perplexity", np.exp(-lp.mean()))]:  # fmt: skip
+            assert float(s[col]) == pytest.approx(value, rel=1e-9), col
+
+
+def _forward_losses(lm, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """−log p and rank of every token from position 1 on, from one plain forward over the
+    whole vocabulary (float32)."""
+    with torch.no_grad():
+        logits = lm.model(torch.tensor([ids])).logits[0].float()
+    logp = torch.log_softmax(logits, -1)[:-1]
+    target = torch.tensor(ids[1:])
+    chosen = logp.gather(-1, target[:, None])[:, 0]
+    rank = (logp > chosen[:, None]).sum(-1) + 1
+    return (-chosen).numpy().astype(np.float64), rank.numpy()
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_a_dataset_is_scored_teacher_forced_with_the_response_marked(cli, model_dirs, loaded, tmp_path, chat):
+    family = "qwen2"
+    lm = loaded(family)
+    items = [
+        {"prompt": "def f(x):", "response": "\n    return x + 1\n"},
+        {"prompt": "Name a module.", "response": " shlex, and heapq"},
+    ]
+    long_text = " ".join(str(i) for i in range(400))  # far more tokens than the tiny models' 512 positions
+    src = tmp_path / "data.jsonl"
+    _lines(
+        src,
+        [json.dumps(items[0]), '{"prompt": "broken', json.dumps({"prompt": "no response"}),
+         json.dumps({"prompt": "", "response": "x"}), json.dumps({"prompt": "p", "response": long_text}),
+         json.dumps(items[1])],
+    )  # fmt: skip
+    out = tmp_path / "coll"
+    args = ["batch", "--dataset", src, "-m", model_dirs[family], "-k", 4, "--out", out]
+    res = cli(*args, *(["--chat"] if chat else []))
+    assert res.exit_code == 0, res.output
+    for line, why in [(2, "not valid JSON"), (3, "no 'response' field"), (4, "field 'prompt' is empty"),
+                      (5, "more than the model's context")]:  # fmt: skip
+        [said] = [x for x in res.stderr.splitlines() if f"{src} line {line}:" in x]
+        assert why in said
+    coll = load_collection(out)
+    assert {it.index: it.status for it in coll.items} == {1: "done", 2: "skipped", 3: "skipped", 4: "skipped",
+                                                          5: "skipped", 6: "done"}  # fmt: skip
+    [sheet] = [json.loads((out / per_sample_name(0, coll.models[0])).read_text())]
+    assert sheet["loss_over"] == "response" and [s["index"] for s in sheet["samples"]] == [1, 6]
+    tok = lm.tokenizer
+    for (_item, path), data, sample in zip(coll.runs(), items, sheet["samples"]):
+        if chat:
+            text = tok.apply_chat_template([{"role": "user", "content": data["prompt"]}], add_generation_prompt=True,
+                                           tokenize=False)  # fmt: skip
+            prompt_ids = tok(text, add_special_tokens=False)["input_ids"]
+        else:
+            prompt_ids = tok(data["prompt"])["input_ids"]
+        answer = tok(data["response"], add_special_tokens=False)["input_ids"]
+        ids = prompt_ids + answer
+        loss, rank = _forward_losses(lm, ids)
+        n = len(prompt_ids)
+        want_loss, want_rank = loss[n - 1 :], rank[n - 1 :]  # positions n … end: the response's
+        run = load_run(path)
+        assert run.sequence(0).tolist() == ids and run.meta.chat is chat
+        assert run.kinds(0) == ["prompt"] * n + ["forced"] * len(answer)
+        assert run.branches[0].fork_position == n and run.branches[0].status == "scored"
+        assert sample["positions"] == list(range(n, len(ids))) and sample["token_ids"] == answer
+        assert sample["tokens"] == [tok.decode([t]) for t in answer]
+        np.testing.assert_allclose(sample["losses"], want_loss, rtol=1e-5, atol=1e-5)
+        assert sample["ranks"] == want_rank.tolist()
+        assert sample["mean_loss"] == pytest.approx(want_loss.mean(), rel=1e-5)
+        assert sample["perplexity"] == pytest.approx(math.exp(want_loss.mean()), rel=1e-5)
+        assert sample["response"] == data["response"] and sample["prompt"] == data["prompt"]
+
+    # --loss-over all: the same runs (nothing is recomputed), the tables over every predicted position
+    again = cli(*args, *(["--chat"] if chat else []), "--loss-over", "all")
+    assert again.exit_code == 0, again.output
+    assert "2 done before, 0 to do" in again.stderr
+    sheet = json.loads((out / per_sample_name(0, coll.models[0])).read_text())
+    for (_, path), sample in zip(coll.runs(), sheet["samples"]):
+        ids = load_run(path).sequence(0).tolist()
+        loss, _ = _forward_losses(lm, ids)
+        assert sample["positions"] == list(range(1, len(ids)))
+        np.testing.assert_allclose(sample["losses"], loss, rtol=1e-5, atol=1e-5)
+    summary = _read_csv(out / "model_analysis_summary.csv")
+    assert int(summary[0]["total_tokens"]) == sum(s["n_tokens"] for s in sheet["samples"])
+
+
+def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
+    src = tmp_path / "p.txt"
+    _lines(src, PROMPTS[:3])
+    out = tmp_path / "coll"
+    gpt2, llama = str(model_dirs["gpt2"]), str(model_dirs["llama"])
+    args = ["batch", "--prompts", src, "-n", 3, "--lens-chunk", 0, "--out", out]
+    assert cli(*args, "-m", gpt2).exit_code == 0
+    coll = load_collection(out)
+    before = {it.index: (it.run_file.read_bytes(), it.run_file.stat().st_mtime_ns) for it, _ in coll.runs()}
+
+    _lines(src, [PROMPTS[0], "import sys", PROMPTS[2]])  # line 2 changed; and a second model
+    damaged = coll.run_file_for(gpt2, 3)
+    damaged.write_bytes(damaged.read_bytes()[:-10])  # line 3's run no longer loads: redone too
+    res = cli(*args, "-m", gpt2, "-m", llama)
+    assert res.exit_code == 0, res.output
+    assert "1 done before, 5 to do" in res.stderr
+    after = load_collection(out)
+    assert after.id == coll.id and after.models == [gpt2, llama]
+    assert [(it.model, it.index) for it, _ in after.runs()] == [(m, i) for m in (gpt2, llama) for i in (1, 2, 3)]
+    for it, path in after.runs():
+        if it.index == 2:
+            assert load_run(path).meta.prompt == "import sys"
+        elif it.model == gpt2:
+            same = (path.read_bytes(), path.stat().st_mtime_ns) == before[it.index]
+            assert same == (it.index == 1)
+            load_run(path)
+    assert len(list((out / "runs").iterdir())) == 6
+    assert (out / per_sample_name(1, llama)).exists()
+
+    # the manifest describes the last command: the model it no longer names is gone, with its runs
+    res = cli(*args, "-m", llama)
+    assert res.exit_code == 0, res.output
+    assert "3 done before, 0 to do" in res.stderr
+    last = load_collection(out)
+    assert last.models == [llama] and {it.model for it in last.items} == {llama}
+    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(p.name for _, p in last.runs())
+    assert sorted(p.name for p in out.glob("per_sample-*.json")) == [per_sample_name(0, llama)]
+
+
+def test_without_out_the_same_command_finds_its_collection_again(cli, model_dirs, tmp_path, cache_dir):
+    src = tmp_path / "p.txt"
+    _lines(src, PROMPTS[:2])
+    args = ["batch", "--prompts", src, "-m", model_dirs["gpt2"], "-n", 2, "--lens-chunk", 0]
+    first = cli(*args)
+    assert first.exit_code == 0, first.output
+    folder = first.stdout.splitlines()[0].removeprefix("collection ")
+    assert folder.startswith(str(cache_dir / "collections" / "p-"))
+    assert len(list(load_collection(folder).runs())) == 2
+    again = cli(*args)
+    assert "2 done before, 0 to do" in again.stderr and again.stdout.splitlines()[0] == first.stdout.splitlines()[0]
+    other = cli(*args[:-2], "--lens-chunk", 1)  # another command: another collection
+    assert other.stdout.splitlines()[0] != first.stdout.splitlines()[0]
+
+
+def _run_files(runs_dir) -> int:
+    if not runs_dir.is_dir():
+        return 0
+    return sum(p.suffix == ".tokentui" and not p.name.startswith(".") for p in runs_dir.iterdir())
+
+
+def _stopped_batch(tmp_path, model_dir, n_items: int = 10):
+    src = tmp_path / "p.txt"
+    _lines(src, [f"{PROMPTS[i % 4]} # {i}" for i in range(n_items)])
+    out = tmp_path / "coll"
+    args = ["batch", "--prompts", src, "-m", model_dir, "-n", 4, "--lens-chunk", 0, "--out", out]
+    return args, out
+
+
+def _resume_and_check(cli, args, out, n_items: int) -> None:
+    """The manifest left by the stopped batch is consistent; running the command again does the
+    rest, each item exactly once, and leaves the items finished before untouched."""
+    stopped = load_collection(out)
+    assert not stopped.complete
+    done_before = {it.index: path.read_bytes() for it, path in stopped.runs()}
+    assert 1 <= len(done_before) < n_items
+    res = cli(*args)
+    assert res.exit_code == 0, res.output
+    assert f"{len(done_before)} done before, {n_items - len(done_before)} to do" in res.stderr
+    coll = load_collection(out)
+    assert coll.complete and coll.id == stopped.id
+    assert sorted(it.index for it in coll.items) == list(range(1, n_items + 1))
+    assert all(it.status == "done" for it in coll.items)
+    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(path.name for _, path in coll.runs())
+    for it, path in coll.runs():
+        load_run(path)
+        if it.index in done_before:
+            assert path.read_bytes() == done_before[it.index]  # not redone
+
+
+def test_a_batch_killed_mid_way_resumes_with_every_item_done_once(cli, model_dirs, tmp_path):
+    n_items = 10
+    args, out = _stopped_batch(tmp_path, model_dirs["gpt2"], n_items)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "tokentui", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)  # fmt: skip
+    end = time.monotonic() + 120
+    while _run_files(out / "runs") < 2:  # the first item is in the manifest once the second's file is saved
+        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+        assert time.monotonic() < end, "no run file appeared"
+        time.sleep(0.002)
+    proc.kill()  # SIGKILL: no handler, no cleanup, wherever it was
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    _resume_and_check(cli, args, out, n_items)
+
+
+def test_ctrl_c_stops_after_the_current_item_with_exit_130_and_the_batch_resumes(cli, model_dirs, tmp_path):
+    """A real SIGINT to this process (the command runs in it): the handler `batch` installs turns
+    it into "stop after this item"."""
+    n_items = 10
+    args, out = _stopped_batch(tmp_path, model_dirs["gpt2"], n_items)
+
+    def press_ctrl_c() -> None:
+        end = time.monotonic() + 60
+        while not _run_files(out / "runs") and time.monotonic() < end:
+            time.sleep(0.002)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=press_ctrl_c)
+    watcher.start()
+    res = cli(*args)
+    watcher.join()
+    assert res.exit_code == 130, res.output
+    assert "stopping after the current item" in res.stderr and "stopped after" in res.stderr.splitlines()[-1]
+    assert "Traceback" not in res.stderr
+    stopped = load_collection(out)  # every run file saved is in the manifest: the item in progress finished
+    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(p.name for _, p in stopped.runs())
+    assert not (out / "model_analysis_stats.csv").exists()  # the tables wait for the end
+    _resume_and_check(cli, args, out, n_items)
+    assert (out / "model_analysis_stats.csv").exists()
+
+
+def test_a_hostile_manifest_in_out_is_a_one_line_error(cli, model_dirs, tmp_path):
+    src = tmp_path / "p.txt"
+    _lines(src, PROMPTS[:1])
+    out = tmp_path / "coll"
+    out.mkdir()
+    (out / "collection.json").write_text(json.dumps({"format": "tokentui-collection", "schema": 1, "id": "x",
+                                                     "models": [], "settings": {}, "items": [{"index": "\x1b[2J"}]}))  # fmt: skip
+    res = cli("batch", "--prompts", src, "-m", model_dirs["gpt2"], "--out", out)
+    assert res.exit_code == 2
+    assert res.stderr.startswith("tokentui: error:") and len(res.stderr.strip().splitlines()) == 1
+    assert "\x1b" not in res.stderr and "collection.json" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "extra, expect",
+    [
+        (["--dataset", "{src}", "--prompts", "{src}"], "exactly one of --prompts or --dataset"),
+        (["--dataset", "{src}", "-t", "0.7"], "generation options"),
+        (["--prompts", "{src}", "--loss-over", "prompt"], "unknown --loss-over"),
+        (["--prompts", "{src}", "--out", "{taken}"], "is not empty and holds no collection"),
+        (["--prompts", "{missing}"], "no such file"),
+    ],
+)
+def test_bad_options_are_one_line_before_any_model_loads(cli, weightless_model, tmp_path, extra, expect):
+    src = tmp_path / "p.jsonl"
+    src.write_text('{"prompt": "a", "response": "b"}\n')
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "mine.txt").write_text("x")
+    fill = {"src": src, "taken": taken, "missing": tmp_path / "missing.txt"}
+    res = cli("batch", "-m", weightless_model, *[str(a).format(**fill) for a in extra])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith("tokentui: error:") and expect in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert (taken / "mine.txt").exists() and sorted(p.name for p in taken.iterdir()) == ["mine.txt"]

@@ -1,0 +1,188 @@
+"""`tokentui compare`: the JSON lines and the summary object, the saved run (reloaded, exported,
+read without torch), the text table, a saved run's ids as the text, and one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tests.factories import other_tokenizer_model_dir, perturbed_model_dir
+from tokentui.store.cache import list_runs
+from tokentui.store.runfile import load_run
+
+TEXT = "for i in range(3):\n    print(i)\n"
+RECORD_KEYS = {"position", "token_id", "token", "logprob_a", "logprob_b", "rank_a", "rank_b", "kl_ab", "kl_ba", "js"}
+SUMMARY_KEYS = {
+    "mean_loss_a",
+    "mean_loss_b",
+    "perplexity_a",
+    "perplexity_b",
+    "mean_kl_ab",
+    "mean_kl_ba",
+    "sample_kl_estimate",
+}
+
+
+@pytest.fixture(scope="module")
+def model_b(model_dirs, tmp_path_factory):
+    return perturbed_model_dir(model_dirs["gpt2"], tmp_path_factory.mktemp("gpt2-b"))
+
+
+def _only_run(cache_dir):
+    [saved] = list_runs(cache_dir)
+    return load_run(saved.path)
+
+
+def _full_vocabulary_kl(dir_a, dir_b, ids: list[int]) -> np.ndarray:
+    """KL(A‖B) per position 1… from a plain forward of each model (no tokentui code)."""
+    from transformers import AutoModelForCausalLM
+
+    logp = []
+    for d in (dir_a, dir_b):
+        with torch.no_grad():
+            logits = AutoModelForCausalLM.from_pretrained(d)(torch.tensor([ids])).logits[0, :-1]
+        logp.append(torch.log_softmax(logits.double(), -1))
+    return (logp[0].exp() * (logp[0] - logp[1])).sum(-1).numpy()
+
+
+def test_json_lines_per_position_then_a_summary(cli, model_dirs, model_b, cache_dir):
+    res = cli("compare", "-m", model_dirs["gpt2"], "-m", model_b, "--text", TEXT, "-k", 3, "--json")
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in res.stdout.splitlines()]
+    records, summary = lines[:-1], lines[-1]
+    run = _only_run(cache_dir)
+    ids = run.sequence(0).tolist()
+    assert [r["position"] for r in records] == list(range(1, len(ids)))
+    assert all(RECORD_KEYS <= set(r) and "summary" not in r for r in records)
+    assert [r["token_id"] for r in records] == ids[1:]
+    assert run.tokens.bytes_of(ids[0]).decode() + "".join(r["token"] for r in records) == TEXT
+    assert summary["summary"] is True and SUMMARY_KEYS <= set(summary) and summary["run_id"] == run.id
+    # the numbers: exact KL against a full-vocabulary forward of each model, the summary from the records
+    np.testing.assert_allclose(
+        [r["kl_ab"] for r in records], _full_vocabulary_kl(model_dirs["gpt2"], model_b, ids), atol=1e-5
+    )
+    lp_a = np.array([r["logprob_a"] for r in records])
+    lp_b = np.array([r["logprob_b"] for r in records])
+    assert [r["delta_logprob"] for r in records] == pytest.approx(lp_b - lp_a, abs=1e-6)
+    assert summary["tokens"] == len(records)
+    assert summary["mean_loss_a"] == pytest.approx(-lp_a.mean(), abs=1e-6)
+    assert summary["mean_loss_b"] == pytest.approx(-lp_b.mean(), abs=1e-6)
+    assert summary["perplexity_b"] == pytest.approx(math.exp(-lp_b.mean()), rel=1e-6)
+    assert summary["sample_kl_estimate"] == pytest.approx((lp_a - lp_b).mean(), abs=1e-6)
+    assert summary["mean_kl_ab"] == pytest.approx(np.mean([r["kl_ab"] for r in records]), abs=1e-6)
+    assert summary["mean_kl_ba"] == pytest.approx(np.mean([r["kl_ba"] for r in records]), abs=1e-6)
+    assert all(r["rank_a"] >= 1 and r["rank_b"] >= 1 and len(r["top_k_a"]) == len(r["top_k_b"]) == 3 for r in records)
+    assert all(r["top_k_b"][0][2] >= math.log(r["prob_b"]) - 1e-4 for r in records)  # B's top-1 is at least as likely
+
+
+def test_the_saved_run_reloads_exports_and_reads_without_torch(cli, model_dirs, model_b, cache_dir, tmp_path):
+    res = cli("compare", "-m", model_dirs["gpt2"], "-m", model_b, "--text", TEXT, "-k", 3, "--json")
+    records = [json.loads(x) for x in res.stdout.splitlines()[:-1]]
+    run = _only_run(cache_dir)
+    assert run.meta.mode == "compare" and run.meta.model == model_dirs["gpt2"].name
+    assert run.meta.model_b == {
+        "model": model_b.name,
+        "revision": None,
+        "dtype": "float32",
+        "device": run.meta.device,  # both models on one device
+        "tokenizer": run.meta.tokenizer,  # one tokenizer: the same files, the same hash
+        "weights_file": None,
+    }
+    for r in records:
+        st = run.step(0, r["position"])
+        assert (st.logprob, st.get("logprob_b"), st.get("kl_ab"), st.get("rank_b")) == (
+            pytest.approx(r["logprob_a"]),
+            pytest.approx(r["logprob_b"]),
+            pytest.approx(r["kl_ab"]),
+            r["rank_b"],
+        )
+    # JSONL export: the usual record plus model B's fields, equal to what compare printed
+    jsonl = [json.loads(x) for x in cli("export", run.id, "--format", "jsonl").stdout.splitlines()]
+    for r, e in zip(records, jsonl[1:]):
+        assert (e["logprob"], e["logprob_b"], e["rank_b"], e["kl_ab"], e["kl_ba"], e["js"], e["top_k_b"]) == (
+            r["logprob_a"],
+            r["logprob_b"],
+            r["rank_b"],
+            r["kl_ab"],
+            r["kl_ba"],
+            r["js"],
+            r["top_k_b"],
+        )
+    doc = json.loads(cli("export", run.id, "--format", "json").stdout)
+    assert doc["meta"]["model_b"]["model"] == model_b.name
+    assert doc["comparison"] == json.loads(res.stdout.splitlines()[-1])
+    rows = list(csv.DictReader(io.StringIO(cli("export", run.id).stdout)))
+    assert [float(x["kl_ab"]) for x in rows] == pytest.approx([r["kl_ab"] for r in records])
+    assert [int(x["rank_of_next_token_b"]) for x in rows] == [r["rank_b"] for r in records]
+    # a replay machine without torch: the run loads and gives the same lines
+    code = (
+        "import sys; from tokentui.store.runfile import load_run; from tokentui.store.export import comparison_lines; "
+        f"print('\\n'.join(comparison_lines(load_run({str(list_runs(cache_dir)[0].path)!r})))); "
+        "assert 'torch' not in sys.modules"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out == res.stdout
+
+
+def test_text_table_and_summary_with_hostile_text(cli, model_dirs, model_b, cache_dir):
+    hostile = "x = '\x1b]52;c;cHduZWQ=\x07\u202e[/]'\n"
+    res = cli("compare", "-m", model_dirs["gpt2"], "-m", model_b, "--text", hostile)
+    assert res.exit_code == 0, res.output
+    assert not any(c in res.stdout for c in ("\x1b", "\x07", "\u202e"))
+    run = _only_run(cache_dir)
+    lines = res.stdout.splitlines()
+    assert lines[0].split()[:4] == ["pos", "token", "logp", "A"]
+    assert len([x for x in lines if x[:5].strip().isdigit()]) == len(run.prompt) - 1
+    assert f"A = {model_dirs['gpt2'].name} · B = {model_b.name}" in res.stdout
+    assert "mean loss (nats)" in res.stdout and "seed 003's" in res.stdout and "the exact mean KL(A‖B)" in res.stdout
+
+
+def test_a_saved_runs_ids_are_compared_as_they_are(cli, model_dirs, model_b, cache_dir):
+    assert cli("score", "-m", model_dirs["gpt2"], "--text", TEXT, "-k", 3).exit_code == 0
+    [scored] = list_runs(cache_dir)
+    source = load_run(scored.path)
+    res = cli("compare", "-m", model_dirs["gpt2"], "-m", model_b, "--run", scored.run_id, "-k", 3, "--json")
+    assert res.exit_code == 0, res.output
+    records = [json.loads(x) for x in res.stdout.splitlines()[:-1]]
+    assert [r["token_id"] for r in records] == source.sequence(0).tolist()[1:]
+    np.testing.assert_allclose([r["logprob_a"] for r in records], source.prompt.col("logprob")[1:], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["-m", "{a}", "--text", "x = 1"], "give --model twice"),
+        (["-m", "{a}", "-m", "{a}", "-m", "{a}", "--text", "x = 1"], "give --model twice"),
+        (["-m", "{a}", "-m", "{a}"], "exactly one of --text or --file"),
+        (["-m", "{a}", "-m", "{a}", "--text", "x", "--run", "nope"], "not both"),
+        (["-m", "{a}", "-m", "{a}", "--run", "nope", "--chat"], "--chat goes with --text"),
+        (["-m", "{a}", "-m", "{a}", "--text", "x", "-k", "0"], "k must be at least 1"),
+        (["-m", "{a}", "-m", "{a}", "--text", "x", "-k", "100000"], "more than the vocabulary"),
+    ],
+)
+def test_errors_before_the_weights_load_are_one_line(cli, weightless_model, cache_dir, args, expect):
+    res = cli("compare", *[a.format(a=weightless_model) for a in args])
+    [err] = _error_lines(res)
+    assert res.exit_code == 2 and err.startswith("tokentui: error:") and expect in err, res.stderr
+    assert not list_runs(cache_dir)
+
+
+def _error_lines(res) -> list[str]:
+    """Standard error without the progress lines (`… reading the configuration`)."""
+    return [x for x in res.stderr.splitlines() if not x.startswith("…")]
+
+
+def test_models_with_different_tokenizers_are_refused(cli, model_dirs, cache_dir, tmp_path):
+    other = other_tokenizer_model_dir(tmp_path / "other")
+    res = cli("compare", "-m", model_dirs["gpt2"], "-m", other, "--text", TEXT)
+    assert res.exit_code == 2 and "tokenizers differ" in res.stderr and not list_runs(cache_dir)
+    [err] = _error_lines(res)
+    assert err.startswith("tokentui: error:")

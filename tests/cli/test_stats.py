@@ -1,0 +1,246 @@
+"""`tokentui stats`: the JSON's and the CSV's numbers against the independent reference
+(tests/stats_reference.py) on the reloaded run files, the plot files, the text output (hostile
+token text sanitised), runs named like `export` names them, and one-line errors / skipped runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests import stats_reference as ref
+from tests.factories import HOSTILE_TEXTS, RAW_CONTROLS, make_run
+from tokentui.core.display import decode_bytes
+from tokentui.core.tokens import TokenTable
+from tokentui.store.runfile import load_run, save_run
+
+APPROX = dict(rel=1e-9, abs=1e-12)
+
+
+@pytest.fixture
+def run_files(tmp_path):
+    """Two saved runs of different lengths (the second with more branch-1 tokens)."""
+    a = make_run(n_branch_steps=(30, 12))
+    b = make_run(n_branch_steps=(18, 25))
+    b.meta.run_id = "20260102-000000-bbbbbb"
+    return [save_run(a, tmp_path / "a.tokentui"), save_run(b, tmp_path / "b.tokentui")]
+
+
+def close(got, want) -> bool:
+    if want is None:
+        return got is None
+    return got == pytest.approx(want, **APPROX)
+
+
+def check_summary(got: dict, tokens: list[dict]) -> None:
+    want = ref.summary(tokens)
+    assert got["tokens"] == want["tokens"]
+    for what in ("entropy", "probability"):
+        for key, value in want[what].items():
+            assert close(got[what][key], value), (what, key)
+    assert close(got["mean_loss"], want["mean_loss"]) and close(got["perplexity"], want["perplexity"])
+    assert [r["count"] for r in got["ranks"]] == want["ranks"]
+    assert [r["rank"] for r in got["ranks"]] == ["1", "2-10", "11-100", "101-1000", ">1000"]
+    assert [r["fraction"] for r in got["ranks"]] == pytest.approx([c / len(tokens) for c in want["ranks"]])
+
+
+def check_all(got: dict, tokens: list[dict], bins: int, top: int) -> None:
+    check_summary(got["summary"], tokens)
+    for d, want in zip(got["deciles"], ref.deciles(tokens), strict=True):
+        assert close(d["entropy_low"], want["low"]) and close(d["entropy_high"], want["high"])
+        assert d["count"] == want["count"]
+        assert close(d["mean_entropy"], want["mean_entropy"]) and close(d["mean_probability"], want["mean_probability"])
+        assert [(e["token"], e["count"]) for e in d["examples"]] == [(decode_bytes(t), c) for t, c in want["examples"]]
+    assert len(got["positions"]) == bins
+    for p, want in zip(got["positions"], ref.positions(tokens, bins), strict=True):
+        assert p["count"] == want["count"]
+        assert close(p["mean_entropy"], want["mean_entropy"])
+        assert close(p["mean_probability"], want["mean_probability"])
+    for name, indices in ref.extremes(tokens, top).items():
+        shown = got["extremes"][name]
+        assert [(t["branch"], t["position"]) for t in shown] == [
+            (tokens[j]["branch"], tokens[j]["position"]) for j in indices
+        ]
+        for t, j in zip(shown, indices):
+            assert close(t["entropy"], tokens[j]["entropy"]) and close(t["probability"], math.exp(tokens[j]["logprob"]))
+            assert t["rank"] == tokens[j]["rank"]
+
+
+def test_json_holds_every_number_of_one_run(cli, run_files):
+    res = cli("stats", run_files[0], "--json", "--bins", 6, "--top", 3)
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    run = load_run(run_files[0])
+    tokens = ref.counted(run)
+    check_all(doc["all"], tokens, 6, 3)
+    (row,) = doc["runs"]
+    assert (row["run_id"], row["model"], row["scope"], row["kinds"]) == (run.id, "m", "run", ["generated"])
+    check_summary(row["summary"], tokens)
+    # a branch, with the prompt's positions too
+    res = cli("stats", run_files[0], "--json", "--branch", 1, "--include-prompt")
+    doc = json.loads(res.stdout)
+    assert doc["runs"][0]["kinds"] == ["prompt", "generated"] and doc["runs"][0]["scope"] == "branch 1"
+    check_all(doc["all"], ref.counted(run, 1, ("prompt", "generated")), 10, 5)
+
+
+def test_several_runs_json_and_csv(cli, run_files, tmp_path):
+    out = tmp_path / "stats.csv"
+    res = cli("stats", *run_files, "--json", "--tokens", "generated,forced", "--bins", 4, "--csv", out)
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    runs = [load_run(p) for p in run_files]
+    parts = [ref.counted(r, None, ("forced", "generated")) for r in runs]
+    check_all(doc["all"], parts[0] + parts[1], 4, 5)
+    for row, tokens in zip(doc["runs"], parts, strict=True):
+        check_summary(row["summary"], tokens)
+        assert [p["count"] for p in row["positions"]] == [p["count"] for p in ref.positions(tokens, 4)]
+    assert [r["item"] for r in doc["runs"]] == ["1", "2"]
+    # the flat table: one row per run, then all
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [r["item"] for r in rows] == ["1", "2", "all"] and rows[1]["run_id"] == "20260102-000000-bbbbbb"
+    for row, tokens in zip(rows, [*parts, parts[0] + parts[1]], strict=True):
+        want = ref.summary(tokens)
+        assert int(row["tokens"]) == len(tokens) and row["kinds"] == "forced+generated"
+        for what in ("entropy", "probability"):
+            for key, value in want[what].items():
+                assert float(row[f"{what}_{key}"]) == pytest.approx(value, **APPROX)
+        assert float(row["perplexity"]) == pytest.approx(want["perplexity"], **APPROX)
+        assert [int(row[k]) for k in ("rank_1", "rank_2-10", "rank_11-100", "rank_101-1000", "rank_>1000")] == want[
+            "ranks"
+        ]
+        for k, p in enumerate(ref.positions(tokens, 4), start=1):
+            cell = row[f"entropy_bin_{k}"]
+            assert (cell == "") if p["mean_entropy"] is None else float(cell) == pytest.approx(p["mean_entropy"])
+    assert "wrote" in res.stderr
+
+
+def test_plot_dir_saves_each_plot_as_text_and_html(cli, run_files, tmp_path):
+    d = tmp_path / "plots"
+    res = cli("stats", *run_files, "--plot-dir", d, "--no-plots")
+    assert res.exit_code == 0, res.stderr
+    names = sorted(p.name for p in d.iterdir())
+    stems = ("entropy_by_position", "probability_by_position", "rank_histogram")
+    assert names == sorted(f"{s}.{e}" for s in stems for e in ("html", "txt"))
+    for stem, title in zip(stems, ("mean entropy by relative position", "mean p(chosen)", "GLTR rank histogram")):
+        text = (d / f"{stem}.txt").read_text(encoding="utf-8")
+        assert title in text and "┌" in text and "\x1b" not in text and len(text.splitlines()) >= 20
+        html = (d / f"{stem}.html").read_text(encoding="utf-8")
+        assert html.startswith("<!DOCTYPE html>") and "<pre>" in html and "<span style=" in html
+    # again: the files exist, so only --force replaces them (checked before any run is read)
+    res = cli("stats", "no-such-run", "--plot-dir", d)
+    assert res.exit_code == 2 and "already exists" in res.stderr and "--force" in res.stderr
+    res = cli("stats", *run_files, "--plot-dir", d, "--force", "--no-plots")
+    assert res.exit_code == 0
+
+
+def test_text_output(cli, run_files):
+    res = cli("stats", run_files[0], "--top", 2)
+    assert res.exit_code == 0, res.stderr
+    text = res.stdout
+    run = load_run(run_files[0])
+    want = ref.summary(ref.counted(run))
+    assert f"the run's tokens: {want['tokens']}" in text
+    assert f"perplexity {want['perplexity']:.3f}" in text and f"mean {want['entropy']['mean']:.3f}" in text
+    for heading in ("GLTR rank histogram", "entropy deciles", "by relative position", "highest entropy"):
+        assert heading in text
+    assert "mean entropy by relative position (nats)" in text and "└" in text  # the plots
+    assert "mean entropy by relative position" not in cli("stats", run_files[0], "--no-plots").stdout
+
+
+def test_hostile_token_text_is_shown_escaped(cli, tmp_path):
+    run = make_run(n_branch_steps=(30, 12))
+    hostile = [t.encode() for t in HOSTILE_TEXTS] + [b"\xc3", b"a\nb"]
+    run.tokens = TokenTable({i: hostile[i % len(hostile)] for i in range(run.meta.vocab_size)})
+    run.meta.run_id = "20260101-000000-hostil"
+    path = save_run(run, tmp_path / "h.tokentui")
+    res = cli("stats", path, "--top", 10)
+    assert res.exit_code == 0, res.stderr
+    assert not [c for c in RAW_CONTROLS if c in res.stdout], "raw control characters on the terminal"
+    assert "␛" in res.stdout and "[/]" in res.stdout
+    out = cli("stats", path, "--json", "--top", 10).stdout
+    assert not [c for c in RAW_CONTROLS if c in out]  # escaped as \\uXXXX in the JSON text
+    doc = json.loads(out)
+    shown = {t["token"] for ts in doc["all"]["extremes"].values() for t in ts}
+    assert shown & set(HOSTILE_TEXTS)  # the JSON gives the token's real text back
+
+
+def test_runs_are_named_like_export_names_them(cli, cache_dir):
+    save_run(make_run(), cache_dir / "20260101-000000-abcdef.tokentui")
+    res = cli("stats", "abcdef", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["runs"][0]["run_id"] == "20260101-000000-abcdef"
+
+
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["no-such-run"], "no such run"),
+        (["{a}", "--branch", "9"], "no branch 9"),
+        (["{a}", "--tokens", "sampled"], "--tokens takes auto, all or"),
+        (["{a}", "--bins", "0"], "--bins must be"),
+        ([], "give run ids or files, or --collection"),
+        (["{a}", "--collection", "{d}"], "not both"),
+    ],
+)
+def test_errors_are_one_line(cli, run_files, tmp_path, args, expect):
+    res = cli("stats", *[x.format(a=run_files[0], d=tmp_path) for x in args])
+    assert res.exit_code == 2 and res.stderr.startswith("tokentui: error:") and expect in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and res.stdout == ""
+
+
+def test_with_several_runs_a_bad_one_is_skipped(cli, run_files, tmp_path):
+    bad = tmp_path / "bad.tokentui"
+    bad.write_bytes(b"not a run file")
+    res = cli("stats", run_files[0], bad, "--json", "--branch", "1")
+    assert res.exit_code == 0
+    skipped = [line for line in res.stderr.splitlines() if line.startswith("tokentui: skipped:")]
+    assert len(skipped) == 1 and "bad.tokentui" in skipped[0]
+    assert [r["run_id"] for r in json.loads(res.stdout)["runs"]] == ["20260101-000000-abcdef"]
+    res = cli("stats", bad, bad)
+    assert res.exit_code == 2 and "none of the runs could be counted" in res.stderr
+
+
+def test_stats_imports_neither_torch_nor_textual(run_files):
+    code = textwrap.dedent(f"""
+        import sys
+        from tokentui.cli.app import app
+        try:
+            app(["stats", {str(run_files[0])!r}, "--plot-dir", {str(run_files[0].parent / "p")!r}])
+        except SystemExit as e:
+            assert not e.code, e.code
+        print("heavy:" + ",".join(m for m in ("torch", "transformers", "textual") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "heavy:"
+
+
+def test_a_batch_collection_counts_its_done_items(cli, model_dirs, tmp_path):
+    """`--collection`: the runs a real `tokentui batch` made (two models), labelled by model and
+    input line, counted together — the numbers of the reloaded run files themselves."""
+    from tokentui.store.collection import load_collection
+
+    src = tmp_path / "prompts.txt"
+    src.write_text("def f(x):\n\nclass A:\n")  # line 2 is blank: not an item
+    out = tmp_path / "coll"
+    models = [str(model_dirs["gpt2"]), str(model_dirs["llama"])]
+    res = cli("batch", "--prompts", src, "-m", models[0], "-m", models[1], "-n", 4, "--lens-chunk", 0, "--out", out)
+    assert res.exit_code == 0, res.stderr
+    res = cli("stats", "--collection", out, "--json")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    done = list(load_collection(out).runs())
+    assert len(done) == 4
+    assert [r["item"] for r in doc["runs"]] == [f"{item.model}:{item.index}" for item, _f in done]
+    parts = [ref.counted(load_run(f), None, ("generated",)) for _item, f in done]
+    check_summary(doc["all"]["summary"], [t for p in parts for t in p])
+    for row, tokens in zip(doc["runs"], parts, strict=True):
+        check_summary(row["summary"], tokens)
+    bad = tmp_path / "not-a-collection"
+    bad.mkdir()
+    res = cli("stats", "--collection", bad)
+    assert res.exit_code != 0 and len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr

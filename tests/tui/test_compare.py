@@ -1,0 +1,75 @@
+"""A comparison of two models (`tokentui compare`) replayed in the explorer, driven by key presses:
+the stream coloured by KL(A‖B) and by Δ log p, the jump to the next high-KL position, and both
+models' top-k side by side with the token's rank under each."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tests.factories import explorer, perturbed_model_dir, rendered, wait_for
+from tokentui.store.runfile import load_run, save_run
+from tokentui.tui.widgets.alternatives import AlternativesPane
+from tokentui.tui.widgets.legend import Legend
+
+TEXT = "def f(x):\n    return [x, x * 2, x * 3]  # three\n"
+
+
+@pytest.fixture(scope="module")
+def compared_path(loaded, model_dirs, tmp_path_factory):
+    from tokentui.engine.backend import ModelSpec
+    from tokentui.engine.hf.backend import HFBackend
+    from tokentui.engine.hf.compare import ModelPair
+    from tokentui.engine.hf.loading import load_model
+
+    b = load_model(str(perturbed_model_dir(model_dirs["gpt2"], tmp_path_factory.mktemp("b"))))
+    pair = ModelPair(HFBackend(loaded("gpt2"), lens_chunk=0), HFBackend(b, lens_chunk=0), ModelSpec("b"))
+    [run] = pair.compare([pair.item(TEXT)], k=4)
+    return save_run(run, tmp_path_factory.mktemp("runs") / f"{run.id}.tokentui")
+
+
+async def test_replay_colours_by_kl_jumps_to_high_kl_and_shows_both_top_k(compared_path):
+    run = load_run(compared_path)  # read back from the file, as replay does
+    kl = run.column(0, "kl_ab").astype(np.float64)
+    high = np.flatnonzero(kl >= np.quantile(kl[1:], 0.9))  # position 0 (NaN) is never high
+    app = explorer(run=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.stream.view is not None, what="the run on screen")
+        legend = app.query_one(Legend)
+        await pilot.press("m", "m", "m", "m")  # probability → entropy → rank → surprisal → KL
+        assert app.metric == "kl" and "KL(A‖B) [nats] models agree" in rendered(legend)
+        np.testing.assert_array_equal(app.stream.view.metric_values(), kl)
+        await pilot.press("m")
+        assert app.metric == "delta" and "Δ log p (B − A)" in rendered(legend)
+        delta = run.column(0, "logprob_b").astype(np.float64) - run.column(0, "logprob").astype(np.float64)
+        np.testing.assert_allclose(app.stream.view.metric_values(), delta)
+        await pilot.press("m")
+        assert app.metric == "probability"  # and round again
+        # ) and ( walk the positions of the top 10 % of KL(A‖B)
+        await pilot.press("home")
+        for want in high:
+            await pilot.press("right_parenthesis")
+            assert app.stream.cursor == want
+        await pilot.press("right_parenthesis")  # none after the last: the cursor stays
+        assert app.stream.cursor == high[-1]
+        if len(high) > 1:
+            await pilot.press("left_parenthesis")
+            assert app.stream.cursor == high[-2]
+        # the alternatives: p and rank under each model, the divergences, both top-k side by side
+        pos = int(high[0])
+        app.show_branch(0, cursor=pos)
+        await pilot.pause()
+        shown = rendered(app.query_one(AlternativesPane))
+        st = run.step(0, pos)
+        assert f"A: p={st.prob:.4f} · rank {st.rank} ·" in shown
+        assert f"B: p={math.exp(st.get('logprob_b')):.4f} · rank {st.get('rank_b')} ·" in shown
+        assert f"KL(A‖B) {st.get('kl_ab'):.3f}" in shown and "model A" in shown and "model B" in shown
+        rows = [line for line in shown.splitlines() if "│" in line and line.strip()[:1].isdigit()]
+        assert len(rows) == run.k
+        for line, a_p, b_p in zip(rows, np.exp(st.topk_logprobs), np.exp(st.get("topk_logprobs_b").astype(np.float64))):
+            left, right = line.split("│")
+            assert f"{a_p:.3f}" in left and f"{b_p:.3f}" in right
+        marked = sum("▶" in line.split("│")[0] for line in rows), sum("▶" in line.split("│")[1] for line in rows)
+        assert marked == (int(st.rank <= run.k), int(st.get("rank_b") <= run.k))  # the token, where in the top k

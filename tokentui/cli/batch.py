@@ -1,0 +1,551 @@
+"""`batch`: many prompts (generated from) or a dataset of prompt/response pairs (scored
+teacher-forced) under one or more models, headless and resumable, into a collection.
+
+Everything that can be checked before a model loads is checked first (options, model paths, the
+input file); lines of the input that are not usable items are reported once each and skipped.
+The models then run one after the other, each loaded once, and only when it has items left to
+do. Every item becomes a run saved as it finishes, and the manifest is rewritten after it
+(`store/collection.py`), so a kill at any moment leaves a consistent collection and running the
+same command again does only what is missing. Ctrl-C stops after the current item (exit 130); a
+second Ctrl-C also cancels the item in progress (it is redone on resume). At the end the
+collection gets seed 000's and seed 003's tables (`store/seed_tables.py`).
+
+Generation and scoring go through the engine's jobs, as `generate` and `score` do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, get_args
+
+import typer
+
+from tokentui.cli.options import (
+    CacheOpt,
+    DeviceOpt,
+    DtypeOpt,
+    LensOpt,
+    LensPrecisionOpt,
+    ModelOpt,
+    RemoteOpt,
+    generation_options,
+)
+from tokentui.cli.output import (
+    Output,
+    ProgressLine,
+    ctrl_c_sets,
+    fail,
+    interrupted,
+    progress,
+    throughput,
+    user_errors,
+)
+from tokentui.core.display import sanitize
+from tokentui.core.params import GenerationSettings, RunError, SamplingParams
+
+if TYPE_CHECKING:
+    from tokentui.core.dataset import Item, Source
+    from tokentui.engine.backend import Backend, ModelSpec
+    from tokentui.store.collection import Collection, CollectionItem
+
+ModelsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model", "-m", help=get_args(ModelOpt)[1].help + " Repeat for several models (one after the other)."
+    ),
+]
+SHOWN_PROBLEMS = 20  # problem lines printed before "… and N more"
+
+
+class _Stop(threading.Event):
+    """Set by Ctrl-C (through `ctrl_c_sets`): the first press stops the batch after the current
+    item; a second one also cancels the item in progress (`current`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.current: threading.Event | None = None
+        self.presses = 0
+
+    def set(self) -> None:
+        self.presses += 1
+        if self.presses == 1:
+            _say_at_once("tokentui: stopping after the current item (Ctrl-C again: now)")
+        elif self.current is not None:
+            self.current.set()
+        super().set()
+
+
+def _say_at_once(text: str) -> None:
+    """A line on stderr from a signal handler: straight to the file descriptor, since the buffered
+    stream may be in the middle of a write of the main code (a reentrant write raises)."""
+    line = ("\r\x1b[2K" if sys.stderr.isatty() else "") + text + "\n"
+    try:
+        os.write(sys.stderr.fileno(), line.encode())
+    except (AttributeError, OSError, ValueError):  # a replaced sys.stderr (tests): no descriptor
+        typer.echo(text, err=True)
+
+
+def _clear_line() -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\x1b[2K")
+
+
+class _Reporter:
+    """One line on stderr per problem (escaped), the first SHOWN_PROBLEMS of them; then a count."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, text: str) -> None:
+        self.count += 1
+        if self.count <= SHOWN_PROBLEMS:
+            _clear_line()
+            typer.echo(f"tokentui: {sanitize(' '.join(text.split()))}", err=True)
+
+    def close(self, where: Path) -> None:
+        if self.count > SHOWN_PROBLEMS:
+            more = self.count - SHOWN_PROBLEMS
+            typer.echo(f"tokentui: … and {more} more (each one is in {sanitize(str(where))})", err=True)
+
+
+class _Saver:
+    """Writes the manifest after an item: every time while it is small (under SMALL_MANIFEST
+    bytes, a few thousand items); for a larger one at most once per SPACING × the time the last
+    write took, so rewriting it never costs more than ~1/SPACING of the batch. A kill between two
+    writes loses nothing but the newest entries: their items are redone on resume."""
+
+    SMALL_MANIFEST = 1 << 20
+    SPACING = 20
+
+    def __init__(self, coll: Collection) -> None:
+        self.coll = coll
+        self.size = 0
+        self.took = 0.0
+        self.last = 0.0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if self.size >= self.SMALL_MANIFEST and now - self.last < self.SPACING * self.took:
+            return
+        self.size = self.coll.save().stat().st_size
+        self.last = time.monotonic()
+        self.took = self.last - now
+
+
+@dataclass
+class _Plan:
+    """What one model has to do in this command."""
+
+    model: str
+    spec: ModelSpec
+    todo: list[tuple[Item, str]] = field(default_factory=list)  # (item, key)
+    kept: int = 0  # items done by an earlier command, verified
+    kept_skipped: int = 0  # items an earlier command skipped for this model (too long for its context)
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _run_settings(dataset: bool, settings: GenerationSettings) -> dict[str, Any]:
+    """The settings that shape every item's run (part of each item's key)."""
+    if dataset:
+        return {"mode": "dataset", "k": settings.k, "chat": settings.chat}
+    return {"mode": "prompts", "generation": asdict(settings)}
+
+
+def _default_out(cache_dir: Path | None, source: Path, identity: dict[str, Any]) -> Path:
+    """`<run cache>/collections/<file stem>-<hash>`: the same command gets the same folder (so
+    running it again resumes), another command another folder."""
+    from tokentui.cli.output import runs_dir
+
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, ensure_ascii=True).encode()).hexdigest()[:12]
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in source.stem)[:40] or "batch"
+    return runs_dir(cache_dir) / "collections" / f"{stem}-{digest}"
+
+
+def _check_folder(folder: Path) -> None:
+    """Refuse a --out that is a file, or a folder with other things in it than a collection."""
+    from tokentui.store.collection import LOCK, MANIFEST
+
+    if folder.exists() and not folder.is_dir():
+        raise RunError(f"--out {folder} is not a folder")
+    if folder.is_dir() and not (folder / MANIFEST).exists() and any(p.name != LOCK for p in folder.iterdir()):
+        raise RunError(f"{folder} is not empty and holds no collection; give a new or empty folder as --out")
+
+
+def _verified(coll: Collection, old: CollectionItem | None, model: str, index: int, key: str) -> bool:
+    """Whether an earlier entry settles this exact item (same key): done, with its run file where
+    this collection puts it and loading; or skipped (the model's context is too short for it: it
+    would be again). A failed item is tried again."""
+    from tokentui.store.header import RunFileError
+    from tokentui.store.runfile import load_run
+
+    if old is None or old.key != key or old.status == "failed":
+        return False
+    if old.status == "skipped":
+        return True
+    if old.run_file != coll.run_file_for(model, index):
+        return False
+    try:
+        return load_run(old.run_file).id == coll.run_id(model, index)
+    except RunFileError:
+        return False
+
+
+def _plan(coll: Collection, source: Source, specs: list[ModelSpec], run_settings: dict[str, Any]) -> list[_Plan]:
+    """Every (model, item) of this command: verified earlier work is kept, input problems are
+    recorded as skipped, the rest is to do. The manifest is left holding exactly the kept and
+    skipped entries of this command (nothing of earlier commands that this one does not ask for)."""
+    from tokentui.store.collection import CollectionItem, item_key
+
+    old = {(it.model, it.index): it for it in coll.items}
+    coll.items = []
+    coll.models = [s.model for s in specs]
+    plans = []
+    for spec in specs:
+        plan = _Plan(spec.model, spec)
+        model_key = asdict(spec)
+        for item in source.items:
+            text = (
+                {"prompt": item.prompt} if item.response is None else {"prompt": item.prompt, "response": item.response}
+            )
+            key = item_key(model_key, run_settings, text)
+            prev = old.get((spec.model, item.index))
+            if _verified(coll, prev, spec.model, item.index, key):
+                assert prev is not None
+                coll.put(prev)
+                if prev.status == "done":
+                    plan.kept += 1
+                else:
+                    plan.kept_skipped += 1
+            else:
+                plan.todo.append((item, key))
+        for problem in source.problems:
+            key = item_key(model_key, run_settings, {"problem": problem.why, "line": problem.index})
+            coll.put(CollectionItem(problem.index, spec.model, "skipped", None, problem.why, key))
+        plans.append(plan)
+    return plans
+
+
+def _process(
+    backend: Backend, coll: Collection, model: str, item: Item, key: str, settings: GenerationSettings, stop: _Stop
+) -> CollectionItem | None:
+    """One item under the loaded model: generate (a prompt) or score (a prompt + response), save
+    the run into the collection. None when a second Ctrl-C cancelled it (it stays to do)."""
+    from tokentui.core.dataset import response_run
+    from tokentui.engine import jobs
+    from tokentui.engine.errors import EngineError
+    from tokentui.store.collection import CollectionItem
+    from tokentui.store.runfile import save_run
+
+    def skipped(why: str) -> CollectionItem:
+        return CollectionItem(item.index, model, "skipped", None, why, key)
+
+    context = backend.info.context_length
+    try:
+        ids, template = backend.encode_prompt(item.prompt, settings.chat)
+    except EngineError as e:  # e.g. a prompt that encodes to no tokens
+        return skipped(" ".join(str(e).split())[:1000])
+    try:
+        if item.response is None:
+            if context is not None and len(ids) >= context:
+                return skipped(
+                    f"the prompt has {len(ids)} tokens: the model's context ({context} positions) leaves no room to generate"
+                )
+            job: jobs.Job = jobs.Generate(backend, item.prompt, settings, cancel=threading.Event())
+            stop.current = job.cancel
+            jobs.drive(job)
+            run = job.run
+            if run is None or job.cancel.is_set():
+                return None
+        else:
+            answer = backend.encode_text(item.response)
+            if not answer:
+                return skipped("the response encodes to no tokens")
+            n = len(ids) + len(answer)
+            if context is not None and n > context:
+                return skipped(
+                    f"prompt + response have {n} tokens, more than the model's context ({context} positions)"
+                )
+            job = jobs.Score(backend, item.prompt, settings.k, ids=ids + answer)
+            jobs.drive(job)
+            assert job.run is not None  # the score job made it
+            run = response_run(job.run, len(ids))
+            run.meta.chat, run.meta.chat_template = settings.chat, template
+    except (EngineError, RunError) as e:
+        return CollectionItem(item.index, model, "failed", None, " ".join(str(e).split())[:1000], key)
+    finally:
+        stop.current = None
+    run.meta.run_id = coll.run_id(model, item.index)
+    path = save_run(run, coll.run_file_for(model, item.index))
+    return CollectionItem(item.index, model, "done", path, None, key)
+
+
+def _release_memory() -> None:
+    """Return the last model's memory before the next one loads (its backend is gone)."""
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def _run_model(
+    plan: _Plan,
+    coll: Collection,
+    settings: GenerationSettings,
+    stop: _Stop,
+    report: _Reporter,
+    where: str,
+    show: ProgressLine,
+    counter: dict[str, float],
+    save: _Saver,
+) -> str | None:
+    """Load the model and do its items, saving the manifest after each. Returns why the model
+    could not be used (its items are then marked failed), or None."""
+    from tokentui.engine.backend import check_settings, open_backend
+    from tokentui.engine.errors import EngineError
+    from tokentui.store.collection import CollectionItem
+
+    name = sanitize(plan.model)
+    try:
+        check_settings(plan.spec, settings, progress)
+        backend = open_backend(plan.spec, progress)
+        if settings.chat:
+            backend.encode_prompt("hello", chat=True)  # a model without a chat template: one line, not every item
+    except (EngineError, RunError) as e:
+        why = " ".join(str(e).split())[:1000]
+        for item, key in plan.todo:
+            coll.put(CollectionItem(item.index, plan.model, "failed", None, f"the model could not be used: {why}", key))
+        plan.failed += len(plan.todo)
+        coll.save()
+        return why
+    try:
+        with ctrl_c_sets(stop):
+            for item, key in plan.todo:
+                if stop.is_set():
+                    break
+                show(f"batch · {name} · " + throughput(int(counter["done"]), int(counter["total"]), counter["seconds"]))
+                t0 = time.perf_counter()
+                result = _process(backend, coll, plan.model, item, key, settings, stop)
+                if result is None:
+                    break
+                counter["seconds"] += time.perf_counter() - t0
+                counter["done"] += 1
+                coll.put(result)
+                save()
+                if result.status == "done":
+                    plan.done += 1
+                else:
+                    setattr(plan, result.status, getattr(plan, result.status) + 1)
+                    verb = "skipped" if result.status == "skipped" else "failed"
+                    report(f"{where} line {item.index}: {verb} under {plan.model}: {result.error}")
+    finally:
+        coll.save()  # (entries a large manifest's throttled writes held back)
+        del backend
+        _release_memory()
+    return None
+
+
+@generation_options
+def batch(
+    model: ModelsOpt = None,
+    prompts: Annotated[
+        Path | None,
+        typer.Option(
+            "--prompts",
+            help="Generate from each prompt of this file: one per line, or JSON Lines (*.jsonl, *.ndjson) "
+            "with the prompt in --prompt-field.",
+        ),
+    ] = None,
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            "--dataset",
+            help="Score each item of this JSON Lines file teacher-forced: its prompt, then its response.",
+        ),
+    ] = None,
+    prompt_field: Annotated[str, typer.Option("--prompt-field", help="JSON field holding the prompt.")] = "prompt",
+    response_field: Annotated[
+        str, typer.Option("--response-field", help="JSON field holding the response (--dataset).")
+    ] = "response",
+    settings: GenerationSettings | None = None,  # the generation options (see options.GENERATION_OPTIONS)
+    loss_over: Annotated[
+        str,
+        typer.Option(
+            "--loss-over",
+            help="Tokens the tables count: 'response' (a dataset's response, a prompt's generated tokens) or "
+            "'all' (every predicted position, the prompt's too).",
+        ),
+    ] = "response",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Collection folder (default: one under the run cache named after the input and the command; "
+            "running the same command again resumes it).",
+        ),
+    ] = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    trust_remote_code: RemoteOpt = False,
+    lens_chunk: LensOpt = 32,
+    lens_precision: LensPrecisionOpt = "auto",
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Run many prompts, or score a dataset, under one or more models into a resumable collection
+    with seed 000's and seed 003's tables."""
+    assert settings is not None  # @generation_options passes it
+    from tokentui.core.dataset import DatasetError
+    from tokentui.store.collection import CollectionError
+
+    try:
+        _batch(model, prompts, dataset, prompt_field, response_field, settings, loss_over, out,
+               device, dtype, trust_remote_code, lens_chunk, lens_precision, cache_dir)  # fmt: skip
+    except user_errors() + (DatasetError, CollectionError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:  # while a model loads, or between two items
+        interrupted("interrupted: the collection keeps the items finished so far (run the same command to resume)")
+
+
+def _batch(
+    models: list[str] | None,
+    prompts: Path | None,
+    dataset: Path | None,
+    prompt_field: str,
+    response_field: str,
+    settings: GenerationSettings,
+    loss_over: str,
+    out: Path | None,
+    device: str,
+    dtype: str,
+    trust_remote_code: bool,
+    lens_chunk: int,
+    lens_precision: str,
+    cache_dir: Path | None,
+) -> None:
+    from tokentui.core.dataset import LOSS_OVER, read_dataset, read_prompts
+    from tokentui.engine.backend import ModelSpec, check_spec
+    from tokentui.store.collection import MANIFEST, Collection, load_collection, locked
+
+    # --- everything that needs no model ---------------------------------------------------
+    names = list(models or ["demo"])
+    twice = [m for i, m in enumerate(names) if m in names[:i]]
+    if twice:
+        raise RunError(f"--model {twice[0]} is given twice")
+    if (prompts is None) == (dataset is None):
+        raise RunError("give exactly one of --prompts or --dataset")
+    if loss_over not in LOSS_OVER:
+        raise RunError(f"unknown --loss-over {loss_over!r} (choose from {', '.join(LOSS_OVER)})")
+    settings.check()
+    if dataset is not None and (settings.sampling != SamplingParams() or settings.forced):
+        raise RunError("a dataset is scored, not generated: the generation options (-n, -t, --top-k, --top-p, "
+                       "--seed, --stop, --force) go with --prompts")  # fmt: skip
+    specs = [ModelSpec(m, device, dtype, trust_remote_code, lens_chunk, lens_precision) for m in names]
+    for spec in specs:
+        check_spec(spec)
+    source_path = (prompts or dataset or Path()).absolute()
+    source = (
+        read_prompts(source_path, prompt_field)
+        if dataset is None
+        else read_dataset(source_path, prompt_field, response_field)
+    )
+    where = sanitize(str(prompts or dataset))
+    report = _Reporter()
+    for problem in source.problems:
+        report(f"{where} line {problem.index}: skipped: {problem.why}")
+    if not source.items:
+        what = "prompts" if dataset is None else "prompt/response items"
+        raise RunError(f"{where} holds no usable {what}")
+    run_settings = _run_settings(dataset is not None, settings)
+    model_options = {"device": device, "dtype": dtype, "trust_remote_code": trust_remote_code,
+                     "lens_chunk": lens_chunk, "lens_precision": lens_precision}  # fmt: skip
+    fields = {"prompt_field": prompt_field, **({"response_field": response_field} if dataset is not None else {})}
+    identity = {"source": str(source_path), "models": names, **run_settings, **model_options, **fields}
+    folder = (out or _default_out(cache_dir, source_path, identity)).absolute()
+    _check_folder(folder)
+
+    # --- the collection: what is done already, what is left -------------------------------
+    with locked(folder):
+        coll = load_collection(folder) if (folder / MANIFEST).exists() else Collection.new(folder)
+        coll.settings = {**run_settings, "source": str(source_path), **fields, "loss_over": loss_over,
+                         "model_options": model_options}  # fmt: skip
+        coll.complete = False
+        plans = _plan(coll, source, specs, run_settings)
+        coll.remove_unlisted_runs()
+        coll.save()
+        total = sum(len(p.todo) for p in plans)
+        kept = sum(p.kept for p in plans)
+        typer.echo(
+            f"tokentui: collection {sanitize(str(folder))}: {_count(len(source.items), 'item')} × "
+            f"{_count(len(specs), 'model')}, {kept} done before, {total} to do",
+            err=True,
+        )
+        stop = _Stop()
+        show = ProgressLine()
+        counter = {"done": 0.0, "total": float(total), "seconds": 0.0}
+        save = _Saver(coll)
+        unusable = []
+        for plan in plans:
+            if stop.is_set():
+                break
+            if not plan.todo:
+                continue
+            why = _run_model(plan, coll, settings, stop, report, where, show, counter, save)
+            if why is not None:
+                unusable.append(f"{sanitize(plan.model)}: {why}")
+        if total:
+            show("batch · " + throughput(int(counter["done"]), total, counter["seconds"]), final=True)
+        report.close(coll.manifest)
+        if stop.is_set():
+            coll.save()
+            interrupted(
+                f"stopped after {int(counter['done'])} of {total} items: run the same command again to resume "
+                f"(collection {sanitize(str(folder))})"
+            )
+        coll.complete = True
+        coll.save()
+        _finish(coll, plans, loss_over, source)
+    if unusable:
+        raise RunError(f"{len(unusable)} model{'s' if len(unusable) > 1 else ''} could not be used: "
+                       + "; ".join(unusable))  # fmt: skip
+
+
+def _finish(coll: Collection, plans: list[_Plan], loss_over: str, source: Source) -> None:
+    """Write the tables and print what the collection holds: a line per model."""
+    from tokentui.store.seed_tables import write_tables
+
+    tables = write_tables(coll, loss_over)
+    for item, why in tables.unreadable:
+        typer.echo(f"tokentui: line {item.index} under {sanitize(item.model)}: left out of the tables: {why}", err=True)
+    stdout = Output()
+    stdout.line(f"collection {sanitize(str(coll.path))}")
+    counted = "response tokens" if loss_over == "response" else "tokens"
+    for plan, row in zip(plans, tables.summary):
+        skipped = plan.skipped + plan.kept_skipped + len(source.problems)
+        line = (
+            f"{sanitize(plan.model)}: {plan.done + plan.kept} done ({plan.kept} before), {skipped} skipped, "
+            f"{plan.failed} failed · {row['total_tokens']} {counted}"
+        )
+        if row["total_tokens"]:
+            line += f" · mean loss {row['mean_loss']:.4f} nats · perplexity {row['perplexity']:.3f}"
+        stdout.line(line)
+    stdout.line("wrote " + ", ".join(sanitize(p.name) for p in tables.files))
+    stdout.flush()

@@ -1,0 +1,206 @@
+"""`compare`: two models, token by token, on the same token ids (issue 13; seed 003 done right).
+
+The command checks what it can before any weights load (two models, k, the devices and dtypes,
+the text or the saved run, k against both configurations), loads both models
+(`engine/hf/compare.load_pair`: one tokenizer required), compares, saves each comparison as a run
+(mode "compare": model A's columns plus model B's and the divergences, `RunMeta.model_b`) and
+prints a table and the per-text numbers, or with `--json` one object per scored position and a
+summary object. `compare_items` is the one path from a list of texts to saved, printed runs: a
+dataset's items go through it as one text does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from tokentui.cli.options import (
+    CacheOpt,
+    ChatOpt,
+    DeviceOpt,
+    DtypeOpt,
+    FileOpt,
+    KOpt,
+    RemoteOpt,
+    TextEscapesOpt,
+    TextOpt,
+)
+from tokentui.cli.output import (
+    Output,
+    ProgressLine,
+    fail,
+    interrupted,
+    load_ref,
+    progress,
+    save_to_cache,
+    user_errors,
+)
+from tokentui.core.display import lone_token, sanitize
+from tokentui.core.params import GenerationSettings
+
+if TYPE_CHECKING:
+    from tokentui.core.run import Run
+    from tokentui.engine.hf.compare import Item, ModelPair
+
+ModelsOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--model",
+        "-m",
+        help="Give it twice: model A, then model B (Hub id, local folder, .gguf file, 'smollm2' or 'demo'). "
+        "They must share one tokenizer.",
+    ),
+]
+
+
+def compare(
+    models: ModelsOpt,
+    text: TextOpt = None,
+    file: FileOpt = None,
+    text_escapes: TextEscapesOpt = False,
+    run_ref: Annotated[
+        str | None,
+        typer.Option("--run", help="Compare on the token ids of this saved run (id, unique part of one, or path)."),
+    ] = None,
+    branch: Annotated[int, typer.Option("--branch", "-b", help="With --run: the branch whose tokens to use.")] = 0,
+    alternatives: KOpt = 20,
+    chat: ChatOpt = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per scored position, then a summary object, instead.")
+    ] = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    trust_remote_code: RemoteOpt = False,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Teacher-force one text under two models: log-prob and rank of each token under both, the
+    exact KL both ways and Jensen–Shannon per position; mean loss, perplexity and mean KL per text."""
+    try:
+        from tokentui.core.display import decode_bytes
+        from tokentui.engine.backend import ModelSpec, check_settings, check_spec
+
+        if len(models) != 2:
+            fail(f"give --model twice: model A, then model B (got {len(models)})")
+        settings = GenerationSettings(k=alternatives)
+        settings.check()
+        specs = [ModelSpec(m, device, dtype, trust_remote_code, lens_chunk=0) for m in models]
+        for spec in specs:
+            check_spec(spec)
+        source = None
+        if run_ref is not None:
+            if text is not None or file is not None or text_escapes:
+                fail("give either --text/--file or --run, not both")
+            if chat:
+                fail("--chat goes with --text or --file (a saved run's ids already hold any template)")
+            source = load_ref(run_ref, cache_dir)
+            ids = source.sequence(branch).tolist()
+        else:
+            from tokentui.cli.text_input import read_text
+
+            value = read_text(text, file, text_escapes)
+        for spec in specs:
+            check_settings(spec, settings, progress)
+        pair = open_pair(specs[0], specs[1])
+        if source is not None:
+            item = pair.item_from_ids(ids, decode_bytes(source.text(branch)), source.tokens.bytes_of)
+        else:
+            item = pair.item(value, chat)
+        compare_items(pair, [item], alternatives, cache_dir, as_json)
+    except user_errors() as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        interrupted("interrupted: nothing saved")
+
+
+def open_pair(spec_a, spec_b) -> ModelPair:
+    """Both models, loaded (progress on standard error); one tokenizer checked."""
+    from tokentui.engine.hf.compare import load_pair
+
+    return load_pair(spec_a, spec_b, progress)
+
+
+def compare_items(pair: ModelPair, items: list[Item], k: int, cache_dir: Path | None, as_json: bool) -> list[Run]:
+    """Compare every item, save each comparison run as it is made, then print them in order:
+    `comparison_lines` (JSON) or a table and the per-text numbers. Progress on standard error."""
+    from tokentui.store.export import comparison_lines
+
+    out = Output()
+    line = ProgressLine()
+    names = f"{sanitize(pair.a.info.name)} and {sanitize(pair.spec_b.model if pair.b is None else pair.b.info.name)}"
+    tokens = sum(len(it.ids) for it in items)
+    what = f"{len(items)} texts ({tokens} tokens)" if len(items) > 1 else f"{tokens} tokens"
+    line(f"… comparing {what} under {names}", final=len(items) == 1)
+    saved: dict[str, Path] = {}
+
+    def done(i: int, run: Run) -> None:
+        saved[run.id] = save_to_cache(run, cache_dir)
+        if len(items) > 1:
+            line(f"… compared {len(saved)}/{len(items)} texts", final=len(saved) == len(items))
+
+    runs = pair.compare(items, k, on_done=done)
+    for run in runs:
+        if as_json:
+            for text in comparison_lines(run):
+                out.line(text)
+        else:
+            out.line(table(run))
+            out.line("")
+            out.line(summary_text(run))
+        where = f"run {sanitize(run.id)} saved to {sanitize(str(saved[run.id]))}"
+        if as_json:
+            typer.echo(where, err=True)
+        else:
+            out.line(where)
+    out.flush()
+    return runs
+
+
+def _top(run: Run, ids, logprobs) -> str:
+    import math
+
+    for i, lp in zip(ids, logprobs):
+        if i >= 0:
+            return f"{lone_token(run.tokens.bytes_of(int(i)))[:10]} {math.exp(float(lp)):.2f}"
+    return ""
+
+
+def table(run: Run) -> str:
+    """Every scored position of a comparison run: the token, each model's log-prob and rank,
+    Δ = logprob_b − logprob_a, KL both ways, JS, and each model's most likely token with its p."""
+    head = (
+        f"{'pos':>5}  {'token':<14} {'logp A':>8} {'logp B':>8} {'Δ B−A':>7} {'rank A':>6} {'rank B':>6} "
+        f"{'KL(A‖B)':>8} {'KL(B‖A)':>8} {'JS':>7}  {'top A':<15} top B"
+    )
+    lines = [head]
+    for pos in range(1, run.length(0)):
+        st = run.step(0, pos)
+        lp_a, lp_b = st.logprob, float(st.get("logprob_b"))
+        lines.append(
+            f"{pos:>5}  {lone_token(run.tokens.bytes_of(st.token_id))[:14]:<14} {lp_a:>8.3f} {lp_b:>8.3f} "
+            f"{lp_b - lp_a:>+7.3f} {st.rank:>6} {int(st.get('rank_b', 0)):>6} {float(st.get('kl_ab')):>8.4f} "
+            f"{float(st.get('kl_ba')):>8.4f} {float(st.get('js')):>7.4f}  "
+            f"{_top(run, st.topk_ids, st.topk_logprobs):<15} {_top(run, st.get('topk_ids_b'), st.get('topk_logprobs_b'))}"
+        )
+    return "\n".join(lines)
+
+
+def summary_text(run: Run) -> str:
+    """The per-text numbers (`core/comparison.summarize`), with the models named."""
+    from tokentui.core.comparison import run_summary
+
+    s = run_summary(run)
+    a, b = sanitize(run.meta.model), sanitize(str((run.meta.model_b or {}).get("model", "?")))
+    return "\n".join(
+        [
+            f"{s['tokens']} scored tokens · A = {a} · B = {b}",
+            f"{'':<18}{'A':>12}{'B':>12}",
+            f"{'mean loss (nats)':<18}{s['mean_loss_a']:>12.4f}{s['mean_loss_b']:>12.4f}",
+            f"{'perplexity':<18}{s['perplexity_a']:>12.3f}{s['perplexity_b']:>12.3f}",
+            f"mean KL(A‖B) {s['mean_kl_ab']:.4f} nats · mean KL(B‖A) {s['mean_kl_ba']:.4f} nats · "
+            f"mean JS {s['mean_js']:.4f} nats",
+            f"seed 003's \"KL\" (mean of log p_A − log p_B over the text's own tokens): "
+            f"{s['sample_kl_estimate']:.4f} nats; the exact mean KL(A‖B) is {s['mean_kl_ab']:.4f} "
+            f"(the estimate is off by {s['sample_kl_error']:+.4f})",
+        ]
+    )

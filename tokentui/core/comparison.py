@@ -1,0 +1,83 @@
+"""What a comparison of two models over one text adds up to, from the stored columns alone.
+
+`tokentui compare` records, at every scored position, both models' log-probability and rank of
+the token and the exact divergences between their full next-token distributions
+(`core/measures.COMPARISON`). The per-text numbers — mean loss and perplexity under each model,
+mean KL both ways, and seed 003's sample estimate beside the exact value — are computed here from
+those columns, so the command, `tokentui export` and replay show the same numbers without torch.
+
+Seed 003 reports as "KL" the mean of log p_A(x_t) − log p_B(x_t) over the text's own tokens. That
+is an unbiased estimate of KL(A‖B) only when the text was sampled from A at temperature 1; on any
+other text (a dataset, greedy output, the other model's text) it is not a divergence at all and can
+be negative. `sample_kl_error` says how far it is from the exact mean KL(A‖B) on this text.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from tokentui.core.run import Run
+
+# the columns a run holds when it is a comparison (the rest of core/measures.COMPARISON is optional detail)
+NEEDED = ("logprob_b", "rank_b", "kl_ab", "kl_ba", "js")
+
+
+def is_comparison(run: Run) -> bool:
+    """Whether the run holds a second model's columns (made by `tokentui compare`)."""
+    names = run.layout.names
+    return all(n in names for n in NEEDED)
+
+
+def scored_mask(logprob_a: np.ndarray, logprob_b: np.ndarray, first: int = 1) -> np.ndarray:
+    """The positions that count: from `first` on (position 0 has no context), where both models'
+    log-probs are known."""
+    mask: np.ndarray = np.isfinite(logprob_a) & np.isfinite(logprob_b)
+    mask[: max(0, first)] = False
+    return mask
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.astype(np.float64).mean()) if values.size else math.nan
+
+
+def _exp(x: float) -> float:
+    if not math.isfinite(x):
+        return math.nan
+    return math.exp(x) if x < 709 else math.inf
+
+
+def summarize(columns: dict[str, np.ndarray], first: int = 1) -> dict[str, Any]:
+    """The per-text numbers from per-position columns (`logprob` is model A's), over the scored
+    positions (see `scored_mask`): means in float64 of the stored float32 values.
+
+    - mean_loss_a / _b: mean of −log p(token) (nats per token); perplexity_a / _b: exp of it;
+    - mean_kl_ab, mean_kl_ba, mean_js: means of the exact per-position divergences (nats);
+    - sample_kl_estimate: seed 003's mean of log p_A(token) − log p_B(token) (nats);
+      sample_kl_error: sample_kl_estimate − mean_kl_ab.
+    """
+    lp_a = np.asarray(columns["logprob"], dtype=np.float64)
+    lp_b = np.asarray(columns["logprob_b"], dtype=np.float64)
+    mask = scored_mask(lp_a, lp_b, first)
+    loss_a, loss_b = -_mean(lp_a[mask]), -_mean(lp_b[mask])
+    estimate = _mean(lp_a[mask] - lp_b[mask])
+    kl_ab = _mean(np.asarray(columns["kl_ab"])[mask])
+    return {
+        "tokens": int(mask.sum()),
+        "mean_loss_a": loss_a,
+        "mean_loss_b": loss_b,
+        "perplexity_a": _exp(loss_a),
+        "perplexity_b": _exp(loss_b),
+        "mean_kl_ab": kl_ab,
+        "mean_kl_ba": _mean(np.asarray(columns["kl_ba"])[mask]),
+        "mean_js": _mean(np.asarray(columns["js"])[mask]),
+        "sample_kl_estimate": estimate,
+        "sample_kl_error": estimate - kl_ab,
+    }
+
+
+def run_summary(run: Run, branch_id: int = 0, first: int = 1) -> dict[str, Any]:
+    """`summarize` over a comparison run's branch (prompt included: a compared text is all prompt)."""
+    return summarize({name: run.column(branch_id, name) for name in ("logprob", *NEEDED)}, first)

@@ -1,0 +1,437 @@
+"""Two models, token by token: the same token ids teacher-forced under model A and model B.
+
+Seed 003 scored a fine-tuned model's responses under it and under its base and called the mean of
+log p_A − log p_B over the chosen tokens a "KL". Here both models' **full** next-token
+distributions meet at every position, so the divergences are exact: KL(A‖B), KL(B‖A) and
+Jensen–Shannon over the whole vocabulary, beside each model's log-prob, rank, entropy and top-k
+of the token (`core/comparison.py` adds up the per-text numbers, seed 003's estimate included).
+
+- One forward per model per text (texts batched with right padding where their lengths allow:
+  `BATCH_TOKENS` padded positions per forward), lens off. The statistics are computed on the
+  model's device in float32, a block of positions at a time (`BLOCK_ELEMENTS` log-probs per model
+  per block on a CPU, as the score path does; `GPU_BLOCK_ELEMENTS` on a GPU), so no [positions, V]
+  float32 array larger than a block exists; only the small per-position results leave the device.
+- The two models must share one tokenizer (`check_same_tokenizer`: the byte string of every id,
+  the token → id map, and each text's ids under both); a different one is a one-line EngineError.
+- Both models are loaded at once (always on a CPU). When the second does not fit beside the first
+  on the GPU, they run one after the other: A's logits for the texts wait in host memory (the
+  model's dtype) while A is released and B is loaded (`load_pair`).
+
+The comparison columns are declared in `core/measures.py` (COMPARISON) and computed by the
+functions registered here with `pair_measure`, each over both models' [n, V] log-probs of a block.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from tokentui.core.columns import Layout, nan_step
+from tokentui.core.display import lone_token, sanitize
+from tokentui.core.measures import MEASURES, Measure
+from tokentui.core.params import GenerationSettings
+from tokentui.core.run import Run
+from tokentui.engine.backend import ModelSpec
+from tokentui.engine.errors import EngineError, ModelLoadError
+from tokentui.engine.hf.backend import TEACHER_FORCED_ELEMENTS, HFBackend
+from tokentui.engine.hf.loading import LoadedModel
+from tokentui.engine.hf.measures import (
+    LOGPROB_FLOOR,
+    TokenInputs,
+    _declared,
+    layer_arrays,
+    run_layout,
+    token_values,
+)
+
+BATCH_TOKENS = 2048  # padded positions per batched forward (a longer text goes alone)
+BLOCK_ELEMENTS = TEACHER_FORCED_ELEMENTS  # float32 log-probs per model per block of positions (CPU: 4 MB)
+GPU_BLOCK_ELEMENTS = 1 << 25  # on a GPU (128 MB each): fewer, larger blocks; each block is ~40 kernel launches
+LOG2 = math.log(2.0)
+
+
+# --- the comparison measures: functions of both models' distributions -------------------------
+
+
+@dataclass
+class PairInputs:
+    """What a comparison measure may look at, for n positions: each model's inputs (the same
+    chosen tokens, each model's [n, V] float32 log-probs)."""
+
+    a: TokenInputs
+    b: TokenInputs
+
+
+PairFn = Callable[[PairInputs], dict[str, torch.Tensor]]
+PAIR_FNS: list[tuple[tuple[str, ...], PairFn]] = []
+
+
+def pair_measure(*measures: str | Measure) -> Callable[[PairFn], PairFn]:
+    """Register a function computing these comparison measures (declared in core/measures.py)."""
+    names = tuple(_declared(m) for m in measures)
+
+    def register(fn: PairFn) -> PairFn:
+        PAIR_FNS.append((names, fn))
+        return fn
+
+    return register
+
+
+MODEL_B = ("logprob", "entropy", "rank", "topk_ids", "topk_logprobs")  # B's columns: these + "_b"
+
+
+@pair_measure(*(f"{n}_b" for n in MODEL_B))
+def _model_b(x: PairInputs) -> dict[str, torch.Tensor]:
+    """Model B's own per-token measures (the same registered functions as A's), renamed."""
+    values = token_values(x.b)
+    return {f"{n}_b": values[n] for n in MODEL_B}
+
+
+@pair_measure("kl_ab", "kl_ba", "js")
+def _divergences(x: PairInputs) -> dict[str, torch.Tensor]:
+    """KL both ways and Jensen–Shannon over the full vocabulary, in nats, by their definitions:
+    KL(A‖B) = Σ_v p_A(v)(log p_A(v) − log p_B(v)); JS = ½KL(A‖M) + ½KL(B‖M), M = (p_A + p_B)/2
+    (log M from log p_A and log p_B without leaving log space).
+    The log-probs are finite: `_measures` clamps them at LOGPROB_FLOOR, so a token one model rules
+    out (a masked logit, p = 0) adds 0 and no term is infinite or NaN. Float rounding can leave
+    −1e-9: clamped at 0. Few passes over the [n, V] block (the arithmetic is cheap, the memory
+    traffic is not), each divergence summed term by term."""
+    la, lb = x.a.logp, x.b.logp
+    pa, pb = la.exp(), lb.exp()
+    diff = la - lb
+    kl_ab = torch.linalg.vecdot(pa, diff)
+    kl_ba = -torch.linalg.vecdot(pb, diff)
+    # log M − log p_A = softplus(lb − la) − log 2 and log p_B − log M = log 2 − softplus(la − lb):
+    # each exactly 0 where the two agree (a model compared with itself has JS 0, not rounding
+    # noise), and neither subtracts two large numbers where one model rules a token out
+    to_b = torch.nn.functional.softplus(diff).neg_().add_(LOG2)
+    from_a = torch.nn.functional.softplus(diff.neg_()).sub_(LOG2)  # (in place: temporaries are the memory)
+    js = 0.5 * (torch.linalg.vecdot(pb, to_b) - torch.linalg.vecdot(pa, from_a))
+    # (+ 0.0 turns the −0.0 of identical distributions into 0.0)
+    return {"kl_ab": kl_ab.clamp_min(0) + 0.0, "kl_ba": kl_ba.clamp_min(0) + 0.0, "js": js.clamp_min(0) + 0.0}
+
+
+def pair_values(x: PairInputs) -> dict[str, torch.Tensor]:
+    """Model A's registered per-token measures (under their usual names) and every comparison measure."""
+    out = token_values(x.a)
+    for _names, fn in PAIR_FNS:
+        out.update(fn(x))
+    return out
+
+
+def compare_layout(k: int, n_layers: int) -> Layout:
+    """A comparison run's columns: what a score run of model A records, then the comparison's."""
+    names = list(run_layout(k, n_layers, lens=False).names)  # (the lens is off: layer L only)
+    computed = {n for names_, _fn in PAIR_FNS for n in names_}
+    names += [n for n in MEASURES if n in computed and n not in names]
+    return Layout.of(k, n_layers, names)
+
+
+# --- one tokenizer ------------------------------------------------------------------------------
+
+
+def _name(lm: LoadedModel) -> str:
+    return lm.model_name or lm.spec
+
+
+def check_same_tokenizer(a: LoadedModel, b: LoadedModel) -> None:
+    """Refuse (EngineError, one line) two models whose ids do not mean the same text: the output
+    vocabulary's size, the byte string of every id, and the tokenizer's token → id map must agree."""
+    na, nb = sanitize(_name(a)), sanitize(_name(b))
+    if a.vocab_size != b.vocab_size:
+        raise EngineError(
+            f"the models' vocabularies differ ({na}: {a.vocab_size} ids, {nb}: {b.vocab_size}); "
+            "compare needs two models with one tokenizer"
+        )
+    if a.vocab_bytes != b.vocab_bytes:
+        i = next(i for i, (x, y) in enumerate(zip(a.vocab_bytes, b.vocab_bytes)) if x != y)
+        raise EngineError(
+            f"the models' tokenizers differ: id {i} is {lone_token(a.vocab_bytes[i])[:40]} under {na} and "
+            f"{lone_token(b.vocab_bytes[i])[:40]} under {nb}; compare needs two models with one tokenizer"
+        )
+    va, vb = _vocab(a), _vocab(b)
+    if va != vb:
+        token = next(iter(sorted(set(va.items()) ^ set(vb.items()))))[0]
+        raise EngineError(
+            f"the models' tokenizers differ: {sanitize(token[:40], visible_whitespace=True)} has id "
+            f"{va.get(token)} under {na} and {vb.get(token)} under {nb}; compare needs two models with one tokenizer"
+        )
+
+
+def _vocab(lm: LoadedModel) -> dict[str, int]:
+    get = getattr(lm.tokenizer, "get_vocab", None)
+    return dict(get()) if get is not None else {}
+
+
+def check_same_ids(ids_a: list[int], ids_b: list[int], name_a: str, name_b: str) -> None:
+    """The text's tokenization under both tokenizers must be the same ids."""
+    if ids_a == ids_b:
+        return
+    at = next((i for i, (x, y) in enumerate(zip(ids_a, ids_b)) if x != y), min(len(ids_a), len(ids_b)))
+    raise EngineError(
+        f"the text tokenizes differently under {sanitize(name_a)} ({len(ids_a)} tokens) and {sanitize(name_b)} "
+        f"({len(ids_b)} tokens), first at position {at}; compare needs two models with one tokenizer"
+    )
+
+
+# --- the texts ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Item:
+    """One text to compare: its token ids (under model A's tokenizer), the text the run records,
+    whether those ids came from tokenizing `text` (then B's tokenization is checked too; ids from a
+    saved run are the ids) and the chat template applied."""
+
+    ids: list[int]
+    text: str
+    tokenized: bool = True
+    chat: bool = False
+    template: str | None = None
+
+
+def batches(lengths: list[int], budget: int | None = None) -> list[list[int]]:
+    """Indices of texts grouped for batched forwards: longest first, each group's padded size
+    (members × longest) within `budget` (a text longer than the budget goes alone)."""
+    budget = BATCH_TOKENS if budget is None else budget
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and (len(groups[-1]) + 1) * lengths[groups[-1][0]] <= budget:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+# --- the pair of models -------------------------------------------------------------------------
+
+
+def _describe(lm: LoadedModel) -> dict[str, Any]:
+    """The second model in run metadata (`RunMeta.model_b`): named as the user named it, no path."""
+    return {
+        "model": _name(lm),
+        "revision": lm.revision,
+        "dtype": lm.dtype,
+        "device": lm.device,
+        "tokenizer": lm.tokenizer_id or type(lm.tokenizer).__name__,
+        "weights_file": lm.weights_file,
+    }
+
+
+class ModelPair:
+    """Model A and model B, or model A with B still to load (`b` None: they run one after the other)."""
+
+    def __init__(
+        self, a: HFBackend, b: HFBackend | None, spec_b: ModelSpec, progress: Callable[[str], None] | None = None
+    ) -> None:
+        self.a, self.b, self.spec_b = a, b, spec_b
+        self.say = progress or (lambda _m: None)
+        if b is not None:
+            check_same_tokenizer(a.lm, b.lm)
+
+    @property
+    def together(self) -> bool:
+        return self.b is not None
+
+    def item(self, text: str, chat: bool = False) -> Item:
+        """A text as an Item: A's ids, checked against B's when B is loaded (else once it is)."""
+        ids, template = self.a.encode_prompt(text, chat)
+        if self.b is not None:
+            check_same_ids(ids, self.b.encode_prompt(text, chat)[0], _name(self.a.lm), _name(self.b.lm))
+        return Item(ids, text, True, chat, template)
+
+    def item_from_ids(
+        self, ids: list[int], text: str | None = None, token_bytes: Callable[[int], bytes] | None = None
+    ) -> Item:
+        """Ids of a saved run, compared as they are; `token_bytes`: the run's text of an id, which
+        must be the models' (a run made with another tokenizer is refused)."""
+        lm = self.a.lm
+        bad = [t for t in ids if not 0 <= t < lm.vocab_size]
+        if bad:
+            raise EngineError(f"token id {bad[0]} is outside the vocabulary (0..{lm.vocab_size - 1})")
+        if token_bytes is not None:
+            for t in sorted(set(ids)):
+                if token_bytes(t) != lm.vocab_bytes[t]:
+                    raise EngineError(
+                        f"the run was made with another tokenizer: id {t} is {lone_token(token_bytes(t))[:40]} there "
+                        f"and {lone_token(lm.vocab_bytes[t])[:40]} under {sanitize(_name(lm))}"
+                    )
+        return Item(list(ids), self.a.tokenizer.decode(ids) if text is None else text, tokenized=False)
+
+    def _check_items(self, items: list[Item]) -> None:
+        for it in items:
+            if len(it.ids) < 2:
+                raise EngineError("the text is one token: there is no position to compare")
+            for side in (self.a, self.b):
+                if side is not None:
+                    side._check_context(len(it.ids), "the text")
+
+    def compare(
+        self,
+        items: list[Item],
+        k: int = 20,
+        cancel: threading.Event | None = None,
+        on_done: Callable[[int, Run], None] | None = None,
+    ) -> list[Run]:
+        """One comparison run per item (in order). `on_done(index, run)` as each is finished;
+        `cancel` stops between two batches (the runs finished are returned)."""
+        GenerationSettings(k=k).check(self.a.lm.vocab_size)
+        self._check_items(items)
+        return list(self._runs(items, k, cancel, on_done))
+
+    @torch.inference_mode()
+    def _runs(
+        self, items: list[Item], k: int, cancel: threading.Event | None, on_done: Callable[[int, Run], None] | None
+    ) -> Iterator[Run]:
+        groups = batches([len(it.ids) for it in items])
+        held: dict[int, torch.Tensor] = {}  # one after the other: A's logits per item, on the host
+        one_by_one = self.b is None
+        if one_by_one:
+            for g in groups:
+                if cancel is not None and cancel.is_set():
+                    return
+                for i, lg in zip(g, _logits(self.a, [items[i].ids for i in g])):
+                    held[i] = lg.to("cpu")
+            self._load_b(items)
+        assert self.b is not None
+        results: dict[int, Run] = {}
+        for g in groups:
+            if cancel is not None and cancel.is_set():
+                break
+            logits_b = _logits(self.b, [items[i].ids for i in g])
+            logits_a = [held.pop(i) for i in g] if one_by_one else _logits(self.a, [items[i].ids for i in g])
+            for i, la, lb in zip(g, logits_a, logits_b):
+                run = self._run(items[i], _measures(la, lb, items[i].ids, k, self.b.device), k)
+                results[i] = run
+                if on_done is not None:
+                    on_done(i, run)
+            del logits_a, logits_b
+        yield from (results[i] for i in sorted(results))
+
+    def _load_b(self, items: list[Item]) -> None:
+        """Release A's weights (its tokenizer and metadata stay), load B, check the tokenizer."""
+        a = self.a
+        a.model = None
+        a.lm.model = None
+        a.lens = None  # type: ignore[assignment]  # released: A's weights are not used again
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.b = HFBackend.load(self.spec_b, self.say)
+        check_same_tokenizer(a.lm, self.b.lm)
+        for it in items:
+            self.b._check_context(len(it.ids), "the text")
+            if it.tokenized:
+                check_same_ids(it.ids, self.b.encode_prompt(it.text, it.chat)[0], _name(a.lm), _name(self.b.lm))
+
+    def _run(self, item: Item, host: dict[str, np.ndarray], k: int) -> Run:
+        """The comparison run of one item: a run of model A whose columns include B's."""
+        assert self.b is not None
+        a = self.a
+        meta = a.new_run(item.text, GenerationSettings(k=k, chat=item.chat), item.template, mode="compare").meta
+        meta.lens = "off"
+        meta.model_b = _describe(self.b.lm)
+        run = Run(meta, layout=compare_layout(k, meta.n_layers))
+        n = len(item.ids) - 1
+        run.prompt.append(nan_step(0, item.ids[0]))
+        host.update(layer_arrays(None, host, n, run.layout))
+        run.prompt.extend(host)
+        a._note_tokens(run, np.unique(item.ids))
+        for m in run.layout.measures:
+            if m.is_token_id:
+                a._note_tokens(run, np.unique(host[m.name]))
+        run.add_branch(None, len(run.prompt)).status = "scored"
+        return run
+
+
+def _logits(backend: HFBackend, texts: list[list[int]]) -> list[torch.Tensor]:
+    """One forward over the texts (right-padded, with an attention mask, when several): each
+    text's logits [len − 1, V] in the model's dtype, on its device (row t predicts token t + 1)."""
+    longest = max(len(t) for t in texts)
+    if len(texts) == 1:
+        out = backend._forward(torch.tensor(texts, device=backend.device), use_cache=False)
+    else:
+        ids = torch.zeros(len(texts), longest, dtype=torch.long)
+        mask = torch.zeros(len(texts), longest, dtype=torch.long)
+        for r, t in enumerate(texts):
+            ids[r, : len(t)] = torch.tensor(t)
+            mask[r, : len(t)] = 1
+        out = backend._forward(ids.to(backend.device), use_cache=False, attention_mask=mask.to(backend.device))
+    logits = out.logits
+    del out
+    return [logits[r, : len(t) - 1] for r, t in enumerate(texts)]
+
+
+def _measures(
+    logits_a: torch.Tensor, logits_b: torch.Tensor, ids: list[int], k: int, device: torch.device
+) -> dict[str, np.ndarray]:
+    """Every column for positions 1… of one text from both models' logits, on `device` in float32,
+    a block of positions at a time (a block of A's logits may come from the host). Each block's
+    log-probs are clamped at LOGPROB_FLOOR (in place: −∞ only where a logit is masked), its
+    results laid side by side in one float32 row per position (ids and ranks are exact below
+    2**24), and everything leaves the device in one transfer at the end."""
+    n, vocab = logits_b.shape
+    targets = torch.tensor(ids[1:], device=device)
+    nan = torch.full((n,), math.nan, device=device)
+    rows = max(1, (BLOCK_ELEMENTS if device.type == "cpu" else GPU_BLOCK_ELEMENTS) // vocab)
+    packed: list[torch.Tensor] = []
+    slots: list[tuple[str, int, bool, bool]] = []  # name, width, one value per position, integer
+    for r in range(0, n, rows):
+        end = min(r + rows, n)
+        la = torch.log_softmax(logits_a[r:end].to(device).float(), -1).clamp_min_(LOGPROB_FLOOR)
+        lb = torch.log_softmax(logits_b[r:end].to(device).float(), -1).clamp_min_(LOGPROB_FLOOR)
+        a = TokenInputs(la, targets[r:end], nan[r:end], k)
+        b = TokenInputs(lb, targets[r:end], nan[r:end], k)
+        values = pair_values(PairInputs(a, b))
+        del la, lb, a, b
+        cols = [v.reshape(end - r, -1) for v in values.values()]
+        if not slots:
+            slots = [
+                (name, c.shape[1], v.dim() == 1, not v.is_floating_point())
+                for (name, v), c in zip(values.items(), cols)
+            ]
+        packed.append(torch.cat([c.float() for c in cols], 1))
+    host = torch.cat(packed).cpu().numpy()  # the one transfer
+    out: dict[str, np.ndarray] = {}
+    at = 0
+    for name, width, scalar, integer in slots:
+        col = host[:, at : at + width]
+        at += width
+        col = col.astype(np.int64) if integer else col
+        out[name] = col[:, 0] if scalar else col
+    return out
+
+
+def load_pair(
+    spec_a: ModelSpec,
+    spec_b: ModelSpec,
+    progress: Callable[[str], None] | None = None,
+    together: bool | None = None,
+) -> ModelPair:
+    """Load A, then B beside it; the lens is off (a comparison uses only the models' outputs).
+    `together` None: one after the other only when B does not fit beside A (out of GPU memory);
+    False: always one after the other (B loads when `compare` needs it); True: never."""
+    say = progress or (lambda _m: None)
+    spec_a, spec_b = replace(spec_a, lens_chunk=0), replace(spec_b, lens_chunk=0)
+    a = HFBackend.load(spec_a, say)
+    if together is False:
+        return ModelPair(a, None, spec_b, say)
+    try:
+        b: HFBackend | None = HFBackend.load(spec_b, say)
+    except ModelLoadError as e:
+        if together or "out of memory" not in str(e).lower():
+            raise
+        b = None
+    if b is None:  # (outside the handler: the failed load's tensors are free only once it is left)
+        gc.collect()
+        torch.cuda.empty_cache()
+        say(f"{spec_b.model} does not fit beside {spec_a.model} on {a.device}: running them one after the other")
+    return ModelPair(a, b, spec_b, say)

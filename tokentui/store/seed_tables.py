@@ -1,0 +1,235 @@
+"""The files a finished batch writes into its collection folder, in the shapes the earlier tools'
+users know, computed from the saved runs (reloaded, so a resumed batch's tables cover every item):
+
+- `model_analysis_stats.csv` — seed 000's per-token table: one row per counted token of every
+  done item of every model (the export's CSV columns, seed 000's first, then `model`, `run_id`);
+  `prompt_id` is the item's line number in the source;
+- `model_analysis_summary.csv` — seed 000's summary: one row per model over all its counted
+  tokens (count, mean / median / std / min / max of entropy, mean / median / std of p, mean
+  log-prob, mean loss, perplexity);
+- `per_sample-<slot>-<model>.json` — seed 003's per-sample data, one file per model: for every
+  item the counted tokens with their loss and rank, and the item's mean loss and perplexity.
+
+Which tokens count is `--loss-over` (`core.dataset.loss_positions`): the response (a dataset's
+response, a generation's generated tokens — seed 000 analyses generated tokens only, seed 003 the
+response) or every predicted position. Units: nats; loss = −log p of the token under the model's
+raw next-token distribution; perplexity = exp(mean loss); rank 1 = the model's top choice.
+Token text is untrusted: CSV cells go through `csv_cell`, JSON through `json_text`. Every file is
+written atomically (temporary file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from tokentui.core.dataset import loss_positions
+from tokentui.core.display import decode_bytes
+from tokentui.core.run import Run
+from tokentui.store.collection import Collection, CollectionItem
+from tokentui.store.export import CSV_COLUMNS, _branch_rows, csv_cell, json_text
+from tokentui.store.header import RunFileError
+from tokentui.store.runfile import load_run
+
+STATS_CSV = "model_analysis_stats.csv"
+SUMMARY_CSV = "model_analysis_summary.csv"
+STATS_COLUMNS = [*CSV_COLUMNS, "model", "run_id"]
+SUMMARY_COLUMNS = [
+    "model",
+    "items",
+    "total_tokens",
+    "mean_entropy",
+    "median_entropy",
+    "std_entropy",
+    "min_entropy",
+    "max_entropy",
+    "mean_probability",
+    "median_probability",
+    "std_probability",
+    "mean_logprob",
+    "mean_loss",
+    "perplexity",
+]
+
+
+def per_sample_name(slot: int, model: str) -> str:
+    """`per_sample-<slot>-<model>.json`: the model's name reduced to a safe file name (its slot
+    keeps two models whose names reduce alike apart)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model.rstrip("/\\")).name or model).strip("._") or "model"
+    return f"per_sample-{slot}-{name[:60]}.json"
+
+
+def _num(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def sample_record(run: Run, index: int, loss_over: str) -> dict[str, Any]:
+    """Seed 003's per-sample record of one run: its counted tokens (positions, ids, text, loss =
+    −log p in nats, rank) and their mean loss and perplexity (exp of the mean loss; null when no
+    token counts)."""
+    positions = loss_positions(run, loss_over)
+    seq = run.sequence(0)
+    logprob = run.column(0, "logprob")[positions.start : positions.stop].astype(np.float64)
+    rank = run.column(0, "rank")[positions.start : positions.stop]
+    losses = -logprob
+    mean_loss = float(losses.mean()) if losses.size else math.nan
+    root = run.branches[0]
+    return {
+        "index": index,
+        "run_id": run.id,
+        "prompt": run.meta.prompt,
+        "response": decode_bytes(run.text(0, root.fork_position)),
+        "n_tokens": len(positions),
+        "positions": list(positions),
+        "token_ids": [int(seq[p]) for p in positions],
+        "tokens": [decode_bytes(run.tokens.bytes_of(int(seq[p]))) for p in positions],
+        "losses": [_num(float(x)) for x in losses],
+        "ranks": [int(r) for r in rank],
+        "mean_loss": _num(mean_loss),
+        "perplexity": _num(math.exp(mean_loss)) if losses.size else None,
+    }
+
+
+def stats_rows(run: Run, index: int, model: str, loss_over: str) -> Iterator[dict[str, Any]]:
+    """Seed 000's per-token rows of one run (the export's CSV rows of the root branch) at the
+    counted positions, with `prompt_id` = the item's number, the model and the run id."""
+    positions = loss_positions(run, loss_over)
+    for row in _branch_rows(run, 0):
+        if row["token_position"] + 1 in positions:  # token_position is the current token's: next = +1
+            yield {**row, "prompt_id": index, "model": model, "run_id": run.id}
+
+
+@dataclass
+class ModelTotals:
+    """What the summary row of one model is computed from."""
+
+    items: int = 0
+    entropy: list[np.ndarray] = field(default_factory=list)
+    logprob: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, run: Run, loss_over: str) -> None:
+        p = loss_positions(run, loss_over)
+        self.items += 1
+        self.entropy.append(run.column(0, "entropy")[p.start : p.stop].astype(np.float64))
+        self.logprob.append(run.column(0, "logprob")[p.start : p.stop].astype(np.float64))
+
+    def row(self, model: str) -> dict[str, Any]:
+        """The summary: count, mean / median / population std (ddof 0) / min / max of entropy,
+        of p = exp(logprob) the same but min/max, mean log-prob, mean loss = −mean log-prob,
+        perplexity = exp(mean loss). Empty cells when no token counts."""
+        h = np.concatenate(self.entropy) if self.entropy else np.zeros(0)
+        lp = np.concatenate(self.logprob) if self.logprob else np.zeros(0)
+        p = np.exp(lp)
+        out: dict[str, Any] = {"model": model, "items": self.items, "total_tokens": int(lp.size)}
+        if not lp.size:
+            return out
+        mean_lp = float(lp.mean())
+        out.update(
+            mean_entropy=float(h.mean()),
+            median_entropy=float(np.median(h)),
+            std_entropy=float(h.std()),
+            min_entropy=float(h.min()),
+            max_entropy=float(h.max()),
+            mean_probability=float(p.mean()),
+            median_probability=float(np.median(p)),
+            std_probability=float(p.std()),
+            mean_logprob=mean_lp,
+            mean_loss=-mean_lp,
+            perplexity=math.exp(-mean_lp),
+        )
+        return out
+
+
+@dataclass
+class Tables:
+    """What `write_tables` wrote: the files, the summary rows, and the runs it could not read."""
+
+    files: list[Path] = field(default_factory=list)
+    summary: list[dict[str, Any]] = field(default_factory=list)
+    unreadable: list[tuple[CollectionItem, str]] = field(default_factory=list)
+
+
+class _AtomicFiles:
+    """Text files written under temporary names in one folder, renamed into place together at the
+    end (all or none: an error or Ctrl-C leaves the previous tables as they were)."""
+
+    def __init__(self, folder: Path, stack: ExitStack) -> None:
+        self.folder, self.stack = folder, stack
+        self.open: dict[Path, tuple[Path, IO[str]]] = {}
+        stack.callback(self._discard)
+
+    def new(self, name: str) -> IO[str]:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.folder)
+        f = open(fd, "w", encoding="utf-8", newline="")
+        self.open[self.folder / name] = (Path(tmp), f)
+        return f
+
+    def commit(self) -> list[Path]:
+        for _path, (_tmp, f) in self.open.items():
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+        for path, (tmp, _f) in self.open.items():
+            os.replace(tmp, path)
+        done = list(self.open)
+        self.open.clear()
+        return done
+
+    def _discard(self) -> None:
+        for tmp, f in self.open.values():
+            f.close()
+            tmp.unlink(missing_ok=True)
+
+
+def write_tables(coll: Collection, loss_over: str = "response") -> Tables:
+    """Write seed 000's two CSV files and seed 003's per-sample JSON of every model into the
+    collection folder, from its done runs (each loaded once). A run that no longer loads is left
+    out and reported in `unreadable`."""
+    out = Tables()
+    totals = {m: ModelTotals() for m in coll.models}
+    with ExitStack() as stack:
+        files = _AtomicFiles(coll.path, stack)
+        stats = csv.DictWriter(files.new(STATS_CSV), fieldnames=STATS_COLUMNS, lineterminator="\n")
+        stats.writeheader()
+        samples: dict[str, IO[str]] = {}
+        firsts: dict[str, bool] = {}
+        for slot, model in enumerate(coll.models):
+            f = samples[model] = files.new(per_sample_name(slot, model))
+            head = {"format": "tokentui-per-sample/1", "model": model, "loss_over": loss_over, "unit": "nats"}
+            f.write(json_text(head)[:-1] + ', "samples": [')
+            firsts[model] = True
+        for item, path in coll.runs():
+            try:
+                run = load_run(path)
+            except RunFileError as e:
+                out.unreadable.append((item, str(e)))
+                continue
+            for row in stats_rows(run, item.index, item.model, loss_over):
+                stats.writerow({k: csv_cell(v) for k, v in row.items()})
+            f = samples[item.model]
+            f.write(("\n" if firsts[item.model] else ",\n") + json_text(sample_record(run, item.index, loss_over)))
+            firsts[item.model] = False
+            totals[item.model].add(run, loss_over)
+        for f in samples.values():
+            f.write("\n]}\n")
+        summary = csv.DictWriter(files.new(SUMMARY_CSV), fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+        summary.writeheader()
+        for model in coll.models:
+            row = totals[model].row(model)
+            out.summary.append(row)
+            summary.writerow({k: csv_cell(v) for k, v in row.items()})
+        out.files = files.commit()
+    for old in coll.path.glob("per_sample-*.json"):  # of models an earlier command named
+        if old not in out.files:
+            old.unlink(missing_ok=True)
+    return out

@@ -307,3 +307,42 @@ def test_score_with_every_layer_measure_then_export_seed001_through_the_cli(mode
     assert res.exit_code == 2 and "give a folder with --out" in res.stderr
     res = runner.invoke(app, ["score", "-m", str(model_dirs["llama"]), "--text", "x", "--lens-top", "-2"])
     assert res.exit_code == 2 and "--lens-top" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_a_collection_gets_one_set_of_files_per_model(tmp_path):
+    """`export --collection DIR --format seed001`: each model's done items, in item order, in
+    files named by its runs' model name; skipped items have no rows."""
+    from tokentui.store.collection import Collection, CollectionItem
+
+    coll = Collection.new(tmp_path / "c")
+    coll.models = ["./a", "./b"]
+    runs = {}
+    for model, name in (("./a", "org/tiny model"), ("./b", "other")):
+        for index in (1, 2, 3):
+            run = layered_run()
+            run.meta.model = name
+            run.meta.run_id = coll.run_id(model, index)
+            path = coll.run_file_for(model, index)
+            status = "skipped" if (model, index) == ("./b", 2) else "done"
+            if status == "done":
+                save_run(run, path)
+                runs[(model, index)] = load_run(path)
+            coll.put(CollectionItem(index, model, status, path if status == "done" else None, None, "0" * 64))
+    coll.save()
+    res = CliRunner().invoke(
+        app, ["export", "--collection", str(coll.path), "--format", "seed001", "-o", str(tmp_path / "s")]
+    )
+    assert res.exit_code == 0, res.output
+    data = tmp_path / "s/standard/data"
+    per_run = len(list(seed001_files(layered_run())["standard/data/org_tiny_model_layer_ranks.csv"].splitlines())) - 1
+    for stem, model, n in (("org_tiny_model", "./a", 3), ("other", "./b", 2)):
+        table = read_csv((data / f"{stem}_layer_margins.csv").read_text())
+        assert len(table) == 1 + n * per_run
+        done = [runs[(model, i)] for i in (1, 2, 3) if (model, i) in runs]
+        want = np.concatenate([np.concatenate([r.column(b.id, "layer_margin")[max(1, 0 if b.parent is None else b.fork_position):] for b in r.branches]) for r in done])  # fmt: skip
+        np.testing.assert_allclose([parse_list(c) for _s, c in table[1:]], want.astype(np.float64), rtol=1e-5)
+    assert (tmp_path / "s/standard/predictions/other_predictions.csv").exists()
+    res = CliRunner().invoke(app, ["export", "--collection", str(coll.path), "--format", "csv"])
+    assert res.exit_code == 2 and "--collection goes with --format seed001" in res.stderr
+    res = CliRunner().invoke(app, ["export", "--format", "seed001", "-o", str(tmp_path / "t")])
+    assert res.exit_code == 2 and "give a run, or --collection" in res.stderr

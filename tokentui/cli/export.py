@@ -9,17 +9,21 @@ symlink, FIFO, device or folder at `--out` is refused. CSV cells are made spread
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tokentui.cli.options import CacheOpt, RunRefArg
+from tokentui.cli.options import CacheOpt
 from tokentui.cli.output import Output, fail, load_ref, user_errors
+
+if TYPE_CHECKING:
+    from tokentui.core.run import Run
 
 
 def export(
-    run: RunRefArg,
+    run: Annotated[str | None, typer.Argument(help="Run id (or any unique part of one) or path to a run file.")] = None,
     fmt: Annotated[
         str | None,
         typer.Option(
@@ -49,6 +53,14 @@ def export(
             help="CSV cells as they are: no ' before text starting with = + - @, control characters not escaped.",
         ),
     ] = False,
+    collection: Annotated[
+        Path | None,
+        typer.Option(
+            "--collection",
+            help="With --format seed001: a `tokentui batch` collection folder instead of a run (its done items, "
+            "one set of files per model).",
+        ),
+    ] = None,
     cache_dir: CacheOpt = None,
 ) -> None:
     """Export a run: CSV (one row per token), JSONL (one token per line with top-k), JSON (whole
@@ -63,6 +75,7 @@ def export(
         attribution_at,
         check_target,
         format_for,
+        seed001_collection_files,
         write_file,
         write_seed001,
     )
@@ -71,12 +84,22 @@ def export(
     try:
         if attribution is not None and fmt != "seed004":
             raise ExportError("--attribution goes with --format seed004")
+        if (run is None) == (collection is None):
+            raise ExportError("give a run, or --collection DIR with --format seed001 (not both)")
+        if collection is not None and fmt not in FOLDER_FORMATS:
+            raise ExportError("--collection goes with --format seed001")
         if fmt in FOLDER_FORMATS:
             if out is None:
                 raise ExportError(f"--format {fmt} writes several files: give a folder with --out")
-            written = write_seed001(load_ref(run, cache_dir), out, overwrite=force, raw_csv=raw_csv)
+            if collection is not None:
+                files = seed001_collection_files(_collection_runs(collection), raw_csv)
+                written = write_seed001(files, out, overwrite=force)
+            else:
+                assert run is not None
+                written = write_seed001(load_ref(run, cache_dir), out, overwrite=force, raw_csv=raw_csv)
             typer.echo(f"wrote {len(written)} files under {sanitize(str(out))}", err=True)
             return
+        assert run is not None
         if out is None:
             fmt = fmt or "csv"
             if fmt not in FORMATS:
@@ -96,3 +119,19 @@ def export(
             typer.echo(f"wrote {sanitize(str(path))}", err=True)
     except user_errors() as e:
         fail(str(e))
+
+
+def _collection_runs(path: Path) -> Iterator[tuple[str, Run]]:
+    """(model label, run) of a collection's done items, in its manifest's order, read one by one."""
+    from tokentui.core.display import sanitize
+    from tokentui.store.collection import CollectionError, load_collection
+    from tokentui.store.runfile import load_run
+
+    try:
+        coll = load_collection(path)
+    except CollectionError as e:
+        fail(str(e))
+    if not any(True for _ in coll.runs()):
+        fail(f"{sanitize(str(path))}: the collection has no finished items")
+    for item, run_file in coll.runs():
+        yield item.model, load_run(run_file)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -31,7 +32,7 @@ import re
 import stat
 import tempfile
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -758,35 +759,71 @@ def seed001_files(run: Run, raw: bool = False) -> dict[str, str]:
     layers 1…L; nan where a layer has no value) for each measure the run records, and
     `standard/predictions/{model}_predictions.csv` (`Sentence,Token,Probability,Analysis`: the
     model's 5 most likely tokens at each position, Analysis "standard")."""
-    model = seed001_model_name(run)
-    rows = list(seed001_positions(run))
-    sentences = [csv_cell(text, raw) for text in seed001_sentences(run)]
-    files = {}
-    for key, values in seed001_tables(run).items():
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["sentence", "values"])
-        integer = SEED001_METRICS[key] == "layer_rank"
-        for sentence, v in zip(sentences, values):
-            w.writerow([sentence, _layer_list(v, integer)])
-        files[f"standard/data/{model}_{key}.csv"] = buf.getvalue()
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["Sentence", "Token", "Probability", "Analysis"])
-    for sentence, (b, pos) in zip(sentences, rows):
-        step = run.step(b, pos)
-        for i, lp in list(zip(step.topk_ids.tolist(), step.topk_logprobs.tolist()))[:SEED001_PREDICTIONS]:
-            if i >= 0:
-                w.writerow([sentence, csv_cell(_text(run, int(i)), raw), _num(math.exp(lp)), "standard"])
-    files[f"standard/predictions/{model}_predictions.csv"] = buf.getvalue()
+    return seed001_model_files(seed001_model_name(run), [run], raw)
+
+
+def seed001_model_files(model: str, runs: Iterable[Run], raw: bool = False) -> dict[str, str]:
+    """Seed 001's files of one model's runs (a collection's items, in order), each run's rows in
+    turn; a measure gets its file when every run records it."""
+    tables: dict[str, io.StringIO] = {}
+    preds = io.StringIO()
+    pw = csv.writer(preds, lineterminator="\n")
+    pw.writerow(["Sentence", "Token", "Probability", "Analysis"])
+    keys: set[str] | None = None
+    for run in runs:
+        rows = list(seed001_positions(run))
+        sentences = [csv_cell(text, raw) for text in seed001_sentences(run)]
+        values = seed001_tables(run)
+        keys = set(values) if keys is None else keys & set(values)
+        for key, table in values.items():
+            if key not in tables:
+                tables[key] = io.StringIO()
+                csv.writer(tables[key], lineterminator="\n").writerow(["sentence", "values"])
+            w = csv.writer(tables[key], lineterminator="\n")
+            integer = SEED001_METRICS[key] == "layer_rank"
+            for sentence, v in zip(sentences, table):
+                w.writerow([sentence, _layer_list(v, integer)])
+        for sentence, (b, pos) in zip(sentences, rows):
+            step = run.step(b, pos)
+            for i, lp in list(zip(step.topk_ids.tolist(), step.topk_logprobs.tolist()))[:SEED001_PREDICTIONS]:
+                if i >= 0:
+                    pw.writerow([sentence, csv_cell(_text(run, int(i)), raw), _num(math.exp(lp)), "standard"])
+    files = {
+        f"standard/data/{model}_{key}.csv": tables[key].getvalue()
+        for key in SEED001_METRICS
+        if key in tables and keys is not None and key in keys
+    }
+    files[f"standard/predictions/{model}_predictions.csv"] = preds.getvalue()
     return files
 
 
-def write_seed001(run: Run, folder: Path, overwrite: bool = False, raw_csv: bool = False) -> list[Path]:
-    """Write seed 001's files of `run` under `folder` (made if missing; its parent must exist),
-    each atomically. Every target is checked before any is written: an existing file is replaced
-    only with `overwrite`, and nothing but a regular file is ever written over."""
-    files = seed001_files(run, raw_csv)
+def seed001_collection_files(labelled: Iterable[tuple[str, Run]], raw: bool = False) -> dict[str, str]:
+    """Seed 001's files of a collection: `labelled` gives (model label, run) of every done item,
+    each model's items one after another (a collection's manifest order); each model gets its own
+    files, named by its runs' model name (a second model of the same name gets a suffix _2, …)."""
+    files: dict[str, str] = {}
+    names: set[str] = set()
+    for _label, group in itertools.groupby(labelled, key=lambda lr: lr[0]):
+        runs = (run for _l, run in group)
+        first = next(runs)
+        name = base = seed001_model_name(first)
+        n = 1
+        while name in names:
+            n += 1
+            name = f"{base}_{n}"
+        names.add(name)
+        files.update(seed001_model_files(name, itertools.chain([first], runs), raw))
+    return files
+
+
+def write_seed001(
+    run: Run | dict[str, str], folder: Path, overwrite: bool = False, raw_csv: bool = False
+) -> list[Path]:
+    """Write seed 001's files of `run` (or files made already: {relative path: text}) under
+    `folder` (made if missing; its parent must exist), each atomically. Every target is checked
+    before any is written: an existing file is replaced only with `overwrite`, and nothing but a
+    regular file is ever written over."""
+    files = run if isinstance(run, dict) else seed001_files(run, raw_csv)
     if not folder.parent.is_dir():
         raise ExportError(f"cannot write {folder}: no such folder {folder.parent}")
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):

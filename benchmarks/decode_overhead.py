@@ -5,7 +5,9 @@ layers × a 49k vocabulary: a heavier lens per parameter than GPT-2's), as media
     python benchmarks/decode_overhead.py [--models gpt2-124m qwen2-0.5b smollm2] [--repeats 5] [--tokens 128]
 
 Prints (a) tokentui with p/entropy/rank/top-20 (lens off), (b) plus the all-layer logit lens
-(chunked every 32 tokens, and per step), (c) what a user would otherwise write for (b):
+entropy (chunked every 32 tokens, and per step), (d) the lens with every per-layer measure of
+issue 14 (entropy, margin, KL to the final layer, rank and surprisal of the token, top 5 per
+layer; every 32 tokens and per step) and its ratio to (b), (c) what a user would otherwise write for (b):
 `generate(output_logits=True, output_hidden_states=True, return_dict_in_generate=True)` and the
 same statistics and all-layer lens computed after the fact in batches of 32 positions, and
 branch first-token time at several prefix lengths with KV-cache reuse vs recompute.
@@ -25,9 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _models import bench_model, sync, where  # noqa: E402
 
 from tokentui.core.params import GenerationSettings, SamplingParams  # noqa: E402
+from tokentui.core.run import Run  # noqa: E402
 from tokentui.engine import jobs  # noqa: E402
 from tokentui.engine.events import StepEvent  # noqa: E402
 from tokentui.engine.hf.backend import HFBackend  # noqa: E402
+from tokentui.engine.hf.measures import run_layout  # noqa: E402
 
 PROMPT = "def wrap(text, width=70, **kwargs):\n    "
 
@@ -80,13 +84,21 @@ def generate_then_analyse(lm, ids, n, k=20, batch=32):
     return n / dt
 
 
-def ours(lm, n, lens_chunk):
+def ours(lm, n, lens_chunk, every_measure=True):
+    """tokentui's decode loop (tokens/s). `every_measure`: the lens records every per-layer measure
+    (entropy, margin, KL to the final layer, rank and surprisal of the token, the top 5 per layer);
+    False: only the lens entropy (what tokentui recorded before issue 14)."""
     s = HFBackend(lm, lens_chunk=lens_chunk)
-    job = jobs.Generate(s, PROMPT, GenerationSettings(SamplingParams(max_new_tokens=n), k=20))
+    settings = GenerationSettings(SamplingParams(max_new_tokens=n), k=20)
+    ids, _ = s.encode_prompt(PROMPT)
+    run = s.new_run(PROMPT, settings, None)
+    if not every_measure:
+        run = Run(run.meta, layout=run_layout(20, lm.n_layers, lens=False))  # its lens: entropy only
     t0 = time.perf_counter()
-    steps = sum(isinstance(e, StepEvent) for e in job)
+    steps = sum(isinstance(e, StepEvent) for e in s.generate(run, ids, settings.sampling))
     dt = time.perf_counter() - t0
     assert steps == n
+    assert ("layer_rank" in run.layout.names) == (every_measure and lens_chunk > 0)
     return n / dt
 
 
@@ -141,28 +153,40 @@ def main() -> None:
         )
         plain_generate(lm, ids, 8)  # warm-up
         ours(lm, 8, 32)
+        ours(lm, 8, 32, every_measure=False)
+        entropy_only, every = (
+            "(b) tokentui + lens every 32, entropy only",
+            "(d) tokentui + lens every 32, every measure",
+        )
         rows = {
             "plain generate()": [],
             "(a) tokentui, lens off": [],
-            "(b) tokentui + lens every 32": [],
-            "(b') tokentui + lens every step": [],
+            entropy_only: [],
+            every: [],
+            "(b') tokentui + lens every step, entropy only": [],
+            "(d') tokentui + lens every step, every measure": [],
             "(c) generate(hidden states) + lens after": [],
         }
         for _ in range(args.repeats):  # interleaved, so drift hits every variant alike
             rows["plain generate()"].append(plain_generate(lm, ids, args.tokens))
             rows["(a) tokentui, lens off"].append(ours(lm, args.tokens, 0))
-            rows["(b) tokentui + lens every 32"].append(ours(lm, args.tokens, 32))
-            rows["(b') tokentui + lens every step"].append(ours(lm, args.tokens, 1))
+            rows[entropy_only].append(ours(lm, args.tokens, 32, every_measure=False))
+            rows[every].append(ours(lm, args.tokens, 32))
+            rows["(b') tokentui + lens every step, entropy only"].append(ours(lm, args.tokens, 1, every_measure=False))
+            rows["(d') tokentui + lens every step, every measure"].append(ours(lm, args.tokens, 1))
             rows["(c) generate(hidden states) + lens after"].append(generate_then_analyse(lm, ids, args.tokens))
         base = statistics.median(rows["plain generate()"])
         for label, vals in rows.items():
             med = statistics.median(vals)
-            print(f"  {label:<42} {med:8.1f} tokens/s   {med / base:5.2f}x")
-        b, c = (
-            statistics.median(rows[x])
-            for x in ("(b) tokentui + lens every 32", "(c) generate(hidden states) + lens after")
+            print(f"  {label:<48} {med:8.1f} tokens/s   {med / base:5.2f}x")
+        b, c, d = (
+            statistics.median(rows[x]) for x in (entropy_only, "(c) generate(hidden states) + lens after", every)
         )
         print(f"  (b) live recording vs (c) generate-then-analyse: {b / c:5.2f}x (≥ 1.0: live is not slower)")
+        print(
+            f"  (d) every per-layer measure vs (b) entropy only: {d / b:5.2f}x "
+            f"(issue 14's target: ≥ {1 / 1.1:.2f}, i.e. at most 10 % slower)"
+        )
         res = branch_first_token(lm, args.prefixes, args.repeats)
         print("  branch first-token time (median):")
         for p in args.prefixes:

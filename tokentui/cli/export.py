@@ -9,25 +9,29 @@ symlink, FIFO, device or folder at `--out` is refused. CSV cells are made spread
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tokentui.cli.options import CacheOpt, RunRefArg
+from tokentui.cli.options import CacheOpt
 from tokentui.cli.output import Output, fail, load_ref, user_errors
+
+if TYPE_CHECKING:
+    from tokentui.core.run import Run
 
 
 def export(
-    run: RunRefArg,
+    run: Annotated[str | None, typer.Argument(help="Run id (or any unique part of one) or path to a run file.")] = None,
     fmt: Annotated[
         str | None,
         typer.Option(
             "--format",
-            help="csv, jsonl, json, tree-json (seed 002's tree viewer), seed002-jsonl (its logprobs viewer) or "
-            "seed004 (an attribution record as seed 004's JSON), seed001-comparative (seed 001's comparative CSVs "
-            "of a steering comparison, into the --out folder); default: the --out file's extension (csv to "
-            "standard output).",
+            help="csv, jsonl, json, tree-json (seed 002's tree viewer), seed002-jsonl (its logprobs viewer), "
+            "seed004 (an attribution record as seed 004's JSON), seed001 (seed 001's per-layer CSVs, into the "
+            "--out folder) or seed001-comparative (seed 001's comparative CSVs of a steering comparison, into the "
+            "--out folder); default: the --out file's extension (csv to standard output).",
         ),
     ] = None,
     attribution: Annotated[
@@ -46,7 +50,14 @@ def export(
             "run's first branch steered otherwise than its parent).",
         ),
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of standard output.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write here instead of standard output (a folder for --format seed001 and seed001-comparative).",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the --out file if it exists.")] = False,
     raw_csv: Annotated[
         bool,
@@ -55,19 +66,32 @@ def export(
             help="CSV cells as they are: no ' before text starting with = + - @, control characters not escaped.",
         ),
     ] = False,
+    collection: Annotated[
+        Path | None,
+        typer.Option(
+            "--collection",
+            help="With --format seed001: a `tokentui batch` collection folder instead of a run (its done items, "
+            "one set of files per model).",
+        ),
+    ] = None,
     cache_dir: CacheOpt = None,
 ) -> None:
     """Export a run: CSV (one row per token), JSONL (one token per line with top-k), JSON (whole
-    tree), seed 002's tree JSON and logprobs lines, or seed 004's attribution JSON."""
+    tree), seed 002's tree JSON and logprobs lines, seed 004's attribution JSON, or seed 001's
+    per-layer CSV files."""
     from tokentui.core.display import sanitize
     from tokentui.store.export import (
+        ALL_FORMATS,
+        FOLDER_FORMATS,
         FORMATS,
         SEED001_COMPARATIVE,
         ExportError,
         attribution_at,
         check_target,
         format_for,
+        seed001_collection_files,
         write_file,
+        write_seed001,
         write_seed001_comparative,
     )
     from tokentui.store.export import export as write_to
@@ -77,16 +101,29 @@ def export(
             raise ExportError("--attribution goes with --format seed004")
         if branch is not None and fmt != SEED001_COMPARATIVE:
             raise ExportError(f"--branch goes with --format {SEED001_COMPARATIVE}")
-        if fmt == SEED001_COMPARATIVE:  # a folder of files (steering comparisons)
+        if (run is None) == (collection is None):
+            raise ExportError("give a run, or --collection DIR with --format seed001 (not both)")
+        if collection is not None and fmt != "seed001":
+            raise ExportError("--collection goes with --format seed001")
+        if fmt in FOLDER_FORMATS:
             if out is None:
-                raise ExportError(f"--format {SEED001_COMPARATIVE} writes a folder of CSV files: give --out FOLDER")
-            for path in write_seed001_comparative(load_ref(run, cache_dir), out, force, branch, raw_csv):
-                typer.echo(f"wrote {sanitize(str(path))}", err=True)
+                raise ExportError(f"--format {fmt} writes several files: give a folder with --out")
+            if fmt == SEED001_COMPARATIVE:
+                assert run is not None
+                written = write_seed001_comparative(load_ref(run, cache_dir), out, force, branch, raw_csv)
+            elif collection is not None:
+                files = seed001_collection_files(_collection_runs(collection), raw_csv)
+                written = write_seed001(files, out, overwrite=force)
+            else:
+                assert run is not None
+                written = write_seed001(load_ref(run, cache_dir), out, overwrite=force, raw_csv=raw_csv)
+            typer.echo(f"wrote {len(written)} files under {sanitize(str(out))}", err=True)
             return
+        assert run is not None
         if out is None:
             fmt = fmt or "csv"
             if fmt not in FORMATS:
-                raise ExportError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+                raise ExportError(f"unknown format {fmt!r} (choose from {', '.join(ALL_FORMATS)})")
             loaded = load_ref(run, cache_dir)
             if fmt == "seed004":
                 attribution_at(loaded, attribution)  # no record: one line, nothing written
@@ -102,3 +139,19 @@ def export(
             typer.echo(f"wrote {sanitize(str(path))}", err=True)
     except user_errors() as e:
         fail(str(e))
+
+
+def _collection_runs(path: Path) -> Iterator[tuple[str, Run]]:
+    """(model label, run) of a collection's done items, in its manifest's order, read one by one."""
+    from tokentui.core.display import sanitize
+    from tokentui.store.collection import CollectionError, load_collection
+    from tokentui.store.runfile import load_run
+
+    try:
+        coll = load_collection(path)
+    except CollectionError as e:
+        fail(str(e))
+    if not any(True for _ in coll.runs()):
+        fail(f"{sanitize(str(path))}: the collection has no finished items")
+    for item, run_file in coll.runs():
+        yield item.model, load_run(run_file)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from tokentui.cli.options import (
+    AttentionEntropyOpt,
     CacheOpt,
     DeviceOpt,
     DtypeOpt,
@@ -21,6 +22,7 @@ from tokentui.cli.options import (
     KOpt,
     LensOpt,
     LensPrecisionOpt,
+    LensTopOpt,
     ModelOpt,
     RemoteOpt,
     SteerOpt,
@@ -175,12 +177,14 @@ def score(
     dtype: DtypeOpt = "auto",
     trust_remote_code: RemoteOpt = False,
     lens_precision: LensPrecisionOpt = "auto",
+    lens_top: LensTopOpt = GenerationSettings.k_lens,
+    attention_entropy: AttentionEntropyOpt = False,
     cache_dir: CacheOpt = None,
     steer: SteerOpt = None,
 ) -> None:
     """Teacher-forced scoring: the same per-token records for every position of a given text."""
     try:
-        k_only = GenerationSettings(k=alternatives)
+        k_only = GenerationSettings(k=alternatives, k_lens=lens_top, attention_entropy=attention_entropy)
         k_only.check()
         from tokentui.engine.backend import ModelSpec, check_spec
 
@@ -191,21 +195,23 @@ def score(
 
         steering = load_steering(steer, spec)
         backend = _open(spec, k_only)
-        score_job(backend, value, alternatives, cache_dir, as_json, steering)
+        score_job(backend, value, alternatives, cache_dir, as_json, k_only, steering)
     except user_errors() as e:
         fail(str(e))
     except KeyboardInterrupt:
         interrupted("interrupted: nothing saved")
 
 
-def score_job(backend, text: str, k: int, cache_dir, as_json: bool, steering=None) -> None:
+def score_job(
+    backend, text: str, k: int, cache_dir, as_json: bool, settings: GenerationSettings | None = None, steering=None
+) -> None:
     """Drive a Score job, save the run, print its records (JSONL) or its table and summary."""
     from tokentui.cli.render import table
     from tokentui.engine import jobs
     from tokentui.store.export import iter_steps, token_line
 
     out = Output()
-    job = jobs.Score(backend, text, k, steering=steering)
+    job = jobs.Score(backend, text, k, settings=settings, steering=steering)
     jobs.drive(job)
     run = job.run
     assert run is not None  # the score job made it

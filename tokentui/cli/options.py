@@ -54,6 +54,24 @@ LensPrecisionOpt = Annotated[
     ),
 ]
 ChatOpt = Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the tokenizer's chat template.")]
+# per-layer measures (issue 14)
+LensTopOpt = Annotated[
+    int,
+    typer.Option(
+        "--lens-top",
+        help="Record each layer's N most likely tokens with their log-probs (0 = none; "
+        "run files grow by about layers × N × 4 bytes per token).",
+    ),
+]
+AttentionEntropyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--attention-entropy",
+        help="Record each layer's attention entropy (mean over heads, nats). Needs eager attention: "
+        "the model runs its slower reference attention instead of SDPA (often 1.2–2× slower per token, "
+        "more on long contexts).",
+    ),
+]
 RunRefArg = Annotated[str, typer.Argument(help="Run id (or any unique part of one) or path to a run file.")]
 SteerOpt = Annotated[
     Path | None,
@@ -127,6 +145,8 @@ GENERATION_OPTIONS = (
         _DEFAULT.forced,
         Annotated[str, typer.Option("--force", help="Forced prefix: the answer starts with this text.")],
     ),
+    _option("lens_top", _DEFAULT.k_lens, LensTopOpt),
+    _option("attention_entropy", _DEFAULT.attention_entropy, AttentionEntropyOpt),
 )
 
 
@@ -140,10 +160,12 @@ def settings_from(
     alternatives: int,
     chat: bool,
     force: str,
+    lens_top: int = _DEFAULT.k_lens,
+    attention_entropy: bool = _DEFAULT.attention_entropy,
 ) -> GenerationSettings:
     """The generation options → the one `GenerationSettings` (unchecked: see `engine.backend.check_spec`)."""
     sampling = SamplingParams(temperature, top_k, top_p, seed, max_new_tokens, list(stop or []))
-    return GenerationSettings(sampling, alternatives, chat, force)
+    return GenerationSettings(sampling, alternatives, chat, force, lens_top, attention_entropy)
 
 
 def _bundle(name: str, options: tuple[inspect.Parameter, ...], build: Callable[..., object]) -> Callable:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,3 +148,164 @@ COMPARISON = (
 
 def empty(m: Measure, n: int, dims: dict[str, int]) -> np.ndarray:
     return np.full(m.shape_for(n, dims), m.fill, dtype=m.dtype)
+
+
+# --- per-layer measures (issue 14) ------------------------------------------------------------
+# Layer l is the output of block l, 1…L; a layer's distribution is its hidden state → the final
+# norm → the unembedding (→ the soft-cap), at temperature 1, at the position whose output predicts
+# the step's token. Layer L is the model's own next-token distribution, exactly (float32). Not
+# required: runs made before they existed, and runs with the lens off, do not have them.
+declare(
+    Measure(
+        "layer_margin",
+        "probability",
+        "float16",
+        ("layer",),
+        "top-1 minus top-2 probability of each layer's distribution (0…1)",
+        required=False,
+    )
+)
+declare(
+    Measure(
+        "layer_kl_final",
+        "nats",
+        "float16",
+        ("layer",),
+        "KL(p_l ‖ p_L): each layer's distribution against the model's own at the same position (0 at L)",
+        required=False,
+    )
+)
+declare(
+    Measure(
+        "layer_rank",
+        "rank (1 = most likely)",
+        "int32",
+        ("layer",),
+        "rank of the token taken at this position under each layer's distribution (0 = unknown)",
+        required=False,
+    )
+)
+declare(
+    Measure(
+        "layer_surprisal",
+        "bits",
+        "float16",
+        ("layer",),
+        "surprisal −log2 p_l(token) of the token taken at this position under each layer's distribution",
+        required=False,
+    )
+)
+declare(
+    Measure(
+        "layer_topk_ids",
+        "token id",
+        "int32",
+        ("layer", "j"),
+        "the j = k_lens most likely tokens of each layer's distribution, most likely first",
+        required=False,
+        is_token_id=True,
+    )
+)
+declare(
+    Measure(
+        "layer_topk_logprobs",
+        "nats",
+        "float16",
+        ("layer", "j"),
+        "their log-probabilities under that layer's distribution",
+        required=False,
+    )
+)
+declare(
+    Measure(
+        "attention_entropy",
+        "nats",
+        "float16",
+        ("layer",),
+        "mean over heads of the entropy of the attention row of the position that predicted this token",
+        required=False,
+    )
+)
+
+# The lens columns of a run with the lens on (`layer_entropy` is always there); `layer_topk_*`
+# only when k_lens > 0. `attention_entropy` only when asked for (it needs eager attention).
+LENS_COLUMNS = (
+    "layer_entropy",
+    "layer_margin",
+    "layer_kl_final",
+    "layer_rank",
+    "layer_surprisal",
+    "layer_topk_ids",
+    "layer_topk_logprobs",
+)
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A per-layer measure computed on read from a stored column (no storage, exact relation)."""
+
+    measure: Measure  # its declaration (not in MEASURES: no run file holds it)
+    source: str  # the stored column it is computed from
+    compute: Callable[[np.ndarray, int], np.ndarray]  # (source values, vocabulary size) → values
+
+
+def _perplexity(h: np.ndarray, vocab: int) -> np.ndarray:
+    return np.exp(h.astype(np.float64))
+
+
+def _kl_uniform(h: np.ndarray, vocab: int) -> np.ndarray:
+    return np.maximum(math.log(vocab) - h.astype(np.float64), 0.0)
+
+
+DERIVED: dict[str, Derived] = {
+    "layer_perplexity": Derived(
+        Measure("layer_perplexity", "perplexity", "float32", ("layer",), "exp(layer_entropy)", required=False),
+        "layer_entropy",
+        _perplexity,
+    ),
+    "layer_kl_uniform": Derived(
+        Measure(
+            "layer_kl_uniform",
+            "nats",
+            "float32",
+            ("layer",),
+            "KL(p_l ‖ uniform) = log V − layer_entropy (V: the model's output vocabulary)",
+            required=False,
+        ),
+        "layer_entropy",
+        _kl_uniform,
+    ),
+}
+
+# Every per-layer measure with one number per layer, stored or derived, in the order panes and
+# exports list them.
+LAYER_MEASURES = (
+    "layer_entropy",
+    "layer_perplexity",
+    "layer_margin",
+    "layer_kl_uniform",
+    "layer_kl_final",
+    "layer_rank",
+    "layer_surprisal",
+    "attention_entropy",
+)
+
+
+def layer_declaration(name: str) -> Measure:
+    """The declaration of a per-layer measure, stored or derived."""
+    return DERIVED[name].measure if name in DERIVED else MEASURES[name]
+
+
+def has_measure(names: Collection[str], name: str) -> bool:
+    """Whether a run whose columns are `names` has measure `name` (stored, or derived from one it has)."""
+    return name in names or (name in DERIVED and DERIVED[name].source in names)
+
+
+def derive(name: str, column: Callable[[str], np.ndarray], vocab_size: int) -> np.ndarray:
+    """Values of measure `name` from a run's columns (`column(name)` returns a stored one): the
+    stored column itself, or a derived measure computed from its source (NaN stays NaN)."""
+    d = DERIVED.get(name)
+    if d is None:
+        return column(name)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return d.compute(column(d.source), vocab_size)

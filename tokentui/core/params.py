@@ -62,6 +62,9 @@ class SamplingParams:
         return out
 
 
+MAX_K_LENS = 100  # top tokens per layer: layers × k_lens × 4 bytes per token in a run file
+
+
 @dataclass
 class GenerationSettings:
     """Everything a user sets for one generation: the sampler, how many alternatives to record, the
@@ -72,6 +75,8 @@ class GenerationSettings:
     k: int = 20  # top-k alternatives recorded per token (not the sampler's top-k)
     chat: bool = False
     forced: str = ""  # the answer starts with this text
+    k_lens: int = 5  # top tokens recorded per layer by the lens (0 = none)
+    attention_entropy: bool = False  # record per-layer attention entropy (eager attention: slower)
 
     def check(self, vocab_size: int | None = None) -> None:
         """Raise RunError on the first bad value (k against the vocabulary when it is known)."""
@@ -80,6 +85,10 @@ class GenerationSettings:
             raise RunError(f"k must be at least 1 (got {self.k})")
         if vocab_size is not None and self.k > vocab_size:
             raise RunError(f"k = {self.k} alternatives is more than the vocabulary ({vocab_size} tokens)")
+        if isinstance(self.k_lens, bool) or not isinstance(self.k_lens, int) or not 0 <= self.k_lens <= MAX_K_LENS:
+            raise RunError(f"--lens-top must be a whole number in 0…{MAX_K_LENS} (got {self.k_lens})")
+        if vocab_size is not None and self.k_lens > vocab_size:
+            raise RunError(f"--lens-top {self.k_lens} is more than the vocabulary ({vocab_size} tokens)")
 
     def copy(self) -> GenerationSettings:
         return replace(self, sampling=self.sampling.copy())

@@ -81,6 +81,8 @@ SIGN = {"logprob": -1, "sampler_logprob": -1, "topk_logprobs": -1, "entropy": 1,
 # a comparison's second model and the divergences between the two (KL and JS are ≥ 0)
 SIGN.update({"logprob_b": -1, "topk_logprobs_b": -1, "entropy_b": 1, "kl_ab": 1, "kl_ba": 1, "js": 1})
 RANKS = ("rank", "rank_b")
+# per-layer measures (issue 14): probabilities, divergences, surprisals and entropies are ≥ 0
+SIGN.update(layer_margin=1, layer_kl_final=1, layer_surprisal=1, layer_topk_logprobs=-1, attention_entropy=1)
 KNOWN_WHEN_SCORED = ("logprob", "entropy")
 
 STATUSES = ("running", "eos", "length", "stop", "context", "cancelled", "error", "scored")
@@ -386,6 +388,15 @@ class Run:
                 rank = cols.col(name)
                 bad = (rank < 0) | (rank > self.meta.vocab_size) | ((rank < 1) & scored & (name == "rank"))
                 _refuse(segment, name, start, bad, f"rank outside 1..{self.meta.vocab_size}")
+            if name == "layer_rank":  # 0: not lensed
+                ranks = cols.col(name)
+                _refuse(
+                    segment,
+                    name,
+                    start,
+                    ((ranks < 0) | (ranks > self.meta.vocab_size)).any(axis=1),
+                    f"rank outside 0..{self.meta.vocab_size}",
+                )
             if name not in SIGN:
                 continue
             values = cols.col(name).astype(np.float32).reshape(len(cols), -1)

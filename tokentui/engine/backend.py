@@ -103,8 +103,16 @@ class Backend(Protocol):
         afresh), then continue."""
         ...
 
-    def score_ids(self, ids: list[int], k: int, text: str | None = None, steering: SteeringSpec | None = None) -> Run:
-        """Teacher forcing: every position's measures for given ids, in one pass."""
+    def score_ids(
+        self,
+        ids: list[int],
+        k: int,
+        text: str | None = None,
+        settings: GenerationSettings | None = None,
+        steering: SteeringSpec | None = None,
+    ) -> Run:
+        """Teacher forcing: every position's measures for given ids, in one pass (`settings`: what
+        else to record, e.g. per-layer top tokens; `k` wins over its k)."""
         ...
 
     def grow_tree(

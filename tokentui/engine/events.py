@@ -65,7 +65,8 @@ class LensEvent:
     run_id: str
     branch_id: int
     start_position: int
-    values: dict[str, np.ndarray] = field(repr=False)  # layer measure name → [n, L]
+    values: dict[str, np.ndarray] = field(repr=False)  # layer measure name → [n, L] (or [n, L, j])
+    new_tokens: dict[int, bytes] = field(default_factory=dict)  # token-table entries (per-layer top tokens)
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,7 @@ def apply_event(run: Run | None, ev: Event) -> Run | None:
         run.tokens.update(ev.new_tokens)
         run.append_step(ev.branch_id, ev.step)
     elif isinstance(ev, LensEvent):
+        run.tokens.update(ev.new_tokens)
         run.set_layer_values(ev.branch_id, ev.start_position, ev.values)
     elif isinstance(ev, Finished):
         run.branch(ev.branch_id).status = ev.status

@@ -161,10 +161,12 @@ class Score(Job):
         text: str | None = None,
         k: int = 20,
         ids: list[int] | None = None,
+        settings: GenerationSettings | None = None,
         steering: SteeringSpec | None = None,
     ) -> None:
+        """`settings`: what else to record (per-layer top tokens, attention entropy); `k` wins."""
         super().__init__(backend)
-        self.text, self.k, self.ids, self.steering = text, k, ids, steering
+        self.text, self.k, self.ids, self.settings, self.steering = text, k, ids, settings, steering
 
     def events(self) -> Iterator[Event]:
         t0 = time.perf_counter()
@@ -173,7 +175,7 @@ class Score(Job):
             if not self.text or not self.text.strip():
                 raise EngineError("the text is empty")
             ids, _ = self.backend.encode_prompt(self.text)
-        self.run = self.backend.score_ids(ids, self.k, self.text, self.steering)
+        self.run = self.backend.score_ids(ids, self.k, self.text, self.settings, self.steering)
         yield RunStarted(self.run.copy())
         yield Finished(self.run.id, 0, "scored", 0, time.perf_counter() - t0)
 
@@ -289,8 +291,8 @@ class SteerCompare(Job):
             if not self.text.strip():
                 raise EngineError("the text is empty")
             ids, _ = self.backend.encode_prompt(self.text)
-            standard = self.backend.score_ids(ids, st.k, self.text)
-            steered = self.backend.score_ids(ids, st.k, self.text, self.steering)
+            standard = self.backend.score_ids(ids, st.k, self.text, st)
+            steered = self.backend.score_ids(ids, st.k, self.text, st, steering=self.steering)
             self.run = paired_scores(standard, steered)
             yield RunStarted(self.run.copy())
             for b in self.run.branches:

@@ -23,6 +23,8 @@ Exports are read with `cat` and opened in spreadsheets, and token text is untrus
 from __future__ import annotations
 
 import csv
+import io
+import itertools
 import json
 import math
 import os
@@ -30,7 +32,7 @@ import re
 import stat
 import tempfile
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,6 +41,7 @@ import numpy as np
 from tokentui.core import comparison, tree
 from tokentui.core.attribution import Attribution, normalized
 from tokentui.core.display import decode_bytes, sanitize
+from tokentui.core.measures import LAYER_MEASURES, derive, has_measure
 from tokentui.core.run import Run
 from tokentui.core.step import Step
 
@@ -66,7 +69,7 @@ COMPARISON_CSV_COLUMNS = [
     "kl_ba",
     "js",
 ]
-FORMATS = ("csv", "jsonl", "json", "tree-json", "seed002-jsonl", "seed004")
+FORMATS = ("csv", "jsonl", "json", "tree-json", "seed002-jsonl", "seed004")  # written to one stream
 EXTENSION = {
     "csv": "csv",
     "jsonl": "jsonl",
@@ -75,6 +78,10 @@ EXTENSION = {
     "seed002-jsonl": "jsonl",
     "seed004": "json",
 }
+SEED001_COMPARATIVE = "seed001-comparative"
+# written as a folder of files (`write_seed001`, `write_seed001_comparative`), never to one stream
+FOLDER_FORMATS = ("seed001", SEED001_COMPARATIVE)
+ALL_FORMATS = FORMATS + FOLDER_FORMATS
 
 
 class TextSink(Protocol):
@@ -176,10 +183,37 @@ def step_record(run: Run, branch_id: int, step: Step) -> dict[str, Any]:
         "sampler_prob": _num(step.sampler_prob),
         "top_k": top,
         "layer_entropy": [_num(float(x)) for x in step.layer_entropy],
+        **layer_record(run, step),
     }
     if comparison.is_comparison(run):
         record.update(comparison_fields(run, step))
     return record
+
+
+def layer_record(run: Run, step: Step) -> dict[str, Any]:
+    """The per-layer measures the run records (stored or derived from a stored one), each a list
+    over layers 1…L (layer L: the model's own distribution), null where a layer has no value (the
+    lens was off): the `layer_*` fields of JSON, JSONL, `generate --json` and `score --json`
+    (`layer_entropy` is written by `step_record` for every run). `layer_topk`: per layer a list of
+    [id, token, logprob] (nats), most likely first."""
+    names = run.layout.names
+    out: dict[str, Any] = {}
+    for name in LAYER_MEASURES:
+        if name == "layer_entropy" or not has_measure(names, name):
+            continue
+        values = np.asarray(derive(name, lambda n: np.asarray(step.get(n)), run.meta.vocab_size))
+        if name == "layer_rank":
+            out[name] = [int(r) or None for r in values.tolist()]
+        else:
+            out[name] = [_num(float(x)) for x in values.tolist()]
+    if "layer_topk_ids" in names and "layer_topk_logprobs" in names:
+        ids = np.asarray(step.get("layer_topk_ids")).tolist()
+        lps = np.asarray(step.get("layer_topk_logprobs"), dtype=np.float32).tolist()
+        out["layer_topk"] = [
+            [[int(i), _text(run, int(i)), round(float(lp), 5)] for i, lp in zip(li, ll) if i >= 0] or None
+            for li, ll in zip(ids, lps)
+        ]
+    return out
 
 
 def token_record(run: Run, branch_id: int, step: Step) -> dict[str, Any]:
@@ -562,6 +596,8 @@ def export(run: Run, fmt: str, out: TextSink, raw_csv: bool = False, attribution
     if fmt == "seed004":
         write_seed004(run, out, raw_csv, attribution)
         return
+    if fmt in FOLDER_FORMATS:
+        raise ExportError(f"--format {fmt} writes several files: give a folder with --out")
     writers = {
         "csv": write_csv,
         "jsonl": write_jsonl,
@@ -579,7 +615,7 @@ def format_for(path: Path, fmt: str | None = None) -> str:
     ext = path.suffix.lower().removeprefix(".")
     if fmt is not None:
         if fmt not in FORMATS:
-            raise ExportError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+            raise ExportError(f"unknown format {fmt!r} (choose from {', '.join(ALL_FORMATS)})")
         if ext in EXTENSION and EXTENSION[fmt] != ext:
             raise ExportError(
                 f"--format {fmt} does not match the extension of {path.name} (.{ext}); change one of them"
@@ -641,9 +677,195 @@ def write_file(
     return path
 
 
+# --- seed 001's data files: one CSV per per-layer measure, `sentence,values` ----------------------
+
+# seed 001's metric key (its file name: {model}_{metric}.csv) → tokentui's measure. The first six are
+# the seed's own; the last two are tokentui's additions in the same layout.
+SEED001_METRICS = {
+    "layer_entropies": "layer_entropy",
+    "layer_perplexities": "layer_perplexity",
+    "layer_margins": "layer_margin",
+    "layer_kl_divs": "layer_kl_uniform",
+    "layer_attn_entropies": "attention_entropy",
+    "layer_surprisals": "layer_surprisal",
+    "layer_kl_finals": "layer_kl_final",
+    "layer_ranks": "layer_rank",
+}
+SEED001_PREDICTIONS = 5  # the seed's top_k_predictions(k=5)
+SENTENCE_CHARS = 1_000  # a longer context is cut to its last characters, after a leading "…"
+_FILE_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def seed001_model_name(run: Run) -> str:
+    """The `{model}` part of seed 001's file names: the run's model name with every character
+    outside letters, digits, '.', '_' and '-' replaced by '_' ('org/name' → 'org_name')."""
+    name = _FILE_NAME_UNSAFE.sub("_", run.meta.model).strip("._") or "model"
+    return name[:100]
+
+
+def _seed001_branches(run: Run) -> Iterator[tuple[int, int, int]]:
+    """(branch, first position, end) of the rows of seed 001's files: each branch's own positions
+    (the root with the prompt's), in branch order; position 0 predicts nothing and has no row."""
+    for b in run.branches:
+        first = 0 if b.parent is None else b.fork_position
+        yield b.id, max(first, 1), run.length(b.id)
+
+
+def seed001_positions(run: Run) -> Iterator[tuple[int, int]]:
+    """(branch, position) of every row of seed 001's files, in order."""
+    for b, lo, hi in _seed001_branches(run):
+        for pos in range(lo, hi):
+            yield b, pos
+
+
+def seed001_sentences(run: Run) -> Iterator[str]:
+    """Each row's `sentence`: the text before the row's position (what the model had read when it
+    predicted the position's token), its last SENTENCE_CHARS characters after "…" when longer."""
+    for b, lo, hi in _seed001_branches(run):
+        seq = run.sequence(b).tolist()
+        for pos in range(lo, hi):
+            tail = seq[max(0, pos - 2 * SENTENCE_CHARS) : pos]  # tokens enough for SENTENCE_CHARS characters
+            cut = len(tail) < pos
+            text = decode_bytes(run.tokens.text(tail))
+            if cut and len(text) < SENTENCE_CHARS:  # (tokens of less than a character each)
+                text, cut = decode_bytes(run.tokens.text(seq[:pos])), False
+            yield "…" + text[-(SENTENCE_CHARS - 1) :] if cut or len(text) > SENTENCE_CHARS else text
+
+
+def _layer_list(values: np.ndarray, integer: bool) -> str:
+    if integer:
+        return "[" + ",".join(str(int(v)) if v > 0 else "nan" for v in values.tolist()) + "]"
+    return "[" + ",".join(format(float(v), ".6g") for v in values.tolist()) + "]"
+
+
+def seed001_tables(run: Run) -> dict[str, np.ndarray]:
+    """Seed 001's metric key → [rows, L] values of the run's measure (rows: `seed001_positions`),
+    for the measures the run has."""
+    spans = list(_seed001_branches(run))
+    names = run.layout.names
+
+    def column(stored: str) -> np.ndarray:
+        parts = [run.column(b, stored)[lo:hi] for b, lo, hi in spans]
+        return np.concatenate(parts) if parts else np.zeros((0, run.n_layers), dtype=np.float32)
+
+    return {
+        key: np.asarray(derive(name, column, run.meta.vocab_size))
+        for key, name in SEED001_METRICS.items()
+        if has_measure(names, name)
+    }
+
+
+def seed001_files(run: Run, raw: bool = False) -> dict[str, str]:
+    """Seed 001's files of a run as {relative path: CSV text}: `standard/data/{model}_{metric}.csv`
+    (`sentence,values`, one row per position, the values the layer-wise list "[v1,…,vL]" over
+    layers 1…L; nan where a layer has no value) for each measure the run records, and
+    `standard/predictions/{model}_predictions.csv` (`Sentence,Token,Probability,Analysis`: the
+    model's 5 most likely tokens at each position, Analysis "standard")."""
+    return seed001_model_files(seed001_model_name(run), [run], raw)
+
+
+def seed001_model_files(model: str, runs: Iterable[Run], raw: bool = False) -> dict[str, str]:
+    """Seed 001's files of one model's runs (a collection's items, in order), each run's rows in
+    turn; a measure gets its file when every run records it."""
+    tables: dict[str, io.StringIO] = {}
+    preds = io.StringIO()
+    pw = csv.writer(preds, lineterminator="\n")
+    pw.writerow(["Sentence", "Token", "Probability", "Analysis"])
+    keys: set[str] | None = None
+    for run in runs:
+        rows = list(seed001_positions(run))
+        sentences = [csv_cell(text, raw) for text in seed001_sentences(run)]
+        values = seed001_tables(run)
+        keys = set(values) if keys is None else keys & set(values)
+        for key, table in values.items():
+            if key not in tables:
+                tables[key] = io.StringIO()
+                csv.writer(tables[key], lineterminator="\n").writerow(["sentence", "values"])
+            w = csv.writer(tables[key], lineterminator="\n")
+            integer = SEED001_METRICS[key] == "layer_rank"
+            for sentence, v in zip(sentences, table):
+                w.writerow([sentence, _layer_list(v, integer)])
+        for sentence, (b, pos) in zip(sentences, rows):
+            step = run.step(b, pos)
+            for i, lp in list(zip(step.topk_ids.tolist(), step.topk_logprobs.tolist()))[:SEED001_PREDICTIONS]:
+                if i >= 0:
+                    pw.writerow([sentence, csv_cell(_text(run, int(i)), raw), _num(math.exp(lp)), "standard"])
+    files = {
+        f"standard/data/{model}_{key}.csv": tables[key].getvalue()
+        for key in SEED001_METRICS
+        if key in tables and keys is not None and key in keys
+    }
+    files[f"standard/predictions/{model}_predictions.csv"] = preds.getvalue()
+    return files
+
+
+def seed001_collection_files(labelled: Iterable[tuple[str, Run]], raw: bool = False) -> dict[str, str]:
+    """Seed 001's files of a collection: `labelled` gives (model label, run) of every done item,
+    each model's items one after another (a collection's manifest order); each model gets its own
+    files, named by its runs' model name (a second model of the same name gets a suffix _2, …)."""
+    files: dict[str, str] = {}
+    names: set[str] = set()
+    for _label, group in itertools.groupby(labelled, key=lambda lr: lr[0]):
+        runs = (run for _l, run in group)
+        first = next(runs)
+        name = base = seed001_model_name(first)
+        n = 1
+        while name in names:
+            n += 1
+            name = f"{base}_{n}"
+        names.add(name)
+        files.update(seed001_model_files(name, itertools.chain([first], runs), raw))
+    return files
+
+
+def write_seed001(
+    run: Run | dict[str, str], folder: Path, overwrite: bool = False, raw_csv: bool = False
+) -> list[Path]:
+    """Write seed 001's files of `run` (or files made already: {relative path: text}) under
+    `folder` (made if missing; its parent must exist), each atomically. Every target is checked
+    before any is written: an existing file is replaced only with `overwrite`, and nothing but a
+    regular file is ever written over."""
+    files = run if isinstance(run, dict) else seed001_files(run, raw_csv)
+    if not folder.parent.is_dir():
+        raise ExportError(f"cannot write {folder}: no such folder {folder.parent}")
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise ExportError(f"{folder} is not a folder; give a folder name for --format seed001")
+    targets = [folder / rel for rel in files]
+    for path in targets:
+        for parent in reversed(path.relative_to(folder).parents):
+            sub = folder / parent
+            if sub.is_symlink() or (sub.exists() and not sub.is_dir()):
+                raise ExportError(f"{sub} is not a folder")
+        if path.parent.is_dir():
+            check_target(path, overwrite)
+    written = []
+    for path, text in zip(targets, files.values()):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, text, overwrite)
+        written.append(path)
+    return written
+
+
+def _write_atomic(path: Path, text: str, overwrite: bool) -> None:
+    """`text` into the regular file `path`: a temporary file beside it, fsync, rename."""
+    check_target(path, overwrite)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with open(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        check_target(path, overwrite)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise ExportError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 # --- seed 001's comparative files: a steering comparison (core/steer_compare.py) -----------------
 
-SEED001_COMPARATIVE = "seed001-comparative"
 CONTEXT_CHARS = 200  # a row's sentence: the last this many characters of the text before the token
 ANALYSES = ("standard", "control", "difference", "percent_change")
 
@@ -659,12 +881,6 @@ def _value(x: float, integer: bool) -> str:
 
 def _values(row: np.ndarray, integer: bool) -> str:
     return "[" + ",".join(_value(float(x), integer) for x in np.atleast_1d(row)) + "]"
-
-
-def file_stem(name: str) -> str:
-    """A model name as a file-name part: letters, digits, '.', '_', '-' (a Hub id's '/' → '_')."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
-    return stem[:100] or "model"
 
 
 def comparison_sentence(run: Run, branch: int, position: int) -> str:
@@ -692,7 +908,7 @@ def seed001_comparative_tables(run: Run, branch: int | None = None) -> dict[str,
     from tokentui.core.steer_compare import compare, steered_branch
 
     c = compare(run, steered_branch(run) if branch is None else branch)
-    model = file_stem(run.meta.model)
+    model = seed001_model_name(run)
     sentences = [comparison_sentence(run, c.standard, int(p)) for p in c.positions]
     tables: dict[str, list[list[Any]]] = {}
     for m in c.measures:
@@ -716,54 +932,17 @@ def seed001_comparative_tables(run: Run, branch: int | None = None) -> dict[str,
     return tables
 
 
-def _folders(out_dir: Path, rel: str) -> list[Path]:
-    """`out_dir` and the folders below it that hold the file `rel`, outermost first."""
-    parts = Path(rel).parent.parts
-    return [out_dir] + [out_dir.joinpath(*parts[: i + 1]) for i in range(len(parts))]
-
-
-def _check_folder(path: Path) -> None:
-    """A folder to write into may be missing (it is made); a symlink or anything else is refused."""
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise ExportError(f"{path} is not a folder; give a folder for seed 001's files")
-
-
 def write_seed001_comparative(
     run: Run, out_dir: Path, overwrite: bool = False, branch: int | None = None, raw_csv: bool = False
 ) -> list[Path]:
-    """Write `seed001_comparative_tables` under the folder `out_dir` (made if missing); each file
-    atomically, an existing one only with `overwrite`, never through a symlink. Every folder and
-    file is checked before the first is written, so a refusal leaves nothing half-done."""
-    tables = seed001_comparative_tables(run, branch)
-    for rel in tables:
-        for d in _folders(out_dir, rel):
-            _check_folder(d)
-        if (out_dir / rel).parent.is_dir():
-            check_target(out_dir / rel, overwrite)
-    written = []
-    for rel, rows in tables.items():
-        target = out_dir / rel
-        for d in _folders(out_dir, rel):
-            _check_folder(d)
-            try:
-                d.mkdir(exist_ok=True)
-            except OSError as e:
-                raise ExportError(f"cannot make the folder {d}: {e.strerror or e}") from None
-        check_target(target, overwrite)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        tmp = Path(tmp_name)
-        try:
-            with open(fd, "w", encoding="utf-8", newline="") as f:
-                w = csv.writer(f, lineterminator="\n")
-                for row in rows:
-                    w.writerow([csv_cell(v, raw_csv) for v in row])
-                f.flush()
-                os.fsync(f.fileno())
-            check_target(target, overwrite)  # nothing non-regular appeared there while writing
-            os.replace(tmp, target)
-        except OSError as e:
-            raise ExportError(f"cannot write {target}: {e.strerror or e}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
-        written.append(target)
-    return written
+    """Write `seed001_comparative_tables` under the folder `out_dir` as `write_seed001` writes
+    seed 001's files: every target checked before the first is written, each file atomically, an
+    existing one only with `overwrite`, never through a symlink."""
+    files = {}
+    for rel, rows in seed001_comparative_tables(run, branch).items():
+        text = io.StringIO()
+        w = csv.writer(text, lineterminator="\n")
+        for row in rows:
+            w.writerow([csv_cell(v, raw_csv) for v in row])
+        files[rel] = text.getvalue()
+    return write_seed001(files, out_dir, overwrite)

@@ -8,6 +8,8 @@ final norm → unembedding, and layer L is the model's own output distribution.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -42,6 +44,18 @@ class LensParts:
         """Normed states [N, d] → float32 logits [N, stop-start] of vocabulary ids start..stop-1."""
         bias = None if self.bias is None else self.bias[start:stop]
         out = torch.nn.functional.linear(normed, self.weight[start:stop], bias).float()
+        if self.softcap:
+            out = torch.tanh(out / self.softcap) * self.softcap
+        return out
+
+    def project_ids(self, normed: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Normed states [P, R, d] → float32 logits [P, R, C] of the C vocabulary ids `ids` [P, C]
+        of each position (computed like `project`: the same weights, bias, precision and soft-cap)."""
+        safe = ids.clamp_min(0)
+        out = torch.matmul(normed, self.weight[safe].transpose(1, 2))
+        if self.bias is not None:
+            out = out + self.bias[safe][:, None, :]
+        out = out.float()
         if self.softcap:
             out = torch.tanh(out / self.softcap) * self.softcap
         return out
@@ -123,3 +137,67 @@ def context_length(config) -> int | None:
         if isinstance(v, int) and v > 0:
             return v
     return None
+
+
+# --- attention weights ------------------------------------------------------------------------
+
+
+def attention_modules(model: Any) -> list[tuple[torch.nn.Module, int]]:
+    """Each layer's self-attention module and where its output tuple holds the attention weights,
+    in layer order: what the model class declares for transformers' own `output_attentions`
+    (`_can_record_outputs["attentions"]`: a module class, or an OutputRecorder with a layer name
+    and an index), matched the way transformers matches it."""
+    spec = (getattr(type(model), "_can_record_outputs", None) or {}).get("attentions")
+    if spec is None:
+        raise EngineError(f"{type(model).__name__} does not say where its attention weights are")
+    cls, index, layer_name = spec, 1, None
+    if not isinstance(spec, type):
+        cls, index, layer_name = spec.target_class, spec.index, spec.layer_name
+    want = None if layer_name is None else "." + layer_name.strip(".") + "."
+    found = [
+        (m, index)
+        for name, m in model.named_modules()
+        if cls is not None and isinstance(m, cls) and (want is None or want in "." + name + ".")
+    ]
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    n_layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None)
+    if not found or len(found) != n_layers:
+        raise EngineError(f"found {len(found)} attention modules on {type(model).__name__}, expected {n_layers}")
+    return found
+
+
+@contextmanager
+def attention_entropies(model: Any) -> Iterator[list[torch.Tensor]]:
+    """Within the block, each forward appends per layer the entropy (nats) of every query row's
+    attention distribution averaged over heads, [batch, queries] float32, in layer order. The
+    weights need the eager implementation (switched for the block, then restored); each layer's
+    weights are reduced as they are made, so the [layers, heads, q, kv] weights are never held
+    together. The hooks are removed whatever happens."""
+    impl = getattr(model.config, "_attn_implementation", None)
+    switched = impl not in ("eager", None)
+    if switched:
+        try:
+            model.set_attn_implementation("eager")
+        except (AttributeError, ValueError) as e:
+            raise EngineError(f"this model cannot return attention weights: {e}") from None
+    rows: list[torch.Tensor] = []
+    handles = []
+
+    def hook_at(index: int):
+        def hook(_module, _args, output) -> None:
+            w = output[index] if isinstance(output, tuple) and len(output) > index else None
+            if w is None:
+                raise EngineError("the attention modules returned no weights (attention entropy needs eager attention)")
+            rows.append(torch.special.entr(w.float()).sum(-1).mean(1))
+
+        return hook
+
+    try:
+        for module, index in attention_modules(model):
+            handles.append(module.register_forward_hook(hook_at(index)))
+        yield rows
+    finally:
+        for h in handles:
+            h.remove()
+        if switched:
+            model.set_attn_implementation(impl)

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, cast
 
 import numpy as np
@@ -35,10 +35,21 @@ from tokentui.engine.backend import ModelInfo, ModelSpec
 from tokentui.engine.capabilities import Capabilities
 from tokentui.engine.errors import EngineError
 from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, Progress, RunStarted, StepEvent
-from tokentui.engine.hf.arch import LensParts, context_length
+from tokentui.engine.hf.arch import LensParts, attention_entropies, attention_modules, context_length
 from tokentui.engine.hf.kv_cache import CachePool
 from tokentui.engine.hf.loading import LENS_PRECISIONS, LoadedModel, load_model
-from tokentui.engine.hf.measures import Packer, TokenInputs, layer_arrays, lens_values, run_layout, token_values
+from tokentui.engine.hf.measures import (
+    LensInputs,
+    Packer,
+    TokenInputs,
+    attention_values,
+    layer_arrays,
+    layer_finals,
+    lens_names,
+    lens_values,
+    run_layout,
+    token_values,
+)
 from tokentui.engine.hf.sampling import choose, make_generator
 from tokentui.engine.hf.steering import Steerer
 
@@ -139,7 +150,36 @@ class HFBackend:
             lens=f"{RunMeta.lens}; unembedding matmul in {self.lens.precision}" if self.lens_chunk else "off",
             weights_file=self.lm.weights_file,
         )
-        return Run(meta, layout=run_layout(k, self.lm.n_layers))
+        if settings.attention_entropy:
+            attention_modules(self.model)  # a model whose attention weights cannot be found: said now
+        layout = run_layout(k, self.lm.n_layers, settings.k_lens, self.lens_chunk > 0, settings.attention_entropy)
+        return Run(meta, layout=layout)
+
+    # --- what a run records besides the per-token measures ----------------------------------
+    @staticmethod
+    def _attention(run: Run) -> bool:
+        """Whether the run records attention entropy (its forwards then run in eager attention)."""
+        return "attention_entropy" in run.layout.names
+
+    @staticmethod
+    def lens_inputs(run: Run, chosen: torch.Tensor, final: torch.Tensor) -> LensInputs:
+        """The lens's inputs for positions whose taken tokens are `chosen` and whose own
+        distribution is `final` ([P, V] logits or log-probs)."""
+        k_lens = run.layout.j if "layer_topk_ids" in run.layout.names else 0
+        return LensInputs(chosen, final, k_lens)
+
+    def _step_values(self, run: Run, x: TokenInputs, out=None, rows: slice | None = None) -> dict[str, torch.Tensor]:
+        """Every per-token value of x's positions on the device: the per-token measures, the last
+        layer (the model's own) of each lens measure and, when recorded, the attention entropy of
+        the forward `out`'s query rows `rows`."""
+        values = token_values(x)
+        values.update(layer_finals(x, values, run.layout))
+        if self._attention(run):
+            att = None if out is None else getattr(out, "attention_entropy", None)
+            if att is None:
+                raise EngineError("attention entropy was asked for but the forward returned no attention weights")
+            values["attention_entropy"] = att[rows if rows is not None else slice(None)]
+        return values
 
     def _note_tokens(self, run: Run, ids: np.ndarray) -> dict[int, bytes]:
         """Add the bytes of ids the run's token table lacks; return what was added."""
@@ -153,19 +193,28 @@ class HFBackend:
         return added
 
     # --- teacher forcing --------------------------------------------------------------------
-    def _forward(self, ids: torch.Tensor, cache=None, use_cache: bool = True, steer: Steerer | None = None, **extra):
-        """One forward; `extra`: more model arguments (a tree search's mask and position ids);
-        `steer`: its hooks are on the blocks for this forward only (the input's first position
-        is the cache's length)."""
+    def _forward(
+        self,
+        ids: torch.Tensor,
+        cache=None,
+        use_cache: bool = True,
+        steer: Steerer | None = None,
+        attention: bool = False,
+        **extra,
+    ):
+        """One forward; `extra`: more model arguments (a tree search's mask and position ids).
+        `steer`: its hooks are on the blocks for this forward only (the input's first position is
+        the cache's length). `attention`: in eager attention, with `out.attention_entropy`
+        [queries, L] (nats)."""
+        args = dict(input_ids=ids, use_cache=use_cache, output_hidden_states=self.lens_chunk > 0)
         try:
             with nullcontext() if steer is None else steer.applied(_cache_length(cache)):
-                return self.model(
-                    input_ids=ids,
-                    use_cache=use_cache,
-                    output_hidden_states=self.lens_chunk > 0,
-                    **{self._cache_kw: cache},
-                    **extra,
-                )
+                if not attention:
+                    return self.model(**args, **{self._cache_kw: cache}, **extra)
+                with attention_entropies(self.model) as rows:
+                    out = self.model(**args, **{self._cache_kw: cache}, **extra)
+                out.attention_entropy = attention_values(rows, self.lm.n_layers)
+                return out
         except torch.cuda.OutOfMemoryError:
             raise EngineError("out of GPU memory (try a shorter text or a smaller model)") from None
         except (RuntimeError, IndexError) as e:
@@ -188,16 +237,17 @@ class HFBackend:
         for a in range(0, n, rows):
             logp = torch.log_softmax(out.logits[0, a : min(a + rows, n)].float(), -1)
             x = TokenInputs(logp, targets[a : a + rows], nan[a : a + rows], run.k)
-            for name, t in token_values(x).items():
+            for name, t in self._step_values(run, x, out, slice(a, min(a + rows, n))).items():
                 parts.setdefault(name, []).append(t.cpu().numpy())
             del logp, x
         host = {name: np.concatenate(p) for name, p in parts.items()}
         lensed = None
         hs = out.hidden_states
         if n_layers > 1 and hs is not None:
-            hidden = torch.stack([h[0, :-1] for h in hs[1:-1]])  # [L-1, n, d]
-            lensed = lens_values(self.lens, hidden.reshape(-1, hidden.shape[-1]))
-        host.update(layer_arrays(lensed, host, n, n_layers))
+            hidden = torch.stack([h[0, :-1] for h in hs[1:-1]], dim=1)  # [n, L-1, d]
+            inputs = self.lens_inputs(run, targets, out.logits[0, :n])
+            lensed = lens_values(self.lens, hidden, inputs, set(run.layout.names))
+        host.update(layer_arrays(lensed, host, n, run.layout))
         run.prompt.extend(host)
         for m in run.layout.measures:
             if m.is_token_id:
@@ -205,9 +255,15 @@ class HFBackend:
 
     @torch.inference_mode()
     def score_ids(
-        self, ids: list[int], k: int = 20, text: str | None = None, steering: SteeringSpec | None = None
+        self,
+        ids: list[int],
+        k: int = 20,
+        text: str | None = None,
+        settings: GenerationSettings | None = None,
+        steering: SteeringSpec | None = None,
     ) -> Run:
         """Teacher-forced scoring of given token ids (what `score` does after tokenizing);
+        `settings`: what to record (its k_lens and attention entropy; `k` wins over its k);
         `steering`: the forward is steered (recorded in the run's metadata and its branch)."""
         if not ids:
             raise EngineError("nothing to score")
@@ -215,9 +271,12 @@ class HFBackend:
         if text is None:
             text = self.tokenizer.decode(ids)
         self._check_context(len(ids), "the text")
-        run = self.new_run(text, GenerationSettings(k=k), None, mode="score")
+        what = replace(settings or GenerationSettings(), k=k)
+        run = self.new_run(text, what, None, mode="score")
         run.meta.steering = None if steering is None else steering.record()
-        out = self._forward(torch.tensor([ids], device=self.device), use_cache=False, steer=steer)
+        out = self._forward(
+            torch.tensor([ids], device=self.device), use_cache=False, steer=steer, attention=self._attention(run)
+        )
         self._record_teacher_forced(run, ids, out)
         run.add_branch(None, len(run.prompt), steering=run.meta.steering).status = "scored"
         return run
@@ -256,7 +315,7 @@ class HFBackend:
         ids = list(prompt_ids)
         self._check_context(len(ids), "the prompt")
         run.meta.steering = None if steering is None else steering.record()
-        out = self._forward(torch.tensor([ids], device=self.device), steer=steer)
+        out = self._forward(torch.tensor([ids], device=self.device), steer=steer, attention=self._attention(run))
         self._record_teacher_forced(run, ids, out)
         yield RunStarted(run.copy())
         branch = run.add_branch(None, len(run.prompt), sampling=asdict(params), steering=run.meta.steering)
@@ -343,7 +402,9 @@ class HFBackend:
         stops = [s.encode() for s in params.stop if s]
         window = max((len(s) for s in stops), default=0) + 64
         tail = bytearray()
-        lens_buf: list[torch.Tensor] = []
+        lens_buf: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, np.ndarray]]] = []
+        names = set(run.layout.names)
+        attention = self._attention(run)
         lens_start = branch.end
         chunk = self.lens_chunk
         packer = Packer(run.layout, lens_rows=n_layers - 1 if chunk == 1 and n_layers > 1 else 0)
@@ -371,7 +432,7 @@ class HFBackend:
                     break
                 if out is None:
                     assert pending is not None
-                    out = self._forward(pending, cache, steer=steer)
+                    out = self._forward(pending, cache, steer=steer, attention=attention)
                 cache = cache_of(out)
                 logits = out.logits[0, -1].float()
                 logp = torch.log_softmax(logits, -1)
@@ -382,21 +443,21 @@ class HFBackend:
                 else:
                     chosen, slp = choose(logits, params, gen)
                 x = TokenInputs(logp[None], chosen.view(1), slp.view(1).float(), k)
-                lensed = None
+                lensed = hid = None
                 if n_layers > 1 and chunk > 0:
-                    hid = torch.stack([h[0, -1] for h in out.hidden_states[1:-1]])
+                    hid = torch.stack([h[0, -1] for h in out.hidden_states[1:-1]])  # [L-1, d]
                     if chunk == 1:
-                        lensed = lens_values(self.lens, hid)
-                    else:
-                        lens_buf.append(hid)
-                packed = packer.pack(token_values(x), lensed)
+                        inputs = self.lens_inputs(run, chosen.view(1), logp[None])
+                        lensed = lens_values(self.lens, hid[None], inputs, names)
+                packed = packer.pack(self._step_values(run, x, out, slice(-1, None)), lensed)
                 out = None
                 host, lens_host = packer.unpack(packed.cpu().numpy())  # the step's one transfer
+                if hid is not None and chunk > 1:
+                    lens_buf.append((hid, logp, chosen.view(1), host))
                 token = int(host["token_id"])
                 values: dict = {name: v for name, v in host.items() if name != "token_id"}
-                for name, arr in layer_arrays(None, host, 1, n_layers).items():
-                    if lens_host is not None:
-                        arr[0, :-1] = lens_host[name]
+                one = None if lens_host is None else {name: v[None] for name, v in lens_host.items()}
+                for name, arr in layer_arrays(one, {name: v[None] for name, v in host.items()}, 1, run.layout).items():
                     values[name] = arr[0]
                 step = Step(branch.end, token, values, "forced" if is_forced else "generated")
                 run.append_step(branch.id, step)
@@ -463,14 +524,25 @@ class HFBackend:
 
         return attribute(self.model, run, branch, positions, method, alternative, steps, cancel)
 
-    def _flush_lens(self, run: Run, branch: Branch, buf: list[torch.Tensor], start: int) -> LensEvent:
-        """Lens the buffered positions in one pass, store the values, and report them."""
+    def _flush_lens(
+        self,
+        run: Run,
+        branch: Branch,
+        buf: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, np.ndarray]]],
+        start: int,
+    ) -> LensEvent:
+        """Lens the buffered positions (hidden states [L-1, d], the model's log-probs [V], the
+        token taken, the step's host values) in one pass, store the values, and report them."""
         n = len(buf)
-        hidden = torch.cat(buf)  # [n*(L-1), d], position-major
+        hidden = torch.stack([b[0] for b in buf])  # [n, L-1, d]
+        inputs = self.lens_inputs(run, torch.cat([b[2] for b in buf]), torch.stack([b[1] for b in buf]))
+        finals = {name: np.stack([b[3][name] for b in buf]) for name in lens_names() if name in run.layout.names}
         buf.clear()
-        lensed = {name: v.view(n, run.n_layers - 1).T.reshape(-1) for name, v in lens_values(self.lens, hidden).items()}
-        offset = start - branch.fork_position
-        final = {name: branch.steps.col(name)[offset : offset + n] for name in run.layout.names}
-        values = layer_arrays(lensed, final, n, run.n_layers)
+        lensed = lens_values(self.lens, hidden, inputs, set(run.layout.names))
+        values = layer_arrays(lensed, finals, n, run.layout)
         run.set_layer_values(branch.id, start, values)
-        return LensEvent(run.id, branch.id, start, values)
+        added: dict[int, bytes] = {}
+        for m in run.layout.measures:
+            if m.is_token_id and m.name in values:
+                added.update(self._note_tokens(run, values[m.name]))
+        return LensEvent(run.id, branch.id, start, values, added)

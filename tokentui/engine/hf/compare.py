@@ -138,7 +138,7 @@ def pair_values(x: PairInputs) -> dict[str, torch.Tensor]:
 
 def compare_layout(k: int, n_layers: int) -> Layout:
     """A comparison run's columns: what a score run of model A records, then the comparison's."""
-    names = list(run_layout(k, n_layers).names)
+    names = list(run_layout(k, n_layers, lens=False).names)  # (the lens is off: layer L only)
     computed = {n for names_, _fn in PAIR_FNS for n in names_}
     names += [n for n in MEASURES if n in computed and n not in names]
     return Layout.of(k, n_layers, names)
@@ -374,7 +374,7 @@ class ModelPair:
         run = Run(meta, layout=compare_layout(k, meta.n_layers))
         n = len(item.ids) - 1
         run.prompt.append(nan_step(0, item.ids[0]))
-        host.update(layer_arrays(None, host, n, meta.n_layers))
+        host.update(layer_arrays(None, host, n, run.layout))
         run.prompt.extend(host)
         a._note_tokens(run, np.unique(item.ids))
         for m in run.layout.measures:

@@ -17,6 +17,7 @@ declarations (ids are exact in float32 below 2**24, far above any vocabulary).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from tokentui.core.columns import Layout
-from tokentui.core.measures import MEASURES, Measure, declare
+from tokentui.core.measures import MEASURES, Measure, declare, empty
 
 
 @dataclass
@@ -109,36 +110,106 @@ def token_values(x: TokenInputs) -> dict[str, torch.Tensor]:
 
 
 # --- per-layer measures: reducers over the lens's vocabulary slices ---------------------------
+#
+# A lens row is one position at one layer: its hidden state → final norm → unembedding gives that
+# layer's logits. `lens_values` takes the rows of P positions × R layers in blocks, projects each
+# block onto vocabulary slices small enough to stay in cache, and every reducer sees each slice
+# once (one projection feeds them all); the [rows, V] logits never exist. The pass itself keeps
+# what most reducers need (`LensTotals`): the online log-normaliser (running max m, Σe^(x−m)), Σ
+# e^(x−m)·x, and the K largest logits merged across slices. Layer L is never lensed: its values
+# come from the model's own float32 distribution (each reducer's `final`).
+
+LOGIT_FLOOR = -1e9  # a masked (−∞) logit of the model's own distribution, for KL sums
+
+
+@dataclass
+class LensInputs:
+    """What the lens may know about the P positions besides their hidden states."""
+
+    chosen: torch.Tensor | None = None  # [P] or [P, C] int64: the token(s) taken after each position (-1: none)
+    final: torch.Tensor | None = None  # [P, V] the model's own next-token logits (or log-probs) there
+    k_lens: int = 0  # top tokens recorded per layer
+
+
+@dataclass
+class LensBlock:
+    """One block of positions as the reducers see it (P positions × R layers of rows)."""
+
+    normed: torch.Tensor  # [P, R, d] the rows through the final norm, at the lens's precision
+    chosen: torch.Tensor | None  # [P, C] int64
+    chosen_logits: torch.Tensor | None  # [P, R, C] float32: the chosen tokens' logits at each row
+    final: torch.Tensor | None  # [P, V]
+    k_lens: int
+
+
+@dataclass
+class LensSlice:
+    """One vocabulary slice of a block's logits and the pass's shared online-softmax terms."""
+
+    logits: torch.Tensor  # [P, R, cols] float32 logits of vocabulary ids first … first+cols−1
+    first: int
+    e: torch.Tensor  # exp(logits − m) with m the slice's row max
+    old: torch.Tensor  # [P, R] e^(M_before − M_now): rescales sums of earlier slices
+    new: torch.Tensor  # [P, R] e^(m − M_now): rescales this slice's sums of e
+    final: torch.Tensor | None  # [P, cols] float32 model logits of the same ids (when a reducer needs them)
+
+
+@dataclass
+class LensTotals:
+    """What the pass accumulated over the whole vocabulary, per row."""
+
+    m: torch.Tensor  # [P, R] running max of the logits
+    z: torch.Tensor  # Σ e^(x − m)
+    s: torch.Tensor  # Σ e^(x − m)·x
+    top_values: torch.Tensor | None  # [P, R, K] the K largest logits, largest first (K: what reducers asked)
+    top_ids: torch.Tensor | None
+
+    @property
+    def lse(self) -> torch.Tensor:
+        """log Σ e^x: a row's log-probabilities are x − lse."""
+        return self.m + self.z.log()
 
 
 class LayerReducer:
-    """Accumulates one per-layer measure over vocabulary slices of the lens logits, so the
-    [rows, V] logits are never built whole. `final_from` names the per-token measure that is the
-    last layer's value (the model's own distribution, computed in float32)."""
+    """Computes per-layer measures over the lens's vocabulary slices: `update` sees every slice of
+    a block (optional: most reducers read only the pass's totals), `result` gives layers 1…L−1 as
+    [P, R] (or [P, R, j], or [P, R, C] when `per_chosen`), and `final` gives layer L from the
+    model's own float32 distribution of the same positions. `needs`: which of the lens inputs
+    (`chosen`, `final`, `k_lens`) it reads; without them it is skipped (its columns stay unknown)."""
 
-    name: str
-    final_from: str
+    measures: tuple[str, ...] = ()
+    needs: frozenset[str] = frozenset()
+    per_chosen = False  # one value per chosen token: results [P, R, C]
 
-    def start(self, rows: int, device: torch.device) -> None:
+    def top(self, k_lens: int) -> int:
+        """How many of each row's largest logits the pass must keep for it."""
+        return 0
+
+    def start(self, block: LensBlock) -> None:
+        pass
+
+    def update(self, s: LensSlice, block: LensBlock) -> None:
+        pass
+
+    def result(self, t: LensTotals, block: LensBlock) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def update(self, logits: torch.Tensor, first_id: int) -> None:
-        raise NotImplementedError
-
-    def result(self) -> torch.Tensor:
+    def final(self, x: TokenInputs, values: dict[str, torch.Tensor], k_lens: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
 
-LAYER_REDUCERS: list[Callable[[], LayerReducer]] = []
+LAYER_REDUCERS: list[type[LayerReducer]] = []
 
 
-def layer_measure(measure: str | Measure) -> Callable[[type[LayerReducer]], type[LayerReducer]]:
-    name = _declared(measure)
-    if MEASURES[name].shape != ("layer",):
-        raise ValueError(f"a layer measure has shape ('layer',), not {MEASURES[name].shape}")
+def layer_measure(*measures: str | Measure) -> Callable[[type[LayerReducer]], type[LayerReducer]]:
+    """Register a reducer computing these per-layer measures (shape ('layer',) or ('layer', 'j'))."""
+    names = tuple(_declared(m) for m in measures)
+    for name in names:
+        if MEASURES[name].shape not in (("layer",), ("layer", "j")):
+            raise ValueError(f"a layer measure has shape ('layer',) or ('layer', 'j'), not {MEASURES[name].shape}")
 
     def register(cls: type[LayerReducer]) -> type[LayerReducer]:
-        cls.name = name
+        cls.measures = names
         LAYER_REDUCERS.append(cls)
         return cls
 
@@ -147,85 +218,328 @@ def layer_measure(measure: str | Measure) -> Callable[[type[LayerReducer]], type
 
 @layer_measure("layer_entropy")
 class _LensEntropy(LayerReducer):
-    """Entropy as log Z − E_p[x], accumulated online: running max m, Σe^(x−m), Σe^(x−m)·x."""
+    """Entropy H = log Z − E_p[x] (nats), from the pass's online log Z and Σ e^(x−m)·x."""
 
-    final_from = "entropy"
+    def result(self, t: LensTotals, block: LensBlock) -> dict[str, torch.Tensor]:
+        return {"layer_entropy": (t.lse - t.s / t.z).clamp_min(0)}
 
-    def start(self, rows: int, device: torch.device) -> None:
-        self.m: torch.Tensor | None = None
-        self.z = self.s = torch.zeros(rows, device=device)
+    def final(self, x: TokenInputs, values: dict[str, torch.Tensor], k_lens: int) -> dict[str, torch.Tensor]:
+        return {"layer_entropy": values["entropy"]}
 
-    def update(self, logits: torch.Tensor, first_id: int) -> None:
-        m = logits.amax(-1)
-        e = (logits - m[:, None]).exp_()
-        z, s = e.sum(-1), torch.linalg.vecdot(e, logits)
-        if self.m is None:
-            self.m, self.z, self.s = m, z, s
+
+@layer_measure("layer_margin")
+class _LensMargin(LayerReducer):
+    """Top-1 minus top-2 probability, from the two largest logits and log Z."""
+
+    def top(self, k_lens: int) -> int:
+        return 2
+
+    def result(self, t: LensTotals, block: LensBlock) -> dict[str, torch.Tensor]:
+        assert t.top_values is not None
+        p = (t.top_values[..., :2] - t.lse[..., None]).exp()
+        return {"layer_margin": p[..., 0] - p[..., 1]}
+
+    def final(self, x: TokenInputs, values: dict[str, torch.Tensor], k_lens: int) -> dict[str, torch.Tensor]:
+        p = x.logp.topk(2, dim=-1).values.exp()
+        return {"layer_margin": p[:, 0] - p[:, 1]}
+
+
+@layer_measure("layer_kl_final")
+class _LensKLFinal(LayerReducer):
+    """KL(p_l ‖ p_L) = E_p[x] − log Z_x − E_p[y] + log Z_y (nats), y the model's own logits at the
+    row's position: accumulates Σ e^(x−m)·y per row (one batched matrix–vector product per slice,
+    the position's y shared by its R layers) and y's own online log Z."""
+
+    needs = frozenset({"final"})
+
+    def start(self, block: LensBlock) -> None:
+        self.t: torch.Tensor | None = None
+        self.ym: torch.Tensor | None = None
+        self.yz: torch.Tensor | None = None
+
+    def update(self, s: LensSlice, block: LensBlock) -> None:
+        assert s.final is not None
+        t = torch.matmul(s.e, s.final[:, :, None])[..., 0] * s.new
+        ym = s.final.amax(-1)
+        yz = (s.final - ym[:, None]).exp().sum(-1)
+        if self.t is None or self.ym is None or self.yz is None:
+            self.t, self.ym, self.yz = t, ym, yz
             return
-        top = torch.maximum(self.m, m)
-        a, b = (self.m - top).exp(), (m - top).exp()
-        self.m, self.z, self.s = top, self.z * a + z * b, self.s * a + s * b
+        self.t = self.t * s.old + t
+        top = torch.maximum(self.ym, ym)
+        self.yz = self.yz * (self.ym - top).exp() + yz * (ym - top).exp()
+        self.ym = top
 
-    def result(self) -> torch.Tensor:
-        assert self.m is not None
-        return self.m + self.z.log() - self.s / self.z
+    def result(self, t: LensTotals, block: LensBlock) -> dict[str, torch.Tensor]:
+        assert self.t is not None and self.ym is not None and self.yz is not None
+        lse_y = self.ym + self.yz.log()
+        kl = (t.s - self.t) / t.z - t.lse + lse_y[:, None]
+        return {"layer_kl_final": kl.clamp(0, -LOGPROB_FLOOR)}
+
+    def final(self, x: TokenInputs, values: dict[str, torch.Tensor], k_lens: int) -> dict[str, torch.Tensor]:
+        return {"layer_kl_final": torch.zeros(x.logp.shape[0], device=x.logp.device)}
+
+
+# rank counting compares a slice with this many chosen tokens at once (memory: rows × cols × this)
+RANK_GROUP = 8
+
+
+@layer_measure("layer_rank")
+class _LensRank(LayerReducer):
+    """1 + how many tokens have a larger logit than the chosen token at each layer: counted slice
+    by slice against the chosen token's logit (projected once per block); the chosen token's own
+    entry is taken out again (its slice's value may round differently)."""
+
+    needs = frozenset({"chosen"})
+    per_chosen = True
+
+    def start(self, block: LensBlock) -> None:
+        assert block.chosen_logits is not None
+        self.count = torch.zeros(block.chosen_logits.shape, dtype=torch.int64, device=block.normed.device)
+
+    def update(self, s: LensSlice, block: LensBlock) -> None:
+        c, chosen = block.chosen_logits, block.chosen
+        assert c is not None and chosen is not None
+        x = s.logits
+        if c.shape[-1] == 1:
+            self.count += (x > c).sum(-1, keepdim=True)
+        else:
+            for g in range(0, c.shape[-1], RANK_GROUP):
+                cg = c[..., g : g + RANK_GROUP]
+                self.count[..., g : g + RANK_GROUP] += (x[..., None, :] > cg[..., None]).sum(-1)
+        cols = x.shape[-1]
+        idx = chosen - s.first  # [P, C]
+        inside = (idx >= 0) & (idx < cols)
+        own = x.gather(-1, idx.clamp(0, cols - 1)[:, None, :].expand(-1, x.shape[1], -1))
+        self.count -= ((own > c) & inside[:, None, :]).long()
+
+    def result(self, t: LensTotals, block: LensBlock) -> dict[str, torch.Tensor]:
+        assert block.chosen is not None
+        known = (block.chosen >= 0)[:, None, :]
+        return {"layer_rank": torch.where(known, self.count + 1, 0)}
+
+    def final(self, x: TokenInputs, values: dict[str, torch.Tensor], k_lens: int) -> dict[str, torch.Tensor]:
+        return {"layer_rank": values["rank"]}
+
+
+@layer_measure("layer_surprisal")
+class _LensSurprisal(LayerReducer):
+    """−log2 p_l(chosen) = (log Z − x_chosen) / ln 2: the chosen token's logit is projected once."""
+
+    needs = frozenset({"chosen"})
+    per_chosen = True
+
+    def result(self, t: LensTotals, block: LensBlock) -> dict[str, torch.Tensor]:
+        assert block.chosen_logits is not None
+        bits = (t.lse[..., None] - block.chosen_logits) / math.log(2)
+        return {"layer_surprisal": bits.clamp(0, -LOGPROB_FLOOR / math.log(2))}
+
+    def final(self, x: TokenInputs, values: dict[str, torch.Tensor], k_lens: int) -> dict[str, torch.Tensor]:
+        return {"layer_surprisal": -values["logprob"] / math.log(2)}
+
+
+@layer_measure("layer_topk_ids", "layer_topk_logprobs")
+class _LensTopK(LayerReducer):
+    """The k_lens most likely tokens of each layer and their log-probabilities (the pass merges
+    each slice's top k into a running top k)."""
+
+    needs = frozenset({"k_lens"})
+
+    def top(self, k_lens: int) -> int:
+        return k_lens
+
+    def result(self, t: LensTotals, block: LensBlock) -> dict[str, torch.Tensor]:
+        assert t.top_values is not None and t.top_ids is not None
+        k = block.k_lens
+        logp = (t.top_values[..., :k] - t.lse[..., None]).clamp_min(LOGPROB_FLOOR)
+        return {"layer_topk_ids": t.top_ids[..., :k], "layer_topk_logprobs": logp}
+
+    def final(self, x: TokenInputs, values: dict[str, torch.Tensor], k_lens: int) -> dict[str, torch.Tensor]:
+        lp, ids = x.logp.topk(k_lens, dim=-1)
+        return {"layer_topk_ids": ids, "layer_topk_logprobs": lp.clamp_min(LOGPROB_FLOOR)}
+
+
+def lens_names() -> tuple[str, ...]:
+    """Every column a registered layer reducer fills."""
+    return tuple(name for cls in LAYER_REDUCERS for name in cls.measures)
+
+
+def _active(names: set[str] | None, inputs: LensInputs | None) -> list[LayerReducer]:
+    have = set()
+    if inputs is not None:
+        if inputs.chosen is not None:
+            have.add("chosen")
+        if inputs.final is not None:
+            have.add("final")
+        if inputs.k_lens > 0:
+            have.add("k_lens")
+    return [cls() for cls in LAYER_REDUCERS if (names is None or set(cls.measures) <= names) and cls.needs <= have]
 
 
 def lens_values(
-    lens, hidden: torch.Tensor, block_elements: int = 1 << 21, max_rows: int = 1024
+    lens,
+    hidden: torch.Tensor,
+    inputs: LensInputs | None = None,
+    names: set[str] | None = None,
+    block_elements: int = 1 << 21,
+    max_rows: int = 1024,
 ) -> dict[str, torch.Tensor]:
-    """Logit-lens measures of hidden states [N, d] → {name: [N]}.
+    """Logit-lens measures of hidden states [P, R, d] (R layers of each of P positions) →
+    {name: [P, R] / [P, R, j] / per chosen token [P, R, C] when `inputs.chosen` is [P, C]}.
+    `names`: the columns wanted (None: every registered one the inputs allow). A 2-D `hidden`
+    [N, d] is N rows of one layer each, and gives [N] (or [N, j]) values.
 
-    Each block of rows is projected onto slices of the vocabulary small enough to stay in cache
-    (~8 MB of float32) and every reducer sees each slice once: the unembedding is read once per
-    block of rows, and the [N, V] logits (hundreds of MB for a 152k vocabulary) never exist.
+    Blocks of whole positions (at most `max_rows` rows) are projected onto vocabulary slices of
+    about `block_elements` logits (~8 MB of float32: they stay in cache), and every reducer sees
+    each slice once: the unembedding is read once per block, the [rows, V] logits never exist, and
+    nothing leaves the device.
     """
-    n = hidden.shape[0]
-    reducers = [make() for make in LAYER_REDUCERS]
-    if n == 0:
-        return {r.name: hidden.new_zeros(0, dtype=torch.float32) for r in reducers}
+    flat = hidden.dim() == 2
+    if flat:
+        hidden = hidden[:, None, :]
+    n, r_layers = hidden.shape[:2]
+    reducers = _active(names, inputs)
+    k_lens = inputs.k_lens if inputs is not None else 0
+    chosen = None if inputs is None else inputs.chosen
+    one_chosen = chosen is not None and chosen.dim() == 1
+    if chosen is not None and one_chosen:
+        chosen = chosen[:, None]
+    final = None if inputs is None else inputs.final
+    want_final = any("final" in r.needs for r in reducers)
+    if not any("chosen" in r.needs for r in reducers):
+        chosen = None  # (no chosen-token logits to project)
+    k_top = max((r.top(k_lens) for r in reducers), default=0)
     vocab = lens.weight.shape[0]
-    parts: dict[str, list[torch.Tensor]] = {r.name: [] for r in reducers}
-    for r0 in range(0, n, max_rows):
-        normed = lens.normed(hidden[r0 : r0 + max_rows])
+    parts: dict[str, list[torch.Tensor]] = {name: [] for r in reducers for name in r.measures}
+    per_block = max(1, max_rows // max(1, r_layers))
+    for p0 in range(0, n, per_block):
+        p1 = min(n, p0 + per_block)
+        normed = lens.normed(hidden[p0:p1])
+        ch = None if chosen is None else chosen[p0:p1]
+        block = LensBlock(
+            normed,
+            ch,
+            None if ch is None else lens.project_ids(normed, ch),
+            None if final is None else final[p0:p1],
+            k_lens,
+        )
         for r in reducers:
-            r.start(normed.shape[0], hidden.device)
-        cols = max(512, block_elements // normed.shape[0])
+            r.start(block)
+        cols = max(512, block_elements // max(1, (p1 - p0) * r_layers))
+        m = z = s = top_v = top_i = None
         for c in range(0, vocab, cols):
-            logits = lens.project(normed, c, c + cols)
+            x = lens.project(normed, c, c + cols)
+            mx = x.amax(-1)
+            e = (x - mx[..., None]).exp_()
+            ze, se = e.sum(-1), torch.linalg.vecdot(e, x)
+            if m is None or z is None or s is None:
+                old, new = torch.zeros_like(mx), torch.ones_like(mx)
+                m, z, s = mx, ze, se
+            else:
+                top = torch.maximum(m, mx)
+                old, new = (m - top).exp(), (mx - top).exp()
+                m, z, s = top, z * old + ze * new, s * old + se * new
+            if k_top:
+                v, i = x.topk(min(k_top, x.shape[-1]), dim=-1)
+                i = i + c
+                if top_v is None or top_i is None:
+                    top_v, top_i = v, i
+                else:
+                    v, i = torch.cat([top_v, v], -1), torch.cat([top_i, i], -1)
+                    top_v, at = v.topk(min(k_top, v.shape[-1]), dim=-1)
+                    top_i = i.gather(-1, at)
+            y = None
+            if want_final and block.final is not None:
+                y = block.final[:, c : c + cols].float().clamp_min(LOGIT_FLOOR)
+            sl = LensSlice(x, c, e, old, new, y)
             for r in reducers:
-                r.update(logits, c)
+                r.update(sl, block)
+        assert m is not None and z is not None and s is not None
+        totals = LensTotals(m, z, s, top_v, top_i)
         for r in reducers:
-            parts[r.name].append(r.result())
-    return {name: torch.cat(p) for name, p in parts.items()}
+            for name, v in r.result(totals, block).items():
+                parts[name].append(v)
+    out = {}
+    per_chosen = {name for r in reducers if r.per_chosen for name in r.measures}
+    for name, p in parts.items():
+        v = torch.cat(p) if p else hidden.new_zeros((0, r_layers), dtype=torch.float32)
+        if name in per_chosen and one_chosen:
+            v = v[..., 0]
+        out[name] = v[:, 0] if flat else v
+    return out
 
 
-def layer_names() -> tuple[str, ...]:
-    return tuple(make.name for make in LAYER_REDUCERS)  # type: ignore[attr-defined]
+def per_chosen_measures() -> set[str]:
+    """The layer measures that give one value per chosen token (a tree node's children differ)."""
+    return {name for cls in LAYER_REDUCERS if cls.per_chosen for name in cls.measures}
 
 
-def run_layout(k: int, n_layers: int) -> Layout:
-    """The columns a run of this backend records: every registered measure, in declaration order."""
-    computed = {"token_id", *layer_names()}
+def layer_finals(x: TokenInputs, values: dict[str, torch.Tensor], layout: Layout) -> dict[str, torch.Tensor]:
+    """Layer L of the layout's lens measures for the n positions of `x`: the model's own float32
+    distribution (`values`: the per-token measures already computed from it)."""
+    wanted = set(layout.names)
+    out: dict[str, torch.Tensor] = {}
+    for cls in LAYER_REDUCERS:
+        if set(cls.measures) <= wanted:
+            out.update(cls().final(x, values, layout.j))
+    return out
+
+
+def run_layout(k: int, n_layers: int, k_lens: int = 0, lens: bool = True, attention: bool = False) -> Layout:
+    """The columns a run of this backend records, in declaration order: every per-token measure;
+    with the lens on every registered layer measure (`layer_topk_*` only when k_lens > 0), with it
+    off only `layer_entropy` (its last layer, the model's own); `attention_entropy` when asked."""
+    computed = {"token_id"}
     for names, _fn in TOKEN_FNS:
         computed.update(names)
-    return Layout.of(k, n_layers, [n for n in MEASURES if n in computed])
+    if lens:
+        computed.update(lens_names())
+        if k_lens <= 0:
+            computed -= {"layer_topk_ids", "layer_topk_logprobs"}
+    else:
+        computed.add("layer_entropy")
+    if attention:
+        computed.add("attention_entropy")
+    return Layout.of(k, n_layers, [n for n in MEASURES if n in computed], j=max(1, k_lens))
+
+
+# the per-token measure that is a lens measure's layer L, for callers holding only per-token values
+FINAL_FROM = {"layer_entropy": "entropy", "layer_rank": "rank"}
 
 
 def layer_arrays(
-    lensed: dict[str, torch.Tensor] | None, tokens: dict[str, np.ndarray], n: int, n_layers: int
+    lensed: dict[str, torch.Tensor] | dict[str, np.ndarray] | None,
+    finals: dict[str, np.ndarray],
+    n: int,
+    layout: Layout,
 ) -> dict[str, np.ndarray]:
-    """[n, L] per layer measure: layers 0..L-2 from the lens ([(L-1)·n] in layer-major order, or
-    NaN when the lens is off), the last layer from the model's own per-token value."""
+    """[n, L] (or [n, L, j]) arrays of the layout's lens measures: layers 1…L−1 from the lens
+    (`lensed[name]`: [n, L−1(, j)]; None: the lens is off or has not run yet: 'unknown'), layer L
+    from `finals[name]` ([n] or [n, j]: the model's own value; for layer_entropy / layer_rank the
+    per-token `entropy` / `rank` will do)."""
     out = {}
-    for make in LAYER_REDUCERS:
-        name, final = make.name, make.final_from  # type: ignore[attr-defined]
-        arr = np.full((n, n_layers), np.nan, dtype=np.float32)
-        if lensed is not None and n_layers > 1:
-            arr[:, :-1] = lensed[name].view(n_layers - 1, n).T.cpu().numpy()
-        arr[:, -1] = tokens[final]
-        out[name] = arr
+    names = set(lens_names())
+    for m in layout.measures:
+        if m.name not in names:
+            continue
+        arr = empty(m, n, layout.dims).astype(np.float32 if m.dtype != "int32" else np.int32)
+        if lensed is not None and layout.n_layers > 1 and m.name in lensed:
+            v = lensed[m.name]
+            arr[:, :-1] = v.cpu().numpy() if isinstance(v, torch.Tensor) else v
+        arr[:, -1] = finals[m.name] if m.name in finals else finals[FINAL_FROM[m.name]]
+        out[m.name] = arr
     return out
+
+
+# what a step may carry that no token function computes: the forward's attention entropy per layer
+NON_TOKEN_MEASURES = ("attention_entropy",)
+
+
+def attention_values(rows: list[torch.Tensor], n_layers: int) -> torch.Tensor | None:
+    """One forward's attention entropies (`arch.attention_entropies`: per layer [1, q]) → [q, L]."""
+    if len(rows) != n_layers:
+        return None
+    return torch.stack([r[0] for r in rows], dim=1)
 
 
 # --- one transfer per step --------------------------------------------------------------------
@@ -233,49 +547,59 @@ def layer_arrays(
 
 class Packer:
     """Lays a step's values side by side in one float32 row on the device, and takes the row
-    apart on the host; the offsets come from the layout's declarations."""
+    apart on the host; the offsets come from the layout's declarations. A lens measure's slot
+    holds its last layer (the model's own value, from `layer_finals`); with `lens_rows` (the lens
+    runs every step) its L−1 lens values follow at the end of the row."""
 
     def __init__(self, layout: Layout, lens_rows: int = 0) -> None:
         dims = layout.dims
-        self.slots: list[tuple[str, int, int, Measure]] = []
+        lensed = set(lens_names())
+        self.slots: list[tuple[str, int, tuple[int, ...], Measure]] = []
+        self.layer: list[tuple[str, tuple[int, ...]]] = []  # lens measures: per-layer value shape
         at = 0
-        computed = {"token_id"} | {n for names, _fn in TOKEN_FNS for n in names}
+        computed = {"token_id", *lensed, *NON_TOKEN_MEASURES} | {n for names, _fn in TOKEN_FNS for n in names}
         for m in layout.measures:
-            if m.shape == ("layer",) or m.name not in computed:
-                continue  # from the lens (below), or no token function's (a comparison's model B: unknown here)
-            width = int(np.prod([dims[d] for d in m.shape])) if m.shape else 1
-            self.slots.append((m.name, at, width, m))
+            if m.name not in computed:
+                continue  # no function of this backend's computes it (a comparison's model B: unknown here)
+            shape = tuple(dims[d] for d in m.shape)
+            if m.name in lensed:
+                shape = shape[1:]  # the slot holds layer L only
+                self.layer.append((m.name, shape))
+            width = int(np.prod(shape)) if shape else 1
+            self.slots.append((m.name, at, shape, m))
             at += width
         self.token_width = at
         # the id columns a step carries besides its token (their bytes go into the token table)
-        self.id_measures = [name for name, _at, _w, m in self.slots if m.is_token_id and name != "token_id"]
-        self.lens_rows = lens_rows  # per-step lens values appended (lens every step): L-1 each
-        self.layer = [make.name for make in LAYER_REDUCERS]  # type: ignore[attr-defined]
+        self.id_measures = [name for name, _at, _s, m in self.slots if m.is_token_id and name != "token_id"]
+        self.lens_rows = lens_rows  # per-step lens values appended (lens every step): L-1 layers each
 
     def pack(self, values: dict[str, torch.Tensor], lensed: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        parts = [values[name].reshape(-1).float() for name, _at, _w, _m in self.slots]
+        parts = [values[name].reshape(-1).float() for name, _at, _s, _m in self.slots]
         if lensed is not None:
-            parts += [lensed[name].float() for name in self.layer]
+            parts += [lensed[name].reshape(-1).float() for name, _s in self.layer]
         return torch.cat(parts)
 
     def pack_rows(self, values: dict[str, torch.Tensor], n: int) -> torch.Tensor:
         """The per-token values of n positions as [n, width] (no lens part): several steps that
         leave the device in one transfer (a tree node's children), each row read by `unpack`."""
-        return torch.cat([values[name].reshape(n, -1).float() for name, _at, _w, _m in self.slots], dim=1)
+        return torch.cat([values[name].reshape(n, -1).float() for name, _at, _s, _m in self.slots], dim=1)
 
     def unpack(self, row: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
-        """Host row → ({name: value}, {layer name: [L-1] lens values} or None)."""
+        """Host row → ({name: value; a lens measure's: its layer L}, {lens measure: [L-1(, j)]} or None)."""
         out = {}
-        for name, at, width, m in self.slots:
+        for name, at, shape, m in self.slots:
+            width = int(np.prod(shape)) if shape else 1
             v = row[at : at + width]  # full precision here: storage may narrow it (Columns)
             if m.dtype == "int32":
                 v = v.astype(np.int32)
-            out[name] = v if m.shape else v[0]
+            out[name] = v.reshape(shape) if shape else v[0]
         if self.lens_rows == 0:
             return out, None
         at = self.token_width
         lens = {}
-        for name in self.layer:
-            lens[name] = row[at : at + self.lens_rows]
-            at += self.lens_rows
+        for name, shape in self.layer:
+            width = self.lens_rows * (int(np.prod(shape)) if shape else 1)
+            v = row[at : at + width].reshape(self.lens_rows, *shape)
+            lens[name] = v.astype(np.int32) if MEASURES[name].dtype == "int32" else v
+            at += width
         return out, lens

@@ -51,6 +51,7 @@ from tokentui.engine.errors import EngineError
 from tokentui.engine.events import (
     BranchStarted,
     Event,
+    LensEvent,
     Progress,
     RunStarted,
     StepEvent,
@@ -60,7 +61,16 @@ from tokentui.engine.events import (
 )
 from tokentui.engine.hf.backend import HFBackend, cache_of
 from tokentui.engine.hf.kv_cache import fork_cache
-from tokentui.engine.hf.measures import Packer, TokenInputs, layer_arrays, lens_values, token_values
+from tokentui.engine.hf.measures import (
+    Packer,
+    TokenInputs,
+    layer_arrays,
+    layer_finals,
+    lens_names,
+    lens_values,
+    per_chosen_measures,
+    token_values,
+)
 
 # A run file's header (≤ 16 MB) holds about this many tree nodes (a branch and its candidates,
 # ~1 kB each): a search stops there so that its run can be loaded again.
@@ -134,8 +144,23 @@ class _Node:
     parent: _Node | None
     slot: int = -1  # its key/value slot in the shared buffer (-1: not forwarded, or the root)
     logits: torch.Tensor | None = None  # its own next-token logits [V] (a row of its forward's output)
-    lens: dict[str, torch.Tensor] | None = None  # lens values of its hidden states, per layer measure [L-1]
+    hidden: torch.Tensor | None = None  # its hidden states at layers 1…L-1 [L-1, d] (the lens's input)
+    attn: torch.Tensor | None = None  # its attention entropy per layer [L] (when the run records it)
     cache: Any = None  # fallback only: the cache after its token
+
+
+@dataclass(eq=False)
+class _Lensing:
+    """An expanded node waiting for the lens: its children's layers 1…L-1 are computed in batches
+    of nodes once their tokens are known (a child's rank and surprisal at each layer depend on
+    its own token; the rest of a node's lens values are shared by its children)."""
+
+    hidden: torch.Tensor  # the node's [L-1, d]
+    logits: torch.Tensor  # the node's own next-token logits [V]
+    tokens: list[int]  # its children's tokens
+    branches: list[int]  # their branches (one step each, at `position`)
+    position: int
+    finals: list[dict[str, np.ndarray]]  # each child's layer-L values (host)
 
 
 class TreeSearch:
@@ -163,6 +188,8 @@ class TreeSearch:
         self.packer = Packer(run.layout)
         self.id_measures = self.packer.id_measures
         self.lens_on = backend.lens_chunk > 0 and run.n_layers > 1
+        self.attention = backend._attention(run)
+        self.lensing: list[_Lensing] = []  # expanded nodes whose children await the lens
         self.cache: DynamicCache | None = None  # the shared slot buffer (None: fallback)
         self.prefix_len = 0
         self.peak_bytes = 0  # most bytes of caches and distributions held at once (benchmarks read it)
@@ -185,7 +212,7 @@ class TreeSearch:
             if run.branches:
                 raise EngineError("a tree from a prompt needs a new run")
             b._check_context(len(prompt_ids), "the prompt")
-            out = b._forward(torch.tensor([prompt_ids], device=b.device))
+            out = b._forward(torch.tensor([prompt_ids], device=b.device), attention=self.attention)
             b._record_teacher_forced(run, prompt_ids, out)
             yield RunStarted(run.copy())
             root_branch, root_position = None, len(prompt_ids)
@@ -197,7 +224,7 @@ class TreeSearch:
             prefix = run.sequence(branch)[:root_position]
             b._check_context(root_position, "the prefix")
             cached, used = b.caches.best(prefix, root_position - 1)
-            out = b._forward(torch.tensor([prefix[used:].tolist()], device=b.device), cached)
+            out = b._forward(torch.tensor([prefix[used:].tolist()], device=b.device), cached, attention=self.attention)
         if b.context is not None and root_position >= b.context:
             raise EngineError(f"the prefix fills the model's context ({b.context} positions): no room for a tree")
         budget = min(self.params.max_nodes, RUN_NODES - len(run.branches))
@@ -218,8 +245,9 @@ class TreeSearch:
         cache = cache_of(out)
         root.logits = out.logits[0, -1].clone()  # (a view would keep every prompt position's logits)
         if self.lens_on:
-            hidden = torch.stack([h[0, -1] for h in out.hidden_states[1:-1]])  # [L-1, d]
-            root.lens = lens_values(b.lens, hidden)
+            root.hidden = torch.stack([h[0, -1] for h in out.hidden_states[1:-1]])  # [L-1, d]
+        if self.attention:
+            root.attn = out.attention_entropy[-1]
         problem = tree_attention_problem(b.model, cache) if self.shared else "the shared cache is turned off"
         if problem is None:
             self.prefix_len = cache.get_seq_length()
@@ -258,7 +286,7 @@ class TreeSearch:
                 node = queue.popleft()
                 if self._finishes(node):
                     self.completed += 1
-                    node.logits = node.lens = node.cache = None
+                    node.logits = node.hidden = node.attn = node.cache = None
                     ev = self._progress(node, True, None, (), (), len(queue), threshold)
                     apply_tree_progress(run, ev)
                     yield ev
@@ -280,8 +308,10 @@ class TreeSearch:
                     stopped = "max_nodes"
                     break
         except EngineError:
+            self.lensing.clear()  # (their steps keep layer L; the lens of the others is lost with the error)
             yield self._end("error", queue, threshold)
             raise
+        yield from self._flush_lens()
         yield self._end(stopped, queue, threshold)
 
     def _end(self, stopped: str, queue: deque[_Node], threshold: float) -> TreeProgress:
@@ -351,13 +381,15 @@ class TreeSearch:
             torch.full((n,), math.nan, device=b.device),
             run.k,
         )
-        lensed = None
-        if node.lens is not None:
-            lensed = {name: v[:, None].expand(-1, n).reshape(-1) for name, v in node.lens.items()}
-        host_rows = self.packer.pack_rows(token_values(x), n).cpu().numpy()  # the expansion's one transfer
+        values_d = token_values(x)
+        values_d.update(layer_finals(x, values_d, run.layout))
+        if self.attention:
+            assert node.attn is not None
+            values_d["attention_entropy"] = node.attn[None].expand(n, -1)
+        host_rows = self.packer.pack_rows(values_d, n).cpu().numpy()  # the expansion's one transfer
         rows = [self.packer.unpack(r)[0] for r in host_rows]
         final = {name: np.stack([r[name] for r in rows]) for name in rows[0]}
-        layers = layer_arrays(lensed, final, n, run.n_layers)
+        layers = layer_arrays(None, final, n, run.layout)  # layers 1…L-1: `_flush_lens`
         children: list[_Node] = []
         parent_branch = node.branch
         fork = self.root_position if node.depth == 0 or node.branch is None else run.length(node.branch)
@@ -384,10 +416,51 @@ class TreeSearch:
             child = _Node(br.id, token, node.depth + 1, node)
             children.append(child)
             queue.append(child)
+        if self.lens_on and node.hidden is not None and node.logits is not None:
+            names = [name for name in lens_names() if name in final]
+            self.lensing.append(
+                _Lensing(
+                    node.hidden,
+                    node.logits,
+                    chosen,
+                    [c.branch for c in children if c.branch is not None],
+                    fork,
+                    [{name: r[name] for name in names} for r in rows],
+                )
+            )
         if self.cache is None:
             self._forward_children(node, children)
-        node.logits = node.lens = node.cache = None
+        node.logits = node.hidden = node.attn = node.cache = None
+        if len(self.lensing) >= self.batch:
+            yield from self._flush_lens()
         return children, candidates
+
+    def _flush_lens(self) -> Iterator[Event]:
+        """The lens of the waiting nodes in one pass (each node's rows once, its children's tokens
+        as the chosen ones): fills in their children's layers 1…L-1 and reports them."""
+        if not self.lensing:
+            return
+        b, run = self.b, self.run
+        todo, self.lensing = self.lensing, []
+        chosen = torch.full((len(todo), max(len(t.tokens) for t in todo)), -1, dtype=torch.long)
+        for i, t in enumerate(todo):
+            chosen[i, : len(t.tokens)] = torch.tensor(t.tokens)
+        inputs = b.lens_inputs(run, chosen.to(b.device), torch.stack([t.logits for t in todo]))
+        hidden = torch.stack([t.hidden for t in todo])  # [nodes, L-1, d]
+        lensed = {
+            name: v.cpu().numpy() for name, v in lens_values(b.lens, hidden, inputs, set(run.layout.names)).items()
+        }
+        per_child = per_chosen_measures()
+        ids = [m.name for m in run.layout.measures if m.is_token_id and m.name in lensed]
+        for i, t in enumerate(todo):
+            for c, (branch, finals) in enumerate(zip(t.branches, t.finals)):
+                one = {name: (v[i, :, c] if name in per_child else v[i])[None] for name, v in lensed.items()}
+                values = layer_arrays(one, {name: np.asarray(v)[None] for name, v in finals.items()}, 1, run.layout)
+                run.set_layer_values(branch, t.position, values)
+                added: dict[int, bytes] = {}
+                for name in ids:
+                    added.update(b._note_tokens(run, values[name]))
+                yield LensEvent(run.id, branch, t.position, values, added)
 
     # --- distributions -----------------------------------------------------------------------
     def _forward_front(self, queue: deque[_Node]) -> None:
@@ -407,41 +480,39 @@ class TreeSearch:
             n.slot = slots + i
         b = self.b
         mask = allow.to(b.device)[None, None]
-        if b.model.config._attn_implementation != "sdpa":
+        if b.model.config._attn_implementation != "sdpa" or self.attention:  # eager adds the mask
             mask = torch.zeros(mask.shape, dtype=b.model.dtype, device=b.device).masked_fill_(
                 ~mask, torch.finfo(b.model.dtype).min
             )
         ids = torch.tensor([[n.token for n in todo]], device=b.device)
         positions = torch.tensor([[self.root_position + n.depth - 1 for n in todo]], device=b.device)
-        out = b._forward(ids, self.cache, attention_mask=mask, position_ids=positions)
-        lensed = None
+        out = b._forward(ids, self.cache, attention=self.attention, attention_mask=mask, position_ids=positions)
+        hidden = None
         if self.lens_on:
-            hidden = torch.stack([h[0] for h in out.hidden_states[1:-1]])  # [L-1, n, d]
-            lensed = lens_values(b.lens, hidden.reshape(-1, hidden.shape[-1]))
+            hidden = torch.stack([h[0] for h in out.hidden_states[1:-1]], dim=1)  # [n, L-1, d]
         for i, n in enumerate(todo):
             n.logits = out.logits[0, i]
-            if lensed is not None:
-                n.lens = {name: v.view(-1, len(todo))[:, i] for name, v in lensed.items()}
+            if hidden is not None:
+                n.hidden = hidden[i]
+            if self.attention:
+                n.attn = out.attention_entropy[i]
 
     def _forward_children(self, node: _Node, children: list[_Node]) -> None:
         """Fallback: each child that will need a distribution, one batch-1 forward over its own
         cache (the parent's forked by views where possible, else copied — the seed's way)."""
         b = self.b
-        rows = []
         for child in children:
             if self._finishes(child):
                 continue
             length = node.cache.get_seq_length()
             cache = fork_cache(node.cache, length) or copy.deepcopy(node.cache)
-            out = b._forward(torch.tensor([[child.token]], device=b.device), cache)
+            out = b._forward(torch.tensor([[child.token]], device=b.device), cache, attention=self.attention)
             child.cache = cache_of(out)
             child.logits = out.logits[0, -1]
             if self.lens_on:
-                rows.append((child, torch.stack([h[0, -1] for h in out.hidden_states[1:-1]])))
-        if rows:
-            lensed = lens_values(b.lens, torch.cat([h for _c, h in rows]))
-            for i, (child, _h) in enumerate(rows):
-                child.lens = {name: v.view(len(rows), -1)[i] for name, v in lensed.items()}
+                child.hidden = torch.stack([h[0, -1] for h in out.hidden_states[1:-1]])
+            if self.attention:
+                child.attn = out.attention_entropy[-1]
 
     def _account(self, queue: deque[_Node]) -> None:
         """Track the bytes of caches and distributions held now (for `peak_bytes`)."""
@@ -457,4 +528,9 @@ class TreeSearch:
                     held += base.nbytes()
             if n.cache is not None:
                 held += sum(layer.keys.nbytes + layer.values.nbytes for layer in n.cache.layers)
+        for t in self.lensing:  # logits kept for the lens's KL to the final layer
+            base = t.logits.untyped_storage()
+            if base.data_ptr() not in seen:
+                seen.add(base.data_ptr())
+                held += base.nbytes()
         self.peak_bytes = max(self.peak_bytes, held)

@@ -1,0 +1,347 @@
+"""Every per-layer measure (issue 14) against a reference written here from the model's own
+outputs: `output_hidden_states=True` → the final norm → the unembedding → a full `log_softmax`
+over the whole vocabulary at each layer, and `output_attentions=True` (eager) for attention
+entropy. Generated tokens (lens every token and every 5), teacher-forced scoring and a tree
+search's nodes, on tiny models of five families; layer L is the model's own distribution; the
+vocabulary slicing with slices forced tiny; a saved run loads with the same columns."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tests.factories import FAMILIES, assert_same
+from tokentui.core.measures import DERIVED, derive
+from tokentui.core.params import GenerationSettings, RunError, SamplingParams, TreeParams
+from tokentui.engine import jobs
+from tokentui.engine.events import LensEvent, StepEvent, apply_event
+from tokentui.engine.hf.backend import HFBackend
+from tokentui.engine.hf.tree import TreeSearch
+from tokentui.store.runfile import load_run, save_run
+
+PROMPT = "def wrap(text, width):\n    "
+K_LENS = 4
+SCALARS = ("layer_entropy", "layer_margin", "layer_kl_final", "layer_surprisal")
+EPS = 1e-4  # logits this close to the chosen token's count as a tie for the rank check
+
+
+class Reference:
+    """Per-layer distributions of one sequence computed the plain way: one forward with every
+    hidden state; layer l < L: hidden state → final norm → unembedding (→ soft-cap) → log_softmax
+    over the whole vocabulary; layer L: log_softmax of the model's own logits."""
+
+    def __init__(self, lm, seq: list[int], attention: bool = False) -> None:
+        parts = lm.lens
+        model = lm.model
+        with torch.inference_mode():
+            impl = model.config._attn_implementation
+            if attention:
+                model.set_attn_implementation("eager")
+            try:
+                out = model(torch.tensor([seq]), output_hidden_states=True, output_attentions=attention)
+            finally:
+                model.set_attn_implementation(impl)
+            layers = []
+            for h in out.hidden_states[1:-1]:
+                logits = torch.nn.functional.linear(parts.norm(h[0]), parts.weight, parts.bias).float()
+                if parts.softcap:
+                    logits = torch.tanh(logits / parts.softcap) * parts.softcap
+                layers.append(torch.log_softmax(logits, -1))
+            layers.append(torch.log_softmax(out.logits[0].float(), -1))
+        self.logp = torch.stack(layers)  # [L, T, V]
+        self.attentions = out.attentions if attention else None
+        self.vocab = self.logp.shape[-1]
+
+    def at(self, p: int, token: int) -> dict[str, np.ndarray]:
+        """Every measure at input position p (whose output predicts the token at p + 1 = `token`)."""
+        lp = self.logp[:, p]  # [L, V]
+        pr = lp.exp()
+        top2 = pr.topk(2, dim=-1).values
+        final = lp[-1]
+        mine = lp[:, token]
+        top = lp.topk(K_LENS, dim=-1)
+        out = {
+            "layer_entropy": -(pr * lp).sum(-1),
+            "layer_perplexity": (-(pr * lp).sum(-1)).exp(),
+            "layer_kl_uniform": (pr * (lp + math.log(self.vocab))).sum(-1),
+            "layer_margin": top2[:, 0] - top2[:, 1],
+            "layer_kl_final": (pr * (lp - final)).sum(-1),
+            "layer_surprisal": -mine / math.log(2),
+            "rank_lo": (lp > mine[:, None] + EPS).sum(-1) + 1,
+            "rank_hi": (lp > mine[:, None] - EPS).sum(-1) + 1,
+            "layer_topk_ids": top.indices,
+            "layer_topk_logprobs": top.values,
+        }
+        if self.attentions is not None:
+            rows = [a[0, :, p, : p + 1].float() for a in self.attentions]  # [heads, p + 1] per layer
+            out["attention_entropy"] = torch.stack([torch.special.entr(r).sum(-1).mean() for r in rows])
+        return {k: v.numpy() for k, v in out.items()}
+
+
+def event_values(events, branch: int = 0) -> dict[int, dict]:
+    """position → (step, {measure: full-precision values}) from StepEvents, with the per-layer
+    values that LensEvents deliver later filled in."""
+    out: dict[int, dict] = {}
+    for ev in events:
+        if isinstance(ev, StepEvent) and ev.branch_id == branch:
+            out[ev.step.position] = {"step": ev.step, **{k: np.array(v) for k, v in ev.step.values.items()}}
+        elif isinstance(ev, LensEvent) and ev.branch_id == branch:
+            for name, arr in ev.values.items():
+                for i, row in enumerate(arr):
+                    out[ev.start_position + i][name] = row
+    return out
+
+
+def check(got: dict, ref: dict, vocab: int, tol=lambda r: 1e-4, what: str = "") -> None:
+    """`got` (a step's values: one entry per layer 1…L) against the reference's."""
+
+    def close(name: str, a, b, scale=None) -> None:
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        bad = np.abs(a - b) > tol(b if scale is None else scale)
+        assert not bad.any(), f"{what} {name}: {a} vs {b}"
+
+    for name in SCALARS:
+        close(name, got[name], ref[name])
+    for name in DERIVED:  # computed on read from the stored entropy (perplexity compared as its log)
+        value = derive(name, lambda n: np.asarray(got[n]), vocab)
+        if name == "layer_perplexity":
+            close(name, np.log(value), np.log(ref[name]))
+        else:  # (as exact as the stored entropy it comes from)
+            close(name, value, ref[name], scale=ref[DERIVED[name].source])
+    rank = np.asarray(got["layer_rank"])
+    assert ((ref["rank_lo"] <= rank) & (rank <= ref["rank_hi"])).all(), f"{what} rank {rank} vs {ref['rank_lo']}"
+    assert np.array_equal(got["layer_topk_ids"], ref["layer_topk_ids"]), what
+    close("layer_topk_logprobs", got["layer_topk_logprobs"], ref["layer_topk_logprobs"])
+    if "attention_entropy" in ref:
+        close("attention_entropy", got["attention_entropy"], ref["attention_entropy"])
+
+
+def stored_tol(ref: np.ndarray) -> np.ndarray:
+    """float16 storage: 1e-4 plus half a float16 step of the value."""
+    return 1e-4 + np.abs(ref) * 2.0**-11
+
+
+def backend(lm, chunk: int = 1) -> HFBackend:
+    return HFBackend(lm, lens_chunk=chunk, lens_precision="float32")
+
+
+def settings(n: int = 8, attention: bool = False, **kw) -> GenerationSettings:
+    return GenerationSettings(SamplingParams(max_new_tokens=n, **kw), k=6, k_lens=K_LENS, attention_entropy=attention)
+
+
+def generate(b: HFBackend, s: GenerationSettings, prompt: str = PROMPT):
+    job = jobs.Generate(b, prompt, s)
+    events = list(job)
+    assert job.run is not None
+    return job.run, events
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("chunk", [1, 5])
+def test_every_layer_measure_of_generated_tokens_matches_the_reference(loaded, family, chunk):
+    lm = loaded(family)
+    run, events = generate(backend(lm, chunk), settings(9, temperature=1.0, seed=3))
+    got = event_values(events)
+    seq = run.sequence(0).tolist()
+    ref = Reference(lm, seq)
+    assert len(got) == 9
+    for pos, values in got.items():
+        step = values["step"]
+        r = ref.at(pos - 1, seq[pos])
+        check(values, r, ref.vocab, what=f"{family} position {pos}")
+        # layer L is the model's own distribution, exactly what the per-token measures say
+        assert values["layer_entropy"][-1] == step.entropy and values["layer_rank"][-1] == step.rank
+        assert values["layer_surprisal"][-1] == pytest.approx(-step.logprob / math.log(2), rel=1e-6)
+        assert values["layer_kl_final"][-1] == 0
+        assert values["layer_topk_ids"][-1].tolist() == step.topk_ids[:K_LENS].tolist()
+    # the run stores them (float16; ranks and ids exact)
+    b = run.branches[0]
+    for name in (*SCALARS, "layer_rank", "layer_topk_ids"):
+        want = np.stack([got[p][name] for p in sorted(got)])
+        np.testing.assert_allclose(b.steps.col(name).astype(np.float64), want, rtol=2**-10, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_teacher_forced_scoring_matches_the_reference(loaded, family):
+    lm = loaded(family)
+    text = "import os\nprint(os.getcwd())\n"
+    ids = lm.tokenizer(text)["input_ids"]
+    run = backend(lm, 32).score_ids(ids, 6, text, settings())
+    ref = Reference(lm, ids)
+    assert len(run.prompt) == len(ids) and run.layout.j == K_LENS
+    for pos in range(1, len(ids)):
+        st = run.prompt.get(pos, pos, "prompt")
+        values = {name: np.asarray(st.values[name], dtype=np.float64) for name in st.values}
+        check(values, ref.at(pos - 1, ids[pos]), ref.vocab, tol=stored_tol, what=f"{family} position {pos}")
+        assert values["layer_rank"][-1] == st.rank
+    assert np.isnan(run.prompt.col("layer_entropy")[0]).all()  # position 0 predicts nothing
+    assert (run.prompt.col("layer_rank")[0] == 0).all() and (run.prompt.col("layer_topk_ids")[0] == -1).all()
+
+
+@pytest.mark.parametrize(("family", "shared"), [("gpt2", True), ("llama", True), ("gpt_neox", False)])
+def test_the_nodes_of_a_tree_search_match_the_reference(peaked, family, shared):
+    """Each node is a one-step branch: its layers describe its parent's distribution (the same
+    for its siblings) and its own token (rank, surprisal), reported by LensEvents after the
+    node's expansion; a receiver grown from the events holds the same run."""
+    lm = peaked(family)
+    b = backend(lm, 1)
+    ids, _ = b.encode_prompt(PROMPT)
+    run = b.new_run(PROMPT, settings(), None, mode="tree")
+    params = TreeParams(0.05, 0.5, soft_queue_limit=5, max_depth=4, max_completed_paths=50, max_nodes=24)
+    events = list(TreeSearch(b, run, params, batch=4, shared=shared).events(ids))
+    lens_events = [e for e in events if isinstance(e, LensEvent)]
+    assert len(lens_events) >= len(run.branches) - 6  # (children of nodes never expanded wait for nothing)
+    assert len({len(run.children(x.id)) for x in run.branches}) > 1  # it really branched
+    checked = 0
+    for br in run.branches:
+        seq = run.sequence(br.id).tolist()
+        st = br.step(0)
+        values = {name: np.asarray(v, dtype=np.float64) for name, v in st.values.items()}
+        ref = Reference(lm, seq[:-1])
+        check(values, ref.at(len(seq) - 2, seq[-1]), ref.vocab, tol=stored_tol, what=f"branch {br.id}")
+        checked += 1
+    assert checked == len(run.branches) >= 5
+    copy = None
+    for ev in events:
+        copy = apply_event(copy, ev)
+    assert copy is not None
+    assert_same(copy, run)
+    copy.validate()  # the per-layer top tokens' bytes came with the LensEvents
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2", "gemma", "gpt_neox"])
+def test_attention_entropy_matches_output_attentions(loaded, family):
+    """Mean over heads of the entropy of the attention row of the position that predicted the
+    token, for generated tokens (eager attention switched on per forward, then restored) and for
+    the teacher-forced prompt."""
+    lm = loaded(family)
+    impl = lm.model.config._attn_implementation
+    run, events = generate(backend(lm, 5), settings(6, attention=True))
+    assert lm.model.config._attn_implementation == impl  # restored after every forward
+    seq = run.sequence(0).tolist()
+    ref = Reference(lm, seq, attention=True)
+    for pos, values in event_values(events).items():
+        r = ref.at(pos - 1, seq[pos])
+        np.testing.assert_allclose(values["attention_entropy"], r["attention_entropy"], atol=1e-4)
+        assert len(values["attention_entropy"]) == lm.n_layers
+    for pos in range(1, len(run.prompt)):
+        got = run.prompt.col("attention_entropy")[pos].astype(np.float64)
+        want = ref.at(pos - 1, seq[pos])["attention_entropy"]
+        assert (np.abs(got - want) <= stored_tol(want)).all()
+
+
+def test_attention_entropy_of_tree_nodes(peaked):
+    """Tree attention with eager attention (an additive mask): each node's attention rows."""
+    lm = peaked("gpt2")
+    b = backend(lm, 1)
+    ids, _ = b.encode_prompt(PROMPT)
+    run = b.new_run(PROMPT, settings(attention=True), None, mode="tree")
+    params = TreeParams(0.05, 0.5, soft_queue_limit=5, max_depth=3, max_completed_paths=50, max_nodes=12)
+    list(TreeSearch(b, run, params, batch=4).events(ids))
+    assert len(run.branches) >= 6
+    for br in run.branches:
+        seq = run.sequence(br.id).tolist()
+        ref = Reference(lm, seq[:-1], attention=True)
+        want = ref.at(len(seq) - 2, seq[-1])["attention_entropy"]
+        got = br.steps.col("attention_entropy")[0].astype(np.float64)
+        assert (np.abs(got - want) <= stored_tol(want)).all(), br.id
+
+
+def lens_parts(softcap):
+    from tokentui.engine.hf.arch import LensParts
+
+    gen = torch.Generator().manual_seed(0)
+    vocab, d = 5000, 16
+    parts = LensParts(
+        norm=torch.nn.LayerNorm(d),
+        weight=torch.randn(vocab, d, generator=gen),
+        bias=torch.randn(vocab, generator=gen),
+        softcap=softcap,
+        n_layers=4,
+    )
+    return parts, gen
+
+
+@pytest.mark.parametrize("softcap", [None, 30.0])
+@pytest.mark.parametrize("chosen_per_position", [1, 3, 11])
+def test_every_lens_measure_in_vocabulary_slices_equals_the_full_softmax(softcap, chosen_per_position):
+    """Blocks of positions and vocabulary slices forced tiny (and several chosen tokens per
+    position, as a tree node's children, more than one rank group) give the full softmax's values."""
+    from tokentui.engine.hf.measures import LensInputs, lens_values
+
+    parts, gen = lens_parts(softcap)
+    vocab = parts.weight.shape[0]
+    positions, layers, c = 9, 3, chosen_per_position
+    hidden = torch.randn(positions, layers, 16, generator=gen)
+    final = torch.randn(positions, vocab, generator=gen) * 3
+    chosen = torch.randint(0, vocab, (positions, c), generator=gen)
+    chosen[0, -1] = -1  # padding (a node with fewer children)
+    with torch.inference_mode():
+        lp = torch.log_softmax(parts.project(parts.normed(hidden)), -1)  # the whole vocabulary at once
+        got = lens_values(parts, hidden, LensInputs(chosen, final, 5), block_elements=3000, max_rows=7)
+    pr, fl = lp.exp(), torch.log_softmax(final, -1)[:, None, :]
+    top2 = pr.topk(2, dim=-1).values
+    torch.testing.assert_close(got["layer_entropy"], -(pr * lp).sum(-1), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(got["layer_margin"], top2[..., 0] - top2[..., 1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got["layer_kl_final"], (pr * (lp - fl)).sum(-1), atol=1e-4, rtol=1e-5)
+    top = lp.topk(5, dim=-1)
+    assert torch.equal(got["layer_topk_ids"], top.indices)
+    torch.testing.assert_close(got["layer_topk_logprobs"], top.values, atol=1e-4, rtol=1e-5)
+    mine = lp.gather(-1, chosen.clamp_min(0)[:, None, :].expand(-1, layers, -1))  # [P, R, C]
+    torch.testing.assert_close(got["layer_surprisal"][chosen[:, None, :].expand_as(mine) >= 0],
+                               (-mine / math.log(2))[chosen[:, None, :].expand_as(mine) >= 0], atol=1e-4, rtol=1e-5)  # fmt: skip
+    lo = (lp[..., None, :] > mine[..., None] + EPS).sum(-1) + 1
+    hi = (lp[..., None, :] > mine[..., None] - EPS).sum(-1) + 1
+    rank = got["layer_rank"]
+    known = (chosen >= 0)[:, None, :].expand_as(rank)
+    assert ((lo <= rank) & (rank <= hi))[known].all()
+    assert (rank[~known] == 0).all()
+    assert got["layer_rank"].shape == (positions, layers, c)
+    entropies = -(pr * lp).sum(-1)
+    assert entropies.min() < 1.5 and entropies.max() > 3  # peaked and flatter rows alike
+
+
+def test_a_run_with_every_layer_measure_saves_and_loads(loaded, tmp_path):
+    lm = loaded("qwen2")
+    run, _ = generate(backend(lm, 5), settings(7, attention=True))
+    assert run.layout.j == K_LENS
+    names = set(run.layout.names)
+    assert {"layer_margin", "layer_kl_final", "layer_rank", "layer_surprisal", "attention_entropy"} <= names
+    assert {"layer_topk_ids", "layer_topk_logprobs"} <= names
+    again = load_run(save_run(run, tmp_path / "r.tokentui"))
+    assert_same(again, run)
+    assert again.layout == run.layout
+    assert again.branches[0].steps.col("layer_topk_ids").shape == (7, lm.n_layers, K_LENS)
+
+
+def test_what_a_run_records_follows_the_settings(loaded):
+    lm = loaded("llama")
+    none = backend(lm, 5).new_run("x", GenerationSettings(k=4, k_lens=0), None)
+    assert "layer_topk_ids" not in none.layout.names and "layer_rank" in none.layout.names
+    assert "attention_entropy" not in none.layout.names
+    off = HFBackend(lm, lens_chunk=0).new_run("x", GenerationSettings(k=4, attention_entropy=True), None)
+    assert [n for n in off.layout.names if n.startswith("layer_")] == ["layer_entropy"]
+    assert "attention_entropy" in off.layout.names
+    for bad in (-1, 101, True):
+        with pytest.raises(RunError, match="--lens-top"):
+            GenerationSettings(k_lens=bad).check()
+    with pytest.raises(RunError, match="vocabulary"):
+        GenerationSettings(k_lens=50).check(vocab_size=40)
+
+
+def test_lens_off_still_records_the_last_layer_and_attention(loaded):
+    lm = loaded("gpt2")
+    run, events = generate(HFBackend(lm, lens_chunk=0), settings(4, attention=True))
+    assert not any(isinstance(e, LensEvent) for e in events)
+    seq = run.sequence(0).tolist()
+    ref = Reference(lm, seq, attention=True)
+    b = run.branches[0]
+    lay = b.steps.col("layer_entropy")
+    assert np.isnan(lay[:, :-1]).all() and np.isfinite(lay[:, -1]).all()
+    for i in range(len(b.steps)):
+        want = ref.at(b.fork_position + i - 1, seq[b.fork_position + i])["attention_entropy"]
+        got = b.steps.col("attention_entropy")[i].astype(np.float64)
+        assert (np.abs(got - want) <= stored_tol(want)).all()

@@ -149,4 +149,3 @@ async def test_b_key_loads_model_b_after_refusing_another_tokenizer(model_dirs, 
         run = app.run_obj
         ref = compare_reference(model_dirs["gpt2"], b_dir, run.sequence(0).tolist())
         np.testing.assert_allclose(run.column(0, "kl_ab")[1:], ref.prompt.col("kl_ab")[1:], atol=1e-5)
-

@@ -63,6 +63,14 @@ def explore(
     lens_precision: LensPrecisionOpt = "auto",
     cache_dir: CacheOpt = None,
     steer: SteerOpt = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            "--compare",
+            help="Also load this model B (a Hub id or a local folder with the same tokenizer) and compare "
+            "everything generated, branched or scored under both: KL(A‖B), Δ log p, B's rank and top-k.",
+        ),
+    ] = None,
 ) -> None:
     """Open the explorer with a model: type a prompt, watch it generate, branch on alternatives."""
     assert settings is not None  # @generation_options passes it
@@ -78,6 +86,7 @@ def explore(
         cache_dir,
         bool(prompt),
         steer=steer,
+        compare=compare,
     )
 
 
@@ -94,16 +103,19 @@ def open_explorer(
     generate_at_once: bool = False,
     hint: str = "",
     steer: Path | None = None,
+    compare: str | None = None,
 ) -> None:
     """The explorer on `model`, `prompt` in its input (generated at once only when asked);
     `hint`: a line the explorer shows once it is up; `steer`: a steering spec (V toggles it, C
-    compares standard and steered)."""
+    compares standard and steered); `compare`: model B, compared live."""
     from tokentui.engine.backend import ModelSpec, check_spec
 
     try:
         settings.check()
         spec = ModelSpec(model, device, dtype, trust_remote_code, lens_chunk, lens_precision)
         check_spec(spec)
+        if compare is not None:
+            check_spec(ModelSpec(compare, device, dtype, trust_remote_code, 0, lens_precision))
         steering = None
         if steer is not None:
             from tokentui.cli.steer import load_steering
@@ -126,6 +138,7 @@ def open_explorer(
         lens_precision=lens_precision,
         hint=hint,
         steering=steering,
+        compare=compare,
     )
     try:
         run_app(app)

@@ -12,13 +12,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tokentui.core.params import GenerationSettings, SamplingParams, TreeParams
 from tokentui.core.run import Run
 from tokentui.core.steering import SteeringSpec
 from tokentui.engine.capabilities import Capabilities
 from tokentui.engine.events import Event
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,38 @@ class Backend(Protocol):
         each (`core/attribution.py` says what each method means); the record is appended to
         `run.attributions`. Needs `gradients` (or `attention` for the attention methods)."""
         ...
+
+
+class Comparer(Protocol):
+    """Model B loaded beside a backend's model A, for the explorer's live comparison
+    (`jobs.Compare`): both models teacher-force the same ids."""
+
+    info_b: ModelInfo
+    record: dict[str, Any]  # what a compared run's `meta.model_b` says
+
+    def compare_ids(self, ids: list[int], k: int) -> dict[str, np.ndarray]:
+        """The comparison columns (core/measures.py COMPARISON) for positions 1 … len(ids) − 1 of
+        `ids` teacher-forced under A and B: one row per position, as `tokentui compare` computes them."""
+        ...
+
+    def token_bytes(self, ids: list[int]) -> dict[int, bytes]:
+        """The text of these ids (for a run's token table)."""
+        ...
+
+    def close(self) -> None:
+        """Release model B."""
+        ...
+
+
+def open_comparer(backend: Backend, spec_b: ModelSpec, progress: Callable[[str], None] | None = None) -> Comparer:
+    """Load `spec_b` beside `backend`'s model (one tokenizer required; on a GPU both must fit)."""
+    from tokentui.engine.errors import EngineError
+    from tokentui.engine.hf.backend import HFBackend
+    from tokentui.engine.hf.compare import LivePair
+
+    if not isinstance(backend, HFBackend):
+        raise EngineError(f"comparing two models needs the whole next-token distribution ({backend.kind} backend)")
+    return LivePair.load(backend, spec_b, progress)
 
 
 def check_spec(spec: ModelSpec) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tokentui.core import tree
+from tokentui.core import compared, tree
 from tokentui.core.attribution import Attribution
 from tokentui.core.run import Run
 from tokentui.core.step import Step
@@ -143,6 +143,51 @@ class Attributed:
 
 
 @dataclass(frozen=True)
+class PairLoaded:
+    """Model B is loaded beside the generating model (`explore --compare B`, or B in the explorer):
+    from now on every job that adds tokens is followed by a comparison. `record`: what a compared
+    run's `meta.model_b` says."""
+
+    model: str
+    device: str
+    dtype: str
+    seconds: float
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Widened:
+    """The run gets the comparison columns (unknown until compared) and `model_b` (core/compared.py)."""
+
+    run_id: str
+    model_b: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class CompareValues:
+    """Model B's values and the divergences for positions already reported: `segment` is the
+    branch whose own steps they belong to (None: the prompt), from `start_position` on."""
+
+    run_id: str
+    segment: int | None
+    start_position: int
+    values: dict[str, np.ndarray] = field(repr=False)  # comparison column → one row per position
+    new_tokens: dict[int, bytes] = field(default_factory=dict)  # token-table entries B's top-k adds
+
+
+@dataclass(frozen=True)
+class Compared:
+    """A comparison job ended: `branches` were compared (`positions` values filled in all);
+    `cancelled`: stopped before the rest."""
+
+    run_id: str
+    branches: tuple[int, ...]
+    positions: int
+    seconds: float
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
 class Saved:
     run_id: str
     path: str
@@ -168,6 +213,10 @@ Event = (
     | TreeProgress
     | AttributionProgress
     | Attributed
+    | PairLoaded
+    | Widened
+    | CompareValues
+    | Compared
     | Saved
     | Failed
 )
@@ -201,6 +250,11 @@ def apply_event(run: Run | None, ev: Event) -> Run | None:
         apply_tree_progress(run, ev)
     elif isinstance(ev, Attributed) and ev.record is not None:
         run.attributions.append(ev.record)
+    elif isinstance(ev, Widened):
+        compared.widen(run, ev.model_b)
+    elif isinstance(ev, CompareValues):
+        run.tokens.update(ev.new_tokens)
+        compared.set_values(run, ev.segment, ev.start_position, ev.values)
     return run
 
 

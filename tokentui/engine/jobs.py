@@ -14,14 +14,28 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import cast
+
+import numpy as np
 
 from tokentui.core import attribution
 from tokentui.core.params import GenerationSettings, SamplingParams, TreeParams
 from tokentui.core.run import Run
 from tokentui.core.steering import SteeringSpec
-from tokentui.engine.backend import Backend
+from tokentui.engine.backend import Backend, Comparer
 from tokentui.engine.errors import EngineError
-from tokentui.engine.events import Attributed, Event, Finished, RunStarted, StepEvent, TreeProgress
+from tokentui.engine.events import (
+    Attributed,
+    Compared,
+    CompareValues,
+    Event,
+    Finished,
+    RunStarted,
+    StepEvent,
+    TreeProgress,
+    Widened,
+    apply_event,
+)
 
 
 class Job:
@@ -310,6 +324,56 @@ class SteerCompare(Job):
         yield from self.backend.fork(
             self.run, 0, len(self.run.prompt), list(forced), st.sampling, self.cancel, self.steering
         )
+
+
+class Compare(Job):
+    """The explorer's live comparison with a second model (`explore --compare B`): each of
+    `branches` is teacher-forced, its whole sequence, under model A and model B (`pair`), and
+    the comparison columns of its positions still unknown are filled (the prompt's once, an
+    ancestor's shared part once; steered segments never: core/compared.py). The run is widened
+    first. Each filled segment is a `CompareValues` event, applied to the job's run by the same
+    `apply_event` as the receiver's copy; cancel stops between two branches."""
+
+    name = "compare-live"
+
+    def __init__(self, pair: Comparer, run: Run, branches: list[int], cancel: threading.Event | None = None) -> None:
+        super().__init__(cast(Backend, None), cancel)
+        self.pair, self.run, self.branches = pair, run, sorted(set(branches))
+
+    def events(self) -> Iterator[Event]:
+        from tokentui.core import compared
+
+        run = self.run
+        assert run is not None
+        t0 = time.perf_counter()
+        if not compared.same_model(run.meta.model_b, self.pair.record) or any(
+            n not in run.layout.names for n in compared.NAMES
+        ):
+            ev: Event = Widened(run.id, dict(self.pair.record))
+            apply_event(run, ev)
+            yield ev
+        done: list[int] = []
+        filled = 0
+        for bid in self.branches:
+            if self.cancel.is_set():
+                break
+            if bid >= len(run.branches):
+                continue
+            todo = compared.missing(run, bid)
+            if not todo:
+                continue
+            ids = [int(i) for i in run.sequence(bid)]
+            values = self.pair.compare_ids(ids, run.k)
+            for seg, first, end in todo:
+                part = {name: v[first - 1 : end - 1] for name, v in values.items()}
+                top = part.get("topk_ids_b")
+                new = run.tokens.missing(np.unique(top).tolist()) if top is not None else []
+                ev = CompareValues(run.id, seg, first, part, self.pair.token_bytes([i for i in new if i >= 0]))
+                apply_event(run, ev)
+                yield ev
+                filled += end - first
+            done.append(bid)
+        yield Compared(run.id, tuple(done), filled, time.perf_counter() - t0, self.cancel.is_set())
 
 
 Subscriber = Callable[[Job, Event], None]

@@ -22,9 +22,21 @@ from tokentui.core.params import GenerationSettings, RunError, SamplingParams, T
 from tokentui.core.run import Run
 from tokentui.core.steering import SteeringSpec
 from tokentui.engine import jobs
-from tokentui.engine.backend import Backend, ModelSpec
+from tokentui.engine.backend import Backend, Comparer, ModelSpec
 from tokentui.engine.errors import EngineError
-from tokentui.engine.events import Event, Failed, Loaded, Progress, RunStarted, Saved
+from tokentui.engine.events import (
+    BranchStarted,
+    Event,
+    Failed,
+    Finished,
+    Loaded,
+    PairLoaded,
+    Progress,
+    RunStarted,
+    Saved,
+    Widened,
+    apply_event,
+)
 from tokentui.engine.jobs import Job
 from tokentui.store.header import RunFileError
 
@@ -117,7 +129,16 @@ class SteerCompare:
     settings: GenerationSettings = field(default_factory=GenerationSettings)
 
 
-Command = Load | Generate | Continue | Fork | Resample | Score | Tree | Attribute | Adopt | SteerCompare
+@dataclass
+class LoadPair:
+    """Load `spec` as model B beside the loaded model (`explore --compare B`): from now on every
+    job that adds tokens is followed by a `jobs.Compare` of the branches it touched, and the open
+    run (if any) is compared at once. A B that fails to load leaves the comparison as it was."""
+
+    spec: ModelSpec
+
+
+Command = Load | Generate | Continue | Fork | Resample | Score | Tree | Attribute | Adopt | SteerCompare | LoadPair
 
 
 class Worker:
@@ -134,6 +155,7 @@ class Worker:
         self.backend = backend
         self.autosave_seconds = autosave_seconds
         self.run: Run | None = None
+        self.pair: Comparer | None = None  # model B beside the backend's (LoadPair)
         self._lock = threading.Lock()
         self._live: list[threading.Event] = []  # cancel events of the running and queued commands
         self._queue: queue.Queue[tuple[Command, threading.Event] | None] = queue.Queue()
@@ -236,11 +258,38 @@ class Worker:
                 if isinstance(ev, RunStarted):
                     self.run = job.run
 
-            def forward(_job: Job, ev: Event) -> None:
+            def forward(job: Job, ev: Event) -> None:
                 self.callback(ev)
+                if isinstance(ev, RunStarted) and self.pair is not None and job.run is not None:
+                    # comparing: a new run has the comparison columns from the start (unknown until
+                    # compared), widened here while its job waits at this event
+                    widened = Widened(job.run.id, dict(self.pair.record))
+                    apply_event(job.run, widened)
+                    self.callback(widened)
+
+            touched: list[int] = []  # the branches the job grew (compared after it)
+
+            def track(job: Job, ev: Event) -> None:
+                if isinstance(ev, (BranchStarted, Finished)) and job.run is not None and ev.run_id == job.run.id:
+                    touched.append(ev.branch_id)
 
             # forward first: the UI hears of a finished branch even when saving it then fails
-            jobs.drive(job, keep_run, forward, jobs.Autosave(self._save, self.autosave_seconds))
+            jobs.drive(job, keep_run, forward, track, jobs.Autosave(self._save, self.autosave_seconds))
+            if self.pair is not None and touched and job.run is not None:
+                self._compare(job.run, touched)
+        elif isinstance(cmd, LoadPair):
+            from tokentui.engine.backend import open_comparer
+
+            t0 = time.perf_counter()
+            backend = self._need_backend()
+            if self.pair is not None:  # another B: the old one goes first (both might not fit)
+                self.pair.close()
+                self.pair = None
+            self.pair = open_comparer(backend, cmd.spec, progress=lambda m: self.callback(Progress(m)))
+            i = self.pair.info_b
+            self.callback(PairLoaded(i.name, i.device, i.dtype, time.perf_counter() - t0, dict(self.pair.record)))
+            if self.run is not None:
+                self._compare(self.run, [b.id for b in self.run.branches])
         elif isinstance(cmd, Load):
             from tokentui.engine.backend import open_backend
 
@@ -260,3 +309,24 @@ class Worker:
             )
         elif isinstance(cmd, Adopt):
             self.run = cmd.run.copy()  # the sender keeps its own: no two threads write one run
+            if self.pair is not None:
+                self._compare(self.run, [b.id for b in self.run.branches])
+
+    def _compare(self, run: Run, branches: list[int]) -> None:
+        """Compare `branches` of `run` under model B (`jobs.Compare`), with a cancel event of its
+        own (a cancelled generation is still compared; `cancel()` stops the comparison), then
+        save. Its failure is reported as the comparison's, not as the command's before it."""
+        assert self.pair is not None
+        cancel = threading.Event()
+        with self._lock:
+            self._live.append(cancel)
+        try:
+            job = jobs.Compare(self.pair, run, branches, cancel)
+            jobs.drive(job, lambda _job, ev: self.callback(ev))
+            if run.branches:
+                self._save(run)
+        except (EngineError, RunError, ValueError) as e:
+            self.callback(Failed("Compare", str(e)))
+        finally:
+            with self._lock:
+                self._live.remove(cancel)

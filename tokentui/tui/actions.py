@@ -47,6 +47,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("i", "focus_prompt", "prompt", "edit the prompt", "generate"),  # the prompt box's title says so
     ActionSpec("V", "toggle_steering", "steer on/off", "steering (explore --steer SPEC.toml) on / off for the next "
                "generation and branches; a branch continues as it was grown", "generate"),
+    ActionSpec("B", "load_compare", "compare model", "load a second model B beside this one (one tokenizer): "
+               "everything generated, branched or scored from then on is compared under both (m: KL, ( ): jumps)",
+               "generate", needs=Needs.MODEL),
     ActionSpec("C", "compare_steering", "compare steered", "the prompt generated standard (branch 0) and steered "
                "(branch 1) as a new run; the cursor goes where they part", "generate", needs=Needs.MODEL),
     # move (the tokens pane)

@@ -22,6 +22,7 @@ from tokentui.core.params import GenerationSettings
 from tokentui.store.cache import cache_dir as default_cache_dir
 from tokentui.tui.actions import bindings, palette_entries, shown_keys, spec_of
 from tokentui.tui.attribution import AttributionActions
+from tokentui.tui.comparing import CompareActions
 from tokentui.tui.files import FileActions
 from tokentui.tui.generation import GenerationActions
 from tokentui.tui.navigation import NavigationActions
@@ -73,7 +74,14 @@ def write_crash_log(error: BaseException, directory: Path) -> Path | None:
 
 
 class TokentuiApp(
-    GenerationActions, NavigationActions, TreeActions, AttributionActions, ViewActions, FileActions, App[None]
+    GenerationActions,
+    NavigationActions,
+    TreeActions,
+    AttributionActions,
+    CompareActions,
+    ViewActions,
+    FileActions,
+    App[None],
 ):
     CSS_PATH = "app.tcss"
     TITLE = "tokentui"
@@ -109,8 +117,9 @@ class TokentuiApp(
         theme_problems: list[str] | None = None,
         hint: str = "",
         steering: SteeringSpec | None = None,
+        compare: str | None = None,
     ) -> None:
-        """`prompt`: the text in the prompt box; `generate_at_once`: generate it as soon as the
+        """`compare`: model B, loaded beside `model` and compared live (`explore --compare B`). `prompt`: the text in the prompt box; `generate_at_once`: generate it as soon as the
         model is loaded (`explore --prompt`). `run_path` with `opening` (its header, read by
         tui.start): draw from the header, read the arrays after the first frame. `themes`: loaded
         by tui.start (this reads no files; without them the app uses Textual's dark theme)."""
@@ -126,6 +135,7 @@ class TokentuiApp(
         self.session = Session.start(model, settings or GenerationSettings(), run)
         self.session.steering, self.session.steer_on = steering, steering is not None  # `explore --steer`
         self.initial_prompt = prompt
+        self.compare_with = compare if model is not None else None
         self.generate_at_once = generate_at_once and bool(prompt.strip())
         self.run_path = run_path
         self.opening = opening if run is None else None  # the header of run_path while its arrays are read
@@ -221,6 +231,8 @@ class TokentuiApp(
 
             self.engine = EngineBridge(self, self.save_dir, **self.session_options)
             self.engine.load(self.session.model, *self.load_args)
+            if self.compare_with:
+                self.load_model_b(self.compare_with)
             if self.run_obj is not None:
                 self.engine.adopt(self.run_obj)
         self.update_status()
@@ -291,7 +303,7 @@ class TokentuiApp(
 
     def update_status(self) -> None:
         s, run = self.session, self.run_obj
-        parts = [Part(s.model_info, 1, "status-bar--dim")]
+        parts = [Part(s.model_info, 3 if s.model_b_loaded else 1, "status-bar--dim")]  # "A vs B" matters
         if s.tokens_per_second:
             parts.append(Part(f"{s.tokens_per_second:.1f} tok/s", 0, "status-bar--dim"))
         if s.steering is not None:

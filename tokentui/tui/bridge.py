@@ -44,10 +44,18 @@ class EngineBridge:
 
         self.worker = w.Worker(deliver, save_dir=save_dir)
         self.session_options = session_options  # lens_chunk, lens_precision
+        self.load_args: tuple[str, str, bool] = ("auto", "auto", False)  # device, dtype, remote code (load)
         self.worker.start()
 
     def load(self, model: str, device: str, dtype: str, trust_remote_code: bool) -> None:
+        self.load_args = (device, dtype, trust_remote_code)
         self.worker.submit(w.Load(ModelSpec(model, device, dtype, trust_remote_code, **self.session_options)))
+
+    def load_pair(self, model: str) -> None:
+        """Load `model` as model B beside the loaded one (same device, dtype and remote-code
+        setting): everything grown from then on is compared under both (`w.LoadPair`)."""
+        device, dtype, trust = self.load_args
+        self.worker.submit(w.LoadPair(ModelSpec(model, device, dtype, trust, lens_chunk=0)))
 
     def adopt(self, run: Run) -> None:
         """The worker works on a copy of `run` from now on; the app's run follows it through

@@ -96,6 +96,11 @@ class Session:
     steering: SteeringSpec | None = None
     steer_on: bool = False
     comparing: bool = False
+    # a second model compared live (`explore --compare B`, or B): as named, loading, loaded (its name)
+    model_b: str | None = None
+    loading_b: bool = False
+    model_b_loaded: str = ""
+    model_a: str = ""  # the loaded model's name (the status bar says "A vs B")
 
     def active_steering(self) -> SteeringSpec | None:
         """The spec new runs and branches are steered by (None: steering off, or no spec)."""
@@ -139,16 +144,20 @@ class Session:
             Attributed,
             AttributionProgress,
             BranchStarted,
+            Compared,
+            CompareValues,
             Failed,
             Finished,
             LensEvent,
             Loaded,
+            PairLoaded,
             Progress,
             RunStarted,
             Saved,
             StepEvent,
             TreeProgress,
             TreeStarted,
+            Widened,
             apply_event,
         )
 
@@ -163,7 +172,37 @@ class Session:
             self.capabilities = ev.capabilities
             self.note = f"loaded in {ev.seconds:.1f}s"
             self.model_info = f"{ev.model} · {ev.device} · {ev.dtype} · {ev.n_layers} layers"
+            self.model_a = ev.model
             up.loaded = True
+            if self.loading_b:  # `explore --compare B`: ready once B is loaded too
+                self.state, up.loaded = AppState.LOADING, False
+                self.note = f"{self.note} · loading {self.model_b} to compare with …"
+        elif isinstance(ev, PairLoaded):
+            self.loading_b, self.model_b_loaded = False, ev.model
+            if self.state is AppState.LOADING:
+                self.state = AppState.IDLE
+            rest = self.model_info.split(" · ", 1)[1] if " · " in self.model_info else ""
+            self.model_info = f"{self.model_a} vs {ev.model} · {rest}"
+            self.note = f"comparing with {ev.model} (loaded in {ev.seconds:.1f}s)"
+            up.loaded = True
+        elif isinstance(ev, (Widened, CompareValues)):
+            up.tokens = ours
+        elif isinstance(ev, Compared):
+            if ours:
+                n = len(ev.branches)
+                what = (
+                    "cancelled" if ev.cancelled else f"{ev.positions} positions of {n} branch{'es' if n != 1 else ''}"
+                )
+                self.note = f"compared with {self.model_b_loaded}: {what} in {ev.seconds:.1f}s"
+                up.finished = True
+        elif isinstance(ev, Failed) and ev.command in ("LoadPair", "Compare"):
+            if ev.command == "LoadPair":  # the explorer goes on as it was (with its earlier B, if any)
+                self.loading_b = False
+                self.model_b = self.model_b_loaded or None
+                if self.state is AppState.LOADING:
+                    self.state = AppState.IDLE
+                    up.loaded = True
+            up.error = ("comparison failed" if ev.command == "Compare" else "model B failed to load", ev.message)
         elif isinstance(ev, RunStarted):
             self.branch_id = 0
         elif isinstance(ev, BranchStarted) and ours:

@@ -469,3 +469,70 @@ def load_pair(
         torch.cuda.empty_cache()
         say(f"{spec_b.model} does not fit beside {spec_a.model} on {a.device}: running them one after the other")
     return ModelPair(a, b, spec_b, say)
+
+
+# --- the explorer's live comparison (`explore --compare B`) -------------------------------------
+
+
+class LivePair:
+    """Model B beside the explorer's generating backend A (`engine.backend.Comparer`): each
+    comparison is one forward of each model over a branch's whole sequence and `_measures` on
+    the pair of logits, exactly what `tokentui compare` computes for those ids. Both models stay
+    loaded (no one-after-the-other mode: the explorer compares after every job)."""
+
+    def __init__(self, a: HFBackend, b: HFBackend) -> None:
+        check_same_tokenizer(a.lm, b.lm)
+        self.a, self.b = a, b
+        self.info_b = b.info
+        self.record = _describe(b.lm)
+
+    @classmethod
+    def load(cls, a: HFBackend, spec_b: ModelSpec, progress: Callable[[str], None] | None = None) -> LivePair:
+        """Load B (lens off) beside A; a B that does not fit on A's GPU, or has another tokenizer,
+        is a one-line EngineError and nothing stays loaded."""
+        try:
+            b = HFBackend.load(replace(spec_b, lens_chunk=0), progress)
+        except ModelLoadError as e:
+            if "out of memory" not in str(e).lower():
+                raise
+            b = None
+        if b is None:  # (outside the handler: the failed load's tensors are free only once it is left)
+            _release()
+            raise EngineError(
+                f"{sanitize(spec_b.model)} does not fit beside {sanitize(_name(a.lm))} on {a.device}: the explorer "
+                "compares with both models loaded (`tokentui compare` runs them one after the other)"
+            )
+        try:
+            return cls(a, b)
+        except EngineError:
+            del b
+            _release()
+            raise
+
+    @torch.inference_mode()
+    def compare_ids(self, ids: list[int], k: int) -> dict[str, np.ndarray]:
+        if len(ids) < 2:
+            raise EngineError("one token: there is no position to compare")
+        for side in (self.a, self.b):
+            side._check_context(len(ids), "the branch")
+        la = _logits(self.a, [ids])[0]
+        lb = _logits(self.b, [ids])[0]
+        host = _measures(la, lb, ids, k, self.b.device)
+        return {m.name: host[m.name] for m in MEASURES.values() if m.name in host and m.name in _COMPARED}
+
+    def token_bytes(self, ids: list[int]) -> dict[int, bytes]:
+        vb = self.a.lm.vocab_bytes
+        return {i: vb[i] if 0 <= i < len(vb) else f"<id {i}>".encode() for i in ids}
+
+    def close(self) -> None:
+        self.b = None  # type: ignore[assignment]  # released: the pair is not used again
+        _release()
+
+
+_COMPARED = frozenset(n for names, _fn in PAIR_FNS for n in names)
+
+
+def _release() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -24,6 +24,7 @@ from tokentui.tui.actions import bindings, palette_entries, shown_keys, spec_of
 from tokentui.tui.attribution import AttributionActions
 from tokentui.tui.files import FileActions
 from tokentui.tui.generation import GenerationActions
+from tokentui.tui.layers_view import LayersViewActions
 from tokentui.tui.navigation import NavigationActions
 from tokentui.tui.state import AppState, Session
 from tokentui.tui.theme import DEFAULT_THEME, TokentuiTheme
@@ -73,7 +74,14 @@ def write_crash_log(error: BaseException, directory: Path) -> Path | None:
 
 
 class TokentuiApp(
-    GenerationActions, NavigationActions, TreeActions, AttributionActions, ViewActions, FileActions, App[None]
+    GenerationActions,
+    NavigationActions,
+    TreeActions,
+    AttributionActions,
+    ViewActions,
+    FileActions,
+    LayersViewActions,
+    App[None],
 ):
     CSS_PATH = "app.tcss"
     TITLE = "tokentui"
@@ -287,6 +295,7 @@ class TokentuiApp(
         )
         if self.session.attribution is not None:
             self.refresh_attribution_pane()
+        self.refresh_layer_map()
         self.update_status()
 
     def update_status(self) -> None:

@@ -214,7 +214,7 @@ async def test_a_run_without_the_new_columns_says_what_it_lacks(size, tmp_path):
         text = "\n".join(pane_lines(pane))
         assert text.startswith("perplexity per layer"), text
         assert "not in this run: margin, KL final, rank, surprisal, attention entropy" in " ".join(text.split())
-        assert "no per-layer top tokens in this run" in " ".join(text.split())
+        assert "no top tokens per layer in this run" in " ".join(text.split())
         pos = app.stream.cursor
         want = np.exp(run.column(0, "layer_entropy")[pos].astype(np.float64))
         for layer, shown in pane_rows(pane).items():

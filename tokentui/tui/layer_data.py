@@ -57,8 +57,9 @@ INFO: dict[str, LayerMeasureInfo] = {
 
 
 def unit(name: str) -> str:
+    """The unit shown after a value: none for a rank or a perplexity (plain numbers)."""
     u = layer_declaration(name).unit
-    return "rank" if u.startswith("rank") else u
+    return "" if u.startswith("rank") or u == "perplexity" else u
 
 
 def available(names: Collection[str]) -> list[str]:

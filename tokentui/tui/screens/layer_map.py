@@ -104,9 +104,9 @@ class LayerMapScreen(Screen[None]):
         column = run.column(self.branch, layer_data.source(name))[self.lo : self.hi]
         self.values = layer_data.grid(column, name, vocab)
         levels = layer_data.levels(self.values, name, vocab)
-        info = layer_data.INFO[name]
+        info, unit = layer_data.INFO[name], layer_data.unit(name)
         title = (
-            f"layer map · {info.label} ({layer_data.unit(name)}) · branch #{self.branch} · layers 1–{run.n_layers} "
+            f"layer map · {info.label}{f' ({unit})' if unit else ''} · branch #{self.branch} · layers 1–{run.n_layers} "
             f"(L = the model's own) × positions {self.lo}–{self.hi - 1}"
         )
         self.query_one("#layer-map-title", Static).update(Text(title))
@@ -126,8 +126,8 @@ class LayerMapScreen(Screen[None]):
         from tokentui.tui.heat import SHADES
 
         scale, _diverging, no_color = self.look
-        text = Text("←→ h l: token (the tokens pane follows) · ↑↓ k j: layer · PgUp PgDn home end · t: row's least sure"
-                    " · Y: next measure · esc q Z: close · sure ")  # fmt: skip
+        text = Text("←→ hl: token (the tokens' cursor) · ↑↓ kj: layer · PgUp PgDn home end · t: least sure · "
+                    "Y: measure · esc q Z: close · sure ")  # fmt: skip
         if no_color:
             text.append(f"'{SHADES}'")
         else:
@@ -150,7 +150,7 @@ class LayerMapScreen(Screen[None]):
         line = Text(f"layer {row + 1} · pos {pos} ")
         line.append_text(lone_id(self.run, int(self.run.sequence(self.branch)[pos]), 16))
         name = self.measure
-        line.append(f" · {layer_data.INFO[name].label} {layer_data.fmt(value, name)} {layer_data.unit(name)}")
+        line.append(f" · {layer_data.INFO[name].label} {layer_data.fmt(value, name)} {layer_data.unit(name)}".rstrip())
         self.query_one("#layer-map-cell", Static).update(line)
 
     def on_heat_map_cursor_moved(self) -> None:

@@ -115,7 +115,7 @@ class LayersPane(Static):
         unit = layer_data.unit(name)
         shown = f"lens {info.label}" if name == "layer_entropy" else info.label
         lines = [Text(f"{shown} per layer · pos {position} · Y {has.index(name) + 1}/{len(has)}", style=title)]
-        lines.append(Text(f"{info.definition} · {unit}", style=muted))
+        lines.append(Text(f"{info.definition} · {unit}" if unit else info.definition, style=muted))
         if unavailable:
             lines.append(Text(sanitize(unavailable), style=muted))
         for layer, (v, f) in enumerate(zip(values.tolist(), fractions.tolist(), strict=True), start=1):
@@ -149,7 +149,7 @@ class LayersPane(Static):
         from tokentui.tui.widgets.token_text import lone_id
 
         if "layer_topk_ids" not in values:
-            return [Text("no per-layer top tokens in this run (--lens-top 0, or recorded before them)", style=muted)]
+            return [Text("no top tokens per layer in this run (--lens-top 0)", style=muted)]
         ids = np.asarray(values["layer_topk_ids"])
         logprobs = np.asarray(values["layer_topk_logprobs"], dtype=np.float64)
         j = ids.shape[1] if ids.ndim == 2 else 0
@@ -167,7 +167,9 @@ class LayersPane(Static):
             for tid, lp in zip(ids[layer, :fit].tolist(), logprobs[layer, :fit].tolist(), strict=True):
                 if tid < 0:
                     continue
-                token = lone_id(run, tid, TOKEN, mark if tid == chosen else "")
+                token = lone_id(run, tid, TOKEN)
+                if tid == chosen:
+                    token.stylize(mark)
                 token.pad_right(TOKEN - token.cell_len)
                 line.append_text(token)
                 line.append(f" {math.exp(lp):.2f} ")

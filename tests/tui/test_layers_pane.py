@@ -245,6 +245,31 @@ async def test_editing_settings_keeps_the_lens_top_tokens_and_attention_entropy(
         assert s.k_lens == 9 and s.attention_entropy is True
 
 
+async def test_the_layer_map_without_colour_draws_shades(tmp_path, monkeypatch):
+    """NO_COLOR: each cell's shade glyph is its level (H / ln V), position 0 a dot (the app's NoColor
+    filter drops the colours themselves, as for every pane)."""
+    from tokentui.tui.heat import shade
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    run = make_run(n_branch_steps=(30, 12))
+    app = explorer(run=run, cache_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("left", "Z")
+        await pilot.pause(0.2)
+        heat = app.screen.heat_map
+        entropy = run.column(0, "layer_entropy").astype(np.float64)
+        lines = heat.render_lines(heat.region.reset_offset)
+        x0 = heat.content_region.x - heat.region.x + heat.label_width
+        for layer in range(run.n_layers):
+            strip = lines[heat.content_region.y - heat.region.y + 1 + layer]
+            text = strip.text
+            assert text[x0] == "·"  # position 0: nothing predicted it
+            for p in range(1, run.length(0)):
+                if (layer, p) != (heat.row, heat.col):
+                    assert text[x0 + p] == shade(entropy[p, layer] / math.log(run.meta.vocab_size)), (layer, p)
+
+
 def test_layer_map_narrow(snap_compare, tmp_path, monkeypatch):
     """The layer map of a run with entropy only (the synthetic run of the other snapshots)."""
     monkeypatch.delenv("NO_COLOR", raising=False)

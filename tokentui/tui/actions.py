@@ -146,6 +146,12 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("w", "toggle_scope", "branch/run", "statistics of the branch ↔ of the whole run", "view", STATS),
     ActionSpec("p", "toggle_prompt", "prompt", "count the prompt's scored positions too (or not)", "view", STATS),
     ActionSpec("escape,S", "close", "close", "close the statistics", "view", STATS),
+    # the layer views (tui/layers_view.py)
+    ActionSpec("Y", "cycle_layer_measure", "layer measure", "next per-layer measure in the layers pane and the layer "
+               "map: entropy, perplexity, margin, KL to uniform, KL to the final layer, rank, surprisal, attention "
+               "entropy (those the run has)", "view", needs=Needs.RUN),
+    ActionSpec("Z", "layer_map", "layer map", "layer × position heat map of the per-layer measure on show, its cursor "
+               "the tokens' (arrows move it; Y: next measure; escape, q or Z close)", "view", needs=Needs.RUN),
     ActionSpec("v", "cycle_pane", "side pane", "next side pane (narrow terminals show one at a time)", "view"),
     ActionSpec("tab", "focus_next", "next pane", "next pane", "view", palette=False, textual=True),
     # files

@@ -25,6 +25,7 @@ from tokentui.tui.attribution import AttributionActions
 from tokentui.tui.comparing import CompareActions
 from tokentui.tui.files import FileActions
 from tokentui.tui.generation import GenerationActions
+from tokentui.tui.layers_view import LayersViewActions
 from tokentui.tui.navigation import NavigationActions
 from tokentui.tui.state import AppState, Session
 from tokentui.tui.theme import DEFAULT_THEME, TokentuiTheme
@@ -81,6 +82,7 @@ class TokentuiApp(
     CompareActions,
     ViewActions,
     FileActions,
+    LayersViewActions,
     App[None],
 ):
     CSS_PATH = "app.tcss"
@@ -299,6 +301,7 @@ class TokentuiApp(
         )
         if self.session.attribution is not None:
             self.refresh_attribution_pane()
+        self.refresh_layer_map()
         self.update_status()
 
     def update_status(self) -> None:

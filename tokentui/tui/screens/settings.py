@@ -5,6 +5,7 @@ is shorter still (screens/form.py: Enter applies, Esc cancels, a bad value is na
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeVar
 
 from tokentui.core.params import GenerationSettings, RunError, SamplingParams
@@ -39,8 +40,9 @@ def field_values(s: GenerationSettings) -> dict[str, str]:
 _Number = TypeVar("_Number", int, float)
 
 
-def parse_fields(raw: dict[str, str], stop: list[str]) -> GenerationSettings:
-    """The fields' text → settings; RunError names the first bad field."""
+def parse_fields(raw: dict[str, str], old: GenerationSettings) -> GenerationSettings:
+    """The fields' text → settings; RunError names the first bad field. What the form does not
+    show (the stop texts, the lens's top tokens, attention entropy) is kept from `old`."""
     label = dict(FIELDS)
 
     def number(key: str, kind: Callable[[str], _Number]) -> _Number:
@@ -56,10 +58,10 @@ def parse_fields(raw: dict[str, str], stop: list[str]) -> GenerationSettings:
         number("top_p", float),
         number("seed", int) if seed else None,
         number("max_new_tokens", int),
-        list(stop),
+        list(old.sampling.stop),
     )
     chat = raw["chat"].strip().lower() in ("yes", "y", "true", "1", "on")
-    return GenerationSettings(sampling, number("k", int), chat, raw["forced"])
+    return replace(old, sampling=sampling, k=number("k", int), chat=chat, forced=raw["forced"])
 
 
 class SettingsScreen(FormScreen[GenerationSettings]):
@@ -72,6 +74,6 @@ class SettingsScreen(FormScreen[GenerationSettings]):
         self.settings, self.vocab_size = settings.copy(), vocab_size
 
     def parse(self, raw: dict[str, str]) -> GenerationSettings:
-        new = parse_fields(raw, self.settings.sampling.stop)
+        new = parse_fields(raw, self.settings)
         new.check(self.vocab_size)
         return new

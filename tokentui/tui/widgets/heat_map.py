@@ -2,7 +2,10 @@
 position and token), one cell per input position, coloured by the score's share of the row's
 largest |score| (tui/heat.py; without colour, shade glyphs " ░▒▓█"), a header of input positions,
 and a cursor cell. A Line API ScrollView: only the visible part of a 256 × 512 matrix is drawn;
-the row labels and the header stay in place while the cells scroll under them."""
+the row labels and the header stay in place while the cells scroll under them.
+
+`set_grid` shows any full grid of levels instead (the layer map screen: layers × positions, its
+levels set by the caller); the keys and the drawing are the same."""
 
 from __future__ import annotations
 
@@ -60,6 +63,11 @@ class HeatMap(ScrollView, can_focus=True):
         self.row = 0
         self.col = 0
         self.label_width = 0
+        self.limits: list[int] = []  # each row's number of cells (attribution: its output position)
+        self.numbers: list[str] = []  # each row's first 6 cells ("   30 ")
+        self.first = 0  # the number of the first column (the header counts from it)
+        self.corner = "out ╲ in"
+        self.grid = False  # set_grid's data: `t` goes to the row's highest level
         self._labels: dict[int, list[Segment]] = {}  # row → its label's segments, once drawn
 
     # --- data ---------------------------------------------------------------------------------
@@ -78,19 +86,50 @@ class HeatMap(ScrollView, can_focus=True):
         from tokentui.tui.heat import levels
 
         self.positions, self.labels = list(positions), labels
-        self._labels.clear()
+        self.limits, self.numbers = list(positions), [f"{p:>5} " for p in positions]
+        self.first, self.corner, self.grid = 0, "out ╲ in", False
         self.scores = scores
         self.levels = levels(scores, signed)
         self.signed, self.scale, self.diverging, self.no_color = signed, scale, diverging, no_color
-        self.label_width = 6 + max((t.cell_len for t in labels), default=0) + 1
-        self.virtual_size = Size(self.label_width + self.width_in_cells, len(positions) + 1)
+        self._laid_out()
         self.row = len(positions) - 1
         self.to_top()
         self.call_after_refresh(self._scroll_to_cursor)  # once the new virtual size is laid out
 
+    def set_grid(
+        self,
+        numbers: list[str],
+        labels: list[Text],
+        values: np.ndarray,
+        levels: np.ndarray,
+        first: int,
+        corner: str,
+        look: tuple[MetricScale, DivergingScale, bool],
+        cursor: tuple[int, int],
+    ) -> None:
+        """Show a full grid: row r is `numbers[r]` (6 cells) and `labels[r]`, its cells
+        `levels[r]` (0 … 1 on the theme's sequential scale, NaN dim) for columns `first`,
+        `first` + 1, …; `values`: what `cell` reports; the cursor at (row, column index)."""
+        rows, cols = levels.shape
+        self.positions = list(range(rows))
+        self.labels, self.numbers, self.limits = labels, numbers, [cols] * rows
+        self.first, self.corner, self.grid = first, corner, True
+        self.scores, self.levels, self.signed = values, levels, False
+        self.scale, self.diverging, self.no_color = look
+        self._laid_out()
+        self.row = max(0, min(rows - 1, cursor[0]))
+        self.col = max(0, min(cols - 1, cursor[1]))
+        self.refresh()
+        self.call_after_refresh(self._scroll_to_cursor)  # once the new virtual size is laid out
+
+    def _laid_out(self) -> None:
+        self._labels.clear()
+        self.label_width = 6 + max((t.cell_len for t in self.labels), default=0) + 1
+        self.virtual_size = Size(self.label_width + self.width_in_cells, len(self.positions) + 1)
+
     @property
     def width_in_cells(self) -> int:
-        return max(self.positions) if self.positions else 0
+        return max(self.limits) if self.limits else 0
 
     @property
     def cell(self) -> tuple[int, int, float] | None:
@@ -117,10 +156,10 @@ class HeatMap(ScrollView, can_focus=True):
         if r == self.row:
             label_style += Style(reverse=True)
         label = self.labels[r]
-        segs = [Segment(f"{self.positions[r]:>5} ", label_style)]
+        segs = [Segment(self.numbers[r], label_style)]
         segs += [Segment(s.text, label_style + s.style if s.style else label_style) for s in self._label(r)]
         segs.append(Segment(" " * (self.label_width - 6 - label.cell_len), label_style))
-        t = self.positions[r]
+        t = self.limits[r]
         row_levels = self.levels[r]
         cursor = self.get_component_rich_style("heat-map--cursor", partial=True)
         for j in range(first, last):
@@ -138,6 +177,8 @@ class HeatMap(ScrollView, can_focus=True):
     def _cell(self, level: float, base: Style, cursor: Style | None) -> Segment:
         from tokentui.tui.heat import cell_style, shade
 
+        if level != level:  # NaN (a grid's unknown value): a dim dot
+            return Segment(CURSOR if cursor is not None else "·", base + Style(dim=cursor is None, bold=True))
         if self.no_color:
             return Segment(CURSOR, base + cursor) if cursor is not None else Segment(shade(level), base)
         style = base + cell_style(level, self.signed, self.scale, self.diverging)
@@ -148,14 +189,14 @@ class HeatMap(ScrollView, can_focus=True):
     def _header(self, first: int, last: int, width: int, base: Style) -> Strip:
         style = base + self.get_component_rich_style("heat-map--header", partial=True)
         ticks = [" "] * (last - first)
-        j = first + (-first % TICK)
+        j = first + (-(first + self.first) % TICK)
         while j < last:
-            label = str(j)
+            label = str(j + self.first)
             at = j - first
             if at + len(label) <= len(ticks) and all(c == " " for c in ticks[max(0, at - 1) : at + len(label)]):
                 ticks[at : at + len(label)] = label
             j += TICK
-        segs = [Segment(f"{'out ╲ in':<{self.label_width}}", style)]
+        segs = [Segment(f"{self.corner:<{self.label_width}}", style)]
         text = "".join(ticks)
         c = self.col - first
         if 0 <= c < len(text):
@@ -185,7 +226,7 @@ class HeatMap(ScrollView, can_focus=True):
         if not self.positions:
             return
         self.row = max(0, min(len(self.positions) - 1, self.row + rows))
-        self.col = max(0, min(self.positions[self.row] - 1, self.col + cols))
+        self.col = max(0, min(self.limits[self.row] - 1, self.col + cols))
         self._scroll_to_cursor()
 
     def page(self, direction: int) -> None:
@@ -194,7 +235,7 @@ class HeatMap(ScrollView, can_focus=True):
     def edge(self, direction: int) -> None:
         """The row's first input (-1) or its last, the token just before the output (1)."""
         if self.positions:
-            self.col = 0 if direction < 0 else self.positions[self.row] - 1
+            self.col = 0 if direction < 0 else self.limits[self.row] - 1
             self._scroll_to_cursor()
 
     def to_top(self) -> None:
@@ -202,6 +243,15 @@ class HeatMap(ScrollView, can_focus=True):
         from tokentui.core.attribution import top_contributors
 
         if self.scores is None or not self.positions:
+            return
+        if self.grid:  # the row's highest level (the least sure cell)
+            import numpy as np
+
+            assert self.levels is not None
+            row = self.levels[self.row]
+            if np.isfinite(row).any():
+                self.col = int(np.nanargmax(row))
+                self._scroll_to_cursor()
             return
         t = self.positions[self.row]
         self.col = top_contributors(self.scores[self.row, :t], 1)[0]
@@ -234,5 +284,5 @@ class HeatMap(ScrollView, can_focus=True):
             return
         r = int(self.scroll_offset.y) + offset.y - 1
         j = int(self.scroll_offset.x) + offset.x - self.label_width
-        if r < len(self.positions) and j < self.positions[r]:
+        if r < len(self.positions) and j < self.limits[r]:
             self.move(r - self.row, j - self.col)

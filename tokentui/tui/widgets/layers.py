@@ -1,13 +1,18 @@
-"""The layer view: logit-lens entropy per layer of the token under the cursor as bars on one scale
-for every token (0 … ln V nats, the most a distribution over V tokens can have), with its axis,
-and a strip of the selected metric over the branch's positions with the cursor marked."""
+"""The layer view: one per-layer measure of the token under the cursor (entropy at first; `Y`
+cycles through every measure the run has, stored or derived) as bars with its unit, one-line
+definition and axis — on one scale for every token where the measure has a fixed range (entropy:
+0 … ln V nats, the most a distribution over V tokens can have) — then each layer's top tokens with
+their probabilities (the token taken highlighted), and a strip of the selected metric over the
+branch's positions with the cursor marked. Token text only through the display sanitisers."""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
+from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
@@ -35,25 +40,42 @@ def sparkline(cells: list[float], n_values: int, cursor: int | None) -> Text:
     return text
 
 
-def axis(top: float, width: int) -> Text:
-    """Tick labels under bars of `width` cells spanning 0 … `top` nats: 0, the middle, the end."""
+def axis(labels: tuple[str, str, str], width: int, unit: str) -> Text:
+    """Tick labels under bars of `width` cells: the range's start, end and (where it fits with a
+    gap on both sides) middle."""
     cells = [" "] * width
-    for frac in (0.0, 0.5, 1.0):
-        label = f"{top * frac:.3g}"
-        at = min(width - len(label), max(0, round(frac * width) - (len(label) if frac == 1.0 else len(label) // 2)))
-        cells[at : at + len(label)] = label
-    return Text(" " * LABEL + "".join(cells) + " nats")
+    start, middle, end = labels
+    cells[: len(start)] = start[:width]
+    at_end = max(len(start) + 1, width - len(end))
+    cells[at_end : at_end + len(end)] = end
+    at = round(width / 2) - len(middle) // 2
+    if at > len(start) and at + len(middle) < at_end:
+        cells[at : at + len(middle)] = middle
+    return Text(" " * LABEL + "".join(cells) + f" {unit}")
+
+
+TOKEN = 7  # cells of a token in the top-tokens table
+ENTRY = TOKEN + 6  # "token 0.31 "
 
 
 class LayersPane(Static):
-    COMPONENT_CLASSES = {"layers--bar", "layers--title", "layers--muted"}
+    """`measure`: the per-layer measure on show (Y cycles it: tui/layers_view.py); the run's
+    measures and values come from tui/layer_data.py."""
+
+    COMPONENT_CLASSES = {"layers--bar", "layers--title", "layers--muted", "layers--chosen"}
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__("", id=id, classes=classes, markup=False)
         self._args: tuple[Run | None, int, int, str, BranchView | None, str | None] | None = None
+        self.measure = "layer_entropy"
 
     def on_resize(self) -> None:
         """Bars and the strip are sized to the pane: draw them again at its new width."""
+        if self._args is not None:
+            self.show(*self._args)
+
+    def redraw(self) -> None:
+        """Draw again what was last shown (the measure changed)."""
         if self._args is not None:
             self.show(*self._args)
 
@@ -73,26 +95,83 @@ class LayersPane(Static):
         if run is None or position < 0 or position >= run.length(branch_id):
             self.update(Text("no token under the cursor"), layout=False)
             return
+        from tokentui.tui import layer_data
+
         title = self.get_component_rich_style("layers--title", partial=True)
         muted = self.get_component_rich_style("layers--muted", partial=True)
         bar_style = self.get_component_rich_style("layers--bar", partial=True)
+        names = run.layout.names
+        has = layer_data.available(names)
+        if self.measure not in has:  # another run on show
+            self.measure = has[0] if has else "layer_entropy"
+        name, vocab = self.measure, run.meta.vocab_size
+        info = layer_data.INFO[name]
         step = run.step(branch_id, position)
         inner = self.content_region.width or 40
         width = max(4, inner - LABEL - 5)
-        top = math.log(max(2, run.meta.vocab_size))  # the most entropy V tokens allow
-        lines = [Text(f"lens entropy per layer · pos {position}", style=title)]
+        values = layer_data.values_at(step.values, name, vocab)
+        finite = values[values == values]
+        fractions = layer_data.levels(values, name, vocab, sure_first=False)
+        unit = layer_data.unit(name)
+        shown = f"lens {info.label}" if name == "layer_entropy" else info.label
+        lines = [Text(f"{shown} per layer · pos {position} · Y {has.index(name) + 1}/{len(has)}", style=title)]
+        lines.append(Text(f"{info.definition} · {unit}" if unit else info.definition, style=muted))
         if unavailable:
             lines.append(Text(sanitize(unavailable), style=muted))
-        for layer, h in enumerate(step.layer_entropy.tolist(), start=1):
-            if math.isnan(h) and unavailable:
-                lines.append(Text(f"L{layer:<3} {'–':>6}", style=muted))
-            elif math.isnan(h):
-                lines.append(Text(f"L{layer:<3} {'…':>6}", style=muted))
+        for layer, (v, f) in enumerate(zip(values.tolist(), fractions.tolist(), strict=True), start=1):
+            if math.isnan(v):
+                lines.append(Text(f"L{layer:<3} {'–' if unavailable else '…':>6}", style=muted))
             else:
-                lines.append(Text(f"L{layer:<3} {h:6.3f} ") + Text(bar(h / top, width), style=bar_style))
-        lines.append(axis(top, width))
-        lines.append(Text(f"one scale: 0 … ln V, V = {run.meta.vocab_size:,}", style=muted))
+                lines.append(Text(f"L{layer:<3} {layer_data.fmt(v, name):>6} ") + Text(bar(f, width), style=bar_style))
+        largest = float(finite.max()) if finite.size else math.nan
+        per_token = name in ("layer_kl_final", "attention_entropy")  # no fixed range
+        lines.append(axis(layer_data.axis_labels(name, vocab, largest), width, unit))
+        if per_token:
+            lines.append(Text("scale: 0 … this token's largest", style=muted))
+        else:
+            lines.append(Text(f"one scale for every token, V = {vocab:,}", style=muted))
+        lines += self._top_tokens(run, step.token_id, step.values, inner, title, muted)
+        lacking = layer_data.missing(names)
+        if lacking:
+            lines.append(Text("not in this run: " + ", ".join(layer_data.INFO[m].label for m in lacking), style=muted))
         if view is not None:
             lines.append(Text(f"{metric} along the branch", style=title))
             lines.append(sparkline(view.pooled_levels(max(10, inner)), len(view.levels), position))
         self.update(Group(*lines), layout=False)
+
+    def _top_tokens(
+        self, run: Run, chosen: int, values: Mapping[str, Any], inner: int, title: Style, muted: Style
+    ) -> list[Text]:
+        """The tuned-lens table: each layer's most likely tokens with their probabilities, the
+        token taken at this position highlighted wherever it appears."""
+        import numpy as np
+
+        from tokentui.tui.widgets.token_text import lone_id
+
+        if "layer_topk_ids" not in values:
+            return [Text("no top tokens per layer in this run (--lens-top 0)", style=muted)]
+        ids = np.asarray(values["layer_topk_ids"])
+        logprobs = np.asarray(values["layer_topk_logprobs"], dtype=np.float64)
+        j = ids.shape[1] if ids.ndim == 2 else 0
+        fit = max(1, min(j, (inner - 5) // ENTRY))
+        mark = self.get_component_rich_style("layers--chosen", partial=True)
+        head = Text("top tokens per layer (p) · taken: ", style=title)
+        head.append_text(lone_id(run, chosen, 16, mark))
+        if fit < j:
+            head.append(f" · first {fit} of {j}", style=muted)
+        out = [head]
+        for layer in range(ids.shape[0]):
+            line = Text(f"L{layer + 1:<3} ")
+            if ids[layer, 0] < 0:  # not lensed (yet)
+                line.append("–", style=muted)
+            for tid, lp in zip(ids[layer, :fit].tolist(), logprobs[layer, :fit].tolist(), strict=True):
+                if tid < 0:
+                    continue
+                token = lone_id(run, tid, TOKEN)
+                if tid == chosen:
+                    token.stylize(mark)
+                token.pad_right(TOKEN - token.cell_len)
+                line.append_text(token)
+                line.append(f" {math.exp(lp):.2f} ")
+            out.append(line)
+        return out

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _models import SHAPES, random_model  # noqa: E402
+from _models import SHAPES, random_model, sync, where  # noqa: E402
 
 from tokentui.engine.backend import ModelSpec  # noqa: E402
 from tokentui.engine.hf.backend import HFBackend  # noqa: E402
@@ -31,24 +31,16 @@ from tokentui.engine.hf.compare import ModelPair  # noqa: E402
 from tokentui.engine.hf.loading import pick_device  # noqa: E402
 
 
-def second_model(shape: str, device: str):
+def second_model(shape: str, device: str, dtype: str):
+    """The shape's model with its weights moved by seeded noise (so the two differ), on `device`."""
     lm = random_model(shape)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in lm.model.parameters():
             p.add_(torch.randn(p.shape, generator=g) * 0.1 * (p.std() if p.numel() > 1 else 1.0))
-    return lm
-
-
-def on(lm, device: str, dtype: str):
     lm.model.to(device=device, dtype=getattr(torch, dtype))
     lm.device, lm.dtype = device, dtype
     return lm
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -61,8 +53,8 @@ def main() -> None:
     ap.add_argument("-k", type=int, default=20)
     args = ap.parse_args()
     device = pick_device(args.device)
-    a = on(random_model(args.shape), device, args.dtype)
-    b = on(second_model(args.shape, device), device, args.dtype)
+    a = random_model(args.shape, device, args.dtype)
+    b = second_model(args.shape, device, args.dtype)
     pair = ModelPair(HFBackend(a, lens_chunk=0), HFBackend(b, lens_chunk=0), ModelSpec(args.shape))
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, len(a.tokenizer), (args.tokens,), generator=g).tolist()
@@ -72,12 +64,12 @@ def main() -> None:
     @torch.inference_mode()
     def plain() -> None:
         logits = [lm.model(input_ids=x, use_cache=False).logits for lm in (a, b)]
-        sync(device)
+        sync()
         del logits
 
     def tokentui() -> None:
         pair.compare([item], k=args.k)
-        sync(device)
+        sync()
 
     times: dict[str, list[float]] = {"plain": [], "tokentui": []}
     peaks: dict[str, int] = {}
@@ -93,9 +85,7 @@ def main() -> None:
             fn()
             times[name].append(time.perf_counter() - t0)
     med = {n: statistics.median(t) for n, t in times.items()}
-    print(
-        f"{args.shape} in {args.dtype}, {args.tokens} tokens, {device} ({torch.cuda.get_device_name() if device.startswith('cuda') else 'cpu'})"
-    )
+    print(f"{args.shape} in {args.dtype}, {args.tokens} tokens, {device} ({where(device)})")
     print(
         f"two plain forwards: {med['plain'] * 1e3:.1f} ms (median of {args.repeats}: {[round(t * 1e3, 1) for t in times['plain']]})"
     )

@@ -138,6 +138,7 @@ async def test_b_key_loads_model_b_after_refusing_another_tokenizer(model_dirs, 
         await wait_for(pilot, lambda: bool(errors), what="the refusal")
         assert "one tokenizer" in errors[-1] and "\n" not in errors[-1]
         assert app.state is AppState.IDLE and not app.session.model_b_loaded
+        assert app.session.note.startswith("model B not loaded: ") and "one tokenizer" in app.session.note
         await pilot.press("c")  # the explorer keeps working, uncompared
         await wait_for(pilot, lambda: app.state is AppState.IDLE and app.run_obj.length(0) > 20, what="continue")
         assert "kl_ab" not in app.run_obj.layout.names

@@ -197,6 +197,7 @@ class Session:
                 up.finished = True
         elif isinstance(ev, Failed) and ev.command in ("LoadPair", "Compare"):
             if ev.command == "LoadPair":  # the explorer goes on as it was (with its earlier B, if any)
+                self.note = f"model B not loaded: {ev.message}"  # (not the load's last progress line)
                 self.loading_b = False
                 self.model_b = self.model_b_loaded or None
                 if self.state is AppState.LOADING:

@@ -12,9 +12,7 @@ or has no token to count) is skipped with one line on stderr; with one, that is 
 from __future__ import annotations
 
 import math
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -97,8 +95,10 @@ def stats(
             for line in render(rep, plots=not no_plots, width=_width()):
                 out.line(line)
         out.flush()
+        from tokentui.store.export import write_text
+
         for path, text in _files(rep, csv_out, plot_dir):
-            _write(path, text, force)
+            write_text(path, text, force)
             typer.echo(f"wrote {_shown(path)}", err=True)
     except _errors() as e:
         fail(str(e))
@@ -223,26 +223,6 @@ def csv_text(rep: Report) -> str:
     for row in csv_rows(rep):
         w.writerow(["" if isinstance(v, float) and not math.isfinite(v) else csv_cell(v) for v in row])
     return buf.getvalue()
-
-
-def _write(path: Path, text: str, force: bool) -> None:
-    """Write `text` to `path` atomically (a temporary file beside it, fsync, rename)."""
-    from tokentui.store.export import ExportError, check_target
-
-    check_target(path, force)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with open(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        check_target(path, force)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise ExportError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --- text ------------------------------------------------------------------------------------------

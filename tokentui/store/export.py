@@ -32,7 +32,7 @@ import re
 import stat
 import tempfile
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -655,17 +655,30 @@ def check_target(path: Path, overwrite: bool = False) -> None:
 def write_file(
     run: Run, fmt: str, path: Path, overwrite: bool = False, raw_csv: bool = False, attribution: int | None = None
 ) -> Path:
-    """Export `run` into the file `path` atomically (a uniquely named temporary file beside it,
-    fsync, then a rename). The temporary file is removed whatever goes wrong, also an exception
-    that is not an OSError or a Ctrl-C mid-write. Errors name `path`, never the temporary file."""
+    """Export `run` into the file `path` atomically (`write_atomic`)."""
     check_target(path, overwrite)
     if fmt == "seed004":
         attribution_at(run, attribution)  # a run without that record: refused before any file is made
+    return write_atomic(path, lambda f: export(run, fmt, f, raw_csv, attribution), overwrite)
+
+
+def write_text(path: Path, text: str, overwrite: bool = False) -> Path:
+    """`text` into the file `path`, atomically (`write_atomic`)."""
+    return write_atomic(path, lambda f: f.write(text), overwrite)
+
+
+def write_atomic(path: Path, fill: Callable[[TextSink], object], overwrite: bool = False) -> Path:
+    """Write a text file at `path` atomically: `fill` writes into a uniquely named temporary file
+    beside it, then fsync and a rename. The temporary file is removed whatever goes wrong, also
+    an exception that is not an OSError or a Ctrl-C mid-write. Only a regular file (or a new name)
+    is ever replaced (`check_target`, before and after writing); errors name `path`, never the
+    temporary file."""
+    check_target(path, overwrite)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
         with open(fd, "w", encoding="utf-8", newline="") as f:
-            export(run, fmt, f, raw_csv, attribution)
+            fill(f)
             f.flush()
             os.fsync(f.fileno())
         check_target(path, overwrite)  # nothing non-regular appeared there while writing
@@ -841,27 +854,8 @@ def write_seed001(
     written = []
     for path, text in zip(targets, files.values()):
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, text, overwrite)
-        written.append(path)
+        written.append(write_text(path, text, overwrite))
     return written
-
-
-def _write_atomic(path: Path, text: str, overwrite: bool) -> None:
-    """`text` into the regular file `path`: a temporary file beside it, fsync, rename."""
-    check_target(path, overwrite)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with open(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        check_target(path, overwrite)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise ExportError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --- seed 001's comparative files: a steering comparison (core/steer_compare.py) -----------------

@@ -201,8 +201,9 @@ def test_steer_compare_and_seed001_comparative_export_match_the_saved_run(
     reloaded = load_run(list_runs(cache_dir)[0].path)
     positions = list(range(start, reloaded.length(1)))
     model = run.meta.model
-    for name in ("logprob", "entropy", "rank", "layer_entropy"):
-        rows = _read_csv(out / "comparative" / "data" / f"{model}_{name}_comparative.csv")
+    # (a per-layer measure's file is named by seed 001's key: layer_entropy → layer_entropies)
+    for name, file in (("logprob",) * 2, ("entropy",) * 2, ("rank",) * 2, ("layer_entropy", "layer_entropies")):
+        rows = _read_csv(out / "comparative" / "data" / f"{model}_{file}_comparative.csv")
         assert rows[0] == ["sentence", "values"] and len(rows) == 1 + 4 * len(positions)
         for i, p in enumerate(positions):
             four = rows[1 + 4 * i : 5 + 4 * i]

@@ -704,6 +704,7 @@ SEED001_METRICS = {
     "layer_kl_finals": "layer_kl_final",
     "layer_ranks": "layer_rank",
 }
+SEED001_KEYS = {name: key for key, name in SEED001_METRICS.items()}  # tokentui's measure → seed 001's key
 SEED001_PREDICTIONS = 5  # the seed's top_k_predictions(k=5)
 SENTENCE_CHARS = 1_000  # a longer context is cut to its last characters, after a leading "…"
 _FILE_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -891,8 +892,8 @@ def seed001_comparative_tables(run: Run, branch: int | None = None) -> dict[str,
     """Seed 001's comparative files of the comparison of `branch` (default:
     `comparison.steered_branch`) with its parent, as relative path → rows (header first):
 
-    - `comparative/data/{model}_{measure}_comparative.csv` for every compared measure
-      (`comparison.compared_measures`): `sentence,values`, four rows per compared position —
+    - `comparative/data/{model}_{metric}_comparative.csv` for every compared measure
+      (`comparison.compared_measures`; `{metric}` seed 001's key where it has one, SEED001_KEYS): `sentence,values`, four rows per compared position —
       `<sentence> (standard)`, `(control)` (the steered branch), `(difference)` (control −
       standard) and `(percent_change)` (100 × difference / |standard|) — where `values` is the
       list over layers 1…L of a per-layer measure, a one-element list of a per-token one;
@@ -914,7 +915,8 @@ def seed001_comparative_tables(run: Run, branch: int | None = None) -> dict[str,
                 rows.append(
                     [f"{sentence} ({analysis})", _values(four[analysis][i], integer and analysis != "percent_change")]
                 )
-        tables[f"comparative/data/{model}_{m.name}_comparative.csv"] = rows
+        metric = SEED001_KEYS.get(m.name, m.name)  # seed 001's own metric names where it has one
+        tables[f"comparative/data/{model}_{metric}_comparative.csv"] = rows
     preds: list[list[Any]] = [["Sentence", "Token", "Probability", "Analysis"]]
     for sentence, p in zip(sentences, c.positions):
         for analysis, b in (("standard", c.standard), ("control", c.steered)):

@@ -4,6 +4,7 @@ waiting on the explorer. Tests import these from here, never from each other."""
 from __future__ import annotations
 
 import json
+import queue
 import struct
 import time
 
@@ -55,10 +56,9 @@ HOSTILE_TEXTS = [
 RAW_CONTROLS = ("\x1b", "\x07", "\x00", "\x7f", "\x9b", "\u202e")
 
 
-def make_run(n_branch_steps=(5, 3), sampled=True, vocab=V) -> Run:
-    """A synthetic run with a root and a child branch; values from a seeded generator."""
-    rng = np.random.default_rng(0)
-    meta = RunMeta(
+def synthetic_meta(**changes) -> RunMeta:
+    """The metadata of a synthetic run (make_run's), with `changes`."""
+    fields = dict(
         run_id="20260101-000000-abcdef",
         created="2026-01-01T00:00:00+00:00",
         tool_version="0",
@@ -68,12 +68,19 @@ def make_run(n_branch_steps=(5, 3), sampled=True, vocab=V) -> Run:
         dtype="float32",
         device="cpu",
         tokenizer="t",
-        vocab_size=vocab,
+        vocab_size=V,
         n_layers=L,
         k=K,
         prompt="hi ✓ \x1b[31m",
         eos_ids=[0],
     )
+    return RunMeta(**{**fields, **changes})
+
+
+def make_run(n_branch_steps=(5, 3), sampled=True, vocab=V) -> Run:
+    """A synthetic run with a root and a child branch; values from a seeded generator."""
+    rng = np.random.default_rng(0)
+    meta = synthetic_meta(vocab_size=vocab)
     run = Run(meta, TokenTable({i: bytes([i % 256]) * (1 + i % 3) for i in range(vocab)}))
 
     def step(pos, kind):
@@ -366,3 +373,17 @@ def other_tokenizer_model_dir(out, family: str = "gpt2"):
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(model_config(family, len(tok))).save_pretrained(out)
     return out
+
+
+def collect_until(q, pred, timeout: float = 60.0) -> list:
+    """A worker's events (from the queue its callback fills) up to the first that matches `pred`."""
+    out, end = [], time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            ev = q.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        out.append(ev)
+        if pred(ev):
+            return out
+    raise AssertionError(f"no matching event; got {[type(e).__name__ for e in out]}")

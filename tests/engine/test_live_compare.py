@@ -7,13 +7,12 @@ model over the branch's whole sequence, `log_softmax` over the full vocabulary, 
 from __future__ import annotations
 
 import queue
-import time
 
 import numpy as np
 import pytest
 import torch
 
-from tests.factories import assert_same, other_tokenizer_model_dir, perturbed_model_dir
+from tests.factories import assert_same, collect_until, other_tokenizer_model_dir, perturbed_model_dir
 from tokentui.core import compared
 from tokentui.core.params import GenerationSettings, SamplingParams
 from tokentui.engine import worker as w
@@ -23,20 +22,6 @@ from tokentui.engine.hf.loading import load_model
 from tokentui.store.runfile import load_run
 
 K = 4
-
-
-def collect_until(q: queue.Queue, pred, timeout: float = 60.0) -> list:
-    """The worker's events up to the first that matches `pred`."""
-    out, end = [], time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            ev = q.get(timeout=0.1)
-        except queue.Empty:
-            continue
-        out.append(ev)
-        if pred(ev):
-            return out
-    raise AssertionError(f"no matching event; got {[type(e).__name__ for e in out]}")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import time
 
-from tests.factories import assert_same
+from tests.factories import assert_same, collect_until
 from tokentui.core.params import GenerationSettings, SamplingParams
 from tokentui.engine import worker as w
 from tokentui.engine.backend import ModelSpec
@@ -21,19 +21,6 @@ from tokentui.engine.events import (
     apply_event,
 )
 from tokentui.store.runfile import load_run
-
-
-def collect_until(q: queue.Queue, pred, timeout: float = 60.0) -> list:
-    out, end = [], time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            ev = q.get(timeout=0.1)
-        except queue.Empty:
-            continue
-        out.append(ev)
-        if pred(ev):
-            return out
-    raise AssertionError(f"no matching event; got {[type(e).__name__ for e in out]}")
 
 
 def test_worker_load_generate_branch_cancel(model_dirs, tmp_path):

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.factories import RAW_CONTROLS
+from tests.factories import RAW_CONTROLS, synthetic_meta
 from tokentui.cli.app import app
 from tokentui.core.columns import Layout, nan_step
 from tokentui.core.display import decode_bytes
 from tokentui.core.measures import BASE
-from tokentui.core.run import Run, RunMeta
+from tokentui.core.run import Run
 from tokentui.core.step import Step
 from tokentui.core.tokens import TokenTable
 from tokentui.store.export import (
@@ -51,22 +51,7 @@ def layered_run(hostile: bytes = b"=HYPERLINK(\x1b]52;c;x\x07)") -> Run:
     """A run recording every per-layer measure (seeded values in their ranges; layers 1…L−1 of one
     step left unknown, as with the lens off), a root and a child branch; token 7 is `hostile`."""
     rng = np.random.default_rng(1)
-    meta = RunMeta(
-        run_id="20260101-000000-layers",
-        created="2026-01-01T00:00:00+00:00",
-        tool_version="0",
-        mode="generate",
-        model="org/tiny model",
-        revision=None,
-        dtype="float32",
-        device="cpu",
-        tokenizer="t",
-        vocab_size=V,
-        n_layers=L,
-        k=K,
-        prompt="p",
-        eos_ids=[0],
-    )
+    meta = synthetic_meta(run_id="20260101-000000-layers", model="org/tiny model", prompt="p")
     table = {i: bytes([97 + i % 26]) * (1 + i % 3) for i in range(V)}
     table[7] = hostile
     layout = Layout.of(K, L, [*BASE, *NEW], j=J)

@@ -232,7 +232,7 @@ def iter_steps(run: Run, branch_id: int, start: int = 0) -> Iterator[Step]:
         yield run.step(branch_id, pos)
 
 
-def _branch_rows(run: Run, branch_id: int) -> Iterator[dict[str, Any]]:
+def branch_rows(run: Run, branch_id: int) -> Iterator[dict[str, Any]]:
     """Rows of a branch's own positions (the root also covers the prompt)."""
     b = run.branch(branch_id)
     full_text = decode_bytes(run.text(branch_id))
@@ -270,7 +270,7 @@ def write_csv(run: Run, out: TextSink, raw: bool = False) -> None:
     w = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     w.writeheader()
     for b in run.branches:
-        for row in _branch_rows(run, b.id):
+        for row in branch_rows(run, b.id):
             w.writerow({k: csv_cell(v, raw) for k, v in row.items()})
 
 

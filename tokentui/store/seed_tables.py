@@ -37,7 +37,7 @@ from tokentui.core.dataset import loss_positions
 from tokentui.core.display import decode_bytes
 from tokentui.core.run import Run
 from tokentui.store.collection import Collection, CollectionItem
-from tokentui.store.export import CSV_COLUMNS, _branch_rows, csv_cell, json_text
+from tokentui.store.export import CSV_COLUMNS, branch_rows, csv_cell, json_text
 from tokentui.store.header import RunFileError
 from tokentui.store.runfile import load_run
 
@@ -104,7 +104,7 @@ def stats_rows(run: Run, index: int, model: str, loss_over: str) -> Iterator[dic
     """Seed 000's per-token rows of one run (the export's CSV rows of the root branch) at the
     counted positions, with `prompt_id` = the item's number, the model and the run id."""
     positions = loss_positions(run, loss_over)
-    for row in _branch_rows(run, 0):
+    for row in branch_rows(run, 0):
         if row["token_position"] + 1 in positions:  # token_position is the current token's: next = +1
             yield {**row, "prompt_id": index, "model": model, "run_id": run.id}
 

@@ -93,7 +93,7 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
-def _decoder(model: Any) -> torch.nn.Module:
+def decoder_of(model: Any) -> torch.nn.Module:
     """`model` is a transformers PreTrainedModel (typed Any: nn.Module's getattr says Tensor)."""
     try:
         dec = model.get_decoder()
@@ -108,7 +108,7 @@ def _decoder(model: Any) -> torch.nn.Module:
 
 
 def lens_parts(model: Any) -> LensParts:
-    dec = _decoder(model)
+    dec = decoder_of(model)
     norm = next((getattr(dec, n) for n in FINAL_NORM_NAMES if isinstance(getattr(dec, n, None), torch.nn.Module)), None)
     if norm is None:
         raise EngineError(
@@ -167,19 +167,29 @@ def attention_modules(model: Any) -> list[tuple[torch.nn.Module, int]]:
 
 
 @contextmanager
+def eager_attention(model: Any) -> Iterator[None]:
+    """Attention weights need the eager implementation: switched for the call, then restored."""
+    impl = getattr(model.config, "_attn_implementation", None)
+    if impl == "eager" or impl is None:
+        yield
+        return
+    try:
+        model.set_attn_implementation("eager")
+    except (AttributeError, ValueError) as e:
+        raise EngineError(f"this model cannot return attention weights: {e}") from None
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(impl)
+
+
+@contextmanager
 def attention_entropies(model: Any) -> Iterator[list[torch.Tensor]]:
     """Within the block, each forward appends per layer the entropy (nats) of every query row's
     attention distribution averaged over heads, [batch, queries] float32, in layer order. The
     weights need the eager implementation (switched for the block, then restored); each layer's
     weights are reduced as they are made, so the [layers, heads, q, kv] weights are never held
     together. The hooks are removed whatever happens."""
-    impl = getattr(model.config, "_attn_implementation", None)
-    switched = impl not in ("eager", None)
-    if switched:
-        try:
-            model.set_attn_implementation("eager")
-        except (AttributeError, ValueError) as e:
-            raise EngineError(f"this model cannot return attention weights: {e}") from None
     rows: list[torch.Tensor] = []
     handles = []
 
@@ -192,12 +202,11 @@ def attention_entropies(model: Any) -> Iterator[list[torch.Tensor]]:
 
         return hook
 
-    try:
-        for module, index in attention_modules(model):
-            handles.append(module.register_forward_hook(hook_at(index)))
-        yield rows
-    finally:
-        for h in handles:
-            h.remove()
-        if switched:
-            model.set_attn_implementation(impl)
+    with eager_attention(model):
+        try:
+            for module, index in attention_modules(model):
+                handles.append(module.register_forward_hook(hook_at(index)))
+            yield rows
+        finally:
+            for h in handles:
+                h.remove()

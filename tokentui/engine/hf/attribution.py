@@ -31,6 +31,7 @@ from tokentui.core.params import MAX_IG_STEPS
 from tokentui.core.run import Run, now_iso
 from tokentui.engine.errors import EngineError
 from tokentui.engine.events import Attributed, AttributionProgress, Event
+from tokentui.engine.hf.arch import eager_attention
 
 ROW_CHUNK = 16  # targets per forward (and per batched backward)
 ROW_TOKENS = 8192  # … at most this many positions × targets per batched backward
@@ -219,23 +220,6 @@ def integrated_gradients(
         scores[r, :t] = attr[r, :t]
         completeness[r] = scores[r].sum(dtype=np.float64) - (f_x[r] - f_0[r])
     values[:] = f_x
-
-
-@contextmanager
-def eager_attention(model: Any) -> Iterator[None]:
-    """Attention weights need the eager implementation: switched for the call, then restored."""
-    impl = getattr(model.config, "_attn_implementation", None)
-    if impl == "eager" or impl is None:
-        yield
-        return
-    try:
-        model.set_attn_implementation("eager")
-    except (AttributeError, ValueError) as e:
-        raise EngineError(f"this model cannot return attention weights: {e}") from None
-    try:
-        yield
-    finally:
-        model.set_attn_implementation(impl)
 
 
 def _attention_rows(req: Request, scores: np.ndarray, values: np.ndarray, last_only: bool) -> Iterator[float]:

@@ -23,7 +23,7 @@ import torch
 
 from tokentui.core.steering import CONTRAST_POSITIONS, SteeringSpec
 from tokentui.engine.errors import EngineError
-from tokentui.engine.hf.arch import _decoder
+from tokentui.engine.hf.arch import decoder_of
 
 # Attribute names of the list of decoder blocks on the decoder (`model.get_decoder()`), by family:
 # Llama/Mistral/Qwen2/Gemma/Phi/GPT-NeoX: layers · GPT-2/GPT-J/Bloom/Falcon: h · OPT: layers
@@ -33,7 +33,7 @@ BLOCK_LIST_NAMES = ("layers", "h", "blocks", "layer")
 
 def decoder_blocks(model: Any) -> list[torch.nn.Module]:
     """The model's decoder blocks in order (block l−1 outputs layer l)."""
-    dec = _decoder(model)
+    dec = decoder_of(model)
     for name in BLOCK_LIST_NAMES:
         blocks = getattr(dec, name, None)
         if isinstance(blocks, torch.nn.ModuleList) and len(blocks):
@@ -148,7 +148,7 @@ def block_output(model: Any, blocks: Sequence[torch.nn.Module], layer: int, ids:
     param = next(model.parameters())
     handle = blocks[layer - 1].register_forward_hook(grab)
     try:
-        _decoder(model)(input_ids=torch.tensor([ids], device=param.device), use_cache=False)
+        decoder_of(model)(input_ids=torch.tensor([ids], device=param.device), use_cache=False)
     finally:
         handle.remove()
     if not got:

@@ -113,6 +113,7 @@ async def test_cancel_mid_generation_keeps_the_partial_branch(model_dirs, cache_
         await pilot.pause(0.3)
         assert len(b.steps) == n  # nothing more arrives
         app.run_obj.validate()
+        await wait_for(pilot, lambda: not app.run_obj.dirty, what="the autosave")
     assert load_run(cache_dir / f"{app.run_obj.id}.tokentui").length(0) == app.run_obj.length(0)  # autosaved
 
 

@@ -67,7 +67,8 @@ async def test_a_tree_grown_from_the_prompt_shows_in_the_tree_pane(peaked_dirs, 
             b = node.ends[-1]
             assert f"{node.prob:.3f}" in labels[b] and f"Σ{cum[node]:.3g}" in labels[b], labels[b]
             assert (FINISHED in labels[b]) == is_finished(run, node)
-        # the saved file holds the same tree
+        # the saved file holds the same tree (the worker saves after the search's last event)
+        await wait_for(pilot, lambda: not run.dirty, what="the autosave")
         saved = load_run(cache_dir / f"{run.id}.tokentui")
         assert [(b.parent, b.fork_position) for b in saved.branches] == [
             (b.parent, b.fork_position) for b in run.branches
@@ -100,6 +101,7 @@ async def test_escape_stops_a_search_and_keeps_a_consistent_tree(loaded, cache_d
         assert 10 < len(run.branches) < 10000
         assert all(len(b.steps) == 1 for b in run.branches)
         assert set(run.meta.tree["nodes"]) == {str(b.id) for b in run.branches}
+        await wait_for(pilot, lambda: not run.dirty, what="the autosave")
         saved = load_run(cache_dir / f"{run.id}.tokentui")
         assert len(saved.branches) == len(run.branches) and saved.meta.tree == run.meta.tree
 

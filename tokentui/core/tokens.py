@@ -30,8 +30,12 @@ class TokenTable:
         self._bytes[int(token_id)] = bytes(data)
 
     def update(self, entries: dict[int, bytes]) -> None:
-        for token_id, data in entries.items():
-            self.add(token_id, data)
+        self._bytes.update(entries)
+
+    def absent(self, ids: Iterable[int]) -> set[int]:
+        """The ids among `ids` the table lacks (a set difference: a run notes tens of thousands of
+        top-k ids at once, and a per-id membership test in Python was most of building a long run)."""
+        return set(ids).difference(self._bytes)
 
     def copy(self) -> TokenTable:
         return TokenTable(self._bytes)

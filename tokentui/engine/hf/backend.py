@@ -183,13 +183,10 @@ class HFBackend:
 
     def _note_tokens(self, run: Run, ids: np.ndarray) -> dict[int, bytes]:
         """Add the bytes of ids the run's token table lacks; return what was added."""
-        table = run.tokens
         vb = self.lm.vocab_bytes
-        added: dict[int, bytes] = {}
-        for i in ids.ravel().tolist():
-            if i >= 0 and i not in table:
-                added[i] = vb[i] if i < len(vb) else f"<id {i}>".encode()
-                table.add(i, added[i])
+        n = len(vb)
+        added = {i: vb[i] if i < n else f"<id {i}>".encode() for i in run.tokens.absent(ids.ravel().tolist()) if i >= 0}
+        run.tokens.update(added)
         return added
 
     # --- teacher forcing --------------------------------------------------------------------

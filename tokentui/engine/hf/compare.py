@@ -48,6 +48,7 @@ from tokentui.engine.hf.measures import (
     TokenInputs,
     _declared,
     layer_arrays,
+    rowdot,
     run_layout,
     token_values,
 )
@@ -105,27 +106,20 @@ def _divergences(x: PairInputs) -> dict[str, torch.Tensor]:
     −1e-9: clamped at 0. Few passes over the [n, V] block (the arithmetic is cheap, the memory
     traffic is not), each divergence summed term by term."""
     la, lb = x.a.logp, x.b.logp
-    pa, pb = la.exp(), lb.exp()
+    pa, pb = x.a.probs(), x.b.probs()  # (shared with each model's entropy)
     diff = la - lb
-    kl_ab = _dot(pa, diff)
-    kl_ba = -_dot(pb, diff)
+    kl_ab = rowdot(pa, diff)
+    kl_ba = -rowdot(pb, diff)
     # log M = log p_B + S − log 2 with S = softplus(log p_A − log p_B), so log p_B − log M = log 2 − S
     # and log p_A − log M = −(S − diff − log 2): one softplus, each term exactly 0 where the two agree
     # (a model compared with itself has JS 0, not rounding noise), and no two large numbers
     # subtracted where one model rules a token out
     s = torch.nn.functional.softplus(diff)
-    to_b = _dot(pb, s.neg().add_(LOG2))
-    from_a = _dot(pa, s.sub_(diff).sub_(LOG2))  # (in place: temporaries are the memory)
+    to_b = rowdot(pb, s.neg().add_(LOG2))
+    from_a = rowdot(pa, s.sub_(diff).sub_(LOG2))  # (in place: temporaries are the memory)
     js = 0.5 * (to_b - from_a)
     # (+ 0.0 turns the −0.0 of identical distributions into 0.0)
     return {"kl_ab": kl_ab.clamp_min(0) + 0.0, "kl_ba": kl_ba.clamp_min(0) + 0.0, "js": js.clamp_min(0) + 0.0}
-
-
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise dot products of two [n, V] blocks. On a CPU a product and a sum are several times
-    faster than `linalg.vecdot` (which takes a slow generic path there); on a GPU vecdot is one
-    fused kernel without the [n, V] temporary."""
-    return torch.linalg.vecdot(a, b) if a.is_cuda else (a * b).sum(-1)
 
 
 def pair_values(x: PairInputs) -> dict[str, torch.Tensor]:
@@ -376,10 +370,10 @@ class ModelPair:
         run.prompt.append(nan_step(0, item.ids[0]))
         host.update(layer_arrays(None, host, n, run.layout))
         run.prompt.extend(host)
-        a._note_tokens(run, np.unique(item.ids))
+        a._note_tokens(run, np.asarray(item.ids))
         for m in run.layout.measures:
             if m.is_token_id:
-                a._note_tokens(run, np.unique(host[m.name]))
+                a._note_tokens(run, host[m.name])
         if item.response_start is not None:  # the response is the root branch, as `tokentui batch` keeps it
             return response_run(run, item.response_start)
         run.add_branch(None, len(run.prompt)).status = "scored"
@@ -422,8 +416,8 @@ def _measures(
         end = min(r + rows, n)
         la = torch.log_softmax(logits_a[r:end].to(device).float(), -1).clamp_min_(LOGPROB_FLOOR)
         lb = torch.log_softmax(logits_b[r:end].to(device).float(), -1).clamp_min_(LOGPROB_FLOOR)
-        a = TokenInputs(la, targets[r:end], nan[r:end], k)
-        b = TokenInputs(lb, targets[r:end], nan[r:end], k)
+        a = TokenInputs(la, targets[r:end], nan[r:end], k, finite=True)
+        b = TokenInputs(lb, targets[r:end], nan[r:end], k, finite=True)
         values = pair_values(PairInputs(a, b))
         del la, lb, a, b
         cols = [v.reshape(end - r, -1) for v in values.values()]

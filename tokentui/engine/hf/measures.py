@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -36,9 +36,18 @@ class TokenInputs:
     chosen: torch.Tensor  # [n] int64 the token taken at each position
     sampler_logprob: torch.Tensor  # [n] float32 log p under the sampler's warped distribution (NaN: none)
     k: int  # how many alternatives the run records
+    finite: bool = False  # logp is clamped at LOGPROB_FLOOR (no −∞ anywhere): see `_entropy`
+    _probs: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     def chosen_logprob(self) -> torch.Tensor:
         return self.logp.gather(-1, self.chosen[:, None])[:, 0]
+
+    def probs(self) -> torch.Tensor:
+        """exp(logp), computed once for every measure that needs it (entropy, a comparison's
+        divergences): each pass over an [n, V] block is memory traffic, on a GPU most of the cost."""
+        if self._probs is None:
+            self._probs = self.logp.exp()
+        return self._probs
 
 
 TokenFn = Callable[[TokenInputs], dict[str, torch.Tensor]]
@@ -76,12 +85,30 @@ def _logprob(x: TokenInputs) -> dict[str, torch.Tensor]:
 
 @token_measure("entropy")
 def _entropy(x: TokenInputs) -> dict[str, torch.Tensor]:
-    return {"entropy": entropy(x.logp)}
+    """−Σ p·log p. With finite log-probs that is one row-wise dot product (on a GPU one fused
+    kernel); a −∞ log-prob (a masked token) would make 0·−∞ = NaN there, so otherwise entr(p)."""
+    if x.finite:
+        return {"entropy": rowdot(x.probs(), x.logp).neg_().clamp_min_(0) + 0.0}
+    return {"entropy": torch.special.entr(x.probs()).sum(-1)}
 
 
 @token_measure("rank")
 def _rank(x: TokenInputs) -> dict[str, torch.Tensor]:
-    return {"rank": (x.logp > x.chosen_logprob()[:, None]).sum(-1) + 1}
+    c = x.chosen_logprob()[:, None]
+    above = count_above(x.logp, c) if x.finite else (x.logp > c).sum(-1, keepdim=True)
+    return {"rank": above[:, 0] + 1}
+
+
+def count_above(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """How many entries of each row of `x` [..., V] exceed the row's `c` [..., 1], exactly, as
+    int64 [..., 1]. Both must be finite (−∞ − −∞ is NaN). On a CPU summing a bool comparison is
+    slow (a bool → int64 reduction: most of the per-layer rank's cost); there the sign of
+    max(x − c, 0) summed in float32 is 3–4× faster and exact: x − c > 0 exactly when x > c (gradual
+    underflow), and a float32 sum of fewer than 2**24 ones is exact. On a GPU the comparison is
+    the fewer passes over memory."""
+    if x.is_cuda or x.shape[-1] >= 1 << 24:
+        return (x > c).sum(-1, keepdim=True)
+    return torch.sub(x, c).clamp_min_(0).sign_().sum(-1, keepdim=True).long()
 
 
 @token_measure("topk_ids", "topk_logprobs")
@@ -93,6 +120,13 @@ def _topk(x: TokenInputs) -> dict[str, torch.Tensor]:
 @token_measure("sampler_logprob")
 def _sampler_logprob(x: TokenInputs) -> dict[str, torch.Tensor]:
     return {"sampler_logprob": x.sampler_logprob.clamp_min(LOGPROB_FLOOR)}
+
+
+def rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise dot products along the last dim (of [n, V] blocks, or broadcast). On a CPU a product and a sum are several times
+    faster than `linalg.vecdot` (which takes a slow generic path there); on a GPU vecdot is one
+    fused kernel without the [n, V] temporary."""
+    return torch.linalg.vecdot(a, b) if a.is_cuda else (a * b).sum(-1)
 
 
 def entropy(logp: torch.Tensor) -> torch.Tensor:
@@ -247,7 +281,7 @@ class _LensMargin(LayerReducer):
 @layer_measure("layer_kl_final")
 class _LensKLFinal(LayerReducer):
     """KL(p_l ‖ p_L) = E_p[x] − log Z_x − E_p[y] + log Z_y (nats), y the model's own logits at the
-    row's position: accumulates Σ e^(x−m)·y per row (one batched matrix–vector product per slice,
+    row's position: accumulates Σ e^(x−m)·y per row (one row-wise dot product per slice,
     the position's y shared by its R layers) and y's own online log Z."""
 
     needs = frozenset({"final"})
@@ -259,7 +293,7 @@ class _LensKLFinal(LayerReducer):
 
     def update(self, s: LensSlice, block: LensBlock) -> None:
         assert s.final is not None
-        t = torch.matmul(s.e, s.final[:, :, None])[..., 0] * s.new
+        t = rowdot(s.e, s.final[:, None, :]) * s.new
         ym = s.final.amax(-1)
         yz = (s.final - ym[:, None]).exp().sum(-1)
         if self.t is None or self.ym is None or self.yz is None:
@@ -302,7 +336,7 @@ class _LensRank(LayerReducer):
         assert c is not None and chosen is not None
         x = s.logits
         if c.shape[-1] == 1:
-            self.count += (x > c).sum(-1, keepdim=True)
+            self.count += count_above(x, c)  # (lens logits are finite)
         else:
             for g in range(0, c.shape[-1], RANK_GROUP):
                 cg = c[..., g : g + RANK_GROUP]
@@ -431,7 +465,7 @@ def lens_values(
             x = lens.project(normed, c, c + cols)
             mx = x.amax(-1)
             e = (x - mx[..., None]).exp_()
-            ze, se = e.sum(-1), torch.linalg.vecdot(e, x)
+            ze, se = e.sum(-1), rowdot(e, x)
             if m is None or z is None or s is None:
                 old, new = torch.zeros_like(mx), torch.ones_like(mx)
                 m, z, s = mx, ze, se
@@ -440,14 +474,7 @@ def lens_values(
                 old, new = (m - top).exp(), (mx - top).exp()
                 m, z, s = top, z * old + ze * new, s * old + se * new
             if k_top:
-                v, i = x.topk(min(k_top, x.shape[-1]), dim=-1)
-                i = i + c
-                if top_v is None or top_i is None:
-                    top_v, top_i = v, i
-                else:
-                    v, i = torch.cat([top_v, v], -1), torch.cat([top_i, i], -1)
-                    top_v, at = v.topk(min(k_top, v.shape[-1]), dim=-1)
-                    top_i = i.gather(-1, at)
+                top_v, top_i = _merge_top(top_v, top_i, x, mx, c, k_top)
             y = None
             if want_final and block.final is not None:
                 y = block.final[:, c : c + cols].float().clamp_min(LOGIT_FLOOR)
@@ -467,6 +494,32 @@ def lens_values(
             v = v[..., 0]
         out[name] = v[:, 0] if flat else v
     return out
+
+
+def _merge_top(
+    top_v: torch.Tensor | None, top_i: torch.Tensor | None, x: torch.Tensor, mx: torch.Tensor, first: int, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The running top k of each row (values, vocabulary ids) merged with slice `x` (ids first…,
+    row maxima `mx`). On a CPU only the rows whose slice maximum beats their running k-th largest
+    value are searched (exact: no other row's slice can enter its top k), a shrinking share as the
+    pass goes on, where a top k of every row of every slice was most of the lens top-k's cost; on
+    a GPU every row is (selecting rows would wait for the device at every slice)."""
+    if top_v is None or top_i is None:
+        v, i = x.topk(min(k, x.shape[-1]), dim=-1)
+        return v, i + first
+    if x.is_cuda or top_v.shape[-1] < k:
+        v, i = x.topk(min(k, x.shape[-1]), dim=-1)
+        v, i = torch.cat([top_v, v], -1), torch.cat([top_i, i + first], -1)
+        top_v, at = v.topk(min(k, v.shape[-1]), dim=-1)
+        return top_v, i.gather(-1, at)
+    need = mx > top_v[..., -1]
+    if not bool(need.any()):
+        return top_v, top_i
+    v, i = x[need].topk(min(k, x.shape[-1]), dim=-1)
+    v, i = torch.cat([top_v[need], v], -1), torch.cat([top_i[need], i + first], -1)
+    v, at = v.topk(k, dim=-1)
+    top_v[need], top_i[need] = v, i.gather(-1, at)
+    return top_v, top_i
 
 
 def per_chosen_measures() -> set[str]:

@@ -58,3 +58,33 @@ def test_ctrl_c_while_generating_saves_the_run_as_cancelled(model_dirs, cache_di
     root = run.branches[0]
     assert root.status == "cancelled" and 0 < len(root.steps) < 100000
     assert "(cancelled: keeping the partial run)" in err
+
+
+class _SwallowsCtrlC:
+    """Ctrl-C arriving while Python runs a `__del__` (as it can in an import lock's weakref
+    callback while torch imports): the KeyboardInterrupt raised there is ignored by Python."""
+
+    def __del__(self) -> None:
+        signal.raise_signal(signal.SIGINT)
+        _call()  # (the handler runs here, inside __del__)
+
+
+def _call() -> None:
+    pass
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_ctrl_c_that_python_swallowed_during_the_load_still_interrupts():
+    """A real flake of the test above: the Ctrl-C was lost in an import lock's callback, and the
+    command went on. `ctrl_c_not_lost` (around every headless load) raises it again at the end."""
+    from tokentui.cli.output import ctrl_c_not_lost
+
+    went_on = []
+    _SwallowsCtrlC()
+    went_on.append("without")  # Python's own handling: the interrupt is gone
+    with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_not_lost():
+            _SwallowsCtrlC()
+            went_on.append("with")  # the block goes on too; its end raises
+    assert went_on == ["without", "with"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back

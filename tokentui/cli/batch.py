@@ -42,6 +42,7 @@ from tokentui.cli.options import (
 from tokentui.cli.output import (
     Output,
     ProgressLine,
+    ctrl_c_not_lost,
     ctrl_c_sets,
     fail,
     interrupted,
@@ -328,7 +329,8 @@ def _run_model(
     name = sanitize(plan.model)
     try:
         check_settings(plan.spec, settings, progress)
-        backend = open_backend(plan.spec, progress)
+        with ctrl_c_not_lost():
+            backend = open_backend(plan.spec, progress)
         if settings.chat:
             backend.encode_prompt("hello", chat=True)  # a model without a chat template: one line, not every item
     except (EngineError, RunError) as e:

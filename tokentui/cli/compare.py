@@ -31,6 +31,7 @@ from tokentui.cli.options import (
 from tokentui.cli.output import (
     Output,
     ProgressLine,
+    ctrl_c_not_lost,
     fail,
     interrupted,
     load_ref,
@@ -168,7 +169,8 @@ def open_pair(spec_a, spec_b) -> ModelPair:
     """Both models, loaded (progress on standard error); one tokenizer checked."""
     from tokentui.engine.hf.compare import load_pair
 
-    return load_pair(spec_a, spec_b, progress)
+    with ctrl_c_not_lost():
+        return load_pair(spec_a, spec_b, progress)
 
 
 def compare_items(pair: ModelPair, items: list[Item], k: int, cache_dir: Path | None, as_json: bool) -> list[Run]:

@@ -33,6 +33,7 @@ from tokentui.cli.options import (
 from tokentui.cli.output import (
     EXIT_INTERRUPTED,
     Output,
+    ctrl_c_not_lost,
     ctrl_c_sets,
     fail,
     interrupted,
@@ -54,7 +55,8 @@ def _open(spec: ModelSpec, settings: GenerationSettings) -> Backend:
     from tokentui.engine.backend import check_settings, open_backend
 
     check_settings(spec, settings, progress)
-    return open_backend(spec, progress)
+    with ctrl_c_not_lost():
+        return open_backend(spec, progress)
 
 
 @generation_options

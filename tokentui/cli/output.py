@@ -56,6 +56,31 @@ def ctrl_c_sets(event: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+@contextmanager
+def ctrl_c_not_lost() -> Iterator[None]:
+    """While the block runs (a model loading), Ctrl-C raises KeyboardInterrupt as usual, and once
+    more when the block ends if the first was swallowed: Python ignores an exception raised in some
+    callbacks (an import lock's weakref callback, a `__del__`), and a Ctrl-C that lands in one while
+    torch and transformers import would otherwise be lost, the command going on as if not pressed.
+    Off the main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed = threading.Event()
+
+    def raise_interrupt(_signum: int, _frame: object) -> None:
+        pressed.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed.is_set():
+        raise KeyboardInterrupt
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exception types that end a command with a one-line message (none of them imports torch)."""
     from tokentui.core.params import RunError

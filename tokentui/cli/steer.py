@@ -29,6 +29,7 @@ from tokentui.cli.output import (
     EXIT_INTERRUPTED,
     Output,
     ProgressLine,
+    ctrl_c_not_lost,
     ctrl_c_sets,
     fail,
     interrupted,
@@ -102,7 +103,8 @@ def steer_vector(
         from tokentui.engine.hf.steering import check_layer_before_load, contrast_vector
 
         check_layer_before_load(layer, model, trust_remote_code, progress)
-        backend = open_backend(spec, progress)
+        with ctrl_c_not_lost():
+            backend = open_backend(spec, progress)
         line = ProgressLine()
         import threading
 
@@ -192,7 +194,8 @@ def steer_compare(
         steering = load_steering(steer, spec)
         assert steering is not None
         check_settings(spec, settings, progress)
-        backend = open_backend(spec, progress)
+        with ctrl_c_not_lost():
+            backend = open_backend(spec, progress)
         compare_job(backend, steering, prompt, value, settings, cache_dir, as_json)
     except user_errors() as e:
         fail(str(e))

@@ -345,3 +345,21 @@ def test_lens_off_still_records_the_last_layer_and_attention(loaded):
         want = ref.at(b.fork_position + i - 1, seq[b.fork_position + i])["attention_entropy"]
         got = b.steps.col("attention_entropy")[i].astype(np.float64)
         assert (np.abs(got - want) <= stored_tol(want)).all()
+
+
+def test_count_above_is_exact_with_ties_and_extreme_values():
+    """The CPU rank count (sign of max(x − c, 0) summed in float) against the plain comparison:
+    ties with the chosen value count as not above, tiny and huge differences count exactly."""
+    from tokentui.engine.hf.measures import LOGPROB_FLOOR, count_above
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 4, 3000, generator=gen) * 20
+    c = x[..., 17:18].clone()  # each row's value is in the row (a tie with itself)
+    x[..., 100:140] = c  # more ties
+    x[..., 200] = torch.nextafter(c[..., 0], torch.tensor(float("inf")))  # the least float above
+    x[..., 201] = torch.nextafter(c[..., 0], torch.tensor(float("-inf")))  # and below
+    x[0, 0, :50] = 3e38
+    x[1, 1, :50] = LOGPROB_FLOOR
+    want = (x > c).sum(-1, keepdim=True)
+    got = count_above(x, c)
+    assert got.dtype == torch.int64 and torch.equal(got, want)

@@ -106,7 +106,7 @@ def count_above(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     max(x − c, 0) summed in float32 is 3–4× faster and exact: x − c > 0 exactly when x > c (gradual
     underflow), and a float32 sum of fewer than 2**24 ones is exact. On a GPU the comparison is
     the fewer passes over memory."""
-    if x.is_cuda or x.shape[-1] >= 1 << 24:
+    if x.device.type != "cpu" or x.shape[-1] >= 1 << 24:
         return (x > c).sum(-1, keepdim=True)
     return torch.sub(x, c).clamp_min_(0).sign_().sum(-1, keepdim=True).long()
 
@@ -123,10 +123,10 @@ def _sampler_logprob(x: TokenInputs) -> dict[str, torch.Tensor]:
 
 
 def rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise dot products along the last dim (of [n, V] blocks, or broadcast). On a CPU a product and a sum are several times
-    faster than `linalg.vecdot` (which takes a slow generic path there); on a GPU vecdot is one
-    fused kernel without the [n, V] temporary."""
-    return torch.linalg.vecdot(a, b) if a.is_cuda else (a * b).sum(-1)
+    """Row-wise dot products along the last dim (of [n, V] blocks, or broadcast). On a CPU a
+    product and a sum are several times faster than `linalg.vecdot` (which takes a slow generic
+    path there); on a GPU vecdot is one fused kernel without the [n, V] temporary."""
+    return (a * b).sum(-1) if a.device.type == "cpu" else torch.linalg.vecdot(a, b)
 
 
 def entropy(logp: torch.Tensor) -> torch.Tensor:
@@ -507,7 +507,7 @@ def _merge_top(
     if top_v is None or top_i is None:
         v, i = x.topk(min(k, x.shape[-1]), dim=-1)
         return v, i + first
-    if x.is_cuda or top_v.shape[-1] < k:
+    if x.device.type != "cpu" or top_v.shape[-1] < k:
         v, i = x.topk(min(k, x.shape[-1]), dim=-1)
         v, i = torch.cat([top_v, v], -1), torch.cat([top_i, i + first], -1)
         top_v, at = v.topk(min(k, v.shape[-1]), dim=-1)

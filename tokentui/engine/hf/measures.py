@@ -129,12 +129,6 @@ def rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(-1) if a.device.type == "cpu" else torch.linalg.vecdot(a, b)
 
 
-def entropy(logp: torch.Tensor) -> torch.Tensor:
-    """Entropy (nats) of distributions given as log-probabilities along the last dim; a token with
-    p = 0 (log-prob −∞) adds 0, not NaN."""
-    return torch.special.entr(logp.exp()).sum(-1)
-
-
 def token_values(x: TokenInputs) -> dict[str, torch.Tensor]:
     """Every registered per-token measure for the n positions of `x`, plus `token_id`."""
     out = {"token_id": x.chosen}

@@ -369,3 +369,27 @@ def test_teacher_forcing_in_blocks_of_positions_equals_one_block(loaded, monkeyp
     blocks = score_text(HFBackend(lm), text)
     for name in whole.layout.names:
         np.testing.assert_array_equal(whole.prompt.col(name), blocks.prompt.col(name))
+
+
+def test_noting_tokens_adds_each_new_id_once_with_its_bytes(loaded):
+    """The run's token table after noting several arrays (a bitmap over the vocabulary finds their
+    distinct ids) equals a plain per-id reference: every id ≥ 0 with the tokenizer's bytes, an id
+    beyond the vocabulary as `<id N>`, padding (−1) left out, ids already there not added again."""
+    lm = loaded("gpt2")
+    s = HFBackend(lm, lens_chunk=0)
+    run = s.new_run("x", GenerationSettings(k=4), None)
+    rng = np.random.default_rng(3)
+    first = rng.integers(0, lm.vocab_size, 50)
+    added = s._note_tokens(run, first)
+    assert added == {int(i): lm.vocab_bytes[int(i)] for i in set(first.tolist())}
+    beyond = lm.vocab_size + 5
+    more = [rng.integers(0, lm.vocab_size, (30, 4)), np.array([-1, beyond, int(first[0])]), [int(first[1])]]
+    added = s._note_tokens(run, *more)
+    ids = {int(i) for a in more for i in np.ravel(a)} - {-1}
+    expected_new = ids - set(first.tolist())
+    assert set(added) == expected_new
+    assert added[beyond] == f"<id {beyond}>".encode()
+    assert len(run.tokens) == len(ids | set(first.tolist()))
+    for i in ids - {beyond}:
+        assert run.tokens.bytes_of(i) == lm.vocab_bytes[i]
+    assert s._note_tokens(run) == {}

@@ -181,11 +181,21 @@ class HFBackend:
             values["attention_entropy"] = att[rows if rows is not None else slice(None)]
         return values
 
-    def _note_tokens(self, run: Run, ids: np.ndarray) -> dict[int, bytes]:
-        """Add the bytes of ids the run's token table lacks; return what was added."""
+    def _note_tokens(self, run: Run, *arrays: np.ndarray | list[int]) -> dict[int, bytes]:
+        """Add the bytes of the ids in `arrays` the run's token table lacks; return what was added.
+        A long teacher-forced or compared text mentions ~100k top-k ids at once: their distinct
+        values come from a bitmap over the vocabulary (one numpy pass, no sort and no Python set
+        of them all), and only those are looked up. Negative ids (padding) are not tokens."""
+        if not arrays:
+            return {}
         vb = self.lm.vocab_bytes
         n = len(vb)
-        added = {i: vb[i] if i < n else f"<id {i}>".encode() for i in run.tokens.absent(ids.ravel().tolist()) if i >= 0}
+        ids = np.concatenate([np.asarray(a, dtype=np.int64).ravel() for a in arrays])
+        seen = np.zeros(n, dtype=bool)
+        seen[ids[(ids >= 0) & (ids < n)]] = True
+        distinct = np.flatnonzero(seen).tolist() + sorted(set(ids[ids >= n].tolist()))
+        new = run.tokens.absent(distinct) if len(run.tokens) else distinct
+        added = {i: vb[i] if i < n else f"<id {i}>".encode() for i in new}
         run.tokens.update(added)
         return added
 
@@ -246,9 +256,7 @@ class HFBackend:
             lensed = lens_values(self.lens, hidden, inputs, set(run.layout.names))
         host.update(layer_arrays(lensed, host, n, run.layout))
         run.prompt.extend(host)
-        for m in run.layout.measures:
-            if m.is_token_id:
-                self._note_tokens(run, host[m.name])
+        self._note_tokens(run, *(host[m.name] for m in run.layout.measures if m.is_token_id))
 
     @torch.inference_mode()
     def score_ids(
@@ -460,9 +468,7 @@ class HFBackend:
                 run.append_step(branch.id, step)
                 if not is_forced:
                     new += 1
-                added = self._note_tokens(run, np.asarray([token]))
-                for name in id_measures:
-                    added.update(self._note_tokens(run, np.asarray(values[name])))
+                added = self._note_tokens(run, [token], *(values[name] for name in id_measures))
                 yield StepEvent(run.id, branch.id, step, added)
                 pending = chosen.view(1, 1)
                 if lens_buf and len(lens_buf) >= chunk:
@@ -538,8 +544,7 @@ class HFBackend:
         lensed = lens_values(self.lens, hidden, inputs, set(run.layout.names))
         values = layer_arrays(lensed, finals, n, run.layout)
         run.set_layer_values(branch.id, start, values)
-        added: dict[int, bytes] = {}
-        for m in run.layout.measures:
-            if m.is_token_id and m.name in values:
-                added.update(self._note_tokens(run, values[m.name]))
+        added = self._note_tokens(
+            run, *(values[m.name] for m in run.layout.measures if m.is_token_id and m.name in values)
+        )
         return LensEvent(run.id, branch.id, start, values, added)

@@ -406,9 +406,7 @@ class TreeSearch:
                 values[name] = arr[i]
             step = Step(fork, token, values, "forced")
             run.append_step(br.id, step)
-            added = b._note_tokens(run, np.asarray([token]))
-            for name in self.id_measures:
-                added.update(b._note_tokens(run, np.asarray(values[name])))
+            added = b._note_tokens(run, [token], *(values[name] for name in self.id_measures))
             if i == 0:
                 added.update(extra_tokens)
             yield StepEvent(run.id, br.id, step, added)
@@ -457,9 +455,7 @@ class TreeSearch:
                 one = {name: (v[i, :, c] if name in per_child else v[i])[None] for name, v in lensed.items()}
                 values = layer_arrays(one, {name: np.asarray(v)[None] for name, v in finals.items()}, 1, run.layout)
                 run.set_layer_values(branch, t.position, values)
-                added: dict[int, bytes] = {}
-                for name in ids:
-                    added.update(b._note_tokens(run, values[name]))
+                added = b._note_tokens(run, *(values[name] for name in ids))
                 yield LensEvent(run.id, branch, t.position, values, added)
 
     # --- distributions -----------------------------------------------------------------------

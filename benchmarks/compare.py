@@ -6,28 +6,34 @@ passes of the same models over the same ids, in one process (issue 13: target â‰
 
 Two random-init models of one shape (the second's weights moved by seeded noise, so they differ),
 one tokenizer. tokentui's side is `ModelPair.compare` on the ids (one forward per model, then
-every statistic on the device in float32 blocks, the results to the host, the run built); the
-baseline is `model(ids, use_cache=False).logits` for each model, nothing else. Printed: the
-medians of interleaved repeats (after a warm-up of each), their ratio, and on a GPU each side's
-peak memory allocated.
+every statistic on the device in float32, the results to the host, the run built); the baseline
+is `model(ids, use_cache=False).logits` for each model, nothing else. On a CUDA device with
+Triton, tokentui runs twice: with the fused statistics kernel (`engine/hf/pair_kernel.py`, what
+`tokentui compare` uses there) and with the registered functions in PyTorch
+(TOKENTUI_FUSED_STATS=0). Printed: the medians of interleaved repeats (after a warm-up of each),
+the ratios, and on a GPU each variant's peak memory allocated.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _models import SHAPES, random_model, sync, where  # noqa: E402
 
+from tokentui.core.run import Run  # noqa: E402
 from tokentui.engine.backend import ModelSpec  # noqa: E402
 from tokentui.engine.hf.backend import HFBackend  # noqa: E402
-from tokentui.engine.hf.compare import ModelPair  # noqa: E402
+from tokentui.engine.hf.compare import ModelPair, fused_stats  # noqa: E402
 from tokentui.engine.hf.loading import pick_device  # noqa: E402
 
 
@@ -67,32 +73,56 @@ def main() -> None:
         sync()
         del logits
 
-    def tokentui() -> None:
-        pair.compare([item], k=args.k)
-        sync()
+    runs: dict[str, Run] = {}
 
-    times: dict[str, list[float]] = {"plain": [], "tokentui": []}
+    def tokentui(switch: str) -> Callable[[], None]:
+        def run() -> None:
+            os.environ["TOKENTUI_FUSED_STATS"] = switch
+            [runs[switch]] = pair.compare([item], k=args.k)
+            sync()
+
+        return run
+
+    variants: dict[str, Callable[[], None]] = {"two plain forwards": plain}
+    if fused_stats(torch.device(device)) is not None:
+        variants["tokentui, fused kernel"] = tokentui("")
+    variants["tokentui, PyTorch"] = tokentui("0")
+    times: dict[str, list[float]] = {name: [] for name in variants}
     peaks: dict[str, int] = {}
-    for name, fn in (("plain", plain), ("tokentui", tokentui)):  # warm-up, and peak memory on a GPU
+    for name, fn in variants.items():  # warm-up (the kernel compiles), and peak memory on a GPU
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         fn()
         if device.startswith("cuda"):
             peaks[name] = torch.cuda.max_memory_allocated()
     for _ in range(args.repeats):
-        for name, fn in (("plain", plain), ("tokentui", tokentui)):
+        for name, fn in variants.items():
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
     med = {n: statistics.median(t) for n, t in times.items()}
     print(f"{args.shape} in {args.dtype}, {args.tokens} tokens, {device} ({where(device)})")
+    for name, t in times.items():
+        ratio = "" if name == "two plain forwards" else f"  ratio {med[name] / med['two plain forwards']:.3f}x"
+        print(
+            f"{name:24s} {med[name] * 1e3:8.1f} ms (median of {args.repeats}: {[round(x * 1e3, 1) for x in t]}){ratio}"
+        )
     print(
-        f"two plain forwards: {med['plain'] * 1e3:.1f} ms (median of {args.repeats}: {[round(t * 1e3, 1) for t in times['plain']]})"
+        "target: ratio <= 1.15x"
+        + ("" if len(variants) > 2 else " (no fused kernel here: not a CUDA device with Triton)")
     )
-    print(f"tokentui compare:   {med['tokentui'] * 1e3:.1f} ms ({[round(t * 1e3, 1) for t in times['tokentui']]})")
-    print(f"ratio: {med['tokentui'] / med['plain']:.3f}x (target <= 1.15x)")
     for name, peak in peaks.items():
         print(f"peak GPU memory allocated, {name}: {peak / 2**20:.0f} MiB")
+    if "" in runs:  # the compiled kernel against the registered functions, on this device
+        fused, plain_run = runs[""].prompt, runs["0"].prompt
+        for name in ("logprob", "logprob_b", "entropy", "entropy_b", "kl_ab", "kl_ba", "js", "topk_logprobs"):
+            diff = float(np.nanmax(np.abs(fused.col(name) - plain_run.col(name))))
+            print(
+                f"fused vs PyTorch, {name}: max |difference| {diff:.2e}" + ("" if diff <= 1e-4 else "  ** TOO LARGE **")
+            )
+        for name in ("rank", "rank_b", "topk_ids", "topk_ids_b"):
+            same = float(np.mean(fused.col(name) == plain_run.col(name)))
+            print(f"fused vs PyTorch, {name}: {same:.2%} equal")
 
 
 if __name__ == "__main__":

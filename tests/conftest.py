@@ -9,6 +9,9 @@ import sysconfig
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # read when huggingface_hub is imported: set first
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Triton (where installed) runs its kernels through its interpreter on CPU tensors: the fused
+# comparison kernel's tests (TOKENTUI_FUSED_STATS=1). Read when triton is imported: set first.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
 

@@ -43,6 +43,21 @@ def loaded_b(b_dirs):
     return get
 
 
+@pytest.fixture(params=["torch", "fused"])
+def stats(request, monkeypatch) -> str:
+    """Each comparison test runs twice: the registered functions in PyTorch, and the fused Triton
+    kernel (`engine/hf/pair_kernel.py`, the GPU path) through Triton's interpreter on this CPU."""
+    if request.param == "torch":
+        monkeypatch.setenv("TOKENTUI_FUSED_STATS", "0")
+        assert compare.fused_stats(torch.device("cpu")) is None
+    else:
+        pytest.importorskip("triton", reason="Triton is not installed (the fused kernel's path)")
+        monkeypatch.setenv("TOKENTUI_FUSED_STATS", "1")
+        monkeypatch.setattr(compare, "_fused_failed", [])
+        assert compare.fused_stats(torch.device("cpu")) is not None
+    return request.param
+
+
 def pair_of(lm_a, lm_b) -> ModelPair:
     return ModelPair(HFBackend(lm_a, lens_chunk=0), HFBackend(lm_b, lens_chunk=0), ModelSpec(lm_b.source))
 
@@ -62,7 +77,7 @@ def ranks(logp: torch.Tensor, targets: list[int]) -> np.ndarray:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_every_number_equals_a_full_vocabulary_reference(loaded, loaded_b, family):
+def test_every_number_equals_a_full_vocabulary_reference(loaded, loaded_b, family, stats):
     lm_a, lm_b = loaded(family), loaded_b(family)
     pair = pair_of(lm_a, lm_b)
     item = pair.item(TEXT)
@@ -108,7 +123,7 @@ def test_every_number_equals_a_full_vocabulary_reference(loaded, loaded_b, famil
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_a_model_compared_with_itself_diverges_nowhere(loaded, family):
+def test_a_model_compared_with_itself_diverges_nowhere(loaded, family, stats):
     lm = loaded(family)
     [run] = pair_of(lm, lm).compare([pair_of(lm, lm).item(TEXT)], k=K)
     assert (run.prompt.col("kl_ab")[1:] == 0).all() and (run.prompt.col("kl_ba")[1:] == 0).all()
@@ -144,7 +159,7 @@ def test_a_text_tokenized_differently_is_refused():
         check_same_ids([1, 2], [1, 2, 3], "a", "b")
 
 
-def test_batches_and_blocks_give_the_one_by_one_numbers(loaded, loaded_b, monkeypatch):
+def test_batches_and_blocks_give_the_one_by_one_numbers(loaded, loaded_b, monkeypatch, stats):
     """Several texts in one padded forward, and the statistics a few positions at a time, give what
     one text per forward in one block gives."""
     lm_a, lm_b = loaded("llama"), loaded_b("llama")
@@ -157,6 +172,7 @@ def test_batches_and_blocks_give_the_one_by_one_numbers(loaded, loaded_b, monkey
     assert batches([len(it.ids) for it in items]) == [[2, 0, 3, 1]]  # one forward, longest first
     monkeypatch.setattr(compare, "BLOCK_ELEMENTS", lm_a.vocab_size * 3)  # 3 positions per block
     monkeypatch.setattr(compare, "GPU_BLOCK_ELEMENTS", lm_a.vocab_size * 3)
+    monkeypatch.setattr(compare, "FUSED_BLOCK_ELEMENTS", lm_a.vocab_size * 3)
     together = pair.compare(items, k=K)
     for x, y in zip(alone, together):
         assert x.prompt.col("token_id").tolist() == y.prompt.col("token_id").tolist()
@@ -166,7 +182,7 @@ def test_batches_and_blocks_give_the_one_by_one_numbers(loaded, loaded_b, monkey
             np.testing.assert_array_equal(x.prompt.col(name), y.prompt.col(name))
 
 
-def test_one_after_the_other_gives_the_same_numbers(loaded, b_dirs, model_dirs):
+def test_one_after_the_other_gives_the_same_numbers(loaded, b_dirs, model_dirs, stats):
     """When B does not fit beside A, A's logits wait on the host while B loads: the same result."""
     spec_a, spec_b = ModelSpec(str(model_dirs["gpt2"])), ModelSpec(str(b_dirs["gpt2"]))
     both = load_pair(spec_a, spec_b, together=True)
@@ -187,7 +203,7 @@ def test_a_one_token_text_is_refused(loaded):
         pair.compare([pair.item_from_ids([5])])
 
 
-def test_a_token_one_model_rules_out_counts_as_impossible_not_nan():
+def test_a_token_one_model_rules_out_counts_as_impossible_not_nan(stats):
     """Masked logits (−∞: p = 0): KL(A‖B) sums over A's support only; KL(B‖A) and JS stay finite
     (the −∞ counts at LOGPROB_FLOOR); nothing is NaN. Against float64 definitions in the test."""
     g = torch.Generator().manual_seed(3)
@@ -224,3 +240,58 @@ def test_a_compared_run_grows_a_branch_of_model_a_alone(loaded, tmp_path):
     again = load_run(save_run(run, tmp_path / f"{run.id}.tokentui"))
     np.testing.assert_array_equal(again.branches[-1].steps.col("token_id"), b.steps.col("token_id"))
     assert np.isnan(again.branches[-1].steps.col("kl_ab")).all()
+
+
+def test_the_fused_kernel_gives_the_registered_functions_numbers_in_bfloat16_and_past_one_tile(monkeypatch):
+    """The kernel's tiles (BLOCK vocabulary entries) and a model in bfloat16: every column as the
+    registered functions compute it from the same logits (ranks and top-k ids exactly)."""
+    pair_kernel = pytest.importorskip("tokentui.engine.hf.pair_kernel", reason="Triton is not installed")
+    g = torch.Generator().manual_seed(5)
+    vocab = pair_kernel.BLOCK * 2 + 37  # two whole tiles and a partial one
+    logits_a = torch.randn(6, vocab, generator=g) * 4
+    logits_b = logits_a + torch.randn(6, vocab, generator=g)
+    logits_a[1, :50] = -math.inf
+    targets = torch.randint(0, vocab, (6,), generator=g)
+    for dtype in (torch.float32, torch.bfloat16):
+        la, lb = logits_a.to(dtype), logits_b.to(dtype)
+        fused, plain = pair_kernel.pair_block(la, lb, targets, K), compare.torch_stats(la, lb, targets, K)
+        assert fused.keys() == plain.keys()
+        for name, v in plain.items():
+            if v.is_floating_point():
+                np.testing.assert_allclose(fused[name], v, atol=1e-5, rtol=1e-5, err_msg=f"{name} {dtype}")
+            elif dtype == torch.float32 or "topk" not in name:  # (bf16 logits tie: top-k order may differ)
+                np.testing.assert_array_equal(fused[name], v, err_msg=f"{name} {dtype}")
+
+
+def test_a_new_registered_measure_or_a_failing_kernel_leaves_the_fused_path(monkeypatch):
+    """The fused kernel computes a fixed set of measures: a registry with one more switches it off
+    (the new measure is computed, not silently dropped); a kernel that fails warns once and the
+    comparison goes on with the registered functions."""
+    pair_kernel = pytest.importorskip("tokentui.engine.hf.pair_kernel", reason="Triton is not installed")
+    from tokentui.engine.hf import measures
+
+    monkeypatch.setenv("TOKENTUI_FUSED_STATS", "1")
+    monkeypatch.setattr(compare, "_fused_failed", [])
+    cpu = torch.device("cpu")
+    assert compare.fused_stats(cpu) is not None
+    monkeypatch.setattr(measures, "TOKEN_FNS", [*measures.TOKEN_FNS, (("margin",), lambda x: {})])
+    monkeypatch.setattr(pair_kernel, "TOKEN_FNS", measures.TOKEN_FNS)
+    assert compare.fused_stats(cpu) is None
+    monkeypatch.undo()
+    monkeypatch.setenv("TOKENTUI_FUSED_STATS", "1")
+    monkeypatch.setattr(compare, "_fused_failed", [])
+
+    def broken(*_args):
+        from triton.compiler.errors import CompilationError
+
+        raise CompilationError("PTX compile failed", None, None)
+
+    monkeypatch.setattr(pair_kernel, "pair_block", broken)
+    g = torch.Generator().manual_seed(2)
+    logits_a, logits_b = torch.randn(3, 40, generator=g), torch.randn(3, 40, generator=g)
+    with pytest.warns(UserWarning, match="PTX compile failed"):
+        values = compare._measures(logits_a, logits_b, [1, 2, 3, 4], K, cpu)
+    np.testing.assert_array_equal(
+        values["rank"], compare.torch_stats(logits_a, logits_b, torch.tensor([2, 3, 4]), K)["rank"]
+    )
+    assert compare.fused_stats(cpu) is None  # switched off for the process

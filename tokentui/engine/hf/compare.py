@@ -11,6 +11,8 @@ of the token (`core/comparison.py` adds up the per-text numbers, seed 003's esti
   model's device in float32, a block of positions at a time (`BLOCK_ELEMENTS` log-probs per model
   per block on a CPU, as the score path does; `GPU_BLOCK_ELEMENTS` on a GPU), so no [positions, V]
   float32 array larger than a block exists; only the small per-position results leave the device.
+  On a CUDA device one fused Triton kernel computes them (`pair_kernel.py`, `fused_stats`),
+  reading the logits as they are and making no [positions, V] array at all.
 - The two models must share one tokenizer (`check_same_tokenizer`: the byte string of every id,
   the token → id map, and each text's ids under both); a different one is a one-line EngineError.
 - Both models are loaded at once (always on a CPU). When the second does not fit beside the first
@@ -25,7 +27,9 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -56,6 +60,7 @@ from tokentui.engine.hf.measures import (
 BATCH_TOKENS = 2048  # padded positions per batched forward (a longer text goes alone)
 BLOCK_ELEMENTS = TEACHER_FORCED_ELEMENTS  # float32 log-probs per model per block of positions (CPU: 4 MB)
 GPU_BLOCK_ELEMENTS = 1 << 25  # on a GPU (128 MB each): fewer, larger blocks; each block is ~40 kernel launches
+FUSED_BLOCK_ELEMENTS = 1 << 29  # the fused kernel's logits per launch (2,048 positions of a 262k vocabulary)
 LOG2 = math.log(2.0)
 
 
@@ -395,35 +400,82 @@ def _logits(backend: HFBackend, texts: list[list[int]]) -> list[torch.Tensor]:
     return [logits[r, : len(t) - 1] for r, t in enumerate(texts)]
 
 
+FusedFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], dict[str, torch.Tensor]]
+_fused_failed: list[str] = []  # why the fused kernel was switched off in this process (once)
+
+
+def fused_stats(device: torch.device) -> FusedFn | None:
+    """`pair_kernel.pair_block` where it applies, else None (the registered functions in PyTorch):
+    Triton importable, the registry holding exactly the measures the kernel computes, and
+    TOKENTUI_FUSED_STATS unset (then on a CUDA device only) or 1 (also on a CPU through Triton's
+    interpreter, when TRITON_INTERPRET=1 was set before Triton was imported: the tests); 0 switches
+    it off. A kernel that fails to compile switches itself off for the process (`_fused_guard`)."""
+    switch = os.environ.get("TOKENTUI_FUSED_STATS", "")
+    if switch == "0" or _fused_failed or (device.type != "cuda" and switch != "1"):
+        return None
+    try:
+        from tokentui.engine.hf import pair_kernel
+    except (ImportError, RuntimeError, OSError):  # no Triton, or one that cannot start here
+        return None
+    if device.type != "cuda" and not pair_kernel.interpreting():
+        return None
+    if not pair_kernel.covers() or {n for names, _fn in PAIR_FNS for n in names} != pair_kernel.PAIR_NAMES:
+        return None
+    return _fused_guard(pair_kernel.pair_block, pair_kernel.ERRORS)
+
+
+def _fused_guard(fn: FusedFn, errors: tuple[type[Exception], ...]) -> FusedFn:
+    """`fn`, falling back to `torch_stats` (the same numbers) when the kernel cannot run here — a
+    Triton that cannot compile for this GPU, a missing compiler — with one warning, and off for
+    the rest of the process. Out of GPU memory is not the kernel's fault: raised as it is."""
+
+    def guarded(la: torch.Tensor, lb: torch.Tensor, targets: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+        try:
+            return fn(la, lb, targets, k)
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except errors as e:
+            _fused_failed.append(" ".join(str(e).split())[:200])
+            warnings.warn(f"the fused comparison kernel failed ({_fused_failed[0]}); using PyTorch", stacklevel=2)
+            return torch_stats(la, lb, targets, k)
+
+    return guarded
+
+
+def torch_stats(la: torch.Tensor, lb: torch.Tensor, targets: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+    """Every comparison column for a block of n positions from both models' [n, V] logits, by the
+    registered functions: each model's log-probs in float32, clamped at LOGPROB_FLOOR (in place:
+    −∞ only where a logit is masked), then `pair_values`."""
+    nan = torch.full(targets.shape, math.nan, device=targets.device)
+    a = TokenInputs(torch.log_softmax(la.float(), -1).clamp_min_(LOGPROB_FLOOR), targets, nan, k, finite=True)
+    b = TokenInputs(torch.log_softmax(lb.float(), -1).clamp_min_(LOGPROB_FLOOR), targets, nan, k, finite=True)
+    return pair_values(PairInputs(a, b))
+
+
 def _measures(
     logits_a: torch.Tensor, logits_b: torch.Tensor, ids: list[int], k: int, device: torch.device
 ) -> dict[str, np.ndarray]:
     """Every column for positions 1… of one text from both models' logits, on `device` in float32,
-    a block of positions at a time (a block of A's logits may come from the host). Each block's
-    log-probs are clamped at LOGPROB_FLOOR (in place: −∞ only where a logit is masked), its
-    results laid side by side in one float32 row per position (ids and ranks are exact below
-    2**24), and everything leaves the device in one transfer at the end."""
+    a block of positions at a time (a block of A's logits may come from the host): by the fused
+    kernel where it applies (`fused_stats`), else by the registered functions (`torch_stats`).
+    Each block's results are laid side by side in one float32 row per position (ids and ranks are
+    exact below 2**24), and everything leaves the device in one transfer at the end."""
     n, vocab = logits_b.shape
     targets = torch.tensor(ids[1:], device=device)
-    nan = torch.full((n,), math.nan, device=device)
-    rows = max(1, (BLOCK_ELEMENTS if device.type == "cpu" else GPU_BLOCK_ELEMENTS) // vocab)
+    fused = fused_stats(device)
+    if fused is not None and logits_a.device == logits_b.device:
+        budget = FUSED_BLOCK_ELEMENTS  # (the kernel makes no [n, V] temporaries to bound)
+    else:
+        budget = BLOCK_ELEMENTS if device.type == "cpu" else GPU_BLOCK_ELEMENTS
+    rows = max(1, budget // vocab)
     packed: list[torch.Tensor] = []
     slots: list[tuple[str, int, bool, bool]] = []  # name, width, one value per position, integer
     for r in range(0, n, rows):
         end = min(r + rows, n)
-        la = torch.log_softmax(logits_a[r:end].to(device).float(), -1).clamp_min_(LOGPROB_FLOOR)
-        lb = torch.log_softmax(logits_b[r:end].to(device).float(), -1).clamp_min_(LOGPROB_FLOOR)
-        a = TokenInputs(la, targets[r:end], nan[r:end], k, finite=True)
-        b = TokenInputs(lb, targets[r:end], nan[r:end], k, finite=True)
-        values = pair_values(PairInputs(a, b))
-        del la, lb, a, b
-        cols = [v.reshape(end - r, -1) for v in values.values()]
+        values = (fused or torch_stats)(logits_a[r:end].to(device), logits_b[r:end], targets[r:end], k)
         if not slots:
-            slots = [
-                (name, c.shape[1], v.dim() == 1, not v.is_floating_point())
-                for (name, v), c in zip(values.items(), cols)
-            ]
-        packed.append(torch.cat([c.float() for c in cols], 1))
+            slots = [(name, v[0].numel(), v.dim() == 1, not v.is_floating_point()) for name, v in values.items()]
+        packed.append(torch.cat([values[name].reshape(end - r, -1).float() for name, *_ in slots], 1))
     host = torch.cat(packed).cpu().numpy()  # the one transfer
     out: dict[str, np.ndarray] = {}
     at = 0

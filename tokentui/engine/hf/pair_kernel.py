@@ -1,0 +1,172 @@
+"""The comparison's per-position statistics fused into one GPU kernel (Triton), for CUDA devices.
+
+`compare.py`'s registered measures compute a comparison block by block in PyTorch: log-softmax
+of both models' logits, clamping, exp, then each measure's own pass over the [n, V] block — some
+thirty passes over memory per block, which on a GPU cost a third as much again as the two
+models' forwards (issue 13's `benchmarks/compare.py`). Here one program per position reads each
+model's logits row twice — once for the log-normaliser (online max and Σe^(x−max)), once for
+everything else — and never writes an [n, V] array:
+
+- log p = max(x − logsumexp(x), LOGPROB_FLOOR) for each model (the floor as `_measures` clamps);
+- the chosen token's log-prob, and its rank: 1 + how many tokens have a larger log-prob;
+- entropy −Σ p·log p; KL(A‖B) = Σ p_A(log p_A − log p_B); KL(B‖A);
+- Jensen–Shannon by the same log-space formula as `compare._divergences` (one softplus of
+  d = log p_A − log p_B; a term is exactly 0 where the two agree, so a model compared with
+  itself has JS 0).
+
+The top-k stays `torch.topk` on the logits (the order of the logits is the order of the log-probs).
+Every value is the one the registered functions compute, up to float32 rounding (the tests hold
+both to the same full-vocabulary reference); `covers()` says whether the registry holds exactly
+the measures this kernel knows — a new registered measure switches the fused path off rather
+than being silently left out.
+
+Triton's interpreter (TRITON_INTERPRET=1) runs the same kernel on CPU tensors: that is how the
+tests check it on a machine without a GPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+from triton.errors import TritonError
+
+from tokentui.engine.hf.measures import LOGPROB_FLOOR, TOKEN_FNS
+
+# what a kernel that cannot run here raises (Triton's own errors derive from Exception alone)
+ERRORS: tuple[type[Exception], ...] = (TritonError, RuntimeError, ImportError, OSError)
+BLOCK = 1024  # vocabulary entries per tile (each of a program's 4 warps holds 8 per lane)
+WARPS = 4
+# the kernel's output row, per position
+FIELDS = ("logprob", "logprob_b", "entropy", "entropy_b", "rank", "rank_b", "kl_ab", "kl_ba", "js", "lse", "lse_b")
+TOKEN_NAMES = frozenset({"logprob", "entropy", "rank", "topk_ids", "topk_logprobs", "sampler_logprob"})
+PAIR_NAMES = frozenset({"logprob_b", "entropy_b", "rank_b", "topk_ids_b", "topk_logprobs_b", "kl_ab", "kl_ba", "js"})
+
+
+def _pair_rows(a_ptr, b_ptr, t_ptr, out_ptr, V, stride_a, stride_b, floor, ln2, BLOCK: tl.constexpr):  # noqa: N803
+    """One position: both models' logits rows → the FIELDS of `out_ptr`'s row."""
+    row = tl.program_id(0).to(tl.int64)
+    a_row = a_ptr + row * stride_a
+    b_row = b_ptr + row * stride_b
+    cols = tl.arange(0, BLOCK)
+    # pass 1: each lane's running max and Σe^(x − max), for both models (a lane whose entries are
+    # all −∞ so far — masked logits, the tail past V — keeps a sum of 0, never NaN)
+    m_a = tl.full([BLOCK], float("-inf"), tl.float32)
+    m_b = tl.full([BLOCK], float("-inf"), tl.float32)
+    s_a = tl.zeros([BLOCK], tl.float32)
+    s_b = tl.zeros([BLOCK], tl.float32)
+    for start in range(0, V, BLOCK):
+        idx = start + cols
+        inside = idx < V
+        xa = tl.load(a_row + idx, mask=inside, other=float("-inf")).to(tl.float32)
+        xb = tl.load(b_row + idx, mask=inside, other=float("-inf")).to(tl.float32)
+        na = tl.maximum(m_a, xa)
+        nb = tl.maximum(m_b, xb)
+        ca = tl.where(na == float("-inf"), 0.0, na)
+        cb = tl.where(nb == float("-inf"), 0.0, nb)
+        s_a = s_a * tl.exp(m_a - ca) + tl.exp(xa - ca)
+        s_b = s_b * tl.exp(m_b - cb) + tl.exp(xb - cb)
+        m_a = na
+        m_b = nb
+    top_a = tl.max(m_a, 0)
+    top_b = tl.max(m_b, 0)
+    lse_a = top_a + tl.log(tl.sum(s_a * tl.exp(m_a - top_a), 0))
+    lse_b = top_b + tl.log(tl.sum(s_b * tl.exp(m_b - top_b), 0))
+    t = tl.load(t_ptr + row)
+    chosen_a = tl.maximum(tl.load(a_row + t).to(tl.float32) - lse_a, floor)
+    chosen_b = tl.maximum(tl.load(b_row + t).to(tl.float32) - lse_b, floor)
+    # pass 2: the sums (past V both log-probs are the floor: p = 0, d = 0, every term 0)
+    ent_a = tl.zeros([BLOCK], tl.float32)
+    ent_b = tl.zeros([BLOCK], tl.float32)
+    kl_ab = tl.zeros([BLOCK], tl.float32)
+    kl_ba = tl.zeros([BLOCK], tl.float32)
+    to_b = tl.zeros([BLOCK], tl.float32)
+    from_a = tl.zeros([BLOCK], tl.float32)
+    above_a = tl.zeros([BLOCK], tl.int32)
+    above_b = tl.zeros([BLOCK], tl.int32)
+    for start in range(0, V, BLOCK):
+        idx = start + cols
+        inside = idx < V
+        la = tl.maximum(tl.load(a_row + idx, mask=inside, other=float("-inf")).to(tl.float32) - lse_a, floor)
+        lb = tl.maximum(tl.load(b_row + idx, mask=inside, other=float("-inf")).to(tl.float32) - lse_b, floor)
+        pa = tl.exp(la)
+        pb = tl.exp(lb)
+        ent_a += pa * la
+        ent_b += pb * lb
+        d = la - lb
+        kl_ab += pa * d
+        kl_ba -= pb * d
+        # softplus(d) = max(d, 0) + log(1 + e^−|d|); log p_B − log M = ln 2 − softplus(d),
+        # log p_A − log M = d + ln 2 − softplus(d)
+        s = tl.maximum(d, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(d)))
+        same = d == 0.0
+        to_b += tl.where(same, 0.0, pb * (ln2 - s))
+        from_a += tl.where(same, 0.0, pa * (d + ln2 - s))
+        above_a += (la > chosen_a).to(tl.int32)
+        above_b += (lb > chosen_b).to(tl.int32)
+    out = out_ptr + row * 11
+    tl.store(out + 0, chosen_a)
+    tl.store(out + 1, chosen_b)
+    tl.store(out + 2, -tl.sum(ent_a, 0))
+    tl.store(out + 3, -tl.sum(ent_b, 0))
+    tl.store(out + 4, (tl.sum(above_a, 0) + 1).to(tl.float32))
+    tl.store(out + 5, (tl.sum(above_b, 0) + 1).to(tl.float32))
+    tl.store(out + 6, tl.sum(kl_ab, 0))
+    tl.store(out + 7, tl.sum(kl_ba, 0))
+    tl.store(out + 8, 0.5 * (tl.sum(to_b, 0) + tl.sum(from_a, 0)))
+    tl.store(out + 9, lse_a)
+    tl.store(out + 10, lse_b)
+
+
+# (Triton decides at import and at decoration whether kernels run compiled or interpreted)
+_KERNEL: Any = triton.jit(_pair_rows)
+
+
+def interpreting() -> bool:
+    """Whether Triton runs kernels through its interpreter (on CPU tensors) in this process."""
+    return bool(triton.knobs.runtime.interpret)
+
+
+def covers() -> bool:
+    """Whether the registry holds exactly the measures this kernel computes (compare.py's PAIR_FNS
+    are checked by its caller, which owns them)."""
+    return {n for names, _fn in TOKEN_FNS for n in names} == TOKEN_NAMES
+
+
+def pair_block(
+    logits_a: torch.Tensor, logits_b: torch.Tensor, targets: torch.Tensor, k: int
+) -> dict[str, torch.Tensor]:
+    """Every comparison column for n positions from both models' [n, V] logits (any float dtype,
+    on one device), under the names `compare.pair_values` gives them."""
+    n, vocab = logits_b.shape
+    a, b = logits_a.contiguous(), logits_b.contiguous()
+    out = torch.empty(n, len(FIELDS), dtype=torch.float32, device=b.device)
+    _KERNEL[(n,)](
+        a,
+        b,
+        targets,
+        out,
+        vocab,
+        a.stride(0),
+        b.stride(0),
+        LOGPROB_FLOOR,
+        0.6931471805599453,
+        BLOCK=BLOCK,
+        num_warps=WARPS,
+    )
+    f = {name: out[:, i] for i, name in enumerate(FIELDS)}
+    values: dict[str, torch.Tensor] = {"token_id": targets}
+    for side, logits in (("", a), ("_b", b)):
+        top, ids = logits.topk(k, dim=-1)
+        values[f"logprob{side}"] = f[f"logprob{side}"]
+        values[f"entropy{side}"] = f[f"entropy{side}"].clamp_min(0) + 0.0
+        values[f"rank{side}"] = f[f"rank{side}"].long()
+        values[f"topk_ids{side}"] = ids
+        values[f"topk_logprobs{side}"] = (top.float() - f[f"lse{side}"][:, None]).clamp_min(LOGPROB_FLOOR)
+        if not side:
+            values["sampler_logprob"] = torch.full((n,), float("nan"), device=b.device)
+    for name in ("kl_ab", "kl_ba", "js"):
+        values[name] = f[name].clamp_min(0) + 0.0
+    return values

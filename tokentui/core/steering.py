@@ -35,6 +35,7 @@ import numpy as np
 import tomllib
 
 from tokentui.core.display import sanitize
+from tokentui.core.files import write_atomically
 from tokentui.core.params import RunError
 
 SPEC_KEYS = ("vector", "layers", "weights", "position_weights", "scale")
@@ -406,22 +407,11 @@ def load_spec(path: Path | str) -> SteeringSpec:
 def save_vector(path: Path | str, vector: np.ndarray, metadata: dict[str, str] | None = None) -> str:
     """Write a float32 vector as a `.safetensors` file (tensor 'vector'), atomically; returns the
     file's SHA-256 (what a spec naming it will record)."""
-    import os
-    import tempfile
-
     from safetensors.numpy import save
 
     path = Path(path)
     data = save({"vector": np.ascontiguousarray(vector, dtype=np.float32)}, metadata=metadata)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with open(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_atomically(path, lambda f: f.write(data))
     return hashlib.sha256(data).hexdigest()
 
 

@@ -30,17 +30,17 @@ import math
 import os
 import re
 import stat
-import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import numpy as np
 
 from tokentui.core import comparison, tree
 from tokentui.core.attribution import Attribution, normalized
 from tokentui.core.display import decode_bytes, sanitize
+from tokentui.core.files import write_atomically
 from tokentui.core.measures import LAYER_MEASURES, derive, has_measure
 from tokentui.core.run import Run
 from tokentui.core.step import Step
@@ -674,19 +674,17 @@ def write_atomic(path: Path, fill: Callable[[TextSink], object], overwrite: bool
     is ever replaced (`check_target`, before and after writing); errors name `path`, never the
     temporary file."""
     check_target(path, overwrite)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with open(fd, "w", encoding="utf-8", newline="") as f:
-            fill(f)
-            f.flush()
-            os.fsync(f.fileno())
-        check_target(path, overwrite)  # nothing non-regular appeared there while writing
-        os.replace(tmp, path)
+
+    def text(f: IO[bytes]) -> None:
+        sink = io.TextIOWrapper(f, encoding="utf-8", newline="")
+        fill(sink)
+        sink.flush()
+        sink.detach()  # (the binary file is closed by write_atomically)
+
+    try:  # (check_target again: nothing non-regular appeared there while writing)
+        write_atomically(path, text, check=lambda: check_target(path, overwrite))
     except OSError as e:
         raise ExportError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from tokentui.core import attribution
 from tokentui.core.columns import Columns, Layout
+from tokentui.core.files import write_atomically
 from tokentui.core.measures import BASE, MEASURES, Measure
 from tokentui.core.run import Branch, Run, RunError, RunMeta
 from tokentui.core.steering import check_record as check_steering_record
@@ -139,24 +140,7 @@ def save_run(run: Run, path: Path | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     steps, n_attr = run.total_steps(), len(run.attributions)
     data = encode_run(run)
-    tmp = temporary_path(path)
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    write_atomically(path, lambda f: f.write(data), tmp=temporary_path(path))
     run.mark_saved(steps, n_attr)
     return path
 

@@ -352,6 +352,36 @@ async def test_a_replay_shows_stored_attributions_without_a_model(tmp_path):
         assert app.query_one("#alternatives").display
 
 
+async def test_explorer_keys_do_nothing_behind_the_matrix_screen(tmp_path):
+    """The matrix fills the terminal: the explorer's keys (metric, attribution method, branch,
+    side pane) must not change what is underneath, unseen; help and the palette still open, and
+    over the matrix the palette offers only what works there."""
+    run, t, _norm, _signed = stored_run()
+    run.add_branch(0, 5)
+    app = explorer(run=run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = MatrixScreen(run, 0, [t], "gradient-norm", app.look(), app._cancel_attribution)
+        app.push_screen(screen)
+        screen.show_record(run.attributions[0], stored=True)
+        await pilot.pause()
+        before = (app.metric, app.session.attribution_method, app.branch_id, app.theme)
+        await pilot.press("m", "M", "J", "L", "v", "D", "S", "T")
+        await pilot.pause()
+        assert app.screen is screen
+        assert (app.metric, app.session.attribution_method, app.branch_id, app.theme) == before
+        assert [c.title.split(" (")[0] for c in app.get_system_commands(screen)] == ["Screenshot", "Help", "Quit"]
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "HelpScreen"
+        await pilot.press("escape")
+        await pilot.press("escape")  # closes the matrix: the keys work again
+        await pilot.pause()
+        assert app.screen is app.screen_stack[0]
+        await pilot.press("m", "J")
+        assert app.metric != before[0] and app.branch_id == 1
+
+
 async def test_a_model_source_without_gradients_is_refused_in_one_line(model_dirs, cache_dir, settings, monkeypatch):
     from tokentui.engine.capabilities import Capabilities
     from tokentui.engine.hf.backend import HFBackend

@@ -221,6 +221,20 @@ def palette_entries() -> Iterator[ActionSpec]:
             yield spec
 
 
+# The app actions that still work while another screen is up (the association matrix and the layer
+# map fill the terminal; help, forms and pickers are pop-ups), besides Textual's own (tab, the
+# palette) and those a screen lets through (its APP_ACTIONS): the others would change the explorer
+# underneath, unseen — a metric, a branch, a generation started behind the heat map.
+OVER_SCREENS = frozenset({"help", "quit", "screenshot"})
+
+
+def works_over(action: str, screen: object) -> bool:
+    """Whether the app action `action` works while `screen` (not the explorer's) is up."""
+    spec = spec_of(action)
+    name = action.split("(", 1)[0]
+    return spec is None or spec.textual or name in OVER_SCREENS or name in getattr(screen, "APP_ACTIONS", ())
+
+
 def spec_of(action: str) -> ActionSpec | None:
     """The app action named `action` (without its arguments), if the table has it."""
     name = action.split("(", 1)[0]

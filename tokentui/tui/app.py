@@ -20,7 +20,7 @@ from textual.widgets import Footer, TextArea
 from tokentui.core.display import safe_text, sanitize
 from tokentui.core.params import GenerationSettings
 from tokentui.store.cache import cache_dir as default_cache_dir
-from tokentui.tui.actions import bindings, palette_entries, shown_keys, spec_of
+from tokentui.tui.actions import bindings, palette_entries, shown_keys, spec_of, works_over
 from tokentui.tui.attribution import AttributionActions
 from tokentui.tui.comparing import CompareActions
 from tokentui.tui.files import FileActions
@@ -406,10 +406,18 @@ class TokentuiApp(
                 return True
         return await super().run_action(action, default_namespace, namespaces)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """While another screen is up, only the app actions that work over it run (`works_over`:
+        its own keys are that screen's); Textual then passes the key on, so nothing happens."""
+        return len(self.screen_stack) == 1 or works_over(action, self.screen)
+
     def get_system_commands(self, screen: Screen[Any]) -> Iterator[SystemCommand]:
         """The palette: the table's app actions, each once (Textual's own theme picker, keys panel,
-        quit and screenshot are replaced by ours)."""
+        quit and screenshot are replaced by ours); over another screen, those that work there."""
+        over = screen is not self.screen_stack[0]
         for spec in palette_entries():
+            if over and not works_over(spec.action, screen):
+                continue
             yield SystemCommand(
                 f"{spec.name[:1].upper()}{spec.name[1:]} ({shown_keys(spec)})",
                 spec.description,

@@ -36,6 +36,7 @@ CORNER = "L╲pos"
 
 class LayerMapScreen(Screen[None]):
     BINDINGS = [b for b in bindings(MATRIX) if isinstance(b, Binding) and b.action in SCREEN_ACTIONS]
+    APP_ACTIONS = frozenset({"cycle_layer_measure", "layer_map"})  # Y switches the measure, Z closes
     AUTO_FOCUS = "#layer-map"
 
     def __init__(

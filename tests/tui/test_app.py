@@ -298,3 +298,35 @@ async def test_the_layer_view_says_why_it_has_no_lens_values(model_dirs, cache_d
     s = Session.start("remote-model", GenerationSettings())
     s.apply(Loaded("remote-model", "remote", "?", 24, 1000, 0.1, Capabilities(full_distribution=False)))
     assert s.lens_unavailable() == "remote-model does not provide hidden states for the logit lens"
+
+
+def _contrast(a, b) -> float:
+    """WCAG contrast ratio of two rich colours."""
+
+    def lum(c) -> float:
+        ch = [x / 255 for x in c.get_truecolor()]
+        ch = [x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4 for x in ch]
+        return 0.2126 * ch[0] + 0.7152 * ch[1] + 0.0722 * ch[2]
+
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.parametrize("theme", ["tokentui-dark", "tokentui-light", "tokentui-high-contrast"])
+async def test_muted_text_is_readable_and_muted_in_every_theme(theme):
+    """Muted lines ($text-muted: "auto 60%") resolve against the pane's background: readable
+    (contrast ≥ 3:1) and quieter than the pane's normal text. (A partial component style resolved
+    them against nothing: pure white, invisible on the light theme.)"""
+    from tests.factories import make_run
+
+    app = explorer(run=make_run(n_branch_steps=(30, 3)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.theme = theme
+        await pilot.pause(0.2)
+        pane = app.query_one(AlternativesPane)
+        segments = [seg for strip in pane.render_lines(pane.region.reset_offset) for seg in strip]
+        muted = next(seg for seg in segments if seg.text.startswith("sampler"))
+        normal = next(seg for seg in segments if seg.text.startswith("p="))
+        background = pane.rich_style.bgcolor
+        assert _contrast(muted.style.color, background) >= 3.0
+        assert _contrast(muted.style.color, background) < _contrast(normal.style.color, background)

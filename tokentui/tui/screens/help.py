@@ -11,6 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tokentui.tui.actions import help_sections
+from tokentui.tui.widgets.styles import part_style
 
 
 class HelpScreen(ModalScreen[None]):
@@ -28,8 +29,8 @@ class HelpScreen(ModalScreen[None]):
             yield Static("", id="help-text", markup=False)
 
     def on_mount(self) -> None:
-        key = self.get_component_rich_style("help--key", partial=True)
-        group = self.get_component_rich_style("help--group", partial=True)
+        key = part_style(self, "help--key")
+        group = part_style(self, "help--group")
         table = Table.grid(padding=(0, 2))
         table.add_column(style=key, justify="right", no_wrap=True)
         table.add_column(ratio=1)
@@ -38,9 +39,7 @@ class HelpScreen(ModalScreen[None]):
             table.add_row(Text(title, style=group), Text(""))
             for keys, what in rows:
                 table.add_row(Text(keys), Text(what))
-        heading = Text(
-            "tokentui keys — Esc closes, q quits", style=self.get_component_rich_style("help--title", partial=True)
-        )
+        heading = Text("tokentui keys — Esc closes, q quits", style=part_style(self, "help--title"))
         from rich.console import Group
 
         self.query_one("#help-text", Static).update(Group(heading, table))

@@ -15,6 +15,7 @@ from textual.widgets.option_list import Option
 
 from tokentui.core.display import sanitize
 from tokentui.store.cache import RunSummary, list_runs
+from tokentui.tui.widgets.styles import part_style
 
 
 class RunPicker(ModalScreen[Path | None]):
@@ -42,14 +43,14 @@ class RunPicker(ModalScreen[Path | None]):
 
     def label(self, r: RunSummary) -> Text:
         """id · created · model · tokens · branches · prompt (all untrusted: sanitised)."""
-        muted = self.get_component_rich_style("run-picker--muted", partial=True)
+        muted = part_style(self, "run-picker--muted")
         if r.error:
             return Text(f"{sanitize(r.run_id)}  unreadable: {sanitize(r.error)}", style=muted)
         label = Text(sanitize(r.run_id))
         label.append(f" {sanitize(r.created[5:16].replace('T', ' '))}", style=muted)
         label.append(f" {sanitize(r.model)[-12:]:<12} {r.tokens:>6} tok {r.branches:>2} br ")
         prompt = sanitize(r.prompt, visible_whitespace=True)[:50]  # running text: its line breaks shown as ↵
-        label.append(prompt, style=self.get_component_rich_style("run-picker--prompt", partial=True))
+        label.append(prompt, style=part_style(self, "run-picker--prompt"))
         label.truncate(max(20, self.size.width - 12), overflow="ellipsis")
         return label
 

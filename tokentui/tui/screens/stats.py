@@ -22,6 +22,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tokentui.tui.actions import STATS, bindings
+from tokentui.tui.widgets.styles import part_style
 from tokentui.tui.widgets.token_text import lone
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ class StatsScreen(ModalScreen[None]):
         kinds = "+".join(rep.rows[0].source.kinds) if rep is not None else "–"
         title = Text(
             f"stats · {self.scope} · {kinds} tokens · run {self.run.id}",
-            style=self.get_component_rich_style("stats--title", partial=True),
+            style=part_style(self, "stats--title"),
         )
         self.query_one("#stats-title", Static).update(title)
         if rep is None or not rep.all.summary.tokens:
@@ -139,7 +140,7 @@ class StatsScreen(ModalScreen[None]):
         self.query_one("#stats-tables", Static).update(self._tables(rep))
 
     def _muted(self) -> str:
-        return str(self.get_component_rich_style("stats--muted", partial=True))
+        return str(part_style(self, "stats--muted"))
 
     def _summary(self, st: Stats) -> RenderableType:
         from tokentui.core.stats import RANK_LABELS, fmt, fmt_pct
@@ -159,7 +160,7 @@ class StatsScreen(ModalScreen[None]):
         ranks.add_column(justify="right")
         ranks.add_column(justify="right")
         ranks.add_column()
-        bar_style = self.get_component_rich_style("stats--bar", partial=True)
+        bar_style = part_style(self, "stats--bar")
         for label, count, frac in zip(RANK_LABELS, s.ranks, s.rank_fractions):
             cells = round(frac * BAR_CELLS) if frac == frac else 0
             ranks.add_row(
@@ -210,7 +211,7 @@ class StatsScreen(ModalScreen[None]):
                 Text(fmt(b.mean_entropy)),
                 Text(fmt(b.mean_probability)),
             )
-        token_style = self.get_component_rich_style("stats--token", partial=True)
+        token_style = part_style(self, "stats--token")
         parts: list[RenderableType] = [
             Text("entropy deciles (low ≤ H < high; the last ≤ high)", style="bold"),
             deciles,

@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from tokentui.tui.actions import ALTERNATIVES, bindings
+from tokentui.tui.widgets.styles import part_style
 from tokentui.tui.widgets.token_text import lone_id
 
 if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under Run) is imported
@@ -105,9 +106,9 @@ class AlternativesPane(Static, can_focus=True):
 
     def _row(self, run: Run, n: int, tid: int, p: float, lp: float, chosen: bool, selected: bool) -> Text:
         tok_w, bar_w, with_lp = self.widths()
-        style = self.get_component_rich_style("alternatives--chosen", partial=True) if chosen else None
+        style = part_style(self, "alternatives--chosen") if chosen else None
         if selected:  # the row's text, not its bar: only the bar's length carries the probability
-            style = self.get_component_rich_style("alternatives--selected", partial=True)
+            style = part_style(self, "alternatives--selected")
         token = lone_id(run, tid, tok_w)
         row = Text(f"{'▶' if chosen else ' '}{n:>3} ")
         row.append_text(token)
@@ -115,7 +116,7 @@ class AlternativesPane(Static, can_focus=True):
         row.append(f" {p:6.4f} ")
         if style:
             row.stylize(style)
-        row.append(f"{bar(p, bar_w):<{bar_w}}", style=self.get_component_rich_style("alternatives--bar", partial=True))
+        row.append(f"{bar(p, bar_w):<{bar_w}}", style=part_style(self, "alternatives--bar"))
         if with_lp:
             row.append(f"{lp:8.3f}")
         row.append("\n")
@@ -128,14 +129,12 @@ class AlternativesPane(Static, can_focus=True):
         if run is None or position < 0 or position >= run.length(branch_id):
             self.update(Text("no token under the cursor"), layout=False)
             return
-        muted = self.get_component_rich_style("alternatives--muted", partial=True)
+        muted = part_style(self, "alternatives--muted")
         step = run.step(branch_id, position)
         head = Text()
         head.append(f"position {position} · ", style=muted)
         width = max(8, (self.content_region.width or 40) - 12)
-        head.append_text(
-            lone_id(run, step.token_id, width, self.get_component_rich_style("alternatives--token", partial=True))
-        )
+        head.append_text(lone_id(run, step.token_id, width, part_style(self, "alternatives--token")))
         if step.kind != "generated":
             head.append(f" ({step.kind})", style=muted)
         if step.rank and "kl_ab" in run.layout.names and int(step.get("rank_b", 0)):
@@ -178,9 +177,9 @@ class AlternativesPane(Static, can_focus=True):
         tok_w = max(4, half - 8)
         out.append(
             f"{'':4}{' model A':<{half}}│ model B\n",
-            style=self.get_component_rich_style("alternatives--muted", partial=True),
+            style=part_style(self, "alternatives--muted"),
         )
-        chosen = self.get_component_rich_style("alternatives--chosen", partial=True)
+        chosen = part_style(self, "alternatives--chosen")
         cols = [
             list(zip(step.topk_ids.tolist(), step.topk_logprobs.tolist())),
             list(zip(step.get("topk_ids_b").tolist(), step.get("topk_logprobs_b").tolist())),

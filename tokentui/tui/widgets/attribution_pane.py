@@ -12,6 +12,7 @@ from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
+from tokentui.tui.widgets.styles import part_style
 from tokentui.tui.widgets.token_text import lone_id
 
 if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under these) is imported
@@ -50,11 +51,11 @@ class AttributionPane(Static):
         from tokentui.tui.heat import cell_style, fmt_score, score_bar
 
         self._args = (run, shown, cursor, scale, diverging, no_color)
-        title = self.get_component_rich_style("attribution-pane--title", partial=True)
-        muted = self.get_component_rich_style("attribution-pane--muted", partial=True)
-        bar_style = self.get_component_rich_style("attribution-pane--bar", partial=True)
-        negative = self.get_component_rich_style("attribution-pane--negative", partial=True)
-        target_style = self.get_component_rich_style("attribution-pane--target", partial=True)
+        title = part_style(self, "attribution-pane--title")
+        muted = part_style(self, "attribution-pane--muted")
+        bar_style = part_style(self, "attribution-pane--bar")
+        negative = part_style(self, "attribution-pane--negative")
+        target_style = part_style(self, "attribution-pane--target")
         rec, m, t = shown.record, shown.method, shown.position
         inner = max(20, self.content_region.width or 34)
         tok_w = max(6, min(16, inner // 3))

@@ -22,6 +22,7 @@ from textual.strip import Strip
 
 from tokentui.tui.actions import MATRIX, bindings
 from tokentui.tui.theme import DARK_DIVERGING, DEFAULT_SCALE, DivergingScale, MetricScale
+from tokentui.tui.widgets.styles import part_style
 
 if TYPE_CHECKING:
     import numpy as np
@@ -152,7 +153,7 @@ class HeatMap(ScrollView, can_focus=True):
         r = scroll_y + y - 1
         if r >= len(self.positions):
             return Strip.blank(width, base)
-        label_style = base + self.get_component_rich_style("heat-map--label", partial=True)
+        label_style = base + part_style(self, "heat-map--label")
         if r == self.row:
             label_style += Style(reverse=True)
         label = self.labels[r]
@@ -161,7 +162,7 @@ class HeatMap(ScrollView, can_focus=True):
         segs.append(Segment(" " * (self.label_width - 6 - label.cell_len), label_style))
         t = self.limits[r]
         row_levels = self.levels[r]
-        cursor = self.get_component_rich_style("heat-map--cursor", partial=True)
+        cursor = part_style(self, "heat-map--cursor")
         for j in range(first, last):
             if j >= t:  # at and after the output token: nothing to attribute
                 segs.append(Segment(" ", base))
@@ -187,7 +188,7 @@ class HeatMap(ScrollView, can_focus=True):
         return Segment(" ", style)
 
     def _header(self, first: int, last: int, width: int, base: Style) -> Strip:
-        style = base + self.get_component_rich_style("heat-map--header", partial=True)
+        style = base + part_style(self, "heat-map--header")
         ticks = [" "] * (last - first)
         j = first + (-(first + self.first) % TICK)
         while j < last:

@@ -18,6 +18,7 @@ from textual.widgets import Static
 
 from tokentui.core.display import sanitize
 from tokentui.tui.widgets.alternatives import bar
+from tokentui.tui.widgets.styles import part_style
 
 if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under these) is imported
     from tokentui.core.run import Run
@@ -97,9 +98,9 @@ class LayersPane(Static):
             return
         from tokentui.tui import layer_data
 
-        title = self.get_component_rich_style("layers--title", partial=True)
-        muted = self.get_component_rich_style("layers--muted", partial=True)
-        bar_style = self.get_component_rich_style("layers--bar", partial=True)
+        title = part_style(self, "layers--title")
+        muted = part_style(self, "layers--muted")
+        bar_style = part_style(self, "layers--bar")
         names = run.layout.names
         has = layer_data.available(names)
         if self.measure not in has:  # another run on show
@@ -154,7 +155,7 @@ class LayersPane(Static):
         logprobs = np.asarray(values["layer_topk_logprobs"], dtype=np.float64)
         j = ids.shape[1] if ids.ndim == 2 else 0
         fit = max(1, min(j, (inner - 5) // ENTRY))
-        mark = self.get_component_rich_style("layers--chosen", partial=True)
+        mark = part_style(self, "layers--chosen")
         head = Text("top tokens per layer (p) · taken: ", style=title)
         head.append_text(lone_id(run, chosen, 16, mark))
         if fit < j:

@@ -10,6 +10,7 @@ from textual.widgets import Static
 
 from tokentui.core.display import lone_text, sanitize
 from tokentui.core.params import GenerationSettings, SamplingParams
+from tokentui.tui.widgets.styles import part_style
 
 if TYPE_CHECKING:
     from tokentui.core.run import Run
@@ -46,7 +47,7 @@ class SettingsLine(Static):
 
     def show(self, run: Run | None, branch_id: int, session: GenerationSettings) -> None:
         self._args = (run, branch_id, session)
-        label = self.get_component_rich_style("settings-line--label", partial=True)
+        label = part_style(self, "settings-line--label")
         t = Text()
         if run is None:
             t.append("next run: ", style=label)

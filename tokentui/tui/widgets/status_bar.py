@@ -11,6 +11,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from tokentui.core.display import sanitize
+from tokentui.tui.widgets.styles import part_style
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,9 @@ class StatusBar(Static):
     def _draw(self) -> None:
         width = self.content_region.width or 120
         t = Text()
-        t.append(f" {self._state} ", style=self.get_component_rich_style("status-bar--state", partial=True))
+        t.append(f" {self._state} ", style=part_style(self, "status-bar--state"))
         for i, p in enumerate(self.fitted(width)):
-            style = self.get_component_rich_style(p.component, partial=True) if p.component else ""
+            style = part_style(self, p.component) if p.component else ""
             t.append("  " if i == 0 else " · ")
             t.append(sanitize(p.text), style=style)
         t.truncate(width, overflow="ellipsis")

@@ -20,6 +20,7 @@ from textual.strip import Strip
 
 from tokentui.tui.actions import STREAM, bindings
 from tokentui.tui.theme import DARK_DIVERGING, DEFAULT_SCALE, DivergingScale, MetricScale
+from tokentui.tui.widgets.styles import part_style
 
 if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under BranchView) is imported
     from textual import events
@@ -146,7 +147,7 @@ class TokenStream(ScrollView, can_focus=True):
     def target_style(self) -> Style:
         """How an attribution's target token is marked (the legend shows it too)."""
         if self._target_style is None:
-            target = self.get_component_rich_style("token-stream--target", partial=True)
+            target = part_style(self, "token-stream--target")
             # without colour the target is reversed (the cursor is reverse bold, not underlined)
             self._target_style = target + Style(reverse=True, underline=True) if self.no_color else target
         return self._target_style

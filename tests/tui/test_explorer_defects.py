@@ -341,12 +341,24 @@ async def test_keys_help_and_palette_come_from_the_one_action_table():
         assert "branch here with alternative n" in text and "1 … 9" in text
 
 
-async def test_generate_pressed_while_the_model_loads_runs_once_it_is_loaded(model_dirs, cache_dir):
-    """A first start can convert a model for tens of seconds: ctrl+r then is kept, not refused."""
+async def test_generate_pressed_while_the_model_loads_runs_once_it_is_loaded(model_dirs, cache_dir, monkeypatch):
+    """A first start can convert a model for tens of seconds: ctrl+r then is kept, not refused.
+    (The tiny model loads in a blink: the real load is held until ctrl+r has been pressed.)"""
+    import threading
+
     from tests.factories import wait_generated
     from tokentui.core.params import GenerationSettings, SamplingParams
+    from tokentui.engine import backend
     from tokentui.tui.state import AppState
 
+    pressed = threading.Event()
+    load = backend.open_backend
+
+    def held(*args, **kwargs):
+        pressed.wait(30)
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(backend, "open_backend", held)
     app = explorer(
         model=str(model_dirs["gpt2"]), prompt="def f(x):", settings=GenerationSettings(SamplingParams(max_new_tokens=3))
     )
@@ -354,5 +366,6 @@ async def test_generate_pressed_while_the_model_loads_runs_once_it_is_loaded(mod
         assert app.state is AppState.LOADING
         await pilot.press("ctrl+r")
         assert any("generated once it is ready" in n.message for n in app._notifications)
+        pressed.set()
         await wait_generated(pilot, app, 0, "length")
         assert len(app.run_obj.branches[0].steps) == 3

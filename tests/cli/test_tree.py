@@ -73,6 +73,9 @@ def test_tree_grows_a_saved_run_from_a_position(cli, peaked_dirs, cache_dir):
     res = cli("tree", "-m", m, "--run", saved.run_id, "--max-depth", 2, "--max-nodes", 3)
     assert res.exit_code == 0, res.output
     assert tree.searches(load_run(saved.path))[1]["root_position"] == run.length(0)
+    # without --model: the run knows its model's folder name only, and says so
+    hint = cli("tree", "--run", saved.run_id, "--max-depth", 2)
+    assert hint.exit_code == 2 and "give its folder with --model" in hint.stderr.splitlines()[-1]
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,7 @@ def attribute(
     try:
         from tokentui.core import attribution
         from tokentui.core.params import GenerationSettings, SamplingParams
-        from tokentui.engine.backend import ModelSpec, check_spec
+        from tokentui.engine.backend import ModelSpec
         from tokentui.store.export import check_target, format_for
 
         m = attribution.method(method)
@@ -134,22 +134,10 @@ def attribute(
             format_for(out, "seed004")  # an extension that says another format (.csv) is refused
             check_target(out, force)
         name = model or (run.meta.model if run is not None else "demo")
-        spec = ModelSpec(name, device, dtype, trust_remote_code, 0)
-        from tokentui.cli.generate import _open
+        from tokentui.cli.generate import open_for_run
 
-        try:
-            check_spec(spec)
-            backend = _open(spec, settings)
-        except user_errors() as e:
-            if model is None and run is not None:  # a run keeps a local model's folder name only
-                fail(f"{e} (the model run {run.id} names; give its folder with --model)")
-            raise
+        backend = open_for_run(ModelSpec(name, device, dtype, trust_remote_code, 0), settings, run, model is not None)
         vocab = backend.info.vocab_size
-        if run is not None and vocab != run.meta.vocab_size:
-            fail(
-                f"run {run.id} was made with a vocabulary of {run.meta.vocab_size} tokens; "
-                f"{backend.info.name} has {vocab}"
-            )
         if alt_id is None and alternative is not None:
             alt_id = alternative_token(backend, alternative)
         if alt_id is not None and alt_id >= vocab:

@@ -46,6 +46,7 @@ from tokentui.core.display import sanitize
 from tokentui.core.params import GenerationSettings
 
 if TYPE_CHECKING:
+    from tokentui.core.run import Run
     from tokentui.engine.backend import Backend, ModelSpec
 
 
@@ -57,6 +58,28 @@ def _open(spec: ModelSpec, settings: GenerationSettings) -> Backend:
     check_settings(spec, settings, progress)
     with ctrl_c_not_lost():
         return open_backend(spec, progress)
+
+
+def open_for_run(spec: ModelSpec, settings: GenerationSettings, run: Run | None, named: bool) -> Backend:
+    """`_open` for a command that works on a saved run (`run`; None: on a new prompt). A model
+    taken from the run (`named` False: no --model given) that does not load gets the reason along:
+    a run keeps a local model's folder name only. A model whose vocabulary is not the run's is
+    refused in one line."""
+    from tokentui.engine.backend import check_spec
+
+    try:
+        check_spec(spec)
+        backend = _open(spec, settings)
+    except user_errors() as e:
+        if not named and run is not None:
+            fail(f"{e} (the model run {run.id} names; give its folder with --model)")
+        raise
+    if run is not None and backend.info.vocab_size != run.meta.vocab_size:
+        fail(
+            f"run {run.id} was made with a vocabulary of {run.meta.vocab_size} tokens; "
+            f"{backend.info.name} has {backend.info.vocab_size}"
+        )
+    return backend
 
 
 @generation_options

@@ -73,7 +73,7 @@ def tree(
     """Grow a token tree with seed 002's threshold search; save the run and print the tree."""
     assert params is not None  # @tree_options passes it
     try:
-        from tokentui.engine.backend import ModelSpec, check_spec
+        from tokentui.engine.backend import ModelSpec
 
         params.check()
         settings = GenerationSettings(k=alternatives, chat=chat)
@@ -96,15 +96,9 @@ def tree(
         spec = ModelSpec(name, device, dtype, trust_remote_code, max(0, lens_chunk), lens_precision)
         if lens_chunk < 0:
             fail(f"--lens-chunk must be ≥ 0 (got {lens_chunk}; 0 turns the lens off)")
-        check_spec(spec)
-        from tokentui.cli.generate import _open
+        from tokentui.cli.generate import open_for_run
 
-        backend = _open(spec, settings)
-        if run is not None and backend.info.vocab_size != run.meta.vocab_size:
-            fail(
-                f"run {run.id} was made with a vocabulary of {run.meta.vocab_size} tokens; "
-                f"{backend.info.name} has {backend.info.vocab_size}"
-            )
+        backend = open_for_run(spec, settings, run, model is not None)
         tree_job(backend, params, prompt, settings, run, branch or 0, position, cache_dir, as_json)
     except user_errors() as e:
         fail(str(e))

@@ -295,3 +295,39 @@ def test_a_new_registered_measure_or_a_failing_kernel_leaves_the_fused_path(monk
         values["rank"], compare.torch_stats(logits_a, logits_b, torch.tensor([2, 3, 4]), K)["rank"]
     )
     assert compare.fused_stats(cpu) is None  # switched off for the process
+
+
+COMPILE = """
+import sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from tokentui.engine.hf import pair_kernel as P
+
+assert not P.interpreting()
+for capability in (80, 90):  # A100; H100 and H200
+    for dtype in ("fp32", "bf16", "fp16"):
+        sig = {"a_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "t_ptr": "*i64", "out_ptr": "*fp32", "V": "i32",
+               "stride_a": "i32", "stride_b": "i32", "floor": "fp32", "ln2": "fp32", "BLOCK": "constexpr"}
+        options = {k: v for k, v in P.LAUNCH.items() if k != "BLOCK"}
+        src = ASTSource(fn=P._KERNEL, signature=sig, constexprs={"BLOCK": P.BLOCK})
+        kernel = triton.compile(src, target=GPUTarget("cuda", capability, 32), options=options)
+        assert kernel.asm["cubin"], (capability, dtype)
+        print(capability, dtype, "compiled")
+"""
+
+
+def test_the_fused_kernel_compiles_to_gpu_code_without_a_gpu():
+    """The interpreter runs the kernel's Python; a real GPU needs it compiled (types, loops,
+    pointers). Triton compiles for a CUDA target without one: to PTX and on to a cubin with its
+    own ptxas, for the A100 and H100/H200 architectures, for the logits dtypes models use."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton", reason="Triton is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    done = subprocess.run([sys.executable, "-c", COMPILE], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("compiled") == 6

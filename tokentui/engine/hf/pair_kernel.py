@@ -26,6 +26,7 @@ tests check it on a machine without a GPU.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -39,6 +40,8 @@ from tokentui.engine.hf.measures import LOGPROB_FLOOR, TOKEN_FNS
 ERRORS: tuple[type[Exception], ...] = (TritonError, RuntimeError, ImportError, OSError)
 BLOCK = 1024  # vocabulary entries per tile (each of a program's 4 warps holds 8 per lane)
 WARPS = 4
+# (fused multiply-adds on, Triton's default, said explicitly: Triton 3.9 warns when it is unset)
+LAUNCH: dict[str, Any] = {"BLOCK": BLOCK, "num_warps": WARPS, "enable_fp_fusion": True}
 # the kernel's output row, per position
 FIELDS = ("logprob", "logprob_b", "entropy", "entropy_b", "rank", "rank_b", "kl_ab", "kl_ba", "js", "lse", "lse_b")
 TOKEN_NAMES = frozenset({"logprob", "entropy", "rank", "topk_ids", "topk_logprobs", "sampler_logprob"})
@@ -143,19 +146,7 @@ def pair_block(
     n, vocab = logits_b.shape
     a, b = logits_a.contiguous(), logits_b.contiguous()
     out = torch.empty(n, len(FIELDS), dtype=torch.float32, device=b.device)
-    _KERNEL[(n,)](
-        a,
-        b,
-        targets,
-        out,
-        vocab,
-        a.stride(0),
-        b.stride(0),
-        LOGPROB_FLOOR,
-        0.6931471805599453,
-        BLOCK=BLOCK,
-        num_warps=WARPS,
-    )
+    _KERNEL[(n,)](a, b, targets, out, vocab, a.stride(0), b.stride(0), LOGPROB_FLOOR, math.log(2.0), **LAUNCH)
     f = {name: out[:, i] for i, name in enumerate(FIELDS)}
     values: dict[str, torch.Tensor] = {"token_id": targets}
     for side, logits in (("", a), ("_b", b)):

@@ -366,6 +366,9 @@ async def test_generate_pressed_while_the_model_loads_runs_once_it_is_loaded(mod
         assert app.state is AppState.LOADING
         await pilot.press("ctrl+r")
         assert any("generated once it is ready" in n.message for n in app._notifications)
+        await pilot.press("question_mark")  # a pop-up up when the load ends: the generation still starts
+        await pilot.pause()
+        assert type(app.screen).__name__ == "HelpScreen"
         pressed.set()
         await wait_generated(pilot, app, 0, "length")
         assert len(app.run_obj.branches[0].steps) == 3

@@ -225,7 +225,7 @@ def palette_entries() -> Iterator[ActionSpec]:
 # map fill the terminal; help, forms and pickers are pop-ups), besides Textual's own (tab, the
 # palette) and those a screen lets through (its APP_ACTIONS): the others would change the explorer
 # underneath, unseen — a metric, a branch, a generation started behind the heat map.
-OVER_SCREENS = frozenset({"help", "quit", "screenshot"})
+OVER_SCREENS = frozenset({"help", "quit", "screenshot", "save", "cycle_theme"})
 
 
 def works_over(action: str, screen: object) -> bool:

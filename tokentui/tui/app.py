@@ -364,7 +364,7 @@ class TokentuiApp(
         up = self.session.apply(message.event)
         if up.loaded and self.generate_at_once and self.run_obj is None:
             self.generate_at_once = False
-            self.call_later(self.run_action, "generate")
+            self.call_later(self.action_generate)  # (asked for: also when a pop-up is up by now)
         if up.show_branch is not None:
             self.show_branch(up.show_branch, cursor=None)
         if up.tokens:

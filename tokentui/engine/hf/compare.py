@@ -421,23 +421,30 @@ def fused_stats(device: torch.device) -> FusedFn | None:
         return None
     if not pair_kernel.covers() or {n for names, _fn in PAIR_FNS for n in names} != pair_kernel.PAIR_NAMES:
         return None
-    return _fused_guard(pair_kernel.pair_block, pair_kernel.ERRORS)
+    return _fused_guard(pair_kernel.pair_block)
 
 
-def _fused_guard(fn: FusedFn, errors: tuple[type[Exception], ...]) -> FusedFn:
-    """`fn`, falling back to `torch_stats` (the same numbers) when the kernel cannot run here — a
-    Triton that cannot compile for this GPU, a missing compiler — with one warning, and off for
-    the rest of the process. Out of GPU memory is not the kernel's fault: raised as it is."""
+def _fused_guard(fn: FusedFn) -> FusedFn:
+    """`fn`, falling back to `torch_stats` (the same numbers, in blocks of GPU_BLOCK_ELEMENTS)
+    when the kernel cannot run here — a Triton that cannot compile for this GPU, a missing C
+    compiler or driver library, whatever it raises — with one warning, and off for the rest of the
+    process. Out of GPU memory is not the kernel's fault: raised as it is."""
 
     def guarded(la: torch.Tensor, lb: torch.Tensor, targets: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
-        try:
-            return fn(la, lb, targets, k)
-        except torch.cuda.OutOfMemoryError:
-            raise
-        except errors as e:
-            _fused_failed.append(" ".join(str(e).split())[:200])
-            warnings.warn(f"the fused comparison kernel failed ({_fused_failed[0]}); using PyTorch", stacklevel=2)
-            return torch_stats(la, lb, targets, k)
+        if not _fused_failed:
+            try:
+                return fn(la, lb, targets, k)
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any failure of the kernel's toolchain: the fallback computes the same
+                _fused_failed.append(" ".join(str(e).split())[:200] or type(e).__name__)
+                warnings.warn(f"the fused comparison kernel failed ({_fused_failed[0]}); using PyTorch", stacklevel=2)
+        rows = max(1, GPU_BLOCK_ELEMENTS // la.shape[-1])
+        parts = [
+            torch_stats(la[r : r + rows], lb[r : r + rows], targets[r : r + rows], k)
+            for r in range(0, len(targets), rows)
+        ]
+        return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
 
     return guarded
 

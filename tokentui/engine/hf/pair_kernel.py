@@ -26,18 +26,16 @@ tests check it on a machine without a GPU.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
 import torch
 import triton
 import triton.language as tl
-from triton.errors import TritonError
 
 from tokentui.engine.hf.measures import LOGPROB_FLOOR, TOKEN_FNS
 
-# what a kernel that cannot run here raises (Triton's own errors derive from Exception alone)
-ERRORS: tuple[type[Exception], ...] = (TritonError, RuntimeError, ImportError, OSError)
 BLOCK = 1024  # vocabulary entries per tile (each of a program's 4 warps holds 8 per lane)
 WARPS = 4
 # (fused multiply-adds on, Triton's default, said explicitly: Triton 3.9 warns when it is unset)
@@ -55,7 +53,9 @@ def _pair_rows(a_ptr, b_ptr, t_ptr, out_ptr, V, stride_a, stride_b, floor, ln2, 
     b_row = b_ptr + row * stride_b
     cols = tl.arange(0, BLOCK)
     # pass 1: each lane's running max and Σe^(x − max), for both models (a lane whose entries are
-    # all −∞ so far — masked logits, the tail past V — keeps a sum of 0, never NaN)
+    # all −∞ so far — masked logits, the tail past V — keeps a sum of 0, never NaN). A NaN or +∞
+    # logit, or a row all −∞, makes the row's numbers NaN, as log_softmax does: every maximum
+    # here propagates NaN (Triton's default would drop it and record plausible numbers)
     m_a = tl.full([BLOCK], float("-inf"), tl.float32)
     m_b = tl.full([BLOCK], float("-inf"), tl.float32)
     s_a = tl.zeros([BLOCK], tl.float32)
@@ -65,8 +65,8 @@ def _pair_rows(a_ptr, b_ptr, t_ptr, out_ptr, V, stride_a, stride_b, floor, ln2, 
         inside = idx < V
         xa = tl.load(a_row + idx, mask=inside, other=float("-inf")).to(tl.float32)
         xb = tl.load(b_row + idx, mask=inside, other=float("-inf")).to(tl.float32)
-        na = tl.maximum(m_a, xa)
-        nb = tl.maximum(m_b, xb)
+        na = tl.maximum(m_a, xa, propagate_nan=tl.PropagateNan.ALL)
+        nb = tl.maximum(m_b, xb, propagate_nan=tl.PropagateNan.ALL)
         ca = tl.where(na == float("-inf"), 0.0, na)
         cb = tl.where(nb == float("-inf"), 0.0, nb)
         s_a = s_a * tl.exp(m_a - ca) + tl.exp(xa - ca)
@@ -78,8 +78,8 @@ def _pair_rows(a_ptr, b_ptr, t_ptr, out_ptr, V, stride_a, stride_b, floor, ln2, 
     lse_a = top_a + tl.log(tl.sum(s_a * tl.exp(m_a - top_a), 0))
     lse_b = top_b + tl.log(tl.sum(s_b * tl.exp(m_b - top_b), 0))
     t = tl.load(t_ptr + row)
-    chosen_a = tl.maximum(tl.load(a_row + t).to(tl.float32) - lse_a, floor)
-    chosen_b = tl.maximum(tl.load(b_row + t).to(tl.float32) - lse_b, floor)
+    chosen_a = tl.maximum(tl.load(a_row + t).to(tl.float32) - lse_a, floor, propagate_nan=tl.PropagateNan.ALL)
+    chosen_b = tl.maximum(tl.load(b_row + t).to(tl.float32) - lse_b, floor, propagate_nan=tl.PropagateNan.ALL)
     # pass 2: the sums (past V both log-probs are the floor: p = 0, d = 0, every term 0)
     ent_a = tl.zeros([BLOCK], tl.float32)
     ent_b = tl.zeros([BLOCK], tl.float32)
@@ -92,8 +92,10 @@ def _pair_rows(a_ptr, b_ptr, t_ptr, out_ptr, V, stride_a, stride_b, floor, ln2, 
     for start in range(0, V, BLOCK):
         idx = start + cols
         inside = idx < V
-        la = tl.maximum(tl.load(a_row + idx, mask=inside, other=float("-inf")).to(tl.float32) - lse_a, floor)
-        lb = tl.maximum(tl.load(b_row + idx, mask=inside, other=float("-inf")).to(tl.float32) - lse_b, floor)
+        xa = tl.load(a_row + idx, mask=inside, other=float("-inf")).to(tl.float32)
+        xb = tl.load(b_row + idx, mask=inside, other=float("-inf")).to(tl.float32)
+        la = tl.maximum(xa - lse_a, floor, propagate_nan=tl.PropagateNan.ALL)
+        lb = tl.maximum(xb - lse_b, floor, propagate_nan=tl.PropagateNan.ALL)
         pa = tl.exp(la)
         pb = tl.exp(lb)
         ent_a += pa * la
@@ -128,8 +130,9 @@ _KERNEL: Any = triton.jit(_pair_rows)
 
 
 def interpreting() -> bool:
-    """Whether Triton runs kernels through its interpreter (on CPU tensors) in this process."""
-    return bool(triton.knobs.runtime.interpret)
+    """Whether Triton runs kernels through its interpreter (on CPU tensors) in this process (read
+    when Triton was imported: set TRITON_INTERPRET=1 before)."""
+    return type(_KERNEL).__name__ == "InterpretedFunction"
 
 
 def covers() -> bool:
@@ -146,7 +149,9 @@ def pair_block(
     n, vocab = logits_b.shape
     a, b = logits_a.contiguous(), logits_b.contiguous()
     out = torch.empty(n, len(FIELDS), dtype=torch.float32, device=b.device)
-    _KERNEL[(n,)](a, b, targets, out, vocab, a.stride(0), b.stride(0), LOGPROB_FLOOR, math.log(2.0), **LAUNCH)
+    # (Triton launches on the current GPU, not the tensors': on cuda:1 it must be made current)
+    with torch.cuda.device(b.device) if b.device.type == "cuda" else contextlib.nullcontext():
+        _KERNEL[(n,)](a, b, targets, out, vocab, a.stride(0), b.stride(0), LOGPROB_FLOOR, math.log(2.0), **LAUNCH)
     f = {name: out[:, i] for i, name in enumerate(FIELDS)}
     values: dict[str, torch.Tensor] = {"token_id": targets}
     for side, logits in (("", a), ("_b", b)):

@@ -320,9 +320,11 @@ assert not P.interpreting()
 for capability in (80, 90):  # A100; H100 and H200
     for dtype in ("fp32", "bf16", "fp16"):
         sig = {"a_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "t_ptr": "*i64", "out_ptr": "*fp32", "V": "i32",
-               "stride_a": "i32", "stride_b": "i32", "floor": "fp32", "ln2": "fp32", "BLOCK": "constexpr"}
-        options = {k: v for k, v in P.LAUNCH.items() if k != "BLOCK"}
-        src = ASTSource(fn=P._KERNEL, signature=sig, constexprs={"BLOCK": P.BLOCK})
+               "stride_a": "i32", "stride_b": "i32", "floor": "fp32", "ln2": "fp32", "BLOCK": "constexpr",
+               "WIDTH": "constexpr"}
+        constants = {k: v for k, v in P.LAUNCH.items() if k.isupper()}
+        options = {k: v for k, v in P.LAUNCH.items() if not k.isupper()}
+        src = ASTSource(fn=P._KERNEL, signature=sig, constexprs=constants)
         kernel = triton.compile(src, target=GPUTarget("cuda", capability, 32), options=options)
         assert kernel.asm["cubin"], (capability, dtype)
         print(capability, dtype, "compiled")

@@ -38,15 +38,20 @@ from tokentui.engine.hf.measures import LOGPROB_FLOOR, TOKEN_FNS
 
 BLOCK = 1024  # vocabulary entries per tile (each of a program's 4 warps holds 8 per lane)
 WARPS = 4
-# (fused multiply-adds on, Triton's default, said explicitly: Triton 3.9 warns when it is unset)
-LAUNCH: dict[str, Any] = {"BLOCK": BLOCK, "num_warps": WARPS, "enable_fp_fusion": True}
 # the kernel's output row, per position
-FIELDS = ("logprob", "logprob_b", "entropy", "entropy_b", "rank", "rank_b", "kl_ab", "kl_ba", "js", "lse", "lse_b")
+# (log p = (x − max) − log Σe^(x−max): the max and the log-sum apart, as log_softmax subtracts them,
+# so a large logit (float16's 6e4) keeps float32's precision in its difference to the max)
+FIELDS: tuple[str, ...] = ("logprob", "logprob_b", "entropy", "entropy_b", "rank", "rank_b", "kl_ab", "kl_ba", "js")
+FIELDS += ("max", "max_b", "logsum", "logsum_b")
+# (fused multiply-adds on, Triton's default, said explicitly: Triton 3.9 warns when it is unset)
+LAUNCH: dict[str, Any] = {"BLOCK": BLOCK, "WIDTH": len(FIELDS), "num_warps": WARPS, "enable_fp_fusion": True}
 TOKEN_NAMES = frozenset({"logprob", "entropy", "rank", "topk_ids", "topk_logprobs", "sampler_logprob"})
 PAIR_NAMES = frozenset({"logprob_b", "entropy_b", "rank_b", "topk_ids_b", "topk_logprobs_b", "kl_ab", "kl_ba", "js"})
 
 
-def _pair_rows(a_ptr, b_ptr, t_ptr, out_ptr, V, stride_a, stride_b, floor, ln2, BLOCK: tl.constexpr):  # noqa: N803
+def _pair_rows(
+    a_ptr, b_ptr, t_ptr, out_ptr, V, stride_a, stride_b, floor, ln2, BLOCK: tl.constexpr, WIDTH: tl.constexpr
+):  # noqa: N803
     """One position: both models' logits rows → the FIELDS of `out_ptr`'s row."""
     row = tl.program_id(0).to(tl.int64)
     a_row = a_ptr + row * stride_a
@@ -75,11 +80,11 @@ def _pair_rows(a_ptr, b_ptr, t_ptr, out_ptr, V, stride_a, stride_b, floor, ln2, 
         m_b = nb
     top_a = tl.max(m_a, 0)
     top_b = tl.max(m_b, 0)
-    lse_a = top_a + tl.log(tl.sum(s_a * tl.exp(m_a - top_a), 0))
-    lse_b = top_b + tl.log(tl.sum(s_b * tl.exp(m_b - top_b), 0))
+    ls_a = tl.log(tl.sum(s_a * tl.exp(m_a - top_a), 0))
+    ls_b = tl.log(tl.sum(s_b * tl.exp(m_b - top_b), 0))
     t = tl.load(t_ptr + row)
-    chosen_a = tl.maximum(tl.load(a_row + t).to(tl.float32) - lse_a, floor, propagate_nan=tl.PropagateNan.ALL)
-    chosen_b = tl.maximum(tl.load(b_row + t).to(tl.float32) - lse_b, floor, propagate_nan=tl.PropagateNan.ALL)
+    chosen_a = tl.maximum((tl.load(a_row + t).to(tl.float32) - top_a) - ls_a, floor, propagate_nan=tl.PropagateNan.ALL)
+    chosen_b = tl.maximum((tl.load(b_row + t).to(tl.float32) - top_b) - ls_b, floor, propagate_nan=tl.PropagateNan.ALL)
     # pass 2: the sums (past V both log-probs are the floor: p = 0, d = 0, every term 0)
     ent_a = tl.zeros([BLOCK], tl.float32)
     ent_b = tl.zeros([BLOCK], tl.float32)
@@ -94,8 +99,8 @@ def _pair_rows(a_ptr, b_ptr, t_ptr, out_ptr, V, stride_a, stride_b, floor, ln2, 
         inside = idx < V
         xa = tl.load(a_row + idx, mask=inside, other=float("-inf")).to(tl.float32)
         xb = tl.load(b_row + idx, mask=inside, other=float("-inf")).to(tl.float32)
-        la = tl.maximum(xa - lse_a, floor, propagate_nan=tl.PropagateNan.ALL)
-        lb = tl.maximum(xb - lse_b, floor, propagate_nan=tl.PropagateNan.ALL)
+        la = tl.maximum((xa - top_a) - ls_a, floor, propagate_nan=tl.PropagateNan.ALL)
+        lb = tl.maximum((xb - top_b) - ls_b, floor, propagate_nan=tl.PropagateNan.ALL)
         pa = tl.exp(la)
         pb = tl.exp(lb)
         ent_a += pa * la
@@ -111,7 +116,7 @@ def _pair_rows(a_ptr, b_ptr, t_ptr, out_ptr, V, stride_a, stride_b, floor, ln2, 
         from_a += tl.where(same, 0.0, pa * (d + ln2 - s))
         above_a += (la > chosen_a).to(tl.int32)
         above_b += (lb > chosen_b).to(tl.int32)
-    out = out_ptr + row * 11
+    out = out_ptr + row * WIDTH
     tl.store(out + 0, chosen_a)
     tl.store(out + 1, chosen_b)
     tl.store(out + 2, -tl.sum(ent_a, 0))
@@ -121,8 +126,10 @@ def _pair_rows(a_ptr, b_ptr, t_ptr, out_ptr, V, stride_a, stride_b, floor, ln2, 
     tl.store(out + 6, tl.sum(kl_ab, 0))
     tl.store(out + 7, tl.sum(kl_ba, 0))
     tl.store(out + 8, 0.5 * (tl.sum(to_b, 0) + tl.sum(from_a, 0)))
-    tl.store(out + 9, lse_a)
-    tl.store(out + 10, lse_b)
+    tl.store(out + 9, top_a)
+    tl.store(out + 10, top_b)
+    tl.store(out + 11, ls_a)
+    tl.store(out + 12, ls_b)
 
 
 # (Triton decides at import and at decoration whether kernels run compiled or interpreted)
@@ -160,7 +167,8 @@ def pair_block(
         values[f"entropy{side}"] = f[f"entropy{side}"].clamp_min(0) + 0.0
         values[f"rank{side}"] = f[f"rank{side}"].long()
         values[f"topk_ids{side}"] = ids
-        values[f"topk_logprobs{side}"] = (top.float() - f[f"lse{side}"][:, None]).clamp_min(LOGPROB_FLOOR)
+        shifted = top.float() - f[f"max{side}"][:, None]
+        values[f"topk_logprobs{side}"] = (shifted - f[f"logsum{side}"][:, None]).clamp_min(LOGPROB_FLOOR)
         if not side:
             values["sampler_logprob"] = torch.full((n,), float("nan"), device=b.device)
     for name in ("kl_ab", "kl_ba", "js"):

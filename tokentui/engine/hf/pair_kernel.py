@@ -7,7 +7,8 @@ models' forwards (issue 13's `benchmarks/compare.py`). Here one program per posi
 model's logits row twice — once for the log-normaliser (online max and Σe^(x−max)), once for
 everything else — and never writes an [n, V] array:
 
-- log p = max(x − logsumexp(x), LOGPROB_FLOOR) for each model (the floor as `_measures` clamps);
+- log p = max((x − max x) − log Σe^(x − max x), LOGPROB_FLOOR) for each model (the floor as
+  `torch_stats` clamps; a NaN, a +∞ or a row all −∞ gives NaN, as log_softmax does);
 - the chosen token's log-prob, and its rank: 1 + how many tokens have a larger log-prob;
 - entropy −Σ p·log p; KL(A‖B) = Σ p_A(log p_A − log p_B); KL(B‖A);
 - Jensen–Shannon by the same log-space formula as `compare._divergences` (one softplus of
@@ -21,7 +22,8 @@ the measures this kernel knows — a new registered measure switches the fused p
 than being silently left out.
 
 Triton's interpreter (TRITON_INTERPRET=1) runs the same kernel on CPU tensors: that is how the
-tests check it on a machine without a GPU.
+tests check its numbers on a machine without a GPU; they also compile it for CUDA targets (Triton
+needs no GPU for that).
 """
 
 from __future__ import annotations

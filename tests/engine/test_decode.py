@@ -393,3 +393,9 @@ def test_noting_tokens_adds_each_new_id_once_with_its_bytes(loaded):
     for i in ids - {beyond}:
         assert run.tokens.bytes_of(i) == lm.vocab_bytes[i]
     assert s._note_tokens(run) == {}
+    # a decode step's few ids (the set path): the same rule
+    fresh = next(i for i in range(lm.vocab_size) if i not in run.tokens)
+    assert s._note_tokens(run, [fresh, -1, beyond + 1, fresh]) == {
+        fresh: lm.vocab_bytes[fresh],
+        beyond + 1: f"<id {beyond + 1}>".encode(),
+    }

@@ -185,15 +185,19 @@ class HFBackend:
         """Add the bytes of the ids in `arrays` the run's token table lacks; return what was added.
         A long teacher-forced or compared text mentions ~100k top-k ids at once: their distinct
         values come from a bitmap over the vocabulary (one numpy pass, no sort and no Python set
-        of them all), and only those are looked up. Negative ids (padding) are not tokens."""
+        of them all), and only those are looked up; a decode step's k ids go through a set (the
+        bitmap's scan of the vocabulary would cost more). Negative ids (padding) are not tokens."""
         if not arrays:
             return {}
         vb = self.lm.vocab_bytes
         n = len(vb)
         ids = np.concatenate([np.asarray(a, dtype=np.int64).ravel() for a in arrays])
-        seen = np.zeros(n, dtype=bool)
-        seen[ids[(ids >= 0) & (ids < n)]] = True
-        distinct = np.flatnonzero(seen).tolist() + sorted(set(ids[ids >= n].tolist()))
+        if ids.size * 64 < n:
+            distinct = sorted(set(ids[ids >= 0].tolist()))
+        else:
+            seen = np.zeros(n, dtype=bool)
+            seen[ids[(ids >= 0) & (ids < n)]] = True
+            distinct = np.flatnonzero(seen).tolist() + sorted(set(ids[ids >= n].tolist()))
         new = run.tokens.absent(distinct) if len(run.tokens) else distinct
         added = {i: vb[i] if i < n else f"<id {i}>".encode() for i in new}
         run.tokens.update(added)

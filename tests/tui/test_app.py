@@ -318,15 +318,27 @@ async def test_muted_text_is_readable_and_muted_in_every_theme(theme):
     (contrast ≥ 3:1) and quieter than the pane's normal text. (A partial component style resolved
     them against nothing: pure white, invisible on the light theme.)"""
     from tests.factories import make_run
+    from tokentui.tui.widgets.settings_line import SettingsLine
+    from tokentui.tui.widgets.status_bar import StatusBar
 
     app = explorer(run=make_run(n_branch_steps=(30, 3)))
     async with app.run_test(size=(120, 40)) as pilot:
-        app.theme = theme
-        await pilot.pause(0.2)
-        pane = app.query_one(AlternativesPane)
-        segments = [seg for strip in pane.render_lines(pane.region.reset_offset) for seg in strip]
-        muted = next(seg for seg in segments if seg.text.startswith("sampler"))
-        normal = next(seg for seg in segments if seg.text.startswith("p="))
-        background = pane.rich_style.bgcolor
-        assert _contrast(muted.style.color, background) >= 3.0
-        assert _contrast(muted.style.color, background) < _contrast(normal.style.color, background)
+        await pilot.pause()
+        for _ in range(4):  # T cycles to it: what was drawn in the theme before is drawn again
+            if app.theme == theme:
+                break
+            await pilot.press("T")
+            await pilot.pause(0.2)
+        assert app.theme == theme
+        for widget, muted_text, normal_text in (
+            (app.query_one(AlternativesPane), "sampler", "p="),
+            (app.query_one(StatusBar), "unsaved", "run "),
+            (app.query_one(SettingsLine), "run:", None),  # (the whole line is muted: its label italic)
+        ):
+            segments = [seg for strip in widget.render_lines(widget.region.reset_offset) for seg in strip]
+            muted = next(seg for seg in segments if seg.text.startswith(muted_text))
+            background = widget.rich_style.bgcolor
+            assert _contrast(muted.style.color, background) >= 3.0, (widget, muted_text)
+            if normal_text is not None:
+                normal = next(seg for seg in segments if seg.text.strip(" ·").startswith(normal_text))
+                assert _contrast(muted.style.color, background) < _contrast(normal.style.color, background), widget

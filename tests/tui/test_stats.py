@@ -78,6 +78,10 @@ async def test_stats_screen_in_a_replay(tmp_path, monkeypatch):
         assert body.scroll_y > 0
         await pilot.press("X")  # a picture of the analysis
         assert [p.suffix for p in tmp_path.iterdir() if p.suffix == ".svg"] == [".svg"]
+        await pilot.press("question_mark")  # the keys, over the screen
+        assert type(app.screen).__name__ == "HelpScreen"
+        await pilot.press("escape")
+        assert app.screen is screen
         await pilot.press("escape")
         assert not isinstance(app.screen, StatsScreen)
         await pilot.press("J", "S")  # the branch on show: branch 1

@@ -77,6 +77,13 @@ class ViewActions(_Base):
     def watch_theme(self) -> None:
         if self.screen_stack:  # not while __init__ picks the first theme
             self.apply_scale()
+            # the panes, the status bar and the settings line lay their styles into their text:
+            # drawn again in the new theme's colours once its CSS applies
+            self.call_after_refresh(self._redraw_styled_text)
+
+    def _redraw_styled_text(self) -> None:
+        self.update_settings_line()
+        self.refresh_panes()
 
     def action_stats(self) -> None:
         """`S`: the Stats screen of the branch on show (screens/stats.py)."""

@@ -65,8 +65,13 @@ class PlotView(Static):
 
 
 class StatsScreen(ModalScreen[None]):
-    # the explorer's keys do not reach a modal screen: q (quit) and X (screenshot) work here too
-    BINDINGS = [*bindings(STATS), Binding("q", "app.quit", "quit"), Binding("X", "app.screenshot", "screenshot")]
+    # the explorer's keys do not reach a modal screen: q (quit), X (screenshot) and ? (help) work here too
+    BINDINGS = [
+        *bindings(STATS),
+        Binding("q", "app.quit", "quit"),
+        Binding("X", "app.screenshot", "screenshot"),
+        Binding("question_mark", "app.help", "help"),
+    ]
     AUTO_FOCUS = "#stats-body"
     COMPONENT_CLASSES = {"stats--title", "stats--muted", "stats--bar", "stats--token"}
 

@@ -73,3 +73,16 @@ async def test_replay_colours_by_kl_jumps_to_high_kl_and_shows_both_top_k(compar
             assert f"{a_p:.3f}" in left and f"{b_p:.3f}" in right
         marked = sum("▶" in line.split("│")[0] for line in rows), sum("▶" in line.split("│")[1] for line in rows)
         assert marked == (int(st.rank <= run.k), int(st.get("rank_b") <= run.k))  # the token, where in the top k
+
+
+async def test_kl_jumps_go_nowhere_when_the_models_agree_everywhere(compared_path):
+    """A model compared with itself: KL is 0 at every position, so no position is "where they
+    differ most" (the top 10 % of all zeros was every position)."""
+    run = load_run(compared_path)
+    for cols in (run.prompt, *(b.steps for b in run.branches)):
+        cols._a["kl_ab"][:] = 0.0
+    app = explorer(run=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.stream.view is not None, what="the run on screen")
+        await pilot.press("home", "right_parenthesis", "right_parenthesis")
+        assert app.stream.cursor == 0

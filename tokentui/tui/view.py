@@ -209,7 +209,8 @@ class BranchView:
 
     def uncertain_mask(self, kind: str) -> np.ndarray:
         """`rank`: the model's first choice was not taken · `entropy`: the top 10% most uncertain ·
-        `kl`: the top 10% of KL(A‖B) in a comparison of two models (nowhere in another run)."""
+        `kl`: the top 10% of KL(A‖B) in a comparison of two models (nowhere in another run).
+        A position with a value of 0 (models that agree, a certain choice) is never among them."""
         if kind == "rank":
             return self.run.column(self.branch_id, "rank") > 1
         if kind == "kl" and "kl_ab" not in self.run.layout.names:
@@ -218,4 +219,4 @@ class BranchView:
         finite = ent[np.isfinite(ent)]
         if not finite.size:
             return np.zeros(len(ent), dtype=bool)
-        return ent >= np.quantile(finite, 0.9)
+        return (ent >= np.quantile(finite, 0.9)) & (ent > 0)

@@ -51,6 +51,27 @@ TOKEN_NAMES = frozenset({"logprob", "entropy", "rank", "topk_ids", "topk_logprob
 PAIR_NAMES = frozenset({"logprob_b", "entropy_b", "rank_b", "topk_ids_b", "topk_logprobs_b", "kl_ab", "kl_ba", "js"})
 
 
+@triton.jit
+def _tile(row, idx, V):  # noqa: N803
+    """Entries `idx` of a logits row in float32; past the vocabulary −∞ (p = 0: no term counts)."""
+    return tl.load(row + idx, mask=idx < V, other=float("-inf")).to(tl.float32)
+
+
+@triton.jit
+def _online(m, s, x):
+    """One tile into each lane's running max `m` and Σe^(x − m) `s` (NaN-propagating; a lane all
+    −∞ so far keeps a sum of 0, never NaN)."""
+    new = tl.maximum(m, x, propagate_nan=tl.PropagateNan.ALL)
+    shift = tl.where(new == float("-inf"), 0.0, new)
+    return new, s * tl.exp(m - shift) + tl.exp(x - shift)
+
+
+@triton.jit
+def _logp(x, top, logsum, floor):
+    """log p = (x − max) − log Σe^(x − max), at least `floor`; NaN stays NaN."""
+    return tl.maximum((x - top) - logsum, floor, propagate_nan=tl.PropagateNan.ALL)
+
+
 def _pair_rows(
     a_ptr, b_ptr, t_ptr, out_ptr, V, stride_a, stride_b, floor, ln2, BLOCK: tl.constexpr, WIDTH: tl.constexpr
 ):  # noqa: N803
@@ -59,34 +80,23 @@ def _pair_rows(
     a_row = a_ptr + row * stride_a
     b_row = b_ptr + row * stride_b
     cols = tl.arange(0, BLOCK)
-    # pass 1: each lane's running max and Σe^(x − max), for both models (a lane whose entries are
-    # all −∞ so far — masked logits, the tail past V — keeps a sum of 0, never NaN). A NaN or +∞
-    # logit, or a row all −∞, makes the row's numbers NaN, as log_softmax does: every maximum
-    # here propagates NaN (Triton's default would drop it and record plausible numbers)
+    # pass 1: each lane's running max and Σe^(x − max), for both models. A NaN or +∞ logit, or a
+    # row all −∞, makes the row's numbers NaN, as log_softmax does: every maximum here propagates
+    # NaN (Triton's default would drop it and record plausible numbers)
     m_a = tl.full([BLOCK], float("-inf"), tl.float32)
     m_b = tl.full([BLOCK], float("-inf"), tl.float32)
     s_a = tl.zeros([BLOCK], tl.float32)
     s_b = tl.zeros([BLOCK], tl.float32)
     for start in range(0, V, BLOCK):
-        idx = start + cols
-        inside = idx < V
-        xa = tl.load(a_row + idx, mask=inside, other=float("-inf")).to(tl.float32)
-        xb = tl.load(b_row + idx, mask=inside, other=float("-inf")).to(tl.float32)
-        na = tl.maximum(m_a, xa, propagate_nan=tl.PropagateNan.ALL)
-        nb = tl.maximum(m_b, xb, propagate_nan=tl.PropagateNan.ALL)
-        ca = tl.where(na == float("-inf"), 0.0, na)
-        cb = tl.where(nb == float("-inf"), 0.0, nb)
-        s_a = s_a * tl.exp(m_a - ca) + tl.exp(xa - ca)
-        s_b = s_b * tl.exp(m_b - cb) + tl.exp(xb - cb)
-        m_a = na
-        m_b = nb
+        m_a, s_a = _online(m_a, s_a, _tile(a_row, start + cols, V))
+        m_b, s_b = _online(m_b, s_b, _tile(b_row, start + cols, V))
     top_a = tl.max(m_a, 0)
     top_b = tl.max(m_b, 0)
     ls_a = tl.log(tl.sum(s_a * tl.exp(m_a - top_a), 0))
     ls_b = tl.log(tl.sum(s_b * tl.exp(m_b - top_b), 0))
     t = tl.load(t_ptr + row)
-    chosen_a = tl.maximum((tl.load(a_row + t).to(tl.float32) - top_a) - ls_a, floor, propagate_nan=tl.PropagateNan.ALL)
-    chosen_b = tl.maximum((tl.load(b_row + t).to(tl.float32) - top_b) - ls_b, floor, propagate_nan=tl.PropagateNan.ALL)
+    chosen_a = _logp(tl.load(a_row + t).to(tl.float32), top_a, ls_a, floor)
+    chosen_b = _logp(tl.load(b_row + t).to(tl.float32), top_b, ls_b, floor)
     # pass 2: the sums (past V both log-probs are the floor: p = 0, d = 0, every term 0)
     ent_a = tl.zeros([BLOCK], tl.float32)
     ent_b = tl.zeros([BLOCK], tl.float32)
@@ -97,12 +107,8 @@ def _pair_rows(
     above_a = tl.zeros([BLOCK], tl.int32)
     above_b = tl.zeros([BLOCK], tl.int32)
     for start in range(0, V, BLOCK):
-        idx = start + cols
-        inside = idx < V
-        xa = tl.load(a_row + idx, mask=inside, other=float("-inf")).to(tl.float32)
-        xb = tl.load(b_row + idx, mask=inside, other=float("-inf")).to(tl.float32)
-        la = tl.maximum((xa - top_a) - ls_a, floor, propagate_nan=tl.PropagateNan.ALL)
-        lb = tl.maximum((xb - top_b) - ls_b, floor, propagate_nan=tl.PropagateNan.ALL)
+        la = _logp(_tile(a_row, start + cols, V), top_a, ls_a, floor)
+        lb = _logp(_tile(b_row, start + cols, V), top_b, ls_b, floor)
         pa = tl.exp(la)
         pb = tl.exp(lb)
         ent_a += pa * la

@@ -83,7 +83,8 @@ async def test_generate_move_branch_navigate_save(model_dirs, loaded, cache_dir)
         # what the worker autosaved (before Finished) in every array
         assert app.run_obj is run and run is not app.engine.worker.run
         assert_same_run(run, load_run(cache_dir / f"{run.id}.tokentui"))
-        assert " · saved · " in rendered(app.query_one("#status"))  # the autosave is known
+        status = rendered(app.query_one("#status"))
+        assert " · saved · " in status and status.count("saved") == 1  # the autosave is known, said once
         # save
         await pilot.press("ctrl+s")
         await pilot.pause(0.2)
@@ -275,6 +276,27 @@ async def test_legend_names_each_rank_bucket_in_the_style_its_tokens_get(monkeyp
                 ], name
             else:
                 assert got.bgcolor == want.bgcolor, name
+
+
+async def test_legend_lines_break_between_its_parts(monkeypatch):
+    """At 80×24 the legend wraps between its parts: no line starts or ends on a " · " separator,
+    for every metric, and the key to the next metric stays whole."""
+    from tests.factories import make_run
+    from tokentui.core.metrics import METRICS
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    app = explorer(run=make_run(n_branch_steps=(30, 3)))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        legend = app.query_one("#legend")
+        seen = set()
+        for _ in METRICS:
+            seen.add(app.metric)
+            lines = [line.strip() for line in rendered(legend).splitlines() if line.strip()]
+            assert any("m: next metric" in line for line in lines), lines
+            assert not [line for line in lines if line.startswith("·") or line.endswith("·")], (app.metric, lines)
+            await pilot.press("m")
+        assert len(seen) > 3
 
 
 async def test_the_layer_view_says_why_it_has_no_lens_values(model_dirs, cache_dir):

@@ -387,6 +387,31 @@ async def test_explorer_keys_do_nothing_behind_the_matrix_screen(tmp_path):
         assert app.metric != before[0] and app.branch_id == 1
 
 
+async def test_a_note_over_the_matrix_leaves_its_header_alone(tmp_path, monkeypatch):
+    """At 80×24 a screenshot's note goes bottom right on the matrix screen (the header, at the top,
+    stays readable) and names the file whole on one line (in the current folder: its name only)."""
+    from textual.widgets._toast import Toast
+
+    monkeypatch.chdir(tmp_path)
+    run, t, _norm, _signed = stored_run()
+    app = explorer(run=run)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await pilot.pause()
+        screen = MatrixScreen(run, 0, [t], "gradient-norm", app.look(), app._cancel_attribution)
+        app.push_screen(screen)
+        screen.show_record(run.attributions[0], stored=True)
+        await pilot.pause()
+        await pilot.press("X")
+        await wait_for(pilot, lambda: any(screen.query(Toast)), what="the note")
+        await pilot.pause(0.3)
+        [toast] = screen.query(Toast)
+        [svg] = tmp_path.glob("*.svg")
+        for header in ("#matrix-title", "#matrix-progress"):
+            assert not toast.region.overlaps(screen.query_one(header).region), header
+        assert toast.region.bottom == 24 and toast.region.right >= 76  # bottom right
+        assert svg.name in [line.strip("▌ ") for line in rendered(toast).splitlines()]
+
+
 async def test_a_model_source_without_gradients_is_refused_in_one_line(model_dirs, cache_dir, settings, monkeypatch):
     from tokentui.engine.capabilities import Capabilities
     from tokentui.engine.hf.backend import HFBackend

@@ -58,6 +58,11 @@ async def test_explore_compare_colours_jumps_and_shows_b(model_dirs, b_dir, cach
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.state is AppState.IDLE and app.session.model_b_loaded, what="both models")
         assert f"{model_dirs['gpt2'].name} vs {b_dir.name}" in rendered(app.query_one(StatusBar))
+        await pilot.resize_terminal(80, 24)  # at 80 columns the models' details go, "A vs B" stays
+        await pilot.pause(0.2)
+        status = rendered(app.query_one(StatusBar))
+        assert f"{model_dirs['gpt2'].name} vs {b_dir.name}" in status and "layers" not in status
+        await pilot.resize_terminal(120, 40)
         await pilot.click("#prompt")
         await pilot.press(*"def f(x):")
         await pilot.press("ctrl+r")

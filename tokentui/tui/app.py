@@ -306,7 +306,11 @@ class TokentuiApp(
 
     def update_status(self) -> None:
         s, run = self.session, self.run_obj
-        parts = [Part(s.model_info, 3 if s.model_b_loaded else 1, "status-bar--dim")]  # "A vs B" matters
+        # the model's name ("A vs B" when comparing: that matters) apart from its details, which go first
+        name, _, details = s.model_info.partition(" · ")
+        parts = [Part(name, 6 if s.model_b_loaded else 1, "status-bar--dim")]
+        if details:
+            parts.append(Part(details, 0, "status-bar--dim"))
         if s.tokens_per_second:
             parts.append(Part(f"{s.tokens_per_second:.1f} tok/s", 0, "status-bar--dim"))
         if s.steering is not None:

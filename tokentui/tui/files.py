@@ -106,4 +106,5 @@ class FileActions(_Base):
         """Textual's screenshot action (same arguments), saving into the current folder by default
         (Textual's own picks the Downloads folder, which a server seldom has) and saying where."""
         saved = self.save_screenshot(filename, path or os.getcwd())
-        self.notify(f"screenshot saved: {sanitize(saved)}", markup=False)
+        shown = os.path.relpath(saved) if Path(saved).parent == Path.cwd() else saved  # (a short toast: the name whole)
+        self.notify(f"screenshot saved: {sanitize(shown)}", markup=False)

@@ -255,9 +255,8 @@ class Session:
         elif isinstance(ev, Saved):
             if ours and self.run is not None:  # the worker saved its run as it stood after the events applied so far
                 self.run.mark_saved()
-            # keep what the run's end said (a search's summary), and say it is saved too
-            self.note = "autosaved" if self.state is AppState.GENERATING or not self.note else f"{self.note} · saved"
-            self.note = self.note.replace(" · saved · saved", " · saved")
+            # the note (what the run's end said: a search's summary) stays; the status bar's
+            # saved/unsaved part says the rest (a "· saved" note too showed "saved" twice)
         elif isinstance(ev, Failed):
             if self.state is AppState.LOADING:
                 self.state = AppState.NO_MODEL

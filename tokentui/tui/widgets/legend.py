@@ -1,6 +1,7 @@
 """The legend under the tokens: what the colours (or, under NO_COLOR, the text styles) of the
 current metric mean, and how prompt and forced tokens look; with an attribution on show, which one
-and its scale instead. It wraps rather than being cut off."""
+and its scale instead. Its parts are joined by " · " and a line breaks between two parts, never
+inside one where it fits, so no line ends on a stray separator; it wraps rather than being cut off."""
 
 from __future__ import annotations
 
@@ -34,9 +35,38 @@ def style_name(style: Style) -> str:
     return " ".join(w for w, on in (("bold", style.bold), ("underline", style.underline)) if on) or "plain"
 
 
+def join_parts(parts: list[Text], width: int) -> Text:
+    """`parts` joined by " · " on a line while the next fits in `width` cells, else on the next
+    line (a part wider than a line is left for the widget to wrap)."""
+    out = Text()
+    used = 0
+    for part in parts:
+        if not out:
+            used = part.cell_len
+        elif used + 3 + part.cell_len <= width:
+            out.append(" · ")
+            used += 3 + part.cell_len
+        else:
+            out.append("\n")
+            used = part.cell_len
+        out.append_text(part)
+    return out
+
+
 class Legend(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
+        self._parts: list[Text] = []
+
+    def _show(self, parts: list[Text]) -> None:
+        self._parts = parts
+        self._draw()
+
+    def on_resize(self) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        self.update(join_parts(self._parts, self.content_region.width or 10**6))
 
     def show(self, metric: str, scale: MetricScale, no_color: bool) -> None:
         from tokentui.core.metrics import METRICS  # numpy: only once a run is read
@@ -46,8 +76,8 @@ class Legend(Static):
             legend = Text(f"{m.name} ")
             last = max(1, len(m.buckets) - 1)
             for i, name in enumerate(m.buckets):
+                legend.append(" " if i else "")
                 legend.append(f" {name} ", style=scale.style(i / last, no_color))
-                legend.append(" ")
         elif no_color:  # no colours: the text styles from sure to unsure, each named in its own style
             legend = Text(f"{m.label} [{m.unit}] {m.ends[0]} ")
             steps = no_color_steps(scale)
@@ -61,12 +91,10 @@ class Legend(Static):
             for i in range(n):
                 legend.append(" ", style=scale.style((i + 0.5) / n, False))
             legend.append(f" {m.ends[1]}")
-        legend.append(" · ")
-        legend.append("prompt", style=Style(dim=True))
-        legend.append(" · ")
-        legend.append("forced", style=Style(italic=True) if no_color else Style(italic=True, underline=True))
-        legend.append(" · m: next metric")
-        self.update(legend)
+        forced = Style(italic=True) if no_color else Style(italic=True, underline=True)
+        self._show(
+            [legend, Text("prompt", style=Style(dim=True)), Text("forced", style=forced), Text("m: next metric")]
+        )
 
     def show_attribution(
         self, run: Run, shown: Shown, scale: MetricScale, diverging: DivergingScale, no_color: bool, target: Style
@@ -82,17 +110,14 @@ class Legend(Static):
         if rec.alternative is not None:
             legend.append(" vs ")
             legend.append_text(lone_id(run, rec.alternative, 16, Style(bold=True)))
-        legend.append(" · ")
+        key = Text()
         if no_color:
-            legend.append(f"top {TOP_MARKED}", style=Style(bold=True, underline=True))
-            legend.append(" ")
-            legend.append(f"top {TOP}", style=Style(bold=True))
+            key.append(f"top {TOP_MARKED}", style=Style(bold=True, underline=True))
+            key.append(" ")
+            key.append(f"top {TOP}", style=Style(bold=True))
             if m.signed:
-                legend.append(" ")
-                legend.append("negative", style=Style(italic=True))
+                key.append(" ")
+                key.append("negative", style=Style(italic=True))
         else:
-            append_scale(legend, scale, diverging, m.signed)
-        legend.append(" · ")
-        legend.append("target", style=target)
-        legend.append(" · M: method · esc: back")
-        self.update(legend)
+            append_scale(key, scale, diverging, m.signed)
+        self._show([legend, key, Text("target", style=target), Text("M: method"), Text("esc: back")])

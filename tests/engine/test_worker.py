@@ -93,3 +93,61 @@ def test_a_cancel_right_after_submitting_is_not_lost(model_dirs, tmp_path):
         assert fin.status == "length" and fin.new_tokens == 5  # a later command is not cancelled
     finally:
         wk.shutdown()
+
+
+def test_a_new_model_b_replaces_the_old_one_only_once_it_is_loaded(model_dirs, tmp_path, monkeypatch):
+    """B loads while the earlier B stays; on a device with room for A and one B (simulated here:
+    a CPU never runs out of memory, so a load beside two models raises DoesNotFit as
+    LivePair.load does on a full GPU) the earlier B goes first and the load is tried again; a
+    B that does not fit even then leaves no B (PairReleased), and the session says so."""
+    from tests.factories import other_tokenizer_model_dir, perturbed_model_dir
+    from tokentui.engine import backend as engine_backend
+    from tokentui.engine.errors import DoesNotFit
+    from tokentui.engine.events import PairLoaded, PairReleased
+    from tokentui.tui.state import Session
+
+    b1 = perturbed_model_dir(model_dirs["gpt2"], tmp_path / "b1", seed=1)
+    b2 = perturbed_model_dir(model_dirs["gpt2"], tmp_path / "b2", seed=2)
+    other = other_tokenizer_model_dir(tmp_path / "other")
+    q: queue.Queue = queue.Queue()
+    wk = w.Worker(q.put, save_dir=tmp_path).start()
+    real = engine_backend.open_comparer
+    room = {"b": 1}  # how many models B fit beside A
+
+    def open_comparer(backend, spec, progress=None):
+        loaded = wk.pair is not None
+        if loaded + 1 > room["b"]:
+            raise DoesNotFit(f"{spec.model} does not fit beside the models loaded")
+        return real(backend, spec, progress)
+
+    monkeypatch.setattr(engine_backend, "open_comparer", open_comparer)
+    session = Session.start(str(model_dirs["gpt2"]), GenerationSettings())
+
+    def until(kind):
+        evs = collect_until(q, lambda e: isinstance(e, (kind, Failed)))
+        for e in evs:
+            session.apply(e)
+        return evs
+
+    try:
+        wk.submit(w.Load(ModelSpec(str(model_dirs["gpt2"]))))
+        assert isinstance(until(Loaded)[-1], Loaded)
+        wk.submit(w.LoadPair(ModelSpec(str(b1))))
+        assert isinstance(until(PairLoaded)[-1], PairLoaded) and session.model_b_loaded == "b1"
+        room["b"] = 2  # room for both: a refused B (another tokenizer) leaves b1 as it was
+        wk.submit(w.LoadPair(ModelSpec(str(other))))
+        assert "one tokenizer" in until(PairLoaded)[-1].message
+        assert wk.pair is not None and wk.pair.info_b.name == "b1" and session.model_b_loaded == "b1"
+        room["b"] = 1  # b2 fits only once b1 is gone
+        wk.submit(w.LoadPair(ModelSpec(str(b2))))
+        evs = until(PairLoaded)
+        assert isinstance(evs[-1], PairLoaded) and not any(isinstance(e, PairReleased) for e in evs)
+        assert wk.pair.info_b.name == "b2" and session.model_b_loaded == "b2" and " vs b2" in session.model_info
+        room["b"] = 0  # b1 does not fit even alone: b2 was released for it, nothing is compared now
+        wk.submit(w.LoadPair(ModelSpec(str(b1))))
+        evs = until(PairLoaded)
+        assert [type(e) for e in evs[-2:]] == [PairReleased, Failed] and wk.pair is None
+        assert not session.model_b_loaded and session.model_b is None and " vs " not in session.model_info
+        assert "does not fit" in session.note and "still comparing" not in session.note
+    finally:
+        wk.shutdown()

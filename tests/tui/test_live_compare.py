@@ -155,3 +155,15 @@ async def test_b_key_loads_model_b_after_refusing_another_tokenizer(model_dirs, 
         run = app.run_obj
         ref = compare_reference(model_dirs["gpt2"], b_dir, run.sequence(0).tolist())
         np.testing.assert_allclose(run.column(0, "kl_ab")[1:], ref.prompt.col("kl_ab")[1:], atol=1e-5)
+        # another refused B leaves this one comparing: the status bar still says "A vs B", and
+        # what is grown from now on is compared under it
+        errors.clear()
+        await pilot.press("B")
+        app.screen.query_one(Input).value = str(other)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: bool(errors), what="the second refusal")
+        assert app.session.model_b_loaded == b_dir.name and f"still comparing with {b_dir.name}" in app.session.note
+        assert f" vs {b_dir.name}" in rendered(app.query_one(StatusBar))
+        n = run.length(0)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.run_obj.length(0) > n and compared(app, 0), what="the continuation compared")

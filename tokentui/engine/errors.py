@@ -7,3 +7,7 @@ class EngineError(Exception):
 
 class ModelLoadError(EngineError):
     """The model or its tokenizer could not be loaded."""
+
+
+class DoesNotFit(EngineError):
+    """A second model does not fit on the device beside the first (out of GPU memory)."""

@@ -156,6 +156,14 @@ class PairLoaded:
 
 
 @dataclass(frozen=True)
+class PairReleased:
+    """Model B was released to make room for another B, which then failed to load too: from now
+    on nothing is compared (B again loads one)."""
+
+    model: str
+
+
+@dataclass(frozen=True)
 class Widened:
     """The run gets the comparison columns (unknown until compared) and `model_b` (core/compared.py)."""
 
@@ -214,6 +222,7 @@ Event = (
     | AttributionProgress
     | Attributed
     | PairLoaded
+    | PairReleased
     | Widened
     | CompareValues
     | Compared

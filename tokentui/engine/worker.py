@@ -31,6 +31,7 @@ from tokentui.engine.events import (
     Finished,
     Loaded,
     PairLoaded,
+    PairReleased,
     Progress,
     RunStarted,
     Saved,
@@ -278,14 +279,8 @@ class Worker:
             if self.pair is not None and touched and job.run is not None:
                 self._compare(job.run, touched)
         elif isinstance(cmd, LoadPair):
-            from tokentui.engine.backend import open_comparer
-
             t0 = time.perf_counter()
-            backend = self._need_backend()
-            if self.pair is not None:  # another B: the old one goes first (both might not fit)
-                self.pair.close()
-                self.pair = None
-            self.pair = open_comparer(backend, cmd.spec, progress=lambda m: self.callback(Progress(m)))
+            self.pair = self._replace_pair(cmd.spec)
             i = self.pair.info_b
             self.callback(PairLoaded(i.name, i.device, i.dtype, time.perf_counter() - t0, dict(self.pair.record)))
             if self.run is not None:
@@ -311,6 +306,36 @@ class Worker:
             self.run = cmd.run.copy()  # the sender keeps its own: no two threads write one run
             if self.pair is not None:
                 self._compare(self.run, [b.id for b in self.run.branches])
+
+    def _replace_pair(self, spec: ModelSpec) -> Comparer:
+        """Model B from `spec`, loaded while the earlier B (if any) stays, so a B that is refused
+        (another tokenizer, a wrong path) leaves the explorer comparing as before. Only a new B that
+        does not fit beside A and the earlier B makes the earlier B go first (then the load is
+        tried again); if that fails too, nothing is compared any more (PairReleased)."""
+        from tokentui.engine.backend import open_comparer
+        from tokentui.engine.errors import DoesNotFit
+
+        backend = self._need_backend()
+        old = self.pair
+
+        def load() -> Comparer:
+            return open_comparer(backend, spec, progress=lambda m: self.callback(Progress(m)))
+
+        try:
+            new = load()
+        except DoesNotFit:
+            if old is None:
+                raise
+            self.pair = None
+            old.close()
+            try:
+                return load()
+            except EngineError:
+                self.callback(PairReleased(old.info_b.name))
+                raise
+        if old is not None:
+            old.close()
+        return new
 
     def _compare(self, run: Run, branches: list[int]) -> None:
         """Compare `branches` of `run` under model B (`jobs.Compare`), with a cancel event of its

@@ -151,6 +151,7 @@ class Session:
             LensEvent,
             Loaded,
             PairLoaded,
+            PairReleased,
             Progress,
             RunStarted,
             Saved,
@@ -185,6 +186,11 @@ class Session:
             self.model_info = f"{self.model_a} vs {ev.model} · {rest}"
             self.note = f"comparing with {ev.model} (loaded in {ev.seconds:.1f}s)"
             up.loaded = True
+        elif isinstance(ev, PairReleased):  # (the Failed that follows says why the new B did not load)
+            self.model_b = None
+            self.model_b_loaded = ""
+            rest = self.model_info.split(" · ", 1)[1] if " · " in self.model_info else ""
+            self.model_info = f"{self.model_a} · {rest}" if rest else self.model_a
         elif isinstance(ev, (Widened, CompareValues)):
             up.tokens = ours
         elif isinstance(ev, Compared):
@@ -198,6 +204,8 @@ class Session:
         elif isinstance(ev, Failed) and ev.command in ("LoadPair", "Compare"):
             if ev.command == "LoadPair":  # the explorer goes on as it was (with its earlier B, if any)
                 self.note = f"model B not loaded: {ev.message}"  # (not the load's last progress line)
+                if self.model_b_loaded:
+                    self.note += f" · still comparing with {self.model_b_loaded}"
                 self.loading_b = False
                 self.model_b = self.model_b_loaded or None
                 if self.state is AppState.LOADING:

@@ -44,7 +44,7 @@ from tokentui.core.measures import MEASURES, Measure
 from tokentui.core.params import GenerationSettings
 from tokentui.core.run import Run
 from tokentui.engine.backend import ModelSpec
-from tokentui.engine.errors import EngineError, ModelLoadError
+from tokentui.engine.errors import DoesNotFit, EngineError, ModelLoadError
 from tokentui.engine.hf.backend import TEACHER_FORCED_ELEMENTS, HFBackend
 from tokentui.engine.hf.loading import LoadedModel
 from tokentui.engine.hf.measures import (
@@ -538,8 +538,8 @@ class LivePair:
 
     @classmethod
     def load(cls, a: HFBackend, spec_b: ModelSpec, progress: Callable[[str], None] | None = None) -> LivePair:
-        """Load B (lens off) beside A; a B that does not fit on A's GPU, or has another tokenizer,
-        is a one-line EngineError and nothing stays loaded."""
+        """Load B (lens off) beside A; a B that does not fit on A's GPU (DoesNotFit), or has another
+        tokenizer, is a one-line EngineError and nothing stays loaded."""
         try:
             b = HFBackend.load(replace(spec_b, lens_chunk=0), progress)
         except ModelLoadError as e:
@@ -548,7 +548,7 @@ class LivePair:
             b = None
         if b is None:  # (outside the handler: the failed load's tensors are free only once it is left)
             _release()
-            raise EngineError(
+            raise DoesNotFit(
                 f"{sanitize(spec_b.model)} does not fit beside {sanitize(_name(a.lm))} on {a.device}: the explorer "
                 "compares with both models loaded (`tokentui compare` runs them one after the other)"
             )

@@ -70,6 +70,9 @@ def test_a_prompts_batch_under_two_models_generates_greedy_runs_and_seed000_tabl
         f"{r.id}.tokentui" for r in runs.values()
     )
 
+    # the tables are as readable as the runs beside them (not a temporary file's 0600)
+    run_mode = next((out / "runs").iterdir()).stat().st_mode & 0o777
+    assert {p.stat().st_mode & 0o777 for p in out.iterdir() if p.is_file()} == {run_mode}
     # seed 000's per-token CSV: its columns first, one row per generated token of every item
     rows = _read_csv(out / "model_analysis_stats.csv")
     assert list(rows[0]) == STATS_COLUMNS and STATS_COLUMNS[: len(CSV_COLUMNS)] == CSV_COLUMNS

@@ -5,8 +5,9 @@ none), never half of a new one."""
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import IO
 
@@ -20,15 +21,18 @@ def write_atomically(
     """`fill` writes into a temporary file beside `path` (`tmp`, or a unique name), which is
     flushed to disk and renamed over `path`; `check` runs just before the rename (it may refuse by
     raising). The temporary file is removed whatever goes wrong, also an exception that is not an
-    OSError; the folder is synced afterwards (best effort) so that the rename survives a crash."""
+    OSError; the folder is synced afterwards (best effort) so that the rename survives a crash.
+    Permissions: a new file gets what the user's umask gives any file (not mkstemp's 0600: a CSV
+    or an export is meant to be shared as a run file is); a file replaced keeps its own."""
     if tmp is None:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        tmp = Path(name)
+        fd, tmp = new_temporary(path)
         f = open(fd, "wb")
     else:
         f = open(tmp, "xb")
     try:
         with f:
+            with suppress(OSError, AttributeError):  # (no file there, or no modes here: as created)
+                os.fchmod(f.fileno(), path.stat().st_mode & 0o7777)
             fill(f)
             f.flush()
             os.fsync(f.fileno())
@@ -45,3 +49,14 @@ def write_atomically(
             os.close(folder)
     except OSError:
         pass
+
+
+def new_temporary(path: Path) -> tuple[int, Path]:
+    """A new file with a unique name beside `path`, created exclusively with mode 0666 less the
+    umask (as `open` creates files)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue

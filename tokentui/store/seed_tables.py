@@ -24,7 +24,6 @@ import csv
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ import numpy as np
 
 from tokentui.core.dataset import loss_positions
 from tokentui.core.display import decode_bytes
+from tokentui.core.files import new_temporary
 from tokentui.core.run import Run
 from tokentui.store.collection import Collection, CollectionItem
 from tokentui.store.export import CSV_COLUMNS, branch_rows, csv_cell, json_text
@@ -169,9 +169,9 @@ class _AtomicFiles:
         stack.callback(self._discard)
 
     def new(self, name: str) -> IO[str]:
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.folder)
+        fd, tmp = new_temporary(self.folder / name)  # (a new file's mode as the umask gives it)
         f = open(fd, "w", encoding="utf-8", newline="")
-        self.open[self.folder / name] = (Path(tmp), f)
+        self.open[self.folder / name] = (tmp, f)
         return f
 
     def commit(self) -> list[Path]:

@@ -1,0 +1,43 @@
+"""`write_atomically`: all or nothing, and the permissions a user expects of a file it writes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tokentui.core.files import write_atomically
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_a_new_file_gets_the_umask_mode_and_a_replaced_one_keeps_its_own(tmp_path, umask_022):
+    new = tmp_path / "table.csv"
+    write_atomically(new, lambda f: f.write(b"a,b\n"))
+    assert new.read_bytes() == b"a,b\n" and new.stat().st_mode & 0o777 == 0o644  # as open() creates it
+    private = tmp_path / "mine.json"
+    private.write_text("old")
+    private.chmod(0o600)
+    write_atomically(private, lambda f: f.write(b"new"))
+    assert private.read_text() == "new" and private.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.json", "table.csv"]  # no temporary left
+
+
+def test_a_failed_fill_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "run.tokentui"
+    path.write_bytes(b"old")
+
+    def fill(f):
+        f.write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(path, fill)
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["run.tokentui"]

@@ -252,6 +252,29 @@ def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
     assert sorted(p.name for p in out.glob("per_sample-*.json")) == [per_sample_name(0, llama)]
 
 
+def test_another_input_file_does_not_silently_replace_a_collection(cli, model_dirs, tmp_path):
+    """--out naming a collection made from another file: refused in one line before anything
+    changes (its runs stay); --replace rebuilds it; the same file moved elsewhere keeps them."""
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    _lines(first, PROMPTS[:2])
+    _lines(second, ["import sys", "x = 1", "y = 2"])
+    out = tmp_path / "coll"
+    args = ["-m", str(model_dirs["gpt2"]), "-n", 2, "--lens-chunk", 0, "--out", out]
+    assert cli("batch", "--prompts", first, *args).exit_code == 0
+    manifest, runs = (out / "collection.json").read_bytes(), sorted((out / "runs").iterdir())
+    res = cli("batch", "--prompts", second, *args)
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1, res.output
+    assert f"was made from {first}" in res.stderr and "drop or redo 2 of its 2 runs" in res.stderr
+    assert (out / "collection.json").read_bytes() == manifest and sorted((out / "runs").iterdir()) == runs
+    moved = tmp_path / "moved.txt"
+    first.rename(moved)  # the same prompts from another path: nothing is lost, nothing refused
+    res = cli("batch", "--prompts", moved, *args)
+    assert res.exit_code == 0 and "2 done before, 0 to do" in res.stderr, res.output
+    res = cli("batch", "--prompts", second, *args, "--replace")
+    assert res.exit_code == 0 and "0 done before, 3 to do" in res.stderr, res.output
+    assert [load_run(p).meta.prompt for _, p in load_collection(out).runs()] == ["import sys", "x = 1", "y = 2"]
+
+
 def test_without_out_the_same_command_finds_its_collection_again(cli, model_dirs, tmp_path, cache_dir):
     src = tmp_path / "p.txt"
     _lines(src, PROMPTS[:2])

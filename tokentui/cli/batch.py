@@ -405,6 +405,13 @@ def batch(
             "running the same command again resumes it).",
         ),
     ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Let this command drop the runs of an --out collection that was made from another input file.",
+        ),
+    ] = False,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     trust_remote_code: RemoteOpt = False,
@@ -419,7 +426,7 @@ def batch(
     from tokentui.store.collection import CollectionError
 
     try:
-        _batch(model, prompts, dataset, prompt_field, response_field, settings, loss_over, out,
+        _batch(model, prompts, dataset, prompt_field, response_field, settings, loss_over, out, replace,
                device, dtype, trust_remote_code, lens_chunk, lens_precision, cache_dir)  # fmt: skip
     except user_errors() + (DatasetError, CollectionError) as e:
         fail(str(e))
@@ -436,6 +443,7 @@ def _batch(
     settings: GenerationSettings,
     loss_over: str,
     out: Path | None,
+    replace: bool,
     device: str,
     dtype: str,
     trust_remote_code: bool,
@@ -487,10 +495,19 @@ def _batch(
     # --- the collection: what is done already, what is left -------------------------------
     with locked(folder):
         coll = load_collection(folder) if (folder / MANIFEST).exists() else Collection.new(folder)
+        made_from = coll.settings.get("source")
+        done_before = {(it.model, it.index) for it in coll.items if it.status == "done"}
         coll.settings = {**run_settings, "source": str(source_path), **fields, "loss_over": loss_over,
                          "model_options": model_options}  # fmt: skip
         coll.complete = False
         plans = _plan(coll, source, specs, run_settings)
+        lost = done_before - {(it.model, it.index) for it in coll.items if it.status == "done"}
+        if lost and made_from not in (None, str(source_path)) and not replace:  # (the manifest is untouched)
+            raise RunError(
+                f"the collection {sanitize(str(folder))} was made from {sanitize(str(made_from))}: reading "
+                f"{where} would drop or redo {len(lost)} of its {_count(len(done_before), 'run')}; give another --out, "
+                "or --replace to rebuild it from this file"
+            )
         coll.remove_unlisted_runs()
         coll.save()
         total = sum(len(p.todo) for p in plans)

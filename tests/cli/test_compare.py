@@ -213,6 +213,7 @@ def test_a_dataset_compares_each_response_and_skips_bad_lines(cli, model_dirs, m
     assert res.exit_code == 0, res.output
     assert "line 2: skipped" in res.stderr
     summaries = [json.loads(x) for x in res.stdout.splitlines() if '"summary": true' in x]
+    assert summaries.pop()["dataset"] is True  # (the whole dataset's numbers: the test below)
     assert len(summaries) == 2
     tok = AutoTokenizer.from_pretrained(model_dirs["gpt2"])
     for (prompt, response), s in zip(rows, summaries, strict=True):
@@ -228,3 +229,71 @@ def test_a_dataset_compares_each_response_and_skips_bad_lines(cli, model_dirs, m
         assert s["sample_kl_estimate"] == pytest.approx((lp_a - lp_b)[response].mean(), abs=1e-5)
         run = load_run(next(r.path for r in list_runs(cache_dir) if r.run_id == s["run_id"]))
         assert run.branches[0].fork_position == len(p_ids) and run.sequence(0).tolist() == ids
+
+
+def _dataset(tmp_path) -> tuple:
+    """A dataset of two usable items on lines 1 and 3 (line 2 has no response)."""
+    src = tmp_path / "data.jsonl"
+    rows = [("def f(x):", " return x + 1"), ("class A:", "\n    pass")]
+    lines = [json.dumps({"prompt": p, "response": r}) for p, r in rows]
+    lines.insert(1, json.dumps({"prompt": "no answer"}))
+    src.write_text("\n".join(lines) + "\n")
+    return src, rows
+
+
+def test_a_datasets_json_names_each_items_line_and_ends_with_the_overall_numbers(
+    cli, model_dirs, model_b, cache_dir, tmp_path
+):
+    """Each item's summary carries its line in the file; one last object gives the dataset's numbers
+    over all the responses' tokens, each token weighing the same — checked here against the
+    per-position lines themselves (the positions from each item's first_position on)."""
+    src, _rows = _dataset(tmp_path)
+    res = cli("compare", "-m", model_dirs["gpt2"], "-m", model_b, "--dataset", src, "--json")
+    assert res.exit_code == 0, res.output
+    objects = [json.loads(x) for x in res.stdout.splitlines()]
+    *texts, overall = objects
+    summaries = [o for o in texts if o.get("summary")]
+    assert [s["line"] for s in summaries] == [1, 3]
+    counted = []
+    for s in summaries:
+        counted += [
+            o
+            for o in texts
+            if not o.get("summary") and o["run_id"] == s["run_id"] and o["position"] >= s["first_position"]
+        ]
+    lp_a = np.array([r["logprob_a"] for r in counted])
+    lp_b = np.array([r["logprob_b"] for r in counted])
+    assert overall["summary"] is True and overall["dataset"] is True and "run_id" not in overall
+    assert (overall["texts"], overall["tokens"]) == (2, len(counted)) == (2, sum(s["tokens"] for s in summaries))
+    assert overall["model_a"] == model_dirs["gpt2"].name and overall["model_b"] == model_b.name
+    assert overall["mean_loss_a"] == pytest.approx(-lp_a.mean(), abs=1e-6)
+    assert overall["mean_loss_b"] == pytest.approx(-lp_b.mean(), abs=1e-6)
+    assert overall["perplexity_a"] == pytest.approx(math.exp(-lp_a.mean()), rel=1e-6)
+    assert overall["perplexity_b"] == pytest.approx(math.exp(-lp_b.mean()), rel=1e-6)
+    for key in ("kl_ab", "kl_ba", "js"):
+        assert overall[f"mean_{key}"] == pytest.approx(np.mean([r[key] for r in counted]), abs=1e-6)
+    assert overall["sample_kl_estimate"] == pytest.approx((lp_a - lp_b).mean(), abs=1e-6)
+    assert overall["sample_kl_error"] == pytest.approx((lp_a - lp_b).mean() - overall["mean_kl_ab"], abs=1e-6)
+
+
+def test_a_datasets_text_names_each_line_and_marks_where_the_response_starts(
+    cli, model_dirs, model_b, cache_dir, tmp_path
+):
+    src, rows = _dataset(tmp_path)
+    res = cli("compare", "-m", model_dirs["gpt2"], "-m", model_b, "--dataset", src)
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert "dataset line 1 · prompt: def␠f(x):" in out and "dataset line 3 · prompt: class␠A:" in out
+    runs = {r.run_id: load_run(r.path) for r in list_runs(cache_dir)}
+    for run in runs.values():
+        start = run.branches[0].fork_position
+        n = run.length(0) - start
+        assert f"{n} scored tokens (the response, positions {start}–{run.length(0) - 1})" in out
+    # the rule comes right before the response's first row
+    lines = out.splitlines()
+    rules = [i for i, x in enumerate(lines) if "── the response from position" in x]
+    assert len(rules) == 2
+    for i in rules:
+        start = int(lines[i].split("position ")[1].split()[0])
+        assert int(lines[i + 1][:5]) == start and int(lines[i - 1][:5]) == start - 1
+    assert "the whole dataset: 2 texts" in out and out.index("the whole dataset") > out.rindex("dataset line 3")

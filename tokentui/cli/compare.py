@@ -6,12 +6,13 @@ the text or the saved run, k against both configurations), loads both models
 (mode "compare": model A's columns plus model B's and the divergences, `RunMeta.model_b`) and
 prints a table and the per-text numbers, or with `--json` one object per scored position and a
 summary object. `compare_items` is the one path from a list of texts to saved, printed runs: a
-dataset's items go through it as one text does."""
+dataset's items go through it as one text does, each named by its line in the file, and the
+dataset's overall numbers (seed 003's one number per dataset) follow the last."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -119,13 +120,14 @@ def compare(
         for spec in specs:
             check_settings(spec, settings, progress)
         pair = open_pair(specs[0], specs[1])
+        lines: list[int] | None = None
         if dataset is not None:
-            items = _dataset_items(pair, rows, chat, dataset)
+            lines, items = _dataset_items(pair, rows, chat, dataset)
         elif source is not None:
             items = [pair.item_from_ids(ids, decode_bytes(source.text(branch)), source.tokens.bytes_of)]
         else:
             items = [pair.item(value, chat)]
-        compare_items(pair, items, alternatives, cache_dir, as_json)
+        compare_items(pair, items, alternatives, cache_dir, as_json, lines)
     except user_errors() as e:
         fail(str(e))
     except KeyboardInterrupt:
@@ -145,13 +147,15 @@ def _dataset_rows(path: Path, prompt_field: str, response_field: str) -> list[tu
     return [(it.index, it.prompt, it.response or "") for it in src.items]
 
 
-def _dataset_items(pair: ModelPair, rows: list[tuple[int, str, str]], chat: bool, path: Path) -> list[Item]:
-    """Each row as an Item (prompt, then response); a row that cannot be compared (no response
-    tokens, a tokenization the two models do not share, longer than a context) is reported and
-    skipped, the others go on."""
+def _dataset_items(
+    pair: ModelPair, rows: list[tuple[int, str, str]], chat: bool, path: Path
+) -> tuple[list[int], list[Item]]:
+    """Each row as an Item (prompt, then response), with its line number; a row that cannot be
+    compared (no response tokens, a tokenization the two models do not share, longer than a
+    context) is reported and skipped, the others go on."""
     from tokentui.engine.errors import EngineError
 
-    items = []
+    lines, items = [], []
     for index, prompt, response in rows:
         try:
             item = pair.item(prompt, chat, response)
@@ -159,10 +163,11 @@ def _dataset_items(pair: ModelPair, rows: list[tuple[int, str, str]], chat: bool
         except EngineError as e:
             typer.echo(f"{sanitize(str(path))} line {index}: skipped: {sanitize(str(e))}", err=True)
             continue
+        lines.append(index)
         items.append(item)
     if not items:
         fail(f"{sanitize(str(path))}: no item could be compared")
-    return items
+    return lines, items
 
 
 def open_pair(spec_a, spec_b) -> ModelPair:
@@ -173,10 +178,20 @@ def open_pair(spec_a, spec_b) -> ModelPair:
         return load_pair(spec_a, spec_b, progress)
 
 
-def compare_items(pair: ModelPair, items: list[Item], k: int, cache_dir: Path | None, as_json: bool) -> list[Run]:
+def compare_items(
+    pair: ModelPair,
+    items: list[Item],
+    k: int,
+    cache_dir: Path | None,
+    as_json: bool,
+    lines: list[int] | None = None,
+) -> list[Run]:
     """Compare every item, save each comparison run as it is made, then print them in order:
-    `comparison_lines` (JSON) or a table and the per-text numbers. Progress on standard error."""
-    from tokentui.store.export import comparison_lines
+    `comparison_lines` (JSON) or a table and the per-text numbers. Progress on standard error.
+    `lines`: a dataset's line numbers, one per item — each text then names its line (the runs do
+    not record it, so the output is what ties a text back to the file), and the dataset's overall
+    numbers follow the last text."""
+    from tokentui.store.export import comparison_lines, comparison_summary, json_text
 
     out = Output()
     line = ProgressLine()
@@ -192,21 +207,59 @@ def compare_items(pair: ModelPair, items: list[Item], k: int, cache_dir: Path | 
             line(f"… compared {len(saved)}/{len(items)} texts", final=len(saved) == len(items))
 
     runs = pair.compare(items, k, on_done=done)
-    for run in runs:
+    numbers = [None] * len(runs) if lines is None else lines
+    for run, number in zip(runs, numbers, strict=True):
         if as_json:
-            for text in comparison_lines(run):
+            texts = list(comparison_lines(run))
+            if number is not None:  # the dataset's line, beside the run id
+                summary = comparison_summary(run)
+                texts[-1] = json_text({"run_id": summary.pop("run_id"), "summary": True, "line": number, **summary})
+            for text in texts:
                 out.line(text)
         else:
+            if number is not None:
+                out.line(f"dataset line {number} · prompt: {_start(run.meta.prompt)}")
             out.line(table(run))
             out.line("")
-            out.line(summary_text(run))
+            out.line(summary_text(run, number))
         where = f"run {sanitize(run.id)} saved to {sanitize(str(saved[run.id]))}"
         if as_json:
             typer.echo(where, err=True)
         else:
             out.line(where)
+    if lines is not None:
+        overall = dataset_summary(runs)
+        if as_json:
+            out.line(json_text(overall))
+        else:
+            out.line("")
+            out.line(overall_text(overall))
     out.flush()
     return runs
+
+
+def _start(text: str, width: int = 40) -> str:
+    """The start of a text on one line: escaped, whitespace visible, cut with … past `width`."""
+    from tokentui.core.display import lone_text
+
+    shown = lone_text(text)
+    return shown if len(shown) <= width else shown[: width - 1] + "…"
+
+
+def dataset_summary(runs: list[Run]) -> dict[str, Any]:
+    """The object `compare --dataset --json` prints after the last text: `"summary": true,
+    "dataset": true`, the models, and `core/comparison.overall_summary`'s numbers over every
+    item's response tokens."""
+    from tokentui.core.comparison import overall_summary
+
+    meta = runs[0].meta
+    return {
+        "summary": True,
+        "dataset": True,
+        "model_a": meta.model,
+        "model_b": (meta.model_b or {}).get("model"),
+        **overall_summary(runs),
+    }
 
 
 def _top(run: Run, ids, logprobs) -> str:
@@ -220,13 +273,20 @@ def _top(run: Run, ids, logprobs) -> str:
 
 def table(run: Run) -> str:
     """Every scored position of a comparison run: the token, each model's log-prob and rank,
-    Δ = logprob_b − logprob_a, KL both ways, JS, and each model's most likely token with its p."""
+    Δ = logprob_b − logprob_a, KL both ways, JS, and each model's most likely token with its p.
+    A dataset item's rows cover its prompt too: a rule marks where the response (what counts)
+    starts."""
+    from tokentui.core.comparison import first_counted
+
     head = (
         f"{'pos':>5}  {'token':<14} {'logp A':>8} {'logp B':>8} {'Δ B−A':>7} {'rank A':>6} {'rank B':>6} "
         f"{'KL(A‖B)':>8} {'KL(B‖A)':>8} {'JS':>7}  {'top A':<15} top B"
     )
     lines = [head]
+    start = first_counted(run)
     for pos in range(1, run.length(0)):
+        if pos == start and start > 1:
+            lines.append(f"{'':>5}  ── the response from position {start} (only its tokens count) ──")
         st = run.step(0, pos)
         lp_a, lp_b = st.logprob, float(st.get("logprob_b"))
         lines.append(
@@ -238,22 +298,39 @@ def table(run: Run) -> str:
     return "\n".join(lines)
 
 
-def summary_text(run: Run) -> str:
-    """The per-text numbers (`core/comparison.summarize`), with the models named."""
+def summary_text(run: Run, line: int | None = None) -> str:
+    """The per-text numbers (`core/comparison.summarize`), with the models named (and a dataset
+    item's line)."""
     from tokentui.core.comparison import run_summary
 
     s = run_summary(run)
     a, b = sanitize(run.meta.model), sanitize(str((run.meta.model_b or {}).get("model", "?")))
-    return "\n".join(
-        [
-            f"{s['tokens']} scored tokens · A = {a} · B = {b}",
-            f"{'':<18}{'A':>12}{'B':>12}",
-            f"{'mean loss (nats)':<18}{s['mean_loss_a']:>12.4f}{s['mean_loss_b']:>12.4f}",
-            f"{'perplexity':<18}{s['perplexity_a']:>12.3f}{s['perplexity_b']:>12.3f}",
-            f"mean KL(A‖B) {s['mean_kl_ab']:.4f} nats · mean KL(B‖A) {s['mean_kl_ba']:.4f} nats · "
-            f"mean JS {s['mean_js']:.4f} nats",
-            f"seed 003's \"KL\" (mean of log p_A − log p_B over the text's own tokens): "
-            f"{s['sample_kl_estimate']:.4f} nats; the exact mean KL(A‖B) is {s['mean_kl_ab']:.4f} "
-            f"(the estimate is off by {s['sample_kl_error']:+.4f})",
-        ]
+    what = f"{s['tokens']} scored tokens"
+    if s["first_position"] > 1:
+        what += f" (the response, positions {s['first_position']}–{s['first_position'] + s['tokens'] - 1})"
+    if line is not None:
+        what += f" · dataset line {line}"
+    return "\n".join([f"{what} · A = {a} · B = {b}", *_numbers_text(s, "the text's own tokens")])
+
+
+def overall_text(s: dict[str, Any]) -> str:
+    """`dataset_summary`'s numbers as text, after the last item's."""
+    a, b = sanitize(str(s["model_a"])), sanitize(str(s["model_b"]))
+    head = (
+        f"the whole dataset: {s['texts']} texts · {s['tokens']} response tokens, each weighing the same · "
+        f"A = {a} · B = {b}"
     )
+    return "\n".join([head, *_numbers_text(s, "all the responses' tokens")])
+
+
+def _numbers_text(s: dict[str, Any], over: str) -> list[str]:
+    return [
+        f"{'':<18}{'A':>12}{'B':>12}",
+        f"{'mean loss (nats)':<18}{s['mean_loss_a']:>12.4f}{s['mean_loss_b']:>12.4f}",
+        f"{'perplexity':<18}{s['perplexity_a']:>12.3f}{s['perplexity_b']:>12.3f}",
+        f"mean KL(A‖B) {s['mean_kl_ab']:.4f} nats · mean KL(B‖A) {s['mean_kl_ba']:.4f} nats · "
+        f"mean JS {s['mean_js']:.4f} nats",
+        f'seed 003\'s "KL" (mean of log p_A − log p_B over {over}): '
+        f"{s['sample_kl_estimate']:.4f} nats; the exact mean KL(A‖B) is {s['mean_kl_ab']:.4f} "
+        f"(the estimate is off by {s['sample_kl_error']:+.4f})",
+    ]

@@ -23,6 +23,7 @@ from tokentui.core.run import Run
 
 # the columns a run holds when it is a comparison (the rest of core/measures.COMPARISON is optional detail)
 NEEDED = ("logprob_b", "rank_b", "kl_ab", "kl_ba", "js")
+COLUMNS = ("logprob", *NEEDED)  # what the summaries read (`logprob` is model A's)
 
 
 def is_comparison(run: Run) -> bool:
@@ -59,25 +60,42 @@ def summarize(columns: dict[str, np.ndarray], first: int = 1) -> dict[str, Any]:
     - sample_kl_estimate: seed 003's mean of log p_A(token) − log p_B(token) (nats);
       sample_kl_error: sample_kl_estimate − mean_kl_ab.
     """
+    numbers = _numbers(scored_columns(columns, first))
+    return {"tokens": numbers.pop("tokens"), "first_position": max(1, first), **numbers}
+
+
+def scored_columns(columns: dict[str, np.ndarray], first: int = 1) -> dict[str, np.ndarray]:
+    """The NEEDED columns (and `logprob`) at the scored positions only, in float64."""
     lp_a = np.asarray(columns["logprob"], dtype=np.float64)
     lp_b = np.asarray(columns["logprob_b"], dtype=np.float64)
     mask = scored_mask(lp_a, lp_b, first)
-    loss_a, loss_b = -_mean(lp_a[mask]), -_mean(lp_b[mask])
-    estimate = _mean(lp_a[mask] - lp_b[mask])
-    kl_ab = _mean(np.asarray(columns["kl_ab"])[mask])
+    return {name: np.asarray(columns[name], dtype=np.float64)[mask] for name in COLUMNS}
+
+
+def _numbers(scored: dict[str, np.ndarray]) -> dict[str, Any]:
+    """`summarize`'s numbers over positions already chosen (every position weighs the same)."""
+    lp_a, lp_b = scored["logprob"], scored["logprob_b"]
+    loss_a, loss_b = -_mean(lp_a), -_mean(lp_b)
+    estimate = _mean(lp_a - lp_b)
+    kl_ab = _mean(scored["kl_ab"])
     return {
-        "tokens": int(mask.sum()),
-        "first_position": max(1, first),
+        "tokens": int(lp_a.size),
         "mean_loss_a": loss_a,
         "mean_loss_b": loss_b,
         "perplexity_a": _exp(loss_a),
         "perplexity_b": _exp(loss_b),
         "mean_kl_ab": kl_ab,
-        "mean_kl_ba": _mean(np.asarray(columns["kl_ba"])[mask]),
-        "mean_js": _mean(np.asarray(columns["js"])[mask]),
+        "mean_kl_ba": _mean(scored["kl_ba"]),
+        "mean_js": _mean(scored["js"]),
         "sample_kl_estimate": estimate,
         "sample_kl_error": estimate - kl_ab,
     }
+
+
+def first_counted(run: Run, branch_id: int = 0) -> int:
+    """The first position that counts: a root branch's first step (a dataset item's response), else 1."""
+    branch = run.branch(branch_id)
+    return branch.fork_position if branch.parent is None and len(branch.steps) else 1
 
 
 def run_summary(run: Run, branch_id: int = 0, first: int | None = None) -> dict[str, Any]:
@@ -85,6 +103,15 @@ def run_summary(run: Run, branch_id: int = 0, first: int | None = None) -> dict[
     prompt (positions 1…); a dataset item's response is its root branch (forced tokens), and only
     the response's positions count, as seed 003 counts them."""
     if first is None:
-        branch = run.branch(branch_id)
-        first = branch.fork_position if branch.parent is None and len(branch.steps) else 1
-    return summarize({name: run.column(branch_id, name) for name in ("logprob", *NEEDED)}, first)
+        first = first_counted(run, branch_id)
+    return summarize({name: run.column(branch_id, name) for name in COLUMNS}, first)
+
+
+def overall_summary(runs: list[Run]) -> dict[str, Any]:
+    """The numbers of several comparison runs taken together (a dataset: seed 003's one number
+    for the whole file): every run's counted positions (`run_summary`'s: a dataset item's response)
+    put end to end, each token weighing the same — so the mean loss is not the mean of the texts'
+    mean losses, and the perplexity is exp of the overall mean loss. `texts`: how many runs."""
+    parts = [scored_columns({name: run.column(0, name) for name in COLUMNS}, first_counted(run, 0)) for run in runs]
+    joined = {name: np.concatenate([p[name] for p in parts] or [np.zeros(0)]) for name in COLUMNS}
+    return {"texts": len(runs), **_numbers(joined)}

@@ -182,13 +182,14 @@ def test_runs_are_named_like_export_names_them(cli, cache_dir):
         (["{a}", "--branch", "9"], "no branch 9"),
         (["{a}", "--tokens", "sampled"], "--tokens takes auto, all or"),
         (["{a}", "--bins", "0"], "--bins must be"),
-        ([], "give run ids or files, or --collection"),
-        (["{a}", "--collection", "{d}"], "not both"),
+        ([], "give run ids or files to count, or --collection DIR"),
+        (["{a}", "--collection", "{d}"], "give run ids or files, or --collection DIR, not both"),
     ],
 )
 def test_errors_are_one_line(cli, run_files, tmp_path, args, expect):
     res = cli("stats", *[x.format(a=run_files[0], d=tmp_path) for x in args])
     assert res.exit_code == 2 and res.stderr.startswith("tokentui: error:") and expect in res.stderr
+    assert args or "both" not in res.stderr  # nothing given: the message does not speak of both
     assert len(res.stderr.strip().splitlines()) == 1 and res.stdout == ""
 
 

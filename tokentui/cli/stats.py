@@ -81,8 +81,10 @@ def stats(
     try:
         check_options(bins, top)
         kinds = parse_kinds(tokens)
-        if bool(runs) == (collection is not None):
-            raise StatsError("give run ids or files, or --collection DIR (not both)")
+        if not runs and collection is None:
+            raise StatsError("give run ids or files to count, or --collection DIR")
+        if runs and collection is not None:
+            raise StatsError("give run ids or files, or --collection DIR, not both")
         _check_targets(csv_out, plot_dir, force)  # refused names fail before any run is read
         loaders = _collection(collection) if collection is not None else _refs(runs or [], cache_dir)
         rep = _report(loaders, branch, kinds, include_prompt, bins, top)

@@ -161,7 +161,7 @@ def test_a_saved_runs_ids_are_compared_as_they_are(cli, model_dirs, model_b, cac
     [
         (["-m", "{a}", "--text", "x = 1"], "give --model twice"),
         (["-m", "{a}", "-m", "{a}", "-m", "{a}", "--text", "x = 1"], "give --model twice"),
-        (["-m", "{a}", "-m", "{a}"], "exactly one of --text or --file"),
+        (["-m", "{a}", "-m", "{a}"], "one of --text, --file, --run or --dataset"),
         (["-m", "{a}", "-m", "{a}", "--text", "x", "--run", "nope"], "only one of"),
         (["-m", "{a}", "-m", "{a}", "--run", "nope", "--chat"], "--chat goes with --text"),
         (["-m", "{a}", "-m", "{a}", "--text", "x", "-k", "0"], "k must be at least 1"),

@@ -102,7 +102,10 @@ def compare(
         for spec in specs:
             check_spec(spec)
         source = None
-        if sum(x is not None for x in (run_ref, dataset, text if text is not None else file)) > 1:
+        given = sum(x is not None for x in (run_ref, dataset, text if text is not None else file))
+        if given == 0:
+            fail("give what to compare: one of --text, --file, --run or --dataset")
+        if given > 1:
             fail("give only one of --text/--file, --run and --dataset")
         if dataset is not None:
             rows = _dataset_rows(dataset, prompt_field, response_field)

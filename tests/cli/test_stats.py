@@ -241,6 +241,13 @@ def test_a_batch_collection_counts_its_done_items(cli, model_dirs, tmp_path):
     check_summary(doc["all"]["summary"], [t for p in parts for t in p])
     for row, tokens in zip(doc["runs"], parts, strict=True):
         check_summary(row["summary"], tokens)
+    # the text's rows tell the items apart: each shows its whole run id (a collection's ids differ
+    # only at their end) and an item label cut in the middle, keeping the line number
+    text = cli("stats", "--collection", out, "--no-plots").stdout.splitlines()
+    rows = text[text.index("") + 2 :][: len(done)]  # (after the heading and the table's header)
+    assert [line.split()[1] for line in rows] == [r["run_id"] for r in doc["runs"]]
+    labels = [line.split()[0] for line in rows]
+    assert len(set(labels)) == 4 and [x.rsplit(":", 1)[1] for x in labels] == ["1", "3", "1", "3"]
     bad = tmp_path / "not-a-collection"
     bad.mkdir()
     res = cli("stats", "--collection", bad)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 PLOT_FILE_SIZE = (100, 25)  # columns × rows of the plots saved by --plot-dir
 PLOT_HEIGHT = 16  # rows of a plot printed on the terminal
 TEXT_WIDTH = 100  # the widest a plot printed on the terminal gets
+ITEM_WIDTH, RUN_WIDTH, MODEL_WIDTH = 20, 40, 16  # the most the per-run rows' text columns get (then cut)
 
 
 def stats(
@@ -246,25 +247,52 @@ def render(rep: Report, plots: bool = True, width: int = 80) -> list[str]:
         "H: entropy of the model's raw next-token distribution, nats · p: p(chosen token) · "
         "loss: −log p, nats · ppl: exp(mean loss)",
         "",
-        f"{'item':<5} {'run':<23} {'model':<16} {'scope':<9} {'tokens':>7} {'H mean':>7} {'H med':>7} {'H std':>6} "
-        f"{'p mean':>7} {'p med':>6} {'p std':>6} {'ppl':>8}",
     ]
+    cells = [
+        (sanitize(r.source.label), sanitize(r.source.run_id), sanitize(r.source.model), r.source.scope)
+        for r in rep.rows
+    ]
+    # each text column as wide as its longest value (so every run id shows whole and rows stay
+    # apart: a collection's ids differ only at their end), up to a cap; past it, cut in the middle
+    wi, wr, wm, ws = (
+        min(cap, max(len(head), *(len(c[at]) for c in cells)))
+        for at, (head, cap) in enumerate(
+            (("item", ITEM_WIDTH), ("run", RUN_WIDTH), ("model", MODEL_WIDTH), ("scope", 20))
+        )
+    )
+    lines.append(
+        f"{'item':<{wi}} {'run':<{wr}} {'model':<{wm}} {'scope':<{ws}} {'tokens':>7} {'H mean':>7} {'H med':>7} "
+        f"{'H std':>6} {'p mean':>7} {'p med':>6} {'p std':>6} {'ppl':>8}"
+    )
 
     def row(label: str, run_id: str, model: str, scope: str, s: Any) -> str:
         e, p = s.entropy, s.probability
         return (
-            f"{label[:5]:<5} {run_id[:23]:<23} {model[-16:]:<16} {scope[:9]:<9} {s.tokens:>7} {fmt(e.mean):>7} "
-            f"{fmt(e.median):>7} {fmt(e.std):>6} {fmt(p.mean):>7} {fmt(p.median):>6} {fmt(p.std):>6} "
-            f"{fmt(s.perplexity, 2):>8}"
+            f"{cut_middle(label, wi):<{wi}} {cut_middle(run_id, wr):<{wr}} {cut_start(model, wm):<{wm}} "
+            f"{scope[:ws]:<{ws}} {s.tokens:>7} {fmt(e.mean):>7} {fmt(e.median):>7} {fmt(e.std):>6} {fmt(p.mean):>7} "
+            f"{fmt(p.median):>6} {fmt(p.std):>6} {fmt(s.perplexity, 2):>8}"
         )
 
-    for r in rep.rows:
-        src = r.source
-        lines.append(row(sanitize(src.label), sanitize(src.run_id), sanitize(src.model), src.scope, r.summary))
+    for r, (label, run_id, model, scope) in zip(rep.rows, cells, strict=True):
+        lines.append(row(label, run_id, model, scope, r.summary))
     if many:
         lines.append(row("all", "", "", "", rep.all.summary))
     lines += [""] + stats_lines(rep, width, plots)
     return lines
+
+
+def cut_middle(text: str, width: int) -> str:
+    """`text` in `width` characters: whole if it fits, else its start and its end around "…" (the
+    end gets the larger half: a collection's run ids and item labels differ there)."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+
+def cut_start(text: str, width: int) -> str:
+    """`text` in `width` characters: whole, or "…" and its end (a model's name ends with what tells it apart)."""
+    return text if len(text) <= width else "…" + text[len(text) - width + 1 :]
 
 
 def stats_lines(rep: Report, width: int, plots: bool) -> list[str]:

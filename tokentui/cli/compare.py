@@ -52,6 +52,7 @@ ModelsOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
+        metavar="<str>",  # (typer's default shows the Python type, <list[str]>)
         help="Give it twice: model A, then model B (Hub id, local folder, .gguf file, 'smollm2' or 'demo'). "
         "They must share one tokenizer.",
     ),

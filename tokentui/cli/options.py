@@ -136,7 +136,9 @@ GENERATION_OPTIONS = (
     _option(
         "stop",
         None,
-        Annotated[list[str] | None, typer.Option("--stop", help="Stop when this text appears (repeatable).")],
+        Annotated[
+            list[str] | None, typer.Option("--stop", metavar="<str>", help="Stop when this text appears (repeatable).")
+        ],
     ),
     _option("alternatives", _DEFAULT.k, KOpt),
     _option("chat", _DEFAULT.chat, ChatOpt),

@@ -99,7 +99,8 @@ def test_several_runs_json_and_csv(cli, run_files, tmp_path):
     for row, tokens in zip(doc["runs"], parts, strict=True):
         check_summary(row["summary"], tokens)
         assert [p["count"] for p in row["positions"]] == [p["count"] for p in ref.positions(tokens, 4)]
-    assert [r["item"] for r in doc["runs"]] == ["1", "2"]
+    assert [r["item"] for r in doc["runs"]] == [1, 2]  # the arguments' places, as numbers
+    assert {t["item"] for ts in doc["all"]["extremes"].values() for t in ts} <= {1, 2}
     # the flat table: one row per run, then all
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert [r["item"] for r in rows] == ["1", "2", "all"] and rows[1]["run_id"] == "20260102-000000-bbbbbb"
@@ -236,7 +237,8 @@ def test_a_batch_collection_counts_its_done_items(cli, model_dirs, tmp_path):
     doc = json.loads(res.stdout)
     done = list(load_collection(out).runs())
     assert len(done) == 4
-    assert [r["item"] for r in doc["runs"]] == [f"{item.model}:{item.index}" for item, _f in done]
+    assert [r["item"] for r in doc["runs"]] == [item.index for item, _f in done]  # the input's line numbers
+    assert [r["model"] for r in doc["runs"]] == [load_run(f).meta.model for _item, f in done]  # (tell the models apart)
     parts = [ref.counted(load_run(f), None, ("generated",)) for _item, f in done]
     check_summary(doc["all"]["summary"], [t for p in parts for t in p])
     for row, tokens in zip(doc["runs"], parts, strict=True):

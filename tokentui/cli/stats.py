@@ -110,7 +110,7 @@ def stats(
 
 
 # --- reading ---------------------------------------------------------------------------------------
-Loader = tuple[str, str, Callable[[], "Run"]]  # (label, what to call it in a message, load)
+Loader = tuple[str, int, str, Callable[[], "Run"]]  # (label, item number, what to call it in a message, load)
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -127,7 +127,7 @@ def _shown(path: Path | str) -> str:
 
 
 def _refs(refs: list[str], cache_dir: Path | None) -> list[Loader]:
-    return [(str(i), ref, partial(load_ref, ref, cache_dir)) for i, ref in enumerate(refs, start=1)]
+    return [(str(i), i, ref, partial(load_ref, ref, cache_dir)) for i, ref in enumerate(refs, start=1)]
 
 
 def _collection(path: Path) -> list[Loader]:
@@ -142,7 +142,12 @@ def _collection(path: Path) -> list[Loader]:
         fail(str(e))
     many = len(coll.models) > 1
     return [
-        (f"{item.model}:{item.index}" if many else str(item.index), str(run_file), partial(load_run, run_file))
+        (
+            f"{item.model}:{item.index}" if many else str(item.index),
+            item.index,
+            str(run_file),
+            partial(load_run, run_file),
+        )
         for item, run_file in coll.runs()
     ]
 
@@ -157,11 +162,11 @@ def _report(
     many = len(loaders) > 1
     show = ProgressLine() if many else None
     selections: list[Selection] = []
-    for done, (label, name, load) in enumerate(loaders, start=1):
+    for done, (label, number, name, load) in enumerate(loaders, start=1):
         if show is not None:
             show(f"… stats: reading run {done}/{len(loaders)}", final=done == len(loaders))
         try:
-            sel = select(load(), branch, kinds, include_prompt, top, label)
+            sel = select(load(), branch, kinds, include_prompt, top, label, number)
             if not len(sel):
                 raise StatsError(f"{name}: no tokens to count ({'+'.join(sel.sources[0].kinds)})")
         except _errors() as e:

@@ -87,7 +87,8 @@ class Source:
     model: str
     scope: str  # "run" (every recorded token once) or "branch N" (the branch's full sequence)
     kinds: tuple[str, ...]  # the kinds counted (auto resolved)
-    label: str = ""  # the collection item (or the argument's number) it came from
+    label: str = ""  # how the text and CSV name it: the item, with its model when a collection has several
+    item: int | None = None  # the collection item's index (its input line), or the argument's number (from 1)
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,7 @@ def select(
     include_prompt: bool = False,
     top: int = DEFAULT_TOP,
     label: str = "",
+    item: int | None = None,
 ) -> Selection:
     """The counted tokens of `run`: of `branch`'s full sequence (prompt and ancestors included), or
     with `branch` None of the whole run (every recorded position once: the prompt and branch 0's
@@ -274,7 +276,7 @@ def select(
         remap[j] = code_of[data]
     scope = "run" if branch is None else f"branch {branch}"
     sel = Selection(
-        sources=[Source(run.id, run.meta.model, scope, counted_kinds, label)],
+        sources=[Source(run.id, run.meta.model, scope, counted_kinds, label, item)],
         source=np.zeros(len(ids), dtype=np.int32),
         entropy=rows.entropy[counted],
         logprob=rows.logprob[counted],
@@ -550,7 +552,7 @@ def _token_dict(t: Token, sources: list[Source]) -> dict[str, Any]:
     src = sources[t.source]
     return {
         "run_id": src.run_id,
-        "item": src.label,
+        "item": src.item,
         "branch": t.branch,
         "position": t.position,
         "token": decode_bytes(t.token),
@@ -602,7 +604,7 @@ class RunRow:
     def to_dict(self) -> dict[str, Any]:
         s = self.source
         return {
-            "item": s.label,
+            "item": s.item,
             "run_id": s.run_id,
             "model": s.model,
             "scope": s.scope,

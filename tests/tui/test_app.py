@@ -278,6 +278,54 @@ async def test_legend_names_each_rank_bucket_in_the_style_its_tokens_get(monkeyp
                 assert got.bgcolor == want.bgcolor, name
 
 
+async def test_the_chosen_row_gives_the_headers_probability():
+    """The alternatives pane's header (p of the token, from the float32 log-prob) and the chosen
+    token's row among the top-k (stored in float16) must not disagree: p = 0.087251 is 0.0873 in
+    float32 and 0.0872 from the float16 log-prob."""
+    import math
+
+    from tests.factories import make_run
+
+    run = make_run(n_branch_steps=(5, 3))
+    step, steps = run.step(0, 5), run.branches[0].steps  # (position 5: the root's second step)
+    lp = math.log(0.087251)
+    for name, value in (("token_id", step.topk_ids[0]), ("rank", 1), ("logprob", lp)):
+        steps.set_values(name, 1, np.array([value]))
+    steps.set_values("topk_logprobs", 1, np.r_[lp, step.topk_logprobs[1:]][None])
+    app = explorer(run=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        while app.stream.cursor > 5:
+            await pilot.press("left")
+        shown = rendered(app.query_one(AlternativesPane))
+        assert "p=0.0873 · rank 1" in shown, shown
+        chosen = next(line for line in shown.splitlines() if line.lstrip().startswith("▶"))
+        assert " 0.0873 " in chosen, shown
+
+
+async def test_narrow_lines_keep_their_parts_whole(tmp_path, monkeypatch):
+    """At 80×24: the settings line breaks between its parts ("chat off" whole, no line ending in
+    " · "); the run picker gives each run's prompt room (the date and the model go first)."""
+    from tests.factories import make_run
+    from tokentui.store.runfile import save_run
+    from tokentui.tui.widgets.settings_line import SettingsLine
+
+    run = make_run(n_branch_steps=(30, 3))
+    run.meta.prompt = "The capital of France is a city of bridges"
+    save_run(run, tmp_path / f"{run.id}.tokentui")
+    app = explorer(run=run, cache_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        lines = [line.strip() for line in rendered(app.query_one(SettingsLine)).splitlines() if line.strip()]
+        assert any("chat off" in line for line in lines), lines
+        assert not [line for line in lines if line.endswith("·") or line.startswith("·")], lines
+        await pilot.press("o")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunPicker", what="the run picker")
+        await pilot.pause()
+        shown = rendered(app.screen.query_one("#picker-list"))
+        assert "The capital of France is" in shown.replace("␠", " "), shown
+
+
 async def test_legend_lines_break_between_its_parts(monkeypatch):
     """At 80×24 the legend wraps between its parts: no line starts or ends on a " · " separator,
     for every metric, and the key to the next metric stays whole."""

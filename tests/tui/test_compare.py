@@ -86,3 +86,18 @@ async def test_kl_jumps_go_nowhere_when_the_models_agree_everywhere(compared_pat
         await wait_for(pilot, lambda: app.stream.view is not None, what="the run on screen")
         await pilot.press("home", "right_parenthesis", "right_parenthesis")
         assert app.stream.cursor == 0
+
+
+async def test_the_kl_jumps_say_why_they_do_nothing_on_a_run_of_one_model():
+    from tests.factories import make_run
+
+    app = explorer(run=make_run(n_branch_steps=(30, 3)))
+    notes: list[str] = []
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
+        cursor = app.stream.cursor
+        await pilot.press("left_parenthesis")
+        await pilot.press("right_parenthesis")
+        assert app.stream.cursor == cursor
+        assert len(notes) == 2 and all("no second model in this run" in n for n in notes), notes

@@ -275,3 +275,12 @@ def test_layer_map_narrow(snap_compare, tmp_path, monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
     app = explorer(run=make_run(n_branch_steps=(30, 12)), cache_dir=tmp_path)
     assert snap_compare(app, terminal_size=(80, 24), press=["left", "left", "Z", "up"])
+
+
+def test_layer_perplexity_keeps_four_digits_so_a_column_lines_up():
+    from tokentui.tui.layer_data import fmt
+
+    assert [fmt(v, "layer_perplexity") for v in (3.15, 3.487, 31.5, 315.0, 3150.0, 1.0)] == [
+        "3.150", "3.487", "31.50", "315.0", "3150", "1.000"
+    ]  # fmt: skip
+    assert fmt(float("nan"), "layer_perplexity") == "–" and fmt(3.15, "layer_entropy") == "3.150"

@@ -153,6 +153,6 @@ def fmt(value: float, name: str) -> str:
         return "–"
     if name == "layer_rank":
         return f"{int(value):,}"
-    if name == "layer_perplexity":
-        return f"{value:.4g}"
+    if name == "layer_perplexity":  # four digits, trailing zeros kept so a column lines up (3.150, 31.50)
+        return f"{value:#.4g}".rstrip(".")
     return f"{value:.3f}"

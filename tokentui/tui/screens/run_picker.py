@@ -17,6 +17,8 @@ from tokentui.core.display import sanitize
 from tokentui.store.cache import RunSummary, list_runs
 from tokentui.tui.widgets.styles import part_style
 
+PROMPT_ROOM = 20  # cells of the prompt a row keeps before it gives up the date and the model
+
 
 class RunPicker(ModalScreen[Path | None]):
     AUTO_FOCUS = "*"  # the first field (the app's own picks the tokens)
@@ -40,19 +42,47 @@ class RunPicker(ModalScreen[Path | None]):
     def on_mount(self) -> None:
         self.runs = list_runs(self.directory)
         self._fill("")
+        self.call_after_refresh(self._refill)  # once laid out: rows as wide as the list really is
+
+    def on_resize(self) -> None:
+        self._refill()
+
+    def _refill(self) -> None:
+        ol = self.query_one(OptionList)
+        at = ol.highlighted
+        self._fill(self.query_one(Input).value)
+        if at is not None and at < ol.option_count and not ol.get_option_at_index(at).disabled:
+            ol.highlighted = at
 
     def label(self, r: RunSummary) -> Text:
         """id · created · model · tokens · branches · prompt (all untrusted: sanitised)."""
         muted = part_style(self, "run-picker--muted")
         if r.error:
             return Text(f"{sanitize(r.run_id)}  unreadable: {sanitize(r.error)}", style=muted)
+        width = self.list_width()
+        created = f" {sanitize(r.created[5:16].replace('T', ' '))}"
+        model = f" {sanitize(r.model)[-12:]:<12}"
         label = Text(sanitize(r.run_id))
-        label.append(f" {sanitize(r.created[5:16].replace('T', ' '))}", style=muted)
-        label.append(f" {sanitize(r.model)[-12:]:<12} {r.tokens:>6} tok {r.branches:>2} br ")
+        counts = f" {r.tokens:>6} tok {r.branches:>2} br "
+        # on a narrow terminal the date, then the model, make room: the prompt tells runs apart
+        for shown in ((created, model), (model,), ()):
+            if label.cell_len + sum(map(len, shown)) + len(counts) + PROMPT_ROOM <= width:
+                break
+        if created in shown:
+            label.append(created, style=muted)
+        if model in shown:
+            label.append(model)
+        label.append(counts)
         prompt = sanitize(r.prompt, visible_whitespace=True)[:50]  # running text: its line breaks shown as ↵
         label.append(prompt, style=part_style(self, "run-picker--prompt"))
-        label.truncate(max(20, self.size.width - 12), overflow="ellipsis")
+        label.truncate(max(20, width), overflow="ellipsis")
         return label
+
+    def list_width(self) -> int:
+        """Cells a row of the list has: the list's own width once laid out, else what the box's
+        screen less border, padding and scroll bar (refilled once it is laid out)."""
+        laid_out = self.query_one("#picker-list").content_region.width
+        return laid_out or self.app.size.width - 10
 
     def _fill(self, query: str) -> None:
         q = query.lower()

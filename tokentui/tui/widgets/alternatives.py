@@ -154,6 +154,8 @@ class AlternativesPane(Static, can_focus=True):
         for i, (tid, lp) in enumerate(zip(step.topk_ids.tolist(), step.topk_logprobs.tolist())):
             if tid < 0:
                 continue
+            if tid == step.token_id and not math.isnan(step.logprob):  # the header's float32 value, not
+                lp = step.logprob  # the top-k's float16 one (else the two differ in the 4th decimal)
             selected = self.has_focus and i == self.selected
             rows.append_text(self._row(run, i + 1, tid, math.exp(lp), lp, tid == step.token_id, selected))
         if step.rank > run.k:  # the chosen token, outside the top k: numbered by its rank

@@ -12,6 +12,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from tokentui.tui.theme import DivergingScale, MetricScale
+from tokentui.tui.widgets.parts import join_parts
 
 if TYPE_CHECKING:
     from tokentui.core.run import Run
@@ -33,24 +34,6 @@ def style_name(style: Style) -> str:
     if style.reverse:
         return "reverse"
     return " ".join(w for w, on in (("bold", style.bold), ("underline", style.underline)) if on) or "plain"
-
-
-def join_parts(parts: list[Text], width: int) -> Text:
-    """`parts` joined by " · " on a line while the next fits in `width` cells, else on the next
-    line (a part wider than a line is left for the widget to wrap)."""
-    out = Text()
-    used = 0
-    for part in parts:
-        if not out:
-            used = part.cell_len
-        elif used + 3 + part.cell_len <= width:
-            out.append(" · ")
-            used += 3 + part.cell_len
-        else:
-            out.append("\n")
-            used = part.cell_len
-        out.append_text(part)
-    return out
 
 
 class Legend(Static):

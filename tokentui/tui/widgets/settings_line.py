@@ -10,6 +10,7 @@ from textual.widgets import Static
 
 from tokentui.core.display import lone_text, sanitize
 from tokentui.core.params import GenerationSettings, SamplingParams
+from tokentui.tui.widgets.parts import join_parts
 from tokentui.tui.widgets.styles import part_style
 
 if TYPE_CHECKING:
@@ -48,22 +49,25 @@ class SettingsLine(Static):
     def show(self, run: Run | None, branch_id: int, session: GenerationSettings) -> None:
         self._args = (run, branch_id, session)
         label = part_style(self, "settings-line--label")
-        t = Text()
+        width = self.content_region.width or 120
+        first = Text()
         if run is None:
-            t.append("next run: ", style=label)
-            t.append(describe(session))
+            first.append("next run: ", style=label)
+            parts = describe(session).split(" · ")
         else:
-            t.append("run: " if branch_id == 0 else f"branch #{branch_id}: ", style=label)
-            t.append(describe(run_settings(run, branch_id)))
+            first.append("run: " if branch_id == 0 else f"branch #{branch_id}: ", style=label)
+            parts = describe(run_settings(run, branch_id)).split(" · ")
             b = run.branches[branch_id] if 0 <= branch_id < len(run.branches) else None
             if b is not None and b.steering is not None:  # what a replay must say: this branch was steered
                 from tokentui.core.steering import short
 
-                t.append(" · " + short(b.steering))
+                parts.append(short(b.steering))
+        first.append(parts[0])
+        t = join_parts([first, *map(Text, parts[1:])], width)  # more lines rather than cutting the settings off
         hint = "  (s: session settings)"
-        if t.cell_len + len(hint) <= (self.content_region.width or 120):
+        if "\n" not in t.plain and t.cell_len + len(hint) <= width:
             t.append(hint, style=label)
-        self.update(t)  # wraps onto a second line rather than cutting the settings off
+        self.update(t)
 
     def on_resize(self) -> None:
         if self._args is not None:

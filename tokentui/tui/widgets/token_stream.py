@@ -242,6 +242,9 @@ class TokenStream(ScrollView, can_focus=True):
     def action_uncertain(self, direction: int, kind: str) -> None:
         if self.view is None:
             return
+        if kind == "kl" and "kl_ab" not in self.view.run.layout.names:  # (not a silent key)
+            self.app.notify("no second model in this run: B compares it with another model")
+            return
         target = self.view.next_where(self.cursor, direction, self.view.uncertain_mask(kind))
         if target is None:
             self.app.bell()

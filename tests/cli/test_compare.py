@@ -297,3 +297,18 @@ def test_a_datasets_text_names_each_line_and_marks_where_the_response_starts(
         start = int(lines[i].split("position ")[1].split()[0])
         assert int(lines[i + 1][:5]) == start and int(lines[i - 1][:5]) == start - 1
     assert "the whole dataset: 2 texts" in out and out.index("the whole dataset") > out.rindex("dataset line 3")
+
+
+def test_each_models_configuration_is_read_once_and_no_lens_is_announced(cli, model_dirs, model_b, cache_dir):
+    """The configuration checked before the weights load is the one the load uses: one progress
+    line per model, not one for the check and one for the load; the lens is off, so nothing says
+    a logit lens is prepared."""
+    res = cli("compare", "-m", model_dirs["gpt2"], "-m", model_b, "--text", TEXT)
+    assert res.exit_code == 0, res.output
+    progress = [x for x in res.stderr.splitlines() if x.startswith("…")]
+    reads = [x for x in progress if "reading the configuration" in x]
+    assert reads == [
+        f"… reading the configuration of {model_dirs['gpt2']}",
+        f"… reading the configuration of {model_b}",
+    ]
+    assert not [x for x in progress if "lens" in x]

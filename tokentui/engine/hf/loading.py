@@ -8,7 +8,8 @@ log lines and warnings are silenced: a TUI has no place for tqdm, a CLI error is
 
 Whatever can be refused is refused before the weights load: `check_config` reads only the
 configuration and hands its vocabulary size to the caller's check (a front end calls it before
-opening the backend). Without a network, a Hub id would be retried with back-off for half a
+opening the backend); the configuration it read is kept for the `load_model` of the same model
+that follows, so a model's configuration is read (and announced) once. Without a network, a Hub id would be retried with back-off for half a
 minute: one short connection check to the Hub first (once per process), and if it fails only the
 local Hugging Face cache is used.
 
@@ -335,11 +336,28 @@ class _Source:
                 "with vocab.json/merges.txt or a SentencePiece model); copy them from the model it was made from"
             )
 
-    def config(self):
+    @property
+    def key(self) -> tuple[str, tuple[tuple[str, object], ...]]:
+        """What the configuration read depends on: where, and the options it is read with."""
+        return self.path, tuple(sorted(self.kw.items()))
+
+    def config(self, keep: bool = False):
+        """The model's configuration: the one `check_config` kept for this model (then read no more),
+        else read now. `keep`: keep it for the next call (check_config's, which `load_model` follows)."""
         from transformers import AutoConfig
 
-        # first of all: it refuses remote code before anything else is read
-        return self.read(f"reading the configuration of {self.spec}", AutoConfig.from_pretrained)
+        config = _CHECKED.get(self.key) if keep else _CHECKED.pop(self.key, None)
+        if config is None:
+            # first of all: it refuses remote code before anything else is read
+            config = self.read(f"reading the configuration of {self.spec}", AutoConfig.from_pretrained)
+            if keep:
+                _CHECKED[self.key] = config
+        return config
+
+
+# configurations `check_config` read and passed, each taken by the `load_model` of the same model
+# that follows (so the file is read, and the progress line says so, once per model)
+_CHECKED: dict[tuple[str, tuple[tuple[str, object], ...]], object] = {}
 
 
 def check_config(
@@ -351,8 +369,14 @@ def check_config(
 ) -> None:
     """Read only `spec`'s configuration and call `check` with its vocabulary size (None if it
     declares none): what depends on the vocabulary is refused before any weights are read.
-    Whatever `check` raises is the caller's to report."""
-    check(config_vocab_size(_Source(spec, trust_remote_code, revision, progress or (lambda _m: None)).config()))
+    Whatever `check` raises is the caller's to report. A configuration that passes is kept for the
+    `load_model` that follows (see `_CHECKED`); a refused one is not."""
+    src = _Source(spec, trust_remote_code, revision, progress or (lambda _m: None))
+    try:
+        check(config_vocab_size(src.config(keep=True)))
+    except BaseException:
+        _CHECKED.pop(src.key, None)
+        raise
 
 
 def load_model(
@@ -391,8 +415,7 @@ def load_model(
     except (RuntimeError, AssertionError) as e:
         raise ModelLoadError(f"could not move {spec} to {dev}: {' '.join(str(e).split())[:200]}") from None
     model.eval()
-    say("preparing the logit lens")
-    parts = lens_parts(model)
+    parts = lens_parts(model)  # (finds the final norm and the unembedding: instant, not worth a progress line)
     vocab = int(model.get_output_embeddings().weight.shape[0])
     eos = model.generation_config.eos_token_id if model.generation_config else None
     if eos is None:

@@ -250,6 +250,9 @@ def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
     assert last.models == [llama] and {it.model for it in last.items} == {llama}
     assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(p.name for _, p in last.runs())
     assert sorted(p.name for p in out.glob("per_sample-*.json")) == [per_sample_name(0, llama)]
+    # greedy decoding uses no seed, top-k or top-p: giving them redoes nothing
+    res = cli(*args, "-m", llama, "--seed", 3, "--top-k", 5, "--top-p", 0.5)
+    assert res.exit_code == 0 and "3 done before, 0 to do" in res.stderr, res.output
 
 
 def test_another_input_file_does_not_silently_replace_a_collection(cli, model_dirs, tmp_path):

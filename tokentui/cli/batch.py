@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, get_args
 
@@ -164,7 +164,11 @@ def _run_settings(dataset: bool, settings: GenerationSettings) -> dict[str, Any]
     """The settings that shape every item's run (part of each item's key)."""
     if dataset:
         return {"mode": "dataset", "k": settings.k, "chat": settings.chat}
-    return {"mode": "prompts", "generation": asdict(settings)}
+    sampling = settings.sampling
+    if sampling.greedy:  # a seed, top-k or top-p changes nothing greedy decoding does: no redo for them
+        plain = SamplingParams()
+        sampling = replace(sampling, seed=plain.seed, top_k=plain.top_k, top_p=plain.top_p)
+    return {"mode": "prompts", "generation": asdict(replace(settings, sampling=sampling))}
 
 
 def _default_out(cache_dir: Path | None, source: Path, identity: dict[str, Any]) -> Path:

@@ -139,6 +139,22 @@ def test_plot_dir_saves_each_plot_as_text_and_html(cli, run_files, tmp_path):
     assert res.exit_code == 0
 
 
+def test_plot_files_are_the_same_whatever_the_terminal(run_tokentui, run_files, tmp_path):
+    """The files --plot-dir writes are 100 × 25 cells (README) on any terminal: the same command
+    gives the same files (plotext would clamp them to the terminal's size)."""
+    saved = []
+    for columns, lines in (("80", "24"), ("120", "50")):
+        d = tmp_path / f"plots-{columns}"
+        res = run_tokentui("stats", *run_files, "--plot-dir", d, env={"COLUMNS": columns, "LINES": lines})
+        assert res.returncode == 0, res.stderr
+        saved.append({p.name: p.read_text(encoding="utf-8") for p in sorted(d.iterdir())})
+    assert saved[0] == saved[1] and len(saved[0]) == 6
+    for name, text in saved[0].items():
+        if name.endswith(".txt"):
+            rows = text.splitlines()
+            assert len(rows) == 25 and max(len(r) for r in rows) == 100, name
+
+
 def test_text_output(cli, run_files):
     res = cli("stats", run_files[0], "--top", 2)
     assert res.exit_code == 0, res.stderr

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -211,10 +212,25 @@ def _files(rep: Report, csv_out: Path | None, plot_dir: Path | None) -> list[tup
     if plot_dir is not None:
         from tokentui.tui.plots import plot_html, plot_text
 
-        for spec in plots(rep.all):
-            out.append((plot_dir / f"{spec.name}.txt", plot_text(spec, *PLOT_FILE_SIZE) + "\n"))
-            out.append((plot_dir / f"{spec.name}.html", plot_html(spec, *PLOT_FILE_SIZE)))
+        with _not_clamped_to_the_terminal():
+            for spec in plots(rep.all):
+                out.append((plot_dir / f"{spec.name}.txt", plot_text(spec, *PLOT_FILE_SIZE) + "\n"))
+                out.append((plot_dir / f"{spec.name}.html", plot_html(spec, *PLOT_FILE_SIZE)))
     return out
+
+
+@contextmanager
+def _not_clamped_to_the_terminal() -> Iterator[None]:
+    """plotext clamps a plot to the size of the terminal it finds (80 × 22 cells when there is
+    none), so the same command would write other files on another terminal; a file is drawn at
+    the size asked for, and plotext's default (clamped, for the terminal output) is back after."""
+    import plotext
+
+    plotext.terminal.limit(False, False)
+    try:
+        yield
+    finally:
+        plotext.terminal.limit()  # (no arguments: plotext's defaults)
 
 
 def csv_text(rep: Report) -> str:

@@ -72,7 +72,9 @@ def stats(
     plot_dir: Annotated[
         Path | None, typer.Option("--plot-dir", help="Also save each plot here as text (.txt) and HTML (.html).")
     ] = None,
-    no_plots: Annotated[bool, typer.Option("--no-plots", help="Text output without the plots.")] = False,
+    no_plots: Annotated[
+        bool, typer.Option("--no-plots", help="Text output without the plots (--plot-dir still saves them).")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the --csv file and the plot files.")] = False,
     cache_dir: CacheOpt = None,
 ) -> None:

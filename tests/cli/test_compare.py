@@ -312,3 +312,31 @@ def test_each_models_configuration_is_read_once_and_no_lens_is_announced(cli, mo
         f"… reading the configuration of {model_b}",
     ]
     assert not [x for x in progress if "lens" in x]
+
+
+def test_a_one_token_text_is_refused_before_model_b_loads(cli, model_dirs, weightless_model, cache_dir):
+    """Model A's tokenizer alone says the text is one token: B (here without weights: loading it
+    would fail) is never read."""
+    res = cli("compare", "-m", model_dirs["gpt2"], "-m", weightless_model, "--text", "x")
+    [err] = _error_lines(res)
+    assert res.exit_code == 2 and "the text is one token" in err, res.stderr
+    assert [x for x in res.stderr.splitlines() if "loading weights" in x] == [
+        f"… loading weights of {model_dirs['gpt2']}"
+    ]
+
+
+def test_a_one_token_run_is_refused_before_any_model_loads(cli, weightless_model, cache_dir, tmp_path):
+    from tests.factories import synthetic_meta
+    from tokentui.core.columns import nan_step
+    from tokentui.core.run import Run
+    from tokentui.core.tokens import TokenTable
+    from tokentui.store.runfile import save_run
+
+    run = Run(synthetic_meta(), TokenTable({i: bytes([i]) for i in range(8)}))
+    run.prompt.append(nan_step(0, 1))
+    run.add_branch(None, 1).status = "scored"
+    path = save_run(run, tmp_path / "one.tokentui")
+    res = cli("compare", "-m", weightless_model, "-m", weightless_model, "--run", path)
+    [err] = _error_lines(res)
+    assert res.exit_code == 2 and "is one token" in err, res.stderr
+    assert not [x for x in res.stderr.splitlines() if "loading weights" in x]

@@ -1,7 +1,8 @@
 """`compare`: two models, token by token, on the same token ids (issue 13; seed 003 done right).
 
 The command checks what it can before any weights load (two models, k, the devices and dtypes,
-the text or the saved run, k against both configurations), loads both models
+the text or the saved run — a run's branch of one token —, k against both configurations), loads
+model A, refuses a text that A's tokenizer makes one token before B loads, loads B
 (`engine/hf/compare.load_pair`: one tokenizer required), compares, saves each comparison as a run
 (mode "compare": model A's columns plus model B's and the divergences, `RunMeta.model_b`) and
 prints a table and the per-text numbers, or with `--json` one object per scored position and a
@@ -11,6 +12,7 @@ dataset's overall numbers (seed 003's one number per dataset) follow the last.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -117,13 +119,16 @@ def compare(
                 fail("--chat goes with --text or --file (a saved run's ids already hold any template)")
             source = load_ref(run_ref, cache_dir)
             ids = source.sequence(branch).tolist()
+            if len(ids) < 2:
+                fail(f"branch {branch} of run {sanitize(source.id)} is one token: there is no position to compare")
         else:
             from tokentui.cli.text_input import read_text
 
             value = read_text(text, file, text_escapes)
         for spec in specs:
             check_settings(spec, settings, progress)
-        pair = open_pair(specs[0], specs[1])
+        alone = None if dataset is not None or source is not None else (lambda p: p.check_item(p.item(value, chat)))
+        pair = open_pair(specs[0], specs[1], alone)
         lines: list[int] | None = None
         if dataset is not None:
             lines, items = _dataset_items(pair, rows, chat, dataset)
@@ -174,12 +179,13 @@ def _dataset_items(
     return lines, items
 
 
-def open_pair(spec_a, spec_b) -> ModelPair:
-    """Both models, loaded (progress on standard error); one tokenizer checked."""
+def open_pair(spec_a, spec_b, check_a: Callable[[ModelPair], None] | None = None) -> ModelPair:
+    """Both models, loaded (progress on standard error); one tokenizer checked. `check_a`: what
+    model A alone can refuse (the text's tokens), checked before B loads."""
     from tokentui.engine.hf.compare import load_pair
 
     with ctrl_c_not_lost():
-        return load_pair(spec_a, spec_b, progress)
+        return load_pair(spec_a, spec_b, progress, check_a=check_a)
 
 
 def compare_items(

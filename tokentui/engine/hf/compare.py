@@ -499,13 +499,18 @@ def load_pair(
     spec_b: ModelSpec,
     progress: Callable[[str], None] | None = None,
     together: bool | None = None,
+    check_a: Callable[[ModelPair], None] | None = None,
 ) -> ModelPair:
     """Load A, then B beside it; the lens is off (a comparison uses only the models' outputs).
     `together` None: one after the other only when B does not fit beside A (out of GPU memory);
-    False: always one after the other (B loads when `compare` needs it); True: never."""
+    False: always one after the other (B loads when `compare` needs it); True: never.
+    `check_a(pair)`, with A alone loaded (`pair.b` None): what A alone can refuse (a text of one
+    token, longer than A's context) is refused before B's weights are read."""
     say = progress or (lambda _m: None)
     spec_a, spec_b = replace(spec_a, lens_chunk=0), replace(spec_b, lens_chunk=0)
     a = HFBackend.load(spec_a, say)
+    if check_a is not None:
+        check_a(ModelPair(a, None, spec_b, say))
     if together is False:
         return ModelPair(a, None, spec_b, say)
     try:

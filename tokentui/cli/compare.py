@@ -315,9 +315,10 @@ def summary_text(run: Run, line: int | None = None) -> str:
 
     s = run_summary(run)
     a, b = sanitize(run.meta.model), sanitize(str((run.meta.model_b or {}).get("model", "?")))
-    what = f"{s['tokens']} scored tokens"
+    what = f"{s['tokens']} scored token{'' if s['tokens'] == 1 else 's'}"
     if s["first_position"] > 1:
-        what += f" (the response, positions {s['first_position']}–{s['first_position'] + s['tokens'] - 1})"
+        first, last = s["first_position"], s["first_position"] + s["tokens"] - 1
+        what += f" (the response, position {first})" if first == last else f" (the response, positions {first}–{last})"
     if line is not None:
         what += f" · dataset line {line}"
     return "\n".join([f"{what} · A = {a} · B = {b}", *_numbers_text(s, "the text's own tokens")])

@@ -137,3 +137,15 @@ def cache_dir(tmp_path, monkeypatch) -> pathlib.Path:
     d = tmp_path / "runs"
     monkeypatch.setenv("TOKENTUI_CACHE_DIR", str(d))
     return d
+
+
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory) -> pathlib.Path:
+    return tmp_path_factory.mktemp("runs-cache")
+
+
+@pytest.fixture(autouse=True)
+def _runs_stay_out_of_the_users_cache(_session_cache, monkeypatch) -> None:
+    """A test that saves runs without asking for `cache_dir` (an autosave, a generate command)
+    writes them here, never into the user's run cache; `cache_dir` gives a test its own."""
+    monkeypatch.setenv("TOKENTUI_CACHE_DIR", str(_session_cache))

@@ -40,9 +40,9 @@ def test_help_everywhere(cli):
         assert res.exit_code == 0 and "Usage" in res.stdout
 
 
-@pytest.mark.parametrize("command", ["compare", "generate", "explore", "steer-compare"])
+@pytest.mark.parametrize("command", ["compare", "batch", "generate", "explore", "steer-compare"])
 def test_repeatable_options_show_their_values_type_not_a_python_list(cli, command):
-    """-m (compare) and --stop take one string each time they are given: `<str>`, as every other
+    """-m (compare, batch) and --stop take one string each time they are given: `<str>`, as every other
     string option shows, not typer's `<list[str]>`."""
     res = cli(command, "--help")
     assert res.exit_code == 0 and "list[" not in res.stdout

@@ -61,7 +61,10 @@ if TYPE_CHECKING:
 ModelsOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--model", "-m", help=get_args(ModelOpt)[1].help + " Repeat for several models (one after the other)."
+        "--model",
+        "-m",
+        metavar="<str>",  # (typer's default shows the Python type, <list[str]>)
+        help=get_args(ModelOpt)[1].help + " Repeat for several models (one after the other).",
     ),
 ]
 SHOWN_PROBLEMS = 20  # problem lines printed before "… and N more"

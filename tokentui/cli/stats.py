@@ -278,7 +278,7 @@ def render(rep: Report, plots: bool = True, width: int = 80) -> list[str]:
     # each text column as wide as its longest value (so every run id shows whole and rows stay
     # apart: a collection's ids differ only at their end), up to a cap; past it, cut in the middle
     wi, wr, wm, ws = (
-        min(cap, max(len(head), *(len(c[at]) for c in cells)))
+        min(cap, max([len(head), *(len(c[at]) for c in cells)]))
         for at, (head, cap) in enumerate(
             (("item", ITEM_WIDTH), ("run", RUN_WIDTH), ("model", MODEL_WIDTH), ("scope", 20))
         )

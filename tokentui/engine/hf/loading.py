@@ -9,9 +9,9 @@ log lines and warnings are silenced: a TUI has no place for tqdm, a CLI error is
 Whatever can be refused is refused before the weights load: `check_config` reads only the
 configuration and hands its vocabulary size to the caller's check (a front end calls it before
 opening the backend); the configuration it read is kept for the `load_model` of the same model
-that follows, so a model's configuration is read (and announced) once. Without a network, a Hub id would be retried with back-off for half a
-minute: one short connection check to the Hub first (once per process), and if it fails only the
-local Hugging Face cache is used.
+that follows, so a model's configuration is read (and announced) once. Without a network, a Hub
+id would be retried with back-off for half a minute: one short connection check to the Hub first
+(once per process), and if it fails only the local Hugging Face cache is used.
 
 `model_name` and `tokenizer_id` name the model and the tokenizer in run metadata without the
 paths of the machine that made the run.

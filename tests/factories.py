@@ -77,10 +77,10 @@ def synthetic_meta(**changes) -> RunMeta:
     return RunMeta(**{**fields, **changes})
 
 
-def make_run(n_branch_steps=(5, 3), sampled=True, vocab=V) -> Run:
+def make_run(n_branch_steps=(5, 3), sampled=True, vocab=V, layers=L) -> Run:
     """A synthetic run with a root and a child branch; values from a seeded generator."""
     rng = np.random.default_rng(0)
-    meta = synthetic_meta(vocab_size=vocab)
+    meta = synthetic_meta(vocab_size=vocab, n_layers=layers)
     run = Run(meta, TokenTable({i: bytes([i % 256]) * (1 + i % 3) for i in range(vocab)}))
 
     def step(pos, kind):
@@ -91,7 +91,7 @@ def make_run(n_branch_steps=(5, 3), sampled=True, vocab=V) -> Run:
             "rank": int(rng.integers(1, vocab)),
             "topk_ids": rng.integers(0, vocab, K).astype(np.int32),
             "topk_logprobs": (-rng.random(K)).astype(np.float32),
-            "layer_entropy": rng.random(L).astype(np.float32),
+            "layer_entropy": rng.random(layers).astype(np.float32),
             "sampler_logprob": float(-rng.random()) if sampled and kind == "generated" else float("nan"),
         }
         return Step(pos, token_id, values, kind)

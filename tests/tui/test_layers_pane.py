@@ -284,3 +284,19 @@ def test_layer_perplexity_keeps_four_digits_so_a_column_lines_up():
         "3.150", "3.487", "31.50", "315.0", "3150", "1.000"
     ]  # fmt: skip
     assert fmt(float("nan"), "layer_perplexity") == "–" and fmt(3.15, "layer_entropy") == "3.150"
+
+
+@pytest.mark.parametrize("layers", [3, 30])
+async def test_the_title_points_to_the_layer_map_when_layers_are_out_of_sight(tmp_path, layers):
+    """At 120×40 a 30-layer run's bars do not all fit the pane: its title says that Z shows every
+    layer; a 3-layer run's do, and it does not."""
+    from tests.factories import make_run
+
+    app = explorer(run=make_run(n_branch_steps=(20, 3), layers=layers), cache_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        pane = app.query_one(LayersPane)
+        rows = pane_rows(pane)
+        assert sorted(rows) == list(range(1, layers + 1))
+        assert ("Z: every layer" in pane_lines(pane)[0]) == (layers == 30), pane_lines(pane)[0]
+        assert (pane.content_region.height < layers + 2) == (layers == 30)

@@ -138,6 +138,8 @@ class LayersPane(Static):
         if view is not None:
             lines.append(Text(f"{metric} along the branch", style=title))
             lines.append(sparkline(view.pooled_levels(max(10, inner)), len(view.levels), position))
+        if len(values) + 2 > (self.content_region.height or len(lines)):  # not every layer on show here
+            lines[0].append(" · Z: every layer", style=muted)
         self.update(Group(*lines), layout=False)
 
     def _top_tokens(

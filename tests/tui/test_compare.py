@@ -73,6 +73,19 @@ async def test_replay_colours_by_kl_jumps_to_high_kl_and_shows_both_top_k(compar
             assert f"{a_p:.3f}" in left and f"{b_p:.3f}" in right
         marked = sum("▶" in line.split("│")[0] for line in rows), sum("▶" in line.split("│")[1] for line in rows)
         assert marked == (int(st.rank <= run.k), int(st.get("rank_b") <= run.k))  # the token, where in the top k
+        # at 80×24 each model's line stays one line (shorter separators rather than broken in two),
+        # also with a real vocabulary's ranks and entropies (a trial's "B: p=0.0000 · rank 39990 · H=10.790")
+        run.prompt._a["rank_b"][pos], run.prompt._a["entropy_b"][pos] = 39990, 10.79
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.2)
+        pane = app.query_one(AlternativesPane)
+        if not pane.display or not pane.has_class("shown"):
+            await pilot.press("v")
+        pane.show(run, 0, pos)
+        lines = [line.strip() for line in rendered(pane).splitlines()]
+        a = next(line for line in lines if line.startswith("A: p="))
+        b = next(line for line in lines if line.startswith("B: p="))
+        assert a.endswith(f"H={st.entropy:.3f}") and b.endswith("rank 39990 H=10.790"), lines
 
 
 async def test_kl_jumps_go_nowhere_when_the_models_agree_everywhere(compared_path):

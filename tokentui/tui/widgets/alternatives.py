@@ -170,11 +170,12 @@ class AlternativesPane(Static, can_focus=True):
         lp_b = float(step.get("logprob_b"))
         kl = f"KL(A‖B) {float(step.get('kl_ab')):.3f} · KL(B‖A) {float(step.get('kl_ba')):.3f}"
         js = f"JS {float(step.get('js')):.3f} nats"
+        a = (f"A: p={step.prob:.4f}", f"rank {step.rank}", f"H={step.entropy:.3f}")
+        b = (f"B: p={math.exp(lp_b):.4f}", f"rank {int(step.get('rank_b'))}", f"H={float(step.get('entropy_b')):.3f}")
         out = Text(
-            f"A: p={step.prob:.4f} · rank {step.rank} · H={step.entropy:.3f}\n"
-            f"B: p={math.exp(lp_b):.4f} · rank {int(step.get('rank_b'))} · H={float(step.get('entropy_b')):.3f}\n"
+            "".join(" · ".join(x) + "\n" if len(" · ".join(x)) <= width else " ".join(x) + "\n" for x in (a, b))
             + (f"{kl} · {js}\n" if len(kl) + len(js) + 3 <= width else f"{kl}\n{js}\n")
-        )
+        )  # (a narrow pane: "p=… rank … H=…" without the dots, rather than a line broken in two)
         half = max(10, (width - 5) // 2)
         tok_w = max(4, half - 8)
         out.append(

@@ -78,6 +78,26 @@ def test_tree_grows_a_saved_run_from_a_position(cli, peaked_dirs, cache_dir):
     assert hint.exit_code == 2 and "give its folder with --model" in hint.stderr.splitlines()[-1]
 
 
+def test_a_tree_grown_inside_a_branch_prints_only_the_searchs_own_nodes(cli, peaked_dirs, cache_dir):
+    """Grown from inside a branch, the printed tree is the search's: its nodes (depth 1 here: one
+    token a line, each finished), not the branch's old continuation merged into it (which showed
+    paths deeper than --max-depth and cumulative p of tokens the search never made)."""
+    m = peaked_dirs["gpt2"]
+    assert cli("generate", "-m", m, "-p", PROMPT, "-n", 8).exit_code == 0
+    [saved] = list_runs(cache_dir)
+    at = len(load_run(saved.path).prompt) + 1
+    res = cli("tree", "-m", m, "--run", saved.run_id, "--position", at, "--max-depth", 1)
+    assert res.exit_code == 0, res.output
+    run = load_run(saved.path)
+    s = tree.searches(run)[0]
+    lines = res.stdout.splitlines()[:-1]  # (the last: "run … saved to …")
+    assert f"({s['nodes']} nodes)" in lines[0] and len(lines) == 1 + s["nodes"], lines
+    for line in lines[1:]:  # "tok p   cum p  ✓": one node, its cumulative p its own p
+        assert " · " not in line and line.rstrip().endswith("✓"), line
+        p, cum = line.split("   cum ")[0].rsplit(" ", 1)[1], line.split("   cum ")[1].split()[0]
+        assert abs(float(p) - float(cum)) <= 1e-3, line
+
+
 @pytest.mark.parametrize(
     "args, expect",
     [

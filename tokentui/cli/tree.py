@@ -110,7 +110,7 @@ def tree_job(
     backend, params: TreeParams, prompt, settings, run, branch: int, position, cache_dir, as_json: bool
 ) -> None:
     """Drive a TreeSearch job: progress on standard error, autosaves, then the saved run's id and
-    the tree (the search's subtree: from its root) on standard output."""
+    the tree on standard output: the search's subtree, from its root, of the branches it made."""
     from tokentui.cli.render import tree_lines
     from tokentui.core import tree as ctree
     from tokentui.engine import jobs
@@ -118,6 +118,7 @@ def tree_job(
     from tokentui.store.export import tree_json_lines
 
     out = Output()
+    before = 0 if run is None else len(run.branches)  # the search's own branches come after these
     job = jobs.TreeSearch(backend, params, prompt, settings, run, branch, position)
     line = ProgressLine()
     last: list[TreeProgress] = []
@@ -145,7 +146,7 @@ def tree_job(
     if search["stopped"] == "running":  # stopped by an exception mid-search: say so in the file
         ctree.end_search(grown, len(ctree.searches(grown)) - 1, "cancelled", search["nodes"], search["completed"])
     path = save_to_cache(grown, cache_dir)
-    trie = ctree.build_trie(grown, search["root_branch"], search["root_position"])
+    trie = ctree.build_trie(grown, search["root_branch"], search["root_position"], range(before, len(grown.branches)))
     if as_json:
         for piece in tree_json_lines(grown, trie):
             out.write(piece)

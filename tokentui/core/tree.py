@@ -268,10 +268,14 @@ def default_root(run: Run) -> int:
     return min([len(run.prompt), *forks])
 
 
-def build_trie(run: Run, root_branch: int | None = None, root_position: int | None = None) -> Trie:
+def build_trie(
+    run: Run, root_branch: int | None = None, root_position: int | None = None, only: range | None = None
+) -> Trie:
     """The run's token tree below a root: the first `root_position` tokens of `root_branch` (None:
     the prompt), by default `default_root(run)`. Branches that do not start with that prefix are
-    left out; children keep the order in which branches first made them."""
+    left out; children keep the order in which branches first made them. `only`: the branches to
+    take (a search's own, which it made in a row), leaving out those that pass through its root
+    from before (the branch it was grown from would carry its old tokens into the search's tree)."""
     if root_position is None:
         root_position = default_root(run)
     source = 0 if root_branch is None else root_branch
@@ -324,12 +328,14 @@ def build_trie(run: Run, root_branch: int | None = None, root_position: int | No
             cur = attach(cur, int(ids[pos]), pos, run.prompt, pos, -1)
             prompt_nodes.append(cur)
     for b in run.branches:
+        if only is not None and b.id not in only:
+            continue
         start: TrieNode | None
         if b.parent is not None and b.fork_position >= root_position and b.parent in own:
             start = node_at(b.parent, b.fork_position - 1)
         elif b.parent is None and shares_prompt:
             start = node_at(b.id, b.fork_position - 1)
-        elif b.fork_position < root_position or b.parent is None:
+        elif b.fork_position <= root_position or b.parent is None:  # (at the root: from a branch left out)
             seq = run.sequence(b.id)
             start = root if len(seq) >= root_position and np.array_equal(seq[:root_position], prefix) else None
         else:

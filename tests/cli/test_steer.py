@@ -271,3 +271,29 @@ def test_a_safetensors_spec_vector_with_a_hostile_name_is_shown_escaped(cli, mod
     assert res.exit_code == 0, res.output
     assert "\x1b" not in res.stderr and "v␛[2J.safetensors" in res.stderr
     assert only_run(cache_dir).meta.steering["vector"] == name
+
+
+def test_seed001_export_of_a_steer_compare_run_puts_the_steered_rows_under_control(
+    cli, model_dirs, cache_dir, spec_file, tmp_path
+):
+    """seed 001's layout: the standard branch's rows under standard/ (Analysis "standard"), the
+    steered branch's under control/ (Analysis "control"), each sentence once per folder."""
+    spec_path = spec_file(layers="[1]", scale=10.0)
+    res = cli(
+        "steer-compare", "-m", model_dirs["gpt2"], "--steer", spec_path, "--text", "import os\nprint(os)", "-k", 3
+    )
+    assert res.exit_code == 0, res.output
+    run = only_run(cache_dir)
+    out = tmp_path / "s001"
+    res = cli("export", run.id, "--format", "seed001", "--out", out)
+    assert res.exit_code == 0, res.output
+    model = run.meta.model
+    positions = range(1, run.length(0))
+    for analysis, b in (("standard", 0), ("control", 1)):
+        rows = _read_csv(out / analysis / "data" / f"{model}_layer_entropies.csv")[1:]
+        assert len(rows) == len(positions) and len({s for s, _ in rows}) == len(rows)
+        got = [[float(x) for x in v[1:-1].split(",")] for _, v in rows]
+        np.testing.assert_array_equal(got, run.column(b, "layer_entropy")[1:].astype(np.float64))
+        preds = _read_csv(out / analysis / "predictions" / f"{model}_predictions.csv")[1:]
+        assert len(preds) == len(positions) * 3 and {p[3] for p in preds} == {analysis}
+    assert sorted(p.name for p in out.iterdir()) == ["control", "standard"]

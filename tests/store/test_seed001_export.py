@@ -331,3 +331,17 @@ def test_a_collection_gets_one_set_of_files_per_model(tmp_path):
     assert res.exit_code == 2 and "--collection goes with --format seed001" in res.stderr
     res = CliRunner().invoke(app, ["export", "--format", "seed001", "-o", str(tmp_path / "t")])
     assert res.exit_code == 2 and "give a run, or --collection" in res.stderr
+
+
+def test_seed001_values_are_the_stored_numbers_exactly_as_in_the_comparative_files(reloaded):
+    """Like the comparative files: each stored float32/float16 value written exactly (json reads
+    every list back, NaN included), not rounded to 6 significant digits."""
+    files = seed001_files(reloaded)
+    table = read_csv(files["standard/data/org_tiny_model_layer_margins.csv"])[1:]
+    rows = [(0, p) for p in range(1, 8)] + [(1, 5), (1, 6)]
+    for (b, p), (_s, cell) in zip(rows, table, strict=True):
+        got = json.loads(cell)
+        want = reloaded.step(b, p).values["layer_margin"].astype(np.float64)
+        np.testing.assert_array_equal(np.array(got, dtype=np.float64), want)
+    ranks = read_csv(files["standard/data/org_tiny_model_layer_ranks.csv"])[7][1]  # root, position 7
+    assert all(isinstance(r, int) or math.isnan(r) for r in json.loads(ranks))

@@ -745,9 +745,22 @@ def seed001_sentences(run: Run) -> Iterator[str]:
 
 
 def _layer_list(values: np.ndarray, integer: bool) -> str:
+    """A row's layer-wise list "[v1,…,vL]": the stored values exactly (`_value`; a rank of 0, unknown,
+    as NaN), the same numbers as the comparative files write."""
     if integer:
-        return "[" + ",".join(str(int(v)) if v > 0 else "nan" for v in values.tolist()) + "]"
-    return "[" + ",".join(format(float(v), ".6g") for v in values.tolist()) + "]"
+        return "[" + ",".join(str(int(v)) if v > 0 else "NaN" for v in values.tolist()) + "]"
+    return _values(values, False)
+
+
+def seed001_analyses(run: Run) -> Iterator[str]:
+    """Each row's analysis (`seed001_positions` order): "control" where the model read the row's
+    context under a steering spec (seed 001's control-vector analysis: a steered branch's own
+    positions, or the prompt's when the prompt was read steered), else "standard"."""
+    n_prompt = len(run.prompt)
+    for b, pos in seed001_positions(run):
+        branch = run.branch(b)
+        steering = run.meta.steering if branch.parent is None and pos < n_prompt else branch.steering
+        yield "control" if steering is not None else "standard"
 
 
 def seed001_tables(run: Run) -> dict[str, np.ndarray]:
@@ -768,46 +781,63 @@ def seed001_tables(run: Run) -> dict[str, np.ndarray]:
 
 
 def seed001_files(run: Run, raw: bool = False) -> dict[str, str]:
-    """Seed 001's files of a run as {relative path: CSV text}: `standard/data/{model}_{metric}.csv`
-    (`sentence,values`, one row per position, the values the layer-wise list "[v1,…,vL]" over
-    layers 1…L; nan where a layer has no value) for each measure the run records, and
-    `standard/predictions/{model}_predictions.csv` (`Sentence,Token,Probability,Analysis`: the
-    model's 5 most likely tokens at each position, Analysis "standard")."""
+    """Seed 001's files of a run as {relative path: CSV text}, in seed 001's folders: rows read
+    without steering under `standard/`, steered rows (`seed001_analyses`) under `control/`, each
+    folder with `data/{model}_{metric}.csv` (`sentence,values`, one row per position, the values
+    the layer-wise list "[v1,…,vL]" over layers 1…L; NaN where a layer has no value) for each
+    measure the run records, and `predictions/{model}_predictions.csv` (`Sentence,Token,
+    Probability,Analysis`: the model's 5 most likely tokens at each position, Analysis "standard"
+    or "control"). A folder with no rows is not written (`standard/` is, when the run has none)."""
     return seed001_model_files(seed001_model_name(run), [run], raw)
+
+
+SEED001_ANALYSES = ("standard", "control")  # seed 001's folders: plain, and with its control vector
 
 
 def seed001_model_files(model: str, runs: Iterable[Run], raw: bool = False) -> dict[str, str]:
     """Seed 001's files of one model's runs (a collection's items, in order), each run's rows in
-    turn; a measure gets its file when every run records it."""
-    tables: dict[str, io.StringIO] = {}
-    preds = io.StringIO()
-    pw = csv.writer(preds, lineterminator="\n")
-    pw.writerow(["Sentence", "Token", "Probability", "Analysis"])
+    turn, each row under its analysis's folder; a measure gets its file when every run records it."""
+    tables: dict[tuple[str, str], io.StringIO] = {}
+    preds: dict[str, io.StringIO] = {}
     keys: set[str] | None = None
     for run in runs:
         rows = list(seed001_positions(run))
+        analyses = list(seed001_analyses(run))
         sentences = [csv_cell(text, raw) for text in seed001_sentences(run)]
         values = seed001_tables(run)
         keys = set(values) if keys is None else keys & set(values)
+        for analysis in set(analyses):
+            if analysis not in preds:
+                preds[analysis] = io.StringIO()
+                csv.writer(preds[analysis], lineterminator="\n").writerow(
+                    ["Sentence", "Token", "Probability", "Analysis"]
+                )
+            for key in values:
+                if (analysis, key) not in tables:
+                    tables[analysis, key] = io.StringIO()
+                    csv.writer(tables[analysis, key], lineterminator="\n").writerow(["sentence", "values"])
         for key, table in values.items():
-            if key not in tables:
-                tables[key] = io.StringIO()
-                csv.writer(tables[key], lineterminator="\n").writerow(["sentence", "values"])
-            w = csv.writer(tables[key], lineterminator="\n")
             integer = SEED001_METRICS[key] == "layer_rank"
-            for sentence, v in zip(sentences, table):
-                w.writerow([sentence, _layer_list(v, integer)])
-        for sentence, (b, pos) in zip(sentences, rows):
+            for sentence, analysis, v in zip(sentences, analyses, table):
+                csv.writer(tables[analysis, key], lineterminator="\n").writerow([sentence, _layer_list(v, integer)])
+        for sentence, analysis, (b, pos) in zip(sentences, analyses, rows):
             step = run.step(b, pos)
+            pw = csv.writer(preds[analysis], lineterminator="\n")
             for i, lp in list(zip(step.topk_ids.tolist(), step.topk_logprobs.tolist()))[:SEED001_PREDICTIONS]:
                 if i >= 0:
-                    pw.writerow([sentence, csv_cell(_text(run, int(i)), raw), _num(math.exp(lp)), "standard"])
-    files = {
-        f"standard/data/{model}_{key}.csv": tables[key].getvalue()
-        for key in SEED001_METRICS
-        if key in tables and keys is not None and key in keys
-    }
-    files[f"standard/predictions/{model}_predictions.csv"] = preds.getvalue()
+                    pw.writerow([sentence, csv_cell(_text(run, int(i)), raw), _num(math.exp(lp)), analysis])
+    if not preds:  # no row at all: the standard folder's files, headers only
+        preds["standard"] = io.StringIO("Sentence,Token,Probability,Analysis\n")
+        for key in keys or ():
+            tables["standard", key] = io.StringIO("sentence,values\n")
+    files = {}
+    for analysis in SEED001_ANALYSES:
+        if analysis not in preds:
+            continue
+        for key in SEED001_METRICS:
+            if (analysis, key) in tables and keys is not None and key in keys:
+                files[f"{analysis}/data/{model}_{key}.csv"] = tables[analysis, key].getvalue()
+        files[f"{analysis}/predictions/{model}_predictions.csv"] = preds[analysis].getvalue()
     return files
 
 

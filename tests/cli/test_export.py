@@ -93,3 +93,22 @@ def test_out_refuses_a_symlink_in_one_line(cli, run_file, tmp_path):
     r = cli("export", run_file, "--out", tmp_path / "l.csv", "--force")
     assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "symbolic link" in r.stderr
     assert victim.read_text() == "keep" and (tmp_path / "l.csv").is_symlink()
+
+
+def test_seed002_jsonl_gives_the_chosen_token_one_logprob(cli, model_dirs, cache_dir, tmp_path):
+    """The chosen token among `other_tokens` has the token's own (float32) log-prob, not the
+    float16 top-k copy: one token, one value per line."""
+    from tokentui.store.cache import list_runs
+
+    res = cli("generate", "-m", model_dirs["gpt2"], "-p", "def wrap(text, width):", "-n", 6, "-k", 5)
+    assert res.exit_code == 0, res.output
+    [saved] = list_runs(cache_dir)
+    res = cli("export", saved.run_id, "--format", "seed002-jsonl")
+    assert res.exit_code == 0, res.output
+    seen = 0
+    for line in res.stdout.splitlines():
+        for d in json.loads(line)["data"]:
+            same = [o for o in d["other_tokens"] if o["token"] == d["token"]]
+            seen += len(same)
+            assert [(o["logprob"], o["prob"]) for o in same] == [(d["logprob"], d["prob"])] * len(same)
+    assert seen >= 3

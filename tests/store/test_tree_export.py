@@ -151,9 +151,12 @@ def test_seed002_jsonl_has_one_record_per_path():
             assert [o["token"] for o in d["other_tokens"]] == [
                 decode_bytes(run.tokens.bytes_of(int(t))) for t in step.topk_ids[:5]
             ]
-            assert [o["prob"] for o in d["other_tokens"]] == pytest.approx(
-                [math.exp(float(v)) * 100 for v in step.topk_logprobs[:5]]
-            )
+            # (the chosen token's own entry: its float32 log-prob, not the float16 top-k copy)
+            own = [
+                n.logprob if t == n.token_id else float(v) for t, v in zip(step.topk_ids[:5], step.topk_logprobs[:5])
+            ]
+            assert [o["logprob"] for o in d["other_tokens"]] == own
+            assert [o["prob"] for o in d["other_tokens"]] == pytest.approx([math.exp(v) * 100 for v in own])
     # the end-of-sequence token is data, not response text
     assert any(d["token"] == "\x00" for r in records for d in r["data"])
 

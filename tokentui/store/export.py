@@ -461,7 +461,7 @@ def seed002_records(run: Run, trie: tree.Trie) -> Iterator[dict[str, Any]]:
     """One record per path of the tree (root to leaf, depth first) in the shape of seed 002's
     logprobs viewer: prompt, response (the path's text without end-of-sequence tokens), and per
     token: token, logprob, prob (in percent) and other_tokens (the distribution's top 5, which
-    include the token itself when it was among them)."""
+    include the token itself, with its own float32 log-prob, when it was among them)."""
     prompt = root_text(run, trie)
     eos = set(run.meta.eos_ids)
     for leaf in trie.leaves():
@@ -472,9 +472,11 @@ def seed002_records(run: Run, trie: tree.Trie) -> Iterator[dict[str, Any]]:
             lp = node.logprob
             ids = node.cols.col("topk_ids")[node.index]
             lps = node.cols.col("topk_logprobs")[node.index]
+            # the chosen token among the alternatives: its own float32 log-prob, not the float16 top-k copy
+            # (as the explorer's alternatives pane shows it), so a line never gives one token two values
             others = [
-                {"token": _text(run, int(t)), "logprob": float(v), "prob": math.exp(float(v)) * 100}
-                for t, v in list(zip(ids, lps))[:5]
+                {"token": _text(run, int(t)), "logprob": v, "prob": math.exp(v) * 100}
+                for t, v in ((int(t), lp if t == node.token_id else float(v)) for t, v in list(zip(ids, lps))[:5])
                 if t >= 0
             ]
             data.append(

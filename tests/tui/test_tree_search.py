@@ -125,16 +125,23 @@ async def test_finished_paths_folding_and_deleting(peaked_dirs, cache_dir):
         search = run.meta.tree["searches"][-1]
         assert search["root_branch"] == 0 and search["root_position"] == run.branches[0].fork_position + 3
         assert search["completed"] >= 2
-        # P / U: the most and least probable finished paths of the run's tree
-        trie = build_trie(run)
+        # P / U: the most and least probable finished paths of the search, their cumulative p
+        # from its root — what the tree pane's Σ says of the same node
+        trie = build_trie(run, search["root_branch"], search["root_position"])
         cum = trie.cumulative()
         done = [n for n in trie.walk() if n.ends and is_finished(run, n)]
         best, worst = max(done, key=lambda n: cum[n]), min(done, key=lambda n: cum[n])
-        await pilot.press("P")
-        assert app.branch_id == best.ends[-1] and app.stream.cursor == best.position
-        await pilot.press("U")
-        assert app.branch_id == worst.ends[-1] and app.stream.cursor == worst.position
+        notes: list[str] = []
+        app.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
+        tree = app.query_one(BranchTree)
+        for key, node in (("P", best), ("U", worst)):
+            await pilot.press(key)
+            assert app.branch_id == node.ends[-1] and app.stream.cursor == node.position
+            assert notes[-1].endswith(f"cumulative p = {cum[node]:.3g}"), notes[-1]
+            label = tree._branch_nodes[node.ends[-1]].label.plain
+            assert f"Σ{cum[node]:.3g}" in label, label
         assert not math.isclose(cum[best], cum[worst])
+        del app.notify
         # folding a subtree in the tree pane hides its nodes, space again shows them
         tree = app.query_one(BranchTree)
         tree.focus()

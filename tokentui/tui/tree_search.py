@@ -60,12 +60,20 @@ class TreeActions(_Base):
 
     def action_finished_path(self, which: str) -> None:
         """Show the most ('most') or least probable finished path of the run's token tree, the
-        cursor on its last token."""
-        from tokentui.core.tree import build_trie, finished_paths
+        cursor on its last token. A search's path counts its cumulative p from the search's root,
+        as the tree pane's Σ does (the same path from the prompt's end would multiply in the p of
+        the tokens before the root); a path no search made, from the tree's default root."""
+        from tokentui.core.tree import build_trie, finished_paths, searches
 
         run = self.run_obj
         assert run is not None  # needs RUN
-        done = [(n, p) for n, p in finished_paths(run, build_trie(run)) if n.ends and p == p]
+        tries = [build_trie(run, s["root_branch"], s["root_position"]) for s in reversed(searches(run))]
+        by_branch: dict[int, tuple] = {}
+        for trie in [*tries, build_trie(run)]:  # (the latest search's word first)
+            for n, p in finished_paths(run, trie):
+                if n.ends and p == p:
+                    by_branch.setdefault(n.ends[-1], (n, p))
+        done = sorted(by_branch.values(), key=lambda c: -c[1])
         if not done:
             self.notify("no finished path in this run (an end-of-sequence token, or a search's max depth)",
                         markup=False)  # fmt: skip

@@ -252,7 +252,10 @@ def test_the_text_table_and_hostile_token_text(cli, model_dirs, cache_dir, tmp_p
         (["--run", "{run}", "--alternative", "300"], "alternative token id 300 is outside the run's vocabulary"),
         (["--run", "{run}", "--alternative", ""], "--alternative is empty"),
         (["--run", "{run}", "-n", "4"], "--max-new-tokens and --chat go with --prompt"),
-        (["--run", "{run}", "--out", "{tmp}/x.csv"], "--format seed004 does not match the extension of x.csv"),
+        (
+            ["--run", "{run}", "--out", "{tmp}/x.csv"],
+            "--out x.csv: attribute writes seed 004's JSON; give a .json file",
+        ),
         (["--run", "{run}", "--out", "{tmp}"], "is a folder"),
         (["--run", "{run}", "--out", "{tmp}/exists.json"], "already exists; add --force"),
         (["--run", "no-such-run"], "no-such-run"),
@@ -341,3 +344,11 @@ def test_ctrl_c_keeps_the_positions_done(cli, model_dirs, loaded, cache_dir):
     t = rec.positions[-1]
     ids = run.sequence(0).tolist()
     close(rec.scores[-1, :t], reference(loaded("gpt2").model, ids, t, "integrated-gradients", steps=steps))
+
+
+def test_one_attributed_position_is_counted_in_the_singular(cli, model_dirs, saved_runs, cache_dir):
+    run_id, _run = use_run(saved_runs, "gpt2", cache_dir)
+    res = cli("attribute", *model_of(model_dirs, "gpt2"), "--run", run_id, "--positions", 5)
+    assert res.exit_code == 0, res.output
+    assert f"run {run_id}: 1 position of branch 0 attributed by" in res.stdout
+    assert "1/1 position, 100%" in res.stderr and "positions" not in res.stderr

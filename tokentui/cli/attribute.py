@@ -98,7 +98,7 @@ def attribute(
         from tokentui.core import attribution
         from tokentui.core.params import GenerationSettings, SamplingParams
         from tokentui.engine.backend import ModelSpec
-        from tokentui.store.export import check_target, format_for
+        from tokentui.store.export import ExportError, check_target, format_for
 
         m = attribution.method(method)
         if steps is not None:
@@ -131,7 +131,13 @@ def attribute(
             if alt_id is not None and alt_id >= run.meta.vocab_size:
                 fail(f"the alternative token id {alt_id} is outside the run's vocabulary (0…{run.meta.vocab_size - 1})")
         if out is not None:
-            format_for(out, "seed004")  # an extension that says another format (.csv) is refused
+            try:  # an extension that says another format (.csv, .jsonl) is refused, in attribute's words
+                format_for(out, "seed004")
+            except ExportError:
+                raise ExportError(
+                    f"--out {out.name}: attribute writes seed 004's JSON; give a .json file (or a name without "
+                    "another format's extension)"
+                ) from None
             check_target(out, force)
         name = model or (run.meta.model if run is not None else "demo")
         from tokentui.cli.generate import open_for_run
@@ -212,7 +218,7 @@ def default_positions(run: Run, branch: int) -> list[int]:
     if after:
         return after
     if length < 2:
-        raise RunError(f"branch {branch} holds {length} token{'s' if length != 1 else ''}: nothing to attribute")
+        raise RunError(f"branch {branch} holds {_count(length, 'token')}: nothing to attribute")
     return list(range(1, length))
 
 
@@ -242,7 +248,7 @@ def generate_greedily(backend: Backend, prompt: str, settings, cache_dir) -> Run
     and saves what was made; the command then ends (exit code 130) with nothing attributed."""
     from tokentui.engine import jobs
 
-    typer.echo(f"… generating {settings.sampling.max_new_tokens} tokens (greedy)", err=True)
+    typer.echo(f"… generating {_count(settings.sampling.max_new_tokens, 'token')} (greedy)", err=True)
     job = jobs.Generate(backend, prompt, settings)
     with ctrl_c_sets(job.cancel):
         jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)))
@@ -258,7 +264,12 @@ def generate_greedily(backend: Backend, prompt: str, settings, cache_dir) -> Run
 
 
 def progress_text(done: int, total: int, label: str, fraction: float) -> str:
-    return f"… attributing by {label}: {done}/{total} positions, {fraction:.0%}"
+    return f"… attributing by {label}: {done}/{_count(total, 'position')}, {fraction:.0%}"
+
+
+def _count(n: int, word: str) -> str:
+    """`1 position`, `2 positions`: a count with its noun."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def attribute_job(
@@ -317,9 +328,13 @@ def attribute_job(
         written = write_file(run, "seed004", out, overwrite=force, attribution=index)
         typer.echo(f"wrote {sanitize(str(written))}", err=True)
     cancelled = job.cancel.is_set()
-    kept = f"{len(rec.positions)} of {len(positions)}" if cancelled else f"{len(rec.positions)}"
+    kept = (
+        f"{len(rec.positions)} of {_count(len(positions), 'position')}"
+        if cancelled
+        else _count(len(rec.positions), "position")
+    )
     typer.echo(
-        f"run {sanitize(run.id)}: {kept} positions of branch {branch} attributed by {m.label}"
+        f"run {sanitize(run.id)}: {kept} of branch {branch} attributed by {m.label}"
         f"{' (cancelled)' if cancelled else ''} in {ended[-1].seconds:.1f} s; saved to {sanitize(str(path))}",
         err=as_json,
     )
@@ -344,7 +359,7 @@ def table_lines(run: Run, rec: Attribution) -> list[str]:
     target = "log p(token)"
     if rec.alternative is not None:
         target = f"log p(token) − log p({_tok(run, rec.alternative)})"
-    how = f"{m.label}{f', {rec.steps} steps' if rec.steps else ''}"
+    how = m.label + (f", {_count(rec.steps, 'step')}" if rec.steps else "")
     lines = [f"{how}; target {target}; branch {rec.branch} of run {sanitize(run.id)}"]
     ig = rec.completeness is not None
     lines.append(

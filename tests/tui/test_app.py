@@ -412,3 +412,28 @@ async def test_muted_text_is_readable_and_muted_in_every_theme(theme):
             if normal_text is not None:
                 normal = next(seg for seg in segments if seg.text.strip(" ·").startswith(normal_text))
                 assert _contrast(muted.style.color, background) < _contrast(normal.style.color, background), widget
+
+
+async def test_tab_moves_between_panes_past_the_prompt_box():
+    """Keys are commands until `i`: Tab never lands in the prompt box (a trial's K K K went into
+    the prompt after Tab, Tab), `i` still does, and Tab leaves it again."""
+    from tests.factories import make_run
+
+    app = explorer(run=make_run(n_branch_steps=(30, 3)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        prompt = app.prompt_box.text
+        seen = set()
+        for _ in range(8):
+            await pilot.press("tab")
+            seen.add(app.focused.id if app.focused is not None else None)
+        assert "prompt" not in seen and {"stream", "tree"} <= seen, seen
+        for _ in range(8):
+            await pilot.press("shift+tab")
+            assert app.focused is not app.prompt_box
+        await pilot.press("K", "K")
+        assert app.prompt_box.text == prompt
+        await pilot.press("i")
+        assert app.focused is app.prompt_box
+        await pilot.press("tab")
+        assert app.focused is not app.prompt_box

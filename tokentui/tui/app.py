@@ -41,7 +41,7 @@ from tokentui.tui.widgets.status_bar import Part, StatusBar
 from tokentui.tui.widgets.token_stream import TokenStream
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Callable, Iterator, Mapping
 
     from textual.actions import ActionParseResult
     from textual.dom import DOMNode
@@ -409,6 +409,19 @@ class TokentuiApp(
                 self.notify(reason, severity="warning", markup=False)
                 return True
         return await super().run_action(action, default_namespace, namespaces)
+
+    def action_focus_next(self) -> None:
+        """Tab: the next pane, past the prompt box (keys are commands until `i` or a click: Tab
+        into the prompt would type them into the prompt)."""
+        self._focus_past_prompt(self.screen.focus_next)
+
+    def action_focus_previous(self) -> None:
+        self._focus_past_prompt(self.screen.focus_previous)
+
+    def _focus_past_prompt(self, move: Callable[..., object]) -> None:
+        move()
+        if len(self.screen_stack) == 1 and self.focused is self.prompt_box:
+            move()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """While another screen is up, only the app actions that work over it run (`works_over`:

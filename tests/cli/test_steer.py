@@ -78,6 +78,32 @@ def test_steer_vector_is_the_mean_difference_of_hidden_states(cli, model_dirs, l
     assert again.exit_code == 2 and "--force" in again.stderr
     (tmp_path / "s.toml").write_text('vector = "v.safetensors"\nlayers = [1]\n')
     np.testing.assert_array_equal(load_spec(tmp_path / "s.toml").vector, got)
+    assert "3 positive prompts − 2 negative prompts" in res.stdout
+
+
+def test_steer_vector_prints_a_spec_that_parses_as_toml_and_steers(cli, model_dirs, cache_dir, tmp_path):
+    """The printed spec is TOML lines (one field a line, a hostile file name escaped): saved beside
+    the vector it is a spec `generate --steer` accepts."""
+    import tomllib
+
+    p = tmp_path / "p.txt"
+    p.write_text("def good(x):\n", encoding="utf-8")
+    n = tmp_path / "n.txt"
+    n.write_text("class Bad:\n", encoding="utf-8")
+    out = tmp_path / 'my "happy"\\\x1b[2J.safetensors'
+    args = ("steer-vector", "-m", model_dirs["gpt2"], "--positive", p, "--negative", n, "--layer", 2, "-o", out)
+    res = cli(*args)
+    assert res.exit_code == 0, res.output
+    assert "1 positive prompt − 1 negative prompt," in res.stdout and "\x1b" not in res.stdout
+    lines = res.stdout.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("a spec using it")) + 1
+    spec = tomllib.loads("\n".join(lines[start:]))
+    assert spec == {"vector": out.name, "layers": [2], "scale": 1.0}
+    (tmp_path / "happy.toml").write_text("\n".join(lines[start:]) + "\n", encoding="utf-8")
+    np.testing.assert_array_equal(load_spec(tmp_path / "happy.toml").vector, load_file(str(out))["vector"])
+    res = cli("generate", "-m", model_dirs["gpt2"], "-p", PROMPT, "-n", 2, "--steer", tmp_path / "happy.toml")
+    assert res.exit_code == 0, res.output
+    assert only_run(cache_dir).meta.steering["layers"] == [2]
 
 
 @pytest.mark.parametrize(
@@ -297,3 +323,17 @@ def test_seed001_export_of_a_steer_compare_run_puts_the_steered_rows_under_contr
         preds = _read_csv(out / analysis / "predictions" / f"{model}_predictions.csv")[1:]
         assert len(preds) == len(positions) * 3 and {p[3] for p in preds} == {analysis}
     assert sorted(p.name for p in out.iterdir()) == ["control", "standard"]
+
+
+def test_steer_compare_help_describes_its_json_and_one_position_is_singular(cli, model_dirs, cache_dir, spec_file):
+    res = cli("steer-compare", "--help")
+    text = " ".join(res.stdout.split())
+    assert "One JSON object per compared position" in text and "summary" in text
+    assert "per line per token" not in text and "JSONL export" not in text
+    res = cli(
+        "steer-compare", "-m", model_dirs["gpt2"], "--steer", spec_file(layers="[1]", scale=0.0), "-p", PROMPT, "-n", 1
+    )
+    assert res.exit_code == 0, res.output
+    assert len(compare(only_run(cache_dir), 1)) == 1
+    assert "the same token at the one compared position" in res.stdout  # (scale 0: nothing changes)
+    assert "1 positions" not in res.stdout and "1 tokens" not in res.stderr

@@ -18,7 +18,6 @@ from tokentui.cli.options import (
     ChatOpt,
     DeviceOpt,
     DtypeOpt,
-    JsonOpt,
     LensOpt,
     LensPrecisionOpt,
     ModelOpt,
@@ -46,6 +45,35 @@ if TYPE_CHECKING:
     from tokentui.core.steer_compare import Comparison
     from tokentui.core.steering import SteeringSpec
     from tokentui.engine.backend import ModelSpec
+
+
+def _count(n: int, word: str) -> str:
+    """`1 prompt`, `2 prompts`: a count with its noun."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def toml_string(text: str) -> str:
+    """`text` as a TOML basic string that is also safe on a terminal: quotes and backslashes
+    escaped, every control, format or separator character (Unicode Cc, Cf, Zl, Zp) as \\uXXXX or
+    \\UXXXXXXXX, which TOML reads back as the same character."""
+    import unicodedata
+
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif unicodedata.category(ch) == "Cs":  # (a lone surrogate, from undecodable bytes: no TOML text names it)
+            out.append("\ufffd")
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            out.append(f"\\u{ord(ch):04X}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def spec_lines(vector_name: str, layer: int) -> list[str]:
+    """The lines of a steering spec (TOML) that adds the vector file `vector_name` at `layer`."""
+    return [f"vector = {toml_string(vector_name)}", f"layers = [{layer}]", "scale = 1.0"]
 
 
 def load_steering(path: Path | None, spec: ModelSpec) -> SteeringSpec | None:
@@ -118,7 +146,7 @@ def steer_vector(
                     layer,
                     position,
                     chat,
-                    lambda done, total: line(f"… steer-vector: {done}/{total} prompts", final=done == total),
+                    lambda done, total: line(f"… steer-vector: {done}/{_count(total, 'prompt')}", final=done == total),
                     cancel,
                 )
             except KeyboardInterrupt:
@@ -143,10 +171,12 @@ def steer_vector(
         sha = save_vector(out, vector, meta)
         norm = float(np.linalg.norm(vector.astype(np.float64)))
         typer.echo(
-            f"wrote {sanitize(str(out))}: {vector.size} values, ‖v‖ = {norm:.4g}, layer {layer} ({position}), "
-            f"{len(pos)} positive − {len(neg)} negative prompts, sha256 {sha[:12]}"
+            f"wrote {sanitize(str(out))}: {_count(vector.size, 'value')}, ‖v‖ = {norm:.4g}, layer {layer} "
+            f"({position}), {_count(len(pos), 'positive prompt')} − {_count(len(neg), 'negative prompt')}, "
+            f"sha256 {sha[:12]}"
         )
-        typer.echo(f'a spec using it: vector = "{sanitize(out.name)}"  layers = [{layer}]  scale = 1.0')
+        typer.echo("a spec using it (a .toml file in the vector's folder):")
+        typer.echo("\n".join(spec_lines(out.name, layer)))
     except user_errors() as e:
         fail(str(e))
     except KeyboardInterrupt:
@@ -168,7 +198,14 @@ def steer_compare(
         bool, typer.Option("--text-escapes", help=f"Read {ESCAPES_HELP} in --text as the characters they name.")
     ] = False,
     settings: GenerationSettings | None = None,  # the generation options (see options.GENERATION_OPTIONS)
-    as_json: JsonOpt = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="One JSON object per compared position (its standard, steered, difference and "
+            "percent_change values) and a summary object last, instead of the table.",
+        ),
+    ] = False,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     trust_remote_code: RemoteOpt = False,
@@ -222,7 +259,7 @@ def compare_job(
         elif isinstance(ev, StepEvent):
             counts[ev.branch_id] = counts.get(ev.branch_id, 0) + 1
             which = "steered" if ev.branch_id else "standard"
-            line(f"… {which}: {counts[ev.branch_id]} tokens")
+            line(f"… {which}: {_count(counts[ev.branch_id], 'token')}")
 
     with ctrl_c_sets(job.cancel):
         jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)), show)
@@ -343,7 +380,11 @@ def comparison_lines(run: Run, c: Comparison) -> list[str]:
     lines.append("standard: " + _one_line(safe_text(run.text(c.standard, start))))
     lines.append("steered:  " + _one_line(safe_text(run.text(c.steered, start))))
     if c.divergence is None:
-        lines.append(f"          the same tokens at all {len(c)} positions")
+        lines.append(
+            "          the same token at the one compared position"
+            if len(c) == 1
+            else f"          the same tokens at all {len(c)} positions"
+        )
     else:
         i = int(c.divergence - start)
         a, b = (lone_token(run.tokens.bytes_of(int(x[i]))) for x in (c.standard_ids, c.steered_ids))

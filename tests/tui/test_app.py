@@ -437,3 +437,46 @@ async def test_tab_moves_between_panes_past_the_prompt_box():
         assert app.focused is app.prompt_box
         await pilot.press("tab")
         assert app.focused is not app.prompt_box
+
+
+async def test_opening_a_run_shows_its_prompt_unless_another_was_typed(tmp_path):
+    """`o` puts the opened run's prompt in the prompt box (ctrl+r would have generated the one
+    before); a prompt the user typed there stays. The export prompt refuses a name whose
+    extension picks no format and asks again with the name as typed (there is no --format here)."""
+    from tests.factories import make_run
+    from tokentui.store.runfile import save_run
+
+    first, second = make_run(n_branch_steps=(8, 3)), make_run(n_branch_steps=(8, 3))
+    first.meta.prompt, second.meta.prompt = "first prompt", "second prompt"
+    first.meta.run_id, second.meta.run_id = "20260101-000000-aaaaaa", "20260101-000001-bbbbbb"
+    for run in (first, second):
+        save_run(run, tmp_path / f"{run.id}.tokentui")
+    app = explorer(run=first, cache_dir=tmp_path)
+    notes: list[str] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        app.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
+
+        async def open_run(suffix: str) -> None:
+            await pilot.press("o")
+            await wait_for(pilot, lambda: type(app.screen).__name__ == "RunPicker", what="the picker")
+            await pilot.press(*suffix, "enter")
+            await wait_for(pilot, lambda: app.run_obj.id.endswith(suffix), what="the run opened")
+
+        assert app.prompt_box.text == "first prompt"
+        await open_run("bbbbbb")
+        assert app.prompt_box.text == "second prompt"
+        await pilot.press("i")
+        app.prompt_box.text = "my own prompt"
+        await pilot.press("escape")
+        await open_run("aaaaaa")
+        assert app.prompt_box.text == "my own prompt"
+        await pilot.press("x")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "TextPrompt", what="the export prompt")
+        app.screen.query_one("#prompt-input").value = str(tmp_path / "out.txt")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: bool(notes), what="the refusal")
+        assert "end the name in .csv, .jsonl or .json" in notes[-1] and "--format" not in notes[-1]
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "TextPrompt", what="asked again")
+        assert app.screen.query_one("#prompt-input").value == str(tmp_path / "out.txt")
+        assert not (tmp_path / "out.txt").exists()

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tokentui.core.display import sanitize
+from tokentui.core.display import safe_text, sanitize
 
 if TYPE_CHECKING:  # the app this is mixed into, for the type checker only (tui/host.py)
     from tokentui.tui.host import ExplorerHost
@@ -14,6 +14,9 @@ if TYPE_CHECKING:  # the app this is mixed into, for the type checker only (tui/
     _Base = ExplorerHost
 else:
     _Base = object
+
+
+EXTENSIONS = ".csv, .jsonl or .json"  # what the export prompt takes (store.export.EXTENSION's values)
 
 
 class FileActions(_Base):
@@ -50,7 +53,13 @@ class FileActions(_Base):
             except RunFileError as e:
                 self.notify(str(e), severity="error", markup=False)
                 return
+            before = self.run_obj
             self.session.run, self.run_path = run, path
+            # the prompt box shows the opened run's prompt (ctrl+r would otherwise generate the
+            # previous one), unless the user has typed another there
+            shown = safe_text(before.meta.prompt.encode()) if before is not None else self.initial_prompt or ""
+            if self.prompt_box.text in ("", shown):
+                self.prompt_box.text = safe_text(run.meta.prompt.encode())
             if self.engine is not None:
                 self.engine.adopt(run)
             self.update_legend()
@@ -75,16 +84,16 @@ class FileActions(_Base):
             self.notify(f"exported {sanitize(str(path))}", markup=False)
 
         def done(name: str | None) -> None:
-            from tokentui.store.export import ExportError, format_for
+            from tokentui.store.export import EXTENSION, format_for
 
             if not name:
                 return
             path = Path(name).expanduser()
-            try:
-                fmt = format_for(path)
-            except ExportError as e:
-                self.notify(sanitize(str(e)), severity="error", markup=False)
+            if path.suffix.lower().removeprefix(".") not in EXTENSION.values():  # (the CLI's --format is not here)
+                self.notify(f"{sanitize(path.name)}: end the name in {EXTENSIONS} (it picks the format)", markup=False)
+                ask(name)  # asked again, the name as typed
                 return
+            fmt = format_for(path)
             if not path.exists():
                 write(path, fmt, overwrite=False)
                 return
@@ -98,9 +107,12 @@ class FileActions(_Base):
                 Confirm(f"Replace {sanitize(str(path))}?", "It exists; the export would replace it."), answered
             )
 
-        self.push_screen(
-            TextPrompt("export the run to (extension picks the format: .csv .jsonl .json)", f"{run.id}.csv"), done
-        )
+        def ask(name: str) -> None:
+            self.push_screen(
+                TextPrompt(f"export the run to (the extension picks the format: {EXTENSIONS})", name), done
+            )
+
+        ask(f"{run.id}.csv")
 
     def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
         """Textual's screenshot action (same arguments), saving into the current folder by default

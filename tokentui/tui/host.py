@@ -45,6 +45,7 @@ class ExplorerHost(App[None]):
     metric: str  # the metric the tokens are coloured by (core.metrics.METRIC_ORDER)
     decoded: bool  # decoded text rather than tokens
     side_index: int  # the side pane shown on a narrow terminal
+    initial_prompt: str  # `--prompt`'s text (the prompt box's first; "" when not given)
 
     # --- derived (TokentuiApp's properties) ---------------------------------------------------
     @property

@@ -337,3 +337,23 @@ def test_steer_compare_help_describes_its_json_and_one_position_is_singular(cli,
     assert len(compare(only_run(cache_dir), 1)) == 1
     assert "the same token at the one compared position" in res.stdout  # (scale 0: nothing changes)
     assert "1 positions" not in res.stdout and "1 tokens" not in res.stderr
+
+
+def test_seed001_comparative_leaves_out_a_measure_without_values_and_says_so(
+    cli, model_dirs, cache_dir, spec_file, tmp_path
+):
+    """A teacher-forced comparison has no sampler: no all-NaN sampler_logprob file, one line on
+    stderr naming it; the measures with values are written."""
+    res = cli("steer-compare", "-m", model_dirs["gpt2"], "--steer", spec_file(layers="[1]"), "--text", "import os")
+    assert res.exit_code == 0, res.output
+    run = only_run(cache_dir)
+    assert "sampler_logprob" in [m.name for m in compare(run, 1).measures]
+    out = tmp_path / "cmp"
+    res = cli("export", run.id, "--format", "seed001-comparative", "-o", out)
+    assert res.exit_code == 0, res.output
+    data = out / "comparative" / "data"
+    names = sorted(p.name for p in data.iterdir())
+    assert not any("sampler" in n for n in names), names
+    assert f"{run.meta.model}_logprob_comparative.csv" in names
+    assert "left out sampler_logprob: no value in either branch" in res.stderr
+    assert f"wrote {len(names) + 1} files under" in res.stderr

@@ -110,14 +110,24 @@ def export(
                 raise ExportError(f"--format {fmt} writes several files: give a folder with --out")
             if fmt == SEED001_COMPARATIVE:
                 assert run is not None
-                written = write_seed001_comparative(load_ref(run, cache_dir), out, force, branch, raw_csv)
+                skipped: list[str] = []
+                written = write_seed001_comparative(load_ref(run, cache_dir), out, force, branch, raw_csv, skipped)
+                for name in skipped:
+                    typer.echo(
+                        f"… left out {name}: no value in either branch (a greedy or teacher-forced run has no "
+                        "sampler probability)"
+                        if name == "sampler_logprob"
+                        else f"… left out {name}: no value in either branch",
+                        err=True,
+                    )
             elif collection is not None:
                 files = seed001_collection_files(_collection_runs(collection), raw_csv)
                 written = write_seed001(files, out, overwrite=force)
             else:
                 assert run is not None
                 written = write_seed001(load_ref(run, cache_dir), out, overwrite=force, raw_csv=raw_csv)
-            typer.echo(f"wrote {len(written)} files under {sanitize(str(out))}", err=True)
+            files_word = "file" if len(written) == 1 else "files"
+            typer.echo(f"wrote {len(written)} {files_word} under {sanitize(str(out))}", err=True)
             return
         assert run is not None
         if out is None:

@@ -918,7 +918,9 @@ def comparison_sentence(run: Run, branch: int, position: int) -> str:
     return f"[{position}] " + ("…" + text[-CONTEXT_CHARS:] if cut else text)
 
 
-def seed001_comparative_tables(run: Run, branch: int | None = None) -> dict[str, list[list[Any]]]:
+def seed001_comparative_tables(
+    run: Run, branch: int | None = None, skipped: list[str] | None = None
+) -> dict[str, list[list[Any]]]:
     """Seed 001's comparative files of the comparison of `branch` (default:
     `comparison.steered_branch`) with its parent, as relative path → rows (header first):
 
@@ -929,7 +931,10 @@ def seed001_comparative_tables(run: Run, branch: int | None = None) -> dict[str,
       list over layers 1…L of a per-layer measure, a one-element list of a per-token one;
     - `comparative/predictions/{model}_comparative_predictions.csv`: `Sentence,Token,Probability,
       Analysis`, the recorded top-k of each compared position's distribution, standard then
-      control, most probable first (Probability = exp of the stored log-prob)."""
+      control, most probable first (Probability = exp of the stored log-prob).
+
+    A measure with no finite value in either branch (`sampler_logprob` of a greedy or
+    teacher-forced run) gets no file: its name is appended to `skipped`."""
     from tokentui.core.steer_compare import compare, steered_branch
 
     c = compare(run, steered_branch(run) if branch is None else branch)
@@ -937,6 +942,10 @@ def seed001_comparative_tables(run: Run, branch: int | None = None) -> dict[str,
     sentences = [comparison_sentence(run, c.standard, int(p)) for p in c.positions]
     tables: dict[str, list[list[Any]]] = {}
     for m in c.measures:
+        if not (np.isfinite(c.standard_values[m.name]).any() or np.isfinite(c.steered_values[m.name]).any()):
+            if skipped is not None:
+                skipped.append(m.name)
+            continue
         rows: list[list[Any]] = [["sentence", "values"]]
         four = c.rows(m.name)
         integer = m.dtype == "int32"
@@ -959,13 +968,19 @@ def seed001_comparative_tables(run: Run, branch: int | None = None) -> dict[str,
 
 
 def write_seed001_comparative(
-    run: Run, out_dir: Path, overwrite: bool = False, branch: int | None = None, raw_csv: bool = False
+    run: Run,
+    out_dir: Path,
+    overwrite: bool = False,
+    branch: int | None = None,
+    raw_csv: bool = False,
+    skipped: list[str] | None = None,
 ) -> list[Path]:
     """Write `seed001_comparative_tables` under the folder `out_dir` as `write_seed001` writes
     seed 001's files: every target checked before the first is written, each file atomically, an
-    existing one only with `overwrite`, never through a symlink."""
+    existing one only with `overwrite`, never through a symlink. `skipped` gets the measures
+    left out for want of any finite value."""
     files = {}
-    for rel, rows in seed001_comparative_tables(run, branch).items():
+    for rel, rows in seed001_comparative_tables(run, branch, skipped).items():
         text = io.StringIO()
         w = csv.writer(text, lineterminator="\n")
         for row in rows:

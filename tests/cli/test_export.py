@@ -112,3 +112,42 @@ def test_seed002_jsonl_gives_the_chosen_token_one_logprob(cli, model_dirs, cache
             seen += len(same)
             assert [(o["logprob"], o["prob"]) for o in same] == [(d["logprob"], d["prob"])] * len(same)
     assert seen >= 3
+
+
+def test_tree_json_of_a_search_grown_from_a_branch_is_rooted_at_the_search(cli, model_dirs, cache_dir):
+    """`tree --run RUN --position P` on a generation: the export's parameters are the search's,
+    its root is the search's (position P), and a finished node has no children or candidates (the
+    generation's tokens below it are left out and counted)."""
+    from tokentui.core import tree
+    from tokentui.store.cache import list_runs
+    from tokentui.store.runfile import load_run
+
+    model = model_dirs["gpt2"]
+    res = cli("generate", "-m", model, "-p", "def wrap(text, width):", "-n", 8)
+    assert res.exit_code == 0, res.output
+    [saved] = list_runs(cache_dir)
+    root = len(load_run(saved.path).prompt) + 4
+    res = cli("tree", "-m", model, "--run", saved.run_id, "--position", root, "--max-depth", 2)
+    assert res.exit_code == 0, res.output
+    run = load_run(list_runs(cache_dir)[0].path)
+    [search] = tree.searches(run)
+    res = cli("export", saved.run_id, "--format", "tree-json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["metadata"]["parameters"] == search["parameters"] and search["parameters"]["max_depth"] == 2
+    assert doc["metadata"]["tokentui"]["root_position"] == root
+    assert doc["metadata"]["tokentui"]["root_branch"] == 0
+    assert doc["tree"]["candidates"] == [
+        {"text": c["text"], "prob": c["prob"], "token_id": c["token_id"]} for c in doc["tree"]["candidates"]
+    ] and [c["token_id"] for c in doc["tree"]["candidates"]] == [t for t, _ in search["root_candidates"]]
+    stack, finished = [doc["tree"]], 0
+    while stack:
+        node = stack.pop()
+        assert node["depth"] <= 2
+        if node["is_finished"]:
+            finished += 1
+            assert node["children"] == [] and node["candidates"] == []
+        stack.extend(node["children"])
+    assert finished >= 1
+    # the generation's 8 − 4 − 2 tokens under the finished node on its path
+    assert doc["metadata"]["tokentui"]["left_out_below_finished"] == 2

@@ -385,6 +385,18 @@ def root_text(run: Run, trie: tree.Trie) -> str:
     return decode_bytes(run.tokens.text(trie.prefix.tolist()))
 
 
+def export_trie(run: Run) -> tree.Trie:
+    """The tree seed 002's files show: the whole run's (from `tree.default_root`) when it has no
+    search or a search grew from that root, else the tree below its latest search's root (a
+    search grown from a position of an existing branch, `tree --run RUN --position P`)."""
+    trie = tree.build_trie(run)
+    found = tree.searches(run)
+    if not found or tree.search_for_root(run, trie) is not None:
+        return trie
+    latest = found[-1]
+    return tree.build_trie(run, latest["root_branch"], latest["root_position"])
+
+
 def _candidates(run: Run, cands: tree.Candidates) -> list[dict[str, Any]]:
     return [{"text": _text(run, t), "prob": round(p, 4), "token_id": t} for t, p in cands]
 
@@ -396,8 +408,18 @@ def tree_json_lines(run: Run, trie: tree.Trie) -> Iterator[str]:
     text; the root's is the prompt), prob (rounded to 6 digits, like the seed), cumulative_prob (8
     digits; the product of the probs from the root, computed from the steps), token_id, depth,
     is_finished, candidates (p rounded to 4 digits) and children, in the seed's key order;
-    `metadata` adds a `tokentui` object (run id, model, root)."""
+    `metadata` adds a `tokentui` object (run id, model, root). As in the seed, a finished node has
+    neither candidates nor children: what other branches hold below it (a generation the search
+    grew from) is left out, and `left_out_below_finished` counts those nodes."""
     search = tree.search_for_root(run, trie)
+    finished = {id(n) for n in trie.walk() if tree.is_finished(run, n)}
+    shown, below = 0, list(trie.root.children)
+    while below:
+        n = below.pop()
+        shown += 1
+        if id(n) not in finished:
+            below.extend(n.children)
+    left_out = trie.size - shown
     threshold = tree.candidate_threshold(run, trie)
     params: dict[str, Any] = dict(search["parameters"]) if search else {"candidate_threshold": threshold}
     text0 = root_text(run, trie)
@@ -409,6 +431,7 @@ def tree_json_lines(run: Run, trie: tree.Trie) -> Iterator[str]:
             "model": run.meta.model,
             "root_branch": trie.root_branch,
             "root_position": trie.root.position,
+            "left_out_below_finished": left_out,
         },
     }
     yield '{"metadata": ' + json_text(meta) + ', "tree": '
@@ -435,17 +458,18 @@ def tree_json_lines(run: Run, trie: tree.Trie) -> Iterator[str]:
             text_lit = json_text(_text(run, node.token_id))
             full_lit = parent_lit[:-1] + text_lit[1:]
             prob, token_id = round(node.prob, 6), node.token_id
+        is_finished = id(node) in finished
         rest = {
             "prob": prob,
             "cumulative_prob": round(cumulative[node], 8),
             "token_id": token_id,
             "depth": node.depth,
-            "is_finished": node.parent is not None and tree.is_finished(run, node),
-            "candidates": _candidates(run, tree.candidates(run, trie, node, threshold)),
+            "is_finished": is_finished,
+            "candidates": [] if is_finished else _candidates(run, tree.candidates(run, trie, node, threshold)),
         }
         yield '{"text": ' + text_lit + ', "full_text": ' + full_lit + ", " + json_text(rest)[1:-1] + ', "children": ['
         stack.append("]}")
-        for i in range(len(node.children) - 1, -1, -1):
+        for i in () if is_finished else range(len(node.children) - 1, -1, -1):
             stack.append((node.children[i], full_lit, i == 0))
     yield "}\n"
 
@@ -453,7 +477,7 @@ def tree_json_lines(run: Run, trie: tree.Trie) -> Iterator[str]:
 def write_tree_json(run: Run, out: TextSink, raw: bool = False) -> None:
     """The whole run as seed 002's tree JSON, from where its branches first can differ (see
     `tree_json_lines`); any run with branches, hand-grown ones too."""
-    for piece in tree_json_lines(run, tree.build_trie(run)):
+    for piece in tree_json_lines(run, export_trie(run)):
         out.write(piece)
 
 
@@ -489,7 +513,7 @@ def seed002_records(run: Run, trie: tree.Trie) -> Iterator[dict[str, Any]]:
 
 
 def write_seed002_jsonl(run: Run, out: TextSink, raw: bool = False) -> None:
-    for record in seed002_records(run, tree.build_trie(run)):
+    for record in seed002_records(run, export_trie(run)):
         out.write(json_text(record))
         out.write("\n")
 

@@ -54,6 +54,11 @@ class SteeringError(RunError):
     """A steering spec or vector cannot be used; str() is one line naming the file and the field."""
 
 
+def _count(n: int, word: str, plural: str | None = None) -> str:
+    """`1 layer`, `2 layers`: a count with its noun."""
+    return f"{n} {word}" if n == 1 else f"{n} {plural or word + 's'}"
+
+
 def _say(where: str, problem: str) -> SteeringError:
     return SteeringError(sanitize(" ".join(f"{where}: {problem}".split()))[:400])
 
@@ -119,7 +124,9 @@ class SteeringSpec:
         _numbers(where, "weights", list(self.weights), MAX_LAYERS)
         if len(self.weights) != len(self.layers):
             raise _say(
-                where, f"'weights' has {len(self.weights)} entries for {len(self.layers)} layers (one per layer)"
+                where,
+                f"'weights' has {_count(len(self.weights), 'entry', 'entries')} for "
+                f"{_count(len(self.layers), 'layer')} (one per layer)",
             )
         if _number(self.scale) is None:
             raise _say(where, f"'scale' must be a finite number within ±{MAX_ABS:g}")
@@ -174,7 +181,8 @@ class SteeringSpec:
             raise _say(where, f"layer {bad[0]} does not exist: the model has layers 1…{n_layers}")
         if hidden_size is not None and self.dim != hidden_size:
             raise _say(
-                where, f"the vector {self.vector_name} has {self.dim} values; the model's hidden size is {hidden_size}"
+                where,
+                f"the vector {self.vector_name} has {_count(self.dim, 'value')}; the model's hidden size is {hidden_size}",
             )
 
     def record(self) -> dict[str, Any]:
@@ -363,7 +371,11 @@ def parse_spec(text: str, where: str = "steering spec") -> dict[str, Any]:
     layers = _layers(where, d.get("layers"))
     weights = _numbers(where, "weights", d["weights"], MAX_LAYERS) if "weights" in d else (1.0,) * len(layers)
     if len(weights) != len(layers):
-        raise _say(where, f"'weights' has {len(weights)} entries for {len(layers)} layers (one per layer)")
+        raise _say(
+            where,
+            f"'weights' has {_count(len(weights), 'entry', 'entries')} for {_count(len(layers), 'layer')} "
+            "(one per layer)",
+        )
     scale = _number(d.get("scale", 1.0))
     if scale is None:
         raise _say(where, f"'scale' must be a finite number within ±{MAX_ABS:g}")

@@ -160,6 +160,12 @@ async def test_finished_paths_folding_and_deleting(peaked_dirs, cache_dir):
         await pilot.press("space")
         await pilot.pause(0.1)
         assert tree.last_line == before
+        await pilot.press("enter")  # shows the branch, folds nothing (the help says space folds)
+        await pilot.pause(0.1)
+        assert app.branch_id == node.data and node.is_expanded and tree.last_line == before
+        from tokentui.tui.widgets.settings_line import SettingsLine  # a node was not sampled: it says so
+
+        assert "a tree search's node" in rendered(app.query_one(SettingsLine)), rendered(app.query_one(SettingsLine))
         # delete the highlighted branch with its subtree: asked first (n keeps it), then gone and saved
         victim = node.data
         doomed = run.subtree(victim)

@@ -151,7 +151,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "map: entropy, perplexity, margin, KL to uniform, KL to the final layer, rank, surprisal, attention "
                "entropy (those the run has)", "view", needs=Needs.RUN),
     ActionSpec("Z", "layer_map", "layer map", "layer × position heat map of the per-layer measure on show, its cursor "
-               "the tokens' (arrows move it; Y: next measure; escape, q or Z close)", "view", needs=Needs.RUN),
+               "the tokens' (arrows move it; t: the least sure cell; Y: next measure; escape, q or Z close)", "view", needs=Needs.RUN),
     ActionSpec("v", "cycle_pane", "side pane", "next side pane (narrow terminals show one at a time)", "view"),
     ActionSpec("tab", "focus_next", "next pane", "next pane", "view", palette=False, textual=True),
     # files

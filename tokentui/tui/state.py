@@ -197,7 +197,9 @@ class Session:
             if ours:
                 n = len(ev.branches)
                 what = (
-                    "cancelled" if ev.cancelled else f"{ev.positions} positions of {n} branch{'es' if n != 1 else ''}"
+                    "cancelled"
+                    if ev.cancelled
+                    else f"{ev.positions} position{'s' if ev.positions != 1 else ''} of {n} branch{'es' if n != 1 else ''}"
                 )
                 self.note = f"compared with {self.model_b_loaded}: {what} in {ev.seconds:.1f}s"
                 up.finished = True

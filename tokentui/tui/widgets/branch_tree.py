@@ -85,6 +85,7 @@ class BranchTree(Tree[int]):
         super().__init__(Text("run"), id=id, classes=classes)
         self.show_root = False
         self.guide_depth = 2
+        self.auto_expand = False  # enter shows the branch; space folds (Textual's enter did both)
         self._run_id: str | None = None
         self._shape: list[tuple[int | None, int]] = []  # (parent, fork) per branch, as the nodes hold them
         self._branch_nodes: dict[int, TreeNode[int]] = {}

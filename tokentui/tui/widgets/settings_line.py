@@ -57,6 +57,11 @@ class SettingsLine(Static):
         else:
             first.append("run: " if branch_id == 0 else f"branch #{branch_id}: ", style=label)
             parts = describe(run_settings(run, branch_id)).split(" · ")
+            if run.meta.tree is not None:
+                from tokentui.core.tree import node_facts
+
+                if node_facts(run, branch_id) is not None:  # not sampled: the search chose the token
+                    parts = ["a tree search's node (seed 002's threshold search)", f"k={run.meta.k}"]
             b = run.branches[branch_id] if 0 <= branch_id < len(run.branches) else None
             if b is not None and b.steering is not None:  # what a replay must say: this branch was steered
                 from tokentui.core.steering import short

@@ -480,3 +480,6 @@ async def test_opening_a_run_shows_its_prompt_unless_another_was_typed(tmp_path)
         await wait_for(pilot, lambda: type(app.screen).__name__ == "TextPrompt", what="asked again")
         assert app.screen.query_one("#prompt-input").value == str(tmp_path / "out.txt")
         assert not (tmp_path / "out.txt").exists()
+        app.screen.query_one("#prompt-input").value = ""  # an emptied name: said, not silent
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "no file name" in notes[-1], what="the note")

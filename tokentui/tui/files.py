@@ -86,7 +86,10 @@ class FileActions(_Base):
         def done(name: str | None) -> None:
             from tokentui.store.export import EXTENSION, format_for
 
-            if not name:
+            if name is None:  # escape
+                return
+            if not name.strip():  # (not silent: an Enter on an emptied field wrote nothing)
+                self.notify("nothing exported: no file name given", markup=False)
                 return
             path = Path(name).expanduser()
             if path.suffix.lower().removeprefix(".") not in EXTENSION.values():  # (the CLI's --format is not here)

@@ -280,3 +280,14 @@ def test_a_prompt_only_first_step_is_not_a_number():
     assert nan_step(0, 1).logprob != nan_step(0, 1).logprob  # NaN stays out of the files
     assert "NaN" not in exported(run, "seed002-jsonl")
     assert np.isnan(run.prompt.col("logprob")[0])
+
+
+def test_a_search_root_the_run_does_not_hold_falls_back_to_the_whole_tree():
+    """A file's search record may name a root past its branch's end (checked as a position
+    only): the export is the whole run's tree then, never an error."""
+    run = make_tree_run()
+    search = run.meta.tree["searches"][0]
+    search["root_branch"], search["root_position"] = 0, 99
+    doc = json.loads(exported(run, "tree-json"))
+    assert doc["metadata"]["tokentui"]["root_position"] == len(run.prompt)
+    assert len(exported(run, "seed002-jsonl").splitlines()) == 3

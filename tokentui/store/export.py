@@ -42,6 +42,7 @@ from tokentui.core.attribution import Attribution, normalized
 from tokentui.core.display import decode_bytes, sanitize
 from tokentui.core.files import write_atomically
 from tokentui.core.measures import LAYER_MEASURES, derive, has_measure
+from tokentui.core.params import RunError
 from tokentui.core.run import Run
 from tokentui.core.step import Step
 
@@ -394,7 +395,10 @@ def export_trie(run: Run) -> tree.Trie:
     if not found or tree.search_for_root(run, trie) is not None:
         return trie
     latest = found[-1]
-    return tree.build_trie(run, latest["root_branch"], latest["root_position"])
+    try:
+        return tree.build_trie(run, latest["root_branch"], latest["root_position"])
+    except RunError:  # a record naming a root the run does not hold (a file from elsewhere): the whole tree
+        return trie
 
 
 def _candidates(run: Run, cands: tree.Candidates) -> list[dict[str, Any]]:

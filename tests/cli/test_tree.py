@@ -78,6 +78,37 @@ def test_tree_grows_a_saved_run_from_a_position(cli, peaked_dirs, cache_dir):
     assert hint.exit_code == 2 and "give its folder with --model" in hint.stderr.splitlines()[-1]
 
 
+def test_a_forced_prefix_guides_the_tree(cli, peaked_dirs, cache_dir, peaked):
+    """Seed 002's guided generation: with --force the answer starts with that text (the root
+    branch, its tokens forced, scored as the model sees them) and the tree grows from its end."""
+    import numpy as np
+
+    m = peaked_dirs["gpt2"]
+    force = "return text"
+    res = cli("tree", "-m", m, "-p", PROMPT, "--force", force, "--max-depth", 2, "--max-nodes", 6)
+    assert res.exit_code == 0, res.output
+    [saved] = list_runs(cache_dir)
+    run = load_run(saved.path)
+    tok = peaked("gpt2").tokenizer
+    forced = tok(force, add_special_tokens=False)["input_ids"]
+    root = run.branches[0]
+    assert root.n_forced == len(root.steps) == len(forced) and root.steps.col("token_id").tolist() == forced
+    s = tree.searches(run)[0]
+    assert (s["root_branch"], s["root_position"]) == (0, len(run.prompt) + len(forced)) and s["nodes"] > 0
+    assert all(b.parent == 0 and b.fork_position == s["root_position"] for b in run.branches[1:] if b.parent == 0)
+    # the forced tokens' numbers are the model's (a plain forward over prompt + forced text)
+    import torch
+
+    ids = tok(PROMPT)["input_ids"] + forced
+    with torch.inference_mode():
+        logp = torch.log_softmax(peaked("gpt2").model(torch.tensor([ids])).logits[0].float(), -1)
+    want = [float(logp[len(run.prompt) + i - 1, t]) for i, t in enumerate(forced)]
+    np.testing.assert_allclose(root.steps.col("logprob"), want, atol=1e-5)
+    assert res.stdout.splitlines()[0].startswith("▸ ") and "return" in res.stdout.splitlines()[0]
+    bad = cli("tree", "-m", m, "--run", saved.run_id, "--force", "x")
+    assert bad.exit_code == 2 and "--force goes with --prompt" in bad.stderr
+
+
 def test_a_tree_grown_inside_a_branch_prints_only_the_searchs_own_nodes(cli, peaked_dirs, cache_dir):
     """Grown from inside a branch, the printed tree is the search's: its nodes (depth 1 here: one
     token a line, each finished), not the branch's old continuation merged into it (which showed

@@ -201,3 +201,26 @@ async def test_the_tree_form_is_reachable_in_a_replay_only_with_a_model():
         await pilot.pause(0.1)
         assert "no model is loaded" in [n.message for n in app._notifications][-1]
         assert TreeParams() == app.session.tree_params
+
+
+async def test_e_on_a_new_prompt_starts_with_the_settings_forced_prefix(peaked_dirs, cache_dir):
+    """Guided generation in the explorer: with a forced prefix in the settings, `e` on a new
+    prompt makes the root branch that text (forced) and grows the tree from its end; the
+    explorer stays busy until the search ends."""
+    settings = GenerationSettings(k=8, forced=" return")
+    app = explorer(model=str(peaked_dirs["gpt2"]), prompt=PROMPT, settings=settings)
+    states: list[tuple[AppState, bool]] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded_app(pilot, app)
+        app.set_interval(0.01, lambda: states.append((app.state, app.session.tree_search)))
+        await grow(pilot, app, {"max_depth": "2", "max_nodes": "8"})
+        run = app.run_obj
+        root = run.branches[0]
+        assert root.n_forced == len(root.steps) > 0
+        assert run.tokens.text(root.steps.col("token_id").tolist()).decode() == " return"
+        s = run.meta.tree["searches"][-1]
+        assert (s["root_branch"], s["root_position"]) == (0, root.end) and s["nodes"] > 0
+        busy = [st for st in states if st != (AppState.IDLE, False)]
+        assert busy and states[-1] == (AppState.IDLE, False)
+        first_idle = states.index((AppState.IDLE, False), states.index(busy[0]))
+        assert all(st == (AppState.IDLE, False) for st in states[first_idle:]), states  # not idle mid-search

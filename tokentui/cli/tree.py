@@ -57,6 +57,14 @@ def tree(
     position: Annotated[
         int | None, typer.Option("--position", help="With --run: grow from this position of the branch (its end).")
     ] = None,
+    force: Annotated[
+        str,
+        typer.Option(
+            "--force",
+            help="With --prompt: guided generation (seed 002), the answer starts with this text and the tree "
+            "grows from its end.",
+        ),
+    ] = "",
     params: TreeParams | None = None,  # the search's options (see options.TREE_OPTIONS)
     alternatives: KOpt = 20,
     chat: ChatOpt = False,
@@ -76,7 +84,7 @@ def tree(
         from tokentui.engine.backend import ModelSpec
 
         params.check()
-        settings = GenerationSettings(k=alternatives, chat=chat)
+        settings = GenerationSettings(k=alternatives, chat=chat, forced=force)
         settings.check()
         run = None
         if (prompt is None) == (run_ref is None):
@@ -84,6 +92,9 @@ def tree(
         if prompt is not None:
             if branch is not None or position is not None:
                 fail("--branch and --position go with --run")
+        elif force:
+            fail("--force goes with --prompt (a saved run grows from a --position of its branch)")
+        if prompt is not None:
             if not prompt.strip():
                 fail("the prompt is empty")
         else:

@@ -14,6 +14,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import cast
 
 import numpy as np
@@ -228,7 +229,19 @@ class TreeSearch(Job):
         if self.prompt is not None:
             ids, template = self.backend.encode_prompt(self.prompt, self.settings.chat)
             self.run = self.backend.new_run(self.prompt, self.settings, template, mode="tree")
-            yield from self.backend.grow_tree(self.run, self.params, self.cancel, prompt_ids=ids)
+            if not self.settings.forced:
+                yield from self.backend.grow_tree(self.run, self.params, self.cancel, prompt_ids=ids)
+                return
+            # seed 002's guided generation: the answer starts with the forced text (the root
+            # branch, its tokens marked forced), the tree grows from its end
+            forced = self.backend.encode_text(self.settings.forced)
+            if not forced:
+                raise EngineError("the forced text encodes to no tokens")
+            only_forced = replace(self.settings.sampling, max_new_tokens=0)
+            yield from self.backend.generate(self.run, ids, only_forced, self.cancel, forced)
+            if self.run.branches[0].n_forced < len(forced):  # cancelled, or the context ended, before the root
+                return
+            yield from self.backend.grow_tree(self.run, self.params, self.cancel, None, 0, None)
         else:
             assert self.run is not None
             self.run.branch(self.branch)  # a missing branch is a one-line RunError before any work

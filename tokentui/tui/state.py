@@ -87,6 +87,7 @@ class Session:
     capabilities: Capabilities | None = None  # the loaded model source's (None: no model yet)
     tree_params: TreeParams = field(default_factory=TreeParams)  # the tree search form's last values
     tree_search: bool = False  # a tree search is growing the run
+    guided_tree: bool = False  # a tree search on a new prompt first forces the settings' prefix (its root)
     # attribution: the method `a` / `A` use, the job running, the attribution on show
     attribution_method: str = DEFAULT_ATTRIBUTION
     attribution_steps: int = IG_STEPS  # integrated gradients' path steps
@@ -258,7 +259,11 @@ class Session:
             up.finished = True
             if self.comparing and ev.branch_id == 0 and ev.status not in ("cancelled", "error"):
                 self.note = f"standard: {ev.new_tokens} tokens · now steered …"  # the steered branch follows
+            elif self.guided_tree and ev.status == "length":  # the forced prefix is the root: the search follows
+                self.guided_tree = False
+                self.note = "forced prefix done · tree search starting"
             else:
+                self.guided_tree = False
                 self.state = AppState.IDLE
                 up.compared = self.comparing and ev.branch_id == 1 and ev.status != "error"
                 self.comparing = False
@@ -273,7 +278,7 @@ class Session:
                 self.model_info = f"{self.model} · failed to load"
             elif self.state is AppState.GENERATING:
                 self.state = AppState.IDLE
-                self.tree_search = False
+                self.tree_search = self.guided_tree = False
                 self.comparing = False
             elif self.state is AppState.ATTRIBUTING:
                 self.state = AppState.IDLE

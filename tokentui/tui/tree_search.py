@@ -51,6 +51,7 @@ class TreeActions(_Base):
             self.session.state = AppState.GENERATING
             self.session.note = "tree search: starting"
             if start is None:
+                self.session.guided_tree = bool(self.session.settings.forced)  # (jobs.TreeSearch forces it first)
                 engine.tree(params, self.session.settings, prompt, 0, None)
             else:
                 engine.tree(params, self.session.settings, None, start[0], start[1])

@@ -316,8 +316,10 @@ class HFBackend:
         steering: SteeringSpec | None = None,
     ) -> Iterator[Event]:
         """Score the run's prompt and grow its root branch (optionally starting with forced
-        tokens); `steering`: prompt and branch steered (recorded in the metadata and the branch)."""
-        params.check()
+        tokens); `steering`: prompt and branch steered (recorded in the metadata and the branch).
+        With forced tokens `max_new_tokens` may be 0: the branch is the forced text alone (a tree
+        search's guided root)."""
+        replace(params, max_new_tokens=max(params.max_new_tokens, 1 if forced else 0)).check()
         if run.branches:
             raise RunError("this run already has a root branch; continue or branch it instead")
         steer = self._steerer(steering)

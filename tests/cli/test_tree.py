@@ -85,7 +85,7 @@ def test_a_forced_prefix_guides_the_tree(cli, peaked_dirs, cache_dir, peaked):
 
     m = peaked_dirs["gpt2"]
     force = "return text"
-    res = cli("tree", "-m", m, "-p", PROMPT, "--force", force, "--max-depth", 2, "--max-nodes", 6)
+    res = cli("tree", "-m", m, "-p", PROMPT * 8, "--force", force, "--max-depth", 2, "--max-nodes", 6)
     assert res.exit_code == 0, res.output
     [saved] = list_runs(cache_dir)
     run = load_run(saved.path)
@@ -99,12 +99,13 @@ def test_a_forced_prefix_guides_the_tree(cli, peaked_dirs, cache_dir, peaked):
     # the forced tokens' numbers are the model's (a plain forward over prompt + forced text)
     import torch
 
-    ids = tok(PROMPT)["input_ids"] + forced
+    ids = tok(PROMPT * 8)["input_ids"] + forced
     with torch.inference_mode():
         logp = torch.log_softmax(peaked("gpt2").model(torch.tensor([ids])).logits[0].float(), -1)
     want = [float(logp[len(run.prompt) + i - 1, t]) for i, t in enumerate(forced)]
     np.testing.assert_allclose(root.steps.col("logprob"), want, atol=1e-5)
-    assert res.stdout.splitlines()[0].startswith("▸ ") and "return" in res.stdout.splitlines()[0]
+    head = res.stdout.splitlines()[0]  # a long root shows its end, where the tree goes on
+    assert head.startswith("▸ …") and head.split("  (")[0].endswith("return text"), head
     bad = cli("tree", "-m", m, "--run", saved.run_id, "--force", "x")
     assert bad.exit_code == 2 and "--force goes with --prompt" in bad.stderr
 

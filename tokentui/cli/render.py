@@ -55,7 +55,8 @@ def tree_lines(run, trie) -> list[str]:
 
     cumulative = trie.cumulative()
     head = " ".join(sanitize(root_text(run, trie), visible_whitespace=True).split())
-    lines = [f"▸ {head[:100]}{'…' if len(head) > 100 else ''}  ({trie.size} nodes)"]
+    # a long root shows its end: where the tree goes on (a chat template, a forced prefix)
+    lines = [f"▸ {'…' + head[-99:] if len(head) > 100 else head}  ({trie.size} nodes)"]
     stack = [(c, 1) for c in reversed(trie.root.children)]
     while stack:
         node, level = stack.pop()

@@ -30,7 +30,7 @@ from tokentui.cli.output import (
     save_to_cache,
     user_errors,
 )
-from tokentui.core.display import lone_token, sanitize
+from tokentui.core.display import counted, lone_token, sanitize
 from tokentui.core.params import ATTRIBUTION_METHODS, DEFAULT_ATTRIBUTION, IG_STEPS, MAX_IG_STEPS, RunError
 
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ def default_positions(run: Run, branch: int) -> list[int]:
     if after:
         return after
     if length < 2:
-        raise RunError(f"branch {branch} holds {_count(length, 'token')}: nothing to attribute")
+        raise RunError(f"branch {branch} holds {counted(length, 'token')}: nothing to attribute")
     return list(range(1, length))
 
 
@@ -248,7 +248,7 @@ def generate_greedily(backend: Backend, prompt: str, settings, cache_dir) -> Run
     and saves what was made; the command then ends (exit code 130) with nothing attributed."""
     from tokentui.engine import jobs
 
-    typer.echo(f"… generating {_count(settings.sampling.max_new_tokens, 'token')} (greedy)", err=True)
+    typer.echo(f"… generating {counted(settings.sampling.max_new_tokens, 'token')} (greedy)", err=True)
     job = jobs.Generate(backend, prompt, settings)
     with ctrl_c_sets(job.cancel):
         jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)))
@@ -264,12 +264,7 @@ def generate_greedily(backend: Backend, prompt: str, settings, cache_dir) -> Run
 
 
 def progress_text(done: int, total: int, label: str, fraction: float) -> str:
-    return f"… attributing by {label}: {done}/{_count(total, 'position')}, {fraction:.0%}"
-
-
-def _count(n: int, word: str) -> str:
-    """`1 position`, `2 positions`: a count with its noun."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+    return f"… attributing by {label}: {done}/{counted(total, 'position')}, {fraction:.0%}"
 
 
 def attribute_job(
@@ -329,9 +324,9 @@ def attribute_job(
         typer.echo(f"wrote {sanitize(str(written))}", err=True)
     cancelled = job.cancel.is_set()
     kept = (
-        f"{len(rec.positions)} of {_count(len(positions), 'position')}"
+        f"{len(rec.positions)} of {counted(len(positions), 'position')}"
         if cancelled
-        else _count(len(rec.positions), "position")
+        else counted(len(rec.positions), "position")
     )
     typer.echo(
         f"run {sanitize(run.id)}: {kept} of branch {branch} attributed by {m.label}"
@@ -359,7 +354,7 @@ def table_lines(run: Run, rec: Attribution) -> list[str]:
     target = "log p(token)"
     if rec.alternative is not None:
         target = f"log p(token) − log p({_tok(run, rec.alternative)})"
-    how = m.label + (f", {_count(rec.steps, 'step')}" if rec.steps else "")
+    how = m.label + (f", {counted(rec.steps, 'step')}" if rec.steps else "")
     lines = [f"{how}; target {target}; branch {rec.branch} of run {sanitize(run.id)}"]
     ig = rec.completeness is not None
     lines.append(

@@ -50,7 +50,7 @@ from tokentui.cli.output import (
     throughput,
     user_errors,
 )
-from tokentui.core.display import sanitize
+from tokentui.core.display import counted, sanitize
 from tokentui.core.params import GenerationSettings, RunError, SamplingParams
 
 if TYPE_CHECKING:
@@ -157,10 +157,6 @@ class _Plan:
     done: int = 0
     skipped: int = 0
     failed: int = 0
-
-
-def _count(n: int, what: str) -> str:
-    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def _run_settings(dataset: bool, settings: GenerationSettings) -> dict[str, Any]:
@@ -512,7 +508,7 @@ def _batch(
         if lost and made_from not in (None, str(source_path)) and not replace:  # (the manifest is untouched)
             raise RunError(
                 f"the collection {sanitize(str(folder))} was made from {sanitize(str(made_from))}: reading "
-                f"{where} would drop or redo {len(lost)} of its {_count(len(done_before), 'run')}; give another --out, "
+                f"{where} would drop or redo {len(lost)} of its {counted(len(done_before), 'run')}; give another --out, "
                 "or --replace to rebuild it from this file"
             )
         coll.remove_unlisted_runs()
@@ -520,8 +516,8 @@ def _batch(
         total = sum(len(p.todo) for p in plans)
         kept = sum(p.kept for p in plans)
         typer.echo(
-            f"tokentui: collection {sanitize(str(folder))}: {_count(len(source.items), 'item')} × "
-            f"{_count(len(specs), 'model')}, {kept} done before, {total} to do",
+            f"tokentui: collection {sanitize(str(folder))}: {counted(len(source.items), 'item')} × "
+            f"{counted(len(specs), 'model')}, {kept} done before, {total} to do",
             err=True,
         )
         stop = _Stop()

@@ -42,7 +42,7 @@ from tokentui.cli.output import (
     save_to_cache,
     user_errors,
 )
-from tokentui.core.display import lone_token, sanitize
+from tokentui.core.display import counted, lone_token, sanitize
 from tokentui.core.params import GenerationSettings
 
 if TYPE_CHECKING:
@@ -315,7 +315,7 @@ def summary_text(run: Run, line: int | None = None) -> str:
 
     s = run_summary(run)
     a, b = sanitize(run.meta.model), sanitize(str((run.meta.model_b or {}).get("model", "?")))
-    what = f"{s['tokens']} scored token{'' if s['tokens'] == 1 else 's'}"
+    what = counted(s["tokens"], "scored token")
     if s["first_position"] > 1:
         first, last = s["first_position"], s["first_position"] + s["tokens"] - 1
         what += f" (the response, position {first})" if first == last else f" (the response, positions {first}–{last})"

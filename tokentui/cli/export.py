@@ -79,7 +79,7 @@ def export(
     """Export a run: CSV (one row per token), JSONL (one token per line with top-k), JSON (whole
     tree), seed 002's tree JSON and logprobs lines, seed 004's attribution JSON, or seed 001's
     per-layer CSV files."""
-    from tokentui.core.display import sanitize
+    from tokentui.core.display import counted, sanitize
     from tokentui.store.export import (
         ALL_FORMATS,
         FOLDER_FORMATS,
@@ -126,8 +126,7 @@ def export(
             else:
                 assert run is not None
                 written = write_seed001(load_ref(run, cache_dir), out, overwrite=force, raw_csv=raw_csv)
-            files_word = "file" if len(written) == 1 else "files"
-            typer.echo(f"wrote {len(written)} {files_word} under {sanitize(str(out))}", err=True)
+            typer.echo(f"wrote {counted(len(written), 'file')} under {sanitize(str(out))}", err=True)
             return
         assert run is not None
         if out is None:

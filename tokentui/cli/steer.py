@@ -37,7 +37,7 @@ from tokentui.cli.output import (
     user_errors,
 )
 from tokentui.cli.text_input import ESCAPES_HELP, read_text
-from tokentui.core.display import sanitize
+from tokentui.core.display import counted, sanitize
 from tokentui.core.params import GenerationSettings
 
 if TYPE_CHECKING:
@@ -45,11 +45,6 @@ if TYPE_CHECKING:
     from tokentui.core.steer_compare import Comparison
     from tokentui.core.steering import SteeringSpec
     from tokentui.engine.backend import ModelSpec
-
-
-def _count(n: int, word: str) -> str:
-    """`1 prompt`, `2 prompts`: a count with its noun."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def toml_string(text: str) -> str:
@@ -146,7 +141,7 @@ def steer_vector(
                     layer,
                     position,
                     chat,
-                    lambda done, total: line(f"… steer-vector: {done}/{_count(total, 'prompt')}", final=done == total),
+                    lambda done, total: line(f"… steer-vector: {done}/{counted(total, 'prompt')}", final=done == total),
                     cancel,
                 )
             except KeyboardInterrupt:
@@ -171,8 +166,8 @@ def steer_vector(
         sha = save_vector(out, vector, meta)
         norm = float(np.linalg.norm(vector.astype(np.float64)))
         typer.echo(
-            f"wrote {sanitize(str(out))}: {_count(vector.size, 'value')}, ‖v‖ = {norm:.4g}, layer {layer} "
-            f"({position}), {_count(len(pos), 'positive prompt')} − {_count(len(neg), 'negative prompt')}, "
+            f"wrote {sanitize(str(out))}: {counted(vector.size, 'value')}, ‖v‖ = {norm:.4g}, layer {layer} "
+            f"({position}), {counted(len(pos), 'positive prompt')} − {counted(len(neg), 'negative prompt')}, "
             f"sha256 {sha[:12]}"
         )
         typer.echo("a spec using it (a .toml file in the vector's folder):")
@@ -259,7 +254,7 @@ def compare_job(
         elif isinstance(ev, StepEvent):
             counts[ev.branch_id] = counts.get(ev.branch_id, 0) + 1
             which = "steered" if ev.branch_id else "standard"
-            line(f"… {which}: {_count(counts[ev.branch_id], 'token')}")
+            line(f"… {which}: {counted(counts[ev.branch_id], 'token')}")
 
     with ctrl_c_sets(job.cancel):
         jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)), show)

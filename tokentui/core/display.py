@@ -92,3 +92,9 @@ def safe_text(data: bytes) -> str:
     for ch in decode_bytes(data[:cut]):
         out.append(ch if ch in "\n\t" else _char(ch, False))
     return "".join(out)
+
+
+def counted(n: int, word: str, plural: str | None = None) -> str:
+    """A count with its noun, for messages: `1 position`, `2 positions` (`plural` when adding
+    "s" is wrong: `entry`/`entries`)."""
+    return f"{n} {word}" if n == 1 else f"{n} {plural or word + 's'}"

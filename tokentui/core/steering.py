@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import tomllib
 
-from tokentui.core.display import sanitize
+from tokentui.core.display import counted, sanitize
 from tokentui.core.files import write_atomically
 from tokentui.core.params import RunError
 
@@ -52,11 +52,6 @@ CONTRAST_POSITIONS = ("mean", "last")  # how `steer-vector` reduces a prompt's p
 
 class SteeringError(RunError):
     """A steering spec or vector cannot be used; str() is one line naming the file and the field."""
-
-
-def _count(n: int, word: str, plural: str | None = None) -> str:
-    """`1 layer`, `2 layers`: a count with its noun."""
-    return f"{n} {word}" if n == 1 else f"{n} {plural or word + 's'}"
 
 
 def _say(where: str, problem: str) -> SteeringError:
@@ -125,8 +120,8 @@ class SteeringSpec:
         if len(self.weights) != len(self.layers):
             raise _say(
                 where,
-                f"'weights' has {_count(len(self.weights), 'entry', 'entries')} for "
-                f"{_count(len(self.layers), 'layer')} (one per layer)",
+                f"'weights' has {counted(len(self.weights), 'entry', 'entries')} for "
+                f"{counted(len(self.layers), 'layer')} (one per layer)",
             )
         if _number(self.scale) is None:
             raise _say(where, f"'scale' must be a finite number within ±{MAX_ABS:g}")
@@ -182,7 +177,7 @@ class SteeringSpec:
         if hidden_size is not None and self.dim != hidden_size:
             raise _say(
                 where,
-                f"the vector {self.vector_name} has {_count(self.dim, 'value')}; the model's hidden size is {hidden_size}",
+                f"the vector {self.vector_name} has {counted(self.dim, 'value')}; the model's hidden size is {hidden_size}",
             )
 
     def record(self) -> dict[str, Any]:
@@ -373,7 +368,7 @@ def parse_spec(text: str, where: str = "steering spec") -> dict[str, Any]:
     if len(weights) != len(layers):
         raise _say(
             where,
-            f"'weights' has {_count(len(weights), 'entry', 'entries')} for {_count(len(layers), 'layer')} "
+            f"'weights' has {counted(len(weights), 'entry', 'entries')} for {counted(len(layers), 'layer')} "
             "(one per layer)",
         )
     scale = _number(d.get("scale", 1.0))

@@ -307,7 +307,7 @@ class TokentuiApp(
     def update_status(self) -> None:
         s, run = self.session, self.run_obj
         # the model's name ("A vs B" when comparing: that matters) apart from its details, which go first
-        name, _, details = s.model_info.partition(" · ")
+        name, details = s.model_parts()
         parts = [Part(name, 6 if s.model_b_loaded else 1, "status-bar--dim")]
         if details:
             parts.append(Part(details, 0, "status-bar--dim"))

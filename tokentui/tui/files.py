@@ -16,7 +16,13 @@ else:
     _Base = object
 
 
-EXTENSIONS = ".csv, .jsonl or .json"  # what the export prompt takes (store.export.EXTENSION's values)
+def export_extensions() -> str:
+    """The extensions the export prompt takes, as words: ".csv, .jsonl or .json" (store.export's
+    formats; imported here, not at start-up: the first frame is drawn before numpy loads)."""
+    from tokentui.store.export import EXTENSION
+
+    names = list(dict.fromkeys(f".{e}" for e in EXTENSION.values()))
+    return ", ".join(names[:-1]) + " or " + names[-1]
 
 
 class FileActions(_Base):
@@ -93,7 +99,9 @@ class FileActions(_Base):
                 return
             path = Path(name).expanduser()
             if path.suffix.lower().removeprefix(".") not in EXTENSION.values():  # (the CLI's --format is not here)
-                self.notify(f"{sanitize(path.name)}: end the name in {EXTENSIONS} (it picks the format)", markup=False)
+                self.notify(
+                    f"{sanitize(path.name)}: end the name in {export_extensions()} (it picks the format)", markup=False
+                )
                 ask(name)  # asked again, the name as typed
                 return
             fmt = format_for(path)
@@ -112,7 +120,7 @@ class FileActions(_Base):
 
         def ask(name: str) -> None:
             self.push_screen(
-                TextPrompt(f"export the run to (the extension picks the format: {EXTENSIONS})", name), done
+                TextPrompt(f"export the run to (the extension picks the format: {export_extensions()})", name), done
             )
 
         ask(f"{run.id}.csv")

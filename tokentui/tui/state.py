@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from tokentui.core.display import counted
 from tokentui.core.params import DEFAULT_ATTRIBUTION, IG_STEPS, GenerationSettings, TreeParams
 
 if TYPE_CHECKING:  # numpy stays out of a replay's first frame
@@ -103,6 +104,12 @@ class Session:
     model_b_loaded: str = ""
     model_a: str = ""  # the loaded model's name (the status bar says "A vs B")
 
+    def model_parts(self) -> tuple[str, str]:
+        """`model_info` as (the model's name — "A vs B" when comparing —, its details: device,
+        dtype, layers); the status bar drops the details first."""
+        name, _, details = self.model_info.partition(" · ")
+        return name, details
+
     def active_steering(self) -> SteeringSpec | None:
         """The spec new runs and branches are steered by (None: steering off, or no spec)."""
         return self.steering if self.steer_on else None
@@ -183,15 +190,14 @@ class Session:
             self.loading_b, self.model_b_loaded = False, ev.model
             if self.state is AppState.LOADING:
                 self.state = AppState.IDLE
-            rest = self.model_info.split(" · ", 1)[1] if " · " in self.model_info else ""
-            self.model_info = f"{self.model_a} vs {ev.model} · {rest}"
+            self.model_info = f"{self.model_a} vs {ev.model} · {self.model_parts()[1]}"
             self.note = f"comparing with {ev.model} (loaded in {ev.seconds:.1f}s)"
             up.loaded = True
         elif isinstance(ev, PairReleased):  # (the Failed that follows says why the new B did not load)
             self.model_b = None
             self.model_b_loaded = ""
-            rest = self.model_info.split(" · ", 1)[1] if " · " in self.model_info else ""
-            self.model_info = f"{self.model_a} · {rest}" if rest else self.model_a
+            details = self.model_parts()[1]
+            self.model_info = f"{self.model_a} · {details}" if details else self.model_a
         elif isinstance(ev, (Widened, CompareValues)):
             up.tokens = ours
         elif isinstance(ev, Compared):
@@ -200,7 +206,7 @@ class Session:
                 what = (
                     "cancelled"
                     if ev.cancelled
-                    else f"{ev.positions} position{'s' if ev.positions != 1 else ''} of {n} branch{'es' if n != 1 else ''}"
+                    else f"{counted(ev.positions, 'position')} of {counted(n, 'branch', 'branches')}"
                 )
                 self.note = f"compared with {self.model_b_loaded}: {what} in {ev.seconds:.1f}s"
                 up.finished = True
@@ -248,7 +254,7 @@ class Session:
                 total = len(job.positions) if job is not None else rows
                 self.note = f"attribution cancelled: {rows} of {total} tokens kept"
             else:
-                self.note = f"attributed {rows} token{'s' if rows != 1 else ''} in {ev.seconds:.1f}s"
+                self.note = f"attributed {counted(rows, 'token')} in {ev.seconds:.1f}s"
             if job is not None:
                 up.attributed = (ev, job)
         elif isinstance(ev, (StepEvent, LensEvent)):

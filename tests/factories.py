@@ -267,7 +267,7 @@ def make_tree_run(shape=TREE_SHAPE, hostile: bytes | None = None) -> Run:
     if hostile is not None:
         run.tokens.add(13, hostile)
     prompt_len = len(run.prompt)
-    index = tree.add_search(run, tree.new_search(TreeParams(max_depth=3), None, prompt_len))
+    index = tree.add_search(run, tree.new_search(TreeParams(max_depth=3), None, prompt_len, 0))
     branch_of = {0: None}
     depth = {0: 0}
     for node, (parent, token) in enumerate(shape, start=1):

@@ -238,7 +238,10 @@ def _set_tree(change):
     "change, needle",
     [
         (with_run_desc(lambda d: d["meta"].__setitem__("tree", 5)), "'tree' has the wrong type"),
-        (_set_tree(lambda t: t.__setitem__("version", 2)), "unknown version"),
+        (_set_tree(lambda t: t.__setitem__("version", 3)), "unknown version"),
+        (_set_tree(lambda t: t["searches"][0].__setitem__("branches", [0, 99])), "not a range"),
+        (_set_tree(lambda t: t["searches"][0].__setitem__("branches", [3, 2])), "not a range"),
+        (_set_tree(lambda t: t["searches"][0].__setitem__("branches", [0, True])), "not a range"),
         (_set_tree(lambda t: t.__setitem__("extra", 1)), "tree record is malformed"),
         (_set_tree(lambda t: t["nodes"].__setitem__("99", {"finished": True, "candidates": None})), "branch '99'"),
         (_set_tree(lambda t: t["nodes"].__setitem__("-1", {"finished": True, "candidates": None})), "branch '-1'"),
@@ -291,3 +294,57 @@ def test_a_search_root_the_run_does_not_hold_falls_back_to_the_whole_tree():
     doc = json.loads(exported(run, "tree-json"))
     assert doc["metadata"]["tokentui"]["root_position"] == len(run.prompt)
     assert len(exported(run, "seed002-jsonl").splitlines()) == 3
+
+
+def test_a_version_1_tree_record_loads_with_its_searches_branches_unknown(tmp_path):
+    """Files written before searches recorded their branches: read as version 2 with `branches`
+    null (the search's tree is then every branch through its root), saved again as version 2."""
+
+    def as_version_1(d):
+        d["meta"]["tree"]["version"] = 1
+        for s in d["meta"]["tree"]["searches"]:
+            del s["branches"]
+
+    run = make_tree_run()
+    path = save_run(run, tmp_path / "t.tokentui")
+    path.write_bytes(rewrite_header(path.read_bytes(), with_run_desc(as_version_1)))
+    old = load_run(path)
+    assert old.meta.tree["version"] == tree.TREE_VERSION and tree.own_branches(tree.searches(old)[0]) is None
+    assert exported(old, "tree-json") == exported(run, "tree-json")
+    again = load_run(save_run(old, tmp_path / "again.tokentui"))
+    assert again.meta.tree == old.meta.tree
+    # what is still malformed stays refused
+    path.write_bytes(rewrite_header(path.read_bytes(), _set_tree(lambda t: t["searches"][0].pop("nodes"))))
+    with pytest.raises(RunFileError, match="search record is malformed"):
+        load_run(path)
+
+
+def test_a_searchs_branches_follow_deletions():
+    """Deleting branches renumbers the others: a search's range of branches follows, holding the
+    same surviving nodes (and an empty range where none survive)."""
+    run = make_tree_run()  # one search from the prompt: branches 0..6
+    assert tree.own_branches(tree.searches(run)[0]) == range(0, len(run.branches))
+    # a hand-grown branch, then a second search grown from the end of branch 1
+    hand = run.add_branch(0, run.branches[0].end)
+    run.append_step(hand.id, nan_step(hand.end, 5))
+    second = tree.add_search(run, tree.new_search(tree.TreeParams(), 1, run.length(1), len(run.branches)))
+    made = []
+    for token in (8, 9):
+        b = run.add_branch(1, run.length(1))
+        run.append_step(b.id, nan_step(b.fork_position, token))
+        tree.set_node(run, second, b.id, True, None)
+        made.append(b.id)
+    assert tree.own_branches(tree.searches(run)[1]) == range(made[0], made[-1] + 1)
+    tokens = lambda r, s: [int(r.branches[i].steps.col("token_id")[0]) for i in tree.own_branches(s)]  # noqa: E731
+    before = [tokens(run, s) for s in tree.searches(run)]
+    mapping = run.remove_subtree(hand.id)
+    tree.remap_branches(run, mapping)
+    assert [tokens(run, s) for s in tree.searches(run)] == before
+    assert tree.own_branches(tree.searches(run)[1]) == range(made[0] - 1, made[-1])
+    mapping = run.remove_subtree(made[0] - 1)  # (the search's first node, renumbered)
+    tree.remap_branches(run, mapping)
+    assert [tokens(run, s) for s in tree.searches(run)] == [before[0], before[1][1:]]
+    mapping = run.remove_subtree(len(run.branches) - 1)
+    tree.remap_branches(run, mapping)
+    assert tree.own_branches(tree.searches(run)[1]) == range(len(run.branches), len(run.branches))
+    tree.check_tree_record(run.meta.tree, len(run.branches), run.meta.vocab_size)

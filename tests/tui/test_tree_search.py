@@ -11,7 +11,7 @@ from textual.widgets import Input
 
 from tests.factories import SMOLLM2, needs_smollm2, rendered, wait_for
 from tokentui.core.params import GenerationSettings, SamplingParams, TreeParams
-from tokentui.core.tree import build_trie, is_finished
+from tokentui.core.tree import build_trie, is_finished, own_branches
 from tokentui.store.runfile import load_run
 from tokentui.tui.start import explorer
 from tokentui.tui.state import AppState
@@ -127,7 +127,7 @@ async def test_finished_paths_folding_and_deleting(peaked_dirs, cache_dir):
         assert search["completed"] >= 2
         # P / U: the most and least probable finished paths of the search, their cumulative p
         # from its root — what the tree pane's Σ says of the same node
-        trie = build_trie(run, search["root_branch"], search["root_position"])
+        trie = build_trie(run, search["root_branch"], search["root_position"], own_branches(search))
         cum = trie.cumulative()
         done = [n for n in trie.walk() if n.ends and is_finished(run, n)]
         best, worst = max(done, key=lambda n: cum[n]), min(done, key=lambda n: cum[n])

@@ -129,7 +129,6 @@ def tree_job(
     from tokentui.store.export import tree_json_lines
 
     out = Output()
-    before = 0 if run is None else len(run.branches)  # the search's own branches come after these
     job = jobs.TreeSearch(backend, params, prompt, settings, run, branch, position)
     line = ProgressLine()
     last: list[TreeProgress] = []
@@ -157,7 +156,7 @@ def tree_job(
     if search["stopped"] == "running":  # stopped by an exception mid-search: say so in the file
         ctree.end_search(grown, len(ctree.searches(grown)) - 1, "cancelled", search["nodes"], search["completed"])
     path = save_to_cache(grown, cache_dir)
-    trie = ctree.build_trie(grown, search["root_branch"], search["root_position"], range(before, len(grown.branches)))
+    trie = ctree.build_trie(grown, search["root_branch"], search["root_position"], ctree.own_branches(search))
     if as_json:
         for piece in tree_json_lines(grown, trie):
             out.write(piece)

@@ -7,15 +7,19 @@ Two things live here, both without torch:
   node's token has a full `Step`; what only the search knows — its parameters, its root, why it
   stopped, each node's `finished` flag and `candidates` — is kept in the run's metadata as JSON:
 
-      {"version": 1,
+      {"version": 2,
        "searches": [{"parameters": {...TreeParams...}, "root_branch": 0 | null, "root_position": 17,
                      "root_candidates": [[id, p], ...] | null, "stopped": "running" | ..., "nodes": 37,
-                     "completed": 2}],
+                     "completed": 2, "branches": [first, end] | null}],
        "nodes": {"<branch id>": {"finished": bool, "candidates": [[id, p], ...] | null}}}
 
   `root_branch` null means the prompt (a search on a fresh prompt); candidates are null until the
-  node is expanded (the seed records them only for the nodes it expands). Every change goes through
-  the functions below, on the engine's run and on a receiver's copy alike (`engine.events.apply_event`).
+  node is expanded (the seed records them only for the nodes it expands). `branches` is the range
+  of branch ids the search made (it makes them in a row): other branches pass through its root too
+  (the one it was grown from goes on with its old tokens), and the search's own tree leaves them
+  out (`own_branches`). Version 1 files lack it; they are read as `branches` null (unknown: every
+  branch through the root). Every change goes through the functions below, on the engine's run and
+  on a receiver's copy alike (`engine.events.apply_event`).
 
 - **The token trie** (`build_trie`): every branch's full sequence after a root position, merged on
   common prefixes, children in branch-creation order. Exports (`tree-json`, `seed002-jsonl`), the
@@ -36,7 +40,7 @@ from tokentui.core.columns import Columns
 from tokentui.core.params import RunError, TreeParams
 from tokentui.core.run import Branch, Run
 
-TREE_VERSION = 1
+TREE_VERSION = 2
 STOPPED = ("running", "completed", "exhausted", "max_nodes", "cancelled", "error")
 MAX_CANDIDATES = 10  # the seed keeps at most 10 candidates per node
 
@@ -52,8 +56,9 @@ def _record(run: Run) -> dict[str, Any]:
     return run.meta.tree
 
 
-def new_search(params: TreeParams, root_branch: int | None, root_position: int) -> dict[str, Any]:
-    """A search's record before it starts (appended by `add_search`)."""
+def new_search(params: TreeParams, root_branch: int | None, root_position: int, first: int) -> dict[str, Any]:
+    """A search's record before it starts (appended by `add_search`); `first`: the id its first
+    branch will have (the run's branch count now)."""
     return {
         "parameters": params.to_dict(),
         "root_branch": root_branch,
@@ -62,6 +67,7 @@ def new_search(params: TreeParams, root_branch: int | None, root_position: int) 
         "stopped": "running",
         "nodes": 0,
         "completed": 0,
+        "branches": [first, first],
     }
 
 
@@ -82,6 +88,9 @@ def set_node(
         rec["searches"][search]["root_candidates"] = cands
     else:
         rec["nodes"][str(branch_id)] = {"finished": bool(finished), "candidates": cands}
+        span = rec["searches"][search]["branches"]
+        if span is not None and branch_id >= span[1]:  # (a new list: a receiver's copy may share the old one)
+            rec["searches"][search]["branches"] = [span[0], branch_id + 1]
 
 
 def end_search(run: Run, search: int, stopped: str, nodes: int, completed: int) -> None:
@@ -103,8 +112,28 @@ def remap_branches(run: Run, mapping: dict[int, int]) -> None:
     for s in rec["searches"]:
         if s["root_branch"] is None or s["root_branch"] in mapping:
             s["root_branch"] = None if s["root_branch"] is None else mapping[s["root_branch"]]
+            if s["branches"] is not None:  # (ids keep their order: the survivors stay in a row)
+                left = [mapping[i] for i in range(*s["branches"]) if i in mapping]
+                at = left[0] if left else sum(1 for i in mapping if i < s["branches"][0])
+                s["branches"] = [at, at + len(left)]
             kept.append(s)
     rec["searches"] = kept
+
+
+def own_branches(search: dict[str, Any]) -> range | None:
+    """The branches a search made (`build_trie`'s `only`); None where the record does not say
+    (a version 1 file)."""
+    span = search["branches"]
+    return None if span is None else range(span[0], span[1])
+
+
+def upgrade_record(tree: object) -> object:
+    """A version 1 record (from an older file) as version 2: its searches' branches unknown. What
+    is not a version 1 record is returned as it is, for `check_tree_record` to judge."""
+    if not (isinstance(tree, dict) and tree.get("version") == 1 and isinstance(tree.get("searches"), list)):
+        return tree
+    searches = [dict(s, branches=None) if isinstance(s, dict) else s for s in tree["searches"]]
+    return dict(tree, version=TREE_VERSION, searches=searches)
 
 
 @dataclass(frozen=True)
@@ -153,9 +182,11 @@ def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+_SEARCH_KEYS = frozenset(new_search(TreeParams(), None, 1, 0))  # (exactly what a search record holds)
+
+
 def _check_search(s: object, n_branches: int, vocab_size: int) -> None:
-    keys = {"parameters", "root_branch", "root_position", "root_candidates", "stopped", "nodes", "completed"}
-    if not isinstance(s, dict) or set(s) != keys:
+    if not isinstance(s, dict) or set(s) != _SEARCH_KEYS:
         raise RunError("tree search record is malformed")
     if not isinstance(s["parameters"], dict):
         raise RunError("tree search parameters are malformed")
@@ -170,6 +201,11 @@ def _check_search(s: object, n_branches: int, vocab_size: int) -> None:
     for name in ("nodes", "completed"):
         if not (_is_int(s[name]) and 0 <= s[name] < 1 << 40):
             raise RunError(f"tree search {name} is not a count")
+    span = s["branches"]
+    if span is not None and not (
+        isinstance(span, list) and len(span) == 2 and all(map(_is_int, span)) and 0 <= span[0] <= span[1] <= n_branches
+    ):
+        raise RunError("tree search branches are not a range of the run's branches")
     _check_candidates(s["root_candidates"], vocab_size, "the search root")
 
 

@@ -389,14 +389,16 @@ def root_text(run: Run, trie: tree.Trie) -> str:
 def export_trie(run: Run) -> tree.Trie:
     """The tree seed 002's files show: the whole run's (from `tree.default_root`) when it has no
     search or a search grew from that root, else the tree below its latest search's root (a
-    search grown from a position of an existing branch, `tree --run RUN --position P`)."""
+    search grown from a position of an existing branch, `tree --run RUN --position P`), made of
+    the branches that search made (the branch it grew from goes on below its root with its old
+    tokens: not the search's)."""
     trie = tree.build_trie(run)
     found = tree.searches(run)
     if not found or tree.search_for_root(run, trie) is not None:
         return trie
     latest = found[-1]
     try:
-        return tree.build_trie(run, latest["root_branch"], latest["root_position"])
+        return tree.build_trie(run, latest["root_branch"], latest["root_position"], tree.own_branches(latest))
     except RunError:  # a record naming a root the run does not hold (a file from elsewhere): the whole tree
         return trie
 

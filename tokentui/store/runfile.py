@@ -28,7 +28,7 @@ from tokentui.core.measures import BASE, MEASURES, Measure
 from tokentui.core.run import Branch, Run, RunError, RunMeta
 from tokentui.core.steering import check_record as check_steering_record
 from tokentui.core.tokens import TokenTable
-from tokentui.core.tree import check_tree_record
+from tokentui.core.tree import check_tree_record, upgrade_record
 from tokentui.store.header import (
     FORMAT,
     SCHEMA_VERSION,
@@ -226,6 +226,8 @@ def _meta_from(path: Path, d: object) -> RunMeta:
     _model_b(path, d.get("model_b"))
     known = {k: v for k, v in d.items() if k in _META_TYPES}
     known["steering"] = _steering(path, d.get("steering"), "run metadata 'steering'")
+    if known.get("tree") is not None:
+        known["tree"] = upgrade_record(known["tree"])  # (checked with the branches, after them)
     return RunMeta(**known)
 
 

@@ -64,11 +64,13 @@ class TreeActions(_Base):
         cursor on its last token. A search's path counts its cumulative p from the search's root,
         as the tree pane's Σ does (the same path from the prompt's end would multiply in the p of
         the tokens before the root); a path no search made, from the tree's default root."""
-        from tokentui.core.tree import build_trie, finished_paths, searches
+        from tokentui.core.tree import build_trie, finished_paths, own_branches, searches
 
         run = self.run_obj
         assert run is not None  # needs RUN
-        tries = [build_trie(run, s["root_branch"], s["root_position"]) for s in reversed(searches(run))]
+        tries = [
+            build_trie(run, s["root_branch"], s["root_position"], own_branches(s)) for s in reversed(searches(run))
+        ]
         by_branch: dict[int, tuple] = {}
         for trie in [*tries, build_trie(run)]:  # (the latest search's word first)
             for n, p in finished_paths(run, trie):

@@ -237,7 +237,7 @@ class TreeSearch:
         if b.context is not None and root_position + self.max_depth > b.context:
             self.max_depth = b.context - root_position
             yield Progress(f"the model's context is {b.context} positions: the tree stops at depth {self.max_depth}")
-        search = tree.new_search(self.params, root_branch, root_position)
+        search = tree.new_search(self.params, root_branch, root_position, len(run.branches))
         self.index = tree.add_search(run, search)
         yield TreeStarted(run.id, self.index, search)
 

@@ -28,7 +28,7 @@ SOURCES = (
     + sorted((ROOT / "tests/fixtures/schema1").glob("*.tokentui"))
 )
 CASES_PER_SOURCE = 40
-SECONDS_PER_CASE = 3.0
+SECONDS_PER_CASE = 3.0  # of this thread's CPU time: a loader stuck on a forged size, not a busy machine
 
 POISON_NUMBERS = [
     math_inf := float("inf"),
@@ -209,11 +209,11 @@ def _fuzz(tmp_path: Path, original: bytes, seed: str) -> None:
         data = mutate(original, rng)
         path = tmp_path / f"case{case}.tokentui"
         path.write_bytes(data)
-        start = time.monotonic()
+        start = time.thread_time()
         try:
             outcomes[_check(path)] += 1
         except Exception as e:  # noqa: BLE001 - any other exception is the failure: name the case
             raise AssertionError(f"case {case}: {type(e).__name__}: {e}") from None
-        assert time.monotonic() - start < SECONDS_PER_CASE, f"case {case} took too long"
+        assert time.thread_time() - start < SECONDS_PER_CASE, f"case {case} took too long"
         path.unlink()
     assert outcomes["refused"] > CASES_PER_SOURCE // 4  # the damage is real

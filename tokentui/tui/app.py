@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.containers import Horizontal, Vertical
 from textual.filter import Monochrome, NoColor
 from textual.reactive import Reactive
@@ -30,6 +30,7 @@ from tokentui.tui.navigation import NavigationActions
 from tokentui.tui.state import AppState, Session
 from tokentui.tui.theme import DEFAULT_THEME, TokentuiTheme
 from tokentui.tui.tree_search import TreeActions
+from tokentui.tui.typeahead import TypeAhead
 from tokentui.tui.viewing import ViewActions
 from tokentui.tui.widgets.alternatives import AlternativesPane
 from tokentui.tui.widgets.attribution_pane import AttributionPane
@@ -83,7 +84,7 @@ class TokentuiApp(
     ViewActions,
     FileActions,
     LayersViewActions,
-    App[None],
+    TypeAhead,  # (an App: keys typed ahead of a screen wait for it)
 ):
     CSS_PATH = "app.tcss"
     TITLE = "tokentui"

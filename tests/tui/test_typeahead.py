@@ -1,0 +1,58 @@
+"""Keys that arrive together (over SSH, everything typed within one round trip does) reach the
+screen they were typed for: the export dialog, its confirmation, the main screen after a dialog
+closes. Each burst is sent as a terminal sends it: all keys queued at once, no waiting between."""
+
+from __future__ import annotations
+
+import json
+
+from textual import events
+
+from tests.factories import explorer, make_run, wait_for
+
+CHARS = {"enter": "\r", "escape": "\x1b", "ctrl+u": "\x15"}
+
+
+def burst(app, *keys: str) -> None:
+    """Queue the keys on the app in one go (a pilot's `press` waits for the app between keys)."""
+    names = [k for key in keys for k in ([key] if key in CHARS else list(key))]
+    for name in names:
+        event = events.Key({".": "full_stop"}.get(name, name), CHARS.get(name, name))
+        event.set_sender(app)
+        app._driver.send_message(event)
+
+
+async def settled(pilot, app) -> None:
+    await pilot.pause(0.1)
+    await wait_for(pilot, lambda: not getattr(app, "_held", ()), what="the held keys", timeout=10)
+    await pilot.pause(0.3)
+
+
+async def test_keys_typed_ahead_of_a_dialog_reach_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = make_run()
+    app = explorer(run=run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.3)
+        default = tmp_path / f"{run.id}.csv"
+        # x⏎: the offered name
+        burst(app, "x", "enter")
+        await settled(pilot, app)
+        assert "next_token" in default.read_text().splitlines()[0] and app.screen is app.screen_stack[0]
+        # x⏎y: the same name again, replaced
+        default.write_text("old")
+        burst(app, "x", "enter", "y")
+        await settled(pilot, app)
+        assert default.read_text() != "old", "the confirmation lost the y"
+        assert app.screen is app.screen_stack[0]
+        # x, a name typed over the offered one, ⏎
+        burst(app, "x", "ctrl+u", "b.jsonl", "enter")
+        await settled(pilot, app)
+        lines = (tmp_path / "b.jsonl").read_text().splitlines()
+        assert json.loads(lines[0])["run_id"] == run.id
+        # x, Esc, then a command for the main screen: the dialog closes, the command works
+        metric = app.metric
+        burst(app, "x", "escape", "m")
+        await settled(pilot, app)
+        assert app.screen is app.screen_stack[0] and app.metric != metric
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([default.name, "b.jsonl"])

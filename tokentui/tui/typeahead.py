@@ -1,0 +1,105 @@
+"""Keys typed ahead of the screen they are meant for are held and replayed in order, not lost.
+
+Over SSH, keys typed within one round trip arrive together: `x⏎` (export under the offered
+name), `x⏎y` (… and replace the file), `sb⏎`. Textual hands each key to whatever has the focus
+when the key is read, and every widget handles its messages in its own task, so a key that
+arrives right after one that opens or closes a screen went astray: before the new screen is
+mounted and focused (nothing has the focus: the key is dropped), while a dialog is still handling
+the previous key (it lands in the field being closed), or after a dialog was closed but before its
+result pushed the next one (it reaches the screen below, as a command).
+
+The app sends keys on one at a time: it holds a key while the one before it is still on its way
+or the screen stack is settling, and sends the held keys on, oldest first, once that is over:
+
+- the previous key is still on its way: queued at, or being handled by, the widget it went to or
+  one above it up to its screen (a key no widget takes goes up to the app, whose bindings run the
+  command: `x` opens the export dialog there), or what handling it posted is (Enter in a field
+  posts `Submitted`, which closes the dialog);
+- the top screen is not yet mounted, or has not yet come up (Textual's `ScreenResume`, which
+  gives it the focus);
+- the app still has callbacks to run after its current message (a closed dialog's result, which
+  may open the next screen).
+
+Keys typed at a person's pace never wait. A key is never held longer than `MAX_HOLD` seconds:
+then it goes where Textual would send it (a screen that never settles does not swallow keys).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from textual import events
+from textual.app import App, ScreenStackError
+
+if TYPE_CHECKING:
+    from textual.message_pump import MessagePump
+
+MAX_HOLD = 1.0  # seconds
+POLL = 0.005  # seconds between checks while keys are held
+
+
+class TypeAhead(App[None]):
+    """The explorer's key dispatch with type-ahead (see the module's docstring)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._held: deque[tuple[events.Key, float]] = deque()
+        self._on_its_way: tuple[events.Key, MessagePump] | None = None  # the last key sent on, and where
+        self._draining = False
+
+    async def on_event(self, event: events.Event) -> None:
+        if not isinstance(event, events.Key) or event.is_forwarded:
+            await super().on_event(event)
+            return
+        if self._held or self._settling():
+            self._held.append((event, time.monotonic()))
+            if not self._draining:
+                self._draining = True
+                self.set_timer(POLL, self._drain)
+            return
+        await self._send(event)
+
+    async def _send(self, event: events.Key) -> None:
+        target = self.focused or self.screen
+        await super().on_event(event)  # (Textual's: a priority binding, or on to the target)
+        self._on_its_way = (event, target) if event.is_forwarded else None
+
+    async def _drain(self) -> None:
+        while self._held and (not self._settling() or time.monotonic() - self._held[0][1] > MAX_HOLD):
+            event, _ = self._held.popleft()
+            await self._send(event)
+        if self._held:
+            self.set_timer(POLL, self._drain)
+        else:
+            self._draining = False
+
+    def _settling(self) -> bool:
+        try:
+            screen = self.screen
+        except ScreenStackError:  # (no screen yet, or the app is closing: nothing to wait for)
+            return False
+        if not screen.is_mounted or screen.stack_updates == 0 or self._next_callbacks:
+            return True
+        if self._on_its_way is None:
+            return False
+        key, target = self._on_its_way
+        if not target.is_attached:  # (a closed dialog's widget)
+            return False
+        # up from its widget to its screen, then to the app (where its binding runs: not while
+        # this runs, in the app's own task, so only while it waits in the app's queue)
+        return _busy(target) or key is self._pending_message or key in self._message_queue.values
+
+
+def _busy(target: MessagePump) -> bool:
+    """Whether `target` or a node above it up to its screen has messages waiting. (A message
+    being handled is not seen from here, but nothing else runs then unless its handler waits: a
+    key's handling and the messages it posts are handled in one go, each passing the next on to
+    a queue before it ends.)"""
+    node: MessagePump | None = target
+    while node is not None and not isinstance(node, App):
+        if node.message_queue_size or node._pending_message is not None:
+            return True
+        node = node._parent
+    return False

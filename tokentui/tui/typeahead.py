@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING
 
 from textual import events
 from textual.app import App, ScreenStackError
+from textual.screen import ModalScreen
+from textual.widget import Widget
 
 if TYPE_CHECKING:
     from textual.message_pump import MessagePump
@@ -69,7 +71,10 @@ class TypeAhead(App[None]):
     async def _drain(self) -> None:
         while self._held and (not self._settling() or time.monotonic() - self._held[0][1] > MAX_HOLD):
             event, _ = self._held.popleft()
-            await self._send(event)
+            try:
+                await self._send(event)
+            except ScreenStackError:  # (the app closed meanwhile: nowhere to send them)
+                self._held.clear()
         if self._held:
             self.set_timer(POLL, self._drain)
         else:
@@ -87,19 +92,22 @@ class TypeAhead(App[None]):
         key, target = self._on_its_way
         if not target.is_attached:  # (a closed dialog's widget)
             return False
-        # up from its widget to its screen, then to the app (where its binding runs: not while
-        # this runs, in the app's own task, so only while it waits in the app's queue)
-        return _busy(target) or key is self._pending_message or key in self._message_queue.values
+        return _on_its_way(key, target, isinstance(target, Widget) and isinstance(target.screen, ModalScreen))
 
 
-def _busy(target: MessagePump) -> bool:
-    """Whether `target` or a node above it up to its screen has messages waiting. (A message
-    being handled is not seen from here, but nothing else runs then unless its handler waits: a
-    key's handling and the messages it posts are handled in one go, each passing the next on to
-    a queue before it ends.)"""
+def _on_its_way(key: events.Key, target: MessagePump, dialog: bool) -> bool:
+    """Whether `key` waits in the queue of `target`, of a node above it up to its screen, or of
+    the app (where its binding runs); in a dialog, whether any message waits there (what the key's
+    handling posted: Enter in a field posts `Submitted`, which closes the dialog). On the main
+    screen only the key itself counts: a generation keeps its queues busy, and Esc must stop it
+    at once. (A message being handled is not seen from here, but nothing else runs then unless its
+    handler waits: a key's handling and the messages it posts are handled in one go, each passing
+    the next on to a queue before it ends.)"""
     node: MessagePump | None = target
-    while node is not None and not isinstance(node, App):
-        if node.message_queue_size or node._pending_message is not None:
+    while node is not None:
+        if node._pending_message is key or key in node._message_queue.values:
+            return True
+        if dialog and not isinstance(node, App) and (node.message_queue_size or node._pending_message is not None):
             return True
         node = node._parent
     return False

@@ -4,6 +4,7 @@ saved even when the reader goes away, and every argument error comes before the 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 
@@ -74,6 +75,9 @@ def test_generate_json_into_a_closed_pipe_still_saves_the_whole_run(model_dirs, 
     assert f"run {run.id} saved to" in err
 
 
+BAD = os.fsdecode(b"a\xffb")  # how Python hands a program the argument $'a\xffb'
+
+
 @pytest.mark.parametrize(
     "args, expect",
     [
@@ -91,6 +95,19 @@ def test_generate_json_into_a_closed_pipe_still_saves_the_whole_run(model_dirs, 
         (["score", "--text", " \n "], "the text is empty"),
         (["score", "--text", "hi", "-k", "700"], "more than the vocabulary"),
         (["score", "--text", "hi", "--lens-precision", "fp8"], "unknown lens precision"),
+        # a byte that is not UTF-8 (the shell's $'\xff': Python's lone surrogate) or a \uD800 escape,
+        # in any text a command tokenizes: one line before the weights load, never the tokenizer's
+        # traceback after
+        (["generate", "-p", BAD], "the prompt holds the byte 0xff at character 2: not UTF-8 text"),
+        (["generate", "-p", "hi", "--stop", BAD], "a stop text holds the byte 0xff"),
+        (["generate", "-p", "hi", "--force", BAD], "the forced prefix holds the byte 0xff"),
+        (["score", "--text", BAD], "the text holds the byte 0xff"),
+        (["score", "--text-escapes", "--text", "a\\uD800b"], "the text holds a lone surrogate \\ud800 at character 2"),
+        (["tree", "-p", BAD], "the prompt holds the byte 0xff"),
+        (["attribute", "-p", BAD], "the prompt holds the byte 0xff"),
+        (["attribute", "-p", "hi", "--alternative", BAD], "--alternative holds the byte 0xff"),
+        (["compare", "-m", "demo", "--text", BAD], "the text holds the byte 0xff"),
+        (["steer-compare", "-p", BAD, "--steer", "x.toml"], "the prompt holds the byte 0xff"),
     ],
 )
 def test_argument_errors_come_before_the_weights_load(cli, weightless_model, cache_dir, args, expect):
@@ -103,7 +120,11 @@ def test_argument_errors_come_before_the_weights_load(cli, weightless_model, cac
 
 @pytest.mark.parametrize(
     "args, expect",
-    [(["--lens-chunk", "-2"], "--lens-chunk must be ≥ 0"), (["--max-new-tokens", "0"], "max new tokens must be ≥ 1")],
+    [
+        (["--lens-chunk", "-2"], "--lens-chunk must be ≥ 0"),
+        (["--max-new-tokens", "0"], "max new tokens must be ≥ 1"),
+        (["-p", BAD], "the prompt holds the byte 0xff"),
+    ],
 )
 def test_explore_refuses_bad_settings_before_the_screen_opens(run_tokentui, weightless_model, args, expect):
     """As a child process with a timeout: a regression would open the explorer and wait for keys."""

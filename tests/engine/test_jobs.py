@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.factories import generate_run
-from tokentui.core.params import GenerationSettings, SamplingParams
+from tokentui.core.params import GenerationSettings, RunError, SamplingParams
 from tokentui.engine import jobs
 from tokentui.engine import worker as w
 from tokentui.engine.backend import ModelSpec
@@ -105,6 +105,13 @@ def test_fork_and_score_jobs_tokenize_text_once_and_refuse_empty_input(loaded):
         list(jobs.Fork(s, run, 0, 2, SamplingParams(), text=""))
     with pytest.raises(EngineError, match="the text is empty"):
         list(jobs.Score(s, "  "))
+    # a text that is not UTF-8 (typed into the explorer's branch prompt, from a file a caller read
+    # with surrogateescape): one line, not the tokenizer's TypeError
+    bad = "a\udcffb"
+    with pytest.raises(RunError, match="the text holds the byte 0xff at character 2"):
+        list(jobs.Fork(s, run, 0, 2, SamplingParams(), text=bad))
+    with pytest.raises(RunError, match="the prompt holds the byte 0xff"):
+        s.encode_prompt(bad)
 
 
 def test_capabilities_say_what_is_missing_in_one_line():

@@ -31,7 +31,7 @@ from tokentui.cli.output import (
     user_errors,
 )
 from tokentui.core.display import counted, lone_token, sanitize
-from tokentui.core.params import ATTRIBUTION_METHODS, DEFAULT_ATTRIBUTION, IG_STEPS, MAX_IG_STEPS, RunError
+from tokentui.core.params import ATTRIBUTION_METHODS, DEFAULT_ATTRIBUTION, IG_STEPS, MAX_IG_STEPS, RunError, check_text
 
 if TYPE_CHECKING:
     from tokentui.core.attribution import Attribution
@@ -120,6 +120,7 @@ def attribute(
                 fail("--branch and --positions go with --run")
             if not prompt.strip():
                 fail("the prompt is empty")
+            check_text(prompt, "the prompt")
             settings.check()
         else:
             assert run_ref is not None
@@ -229,6 +230,7 @@ def parse_alternative(text: str | None) -> int | None:
         return None
     if not text:
         raise RunError("--alternative is empty (give a token id or a text that is one token)")
+    check_text(text, "--alternative")
     return int(text) if text.strip().isascii() and text.strip().isdigit() else None
 
 

@@ -108,10 +108,12 @@ def open_explorer(
     """The explorer on `model`, `prompt` in its input (generated at once only when asked);
     `hint`: a line the explorer shows once it is up; `steer`: a steering spec (V toggles it, C
     compares standard and steered); `compare`: model B, compared live."""
+    from tokentui.core.params import check_text
     from tokentui.engine.backend import ModelSpec, check_spec
 
     try:
         settings.check()
+        check_text(prompt, "the prompt")  # (the prompt box would show it; the tokenizer would refuse it)
         spec = ModelSpec(model, device, dtype, trust_remote_code, lens_chunk, lens_precision)
         check_spec(spec)
         if compare is not None:

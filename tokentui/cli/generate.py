@@ -43,7 +43,7 @@ from tokentui.cli.output import (
 )
 from tokentui.cli.text_input import read_text
 from tokentui.core.display import sanitize
-from tokentui.core.params import GenerationSettings
+from tokentui.core.params import GenerationSettings, check_text
 
 if TYPE_CHECKING:
     from tokentui.core.run import Run
@@ -106,6 +106,7 @@ def generate(
         check_spec(spec)
         if not prompt.strip():
             fail("the prompt is empty")
+        check_text(prompt, "the prompt")
         from tokentui.cli.steer import load_steering
 
         steering = load_steering(steer, spec)

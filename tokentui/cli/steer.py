@@ -38,7 +38,7 @@ from tokentui.cli.output import (
 )
 from tokentui.cli.text_input import ESCAPES_HELP, read_text
 from tokentui.core.display import counted, sanitize
-from tokentui.core.params import GenerationSettings
+from tokentui.core.params import GenerationSettings, check_text
 
 if TYPE_CHECKING:
     from tokentui.core.run import Run
@@ -220,6 +220,8 @@ def steer_compare(
             raise RunError("give exactly one of --prompt, --text or --file")
         if prompt is not None and not prompt.strip():
             raise RunError("the prompt is empty")
+        if prompt is not None:
+            check_text(prompt, "the prompt")
         value = None if prompt is not None else read_text(text, file, text_escapes)
         spec = ModelSpec(model, device, dtype, trust_remote_code, lens_chunk, lens_precision)
         check_spec(spec)

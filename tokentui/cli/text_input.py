@@ -10,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-from tokentui.core.params import RunError
+from tokentui.core.params import RunError, check_text
 
 _ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.|$)", re.DOTALL)
 _SIMPLE = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
@@ -58,4 +58,4 @@ def read_text(text: str | None, file: Path | None, escapes: bool = False) -> str
         value = unescape(text) if escapes else text
     if not value.strip():
         raise RunError("the text is empty")
-    return value
+    return check_text(value, "the text")

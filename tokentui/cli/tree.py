@@ -34,7 +34,7 @@ from tokentui.cli.output import (
     user_errors,
 )
 from tokentui.core.display import sanitize
-from tokentui.core.params import GenerationSettings, RunError, TreeParams
+from tokentui.core.params import GenerationSettings, RunError, TreeParams, check_text
 
 
 @tree_options
@@ -97,6 +97,7 @@ def tree(
         if prompt is not None:
             if not prompt.strip():
                 fail("the prompt is empty")
+            check_text(prompt, "the prompt")
         else:
             assert run_ref is not None
             run = load_ref(run_ref, cache_dir)

@@ -25,12 +25,12 @@ the response, every token of it `forced` (given, not sampled), so the explorer, 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from tokentui.core.columns import Columns
+from tokentui.core.params import check_text
 from tokentui.core.run import Run
 
 MAX_LINE_BYTES = 8 << 20  # a JSON line holding a 1M-character prompt and a response fits
@@ -39,8 +39,6 @@ MAX_FILE_BYTES = 1 << 30
 MAX_ITEMS = 1_000_000
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 LOSS_OVER = ("response", "all")
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class DatasetError(ValueError):
@@ -130,9 +128,7 @@ def _checked(value: str, what: str) -> str:
         raise ValueError(f"{what} is empty")
     if len(value) > MAX_TEXT_CHARS:
         raise ValueError(f"{what} is longer than {MAX_TEXT_CHARS} characters")
-    if _SURROGATE.search(value):
-        raise ValueError(f"{what} holds a lone surrogate (\\ud800-\\udfff), which is not text")
-    return value
+    return check_text(value, what)
 
 
 def _decode(raw: bytes, number: int) -> str:

@@ -5,11 +5,27 @@ loading numpy."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 
 
 class RunError(ValueError):
     """A run (or an operation on it) is inconsistent; the message is one line for the user."""
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(value: str, what: str) -> str:
+    """`value`, refused (RunError) where it holds a lone surrogate, which no tokenizer takes:
+    Python's stand-in for a byte that is not UTF-8 in a command-line argument (`-p $'\\xff'`),
+    or a `\\ud800` escape. Said before a model loads, not as the tokenizer's traceback after."""
+    m = _SURROGATE.search(value)
+    if m is None:
+        return value
+    ch = ord(m.group())
+    held = f"the byte 0x{ch - 0xDC00:02x}" if 0xDC80 <= ch <= 0xDCFF else f"a lone surrogate \\u{ch:04x}"
+    raise RunError(f"{what} holds {held} at character {m.start() + 1}: not UTF-8 text")
 
 
 @dataclass
@@ -36,6 +52,8 @@ class SamplingParams:
             raise RunError(f"top-p must be in (0, 1] (got {self.top_p})")
         if self.max_new_tokens < 1:
             raise RunError(f"max new tokens must be ≥ 1 (got {self.max_new_tokens})")
+        for text in self.stop:
+            check_text(text, "a stop text")
 
     def copy(self) -> SamplingParams:
         return replace(self, stop=list(self.stop))
@@ -81,6 +99,7 @@ class GenerationSettings:
     def check(self, vocab_size: int | None = None) -> None:
         """Raise RunError on the first bad value (k against the vocabulary when it is known)."""
         self.sampling.check()
+        check_text(self.forced, "the forced prefix")
         if self.k < 1:
             raise RunError(f"k must be at least 1 (got {self.k})")
         if vocab_size is not None and self.k > vocab_size:

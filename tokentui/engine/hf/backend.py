@@ -27,7 +27,7 @@ import torch
 
 from tokentui import __version__
 from tokentui.core.columns import nan_step
-from tokentui.core.params import GenerationSettings, RunError, SamplingParams, TreeParams
+from tokentui.core.params import GenerationSettings, RunError, SamplingParams, TreeParams, check_text
 from tokentui.core.run import Branch, Run, RunMeta, new_run_id, now_iso
 from tokentui.core.steering import SteeringSpec, same_steering
 from tokentui.core.step import Step
@@ -107,6 +107,7 @@ class HFBackend:
     def encode_prompt(self, prompt: str, chat: bool = False) -> tuple[list[int], str | None]:
         if not prompt or not prompt.strip():
             raise EngineError("the prompt is empty")
+        check_text(prompt, "the prompt")
         tok = self.tokenizer
         if chat:
             template = self.lm.chat_template
@@ -124,6 +125,7 @@ class HFBackend:
         return [int(i) for i in ids], template
 
     def encode_text(self, text: str) -> list[int]:
+        check_text(text, "the text")
         return [int(i) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]] if text else []
 
     def new_run(self, prompt: str, settings: GenerationSettings, template: str | None, mode: str = "generate") -> Run:

@@ -425,13 +425,12 @@ def batch(
     """Run many prompts, or score a dataset, under one or more models into a resumable collection
     with seed 000's and seed 003's tables."""
     assert settings is not None  # @generation_options passes it
-    from tokentui.core.dataset import DatasetError
     from tokentui.store.collection import CollectionError
 
     try:
         _batch(model, prompts, dataset, prompt_field, response_field, settings, loss_over, out, replace,
                device, dtype, trust_remote_code, lens_chunk, lens_precision, cache_dir)  # fmt: skip
-    except user_errors() + (DatasetError, CollectionError) as e:
+    except user_errors() + (CollectionError,) as e:  # (a DatasetError is a RunError)
         fail(str(e))
     except KeyboardInterrupt:  # while a model loads, or between two items
         interrupted("interrupted: the collection keeps the items finished so far (run the same command to resume)")

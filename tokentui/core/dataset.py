@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from tokentui.core.columns import Columns
-from tokentui.core.params import check_text
+from tokentui.core.params import RunError, check_text
 from tokentui.core.run import Run
 
 MAX_LINE_BYTES = 8 << 20  # a JSON line holding a 1M-character prompt and a response fits
@@ -41,8 +41,9 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson")
 LOSS_OVER = ("response", "all")
 
 
-class DatasetError(ValueError):
-    """The input file cannot be read at all; one line for the user."""
+class DatasetError(RunError):
+    """The input file cannot be read at all; one line for the user (a RunError: every command
+    that reports those reports this one)."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,12 @@ def _lines(f: BinaryIO, source: Source) -> list[tuple[int, bytes | None]]:
 
 def _open(path: Path) -> BinaryIO:
     try:
-        if path.is_dir():
-            raise DatasetError(f"{path} is a folder, not a file")
+        folder = path.is_dir()
+    except (OSError, ValueError):  # (a name too long or holding a NUL: open says which below)
+        folder = False
+    if folder:
+        raise DatasetError(f"{path} is a folder, not a file")
+    try:
         return open(path, "rb")
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such file") from None

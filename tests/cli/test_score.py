@@ -60,3 +60,20 @@ def test_score_json_records_are_the_jsonl_export(cli, model_dirs, cache_dir):
     [saved] = list_runs(cache_dir)
     exported = cli("export", saved.run_id, "--format", "jsonl").stdout
     assert [json.loads(x) for x in res.stdout.splitlines()] == [json.loads(x) for x in exported.splitlines()]
+
+
+def test_lens_chunk_0_scores_without_the_lens(cli, model_dirs, cache_dir):
+    """As for generate and explore: --lens-chunk 0 turns the logit lens off (the run records only
+    the last layer's entropy, the model's own, and says the lens was off); the default records
+    every layer; a negative value is refused."""
+    runs = {}
+    for chunk in (0, 32):
+        res = cli("score", "-m", model_dirs["gpt2"], "--text", "x = 1", "--lens-chunk", chunk)
+        assert res.exit_code == 0, res.output
+        runs[chunk] = load_run(next(r for r in list_runs(cache_dir) if r.run_id in res.output).path)
+    off, on = runs[0], runs[32]
+    assert off.meta.lens == "off" and on.meta.lens != "off"
+    assert [n for n in off.layout.names if n.startswith("layer_")] == ["layer_entropy"]
+    assert {"layer_rank", "layer_kl_final"} <= set(on.layout.names)
+    res = cli("score", "-m", model_dirs["gpt2"], "--text", "x = 1", "--lens-chunk", -1)
+    assert res.exit_code == 2 and "--lens-chunk must be ≥ 0" in res.stderr

@@ -202,6 +202,9 @@ def score(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     trust_remote_code: RemoteOpt = False,
+    lens_chunk: Annotated[
+        int, typer.Option("--lens-chunk", help="0 turns the logit lens off (any other value: every position).")
+    ] = 32,
     lens_precision: LensPrecisionOpt = "auto",
     lens_top: LensTopOpt = GenerationSettings.k_lens,
     attention_entropy: AttentionEntropyOpt = False,
@@ -214,7 +217,7 @@ def score(
         k_only.check()
         from tokentui.engine.backend import ModelSpec, check_spec
 
-        spec = ModelSpec(model, device, dtype, trust_remote_code, 32, lens_precision)
+        spec = ModelSpec(model, device, dtype, trust_remote_code, lens_chunk, lens_precision)
         check_spec(spec)
         value = read_text(text, file, text_escapes)
         from tokentui.cli.steer import load_steering

@@ -89,6 +89,8 @@ BAD = os.fsdecode(b"a\xffb")  # how Python hands a program the argument $'a\xffb
         (["generate", "-p", "hi", "--lens-chunk", "-1"], "--lens-chunk must be ≥ 0"),
         (["generate", "-p", "hi", "--lens-precision", "int4"], "unknown lens precision"),
         (["generate", "-p", "hi", "--dtype", "float8"], "unknown dtype"),
+        (["generate", "-p", "hi", "--device", "tpu"], "unknown device 'tpu'"),
+        (["score", "--text", "hi", "--device", "cuda:x"], "unknown device 'cuda:x'"),
         (["generate", "-p", "hi", "--top-p", "0"], "top-p"),
         (["generate", "-p", "hi", "--temperature", "-1"], "temperature"),
         (["score", "--text", ""], "the text is empty"),
@@ -130,6 +132,14 @@ def test_explore_refuses_bad_settings_before_the_screen_opens(run_tokentui, weig
     """As a child process with a timeout: a regression would open the explorer and wait for keys."""
     res = run_tokentui("explore", "-m", weightless_model, *args, timeout=60, stdin=subprocess.DEVNULL)
     assert res.returncode == 2 and res.stderr.startswith("tokentui: error:") and expect in res.stderr
+
+
+def test_a_refused_prompt_is_not_printed(cli, cache_dir):
+    """--chat on a model without a chat template is refused once its tokenizer is known: standard
+    output stays empty (it held the prompt, without a newline, before the error line)."""
+    res = cli("generate", "-m", "demo", "-p", "hi there", "-n", 2, "--chat")  # (no chat template)
+    assert res.exit_code == 2 and "has no chat template; leave out --chat" in res.stderr
+    assert res.stdout == "" and not list_runs(cache_dir)
 
 
 def test_a_weightless_folder_does_fail_when_its_weights_load(cli, weightless_model, cache_dir):

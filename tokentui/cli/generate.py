@@ -150,6 +150,10 @@ def generate_job(
         if isinstance(ev, BranchStarted) and as_json:
             pending.extend(range(ev.fork_position))  # the prompt's positions
             print_records()
+        elif (
+            isinstance(ev, BranchStarted) and ev.parent is None
+        ):  # (the prompt was taken: a refused one is not printed)
+            out.write(safe_text(prompt.encode()))
         elif isinstance(ev, StepEvent):
             if as_json:
                 pending.append(ev.step.position)
@@ -164,8 +168,6 @@ def generate_job(
             print_records()
             done.append(ev)
 
-    if not as_json:
-        out.write(safe_text(prompt.encode()))
     try:
         with ctrl_c_sets(job.cancel):
             jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)), show)

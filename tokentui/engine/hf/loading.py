@@ -171,9 +171,21 @@ def hub_unreachable(timeout: float = 2.0) -> str | None:
 
 
 def pick_device(device: str) -> str:
+    """`device` ('auto': CUDA, else MPS, else the CPU), refused here (before the weights are
+    read) when torch does not know it or this machine does not have it."""
     import torch
 
     if device != "auto":
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError):
+            raise ModelLoadError(f"unknown device {device!r} (auto, cpu, cuda, cuda:1, mps …)") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ModelLoadError(f"--device {device}: this machine has no CUDA device torch can use")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ModelLoadError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ModelLoadError(f"--device {device}: this machine has no MPS device")
         return device
     if torch.cuda.is_available():
         return "cuda"

@@ -34,6 +34,37 @@ def test_errors_are_one_line_with_exit_code_2(cli, model_dirs, cache_dir, tmp_pa
     assert "Traceback" not in res.output
 
 
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (
+            ["generate", "-p", "x", "--foo"],
+            "No such option: --foo (Possible options: --force); see tokentui generate --help",
+        ),
+        (["generate", "-p", "x", "-n", "abc"], "Invalid value for '--max-new-tokens' / '-n'"),
+        (["generate"], "Missing option '--prompt' / '-p'; see tokentui generate --help"),
+        (["stats", "--bins", "x"], "Invalid value for '--bins'"),
+        (["frobnicate"], "No such command 'frobnicate'; see tokentui --help"),
+        (["runs", "nope"], "No such command 'nope'; see tokentui runs --help"),
+    ],
+)
+def test_usage_errors_are_one_line_too(run_tokentui, args, expect):
+    """An unknown option or command, a value of the wrong type, a missing option: the installed
+    command says so in the one line every other error has (Typer's own are four: usage, a hint,
+    a blank line, the error)."""
+    res = run_tokentui(*args, stdin=subprocess.DEVNULL)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.splitlines() == [f"tokentui: error: {expect}"] or (
+        len(res.stderr.splitlines()) == 1 and expect in res.stderr
+    ), res.stderr
+
+
+def test_help_and_exit_codes_pass_through_the_one_line_errors(run_tokentui):
+    res = run_tokentui("generate", "--help")
+    assert res.returncode == 0 and res.stdout.startswith("Usage: tokentui generate")
+    assert run_tokentui("runs").returncode == 0
+
+
 def test_help_everywhere(cli):
     for cmd in ([], ["generate"], ["score"], ["runs"], ["runs", "rm"], ["export"], ["explore"], ["replay"]):
         res = cli(*cmd, "--help")

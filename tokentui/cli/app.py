@@ -34,4 +34,18 @@ app.command()(steer.steer_compare)
 
 
 def main() -> None:
-    app()
+    """The command line, with its usage errors (an unknown option or command, a value of the wrong
+    type, a missing one) in the one line every other error has, not Typer's four."""
+    import sys
+
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as e:  # (Typer ≥ 0.29 has its own Click: its usage errors carry their context)
+        ctx = getattr(e, "ctx", None)
+        where = f"; see {ctx.command_path} --help" if ctx is not None else ""
+        typer.echo(f"tokentui: error: {e.format_message().rstrip('.')}{where}", err=True)
+        sys.exit(getattr(e, "exit_code", 1))
+    except typer.Abort:  # (Ctrl-C where no command handles it: Typer's own way)
+        typer.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

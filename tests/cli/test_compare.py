@@ -301,6 +301,25 @@ def test_a_datasets_text_names_each_line_and_marks_where_the_response_starts(
     assert "the whole dataset: 2 texts" in out and out.index("the whole dataset") > out.rindex("dataset line 3")
 
 
+def test_a_response_after_a_one_token_prompt_is_marked_too(cli, model_dirs, model_b, cache_dir, tmp_path):
+    """A prompt of one token: the response starts at position 1, the first scored one; the text
+    still says it is the response (a plain text's tokens all count and have no such rule)."""
+    src = tmp_path / "one.jsonl"
+    src.write_text(json.dumps({"prompt": "x", "response": " = 1"}) + "\n")
+    res = cli("compare", "-m", model_dirs["gpt2"], "-m", model_b, "--dataset", src)
+    assert res.exit_code == 0, res.output
+    [saved] = list_runs(cache_dir)
+    run = load_run(saved.path)
+    assert run.branches[0].fork_position == 1
+    lines = res.stdout.splitlines()
+    [rule] = [i for i, x in enumerate(lines) if "── the response from position 1 " in x]
+    assert int(lines[rule + 1][:5]) == 1
+    n = run.length(0) - 1
+    assert f"{n} scored tokens (the response, positions 1–{n}) · dataset line 1" in res.stdout
+    plain = cli("compare", "-m", model_dirs["gpt2"], "-m", model_b, "--text", "x = 1")
+    assert "── the response" not in plain.stdout and "(the response" not in plain.stdout
+
+
 def test_each_models_configuration_is_read_once_and_no_lens_is_announced(cli, model_dirs, model_b, cache_dir):
     """The configuration checked before the weights load is the one the load uses: one progress
     line per model, not one for the check and one for the load; the lens is off, so nothing says

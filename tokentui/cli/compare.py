@@ -294,8 +294,9 @@ def table(run: Run) -> str:
     )
     lines = [head]
     start = first_counted(run)
+    response = len(run.branch(0).steps) > 0  # (a dataset item's, forced after its prompt: from position 1 on too)
     for pos in range(1, run.length(0)):
-        if pos == start and start > 1:
+        if pos == start and response:
             lines.append(f"{'':>5}  ── the response from position {start} (only its tokens count) ──")
         st = run.step(0, pos)
         lp_a, lp_b = st.logprob, float(st.get("logprob_b"))
@@ -316,7 +317,7 @@ def summary_text(run: Run, line: int | None = None) -> str:
     s = run_summary(run)
     a, b = sanitize(run.meta.model), sanitize(str((run.meta.model_b or {}).get("model", "?")))
     what = counted(s["tokens"], "scored token")
-    if s["first_position"] > 1:
+    if len(run.branch(0).steps) > 0:  # a dataset item's response (it may start at position 1)
         first, last = s["first_position"], s["first_position"] + s["tokens"] - 1
         what += f" (the response, position {first})" if first == last else f" (the response, positions {first}–{last})"
     if line is not None:

@@ -195,3 +195,25 @@ def test_the_table_shows_each_token_s_spaces_visibly(cli, model_dirs, cache_dir)
         token_cell = row[7:23].rstrip()
         assert " " not in token_cell, row  # a space is shown as ␠
         assert token_cell.count("␠") == min(data.count(b" "), len(token_cell)), (data, row)
+
+
+def test_a_generation_the_context_cuts_short_says_so_first(cli, tokenizer_dir, tmp_path, cache_dir):
+    """-n past the model's context: one line on stderr before the tokens, the run ends at the
+    context (status 'context'). The configuration keeps GPT-2's end-of-sequence id 50256, outside
+    this vocabulary of 600: the run leaves it out (a file naming it would not load)."""
+    import shutil
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    folder = tmp_path / "short"
+    GPT2LMHeadModel(GPT2Config(vocab_size=600, n_positions=24, n_layer=2, n_embd=32, n_head=2)).save_pretrained(folder)
+    for f in tokenizer_dir.iterdir():
+        shutil.copy(f, folder / f.name)
+    res = cli("generate", "-m", folder, "-p", "def f(x):", "-n", 50)
+    assert res.exit_code == 0, res.output
+    [saved] = list_runs(cache_dir)
+    run = load_run(saved.path)
+    room = 24 - run.branches[0].fork_position
+    assert f"the model's context is 24 positions: this branch stops after {room} more tokens" in res.stderr
+    assert run.length(0) == 24 and run.branches[0].status == "context"

@@ -129,7 +129,7 @@ def generate_job(
     from tokentui.cli.render import paint, table, use_color
     from tokentui.core.display import safe_text
     from tokentui.engine import jobs
-    from tokentui.engine.events import BranchStarted, Finished, LensEvent, StepEvent
+    from tokentui.engine.events import BranchStarted, Finished, LensEvent, Progress, StepEvent
     from tokentui.store.export import token_line
 
     out = Output()
@@ -167,6 +167,8 @@ def generate_job(
         elif isinstance(ev, Finished):
             print_records()
             done.append(ev)
+        elif isinstance(ev, Progress):  # (the context cuts the generation short: said before it starts)
+            typer.echo(f"… {sanitize(ev.message)}", err=True)
 
     try:
         with ctrl_c_sets(job.cancel):

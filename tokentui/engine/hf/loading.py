@@ -432,7 +432,9 @@ def load_model(
     eos = model.generation_config.eos_token_id if model.generation_config else None
     if eos is None:
         eos = tok.eos_token_id
-    eos_ids = [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+    # (an id outside the vocabulary — a configuration's default, not the model's — is never
+    # generated; a run file naming it would not load)
+    eos_ids = [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None and 0 <= int(e) < vocab]
     param = next(model.parameters())
     rev = getattr(model.config, "_commit_hash", None)
     folder = _hub_folder(src.path, rev if isinstance(rev, str) else None) if src.is_hub else Path(src.path)

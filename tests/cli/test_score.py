@@ -39,8 +39,10 @@ def test_standard_input_gives_a_multiline_text(run_tokentui, model_dirs, cache_d
 @pytest.mark.parametrize(
     "args, expect",
     [
-        (["--text", r"a\qb", "--text-escapes"], "unknown escape"),
-        (["--text", "a\\", "--text-escapes"], "unknown escape"),
+        (["--text", r"a\qb", "--text-escapes"], "unknown escape \\q in --text (known escapes:"),
+        (["--text", "a\\", "--text-escapes"], "--text ends in a lone \\ (known escapes:"),
+        (["--file", "/nonexistent/t.txt"], "/nonexistent/t.txt: no such file"),
+        (["--file", "{folder}"], "is a folder, not a file"),
         (["--file", "{file}", "--text-escapes"], "applies to --text only"),
         (["--text", "a", "--file", "{file}"], "exactly one"),
         ([], "exactly one"),
@@ -49,7 +51,7 @@ def test_standard_input_gives_a_multiline_text(run_tokentui, model_dirs, cache_d
 def test_text_errors_are_one_line(cli, weightless_model, cache_dir, tmp_path, args, expect):
     f = tmp_path / "t.txt"
     f.write_text("x")
-    res = cli("score", "-m", weightless_model, *[a.format(file=f) for a in args])
+    res = cli("score", "-m", weightless_model, *[a.format(file=f, folder=tmp_path) for a in args])
     assert res.exit_code == 2 and res.stderr.startswith("tokentui: error:") and expect in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 

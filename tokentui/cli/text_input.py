@@ -26,8 +26,8 @@ def unescape(text: str) -> str:
             return _SIMPLE[code]
         if len(code) > 1:
             return chr(int(code[1:], 16))
-        shown = f"\\{code}" if code else "a lone \\ at the end"
-        raise RunError(f"unknown escape {shown!r} in --text (known: {ESCAPES_HELP}; use \\\\ for a backslash)")
+        what = f"unknown escape \\{code} in --text" if code else "--text ends in a lone \\"
+        raise RunError(f"{what} (known escapes: {ESCAPES_HELP}; use \\\\ for a backslash)")
 
     return _ESCAPE.sub(one, text)
 
@@ -53,6 +53,12 @@ def read_text(text: str | None, file: Path | None, escapes: bool = False) -> str
             value = file.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise RunError(f"{file} is not UTF-8 text") from None
+        except FileNotFoundError:
+            raise RunError(f"{file}: no such file") from None
+        except IsADirectoryError:
+            raise RunError(f"{file} is a folder, not a file") from None
+        except OSError as e:
+            raise RunError(f"{file}: {e.strerror or e}") from None
     else:
         assert text is not None  # exactly one of text and file was given
         value = unescape(text) if escapes else text

@@ -42,7 +42,9 @@ def tree(
     model: Annotated[
         str | None,
         typer.Option(
-            "--model", "-m", help="Hub id, local model folder, or 'demo' (default: demo; with --run, its model)."
+            "--model",
+            "-m",
+            help="Hub id, local model folder, a .gguf file, 'smollm2' or 'demo' (default: demo; with --run, its model).",
         ),
     ] = None,
     prompt: Annotated[

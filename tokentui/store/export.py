@@ -536,7 +536,10 @@ def attribution_at(run: Run, index: int | None = None) -> tuple[int, Attribution
         raise ExportError(f"run {run.id} holds no attributions (make one with `tokentui attribute --run {run.id}`)")
     i = n - 1 if index is None else index
     if not -n <= i < n:
-        raise ExportError(f"run {run.id} holds {n} attribution{'s' if n > 1 else ''}: --attribution must be 0…{n - 1}")
+        raise ExportError(
+            f"run {run.id} holds {n} attribution{'s' if n > 1 else ''}: --attribution must be 0…{n - 1} "
+            f"(or −1…−{n} from the newest)"
+        )
     i %= n
     return i, run.attributions[i]
 

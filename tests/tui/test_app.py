@@ -119,6 +119,32 @@ async def test_cancel_mid_generation_keeps_the_partial_branch(model_dirs, cache_
 
 
 @pytest.mark.asyncio
+async def test_c_does_not_continue_past_an_end_of_sequence_token(model_dirs, cache_dir):
+    """A branch that ended with an end-of-sequence token: c says so and generates nothing (a trial
+    saw a chat answer go on after its <|im_end|>); any other branch continues."""
+    app = explorer(
+        model=str(model_dirs["gpt2"]),
+        prompt="import os",
+        generate_at_once=True,
+        settings=GenerationSettings(SamplingParams(max_new_tokens=4)),
+    )
+    notes: list[str] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_generated(pilot, app, 0)
+        run = app.run_obj
+        run.branches[0].status = "eos"  # (how a generation that met the end-of-sequence token ends)
+        app.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
+        n = run.length(0)
+        await pilot.press("c")
+        await pilot.pause(0.5)
+        assert app.state is AppState.IDLE and run.length(0) == n
+        assert notes[-1].startswith("branch #0 ended with an end-of-sequence token: nothing to continue")
+        run.branches[0].status = "length"
+        await pilot.press("c")
+        await wait_for(pilot, lambda: run.length(0) > n and app.state is AppState.IDLE, what="continue")
+
+
+@pytest.mark.asyncio
 async def test_while_the_model_loads_keys_are_commands_and_q_quits(model_dirs, cache_dir):
     """The tokens have the focus from the start (not the prompt): `q` quits instead of being typed
     into the prompt, where it would have become part of the first generation."""

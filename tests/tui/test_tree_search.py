@@ -134,9 +134,13 @@ async def test_finished_paths_folding_and_deleting(peaked_dirs, cache_dir):
         notes: list[str] = []
         app.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
         tree = app.query_one(BranchTree)
+        # the branch the search grew from, had it ended with an end-of-sequence token, is not one of
+        # the search's paths: its p (from the prompt's end) is not ranked with theirs
+        run.branches[0].status = "eos"
         for key, node in (("P", best), ("U", worst)):
             await pilot.press(key)
             assert app.branch_id == node.ends[-1] and app.stream.cursor == node.position
+            assert f"probable of {len(done)} finished paths of the tree search: " in notes[-1], notes[-1]
             assert notes[-1].endswith(f"cumulative p = {cum[node]:.3g}"), notes[-1]
             label = tree._branch_nodes[node.ends[-1]].label.plain
             assert f"Σ{cum[node]:.3g}" in label, label

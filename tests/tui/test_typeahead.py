@@ -56,3 +56,30 @@ async def test_keys_typed_ahead_of_a_dialog_reach_it(tmp_path, monkeypatch):
         await settled(pilot, app)
         assert app.screen is app.screen_stack[0] and app.metric != metric
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted([default.name, "b.jsonl"])
+
+
+async def test_a_key_waits_while_a_busy_app_finishes_the_one_before_it(tmp_path, monkeypatch):
+    """On a loaded machine one key can take the app over a second (here its Enter's binding takes
+    1.5 s): the y typed after it still waits for it, not only a second (it landed in the name
+    field, 'a.csvy', before the Enter had submitted it)."""
+    import asyncio
+
+    from textual.app import App
+
+    monkeypatch.chdir(tmp_path)
+    quick = App._check_bindings
+
+    async def check_bindings_slowly(self, key: str, priority: bool = False) -> bool:
+        if key == "enter" and not priority:  # (the binding of an Enter that came back up to the app)
+            await asyncio.sleep(1.5)
+        return await quick(self, key, priority)
+
+    monkeypatch.setattr(App, "_check_bindings", check_bindings_slowly)
+    app = explorer(run=make_run())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.5)
+        (tmp_path / "a.csv").write_text("old")
+        burst(app, "x", "ctrl+u", "a.csv", "enter", "y")
+        await wait_for(pilot, lambda: (tmp_path / "a.csv").read_text() != "old", what="the replaced file", timeout=20)
+        await settled(pilot, app)
+        assert app.screen is app.screen_stack[0] and sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]

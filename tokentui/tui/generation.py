@@ -66,6 +66,11 @@ class GenerationActions(_Base):
     def action_continue_branch(self) -> None:
         engine = self.engine
         assert engine is not None  # needs RUN_AND_MODEL
+        run = self.run_obj
+        if run is not None and run.branch(self.branch_id).status == "eos":  # (what follows is the model's noise)
+            self.notify(f"branch #{self.branch_id} ended with an end-of-sequence token: nothing to continue "
+                        "(branch at it to take another token)", markup=False)  # fmt: skip
+            return
         self.session.state = AppState.GENERATING
         # a branch continues as it was grown: steered with its own spec, or not at all
         engine.continue_branch(self.branch_id, self.session.settings.sampling.copy(), self.session.steering)

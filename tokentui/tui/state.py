@@ -237,9 +237,8 @@ class Session:
             else:
                 self.state = AppState.IDLE
                 self.tree_search = False
-                self.note = (
-                    f"tree search {ev.stopped}: {ev.nodes} nodes, {ev.completed} finished paths (P: most probable)"
-                )
+                hint = " (P: most probable)" if ev.completed else ""
+                self.note = f"tree search {ev.stopped}: {counted(ev.nodes, 'node')}, {counted(ev.completed, 'finished path')}{hint}"
                 up.finished = True
                 up.notice = self.note
         elif isinstance(ev, AttributionProgress):

@@ -60,32 +60,33 @@ class TreeActions(_Base):
         self.push_screen(TreeForm(self.session.tree_params, where), done)
 
     def action_finished_path(self, which: str) -> None:
-        """Show the most ('most') or least probable finished path of the run's token tree, the
-        cursor on its last token. A search's path counts its cumulative p from the search's root,
-        as the tree pane's Σ does (the same path from the prompt's end would multiply in the p of
-        the tokens before the root); a path no search made, from the tree's default root."""
+        """Show the most ('most') or least probable finished path, the cursor on its last token:
+        of the latest tree search's own tree when the run has one, its cumulative p from the
+        search's root as the tree pane's Σ counts it; else of the run's whole tree (branches that
+        ended in an end-of-sequence token), from the tree's default root. Paths from two roots
+        are never ranked together: their p cover different stretches of text."""
+        from tokentui.core.display import counted
         from tokentui.core.tree import build_trie, finished_paths, own_branches, searches
 
         run = self.run_obj
         assert run is not None  # needs RUN
-        tries = [
-            build_trie(run, s["root_branch"], s["root_position"], own_branches(s)) for s in reversed(searches(run))
-        ]
-        by_branch: dict[int, tuple] = {}
-        for trie in [*tries, build_trie(run)]:  # (the latest search's word first)
-            for n, p in finished_paths(run, trie):
-                if n.ends and p == p:
-                    by_branch.setdefault(n.ends[-1], (n, p))
-        done = sorted(by_branch.values(), key=lambda c: -c[1])
+        found = searches(run)
+        if found:
+            s = found[-1]
+            trie = build_trie(run, s["root_branch"], s["root_position"], own_branches(s))
+            where = " of the tree search" if len(found) == 1 else " of the latest tree search"
+        else:
+            trie, where = build_trie(run), ""
+        done = [(n, p) for n, p in finished_paths(run, trie) if n.ends and p == p]  # (most probable first)
         if not done:
-            self.notify("no finished path in this run (an end-of-sequence token, or a search's max depth)",
+            self.notify(f"no finished path{where or ' in this run'} (an end-of-sequence token, or a search's max depth)",
                         markup=False)  # fmt: skip
             return
         node, p = done[0] if which == "most" else done[-1]
         branch = node.ends[-1]
         self.show_branch(branch, cursor=node.position)
-        self.notify(f"{which} probable of {len(done)} finished paths: branch #{branch}, cumulative p = {p:.3g}",
-                    markup=False)  # fmt: skip
+        self.notify(f"{which} probable of {counted(len(done), 'finished path')}{where}: branch #{branch}, "
+                    f"cumulative p = {p:.3g}", markup=False)  # fmt: skip
 
     def action_delete_branch(self) -> None:
         from tokentui.tui.screens.confirm import Confirm

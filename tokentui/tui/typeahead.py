@@ -38,7 +38,7 @@ from textual.widget import Widget
 if TYPE_CHECKING:
     from textual.message_pump import MessagePump
 
-MAX_HOLD = 1.0  # seconds
+MAX_HOLD = 5.0  # seconds: a loaded machine can take over a second for one key (a trial saw 1 s run out)
 POLL = 0.005  # seconds between checks while keys are held
 
 

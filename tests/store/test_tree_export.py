@@ -218,6 +218,14 @@ def test_the_formats_follow_the_file_name():
     from pathlib import Path
 
     assert format_for(Path("a.json"), "tree-json") == "tree-json"
+    # the ending names a seed's format by itself (the explorer's export prompt has no --format)
+    assert [format_for(Path(n)) for n in ("t.tree.json", "T.TREE.JSON", "p.seed002.jsonl", "a.seed004.json")] == [
+        "tree-json",
+        "tree-json",
+        "seed002-jsonl",
+        "seed004",
+    ]
+    assert format_for(Path("t.tree.json"), "json") == "json" and format_for(Path("plain.json")) == "json"
     assert format_for(Path("a.jsonl"), "seed002-jsonl") == "seed002-jsonl"
     assert format_for(Path("a.json")) == "json"
     with pytest.raises(ValueError, match="does not match"):

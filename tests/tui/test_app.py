@@ -502,7 +502,8 @@ async def test_opening_a_run_shows_its_prompt_unless_another_was_typed(tmp_path)
         app.screen.query_one("#prompt-input").value = str(tmp_path / "out.txt")
         await pilot.press("enter")
         await wait_for(pilot, lambda: bool(notes), what="the refusal")
-        assert "end the name in .csv, .jsonl or .json" in notes[-1] and "--format" not in notes[-1]
+        assert "end the name in .csv, .jsonl, .json, .tree.json, .seed002.jsonl or .seed004.json" in notes[-1]
+        assert "--format" not in notes[-1]
         await wait_for(pilot, lambda: type(app.screen).__name__ == "TextPrompt", what="asked again")
         assert app.screen.query_one("#prompt-input").value == str(tmp_path / "out.txt")
         assert not (tmp_path / "out.txt").exists()

@@ -50,12 +50,17 @@ async def test_keys_typed_ahead_of_a_dialog_reach_it(tmp_path, monkeypatch):
         await settled(pilot, app)
         lines = (tmp_path / "b.jsonl").read_text().splitlines()
         assert json.loads(lines[0])["run_id"] == run.id
+        # a seed's format by the name's ending: seed 002's tree JSON
+        burst(app, "x", "ctrl+u", "t.tree.json", "enter")
+        await settled(pilot, app)
+        doc = json.loads((tmp_path / "t.tree.json").read_text())
+        assert doc["metadata"]["tokentui"]["run_id"] == run.id and doc["tree"]["children"]
         # x, Esc, then a command for the main screen: the dialog closes, the command works
         metric = app.metric
         burst(app, "x", "escape", "m")
         await settled(pilot, app)
         assert app.screen is app.screen_stack[0] and app.metric != metric
-        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([default.name, "b.jsonl"])
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([default.name, "b.jsonl", "t.tree.json"])
 
 
 async def test_a_key_waits_while_a_busy_app_finishes_the_one_before_it(tmp_path, monkeypatch):

@@ -79,6 +79,8 @@ EXTENSION = {
     "seed002-jsonl": "jsonl",
     "seed004": "json",
 }
+# names that pick a seed's format by themselves (the explorer's export prompt has no --format)
+NAMED_SUFFIXES = {".tree.json": "tree-json", ".seed002.jsonl": "seed002-jsonl", ".seed004.json": "seed004"}
 SEED001_COMPARATIVE = "seed001-comparative"
 # written as a folder of files (`write_seed001`, `write_seed001_comparative`), never to one stream
 FOLDER_FORMATS = ("seed001", SEED001_COMPARATIVE)
@@ -644,10 +646,14 @@ def export(run: Run, fmt: str, out: TextSink, raw_csv: bool = False, attribution
 
 
 def format_for(path: Path, fmt: str | None = None) -> str:
-    """The export format for writing to `path`: `fmt` when given, else the file's extension. A
-    known extension that disagrees with `fmt` is refused (a .json file holding CSV helps nobody);
-    an unknown extension needs `fmt`."""
+    """The export format for writing to `path`: `fmt` when given, else the name's ending (one of
+    NAMED_SUFFIXES: `t.tree.json` is tree-json) or its extension. A known extension that disagrees
+    with `fmt` is refused (a .json file holding CSV helps nobody); an unknown extension needs `fmt`."""
     ext = path.suffix.lower().removeprefix(".")
+    if fmt is None:
+        named = [f for suffix, f in NAMED_SUFFIXES.items() if path.name.lower().endswith(suffix)]
+        if named:
+            return named[0]
     if fmt is not None:
         if fmt not in FORMATS:
             raise ExportError(f"unknown format {fmt!r} (choose from {', '.join(ALL_FORMATS)})")

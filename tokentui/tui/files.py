@@ -17,11 +17,11 @@ else:
 
 
 def export_extensions() -> str:
-    """The extensions the export prompt takes, as words: ".csv, .jsonl or .json" (store.export's
-    formats; imported here, not at start-up: the first frame is drawn before numpy loads)."""
-    from tokentui.store.export import EXTENSION
+    """The endings the export prompt takes, as words: ".csv, .jsonl, .json, .tree.json …" (store.
+    export's formats; imported here, not at start-up: the first frame is drawn before numpy loads)."""
+    from tokentui.store.export import EXTENSION, NAMED_SUFFIXES
 
-    names = list(dict.fromkeys(f".{e}" for e in EXTENSION.values()))
+    names = list(dict.fromkeys([*(f".{e}" for e in EXTENSION.values()), *NAMED_SUFFIXES]))
     return ", ".join(names[:-1]) + " or " + names[-1]
 
 

@@ -25,6 +25,7 @@ class TextPrompt(ModalScreen[str | None]):
         with Vertical(id="prompt-box"):
             yield Static(Text(sanitize(self.title_text)), classes="box-title", markup=False)
             yield Input(sanitize(self.value), placeholder=self.placeholder, id="prompt-input")
+            yield Static(Text("Enter: done · Esc: cancel"), classes="box-hint", markup=False)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value)

@@ -66,6 +66,7 @@ async def test_a_tree_grown_from_the_prompt_shows_in_the_tree_pane(peaked_dirs, 
         for node in trie.walk():  # every node: its p and its path's cumulative p, as the steps say
             b = node.ends[-1]
             assert f"{node.prob:.3f}" in labels[b] and f"Σ{cum[node]:.3g}" in labels[b], labels[b]
+            assert labels[b][1:].startswith(f"#{b} "), labels[b]  # (after the mark of the branch on show)
             assert (FINISHED in labels[b]) == is_finished(run, node)
         # the saved file holds the same tree (the worker saves after the search's last event)
         await wait_for(pilot, lambda: not run.dirty, what="the autosave")

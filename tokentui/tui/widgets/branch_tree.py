@@ -28,7 +28,7 @@ FINISHED = "✓"  # a finished path of a tree search (end of sequence or its max
 
 
 def node_label(run: Run, b: Branch, current: bool, finished: bool) -> Text:
-    """A tree-search node (a one-step branch): its token, p, and the cumulative p of its path from
+    """A tree-search node (a one-step branch): its id, its token, p, and the cumulative p of its path from
     the search's root (the product of the p of the search nodes on its path); ✓ when the path is
     finished."""
     from tokentui.core.tree import node_facts
@@ -42,12 +42,12 @@ def node_label(run: Run, b: Branch, current: bool, finished: bool) -> Text:
         chain = None if chain.parent is None else run.branches[chain.parent]
     p = math.exp(float(b.steps.col("logprob")[0]))
     label = Text(f"{CURRENT if current else ' '}", style="bold" if current else "")
+    label.append(f"#{b.id} ", style="dim")  # (first, as on every branch: deep in a narrow pane the end is cut)
     label.append_text(lone(decode_bytes(run.tokens.text(b.steps.col("token_id").tolist()))))
     label.append(f" {p:.3f}", style="dim")
     label.append(f" Σ{cum:.3g}", style="dim")
     if finished:
         label.append(f" {FINISHED}", style="bold")
-    label.append(f" #{b.id}", style="dim")
     return label
 
 

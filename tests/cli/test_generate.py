@@ -91,6 +91,7 @@ BAD = os.fsdecode(b"a\xffb")  # how Python hands a program the argument $'a\xffb
         (["generate", "-p", "hi", "--dtype", "float8"], "unknown dtype"),
         (["generate", "-p", "hi", "--device", "tpu"], "unknown device 'tpu'"),
         (["score", "--text", "hi", "--device", "cuda:x"], "unknown device 'cuda:x'"),
+        (["generate", "-p", "hi", "--device", "meta"], "tokentui runs models on cpu, cuda, mps or xpu"),
         (["generate", "-p", "hi", "--top-p", "0"], "top-p"),
         (["generate", "-p", "hi", "--temperature", "-1"], "temperature"),
         (["score", "--text", ""], "the text is empty"),

@@ -247,6 +247,8 @@ def _set_tree(change):
     [
         (with_run_desc(lambda d: d["meta"].__setitem__("tree", 5)), "'tree' has the wrong type"),
         (_set_tree(lambda t: t.__setitem__("version", 3)), "unknown version"),
+        (_set_tree(lambda t: t.__setitem__("version", True)), "unknown version"),
+        (_set_tree(lambda t: t.__setitem__("version", 1.0)), "unknown version"),
         (_set_tree(lambda t: t["searches"][0].__setitem__("branches", [0, 99])), "not a range"),
         (_set_tree(lambda t: t["searches"][0].__setitem__("branches", [3, 2])), "not a range"),
         (_set_tree(lambda t: t["searches"][0].__setitem__("branches", [0, True])), "not a range"),
@@ -356,3 +358,15 @@ def test_a_searchs_branches_follow_deletions():
     tree.remap_branches(run, mapping)
     assert tree.own_branches(tree.searches(run)[1]) == range(len(run.branches), len(run.branches))
     tree.check_tree_record(run.meta.tree, len(run.branches), run.meta.vocab_size)
+
+
+def test_a_search_stopped_by_an_error_claims_the_branches_it_made():
+    """An error halfway through a node leaves branches the search made after its last progress:
+    `claim_the_rest` (what `tree` does then) counts them as the search's own, so its tree shows them."""
+    run = make_tree_run()
+    [search] = tree.searches(run)
+    made = run.add_branch(0, run.branches[0].end)  # (made by the search, its progress never sent)
+    run.append_step(made.id, nan_step(made.end, 5))
+    assert made.id not in tree.own_branches(search)
+    tree.claim_the_rest(run, 0)
+    assert tree.own_branches(tree.searches(run)[0]) == range(0, len(run.branches))

@@ -13,13 +13,19 @@ from tests.factories import explorer, make_run, wait_for
 CHARS = {"enter": "\r", "escape": "\x1b", "ctrl+u": "\x15"}
 
 
-def burst(app, *keys: str) -> None:
-    """Queue the keys on the app in one go (a pilot's `press` waits for the app between keys)."""
-    names = [k for key in keys for k in ([key] if key in CHARS else list(key))]
-    for name in names:
-        event = events.Key({".": "full_stop"}.get(name, name), CHARS.get(name, name))
-        event.set_sender(app)
-        app._driver.send_message(event)
+def burst(app, *keys: str | events.Paste) -> None:
+    """Queue the keys (and pastes) on the app in one go (a pilot's `press` waits for the app
+    between keys)."""
+    for key in keys:
+        names = [key] if isinstance(key, events.Paste) or key in CHARS else list(key)
+        for name in names:
+            event = (
+                name
+                if isinstance(name, events.Paste)
+                else events.Key({".": "full_stop"}.get(name, name), CHARS.get(name, name))
+            )
+            event.set_sender(app)
+            app._driver.send_message(event)
 
 
 async def settled(pilot, app) -> None:
@@ -55,12 +61,20 @@ async def test_keys_typed_ahead_of_a_dialog_reach_it(tmp_path, monkeypatch):
         await settled(pilot, app)
         doc = json.loads((tmp_path / "t.tree.json").read_text())
         assert doc["metadata"]["tokentui"]["run_id"] == run.id and doc["tree"]["children"]
+        # a name pasted ahead of the dialog, or after a held key: in its place, in order
+        burst(app, "x", "ctrl+u", events.Paste("c.jsonl"), "enter")
+        await settled(pilot, app)
+        assert (tmp_path / "c.jsonl").exists()
+        burst(app, "x", "ctrl+u", "d", events.Paste(".jsonl"), "enter")
+        await settled(pilot, app)
+        assert (tmp_path / "d.jsonl").exists()
         # x, Esc, then a command for the main screen: the dialog closes, the command works
         metric = app.metric
         burst(app, "x", "escape", "m")
         await settled(pilot, app)
         assert app.screen is app.screen_stack[0] and app.metric != metric
-        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([default.name, "b.jsonl", "t.tree.json"])
+        names = [default.name, "b.jsonl", "t.tree.json", "c.jsonl", "d.jsonl"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
 
 
 async def test_a_key_waits_while_a_busy_app_finishes_the_one_before_it(tmp_path, monkeypatch):

@@ -157,7 +157,10 @@ def tree_job(
         interrupted("interrupted before the tree was started: nothing saved")
     search = ctree.searches(grown)[-1]
     if search["stopped"] == "running":  # stopped by an exception mid-search: say so in the file
-        ctree.end_search(grown, len(ctree.searches(grown)) - 1, "cancelled", search["nodes"], search["completed"])
+        index = len(ctree.searches(grown)) - 1
+        ctree.end_search(grown, index, "cancelled", search["nodes"], search["completed"])
+        ctree.claim_the_rest(grown, index)
+        search = ctree.searches(grown)[-1]
     path = save_to_cache(grown, cache_dir)
     trie = ctree.build_trie(grown, search["root_branch"], search["root_position"], ctree.own_branches(search))
     if as_json:

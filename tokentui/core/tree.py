@@ -101,6 +101,14 @@ def end_search(run: Run, search: int, stopped: str, nodes: int, completed: int) 
     s.update(stopped=stopped, nodes=int(nodes), completed=int(completed))
 
 
+def claim_the_rest(run: Run, search: int) -> None:
+    """A search that an error stopped halfway through a node: the branches it made after its last
+    progress are its own too (none came after them)."""
+    span = _record(run)["searches"][search]["branches"]
+    if span is not None:
+        _record(run)["searches"][search]["branches"] = [span[0], len(run.branches)]
+
+
 def remap_branches(run: Run, mapping: dict[int, int]) -> None:
     """Follow `Run.remove_subtree`: node records of deleted branches go, the others take their
     branches' new ids; a search whose root branch was deleted goes with it (its nodes went too)."""
@@ -130,8 +138,11 @@ def own_branches(search: dict[str, Any]) -> range | None:
 def upgrade_record(tree: object) -> object:
     """A version 1 record (from an older file) as version 2: its searches' branches unknown. What
     is not a version 1 record is returned as it is, for `check_tree_record` to judge."""
-    if not (isinstance(tree, dict) and tree.get("version") == 1 and isinstance(tree.get("searches"), list)):
-        return tree
+    version = tree.get("version") if isinstance(tree, dict) else None
+    if not (
+        type(version) is int and version == 1 and isinstance(tree, dict) and isinstance(tree.get("searches"), list)
+    ):
+        return tree  # (True or 1.0 is not version 1)
     searches = [dict(s, branches=None) if isinstance(s, dict) else s for s in tree["searches"]]
     return dict(tree, version=TREE_VERSION, searches=searches)
 

@@ -20,7 +20,8 @@ or the screen stack is settling, and sends the held keys on, oldest first, once 
 - the app still has callbacks to run after its current message (a closed dialog's result, which
   may open the next screen).
 
-Keys typed at a person's pace never wait. A key is never held longer than `MAX_HOLD` seconds:
+A paste is held like a key (it is typed text too); a mouse button is held only behind held keys,
+to keep its place among them. Keys typed at a person's pace never wait. A key is never held longer than `MAX_HOLD` seconds:
 then it goes where Textual would send it (a screen that never settles does not swallow keys).
 """
 
@@ -42,17 +43,23 @@ MAX_HOLD = 5.0  # seconds: a loaded machine can take over a second for one key (
 POLL = 0.005  # seconds between checks while keys are held
 
 
+Typed = events.Key | events.Paste  # what is held: what a person types (a paste is typed text too)
+Clicks = (events.MouseDown, events.MouseUp)  # held behind typed input only, to keep their order with it
+
+
 class TypeAhead(App[None]):
     """The explorer's key dispatch with type-ahead (see the module's docstring)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._held: deque[tuple[events.Key, float]] = deque()
-        self._on_its_way: tuple[events.Key, MessagePump] | None = None  # the last key sent on, and where
+        self._held: deque[tuple[events.Event, float]] = deque()
+        self._on_its_way: tuple[events.Event, MessagePump] | None = None  # the last input sent on, and where
         self._draining = False
 
     async def on_event(self, event: events.Event) -> None:
-        if not isinstance(event, events.Key) or event.is_forwarded:
+        typed = isinstance(event, (events.Key, events.Paste)) and not event.is_forwarded
+        clicked = isinstance(event, Clicks) and not event.is_forwarded and bool(self._held)
+        if not (typed or clicked):
             await super().on_event(event)
             return
         if self._held or self._settling():
@@ -63,10 +70,10 @@ class TypeAhead(App[None]):
             return
         await self._send(event)
 
-    async def _send(self, event: events.Key) -> None:
+    async def _send(self, event: events.Event) -> None:
         target = self.focused or self.screen
         await super().on_event(event)  # (Textual's: a priority binding, or on to the target)
-        self._on_its_way = (event, target) if event.is_forwarded else None
+        self._on_its_way = (event, target) if isinstance(event, Typed) and event.is_forwarded else None
 
     async def _drain(self) -> None:
         while self._held and (not self._settling() or time.monotonic() - self._held[0][1] > MAX_HOLD):
@@ -85,17 +92,22 @@ class TypeAhead(App[None]):
             screen = self.screen
         except ScreenStackError:  # (no screen yet, or the app is closing: nothing to wait for)
             return False
-        if not screen.is_mounted or screen.stack_updates == 0 or self._next_callbacks:
-            return True
-        if self._on_its_way is None:
+        try:
+            if not screen.is_mounted or screen.stack_updates == 0 or self._next_callbacks:
+                return True
+            if self._on_its_way is None:
+                return False
+            sent, target = self._on_its_way
+            if not target.is_attached:  # (a closed dialog's widget)
+                return False
+            return _on_its_way(sent, target, isinstance(target, Widget) and isinstance(target.screen, ModalScreen))
+        except (
+            AttributeError
+        ):  # (a Textual whose internals differ from 8.2's: no type-ahead, keys as Textual sends them)
             return False
-        key, target = self._on_its_way
-        if not target.is_attached:  # (a closed dialog's widget)
-            return False
-        return _on_its_way(key, target, isinstance(target, Widget) and isinstance(target.screen, ModalScreen))
 
 
-def _on_its_way(key: events.Key, target: MessagePump, dialog: bool) -> bool:
+def _on_its_way(key: events.Event, target: MessagePump, dialog: bool) -> bool:
     """Whether `key` waits in the queue of `target`, of a node above it up to its screen, or of
     the app (where its binding runs); in a dialog, whether any message waits there (what the key's
     handling posted: Enter in a field posts `Submitted`, which closes the dialog). On the main

@@ -180,6 +180,11 @@ def pick_device(device: str) -> str:
             dev = torch.device(device)
         except (RuntimeError, ValueError):
             raise ModelLoadError(f"unknown device {device!r} (auto, cpu, cuda, cuda:1, mps …)") from None
+        xpu = getattr(torch, "xpu", None)
+        if dev.type not in ("cpu", "cuda", "mps", "xpu") or (dev.type == "xpu" and not (xpu and xpu.is_available())):
+            raise ModelLoadError(
+                f"--device {device}: tokentui runs models on cpu, cuda, mps or xpu (that this machine has)"
+            )
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ModelLoadError(f"--device {device}: this machine has no CUDA device torch can use")
         if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():

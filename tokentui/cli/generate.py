@@ -150,10 +150,8 @@ def generate_job(
         if isinstance(ev, BranchStarted) and as_json:
             pending.extend(range(ev.fork_position))  # the prompt's positions
             print_records()
-        elif (
-            isinstance(ev, BranchStarted) and ev.parent is None
-        ):  # (the prompt was taken: a refused one is not printed)
-            out.write(safe_text(prompt.encode()))
+        elif isinstance(ev, BranchStarted) and ev.parent is None:
+            out.write(safe_text(prompt.encode()))  # (the job took the prompt: a refused one is never printed)
         elif isinstance(ev, StepEvent):
             if as_json:
                 pending.append(ev.step.position)

@@ -406,3 +406,13 @@ def test_bad_options_are_one_line_before_any_model_loads(cli, weightless_model, 
     assert res.stderr.startswith("tokentui: error:") and expect in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     assert (taken / "mine.txt").exists() and sorted(p.name for p in taken.iterdir()) == ["mine.txt"]
+
+
+def test_chat_on_a_model_without_a_chat_template_fails_it_before_its_weights(cli, tmp_path, cache_dir):
+    """--chat and a model without a chat template: that model fails in one line once its tokenizer
+    is read (its weights are never loaded), not once per item."""
+    src = tmp_path / "p.txt"
+    src.write_text("one\ntwo\n")
+    res = cli("batch", "-m", "demo", "--prompts", src, "--chat", "-n", 2, "--out", tmp_path / "out")
+    assert res.exit_code == 2 and res.stderr.count("has no chat template; leave out --chat") == 1, res.stderr
+    assert "loading weights" not in res.stderr

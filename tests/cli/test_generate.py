@@ -136,10 +136,11 @@ def test_explore_refuses_bad_settings_before_the_screen_opens(run_tokentui, weig
 
 
 def test_a_refused_prompt_is_not_printed(cli, cache_dir):
-    """--chat on a model without a chat template is refused once its tokenizer is known: standard
-    output stays empty (it held the prompt, without a newline, before the error line)."""
+    """--chat on a model without a chat template is refused once its tokenizer is read, before its
+    weights: standard output stays empty (it held the prompt, without a newline, before the error)."""
     res = cli("generate", "-m", "demo", "-p", "hi there", "-n", 2, "--chat")  # (no chat template)
     assert res.exit_code == 2 and "has no chat template; leave out --chat" in res.stderr
+    assert "loading weights" not in res.stderr  # (refused once the tokenizer is read, before the weights)
     assert res.stdout == "" and not list_runs(cache_dir)
 
 

@@ -333,9 +333,7 @@ def _run_model(
     try:
         check_settings(plan.spec, settings, progress)
         with ctrl_c_not_lost():
-            backend = open_backend(plan.spec, progress)
-        if settings.chat:
-            backend.encode_prompt("hello", chat=True)  # a model without a chat template: one line, not every item
+            backend = open_backend(plan.spec, progress, settings.chat)  # (no chat template: one line, not every item)
     except (EngineError, RunError) as e:
         why = " ".join(str(e).split())[:1000]
         for item, key in plan.todo:

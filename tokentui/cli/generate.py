@@ -57,7 +57,7 @@ def _open(spec: ModelSpec, settings: GenerationSettings) -> Backend:
 
     check_settings(spec, settings, progress)
     with ctrl_c_not_lost():
-        return open_backend(spec, progress)
+        return open_backend(spec, progress, settings.chat)
 
 
 def open_for_run(spec: ModelSpec, settings: GenerationSettings, run: Run | None, named: bool) -> Backend:

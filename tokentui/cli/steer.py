@@ -127,7 +127,7 @@ def steer_vector(
 
         check_layer_before_load(layer, model, trust_remote_code, progress)
         with ctrl_c_not_lost():
-            backend = open_backend(spec, progress)
+            backend = open_backend(spec, progress, chat)
         line = ProgressLine()
         import threading
 
@@ -229,7 +229,7 @@ def steer_compare(
         assert steering is not None
         check_settings(spec, settings, progress)
         with ctrl_c_not_lost():
-            backend = open_backend(spec, progress)
+            backend = open_backend(spec, progress, settings.chat)
         compare_job(backend, steering, prompt, value, settings, cache_dir, as_json)
     except user_errors() as e:
         fail(str(e))

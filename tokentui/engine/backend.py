@@ -204,9 +204,10 @@ def check_settings(
     check_config(spec.model, settings.check, spec.trust_remote_code, progress=progress)
 
 
-def open_backend(spec: ModelSpec, progress: Callable[[str], None] | None = None) -> Backend:
+def open_backend(spec: ModelSpec, progress: Callable[[str], None] | None = None, chat: bool = False) -> Backend:
     """Load the model `spec` names. The one place that picks a backend (only Hugging Face models
-    today; a remote server's backend would be chosen here by its URL)."""
+    today; a remote server's backend would be chosen here by its URL). `chat`: the caller wraps
+    prompts in the chat template; a model without one is refused before its weights load."""
     from tokentui.engine.hf.backend import HFBackend
 
-    return HFBackend.load(spec, progress)
+    return HFBackend.load(spec, progress, chat)

@@ -77,10 +77,12 @@ class HFBackend:
     )
 
     @classmethod
-    def load(cls, spec: ModelSpec, progress: Callable[[str], None] | None = None) -> HFBackend:
+    def load(cls, spec: ModelSpec, progress: Callable[[str], None] | None = None, chat: bool = False) -> HFBackend:
+        """`chat`: prompts will be wrapped in the chat template (refused before the weights load
+        when the tokenizer has none)."""
         if spec.lens_chunk < 0:
             raise EngineError(f"the lens chunk must be ≥ 0 (got {spec.lens_chunk})")
-        lm = load_model(spec.model, spec.device, spec.dtype, spec.trust_remote_code, progress=progress)
+        lm = load_model(spec.model, spec.device, spec.dtype, spec.trust_remote_code, progress=progress, chat=chat)
         return cls(lm, spec.lens_chunk, spec.lens_precision)
 
     def __init__(

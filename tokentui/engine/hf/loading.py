@@ -63,8 +63,13 @@ class LoadedModel:
 
     @property
     def chat_template(self) -> str | None:
-        t = getattr(self.tokenizer, "chat_template", None)
-        return t if isinstance(t, str) and t else None
+        return _has_chat_template(self.tokenizer)
+
+
+def _has_chat_template(tokenizer: object) -> str | None:
+    """The tokenizer's chat template, None when it has none."""
+    t = getattr(tokenizer, "chat_template", None)
+    return t if isinstance(t, str) and t else None
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -403,8 +408,11 @@ def load_model(
     trust_remote_code: bool = False,
     revision: str | None = None,
     progress: Callable[[str], None] | None = None,
+    chat: bool = False,
 ) -> LoadedModel:
-    """Load `spec` ("demo", a folder or a Hub id) with its tokenizer; every failure is a ModelLoadError."""
+    """Load `spec` ("demo", a folder or a Hub id) with its tokenizer; every failure is a ModelLoadError.
+    `chat`: the caller wraps prompts in the chat template, so a tokenizer without one is refused
+    before the weights are read."""
     say = progress or (lambda _m: None)
     if dtype not in DTYPES:
         raise ModelLoadError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
@@ -424,6 +432,8 @@ def load_model(
     config = src.config()
     src.check_tokenizer_files()
     tok = src.read(f"loading tokenizer of {spec}", AutoTokenizer.from_pretrained)
+    if chat and not _has_chat_template(tok):
+        raise ModelLoadError(f"{spec} has no chat template; leave out --chat")
     model = src.read(
         f"loading weights of {spec}", AutoModelForCausalLM.from_pretrained, config=config, dtype=torch_dtype
     )

@@ -361,3 +361,10 @@ def test_a_one_token_run_is_refused_before_any_model_loads(cli, weightless_model
     [err] = _error_lines(res)
     assert res.exit_code == 2 and "is one token" in err, res.stderr
     assert not [x for x in res.stderr.splitlines() if "loading weights" in x]
+
+
+def test_chat_on_a_model_without_a_chat_template_is_refused_before_its_weights(cli, cache_dir):
+    res = cli("compare", "-m", "demo", "-m", "demo", "--text", "x = 1", "--chat")  # (no chat template)
+    [err] = _error_lines(res)
+    assert res.exit_code == 2 and err == "tokentui: error: demo has no chat template; leave out --chat", res.stderr
+    assert "loading weights" not in res.stderr and not list_runs(cache_dir)

@@ -128,7 +128,7 @@ def compare(
         for spec in specs:
             check_settings(spec, settings, progress)
         alone = None if dataset is not None or source is not None else (lambda p: p.check_item(p.item(value, chat)))
-        pair = open_pair(specs[0], specs[1], alone)
+        pair = open_pair(specs[0], specs[1], alone, chat)
         lines: list[int] | None = None
         if dataset is not None:
             lines, items = _dataset_items(pair, rows, chat, dataset)
@@ -179,13 +179,14 @@ def _dataset_items(
     return lines, items
 
 
-def open_pair(spec_a, spec_b, check_a: Callable[[ModelPair], None] | None = None) -> ModelPair:
+def open_pair(spec_a, spec_b, check_a: Callable[[ModelPair], None] | None = None, chat: bool = False) -> ModelPair:
     """Both models, loaded (progress on standard error); one tokenizer checked. `check_a`: what
-    model A alone can refuse (the text's tokens), checked before B loads."""
+    model A alone can refuse (the text's tokens), checked before B loads; `chat`: a model without
+    a chat template is refused before its weights load."""
     from tokentui.engine.hf.compare import load_pair
 
     with ctrl_c_not_lost():
-        return load_pair(spec_a, spec_b, progress, check_a=check_a)
+        return load_pair(spec_a, spec_b, progress, check_a=check_a, chat=chat)
 
 
 def compare_items(

@@ -500,21 +500,23 @@ def load_pair(
     progress: Callable[[str], None] | None = None,
     together: bool | None = None,
     check_a: Callable[[ModelPair], None] | None = None,
+    chat: bool = False,
 ) -> ModelPair:
     """Load A, then B beside it; the lens is off (a comparison uses only the models' outputs).
     `together` None: one after the other only when B does not fit beside A (out of GPU memory);
     False: always one after the other (B loads when `compare` needs it); True: never.
     `check_a(pair)`, with A alone loaded (`pair.b` None): what A alone can refuse (a text of one
-    token, longer than A's context) is refused before B's weights are read."""
+    token, longer than A's context) is refused before B's weights are read. `chat`: texts go
+    through the chat template, so a model without one is refused before its weights are read."""
     say = progress or (lambda _m: None)
     spec_a, spec_b = replace(spec_a, lens_chunk=0), replace(spec_b, lens_chunk=0)
-    a = HFBackend.load(spec_a, say)
+    a = HFBackend.load(spec_a, say, chat)
     if check_a is not None:
         check_a(ModelPair(a, None, spec_b, say))
     if together is False:
         return ModelPair(a, None, spec_b, say)
     try:
-        b: HFBackend | None = HFBackend.load(spec_b, say)
+        b: HFBackend | None = HFBackend.load(spec_b, say, chat)
     except ModelLoadError as e:
         if together or "out of memory" not in str(e).lower():
             raise

@@ -11,8 +11,8 @@ result pushed the next one (it reaches the screen below, as a command).
 The app sends keys on one at a time: it holds a key while the one before it is still on its way
 or the screen stack is settling, and sends the held keys on, oldest first, once that is over:
 
-- the previous key is still on its way: queued at, or being handled by, the widget it went to or
-  one above it up to its screen (a key no widget takes goes up to the app, whose bindings run the
+- the previous key is still on its way: queued at the widget it went to or one above it up to
+  its screen (a key no widget takes goes up to the app, whose bindings run the
   command: `x` opens the export dialog there), or what handling it posted is (Enter in a field
   posts `Submitted`, which closes the dialog);
 - the top screen is not yet mounted, or has not yet come up (Textual's `ScreenResume`, which
@@ -21,8 +21,10 @@ or the screen stack is settling, and sends the held keys on, oldest first, once 
   may open the next screen).
 
 A paste is held like a key (it is typed text too); a mouse button is held only behind held keys,
-to keep its place among them. Keys typed at a person's pace never wait. A key is never held longer than `MAX_HOLD` seconds:
-then it goes where Textual would send it (a screen that never settles does not swallow keys).
+to keep its place among them. Keys typed at a person's pace never wait. A key is never held
+longer than `MAX_HOLD` seconds: then it goes where Textual would send it (a screen that never
+settles does not swallow keys). If a Textual release lacks the internals read here, nothing is
+held: keys go as Textual sends them.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class TypeAhead(App[None]):
         self._draining = False
 
     async def on_event(self, event: events.Event) -> None:
-        typed = isinstance(event, (events.Key, events.Paste)) and not event.is_forwarded
+        typed = isinstance(event, Typed) and not event.is_forwarded
         clicked = isinstance(event, Clicks) and not event.is_forwarded and bool(self._held)
         if not (typed or clicked):
             await super().on_event(event)
@@ -92,7 +94,7 @@ class TypeAhead(App[None]):
             screen = self.screen
         except ScreenStackError:  # (no screen yet, or the app is closing: nothing to wait for)
             return False
-        try:
+        try:  # (AttributeError: a Textual whose internals differ from 8.2's)
             if not screen.is_mounted or screen.stack_updates == 0 or self._next_callbacks:
                 return True
             if self._on_its_way is None:
@@ -101,9 +103,7 @@ class TypeAhead(App[None]):
             if not target.is_attached:  # (a closed dialog's widget)
                 return False
             return _on_its_way(sent, target, isinstance(target, Widget) and isinstance(target.screen, ModalScreen))
-        except (
-            AttributeError
-        ):  # (a Textual whose internals differ from 8.2's: no type-ahead, keys as Textual sends them)
+        except AttributeError:
             return False
 
 

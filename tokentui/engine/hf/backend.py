@@ -37,7 +37,7 @@ from tokentui.engine.errors import EngineError
 from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, Progress, RunStarted, StepEvent
 from tokentui.engine.hf.arch import LensParts, attention_entropies, attention_modules, context_length
 from tokentui.engine.hf.kv_cache import CachePool
-from tokentui.engine.hf.loading import LENS_PRECISIONS, LoadedModel, load_model
+from tokentui.engine.hf.loading import LENS_PRECISIONS, LoadedModel, load_model, no_chat_template
 from tokentui.engine.hf.measures import (
     LensInputs,
     Packer,
@@ -114,7 +114,7 @@ class HFBackend:
         if chat:
             template = self.lm.chat_template
             if template is None:
-                raise EngineError(f"{self.lm.spec} has no chat template; leave out --chat")
+                raise no_chat_template(self.lm.spec)
             text = tok.apply_chat_template(
                 [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
             )

@@ -63,13 +63,19 @@ class LoadedModel:
 
     @property
     def chat_template(self) -> str | None:
-        return _has_chat_template(self.tokenizer)
+        return _chat_template_of(self.tokenizer)
 
 
-def _has_chat_template(tokenizer: object) -> str | None:
+def _chat_template_of(tokenizer: object) -> str | None:
     """The tokenizer's chat template, None when it has none."""
     t = getattr(tokenizer, "chat_template", None)
     return t if isinstance(t, str) and t else None
+
+
+def no_chat_template(spec: str) -> ModelLoadError:
+    """The refusal of --chat for a model whose tokenizer has no chat template (one wording, before
+    the weights load and when a prompt is encoded)."""
+    return ModelLoadError(f"{spec} has no chat template; leave out --chat")
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -432,8 +438,8 @@ def load_model(
     config = src.config()
     src.check_tokenizer_files()
     tok = src.read(f"loading tokenizer of {spec}", AutoTokenizer.from_pretrained)
-    if chat and not _has_chat_template(tok):
-        raise ModelLoadError(f"{spec} has no chat template; leave out --chat")
+    if chat and not _chat_template_of(tok):
+        raise no_chat_template(spec)
     model = src.read(
         f"loading weights of {spec}", AutoModelForCausalLM.from_pretrained, config=config, dtype=torch_dtype
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import torch
 from tests.factories import other_tokenizer_model_dir, perturbed_model_dir
 from tokentui.core.comparison import run_summary
 from tokentui.engine.backend import ModelSpec
-from tokentui.engine.errors import EngineError
+from tokentui.engine.errors import EngineError, ModelLoadError
 from tokentui.engine.hf import compare
 from tokentui.engine.hf.backend import HFBackend
 from tokentui.engine.hf.compare import ModelPair, batches, check_same_ids, load_pair
@@ -208,6 +209,17 @@ def test_one_after_the_other_gives_the_same_numbers(loaded, b_dirs, model_dirs, 
     for name in x.layout.names:
         np.testing.assert_allclose(x.prompt.col(name), y.prompt.col(name), atol=1e-6, err_msg=name)
     assert y.meta.model_b == x.meta.model_b
+
+
+def test_one_after_the_other_refuses_a_b_without_a_chat_template_before_its_weights(b_dirs, model_dirs, tmp_path):
+    """A chat text with B loading only after A's forwards: B's tokenizer is read first and its
+    missing template refused as such (not as another tokenizer, found once its weights were in)."""
+    plain = tmp_path / "plain"
+    shutil.copytree(b_dirs["gpt2"], plain, ignore=shutil.ignore_patterns("chat_template.*"))
+    pair = load_pair(ModelSpec(str(model_dirs["gpt2"])), ModelSpec(str(plain)), together=False, chat=True)
+    with pytest.raises(ModelLoadError, match=r"has no chat template; leave out --chat$"):
+        pair.compare([pair.item(TEXT, chat=True)], k=K)
+    assert pair.b is None
 
 
 def test_a_one_token_text_is_refused(loaded):

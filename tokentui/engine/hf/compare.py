@@ -348,7 +348,8 @@ class ModelPair:
         yield from (results[i] for i in sorted(results))
 
     def _load_b(self, items: list[Item]) -> None:
-        """Release A's weights (its tokenizer and metadata stay), load B, check the tokenizer."""
+        """Release A's weights (its tokenizer and metadata stay), load B, check the tokenizer. A B
+        without a chat template, when a text goes through it, is refused before its weights load."""
         a = self.a
         a.model = None
         a.lm.model = None
@@ -356,7 +357,7 @@ class ModelPair:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        self.b = HFBackend.load(self.spec_b, self.say)
+        self.b = HFBackend.load(self.spec_b, self.say, chat=any(it.chat for it in items))
         check_same_tokenizer(a.lm, self.b.lm)
         for it in items:
             self.b._check_context(len(it.ids), "the text")

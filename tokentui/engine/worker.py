@@ -180,9 +180,20 @@ class Worker:
             for event in self._live:
                 event.set()
 
-    def shutdown(self, timeout: float = 5.0) -> None:
+    def stop(self) -> None:
+        """Cancel everything submitted and end the thread once the running command has finished
+        (its job keeps what it made, and the run is saved as after any job); returns at once."""
         self.cancel()
         self._queue.put(None)
+
+    @property
+    def stopped(self) -> bool:
+        """The thread has ended (or never started): the process may exit. One that exits while the
+        thread is inside torch aborts, losing what the job made since its last save."""
+        return not self._thread.is_alive()
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        self.stop()
         self._thread.join(timeout)
 
     # --- the thread ---------------------------------------------------------------------------

@@ -40,8 +40,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "generate", needs=Needs.MODEL, footer=True),
     ActionSpec("c", "continue_branch", "continue", "generate more on the current branch", "generate",
                needs=Needs.RUN_AND_MODEL, footer=True),
-    ActionSpec("escape", "cancel", "cancel", "stop generating or attributing at once (the partial branch, the "
-               "rows done are kept); else leave the attribution view; in the prompt: back to the tokens", "generate"),
+    ActionSpec("escape", "cancel", "cancel", "stop generating or attributing after the current token (the partial "
+               "branch, the rows done are kept; a branch first gets the lens of its last tokens); else leave the "
+               "attribution view; in the prompt: back to the tokens", "generate"),
     ActionSpec("s", "settings", "settings", "the session's settings: temperature, top-k, top-p, seed, max tokens, "
                "k, forced prefix, chat", "generate", footer=True),
     ActionSpec("i", "focus_prompt", "prompt", "edit the prompt", "generate"),  # the prompt box's title says so
@@ -162,7 +163,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     # app
     ActionSpec("question_mark,f1", "help", "help", "every key", "app", footer=True, shown_keys="? F1"),
     ActionSpec("ctrl+p", "command_palette", "commands", "command palette", "app", palette=False, textual=True),
-    ActionSpec("q,ctrl+q", "quit", "quit", "quit (q: not while typing in an input)", "app", footer=True,
+    ActionSpec("q,ctrl+q", "quit", "quit", "quit (q: not while typing in an input); while generating: once the job has stopped and the run is "
+               "saved (again: at once)", "app", footer=True,
                shown_keys="q ctrl+q"),
 )  # fmt: skip
 

@@ -151,6 +151,7 @@ class TokentuiApp(
         self.decoded = False
         self.side_index = 0
         self._dirty = False
+        self.quitting = False  # quit was asked while a job ran: the app leaves once it has stopped
         self.crash: Exception | None = None  # the unhandled exception that ended the app
         self.crash_log: Path | None = None  # where its traceback went
 
@@ -270,6 +271,25 @@ class TokentuiApp(
             gc.freeze()  # what start-up made lives on: never scan it (else the first pass takes ~30 ms)
             gc.enable()
 
+    async def action_quit(self) -> None:
+        """Quit. While a job grows the run, it is cancelled first and the app leaves once the
+        model's thread has finished it and saved the run (a process that exits while that thread
+        is inside torch aborts, losing the steps since the last autosave). Quit again meanwhile:
+        leave at once; the run file keeps what was last saved."""
+        engine = self.engine
+        busy = self.state in (AppState.GENERATING, AppState.ATTRIBUTING)
+        if engine is None or engine.stopped or not busy or self.quitting:
+            self.exit()
+            return
+        self.quitting = True
+        engine.stop()
+        self.update_status()
+        self.set_interval(0.05, self._quit_when_stopped)
+
+    def _quit_when_stopped(self) -> None:
+        if self.engine is None or self.engine.stopped:
+            self.exit()
+
     def on_unmount(self) -> None:
         if self.engine is not None:
             self.engine.shutdown(timeout=2.0)
@@ -326,6 +346,8 @@ class TokentuiApp(
         elif self.opening is not None:
             o = self.opening
             parts += [Part(f"run {o.run_id}", 5), Part(f"{o.branches} branches · {o.model} · opening …", 4)]
+        if self.quitting:
+            parts.append(Part("quitting once the job has stopped and the run is saved (q again: now)", 10))
         if s.note:  # a running search's progress is what matters most then
             busy = s.tree_search or s.state is AppState.ATTRIBUTING
             parts.append(Part(s.note, 9 if busy else 2, "status-bar--note"))

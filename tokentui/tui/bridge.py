@@ -101,5 +101,13 @@ class EngineBridge:
     def cancel(self) -> None:
         self.worker.cancel()
 
+    def stop(self) -> None:
+        """Cancel what runs and end the worker once it has finished and saved (`w.Worker.stop`)."""
+        self.worker.stop()
+
+    @property
+    def stopped(self) -> bool:
+        return self.worker.stopped
+
     def shutdown(self, timeout: float) -> None:
         self.worker.shutdown(timeout=timeout)

@@ -6,8 +6,10 @@ the app then draws its first frame from the header and reads the arrays after.""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from tokentui.core.display import sanitize
 from tokentui.store.cache import cache_dir as resolve_dir
@@ -34,6 +36,17 @@ def run_app(app: TokentuiApp) -> None:
     app.run()
     if app.crash is not None:
         raise ExplorerCrashed(app)
+    if app.engine is not None and not app.engine.stopped:  # quit twice: the model's thread is still in torch
+        leave_now(app.return_code or 0)
+
+
+def leave_now(code: int) -> NoReturn:
+    """Exit without Python's shutdown: with the model's thread still inside torch, that shutdown
+    aborts the process ("terminate called without an active exception", exit 134). The screen is
+    already restored and the run file holds what was last saved."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def explorer(**options: Any) -> TokentuiApp:

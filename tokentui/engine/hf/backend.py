@@ -27,6 +27,7 @@ import torch
 
 from tokentui import __version__
 from tokentui.core.columns import nan_step
+from tokentui.core.display import counted
 from tokentui.core.params import GenerationSettings, RunError, SamplingParams, TreeParams, check_text
 from tokentui.core.run import Branch, Run, RunMeta, new_run_id, now_iso
 from tokentui.core.steering import SteeringSpec, same_steering
@@ -438,6 +439,8 @@ class HFBackend:
             while True:
                 if cancel is not None and cancel.is_set():
                     status = "cancelled"
+                    if lens_buf:  # (what cancelling waits for: seconds on a CPU with a large vocabulary)
+                        yield Progress(f"cancelled: the logit lens of the last {counted(len(lens_buf), 'token')} first")
                     break
                 if not forced and new >= params.max_new_tokens:
                     status = "length"

@@ -69,6 +69,14 @@ async def test_generate_move_branch_navigate_save(model_dirs, loaded, cache_dir)
         assert app.branch_id == 1
         await pilot.press("d")
         assert stream.cursor == pos
+        # an alternative some branch already takes there shows that branch; none grows (#0's own
+        # token is #1's alternative 1, #1's is #0's alternative 2)
+        await pilot.press("1")
+        assert app.branch_id == 0 and stream.cursor == pos
+        await pilot.press("2")
+        assert app.branch_id == 1 and stream.cursor == pos
+        await pilot.pause(0.2)
+        assert len(run.branches) == 2 and app.state is AppState.IDLE
         # metric and theme
         await pilot.press("m")
         assert app.metric == "entropy"

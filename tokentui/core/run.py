@@ -278,6 +278,21 @@ class Run:
     def length(self, branch_id: int) -> int:
         return self.branch(branch_id).end
 
+    def branch_taking(self, branch_id: int, position: int, token_id: int) -> int | None:
+        """The first branch that makes `token_id` its own step at `position` after the same tokens
+        as `branch_id` before it (None: none does): a new branch there would only repeat it."""
+        prefix = None
+        for b in self.branches:
+            if not b.fork_position <= position < b.end:
+                continue
+            if int(b.steps.col("token_id")[position - b.fork_position]) != token_id:
+                continue
+            if prefix is None:
+                prefix = self.sequence(branch_id)[:position]
+            if np.array_equal(self.sequence(b.id)[:position], prefix):
+                return b.id
+        return None
+
     def _locate(self, branch_id: int, position: int) -> tuple[Columns, int, str]:
         """(segment, index inside it, kind) holding `position` of the branch's full sequence."""
         if position < 0:

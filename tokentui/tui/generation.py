@@ -109,7 +109,17 @@ class GenerationActions(_Base):
                 markup=False,
             )
             return
-        self._fork_at_cursor([int(ids[n - 1])])
+        token = int(ids[n - 1])
+        taken = run.branch_taking(self.branch_id, pos, token)
+        if taken is not None:  # (a trial grew the same greedy branch twice)
+            self.show_branch(taken, cursor=pos)
+            self.notify(
+                f"branch #{taken} already takes {run.tokens.display(token)} here: shown instead "
+                "(r samples this position anew; t takes a text)",
+                markup=False,
+            )
+            return
+        self._fork_at_cursor([token])
 
     def action_resample(self) -> None:
         """A new branch at the cursor whose token there the engine samples again, with the

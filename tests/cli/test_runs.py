@@ -39,3 +39,19 @@ def test_runs_on_an_empty_cache(cli, cache_dir):
     assert res.exit_code == 0 and "no runs in" in res.stdout
     res = cli("runs", "rm", "nonexistent")
     assert res.exit_code == 2 and "no such run" in res.stderr
+
+
+def test_rm_removes_from_the_cache_given_before_or_after_it(cli, cache_dir, tmp_path):
+    """`runs --cache-dir D rm RUN` removes D's run, never the default cache's copy of it."""
+    other = tmp_path / "other"
+    _cache_with(cache_dir, "20260101-000000-aaa111")
+    _cache_with(other, "20260101-000000-aaa111", "20260102-000000-bbb222")
+    res = cli("runs", "--cache-dir", other, "rm", "aaa111")
+    assert res.exit_code == 0 and "removed 20260101-000000-aaa111" in res.stdout
+    assert [r.run_id for r in list_runs(other)] == ["20260102-000000-bbb222"]
+    assert [r.run_id for r in list_runs(cache_dir)] == ["20260101-000000-aaa111"]  # untouched
+    res = cli("runs", "rm", "--cache-dir", other, "bbb222")
+    assert res.exit_code == 0 and not list_runs(other)
+    res = cli("runs", "--cache-dir", other, "rm", "--cache-dir", cache_dir, "aaa111")
+    assert res.exit_code == 2 and "give --cache-dir once" in res.stderr
+    assert [r.run_id for r in list_runs(cache_dir)] == ["20260101-000000-aaa111"]

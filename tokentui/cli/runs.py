@@ -41,15 +41,22 @@ def runs_list(ctx: typer.Context, cache_dir: CacheOpt = None) -> None:
 
 @runs_app.command("rm")
 def runs_rm(
-    run: Annotated[str, typer.Argument(help="Run id (or any unique part of one).")], cache_dir: CacheOpt = None
+    ctx: typer.Context,
+    run: Annotated[str, typer.Argument(help="Run id (or any unique part of one).")],
+    cache_dir: CacheOpt = None,
 ) -> None:
     """Remove a run from the cache."""
     from tokentui.core.display import sanitize
     from tokentui.store.cache import resolve
     from tokentui.store.header import SUFFIX, RunFileError
 
+    # `runs --cache-dir D rm RUN` names the folder before `rm`: that is the cache meant (a trial's
+    # `rm` went to the default cache instead and removed another copy of the run)
+    outer = ctx.parent.params.get("cache_dir") if ctx.parent is not None else None
+    if cache_dir is not None and outer is not None and cache_dir.resolve() != outer.resolve():
+        fail(f"two caches given ({outer} and {cache_dir}); give --cache-dir once")
     try:
-        d = runs_dir(cache_dir)
+        d = runs_dir(cache_dir or outer)
         path = resolve(run, d)
         if path.suffix != SUFFIX or path.resolve().parent != d.resolve():
             fail(f"{run} is not a run in the cache {d}")

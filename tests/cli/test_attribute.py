@@ -352,3 +352,17 @@ def test_one_attributed_position_is_counted_in_the_singular(cli, model_dirs, sav
     assert res.exit_code == 0, res.output
     assert f"run {run_id}: 1 position of branch 0 attributed by" in res.stdout
     assert "1/1 position, 100%" in res.stderr and "positions" not in res.stderr
+
+
+@pytest.mark.parametrize("command", [["attribute", "--positions", "2"], ["tree", "--max-nodes", "3"]])
+def test_a_run_file_from_elsewhere_never_replaces_another_version_in_the_cache(cli, cache_dir, tmp_path, command):
+    """`--run PATH` saves into the cache under the run's id: when the cache holds that id with
+    other content, the command refuses before the model loads and the cached file is untouched."""
+    run = make_run()
+    cached = save_run(run, run_path(run.id, cache_dir))
+    before = cached.read_bytes()
+    run.add_branch(0, 2)  # another version of the same run
+    elsewhere = save_run(run, tmp_path / "copy.tokentui")
+    res = cli(*command, "--run", elsewhere)
+    assert res.exit_code == 2 and f"the cache holds another version of run {run.id}" in res.stderr, res.stderr
+    assert cached.read_bytes() == before

@@ -128,7 +128,7 @@ def attribute(
             assert run_ref is not None
             if max_new_tokens is not None or chat:
                 fail("--max-new-tokens and --chat go with --prompt")
-            run = load_ref(run_ref, cache_dir)
+            run = load_ref(run_ref, cache_dir, grow=True)
             b = run.branch(branch or 0).id
             wanted = parse_positions(positions, run.length(b), b) if positions else default_positions(run, b)
             if alt_id is not None and alt_id >= run.meta.vocab_size:

@@ -102,7 +102,7 @@ def tree(
             check_text(prompt, "the prompt")
         else:
             assert run_ref is not None
-            run = load_ref(run_ref, cache_dir)
+            run = load_ref(run_ref, cache_dir, grow=True)
             length = run.length(run.branch(branch or 0).id)
             if position is not None and not 1 <= position <= length:
                 raise RunError(f"position {position} is out of range 1..{length} of branch {branch or 0}")

@@ -25,6 +25,7 @@ from tokentui.core.steering import (
     load_vector,
     read_prompts,
     same_steering,
+    save_vector,
 )
 from tokentui.store.header import RunFileError
 from tokentui.store.runfile import load_run, save_run
@@ -312,3 +313,20 @@ def test_paired_scores_puts_two_scorings_side_by_side():
     c = compare(run, 1)
     np.testing.assert_allclose(c.difference("logprob"), -0.25, atol=1e-6)
     assert c.divergence is None and run.sequence(1).tolist() == a.sequence(0).tolist()
+
+
+def test_a_saved_vector_is_the_same_bytes_every_time_and_reads_back_with_safetensors(tmp_path):
+    """The same vector and metadata give the same file, so the same hash (a spec records it):
+    safetensors' own writer ordered the metadata differently in each call."""
+    from safetensors import safe_open
+
+    v = np.linspace(-1, 1, D, dtype=np.float32)
+    meta = {f"key{i}": f"value {i}" for i in range(12)}
+    hashes = {save_vector(tmp_path / f"v{i}.safetensors", v, dict(reversed(meta.items()) if i % 2 else meta.items()))
+              for i in range(4)}  # fmt: skip
+    assert len(hashes) == 1 and len({(tmp_path / f"v{i}.safetensors").read_bytes() for i in range(4)}) == 1
+    assert hashes == {hashlib.sha256((tmp_path / "v0.safetensors").read_bytes()).hexdigest()}
+    with safe_open(str(tmp_path / "v0.safetensors"), framework="numpy") as f:
+        assert f.metadata() == meta and list(f.keys()) == ["vector"]
+        np.testing.assert_array_equal(f.get_tensor("vector"), v)
+    assert load_vector(tmp_path / "v0.safetensors")[0].tolist() == v.tolist()

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -413,11 +415,18 @@ def load_spec(path: Path | str) -> SteeringSpec:
 
 def save_vector(path: Path | str, vector: np.ndarray, metadata: dict[str, str] | None = None) -> str:
     """Write a float32 vector as a `.safetensors` file (tensor 'vector'), atomically; returns the
-    file's SHA-256 (what a spec naming it will record)."""
-    from safetensors.numpy import save
-
+    file's SHA-256 (what a spec naming it will record). The bytes are laid out here, metadata
+    sorted: safetensors' own writer orders the metadata differently in every process, so the same
+    vector got another hash each time (a spec records the hash: it would look like another vector).
+    The format: the header's length (u64, little-endian), the JSON header padded with spaces to a
+    multiple of 8, the data."""
     path = Path(path)
-    data = save({"vector": np.ascontiguousarray(vector, dtype=np.float32)}, metadata=metadata)
+    v = np.ascontiguousarray(vector, dtype="<f4")
+    header: dict[str, object] = {"__metadata__": dict(sorted(metadata.items()))} if metadata else {}
+    header["vector"] = {"dtype": "F32", "shape": list(v.shape), "data_offsets": [0, v.nbytes]}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    data = struct.pack("<Q", len(text)) + text + v.tobytes()
     write_atomically(path, lambda f: f.write(data))
     return hashlib.sha256(data).hexdigest()
 

@@ -4,6 +4,7 @@ process (for pipes, standard input and the environment read at import)."""
 from __future__ import annotations
 
 import os
+import pathlib
 import shutil
 import subprocess
 
@@ -47,3 +48,25 @@ def weightless_model(model_dirs, tmp_path_factory):
         if f.suffix != ".safetensors":
             shutil.copy(f, d / f.name)
     return d
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path):
+    """A folder that takes no new file: a read-only one, or (for root, whom permission bits do not
+    stop) /sys, which refuses every new file; skipped where neither refuses."""
+    import tempfile
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    for candidate in (folder, pathlib.Path("/sys")):
+        try:
+            fd, name = tempfile.mkstemp(dir=candidate)
+        except OSError:
+            yield candidate
+            break
+        os.close(fd)
+        os.unlink(name)
+    else:
+        pytest.skip("no folder here refuses a new file")
+    folder.chmod(0o755)

@@ -9,6 +9,34 @@ import pytest
 
 
 @pytest.mark.parametrize(
+    "args",
+    [
+        ["attribute", "--run", "{run}", "--positions", "2", "--out", "{u}/a.json"],
+        ["steer-vector", "-m", "{weightless}", "--positive", "{p}", "--negative", "{p}", "--layer", "1",
+         "-o", "{u}/v.safetensors"],
+        ["stats", "{run}", "--csv", "{u}/s.csv"],
+        ["export", "{run}", "-o", "{u}/a.csv"],
+        ["export", "{run}", "--format", "seed001", "-o", "{u}/seed001"],
+    ],
+)  # fmt: skip
+def test_an_output_folder_that_takes_no_file_is_refused_before_the_work(
+    cli, weightless_model, cache_dir, tmp_path, unwritable_dir, args
+):
+    """A trial saw these fail only after the model had loaded or the output was printed, some with
+    a raw errno message."""
+    from tests.factories import make_run
+    from tokentui.store.runfile import save_run
+
+    run = save_run(make_run(), tmp_path / "r.tokentui")
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a\n")
+    res = cli(*[a.format(run=run, u=unwritable_dir, weightless=weightless_model, p=prompts) for a in args])
+    assert res.exit_code == 2 and res.stdout == "", res.output
+    [line] = res.stderr.strip().splitlines()
+    assert line.startswith(f"tokentui: error: cannot write {unwritable_dir}/") and "Errno" not in line, line
+
+
+@pytest.mark.parametrize(
     "args, expect",
     [
         (["generate", "-m", "./missing-model", "-p", "hi"], "no such folder"),

@@ -416,3 +416,23 @@ def test_chat_on_a_model_without_a_chat_template_fails_it_before_its_weights(cli
     res = cli("batch", "-m", "demo", "--prompts", src, "--chat", "-n", 2, "--out", tmp_path / "out")
     assert res.exit_code == 2 and res.stderr.count("has no chat template; leave out --chat") == 1, res.stderr
     assert "loading weights" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    "extra, expect",
+    [
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["-k", "999999"], "vocabulary"),
+        (["--out", "{unwritable}/coll"], "cannot write the collection into"),
+    ],
+)
+def test_argument_errors_make_no_collection(cli, weightless_model, tmp_path, cache_dir, unwritable_dir, extra, expect):
+    """A device, a k above the vocabulary or an --out that takes no file are argument errors: refused
+    before a collection is made (a trial found collections of failed items and empty tables)."""
+    src = tmp_path / "p.txt"
+    src.write_text("one\ntwo\n")
+    res = cli("batch", "-m", weightless_model, "--prompts", src, "-n", 2,
+              *[a.format(unwritable=unwritable_dir) for a in extra])  # fmt: skip
+    assert res.exit_code == 2 and expect in res.stderr.strip().splitlines()[-1], res.stderr
+    assert "loading weights" not in res.stderr and "collection" not in res.stdout
+    assert not (cache_dir / "collections").exists() or not any((cache_dir / "collections").iterdir())

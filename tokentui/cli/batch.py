@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -186,6 +187,13 @@ def _check_folder(folder: Path) -> None:
 
     if folder.exists() and not folder.is_dir():
         raise RunError(f"--out {folder} is not a folder")
+    try:  # (made now: a folder that cannot be made or written is refused before any model loads)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".tokentui-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise RunError(f"cannot write the collection into {folder}: {e.strerror or e}") from None
     if folder.is_dir() and not (folder / MANIFEST).exists() and any(p.name != LOCK for p in folder.iterdir()):
         raise RunError(f"{folder} is not empty and holds no collection; give a new or empty folder as --out")
 
@@ -452,7 +460,8 @@ def _batch(
     cache_dir: Path | None,
 ) -> None:
     from tokentui.core.dataset import LOSS_OVER, read_dataset, read_prompts
-    from tokentui.engine.backend import ModelSpec, check_spec
+    from tokentui.engine.backend import ModelSpec, check_device, check_settings, check_spec
+    from tokentui.engine.errors import ModelLoadError
     from tokentui.store.collection import MANIFEST, Collection, load_collection, locked
 
     # --- everything that needs no model ---------------------------------------------------
@@ -489,6 +498,15 @@ def _batch(
                      "lens_chunk": lens_chunk, "lens_precision": lens_precision}  # fmt: skip
     fields = {"prompt_field": prompt_field, **({"response_field": response_field} if dataset is not None else {})}
     identity = {"source": str(source_path), "models": names, **run_settings, **model_options, **fields}
+    # argument errors, refused before a collection is made: the device (one for every model), and
+    # k against each model's vocabulary from its configuration; a model that cannot be read fails
+    # its own items below while the others run
+    check_device(device)
+    for spec in specs:
+        try:
+            check_settings(spec, settings, progress)
+        except ModelLoadError:
+            pass
     folder = (out or _default_out(cache_dir, source_path, identity)).absolute()
     _check_folder(folder)
 

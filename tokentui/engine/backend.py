@@ -194,6 +194,14 @@ def check_spec(spec: ModelSpec) -> None:
     resolve_source(spec.model)  # a missing or wrong folder is an error now, not after the imports
 
 
+def check_device(device: str) -> None:
+    """Refuse a device torch does not know or this machine does not have (imports torch): for a
+    command that loads several models, before any of them."""
+    from tokentui.engine.hf.loading import pick_device
+
+    pick_device(device)
+
+
 def check_settings(
     spec: ModelSpec, settings: GenerationSettings, progress: Callable[[str], None] | None = None
 ) -> None:

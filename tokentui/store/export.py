@@ -30,6 +30,7 @@ import math
 import os
 import re
 import stat
+import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -673,9 +674,17 @@ def format_for(path: Path, fmt: str | None = None) -> str:
 def check_target(path: Path, overwrite: bool = False) -> None:
     """Refuse a name that cannot take a regular file: a folder, a symlink, a FIFO, a device or a
     socket there is never replaced (a rename over it would turn it into a file, or follow the
-    link), and an existing file only with `overwrite`."""
+    link), and an existing file only with `overwrite`. A folder that takes no new file is refused
+    too (a file made there and removed: permission bits do not tell, for root or on /sys), so
+    that a command refuses it before its work, not after."""
     if not path.parent.is_dir():
         raise ExportError(f"cannot write {path}: no such folder {path.parent}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".tokentui-probe-", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ExportError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -913,6 +922,8 @@ def write_seed001(
         raise ExportError(f"cannot write {folder}: no such folder {folder.parent}")
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         raise ExportError(f"{folder} is not a folder; give a folder name for --format seed001")
+    if not folder.exists():
+        check_target(folder)  # (its parent takes the new folder: refused now, not halfway)
     targets = [folder / rel for rel in files]
     for path in targets:
         for parent in reversed(path.relative_to(folder).parents):

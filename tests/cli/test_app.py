@@ -130,3 +130,33 @@ def test_help_and_light_commands_do_not_import_torch(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("stderr_too", [True, False])
+def test_a_closed_pipe_never_stops_a_command_halfway(model_dirs, cache_dir, tmp_path, stderr_too):
+    """A reader gone before anything was written (`… 2>&1 | head -0`): the command still writes every
+    file and exits 0 (stats stopped before its plots with exit 1, steer-vector said "Broken pipe")."""
+    from tests.factories import make_run
+    from tests.terminal import tokentui_command
+    from tokentui.store.runfile import save_run
+
+    run = save_run(make_run(), tmp_path / "r.tokentui")
+    (tmp_path / "p.txt").write_text("one\ntwo\n")
+    commands = {
+        tmp_path / "plots": ["stats", run, "--plot-dir", tmp_path / "plots"],
+        tmp_path / "v.safetensors": ["steer-vector", "-m", model_dirs["gpt2"], "--positive", tmp_path / "p.txt",
+                                     "--negative", tmp_path / "p.txt", "--layer", "1", "-o", tmp_path / "v.safetensors"],
+    }  # fmt: skip
+    for made, args in commands.items():
+        proc = subprocess.Popen(
+            [*tokentui_command(), *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if stderr_too else subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        proc.stdout.close()
+        err = b"" if stderr_too else proc.communicate(timeout=120)[1]
+        assert proc.wait(timeout=120) == 0, (args[0], err)
+        assert b"error" not in err and made.exists(), args[0]
+        if made.is_dir():
+            assert len(list(made.iterdir())) == 6  # every plot, as text and as HTML

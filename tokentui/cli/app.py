@@ -38,6 +38,9 @@ def main() -> None:
     type, a missing one) in the one line every other error has, not Typer's four."""
     import sys
 
+    from tokentui.cli.output import quiet_broken_pipes
+
+    quiet_broken_pipes()
     try:
         code = app(standalone_mode=False)
     except typer.TyperException as e:  # (Typer ≥ 0.29 has its own Click: its usage errors carry their context)

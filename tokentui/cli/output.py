@@ -9,6 +9,7 @@ work (a generation still runs to its end and is saved)."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sys
@@ -173,6 +174,52 @@ class Output:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, fd)
         os.close(devnull)
+
+
+class _Forgiving(io.RawIOBase):
+    """A file descriptor that a closed pipe silences: once a write meets EPIPE the rest is dropped
+    (what a reader that stopped early, `… 2>&1 | head`, wants), so the command finishes its work."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd = fd
+        self.gone = False
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self.fd)
+
+    def write(self, data) -> int:  # type: ignore[override]
+        if not self.gone:
+            try:
+                return os.write(self.fd, data)
+            except BrokenPipeError:
+                self.gone = True
+        return len(data)
+
+
+def quiet_broken_pipes() -> None:
+    """Standard output and standard error, where they are pipes or files, through `_Forgiving`:
+    a progress or "wrote" line meeting a closed pipe ended commands with exit 1 halfway through
+    their files, or with "error: Broken pipe" after their work. (A terminal is left alone: the
+    explorer draws on it, and it never closes under a command.)"""
+    for name, line_buffered in (("stdout", False), ("stderr", True)):
+        stream = getattr(sys, name)
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # a replaced stream: not a descriptor of ours
+            continue
+        if os.isatty(fd):
+            continue
+        stream.flush()
+        raw = io.BufferedWriter(_Forgiving(fd))
+        setattr(sys, name, io.TextIOWrapper(raw, encoding=stream.encoding, errors=stream.errors,
+                                            line_buffering=line_buffered, write_through=line_buffered))  # fmt: skip
 
 
 def runs_dir(cache_dir: Path | None) -> Path:

@@ -194,7 +194,7 @@ class _Forgiving(io.RawIOBase):
     def isatty(self) -> bool:
         return os.isatty(self.fd)
 
-    def write(self, data) -> int:  # type: ignore[override]
+    def write(self, data) -> int:
         if not self.gone:
             try:
                 return os.write(self.fd, data)

@@ -57,3 +57,21 @@ def test_paths_and_misses(cache, tmp_path):
         resolve("", cache)
     with pytest.raises(RunFileError, match="no such run"):
         resolve("a1", tmp_path / "missing-cache")
+
+
+def test_a_truncated_or_padded_file_is_listed_as_damaged_from_its_header(tmp_path):
+    """`tokentui runs` reads headers only: a file cut short (or grown) after its header is caught
+    there, by where the header says the arrays end, instead of listing as a healthy run."""
+    from tokentui.store.cache import list_runs
+    from tokentui.store.runfile import load_run
+
+    good = save_run(make_run(), tmp_path / "good.tokentui")
+    data = good.read_bytes()
+    (tmp_path / "cut.tokentui").write_bytes(data[: len(data) - 7])
+    (tmp_path / "grown.tokentui").write_bytes(data + b"\0")
+    listed = {r.path.name: r for r in list_runs(tmp_path)}
+    assert listed["good.tokentui"].error is None
+    for name, size in (("cut.tokentui", len(data) - 7), ("grown.tokentui", len(data) + 1)):
+        assert listed[name].error == f"damaged run file ({size} bytes where its header says {len(data)})", name
+        with pytest.raises(RunFileError):
+            load_run(tmp_path / name)

@@ -135,9 +135,11 @@ def parse_schema(path: Path, value: object) -> int:
     return schema
 
 
-def parse_header_json(path: Path, raw: bytes) -> tuple[dict[str, Any], int]:
+def parse_header_json(path: Path, raw: bytes, size: int | None = None) -> tuple[dict[str, Any], int]:
     """The run description from the safetensors header's `__metadata__`, checked for our format,
-    bounded and cleaned (see the module's docstring), and the file's schema version."""
+    bounded and cleaned (see the module's docstring), and the file's schema version. `size`: the
+    file's, checked against where the header says its arrays end (a truncated file is found
+    without reading them: `tokentui runs` listed one as a healthy run)."""
     if len(raw) < 8:
         raise RunFileError(path, "not a tokentui run file (too short)")
     (n,) = struct.unpack("<Q", raw[:8])
@@ -150,6 +152,11 @@ def parse_header_json(path: Path, raw: bytes) -> tuple[dict[str, Any], int]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise RunFileError(path, "not a tokentui run file")
     schema = parse_schema(path, meta.get("schema"))
+    if size is not None:
+        ends = [v.get("data_offsets") for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+        end = max((e[1] for e in ends if isinstance(e, list) and len(e) == 2 and isinstance(e[1], int)), default=0)
+        if 8 + n + end != size:
+            raise RunFileError(path, f"damaged run file ({size} bytes where its header says {8 + n + end})")
     if not isinstance(meta.get("run"), str):
         raise RunFileError(path, "run description in the header is not valid JSON")
     text = meta["run"]
@@ -177,4 +184,4 @@ def read_header(path: Path | str) -> dict[str, Any]:
     (n,) = struct.unpack("<Q", head)
     if n > MAX_HEADER_BYTES:
         raise RunFileError(path, f"not a tokentui run file (header over {MAX_HEADER_BYTES} bytes)")
-    return parse_header_json(path, read_bytes(path, 8 + n))[0]
+    return parse_header_json(path, read_bytes(path, 8 + n), size=path.stat().st_size)[0]

@@ -156,3 +156,18 @@ def test_tree_json_of_a_search_grown_from_a_branch_is_rooted_at_the_search(cli, 
         count += 1
         stack.extend(stack.pop()["children"])
     assert count == search["nodes"] and doc["metadata"]["tokentui"]["left_out_below_finished"] == 0
+
+
+def test_seed002_lines_of_a_run_without_generated_tokens_are_refused(cli, tmp_path):
+    """A scored text has no path to write: one line and no file (a trial got an empty file, exit 0)."""
+    from pathlib import Path
+
+    from tokentui.store.runfile import load_run
+
+    path = Path(__file__).parents[2] / "sample_runs" / "score-prose.tokentui"
+    run = load_run(path)
+    assert len(run.branches) == 1 and run.length(0) == len(run.prompt)  # a scored text
+    res = cli("export", path, "-o", tmp_path / "a.seed002.jsonl")
+    assert res.exit_code == 2 and "has no generated tokens" in res.stderr, res.output
+    assert not (tmp_path / "a.seed002.jsonl").exists() and not list(tmp_path.glob(".*tmp"))
+    assert cli("export", path, "-o", tmp_path / "a.jsonl").exit_code == 0

@@ -522,7 +522,15 @@ def seed002_records(run: Run, trie: tree.Trie) -> Iterator[dict[str, Any]]:
 
 
 def write_seed002_jsonl(run: Run, out: TextSink, raw: bool = False) -> None:
-    for record in seed002_records(run, export_trie(run)):
+    """Seed 002's lines, one per path; a run without any (a scored text: nothing was generated)
+    is refused, not written as an empty file."""
+    trie = export_trie(run)
+    if not trie.root.children:
+        raise ExportError(
+            f"run {run.id} has no generated tokens: seed 002's lines are the paths a generation or a tree search "
+            "grew (give --format jsonl for a scored text)"
+        )
+    for record in seed002_records(run, trie):
         out.write(json_text(record))
         out.write("\n")
 

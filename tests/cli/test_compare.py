@@ -368,3 +368,12 @@ def test_chat_on_a_model_without_a_chat_template_is_refused_before_its_weights(c
     [err] = _error_lines(res)
     assert res.exit_code == 2 and err == "tokentui: error: demo has no chat template; leave out --chat", res.stderr
     assert "loading weights" not in res.stderr and not list_runs(cache_dir)
+
+
+def test_vocabularies_of_other_sizes_are_refused_before_any_weights(cli, model_dirs, cache_dir):
+    """Both configurations declare their vocabulary's size: two that differ are refused before
+    either model's weights are read (a trial saw both load first)."""
+    res = cli("compare", "-m", model_dirs["gpt2"], "-m", "demo", "--text", "x = 1")
+    [err] = _error_lines(res)
+    assert res.exit_code == 2 and "the models' vocabularies differ" in err and ": 8192)" in err, res.stderr
+    assert "loading weights" not in res.stderr and not list_runs(cache_dir)

@@ -142,3 +142,16 @@ def test_widen_keeps_its_own_values_and_drops_another_models(model_dirs, loaded)
     np.testing.assert_array_equal(run.prompt.col("logprob"), logprob)  # model A's columns untouched
     run.meta.steering = {"vector": "v"}  # steered positions are not compared
     assert compared.missing(run, 0) == []
+
+
+def test_a_b_of_another_vocabulary_size_is_refused_before_its_weights(loaded):
+    """The explorer's B (`explore --compare B`, key B): its configuration's vocabulary size is
+    checked against A's before B's weights are read."""
+    from tokentui.engine.errors import EngineError
+    from tokentui.engine.hf.backend import HFBackend
+    from tokentui.engine.hf.compare import LivePair
+
+    said: list[str] = []
+    with pytest.raises(EngineError, match=r"vocabularies differ .*demo: 8192\)"):
+        LivePair.load(HFBackend(loaded("gpt2"), lens_chunk=0), ModelSpec("demo"), said.append)
+    assert said and not [m for m in said if "loading weights" in m]

@@ -46,7 +46,7 @@ from tokentui.core.run import Run
 from tokentui.engine.backend import ModelSpec
 from tokentui.engine.errors import DoesNotFit, EngineError, ModelLoadError
 from tokentui.engine.hf.backend import TEACHER_FORCED_ELEMENTS, HFBackend
-from tokentui.engine.hf.loading import LoadedModel
+from tokentui.engine.hf.loading import LoadedModel, check_config
 from tokentui.engine.hf.measures import (
     LOGPROB_FLOOR,
     TokenInputs,
@@ -155,10 +155,7 @@ def check_same_tokenizer(a: LoadedModel, b: LoadedModel) -> None:
     vocabulary's size, the byte string of every id, and the tokenizer's token → id map must agree."""
     na, nb = sanitize(_name(a)), sanitize(_name(b))
     if a.vocab_size != b.vocab_size:
-        raise EngineError(
-            f"the models' vocabularies differ ({na}: {a.vocab_size} ids, {nb}: {b.vocab_size}); "
-            "compare needs two models with one tokenizer"
-        )
+        raise _vocabularies_differ(na, a.vocab_size, nb, b.vocab_size)
     if a.vocab_bytes != b.vocab_bytes:
         i = next(i for i, (x, y) in enumerate(zip(a.vocab_bytes, b.vocab_bytes)) if x != y)
         raise EngineError(
@@ -172,6 +169,23 @@ def check_same_tokenizer(a: LoadedModel, b: LoadedModel) -> None:
             f"the models' tokenizers differ: {sanitize(token[:40], visible_whitespace=True)} has id "
             f"{va.get(token)} under {na} and {vb.get(token)} under {nb}; compare needs two models with one tokenizer"
         )
+
+
+def _vocabularies_differ(na: str, va: int, nb: str, vb: int) -> EngineError:
+    return EngineError(
+        f"the models' vocabularies differ ({na}: {va} ids, {nb}: {vb}); compare needs two models with one tokenizer"
+    )
+
+
+def check_same_vocabulary_size(spec_b: ModelSpec, size_a: int | None, name_a: str, say: Callable[[str], None]) -> None:
+    """Refuse B when its configuration declares another vocabulary size than A's (`size_a`), from
+    B's configuration alone: before B's weights are read (a trial saw both models load first)."""
+
+    def check(size_b: int | None) -> None:
+        if size_a is not None and size_b is not None and size_a != size_b:
+            raise _vocabularies_differ(sanitize(name_a), size_a, sanitize(spec_b.model), size_b)
+
+    check_config(spec_b.model, check, spec_b.trust_remote_code, progress=say)
 
 
 def _vocab(lm: LoadedModel) -> dict[str, int]:
@@ -511,6 +525,9 @@ def load_pair(
     through the chat template, so a model without one is refused before its weights are read."""
     say = progress or (lambda _m: None)
     spec_a, spec_b = replace(spec_a, lens_chunk=0), replace(spec_b, lens_chunk=0)
+    sizes: list[int | None] = []
+    check_config(spec_a.model, sizes.append, spec_a.trust_remote_code, progress=say)
+    check_same_vocabulary_size(spec_b, sizes[0], spec_a.model, say)  # (before either model's weights)
     a = HFBackend.load(spec_a, say, chat)
     if check_a is not None:
         check_a(ModelPair(a, None, spec_b, say))
@@ -548,6 +565,7 @@ class LivePair:
     def load(cls, a: HFBackend, spec_b: ModelSpec, progress: Callable[[str], None] | None = None) -> LivePair:
         """Load B (lens off) beside A; a B that does not fit on A's GPU (DoesNotFit), or has another
         tokenizer, is a one-line EngineError and nothing stays loaded."""
+        check_same_vocabulary_size(spec_b, a.lm.vocab_size, _name(a.lm), progress or (lambda _m: None))
         try:
             b = HFBackend.load(replace(spec_b, lens_chunk=0), progress)
         except ModelLoadError as e:

@@ -49,6 +49,12 @@ def test_an_output_folder_that_takes_no_file_is_refused_before_the_work(
         (["export", "{junk}", "--format", "xml"], "unknown format"),
         (["runs", "rm", "nonexistent"], "no such run"),
         (["replay", "nonexistent"], "no such run"),
+        # options that do not apply to what was asked (a trial saw them accepted in silence)
+        (["compare", "-m", "demo", "-m", "demo", "--text", "a b c", "--branch", "2"], "--branch goes with --run"),
+        (["compare", "-m", "demo", "-m", "demo", "--dataset", "d.jsonl", "--text-escapes"], "--text-escapes goes"),
+        (["compare", "-m", "demo", "-m", "demo", "--text", "a b", "--prompt-field", "q"], "go with --dataset"),
+        (["steer-compare", "-m", "demo", "--steer", "s.toml", "--text", "a b", "-n", "5"], "a text is scored"),
+        (["steer-compare", "-m", "demo", "--steer", "s.toml", "-p", "a b", "--text-escapes"], "--text-escapes goes"),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(cli, model_dirs, cache_dir, tmp_path, args, expect):

@@ -70,7 +70,9 @@ def compare(
         str | None,
         typer.Option("--run", help="Compare on the token ids of this saved run (id, unique part of one, or path)."),
     ] = None,
-    branch: Annotated[int, typer.Option("--branch", "-b", help="With --run: the branch whose tokens to use.")] = 0,
+    branch: Annotated[
+        int | None, typer.Option("--branch", "-b", help="With --run: the branch whose tokens to use (default 0).")
+    ] = None,
     dataset: Annotated[
         Path | None,
         typer.Option(
@@ -110,7 +112,13 @@ def compare(
             fail("give what to compare: one of --text, --file, --run or --dataset")
         if given > 1:
             fail("give only one of --text/--file, --run and --dataset")
+        if branch is not None and run_ref is None:
+            fail("--branch goes with --run")
+        if dataset is None and (prompt_field, response_field) != ("prompt", "response"):
+            fail("--prompt-field and --response-field go with --dataset")
         if dataset is not None:
+            if text_escapes:
+                fail("--text-escapes goes with --text or --file")
             rows = _dataset_rows(dataset, prompt_field, response_field)
         elif run_ref is not None:
             if text_escapes:
@@ -118,6 +126,7 @@ def compare(
             if chat:
                 fail("--chat goes with --text or --file (a saved run's ids already hold any template)")
             source = load_ref(run_ref, cache_dir)
+            branch = branch or 0
             ids = source.sequence(branch).tolist()
             if len(ids) < 2:
                 fail(f"branch {branch} of run {sanitize(source.id)} is one token: there is no position to compare")

@@ -212,12 +212,17 @@ def steer_compare(
     1 steered), the streams with their divergence point and every measure's difference per token."""
     assert settings is not None  # @generation_options passes it
     try:
-        from tokentui.core.params import RunError
+        from tokentui.core.params import RunError, SamplingParams
         from tokentui.engine.backend import ModelSpec, check_settings, check_spec, open_backend
 
         settings.check()
         if sum(x is not None for x in (prompt, text, file)) != 1:
             raise RunError("give exactly one of --prompt, --text or --file")
+        if prompt is None and (settings.sampling != SamplingParams() or settings.forced):
+            raise RunError("a text is scored, not generated: the generation options (-n, -t, --top-k, --top-p, "
+                           "--seed, --stop, --force) go with --prompt")  # fmt: skip
+        if prompt is not None and text_escapes:
+            raise RunError("--text-escapes goes with --text or --file")
         if prompt is not None and not prompt.strip():
             raise RunError("the prompt is empty")
         if prompt is not None:

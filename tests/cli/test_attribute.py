@@ -366,3 +366,9 @@ def test_a_run_file_from_elsewhere_never_replaces_another_version_in_the_cache(c
     res = cli(*command, "--run", elsewhere)
     assert res.exit_code == 2 and f"the cache holds another version of run {run.id}" in res.stderr, res.stderr
     assert cached.read_bytes() == before
+
+
+def test_a_token_in_the_table_is_quoted_as_python_quotes_it():
+    run = make_run()
+    assert run.tokens.bytes_of(39) == b"'" and cli_attribute._tok(run, 39) == '"\'"'  # not '''
+    assert run.tokens.bytes_of(34) == b'""' and cli_attribute._tok(run, 34) == "'\"\"'"

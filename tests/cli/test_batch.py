@@ -266,7 +266,9 @@ def test_another_input_file_does_not_silently_replace_a_collection(cli, model_di
     assert cli("batch", "--prompts", first, *args).exit_code == 0
     manifest, runs = (out / "collection.json").read_bytes(), sorted((out / "runs").iterdir())
     res = cli("batch", "--prompts", second, *args)
-    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1, res.output
+    *before, last = res.stderr.strip().splitlines()
+    assert res.exit_code == 2 and last.startswith("tokentui: error:"), res.output
+    assert all(line.startswith("… ") for line in before)  # only progress (the configuration read first)
     assert f"was made from {first}" in res.stderr and "drop or redo 2 of its 2 runs" in res.stderr
     assert (out / "collection.json").read_bytes() == manifest and sorted((out / "runs").iterdir()) == runs
     moved = tmp_path / "moved.txt"
@@ -380,7 +382,8 @@ def test_a_hostile_manifest_in_out_is_a_one_line_error(cli, model_dirs, tmp_path
                                                      "models": [], "settings": {}, "items": [{"index": "\x1b[2J"}]}))  # fmt: skip
     res = cli("batch", "--prompts", src, "-m", model_dirs["gpt2"], "--out", out)
     assert res.exit_code == 2
-    assert res.stderr.startswith("tokentui: error:") and len(res.stderr.strip().splitlines()) == 1
+    *before, last = res.stderr.strip().splitlines()
+    assert last.startswith("tokentui: error:") and all(line.startswith("… ") for line in before), res.stderr
     assert "\x1b" not in res.stderr and "collection.json" in res.stderr
 
 

@@ -41,6 +41,8 @@ def test_standard_input_gives_a_multiline_text(run_tokentui, model_dirs, cache_d
     [
         (["--text", r"a\qb", "--text-escapes"], "unknown escape \\q in --text (known escapes:"),
         (["--text", "a\\", "--text-escapes"], "--text ends in a lone \\ (known escapes:"),
+        (["--text", r"bad \xZZ", "--text-escapes"], "\\x in --text takes two hexadecimal digits (known escapes:"),
+        (["--text", r"bad \u12", "--text-escapes"], "\\u in --text takes four hexadecimal digits"),
         (["--file", "/nonexistent/t.txt"], "/nonexistent/t.txt: no such file"),
         (["--file", "{folder}"], "is a folder, not a file"),
         (["--file", "{file}", "--text-escapes"], "applies to --text only"),

@@ -196,6 +196,8 @@ def test_runs_are_named_like_export_names_them(cli, cache_dir):
     "args, expect",
     [
         (["no-such-run"], "no such run"),
+        (["\x1b[31mrun"], "error: ␛[31mrun: no such run"),  # named once, escaped
+        (["--collection", "{d}/missing"], "missing: no such folder"),
         (["{a}", "--branch", "9"], "no branch 9"),
         (["{a}", "--tokens", "sampled"], "--tokens takes auto, all or"),
         (["{a}", "--bins", "0"], "--bins must be"),

@@ -64,7 +64,7 @@ def test_every_kind_of_bad_dataset_line_is_reported_once_with_its_line_number(tm
     problems = {p.index: p.why for p in src.problems}
     assert sorted(problems) == list(range(2, 12))
     assert problems[2] == "no 'response' field"
-    assert problems[3].startswith("not valid JSON")
+    assert problems[3] == "not valid JSON (Expecting property name enclosed in double quotes at column 2)"
     assert problems[4] == "not a JSON object (a JSON list)"
     assert problems[5] == "field 'prompt' is not text (a number)"
     assert problems[6] == "no 'response' field"

@@ -200,6 +200,9 @@ def test_prompt_files(tmp_path):
     p.write_bytes(b"\xff\xfe")
     with pytest.raises(SteeringError, match="UTF-8"):
         read_prompts(p)
+    with pytest.raises(SteeringError) as e:
+        read_prompts(tmp_path)
+    assert str(e.value) == f"{tmp_path}: is a folder, not a prompt file"  # (the name once)
 
 
 def steered_run():

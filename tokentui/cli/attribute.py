@@ -342,8 +342,10 @@ def attribute_job(
 
 
 def _tok(run: Run, token_id: int, width: int = 16) -> str:
+    """The token in quotes, picked as Python's repr picks them: a lone apostrophe in double ones."""
     text = lone_token(run.tokens.bytes_of(token_id))
-    return "'" + (text if len(text) <= width else text[: width - 1] + "…") + "'"
+    q = '"' if "'" in text and '"' not in text else "'"
+    return q + (text if len(text) <= width else text[: width - 1] + "…") + q
 
 
 def table_lines(run: Run, rec: Attribution) -> list[str]:

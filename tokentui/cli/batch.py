@@ -187,15 +187,20 @@ def _check_folder(folder: Path) -> None:
 
     if folder.exists() and not folder.is_dir():
         raise RunError(f"--out {folder} is not a folder")
-    try:  # (made now: a folder that cannot be made or written is refused before any model loads)
+    if folder.is_dir() and not (folder / MANIFEST).exists() and any(p.name != LOCK for p in folder.iterdir()):
+        raise RunError(f"{folder} is not empty and holds no collection; give a new or empty folder as --out")
+
+
+def _make_folder(folder: Path) -> None:
+    """Make the collection's folder now, and refuse one that cannot be made or written before any
+    model loads (a file made there and removed: permission bits do not tell, for root or on /sys)."""
+    try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".tokentui-probe-", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
         raise RunError(f"cannot write the collection into {folder}: {e.strerror or e}") from None
-    if folder.is_dir() and not (folder / MANIFEST).exists() and any(p.name != LOCK for p in folder.iterdir()):
-        raise RunError(f"{folder} is not empty and holds no collection; give a new or empty folder as --out")
 
 
 def _verified(coll: Collection, old: CollectionItem | None, model: str, index: int, key: str) -> bool:
@@ -498,6 +503,8 @@ def _batch(
                      "lens_chunk": lens_chunk, "lens_precision": lens_precision}  # fmt: skip
     fields = {"prompt_field": prompt_field, **({"response_field": response_field} if dataset is not None else {})}
     identity = {"source": str(source_path), "models": names, **run_settings, **model_options, **fields}
+    folder = (out or _default_out(cache_dir, source_path, identity)).absolute()
+    _check_folder(folder)
     # argument errors, refused before a collection is made: the device (one for every model), and
     # k against each model's vocabulary from its configuration; a model that cannot be read fails
     # its own items below while the others run
@@ -507,8 +514,7 @@ def _batch(
             check_settings(spec, settings, progress)
         except ModelLoadError:
             pass
-    folder = (out or _default_out(cache_dir, source_path, identity)).absolute()
-    _check_folder(folder)
+    _make_folder(folder)
 
     # --- the collection: what is done already, what is left -------------------------------
     with locked(folder):
@@ -574,12 +580,12 @@ def _finish(coll: Collection, plans: list[_Plan], loss_over: str, source: Source
         typer.echo(f"tokentui: line {item.index} under {sanitize(item.model)}: left out of the tables: {why}", err=True)
     stdout = Output()
     stdout.line(f"collection {sanitize(str(coll.path))}")
-    counted = "response tokens" if loss_over == "response" else "tokens"
+    unit = "response token" if loss_over == "response" else "token"
     for plan, row in zip(plans, tables.summary):
         skipped = plan.skipped + plan.kept_skipped + len(source.problems)
         line = (
             f"{sanitize(plan.model)}: {plan.done + plan.kept} done ({plan.kept} before), {skipped} skipped, "
-            f"{plan.failed} failed · {row['total_tokens']} {counted}"
+            f"{plan.failed} failed · {counted(row['total_tokens'], unit)}"
         )
         if row["total_tokens"]:
             line += f" · mean loss {row['mean_loss']:.4f} nats · perplexity {row['perplexity']:.3f}"

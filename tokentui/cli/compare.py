@@ -159,7 +159,7 @@ def _dataset_rows(path: Path, prompt_field: str, response_field: str) -> list[tu
 
     src = read_dataset(path, prompt_field, response_field)
     for problem in src.problems:
-        typer.echo(f"{sanitize(str(path))} line {problem.index}: skipped: {sanitize(problem.why)}", err=True)
+        typer.echo(f"tokentui: {sanitize(str(path))} line {problem.index}: skipped: {sanitize(problem.why)}", err=True)
     if not src.items:
         fail(f"{sanitize(str(path))}: no usable items")
     return [(it.index, it.prompt, it.response or "") for it in src.items]
@@ -179,7 +179,7 @@ def _dataset_items(
             item = pair.item(prompt, chat, response)
             pair.check_item(item)
         except EngineError as e:
-            typer.echo(f"{sanitize(str(path))} line {index}: skipped: {sanitize(str(e))}", err=True)
+            typer.echo(f"tokentui: {sanitize(str(path))} line {index}: skipped: {sanitize(str(e))}", err=True)
             continue
         lines.append(index)
         items.append(item)

@@ -23,6 +23,7 @@ import typer
 
 from tokentui.cli.options import CacheOpt
 from tokentui.cli.output import Output, ProgressLine, fail, interrupted, load_ref, user_errors
+from tokentui.core.display import sanitize
 
 if TYPE_CHECKING:
     from tokentui.core.run import Run
@@ -124,8 +125,6 @@ def _errors() -> tuple[type[BaseException], ...]:
 
 
 def _shown(path: Path | str) -> str:
-    from tokentui.core.display import sanitize
-
     return sanitize(str(path))
 
 
@@ -174,7 +173,7 @@ def _report(
                 raise StatsError(f"{name}: no tokens to count ({'+'.join(sel.sources[0].kinds)})")
         except _errors() as e:
             message = " ".join(str(e).split())
-            message = message if name in message else f"{name}: {message}"
+            message = message if name in message or sanitize(name) in message else f"{name}: {message}"
             if not many:
                 raise StatsError(message) from None
             typer.echo(f"tokentui: skipped: {_shown(message)}", err=True)

@@ -26,7 +26,11 @@ def unescape(text: str) -> str:
             return _SIMPLE[code]
         if len(code) > 1:
             return chr(int(code[1:], 16))
-        what = f"unknown escape \\{code} in --text" if code else "--text ends in a lone \\"
+        if code in ("x", "u"):  # (a known escape whose digits are missing or not hexadecimal)
+            digits = "two" if code == "x" else "four"
+            what = f"\\{code} in --text takes {digits} hexadecimal digits"
+        else:
+            what = f"unknown escape \\{code} in --text" if code else "--text ends in a lone \\"
         raise RunError(f"{what} (known escapes: {ESCAPES_HELP}; use \\\\ for a backslash)")
 
     return _ESCAPE.sub(one, text)

@@ -153,9 +153,10 @@ def _object(raw: bytes, number: int) -> dict[str, object] | None:
         obj = json.loads(text)
     except RecursionError:
         raise ValueError("not valid JSON (nested too deep)") from None
-    except ValueError as e:
-        msg = getattr(e, "msg", None) or "not valid JSON"
-        raise ValueError(f"not valid JSON ({msg})") from None
+    except ValueError as e:  # (a JSONDecodeError's msg ends in "at", its position following: say it)
+        msg, col = getattr(e, "msg", None), getattr(e, "colno", None)
+        where = f" at column {col}" if isinstance(col, int) else ""
+        raise ValueError(f"not valid JSON ({msg.removesuffix(' at')}{where})" if msg else "not valid JSON") from None
     if not isinstance(obj, dict):
         raise ValueError(f"not a JSON object (a JSON {type(obj).__name__})")
     return obj

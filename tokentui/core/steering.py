@@ -293,6 +293,8 @@ def _read_regular(path: Path, limit: int, what: str) -> bytes:
             raise _say(str(path), f"is {st.st_size} bytes; a {what} is at most {limit}")
         with open(path, "rb") as f:
             data = f.read(limit + 1)
+    except SteeringError:
+        raise
     except FileNotFoundError:
         raise _say(str(path), "no such file") from None
     except (OSError, ValueError) as e:  # ValueError: a NUL in the name

@@ -255,13 +255,14 @@ def _run_file(path: Path, folder: Path, value: object, what: str) -> Path:
 
 
 def _item(path: Path, folder: Path, d: object, n: int, models: list[str]) -> CollectionItem:
-    what = f"item {n}"
+    what = f"items[{n}]"  # (the manifest's list, counted from 0: not a line of the input)
     if not isinstance(d, dict):
         raise CollectionError(path, f"{what} is not an object")
     missing = {"index", "model", "status", "run_file", "error", "key"} - set(d)
     if missing:
         raise CollectionError(path, f"{what} lacks {sorted(missing)[0]!r}")
     index = _int(path, d["index"], f"{what}'s index")
+    what = f"items[{n}] (line {index} of the input)"
     model = _string(path, d["model"], f"{what}'s model")
     if model not in models:
         raise CollectionError(path, f"{what}'s model is not one of the collection's models")
@@ -289,6 +290,8 @@ def load_collection(path: Path) -> Collection:
     folder = (path.parent if path.name == MANIFEST and not path.is_dir() else path).absolute()
     manifest = folder / MANIFEST
     try:
+        if not folder.exists():
+            raise CollectionError(folder, "no such folder")
         if not manifest.is_file():
             raise CollectionError(folder, f"not a tokentui collection (no {MANIFEST})")
         size = manifest.stat().st_size

@@ -14,6 +14,7 @@ from tokentui.tui.state import Needs
 
 # Where a key works: the app (everywhere but an input), or only in one focused pane.
 APP, STREAM, ALTERNATIVES, TREE, MATRIX = "app", "tokens", "alternatives", "tree", "matrix"
+LAYERS = "layers"  # the layers pane (widgets/layers.py: it scrolls)
 STATS = "stats"  # the Stats screen (screens/stats.py)
 GROUPS = ("generate", "move", "branch", "tree", "attribute", "view", "files", "app")
 
@@ -153,8 +154,16 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "entropy (those the run has)", "view", needs=Needs.RUN),
     ActionSpec("Z", "layer_map", "layer map", "layer × position heat map of the per-layer measure on show, its cursor "
                "the tokens' (arrows move it; t: the least sure cell; Y: next measure; escape, q or Z close)", "view", needs=Needs.RUN),
+    ActionSpec("up,k", "scroll_up", "scroll up", "scroll the layers up", "view", LAYERS, shown_keys="↑ k"),
+    ActionSpec("down,j", "scroll_down", "scroll down", "scroll the layers down (the top tokens per layer and the "
+               "metric strip are below the bars)", "view", LAYERS, shown_keys="↓ j"),
+    ActionSpec("pageup", "page_up", "page up", "page up", "view", LAYERS, shown_keys="PgUp"),
+    ActionSpec("pagedown", "page_down", "page down", "page down", "view", LAYERS, shown_keys="PgDn"),
+    ActionSpec("home,g", "scroll_home", "top", "the top of the pane", "view", LAYERS, shown_keys="home g"),
+    ActionSpec("end,G", "scroll_end", "bottom", "the bottom of the pane", "view", LAYERS, shown_keys="end G"),
     ActionSpec("v", "cycle_pane", "side pane", "next side pane (narrow terminals show one at a time)", "view"),
-    ActionSpec("tab", "focus_next", "next pane", "next pane", "view", palette=False, textual=True),
+    ActionSpec("tab", "focus_next", "next pane", "next pane: tokens, alternatives, layers, tree (a narrow terminal: "
+               "the side pane on show)", "view", palette=False, textual=True, shown_keys="tab shift+tab"),
     # files
     ActionSpec("ctrl+s", "save", "save", "save the run now (runs also autosave)", "files", needs=Needs.RUN),
     ActionSpec("o", "open_run", "open", "open a run from the cache", "files", footer=True),

@@ -35,7 +35,7 @@ from tokentui.tui.viewing import ViewActions
 from tokentui.tui.widgets.alternatives import AlternativesPane
 from tokentui.tui.widgets.attribution_pane import AttributionPane
 from tokentui.tui.widgets.branch_tree import BranchTree
-from tokentui.tui.widgets.layers import LayersPane
+from tokentui.tui.widgets.layers import LayersPane, LayersScroll
 from tokentui.tui.widgets.legend import Legend
 from tokentui.tui.widgets.settings_line import SettingsLine
 from tokentui.tui.widgets.status_bar import Part, StatusBar
@@ -184,7 +184,7 @@ class TokentuiApp(
                 yield AlternativesPane(id="alternatives", classes="side shown")
                 # an attribution on show: its pane, where the layers pane is (app.tcss)
                 yield AttributionPane(id="attribution", classes="side")
-                yield LayersPane(id="layers", classes="side")
+                yield LayersScroll(id="layers", classes="side")  # (holds the LayersPane: it scrolls)
                 yield BranchTree(id="tree", classes="side")
         yield Footer(
             show_command_palette=False, compact=True

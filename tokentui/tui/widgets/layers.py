@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Group
 from rich.style import Style
 from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from tokentui.core.display import sanitize
+from tokentui.tui.actions import LAYERS, bindings
 from tokentui.tui.widgets.alternatives import bar
 from tokentui.tui.widgets.styles import part_style
 
@@ -59,9 +62,22 @@ TOKEN = 7  # cells of a token in the top-tokens table
 ENTRY = TOKEN + 6  # "token 0.31 "
 
 
+class LayersScroll(VerticalScroll, can_focus=True, inherit_bindings=False):
+    """The side pane holding the layers pane: it scrolls (a model's 30 layers, the axis, the top
+    tokens per layer and the metric strip are taller than the pane). Focus it (tab or click) to
+    scroll it with ↑↓ / kj, PgUp PgDn, home end / g G — the keys of the action table's layers
+    scope, no others (a Static cannot scroll its own text: Textual scrolls containers)."""
+
+    BINDINGS = bindings(LAYERS)
+
+    def compose(self) -> ComposeResult:
+        yield LayersPane(id="layers-body")
+
+
 class LayersPane(Static):
     """`measure`: the per-layer measure on show (Y cycles it: tui/layers_view.py); the run's
-    measures and values come from tui/layer_data.py."""
+    measures and values come from tui/layer_data.py. Its height is its text's; the LayersScroll
+    around it scrolls it."""
 
     COMPONENT_CLASSES = {"layers--bar", "layers--title", "layers--muted", "layers--chosen"}
 
@@ -69,6 +85,22 @@ class LayersPane(Static):
         super().__init__("", id=id, classes=classes, markup=False)
         self._args: tuple[Run | None, int, int, str, BranchView | None, str | None] | None = None
         self.measure = "layer_entropy"
+        self._shape: tuple[int, ...] = ()  # the widths of the lines drawn last: a new height needs a layout
+
+    def _draw(self, lines: list[Text]) -> None:
+        """Show `lines`. The pane is as tall as its text, so a layout (which resizes it and the
+        scrolled area) is asked for only when the lines may wrap to another height: a cursor move
+        mostly changes values, not line lengths."""
+        shape = (self.content_region.width, *(line.cell_len for line in lines))
+        layout, self._shape = shape != self._shape, shape
+        self.update(Group(*lines), layout=layout)
+
+    def visible_height(self) -> int:
+        """Rows of the pane on screen at once (its scroll container's)."""
+        parent = self.parent
+        if isinstance(parent, LayersScroll):
+            return parent.scrollable_content_region.height
+        return self.content_region.height
 
     def on_resize(self) -> None:
         """Bars and the strip are sized to the pane: draw them again at its new width."""
@@ -94,7 +126,7 @@ class LayersPane(Static):
         with that reason instead of looking pending)."""
         self._args = (run, branch_id, position, metric, view, unavailable)
         if run is None or position < 0 or position >= run.length(branch_id):
-            self.update(Text("no token under the cursor"), layout=False)
+            self._draw([Text("no token under the cursor")])
             return
         from tokentui.tui import layer_data
 
@@ -138,9 +170,9 @@ class LayersPane(Static):
         if view is not None:
             lines.append(Text(f"{metric} along the branch", style=title))
             lines.append(sparkline(view.pooled_levels(max(10, inner)), len(view.levels), position))
-        if len(values) + 2 > (self.content_region.height or len(lines)):  # not every layer on show here
+        if len(values) + 2 > (self.visible_height() or len(lines)):  # not every layer on show at once
             lines[0].append(" · Z: every layer", style=muted)
-        self.update(Group(*lines), layout=False)
+        self._draw(lines)
 
     def _top_tokens(
         self, run: Run, chosen: int, values: Mapping[str, Any], inner: int, title: Style, muted: Style

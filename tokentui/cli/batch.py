@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -193,12 +192,12 @@ def _check_folder(folder: Path) -> None:
 
 def _make_folder(folder: Path) -> None:
     """Make the collection's folder now, and refuse one that cannot be made or written before any
-    model loads (a file made there and removed: permission bits do not tell, for root or on /sys)."""
+    model loads."""
+    from tokentui.core.files import probe_folder
+
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".tokentui-probe-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
+        probe_folder(folder)
     except OSError as e:
         raise RunError(f"cannot write the collection into {folder}: {e.strerror or e}") from None
 

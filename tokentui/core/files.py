@@ -60,3 +60,12 @@ def new_temporary(path: Path) -> tuple[int, Path]:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
         except FileExistsError:
             continue
+
+
+def probe_folder(folder: Path) -> None:
+    """Make a file in `folder` and remove it: OSError when the folder takes no new file. Permission
+    bits do not tell (root passes them; /sys refuses everyone), so a command that will write there
+    tries before its work, not after it."""
+    fd, name = new_temporary(folder / ".tokentui-probe")
+    os.close(fd)
+    os.unlink(name)

@@ -30,7 +30,6 @@ import math
 import os
 import re
 import stat
-import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -41,7 +40,7 @@ import numpy as np
 from tokentui.core import comparison, tree
 from tokentui.core.attribution import Attribution, normalized
 from tokentui.core.display import decode_bytes, sanitize
-from tokentui.core.files import write_atomically
+from tokentui.core.files import probe_folder, write_atomically
 from tokentui.core.measures import LAYER_MEASURES, derive, has_measure
 from tokentui.core.params import RunError
 from tokentui.core.run import Run
@@ -683,14 +682,11 @@ def check_target(path: Path, overwrite: bool = False) -> None:
     """Refuse a name that cannot take a regular file: a folder, a symlink, a FIFO, a device or a
     socket there is never replaced (a rename over it would turn it into a file, or follow the
     link), and an existing file only with `overwrite`. A folder that takes no new file is refused
-    too (a file made there and removed: permission bits do not tell, for root or on /sys), so
-    that a command refuses it before its work, not after."""
+    too (`probe_folder`), so that a command refuses it before its work, not after."""
     if not path.parent.is_dir():
         raise ExportError(f"cannot write {path}: no such folder {path.parent}")
     try:
-        fd, probe = tempfile.mkstemp(prefix=".tokentui-probe-", dir=path.parent)
-        os.close(fd)
-        os.unlink(probe)
+        probe_folder(path.parent)
     except OSError as e:
         raise ExportError(f"cannot write {path}: {e.strerror or e}") from None
     try:

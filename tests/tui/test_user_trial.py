@@ -160,3 +160,59 @@ async def test_export_says_what_is_wrong_with_a_bare_ending_and_a_trailing_slash
         await pilot.press("enter")
         await pilot.pause(0.2)
         assert (tmp_path / "out.csv").is_file() and "exported" in _last_note(app)
+
+
+# --- the status bar's note ---------------------------------------------------------------------------
+
+
+def _status(app) -> str:
+    from tests.factories import rendered
+
+    return rendered(app.query_one("#status"))
+
+
+async def test_the_note_says_the_last_job_at_80_columns_and_goes_with_a_new_job_or_run(model_dirs, cache_dir):
+    """At 80×24 a cancelled generation's outcome is in the status bar (it was dropped before the
+    run id); continuing the branch replaces it with what runs; opening a run with o clears it."""
+    from tests.factories import wait_for
+    from tokentui.core.params import GenerationSettings, SamplingParams
+    from tokentui.tui.state import AppState
+
+    app = explorer(
+        model=str(model_dirs["llama"]),
+        prompt="import os",
+        generate_at_once=True,
+        settings=GenerationSettings(SamplingParams(max_new_tokens=400)),
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(
+            pilot,
+            lambda: app.run_obj is not None and app.run_obj.branches and len(app.run_obj.branches[0].steps) > 3,
+            what="first tokens",
+        )
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="the cancel")
+        assert "cancelled: " in _status(app) and "new token" in _status(app), _status(app)
+        await pilot.press("c")
+        assert app.state is AppState.GENERATING
+        assert "cancelled" not in _status(app) and "continuing branch #0" in _status(app), _status(app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.state is AppState.IDLE and not app.run_obj.dirty, what="the cancel, saved")
+        assert "cancelled: " in _status(app), _status(app)
+        run_id = app.run_obj.id
+        await pilot.press("o")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunPicker", what="the picker")
+        await pilot.press(*run_id[-6:], "enter")
+        await wait_for(pilot, lambda: app.screen is app.screen_stack[0], what="the run opened")
+        assert app.run_obj.id == run_id and "cancelled" not in _status(app), _status(app)
+
+
+def test_a_note_too_long_for_the_bar_is_cut_before_the_branch_and_saved_state_go():
+    from tokentui.tui.widgets.status_bar import Part, fit
+
+    note = "tree search done: 45 nodes, 12 finished paths (P: most probable)"
+    parts = [Part("run 20260101-000000-abcdef", 5), Part("branch #0/46", 8), Part("saved", 7), Part("pos 12", 6),
+             Part(note, 6, shrink=16)]  # fmt: skip
+    kept = fit(" idle ", parts, 80)
+    assert [p.text for p in kept][:2] == ["branch #0/46", "saved"]
+    assert kept[2].text.startswith("tree search done: 45 nodes") and kept[2].text.endswith("…")

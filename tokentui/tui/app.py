@@ -329,7 +329,7 @@ class TokentuiApp(
         s, run = self.session, self.run_obj
         # the model's name ("A vs B" when comparing: that matters) apart from its details, which go first
         name, details = s.model_parts()
-        parts = [Part(name, 6 if s.model_b_loaded else 1, "status-bar--dim")]
+        parts = [Part(name, 7 if s.model_b_loaded else 1, "status-bar--dim")]  # (above the note)
         if details:
             parts.append(Part(details, 0, "status-bar--dim"))
         if s.tokens_per_second:
@@ -350,7 +350,9 @@ class TokentuiApp(
             parts.append(Part("quitting once the job has stopped and the run is saved (q again: now)", 10))
         if s.note:  # a running search's progress is what matters most then
             busy = s.tree_search or s.state is AppState.ATTRIBUTING
-            parts.append(Part(s.note, 9 if busy else 2, "status-bar--note"))
+            # else the job's outcome (or what runs): above the run id and position (the alternatives
+            # pane says the position too), cut with … rather than dropped on a narrow terminal
+            parts.append(Part(s.note, 9 if busy else 6, "status-bar--note", shrink=16))
         self.query_one(StatusBar).show(s.state.value, parts)
 
     def update_settings_line(self) -> None:

@@ -83,6 +83,7 @@ class FileActions(_Base):
                 return
             before = self.run_obj
             self.session.run, self.run_path = run, path
+            self.session.note = ""  # (what the last job on the run before ended with)
             # the prompt box shows the opened run's prompt (ctrl+r would otherwise generate the
             # previous one), unless the user has typed another there
             shown = safe_text(before.meta.prompt.encode()) if before is not None else self.initial_prompt or ""

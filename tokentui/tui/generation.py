@@ -46,7 +46,7 @@ class GenerationActions(_Base):
         old = self.run_obj
         if old is not None and old.dirty:
             self.action_save(quiet=True)
-        self.session.state = AppState.GENERATING
+        self.session.begin("generating a new run from the prompt … · escape cancels")
         engine.generate(prompt, self.session.settings, self.session.active_steering())
         self.stream.focus()
         if old is not None and len(old.branches) > 1:
@@ -71,7 +71,7 @@ class GenerationActions(_Base):
             self.notify(f"branch #{self.branch_id} ended with an end-of-sequence token: nothing to continue "
                         "(branch at it to take another token)", markup=False)  # fmt: skip
             return
-        self.session.state = AppState.GENERATING
+        self.session.begin(f"continuing branch #{self.branch_id} … · escape cancels")
         # a branch continues as it was grown: steered with its own spec, or not at all
         engine.continue_branch(self.branch_id, self.session.settings.sampling.copy(), self.session.steering)
         self.stream.follow = True
@@ -85,7 +85,8 @@ class GenerationActions(_Base):
             self.notify("the first token has no alternatives to branch on", markup=False)
             return
         params = self.session.settings.sampling.copy()
-        self.session.state = AppState.GENERATING
+        what = "resampling" if resample else "branching at"
+        self.session.begin(f"{what} position {pos} of branch #{self.branch_id} … · escape cancels")
         steering = self.session.active_steering()
         if resample:
             engine.resample(self.branch_id, pos, params, steering)
@@ -182,7 +183,7 @@ class GenerationActions(_Base):
         old = self.run_obj
         if old is not None and old.dirty:
             self.action_save(quiet=True)
-        self.session.state = AppState.GENERATING
+        self.session.begin("generating standard, then steered … · escape cancels")
         self.session.comparing = True
         engine.steer_compare(prompt, self.session.settings, steering)
         self.stream.focus()

@@ -110,6 +110,12 @@ class Session:
         name, _, details = self.model_info.partition(" · ")
         return name, details
 
+    def begin(self, note: str) -> None:
+        """A job that grows the run starts: the status bar says what runs, no longer what the
+        last job ended with (its note stayed while a branch was continued)."""
+        self.state = AppState.GENERATING
+        self.note = note
+
     def active_steering(self) -> SteeringSpec | None:
         """The spec new runs and branches are steered by (None: steering off, or no spec)."""
         return self.steering if self.steer_on else None
@@ -251,7 +257,7 @@ class Session:
             rows = len(ev.record.positions) if ev.record is not None else 0
             if ev.cancelled:
                 total = len(job.positions) if job is not None else rows
-                self.note = f"attribution cancelled: {rows} of {total} tokens kept"
+                self.note = f"attribution cancelled: {rows} of {counted(total, 'token')} kept"
             else:
                 self.note = f"attributed {counted(rows, 'token')} in {ev.seconds:.1f}s"
             if job is not None:
@@ -260,10 +266,10 @@ class Session:
             up.tokens = ours and ev.branch_id == self.branch_id
         elif isinstance(ev, Finished):
             self.tokens_per_second = ev.tokens_per_second
-            self.note = f"{ev.status}: {ev.new_tokens} new tokens"
+            self.note = f"{ev.status}: {counted(ev.new_tokens, 'new token')}"
             up.finished = True
             if self.comparing and ev.branch_id == 0 and ev.status not in ("cancelled", "error"):
-                self.note = f"standard: {ev.new_tokens} tokens · now steered …"  # the steered branch follows
+                self.note = f"standard: {counted(ev.new_tokens, 'token')} · now steered …"  # the steered branch follows
             elif self.guided_tree and ev.status == "length":  # the forced prefix is the root: the search follows
                 self.guided_tree = False
                 self.note = "forced prefix done · tree search starting"

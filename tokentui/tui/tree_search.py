@@ -48,8 +48,7 @@ class TreeActions(_Base):
             if params is None or engine is None:
                 return
             self.session.tree_params = params
-            self.session.state = AppState.GENERATING
-            self.session.note = "tree search: starting"
+            self.session.begin("tree search: starting")
             if start is None:
                 self.session.guided_tree = bool(self.session.settings.forced)  # (jobs.TreeSearch forces it first)
                 engine.tree(params, self.session.settings, prompt, 0, None)

@@ -1,10 +1,11 @@
 """The status bar: what the explorer is doing, on which run and branch, saved or not, where the
 cursor is. One line; when it does not fit, the least important parts go first (the model's
-details before the run id, branch, saved state and position)."""
+details before the run id, branch, saved state and position); a part that may be cut (the note:
+the last job's outcome) is cut with … before it is dropped."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -19,6 +20,31 @@ class Part:
     text: str  # raw: sanitised here
     importance: int  # higher stays longer when the line is short
     component: str = ""  # a status-bar--* class styling it
+    shrink: int = 0  # >0: when it is the least important left, cut it down to this many cells before dropping it
+
+
+def fit(state: str, parts: list[Part], width: int) -> list[Part]:
+    """The `parts` that fit `width` cells next to `state`, dropping the least important first
+    (of equal ones, the first); a part that may shrink is cut with … instead, while it keeps
+    its `shrink` cells (the last survivor is cut with … if it alone is too long)."""
+    parts = list(parts)
+    budget = width - cell_len(state) - 2
+
+    def need(ps: list[Part]) -> int:
+        return sum(cell_len(sanitize(p.text)) + 3 for p in ps)
+
+    while parts and need(parts) > budget:
+        if len(parts) == 1:
+            break
+        least = min(parts, key=lambda p: p.importance)
+        room = cell_len(sanitize(least.text)) - (need(parts) - budget)
+        if least.shrink and room >= least.shrink:
+            cut = Text(sanitize(least.text))
+            cut.truncate(room, overflow="ellipsis")
+            parts[parts.index(least)] = replace(least, text=cut.plain)
+            break
+        parts.remove(least)
+    return parts
 
 
 class StatusBar(Static):
@@ -37,19 +63,7 @@ class StatusBar(Static):
         self._draw()
 
     def fitted(self, width: int) -> list[Part]:
-        """The parts that fit `width` cells next to the state, dropping the least important first
-        (the last survivor is cut with … if it alone is too long)."""
-        parts = list(self._parts)
-        budget = width - cell_len(self._state) - 2
-
-        def need(ps: list[Part]) -> int:
-            return sum(cell_len(sanitize(p.text)) + 3 for p in ps)
-
-        while parts and need(parts) > budget:
-            if len(parts) == 1:
-                break
-            parts.remove(min(parts, key=lambda p: p.importance))
-        return parts
+        return fit(self._state, self._parts, width)
 
     def _draw(self) -> None:
         width = self.content_region.width or 120

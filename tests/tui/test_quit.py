@@ -13,6 +13,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from tests.terminal import Terminal
 from tokentui.store.cache import list_runs
 from tokentui.store.runfile import load_run
@@ -50,32 +52,21 @@ def started(term: Terminal, cache) -> None:
         term.wait_for(b"", timeout=0.3)
 
 
-def the_run(cache):
+@pytest.mark.parametrize("presses", [1, 2])
+def test_quit_during_a_generation_saves_the_run_and_exits_0(model_dirs, tmp_path, presses):
+    """Once: the explorer waits for the job to stop and saves it (status cancelled). Twice: it
+    leaves at once, the run file as last saved (and still exit 0, not an abort)."""
+    cache = tmp_path / "cache"
+    with explore(model_dirs["llama"], cache) as term:
+        started(term, cache)
+        term.press(b"q")
+        term.wait_for(b"quitting once the job has stopped")
+        if presses == 2:
+            term.press(b"q")
+        rc = term.wait_exit(timeout=60)
+    assert rc == 0, term.text[-800:]
     [summary] = list_runs(cache)
-    return load_run(summary.path)
-
-
-def test_quit_during_a_generation_waits_for_the_job_to_stop_and_saves_it(model_dirs, tmp_path):
-    cache = tmp_path / "cache"
-    with explore(model_dirs["llama"], cache) as term:
-        started(term, cache)
-        term.press(b"q")
-        term.wait_for(b"quitting once the job has stopped")
-        rc = term.wait_exit(timeout=60)
-    assert rc == 0, term.text[-800:]
-    run = the_run(cache)
-    branch = run.branches[0]
-    assert branch.status == "cancelled" and run.length(0) > 1
+    run = load_run(summary.path)
     run.validate()
-
-
-def test_quit_twice_leaves_at_once_with_the_run_as_last_saved(model_dirs, tmp_path):
-    cache = tmp_path / "cache"
-    with explore(model_dirs["llama"], cache) as term:
-        started(term, cache)
-        term.press(b"q")
-        term.wait_for(b"quitting once the job has stopped")
-        term.press(b"q")
-        rc = term.wait_exit(timeout=60)
-    assert rc == 0, term.text[-800:]
-    the_run(cache).validate()  # what the last autosave wrote loads
+    if presses == 1:
+        assert run.branches[0].status == "cancelled" and run.length(0) > 1

@@ -216,3 +216,44 @@ def test_a_note_too_long_for_the_bar_is_cut_before_the_branch_and_saved_state_go
     kept = fit(" idle ", parts, 80)
     assert [p.text for p in kept][:2] == ["branch #0/46", "saved"]
     assert kept[2].text.startswith("tree search done: 45 nodes") and kept[2].text.endswith("…")
+
+
+# --- the settings line -------------------------------------------------------------------------------
+
+
+async def test_the_settings_line_shows_a_forced_prefix_of_a_run_generated_live(model_dirs, cache_dir):
+    """The forced prefix streams in as the branch's first tokens: the line says it once they are
+    there (it was drawn when the branch started, empty, and not again)."""
+    from tests.factories import rendered, wait_generated
+    from tokentui.core.params import GenerationSettings, SamplingParams
+
+    app = explorer(
+        model=str(model_dirs["llama"]),
+        prompt="import os",
+        generate_at_once=True,
+        settings=GenerationSettings(SamplingParams(max_new_tokens=4), forced=" import sys"),
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_generated(pilot, app, 0)
+        await pilot.pause(0.1)
+        line = rendered(app.query_one("#settings-line"))
+        assert app.run_obj.branches[0].n_forced > 0
+        assert line.lstrip().startswith("run: greedy") and "forced ␠import␠sys" in line, line
+
+
+async def test_the_settings_line_of_a_scored_text_says_so(tmp_path):
+    """A teacher-forced run has no sampler or token budget: "scored text" and its k, not
+    "greedy · max 64 tokens"."""
+    from pathlib import Path
+
+    from tests.factories import rendered
+    from tokentui.store.runfile import load_run
+
+    run = load_run(Path(__file__).resolve().parents[2] / "tests/fixtures/demo_runs/score.tokentui")
+    assert run.branches[0].status == "scored"
+    app = explorer(run=run, cache_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        line = " ".join(rendered(app.query_one("#settings-line")).split())
+        assert line.startswith("run: scored text") and f"k={run.meta.k}" in line, line
+        assert "greedy" not in line and "max 64" not in line, line

@@ -386,6 +386,7 @@ class TokentuiApp(
         self._dirty = False
         self.stream.update_view()
         self.query_one(BranchTree).show(self.run_obj, self.branch_id)  # lengths grow (per frame, not per token)
+        self.update_settings_line()  # a forced prefix streams in as the branch's first tokens
         self.refresh_panes()
 
     # --- engine events ------------------------------------------------------------------------
@@ -401,6 +402,7 @@ class TokentuiApp(
         if up.finished:
             self.stream.update_view()
             self.query_one(BranchTree).show(self.run_obj, self.branch_id)
+            self.update_settings_line()
             self.refresh_panes()
         if up.attribution_progress is not None or up.attributed is not None or up.attribution_failed is not None:
             self.apply_attribution(up)

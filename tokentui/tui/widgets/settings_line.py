@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def run_settings(run: Run, branch_id: int) -> GenerationSettings:
     """The settings that grew the branch under view: its own sampler when the run file records
     one (a fork or a resample may sample differently from the run's first branch), else the run's;
-    `forced`: the text the branch was made to take (its forced tokens)."""
+    `forced`: the text the branch was made to take (its forced tokens, those streamed in so far)."""
     forced = ""
     b = run.branches[branch_id] if 0 <= branch_id < len(run.branches) else None
     if b is not None and b.n_forced:
@@ -45,6 +45,7 @@ class SettingsLine(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
         self._args: tuple[Run | None, int, GenerationSettings] | None = None
+        self._shown: Text | None = None  # what was drawn last (redrawn as tokens stream in: only a change is drawn)
 
     def show(self, run: Run | None, branch_id: int, session: GenerationSettings) -> None:
         self._args = (run, branch_id, session)
@@ -56,13 +57,17 @@ class SettingsLine(Static):
             parts = describe(session).split(" · ")
         else:
             first.append("run: " if branch_id == 0 else f"branch #{branch_id}: ", style=label)
-            parts = describe(run_settings(run, branch_id)).split(" · ")
+            b = run.branches[branch_id] if 0 <= branch_id < len(run.branches) else None
+            if b is not None and b.status == "scored":  # teacher-forced: no sampler, no length
+                chat = f"chat {'on' if run.meta.chat else 'off'}"
+                parts = ["scored text", "teacher-forced", f"k={run.meta.k}", chat]
+            else:
+                parts = describe(run_settings(run, branch_id)).split(" · ")
             if run.meta.tree is not None:
                 from tokentui.core.tree import node_facts
 
                 if node_facts(run, branch_id) is not None:  # not sampled: the search chose the token
                     parts = ["a tree search's node (seed 002's threshold search)", f"k={run.meta.k}"]
-            b = run.branches[branch_id] if 0 <= branch_id < len(run.branches) else None
             if b is not None and b.steering is not None:  # what a replay must say: this branch was steered
                 from tokentui.core.steering import short
 
@@ -72,7 +77,9 @@ class SettingsLine(Static):
         hint = "  (s: session settings)"
         if "\n" not in t.plain and t.cell_len + len(hint) <= width:
             t.append(hint, style=label)
-        self.update(t)
+        if t != self._shown:
+            self._shown = t
+            self.update(t)
 
     def on_resize(self) -> None:
         if self._args is not None:

@@ -110,6 +110,9 @@ def test_gradient_methods_match_autograd(runs, family, method):
         close(rec.scores[r, :t], reference(b.model, ids, t, method, steps=steps))
         assert (rec.scores[r, t:] == 0).all()  # exactly zero at and after the target
     assert [e.done for e in events if isinstance(e, AttributionProgress)][-1] == 4
+    if method == "integrated-gradients":  # one group of path points: progress after each target's backward
+        fractions = [e.fraction for e in events if isinstance(e, AttributionProgress)]
+        assert fractions == sorted(fractions) and [f for f in fractions if 0 < f < 1] == [0.25, 0.5, 0.75]
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])

@@ -202,16 +202,26 @@ def integrated_gradients(
     tokens = [req.ids[t] for t in rows]
     mean_g = torch.zeros(len(rows), width, e.shape[-1], device=dev, dtype=torch.float32)
     per = max(1, min(PATH_CHUNK, PATH_TOKENS // width))
-    for a0 in range(0, len(alphas), per):
+    groups = range(0, len(alphas), per)
+    for gi, a0 in enumerate(groups):
         if req.cancel is not None and req.cancel.is_set():
             raise Cancelled
         a = torch.tensor(alphas[a0 : a0 + per], device=dev, dtype=dt)
         w = torch.tensor(weights[a0 : a0 + per], device=dev, dtype=torch.float32)
         x = (a[:, None, None] * e).requires_grad_(True)  # [A, width, d]: points on the path
         y = _targets(req.model, x, rows, tokens, req.alternative)
-        mean_g += _vjps(y, x, w).float().sum(dim=1)  # Σ_a w_a g(α_a·e)
+        go = torch.zeros_like(y)
+        # one backward per target (the path points fill the batch: see _vjps), progress and a
+        # cancel check after each: one group of a large model can take a minute on a CPU
+        for r in range(len(rows)):
+            if req.cancel is not None and req.cancel.is_set():
+                raise Cancelled
+            go.zero_()
+            go[:, r] = w.to(y.dtype)
+            (g,) = torch.autograd.grad(y, x, grad_outputs=go, retain_graph=r < len(rows) - 1)
+            mean_g[r] += g.float().sum(dim=0)  # Σ_a w_a g(α_a·e)
+            yield min(1.0, (gi + (r + 1) / len(rows)) / len(groups))
         del x, y
-        yield min(1.0, (a0 + per) / len(alphas))
     attr = (mean_g * e.float()).sum(dim=-1).cpu().numpy()
     with torch.no_grad():
         ends = _targets(req.model, torch.stack([e, torch.zeros_like(e)]), rows, tokens, req.alternative)

@@ -52,6 +52,8 @@ def test_a_prompts_batch_under_two_models_generates_greedy_runs_and_seed000_tabl
     assert res.exit_code == 0, res.output
     assert f"{src} line 2: skipped: the prompt is empty" in res.stderr
     assert res.stderr.count("line 2:") == 1  # reported once, not once per model
+    # the progress counts both models' items and says which model runs
+    assert f"batch · {models[1]} (model 2 of 2) · 3/6 items" in res.stderr, res.stderr
 
     coll = load_collection(out)
     assert coll.models == models and coll.complete

@@ -334,14 +334,15 @@ def _run_model(
     show: ProgressLine,
     counter: dict[str, float],
     save: _Saver,
+    label: str,
 ) -> str | None:
     """Load the model and do its items, saving the manifest after each. Returns why the model
-    could not be used (its items are then marked failed), or None."""
+    could not be used (its items are then marked failed), or None. `label`: the model in the
+    progress line."""
     from tokentui.engine.backend import check_settings, open_backend
     from tokentui.engine.errors import EngineError
     from tokentui.store.collection import CollectionItem
 
-    name = sanitize(plan.model)
     try:
         check_settings(plan.spec, settings, progress)
         with ctrl_c_not_lost():
@@ -355,10 +356,13 @@ def _run_model(
         return why
     try:
         with ctrl_c_sets(stop):
-            for item, key in plan.todo:
+            for n, (item, key) in enumerate(plan.todo):
                 if stop.is_set():
                     break
-                show(f"batch · {name} · " + throughput(int(counter["done"]), int(counter["total"]), counter["seconds"]))
+                show(
+                    f"batch · {label} · " + throughput(int(counter["done"]), int(counter["total"]), counter["seconds"]),
+                    force=n == 0,  # (a model's first line, also within 2 s of the last)
+                )
                 t0 = time.perf_counter()
                 result = _process(backend, coll, plan.model, item, key, settings, stop)
                 if result is None:
@@ -545,12 +549,14 @@ def _batch(
         counter = {"done": 0.0, "total": float(total), "seconds": 0.0}
         save = _Saver(coll)
         unusable = []
-        for plan in plans:
+        for number, plan in enumerate(plans, start=1):
             if stop.is_set():
                 break
             if not plan.todo:
                 continue
-            why = _run_model(plan, coll, settings, stop, report, where, show, counter, save)
+            # the counts are every model's items: the line says which model of how many runs now
+            label = sanitize(plan.model) + (f" (model {number} of {len(plans)})" if len(plans) > 1 else "")
+            why = _run_model(plan, coll, settings, stop, report, where, show, counter, save, label)
             if why is not None:
                 unusable.append(f"{sanitize(plan.model)}: {why}")
         if total:

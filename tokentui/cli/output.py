@@ -108,11 +108,13 @@ class ProgressLine:
         self.last = 0.0
         self.shown = False
 
-    def __call__(self, text: str, final: bool = False) -> None:
+    def __call__(self, text: str, final: bool = False, force: bool = False) -> None:
+        """`final`: the last line (always written; on a terminal it stays). `force`: written now
+        whatever the time since the last (what changed matters: another model starts)."""
         import time
 
         now = time.monotonic()
-        if self.shown and not (final or self.tty or now - self.last >= PROGRESS_SECONDS):
+        if self.shown and not (final or force or self.tty or now - self.last >= PROGRESS_SECONDS):
             return
         self.last, self.shown = now, True
         if self.tty:

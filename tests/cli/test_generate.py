@@ -180,6 +180,7 @@ def test_generate_table_shows_the_stream_and_the_run(cli, model_dirs, cache_dir)
               "--chat", "--stop", "zzz", "--force", "x")  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "entropy" in res.stdout and "saved to" in res.stdout
+    assert res.stdout.startswith("import os\n")  # a chat's answer starts on its own line
     [saved] = list_runs(cache_dir)
     run = load_run(saved.path)
     assert run.meta.chat and run.meta.chat_template and run.meta.sampling["seed"] == 3

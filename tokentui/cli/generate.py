@@ -151,7 +151,9 @@ def generate_job(
             pending.extend(range(ev.fork_position))  # the prompt's positions
             print_records()
         elif isinstance(ev, BranchStarted) and ev.parent is None:
-            out.write(safe_text(prompt.encode()))  # (the job took the prompt: a refused one is never printed)
+            # (the job took the prompt: a refused one is never printed; in a chat the answer is
+            # another message, so it starts on its own line)
+            out.write(safe_text(prompt.encode()) + ("\n" if settings.chat else ""))
         elif isinstance(ev, StepEvent):
             if as_json:
                 pending.append(ev.step.position)

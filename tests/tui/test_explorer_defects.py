@@ -195,8 +195,12 @@ async def test_every_settings_field_is_on_screen_and_tab_reaches_it(size):
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
 async def test_everything_essential_fits(size):
+    from tokentui.tui.app import TokentuiApp
+    from tokentui.tui.theme import load_themes
+
     run = make_run(n_branch_steps=(70, 12))
-    app = explorer(run=run)
+    themes, _ = load_themes()
+    app = TokentuiApp(run=run, themes=themes)  # the footer of an explorer with a model (a replay's has fewer keys)
     async with app.run_test(size=size) as pilot:
         await pilot.pause(0.2)
         status = rendered(app.query_one("#status"))
@@ -318,7 +322,7 @@ async def test_no_color_legend_names_the_styles(monkeypatch):
 
 
 async def test_keys_help_and_palette_come_from_the_one_action_table():
-    from tokentui.tui.actions import ACTIONS, APP, help_sections, shown_keys
+    from tokentui.tui.actions import ACTIONS, APP, description, help_sections, shown_keys
 
     app = explorer(run=make_run())
     async with app.run_test(size=(120, 40)) as pilot:
@@ -330,7 +334,7 @@ async def test_keys_help_and_palette_come_from_the_one_action_table():
         app_keys = set(app._bindings.key_to_bindings)  # the app's bound keys
         help_rows = {row for _, rows in help_sections() for row in rows}
         for spec in ACTIONS:
-            assert (shown_keys(spec), spec.description) in help_rows
+            assert (shown_keys(spec), description(spec)) in help_rows
             name = spec.action.split("(")[0]
             if spec.scope == APP and not spec.textual:
                 assert hasattr(app, f"action_{name}"), name

@@ -257,3 +257,69 @@ async def test_the_settings_line_of_a_scored_text_says_so(tmp_path):
         line = " ".join(rendered(app.query_one("#settings-line")).split())
         assert line.startswith("run: scored text") and f"k={run.meta.k}" in line, line
         assert "greedy" not in line and "max 64" not in line, line
+
+
+# --- help and texts ----------------------------------------------------------------------------------
+
+
+def _footer_actions(app) -> list[str]:
+    return [key.action for key in app.query("FooterKey")]
+
+
+async def test_a_replay_without_a_model_does_not_offer_model_keys_in_the_footer(tmp_path):
+    """`tokentui replay RUN`: the footer leaves out generate, continue, settings and tree; the keys
+    still say why they do nothing when pressed."""
+    app = explorer(run=make_run(), cache_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        shown = _footer_actions(app)
+        assert "cycle_metric" in shown and "open_run" in shown and "help" in shown and "quit" in shown, shown
+        for action in ("generate", "continue_branch", "settings", "grow_tree"):
+            assert action not in shown, shown
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.05)
+        assert "no model is loaded" in _last_note(app) and "`" not in _last_note(app)
+
+
+async def test_with_a_model_the_footer_offers_its_keys(model_dirs, cache_dir):
+    from tests.factories import wait_for
+    from tokentui.tui.state import AppState
+
+    app = explorer(model=str(model_dirs["gpt2"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="model load")
+        shown = _footer_actions(app)
+        for action in ("generate", "continue_branch", "settings", "grow_tree", "cycle_metric"):
+            assert action in shown, shown
+
+
+async def test_help_lists_every_export_ending_and_shows_no_backticks(tmp_path):
+    """x's help line is store.export's list of endings; no line shows markdown's backticks."""
+    from textual.widgets import Static
+
+    from tokentui.store.export import EXTENSION, NAMED_SUFFIXES
+
+    app = explorer(run=make_run(), cache_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("question_mark")
+        await pilot.pause(0.2)
+        table = app.screen.query_one("#help-text", Static).content.renderables[1]
+        keys, lines = (list(c.cells) for c in table.columns)
+        text = {k.plain: line.plain for k, line in zip(keys, lines, strict=True)}
+        for ending in {*(f".{e}" for e in EXTENSION.values()), *NAMED_SUFFIXES}:
+            assert ending in text["x"], (ending, text["x"])
+        assert not [line for line in text.values() if "`" in line]
+
+
+async def test_the_seed004_export_of_a_run_without_attributions_points_to_a(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = make_run()
+    assert not run.attributions
+    app = explorer(run=run, cache_dir=tmp_path / "cache")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        await _export_as(pilot, app, "why.seed004.json")
+        note = _last_note(app)
+        assert "holds no attributions" in note and "a attributes" in note and "tokentui attribute" not in note, note
+        assert not (tmp_path / "why.seed004.json").exists()

@@ -29,6 +29,7 @@ class ActionSpec:
     scope: str = APP
     needs: Needs = Needs.NOTHING  # when it is enabled (the app explains why not when pressed)
     footer: bool = False  # shown in the footer (the essentials: they must fit 80 columns)
+    model_only: bool = False  # does nothing without a model (settings): not in the footer of a replay without one
     palette: bool = True  # offered in the command palette (app actions only)
     priority: bool = False  # works even while typing in an input
     shown_keys: str = ""  # how the help screen writes the keys, when not derived from `keys`
@@ -45,7 +46,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "branch, the rows done are kept; a branch first gets the lens of its last tokens); else leave the "
                "attribution view; in the prompt: back to the tokens", "generate"),
     ActionSpec("s", "settings", "settings", "the session's settings: temperature, top-k, top-p, seed, max tokens, "
-               "k, forced prefix, chat", "generate", footer=True),
+               "k, forced prefix, chat", "generate", footer=True, model_only=True),
     ActionSpec("i", "focus_prompt", "prompt", "edit the prompt", "generate"),  # the prompt box's title says so
     ActionSpec("V", "toggle_steering", "steer on/off", "steering (explore --steer SPEC.toml) on / off for the next "
                "generation and branches; a branch continues as it was grown", "generate"),
@@ -74,7 +75,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("right_curly_bracket", "uncertain(1, 'entropy')", "next unsure",
                "next high-entropy token (top 10%)", "move", STREAM, shown_keys="}"),
     ActionSpec("left_parenthesis", "uncertain(-1, 'kl')", "prev KL", "previous position where two compared "
-               "models differ most (top 10% of KL(A‖B); `tokentui compare` runs)", "move", STREAM, shown_keys="("),
+               "models differ most (top 10% of KL(A‖B); runs of tokentui compare or with B)", "move", STREAM, shown_keys="("),
     ActionSpec("right_parenthesis", "uncertain(1, 'kl')", "next KL", "next position where two compared models "
                "differ most (top 10% of KL(A‖B))", "move", STREAM, shown_keys=")"),
     # branch
@@ -167,7 +168,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     # files
     ActionSpec("ctrl+s", "save", "save", "save the run now (runs also autosave)", "files", needs=Needs.RUN),
     ActionSpec("o", "open_run", "open", "open a run from the cache", "files", footer=True),
-    ActionSpec("x", "export", "export", "export the run (CSV, JSONL, JSON)", "files", needs=Needs.RUN),
+    ActionSpec("x", "export", "export", "export the run: the name's ending picks the format ({endings})", "files",
+               needs=Needs.RUN),
     ActionSpec("X", "screenshot", "screenshot", "save an SVG screenshot into the current folder", "files"),
     # app
     ActionSpec("question_mark,f1", "help", "help", "every key", "app", footer=True, shown_keys="? F1"),
@@ -186,8 +188,15 @@ _KEY_NAMES = {
 }
 
 
-def bindings(scope: str = APP) -> list[BindingType]:
-    """The key bindings of `scope`, generated from the table (a pane's BINDINGS, or the app's)."""
+def for_model(spec: ActionSpec) -> bool:
+    """Whether `spec` needs a model to do anything (a replay without one only says so)."""
+    return spec.model_only or spec.needs in (Needs.MODEL, Needs.RUN_AND_MODEL)
+
+
+def bindings(scope: str = APP, model: bool = True) -> list[BindingType]:
+    """The key bindings of `scope`, generated from the table (a pane's BINDINGS, or the app's).
+    `model=False`: for an explorer without a model (`tokentui replay RUN`), whose footer does not
+    offer the keys that need one (they are still bound: pressed, they say why they do nothing)."""
     out: list[BindingType] = []
     for spec in ACTIONS:
         if spec.scope != scope or spec.textual:
@@ -203,8 +212,19 @@ def bindings(scope: str = APP) -> list[BindingType]:
         elif spec.action == "quit":  # ctrl+q quits even from an input (as Textual's own binding)
             out.append(Binding("ctrl+q", "quit", spec.name, show=False, priority=True))
             keys = "q"
-        out.append(Binding(keys, spec.action, spec.name, show=spec.footer, priority=spec.priority))
+        show = spec.footer and (model or not for_model(spec))
+        out.append(Binding(keys, spec.action, spec.name, show=show, priority=spec.priority))
     return out
+
+
+def description(spec: ActionSpec) -> str:
+    """`spec`'s line for the help screen and the palette: `{endings}` is the export formats'
+    endings, from store.export (imported when help is asked for: numpy is not loaded at start)."""
+    if "{endings}" not in spec.description:
+        return spec.description
+    from tokentui.tui.files import export_extensions
+
+    return spec.description.replace("{endings}", export_extensions())
 
 
 def shown_keys(spec: ActionSpec) -> str:
@@ -219,7 +239,7 @@ def help_sections() -> list[tuple[str, list[tuple[str, str]]]]:
         for spec in ACTIONS:
             if spec.group == group:
                 title = group if spec.scope == APP else f"{group} · {spec.scope} pane"
-                sections.setdefault(title, []).append((shown_keys(spec), spec.description))
+                sections.setdefault(title, []).append((shown_keys(spec), description(spec)))
     return list(sections.items())
 
 

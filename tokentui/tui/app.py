@@ -20,7 +20,7 @@ from textual.widgets import Footer, TextArea
 from tokentui.core.display import safe_text, sanitize
 from tokentui.core.params import GenerationSettings
 from tokentui.store.cache import cache_dir as default_cache_dir
-from tokentui.tui.actions import bindings, palette_entries, shown_keys, spec_of, works_over
+from tokentui.tui.actions import bindings, description, palette_entries, shown_keys, spec_of, works_over
 from tokentui.tui.attribution import AttributionActions
 from tokentui.tui.comparing import CompareActions
 from tokentui.tui.files import FileActions
@@ -464,7 +464,7 @@ class TokentuiApp(
                 continue
             yield SystemCommand(
                 f"{spec.name[:1].upper()}{spec.name[1:]} ({shown_keys(spec)})",
-                spec.description,
+                description(spec),
                 lambda a=spec.action: self.run_action(a),
             )
 
@@ -496,3 +496,11 @@ class TokentuiApp(
         super().notify(
             sanitize(message), title=sanitize(title), severity=severity, timeout=min(timeout, 6.0), markup=False
         )
+
+
+class ReplayExplorer(TokentuiApp):
+    """The explorer without a model (`tokentui replay RUN`): its footer does not offer the keys
+    that need one (generate, continue, settings, tree), which would only say that there is none;
+    they stay bound and say so when pressed."""
+
+    BINDINGS = bindings(model=False)

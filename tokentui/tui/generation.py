@@ -32,7 +32,7 @@ class GenerationActions(_Base):
         from tokentui.tui.screens.confirm import Confirm
 
         question = f"Start a new run? Run {run.id} and its {len(run.branches)} branches leave the screen."
-        detail = f"It stays in the run cache: o opens it again (or `tokentui replay {run.id}`)."
+        detail = f"It stays in the run cache: o opens it again (or: tokentui replay {run.id})."
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -152,7 +152,7 @@ class GenerationActions(_Base):
     # --- steering (`explore --steer SPEC.toml`) ------------------------------------------------
     def _no_steering(self) -> bool:
         if self.session.steering is None:
-            self.notify("no steering spec: start with `tokentui explore --steer SPEC.toml`", markup=False)
+            self.notify("no steering spec: start with tokentui explore --steer SPEC.toml", markup=False)
             return True
         return False
 

@@ -15,7 +15,7 @@ from tokentui.core.display import sanitize
 from tokentui.store.cache import cache_dir as resolve_dir
 from tokentui.store.cache import resolve, summarize
 from tokentui.store.header import RunFileError
-from tokentui.tui.app import TokentuiApp
+from tokentui.tui.app import ReplayExplorer, TokentuiApp
 from tokentui.tui.theme import load_themes
 
 
@@ -50,12 +50,14 @@ def leave_now(code: int) -> NoReturn:
 
 
 def explorer(**options: Any) -> TokentuiApp:
-    """TokentuiApp(**options) with the themes loaded and, for `run_path`, its header read."""
+    """TokentuiApp(**options) with the themes loaded and, for `run_path`, its header read
+    (without a model: a ReplayExplorer, whose footer offers no key that needs one)."""
     themes, problems = load_themes()
     run_path = options.get("run_path")
     if run_path is not None and options.get("run") is None and "opening" not in options:
         options["opening"] = summarize(run_path)
-    return TokentuiApp(themes=themes, theme_problems=problems, **options)
+    app_class = TokentuiApp if options.get("model") is not None else ReplayExplorer
+    return app_class(themes=themes, theme_problems=problems, **options)
 
 
 def replay(ref: str, model: str | None = None, cache_dir: Path | None = None) -> None:

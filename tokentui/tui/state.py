@@ -140,7 +140,7 @@ class Session:
             return "no run yet: type a prompt (i) and generate (ctrl+r)"
         if needs in (Needs.MODEL, Needs.RUN_AND_MODEL):
             reason = {
-                AppState.REPLAY: "replay: no model is loaded (start with `tokentui replay RUN --model M` to grow branches)",
+                AppState.REPLAY: "replay: no model is loaded (start with tokentui replay RUN --model M to grow branches)",
                 AppState.LOADING: "the model is still loading",
                 AppState.NO_MODEL: "the model failed to load",
                 AppState.GENERATING: "already generating (escape cancels)",

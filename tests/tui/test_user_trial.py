@@ -4,6 +4,8 @@ status bar's notes, the settings line of forced and scored runs, help texts and 
 
 from __future__ import annotations
 
+import pytest
+
 from tests.factories import explorer, make_run
 from tokentui.tui.widgets.layers import LayersPane
 
@@ -323,3 +325,90 @@ async def test_the_seed004_export_of_a_run_without_attributions_points_to_a(tmp_
         note = _last_note(app)
         assert "holds no attributions" in note and "a attributes" in note and "tokentui attribute" not in note, note
         assert not (tmp_path / "why.seed004.json").exists()
+
+
+# --- plurals, the KL jumps, the attribution's target ---------------------------------------------------
+
+
+def _screen_text(screen) -> str:
+    from tests.factories import rendered
+
+    return " ".join(" ".join(rendered(w).split()) for w in screen.query("Static"))
+
+
+async def test_one_token_is_one_token_in_the_delete_confirm_and_the_stats(tmp_path):
+    run = make_run(n_branch_steps=(2, 1))  # the child branch: one token
+    run.branches[0].n_forced = 1  # the root: a forced token, then one generated
+    run.validate()
+    app = explorer(run=run, cache_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("J")
+        assert app.branch_id == 1
+        await pilot.press("delete")
+        await pilot.pause(0.1)
+        assert type(app.screen).__name__ == "Confirm"
+        text = _screen_text(app.screen)
+        assert "1 token go;" in text and "1 tokens" not in text, text
+        await pilot.press("n")
+        await pilot.pause(0.1)
+        await pilot.press("K")  # the root: one generated token after a forced one
+        await pilot.press("S")
+        await pilot.pause(0.3)
+        assert type(app.screen).__name__ == "StatsScreen"
+        text = _screen_text(app.screen)
+        assert "1 token " in text and "1 tokens" not in text, text
+
+
+@pytest.fixture(scope="module")
+def self_compared(loaded):
+    """A text compared under one model twice: KL(A‖B) is 0 at every position."""
+    from tokentui.engine.backend import ModelSpec
+    from tokentui.engine.hf.backend import HFBackend
+    from tokentui.engine.hf.compare import ModelPair
+
+    lm = loaded("gpt2")
+    pair = ModelPair(HFBackend(lm, lens_chunk=0), HFBackend(lm, lens_chunk=0), ModelSpec("same"))
+    [run] = pair.compare([pair.item("def f(x):\n    return x * 2\n")], k=4)
+    return run
+
+
+async def test_kl_jumps_in_a_self_comparison_say_why_they_find_nothing(self_compared, tmp_path):
+    import numpy as np
+
+    kl = self_compared.column(0, "kl_ab").astype(np.float64)
+    assert np.nanmax(np.abs(kl)) < 1e-6
+    app = explorer(run=self_compared, cache_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("home")
+        for key in ("right_parenthesis", "left_parenthesis"):
+            app.clear_notifications()
+            await pilot.press(key)
+            await pilot.pause(0.05)
+            assert app.stream.cursor == 0
+            assert "do not differ" in _last_note(app) and "KL(A‖B) is 0" in _last_note(app), _last_note(app)
+
+
+async def test_the_attributed_token_is_quoted_after_its_position(tmp_path):
+    """'target pos 30 “1”', not 'pos 30 1' (a digit token read as part of the number)."""
+    from tests.factories import attributed_run, rendered
+    from tokentui.tui.widgets.attribution_pane import AttributionPane
+    from tokentui.tui.widgets.legend import Legend
+    from tokentui.tui.widgets.token_text import lone_id
+
+    run = attributed_run(30)
+    token = lone_id(run, int(run.sequence(0)[30])).plain
+    app = explorer(run=run, cache_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("home", *["right"] * 30, "a")
+        await pilot.pause(0.2)
+        pane = " ".join(rendered(app.query_one(AttributionPane)).split())
+        assert f"target pos 30 “{token}”" in pane, pane
+        await pilot.press("left")
+        await pilot.pause(0.1)
+        cursor = lone_id(run, int(run.sequence(0)[29])).plain
+        assert f"cursor pos 29 “{cursor}”" in " ".join(rendered(app.query_one(AttributionPane)).split())
+        legend = " ".join(rendered(app.query_one(Legend)).split())
+        assert f"of position 30 “{token}”" in legend, legend

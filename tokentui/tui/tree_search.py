@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tokentui.core.display import counted
 from tokentui.tui.state import AppState
 
 if TYPE_CHECKING:  # the app this is mixed into, for the type checker only (tui/host.py)
@@ -64,7 +65,6 @@ class TreeActions(_Base):
         search's root as the tree pane's Σ counts it; else of the run's whole tree (branches that
         ended in an end-of-sequence token), from the tree's default root. Paths from two roots
         are never ranked together: their p cover different stretches of text."""
-        from tokentui.core.display import counted
         from tokentui.core.tree import build_trie, finished_paths, own_branches, searches
 
         run = self.run_obj
@@ -112,7 +112,7 @@ class TreeActions(_Base):
                 self._delete_subtree(target)
 
         self.push_screen(Confirm(f"Delete branch #{target}{more}?",
-                                 f"{steps} tokens go; the run file is saved without them."), answered)  # fmt: skip
+                                 f"{counted(steps, 'token')} go; the run file is saved without them."), answered)  # fmt: skip
 
     def _delete_subtree(self, target: int) -> None:
         from tokentui.core.tree import remap_branches

@@ -21,6 +21,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from tokentui.core.display import counted
 from tokentui.tui.actions import STATS, bindings
 from tokentui.tui.widgets.styles import part_style
 from tokentui.tui.widgets.token_text import lone
@@ -156,7 +157,7 @@ class StatsScreen(ModalScreen[None]):
         for _ in range(5):
             grid.add_column(justify="right")
         heads = [Text(h, style=muted) for h in ("mean", "median", "std", "min", "max")]
-        grid.add_row(Text(f"{s.tokens} tokens", style="bold"), *heads)
+        grid.add_row(Text(counted(s.tokens, "token"), style="bold"), *heads)
         for name, sp in (("entropy H (nats)", s.entropy), ("p(chosen)", s.probability)):
             grid.add_row(Text(name), *[Text(fmt(x)) for x in (sp.mean, sp.median, sp.std, sp.min, sp.max)])
         loss = Text(f"mean loss {fmt(s.mean_loss)} nats (−log p) · perplexity {fmt(s.perplexity)} = exp(mean loss)")

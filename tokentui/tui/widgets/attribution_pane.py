@@ -13,7 +13,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from tokentui.tui.widgets.styles import part_style
-from tokentui.tui.widgets.token_text import lone_id
+from tokentui.tui.widgets.token_text import lone_id, quoted_id
 
 if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under these) is imported
     from tokentui.core.run import Run
@@ -63,10 +63,10 @@ class AttributionPane(Static):
         head = Text(m.label, style=title)
         target = Text("target  ", style=muted)
         target.append(f"pos {t} ")
-        target.append_text(lone_id(run, rec.token_ids[shown.row_index], tok_w, target_style))
+        target.append_text(quoted_id(run, rec.token_ids[shown.row_index], tok_w + 2, target_style))
         if rec.alternative is not None:  # why this and not that
             target.append(" vs ")
-            target.append_text(lone_id(run, rec.alternative, tok_w, target_style))
+            target.append_text(quoted_id(run, rec.alternative, tok_w + 2, target_style))
         lines: list[Text] = [head, target]
         value = shown.target_value()
         if value is not None:
@@ -106,7 +106,7 @@ class AttributionPane(Static):
         if cursor < t:
             place = shown.rank.get(cursor)
             here.append(f"pos {cursor} ")
-            here.append_text(lone_id(run, int(seq[cursor]), tok_w))
+            here.append_text(quoted_id(run, int(seq[cursor]), tok_w + 2))
             here.append(f" {fmt_score(float(shown.scores[cursor]))}")
             here.append(f" · #{place}" if place else "", style=muted)
         elif cursor == t:

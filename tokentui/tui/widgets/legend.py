@@ -82,17 +82,17 @@ class Legend(Static):
     def show_attribution(
         self, run: Run, shown: Shown, scale: MetricScale, diverging: DivergingScale, no_color: bool, target: Style
     ) -> None:
-        """'attribution: <method> of position t 'tok'' and how its scores look (`target`: the
+        """'attribution: <method> of position t “tok”' and how its scores look (`target`: the
         target token's style in the stream)."""
         from tokentui.tui.heat import TOP, TOP_MARKED, append_scale
-        from tokentui.tui.widgets.token_text import lone_id
+        from tokentui.tui.widgets.token_text import quoted_id
 
         rec, m = shown.record, shown.method
         legend = Text(f"attribution: {m.label} of position {shown.position} ")
-        legend.append_text(lone_id(run, rec.token_ids[shown.row_index], 16, Style(bold=True)))
+        legend.append_text(quoted_id(run, rec.token_ids[shown.row_index], 18, Style(bold=True)))
         if rec.alternative is not None:
             legend.append(" vs ")
-            legend.append_text(lone_id(run, rec.alternative, 16, Style(bold=True)))
+            legend.append_text(quoted_id(run, rec.alternative, 18, Style(bold=True)))
         key = Text()
         if no_color:
             key.append(f"top {TOP_MARKED}", style=Style(bold=True, underline=True))

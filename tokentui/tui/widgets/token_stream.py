@@ -29,6 +29,14 @@ if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under Bra
     from tokentui.tui.view import BranchView
 
 
+# Why [ ] { } ( ) find nowhere to go on a branch (view.uncertain_mask is empty there)
+NOWHERE = {
+    "rank": "every token on this branch was the model's first choice (rank 1): nothing for [ ] to find",
+    "entropy": "no high-entropy token on this branch: its entropy is 0 everywhere",
+    "kl": "the two models do not differ on this branch: KL(A‖B) is 0 at every position (the same model twice?)",
+}
+
+
 class TokenStream(ScrollView, can_focus=True):
     """Shows a BranchView; posts CursorMoved when the cursor changes."""
 
@@ -245,7 +253,11 @@ class TokenStream(ScrollView, can_focus=True):
         if kind == "kl" and "kl_ab" not in self.view.run.layout.names:  # (not a silent key)
             self.app.notify("no second model in this run: B compares it with another model")
             return
-        target = self.view.next_where(self.cursor, direction, self.view.uncertain_mask(kind))
+        mask = self.view.uncertain_mask(kind)
+        if not mask.any():  # (not a bare bell: say why there is nowhere to go)
+            self.app.notify(NOWHERE[kind])
+            return
+        target = self.view.next_where(self.cursor, direction, mask)
         if target is None:
             self.app.bell()
         else:

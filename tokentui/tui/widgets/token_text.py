@@ -38,3 +38,13 @@ def lone(text: str, width: int | None = None, style: Style | str = "") -> Text:
 def lone_id(run: Run, token_id: int, width: int | None = None, style: Style | str = "") -> Text:
     """Token `token_id` of `run` on its own (its bytes decoded here: TokenTable.display keeps spaces)."""
     return lone(decode_bytes(run.tokens.bytes_of(int(token_id))), width, style)
+
+
+OPEN, CLOSE = "“", "”"  # around a token that follows a number ("pos 45 “1”", not "pos 45 1")
+
+
+def quoted_id(run: Run, token_id: int, width: int | None = None, style: Style | str = "") -> Text:
+    """`lone_id` between quotes (the quotes unstyled, cut as part of the width): after a position
+    a digit token would read as part of the number."""
+    inner = lone_id(run, token_id, None if width is None else max(1, width - 2), style)
+    return Text(OPEN) + inner + Text(CLOSE)

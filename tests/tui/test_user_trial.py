@@ -412,3 +412,32 @@ async def test_the_attributed_token_is_quoted_after_its_position(tmp_path):
         assert f"cursor pos 29 “{cursor}”" in " ".join(rendered(app.query_one(AttributionPane)).split())
         legend = " ".join(rendered(app.query_one(Legend)).split())
         assert f"of position 30 “{token}”" in legend, legend
+
+
+async def test_r_in_a_greedy_session_samples_the_new_branch_at_temperature_1_as_help_says(model_dirs, cache_dir):
+    """What r's help says is what the engine does: a greedy session's resampled branch has T=1
+    and a new seed for all its tokens (its settings line says so)."""
+    from tests.factories import rendered, wait_generated
+    from tokentui.core.params import GenerationSettings, SamplingParams
+    from tokentui.tui.actions import ACTIONS
+
+    [spec] = [s for s in ACTIONS if s.action == "resample"]
+    assert "temperature 1" in spec.description and "every one after it" in spec.description
+    assert "not greedy after the first token" in spec.description
+    app = explorer(
+        model=str(model_dirs["gpt2"]),
+        prompt="import os",
+        generate_at_once=True,
+        settings=GenerationSettings(SamplingParams(max_new_tokens=6)),
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_generated(pilot, app, 0)
+        run = app.run_obj
+        fork = run.length(0) - 4
+        await pilot.press("home", *["right"] * fork, "r")
+        await wait_generated(pilot, app, 1)
+        b = run.branches[1]
+        assert b.fork_position == fork and len(b.steps) == 6
+        assert b.sampling["temperature"] == 1.0 and b.sampling["seed"] is not None
+        await pilot.pause(0.1)
+        assert "branch #1: T=1" in rendered(app.query_one("#settings-line"))

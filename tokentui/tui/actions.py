@@ -81,8 +81,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
     # branch
     ActionSpec("1,2,3,4,5,6,7,8,9", "branch_alt({n})", "branch #n", "branch here with alternative n", "branch",
                needs=Needs.RUN_AND_MODEL, palette=False, shown_keys="1 … 9"),
-    ActionSpec("r", "resample", "resample", "new branch here, the engine sampling this position again "
-               "(session settings, new seed)", "branch", needs=Needs.RUN_AND_MODEL),
+    ActionSpec("r", "resample", "resample", "new branch here sampled afresh with a new seed, this token and every "
+               "one after it: the session's sampler, or temperature 1 (its top-k, top-p) when it is greedy — the "
+               "whole branch, not greedy after the first token", "branch", needs=Needs.RUN_AND_MODEL),
     ActionSpec("t", "branch_text", "branch: text", "branch here with typed text", "branch",
                needs=Needs.RUN_AND_MODEL),
     ActionSpec("up,k", "select(-1)", "prev alternative", "previous alternative", "branch", ALTERNATIVES,

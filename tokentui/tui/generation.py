@@ -123,8 +123,9 @@ class GenerationActions(_Base):
         self._fork_at_cursor([token])
 
     def action_resample(self) -> None:
-        """A new branch at the cursor whose token there the engine samples again, with the
-        session's sampler (temperature 1 when it is greedy) and a new seed."""
+        """A new branch at the cursor, sampled afresh with a new seed (engine.jobs.Resample): the
+        session's sampler, or at temperature 1 (the session's top-k, top-p) when it is greedy —
+        for the token at the cursor and for every token after it, not only the first."""
         self._fork_at_cursor(None, resample=True)
 
     def action_branch_text(self) -> None:

@@ -9,6 +9,8 @@ import signal
 import threading
 import time
 
+import pytest
+
 from tests.factories import make_run
 from tokentui.store.cache import clean_stale_temporaries, list_runs, run_path
 from tokentui.store.header import RunFileError
@@ -120,3 +122,14 @@ def test_kill_minus_nine_during_saves_keeps_an_intact_file(tmp_path):
     assert seen > 12  # some saves completed (the run starts with 12 steps)
     list_runs(tmp_path)  # the next start cleans up
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_a_run_without_a_branch_is_never_written(tmp_path):
+    """No file could load it ("branch list is missing"): ctrl+s pressed before a generation's
+    first step wrote one, which a quit at that moment left as the run's only file."""
+    from tokentui.core.run import Run
+
+    run = Run(make_run().meta.copy())
+    with pytest.raises(RunFileError, match="no branch yet"):
+        save_run(run, tmp_path / "r.tokentui")
+    assert not list(tmp_path.iterdir())

@@ -135,8 +135,11 @@ def temporary_path(path: Path) -> Path:
 
 
 def save_run(run: Run, path: Path | str) -> Path:
-    """Write atomically: temp file in the same folder, fsync, rename. A crash keeps the old file."""
+    """Write atomically: temp file in the same folder, fsync, rename. A crash keeps the old file.
+    A run without a branch (a generation before its first step) is refused: no file could load it."""
     path = Path(path)
+    if not run.branches:
+        raise RunFileError(path, "the run has no branch yet: nothing to save")
     path.parent.mkdir(parents=True, exist_ok=True)
     steps, n_attr = run.total_steps(), len(run.attributions)
     data = encode_run(run)

@@ -173,6 +173,8 @@ async def test_load_failure_is_shown_and_the_app_stays_usable(tmp_path, cache_di
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.state is AppState.NO_MODEL, what="load failure")
         assert any("failed" in (n.title or "") for n in app._notifications)
+        status = rendered(app.query_one("#status"))  # the failure, not the load's last progress line
+        assert "the model failed to load" in status and "reading the configuration" not in status, status
         assert app.focused is app.stream and app.stream.styles.border_top[0] == "heavy"  # marked
         await pilot.press("ctrl+r")  # refused, saying why
         assert [n.message for n in app._notifications] == ["the model failed to load"]

@@ -287,6 +287,7 @@ class Session:
             if self.state is AppState.LOADING:
                 self.state = AppState.NO_MODEL
                 self.model_info = f"{self.model} · failed to load"
+                self.note = "the model failed to load: o opens a saved run"  # (not the load's last progress line)
             elif self.state is AppState.GENERATING:
                 self.state = AppState.IDLE
                 self.tree_search = self.guided_tree = False

@@ -543,7 +543,9 @@ def attribution_at(run: Run, index: int | None = None) -> tuple[int, Attribution
     ExportError of one line."""
     n = len(run.attributions)
     if n == 0:
-        raise ExportError(f"run {run.id} holds no attributions (make one with tokentui attribute --run {run.id}, or a in the explorer)")
+        raise ExportError(
+            f"run {run.id} holds no attributions (make one with tokentui attribute --run {run.id}, or a in the explorer)"
+        )
     i = n - 1 if index is None else index
     if not -n <= i < n:
         raise ExportError(

@@ -219,6 +219,13 @@ async def wait_generated(pilot, app, branch: int = 0, status: str | None = None)
     await wait_for(pilot, done, what=f"branch {branch} to finish")
 
 
+async def wait_first_tokens(pilot, app, n: int = 3) -> None:
+    """Until the root branch of a generation under way holds more than `n` steps."""
+    run = lambda: app.run_obj  # noqa: E731 - (read each time: the run appears once the job starts)
+    await wait_for(pilot, lambda: run() is not None and run().branches and len(run().branches[0].steps) > n,
+                   what="first tokens")  # fmt: skip
+
+
 def explorer(**options):
     """The explorer as `tokentui` builds it (themes loaded, a run file's header read)."""
     from tokentui.tui.start import explorer as build

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.factories import explorer, rendered, wait_for, wait_generated
+from tests.factories import explorer, rendered, wait_first_tokens, wait_for, wait_generated
 from tokentui.core.params import GenerationSettings, SamplingParams
 from tokentui.store.runfile import load_run
 from tokentui.tui.state import AppState
@@ -109,11 +109,7 @@ async def test_cancel_mid_generation_keeps_the_partial_branch(model_dirs, cache_
         settings=GenerationSettings(SamplingParams(max_new_tokens=5000)),
     )
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(
-            pilot,
-            lambda: app.run_obj is not None and app.run_obj.branches and len(app.run_obj.branches[0].steps) > 3,
-            what="first tokens",
-        )
+        await wait_first_tokens(pilot, app)
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.state is AppState.IDLE, what="cancel")
         b = app.run_obj.branches[0]

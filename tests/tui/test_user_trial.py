@@ -176,7 +176,7 @@ def _status(app) -> str:
 async def test_the_note_says_the_last_job_at_80_columns_and_goes_with_a_new_job_or_run(model_dirs, cache_dir):
     """At 80×24 a cancelled generation's outcome is in the status bar (it was dropped before the
     run id); continuing the branch replaces it with what runs; opening a run with o clears it."""
-    from tests.factories import wait_for
+    from tests.factories import wait_first_tokens, wait_for
     from tokentui.core.params import GenerationSettings, SamplingParams
     from tokentui.tui.state import AppState
 
@@ -187,11 +187,7 @@ async def test_the_note_says_the_last_job_at_80_columns_and_goes_with_a_new_job_
         settings=GenerationSettings(SamplingParams(max_new_tokens=400)),
     )
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(
-            pilot,
-            lambda: app.run_obj is not None and app.run_obj.branches and len(app.run_obj.branches[0].steps) > 3,
-            what="first tokens",
-        )
+        await wait_first_tokens(pilot, app)
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.state is AppState.IDLE, what="the cancel")
         assert "cancelled: " in _status(app) and "new token" in _status(app), _status(app)

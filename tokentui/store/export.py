@@ -680,15 +680,17 @@ def format_for(path: Path, fmt: str | None = None) -> str:
     return ext
 
 
-def check_target(path: Path, overwrite: bool = False) -> None:
+def check_target(path: Path, overwrite: bool = False, probe: bool = True) -> None:
     """Refuse a name that cannot take a regular file: a folder, a symlink, a FIFO, a device or a
     socket there is never replaced (a rename over it would turn it into a file, or follow the
     link), and an existing file only with `overwrite`. A folder that takes no new file is refused
-    too (`probe_folder`), so that a command refuses it before its work, not after."""
+    too (`probe_folder`; `probe=False` once the file is written there), so that a command refuses
+    it before its work, not after."""
     if not path.parent.is_dir():
         raise ExportError(f"cannot write {path}: no such folder {path.parent}")
     try:
-        probe_folder(path.parent)
+        if probe:
+            probe_folder(path.parent)
     except OSError as e:
         raise ExportError(f"cannot write {path}: {e.strerror or e}") from None
     try:
@@ -738,7 +740,7 @@ def write_atomic(path: Path, fill: Callable[[TextSink], object], overwrite: bool
         sink.detach()  # (the binary file is closed by write_atomically)
 
     try:  # (check_target again: nothing non-regular appeared there while writing)
-        write_atomically(path, text, check=lambda: check_target(path, overwrite))
+        write_atomically(path, text, check=lambda: check_target(path, overwrite, probe=False))  # (written there)
     except OSError as e:
         raise ExportError(f"cannot write {path}: {e.strerror or e}") from None
     return path

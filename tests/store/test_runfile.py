@@ -217,3 +217,25 @@ def test_error_lines_are_safe_to_print(tmp_path):
         load_run(path)
     msg = str(info.value)
     assert "\x1b" not in msg and "\x07" not in msg and "␛[2J" in msg and "␛]0;pwned" in msg
+
+
+def test_a_branch_saved_while_running_loads_as_cancelled(tmp_path):
+    """An autosave mid-generation writes status "running"; the process that wrote it is gone when the
+    file is read, so the branch loads as a generation stopped early (no ⋯ promising tokens), and a
+    tree search saved mid-way likewise."""
+    from tests.factories import make_tree_run
+    from tokentui.core import tree
+    from tokentui.tui.widgets.branch_tree import branch_label
+
+    run = make_run()
+    run.branches[1].status = "running"
+    assert "⋯" in branch_label(run, run.branches[1]).plain  # (what a live generation shows)
+    back = load_run(save_run(run, tmp_path / "a.tokentui"))
+    assert [b.status for b in back.branches] == [run.branches[0].status, "cancelled"]
+    assert "⋯" not in branch_label(back, back.branches[1]).plain
+    assert not back.dirty
+
+    searched = make_tree_run()
+    tree.end_search(searched, 0, "running", 3, 0)
+    back = load_run(save_run(searched, tmp_path / "t.tokentui"))
+    assert back.meta.tree["searches"][0]["stopped"] == "cancelled"

@@ -401,5 +401,19 @@ def load_run(path: Path | str) -> Run:
             attribution.check_against(rec, run.sequence(rec.branch))
     except RunError as e:
         raise RunFileError(path, str(e)) from None
+    _settle_unfinished(run)
     run.mark_saved()
     return run
+
+
+def _settle_unfinished(run: Run) -> None:
+    """A branch (or tree search) saved as "running" was saved mid-generation by an autosave whose
+    process then stopped: killed, crashed, or left with a second q. Whoever loads the file is not
+    generating it, so it is shown and continued as what it is, a generation stopped early:
+    "cancelled" (the explorer's ⋯ otherwise promised tokens that never come)."""
+    for b in run.branches:
+        if b.status == "running":
+            b.status = "cancelled"
+    for search in (run.meta.tree or {}).get("searches", []):
+        if search["stopped"] == "running":
+            search["stopped"] = "cancelled"

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tokentui.engine.assets import DEMO_MODEL_DIR, DEMO_NAME
-from tokentui.engine.errors import ModelLoadError
+from tokentui.engine.errors import ModelLoadError, NoChatTemplate
 from tokentui.engine.hf.gguf import SMOLLM2, converted, gguf_file
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -72,10 +72,10 @@ def _chat_template_of(tokenizer: object) -> str | None:
     return t if isinstance(t, str) and t else None
 
 
-def no_chat_template(spec: str) -> ModelLoadError:
+def no_chat_template(spec: str) -> NoChatTemplate:
     """The refusal of --chat for a model whose tokenizer has no chat template (one wording, before
     the weights load and when a prompt is encoded)."""
-    return ModelLoadError(f"{spec} has no chat template; leave out --chat")
+    return NoChatTemplate(f"{spec} has no chat template; leave out --chat")
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -248,6 +248,11 @@ def _explain_weights(source: str, path: str, err: BaseException) -> str | None:
     if isinstance(err, SafetensorError):
         name = _weights_name(path, "*.safetensors", "a .safetensors weights file")
         return f"could not load {source}: the weights file {name} is damaged or truncated"
+    if re.search(r"no file named .* found in directory", str(err)):
+        return (
+            f"could not load {source}: its folder holds no weights file (model.safetensors, or a sharded model's "
+            "files and their index .json, or pytorch_model.bin)"
+        )
     if isinstance(err, pickle.UnpicklingError) or "weights only load failed" in str(err).lower():
         name = _weights_name(path, "*.bin", "a .bin weights file")
         return (
@@ -257,7 +262,9 @@ def _explain_weights(source: str, path: str, err: BaseException) -> str | None:
     return None
 
 
-def _explain(source: str, err: BaseException, unreachable: str | None = None) -> str:
+def _explain(source: str, err: BaseException, unreachable: str | None = None, hub: bool = True) -> str:
+    """One line for a failed read. `hub`: the model was asked of the Hub (not a local folder), so
+    being offline can be why (a local folder read offline fails for its own reasons)."""
     text = " ".join(str(err).split())
     low = text.lower()
     if "config" in low and "not a valid json file" in low:
@@ -276,6 +283,8 @@ def _explain(source: str, err: BaseException, unreachable: str | None = None) ->
         )
     if "unrecognized configuration class" in low or "automodelforcausallm" in low:
         return f"{source} is not a causal language model"
+    if not hub:
+        return f"could not load {source}: {text[:300]}"
     if unreachable is not None:
         return (
             f"could not load {source}: no network ({unreachable} cannot be reached) and it is not in the local "
@@ -345,7 +354,7 @@ class _Source:
                 warnings.simplefilter("ignore")
                 return load(self.path, **self.kw, **extra)
         except (OSError, ValueError, KeyError, ImportError, RuntimeError, TypeError, pickle.UnpicklingError) as e:
-            msg = _explain_weights(self.spec, self.path, e) or _explain(self.spec, e, self.unreachable)
+            msg = _explain_weights(self.spec, self.path, e) or _explain(self.spec, e, self.unreachable, self.is_hub)
             raise ModelLoadError(msg) from None
         except Exception as e:  # safetensors' SafetensorError derives from Exception only
             weights = _explain_weights(self.spec, self.path, e)
@@ -405,6 +414,23 @@ def check_config(
     except BaseException:
         _CHECKED.pop(src.key, None)
         raise
+
+
+def check_chat_template(
+    spec: str,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> None:
+    """Read only `spec`'s tokenizer and refuse --chat (NoChatTemplate) when it has no chat template:
+    for a command that loads several models one after the other, before the first of them runs."""
+    from transformers import AutoTokenizer
+
+    src = _Source(spec, trust_remote_code, revision, progress or (lambda _m: None))
+    src.config(keep=True)  # (remote code is refused before the tokenizer's files are read)
+    src.check_tokenizer_files()
+    if not _chat_template_of(src.read(f"loading tokenizer of {spec}", AutoTokenizer.from_pretrained)):
+        raise no_chat_template(spec)
 
 
 def load_model(

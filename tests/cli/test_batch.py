@@ -413,14 +413,20 @@ def test_bad_options_are_one_line_before_any_model_loads(cli, weightless_model, 
     assert (taken / "mine.txt").exists() and sorted(p.name for p in taken.iterdir()) == ["mine.txt"]
 
 
-def test_chat_on_a_model_without_a_chat_template_fails_it_before_its_weights(cli, tmp_path, cache_dir):
-    """--chat and a model without a chat template: that model fails in one line once its tokenizer
-    is read (its weights are never loaded), not once per item."""
+@pytest.mark.parametrize("first", [None, "weightless"])
+def test_chat_on_a_model_without_a_chat_template_is_refused_before_any_model_runs(
+    cli, weightless_model, tmp_path, cache_dir, first
+):
+    """--chat and a model without a chat template is an argument error: refused in one line from its
+    tokenizer alone, before any model's weights load and before a collection is made — also when
+    it is the second model (which used to fail only after the first had done all its items)."""
     src = tmp_path / "p.txt"
     src.write_text("one\ntwo\n")
-    res = cli("batch", "-m", "demo", "--prompts", src, "--chat", "-n", 2, "--out", tmp_path / "out")
-    assert res.exit_code == 2 and res.stderr.count("has no chat template; leave out --chat") == 1, res.stderr
-    assert "loading weights" not in res.stderr
+    models = ["-m", "demo"] if first is None else ["-m", weightless_model, "-m", "demo"]
+    res = cli("batch", *models, "--prompts", src, "--chat", "-n", 2, "--out", tmp_path / "out")
+    assert res.exit_code == 2, res.output
+    assert res.stderr.strip().splitlines()[-1] == "tokentui: error: demo has no chat template; leave out --chat"
+    assert "loading weights" not in res.stderr and not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(

@@ -468,8 +468,8 @@ def _batch(
     cache_dir: Path | None,
 ) -> None:
     from tokentui.core.dataset import LOSS_OVER, read_dataset, read_prompts
-    from tokentui.engine.backend import ModelSpec, check_device, check_settings, check_spec
-    from tokentui.engine.errors import ModelLoadError
+    from tokentui.engine.backend import ModelSpec, check_chat, check_device, check_settings, check_spec
+    from tokentui.engine.errors import ModelLoadError, NoChatTemplate
     from tokentui.store.collection import MANIFEST, Collection, load_collection, locked
 
     # --- everything that needs no model ---------------------------------------------------
@@ -508,13 +508,17 @@ def _batch(
     identity = {"source": str(source_path), "models": names, **run_settings, **model_options, **fields}
     folder = (out or _default_out(cache_dir, source_path, identity)).absolute()
     _check_folder(folder)
-    # argument errors, refused before a collection is made: the device (one for every model), and
-    # k against each model's vocabulary from its configuration; a model that cannot be read fails
-    # its own items below while the others run
+    # argument errors, refused before a collection is made: the device (one for every model), k
+    # against each model's vocabulary from its configuration, --chat against its tokenizer; a
+    # model that cannot be read fails its own items below while the others run
     check_device(device)
     for spec in specs:
         try:
             check_settings(spec, settings, progress)
+            if settings.chat:
+                check_chat(spec, progress)
+        except NoChatTemplate:
+            raise
         except ModelLoadError:
             pass
     _make_folder(folder)

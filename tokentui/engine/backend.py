@@ -212,6 +212,14 @@ def check_settings(
     check_config(spec.model, settings.check, spec.trust_remote_code, progress=progress)
 
 
+def check_chat(spec: ModelSpec, progress: Callable[[str], None] | None = None) -> None:
+    """Refuse --chat (NoChatTemplate) for a model whose tokenizer has no chat template, reading the
+    tokenizer alone: a command with several models asks before the first one runs."""
+    from tokentui.engine.hf.loading import check_chat_template
+
+    check_chat_template(spec.model, spec.trust_remote_code, progress=progress)
+
+
 def open_backend(spec: ModelSpec, progress: Callable[[str], None] | None = None, chat: bool = False) -> Backend:
     """Load the model `spec` names. The one place that picks a backend (only Hugging Face models
     today; a remote server's backend would be chosen here by its URL). `chat`: the caller wraps

@@ -376,3 +376,49 @@ async def test_generate_pressed_while_the_model_loads_runs_once_it_is_loaded(mod
         pressed.set()
         await wait_generated(pilot, app, 0, "length")
         assert len(app.run_obj.branches[0].steps) == 3
+
+
+async def test_a_run_opened_from_elsewhere_is_saved_into_the_cache_never_over_the_file(tmp_path, cache_dir):
+    """Every change goes to the cache by the run's id (the autosave's place): the file opened is
+    left as it was. ctrl+s and the delete key used to write the opened file while the autosave
+    wrote the cache, leaving two versions of one id."""
+    elsewhere = tmp_path / "mine"
+    elsewhere.mkdir()
+    run = make_run(n_branch_steps=(6, 3))
+    path = save_run(run, elsewhere / "copy.tokentui")
+    before = path.read_bytes()
+    app = explorer(run_path=path, cache_dir=cache_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.run_obj is not None and app.stream.view is not None, what="the run")
+        assert app.run_obj.id == run.id
+        await pilot.press("J")  # branch 1 on show
+        await pilot.press("delete")
+        await pilot.pause(0.1)
+        await pilot.press("y")
+        await pilot.pause(0.3)
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+    assert path.read_bytes() == before
+    saved = load_run(cache_dir / f"{run.id}.tokentui")
+    assert len(saved.branches) == 1 and saved.sequence(0).tolist() == run.sequence(0).tolist()
+
+
+async def test_an_opened_run_whose_id_the_cache_holds_otherwise_gets_a_new_id(tmp_path, cache_dir):
+    """A copy grown apart from the cache's run of the same id: saving it there would replace that
+    version, so it is saved under a new id, and the user is told."""
+    run = make_run(n_branch_steps=(6, 3))
+    cached = save_run(run, cache_dir / f"{run.id}.tokentui")
+    run.remove_subtree(1)
+    path = save_run(run, tmp_path / "grown-apart.tokentui")
+    kept, before = cached.read_bytes(), path.read_bytes()
+    app = explorer(run_path=path, cache_dir=cache_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.run_obj is not None and app.stream.view is not None, what="the run")
+        new_id = app.run_obj.id
+        assert new_id != run.id
+        assert any(f"another version of run {run.id}" in n.message and new_id in n.message for n in app._notifications)
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+    assert cached.read_bytes() == kept and path.read_bytes() == before
+    copy = load_run(cache_dir / f"{new_id}.tokentui")
+    assert copy.id == new_id and len(copy.branches) == 1

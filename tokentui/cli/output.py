@@ -242,18 +242,16 @@ def load_ref(ref: str, cache_dir: Path | None, grow: bool = False):
     """The run a user named (id, part of an id, or path), loaded and validated. `grow`: it will be
     saved into the cache under its id, so a file from elsewhere whose id the cache holds with other
     content is refused (saving would replace that run: a trial lost a cached run's records so)."""
-    import filecmp
-
     from tokentui.core.params import RunError
-    from tokentui.store.cache import resolve, run_path
+    from tokentui.store.cache import other_version, resolve
     from tokentui.store.runfile import load_run
 
     d = runs_dir(cache_dir)
     path = resolve(ref, d)
     run = load_run(path)
     if grow:
-        cached = run_path(run.id, d)
-        if cached.exists() and not cached.samefile(path) and not filecmp.cmp(cached, path, shallow=False):
+        cached = other_version(path, run.id, d)
+        if cached is not None:
             raise RunError(
                 f"the cache holds another version of run {run.id} ({sanitize(str(cached))}); this command would "
                 f"replace it with {sanitize(path.name)}'s: give --run {run.id} to grow the cached one, or remove it "

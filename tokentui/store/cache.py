@@ -45,6 +45,22 @@ def run_path(run_id: str, directory: Path) -> Path:
     return path
 
 
+def other_version(path: Path, run_id: str, directory: Path) -> Path | None:
+    """The cache's file of run `run_id` when it holds other content than `path` (a copy of the run
+    made elsewhere, then grown apart), else None. Every change to a run is saved in the cache by
+    its id, so growing the file at `path` would replace that other version: callers refuse, or
+    save under a new id."""
+    import filecmp
+
+    cached = run_path(run_id, directory)
+    try:
+        if not cached.exists() or cached.samefile(path) or filecmp.cmp(cached, path, shallow=False):
+            return None
+    except OSError:  # (unreadable: not known to be the same run)
+        pass
+    return cached
+
+
 @dataclass
 class RunSummary:
     path: Path

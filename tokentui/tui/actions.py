@@ -167,7 +167,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("tab", "focus_next", "next pane", "next pane: tokens, alternatives, layers, tree (a narrow terminal: "
                "the side pane on show)", "view", palette=False, textual=True, shown_keys="tab shift+tab"),
     # files
-    ActionSpec("ctrl+s", "save", "save", "save the run now (runs also autosave)", "files", needs=Needs.RUN),
+    ActionSpec("ctrl+s", "save", "save", "save the run now, into the run cache (runs also autosave there)", "files", needs=Needs.RUN),
     ActionSpec("o", "open_run", "open", "open a run from the cache", "files", footer=True),
     ActionSpec("x", "export", "export", "export the run: the name's ending picks the format ({endings})", "files",
                needs=Needs.RUN),

@@ -251,7 +251,7 @@ class TokentuiApp(
 
         assert self.run_path is not None  # on_mount calls this only for a run file
         try:
-            run = load_run(self.run_path)
+            run = self.opened(load_run(self.run_path), self.run_path)
         except RunFileError as e:
             # `tokentui replay` checked the header before; the arrays are bad: leave with the error
             self.open_error = e

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from tokentui.core.display import safe_text, sanitize
 
 if TYPE_CHECKING:  # the app this is mixed into, for the type checker only (tui/host.py)
+    from tokentui.core.run import Run
     from tokentui.tui.host import ExplorerHost
 
     _Base = ExplorerHost
@@ -58,14 +59,33 @@ class FileActions(_Base):
         run = self.run_obj
         assert run is not None  # needs RUN (and _start_run saves only a run there)
         try:
-            target = self.run_path or run_path(run.id, self.save_dir)  # inside the cache, by a valid id
-            path = save_run(run, target)
+            # into the cache by its id, where the autosave writes too (a file opened from elsewhere
+            # is read, never written: `x` writes a copy anywhere)
+            path = save_run(run, run_path(run.id, self.save_dir))
         except (OSError, RunFileError) as e:
             self.notify(f"could not save: {e}", severity="error", markup=False)
             return
         if not quiet:
             self.notify(f"saved {sanitize(str(path))}", markup=False)
         self.update_status()
+
+    def opened(self, run: Run, path: Path) -> Run:
+        """`run`, read from `path`, ready to be grown: its changes are saved in the cache by its
+        id, so when the cache holds another version of that id (a copy grown apart), this one
+        takes a new id rather than replace that version, and the user is told."""
+        from tokentui.core.run import new_run_id
+        from tokentui.store.cache import other_version
+
+        cached = other_version(path, run.id, self.save_dir)
+        if cached is not None:
+            old, run.meta.run_id = run.id, new_run_id()
+            self.notify(
+                f"the run cache holds another version of run {sanitize(old)}: this one is saved as run {run.id}",
+                severity="warning",
+                markup=False,
+                timeout=12,
+            )
+        return run
 
     def action_open_run(self) -> None:
         from tokentui.tui.screens.run_picker import RunPicker
@@ -77,7 +97,7 @@ class FileActions(_Base):
             from tokentui.store.runfile import load_run
 
             try:
-                run = load_run(path)
+                run = self.opened(load_run(path), path)
             except RunFileError as e:
                 self.notify(str(e), severity="error", markup=False)
                 return

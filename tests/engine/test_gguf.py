@@ -77,6 +77,22 @@ def test_later_loads_use_the_converted_folder(loaded, smollm2_models_dir):
 
 
 @needs_smollm2
+def test_the_same_file_under_another_name_is_not_converted_again(loaded, smollm2_models_dir, tmp_path):
+    """A copy or link of a converted GGUF file under another name loads the folder already there (its
+    marker's hash is the file's), and its runs name the file as given."""
+    loaded(SMOLLM2)  # converted (once per session) by the fixture
+    f = smollm2_file()
+    renamed = tmp_path / "my-smollm2.gguf"
+    renamed.symlink_to(f)
+    said: list[str] = []
+    lm = load_model(str(renamed), progress=said.append)
+    assert not any("convert" in m for m in said), said
+    assert Path(lm.source).parent == smollm2_models_dir and Path(lm.source).name.startswith(f.stem)
+    assert lm.weights_file is not None and lm.weights_file.startswith("my-smollm2.gguf sha256:")
+    assert not list(smollm2_models_dir.glob("my-smollm2-*"))
+
+
+@needs_smollm2
 def test_the_chat_template_is_applied_as_the_tokenizer_defines_it(loaded, direct):
     tok, _ = direct
     backend = HFBackend(loaded(SMOLLM2), lens_chunk=0)

@@ -6,7 +6,7 @@ So the first load of a GGUF file converts it: the de-quantized weights are hande
 to a model rebuilt from the same configuration, which is saved in float32 (the de-quantized values
 are exactly representable: nothing is rounded) with the tokenizer into
 `<models dir>/<file stem>-<sha256[:12]>/`. That folder is then loaded like any model folder, in
-about a second. The conversion is checked before the folder is put in place: the saved folder,
+about a second (also for the same bytes under another file name: the folder's marker holds the hash). The conversion is checked before the folder is put in place: the saved folder,
 loaded back, gives exactly the GGUF model's logits on a fixed text, and its tokenizer gives the same
 ids and chat template. A conversion cut short leaves only a temporary folder, never a half-written
 model that a later start would trust.
@@ -133,8 +133,24 @@ def converted(gguf: Path, say: Callable[[str], None]) -> tuple[Path, str]:
     digest = file_sha256(gguf)
     folder = models_dir() / f"{gguf.stem}-{digest[:12]}"
     if not (folder / MARKER).is_file():
+        folder = _converted_under_another_name(digest) or folder
+    if not (folder / MARKER).is_file():
         convert(gguf, digest, folder, say)
     return folder, weights_id(gguf, digest)
+
+
+def _converted_under_another_name(digest: str) -> Path | None:
+    """A finished conversion of the same bytes under another file name (a copy, a link, a renamed
+    download): its marker's full hash must be `digest`. Converting again would cost tens of seconds
+    and as much disk again for an identical folder."""
+    for folder in sorted(models_dir().glob(f"*-{digest[:12]}")):
+        try:
+            marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # not finished, or not ours
+            continue
+        if isinstance(marker, dict) and marker.get("sha256") == digest:
+            return folder
+    return None
 
 
 def estimate_seconds(gguf: Path) -> float:

@@ -80,7 +80,8 @@ class FileActions(_Base):
         if cached is not None:
             old, run.meta.run_id = run.id, new_run_id()
             self.notify(
-                f"the run cache holds another version of run {sanitize(old)}: this one is saved as run {run.id}",
+                f"the run cache holds another version of run {sanitize(old)} (`tokentui replay {sanitize(old)}` opens "
+                f"it): this one is saved as run {run.id}",
                 severity="warning",
                 markup=False,
                 timeout=12,

@@ -1,6 +1,11 @@
 """A modal form of labelled one-line fields: Enter on any field applies, Esc cancels, a bad value
 is named under the fields and nothing changes. The session's settings and the tree search's
-parameters are such forms; a subclass names its fields and turns their text into its result."""
+parameters are such forms; a subclass names its fields and turns their text into its result.
+
+The box keeps room for its scrollbar (app.tcss: `scrollbar-gutter: stable`): its height is
+measured at the width its text wraps to, so a title that wraps one line more once a scrollbar
+appears cannot push the last line (the error) under the border. A named error is also scrolled
+into view, for terminals too short for the whole form."""
 
 from __future__ import annotations
 
@@ -54,7 +59,9 @@ class FormScreen(ModalScreen[Result | None], Generic[Result]):
         try:
             result = self.parse(raw)
         except RunError as e:
-            self.query_one("#form-error", Static).update(Text(str(e)))
+            error = self.query_one("#form-error", Static)
+            error.update(Text(str(e)))
+            self.call_after_refresh(error.scroll_visible, animate=False)
             return
         self.dismiss(result)
 

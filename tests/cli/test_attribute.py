@@ -126,6 +126,23 @@ def test_jsonl_scores_equal_autograd_for_forced_and_generated_tokens(
             assert rec.steps == steps and r["completeness_error"] == float(rec.completeness[i])
 
 
+def test_an_alternative_the_run_never_showed_keeps_its_text(cli, saved_runs, model_dirs, loaded, cache_dir, tmp_path):
+    """--alternative naming a token that is nowhere in the run (not a token, not a top-k entry):
+    its text goes into the run with the record, so the JSON, the saved run and seed 004's file
+    name it (they said '' before)."""
+    run_id, run = use_run(saved_runs, "gpt2", cache_dir)
+    tok = loaded("gpt2").tokenizer
+    alt = next(i for i in range(len(tok) - 1, 0, -1) if run.tokens.bytes_of(i) == b"" and tok.decode([i]).strip())
+    text = tok.decode([alt])
+    rows = jsonl(cli("attribute", *model_of(model_dirs, "gpt2"), "--run", run_id, "--json", "--alternative", alt))
+    assert rows and all(r["alternative"] == alt and r["alternative_token"] == text for r in rows)
+    back = load_run(run_path(run_id, cache_dir))
+    assert decode_bytes(back.tokens.bytes_of(alt)) == text
+    out = tmp_path / "a.seed004.json"
+    assert cli("export", run_id, "-o", out).exit_code == 0
+    assert json.loads(out.read_text())["tokentui"]["alternative_token"] == text
+
+
 def test_attention_equals_output_attentions(cli, saved_runs, model_dirs, loaded, cache_dir):
     run_id, run = use_run(saved_runs, "gpt2", cache_dir)
     ids = run.sequence(0).tolist()

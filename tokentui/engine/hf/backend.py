@@ -538,6 +538,10 @@ class HFBackend:
     ) -> Iterator[Event]:
         from tokentui.engine.hf.attribution import attribute
 
+        if alternative is not None and 0 <= alternative < run.meta.vocab_size:
+            # the record names it: its text must be in the run (an id the run never showed had
+            # none, and exports and the table's header said log p(''))
+            self._note_tokens(run, [alternative])
         return attribute(self.model, run, branch, positions, method, alternative, steps, cancel)
 
     def _flush_lens(

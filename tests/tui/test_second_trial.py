@@ -37,3 +37,35 @@ async def test_the_tree_forms_error_shows_at_80x24_and_on_a_short_terminal(model
             assert _inside(error, form.query_one("#tree-box")), (size, error.region)
             await pilot.press("escape")
             await pilot.pause(0.1)
+
+
+HOSTILE_PROMPT = (
+    "Say \x1b[31mred\x1b[0m, \x1b]2;pwned\x07 \x1b]52;c;cHduZWQ=\x07 \x00\x7f\x9b2J \u202eevil\ttab 🙂 مرحبا"
+)
+
+
+async def test_a_prompt_with_escape_sequences_is_drawn_escaped_and_kept_exact(model_dirs, cache_dir):
+    """`explore --prompt` put its text into the prompt box as it was, and the box drew it raw: an
+    OSC 2 retitled the terminal, OSC 52 would set the clipboard, SGR codes and a bidi override
+    garbled the screen. The box draws one visible stand-in per such character, while the prompt
+    itself — what is generated, what editing keys change — stays exact."""
+    app = explorer(model=str(model_dirs["gpt2"]), prompt=HOSTILE_PROMPT)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="the model")
+        box = app.prompt_box
+        for size in ((80, 24), (120, 40)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause(0.1)
+            shown = rendered(box)
+            assert not [ch for ch in shown if ch not in "\t\n" and not ch.isprintable()], shown
+            assert "␛[31mred␛[0m" in shown and "␛]2;pwned␇" in shown
+        drawn = "".join(box.get_line(i).plain for i in range(box.document.line_count))  # (all of it)
+        assert "␛]52;c;cHduZWQ=␇ ␀␡�2J �evil\ttab" in drawn and len(drawn) == len(HOSTILE_PROMPT)
+        await pilot.press("i", "right", "!")  # typed after the S: the rest is untouched
+        await pilot.pause(0.1)
+        assert box.text == "S!" + HOSTILE_PROMPT[1:]
+        assert "S!ay ␛[31mred" in rendered(box)
+        await pilot.press("escape", "ctrl+r")
+        await wait_generated(pilot, app)
+        assert app.run_obj is not None and app.run_obj.meta.prompt == "S!" + HOSTILE_PROMPT[1:]
+        assert "\x1b" not in rendered(box) and "\x1b" not in app.export_screenshot()

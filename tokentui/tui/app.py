@@ -37,6 +37,7 @@ from tokentui.tui.widgets.attribution_pane import AttributionPane
 from tokentui.tui.widgets.branch_tree import BranchTree
 from tokentui.tui.widgets.layers import LayersPane, LayersScroll
 from tokentui.tui.widgets.legend import Legend
+from tokentui.tui.widgets.prompt_area import PromptArea
 from tokentui.tui.widgets.settings_line import SettingsLine
 from tokentui.tui.widgets.status_bar import Part, StatusBar
 from tokentui.tui.widgets.token_stream import TokenStream
@@ -175,7 +176,8 @@ class TokentuiApp(
             with Vertical(id="left"):
                 # a run file's prompt is untrusted: escapes made visible, newlines kept
                 prompt = self.initial_prompt or safe_text(self._run_prompt().encode())
-                yield TextArea(prompt, id="prompt", soft_wrap=True, show_line_numbers=False)
+                # (drawn with its control characters visible: widgets/prompt_area.py)
+                yield PromptArea(prompt, id="prompt", soft_wrap=True, show_line_numbers=False)
                 yield SettingsLine(id="settings-line")
                 yield TokenStream(id="stream")
                 yield Legend(id="legend")

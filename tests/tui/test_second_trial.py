@@ -69,3 +69,34 @@ async def test_a_prompt_with_escape_sequences_is_drawn_escaped_and_kept_exact(mo
         await wait_generated(pilot, app)
         assert app.run_obj is not None and app.run_obj.meta.prompt == "S!" + HOSTILE_PROMPT[1:]
         assert "\x1b" not in rendered(box) and "\x1b" not in app.export_screenshot()
+
+
+async def test_x_exports_the_attribution_on_show_to_seed_004s_file(tmp_path, monkeypatch):
+    """A run holds several attribution records; `x` with a .seed004.json name wrote the newest
+    (here the association matrix), whatever the pane showed, and said only 'exported'. It writes
+    the record on show and names it; with none on show, the newest, saying so."""
+    import json
+
+    from tests.factories import attributed_run
+
+    monkeypatch.chdir(tmp_path)
+    app = explorer(run=attributed_run(30), cache_dir=tmp_path / "cache")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("end", "left", "left", "left", "M", "M", "a")  # input × gradient of position 30
+        await pilot.pause(0.2)
+        shown = app.session.attribution
+        assert shown is not None and shown.record.method == "input-x-gradient"
+        notes: list[str] = []
+        monkeypatch.setattr(app, "notify", lambda message, **kw: notes.append(message))
+        await pilot.press("x", "ctrl+u", *"a.seed004.json", "enter")
+        await pilot.pause(0.3)
+        saved = json.loads((tmp_path / "a.seed004.json").read_text())
+        assert saved["tokentui"]["attribution"] == 1 and saved["metadata"]["attribution_method"] == "input-x-gradient"
+        assert "attribution 1, on show: input-x-gradient of position 30" in notes[-1]
+        await pilot.press("escape")  # back to the metric: nothing on show
+        await pilot.pause(0.1)
+        await pilot.press("x", "ctrl+u", *"b.seed004.json", "enter")
+        await pilot.pause(0.3)
+        assert json.loads((tmp_path / "b.seed004.json").read_text())["tokentui"]["attribution"] == 2
+        assert "attribution 2, the newest: gradient-norm of positions 4–33" in notes[-1]

@@ -134,12 +134,24 @@ class FileActions(_Base):
         def write(name: str, path: Path, fmt: str, overwrite: bool) -> None:
             from tokentui.store.export import ExportError, write_file
 
+            which, what = on_show() if fmt == "seed004" else (None, "")
             try:
-                write_file(run, fmt, path, overwrite)
+                write_file(run, fmt, path, overwrite, attribution=which)
             except ExportError as e:
                 refuse(str(e), name)
                 return
-            self.notify(f"exported {sanitize(str(path))}", markup=False)
+            self.notify(f"exported {sanitize(str(path))}{what}", markup=False)
+
+        def on_show() -> tuple[int | None, str]:
+            """seed 004's file holds one record: the attribution on show (the one the user is
+            reading), else the newest; the note names it."""
+            shown = self.session.attribution
+            records = run.attributions
+            i = next((j for j, r in enumerate(records) if shown is not None and r is shown.record), len(records) - 1)
+            r = records[i]
+            span = f"{r.positions[0]}" if len(r.positions) == 1 else f"{r.positions[0]}–{r.positions[-1]}"
+            which = "on show" if shown is not None and records[i] is shown.record else "the newest"
+            return i, f" (attribution {i}, {which}: {r.method} of position{'s' * (len(r.positions) > 1)} {span})"
 
         def done(name: str | None) -> None:
             from tokentui.store.export import ExportError, check_target, format_for

@@ -427,9 +427,9 @@ def check_chat_template(
     from transformers import AutoTokenizer
 
     src = _Source(spec, trust_remote_code, revision, progress or (lambda _m: None))
-    src.config(keep=True)  # (remote code is refused before the tokenizer's files are read)
     src.check_tokenizer_files()
     if not _chat_template_of(src.read(f"loading tokenizer of {spec}", AutoTokenizer.from_pretrained)):
+        _CHECKED.pop(src.key, None)  # (no load follows: the configuration check_config kept goes)
         raise no_chat_template(spec)
 
 

@@ -399,3 +399,54 @@ def test_noting_tokens_adds_each_new_id_once_with_its_bytes(loaded):
         fresh: lm.vocab_bytes[fresh],
         beyond + 1: f"<id {beyond + 1}>".encode(),
     }
+
+
+def _prompt_lens_reference(lm, ids: list[int]) -> np.ndarray:
+    """[n, L-1] entropies of the per-layer lens at the prompt's positions 0…n-1 (each predicts
+    the next token), computed layer by layer over the full vocabulary."""
+    parts = lm.lens
+    with torch.inference_mode():
+        hs = lm.model(torch.tensor([ids]), output_hidden_states=True).hidden_states
+        rows = []
+        for layer in range(1, lm.n_layers):
+            logp = torch.log_softmax(
+                torch.nn.functional.linear(parts.norm(hs[layer][0]), parts.weight, parts.bias).float(), -1
+            )
+            rows.append(-(logp.exp() * logp).sum(-1))
+    return torch.stack(rows, dim=1)[: len(ids) - 1].numpy()
+
+
+def test_a_long_prompts_lens_goes_in_chunks_with_progress_and_stops_on_cancel(loaded, monkeypatch):
+    """The prompt's logit lens (minutes for a long prompt on a CPU) reports progress chunk by chunk
+    before the run starts, with the same values as a per-layer reference; a cancel stops it, the
+    positions it did not reach are unknown, and the branch ends cancelled."""
+    import math
+
+    import tokentui.engine.hf.backend as hb
+    from tokentui.engine.events import Progress, RunStarted
+
+    monkeypatch.setattr(hb, "PROMPT_LENS_POSITIONS", 8)
+    lm = loaded("gpt2")
+    prompt = "def wrap(text, width):\n    return [text[i : i + width] for i in range(0, len(text), width)]\n"
+    ids = lm.tokenizer(prompt)["input_ids"]
+    n = len(ids) - 1
+    assert n > 3 * 8
+    ref = _prompt_lens_reference(lm, ids)
+
+    s = HFBackend(lm, lens_chunk=1)
+    run, events = generate_run(s, prompt, SamplingParams(max_new_tokens=2))
+    started = next(i for i, e in enumerate(events) if isinstance(e, RunStarted))
+    fractions = [e.fraction for e in events[:started] if isinstance(e, Progress) and e.fraction is not None]
+    assert len(fractions) == math.ceil(n / 8) and fractions == sorted(fractions) and fractions[-1] == 1.0
+    lens = run.prompt.col("layer_entropy")[1:, :-1].astype(np.float32)  # (position 0 predicts nothing)
+    np.testing.assert_allclose(lens, ref, rtol=2e-3, atol=2e-3)
+
+    cancel = threading.Event()
+    job = jobs.Generate(s, prompt, GenerationSettings(SamplingParams(max_new_tokens=2), 8), cancel)
+    for e in job:
+        if isinstance(e, Progress) and e.fraction is not None:
+            cancel.set()  # after the first chunk
+    lens = job.run.prompt.col("layer_entropy")[1:, :-1].astype(np.float32)
+    np.testing.assert_allclose(lens[:8], ref[:8], rtol=2e-3, atol=2e-3)
+    assert np.isnan(lens[8:]).all()
+    assert job.run.branches[0].status == "cancelled" and len(job.run.branches[0].steps) == 0

@@ -55,6 +55,9 @@ from tokentui.engine.hf.sampling import choose, make_generator
 from tokentui.engine.hf.steering import Steerer
 
 TEACHER_FORCED_ELEMENTS = 1 << 20  # log-probs scored at once when teacher forcing (4 MB of float32)
+# prompt positions lensed between two progress reports and cancel checks (SmolLM2 on 2 CPU cores:
+# ~3 s; a GPU: milliseconds)
+PROMPT_LENS_POSITIONS = 64
 
 
 def _cache_length(cache) -> int:
@@ -239,6 +242,15 @@ class HFBackend:
 
     def _record_teacher_forced(self, run: Run, ids: list[int], out) -> None:
         """Fill the run's prompt steps from one forward over `ids` (positions 1.. are scored)."""
+        for _ in self._teacher_forced(run, ids, out):
+            pass
+
+    def _teacher_forced(
+        self, run: Run, ids: list[int], out, cancel: threading.Event | None = None
+    ) -> Iterator[Progress]:
+        """`_record_teacher_forced` as a job's steps: the logit lens of a long prompt (on a CPU,
+        minutes for a few thousand positions) goes in chunks of positions with a Progress after
+        each; a cancel stops it, and the positions not reached keep their layer values unknown."""
         run.prompt.append(nan_step(0, ids[0]))
         self._note_tokens(run, np.asarray(ids[:1]))
         if len(ids) < 2:
@@ -261,8 +273,19 @@ class HFBackend:
         hs = out.hidden_states
         if n_layers > 1 and hs is not None:
             hidden = torch.stack([h[0, :-1] for h in hs[1:-1]], dim=1)  # [n, L-1, d]
-            inputs = self.lens_inputs(run, targets, out.logits[0, :n])
-            lensed = lens_values(self.lens, hidden, inputs, set(run.layout.names))
+            names = set(run.layout.names)
+            chunks: list[dict[str, torch.Tensor]] = []
+            for a in range(0, n, PROMPT_LENS_POSITIONS):
+                if cancel is not None and cancel.is_set():
+                    yield Progress(f"cancelled: the prompt's logit lens stopped after {a:,} of {n:,} positions")
+                    break
+                b = min(a + PROMPT_LENS_POSITIONS, n)
+                inputs = self.lens_inputs(run, targets[a:b], out.logits[0, a:b])
+                chunks.append({k: v.cpu() for k, v in lens_values(self.lens, hidden[a:b], inputs, names).items()})
+                if n > PROMPT_LENS_POSITIONS:
+                    yield Progress(f"the prompt's logit lens: {b:,} of {n:,} positions", b / n)
+            if chunks:
+                lensed = {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
         host.update(layer_arrays(lensed, host, n, run.layout))
         run.prompt.extend(host)
         self._note_tokens(run, *(host[m.name] for m in run.layout.measures if m.is_token_id))
@@ -332,7 +355,7 @@ class HFBackend:
         self._check_context(len(ids), "the prompt")
         run.meta.steering = None if steering is None else steering.record()
         out = self._forward(torch.tensor([ids], device=self.device), steer=steer, attention=self._attention(run))
-        self._record_teacher_forced(run, ids, out)
+        yield from self._teacher_forced(run, ids, out, cancel)
         yield RunStarted(run.copy())
         branch = run.add_branch(None, len(run.prompt), sampling=asdict(params), steering=run.meta.steering)
         yield BranchStarted(run.id, branch.id, None, branch.fork_position, branch.sampling, branch.steering)

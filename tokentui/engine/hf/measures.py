@@ -561,7 +561,8 @@ def layer_arrays(
     layout: Layout,
 ) -> dict[str, np.ndarray]:
     """[n, L] (or [n, L, j]) arrays of the layout's lens measures: layers 1…L−1 from the lens
-    (`lensed[name]`: [n, L−1(, j)]; None: the lens is off or has not run yet: 'unknown'), layer L
+    (`lensed[name]`: [m ≤ n, L−1(, j)], the first m positions, the rest 'unknown'; None: the lens
+    is off or has not run yet: all 'unknown'), layer L
     from `finals[name]` ([n] or [n, j]: the model's own value; for layer_entropy / layer_rank the
     per-token `entropy` / `rank` will do)."""
     out = {}
@@ -572,7 +573,7 @@ def layer_arrays(
         arr = empty(m, n, layout.dims).astype(np.float32 if m.dtype != "int32" else np.int32)
         if lensed is not None and layout.n_layers > 1 and m.name in lensed:
             v = lensed[m.name]
-            arr[:, :-1] = v.cpu().numpy() if isinstance(v, torch.Tensor) else v
+            arr[: len(v), :-1] = v.cpu().numpy() if isinstance(v, torch.Tensor) else v
         arr[:, -1] = finals[m.name] if m.name in finals else finals[FINAL_FROM[m.name]]
         out[m.name] = arr
     return out

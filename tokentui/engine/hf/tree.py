@@ -213,7 +213,7 @@ class TreeSearch:
                 raise EngineError("a tree from a prompt needs a new run")
             b._check_context(len(prompt_ids), "the prompt")
             out = b._forward(torch.tensor([prompt_ids], device=b.device), attention=self.attention)
-            b._record_teacher_forced(run, prompt_ids, out)
+            yield from b._teacher_forced(run, prompt_ids, out, self.cancel)
             yield RunStarted(run.copy())
             root_branch, root_position = None, len(prompt_ids)
         else:

@@ -166,3 +166,31 @@ def test_a_closed_pipe_never_stops_a_command_halfway(model_dirs, cache_dir, tmp_
         assert b"error" not in err and made.exists(), args[0]
         if made.is_dir():
             assert len(list(made.iterdir())) == 6  # every plot, as text and as HTML
+
+
+@pytest.mark.parametrize(
+    "extra, expect",
+    [
+        (
+            ["-t", "1", "--seed", str(2**64)],
+            "the seed must be a 64-bit integer, from −2^63 to 2^64 − 1 (got 18446744073709551616)",
+        ),
+        (["-t", "1", "--seed", str(-(2**63) - 1)], "the seed must be a 64-bit integer"),
+        (["--stop", ""], "a stop text is empty"),
+    ],
+)
+@pytest.mark.parametrize("command", ["generate", "batch"])
+def test_a_seed_torch_cannot_take_or_an_empty_stop_text_is_refused_before_the_weights(
+    cli, weightless_model, cache_dir, tmp_path, command, extra, expect
+):
+    """A seed outside 64 bits crashed in torch's manual_seed with a traceback after the model had
+    loaded (batch: leaving a collection behind); an empty stop text was accepted and ignored."""
+    src = tmp_path / "p.txt"
+    src.write_text("one\ntwo\n")
+    where = ["-p", "x"] if command == "generate" else ["--prompts", src, "--out", tmp_path / "out"]
+    res = cli(command, "-m", weightless_model, *where, "-n", 2, *extra)
+    assert res.exit_code == 2, res.output
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("tokentui: error: ") and expect in last, last
+    assert "loading weights" not in res.stderr and "Traceback" not in res.output
+    assert not (tmp_path / "out").exists()

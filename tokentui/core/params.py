@@ -28,6 +28,9 @@ def check_text(value: str, what: str) -> str:
     raise RunError(f"{what} holds {held} at character {m.start() + 1}: not UTF-8 text")
 
 
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what torch's generators take (manual_seed)
+
+
 @dataclass
 class SamplingParams:
     """How the sampler chooses. Metrics never depend on these (they describe the raw model)."""
@@ -52,7 +55,11 @@ class SamplingParams:
             raise RunError(f"top-p must be in (0, 1] (got {self.top_p})")
         if self.max_new_tokens < 1:
             raise RunError(f"max new tokens must be ≥ 1 (got {self.max_new_tokens})")
+        if self.seed is not None and not SEED_MIN <= self.seed <= SEED_MAX:
+            raise RunError(f"the seed must be a 64-bit integer, from −2^63 to 2^64 − 1 (got {self.seed})")
         for text in self.stop:
+            if not text:
+                raise RunError("a stop text is empty (it would stop nothing)")
             check_text(text, "a stop text")
 
     def copy(self) -> SamplingParams:
@@ -74,9 +81,11 @@ class SamplingParams:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                 setattr(out, name, kind(v))
         seed = d.get("seed")
-        out.seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+        out.seed = (
+            seed if isinstance(seed, int) and not isinstance(seed, bool) and SEED_MIN <= seed <= SEED_MAX else None
+        )
         stop = d.get("stop")
-        out.stop = [s for s in stop if isinstance(s, str)] if isinstance(stop, list) else []
+        out.stop = [s for s in stop if isinstance(s, str) and s] if isinstance(stop, list) else []
         return out
 
 

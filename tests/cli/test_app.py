@@ -194,3 +194,37 @@ def test_a_seed_torch_cannot_take_or_an_empty_stop_text_is_refused_before_the_we
     assert last.startswith("tokentui: error: ") and expect in last, last
     assert "loading weights" not in res.stderr and "Traceback" not in res.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["generate", "-m", "{weightless}", "-p", "x", "-n", "2"],
+        ["score", "-m", "{weightless}", "--text", "a b c"],
+        ["tree", "-m", "{weightless}", "-p", "x"],
+        ["attribute", "-m", "{weightless}", "-p", "x", "-n", "2"],
+        ["compare", "-m", "{weightless}", "-m", "{weightless}", "--text", "a b c"],
+        ["explore", "-m", "{weightless}"],
+        ["runs"],
+    ],
+)
+@pytest.mark.parametrize("cache", ["file", "unwritable"])
+def test_a_run_cache_that_takes_no_file_is_refused_before_the_model_loads(
+    cli, weightless_model, tmp_path, unwritable_dir, args, cache
+):
+    """--cache-dir naming a file, or a folder that takes nothing: refused in one line before the
+    weights are read (it failed after the generation with '[Errno 17] File exists'; `runs` said
+    'no runs in …')."""
+    if cache == "file":
+        where = tmp_path / "e1.csv"
+        where.write_text("a,b\n")
+        expect = "is not a folder"
+    else:
+        if args == ["runs"]:
+            pytest.skip("listing reads the cache, it does not write it")
+        where, expect = unwritable_dir, "cannot take a run file"
+    res = cli(*[a.format(weightless=weightless_model) for a in args], "--cache-dir", where)
+    assert res.exit_code == 2, res.output
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"tokentui: error: the run cache {where}") and expect in last and "Errno" not in last, last
+    assert "loading weights" not in res.stderr

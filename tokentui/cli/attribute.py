@@ -28,6 +28,7 @@ from tokentui.cli.output import (
     interrupted,
     load_ref,
     save_to_cache,
+    usable_cache,
     user_errors,
 )
 from tokentui.core.display import counted, lone_token, sanitize
@@ -145,6 +146,7 @@ def attribute(
         name = model or (run.meta.model if run is not None else "demo")
         from tokentui.cli.generate import open_for_run
 
+        usable_cache(cache_dir)
         backend = open_for_run(ModelSpec(name, device, dtype, trust_remote_code, 0), settings, run, model is not None)
         vocab = backend.info.vocab_size
         if alt_id is None and alternative is not None:

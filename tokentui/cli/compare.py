@@ -40,6 +40,7 @@ from tokentui.cli.output import (
     load_ref,
     progress,
     save_to_cache,
+    usable_cache,
     user_errors,
 )
 from tokentui.core.display import counted, lone_token, sanitize
@@ -137,6 +138,7 @@ def compare(
         for spec in specs:
             check_settings(spec, settings, progress)
         alone = None if dataset is not None or source is not None else (lambda p: p.check_item(p.item(value, chat)))
+        usable_cache(cache_dir)
         pair = open_pair(specs[0], specs[1], alone, chat)
         lines: list[int] | None = None
         if dataset is not None:

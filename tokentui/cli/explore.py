@@ -20,7 +20,7 @@ from tokentui.cli.options import (
     SteerOpt,
     generation_options,
 )
-from tokentui.cli.output import fail, user_errors
+from tokentui.cli.output import fail, usable_cache, user_errors
 from tokentui.core.params import GenerationSettings
 
 # No trailing whitespace: the demo model's BPE merges a newline with the indentation after it, so a
@@ -118,6 +118,7 @@ def open_explorer(
         check_spec(spec)
         if compare is not None:
             check_spec(ModelSpec(compare, device, dtype, trust_remote_code, 0, lens_precision))
+        usable_cache(cache_dir)
         steering = None
         if steer is not None:
             from tokentui.cli.steer import load_steering

@@ -39,6 +39,7 @@ from tokentui.cli.output import (
     interrupted,
     progress,
     save_to_cache,
+    usable_cache,
     user_errors,
 )
 from tokentui.cli.text_input import read_text
@@ -110,6 +111,7 @@ def generate(
         from tokentui.cli.steer import load_steering
 
         steering = load_steering(steer, spec)
+        usable_cache(cache_dir)
         backend = _open(spec, settings)
         generate_job(backend, prompt, settings, lens_chunk, cache_dir, as_json, steering)
     except user_errors() as e:
@@ -227,6 +229,7 @@ def score(
         from tokentui.cli.steer import load_steering
 
         steering = load_steering(steer, spec)
+        usable_cache(cache_dir)
         backend = _open(spec, k_only)
         score_job(backend, value, alternatives, cache_dir, as_json, k_only, steering)
     except user_errors() as e:

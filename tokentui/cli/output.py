@@ -230,6 +230,26 @@ def runs_dir(cache_dir: Path | None) -> Path:
     return resolve_dir(cache_dir)
 
 
+def usable_cache(cache_dir: Path | None) -> Path:
+    """The run cache, made when missing; RunError when it cannot take a run file. A command that
+    saves a run asks before its model loads: a file named as the cache, or a folder that takes
+    nothing, used to fail once the work was done, with a raw errno ('[Errno 17] File exists')."""
+    from tokentui.core.files import probe_folder
+    from tokentui.core.params import RunError
+
+    d = runs_dir(cache_dir)
+    where = f"the run cache {sanitize(str(d))}"
+    fix = "give another with --cache-dir or TOKENTUI_CACHE_DIR"
+    if d.exists() and not d.is_dir():
+        raise RunError(f"{where} is not a folder; {fix}")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        probe_folder(d)
+    except OSError as e:
+        raise RunError(f"{where} cannot take a run file ({e.strerror or e}); {fix}") from None
+    return d
+
+
 def save_to_cache(run, cache_dir: Path | None) -> Path:
     """Save `run` into the run cache (atomically); its path."""
     from tokentui.store.cache import run_path

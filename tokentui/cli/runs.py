@@ -21,6 +21,8 @@ def runs_list(ctx: typer.Context, cache_dir: CacheOpt = None) -> None:
     from tokentui.store.cache import list_runs
 
     d = runs_dir(cache_dir)
+    if d.exists() and not d.is_dir():
+        fail(f"the run cache {sanitize(str(d))} is not a folder")
     runs = list_runs(d)
     out = Output()
     if not runs:

@@ -34,6 +34,7 @@ from tokentui.cli.output import (
     interrupted,
     progress,
     save_to_cache,
+    usable_cache,
     user_errors,
 )
 from tokentui.cli.text_input import ESCAPES_HELP, read_text
@@ -233,6 +234,7 @@ def steer_compare(
         steering = load_steering(steer, spec)
         assert steering is not None
         check_settings(spec, settings, progress)
+        usable_cache(cache_dir)
         with ctrl_c_not_lost():
             backend = open_backend(spec, progress, settings.chat)
         compare_job(backend, steering, prompt, value, settings, cache_dir, as_json)

@@ -31,6 +31,7 @@ from tokentui.cli.output import (
     interrupted,
     load_ref,
     save_to_cache,
+    usable_cache,
     user_errors,
 )
 from tokentui.core.display import sanitize
@@ -112,6 +113,7 @@ def tree(
             fail(f"--lens-chunk must be ≥ 0 (got {lens_chunk}; 0 turns the lens off)")
         from tokentui.cli.generate import open_for_run
 
+        usable_cache(cache_dir)
         backend = open_for_run(spec, settings, run, model is not None)
         tree_job(backend, params, prompt, settings, run, branch or 0, position, cache_dir, as_json)
     except user_errors() as e:

@@ -143,6 +143,30 @@ def test_deep_nesting_is_refused_before_parsing(tmp_path, depth, where):
     assert "deeper than" in summarize(p).error
 
 
+@pytest.mark.parametrize(
+    "text, verdict",
+    [
+        ('{"a": {"b": 1', "is not valid JSON"),  # cut short two levels in: not JSON, not deep
+        ('{"a": {"b": {"c": [1, [2', "is not valid JSON"),
+        ("[" * 40, "is not valid JSON"),  # nothing closes
+        ("[" * 33 + "]" * 33, "nests deeper than 32 levels"),
+        ("[" * 32 + "]" * 32, None),  # as deep as allowed
+        ('{"a": "' + "[" * 40 + '"}', None),  # brackets in a string do not count
+    ],
+)
+def test_a_truncated_document_is_invalid_json_not_too_deep(tmp_path, text, verdict):
+    """A manifest or header cut short was reported as nesting deeper than 32 levels (its unclosed
+    opens passed for levels); the depth check counts only real levels, and json says the rest."""
+    from tokentui.store.header import RunFileError, json_too_deep, loads_bounded
+
+    assert json_too_deep(text.encode()) is (verdict is not None and "deeper" in verdict)
+    if verdict is None:
+        assert loads_bounded(tmp_path / "c.json", text, "the manifest") == json.loads(text)
+    else:
+        with pytest.raises(RunFileError, match=f"the manifest {verdict}"):
+            loads_bounded(tmp_path / "c.json", text, "the manifest")
+
+
 # --- 4. impossible numbers ----------------------------------------------------------------------
 def _poke(segment, name, row, value):
     def f(run):

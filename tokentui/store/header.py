@@ -81,13 +81,17 @@ def json_too_deep(raw: bytes, limit: int = MAX_DEPTH) -> bool:
     structure no deeper than `limit` is then gone. Linear, in C: a hostile header never reaches the parser's
     recursion limit, and a megabytes-deep one costs milliseconds."""
     brackets = _JSON_STRING.sub(b"", raw).translate(_PARENS, _NOT_BRACKETS)
+    if brackets.count(b"(") != brackets.count(b")"):
+        # unbalanced (a file cut short): not JSON at all, which json.loads says; its unclosed
+        # opens would pass for deep levels below (a truncated header was called too deep)
+        return False
     for done in range(limit):
         if not brackets:
             return False
         if b"(" * (limit - done + 1) in brackets:  # a straight run of opens: no need to go on
             return True
         brackets = brackets.replace(b"()", b"")
-    return bool(brackets) and brackets.count(b"(") == brackets.count(b")")  # unbalanced: json says
+    return bool(brackets)
 
 
 def loads_bounded(path: Path, raw: bytes | str, what: str) -> Any:

@@ -297,6 +297,22 @@ def test_without_out_the_same_command_finds_its_collection_again(cli, model_dirs
     assert other.stdout.splitlines()[0] != first.stdout.splitlines()[0]
 
 
+def test_the_input_named_through_dot_dot_finds_the_same_collection(cli, model_dirs, tmp_path, cache_dir, monkeypatch):
+    """The default folder's hash is of the input's absolute path, normalised: `../p.txt` from a
+    subfolder is `p.txt` from its parent (it made another collection and redid every item)."""
+    _lines(tmp_path / "p.txt", PROMPTS[:2])
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    args = ["-m", model_dirs["gpt2"], "-n", 2, "--lens-chunk", 0]
+    first = cli("batch", "--prompts", "p.txt", *args)
+    assert first.exit_code == 0, first.output
+    monkeypatch.chdir(tmp_path / "sub")
+    again = cli("batch", "--prompts", "../p.txt", *args)
+    assert again.stdout.splitlines()[0] == first.stdout.splitlines()[0] and "2 done before, 0 to do" in again.stderr
+    folder = first.stdout.splitlines()[0].removeprefix("collection ")
+    assert load_collection(folder).settings["source"] == str(tmp_path / "p.txt")
+
+
 def _run_files(runs_dir) -> int:
     if not runs_dir.is_dir():
         return 0

@@ -488,7 +488,7 @@ def _batch(
     specs = [ModelSpec(m, device, dtype, trust_remote_code, lens_chunk, lens_precision) for m in names]
     for spec in specs:
         check_spec(spec)
-    source_path = (prompts or dataset or Path()).absolute()
+    source_path = Path(os.path.abspath(prompts or dataset or Path()))  # (normalised: ../p.txt is p.txt)
     source = (
         read_prompts(source_path, prompt_field)
         if dataset is None

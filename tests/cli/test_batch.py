@@ -413,6 +413,7 @@ def test_a_hostile_manifest_in_out_is_a_one_line_error(cli, model_dirs, tmp_path
         (["--prompts", "{src}", "--loss-over", "prompt"], "unknown --loss-over"),
         (["--prompts", "{src}", "--out", "{taken}"], "is not empty and holds no collection"),
         (["--prompts", "{missing}"], "no such file"),
+        (["--prompts", "{src}", "--response-field", "r"], "--response-field goes with --dataset"),
     ],
 )
 def test_bad_options_are_one_line_before_any_model_loads(cli, weightless_model, tmp_path, extra, expect):

@@ -482,6 +482,8 @@ def _batch(
     if loss_over not in LOSS_OVER:
         raise RunError(f"unknown --loss-over {loss_over!r} (choose from {', '.join(LOSS_OVER)})")
     settings.check()
+    if dataset is None and response_field != "response":  # (a prompts file's items have no response)
+        raise RunError("--response-field goes with --dataset (a prompts file's items are prompts alone)")
     if dataset is not None and (settings.sampling != SamplingParams() or settings.forced):
         raise RunError("a dataset is scored, not generated: the generation options (-n, -t, --top-k, --top-p, "
                        "--seed, --stop, --force) go with --prompts")  # fmt: skip

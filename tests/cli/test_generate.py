@@ -220,3 +220,31 @@ def test_a_generation_the_context_cuts_short_says_so_first(cli, tokenizer_dir, t
     room = 24 - run.branches[0].fork_position
     assert f"the model's context is 24 positions: this branch stops after {room} more tokens" in res.stderr
     assert run.length(0) == 24 and run.branches[0].status == "context"
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_the_stream_on_a_terminal_shows_each_tokens_certainty_also_without_colour(
+    model_dirs, cache_dir, monkeypatch, no_color
+):
+    """On a terminal each generated token is styled by its uncertainty 1 − p in five levels: 256
+    colours, or under NO_COLOR underline / bold / reverse as the explorer draws them (it was
+    printed plain, the metric gone)."""
+    import re
+
+    from tests.terminal import Terminal
+
+    cmd = [*tokentui_command(), "generate", "-m", str(model_dirs["gpt2"]), "-p", "x = 1", "-n", "6", "-t", "1",
+           "--seed", "3", "--lens-chunk", "0", "--cache-dir", str(cache_dir)]  # fmt: skip
+    monkeypatch.delenv("NO_COLOR", raising=False)  # (the terminal's environment is this one's plus env)
+    env = {"HF_HUB_OFFLINE": "1", **({"NO_COLOR": "1"} if no_color else {})}
+    with Terminal(cmd, env=env) as term:
+        assert term.wait_exit(timeout=120) == 0, term.output[-500:]
+        raw = term.output.decode(errors="replace")
+    [summary] = list_runs(cache_dir)
+    run = load_run(summary.path)
+    steps = [run.step(0, p) for p in range(len(run.prompt), run.length(0))]
+    levels = [min(4, int((1.0 - s.prob) * 5)) for s in steps]
+    styles = ("", "4", "1", "1;4", "1;7") if no_color else tuple(f"38;5;{c}" for c in (39, 75, 187, 214, 202))
+    used = re.findall(r"\x1b\[([0-9;]+)m", raw.split("x = 1", 1)[1].split("\n", 1)[0])
+    assert [u for u in used if u != "0"] == [styles[lv] for lv in levels if styles[lv]]
+    assert ("38;5" in raw) is not no_color

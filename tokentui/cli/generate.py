@@ -136,7 +136,7 @@ def generate_job(
 
     out = Output()
     job = jobs.Generate(backend, prompt, settings, steering=steering)
-    color = use_color() and not as_json
+    color = None if as_json else use_color()
     # records wait for their layer values when the lens runs in chunks
     waits_for_lens = lens_chunk > 1 and backend.capabilities.lens and backend.info.n_layers > 1
     pending: list[int] = []  # positions (of the root branch) whose records are not printed yet

@@ -12,14 +12,26 @@ from tokentui.core.display import lone_token
 _SCALE = (39, 75, 187, 214, 202)
 
 
-def use_color() -> bool:
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+# NO_COLOR: the same five levels as attributes, as the explorer draws them (plain → underline →
+# bold → bold underline → reverse), so the metric still shows
+_ATTRS = ("", "4", "1", "1;4", "1;7")
 
 
-def paint(text: str, prob: float, color: bool) -> str:
-    if not color or prob != prob:
+def use_color() -> str | None:
+    """How the token stream shows each token's certainty on this stdout: "color" (256 colours),
+    "attrs" (NO_COLOR set: attributes only), None (not a terminal: plain text)."""
+    if not sys.stdout.isatty():
+        return None
+    return "attrs" if os.environ.get("NO_COLOR") else "color"
+
+
+def paint(text: str, prob: float, mode: str | None) -> str:
+    """`text` styled by its uncertainty 1 − `prob` in `mode` (see use_color); NaN: plain."""
+    if mode is None or prob != prob:
         return text
     level = min(4, int((1.0 - prob) * 5))
+    if mode == "attrs":
+        return f"\x1b[{_ATTRS[level]}m{text}\x1b[0m" if _ATTRS[level] else text
     return f"\x1b[38;5;{_SCALE[level]}m{text}\x1b[0m"
 
 

@@ -259,6 +259,7 @@ def test_the_text_table_and_hostile_token_text(cli, model_dirs, cache_dir, tmp_p
         (["--run", "{run}", "--method", "lime"], "unknown attribution method 'lime'"),
         (["--run", "{run}", "--positions", "0:3"], "position 0 cannot be attributed"),
         (["--run", "{run}", "--positions", "3:99"], "goes past the end of branch 0"),
+        (["--run", "{run}", "--positions", "-99:"], "'-99:' starts before the start of branch 0"),
         (["--run", "{run}", "--positions", "a:b"], "'a' is not a whole number"),
         (["--run", "{run}", "--positions", "1:4:2"], "give a:b (no step)"),
         (["--run", "{run}", "--positions", "5:5"], "holds no position"),

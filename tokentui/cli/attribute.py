@@ -204,6 +204,8 @@ def parse_positions(spec: str, length: int, branch: int = 0) -> list[int]:
     else:
         a = bound(text, -1) if text else -1
         b = a + 1
+    if a < 0:
+        raise RunError(f"--positions {spec!r} starts before the start of branch {branch} (its positions are 0…{last})")
     if a < 1:
         raise RunError(
             f"--positions {spec!r}: position {a} cannot be attributed (nothing comes before it; the first is 1)"

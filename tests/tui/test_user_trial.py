@@ -274,6 +274,8 @@ async def test_a_replay_without_a_model_does_not_offer_model_keys_in_the_footer(
         assert "cycle_metric" in shown and "open_run" in shown and "help" in shown and "quit" in shown, shown
         for action in ("generate", "continue_branch", "settings", "grow_tree"):
             assert action not in shown, shown
+        title = str(app.prompt_box.border_title)  # (nor does the prompt box's title offer ctrl+r)
+        assert "ctrl+r" not in title and "no model" in title, title
         await pilot.press("ctrl+r")
         await pilot.pause(0.05)
         assert "no model is loaded" in _last_note(app) and "`" not in _last_note(app)
@@ -289,6 +291,7 @@ async def test_with_a_model_the_footer_offers_its_keys(model_dirs, cache_dir):
         shown = _footer_actions(app)
         for action in ("generate", "continue_branch", "settings", "grow_tree", "cycle_metric"):
             assert action in shown, shown
+        assert "ctrl+r generates" in str(app.prompt_box.border_title)
 
 
 async def test_help_lists_every_export_ending_and_shows_no_backticks(tmp_path):

@@ -217,7 +217,11 @@ class TokentuiApp(
             self.notify(self.hint, markup=False, timeout=12)
         self.apply_scale()
         self.stream.border_title = "tokens"
-        self.prompt_box.border_title = "prompt · i edits · ctrl+r generates · esc leaves"
+        self.prompt_box.border_title = (
+            "prompt · i edits · ctrl+r generates · esc leaves"
+            if self.session.model is not None
+            else "prompt · a replay, no model loaded"
+        )
         self.set_interval(1 / 20, self._apply_streamed)
         if self.run_obj is not None:
             self.stream.border_title = f"tokens · laying out {self.run_obj.total_steps():,} tokens …"

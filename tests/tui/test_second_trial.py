@@ -3,6 +3,8 @@ export, hostile prompts at 80×24 and 120×40), each driven with real key presse
 
 from __future__ import annotations
 
+from rich.cells import cell_len
+from textual import events
 from textual.widgets import Input
 
 from tests.factories import explorer, rendered, wait_for, wait_generated
@@ -63,12 +65,45 @@ async def test_a_prompt_with_escape_sequences_is_drawn_escaped_and_kept_exact(mo
         assert "␛]52;c;cHduZWQ=␇ ␀␡�2J �evil\ttab" in drawn and len(drawn) == len(HOSTILE_PROMPT)
         await pilot.press("i", "right", "!")  # typed after the S: the rest is untouched
         await pilot.pause(0.1)
-        assert box.text == "S!" + HOSTILE_PROMPT[1:]
+        assert box.prompt == "S!" + HOSTILE_PROMPT[1:]
         assert "S!ay ␛[31mred" in rendered(box)
+        await pilot.press("ctrl+z")  # undone: exactly the prompt given
+        await pilot.pause(0.1)
+        assert box.prompt == HOSTILE_PROMPT
+        await pilot.press("ctrl+y")
+        await pilot.pause(0.1)
+        assert box.prompt == "S!" + HOSTILE_PROMPT[1:]
         await pilot.press("escape", "ctrl+r")
         await wait_generated(pilot, app)
         assert app.run_obj is not None and app.run_obj.meta.prompt == "S!" + HOSTILE_PROMPT[1:]
         assert "\x1b" not in rendered(box) and "\x1b" not in app.export_screenshot()
+
+
+async def test_a_prompt_of_control_characters_wraps_whole_and_pastes_exactly(tmp_path):
+    """Stand-ins drawn for characters Textual counts as 0 columns wide made each line wider than it
+    had wrapped it: the end of a wrapped line fell outside the box. The box holds the stand-ins, so
+    every character is on screen; the prompt (and a paste's control characters) stays exact, and a
+    vertical tab or a lone CR does not break the line."""
+    from tests.factories import make_run
+
+    prompt = "xy\x1b" * 12 + " END\x0bnext\rmore"
+    app = explorer(run=make_run(), prompt=prompt, cache_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        box = app.prompt_box
+        assert box.prompt == prompt and box.document.line_count == 1
+        assert "xy␛" * 12 in rendered(box)  # the first row whole
+        sections = box.wrapped_document.get_sections(0)  # the line as wrapped: every part fits
+        assert "".join(sections) == box.document.get_line(0) and len(sections) == 2
+        assert all(cell_len(part.rstrip()) <= box.wrap_width for part in sections), (sections, box.wrap_width)
+        await pilot.press("i", "down")  # the second row scrolled into view: the rest of the line
+        await pilot.pause(0.1)
+        assert sections[1].strip() in rendered(box) and "END" in rendered(box) and "more" in rendered(box)
+        await pilot.press("end")
+        app.post_message(events.Paste(" \x1b[2Jpasted\r\nline"))  # (a terminal's bracketed paste)
+        await pilot.pause(0.2)
+        assert box.prompt == prompt + " \x1b[2Jpasted\nline"
+        assert "\x1b" not in box.text and "␛[2Jpasted" in box.text and "\x1b" not in app.export_screenshot()
 
 
 async def test_x_exports_the_attribution_on_show_to_seed_004s_file(tmp_path, monkeypatch):

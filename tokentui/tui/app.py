@@ -15,9 +15,9 @@ from textual.containers import Horizontal, Vertical
 from textual.filter import Monochrome, NoColor
 from textual.reactive import Reactive
 from textual.theme import Theme
-from textual.widgets import Footer, TextArea
+from textual.widgets import Footer
 
-from tokentui.core.display import safe_text, sanitize
+from tokentui.core.display import sanitize
 from tokentui.core.params import GenerationSettings
 from tokentui.store.cache import cache_dir as default_cache_dir
 from tokentui.tui.actions import bindings, description, palette_entries, shown_keys, spec_of, works_over
@@ -174,9 +174,9 @@ class TokentuiApp(
         yield StatusBar(id="status")
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                # a run file's prompt is untrusted: escapes made visible, newlines kept
-                prompt = self.initial_prompt or safe_text(self._run_prompt().encode())
-                # (drawn with its control characters visible: widgets/prompt_area.py)
+                # exact; a run file's prompt is untrusted: the box holds what could act on a
+                # terminal as visible stand-ins (widgets/prompt_area.py)
+                prompt = self.initial_prompt or self._run_prompt()
                 yield PromptArea(prompt, id="prompt", soft_wrap=True, show_line_numbers=False)
                 yield SettingsLine(id="settings-line")
                 yield TokenStream(id="stream")
@@ -207,8 +207,8 @@ class TokentuiApp(
         return self.query_one(TokenStream)
 
     @property
-    def prompt_box(self) -> TextArea:
-        return self.query_one("#prompt", TextArea)
+    def prompt_box(self) -> PromptArea:
+        return self.query_one("#prompt", PromptArea)
 
     def on_mount(self) -> None:
         for problem in self.theme_problems:

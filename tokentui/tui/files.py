@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tokentui.core.display import safe_text, sanitize
+from tokentui.core.display import sanitize
 
 if TYPE_CHECKING:  # the app this is mixed into, for the type checker only (tui/host.py)
     from tokentui.core.run import Run
@@ -107,9 +107,9 @@ class FileActions(_Base):
             self.session.note = ""  # (what the last job on the run before ended with)
             # the prompt box shows the opened run's prompt (ctrl+r would otherwise generate the
             # previous one), unless the user has typed another there
-            shown = safe_text(before.meta.prompt.encode()) if before is not None else self.initial_prompt or ""
-            if self.prompt_box.text in ("", shown):
-                self.prompt_box.text = safe_text(run.meta.prompt.encode())
+            shown = before.meta.prompt if before is not None else self.initial_prompt or ""
+            if self.prompt_box.prompt in ("", shown):
+                self.prompt_box.text = run.meta.prompt  # (exact: the box draws what could act on a terminal escaped)
             if self.engine is not None:
                 self.engine.adopt(run)
             self.update_legend()

@@ -21,7 +21,7 @@ class GenerationActions(_Base):
     """Mixed into TokentuiApp (it provides session, engine, stream, prompt_box, notify …)."""
 
     def action_generate(self) -> None:
-        prompt = self.prompt_box.text
+        prompt = self.prompt_box.prompt
         if not prompt.strip():
             self.notify("the prompt is empty: i edits it", severity="warning", markup=False)
             return
@@ -175,7 +175,7 @@ class GenerationActions(_Base):
         end the steered branch is shown with the cursor where the two part."""
         if self._no_steering():
             return
-        prompt = self.prompt_box.text
+        prompt = self.prompt_box.prompt
         if not prompt.strip():
             self.notify("the prompt is empty: i edits it", severity="warning", markup=False)
             return

@@ -24,12 +24,11 @@ from textual.app import App
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from textual.widgets import TextArea
-
     from tokentui.core.run import Run
     from tokentui.tui.bridge import EngineBridge
     from tokentui.tui.state import AppState, Session
     from tokentui.tui.theme import DivergingScale, MetricScale, TokentuiTheme
+    from tokentui.tui.widgets.prompt_area import PromptArea
     from tokentui.tui.widgets.token_stream import TokenStream
 
 
@@ -65,7 +64,7 @@ class ExplorerHost(App[None]):
         raise NotImplementedError
 
     @property
-    def prompt_box(self) -> TextArea:
+    def prompt_box(self) -> PromptArea:
         raise NotImplementedError
 
     # --- what one part calls of another (TokentuiApp's, ViewActions', FileActions') ----------

@@ -32,7 +32,7 @@ class TreeActions(_Base):
 
         run = self.run_obj
         if run is None:
-            prompt = self.prompt_box.text
+            prompt = self.prompt_box.prompt
             if not prompt.strip():
                 self.notify("the prompt is empty: i edits it", severity="warning", markup=False)
                 return

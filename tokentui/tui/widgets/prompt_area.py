@@ -1,26 +1,31 @@
-"""The prompt box: a TextArea that keeps the prompt exactly as given (`--prompt`, typed, pasted)
-but never draws a control or format character as it is.
+"""The prompt box: a TextArea that keeps the prompt exactly as given (`--prompt`, a run's prompt,
+typed, pasted) but never draws a control or format character as it is.
 
 Textual's TextArea writes its lines to the terminal unfiltered, so a prompt holding `ESC ]2;…BEL`
 retitled the terminal window and `ESC [7m` or a bidi override garbled the screen around the box;
-OSC 52 would write the clipboard. The tokens pane shows such text escaped; here each of those
-characters is drawn as one visible stand-in (ESC → ␛, NUL → ␀, DEL → ␡, any other → �) — one
-character for one, so the cursor, the selection and the wrapping, which TextArea computes by
-character, stay where they were (Rich's Text would drop BEL, BS, VT, FF and CR, and every
-column after one would be off by one). The document (what `text` returns, what is generated) is not
-changed: only its drawing.
+OSC 52 would write the clipboard. The tokens pane shows such text escaped; here the box's document
+holds each such character as one visible stand-in (ESC → ␛, NUL → ␀, DEL → ␡, any other → �), one
+character for one, and `prompt` keeps the exact text beside it. Stand-ins in the document, not
+only in the drawing: TextArea wraps lines and places the cursor by the document's characters'
+widths, and an ESC is 0 columns wide where its stand-in takes one (drawn-only stand-ins pushed the
+end of a wrapped line out of the box). The characters the document would take for line breaks
+(VT, FF, CR alone, U+2028 …) get stand-ins too, so the prompt is never re-broken either.
+
+Every edit is mirrored on the exact text at the same offsets (an edit is one contiguous span);
+an undo or redo goes back to a state seen before, whose exact text is remembered.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from rich.text import Text
+from textual.document._edit import Edit, EditResult
 from textual.widgets import TextArea
 
 from tokentui.core.display import sanitize
 
 OTHER = "\ufffd"  # stands for a character whose escape is longer than one (bidi, C1, …)
+STATES = 64  # document texts whose exact prompt is remembered for undo and redo
 
 
 @lru_cache(maxsize=1024)
@@ -29,16 +34,73 @@ def _shown(ch: str) -> str:
     return escaped if len(escaped) == 1 else OTHER
 
 
-def shown_line(line: str) -> str:
-    """`line` as drawn: tabs kept (TextArea expands them), every other character that could act
-    on a terminal replaced by its one-character stand-in."""
-    if line.isprintable():
-        return line
-    return "".join(ch if ch == "\t" or ch.isprintable() else _shown(ch) for ch in line)
+def shown_text(text: str) -> str:
+    """`text` as the box holds it: newlines and tabs kept, every other character that could act on
+    a terminal (or break a line) replaced by its one-character stand-in."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch in "\n\t" or ch.isprintable() else _shown(ch) for ch in text)
 
 
 class PromptArea(TextArea):
-    def get_line(self, line_index: int) -> Text:
-        # (from the document: TextArea's own Text drops BEL, BS, VT, FF and CR, which moved the
-        # cursor and the selection a character off after each)
-        return Text(shown_line(self.document.get_line(line_index)), end="", no_wrap=True)
+    def __init__(self, text: str = "", **kwargs) -> None:
+        super().__init__(shown_text(text), **kwargs)
+        self._reset(text)
+
+    @property
+    def prompt(self) -> str:
+        """The prompt exactly: what was given, with the user's edits."""
+        return self._exact
+
+    def load_text(self, text: str) -> None:
+        super().load_text(shown_text(text))
+        self._reset(text)
+
+    def _reset(self, text: str) -> None:
+        shown = self.text
+        self._exact = text if len(text) == len(shown) else shown  # (one for one, but never trust it blindly)
+        self._states: dict[str, str] = {shown: self._exact}
+
+    def edit(self, edit: Edit) -> EditResult:
+        raw = edit.text.replace("\r\n", "\n")  # (a pasted CRLF is one line break, as TextArea has it)
+        start, end = self._index(edit.top), self._index(edit.bottom)
+        edit.text = shown_text(raw)
+        result = super().edit(edit)
+        self._settle(self._exact[:start] + raw + self._exact[end:])
+        return result
+
+    def _index(self, location: tuple[int, int]) -> int:
+        """The offset of a (row, column) in `text` (its line breaks are all one "\n")."""
+        row, column = location
+        return sum(len(self.document.get_line(i)) + 1 for i in range(row)) + column
+
+    def undo(self) -> None:
+        before, exact = self.text, self._exact
+        super().undo()
+        self._settle(self._states.get(self.text) or _spliced(exact, before, self.text))
+
+    def redo(self) -> None:
+        before, exact = self.text, self._exact
+        super().redo()
+        self._settle(self._states.get(self.text) or _spliced(exact, before, self.text))
+
+    def _settle(self, exact: str) -> None:
+        shown = self.text
+        self._exact = exact if len(exact) == len(shown) else shown
+        self._states.pop(shown, None)
+        self._states[shown] = self._exact
+        while len(self._states) > STATES:
+            del self._states[next(iter(self._states))]
+
+
+def _spliced(exact: str, before: str, after: str) -> str:
+    """`exact` (whose document text was `before`) changed as `before` became `after`: the common
+    start and end kept exactly, the span between as the document now holds it."""
+    n = min(len(before), len(after))
+    a = 0
+    while a < n and before[a] == after[a]:
+        a += 1
+    b = 0
+    while b < n - a and before[-1 - b] == after[-1 - b]:
+        b += 1
+    return exact[:a] + after[a : len(after) - b] + exact[len(exact) - b :]

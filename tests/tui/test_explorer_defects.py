@@ -422,3 +422,26 @@ async def test_an_opened_run_whose_id_the_cache_holds_otherwise_gets_a_new_id(tm
     assert cached.read_bytes() == kept and path.read_bytes() == before
     copy = load_run(cache_dir / f"{new_id}.tokentui")
     assert copy.id == new_id and len(copy.branches) == 1
+
+
+async def test_a_run_opened_from_elsewhere_is_in_the_cache_once_a_new_run_replaces_it(model_dirs, tmp_path, cache_dir):
+    """ctrl+r with a run opened from a file outside the cache on screen says 'it stays in the run
+    cache: o opens it again': it is saved there first (it was not, being unchanged)."""
+    from tests.factories import generate_run
+    from tokentui.engine.hf.backend import HFBackend
+    from tokentui.engine.hf.loading import load_model
+
+    run, _ = generate_run(HFBackend(load_model(str(model_dirs["gpt2"]))), "x = 1", SamplingParams(max_new_tokens=3))
+    run.add_branch(0, len(run.prompt) + 1)
+    path = save_run(run, tmp_path / "elsewhere.tokentui")
+    app = explorer(model=str(model_dirs["gpt2"]), run_path=path, cache_dir=cache_dir,
+                   settings=GenerationSettings(SamplingParams(max_new_tokens=2), k=4))  # fmt: skip
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.state is AppState.IDLE and app.stream.view is not None, what="the run")
+        assert not (cache_dir / f"{run.id}.tokentui").exists()
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.2)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.run_obj is not None and app.run_obj.id != run.id and app.state is AppState.IDLE,
+                       what="the new run")  # fmt: skip
+    assert load_run(cache_dir / f"{run.id}.tokentui").id == run.id

@@ -135,3 +135,18 @@ async def test_x_exports_the_attribution_on_show_to_seed_004s_file(tmp_path, mon
         await pilot.pause(0.3)
         assert json.loads((tmp_path / "b.seed004.json").read_text())["tokentui"]["attribution"] == 2
         assert "attribution 2, the newest: gradient-norm of positions 4–33" in notes[-1]
+
+
+def test_the_prompt_lens_progress_says_escape_cancels_and_gives_way_when_the_run_starts():
+    """A long prompt's lens reports progress before the run starts: the status bar kept the last
+    report ('1,500 of 1,500 positions') for the whole generation and lost 'escape cancels'."""
+    from tests.factories import make_run
+    from tokentui.engine.events import Progress, RunStarted
+    from tokentui.tui.state import Session
+
+    s = Session(AppState.IDLE)
+    s.begin("generating a new run from the prompt … · escape cancels")
+    s.apply(Progress("the prompt's logit lens: 64 of 1,500 positions", 64 / 1500))
+    assert s.note == "the prompt's logit lens: 64 of 1,500 positions · escape cancels"
+    s.apply(RunStarted(make_run()))
+    assert s.note == "generating a new run from the prompt … · escape cancels"

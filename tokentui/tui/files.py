@@ -81,7 +81,7 @@ class FileActions(_Base):
             old, run.meta.run_id = run.id, new_run_id()
             self.notify(
                 f"the run cache holds another version of run {sanitize(old)} (`tokentui replay {sanitize(old)}` opens "
-                f"it): this one is saved as run {run.id}",
+                f"it): this one takes the id {run.id}, its changes saved under it",
                 severity="warning",
                 markup=False,
                 timeout=12,

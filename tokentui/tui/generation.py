@@ -43,9 +43,11 @@ class GenerationActions(_Base):
     def _start_run(self, prompt: str) -> None:
         engine = self.engine
         assert engine is not None  # needs MODEL: a loaded model has an engine
+        from tokentui.store.cache import run_path
+
         old = self.run_obj
-        if old is not None and old.dirty:
-            self.action_save(quiet=True)
+        if old is not None and (old.dirty or not run_path(old.id, self.save_dir).exists()):
+            self.action_save(quiet=True)  # (a run opened from elsewhere, too: it is in the cache, as said below)
         self.session.begin("generating a new run from the prompt … · escape cancels")
         engine.generate(prompt, self.session.settings, self.session.active_steering())
         self.stream.focus()

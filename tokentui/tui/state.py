@@ -83,6 +83,7 @@ class Session:
     model: str | None = None  # the model as the user named it
     model_info: str = ""
     note: str = ""  # the latest progress / result, shown in the status bar
+    job_note: str = ""  # what the job running now does (`begin`'s note)
     tokens_per_second: float = 0.0
     vocab_size: int | None = None  # the loaded model's, to check k against
     capabilities: Capabilities | None = None  # the loaded model source's (None: no model yet)
@@ -114,7 +115,7 @@ class Session:
         """A job that grows the run starts: the status bar says what runs, no longer what the
         last job ended with (its note stayed while a branch was continued)."""
         self.state = AppState.GENERATING
-        self.note = note
+        self.note = self.job_note = note
 
     def active_steering(self) -> SteeringSpec | None:
         """The spec new runs and branches are steered by (None: steering off, or no spec)."""
@@ -179,8 +180,9 @@ class Session:
         up = Update()
         ours = self.run is not None and getattr(ev, "run_id", None) == self.run.id
         self.run = apply_event(self.run, ev)
-        if isinstance(ev, Progress):
-            self.note = ev.message
+        if isinstance(ev, Progress):  # (a long prompt's lens reports before the run starts)
+            cancels = self.state is AppState.GENERATING and ev.fraction is not None
+            self.note = f"{ev.message} · escape cancels" if cancels else ev.message
         elif isinstance(ev, Loaded):
             self.state = AppState.IDLE
             self.vocab_size = ev.vocab_size
@@ -229,6 +231,8 @@ class Session:
             up.error = ("comparison failed" if ev.command == "Compare" else "model B failed to load", ev.message)
         elif isinstance(ev, RunStarted):
             self.branch_id = 0
+            if self.state is AppState.GENERATING:
+                self.note = self.job_note  # (what runs, again, after the prompt's progress)
         elif isinstance(ev, BranchStarted) and ours:
             if not self.tree_search or ev.parent is None:  # a search's nodes do not pull the view along
                 self.branch_id = ev.branch_id

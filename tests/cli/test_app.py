@@ -7,6 +7,9 @@ import sys
 
 import pytest
 
+from tests.factories import make_run
+from tokentui.store.runfile import save_run
+
 
 @pytest.mark.parametrize(
     "args",
@@ -205,6 +208,7 @@ def test_a_seed_torch_cannot_take_or_an_empty_stop_text_is_refused_before_the_we
         ["attribute", "-m", "{weightless}", "-p", "x", "-n", "2"],
         ["compare", "-m", "{weightless}", "-m", "{weightless}", "--text", "a b c"],
         ["explore", "-m", "{weightless}"],
+        ["replay", "{run}", "-m", "{weightless}"],
         ["runs"],
     ],
 )
@@ -223,7 +227,8 @@ def test_a_run_cache_that_takes_no_file_is_refused_before_the_model_loads(
         if args == ["runs"]:
             pytest.skip("listing reads the cache, it does not write it")
         where, expect = unwritable_dir, "cannot take a run file"
-    res = cli(*[a.format(weightless=weightless_model) for a in args], "--cache-dir", where)
+    run = save_run(make_run(), tmp_path / "r.tokentui")
+    res = cli(*[a.format(weightless=weightless_model, run=run) for a in args], "--cache-dir", where)
     assert res.exit_code == 2, res.output
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith(f"tokentui: error: the run cache {where}") and expect in last and "Errno" not in last, last

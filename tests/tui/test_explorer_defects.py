@@ -445,3 +445,24 @@ async def test_a_run_opened_from_elsewhere_is_in_the_cache_once_a_new_run_replac
         await wait_for(pilot, lambda: app.run_obj is not None and app.run_obj.id != run.id and app.state is AppState.IDLE,
                        what="the new run")  # fmt: skip
     assert load_run(cache_dir / f"{run.id}.tokentui").id == run.id
+
+
+async def test_o_is_refused_while_a_job_grows_the_run(model_dirs, cache_dir):
+    """The run picker during a generation could reopen the very run being generated (from its last
+    autosave): the job's later steps would land at the wrong positions. o waits for the job."""
+    from tests.factories import wait_first_tokens
+    from tokentui.tui.screens.run_picker import RunPicker
+
+    app = explorer(model=str(model_dirs["llama"]), prompt="import os", generate_at_once=True,
+                   settings=GenerationSettings(SamplingParams(max_new_tokens=5000)), cache_dir=cache_dir)  # fmt: skip
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_first_tokens(pilot, app)
+        await pilot.press("o")
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, RunPicker)
+        assert any("not while a job runs" in n.message for n in app._notifications)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="cancel")
+        await pilot.press("o")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, RunPicker)

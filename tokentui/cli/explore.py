@@ -157,13 +157,16 @@ def replay(
     cache_dir: CacheOpt = None,
 ) -> None:
     """Open a saved run in the explorer (no model needed, torch is not imported)."""
+    from tokentui.core.params import RunError
     from tokentui.store.header import RunFileError
     from tokentui.tui.start import ExplorerCrashed
     from tokentui.tui.start import replay as open_replay
 
     try:
+        if model is not None:  # (it grows branches: saved into the cache)
+            usable_cache(cache_dir)
         open_replay(run, model, cache_dir)
-    except RunFileError as e:
+    except (RunFileError, RunError) as e:
         fail(str(e))
     except ExplorerCrashed as e:
         crashed(e)

@@ -168,7 +168,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "the side pane on show)", "view", palette=False, textual=True, shown_keys="tab shift+tab"),
     # files
     ActionSpec("ctrl+s", "save", "save", "save the run now, into the run cache (runs also autosave there)", "files", needs=Needs.RUN),
-    ActionSpec("o", "open_run", "open", "open a run from the cache", "files", footer=True),
+    ActionSpec("o", "open_run", "open", "open a run from the cache (not while a job runs)", "files", footer=True),
     ActionSpec("x", "export", "export", "export the run: the name's ending picks the format ({endings})", "files",
                needs=Needs.RUN),
     ActionSpec("X", "screenshot", "screenshot", "save an SVG screenshot into the current folder", "files"),

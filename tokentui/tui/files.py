@@ -90,6 +90,13 @@ class FileActions(_Base):
 
     def action_open_run(self) -> None:
         from tokentui.tui.screens.run_picker import RunPicker
+        from tokentui.tui.state import AppState
+
+        if self.state in (AppState.GENERATING, AppState.ATTRIBUTING):
+            # (the job's events go to the run on screen by id: opening that same run from its
+            # last autosave would take them at the wrong positions)
+            self.notify("not while a job runs (escape stops it)", severity="warning", markup=False)
+            return
 
         def done(path: Path | None) -> None:
             if path is None:

@@ -235,7 +235,9 @@ def test_a_branch_saved_while_running_loads_as_cancelled(tmp_path):
     assert "⋯" not in branch_label(back, back.branches[1]).plain
     assert not back.dirty
 
-    searched = make_tree_run()
+    searched = make_tree_run()  # autosaved after 3 of its nodes' progress: the later ones are its own too
     tree.end_search(searched, 0, "running", 3, 0)
+    searched.meta.tree["searches"][0]["branches"] = [0, 3]
     back = load_run(save_run(searched, tmp_path / "t.tokentui"))
     assert back.meta.tree["searches"][0]["stopped"] == "cancelled"
+    assert back.meta.tree["searches"][0]["branches"] == [0, len(back.branches)]

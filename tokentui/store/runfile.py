@@ -411,9 +411,13 @@ def _settle_unfinished(run: Run) -> None:
     process then stopped: killed, crashed, or left with a second q. Whoever loads the file is not
     generating it, so it is shown and continued as what it is, a generation stopped early:
     "cancelled" (the explorer's ⋯ otherwise promised tokens that never come)."""
+    from tokentui.core import tree
+
     for b in run.branches:
         if b.status == "running":
             b.status = "cancelled"
-    for search in (run.meta.tree or {}).get("searches", []):
-        if search["stopped"] == "running":
-            search["stopped"] = "cancelled"
+    searches = tree.searches(run)
+    if searches and searches[-1]["stopped"] == "running":  # (only the last can have been running)
+        last = searches[-1]
+        tree.end_search(run, len(searches) - 1, "cancelled", last["nodes"], last["completed"])
+        tree.claim_the_rest(run, len(searches) - 1)  # its nodes made after its last progress

@@ -248,3 +248,19 @@ def test_the_stream_on_a_terminal_shows_each_tokens_certainty_also_without_colou
     used = re.findall(r"\x1b\[([0-9;]+)m", raw.split("x = 1", 1)[1].split("\n", 1)[0])
     assert [u for u in used if u != "0"] == [styles[lv] for lv in levels if styles[lv]]
     assert ("38;5" in raw) is not no_color
+
+
+def test_a_long_prompts_lens_is_one_progress_line_not_one_per_chunk(cli, model_dirs, cache_dir, monkeypatch):
+    """The prompt's lens reports after every chunk of positions: on a pipe, the first report and
+    the last (the rest within PROGRESS_SECONDS of them), not a line per chunk."""
+    import re
+
+    import tokentui.engine.hf.backend as hb
+
+    monkeypatch.setattr(hb, "PROMPT_LENS_POSITIONS", 4)
+    res = cli("generate", "-m", model_dirs["gpt2"], "-p", "def f(x):\n    return [x, x + 1, x * 2, x ** 3]", "-n", 2)
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.stderr.splitlines() if "the prompt's logit lens" in ln]
+    [n] = {int(m) for m in re.findall(r"of (\d+) positions", res.stderr)}
+    assert n > 8 and lines[0] == f"… the prompt's logit lens: 4 of {n} positions"
+    assert lines[-1] == f"… the prompt's logit lens: {n} of {n} positions" and len(lines) < n // 4

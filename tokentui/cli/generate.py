@@ -33,6 +33,7 @@ from tokentui.cli.options import (
 from tokentui.cli.output import (
     EXIT_INTERRUPTED,
     Output,
+    ProgressLine,
     ctrl_c_not_lost,
     ctrl_c_sets,
     fail,
@@ -141,6 +142,7 @@ def generate_job(
     waits_for_lens = lens_chunk > 1 and backend.capabilities.lens and backend.info.n_layers > 1
     pending: list[int] = []  # positions (of the root branch) whose records are not printed yet
     done: list[Finished] = []
+    lens_line = ProgressLine()
 
     def print_records(upto: int | None = None) -> None:
         run = job.run
@@ -169,7 +171,10 @@ def generate_job(
         elif isinstance(ev, Finished):
             print_records()
             done.append(ev)
+        elif isinstance(ev, Progress) and ev.fraction is not None:  # a long prompt's lens: one line
+            lens_line(f"… {sanitize(ev.message)}", final=ev.fraction >= 1.0)
         elif isinstance(ev, Progress):  # (the context cuts the generation short: said before it starts)
+            lens_line.close()
             typer.echo(f"… {sanitize(ev.message)}", err=True)
 
     try:

@@ -107,6 +107,7 @@ class ProgressLine:
         self.tty = sys.stderr.isatty()
         self.last = 0.0
         self.shown = False
+        self.open = False  # a terminal's line written without its newline
 
     def __call__(self, text: str, final: bool = False, force: bool = False) -> None:
         """`final`: the last line (always written; on a terminal it stays). `force`: written now
@@ -119,9 +120,17 @@ class ProgressLine:
         self.last, self.shown = now, True
         if self.tty:
             sys.stderr.write("\r\x1b[2K" + text + ("\n" if final else ""))
+            self.open = not final
         else:
             sys.stderr.write(text + "\n")
         sys.stderr.flush()
+
+    def close(self) -> None:
+        """End the line a terminal was left on (another message follows on its own line)."""
+        if self.open:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.open = False
 
 
 def throughput(done: int, total: int, seconds: float, unit: str = "items") -> str:

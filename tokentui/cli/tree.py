@@ -146,7 +146,10 @@ def tree_job(
                 f"… tree: {ev.nodes} nodes, {ev.open} open, {ev.completed} completed, threshold {ev.threshold:.3f}",
                 final=ev.stopped != "running",
             )
+        elif isinstance(ev, Progress) and ev.fraction is not None:  # the prompt's lens, before the search
+            line(f"… {sanitize(ev.message)}", final=ev.fraction >= 1.0)
         elif isinstance(ev, Progress):
+            line.close()
             typer.echo(f"… {sanitize(ev.message)}", err=True)
 
     try:

@@ -450,3 +450,15 @@ def test_a_long_prompts_lens_goes_in_chunks_with_progress_and_stops_on_cancel(lo
     np.testing.assert_allclose(lens[:8], ref[:8], rtol=2e-3, atol=2e-3)
     assert np.isnan(lens[8:]).all()
     assert job.run.branches[0].status == "cancelled" and len(job.run.branches[0].steps) == 0
+
+
+@pytest.mark.parametrize("wanted, layers", [(64, 29), (64, 23), (64, 11), (8, 3), (2000, 29), (1, 500)])
+def test_prompt_lens_chunks_are_whole_blocks_of_the_lens(wanted, layers):
+    """A chunk of the prompt's lens fills whole `lens_values` blocks (LENS_MAX_ROWS rows of
+    positions × layers): 64 positions of 24 layers used to go as blocks of 42 and 22."""
+    from tokentui.engine.hf.measures import LENS_MAX_ROWS, lens_positions
+
+    step = lens_positions(wanted, layers)
+    per_block = max(1, LENS_MAX_ROWS // layers)
+    assert 1 <= step <= max(wanted, 1)
+    assert step == wanted if wanted <= per_block else step % per_block == 0

@@ -150,3 +150,15 @@ def test_the_prompt_lens_progress_says_escape_cancels_and_gives_way_when_the_run
     assert s.note == "the prompt's logit lens: 64 of 1,500 positions · escape cancels"
     s.apply(RunStarted(make_run()))
     assert s.note == "generating a new run from the prompt … · escape cancels"
+
+
+def test_the_prompt_box_keeps_the_zero_width_joiners_and_escapes_the_rest():
+    """ZWNJ (Persian) and ZWJ (emoji sequences) act on nothing: kept; a bidi override, C0 and C1
+    controls get one stand-in each (the box's document is one character for one)."""
+    from tokentui.tui.widgets.prompt_area import shown_text
+
+    for text in ("می\u200cخواهم", "👩\u200d💻", "a\tb\nc"):
+        assert shown_text(text) == text
+    hostile = "\x1b[2J\u202eevil\x85\x0b\r\x00"
+    shown = shown_text(hostile)
+    assert len(shown) == len(hostile) and shown.isprintable() and shown.startswith("␛[2J")

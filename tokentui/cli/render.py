@@ -12,7 +12,7 @@ from tokentui.core.display import lone_token
 _SCALE = (39, 75, 187, 214, 202)
 
 
-# NO_COLOR: the same five levels as attributes, as the explorer draws them (plain → underline →
+# NO_COLOR: the five levels as attributes, the explorer's styles in its order (plain → underline →
 # bold → bold underline → reverse), so the metric still shows
 _ATTRS = ("", "4", "1", "1;4", "1;7")
 

@@ -78,8 +78,10 @@ def json_too_deep(raw: bytes, limit: int = MAX_DEPTH) -> bool:
     """Whether `raw` (JSON) nests arrays and objects more than `limit` deep, found without parsing
     or recursion: strings are cut out (brackets in them do not count), the brackets left become
     '(' and ')', and `limit` passes each remove every innermost '()' (one level) — a balanced
-    structure no deeper than `limit` is then gone. Linear, in C: a hostile header never reaches the parser's
-    recursion limit, and a megabytes-deep one costs milliseconds."""
+    structure no deeper than `limit` is then gone. Linear, in C: a hostile balanced header never
+    reaches the parser's recursion limit, and a megabytes-deep one costs milliseconds. Unbalanced
+    brackets are not JSON: json.loads refuses them (its RecursionError, for a deep unclosed run of
+    opens, is caught as "not valid JSON" too)."""
     brackets = _JSON_STRING.sub(b"", raw).translate(_PARENS, _NOT_BRACKETS)
     if brackets.count(b"(") != brackets.count(b")"):
         # unbalanced (a file cut short): not JSON at all, which json.loads says; its unclosed

@@ -47,6 +47,7 @@ from tokentui.engine.hf.measures import (
     layer_arrays,
     layer_finals,
     lens_names,
+    lens_positions,
     lens_values,
     run_layout,
     token_values,
@@ -275,14 +276,15 @@ class HFBackend:
             hidden = torch.stack([h[0, :-1] for h in hs[1:-1]], dim=1)  # [n, L-1, d]
             names = set(run.layout.names)
             chunks: list[dict[str, torch.Tensor]] = []
-            for a in range(0, n, PROMPT_LENS_POSITIONS):
+            step = lens_positions(PROMPT_LENS_POSITIONS, n_layers - 1)
+            for a in range(0, n, step):
                 if cancel is not None and cancel.is_set():
                     yield Progress(f"cancelled: the prompt's logit lens stopped after {a:,} of {n:,} positions")
                     break
-                b = min(a + PROMPT_LENS_POSITIONS, n)
+                b = min(a + step, n)
                 inputs = self.lens_inputs(run, targets[a:b], out.logits[0, a:b])
                 chunks.append({k: v.cpu() for k, v in lens_values(self.lens, hidden[a:b], inputs, names).items()})
-                if n > PROMPT_LENS_POSITIONS:
+                if n > step:
                     yield Progress(f"the prompt's logit lens: {b:,} of {n:,} positions", b / n)
             if chunks:
                 lensed = {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}

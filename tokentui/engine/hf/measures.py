@@ -404,13 +404,24 @@ def _active(names: set[str] | None, inputs: LensInputs | None) -> list[LayerRedu
     return [cls() for cls in LAYER_REDUCERS if (names is None or set(cls.measures) <= names) and cls.needs <= have]
 
 
+LENS_MAX_ROWS = 1024  # rows (positions × layers) `lens_values` projects at once
+
+
+def lens_positions(wanted: int, r_layers: int) -> int:
+    """At most about `wanted` positions that `lens_values` takes in whole blocks of `r_layers`
+    layers each: `wanted` when it is within one block, else a whole number of blocks (a caller
+    that lenses in chunks of positions makes no short blocks in between)."""
+    per_block = max(1, LENS_MAX_ROWS // max(1, r_layers))
+    return max(1, wanted) if wanted <= per_block else wanted // per_block * per_block
+
+
 def lens_values(
     lens,
     hidden: torch.Tensor,
     inputs: LensInputs | None = None,
     names: set[str] | None = None,
     block_elements: int = 1 << 21,
-    max_rows: int = 1024,
+    max_rows: int = LENS_MAX_ROWS,
 ) -> dict[str, torch.Tensor]:
     """Logit-lens measures of hidden states [P, R, d] (R layers of each of P positions) →
     {name: [P, R] / [P, R, j] / per chosen token [P, R, C] when `inputs.chosen` is [P, C]}.

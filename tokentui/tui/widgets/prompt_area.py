@@ -25,6 +25,10 @@ from textual.widgets import TextArea
 from tokentui.core.display import sanitize
 
 OTHER = "\ufffd"  # stands for a character whose escape is longer than one (bidi, C1, …)
+# kept as they are: line breaks and tabs (TextArea's own), and the zero-width joiners, which
+# Persian text and emoji sequences need and which act on nothing (Textual measures them as 0 wide,
+# as the terminal draws them)
+KEPT = "\n\t\u200c\u200d"
 STATES = 64  # document texts whose exact prompt is remembered for undo and redo
 
 
@@ -35,11 +39,11 @@ def _shown(ch: str) -> str:
 
 
 def shown_text(text: str) -> str:
-    """`text` as the box holds it: newlines and tabs kept, every other character that could act on
-    a terminal (or break a line) replaced by its one-character stand-in."""
+    """`text` as the box holds it: KEPT kept, every other character that could act on a terminal
+    (or break a line) replaced by its one-character stand-in."""
     if text.isprintable():
         return text
-    return "".join(ch if ch in "\n\t" or ch.isprintable() else _shown(ch) for ch in text)
+    return "".join(ch if ch in KEPT or ch.isprintable() else _shown(ch) for ch in text)
 
 
 class PromptArea(TextArea):

@@ -408,9 +408,9 @@ def load_run(path: Path | str) -> Run:
 
 def _settle_unfinished(run: Run) -> None:
     """A branch (or tree search) saved as "running" was saved mid-generation by an autosave whose
-    process then stopped: killed, crashed, or left with a second q. Whoever loads the file is not
-    generating it, so it is shown and continued as what it is, a generation stopped early:
-    "cancelled" (the explorer's ⋯ otherwise promised tokens that never come)."""
+    process then stopped (killed, crashed, left with a second q) or is still at it, elsewhere.
+    Whoever loads the file is not generating it, so it is shown and continued as what it is here,
+    a generation stopped early: "cancelled" (the explorer's ⋯ promised tokens that never came)."""
     from tokentui.core import tree
 
     for b in run.branches:

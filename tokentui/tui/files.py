@@ -80,7 +80,7 @@ class FileActions(_Base):
         if cached is not None:
             old, run.meta.run_id = run.id, new_run_id()
             self.notify(
-                f"the run cache holds another version of run {sanitize(old)} (`tokentui replay {sanitize(old)}` opens "
+                f"the run cache holds another version of run {sanitize(old)} (tokentui replay {sanitize(old)} opens "
                 f"it): this one takes the id {run.id}, its changes saved under it",
                 severity="warning",
                 markup=False,

@@ -199,20 +199,22 @@ def test_a_seed_torch_cannot_take_or_an_empty_stop_text_is_refused_before_the_we
     assert not (tmp_path / "out").exists()
 
 
+SAVING_COMMANDS = [
+    ["generate", "-m", "{weightless}", "-p", "x", "-n", "2"],
+    ["score", "-m", "{weightless}", "--text", "a b c"],
+    ["tree", "-m", "{weightless}", "-p", "x"],
+    ["attribute", "-m", "{weightless}", "-p", "x", "-n", "2"],
+    ["compare", "-m", "{weightless}", "-m", "{weightless}", "--text", "a b c"],
+    ["explore", "-m", "{weightless}"],
+    ["replay", "{run}", "-m", "{weightless}"],
+]
+
+
 @pytest.mark.parametrize(
-    "args",
-    [
-        ["generate", "-m", "{weightless}", "-p", "x", "-n", "2"],
-        ["score", "-m", "{weightless}", "--text", "a b c"],
-        ["tree", "-m", "{weightless}", "-p", "x"],
-        ["attribute", "-m", "{weightless}", "-p", "x", "-n", "2"],
-        ["compare", "-m", "{weightless}", "-m", "{weightless}", "--text", "a b c"],
-        ["explore", "-m", "{weightless}"],
-        ["replay", "{run}", "-m", "{weightless}"],
-        ["runs"],
-    ],
+    "args, cache",
+    [(a, "file") for a in [*SAVING_COMMANDS, ["runs"]]]
+    + [(a, "unwritable") for a in SAVING_COMMANDS],  # (runs only reads)
 )
-@pytest.mark.parametrize("cache", ["file", "unwritable"])
 def test_a_run_cache_that_takes_no_file_is_refused_before_the_model_loads(
     cli, weightless_model, tmp_path, unwritable_dir, args, cache
 ):
@@ -224,8 +226,6 @@ def test_a_run_cache_that_takes_no_file_is_refused_before_the_model_loads(
         where.write_text("a,b\n")
         expect = "is not a folder"
     else:
-        if args == ["runs"]:
-            pytest.skip("listing reads the cache, it does not write it")
         where, expect = unwritable_dir, "cannot take a run file"
     run = save_run(make_run(), tmp_path / "r.tokentui")
     res = cli(*[a.format(weightless=weightless_model, run=run) for a in args], "--cache-dir", where)

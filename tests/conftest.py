@@ -61,18 +61,38 @@ def model_dirs(tokenizer_dir, tmp_path_factory) -> dict[str, pathlib.Path]:
 def smollm2_models_dir(tmp_path_factory):
     """Where SmolLM2's GGUF is converted for this test session: $TOKENTUI_MODELS_DIR when the
     caller set one (a developer re-running the suite), else a fresh folder, so the conversion
-    itself is exercised (CI converts once per run, ~40 s)."""
+    itself is exercised (~40 s). Under xdist the folder is shared by the run's workers (the parent
+    of their base folders) and the first worker converts while the others wait on a lock: one
+    conversion per run, not one per worker."""
     from tokentui.engine.hf.gguf import MODELS_ENV
 
     if os.environ.get(MODELS_ENV):
         yield pathlib.Path(os.environ[MODELS_ENV])
         return
-    d = tmp_path_factory.mktemp("models")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        d = tmp_path_factory.getbasetemp().parent / "smollm2-models"
+        d.mkdir(exist_ok=True)
+    else:
+        d = tmp_path_factory.mktemp("models")
     os.environ[MODELS_ENV] = str(d)
     try:
+        _convert_smollm2_once(d)
         yield d
     finally:
         os.environ.pop(MODELS_ENV, None)
+
+
+def _convert_smollm2_once(d: pathlib.Path) -> None:
+    """Convert SmolLM2 into `d` unless a worker already did (a no-op without the package)."""
+    from filelock import FileLock
+
+    from tokentui.engine.hf.gguf import converted, smollm2_file
+
+    f = smollm2_file()
+    if f is None:
+        return
+    with FileLock(str(d) + ".lock"):
+        converted(f, lambda _message: None)
 
 
 @pytest.fixture(scope="session")

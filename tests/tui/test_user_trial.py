@@ -173,12 +173,27 @@ def _status(app) -> str:
     return rendered(app.query_one("#status"))
 
 
-async def test_the_note_says_the_last_job_at_80_columns_and_goes_with_a_new_job_or_run(model_dirs, cache_dir):
+async def test_the_note_says_the_last_job_at_80_columns_and_goes_with_a_new_job_or_run(
+    model_dirs, cache_dir, monkeypatch
+):
     """At 80×24 a cancelled generation's outcome is in the status bar (it was dropped before the
-    run id); continuing the branch replaces it with what runs; opening a run with o clears it."""
+    run id); continuing the branch replaces it with what runs; opening a run with o clears it.
+    (Each forward of the tiny model is held 10 ms, so the continued generation is still under way
+    when the test looks: unheld, a fast CPU writes its 400 tokens before then.)"""
+    import time
+
     from tests.factories import wait_first_tokens, wait_for
     from tokentui.core.params import GenerationSettings, SamplingParams
+    from tokentui.engine.hf.backend import HFBackend
     from tokentui.tui.state import AppState
+
+    forward = HFBackend._forward
+
+    def held(self, *args, **kwargs):
+        time.sleep(0.01)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(HFBackend, "_forward", held)
 
     app = explorer(
         model=str(model_dirs["llama"]),

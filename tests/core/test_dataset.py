@@ -31,6 +31,27 @@ def test_a_prompts_file_is_one_prompt_a_line_and_bad_lines_are_problems(tmp_path
     ]
 
 
+def test_a_line_ends_at_lf_crlf_or_a_lone_cr_as_text_mode_reads_it(tmp_path):
+    """An old Mac file (CR alone) is one prompt a line, not one prompt; the other breaks that
+    str.splitlines knows (U+2028, form feed, NEL) stay inside a prompt; line numbers count every
+    break, as an editor shows them."""
+    f = tmp_path / "p.txt"
+    f.write_bytes("one\rtwo\r\nthree\u2028still\x0cthree\x85\r\rfive\n".encode())
+    src = read_prompts(f)
+    assert [(i.index, i.prompt) for i in src.items] == [
+        (1, "one"), (2, "two"), (3, "three\u2028still\x0cthree\x85"), (5, "five")
+    ]  # fmt: skip
+    assert [(p.index, p.why) for p in src.problems] == [(4, "the prompt is empty")]
+    d = tmp_path / "d.jsonl"
+    d.write_bytes(b'{"prompt": "p1", "response": "r1"}\r{"prompt": "p2", "response": "r2"}\r')
+    assert [(i.index, i.prompt, i.response) for i in read_dataset(d).items] == [(1, "p1", "r1"), (2, "p2", "r2")]
+    # a byte of a bad line is counted in that line, whatever the breaks around it
+    f.write_bytes(b"ok\rcaf\xe9\r\nfine")
+    src = read_prompts(f)
+    assert [(i.index, i.prompt) for i in src.items] == [(1, "ok"), (3, "fine")]
+    assert [(p.index, p.why) for p in src.problems] == [(2, "not UTF-8 text (byte 4)")]
+
+
 def test_a_jsonl_prompts_file_reads_the_named_field(tmp_path):
     f = tmp_path / "p.jsonl"
     _write(f, [json.dumps({"q": "one", "prompt": "not this"}), "", json.dumps({"q": "two\nlines"}), '{"prompt": "x"}'])

@@ -194,6 +194,10 @@ def test_prompt_files(tmp_path):
     p = tmp_path / "p.txt"
     p.write_text("one\n\n  \ntwo \\n three\n", encoding="utf-8")
     assert read_prompts(p) == ["one", "two \\n three"]
+    # a line ends at LF, CR LF or a lone CR (an old Mac file), not at the other breaks
+    # str.splitlines knows: a prompt may hold U+2028 or a form feed
+    p.write_bytes("one\rtwo\r\nthree\u2028still three\x0cand\n".encode())
+    assert read_prompts(p) == ["one", "two", "three\u2028still three\x0cand"]
     p.write_text("\n \n")
     with pytest.raises(SteeringError, match="no prompt"):
         read_prompts(p)

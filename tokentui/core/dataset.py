@@ -24,6 +24,7 @@ the response, every token of it `forced` (given, not sampled), so the explorer, 
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,27 +77,37 @@ class Source:
 def _lines(f: BinaryIO, source: Source) -> list[tuple[int, bytes | None]]:
     """(line number, its bytes without the line break) of every line; None for a line over
     MAX_LINE_BYTES (a problem is noted, its rest skipped in pieces). Stops with a problem after
-    MAX_FILE_BYTES or MAX_ITEMS lines."""
+    MAX_FILE_BYTES or MAX_ITEMS lines. A line ends at LF, CR LF or a CR alone (an old Mac file), as
+    Python's text mode reads a file: the bytes go through latin-1, one character each, so that the
+    lines' own bytes come back unchanged and are decoded (and refused) line by line."""
+    text = io.TextIOWrapper(f, encoding="latin-1", newline=None)
+    try:
+        return _text_lines(text, source)
+    finally:
+        text.detach()
+
+
+def _text_lines(text: io.TextIOWrapper, source: Source) -> list[tuple[int, bytes | None]]:
     out: list[tuple[int, bytes | None]] = []
     read = 0
     number = 0
     while True:
-        line = f.readline(MAX_LINE_BYTES + 1)
+        line = text.readline(MAX_LINE_BYTES + 1)
         if not line:
             return out
         number += 1
         read += len(line)
-        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-            while line and not line.endswith(b"\n"):  # skip the rest, one piece at a time
-                line = f.readline(MAX_LINE_BYTES)
+        if len(line) > MAX_LINE_BYTES and not line.endswith("\n"):
+            while line and not line.endswith("\n"):  # skip the rest, one piece at a time
+                line = text.readline(MAX_LINE_BYTES)
                 read += len(line)
             source.problems.append(Problem(number, f"line longer than {MAX_LINE_BYTES // (1 << 20)} MiB"))
             out.append((number, None))
         else:
-            out.append((number, line.rstrip(b"\n").removesuffix(b"\r")))
+            out.append((number, line.removesuffix("\n").encode("latin-1")))
         if read > MAX_FILE_BYTES or number >= MAX_ITEMS:
             why = f"{MAX_FILE_BYTES >> 20} MiB" if read > MAX_FILE_BYTES else f"{MAX_ITEMS} lines"
-            if f.read(1):
+            if text.read(1):
                 source.problems.append(
                     Problem(number, f"the file holds more than {why}: the lines after this are not read")
                 )

@@ -102,6 +102,16 @@ def test_help_and_exit_codes_pass_through_the_one_line_errors(run_tokentui):
     assert run_tokentui("runs").returncode == 0
 
 
+def test_version_is_the_installed_packages(run_tokentui):
+    """`tokentui --version` prints the version pip installed (the package's metadata), opens no
+    explorer and loads no model, whatever the command line says after it."""
+    from importlib.metadata import version
+
+    for args in (["--version"], ["--version", "generate"]):
+        res = run_tokentui(*args, stdin=subprocess.DEVNULL)
+        assert (res.returncode, res.stdout, res.stderr) == (0, f"tokentui {version('tokentui')}\n", "")
+
+
 def test_help_everywhere(cli):
     for cmd in ([], ["generate"], ["score"], ["runs"], ["runs", "rm"], ["export"], ["explore"], ["replay"]):
         res = cli(*cmd, "--help")

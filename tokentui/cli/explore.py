@@ -29,7 +29,21 @@ DEMO_PROMPT = "def read_config(path):"
 SMOLLM2_PROMPT = "Why is the sky blue?"  # a question SmolLM2-135M-Instruct answers well, in chat
 
 
-def default(ctx: typer.Context) -> None:
+def _print_version(value: bool) -> None:
+    if value:
+        from tokentui import __version__
+
+        typer.echo(f"tokentui {__version__}")
+        raise typer.Exit()
+
+
+def default(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print tokentui's version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
+) -> None:
     """With no command: open the explorer on the default model (see `default_start`)."""
     if ctx.invoked_subcommand is not None:
         return

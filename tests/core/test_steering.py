@@ -104,7 +104,11 @@ def _two_tensors(path):
         ('vector = "v.npy"\nlayers = [1]\nscale = inf\n', {}, "'scale'"),
         ('vector = "v.npy"\nlayers = [1]\nscale = nan\n', {}, "'scale'"),
         ('vector = "v.npy"\nlayers = [1]\nposition_weights = []\n', {}, "'position_weights'"),
-        ('vector = "v.npy"\nlayers = [1]\nposition_weights = [1, nan]\n', {}, "'position_weights' entry 2"),
+        (
+            'vector = "v.npy"\nlayers = [1]\nposition_weights = [1, nan]\n',
+            {},
+            "'position_weights' entry 1 (position 1)",
+        ),
         ('vector = "missing.npy"\nlayers = [1]\n', {}, "no such file"),
         ('vector = "p.npy"\nlayers = [1]\n', {"p.npy": _pickled_npy}, "pickle"),
         ('vector = "v.pt"\nlayers = [1]\n', {"v.pt": lambda p: p.write_bytes(b"x")}, ".safetensors or .npy"),
@@ -179,6 +183,44 @@ def test_a_one_row_matrix_is_a_vector_and_a_safetensors_vector_named_vector_is_p
     save_file({"vector": np.full(D, 2, np.float32), "other": np.zeros(3, np.float32)}, str(tmp_path / "t.safetensors"))
     v, _ = load_vector(tmp_path / "t.safetensors")
     np.testing.assert_array_equal(v, np.full(D, 2))
+
+
+def test_a_bfloat16_vector_widens_to_float32_exactly_beside_other_tensors(tmp_path):
+    """A vector taken from a bf16 model's states is often saved as bf16, which safetensors' numpy
+    reader refuses: tokentui reads it (bf16 is float32's upper half, so widening is exact)."""
+    import torch
+    from safetensors.torch import save_file as save_torch
+
+    t = torch.randn(D, generator=torch.Generator().manual_seed(3)) * 7
+    save_torch({"vector": t.bfloat16(), "other": torch.zeros(2, dtype=torch.float16)}, str(tmp_path / "b.safetensors"))
+    v, sha = load_vector(tmp_path / "b.safetensors")
+    assert v.dtype == np.float32
+    np.testing.assert_array_equal(v, t.bfloat16().float().numpy())
+    assert sha == hashlib.sha256((tmp_path / "b.safetensors").read_bytes()).hexdigest()
+    save_torch({"vector": t.bfloat16()}, str(tmp_path / "one.safetensors"))
+    np.testing.assert_array_equal(load_vector(tmp_path / "one.safetensors")[0], t.bfloat16().float().numpy())
+    # a damaged bf16 file is still one line
+    data = (tmp_path / "one.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) - 4])
+    with pytest.raises(SteeringError, match="not a readable .safetensors file"):
+        load_vector(tmp_path / "cut.safetensors")
+
+
+@pytest.mark.parametrize("name", ["v.safetensors", "v.npy", "control.pt"])
+def test_a_vector_file_given_as_the_spec_says_what_a_spec_is(tmp_path, vec_files, name):
+    """Seed 001 takes the vector itself (`--control-vector v.pt`); --steer takes a TOML spec."""
+    (tmp_path / "control.pt").write_bytes(b"\x80\x02}q\x00.")  # (a pickle: never read)
+    with pytest.raises(SteeringError) as e:
+        load_spec(tmp_path / name)
+    assert "is a vector file, not a steering spec" in str(e.value) and f'vector = "{name}"' in str(e.value)
+
+
+def test_a_spec_saved_with_a_bom_loads(tmp_path, vec_files):
+    p = tmp_path / "bom.toml"
+    p.write_bytes('\ufeffvector = "v.npy"\nlayers = [2]\n'.encode())
+    spec = load_spec(p)
+    assert spec.layers == (2,)
+    np.testing.assert_array_equal(spec.vector, vec_files)
 
 
 def test_check_model_names_the_missing_layer_and_the_sizes():

@@ -77,7 +77,9 @@ def _numbers(where: str, name: str, value: object, limit: int) -> tuple[float, .
     for i, x in enumerate(value):
         v = _number(x)
         if v is None:
-            raise _say(where, f"'{name}' entry {i + 1} is not a finite number within ±{MAX_ABS:g} (got {x!r:.40})")
+            # (position_weights' entries are numbered as the positions they weigh, from 0)
+            entry = f"entry {i} (position {i})" if name == "position_weights" else f"entry {i + 1}"
+            raise _say(where, f"'{name}' {entry} is not a finite number within ±{MAX_ABS:g} (got {x!r:.40})")
         out.append(v)
     return tuple(out)
 
@@ -313,6 +315,29 @@ def _pick_tensor(where: str, tensors: dict[str, np.ndarray]) -> np.ndarray:
     raise _say(where, f"holds {len(tensors)} tensors ({names}); name the steering vector 'vector'")
 
 
+def _with_bfloat16(data: bytes) -> dict[str, np.ndarray]:
+    """The tensors of a safetensors file that holds bfloat16 ones, which safetensors' numpy reader
+    refuses (numpy has no bfloat16; a vector taken from a bf16 model's states is often saved so):
+    bfloat16 is float32's upper 16 bits, so it widens to float32 exactly. A malformed file raises
+    (ValueError, KeyError …), which load_vector reports as unreadable."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    body = memoryview(data)[8 + n :]
+    kinds = {"BF16": "<u2", "F16": "<f2", "F32": "<f4", "F64": "<f8"}
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        if not 0 <= start <= end <= len(body) or info["dtype"] not in kinds:
+            raise ValueError(f"tensor {name!r}: {info['dtype']} at {start}…{end}")
+        arr = np.frombuffer(body[start:end], dtype=kinds[info["dtype"]])
+        if info["dtype"] == "BF16":
+            arr = (arr.astype(np.uint32) << 16).view(np.float32)
+        out[name] = arr.reshape(info["shape"])
+    return out
+
+
 def load_vector(path: Path | str) -> tuple[np.ndarray, str]:
     """(float32 [d] vector, hex SHA-256 of the file) from a `.safetensors` file (its only tensor,
     or the one named 'vector') or a `.npy` file (never unpickled). A [1, d] array is taken as
@@ -332,7 +357,13 @@ def load_vector(path: Path | str) -> tuple[np.ndarray, str]:
         else:
             from safetensors.numpy import load
 
-            arr = _pick_tensor(where, dict(load(data)))
+            try:
+                tensors = dict(load(data))
+            except Exception as e:
+                if "BF16" not in str(e):
+                    raise
+                tensors = _with_bfloat16(data)
+            arr = _pick_tensor(where, tensors)
     except SteeringError:
         raise
     except ValueError as e:
@@ -393,11 +424,18 @@ def load_spec(path: Path | str) -> SteeringSpec:
     """A steering spec file and its vector (relative paths from the spec's folder), checked; not
     yet against a model (`SteeringSpec.check_model`). SteeringError on any fault."""
     path = Path(path)
+    if path.suffix.lower() in (*VECTOR_SUFFIXES, ".pt", ".pth", ".bin", ".gguf"):
+        # (seed 001 takes the vector itself: `--control-vector v.pt`)
+        raise _say(
+            str(path),
+            "is a vector file, not a steering spec: --steer takes a TOML file naming the vector, e.g. "
+            f'vector = "{path.name}", layers = [N], scale = 1.0 (one per line; see Steering in the README)',
+        )
     raw = _read_regular(path, MAX_SPEC_BYTES, "steering spec")
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8").removeprefix("\ufeff")  # (a BOM: Notepad's UTF-8)
     except UnicodeDecodeError:
-        raise _say(str(path), "is not UTF-8 text") from None
+        raise _say(str(path), "is not UTF-8 text (a steering spec is a TOML file)") from None
     fields = parse_spec(text, str(path))
     vpath = Path(fields["vector"]).expanduser()
     if not vpath.is_absolute():

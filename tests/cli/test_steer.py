@@ -269,6 +269,9 @@ def test_steer_compare_and_seed001_comparative_export_match_the_saved_run(
     assert res.exit_code == 2 and "--branch goes with" in res.stderr
     res = cli("export", run.id, "--format", "seed001-comparative", "-o", tmp_path / "x", "--branch", 0)
     assert res.exit_code == 2 and "root" in res.stderr
+    (tmp_path / "happy.toml").write_text("")
+    res = cli("export", run.id, "--format", "seed001-comparative", "-o", tmp_path / "happy.toml")
+    assert res.exit_code == 2 and "give a folder name for --format seed001-comparative" in res.stderr, res.stderr
 
 
 def test_steer_compare_of_a_text_prints_both_and_where_they_part(cli, model_dirs, cache_dir, spec_file, tmp_path):

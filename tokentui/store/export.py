@@ -919,17 +919,21 @@ def seed001_collection_files(labelled: Iterable[tuple[str, Run]], raw: bool = Fa
 
 
 def write_seed001(
-    run: Run | dict[str, str], folder: Path, overwrite: bool = False, raw_csv: bool = False
+    run: Run | dict[str, str],
+    folder: Path,
+    overwrite: bool = False,
+    raw_csv: bool = False,
+    fmt: str = "seed001",
 ) -> list[Path]:
     """Write seed 001's files of `run` (or files made already: {relative path: text}) under
     `folder` (made if missing; its parent must exist), each atomically. Every target is checked
     before any is written: an existing file is replaced only with `overwrite`, and nothing but a
-    regular file is ever written over."""
+    regular file is ever written over. `fmt`: the --format its errors name."""
     files = run if isinstance(run, dict) else seed001_files(run, raw_csv)
     if not folder.parent.is_dir():
         raise ExportError(f"cannot write {folder}: no such folder {folder.parent}")
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-        raise ExportError(f"{folder} is not a folder; give a folder name for --format seed001")
+        raise ExportError(f"{folder} is not a folder; give a folder name for --format {fmt}")
     if not folder.exists():
         check_target(folder)  # (its parent takes the new folder: refused now, not halfway)
     targets = [folder / rel for rel in files]
@@ -1044,4 +1048,4 @@ def write_seed001_comparative(
         for row in rows:
             w.writerow([csv_cell(v, raw_csv) for v in row])
         files[rel] = text.getvalue()
-    return write_seed001(files, out_dir, overwrite)
+    return write_seed001(files, out_dir, overwrite, fmt=SEED001_COMPARATIVE)

@@ -63,3 +63,10 @@ def test_a_token_shown_on_its_own_shows_its_spaces():
     assert lone_token(b" ") == "␠" and lone_token(b"\n  ") == "↵␠␠"
     assert lone_token(b"\x1b[1m x") == "␛[1m␠x"  # still escaped
     assert lone_text(" parser (x)") == "␠parser␠(x)"
+    # every other space separator (no-break, thin, em, ideographic …) on its own is named: shown
+    # as itself it looks like a space, or like nothing at all
+    others = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Zs" and c != 0x20]
+    assert len(others) == 16
+    for ch in others:
+        assert lone_text(ch) == f"<U+{ord(ch):04X}>"
+        assert safe_text(ch.encode()) == display_token(ch.encode()) == ch  # running text keeps it as written

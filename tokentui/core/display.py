@@ -65,8 +65,13 @@ VISIBLE_SPACE = "␠"  # a space in a token shown on its own (alternatives, head
 
 def lone_text(text: str) -> str:
     """Text shown on its own (a token, a forced prefix): escaped, and every whitespace character
-    visible, spaces as ␠, so " the" and "the" (or a lone space) never look alike."""
-    return sanitize(text, visible_whitespace=True).replace(" ", VISIBLE_SPACE)
+    visible, spaces as ␠, so " the" and "the" (or a lone space) never look alike. The other space
+    separators (no-break, thin, em, ideographic …) are named, `<U+00A0>`: on their own they look
+    like a space or like nothing (in running text they stay, spacing words as written)."""
+    shown = sanitize(text, visible_whitespace=True).replace(" ", VISIBLE_SPACE)
+    if shown.isascii():
+        return shown
+    return "".join(f"<U+{ord(ch):04X}>" if unicodedata.category(ch) == "Zs" else ch for ch in shown)
 
 
 def lone_token(data: bytes) -> str:

@@ -4,6 +4,8 @@ off and on for the next generation, and a replayed run says which branch was ste
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -122,3 +124,22 @@ async def test_a_replay_says_which_branch_was_steered_and_the_keys_say_there_is_
         assert "no steering spec" in notes(app)[-1]
         await pilot.press("C")
         assert "no model" in notes(app)[-1] or "replay" in notes(app)[-1]
+
+
+@pytest.mark.asyncio
+async def test_at_80_columns_the_settings_line_still_says_the_branch_was_steered():
+    """The settings line has two rows: steering comes first, so a long sampler cannot push it off
+    (a trial saw a third row, the steering, cut while the status bar said "steer off"; at 80
+    columns the line is about 42 cells wide)."""
+    run = make_run()
+    sampling = SamplingParams(max_new_tokens=100, temperature=0.7, top_k=50, top_p=0.9, seed=123)
+    run.branches[1].sampling = dataclasses.asdict(sampling)
+    run.branches[1].steering = SteeringSpec.of(np.ones(8), [10], scale=4.0, name="happy.safetensors").record()
+    app = explorer(run=run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("J")
+        await wait_for(pilot, lambda: app.branch_id == 1, what="the child branch")
+        await pilot.pause(0.1)
+        line = " ".join(rendered(app.query_one("#settings-line")).split())  # (its rows joined)
+        assert line.startswith("branch #1: steered happy.safetensors ×4 @10"), line

@@ -71,7 +71,7 @@ class SettingsLine(Static):
             if b is not None and b.steering is not None:  # what a replay must say: this branch was steered
                 from tokentui.core.steering import short
 
-                parts.append(short(b.steering))
+                parts.insert(0, short(b.steering))  # first: the line has two rows, a narrow pane cuts the rest
         first.append(parts[0])
         t = join_parts([first, *map(Text, parts[1:])], width)  # more lines rather than cutting the settings off
         hint = "  (s: session settings)"

@@ -377,3 +377,41 @@ def test_vocabularies_of_other_sizes_are_refused_before_any_weights(cli, model_d
     [err] = _error_lines(res)
     assert res.exit_code == 2 and "the models' vocabularies differ" in err and ": 8192)" in err, res.stderr
     assert "loading weights" not in res.stderr and not list_runs(cache_dir)
+
+
+def test_ctrl_c_during_a_dataset_prints_and_keeps_the_texts_finished(
+    cli, model_dirs, model_b, cache_dir, tmp_path, monkeypatch
+):
+    """Ctrl-C (a real SIGINT, raised once the second text is saved; one text a batch) stops after
+    the texts under way: those finished are printed with their lines and a dataset summary over
+    them alone, and the exit says how many were saved. A trial saw nothing printed and "nothing
+    saved" while eleven runs were in the cache."""
+    import signal
+
+    from tokentui.cli import compare as cli_compare
+    from tokentui.engine.hf import compare as engine_compare
+
+    monkeypatch.setattr(engine_compare, "BATCH_TOKENS", 1)  # each text alone: a batch boundary after each
+    save, saved = cli_compare.save_to_cache, []
+
+    def save_then_press(run, cache):
+        path = save(run, cache)
+        saved.append(run.id)
+        if len(saved) == 2:
+            signal.raise_signal(signal.SIGINT)
+        return path
+
+    monkeypatch.setattr(cli_compare, "save_to_cache", save_then_press)
+    src = tmp_path / "data.jsonl"
+    rows = [("def f(x):" + " x" * n, " return x + 1") for n in range(6)]  # longest first: lines 6, 5, …
+    src.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in rows))
+    res = cli("compare", "-m", model_dirs["gpt2"], "-m", model_b, "--dataset", src, "--json")
+    assert res.exit_code == 130, res.output
+    assert res.stderr.strip().splitlines()[-1] == "tokentui: interrupted: 2 of 6 texts compared, each saved as a run"
+    objects = [json.loads(x) for x in res.stdout.splitlines()]
+    summaries = [o for o in objects if o.get("summary") and not o.get("dataset")]
+    assert [s["line"] for s in summaries] == [5, 6]
+    assert sorted(s["run_id"] for s in summaries) == sorted(saved) == sorted(r.run_id for r in list_runs(cache_dir))
+    overall = objects[-1]
+    assert overall["dataset"] is True and overall["texts"] == 2
+    assert overall["tokens"] == sum(s["tokens"] for s in summaries)

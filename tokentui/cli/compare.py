@@ -12,7 +12,10 @@ dataset's overall numbers (seed 003's one number per dataset) follow the last.""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -212,9 +215,9 @@ def compare_items(
     `comparison_lines` (JSON) or a table and the per-text numbers. Progress on standard error.
     `lines`: a dataset's line numbers, one per item — each text then names its line (the runs do
     not record it, so the output is what ties a text back to the file), and the dataset's overall
-    numbers follow the last text."""
-    from tokentui.store.export import comparison_lines, comparison_summary, json_text
-
+    numbers follow the last text. Ctrl-C stops after the texts under way (twice: at once); the
+    texts finished are printed as above, their numbers over them alone, and the command exits 130
+    saying how many were saved."""
     out = Output()
     line = ProgressLine()
     names = f"{sanitize(pair.a.info.name)} and {sanitize(pair.spec_b.model if pair.b is None else pair.b.info.name)}"
@@ -222,14 +225,61 @@ def compare_items(
     what = f"{len(items)} texts ({tokens} tokens)" if len(items) > 1 else f"{tokens} tokens"
     line(f"… comparing {what} under {names}", final=len(items) == 1)
     saved: dict[str, Path] = {}
+    finished: dict[int, Run] = {}
+    cancel = threading.Event()
 
     def done(i: int, run: Run) -> None:
         saved[run.id] = save_to_cache(run, cache_dir)
+        finished[i] = run
         if len(items) > 1:
             line(f"… compared {len(saved)}/{len(items)} texts", final=len(saved) == len(items))
 
-    runs = pair.compare(items, k, on_done=done)
-    numbers = [None] * len(runs) if lines is None else lines
+    try:
+        with _stop_after_the_batch(cancel, line):
+            pair.compare(items, k, cancel, on_done=done)
+    except KeyboardInterrupt:  # the second Ctrl-C: the texts finished are kept
+        cancel.set()
+    line.close()
+    order = sorted(finished)
+    runs = [finished[i] for i in order]
+    numbers: list[int | None] = [None] * len(runs) if lines is None else [lines[i] for i in order]
+    _print(out, runs, numbers, saved, as_json, dataset=lines is not None)
+    if len(runs) < len(items):
+        interrupted(
+            f"interrupted: {len(runs)} of {counted(len(items), 'text')} compared, each saved as a run"
+            if runs
+            else "interrupted: nothing saved"
+        )
+    return runs
+
+
+@contextmanager
+def _stop_after_the_batch(cancel: threading.Event, line: ProgressLine) -> Iterator[None]:
+    """While comparing: the first Ctrl-C sets `cancel` (the texts under way are finished, saved
+    and printed), a second raises KeyboardInterrupt (stop now). Off the main thread, nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def press(_signum: int, _frame: object) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        line.close()
+        typer.echo("… stopping after the texts under way (Ctrl-C again: at once)", err=True)
+
+    previous = signal.signal(signal.SIGINT, press)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _print(
+    out: Output, runs: list[Run], numbers: list[int | None], saved: dict[str, Path], as_json: bool, dataset: bool
+) -> None:
+    from tokentui.store.export import comparison_lines, comparison_summary, json_text
+
     for run, number in zip(runs, numbers, strict=True):
         if as_json:
             texts = list(comparison_lines(run))
@@ -249,7 +299,7 @@ def compare_items(
             typer.echo(where, err=True)
         else:
             out.line(where)
-    if lines is not None:
+    if dataset and runs:
         overall = dataset_summary(runs)
         if as_json:
             out.line(json_text(overall))
@@ -257,7 +307,6 @@ def compare_items(
             out.line("")
             out.line(overall_text(overall))
     out.flush()
-    return runs
 
 
 def _start(text: str, width: int = 40) -> str:

@@ -257,6 +257,37 @@ def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
     assert res.exit_code == 0 and "3 done before, 0 to do" in res.stderr, res.output
 
 
+def test_a_model_saved_again_into_its_folder_redoes_its_items(cli, model_dirs, loaded, tmp_path):
+    """The fine-tune workflow: train, batch, train again into the same folder, batch again. The
+    second batch must score under the new weights (a trial saw the first weights' numbers kept:
+    the key named the folder, not what is in it). In one process, the configuration the run with
+    nothing to do read and kept must not be the one the new weights are loaded with (they would
+    not fit it, and transformers would initialise the model at random)."""
+    import shutil
+
+    src = tmp_path / "data.jsonl"
+    items = [{"prompt": "def f(x):", "response": " return x"}, {"prompt": "import os", "response": "\nimport sys"}]
+    _lines(src, [json.dumps(it) for it in items])
+    ft = tmp_path / "ft"
+    shutil.copytree(model_dirs["gpt2"], ft)
+    out = tmp_path / "coll"
+    args = ["batch", "--dataset", src, "-m", ft, "--out", out]
+    assert cli(*args).exit_code == 0
+    res = cli(*args)
+    assert res.exit_code == 0 and "2 done before, 0 to do" in res.stderr, res.output  # nothing changed
+    shutil.rmtree(ft)
+    shutil.copytree(model_dirs["llama"], ft)  # "trained again": other weights, the same tokenizer
+    res = cli(*args)
+    assert res.exit_code == 0 and "0 done before, 2 to do" in res.stderr, res.output
+    lm = loaded("llama")
+    sheet = json.loads((out / per_sample_name(0, str(ft))).read_text())
+    for data, sample in zip(items, sheet["samples"], strict=True):
+        prompt_ids = lm.tokenizer(data["prompt"])["input_ids"]
+        ids = prompt_ids + lm.tokenizer(data["response"], add_special_tokens=False)["input_ids"]
+        loss, _ = _forward_losses(lm, ids)
+        np.testing.assert_allclose(sample["losses"], loss[len(prompt_ids) - 1 :], rtol=1e-5, atol=1e-5)
+
+
 def test_another_input_file_does_not_silently_replace_a_collection(cli, model_dirs, tmp_path):
     """--out naming a collection made from another file: refused in one line before anything
     changes (its runs stay); --replace rebuilds it; the same file moved elsewhere keeps them."""

@@ -225,6 +225,7 @@ def _plan(coll: Collection, source: Source, specs: list[ModelSpec], run_settings
     """Every (model, item) of this command: verified earlier work is kept, input problems are
     recorded as skipped, the rest is to do. The manifest is left holding exactly the kept and
     skipped entries of this command (nothing of earlier commands that this one does not ask for)."""
+    from tokentui.engine.hf.loading import weights_stamp
     from tokentui.store.collection import CollectionItem, item_key
 
     old = {(it.model, it.index): it for it in coll.items}
@@ -234,6 +235,9 @@ def _plan(coll: Collection, source: Source, specs: list[ModelSpec], run_settings
     for spec in specs:
         plan = _Plan(spec.model, spec)
         model_key = asdict(spec)
+        stamp = weights_stamp(spec.model)
+        if stamp is not None:  # a local model saved again (a new fine-tune in the same folder) redoes its items
+            model_key["weights"] = stamp
         for item in source.items:
             text = (
                 {"prompt": item.prompt} if item.response is None else {"prompt": item.prompt, "response": item.response}

@@ -104,6 +104,35 @@ def resolve_source(spec: str) -> str:
     return spec
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".json")
+
+
+def weights_stamp(spec: str) -> list[tuple[str, int, int]] | None:
+    """(name, size, modification time in ns) of each file a local model's weights and
+    configuration are read from: a GGUF file, or a folder's .safetensors/.bin/.json files (sorted),
+    without reading them. It changes when a fine-tune is saved again into the same folder, which is
+    what a batch's item keys must notice. None for a Hub id (a cached revision does not change
+    under the same id offline) and for a spec that does not resolve (loading says why)."""
+    try:
+        source = Path(resolve_source(spec))
+    except ModelLoadError:
+        return None
+    if source.is_file():
+        files = [source]
+    elif source.is_dir():
+        files = sorted(f for f in source.iterdir() if f.suffix in WEIGHT_SUFFIXES and f.is_file())
+    else:
+        return None
+    out = []
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        out.append((f.name, st.st_size, st.st_mtime_ns))
+    return out
+
+
 def model_name(spec: str, source: str) -> str:
     """The model as the user named it, with no path in it: "demo", "smollm2", the Hub id, or the
     folder's (a GGUF model: the file's) name."""
@@ -375,8 +404,17 @@ class _Source:
 
     @property
     def key(self) -> tuple[str, tuple[tuple[str, object], ...]]:
-        """What the configuration read depends on: where, and the options it is read with."""
-        return self.path, tuple(sorted(self.kw.items()))
+        """What the configuration read depends on: where, the options it is read with and, for a
+        local folder, its config.json's size and modification time. A kept configuration whose
+        file changed since (a fine-tune saved again into the folder after a `batch` that had
+        nothing to do kept it) is not the one to build the model from: loaded with it, the new
+        weights would not fit, and transformers would initialise the model at random."""
+        try:
+            st = (Path(self.path) / "config.json").stat()
+            stamp: object = (st.st_size, st.st_mtime_ns)
+        except OSError:  # a Hub id (or no such file: reading it says so)
+            stamp = None
+        return self.path, (*sorted(self.kw.items()), ("config.json", stamp))
 
     def config(self, keep: bool = False):
         """The model's configuration: the one `check_config` kept for this model (then read no more),

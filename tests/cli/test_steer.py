@@ -360,3 +360,15 @@ def test_seed001_comparative_leaves_out_a_measure_without_values_and_says_so(
     assert f"{run.meta.model}_logprob_comparative.csv" in names
     assert "left out sampler_logprob: no value in either branch" in res.stderr
     assert f"wrote {len(names) + 1} files under" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["steer-compare", "--text", "import os"], ["generate", "-p", "import os", "-n", 2]]
+)
+def test_a_steered_command_reads_the_models_configuration_once(cli, model_dirs, cache_dir, spec_file, command):
+    """The spec is checked against the configuration before the weights load, and the load takes
+    that configuration: one read, one progress line (a trial saw it twice)."""
+    res = cli(command[0], "-m", model_dirs["gpt2"], "--steer", spec_file(), *command[1:], "--lens-chunk", 0)
+    assert res.exit_code == 0, res.output
+    reads = [x for x in res.stderr.splitlines() if "reading the configuration" in x]
+    assert reads == [f"… reading the configuration of {model_dirs['gpt2']}"], res.stderr

@@ -65,7 +65,8 @@ def config_layers(config: Any) -> int | None:
 def _config(model: str, trust_remote_code: bool, progress) -> Any:
     from tokentui.engine.hf.loading import _Source  # the loader's own config reader (GGUF, offline …)
 
-    return _Source(model, trust_remote_code, None, progress or (lambda _m: None)).config()
+    # kept for the load that follows (as check_config keeps it): read once, said once
+    return _Source(model, trust_remote_code, None, progress or (lambda _m: None)).config(keep=True)
 
 
 def check_before_load(spec: SteeringSpec, model: str, trust_remote_code: bool = False, progress=None) -> None:

@@ -288,6 +288,25 @@ def test_a_model_saved_again_into_its_folder_redoes_its_items(cli, model_dirs, l
         np.testing.assert_allclose(sample["losses"], loss[len(prompt_ids) - 1 :], rtol=1e-5, atol=1e-5)
 
 
+def test_prompt_field_reads_json_lines_whatever_the_files_name(cli, model_dirs, tmp_path):
+    """A prompts file is JSON Lines by its name (*.jsonl), or when --prompt-field is given: a trial
+    named one `p.json` and gave --prompt-field, and every prompt was the whole JSON line, silently.
+    Without the option, such a file is read one prompt a line, with a warning saying so."""
+    src = tmp_path / "p.json"
+    _lines(src, [json.dumps({"q": "def f(x):", "prompt": "no"}), json.dumps({"q": "import os"})])
+    args = ["batch", "-m", model_dirs["gpt2"], "--prompts", src, "-n", 1, "--lens-chunk", 0]
+    res = cli(*args, "--prompt-field", "q", "--out", tmp_path / "a")
+    assert res.exit_code == 0, res.output
+    assert [load_run(p).meta.prompt for _, p in load_collection(tmp_path / "a").runs()] == ["def f(x):", "import os"]
+    assert "JSON object" not in res.stderr
+    res = cli(*args, "--out", tmp_path / "b")
+    assert res.exit_code == 0, res.output
+    lines = src.read_text().splitlines()
+    assert [load_run(p).meta.prompt for _, p in load_collection(tmp_path / "b").runs()] == lines
+    [warning] = [x for x in res.stderr.splitlines() if "every line is a JSON object" in x]
+    assert "name the file *.jsonl or give --prompt-field" in warning
+
+
 def test_another_input_file_does_not_silently_replace_a_collection(cli, model_dirs, tmp_path):
     """--out naming a collection made from another file: refused in one line before anything
     changes (its runs stay); --replace rebuilds it; the same file moved elsewhere keeps them."""

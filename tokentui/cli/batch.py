@@ -34,7 +34,6 @@ from tokentui.cli.options import (
     LensOpt,
     LensPrecisionOpt,
     ModelOpt,
-    PromptFieldOpt,
     RemoteOpt,
     ResponseFieldOpt,
     generation_options,
@@ -406,7 +405,14 @@ def batch(
             help="Score each item of this JSON Lines file teacher-forced: its prompt, then its response.",
         ),
     ] = None,
-    prompt_field: PromptFieldOpt = "prompt",
+    prompt_field: Annotated[
+        str | None,
+        typer.Option(
+            "--prompt-field",
+            help="JSON field holding the prompt (default: prompt). With --prompts, given, it reads the file as "
+            "JSON Lines whatever its name.",
+        ),
+    ] = None,
     response_field: ResponseFieldOpt = "response",
     settings: GenerationSettings | None = None,  # the generation options (see options.GENERATION_OPTIONS)
     loss_over: Annotated[
@@ -458,7 +464,7 @@ def _batch(
     models: list[str] | None,
     prompts: Path | None,
     dataset: Path | None,
-    prompt_field: str,
+    prompt_field: str | None,
     response_field: str,
     settings: GenerationSettings,
     loss_over: str,
@@ -471,7 +477,7 @@ def _batch(
     lens_precision: str,
     cache_dir: Path | None,
 ) -> None:
-    from tokentui.core.dataset import LOSS_OVER, read_dataset, read_prompts
+    from tokentui.core.dataset import LOSS_OVER, all_json_objects, is_jsonl, read_dataset, read_prompts
     from tokentui.engine.backend import ModelSpec, check_chat, check_device, check_settings, check_spec
     from tokentui.engine.errors import ModelLoadError, NoChatTemplate
     from tokentui.store.collection import MANIFEST, Collection, load_collection, locked
@@ -495,13 +501,17 @@ def _batch(
     for spec in specs:
         check_spec(spec)
     source_path = Path(os.path.abspath(prompts or dataset or Path()))  # (normalised: ../p.txt is p.txt)
+    given_field, prompt_field = prompt_field, prompt_field or "prompt"
     source = (
-        read_prompts(source_path, prompt_field)
+        read_prompts(source_path, prompt_field, jsonl=True if given_field else None)
         if dataset is None
         else read_dataset(source_path, prompt_field, response_field)
     )
     where = sanitize(str(prompts or dataset))
     report = _Reporter()
+    if dataset is None and not is_jsonl(source_path) and not given_field and all_json_objects(source):
+        report(f"{where}: every line is a JSON object, read here as the prompt itself (one prompt a line); "
+               "for the objects' prompt field name the file *.jsonl or give --prompt-field")  # fmt: skip
     for problem in source.problems:
         report(f"{where} line {problem.index}: skipped: {problem.why}")
     if not source.items:

@@ -178,11 +178,11 @@ def is_jsonl(path: Path) -> bool:
     return path.suffix.lower() in JSONL_SUFFIXES
 
 
-def read_prompts(path: Path, prompt_field: str = "prompt") -> Source:
-    """The prompts of a file: one a line, or (`*.jsonl`, `*.ndjson`) the `prompt_field` of each
-    JSON object. DatasetError only when the file cannot be opened."""
+def read_prompts(path: Path, prompt_field: str = "prompt", jsonl: bool | None = None) -> Source:
+    """The prompts of a file: one a line, or (`jsonl`; None: by the name, `*.jsonl`, `*.ndjson`)
+    the `prompt_field` of each JSON object. DatasetError only when the file cannot be opened."""
     source = Source(path, "prompts")
-    jsonl = is_jsonl(path)
+    jsonl = is_jsonl(path) if jsonl is None else jsonl
     with _open(path) as f:
         lines = _lines(f, source)
     for number, raw in lines:
@@ -202,6 +202,23 @@ def read_prompts(path: Path, prompt_field: str = "prompt") -> Source:
         source.items.append(Item(number, prompt))
     source.problems.sort(key=lambda p: p.index)
     return source
+
+
+def all_json_objects(source: Source) -> bool:
+    """Whether every prompt read one a line is a JSON object: JSON Lines read as plain text (a
+    file named otherwise than `*.jsonl`), which a batch warns about."""
+    if not source.items:
+        return False
+    for item in source.items:
+        text = item.prompt.strip()
+        if not (text.startswith("{") and text.endswith("}")):
+            return False
+        try:
+            if not isinstance(json.loads(text), dict):
+                return False
+        except ValueError:
+            return False
+    return True
 
 
 def read_dataset(path: Path, prompt_field: str = "prompt", response_field: str = "response") -> Source:

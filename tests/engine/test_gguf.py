@@ -93,6 +93,29 @@ def test_the_same_file_under_another_name_is_not_converted_again(loaded, smollm2
 
 
 @needs_smollm2
+def test_a_model_loaded_from_the_converted_folder_can_be_saved_again(loaded, smollm2_models_dir, tmp_path):
+    """The folder is plain float32: a fine-tune made from it must save (its config.json kept the
+    GGUF's quantization_config, and transformers refused: "quantized with gguf, not serializable").
+    A folder converted by an earlier version is mended in place on its next load."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    lm = loaded(SMOLLM2)
+    folder = Path(lm.source)
+    config = json.loads((folder / "config.json").read_text())
+    assert "quantization_config" not in config
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model.save_pretrained(tmp_path / "ft")
+    assert AutoConfig.from_pretrained(tmp_path / "ft").num_hidden_layers == 30
+    # an earlier conversion's config.json: mended on the next load, the weights untouched
+    old = {**config, "quantization_config": {"quant_method": "gguf", "gguf_file": "x.gguf", "dequantize": False}}
+    (folder / "config.json").write_text(json.dumps(old))
+    weights = (folder / "model.safetensors").stat().st_mtime_ns
+    load_model(SMOLLM2)
+    assert json.loads((folder / "config.json").read_text()) == config
+    assert (folder / "model.safetensors").stat().st_mtime_ns == weights
+
+
+@needs_smollm2
 def test_the_chat_template_is_applied_as_the_tokenizer_defines_it(loaded, direct):
     tok, _ = direct
     backend = HFBackend(loaded(SMOLLM2), lens_chunk=0)

@@ -19,6 +19,7 @@ import torch.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -136,7 +137,30 @@ def converted(gguf: Path, say: Callable[[str], None]) -> tuple[Path, str]:
         folder = _converted_under_another_name(digest) or folder
     if not (folder / MARKER).is_file():
         convert(gguf, digest, folder, say)
+    else:
+        _drop_quantization_config(folder)
     return folder, weights_id(gguf, digest)
+
+
+def _drop_quantization_config(folder: Path) -> None:
+    """A folder converted by an earlier tokentui kept the GGUF's `quantization_config` in its
+    config.json; its weights are plain float32, but transformers then refuses to save a model
+    loaded from it ("quantized with gguf and not serializable": a fine-tune made from it could
+    not be saved). Removed in place, atomically; a file that cannot be read or written is left."""
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(config, dict) or "quantization_config" not in config:
+            return
+        del config["quantization_config"]
+    except (OSError, ValueError):
+        return
+    tmp = path.with_name(f".config.json.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def _converted_under_another_name(digest: str) -> Path | None:
@@ -289,8 +313,11 @@ def _convert_into(gguf: Path, out: Path, ticker: _Ticker) -> float:
     with torch.inference_mode():
         reference = model(ids).logits.float()
     ticker.stage = "saving the safetensors folder"
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "quantization_config"):  # float32 now: saved as "gguf" it could not be saved again
+        del config.quantization_config
     with torch.device("meta"):
-        plain = AutoModelForCausalLM.from_config(model.config, dtype=torch.float32)
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(model.state_dict(), assign=True)  # the same tensors: no copy
     if getattr(plain.config, "tie_word_embeddings", False):
         plain.tie_weights()

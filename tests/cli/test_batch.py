@@ -255,6 +255,13 @@ def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
     # greedy decoding uses no seed, top-k or top-p: giving them redoes nothing
     res = cli(*args, "-m", llama, "--seed", 3, "--top-k", 5, "--top-p", 0.5)
     assert res.exit_code == 0 and "3 done before, 0 to do" in res.stderr, res.output
+    # nor, with the lens off (--lens-chunk 0), the lens's top-k or precision; with it on, they do
+    res = cli(*args, "-m", llama, "--lens-top", 2, "--lens-precision", "float32")
+    assert res.exit_code == 0 and "3 done before, 0 to do" in res.stderr, res.output
+    on = [a if a != 0 else 8 for a in args]  # (--lens-chunk 8)
+    assert cli(*on, "-m", llama).exit_code == 0
+    res = cli(*on, "-m", llama, "--lens-top", 2)
+    assert res.exit_code == 0 and "0 done before, 3 to do" in res.stderr, res.output
 
 
 def test_a_model_saved_again_into_its_folder_redoes_its_items(cli, model_dirs, loaded, tmp_path):
@@ -279,6 +286,7 @@ def test_a_model_saved_again_into_its_folder_redoes_its_items(cli, model_dirs, l
     shutil.copytree(model_dirs["llama"], ft)  # "trained again": other weights, the same tokenizer
     res = cli(*args)
     assert res.exit_code == 0 and "0 done before, 2 to do" in res.stderr, res.output
+    assert " response tokens · mean loss" in res.stdout
     lm = loaded("llama")
     sheet = json.loads((out / per_sample_name(0, str(ft))).read_text())
     for data, sample in zip(items, sheet["samples"], strict=True):
@@ -305,6 +313,7 @@ def test_prompt_field_reads_json_lines_whatever_the_files_name(cli, model_dirs, 
     assert [load_run(p).meta.prompt for _, p in load_collection(tmp_path / "b").runs()] == lines
     [warning] = [x for x in res.stderr.splitlines() if "every line is a JSON object" in x]
     assert "name the file *.jsonl or give --prompt-field" in warning
+    assert "· 2 generated tokens ·" in res.stdout  # (a dataset's are "response tokens")
 
 
 def test_another_input_file_does_not_silently_replace_a_collection(cli, model_dirs, tmp_path):

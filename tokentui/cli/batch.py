@@ -158,15 +158,19 @@ class _Plan:
     failed: int = 0
 
 
-def _run_settings(dataset: bool, settings: GenerationSettings) -> dict[str, Any]:
-    """The settings that shape every item's run (part of each item's key)."""
+def _run_settings(dataset: bool, settings: GenerationSettings, lens: bool) -> dict[str, Any]:
+    """The settings that shape every item's run (part of each item's key). `lens`: whether the
+    logit lens runs (without it, --lens-top changes nothing recorded: no redo for it)."""
     if dataset:
         return {"mode": "dataset", "k": settings.k, "chat": settings.chat}
     sampling = settings.sampling
     if sampling.greedy:  # a seed, top-k or top-p changes nothing greedy decoding does: no redo for them
         plain = SamplingParams()
         sampling = replace(sampling, seed=plain.seed, top_k=plain.top_k, top_p=plain.top_p)
-    return {"mode": "prompts", "generation": asdict(replace(settings, sampling=sampling))}
+    shaping = replace(settings, sampling=sampling)
+    if not lens:
+        shaping = replace(shaping, k_lens=GenerationSettings().k_lens)
+    return {"mode": "prompts", "generation": asdict(shaping)}
 
 
 def _default_out(cache_dir: Path | None, source: Path, identity: dict[str, Any]) -> Path:
@@ -234,6 +238,8 @@ def _plan(coll: Collection, source: Source, specs: list[ModelSpec], run_settings
     for spec in specs:
         plan = _Plan(spec.model, spec)
         model_key = asdict(spec)
+        if not spec.lens_chunk:  # the lens off: its precision changes nothing recorded
+            model_key.pop("lens_precision")
         stamp = weights_stamp(spec.model)
         if stamp is not None:  # a local model saved again (a new fine-tune in the same folder) redoes its items
             model_key["weights"] = stamp
@@ -517,7 +523,7 @@ def _batch(
     if not source.items:
         what = "prompts" if dataset is None else "prompt/response items"
         raise RunError(f"{where} holds no usable {what}")
-    run_settings = _run_settings(dataset is not None, settings)
+    run_settings = _run_settings(dataset is not None, settings, lens_chunk > 0)
     model_options = {"device": device, "dtype": dtype, "trust_remote_code": trust_remote_code,
                      "lens_chunk": lens_chunk, "lens_precision": lens_precision}  # fmt: skip
     fields = {"prompt_field": prompt_field, **({"response_field": response_field} if dataset is not None else {})}
@@ -605,7 +611,8 @@ def _finish(coll: Collection, plans: list[_Plan], loss_over: str, source: Source
         typer.echo(f"tokentui: line {item.index} under {sanitize(item.model)}: left out of the tables: {why}", err=True)
     stdout = Output()
     stdout.line(f"collection {sanitize(str(coll.path))}")
-    unit = "response token" if loss_over == "response" else "token"
+    # (a prompts file's "response" is what was generated: seed 000's tokens)
+    unit = "token" if loss_over != "response" else "response token" if source.kind == "dataset" else "generated token"
     for plan, row in zip(plans, tables.summary):
         skipped = plan.skipped + plan.kept_skipped + len(source.problems)
         line = (

@@ -44,6 +44,9 @@ def test_an_output_folder_that_takes_no_file_is_refused_before_the_work(
     [
         (["generate", "-m", "./missing-model", "-p", "hi"], "no such folder"),
         (["generate", "-m", "someone/not-here", "-p", "hi"], "offline"),
+        # seed 003 took its models as one list: a comma is no model name
+        (["batch", "-m", "demo,{gpt2}", "--prompts", "{junk}"], "for several models repeat the option (-m A -m B)"),
+        (["compare", "-m", "demo,x", "-m", "demo", "--text", "a b"], "no model is named 'demo,x'"),
         (["score", "-m", "{gpt2}"], "exactly one"),
         (["explore", "-m", "{gpt2}", "--lens-precision", "fp8"], "unknown lens precision"),
         (["explore", "-m", "./missing-model"], "no such folder"),

@@ -84,7 +84,7 @@ BAD = os.fsdecode(b"a\xffb")  # how Python hands a program the argument $'a\xffb
         (["generate", "-p", "  "], "the prompt is empty"),
         (["generate", "-p", ""], "the prompt is empty"),
         (["generate", "-p", "hi", "-k", "100000"], "more than the vocabulary (600 tokens)"),
-        (["generate", "-p", "hi", "-k", "0"], "k must be at least 1"),
+        (["generate", "-p", "hi", "-k", "0"], "k, the alternatives recorded (-k), must be at least 1"),
         (["generate", "-p", "hi", "--max-new-tokens", "0"], "max new tokens must be ≥ 1"),
         (["generate", "-p", "hi", "--lens-chunk", "-1"], "--lens-chunk must be ≥ 0"),
         (["generate", "-p", "hi", "--lens-precision", "int4"], "unknown lens precision"),

@@ -141,7 +141,7 @@ def test_a_tree_grown_inside_a_branch_prints_only_the_searchs_own_nodes(cli, pea
         (["--max-depth", "-3"], "max-depth must be a whole number ≥ 1"),
         (["--max-completed-paths", "0"], "max-completed-paths must be a whole number ≥ 1"),
         (["--max-nodes", "0"], "max-nodes must be a whole number ≥ 1"),
-        (["-k", "0"], "k must be at least 1"),
+        (["-k", "0"], "k, the alternatives recorded (-k), must be at least 1"),
         (["--lens-chunk", "-1"], "--lens-chunk must be ≥ 0"),
     ],
 )

@@ -57,7 +57,9 @@ def test_a_jsonl_prompts_file_reads_the_named_field(tmp_path):
     _write(f, [json.dumps({"q": "one", "prompt": "not this"}), "", json.dumps({"q": "two\nlines"}), '{"prompt": "x"}'])
     src = read_prompts(f, "q")
     assert [(i.index, i.prompt) for i in src.items] == [(1, "one"), (3, "two\nlines")]
-    assert [(p.index, p.why) for p in src.problems] == [(4, "no 'q' field")]  # the blank line 2 is no item
+    assert [(p.index, p.why) for p in src.problems] == [
+        (4, "no 'q' field (it has 'prompt')")
+    ]  # the blank line 2 is no item
 
 
 def test_every_kind_of_bad_dataset_line_is_reported_once_with_its_line_number(tmp_path):
@@ -84,11 +86,11 @@ def test_every_kind_of_bad_dataset_line_is_reported_once_with_its_line_number(tm
     assert [(i.index, i.prompt, i.response) for i in src.items] == [(1, "p", "r"), (12, "last", "one")]
     problems = {p.index: p.why for p in src.problems}
     assert sorted(problems) == list(range(2, 12))
-    assert problems[2] == "no 'response' field"
+    assert problems[2] == "no 'response' field (it has 'prompt')"
     assert problems[3] == "not valid JSON (Expecting property name enclosed in double quotes at column 2)"
     assert problems[4] == "not a JSON object (a JSON list)"
     assert problems[5] == "field 'prompt' is not text (a number)"
-    assert problems[6] == "no 'response' field"
+    assert problems[6] == "field 'response' is null, not text"
     assert problems[7] == "field 'prompt' is empty"
     assert problems[8] == "field 'response' is not text (true/false)"
     assert "surrogate" in problems[9]
@@ -164,3 +166,18 @@ def test_a_dataset_run_splits_into_prompt_and_forced_response():
         loss_positions(run, "prompt")
     with pytest.raises(ValueError):
         response_run(scored, 8)  # no response left
+
+
+def test_a_file_whose_items_all_lack_the_field_says_which_option_names_it(tmp_path):
+    from tokentui.core.dataset import field_hint
+
+    f = tmp_path / "d.jsonl"
+    _write(f, [json.dumps({"instruction": "p", "output": "r"}), json.dumps({"output": None})])
+    src = read_dataset(f)
+    assert [p.why for p in src.problems] == [
+        "no 'prompt' field (it has 'instruction', 'output')",
+        "no 'prompt' field (it has 'output')",
+    ]
+    assert field_hint(src) == " (--prompt-field and --response-field name the fields that hold them)"
+    assert field_hint(read_prompts(f)) == " (--prompt-field names the field that holds the prompt)"
+    assert read_dataset(f, "instruction", "output").items and field_hint(read_dataset(f, "instruction", "output")) == ""

@@ -483,7 +483,7 @@ def _batch(
     lens_precision: str,
     cache_dir: Path | None,
 ) -> None:
-    from tokentui.core.dataset import LOSS_OVER, all_json_objects, is_jsonl, read_dataset, read_prompts
+    from tokentui.core.dataset import LOSS_OVER, all_json_objects, field_hint, is_jsonl, read_dataset, read_prompts
     from tokentui.engine.backend import ModelSpec, check_chat, check_device, check_settings, check_spec
     from tokentui.engine.errors import ModelLoadError, NoChatTemplate
     from tokentui.store.collection import MANIFEST, Collection, load_collection, locked
@@ -522,7 +522,7 @@ def _batch(
         report(f"{where} line {problem.index}: skipped: {problem.why}")
     if not source.items:
         what = "prompts" if dataset is None else "prompt/response items"
-        raise RunError(f"{where} holds no usable {what}")
+        raise RunError(f"{where} holds no usable {what}{field_hint(source)}")
     run_settings = _run_settings(dataset is not None, settings, lens_chunk > 0)
     model_options = {"device": device, "dtype": dtype, "trust_remote_code": trust_remote_code,
                      "lens_chunk": lens_chunk, "lens_precision": lens_precision}  # fmt: skip

@@ -23,7 +23,6 @@ import typer
 
 from tokentui.cli.options import (
     CacheOpt,
-    ChatOpt,
     DeviceOpt,
     DtypeOpt,
     FileOpt,
@@ -88,7 +87,14 @@ def compare(
     prompt_field: PromptFieldOpt = "prompt",
     response_field: ResponseFieldOpt = "response",
     alternatives: KOpt = 20,
-    chat: ChatOpt = False,
+    chat: Annotated[
+        bool,
+        typer.Option(
+            "--chat",
+            help="Wrap the text in the tokenizer's chat template as the user's turn, the assistant's opened "
+            "after it (--dataset: the prompt so, then the response as the assistant's answer).",
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object per scored position, then a summary object, instead.")
     ] = False,
@@ -160,13 +166,13 @@ def compare(
 def _dataset_rows(path: Path, prompt_field: str, response_field: str) -> list[tuple[int, str, str]]:
     """(line number, prompt, response) of the dataset's usable lines; every other line is
     reported once on standard error (`core/dataset.py` reads the untrusted file)."""
-    from tokentui.core.dataset import read_dataset
+    from tokentui.core.dataset import field_hint, read_dataset
 
     src = read_dataset(path, prompt_field, response_field)
     for problem in src.problems:
         typer.echo(f"tokentui: {sanitize(str(path))} line {problem.index}: skipped: {sanitize(problem.why)}", err=True)
     if not src.items:
-        fail(f"{sanitize(str(path))}: no usable items")
+        fail(f"{sanitize(str(path))}: no usable items{sanitize(field_hint(src))}")
     return [(it.index, it.prompt, it.response or "") for it in src.items]
 
 

@@ -28,7 +28,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from tokentui.core.columns import Columns
 from tokentui.core.params import RunError, check_text
@@ -129,10 +129,16 @@ def _open(path: Path) -> BinaryIO:
         raise DatasetError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
 
 
-def _text(value: object, name: str) -> str:
-    """A field's value as usable text, or ValueError saying why not."""
+def _field(obj: dict[str, Any], name: str) -> str:
+    """Field `name` of a JSON object as usable text, or ValueError saying why not (a missing field
+    names those the object has: a dataset with other field names shows them at once)."""
+    if name not in obj:
+        keys = [repr(str(k)[:30]) for k in list(obj)[:5]]
+        has = f"it has {', '.join(keys)}{', …' if len(obj) > 5 else ''}" if keys else "an empty object"
+        raise ValueError(f"no {name!r} field ({has})")
+    value = obj[name]
     if value is None:
-        raise ValueError(f"no {name!r} field")
+        raise ValueError(f"field {name!r} is null, not text")
     if not isinstance(value, str):
         kind = "a number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
         raise ValueError(f"field {name!r} is not text ({'true/false' if isinstance(value, bool) else kind})")
@@ -193,7 +199,7 @@ def read_prompts(path: Path, prompt_field: str = "prompt", jsonl: bool | None = 
                 obj = _object(raw, number)
                 if obj is None:
                     continue
-                prompt = _text(obj.get(prompt_field), prompt_field)
+                prompt = _field(obj, prompt_field)
             else:
                 prompt = _checked(_decode(raw, number), "the prompt")
         except ValueError as e:
@@ -202,6 +208,16 @@ def read_prompts(path: Path, prompt_field: str = "prompt", jsonl: bool | None = 
         source.items.append(Item(number, prompt))
     source.problems.sort(key=lambda p: p.index)
     return source
+
+
+def field_hint(source: Source) -> str:
+    """When a file gave no item and some line lacked a field: what to give (for the one-line error
+    that ends the command), else ""."""
+    if source.items or not any(p.why.startswith("no '") for p in source.problems):
+        return ""
+    if source.kind == "prompts":
+        return " (--prompt-field names the field that holds the prompt)"
+    return " (--prompt-field and --response-field name the fields that hold them)"
 
 
 def all_json_objects(source: Source) -> bool:
@@ -236,8 +252,8 @@ def read_dataset(path: Path, prompt_field: str = "prompt", response_field: str =
             obj = _object(raw, number)
             if obj is None:
                 continue
-            prompt = _text(obj.get(prompt_field), prompt_field)
-            response = _text(obj.get(response_field), response_field)
+            prompt = _field(obj, prompt_field)
+            response = _field(obj, response_field)
         except ValueError as e:
             source.problems.append(Problem(number, str(e)))
             continue

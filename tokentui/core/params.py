@@ -110,7 +110,7 @@ class GenerationSettings:
         self.sampling.check()
         check_text(self.forced, "the forced prefix")
         if self.k < 1:
-            raise RunError(f"k must be at least 1 (got {self.k})")
+            raise RunError(f"k, the alternatives recorded (-k), must be at least 1 (got {self.k})")
         if vocab_size is not None and self.k > vocab_size:
             raise RunError(f"k = {self.k} alternatives is more than the vocabulary ({vocab_size} tokens)")
         if isinstance(self.k_lens, bool) or not isinstance(self.k_lens, int) or not 0 <= self.k_lens <= MAX_K_LENS:

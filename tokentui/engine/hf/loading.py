@@ -101,6 +101,8 @@ def resolve_source(spec: str) -> str:
         if not p.is_dir() or not (p / "config.json").exists():
             raise ModelLoadError(f"{spec} is not a model folder (it has no config.json)")
         return str(p)
+    if "," in spec:  # no Hub id holds one (seed 003 took its models as one comma-separated list)
+        raise ModelLoadError(f"no model is named {spec!r}: for several models repeat the option (-m A -m B)")
     return spec
 
 

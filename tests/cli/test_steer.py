@@ -372,3 +372,19 @@ def test_a_steered_command_reads_the_models_configuration_once(cli, model_dirs, 
     assert res.exit_code == 0, res.output
     reads = [x for x in res.stderr.splitlines() if "reading the configuration" in x]
     assert reads == [f"… reading the configuration of {model_dirs['gpt2']}"], res.stderr
+
+
+def test_attributing_a_steered_run_says_the_model_runs_unsteered(cli, model_dirs, cache_dir, spec_file):
+    res = cli("generate", "-m", model_dirs["gpt2"], "-p", "import os", "-n", 3, "--steer", spec_file(),
+              "--lens-chunk", 0)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    run = only_run(cache_dir)
+    n = run.length(0)
+    res = cli("attribute", "--run", run.id, "-m", model_dirs["gpt2"], "--positions", f"{n - 3}:{n}")
+    assert res.exit_code == 0, res.output
+    assert "note: 3 of the 3 positions were made steered; attribution runs the model unsteered" in res.stderr
+    # an unsteered run: no note
+    res = cli("generate", "-m", model_dirs["gpt2"], "-p", "import sys", "-n", 2, "--lens-chunk", 0)
+    plain = next(r for r in list_runs(cache_dir) if r.run_id != run.id)
+    res = cli("attribute", "--run", plain.run_id, "-m", model_dirs["gpt2"])
+    assert res.exit_code == 0 and "unsteered" not in res.stderr, res.output

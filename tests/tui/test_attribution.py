@@ -352,6 +352,25 @@ async def test_a_replay_shows_stored_attributions_without_a_model(tmp_path):
         assert app.query_one("#alternatives").display
 
 
+async def test_the_attribution_of_a_steered_token_says_it_ran_unsteered(tmp_path):
+    """Attribution runs the model unsteered: beside a token the branch made steered the pane says
+    so (a trial saw log p −2.97 beside a token chosen at −1.27, and nothing to explain it)."""
+    from tests.factories import rendered
+    from tokentui.core.steering import SteeringSpec
+
+    run, t, _, _ = stored_run()
+    for steered in (False, True):
+        run.branches[0].steering = SteeringSpec.of(np.ones(8), [1], name="v.npy").record() if steered else None
+        app = explorer(run_path=save_run(run, tmp_path / f"r{steered}.tokentui"))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.stream.view is not None, what="the run")  # noqa: B023
+            app.stream.move_to(t)
+            await pilot.press("a")
+            await pilot.pause(0.1)
+            text = " ".join(rendered(app.query_one("#attribution")).split())
+            assert ("unsteered (token made steered)" in text) is steered, text
+
+
 async def test_explorer_keys_do_nothing_behind_the_matrix_screen(tmp_path):
     """The matrix fills the terminal: the explorer's keys (metric, attribution method, branch,
     side pane) must not change what is underneath, unseen; help and the palette still open, and

@@ -317,6 +317,7 @@ def attribute_job(
         sys.stderr.write("\n")
     if rec is None:
         interrupted("interrupted before any position was attributed: nothing saved")
+    _say_if_steered(run, branch, rec.positions)
     path = save_to_cache(run, cache_dir)
     stdout = Output()
     if as_json:
@@ -343,6 +344,20 @@ def attribute_job(
     )
     if cancelled:
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _say_if_steered(run: Run, branch: int, positions: list[int]) -> None:
+    """Attribution runs the model unsteered: say so when the branch made any of these tokens
+    steered (their log p here is not the one they were chosen with)."""
+    from tokentui.core.steering import steering_at
+
+    steered = [p for p in positions if steering_at(run, branch, p) is not None]
+    if steered:
+        typer.echo(
+            f"note: {len(steered)} of the {counted(len(positions), 'position')} were made steered; attribution "
+            "runs the model unsteered, so their log p and scores are the unsteered model's",
+            err=True,
+        )
 
 
 def _tok(run: Run, token_id: int, width: int = 16) -> str:

@@ -31,7 +31,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tomllib
@@ -39,6 +39,9 @@ import tomllib
 from tokentui.core.display import counted, sanitize
 from tokentui.core.files import write_atomically
 from tokentui.core.params import RunError
+
+if TYPE_CHECKING:
+    from tokentui.core.run import Run
 
 SPEC_KEYS = ("vector", "layers", "weights", "position_weights", "scale")
 VECTOR_SUFFIXES = (".safetensors", ".npy")
@@ -269,6 +272,16 @@ def describe(record: dict[str, Any] | None) -> str:
             f"; position weights {', '.join(f'{x:g}' for x in pw[:6])}{', …' if len(pw) > 6 else ''} (then {pw[-1]:g})"
         )
     return text
+
+
+def steering_at(run: Run, branch_id: int, position: int) -> dict[str, Any] | None:
+    """The steering record the token at `position` of the branch was made with: the record of the
+    branch that holds that position (the branch or an ancestor); None when made unsteered. What
+    runs the model again unsteered (attribution, a tree search) says so beside its numbers."""
+    for b in run.ancestry(branch_id):
+        if position >= b.fork_position:
+            return b.steering
+    return None
 
 
 def short(record: dict[str, Any] | None) -> str:

@@ -48,6 +48,7 @@ class AttributionPane(Static):
     def show(
         self, run: Run, shown: Shown, cursor: int, scale: MetricScale, diverging: DivergingScale, no_color: bool
     ) -> None:
+        from tokentui.core.steering import steering_at
         from tokentui.tui.heat import cell_style, fmt_score, score_bar
 
         self._args = (run, shown, cursor, scale, diverging, no_color)
@@ -72,6 +73,8 @@ class AttributionPane(Static):
         if value is not None:
             what = "Δlog p  " if rec.alternative is not None else "log p   "
             lines.append(Text(what, style=muted) + Text(f"{value:.4g} nats"))
+        if steering_at(run, shown.branch, t) is not None:  # attribution runs the model unsteered
+            lines.append(Text("unsteered (token made steered)", style=muted))
         error = shown.completeness()
         if error is not None:
             lines.append(Text("completeness ", style=muted) + Text(f"{error:+.2g} · {rec.steps} steps"))

@@ -316,6 +316,23 @@ def test_prompt_field_reads_json_lines_whatever_the_files_name(cli, model_dirs, 
     assert "· 2 generated tokens ·" in res.stdout  # (a dataset's are "response tokens")
 
 
+def test_raw_csv_keeps_the_tables_text_as_it_is(cli, model_dirs, tmp_path):
+    """Seed 000's CSV is read with pandas for token analysis: --raw-csv writes text starting with
+    = + - @ as it is (by default a ' goes before it, so a spreadsheet runs no formula)."""
+    src = tmp_path / "p.txt"
+    _lines(src, ["=1+2", "@x"])
+    args = ["batch", "-m", model_dirs["gpt2"], "--prompts", src, "-n", 2, "--lens-chunk", 0, "--out", tmp_path / "c"]
+    assert cli(*args).exit_code == 0
+    guarded = {r["full_text"][:3] for r in _read_csv(tmp_path / "c" / "model_analysis_stats.csv")}
+    assert guarded == {"'=1", "'@x"}, guarded
+    res = cli(*args, "--raw-csv")
+    assert res.exit_code == 0 and "2 done before, 0 to do" in res.stderr, res.output  # the tables alone change
+    rows = _read_csv(tmp_path / "c" / "model_analysis_stats.csv")
+    runs = {it.index: load_run(path) for it, path in load_collection(tmp_path / "c").runs()}
+    assert {r["full_text"] for r in rows} == {decode_bytes(run.tokens.text(run.sequence(0))) for run in runs.values()}
+    assert {r["full_text"][:2] for r in rows} == {"=1", "@x"}
+
+
 def test_another_input_file_does_not_silently_replace_a_collection(cli, model_dirs, tmp_path):
     """--out naming a collection made from another file: refused in one line before anything
     changes (its runs stay); --replace rebuilds it; the same file moved elsewhere keeps them."""

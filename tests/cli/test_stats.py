@@ -272,3 +272,18 @@ def test_a_batch_collection_counts_its_done_items(cli, model_dirs, tmp_path):
     bad.mkdir()
     res = cli("stats", "--collection", bad)
     assert res.exit_code != 0 and len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+
+
+def test_raw_csv_writes_the_table_as_it_is(cli, run_files, tmp_path):
+    """The flat table guards text a spreadsheet would run (a model named "=…" gets a ' before it);
+    --raw-csv writes it as it is, as `export --raw-csv` does."""
+    from tokentui.store.runfile import save_run
+
+    run = load_run(run_files[0])
+    run.meta.model = "=cmd|' /C calc'!A0"
+    path = save_run(run, tmp_path / "r.tokentui")
+    for extra, want in (([], "'=cmd|' /C calc'!A0"), (["--raw-csv"], "=cmd|' /C calc'!A0")):
+        out = tmp_path / f"s{len(extra)}.csv"
+        assert cli("stats", path, "--csv", out, *extra).exit_code == 0
+        rows = list(csv.DictReader(out.open(encoding="utf-8")))
+        assert rows[0]["model"] == want, rows

@@ -34,6 +34,7 @@ from tokentui.cli.options import (
     LensOpt,
     LensPrecisionOpt,
     ModelOpt,
+    RawCsvOpt,
     RemoteOpt,
     ResponseFieldOpt,
     generation_options,
@@ -429,6 +430,7 @@ def batch(
             "'all' (every predicted position, the prompt's too).",
         ),
     ] = "response",
+    raw_csv: RawCsvOpt = False,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -458,8 +460,8 @@ def batch(
     from tokentui.store.collection import CollectionError
 
     try:
-        _batch(model, prompts, dataset, prompt_field, response_field, settings, loss_over, out, replace,
-               device, dtype, trust_remote_code, lens_chunk, lens_precision, cache_dir)  # fmt: skip
+        _batch(model, prompts, dataset, prompt_field, response_field, settings, loss_over, raw_csv, out,
+               replace, device, dtype, trust_remote_code, lens_chunk, lens_precision, cache_dir)  # fmt: skip
     except user_errors() + (CollectionError,) as e:  # (a DatasetError is a RunError)
         fail(str(e))
     except KeyboardInterrupt:  # while a model loads, or between two items
@@ -474,6 +476,7 @@ def _batch(
     response_field: str,
     settings: GenerationSettings,
     loss_over: str,
+    raw_csv: bool,
     out: Path | None,
     replace: bool,
     device: str,
@@ -596,17 +599,17 @@ def _batch(
             )
         coll.complete = True
         coll.save()
-        _finish(coll, plans, loss_over, source)
+        _finish(coll, plans, loss_over, raw_csv, source)
     if unusable:
         raise RunError(f"{len(unusable)} model{'s' if len(unusable) > 1 else ''} could not be used: "
                        + "; ".join(unusable))  # fmt: skip
 
 
-def _finish(coll: Collection, plans: list[_Plan], loss_over: str, source: Source) -> None:
+def _finish(coll: Collection, plans: list[_Plan], loss_over: str, raw_csv: bool, source: Source) -> None:
     """Write the tables and print what the collection holds: a line per model."""
     from tokentui.store.seed_tables import write_tables
 
-    tables = write_tables(coll, loss_over)
+    tables = write_tables(coll, loss_over, raw_csv)
     for item, why in tables.unreadable:
         typer.echo(f"tokentui: line {item.index} under {sanitize(item.model)}: left out of the tables: {why}", err=True)
     stdout = Output()

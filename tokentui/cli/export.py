@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tokentui.cli.options import CacheOpt
+from tokentui.cli.options import CacheOpt, RawCsvOpt
 from tokentui.cli.output import Output, fail, load_ref, user_errors
 
 if TYPE_CHECKING:
@@ -59,13 +59,7 @@ def export(
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the --out file if it exists.")] = False,
-    raw_csv: Annotated[
-        bool,
-        typer.Option(
-            "--raw-csv",
-            help="CSV cells as they are: no ' before text starting with = + - @, control characters not escaped.",
-        ),
-    ] = False,
+    raw_csv: RawCsvOpt = False,
     collection: Annotated[
         Path | None,
         typer.Option(

@@ -54,6 +54,13 @@ LensPrecisionOpt = Annotated[
     ),
 ]
 ChatOpt = Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the tokenizer's chat template.")]
+RawCsvOpt = Annotated[
+    bool,
+    typer.Option(
+        "--raw-csv",
+        help="CSV cells as they are: no ' before text starting with = + - @, control characters not escaped.",
+    ),
+]
 # per-layer measures (issue 14)
 LensTopOpt = Annotated[
     int,

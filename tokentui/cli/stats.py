@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tokentui.cli.options import CacheOpt
+from tokentui.cli.options import CacheOpt, RawCsvOpt
 from tokentui.cli.output import Output, ProgressLine, fail, interrupted, load_ref, user_errors
 from tokentui.core.display import sanitize
 
@@ -77,6 +77,7 @@ def stats(
         bool, typer.Option("--no-plots", help="Text output without the plots (--plot-dir still saves them).")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the --csv file and the plot files.")] = False,
+    raw_csv: RawCsvOpt = False,
     cache_dir: CacheOpt = None,
 ) -> None:
     """Statistics of runs (seed 000's analysis): entropy and p(chosen), perplexity, entropy deciles,
@@ -104,7 +105,7 @@ def stats(
         out.flush()
         from tokentui.store.export import write_text
 
-        for path, text in _files(rep, csv_out, plot_dir):
+        for path, text in _files(rep, csv_out, plot_dir, raw_csv):
             write_text(path, text, force)
             typer.echo(f"wrote {_shown(path)}", err=True)
     except _errors() as e:
@@ -204,12 +205,12 @@ def _check_targets(csv_out: Path | None, plot_dir: Path | None, force: bool) -> 
         check_target(p, force)
 
 
-def _files(rep: Report, csv_out: Path | None, plot_dir: Path | None) -> list[tuple[Path, str]]:
+def _files(rep: Report, csv_out: Path | None, plot_dir: Path | None, raw_csv: bool) -> list[tuple[Path, str]]:
     from tokentui.core.stats import plots
 
     out = []
     if csv_out is not None:
-        out.append((csv_out, csv_text(rep)))
+        out.append((csv_out, csv_text(rep, raw_csv)))
     if plot_dir is not None:
         from tokentui.tui.plots import plot_html, plot_text
 
@@ -234,8 +235,9 @@ def _not_clamped_to_the_terminal() -> Iterator[None]:
         plotext.terminal.limit()  # (no arguments: plotext's defaults)
 
 
-def csv_text(rep: Report) -> str:
-    """The flat table: spreadsheet-safe cells (`store.export.csv_cell`), an empty cell for no value."""
+def csv_text(rep: Report, raw: bool = False) -> str:
+    """The flat table: spreadsheet-safe cells (`store.export.csv_cell`; `raw`: as they are), an
+    empty cell for no value."""
     import csv
     import io
 
@@ -246,7 +248,7 @@ def csv_text(rep: Report) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(csv_header(rep.bins))
     for row in csv_rows(rep):
-        w.writerow(["" if isinstance(v, float) and not math.isfinite(v) else csv_cell(v) for v in row])
+        w.writerow(["" if isinstance(v, float) and not math.isfinite(v) else csv_cell(v, raw) for v in row])
     return buf.getvalue()
 
 

@@ -191,10 +191,10 @@ class _AtomicFiles:
             tmp.unlink(missing_ok=True)
 
 
-def write_tables(coll: Collection, loss_over: str = "response") -> Tables:
+def write_tables(coll: Collection, loss_over: str = "response", raw: bool = False) -> Tables:
     """Write seed 000's two CSV files and seed 003's per-sample JSON of every model into the
     collection folder, from its done runs (each loaded once). A run that no longer loads is left
-    out and reported in `unreadable`."""
+    out and reported in `unreadable`. `raw`: CSV cells as they are (`csv_cell`)."""
     out = Tables()
     totals = {m: ModelTotals() for m in coll.models}
     with ExitStack() as stack:
@@ -215,7 +215,7 @@ def write_tables(coll: Collection, loss_over: str = "response") -> Tables:
                 out.unreadable.append((item, str(e)))
                 continue
             for row in stats_rows(run, item.index, item.model, loss_over):
-                stats.writerow({k: csv_cell(v) for k, v in row.items()})
+                stats.writerow({k: csv_cell(v, raw) for k, v in row.items()})
             f = samples[item.model]
             f.write(("\n" if firsts[item.model] else ",\n") + json_text(sample_record(run, item.index, loss_over)))
             firsts[item.model] = False
@@ -227,7 +227,7 @@ def write_tables(coll: Collection, loss_over: str = "response") -> Tables:
         for model in coll.models:
             row = totals[model].row(model)
             out.summary.append(row)
-            summary.writerow({k: csv_cell(v) for k, v in row.items()})
+            summary.writerow({k: csv_cell(v, raw) for k, v in row.items()})
         out.files = files.commit()
     for old in coll.path.glob("per_sample-*.json"):  # of models an earlier command named
         if old not in out.files:

@@ -415,3 +415,14 @@ def test_ctrl_c_during_a_dataset_prints_and_keeps_the_texts_finished(
     overall = objects[-1]
     assert overall["dataset"] is True and overall["texts"] == 2
     assert overall["tokens"] == sum(s["tokens"] for s in summaries)
+
+
+def test_runs_lists_a_comparison_with_both_models(cli, model_dirs, model_b, cache_dir):
+    res = cli("compare", "-m", model_dirs["gpt2"], "-m", model_b, "--text", TEXT)
+    assert res.exit_code == 0, res.output
+    run = _only_run(cache_dir)
+    listed = cli("runs").stdout
+    both = f"{run.meta.model} vs {run.meta.model_b['model']}"
+    assert both[-24:] in listed, listed
+    [summary] = list_runs(cache_dir)
+    assert summary.models == both and summary.model == run.meta.model

@@ -72,6 +72,12 @@ class RunSummary:
     tokens: int = 0
     branches: int = 0
     error: str | None = None  # set when the file could not be read
+    model_b: str = ""  # a comparison's second model ("" for any other run)
+
+    @property
+    def models(self) -> str:
+        """The model as a list shows it: "A vs B" for a comparison."""
+        return f"{self.model} vs {self.model_b}" if self.model_b else self.model
 
 
 MAX_COUNT = 1 << 40  # no run has more steps than this; a larger count is a forged header
@@ -113,6 +119,7 @@ def summarize(path: Path) -> RunSummary:
             prompt=_text(meta, "prompt"),
             tokens=tokens,
             branches=len(branches),
+            model_b=_second_model(meta),
         )
     except RunFileError as e:
         return RunSummary(path=path, run_id=path.stem, error=e.problem)
@@ -120,6 +127,13 @@ def summarize(path: Path) -> RunSummary:
         return RunSummary(path=path, run_id=path.stem, error=f"malformed header (no {str(e)[:40]})")
     except (TypeError, ValueError) as e:
         return RunSummary(path=path, run_id=path.stem, error=RunFileError(path, str(e)).problem)
+
+
+def _second_model(meta: dict[str, Any]) -> str:
+    """A comparison run's model B as its header names it ("" when none, or not a name)."""
+    b = meta.get("model_b")
+    name = b.get("model") if isinstance(b, dict) else None
+    return name if isinstance(name, str) else ""
 
 
 def _pid_alive(pid: int) -> bool:

@@ -61,7 +61,7 @@ class RunPicker(ModalScreen[Path | None]):
             return Text(f"{sanitize(r.run_id)}  unreadable: {sanitize(r.error)}", style=muted)
         width = self.list_width()
         created = f" {sanitize(r.created[5:16].replace('T', ' '))}"
-        model = f" {sanitize(r.model)[-12:]:<12}"
+        model = f" {sanitize(r.models)[-12:]:<12}"
         label = Text(sanitize(r.run_id))
         counts = f" {r.tokens:>6} tok {r.branches:>2} br "
         # on a narrow terminal the date, then the model, make room: the prompt tells runs apart
@@ -88,7 +88,7 @@ class RunPicker(ModalScreen[Path | None]):
         q = query.lower()
         options = []
         for r in self.runs:
-            if q and q not in f"{r.run_id} {r.model} {r.prompt}".lower():
+            if q and q not in f"{r.run_id} {r.models} {r.prompt}".lower():
                 continue
             options.append(Option(self.label(r), id=str(r.path), disabled=bool(r.error)))
         ol = self.query_one(OptionList)

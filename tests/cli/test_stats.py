@@ -287,3 +287,31 @@ def test_raw_csv_writes_the_table_as_it_is(cli, run_files, tmp_path):
         assert cli("stats", path, "--csv", out, *extra).exit_code == 0
         rows = list(csv.DictReader(out.open(encoding="utf-8")))
         assert rows[0]["model"] == want, rows
+
+
+def test_runs_of_several_models_get_a_row_of_each_models_tokens(cli, tmp_path):
+    """A collection batched under a base and its fine-tune: beside the pooled `all`, each model's
+    tokens together (pooled, two models' tokens alone mean little), in the text, JSON and CSV."""
+    runs = [make_run(n_branch_steps=n) for n in ((30, 12), (18, 25), (9, 4))]
+    for i, (run, model) in enumerate(zip(runs, ("base", "tuned", "base"), strict=True)):
+        run.meta.run_id = f"20260102-00000{i}-bbbbbb"
+        run.meta.model = model
+    files = [save_run(r, tmp_path / f"{i}.tokentui") for i, r in enumerate(runs)]
+    out = tmp_path / "s.csv"
+    res = cli("stats", *files, "--json", "--bins", 4, "--csv", out)
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    parts = [ref.counted(r) for r in runs]
+    want = {"base": parts[0] + parts[2], "tuned": parts[1]}
+    assert [m["model"] for m in doc["models"]] == ["base", "tuned"]
+    for row in doc["models"]:
+        check_summary(row["summary"], want[row["model"]])
+        assert [p["count"] for p in row["positions"]] == [p["count"] for p in ref.positions(want[row["model"]], 4)]
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [(r["item"], r["model"]) for r in rows[3:]] == [("all", ""), ("all", "base"), ("all", "tuned")]
+    assert int(rows[4]["tokens"]) == len(want["base"]) and int(rows[5]["tokens"]) == len(want["tuned"])
+    text = cli("stats", *files, "--no-plots").stdout
+    assert any(line.startswith("all") and " tuned " in f" {line} " for line in text.splitlines()), text
+    # one model: no per-model rows
+    one = json.loads(cli("stats", files[0], files[2], "--json").stdout)
+    assert one["models"] == []

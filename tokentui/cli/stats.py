@@ -301,6 +301,8 @@ def render(rep: Report, plots: bool = True, width: int = 80) -> list[str]:
         lines.append(row(label, run_id, model, scope, r.summary))
     if many:
         lines.append(row("all", "", "", "", rep.all.summary))
+    for r in rep.models:  # several models: each one's tokens together
+        lines.append(row("all", "", sanitize(r.source.model), "", r.summary))
     lines += [""] + stats_lines(rep, width, plots)
     return lines
 

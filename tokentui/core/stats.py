@@ -616,13 +616,16 @@ class RunRow:
 
 @dataclass
 class Report:
-    """The per-run rows and the statistics of all their tokens together."""
+    """The per-run rows, the statistics of all their tokens together and, when the runs are of
+    several models (a collection batched under a base and its fine-tune), each model's tokens
+    together (`models`: one row each; pooling two models' tokens alone would mean little)."""
 
     rows: list[RunRow]
     all: Stats
     selection: Selection
     bins: int
     top: int
+    models: list[RunRow] = field(default_factory=list)
 
     def to_dict(self, tokens: str = "auto", include_prompt: bool = False) -> dict[str, Any]:
         return {
@@ -633,6 +636,7 @@ class Report:
             "units": {"entropy": "nats", "loss": "nats", "probability": "p(chosen token)"},
             "runs": [r.to_dict() for r in self.rows],
             "all": self.all.to_dict(self.selection.sources),
+            "models": [r.to_dict() for r in self.models],
         }
 
 
@@ -651,7 +655,27 @@ def report(selections: list[Selection], bins: int = DEFAULT_BINS) -> Report:
                 position_bins(sel.index[m], sel.length[m], sel.entropy[m], sel.logprob[m], bins),
             )
         )
-    return Report(rows, compute(sel, bins), sel, bins, sel.top)
+    return Report(rows, compute(sel, bins), sel, bins, sel.top, _model_rows(sel, bins))
+
+
+def _model_rows(sel: Selection, bins: int) -> list[RunRow]:
+    """One row per model of the selection's runs, all its tokens together (none for one model)."""
+    models = list(dict.fromkeys(s.model for s in sel.sources))
+    if len(models) < 2:
+        return []
+    out = []
+    for model in models:
+        own = [i for i, s in enumerate(sel.sources) if s.model == model]
+        m = np.isin(sel.source, own)
+        kinds = tuple(dict.fromkeys(k for i in own for k in sel.sources[i].kinds))
+        out.append(
+            RunRow(
+                Source("", model, "", kinds, "all"),
+                summarize(sel.entropy[m], sel.logprob[m], sel.rank[m]),
+                position_bins(sel.index[m], sel.length[m], sel.entropy[m], sel.logprob[m], bins),
+            )
+        )
+    return out
 
 
 def stats_of(
@@ -707,7 +731,8 @@ def _csv_row(
 
 
 def csv_rows(rep: Report) -> list[list[Any]]:
-    """One row per scope, then (with several) one row `all` of all their tokens. NaN: no value."""
+    """One row per scope, then (with several) one row `all` of all their tokens, then (several
+    models) one row `all` per model. NaN: no value."""
     rows = [
         _csv_row(
             r.source.label,
@@ -723,6 +748,8 @@ def csv_rows(rep: Report) -> list[list[Any]]:
     if len(rep.rows) > 1:
         kinds = "+".join(dict.fromkeys(k for r in rep.rows for k in r.source.kinds))
         rows.append(_csv_row("all", "", "", "", kinds, rep.all.summary, rep.all.positions))
+    for r in rep.models:  # (several models: each one's tokens together)
+        rows.append(_csv_row("all", "", r.source.model, "", "+".join(r.source.kinds), r.summary, r.positions))
     return rows
 
 

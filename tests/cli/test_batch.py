@@ -371,6 +371,14 @@ def test_without_out_the_same_command_finds_its_collection_again(cli, model_dirs
     assert "2 done before, 0 to do" in again.stderr and again.stdout.splitlines()[0] == first.stdout.splitlines()[0]
     other = cli(*args[:-2], "--lens-chunk", 1)  # another command: another collection
     assert other.stdout.splitlines()[0] != first.stdout.splitlines()[0]
+    # a run of a collection in the cache is found by its id, as any cached run (a trial had to
+    # give its file's path to `stats`)
+    _, path = next(iter(load_collection(folder).runs()))
+    res = cli("stats", path.stem, "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["runs"][0]["run_id"] == path.stem, res.output
+    assert cli("export", path.stem, "--format", "json").exit_code == 0
+    res = cli("stats", "20990101-000000-abcdef")
+    assert res.exit_code == 2 and "no such run" in res.stderr and "batch collections" in res.stderr
 
 
 def test_the_input_named_through_dot_dot_finds_the_same_collection(cli, model_dirs, tmp_path, cache_dir, monkeypatch):

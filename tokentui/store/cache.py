@@ -229,4 +229,23 @@ def resolve(ref: str, directory: Path) -> Path:
         shown = ", ".join(matches[:AMBIGUOUS_SHOWN])
         more = f" and {len(matches) - AMBIGUOUS_SHOWN} more" if len(matches) > AMBIGUOUS_SHOWN else ""
         raise RunFileError(ref, f"ambiguous: {len(matches)} runs match: {shown}{more}")
-    raise RunFileError(ref, f"no such run in {directory} (and no such file)")
+    found = _in_collections(ref, directory)
+    if found is not None:
+        return found
+    raise RunFileError(ref, f"no such run in {directory} or its batch collections (and no such file)")
+
+
+def _in_collections(run_id: str, directory: Path) -> Path | None:
+    """The run file of a `tokentui batch` item whose id is `run_id`, in a collection kept in the
+    cache (`<cache>/collections/<name>/runs/`, where a batch without --out writes): its runs
+    are named by their ids, as the batch printed and the manifest lists them."""
+    if not valid_run_id(run_id):
+        return None
+    try:
+        for folder in sorted((directory / "collections").iterdir()):
+            path = folder / "runs" / f"{run_id}{SUFFIX}"
+            if path.is_file():
+                return path
+    except OSError:
+        return None
+    return None

@@ -42,9 +42,14 @@ def test_a_line_ends_at_lf_crlf_or_a_lone_cr_as_text_mode_reads_it(tmp_path):
         (1, "one"), (2, "two"), (3, "three\u2028still\x0cthree\x85"), (5, "five")
     ]  # fmt: skip
     assert [(p.index, p.why) for p in src.problems] == [(4, "the prompt is empty")]
+    # JSON Lines breaks at LF alone (a CR before it dropped): JSON allows a raw CR as whitespace
+    # inside an object, and jq and editors number its lines so
     d = tmp_path / "d.jsonl"
-    d.write_bytes(b'{"prompt": "p1", "response": "r1"}\r{"prompt": "p2", "response": "r2"}\r')
+    d.write_bytes(b'{"prompt": "p1",\r "response": "r1"}\r\n{"prompt": "p2", "response": "r2"}\n')
     assert [(i.index, i.prompt, i.response) for i in read_dataset(d).items] == [(1, "p1", "r1"), (2, "p2", "r2")]
+    j = tmp_path / "p.jsonl"
+    j.write_bytes(b'{"prompt": "a\\rb",\r "x": 1}\n\r\n{"prompt": "c"}')
+    assert [(i.index, i.prompt) for i in read_prompts(j).items] == [(1, "a\rb"), (3, "c")]
     # a byte of a bad line is counted in that line, whatever the breaks around it
     f.write_bytes(b"ok\rcaf\xe9\r\nfine")
     src = read_prompts(f)

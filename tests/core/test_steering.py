@@ -238,7 +238,7 @@ def test_prompt_files(tmp_path):
     assert read_prompts(p) == ["one", "two \\n three"]
     # a line ends at LF, CR LF or a lone CR (an old Mac file), not at the other breaks
     # str.splitlines knows: a prompt may hold U+2028 or a form feed
-    p.write_bytes("one\rtwo\r\nthree\u2028still three\x0cand\n".encode())
+    p.write_bytes("\ufeffone\rtwo\r\nthree\u2028still three\x0cand\n".encode())  # (and a BOM, as batch)
     assert read_prompts(p) == ["one", "two", "three\u2028still three\x0cand"]
     p.write_text("\n \n")
     with pytest.raises(SteeringError, match="no prompt"):

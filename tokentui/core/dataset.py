@@ -74,13 +74,15 @@ class Source:
     problems: list[Problem] = field(default_factory=list)
 
 
-def _lines(f: BinaryIO, source: Source) -> list[tuple[int, bytes | None]]:
+def _lines(f: BinaryIO, source: Source, jsonl: bool) -> list[tuple[int, bytes | None]]:
     """(line number, its bytes without the line break) of every line; None for a line over
     MAX_LINE_BYTES (a problem is noted, its rest skipped in pieces). Stops with a problem after
-    MAX_FILE_BYTES or MAX_ITEMS lines. A line ends at LF, CR LF or a CR alone (an old Mac file), as
-    Python's text mode reads a file: the bytes go through latin-1, one character each, so that the
-    lines' own bytes come back unchanged and are decoded (and refused) line by line."""
-    text = io.TextIOWrapper(f, encoding="latin-1", newline=None)
+    MAX_FILE_BYTES or MAX_ITEMS lines. A prompts file's line ends at LF, CR LF or a CR alone (an
+    old Mac file), as Python's text mode reads a file; a JSON Lines line ends at LF (a CR before
+    it dropped) and nowhere else: JSON allows a raw CR as whitespace inside an object, and jq and
+    editors number lines so. The bytes go through latin-1, one character each, so that the lines'
+    own bytes come back unchanged and are decoded (and refused) line by line."""
+    text = io.TextIOWrapper(f, encoding="latin-1", newline="\n" if jsonl else None)
     try:
         return _text_lines(text, source)
     finally:
@@ -104,7 +106,7 @@ def _text_lines(text: io.TextIOWrapper, source: Source) -> list[tuple[int, bytes
             source.problems.append(Problem(number, f"line longer than {MAX_LINE_BYTES // (1 << 20)} MiB"))
             out.append((number, None))
         else:
-            out.append((number, line.removesuffix("\n").encode("latin-1")))
+            out.append((number, line.removesuffix("\n").removesuffix("\r").encode("latin-1")))
         if read > MAX_FILE_BYTES or number >= MAX_ITEMS:
             why = f"{MAX_FILE_BYTES >> 20} MiB" if read > MAX_FILE_BYTES else f"{MAX_ITEMS} lines"
             if text.read(1):
@@ -179,6 +181,12 @@ def _object(raw: bytes, number: int) -> dict[str, object] | None:
     return obj
 
 
+def text_lines(text: str) -> list[str]:
+    """A whole prompts file's lines as `read_prompts` breaks them (at LF, CR LF or a lone CR; a
+    BOM at the start dropped): for a reader that takes the file at once (steer's contrast sets)."""
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
 def is_jsonl(path: Path) -> bool:
     """Whether a prompts file is read as JSON Lines (by its name) rather than one prompt a line."""
     return path.suffix.lower() in JSONL_SUFFIXES
@@ -190,7 +198,7 @@ def read_prompts(path: Path, prompt_field: str = "prompt", jsonl: bool | None = 
     source = Source(path, "prompts")
     jsonl = is_jsonl(path) if jsonl is None else jsonl
     with _open(path) as f:
-        lines = _lines(f, source)
+        lines = _lines(f, source, jsonl)
     for number, raw in lines:
         if raw is None:
             continue
@@ -244,7 +252,7 @@ def read_dataset(path: Path, prompt_field: str = "prompt", response_field: str =
         raise DatasetError(f"the prompt and the response cannot both be the field {prompt_field!r}")
     source = Source(path, "dataset")
     with _open(path) as f:
-        lines = _lines(f, source)
+        lines = _lines(f, source, jsonl=True)
     for number, raw in lines:
         if raw is None:
             continue

@@ -490,17 +490,18 @@ MAX_PROMPTS = 100_000
 
 def read_prompts(path: Path | str) -> list[str]:
     """The prompts of a contrast set: one per line of a UTF-8 text file (blank lines skipped; a
-    line is taken as it is, without its line break). A line ends at LF, CR LF or a CR alone, as
-    in `batch`'s prompt files (not at the other breaks str.splitlines knows: a prompt may hold
-    U+2028 or a form feed). SteeringError when there are none."""
+    line is taken as it is, without its line break). Lines break as in `batch`'s prompt files
+    (`core.dataset.text_lines`: not at the other breaks str.splitlines knows, since a prompt may
+    hold U+2028 or a form feed; a BOM is no part of the first). SteeringError when there are none."""
     path = Path(path)
     raw = _read_regular(path, MAX_PROMPT_FILE_BYTES, "prompt file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise _say(str(path), "is not UTF-8 text") from None
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    prompts = [line for line in lines if line.strip()]
+    from tokentui.core.dataset import text_lines
+
+    prompts = [line for line in text_lines(text) if line.strip()]
     if not prompts:
         raise _say(str(path), "holds no prompt (one prompt per line)")
     if len(prompts) > MAX_PROMPTS:

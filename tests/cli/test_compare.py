@@ -423,6 +423,15 @@ def test_runs_lists_a_comparison_with_both_models(cli, model_dirs, model_b, cach
     run = _only_run(cache_dir)
     listed = cli("runs").stdout
     both = f"{run.meta.model} vs {run.meta.model_b['model']}"
-    assert both[-24:] in listed, listed
+    assert both in listed or both[-24:] in listed, listed
     [summary] = list_runs(cache_dir)
     assert summary.models == both and summary.model == run.meta.model
+    # long names: each cut to its end, both in sight
+    summary.model, summary.model_b = "SmolLM2-135M-Instruct", "SmolLM2-360M-Instruct"
+    assert summary.models_in(40) == "…135M-Instruct vs …360M-Instruct"
+    assert summary.models_in(24) == "…135M-Inst vs …360M-Inst"
+    assert summary.models_in(12) == "…135 vs …360"
+    summary.model_b = "ft"
+    assert summary.models_in(12) == "SmolLM vs ft"
+    summary.model, summary.model_b = "gpt2", "distilgpt2-finetuned-wikitext"
+    assert summary.models_in(24) == "gpt2 vs distilgpt2-finet"

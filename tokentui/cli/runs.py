@@ -35,7 +35,7 @@ def runs_list(ctx: typer.Context, cache_dir: CacheOpt = None) -> None:
             continue
         prompt = sanitize(r.prompt.replace("\n", " "), visible_whitespace=True)[:40]
         out.line(
-            f"{sanitize(r.run_id):<23} {sanitize(r.created[:19]):<19} {sanitize(r.models)[-24:]:<24} {r.tokens:>7} "
+            f"{sanitize(r.run_id):<23} {sanitize(r.created[:19]):<19} {sanitize(r.models_in(24)):<24} {r.tokens:>7} "
             f"{r.branches:>8}  {prompt}"
         )
     out.flush()

@@ -61,7 +61,7 @@ class RunPicker(ModalScreen[Path | None]):
             return Text(f"{sanitize(r.run_id)}  unreadable: {sanitize(r.error)}", style=muted)
         width = self.list_width()
         created = f" {sanitize(r.created[5:16].replace('T', ' '))}"
-        model = f" {sanitize(r.models)[-12:]:<12}"
+        model = f" {sanitize(r.models_in(12)):<12}"
         label = Text(sanitize(r.run_id))
         counts = f" {r.tokens:>6} tok {r.branches:>2} br "
         # on a narrow terminal the date, then the model, make room: the prompt tells runs apart

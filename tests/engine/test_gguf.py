@@ -108,7 +108,8 @@ def test_a_model_loaded_from_the_converted_folder_can_be_saved_again(loaded, smo
     assert AutoConfig.from_pretrained(tmp_path / "ft").num_hidden_layers == 30
     # an earlier conversion's config.json: mended on the next load, the weights untouched
     old = {**config, "quantization_config": {"quant_method": "gguf", "gguf_file": "x.gguf", "dequantize": False}}
-    (folder / "config.json").write_text(json.dumps(old))
+    (folder / ".old-config.json").write_text(json.dumps(old))  # (renamed into place: the folder is shared
+    (folder / ".old-config.json").replace(folder / "config.json")  # by the workers, who may read it now)
     weights = (folder / "model.safetensors").stat().st_mtime_ns
     load_model(SMOLLM2)
     assert json.loads((folder / "config.json").read_text()) == config

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
+from tokentui.core.files import write_atomically
 from tokentui.engine.errors import ModelLoadError
 
 SMOLLM2 = "smollm2"
@@ -153,14 +154,10 @@ def _drop_quantization_config(folder: Path) -> None:
         if not isinstance(config, dict) or "quantization_config" not in config:
             return
         del config["quantization_config"]
+        data = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        write_atomically(path, lambda f: f.write(data))
     except (OSError, ValueError):
         return
-    tmp = path.with_name(f".config.json.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
 
 
 def _converted_under_another_name(digest: str) -> Path | None:

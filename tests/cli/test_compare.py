@@ -379,13 +379,15 @@ def test_vocabularies_of_other_sizes_are_refused_before_any_weights(cli, model_d
     assert "loading weights" not in res.stderr and not list_runs(cache_dir)
 
 
+@pytest.mark.parametrize("presses", [1, 2])
 def test_ctrl_c_during_a_dataset_prints_and_keeps_the_texts_finished(
-    cli, model_dirs, model_b, cache_dir, tmp_path, monkeypatch
+    cli, model_dirs, model_b, cache_dir, tmp_path, monkeypatch, presses
 ):
     """Ctrl-C (a real SIGINT, raised once the second text is saved; one text a batch) stops after
     the texts under way: those finished are printed with their lines and a dataset summary over
     them alone, and the exit says how many were saved. A trial saw nothing printed and "nothing
-    saved" while eleven runs were in the cache."""
+    saved" while eleven runs were in the cache. A second press stops at once (here: inside the
+    second text's save, which is done and counted)."""
     import signal
 
     from tokentui.cli import compare as cli_compare
@@ -398,7 +400,8 @@ def test_ctrl_c_during_a_dataset_prints_and_keeps_the_texts_finished(
         path = save(run, cache)
         saved.append(run.id)
         if len(saved) == 2:
-            signal.raise_signal(signal.SIGINT)
+            for _ in range(presses):
+                signal.raise_signal(signal.SIGINT)
         return path
 
     monkeypatch.setattr(cli_compare, "save_to_cache", save_then_press)

@@ -222,6 +222,25 @@ def test_one_after_the_other_refuses_a_b_without_a_chat_template_before_its_weig
     assert pair.b is None
 
 
+def test_one_after_the_other_cancelled_during_a_stops_before_b_loads(b_dirs, model_dirs, monkeypatch):
+    """Ctrl-C during A's last forward (B did not fit beside it): nothing can be saved, so B is not
+    loaded first — the user would wait through its load for 'nothing saved'."""
+    import threading
+
+    pair = load_pair(ModelSpec(str(model_dirs["gpt2"])), ModelSpec(str(b_dirs["gpt2"])), together=False)
+    cancel = threading.Event()
+    logits = compare._logits
+
+    def pressed_meanwhile(backend, texts):
+        out = logits(backend, texts)
+        cancel.set()
+        return out
+
+    monkeypatch.setattr(compare, "_logits", pressed_meanwhile)
+    assert pair.compare([pair.item(TEXT)], k=K, cancel=cancel) == []
+    assert pair.b is None and not pair.together
+
+
 def test_a_one_token_text_is_refused(loaded):
     lm = loaded("gpt2")
     pair = pair_of(lm, lm)

@@ -47,6 +47,7 @@ from tokentui.cli.output import (
     fail,
     interrupted,
     progress,
+    say_at_once,
     throughput,
     user_errors,
 )
@@ -82,20 +83,10 @@ class _Stop(threading.Event):
     def set(self) -> None:
         self.presses += 1
         if self.presses == 1:
-            _say_at_once("tokentui: stopping after the current item (Ctrl-C again: now)")
+            say_at_once("tokentui: stopping after the current item (Ctrl-C again: now)")
         elif self.current is not None:
             self.current.set()
         super().set()
-
-
-def _say_at_once(text: str) -> None:
-    """A line on stderr from a signal handler: straight to the file descriptor, since the buffered
-    stream may be in the middle of a write of the main code (a reentrant write raises)."""
-    line = ("\r\x1b[2K" if sys.stderr.isatty() else "") + text + "\n"
-    try:
-        os.write(sys.stderr.fileno(), line.encode())
-    except (AttributeError, OSError, ValueError):  # a replaced sys.stderr (tests): no descriptor
-        typer.echo(text, err=True)
 
 
 def _clear_line() -> None:

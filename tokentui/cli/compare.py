@@ -12,10 +12,7 @@ dataset's overall numbers (seed 003's one number per dataset) follow the last.""
 
 from __future__ import annotations
 
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -36,7 +33,9 @@ from tokentui.cli.options import (
 from tokentui.cli.output import (
     Output,
     ProgressLine,
+    StopThenInterrupt,
     ctrl_c_not_lost,
+    ctrl_c_sets,
     fail,
     interrupted,
     load_ref,
@@ -232,21 +231,21 @@ def compare_items(
     line(f"… comparing {what} under {names}", final=len(items) == 1)
     saved: dict[str, Path] = {}
     finished: dict[int, Run] = {}
-    cancel = threading.Event()
+    cancel = StopThenInterrupt("tokentui: stopping after the texts under way (Ctrl-C again: now)")
 
     def done(i: int, run: Run) -> None:
+        finished[i] = run  # (counted below only once its file is saved)
         saved[run.id] = save_to_cache(run, cache_dir)
-        finished[i] = run
         if len(items) > 1:
             line(f"… compared {len(saved)}/{len(items)} texts", final=len(saved) == len(items))
 
     try:
-        with _stop_after_the_batch(cancel, line):
+        with ctrl_c_sets(cancel):
             pair.compare(items, k, cancel, on_done=done)
-    except KeyboardInterrupt:  # the second Ctrl-C: the texts finished are kept
-        cancel.set()
+    except KeyboardInterrupt:  # the second Ctrl-C: the texts finished and saved are kept
+        _saved_when_cut(finished, saved, cache_dir)
     line.close()
-    order = sorted(finished)
+    order = sorted(i for i, run in finished.items() if run.id in saved)
     runs = [finished[i] for i in order]
     numbers: list[int | None] = [None] * len(runs) if lines is None else [lines[i] for i in order]
     _print(out, runs, numbers, saved, as_json, dataset=lines is not None)
@@ -259,26 +258,16 @@ def compare_items(
     return runs
 
 
-@contextmanager
-def _stop_after_the_batch(cancel: threading.Event, line: ProgressLine) -> Iterator[None]:
-    """While comparing: the first Ctrl-C sets `cancel` (the texts under way are finished, saved
-    and printed), a second raises KeyboardInterrupt (stop now). Off the main thread, nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+def _saved_when_cut(finished: dict[int, Run], saved: dict[str, Path], cache_dir: Path | None) -> None:
+    """A second Ctrl-C may land inside a save: a run whose file is in the cache, whole, counts as
+    saved (the write is atomic: a file there is the run's)."""
+    from tokentui.cli.output import runs_dir
+    from tokentui.store.cache import run_path
 
-    def press(_signum: int, _frame: object) -> None:
-        if cancel.is_set():
-            raise KeyboardInterrupt
-        cancel.set()
-        line.close()
-        typer.echo("… stopping after the texts under way (Ctrl-C again: at once)", err=True)
-
-    previous = signal.signal(signal.SIGINT, press)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    for run in finished.values():
+        path = run_path(run.id, runs_dir(cache_dir))
+        if run.id not in saved and path.is_file():
+            saved[run.id] = path
 
 
 def _print(

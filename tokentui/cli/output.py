@@ -57,6 +57,31 @@ def ctrl_c_sets(event: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def say_at_once(text: str) -> None:
+    """A line on stderr from a signal handler: straight to the file descriptor, since the buffered
+    stream may be in the middle of a write of the main code (a reentrant write raises)."""
+    line = ("\r\x1b[2K" if sys.stderr.isatty() else "") + text + "\n"
+    try:
+        os.write(sys.stderr.fileno(), line.encode())
+    except (AttributeError, OSError, ValueError):  # a replaced sys.stderr (tests): no descriptor
+        typer.echo(text, err=True)
+
+
+class StopThenInterrupt(threading.Event):
+    """For `ctrl_c_sets`: the first Ctrl-C sets it (the work stops at its next boundary) and says
+    `message` at once; a second raises KeyboardInterrupt where the main code is (stop now)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+    def set(self) -> None:
+        if self.is_set():
+            raise KeyboardInterrupt
+        say_at_once(self.message)
+        super().set()
+
+
 @contextmanager
 def ctrl_c_not_lost() -> Iterator[None]:
     """While the block runs (a model loading), Ctrl-C raises KeyboardInterrupt as usual, and once

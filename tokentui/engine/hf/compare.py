@@ -345,6 +345,8 @@ class ModelPair:
                     return
                 for i, lg in zip(g, _logits(self.a, [items[i].ids for i in g])):
                     held[i] = lg.to("cpu")
+            if cancel is not None and cancel.is_set():  # (not after B's load: nothing would be saved)
+                return
             self._load_b(items)
         assert self.b is not None
         results: dict[int, Run] = {}

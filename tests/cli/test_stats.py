@@ -287,6 +287,8 @@ def test_raw_csv_writes_the_table_as_it_is(cli, run_files, tmp_path):
         assert cli("stats", path, "--csv", out, *extra).exit_code == 0
         rows = list(csv.DictReader(out.open(encoding="utf-8")))
         assert rows[0]["model"] == want, rows
+    res = cli("stats", path, "--raw-csv")  # (without a table to write it does nothing: said so)
+    assert res.exit_code == 2 and "--raw-csv goes with --csv" in res.stderr
 
 
 def test_runs_of_several_models_get_a_row_of_each_models_tokens(cli, tmp_path):

@@ -107,7 +107,7 @@ def _two_tensors(path):
         (
             'vector = "v.npy"\nlayers = [1]\nposition_weights = [1, nan]\n',
             {},
-            "'position_weights' entry 1 (position 1)",
+            "'position_weights' at position 1",
         ),
         ('vector = "missing.npy"\nlayers = [1]\n', {}, "no such file"),
         ('vector = "p.npy"\nlayers = [1]\n', {"p.npy": _pickled_npy}, "pickle"),
@@ -199,7 +199,12 @@ def test_a_bfloat16_vector_widens_to_float32_exactly_beside_other_tensors(tmp_pa
     assert sha == hashlib.sha256((tmp_path / "b.safetensors").read_bytes()).hexdigest()
     save_torch({"vector": t.bfloat16()}, str(tmp_path / "one.safetensors"))
     np.testing.assert_array_equal(load_vector(tmp_path / "one.safetensors")[0], t.bfloat16().float().numpy())
-    # a damaged bf16 file is still one line
+    # beside a tensor of another type (a step counter) the vector is read; a damaged file is one line
+    save_torch({"vector": t.bfloat16(), "step": torch.tensor([3])}, str(tmp_path / "s.safetensors"))
+    np.testing.assert_array_equal(load_vector(tmp_path / "s.safetensors")[0], t.bfloat16().float().numpy())
+    save_torch({"vector": torch.arange(D), "x": t.bfloat16()}, str(tmp_path / "i.safetensors"))
+    with pytest.raises(SteeringError, match="tensor 'vector' holds I64, not floats"):
+        load_vector(tmp_path / "i.safetensors")
     data = (tmp_path / "one.safetensors").read_bytes()
     (tmp_path / "cut.safetensors").write_bytes(data[: len(data) - 4])
     with pytest.raises(SteeringError, match="not a readable .safetensors file"):

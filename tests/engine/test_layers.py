@@ -325,6 +325,9 @@ def test_what_a_run_records_follows_the_settings(loaded):
     off = HFBackend(lm, lens_chunk=0).new_run("x", GenerationSettings(k=4, attention_entropy=True), None)
     assert [n for n in off.layout.names if n.startswith("layer_")] == ["layer_entropy"]
     assert "attention_entropy" in off.layout.names
+    # with the lens off --lens-top changes nothing the run records (batch redoes nothing for it)
+    lens_top = [HFBackend(lm, lens_chunk=0).new_run("x", GenerationSettings(k=4, k_lens=j), None) for j in (0, 7)]
+    assert lens_top[0].layout == lens_top[1].layout
     for bad in (-1, 101, True):
         with pytest.raises(RunError, match="--lens-top"):
             GenerationSettings(k_lens=bad).check()

@@ -91,6 +91,8 @@ def stats(
             raise StatsError("give run ids or files to count, or --collection DIR")
         if runs and collection is not None:
             raise StatsError("give run ids or files, or --collection DIR, not both")
+        if raw_csv and csv_out is None:
+            raise StatsError("--raw-csv goes with --csv (the table it writes)")
         _check_targets(csv_out, plot_dir, force)  # refused names fail before any run is read
         loaders = _collection(collection) if collection is not None else _refs(runs or [], cache_dir)
         rep = _report(loaders, branch, kinds, include_prompt, bins, top)

@@ -81,7 +81,7 @@ def _numbers(where: str, name: str, value: object, limit: int) -> tuple[float, .
         v = _number(x)
         if v is None:
             # (position_weights' entries are numbered as the positions they weigh, from 0)
-            entry = f"entry {i} (position {i})" if name == "position_weights" else f"entry {i + 1}"
+            entry = f"at position {i}" if name == "position_weights" else f"entry {i + 1}"
             raise _say(where, f"'{name}' {entry} is not a finite number within ±{MAX_ABS:g} (got {x!r:.40})")
         out.append(v)
     return tuple(out)
@@ -337,13 +337,16 @@ def _with_bfloat16(data: bytes) -> dict[str, np.ndarray]:
     header = json.loads(data[8 : 8 + n])
     body = memoryview(data)[8 + n :]
     kinds = {"BF16": "<u2", "F16": "<f2", "F32": "<f4", "F64": "<f8"}
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
     out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
+    for name, info in tensors.items():
+        if info["dtype"] not in kinds:  # (a step counter beside the vector: not ours to read)
+            if name == "vector" or len(tensors) == 1:
+                raise ValueError(f"tensor {name!r} holds {str(info['dtype'])[:10]}, not floats")
             continue
         start, end = info["data_offsets"]
-        if not 0 <= start <= end <= len(body) or info["dtype"] not in kinds:
-            raise ValueError(f"tensor {name!r}: {info['dtype']} at {start}…{end}")
+        if not 0 <= start <= end <= len(body):
+            raise ValueError(f"tensor {name!r} lies outside the file ({start}…{end})")
         arr = np.frombuffer(body[start:end], dtype=kinds[info["dtype"]])
         if info["dtype"] == "BF16":
             arr = (arr.astype(np.uint32) << 16).view(np.float32)

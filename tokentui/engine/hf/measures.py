@@ -558,7 +558,8 @@ def run_layout(k: int, n_layers: int, k_lens: int = 0, lens: bool = True, attent
         computed.add("layer_entropy")
     if attention:
         computed.add("attention_entropy")
-    return Layout.of(k, n_layers, [n for n in MEASURES if n in computed], j=max(1, k_lens))
+    # (j, the lens top-k's width: 1 with the lens off, where no layer_topk column is recorded)
+    return Layout.of(k, n_layers, [n for n in MEASURES if n in computed], j=max(1, k_lens) if lens else 1)
 
 
 # the per-token measure that is a lens measure's layer L, for callers holding only per-token values

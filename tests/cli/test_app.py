@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -113,6 +114,30 @@ def test_version_is_the_installed_packages(run_tokentui):
     for args in (["--version"], ["--version", "generate"]):
         res = run_tokentui(*args, stdin=subprocess.DEVNULL)
         assert (res.returncode, res.stdout, res.stderr) == (0, f"tokentui {version('tokentui')}\n", "")
+
+
+def test_without_torch_a_model_command_says_what_to_install_and_replays_still_work(tmp_path):
+    """A laptop with only what replays need: torch and transformers cannot be imported (blocked in
+    the child). A command that runs a model ends in one line naming what to install (a traceback
+    before); exporting a run still works."""
+    run = tmp_path / "r.tokentui"
+    save_run(make_run(), run)
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'transformers'):\n"
+        "    sys.modules[name] = None  # (import of it: ModuleNotFoundError)\n"
+        "sys.argv = ['tokentui', *sys.argv[1:]]\n"
+        "from tokentui.cli.app import main\n"
+        "main()\n"
+    )
+    env = {**os.environ, "TOKENTUI_CACHE_DIR": str(tmp_path / "cache")}
+    res = subprocess.run([sys.executable, "-c", code, "generate", "-p", "hi"], capture_output=True, text=True, env=env)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("tokentui: error: running a model needs torch, transformers") and "pip install" in last
+    res = subprocess.run([sys.executable, "-c", code, "export", str(run), "--format", "jsonl"], capture_output=True,
+                         text=True, env=env)  # fmt: skip
+    assert res.returncode == 0 and res.stdout.count("\n") > 10, res.stderr
 
 
 def test_help_everywhere(cli):

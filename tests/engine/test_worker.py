@@ -151,3 +151,30 @@ def test_a_new_model_b_replaces_the_old_one_only_once_it_is_loaded(model_dirs, t
         assert "does not fit" in session.note and "still comparing" not in session.note
     finally:
         wk.shutdown()
+
+
+def test_a_model_package_that_is_not_installed_is_one_line_saying_what_to_install(tmp_path, monkeypatch):
+    """A laptop with only what replays need (no torch): loading a model fails as a one-line
+    message naming the package, not 'unexpected ModuleNotFoundError'; another module missing is
+    still reported as unexpected (a bug, not a setup)."""
+    from tokentui.engine import backend as engine_backend
+
+    missing = {"name": "torch"}
+
+    def open_backend(spec, progress=None, chat=False):
+        raise ModuleNotFoundError(f"No module named {missing['name']!r}", name=missing["name"])
+
+    monkeypatch.setattr(engine_backend, "open_backend", open_backend)
+    q: queue.Queue = queue.Queue()
+    wk = w.Worker(q.put, save_dir=tmp_path).start()
+    try:
+        wk.submit(w.Load(ModelSpec("demo")))
+        message = collect_until(q, lambda e: isinstance(e, Failed))[-1].message
+        assert message.startswith("running a model needs torch") and "pip install torch" in message
+        assert "replay, export, stats and runs need none of them" in message
+        missing["name"] = "tokentui.nonesuch"
+        wk.submit(w.Load(ModelSpec("demo")))
+        message = collect_until(q, lambda e: isinstance(e, Failed))[-1].message
+        assert message == "unexpected ModuleNotFoundError: No module named 'tokentui.nonesuch'"
+    finally:
+        wk.shutdown()

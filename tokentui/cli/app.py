@@ -51,4 +51,12 @@ def main() -> None:
     except typer.Abort:  # (Ctrl-C where no command handles it: Typer's own way)
         typer.echo("Aborted!", err=True)
         sys.exit(1)
+    except ModuleNotFoundError as e:  # a command that runs a model, where torch is not installed
+        from tokentui.engine.errors import missing_package
+
+        missing = missing_package(e)
+        if missing is None:
+            raise
+        typer.echo(f"tokentui: error: {missing}", err=True)
+        sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)

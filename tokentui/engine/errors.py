@@ -16,3 +16,24 @@ class NoChatTemplate(ModelLoadError):
 
 class DoesNotFit(EngineError):
     """A second model does not fit on the device beside the first (out of GPU memory)."""
+
+
+# What running a model needs beyond what a replay, an export or statistics need (a laptop may have
+# only the latter installed: the run files open without them)
+MODEL_PACKAGES = ("torch", "transformers", "accelerate", "tokenizers", "safetensors", "gguf")
+
+
+def missing_package(e: BaseException) -> ModelLoadError | None:
+    """A ModuleNotFoundError for one of MODEL_PACKAGES as the one line a user can act on (None for
+    any other exception: a missing module of ours or of another package is a bug to report)."""
+    from importlib.util import find_spec
+
+    root = (getattr(e, "name", None) or "").split(".")[0]
+    if not isinstance(e, ModuleNotFoundError) or root not in MODEL_PACKAGES:
+        return None
+    absent = [p for p in MODEL_PACKAGES if p == root or find_spec(p) is None]  # all of them, in one line
+    names = " ".join(absent)
+    return ModelLoadError(
+        f"running a model needs {', '.join(absent)}, not installed here (pip install {names}; for a GPU, "
+        "torch's build for your CUDA first); replay, export, stats and runs need none of them"
+    )

@@ -23,7 +23,7 @@ from tokentui.core.run import Run
 from tokentui.core.steering import SteeringSpec
 from tokentui.engine import jobs
 from tokentui.engine.backend import Backend, Comparer, ModelSpec
-from tokentui.engine.errors import EngineError
+from tokentui.engine.errors import EngineError, missing_package
 from tokentui.engine.events import (
     BranchStarted,
     Event,
@@ -210,7 +210,9 @@ class Worker:
             except OSError as e:  # a save that could not be written (disk full, folder gone …)
                 self.callback(Failed(type(cmd).__name__, f"could not save the run: {e.strerror or e}"))
             except Exception as e:  # noqa: BLE001 - the thread must survive anything and say what happened
-                self.callback(Failed(type(cmd).__name__, f"unexpected {type(e).__name__}: {e}"))
+                missing = missing_package(e)  # (torch not installed: the run files still open)
+                why = str(missing) if missing is not None else f"unexpected {type(e).__name__}: {e}"
+                self.callback(Failed(type(cmd).__name__, why))
             finally:
                 with self._lock:
                     self._live.remove(cancel)

@@ -212,6 +212,8 @@ async def test_A_computes_the_association_matrix_and_shows_it_again_from_the_run
         await pilot.press("left")
         cursor = app.stream.cursor
         await pilot.press("A")
+        # what runs is on the screen's own progress line: no toast (one covered the key line at 80×24)
+        assert not [n for n in app._notifications if "computing" in n.message]
         await wait_for(pilot, lambda: app.state is AppState.IDLE and app.screen.record is not None, what="matrix")
         screen = app.screen
         rec = run.attributions[-1]

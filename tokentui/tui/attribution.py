@@ -109,7 +109,6 @@ class AttributionActions(_Base):
 
     def action_matrix(self) -> None:
         """`A`: the association matrix of the branch's output tokens up to the cursor."""
-        from tokentui.core.attribution import METHODS
         from tokentui.tui.screens.matrix import MatrixScreen
 
         run = self.run_obj
@@ -138,9 +137,7 @@ class AttributionActions(_Base):
             screen.show_record(rec, stored=True)
             return
         self._start(AttributionJob("matrix", branch, positions, method, None))
-        screen.started()
-        self.notify(f"association matrix of {len(positions)} tokens by {METHODS[method].label}: computing",
-                    markup=False)  # fmt: skip
+        screen.started()  # (its progress line says so: a toast over an 80×24 screen hid its keys)
 
     # --- showing ------------------------------------------------------------------------------
     def attribute_token(self, position: int, method: str, alternative: int | None, branch: int | None = None) -> None:

@@ -160,6 +160,9 @@ def test_attention_equals_output_attentions(cli, saved_runs, model_dirs, loaded,
     for r in rows:
         t = r["position"]
         close(r["scores"], np.mean([a[0, :, t - 1, :t].mean(0).numpy() for a in att], axis=0), 1e-5)
+        assert r["target"] is None and r["target_value"] is None  # attention weights explain no target
+    res = cli("attribute", *m, "--run", run_id, "--method", "attention", "--positions", "3:4")
+    assert res.exit_code == 0 and "target none (attention weights" in res.stdout, res.output
 
 
 def test_seed004_from_the_record_export_and_out(cli, model_dirs, loaded, cache_dir, tmp_path):

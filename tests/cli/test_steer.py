@@ -72,7 +72,7 @@ def test_steer_vector_is_the_mean_difference_of_hidden_states(cli, model_dirs, l
 
     want = np.mean([state(p) for p in positive], 0) - np.mean([state(p) for p in negative], 0)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    assert f"sha256 {hashlib.sha256(out.read_bytes()).hexdigest()[:12]}" in res.stdout
+    assert f"sha256 {hashlib.sha256(out.read_bytes()).hexdigest()}\n" in res.stdout
     # an existing file needs --force; the written vector loads as a spec's vector
     again = cli(*args)
     assert again.exit_code == 2 and "--force" in again.stderr

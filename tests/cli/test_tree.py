@@ -54,7 +54,7 @@ def test_tree_json_is_the_export_of_the_saved_run(cli, peaked_dirs, cache_dir, t
     assert bad.exit_code == 2 and "does not match the extension" in bad.stderr
 
 
-def test_tree_grows_a_saved_run_from_a_position(cli, peaked_dirs, cache_dir):
+def test_tree_grows_a_saved_run_from_a_position(cli, peaked_dirs, cache_dir, monkeypatch):
     m = peaked_dirs["gpt_neox"]
     assert cli("generate", "-m", m, "-p", PROMPT, "-n", 5).exit_code == 0
     [saved] = list_runs(cache_dir)
@@ -76,6 +76,11 @@ def test_tree_grows_a_saved_run_from_a_position(cli, peaked_dirs, cache_dir):
     # without --model: the run knows its model's folder name only, and says so
     hint = cli("tree", "--run", saved.run_id, "--max-depth", 2)
     assert hint.exit_code == 2 and "give its folder with --model" in hint.stderr.splitlines()[-1]
+    # ... unless a folder of that name is here: it is taken, and that is said (a trial saw it silent)
+    monkeypatch.chdir(m.parent)
+    res = cli("tree", "--run", saved.run_id, "--max-depth", 2, "--max-nodes", 3)
+    assert res.exit_code == 0, res.output
+    assert f"the run names the model {m.name}: taking the folder {m.resolve()} (--model for another)" in res.stderr
 
 
 def test_a_forced_prefix_guides_the_tree(cli, peaked_dirs, cache_dir, peaked):

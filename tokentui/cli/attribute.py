@@ -379,11 +379,13 @@ def table_lines(run: Run, rec: Attribution) -> list[str]:
     target = "log p(token)"
     if rec.alternative is not None:
         target = f"log p(token) − log p({_tok(run, rec.alternative)})"
+    if m.needs == "attention":  # attention weights explain no target: the column is the token's log p
+        target = "none (attention weights; the column: log p(token))"
     how = m.label + (f", {counted(rec.steps, 'step')}" if rec.steps else "")
     lines = [f"{how}; target {target}; branch {rec.branch} of run {sanitize(run.id)}"]
     ig = rec.completeness is not None
     lines.append(
-        f"{'pos':>6}  {'token':<18} {'target':>9}"
+        f"{'pos':>6}  {'token':<18} {'log p' if m.needs == 'attention' else 'target':>9}"
         + (f" {'complete err':>12}" if ig else "")
         + "  top contributors (pos 'token' score)"
     )

@@ -8,6 +8,7 @@ the engine's job (`tokentui.engine.jobs`) and prints what it yields: `generate_j
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -71,6 +72,10 @@ def open_for_run(spec: ModelSpec, settings: GenerationSettings, run: Run | None,
 
     try:
         check_spec(spec)
+        if not named and run is not None and _local_folder(spec.model) is not None:
+            # (the run keeps a folder's name only: one of that name here is taken, and said so)
+            progress(f"the run names the model {sanitize(spec.model)}: taking the folder "
+                     f"{sanitize(str(_local_folder(spec.model)))} (--model for another)")  # fmt: skip
         backend = _open(spec, settings)
     except user_errors() as e:
         if not named and run is not None:
@@ -82,6 +87,16 @@ def open_for_run(spec: ModelSpec, settings: GenerationSettings, run: Run | None,
             f"{backend.info.name} has {backend.info.vocab_size}"
         )
     return backend
+
+
+def _local_folder(model: str) -> Path | None:
+    """The folder `model` names when it loads as a local folder (not "demo", a GGUF or a Hub id)."""
+    from tokentui.engine.hf.loading import resolve_source
+
+    folder = Path(model)
+    if not folder.is_dir():
+        return None
+    return folder.resolve() if Path(resolve_source(model)).resolve() == folder.resolve() else None
 
 
 @generation_options

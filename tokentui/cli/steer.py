@@ -169,7 +169,7 @@ def steer_vector(
         typer.echo(
             f"wrote {sanitize(str(out))}: {counted(vector.size, 'value')}, ‖v‖ = {norm:.4g}, layer {layer} "
             f"({position}), {counted(len(pos), 'positive prompt')} − {counted(len(neg), 'negative prompt')}, "
-            f"sha256 {sha[:12]}"
+            f"sha256 {sha}"  # (whole: what sha256sum prints, and a spec records)
         )
         typer.echo("a spec using it (a .toml file in the vector's folder):")
         typer.echo("\n".join(spec_lines(out.name, layer)))

@@ -556,9 +556,15 @@ def attribution_at(run: Run, index: int | None = None) -> tuple[int, Attribution
     return i, run.attributions[i]
 
 
-def attribution_target(rec: Attribution) -> str:
+def attribution_target(rec: Attribution) -> str | None:
     """What the scores explain: "logprob" (log p of the token) or "logprob_contrast" (log p of
-    the token − log p of the alternative)."""
+    the token − log p of the alternative); None for the attention methods, whose scores are
+    attention weights and explain no target."""
+    from tokentui.core.attribution import METHODS
+
+    m = METHODS.get(rec.method)
+    if m is not None and m.needs == "attention":
+        return None
     return "logprob" if rec.alternative is None else "logprob_contrast"
 
 
@@ -571,6 +577,7 @@ def attribution_rows(run: Run, rec: Attribution) -> Iterator[dict[str, Any]]:
     position, token_id, token, method, scores (positions 0…position−1), the target and its value,
     the alternative, and for integrated gradients the steps and the completeness error."""
     ig = rec.completeness is not None
+    target = attribution_target(rec)
     for r, t in enumerate(rec.positions):
         row: dict[str, Any] = {
             "run_id": run.id,
@@ -582,8 +589,8 @@ def attribution_rows(run: Run, rec: Attribution) -> Iterator[dict[str, Any]]:
             "scores": _floats(rec.scores[r, :t]),
             "alternative": rec.alternative,
             "alternative_token": None if rec.alternative is None else _text(run, rec.alternative),
-            "target": attribution_target(rec),
-            "target_value": None if rec.target_values is None else float(rec.target_values[r]),
+            "target": target,
+            "target_value": None if rec.target_values is None or target is None else float(rec.target_values[r]),
         }
         if ig:
             assert rec.completeness is not None
@@ -626,7 +633,7 @@ def seed004_document(run: Run, index: int | None = None) -> dict[str, Any]:
             "alternative_token": None if rec.alternative is None else _text(run, rec.alternative),
             "steps": rec.steps,
             "completeness": _floats(rec.completeness),
-            "target_values": _floats(rec.target_values),
+            "target_values": None if attribution_target(rec) is None else _floats(rec.target_values),
         },
     }
 

@@ -140,14 +140,7 @@ class GenerationActions(_Base):
         self.push_screen(TextPrompt(f"branch at position {self.stream.cursor}: take this text, then continue"), done)
 
     def action_settings(self) -> None:
-        """`s`: the session's settings for the next generation: while a model loads too (or after
-        it failed), never in a replay without one, where nothing would use them."""
         from tokentui.tui.screens.settings import SettingsScreen
-        from tokentui.tui.state import Needs
-
-        if self.session.state is AppState.REPLAY:
-            self.notify(self.session.why_not(Needs.MODEL) or "no model", markup=False)
-            return
 
         def done(new: GenerationSettings | None) -> None:
             if new is not None:

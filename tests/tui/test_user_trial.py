@@ -294,6 +294,11 @@ async def test_a_replay_without_a_model_does_not_offer_model_keys_in_the_footer(
         await pilot.press("ctrl+r")
         await pilot.pause(0.05)
         assert "no model is loaded" in _last_note(app) and "`" not in _last_note(app)
+        for key in ("c", "e"):  # they too say why (s opens the settings: see the README)
+            app._notifications.clear()
+            await pilot.press(key)
+            await pilot.pause(0.05)
+            assert app.screen is app.screen_stack[0] and "no model is loaded" in _last_note(app), key
 
 
 async def test_with_a_model_the_footer_offers_its_keys(model_dirs, cache_dir):

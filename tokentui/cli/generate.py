@@ -72,10 +72,10 @@ def open_for_run(spec: ModelSpec, settings: GenerationSettings, run: Run | None,
 
     try:
         check_spec(spec)
-        if not named and run is not None and _local_folder(spec.model) is not None:
-            # (the run keeps a folder's name only: one of that name here is taken, and said so)
-            progress(f"the run names the model {sanitize(spec.model)}: taking the folder "
-                     f"{sanitize(str(_local_folder(spec.model)))} (--model for another)")  # fmt: skip
+        here = None if named or run is None else _local_folder(spec.model)
+        if here is not None:  # (the run keeps a folder's name only: one of that name here is taken, and said so)
+            progress(f"the run names the model {sanitize(spec.model)}: taking the folder {sanitize(str(here))} "
+                     "(--model for another)")  # fmt: skip
         backend = _open(spec, settings)
     except user_errors() as e:
         if not named and run is not None:

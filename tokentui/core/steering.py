@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tomllib
 
+from tokentui.core.dataset import text_lines
 from tokentui.core.display import counted, sanitize
 from tokentui.core.files import write_atomically
 from tokentui.core.params import RunError
@@ -502,8 +503,6 @@ def read_prompts(path: Path | str) -> list[str]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise _say(str(path), "is not UTF-8 text") from None
-    from tokentui.core.dataset import text_lines
-
     prompts = [line for line in text_lines(text) if line.strip()]
     if not prompts:
         raise _say(str(path), "holds no prompt (one prompt per line)")

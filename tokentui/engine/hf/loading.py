@@ -112,9 +112,10 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".json")
 def weights_stamp(spec: str) -> list[tuple[str, int, int]] | None:
     """(name, size, modification time in ns) of each file a local model's weights and
     configuration are read from: a GGUF file, or a folder's files ending in WEIGHT_SUFFIXES
-    (weights, configuration, tokenizer.json; sorted), without reading them. It changes when a fine-tune is saved again into the same folder, which is
-    what a batch's item keys must notice. None for a Hub id (a cached revision does not change
-    under the same id offline) and for a spec that does not resolve (loading says why)."""
+    (weights, configuration, tokenizer.json; sorted), without reading them. It changes when a
+    fine-tune is saved again into the same folder, which is what a batch's item keys must notice.
+    None for a Hub id (a cached revision does not change under the same id offline) and for a
+    spec that does not resolve (loading says why)."""
     try:
         source = Path(resolve_source(spec))
     except ModelLoadError:

@@ -435,6 +435,9 @@ def test_runs_lists_a_comparison_with_both_models(cli, model_dirs, model_b, cach
     assert summary.models_in(24) == "…135M-Inst vs …360M-Inst"
     assert summary.models_in(12) == "…135 vs …360"
     summary.model_b = "ft"
-    assert summary.models_in(12) == "SmolLM vs ft"
+    assert summary.models_in(12) == "Sm…uct vs ft"
     summary.model, summary.model_b = "gpt2", "distilgpt2-finetuned-wikitext"
-    assert summary.models_in(24) == "gpt2 vs distilgpt2-finet"
+    assert summary.models_in(24) == "gpt2 vs distilg…wikitext"
+    # a name is cut in its middle: a fine-tune's folder differs at its end (a try lost "-tuned")
+    summary.model, summary.model_b = "smollm2", "SmolLM2-135M-tuned"
+    assert summary.models_in(24) == "smollm2 vs SmolLM…-tuned"

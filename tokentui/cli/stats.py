@@ -23,7 +23,7 @@ import typer
 
 from tokentui.cli.options import CacheOpt, RawCsvOpt
 from tokentui.cli.output import Output, ProgressLine, fail, interrupted, load_ref, user_errors
-from tokentui.core.display import sanitize
+from tokentui.core.display import cut_middle, sanitize
 
 if TYPE_CHECKING:
     from tokentui.core.run import Run
@@ -307,15 +307,6 @@ def render(rep: Report, plots: bool = True, width: int = 80) -> list[str]:
         lines.append(row("all", "", sanitize(r.source.model), "", r.summary))
     lines += [""] + stats_lines(rep, width, plots)
     return lines
-
-
-def cut_middle(text: str, width: int) -> str:
-    """`text` in `width` characters: whole if it fits, else its start and its end around "…" (the
-    end gets the larger half: a collection's run ids and item labels differ there)."""
-    if len(text) <= width:
-        return text
-    head = (width - 1) // 2
-    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
 
 
 def cut_start(text: str, width: int) -> str:

@@ -74,6 +74,15 @@ def lone_text(text: str) -> str:
     return "".join(f"<U+{ord(ch):04X}>" if unicodedata.category(ch) == "Zs" else ch for ch in shown)
 
 
+def cut_middle(text: str, width: int) -> str:
+    """`text` in `width` characters: whole if it fits, else its start and its end around "…" (the
+    end gets the larger half: run ids, item labels and model folders differ there)."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+
 def lone_token(data: bytes) -> str:
     """The display form of one token shown on its own (see `lone_text`)."""
     return lone_text(decode_bytes(data))

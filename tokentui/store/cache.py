@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tokentui.core.display import cut_middle
 from tokentui.store.header import SUFFIX, RunFileError, read_header, valid_run_id
 
 ENV_VAR = "TOKENTUI_CACHE_DIR"
@@ -80,20 +81,25 @@ class RunSummary:
         return f"{self.model} vs {self.model_b}" if self.model_b else self.model
 
     def models_in(self, width: int) -> str:
-        """`models` in at most `width` characters (a name alone: its end). A comparison keeps both
-        names in sight: what they share at the start goes (SmolLM2-135M-Instruct vs
-        SmolLM2-360M-Instruct → …135M-Instruct vs …360M-Instruct), then each is cut to fit."""
+        """`models` in at most `width` characters, each name cut in its middle (its start and its
+        end, where folders differ: …-tuned, …-ckpt-900). A comparison keeps both names in sight:
+        what they share at the start goes first (SmolLM2-135M-Instruct vs SmolLM2-360M-Instruct →
+        …135M-Instruct vs …360M-Instruct; then each keeps its start, where they differ)."""
         if not self.model_b:
-            return self.model[-width:]
+            return cut_middle(self.model, width)
         a, b = self.model, self.model_b
         common = len(os.path.commonprefix([a, b]))
-        if len(f"{a} vs {b}") > width and 4 <= common < min(len(a), len(b)):
+        shared = len(f"{a} vs {b}") > width and 4 <= common < min(len(a), len(b))
+        if shared:
             a, b = "…" + a[common:], "…" + b[common:]
         if len(f"{a} vs {b}") <= width:
             return f"{a} vs {b}"
         room = max(2, width - 4)  # (a short name keeps all of it; the other takes the rest)
         n = room - len(b) if len(b) <= room // 2 else len(a) if len(a) <= room // 2 else room // 2
-        return f"{a[: max(1, n)]} vs {b[: max(1, room - n)]}"
+        n, m = max(1, n), max(1, room - n)
+        if shared:
+            return f"{a[:n]} vs {b[:m]}"
+        return f"{cut_middle(a, n)} vs {cut_middle(b, m)}"
 
 
 MAX_COUNT = 1 << 40  # no run has more steps than this; a larger count is a forged header

@@ -157,11 +157,11 @@ async def test_a_new_run_asks_first_when_the_run_has_branches_and_launching_gene
     assert len(kept.branches) == 2 and kept.sequence(1).tolist() == first.sequence(1).tolist()
 
 
-async def test_the_settings_line_shows_the_run_under_view_and_the_screen_the_session():
+async def test_the_settings_line_shows_the_run_under_view_and_the_screen_the_session(model_dirs, cache_dir):
     run = load_run(SAMPLES / "sampled.tokentui")
-    app = explorer(run=run)  # the session: greedy
+    app = explorer(run=run, model=str(model_dirs["gpt2"]))  # replay --model; the session: greedy
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="model load")
         line = rendered(app.query_one("#settings-line"))
         assert "T=0.8" in line and "top-p=0.9" in line and "seed=42" in line and "max 160" in line
         assert "greedy" not in line
@@ -170,12 +170,26 @@ async def test_the_settings_line_shows_the_run_under_view_and_the_screen_the_ses
         assert app.screen.query_one("#set-temperature", Input).value == "0"  # the session's
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
-async def test_every_settings_field_is_on_screen_and_tab_reaches_it(size):
-    app = explorer(run=make_run())
-    async with app.run_test(size=size) as pilot:
+async def test_settings_in_a_replay_without_a_model_say_why_instead_of_opening(tmp_path):
+    """Nothing in a model-less replay would use the settings: `s` says so, like ctrl+r and c."""
+    from tokentui.tui.screens.settings import SettingsScreen
+
+    app = explorer(run=make_run(), cache_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.1)
         await pilot.press("s")
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, SettingsScreen) and len(app.screen_stack) == 1
+        assert "nothing would use the settings" in list(app._notifications)[-1].message
+        assert "s settings" not in rendered(app.screen.query_one("Footer"))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_every_settings_field_is_on_screen_and_tab_reaches_it(size, model_dirs, cache_dir):
+    app = explorer(model=str(model_dirs["gpt2"]))
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause(0.1)
+        await pilot.press("s")  # while the model loads: settings for the first generation
         await pilot.pause(0.1)
         screen = app.screen
         fields = list(screen.query(Input))

@@ -228,11 +228,11 @@ async def test_a_run_without_the_new_columns_says_what_it_lacks(size, tmp_path):
         assert not isinstance(app.screen, LayerMapScreen)
 
 
-async def test_editing_settings_keeps_the_lens_top_tokens_and_attention_entropy(tmp_path):
+async def test_editing_settings_keeps_the_lens_top_tokens_and_attention_entropy(tmp_path, model_dirs):
     settings = GenerationSettings(
         SamplingParams(max_new_tokens=7, stop=["\n\n"]), k=4, k_lens=9, attention_entropy=True
     )
-    app = explorer(run=make_run(), settings=settings, cache_dir=tmp_path)
+    app = explorer(model=str(model_dirs["gpt2"]), settings=settings, cache_dir=tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause(0.1)
         await pilot.press("s")

@@ -16,6 +16,14 @@ def app(tmp_path, monkeypatch):
     return explorer(run=make_run(n_branch_steps=(30, 12)), cache_dir=tmp_path)
 
 
+async def open_settings(pilot) -> None:
+    """The settings form, pushed as `s` does (a replay without a model refuses `s` itself)."""
+    from tokentui.tui.screens.settings import SettingsScreen
+
+    app = pilot.app
+    await app.push_screen(SettingsScreen(app.session.settings, app.session.vocab_size))
+
+
 def test_main_screen_wide(snap_compare, app):
     assert snap_compare(app, terminal_size=(120, 40), press=["left", "left"])
 
@@ -33,7 +41,7 @@ def test_help_screen(snap_compare, app):
 
 
 def test_settings_screen(snap_compare, app):
-    assert snap_compare(app, terminal_size=(120, 40), press=["s"])
+    assert snap_compare(app, terminal_size=(120, 40), run_before=open_settings)
 
 
 def test_high_contrast_theme(snap_compare, app):
@@ -57,7 +65,7 @@ def test_help_screen_narrow(snap_compare, app):
 
 
 def test_settings_screen_narrow(snap_compare, app):
-    assert snap_compare(app, terminal_size=(80, 24), press=["s"])
+    assert snap_compare(app, terminal_size=(80, 24), run_before=open_settings)
 
 
 @pytest.fixture

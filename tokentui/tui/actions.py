@@ -29,7 +29,6 @@ class ActionSpec:
     scope: str = APP
     needs: Needs = Needs.NOTHING  # when it is enabled (the app explains why not when pressed)
     footer: bool = False  # shown in the footer (the essentials: they must fit 80 columns)
-    model_only: bool = False  # does nothing without a model (settings): not in the footer of a replay without one
     palette: bool = True  # offered in the command palette (app actions only)
     priority: bool = False  # works even while typing in an input
     shown_keys: str = ""  # how the help screen writes the keys, when not derived from `keys`
@@ -46,7 +45,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "branch, the rows done are kept; a branch first gets the lens of its last tokens); else leave the "
                "attribution view; in the prompt: back to the tokens", "generate"),
     ActionSpec("s", "settings", "settings", "the session's settings: temperature, top-k, top-p, seed, max tokens, "
-               "k, forced prefix, chat", "generate", footer=True, model_only=True),
+               "k, forced prefix, chat", "generate", needs=Needs.SESSION_MODEL, footer=True),
     ActionSpec("i", "focus_prompt", "prompt", "edit the prompt", "generate"),  # the prompt box's title says so
     ActionSpec("V", "toggle_steering", "steer on/off", "steering (explore --steer SPEC.toml) on / off for the next "
                "generation and branches; a branch continues as it was grown", "generate"),
@@ -191,7 +190,7 @@ _KEY_NAMES = {
 
 def for_model(spec: ActionSpec) -> bool:
     """Whether `spec` needs a model to do anything (a replay without one only says so)."""
-    return spec.model_only or spec.needs in (Needs.MODEL, Needs.RUN_AND_MODEL)
+    return spec.needs in (Needs.MODEL, Needs.RUN_AND_MODEL, Needs.SESSION_MODEL)
 
 
 def bindings(scope: str = APP, model: bool = True) -> list[BindingType]:

@@ -42,6 +42,7 @@ class Needs(Enum):
     RUN = "run"  # a run on screen
     MODEL = "model"  # a loaded model that is not busy
     RUN_AND_MODEL = "run and model"
+    SESSION_MODEL = "a session with a model"  # loading or busy will do (settings for what comes next)
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,12 @@ class Session:
         """Why an action that needs `needs` cannot run now, or None when it can."""
         if needs in (Needs.RUN, Needs.RUN_AND_MODEL) and self.run is None:
             return "no run yet: type a prompt (i) and generate (ctrl+r)"
+        if needs is Needs.SESSION_MODEL and self.state in (AppState.REPLAY, AppState.NO_MODEL):
+            return {
+                AppState.REPLAY: "replay: no model is loaded, so nothing would use the settings (start with "
+                "tokentui replay RUN --model M to grow branches)",
+                AppState.NO_MODEL: "the model failed to load, so nothing would use the settings",
+            }[self.state]
         if needs in (Needs.MODEL, Needs.RUN_AND_MODEL):
             reason = {
                 AppState.REPLAY: "replay: no model is loaded (start with tokentui replay RUN --model M to grow branches)",

@@ -9,6 +9,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -379,6 +380,27 @@ def test_without_out_the_same_command_finds_its_collection_again(cli, model_dirs
     assert cli("export", path.stem, "--format", "json").exit_code == 0
     res = cli("stats", "20990101-000000-abcdef")
     assert res.exit_code == 2 and "no such run" in res.stderr and "batch collections" in res.stderr
+
+
+def test_a_collection_made_with_out_is_found_by_run_id_too(cli, model_dirs, tmp_path, cache_dir):
+    """`--out` elsewhere: the cache lists the folder, so its runs are found by id as the cache's own
+    collections' are (a trial had to give the run file's path)."""
+    src = tmp_path / "p.txt"
+    _lines(src, PROMPTS[:2])
+    args = ["batch", "--prompts", src, "-m", model_dirs["gpt2"], "-n", 2, "--lens-chunk", 0]
+    outs = [tmp_path / "elsewhere" / "one", tmp_path / "two"]
+    for out in outs:
+        assert cli(*args, "--out", out).exit_code == 0
+    assert not (cache_dir / "collections").exists()  # nothing of them in the cache but the list
+    for out in outs:
+        for _, path in load_collection(out).runs():
+            res = cli("stats", path.stem, "--json")
+            assert res.exit_code == 0 and json.loads(res.stdout)["runs"][0]["run_id"] == path.stem, res.output
+    assert cli(*args, "--out", outs[0]).exit_code == 0  # again: listed once
+    assert (cache_dir / "collections-elsewhere.txt").read_text().splitlines() == [str(outs[1]), str(outs[0])]
+    shutil.rmtree(outs[0])  # a listed folder that is gone is passed over
+    _, path = next(iter(load_collection(outs[1]).runs()))
+    assert cli("export", path.stem, "--format", "json").exit_code == 0
 
 
 def test_the_input_named_through_dot_dot_finds_the_same_collection(cli, model_dirs, tmp_path, cache_dir, monkeypatch):

@@ -47,12 +47,14 @@ from tokentui.cli.output import (
     fail,
     interrupted,
     progress,
+    runs_dir,
     say_at_once,
     throughput,
     user_errors,
 )
 from tokentui.core.display import counted, sanitize
 from tokentui.core.params import GenerationSettings, RunError, SamplingParams
+from tokentui.store.cache import remember_collection
 
 if TYPE_CHECKING:
     from tokentui.core.dataset import Item, Source
@@ -168,8 +170,6 @@ def _run_settings(dataset: bool, settings: GenerationSettings, lens: bool) -> di
 def _default_out(cache_dir: Path | None, source: Path, identity: dict[str, Any]) -> Path:
     """`<run cache>/collections/<file stem>-<hash>`: the same command gets the same folder (so
     running it again resumes), another command another folder."""
-    from tokentui.cli.output import runs_dir
-
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, ensure_ascii=True).encode()).hexdigest()[:12]
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in source.stem)[:40] or "batch"
     return runs_dir(cache_dir) / "collections" / f"{stem}-{digest}"
@@ -538,6 +538,7 @@ def _batch(
         except ModelLoadError:
             pass
     _make_folder(folder)
+    remember_collection(folder, runs_dir(cache_dir))  # (--out: its runs are found by id too)
 
     # --- the collection: what is done already, what is left -------------------------------
     with locked(folder):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ from tokentui.store.header import SUFFIX, RunFileError, read_header, valid_run_i
 
 ENV_VAR = "TOKENTUI_CACHE_DIR"
 MAX_REF_CHARS = 1000
+ELSEWHERE = "collections-elsewhere.txt"  # the folders of collections made outside the cache (batch --out)
+MAX_ELSEWHERE = 200  # folders that list keeps (the oldest go)
+MAX_ELSEWHERE_BYTES = 1 << 20
 # `.{name}.{pid}.tmp` (older tokentui) and `.{name}.{pid}.{thread}.{random}.tmp` (save_run)
 TEMPORARY_RE = re.compile(r"\..+\.(?P<pid>[0-9]{1,10})(?:\.[0-9]{1,24}\.[0-9a-f]{1,32})?\.tmp")
 
@@ -259,15 +263,45 @@ def resolve(ref: str, directory: Path) -> Path:
 
 def _in_collections(run_id: str, directory: Path) -> Path | None:
     """The run file of a `tokentui batch` item whose id is `run_id`, in a collection kept in the
-    cache (`<cache>/collections/<name>/runs/`, where a batch without --out writes): its runs
-    are named by their ids, as the batch printed and the manifest lists them."""
+    cache (`<cache>/collections/<name>/runs/`, where a batch without --out writes) or in one the
+    cache remembers (`remember_collection`): its runs are named by their ids, as the batch printed
+    and the manifest lists them."""
     if not valid_run_id(run_id):
         return None
     try:
-        for folder in sorted((directory / "collections").iterdir()):
-            path = folder / "runs" / f"{run_id}{SUFFIX}"
+        inside = sorted((directory / "collections").iterdir())
+    except OSError:
+        inside = []
+    for folder in [*inside, *reversed(_elsewhere(directory))]:
+        path = folder / "runs" / f"{run_id}{SUFFIX}"
+        with suppress(OSError):
             if path.is_file():
                 return path
-    except OSError:
-        return None
     return None
+
+
+def remember_collection(folder: Path, directory: Path) -> None:
+    """Note a collection made outside the cache (`batch --out`) in the cache's list of them, so
+    that its runs are found by id as those of the cache's own collections are (newest last; past
+    MAX_ELSEWHERE the oldest are dropped). Best effort: a cache that takes no file only loses
+    this shortcut, and a folder whose name holds a line break is not listed."""
+    from tokentui.core.files import write_atomically
+
+    folder = Path(os.path.abspath(folder))
+    if folder.parent == Path(os.path.abspath(directory / "collections")) or "\n" in str(folder):
+        return
+    listed = [p for p in _elsewhere(directory) if p != folder] + [folder]
+    text = "".join(f"{p}\n" for p in listed[-MAX_ELSEWHERE:])
+    with suppress(OSError):
+        directory.mkdir(parents=True, exist_ok=True)
+        write_atomically(directory / ELSEWHERE, lambda f: f.write(os.fsencode(text)))
+
+
+def _elsewhere(directory: Path) -> list[Path]:
+    """The folders `remember_collection` listed (absolute paths only, as many as it keeps)."""
+    try:
+        with open(directory / ELSEWHERE, "rb") as f:
+            lines = os.fsdecode(f.read(MAX_ELSEWHERE_BYTES)).split("\n")
+    except (OSError, ValueError):
+        return []
+    return [Path(line) for line in lines[:MAX_ELSEWHERE] if line and "\x00" not in line and os.path.isabs(line)]

@@ -55,3 +55,16 @@ def test_rm_removes_from_the_cache_given_before_or_after_it(cli, cache_dir, tmp_
     res = cli("runs", "--cache-dir", other, "rm", "--cache-dir", cache_dir, "aaa111")
     assert res.exit_code == 2 and "give --cache-dir once" in res.stderr
     assert [r.run_id for r in list_runs(cache_dir)] == ["20260101-000000-aaa111"]
+
+
+def test_a_run_copied_in_under_another_name_is_listed_by_the_name_commands_take(cli, cache_dir):
+    """A received file copied into the cache keeps its own name: `runs` shows that name (what
+    replay, export and rm take) and the id inside it (a trial got "no such run" for the id)."""
+    _cache_with(cache_dir, "20260101-000000-aaa111")
+    (cache_dir / "20260101-000000-aaa111.tokentui").rename(cache_dir / "from-alice.tokentui")
+    listing = cli("runs")
+    [line] = [x for x in listing.stdout.splitlines() if "alice" in x]
+    assert line.startswith("from-alice ") and "(holds run 20260101-000000-aaa111)" in line, line
+    assert cli("export", line.split()[0], "--format", "json").exit_code == 0
+    res = cli("runs", "rm", line.split()[0])
+    assert res.exit_code == 0 and not list_runs(cache_dir)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from tests.factories import bare_run_file, make_run, rewrite_header, with_raw_value, with_run_desc
 from tokentui.core.run import Run
-from tokentui.store.runfile import MAX_VOCAB, encode_run
+from tokentui.store.header import MAX_VOCAB
+from tokentui.store.runfile import encode_run
 
 LIMIT_BYTES = 1 << 30
 SECONDS_PER_BOMB = 10.0

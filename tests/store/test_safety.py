@@ -270,6 +270,9 @@ BAD_HEADERS = {
     "model-int": _meta("model", 5),
     "no-meta": with_run_desc(lambda d: d.pop("meta")),
     "run-id-path": _meta("run_id", "../x"),
+    "k-huge": _meta("k", 10**9),  # sizes loading refuses: a trial saw this one listed as healthy
+    "vocab-zero": _meta("vocab_size", 0),
+    "layers-str": _meta("n_layers", "30"),
 }
 
 

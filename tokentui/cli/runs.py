@@ -30,12 +30,17 @@ def runs_list(ctx: typer.Context, cache_dir: CacheOpt = None) -> None:
         return
     out.line(f"{'id':<23} {'date':<19} {'model':<24} {'tokens':>7} {'branches':>8}  prompt")
     for r in runs:
+        # the id column is what commands take: the file's name (a file copied in under another
+        # name than its run's id says which id it holds)
+        handle = r.path.stem
         if r.error:
-            out.line(f"{sanitize(r.run_id):<23} (unreadable: {sanitize(r.error)})")
+            out.line(f"{sanitize(handle):<23} (unreadable: {sanitize(r.error)})")
             continue
         prompt = sanitize(r.prompt.replace("\n", " "), visible_whitespace=True)[:40]
+        if r.run_id != handle:
+            prompt = f"(holds run {sanitize(r.run_id)}) {prompt}"
         out.line(
-            f"{sanitize(r.run_id):<23} {sanitize(r.created[:19]):<19} {sanitize(r.models_in(24)):<24} {r.tokens:>7} "
+            f"{sanitize(handle):<23} {sanitize(r.created[:19]):<19} {sanitize(r.models_in(24)):<24} {r.tokens:>7} "
             f"{r.branches:>8}  {prompt}"
         )
     out.flush()

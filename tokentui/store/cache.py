@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tokentui.core.display import cut_middle
-from tokentui.store.header import SUFFIX, RunFileError, read_header, valid_run_id
+from tokentui.store.header import SUFFIX, RunFileError, check_sizes, read_header, valid_run_id
 
 ENV_VAR = "TOKENTUI_CACHE_DIR"
 MAX_REF_CHARS = 1000
@@ -133,6 +133,7 @@ def summarize(path: Path) -> RunSummary:
             raise ValueError("malformed header")
         if not valid_run_id(meta.get("run_id")):
             raise ValueError("bad run id")
+        check_sizes(path, meta)
         tokens = _count(d.get("prompt_steps"), "prompt_steps")
         for b in branches:
             tokens += _count(b.get("steps") if isinstance(b, dict) else None, "a branch's steps")

@@ -29,6 +29,9 @@ MAX_DEPTH = 32  # our headers nest 5 deep; json's C parser would recurse ~1000 d
 MAX_PROMPT_CHARS = 1_000_000  # the prompt and the chat template
 MAX_STRING_CHARS = 10_000  # every other string in the header
 LONG_STRINGS = frozenset({"prompt", "chat_template"})
+MAX_VOCAB = (1 << 24) - 1  # ids are stored in at most 3 bytes
+MAX_K = 1_000  # top-k alternatives per token
+MAX_LAYERS = 4_096
 RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -52,6 +55,26 @@ def valid_run_id(run_id: object) -> bool:
     """A run id names a file in the cache, so it is a plain file name: letters, digits, '.', '_',
     '-', starting with a letter or digit (no '..', no slash, no hidden file), at most 64 long."""
     return isinstance(run_id, str) and RUN_ID_RE.fullmatch(run_id) is not None
+
+
+def header_int(path: Path, value: object, what: str, lo: int, hi: int) -> int:
+    """An integer field of the header: a JSON integer in lo..hi — not a bool, a float (34.0,
+    1e400, Infinity) or a string ("34"). Anything else is a one-line RunFileError."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RunFileError(path, f"{what} is not an integer")
+    if not lo <= value <= hi:
+        raise RunFileError(path, f"{what} is outside {lo}..{hi}")
+    return value
+
+
+def check_sizes(path: Path, meta: dict[str, Any]) -> int:
+    """The sizes a run's metadata declares (vocabulary, layers, k), each within its bound; returns
+    the vocabulary size. Shared by loading and by the cache's listing, which reads headers only:
+    a file loading would refuse for them is 'unreadable' in `tokentui runs` too."""
+    vocab = header_int(path, meta.get("vocab_size"), "vocabulary size", 1, MAX_VOCAB)
+    header_int(path, meta.get("n_layers"), "layer count", 1, MAX_LAYERS)
+    header_int(path, meta.get("k"), "k", 1, min(MAX_K, vocab))
+    return vocab
 
 
 def read_bytes(path: Path, limit: int | None = None) -> bytes:

@@ -31,8 +31,12 @@ from tokentui.core.tokens import TokenTable
 from tokentui.core.tree import check_tree_record, upgrade_record
 from tokentui.store.header import (
     FORMAT,
+    MAX_K,
+    MAX_LAYERS,
     SCHEMA_VERSION,
     RunFileError,
+    check_sizes,
+    header_int,
     parse_header_json,
     read_bytes,
     valid_run_id,
@@ -40,9 +44,6 @@ from tokentui.store.header import (
 
 # Sane limits on what a header may declare: sizes multiply into buffers, so each is bounded on its
 # own, and arrays are only ever allocated as large as the file's own arrays prove.
-MAX_VOCAB = (1 << 24) - 1  # ids are stored in at most 3 bytes
-MAX_K = 1_000  # top-k alternatives per token
-MAX_LAYERS = 4_096
 MAX_J = 4_096
 MAX_LAYER_VALUES = 1 << 20  # layers × j per token
 MAX_BRANCHES = 100_000
@@ -151,16 +152,6 @@ def save_run(run: Run, path: Path | str) -> Path:
 _META_TYPES = {f.name: f.type for f in fields(RunMeta)}
 
 
-def _int(path: Path, value: object, what: str, lo: int, hi: int) -> int:
-    """An integer field of the header: a JSON integer in lo..hi — not a bool, a float (34.0,
-    1e400, Infinity) or a string ("34"). Anything else is a one-line RunFileError."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise RunFileError(path, f"{what} is not an integer")
-    if not lo <= value <= hi:
-        raise RunFileError(path, f"{what} is outside {lo}..{hi}")
-    return value
-
-
 def _sampling(path: Path, value: object, what: str) -> dict[str, Any]:
     """A sampler's settings (read with SamplingParams.from_dict, which ignores bad values): a small
     dict; its strings were bounded and cleaned with the rest of the header."""
@@ -216,13 +207,11 @@ def _meta_from(path: Path, d: object) -> RunMeta:
             raise RunFileError(path, f"run metadata {key!r} has the wrong type")
     if not valid_run_id(d["run_id"]):
         raise RunFileError(path, "run id is not a plain name (letters, digits, '.', '_', '-'; at most 64)")
-    vocab = _int(path, d["vocab_size"], "vocabulary size", 1, MAX_VOCAB)
-    _int(path, d["n_layers"], "layer count", 1, MAX_LAYERS)
-    _int(path, d["k"], "k", 1, min(MAX_K, vocab))
+    vocab = check_sizes(path, d)
     if len(d["eos_ids"]) > MAX_EOS_IDS:
         raise RunFileError(path, f"run metadata has more than {MAX_EOS_IDS} eos ids")
     for e in d["eos_ids"]:
-        _int(path, e, "an eos id", 0, vocab - 1)
+        header_int(path, e, "an eos id", 0, vocab - 1)
     _sampling(path, d["sampling"], "run metadata 'sampling'")
     if d.get("tree") is not None and not isinstance(d["tree"], dict):
         raise RunFileError(path, "run metadata 'tree' has the wrong type")
@@ -251,9 +240,9 @@ def _layout(path: Path, desc: dict[str, Any], meta: RunMeta, schema: int) -> Lay
     dims, cols = desc.get("dims"), desc.get("columns")
     if not isinstance(dims, dict) or not isinstance(cols, dict) or not cols or len(cols) > 256:
         raise RunFileError(path, "column declarations are missing or malformed")
-    k = _int(path, dims.get("k"), "column size k", 1, MAX_K)
-    layers = _int(path, dims.get("layer"), "column size layer", 1, MAX_LAYERS)
-    j = _int(path, dims.get("j", 1), "column size j", 1, MAX_J)
+    k = header_int(path, dims.get("k"), "column size k", 1, MAX_K)
+    layers = header_int(path, dims.get("layer"), "column size layer", 1, MAX_LAYERS)
+    j = header_int(path, dims.get("j", 1), "column size j", 1, MAX_J)
     if k != meta.k or layers != meta.n_layers:
         raise RunFileError(path, "column sizes do not match the run's k and layer count")
     if layers * j > MAX_LAYER_VALUES:
@@ -311,14 +300,14 @@ def _branch(
     what = f"branch {expected_id}"
     if not isinstance(b, dict) or set(b) < {"id", "parent", "fork_position", "n_forced", "status", "steps"}:
         raise RunFileError(path, f"branch entry {expected_id} is malformed")
-    if _int(path, b["id"], f"{what}'s id", 0, MAX_BRANCHES) != expected_id:
+    if header_int(path, b["id"], f"{what}'s id", 0, MAX_BRANCHES) != expected_id:
         raise RunFileError(path, f"branch entry {expected_id} has id {b['id']}")
     parent = b["parent"]
     if parent is not None:
-        parent = _int(path, parent, f"{what}'s parent", 0, MAX_BRANCHES)
-    fork = _int(path, b["fork_position"], f"{what}'s fork_position", 0, MAX_STEPS)
-    n_forced = _int(path, b["n_forced"], f"{what}'s n_forced", 0, MAX_STEPS)
-    n = _int(path, b["steps"], f"{what}'s steps", 0, MAX_STEPS)
+        parent = header_int(path, parent, f"{what}'s parent", 0, MAX_BRANCHES)
+    fork = header_int(path, b["fork_position"], f"{what}'s fork_position", 0, MAX_STEPS)
+    n_forced = header_int(path, b["n_forced"], f"{what}'s n_forced", 0, MAX_STEPS)
+    n = header_int(path, b["steps"], f"{what}'s steps", 0, MAX_STEPS)
     if not isinstance(b["status"], str):
         raise RunFileError(path, f"{what}'s status is not text")
     sampling = b.get("sampling")  # schema 2; absent in schema 1
@@ -361,7 +350,7 @@ def load_run(path: Path | str) -> Run:
         ) from None
     meta = _meta_from(path, desc.get("meta"))
     layout = _layout(path, desc, meta, schema)
-    n_prompt = _int(path, desc.get("prompt_steps"), "prompt_steps", 0, MAX_STEPS)
+    n_prompt = header_int(path, desc.get("prompt_steps"), "prompt_steps", 0, MAX_STEPS)
     blist = desc.get("branches")
     if not isinstance(blist, list) or not blist:
         raise RunFileError(path, "branch list is missing or malformed")

@@ -317,3 +317,25 @@ def test_runs_of_several_models_get_a_row_of_each_models_tokens(cli, tmp_path):
     # one model: no per-model rows
     one = json.loads(cli("stats", files[0], files[2], "--json").stdout)
     assert one["models"] == []
+
+
+def test_a_collection_run_that_is_a_link_is_skipped_not_counted(cli, tmp_path):
+    """stats --collection reads each item through the collection's reader: a run file replaced by
+    a link to a run elsewhere is skipped with a line, never counted as the item."""
+    from tokentui.store.collection import Collection, CollectionItem
+
+    coll = Collection.new(tmp_path / "c")
+    coll.models = ["m"]
+    for index in (1, 2):
+        run = make_run()
+        run.meta.run_id = coll.run_id("m", index)
+        coll.put(CollectionItem(index, "m", "done", save_run(run, coll.run_file_for("m", index)), None, "ab" * 32))
+    coll.save()
+    elsewhere = save_run(make_run(), tmp_path / "elsewhere.tokentui")
+    linked = coll.run_file_for("m", 2)
+    linked.unlink()
+    linked.symlink_to(elsewhere)
+    res = cli("stats", "--collection", coll.path, "--json")
+    assert res.exit_code == 0, res.output
+    assert "skipped" in res.stderr and "symbolic link" in res.stderr
+    assert [r["item"] for r in json.loads(res.stdout)["runs"]] == [1]

@@ -164,3 +164,28 @@ def test_a_missing_or_oversized_manifest_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(C, "MAX_MANIFEST_BYTES", os.path.getsize(coll.manifest) - 1)
     with pytest.raises(CollectionError, match="too large"):
         load_collection(coll.path)
+
+
+def test_a_received_collection_is_read_from_its_own_files_only(tmp_path):
+    """A received folder is untrusted as a whole: a run file replaced by a link (to anything on
+    the machine) or by another run, and a manifest that is a link, are refused (a trial's stats
+    counted a run from outside the folder as an item, and probed /etc/passwd through one)."""
+    coll = _collection(tmp_path)
+    [(_, path)] = coll.runs()
+    assert C.load_item_run(path).id == path.stem
+    stranger = make_run()
+    stranger.meta.run_id = "sample-chat"
+    elsewhere = save_run(stranger, tmp_path / "sample-chat.tokentui")
+    path.unlink()
+    path.symlink_to(elsewhere)
+    with pytest.raises(C.RunFileError, match="symbolic link"):
+        C.load_item_run(path)
+    path.unlink()
+    path.write_bytes(elsewhere.read_bytes())  # another run under the item's name
+    with pytest.raises(C.RunFileError, match="holds run sample-chat, not the one its name says"):
+        C.load_item_run(path)
+    (tmp_path / "elsewhere.json").write_bytes(coll.manifest.read_bytes())
+    coll.manifest.unlink()
+    coll.manifest.symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(CollectionError, match="symbolic link"):
+        load_collection(coll.path)

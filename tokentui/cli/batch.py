@@ -201,8 +201,8 @@ def _verified(coll: Collection, old: CollectionItem | None, model: str, index: i
     """Whether an earlier entry settles this exact item (same key): done, with its run file where
     this collection puts it and loading; or skipped (the model's context is too short for it: it
     would be again). A failed item is tried again."""
+    from tokentui.store.collection import load_item_run
     from tokentui.store.header import RunFileError
-    from tokentui.store.runfile import load_run
 
     if old is None or old.key != key or old.status == "failed":
         return False
@@ -211,7 +211,7 @@ def _verified(coll: Collection, old: CollectionItem | None, model: str, index: i
     if old.run_file != coll.run_file_for(model, index):
         return False
     try:
-        return load_run(old.run_file).id == coll.run_id(model, index)
+        return load_item_run(old.run_file).id == coll.run_id(model, index)
     except RunFileError:
         return False
 

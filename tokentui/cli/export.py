@@ -147,8 +147,7 @@ def export(
 def _collection_runs(path: Path) -> Iterator[tuple[str, Run]]:
     """(model label, run) of a collection's done items, in its manifest's order, read one by one."""
     from tokentui.core.display import sanitize
-    from tokentui.store.collection import CollectionError, load_collection
-    from tokentui.store.runfile import load_run
+    from tokentui.store.collection import CollectionError, load_collection, load_item_run
 
     try:
         coll = load_collection(path)
@@ -157,4 +156,4 @@ def _collection_runs(path: Path) -> Iterator[tuple[str, Run]]:
     if not any(True for _ in coll.runs()):
         fail(f"{sanitize(str(path))}: the collection has no finished items")
     for item, run_file in coll.runs():
-        yield item.model, load_run(run_file)
+        yield item.model, load_item_run(run_file)

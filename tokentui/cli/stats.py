@@ -138,8 +138,7 @@ def _refs(refs: list[str], cache_dir: Path | None) -> list[Loader]:
 def _collection(path: Path) -> list[Loader]:
     """The done items of a `tokentui batch` collection, through its own reader; each labelled
     with its line number in the batch's input (and its model, when the batch ran several)."""
-    from tokentui.store.collection import CollectionError, load_collection
-    from tokentui.store.runfile import load_run
+    from tokentui.store.collection import CollectionError, load_collection, load_item_run
 
     try:
         coll = load_collection(path)
@@ -151,7 +150,7 @@ def _collection(path: Path) -> list[Loader]:
             f"{item.model}:{item.index}" if many else str(item.index),
             item.index,
             str(run_file),
-            partial(load_run, run_file),
+            partial(load_item_run, run_file),
         )
         for item, run_file in coll.runs()
     ]

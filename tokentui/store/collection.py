@@ -35,11 +35,14 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokentui.core.display import sanitize
 from tokentui.store.export import json_text
-from tokentui.store.header import SUFFIX, json_too_deep, valid_run_id
+from tokentui.store.header import SUFFIX, RunFileError, json_too_deep, valid_run_id
+
+if TYPE_CHECKING:
+    from tokentui.core.run import Run
 
 FORMAT = "tokentui-collection"
 SCHEMA = 1
@@ -281,6 +284,25 @@ def _item(path: Path, folder: Path, d: object, n: int, models: list[str]) -> Col
     return CollectionItem(index, model, status, run_file, error, key)
 
 
+def load_item_run(path: Path) -> Run:
+    """A done item's run, as every reader of a collection takes it: the file itself (a symbolic
+    link is refused — a received folder could link to any file on the machine, which would then be
+    read, or counted as this item), holding the run its name says. Faults are a RunFileError."""
+    import stat
+
+    from tokentui.store.runfile import load_run
+
+    try:
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            raise RunFileError(path, "is a symbolic link: a collection's runs are files in its runs folder")
+    except OSError as e:
+        raise RunFileError(path, e.strerror or str(e)) from None
+    run = load_run(path)
+    if run.id != path.name.removesuffix(SUFFIX):
+        raise RunFileError(path, f"holds run {run.id}, not the one its name says")
+    return run
+
+
 def load_collection(path: Path) -> Collection:
     """The collection in the folder `path` (or the manifest file itself), fully checked. Any fault
     — no manifest, too large, not JSON, nested too deep, another format, a newer schema, a wrong
@@ -292,6 +314,8 @@ def load_collection(path: Path) -> Collection:
     try:
         if not folder.exists():
             raise CollectionError(folder, "no such folder")
+        if manifest.is_symlink():  # (tokentui writes a file: a link in a received folder may lead anywhere)
+            raise CollectionError(manifest, "is a symbolic link, not a manifest")
         if not manifest.is_file():
             raise CollectionError(folder, f"not a tokentui collection (no {MANIFEST})")
         size = manifest.stat().st_size

@@ -36,10 +36,9 @@ from tokentui.core.dataset import loss_positions
 from tokentui.core.display import decode_bytes
 from tokentui.core.files import new_temporary
 from tokentui.core.run import Run
-from tokentui.store.collection import Collection, CollectionItem
+from tokentui.store.collection import Collection, CollectionItem, load_item_run
 from tokentui.store.export import CSV_COLUMNS, branch_rows, csv_cell, json_text
 from tokentui.store.header import RunFileError
-from tokentui.store.runfile import load_run
 
 STATS_CSV = "model_analysis_stats.csv"
 SUMMARY_CSV = "model_analysis_summary.csv"
@@ -210,7 +209,7 @@ def write_tables(coll: Collection, loss_over: str = "response", raw: bool = Fals
             firsts[model] = True
         for item, path in coll.runs():
             try:
-                run = load_run(path)
+                run = load_item_run(path)
             except RunFileError as e:
                 out.unreadable.append((item, str(e)))
                 continue

@@ -268,6 +268,10 @@ def test_a_batch_collection_counts_its_done_items(cli, model_dirs, tmp_path):
     assert [line.split()[1] for line in rows] == [r["run_id"] for r in doc["runs"]]
     labels = [line.split()[0] for line in rows]
     assert len(set(labels)) == 4 and [x.rsplit(":", 1)[1] for x in labels] == ["1", "3", "1", "3"]
+    # labelled by the model's name as its runs record it, not the path given to --model (which the
+    # model column never showed: a trial saw "/tmp/…ol-tuned:1" beside "smol-tuned")
+    assert [x.rsplit(":", 1)[0] for x in labels] == [r["model"] for r in doc["runs"]]
+    assert str(tmp_path) not in "\n".join(text)
     bad = tmp_path / "not-a-collection"
     bad.mkdir()
     res = cli("stats", "--collection", bad)

@@ -138,6 +138,7 @@ def _refs(refs: list[str], cache_dir: Path | None) -> list[Loader]:
 def _collection(path: Path) -> list[Loader]:
     """The done items of a `tokentui batch` collection, through its own reader; each labelled
     with its line number in the batch's input (and its model, when the batch ran several)."""
+    from tokentui.engine.hf.loading import model_name
     from tokentui.store.collection import CollectionError, load_collection, load_item_run
 
     try:
@@ -147,7 +148,7 @@ def _collection(path: Path) -> list[Loader]:
     many = len(coll.models) > 1
     return [
         (
-            f"{item.model}:{item.index}" if many else str(item.index),
+            f"{model_name(item.model, item.model)}:{item.index}" if many else str(item.index),  # (as runs name it)
             item.index,
             str(run_file),
             partial(load_item_run, run_file),

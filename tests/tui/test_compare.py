@@ -114,3 +114,20 @@ async def test_the_kl_jumps_say_why_they_do_nothing_on_a_run_of_one_model():
         await pilot.press("right_parenthesis")
         assert app.stream.cursor == cursor
         assert len(notes) == 2 and all("no second model in this run" in n for n in notes), notes
+
+
+async def test_a_replayed_comparison_names_both_models_and_why_it_has_no_lens(compared_path):
+    """Without a model the status bar names the run's own ("A vs B"; a trial found the names
+    nowhere but in the opening line), and the layers pane says why a comparison has no lens (it
+    named --lens-chunk 0, an option compare does not have)."""
+    from tokentui.tui.widgets.layers import LayersPane
+    from tokentui.tui.widgets.status_bar import StatusBar
+
+    run = load_run(compared_path)
+    app = explorer(run=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.stream.view is not None, what="the run on screen")
+        status = rendered(app.query_one(StatusBar))
+        assert f"{run.meta.model} vs {run.meta.model_b['model']}" in status and "no model loaded" in status, status
+        text = " ".join(rendered(app.query_one(LayersPane)).split())
+        assert "a comparison records no lens" in text and "--lens-chunk" not in text, text

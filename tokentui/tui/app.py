@@ -335,6 +335,10 @@ class TokentuiApp(
         s, run = self.session, self.run_obj
         # the model's name ("A vs B" when comparing: that matters) apart from its details, which go first
         name, details = s.model_parts()
+        if s.state is AppState.REPLAY and run is not None:  # no model here: name the run's own
+            b = run.meta.model_b
+            name = f"{run.meta.model} vs {b['model']}" if b else run.meta.model
+            details = "no model loaded (replay)"
         parts = [Part(name, 7 if s.model_b_loaded else 1, "status-bar--dim")]  # (above the note)
         if details:
             parts.append(Part(details, 0, "status-bar--dim"))

@@ -130,6 +130,8 @@ class Session:
 
     def lens_unavailable(self) -> str | None:
         """Why the layer view of the run on screen has no lens values, or None when it has them."""
+        if self.run is not None and self.run.meta.mode == "compare":
+            return "a comparison records no lens: each model's one forward gives its last layer only"
         if self.run is not None and self.run.meta.lens == "off":
             return "the lens was off for this run (--lens-chunk 0)"
         if self.capabilities is not None:  # a model is loaded: what it cannot lens, new branches lack

@@ -147,7 +147,57 @@ def model_config(family: str, vocab: int):
         return T.PhiConfig(**small)
     if family == "mistral":
         return T.MistralConfig(num_key_value_heads=2, sliding_window=None, **small)
+    # families outside FAMILIES, for the tests of what they do differently
+    if family == "bloom":  # ALiBi positions
+        return T.BloomConfig(n_layer=3, hidden_size=32, n_head=4, **common)
+    if family == "falcon":  # cannot switch its attention implementation once loaded
+        return T.FalconConfig(num_hidden_layers=3, hidden_size=32, num_attention_heads=4, **common)
+    if family == "opt-project-out":  # OPT-350m's shape: a projection after the final norm
+        return T.OPTConfig(num_hidden_layers=3, hidden_size=32, ffn_dim=64, num_attention_heads=4,
+                           word_embed_proj_dim=16, max_position_embeddings=512, **common)  # fmt: skip
+    if family == "opt-post-norm":  # and its post-norm layers: no final norm at all
+        return T.OPTConfig(num_hidden_layers=3, hidden_size=32, ffn_dim=64, num_attention_heads=4,
+                           word_embed_proj_dim=16, do_layer_norm_before=False, max_position_embeddings=512,
+                           **common)  # fmt: skip
     raise ValueError(family)
+
+
+def tiny_loaded(tokenizer_dir, family: str, seed: int = 3, head_scale: float = 1.0, **config_changes):
+    """A random-init model of `family` as `load_model` would give it (LoadedModel), built in memory
+    from its configuration with `config_changes`; `head_scale` sharpens its logits (tree searches
+    need a model that branches)."""
+    import torch
+    import transformers as T
+    from transformers import AutoTokenizer
+
+    from tokentui.engine.hf.arch import lens_parts
+    from tokentui.engine.hf.loading import LoadedModel
+    from tokentui.engine.hf.token_bytes import vocab_bytes
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    cfg = model_config(family, len(tok))
+    for key, value in config_changes.items():
+        setattr(cfg, key, value)
+    torch.manual_seed(seed)
+    model = T.AutoModelForCausalLM.from_config(cfg).eval()
+    if head_scale != 1.0:
+        with torch.no_grad():
+            model.get_output_embeddings().weight.mul_(head_scale)
+    parts = lens_parts(model)
+    return LoadedModel(
+        family,
+        family,
+        model,
+        tok,
+        None,
+        "cpu",
+        "float32",
+        len(tok),
+        parts.n_layers,
+        [],
+        parts,
+        vocab_bytes(tok, len(tok)),
+    )
 
 
 def rewrite_header(data: bytes, change) -> bytes:

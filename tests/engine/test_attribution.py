@@ -94,6 +94,23 @@ def close(got: np.ndarray, want: np.ndarray, rel: float = 1e-4) -> None:
     assert np.abs(got - want).max() <= rel * scale, (got, want)
 
 
+@pytest.mark.parametrize("method", ["attention", "attention-mean"])
+def test_attention_of_a_model_that_cannot_switch_to_eager_is_refused(tokenizer_dir, method):
+    """Falcon keeps its sdpa attention when asked for eager (transformers only logs it), and the
+    weights it then returns attend to later tokens: a trial got rows summing to 0.5 as its
+    attribution. Refused instead, naming why; the gradient methods still work."""
+    from tests.factories import tiny_loaded
+
+    b = HFBackend(tiny_loaded(tokenizer_dir, "falcon"), lens_chunk=0)
+    assert b.model.config._attn_implementation == "sdpa"
+    run, _ = generate_run(b, PROMPT, SamplingParams(max_new_tokens=3), k=5)
+    positions = [len(run.prompt) - 1, len(run.prompt)]
+    with pytest.raises(EngineError, match="cannot switch to eager attention"):
+        attribute(b, run, 0, positions, method)
+    rec, _ = attribute(b, run, 0, positions, "gradient-norm")
+    assert rec.scores.shape[0] == 2
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("method", ["gradient-norm", "saliency", "input-x-gradient", "integrated-gradients"])
 def test_gradient_methods_match_autograd(runs, family, method):

@@ -181,6 +181,35 @@ def test_teacher_forced_scoring_matches_the_reference(loaded, family):
     assert (run.prompt.col("layer_rank")[0] == 0).all() and (run.prompt.col("layer_topk_ids")[0] == -1).all()
 
 
+@pytest.mark.parametrize("family", ["opt-project-out", "opt-post-norm"])
+def test_opt_350m_shapes_lens_through_their_projection_out(tokenizer_dir, family):
+    """OPT-350m projects the final norm's output down to the embedding size (`project_out`), and
+    its post-norm variant has no final norm: the lens applies what the model applies to its last
+    layer — written out here from OPT's own modules — to every layer (a trial's generate failed in
+    the lens's matmul, and the post-norm model could not be opened at all)."""
+    from tests.factories import tiny_loaded
+
+    lm = tiny_loaded(tokenizer_dir, family)
+    dec, model = lm.model.model.decoder, lm.model
+    assert (dec.final_layer_norm is None) == (family == "opt-post-norm")
+    text = "import os\nprint(os.getcwd())\n"
+    ids = lm.tokenizer(text)["input_ids"]
+    run = backend(lm, 32).score_ids(ids, 6, text, settings())
+    with torch.inference_mode():
+        out = model(torch.tensor([ids]), output_hidden_states=True)
+
+        def opt_head(h: torch.Tensor) -> torch.Tensor:
+            if dec.final_layer_norm is not None:
+                h = dec.final_layer_norm(h)
+            return model.lm_head(dec.project_out(h)).float()
+
+        logp = torch.stack([torch.log_softmax(opt_head(h[0]), -1) for h in out.hidden_states[1:-1]]
+                           + [torch.log_softmax(out.logits[0].float(), -1)])  # fmt: skip
+    entropy = -(logp.exp() * logp).sum(-1)  # [L, T]
+    got = run.prompt.col("layer_entropy").astype(np.float64)  # [T, L]: position p predicts token p
+    np.testing.assert_allclose(got[1:], entropy[:, :-1].T.numpy(), rtol=2e-3, atol=2e-3)
+
+
 @pytest.mark.parametrize(("family", "shared"), [("gpt2", True), ("llama", True), ("gpt_neox", False)])
 def test_the_nodes_of_a_tree_search_match_the_reference(peaked, family, shared):
     """Each node is a one-step branch: its layers describe its parent's distribution (the same

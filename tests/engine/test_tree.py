@@ -192,29 +192,26 @@ def test_sliding_window_models_fall_back_and_match(tokenizer_dir):
     """A Mistral with a sliding window shorter than the prefix: its cache cannot be one shared
     buffer, so the search forwards node by node over copied caches — and still equals the
     reference (whose full forwards apply the window too)."""
-    import transformers as T
-    from transformers import AutoTokenizer
+    from tests.factories import tiny_loaded
 
-    from tests.factories import model_config
-    from tokentui.engine.hf.arch import lens_parts
-    from tokentui.engine.hf.loading import LoadedModel
-    from tokentui.engine.hf.token_bytes import vocab_bytes
-
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    cfg = model_config("mistral", len(tok))
-    cfg.sliding_window = 6
-    torch.manual_seed(3)
-    model = T.AutoModelForCausalLM.from_config(cfg).eval()
-    with torch.no_grad():
-        model.get_output_embeddings().weight.mul_(3.0)
-    parts = lens_parts(model)
-    lm = LoadedModel(
-        "m", "m", model, tok, None, "cpu", "float32", len(tok), parts.n_layers, [], parts, vocab_bytes(tok, len(tok))
-    )
+    lm = tiny_loaded(tokenizer_dir, "mistral", head_scale=3.0, sliding_window=6)
     params = TreeParams(0.05, 0.5, soft_queue_limit=4, max_depth=4, max_completed_paths=20, max_nodes=40)
     run, events, s = search(lm, params)
     assert s.cache is None and any(isinstance(e, Progress) and "sliding" in e.message for e in events)
-    ref = reference(model, run.prompt.col("token_id").tolist(), params, set())
+    ref = reference(lm.model, run.prompt.col("token_id").tolist(), params, set())
+    assert_matches(run, events, ref, len(run.prompt))
+
+
+def test_alibi_models_fall_back_and_match(tokenizer_dir):
+    """Bloom builds its ALiBi bias from the 2-D padding mask, which the shared buffer's 4-D tree
+    mask is not (a trial's `tree` crashed in build_alibi_tensor): it falls back, and matches."""
+    from tests.factories import tiny_loaded
+
+    lm = tiny_loaded(tokenizer_dir, "bloom", head_scale=3.0)
+    params = TreeParams(0.05, 0.5, soft_queue_limit=4, max_depth=4, max_completed_paths=20, max_nodes=40)
+    run, events, s = search(lm, params)
+    assert s.cache is None and any(isinstance(e, Progress) and "ALiBi" in e.message for e in events)
+    ref = reference(lm.model, run.prompt.col("token_id").tolist(), params, set())
     assert_matches(run, events, ref, len(run.prompt))
 
 

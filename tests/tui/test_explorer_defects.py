@@ -480,3 +480,21 @@ async def test_o_is_refused_while_a_job_grows_the_run(model_dirs, cache_dir):
         await pilot.press("o")
         await pilot.pause(0.2)
         assert isinstance(app.screen, RunPicker)
+
+
+async def test_a_generation_that_fails_leaves_the_status_saying_so_not_generating(tokenizer_dir, tmp_path, cache_dir):
+    """A job that fails (attention entropy asked of Falcon, whose class does not say where its
+    attention weights are) ends in an idle app whose status bar says what failed; a trial's stayed
+    on "generating a new run from the prompt … · escape cancels"."""
+    from tests.conftest import build_model_dir
+
+    falcon = build_model_dir("falcon", tokenizer_dir, tmp_path / "falcon")
+    settings = GenerationSettings(SamplingParams(max_new_tokens=3), k=4, attention_entropy=True)
+    app = explorer(model=str(falcon), prompt="def f(x):", settings=settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="model load")
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: any("failed" in (n.title or "") for n in app._notifications), what="failure")
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="idle")
+        status = rendered(app.query_one("#status"))
+        assert "generating" not in status and "Generate failed" in status, status

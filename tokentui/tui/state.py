@@ -301,12 +301,13 @@ class Session:
                 self.state = AppState.NO_MODEL
                 self.model_info = f"{self.model} · failed to load"
                 self.note = "the model failed to load: o opens a saved run"  # (not the load's last progress line)
-            elif self.state is AppState.GENERATING:
+            elif self.state in (AppState.GENERATING, AppState.ATTRIBUTING):
+                if self.state is AppState.ATTRIBUTING:
+                    up.attribution_failed, self.attribution_job = self.attribution_job, None
                 self.state = AppState.IDLE
                 self.tree_search = self.guided_tree = False
                 self.comparing = False
-            elif self.state is AppState.ATTRIBUTING:
-                self.state = AppState.IDLE
-                up.attribution_failed, self.attribution_job = self.attribution_job, None
+                # the job's own note ("generating … · escape cancels") would stay on an idle app
+                self.note = f"{ev.command} failed: {' '.join(ev.message.split())}"
             up.error = (f"{ev.command} failed", ev.message)
         return up

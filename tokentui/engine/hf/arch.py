@@ -108,12 +108,20 @@ def decoder_of(model: Any) -> torch.nn.Module:
 
 
 def lens_parts(model: Any) -> LensParts:
+    """The final norm (then, where the decoder has one, its projection out to the embedding size:
+    OPT-350m's `project_out`), the unembedding and the soft-cap: what the model itself applies to
+    its last layer's output, applied by the lens to every layer's."""
     dec = decoder_of(model)
     norm = next((getattr(dec, n) for n in FINAL_NORM_NAMES if isinstance(getattr(dec, n, None), torch.nn.Module)), None)
+    if norm is None and any(hasattr(dec, n) and getattr(dec, n) is None for n in FINAL_NORM_NAMES):
+        norm = torch.nn.Identity()  # a family whose final norm is optional, here off (OPT post-norm)
     if norm is None:
         raise EngineError(
             f"logit lens: no final norm found on {type(dec).__name__} (looked for {', '.join(FINAL_NORM_NAMES)})"
         )
+    project_out = getattr(dec, "project_out", None)
+    if isinstance(project_out, torch.nn.Module):
+        norm = torch.nn.Sequential(norm, project_out)
     head = model.get_output_embeddings()
     if head is None or not hasattr(head, "weight"):
         raise EngineError(f"logit lens: {type(model).__name__} has no output embedding")
@@ -149,7 +157,10 @@ def attention_modules(model: Any) -> list[tuple[torch.nn.Module, int]]:
     and an index), matched the way transformers matches it."""
     spec = (getattr(type(model), "_can_record_outputs", None) or {}).get("attentions")
     if spec is None:
-        raise EngineError(f"{type(model).__name__} does not say where its attention weights are")
+        raise EngineError(
+            f"attention entropy cannot be recorded: {type(model).__name__} does not say where its attention "
+            "weights are (leave --attention-entropy off)"
+        )
     cls, index, layer_name = spec, 1, None
     if not isinstance(spec, type):
         cls, index, layer_name = spec.target_class, spec.index, spec.layer_name
@@ -177,6 +188,13 @@ def eager_attention(model: Any) -> Iterator[None]:
         model.set_attn_implementation("eager")
     except (AttributeError, ValueError) as e:
         raise EngineError(f"this model cannot return attention weights: {e}") from None
+    if getattr(model.config, "_attn_implementation", None) != "eager":
+        # (Falcon: transformers only logs that it cannot switch; its weights from the implementation
+        # it stays on are not causal — attention to later tokens — so they are refused, not shown)
+        raise EngineError(
+            f"{type(model).__name__} cannot switch to eager attention once loaded ({impl} stays), and its "
+            "attention weights need it"
+        )
     try:
         yield
     finally:

@@ -77,6 +77,7 @@ from tokentui.engine.hf.measures import (
 RUN_NODES = 12_000
 BATCH = 32  # queued nodes whose distributions one forward computes (tree attention)
 TREE_ATTENTION = ("sdpa", "eager")  # attention implementations that take an arbitrary 4-D mask
+ALIBI_FAMILIES = ("bloom", "mpt")  # position bias from the 2-D mask: the shared-buffer forward breaks it
 
 
 class _SlotLayer(DynamicLayer):
@@ -133,6 +134,8 @@ def tree_attention_problem(model: Any, cache: Any) -> str | None:
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     if any(t != "full_attention" for t in (getattr(cfg, "layer_types", None) or ())):
         return "some of its layers attend through a sliding window"
+    if getattr(cfg, "alibi", False) or getattr(cfg, "model_type", None) in ALIBI_FAMILIES:
+        return "its ALiBi position bias is built from a padding mask, not a tree's"
     return None
 
 

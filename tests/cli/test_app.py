@@ -271,3 +271,31 @@ def test_a_run_cache_that_takes_no_file_is_refused_before_the_model_loads(
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith(f"tokentui: error: the run cache {where}") and expect in last and "Errno" not in last, last
     assert "loading weights" not in res.stderr
+
+
+# Fault injection: listing the cache raises (as a bug would) inside a real `tokentui runs` process.
+FAULTY_RUNS = """
+import sys
+import tokentui.store.cache as cache
+def broken(directory):
+    raise ValueError("injected fault \\x1b]2;title\\x07")
+cache.list_runs = broken
+sys.argv = ["tokentui", "runs"]
+from tokentui.cli.app import main
+main()
+"""
+
+
+def test_a_bug_in_a_command_is_one_line_naming_a_log_not_a_traceback(tmp_path):
+    """An unexpected exception in a command ends it with code 1 and one line that names the log
+    holding the traceback (a trial's `tree` on Bloom printed a whole traceback); the error's text
+    is sanitised, as everywhere."""
+    cache = tmp_path / "cache"
+    env = {**os.environ, "TOKENTUI_CACHE_DIR": str(cache)}
+    res = subprocess.run([sys.executable, "-c", FAULTY_RUNS], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    [line] = res.stderr.strip().splitlines()
+    [log] = list((cache / "logs").glob("crash-*.log"))
+    assert line.startswith("tokentui: error: unexpected ValueError: injected fault") and str(log) in line, line
+    assert "\x1b" not in res.stderr
+    assert "Traceback" in log.read_text() and "injected fault" in log.read_text()

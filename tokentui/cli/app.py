@@ -59,4 +59,21 @@ def main() -> None:
             raise
         typer.echo(f"tokentui: error: {missing}", err=True)
         sys.exit(2)
+    except Exception as e:  # noqa: BLE001 - a bug: one line and a log, as the explorer does, not a traceback
+        sys.exit(_crashed(e))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _crashed(error: Exception) -> int:
+    """Report an unexpected exception in one line naming a log file that holds its traceback
+    (under the run cache's `logs`), never the traceback itself: its local values carry run text
+    and prompts. Exit code 1, as an unhandled exception has."""
+    from tokentui.core.display import sanitize
+    from tokentui.core.files import write_crash_log
+    from tokentui.store.cache import cache_dir
+
+    log = write_crash_log(error, cache_dir() / "logs")
+    where = f"the traceback is in {sanitize(str(log))}" if log else "no log could be written"
+    what = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+    typer.echo(f"tokentui: error: unexpected {sanitize(what)} — a bug in tokentui; {where}", err=True)
+    return 1

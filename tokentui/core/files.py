@@ -69,3 +69,19 @@ def probe_folder(folder: Path) -> None:
     fd, name = new_temporary(folder / ".tokentui-probe")
     os.close(fd)
     os.unlink(name)
+
+
+def write_crash_log(error: BaseException, directory: Path) -> Path | None:
+    """The traceback of `error` in a new file under `directory` (its path), or None when that
+    cannot be written (the one-line message then says so). A bug's traceback holds local values —
+    untrusted run text among them — so it goes to a file, never onto the user's terminal."""
+    import time
+    import traceback
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        path.write_text("".join(traceback.format_exception(error)), encoding="utf-8")
+    except OSError:
+        return None
+    return path

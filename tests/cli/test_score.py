@@ -81,3 +81,20 @@ def test_lens_chunk_0_scores_without_the_lens(cli, model_dirs, cache_dir):
     assert {"layer_rank", "layer_kl_final"} <= set(on.layout.names)
     res = cli("score", "-m", model_dirs["gpt2"], "--text", "x = 1", "--lens-chunk", -1)
     assert res.exit_code == 2 and "--lens-chunk must be ≥ 0" in res.stderr
+
+
+def test_attention_entropy_of_a_model_class_without_attention_weights_is_refused_before_loading(
+    cli, tokenizer_dir, tmp_path, cache_dir
+):
+    """Bloom's class does not declare its attention weights: --attention-entropy is refused from the
+    configuration, before the weights are read (a trial's refusal came after the load)."""
+    from tests.conftest import build_model_dir
+
+    bloom = build_model_dir("bloom", tokenizer_dir, tmp_path / "bloom")
+    res = cli("score", "-m", bloom, "--text", "def f(x): return x", "--attention-entropy")
+    assert res.exit_code == 2 and "loading weights" not in res.stderr, res.stderr
+    assert res.stderr.strip().splitlines()[-1] == (
+        "tokentui: error: attention entropy cannot be recorded: BloomForCausalLM does not say where its "
+        "attention weights are (leave --attention-entropy off)"
+    )
+    assert cli("score", "-m", bloom, "--text", "def f(x): return x").exit_code == 0  # without it: scored

@@ -205,11 +205,12 @@ def check_device(device: str) -> None:
 def check_settings(
     spec: ModelSpec, settings: GenerationSettings, progress: Callable[[str], None] | None = None
 ) -> None:
-    """Check `settings` against the model's configuration alone (k against its vocabulary), so
-    the refusal comes before the weights are read."""
+    """Check `settings` against the model's configuration alone (k against its vocabulary, attention
+    entropy against the model's class), so the refusal comes before the weights are read."""
     from tokentui.engine.hf.loading import check_config
 
-    check_config(spec.model, settings.check, spec.trust_remote_code, progress=progress)
+    check_config(spec.model, settings.check, spec.trust_remote_code, progress=progress,
+                 attention=settings.attention_entropy)  # fmt: skip
 
 
 def check_chat(spec: ModelSpec, progress: Callable[[str], None] | None = None) -> None:

@@ -18,6 +18,15 @@ class DoesNotFit(EngineError):
     """A second model does not fit on the device beside the first (out of GPU memory)."""
 
 
+def no_attention_weights(model_class: str) -> EngineError:
+    """Attention entropy asked of a model class that does not declare where its attention weights
+    are (Bloom, Falcon): said from its configuration before the load, and by the loaded model."""
+    return EngineError(
+        f"attention entropy cannot be recorded: {model_class} does not say where its attention weights are "
+        "(leave --attention-entropy off)"
+    )
+
+
 # What running a model needs beyond what a replay, an export or statistics need (a laptop may have
 # only the latter installed: the run files open without them)
 MODEL_PACKAGES = ("torch", "transformers", "accelerate", "tokenizers", "safetensors", "gguf")

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from tokentui.engine.errors import EngineError
+from tokentui.engine.errors import EngineError, no_attention_weights
 from tokentui.engine.hf.loading import LENS_PRECISIONS
 
 # Attribute names of the final norm on the decoder (`model.get_decoder()`), by family:
@@ -157,10 +157,7 @@ def attention_modules(model: Any) -> list[tuple[torch.nn.Module, int]]:
     and an index), matched the way transformers matches it."""
     spec = (getattr(type(model), "_can_record_outputs", None) or {}).get("attentions")
     if spec is None:
-        raise EngineError(
-            f"attention entropy cannot be recorded: {type(model).__name__} does not say where its attention "
-            "weights are (leave --attention-entropy off)"
-        )
+        raise no_attention_weights(type(model).__name__)
     cls, index, layer_name = spec, 1, None
     if not isinstance(spec, type):
         cls, index, layer_name = spec.target_class, spec.index, spec.layer_name

@@ -34,9 +34,10 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tokentui.engine.assets import DEMO_MODEL_DIR, DEMO_NAME
-from tokentui.engine.errors import ModelLoadError, NoChatTemplate
+from tokentui.engine.errors import ModelLoadError, NoChatTemplate, no_attention_weights
 from tokentui.engine.hf.gguf import SMOLLM2, converted, gguf_file
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -444,17 +445,37 @@ def check_config(
     trust_remote_code: bool = False,
     revision: str | None = None,
     progress: Callable[[str], None] | None = None,
+    attention: bool = False,
 ) -> None:
     """Read only `spec`'s configuration and call `check` with its vocabulary size (None if it
-    declares none): what depends on the vocabulary is refused before any weights are read.
+    declares none): what depends on the vocabulary is refused before any weights are read; with
+    `attention` (attention entropy asked for), so is a model class without attention weights.
     Whatever `check` raises is the caller's to report. A configuration that passes is kept for the
     `load_model` that follows (see `_CHECKED`); a refused one is not."""
     src = _Source(spec, trust_remote_code, revision, progress or (lambda _m: None))
     try:
-        check(config_vocab_size(src.config(keep=True)))
+        config = src.config(keep=True)
+        check(config_vocab_size(config))
+        if attention:
+            _check_attention_weights(config)
     except BaseException:
         _CHECKED.pop(src.key, None)
         raise
+
+
+def _check_attention_weights(config: object) -> None:
+    """Refuse attention entropy for the class the configuration maps to when that class does not
+    declare its attention weights (as the loaded model would, after its weights were read). A class
+    transformers does not map (remote code) is left to the load."""
+    from transformers import AutoModelForCausalLM
+
+    mapping: Any = AutoModelForCausalLM._model_mapping  # (typed for configurations, not any object)
+    try:
+        cls = mapping[type(config)]
+    except (KeyError, ValueError, AttributeError):
+        return
+    if isinstance(cls, type) and not (getattr(cls, "_can_record_outputs", None) or {}).get("attentions"):
+        raise no_attention_weights(cls.__name__)
 
 
 def check_chat_template(

@@ -312,6 +312,24 @@ async def test_the_run_picker_enters_its_list_with_down_and_opens_the_highlighte
         assert app.run_obj.id == newest_first[1].id
 
 
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (120, 40)])
+async def test_the_run_pickers_rows_line_up_whatever_their_ids(tmp_path, size):
+    """A short id (a received run copied in) and a usual one: both rows show the same columns,
+    starting at the same place (a trial saw a date on one row and none on the next)."""
+    for run_id in ("sample-chat", "20260101-000000-aaaaaa"):
+        run = make_run()
+        run.meta.run_id = run_id
+        save_run(run, tmp_path / f"{run_id}.tokentui")
+    app = explorer(run=make_run(), cache_dir=tmp_path)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause(0.1)
+        await pilot.press("o")
+        await pilot.pause(0.2)
+        rows = [line for line in rendered(app.screen.query_one("#picker-list")).splitlines() if " tok " in line]
+        assert len(rows) == 2, rows
+        assert len({row.index(" tok ") for row in rows}) == 1, rows
+
+
 async def test_notifications_come_one_at_a_time_and_stay_off_the_panes():
     app = explorer(run=make_run())
     async with app.run_test(size=(120, 40), notifications=True) as pilot:

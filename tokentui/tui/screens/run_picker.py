@@ -18,6 +18,7 @@ from tokentui.store.cache import RunSummary, list_runs
 from tokentui.tui.widgets.styles import part_style
 
 PROMPT_ROOM = 20  # cells of the prompt a row keeps before it gives up the date and the model
+ID_ROOM = 30  # ids up to this long are padded to the longest of the list (a run id is 22)
 
 
 class RunPicker(ModalScreen[Path | None]):
@@ -62,7 +63,10 @@ class RunPicker(ModalScreen[Path | None]):
         width = self.list_width()
         created = f" {sanitize(r.created[5:16].replace('T', ' '))}"
         model = f" {sanitize(r.models_in(12)):<12}"
-        label = Text(sanitize(r.run_id))
+        # every row's id as wide as the longest (up to a cap), so that the columns line up and each
+        # row keeps or drops the same ones (a short id kept a date the others had dropped)
+        ids = max((len(sanitize(x.run_id)) for x in self.runs if not x.error), default=0)
+        label = Text(sanitize(r.run_id).ljust(min(ids, ID_ROOM)))
         counts = f" {r.tokens:>6} tok {r.branches:>2} br "
         # on a narrow terminal the date, then the model, make room: the prompt tells runs apart
         for shown in ((created, model), (model,), ()):

@@ -314,3 +314,14 @@ def test_a_bug_in_a_command_is_one_line_naming_a_log_not_a_traceback(tmp_path):
     assert line.startswith("tokentui: error: unexpected ValueError: injected fault") and str(log) in line, line
     assert "\x1b" not in res.stderr
     assert "Traceback" in log.read_text() and "injected fault" in log.read_text()
+    # a missing module of ours (not a model package) is a bug too; the log goes to --cache-dir
+    other = tmp_path / "other"
+    code = FAULTY_RUNS.replace(
+        'raise ValueError("injected fault \\x1b]2;title\\x07")',
+        'raise ModuleNotFoundError("no tokentui.nonesuch", name="tokentui.nonesuch")',
+    )
+    code = code.replace('["tokentui", "runs"]', f'["tokentui", "runs", "--cache-dir", {str(other)!r}]')
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    [log] = list((other / "logs").glob("crash-*.log"))
+    assert "unexpected ModuleNotFoundError" in res.stderr and str(log) in res.stderr

@@ -399,8 +399,34 @@ def test_a_collection_made_with_out_is_found_by_run_id_too(cli, model_dirs, tmp_
     assert cli(*args, "--out", outs[0]).exit_code == 0  # again: listed once
     assert (cache_dir / "collections-elsewhere.txt").read_text().splitlines() == [str(outs[1]), str(outs[0])]
     shutil.rmtree(outs[0])  # a listed folder that is gone is passed over
-    _, path = next(iter(load_collection(outs[1]).runs()))
+    (_, path), (_, other) = list(load_collection(outs[1]).runs())
     assert cli("export", path.stem, "--format", "json").exit_code == 0
+    # a listed folder may hold received files: a link, or a file holding another run, is not the run
+    stranger = tmp_path / "stranger.tokentui"
+    shutil.copy(other, stranger)
+    path.unlink()
+    path.symlink_to(stranger)
+    res = cli("export", path.stem, "--format", "json")
+    assert res.exit_code == 2 and "no such run" in res.stderr, res.output
+    path.unlink()
+    shutil.copy(other, path)
+    assert cli("export", path.stem, "--format", "json").exit_code == 2
+
+
+def test_a_batch_larger_than_a_collection_takes_is_refused_before_it_starts(cli, model_dirs, tmp_path, monkeypatch):
+    """A manifest past its size limit could not be read back (resume, stats, export): a batch of
+    more runs (items × models) than MAX_ITEMS is refused before any model loads (the limit is set
+    low here; it is 500,000)."""
+    from tokentui.store import collection
+
+    monkeypatch.setattr(collection, "MAX_ITEMS", 5)
+    src = tmp_path / "p.txt"
+    _lines(src, PROMPTS[:3])
+    args = ["batch", "--prompts", src, "-n", 2, "--lens-chunk", 0, "--out", tmp_path / "c"]
+    res = cli(*args, "-m", model_dirs["gpt2"], "-m", model_dirs["llama"])
+    assert res.exit_code == 2 and "3 items × 2 models is more runs than one collection takes (5)" in res.stderr
+    assert "loading" not in res.stderr and not (tmp_path / "c").exists()
+    assert cli(*args, "-m", model_dirs["gpt2"]).exit_code == 0
 
 
 def test_the_input_named_through_dot_dot_finds_the_same_collection(cli, model_dirs, tmp_path, cache_dir, monkeypatch):

@@ -363,3 +363,22 @@ def test_a_collection_run_that_is_a_link_is_skipped_not_counted(cli, tmp_path):
     assert res.exit_code == 0, res.output
     assert "skipped" in res.stderr and "symbolic link" in res.stderr
     assert [r["item"] for r in json.loads(res.stdout)["runs"]] == [1]
+
+
+def test_collection_items_are_labelled_by_the_model_their_runs_record(cli, tmp_path):
+    """The label's model is the run's own record, never the manifest's --model text resolved here
+    (a manifest from elsewhere with '~nosuchuser/m' crashed stats; '.' named the folder stats ran
+    in)."""
+    from tokentui.store.collection import Collection, CollectionItem
+
+    coll = Collection.new(tmp_path / "c")
+    coll.models = ["~nosuchuser/m", "."]
+    for given, recorded in zip(coll.models, ("m", "work"), strict=True):
+        run = make_run()
+        run.meta.run_id, run.meta.model = coll.run_id(given, 1), recorded
+        coll.put(CollectionItem(1, given, "done", save_run(run, coll.run_file_for(given, 1)), None, "ab" * 32))
+    coll.save()
+    res = cli("stats", "--collection", coll.path, "--no-plots")
+    assert res.exit_code == 0, res.output
+    rows = res.stdout.splitlines()
+    assert any(r.startswith("m:1 ") for r in rows) and any(r.startswith("work:1 ") for r in rows), res.stdout

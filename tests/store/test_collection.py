@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -183,6 +184,14 @@ def test_a_received_collection_is_read_from_its_own_files_only(tmp_path):
     path.unlink()
     path.write_bytes(elsewhere.read_bytes())  # another run under the item's name
     with pytest.raises(C.RunFileError, match="holds run sample-chat, not the one its name says"):
+        C.load_item_run(path)
+    real = tmp_path / "elsewhere-runs"
+    shutil.move(coll.runs_dir, real)
+    own = make_run()
+    own.meta.run_id = path.stem
+    save_run(own, real / path.name)  # the item's own name and id, but outside the folder
+    coll.runs_dir.symlink_to(real)  # (the runs folder itself a link)
+    with pytest.raises(C.RunFileError, match="symbolic link"):
         C.load_item_run(path)
     (tmp_path / "elsewhere.json").write_bytes(coll.manifest.read_bytes())
     coll.manifest.unlink()

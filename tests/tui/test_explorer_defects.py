@@ -532,3 +532,6 @@ async def test_a_replay_where_torch_is_missing_does_not_advise_loading_a_model(t
         await pilot.press("c")
         message = list(app._notifications)[-1].message
         assert "needs torch, not installed here" in message and "--model" not in message
+        await pilot.press("s")  # the settings' refusal too
+        message = list(app._notifications)[-1].message
+        assert "needs torch, not installed here" in message and "--model" not in message

@@ -55,8 +55,8 @@ def main() -> None:
         from tokentui.engine.errors import missing_package
 
         missing = missing_package(e)
-        if missing is None:
-            raise
+        if missing is None:  # a module of ours or of another package: a bug
+            sys.exit(_crashed(e))
         typer.echo(f"tokentui: error: {missing}", err=True)
         sys.exit(2)
     except Exception as e:  # noqa: BLE001 - a bug: one line and a log, as the explorer does, not a traceback
@@ -66,14 +66,25 @@ def main() -> None:
 
 def _crashed(error: Exception) -> int:
     """Report an unexpected exception in one line naming a log file that holds its traceback
-    (under the run cache's `logs`), never the traceback itself: its local values carry run text
-    and prompts. Exit code 1, as an unhandled exception has."""
-    from tokentui.core.display import sanitize
-    from tokentui.core.files import write_crash_log
+    (under the run cache's `logs`: the command line's --cache-dir, else the default), never the
+    traceback itself: its local values carry run text and prompts. Exit code 1, as an unhandled
+    exception has."""
+    import sys
+
+    from tokentui.core.files import crash_line, write_crash_log
     from tokentui.store.cache import cache_dir
 
-    log = write_crash_log(error, cache_dir() / "logs")
-    where = f"the traceback is in {sanitize(str(log))}" if log else "no log could be written"
-    what = " ".join(f"{type(error).__name__}: {error}".split())[:300]
-    typer.echo(f"tokentui: error: unexpected {sanitize(what)} — a bug in tokentui; {where}", err=True)
+    log = write_crash_log(error, cache_dir(_cache_dir_given(sys.argv[1:])) / "logs")
+    typer.echo(f"tokentui: error: {crash_line('unexpected', error, log)} — a bug in tokentui", err=True)
     return 1
+
+
+def _cache_dir_given(args: list[str]) -> str | None:
+    """The value of the command line's --cache-dir (its last), None without one."""
+    found = None
+    for i, arg in enumerate(args):
+        if arg == "--cache-dir" and i + 1 < len(args):
+            found = args[i + 1]
+        elif arg.startswith("--cache-dir="):
+            found = arg.partition("=")[2]
+    return found

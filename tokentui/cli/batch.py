@@ -480,7 +480,7 @@ def _batch(
     from tokentui.core.dataset import LOSS_OVER, all_json_objects, field_hint, is_jsonl, read_dataset, read_prompts
     from tokentui.engine.backend import ModelSpec, check_chat, check_device, check_settings, check_spec
     from tokentui.engine.errors import ModelLoadError, NoChatTemplate
-    from tokentui.store.collection import MANIFEST, Collection, load_collection, locked
+    from tokentui.store.collection import MANIFEST, MAX_ITEMS, Collection, load_collection, locked
 
     # --- everything that needs no model ---------------------------------------------------
     names = list(models or ["demo"])
@@ -517,6 +517,11 @@ def _batch(
     if not source.items:
         what = "prompts" if dataset is None else "prompt/response items"
         raise RunError(f"{where} holds no usable {what}{field_hint(source)}")
+    if len(source.items) * len(names) > MAX_ITEMS:  # (its manifest would be too large to read back)
+        raise RunError(
+            f"{counted(len(source.items), 'item')} × {counted(len(names), 'model')} is more runs than one collection "
+            f"takes ({MAX_ITEMS:,}); split {where} into several batches"
+        )
     run_settings = _run_settings(dataset is not None, settings, lens_chunk > 0)
     model_options = {"device": device, "dtype": dtype, "trust_remote_code": trust_remote_code,
                      "lens_chunk": lens_chunk, "lens_precision": lens_precision}  # fmt: skip
@@ -538,7 +543,6 @@ def _batch(
         except ModelLoadError:
             pass
     _make_folder(folder)
-    remember_collection(folder, runs_dir(cache_dir))  # (--out: its runs are found by id too)
 
     # --- the collection: what is done already, what is left -------------------------------
     with locked(folder):
@@ -558,6 +562,7 @@ def _batch(
             )
         coll.remove_unlisted_runs()
         coll.save()
+        remember_collection(folder, runs_dir(cache_dir))  # (--out: its runs are found by id too)
         total = sum(len(p.todo) for p in plans)
         kept = sum(p.kept for p in plans)
         typer.echo(

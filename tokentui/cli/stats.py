@@ -28,6 +28,7 @@ from tokentui.core.display import cut_middle, sanitize
 if TYPE_CHECKING:
     from tokentui.core.run import Run
     from tokentui.core.stats import Report, Selection, Stats, Token
+    from tokentui.store.cache import RunSummary
 
 PLOT_FILE_SIZE = (100, 25)  # columns × rows of the plots saved by --plot-dir
 PLOT_HEIGHT = 16  # rows of a plot printed on the terminal
@@ -138,7 +139,7 @@ def _refs(refs: list[str], cache_dir: Path | None) -> list[Loader]:
 def _collection(path: Path) -> list[Loader]:
     """The done items of a `tokentui batch` collection, through its own reader; each labelled
     with its line number in the batch's input (and its model, when the batch ran several)."""
-    from tokentui.engine.hf.loading import model_name
+    from tokentui.store.cache import summarize
     from tokentui.store.collection import CollectionError, load_collection, load_item_run
 
     try:
@@ -148,13 +149,20 @@ def _collection(path: Path) -> list[Loader]:
     many = len(coll.models) > 1
     return [
         (
-            f"{model_name(item.model, item.model)}:{item.index}" if many else str(item.index),  # (as runs name it)
+            f"{_recorded_model(summarize(run_file), item.model)}:{item.index}" if many else str(item.index),
             item.index,
             str(run_file),
             partial(load_item_run, run_file),
         )
         for item, run_file in coll.runs()
     ]
+
+
+def _recorded_model(run: RunSummary, given: str) -> str:
+    """An item's model as its run records it (the folder's name: no path, as the model column
+    shows it), from the header alone; the manifest's `--model` text when the header is unreadable
+    (the run is then skipped with a line anyway)."""
+    return run.model if run.error is None and run.model else given
 
 
 def _report(

@@ -85,3 +85,13 @@ def write_crash_log(error: BaseException, directory: Path) -> Path | None:
     except OSError:
         return None
     return path
+
+
+def crash_line(what: str, error: BaseException | None, log: Path | None) -> str:
+    """The one line that reports a crash: what happened, the error (sanitised, cut) and where its
+    traceback went. Shared by the explorer and the commands."""
+    from tokentui.core.display import sanitize
+
+    told = " ".join(f"{type(error).__name__}: {error}".split())[:300] if error is not None else "an unknown error"
+    where = f"the traceback is in {sanitize(str(log))}" if log else "no log could be written"
+    return f"{what} {sanitize(told)}; {where}"

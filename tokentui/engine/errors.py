@@ -46,3 +46,11 @@ def missing_package(e: BaseException) -> ModelLoadError | None:
         f"running a model needs {', '.join(absent)}, not installed here (pip install {names}; for a GPU, "
         "torch's build for your CUDA first); replay, export, stats and runs need none of them"
     )
+
+
+def torch_installed() -> bool:
+    """Whether a model could run here at all (a laptop that only replays has no torch): advice to
+    load one comes after advice to install torch."""
+    from importlib.util import find_spec
+
+    return find_spec("torch") is not None

@@ -275,17 +275,32 @@ def _in_collections(run_id: str, directory: Path) -> Path | None:
         inside = []
     for folder in [*inside, *reversed(_elsewhere(directory))]:
         path = folder / "runs" / f"{run_id}{SUFFIX}"
-        with suppress(OSError):
-            if path.is_file():
-                return path
+        if _own_run_file(path, run_id):
+            return path
     return None
+
+
+def _own_run_file(path: Path, run_id: str) -> bool:
+    """Whether `path` is a collection's own run file holding run `run_id`: a regular file in a
+    `runs` folder, neither of them a symbolic link (a remembered folder may hold received files,
+    and a link may lead anywhere), whose header names that id."""
+    import stat
+
+    try:
+        if path.parent.is_symlink() or not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        meta = read_header(path).get("meta")
+    except (OSError, RunFileError):
+        return False
+    return isinstance(meta, dict) and meta.get("run_id") == run_id
 
 
 def remember_collection(folder: Path, directory: Path) -> None:
     """Note a collection made outside the cache (`batch --out`) in the cache's list of them, so
     that its runs are found by id as those of the cache's own collections are (newest last; past
     MAX_ELSEWHERE the oldest are dropped). Best effort: a cache that takes no file only loses
-    this shortcut, and a folder whose name holds a line break is not listed."""
+    this shortcut (two batches ending at once may each drop the other's entry), and a folder whose
+    name holds a line break is not listed."""
     from tokentui.core.files import write_atomically
 
     folder = Path(os.path.abspath(folder))
@@ -300,7 +315,11 @@ def remember_collection(folder: Path, directory: Path) -> None:
 
 def _elsewhere(directory: Path) -> list[Path]:
     """The folders `remember_collection` listed (absolute paths only, as many as it keeps)."""
+    import stat
+
     try:
+        if not stat.S_ISREG(os.stat(directory / ELSEWHERE).st_mode):  # (a FIFO there would hang)
+            return []
         with open(directory / ELSEWHERE, "rb") as f:
             lines = os.fsdecode(f.read(MAX_ELSEWHERE_BYTES)).split("\n")
     except (OSError, ValueError):

@@ -50,7 +50,8 @@ MANIFEST = "collection.json"
 RUNS = "runs"
 LOCK = ".lock"
 STATUSES = ("done", "skipped", "failed")
-MAX_MANIFEST_BYTES = 128 << 20  # ~500k items; parsed, a manifest takes ~11× its size in memory
+MAX_MANIFEST_BYTES = 256 << 20  # parsed, a manifest takes ~11× its size in memory
+MAX_ITEMS = 500_000  # runs (items × models) a collection takes: ~255 bytes each in its manifest
 MAX_DEPTH = 32
 MAX_MODELS = 256
 MAX_STRING = 10_000
@@ -293,7 +294,7 @@ def load_item_run(path: Path) -> Run:
     from tokentui.store.runfile import load_run
 
     try:
-        if stat.S_ISLNK(os.lstat(path).st_mode):
+        if stat.S_ISLNK(os.lstat(path).st_mode) or path.parent.is_symlink():
             raise RunFileError(path, "is a symbolic link: a collection's runs are files in its runs folder")
     except OSError as e:
         raise RunFileError(path, e.strerror or str(e)) from None

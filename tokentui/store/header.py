@@ -97,7 +97,9 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
         raise RunFileError(path, getattr(e, "strerror", None) or str(e)) from None
 
 
-COLLECTION_HINT = "stats and export take it as --collection DIR; its runs are files in its runs/ folder"
+COLLECTION_HINT = (  # (collection.json: store.collection's MANIFEST, which imports this module)
+    "give it as stats --collection DIR or export --collection DIR --format seed001; one of its runs by its id"
+)
 
 
 def _folder_problem(path: Path) -> str:

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from tokentui.core.display import sanitize
 from tokentui.store.cache import cache_dir as resolve_dir
 from tokentui.store.cache import resolve, summarize
 from tokentui.store.header import RunFileError
@@ -24,10 +23,9 @@ class ExplorerCrashed(Exception):
     went wrong and where the traceback was written)."""
 
     def __init__(self, app: TokentuiApp) -> None:
-        error = app.crash
-        what = f"{type(error).__name__}: {sanitize(str(error))[:200]}" if error is not None else "an unknown error"
-        where = f"the traceback is in {sanitize(str(app.crash_log))}" if app.crash_log else "no log could be written"
-        super().__init__(" ".join(f"the explorer stopped on an unexpected error ({what}); {where}".split()))
+        from tokentui.core.files import crash_line
+
+        super().__init__(crash_line("the explorer stopped on an unexpected error:", app.crash, app.crash_log))
 
 
 def run_app(app: TokentuiApp) -> None:

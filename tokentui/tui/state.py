@@ -144,15 +144,12 @@ class Session:
             return "no run yet: type a prompt (i) and generate (ctrl+r)"
         if needs is Needs.SESSION_MODEL and self.state in (AppState.REPLAY, AppState.NO_MODEL):
             return {
-                AppState.REPLAY: "replay: no model is loaded, so nothing would use the settings (start with "
-                "tokentui replay RUN --model M to grow branches)",
+                AppState.REPLAY: f"replay: no model is loaded, so nothing would use the settings ({_load_advice()})",
                 AppState.NO_MODEL: "the model failed to load, so nothing would use the settings",
             }[self.state]
         if needs in (Needs.MODEL, Needs.RUN_AND_MODEL):
             reason = {
-                AppState.REPLAY: "replay: no model is loaded (start with tokentui replay RUN --model M to grow branches)"
-                if _torch_installed()
-                else "replay: no model is loaded, and running one needs torch, not installed here",
+                AppState.REPLAY: f"replay: no model is loaded ({_load_advice()})",
                 AppState.LOADING: "the model is still loading",
                 AppState.NO_MODEL: "the model failed to load",
                 AppState.GENERATING: "already generating (escape cancels)",
@@ -315,9 +312,11 @@ class Session:
         return up
 
 
-def _torch_installed() -> bool:
-    """Whether a model could load here at all (a laptop that only replays has no torch: telling it
-    to start with --model leads to one more error)."""
-    from importlib.util import find_spec
+def _load_advice() -> str:
+    """How a replay gets a model: --model, or first torch where it is missing (telling a laptop
+    without torch to start with --model led to one more error)."""
+    from tokentui.engine.errors import torch_installed
 
-    return find_spec("torch") is not None
+    if torch_installed():
+        return "start with tokentui replay RUN --model M to grow branches"
+    return "running one needs torch, not installed here"

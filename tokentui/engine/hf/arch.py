@@ -185,14 +185,14 @@ def eager_attention(model: Any) -> Iterator[None]:
         model.set_attn_implementation("eager")
     except (AttributeError, ValueError) as e:
         raise EngineError(f"this model cannot return attention weights: {e}") from None
-    if getattr(model.config, "_attn_implementation", None) != "eager":
-        # (Falcon: transformers only logs that it cannot switch; its weights from the implementation
-        # it stays on are not causal — attention to later tokens — so they are refused, not shown)
-        raise EngineError(
-            f"{type(model).__name__} cannot switch to eager attention once loaded ({impl} stays), and its "
-            "attention weights need it"
-        )
     try:
+        if getattr(model.config, "_attn_implementation", None) != "eager":
+            # (Falcon: transformers only logs that it cannot switch; its weights from the implementation
+            # it stays on are not causal — attention to later tokens — so they are refused, not shown)
+            raise EngineError(
+                f"{type(model).__name__} cannot switch to eager attention once loaded ({impl} stays), and its "
+                "attention weights need it"
+            )
         yield
     finally:
         model.set_attn_implementation(impl)

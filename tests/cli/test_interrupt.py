@@ -60,6 +60,22 @@ def test_ctrl_c_while_generating_saves_the_run_as_cancelled(model_dirs, cache_di
     assert "(cancelled: keeping the partial run)" in err
 
 
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+def test_a_hang_up_or_sigterm_while_generating_saves_the_run_as_ctrl_c_does(model_dirs, cache_dir, sig):
+    """An SSH session that drops sends SIGHUP: the generation stops and is saved as cancelled, as
+    for Ctrl-C (a trial's `generate` died at once and saved nothing)."""
+    proc = _start(model_dirs["gpt2"], cache_dir)
+    got = read_until(proc.stdout, b"def f(x):")
+    while len(got) < len(b"def f(x):") + 40:
+        got += os.read(proc.stdout.fileno(), 4096)
+    proc.send_signal(sig)
+    rc, err = finish(proc)
+    assert rc == 130 and "Traceback" not in err, err
+    [saved] = list_runs(cache_dir)
+    root = load_run(saved.path).branches[0]
+    assert root.status == "cancelled" and 0 < len(root.steps) < 100000
+
+
 class _SwallowsCtrlC:
     """Ctrl-C arriving while Python runs a `__del__` (as it can in an import lock's weakref
     callback while torch imports): the KeyboardInterrupt raised there is ignored by Python."""

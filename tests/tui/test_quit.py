@@ -9,6 +9,7 @@ vocabulary does on a CPU), so the job is still working when `q` arrives and take
 
 from __future__ import annotations
 
+import signal
 import sys
 import textwrap
 import time
@@ -70,3 +71,20 @@ def test_quit_during_a_generation_saves_the_run_and_exits_0(model_dirs, tmp_path
     run.validate()
     if presses == 1:
         assert run.branches[0].status == "cancelled" and run.length(0) > 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+def test_a_hang_up_during_a_generation_saves_the_run_as_quit_does(model_dirs, tmp_path, sig):
+    """The SSH session drops (SIGHUP) or the process is asked to end (SIGTERM): the explorer quits
+    as `q` does, cancelling the job and saving the run (a trial's died at once with exit 129,
+    keeping only the last autosave: status still "running" then)."""
+    cache = tmp_path / "cache"
+    with explore(model_dirs["llama"], cache) as term:
+        started(term, cache)
+        term.proc.send_signal(sig)
+        rc = term.wait_exit(timeout=60)
+    assert rc == 0, term.text[-800:]
+    [summary] = list_runs(cache)
+    run = load_run(summary.path)
+    run.validate()
+    assert run.branches[0].status == "cancelled" and run.length(0) > 1

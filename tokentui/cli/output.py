@@ -22,7 +22,9 @@ from typing import NoReturn
 import typer
 
 from tokentui.core.display import sanitize
+from tokentui.core.files import terminal_gone
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)  # what stops a job as Ctrl-C does
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells expect of a program stopped by Ctrl-C
 
@@ -41,7 +43,9 @@ def interrupted(message: str = "interrupted") -> NoReturn:
 
 @contextmanager
 def ctrl_c_sets(event: threading.Event) -> Iterator[None]:
-    """While the block runs, Ctrl-C (SIGINT) sets `event` instead of raising KeyboardInterrupt.
+    """While the block runs, Ctrl-C (SIGINT) sets `event` instead of raising KeyboardInterrupt, and
+    so do a hang-up (SIGHUP: the SSH session dropped) and SIGTERM, which would otherwise end the
+    process at once and lose what was made since the last autosave.
 
     A KeyboardInterrupt raised inside the engine's decode loop abandons it mid-step, and the branch
     ends with the loop's default status ("length"); setting the job's cancel event instead lets the
@@ -50,11 +54,18 @@ def ctrl_c_sets(event: threading.Event) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: event.set())
+
+    def stop(signum: int, _frame: object) -> None:
+        if signum == signal.SIGHUP:
+            terminal_gone()
+        event.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def say_at_once(text: str) -> None:

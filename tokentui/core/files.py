@@ -95,3 +95,18 @@ def crash_line(what: str, error: BaseException | None, log: Path | None) -> str:
     told = " ".join(f"{type(error).__name__}: {error}".split())[:300] if error is not None else "an unknown error"
     where = f"the traceback is in {sanitize(str(log))}" if log else "no log could be written"
     return f"{what} {sanitize(told)}; {where}"
+
+
+def terminal_gone() -> None:
+    """After a hang-up (SIGHUP: an SSH session dropped) the terminal takes no more output: writes
+    fail with EIO, which would end a command, or the explorer, before it saves. What would go to
+    it goes nowhere instead (standard output and error, where they are the terminal)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    for fd in (1, 2):
+        with suppress(OSError):
+            if os.isatty(fd):
+                os.dup2(null, fd)
+    os.close(null)

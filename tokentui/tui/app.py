@@ -17,7 +17,7 @@ from textual.theme import Theme
 from textual.widgets import Footer
 
 from tokentui.core.display import sanitize
-from tokentui.core.files import write_crash_log
+from tokentui.core.files import terminal_gone, write_crash_log
 from tokentui.core.params import GenerationSettings
 from tokentui.store.cache import cache_dir as default_cache_dir
 from tokentui.tui.actions import bindings, description, palette_entries, shown_keys, spec_of, works_over
@@ -196,6 +196,7 @@ class TokentuiApp(
         return self.query_one("#prompt", PromptArea)
 
     def on_mount(self) -> None:
+        self._stop_on_hang_up()
         for problem in self.theme_problems:
             self.notify(f"theme skipped: {problem}", severity="warning", markup=False)
         if self.hint:
@@ -276,6 +277,27 @@ class TokentuiApp(
         engine.stop()
         self.update_status()
         self.set_interval(0.05, self._quit_when_stopped)
+
+    def _stop_on_hang_up(self) -> None:
+        """A hang-up (the SSH session dropped) or SIGTERM quits as `q` does: a job running is
+        cancelled and the run saved before the explorer leaves (by default the process died at
+        once, keeping only the last autosave). Where the loop takes no signal handlers (not the
+        main thread: tests), nothing changes."""
+        import asyncio
+        import signal
+
+        def stopped(sig: int) -> None:
+            if sig == signal.SIGHUP:
+                terminal_gone()
+            self.quitting = False  # (a first quit asked before: this one still waits for the save)
+            self.call_later(self.run_action, "quit")
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stopped, sig)
+            except (RuntimeError, ValueError, NotImplementedError):
+                return
 
     def _quit_when_stopped(self) -> None:
         if self.engine is None or self.engine.stopped:

@@ -4,6 +4,7 @@ capabilities, and how a generation ends: at the model's context, or in an error,
 from __future__ import annotations
 
 import queue
+import re
 import shutil
 
 import pytest
@@ -92,6 +93,38 @@ def test_autosave_is_a_subscriber_that_saves_while_tokens_arrive(loaded, tmp_pat
     jobs.drive(job, jobs.Autosave(lambda run: save_run(run, path), seconds=0), check_file)
     assert on_disk == [1, 2, 3, 4, 5, 6]
     assert load_run(path).branches[0].status == "length"
+
+
+def test_a_periodic_save_that_fails_does_not_end_the_generation_and_a_final_one_says_so(loaded, tmp_path):
+    """A full disk (ENOSPC from the writer) during the periodic saves: the generation goes on and
+    the final save writes the whole run (a trial's lost all of it at the first failure); when the
+    final save fails too, the error says the run was not saved, and where."""
+    import errno
+
+    s = HFBackend(loaded("gpt2"))
+    path = tmp_path / "r.tokentui"
+    full = {"disk": True}
+
+    def save(run):
+        if full["disk"]:
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ".r.tokentui.1.tmp"))
+        return save_run(run, path)
+
+    def free_space_before_the_end(job, ev):
+        if isinstance(ev, StepEvent) and len(job.run.branches[0].steps) == 5:
+            full["disk"] = False  # (the last step's Finished saves)
+
+    job = jobs.Generate(s, "import os", GenerationSettings(SamplingParams(max_new_tokens=6), k=4))
+    autosave = jobs.Autosave(save, seconds=0)
+    jobs.drive(job, free_space_before_the_end, autosave)
+    saved = load_run(path).branches[0]
+    assert saved.status == "length" and len(saved.steps) == 6 and autosave.failed is None
+    full["disk"] = True
+    job = jobs.Generate(s, "import os", GenerationSettings(SamplingParams(max_new_tokens=3), k=4))
+    with pytest.raises(
+        EngineError, match=re.escape(f"the run could not be saved: No space left on device (in {tmp_path})")
+    ):
+        jobs.drive(job, jobs.Autosave(save, seconds=0))
 
 
 def test_fork_and_score_jobs_tokenize_text_once_and_refuse_empty_input(loaded):

@@ -10,6 +10,7 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -409,6 +410,7 @@ class Autosave:
     def __init__(self, save: Callable[[Run], object], seconds: float = 10.0) -> None:
         self.save, self.seconds = save, seconds
         self._last = time.monotonic()
+        self.failed: OSError | None = None  # the last periodic save's error (retried at the next one)
 
     def __call__(self, job: Job, ev: Event) -> None:
         if job.run is None or not job.run.branches:  # (a search cancelled before its first node: no run)
@@ -418,6 +420,18 @@ class Autosave:
             or (isinstance(ev, TreeProgress) and ev.stopped != "running")
             or (isinstance(ev, Attributed) and ev.record is not None)
         )
-        if ended or (isinstance(ev, StepEvent) and time.monotonic() - self._last > self.seconds):
+        if not (ended or (isinstance(ev, StepEvent) and time.monotonic() - self._last > self.seconds)):
+            return
+        self._last = time.monotonic()
+        try:
             self.save(job.run)
-            self._last = time.monotonic()
+            self.failed = None
+        except OSError as e:
+            # a periodic save that fails (a full disk) must not end the generation: what it made is
+            # in memory and the final save may succeed (space freed); a final save that fails says
+            # the run is not saved, and where
+            if not ended:
+                self.failed = e
+                return
+            where = f" (in {os.path.dirname(e.filename)})" if isinstance(e.filename, str) else ""
+            raise EngineError(f"the run could not be saved: {e.strerror or e}{where}") from None

@@ -420,6 +420,26 @@ def test_ctrl_c_during_a_dataset_prints_and_keeps_the_texts_finished(
     assert overall["tokens"] == sum(s["tokens"] for s in summaries)
 
 
+def test_one_ctrl_c_during_the_last_text_still_exits_130(cli, model_dirs, model_b, cache_dir, monkeypatch):
+    """One text, one Ctrl-C while it is under way: it is finished and saved (the first press stops
+    after the texts under way), and the exit is still an interrupt's (a trial got 0)."""
+    import signal
+
+    from tokentui.cli import compare as cli_compare
+
+    save = cli_compare.save_to_cache
+
+    def press_then_save(run, cache):
+        signal.raise_signal(signal.SIGINT)
+        return save(run, cache)
+
+    monkeypatch.setattr(cli_compare, "save_to_cache", press_then_save)
+    res = cli("compare", "-m", model_dirs["gpt2"], "-m", model_b, "--text", TEXT)
+    assert res.exit_code == 130, res.output
+    assert res.stderr.strip().splitlines()[-1] == "tokentui: interrupted: 1 of 1 text compared, each saved as a run"
+    assert len(list_runs(cache_dir)) == 1
+
+
 def test_runs_lists_a_comparison_with_both_models(cli, model_dirs, model_b, cache_dir):
     res = cli("compare", "-m", model_dirs["gpt2"], "-m", model_b, "--text", TEXT)
     assert res.exit_code == 0, res.output

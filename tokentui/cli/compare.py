@@ -249,7 +249,7 @@ def compare_items(
     runs = [finished[i] for i in order]
     numbers: list[int | None] = [None] * len(runs) if lines is None else [lines[i] for i in order]
     _print(out, runs, numbers, saved, as_json, dataset=lines is not None)
-    if len(runs) < len(items):
+    if len(runs) < len(items) or cancel.is_set():  # (stopped after the last text under way: still 130)
         interrupted(
             f"interrupted: {len(runs)} of {counted(len(items), 'text')} compared, each saved as a run"
             if runs

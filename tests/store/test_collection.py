@@ -70,10 +70,14 @@ def test_unlisted_run_files_and_dead_temporaries_are_removed_and_nothing_else(tm
     stale.write_bytes(b"old")
     dead = coll.runs_dir / f".{stale.name}.999999999.1.ab.tmp"
     dead.write_bytes(b"half")
+    # a manifest save killed mid-write leaves its temporary beside the manifest (a trial's stayed
+    # through two resumes): named as every save's, and removed too
+    half_manifest = coll.path / f".collection.json.999999999.1.{'0' * 8}.tmp"
+    half_manifest.write_bytes(b"{")
     mine = coll.runs_dir / "notes.txt"
     mine.write_text("kept")
     removed = coll.remove_unlisted_runs()
-    assert sorted(removed) == sorted([stale, dead])
+    assert sorted(removed) == sorted([stale, dead, half_manifest])
     assert mine.exists() and coll.run_file_for("two", 7).exists()
 
 

@@ -37,12 +37,12 @@ def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path, monkeypatch)
     run = make_run()
     path = save_run(run, tmp_path / "a.tokentui")
     before = path.read_bytes()
-    import tokentui.store.runfile as rf
+    import tokentui.core.files as files
 
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(rf.os, "fsync", boom)
+    monkeypatch.setattr(files.os, "fsync", boom)  # (what every save's write_atomically calls)
     run.branches[0].steps.append(run.step(0, 4))
     with pytest.raises(OSError):
         save_run(run, path)

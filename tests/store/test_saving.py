@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.factories import make_run
-from tokentui.store.cache import clean_stale_temporaries, list_runs, run_path
+from tokentui.store.cache import TEMPORARY_RE, clean_stale_temporaries, list_runs, run_path
 from tokentui.store.header import RunFileError
 from tokentui.store.runfile import load_run, save_run
 
@@ -65,8 +65,18 @@ def test_threads_saving_growing_runs_to_one_path(tmp_path):
 def test_stale_temporaries_of_dead_processes_are_removed_live_ones_kept(tmp_path):
     dead = _dead_pid()
     stale = [tmp_path / f".a.tokentui.{dead}.tmp", tmp_path / f".a.tokentui.{dead}.140.0badf00d.tmp"]
-    live = [tmp_path / f".a.tokentui.{os.getpid()}.1.ab.tmp", tmp_path / f".a.tokentui.{os.getppid()}.1.cd.tmp"]
+    live = [tmp_path / f".a.tokentui.{os.getpid()}.1.ab.tmp", tmp_path / f".a.tokentui.{os.getppid()}.1.cd.tmp",
+            # a random part of digits alone is not a process: this live save's file stays (its
+            # "12345678" was taken for a dead process before)
+            tmp_path / f".a.tokentui.{os.getpid()}.140.12345678.tmp"]  # fmt: skip
     other = [tmp_path / ".notes.tmp", tmp_path / "keep.txt"]
+    from tokentui.core.files import new_temporary, temporary_name
+
+    assert TEMPORARY_RE.fullmatch(temporary_name(tmp_path / "x.csv").name)["pid"] == str(os.getpid())
+    fd, probe = new_temporary(tmp_path / ".tokentui-probe")  # (what a kill mid-probe leaves: cleaned too)
+    os.close(fd)
+    probe = probe.rename(tmp_path / probe.name.replace(f".{os.getpid()}.", f".{dead}.", 1))
+    stale.append(probe)
     for p in stale + live + other:
         p.write_bytes(b"x")
     assert sorted(clean_stale_temporaries(tmp_path)) == sorted(stale)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
@@ -51,11 +52,19 @@ def write_atomically(
         pass
 
 
+def temporary_name(path: Path) -> Path:
+    """A name beside `path` no other save can be using: the process, the thread and a random part
+    (the explorer's ctrl+s and the worker's autosave may save the same run at once). The process
+    comes third from the end, so that `store.cache.clean_stale_temporaries` can tell a killed
+    save's file (its process gone) from a live one's."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp")
+
+
 def new_temporary(path: Path) -> tuple[int, Path]:
-    """A new file with a unique name beside `path`, created exclusively with mode 0666 less the
-    umask (as `open` creates files)."""
+    """A new file with a unique name beside `path` (`temporary_name`), created exclusively with
+    mode 0666 less the umask (as `open` creates files)."""
     while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        tmp = temporary_name(path)
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
         except FileExistsError:

@@ -22,8 +22,12 @@ MAX_REF_CHARS = 1000
 ELSEWHERE = "collections-elsewhere.txt"  # the folders of collections made outside the cache (batch --out)
 MAX_ELSEWHERE = 200  # folders that list keeps (the oldest go)
 MAX_ELSEWHERE_BYTES = 1 << 20
-# `.{name}.{pid}.tmp` (older tokentui) and `.{name}.{pid}.{thread}.{random}.tmp` (save_run)
-TEMPORARY_RE = re.compile(r"\..+\.(?P<pid>[0-9]{1,10})(?:\.[0-9]{1,24}\.[0-9a-f]{1,32})?\.tmp")
+# `.{name}.{pid}.{thread}.{random}.tmp` (core.files.temporary_name), or `.{name}.{pid}.tmp` (older
+# tokentui): the first form is tried first, so that a random part of digits alone is never taken
+# for the process (a live save's file would then be removed as a dead one's)
+TEMPORARY_RE = re.compile(
+    r"\..+\.(?P<pid>[0-9]{1,10})\.[0-9]{1,24}\.[0-9a-f]{1,32}\.tmp|\..+\.(?P<old_pid>[0-9]{1,10})\.tmp"
+)
 
 
 def cache_dir(override: str | Path | None = None) -> Path:
@@ -188,7 +192,7 @@ def clean_stale_temporaries(directory: Path) -> list[Path]:
         return removed
     for entry in entries:
         m = TEMPORARY_RE.fullmatch(entry.name)
-        if m is None or _pid_alive(int(m["pid"])):
+        if m is None or _pid_alive(int(m["pid"] or m["old_pid"])):
             continue
         try:
             if entry.is_file(follow_symlinks=False):

@@ -31,13 +31,13 @@ import hashlib
 import json
 import os
 import re
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tokentui.core.display import sanitize
+from tokentui.core.files import temporary_name
 from tokentui.store.export import json_text
 from tokentui.store.header import SUFFIX, RunFileError, json_too_deep, valid_run_id
 
@@ -167,7 +167,7 @@ class Collection:
         or about to be redone), and the temporary files of saves a killed batch left behind."""
         from tokentui.store.cache import clean_stale_temporaries
 
-        removed = clean_stale_temporaries(self.runs_dir)
+        removed = clean_stale_temporaries(self.runs_dir) + clean_stale_temporaries(self.path)  # (runs, manifest)
         listed = {path for _, path in self.runs()}
         with contextlib.suppress(OSError):
             for p in self.runs_dir.iterdir():
@@ -192,7 +192,7 @@ class Collection:
         """Write the manifest atomically: a temporary file beside it, fsync, rename, fsync the folder."""
         self.path.mkdir(parents=True, exist_ok=True)
         data = json_text(self.to_json(), indent=1).encode()
-        tmp = self.path / f".{MANIFEST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        tmp = temporary_name(self.manifest)
         try:
             with open(tmp, "xb") as f:
                 f.write(data)

@@ -12,9 +12,6 @@ RunFileError line naming the file.
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import threading
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,7 @@ import numpy as np
 
 from tokentui.core import attribution
 from tokentui.core.columns import Columns, Layout
-from tokentui.core.files import write_atomically
+from tokentui.core.files import temporary_name, write_atomically
 from tokentui.core.measures import BASE, MEASURES, Measure
 from tokentui.core.run import Branch, Run, RunError, RunMeta
 from tokentui.core.steering import check_record as check_steering_record
@@ -128,13 +125,6 @@ def encode_run(run: Run) -> bytes:
     return save(tensors, metadata=meta)
 
 
-def temporary_path(path: Path) -> Path:
-    """A name no other save can be using: the process, the thread and a random part (the explorer's
-    ctrl+s and the worker's autosave may save the same run at once). `store.cache` recognises
-    these names and removes those of dead processes."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp")
-
-
 def save_run(run: Run, path: Path | str) -> Path:
     """Write atomically: temp file in the same folder, fsync, rename. A crash keeps the old file.
     A run without a branch (a generation before its first step) is refused: no file could load it."""
@@ -144,7 +134,7 @@ def save_run(run: Run, path: Path | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     steps, n_attr = run.total_steps(), len(run.attributions)
     data = encode_run(run)
-    write_atomically(path, lambda f: f.write(data), tmp=temporary_path(path))
+    write_atomically(path, lambda f: f.write(data), tmp=temporary_name(path))
     run.mark_saved(steps, n_attr)
     return path
 

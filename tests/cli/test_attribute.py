@@ -352,6 +352,7 @@ def test_ctrl_c_keeps_the_positions_done(cli, model_dirs, loaded, cache_dir):
         text = term.text.decode()
     assert rc == 130, text
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
+    assert "stopping after the positions under way (Ctrl-C again: now" in text  # said at once
     run = load_run(summary.path)
     [rec] = run.attributions
     kept = len(rec.positions)
@@ -365,6 +366,27 @@ def test_ctrl_c_keeps_the_positions_done(cli, model_dirs, loaded, cache_dir):
     t = rec.positions[-1]
     ids = run.sequence(0).tolist()
     close(rec.scores[-1, :t], reference(loaded("gpt2").model, ids, t, "integrated-gradients", steps=steps))
+
+
+def test_a_second_ctrl_c_stops_the_attribution_at_once(cli, model_dirs, cache_dir):
+    """Integrated gradients over 60 positions: a second Ctrl-C stops now (a trial's second was
+    ignored for a minute), exit 130, nothing attributed saved, never a traceback."""
+    res = cli("generate", "-m", model_dirs["gpt2"], "-p", PROMPT, "-n", 60, "--lens-chunk", 0)
+    assert res.exit_code == 0, res.output
+    [summary] = list_runs(cache_dir)
+    cmd = [*tokentui_command(), "attribute", "-m", str(model_dirs["gpt2"]), "--run", summary.run_id,
+           "--method", "integrated-gradients", "--steps", "400", "--cache-dir", str(cache_dir)]  # fmt: skip
+    with Terminal(cmd, env={"HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}) as term:
+        term.wait_for(b"attributing by integrated gradients: 0/60", timeout=120)
+        term.proc.send_signal(signal.SIGINT)
+        term.wait_for(b"Ctrl-C again", timeout=30)
+        started = time.monotonic()
+        term.proc.send_signal(signal.SIGINT)
+        rc = term.wait_exit(timeout=60)
+        text = term.text.decode()
+    assert rc == 130 and time.monotonic() - started < 20, text
+    assert "Traceback" not in text and "interrupted: nothing attributed saved" in text
+    assert load_run(summary.path).attributions == []
 
 
 def test_one_attributed_position_is_counted_in_the_singular(cli, model_dirs, saved_runs, cache_dir):

@@ -13,6 +13,7 @@ path chunks); the positions finished are kept and saved (exit code 130)."""
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,6 +24,7 @@ from tokentui.cli.output import (
     EXIT_INTERRUPTED,
     Output,
     ProgressLine,
+    StopThenInterrupt,
     ctrl_c_sets,
     fail,
     interrupted,
@@ -296,7 +298,10 @@ def attribute_job(
     from tokentui.store.export import attribution_rows, json_text, write_file
 
     m = attribution.method(method)
-    job = jobs.Attribute(backend, run, branch, positions, method, alternative, steps)
+    # a chunk of positions takes up to a minute on a CPU: Ctrl-C says at once that it stops after
+    # it (keeping the positions done), and a second stops now (a trial thought it hung)
+    stop = StopThenInterrupt("tokentui: stopping after the positions under way (Ctrl-C again: now, keeping nothing)")
+    job = jobs.Attribute(backend, run, branch, positions, method, alternative, steps, stop)
     line = ProgressLine()
     ended: list[Attributed] = []
 
@@ -310,8 +315,9 @@ def attribute_job(
     try:
         with ctrl_c_sets(job.cancel):
             jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)), show)
-    except KeyboardInterrupt:  # only where Ctrl-C could not be redirected (not the main thread)
-        job.cancel.set()
+    except KeyboardInterrupt:  # a second Ctrl-C (or one that could not be redirected: not the main thread)
+        threading.Event.set(job.cancel)  # (StopThenInterrupt.set would raise again)
+        interrupted("interrupted: nothing attributed saved")
     rec = ended[-1].record if ended else None
     if line.tty and job.cancel.is_set():
         sys.stderr.write("\n")

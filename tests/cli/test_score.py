@@ -98,3 +98,17 @@ def test_attention_entropy_of_a_model_class_without_attention_weights_is_refused
         "attention weights are (leave --attention-entropy off)"
     )
     assert cli("score", "-m", bloom, "--text", "def f(x): return x").exit_code == 0  # without it: scored
+
+
+def test_a_long_texts_logit_lens_shows_progress(cli, model_dirs, cache_dir):
+    """The lens of a long text takes minutes on a CPU: `score` says how far it is (a trial waited
+    95 s without a line), first and last chunk at least, counted in the text's positions."""
+    import pathlib
+    import re
+
+    text = pathlib.Path(__file__).read_text(encoding="utf-8")[:600]
+    res = cli("score", "-m", model_dirs["gpt2"], "--text", text, "--json")
+    assert res.exit_code == 0, res.output
+    scored = len([line for line in res.stdout.splitlines() if line.strip()])  # one record a position
+    counts = [tuple(map(int, m)) for m in re.findall(r"logit lens: (\d+) of (\d+) positions", res.stderr)]
+    assert len(counts) >= 2 and counts[0][0] < counts[-1][0] == counts[-1][1] == scored - 1, res.stderr

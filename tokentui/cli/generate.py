@@ -267,8 +267,11 @@ def score_job(
     from tokentui.store.export import iter_steps, token_line
 
     out = Output()
-    job = jobs.Score(backend, text, k, settings=settings, steering=steering)
+    line = ProgressLine()  # (a long text's logit lens: a trial waited 95 s without a line)
+    job = jobs.Score(backend, text, k, settings=settings, steering=steering,
+                     progress=lambda text, fraction: line(f"… {text}", final=fraction >= 1.0))  # fmt: skip
     jobs.drive(job)
+    line.close()
     run = job.run
     assert run is not None  # the score job made it
     path = save_to_cache(run, cache_dir)

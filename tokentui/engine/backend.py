@@ -113,9 +113,11 @@ class Backend(Protocol):
         text: str | None = None,
         settings: GenerationSettings | None = None,
         steering: SteeringSpec | None = None,
+        progress: Callable[[str, float], None] | None = None,
     ) -> Run:
         """Teacher forcing: every position's measures for given ids, in one pass (`settings`: what
-        else to record, e.g. per-layer top tokens; `k` wins over its k)."""
+        else to record, e.g. per-layer top tokens; `k` wins over its k). `progress(text, fraction)`
+        hears of a long part (a long text's logit lens: minutes on a CPU)."""
         ...
 
     def grow_tree(

@@ -179,10 +179,14 @@ class Score(Job):
         ids: list[int] | None = None,
         settings: GenerationSettings | None = None,
         steering: SteeringSpec | None = None,
+        progress: Callable[[str, float], None] | None = None,
     ) -> None:
-        """`settings`: what else to record (per-layer top tokens, attention entropy); `k` wins."""
+        """`settings`: what else to record (per-layer top tokens, attention entropy); `k` wins.
+        `progress(text, fraction)`: told during the one long step (a long text's lens), which
+        yields no events until it ends."""
         super().__init__(backend)
         self.text, self.k, self.ids, self.settings, self.steering = text, k, ids, settings, steering
+        self.progress = progress
 
     def events(self) -> Iterator[Event]:
         t0 = time.perf_counter()
@@ -191,7 +195,7 @@ class Score(Job):
             if not self.text or not self.text.strip():
                 raise EngineError("the text is empty")
             ids, _ = self.backend.encode_prompt(self.text)
-        self.run = self.backend.score_ids(ids, self.k, self.text, self.settings, self.steering)
+        self.run = self.backend.score_ids(ids, self.k, self.text, self.settings, self.steering, self.progress)
         yield RunStarted(self.run.copy())
         yield Finished(self.run.id, 0, "scored", 0, time.perf_counter() - t0)
 

@@ -300,10 +300,12 @@ class HFBackend:
         text: str | None = None,
         settings: GenerationSettings | None = None,
         steering: SteeringSpec | None = None,
+        progress: Callable[[str, float], None] | None = None,
     ) -> Run:
         """Teacher-forced scoring of given token ids (what `score` does after tokenizing);
         `settings`: what to record (its k_lens and attention entropy; `k` wins over its k);
-        `steering`: the forward is steered (recorded in the run's metadata and its branch)."""
+        `steering`: the forward is steered (recorded in the run's metadata and its branch);
+        `progress`: told after each chunk of a long text's logit lens."""
         if not ids:
             raise EngineError("nothing to score")
         steer = self._steerer(steering)
@@ -316,7 +318,9 @@ class HFBackend:
         out = self._forward(
             torch.tensor([ids], device=self.device), use_cache=False, steer=steer, attention=self._attention(run)
         )
-        self._record_teacher_forced(run, ids, out)
+        for step in self._teacher_forced(run, ids, out):
+            if progress is not None:
+                progress(step.message, step.fraction if step.fraction is not None else 0.0)
         run.add_branch(None, len(run.prompt), steering=run.meta.steering).status = "scored"
         return run
 

@@ -311,9 +311,9 @@ def attribute_job(
         elif isinstance(ev, Attributed):
             ended.append(ev)
 
-    line(progress_text(0, len(positions), m.label, 0.0))
     try:
         with ctrl_c_sets(job.cancel):
+            line(progress_text(0, len(positions), m.label, 0.0))  # (from here Ctrl-C stops after a chunk)
             jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)), show)
     except KeyboardInterrupt:  # a second Ctrl-C (or one that could not be redirected: not the main thread)
         threading.Event.set(job.cancel)  # (StopThenInterrupt.set would raise again)

@@ -385,7 +385,8 @@ def test_a_second_ctrl_c_stops_the_attribution_at_once(cli, model_dirs, cache_di
         rc = term.wait_exit(timeout=60)
         text = term.text.decode()
     assert rc == 130 and time.monotonic() - started < 20, text
-    assert "Traceback" not in text and "interrupted: nothing attributed saved" in text
+    # (the second press lands where the main thread is: in a save, or in the job, which then ends)
+    assert "Traceback" not in text and "nothing saved" in text.splitlines()[-1]
     assert load_run(summary.path).attributions == []
 
 

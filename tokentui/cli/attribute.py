@@ -317,7 +317,7 @@ def attribute_job(
             jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)), show)
     except KeyboardInterrupt:  # a second Ctrl-C (or one that could not be redirected: not the main thread)
         threading.Event.set(job.cancel)  # (StopThenInterrupt.set would raise again)
-        interrupted("interrupted: nothing attributed saved")
+        interrupted("interrupted at once: nothing saved")
     rec = ended[-1].record if ended else None
     if line.tty and job.cancel.is_set():
         sys.stderr.write("\n")

@@ -109,13 +109,16 @@ def crash_line(what: str, error: BaseException | None, log: Path | None) -> str:
 def terminal_gone() -> None:
     """After a hang-up (SIGHUP: an SSH session dropped) the terminal takes no more output: writes
     fail with EIO, which would end a command, or the explorer, before it saves. What would go to
-    it goes nowhere instead (standard output and error, where they are the terminal)."""
+    it goes nowhere instead (standard input, output and error, where they are the terminal: reading
+    it then ends too)."""
+    import stat
+
     try:
-        null = os.open(os.devnull, os.O_WRONLY)
+        null = os.open(os.devnull, os.O_RDWR)
     except OSError:
         return
-    for fd in (1, 2):
+    for fd in (0, 1, 2):  # (isatty fails on a hung-up terminal: a character device is one)
         with suppress(OSError):
-            if os.isatty(fd):
+            if stat.S_ISCHR(os.fstat(fd).st_mode) and not os.path.samestat(os.fstat(fd), os.fstat(null)):
                 os.dup2(null, fd)
     os.close(null)

@@ -6,6 +6,7 @@ files); nothing here reads files."""
 from __future__ import annotations
 
 import gc
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,6 +139,7 @@ class TokentuiApp(
         self.side_index = 0
         self._dirty = False
         self.quitting = False  # quit was asked while a job ran: the app leaves once it has stopped
+        self.hung_up = False  # the terminal is gone (SIGHUP): leave without Textual's shutdown
         self.crash: Exception | None = None  # the unhandled exception that ended the app
         self.crash_log: Path | None = None  # where its traceback went
 
@@ -271,7 +273,7 @@ class TokentuiApp(
         engine = self.engine
         busy = self.state in (AppState.GENERATING, AppState.ATTRIBUTING)
         if engine is None or engine.stopped or not busy or self.quitting:
-            self.exit()
+            self._leave()
             return
         self.quitting = True
         engine.stop()
@@ -289,6 +291,7 @@ class TokentuiApp(
         def stopped(sig: int) -> None:
             if sig == signal.SIGHUP:
                 terminal_gone()
+                self.hung_up = True
             self.quitting = False  # (a first quit asked before: this one still waits for the save)
             self.call_later(self.run_action, "quit")
 
@@ -301,7 +304,15 @@ class TokentuiApp(
 
     def _quit_when_stopped(self) -> None:
         if self.engine is None or self.engine.stopped:
-            self.exit()
+            self._leave()
+
+    def _leave(self) -> None:
+        """Exit; after a hang-up at once (exit code 129), the run saved: Textual's own shutdown
+        writes to the terminal, and with the terminal gone it hung there for good (a process left
+        behind on the server, holding the model)."""
+        if self.hung_up:
+            os._exit(128 + 1)
+        self.exit()
 
     def on_unmount(self) -> None:
         if self.engine is not None:

@@ -209,3 +209,6 @@ def test_ctrl_c_keeps_the_partial_tree(peaked_dirs, cache_dir):
     s = tree.searches(run)[0]
     assert s["stopped"] == "cancelled" and 0 < s["nodes"] == len(run.branches) < 10000
     assert set(run.meta.tree["nodes"]) == {str(b.id) for b in run.branches}
+    # the last line says so, as every command stopped by Ctrl-C ends (a trial found none)
+    nodes = f"{s['nodes']} node" + ("s" if s["nodes"] != 1 else "")
+    assert err.strip().splitlines()[-1] == f"tokentui: interrupted: the tree of {nodes} grown so far is saved", err

@@ -23,7 +23,6 @@ from tokentui.cli.options import (
     tree_options,
 )
 from tokentui.cli.output import (
-    EXIT_INTERRUPTED,
     Output,
     ProgressLine,
     ctrl_c_sets,
@@ -34,7 +33,7 @@ from tokentui.cli.output import (
     usable_cache,
     user_errors,
 )
-from tokentui.core.display import sanitize
+from tokentui.core.display import counted, sanitize
 from tokentui.core.params import GenerationSettings, RunError, TreeParams, check_text
 
 
@@ -181,5 +180,5 @@ def tree_job(
         f"saved to {sanitize(str(path))}",
         err=as_json,
     )
-    if job.cancel.is_set():
-        raise typer.Exit(EXIT_INTERRUPTED)
+    if job.cancel.is_set():  # (as every command stopped by Ctrl-C ends: its own line)
+        interrupted(f"interrupted: the tree of {counted(search['nodes'], 'node')} grown so far is saved")

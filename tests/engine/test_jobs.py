@@ -118,7 +118,7 @@ def test_a_periodic_save_that_fails_does_not_end_the_generation_and_a_final_one_
     autosave = jobs.Autosave(save, seconds=0)
     jobs.drive(job, free_space_before_the_end, autosave)
     saved = load_run(path).branches[0]
-    assert saved.status == "length" and len(saved.steps) == 6 and autosave.failed is None
+    assert saved.status == "length" and len(saved.steps) == 6
     full["disk"] = True
     job = jobs.Generate(s, "import os", GenerationSettings(SamplingParams(max_new_tokens=3), k=4))
     with pytest.raises(

@@ -414,7 +414,6 @@ class Autosave:
     def __init__(self, save: Callable[[Run], object], seconds: float = 10.0) -> None:
         self.save, self.seconds = save, seconds
         self._last = time.monotonic()
-        self.failed: OSError | None = None  # the last periodic save's error (retried at the next one)
 
     def __call__(self, job: Job, ev: Event) -> None:
         if job.run is None or not job.run.branches:  # (a search cancelled before its first node: no run)
@@ -429,13 +428,11 @@ class Autosave:
         self._last = time.monotonic()
         try:
             self.save(job.run)
-            self.failed = None
         except OSError as e:
             # a periodic save that fails (a full disk) must not end the generation: what it made is
             # in memory and the final save may succeed (space freed); a final save that fails says
             # the run is not saved, and where
-            if not ended:
-                self.failed = e
+            if not ended:  # (retried at the next one)
                 return
             where = f" (in {os.path.dirname(e.filename)})" if isinstance(e.filename, str) else ""
             raise EngineError(f"the run could not be saved: {e.strerror or e}{where}") from None

@@ -283,8 +283,8 @@ class TokentuiApp(
     def _stop_on_hang_up(self) -> None:
         """A hang-up (the SSH session dropped) or SIGTERM quits as `q` does: a job running is
         cancelled and the run saved before the explorer leaves (by default the process died at
-        once, keeping only the last autosave). Where the loop takes no signal handlers (not the
-        main thread: tests), nothing changes."""
+        once, keeping only the last autosave). Where the loop takes no signal handlers (a loop
+        off the main thread), nothing changes."""
         import asyncio
         import signal
 

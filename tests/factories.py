@@ -159,6 +159,19 @@ def model_config(family: str, vocab: int):
         return T.OPTConfig(num_hidden_layers=3, hidden_size=32, ffn_dim=64, num_attention_heads=4,
                            word_embed_proj_dim=16, do_layer_norm_before=False, max_position_embeddings=512,
                            **common)  # fmt: skip
+    # families whose final norm has another name (XGLM: layer_norm, CTRL: layernorm, LFM2: embedding_norm)
+    if family == "xglm":
+        return T.XGLMConfig(num_layers=3, d_model=32, ffn_dim=64, attention_heads=4, max_position_embeddings=512,
+                            decoder_start_token_id=0, pad_token_id=1, **common)  # fmt: skip
+    if family == "ctrl":
+        return T.CTRLConfig(n_layer=3, n_embd=32, dff=64, n_head=4, n_positions=512, **common)
+    if family == "lfm2":
+        return T.Lfm2Config(num_key_value_heads=2, **small)
+    if family == "bart":  # post-norm, no final norm: tokentui cannot tell one, and the lens is off
+        return T.BartConfig(decoder_layers=3, encoder_layers=3, d_model=32, decoder_ffn_dim=64, encoder_ffn_dim=64,
+                            decoder_attention_heads=4, encoder_attention_heads=4, max_position_embeddings=512,
+                            is_decoder=True, is_encoder_decoder=False, pad_token_id=1, decoder_start_token_id=0,
+                            **common)  # fmt: skip
     raise ValueError(family)
 
 
@@ -170,7 +183,7 @@ def tiny_loaded(tokenizer_dir, family: str, seed: int = 3, head_scale: float = 1
     import transformers as T
     from transformers import AutoTokenizer
 
-    from tokentui.engine.hf.arch import lens_parts
+    from tokentui.engine.hf.arch import layer_count, lens_parts
     from tokentui.engine.hf.loading import LoadedModel
     from tokentui.engine.hf.token_bytes import vocab_bytes
 
@@ -183,7 +196,6 @@ def tiny_loaded(tokenizer_dir, family: str, seed: int = 3, head_scale: float = 1
     if head_scale != 1.0:
         with torch.no_grad():
             model.get_output_embeddings().weight.mul_(head_scale)
-    parts = lens_parts(model)
     return LoadedModel(
         family,
         family,
@@ -193,9 +205,9 @@ def tiny_loaded(tokenizer_dir, family: str, seed: int = 3, head_scale: float = 1
         "cpu",
         "float32",
         len(tok),
-        parts.n_layers,
+        layer_count(model),
         [],
-        parts,
+        lens_parts(model),
         vocab_bytes(tok, len(tok)),
     )
 

@@ -115,16 +115,45 @@ def test_a_periodic_save_that_fails_does_not_end_the_generation_and_a_final_one_
             full["disk"] = False  # (the last step's Finished saves)
 
     job = jobs.Generate(s, "import os", GenerationSettings(SamplingParams(max_new_tokens=6), k=4))
-    autosave = jobs.Autosave(save, seconds=0)
+    warned: list[str] = []
+    autosave = jobs.Autosave(save, seconds=0, warn=warned.append)
     jobs.drive(job, free_space_before_the_end, autosave)
     saved = load_run(path).branches[0]
     assert saved.status == "length" and len(saved.steps) == 6
+    # the periodic saves that failed (steps 1-4) were said once, while the job ran
+    assert warned == [f"autosave failed: No space left on device (in {tmp_path}); the run is kept in memory, "
+                      "saving is retried"]  # fmt: skip
     full["disk"] = True
     job = jobs.Generate(s, "import os", GenerationSettings(SamplingParams(max_new_tokens=3), k=4))
     with pytest.raises(
         EngineError, match=re.escape(f"the run could not be saved: No space left on device (in {tmp_path})")
     ):
         jobs.drive(job, jobs.Autosave(save, seconds=0))
+
+
+def test_the_worker_says_a_failing_autosave_while_the_generation_goes_on(loaded, tmp_path):
+    """The explorer's worker: a cache folder that cannot be written (here under a file) fails every
+    periodic save; the first failure is sent at once (SaveFailed, once), the tokens keep coming, and
+    the final save's failure ends the job naming the folder."""
+    from tokentui.engine.events import SaveFailed
+
+    (tmp_path / "file").write_text("")
+    q: queue.Queue = queue.Queue()
+    wk = w.Worker(q.put, save_dir=tmp_path / "file" / "runs", backend=HFBackend(loaded("gpt2")), autosave_seconds=0)
+    wk.start()
+    try:
+        wk.submit(w.Generate("import os", GenerationSettings(SamplingParams(max_new_tokens=5), k=4)))
+        events = []
+        while not events or not isinstance(events[-1], Failed):
+            events.append(q.get(timeout=60))
+    finally:
+        wk.shutdown()
+    kinds = [type(e).__name__ for e in events]
+    assert kinds.count("SaveFailed") == 1 and kinds.index("SaveFailed") < kinds.index("Finished")
+    assert kinds.count("StepEvent") == 5
+    [warning] = [e.message for e in events if isinstance(e, SaveFailed)]
+    assert warning.startswith("autosave failed: Not a directory") and str(tmp_path / "file") in warning
+    assert events[-1].message.startswith("the run could not be saved: Not a directory")
 
 
 def test_fork_and_score_jobs_tokenize_text_once_and_refuse_empty_input(loaded):

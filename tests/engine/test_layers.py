@@ -210,6 +210,59 @@ def test_opt_350m_shapes_lens_through_their_projection_out(tokenizer_dir, family
     np.testing.assert_allclose(got[1:], entropy[:, :-1].T.numpy(), rtol=2e-3, atol=2e-3)
 
 
+@pytest.mark.parametrize(("family", "final_norm"), [("xglm", "layer_norm"), ("ctrl", "layernorm"),
+                                                    ("lfm2", "embedding_norm")])  # fmt: skip
+def test_families_naming_their_final_norm_otherwise_are_lensed_through_it(tokenizer_dir, family, final_norm):
+    """XGLM, CTRL and LFM2 call the norm their decoder applies after its last block by other names
+    (LFM2's `embedding_norm` despite its name): such models could not be opened at all. The lens
+    applies that module, named here from each family's source, then the model's own head."""
+    from tests.factories import tiny_loaded
+
+    lm = tiny_loaded(tokenizer_dir, family)
+    model = lm.model
+    text = "import os\nprint(os.getcwd())\n"
+    ids = lm.tokenizer(text)["input_ids"]
+    run = backend(lm, 32).score_ids(ids, 6, text, settings())
+    norm = getattr(model.get_decoder(), final_norm)
+    with torch.inference_mode():
+        out = model(torch.tensor([ids]), output_hidden_states=True)
+        logp = torch.stack([torch.log_softmax(model.lm_head(norm(h[0])).float(), -1) for h in out.hidden_states[1:-1]]
+                           + [torch.log_softmax(out.logits[0].float(), -1)])  # fmt: skip
+    entropy = -(logp.exp() * logp).sum(-1)  # [L, T]
+    got = run.prompt.col("layer_entropy").astype(np.float64)  # [T, L]: position p predicts token p
+    np.testing.assert_allclose(got[1:], entropy[:, :-1].T.numpy(), rtol=2e-3, atol=2e-3)
+
+
+def test_a_model_whose_final_norm_is_unknown_loads_and_generates_with_the_lens_off(tokenizer_dir, tmp_path):
+    """A post-norm BART decoder has no final norm tokentui can name: the model could not be opened
+    at all. It loads, says why it has no lens (while loading, in the run, in the capabilities),
+    and generates `model.generate()`'s greedy tokens with the model's own entropy recorded."""
+    from tests.conftest import build_model_dir
+    from tokentui.engine.hf.loading import load_model
+
+    said: list[str] = []
+    lm = load_model(str(build_model_dir("bart", tokenizer_dir, tmp_path / "bart")), progress=said.append)
+    why = "no logit lens: tokentui cannot tell which module of BartDecoder is its final norm"
+    assert why in said
+    b = backend(lm, 32)
+    assert b.lens_chunk == 0 and b.capabilities.why_not("lens") == why
+    assert HFBackend.capabilities.lens  # (the class's, for other models, unchanged)
+    ids, _ = b.encode_prompt(PROMPT)
+    run = b.new_run(PROMPT, settings(6), None)
+    list(b.generate(run, ids, SamplingParams(max_new_tokens=6)))
+    assert run.meta.lens == f"off ({why})"
+    with torch.inference_mode():
+        want = lm.model.generate(torch.tensor([ids]), max_new_tokens=6, do_sample=False, eos_token_id=None,
+                                 pad_token_id=0, forced_eos_token_id=None)[0, len(ids):].tolist()  # fmt: skip
+        logp = torch.log_softmax(lm.model(torch.tensor([ids])).logits[0, -1].float(), -1)
+    steps = run.branches[0].steps
+    assert steps.col("token_id").tolist() == want
+    assert [n for n in run.layout.names if n.startswith("layer_")] == ["layer_entropy"]
+    assert steps.col("layer_entropy")[0, -1] == pytest.approx(float(-(logp.exp() * logp).sum()), abs=2e-3)
+    reloaded = load_run(save_run(run, tmp_path / "bart.tokentui"))
+    assert reloaded.meta.lens == run.meta.lens
+
+
 @pytest.mark.parametrize(("family", "shared"), [("gpt2", True), ("llama", True), ("gpt_neox", False)])
 def test_the_nodes_of_a_tree_search_match_the_reference(peaked, family, shared):
     """Each node is a one-step branch: its layers describe its parent's distribution (the same

@@ -402,6 +402,31 @@ async def test_the_layer_view_says_why_it_has_no_lens_values(model_dirs, cache_d
     assert s.lens_unavailable() == "remote-model does not provide hidden states for the logit lens"
 
 
+async def test_a_model_without_a_lens_says_why_in_the_layer_view_live_and_in_replay(tokenizer_dir, tmp_path):
+    """A model whose final norm tokentui cannot name (a post-norm BART decoder) opens with the lens
+    off: its layer view gives that reason, not '--lens-chunk 0' (never asked for), and so does a
+    replay of its run without the model."""
+    from tests.conftest import build_model_dir
+    from tokentui.store.cache import list_runs
+
+    cache = tmp_path / "runs"
+    why = "no logit lens: tokentui cannot tell which module of BartDecoder is its final norm"
+    settings = GenerationSettings(SamplingParams(max_new_tokens=3), k=4)
+    app = explorer(model=str(build_model_dir("bart", tokenizer_dir, tmp_path / "bart")), prompt="def f(x):",
+                   settings=settings, cache_dir=cache)  # fmt: skip
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="model load")
+        await pilot.press("ctrl+r")
+        await wait_generated(pilot, app, 0)
+        text = " ".join(rendered(app.query_one(LayersPane)).split())
+        assert why in text and "--lens-chunk" not in text
+    [saved] = list_runs(cache)
+    app = explorer(run_path=saved.path, cache_dir=cache)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.run_obj is not None, what="the replay")
+        assert why in " ".join(rendered(app.query_one(LayersPane)).split())
+
+
 def _contrast(a, b) -> float:
     """WCAG contrast ratio of two rich colours."""
 

@@ -25,6 +25,7 @@ from tokentui.cli.output import (
     Output,
     ProgressLine,
     StopThenInterrupt,
+    autosave,
     ctrl_c_sets,
     fail,
     interrupted,
@@ -261,7 +262,7 @@ def generate_greedily(backend: Backend, prompt: str, settings, cache_dir) -> Run
     typer.echo(f"… generating {counted(settings.sampling.max_new_tokens, 'token')} (greedy)", err=True)
     job = jobs.Generate(backend, prompt, settings)
     with ctrl_c_sets(job.cancel):
-        jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)))
+        jobs.drive(job, autosave(cache_dir))
     run = job.run
     if run is None or not run.branches:
         interrupted("interrupted before the prompt was scored: nothing saved")
@@ -314,7 +315,7 @@ def attribute_job(
     try:
         with ctrl_c_sets(job.cancel):
             line(progress_text(0, len(positions), m.label, 0.0))  # (from here Ctrl-C stops after a chunk)
-            jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)), show)
+            jobs.drive(job, autosave(cache_dir), show)
     except KeyboardInterrupt:  # a second Ctrl-C (or one that could not be redirected: not the main thread)
         threading.Event.set(job.cancel)  # (StopThenInterrupt.set would raise again)
         interrupted("interrupted at once: nothing saved")

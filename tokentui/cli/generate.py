@@ -35,6 +35,7 @@ from tokentui.cli.output import (
     EXIT_INTERRUPTED,
     Output,
     ProgressLine,
+    autosave,
     ctrl_c_not_lost,
     ctrl_c_sets,
     fail,
@@ -194,7 +195,7 @@ def generate_job(
 
     try:
         with ctrl_c_sets(job.cancel):
-            jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)), show)
+            jobs.drive(job, autosave(cache_dir), show)
     except KeyboardInterrupt:  # only where Ctrl-C could not be redirected (not the main thread)
         job.cancel.set()
         if job.run is not None and job.run.branches and job.run.branches[-1].status in ("running", "length"):

@@ -303,6 +303,14 @@ def save_to_cache(run, cache_dir: Path | None) -> Path:
     return save_run(run, run_path(run.id, runs_dir(cache_dir)))
 
 
+def autosave(cache_dir: Path | None):
+    """A command's jobs.Autosave into the run cache; a periodic save that fails (a full disk) is
+    said at once on standard error, as a warning: the job goes on."""
+    from tokentui.engine.jobs import Autosave
+
+    return Autosave(lambda r: save_to_cache(r, cache_dir), warn=lambda m: say_at_once(f"warning: {sanitize(m)}"))
+
+
 def load_ref(ref: str, cache_dir: Path | None, grow: bool = False):
     """The run a user named (id, part of an id, or path), loaded and validated. `grow`: it will be
     saved into the cache under its id, so a file from elsewhere whose id the cache holds with other

@@ -28,6 +28,7 @@ from tokentui.cli.output import (
     EXIT_INTERRUPTED,
     Output,
     ProgressLine,
+    autosave,
     ctrl_c_not_lost,
     ctrl_c_sets,
     fail,
@@ -266,7 +267,7 @@ def compare_job(
             line(f"… {which}: {counted(counts[ev.branch_id], 'token')}")
 
     with ctrl_c_sets(job.cancel):
-        jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)), show)
+        jobs.drive(job, autosave(cache_dir), show)
     if counts:
         line("… done", final=True)
     run = job.run

@@ -25,6 +25,7 @@ from tokentui.cli.options import (
 from tokentui.cli.output import (
     Output,
     ProgressLine,
+    autosave,
     ctrl_c_sets,
     fail,
     interrupted,
@@ -153,7 +154,7 @@ def tree_job(
 
     try:
         with ctrl_c_sets(job.cancel):
-            jobs.drive(job, jobs.Autosave(lambda r: save_to_cache(r, cache_dir)), show)
+            jobs.drive(job, autosave(cache_dir), show)
     except KeyboardInterrupt:  # only where Ctrl-C could not be redirected (not the main thread)
         job.cancel.set()
     grown = job.run

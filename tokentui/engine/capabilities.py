@@ -26,6 +26,9 @@ class Capabilities:
     hooks: bool = False
     attention: bool = False
     full_distribution: bool = False
+    # (feature, why) for a feature this particular model lacks although its kind of source has it
+    # (a transformers model whose final norm tokentui cannot find has no lens): said instead
+    reasons: tuple[tuple[str, str], ...] = ()
 
     def why_not(self, feature: str, backend: str = "this model source") -> str | None:
         """None when `feature` is supported, else one line saying what is missing."""
@@ -33,4 +36,4 @@ class Capabilities:
             raise KeyError(feature)
         if getattr(self, feature):
             return None
-        return f"{backend} does not provide {FEATURES[feature]}"
+        return dict(self.reasons).get(feature) or f"{backend} does not provide {FEATURES[feature]}"

@@ -202,6 +202,14 @@ class Saved:
 
 
 @dataclass(frozen=True)
+class SaveFailed:
+    """A periodic autosave failed (a full disk): the job goes on, its run kept in memory, and the
+    next save tries again. Said once until a save succeeds."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class Failed:
     """A command failed; `message` is one line for the user."""
 
@@ -227,6 +235,7 @@ Event = (
     | CompareValues
     | Compared
     | Saved
+    | SaveFailed
     | Failed
 )
 

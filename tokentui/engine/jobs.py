@@ -411,9 +411,14 @@ class Autosave:
     survives a crash. (A tree search's node-branches end without a Finished each: saving after
     every node would rewrite the file hundreds of times.)"""
 
-    def __init__(self, save: Callable[[Run], object], seconds: float = 10.0) -> None:
-        self.save, self.seconds = save, seconds
+    def __init__(
+        self, save: Callable[[Run], object], seconds: float = 10.0, warn: Callable[[str], None] | None = None
+    ) -> None:
+        """`warn`: told the first time a periodic save fails (once until one succeeds again), so a
+        full disk is known while the job runs, not only when its final save fails."""
+        self.save, self.seconds, self.warn = save, seconds, warn
         self._last = time.monotonic()
+        self._failing = False
 
     def __call__(self, job: Job, ev: Event) -> None:
         if job.run is None or not job.run.branches:  # (a search cancelled before its first node: no run)
@@ -432,7 +437,11 @@ class Autosave:
             # a periodic save that fails (a full disk) must not end the generation: what it made is
             # in memory and the final save may succeed (space freed); a final save that fails says
             # the run is not saved, and where
-            if not ended:  # (retried at the next one)
-                return
             where = f" (in {os.path.dirname(e.filename)})" if isinstance(e.filename, str) else ""
-            raise EngineError(f"the run could not be saved: {e.strerror or e}{where}") from None
+            if ended:
+                raise EngineError(f"the run could not be saved: {e.strerror or e}{where}") from None
+            if self.warn is not None and not self._failing:
+                self.warn(f"autosave failed: {e.strerror or e}{where}; the run is kept in memory, saving is retried")
+            self._failing = True
+            return
+        self._failing = False

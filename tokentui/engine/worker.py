@@ -35,6 +35,7 @@ from tokentui.engine.events import (
     Progress,
     RunStarted,
     Saved,
+    SaveFailed,
     Widened,
     apply_event,
 )
@@ -226,6 +227,9 @@ class Worker:
         path = save_run(run, run_path(run.id, self.save_dir))
         self.callback(Saved(run.id, str(path)))
 
+    def _save_failed(self, message: str) -> None:
+        self.callback(SaveFailed(message))
+
     def _need_backend(self) -> Backend:
         if self.backend is None:
             raise EngineError("no model is loaded")
@@ -288,7 +292,9 @@ class Worker:
                     touched.append(ev.branch_id)
 
             # forward first: the UI hears of a finished branch even when saving it then fails
-            jobs.drive(job, keep_run, forward, track, jobs.Autosave(self._save, self.autosave_seconds))
+            jobs.drive(
+                job, keep_run, forward, track, jobs.Autosave(self._save, self.autosave_seconds, self._save_failed)
+            )
             if self.pair is not None and touched and job.run is not None:
                 self._compare(job.run, touched)
         elif isinstance(cmd, LoadPair):

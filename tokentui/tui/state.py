@@ -134,6 +134,8 @@ class Session:
             return "a comparison records no lens: each model's one forward gives its last layer only"
         if self.run is not None and self.run.meta.lens == "off":
             return "the lens was off for this run (--lens-chunk 0)"
+        if self.run is not None and self.run.meta.lens.startswith("off ("):  # off, and why (the model had none)
+            return self.run.meta.lens[len("off (") :].removesuffix(")")
         if self.capabilities is not None:  # a model is loaded: what it cannot lens, new branches lack
             return self.capabilities.why_not("lens", self.model or "this model source")
         return None
@@ -178,6 +180,7 @@ class Session:
             Progress,
             RunStarted,
             Saved,
+            SaveFailed,
             StepEvent,
             TreeProgress,
             TreeStarted,
@@ -295,6 +298,8 @@ class Session:
                 self.run.mark_saved()
             # the note (what the run's end said: a search's summary) stays; the status bar's
             # saved/unsaved part says the rest (a "· saved" note too showed "saved" twice)
+        elif isinstance(ev, SaveFailed):  # (the job goes on; the status bar says "unsaved")
+            up.error = ("autosave failed", ev.message)
         elif isinstance(ev, Failed):
             if self.state is AppState.LOADING:
                 self.state = AppState.NO_MODEL

@@ -20,8 +20,15 @@ from tokentui.engine.hf.loading import LENS_PRECISIONS
 
 # Attribute names of the final norm on the decoder (`model.get_decoder()`), by family:
 # GPT-2/GPT-J/Bloom: ln_f · Llama/Mistral/Qwen2/Gemma/Phi-3: norm · GPT-NeoX/OPT: final_layer_norm
-# · Phi: final_layernorm.
-FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f")
+# · Phi/Jamba: final_layernorm · Mamba/DBRX: norm_f · RecurrentGemma: final_norm · XGLM/BioGPT/
+# MBart/Pegasus/Whisper: layer_norm · CTRL: layernorm · RWKV: ln_out · xLSTM: out_norm · LFM2:
+# embedding_norm (applied after the last block, despite its name). Each is the module the decoder's
+# forward applies last; a decoder with none of them (post-norm BART, Marian, GPT-1, BERT-likes)
+# loads with the lens off (`lens_parts` returns None and says why).
+FINAL_NORM_NAMES = (
+    "norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f", "final_norm", "layer_norm", "layernorm",
+    "ln_out", "out_norm", "embedding_norm",
+)  # fmt: skip
 
 
 @dataclass
@@ -94,43 +101,52 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def decoder_of(model: Any) -> torch.nn.Module:
-    """`model` is a transformers PreTrainedModel (typed Any: nn.Module's getattr says Tensor)."""
+    """The decoder stack of `model`, a transformers PreTrainedModel (typed Any: nn.Module's getattr
+    says Tensor). `get_decoder()` is not always it: Llama 4's text model answers itself, ModernBERT's
+    decoder answers its output head (an attribute named `decoder`); the usual attribute names follow."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    candidates = []
     try:
-        dec = model.get_decoder()
-        if dec is not None:
-            return dec
+        candidates.append(model.get_decoder())
     except (AttributeError, NotImplementedError):
         pass
-    for name in ("model", "transformer", "gpt_neox"):
-        if hasattr(model, name):
-            return getattr(model, name)
+    candidates += [getattr(model, name, None) for name in ("model", "transformer", "gpt_neox", "language_model")]
+    for dec in candidates:
+        if isinstance(dec, torch.nn.Module) and dec is not model and dec is not head:
+            return dec
     raise EngineError(f"cannot find the decoder of {type(model).__name__}")
 
 
-def lens_parts(model: Any) -> LensParts:
+def lens_parts(model: Any) -> LensParts | str:
     """The final norm (then, where the decoder has one, its projection out to the embedding size:
     OPT-350m's `project_out`), the unembedding and the soft-cap: what the model itself applies to
-    its last layer's output, applied by the lens to every layer's."""
+    its last layer's output, applied by the lens to every layer's. A model whose final norm or
+    output embedding cannot be found gets, instead, the one line saying why it has no lens: it
+    still loads, with the lens off."""
     dec = decoder_of(model)
     norm = next((getattr(dec, n) for n in FINAL_NORM_NAMES if isinstance(getattr(dec, n, None), torch.nn.Module)), None)
     if norm is None and any(hasattr(dec, n) and getattr(dec, n) is None for n in FINAL_NORM_NAMES):
         norm = torch.nn.Identity()  # a family whose final norm is optional, here off (OPT post-norm)
     if norm is None:
-        raise EngineError(
-            f"logit lens: no final norm found on {type(dec).__name__} (looked for {', '.join(FINAL_NORM_NAMES)})"
-        )
+        return f"no logit lens: tokentui cannot tell which module of {type(dec).__name__} is its final norm"
     project_out = getattr(dec, "project_out", None)
     if isinstance(project_out, torch.nn.Module):
         norm = torch.nn.Sequential(norm, project_out)
     head = model.get_output_embeddings()
-    if head is None or not hasattr(head, "weight"):
-        raise EngineError(f"logit lens: {type(model).__name__} has no output embedding")
+    if head is None or not isinstance(getattr(head, "weight", None), torch.Tensor):
+        return f"no logit lens: {type(model).__name__} has no output embedding tokentui can use"
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    softcap = getattr(cfg, "final_logit_softcapping", None)
+    return LensParts(norm, head.weight, getattr(head, "bias", None), softcap, layer_count(model))
+
+
+def layer_count(model: Any) -> int:
+    """How many decoder blocks `model` has (L: the lens's layers are 1..L), from its configuration."""
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     n_layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None)
     if not n_layers:
         raise EngineError("cannot tell how many layers the model has")
-    softcap = getattr(cfg, "final_logit_softcapping", None)
-    return LensParts(norm, head.weight, getattr(head, "bias", None), softcap, int(n_layers))
+    return int(n_layers)
 
 
 CONTEXT_NAMES = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length", "max_sequence_length")
@@ -167,8 +183,7 @@ def attention_modules(model: Any) -> list[tuple[torch.nn.Module, int]]:
         for name, m in model.named_modules()
         if cls is not None and isinstance(m, cls) and (want is None or want in "." + name + ".")
     ]
-    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    n_layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None)
+    n_layers = layer_count(model)
     if not found or len(found) != n_layers:
         raise EngineError(f"found {len(found)} attention modules on {type(model).__name__}, expected {n_layers}")
     return found

@@ -97,12 +97,18 @@ class HFBackend:
         self.model: Any = cast(Any, lm.model)
         self.tokenizer: Any = cast(Any, lm.tokenizer)
         self.device = next(self.model.parameters()).device
+        if lens_precision not in LENS_PRECISIONS:  # (said also when the lens is off)
+            raise EngineError(f"unknown lens precision {lens_precision!r} (choose from {', '.join(LENS_PRECISIONS)})")
+        if isinstance(lm.lens, str):  # a model without a lens (its final norm is unknown): off
+            self.no_lens: str | None = lm.lens
+            self.capabilities = replace(self.capabilities, lens=False, reasons=(("lens", lm.lens),))
+            lens_chunk = 0
+        else:
+            self.no_lens = None
         self.lens_chunk = max(0, lens_chunk)
         # a precision other than the model's costs a copy of the unembedding (for a bf16 model with
         # a 150k vocabulary lensed in float32: half a gigabyte): made only when the lens is on
         lens = cast(LensParts, lm.lens)
-        if lens_precision not in LENS_PRECISIONS:
-            lens.at_precision(lens_precision)  # its one-line error, also when the lens is off
         self.lens: LensParts = lens.at_precision(lens_precision) if self.lens_chunk else lens
         self.caches = CachePool(cache_slots)
         # transformers renamed `past_key_values` to `cache` within 5.x (the old name warns, then goes)
@@ -156,7 +162,11 @@ class HFBackend:
             chat_template=template,
             sampling=asdict(params),
             eos_ids=list(self.lm.eos_ids),
-            lens=f"{RunMeta.lens}; unembedding matmul in {self.lens.precision}" if self.lens_chunk else "off",
+            lens=f"{RunMeta.lens}; unembedding matmul in {self.lens.precision}"
+            if self.lens_chunk
+            else f"off ({self.no_lens})"
+            if self.no_lens
+            else "off",
             weights_file=self.lm.weights_file,
         )
         if settings.attention_entropy:

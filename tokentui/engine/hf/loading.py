@@ -56,7 +56,7 @@ class LoadedModel:
     vocab_size: int
     n_layers: int
     eos_ids: list[int]
-    lens: object  # arch.LensParts
+    lens: object  # arch.LensParts, or the line saying why this model has no logit lens
     vocab_bytes: list[bytes] = field(repr=False, default_factory=list)
     model_name: str = ""  # as the user named it: "demo", the Hub id or the folder's name (no path)
     tokenizer_id: str = ""  # class name and a hash of the tokenizer files: "PreTrainedTokenizerFast sha256:1a2b…"
@@ -515,7 +515,7 @@ def load_model(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tokentui.engine.hf.arch import lens_parts
+    from tokentui.engine.hf.arch import layer_count, lens_parts
     from tokentui.engine.hf.token_bytes import vocab_bytes
 
     dev = pick_device(device)
@@ -537,6 +537,8 @@ def load_model(
         raise ModelLoadError(f"could not move {spec} to {dev}: {' '.join(str(e).split())[:200]}") from None
     model.eval()
     parts = lens_parts(model)  # (finds the final norm and the unembedding: instant, not worth a progress line)
+    if isinstance(parts, str):
+        say(parts)
     vocab = int(model.get_output_embeddings().weight.shape[0])
     eos = model.generation_config.eos_token_id if model.generation_config else None
     if eos is None:
@@ -557,7 +559,7 @@ def load_model(
         device=str(param.device),
         dtype=str(param.dtype).removeprefix("torch."),
         vocab_size=vocab,
-        n_layers=parts.n_layers,
+        n_layers=layer_count(model),
         eos_ids=eos_ids,
         lens=parts,
         vocab_bytes=vocab_bytes(tok, vocab),

@@ -204,6 +204,40 @@ async def test_indentation_after_a_line_break_opens_the_next_line():
         assert stream.cursor == 4
 
 
+async def test_the_decoded_view_keeps_the_blank_line_of_a_double_newline_token():
+    """'.\n\n' is one token: the decoded view (D) shows its blank line (a trial saw two paragraphs
+    run together, the exported text had the blank line); the cursor steps over the blank line,
+    up and down, and a click on it lands on the token that made it."""
+    run = make_run(n_branch_steps=(6, 2))
+    code = [b"One", b" line", b".\n\n", b"    Two", b" more", b"\n"]
+    ids = [1000 + i for i in range(len(code))]
+    table = {i: b"x" for i in range(run.meta.vocab_size)}
+    table.update(zip(ids, code))
+    run.tokens = TokenTable(table)
+    run.meta.vocab_size = 2000
+    run.prompt._a["token_id"][:1] = ids[:1]
+    run.prompt._a["token_id"][1:4] = ids[1:4]
+    run.branches[0].steps._a["token_id"][:2] = ids[4:]
+    app = explorer(run=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        app.show_branch(0, cursor=1)
+        await pilot.press("D")
+        await pilot.pause()
+        stream = app.stream
+        assert [stream.render_line(y).text.rstrip() for y in range(3)] == ["One line.", "", "    Two more"]
+        await pilot.press("down")
+        assert stream.cursor == 3  # over the blank line, onto the line below
+        await pilot.press("up")
+        assert stream.cursor == 0  # (column 0 of the first line)
+        inner = stream.content_region.offset - stream.region.offset  # (its border)
+        await pilot.click(stream, offset=(inner.x + 2, inner.y + 1))
+        assert stream.cursor == 2  # the blank line belongs to the token that ends with it
+        await pilot.press("D")  # the tokens view: one line break, the token's own bytes escaped
+        await pilot.pause()
+        assert stream.render_line(0).text.rstrip() == "One line.↵↵"
+
+
 async def test_prints_and_flushes_while_the_app_runs_do_not_break_it():
     """Textual captures stdout/stderr while the app runs and calls App._flush(stderr=…) on a flush
     (a library's warning, a progress bar): the app must not shadow that method."""

@@ -46,7 +46,9 @@ class BranchView:
         self.texts: list[str] = []
         self.tails: list[str] = []
         self.widths: list[int] = []
-        self.newline: list[bool] = []
+        # line breaks each token ends its line with: 0 or 1 (a token shown as its own escaped bytes),
+        # in the decoded view as many as its text holds ("\n\n" leaves a blank line: a line of no tokens)
+        self.newline: list[int] = []
         self.kinds = np.zeros(0, dtype=np.int8)
         self.levels = np.zeros(0)
         self.width = max(8, width)
@@ -92,7 +94,7 @@ class BranchView:
             else:
                 texts.append(table.display(t))
                 tails.append("")
-            newline.append(cut > 0)
+            newline.append(int(cut > 0))
         widths = [max(1, cell_len(t)) for t in texts]
         inv = inverse.tolist()
         self.texts.extend([texts[i] for i in inv])
@@ -113,7 +115,7 @@ class BranchView:
             self.texts.append(text)
             self.tails.append(sanitize(tail))
             self.widths.append(cell_len(text))
-            self.newline.append(bool(has_newline))
+            self.newline.append(chunk.count("\n"))
 
     def _kinds(self) -> np.ndarray:
         out = np.zeros(self.run.length(self.branch_id), dtype=np.int8)
@@ -166,15 +168,20 @@ class BranchView:
                 col = 0
             col += w
             if self.newline[i] and i + 1 < len(self.texts):
-                self.line_starts.append(i + 1)
+                self.line_starts.extend([i + 1] * self.newline[i])
                 col = self.indent(len(self.line_starts) - 1)
 
     def carried(self, line: int) -> tuple[int, str]:
         """(the token whose text after its newline opens `line`, that text), or (-1, "")."""
         start = self.line_starts[line]
-        if line and start and self.newline[start - 1] and self.tails[start - 1]:
+        if line and start and self.newline[start - 1] and self.tails[start - 1] and not self.is_blank(line):
             return start - 1, self.tails[start - 1][: self.width // 2]
         return -1, ""
+
+    def is_blank(self, line: int) -> bool:
+        """Whether `line` holds no token (a blank line of a decoded "\n\n")."""
+        start, end = self.line_range(line)
+        return start == end
 
     def indent(self, line: int) -> int:
         """Columns at the start of `line` taken by text carried over from the token before."""

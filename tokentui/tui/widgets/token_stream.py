@@ -192,8 +192,9 @@ class TokenStream(ScrollView, can_focus=True):
         for t in tokens:
             if self.view is not None and 0 <= t < len(self.view):
                 line = self.view.line_of(t)
-                lines = (line, line + 1) if self.view.tails[t] and self.view.newline[t] else (line,)
-                for ln in lines:
+                # (a token's text after its newline opens the line of the token after it)
+                last = self.view.line_of(t + 1) if self.view.tails[t] and self.view.newline[t] else line
+                for ln in range(line, last + 1):
                     self._strips.pop(ln, None)
                     self.refresh_line(ln - self.scroll_offset.y)
 
@@ -232,6 +233,11 @@ class TokenStream(ScrollView, can_focus=True):
             return
         line = self.view.line_of(self.cursor)
         target = max(0, min(self.view.n_lines - 1, line + delta))
+        step = 1 if delta > 0 else -1
+        while self.view.is_blank(target) and 0 <= target + step < self.view.n_lines:
+            target += step  # (a blank line holds no token to stand on)
+        if self.view.is_blank(target):
+            return
         start, end = self.view.line_range(line)
         col = self.view.indent(line) + sum(self.view.widths[start : self.cursor])
         t_start, t_end = self.view.line_range(target)

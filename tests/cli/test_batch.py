@@ -129,7 +129,9 @@ def test_a_prompts_batch_under_two_models_generates_greedy_runs_and_seed000_tabl
         h = np.concatenate([r.column(0, "entropy")[r.branches[0].fork_position :] for r in mine]).astype(np.float64)
         lp = np.concatenate([r.column(0, "logprob")[r.branches[0].fork_position :] for r in mine]).astype(np.float64)
         assert int(s["items"]) == 3 and int(s["total_tokens"]) == lp.size == 18
-        for col, value in [("mean_entropy", h.mean()), ("median_entropy", np.median(h)), ("std_entropy", h.std()),
+        # (std as seed 000's pandas .std(): the sample one, n - 1, as `stats` gives it)
+        for col, value in [("mean_entropy", h.mean()), ("median_entropy", np.median(h)),
+                           ("std_entropy", h.std(ddof=1)), ("std_probability", np.exp(lp).std(ddof=1)),
                            ("max_entropy", h.max()), ("mean_probability", np.exp(lp).mean()),
                            ("median_probability", np.median(np.exp(lp))), ("mean_loss", -lp.mean()),
                            ("perplexity", np.exp(-lp.mean()))]:  # fmt: skip

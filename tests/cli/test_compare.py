@@ -206,7 +206,7 @@ def test_a_dataset_compares_each_response_and_skips_bad_lines(cli, model_dirs, m
     from transformers import AutoTokenizer
 
     src = tmp_path / "data.jsonl"
-    rows = [("def f(x):", " return x + 1"), ("class A:", "\n    pass")]
+    rows = [("def f(x):", " return x + 1"), ("class A:", "\n    pass  # nothing to do")]  # (of other lengths)
     lines = [json.dumps({"q": p, "a": r}) for p, r in rows]
     lines.insert(1, json.dumps({"q": "no answer"}))
     src.write_text("\n".join(lines) + "\n")
@@ -236,7 +236,7 @@ def test_a_dataset_compares_each_response_and_skips_bad_lines(cli, model_dirs, m
 def _dataset(tmp_path) -> tuple:
     """A dataset of two usable items on lines 1 and 3 (line 2 has no response)."""
     src = tmp_path / "data.jsonl"
-    rows = [("def f(x):", " return x + 1"), ("class A:", "\n    pass")]
+    rows = [("def f(x):", " return x + 1"), ("class A:", "\n    pass  # nothing to do")]  # (of other lengths)
     lines = [json.dumps({"prompt": p, "response": r}) for p, r in rows]
     lines.insert(1, json.dumps({"prompt": "no answer"}))
     src.write_text("\n".join(lines) + "\n")
@@ -276,6 +276,14 @@ def test_a_datasets_json_names_each_items_line_and_ends_with_the_overall_numbers
         assert overall[f"mean_{key}"] == pytest.approx(np.mean([r[key] for r in counted]), abs=1e-6)
     assert overall["sample_kl_estimate"] == pytest.approx((lp_a - lp_b).mean(), abs=1e-6)
     assert overall["sample_kl_error"] == pytest.approx((lp_a - lp_b).mean() - overall["mean_kl_ab"], abs=1e-6)
+    # seed 003's calculate_KL.py, written out: per item the mean over its tokens of log p_A − log p_B,
+    # then the mean over the items (items weigh the same); it prints abs() of it, tokentui the sign
+    per_item = []
+    for s in summaries:
+        mine = [o for o in counted if o["run_id"] == s["run_id"]]
+        per_item.append(np.mean([o["logprob_a"] - o["logprob_b"] for o in mine]))
+    assert overall["item_mean_kl_estimate"] == pytest.approx(np.mean(per_item), abs=1e-6)
+    assert abs(overall["item_mean_kl_estimate"] - overall["sample_kl_estimate"]) > 1e-4  # (lengths differ)
 
 
 def test_a_datasets_text_names_each_line_and_marks_where_the_response_starts(

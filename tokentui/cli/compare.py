@@ -388,7 +388,11 @@ def overall_text(s: dict[str, Any]) -> str:
         f"the whole dataset: {s['texts']} texts · {s['tokens']} response tokens, each weighing the same · "
         f"A = {a} · B = {b}"
     )
-    return "\n".join([head, *_numbers_text(s, "all the responses' tokens")])
+    seed = (
+        f"seed 003's dataset number (calculate_KL.py: the mean over the texts of each text's mean, texts weighing "
+        f"the same; it prints the absolute value): {s['item_mean_kl_estimate']:.4f} nats"
+    )
+    return "\n".join([head, *_numbers_text(s, "all the responses' tokens"), seed])
 
 
 def _numbers_text(s: dict[str, Any], over: str) -> list[str]:

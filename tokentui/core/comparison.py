@@ -111,7 +111,13 @@ def overall_summary(runs: list[Run]) -> dict[str, Any]:
     """The numbers of several comparison runs taken together (a dataset: seed 003's one number
     for the whole file): every run's counted positions (`run_summary`'s: a dataset item's response)
     put end to end, each token weighing the same — so the mean loss is not the mean of the texts'
-    mean losses, and the perplexity is exp of the overall mean loss. `texts`: how many runs."""
+    mean losses, and the perplexity is exp of the overall mean loss. `texts`: how many runs.
+
+    `item_mean_kl_estimate` is seed 003's own aggregation (its calculate_KL.py): each item's mean
+    of log p_A − log p_B, then the mean over the items that have a scored token — items weigh the
+    same, whatever their length. (Seed 003 reports its absolute value, and adds 1e-10 to each p.)"""
     parts = [scored_columns({name: run.column(0, name) for name in COLUMNS}, first_counted(run, 0)) for run in runs]
     joined = {name: np.concatenate([p[name] for p in parts] or [np.zeros(0)]) for name in COLUMNS}
-    return {"texts": len(runs), **_numbers(joined)}
+    per_item = [_mean(p["logprob"] - p["logprob_b"]) for p in parts if p["logprob"].size]
+    item_mean = float(np.mean(per_item)) if per_item else math.nan
+    return {"texts": len(runs), **_numbers(joined), "item_mean_kl_estimate": item_mean}

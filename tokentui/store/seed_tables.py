@@ -123,7 +123,8 @@ class ModelTotals:
         self.logprob.append(run.column(0, "logprob")[p.start : p.stop].astype(np.float64))
 
     def row(self, model: str) -> dict[str, Any]:
-        """The summary: count, mean / median / population std (ddof 0) / min / max of entropy,
+        """The summary: count, mean / median / sample std (n − 1, as seed 000's pandas `.std()` and
+        as `stats`; empty below 2 tokens) / min / max of entropy,
         of p = exp(logprob) the same but min/max, mean log-prob, mean loss = −mean log-prob,
         perplexity = exp(mean loss). Empty cells when no token counts."""
         h = np.concatenate(self.entropy) if self.entropy else np.zeros(0)
@@ -133,15 +134,15 @@ class ModelTotals:
         if not lp.size:
             return out
         mean_lp = float(lp.mean())
+        if lp.size > 1:
+            out.update(std_entropy=float(h.std(ddof=1)), std_probability=float(p.std(ddof=1)))
         out.update(
             mean_entropy=float(h.mean()),
             median_entropy=float(np.median(h)),
-            std_entropy=float(h.std()),
             min_entropy=float(h.min()),
             max_entropy=float(h.max()),
             mean_probability=float(p.mean()),
             median_probability=float(np.median(p)),
-            std_probability=float(p.std()),
             mean_logprob=mean_lp,
             mean_loss=-mean_lp,
             perplexity=math.exp(-mean_lp),

@@ -25,7 +25,7 @@ from tokentui.store.collection import load_collection
 from tokentui.store.export import CSV_COLUMNS
 from tokentui.store.export import csv_cell as cell
 from tokentui.store.runfile import load_run
-from tokentui.store.seed_tables import STATS_COLUMNS, SUMMARY_COLUMNS, per_sample_name
+from tokentui.store.seed_tables import STATS_COLUMNS, SUMMARY_COLUMNS, token_losses_name
 
 PROMPTS = ["def f(x):", "import os", "class A:", "x = [1, 2"]
 
@@ -177,10 +177,11 @@ def test_a_dataset_is_scored_teacher_forced_with_the_response_marked(cli, model_
     coll = load_collection(out)
     assert {it.index: it.status for it in coll.items} == {1: "done", 2: "skipped", 3: "skipped", 4: "skipped",
                                                           5: "skipped", 6: "done"}  # fmt: skip
-    [sheet] = [json.loads((out / per_sample_name(0, coll.models[0])).read_text())]
-    assert sheet["loss_over"] == "response" and [s["index"] for s in sheet["samples"]] == [1, 6]
+    [sheet] = [json.loads((out / token_losses_name(0, coll.models[0])).read_text())]
+    assert sheet["loss_over"] == "response" and [s["index"] for s in sheet["results"]] == [1, 6]
+    assert (sheet["model"], sheet["dataset"]) == (str(model_dirs[family]), str(src))
     tok = lm.tokenizer
-    for (_item, path), data, sample in zip(coll.runs(), items, sheet["samples"]):
+    for (_item, path), data, sample in zip(coll.runs(), items, sheet["results"]):
         if chat:
             text = tok.apply_chat_template([{"role": "user", "content": data["prompt"]}], add_generation_prompt=True,
                                            tokenize=False)  # fmt: skip
@@ -196,11 +197,12 @@ def test_a_dataset_is_scored_teacher_forced_with_the_response_marked(cli, model_
         assert run.sequence(0).tolist() == ids and run.meta.chat is chat
         assert run.kinds(0) == ["prompt"] * n + ["forced"] * len(answer)
         assert run.branches[0].fork_position == n and run.branches[0].status == "scored"
-        assert sample["positions"] == list(range(n, len(ids))) and sample["token_ids"] == answer
-        assert sample["tokens"] == [tok.decode([t]) for t in answer]
-        np.testing.assert_allclose(sample["losses"], want_loss, rtol=1e-5, atol=1e-5)
-        assert sample["ranks"] == want_rank.tolist()
-        assert sample["mean_loss"] == pytest.approx(want_loss.mean(), rel=1e-5)
+        tl = sample["token_losses"]
+        assert [t["position"] for t in tl] == list(range(n, len(ids))) and [t["token_id"] for t in tl] == answer
+        assert [t["token"] for t in tl] == [tok.decode([t]) for t in answer]
+        np.testing.assert_allclose([t["loss"] for t in tl], want_loss, rtol=1e-5, atol=1e-5)
+        assert [t["rank"] for t in tl] == want_rank.tolist()
+        assert sample["avg_loss"] == pytest.approx(want_loss.mean(), rel=1e-5)
         assert sample["perplexity"] == pytest.approx(math.exp(want_loss.mean()), rel=1e-5)
         assert sample["response"] == data["response"] and sample["prompt"] == data["prompt"]
 
@@ -208,14 +210,67 @@ def test_a_dataset_is_scored_teacher_forced_with_the_response_marked(cli, model_
     again = cli(*args, *(["--chat"] if chat else []), "--loss-over", "all")
     assert again.exit_code == 0, again.output
     assert "2 done before, 0 to do" in again.stderr
-    sheet = json.loads((out / per_sample_name(0, coll.models[0])).read_text())
-    for (_, path), sample in zip(coll.runs(), sheet["samples"]):
+    sheet = json.loads((out / token_losses_name(0, coll.models[0])).read_text())
+    for (_, path), sample in zip(coll.runs(), sheet["results"]):
         ids = load_run(path).sequence(0).tolist()
         loss, _ = _forward_losses(lm, ids)
-        assert sample["positions"] == list(range(1, len(ids)))
-        np.testing.assert_allclose(sample["losses"], loss, rtol=1e-5, atol=1e-5)
+        assert [t["position"] for t in sample["token_losses"]] == list(range(1, len(ids)))
+        np.testing.assert_allclose([t["loss"] for t in sample["token_losses"]], loss, rtol=1e-5, atol=1e-5)
     summary = _read_csv(out / "model_analysis_summary.csv")
-    assert int(summary[0]["total_tokens"]) == sum(s["n_tokens"] for s in sheet["samples"])
+    assert int(summary[0]["total_tokens"]) == sum(s["n_tokens"] for s in sheet["results"])
+    # seed 003's average_perplexity: the mean of the items' perplexities
+    assert sheet["average_perplexity"] == pytest.approx(np.mean([s["perplexity"] for s in sheet["results"]]))
+
+
+def _seed003_kl(folder, target_gen_model: str) -> dict[str, float]:
+    """Seed 003's calculate_KL.py, written out: read every *token_losses*.json of `folder`, group
+    by (generation model, task) from the dataset's file name, and for each other model average
+    log p_gen − log p_test (p = exp(−loss) + 1e-10) over each data point's tokens, then over the
+    data points; it reports the absolute value."""
+    data = []
+    for name in os.listdir(folder):
+        if name.endswith(".json") and "token_losses" in name:
+            doc = json.loads((folder / name).read_text())
+            base = os.path.basename(doc["dataset"])
+            for result in doc["results"]:
+                if result is not None and "avg_loss" in result:
+                    data.append((doc["model"].split("/")[-1], base.split("_")[0], result["token_losses"]))
+    by_model: dict[str, list] = {}
+    for model, gen, losses in data:
+        assert gen == target_gen_model
+        by_model.setdefault(model, []).append(losses)
+    out = {}
+    for model, points in by_model.items():
+        if model == target_gen_model:
+            continue
+        per_point = []
+        for gen_losses, test_losses in zip(by_model[target_gen_model], points):
+            m = min(len(gen_losses), len(test_losses))
+            if m == 0:
+                continue
+            g = np.exp(-np.array([t["loss"] for t in gen_losses[:m]])) + 1e-10
+            t = np.exp(-np.array([t["loss"] for t in test_losses[:m]])) + 1e-10
+            per_point.append(np.mean(np.log(g) - np.log(t)))
+        out[model] = abs(float(np.mean(per_point)))
+    return out
+
+
+def test_seed_003s_own_kl_script_reads_a_dataset_collection_and_agrees_with_compare(cli, model_dirs, tmp_path):
+    """Seed 003's users point its calculate_KL.py at the folder of token-loss files: a dataset
+    batch of two models writes them in that shape, and the seed's number from them (its algorithm
+    written out above) is compare --dataset's item_mean_kl_estimate, up to the seed's abs()."""
+    gen, other = str(model_dirs["gpt2"]), str(model_dirs["llama"])
+    src = tmp_path / f"{model_dirs['gpt2'].name}_code.jsonl"  # seed 003's naming: <generation model>_<task>
+    rows = [("def f(x):", " return x + 1"), ("class A:", "\n    pass  # nothing"), ("import os", "\nimport sys")]
+    _lines(src, [json.dumps({"prompt": p, "response": r}) for p, r in rows])
+    out = tmp_path / "coll"
+    res = cli("batch", "--dataset", src, "-m", gen, "-m", other, "-k", 4, "--out", out)
+    assert res.exit_code == 0, res.output
+    seed = _seed003_kl(out, model_dirs["gpt2"].name)
+    res = cli("compare", "-m", gen, "-m", other, "--dataset", src, "--json")
+    assert res.exit_code == 0, res.output
+    overall = json.loads(res.stdout.splitlines()[-1])
+    assert seed == {model_dirs["llama"].name: pytest.approx(abs(overall["item_mean_kl_estimate"]), abs=1e-5)}
 
 
 def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
@@ -245,7 +300,7 @@ def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
             assert same == (it.index == 1)
             load_run(path)
     assert len(list((out / "runs").iterdir())) == 6
-    assert (out / per_sample_name(1, llama)).exists()
+    assert (out / token_losses_name(1, llama)).exists()
 
     # the manifest describes the last command: the model it no longer names is gone, with its runs
     res = cli(*args, "-m", llama)
@@ -254,7 +309,7 @@ def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
     last = load_collection(out)
     assert last.models == [llama] and {it.model for it in last.items} == {llama}
     assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(p.name for _, p in last.runs())
-    assert sorted(p.name for p in out.glob("per_sample-*.json")) == [per_sample_name(0, llama)]
+    assert sorted(p.name for p in out.glob("token_losses-*.json")) == [token_losses_name(0, llama)]
     # greedy decoding uses no seed, top-k or top-p: giving them redoes nothing
     res = cli(*args, "-m", llama, "--seed", 3, "--top-k", 5, "--top-p", 0.5)
     assert res.exit_code == 0 and "3 done before, 0 to do" in res.stderr, res.output
@@ -291,12 +346,13 @@ def test_a_model_saved_again_into_its_folder_redoes_its_items(cli, model_dirs, l
     assert res.exit_code == 0 and "0 done before, 2 to do" in res.stderr, res.output
     assert " response tokens · mean loss" in res.stdout
     lm = loaded("llama")
-    sheet = json.loads((out / per_sample_name(0, str(ft))).read_text())
-    for data, sample in zip(items, sheet["samples"], strict=True):
+    sheet = json.loads((out / token_losses_name(0, str(ft))).read_text())
+    for data, sample in zip(items, sheet["results"], strict=True):
         prompt_ids = lm.tokenizer(data["prompt"])["input_ids"]
         ids = prompt_ids + lm.tokenizer(data["response"], add_special_tokens=False)["input_ids"]
         loss, _ = _forward_losses(lm, ids)
-        np.testing.assert_allclose(sample["losses"], loss[len(prompt_ids) - 1 :], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose([t["loss"] for t in sample["token_losses"]], loss[len(prompt_ids) - 1 :],
+                                   rtol=1e-5, atol=1e-5)  # fmt: skip
 
 
 def test_prompt_field_reads_json_lines_whatever_the_files_name(cli, model_dirs, tmp_path):

@@ -7,8 +7,10 @@ users know, computed from the saved runs (reloaded, so a resumed batch's tables 
 - `model_analysis_summary.csv` — seed 000's summary: one row per model over all its counted
   tokens (count, mean / median / std / min / max of entropy, mean / median / std of p, mean
   log-prob, mean loss, perplexity);
-- `per_sample-<slot>-<model>.json` — seed 003's per-sample data, one file per model: for every
-  item the counted tokens with their loss and rank, and the item's mean loss and perplexity.
+- `token_losses-<slot>-<model>.json` — seed 003's `*_token_losses.json`, one file per model, in
+  its shape (`model`, `dataset`, `results`: per item `avg_loss`, `perplexity`, `token_losses` of
+  `{loss, token, rank}`, then `average_perplexity`), so its calculate_KL.py reads the folder; each
+  result and token also carries tokentui's own fields (item, run, positions, ids).
 
 Which tokens count is `--loss-over` (`core.dataset.loss_positions`): the response (a dataset's
 response, a generation's generated tokens — seed 000 analyses generated tokens only, seed 003 the
@@ -61,11 +63,16 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def per_sample_name(slot: int, model: str) -> str:
-    """`per_sample-<slot>-<model>.json`: the model's name reduced to a safe file name (its slot
-    keeps two models whose names reduce alike apart)."""
+def token_losses_name(slot: int, model: str) -> str:
+    """`token_losses-<slot>-<model>.json`: the model's name reduced to a safe file name (its slot
+    keeps two models whose names reduce alike apart). Seed 003's readers take the files whose
+    name holds "token_losses"."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model.rstrip("/\\")).name or model).strip("._") or "model"
-    return f"per_sample-{slot}-{name[:60]}.json"
+    return f"token_losses-{slot}-{name[:60]}.json"
+
+
+# the per-sample files of earlier versions (per_sample-*), removed when the tables are written again
+OLD_SAMPLE_GLOBS = ("per_sample-*.json", "token_losses-*.json")
 
 
 def _num(x: float) -> float | None:
@@ -73,9 +80,10 @@ def _num(x: float) -> float | None:
 
 
 def sample_record(run: Run, index: int, loss_over: str) -> dict[str, Any]:
-    """Seed 003's per-sample record of one run: its counted tokens (positions, ids, text, loss =
-    −log p in nats, rank) and their mean loss and perplexity (exp of the mean loss; null when no
-    token counts)."""
+    """Seed 003's result of one run: `avg_loss` (the mean of the counted tokens' losses, nats),
+    `perplexity` (exp of it; both null when no token counts) and `token_losses` (per counted token
+    its loss = −log p, decoded token, rank; and tokentui's position and id), then the item's own
+    fields."""
     positions = loss_positions(run, loss_over)
     seq = run.sequence(0)
     logprob = run.column(0, "logprob")[positions.start : positions.stop].astype(np.float64)
@@ -83,19 +91,25 @@ def sample_record(run: Run, index: int, loss_over: str) -> dict[str, Any]:
     losses = -logprob
     mean_loss = float(losses.mean()) if losses.size else math.nan
     root = run.branches[0]
+    tokens = [
+        {
+            "loss": _num(float(loss)),
+            "token": decode_bytes(run.tokens.bytes_of(int(seq[p]))),
+            "rank": int(r),
+            "position": p,
+            "token_id": int(seq[p]),
+        }
+        for p, loss, r in zip(positions, losses, rank)
+    ]
     return {
+        "avg_loss": _num(mean_loss),
+        "perplexity": _num(math.exp(mean_loss)) if losses.size else None,
+        "token_losses": tokens,
         "index": index,
         "run_id": run.id,
         "prompt": run.meta.prompt,
         "response": decode_bytes(run.text(0, root.fork_position)),
         "n_tokens": len(positions),
-        "positions": list(positions),
-        "token_ids": [int(seq[p]) for p in positions],
-        "tokens": [decode_bytes(run.tokens.bytes_of(int(seq[p]))) for p in positions],
-        "losses": [_num(float(x)) for x in losses],
-        "ranks": [int(r) for r in rank],
-        "mean_loss": _num(mean_loss),
-        "perplexity": _num(math.exp(mean_loss)) if losses.size else None,
     }
 
 
@@ -203,10 +217,12 @@ def write_tables(coll: Collection, loss_over: str = "response", raw: bool = Fals
         stats.writeheader()
         samples: dict[str, IO[str]] = {}
         firsts: dict[str, bool] = {}
+        perplexities: dict[str, list[float]] = {m: [] for m in coll.models}
         for slot, model in enumerate(coll.models):
-            f = samples[model] = files.new(per_sample_name(slot, model))
-            head = {"format": "tokentui-per-sample/1", "model": model, "loss_over": loss_over, "unit": "nats"}
-            f.write(json_text(head)[:-1] + ', "samples": [')
+            f = samples[model] = files.new(token_losses_name(slot, model))
+            head = {"format": "tokentui-token-losses/1", "model": model, "dataset": coll.settings.get("source"),
+                    "loss_over": loss_over, "unit": "nats"}  # fmt: skip
+            f.write(json_text(head)[:-1] + ', "results": [')
             firsts[model] = True
         for item, path in coll.runs():
             try:
@@ -217,11 +233,16 @@ def write_tables(coll: Collection, loss_over: str = "response", raw: bool = Fals
             for row in stats_rows(run, item.index, item.model, loss_over):
                 stats.writerow({k: csv_cell(v, raw) for k, v in row.items()})
             f = samples[item.model]
-            f.write(("\n" if firsts[item.model] else ",\n") + json_text(sample_record(run, item.index, loss_over)))
+            record = sample_record(run, item.index, loss_over)
+            f.write(("\n" if firsts[item.model] else ",\n") + json_text(record))
             firsts[item.model] = False
+            if record["perplexity"] is not None:
+                perplexities[item.model].append(record["perplexity"])
             totals[item.model].add(run, loss_over)
-        for f in samples.values():
-            f.write("\n]}\n")
+        for model, f in samples.items():
+            # seed 003's average_perplexity: the mean of the items' perplexities (not the pooled one)
+            ppl = perplexities[model]
+            f.write(f'\n], "average_perplexity": {json_text(_num(float(np.mean(ppl))) if ppl else None)}}}\n')
         summary = csv.DictWriter(files.new(SUMMARY_CSV), fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
         summary.writeheader()
         for model in coll.models:
@@ -229,7 +250,8 @@ def write_tables(coll: Collection, loss_over: str = "response", raw: bool = Fals
             out.summary.append(row)
             summary.writerow({k: csv_cell(v, raw) for k, v in row.items()})
         out.files = files.commit()
-    for old in coll.path.glob("per_sample-*.json"):  # of models an earlier command named
-        if old not in out.files:
-            old.unlink(missing_ok=True)
+    for pattern in OLD_SAMPLE_GLOBS:  # of models an earlier command named, or an earlier version's
+        for old in coll.path.glob(pattern):
+            if old not in out.files:
+                old.unlink(missing_ok=True)
     return out

@@ -165,6 +165,45 @@ def test_attention_equals_output_attentions(cli, saved_runs, model_dirs, loaded,
     assert res.exit_code == 0 and "target none (attention weights" in res.stdout, res.output
 
 
+def seed004_schema():
+    """Seed 004's persistence/schema.py (its AnalysisResult, as its tools load a file), written out:
+    tokens as {token, token_id, clean_token}, llm_version required, generation_params of strings
+    and numbers only, the data version an enum."""
+    from datetime import datetime
+    from enum import Enum
+
+    from pydantic import BaseModel, Field
+
+    class DataVersion(str, Enum):
+        V1_0_0 = "1.0.0"
+        V1_0_1 = "1.0.1"
+
+    class TokenData(BaseModel):
+        token: str
+        token_id: int
+        clean_token: str
+
+    class AssociationData(BaseModel):
+        input_tokens: list[TokenData]
+        output_tokens: list[TokenData]
+        association_matrix: list[list[float]]
+        normalized_association: list[list[float]] | None = None
+
+    class AnalysisMetadata(BaseModel):
+        timestamp: datetime = Field(default_factory=datetime.now)
+        llm_id: str
+        llm_version: str
+        prompt: str
+        generation_params: dict[str, str | int | float] = Field(default_factory=dict)
+        version: DataVersion = DataVersion.V1_0_0
+
+    class AnalysisResult(BaseModel):
+        metadata: AnalysisMetadata
+        data: AssociationData
+
+    return AnalysisResult
+
+
 def test_seed004_from_the_record_export_and_out(cli, model_dirs, loaded, cache_dir, tmp_path):
     """--prompt with --chat: exactly the generated tokens are attributed, seed 004's JSON in --out
     holds the real prompt and the record's matrix, and `export --format seed004` writes the same
@@ -184,15 +223,18 @@ def test_seed004_from_the_record_export_and_out(cli, model_dirs, loaded, cache_d
     exported = cli("export", summary.run_id, "--format", "seed004")
     assert exported.exit_code == 0 and exported.stdout == out.read_text()
     meta, data = doc["metadata"], doc["data"]
-    assert set(meta) == {"timestamp", "llm_id", "prompt", "attribution_method", "generation_params"}
+    seed004_schema().model_validate(doc)  # seed 004's own loader takes the file
     assert meta["prompt"] == PROMPT and meta["attribution_method"] == "input-x-gradient"
     assert meta["llm_id"] == run.meta.model and meta["timestamp"] == rec.created
     assert meta["generation_params"]["max_new_tokens"] == 5 and meta["generation_params"]["k"] == run.meta.k
     assert meta["generation_params"]["temperature"] == 0.0
     width = max(generated)
     seq = run.sequence(0)
-    assert data["input_tokens"] == [decode_bytes(run.tokens.bytes_of(int(i))) for i in seq[:width]]
-    assert data["output_tokens"] == [r["token"] for r in rows]
+    assert [t["token"] for t in data["input_tokens"]] == [
+        decode_bytes(run.tokens.bytes_of(int(i))) for i in seq[:width]
+    ]
+    assert [t["token_id"] for t in data["input_tokens"]] == seq[:width].tolist()
+    assert [t["token"] for t in data["output_tokens"]] == [r["token"] for r in rows]
     matrix = np.array(data["association_matrix"])
     assert matrix.shape == (len(rows), width)
     norm = np.array(data["normalized_association"])

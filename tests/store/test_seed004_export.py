@@ -57,15 +57,25 @@ def test_seed004_holds_the_record_in_the_seeds_shape():
     doc = json.loads(exported(run))
     assert list(doc) == ["metadata", "data", "tokentui"]
     meta, data = doc["metadata"], doc["data"]
-    assert list(meta) == ["timestamp", "llm_id", "prompt", "attribution_method", "generation_params"]
+    assert list(meta) == ["timestamp", "llm_id", "llm_version", "prompt", "generation_params", "version",
+                          "attribution_method"]  # fmt: skip
     assert meta["timestamp"] == rec.created and meta["llm_id"] == run.meta.model == "m"
+    assert meta["llm_version"] == (run.meta.revision or "") and meta["version"] == "1.0.0"
     assert meta["prompt"] == run.meta.prompt  # as written, not the generated text
     assert meta["attribution_method"] == "input-x-gradient"
-    assert meta["generation_params"] == {**run.meta.sampling, "k": run.meta.k}
+    # seed 004's generation_params hold strings and numbers only: an unset seed, a stop list stay out
+    sampler = {**run.meta.sampling, "k": run.meta.k}
+    assert meta["generation_params"] == {k: v for k, v in sampler.items() if v is not None and not isinstance(v, list)}
+    assert doc["tokentui"]["sampling"] == run.meta.sampling
     assert list(data) == ["input_tokens", "output_tokens", "association_matrix", "normalized_association"]
     seq = run.sequence(1)
-    assert data["input_tokens"] == [decode_bytes(run.tokens.bytes_of(int(i))) for i in seq[:7]]
-    assert data["output_tokens"] == [decode_bytes(run.tokens.bytes_of(int(seq[t]))) for t in (2, 5, 7)]
+
+    def token(i) -> dict:
+        text = decode_bytes(run.tokens.bytes_of(int(i)))
+        return {"token": text, "token_id": int(i), "clean_token": text.strip()}
+
+    assert data["input_tokens"] == [token(i) for i in seq[:7]]
+    assert data["output_tokens"] == [token(seq[t]) for t in (2, 5, 7)]
     matrix = np.array(data["association_matrix"])
     assert matrix.shape == (3, 7) and matrix.dtype == np.float64
     np.testing.assert_array_equal(matrix.astype(np.float32), rec.scores)  # every float32 exactly
@@ -154,7 +164,7 @@ def test_hostile_token_text_and_non_finite_targets_stay_out_of_the_terminal():
     text = exported(run)
     assert raw_control(text) is None
     doc = json.loads(text, parse_constant=_no_constants)
-    assert doc["data"]["input_tokens"][1] == "\x1b]52;c;cHduZWQ=\x07\u202e[/]"  # escaped, not lost
+    assert doc["data"]["input_tokens"][1]["token"] == "\x1b]52;c;cHduZWQ=\x07\u202e[/]"  # escaped, not lost
     assert doc["tokentui"]["target_values"] == [None, None] and doc["metadata"]["timestamp"] == "\x1b[2J\u202e"
     lines = [json_text(r) for r in attribution_rows(run, rec)]
     assert all(raw_control(x) is None for x in lines)

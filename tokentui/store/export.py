@@ -599,26 +599,44 @@ def attribution_rows(run: Run, rec: Attribution) -> Iterator[dict[str, Any]]:
         yield row
 
 
+SEED004_VERSION = "1.0.0"  # seed 004's DataVersion of this shape
+
+
+def _seed004_token(run: Run, token_id: int) -> dict[str, Any]:
+    """Seed 004's TokenData: the token's text, id, and its text stripped (the seed's clean_token
+    strips the byte-level BPE space marker and surrounding white space)."""
+    text = _text(run, token_id)
+    return {"token": text, "token_id": int(token_id), "clean_token": text.strip()}
+
+
 def seed004_document(run: Run, index: int | None = None) -> dict[str, Any]:
-    """Seed 004's JSON of attribution record `index` (default: the newest): `metadata`
-    (timestamp: the record's, llm_id, prompt: the run's prompt as written, attribution_method,
-    generation_params: the run's sampler and k) and `data` (input_tokens: positions
-    0…width−1 of the branch, output_tokens: the attributed tokens, association_matrix: the
-    scores [rows, width], normalized_association: |scores| / Σ|scores| per row), plus a
-    `tokentui` object with what the seed's shape has no place for."""
+    """Seed 004's JSON of attribution record `index` (default: the newest), valid against the
+    seed's own schema (its persistence/schema.py AnalysisResult): `metadata` (timestamp: the
+    record's, llm_id, llm_version: the model's revision or "", prompt: the run's prompt as
+    written, generation_params: the run's sampler and k — the seed's values are strings and
+    numbers only, so an unset seed and an empty stop list are left out — version; and
+    attribution_method) and `data` (input_tokens: positions 0…width−1 of the branch, output_tokens:
+    the attributed tokens, each {token, token_id, clean_token}; association_matrix: the scores
+    [rows, width]; normalized_association: |scores| / Σ|scores| per row), plus a `tokentui`
+    object with what the seed's shape has no place for (the whole sampler among it)."""
     i, rec = attribution_at(run, index)
     seq = run.sequence(rec.branch)
+    params = {**run.meta.sampling, "k": run.meta.k}
     return {
         "metadata": {
             "timestamp": rec.created,
             "llm_id": run.meta.model,
+            "llm_version": run.meta.revision or "",
             "prompt": run.meta.prompt,
+            "generation_params": {
+                k: v for k, v in params.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)
+            },
+            "version": SEED004_VERSION,
             "attribution_method": rec.method,
-            "generation_params": {**run.meta.sampling, "k": run.meta.k},
         },
         "data": {
-            "input_tokens": [_text(run, int(t)) for t in seq[: rec.width]],
-            "output_tokens": [_text(run, t) for t in rec.token_ids],
+            "input_tokens": [_seed004_token(run, int(t)) for t in seq[: rec.width]],
+            "output_tokens": [_seed004_token(run, t) for t in rec.token_ids],
             "association_matrix": [_floats(row) for row in rec.scores],
             "normalized_association": normalized(rec.scores).tolist(),
         },
@@ -634,6 +652,7 @@ def seed004_document(run: Run, index: int | None = None) -> dict[str, Any]:
             "steps": rec.steps,
             "completeness": _floats(rec.completeness),
             "target_values": None if attribution_target(rec) is None else _floats(rec.target_values),
+            "sampling": run.meta.sampling,
         },
     }
 

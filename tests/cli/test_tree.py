@@ -54,6 +54,24 @@ def test_tree_json_is_the_export_of_the_saved_run(cli, peaked_dirs, cache_dir, t
     assert bad.exit_code == 2 and "does not match the extension" in bad.stderr
 
 
+def test_with_a_chat_template_every_full_text_is_the_text_the_model_continued(cli, peaked_dirs, peaked, cache_dir):
+    """Seed 002's full_text is the string the model continued: with --chat the root is the
+    template's text (a trial saw a child's full_text as the bare prompt plus its token, a text the
+    model never saw), as after --force. Checked by tokenizing each node's full_text."""
+    res = cli("tree", "-m", peaked_dirs["gpt2"], "-p", "def f(x):", "--chat", "--max-depth", 2, "--max-nodes", 6,
+              "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    tok = peaked("gpt2").tokenizer
+    text = tok.apply_chat_template([{"role": "user", "content": "def f(x):"}], add_generation_prompt=True,
+                                   tokenize=False)  # fmt: skip
+    root = doc["tree"]
+    assert doc["metadata"]["prompt"] == root["full_text"] == text != "def f(x):"
+    [child, *_] = root["children"]
+    assert child["full_text"] == text + child["text"]
+    assert tok(child["full_text"], add_special_tokens=False)["input_ids"][-1] == child["token_id"]
+
+
 def test_tree_grows_a_saved_run_from_a_position(cli, peaked_dirs, cache_dir, monkeypatch):
     m = peaked_dirs["gpt_neox"]
     assert cli("generate", "-m", m, "-p", PROMPT, "-n", 5).exit_code == 0

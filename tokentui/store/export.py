@@ -382,8 +382,11 @@ def write_json(run: Run, out: TextSink, raw: bool = False) -> None:
 
 def root_text(run: Run, trie: tree.Trie) -> str:
     """The text of a tree's root, seed 002's `prompt`: the prompt as the user wrote it when the
-    tree hangs from the prompt's end, else the decoded prefix."""
-    if trie.root.position == len(run.prompt) and np.array_equal(trie.prefix, run.prompt.col("token_id")):
+    tree hangs from the prompt's end and the model saw just that, else the decoded prefix — with
+    a chat template the template's text, the text the model continued (as seed 002's root is the
+    string it tokenized), as after a forced prefix."""
+    at_prompt_end = trie.root.position == len(run.prompt)
+    if at_prompt_end and not run.meta.chat and np.array_equal(trie.prefix, run.prompt.col("token_id")):
         return run.meta.prompt
     return decode_bytes(run.tokens.text(trie.prefix.tolist()))
 

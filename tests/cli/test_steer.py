@@ -248,6 +248,16 @@ def test_steer_compare_and_seed001_comparative_export_match_the_saved_run(
             np.testing.assert_array_equal(got[2], b - a)
             for x, y, z in zip(got[3], a, b):
                 assert (math.isnan(x) and y == 0) or x == pytest.approx(100 * (z - y) / abs(y))
+    # seed 001's per-layer perplexities and KL to uniform, derived from the lens entropy: compared too
+    for file, of in (("layer_perplexities", np.exp), ("layer_kl_divs", lambda h: math.log(run.meta.vocab_size) - h)):
+        rows = _read_csv(out / "comparative" / "data" / f"{model}_{file}_comparative.csv")
+        assert len(rows) == 1 + 4 * len(positions)
+        for i, p in enumerate(positions):
+            want = [of(reloaded.step(b, p).layer_entropy.astype(np.float64)) for b in (0, 1)]
+            got = [_values(v) for _, v in rows[1 + 4 * i : 4 + 4 * i]]
+            np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
+            np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
+            np.testing.assert_allclose(got[2], want[1] - want[0], rtol=1e-6, atol=1e-6)
     preds = _read_csv(out / "comparative" / "predictions" / f"{model}_comparative_predictions.csv")
     assert preds[0] == ["Sentence", "Token", "Probability", "Analysis"]
     body = preds[1:]

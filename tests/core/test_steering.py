@@ -312,13 +312,23 @@ def test_comparison_of_a_branch_with_its_parent_is_the_columns_difference():
     positions = list(range(b.fork_position, min(run.length(0), run.length(1))))
     assert c.positions.tolist() == positions and (c.standard, c.steered) == (0, 1)
     assert c.steered_steering == spec.record() and c.standard_steering is None
-    # the compared measures: the layout's numeric one-per-token and one-per-layer columns
+    # the compared measures: the layout's numeric one-per-token and one-per-layer columns, and the
+    # per-layer ones derived from the lens entropy (seed 001 compared its perplexities and KL too)
     assert c.names == [m.name for m in compared_measures(run.layout)]
-    assert set(c.names) == {"logprob", "entropy", "rank", "sampler_logprob", "layer_entropy"}
+    assert set(c.names) == {"logprob", "entropy", "rank", "sampler_logprob", "layer_entropy", "layer_perplexity",
+                            "layer_kl_uniform"}  # fmt: skip
+
+    def value(branch: int, p: int, name: str) -> np.ndarray:
+        h = np.asarray(run.step(branch, p).get("layer_entropy"), dtype=np.float64)
+        if name == "layer_perplexity":
+            return np.exp(h)
+        if name == "layer_kl_uniform":
+            return np.log(run.meta.vocab_size) - h
+        return np.asarray(run.step(branch, p).get(name), dtype=np.float64)
+
     for name in c.names:
         for i, p in enumerate(positions):
-            a = np.asarray(run.step(0, p).get(name), dtype=np.float64)
-            s = np.asarray(run.step(1, p).get(name), dtype=np.float64)
+            a, s = value(0, p, name), value(1, p, name)
             np.testing.assert_array_equal(c.standard_values[name][i], a)
             np.testing.assert_array_equal(c.difference(name)[i], s - a)
             with np.errstate(all="ignore"):

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from tokentui.core.columns import Columns, Layout
-from tokentui.core.measures import Measure
+from tokentui.core.measures import DERIVED, Measure, derive
 from tokentui.core.params import RunError
 from tokentui.core.run import Run
 from tokentui.core.steering import record_key
@@ -35,8 +35,11 @@ COMPARED_SHAPES: tuple[tuple[str, ...], ...] = ((), ("layer",))
 
 def compared_measures(layout: Layout) -> list[Measure]:
     """The run's columns a comparison covers, in the layout's order: numeric, not token ids, one
-    value per token or one per layer."""
-    return [m for m in layout.measures if not m.is_token_id and m.shape in COMPARED_SHAPES]
+    value per token or one per layer; then the measures derived from one of them (layer
+    perplexity, KL to uniform: seed 001 compared those too)."""
+    stored = [m for m in layout.measures if not m.is_token_id and m.shape in COMPARED_SHAPES]
+    derived = [d.measure for d in DERIVED.values() if d.source in {m.name for m in stored}]
+    return stored + derived
 
 
 def percent_change(standard: np.ndarray, steered: np.ndarray) -> np.ndarray:
@@ -112,8 +115,13 @@ def compare(run: Run, branch: int, against: int | None = None) -> Comparison:
     ids_b = run.sequence(branch)[start:end]
     differ = np.flatnonzero(ids_a != ids_b)
     measures = compared_measures(run.layout)
-    a_vals = {m.name: run.column(other, m.name)[start:end].astype(np.float64) for m in measures}
-    b_vals = {m.name: run.column(branch, m.name)[start:end].astype(np.float64) for m in measures}
+
+    def values(branch_id: int, name: str) -> np.ndarray:
+        column = derive(name, lambda n: run.column(branch_id, n), run.meta.vocab_size)
+        return np.asarray(column)[start:end].astype(np.float64)
+
+    a_vals = {m.name: values(other, m.name) for m in measures}
+    b_vals = {m.name: values(branch, m.name) for m in measures}
     return Comparison(
         run.id,
         other,

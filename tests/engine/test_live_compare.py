@@ -17,7 +17,7 @@ from tokentui.core import compared
 from tokentui.core.params import GenerationSettings, SamplingParams
 from tokentui.engine import worker as w
 from tokentui.engine.backend import ModelSpec
-from tokentui.engine.events import Compared, Failed, Loaded, PairLoaded, Saved, Widened, apply_event
+from tokentui.engine.events import Compared, Comparing, Failed, Loaded, PairLoaded, Saved, Widened, apply_event
 from tokentui.engine.hf.loading import load_model
 from tokentui.store.runfile import load_run
 
@@ -118,6 +118,9 @@ def test_b_loaded_later_compares_the_open_run_and_refuses_another_tokenizer(mode
     finally:
         wk.shutdown()
     assert events[-1].branches == (0, 1)
+    # each branch compared was announced first, with how far the job is (the explorer says so)
+    announced = [(e.branch, e.done, e.total) for e in events if isinstance(e, Comparing)]
+    assert announced == [(0, 0, 2), (1, 1, 2)]
     mine = None
     for e in events:
         mine = apply_event(mine, e)

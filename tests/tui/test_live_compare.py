@@ -167,3 +167,30 @@ async def test_b_key_loads_model_b_after_refusing_another_tokenizer(model_dirs, 
         n = run.length(0)
         await pilot.press("c")
         await wait_for(pilot, lambda: app.run_obj.length(0) > n and compared(app, 0), what="the continuation compared")
+
+
+def test_while_b_compares_the_status_says_so_and_a_new_job_says_it_waits():
+    """A trial saw 'idle' for the 100 s model B compared a run of 26 branches, and a generation
+    asked for meanwhile showed nothing for 50 s: the engine takes it after the comparison. The
+    Comparing events make the explorer say 'comparing' with the progress; a job begun meanwhile
+    says it waits; Compared (or the comparison's failure) ends it."""
+    from tests.factories import make_run
+    from tokentui.engine.capabilities import Capabilities
+    from tokentui.engine.events import Compared, Comparing, Failed, Loaded, PairLoaded
+    from tokentui.tui.state import Session
+
+    run = make_run()
+    s = Session.start("a", GenerationSettings(), run)
+    s.apply(Loaded("a", "cpu", "float32", 4, 1000, 0.1, Capabilities(lens=True)))
+    s.apply(PairLoaded("b", "cpu", "float32", 0.2, {"model": "b"}))
+    assert s.status_label == "idle"
+    s.apply(Comparing(run.id, 1, 1, 26))
+    assert s.status_label == "comparing" and s.note == "comparing with b: branch #1 (2 of 26) · escape stops it"
+    s.begin("generating a new run from the prompt … · escape cancels")
+    assert s.note.endswith("(once the comparison with b is done)") and s.status_label == "generating"
+    s.state = AppState.IDLE
+    s.apply(Compared(run.id, (0, 1), 90, 103.7))
+    assert s.status_label == "idle" and not s.comparing_b
+    s.apply(Comparing(run.id, 0, 0, 1))
+    s.apply(Failed("Compare", "out of memory"))
+    assert s.status_label == "idle"

@@ -184,6 +184,17 @@ class CompareValues:
 
 
 @dataclass(frozen=True)
+class Comparing:
+    """A comparison job starts on branch `branch`, the `done`+1-th of the `total` it has to compare
+    (the explorer is busy until `Compared`: a command sent meanwhile waits for it)."""
+
+    run_id: str
+    branch: int
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
 class Compared:
     """A comparison job ended: `branches` were compared (`positions` values filled in all);
     `cancelled`: stopped before the rest."""
@@ -233,6 +244,7 @@ Event = (
     | PairReleased
     | Widened
     | CompareValues
+    | Comparing
     | Compared
     | Saved
     | SaveFailed

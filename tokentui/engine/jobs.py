@@ -30,6 +30,7 @@ from tokentui.engine.events import (
     Attributed,
     Compared,
     CompareValues,
+    Comparing,
     Event,
     Finished,
     RunStarted,
@@ -372,14 +373,14 @@ class Compare(Job):
             yield ev
         done: list[int] = []
         filled = 0
-        for bid in self.branches:
+        pending = [bid for bid in self.branches if bid < len(run.branches) and compared.missing(run, bid)]
+        for i, bid in enumerate(pending):
             if self.cancel.is_set():
                 break
-            if bid >= len(run.branches):
-                continue
-            todo = compared.missing(run, bid)
+            todo = compared.missing(run, bid)  # (again: a branch compared before shares this one's prefix)
             if not todo:
                 continue
+            yield Comparing(run.id, bid, i, len(pending))
             ids = [int(i) for i in run.sequence(bid)]
             values = self.pair.compare_ids(ids, run.k)
             for seg, first, end in todo:

@@ -42,8 +42,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("c", "continue_branch", "continue", "generate more on the current branch", "generate",
                needs=Needs.RUN_AND_MODEL, footer=True),
     ActionSpec("escape", "cancel", "cancel", "stop generating or attributing after the current token (the partial "
-               "branch, the rows done are kept; a branch first gets the lens of its last tokens); else leave the "
-               "attribution view; in the prompt: back to the tokens", "generate"),
+               "branch, the rows done are kept; a branch first gets the lens of its last tokens), or model B's "
+               "comparison after its branch; else leave the attribution view; in the prompt: back to the tokens",
+               "generate"),
     ActionSpec("s", "settings", "settings", "the session's settings: temperature, top-k, top-p, seed, max tokens, "
                "k, forced prefix, chat", "generate", needs=Needs.SESSION_MODEL, footer=True),
     ActionSpec("i", "focus_prompt", "prompt", "edit the prompt", "generate"),  # the prompt box's title says so

@@ -56,8 +56,10 @@ class GenerationActions(_Base):
         self.update_status()
 
     def action_cancel(self) -> None:
-        if self.state in (AppState.GENERATING, AppState.ATTRIBUTING) and self.engine is not None:
-            self.engine.cancel()
+        if self.engine is not None and (
+            self.state in (AppState.GENERATING, AppState.ATTRIBUTING) or self.session.comparing_b
+        ):
+            self.engine.cancel()  # (the comparison with model B too: its branches done so far stay)
             self.session.note = "cancelling"
             self.update_status()
         elif self.focused is not None and self.focused.id == "prompt":

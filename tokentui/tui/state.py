@@ -104,6 +104,7 @@ class Session:
     model_b: str | None = None
     loading_b: bool = False
     model_b_loaded: str = ""
+    comparing_b: bool = False  # the engine compares branches under model B: busy until Compared
     model_a: str = ""  # the loaded model's name (the status bar says "A vs B")
 
     def model_parts(self) -> tuple[str, str]:
@@ -114,9 +115,19 @@ class Session:
 
     def begin(self, note: str) -> None:
         """A job that grows the run starts: the status bar says what runs, no longer what the
-        last job ended with (its note stayed while a branch was continued)."""
+        last job ended with (its note stayed while a branch was continued). While model B still
+        compares, the engine takes the job after it: said, so a wait is not taken for a hang."""
         self.state = AppState.GENERATING
+        if self.comparing_b:
+            note = f"{note} (once the comparison with {self.model_b_loaded} is done)"
         self.note = self.job_note = note
+
+    @property
+    def status_label(self) -> str:
+        """The status bar's first word: the state, or "comparing" while model B compares."""
+        if self.comparing_b and self.state is AppState.IDLE:
+            return "comparing"
+        return self.state.value
 
     def active_steering(self) -> SteeringSpec | None:
         """The spec new runs and branches are steered by (None: steering off, or no spec)."""
@@ -171,6 +182,7 @@ class Session:
             BranchStarted,
             Compared,
             CompareValues,
+            Comparing,
             Failed,
             Finished,
             LensEvent,
@@ -219,7 +231,15 @@ class Session:
             self.model_info = f"{self.model_a} · {details}" if details else self.model_a
         elif isinstance(ev, (Widened, CompareValues)):
             up.tokens = ours
+        elif isinstance(ev, Comparing):
+            self.comparing_b = True
+            if ours and self.state is AppState.IDLE:
+                self.note = (
+                    f"comparing with {self.model_b_loaded}: branch #{ev.branch} ({ev.done + 1} of {ev.total}) · "
+                    "escape stops it"
+                )
         elif isinstance(ev, Compared):
+            self.comparing_b = False
             if ours:
                 n = len(ev.branches)
                 what = (
@@ -230,6 +250,7 @@ class Session:
                 self.note = f"compared with {self.model_b_loaded}: {what} in {ev.seconds:.1f}s"
                 up.finished = True
         elif isinstance(ev, Failed) and ev.command in ("LoadPair", "Compare"):
+            self.comparing_b = self.comparing_b and ev.command == "LoadPair"
             if ev.command == "LoadPair":  # the explorer goes on as it was (with its earlier B, if any)
                 self.note = f"model B not loaded: {ev.message}"  # (not the load's last progress line)
                 if self.model_b_loaded:

@@ -201,6 +201,11 @@ async def test_every_settings_field_is_on_screen_and_tab_reaches_it(size, model_
             r = field.region
             assert r.height >= 1 and r.y >= 0 and r.bottom <= size[1] and r.right <= size[0], (field.id, r)
         field = screen.query_one("#set-chat", Input)
+        await pilot.press("end", "ctrl+u", *"maybe", "enter")  # (a trial's: taken as no)
+        await pilot.pause(0.1)
+        assert app.screen is screen and "chat template (yes/no): yes or no (got 'maybe')" in rendered(
+            screen.query_one("#form-error")
+        )
         field.value = "yes"
         await pilot.press("enter")
         await pilot.pause(0.1)
@@ -536,3 +541,70 @@ async def test_a_replay_where_torch_is_missing_does_not_advise_loading_a_model(t
         await pilot.press("s")  # the settings' refusal too
         message = list(app._notifications)[-1].message
         assert "needs torch, not installed here" in message and "--model" not in message
+
+
+async def test_the_status_bar_drops_the_last_jobs_outcome_on_another_branch(model_dirs, cache_dir):
+    """A trial read 'branch #0/3 · … · eos: 11 new tokens' on a branch that ended by length: the
+    note and the speed were the last job's, on the branch it grew. Moving to another branch drops
+    them; coming back does not bring them back (they said what happened then)."""
+    from tokentui.tui.widgets.status_bar import StatusBar
+
+    app = explorer(model=str(model_dirs["gpt2"]), prompt="def f(x):", generate_at_once=True, cache_dir=cache_dir,
+                   settings=GenerationSettings(SamplingParams(max_new_tokens=6), k=4))  # fmt: skip
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_generated(pilot, app, 0)
+        await pilot.press("left", "left", "2")
+        await wait_generated(pilot, app, 1)
+        status = lambda: " ".join(rendered(app.query_one(StatusBar)).split())  # noqa: E731
+        assert "new tokens" in status() and "tok/s" in status()
+        await pilot.press("K")
+        await pilot.pause(0.1)
+        assert app.branch_id == 0 and "new tokens" not in status() and "tok/s" not in status()
+        assert "branch #0/2" in status()
+
+
+async def test_navigation_keys_with_nowhere_to_go_say_why():
+    """K on the root, J without a child, H/L without a sibling, and ] past the last token the
+    model did not rank first did nothing at all (a bell a terminal over SSH often lacks): each
+    says why, and the view stays where it was."""
+    run = make_run(n_branch_steps=(6, 3))  # #0 the root, #1 its only child
+    app = explorer(run=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        said = lambda: [n.message for n in app._notifications]  # noqa: E731
+        for key, branch, why in [("K", 0, "the root branch has no parent"),
+                                 ("L", 0, "branch #0 is the last of its siblings"),
+                                 ("H", 0, "branch #0 is the first of its siblings")]:  # fmt: skip
+            await pilot.press(key)
+            await pilot.pause(0.05)
+            assert app.branch_id == branch and why in said(), (key, said())
+        await pilot.press("J")
+        await pilot.pause(0.05)
+        assert app.branch_id == 1
+        await pilot.press("J")
+        await pilot.pause(0.05)
+        assert app.branch_id == 1 and "branch #1 has no branch growing from it" in said()
+        ranks = run.column(1, "rank")
+        last = int(np.flatnonzero(ranks > 1)[-1])
+        app.stream.move_to(last)
+        await pilot.press("right_square_bracket")
+        await pilot.pause(0.05)
+        assert app.stream.cursor == last
+        assert "no token the model did not rank first after the cursor" in said()
+
+
+async def test_i_edits_the_prompt_at_its_end_and_at_80x24_the_box_grows_while_edited(model_dirs, cache_dir):
+    """A trial typed after `i` and got 'Xdef fibonacci(n):' (the cursor at the start), and at 80×24
+    the box showed one line of a two-line prompt. `i` puts the cursor at the end; the focused box
+    shows five lines at 80×24 and gives them back to the tokens on leaving."""
+    app = explorer(model=str(model_dirs["gpt2"]), prompt="line one\nline two")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.1)
+        height = app.prompt_box.size.height
+        await pilot.press("i", "X")
+        await pilot.pause(0.1)
+        assert app.prompt_box.prompt == "line one\nline twoX"
+        assert app.prompt_box.size.height >= height + 3
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert app.prompt_box.size.height == height

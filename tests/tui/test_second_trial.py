@@ -63,7 +63,7 @@ async def test_a_prompt_with_escape_sequences_is_drawn_escaped_and_kept_exact(mo
             assert "␛[31mred␛[0m" in shown and "␛]2;pwned␇" in shown
         drawn = "".join(box.get_line(i).plain for i in range(box.document.line_count))  # (all of it)
         assert "␛]52;c;cHduZWQ=␇ ␀␡�2J �evil\ttab" in drawn and len(drawn) == len(HOSTILE_PROMPT)
-        await pilot.press("i", "right", "!")  # typed after the S: the rest is untouched
+        await pilot.press("i", "up", "up", "up", "home", "right", "!")  # typed after the S: the rest untouched
         await pilot.pause(0.1)
         assert box.prompt == "S!" + HOSTILE_PROMPT[1:]
         assert "S!ay ␛[31mred" in rendered(box)

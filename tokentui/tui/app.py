@@ -325,6 +325,9 @@ class TokentuiApp(
         run = self.run_obj
         if run is None:
             return
+        if branch_id != self.session.branch_id and self.state is AppState.IDLE:
+            # the last job's outcome ("eos: 11 new tokens", its speed) was about the branch it grew
+            self.session.note, self.session.tokens_per_second = "", 0.0
         self.session.branch_id = branch_id
         from tokentui.core.metrics import metric_order
 

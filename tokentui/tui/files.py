@@ -111,7 +111,7 @@ class FileActions(_Base):
                 return
             before = self.run_obj
             self.session.run, self.run_path = run, path
-            self.session.note = ""  # (what the last job on the run before ended with)
+            self.session.note, self.session.tokens_per_second = "", 0.0  # (the last job's, on the run before)
             # the prompt box shows the opened run's prompt (ctrl+r would otherwise generate the
             # previous one), unless the user has typed another there
             shown = before.meta.prompt if before is not None else self.initial_prompt or ""

@@ -152,7 +152,10 @@ class GenerationActions(_Base):
         self.push_screen(SettingsScreen(self.session.settings, self.session.vocab_size), done)
 
     def action_focus_prompt(self) -> None:
-        self.prompt_box.focus()
+        """`i`: into the prompt box, at the end of the prompt (typing goes on from there)."""
+        box = self.prompt_box
+        box.focus()
+        box.move_cursor(box.document.end)
 
     # --- steering (`explore --steer SPEC.toml`) ------------------------------------------------
     def _no_steering(self) -> bool:

@@ -32,8 +32,14 @@ class NavigationActions(_Base):
             sibs = [x.id for x in run.branches if x.parent == b.parent]
             i = sibs.index(b.id) + (1 if where == "next" else -1)
             target = sibs[i] if 0 <= i < len(sibs) else None
-        if target is None:
-            self.bell()
+        if target is None:  # (not a bare bell: a terminal over SSH often has none to hear)
+            why = {
+                "parent": "the root branch has no parent",
+                "child": f"branch #{b.id} has no branch growing from it",
+                "next": f"branch #{b.id} is the last of its siblings",
+                "prev": f"branch #{b.id} is the first of its siblings",
+            }
+            self.notify(why.get(where, "no branch there"), markup=False)
             return
         keep = self.stream.cursor if where == "parent" else run.branch(target).fork_position
         self.show_branch(target, cursor=keep)

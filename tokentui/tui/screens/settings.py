@@ -40,6 +40,9 @@ def field_values(s: GenerationSettings) -> dict[str, str]:
 _Number = TypeVar("_Number", int, float)
 
 
+YES, NO = ("yes", "y", "true", "1", "on"), ("no", "n", "false", "0", "off", "")
+
+
 def parse_fields(raw: dict[str, str], old: GenerationSettings) -> GenerationSettings:
     """The fields' text → settings; RunError names the first bad field. What the form does not
     show (the stop texts, the lens's top tokens, attention entropy) is kept from `old`."""
@@ -60,7 +63,10 @@ def parse_fields(raw: dict[str, str], old: GenerationSettings) -> GenerationSett
         number("max_new_tokens", int),
         list(old.sampling.stop),
     )
-    chat = raw["chat"].strip().lower() in ("yes", "y", "true", "1", "on")
+    answer = raw["chat"].strip().lower()
+    if answer not in YES + NO:
+        raise RunError(f"{label['chat']}: yes or no (got {answer[:20]!r})")
+    chat = answer in YES
     return replace(old, sampling=sampling, k=number("k", int), chat=chat, forced=raw["forced"])
 
 

@@ -30,6 +30,11 @@ if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under Bra
 
 
 # Why [ ] { } ( ) find nowhere to go on a branch (view.uncertain_mask is empty there)
+NOWHERE_NOW = {  # (some on the branch, none further that way)
+    "rank": "no token the model did not rank first",
+    "entropy": "no high-entropy token",
+    "kl": "no position of high KL(A‖B)",
+}
 NOWHERE = {
     "rank": "every token on this branch was the model's first choice (rank 1): nothing for [ ] to find",
     "entropy": "no high-entropy token on this branch: its entropy is 0 everywhere",
@@ -265,7 +270,7 @@ class TokenStream(ScrollView, can_focus=True):
             return
         target = self.view.next_where(self.cursor, direction, mask)
         if target is None:
-            self.app.bell()
+            self.app.notify(f"{NOWHERE_NOW[kind]} {'after' if direction > 0 else 'before'} the cursor", markup=False)
         else:
             self.move_to(target)
 

@@ -608,3 +608,17 @@ async def test_i_edits_the_prompt_at_its_end_and_at_80x24_the_box_grows_while_ed
         await pilot.press("escape")
         await pilot.pause(0.1)
         assert app.prompt_box.size.height == height
+
+
+async def test_a_replay_at_80x24_names_its_model():
+    """In a replay at 80×24 the status bar dropped the model's name first (a trial saw it only at
+    160 columns): a replayed run's model is what it is about; it stays, the details go."""
+    from tokentui.tui.widgets.status_bar import StatusBar
+
+    run = make_run()
+    run.meta.model = "SmolLM2-135M-Instruct"
+    app = explorer(run=run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.1)
+        status = rendered(app.query_one(StatusBar))
+        assert "SmolLM2-135M-Instruct" in status and "no model loaded" not in status

@@ -360,7 +360,9 @@ class TokentuiApp(
             b = run.meta.model_b
             name = f"{run.meta.model} vs {b['model']}" if b else run.meta.model
             details = "no model loaded (replay)"
-        parts = [Part(name, 7 if s.model_b_loaded else 1, "status-bar--dim")]  # (above the note)
+        # ("A vs B", and a replay's model, whose runs may be of several: above the note)
+        named = s.model_b_loaded or s.state is AppState.REPLAY
+        parts = [Part(name, 7 if named else 1, "status-bar--dim")]
         if details:
             parts.append(Part(details, 0, "status-bar--dim"))
         if s.tokens_per_second:

@@ -104,3 +104,36 @@ def test_a_ctrl_c_that_python_swallowed_during_the_load_still_interrupts():
             went_on.append("with")  # the block goes on too; its end raises
     assert went_on == ["without", "with"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+
+
+def test_a_second_ctrl_c_skips_the_lens_catch_up_and_saves_at_once(smollm2_models_dir, cache_dir):
+    """The first Ctrl-C stops after the token and the lens then catches up on the tokens still
+    without it (seconds on SmolLM2's 49k vocabulary, minutes on a large model: a trial's second
+    Ctrl-C was ignored meanwhile). A second stops at once: the run is saved as cancelled with every
+    token, the last ones without their lens values (which a finished catch-up would have filled)."""
+    import numpy as np
+
+    from tests.terminal import Terminal
+
+    cmd = [*tokentui_command(), "generate", "-m", "smollm2", "--chat", "-p", "Write a long story about a dragon.",
+           "-n", "2000",
+           "--lens-chunk", "1000", "--cache-dir", str(cache_dir)]  # fmt: skip
+    env = {"HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "TOKENTUI_MODELS_DIR": str(smollm2_models_dir)}
+    with Terminal(cmd, env=env) as term:
+        term.wait_for(b"dragon.", timeout=240)  # the prompt is out: tokens follow
+        start = len(term.text)
+        deadline = time.monotonic() + 120
+        while len(term.text) - start < 200 and time.monotonic() < deadline:  # some 50 tokens
+            term.wait_for(b" ", timeout=5)
+        term.proc.send_signal(signal.SIGINT)
+        term.wait_for(b"Ctrl-C again", timeout=30)
+        term.proc.send_signal(signal.SIGINT)
+        rc = term.wait_exit(timeout=120)
+        text = term.text.decode(errors="replace")
+    assert rc == 130 and "Traceback" not in text, text
+    [saved] = list_runs(cache_dir)
+    run = load_run(saved.path)
+    root = run.branches[0]
+    lens = run.column(0, "layer_entropy")[root.fork_position :, 0]  # layer 1
+    assert root.status == "cancelled" and len(root.steps) >= 10
+    assert np.isnan(lens[-1])  # the catch-up was skipped

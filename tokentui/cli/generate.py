@@ -8,6 +8,7 @@ the engine's job (`tokentui.engine.jobs`) and prints what it yields: `generate_j
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -35,6 +36,7 @@ from tokentui.cli.output import (
     EXIT_INTERRUPTED,
     Output,
     ProgressLine,
+    StopThenInterrupt,
     autosave,
     ctrl_c_not_lost,
     ctrl_c_sets,
@@ -47,7 +49,7 @@ from tokentui.cli.output import (
 )
 from tokentui.cli.text_input import read_text
 from tokentui.core.display import sanitize
-from tokentui.core.params import GenerationSettings, check_text
+from tokentui.core.params import GenerationSettings, RunError, check_text
 
 if TYPE_CHECKING:
     from tokentui.core.run import Run
@@ -152,7 +154,11 @@ def generate_job(
     from tokentui.store.export import token_line
 
     out = Output()
-    job = jobs.Generate(backend, prompt, settings, steering=steering)
+    # the first Ctrl-C stops after this token, then the lens catches up on the last tokens (seconds
+    # on a CPU with a large vocabulary); a second stops at once, saving the run without those
+    stop = StopThenInterrupt("tokentui: stopping after this token (Ctrl-C again: at once, without the lens of "
+                             "the last tokens)")  # fmt: skip
+    job = jobs.Generate(backend, prompt, settings, cancel=stop, steering=steering)
     color = None if as_json else use_color()
     # records wait for their layer values when the lens runs in chunks
     waits_for_lens = lens_chunk > 1 and backend.capabilities.lens and backend.info.n_layers > 1
@@ -196,10 +202,15 @@ def generate_job(
     try:
         with ctrl_c_sets(job.cancel):
             jobs.drive(job, autosave(cache_dir), show)
-    except KeyboardInterrupt:  # only where Ctrl-C could not be redirected (not the main thread)
-        job.cancel.set()
+    except KeyboardInterrupt:  # a second Ctrl-C (or one that could not be redirected: not the main thread)
+        threading.Event.set(job.cancel)  # (StopThenInterrupt.set would raise again)
         if job.run is not None and job.run.branches and job.run.branches[-1].status in ("running", "length"):
             job.run.branches[-1].status = "cancelled"
+        if job.run is not None and job.run.branches:
+            try:
+                job.run.validate()  # (stopped mid-step: a run that would not load is not saved)
+            except RunError:
+                interrupted("interrupted at once: the run as last autosaved is kept")
     run = job.run
     if job.cancel.is_set():
         typer.echo("\n(cancelled: keeping the partial run)", err=True)

@@ -68,3 +68,22 @@ def test_a_run_copied_in_under_another_name_is_listed_by_the_name_commands_take(
     assert cli("export", line.split()[0], "--format", "json").exit_code == 0
     res = cli("runs", "rm", line.split()[0])
     assert res.exit_code == 0 and not list_runs(cache_dir)
+
+
+def test_runs_says_how_each_run_ended_or_what_kind_it_is(cli, cache_dir):
+    """A run cut short (Ctrl-C, a killed process) looked like any other in the list: the 'what'
+    column gives a generation's end (length, eos, cancelled …), other runs' kind (tree, score …)
+    unless they ended badly."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cases = {"aaa111": ("generate", "length"), "bbb222": ("generate", "cancelled"), "ccc333": ("tree", "length"),
+             "ddd444": ("score", "error")}  # fmt: skip
+    for i, (mode, status) in cases.items():
+        run = make_run()
+        run.meta.run_id, run.meta.mode = f"20260101-000000-{i}", mode
+        run.branches[0].status = status
+        save_run(run, run_path(run.id, cache_dir))
+    listing = cli("runs")
+    assert listing.exit_code == 0
+    assert listing.stdout.splitlines()[0].split()[:2] == ["id", "what"]
+    shown = {line.split()[0][-6:]: line.split()[1] for line in listing.stdout.splitlines()[1:]}
+    assert shown == {"aaa111": "length", "bbb222": "cancelled", "ccc333": "tree", "ddd444": "error"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from typing import Annotated
 
 import typer
@@ -14,7 +16,8 @@ runs_app = typer.Typer(help="List or remove cached runs.", add_completion=False,
 
 @runs_app.callback(invoke_without_command=True)
 def runs_list(ctx: typer.Context, cache_dir: CacheOpt = None) -> None:
-    """List cached runs: id, date, model, prompt start, tokens, branches."""
+    """List cached runs, newest first: id (its date and time), what (a generation's end: eos,
+    length, cancelled …; else the kind: tree, score, compare …), model, tokens, branches, prompt."""
     if ctx.invoked_subcommand:
         return
     from tokentui.core.display import sanitize
@@ -28,7 +31,9 @@ def runs_list(ctx: typer.Context, cache_dir: CacheOpt = None) -> None:
     if not runs:
         out.line(f"no runs in {sanitize(str(d))}")
         return
-    out.line(f"{'id':<23} {'date':<19} {'model':<24} {'tokens':>7} {'branches':>8}  prompt")
+    # (the date is the id's start: no column of its own; the prompt takes what the terminal leaves)
+    room = max(20, shutil.get_terminal_size((110, 24)).columns - 70) if sys.stdout.isatty() else 40
+    out.line(f"{'id':<23} {'what':<9} {'model':<24} {'tokens':>7} {'br':>3}  prompt")
     for r in runs:
         # the id column is what commands take: the file's name (a file copied in under another
         # name than its run's id says which id it holds)
@@ -36,12 +41,12 @@ def runs_list(ctx: typer.Context, cache_dir: CacheOpt = None) -> None:
         if r.error:
             out.line(f"{sanitize(handle):<23} (unreadable: {sanitize(r.error)})")
             continue
-        prompt = sanitize(r.prompt.replace("\n", " "), visible_whitespace=True)[:40]
+        prompt = sanitize(r.prompt.replace("\n", " "), visible_whitespace=True)[:room]
         if r.run_id != handle:
             prompt = f"(holds run {sanitize(r.run_id)}) {prompt}"
         out.line(
-            f"{sanitize(handle):<23} {sanitize(r.created[:19]):<19} {sanitize(r.models_in(24)):<24} {r.tokens:>7} "
-            f"{r.branches:>8}  {prompt}"
+            f"{sanitize(handle):<23} {sanitize(r.what)[:9]:<9} {sanitize(r.models_in(24)):<24} {r.tokens:>7} "
+            f"{r.branches:>3}  {prompt}"
         )
     out.flush()
 

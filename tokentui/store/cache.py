@@ -82,6 +82,16 @@ class RunSummary:
     branches: int = 0
     error: str | None = None  # set when the file could not be read
     model_b: str = ""  # a comparison's second model ("" for any other run)
+    status: str = ""  # the root branch's status (eos, length, cancelled, error, running …; "" when none)
+
+    @property
+    def what(self) -> str:
+        """What a list shows of the run's kind and end: a generation's status (eos, length …); the
+        mode of other runs (tree, score, compare …), unless it did not end well (cancelled, error,
+        running: a killed process)."""
+        if self.mode == "generate" or self.status in ("cancelled", "error", "running"):
+            return self.status or self.mode
+        return self.mode
 
     @property
     def models(self) -> str:
@@ -151,6 +161,7 @@ def summarize(path: Path) -> RunSummary:
             tokens=tokens,
             branches=len(branches),
             model_b=_second_model(meta),
+            status=_root_status(branches),
         )
     except RunFileError as e:
         return RunSummary(path=path, run_id=path.stem, error=e.problem)
@@ -158,6 +169,13 @@ def summarize(path: Path) -> RunSummary:
         return RunSummary(path=path, run_id=path.stem, error=f"malformed header (no {str(e)[:40]})")
     except (TypeError, ValueError) as e:
         return RunSummary(path=path, run_id=path.stem, error=RunFileError(path, str(e)).problem)
+
+
+def _root_status(branches: list[Any]) -> str:
+    """The first branch's status as the header gives it ("" when it gives none as text)."""
+    first = branches[0] if branches else None
+    status = first.get("status") if isinstance(first, dict) else None
+    return status[:20] if isinstance(status, str) else ""
 
 
 def _second_model(meta: dict[str, Any]) -> str:

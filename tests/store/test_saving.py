@@ -86,6 +86,23 @@ def test_stale_temporaries_of_dead_processes_are_removed_live_ones_kept(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in live + other)
 
 
+def test_an_export_removes_what_a_killed_export_to_the_same_file_left(tmp_path):
+    """An export killed mid-write (SIGKILL: no cleanup runs) left `.out.csv.PID….tmp` in the
+    user's folder for good. The next export to that file removes it; another file's temporary,
+    a live process's, and the user's own files stay."""
+    from tests.factories import make_run
+    from tokentui.store.export import write_file
+
+    dead = _dead_pid()
+    stale = tmp_path / f".out.csv.{dead}.140.0badf00d.tmp"
+    kept = [tmp_path / f".other.csv.{dead}.140.0badf00d.tmp", tmp_path / f".out.csv.{os.getpid()}.1.ab.tmp",
+            tmp_path / "notes.txt"]  # fmt: skip
+    for p in [stale, *kept]:
+        p.write_bytes(b"x")
+    write_file(make_run(), "csv", tmp_path / "out.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in [*kept, tmp_path / "out.csv"])
+
+
 def _dead_pid() -> int:
     pid = os.fork()
     if pid == 0:

@@ -26,7 +26,8 @@ MAX_ELSEWHERE_BYTES = 1 << 20
 # tokentui): the first form is tried first, so that a random part of digits alone is never taken
 # for the process (a live save's file would then be removed as a dead one's)
 TEMPORARY_RE = re.compile(
-    r"\..+\.(?P<pid>[0-9]{1,10})\.[0-9]{1,24}\.[0-9a-f]{1,32}\.tmp|\..+\.(?P<old_pid>[0-9]{1,10})\.tmp"
+    r"\.(?P<name>.+)\.(?P<pid>[0-9]{1,10})\.[0-9]{1,24}\.[0-9a-f]{1,32}\.tmp"
+    r"|\.(?P<old_name>.+)\.(?P<old_pid>[0-9]{1,10})\.tmp"
 )
 
 
@@ -200,9 +201,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_temporaries(directory: Path) -> list[Path]:
+def clean_stale_temporaries(directory: Path, name: str | None = None) -> list[Path]:
     """Delete the temporary files of saves whose process is gone (killed mid-save); never those of
-    a live process, which may be saving right now. Returns what was deleted."""
+    a live process, which may be saving right now. `name`: only those of saves to that file (an
+    export's folder is the user's: nothing else there is touched). Returns what was deleted."""
     removed: list[Path] = []
     try:
         entries = list(os.scandir(directory))
@@ -210,7 +212,9 @@ def clean_stale_temporaries(directory: Path) -> list[Path]:
         return removed
     for entry in entries:
         m = TEMPORARY_RE.fullmatch(entry.name)
-        if m is None or _pid_alive(int(m["pid"] or m["old_pid"])):
+        if m is None or (name is not None and (m["name"] or m["old_name"]) != name):
+            continue
+        if _pid_alive(int(m["pid"] or m["old_pid"])):
             continue
         try:
             if entry.is_file(follow_symlinks=False):

@@ -759,8 +759,11 @@ def write_atomic(path: Path, fill: Callable[[TextSink], object], overwrite: bool
     beside it, then fsync and a rename. The temporary file is removed whatever goes wrong, also
     an exception that is not an OSError or a Ctrl-C mid-write. Only a regular file (or a new name)
     is ever replaced (`check_target`, before and after writing); errors name `path`, never the
-    temporary file."""
+    temporary file. A temporary file an earlier write to `path` left when killed is removed."""
+    from tokentui.store.cache import clean_stale_temporaries
+
     check_target(path, overwrite)
+    clean_stale_temporaries(Path(path).parent, Path(path).name)
 
     def text(f: IO[bytes]) -> None:
         sink = io.TextIOWrapper(f, encoding="utf-8", newline="")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import textwrap
 import time
 
 import pytest
@@ -137,3 +138,27 @@ def test_a_second_ctrl_c_skips_the_lens_catch_up_and_saves_at_once(smollm2_model
     lens = run.column(0, "layer_entropy")[root.fork_position :, 0]  # layer 1
     assert root.status == "cancelled" and len(root.steps) >= 10
     assert np.isnan(lens[-1])  # the catch-up was skipped
+
+
+def test_a_ctrl_c_python_swallowed_in_a_finalizer_is_delivered_again_without_a_traceback(tmp_path):
+    """Torch runs finalizers at any moment; a Ctrl-C landing in one made Python print 'Exception
+    ignored in …' with a traceback and drop the press (a second Ctrl-C in `attribute` did so under
+    load). Every command installs a hook: nothing printed, the interrupt arrives again just after."""
+    import sys
+
+    code = textwrap.dedent("""
+        import time
+        from tokentui.cli.output import ctrl_c_in_finalizers_delivered
+        ctrl_c_in_finalizers_delivered()
+        class Finalizer:
+            def __del__(self):
+                raise KeyboardInterrupt
+        try:
+            Finalizer()  # (ignored by Python itself)
+            time.sleep(5)
+            print("lost")
+        except KeyboardInterrupt:
+            print("delivered")
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.stdout.strip() == "delivered" and "Traceback" not in res.stderr, res.stderr

@@ -38,9 +38,10 @@ def main() -> None:
     type, a missing one) in the one line every other error has, not Typer's four."""
     import sys
 
-    from tokentui.cli.output import quiet_broken_pipes
+    from tokentui.cli.output import ctrl_c_in_finalizers_delivered, quiet_broken_pipes
 
     quiet_broken_pipes()
+    ctrl_c_in_finalizers_delivered()
     try:
         code = app(standalone_mode=False)
     except typer.TyperException as e:  # (Typer ≥ 0.29 has its own Click: its usage errors carry their context)

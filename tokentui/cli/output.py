@@ -14,10 +14,11 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 
@@ -248,6 +249,28 @@ class _Forgiving(io.RawIOBase):
             except BrokenPipeError:
                 self.gone = True
         return len(data)
+
+
+def ctrl_c_in_finalizers_delivered() -> None:
+    """A Ctrl-C that lands while Python runs a finalizer (a `__del__`, a weakref callback: torch's
+    autograd and import machinery run them at any moment) is ignored by Python, which prints
+    "Exception ignored in …" with a traceback, and the press is lost (a trial's second Ctrl-C
+    printed a traceback and went unheeded). This hook prints nothing for it and sends the signal
+    again from a helper thread, so it arrives once the finalizer is over, where the command's own
+    handling (`ctrl_c_sets`, StopThenInterrupt, KeyboardInterrupt) takes it."""
+    previous = sys.unraisablehook
+
+    def again() -> None:
+        time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def hook(unraisable: Any) -> None:
+        if unraisable.exc_type is KeyboardInterrupt:
+            threading.Thread(target=again, daemon=True).start()
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
 
 
 def quiet_broken_pipes() -> None:

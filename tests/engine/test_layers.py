@@ -448,3 +448,30 @@ def test_count_above_is_exact_with_ties_and_extreme_values():
     want = (x > c).sum(-1, keepdim=True)
     got = count_above(x, c)
     assert got.dtype == torch.int64 and torch.equal(got, want)
+
+
+def test_a_twin_of_the_chosen_token_ties_with_it_in_the_lens_rank():
+    """Rows of the unembedding that are equal (twins: duplicated or untrained tokens) give equal
+    logits, yet the chosen token's logit, projected apart from the vocabulary slices, could come
+    out a step lower than its twin's: the twin was counted as larger (an analyst's trial: 6 of 16
+    ranks one too high). Every chosen token here has a twin; the lens rank counts only tokens
+    larger beyond rounding, as a float64 reference does."""
+    from tokentui.engine.hf.measures import LensInputs, lens_values
+
+    parts, gen = lens_parts(None)
+    with torch.no_grad():
+        parts.weight[1::2] = parts.weight[0::2]  # token 2i+1 is token 2i's twin
+        parts.bias[1::2] = parts.bias[0::2]
+    vocab = parts.weight.shape[0]
+    positions, layers = 24, 3
+    hidden = torch.randn(positions, layers, 16, generator=gen) * 3
+    chosen = torch.randint(0, vocab, (positions, 4), generator=gen)
+    final = torch.randn(positions, vocab, generator=gen)
+    with torch.inference_mode():
+        got = lens_values(parts, hidden, LensInputs(chosen, final, 0), {"layer_rank"})["layer_rank"]
+        x = parts.project(parts.normed(hidden)).double()  # [P, R, V]
+    mine = x.gather(-1, chosen[:, None, :].expand(-1, layers, -1))  # [P, R, C]
+    above = x[..., None, :] - mine[..., None]  # [P, R, C, V]
+    lo = (above > 1e-4).sum(-1) + 1  # what is larger beyond doubt
+    hi = (above > 1e-12).sum(-1) + 1  # and everything above, the twin excluded (it is equal in float64)
+    assert ((lo <= got) & (got <= hi)).all(), (got - hi).max()

@@ -312,11 +312,26 @@ class _LensKLFinal(LayerReducer):
 RANK_GROUP = 8
 
 
+RANK_TIE_ULPS = 16  # float32 logits this many steps (of the value) apart count as equal for a lens rank
+
+
+def rank_threshold(c: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The logit a token must exceed to rank above the chosen token's `c` (float32): `c` plus the
+    rounding two matmul kernels can disagree by. The chosen logit is projected apart from the
+    vocabulary slices, so a token whose unembedding row equals the chosen's (a twin) can come out
+    a step higher there and would be counted as larger (an analyst's trial); logits within
+    RANK_TIE_ULPS float32 steps, or one step of a lower lens precision (bfloat16), are ties."""
+    step = max(
+        RANK_TIE_ULPS * torch.finfo(torch.float32).eps, torch.finfo(dtype).eps if dtype.is_floating_point else 0.0
+    )
+    return c + c.abs().clamp_min(1.0) * step
+
+
 @layer_measure("layer_rank")
 class _LensRank(LayerReducer):
     """1 + how many tokens have a larger logit than the chosen token at each layer: counted slice
-    by slice against the chosen token's logit (projected once per block); the chosen token's own
-    entry is taken out again (its slice's value may round differently)."""
+    by slice against the chosen token's logit (projected once per block), logits equal up to
+    rounding being ties (`rank_threshold`); the chosen token's own entry is taken out again."""
 
     needs = frozenset({"chosen"})
     per_chosen = True
@@ -324,10 +339,11 @@ class _LensRank(LayerReducer):
     def start(self, block: LensBlock) -> None:
         assert block.chosen_logits is not None
         self.count = torch.zeros(block.chosen_logits.shape, dtype=torch.int64, device=block.normed.device)
+        self.threshold = rank_threshold(block.chosen_logits, block.normed.dtype)
 
     def update(self, s: LensSlice, block: LensBlock) -> None:
-        c, chosen = block.chosen_logits, block.chosen
-        assert c is not None and chosen is not None
+        c, chosen = self.threshold, block.chosen
+        assert chosen is not None
         x = s.logits
         if c.shape[-1] == 1:
             self.count += count_above(x, c)  # (lens logits are finite)

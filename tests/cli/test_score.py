@@ -36,6 +36,21 @@ def test_standard_input_gives_a_multiline_text(run_tokentui, model_dirs, cache_d
     assert _scored_text(cache_dir) == text
 
 
+def test_a_file_is_scored_byte_for_byte_as_standard_input_is(run_tokentui, model_dirs, cache_dir, tmp_path):
+    """`--file F` read the file with Python's newline translation: CR LF and a lone CR became LF,
+    so a Windows file's tokens, loss and perplexity differed from `--file -` < F (an analyst's).
+    The file's text is now taken exactly."""
+    text = "a,\r\nb\rc\n"
+    f = tmp_path / "crlf.txt"
+    f.write_bytes(text.encode())
+    scored = []
+    for how, given in ((["--file", f], None), (["--file", "-"], text)):
+        res = run_tokentui("score", "-m", model_dirs["gpt2"], *how, "--json", input=given)
+        assert res.returncode == 0, res.stderr
+        scored.append("".join(json.loads(x)["token"] for x in res.stdout.splitlines()))
+    assert scored == [text, text]
+
+
 @pytest.mark.parametrize(
     "args, expect",
     [

@@ -54,7 +54,7 @@ def read_text(text: str | None, file: Path | None, escapes: bool = False) -> str
         value = _stdin()
     elif file is not None:
         try:
-            value = file.read_text(encoding="utf-8")
+            value = file.read_bytes().decode("utf-8")  # (as standard input: CR LF kept, not turned into LF)
         except UnicodeDecodeError:
             raise RunError(f"{file} is not UTF-8 text") from None
         except FileNotFoundError:

@@ -130,8 +130,12 @@ def test_a_second_ctrl_c_skips_the_lens_catch_up_and_saves_at_once(smollm2_model
         term.wait_for(b"Ctrl-C again", timeout=30)
         term.proc.send_signal(signal.SIGINT)
         rc = term.wait_exit(timeout=120)
+        raw = term.output  # (with its escape sequences)
         text = term.text.decode(errors="replace")
     assert rc == 130 and "Traceback" not in text, text
+    # the message goes below the streamed tokens, not over them (clearing the line erased them)
+    assert b"\ntokentui: stopping after this token" in raw and b"\x1b[2Ktokentui: stopping" not in raw
+    assert raw.count(b"tokentui: stopping after this token") == 1  # (said once: the second press stops)
     [saved] = list_runs(cache_dir)
     run = load_run(saved.path)
     root = run.branches[0]

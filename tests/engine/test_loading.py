@@ -253,3 +253,15 @@ def test_a_folder_without_tokenizer_files_fails_at_load(model_dirs, tmp_path):
     for n in TOKENIZER_FILES:
         (d / n).unlink(missing_ok=True)
     _one_line_error(str(d), r"has no tokenizer files \(tokenizer\.json or tokenizer_config\.json")
+
+
+def test_a_model_without_an_output_embedding_is_refused_in_one_line(model_dirs, monkeypatch):
+    """A remote-code model whose head transformers cannot find (get_output_embeddings() is None):
+    a one-line ModelLoadError naming it, not an AttributeError (the lens's missing final norm
+    turns the lens off; a missing head leaves nothing to read logits from)."""
+    from transformers import GPT2LMHeadModel
+
+    monkeypatch.setattr(GPT2LMHeadModel, "get_output_embeddings", lambda self: None)
+    with pytest.raises(ModelLoadError, match="cannot find its output embedding") as e:
+        load_model(str(model_dirs["gpt2"]))
+    assert "\n" not in str(e.value)

@@ -176,7 +176,7 @@ def test_while_b_compares_the_status_says_so_and_a_new_job_says_it_waits():
     says it waits; Compared (or the comparison's failure) ends it."""
     from tests.factories import make_run
     from tokentui.engine.capabilities import Capabilities
-    from tokentui.engine.events import Compared, Comparing, Failed, Loaded, PairLoaded
+    from tokentui.engine.events import Compared, Comparing, Failed, Loaded, PairLoaded, RunStarted
     from tokentui.tui.state import Session
 
     run = make_run()
@@ -188,9 +188,29 @@ def test_while_b_compares_the_status_says_so_and_a_new_job_says_it_waits():
     assert s.status_label == "comparing" and s.note == "comparing with b: branch #1 (2 of 26) · escape stops it"
     s.begin("generating a new run from the prompt … · escape cancels")
     assert s.note.endswith("(once the comparison with b is done)") and s.status_label == "generating"
-    s.state = AppState.IDLE
     s.apply(Compared(run.id, (0, 1), 90, 103.7))
-    assert s.status_label == "idle" and not s.comparing_b
-    s.apply(Comparing(run.id, 0, 0, 1))
-    s.apply(Failed("Compare", "out of memory"))
-    assert s.status_label == "idle"
+    assert not s.comparing_b
+    s.apply(RunStarted(make_run()))  # the generation is under way: what runs, without the wait
+    assert s.note == "generating a new run from the prompt … · escape cancels"
+    s.state = AppState.IDLE
+    for failed in ("Compare", "Generate"):  # (an error the comparison did not catch ends it too)
+        s.apply(Comparing(run.id, 0, 0, 1))
+        s.apply(Failed(failed, "out of memory"))
+        assert s.status_label == "idle" and not s.comparing_b
+
+
+async def test_escape_in_the_prompt_leaves_it_while_b_compares(model_dirs):
+    """Model B compares on its own after every job (a trial's took 100 s): escape pressed to leave
+    the prompt box left it, and did not stop the comparison; with nothing else to leave, escape
+    stops the comparison."""
+    app = explorer(model=str(model_dirs["gpt2"]), prompt="def f(x):")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="the model")
+        app.session.comparing_b = True  # (as a Comparing event leaves it)
+        await pilot.press("i")
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert app.focused is app.stream and app.session.note != "cancelling the comparison"
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert app.session.note == "cancelling the comparison"

@@ -268,3 +268,32 @@ async def test_after_a_resize_the_token_stream_never_runs_under_its_scrollbar():
         stream = app.stream
         assert stream.virtual_size.height > stream.scrollable_content_region.height  # it overflows now
         assert stream.view.width <= stream.scrollable_content_region.width
+
+
+def test_decoded_text_between_two_breaks_of_one_token_stays_in_place_and_wraps_make_no_blank_lines():
+    """A token ' a\\nb\\n' showed 'ab' and a blank line (text moved across a break): the decoded view
+    keeps it on one line with its inner break shown (↵). And a line a wrap starts right after a
+    token's carried indentation was taken for a blank line: up/down stepped over it and the
+    indentation moved; the carried text is drawn once, on the line the break opens."""
+    from tokentui.tui.view import BranchView
+
+    run = make_run(n_branch_steps=(6, 2))
+    pieces = [b"One", b" a\nb\n", b"c", b"\n" + b" " * 10, b"longer", b"x"]
+    ids = [1000 + i for i in range(len(pieces))]
+    table = {i: b"x" for i in range(run.meta.vocab_size)}
+    table.update(zip(ids, pieces))
+    run.tokens = TokenTable(table)
+    run.meta.vocab_size = 2000
+    run.prompt._a["token_id"][:4] = ids[:4]
+    run.branches[0].steps._a["token_id"][:2] = ids[4:]
+    view = BranchView(run, 0, "probability", decoded=True, width=10)
+    lines = []
+    for line in range(view.n_lines):
+        start, end = view.line_range(line)
+        lines.append(view.carried(line)[1] + "".join(view.texts[start:end]))
+    assert lines[0] == "One a↵b" and lines[1].startswith("c")
+    # the carried spaces (cut to half the width: 5) then "longer" (11 > 10 columns): the wrap puts
+    # "longer" on the next line; the spaces are drawn once, and no line counts as blank
+    assert not view.blank
+    assert sum(text.startswith(" " * 5) for text in lines) == 1
+    assert any(text.startswith("longer") for text in lines), lines

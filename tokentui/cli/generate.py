@@ -157,7 +157,7 @@ def generate_job(
     # the first Ctrl-C stops after this token, then the lens catches up on the last tokens (seconds
     # on a CPU with a large vocabulary); a second stops at once, saving the run without those
     stop = StopThenInterrupt("tokentui: stopping after this token (Ctrl-C again: at once, without the lens of "
-                             "the last tokens)")  # fmt: skip
+                             "the last tokens)", keep_line=not as_json)  # (below the tokens streamed)  # fmt: skip
     job = jobs.Generate(backend, prompt, settings, cancel=stop, steering=steering)
     color = None if as_json else use_color()
     # records wait for their layer values when the lens runs in chunks
@@ -201,7 +201,7 @@ def generate_job(
 
     try:
         with ctrl_c_sets(job.cancel):
-            jobs.drive(job, autosave(cache_dir), show)
+            jobs.drive(job, autosave(cache_dir, keep_line=not as_json), show)
     except KeyboardInterrupt:  # a second Ctrl-C (or one that could not be redirected: not the main thread)
         threading.Event.set(job.cancel)  # (StopThenInterrupt.set would raise again)
         if job.run is not None and job.run.branches and job.run.branches[-1].status in ("running", "length"):

@@ -69,10 +69,13 @@ def ctrl_c_sets(event: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def say_at_once(text: str) -> None:
+def say_at_once(text: str, keep_line: bool = False) -> None:
     """A line on stderr from a signal handler: straight to the file descriptor, since the buffered
-    stream may be in the middle of a write of the main code (a reentrant write raises)."""
-    line = ("\r\x1b[2K" if sys.stderr.isatty() else "") + text + "\n"
+    stream may be in the middle of a write of the main code (a reentrant write raises). On a
+    terminal it replaces the progress line under way, or with `keep_line` (the line holds text
+    being streamed to standard output: `generate`'s tokens) goes below it."""
+    start = ("\n" if keep_line else "\r\x1b[2K") if sys.stderr.isatty() else ""
+    line = start + text + "\n"
     try:
         os.write(sys.stderr.fileno(), line.encode())
     except (AttributeError, OSError, ValueError):  # a replaced sys.stderr (tests): no descriptor
@@ -83,15 +86,18 @@ class StopThenInterrupt(threading.Event):
     """For `ctrl_c_sets`: the first Ctrl-C sets it (the work stops at its next boundary) and says
     `message` at once; a second raises KeyboardInterrupt where the main code is (stop now)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, keep_line: bool = False) -> None:
         super().__init__()
-        self.message = message
+        self.message, self.keep_line = message, keep_line
 
     def set(self) -> None:
         if self.is_set():
             raise KeyboardInterrupt
-        say_at_once(self.message)
+        # set before saying so: a second Ctrl-C while the message is written (a slow terminal) runs
+        # this again inside it, and must find the first one counted (it printed twice, and stopped
+        # nothing)
         super().set()
+        say_at_once(self.message, self.keep_line)
 
 
 @contextmanager
@@ -326,12 +332,15 @@ def save_to_cache(run, cache_dir: Path | None) -> Path:
     return save_run(run, run_path(run.id, runs_dir(cache_dir)))
 
 
-def autosave(cache_dir: Path | None):
+def autosave(cache_dir: Path | None, keep_line: bool = False):
     """A command's jobs.Autosave into the run cache; a periodic save that fails (a full disk) is
-    said at once on standard error, as a warning: the job goes on."""
+    said at once on standard error, as a warning (`keep_line`: as `say_at_once`): the job goes on."""
     from tokentui.engine.jobs import Autosave
 
-    return Autosave(lambda r: save_to_cache(r, cache_dir), warn=lambda m: say_at_once(f"warning: {sanitize(m)}"))
+    def warn(message: str) -> None:
+        say_at_once(f"warning: {sanitize(message)}", keep_line)
+
+    return Autosave(lambda r: save_to_cache(r, cache_dir), warn=warn)
 
 
 def load_ref(ref: str, cache_dir: Path | None, grow: bool = False):

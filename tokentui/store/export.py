@@ -617,7 +617,7 @@ def seed004_document(run: Run, index: int | None = None) -> dict[str, Any]:
     seed's own schema (its persistence/schema.py AnalysisResult): `metadata` (timestamp: the
     record's, llm_id, llm_version: the model's revision or "", prompt: the run's prompt as
     written, generation_params: the run's sampler and k — the seed's values are strings and
-    numbers only, so an unset seed and an empty stop list are left out — version; and
+    numbers only, so an unset seed and the stop list are left out — version; and
     attribution_method) and `data` (input_tokens: positions 0…width−1 of the branch, output_tokens:
     the attributed tokens, each {token, token_id, clean_token}; association_matrix: the scores
     [rows, width]; normalized_association: |scores| / Σ|scores| per row), plus a `tokentui`

@@ -56,14 +56,18 @@ class GenerationActions(_Base):
         self.update_status()
 
     def action_cancel(self) -> None:
-        if self.engine is not None and (
-            self.state in (AppState.GENERATING, AppState.ATTRIBUTING) or self.session.comparing_b
-        ):
-            self.engine.cancel()  # (the comparison with model B too: its branches done so far stay)
+        if self.state in (AppState.GENERATING, AppState.ATTRIBUTING) and self.engine is not None:
+            self.engine.cancel()
             self.session.note = "cancelling"
             self.update_status()
         elif self.focused is not None and self.focused.id == "prompt":
             self.stream.focus()
+        elif self.session.attribution is None and self.session.comparing_b and self.engine is not None:
+            # (model B compares on its own after every job: escape stops it only when it has
+            # nothing else to do here; the branches compared so far stay)
+            self.engine.cancel()
+            self.session.note = "cancelling the comparison"
+            self.update_status()
         else:
             self.leave_attribution()  # back to the metric's colours, if an attribution is on show
 

@@ -118,9 +118,9 @@ class Session:
         last job ended with (its note stayed while a branch was continued). While model B still
         compares, the engine takes the job after it: said, so a wait is not taken for a hang."""
         self.state = AppState.GENERATING
-        if self.comparing_b:
-            note = f"{note} (once the comparison with {self.model_b_loaded} is done)"
-        self.note = self.job_note = note
+        self.job_note = note  # (what runs, said again once the job is under way: without the wait)
+        waits = f" (once the comparison with {self.model_b_loaded} is done)" if self.comparing_b else ""
+        self.note = note + waits
 
     @property
     def status_label(self) -> str:
@@ -250,7 +250,7 @@ class Session:
                 self.note = f"compared with {self.model_b_loaded}: {what} in {ev.seconds:.1f}s"
                 up.finished = True
         elif isinstance(ev, Failed) and ev.command in ("LoadPair", "Compare"):
-            self.comparing_b = self.comparing_b and ev.command == "LoadPair"
+            self.comparing_b = False  # (the worker runs one command at a time: no comparison goes on)
             if ev.command == "LoadPair":  # the explorer goes on as it was (with its earlier B, if any)
                 self.note = f"model B not loaded: {ev.message}"  # (not the load's last progress line)
                 if self.model_b_loaded:
@@ -322,6 +322,7 @@ class Session:
         elif isinstance(ev, SaveFailed):  # (the job goes on; the status bar says "unsaved")
             up.error = ("autosave failed", ev.message)
         elif isinstance(ev, Failed):
+            self.comparing_b = False  # (a comparison that failed outside its own handling ends too)
             if self.state is AppState.LOADING:
                 self.state = AppState.NO_MODEL
                 self.model_info = f"{self.model} · failed to load"

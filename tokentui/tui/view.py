@@ -53,6 +53,7 @@ class BranchView:
         self.levels = np.zeros(0)
         self.width = max(8, width)
         self.line_starts: list[int] = [0]
+        self.blank: set[int] = set()  # lines that are a decoded "\n\n"'s blank line (no token)
         self._pooled: tuple[np.ndarray, int, list[float]] | None = None  # (levels, cells, pooled)
         self.sync()
 
@@ -108,14 +109,15 @@ class BranchView:
         table = self.run.tokens
         for tid in new_ids.tolist():
             chunk = self._decoder.decode(table.bytes_of(tid)).replace("\t", "    ")
-            head, has_newline, tail = chunk.rpartition("\n")
-            if not has_newline:
-                head, tail = tail, ""
-            text = sanitize(head.replace("\n", ""))
+            *ended, tail = chunk.split("\n")  # the lines the token ends, then what opens the next
+            breaks = len(ended)
+            if breaks > 1 and any(ended[1:]):  # text between two of its breaks (" a\nb\n"): one line,
+                ended, breaks = ["↵".join(ended)], 1  # its inner breaks shown (never misplaced)
+            text = sanitize(ended[0] if ended else tail)
             self.texts.append(text)
-            self.tails.append(sanitize(tail))
+            self.tails.append(sanitize(tail) if ended else "")
             self.widths.append(cell_len(text))
-            self.newline.append(chunk.count("\n"))
+            self.newline.append(breaks)
 
     def _kinds(self) -> np.ndarray:
         out = np.zeros(self.run.length(self.branch_id), dtype=np.int8)
@@ -149,7 +151,7 @@ class BranchView:
         width = max(8, width)
         if width != self.width:
             self.width = width
-            self.line_starts = [0]
+            self.line_starts, self.blank = [0], set()
             self._relayout(0)
 
     def _relayout(self, from_token: int) -> None:
@@ -159,6 +161,7 @@ class BranchView:
             return
         line = max(0, self.line_of(min(from_token, len(self.texts) - 1)))
         del self.line_starts[line + 1 :]
+        self.blank = {b for b in self.blank if b <= line}
         start = self.line_starts[line]
         col = self.indent(line)
         for i in range(start, len(self.texts)):
@@ -168,20 +171,26 @@ class BranchView:
                 col = 0
             col += w
             if self.newline[i] and i + 1 < len(self.texts):
-                self.line_starts.extend([i + 1] * self.newline[i])
+                for _ in range(self.newline[i] - 1):  # ("\n\n": a blank line first)
+                    self.line_starts.append(i + 1)
+                    self.blank.add(len(self.line_starts) - 1)
+                self.line_starts.append(i + 1)
                 col = self.indent(len(self.line_starts) - 1)
 
     def carried(self, line: int) -> tuple[int, str]:
         """(the token whose text after its newline opens `line`, that text), or (-1, "")."""
         start = self.line_starts[line]
-        if line and start and self.newline[start - 1] and self.tails[start - 1] and not self.is_blank(line):
+        # (on the line the token's break opens: not a blank line before it, nor a line a wrap
+        # started at the same token right after the carried text)
+        opened = self.line_starts[line - 1] != start or (line - 1) in self.blank if line else False
+        if opened and start and self.newline[start - 1] and self.tails[start - 1] and line not in self.blank:
             return start - 1, self.tails[start - 1][: self.width // 2]
         return -1, ""
 
-    def is_blank(self, line: int) -> bool:
-        """Whether `line` holds no token (a blank line of a decoded "\n\n")."""
+    def has_tokens(self, line: int) -> bool:
+        """Whether `line` holds a token (not a blank line, nor a line of carried text alone)."""
         start, end = self.line_range(line)
-        return start == end
+        return start < end
 
     def indent(self, line: int) -> int:
         """Columns at the start of `line` taken by text carried over from the token before."""

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from tokentui.engine.errors import EngineError, no_attention_weights
-from tokentui.engine.hf.loading import LENS_PRECISIONS
+from tokentui.engine.hf.loading import check_lens_precision
 
 # Attribute names of the final norm on the decoder (`model.get_decoder()`), by family:
 # GPT-2/GPT-J/Bloom: ln_f · Llama/Mistral/Qwen2/Gemma/Phi-3: norm · GPT-NeoX/OPT: final_layer_norm
@@ -24,7 +24,7 @@ from tokentui.engine.hf.loading import LENS_PRECISIONS
 # MBart/Pegasus/Whisper: layer_norm · CTRL: layernorm · RWKV: ln_out · xLSTM: out_norm · LFM2:
 # embedding_norm (applied after the last block, despite its name). Each is the module the decoder's
 # forward applies last; a decoder with none of them (post-norm BART, Marian, GPT-1, BERT-likes)
-# loads with the lens off (`lens_parts` returns None and says why).
+# loads with the lens off (`lens_parts` returns the line saying why).
 FINAL_NORM_NAMES = (
     "norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f", "final_norm", "layer_norm", "layernorm",
     "ln_out", "out_norm", "embedding_norm",
@@ -83,10 +83,9 @@ class LensParts:
                 if w.device.type == "cpu" and w.dtype == torch.float32 and cpu_has_fast_bf16()
                 else w.dtype
             )
-        elif precision in LENS_PRECISIONS:
-            dtype = getattr(torch, precision)
         else:
-            raise EngineError(f"unknown lens precision {precision!r} (choose from {', '.join(LENS_PRECISIONS)})")
+            check_lens_precision(precision)
+            dtype = getattr(torch, precision)
         if dtype == w.dtype:
             return self
         return replace(self, weight=w.to(dtype), bias=None if self.bias is None else self.bias.to(dtype))

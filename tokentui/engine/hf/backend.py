@@ -38,7 +38,7 @@ from tokentui.engine.errors import EngineError
 from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, Progress, RunStarted, StepEvent
 from tokentui.engine.hf.arch import LensParts, attention_entropies, attention_modules, context_length
 from tokentui.engine.hf.kv_cache import CachePool
-from tokentui.engine.hf.loading import LENS_PRECISIONS, LoadedModel, load_model, no_chat_template
+from tokentui.engine.hf.loading import LoadedModel, check_lens_precision, load_model, no_chat_template
 from tokentui.engine.hf.measures import (
     LensInputs,
     Packer,
@@ -97,8 +97,7 @@ class HFBackend:
         self.model: Any = cast(Any, lm.model)
         self.tokenizer: Any = cast(Any, lm.tokenizer)
         self.device = next(self.model.parameters()).device
-        if lens_precision not in LENS_PRECISIONS:  # (said also when the lens is off)
-            raise EngineError(f"unknown lens precision {lens_precision!r} (choose from {', '.join(LENS_PRECISIONS)})")
+        check_lens_precision(lens_precision)  # (said also when the lens is off)
         if isinstance(lm.lens, str):  # a model without a lens (its final norm is unknown): off
             self.no_lens: str | None = lm.lens
             self.capabilities = replace(self.capabilities, lens=False, reasons=(("lens", lm.lens),))
@@ -537,6 +536,9 @@ class HFBackend:
                         break
         except EngineError as e:
             status, failure = "error", e
+        except BaseException:  # stopped at once (a second Ctrl-C): no lens catch-up for the buffered tokens
+            lens_buf.clear()
+            raise
         finally:
             branch.status = status
             ev = self._flush_lens(run, branch, lens_buf, lens_start) if lens_buf else None

@@ -37,11 +37,17 @@ from pathlib import Path
 from typing import Any
 
 from tokentui.engine.assets import DEMO_MODEL_DIR, DEMO_NAME
-from tokentui.engine.errors import ModelLoadError, NoChatTemplate, no_attention_weights
+from tokentui.engine.errors import EngineError, ModelLoadError, NoChatTemplate, no_attention_weights
 from tokentui.engine.hf.gguf import SMOLLM2, converted, gguf_file
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 LENS_PRECISIONS = ("auto", "float32", "bfloat16")  # see arch.LensParts.at_precision
+
+
+def check_lens_precision(precision: str) -> None:
+    """EngineError (one line) for a lens precision other than LENS_PRECISIONS."""
+    if precision not in LENS_PRECISIONS:
+        raise EngineError(f"unknown lens precision {precision!r} (choose from {', '.join(LENS_PRECISIONS)})")
 
 
 @dataclass
@@ -536,10 +542,13 @@ def load_model(
     except (RuntimeError, AssertionError) as e:
         raise ModelLoadError(f"could not move {spec} to {dev}: {' '.join(str(e).split())[:200]}") from None
     model.eval()
+    head = model.get_output_embeddings()
+    if head is None or not isinstance(getattr(head, "weight", None), torch.Tensor):  # (a remote-code head)
+        raise ModelLoadError(f"{spec}: tokentui cannot find its output embedding (the head giving the logits)")
     parts = lens_parts(model)  # (finds the final norm and the unembedding: instant, not worth a progress line)
     if isinstance(parts, str):
         say(parts)
-    vocab = int(model.get_output_embeddings().weight.shape[0])
+    vocab = int(head.weight.shape[0])
     eos = model.generation_config.eos_token_id if model.generation_config else None
     if eos is None:
         eos = tok.eos_token_id

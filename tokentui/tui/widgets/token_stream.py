@@ -239,9 +239,9 @@ class TokenStream(ScrollView, can_focus=True):
         line = self.view.line_of(self.cursor)
         target = max(0, min(self.view.n_lines - 1, line + delta))
         step = 1 if delta > 0 else -1
-        while self.view.is_blank(target) and 0 <= target + step < self.view.n_lines:
+        while not self.view.has_tokens(target) and 0 <= target + step < self.view.n_lines:
             target += step  # (a blank line holds no token to stand on)
-        if self.view.is_blank(target):
+        if not self.view.has_tokens(target):
             return
         start, end = self.view.line_range(line)
         col = self.view.indent(line) + sum(self.view.widths[start : self.cursor])

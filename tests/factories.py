@@ -172,6 +172,17 @@ def model_config(family: str, vocab: int):
                             decoder_attention_heads=4, encoder_attention_heads=4, max_position_embeddings=512,
                             is_decoder=True, is_encoder_decoder=False, pad_token_id=1, decoder_start_token_id=0,
                             **common)  # fmt: skip
+    # what the self-checks at opening catch (engine/hf/selfcheck.py), and a tree's positions
+    if family == "rwkv":  # a recurrent state, not a key-value cache: refused
+        return T.RwkvConfig(hidden_size=32, num_hidden_layers=2, attention_hidden_size=32, intermediate_size=64,
+                            context_length=512, **common)  # fmt: skip
+    if family == "modernbert-decoder":  # a prediction head between the final norm and the unembedding
+        return T.ModernBertDecoderConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                         intermediate_size=64, max_position_embeddings=512, pad_token_id=1,
+                                         sep_token_id=0, cls_token_id=0, **common)  # fmt: skip
+    if family == "roberta":  # positions counted from after the padding id, not from the ids passed
+        return T.RobertaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                               max_position_embeddings=514, is_decoder=True, pad_token_id=1, **common)  # fmt: skip
     raise ValueError(family)
 
 

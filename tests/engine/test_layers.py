@@ -475,3 +475,30 @@ def test_a_twin_of_the_chosen_token_ties_with_it_in_the_lens_rank():
     lo = (above > 1e-4).sum(-1) + 1  # what is larger beyond doubt
     hi = (above > 1e-12).sum(-1) + 1  # and everything above, the twin excluded (it is equal in float64)
     assert ((lo <= got) & (got <= hi)).all(), (got - hi).max()
+
+
+def test_a_model_whose_cache_is_no_key_value_cache_is_refused_at_opening(tokenizer_dir, tmp_path):
+    """RWKV carries a recurrent state, not a key-value cache: decoded as tokentui decodes, each step
+    saw the new token alone (a trial's greedy tokens differed from model.generate's, with plausible
+    numbers). Opening it is refused in one line, saying why."""
+    from tests.conftest import build_model_dir
+    from tokentui.engine.errors import ModelLoadError
+    from tokentui.engine.hf.loading import load_model
+
+    lm = load_model(str(build_model_dir("rwkv", tokenizer_dir, tmp_path / "rwkv")))
+    with pytest.raises(ModelLoadError, match="cannot decode this model: it returns no key-value cache") as e:
+        HFBackend(lm)
+    assert "\n" not in str(e.value)
+
+
+def test_a_head_the_lens_does_not_know_turns_the_lens_off(tokenizer_dir):
+    """ModernBERT's decoder puts a prediction head (dense, activation, norm) between its final norm
+    and the unembedding: the lens without it was wrong at every layer (a trial's). The check at
+    opening finds that the lens does not give the model's own logits: the lens is off, saying why."""
+    from tests.factories import tiny_loaded
+
+    lm = tiny_loaded(tokenizer_dir, "modernbert-decoder")
+    b = backend(lm, 32)
+    assert b.lens_chunk == 0 and "do not give ModernBertDecoderForCausalLM's own logits" in (b.no_lens or "")
+    assert b.capabilities.why_not("lens") == b.no_lens
+    assert backend(tiny_loaded(tokenizer_dir, "llama"), 32).no_lens is None  # (a lens that does: on)

@@ -349,3 +349,17 @@ def test_the_worker_grows_a_tree_and_saves_it(peaked, tmp_path):
     assert run is not None and tree.searches(run)[-1]["stopped"] == "completed"
     saved = load_run(tmp_path / f"{run.id}.tokentui")
     assert_same(saved, run)
+
+
+def test_models_numbering_their_own_positions_fall_back_and_match(tokenizer_dir):
+    """RoBERTa-likes count positions from after the padding id, not from the position ids a tree
+    passes: a trial's tree probabilities were wrong after every fork. Such families fall back to
+    one forward per node, and match the reference."""
+    from tests.factories import tiny_loaded
+
+    lm = tiny_loaded(tokenizer_dir, "roberta", head_scale=3.0)
+    params = TreeParams(0.05, 0.5, soft_queue_limit=4, max_depth=4, max_completed_paths=20, max_nodes=40)
+    run, events, s = search(lm, params)
+    assert s.cache is None and any(isinstance(e, Progress) and "numbers positions" in e.message for e in events)
+    ref = reference(lm.model, run.prompt.col("token_id").tolist(), params, set())
+    assert_matches(run, events, ref, len(run.prompt))

@@ -135,7 +135,7 @@ def lens_parts(model: Any) -> LensParts | str:
     if head is None or not isinstance(getattr(head, "weight", None), torch.Tensor):
         return f"no logit lens: {type(model).__name__} has no output embedding tokentui can use"
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    softcap = getattr(cfg, "final_logit_softcapping", None)
+    softcap = next((getattr(cfg, n) for n in SOFTCAP_NAMES if getattr(cfg, n, None)), None)
     return LensParts(norm, head.weight, getattr(head, "bias", None), softcap, layer_count(model))
 
 
@@ -148,7 +148,12 @@ def layer_count(model: Any) -> int:
     return int(n_layers)
 
 
-CONTEXT_NAMES = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length", "max_sequence_length")
+# the final logits' soft-cap, by family: Gemma 2/3 · RecurrentGemma · xLSTM
+SOFTCAP_NAMES = ("final_logit_softcapping", "logits_soft_cap", "output_logit_soft_cap")
+
+CONTEXT_NAMES = (
+    "max_position_embeddings", "n_positions", "n_ctx", "seq_length", "max_sequence_length", "max_target_positions",
+)  # fmt: skip
 
 
 def context_length(config) -> int | None:

@@ -34,7 +34,7 @@ from tokentui.core.steering import SteeringSpec, same_steering
 from tokentui.core.step import Step
 from tokentui.engine.backend import ModelInfo, ModelSpec
 from tokentui.engine.capabilities import Capabilities
-from tokentui.engine.errors import EngineError
+from tokentui.engine.errors import EngineError, ModelLoadError
 from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, Progress, RunStarted, StepEvent
 from tokentui.engine.hf.arch import LensParts, attention_entropies, attention_modules, context_length
 from tokentui.engine.hf.kv_cache import CachePool
@@ -53,6 +53,7 @@ from tokentui.engine.hf.measures import (
     token_values,
 )
 from tokentui.engine.hf.sampling import choose, make_generator
+from tokentui.engine.hf.selfcheck import cached_decoding_problem, lens_problem, probe_ids
 from tokentui.engine.hf.steering import Steerer
 
 TEACHER_FORCED_ELEMENTS = 1 << 20  # log-probs scored at once when teacher forcing (4 MB of float32)
@@ -98,9 +99,16 @@ class HFBackend:
         self.tokenizer: Any = cast(Any, lm.tokenizer)
         self.device = next(self.model.parameters()).device
         check_lens_precision(lens_precision)  # (said also when the lens is off)
-        if isinstance(lm.lens, str):  # a model without a lens (its final norm is unknown): off
-            self.no_lens: str | None = lm.lens
-            self.capabilities = replace(self.capabilities, lens=False, reasons=(("lens", lm.lens),))
+        # transformers renamed `past_key_values` to `cache` within 5.x (the old name warns, then goes)
+        self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        ids = probe_ids(self.model)
+        problem = cached_decoding_problem(self.model, self._cache_kw, ids)
+        if problem is not None:
+            raise ModelLoadError(f"{lm.model_name or lm.spec}: tokentui cannot decode this model: {problem}")
+        no_lens = lm.lens if isinstance(lm.lens, str) else lens_problem(self.model, cast(LensParts, lm.lens), ids)
+        if no_lens is not None:  # a model without a lens (its final norm or its head unknown): off
+            self.no_lens: str | None = no_lens
+            self.capabilities = replace(self.capabilities, lens=False, reasons=(("lens", no_lens),))
             lens_chunk = 0
         else:
             self.no_lens = None
@@ -110,8 +118,6 @@ class HFBackend:
         lens = cast(LensParts, lm.lens)
         self.lens: LensParts = lens.at_precision(lens_precision) if self.lens_chunk else lens
         self.caches = CachePool(cache_slots)
-        # transformers renamed `past_key_values` to `cache` within 5.x (the old name warns, then goes)
-        self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         self.context = context_length(self.model.config)
         self.info = ModelInfo(lm.model_name or lm.spec, lm.device, lm.dtype, lm.n_layers, lm.vocab_size, self.context)
 

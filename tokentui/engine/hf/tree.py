@@ -78,6 +78,10 @@ RUN_NODES = 12_000
 BATCH = 32  # queued nodes whose distributions one forward computes (tree attention)
 TREE_ATTENTION = ("sdpa", "eager")  # attention implementations that take an arbitrary 4-D mask
 ALIBI_FAMILIES = ("bloom", "mpt")  # position bias from the 2-D mask: the shared-buffer forward breaks it
+# positions not taken from the position ids a tree passes: RoBERTa-likes start theirs after the
+# padding id (a trial's tree probabilities were wrong), MBart's and Marian's decoders make their own
+OWN_POSITION_FAMILIES = ("mbart", "marian", "roberta", "xlm-roberta", "xlm-roberta-xl", "camembert",
+                         "roberta-prelayernorm", "xmod", "data2vec-text")  # fmt: skip
 
 
 class _SlotLayer(DynamicLayer):
@@ -136,6 +140,8 @@ def tree_attention_problem(model: Any, cache: Any) -> str | None:
         return "some of its layers attend through a sliding window"
     if getattr(cfg, "alibi", False) or getattr(cfg, "model_type", None) in ALIBI_FAMILIES:
         return "its ALiBi position bias is built from a padding mask, not a tree's"
+    if getattr(cfg, "model_type", None) in OWN_POSITION_FAMILIES:
+        return "it numbers positions its own way, not by the position ids a tree passes"
     return None
 
 
@@ -251,6 +257,11 @@ class TreeSearch:
             root.hidden = torch.stack([h[0, -1] for h in out.hidden_states[1:-1]])  # [L-1, d]
         if self.attention:
             root.attn = out.attention_entropy[-1]
+        if not hasattr(cache, "get_seq_length"):  # (xLSTM's: a state, not keys and values to copy per node)
+            raise EngineError(
+                f"a tree search forks the model's key-value cache at every node; "
+                f"{type(b.model).__name__}'s cache ({type(cache).__name__}) cannot be forked"
+            )
         problem = tree_attention_problem(b.model, cache) if self.shared else "the shared cache is turned off"
         if problem is None:
             self.prefix_len = cache.get_seq_length()

@@ -267,3 +267,21 @@ def test_backend_without_gradients_says_so(runs, monkeypatch):
         list(jobs.Attribute(b, run, 0, [3], "saliency"))
     with pytest.raises(EngineError, match="does not provide attention weights"):
         list(jobs.Attribute(b, run, 0, [3], "attention"))
+
+
+def test_a_model_that_scales_its_input_embeddings_in_place_is_attributed(tokenizer_dir):
+    """CTRL multiplies its input embeddings in place, which autograd refuses on the leaf the
+    gradients are taken with respect to (a trial's attribute crashed): the gradients go through a
+    copy, and equal plain autograd's."""
+    from tests.factories import tiny_loaded
+    from tokentui.engine.hf.attribution import embeddings
+
+    lm = tiny_loaded(tokenizer_dir, "ctrl")
+    b = HFBackend(lm, lens_chunk=0)
+    run, _ = generate_run(b, "def f(x): return x", SamplingParams(max_new_tokens=2), k=4)
+    ids = run.sequence(0).tolist()
+    rec, _events = attribute(b, run, 0, [len(ids) - 1], "gradient-norm")
+    x = embeddings(lm.model, ids[:-1]).detach().requires_grad_(True)
+    logp = torch.log_softmax(lm.model(inputs_embeds=x.clone()).logits[0, -1].float(), -1)[ids[-1]]
+    (g,) = torch.autograd.grad(logp, x)
+    np.testing.assert_allclose(rec.scores[0, : len(ids) - 1], g[0].norm(dim=-1).numpy(), rtol=1e-4, atol=1e-6)

@@ -94,7 +94,9 @@ def _targets(model: Any, inputs: torch.Tensor, rows: list[int], tokens: list[int
     keep = torch.tensor([t - 1 for t in rows], device=dev)
     # (a model without logits_to_keep computes all the logits; the rows are taken after)
     extra = {"logits_to_keep": keep} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-    logits = model(inputs_embeds=inputs, use_cache=False, **extra).logits
+    # (a copy: CTRL scales its input embeddings in place, which autograd refuses on the leaf the
+    # gradients are taken with respect to; through the copy they still reach it)
+    logits = model(inputs_embeds=inputs.clone(), use_cache=False, **extra).logits
     if logits.shape[1] != len(rows):
         logits = logits[:, keep]
     logp = torch.log_softmax(logits.float(), dim=-1)
@@ -237,7 +239,7 @@ def _attention_rows(req: Request, scores: np.ndarray, values: np.ndarray, last_o
     dev = next(req.model.parameters()).device
     with torch.no_grad(), eager_attention(req.model):
         out = req.model(input_ids=torch.tensor([req.ids[:width]], device=dev), use_cache=False, output_attentions=True)
-    att = out.attentions
+    att = getattr(out, "attentions", None)  # (xLSTM's output has no such field)
     if not att or any(a is None for a in att):
         raise EngineError("this model returned no attention weights")
     stack = att[-1:] if last_only else att

@@ -62,9 +62,10 @@ def test_a_generation_that_fails_midway_keeps_its_steps_and_is_saved(short_conte
         if calls["n"] == 5:  # the prompt's forward, then three decode steps, then this one
             raise RuntimeError("simulated device failure")
 
+    backend = HFBackend(short_context)  # (its checks at opening run forwards of their own: before the hook)
     handle = short_context.model.register_forward_hook(fail_on_fifth_forward)
     q: queue.Queue = queue.Queue()
-    wk = w.Worker(q.put, save_dir=tmp_path, backend=HFBackend(short_context)).start()
+    wk = w.Worker(q.put, save_dir=tmp_path, backend=backend).start()
     try:
         wk.submit(w.Generate("def f(x):", GenerationSettings(SamplingParams(max_new_tokens=10), k=4)))
         events = []

@@ -176,19 +176,24 @@ def test_decoded_view_joins_split_characters_and_holds_back_incomplete_ones():
     assert decoded.texts[7] == "␛" and decoded.texts[8] == ""  # ✓ not complete yet: held back
 
 
+def run_of(pieces: list[bytes]):
+    """A run (make_run's shape) whose tokens are `pieces`: the first four the prompt, the rest the
+    root branch's first steps."""
+    run = make_run(n_branch_steps=(6, 2))
+    ids = [1000 + i for i in range(len(pieces))]
+    table = {i: b"x" for i in range(run.meta.vocab_size)}
+    table.update(zip(ids, pieces))
+    run.tokens = TokenTable(table)
+    run.meta.vocab_size = 2000
+    run.prompt._a["token_id"][:4] = ids[:4]
+    run.branches[0].steps._a["token_id"][: len(ids) - 4] = ids[4:]
+    return run
+
+
 async def test_indentation_after_a_line_break_opens_the_next_line():
     """'\\n    ' is one token: its newline ends the line, its spaces indent the next one, and the
     cursor on it lights up both parts."""
-    run = make_run(n_branch_steps=(6, 2))
-    code = [b"def", b" f", b"():", b"\n    ", b"return", b" 1", b"\n"]
-    ids = [1000 + i for i in range(len(code))]
-    table = {i: b"x" for i in range(run.meta.vocab_size)}
-    table.update(zip(ids, code))
-    run.tokens = TokenTable(table)
-    run.meta.vocab_size = 2000
-    run.prompt._a["token_id"][:1] = ids[:1]
-    run.prompt._a["token_id"][1:4] = ids[1:4]
-    run.branches[0].steps._a["token_id"][:3] = ids[4:]
+    run = run_of([b"def", b" f", b"():", b"\n    ", b"return", b" 1", b"\n"])
     app = explorer(run=run)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()  # the run is laid out after the first frame
@@ -208,16 +213,7 @@ async def test_the_decoded_view_keeps_the_blank_line_of_a_double_newline_token()
     """'.\n\n' is one token: the decoded view (D) shows its blank line (a trial saw two paragraphs
     run together, the exported text had the blank line); the cursor steps over the blank line,
     up and down, and a click on it lands on the token that made it."""
-    run = make_run(n_branch_steps=(6, 2))
-    code = [b"One", b" line", b".\n\n", b"    Two", b" more", b"\n"]
-    ids = [1000 + i for i in range(len(code))]
-    table = {i: b"x" for i in range(run.meta.vocab_size)}
-    table.update(zip(ids, code))
-    run.tokens = TokenTable(table)
-    run.meta.vocab_size = 2000
-    run.prompt._a["token_id"][:1] = ids[:1]
-    run.prompt._a["token_id"][1:4] = ids[1:4]
-    run.branches[0].steps._a["token_id"][:2] = ids[4:]
+    run = run_of([b"One", b" line", b".\n\n", b"    Two", b" more", b"\n"])
     app = explorer(run=run)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
@@ -277,15 +273,7 @@ def test_decoded_text_between_two_breaks_of_one_token_stays_in_place_and_wraps_m
     indentation moved; the carried text is drawn once, on the line the break opens."""
     from tokentui.tui.view import BranchView
 
-    run = make_run(n_branch_steps=(6, 2))
-    pieces = [b"One", b" a\nb\n", b"c", b"\n" + b" " * 10, b"longer", b"x"]
-    ids = [1000 + i for i in range(len(pieces))]
-    table = {i: b"x" for i in range(run.meta.vocab_size)}
-    table.update(zip(ids, pieces))
-    run.tokens = TokenTable(table)
-    run.meta.vocab_size = 2000
-    run.prompt._a["token_id"][:4] = ids[:4]
-    run.branches[0].steps._a["token_id"][:2] = ids[4:]
+    run = run_of([b"One", b" a\nb\n", b"c", b"\n" + b" " * 10, b"longer", b"x"])
     view = BranchView(run, 0, "probability", decoded=True, width=10)
     lines = []
     for line in range(view.n_lines):

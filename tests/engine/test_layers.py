@@ -502,3 +502,15 @@ def test_a_head_the_lens_does_not_know_turns_the_lens_off(tokenizer_dir):
     assert b.lens_chunk == 0 and "do not give ModernBertDecoderForCausalLM's own logits" in (b.no_lens or "")
     assert b.capabilities.why_not("lens") == b.no_lens
     assert backend(tiny_loaded(tokenizer_dir, "llama"), 32).no_lens is None  # (a lens that does: on)
+
+
+def test_opening_says_why_the_lens_is_off(tokenizer_dir, tmp_path):
+    """The reason the check at opening turns the lens off is said while the model opens (the
+    command's progress lines), not only in the layer view."""
+    from tests.conftest import build_model_dir
+    from tokentui.engine.backend import ModelSpec
+
+    said: list[str] = []
+    folder = build_model_dir("modernbert-decoder", tokenizer_dir, tmp_path / "mb")
+    b = HFBackend.load(ModelSpec(str(folder)), progress=said.append)
+    assert b.no_lens is not None and said[-1] == b.no_lens

@@ -89,7 +89,10 @@ class HFBackend:
         if spec.lens_chunk < 0:
             raise EngineError(f"the lens chunk must be ≥ 0 (got {spec.lens_chunk})")
         lm = load_model(spec.model, spec.device, spec.dtype, spec.trust_remote_code, progress=progress, chat=chat)
-        return cls(lm, spec.lens_chunk, spec.lens_precision)
+        backend = cls(lm, spec.lens_chunk, spec.lens_precision)
+        if backend.no_lens is not None and not isinstance(lm.lens, str) and progress is not None:
+            progress(backend.no_lens)  # (found by the check at opening; a norm not found, loading said)
+        return backend
 
     def __init__(
         self, lm: LoadedModel, lens_chunk: int = 32, lens_precision: str = "auto", cache_slots: int = 4

@@ -180,6 +180,9 @@ def model_config(family: str, vocab: int):
         return T.ModernBertDecoderConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                          intermediate_size=64, max_position_embeddings=512, pad_token_id=1,
                                          sep_token_id=0, cls_token_id=0, **common)  # fmt: skip
+    if family == "xlstm":  # its logits' soft-cap is named output_logit_soft_cap
+        return T.xLSTMConfig(hidden_size=128, embedding_dim=128, num_hidden_layers=2, num_blocks=2, num_heads=2,
+                             chunk_size=8, output_logit_soft_cap=30.0, pad_token_id=1, **common)  # fmt: skip
     if family == "roberta":  # positions counted from after the padding id, not from the ids passed
         return T.RobertaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4,
                                max_position_embeddings=514, is_decoder=True, pad_token_id=1, **common)  # fmt: skip

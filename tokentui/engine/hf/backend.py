@@ -108,7 +108,9 @@ class HFBackend:
         problem = cached_decoding_problem(self.model, self._cache_kw, ids)
         if problem is not None:
             raise ModelLoadError(f"{lm.model_name or lm.spec}: tokentui cannot decode this model: {problem}")
-        no_lens = lm.lens if isinstance(lm.lens, str) else lens_problem(self.model, cast(LensParts, lm.lens), ids)
+        # (the lens check only where the lens will run: --lens-chunk 0 and a comparison's pair skip it)
+        checked = lens_problem(self.model, cast(LensParts, lm.lens), ids) if lens_chunk > 0 else None
+        no_lens = lm.lens if isinstance(lm.lens, str) else checked
         if no_lens is not None:  # a model without a lens (its final norm or its head unknown): off
             self.no_lens: str | None = no_lens
             self.capabilities = replace(self.capabilities, lens=False, reasons=(("lens", no_lens),))

@@ -1,8 +1,8 @@
 """Two checks on a freshly opened model, over a few token ids, before anything is recorded.
 
 - Decoding: tokentui carries the model's key-value cache from one step to the next. A model whose
-  state is not such a cache (RWKV's and Mamba's recurrent state, RecurrentGemma's) or that returns
-  none (GPT-1) would be decoded on the new token alone: wrong tokens, with numbers that look
+  state it does not get back as such a cache (RWKV's recurrent state, RecurrentGemma's) or that
+  returns none (GPT-1) would be decoded on the new token alone: wrong tokens, with numbers that look
   plausible. Two forwards — the ids whole, and all but the last then the last with the cache — must
   give the same last logits, or the model is refused.
 - The logit lens: applied to the last block's output, the final norm and unembedding tokentui

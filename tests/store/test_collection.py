@@ -202,3 +202,27 @@ def test_a_received_collection_is_read_from_its_own_files_only(tmp_path):
     coll.manifest.symlink_to(tmp_path / "elsewhere.json")
     with pytest.raises(CollectionError, match="symbolic link"):
         load_collection(coll.path)
+
+
+def test_a_run_file_swapped_for_a_link_right_after_the_check_is_refused(tmp_path, monkeypatch):
+    """The link check and the read are one: a file replaced by a link between them (the swap made
+    here the moment the check has looked) is refused, not followed to a run with the item's id."""
+    coll = _collection(tmp_path)
+    [(_, path)] = coll.runs()
+    own = make_run()
+    own.meta.run_id = path.stem
+    (tmp_path / "outside").mkdir()
+    elsewhere = save_run(own, tmp_path / "outside" / path.name)
+    real_lstat = os.lstat
+
+    def lstat_then_swap(p, *args, **kwargs):
+        st = real_lstat(p, *args, **kwargs)
+        if str(p) == str(path) and not path.is_symlink():
+            path.unlink()
+            path.symlink_to(elsewhere)
+        return st
+
+    monkeypatch.setattr(os, "lstat", lstat_then_swap)
+    with pytest.raises(C.RunFileError, match="symbolic link"):
+        C.load_item_run(path)
+    assert path.is_symlink()  # (the swap happened)

@@ -293,12 +293,16 @@ def load_item_run(path: Path) -> Run:
 
     from tokentui.store.runfile import load_run
 
+    link = RunFileError(path, "is a symbolic link: a collection's runs are files in its runs folder")
     try:
         if stat.S_ISLNK(os.lstat(path).st_mode) or path.parent.is_symlink():
-            raise RunFileError(path, "is a symbolic link: a collection's runs are files in its runs folder")
+            raise link
     except OSError as e:
         raise RunFileError(path, e.strerror or str(e)) from None
-    run = load_run(path)
+    try:
+        run = load_run(path, follow_links=False)  # (a link made after the check above is refused too)
+    except RunFileError as e:
+        raise (link if e.problem == "is a symbolic link" else e) from None
     if run.id != path.name.removesuffix(SUFFIX):
         raise RunFileError(path, f"holds run {run.id}, not the one its name says")
     return run

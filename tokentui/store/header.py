@@ -77,23 +77,40 @@ def check_sizes(path: Path, meta: dict[str, Any]) -> int:
     return vocab
 
 
-def read_bytes(path: Path, limit: int | None = None) -> bytes:
-    """The file's first `limit` bytes (all without one); every fault is a RunFileError."""
+def read_bytes(path: Path, limit: int | None = None, follow_links: bool = True) -> bytes:
+    """The file's first `limit` bytes (all without one); every fault is a RunFileError.
+
+    What is checked is the file opened, not the name looked at before: a received folder's file
+    swapped for a link, a pipe or a larger file between a check and the read changes nothing
+    (`follow_links` False: a symbolic link itself is refused; a pipe never blocks the open)."""
+    import errno
+    import os
+    import stat
+
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        size = path.stat().st_size
-        if path.is_dir():
-            raise RunFileError(path, _folder_problem(path))
-        if not path.is_file():
-            raise RunFileError(path, "not a regular file")
-        if size > MAX_FILE_BYTES:
-            raise RunFileError(path, f"too large to be a run ({size} bytes)")
-        with open(path, "rb") as f:
-            return f.read(limit) if limit else f.read()
+        fd = os.open(path, flags)
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise RunFileError(path, _folder_problem(path))
+            if not stat.S_ISREG(st.st_mode):
+                raise RunFileError(path, "not a regular file")
+            if st.st_size > MAX_FILE_BYTES:
+                raise RunFileError(path, f"too large to be a run ({st.st_size} bytes)")
+            data = f.read(limit) if limit else f.read()  # (a file grown since fstat: checked below)
+        if len(data) > MAX_FILE_BYTES:
+            raise RunFileError(path, f"too large to be a run (over {MAX_FILE_BYTES} bytes)")
+        return data
     except FileNotFoundError:
         raise RunFileError(path, "no such file") from None
     except IsADirectoryError:
         raise RunFileError(path, _folder_problem(path)) from None
     except (OSError, ValueError) as e:  # ValueError: a NUL in the name
+        if isinstance(e, OSError) and e.errno == errno.ELOOP and not follow_links:
+            raise RunFileError(path, "is a symbolic link") from None
         raise RunFileError(path, getattr(e, "strerror", None) or str(e)) from None
 
 

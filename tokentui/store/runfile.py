@@ -325,10 +325,11 @@ def _attributions(
     return out
 
 
-def load_run(path: Path | str) -> Run:
-    """Load and fully validate a run file; any fault is a RunFileError (never another exception)."""
+def load_run(path: Path | str, follow_links: bool = True) -> Run:
+    """Load and fully validate a run file; any fault is a RunFileError (never another exception).
+    `follow_links` False: a symbolic link is refused (see read_bytes)."""
     path = Path(path)
-    raw = read_bytes(path)
+    raw = read_bytes(path, follow_links=follow_links)
     desc, schema = parse_header_json(path, raw)
     try:
         from safetensors.numpy import load

@@ -466,3 +466,38 @@ def test_prompt_lens_chunks_are_whole_blocks_of_the_lens(wanted, layers):
     per_block = max(1, LENS_MAX_ROWS // layers)
     assert 1 <= step <= max(wanted, 1)
     assert step == wanted if wanted <= per_block else step % per_block == 0
+
+
+def test_a_generation_config_s_processors_are_named_at_loading_and_not_applied(model_dirs, tmp_path):
+    """A checkpoint whose generation config asks generate() for logit processors (Qwen2.5-Instruct's
+    repetition_penalty, BART's forced_eos_token_id) loads with one line naming them; greedy decoding
+    stays the argmax of the model's own distribution: generate()'s tokens with those processors off."""
+    import shutil
+
+    from transformers import GenerationConfig
+
+    from tokentui.engine.hf.loading import load_model
+
+    folder = tmp_path / "penalised"
+    shutil.copytree(model_dirs["llama"], folder)
+    GenerationConfig(repetition_penalty=1.8, no_repeat_ngram_size=1, pad_token_id=0).save_pretrained(folder)
+    said: list[str] = []
+    lm = load_model(str(folder), progress=said.append)
+    note = [m for m in said if "generation config" in m]
+    assert len(note) == 1 and "repetition_penalty=1.8" in note[0] and "no_repeat_ngram_size=1" in note[0]
+    n = 16
+    _, run, events = run_generate(lm, SamplingParams(max_new_tokens=n))
+    ids = torch.tensor([lm.tokenizer(PROMPT)["input_ids"]])
+    with torch.inference_mode():
+        plain = lm.model.generate(
+            ids, max_new_tokens=n, do_sample=False, repetition_penalty=1.0, no_repeat_ngram_size=0
+        )
+        processed = lm.model.generate(ids, max_new_tokens=n, do_sample=False)
+    assert run.sequence(0).tolist() == plain[0].tolist()
+    assert processed[0].tolist() != plain[0].tolist()  # (the processors are real: they change the tokens)
+
+
+def test_a_plain_generation_config_says_nothing(loaded, model_dirs):
+    from tokentui.engine.hf.generation_config import unapplied_processors
+
+    assert unapplied_processors(loaded("gpt2").model.generation_config) == []

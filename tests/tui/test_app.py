@@ -161,6 +161,25 @@ async def test_while_the_model_loads_keys_are_commands_and_q_quits(model_dirs, c
     assert app.return_code == 0
 
 
+async def test_a_generation_config_s_unapplied_processors_are_told_once_loaded(tmp_path, model_dirs, cache_dir):
+    """Loading a model whose generation config asks generate() for a repetition penalty leaves a
+    notification saying tokentui does not apply it (the status bar's progress line is replaced
+    by "loaded in …" at once)."""
+    import shutil
+
+    from transformers import GenerationConfig
+
+    folder = tmp_path / "penalised"
+    shutil.copytree(model_dirs["gpt2"], folder)
+    GenerationConfig(repetition_penalty=1.3).save_pretrained(folder)
+    app = explorer(model=str(folder), prompt="x = 1")
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="loaded")
+        await pilot.pause(0.1)
+        notes = [n.message for n in app._notifications]
+        assert len(notes) == 1 and "repetition_penalty=1.3" in notes[0] and "applies none" in notes[0], notes
+
+
 async def test_load_failure_is_shown_and_the_app_stays_usable(tmp_path, cache_dir):
     bad = tmp_path / "not-a-model"
     bad.mkdir()

@@ -46,6 +46,9 @@ class ModelInfo:
     n_layers: int
     vocab_size: int
     context_length: int | None  # positions the model can attend to; None = not stated
+    # what loading found that stays true while the model is used, for a front end to show once
+    # (the generation config's processors tokentui does not apply)
+    notes: tuple[str, ...] = ()
 
 
 class Backend(Protocol):

@@ -30,6 +30,7 @@ class Loaded:
     vocab_size: int
     seconds: float
     capabilities: Capabilities = field(default_factory=Capabilities)  # what the UI may offer
+    notes: tuple[str, ...] = ()  # ModelInfo.notes: shown once
 
 
 @dataclass(frozen=True)

@@ -319,6 +319,7 @@ class Worker:
                     i.vocab_size,
                     time.perf_counter() - t0,
                     self.backend.capabilities,
+                    i.notes,
                 )
             )
         elif isinstance(cmd, Adopt):

@@ -214,6 +214,7 @@ class Session:
             self.model_info = f"{ev.model} · {ev.device} · {ev.dtype} · {ev.n_layers} layers"
             self.model_a = ev.model
             up.loaded = True
+            up.notice = "\n".join(ev.notes)  # (what stays true while it is used: said once, not only flashed)
             if self.loading_b:  # `explore --compare B`: ready once B is loaded too
                 self.state, up.loaded = AppState.LOADING, False
                 self.note = f"{self.note} · loading {self.model_b} to compare with …"

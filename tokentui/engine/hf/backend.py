@@ -124,7 +124,9 @@ class HFBackend:
         self.lens: LensParts = lens.at_precision(lens_precision) if self.lens_chunk else lens
         self.caches = CachePool(cache_slots)
         self.context = context_length(self.model.config)
-        self.info = ModelInfo(lm.model_name or lm.spec, lm.device, lm.dtype, lm.n_layers, lm.vocab_size, self.context)
+        self.info = ModelInfo(
+            lm.model_name or lm.spec, lm.device, lm.dtype, lm.n_layers, lm.vocab_size, self.context, lm.notes
+        )
 
     # --- prompts and runs -------------------------------------------------------------------
     def encode_prompt(self, prompt: str, chat: bool = False) -> tuple[list[int], str | None]:

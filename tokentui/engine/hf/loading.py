@@ -67,6 +67,7 @@ class LoadedModel:
     model_name: str = ""  # as the user named it: "demo", the Hub id or the folder's name (no path)
     tokenizer_id: str = ""  # class name and a hash of the tokenizer files: "PreTrainedTokenizerFast sha256:1a2b…"
     weights_file: str | None = None  # a GGUF model's file: "name.gguf sha256:…" (None: a folder or Hub id)
+    notes: tuple[str, ...] = ()  # said while loading, and true while the model is used (ModelInfo.notes)
 
     @property
     def chat_template(self) -> str | None:
@@ -522,6 +523,7 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tokentui.engine.hf.arch import layer_count, lens_parts
+    from tokentui.engine.hf.generation_config import unapplied_message
     from tokentui.engine.hf.token_bytes import vocab_bytes
 
     dev = pick_device(device)
@@ -548,6 +550,10 @@ def load_model(
     parts = lens_parts(model)  # (finds the final norm and the unembedding: instant, not worth a progress line)
     if isinstance(parts, str):
         say(parts)
+    unapplied = unapplied_message(str(spec), model.generation_config)
+    notes = () if unapplied is None else (unapplied,)
+    for note in notes:
+        say(note)
     vocab = int(head.weight.shape[0])
     eos = model.generation_config.eos_token_id if model.generation_config else None
     if eos is None:
@@ -575,4 +581,5 @@ def load_model(
         model_name=model_name(spec, src.name or src.path),
         tokenizer_id=tokenizer_id(tok, folder),
         weights_file=src.weights_file,
+        notes=notes,
     )

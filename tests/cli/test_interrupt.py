@@ -96,15 +96,20 @@ def test_a_ctrl_c_that_python_swallowed_during_the_load_still_interrupts():
     command went on. `ctrl_c_not_lost` (around every headless load) raises it again at the end."""
     from tokentui.cli.output import ctrl_c_not_lost
 
-    went_on = []
-    _SwallowsCtrlC()
-    went_on.append("without")  # Python's own handling: the interrupt is gone
-    with pytest.raises(KeyboardInterrupt):
-        with ctrl_c_not_lost():
-            _SwallowsCtrlC()
-            went_on.append("with")  # the block goes on too; its end raises
-    assert went_on == ["without", "with"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    # Python's own handler, whatever started the tests (a shell's background job ignores SIGINT)
+    launcher = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        went_on = []
+        _SwallowsCtrlC()
+        went_on.append("without")  # Python's own handling: the interrupt is gone
+        with pytest.raises(KeyboardInterrupt):
+            with ctrl_c_not_lost():
+                _SwallowsCtrlC()
+                went_on.append("with")  # the block goes on too; its end raises
+        assert went_on == ["without", "with"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    finally:
+        signal.signal(signal.SIGINT, launcher)
 
 
 def test_a_second_ctrl_c_skips_the_lens_catch_up_and_saves_at_once(smollm2_models_dir, cache_dir):

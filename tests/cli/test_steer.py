@@ -72,18 +72,18 @@ def test_steer_vector_is_the_mean_difference_of_hidden_states(cli, model_dirs, l
 
     want = np.mean([state(p) for p in positive], 0) - np.mean([state(p) for p in negative], 0)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    assert f"sha256 {hashlib.sha256(out.read_bytes()).hexdigest()}\n" in res.stdout
+    assert f"sha256 {hashlib.sha256(out.read_bytes()).hexdigest()}\n" in res.stderr
     # an existing file needs --force; the written vector loads as a spec's vector
     again = cli(*args)
     assert again.exit_code == 2 and "--force" in again.stderr
     (tmp_path / "s.toml").write_text('vector = "v.safetensors"\nlayers = [1]\n')
     np.testing.assert_array_equal(load_spec(tmp_path / "s.toml").vector, got)
-    assert "3 positive prompts − 2 negative prompts" in res.stdout
+    assert "3 positive prompts − 2 negative prompts" in res.stderr
 
 
 def test_steer_vector_prints_a_spec_that_parses_as_toml_and_steers(cli, model_dirs, cache_dir, tmp_path):
-    """The printed spec is TOML lines (one field a line, a hostile file name escaped): saved beside
-    the vector it is a spec `generate --steer` accepts."""
+    """Standard output is the spec alone, TOML lines (one field a line, a hostile file name
+    escaped): redirected into a file beside the vector it is a spec `generate --steer` accepts."""
     import tomllib
 
     p = tmp_path / "p.txt"
@@ -94,12 +94,10 @@ def test_steer_vector_prints_a_spec_that_parses_as_toml_and_steers(cli, model_di
     args = ("steer-vector", "-m", model_dirs["gpt2"], "--positive", p, "--negative", n, "--layer", 2, "-o", out)
     res = cli(*args)
     assert res.exit_code == 0, res.output
-    assert "1 positive prompt − 1 negative prompt," in res.stdout and "\x1b" not in res.stdout
-    lines = res.stdout.splitlines()
-    start = next(i for i, ln in enumerate(lines) if ln.startswith("a spec using it")) + 1
-    spec = tomllib.loads("\n".join(lines[start:]))
+    assert "1 positive prompt − 1 negative prompt," in res.stderr and "\x1b" not in res.output
+    spec = tomllib.loads(res.stdout)
     assert spec == {"vector": out.name, "layers": [2], "scale": 1.0}
-    (tmp_path / "happy.toml").write_text("\n".join(lines[start:]) + "\n", encoding="utf-8")
+    (tmp_path / "happy.toml").write_text(res.stdout, encoding="utf-8")
     np.testing.assert_array_equal(load_spec(tmp_path / "happy.toml").vector, load_file(str(out))["vector"])
     res = cli("generate", "-m", model_dirs["gpt2"], "-p", PROMPT, "-n", 2, "--steer", tmp_path / "happy.toml")
     assert res.exit_code == 0, res.output

@@ -175,16 +175,30 @@ def test_options_and_errors():
         stats.stats_of(make_run(), 7)
 
 
-def test_plots_hold_only_finite_points():
+def test_plots_break_their_lines_at_empty_bins():
+    """Every bin is a point, an empty one NaN; the drawn line has no ink over an empty bin
+    between filled ones (it was drawn straight across, showing values no token had)."""
+    from tokentui.tui.plots import plot_text
+
     run = make_run(n_branch_steps=(6, 3))
     rep = stats.stats_of(run, 0, bins=20)  # 6 tokens in 20 bins: most bins empty
     entropy, probability, ranks = stats.plots(rep.all)
-    filled = [p for p in rep.all.positions if p.count]
-    assert entropy.x == tuple((p.low + p.high) / 2 for p in filled)
-    assert entropy.y == tuple(p.mean_entropy for p in filled)
-    assert probability.y == tuple(p.mean_probability for p in filled)
-    assert all(math.isfinite(v) for v in entropy.y + probability.y)
+    bins = rep.all.positions
+    assert entropy.x == tuple((p.low + p.high) / 2 for p in bins)
+    for spec, attr in ((entropy, "mean_entropy"), (probability, "mean_probability")):
+        for p, y in zip(bins, spec.y):
+            assert (math.isnan(y) and not p.count) or y == getattr(p, attr)
     assert ranks.y == tuple(float(c) for c in rep.all.summary.ranks) and ranks.labels == stats.RANK_LABELS
+    lines = plot_text(entropy, 102, 20).splitlines()
+    top = next(i for i, ln in enumerate(lines) if "┌" in ln)
+    bottom = next(i for i, ln in enumerate(lines) if "└" in ln)
+    left, right = lines[top].index("┌"), lines[top].index("┐")
+    filled = [i for i, p in enumerate(bins) if p.count]
+    inner = [i for i in range(filled[0] + 1, filled[-1]) if not bins[i].count]
+    assert inner  # (the case holds gaps between filled bins)
+    for i in inner:
+        col = left + 1 + round(entropy.x[i] * (right - left - 2))
+        assert all(ln[col : col + 1] in ("", " ") for ln in lines[top + 1 : bottom]), (i, col)
 
 
 def test_branches_of_branches_count_each_token_in_its_own_sequence():

@@ -137,6 +137,39 @@ def test_tokenizer_id_follows_the_tokenizer_files(model_dirs, tmp_path, loaded):
     assert lm.tokenizer_id != loaded("gpt2").tokenizer_id
 
 
+def test_tokenizer_id_is_the_same_however_the_tokenizer_was_loaded_before_saving(model_dirs, tmp_path):
+    """save_pretrained writes how the tokenizer was loaded (local_files_only true under
+    HF_HUB_OFFLINE=1, false without it) into tokenizer_config.json: SmolLM2's converted folder got
+    another id on a machine online than offline. The id leaves those keys out, and still follows
+    the rest of the file."""
+    from transformers import AutoTokenizer
+
+    from tokentui.engine.hf.loading import tokenizer_id
+
+    ids = []
+    for offline in (True, False):
+        tok = AutoTokenizer.from_pretrained(str(model_dirs["gpt2"]), local_files_only=offline)
+        folder = tmp_path / f"saved-{offline}"
+        tok.save_pretrained(folder)
+        written = json.loads((folder / "tokenizer_config.json").read_text())
+        written["local_files_only"] = offline  # (what the library writes, whichever version it is)
+        (folder / "tokenizer_config.json").write_text(json.dumps(written, indent=3))
+        ids.append(tokenizer_id(tok, folder))
+    assert ids[0] == ids[1]
+    written["model_max_length"] = 77  # a real difference counts
+    (folder / "tokenizer_config.json").write_text(json.dumps(written))
+    assert tokenizer_id(tok, folder) != ids[0]
+
+
+def test_a_model_folder_reached_through_a_link_is_named_as_the_user_named_it(model_dirs, tmp_path, monkeypatch):
+    link = tmp_path / "my-finetune"
+    link.symlink_to(model_dirs["gpt2"])
+    assert load_model(str(link)).model_name == "my-finetune"  # (it was the target's name)
+    monkeypatch.chdir(tmp_path)
+    assert model_name("./my-finetune/", "my-finetune/") == "my-finetune"
+    assert model_name("my-finetune/..", "my-finetune/..") == model_dirs["gpt2"].parent.name  # (where it leads)
+
+
 def test_model_name_of_the_demo_and_of_a_hub_id():
     assert model_name("demo", "/anywhere/demo-model") == "demo"
     assert model_name("Qwen/Qwen2.5-0.5B", "Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B"

@@ -97,6 +97,12 @@ def _bad_files(good: bytes):
         "forced beyond steps",
         rewrite_header(good, with_run_desc(lambda d: d["branches"][1].__setitem__("n_forced", 9))),
     )
+    yield (  # (a key missing beside one added: a fuzzed tree file raised KeyError)
+        "branch entry lacks its parent",
+        rewrite_header(
+            good, with_run_desc(lambda d: d["branches"][1].__setitem__("extra", d["branches"][1].pop("parent")))
+        ),
+    )
     yield "no branches", rewrite_header(good, with_run_desc(lambda d: d.__setitem__("branches", [])))
     yield "bad status", rewrite_header(good, with_run_desc(lambda d: d["branches"][0].__setitem__("status", "weird")))
     yield "array dtype", rewrite_header(good, _retype_array("b0/logprob", "I32"))

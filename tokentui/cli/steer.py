@@ -167,12 +167,15 @@ def steer_vector(
         check_target(out, force)
         sha = save_vector(out, vector, meta)
         norm = float(np.linalg.norm(vector.astype(np.float64)))
+        # the summary on stderr, the spec alone on stdout: `steer-vector … > happy.toml` writes a
+        # spec ready to use (a trial's redirect caught the summary too: not TOML)
         typer.echo(
             f"wrote {sanitize(str(out))}: {counted(vector.size, 'value')}, ‖v‖ = {norm:.4g}, layer {layer} "
             f"({position}), {counted(len(pos), 'positive prompt')} − {counted(len(neg), 'negative prompt')}, "
-            f"sha256 {sha}"  # (whole: what sha256sum prints, and a spec records)
+            f"sha256 {sha}",  # (whole: what sha256sum prints, and a spec records)
+            err=True,
         )
-        typer.echo("a spec using it (a .toml file in the vector's folder):")
+        typer.echo("a spec using it (standard output; save it as a .toml file in the vector's folder):", err=True)
         typer.echo("\n".join(spec_lines(out.name, layer)))
     except user_errors() as e:
         fail(str(e))

@@ -756,7 +756,8 @@ def csv_rows(rep: Report) -> list[list[Any]]:
 # --- plots (drawn by tui/plots.py with plotext) -----------------------------------------------------
 @dataclass(frozen=True)
 class PlotSpec:
-    """What to draw: finite points only (empty bins left out)."""
+    """What to draw. A line's point with a NaN y is an empty bin: the line breaks there (a line
+    drawn across it showed values no token had)."""
 
     name: str  # file stem for --plot-dir
     title: str
@@ -771,8 +772,7 @@ class PlotSpec:
 
 def plots(stats: Stats) -> list[PlotSpec]:
     def line(name: str, title: str, y_label: str, attr: str, y_range: tuple[float, float] | None) -> PlotSpec:
-        pts = [((p.low + p.high) / 2, getattr(p, attr)) for p in stats.positions if p.count]
-        pts = [(x, y) for x, y in pts if math.isfinite(y)]
+        pts = [((p.low + p.high) / 2, getattr(p, attr) if p.count else math.nan) for p in stats.positions]
         return PlotSpec(
             name,
             title,

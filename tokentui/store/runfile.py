@@ -288,7 +288,7 @@ def _branch(
 ) -> Branch:
     """Branch `expected_id` from its header entry (strictly typed, bounded) and its arrays."""
     what = f"branch {expected_id}"
-    if not isinstance(b, dict) or set(b) < {"id", "parent", "fork_position", "n_forced", "status", "steps"}:
+    if not isinstance(b, dict) or not {"id", "parent", "fork_position", "n_forced", "status", "steps"} <= b.keys():
         raise RunFileError(path, f"branch entry {expected_id} is malformed")
     if header_int(path, b["id"], f"{what}'s id", 0, MAX_BRANCHES) != expected_id:
         raise RunFileError(path, f"branch entry {expected_id} has id {b['id']}")

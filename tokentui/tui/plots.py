@@ -24,6 +24,22 @@ def _finite(spec: PlotSpec) -> tuple[list[float], list[float], list[str]]:
     return [float(spec.x[i]) for i in keep], [float(spec.y[i]) for i in keep], labels
 
 
+def _segments(spec: PlotSpec) -> list[tuple[list[float], list[float]]]:
+    """The runs of finite points between empty bins (NaN), in order."""
+    out: list[tuple[list[float], list[float]]] = []
+    gap = True
+    for x, y in zip(spec.x, spec.y):
+        if not (math.isfinite(x) and math.isfinite(y)):
+            gap = True
+            continue
+        if gap:
+            out.append(([], []))
+            gap = False
+        out[-1][0].append(float(x))
+        out[-1][1].append(float(y))
+    return out
+
+
 def _figure(spec: PlotSpec, width: int, height: int) -> Any:
     """plotext's figure with `spec` drawn, ready to build."""
     import plotext
@@ -35,9 +51,10 @@ def _figure(spec: PlotSpec, width: int, height: int) -> Any:
     if spec.kind == "bar" and labels:
         fig.draw(fig.bar(labels, y))
     elif x:
-        line = fig.signal(x, y)
-        line.lines()
-        fig.draw(line)
+        for xs, ys in _segments(spec):  # (one line each: none crosses an empty bin)
+            line = fig.signal(xs, ys)
+            line.lines()
+            fig.draw(line)
         fig.ruler("x").lim(0.0, 1.0)
         fig.ruler("x").ticks([0.0, 0.25, 0.5, 0.75, 1.0])
         if spec.y_range is not None:

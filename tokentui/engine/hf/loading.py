@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import pickle
 import re
@@ -146,10 +147,13 @@ def weights_stamp(spec: str) -> list[tuple[str, int, int]] | None:
 
 def model_name(spec: str, source: str) -> str:
     """The model as the user named it, with no path in it: "demo", "smollm2", the Hub id, or the
-    folder's (a GGUF model: the file's) name."""
+    folder's (a GGUF model: the file's) name. A symbolic link keeps its own name (a user's
+    `my-finetune` linking to a checkpoint folder is recorded as my-finetune); a path ending in `.`
+    or `..` is named after the folder it means."""
     if spec in (DEMO_NAME, SMOLLM2) or source == spec and not _looks_like_path(spec):
         return spec
-    return Path(source).expanduser().resolve().name
+    path = Path(source).expanduser()
+    return path.name if path.name not in ("", ".", "..") else path.resolve().name
 
 
 # The files a tokenizer is read from (whichever of them a model folder has).
@@ -169,15 +173,36 @@ TOKENIZER_FILES = (
 )
 
 
+# Keys `save_pretrained` writes into tokenizer_config.json that say how the tokenizer was loaded
+# (the same files loaded with HF_HUB_OFFLINE=1 or without it were saved with local_files_only
+# true or false), not what it is: a tokenizer's id leaves them out.
+LOAD_TIME_KEYS = frozenset({"local_files_only", "is_local", "_commit_hash", "cache_dir", "force_download"})
+
+
+def _hashed_content(name: str, data: bytes) -> bytes:
+    """What a tokenizer file contributes to its id: the bytes as they are, except a
+    tokenizer_config.json holding LOAD_TIME_KEYS, whose other keys count (as sorted JSON)."""
+    if name != "tokenizer_config.json":
+        return data
+    try:
+        config = json.loads(data)
+    except (ValueError, RecursionError):
+        return data
+    if not isinstance(config, dict) or not LOAD_TIME_KEYS & config.keys():
+        return data
+    kept = {k: v for k, v in config.items() if k not in LOAD_TIME_KEYS}
+    return json.dumps(kept, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def tokenizer_id(tokenizer: object, folder: Path | None) -> str:
     """The tokenizer's class name and the first 12 hex digits of a SHA-256 over its files (names
-    and contents), e.g. "PreTrainedTokenizerFast sha256:1a2b3c4d5e6f": the same tokenizer gives
-    the same id on any machine. Without a folder (nothing on disk to read) the serialized fast
-    tokenizer is hashed instead."""
+    and contents, less how it was loaded: LOAD_TIME_KEYS), e.g. "PreTrainedTokenizerFast
+    sha256:1a2b3c4d5e6f": the same tokenizer gives the same id on any machine. Without a folder
+    (nothing on disk to read) the serialized fast tokenizer is hashed instead."""
     h = hashlib.sha256()
     files = [folder / n for n in TOKENIZER_FILES if folder is not None and (folder / n).is_file()]
     for f in files:
-        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+        h.update(f.name.encode() + b"\0" + _hashed_content(f.name, f.read_bytes()) + b"\0")
     if not files:
         backend = getattr(tokenizer, "backend_tokenizer", None)
         h.update(backend.to_str().encode() if backend is not None else type(tokenizer).__name__.encode())

@@ -5,6 +5,7 @@ models' top-k side by side with the token's rank under each."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -70,7 +71,8 @@ async def test_replay_colours_by_kl_jumps_to_high_kl_and_shows_both_top_k(compar
         assert len(rows) == run.k
         for line, a_p, b_p in zip(rows, np.exp(st.topk_logprobs), np.exp(st.get("topk_logprobs_b").astype(np.float64))):
             left, right = line.split("│")
-            assert f"{a_p:.3f}" in left and f"{b_p:.3f}" in right
+            for p, side in ((a_p, left), (b_p, right)):  # (0.415, or .415 where room is short; 1.00)
+                assert f"{p:.3f}"[1:] in side or (p >= 0.9995 and "1.00" in side), line
         marked = sum("▶" in line.split("│")[0] for line in rows), sum("▶" in line.split("│")[1] for line in rows)
         assert marked == (int(st.rank <= run.k), int(st.get("rank_b") <= run.k))  # the token, where in the top k
         # at 80×24 each model's line stays one line (shorter separators rather than broken in two),
@@ -86,6 +88,14 @@ async def test_replay_colours_by_kl_jumps_to_high_kl_and_shows_both_top_k(compar
         a = next(line for line in lines if line.startswith("A: p="))
         b = next(line for line in lines if line.startswith("B: p="))
         assert a.endswith(f"H={st.entropy:.3f}") and b.endswith("rank 39990 H=10.790"), lines
+        # the side-by-side rows give the token room: p written .415 (a trial read ␠comp… for both
+        # ␠complex and ␠complexity), one row each, both columns at one width
+        rows = [line for line in rendered(pane).splitlines() if "│" in line and line.strip()[:1].isdigit()]
+        assert len(rows) == run.k and len({line.index("│") for line in rows}) == 1
+        for line, a_p in zip(rows, np.exp(st.topk_logprobs)):
+            cell = re.fullmatch(r"\s*\d+ (.+) (\.\d{3}|1\.00) *", line.split("│")[0])
+            assert cell is not None and cell.group(2) in (f"{a_p:.3f}"[1:], f"{a_p:.2f}"), line
+            assert len(cell.group(1)) >= 1 + 7, line  # ▶ and a token of 7 cells (it was 6)
 
 
 async def test_kl_jumps_go_nowhere_when_the_models_agree_everywhere(compared_path):

@@ -622,3 +622,25 @@ async def test_a_replay_at_80x24_names_its_model():
         await pilot.pause(0.1)
         status = rendered(app.query_one(StatusBar))
         assert "SmolLM2-135M-Instruct" in status and "no model loaded" not in status
+
+
+async def test_a_narrow_terminal_s_side_pane_says_what_it_is_and_what_v_brings():
+    """At 80×24 one side pane shows at a time: its top line names it and the pane `v` brings (a
+    newcomer saw the alternatives only, with no sign of the lens or the branch tree)."""
+    app = explorer(run=load_run(SAMPLES / "generate.tokentui"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.stream.view is not None, what="the run on screen")
+
+        def title() -> str:
+            return rendered(app.query_one("#right")).splitlines()[0]
+
+        assert "alternatives · v: lens" in title()
+        await pilot.press("v")
+        assert "lens · v: branches" in title() and app.query_one(LayersPane).parent.has_class("shown")
+        await pilot.press("v")
+        assert "branches · v: alternatives" in title() and app.query_one(BranchTree).has_class("shown")
+        await pilot.press("v")
+        assert "alternatives · v: lens" in title()
+        await pilot.resize_terminal(120, 40)  # wide: every pane at once, no such line
+        await pilot.pause(0.2)
+        assert "v:" not in title()

@@ -205,6 +205,7 @@ class TokentuiApp(
             self.notify(self.hint, markup=False, timeout=12)
         self.apply_scale()
         self.stream.border_title = "tokens"
+        self.show_side("alternatives")  # (titles the side pane of a narrow terminal)
         self.prompt_box.border_title = (
             "prompt · i edits · ctrl+r generates · esc leaves"
             if self.session.model is not None

@@ -231,6 +231,10 @@ class AttributionActions(_Base):
         for n in _SIDE:
             self.query_one(f"#{n}").set_class(n == name, "shown")
         self.side_index = names.index(name) if name in names else 0
+        # (a narrow terminal's one pane says what it is and what `v` brings: a newcomer at 80×24
+        # saw the alternatives only, with no sign of the lens or the branch tree)
+        after = names[(self.side_index + 1) % len(names)]
+        self.query_one("#right").border_title = f"{_SIDE_LABELS[name]} · v: {_SIDE_LABELS[after]}"
 
     # --- the engine ---------------------------------------------------------------------------
     def _why_not_compute(self, method: str, what: str) -> str | None:
@@ -293,3 +297,4 @@ class AttributionActions(_Base):
 
 
 _SIDE = ("alternatives", "attribution", "layers", "tree")  # the side panes, in `v`'s order
+_SIDE_LABELS = {"alternatives": "alternatives", "attribution": "attribution", "layers": "lens", "tree": "branches"}

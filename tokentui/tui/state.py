@@ -243,12 +243,14 @@ class Session:
             self.comparing_b = False
             if ours:
                 n = len(ev.branches)
+                # (model B is named beside A at the bar's start: the result first, or 80 columns
+                # cut it off)
                 what = (
-                    "cancelled"
+                    "comparison cancelled"
                     if ev.cancelled
-                    else f"{counted(ev.positions, 'position')} of {counted(n, 'branch', 'branches')}"
+                    else f"compared {counted(ev.positions, 'position')} of {counted(n, 'branch', 'branches')}"
                 )
-                self.note = f"compared with {self.model_b_loaded}: {what} in {ev.seconds:.1f}s"
+                self.note = f"{what} in {ev.seconds:.1f}s"
                 up.finished = True
         elif isinstance(ev, Failed) and ev.command in ("LoadPair", "Compare"):
             self.comparing_b = False  # (the worker runs one command at a time: no comparison goes on)

@@ -21,6 +21,14 @@ if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under Run
     from tokentui.core.run import Run
 
 
+def _p_text(p: float, full: bool) -> str:
+    """A probability in 5 cells ("0.415"), or in 4 (".415", "1.00") where room is short."""
+    text = f"{p:.3f}"
+    if full:
+        return text
+    return text[1:] if text.startswith("0") else f"{p:.2f}"
+
+
 def bar(p: float, width: int = 12) -> str:
     """A horizontal bar `p` (0..1) of `width` cells long, in eighths of a cell."""
     if not p == p:
@@ -97,9 +105,10 @@ class AlternativesPane(Static, can_focus=True):
 
     def widths(self) -> tuple[int, int, bool]:
         """(token column, bar, log-prob shown) fitting the pane: a row is 5 + tok + 8 + bar
-        (+ 8 for the log-prob when there is room for a token of 10 and a bar of 6)."""
+        (+ 8 for the log-prob when there is room for a token of 14 and a bar of 6: the token comes
+        first, the log-prob is the probability again)."""
         inner = self.content_region.width or 40
-        with_lp = inner >= 5 + 10 + 8 + 6 + 8
+        with_lp = inner >= 5 + 14 + 8 + 6 + 8
         rest = inner - 13 - (8 if with_lp else 0)
         tok = max(6, min(16, rest - max(4, rest // 3)))
         return tok, max(3, rest - tok), with_lp
@@ -176,19 +185,24 @@ class AlternativesPane(Static, can_focus=True):
             "".join(" · ".join(x) + "\n" if len(" · ".join(x)) <= width else " ".join(x) + "\n" for x in (a, b))
             + (f"{kl} · {js}\n" if len(kl) + len(js) + 3 <= width else f"{kl}\n{js}\n")
         )  # (a narrow pane: "p=… rank … H=…" without the dots, rather than a line broken in two)
-        half = max(10, (width - 5) // 2)
-        tok_w = max(4, half - 8)
-        out.append(
-            f"{'':4}{' model A':<{half}}│ model B\n",
-            style=part_style(self, "alternatives--muted"),
-        )
-        chosen = part_style(self, "alternatives--chosen")
         cols = [
             list(zip(step.topk_ids.tolist(), step.topk_logprobs.tolist())),
             list(zip(step.get("topk_ids_b").tolist(), step.get("topk_logprobs_b").tolist())),
         ]
-        for i in range(max(len(c) for c in cols)):
-            out.append(f"{i + 1:>3} ")
+        n_rows = max(len(c) for c in cols)
+        idx_w = len(str(n_rows)) + 1
+        half = max(10, (width - idx_w - 1) // 2)
+        # a narrow pane (80 columns: 36) writes p as .415, so a token gets 9 cells rather than 6
+        # (a trial could not tell ␠complex from ␠complexity)
+        full_p = half - 8 >= 10  # (a cell: ▶, the token, " 0.415", a space before │)
+        tok_w = max(4, half - (8 if full_p else 7))
+        out.append(
+            f"{'':{idx_w}}{' model A':<{half}}│ model B\n",
+            style=part_style(self, "alternatives--muted"),
+        )
+        chosen = part_style(self, "alternatives--chosen")
+        for i in range(n_rows):
+            out.append(f"{i + 1:>{idx_w - 1}} ")
             for side, col in enumerate(cols):
                 tid, lp = col[i] if i < len(col) else (-1, math.nan)
                 mark = "▶" if tid == step.token_id else " "
@@ -197,7 +211,7 @@ class AlternativesPane(Static, can_focus=True):
                     token = lone_id(run, tid, tok_w)
                     cell.append_text(token)
                     cell.append(" " * max(0, tok_w - token.cell_len))
-                    cell.append(f" {math.exp(lp):.3f}")
+                    cell.append(" " + _p_text(math.exp(lp), full_p))
                 if tid == step.token_id:
                     cell.stylize(chosen)
                 cell.append(" " * max(0, half - cell.cell_len))

@@ -595,6 +595,35 @@ def test_a_hostile_manifest_in_out_is_a_one_line_error(cli, model_dirs, tmp_path
     assert "\x1b" not in res.stderr and "collection.json" in res.stderr
 
 
+@pytest.mark.parametrize("linked", ["runs", ".lock", "collection.json"])
+def test_a_received_collection_whose_files_are_links_is_refused_and_nothing_outside_changes(
+    cli, model_dirs, tmp_path, linked
+):
+    """A trial's received folder had `runs` linking to another folder: batch deleted that folder's
+    run files (its id's prefix) and wrote its own there. A link for the runs folder, the lock or
+    the manifest is refused, before anything is written."""
+    src = tmp_path / "p.txt"
+    _lines(src, PROMPTS[:1])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    victims = {elsewhere / f"20261126-{i}.tokentui": f"mine {i}" for i in range(3)}
+    for path, text in victims.items():
+        path.write_text(text)
+    (elsewhere / "collection.json").write_text("{}")
+    out = tmp_path / "coll"
+    out.mkdir()
+    manifest = {"format": "tokentui-collection", "schema": 1, "id": "20261126", "complete": True, "models": ["m"],
+                "settings": {}, "items": []}  # fmt: skip
+    if linked != "collection.json":
+        (out / "collection.json").write_text(json.dumps(manifest))
+    (out / linked).symlink_to(elsewhere / ("" if linked == "runs" else linked))
+    res = cli("batch", "--prompts", src, "-m", model_dirs["gpt2"], "-n", "2", "--out", out)
+    assert res.exit_code == 2 and f"its {linked} is a symbolic link" in res.stderr, res.output
+    assert {p: p.read_text() for p in victims} == victims and sorted(elsewhere.iterdir()) == sorted(
+        [*victims, elsewhere / "collection.json"]
+    )
+
+
 @pytest.mark.parametrize(
     "extra, expect",
     [

@@ -229,3 +229,19 @@ async def test_e_on_a_new_prompt_starts_with_the_settings_forced_prefix(peaked_d
         assert busy and states[-1] == (AppState.IDLE, False)
         first_idle = states.index((AppState.IDLE, False), states.index(busy[0]))
         assert all(st == (AppState.IDLE, False) for st in states[first_idle:]), states  # not idle mid-search
+
+
+def test_a_shared_memo_gives_each_node_s_path_probability_in_any_order():
+    """path_probability's memo (one step per node for a whole tree, not its depth per node) gives
+    every node the product a walk from scratch gives, children asked before their parents too."""
+    from pathlib import Path
+
+    from tokentui.tui.widgets.branch_tree import path_probability
+
+    run = load_run(Path(__file__).resolve().parents[2] / "sample_runs/tree.tokentui")  # a real search's tree
+    nodes = [b for b in run.branches if str(b.id) in run.meta.tree["nodes"] and len(b.steps) == 1]
+    assert len(nodes) > 10 and max(b.fork_position for b in nodes) - min(b.fork_position for b in nodes) > 3
+    alone = {b.id: path_probability(run, b, {}) for b in nodes}
+    for order in (nodes, nodes[::-1]):
+        memo: dict[int, float] = {}
+        assert {b.id: path_probability(run, b, memo) for b in order} == alone

@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,11 +168,18 @@ class Collection:
         or about to be redone), and the temporary files of saves a killed batch left behind."""
         from tokentui.store.cache import clean_stale_temporaries
 
+        if self.runs_dir.is_symlink():  # (never another folder's files: see `locked`)
+            return []
         removed = clean_stale_temporaries(self.runs_dir) + clean_stale_temporaries(self.path)  # (runs, manifest)
         listed = {path for _, path in self.runs()}
         with contextlib.suppress(OSError):
             for p in self.runs_dir.iterdir():
-                if p.name.startswith(f"{self.id}-") and p.name.endswith(SUFFIX) and p not in listed:
+                if (
+                    p.name.startswith(f"{self.id}-")
+                    and p.name.endswith(SUFFIX)
+                    and p not in listed
+                    and stat.S_ISREG(os.lstat(p).st_mode)
+                ):
                     p.unlink(missing_ok=True)
                     removed.append(p)
         return removed
@@ -213,14 +221,27 @@ class Collection:
 @contextlib.contextmanager
 def locked(folder: Path) -> Iterator[None]:
     """Hold the collection's lock file while writing it: a second batch on the same folder is
-    refused (CollectionError) instead of interleaving its manifest writes with ours."""
+    refused (CollectionError) instead of interleaving its manifest writes with ours.
+
+    What a writer changes in the folder — its runs folder, lock file, manifest — must be there
+    itself, not a symbolic link: a received folder whose `runs` led to another folder had that
+    folder's run files deleted and new ones written into it. Such a folder is refused."""
     folder.mkdir(parents=True, exist_ok=True)
+    for name in (RUNS, LOCK, MANIFEST):
+        if (folder / name).is_symlink():
+            raise CollectionError(
+                folder, f"its {name} is a symbolic link: tokentui writes into a collection's own files only"
+            )
     try:
         import fcntl
     except ImportError:  # no flock (Windows): no lock
         yield
         return
-    with open(folder / LOCK, "a+b") as f:
+    try:  # (O_NOFOLLOW: a link made since the check is not followed either)
+        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as e:
+        raise CollectionError(folder, f"cannot open its lock file: {e.strerror or e}") from None
+    with open(fd, "a+b") as f:
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

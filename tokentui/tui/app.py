@@ -138,6 +138,7 @@ class TokentuiApp(
         self.decoded = False
         self.side_index = 0
         self._dirty = False
+        self._status_due = False  # an engine event changed what the status bar says: drawn with the next frame
         self.quitting = False  # quit was asked while a job ran: the app leaves once it has stopped
         self.hung_up = False  # the terminal is gone (SIGHUP): leave without Textual's shutdown
         self.crash: Exception | None = None  # the unhandled exception that ended the app
@@ -414,10 +415,14 @@ class TokentuiApp(
             self.show_branch(int(data), cursor=self.run_obj.length(int(data)) - 1)
 
     def _apply_streamed(self) -> None:
-        """Apply streamed tokens at most ~20 times a second."""
+        """Apply streamed tokens, and the status of the events since the last frame, at most ~20
+        times a second."""
         if not self._dirty:
+            if self._status_due:
+                self._status_due = False
+                self.update_status()
             return
-        self._dirty = False
+        self._dirty, self._status_due = False, False
         self.stream.update_view()
         self.query_one(BranchTree).show(self.run_obj, self.branch_id)  # lengths grow (per frame, not per token)
         self.update_settings_line()  # a forced prefix streams in as the branch's first tokens
@@ -448,7 +453,10 @@ class TokentuiApp(
             self.notify(up.error[1], title=up.error[0], severity="error", markup=False)
         if up.notice:
             self.notify(up.notice, markup=False)
-        self.update_status()
+        if up.finished or up.loaded or up.error is not None or up.notice or up.show_branch is not None:
+            self.update_status()
+        else:  # (the next frame draws it: a tree search's thousands of events each redrew the bar)
+            self._status_due = True
 
     # --- actions: the table's guard, the palette, notifications ---------------------------------
     async def run_action(

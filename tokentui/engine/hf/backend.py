@@ -49,6 +49,7 @@ from tokentui.engine.hf.measures import (
     lens_names,
     lens_positions,
     lens_values,
+    require_finite,
     run_layout,
     token_values,
 )
@@ -292,6 +293,7 @@ class HFBackend:
                 parts.setdefault(name, []).append(t.cpu().numpy())
             del logp, x
         host = {name: np.concatenate(p) for name, p in parts.items()}
+        require_finite(host, " on the text")
         lensed = None
         hs = out.hidden_states
         if n_layers > 1 and hs is not None:
@@ -521,6 +523,7 @@ class HFBackend:
                 packed = packer.pack(self._step_values(run, x, out, slice(-1, None)), lensed)
                 out = None
                 host, lens_host = packer.unpack(packed.cpu().numpy())  # the step's one transfer
+                require_finite(host, f" at position {branch.end - 1}")
                 if hid is not None and chunk > 1:
                     lens_buf.append((hid, logp, chosen.view(1), host))
                 token = int(host["token_id"])

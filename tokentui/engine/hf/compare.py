@@ -52,6 +52,7 @@ from tokentui.engine.hf.measures import (
     TokenInputs,
     _declared,
     layer_arrays,
+    require_finite,
     rowdot,
     run_layout,
     token_values,
@@ -508,6 +509,7 @@ def _measures(
         at += width
         col = col.astype(np.int64) if integer else col
         out[name] = col[:, 0] if scalar else col
+    require_finite(out, " under one of the models", ("logprob", "entropy", "logprob_b", "entropy_b"))
     return out
 
 

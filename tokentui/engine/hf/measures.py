@@ -26,6 +26,7 @@ import torch
 
 from tokentui.core.columns import Layout
 from tokentui.core.measures import MEASURES, Measure, declare, empty
+from tokentui.engine.errors import EngineError
 
 
 @dataclass
@@ -127,6 +128,24 @@ def rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     product and a sum are several times faster than `linalg.vecdot` (which takes a slow generic
     path there); on a GPU vecdot is one fused kernel without the [n, V] temporary."""
     return (a * b).sum(-1) if a.device.type == "cpu" else torch.linalg.vecdot(a, b)
+
+
+NOT_FINITE = (
+    "the model's next-token distribution is not finite{where} (NaN or infinite logits: its numbers "
+    "overflowed — a steering vector too large for the model's dtype, or damaged weights); nothing of it is kept"
+)
+
+
+def require_finite(
+    host: dict[str, np.ndarray], where: str = "", names: tuple[str, ...] = ("logprob", "entropy")
+) -> None:
+    """Refuse host values of positions whose distribution was NaN: a run holding them could be
+    saved but never opened again (a run file's log-probs and entropies must be numbers). The
+    check is on the host copy the step makes anyway, so it costs the device nothing."""
+    for name in names:
+        v = host.get(name)
+        if v is not None and not np.isfinite(v).all():
+            raise EngineError(NOT_FINITE.format(where=where))
 
 
 def token_values(x: TokenInputs) -> dict[str, torch.Tensor]:

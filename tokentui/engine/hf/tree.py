@@ -69,6 +69,7 @@ from tokentui.engine.hf.measures import (
     lens_names,
     lens_values,
     per_chosen_measures,
+    require_finite,
     token_values,
 )
 
@@ -403,6 +404,7 @@ class TreeSearch:
         host_rows = self.packer.pack_rows(values_d, n).cpu().numpy()  # the expansion's one transfer
         rows = [self.packer.unpack(r)[0] for r in host_rows]
         final = {name: np.stack([r[name] for r in rows]) for name in rows[0]}
+        require_finite(final, " at a tree node")
         layers = layer_arrays(None, final, n, run.layout)  # layers 1…L-1: `_flush_lens`
         children: list[_Node] = []
         parent_branch = node.branch

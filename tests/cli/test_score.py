@@ -127,3 +127,25 @@ def test_a_long_texts_logit_lens_shows_progress(cli, model_dirs, cache_dir):
     scored = len([line for line in res.stdout.splitlines() if line.strip()])  # one record a position
     counts = [tuple(map(int, m)) for m in re.findall(r"logit lens: (\d+) of (\d+) positions", res.stderr)]
     assert len(counts) >= 2 and counts[0][0] < counts[-1][0] == counts[-1][1] == scored - 1, res.stderr
+
+
+def test_a_device_a_pipe_or_a_huge_file_is_refused_in_one_line(cli, weightless_model, tmp_path, monkeypatch):
+    """`--file /dev/zero` was read until memory ran out (a crash log, or the kernel's kill); a FIFO
+    with no writer reads as empty (`--file <(cmd)` still works); a file over the text limit is
+    refused without being read whole."""
+    import os
+
+    from tokentui.cli import text_input
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"a" * 2048)
+    monkeypatch.setattr(text_input, "MAX_TEXT_BYTES", 1024)
+    for path, expect in (
+        ("/dev/zero", "not a regular file or a pipe"),
+        (fifo, "the text is empty"),
+        (big, "longer than"),
+    ):
+        res = cli("score", "-m", weightless_model, "--file", path)
+        assert res.exit_code == 2 and expect in res.stderr and "Traceback" not in res.output, res.output

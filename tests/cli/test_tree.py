@@ -101,6 +101,23 @@ def test_tree_grows_a_saved_run_from_a_position(cli, peaked_dirs, cache_dir, mon
     assert f"the run names the model {m.name}: taking the folder {m.resolve()} (--model for another)" in res.stderr
 
 
+@pytest.mark.parametrize("forged", ["{abs}", "../{name}", "~/{name}", "./{name}", "a/b/c"])
+def test_a_run_naming_its_model_by_a_path_is_refused_without_model(cli, model_dirs, cache_dir, tmp_path, forged):
+    """tokentui records a model's name, never its path; a received run naming a path (a trial's
+    named /elsewhere/model and ../../x) decided which folder was read. Without --model such a run
+    is refused in one line, before anything loads."""
+    from tests.factories import make_run
+    from tokentui.store.runfile import save_run
+
+    m = model_dirs["gpt2"]
+    run = make_run()
+    run.meta.model = forged.format(abs=m, name=m.name)
+    path = save_run(run, tmp_path / "forged.tokentui")
+    res = cli("tree", "--run", path, "--max-depth", 2, "--max-nodes", 3)
+    assert res.exit_code == 2 and "not a name tokentui records" in res.stderr and "loading" not in res.stderr
+    assert "give the model with --model" in res.stderr.splitlines()[-1]
+
+
 def test_a_forced_prefix_guides_the_tree(cli, peaked_dirs, cache_dir, peaked):
     """Seed 002's guided generation: with --force the answer starts with that text (the root
     branch, its tokens forced, scored as the model sees them) and the tree grows from its end."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,6 +139,16 @@ def test_reading_stops_at_the_file_limit_with_one_problem(tmp_path, monkeypatch)
     assert [i.prompt for i in src.items] == ["prompt 0", "prompt 1", "prompt 2"]
     [problem] = src.problems
     assert problem.index == 3 and "not read" in problem.why
+
+
+def test_a_line_with_no_end_stops_at_the_file_limit(monkeypatch):
+    """/dev/zero (one line that never ends) was read for ever: the rest of a long line is skipped
+    only up to the file limit."""
+    monkeypatch.setattr(dataset, "MAX_LINE_BYTES", 1 << 10)
+    monkeypatch.setattr(dataset, "MAX_FILE_BYTES", 1 << 20)
+    src = read_prompts(Path("/dev/zero"))
+    assert src.items == [] and [p.index for p in src.problems] == [1, 1]
+    assert "longer than" in src.problems[0].why and "not read" in src.problems[1].why
 
 
 def test_a_missing_file_or_a_folder_is_one_error(tmp_path):

@@ -91,6 +91,7 @@ def _two_tensors(path):
     "body, files, expect",
     [
         ('vector = "v.npy"\nlayers = [1\n', {}, "not valid TOML"),
+        ('vector = "v.npy"\nlayers = [1]\nx = ' + "[" * 5000 + "]" * 5000 + "\n", {}, "nested too deeply"),
         ('vector = "v.npy"\nlayers = [1]\nlayer = [2]\n', {}, "unknown field 'layer'"),
         ("layers = [1]\n", {}, "'vector'"),
         ('vector = "v.npy"\n', {}, "'layers'"),

@@ -261,6 +261,8 @@ def _set_tree(change):
         (_set_tree(lambda t: t["nodes"]["0"].__setitem__("candidates", [[1, 0.1]] * 11)), "malformed"),
         (_set_tree(lambda t: t["searches"][0].__setitem__("root_branch", 42)), "root names a branch"),
         (_set_tree(lambda t: t["searches"][0].__setitem__("root_position", 0)), "not a position"),
+        # (past its sequence: the explorer stopped when a finished path was asked for)
+        (_set_tree(lambda t: t["searches"][0].__setitem__("root_position", 10**9)), "past the end"),
         (_set_tree(lambda t: t["searches"][0].__setitem__("stopped", "\x1b[2J")), "state is unknown"),
         (_set_tree(lambda t: t["searches"][0]["parameters"].__setitem__("min_branch_threshold", 3)), r"\[0, 1\]"),
         (_set_tree(lambda t: t["searches"][0]["parameters"].__setitem__("max_nodes", "5")), "not a number"),

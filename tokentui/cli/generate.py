@@ -8,6 +8,7 @@ the engine's job (`tokentui.engine.jobs`) and prints what it yields: `generate_j
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -73,6 +74,11 @@ def open_for_run(spec: ModelSpec, settings: GenerationSettings, run: Run | None,
     refused in one line."""
     from tokentui.engine.backend import check_spec
 
+    if not named and run is not None and not recorded_model_name(spec.model):
+        fail(
+            f"run {run.id} names the model {sanitize(spec.model)!r}, which is not a name tokentui records "
+            "(a Hub id, demo, smollm2, or a folder's or GGUF file's name): give the model with --model"
+        )
     try:
         check_spec(spec)
         here = None if named or run is None else _local_folder(spec.model)
@@ -90,6 +96,16 @@ def open_for_run(spec: ModelSpec, settings: GenerationSettings, run: Run | None,
             f"{backend.info.name} has {backend.info.vocab_size}"
         )
     return backend
+
+
+_RECORDED_NAME = re.compile(r"[\w .+-]+(/[\w .+-]+)?")
+
+
+def recorded_model_name(model: str) -> bool:
+    """Whether `model` is what a run records as its model — a Hub id (`org/name`), `demo`,
+    `smollm2`, a folder's or a GGUF file's name — and no path: a run file from someone else
+    naming `/somewhere/model` or `../../x` would otherwise decide what is read here."""
+    return _RECORDED_NAME.fullmatch(model) is not None and not any(p in (".", "..") for p in model.split("/"))
 
 
 def _local_folder(model: str) -> Path | None:

@@ -36,12 +36,47 @@ def unescape(text: str) -> str:
     return _ESCAPE.sub(one, text)
 
 
+# The most a text may hold: far more than any model's context (a million tokens is a few MiB),
+# and a limit to what is read — `--file /dev/zero` read until memory ran out.
+MAX_TEXT_BYTES = 64 << 20
+
+
+def _too_long(what: str) -> RunError:
+    return RunError(f"{what} is longer than {MAX_TEXT_BYTES >> 20} MiB: more than any model's context")
+
+
 def _stdin() -> str:
-    data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+    if hasattr(sys.stdin, "buffer"):
+        data = sys.stdin.buffer.read(MAX_TEXT_BYTES + 1)
+    else:
+        data = sys.stdin.read(MAX_TEXT_BYTES + 1).encode()
+    if len(data) > MAX_TEXT_BYTES:
+        raise _too_long("standard input")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise RunError("standard input is not UTF-8 text") from None
+
+
+def _read_file(file: Path) -> bytes:
+    """A file's or a pipe's bytes (`--file <(cmd)`), at most MAX_TEXT_BYTES; a device is refused
+    (/dev/zero has no end). The open never blocks: a FIFO nobody writes to reads as empty."""
+    import os
+    import stat
+
+    fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError
+        if stat.S_ISFIFO(mode):
+            os.set_blocking(fd, True)  # (a writer's text arrives as it comes; none: end of file)
+        elif not stat.S_ISREG(mode):
+            raise RunError(f"{file} is not a regular file or a pipe")
+        data = f.read(MAX_TEXT_BYTES + 1)
+    if len(data) > MAX_TEXT_BYTES:
+        raise _too_long(str(file))
+    return data
 
 
 def read_text(text: str | None, file: Path | None, escapes: bool = False) -> str:
@@ -54,7 +89,7 @@ def read_text(text: str | None, file: Path | None, escapes: bool = False) -> str
         value = _stdin()
     elif file is not None:
         try:
-            value = file.read_bytes().decode("utf-8")  # (as standard input: CR LF kept, not turned into LF)
+            value = _read_file(file).decode("utf-8")  # (as standard input: CR LF kept, not turned into LF)
         except UnicodeDecodeError:
             raise RunError(f"{file} is not UTF-8 text") from None
         except FileNotFoundError:

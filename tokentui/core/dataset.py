@@ -100,7 +100,7 @@ def _text_lines(text: io.TextIOWrapper, source: Source) -> list[tuple[int, bytes
         number += 1
         read += len(line)
         if len(line) > MAX_LINE_BYTES and not line.endswith("\n"):
-            while line and not line.endswith("\n"):  # skip the rest, one piece at a time
+            while line and not line.endswith("\n") and read <= MAX_FILE_BYTES:  # skip the rest, a piece at a time
                 line = text.readline(MAX_LINE_BYTES)
                 read += len(line)
             source.problems.append(Problem(number, f"line longer than {MAX_LINE_BYTES // (1 << 20)} MiB"))

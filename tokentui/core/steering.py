@@ -416,6 +416,8 @@ def parse_spec(text: str, where: str = "steering spec") -> dict[str, Any]:
         d = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise _say(where, f"is not valid TOML ({str(e).splitlines()[0]})") from None
+    except RecursionError:  # (arrays nested thousands deep: the parser recurses)
+        raise _say(where, "is nested too deeply to be a steering spec") from None
     unknown = sorted(set(d) - set(SPEC_KEYS))
     if unknown:
         raise _say(where, f"unknown field '{unknown[0]}' (a spec has {', '.join(SPEC_KEYS)})")

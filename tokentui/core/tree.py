@@ -30,7 +30,7 @@ Two things live here, both without torch:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,9 +168,13 @@ def searches(run: Run) -> list[dict[str, Any]]:
     return [] if run.meta.tree is None else list(run.meta.tree["searches"])
 
 
-def check_tree_record(tree: object, n_branches: int, vocab_size: int) -> None:
+def check_tree_record(
+    tree: object, n_branches: int, vocab_size: int, root_limit: Callable[[int | None], int] | None = None
+) -> None:
     """Refuse (RunError, one line) a `tree` entry that is not exactly what this module writes:
-    it comes from a run file, and the exports and the explorer index branches and ids with it."""
+    it comes from a run file, and the exports and the explorer index branches and ids with it.
+    `root_limit(root_branch)`: the last position a search's root may take on that branch (None:
+    the prompt) — a root past it stopped the explorer when a path was asked for."""
     if tree is None:
         return
     if not isinstance(tree, dict) or set(tree) != {"version", "searches", "nodes"}:
@@ -181,6 +185,8 @@ def check_tree_record(tree: object, n_branches: int, vocab_size: int) -> None:
         raise RunError("tree record is malformed")
     for s in tree["searches"]:
         _check_search(s, n_branches, vocab_size)
+        if root_limit is not None and s["root_position"] > root_limit(s["root_branch"]):
+            raise RunError(f"tree search root position {s['root_position']} is past the end of its root sequence")
     for key, d in tree["nodes"].items():
         if not (isinstance(key, str) and key.isdigit() and len(key) < 10 and int(key) < n_branches):
             raise RunError(f"tree record names branch {key!r}, which the run does not have")

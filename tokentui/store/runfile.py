@@ -376,7 +376,12 @@ def load_run(path: Path | str, follow_links: bool = True) -> Run:
         raise RunFileError(path, f"unexpected array {sorted(tensors)[0]}")
     try:
         run.validate()
-        check_tree_record(run.meta.tree, len(run.branches), meta.vocab_size)
+        check_tree_record(
+            run.meta.tree,
+            len(run.branches),
+            meta.vocab_size,
+            lambda rb: min(len(run.prompt), run.length(0)) if rb is None else run.length(rb),
+        )
         for rec in run.attributions:
             attribution.check_against(rec, run.sequence(rec.branch))
     except RunError as e:

@@ -232,3 +232,29 @@ def test_an_error_mid_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         write_file(make_run(), "csv", tmp_path / "x.csv")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_csv_full_text_is_on_every_row_of_a_short_branch_and_on_the_first_of_a_long_one(monkeypatch):
+    """seed 000 repeats the branch's text on every row: a 30,000-token run's file was 4.3 GB. Up
+    to the limit every row holds it; past it, each branch's first row only, the others empty."""
+    import csv
+
+    from tokentui.core.display import decode_bytes
+    from tokentui.store import export as E
+
+    run = make_run(n_branch_steps=(40, 6))
+    texts = {b.id: decode_bytes(run.text(b.id)) for b in run.branches}
+
+    def full_texts() -> dict[int, list[str]]:
+        rows = list(csv.DictReader(io.StringIO(exported(run, "csv"))))
+        by: dict[int, list[str]] = {}
+        for r in rows:
+            by.setdefault(int(r["branch_id"]), []).append(r["full_text"])
+        return by
+
+    assert all(len(texts[b]) <= E.FULL_TEXT_EVERY_ROW for b in texts)
+    for b, cells in full_texts().items():
+        assert len(cells) > 1 and set(cells) == {E.csv_cell(texts[b], False)}
+    monkeypatch.setattr(E, "FULL_TEXT_EVERY_ROW", min(len(t) for t in texts.values()) - 1)
+    for b, cells in full_texts().items():
+        assert cells[0] == E.csv_cell(texts[b], False) and set(cells[1:]) == {""}

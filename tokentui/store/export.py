@@ -235,10 +235,18 @@ def iter_steps(run: Run, branch_id: int, start: int = 0) -> Iterator[Step]:
         yield run.step(branch_id, pos)
 
 
+# seed 000 repeats the whole text on every row: a file growing with the square of the length (a
+# 30,000-token run's CSV was 4.3 GB). A longer text than this goes on its branch's first row only.
+FULL_TEXT_EVERY_ROW = 2000
+
+
 def branch_rows(run: Run, branch_id: int) -> Iterator[dict[str, Any]]:
-    """Rows of a branch's own positions (the root also covers the prompt)."""
+    """Rows of a branch's own positions (the root also covers the prompt). `full_text` is on
+    every row, as seed 000 writes it, while it is at most FULL_TEXT_EVERY_ROW characters long;
+    else on the branch's first row only (the other rows: empty)."""
     b = run.branch(branch_id)
     full_text = decode_bytes(run.text(branch_id))
+    repeat = len(full_text) <= FULL_TEXT_EVERY_ROW
     seq = run.sequence(branch_id)
     first = 0 if b.parent is None else b.fork_position
     compared = comparison.is_comparison(run)
@@ -247,7 +255,7 @@ def branch_rows(run: Run, branch_id: int) -> Iterator[dict[str, Any]]:
         row = {
             "prompt_id": run.id,
             "branch_id": branch_id,
-            "full_text": full_text,
+            "full_text": full_text if repeat or pos == max(first, 1) else "",
             "token_position": pos - 1,
             "current_token": _text(run, int(seq[pos - 1])),
             "next_token": _text(run, step.token_id),

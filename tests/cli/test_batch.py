@@ -595,6 +595,23 @@ def test_a_hostile_manifest_in_out_is_a_one_line_error(cli, model_dirs, tmp_path
     assert "\x1b" not in res.stderr and "collection.json" in res.stderr
 
 
+def test_a_full_disk_is_one_line_naming_the_collection(run_tokentui, model_dirs, tmp_path):
+    """A write refused for size (ulimit -f: "File too large", as a full disk) ended the batch with
+    "[Errno 27] File too large", naming nothing: the line says the collection it was writing."""
+    import resource
+
+    src = tmp_path / "p.txt"
+    _lines(src, PROMPTS[:2])
+    out = tmp_path / "coll"
+    res = run_tokentui(
+        "batch", "--prompts", src, "-m", model_dirs["gpt2"], "-n", 2, "--out", out,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (8 << 10, 8 << 10)),
+    )  # fmt: skip
+    last = res.stderr.strip().splitlines()[-1]
+    assert res.returncode == 2 and last.startswith(f"tokentui: error: writing the collection {out}: "), res.stderr
+    assert "Traceback" not in res.stderr
+
+
 @pytest.mark.parametrize("linked", ["runs", ".lock", "collection.json"])
 def test_a_received_collection_whose_files_are_links_is_refused_and_nothing_outside_changes(
     cli, model_dirs, tmp_path, linked

@@ -35,11 +35,13 @@ def test_the_extension_picks_the_format(cli, run_file, tmp_path, name, first):
         (["-o", "{d}/x.txt"], "cannot tell the format from the name x.txt"),
         (["-o", "{d}/x"], "csv, jsonl, json"),
         (["-o", "{d}/no/such/folder/x.csv"], "no such folder"),
+        (["-o", "{d}/a-file/more/x.csv"], "a-file is a file, not a folder"),  # (it said "no such folder")
         (["-o", "{d}", "--format", "csv"], "is a folder"),
         (["--format", "xml"], "unknown format"),
     ],
 )
 def test_bad_outputs_are_one_line_naming_the_users_file(cli, run_file, tmp_path, args, expect):
+    (tmp_path / "a-file").write_text("a file where a folder is named")
     res = cli("export", run_file, *[a.format(d=tmp_path) for a in args])
     assert res.exit_code == 2 and res.stderr.startswith("tokentui: error:") and expect in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and ".tmp" not in res.stderr

@@ -70,8 +70,8 @@ def test_write_file_is_atomic_and_keeps_an_existing_file(tmp_path):
 
 def test_write_file_errors_name_the_users_file(tmp_path):
     (tmp_path / "plain").write_text("")
-    for out in (tmp_path / "nope" / "x.csv", tmp_path / "plain" / "x.csv"):
-        with pytest.raises(ExportError, match="no such folder") as info:
+    for out, why in ((tmp_path / "nope" / "x.csv", "no such folder"), (tmp_path / "plain" / "x.csv", "is a file")):
+        with pytest.raises(ExportError, match=why) as info:
             write_file(make_run(), "csv", out)
         assert str(info.value).startswith(f"cannot write {out}:") and ".tmp" not in str(info.value)
     with pytest.raises(ExportError, match="is a folder"):

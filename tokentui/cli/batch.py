@@ -453,6 +453,10 @@ def batch(
     try:
         _batch(model, prompts, dataset, prompt_field, response_field, settings, loss_over, raw_csv, out,
                replace, device, dtype, trust_remote_code, lens_chunk, lens_precision, cache_dir)  # fmt: skip
+    except OSError as e:
+        if e.filename is None:  # (a write that failed: "[Errno 27] File too large" said not where)
+            fail(f"writing the collection{'' if out is None else ' ' + sanitize(str(out))}: {e.strerror or e}")
+        fail(str(e))
     except user_errors() + (CollectionError,) as e:  # (a DatasetError is a RunError)
         fail(str(e))
     except KeyboardInterrupt:  # while a model loads, or between two items

@@ -742,6 +742,17 @@ def format_for(path: Path, fmt: str | None = None) -> str:
     return ext
 
 
+def _not_a_folder(folder: Path) -> str:
+    """Why `folder` (not a folder) takes no file: a file where a folder is named along its path
+    ("no such folder" there sent a user looking for a folder that was a file), or none."""
+    for above in (folder, *folder.parents):
+        if above.exists() or above.is_symlink():
+            if not above.is_dir():
+                return f"{above} is a file, not a folder"
+            break
+    return f"no such folder {folder}"
+
+
 def check_target(path: Path, overwrite: bool = False, probe: bool = True) -> None:
     """Refuse a name that cannot take a regular file: a folder, a symlink, a FIFO, a device or a
     socket there is never replaced (a rename over it would turn it into a file, or follow the
@@ -749,7 +760,7 @@ def check_target(path: Path, overwrite: bool = False, probe: bool = True) -> Non
     too (`probe_folder`; `probe=False` once the file is written there), so that a command refuses
     it before its work, not after."""
     if not path.parent.is_dir():
-        raise ExportError(f"cannot write {path}: no such folder {path.parent}")
+        raise ExportError(f"cannot write {path}: {_not_a_folder(path.parent)}")
     try:
         if probe:
             probe_folder(path.parent)
@@ -996,7 +1007,7 @@ def write_seed001(
     regular file is ever written over. `fmt`: the --format its errors name."""
     files = run if isinstance(run, dict) else seed001_files(run, raw_csv)
     if not folder.parent.is_dir():
-        raise ExportError(f"cannot write {folder}: no such folder {folder.parent}")
+        raise ExportError(f"cannot write {folder}: {_not_a_folder(folder.parent)}")
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         raise ExportError(f"{folder} is not a folder; give a folder name for --format {fmt}")
     if not folder.exists():

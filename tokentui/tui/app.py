@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,9 @@ if TYPE_CHECKING:
 # numpy, the run's arrays, the engine (through tui.bridge), exports: imported by the methods that
 # need them, once there is a run or a model. `tokentui replay` draws its first frame from the run file's
 # header alone and reads the arrays after (benchmarks/tui_latency.py: replay start vs a bare app).
+
+
+TREE_WHILE_SEARCHING = 0.5  # seconds between the tree pane's updates while a search runs
 
 
 class TokentuiApp(
@@ -139,6 +143,8 @@ class TokentuiApp(
         self.side_index = 0
         self._dirty = False
         self._status_due = False  # an engine event changed what the status bar says: drawn with the next frame
+        self._tree_due = False  # a search added nodes the tree pane does not show yet
+        self._tree_at = 0.0  # when the tree pane last took a running search's new nodes
         self.quitting = False  # quit was asked while a job ran: the app leaves once it has stopped
         self.hung_up = False  # the terminal is gone (SIGHUP): leave without Textual's shutdown
         self.crash: Exception | None = None  # the unhandled exception that ended the app
@@ -415,8 +421,15 @@ class TokentuiApp(
             self.show_branch(int(data), cursor=self.run_obj.length(int(data)) - 1)
 
     def _apply_streamed(self) -> None:
-        """Apply streamed tokens, and the status of the events since the last frame, at most ~20
-        times a second."""
+        """Apply streamed tokens, a search's new nodes and the status of the events since the last
+        frame, at most ~20 times a second. A search's nodes reach the tree pane twice a second
+        (Textual's tree lays out all its lines again after an addition: done 20 times a second,
+        with the panes redrawn for nodes off the branch on show, that was most of the explorer's
+        time in a search of thousands of nodes)."""
+        now = time.monotonic()
+        if self._tree_due and (not self.session.tree_search or now - self._tree_at >= TREE_WHILE_SEARCHING):
+            self._tree_due, self._tree_at = False, now
+            self.query_one(BranchTree).show(self.run_obj, self.branch_id)
         if not self._dirty:
             if self._status_due:
                 self._status_due = False
@@ -440,6 +453,8 @@ class TokentuiApp(
             self.show_branch(up.show_branch, cursor=None)
         if up.tokens:
             self._dirty = True
+        if up.tree:
+            self._tree_due = True
         if up.finished:
             self.stream.update_view()
             self.query_one(BranchTree).show(self.run_obj, self.branch_id)

@@ -63,6 +63,7 @@ class Update:
 
     show_branch: int | None = None  # a new branch started: show it
     tokens: bool = False  # the branch under view grew or got layer values
+    tree: bool = False  # a search added nodes (the tree pane grows)
     finished: bool = False  # a job ended: redraw the tree and panes
     loaded: bool = False  # the model is ready
     error: tuple[str, str] | None = None  # (title, message) to tell the user
@@ -276,7 +277,7 @@ class Session:
             self.tree_search = True
             self.note = "tree search: started"
         elif isinstance(ev, TreeProgress):
-            up.tokens = True  # the tree pane grows (redrawn with the next frame)
+            up.tree = True  # the tree pane grows (with a next frame)
             if ev.stopped == "running":
                 self.note = f"tree: {ev.nodes} nodes · {ev.open} open · {ev.completed} done · T={ev.threshold:.3f}"
             else:

@@ -129,23 +129,38 @@ def test_a_long_texts_logit_lens_shows_progress(cli, model_dirs, cache_dir):
     assert len(counts) >= 2 and counts[0][0] < counts[-1][0] == counts[-1][1] == scored - 1, res.stderr
 
 
-def test_a_device_a_pipe_or_a_huge_file_is_refused_in_one_line(cli, weightless_model, tmp_path, monkeypatch):
-    """`--file /dev/zero` was read until memory ran out (a crash log, or the kernel's kill); a FIFO
-    with no writer reads as empty (`--file <(cmd)` still works); a file over the text limit is
-    refused without being read whole."""
-    import os
-
+def test_a_device_or_a_huge_file_is_refused_in_one_line(cli, weightless_model, tmp_path, monkeypatch):
+    """`--file /dev/zero` was read until memory ran out (a crash log, or the kernel's kill); a
+    file over the text limit is refused without being read whole."""
     from tokentui.cli import text_input
 
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
     big = tmp_path / "big.txt"
     big.write_bytes(b"a" * 2048)
     monkeypatch.setattr(text_input, "MAX_TEXT_BYTES", 1024)
-    for path, expect in (
-        ("/dev/zero", "not a regular file or a pipe"),
-        (fifo, "the text is empty"),
-        (big, "longer than"),
-    ):
+    for path, expect in (("/dev/zero", "not a regular file or a pipe"), (big, "longer than")):
         res = cli("score", "-m", weightless_model, "--file", path)
         assert res.exit_code == 2 and expect in res.stderr and "Traceback" not in res.output, res.output
+
+
+def test_a_named_pipe_whose_writer_comes_later_is_waited_for(cli, model_dirs, cache_dir, tmp_path):
+    """`--file FIFO` (or `<(cmd)`): the text its writer sends, however late it opens the pipe —
+    not an empty text because nobody was writing yet."""
+    import os
+    import threading
+    import time
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    text = "def f(x):\n    return x\n"
+
+    def write_late() -> None:
+        time.sleep(0.5)
+        with open(fifo, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    writer = threading.Thread(target=write_late)
+    writer.start()
+    res = cli("score", "-m", model_dirs["gpt2"], "--file", fifo)
+    writer.join()
+    assert res.exit_code == 0, res.output
+    assert _scored_text(cache_dir) == text

@@ -141,14 +141,19 @@ def test_reading_stops_at_the_file_limit_with_one_problem(tmp_path, monkeypatch)
     assert problem.index == 3 and "not read" in problem.why
 
 
-def test_a_line_with_no_end_stops_at_the_file_limit(monkeypatch):
-    """/dev/zero (one line that never ends) was read for ever: the rest of a long line is skipped
-    only up to the file limit."""
+def test_a_line_with_no_end_stops_at_the_file_limit(monkeypatch, tmp_path):
+    """One line that never ends (a trial's /dev/zero, now refused as a device, read for ever): the
+    rest of a long line is skipped only up to the file limit."""
     monkeypatch.setattr(dataset, "MAX_LINE_BYTES", 1 << 10)
     monkeypatch.setattr(dataset, "MAX_FILE_BYTES", 1 << 20)
-    src = read_prompts(Path("/dev/zero"))
+    endless = tmp_path / "zeros.txt"
+    with open(endless, "wb") as f:
+        f.truncate(8 << 20)  # (sparse: 8 MiB of NUL, no newline)
+    src = read_prompts(endless)
     assert src.items == [] and [p.index for p in src.problems] == [1, 1]
     assert "longer than" in src.problems[0].why and "not read" in src.problems[1].why
+    with pytest.raises(DatasetError, match="not a regular file or a pipe"):
+        read_prompts(Path("/dev/zero"))
 
 
 def test_a_missing_file_or_a_folder_is_one_error(tmp_path):

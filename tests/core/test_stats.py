@@ -196,6 +196,8 @@ def test_plots_break_their_lines_at_empty_bins():
     filled = [i for i, p in enumerate(bins) if p.count]
     inner = [i for i in range(filled[0] + 1, filled[-1]) if not bins[i].count]
     assert inner  # (the case holds gaps between filled bins)
+    lone = [i for i in filled if all(not (0 <= j < len(bins)) or not bins[j].count for j in (i - 1, i + 1))]
+    assert lone and sum(ln.count("•") for ln in lines) == len(lone)  # (a lone point: a dot, seen)
     for i in inner:
         col = left + 1 + round(entropy.x[i] * (right - left - 2))
         assert all(ln[col : col + 1] in ("", " ") for ln in lines[top + 1 : bottom]), (i, col)

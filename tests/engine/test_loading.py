@@ -144,7 +144,7 @@ def test_tokenizer_id_is_the_same_however_the_tokenizer_was_loaded_before_saving
     the rest of the file."""
     from transformers import AutoTokenizer
 
-    from tokentui.engine.hf.loading import tokenizer_id
+    from tokentui.engine.hf.loading import LOAD_TIME_KEYS, tokenizer_id
 
     ids = []
     for offline in (True, False):
@@ -156,6 +156,10 @@ def test_tokenizer_id_is_the_same_however_the_tokenizer_was_loaded_before_saving
         (folder / "tokenizer_config.json").write_text(json.dumps(written, indent=3))
         ids.append(tokenizer_id(tok, folder))
     assert ids[0] == ids[1]
+    for key in LOAD_TIME_KEYS:  # a library that writes none of them, spacing the file its own way
+        written.pop(key, None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(written, sort_keys=True))
+    assert tokenizer_id(tok, folder) == ids[0]
     written["model_max_length"] = 77  # a real difference counts
     (folder / "tokenizer_config.json").write_text(json.dumps(written))
     assert tokenizer_id(tok, folder) != ids[0]

@@ -260,14 +260,37 @@ def test_csv_full_text_is_on_every_row_of_a_short_branch_and_on_the_first_of_a_l
         assert cells[0] == E.csv_cell(texts[b], False) and set(cells[1:]) == {""}
 
 
-@pytest.mark.parametrize("source", ["synthetic", "sample_runs/tree.tokentui", "sample_runs/chat.tokentui"])
-def test_the_json_export_written_a_step_at_a_time_is_the_whole_document(source):
+@pytest.mark.parametrize(
+    "source", ["synthetic", "empty branch", "sample_runs/tree.tokentui", "sample_runs/chat.tokentui"]
+)
+def test_the_json_export_written_a_step_at_a_time_holds_every_step_record(source):
     """write_json streams (built whole, a 30,000-token run's document took 2.7 GB): what it writes
-    parses to run_to_json's document, branch by branch and step by step."""
-    from tokentui.store.export import json_text, run_to_json
+    parses to the schema, the meta, and each branch's header, text and step records, as the
+    JSONL records and the run itself give them — a branch without steps too."""
+    from tokentui.core.display import decode_bytes
+    from tokentui.store.export import step_record
     from tokentui.store.runfile import load_run
 
-    run = make_run() if source == "synthetic" else load_run(Path(__file__).resolve().parents[2] / source)
+    if source in ("synthetic", "empty branch"):
+        run = make_run()
+        if source == "empty branch":
+            run.add_branch(0, 2)
+    else:
+        run = load_run(Path(__file__).resolve().parents[2] / source)
     text = exported(run, "json")
-    assert json.loads(text) == json.loads(json_text(run_to_json(run)))
+    doc = json.loads(text)
     assert text.endswith("}\n") and "\x1b" not in text
+    assert list(doc) == ["schema", "meta", "prompt_steps", "branches"]  # (not a comparison)
+    assert doc["schema"] == "tokentui-run-json/1" and doc["meta"] == json.loads(json.dumps(run.meta.to_dict()))
+    roundtrip = lambda records: json.loads(json.dumps(records, allow_nan=False))  # noqa: E731
+    assert doc["prompt_steps"] == roundtrip(
+        [step_record(run, 0, run.prompt.get(i, i, "prompt")) for i in range(len(run.prompt))]
+    )
+    assert len(doc["branches"]) == len(run.branches)
+    for got, b in zip(doc["branches"], run.branches):
+        assert got["text"] == decode_bytes(run.text(b.id, b.fork_position))
+        head = {k: v for k, v in b.to_dict().items() if k != "steps"}  # (its count: the list replaces it)
+        assert {k: got[k] for k in head} == json.loads(json.dumps(head))
+        assert got["steps"] == roundtrip([step_record(run, b.id, b.step(i)) for i in range(len(b.steps))])
+    if source == "empty branch":
+        assert doc["branches"][-1]["steps"] == []

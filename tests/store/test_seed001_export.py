@@ -31,7 +31,6 @@ from tokentui.store.export import (
     ExportError,
     csv_cell,
     export,
-    run_to_json,
     seed001_files,
     write_seed001,
 )
@@ -141,7 +140,9 @@ def test_json_and_jsonl_hold_every_per_layer_measure_of_the_reloaded_run(reloade
     assert unlensed["layer_margin"][:-1] == [None, None] and unlensed["layer_topk"][:-1] == [None, None]
     assert unlensed["layer_rank"][:-1] == [None, None] and unlensed["layer_rank"][-1] is not None
     # the whole-run JSON carries the same per-step records
-    doc = run_to_json(run)
+    out = io.StringIO()
+    export(run, "json", out)
+    doc = json.loads(out.getvalue())
     assert [s["layer_kl_final"] for s in doc["branches"][1]["steps"]] == [
         r["layer_kl_final"] for r in records if r["branch"] == 1
     ]

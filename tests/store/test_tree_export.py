@@ -263,6 +263,16 @@ def _set_tree(change):
         (_set_tree(lambda t: t["searches"][0].__setitem__("root_position", 0)), "not a position"),
         # (past its sequence: the explorer stopped when a finished path was asked for)
         (_set_tree(lambda t: t["searches"][0].__setitem__("root_position", 10**9)), "past the end"),
+        (
+            _set_tree(lambda t: t["searches"][0].__setitem__("root_position", t["searches"][0]["root_position"] + 1)),
+            "past the end",
+        ),  # (the prompt's end + 1: its root is the prompt)
+        (
+            _set_tree(
+                lambda t: t["searches"][0].update(root_branch=0, root_position=t["searches"][0]["root_position"] + 2)
+            ),
+            "past the end",
+        ),  # (branch 0 holds one token after the prompt)
         (_set_tree(lambda t: t["searches"][0].__setitem__("stopped", "\x1b[2J")), "state is unknown"),
         (_set_tree(lambda t: t["searches"][0]["parameters"].__setitem__("min_branch_threshold", 3)), r"\[0, 1\]"),
         (_set_tree(lambda t: t["searches"][0]["parameters"].__setitem__("max_nodes", "5")), "not a number"),

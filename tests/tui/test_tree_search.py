@@ -245,3 +245,24 @@ def test_a_shared_memo_gives_each_node_s_path_probability_in_any_order():
     for order in (nodes, nodes[::-1]):
         memo: dict[int, float] = {}
         assert {b.id: path_probability(run, b, memo) for b in order} == alone
+
+
+def test_path_probability_is_the_product_of_the_p_on_the_path():
+    """Against an independent walk: from the node up, a search node's token is on the path when it
+    was taken before the position the walk has reached (a sibling forking at the same position
+    replaces its parent's token there); the product of those p."""
+    from pathlib import Path
+
+    from tokentui.tui.widgets.branch_tree import path_probability
+
+    run = load_run(Path(__file__).resolve().parents[2] / "sample_runs/tree.tokentui")
+    search = {b.id for b in run.branches if str(b.id) in run.meta.tree["nodes"] and len(b.steps) == 1}
+    memo: dict[int, float] = {}
+    for b in (run.branches[i] for i in sorted(search)):
+        on_path, reached, x = [], b.end, b
+        while x is not None and x.id in search:
+            if x.fork_position < reached:
+                on_path.append(math.exp(float(x.steps.col("logprob")[0])))
+                reached = x.fork_position
+            x = None if x.parent is None else run.branches[x.parent]
+        assert math.isclose(path_probability(run, b, memo), math.prod(on_path), rel_tol=1e-12)

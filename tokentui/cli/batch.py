@@ -15,6 +15,7 @@ Generation and scoring go through the engine's jobs, as `generate` and `score` d
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -385,6 +386,10 @@ def _run_model(
     return None
 
 
+# what a write refused for room or medium raises (with no file name: the write, not the open, failed)
+WRITE_FAILURES = (errno.EFBIG, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+
+
 @generation_options
 def batch(
     model: ModelsOpt = None,
@@ -454,8 +459,8 @@ def batch(
         _batch(model, prompts, dataset, prompt_field, response_field, settings, loss_over, raw_csv, out,
                replace, device, dtype, trust_remote_code, lens_chunk, lens_precision, cache_dir)  # fmt: skip
     except OSError as e:
-        if e.filename is None:  # (a write that failed: "[Errno 27] File too large" said not where)
-            fail(f"writing the collection{'' if out is None else ' ' + sanitize(str(out))}: {e.strerror or e}")
+        if e.filename is None and e.errno in WRITE_FAILURES:  # ("[Errno 27] File too large" said not where)
+            fail(f"writing the collection {'in the run cache' if out is None else out}: {e.strerror or e}")
         fail(str(e))
     except user_errors() + (CollectionError,) as e:  # (a DatasetError is a RunError)
         fail(str(e))

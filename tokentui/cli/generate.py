@@ -8,7 +8,6 @@ the engine's job (`tokentui.engine.jobs`) and prints what it yields: `generate_j
 
 from __future__ import annotations
 
-import re
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -98,14 +97,19 @@ def open_for_run(spec: ModelSpec, settings: GenerationSettings, run: Run | None,
     return backend
 
 
-_RECORDED_NAME = re.compile(r"[\w .+-]+(/[\w .+-]+)?")
-
-
 def recorded_model_name(model: str) -> bool:
-    """Whether `model` is what a run records as its model — a Hub id (`org/name`), `demo`,
-    `smollm2`, a folder's or a GGUF file's name — and no path: a run file from someone else
-    naming `/somewhere/model` or `../../x` would otherwise decide what is read here."""
-    return _RECORDED_NAME.fullmatch(model) is not None and not any(p in (".", "..") for p in model.split("/"))
+    """Whether `model` can be what a run records as its model — a Hub id (`org/name`), `demo`,
+    `smollm2`, a folder's or a GGUF file's name (any characters) — rather than a path: a run file
+    from someone else naming `/somewhere/model`, `~/x` or `../../x` would otherwise decide what is
+    read here."""
+    parts = model.split("/")
+    return (
+        bool(model)
+        and len(parts) <= 2
+        and all(p not in ("", ".", "..") for p in parts)
+        and not model.startswith("~")
+        and not any(c in model for c in ("\\", ":", "\0"))
+    )
 
 
 def _local_folder(model: str) -> Path | None:

@@ -59,20 +59,15 @@ def _stdin() -> str:
 
 
 def _read_file(file: Path) -> bytes:
-    """A file's or a pipe's bytes (`--file <(cmd)`), at most MAX_TEXT_BYTES; a device is refused
-    (/dev/zero has no end). The open never blocks: a FIFO nobody writes to reads as empty."""
-    import os
-    import stat
+    """A file's or a pipe's bytes (`--file <(cmd)`, a FIFO, /dev/stdin), at most MAX_TEXT_BYTES;
+    a device is refused (/dev/zero has no end)."""
+    from tokentui.core.files import NotAFile, open_to_read
 
-    fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError
-        if stat.S_ISFIFO(mode):
-            os.set_blocking(fd, True)  # (a writer's text arrives as it comes; none: end of file)
-        elif not stat.S_ISREG(mode):
-            raise RunError(f"{file} is not a regular file or a pipe")
+    try:
+        f, _st = open_to_read(file, pipes=True)
+    except NotAFile:
+        raise RunError(f"{file} is not a regular file or a pipe") from None
+    with f:
         data = f.read(MAX_TEXT_BYTES + 1)
     if len(data) > MAX_TEXT_BYTES:
         raise _too_long(str(file))

@@ -117,14 +117,15 @@ def _text_lines(text: io.TextIOWrapper, source: Source) -> list[tuple[int, bytes
 
 
 def _open(path: Path) -> BinaryIO:
+    """The file or pipe (`--prompts <(cmd)`) opened; a folder or a device is one error."""
+    from tokentui.core.files import NotAFile, open_to_read
+
     try:
-        folder = path.is_dir()
-    except (OSError, ValueError):  # (a name too long or holding a NUL: open says which below)
-        folder = False
-    if folder:
-        raise DatasetError(f"{path} is a folder, not a file")
-    try:
-        return open(path, "rb")
+        return open_to_read(path, pipes=True)[0]  # type: ignore[return-value]
+    except IsADirectoryError:
+        raise DatasetError(f"{path} is a folder, not a file") from None
+    except NotAFile:
+        raise DatasetError(f"{path} is not a regular file or a pipe") from None
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such file") from None
     except (OSError, ValueError) as e:  # ValueError: a NUL in the name

@@ -71,6 +71,39 @@ def new_temporary(path: Path) -> tuple[int, Path]:
             continue
 
 
+class NotAFile(OSError):
+    """What `open_to_read` found is neither a regular file nor (where allowed) a pipe."""
+
+
+def open_to_read(path: Path, follow_links: bool = True, pipes: bool = False) -> tuple[IO[bytes], os.stat_result]:
+    """`path` opened for reading, with its status: every check is of the file opened, not of the
+    name looked at before (a received folder's file swapped for a link or a pipe between a check
+    and the read changes nothing). A folder raises IsADirectoryError, anything but a regular file
+    NotAFile — except, with `pipes`, a FIFO or a terminal (`--file <(cmd)`, /dev/stdin), opened
+    again to block until its writer sends (the first open never blocks). `follow_links` False:
+    a symbolic link is refused (OSError ELOOP)."""
+    import stat
+
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    f = os.fdopen(os.open(path, flags), "rb")
+    try:
+        st = os.fstat(f.fileno())
+        if stat.S_ISREG(st.st_mode):
+            return f, st
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(21, "is a folder", str(path))
+        if pipes and (stat.S_ISFIFO(st.st_mode) or os.isatty(f.fileno())):
+            f.close()
+            again = open(path, "rb")  # noqa: SIM115 - returned open
+            return again, os.fstat(again.fileno())
+        raise NotAFile(f"{path}: not a regular file" + (" or a pipe" if pipes else ""))
+    except BaseException:
+        f.close()
+        raise
+
+
 def probe_folder(folder: Path) -> None:
     """Make a file in `folder` and remove it: OSError when the folder takes no new file. Permission
     bits do not tell (root passes them; /sys refuses everyone), so a command that will write there

@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import re
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,19 +167,22 @@ class Collection:
         or about to be redone), and the temporary files of saves a killed batch left behind."""
         from tokentui.store.cache import clean_stale_temporaries
 
-        if self.runs_dir.is_symlink():  # (never another folder's files: see `locked`)
-            return []
-        removed = clean_stale_temporaries(self.runs_dir) + clean_stale_temporaries(self.path)  # (runs, manifest)
+        removed = clean_stale_temporaries(self.path)  # (the manifest's)
+        if self.runs_dir.is_symlink():  # (never another folder's files: `locked` refuses it already)
+            return removed
+        removed += clean_stale_temporaries(self.runs_dir)
         listed = {path for _, path in self.runs()}
-        with contextlib.suppress(OSError):
-            for p in self.runs_dir.iterdir():
-                if (
-                    p.name.startswith(f"{self.id}-")
-                    and p.name.endswith(SUFFIX)
-                    and p not in listed
-                    and stat.S_ISREG(os.lstat(p).st_mode)
-                ):
-                    p.unlink(missing_ok=True)
+        try:
+            entries = list(os.scandir(self.runs_dir))
+        except OSError:
+            return removed
+        for entry in entries:
+            p = Path(entry.path)
+            if not (entry.name.startswith(f"{self.id}-") and entry.name.endswith(SUFFIX) and p not in listed):
+                continue
+            with contextlib.suppress(OSError):  # (gone meanwhile: the others are still cleaned)
+                if entry.is_file(follow_symlinks=False):
+                    p.unlink()
                     removed.append(p)
         return removed
 
@@ -238,7 +240,7 @@ def locked(folder: Path) -> Iterator[None]:
         yield
         return
     try:  # (O_NOFOLLOW: a link made since the check is not followed either)
-        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
     except OSError as e:
         raise CollectionError(folder, f"cannot open its lock file: {e.strerror or e}") from None
     with open(fd, "a+b") as f:

@@ -371,22 +371,10 @@ def _branch_head(run: Run, b: Branch) -> dict[str, Any]:
     return {**b.to_dict(), "text": decode_bytes(run.text(b.id, b.fork_position))}
 
 
-def run_to_json(run: Run) -> dict[str, Any]:
-    """The JSON export as one document in memory (what `write_json` writes, a step at a time)."""
-    prompt = [step_record(run, 0, run.prompt.get(i, i, "prompt")) for i in range(len(run.prompt))]
-    branches = [
-        {**_branch_head(run, b), "steps": [step_record(run, b.id, b.step(i)) for i in range(len(b.steps))]}
-        for b in run.branches
-    ]
-    doc = {"schema": JSON_SCHEMA, "meta": run.meta.to_dict(), "prompt_steps": prompt, "branches": branches}
-    if comparison.is_comparison(run):
-        doc["comparison"] = comparison_summary(run)
-    return doc
-
-
 def write_json(run: Run, out: TextSink, raw: bool = False) -> None:
-    """`run_to_json`'s document, written a step at a time (one line each): built whole, a
-    30,000-token run's took 2.7 GB of memory."""
+    """The whole run as one JSON document — {schema, meta, prompt_steps, branches: [{…, text,
+    steps}], comparison} — written a step at a time (one line each): built whole, a
+    30,000-token run's document took 2.7 GB of memory."""
 
     def steps(records: Iterator[dict[str, Any]]) -> None:
         first = True

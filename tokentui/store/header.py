@@ -78,38 +78,29 @@ def check_sizes(path: Path, meta: dict[str, Any]) -> int:
 
 
 def read_bytes(path: Path, limit: int | None = None, follow_links: bool = True) -> bytes:
-    """The file's first `limit` bytes (all without one); every fault is a RunFileError.
-
-    What is checked is the file opened, not the name looked at before: a received folder's file
-    swapped for a link, a pipe or a larger file between a check and the read changes nothing
-    (`follow_links` False: a symbolic link itself is refused; a pipe never blocks the open)."""
+    """The file's first `limit` bytes (all without one); every fault is a RunFileError. Checked
+    as the file opened (core.files.open_to_read); `follow_links` False: a link is refused."""
     import errno
-    import os
-    import stat
 
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    if not follow_links:
-        flags |= getattr(os, "O_NOFOLLOW", 0)
+    from tokentui.core.files import NotAFile, open_to_read
+
     try:
-        fd = os.open(path, flags)
-        with os.fdopen(fd, "rb") as f:
-            st = os.fstat(fd)
-            if stat.S_ISDIR(st.st_mode):
-                raise RunFileError(path, _folder_problem(path))
-            if not stat.S_ISREG(st.st_mode):
-                raise RunFileError(path, "not a regular file")
+        f, st = open_to_read(path, follow_links)
+        with f:
             if st.st_size > MAX_FILE_BYTES:
                 raise RunFileError(path, f"too large to be a run ({st.st_size} bytes)")
-            data = f.read(limit) if limit else f.read()  # (a file grown since fstat: checked below)
-        if len(data) > MAX_FILE_BYTES:
-            raise RunFileError(path, f"too large to be a run (over {MAX_FILE_BYTES} bytes)")
+            data = f.read(limit if limit else st.st_size + 1)
+        if not limit and len(data) > st.st_size:
+            raise RunFileError(path, "changed while it was read")
         return data
     except FileNotFoundError:
         raise RunFileError(path, "no such file") from None
     except IsADirectoryError:
         raise RunFileError(path, _folder_problem(path)) from None
+    except NotAFile:
+        raise RunFileError(path, "not a regular file") from None
     except (OSError, ValueError) as e:  # ValueError: a NUL in the name
-        if isinstance(e, OSError) and e.errno == errno.ELOOP and not follow_links:
+        if isinstance(e, OSError) and e.errno in (errno.ELOOP, errno.EMLINK) and not follow_links:
             raise RunFileError(path, "is a symbolic link") from None
         raise RunFileError(path, getattr(e, "strerror", None) or str(e)) from None
 

@@ -191,6 +191,8 @@ class AttributionActions(_Base):
         self.query_one("#right").remove_class("-attribution")
         if self.query_one("#attribution").has_class("shown"):
             self.show_side(self._pane_before)
+        else:  # (the pane shown stays; its title's "v: …" no longer leads to the attribution)
+            self.show_side(next((n for n in _SIDE if self.query_one(f"#{n}").has_class("shown")), "alternatives"))
         self.query_one("#attribution").set_class(False, "shown")
         self.update_legend()
         return True

@@ -4,8 +4,9 @@ plotext's own HTML page (`tokentui stats --plot-dir`).
 plotext (6.x: `plotext.figure`, `signal`/`bar`, `draw`, `build`) keeps one global figure, so a plot
 is drawn start to finish in one call, on the thread that asks (the CLI's, or the explorer's UI
 thread). This module imports no Textual, so `tokentui stats` stays light. plotext's C++ core aborts
-the whole process on a NaN, so only finite points are ever handed to it (core/stats.py drops empty
-bins; `_finite` checks again)."""
+the whole process on a NaN, so only finite points are ever handed to it: an empty bin (NaN in the
+spec) breaks the line into segments (`_segments`), each drawn alone; a lone point is drawn as a
+dot marker (a line of one point is a quarter of a cell: a short run's plot looked empty)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,9 @@ def _figure(spec: PlotSpec, width: int, height: int) -> Any:
         fig.draw(fig.bar(labels, y))
     elif x:
         for xs, ys in _segments(spec):  # (one line each: none crosses an empty bin)
+            if len(xs) == 1:
+                fig.draw(fig.text(xs[0], ys[0], "•"))
+                continue
             line = fig.signal(xs, ys)
             line.lines()
             fig.draw(line)

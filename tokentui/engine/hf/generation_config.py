@@ -33,6 +33,12 @@ UNAPPLIED_FIELDS: dict[str, Any] = {
     "sequence_bias": None,
     "exponential_decay_length_penalty": None,
     "guidance_scale": 1.0,
+    # another decoding than greedy altogether (beam search, contrastive search, DoLa, constraints)
+    "num_beams": 1,
+    "penalty_alpha": 0.0,
+    "dola_layers": None,
+    "constraints": None,
+    "force_words_ids": None,
 }
 
 

@@ -180,15 +180,16 @@ LOAD_TIME_KEYS = frozenset({"local_files_only", "is_local", "_commit_hash", "cac
 
 
 def _hashed_content(name: str, data: bytes) -> bytes:
-    """What a tokenizer file contributes to its id: the bytes as they are, except a
-    tokenizer_config.json holding LOAD_TIME_KEYS, whose other keys count (as sorted JSON)."""
+    """What a tokenizer file contributes to its id: the bytes as they are, except
+    tokenizer_config.json, whose keys and values count (as sorted JSON), less LOAD_TIME_KEYS —
+    whether a library version wrote them at all, or how it spaced the file, changes nothing."""
     if name != "tokenizer_config.json":
         return data
     try:
         config = json.loads(data)
     except (ValueError, RecursionError):
         return data
-    if not isinstance(config, dict) or not LOAD_TIME_KEYS & config.keys():
+    if not isinstance(config, dict):
         return data
     kept = {k: v for k, v in config.items() if k not in LOAD_TIME_KEYS}
     return json.dumps(kept, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()

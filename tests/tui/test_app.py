@@ -178,6 +178,7 @@ async def test_a_generation_config_s_unapplied_processors_are_told_once_loaded(t
         await pilot.pause(0.1)
         notes = [n.message for n in app._notifications]
         assert len(notes) == 1 and "repetition_penalty=1.3" in notes[0] and "applies none" in notes[0], notes
+        assert next(iter(app._notifications)).timeout >= 15  # (read while typing: 3 s passed unseen in a trial)
 
 
 async def test_load_failure_is_shown_and_the_app_stays_usable(tmp_path, cache_dir):

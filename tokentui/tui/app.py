@@ -467,7 +467,10 @@ class TokentuiApp(
         if up.error is not None:
             self.notify(up.error[1], title=up.error[0], severity="error", markup=False)
         if up.notice:
-            self.notify(up.notice, markup=False)
+            if up.notice_seconds is None:
+                self.notify(up.notice, markup=False)
+            else:
+                self.notify(up.notice, markup=False, timeout=up.notice_seconds)
         if up.finished or up.loaded or up.error is not None or up.notice or up.show_branch is not None:
             self.update_status()
         else:  # (the next frame draws it: a tree search's thousands of events each redrew the bar)
@@ -547,14 +550,13 @@ class TokentuiApp(
         markup: bool = True,
     ) -> None:
         """One notification at a time (a new one replaces the last), over the prompt box rather
-        than the panes being read (app.tcss), and short: 3 s, errors 6 s. Messages carry run ids,
+        than the panes being read (app.tcss), and short: 3 s, errors 6 s, unless the caller asks for
+        longer (a note that stays true while the model is used, read while typing). Messages carry run ids,
         paths and error texts from run files: always sanitised and never parsed as markup (the
         one place every notification passes; `markup` is accepted for Textual's signature only)."""
         self.clear_notifications()
         timeout = timeout if timeout is not None else (6.0 if severity == "error" else 3.0)
-        super().notify(
-            sanitize(message), title=sanitize(title), severity=severity, timeout=min(timeout, 6.0), markup=False
-        )
+        super().notify(sanitize(message), title=sanitize(title), severity=severity, timeout=timeout, markup=False)
 
 
 class ReplayExplorer(TokentuiApp):

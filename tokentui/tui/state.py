@@ -68,6 +68,7 @@ class Update:
     loaded: bool = False  # the model is ready
     error: tuple[str, str] | None = None  # (title, message) to tell the user
     notice: str = ""  # a result worth a notification (a tree search's end)
+    notice_seconds: float | None = None  # how long it stays (None: Textual's default)
     attribution_progress: AttributionProgress | None = None  # an attribution job got on
     attributed: tuple[Attributed, AttributionJob] | None = None  # it ended: its result and what was asked
     attribution_failed: AttributionJob | None = None  # it failed (the error says why)
@@ -216,6 +217,7 @@ class Session:
             self.model_a = ev.model
             up.loaded = True
             up.notice = "\n".join(ev.notes)  # (what stays true while it is used: said once, not only flashed)
+            up.notice_seconds = 20.0  # (read while the first prompt is typed: a few seconds passed unseen)
             if self.loading_b:  # `explore --compare B`: ready once B is loaded too
                 self.state, up.loaded = AppState.LOADING, False
                 self.note = f"{self.note} · loading {self.model_b} to compare with …"

@@ -346,3 +346,26 @@ def test_seed001_values_are_the_stored_numbers_exactly_as_in_the_comparative_fil
         np.testing.assert_array_equal(np.array(got, dtype=np.float64), want)
     ranks = read_csv(files["standard/data/org_tiny_model_layer_ranks.csv"])[7][1]  # root, position 7
     assert all(isinstance(r, int) or math.isnan(r) for r in json.loads(ranks))
+
+
+def test_a_folder_export_that_fails_part_way_leaves_no_partial_set(tmp_path):
+    """A full disk (here: the file-size limit, which makes a write fail as a full disk does) left
+    the files written before the failure, and a rerun refused them as existing. The folder this
+    export made is removed again; a rerun with room writes the whole set."""
+    import resource
+
+    from tests.factories import make_run
+
+    files = seed001_files(make_run())
+    sizes = sorted(len(text.encode()) for text in files.values())
+    assert sizes[0] < sizes[-1]
+    out = tmp_path / "s1"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (sizes[-1] - 1, hard))  # (the largest file does not fit)
+    try:
+        with pytest.raises(ExportError, match="File too large"):
+            write_seed001(files, out)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert not out.exists()
+    assert sorted(p.relative_to(out).as_posix() for p in write_seed001(files, out)) == sorted(files)

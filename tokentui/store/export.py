@@ -992,7 +992,9 @@ def write_seed001(
     """Write seed 001's files of `run` (or files made already: {relative path: text}) under
     `folder` (made if missing; its parent must exist), each atomically. Every target is checked
     before any is written: an existing file is replaced only with `overwrite`, and nothing but a
-    regular file is ever written over. `fmt`: the --format its errors name."""
+    regular file is ever written over. A folder this call made is removed again when a write
+    fails (a full disk left part of the set, then refused a rerun for the files already there).
+    `fmt`: the --format its errors name."""
     files = run if isinstance(run, dict) else seed001_files(run, raw_csv)
     if not folder.parent.is_dir():
         raise ExportError(f"cannot write {folder}: {_not_a_folder(folder.parent)}")
@@ -1008,10 +1010,18 @@ def write_seed001(
                 raise ExportError(f"{sub} is not a folder")
         if path.parent.is_dir():
             check_target(path, overwrite)
+    made = not folder.exists()
     written = []
-    for path, text in zip(targets, files.values()):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        written.append(write_text(path, text, overwrite))
+    try:
+        for path, text in zip(targets, files.values()):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            written.append(write_text(path, text, overwrite))
+    except BaseException:
+        if made:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     return written
 
 

@@ -382,7 +382,8 @@ class TokentuiApp(
                 Part(f"run {run.id}", 5),
                 Part(f"branch #{self.branch_id}/{len(run.branches)}", 8),
                 Part("saved" if not run.dirty else "unsaved", 7, "status-bar--dim"),
-                Part(f"pos {self.stream.cursor}", 6),
+                # (while tokens stream the position is the progress: before the note's "generating …")
+                Part(f"pos {self.stream.cursor}", 7 if s.state is AppState.GENERATING else 6),
             ]
         elif self.opening is not None:
             o = self.opening

@@ -120,6 +120,7 @@ class Session:
         last job ended with (its note stayed while a branch was continued). While model B still
         compares, the engine takes the job after it: said, so a wait is not taken for a hang."""
         self.state = AppState.GENERATING
+        self.tokens_per_second = 0.0  # (the last job's rate stood through this one: a trial read it as live)
         self.job_note = note  # (what runs, said again once the job is under way: without the wait)
         waits = f" (once the comparison with {self.model_b_loaded} is done)" if self.comparing_b else ""
         self.note = note + waits

@@ -62,8 +62,8 @@ def unapplied_message(model: str, generation_config: object | None) -> str | Non
     if not found:
         return None
     return (
-        f"{sanitize(model)}'s generation config sets {', '.join(found)}: tokentui shows and decodes the model's own "
-        "distribution and applies none of this (model.generate() does)"
+        f"{sanitize(model)}: its generation config sets {', '.join(found)}, which model.generate() applies; "
+        "tokentui shows the model's own distribution, without it"
     )
 
 

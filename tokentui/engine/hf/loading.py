@@ -576,7 +576,7 @@ def load_model(
     parts = lens_parts(model)  # (finds the final norm and the unembedding: instant, not worth a progress line)
     if isinstance(parts, str):
         say(parts)
-    unapplied = unapplied_message(str(spec), model.generation_config)
+    unapplied = unapplied_message(model_name(spec, src.name or src.path), model.generation_config)
     notes = () if unapplied is None else (unapplied,)
     for note in notes:
         say(note)

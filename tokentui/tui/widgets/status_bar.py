@@ -5,6 +5,7 @@ the last job's outcome) is cut with … before it is dropped."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from rich.cells import cell_len
@@ -41,7 +42,8 @@ def fit(state: str, parts: list[Part], width: int) -> list[Part]:
         if least.shrink and room >= least.shrink:
             cut = Text(sanitize(least.text))
             cut.truncate(room, overflow="ellipsis")
-            parts[parts.index(least)] = replace(least, text=cut.plain)
+            # (a text ending in "…" of its own, cut there, read "……")
+            parts[parts.index(least)] = replace(least, text=re.sub(r"[\s·…]+…$", "…", cut.plain))
             break
         parts.remove(least)
     return parts

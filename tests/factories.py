@@ -302,6 +302,28 @@ async def wait_first_tokens(pilot, app, n: int = 3) -> None:
                    what="first tokens")  # fmt: skip
 
 
+def generating_explorer(model: str, max_new_tokens: int = 5000):
+    """An explorer that generates from "import os" as soon as `model` is loaded (greedy), long
+    enough for a test to act while tokens stream."""
+    from tokentui.core.params import GenerationSettings, SamplingParams
+
+    return explorer(
+        model=model,
+        prompt="import os",
+        generate_at_once=True,
+        settings=GenerationSettings(SamplingParams(max_new_tokens=max_new_tokens)),
+    )
+
+
+async def stop_after_first_tokens(pilot, app) -> None:
+    """Until the generation under way holds a few tokens, then escape, until the app is idle."""
+    from tokentui.tui.state import AppState
+
+    await wait_first_tokens(pilot, app)
+    await pilot.press("escape")
+    await wait_for(pilot, lambda: app.state is AppState.IDLE, what="the cancel")
+
+
 def explorer(**options):
     """The explorer as `tokentui` builds it (themes loaded, a run file's header read)."""
     from tokentui.tui.start import explorer as build

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from tests.factories import SMOLLM2, explorer, needs_smollm2, rendered, wait_first_tokens, wait_for, wait_generated
+from tests.factories import (
+    SMOLLM2,
+    explorer,
+    generating_explorer,
+    needs_smollm2,
+    rendered,
+    stop_after_first_tokens,
+    wait_for,
+    wait_generated,
+)
 from tokentui.core.params import GenerationSettings, SamplingParams
 from tokentui.store.runfile import load_run
 from tokentui.tui.state import AppState
@@ -108,16 +117,9 @@ async def test_the_status_bar_at_80x24_shows_the_position_while_generating_and_n
     showed the last job's tok/s through the next job as if live. (The real model: the tiny ones
     fill their context before a frame.)"""
     loaded(SMOLLM2)  # converted into this session's models folder
-    app = explorer(
-        model=SMOLLM2,
-        prompt="import os",
-        generate_at_once=True,
-        settings=GenerationSettings(SamplingParams(max_new_tokens=5000)),
-    )
+    app = generating_explorer(SMOLLM2)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_first_tokens(pilot, app)
-        await pilot.press("escape")
-        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="cancel")
+        await stop_after_first_tokens(pilot, app)
         assert app.session.tokens_per_second > 0  # (shown where the bar has room)
         first = app.run_obj.id
         seen: list[tuple[str, float]] = []  # (the bar, the rate) while the new run's tokens stream
@@ -135,16 +137,9 @@ async def test_the_status_bar_at_80x24_shows_the_position_while_generating_and_n
 
 @pytest.mark.asyncio
 async def test_cancel_mid_generation_keeps_the_partial_branch(model_dirs, cache_dir):
-    app = explorer(
-        model=str(model_dirs["llama"]),
-        prompt="import os",
-        generate_at_once=True,
-        settings=GenerationSettings(SamplingParams(max_new_tokens=5000)),
-    )
+    app = generating_explorer(str(model_dirs["llama"]))
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_first_tokens(pilot, app)
-        await pilot.press("escape")
-        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="cancel")
+        await stop_after_first_tokens(pilot, app)
         b = app.run_obj.branches[0]
         assert b.status == "cancelled" and 3 < len(b.steps) < 5000
         n = len(b.steps)

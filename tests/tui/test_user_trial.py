@@ -182,8 +182,7 @@ async def test_the_note_says_the_last_job_at_80_columns_and_goes_with_a_new_job_
     when the test looks: unheld, a fast CPU writes its 400 tokens before then.)"""
     import time
 
-    from tests.factories import wait_first_tokens, wait_for
-    from tokentui.core.params import GenerationSettings, SamplingParams
+    from tests.factories import generating_explorer, stop_after_first_tokens, wait_for
     from tokentui.engine.hf.backend import HFBackend
     from tokentui.tui.state import AppState
 
@@ -195,16 +194,9 @@ async def test_the_note_says_the_last_job_at_80_columns_and_goes_with_a_new_job_
 
     monkeypatch.setattr(HFBackend, "_forward", held)
 
-    app = explorer(
-        model=str(model_dirs["llama"]),
-        prompt="import os",
-        generate_at_once=True,
-        settings=GenerationSettings(SamplingParams(max_new_tokens=400)),
-    )
+    app = generating_explorer(str(model_dirs["llama"]), max_new_tokens=400)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_first_tokens(pilot, app)
-        await pilot.press("escape")
-        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="the cancel")
+        await stop_after_first_tokens(pilot, app)
         assert "cancelled: " in _status(app) and "new token" in _status(app), _status(app)
         await pilot.press("c")
         assert app.state is AppState.GENERATING

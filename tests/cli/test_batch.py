@@ -178,10 +178,13 @@ def test_a_dataset_is_scored_teacher_forced_with_the_response_marked(cli, model_
     assert {it.index: it.status for it in coll.items} == {1: "done", 2: "skipped", 3: "skipped", 4: "skipped",
                                                           5: "skipped", 6: "done"}  # fmt: skip
     [sheet] = [json.loads((out / token_losses_name(0, coll.models[0])).read_text())]
-    assert sheet["loss_over"] == "response" and [s["index"] for s in sheet["results"]] == [1, 6]
+    assert sheet["loss_over"] == "response" and [s["index"] for s in sheet["results"]] == [1, 2, 3, 4, 5, 6]
+    assert [s["status"] for s in sheet["results"]] == ["done", *["skipped"] * 4, "done"]
+    assert "more than the model's context" in sheet["results"][4]["error"]
     assert (sheet["model"], sheet["dataset"]) == (str(model_dirs[family]), str(src))
     tok = lm.tokenizer
-    for (_item, path), data, sample in zip(coll.runs(), items, sheet["results"]):
+    done = [sample for sample in sheet["results"] if sample["status"] == "done"]
+    for (_item, path), data, sample in zip(coll.runs(), items, done, strict=True):
         if chat:
             text = tok.apply_chat_template([{"role": "user", "content": data["prompt"]}], add_generation_prompt=True,
                                            tokenize=False)  # fmt: skip
@@ -211,7 +214,7 @@ def test_a_dataset_is_scored_teacher_forced_with_the_response_marked(cli, model_
     assert again.exit_code == 0, again.output
     assert "2 done before, 0 to do" in again.stderr
     sheet = json.loads((out / token_losses_name(0, coll.models[0])).read_text())
-    for (_, path), sample in zip(coll.runs(), sheet["results"]):
+    for (_, path), sample in zip(coll.runs(), [s for s in sheet["results"] if s["status"] == "done"], strict=True):
         ids = load_run(path).sequence(0).tolist()
         loss, _ = _forward_losses(lm, ids)
         assert [t["position"] for t in sample["token_losses"]] == list(range(1, len(ids)))
@@ -219,7 +222,7 @@ def test_a_dataset_is_scored_teacher_forced_with_the_response_marked(cli, model_
     summary = _read_csv(out / "model_analysis_summary.csv")
     assert int(summary[0]["total_tokens"]) == sum(s["n_tokens"] for s in sheet["results"])
     # seed 003's average_perplexity: the mean of the items' perplexities
-    assert sheet["average_perplexity"] == pytest.approx(np.mean([s["perplexity"] for s in sheet["results"]]))
+    assert sheet["average_perplexity"] == pytest.approx(np.mean([s["perplexity"] for s in sheet["results"][::5]]))
 
 
 def _seed003_kl(folder, target_gen_model: str) -> dict[str, float]:
@@ -255,22 +258,37 @@ def _seed003_kl(folder, target_gen_model: str) -> dict[str, float]:
     return out
 
 
-def test_seed_003s_own_kl_script_reads_a_dataset_collection_and_agrees_with_compare(cli, model_dirs, tmp_path):
+@pytest.mark.parametrize("one_skipped", [False, True])
+def test_seed_003s_own_kl_script_reads_a_dataset_collection_and_agrees_with_compare(
+    cli, model_dirs, tmp_path, one_skipped
+):
     """Seed 003's users point its calculate_KL.py at the folder of token-loss files: a dataset
     batch of two models writes them in that shape, and the seed's number from them (its algorithm
-    written out above) is compare --dataset's item_mean_kl_estimate, up to the seed's abs()."""
-    gen, other = str(model_dirs["gpt2"]), str(model_dirs["llama"])
-    src = tmp_path / f"{model_dirs['gpt2'].name}_code.jsonl"  # seed 003's naming: <generation model>_<task>
+    written out above) is compare --dataset's item_mean_kl_estimate, up to the seed's abs().
+    `one_skipped`: the second model's context is too short for the middle item only. The seed
+    pairs the two models' results by their place in the list, so the files must still line up
+    (a trial found item 3 of one model paired with item 2 of the other: KL 1.86 for 0.22)."""
+    gen, other = str(model_dirs["gpt2"]), model_dirs["llama"]
     rows = [("def f(x):", " return x + 1"), ("class A:", "\n    pass  # nothing"), ("import os", "\nimport sys")]
+    if one_skipped:
+        other = tmp_path / "llama-short"
+        shutil.copytree(model_dirs["llama"], other)
+        config = json.loads((other / "config.json").read_text())
+        (other / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 16}))
+        rows[1] = ("class A:", "\n    pass  # nothing to see here, nothing at all, and nothing more")
+    src = tmp_path / f"{model_dirs['gpt2'].name}_code.jsonl"  # seed 003's naming: <generation model>_<task>
     _lines(src, [json.dumps({"prompt": p, "response": r}) for p, r in rows])
     out = tmp_path / "coll"
     res = cli("batch", "--dataset", src, "-m", gen, "-m", other, "-k", 4, "--out", out)
     assert res.exit_code == 0, res.output
+    skipped = [(it.model, it.index) for it in load_collection(out).items if it.status != "done"]
+    assert skipped == ([(str(other), 2)] if one_skipped else [])
     seed = _seed003_kl(out, model_dirs["gpt2"].name)
     res = cli("compare", "-m", gen, "-m", other, "--dataset", src, "--json")
     assert res.exit_code == 0, res.output
     overall = json.loads(res.stdout.splitlines()[-1])
-    assert seed == {model_dirs["llama"].name: pytest.approx(abs(overall["item_mean_kl_estimate"]), abs=1e-5)}
+    assert overall["texts"] == 3 - one_skipped
+    assert seed == {other.name: pytest.approx(abs(overall["item_mean_kl_estimate"]), abs=1e-5)}
 
 
 def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):

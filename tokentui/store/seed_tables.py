@@ -10,7 +10,10 @@ users know, computed from the saved runs (reloaded, so a resumed batch's tables 
 - `token_losses-<slot>-<model>.json` — seed 003's `*_token_losses.json`, one file per model, in
   its shape (`model`, `dataset`, `results`: per item `avg_loss`, `perplexity`, `token_losses` of
   `{loss, token, rank}`, then `average_perplexity`), so its calculate_KL.py reads the folder; each
-  result and token also carries tokentui's own fields (item, run, positions, ids).
+  result and token also carries tokentui's own fields (item, run, positions, ids). Every model's
+  `results` hold one entry per item of the collection, in the same order: an item a model has no
+  run of (skipped, failed, not reached, unreadable) is a placeholder with no tokens, because
+  seed 003's script pairs the models' results by their place in the list.
 
 Which tokens count is `--loss-over` (`core.dataset.loss_positions`): the response (a dataset's
 response, a generation's generated tokens — seed 000 analyses generated tokens only, seed 003 the
@@ -109,8 +112,16 @@ def sample_record(run: Run, index: int, loss_over: str) -> dict[str, Any]:
         "run_id": run.id,
         "prompt": run.meta.prompt,
         "response": decode_bytes(run.text(0, root.fork_position)),
+        "status": "done",
         "n_tokens": len(positions),
     }
+
+
+def placeholder_record(index: int, status: str, error: str | None) -> dict[str, Any]:
+    """The result of an item without a run under this model: seed 003's fields with no token (its
+    calculate_KL.py skips a pair with an empty side, so the next items stay paired), and why."""
+    return {"avg_loss": None, "perplexity": None, "token_losses": [], "index": index, "status": status,
+            "error": error, "n_tokens": 0}  # fmt: skip
 
 
 def stats_rows(run: Run, index: int, model: str, loss_over: str) -> Iterator[dict[str, Any]]:
@@ -205,44 +216,77 @@ class _AtomicFiles:
             tmp.unlink(missing_ok=True)
 
 
+class _Results:
+    """One model's `results` list as it is written: records arrive in item order (the manifest's),
+    and every item of the collection this model has no record of gets its placeholder in its
+    place, so that all models' lists line up item by item."""
+
+    def __init__(self, f: IO[str], model: str, every_item: list[int], entries: dict[tuple[str, int], CollectionItem]):
+        self.f, self.model, self.entries = f, model, entries
+        self.todo = iter(every_item)
+        self.first = True
+        self.perplexities: list[float] = []
+
+    def add(self, record: dict[str, Any]) -> None:
+        for index in self.todo:
+            if index == record["index"]:
+                break
+            self._write(self._missing(index))
+        self._write(record)
+        if record["perplexity"] is not None:
+            self.perplexities.append(record["perplexity"])
+
+    def close(self) -> None:
+        for index in self.todo:
+            self._write(self._missing(index))
+        # seed 003's average_perplexity: the mean of the items' perplexities (not the pooled one)
+        ppl = self.perplexities
+        self.f.write(f'\n], "average_perplexity": {json_text(_num(float(np.mean(ppl))) if ppl else None)}}}\n')
+
+    def _missing(self, index: int) -> dict[str, Any]:
+        it = self.entries.get((self.model, index))
+        if it is None:
+            return placeholder_record(index, "not run", None)
+        return placeholder_record(index, it.status, it.error)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self.f.write(("\n" if self.first else ",\n") + json_text(record))
+        self.first = False
+
+
 def write_tables(coll: Collection, loss_over: str = "response", raw: bool = False) -> Tables:
     """Write seed 000's two CSV files and seed 003's per-sample JSON of every model into the
     collection folder, from its done runs (each loaded once). A run that no longer loads is left
     out and reported in `unreadable`. `raw`: CSV cells as they are (`csv_cell`)."""
     out = Tables()
+    coll.sort()  # (a hand-edited manifest may not be): each model's records must come in item order
     totals = {m: ModelTotals() for m in coll.models}
     with ExitStack() as stack:
         files = _AtomicFiles(coll.path, stack)
         stats = csv.DictWriter(files.new(STATS_CSV), fieldnames=STATS_COLUMNS, lineterminator="\n")
         stats.writeheader()
-        samples: dict[str, IO[str]] = {}
-        firsts: dict[str, bool] = {}
-        perplexities: dict[str, list[float]] = {m: [] for m in coll.models}
+        samples: dict[str, _Results] = {}
+        every_item = sorted({it.index for it in coll.items})
+        entries = {(it.model, it.index): it for it in coll.items}
         for slot, model in enumerate(coll.models):
-            f = samples[model] = files.new(token_losses_name(slot, model))
+            f = files.new(token_losses_name(slot, model))
             head = {"format": "tokentui-token-losses/1", "model": model, "dataset": coll.settings.get("source"),
                     "loss_over": loss_over, "unit": "nats"}  # fmt: skip
             f.write(json_text(head)[:-1] + ', "results": [')
-            firsts[model] = True
+            samples[model] = _Results(f, model, every_item, entries)
         for item, path in coll.runs():
             try:
                 run = load_item_run(path)
             except RunFileError as e:
                 out.unreadable.append((item, str(e)))
+                samples[item.model].add(placeholder_record(item.index, "unreadable", str(e)))
                 continue
             for row in stats_rows(run, item.index, item.model, loss_over):
                 stats.writerow({k: csv_cell(v, raw) for k, v in row.items()})
-            f = samples[item.model]
-            record = sample_record(run, item.index, loss_over)
-            f.write(("\n" if firsts[item.model] else ",\n") + json_text(record))
-            firsts[item.model] = False
-            if record["perplexity"] is not None:
-                perplexities[item.model].append(record["perplexity"])
+            samples[item.model].add(sample_record(run, item.index, loss_over))
             totals[item.model].add(run, loss_over)
-        for model, f in samples.items():
-            # seed 003's average_perplexity: the mean of the items' perplexities (not the pooled one)
-            ppl = perplexities[model]
-            f.write(f'\n], "average_perplexity": {json_text(_num(float(np.mean(ppl))) if ppl else None)}}}\n')
+        for results in samples.values():
+            results.close()
         summary = csv.DictWriter(files.new(SUMMARY_CSV), fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
         summary.writeheader()
         for model in coll.models:

@@ -92,6 +92,7 @@ def test_a_prompts_batch_under_two_models_generates_greedy_runs_and_seed000_tabl
                     str(index),
                     model,
                     run.id,
+                    str(pos - fork),  # seed 000's: the place in the generation, from 0
                     str(pos - 1),
                     cell(decode_bytes(run.tokens.bytes_of(int(seq[pos - 1])))),
                     str(int(seq[pos])),
@@ -105,6 +106,7 @@ def test_a_prompts_batch_under_two_models_generates_greedy_runs_and_seed000_tabl
             r["model"],
             r["run_id"],
             r["token_position"],
+            r["absolute_position"],
             r["current_token"],
             r["next_token_id"],
             r["next_token_kind"],
@@ -115,7 +117,7 @@ def test_a_prompts_batch_under_two_models_generates_greedy_runs_and_seed000_tabl
     assert got == expected
     for r in rows:
         run = runs[(r["model"], int(r["prompt_id"]))]
-        st = run.step(0, int(r["token_position"]) + 1)
+        st = run.step(0, int(r["absolute_position"]) + 1)
         assert float(r["entropy"]) == pytest.approx(st.entropy, rel=1e-6)
         assert float(r["probability_of_next_token"]) == pytest.approx(math.exp(st.logprob), rel=1e-6)
         assert float(r["logprob_of_next_token"]) == pytest.approx(st.logprob, rel=1e-6)

@@ -2,8 +2,9 @@
 users know, computed from the saved runs (reloaded, so a resumed batch's tables cover every item):
 
 - `model_analysis_stats.csv` — seed 000's per-token table: one row per counted token of every
-  done item of every model (the export's CSV columns, seed 000's first, then `model`, `run_id`);
-  `prompt_id` is the item's line number in the source;
+  done item of every model (the export's CSV columns, seed 000's first, then `model`, `run_id`,
+  `absolute_position`); `prompt_id` is the item's line number in the source, `token_position`
+  the seed's (the place in the generation, from 0);
 - `model_analysis_summary.csv` — seed 000's summary: one row per model over all its counted
   tokens (count, mean / median / std / min / max of entropy, mean / median / std of p, mean
   log-prob, mean loss, perplexity);
@@ -47,7 +48,7 @@ from tokentui.store.header import RunFileError
 
 STATS_CSV = "model_analysis_stats.csv"
 SUMMARY_CSV = "model_analysis_summary.csv"
-STATS_COLUMNS = [*CSV_COLUMNS, "model", "run_id"]
+STATS_COLUMNS = [*CSV_COLUMNS, "model", "run_id", "absolute_position"]
 SUMMARY_COLUMNS = [
     "model",
     "items",
@@ -126,11 +127,15 @@ def placeholder_record(index: int, status: str, error: str | None) -> dict[str, 
 
 def stats_rows(run: Run, index: int, model: str, loss_over: str) -> Iterator[dict[str, Any]]:
     """Seed 000's per-token rows of one run (the export's CSV rows of the root branch) at the
-    counted positions, with `prompt_id` = the item's number, the model and the run id."""
+    counted positions, with `prompt_id` = the item's number, the model and the run id.
+    `token_position` is seed 000's "position of the token in the generation": the counted token's
+    place among the item's counted tokens, from 0, so that rows of prompts of different lengths
+    line up (a seed user groups by it); the export's absolute position is `absolute_position`."""
     positions = loss_positions(run, loss_over)
-    for row in branch_rows(run, 0):
-        if row["token_position"] + 1 in positions:  # token_position is the current token's: next = +1
-            yield {**row, "prompt_id": index, "model": model, "run_id": run.id}
+    counted = (row for row in branch_rows(run, 0) if row["token_position"] + 1 in positions)  # (next = +1)
+    for place, row in enumerate(counted):
+        yield {**row, "prompt_id": index, "token_position": place, "model": model, "run_id": run.id,
+               "absolute_position": row["token_position"]}  # fmt: skip
 
 
 @dataclass

@@ -126,6 +126,23 @@ def test_jsonl_scores_equal_autograd_for_forced_and_generated_tokens(
             assert rec.steps == steps and r["completeness_error"] == float(rec.completeness[i])
 
 
+@pytest.mark.parametrize("inseq_name, method", [("input_x_gradient", "input-x-gradient"),
+                                               ("integrated_gradients", "integrated-gradients")])  # fmt: skip
+def test_inseqs_spelling_of_a_method_is_the_same_method(cli, saved_runs, model_dirs, loaded, cache_dir, inseq_name,
+                                                        method):  # fmt: skip
+    """Seed 004's users name inseq's methods as inseq spells them (a trial's `integrated_gradients`
+    was refused as unknown); the record keeps tokentui's name."""
+    run_id, run = use_run(saved_runs, "gpt2", cache_dir)
+    ids = run.sequence(0).tolist()
+    t = len(ids) - 1
+    steps = ["--steps", "2"] if method == "integrated-gradients" else []
+    rows = jsonl(cli("attribute", *model_of(model_dirs, "gpt2"), "--run", run_id, "--method", inseq_name,
+                     "--positions", str(t), *steps, "--json"))  # fmt: skip
+    assert [r["method"] for r in rows] == [method]
+    close(rows[0]["scores"], reference(loaded("gpt2").model, ids, t, method, None, 2))
+    assert load_run(run_path(run_id, cache_dir)).attributions[-1].method == method
+
+
 def test_an_alternative_the_run_never_showed_keeps_its_text(cli, saved_runs, model_dirs, loaded, cache_dir, tmp_path):
     """--alternative naming a token that is nowhere in the run (not a token, not a top-k entry):
     its text goes into the run with the record, so the JSON, the saved run and seed 004's file

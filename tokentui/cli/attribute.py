@@ -107,6 +107,7 @@ def attribute(
         from tokentui.store.export import ExportError, check_target, format_for
 
         m = attribution.method(method)
+        method = m.name  # (inseq's spelling given: the run records tokentui's name)
         if steps is not None:
             if m.name != "integrated-gradients":
                 fail("--steps goes with --method integrated-gradients")

@@ -77,8 +77,9 @@ MAX_ROWS = 1 << 16  # attributed positions in one record
 
 
 def method(name: str) -> Method:
-    """The method called `name`, or a one-line RunError listing the known ones."""
-    m = METHODS.get(name)
+    """The method called `name` — also in inseq's spelling, with underscores (`integrated_gradients`,
+    `input_x_gradient`: what seed 004's users type) — or a one-line RunError listing the known ones."""
+    m = METHODS.get(name) or METHODS.get(name.strip().lower().replace("_", "-"))
     if m is None:
         raise RunError(f"unknown attribution method {name!r} (choose from {', '.join(METHODS)})")
     return m

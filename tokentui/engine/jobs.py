@@ -284,7 +284,7 @@ class Attribute(Job):
             raise EngineError(f"{m.label} attribution is not available: {why}")
         self.run.branch(self.branch)  # a missing branch is a one-line RunError before any work
         yield from self.backend.attribute(
-            self.run, self.branch, self.positions, self.method, self.alternative, self.steps, self.cancel
+            self.run, self.branch, self.positions, m.name, self.alternative, self.steps, self.cancel
         )
 
 

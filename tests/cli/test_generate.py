@@ -144,6 +144,20 @@ def test_a_refused_prompt_is_not_printed(cli, cache_dir):
     assert res.stdout == "" and not list_runs(cache_dir)
 
 
+def test_a_text_of_one_token_has_nothing_to_score(cli, cache_dir):
+    """A token is scored from the positions before it, so one token has no number: a trial got a
+    table of nan and a saved run, with exit 0."""
+    from transformers import AutoTokenizer
+
+    from tokentui.engine.assets import DEMO_MODEL_DIR
+
+    assert len(AutoTokenizer.from_pretrained(DEMO_MODEL_DIR)("a")["input_ids"]) == 1
+    res = cli("score", "-m", "demo", "--text", "a")
+    assert res.exit_code == 2 and "the text is 1 token: nothing to score" in res.stderr, res.output
+    assert "nan" not in res.stdout and not list_runs(cache_dir)
+    assert cli("score", "-m", "demo", "--text", "a b").exit_code == 0
+
+
 def test_a_weightless_folder_does_fail_when_its_weights_load(cli, weightless_model, cache_dir):
     res = cli("generate", "-m", weightless_model, "-p", "hi")
     assert res.exit_code == 2 and "loading weights" in res.stderr and "tokentui: error:" in res.stderr

@@ -69,6 +69,8 @@ def reference(model, prefix: list[int], p: TreeParams, eos: set[int]) -> dict:
         if len(nodes) - 1 >= p.max_nodes:
             stopped = "max_nodes"
             break
+    if stopped == "exhausted" and completed >= p.max_completed_paths:
+        stopped = "completed"  # the last path the search asked for ended as the queue emptied
     return {"nodes": nodes, "thresholds": thresholds, "stopped": stopped}
 
 
@@ -127,11 +129,16 @@ CASES = {
     "completed": TreeParams(max_depth=4, max_completed_paths=2),
     "depth": TreeParams(0.08, 0.3, soft_queue_limit=8, max_depth=3, max_completed_paths=1000, max_nodes=200),
     "nodes": TreeParams(0.05, 0.2, max_depth=50, max_completed_paths=50, max_nodes=13),
+    # one child (T above every p), finished at depth 1: the queue empties as the one path asked for
+    # ends — "completed", which a trial saw reported as "exhausted"
+    "both": TreeParams(0.999, 0.999, max_depth=1, max_completed_paths=1),
 }
 
 
 # every family grows the queue case; the stop cases go round the families
-RUNS = [("queue", f) for f in PEAKED] + list(zip(["completed", "depth", "nodes"], PEAKED[1:] + PEAKED[:1]))
+RUNS = [("queue", f) for f in PEAKED] + [
+    (case, PEAKED[(i + 1) % len(PEAKED)]) for i, case in enumerate(["completed", "depth", "nodes", "both"])
+]
 
 
 @pytest.mark.parametrize("case, family", RUNS)
@@ -141,7 +148,12 @@ def test_search_equals_the_reference(peaked, family, case):
     prefix = len(run.prompt)
     ref = reference(lm.model, run.prompt.col("token_id").tolist(), params, set(lm.eos_ids))
     assert_matches(run, events, ref, prefix)
-    assert ref["stopped"] == {"queue": "exhausted", "depth": "exhausted", "nodes": "max_nodes"}.get(case, case)
+    assert ref["stopped"] == {
+        "queue": "exhausted",
+        "depth": "exhausted",
+        "nodes": "max_nodes",
+        "both": "completed",
+    }.get(case, case)
     if case == "queue":
         assert len({round(t, 6) for t in ref["thresholds"]}) >= 3  # the queue moved the threshold
         assert max(len(run.children(b.id)) for b in run.branches) >= 2  # and the tree branched

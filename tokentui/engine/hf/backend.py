@@ -330,8 +330,9 @@ class HFBackend:
         `settings`: what to record (its k_lens and attention entropy; `k` wins over its k);
         `steering`: the forward is steered (recorded in the run's metadata and its branch);
         `progress`: told after each chunk of a long text's logit lens."""
-        if not ids:
-            raise EngineError("nothing to score")
+        if len(ids) < 2:  # a token is scored by the positions before it: the first never is
+            raise EngineError(f"the text is {len(ids)} token{'s' * (len(ids) != 1)}: nothing to score (every scored token "
+                              "is predicted from the ones before it)")  # fmt: skip
         steer = self._steerer(steering)
         if text is None:
             text = self.tokenizer.decode(ids)

@@ -326,6 +326,8 @@ class TreeSearch:
             self.lensing.clear()  # (their steps keep layer L; the lens of the others is lost with the error)
             yield self._end("error", queue, threshold)
             raise
+        if stopped == "exhausted" and self.completed >= p.max_completed_paths:
+            stopped = "completed"  # the last path asked for ended as the queue emptied: both hold, this is the goal
         yield from self._flush_lens()
         yield self._end(stopped, queue, threshold)
 

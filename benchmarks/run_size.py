@@ -9,7 +9,7 @@ every per-layer measure (`--lens-top 0` and the default 5).
 from __future__ import annotations
 
 import argparse
-import json
+import io
 import statistics
 import tempfile
 import time
@@ -21,7 +21,7 @@ from tokentui.core.columns import Layout
 from tokentui.core.measures import BASE, LENS_COLUMNS
 from tokentui.core.run import Run, RunMeta, new_run_id, now_iso
 from tokentui.core.tokens import TokenTable
-from tokentui.store.export import run_to_json
+from tokentui.store.export import write_json
 from tokentui.store.runfile import load_run, save_run
 
 
@@ -97,7 +97,9 @@ def main() -> None:
                     save_run(back, path)
                     saves.append(time.perf_counter() - t0)
                 sample = synthetic_run(2_000, vocab, names=names, k_lens=k_lens)
-                naive = len(json.dumps(run_to_json(sample)).encode()) / 2_000
+                text = io.StringIO()
+                write_json(sample, text)
+                naive = len(text.getvalue().encode()) / 2_000
                 print(
                     f"vocab {vocab:>7}, k=20, 32 layers, {variant:<18}, {args.tokens} tokens: "
                     f"{size / args.tokens:7.1f} bytes/token (naive JSON {naive:6.0f}), "

@@ -325,3 +325,36 @@ def test_a_bug_in_a_command_is_one_line_naming_a_log_not_a_traceback(tmp_path):
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
     [log] = list((other / "logs").glob("crash-*.log"))
     assert "unexpected ModuleNotFoundError" in res.stderr and str(log) in res.stderr
+
+
+# A Ctrl-C that lands outside every handler: as the command's own "interrupted" exit unwinds (the
+# first Ctrl-C ended the job at once, and from there a second one is Python's — a trial's landed in
+# Typer's frames: a traceback after the command's last line), or before any command runs.
+CTRL_C_ON_THE_WAY_OUT = """
+import sys
+import tokentui.cli.app
+import tokentui.store.cache as cache
+from tokentui.cli.output import interrupted
+cli_app = sys.modules["tokentui.cli.app"]  # (the package's `app` is the Typer object)
+def stopped(directory):
+    interrupted("interrupted before anything was listed: nothing saved")
+cache.list_runs = stopped
+real_app, run_first = cli_app.app, sys.argv[-1] == "again"
+def app_then_ctrl_c(**kwargs):
+    if run_first:
+        real_app(**kwargs)
+    raise KeyboardInterrupt
+cli_app.app = app_then_ctrl_c
+sys.argv = ["tokentui", "runs"]
+cli_app.main()
+"""
+
+
+@pytest.mark.parametrize("again", [False, True])
+def test_a_ctrl_c_no_command_catches_ends_in_one_line_with_130(tmp_path, again):
+    env = {**os.environ, "TOKENTUI_CACHE_DIR": str(tmp_path / "cache")}
+    args = [sys.executable, "-c", CTRL_C_ON_THE_WAY_OUT, *(["again"] if again else [])]
+    res = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 130 and "Traceback" not in res.stderr, res.stderr
+    said = "tokentui: interrupted before anything was listed: nothing saved" if again else "tokentui: interrupted"
+    assert res.stderr.strip().splitlines() == [said]

@@ -38,7 +38,12 @@ def main() -> None:
     type, a missing one) in the one line every other error has, not Typer's four."""
     import sys
 
-    from tokentui.cli.output import ctrl_c_in_finalizers_delivered, quiet_broken_pipes
+    from tokentui.cli.output import (
+        ENDED_BY_CTRL_C,
+        EXIT_INTERRUPTED,
+        ctrl_c_in_finalizers_delivered,
+        quiet_broken_pipes,
+    )
 
     quiet_broken_pipes()
     ctrl_c_in_finalizers_delivered()
@@ -49,9 +54,14 @@ def main() -> None:
         where = f"; see {ctx.command_path} --help" if ctx is not None else ""
         typer.echo(f"tokentui: error: {e.format_message().rstrip('.')}{where}", err=True)
         sys.exit(getattr(e, "exit_code", 1))
-    except typer.Abort:  # (Ctrl-C where no command handles it: Typer's own way)
-        typer.echo("Aborted!", err=True)
-        sys.exit(1)
+    except (typer.Abort, KeyboardInterrupt):
+        # Ctrl-C where no command handles it (Typer turns one inside a command into Abort), or a
+        # second one as a command ends after the first, its handlers gone: a trial's landed while the
+        # first one's exit unwound through Typer — a traceback, or "Aborted!" and exit 1, after the
+        # command's own last line. One line, once, and 130 as for every Ctrl-C.
+        if not ENDED_BY_CTRL_C.is_set():
+            typer.echo("tokentui: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     except ModuleNotFoundError as e:  # a command that runs a model, where torch is not installed
         from tokentui.engine.errors import missing_package
 

@@ -38,7 +38,7 @@ from tokentui.core.display import counted, lone_token, sanitize
 from tokentui.core.params import ATTRIBUTION_METHODS, DEFAULT_ATTRIBUTION, IG_STEPS, MAX_IG_STEPS, RunError, check_text
 
 if TYPE_CHECKING:
-    from tokentui.core.attribution import Attribution
+    from tokentui.core.attribution import Attribution, Method
     from tokentui.core.run import Run
     from tokentui.engine.backend import Backend
 
@@ -297,7 +297,6 @@ def attribute_job(
     from tokentui.core import attribution
     from tokentui.engine import jobs
     from tokentui.engine.events import Attributed, AttributionProgress
-    from tokentui.store.export import attribution_rows, json_text, write_file
 
     m = attribution.method(method)
     # a chunk of positions takes up to a minute on a CPU: Ctrl-C says at once that it stops after
@@ -317,16 +316,45 @@ def attribute_job(
         with ctrl_c_sets(job.cancel):
             line(progress_text(0, len(positions), m.label, 0.0))  # (from here Ctrl-C stops after a chunk)
             jobs.drive(job, autosave(cache_dir), show)
-    except KeyboardInterrupt:  # a second Ctrl-C (or one that could not be redirected: not the main thread)
+        rec = ended[-1].record if ended else None
+        if line.tty and job.cancel.is_set():
+            sys.stderr.write("\n")
+        if rec is None:
+            interrupted("interrupted before any position was attributed: nothing saved")
+        _say_if_steered(run, branch, rec.positions)
+        path = save_to_cache(run, cache_dir)
+    except KeyboardInterrupt:
+        # a second Ctrl-C: in the job, or just after it (the first one can end it at once, and from
+        # there a Ctrl-C is Python's again: a trial's landed here and was called "before anything was
+        # attributed"); or one that could not be redirected (not the main thread)
         threading.Event.set(job.cancel)  # (StopThenInterrupt.set would raise again)
+        if ended and ended[-1].record is not None:  # (the autosave had kept it when `show` got it)
+            interrupted(f"interrupted at once: the positions attributed are saved with run {sanitize(run.id)}")
         interrupted("interrupted at once: nothing saved")
-    rec = ended[-1].record if ended else None
-    if line.tty and job.cancel.is_set():
-        sys.stderr.write("\n")
-    if rec is None:
-        interrupted("interrupted before any position was attributed: nothing saved")
-    _say_if_steered(run, branch, rec.positions)
-    path = save_to_cache(run, cache_dir)
+    try:
+        _print_record(run, rec, m, positions, branch, ended[-1].seconds, path, job.cancel.is_set(), as_json,
+                      out, force)  # fmt: skip
+    except KeyboardInterrupt:
+        interrupted(f"interrupted: run {sanitize(run.id)} is saved with the positions attributed")
+
+
+def _print_record(
+    run: Run,
+    rec: Attribution,
+    m: Method,
+    positions: list[int],
+    branch: int,
+    seconds: float,
+    path: Path,
+    cancelled: bool,
+    as_json: bool,
+    out: Path | None,
+    force: bool,
+) -> None:
+    """The saved record on standard output (a table, or JSONL), seed 004's JSON in `out`, and the
+    closing line; exit 130 when the job was cancelled."""
+    from tokentui.store.export import attribution_rows, json_text, write_file
+
     stdout = Output()
     if as_json:
         for row in attribution_rows(run, rec):
@@ -339,7 +367,6 @@ def attribute_job(
         index = next(i for i, a in enumerate(run.attributions) if a is rec)
         written = write_file(run, "seed004", out, overwrite=force, attribution=index)
         typer.echo(f"wrote {sanitize(str(written))}", err=True)
-    cancelled = job.cancel.is_set()
     kept = (
         f"{len(rec.positions)} of {counted(len(positions), 'position')}"
         if cancelled
@@ -347,7 +374,7 @@ def attribute_job(
     )
     typer.echo(
         f"run {sanitize(run.id)}: {kept} of branch {branch} attributed by {m.label}"
-        f"{' (cancelled)' if cancelled else ''} in {ended[-1].seconds:.1f} s; saved to {sanitize(str(path))}",
+        f"{' (cancelled)' if cancelled else ''} in {seconds:.1f} s; saved to {sanitize(str(path))}",
         err=as_json,
     )
     if cancelled:

@@ -36,9 +36,15 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(EXIT_ERROR)
 
 
+# Set once a command has said how a Ctrl-C ended it: a further Ctrl-C on the way out (the command's
+# own handlers are gone by then) must add neither a traceback nor a second line (cli.app.main).
+ENDED_BY_CTRL_C = threading.Event()
+
+
 def interrupted(message: str = "interrupted") -> NoReturn:
     """End the command after Ctrl-C: one line on stderr, exit code 130, no traceback."""
     typer.echo(f"tokentui: {message}", err=True)
+    ENDED_BY_CTRL_C.set()
     raise typer.Exit(EXIT_INTERRUPTED)
 
 

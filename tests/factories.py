@@ -186,6 +186,20 @@ def model_config(family: str, vocab: int):
     if family == "roberta":  # positions counted from after the padding id, not from the ids passed
         return T.RobertaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4,
                                max_position_embeddings=514, is_decoder=True, pad_token_id=1, **common)  # fmt: skip
+    if family == "mamba":  # a state, not keys and values; its hidden states start at block 1's output
+        return T.MambaConfig(hidden_size=32, state_size=8, num_hidden_layers=3, expand=2, conv_kernel=4,
+                             pad_token_id=1, **common)  # fmt: skip
+    if family == "gpt_neo":  # local attention in every other layer, declared its own way
+        return T.GPTNeoConfig(hidden_size=32, num_layers=3, num_heads=4, attention_types=[[["global", "local"], 1], [["global"], 1]],
+                              window_size=4, max_position_embeddings=512, **common)  # fmt: skip
+    if family == "gemma3n":  # its blocks carry 4-D states (AltUp's streams)
+        return T.Gemma3nTextConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=[64, 64],
+                                   num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                   layer_types=["sliding_attention", "full_attention"], sliding_window=8,
+                                   num_kv_shared_layers=0, laurel_rank=4, altup_num_inputs=2,
+                                   hidden_size_per_layer_input=4, vocab_size_per_layer_input=vocab,
+                                   activation_sparsity_pattern=[0.0, 0.0], max_position_embeddings=512,
+                                   pad_token_id=1, **common)  # fmt: skip
     raise ValueError(family)
 
 

@@ -491,6 +491,81 @@ def test_a_model_whose_cache_is_no_key_value_cache_is_refused_at_opening(tokeniz
     assert "\n" not in str(e.value)
 
 
+def test_mamba_generates_and_its_lens_reads_each_blocks_output(tokenizer_dir):
+    """A state-space model in transformers 5: its cache is a state whose length cannot be asked
+    (generation crashed on asking it), and its `hidden_states` have no embeddings entry — block 1's
+    output comes first (read as the usual layout, each lens layer showed the next block's values).
+    Greedy tokens equal generate(); every layer's lens equals the final norm and head applied to
+    that block's output, taken here by a hook on the block; a steered generation runs too."""
+    from tests.factories import tiny_loaded
+    from tokentui.core.steering import SteeringSpec
+
+    lm = tiny_loaded(tokenizer_dir, "mamba", head_scale=3.0)
+    model = lm.model
+    b = backend(lm, 1)
+    assert b.hidden_start == 0 and b.no_lens is None
+    run, _ = generate(b, settings(6))
+    ids = run.sequence(0).tolist()
+    prompt = lm.tokenizer(PROMPT)["input_ids"]
+    with torch.inference_mode():
+        want = model.generate(torch.tensor([prompt]), max_new_tokens=6, do_sample=False)[0].tolist()
+    assert ids == want
+    blocks, outs = model.backbone.layers, {}
+    handles = [blk.register_forward_hook(lambda _m, _i, o, i=i: outs.__setitem__(i, o)) for i, blk in enumerate(blocks)]
+    with torch.inference_mode():
+        try:
+            logits = model(torch.tensor([ids])).logits[0].float()
+        finally:
+            for h in handles:
+                h.remove()
+        hidden = [(o[0] if isinstance(o, tuple) else o)[0] for o in (outs[i] for i in range(len(blocks) - 1))]
+        per_layer = [model.lm_head(model.backbone.norm_f(h)).float() for h in hidden]
+    logp = torch.stack([torch.log_softmax(x, -1) for x in [*per_layer, logits]])  # [L, T, V]
+    entropy = -(logp.exp() * logp).sum(-1)
+    got = np.concatenate([run.prompt.col("layer_entropy"), run.branch(0).steps.col("layer_entropy")]).astype(float)
+    np.testing.assert_allclose(got[1:], entropy[:, :-1].T.numpy(), rtol=2e-3, atol=2e-3)
+    # steered, with a weight per position (its hook needs each forward's first position, which
+    # the cache cannot tell): the tokens of generate() under the same addition by hand
+    vector = torch.linspace(-1, 1, 32)
+    spec = SteeringSpec(vector.numpy(), layers=(1,), weights=(1.0,), scale=2.0, position_weights=(0.0,) * 3 + (1.0,))
+    job = jobs.Generate(b, PROMPT, GenerationSettings(SamplingParams(max_new_tokens=4), k=4), steering=spec)
+    list(job)
+
+    def add(_m, _i, out):
+        h = out[0] if isinstance(out, tuple) else out
+        start = add.seen
+        add.seen += h.shape[1]
+        w = torch.tensor([0.0 if p < 3 else 1.0 for p in range(start, start + h.shape[1])])
+        h = h + 2.0 * w[None, :, None] * vector
+        return (h, *out[1:]) if isinstance(out, tuple) else h
+
+    add.seen = 0
+    handle = blocks[0].register_forward_hook(add)
+    try:
+        with torch.inference_mode():
+            want = model.generate(torch.tensor([prompt]), max_new_tokens=4, do_sample=False)[0].tolist()
+    finally:
+        handle.remove()
+    assert job.run is not None and job.run.sequence(0).tolist() == want
+
+
+def test_blocks_with_states_the_lens_cannot_read_turn_the_lens_off(tokenizer_dir):
+    """Gemma 3n's blocks carry AltUp's streams, 4-D states: the lens crashed on them ("could not
+    broadcast") and so did every generate and score. The check at opening turns the lens off,
+    saying why; scoring works and equals a plain forward."""
+    from tests.factories import tiny_loaded
+
+    lm = tiny_loaded(tokenizer_dir, "gemma3n")
+    b = backend(lm, 32)
+    assert b.lens_chunk == 0 and "blocks output 4-D states" in (b.no_lens or "")
+    ids = lm.tokenizer(PROMPT)["input_ids"]
+    run = b.score_ids(ids, 4, PROMPT, settings())
+    with torch.inference_mode():
+        logp = torch.log_softmax(lm.model(torch.tensor([ids])).logits[0].float(), -1)
+    want = logp[:-1].gather(-1, torch.tensor(ids[1:])[:, None])[:, 0]
+    np.testing.assert_allclose(run.prompt.col("logprob")[1:], want.numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_a_head_the_lens_does_not_know_turns_the_lens_off(tokenizer_dir):
     """ModernBERT's decoder puts a prediction head (dense, activation, norm) between its final norm
     and the unembedding: the lens without it was wrong at every layer (a trial's). The check at

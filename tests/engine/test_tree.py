@@ -227,6 +227,34 @@ def test_alibi_models_fall_back_and_match(tokenizer_dir):
     assert_matches(run, events, ref, len(run.prompt))
 
 
+def test_gpt_neos_local_layers_fall_back_and_match(tokenizer_dir):
+    """GPT-Neo declares its local-window layers in `attention_layers`, not `layer_types`, and keeps
+    a plain cache: on the shared buffer its window counted buffer slots, not a node's path (a
+    trial's nodes had p 0.123 for 0.027). It falls back, and matches."""
+    from tests.factories import tiny_loaded
+
+    lm = tiny_loaded(tokenizer_dir, "gpt_neo", head_scale=3.0)
+    params = TreeParams(0.05, 0.5, soft_queue_limit=4, max_depth=6, max_completed_paths=40, max_nodes=60)
+    run, events, s = search(lm, params, prompt="def f")  # (short: a path is in its window, its slots are not)
+    assert s.cache is None and any(isinstance(e, Progress) and "local window" in e.message for e in events)
+    ref = reference(lm.model, run.prompt.col("token_id").tolist(), params, set())
+    assert_matches(run, events, ref, len(run.prompt))
+
+
+def test_a_state_space_model_grows_a_tree_over_copied_states(tokenizer_dir):
+    """Mamba's cache is a state (no positions to share or crop): every node forwards over a copy of
+    its parent's state, and the tree equals the reference (a trial's `tree` crashed asking the
+    state its length)."""
+    from tests.factories import tiny_loaded
+
+    lm = tiny_loaded(tokenizer_dir, "mamba", head_scale=3.0)
+    params = TreeParams(0.05, 0.5, soft_queue_limit=4, max_depth=3, max_completed_paths=20, max_nodes=25)
+    run, events, s = search(lm, params)
+    assert s.cache is None
+    ref = reference(lm.model, run.prompt.col("token_id").tolist(), params, set())
+    assert_matches(run, events, ref, len(run.prompt))
+
+
 def test_eager_attention_takes_the_float_mask(peaked):
     lm = peaked("gpt_neox")
     model = copy.deepcopy(lm.model)

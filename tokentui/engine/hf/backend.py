@@ -37,7 +37,7 @@ from tokentui.engine.capabilities import Capabilities
 from tokentui.engine.errors import EngineError, ModelLoadError
 from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, Progress, RunStarted, StepEvent
 from tokentui.engine.hf.arch import LensParts, attention_entropies, attention_modules, context_length
-from tokentui.engine.hf.kv_cache import CachePool
+from tokentui.engine.hf.kv_cache import CachePool, cache_length
 from tokentui.engine.hf.loading import LoadedModel, check_lens_precision, load_model, no_chat_template
 from tokentui.engine.hf.measures import (
     LensInputs,
@@ -54,18 +54,13 @@ from tokentui.engine.hf.measures import (
     token_values,
 )
 from tokentui.engine.hf.sampling import choose, make_generator
-from tokentui.engine.hf.selfcheck import cached_decoding_problem, lens_problem, probe_ids
+from tokentui.engine.hf.selfcheck import cached_decoding_problem, hidden_states_start, lens_problem, probe_ids
 from tokentui.engine.hf.steering import Steerer
 
 TEACHER_FORCED_ELEMENTS = 1 << 20  # log-probs scored at once when teacher forcing (4 MB of float32)
 # prompt positions lensed between two progress reports and cancel checks (SmolLM2 on 2 CPU cores:
 # ~3 s; a GPU: milliseconds)
 PROMPT_LENS_POSITIONS = 64
-
-
-def _cache_length(cache) -> int:
-    """Positions a KV cache holds: the absolute position of the next forward's first token."""
-    return int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
 
 
 def cache_of(out):
@@ -112,6 +107,10 @@ class HFBackend:
         # (the lens check only where the lens will run: --lens-chunk 0 and a comparison's pair skip it)
         checked = lens_problem(self.model, cast(LensParts, lm.lens), ids) if lens_chunk > 0 else None
         no_lens = lm.lens if isinstance(lm.lens, str) else checked
+        # where the forward's hidden states hold layer 1 (`block_outputs`)
+        self.hidden_start = 1
+        if no_lens is None and lens_chunk > 0:
+            self.hidden_start, no_lens = hidden_states_start(self.model, ids)
         if no_lens is not None:  # a model without a lens (its final norm or its head unknown): off
             self.no_lens: str | None = no_lens
             self.capabilities = replace(self.capabilities, lens=False, reasons=(("lens", no_lens),))
@@ -128,6 +127,10 @@ class HFBackend:
         self.info = ModelInfo(
             lm.model_name or lm.spec, lm.device, lm.dtype, lm.n_layers, lm.vocab_size, self.context, lm.notes
         )
+
+    def block_outputs(self, hidden_states) -> tuple:
+        """The outputs of blocks 1…L−1 (the lens's layers) among a forward's `hidden_states`."""
+        return tuple(hidden_states[self.hidden_start : self.hidden_start + self.lm.n_layers - 1])
 
     # --- prompts and runs -------------------------------------------------------------------
     def encode_prompt(self, prompt: str, chat: bool = False) -> tuple[list[int], str | None]:
@@ -243,15 +246,20 @@ class HFBackend:
         use_cache: bool = True,
         steer: Steerer | None = None,
         attention: bool = False,
+        start: int | None = None,
         **extra,
     ):
         """One forward; `extra`: more model arguments (a tree search's mask and position ids).
-        `steer`: its hooks are on the blocks for this forward only (the input's first position is
-        the cache's length). `attention`: in eager attention, with `out.attention_entropy`
-        [queries, L] (nats)."""
+        `steer`: its hooks are on the blocks for this forward only, the input's first position
+        `start` (default: the cache's length; a cache that holds a state, not positions, needs it
+        given). `attention`: in eager attention, with `out.attention_entropy` [queries, L] (nats)."""
         args = dict(input_ids=ids, use_cache=use_cache, output_hidden_states=self.lens_chunk > 0)
+        if steer is not None and start is None:
+            start = cache_length(cache)
+            if start is None:
+                raise EngineError(f"steering: {type(self.model).__name__}'s cache does not say how long it is")
         try:
-            with nullcontext() if steer is None else steer.applied(_cache_length(cache)):
+            with nullcontext() if steer is None else steer.applied(start or 0):
                 if not attention:
                     return self.model(**args, **{self._cache_kw: cache}, **extra)
                 with attention_entropies(self.model) as rows:
@@ -297,7 +305,7 @@ class HFBackend:
         lensed = None
         hs = out.hidden_states
         if n_layers > 1 and hs is not None:
-            hidden = torch.stack([h[0, :-1] for h in hs[1:-1]], dim=1)  # [n, L-1, d]
+            hidden = torch.stack([h[0, :-1] for h in self.block_outputs(hs)], dim=1)  # [n, L-1, d]
             names = set(run.layout.names)
             chunks: list[dict[str, torch.Tensor]] = []
             step = lens_positions(PROMPT_LENS_POSITIONS, n_layers - 1)
@@ -504,7 +512,8 @@ class HFBackend:
                     break
                 if out is None:
                     assert pending is not None
-                    out = self._forward(pending, cache, steer=steer, attention=attention)
+                    out = self._forward(pending, cache, steer=steer, attention=attention,
+                                        start=branch.end - pending.shape[-1])  # fmt: skip
                 cache = cache_of(out)
                 logits = out.logits[0, -1].float()
                 logp = torch.log_softmax(logits, -1)
@@ -517,7 +526,7 @@ class HFBackend:
                 x = TokenInputs(logp[None], chosen.view(1), slp.view(1).float(), k)
                 lensed = hid = None
                 if n_layers > 1 and chunk > 0:
-                    hid = torch.stack([h[0, -1] for h in out.hidden_states[1:-1]])  # [L-1, d]
+                    hid = torch.stack([h[0, -1] for h in self.block_outputs(out.hidden_states)])  # [L-1, d]
                     if chunk == 1:
                         inputs = self.lens_inputs(run, chosen.view(1), logp[None])
                         lensed = lens_values(self.lens, hid[None], inputs, names)
@@ -560,8 +569,8 @@ class HFBackend:
             branch.status = status
             ev = self._flush_lens(run, branch, lens_buf, lens_start) if lens_buf else None
             seq = run.sequence(branch.id)
-            if cache is not None and status != "error":
-                covered = cache.get_seq_length() if hasattr(cache, "get_seq_length") else 0
+            covered = cache_length(cache) if status != "error" else None
+            if cache is not None and covered is not None:  # (a state-space model's state: not reusable)
                 self.caches.put((run.id, branch.id), cache, seq[:covered], "" if steer is None else steer.key)
         if ev is not None:
             yield ev

@@ -14,6 +14,20 @@ from collections import OrderedDict
 import numpy as np
 
 
+def cache_length(cache) -> int | None:
+    """Positions a KV cache holds (0 for none), or None when the cache holds a state that does not
+    count positions: a state-space model's (Mamba's in transformers 5 is a DynamicCache of
+    LinearAttention layers, whose `get_seq_length` raises; a trial found generation crash on it)."""
+    if cache is None:
+        return 0
+    if not hasattr(cache, "get_seq_length"):
+        return None
+    try:
+        return int(cache.get_seq_length())
+    except (ValueError, NotImplementedError):
+        return None
+
+
 def fork_cache(cache, keep: int):
     """A cache holding only the first `keep` positions of `cache`, or None if that can't be done."""
     from transformers.cache_utils import DynamicCache, DynamicLayer
@@ -22,8 +36,8 @@ def fork_cache(cache, keep: int):
         return None
     if any(type(layer) is not DynamicLayer for layer in cache.layers):
         return None
-    have = cache.get_seq_length()
-    if keep > have:
+    have = cache_length(cache)
+    if have is None or keep > have:
         return None
     new = copy.copy(cache)
     new.layers = [copy.copy(layer) for layer in cache.layers]

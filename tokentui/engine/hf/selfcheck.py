@@ -8,7 +8,11 @@
 - The logit lens: applied to the last block's output, the final norm and unembedding tokentui
   found (`arch.lens_parts`) must give the model's own logits. A head that holds more (ModernBERT's
   prediction head, a soft-cap under a name tokentui does not know) would make every lens layer
-  wrong: the lens is then off, saying why.
+  wrong: the lens is then off, saying why. And the lens reads layers 1…L−1 from the forward's
+  `hidden_states`, which must hold those blocks' outputs where it looks: after the embeddings'
+  output (the usual), or first (Mamba's in transformers 5 has no embeddings entry: read as the
+  usual, every layer showed the next one's values). Anything else (Gemma 3n's 4-D states crashed
+  the lens) turns the lens off, saying why.
 
 A forward that fails here proves nothing either way: the check is skipped (the real work reports
 its own error). The tolerance is relative to the logits' largest magnitude: half precision on a
@@ -97,3 +101,51 @@ def lens_problem(model: Any, parts: LensParts, ids: torch.Tensor) -> str | None:
         f"no logit lens: the final norm and unembedding tokentui found do not give {type(model).__name__}'s own "
         f"logits from its last block (off by {off:.3g}): its head holds more"
     )
+
+
+def hidden_states_start(model: Any, ids: torch.Tensor) -> tuple[int, str | None]:
+    """Where the forward's `hidden_states` hold block 1's output — 1 (the embeddings' output comes
+    first) or 0 — with blocks 2…L−1 after it; or why they do not (then the lens is off). (1, None)
+    when the check cannot run (no block list found, a forward that fails): the usual place."""
+    from tokentui.engine.hf.steering import decoder_blocks
+
+    try:
+        blocks = decoder_blocks(model)
+    except EngineError:
+        return 1, None
+    if len(blocks) < 2:
+        return 1, None  # (one layer: the lens has no layer before the last to read)
+    seen: dict[int, Any] = {}
+    handles = [
+        b.register_forward_hook(lambda _m, _i, out, i=i: seen.__setitem__(i, out)) for i, b in enumerate(blocks[:-1])
+    ]
+    try:
+        with torch.inference_mode():
+            hs = model(input_ids=ids, use_cache=False, output_hidden_states=True).hidden_states
+    except _FAILURES:
+        return 1, None
+    finally:
+        for h in handles:
+            h.remove()
+    got = [o[0] if isinstance(o, (tuple, list)) else o for o in (seen.get(i) for i in range(len(blocks) - 1))]
+    outs = [o for o in got if isinstance(o, torch.Tensor)]
+    if not hs or len(outs) != len(got):
+        return 1, None
+
+    def holds_from(start: int) -> bool:
+        if len(hs) < start + len(outs):
+            return False
+        return all(
+            isinstance(h, torch.Tensor) and h.shape == o.shape and bool(torch.equal(h, o))
+            for h, o in zip(hs[start : start + len(outs)], outs)
+        )
+
+    name = type(model).__name__
+    odd = next((o for o in outs if o.dim() != 3), None)  # (the lens reads [batch, positions, width])
+    if odd is not None:
+        shape = " × ".join(str(x) for x in odd.shape)
+        return 1, f"no logit lens: {name}'s blocks output {odd.dim()}-D states ({shape}), not one vector per position"
+    for start in (1, 0):
+        if holds_from(start):
+            return start, None
+    return 1, f"no logit lens: {name}'s hidden states ({len(hs)}) are not its blocks' outputs one after the other"

@@ -60,7 +60,7 @@ from tokentui.engine.events import (
     apply_tree_progress,
 )
 from tokentui.engine.hf.backend import HFBackend, cache_of
-from tokentui.engine.hf.kv_cache import fork_cache
+from tokentui.engine.hf.kv_cache import cache_length, fork_cache
 from tokentui.engine.hf.measures import (
     Packer,
     TokenInputs,
@@ -139,6 +139,9 @@ def tree_attention_problem(model: Any, cache: Any) -> str | None:
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     if any(t != "full_attention" for t in (getattr(cfg, "layer_types", None) or ())):
         return "some of its layers attend through a sliding window"
+    if "local" in (getattr(cfg, "attention_layers", None) or ()):  # GPT-Neo's way of saying so: its
+        # local window counts the buffer's slots, not a node's path (a trial's tree was wrong past it)
+        return "some of its layers attend through a local window"
     if getattr(cfg, "alibi", False) or getattr(cfg, "model_type", None) in ALIBI_FAMILIES:
         return "its ALiBi position bias is built from a padding mask, not a tree's"
     if getattr(cfg, "model_type", None) in OWN_POSITION_FAMILIES:
@@ -255,7 +258,7 @@ class TreeSearch:
         cache = cache_of(out)
         root.logits = out.logits[0, -1].clone()  # (a view would keep every prompt position's logits)
         if self.lens_on:
-            root.hidden = torch.stack([h[0, -1] for h in out.hidden_states[1:-1]])  # [L-1, d]
+            root.hidden = torch.stack([h[0, -1] for h in b.block_outputs(out.hidden_states)])  # [L-1, d]
         if self.attention:
             root.attn = out.attention_entropy[-1]
         if not hasattr(cache, "get_seq_length"):  # (xLSTM's: a state, not keys and values to copy per node)
@@ -503,7 +506,7 @@ class TreeSearch:
         out = b._forward(ids, self.cache, attention=self.attention, attention_mask=mask, position_ids=positions)
         hidden = None
         if self.lens_on:
-            hidden = torch.stack([h[0] for h in out.hidden_states[1:-1]], dim=1)  # [n, L-1, d]
+            hidden = torch.stack([h[0] for h in b.block_outputs(out.hidden_states)], dim=1)  # [n, L-1, d]
         for i, n in enumerate(todo):
             n.logits = out.logits[0, i]
             if hidden is not None:
@@ -518,13 +521,13 @@ class TreeSearch:
         for child in children:
             if self._finishes(child):
                 continue
-            length = node.cache.get_seq_length()
-            cache = fork_cache(node.cache, length) or copy.deepcopy(node.cache)
+            length = cache_length(node.cache)  # (None: a state-space model's state, copied whole)
+            cache = (fork_cache(node.cache, length) if length is not None else None) or copy.deepcopy(node.cache)
             out = b._forward(torch.tensor([[child.token]], device=b.device), cache, attention=self.attention)
             child.cache = cache_of(out)
             child.logits = out.logits[0, -1]
             if self.lens_on:
-                child.hidden = torch.stack([h[0, -1] for h in out.hidden_states[1:-1]])
+                child.hidden = torch.stack([h[0, -1] for h in b.block_outputs(out.hidden_states)])
             if self.attention:
                 child.attn = out.attention_entropy[-1]
 

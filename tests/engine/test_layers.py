@@ -491,6 +491,31 @@ def test_a_model_whose_cache_is_no_key_value_cache_is_refused_at_opening(tokeniz
     assert "\n" not in str(e.value)
 
 
+def test_a_model_whose_cache_drifts_over_steps_is_refused_at_opening(tokenizer_dir):
+    """Zamba2's cache in transformers 5 drifts from a whole forward a little more at every step: one
+    cached step was within the check's tolerance, and a trial's generated numbers were 0.95 nats
+    from `score`'s. Decoding a few steps, held to float32's own agreement, refuses it; the drift is
+    measured here with plain transformers."""
+    from tests.factories import tiny_loaded
+    from tokentui.engine.errors import ModelLoadError
+    from tokentui.engine.hf.backend import cache_of
+    from tokentui.engine.hf.selfcheck import probe_ids
+
+    lm = tiny_loaded(tokenizer_dir, "zamba2")
+    ids = probe_ids(lm.model)
+    with torch.inference_mode():
+        whole = lm.model(input_ids=ids).logits[0]
+        out = lm.model(input_ids=ids[:, :1], use_cache=True)
+        off = 0.0
+        for i in range(1, ids.shape[1]):
+            out = lm.model(input_ids=ids[:, i : i + 1], use_cache=True, cache=cache_of(out))
+            off = max(off, float((out.logits[0, -1] - whole[i]).abs().max()))
+    assert off > 1e-4 * float(whole.abs().max())
+    with pytest.raises(ModelLoadError, match="cannot decode this model: decoding with its cache gives other logits"):
+        HFBackend(lm)
+    HFBackend(tiny_loaded(tokenizer_dir, "llama"))  # (a sound cache passes)
+
+
 def test_mamba_generates_and_its_lens_reads_each_blocks_output(tokenizer_dir):
     """A state-space model in transformers 5: its cache is a state whose length cannot be asked
     (generation crashed on asking it), and its `hidden_states` have no embeddings entry — block 1's

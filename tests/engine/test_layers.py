@@ -491,6 +491,30 @@ def test_a_model_whose_cache_is_no_key_value_cache_is_refused_at_opening(tokeniz
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize(("family", "scale"), [("cohere", lambda c: c.logit_scale), ("granite",
+                                                                                 lambda c: 1 / c.logits_scaling)])  # fmt: skip
+def test_families_that_scale_their_logits_are_lensed_with_the_scale(tokenizer_dir, family, scale):
+    """Cohere multiplies its logits by `logit_scale`, Granite divides them by `logits_scaling`: the
+    lens without it was off by hundreds, and the opening check turned it off for these families.
+    Every layer's lens equals the final norm, the head and that scale, written out here."""
+    from tests.factories import tiny_loaded
+
+    lm = tiny_loaded(tokenizer_dir, family)
+    model = lm.model
+    b = backend(lm, 32)
+    assert b.no_lens is None
+    ids = lm.tokenizer(PROMPT)["input_ids"]
+    run = b.score_ids(ids, 6, PROMPT, settings())
+    norm = model.get_decoder().norm
+    with torch.inference_mode():
+        out = model(torch.tensor([ids]), output_hidden_states=True)
+        logp = torch.stack([torch.log_softmax(model.lm_head(norm(h[0])).float() * scale(model.config), -1)
+                            for h in out.hidden_states[1:-1]] + [torch.log_softmax(out.logits[0].float(), -1)])  # fmt: skip
+    entropy = -(logp.exp() * logp).sum(-1)  # [L, T]
+    got = run.prompt.col("layer_entropy").astype(np.float64)
+    np.testing.assert_allclose(got[1:], entropy[:, :-1].T.numpy(), rtol=2e-3, atol=2e-3)
+
+
 def test_a_model_whose_cache_drifts_over_steps_is_refused_at_opening(tokenizer_dir):
     """Zamba2's cache in transformers 5 drifts from a whole forward a little more at every step: one
     cached step was within the check's tolerance, and a trial's generated numbers were 0.95 nats

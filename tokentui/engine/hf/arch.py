@@ -38,6 +38,7 @@ class LensParts:
     bias: torch.Tensor | None
     softcap: float | None
     n_layers: int
+    scale: float = 1.0  # the logits' multiplier before the soft-cap (Cohere's logit_scale, 1/Granite's logits_scaling)
 
     @property
     def precision(self) -> str:
@@ -51,6 +52,8 @@ class LensParts:
         """Normed states [N, d] → float32 logits [N, stop-start] of vocabulary ids start..stop-1."""
         bias = None if self.bias is None else self.bias[start:stop]
         out = torch.nn.functional.linear(normed, self.weight[start:stop], bias).float()
+        if self.scale != 1.0:
+            out = out * self.scale
         if self.softcap:
             out = torch.tanh(out / self.softcap) * self.softcap
         return out
@@ -63,6 +66,8 @@ class LensParts:
         if self.bias is not None:
             out = out + self.bias[safe][:, None, :]
         out = out.float()
+        if self.scale != 1.0:
+            out = out * self.scale
         if self.softcap:
             out = torch.tanh(out / self.softcap) * self.softcap
         return out
@@ -136,7 +141,20 @@ def lens_parts(model: Any) -> LensParts | str:
         return f"no logit lens: {type(model).__name__} has no output embedding tokentui can use"
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     softcap = next((getattr(cfg, n) for n in SOFTCAP_NAMES if getattr(cfg, n, None)), None)
-    return LensParts(norm, head.weight, getattr(head, "bias", None), softcap, layer_count(model))
+    return LensParts(norm, head.weight, getattr(head, "bias", None), softcap, layer_count(model), logit_scale(cfg))
+
+
+def logit_scale(cfg: Any) -> float:
+    """What the model multiplies its logits by after the unembedding: Cohere's `logit_scale`, the
+    inverse of Granite's `logits_scaling` (without it the opening check found the lens off by
+    hundreds, and turned it off for these families)."""
+    scale = getattr(cfg, "logit_scale", None)
+    if isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0:
+        return float(scale)
+    divide = getattr(cfg, "logits_scaling", None)
+    if isinstance(divide, (int, float)) and not isinstance(divide, bool) and divide > 0:
+        return 1.0 / float(divide)
+    return 1.0
 
 
 def layer_count(model: Any) -> int:

@@ -515,6 +515,17 @@ def test_families_that_scale_their_logits_are_lensed_with_the_scale(tokenizer_di
     np.testing.assert_allclose(got[1:], entropy[:, :-1].T.numpy(), rtol=2e-3, atol=2e-3)
 
 
+def test_attention_entropy_of_a_hybrid_is_refused_in_words(tokenizer_dir):
+    """A hybrid (LFM2 here; Jamba, Qwen3-Next) has attention in some layers only: the per-layer
+    measure was refused as "found 1 attention modules on …, expected 3"; it says what it means."""
+    from tests.factories import tiny_loaded
+    from tokentui.engine.errors import EngineError
+
+    lm = tiny_loaded(tokenizer_dir, "lfm2", layer_types=["conv", "full_attention", "conv"])
+    with pytest.raises(EngineError, match="Lfm2ForCausalLM has attention in 1 of its 3 layers"):
+        generate(backend(lm, 0), settings(2, attention=True))
+
+
 def test_a_model_whose_cache_drifts_over_steps_is_refused_at_opening(tokenizer_dir):
     """Zamba2's cache in transformers 5 drifts from a whole forward a little more at every step: one
     cached step was within the check's tolerance, and a trial's generated numbers were 0.95 nats

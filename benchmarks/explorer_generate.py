@@ -5,7 +5,7 @@ tokens per second printed with their ratio. The explorer's side is timed from ct
 generation's end as the app sees it; the job's from its start to its last event. Both make the
 same tokens (greedy; asserted).
 
-    python benchmarks/explorer_generate.py [--model smollm2] [--tokens 200] [--repeats 3]
+    python benchmarks/explorer_generate.py [--model smollm2] [--chat] [--tokens 200] [--repeats 3]
 
 On a small model the per-token forward is short, so the UI's share of the interpreter shows most;
 on a GPU server's model the forward dominates and the ratio nears 1.
@@ -29,8 +29,11 @@ from tokentui.core.params import GenerationSettings, SamplingParams  # noqa: E40
 PROMPT = "Write a long story about a lighthouse keeper and the sea."
 
 
+CHAT = False  # (--chat: the prompt in the model's chat template; SmolLM2 answers it at length)
+
+
 def settings(tokens: int) -> GenerationSettings:
-    return GenerationSettings(sampling=SamplingParams(temperature=0.0, max_new_tokens=tokens))
+    return GenerationSettings(sampling=SamplingParams(temperature=0.0, max_new_tokens=tokens), chat=CHAT)
 
 
 def job_alone(backend, tokens: int) -> tuple[float, list[int]]:
@@ -69,7 +72,10 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--size", default="120x40", help="the headless terminal, columns x rows")
+    ap.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
     args = ap.parse_args()
+    global CHAT
+    CHAT = args.chat
     size = tuple(int(x) for x in args.size.split("x"))
     os.environ.setdefault("TOKENTUI_CACHE_DIR", tempfile.mkdtemp(prefix="tokentui-bench-"))
     from tokentui.engine.backend import ModelSpec

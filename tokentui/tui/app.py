@@ -64,6 +64,11 @@ if TYPE_CHECKING:
 
 
 TREE_WHILE_SEARCHING = 0.5  # seconds between the tree pane's updates while a search runs
+# How often streamed tokens reach the screen. Every update redraws the stream, the side panes on
+# the newest token and the status bar (~35 ms of compositing at 120×40), in the interpreter the
+# generation runs in: at 20 a second SmolLM2 generated at 0.56× its speed without the explorer on
+# 2 CPU cores, at 8 at 0.68× (benchmarks/explorer_generate.py). Keys are answered at once.
+STREAM_UPDATES_PER_SECOND = 8
 
 
 class TokentuiApp(
@@ -218,7 +223,7 @@ class TokentuiApp(
             if self.session.model is not None
             else "prompt · a replay, no model loaded"
         )
-        self.set_interval(1 / 20, self._apply_streamed)
+        self.set_interval(1 / STREAM_UPDATES_PER_SECOND, self._apply_streamed)
         if self.run_obj is not None:
             self.stream.border_title = f"tokens · laying out {self.run_obj.total_steps():,} tokens …"
             self.call_after_refresh(self._open_first_branch)
@@ -423,7 +428,7 @@ class TokentuiApp(
 
     def _apply_streamed(self) -> None:
         """Apply streamed tokens, a search's new nodes and the status of the events since the last
-        frame, at most ~20 times a second. A search's nodes reach the tree pane twice a second
+        update, STREAM_UPDATES_PER_SECOND times a second. A search's nodes reach the tree pane twice a second
         (Textual's tree lays out all its lines again after an addition: done 20 times a second,
         with the panes redrawn for nodes off the branch on show, that was most of the explorer's
         time in a search of thousands of nodes)."""

@@ -293,6 +293,23 @@ def test_seed_003s_own_kl_script_reads_a_dataset_collection_and_agrees_with_comp
     assert seed == {other.name: pytest.approx(abs(overall["item_mean_kl_estimate"]), abs=1e-5)}
 
 
+def test_a_long_texts_full_text_is_on_its_first_counted_row(cli, tmp_path):
+    """A text over 2,000 characters goes on its branch's first row only (the CSV export's rule),
+    which is a prompt row the stats table does not count: every row of the item had an empty
+    full_text. The table puts it on the item's first counted row."""
+    prompt = "# " + "=" * 2100  # (over 2,000 characters in few of the demo model's tokens)
+    src = tmp_path / "p.txt"
+    _lines(src, [prompt, "import os"])
+    out = tmp_path / "coll"
+    res = cli("batch", "-m", "demo", "--prompts", src, "-n", 3, "--lens-chunk", 0, "--out", out)
+    assert res.exit_code == 0, res.output
+    rows = _read_csv(out / "model_analysis_stats.csv")
+    long_rows = [r for r in rows if r["prompt_id"] == "1"]
+    assert len(long_rows) == 3 and long_rows[0]["full_text"].startswith(cell(prompt))
+    assert [r["full_text"] for r in long_rows[1:]] == ["", ""]
+    assert len({r["full_text"] for r in rows if r["prompt_id"] == "2"}) == 1  # (short: on every row)
+
+
 def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
     src = tmp_path / "p.txt"
     _lines(src, PROMPTS[:3])

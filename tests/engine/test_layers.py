@@ -513,6 +513,9 @@ def test_families_that_scale_their_logits_are_lensed_with_the_scale(tokenizer_di
     entropy = -(logp.exp() * logp).sum(-1)  # [L, T]
     got = run.prompt.col("layer_entropy").astype(np.float64)
     np.testing.assert_allclose(got[1:], entropy[:, :-1].T.numpy(), rtol=2e-3, atol=2e-3)
+    # a field of that name in another family's config that its model does not apply (MPT's
+    # logit_scale): no scale, and the lens stays on
+    assert backend(tiny_loaded(tokenizer_dir, "llama", logit_scale=2.0), 32).no_lens is None
 
 
 def test_attention_entropy_of_a_hybrid_is_refused_in_words(tokenizer_dir):

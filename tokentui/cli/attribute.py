@@ -21,12 +21,12 @@ import typer
 
 from tokentui.cli.options import CacheOpt, ChatOpt, DeviceOpt, DtypeOpt, RemoteOpt
 from tokentui.cli.output import (
-    EXIT_INTERRUPTED,
     Output,
     ProgressLine,
     StopThenInterrupt,
     autosave,
     ctrl_c_sets,
+    exit_interrupted,
     fail,
     interrupted,
     load_ref,
@@ -378,7 +378,7 @@ def _print_record(
         err=as_json,
     )
     if cancelled:
-        raise typer.Exit(EXIT_INTERRUPTED)
+        exit_interrupted()
 
 
 def _say_if_steered(run: Run, branch: int, positions: list[int]) -> None:

@@ -33,13 +33,13 @@ from tokentui.cli.options import (
     generation_options,
 )
 from tokentui.cli.output import (
-    EXIT_INTERRUPTED,
     Output,
     ProgressLine,
     StopThenInterrupt,
     autosave,
     ctrl_c_not_lost,
     ctrl_c_sets,
+    exit_interrupted,
     fail,
     interrupted,
     progress,
@@ -247,7 +247,7 @@ def generate_job(
         out.line(f"\nrun {sanitize(run.id)} ({run.branches[0].status}{rate}) saved to {sanitize(str(path))}")
     out.flush()
     if job.cancel.is_set():
-        raise typer.Exit(EXIT_INTERRUPTED)
+        exit_interrupted()
 
 
 def score(

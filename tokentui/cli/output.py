@@ -44,6 +44,11 @@ ENDED_BY_CTRL_C = threading.Event()
 def interrupted(message: str = "interrupted") -> NoReturn:
     """End the command after Ctrl-C: one line on stderr, exit code 130, no traceback."""
     typer.echo(f"tokentui: {message}", err=True)
+    exit_interrupted()
+
+
+def exit_interrupted() -> NoReturn:
+    """Exit code 130 for a command that has said how a Ctrl-C ended it (its last line)."""
     ENDED_BY_CTRL_C.set()
     raise typer.Exit(EXIT_INTERRUPTED)
 

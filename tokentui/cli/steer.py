@@ -25,12 +25,12 @@ from tokentui.cli.options import (
     generation_options,
 )
 from tokentui.cli.output import (
-    EXIT_INTERRUPTED,
     Output,
     ProgressLine,
     autosave,
     ctrl_c_not_lost,
     ctrl_c_sets,
+    exit_interrupted,
     fail,
     interrupted,
     progress,
@@ -282,7 +282,7 @@ def compare_job(
         typer.echo(
             f"(cancelled before the steered branch: run {sanitize(run.id)} saved to {sanitize(str(path))})", err=True
         )
-        raise typer.Exit(EXIT_INTERRUPTED)
+        exit_interrupted()
     c = compare(run, 1)
     if as_json:
         for rec in comparison_records(run, c):
@@ -298,7 +298,7 @@ def compare_job(
     out.flush()
     if job.cancel.is_set():
         typer.echo("(cancelled: keeping the partial run)", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        exit_interrupted()
 
 
 def _token(run: Run, token_id: int) -> str:

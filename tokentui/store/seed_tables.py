@@ -132,10 +132,16 @@ def stats_rows(run: Run, index: int, model: str, loss_over: str) -> Iterator[dic
     place among the item's counted tokens, from 0, so that rows of prompts of different lengths
     line up (a seed user groups by it); the export's absolute position is `absolute_position`."""
     positions = loss_positions(run, loss_over)
-    counted = (row for row in branch_rows(run, 0) if row["token_position"] + 1 in positions)  # (next = +1)
-    for place, row in enumerate(counted):
-        yield {**row, "prompt_id": index, "token_position": place, "model": model, "run_id": run.id,
+    text = ""  # a long text is on the branch's first row only (a prompt row, not counted): moved to the first counted
+    place = 0
+    for row in branch_rows(run, 0):
+        text = text or row["full_text"]
+        if row["token_position"] + 1 not in positions:  # (token_position is the current token's: next = +1)
+            continue
+        yield {**row, "full_text": row["full_text"] or (text if place == 0 else ""), "prompt_id": index,
+               "token_position": place, "model": model, "run_id": run.id,
                "absolute_position": row["token_position"]}  # fmt: skip
+        place += 1
 
 
 @dataclass

@@ -144,17 +144,30 @@ def lens_parts(model: Any) -> LensParts | str:
     return LensParts(norm, head.weight, getattr(head, "bias", None), softcap, layer_count(model), logit_scale(cfg))
 
 
+# families whose head scales the logits after the unembedding: (config field, multiplies?)
+LOGIT_SCALES = {
+    "cohere": ("logit_scale", True),
+    "cohere2": ("logit_scale", True),
+    "granite": ("logits_scaling", False),
+    "granitemoe": ("logits_scaling", False),
+    "granitemoeshared": ("logits_scaling", False),
+    "granitemoehybrid": ("logits_scaling", False),
+}
+
+
 def logit_scale(cfg: Any) -> float:
     """What the model multiplies its logits by after the unembedding: Cohere's `logit_scale`, the
     inverse of Granite's `logits_scaling` (without it the opening check found the lens off by
-    hundreds, and turned it off for these families)."""
-    scale = getattr(cfg, "logit_scale", None)
-    if isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0:
-        return float(scale)
-    divide = getattr(cfg, "logits_scaling", None)
-    if isinstance(divide, (int, float)) and not isinstance(divide, bool) and divide > 0:
-        return 1.0 / float(divide)
-    return 1.0
+    hundreds, and turned it off for these families). By family: other configs carry fields of
+    these names that their models do not apply (MPT's `logit_scale`)."""
+    known = LOGIT_SCALES.get(str(getattr(cfg, "model_type", "")))
+    if known is None:
+        return 1.0
+    field, multiplies = known
+    value = getattr(cfg, field, None)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        return 1.0
+    return float(value) if multiplies else 1.0 / float(value)
 
 
 def layer_count(model: Any) -> int:
@@ -208,11 +221,13 @@ def attention_modules(model: Any) -> list[tuple[torch.nn.Module, int]]:
     n_layers = layer_count(model)
     if not found:
         raise no_attention_weights(type(model).__name__)
-    if len(found) != n_layers:  # a hybrid (Jamba, LFM2, Qwen3-Next): the measure is one value per layer
+    if len(found) < n_layers:  # a hybrid (Jamba, LFM2, Qwen3-Next): the measure is one value per layer
         raise EngineError(
             f"attention entropy cannot be recorded: {type(model).__name__} has attention in {len(found)} of its "
             f"{n_layers} layers, and the measure is one value per layer (leave --attention-entropy off)"
         )
+    if len(found) > n_layers:
+        raise EngineError(f"found {len(found)} attention modules on {type(model).__name__}, expected {n_layers}")
     return found
 
 

@@ -134,6 +134,8 @@ def tree_attention_problem(model: Any, cache: Any) -> str | None:
     impl = getattr(model.config, "_attn_implementation", None)
     if impl not in TREE_ATTENTION:
         return f"its attention ({impl}) takes no arbitrary mask"
+    if cache_length(cache) is None:
+        return "its cache holds a state, not positions"
     if not isinstance(cache, DynamicCache) or any(type(layer) is not DynamicLayer for layer in cache.layers):
         return f"its cache ({type(cache).__name__}) has sliding-window or other special layers"
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config

@@ -664,3 +664,17 @@ def test_a_soft_cap_under_another_name_is_applied_by_the_lens(tokenizer_dir):
     lm = tiny_loaded(tokenizer_dir, "xlstm")
     assert lm.lens.softcap == 30.0
     assert backend(lm, 32).no_lens is None
+
+
+def test_a_model_that_fails_inside_its_forward_is_a_one_line_error(tokenizer_dir):
+    """xLSTM with 4 heads of 16 fails inside its own recurrent step on a short prompt (transformers
+    5's ValueError "matC_old has wrong shape"; a longer one fails as a RuntimeError): generation
+    ended as "unexpected ValueError … a bug in tokentui". It is the model's failure, said in one
+    line as for any other model error."""
+    from tests.factories import tiny_loaded
+    from tokentui.engine.errors import EngineError
+
+    lm = tiny_loaded(tokenizer_dir, "xlstm", hidden_size=64, embedding_dim=64, num_heads=4)
+    with pytest.raises(EngineError, match=r"the model failed on this input \(\d+ tokens\): matC_old") as e:
+        generate(backend(lm, 0), settings(3), prompt="def f")
+    assert "\n" not in str(e.value)

@@ -268,7 +268,7 @@ class HFBackend:
                 return out
         except torch.cuda.OutOfMemoryError:
             raise EngineError("out of GPU memory (try a shorter text or a smaller model)") from None
-        except (RuntimeError, IndexError) as e:
+        except (RuntimeError, IndexError, ValueError) as e:  # (ValueError: xLSTM's, from inside its forward)
             msg = " ".join(str(e).split())[:200]
             raise EngineError(f"the model failed on this input ({ids.shape[1]} tokens): {msg}") from None
 

@@ -204,6 +204,12 @@ def model_config(family: str, vocab: int):
         return T.CohereConfig(num_key_value_heads=2, logit_scale=0.25, **small)
     if family == "granite":  # divides its logits by logits_scaling
         return T.GraniteConfig(num_key_value_heads=2, logits_scaling=4.0, **small)
+    if family == "jamba":  # Mamba and attention layers, experts
+        return T.JambaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                             intermediate_size=128, num_experts=2, num_experts_per_tok=1, attn_layer_period=2,
+                             attn_layer_offset=1, expert_layer_period=2, expert_layer_offset=1, mamba_d_state=8,
+                             mamba_dt_rank=8, max_position_embeddings=512, pad_token_id=1,
+                             **common)  # fmt: skip
     if family == "zamba2":  # its cache drifts from a whole forward, step after step (transformers 5)
         return T.Zamba2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
                               mamba_d_state=8, mamba_headdim=16, n_mamba_heads=8, layers_block_type=["mamba", "hybrid"],

@@ -14,8 +14,8 @@
   usual, every layer showed the next one's values). Anything else (Gemma 3n's 4-D states crashed
   the lens) turns the lens off, saying why.
 
-A forward that fails here proves nothing either way: the check is skipped (the real work reports
-its own error). The tolerance is relative to the logits' largest magnitude: half precision on a
+A forward without the cache that fails here proves nothing either way: the check is skipped (the
+real work reports its own error); one from the model's own cache, after those ran, refuses it. The tolerance is relative to the logits' largest magnitude: half precision on a
 GPU differs between the two paths by about 1e-3 of it; a wrong model by far more; float32 by
 ~1e-6 (then 1e-4 is the tolerance for decoding).
 """
@@ -86,9 +86,8 @@ def cached_decoding_problem(model: Any, cache_kw: str, ids: torch.Tensor) -> str
             return None
         # the model runs whole but not from its own cache (xLSTM's in transformers 5: every
         # generation ended in a ValueError from inside the model)
-        return (
-            f"a forward from its own cache fails ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
-        )
+        detail = str(e).splitlines()[0][:120] if str(e).strip() else ""
+        return f"a forward from its own cache fails ({type(e).__name__}{': ' + detail if detail else ''})"
     off = _off(torch.stack(steps), whole[ids.shape[1] - len(steps) :], FLOAT32_TOLERANCE if exact else TOLERANCE)
     if off is None:
         return None

@@ -310,6 +310,25 @@ def test_a_long_texts_full_text_is_on_its_first_counted_row(cli, tmp_path):
     assert len({r["full_text"] for r in rows if r["prompt_id"] == "2"}) == 1  # (short: on every row)
 
 
+def test_a_model_tokentui_cannot_decode_fails_a_prompts_batch_once_and_scores_a_dataset(cli, tokenizer_dir, tmp_path):
+    """RWKV's recurrent state is not a cache tokentui can decode with: a batch of prompts says so
+    once for the model (not once per item) and marks its items failed; a dataset, scored
+    teacher-forced in one forward per item, is done."""
+    from tests.conftest import build_model_dir
+
+    rwkv = build_model_dir("rwkv", tokenizer_dir, tmp_path / "rwkv")
+    prompts = tmp_path / "p.txt"
+    _lines(prompts, PROMPTS[:3])
+    res = cli("batch", "-m", rwkv, "--prompts", prompts, "-n", 2, "--out", tmp_path / "gen")
+    assert res.exit_code != 0 and res.stderr.count("cannot generate with this model") == 1, res.output
+    assert {it.status for it in load_collection(tmp_path / "gen").items} == {"failed"}
+    data = tmp_path / "data.jsonl"
+    _lines(data, [json.dumps({"prompt": "def f(x):", "response": " return x"})])
+    res = cli("batch", "-m", rwkv, "--dataset", data, "--out", tmp_path / "scored")
+    assert res.exit_code == 0, res.output
+    assert [it.status for it in load_collection(tmp_path / "scored").items] == ["done"]
+
+
 def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
     src = tmp_path / "p.txt"
     _lines(src, PROMPTS[:3])

@@ -477,18 +477,33 @@ def test_a_twin_of_the_chosen_token_ties_with_it_in_the_lens_rank():
     assert ((lo <= got) & (got <= hi)).all(), (got - hi).max()
 
 
-def test_a_model_whose_cache_is_no_key_value_cache_is_refused_at_opening(tokenizer_dir, tmp_path):
+def _scores_as_a_plain_forward(b: HFBackend, lm) -> None:
+    """`score` of a model tokentui cannot decode: one whole forward, equal to a plain one."""
+    ids = lm.tokenizer(PROMPT)["input_ids"]
+    run = b.score_ids(ids, 4, PROMPT, settings())
+    with torch.inference_mode():
+        logp = torch.log_softmax(lm.model(torch.tensor([ids])).logits[0].float(), -1)
+    want = logp[:-1].gather(-1, torch.tensor(ids[1:])[:, None])[:, 0]
+    np.testing.assert_allclose(run.prompt.col("logprob")[1:], want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_whose_cache_is_no_key_value_cache_cannot_generate_but_scores(tokenizer_dir, tmp_path):
     """RWKV carries a recurrent state, not a key-value cache: decoded as tokentui decodes, each step
     saw the new token alone (a trial's greedy tokens differed from model.generate's, with plausible
-    numbers). Opening it is refused in one line, saying why."""
+    numbers). Generating and growing a tree are refused in one line, saying why; scoring (and what
+    else needs one whole forward: compare, steer-vector) works — it was refused too."""
     from tests.conftest import build_model_dir
-    from tokentui.engine.errors import ModelLoadError
+    from tokentui.engine.errors import EngineError
     from tokentui.engine.hf.loading import load_model
 
     lm = load_model(str(build_model_dir("rwkv", tokenizer_dir, tmp_path / "rwkv")))
-    with pytest.raises(ModelLoadError, match="cannot decode this model: it returns no key-value cache") as e:
-        HFBackend(lm)
+    b = HFBackend(lm)
+    with pytest.raises(EngineError, match="cannot generate with this model: it returns no key-value cache") as e:
+        generate(b, settings(2))
     assert "\n" not in str(e.value)
+    with pytest.raises(EngineError, match="cannot generate with this model"):
+        list(jobs.TreeSearch(b, TreeParams(max_nodes=3), PROMPT, GenerationSettings()))
+    _scores_as_a_plain_forward(b, lm)
 
 
 @pytest.mark.parametrize(("family", "scale"), [("cohere", lambda c: c.logit_scale), ("granite",
@@ -529,13 +544,13 @@ def test_attention_entropy_of_a_hybrid_is_refused_in_words(tokenizer_dir):
         generate(backend(lm, 0), settings(2, attention=True))
 
 
-def test_a_model_whose_cache_drifts_over_steps_is_refused_at_opening(tokenizer_dir):
+def test_a_model_whose_cache_drifts_over_steps_cannot_generate(tokenizer_dir):
     """Zamba2's cache in transformers 5 drifts from a whole forward a little more at every step: one
     cached step was within the check's tolerance, and a trial's generated numbers were 0.95 nats
     from `score`'s. Decoding a few steps, held to float32's own agreement, refuses it; the drift is
     measured here with plain transformers."""
     from tests.factories import tiny_loaded
-    from tokentui.engine.errors import ModelLoadError
+    from tokentui.engine.errors import EngineError
     from tokentui.engine.hf.backend import cache_of
     from tokentui.engine.hf.selfcheck import probe_ids
 
@@ -549,9 +564,13 @@ def test_a_model_whose_cache_drifts_over_steps_is_refused_at_opening(tokenizer_d
             out = lm.model(input_ids=ids[:, i : i + 1], use_cache=True, cache=cache_of(out))
             off = max(off, float((out.logits[0, -1] - whole[i]).abs().max()))
     assert off > 1e-4 * float(whole.abs().max())
-    with pytest.raises(ModelLoadError, match="cannot decode this model: decoding with its cache gives other logits"):
-        HFBackend(lm)
-    HFBackend(tiny_loaded(tokenizer_dir, "llama"))  # (a sound cache passes)
+    b = HFBackend(lm)
+    with pytest.raises(
+        EngineError, match="cannot generate with this model: decoding with its cache gives other logits"
+    ):
+        generate(b, settings(2))
+    _scores_as_a_plain_forward(b, lm)
+    assert HFBackend(tiny_loaded(tokenizer_dir, "llama")).no_decode is None  # (a sound cache passes)
 
 
 def test_a_sound_half_precision_model_is_not_refused_for_its_rounding(tokenizer_dir):

@@ -27,14 +27,14 @@ import torch
 
 from tokentui import __version__
 from tokentui.core.columns import nan_step
-from tokentui.core.display import counted
+from tokentui.core.display import counted, sanitize
 from tokentui.core.params import GenerationSettings, RunError, SamplingParams, TreeParams, check_text
 from tokentui.core.run import Branch, Run, RunMeta, new_run_id, now_iso
 from tokentui.core.steering import SteeringSpec, same_steering
 from tokentui.core.step import Step
 from tokentui.engine.backend import ModelInfo, ModelSpec
 from tokentui.engine.capabilities import Capabilities
-from tokentui.engine.errors import EngineError, ModelLoadError
+from tokentui.engine.errors import EngineError
 from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, Progress, RunStarted, StepEvent
 from tokentui.engine.hf.arch import LensParts, attention_entropies, attention_modules, context_length
 from tokentui.engine.hf.kv_cache import CachePool, cache_length
@@ -90,6 +90,12 @@ class HFBackend:
             progress(backend.no_lens)  # (found by the check at opening; a norm not found, loading said)
         return backend
 
+    def _check_decodes(self) -> None:
+        """Before any work of a job that decodes (generate, continue, branch, tree): refused, in
+        one line, for a model whose cached decoding the check at opening found wrong."""
+        if self.no_decode is not None:
+            raise EngineError(self.no_decode)
+
     def __init__(
         self, lm: LoadedModel, lens_chunk: int = 32, lens_precision: str = "auto", cache_slots: int = 4
     ) -> None:
@@ -101,9 +107,15 @@ class HFBackend:
         # transformers renamed `past_key_values` to `cache` within 5.x (the old name warns, then goes)
         self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         ids = probe_ids(self.model)
+        # a model tokentui cannot decode still scores, compares, steers and attributes a text (one
+        # whole forward each): only generating and growing trees are refused, with this line
         problem = cached_decoding_problem(self.model, self._cache_kw, ids)
-        if problem is not None:
-            raise ModelLoadError(f"{lm.model_name or lm.spec}: tokentui cannot decode this model: {problem}")
+        self.no_decode: str | None = (
+            None
+            if problem is None
+            else f"{sanitize(lm.model_name or lm.spec)}: tokentui cannot generate with this model: {problem} "
+            "(score, compare and steer-vector work: they need no decoding)"
+        )
         # (the lens check only where the lens will run: --lens-chunk 0 and a comparison's pair skip it)
         checked = lens_problem(self.model, cast(LensParts, lm.lens), ids) if lens_chunk > 0 else None
         no_lens = lm.lens if isinstance(lm.lens, str) else checked
@@ -386,6 +398,7 @@ class HFBackend:
         tokens); `steering`: prompt and branch steered (recorded in the metadata and the branch).
         With forced tokens `max_new_tokens` may be 0: the branch is the forced text alone (a tree
         search's guided root)."""
+        self._check_decodes()
         replace(params, max_new_tokens=max(params.max_new_tokens, 1 if forced else 0)).check()
         if run.branches:
             raise RunError("this run already has a root branch; continue or branch it instead")
@@ -413,6 +426,7 @@ class HFBackend:
     ) -> Iterator[Event]:
         """More tokens at the end of a branch, steered as the branch was grown: a steered branch
         needs `steering` to be that same steering; `steering` is ignored for a plain branch."""
+        self._check_decodes()
         params.check()
         branch = run.branch(branch_id)
         if run.length(branch_id) == 0:
@@ -446,6 +460,7 @@ class HFBackend:
         token there afresh), then continue; `steering`: the new branch is steered (its whole
         sequence, prefix included, runs through the steered model: a prefix cached under other
         steering is recomputed)."""
+        self._check_decodes()
         params.check()
         steer = self._steerer(steering)
         bad = [t for t in forced if not 0 <= t < self.lm.vocab_size]
@@ -591,6 +606,7 @@ class HFBackend:
         `run`, or from `position` (default: the end) of the run's `branch`."""
         from tokentui.engine.hf.tree import TreeSearch
 
+        self._check_decodes()
         return TreeSearch(self, run, params, cancel).events(prompt_ids, branch, position)
 
     def attribute(

@@ -478,7 +478,7 @@ def test_a_twin_of_the_chosen_token_ties_with_it_in_the_lens_rank():
 
 
 def _scores_as_a_plain_forward(b: HFBackend, lm) -> None:
-    """`score` of a model tokentui cannot decode: one whole forward, equal to a plain one."""
+    """`score` (one whole forward) of a model that cannot do something else: equal to a plain forward."""
     ids = lm.tokenizer(PROMPT)["input_ids"]
     run = b.score_ids(ids, 4, PROMPT, settings())
     with torch.inference_mode():
@@ -656,12 +656,7 @@ def test_blocks_with_states_the_lens_cannot_read_turn_the_lens_off(tokenizer_dir
     lm = tiny_loaded(tokenizer_dir, "gemma3n")
     b = backend(lm, 32)
     assert b.lens_chunk == 0 and "blocks output 4-D states" in (b.no_lens or "")
-    ids = lm.tokenizer(PROMPT)["input_ids"]
-    run = b.score_ids(ids, 4, PROMPT, settings())
-    with torch.inference_mode():
-        logp = torch.log_softmax(lm.model(torch.tensor([ids])).logits[0].float(), -1)
-    want = logp[:-1].gather(-1, torch.tensor(ids[1:])[:, None])[:, 0]
-    np.testing.assert_allclose(run.prompt.col("logprob")[1:], want.numpy(), rtol=1e-5, atol=1e-5)
+    _scores_as_a_plain_forward(b, lm)
 
 
 def test_a_head_the_lens_does_not_know_turns_the_lens_off(tokenizer_dir):

@@ -475,6 +475,31 @@ async def test_a_model_without_a_lens_says_why_in_the_layer_view_live_and_in_rep
         assert why in " ".join(rendered(app.query_one(LayersPane)).split())
 
 
+async def test_a_model_that_cannot_generate_says_so_once_loaded_and_refuses_generating_keys(tokenizer_dir, tmp_path):
+    """A model tokentui cannot decode (RWKV: a recurrent state, no key-value cache) opens without
+    generation: loading says so, and the keys that grow text are refused by the action table's
+    guard, saying why, before any job starts (the prompt given with --prompt too); the run was left
+    as it was."""
+    from tests.conftest import build_model_dir
+
+    why = "tokentui cannot generate with this model: it returns no key-value cache"
+    app = explorer(model=str(build_model_dir("rwkv", tokenizer_dir, tmp_path / "rwkv")), prompt="def f(x):",
+                   generate_at_once=True, cache_dir=tmp_path / "runs")  # fmt: skip
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="model load")
+        await pilot.pause(0.2)
+        notes = [n.message for n in app._notifications]
+        assert len(notes) == 2 and why in notes[0] and why in notes[1], notes  # (loaded; --prompt refused)
+        app.clear_notifications()
+        for key in ("ctrl+r", "e"):
+            await pilot.press(key)
+            await pilot.pause(0.1)
+            [note] = app._notifications
+            assert why in note.message and note.severity == "warning", note.message
+            assert app.state is AppState.IDLE and app.run_obj is None and not app.screen_stack[1:]
+            app.clear_notifications()
+
+
 def _contrast(a, b) -> float:
     """WCAG contrast ratio of two rich colours."""
 

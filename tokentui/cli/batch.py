@@ -349,9 +349,9 @@ def _run_model(
         check_settings(plan.spec, settings, progress)
         with ctrl_c_not_lost():
             backend = open_backend(plan.spec, progress, settings.chat)  # (no chat template: one line, not every item)
-        no_decode = getattr(backend, "no_decode", None)
-        if no_decode is not None and any(item.response is None for item, _key in plan.todo):
-            raise EngineError(no_decode)  # (prompts to generate from: one line for the model, not one per item)
+        no_generation = backend.capabilities.why_not("generate", backend.kind)
+        if no_generation is not None and any(item.response is None for item, _key in plan.todo):
+            raise EngineError(no_generation)  # (prompts to generate from: one line for the model, not one per item)
     except (EngineError, RunError) as e:
         why = " ".join(str(e).split())[:1000]
         for item, key in plan.todo:

@@ -4,9 +4,10 @@ no KV-cache fork). Standard library only."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 FEATURES = {
+    "generate": "generation (growing a text token by token: generate, branches, trees)",
     "lens": "hidden states for the logit lens",
     "kv_fork": "forking the KV cache (branches reuse their prefix)",
     "gradients": "gradients (attribution)",
@@ -20,6 +21,7 @@ FEATURES = {
 class Capabilities:
     """Which optional operations a backend supports."""
 
+    generate: bool = False  # (without it, a model still scores, compares and attributes a given text)
     lens: bool = False
     kv_fork: bool = False
     gradients: bool = False
@@ -29,6 +31,12 @@ class Capabilities:
     # (feature, why) for a feature this particular model lacks although its kind of source has it
     # (a transformers model whose final norm tokentui cannot find has no lens): said instead
     reasons: tuple[tuple[str, str], ...] = ()
+
+    def without(self, feature: str, why: str) -> Capabilities:
+        """These capabilities less `feature`, which this model lacks for the reason `why`."""
+        if feature not in FEATURES:
+            raise KeyError(feature)
+        return replace(self, **{feature: False}, reasons=(*self.reasons, (feature, why)))
 
     def why_not(self, feature: str, backend: str = "this model source") -> str | None:
         """None when `feature` is supported, else one line saying what is missing."""

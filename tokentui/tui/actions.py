@@ -33,14 +33,15 @@ class ActionSpec:
     priority: bool = False  # works even while typing in an input
     shown_keys: str = ""  # how the help screen writes the keys, when not derived from `keys`
     textual: bool = False  # bound by Textual itself (tab, ctrl+p): listed, not bound again
+    generates: bool = False  # grows text token by token: refused for a model that cannot generate
 
 
 ACTIONS: tuple[ActionSpec, ...] = (
     # generate
     ActionSpec("ctrl+r,f5", "generate", "generate", "new run from the prompt (asks first when the run has branches)",
-               "generate", needs=Needs.MODEL, footer=True),
+               "generate", needs=Needs.MODEL, footer=True, generates=True),
     ActionSpec("c", "continue_branch", "continue", "generate more on the current branch", "generate",
-               needs=Needs.RUN_AND_MODEL, footer=True),
+               needs=Needs.RUN_AND_MODEL, footer=True, generates=True),
     ActionSpec("escape", "cancel", "cancel", "stop generating or attributing after the current token (the partial "
                "branch, the rows done are kept; a branch first gets the lens of its last tokens), or model B's "
                "comparison after its branch; else leave the attribution view; in the prompt: back to the tokens",
@@ -54,7 +55,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "everything generated, branched or scored from then on is compared under both (m: KL, ( ): jumps)",
                "generate", needs=Needs.MODEL),
     ActionSpec("C", "compare_steering", "compare steered", "the prompt generated standard (branch 0) and steered "
-               "(branch 1) as a new run; the cursor goes where they part", "generate", needs=Needs.MODEL),
+               "(branch 1) as a new run; the cursor goes where they part", "generate", needs=Needs.MODEL,
+               generates=True),
     # move (the tokens pane)
     ActionSpec("left,h", "cursor(-1)", "prev token", "previous token", "move", STREAM, shown_keys="← h"),
     ActionSpec("right,l", "cursor(1)", "next token", "next token", "move", STREAM, shown_keys="→ l"),
@@ -80,12 +82,13 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "differ most (top 10% of KL(A‖B))", "move", STREAM, shown_keys=")"),
     # branch
     ActionSpec("1,2,3,4,5,6,7,8,9", "branch_alt({n})", "branch #n", "branch here with alternative n", "branch",
-               needs=Needs.RUN_AND_MODEL, palette=False, shown_keys="1 … 9"),
+               needs=Needs.RUN_AND_MODEL, palette=False, shown_keys="1 … 9", generates=True),
     ActionSpec("r", "resample", "resample", "new branch here sampled afresh with a new seed, this token and every "
                "one after it: the session's sampler, or temperature 1 (its top-k, top-p) when it is greedy — the "
-               "whole branch, not greedy after the first token", "branch", needs=Needs.RUN_AND_MODEL),
+               "whole branch, not greedy after the first token", "branch", needs=Needs.RUN_AND_MODEL,
+               generates=True),
     ActionSpec("t", "branch_text", "branch: text", "branch here with typed text", "branch",
-               needs=Needs.RUN_AND_MODEL),
+               needs=Needs.RUN_AND_MODEL, generates=True),
     ActionSpec("up,k", "select(-1)", "prev alternative", "previous alternative", "branch", ALTERNATIVES,
                shown_keys="↑ k"),
     ActionSpec("down,j", "select(1)", "next alternative", "next alternative", "branch", ALTERNATIVES,
@@ -105,7 +108,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     # tree search
     ActionSpec("e", "grow_tree", "tree", "grow a tree after the token under the cursor (no run yet: from the "
                "prompt) with seed 002's threshold search; a form sets its parameters, escape stops it", "tree",
-               needs=Needs.MODEL, footer=True),
+               needs=Needs.MODEL, footer=True, generates=True),
     ActionSpec("P", "finished_path('most')", "best path", "show the most probable finished path (end of sequence "
                "or the search's max depth) of the tree", "tree", needs=Needs.RUN),
     ActionSpec("U", "finished_path('least')", "worst path", "show the least probable finished path", "tree",

@@ -454,7 +454,7 @@ class TokentuiApp(
         up = self.session.apply(message.event)
         if up.loaded and self.generate_at_once and self.run_obj is None:
             self.generate_at_once = False
-            self.call_later(self.action_generate)  # (asked for: also when a pop-up is up by now)
+            self.call_later(self.run_action, "generate")  # (asked for: also when a pop-up is up; guarded as a key)
         if up.show_branch is not None:
             self.show_branch(up.show_branch, cursor=None)
         if up.tokens:
@@ -493,7 +493,7 @@ class TokentuiApp(
         user is told why (one place for 'when enabled', whether from a key or the palette)."""
         if isinstance(action, str) and default_namespace in (None, self):
             spec = spec_of(action)
-            reason = self.session.why_not(spec.needs) if spec is not None else None
+            reason = self.session.why_not(spec.needs, spec.generates) if spec is not None else None
             if action == "generate" and self.state is AppState.LOADING and self.run_obj is None:
                 # a first start converts a model for tens of seconds: keep the request, not a refusal
                 self.generate_at_once = bool(self.prompt_box.text.strip())

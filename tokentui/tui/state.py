@@ -154,8 +154,9 @@ class Session:
             return self.capabilities.why_not("lens", self.model or "this model source")
         return None
 
-    def why_not(self, needs: Needs) -> str | None:
-        """Why an action that needs `needs` cannot run now, or None when it can."""
+    def why_not(self, needs: Needs, generates: bool = False) -> str | None:
+        """Why an action that needs `needs` cannot run now, or None when it can. `generates`: the
+        action grows text token by token, which a model tokentui cannot decode does not do."""
         if needs in (Needs.RUN, Needs.RUN_AND_MODEL) and self.run is None:
             return "no run yet: type a prompt (i) and generate (ctrl+r)"
         if needs is Needs.SESSION_MODEL and self.state in (AppState.REPLAY, AppState.NO_MODEL):
@@ -173,6 +174,8 @@ class Session:
             }.get(self.state)
             if reason:
                 return reason
+        if generates and self.capabilities is not None:
+            return self.capabilities.why_not("generate", self.model or "this model source")
         return None
 
     # --- engine events ------------------------------------------------------------------------
@@ -217,7 +220,9 @@ class Session:
             self.model_info = f"{ev.model} · {ev.device} · {ev.dtype} · {ev.n_layers} layers"
             self.model_a = ev.model
             up.loaded = True
-            up.notice = "\n".join(ev.notes)  # (what stays true while it is used: said once, not only flashed)
+            cannot = ev.capabilities.why_not("generate", ev.model)
+            notes = (*ev.notes, cannot) if cannot is not None else ev.notes
+            up.notice = "\n".join(notes)  # (what stays true while it is used: said once, not only flashed)
             up.notice_seconds = 20.0  # (read while the first prompt is typed: a few seconds passed unseen)
             if self.loading_b:  # `explore --compare B`: ready once B is loaded too
                 self.state, up.loaded = AppState.LOADING, False

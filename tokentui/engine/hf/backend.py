@@ -75,7 +75,7 @@ class HFBackend:
 
     kind = "hf"
     capabilities = Capabilities(
-        lens=True, kv_fork=True, gradients=True, hooks=True, attention=True, full_distribution=True
+        generate=True, lens=True, kv_fork=True, gradients=True, hooks=True, attention=True, full_distribution=True
     )
 
     @classmethod
@@ -93,8 +93,9 @@ class HFBackend:
     def _check_decodes(self) -> None:
         """Before any work of a job that decodes (generate, continue, branch, tree): refused, in
         one line, for a model whose cached decoding the check at opening found wrong."""
-        if self.no_decode is not None:
-            raise EngineError(self.no_decode)
+        why = self.capabilities.why_not("generate", self.kind)
+        if why is not None:
+            raise EngineError(why)
 
     def __init__(
         self, lm: LoadedModel, lens_chunk: int = 32, lens_precision: str = "auto", cache_slots: int = 4
@@ -110,12 +111,12 @@ class HFBackend:
         # a model tokentui cannot decode still scores, compares, steers and attributes a text (one
         # whole forward each): only generating and growing trees are refused, with this line
         problem = cached_decoding_problem(self.model, self._cache_kw, ids)
-        self.no_decode: str | None = (
-            None
-            if problem is None
-            else f"{sanitize(lm.model_name or lm.spec)}: tokentui cannot generate with this model: {problem} "
-            "(score, compare and steer-vector work: they need no decoding)"
-        )
+        if problem is not None:
+            self.capabilities = self.capabilities.without(
+                "generate",
+                f"{sanitize(lm.model_name or lm.spec)}: tokentui cannot generate with this model: {problem} "
+                "(score, compare and steer-vector work: they need no decoding)",
+            )
         # (the lens check only where the lens will run: --lens-chunk 0 and a comparison's pair skip it)
         checked = lens_problem(self.model, cast(LensParts, lm.lens), ids) if lens_chunk > 0 else None
         no_lens = lm.lens if isinstance(lm.lens, str) else checked
@@ -125,7 +126,7 @@ class HFBackend:
             self.hidden_start, no_lens = hidden_states_start(self.model, ids)
         if no_lens is not None:  # a model without a lens (its final norm or its head unknown): off
             self.no_lens: str | None = no_lens
-            self.capabilities = replace(self.capabilities, lens=False, reasons=(("lens", no_lens),))
+            self.capabilities = self.capabilities.without("lens", no_lens)
             lens_chunk = 0
         else:
             self.no_lens = None

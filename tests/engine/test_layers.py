@@ -573,6 +573,28 @@ def test_a_model_whose_cache_drifts_over_steps_cannot_generate(tokenizer_dir):
     assert HFBackend(tiny_loaded(tokenizer_dir, "llama")).capabilities.generate  # (a sound cache passes)
 
 
+def test_a_float16_overflow_is_not_taken_for_a_wrong_cache_or_head(tokenizer_dir):
+    """A float16 model whose activations overflow (Gemma 2 in float16 is the known case) gives NaN
+    logits: the opening checks read NaN as 'off', and the model opened with the lens off because
+    'its head holds more' and generation refused because 'its cache gives other logits' — both
+    wrong. The checks now prove nothing on NaN; generating says what it is, with the way out."""
+    from tests.factories import tiny_loaded
+    from tokentui.engine.errors import EngineError
+    from tokentui.engine.hf.selfcheck import probe_ids
+
+    lm = tiny_loaded(tokenizer_dir, "llama")
+    lm.model.half()
+    with torch.no_grad():
+        lm.model.model.layers[0].mlp.down_proj.weight.fill_(6e4)  # finite weights, sums beyond float16's range
+    assert bool(torch.isfinite(lm.model.model.layers[0].mlp.down_proj.weight).all())
+    with torch.inference_mode():
+        assert bool(lm.model(probe_ids(lm.model)).logits.isnan().all())
+    b = HFBackend(lm)
+    assert b.capabilities.generate and b.no_lens is None, b.capabilities
+    with pytest.raises(EngineError, match=r"not finite .*float16.*try --dtype bfloat16"):
+        generate(b, settings(2))
+
+
 def test_a_sound_half_precision_model_is_not_refused_for_its_rounding(tokenizer_dir):
     """In bfloat16 the cached and the whole forward round differently, more so step after step: a
     sound Jamba was off by 1.4e-2 and 2.0e-2 of the logits' scale at the second and third step

@@ -132,7 +132,8 @@ def rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 NOT_FINITE = (
     "the model's next-token distribution is not finite{where} (NaN or infinite logits: its numbers "
-    "overflowed — a steering vector too large for the model's dtype, or damaged weights); nothing of it is kept"
+    "overflowed — a float16 model whose activations exceed float16's range (try --dtype bfloat16), a steering "
+    "vector too large for the model's dtype, or damaged weights); nothing of it is kept"
 )
 
 

@@ -14,8 +14,8 @@
   usual, every layer showed the next one's values). Anything else (Gemma 3n's 4-D states crashed
   the lens) turns the lens off, saying why.
 
-A forward without the cache that fails here proves nothing either way: the check is skipped (the
-real work reports its own error); one from the model's own cache, after those ran, refuses it. The tolerance is relative to the logits' largest magnitude: half precision on a
+A forward without the cache that fails here, or gives NaN or infinite values (a float16 overflow),
+proves nothing either way: the check is skipped (the real work reports its own error); one from the model's own cache, after those ran, refuses it. The tolerance is relative to the logits' largest magnitude: half precision on a
 GPU differs between the two paths by about 1e-3 of it; a wrong model by far more; float32 by
 ~1e-6 (then 1e-4 is the tolerance for decoding).
 """
@@ -71,6 +71,8 @@ def cached_decoding_problem(model: Any, cache_kw: str, ids: torch.Tensor) -> str
     try:
         with torch.inference_mode():
             whole = model(input_ids=ids, use_cache=False).logits[0].float()
+            if not bool(torch.isfinite(whole).all()):
+                return None  # (NaN logits prove nothing of the cache; generating says what they are)
             out = model(input_ids=ids[:, :first], use_cache=True)
             if exact:
                 steps.append(out.logits[0, -1].float())
@@ -117,8 +119,8 @@ def lens_problem(model: Any, parts: LensParts, ids: torch.Tensor) -> str | None:
         return None
     finally:
         handle.remove()
-    if lensed.shape != logits.shape:
-        return None
+    if lensed.shape != logits.shape or not bool(torch.isfinite(logits).all()):
+        return None  # (NaN logits — a float16 overflow — are no sign of a head that holds more)
     off = _off(lensed, logits)
     if off is None:
         return None
@@ -154,8 +156,8 @@ def hidden_states_start(model: Any, ids: torch.Tensor) -> tuple[int, str | None]
             h.remove()
     got = [o[0] if isinstance(o, (tuple, list)) else o for o in (seen.get(i) for i in range(len(blocks) - 1))]
     outs = [o for o in got if isinstance(o, torch.Tensor)]
-    if not hs or len(outs) != len(got):
-        return 1, None
+    if not hs or len(outs) != len(got) or not all(bool(torch.isfinite(o).all()) for o in outs):
+        return 1, None  # (NaN ≠ NaN: states that overflowed would not be found where they are)
 
     def holds_from(start: int) -> bool:
         if len(hs) < start + len(outs):

@@ -179,7 +179,10 @@ def test_fork_and_score_jobs_tokenize_text_once_and_refuse_empty_input(loaded):
 
 def test_capabilities_say_what_is_missing_in_one_line():
     hf = HFBackend.capabilities
-    assert all(hf.why_not(f) is None for f in ("lens", "kv_fork", "gradients", "hooks", "attention"))
+    assert all(hf.why_not(f) is None for f in ("generate", "lens", "kv_fork", "gradients", "hooks", "attention"))
+    less = hf.without("generate", "m: tokentui cannot generate with it").without("lens", "no logit lens: why")
+    assert less.why_not("generate") == "m: tokentui cannot generate with it"  # (each reason kept: not the last)
+    assert less.why_not("lens") == "no logit lens: why" and less.why_not("hooks") is None
     remote = Capabilities(full_distribution=False)
     assert remote.why_not("lens", "the server") == "the server does not provide hidden states for the logit lens"
     with pytest.raises(KeyError):

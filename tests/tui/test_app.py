@@ -489,7 +489,8 @@ async def test_a_model_that_cannot_generate_says_so_once_loaded_and_refuses_gene
         await wait_for(pilot, lambda: app.state is AppState.IDLE, what="model load")
         await pilot.pause(0.2)
         notes = [n.message for n in app._notifications]
-        assert len(notes) == 2 and why in notes[0] and why in notes[1], notes  # (loaded; --prompt refused)
+        assert len(notes) == 1 and why in notes[0], notes  # (said once loaded: --prompt's generation did not start)
+        assert app.run_obj is None
         app.clear_notifications()
         for key in ("ctrl+r", "e"):
             await pilot.press(key)

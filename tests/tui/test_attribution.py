@@ -438,7 +438,9 @@ async def test_a_model_source_without_gradients_is_refused_in_one_line(model_dir
     from tokentui.engine.hf.backend import HFBackend
 
     # a model source that decodes but offers neither gradients nor attention (as a remote server)
-    monkeypatch.setattr(HFBackend, "capabilities", Capabilities(lens=True, kv_fork=True, full_distribution=True))
+    monkeypatch.setattr(
+        HFBackend, "capabilities", Capabilities(generate=True, lens=True, kv_fork=True, full_distribution=True)
+    )
     app = explorer(model=str(model_dirs["gpt2"]), prompt=PROMPT, settings=settings)
     async with app.run_test(size=(80, 24)) as pilot:
         await generated(pilot, app, None)

@@ -29,7 +29,7 @@ from tokentui.tui.files import FileActions
 from tokentui.tui.generation import GenerationActions
 from tokentui.tui.layers_view import LayersViewActions
 from tokentui.tui.navigation import NavigationActions
-from tokentui.tui.state import AppState, Session
+from tokentui.tui.state import AppState, Needs, Session
 from tokentui.tui.theme import DEFAULT_THEME, TokentuiTheme
 from tokentui.tui.tree_search import TreeActions
 from tokentui.tui.typeahead import TypeAhead
@@ -176,9 +176,11 @@ class TokentuiApp(
                 # exact; a run file's prompt is untrusted: the box holds what could act on a
                 # terminal as visible stand-ins (widgets/prompt_area.py)
                 prompt = self.initial_prompt or self._run_prompt()
-                yield PromptArea(prompt, id="prompt", soft_wrap=True, show_line_numbers=False)
+                self._prompt_box = PromptArea(prompt, id="prompt", soft_wrap=True, show_line_numbers=False)
+                yield self._prompt_box
                 yield SettingsLine(id="settings-line")
-                yield TokenStream(id="stream")
+                self._stream = TokenStream(id="stream")
+                yield self._stream
                 yield Legend(id="legend")
             with Vertical(id="right"):
                 # narrow terminals show one .side pane at a time: the .shown one (v cycles)
@@ -201,13 +203,15 @@ class TokentuiApp(
             return self.run_obj.meta.prompt
         return self.opening.prompt if self.opening is not None else ""
 
+    # (held, not queried: a query finds nothing once the default screen is gone, and a timer or an
+    # engine event handled while the app shuts down raised NoMatches at teardown)
     @property
     def stream(self) -> TokenStream:
-        return self.query_one(TokenStream)
+        return self._stream
 
     @property
     def prompt_box(self) -> PromptArea:
-        return self.query_one("#prompt", PromptArea)
+        return self._prompt_box
 
     def on_mount(self) -> None:
         self._stop_on_hang_up()
@@ -454,7 +458,8 @@ class TokentuiApp(
         up = self.session.apply(message.event)
         if up.loaded and self.generate_at_once and self.run_obj is None:
             self.generate_at_once = False
-            self.call_later(self.run_action, "generate")  # (asked for: also when a pop-up is up; guarded as a key)
+            if self.session.why_not(Needs.MODEL, generates=True) is None:  # (else the loaded notice said why)
+                self.call_later(self.action_generate)  # (asked for: also when a pop-up is up by now)
         if up.show_branch is not None:
             self.show_branch(up.show_branch, cursor=None)
         if up.tokens:

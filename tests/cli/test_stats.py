@@ -348,6 +348,8 @@ def test_a_collection_given_as_a_run_says_how_to_give_it(cli, tmp_path):
     assert "batch collection's manifest" in cli("export", coll.manifest).stderr
     (tmp_path / "x.json").write_text('{"a": 1}')
     assert "not a tokentui run file: a JSON text" in cli("export", tmp_path / "x.json").stderr
+    (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")  # (was "header over 16777216 bytes")
+    assert cli("export", tmp_path / "passwd").stderr.strip().endswith("not a tokentui run file: a text file")
     assert cli("stats", "--collection", coll.path).exit_code == 0
 
 

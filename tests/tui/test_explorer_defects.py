@@ -644,3 +644,46 @@ async def test_a_narrow_terminal_s_side_pane_says_what_it_is_and_what_v_brings()
         await pilot.resize_terminal(120, 40)  # wide: every pane at once, no such line
         await pilot.pause(0.2)
         assert "v:" not in title()
+
+
+async def test_escape_in_the_prompt_while_generating_leaves_the_prompt_and_a_second_stops_it(
+    model_dirs, cache_dir, monkeypatch
+):
+    """A trial typed its next prompt while one generated and pressed escape to leave the box: the
+    generation stopped and the box kept the focus. Escape in the prompt leaves it, as the help
+    says; the generation goes on until a second escape. (Each step is slowed down to 20 ms: the
+    tiny model would reach its context's end first.)"""
+    import time
+
+    from tests.factories import generating_explorer, wait_first_tokens
+    from tokentui.engine.hf import backend
+
+    check = backend.require_finite
+
+    def slow(*args, **kwargs):
+        time.sleep(0.02)
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(backend, "require_finite", slow)
+
+    app = generating_explorer(str(model_dirs["gpt2"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_first_tokens(pilot, app)
+        await pilot.press("i", "end", "x", "escape")
+        await pilot.pause(0.2)
+        assert app.focused is app.stream and app.prompt_box.text == "import osx"
+        assert app.state is AppState.GENERATING and app.run_obj.branches[0].status == "running"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="the cancel")
+        assert app.run_obj.branches[0].status == "cancelled"
+
+
+async def test_ctrl_c_says_how_to_quit_in_plain_text():
+    """Textual's ctrl+c hint is markup; shown through the app's notify (never markup) it read
+    "Press [b]ctrl+q[/b] to quit the app"."""
+    app = explorer(run=make_run())
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await pilot.press("ctrl+c")
+        await pilot.pause(0.1)
+        [note] = app._notifications
+        assert "q or ctrl+q" in note.message and "[" not in note.message and app.return_code is None

@@ -119,10 +119,12 @@ def _folder_problem(path: Path) -> str:
 
 def _header_too_large(path: Path, head: bytes) -> RunFileError:
     """The error for a file whose first 8 bytes declare an impossible header: most often another
-    kind of file, said when it is recognisably JSON (a collection's manifest above all)."""
+    kind of file, said when it is recognisably JSON (a collection's manifest above all) or text."""
     if head[:1] in (b"{", b"["):
         what = f"a batch collection's manifest ({COLLECTION_HINT})" if path.name == "collection.json" else "a JSON text"
         return RunFileError(path, f"not a tokentui run file: {what}")
+    if all(32 <= c < 127 or c in b"\t\n\r" for c in head):  # (a text file: `replay /etc/passwd`)
+        return RunFileError(path, "not a tokentui run file: a text file")
     return RunFileError(path, f"not a tokentui run file (header over {MAX_HEADER_BYTES} bytes)")
 
 

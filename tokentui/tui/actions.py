@@ -44,7 +44,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
                needs=Needs.RUN_AND_MODEL, footer=True, generates=True),
     ActionSpec("escape", "cancel", "cancel", "stop generating or attributing after the current token (the partial "
                "branch, the rows done are kept; a branch first gets the lens of its last tokens), or model B's "
-               "comparison after its branch; else leave the attribution view; in the prompt: back to the tokens",
+               "comparison after its branch; else leave the attribution view; in the prompt: back to the tokens (a "
+               "second escape then stops a generation)",
                "generate"),
     ActionSpec("s", "settings", "settings", "the session's settings: temperature, top-k, top-p, seed, max tokens, "
                "k, forced prefix, chat", "generate", needs=Needs.SESSION_MODEL, footer=True),

@@ -523,6 +523,11 @@ class TokentuiApp(
         if len(self.screen_stack) == 1 and self.focused is self.prompt_box:
             move()
 
+    def action_help_quit(self) -> None:
+        """ctrl+c (Textual's binding: it does not quit) says how to quit. Textual's own line is
+        markup, shown raw ("[b]ctrl+q[/b]") by this app's notify, which never parses markup."""
+        self.notify("ctrl+c does not quit: q or ctrl+q does", title="Do you want to quit?", markup=False)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """While another screen is up, only the app actions that work over it run (`works_over`:
         its own keys are that screen's); Textual then passes the key on, so nothing happens."""

@@ -56,12 +56,14 @@ class GenerationActions(_Base):
         self.update_status()
 
     def action_cancel(self) -> None:
-        if self.state in (AppState.GENERATING, AppState.ATTRIBUTING) and self.engine is not None:
+        if self.focused is not None and self.focused.id == "prompt":
+            # (first: the next prompt is typed while one generates, and escape leaving the box
+            # stopped that generation — a second escape stops it)
+            self.stream.focus()
+        elif self.state in (AppState.GENERATING, AppState.ATTRIBUTING) and self.engine is not None:
             self.engine.cancel()
             self.session.note = "cancelling"
             self.update_status()
-        elif self.focused is not None and self.focused.id == "prompt":
-            self.stream.focus()
         elif self.session.attribution is None and self.session.comparing_b and self.engine is not None:
             # (model B compares on its own after every job: escape stops it only when it has
             # nothing else to do here; the branches compared so far stay)

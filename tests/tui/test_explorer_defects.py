@@ -687,3 +687,21 @@ async def test_ctrl_c_says_how_to_quit_in_plain_text():
         await pilot.pause(0.1)
         [note] = app._notifications
         assert "q or ctrl+q" in note.message and "[" not in note.message and app.return_code is None
+
+
+async def test_q_closes_the_help_and_the_statistics_as_it_closes_the_matrix():
+    """A trial's q to leave the help quit the explorer: q closes each screen of its own (help,
+    statistics, like the matrix and the layer map); q on the explorer itself still quits."""
+    app = explorer(run=load_run(SAMPLES / "generate.tokentui"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.stream.view is not None, what="the run on screen")
+        for key in ("question_mark", "S"):
+            await pilot.press(key)
+            await pilot.pause(0.1)
+            assert len(app.screen_stack) == 2, key
+            await pilot.press("q")
+            await pilot.pause(0.1)
+            assert len(app.screen_stack) == 1 and app.return_code is None, key
+        await pilot.press("q")
+        await pilot.pause(0.1)
+    assert app.return_code == 0

@@ -317,9 +317,13 @@ async def test_help_lists_every_export_ending_and_shows_no_backticks(tmp_path):
         await pilot.pause(0.2)
         await pilot.press("question_mark")
         await pilot.pause(0.2)
-        table = app.screen.query_one("#help-text", Static).content.renderables[1]
-        keys, lines = (list(c.cells) for c in table.columns)
-        text = {k.plain: line.plain for k, line in zip(keys, lines, strict=True)}
+        from rich.table import Table
+
+        text = {}
+        for table in app.screen.query_one("#help-text", Static).content.renderables:
+            if isinstance(table, Table):  # (a section's keys)
+                keys, lines = (list(c.cells) for c in table.columns)
+                text.update({k.plain: line.plain for k, line in zip(keys, lines, strict=True)})
         for ending in {*(f".{e}" for e in EXTENSION.values()), *NAMED_SUFFIXES}:
             assert ending in text["x"], (ending, text["x"])
         assert not [line for line in text.values() if "`" in line]

@@ -153,7 +153,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
                needs=Needs.RUN),
     ActionSpec("w", "toggle_scope", "branch/run", "statistics of the branch ↔ of the whole run", "view", STATS),
     ActionSpec("p", "toggle_prompt", "prompt", "count the prompt's scored positions too (or not)", "view", STATS),
-    ActionSpec("escape,S", "close", "close", "close the statistics", "view", STATS),
+    ActionSpec("escape,S,q", "close", "close", "close the statistics", "view", STATS),
     # the layer views (tui/layers_view.py)
     ActionSpec("Y", "cycle_layer_measure", "layer measure", "next per-layer measure in the layers pane and the layer "
                "map: entropy, perplexity, margin, KL to uniform, KL to the final layer, rank, surprisal, attention "

@@ -66,10 +66,9 @@ class PlotView(Static):
 
 
 class StatsScreen(ModalScreen[None]):
-    # the explorer's keys do not reach a modal screen: q (quit), X (screenshot) and ? (help) work here too
+    # the explorer's keys do not reach a modal screen: X (screenshot) and ? (help) work here too
     BINDINGS = [
         *bindings(STATS),
-        Binding("q", "app.quit", "quit"),
         Binding("X", "app.screenshot", "screenshot"),
         Binding("question_mark", "app.help", "help"),
     ]

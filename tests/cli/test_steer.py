@@ -104,6 +104,36 @@ def test_steer_vector_prints_a_spec_that_parses_as_toml_and_steers(cli, model_di
     assert only_run(cache_dir).meta.steering["layers"] == [2]
 
 
+def test_steer_vector_writes_its_spec_with_spec_naming_the_vector_from_the_spec_s_folder(
+    cli, model_dirs, cache_dir, tmp_path
+):
+    """`--spec FILE` writes the spec itself (the README's `> happy.toml` emptied an existing spec
+    when --out was refused: the shell truncates before tokentui runs). It names the vector from the
+    spec's own folder, which is how specs read it; an existing spec is refused before the model
+    loads, unless --force; the spec steers `generate`."""
+    p = tmp_path / "p.txt"
+    p.write_text("def good(x):\n", encoding="utf-8")
+    n = tmp_path / "n.txt"
+    n.write_text("class Bad:\n", encoding="utf-8")
+    (tmp_path / "vectors").mkdir()
+    (tmp_path / "specs").mkdir()
+    out, spec = tmp_path / "vectors" / "happy.safetensors", tmp_path / "specs" / "happy.toml"
+    args = ("steer-vector", "-m", model_dirs["gpt2"], "--positive", p, "--negative", n, "--layer", 2, "-o", out)
+    res = cli(*args, "--spec", spec)
+    assert res.exit_code == 0 and res.stdout == "", res.output
+    assert f"wrote {spec}" in res.stderr
+    np.testing.assert_array_equal(load_spec(spec).vector, load_file(str(out))["vector"])
+    assert 'vector = "../vectors/happy.safetensors"' in spec.read_text(encoding="utf-8")
+    res = cli("generate", "-m", model_dirs["gpt2"], "-p", PROMPT, "-n", 2, "--steer", spec)
+    assert res.exit_code == 0 and only_run(cache_dir).meta.steering["layers"] == [2], res.output
+    spec.write_text("kept", encoding="utf-8")
+    res = cli(*args, "--force", "--spec", spec)  # (--force: the vector; the spec exists too and is replaced)
+    assert res.exit_code == 0 and load_spec(spec).layers == (2,), res.output
+    spec.write_text("kept", encoding="utf-8")
+    res = cli(*args[:2], "/nonexistent-model", *args[3:-1], tmp_path / "new.safetensors", "--spec", spec)
+    assert f"{spec.name} already exists" in one_error(res) and spec.read_text(encoding="utf-8") == "kept"
+
+
 @pytest.mark.parametrize(
     "args, out_name, expect",
     [

@@ -73,6 +73,17 @@ def spec_lines(vector_name: str, layer: int) -> list[str]:
     return [f"vector = {toml_string(vector_name)}", f"layers = [{layer}]", "scale = 1.0"]
 
 
+def vector_from(spec: Path, vector: Path) -> str:
+    """How a spec at `spec` names the file `vector`: relative to the spec's folder (as specs read
+    it), or absolute where no relative path leads there (another drive)."""
+    import os
+
+    try:
+        return os.path.relpath(vector.resolve(), spec.resolve().parent)
+    except ValueError:
+        return str(vector.resolve())
+
+
 def load_steering(path: Path | None, spec: ModelSpec) -> SteeringSpec | None:
     """The `--steer` spec with its vector, checked against the model's configuration (layers,
     hidden size) before any weights load; None without `--steer`. Says on stderr what it steers."""
@@ -102,7 +113,15 @@ def steer_vector(
         ),
     ] = "mean",
     chat: ChatOpt = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite the --out file if it exists.")] = False,
+    spec_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--spec",
+            help="Also write a steering spec (TOML) naming the vector here, for --steer (else it is printed on "
+            "standard output).",
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the --out (and --spec) file if it exists.")] = False,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     trust_remote_code: RemoteOpt = False,
@@ -122,6 +141,10 @@ def steer_vector(
         if out.suffix.lower() != ".safetensors":
             raise SteeringError(f"--out {out.name}: a steering vector is written as a .safetensors file")
         check_target(out, force)
+        if (
+            spec_out is not None
+        ):  # (refused before the model loads; `> spec.toml` emptied a spec when --out was refused)
+            check_target(spec_out, force)
         pos, neg = read_prompts(positive), read_prompts(negative)
         spec = ModelSpec(model, device, dtype, trust_remote_code, 0)
         check_spec(spec)
@@ -175,8 +198,16 @@ def steer_vector(
             f"sha256 {sha}",  # (whole: what sha256sum prints, and a spec records)
             err=True,
         )
-        typer.echo("a spec using it (standard output; save it as a .toml file in the vector's folder):", err=True)
-        typer.echo("\n".join(spec_lines(out.name, layer)))
+        if spec_out is None:
+            typer.echo("a spec using it (standard output; save it as a .toml file in the vector's folder):", err=True)
+            typer.echo("\n".join(spec_lines(out.name, layer)))
+        else:
+            from tokentui.store.export import write_text
+
+            write_text(spec_out, "\n".join(spec_lines(vector_from(spec_out, out), layer)) + "\n", force)
+            typer.echo(
+                f"wrote {sanitize(str(spec_out))}: a spec using it (--steer {sanitize(str(spec_out))})", err=True
+            )
     except user_errors() as e:
         fail(str(e))
     except KeyboardInterrupt:

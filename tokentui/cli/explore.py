@@ -81,7 +81,8 @@ def explore(
         str | None,
         typer.Option(
             "--compare",
-            help="Also load this model B (a Hub id or a local folder with the same tokenizer) and compare "
+            help="Also load this model B (as --model names one: Hub id, folder, .gguf, smollm2, demo; with the "
+            "same tokenizer) and compare "
             "everything generated, branched or scored under both: KL(A‖B), Δ log p, B's rank and top-k.",
         ),
     ] = None,

@@ -1,5 +1,5 @@
-"""The explorer's live comparison with a second model: `B` asks for model B (a Hub id or a local
-folder) and loads it beside the generating model, as `explore --compare B` does at start. From
+"""The explorer's live comparison with a second model: `B` asks for model B (named as --model
+names one) and loads it beside the generating model, as `explore --compare B` does at start. From
 then on the engine compares every branch it grows under both models (engine/jobs.py `Compare`),
 and the comparison's colouring (m), jumps (( and )) and pane lines work while exploring
 (core/metrics.py, tui/widgets/alternatives.py). The engine is reached only through the bridge."""
@@ -30,7 +30,7 @@ class CompareActions(_Base):
             if text is not None and text.strip():
                 self.load_model_b(text.strip())
 
-        title = "compare with model B (a Hub id or a local folder; it must share the model's tokenizer)"
+        title = "model B to compare with (Hub id, folder, .gguf, smollm2, demo; same tokenizer)"
         self.push_screen(TextPrompt(title, current, placeholder="model B"), done)
 
     def load_model_b(self, model: str) -> None:

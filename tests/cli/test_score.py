@@ -164,3 +164,17 @@ def test_a_named_pipe_whose_writer_comes_later_is_waited_for(cli, model_dirs, ca
     writer.join()
     assert res.exit_code == 0, res.output
     assert _scored_text(cache_dir) == text
+
+
+def test_the_table_s_first_row_says_the_first_token_has_no_prediction(cli, model_dirs, cache_dir):
+    """The first token of a scored text has no distribution that predicted it: its row said
+    "nan nan - nan", read as a fault; the other rows are the run's numbers."""
+    res = cli("score", "-m", model_dirs["gpt2"], "--text", "x = 1\ny = 2\n", "-k", 3)
+    assert res.exit_code == 0, res.output
+    rows = res.stdout.splitlines()
+    header = next(i for i, line in enumerate(rows) if line.split()[:2] == ["pos", "token"])
+    first, second = rows[header + 1], rows[header + 2]
+    assert "first token: no prediction" in first and "nan" not in res.stdout
+    [saved] = list_runs(cache_dir)
+    st = load_run(saved.path).step(0, 1)
+    assert second.split()[0] == "1" and f"{st.logprob:.3f}" in second and f" {st.rank} " in second

@@ -47,8 +47,12 @@ def table(run, branch_id: int, start: int) -> str:
             if i >= 0
         )
         tok = lone_token(run.tokens.bytes_of(st.token_id))[:16]
-        rank = str(st.rank) if st.rank else "-"
-        lines.append(f"{pos:>5}  {tok:<16} {st.prob:>7.4f} {st.logprob:>8.3f} {rank:>6} {st.entropy:>7.3f}  {alts}")
+        if st.rank:
+            lines.append(
+                f"{pos:>5}  {tok:<16} {st.prob:>7.4f} {st.logprob:>8.3f} {st.rank:>6} {st.entropy:>7.3f}  {alts}"
+            )
+        else:  # (the first token: nothing predicted it; "nan nan - nan" read as a fault)
+            lines.append(f"{pos:>5}  {tok:<16} {'—':>7} {'—':>8} {'—':>6} {'—':>7}  (first token: no prediction)")
     return "\n".join(lines)
 
 

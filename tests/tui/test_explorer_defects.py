@@ -705,3 +705,26 @@ async def test_q_closes_the_help_and_the_statistics_as_it_closes_the_matrix():
         await pilot.press("q")
         await pilot.pause(0.1)
     assert app.return_code == 0
+
+
+async def test_c_on_a_branch_that_fills_the_context_says_so_and_an_empty_prompt_says_type_one(model_dirs, cache_dir):
+    """A branch that stopped at the model's context (512 positions here): c said nothing and the
+    status bar's "context: 509 new tokens" became "context: 0 new tokens". It says why now, and
+    starts no job. ctrl+r on an empty prompt, typed in the box, said "i edits it"."""
+    app = explorer(model=str(model_dirs["gpt2"]), prompt="import os", generate_at_once=True,
+                   settings=GenerationSettings(SamplingParams(max_new_tokens=600)))  # fmt: skip
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await wait_generated(pilot, app, 0, "context")
+        n = len(app.run_obj.branches[0].steps)
+        app.clear_notifications()
+        await pilot.press("c")
+        await pilot.pause(0.2)
+        [note] = app._notifications
+        assert "fills the model's context" in note.message and app.state is AppState.IDLE
+        assert len(app.run_obj.branches[0].steps) == n
+        app.clear_notifications()
+        await pilot.press("i", "ctrl+a", "ctrl+k", "ctrl+r")  # (the box emptied, then ctrl+r in it)
+        await pilot.pause(0.2)
+        assert app.prompt_box.text == "" and [x.message for x in app._notifications] == [
+            "the prompt is empty: type one"
+        ]

@@ -23,7 +23,10 @@ class GenerationActions(_Base):
     def action_generate(self) -> None:
         prompt = self.prompt_box.prompt
         if not prompt.strip():
-            self.notify("the prompt is empty: i edits it", severity="warning", markup=False)
+            typing = self.focused is self.prompt_box  # (then "i edits it" pointed at where the user already was)
+            self.notify(
+                f"the prompt is empty: {'type one' if typing else 'i edits it'}", severity="warning", markup=False
+            )
             return
         run = self.run_obj
         if run is None or len(run.branches) <= 1:
@@ -80,6 +83,9 @@ class GenerationActions(_Base):
         if run is not None and run.branch(self.branch_id).status == "eos":  # (what follows is the model's noise)
             self.notify(f"branch #{self.branch_id} ended with an end-of-sequence token: nothing to continue "
                         "(branch at it to take another token)", markup=False)  # fmt: skip
+            return
+        if run is not None and run.branch(self.branch_id).status == "context":  # (the job would add 0 tokens)
+            self.notify(f"branch #{self.branch_id} fills the model's context: nothing more fits", markup=False)
             return
         self.session.begin(f"continuing branch #{self.branch_id} … · escape cancels")
         # a branch continues as it was grown: steered with its own spec, or not at all
@@ -190,7 +196,10 @@ class GenerationActions(_Base):
             return
         prompt = self.prompt_box.prompt
         if not prompt.strip():
-            self.notify("the prompt is empty: i edits it", severity="warning", markup=False)
+            typing = self.focused is self.prompt_box  # (then "i edits it" pointed at where the user already was)
+            self.notify(
+                f"the prompt is empty: {'type one' if typing else 'i edits it'}", severity="warning", markup=False
+            )
             return
         engine, steering = self.engine, self.session.steering
         assert engine is not None and steering is not None  # needs MODEL

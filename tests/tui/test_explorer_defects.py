@@ -728,3 +728,21 @@ async def test_c_on_a_branch_that_fills_the_context_says_so_and_an_empty_prompt_
         assert app.prompt_box.text == "" and [x.message for x in app._notifications] == [
             "the prompt is empty: type one"
         ]
+
+
+async def test_a_terminal_narrowed_and_widened_again_keeps_no_blank_rows():
+    """At 80×24 the settings line and the legend take two rows; widened again to 120×40 they kept
+    them, blank (their new text was given during the layout pass, which kept the old height)."""
+
+    async def heights(*sizes) -> dict[str, int]:
+        app = explorer(run=load_run(SAMPLES / "generate.tokentui"))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.stream.view is not None, what="the run on screen")
+            for size in sizes:
+                await pilot.resize_terminal(*size)
+                await pilot.pause(0.3)
+            return {name: app.query_one(f"#{name}").region.height for name in ("settings-line", "legend", "stream")}
+
+    narrow = await heights((80, 24))
+    assert narrow["settings-line"] == 2 and narrow["legend"] == 2, narrow  # (what makes the round trip tell)
+    assert await heights((80, 24), (120, 40)) == await heights()

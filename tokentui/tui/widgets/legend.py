@@ -46,7 +46,7 @@ class Legend(Static):
         self._draw()
 
     def on_resize(self) -> None:
-        self._draw()
+        self.call_after_refresh(self._draw)  # (after this layout pass: see SettingsLine.on_resize)
 
     def _draw(self) -> None:
         self.update(join_parts(self._parts, self.content_region.width or 10**6))

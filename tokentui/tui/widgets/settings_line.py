@@ -82,5 +82,10 @@ class SettingsLine(Static):
             self.update(t)
 
     def on_resize(self) -> None:
+        # (after this layout pass: new text given while it runs kept the height of the old, and a
+        # terminal widened again kept a blank second row)
+        self.call_after_refresh(self._redraw)
+
+    def _redraw(self) -> None:
         if self._args is not None:
             self.show(*self._args)

@@ -746,3 +746,14 @@ async def test_a_terminal_narrowed_and_widened_again_keeps_no_blank_rows():
     narrow = await heights((80, 24))
     assert narrow["settings-line"] == 2 and narrow["legend"] == 2, narrow  # (what makes the round trip tell)
     assert await heights((80, 24), (120, 40)) == await heights()
+
+
+@pytest.mark.parametrize("columns", [40, 60, 80])
+async def test_a_very_narrow_terminal_leaves_the_tokens_most_of_the_width(columns):
+    """The side pane kept 36 columns (at least 30) whatever the width: at 40 the tokens pane was
+    2 columns wide. It takes 45 % now, 36 at most (80 columns: as before)."""
+    app = explorer(run=load_run(SAMPLES / "generate.tokentui"))
+    async with app.run_test(size=(columns, 24)) as pilot:
+        await wait_for(pilot, lambda: app.stream.view is not None, what="the run on screen")
+        left, right = app.query_one("#left").region.width, app.query_one("#right").region.width
+        assert left + right == columns and left > right and right == min(36, columns * 45 // 100), (left, right)

@@ -137,8 +137,10 @@ async def test_a_attributes_the_token_under_the_cursor_and_M_switches_method(mod
         order = sorted(range(t), key=lambda i: (-abs(want[i]), i))[:TOP]
         rows = pane_rows(app)
         assert [p for p, _ in rows] == order
-        for p, score in rows:
-            assert score == pytest.approx(want[p], rel=1e-3)
+        for p, score in rows:  # (one column: 4 significant digits of the largest, as many decimals for all)
+            assert score == pytest.approx(want[p], abs=1e-3 * abs(want[order[0]]))
+        decimals = {len(ROW.match(line).group(2).partition(".")[2]) for line in app.query_one(AttributionPane).lines}
+        assert len(decimals) == 1, decimals  # (the points line up)
         pane = rendered(app.query_one(AttributionPane))
         assert "gradient norm" in pane and f"pos {t}" in pane
 

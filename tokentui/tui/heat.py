@@ -60,6 +60,19 @@ def fmt_score(score: float) -> str:
     return f"{score:.4g}"
 
 
+def fmt_column(scores: list[float]) -> list[str]:
+    """Scores to be read in one column: one number of decimals for all, 4 significant digits of
+    the largest (10.29, 2.66, 1.44 — not 10.29, 2.658, 1.44, whose points did not line up);
+    each as `fmt_score` where the largest is too large or too small for fixed decimals."""
+    import math
+
+    top = max((abs(s) for s in scores if math.isfinite(s)), default=0.0)
+    if not 1e-3 <= top < 1e5:
+        return [fmt_score(s) for s in scores]
+    decimals = max(0, 3 - math.floor(math.log10(top)))
+    return [f"{s:.{decimals}f}" for s in scores]
+
+
 @dataclass
 class Shown:
     """The attribution on show: row `position` of `record`, chosen on branch `branch` of run

@@ -49,7 +49,7 @@ class AttributionPane(Static):
         self, run: Run, shown: Shown, cursor: int, scale: MetricScale, diverging: DivergingScale, no_color: bool
     ) -> None:
         from tokentui.core.steering import steering_at
-        from tokentui.tui.heat import cell_style, fmt_score, score_bar
+        from tokentui.tui.heat import cell_style, fmt_column, fmt_score, score_bar
 
         self._args = (run, shown, cursor, scale, diverging, no_color)
         title = part_style(self, "attribution-pane--title")
@@ -82,12 +82,13 @@ class AttributionPane(Static):
         lines.append(Text(f"top {len(shown.top)} of {t} · {signed}", style=title))
 
         # rows: position, swatch (colour only), token, score, bar of |score| / the largest
-        score_w = max((len(fmt_score(float(shown.scores[p]))) for p in shown.top), default=1)
+        shown_scores = fmt_column([float(shown.scores[p]) for p in shown.top])
+        score_w = max(map(len, shown_scores), default=1)
         bar_w = max(3, inner - 5 - (0 if no_color else 2) - tok_w - 1 - score_w - 1)
         seq = run.sequence(shown.branch)
         rows = Text()
         plain: list[str] = []
-        for p in shown.top:
+        for p, score in zip(shown.top, shown_scores, strict=True):
             s, level = float(shown.scores[p]), float(shown.levels[p])
             row = Text(f"{p:>4} ")
             if not no_color:
@@ -96,7 +97,7 @@ class AttributionPane(Static):
             token = lone_id(run, int(seq[p]), tok_w)
             row.append_text(token)
             row.append(" " * max(0, tok_w - token.cell_len))
-            row.append(f" {fmt_score(s):>{score_w}} ")
+            row.append(f" {score:>{score_w}} ")
             row.append(score_bar(level, bar_w), style=negative if m.signed and s < 0 else bar_style)
             if no_color and m.signed and s < 0:
                 row.stylize("italic")

@@ -29,6 +29,7 @@ def test_tree_saves_the_run_and_prints_the_tree(cli, peaked_dirs, cache_dir):
     assert run.meta.mode == "tree" and run.meta.k == 6
     lines = res.stdout.splitlines()
     assert lines[0].startswith("▸ def") and f"({len(run.branches)} nodes)" in lines[0]
+    assert "width):↵    " in lines[0]  # (the root's indent as it is: whitespace runs were collapsed to one)
     assert sum("✓" in x for x in lines) == 3  # the finished paths
     assert f"run {run.id} ({s['nodes']} nodes, 3 completed paths, stopped: completed) saved to" in lines[-1]
     assert "… tree:" in res.stderr and "completed, threshold" in res.stderr

@@ -70,7 +70,7 @@ def tree_lines(run, trie) -> list[str]:
     from tokentui.store.export import root_text
 
     cumulative = trie.cumulative()
-    head = " ".join(sanitize(root_text(run, trie), visible_whitespace=True).split())
+    head = sanitize(root_text(run, trie), visible_whitespace=True)  # (its spaces as they are: code's indents)
     # a long root shows its end: where the tree goes on (a chat template, a forced prefix)
     lines = [f"▸ {'…' + head[-99:] if len(head) > 100 else head}  ({trie.size} nodes)"]
     stack = [(c, 1) for c in reversed(trie.root.children)]

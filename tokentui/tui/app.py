@@ -436,6 +436,8 @@ class TokentuiApp(
         (Textual's tree lays out all its lines again after an addition: done 20 times a second,
         with the panes redrawn for nodes off the branch on show, that was most of the explorer's
         time in a search of thousands of nodes)."""
+        if not self.is_running:  # shutting down: the panes are going (as for a late engine event)
+            return
         now = time.monotonic()
         if self._tree_due and (not self.session.tree_search or now - self._tree_at >= TREE_WHILE_SEARCHING):
             self._tree_due, self._tree_at = False, now

@@ -141,9 +141,8 @@ def steer_vector(
         if out.suffix.lower() != ".safetensors":
             raise SteeringError(f"--out {out.name}: a steering vector is written as a .safetensors file")
         check_target(out, force)
-        if (
-            spec_out is not None
-        ):  # (refused before the model loads; `> spec.toml` emptied a spec when --out was refused)
+        # (refused before the model loads: `> spec.toml` emptied an existing spec, refused or not)
+        if spec_out is not None:
             check_target(spec_out, force)
         pos, neg = read_prompts(positive), read_prompts(negative)
         spec = ModelSpec(model, device, dtype, trust_remote_code, 0)

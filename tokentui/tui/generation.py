@@ -23,10 +23,7 @@ class GenerationActions(_Base):
     def action_generate(self) -> None:
         prompt = self.prompt_box.prompt
         if not prompt.strip():
-            typing = self.focused is self.prompt_box  # (then "i edits it" pointed at where the user already was)
-            self.notify(
-                f"the prompt is empty: {'type one' if typing else 'i edits it'}", severity="warning", markup=False
-            )
+            self._say_the_prompt_is_empty()
             return
         run = self.run_obj
         if run is None or len(run.branches) <= 1:
@@ -42,6 +39,10 @@ class GenerationActions(_Base):
                 self._start_run(prompt)
 
         self.push_screen(Confirm(question, detail), answered)
+
+    def _say_the_prompt_is_empty(self) -> None:
+        typing = self.focused is self.prompt_box  # (then "i edits it" pointed at where the user already was)
+        self.notify(f"the prompt is empty: {'type one' if typing else 'i edits it'}", severity="warning", markup=False)
 
     def _start_run(self, prompt: str) -> None:
         engine = self.engine
@@ -196,10 +197,7 @@ class GenerationActions(_Base):
             return
         prompt = self.prompt_box.prompt
         if not prompt.strip():
-            typing = self.focused is self.prompt_box  # (then "i edits it" pointed at where the user already was)
-            self.notify(
-                f"the prompt is empty: {'type one' if typing else 'i edits it'}", severity="warning", markup=False
-            )
+            self._say_the_prompt_is_empty()
             return
         engine, steering = self.engine, self.session.steering
         assert engine is not None and steering is not None  # needs MODEL

@@ -141,6 +141,11 @@ def test_steer_vector_writes_its_spec_with_spec_naming_the_vector_from_the_spec_
         (["--layer", 0], "v.safetensors", "--layer must be ≥ 1"),
         (["--layer", 1, "--position", "first"], "v.safetensors", "unknown --position"),
         (["--layer", 1], "v.npy", "written as a .safetensors file"),
+        (
+            ["--layer", 1, "--spec", "v.safetensors"],
+            "v.safetensors",
+            "--spec v.safetensors: a steering spec is written as a .toml",
+        ),
     ],
 )
 def test_steer_vector_refusals_come_before_the_weights(cli, weightless_model, tmp_path, args, out_name, expect):

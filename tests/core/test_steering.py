@@ -129,6 +129,11 @@ def _two_tensors(path):
             {"n.npy": lambda p: np.save(p, np.array([1.0, np.nan], np.float32))},
             "NaN",
         ),
+        (  # (finite, and every steered position came out the uniform distribution without an error)
+            'vector = "h.npy"\nlayers = [1]\n',
+            {"h.npy": lambda p: np.save(p, np.array([1.0, 3e38], np.float32))},
+            "a value beyond ±1e+06 (|v| up to 3e+38)",
+        ),
         (
             'vector = "i.npy"\nlayers = [1]\n',
             {"i.npy": lambda p: np.save(p, np.arange(4))},

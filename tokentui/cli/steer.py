@@ -143,6 +143,8 @@ def steer_vector(
         check_target(out, force)
         # (refused before the model loads: `> spec.toml` emptied an existing spec, refused or not)
         if spec_out is not None:
+            if spec_out.suffix.lower() != ".toml":  # (--spec v.safetensors, with --force, replaced the vector)
+                raise SteeringError(f"--spec {spec_out.name}: a steering spec is written as a .toml file")
             check_target(spec_out, force)
         pos, neg = read_prompts(positive), read_prompts(negative)
         spec = ModelSpec(model, device, dtype, trust_remote_code, 0)

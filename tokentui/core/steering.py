@@ -121,8 +121,7 @@ class SteeringSpec:
         v = np.asarray(self.vector)
         if v.ndim != 1 or not 1 <= v.size <= MAX_DIM or v.dtype.kind != "f":
             raise _say(where, f"the vector must be one row of 1…{MAX_DIM} floats (got shape {v.shape}, {v.dtype})")
-        if not np.isfinite(v).all():
-            raise _say(where, "the vector holds a NaN or an infinity")
+        _check_values(where, v)
         object.__setattr__(self, "vector", np.ascontiguousarray(v, dtype=np.float32))
         _layers(where, list(self.layers))
         _numbers(where, "weights", list(self.weights), MAX_LAYERS)
@@ -405,9 +404,21 @@ def load_vector(path: Path | str) -> tuple[np.ndarray, str]:
         arr = arr[0]
     if arr.ndim != 1 or arr.dtype.kind != "f" or not 1 <= arr.size <= MAX_DIM:
         raise _say(where, f"must hold one vector of floats (got shape {tuple(arr.shape)}, dtype {arr.dtype})")
-    if not np.isfinite(arr).all():
-        raise _say(where, "the vector holds a NaN or an infinity")
+    _check_values(where, arr)
     return np.ascontiguousarray(arr, dtype=np.float32), sha
+
+
+def _check_values(where: str, v: np.ndarray) -> None:
+    """A vector's values finite and within ±MAX_ABS: a finite 3e38 passed, overflowed the model's
+    norm and every steered position came out the uniform distribution, with no error."""
+    if not np.isfinite(v).all():
+        raise _say(where, "the vector holds a NaN or an infinity")
+    largest = float(np.abs(v).max())
+    if largest > MAX_ABS:
+        raise _say(
+            where,
+            f"the vector holds a value beyond ±{MAX_ABS:g} (|v| up to {largest:.3g}): no steering vector is that large",
+        )
 
 
 def parse_spec(text: str, where: str = "steering spec") -> dict[str, Any]:

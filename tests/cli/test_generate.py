@@ -258,7 +258,7 @@ def test_the_stream_on_a_terminal_shows_each_tokens_certainty_also_without_colou
     run = load_run(summary.path)
     steps = [run.step(0, p) for p in range(len(run.prompt), run.length(0))]
     levels = [min(4, int((1.0 - s.prob) * 5)) for s in steps]
-    styles = ("", "4", "1", "1;4", "1;7") if no_color else tuple(f"38;5;{c}" for c in (39, 75, 187, 214, 202))
+    styles = ("", "4", "1", "1;4", "7") if no_color else tuple(f"38;5;{c}" for c in (39, 75, 187, 214, 202))
     used = re.findall(r"\x1b\[([0-9;]+)m", raw.split("x = 1", 1)[1].split("\n", 1)[0])
     assert [u for u in used if u != "0"] == [styles[lv] for lv in levels if styles[lv]]
     assert ("38;5" in raw) is not no_color

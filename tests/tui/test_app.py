@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from rich.style import Style
 
 from tests.factories import (
     SMOLLM2,
@@ -329,6 +330,33 @@ async def test_no_color_still_shows_the_metric(monkeypatch):
         levels = app.stream.view.levels
         i_max, i_min = int(np.nanargmax(levels[1:])) + 1, int(np.nanargmin(levels[1:])) + 1
         assert app.stream.scale.style(levels[i_max], True) != app.stream.scale.style(levels[i_min], True)
+
+
+async def test_without_colour_the_cursor_shows_on_a_token_of_any_bucket(monkeypatch):
+    """Under NO_COLOR the cursor was reverse bold, the top bucket's very style: on an uncertain
+    token it did not show, and any token under it read as uncertain. The cursor's cell now differs
+    from every bucket's style (and from forced and prompt tokens' and the attribution target's)."""
+    from tests.factories import make_run
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = explorer(run=make_run(n_branch_steps=(30, 3)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        scale, stream = app.stream.scale, app.stream
+
+        def look(style) -> tuple:
+            return tuple(bool(x) for x in (style.reverse, style.bold, style.underline, style.italic, style.dim))
+
+        forced = Style(italic=True)  # (every bucket as a generated, a forced and a prompt token, and the target)
+        buckets = [scale.style(level, True) for level in np.linspace(0, 1, 12)]
+        others = {look(b + kind) for b in buckets for kind in (Style(), forced, Style(dim=True))}
+        others.add(look(stream.target_style()))
+        n = len(stream.view.levels)
+        for i in range(1, n):  # the cursor on each token: whatever its bucket, it looks like no other token
+            stream.cursor = i
+            assert look(stream._style(stream.view, i, Style())) not in others, i
+        stream.cursor = 0
+        assert {look(stream._style(stream.view, i, Style())) for i in range(1, n)} <= others  # (the model above)
 
 
 @pytest.mark.parametrize("no_color", [False, True])

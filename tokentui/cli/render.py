@@ -14,7 +14,7 @@ _SCALE = (39, 75, 187, 214, 202)
 
 # NO_COLOR: the five levels as attributes, the explorer's styles in its order (plain → underline →
 # bold → bold underline → reverse), so the metric still shows
-_ATTRS = ("", "4", "1", "1;4", "1;7")
+_ATTRS = ("", "4", "1", "1;4", "7")  # (the explorer's NO_COLOR buckets: tui/theme.py)
 
 
 def use_color() -> str | None:

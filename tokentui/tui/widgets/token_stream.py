@@ -154,14 +154,22 @@ class TokenStream(ScrollView, can_focus=True):
         if i % 2 and not self.no_color:
             style += Style(bold=True)  # alternate weight: token boundaries stay visible
         if i == self.cursor:
-            style += Style(reverse=True, bold=True)
+            style += self._cursor_style
         return style
+
+    @property
+    def _cursor_style(self) -> Style:
+        """Reverse bold; without colour also italic — reverse bold alone was the top bucket's style
+        there (now reverse alone), and a cursor on an uncertain token did not show; no token but
+        the cursor is both reversed and bold then, except the attribution target (reverse bold
+        underline, never italic)."""
+        return Style(reverse=True, bold=True, italic=True if self.no_color else None)
 
     def target_style(self) -> Style:
         """How an attribution's target token is marked (the legend shows it too)."""
         if self._target_style is None:
             target = part_style(self, "token-stream--target")
-            # without colour the target is reversed (the cursor is reverse bold, not underlined)
+            # without colour the target is reversed and underlined (the cursor: reversed, bold, italic)
             self._target_style = target + Style(reverse=True, underline=True) if self.no_color else target
         return self._target_style
 
@@ -176,7 +184,7 @@ class TokenStream(ScrollView, can_focus=True):
             if i % 2 and not self.no_color and i < shown.position:
                 style += Style(bold=True)  # alternate weight: token boundaries stay visible
         if i == self.cursor:
-            style += Style(reverse=True, bold=True)
+            style += self._cursor_style
         return style
 
     def _draw(self, line: int) -> Strip:

@@ -111,6 +111,26 @@ async def test_kl_jumps_go_nowhere_when_the_models_agree_everywhere(compared_pat
         assert app.stream.cursor == 0
 
 
+async def test_kl_jumps_on_a_branch_never_compared_say_so_not_that_the_models_agree(compared_path):
+    """A branch with no comparison value at all (steered, so never compared): ( ) said "KL(A‖B) is
+    0 at every position (the same model twice?)" — the values are unknown, not 0. A branch of
+    zeros still says the models agree."""
+    run = load_run(compared_path)
+    for cols in (run.prompt, *(b.steps for b in run.branches)):
+        cols._a["kl_ab"][:] = np.nan
+    app = explorer(run=run)
+    notes: list[str] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.stream.view is not None, what="the run on screen")
+        app.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
+        await pilot.press("right_parenthesis")
+        assert notes == ["no position of this branch was compared under model B (a steered branch is not)"]
+        for cols in (run.prompt, *(b.steps for b in run.branches)):
+            cols._a["kl_ab"][:] = 0.0
+        await pilot.press("right_parenthesis")
+        assert "do not differ on this branch" in notes[-1], notes
+
+
 async def test_the_kl_jumps_say_why_they_do_nothing_on_a_run_of_one_model():
     from tests.factories import make_run
 

@@ -223,6 +223,11 @@ class BranchView:
         before = idx[idx < pos]
         return int(before[-1]) if before.size else None
 
+    def compared(self) -> bool:
+        """Whether any position of the branch has a comparison value (KL(A‖B)) at all."""
+        names = self.run.layout.names
+        return "kl_ab" in names and bool(np.isfinite(self.run.column(self.branch_id, "kl_ab")).any())
+
     def uncertain_mask(self, kind: str) -> np.ndarray:
         """`rank`: the model's first choice was not taken · `entropy`: the top 10% most uncertain ·
         `kl`: the top 10% of KL(A‖B) in a comparison of two models (nowhere in another run).

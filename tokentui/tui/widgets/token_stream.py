@@ -41,6 +41,8 @@ NOWHERE = {
     "kl": "the two models do not differ on this branch: KL(A‖B) is 0 at every position (the same model twice?)",
 }
 
+UNCOMPARED = "no position of this branch was compared under model B (a steered branch is not)"
+
 
 class TokenStream(ScrollView, can_focus=True):
     """Shows a BranchView; posts CursorMoved when the cursor changes."""
@@ -274,7 +276,9 @@ class TokenStream(ScrollView, can_focus=True):
             return
         mask = self.view.uncertain_mask(kind)
         if not mask.any():  # (not a bare bell: say why there is nowhere to go)
-            self.app.notify(NOWHERE[kind])
+            # (no value at all is not a KL of 0: the branch was not compared — steered, or cancelled)
+            uncompared = kind == "kl" and not self.view.compared()
+            self.app.notify(UNCOMPARED if uncompared else NOWHERE[kind])
             return
         target = self.view.next_where(self.cursor, direction, mask)
         if target is None:

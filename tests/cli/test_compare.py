@@ -469,3 +469,15 @@ def test_runs_lists_a_comparison_with_both_models(cli, model_dirs, model_b, cach
     # a name is cut in its middle: a fine-tune's folder differs at its end (a try lost "-tuned")
     summary.model, summary.model_b = "smollm2", "SmolLM2-135M-tuned"
     assert summary.models_in(24) == "smollm2 vs SmolLM…-tuned"
+
+
+def test_the_numbers_table_keeps_large_perplexities_apart():
+    """A random model's perplexity of 66120190.411 filled its 12-wide column and ran into B's:
+    "66120190.41166120190.411". Each value stays a separate, readable number."""
+    from tokentui.cli.compare import _numbers_text
+
+    s = dict.fromkeys(("mean_kl_ab", "mean_kl_ba", "mean_js", "sample_kl_estimate", "sample_kl_error"), 0.0)
+    s |= {"mean_loss_a": 17.9, "mean_loss_b": 16.26, "perplexity_a": 66120190.411, "perplexity_b": 11553976.039}
+    row = next(line for line in _numbers_text(s, "x") if line.startswith("perplexity"))
+    a, b = (float(x) for x in row.removeprefix("perplexity").split())
+    assert a == pytest.approx(s["perplexity_a"], rel=1e-4) and b == pytest.approx(s["perplexity_b"], rel=1e-4)

@@ -395,11 +395,18 @@ def overall_text(s: dict[str, Any]) -> str:
     return "\n".join([head, *_numbers_text(s, "all the responses' tokens"), seed])
 
 
+def _cell(x: float, digits: int) -> str:
+    """A number in a column 12 wide, always a space before it (a perplexity of 66120190.411 filled
+    its column and ran into the next: 66120190.41166120190.411)."""
+    text = f"{x:.{digits}f}"
+    return f" {text if len(text) <= 11 else f'{x:.5g}':>11}"
+
+
 def _numbers_text(s: dict[str, Any], over: str) -> list[str]:
     return [
         f"{'':<18}{'A':>12}{'B':>12}",
-        f"{'mean loss (nats)':<18}{s['mean_loss_a']:>12.4f}{s['mean_loss_b']:>12.4f}",
-        f"{'perplexity':<18}{s['perplexity_a']:>12.3f}{s['perplexity_b']:>12.3f}",
+        f"{'mean loss (nats)':<18}{_cell(s['mean_loss_a'], 4)}{_cell(s['mean_loss_b'], 4)}",
+        f"{'perplexity':<18}{_cell(s['perplexity_a'], 3)}{_cell(s['perplexity_b'], 3)}",
         f"mean KL(A‖B) {s['mean_kl_ab']:.4f} nats · mean KL(B‖A) {s['mean_kl_ba']:.4f} nats · "
         f"mean JS {s['mean_js']:.4f} nats",
         f'seed 003\'s "KL" (mean of log p_A − log p_B over {over}): '

@@ -163,6 +163,7 @@ async def test_b_key_loads_model_b_after_refusing_another_tokenizer(model_dirs, 
         await pilot.press("enter")
         await wait_for(pilot, lambda: bool(errors), what="the second refusal")
         assert app.session.model_b_loaded == b_dir.name and f"still comparing with {b_dir.name}" in app.session.note
+        assert errors[-1].endswith(f"(still comparing with {b_dir.name})"), errors  # (the pop-up too, not only the bar)
         assert f" vs {b_dir.name}" in rendered(app.query_one(StatusBar))
         n = run.length(0)
         await pilot.press("c")

@@ -272,7 +272,12 @@ class Session:
                 if self.state is AppState.LOADING:
                     self.state = AppState.IDLE
                     up.loaded = True
-            up.error = ("comparison failed" if ev.command == "Compare" else "model B failed to load", ev.message)
+            kept = (
+                f" (still comparing with {self.model_b_loaded})"
+                if ev.command == "LoadPair" and self.model_b_loaded
+                else ""
+            )
+            up.error = ("comparison failed" if ev.command == "Compare" else "model B failed to load", ev.message + kept)
         elif isinstance(ev, RunStarted):
             self.branch_id = 0
             if self.state is AppState.GENERATING:

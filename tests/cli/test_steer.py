@@ -437,15 +437,17 @@ def test_attributing_a_steered_run_says_the_model_runs_unsteered(cli, model_dirs
 def test_a_vector_that_overflows_the_model_is_one_line_and_leaves_no_unreadable_run(
     cli, model_dirs, cache_dir, tmp_path, command
 ):
-    """A finite but huge vector makes the steered model's logits NaN: the run was saved anyway
-    and then refused by every reader. The job ends in one line, and what is saved opens."""
+    """A vector too large for the model's dtype (float16 here: ±65504) makes the steered model's
+    logits NaN: the run was saved anyway and then refused by every reader. The job ends in one
+    line, and what is saved opens."""
     from tokentui.store.cache import list_runs
     from tokentui.store.runfile import load_run
 
-    save_file({"vector": np.full(32, 3e38, np.float32)}, str(tmp_path / "huge.safetensors"))
+    save_file({"vector": np.full(32, 1e6, np.float32)}, str(tmp_path / "huge.safetensors"))
     (tmp_path / "s.toml").write_text('vector = "huge.safetensors"\nlayers = [1]\nscale = 100.0\n')
     text = ("--text", PROMPT) if command == "score" else ("-p", PROMPT)
-    res = cli(command, "-m", model_dirs["gpt2"], *text, "--steer", tmp_path / "s.toml", "--lens-chunk", 0)
+    res = cli(command, "-m", model_dirs["gpt2"], *text, "--steer", tmp_path / "s.toml", "--lens-chunk", 0,
+              "--dtype", "float16")  # fmt: skip
     assert res.exit_code == 2 and "is not finite" in res.stderr and "Traceback" not in res.output, res.output
     for summary in list_runs(cache_dir):
         load_run(summary.path)  # (raises on a run that cannot be opened)

@@ -96,7 +96,8 @@ def _two_tensors(path):
         ("layers = [1]\n", {}, "'vector'"),
         ('vector = "v.npy"\n', {}, "'layers'"),
         ('vector = "v.npy"\nlayers = [0]\n', {}, "'layers' entry 0"),
-        ('vector = "v.npy"\nlayers = [true]\n', {}, "'layers' entry True"),
+        ('vector = "v.npy"\nlayers = [true]\n', {}, "'layers' entry true is"),  # (TOML's true, not Python's)
+        ("", {}, "'vector' is missing"),  # (an empty file was told "'vector' must be the path …")
         ('vector = "v.npy"\nlayers = [1.5]\n', {}, "'layers' entry 1.5"),
         ('vector = "v.npy"\nlayers = [1, 1]\n', {}, "names a layer twice"),
         ('vector = "v.npy"\nlayers = [1, 2]\nweights = [1]\n', {}, "'weights' has 1 entry for 2 layers"),

@@ -84,7 +84,7 @@ def _numbers(where: str, name: str, value: object, limit: int) -> tuple[float, .
         if v is None:
             # (position_weights' entries are numbered as the positions they weigh, from 0)
             entry = f"at position {i}" if name == "position_weights" else f"entry {i + 1}"
-            raise _say(where, f"'{name}' {entry} is not a finite number within ±{MAX_ABS:g} (got {x!r:.40})")
+            raise _say(where, f"'{name}' {entry} is not a finite number within ±{MAX_ABS:g} (got {_toml(x)})")
         out.append(v)
     return tuple(out)
 
@@ -96,7 +96,7 @@ def _layers(where: str, value: object) -> tuple[int, ...]:
         raise _say(where, f"'layers' has {len(value)} entries (at most {MAX_LAYERS})")
     for x in value:
         if isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= MAX_LAYERS:
-            raise _say(where, f"'layers' entry {x!r:.40} is not a layer number 1…{MAX_LAYERS}")
+            raise _say(where, f"'layers' entry {_toml(x)} is not a layer number 1…{MAX_LAYERS}")
     if len(set(value)) != len(value):
         raise _say(where, "'layers' names a layer twice")
     return tuple(value)
@@ -421,6 +421,12 @@ def _check_values(where: str, v: np.ndarray) -> None:
         )
 
 
+def _toml(x: object) -> str:
+    """A spec's value as TOML writes it (`true`, not Python's `True`), cut to 40 characters."""
+    text = ("true" if x else "false") if isinstance(x, bool) else repr(x)
+    return text[:40]
+
+
 def parse_spec(text: str, where: str = "steering spec") -> dict[str, Any]:
     """The spec's fields from TOML text, checked (vector still a path). SteeringError on any fault."""
     try:
@@ -433,6 +439,8 @@ def parse_spec(text: str, where: str = "steering spec") -> dict[str, Any]:
     if unknown:
         raise _say(where, f"unknown field '{unknown[0]}' (a spec has {', '.join(SPEC_KEYS)})")
     vector = d.get("vector")
+    if vector is None:  # (an empty spec was told "'vector' must be the path …", as if one were given)
+        raise _say(where, "'vector' is missing: the path of a .safetensors or .npy file")
     if not isinstance(vector, str) or not vector.strip():
         raise _say(where, "'vector' must be the path of a .safetensors or .npy file")
     layers = _layers(where, d.get("layers"))

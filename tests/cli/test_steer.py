@@ -451,3 +451,22 @@ def test_a_vector_that_overflows_the_model_is_one_line_and_leaves_no_unreadable_
     assert res.exit_code == 2 and "is not finite" in res.stderr and "Traceback" not in res.output, res.output
     for summary in list_runs(cache_dir):
         load_run(summary.path)  # (raises on a run that cannot be opened)
+
+
+def test_a_spec_names_a_vector_in_a_folder_named_like_a_home_as_a_path(tmp_path):
+    """A vector in a folder `~x` beside the spec was named `~x/v.safetensors`, which a spec reads
+    as user x's home: "unexpected RuntimeError … a bug in tokentui" where no such user is. --spec
+    writes `./~x/…`, and a spec naming `~nosuchuser/…` by hand is read as written (its vector not
+    found, in one line)."""
+    from tokentui.cli.steer import spec_lines, vector_from
+    from tokentui.core.steering import SteeringError
+
+    (tmp_path / "~x").mkdir()
+    out = tmp_path / "~x" / "v.safetensors"
+    save_file({"vector": np.arange(4, dtype=np.float32)}, str(out))
+    spec = tmp_path / "s.toml"
+    spec.write_text("\n".join(spec_lines(vector_from(spec, out), 1)), encoding="utf-8")
+    np.testing.assert_array_equal(load_spec(spec).vector, np.arange(4, dtype=np.float32))
+    spec.write_text('vector = "~nosuchuser-tokentui/v.npy"\nlayers = [1]\n', encoding="utf-8")
+    with pytest.raises(SteeringError, match="nosuchuser-tokentui"):
+        load_spec(spec)

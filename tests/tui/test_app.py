@@ -520,7 +520,7 @@ async def test_a_model_that_cannot_generate_says_so_once_loaded_and_refuses_gene
         assert len(notes) == 1 and why in notes[0], notes  # (said once loaded: --prompt's generation did not start)
         assert app.run_obj is None
         app.clear_notifications()
-        for key in ("ctrl+r", "e"):
+        for key in ("ctrl+r", "e", "c", "1", "t"):  # (c, 1, t said "no run yet: … generate (ctrl+r)")
             await pilot.press(key)
             await pilot.pause(0.1)
             [note] = app._notifications

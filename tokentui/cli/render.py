@@ -47,7 +47,7 @@ def table(run, branch_id: int, start: int) -> str:
             if i >= 0
         )
         tok = lone_token(run.tokens.bytes_of(st.token_id))[:16]
-        if st.rank:
+        if st.logprob == st.logprob:  # (NaN: nothing predicted it — the first token)
             lines.append(
                 f"{pos:>5}  {tok:<16} {st.prob:>7.4f} {st.logprob:>8.3f} {st.rank:>6} {st.entropy:>7.3f}  {alts}"
             )

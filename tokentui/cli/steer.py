@@ -79,9 +79,10 @@ def vector_from(spec: Path, vector: Path) -> str:
     import os
 
     try:
-        return os.path.relpath(vector.resolve(), spec.resolve().parent)
+        relative = os.path.relpath(vector.resolve(), spec.resolve().parent)
     except ValueError:
         return str(vector.resolve())
+    return f"./{relative}" if relative.startswith("~") else relative  # (a spec reads `~x/…` as user x's)
 
 
 def load_steering(path: Path | None, spec: ModelSpec) -> SteeringSpec | None:

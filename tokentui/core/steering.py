@@ -482,7 +482,10 @@ def load_spec(path: Path | str) -> SteeringSpec:
     except UnicodeDecodeError:
         raise _say(str(path), "is not UTF-8 text (a steering spec is a TOML file)") from None
     fields = parse_spec(text, str(path))
-    vpath = Path(fields["vector"]).expanduser()
+    try:
+        vpath = Path(fields["vector"]).expanduser()
+    except RuntimeError:  # (`~name/…` of no user here, or no home: "a bug in tokentui" — read as written)
+        vpath = Path(fields["vector"])
     if not vpath.is_absolute():
         vpath = path.parent / vpath
     vector, sha = load_vector(vpath)

@@ -117,13 +117,26 @@ def _folder_problem(path: Path) -> str:
     return "is a folder, not a run file"
 
 
+def _looks_like_text(head: bytes) -> bool:
+    """Whether a file's first bytes read as UTF-8 text (a BOM, and a character cut at their end,
+    allowed) without control characters but tab and line ends."""
+    head = head.removeprefix(b"\xef\xbb\xbf")
+    for cut in range(4):  # (the last character may be cut by the 8 bytes)
+        try:
+            text = head[: len(head) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return bool(text) and all(ch.isprintable() or ch in "\t\n\r" for ch in text)
+    return False
+
+
 def _header_too_large(path: Path, head: bytes) -> RunFileError:
     """The error for a file whose first 8 bytes declare an impossible header: most often another
     kind of file, said when it is recognisably JSON (a collection's manifest above all) or text."""
     if head[:1] in (b"{", b"["):
         what = f"a batch collection's manifest ({COLLECTION_HINT})" if path.name == "collection.json" else "a JSON text"
         return RunFileError(path, f"not a tokentui run file: {what}")
-    if all(32 <= c < 127 or c in b"\t\n\r" for c in head):  # (a text file: `replay /etc/passwd`)
+    if _looks_like_text(head):  # (`replay /etc/passwd`)
         return RunFileError(path, "not a tokentui run file: a text file")
     return RunFileError(path, f"not a tokentui run file (header over {MAX_HEADER_BYTES} bytes)")
 

@@ -156,7 +156,10 @@ class Session:
 
     def why_not(self, needs: Needs, generates: bool = False) -> str | None:
         """Why an action that needs `needs` cannot run now, or None when it can. `generates`: the
-        action grows text token by token, which a model tokentui cannot decode does not do."""
+        action grows text token by token, which a model tokentui cannot decode does not do (said
+        first: "no run yet: … generate (ctrl+r)" sent the user to a key refused next)."""
+        if generates and self.capabilities is not None and not self.capabilities.generate:
+            return self.capabilities.why_not("generate", self.model or "this model source")
         if needs in (Needs.RUN, Needs.RUN_AND_MODEL) and self.run is None:
             return "no run yet: type a prompt (i) and generate (ctrl+r)"
         if needs is Needs.SESSION_MODEL and self.state in (AppState.REPLAY, AppState.NO_MODEL):
@@ -169,13 +172,11 @@ class Session:
                 AppState.REPLAY: f"replay: no model is loaded ({_load_advice()})",
                 AppState.LOADING: "the model is still loading",
                 AppState.NO_MODEL: "the model failed to load",
-                AppState.GENERATING: "already generating (escape cancels)",
+                AppState.GENERATING: "already generating (escape cancels; from the prompt, escape twice)",
                 AppState.ATTRIBUTING: "attributing (escape cancels, keeping the rows done)",
             }.get(self.state)
             if reason:
                 return reason
-        if generates and self.capabilities is not None:
-            return self.capabilities.why_not("generate", self.model or "this model source")
         return None
 
     # --- engine events ------------------------------------------------------------------------
@@ -263,21 +264,18 @@ class Session:
                 up.finished = True
         elif isinstance(ev, Failed) and ev.command in ("LoadPair", "Compare"):
             self.comparing_b = False  # (the worker runs one command at a time: no comparison goes on)
+            kept = f"still comparing with {self.model_b_loaded}" if self.model_b_loaded else ""
             if ev.command == "LoadPair":  # the explorer goes on as it was (with its earlier B, if any)
                 self.note = f"model B not loaded: {ev.message}"  # (not the load's last progress line)
-                if self.model_b_loaded:
-                    self.note += f" · still comparing with {self.model_b_loaded}"
+                if kept:
+                    self.note += f" · {kept}"
                 self.loading_b = False
                 self.model_b = self.model_b_loaded or None
                 if self.state is AppState.LOADING:
                     self.state = AppState.IDLE
                     up.loaded = True
-            kept = (
-                f" (still comparing with {self.model_b_loaded})"
-                if ev.command == "LoadPair" and self.model_b_loaded
-                else ""
-            )
-            up.error = ("comparison failed" if ev.command == "Compare" else "model B failed to load", ev.message + kept)
+            said = f" ({kept})" if ev.command == "LoadPair" and kept else ""
+            up.error = ("comparison failed" if ev.command == "Compare" else "model B failed to load", ev.message + said)
         elif isinstance(ev, RunStarted):
             self.branch_id = 0
             if self.state is AppState.GENERATING:

@@ -422,9 +422,13 @@ def _check_values(where: str, v: np.ndarray) -> None:
 
 
 def _toml(x: object) -> str:
-    """A spec's value as TOML writes it (`true`, not Python's `True`), cut to 40 characters."""
-    text = ("true" if x else "false") if isinstance(x, bool) else repr(x)
-    return text[:40]
+    """A spec's value as TOML writes it (`true`, not Python's `True`; also inside arrays), cut to
+    40 characters."""
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    if isinstance(x, list):
+        return f"[{', '.join(_toml(v) for v in x[:10])}{', …' if len(x) > 10 else ''}]"[:40]
+    return repr(x)[:40]
 
 
 def parse_spec(text: str, where: str = "steering spec") -> dict[str, Any]:

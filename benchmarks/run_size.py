@@ -1,7 +1,8 @@
 """Run-file size and load time: bytes per token of a saved run at k=20 and 32 layers, and the time
 to load (and fully validate) a 100k-token run, against a naive JSON of the same steps; for a run
 with the lens off (the target of ≤ 200 bytes/token was set for those columns) and for runs with
-every per-layer measure (`--lens-top 0` and the default 5).
+every per-layer measure (`--lens-top 0` and the default 5). Also the peak memory a load allocates
+(tracemalloc, in a load of its own), as a multiple of the file's size.
 
     python benchmarks/run_size.py [--tokens 100000] [--repeats 5]
 """
@@ -13,6 +14,7 @@ import io
 import statistics
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +98,10 @@ def main() -> None:
                     t0 = time.perf_counter()
                     save_run(back, path)
                     saves.append(time.perf_counter() - t0)
+                tracemalloc.start()
+                load_run(path)
+                peak = tracemalloc.get_traced_memory()[1]
+                tracemalloc.stop()
                 sample = synthetic_run(2_000, vocab, names=names, k_lens=k_lens)
                 text = io.StringIO()
                 write_json(sample, text)
@@ -104,7 +110,7 @@ def main() -> None:
                     f"vocab {vocab:>7}, k=20, 32 layers, {variant:<18}, {args.tokens} tokens: "
                     f"{size / args.tokens:7.1f} bytes/token (naive JSON {naive:6.0f}), "
                     f"load+validate median {statistics.median(loads) * 1000:6.1f} ms, "
-                    f"save median {statistics.median(saves) * 1000:6.1f} ms"
+                    f"save median {statistics.median(saves) * 1000:6.1f} ms, load peak {peak / size:4.1f}× the file"
                 )
 
 

@@ -13,7 +13,7 @@ import pytest
 from tests.factories import make_run, rewrite_header, rewrite_run_text, with_raw_value, with_run_desc
 from tokentui.core.columns import Columns, Layout
 from tokentui.core.measures import Measure
-from tokentui.core.run import new_run_id
+from tokentui.core.run import RunError, new_run_id
 from tokentui.store.cache import list_runs, resolve, run_path, summarize
 from tokentui.store.header import MAX_PROMPT_CHARS, RunFileError, valid_run_id
 from tokentui.store.runfile import encode_run, load_run, save_run
@@ -195,11 +195,49 @@ def _poke(segment, name, row, value):
         (_poke("b0", "layer_entropy", 0, [1, np.inf, 1]), "b0/layer_entropy at position 4: infinite"),
     ],
 )
-def test_impossible_values_are_refused_naming_array_and_position(tmp_path, poke, where):
+@pytest.mark.parametrize("one_row_blocks", [False, True])
+def test_impossible_values_are_refused_naming_array_and_position(tmp_path, monkeypatch, poke, where, one_row_blocks):
+    """(Also when the check goes a row at a time, as it does through a large run's lens columns:
+    each block names its rows by their own positions.)"""
+    if one_row_blocks:
+        monkeypatch.setattr("tokentui.core.run.BLOCK_VALUES", 1)
     run = make_run()
     poke(run)
     p = save_run(run, tmp_path / "x.tokentui")
     _refused(p, where)
+
+
+@pytest.mark.parametrize("one_row_blocks", [False, True])
+@pytest.mark.parametrize(
+    "column, value, why",
+    [
+        ("topk_ids", [1, 2, 10**6, 3], "topk_ids holds ids outside the vocabulary"),
+        ("topk_ids", [1, 2, -2, 3], "topk_ids holds ids outside the vocabulary"),  # (-1 alone is "no id")
+        ("token_id", -1, "token_id holds ids outside the vocabulary"),
+        ("topk_ids", "absent", "token table lacks the bytes of id"),  # (an id of the vocabulary, not of the table)
+    ],
+)
+def test_ids_outside_the_vocabulary_or_the_token_table_are_refused(tmp_path, monkeypatch, column, value, why,
+                                                                   one_row_blocks):  # fmt: skip
+    """Checked a block of rows at a time (a large run's lens ids made masks and copies of all of
+    them at once): a bad id in the last row is found; -1 in a top-k list (no id) is allowed."""
+    if one_row_blocks:
+        monkeypatch.setattr("tokentui.core.run.BLOCK_VALUES", 1)
+    run = make_run()
+    steps = run.branches[1].steps
+    steps._a["topk_ids"][0, 3] = -1
+    load_run(save_run(run, tmp_path / "ok.tokentui"))
+    if value == "absent":  # an id used nowhere else, put in the last row and taken out of the token table
+        from tokentui.core.tokens import TokenTable
+
+        segments = [run.prompt, *(b.steps for b in run.branches)]
+        used = {int(i) for c in segments for m in run.layout.measures if m.is_token_id for i in c.col(m.name).ravel()}
+        victim = next(int(i) for i in run.tokens.ids() if int(i) not in used)
+        run.tokens = TokenTable({int(i): run.tokens.bytes_of(int(i)) for i in run.tokens.ids() if int(i) != victim})
+        value, why = [1, 2, victim, 3], f"{why} {victim}$"
+    steps._a[column][len(steps) - 1] = value
+    with pytest.raises(RunError, match=why):
+        run.validate()
 
 
 def test_what_is_allowed_loads(tmp_path):

@@ -133,15 +133,27 @@ class Columns:
         return {name: a[: self._n].copy() for name, a in self._a.items()}
 
     def copy(self) -> Columns:
-        return Columns.from_arrays(self.layout, self.arrays())
+        return Columns.from_arrays(self.layout, self.arrays(), adopt=True)
 
     @classmethod
-    def from_arrays(cls, layout: Layout, arrays: dict[str, np.ndarray]) -> Columns:
+    def from_arrays(cls, layout: Layout, arrays: dict[str, np.ndarray], adopt: bool = False) -> Columns:
+        """Columns holding `arrays` (a measure missing stays 'unknown'). `adopt`: the caller gives
+        the arrays up, and those already of the measure's dtype and shape are kept, not copied (a
+        run file's arrays: a copy of each, all allocated before the first was copied, made
+        loading a large run take about five times its file's size)."""
         n = len(arrays["token_id"])
-        cols = cls(layout, capacity=n)  # exactly what the arrays hold: never a row they lack
+        cols = cls(layout)  # (nothing allocated yet)
         for m in layout.measures:
-            if m.name in arrays:
-                cols._a[m.name][:n] = arrays[m.name].astype(m.dtype, copy=False)
+            shape = m.shape_for(n, layout.dims)
+            given = arrays.get(m.name)
+            if given is not None:
+                a = given.astype(m.dtype, copy=False)
+                if adopt and a.shape == shape and a.flags.writeable and a.flags.c_contiguous:
+                    cols._a[m.name] = a
+                    continue
+            cols._a[m.name] = empty(m, n, layout.dims)  # exactly what the arrays hold: never a row they lack
+            if given is not None:
+                cols._a[m.name][:n] = given.astype(m.dtype, copy=False)
         cols._n = n
         return cols
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import secrets
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -370,20 +371,22 @@ class Run:
                     raise RunError(f"branch {b.id} forks at {b.fork_position}, outside its parent")
             if not 0 <= b.n_forced <= len(b.steps):
                 raise RunError(f"branch {b.id} has {b.n_forced} forced tokens but {len(b.steps)} steps")
-        known = np.zeros(m.vocab_size, dtype=bool)  # which ids the token table has bytes for
+        # which ids the token table has bytes for; the last entry stands for -1, "no id" (known)
+        known = np.zeros(m.vocab_size + 1, dtype=bool)
         table_ids = self.tokens.ids()
         known[table_ids[(table_ids >= 0) & (table_ids < m.vocab_size)]] = True
+        known[-1] = True
         for cols in [self.prompt] + [b.steps for b in self.branches]:
             if cols.layout != self.layout or self.layout.k != m.k or self.layout.n_layers != m.n_layers:
                 raise RunError("step arrays do not match the run's k and layer count")
             for name in (x.name for x in self.layout.measures if x.is_token_id):
-                ids = cols.col(name)
-                valid = ids if name == "token_id" else ids[ids >= 0]  # -1: no id (e.g. the first step)
-                if valid.size and (valid.min() < 0 or valid.max() >= m.vocab_size):
-                    raise RunError(f"{name} holds ids outside the vocabulary (0..{m.vocab_size - 1})")
-                missing = valid[~known[valid]] if valid.size else valid
-                if missing.size:
-                    raise RunError(f"token table lacks the bytes of id {int(missing[0])}")
+                lowest = 0 if name == "token_id" else -1  # -1: no id (e.g. the first step)
+                for ids in row_blocks(cols.col(name)):  # (the lens's ids are most of a large run)
+                    if ids.size and (ids.min() < lowest or ids.max() >= m.vocab_size):
+                        raise RunError(f"{name} holds ids outside the vocabulary (0..{m.vocab_size - 1})")
+                    missing = ids[~known[ids]]
+                    if missing.size:
+                        raise RunError(f"token table lacks the bytes of id {int(missing[0])}")
         for start, cols, segment in self._segments_by_name():
             self._check_values(segment, start, cols)
 
@@ -414,12 +417,28 @@ class Run:
                 )
             if name not in SIGN:
                 continue
-            values = cols.col(name).astype(np.float32).reshape(len(cols), -1)
-            wrong_sign = values > TOLERANCE if SIGN[name] < 0 else values < -TOLERANCE
-            _refuse(segment, name, start, wrong_sign.any(axis=1), "above 0" if SIGN[name] < 0 else "below 0")
-            _refuse(segment, name, start, np.isinf(values).any(axis=1), "infinite")
-            if name in KNOWN_WHEN_SCORED:
-                _refuse(segment, name, start, np.isnan(values).any(axis=1) & scored, "missing (NaN)")
+            at = 0
+            for block in row_blocks(cols.col(name)):  # (in float32: one block at a time)
+                values = block.astype(np.float32).reshape(len(block), -1)
+                here, known = start + at, scored[at : at + len(block)]
+                wrong_sign = values > TOLERANCE if SIGN[name] < 0 else values < -TOLERANCE
+                _refuse(segment, name, here, wrong_sign.any(axis=1), "above 0" if SIGN[name] < 0 else "below 0")
+                _refuse(segment, name, here, np.isinf(values).any(axis=1), "infinite")
+                if name in KNOWN_WHEN_SCORED:
+                    _refuse(segment, name, here, np.isnan(values).any(axis=1) & known, "missing (NaN)")
+                at += len(block)
+
+
+BLOCK_VALUES = 1 << 20  # values per block of rows checked at once (their temporaries stay a few MB)
+
+
+def row_blocks(a: np.ndarray) -> Iterator[np.ndarray]:
+    """`a` in blocks of whole rows, about BLOCK_VALUES values each (at least one row): a check of a
+    large run's lens columns made float32 copies and masks of the whole of each."""
+    per_row = max(1, a[0].size if len(a) else 1)
+    step = max(1, BLOCK_VALUES // per_row)
+    for i in range(0, len(a), step):
+        yield a[i : i + step]
 
 
 def _refuse(segment: str, name: str, start: int, bad: npt.ArrayLike, why: str) -> None:

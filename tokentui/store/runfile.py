@@ -70,13 +70,13 @@ def _from_disk(m: Measure, arr: np.ndarray, width: int) -> np.ndarray:
     if not m.is_token_id:
         return arr
     if width == 2:
-        ids = arr.astype(np.int64)
+        ids = arr.astype(np.int32)  # (no int64 on the way: the lens's ids are most of a large run)
     else:
         four = np.zeros((*arr.shape[:-1], 4), dtype=np.uint8)
         four[..., :3] = arr
-        ids = four.view("<u4")[..., 0].astype(np.int64)
+        ids = four.view("<u4")[..., 0].astype(np.int32)  # (below 2^24: fits)
     ids[ids == NO_ID[width]] = -1
-    return ids.astype(np.int32)
+    return ids
 
 
 def _segment_tensors(prefix: str, layout: Layout, arrays: dict[str, np.ndarray], vocab: int) -> dict[str, np.ndarray]:
@@ -280,7 +280,7 @@ def _columns(
         arrays[m.name] = _from_disk(m, arr, width)
     if "token_id" not in arrays:
         raise RunFileError(path, f"array {prefix}/token_id is missing")
-    return Columns.from_arrays(layout, arrays)
+    return Columns.from_arrays(layout, arrays, adopt=True)  # (popped from the file's tensors: given up)
 
 
 def _branch(
@@ -335,6 +335,7 @@ def load_run(path: Path | str, follow_links: bool = True) -> Run:
         from safetensors.numpy import load
 
         tensors = dict(load(raw))
+        del raw  # (the arrays are copies: the file's bytes, as large as they, go before the columns are made)
     except Exception as e:  # noqa: BLE001 - the container library's own errors: truncation, bad offsets …
         raise RunFileError(
             path, f"damaged run file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"

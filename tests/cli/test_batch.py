@@ -358,8 +358,14 @@ def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
     assert len(list((out / "runs").iterdir())) == 6
     assert (out / token_losses_name(1, llama)).exists()
 
-    # the manifest describes the last command: the model it no longer names is gone, with its runs
+    # a model the command no longer names is refused (a rerun that forgot a -m deleted its runs,
+    # saying "3 done (3 before)"), nothing changed; with --replace, it is gone with its runs
+    files = {p.name: p.read_bytes() for p in out.glob("*.*") if p.is_file()}
     res = cli(*args, "-m", llama)
+    assert res.exit_code == 2 and f"holds 3 done runs of {gpt2}, a model this command does not name" in res.stderr
+    assert load_collection(out).models == [gpt2, llama] and len(list((out / "runs").iterdir())) == 6
+    assert {p.name: p.read_bytes() for p in out.glob("*.*") if p.is_file()} == files
+    res = cli(*args, "-m", llama, "--replace")
     assert res.exit_code == 0, res.output
     assert "3 done before, 0 to do" in res.stderr
     last = load_collection(out)
@@ -633,6 +639,38 @@ def test_ctrl_c_stops_after_the_current_item_with_exit_130_and_the_batch_resumes
     stopped = load_collection(out)  # every run file saved is in the manifest: the item in progress finished
     assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(p.name for _, p in stopped.runs())
     assert not (out / "model_analysis_stats.csv").exists()  # the tables wait for the end
+    _resume_and_check(cli, args, out, n_items)
+    assert (out / "model_analysis_stats.csv").exists()
+
+
+def test_a_batch_that_redoes_runs_and_is_stopped_leaves_no_tables_of_the_old_runs(cli, model_dirs, tmp_path):
+    """A finished collection rerun with another -n and stopped midway kept its old tables, byte for
+    byte: their rows named run ids whose files now hold other runs, or none. The tables go when
+    a command drops or redoes runs, and come back when a batch ends."""
+    n_items = 10
+    args, out = _stopped_batch(tmp_path, model_dirs["gpt2"], n_items)
+    short = [a if a != 4 else 2 for a in args]  # (-n 2 first)
+    assert cli(*short).exit_code == 0 and (out / "model_analysis_stats.csv").exists()
+    before = max(p.stat().st_mtime_ns for p in (out / "runs").iterdir())
+
+    def newer(p) -> bool:
+        try:
+            return p.suffix == ".tokentui" and p.stat().st_mtime_ns > before
+        except OSError:  # (removed meanwhile: an old run the command dropped)
+            return False
+
+    def press_ctrl_c() -> None:  # (once a run of -n 4 has been saved)
+        end = time.monotonic() + 60
+        while time.monotonic() < end and not any(newer(p) for p in (out / "runs").iterdir()):
+            time.sleep(0.002)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=press_ctrl_c)
+    watcher.start()
+    res = cli(*args)
+    watcher.join()
+    assert res.exit_code == 130, res.output
+    assert not list(out.glob("model_analysis_*.csv")) and not list(out.glob("token_losses-*.json"))
     _resume_and_check(cli, args, out, n_items)
     assert (out / "model_analysis_stats.csv").exists()
 

@@ -443,7 +443,8 @@ def batch(
         bool,
         typer.Option(
             "--replace",
-            help="Let this command drop the runs of an --out collection that was made from another input file.",
+            help="Let this command drop the runs of an --out collection that was made from another input file, or "
+            "of a model it does not name.",
         ),
     ] = False,
     device: DeviceOpt = "auto",
@@ -572,6 +573,12 @@ def _batch(
                 f"{where} would drop or redo {len(lost)} of its {counted(len(done_before), 'run')}; give another --out, "
                 "or --replace to rebuild it from this file"
             )
+        if not replace:
+            _refuse_losing_a_model(folder, done_before, names)
+        if lost:  # (tables of runs no longer there: gone until this batch ends and writes them anew)
+            from tokentui.store.seed_tables import remove_tables
+
+            remove_tables(folder)
         coll.remove_unlisted_runs()
         coll.save()
         remember_collection(folder, runs_dir(cache_dir))  # (--out: its runs are found by id too)
@@ -612,6 +619,21 @@ def _batch(
     if unusable:
         raise RunError(f"{len(unusable)} model{'s' if len(unusable) > 1 else ''} could not be used: "
                        + "; ".join(unusable))  # fmt: skip
+
+
+def _refuse_losing_a_model(folder: Path, done: set[tuple[str, int]], names: list[str]) -> None:
+    """Refuse a command that would drop the done runs of a model it does not name: a rerun that
+    forgot a --model deleted hours of its runs, saying only "50 done (50 before)". (Other changes
+    redo what they change: new options, changed lines, a model trained again into its folder.)"""
+    for model in dict.fromkeys(m for m, _ in sorted(done)):
+        if model not in names:
+            had = sum(1 for m, _ in done if m == model)
+            them = "them" if had > 1 else "it"
+            raise RunError(
+                f"the collection {sanitize(str(folder))} holds {counted(had, 'done run')} of {sanitize(model)}, "
+                f"a model this command does not name: it would drop {them}; give --model {sanitize(model)} too, "
+                f"another --out, or --replace to let {them} go"
+            )
 
 
 def _finish(coll: Collection, plans: list[_Plan], loss_over: str, raw_csv: bool, source: Source) -> None:

@@ -79,6 +79,16 @@ def token_losses_name(slot: int, model: str) -> str:
 OLD_SAMPLE_GLOBS = ("per_sample-*.json", "token_losses-*.json")
 
 
+def remove_tables(folder: Path) -> None:
+    """Remove a collection's tables: a command that drops or redoes runs makes them describe runs
+    no longer there (a batch stopped midway left the old tables, their run ids now other runs)."""
+    for name in (STATS_CSV, SUMMARY_CSV):
+        (folder / name).unlink(missing_ok=True)
+    for pattern in OLD_SAMPLE_GLOBS:
+        for old in folder.glob(pattern):
+            old.unlink(missing_ok=True)
+
+
 def _num(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 

@@ -21,6 +21,7 @@ from tokentui.store.runfile import save_run
         ["stats", "{run}", "--csv", "{u}/s.csv"],
         ["export", "{run}", "-o", "{u}/a.csv"],
         ["export", "{run}", "--format", "seed001", "-o", "{u}/seed001"],
+        ["export", "{run}", "--format", "seed001", "-o", "{u}"],  # (the folder itself: its subfolders' mkdir)
     ],
 )  # fmt: skip
 def test_an_output_folder_that_takes_no_file_is_refused_before_the_work(

@@ -278,6 +278,14 @@ def test_a_batch_collection_counts_its_done_items(cli, model_dirs, tmp_path):
     assert res.exit_code != 0 and len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
 
 
+def test_csv_dash_is_refused_not_a_file_named_dash(cli, run_files, tmp_path, monkeypatch):
+    """`--csv -` wrote a file named "-" in the current folder, silently (- reads standard input
+    elsewhere): refused in one line, before any run is read, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    res = cli("stats", run_files[0], "--csv", "-")
+    assert res.exit_code == 2 and "--csv -: give the table a file name" in res.stderr and not (tmp_path / "-").exists()
+
+
 def test_raw_csv_writes_the_table_as_it_is(cli, run_files, tmp_path):
     """The flat table guards text a spreadsheet would run (a model named "=…" gets a ' before it);
     --raw-csv writes it as it is, as `export --raw-csv` does."""

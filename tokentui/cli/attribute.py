@@ -301,7 +301,13 @@ def attribute_job(
     m = attribution.method(method)
     # a chunk of positions takes up to a minute on a CPU: Ctrl-C says at once that it stops after
     # it (keeping the positions done), and a second stops now (a trial thought it hung)
-    stop = StopThenInterrupt("tokentui: stopping after the positions under way (Ctrl-C again: now, keeping nothing)")
+    # (integrated gradients stops between groups of path points: its positions under way are dropped)
+    what = (
+        "stopping: the positions finished are kept, those under way dropped"
+        if m.name == "integrated-gradients"
+        else "stopping after the positions under way"
+    )
+    stop = StopThenInterrupt(f"tokentui: {what} (Ctrl-C again: now, keeping nothing)")
     job = jobs.Attribute(backend, run, branch, positions, method, alternative, steps, stop)
     line = ProgressLine()
     ended: list[Attributed] = []

@@ -202,6 +202,8 @@ def _check_targets(csv_out: Path | None, plot_dir: Path | None, force: bool) -> 
     from tokentui.core.stats import PLOT_NAMES
     from tokentui.store.export import ExportError, check_target
 
+    if csv_out is not None and str(csv_out) == "-":  # (it wrote a file named "-", where - reads standard input)
+        raise ExportError("--csv -: give the table a file name (the text, or --json, goes to standard output)")
     paths = [csv_out] if csv_out is not None else []
     if plot_dir is not None:
         if plot_dir.exists() and not plot_dir.is_dir():

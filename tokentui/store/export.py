@@ -1014,7 +1014,10 @@ def write_seed001(
     written = []
     try:
         for path, text in zip(targets, files.values()):
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:  # (was the raw "[Errno 1] Operation not permitted: 'imm/standard'")
+                raise ExportError(f"cannot write {path.parent}: {e.strerror or e}") from None
             written.append(write_text(path, text, overwrite))
     except BaseException:
         if made:

@@ -411,7 +411,7 @@ def test_ctrl_c_keeps_the_positions_done(cli, model_dirs, loaded, cache_dir):
         text = term.text.decode()
     assert rc == 130, text
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
-    assert "stopping after the positions under way (Ctrl-C again: now" in text  # said at once
+    assert "those under way dropped (Ctrl-C again: now" in text  # said at once (integrated gradients: dropped)
     run = load_run(summary.path)
     [rec] = run.attributions
     kept = len(rec.positions)

@@ -87,3 +87,15 @@ def test_runs_says_how_each_run_ended_or_what_kind_it_is(cli, cache_dir):
     assert listing.stdout.splitlines()[0].split()[:2] == ["id", "what"]
     shown = {line.split()[0][-6:]: line.split()[1] for line in listing.stdout.splitlines()[1:]}
     assert shown == {"aaa111": "length", "bbb222": "cancelled", "ccc333": "tree", "ddd444": "error"}
+
+
+def test_a_long_id_widens_the_id_column_and_the_columns_stay_in_line(cli, cache_dir):
+    """A batch item's run (33 characters, cached by `attribute`) overflowed the 23-wide id column
+    and pushed its row's other columns out of line."""
+    long_id = "20260101-000000-abcdef-0123abcd-12"
+    _cache_with(cache_dir, "20260101-000000-aaa111", long_id)
+    lines = cli("runs").stdout.splitlines()
+    header, rows = lines[0], lines[1:]
+    assert len(rows) == 2 and any(r.startswith(long_id + " ") for r in rows)
+    where = header.index("what")
+    assert all(r[where - 1] == " " and r[where:].split()[0] == "length" for r in rows), lines

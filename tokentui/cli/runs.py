@@ -32,19 +32,22 @@ def runs_list(ctx: typer.Context, cache_dir: CacheOpt = None) -> None:
         out.line(f"no runs in {sanitize(str(d))}")
         return
     # (the date is the id's start: no column of its own; the prompt takes what the terminal leaves)
-    room = max(20, shutil.get_terminal_size((110, 24)).columns - 72) if sys.stdout.isatty() else 40
-    out.line(f"{'id':<23} {'what':<9} {'model':<24} {'tokens':>7} {'br':>3}  prompt")
+    # the id column as wide as the longest id (a batch item's run, cached by `attribute`, has 33
+    # characters: 23 pushed the other columns out of line), up to 64
+    id_w = max(23, *(min(64, len(sanitize(r.path.stem))) for r in runs))
+    room = max(20, shutil.get_terminal_size((110, 24)).columns - 49 - id_w) if sys.stdout.isatty() else 40
+    out.line(f"{'id':<{id_w}} {'what':<9} {'model':<24} {'tokens':>7} {'br':>3}  prompt")
     for r in runs:
         # the id column is what commands take: the file's name (a file copied in under another
         # name than its run's id says which id it holds)
         handle = r.path.stem
         if r.error:
-            out.line(f"{sanitize(handle):<23} (unreadable: {sanitize(r.error)})")
+            out.line(f"{sanitize(handle):<{id_w}} (unreadable: {sanitize(r.error)})")
             continue
         held = f"(holds run {sanitize(r.run_id)}) " if r.run_id != handle else ""
         prompt = held + sanitize(r.prompt.replace("\n", " "), visible_whitespace=True)[: max(10, room - len(held))]
         out.line(
-            f"{sanitize(handle):<23} {sanitize(r.what)[:9]:<9} {sanitize(r.models_in(24)):<24} {r.tokens:>7} "
+            f"{sanitize(handle):<{id_w}} {sanitize(r.what)[:9]:<9} {sanitize(r.models_in(24)):<24} {r.tokens:>7} "
             f"{r.branches:>3}  {prompt}"
         )
     out.flush()

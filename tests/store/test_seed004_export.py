@@ -94,6 +94,21 @@ def test_seed004_holds_the_record_in_the_seeds_shape():
     np.testing.assert_array_equal(np.float32(t["target_values"]), rec.target_values)
 
 
+def test_a_text_scored_teacher_forced_claims_no_sampler():
+    """A dataset item's run (its response forced after the prompt) generated nothing: its seed 004
+    JSON said max_new_tokens 64, temperature 0 all the same. It gives k alone, and no sampler."""
+    run = make_run()
+    root = run.branches[0]
+    root.n_forced = len(root.steps)
+    assert "generated" not in run.kinds(0) and "generated" in run.kinds(1)
+    record(run, 0, [2, 5])
+    doc = json.loads(exported(run))
+    assert doc["metadata"]["generation_params"] == {"k": run.meta.k} and doc["tokentui"]["sampling"] is None
+    record(run, 1, [2, 5])  # (a generated branch of the same run: its sampler, as before)
+    doc = json.loads(exported(run))
+    assert doc["metadata"]["generation_params"]["max_new_tokens"] == run.meta.sampling["max_new_tokens"]
+
+
 def test_the_record_written_is_the_newest_or_the_one_asked_for():
     run = make_run()
     record(run, 0, [3, 4], method="gradient-norm")

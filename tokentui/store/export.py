@@ -638,14 +638,17 @@ def seed004_document(run: Run, index: int | None = None) -> dict[str, Any]:
     seed's own schema (its persistence/schema.py AnalysisResult): `metadata` (timestamp: the
     record's, llm_id, llm_version: the model's revision or "", prompt: the run's prompt as
     written, generation_params: the run's sampler and k — the seed's values are strings and
-    numbers only, so an unset seed and the stop list are left out — version; and
+    numbers only, so an unset seed and the stop list are left out; of a text scored teacher-forced,
+    which generated nothing, k alone — version; and
     attribution_method) and `data` (input_tokens: positions 0…width−1 of the branch, output_tokens:
     the attributed tokens, each {token, token_id, clean_token}; association_matrix: the scores
     [rows, width]; normalized_association: |scores| / Σ|scores| per row), plus a `tokentui`
     object with what the seed's shape has no place for (the whole sampler among it)."""
     i, rec = attribution_at(run, index)
     seq = run.sequence(rec.branch)
-    params = {**run.meta.sampling, "k": run.meta.k}
+    # a text scored teacher-forced (a dataset item, `score`) generated nothing: no sampler to claim
+    generated = "generated" in run.kinds(rec.branch)
+    params = {**(run.meta.sampling if generated else {}), "k": run.meta.k}
     return {
         "metadata": {
             "timestamp": rec.created,
@@ -676,7 +679,7 @@ def seed004_document(run: Run, index: int | None = None) -> dict[str, Any]:
             "steps": rec.steps,
             "completeness": _floats(rec.completeness),
             "target_values": None if attribution_target(rec) is None else _floats(rec.target_values),
-            "sampling": run.meta.sampling,
+            "sampling": run.meta.sampling if generated else None,
         },
     }
 

@@ -617,15 +617,13 @@ def test_a_batch_killed_mid_way_resumes_with_every_item_done_once(cli, model_dir
     _resume_and_check(cli, args, out, n_items)
 
 
-def test_ctrl_c_stops_after_the_current_item_with_exit_130_and_the_batch_resumes(cli, model_dirs, tmp_path):
-    """A real SIGINT to this process (the command runs in it): the handler `batch` installs turns
-    it into "stop after this item"."""
-    n_items = 10
-    args, out = _stopped_batch(tmp_path, model_dirs["gpt2"], n_items)
+def _ctrl_c_once(cli, args, ready):
+    """The result of `cli(*args)` run in this process, with a real SIGINT sent to it once `ready()`
+    (polled from another thread; 60 s at most)."""
 
     def press_ctrl_c() -> None:
         end = time.monotonic() + 60
-        while not _run_files(out / "runs") and time.monotonic() < end:
+        while not ready() and time.monotonic() < end:
             time.sleep(0.002)
         os.kill(os.getpid(), signal.SIGINT)
 
@@ -633,6 +631,16 @@ def test_ctrl_c_stops_after_the_current_item_with_exit_130_and_the_batch_resumes
     watcher.start()
     res = cli(*args)
     watcher.join()
+    return res
+
+
+def test_ctrl_c_stops_after_the_current_item_with_exit_130_and_the_batch_resumes(cli, model_dirs, tmp_path):
+    """A real SIGINT to this process (the command runs in it): the handler `batch` installs turns
+    it into "stop after this item"."""
+    n_items = 10
+    args, out = _stopped_batch(tmp_path, model_dirs["gpt2"], n_items)
+
+    res = _ctrl_c_once(cli, args, lambda: bool(_run_files(out / "runs")))
     assert res.exit_code == 130, res.output
     assert "stopping after the current item" in res.stderr and "stopped after" in res.stderr.splitlines()[-1]
     assert "Traceback" not in res.stderr
@@ -659,16 +667,7 @@ def test_a_batch_that_redoes_runs_and_is_stopped_leaves_no_tables_of_the_old_run
         except OSError:  # (removed meanwhile: an old run the command dropped)
             return False
 
-    def press_ctrl_c() -> None:  # (once a run of -n 4 has been saved)
-        end = time.monotonic() + 60
-        while time.monotonic() < end and not any(newer(p) for p in (out / "runs").iterdir()):
-            time.sleep(0.002)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    watcher = threading.Thread(target=press_ctrl_c)
-    watcher.start()
-    res = cli(*args)
-    watcher.join()
+    res = _ctrl_c_once(cli, args, lambda: any(newer(p) for p in (out / "runs").iterdir()))  # (a run of -n 4 saved)
     assert res.exit_code == 130, res.output
     assert not list(out.glob("model_analysis_*.csv")) and not list(out.glob("token_losses-*.json"))
     _resume_and_check(cli, args, out, n_items)

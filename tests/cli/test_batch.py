@@ -384,6 +384,47 @@ def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
     assert res.exit_code == 0 and "0 done before, 3 to do" in res.stderr, res.output
 
 
+def test_lines_that_moved_keep_their_runs_under_their_new_line(cli, model_dirs, tmp_path):
+    """A line inserted at the top of the prompts file moved every item down one, and the resumed
+    batch redid all of them. Now an item is matched by its key on another line too: its run gets
+    the new line's file and id, a repeated line claims one earlier run each, and swapping lines
+    (each new file is another's old one) keeps every run."""
+    from tokentui.store.collection import load_item_run
+
+    src = tmp_path / "p.txt"
+    _lines(src, PROMPTS[:3])
+    out = tmp_path / "coll"
+    args = ["batch", "--prompts", src, "-m", str(model_dirs["gpt2"]), "-n", 3, "--lens-chunk", 0, "--out", out]
+    assert cli(*args).exit_code == 0
+    tokens = {}
+    for _, path in load_collection(out).runs():
+        run = load_run(path)
+        tokens[run.meta.prompt] = run.sequence(0).tolist()
+
+    def check(lines: list[str]) -> None:
+        coll = load_collection(out)
+        assert [it.index for it, _ in coll.runs()] == list(range(1, len(lines) + 1))
+        for it, path in coll.runs():
+            run = load_item_run(path)  # (its id is its file's name)
+            assert run.id == coll.run_id(it.model, it.index) and run.meta.prompt == lines[it.index - 1]
+            assert run.sequence(0).tolist() == tokens.setdefault(run.meta.prompt, run.sequence(0).tolist())
+        assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(p.name for _, p in coll.runs())
+        assert (out / "model_analysis_stats.csv").exists()
+
+    lines = ["x = 1", *PROMPTS[:3], PROMPTS[1]]  # a line at the top, one repeated at the end
+    _lines(src, lines)
+    res = cli(*args)
+    assert res.exit_code == 0, res.output
+    assert "3 done before (3 on other lines now), 2 to do" in res.stderr
+    check(lines)
+    lines.reverse()  # (line 3 stays; 1↔5 and 2↔4 swap their files)
+    _lines(src, lines)
+    res = cli(*args)
+    assert res.exit_code == 0, res.output
+    assert "5 done before (4 on other lines now), 0 to do" in res.stderr
+    check(lines)
+
+
 def test_a_model_saved_again_into_its_folder_redoes_its_items(cli, model_dirs, loaded, tmp_path):
     """The fine-tune workflow: train, batch, train again into the same folder, batch again. The
     second batch must score under the new weights (a trial saw the first weights' numbers kept:

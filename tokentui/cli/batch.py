@@ -148,6 +148,7 @@ class _Plan:
     todo: list[tuple[Item, str]] = field(default_factory=list)  # (item, key)
     kept: int = 0  # items done by an earlier command, verified
     kept_skipped: int = 0  # items an earlier command skipped for this model (too long for its context)
+    moves: list[tuple[CollectionItem, Item]] = field(default_factory=list)  # (earlier done entry, its item now)
     done: int = 0
     skipped: int = 0
     failed: int = 0
@@ -220,7 +221,13 @@ def _verified(coll: Collection, old: CollectionItem | None, model: str, index: i
 def _plan(coll: Collection, source: Source, specs: list[ModelSpec], run_settings: dict[str, Any]) -> list[_Plan]:
     """Every (model, item) of this command: verified earlier work is kept, input problems are
     recorded as skipped, the rest is to do. The manifest is left holding exactly the kept and
-    skipped entries of this command (nothing of earlier commands that this one does not ask for)."""
+    skipped entries of this command (nothing of earlier commands that this one does not ask for).
+
+    An item is matched with the earlier entry of its line first, then with an unclaimed entry of
+    the same key on another line: a line inserted at the top of the file moved every item down
+    one, and all of them were redone. A done run that moved is in `_Plan.moves` (`_move_runs`
+    renames it); a line that repeats a text claims one earlier entry each, so runs sampled without
+    a seed stay as many as the lines."""
     from tokentui.engine.hf.loading import weights_stamp
     from tokentui.store.collection import CollectionItem, item_key
 
@@ -236,6 +243,7 @@ def _plan(coll: Collection, source: Source, specs: list[ModelSpec], run_settings
         stamp = weights_stamp(spec.model)
         if stamp is not None:  # a local model saved again (a new fine-tune in the same folder) redoes its items
             model_key["weights"] = stamp
+        unmatched = []
         for item in source.items:
             text = (
                 {"prompt": item.prompt} if item.response is None else {"prompt": item.prompt, "response": item.response}
@@ -250,12 +258,73 @@ def _plan(coll: Collection, source: Source, specs: list[ModelSpec], run_settings
                 else:
                     plan.kept_skipped += 1
             else:
+                unmatched.append((item, key))
+        kept = {it.index for it in coll.items if it.model == spec.model}
+        elsewhere: dict[str, list[CollectionItem]] = {}  # key -> unclaimed earlier entries, by line
+        for (model, index), it in sorted(old.items(), key=lambda kv: kv[0][1]):
+            if model == spec.model and index not in kept and it.status != "failed":
+                elsewhere.setdefault(it.key, []).append(it)
+        for item, key in unmatched:
+            candidates = elsewhere.get(key, [])
+            while candidates:
+                prev = candidates.pop(0)
+                if not _verified(coll, prev, spec.model, prev.index, key):
+                    continue
+                if prev.status == "done":
+                    plan.moves.append((prev, item))
+                    plan.kept += 1
+                else:
+                    coll.put(replace(prev, index=item.index))
+                    plan.kept_skipped += 1
+                break
+            else:
                 plan.todo.append((item, key))
         for problem in source.problems:
             key = item_key(model_key, run_settings, {"problem": problem.why, "line": problem.index})
             coll.put(CollectionItem(problem.index, spec.model, "skipped", None, problem.why, key))
         plans.append(plan)
     return plans
+
+
+def _move_runs(coll: Collection, plans: list[_Plan]) -> int:
+    """Give the done runs of lines that moved their new line's file and run id, entering them in
+    the manifest. The manifest saved before this names none of their old files, so a kill midway
+    leaves runs that are redone, never one counted as another line's. Each is first renamed aside
+    (its new file may be the old file of another that moves too), then saved under its new id. A
+    run that cannot be moved is done again. Returns how many moved."""
+    from tokentui.store.collection import CollectionItem
+    from tokentui.store.header import SUFFIX, RunFileError
+    from tokentui.store.runfile import load_run, save_run
+
+    aside: list[tuple[_Plan, CollectionItem, Item, Path | None]] = []
+    moved = 0
+    for plan in plans:
+        for prev, item in plan.moves:
+            assert prev.run_file is not None
+            tmp = coll.runs_dir / f"{coll.id}-moving-{len(aside)}{SUFFIX}"
+            try:
+                os.replace(prev.run_file, tmp)
+            except OSError:
+                aside.append((plan, prev, item, None))
+            else:
+                aside.append((plan, prev, item, tmp))
+        plan.moves = []
+    for plan, prev, item, set_aside in aside:
+        try:
+            if set_aside is None:
+                raise RunFileError(coll.runs_dir, "a run could not be renamed")
+            run = load_run(set_aside, follow_links=False)
+            run.meta.run_id = coll.run_id(plan.model, item.index)
+            path = save_run(run, coll.run_file_for(plan.model, item.index))
+            set_aside.unlink()
+        except (OSError, RunFileError):  # (a file left aside is removed with the runs no item names)
+            plan.kept -= 1
+            plan.todo.append((item, prev.key))
+            plan.todo.sort(key=lambda todo: todo[0].index)
+            continue
+        coll.put(CollectionItem(item.index, plan.model, "done", path, None, prev.key))
+        moved += 1
+    return moved
 
 
 def _process(
@@ -566,7 +635,10 @@ def _batch(
                          "model_options": model_options}  # fmt: skip
         coll.complete = False
         plans = _plan(coll, source, specs, run_settings)
-        lost = done_before - {(it.model, it.index) for it in coll.items if it.status == "done"}
+        survive = {(it.model, it.index) for it in coll.items if it.status == "done"}
+        survive |= {(p.model, prev.index) for p in plans for prev, _ in p.moves}
+        lost = done_before - survive
+        moved = sum(len(p.moves) for p in plans)
         if lost and made_from not in (None, str(source_path)) and not replace:  # (the manifest is untouched)
             raise RunError(
                 f"the collection {sanitize(str(folder))} was made from {sanitize(str(made_from))}: reading "
@@ -575,10 +647,13 @@ def _batch(
             )
         if not replace:
             _refuse_losing_a_model(folder, done_before, names)
-        if lost:  # (tables of runs no longer there: gone until this batch ends and writes them anew)
+        if lost or moved:  # (tables of runs no longer there, or on other lines: gone until this batch writes them anew)
             from tokentui.store.seed_tables import remove_tables
 
             remove_tables(folder)
+        if moved:
+            coll.save()  # (naming none of the moving runs' old files: see _move_runs)
+            moved = _move_runs(coll, plans)
         coll.remove_unlisted_runs()
         coll.save()
         remember_collection(folder, runs_dir(cache_dir))  # (--out: its runs are found by id too)
@@ -586,7 +661,8 @@ def _batch(
         kept = sum(p.kept for p in plans)
         typer.echo(
             f"tokentui: collection {sanitize(str(folder))}: {counted(len(source.items), 'item')} × "
-            f"{counted(len(specs), 'model')}, {kept} done before, {total} to do",
+            f"{counted(len(specs), 'model')}, {kept} done before{f' ({moved} on other lines now)' if moved else ''}, "
+            f"{total} to do",
             err=True,
         )
         stop = _Stop()

@@ -9,7 +9,8 @@ skipped: the input was unusable, failed: the model failed on it), the run file o
 (relative to DIR, so the folder can be moved), the reason of a skipped or failed one, and its
 `key`: a hash of what makes the item what it is (the model and how it was opened, the settings
 that shape the run, the item's text). A resumed batch skips exactly the items whose entry is done
-with the same key and whose run file loads, and redoes the others. The manifest always describes
+with the same key and whose run file loads (on the item's line, or on the line it had before it
+moved: the run is then renamed), and redoes the others. The manifest always describes
 the last command run into the folder: items it did not ask for are dropped.
 
 The manifest is rewritten atomically (temporary file, fsync, rename) after every item, so a kill

@@ -178,3 +178,42 @@ def test_a_model_package_that_is_not_installed_is_one_line_saying_what_to_instal
         assert message == "unexpected ModuleNotFoundError: No module named 'tokentui.nonesuch'"
     finally:
         wk.shutdown()
+
+
+def test_a_worker_beside_a_ui_leaves_the_ui_a_core_on_the_cpu_until_it_stops(model_dirs, monkeypatch):
+    """On a 2-core machine the explorer drew its frames on a core torch's two threads were using:
+    the explorer's worker runs torch on one thread fewer (not below one), gives the number back when
+    it stops, and leaves a number the user chose (OMP_NUM_THREADS) alone. (torch's number is each
+    thread's own once it has run an operator: a thread started after the change reads it.)"""
+    import threading
+
+    import torch
+
+    def threads() -> int:
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        t.start()
+        t.join()
+        return seen[0]
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        for env, spare, during in ((None, True, 2), (None, False, 3), ("3", True, 3)):
+            if env is not None:
+                monkeypatch.setenv("OMP_NUM_THREADS", env)
+            q: queue.Queue = queue.Queue()
+            wk = w.Worker(q.put, spare_core=spare).start()
+            try:
+                wk.submit(w.Load(ModelSpec(str(model_dirs["gpt2"]), device="cpu")))
+                assert isinstance(collect_until(q, lambda e: isinstance(e, (Loaded, Failed)))[-1], Loaded)
+                assert threads() == during
+            finally:
+                wk.shutdown()
+            assert threads() == 3
+        torch.set_num_threads(1)
+        assert w.leave_a_core() is None and threads() == 1
+    finally:
+        torch.set_num_threads(before)

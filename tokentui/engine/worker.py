@@ -143,6 +143,25 @@ class LoadPair:
 Command = Load | Generate | Continue | Fork | Resample | Score | Tree | Attribute | Adopt | SteerCompare | LoadPair
 
 
+def leave_a_core() -> int | None:
+    """Run torch's operators on one thread fewer than it would (never fewer than one), unless the
+    user chose the number (OMP_NUM_THREADS, MKL_NUM_THREADS). Returns the number before, or None
+    when nothing changed. On a 2-core machine the explorer drew the screen on a core torch's two
+    threads were using, and generated faster with one of them (the demo model 128 → 146 tokens/s,
+    SmolLM2 the same: benchmarks/explorer_generate.py)."""
+    import os
+
+    if os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"):
+        return None
+    import torch
+
+    n = torch.get_num_threads()
+    if n < 2:
+        return None
+    torch.set_num_threads(n - 1)
+    return n
+
+
 class Worker:
     def __init__(
         self,
@@ -150,9 +169,14 @@ class Worker:
         save_dir: Path | None = None,
         backend: Backend | None = None,
         autosave_seconds: float = 10.0,
+        spare_core: bool = False,
     ) -> None:
-        """`backend`: a model already open (else a `Load` command opens one)."""
+        """`backend`: a model already open (else a `Load` command opens one). `spare_core`: the
+        caller's thread draws a UI while the model runs: a model loaded on the CPU leaves it a core
+        (`leave_a_core`) until the worker stops."""
         self.callback = callback
+        self.spare_core = spare_core
+        self._threads_before: int | None = None  # torch's intra-op threads before leave_a_core
         self.save_dir = save_dir
         self.backend = backend
         self.autosave_seconds = autosave_seconds
@@ -202,6 +226,10 @@ class Worker:
         while True:
             item = self._queue.get()
             if item is None:
+                if self._threads_before is not None:
+                    import torch
+
+                    torch.set_num_threads(self._threads_before)
                 return
             cmd, cancel = item
             try:
@@ -310,6 +338,8 @@ class Worker:
             t0 = time.perf_counter()
             self.backend = open_backend(cmd.spec, progress=lambda m: self.callback(Progress(m)))
             i = self.backend.info
+            if self.spare_core and i.device.partition(":")[0] == "cpu" and self._threads_before is None:
+                self._threads_before = leave_a_core()
             self.callback(
                 Loaded(
                     i.name,

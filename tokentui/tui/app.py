@@ -150,6 +150,7 @@ class TokentuiApp(
         self._status_due = False  # an engine event changed what the status bar says: drawn with the next frame
         self._tree_due = False  # a search added nodes the tree pane does not show yet
         self._tree_at = 0.0  # when the tree pane last took a running search's new nodes
+        self._panes_at: tuple[Run | None, int, int] | None = None  # (run, branch, position) the panes last drew
         self.quitting = False  # quit was asked while a job ran: the app leaves once it has stopped
         self.hung_up = False  # the terminal is gone (SIGHUP): leave without Textual's shutdown
         self.crash: Exception | None = None  # the unhandled exception that ended the app
@@ -360,6 +361,7 @@ class TokentuiApp(
 
     def refresh_panes(self) -> None:
         pos = self.stream.cursor
+        self._panes_at = (self.run_obj, self.branch_id, pos)
         self.query_one(AlternativesPane).show(self.run_obj, self.branch_id, pos)
         self.query_one(LayersPane).show(
             self.run_obj, self.branch_id, pos, self.metric, self.stream.view, self.session.lens_unavailable()
@@ -410,7 +412,12 @@ class TokentuiApp(
         self.query_one(SettingsLine).show(self.run_obj, self.branch_id, self.session.settings)
 
     def on_token_stream_cursor_moved(self, message: TokenStream.CursorMoved) -> None:
-        if message.stream.is_attached:  # not once quitting has taken the screen down
+        """The panes follow the cursor, unless they were drawn at its position since it moved: a
+        streamed update (or a branch shown) moves the cursor and draws the panes itself, and drawing
+        them again for its message doubled the explorer's frames while tokens stream."""
+        if not message.stream.is_attached:  # not once quitting has taken the screen down
+            return
+        if self._panes_at != (self.run_obj, self.branch_id, self.stream.cursor):
             self.refresh_panes()
 
     async def on_alternatives_pane_chosen(self, message: AlternativesPane.Chosen) -> None:

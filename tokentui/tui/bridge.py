@@ -42,7 +42,7 @@ class EngineBridge:
         def deliver(ev: Event) -> None:  # on the worker's thread: only post (thread-safe)
             app.post_message(EngineMessage(ev))
 
-        self.worker = w.Worker(deliver, save_dir=save_dir)
+        self.worker = w.Worker(deliver, save_dir=save_dir, spare_core=True)  # (the UI draws on this process's cores)
         self.session_options = session_options  # lens_chunk, lens_precision
         self.load_args: tuple[str, str, bool] = ("auto", "auto", False)  # device, dtype, remote code (load)
         self.worker.start()

@@ -90,8 +90,10 @@ class LayersPane(Static):
     def _draw(self, lines: list[Text]) -> None:
         """Show `lines`. The pane is as tall as its text, so a layout (which resizes it and the
         scrolled area) is asked for only when the lines may wrap to another height: a cursor move
-        mostly changes values, not line lengths."""
-        shape = (self.content_region.width, *(line.cell_len for line in lines))
+        mostly changes values, not line lengths. A line that fits the width is one row whatever
+        its length; a longer one may wrap to more, by its words."""
+        width = self.content_region.width
+        shape = (width, *(0 if line.cell_len <= width else line.cell_len for line in lines))
         layout, self._shape = shape != self._shape, shape
         self.update(Group(*lines), layout=layout)
 

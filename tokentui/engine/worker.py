@@ -148,7 +148,8 @@ def leave_a_core() -> int | None:
     user chose the number (OMP_NUM_THREADS, MKL_NUM_THREADS). Returns the number before, or None
     when nothing changed. On a 2-core machine the explorer drew the screen on a core torch's two
     threads were using, and generated faster with one of them (the demo model 128 → 146 tokens/s,
-    SmolLM2 the same: benchmarks/explorer_generate.py)."""
+    SmolLM2 the same: benchmarks/explorer_generate.py). Called on the worker's thread: a thread
+    that has run torch keeps its own number (the UI's is untouched), one started later takes this."""
     import os
 
     if os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"):

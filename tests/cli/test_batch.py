@@ -214,7 +214,7 @@ def test_a_dataset_is_scored_teacher_forced_with_the_response_marked(cli, model_
     # --loss-over all: the same runs (nothing is recomputed), the tables over every predicted position
     again = cli(*args, *(["--chat"] if chat else []), "--loss-over", "all")
     assert again.exit_code == 0, again.output
-    assert "2 done before, 0 to do" in again.stderr
+    assert "2 done before, 4 skipped, 0 to do" in again.stderr  # (lines 2-5)
     sheet = json.loads((out / token_losses_name(0, coll.models[0])).read_text())
     for (_, path), sample in zip(coll.runs(), [s for s in sheet["results"] if s["status"] == "done"], strict=True):
         ids = load_run(path).sequence(0).tolist()
@@ -344,7 +344,7 @@ def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
     damaged.write_bytes(damaged.read_bytes()[:-10])  # line 3's run no longer loads: redone too
     res = cli(*args, "-m", gpt2, "-m", llama)
     assert res.exit_code == 0, res.output
-    assert "1 done before, 5 to do" in res.stderr
+    assert "1 done before, 2 runs dropped, 5 to do" in res.stderr
     after = load_collection(out)
     assert after.id == coll.id and after.models == [gpt2, llama]
     assert [(it.model, it.index) for it, _ in after.runs()] == [(m, i) for m in (gpt2, llama) for i in (1, 2, 3)]
@@ -367,7 +367,7 @@ def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
     assert {p.name: p.read_bytes() for p in out.glob("*.*") if p.is_file()} == files
     res = cli(*args, "-m", llama, "--replace")
     assert res.exit_code == 0, res.output
-    assert "3 done before, 0 to do" in res.stderr
+    assert "3 done before, 3 runs dropped, 0 to do" in res.stderr
     last = load_collection(out)
     assert last.models == [llama] and {it.model for it in last.items} == {llama}
     assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(p.name for _, p in last.runs())
@@ -379,16 +379,25 @@ def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
     res = cli(*args, "-m", llama, "--lens-top", 2, "--lens-precision", "float32")
     assert res.exit_code == 0 and "3 done before, 0 to do" in res.stderr, res.output
     on = [a if a != 0 else 8 for a in args]  # (--lens-chunk 8)
-    assert cli(*on, "-m", llama).exit_code == 0
+    res = cli(*on, "-m", llama)
+    assert res.exit_code == 2 and "other settings (--lens-chunk 0 → 8; --lens-precision" in res.stderr, res.output
+    assert cli(*on, "-m", llama, "--replace").exit_code == 0
+    # other settings in the same folder redo its runs only with --replace (a typo lost hours of runs)
+    files = {p.name: p.read_bytes() for p in (out / "runs").iterdir()}
     res = cli(*on, "-m", llama, "--lens-top", 2)
-    assert res.exit_code == 0 and "0 done before, 3 to do" in res.stderr, res.output
+    assert res.exit_code == 2, res.output
+    assert "was made with other settings (--lens-top 5 → 2): this command would redo 3 of its 3 runs" in res.stderr
+    assert {p.name: p.read_bytes() for p in (out / "runs").iterdir()} == files
+    res = cli(*on, "-m", llama, "--lens-top", 2, "--replace")
+    assert res.exit_code == 0 and "0 done before, 3 runs dropped, 3 to do" in res.stderr, res.output
 
 
 def test_lines_that_moved_keep_their_runs_under_their_new_line(cli, model_dirs, tmp_path):
     """A line inserted at the top of the prompts file moved every item down one, and the resumed
-    batch redid all of them. Now an item is matched by its key on another line too: its run gets
-    the new line's file and id, a repeated line claims one earlier run each, and swapping lines
-    (each new file is another's old one) keeps every run."""
+    batch redid all of them. Now an item is matched by its key on another line too: its entry names
+    the new line and its run keeps its file and id (nothing is written, so a kill loses nothing;
+    an id printed before still opens the same run); a repeated line claims one earlier run each;
+    a new run whose line's number a moved run holds gets a number past every line."""
     from tokentui.store.collection import load_item_run
 
     src = tmp_path / "p.txt"
@@ -396,33 +405,51 @@ def test_lines_that_moved_keep_their_runs_under_their_new_line(cli, model_dirs, 
     out = tmp_path / "coll"
     args = ["batch", "--prompts", src, "-m", str(model_dirs["gpt2"]), "-n", 3, "--lens-chunk", 0, "--out", out]
     assert cli(*args).exit_code == 0
-    tokens = {}
+    made = {}  # run id -> (prompt, tokens) when it was made
     for _, path in load_collection(out).runs():
         run = load_run(path)
-        tokens[run.meta.prompt] = run.sequence(0).tolist()
+        made[run.id] = (run.meta.prompt, run.sequence(0).tolist())
 
-    def check(lines: list[str]) -> None:
+    def check(lines: list[str], kept: int) -> None:
         coll = load_collection(out)
         assert [it.index for it, _ in coll.runs()] == list(range(1, len(lines) + 1))
+        ids = []
         for it, path in coll.runs():
             run = load_item_run(path)  # (its id is its file's name)
-            assert run.id == coll.run_id(it.model, it.index) and run.meta.prompt == lines[it.index - 1]
-            assert run.sequence(0).tolist() == tokens.setdefault(run.meta.prompt, run.sequence(0).tolist())
+            assert run.meta.prompt == lines[it.index - 1]
+            assert made.setdefault(run.id, (run.meta.prompt, run.sequence(0).tolist())) == (
+                run.meta.prompt,
+                run.sequence(0).tolist(),
+            )
+            ids.append(run.id)
+        assert len(set(ids)) == len(ids) and len(set(ids) & set(before)) == kept
         assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(p.name for _, p in coll.runs())
-        assert (out / "model_analysis_stats.csv").exists()
+        rows = _read_csv(out / "model_analysis_stats.csv")
+        assert {(int(r["prompt_id"]), r["run_id"]) for r in rows} == {(it.index, p.stem) for it, p in coll.runs()}
 
+    before = set(made)
     lines = ["x = 1", *PROMPTS[:3], PROMPTS[1]]  # a line at the top, one repeated at the end
     _lines(src, lines)
     res = cli(*args)
     assert res.exit_code == 0, res.output
     assert "3 done before (3 on other lines now), 2 to do" in res.stderr
-    check(lines)
-    lines.reverse()  # (line 3 stays; 1↔5 and 2↔4 swap their files)
+    check(lines, kept=3)
+    coll = load_collection(out)
+    assert coll.run_file_for(str(model_dirs["gpt2"]), 1) == next(p for it, p in coll.runs() if it.index == 2)
+    assert next(p for it, p in coll.runs() if it.index == 1).stem.endswith("-6")  # (1 held: past lines 1..5)
+    before = set(made)
+    lines.reverse()
     _lines(src, lines)
     res = cli(*args)
     assert res.exit_code == 0, res.output
     assert "5 done before (4 on other lines now), 0 to do" in res.stderr
-    check(lines)
+    check(lines, kept=5)
+    lines.pop(0)  # a line deleted: its run goes, said so
+    _lines(src, lines)
+    res = cli(*args)
+    assert res.exit_code == 0 and "4 done before (4 on other lines now), 1 run dropped, 0 to do" in res.stderr
+    before = set(made)
+    check(lines, kept=4)
 
 
 def test_a_model_saved_again_into_its_folder_redoes_its_items(cli, model_dirs, loaded, tmp_path):
@@ -446,7 +473,7 @@ def test_a_model_saved_again_into_its_folder_redoes_its_items(cli, model_dirs, l
     shutil.rmtree(ft)
     shutil.copytree(model_dirs["llama"], ft)  # "trained again": other weights, the same tokenizer
     res = cli(*args)
-    assert res.exit_code == 0 and "0 done before, 2 to do" in res.stderr, res.output
+    assert res.exit_code == 0 and "0 done before, 2 runs dropped, 2 to do" in res.stderr, res.output
     assert " response tokens · mean loss" in res.stdout
     lm = loaded("llama")
     sheet = json.loads((out / token_losses_name(0, str(ft))).read_text())
@@ -516,7 +543,7 @@ def test_another_input_file_does_not_silently_replace_a_collection(cli, model_di
     res = cli("batch", "--prompts", moved, *args)
     assert res.exit_code == 0 and "2 done before, 0 to do" in res.stderr, res.output
     res = cli("batch", "--prompts", second, *args, "--replace")
-    assert res.exit_code == 0 and "0 done before, 3 to do" in res.stderr, res.output
+    assert res.exit_code == 0 and "0 done before, 2 runs dropped, 3 to do" in res.stderr, res.output
     assert [load_run(p).meta.prompt for _, p in load_collection(out).runs()] == ["import sys", "x = 1", "y = 2"]
 
 
@@ -708,7 +735,8 @@ def test_a_batch_that_redoes_runs_and_is_stopped_leaves_no_tables_of_the_old_run
         except OSError:  # (removed meanwhile: an old run the command dropped)
             return False
 
-    res = _ctrl_c_once(cli, args, lambda: any(newer(p) for p in (out / "runs").iterdir()))  # (a run of -n 4 saved)
+    redo = [*args, "--replace"]  # (other settings: redone only when asked)
+    res = _ctrl_c_once(cli, redo, lambda: any(newer(p) for p in (out / "runs").iterdir()))  # (a run of -n 4 saved)
     assert res.exit_code == 130, res.output
     assert not list(out.glob("model_analysis_*.csv")) and not list(out.glob("token_losses-*.json"))
     _resume_and_check(cli, args, out, n_items)

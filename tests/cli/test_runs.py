@@ -99,3 +99,24 @@ def test_a_long_id_widens_the_id_column_and_the_columns_stay_in_line(cli, cache_
     assert len(rows) == 2 and any(r.startswith(long_id + " ") for r in rows)
     where = header.index("what")
     assert all(r[where - 1] == " " and r[where:].split()[0] == "length" for r in rows), lines
+
+
+def test_runs_names_the_batch_collections_whose_runs_it_does_not_list(cli, cache_dir, model_dirs, tmp_path):
+    """A trial found `runs` saying "no runs in …" beside a batch of 200 runs: a collection's runs
+    are not the cache's list, yet they open by id. `runs` names each collection the cache knows
+    (kept in it, or made with --out) with its number of runs."""
+    src = tmp_path / "p.txt"
+    src.write_text("import os\nclass A:\n", encoding="utf-8")
+    out = tmp_path / "elsewhere"
+    common = ["--prompts", src, "-m", str(model_dirs["gpt2"]), "-n", 2, "--lens-chunk", 0]
+    assert cli("batch", *common).exit_code == 0  # (into the cache's collections folder)
+    assert cli("batch", *common, "-n", 1, "--out", out).exit_code == 0
+    res = cli("runs")
+    assert res.exit_code == 0
+    lines = res.stdout.splitlines()
+    assert lines[0] == f"no runs in {cache_dir}"
+    at = lines.index("batch collections (their runs open by id; stats --collection DIR, export --collection DIR):")
+    [inside] = [p for p in (cache_dir / "collections").iterdir()]
+    assert lines[at + 1 :] == [f"  2 runs  {inside}", f"  2 runs  {out}"]
+    run_id = next((out / "runs").iterdir()).stem
+    assert cli("export", run_id, "--format", "json").exit_code == 0  # (opens by id, as it says)

@@ -148,7 +148,7 @@ class _Plan:
     todo: list[tuple[Item, str]] = field(default_factory=list)  # (item, key)
     kept: int = 0  # items done by an earlier command, verified
     kept_skipped: int = 0  # items an earlier command skipped for this model (too long for its context)
-    moves: list[tuple[CollectionItem, Item]] = field(default_factory=list)  # (earlier done entry, its item now)
+    moved: int = 0  # of `kept`: runs made for another line, which moved
     done: int = 0
     skipped: int = 0
     failed: int = 0
@@ -199,10 +199,11 @@ def _make_folder(folder: Path) -> None:
         raise RunError(f"cannot write the collection into {folder}: {e.strerror or e}") from None
 
 
-def _verified(coll: Collection, old: CollectionItem | None, model: str, index: int, key: str) -> bool:
-    """Whether an earlier entry settles this exact item (same key): done, with its run file where
-    this collection puts it and loading; or skipped (the model's context is too short for it: it
-    would be again). A failed item is tried again."""
+def _verified(coll: Collection, old: CollectionItem | None, model: str, key: str) -> bool:
+    """Whether an earlier entry settles this exact item (same key): done, with its run file one of
+    this collection's for the model (`load_collection` refuses two entries naming one), loading;
+    or skipped (the model's context is too short for it: it would be again). A failed item is
+    tried again."""
     from tokentui.store.collection import load_item_run
     from tokentui.store.header import RunFileError
 
@@ -210,12 +211,13 @@ def _verified(coll: Collection, old: CollectionItem | None, model: str, index: i
         return False
     if old.status == "skipped":
         return True
-    if old.run_file != coll.run_file_for(model, index):
+    if old.run_file is None or coll.run_number(model, old.run_file) is None:
         return False
     try:
-        return load_item_run(old.run_file).id == coll.run_id(model, index)
+        load_item_run(old.run_file)  # (the run its name says)
     except RunFileError:
         return False
+    return True
 
 
 def _plan(coll: Collection, source: Source, specs: list[ModelSpec], run_settings: dict[str, Any]) -> list[_Plan]:
@@ -225,9 +227,9 @@ def _plan(coll: Collection, source: Source, specs: list[ModelSpec], run_settings
 
     An item is matched with the earlier entry of its line first, then with an unclaimed entry of
     the same key on another line: a line inserted at the top of the file moved every item down
-    one, and all of them were redone. A done run that moved is in `_Plan.moves` (`_move_runs`
-    renames it); a line that repeats a text claims one earlier entry each, so runs sampled without
-    a seed stay as many as the lines."""
+    one, and all of them were redone. A run whose line moved keeps its file and id (only its entry
+    names the new line: nothing is written, so nothing is lost to a kill); a line that repeats a
+    text claims one earlier entry each, so runs sampled without a seed stay as many as the lines."""
     from tokentui.engine.hf.loading import weights_stamp
     from tokentui.store.collection import CollectionItem, item_key
 
@@ -250,33 +252,28 @@ def _plan(coll: Collection, source: Source, specs: list[ModelSpec], run_settings
             )
             key = item_key(model_key, run_settings, text)
             prev = old.get((spec.model, item.index))
-            if _verified(coll, prev, spec.model, item.index, key):
+            if _verified(coll, prev, spec.model, key):
                 assert prev is not None
                 coll.put(prev)
-                if prev.status == "done":
-                    plan.kept += 1
-                else:
-                    plan.kept_skipped += 1
+                plan.kept += prev.status == "done"
+                plan.kept_skipped += prev.status == "skipped"
             else:
                 unmatched.append((item, key))
         kept = {it.index for it in coll.items if it.model == spec.model}
-        elsewhere: dict[str, list[CollectionItem]] = {}  # key -> unclaimed earlier entries, by line
+        elsewhere: dict[str, list[CollectionItem]] = {}  # key -> earlier entries of lines not kept, by line
         for (model, index), it in sorted(old.items(), key=lambda kv: kv[0][1]):
-            if model == spec.model and index not in kept and it.status != "failed":
+            if model == spec.model and index not in kept:
                 elsewhere.setdefault(it.key, []).append(it)
         for item, key in unmatched:
             candidates = elsewhere.get(key, [])
             while candidates:
                 prev = candidates.pop(0)
-                if not _verified(coll, prev, spec.model, prev.index, key):
-                    continue
-                if prev.status == "done":
-                    plan.moves.append((prev, item))
-                    plan.kept += 1
-                else:
+                if _verified(coll, prev, spec.model, key):
                     coll.put(replace(prev, index=item.index))
-                    plan.kept_skipped += 1
-                break
+                    plan.kept += prev.status == "done"
+                    plan.kept_skipped += prev.status == "skipped"
+                    plan.moved += prev.status == "done"
+                    break
             else:
                 plan.todo.append((item, key))
         for problem in source.problems:
@@ -286,49 +283,34 @@ def _plan(coll: Collection, source: Source, specs: list[ModelSpec], run_settings
     return plans
 
 
-def _move_runs(coll: Collection, plans: list[_Plan]) -> int:
-    """Give the done runs of lines that moved their new line's file and run id, entering them in
-    the manifest. The manifest saved before this names none of their old files, so a kill midway
-    leaves runs that are redone, never one counted as another line's. Each is first renamed aside
-    (its new file may be the old file of another that moves too), then saved under its new id. A
-    run that cannot be moved is done again. Returns how many moved."""
-    from tokentui.store.collection import CollectionItem
-    from tokentui.store.header import SUFFIX, RunFileError
-    from tokentui.store.runfile import load_run, save_run
+class _RunNames:
+    """Where a new run of a line goes: the file numbered by its line, unless a run that moved
+    there from another line holds it (then the next number past every line and every run's)."""
 
-    aside: list[tuple[_Plan, CollectionItem, Item, Path | None]] = []
-    moved = 0
-    for plan in plans:
-        for prev, item in plan.moves:
-            assert prev.run_file is not None
-            tmp = coll.runs_dir / f"{coll.id}-moving-{len(aside)}{SUFFIX}"
-            try:
-                os.replace(prev.run_file, tmp)
-            except OSError:
-                aside.append((plan, prev, item, None))
-            else:
-                aside.append((plan, prev, item, tmp))
-        plan.moves = []
-    for plan, prev, item, set_aside in aside:
-        try:
-            if set_aside is None:
-                raise RunFileError(coll.runs_dir, "a run could not be renamed")
-            run = load_run(set_aside, follow_links=False)
-            run.meta.run_id = coll.run_id(plan.model, item.index)
-            path = save_run(run, coll.run_file_for(plan.model, item.index))
-            set_aside.unlink()
-        except (OSError, RunFileError):  # (a file left aside is removed with the runs no item names)
-            plan.kept -= 1
-            plan.todo.append((item, prev.key))
-            plan.todo.sort(key=lambda todo: todo[0].index)
-            continue
-        coll.put(CollectionItem(item.index, plan.model, "done", path, None, prev.key))
-        moved += 1
-    return moved
+    def __init__(self, coll: Collection, source: Source) -> None:
+        self.coll = coll
+        self.taken = {path for _, path in coll.runs()}
+        numbers = [coll.run_number(it.model, path) or 0 for it, path in coll.runs()]
+        self.next = 1 + max([0, *numbers, *(item.index for item in source.items)])
+
+    def new(self, model: str, index: int) -> tuple[str, Path]:
+        """(run id, file) for a new run of line `index` under `model`."""
+        number = index
+        while self.coll.run_file_for(model, number) in self.taken:
+            number, self.next = self.next, self.next + 1
+        self.taken.add(self.coll.run_file_for(model, number))
+        return self.coll.run_id(model, number), self.coll.run_file_for(model, number)
 
 
 def _process(
-    backend: Backend, coll: Collection, model: str, item: Item, key: str, settings: GenerationSettings, stop: _Stop
+    backend: Backend,
+    coll: Collection,
+    model: str,
+    item: Item,
+    key: str,
+    settings: GenerationSettings,
+    stop: _Stop,
+    run_names: _RunNames,
 ) -> CollectionItem | None:
     """One item under the loaded model: generate (a prompt) or score (a prompt + response), save
     the run into the collection. None when a second Ctrl-C cancelled it (it stays to do)."""
@@ -376,8 +358,8 @@ def _process(
         return CollectionItem(item.index, model, "failed", None, " ".join(str(e).split())[:1000], key)
     finally:
         stop.current = None
-    run.meta.run_id = coll.run_id(model, item.index)
-    path = save_run(run, coll.run_file_for(model, item.index))
+    run.meta.run_id, path = run_names.new(model, item.index)
+    path = save_run(run, path)
     return CollectionItem(item.index, model, "done", path, None, key)
 
 
@@ -406,6 +388,7 @@ def _run_model(
     counter: dict[str, float],
     save: _Saver,
     label: str,
+    run_names: _RunNames,
 ) -> str | None:
     """Load the model and do its items, saving the manifest after each. Returns why the model
     could not be used (its items are then marked failed), or None. `label`: the model in the
@@ -438,7 +421,7 @@ def _run_model(
                     force=n == 0,  # (a model's first line, also within 2 s of the last)
                 )
                 t0 = time.perf_counter()
-                result = _process(backend, coll, plan.model, item, key, settings, stop)
+                result = _process(backend, coll, plan.model, item, key, settings, stop, run_names)
                 if result is None:
                     break
                 counter["seconds"] += time.perf_counter() - t0
@@ -629,42 +612,50 @@ def _batch(
     # --- the collection: what is done already, what is left -------------------------------
     with locked(folder):
         coll = load_collection(folder) if (folder / MANIFEST).exists() else Collection.new(folder)
-        made_from = coll.settings.get("source")
+        made_from, made_with = coll.settings.get("source"), coll.settings
         done_before = {(it.model, it.index) for it in coll.items if it.status == "done"}
+        files_before = {path for _, path in coll.runs()}
         coll.settings = {**run_settings, "source": str(source_path), **fields, "loss_over": loss_over,
                          "model_options": model_options}  # fmt: skip
         coll.complete = False
         plans = _plan(coll, source, specs, run_settings)
-        survive = {(it.model, it.index) for it in coll.items if it.status == "done"}
-        survive |= {(p.model, prev.index) for p in plans for prev, _ in p.moves}
-        lost = done_before - survive
-        moved = sum(len(p.moves) for p in plans)
+        lost = len(files_before - {path for _, path in coll.runs()})  # (dropped, or to be redone)
         if lost and made_from not in (None, str(source_path)) and not replace:  # (the manifest is untouched)
             raise RunError(
                 f"the collection {sanitize(str(folder))} was made from {sanitize(str(made_from))}: reading "
-                f"{where} would drop or redo {len(lost)} of its {counted(len(done_before), 'run')}; give another --out, "
+                f"{where} would drop or redo {lost} of its {counted(len(files_before), 'run')}; give another --out, "
                 "or --replace to rebuild it from this file"
+            )
+        changed = _changed(made_with, coll.settings, ("source", "loss_over"))
+        if lost and made_with and changed and not replace:
+            raise RunError(
+                f"the collection {sanitize(str(folder))} was made with other settings ({'; '.join(changed)}): "
+                f"this command would redo {lost} of its {counted(len(files_before), 'run')}; give another --out, "
+                "or --replace to redo them"
             )
         if not replace:
             _refuse_losing_a_model(folder, done_before, names)
+        moved = sum(p.moved for p in plans)
         if lost or moved:  # (tables of runs no longer there, or on other lines: gone until this batch writes them anew)
             from tokentui.store.seed_tables import remove_tables
 
             remove_tables(folder)
-        if moved:
-            coll.save()  # (naming none of the moving runs' old files: see _move_runs)
-            moved = _move_runs(coll, plans)
         coll.remove_unlisted_runs()
         coll.save()
         remember_collection(folder, runs_dir(cache_dir))  # (--out: its runs are found by id too)
         total = sum(len(p.todo) for p in plans)
+        skipped = sum(p.kept_skipped for p in plans) + len(source.problems) * len(plans)
         kept = sum(p.kept for p in plans)
         typer.echo(
             f"tokentui: collection {sanitize(str(folder))}: {counted(len(source.items), 'item')} × "
-            f"{counted(len(specs), 'model')}, {kept} done before{f' ({moved} on other lines now)' if moved else ''}, "
-            f"{total} to do",
+            f"{counted(len(specs), 'model')}, {kept} done before"
+            + (f" ({moved} on other lines now)" if moved else "")
+            + (f", {counted(lost, 'run')} dropped" if lost else "")
+            + (f", {skipped} skipped" if skipped else "")
+            + f", {total} to do",
             err=True,
         )
+        run_names = _RunNames(coll, source)
         stop = _Stop()
         show = ProgressLine()
         counter = {"done": 0.0, "total": float(total), "seconds": 0.0}
@@ -677,7 +668,7 @@ def _batch(
                 continue
             # the counts are every model's items: the line says which model of how many runs now
             label = sanitize(plan.model) + (f" (model {number} of {len(plans)})" if len(plans) > 1 else "")
-            why = _run_model(plan, coll, settings, stop, report, where, show, counter, save, label)
+            why = _run_model(plan, coll, settings, stop, report, where, show, counter, save, label, run_names)
             if why is not None:
                 unusable.append(f"{sanitize(plan.model)}: {why}")
         if total:
@@ -710,6 +701,33 @@ def _refuse_losing_a_model(folder: Path, done: set[tuple[str, int]], names: list
                 f"a model this command does not name: it would drop {them}; give --model {sanitize(model)} too, "
                 f"another --out, or --replace to let {them} go"
             )
+
+
+# a manifest's settings by the option that sets them (the others by their own name)
+OPTION_OF = {"max_new_tokens": "-n", "temperature": "-t", "top_k": "--top-k", "top_p": "--top-p", "seed": "--seed",
+             "stop": "--stop", "k": "-k", "chat": "--chat", "forced": "--force", "k_lens": "--lens-top",
+             "attention_entropy": "--attention-entropy", "lens_chunk": "--lens-chunk",
+             "lens_precision": "--lens-precision", "device": "--device", "dtype": "--dtype",
+             "trust_remote_code": "--trust-remote-code", "prompt_field": "--prompt-field",
+             "response_field": "--response-field"}  # fmt: skip
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any], ignore: tuple[str, ...]) -> list[str]:
+    """The settings that differ between two manifests' (`option old → new`, the first three),
+    leaving out `ignore`d ones."""
+    out: list[str] = []
+
+    def walk(a: object, b: object, name: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in dict.fromkeys([*a, *b]):
+                if not (name == "" and k in ignore):
+                    walk(a.get(k), b.get(k), str(k))
+        elif a != b:
+            was, now = (sanitize(json.dumps(v, default=str))[:40] for v in (a, b))
+            out.append(f"{OPTION_OF.get(name, sanitize(name))} {was} → {now}")
+
+    walk(old, new, "")
+    return out[:3] + ([f"{len(out) - 3} more"] if len(out) > 3 else [])
 
 
 def _finish(coll: Collection, plans: list[_Plan], loss_over: str, raw_csv: bool, source: Source) -> None:

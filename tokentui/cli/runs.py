@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -30,6 +31,7 @@ def runs_list(ctx: typer.Context, cache_dir: CacheOpt = None) -> None:
     out = Output()
     if not runs:
         out.line(f"no runs in {sanitize(str(d))}")
+        _collections(out, d)
         return
     # (the date is the id's start: no column of its own; the prompt takes what the terminal leaves)
     # the id column as wide as the longest id (a batch item's run, cached by `attribute`, has 33
@@ -50,6 +52,31 @@ def runs_list(ctx: typer.Context, cache_dir: CacheOpt = None) -> None:
             f"{sanitize(handle):<{id_w}} {sanitize(r.what)[:9]:<9} {sanitize(r.models_in(24)):<24} {r.tokens:>7} "
             f"{r.branches:>3}  {prompt}"
         )
+    _collections(out, d)
+
+
+def _collections(out: Output, directory: Path) -> None:
+    """The batch collections the cache knows, below the runs: their runs are not in the list (a
+    trial found `runs` saying "no runs" beside a collection of 200), yet open by id."""
+    import os
+
+    from tokentui.core.display import counted, sanitize
+    from tokentui.store.cache import collection_folders
+    from tokentui.store.header import SUFFIX
+
+    found = []
+    for folder in collection_folders(directory):
+        try:
+            n = sum(1 for e in os.scandir(folder / "runs") if e.name.endswith(SUFFIX))
+        except OSError:
+            continue  # (gone, or no runs folder: not a collection)
+        found.append((n, folder))
+    if found:
+        out.line("")
+        out.line("batch collections (their runs open by id; stats --collection DIR, export --collection DIR):")
+        width = max(len(counted(n, "run")) for n, _ in found)
+        for n, folder in found:
+            out.line(f"  {counted(n, 'run'):>{width}}  {sanitize(str(folder))}")
     out.flush()
 
 

@@ -295,15 +295,22 @@ def _in_collections(run_id: str, directory: Path) -> Path | None:
     and the manifest lists them."""
     if not valid_run_id(run_id):
         return None
-    try:
-        inside = sorted((directory / "collections").iterdir())
-    except OSError:
-        inside = []
-    for folder in [*inside, *reversed(_elsewhere(directory))]:
+    for folder in collection_folders(directory):
         path = folder / "runs" / f"{run_id}{SUFFIX}"
         if _own_run_file(path, run_id):
             return path
     return None
+
+
+def collection_folders(directory: Path) -> list[Path]:
+    """The `tokentui batch` collections the cache knows: those kept in it (`<cache>/collections/`,
+    by name), then those `remember_collection` listed (newest first). Folders only; a remembered
+    one may be gone or hold anything (callers check what they read)."""
+    try:
+        inside = sorted(p for p in (directory / "collections").iterdir() if p.is_dir())
+    except OSError:
+        inside = []
+    return [*inside, *(p for p in reversed(_elsewhere(directory)) if p.is_dir())]
 
 
 def _own_run_file(path: Path, run_id: str) -> bool:

@@ -10,14 +10,16 @@ skipped: the input was unusable, failed: the model failed on it), the run file o
 `key`: a hash of what makes the item what it is (the model and how it was opened, the settings
 that shape the run, the item's text). A resumed batch skips exactly the items whose entry is done
 with the same key and whose run file loads (on the item's line, or on the line it had before it
-moved: the run is then renamed), and redoes the others. The manifest always describes
-the last command run into the folder: items it did not ask for are dropped.
+moved: the entry then names the new line, the run keeps its file), and redoes the others. The
+manifest always describes the last command run into the folder: items it did not ask for are
+dropped.
 
 The manifest is rewritten atomically (temporary file, fsync, rename) after every item, so a kill
 at any moment leaves either the old or the new manifest, each consistent with the run files (a
-run file is saved before the manifest names it). Run files are named by the collection's id, a
-hash of the model and the item's number, so redoing an item replaces its file instead of adding
-one.
+run file is saved before the manifest names it, and never written while a manifest on disk names
+it for another run). Run files are named by the collection's id, a hash of the model and a number:
+the line the run was made for, or, when a run that moved there holds that name, a number past
+every line (`run_id`).
 
 A manifest may come from anyone: `load_collection` checks everything (size, nesting, types,
 statuses, keys, that run files lie inside DIR/runs) and turns any fault into one CollectionError
@@ -134,14 +136,26 @@ class Collection:
             if it.status == "done" and it.run_file is not None:
                 yield it, it.run_file
 
-    def run_id(self, model: str, index: int) -> str:
-        """The run id (and file name) of item `index` under `model`: the collection's id, a short
-        hash of the model and the item's number — the same on every resume, whatever other models
-        the command names."""
-        return f"{self.id}-{hashlib.sha256(model.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}-{index}"
+    def run_id(self, model: str, number: int) -> str:
+        """The run id (and file name) of run `number` under `model`: the collection's id, a short
+        hash of the model and the number — the same on every resume, whatever other models the
+        command names. A run is numbered by the line it was made for (`batch` gives another
+        number when a run that moved from another line holds that one), and keeps its id, file and
+        number when its line moves."""
+        return f"{self.id}-{hashlib.sha256(model.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}-{number}"
 
-    def run_file_for(self, model: str, index: int) -> Path:
-        return self.runs_dir / f"{self.run_id(model, index)}{SUFFIX}"
+    def run_file_for(self, model: str, number: int) -> Path:
+        return self.runs_dir / f"{self.run_id(model, number)}{SUFFIX}"
+
+    def run_number(self, model: str, path: Path) -> int | None:
+        """The number of `path` if it is one of this collection's run files for `model` (in its
+        runs folder, named by `run_id`), else None."""
+        if path.parent != self.runs_dir or not path.name.endswith(SUFFIX):
+            return None
+        head, _, number = path.name.removesuffix(SUFFIX).rpartition("-")
+        if not number.isascii() or not number.isdigit() or path != self.run_file_for(model, int(number)):
+            return None
+        return int(number) if head else None
 
     def put(self, item: CollectionItem) -> None:
         """Record an item, replacing the entry of the same model and index (amortised O(1): a

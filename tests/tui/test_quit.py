@@ -10,6 +10,7 @@ vocabulary does on a CPU), so the job is still working when `q` arrives and take
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -90,3 +91,41 @@ def test_a_hang_up_during_a_generation_saves_the_run_as_quit_does(model_dirs, tm
     run = load_run(summary.path)
     run.validate()
     assert run.branches[0].status == "cancelled" and run.length(0) > 1
+
+
+BUSY_FRAMES = textwrap.dedent("""
+    import sys
+    from tokentui.tui.app import TokentuiApp
+    mount = TokentuiApp.on_mount
+    def busy(self):  # a frame 50 times a second, as a generation with the layer map open draws
+        self.set_interval(0.02, lambda: self.screen.refresh())
+        return mount(self)
+    TokentuiApp.on_mount = busy
+    sys.argv = ["tokentui", *sys.argv[1:]]
+    from tokentui.launch import main
+    main()
+""")
+
+
+def test_a_terminal_that_refuses_writes_before_the_hang_up_arrives_still_lets_the_explorer_leave(tmp_path):
+    """When an SSH session drops, writes to the terminal fail (EIO) at once, and the hang-up is
+    handled only when the event loop next runs. A frame written in between ended Textual's output
+    thread; the loop then blocked for good on its full queue of writes, never handled the hang-up,
+    and stayed on the server at 70 % of a core, holding the model (a trial: 8 times in 12 with the
+    layer map open). The writes the terminal refuses are dropped: the hang-up ends it (code 129)."""
+    import os
+
+    from tests.tui.test_explorer_defects import SAMPLES
+
+    cmd = [sys.executable, "-c", BUSY_FRAMES, "replay", str(SAMPLES / "generate.tokentui")]
+    with Terminal(cmd, size=(100, 30), env={"TOKENTUI_CACHE_DIR": str(tmp_path / "cache")}) as term:
+        term.wait_for(b"replay", timeout=60)
+        os.close(term.master)  # (the terminal is gone: its writes fail with EIO)
+        term.master = os.open(os.devnull, os.O_RDONLY)  # (what close() closes)
+        time.sleep(3)  # (150 frames: Textual's queue holds 30)
+        term.proc.send_signal(signal.SIGHUP)
+        try:
+            rc = term.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            rc = None
+    assert rc == 129

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
     from textual.actions import ActionParseResult
     from textual.dom import DOMNode
+    from textual.driver import Driver
     from textual.notifications import SeverityLevel
     from textual.screen import Screen
 
@@ -319,6 +320,17 @@ class TokentuiApp(
                 loop.add_signal_handler(sig, stopped, sig)
             except (RuntimeError, ValueError, NotImplementedError):
                 return
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's driver; on Linux and macOS its LinuxDriver with output that survives the
+        terminal going (`tui/driver.py`: a hang-up while a large frame was drawn left the explorer
+        blocked for good)."""
+        driver = super().get_driver_class()
+        if (driver.__module__, driver.__name__) == ("textual.drivers.linux_driver", "LinuxDriver"):  # (not Windows')
+            from tokentui.tui.driver import Driver as SafeDriver
+
+            return SafeDriver
+        return driver
 
     def _quit_when_stopped(self) -> None:
         if self.engine is None or self.engine.stopped:

@@ -1,0 +1,53 @@
+"""The explorer's terminal driver: Textual's own, with output that survives the terminal going.
+
+Textual writes the screen from a thread of its own, through a queue of 30 writes, to standard
+error. When an SSH session drops, the terminal refuses writes (EIO) at once, while the hang-up
+signal is handled only when the explorer's event loop next runs. A write in between raised in
+the output thread, which ended; the loop then blocked for good putting the next frame into the
+full queue, the hang-up was never handled, and the process stayed on the server at 70 % of a
+core, holding the model, until killed with SIGKILL (seen with the layer map open, whose frames
+are the largest). Here a write the terminal refuses is dropped, and every later one: the loop
+goes on, handles the hang-up, saves the run and leaves (`TokentuiApp._leave`).
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+from textual.drivers.linux_driver import LinuxDriver
+
+
+class TerminalOutput:
+    """A text file (standard error) whose writes and flushes stop at the first OSError: the
+    terminal is gone, and nothing written to it matters any more."""
+
+    def __init__(self, file: IO[str]) -> None:
+        self._file = file
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self._file.write(text)
+            except OSError:
+                self.gone = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._file.flush()
+            except OSError:
+                self.gone = True
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding …: the file's own
+        return getattr(self._file, name)
+
+
+class Driver(LinuxDriver):
+    """LinuxDriver writing through TerminalOutput (see the module's docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self._file is not None:  # (sys.__stderr__: None without a standard error)
+            self._file = TerminalOutput(self._file)  # type: ignore[assignment]  # (what WriterThread takes)

@@ -673,3 +673,36 @@ async def test_streamed_tokens_draw_the_panes_once_an_update_not_again_for_the_c
         await pilot.press("left")
         await wait_for(pilot, lambda: draws[-1] == at - 1, what="the panes at the cursor moved")
         assert f"position {at - 1} " in rendered(app.query_one(AlternativesPane))
+
+
+@pytest.mark.asyncio
+async def test_j_onto_the_branch_tokens_stream_into_follows_them(cache_dir, monkeypatch):
+    """J put the cursor on a child's fork even while its tokens streamed in, and it stayed there
+    (the tree pane's way to it follows them): now both follow a branch that is growing. (The
+    branch's forwards are slowed down by 20 ms: the demo model would end it first.)"""
+    import time
+
+    from tokentui.engine.hf.backend import HFBackend
+
+    app = generating_explorer("demo", max_new_tokens=300)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_generated(pilot, app, 0)
+        forward = HFBackend._forward
+
+        def held(self, *args, **kwargs):
+            time.sleep(0.02)
+            return forward(self, *args, **kwargs)
+
+        monkeypatch.setattr(HFBackend, "_forward", held)
+        app.stream.move_to(10)
+        await pilot.press("3")
+        await wait_for(pilot, lambda: len(app.run_obj.branches) > 1 and len(app.run_obj.branches[1].steps) > 3,
+                       what="the branch's first tokens")  # fmt: skip
+        await pilot.press("K")
+        assert app.branch_id == 0
+        await pilot.press("J")
+        assert app.branch_id == 1 and app.state is AppState.GENERATING
+        n = app.run_obj.length(1)
+        await wait_for(pilot, lambda: app.run_obj.length(1) > n + 20, what="more tokens")
+        assert app.stream.cursor >= n + 10 and app.stream.follow  # (following them: not left at the fork, 10)
+        await pilot.press("escape")

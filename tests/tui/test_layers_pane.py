@@ -301,3 +301,25 @@ async def test_the_title_points_to_the_layer_map_when_layers_are_out_of_sight(tm
         assert ("Z: every layer" in pane_lines(pane)[0]) == (layers == 30), pane_lines(pane)[0]
         box = app.query_one("#layers")  # the pane scrolls in it: its rows on show at once
         assert (box.scrollable_content_region.height < layers + 2) == (layers == 30)
+
+
+async def test_the_layer_map_following_the_stream_past_its_right_edge_scrolls_before_it_draws(tmp_path):
+    """Following streamed tokens, the map drew each new grid with the old scroll (it scrolled only
+    after the frame): in a trial the cursor cell was off the right edge in up to half the frames.
+    Each follow now leaves the cursor's column on screen at once."""
+    run = load_run(SAMPLES / "generate.tokentui")
+    app = explorer(run=run, cache_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("home", "Z")
+        await pilot.pause(0.2)
+        screen = app.screen
+        assert isinstance(screen, LayerMapScreen)
+        heat = screen.heat_map
+        cols = heat.scrollable_content_region.width - heat.label_width
+        assert run.length(0) > cols + 20  # (the map scrolls)
+        for pos in range(cols - 5, run.length(0), 7):
+            screen.follow(run, 0, pos)  # (as the explorer does with each streamed update)
+            x = int(heat.scroll_offset.x)
+            assert x <= heat.col < x + cols, (pos, x, cols)
+            await pilot.pause(0.02)

@@ -145,3 +145,23 @@ def test_stats_screen_snapshot(snap_compare, replay):
 
 def test_stats_screen_snapshot_narrow(snap_compare, replay):
     assert snap_compare(replay, terminal_size=(80, 24), press=["S", "w"])
+
+
+async def test_stats_opened_while_tokens_stream_counts_them_as_they_come(cache_dir):
+    """A trial opened the screen during a generation: it said "32 tokens" while the branch grew
+    past 128, until w w. It counts the run again as it grows: at the end, every generated token."""
+    from tests.factories import generating_explorer, wait_first_tokens
+
+    app = generating_explorer("demo", max_new_tokens=400)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_first_tokens(pilot, app)
+        await pilot.press("S")
+        screen = app.screen
+        assert isinstance(screen, StatsScreen)
+        first = shown(screen)
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="the generation's end")
+        await pilot.pause(1.5)  # (the screen looks once a second)
+        assert app.screen is screen
+        tokens = ref.counted(app.run_obj, 0)
+        assert len(tokens) > 50 and f"{len(tokens)} tokens" not in first
+        assert_shows(screen, tokens)

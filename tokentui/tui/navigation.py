@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tokentui.tui.state import AppState
 from tokentui.tui.widgets.token_text import lone_id
 
 if TYPE_CHECKING:  # the app this is mixed into, for the type checker only (tui/host.py)
@@ -41,7 +42,9 @@ class NavigationActions(_Base):
             }
             self.notify(why.get(where, "no branch there"), markup=False)
             return
-        keep = self.stream.cursor if where == "parent" else run.branch(target).fork_position
+        keep: int | None = self.stream.cursor if where == "parent" else run.branch(target).fork_position
+        if run.branch(target).status == "running" and self.state is not AppState.IDLE:
+            keep = None  # the branch tokens stream into: the cursor follows them (as from the tree pane)
         self.show_branch(target, cursor=keep)
 
     def action_compare(self) -> None:

@@ -65,6 +65,9 @@ class PlotView(Static):
         return str(self.content)
 
 
+FOLLOW_SECONDS = 1.0  # how often an open screen looks whether the run grew
+
+
 class StatsScreen(ModalScreen[None]):
     # the explorer's keys do not reach a modal screen: X (screenshot) and ? (help) work here too
     BINDINGS = [
@@ -82,6 +85,7 @@ class StatsScreen(ModalScreen[None]):
         self.include_prompt = False
         self.report: Report | None = None
         self.error = ""
+        self._steps = -1  # the run's steps when the numbers were computed
 
     def compose(self) -> ComposeResult:
         yield Static("", id="stats-title", markup=False)
@@ -97,6 +101,13 @@ class StatsScreen(ModalScreen[None]):
             Text("w branch↔run · p prompt · ↑↓ PgUp PgDn · X screenshot · esc close · q quit")
         )
         self.refresh_stats()
+        self.set_interval(FOLLOW_SECONDS, self._follow)
+
+    def _follow(self) -> None:
+        """Opened while tokens stream in, the screen kept the numbers of the moment it opened (a
+        trial: "32 tokens" while the branch grew past 128): it counts them again as the run grows."""
+        if self.run.total_steps() != self._steps:
+            self.refresh_stats()
 
     # --- keys (the action table's stats rows) -------------------------------------------------
     def action_toggle_scope(self) -> None:
@@ -118,6 +129,7 @@ class StatsScreen(ModalScreen[None]):
     def refresh_stats(self) -> None:
         from tokentui.core.stats import StatsError, plots, stats_of
 
+        self._steps = self.run.total_steps()
         try:
             self.report = stats_of(self.run, None if self.whole_run else self.branch, self.include_prompt)
             self.error = ""

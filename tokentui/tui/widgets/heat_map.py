@@ -120,8 +120,10 @@ class HeatMap(ScrollView, can_focus=True):
         self._laid_out()
         self.row = max(0, min(rows - 1, cursor[0]))
         self.col = max(0, min(cols - 1, cursor[1]))
-        self.refresh()
-        self.call_after_refresh(self._scroll_to_cursor)  # once the new virtual size is laid out
+        # scrolled now (the new virtual size is set: a map following streamed tokens drew its frame
+        # before the scroll, with the cursor past the right edge) and again once it is laid out
+        self._scroll_to_cursor(announce=False)
+        self.call_after_refresh(self._scroll_to_cursor)
 
     def _laid_out(self) -> None:
         self._labels.clear()
@@ -258,7 +260,8 @@ class HeatMap(ScrollView, can_focus=True):
         self.col = top_contributors(self.scores[self.row, :t], 1)[0]
         self._scroll_to_cursor()
 
-    def _scroll_to_cursor(self) -> None:
+    def _scroll_to_cursor(self, announce: bool = True) -> None:
+        """Scroll the cursor cell into view; `announce`: post CursorMoved."""
         rows = max(1, self.scrollable_content_region.height - 1)
         cols = max(1, self.scrollable_content_region.width - self.label_width)
         x, y = int(self.scroll_offset.x), int(self.scroll_offset.y)
@@ -272,7 +275,8 @@ class HeatMap(ScrollView, can_focus=True):
             x = self.col - cols + 1
         self.scroll_to(x=x, y=y, animate=False, immediate=True)
         self.refresh()
-        self.post_message(self.CursorMoved(self))
+        if announce:
+            self.post_message(self.CursorMoved(self))
 
     def on_resize(self) -> None:
         if self.positions:

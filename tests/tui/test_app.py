@@ -16,6 +16,7 @@ from tests.factories import (
     needs_smollm2,
     rendered,
     stop_after_first_tokens,
+    wait_first_tokens,
     wait_for,
     wait_generated,
 )
@@ -705,4 +706,31 @@ async def test_j_onto_the_branch_tokens_stream_into_follows_them(cache_dir, monk
         n = app.run_obj.length(1)
         await wait_for(pilot, lambda: app.run_obj.length(1) > n + 20, what="more tokens")
         assert app.stream.cursor >= n + 10 and app.stream.follow  # (following them: not left at the fork, 10)
+        await pilot.press("escape")
+
+
+@pytest.mark.asyncio
+async def test_the_status_bar_shows_the_running_generations_rate(cache_dir, monkeypatch):
+    """A trial: no tok/s while generating, at any width (the last job's rate was dropped from the
+    bar when a job began, and the new one came only at its end). The bar shows the running job's
+    rate so far: each forward slowed to ≥ 10 ms bounds it at 100 tok/s."""
+    import time
+
+    from tokentui.engine.hf.backend import HFBackend
+
+    forward = HFBackend._forward
+
+    def held(self, *args, **kwargs):
+        time.sleep(0.01)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(HFBackend, "_forward", held)
+    app = generating_explorer("demo", max_new_tokens=300)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_first_tokens(pilot, app, n=60)
+        assert app.state is AppState.GENERATING and app.session.tokens_per_second == 0
+        app.update_status()
+        await pilot.pause()
+        shown = re.search(r"(\d+\.\d) tok/s", rendered(app.query_one("#status")))
+        assert shown is not None and 5 < float(shown.group(1)) <= 100, rendered(app.query_one("#status"))
         await pilot.press("escape")

@@ -9,6 +9,7 @@ the events' data (engine.events.apply_event); the worker's run is never read.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -87,7 +88,9 @@ class Session:
     model_info: str = ""
     note: str = ""  # the latest progress / result, shown in the status bar
     job_note: str = ""  # what the job running now does (`begin`'s note)
-    tokens_per_second: float = 0.0
+    tokens_per_second: float = 0.0  # the last job's, once it finished
+    live_steps: int = 0  # tokens the job running now has made (its first at live_since)
+    live_since: float = 0.0
     vocab_size: int | None = None  # the loaded model's, to check k against
     capabilities: Capabilities | None = None  # the loaded model source's (None: no model yet)
     tree_params: TreeParams = field(default_factory=TreeParams)  # the tree search form's last values
@@ -121,9 +124,19 @@ class Session:
         compares, the engine takes the job after it: said, so a wait is not taken for a hang."""
         self.state = AppState.GENERATING
         self.tokens_per_second = 0.0  # (the last job's rate stood through this one: a trial read it as live)
+        self.live_steps = 0
         self.job_note = note  # (what runs, said again once the job is under way: without the wait)
         waits = f" (once the comparison with {self.model_b_loaded} is done)" if self.comparing_b else ""
         self.note = note + waits
+
+    @property
+    def live_rate(self) -> float:
+        """Tokens per second of the generation running now, from its first token on (0 before
+        it has run half a second: the bar showed no rate until the job ended)."""
+        seconds = time.monotonic() - self.live_since
+        if self.state is not AppState.GENERATING or self.live_steps < 2 or seconds < 0.5:
+            return 0.0
+        return (self.live_steps - 1) / seconds
 
     @property
     def status_label(self) -> str:
@@ -315,6 +328,10 @@ class Session:
                 up.attributed = (ev, job)
         elif isinstance(ev, (StepEvent, LensEvent)):
             up.tokens = ours and ev.branch_id == self.branch_id
+            if ours and isinstance(ev, StepEvent) and self.state is AppState.GENERATING:
+                if not self.live_steps:
+                    self.live_since = time.monotonic()
+                self.live_steps += 1
         elif isinstance(ev, Finished):
             self.tokens_per_second = ev.tokens_per_second
             self.note = f"{ev.status}: {counted(ev.new_tokens, 'new token')}"

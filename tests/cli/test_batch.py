@@ -380,13 +380,15 @@ def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
     assert res.exit_code == 0 and "3 done before, 0 to do" in res.stderr, res.output
     on = [a if a != 0 else 8 for a in args]  # (--lens-chunk 8)
     res = cli(*on, "-m", llama)
-    assert res.exit_code == 2 and "other settings (--lens-chunk 0 → 8; --lens-precision" in res.stderr, res.output
+    assert res.exit_code == 2 and "other settings (--lens-chunk 0 → 8)" in res.stderr, res.output
     assert cli(*on, "-m", llama, "--replace").exit_code == 0
     # other settings in the same folder redo its runs only with --replace (a typo lost hours of runs)
     files = {p.name: p.read_bytes() for p in (out / "runs").iterdir()}
     res = cli(*on, "-m", llama, "--lens-top", 2)
     assert res.exit_code == 2, res.output
-    assert "was made with other settings (--lens-top 5 → 2): this command would redo 3 of its 3 runs" in res.stderr
+    assert (
+        "was made with other settings (--lens-top 5 → 2): this command would drop or redo 3 of its 3 runs" in res.stderr
+    )
     assert {p.name: p.read_bytes() for p in (out / "runs").iterdir()} == files
     res = cli(*on, "-m", llama, "--lens-top", 2, "--replace")
     assert res.exit_code == 0 and "0 done before, 3 runs dropped, 3 to do" in res.stderr, res.output
@@ -450,6 +452,28 @@ def test_lines_that_moved_keep_their_runs_under_their_new_line(cli, model_dirs, 
     assert res.exit_code == 0 and "4 done before (4 on other lines now), 1 run dropped, 0 to do" in res.stderr
     before = set(made)
     check(lines, kept=4)
+
+
+def test_other_settings_are_refused_only_when_they_change_the_runs_and_a_forgotten_model_first(
+    cli, model_dirs, tmp_path
+):
+    """The refusal of other settings compares what shapes the runs: an option that changes nothing
+    recorded (the lens's precision with the lens off) beside an edited line is no reason; and a
+    command that also forgets a model hears that first (--replace, which the settings refusal
+    offers, would let that model's runs go without a word)."""
+    src = tmp_path / "p.txt"
+    _lines(src, PROMPTS[:3])
+    out = tmp_path / "coll"
+    gpt2, llama = str(model_dirs["gpt2"]), str(model_dirs["llama"])
+    args = ["batch", "--prompts", src, "-n", 2, "--lens-chunk", 0, "--out", out]
+    assert cli(*args, "-m", gpt2, "-m", llama).exit_code == 0
+    _lines(src, [PROMPTS[0], "import sys", PROMPTS[2]])
+    res = cli(*args, "-m", gpt2, "-m", llama, "--lens-precision", "float32")
+    assert res.exit_code == 0 and "4 done before, 2 runs dropped, 2 to do" in res.stderr, res.output
+    res = cli(*args, "-m", llama, "-k", 3)
+    assert res.exit_code == 2 and f"holds 3 done runs of {gpt2}, a model this command does not name" in res.stderr
+    res = cli(*args, "-m", gpt2, "-m", llama, "-k", 3)
+    assert res.exit_code == 2 and "other settings (-k 20 → 3)" in res.stderr, res.output
 
 
 def test_a_model_saved_again_into_its_folder_redoes_its_items(cli, model_dirs, loaded, tmp_path):

@@ -129,3 +129,38 @@ def test_a_terminal_that_refuses_writes_before_the_hang_up_arrives_still_lets_th
         except subprocess.TimeoutExpired:
             rc = None
     assert rc == 129
+
+
+def test_the_explorers_output_stops_for_a_terminal_gone_and_only_then():
+    """EIO (a hung-up terminal) ends the output for good; a write that fails otherwise (a full
+    disk under a redirected standard error, a terminal left non-blocking) loses itself only."""
+    import errno
+    import os
+
+    from tokentui.tui.driver import TerminalOutput
+
+    class Flaky:
+        def __init__(self) -> None:
+            self.fail: int | None = None
+            self.written: list[str] = []
+
+        def write(self, text: str) -> int:
+            if self.fail is not None:
+                raise OSError(self.fail, os.strerror(self.fail))
+            self.written.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    file = Flaky()
+    out = TerminalOutput(file)  # type: ignore[arg-type]
+    file.fail = errno.EAGAIN
+    assert out.write("a") == 1 and not out.gone
+    file.fail = None
+    out.write("b")
+    file.fail = errno.EIO
+    out.write("c")
+    file.fail = None
+    out.write("d")
+    assert out.gone and file.written == ["b"]

@@ -149,6 +149,7 @@ class _Plan:
     kept: int = 0  # items done by an earlier command, verified
     kept_skipped: int = 0  # items an earlier command skipped for this model (too long for its context)
     moved: int = 0  # of `kept`: runs made for another line, which moved
+    shifted: int = 0  # entries (done or skipped) now on another line
     done: int = 0
     skipped: int = 0
     failed: int = 0
@@ -273,6 +274,7 @@ def _plan(coll: Collection, source: Source, specs: list[ModelSpec], run_settings
                     plan.kept += prev.status == "done"
                     plan.kept_skipped += prev.status == "skipped"
                     plan.moved += prev.status == "done"
+                    plan.shifted += 1
                     break
             else:
                 plan.todo.append((item, key))
@@ -291,7 +293,8 @@ class _RunNames:
         self.coll = coll
         self.taken = {path for _, path in coll.runs()}
         numbers = [coll.run_number(it.model, path) or 0 for it, path in coll.runs()]
-        self.next = 1 + max([0, *numbers, *(item.index for item in source.items)])
+        lines = [item.index for item in source.items] + [problem.index for problem in source.problems]
+        self.next = 1 + max([0, *numbers, *lines])
 
     def new(self, model: str, index: int) -> tuple[str, Path]:
         """(run id, file) for a new run of line `index` under `model`."""
@@ -495,8 +498,8 @@ def batch(
         bool,
         typer.Option(
             "--replace",
-            help="Let this command drop the runs of an --out collection that was made from another input file, or "
-            "of a model it does not name.",
+            help="Let this command drop or redo the runs of an --out collection that was made from another input "
+            "file or with other settings, or the runs of a model it does not name.",
         ),
     ] = False,
     device: DeviceOpt = "auto",
@@ -620,23 +623,25 @@ def _batch(
         coll.complete = False
         plans = _plan(coll, source, specs, run_settings)
         lost = len(files_before - {path for _, path in coll.runs()})  # (dropped, or to be redone)
+        if not replace:  # (first: --replace, which the other refusals offer, lets that model's runs go too)
+            _refuse_losing_a_model(folder, done_before, names)
         if lost and made_from not in (None, str(source_path)) and not replace:  # (the manifest is untouched)
             raise RunError(
                 f"the collection {sanitize(str(folder))} was made from {sanitize(str(made_from))}: reading "
                 f"{where} would drop or redo {lost} of its {counted(len(files_before), 'run')}; give another --out, "
                 "or --replace to rebuild it from this file"
             )
-        changed = _changed(made_with, coll.settings, ("source", "loss_over"))
-        if lost and made_with and changed and not replace:
+        changed = _changed(_shaping(made_with), _shaping(coll.settings))
+        if lost and changed and not replace:
             raise RunError(
                 f"the collection {sanitize(str(folder))} was made with other settings ({'; '.join(changed)}): "
-                f"this command would redo {lost} of its {counted(len(files_before), 'run')}; give another --out, "
-                "or --replace to redo them"
+                f"this command would drop or redo {lost} of its {counted(len(files_before), 'run')}; give another "
+                "--out, or --replace to redo them"
             )
-        if not replace:
-            _refuse_losing_a_model(folder, done_before, names)
         moved = sum(p.moved for p in plans)
-        if lost or moved:  # (tables of runs no longer there, or on other lines: gone until this batch writes them anew)
+        if lost or any(
+            p.shifted for p in plans
+        ):  # (tables of runs gone, or of items on other lines: until this batch writes them)
             from tokentui.store.seed_tables import remove_tables
 
             remove_tables(folder)
@@ -712,16 +717,27 @@ OPTION_OF = {"max_new_tokens": "-n", "temperature": "-t", "top_k": "--top-k", "t
              "response_field": "--response-field"}  # fmt: skip
 
 
-def _changed(old: dict[str, Any], new: dict[str, Any], ignore: tuple[str, ...]) -> list[str]:
-    """The settings that differ between two manifests' (`option old → new`, the first three),
-    leaving out `ignore`d ones."""
+def _shaping(settings: dict[str, Any]) -> dict[str, Any]:
+    """A manifest's settings that shape its runs, as items' keys take them: not the input's path or
+    fields, nor --loss-over (the tables alone), nor the lens's precision with the lens off (the
+    run settings were stored with greedy decoding's and the lens's unused options dropped)."""
+    out = {k: v for k, v in settings.items() if k not in ("source", "loss_over", "prompt_field", "response_field")}
+    options = dict(out.get("model_options") or {})
+    if not options.get("lens_chunk"):
+        options.pop("lens_precision", None)
+    out["model_options"] = options
+    return out
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The settings that differ between two manifests' (`option old → new`, the first three). A
+    setting only one of them has (a manifest of another version) is no difference."""
     out: list[str] = []
 
     def walk(a: object, b: object, name: str) -> None:
         if isinstance(a, dict) and isinstance(b, dict):
-            for k in dict.fromkeys([*a, *b]):
-                if not (name == "" and k in ignore):
-                    walk(a.get(k), b.get(k), str(k))
+            for k in [k for k in a if k in b]:
+                walk(a[k], b[k], str(k))
         elif a != b:
             was, now = (sanitize(json.dumps(v, default=str))[:40] for v in (a, b))
             out.append(f"{OPTION_OF.get(name, sanitize(name))} {was} → {now}")

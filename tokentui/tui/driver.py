@@ -12,33 +12,41 @@ goes on, handles the hang-up, saves the run and leaves (`TokentuiApp._leave`).
 
 from __future__ import annotations
 
+import errno
 from typing import IO, Any
 
 from textual.drivers.linux_driver import LinuxDriver
 
+# what a write to a terminal that is gone raises (a hung-up tty, a closed pseudo-terminal)
+GONE = (errno.EIO, errno.ENXIO, errno.EPIPE, errno.EBADF)
+
 
 class TerminalOutput:
-    """A text file (standard error) whose writes and flushes stop at the first OSError: the
-    terminal is gone, and nothing written to it matters any more."""
+    """A text file (standard error) whose writes and flushes stop once the terminal is gone
+    (GONE): nothing written to it matters any more. Another error (a full disk under a redirected
+    standard error, a terminal left non-blocking) loses that write only: the next frame may pass."""
 
     def __init__(self, file: IO[str]) -> None:
         self._file = file
         self.gone = False
 
+    def _failed(self, e: OSError) -> None:
+        self.gone = self.gone or e.errno in GONE
+
     def write(self, text: str) -> int:
         if not self.gone:
             try:
                 return self._file.write(text)
-            except OSError:
-                self.gone = True
+            except OSError as e:
+                self._failed(e)
         return len(text)
 
     def flush(self) -> None:
         if not self.gone:
             try:
                 self._file.flush()
-            except OSError:
-                self.gone = True
+            except OSError as e:
+                self._failed(e)
 
     def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding …: the file's own
         return getattr(self._file, name)

@@ -85,7 +85,7 @@ class StatsScreen(ModalScreen[None]):
         self.include_prompt = False
         self.report: Report | None = None
         self.error = ""
-        self._steps = -1  # the run's steps when the numbers were computed
+        self._steps = -1  # `_grown` when the numbers were computed
 
     def compose(self) -> ComposeResult:
         yield Static("", id="stats-title", markup=False)
@@ -106,8 +106,13 @@ class StatsScreen(ModalScreen[None]):
     def _follow(self) -> None:
         """Opened while tokens stream in, the screen kept the numbers of the moment it opened (a
         trial: "32 tokens" while the branch grew past 128): it counts them again as the run grows."""
-        if self.run.total_steps() != self._steps:
+        if self._grown() != self._steps:
             self.refresh_stats()
+
+    def _grown(self) -> int:
+        """How far what the screen counts has grown: the whole run's steps, or its branch's (a
+        branch growing elsewhere changes nothing on show)."""
+        return self.run.total_steps() if self.whole_run else self.run.length(self.branch)
 
     # --- keys (the action table's stats rows) -------------------------------------------------
     def action_toggle_scope(self) -> None:
@@ -129,7 +134,7 @@ class StatsScreen(ModalScreen[None]):
     def refresh_stats(self) -> None:
         from tokentui.core.stats import StatsError, plots, stats_of
 
-        self._steps = self.run.total_steps()
+        self._steps = self._grown()
         try:
             self.report = stats_of(self.run, None if self.whole_run else self.branch, self.include_prompt)
             self.error = ""

@@ -638,10 +638,8 @@ def _batch(
                 f"this command would drop or redo {lost} of its {counted(len(files_before), 'run')}; give another "
                 "--out, or --replace to redo them"
             )
-        moved = sum(p.moved for p in plans)
-        if lost or any(
-            p.shifted for p in plans
-        ):  # (tables of runs gone, or of items on other lines: until this batch writes them)
+        moved, shifted = sum(p.moved for p in plans), any(p.shifted for p in plans)
+        if lost or shifted:  # (tables of runs gone, or of items on other lines: until this batch writes them)
             from tokentui.store.seed_tables import remove_tables
 
             remove_tables(folder)
@@ -713,8 +711,7 @@ OPTION_OF = {"max_new_tokens": "-n", "temperature": "-t", "top_k": "--top-k", "t
              "stop": "--stop", "k": "-k", "chat": "--chat", "forced": "--force", "k_lens": "--lens-top",
              "attention_entropy": "--attention-entropy", "lens_chunk": "--lens-chunk",
              "lens_precision": "--lens-precision", "device": "--device", "dtype": "--dtype",
-             "trust_remote_code": "--trust-remote-code", "prompt_field": "--prompt-field",
-             "response_field": "--response-field"}  # fmt: skip
+             "trust_remote_code": "--trust-remote-code"}  # fmt: skip
 
 
 def _shaping(settings: dict[str, Any]) -> dict[str, Any]:

@@ -152,10 +152,10 @@ class Collection:
         runs folder, named by `run_id`), else None."""
         if path.parent != self.runs_dir or not path.name.endswith(SUFFIX):
             return None
-        head, _, number = path.name.removesuffix(SUFFIX).rpartition("-")
+        number = path.name.removesuffix(SUFFIX).rpartition("-")[2]
         if not number.isascii() or not number.isdigit() or path != self.run_file_for(model, int(number)):
             return None
-        return int(number) if head else None
+        return int(number)
 
     def put(self, item: CollectionItem) -> None:
         """Record an item, replacing the entry of the same model and index (amortised O(1): a

@@ -399,7 +399,7 @@ class TokentuiApp(
         if s.tokens_per_second:  # the last job's
             parts.append(Part(f"{s.tokens_per_second:.1f} tok/s", 0, "status-bar--dim"))
         elif s.live_rate:  # the running one's so far: its progress, kept before the model's name
-            parts.append(Part(f"{s.live_rate:.1f} tok/s", 6, "status-bar--dim"))
+            parts.append(Part(f"{s.live_rate:.1f} tok/s", 7, "status-bar--dim"))
         if s.steering is not None:
             parts.append(Part("steer on" if s.steer_on else "steer off", 8))
         if run is not None:

@@ -406,7 +406,12 @@ class TokentuiApp(
             parts += [
                 Part(f"run {run.id}", 5),
                 Part(f"branch #{self.branch_id}/{len(run.branches)}", 8),
-                Part("saved" if not run.dirty else "unsaved", 7, "status-bar--dim"),
+                # (while a job grows the run it is unsaved between autosaves: its rate and note matter more)
+                Part(
+                    "saved" if not run.dirty else "unsaved",
+                    5 if s.state is AppState.GENERATING else 7,
+                    "status-bar--dim",
+                ),
                 # (while tokens stream the position is the progress: before the note's "generating …")
                 Part(f"pos {self.stream.cursor}", 7 if s.state is AppState.GENERATING else 6),
             ]

@@ -647,11 +647,25 @@ async def test_opening_a_run_shows_its_prompt_unless_another_was_typed(tmp_path)
 
 
 @pytest.mark.asyncio
-async def test_streamed_tokens_draw_the_panes_once_an_update_not_again_for_the_cursor_they_moved(cache_dir):
+async def test_streamed_tokens_draw_the_panes_once_an_update_not_again_for_the_cursor_they_moved(
+    cache_dir, monkeypatch
+):
     """Each streamed update moved the cursor to the newest token and drew the side panes, and the
     cursor's message drew them a second time at the same position: twice the frames while tokens
     stream (the explorer generated at 0.63× the job alone on SmolLM2, 0.73× without). A cursor the
-    user moves still draws them."""
+    user moves still draws them. (Each forward is held 3 ms: the tokens stream over a second or
+    more, several updates, on a fast CPU too.)"""
+    import time
+
+    from tokentui.engine.hf.backend import HFBackend
+
+    forward = HFBackend._forward
+
+    def held(self, *args, **kwargs):
+        time.sleep(0.003)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(HFBackend, "_forward", held)
     app = generating_explorer("demo", max_new_tokens=400)
     draws: list[int] = []
     updates = [0]

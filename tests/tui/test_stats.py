@@ -147,11 +147,22 @@ def test_stats_screen_snapshot_narrow(snap_compare, replay):
     assert snap_compare(replay, terminal_size=(80, 24), press=["S", "w"])
 
 
-async def test_stats_opened_while_tokens_stream_counts_them_as_they_come(cache_dir):
+async def test_stats_opened_while_tokens_stream_counts_them_as_they_come(cache_dir, monkeypatch):
     """A trial opened the screen during a generation: it said "32 tokens" while the branch grew
-    past 128, until w w. It counts the run again as it grows: at the end, every generated token."""
-    from tests.factories import generating_explorer, wait_first_tokens
+    past 128, until w w. It counts the run again as it grows: at the end, every generated token.
+    (Each forward is held 5 ms: unheld, a fast CPU ends the generation before the screen opens.)"""
+    import time
 
+    from tests.factories import generating_explorer, wait_first_tokens
+    from tokentui.engine.hf.backend import HFBackend
+
+    forward = HFBackend._forward
+
+    def held(self, *args, **kwargs):
+        time.sleep(0.005)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(HFBackend, "_forward", held)
     app = generating_explorer("demo", max_new_tokens=400)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_first_tokens(pilot, app)
@@ -159,6 +170,7 @@ async def test_stats_opened_while_tokens_stream_counts_them_as_they_come(cache_d
         screen = app.screen
         assert isinstance(screen, StatsScreen)
         first = shown(screen)
+        assert app.state is AppState.GENERATING  # (opened while tokens stream)
         await wait_for(pilot, lambda: app.state is AppState.IDLE, what="the generation's end")
         await pilot.pause(1.5)  # (the screen looks once a second)
         assert app.screen is screen

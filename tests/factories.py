@@ -344,6 +344,23 @@ def generating_explorer(model: str, max_new_tokens: int = 5000):
     )
 
 
+def hold_forwards(monkeypatch, seconds: float) -> None:
+    """Hold each of the model's forwards `seconds` (sleeping: the UI keeps running), so that a
+    generation on a tiny or demo model still streams when a test looks: unheld, a fast CPU
+    ends it first."""
+    import time
+
+    from tokentui.engine.hf.backend import HFBackend
+
+    forward = HFBackend._forward
+
+    def held(self, *args, **kwargs):
+        time.sleep(seconds)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(HFBackend, "_forward", held)
+
+
 async def stop_after_first_tokens(pilot, app) -> None:
     """Until the generation under way holds a few tokens, then escape, until the app is idle."""
     from tokentui.tui.state import AppState

@@ -13,6 +13,7 @@ from tests.factories import (
     SMOLLM2,
     explorer,
     generating_explorer,
+    hold_forwards,
     needs_smollm2,
     rendered,
     stop_after_first_tokens,
@@ -655,17 +656,7 @@ async def test_streamed_tokens_draw_the_panes_once_an_update_not_again_for_the_c
     stream (the explorer generated at 0.63× the job alone on SmolLM2, 0.73× without). A cursor the
     user moves still draws them. (Each forward is held 3 ms: the tokens stream over a second or
     more, several updates, on a fast CPU too.)"""
-    import time
-
-    from tokentui.engine.hf.backend import HFBackend
-
-    forward = HFBackend._forward
-
-    def held(self, *args, **kwargs):
-        time.sleep(0.003)
-        return forward(self, *args, **kwargs)
-
-    monkeypatch.setattr(HFBackend, "_forward", held)
+    hold_forwards(monkeypatch, 0.003)
     app = generating_explorer("demo", max_new_tokens=400)
     draws: list[int] = []
     updates = [0]
@@ -695,20 +686,10 @@ async def test_j_onto_the_branch_tokens_stream_into_follows_them(cache_dir, monk
     """J put the cursor on a child's fork even while its tokens streamed in, and it stayed there
     (the tree pane's way to it follows them): now both follow a branch that is growing. (The
     branch's forwards are slowed down by 20 ms: the demo model would end it first.)"""
-    import time
-
-    from tokentui.engine.hf.backend import HFBackend
-
     app = generating_explorer("demo", max_new_tokens=300)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_generated(pilot, app, 0)
-        forward = HFBackend._forward
-
-        def held(self, *args, **kwargs):
-            time.sleep(0.02)
-            return forward(self, *args, **kwargs)
-
-        monkeypatch.setattr(HFBackend, "_forward", held)
+        hold_forwards(monkeypatch, 0.02)
         app.stream.move_to(10)
         await pilot.press("3")
         await wait_for(pilot, lambda: len(app.run_obj.branches) > 1 and len(app.run_obj.branches[1].steps) > 3,
@@ -728,17 +709,7 @@ async def test_the_status_bar_shows_the_running_generations_rate(cache_dir, monk
     """A trial: no tok/s while generating, at any width (the last job's rate was dropped from the
     bar when a job began, and the new one came only at its end). The bar shows the running job's
     rate so far: each forward slowed to ≥ 10 ms bounds it at 100 tok/s."""
-    import time
-
-    from tokentui.engine.hf.backend import HFBackend
-
-    forward = HFBackend._forward
-
-    def held(self, *args, **kwargs):
-        time.sleep(0.01)
-        return forward(self, *args, **kwargs)
-
-    monkeypatch.setattr(HFBackend, "_forward", held)
+    hold_forwards(monkeypatch, 0.01)
     app = generating_explorer("demo", max_new_tokens=300)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_first_tokens(pilot, app, n=60)

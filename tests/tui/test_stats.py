@@ -151,18 +151,9 @@ async def test_stats_opened_while_tokens_stream_counts_them_as_they_come(cache_d
     """A trial opened the screen during a generation: it said "32 tokens" while the branch grew
     past 128, until w w. It counts the run again as it grows: at the end, every generated token.
     (Each forward is held 5 ms: unheld, a fast CPU ends the generation before the screen opens.)"""
-    import time
+    from tests.factories import generating_explorer, hold_forwards, wait_first_tokens
 
-    from tests.factories import generating_explorer, wait_first_tokens
-    from tokentui.engine.hf.backend import HFBackend
-
-    forward = HFBackend._forward
-
-    def held(self, *args, **kwargs):
-        time.sleep(0.005)
-        return forward(self, *args, **kwargs)
-
-    monkeypatch.setattr(HFBackend, "_forward", held)
+    hold_forwards(monkeypatch, 0.005)
     app = generating_explorer("demo", max_new_tokens=400)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_first_tokens(pilot, app)

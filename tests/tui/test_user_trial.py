@@ -180,19 +180,10 @@ async def test_the_note_says_the_last_job_at_80_columns_and_goes_with_a_new_job_
     run id); continuing the branch replaces it with what runs; opening a run with o clears it.
     (Each forward of the tiny model is held 10 ms, so the continued generation is still under way
     when the test looks: unheld, a fast CPU writes its 400 tokens before then.)"""
-    import time
-
-    from tests.factories import generating_explorer, stop_after_first_tokens, wait_for
-    from tokentui.engine.hf.backend import HFBackend
+    from tests.factories import generating_explorer, hold_forwards, stop_after_first_tokens, wait_for
     from tokentui.tui.state import AppState
 
-    forward = HFBackend._forward
-
-    def held(self, *args, **kwargs):
-        time.sleep(0.01)
-        return forward(self, *args, **kwargs)
-
-    monkeypatch.setattr(HFBackend, "_forward", held)
+    hold_forwards(monkeypatch, 0.01)
 
     app = generating_explorer(str(model_dirs["llama"]), max_new_tokens=400)
     async with app.run_test(size=(80, 24)) as pilot:

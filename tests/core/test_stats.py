@@ -203,6 +203,33 @@ def test_plots_break_their_lines_at_empty_bins():
         assert all(ln[col : col + 1] in ("", " ") for ln in lines[top + 1 : bottom]), (i, col)
 
 
+def test_probability_plot_scales_to_its_bins():
+    """Bins of p(chosen) 0.52…0.58 fill the plot's height (a fixed 0–1 axis drew them as one flat
+    row); the axis always holds every bin, stays inside [0, 1] and is at least 0.1 tall."""
+    from dataclasses import replace
+
+    from tokentui.tui.plots import plot_text
+
+    rep = stats.stats_of(make_run(n_branch_steps=(40, 3)), 0, bins=5)
+    close = replace(rep.all, positions=[replace(p, mean_probability=0.52 + 0.015 * p.bin) for p in rep.all.positions])
+    probability = stats.plots(close)[1]
+    assert probability.y == tuple(0.52 + 0.015 * k for k in range(5))
+    lines = plot_text(probability, 60, 14).splitlines()
+    top = next(i for i, ln in enumerate(lines) if "┌" in ln)
+    bottom = next(i for i, ln in enumerate(lines) if "└" in ln)
+    inked = [ln for ln in lines[top + 1 : bottom] if any(0x2580 <= ord(c) <= 0x259F for c in ln)]
+    assert len(inked) >= 5, "\n".join(lines)
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        ys = tuple(float(y) for y in rng.uniform(0, 1) * rng.uniform(0, 1, rng.integers(1, 8)) + rng.uniform(0, 0.5))
+        ys = tuple(min(y, 1.0) for y in ys) + (math.nan,)
+        low, high = stats.probability_range(ys)
+        finite = [y for y in ys if math.isfinite(y)]
+        assert 0.0 <= low <= min(finite) and max(finite) <= high <= 1.0
+        assert high - low >= stats.MIN_PROBABILITY_SPAN - 1e-12
+    assert stats.probability_range((math.nan,)) == (0.0, 1.0)
+
+
 def test_branches_of_branches_count_each_token_in_its_own_sequence():
     """Branches forking their parents' own tokens and their inherited prefixes, some with forced
     tokens: every stored token once, with i and n of the sequence of the branch that holds it."""

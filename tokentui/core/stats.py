@@ -770,6 +770,26 @@ class PlotSpec:
     y_range: tuple[float, float] | None = None
 
 
+MIN_PROBABILITY_SPAN = 0.1  # the least of p's axis a plot shows: bins a few thousandths apart stay near flat
+
+
+def probability_range(values: tuple[float, ...]) -> tuple[float, float]:
+    """The p(chosen) plot's y-axis: the bins' range with a margin, inside [0, 1] and at least
+    MIN_PROBABILITY_SPAN tall. A fixed 0–1 axis drew bins of 0.52 and 0.58 as one flat line;
+    plotext's own range has no margin and can pass 1 (seed 000's matplotlib plot scales too)."""
+    ys = [y for y in values if math.isfinite(y)]
+    if not ys:
+        return 0.0, 1.0
+    low, high = min(ys), max(ys)
+    pad = max((high - low) * 0.1, (MIN_PROBABILITY_SPAN - (high - low)) / 2, 0.0)
+    low, high = low - pad, high + pad
+    if low < 0.0:  # (slid, not cut, so the span stays)
+        low, high = 0.0, min(1.0, high - low)
+    if high > 1.0:
+        low, high = max(0.0, low - (high - 1.0)), 1.0
+    return low, high
+
+
 def plots(stats: Stats) -> list[PlotSpec]:
     def line(name: str, title: str, y_label: str, attr: str, y_range: tuple[float, float] | None) -> PlotSpec:
         pts = [((p.low + p.high) / 2, getattr(p, attr) if p.count else math.nan) for p in stats.positions]
@@ -784,9 +804,10 @@ def plots(stats: Stats) -> list[PlotSpec]:
             y_range=y_range,
         )
 
+    probability = line(PLOT_NAMES[1], "mean p(chosen) by relative position", "p", "mean_probability", None)
     return [
         line(PLOT_NAMES[0], "mean entropy by relative position (nats)", "nats", "mean_entropy", None),
-        line(PLOT_NAMES[1], "mean p(chosen) by relative position", "p", "mean_probability", (0.0, 1.0)),
+        replace(probability, y_range=probability_range(probability.y)),
         PlotSpec(
             PLOT_NAMES[2],
             "GLTR rank histogram (tokens)",

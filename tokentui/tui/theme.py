@@ -50,7 +50,7 @@ class MetricScale:
                 Style(underline=True),
                 Style(bold=True),
                 Style(bold=True, underline=True),
-                Style(reverse=True),  # (not bold: the cursor is reverse bold italic: TokenStream)
+                Style(reverse=True),  # (not bold: the cursor is reverse bold italic underlined: TokenStream)
             ][min(5, i * 6 // n)]
         return Style(color=self.texts[i], bgcolor=self.backgrounds[i])
 

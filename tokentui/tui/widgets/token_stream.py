@@ -161,18 +161,25 @@ class TokenStream(ScrollView, can_focus=True):
 
     @property
     def _cursor_style(self) -> Style:
-        """Reverse bold; without colour also italic — reverse bold alone was the top bucket's style
-        there (now reverse alone), and a cursor on an uncertain token did not show; no token but
-        the cursor is both reversed and bold then, except the attribution target (reverse bold
-        underline, never italic)."""
-        return Style(reverse=True, bold=True, italic=True if self.no_color else None)
+        """Reverse bold; without colour also italic and underlined — reverse bold alone was the top
+        bucket's style there (now reverse alone), and a cursor on an uncertain token did not show.
+        Without colour the cursor's cell differs from every other token's in being reversed or in
+        two other attributes (a forced top-bucket token is reverse italic: bold alone, faint on a
+        reversed cell, told them apart)."""
+        return (
+            Style(reverse=True, bold=True, italic=True, underline=True)
+            if self.no_color
+            else Style(reverse=True, bold=True)
+        )
 
     def target_style(self) -> Style:
         """How an attribution's target token is marked (the legend shows it too)."""
         if self._target_style is None:
             target = part_style(self, "token-stream--target")
-            # without colour the target is reversed and underlined (the cursor: reversed, bold, italic)
-            self._target_style = target + Style(reverse=True, underline=True) if self.no_color else target
+            # without colour the target is reversed and underlined, not bold (the cursor: reversed,
+            # bold, italic, underlined — two attributes apart)
+            no_color = Style(reverse=True, underline=True, bold=False)
+            self._target_style = target + no_color if self.no_color else target
         return self._target_style
 
     def _attribution_style(self, i: int, base: Style) -> Style:

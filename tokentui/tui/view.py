@@ -17,6 +17,7 @@ from tokentui.core.metrics import METRICS
 from tokentui.core.run import Run
 
 KIND_CODE = {"prompt": 0, "forced": 1, "generated": 2}
+WORD_OPENERS = (" ", "↵", "→")  # a token whose text starts so opens a word (lines wrap before it)
 
 
 def pooled(values: np.ndarray, cells: int) -> list[float]:
@@ -164,11 +165,21 @@ class BranchView:
         self.blank = {b for b in self.blank if b <= line}
         start = self.line_starts[line]
         col = self.indent(line)
+        word, word_col = start, col  # the token the word being laid out starts at, and its column
         for i in range(start, len(self.texts)):
             w = self.widths[i]
+            if i > self.line_starts[-1] and self.texts[i][:1] in WORD_OPENERS:
+                word, word_col = i, col
             if col and col + w > self.width:
-                self.line_starts.append(i)
-                col = 0
+                # a word that fits a line moves to the next whole ("2024" in four digit tokens
+                # was cut between its digits); a longer one is cut between its tokens
+                if self.line_starts[-1] < word < i and col - word_col + w <= self.width:
+                    self.line_starts.append(word)
+                    col -= word_col
+                else:
+                    self.line_starts.append(i)
+                    col = 0
+                word, word_col = self.line_starts[-1], 0
             col += w
             if self.newline[i] and i + 1 < len(self.texts):
                 for _ in range(self.newline[i] - 1):  # ("\n\n": a blank line first)
@@ -176,6 +187,7 @@ class BranchView:
                     self.blank.add(len(self.line_starts) - 1)
                 self.line_starts.append(i + 1)
                 col = self.indent(len(self.line_starts) - 1)
+                word, word_col = i + 1, col
 
     def carried(self, line: int) -> tuple[int, str]:
         """(the token whose text after its newline opens `line`, that text), or (-1, "")."""
@@ -210,7 +222,7 @@ class BranchView:
         i = pos + direction
         while 0 <= i < len(self.texts):
             t = self.texts[i]
-            if t[:1] in (" ", "↵", "→") or (i > 0 and self.newline[i - 1]):
+            if t[:1] in WORD_OPENERS or (i > 0 and self.newline[i - 1]):
                 return i
             i += direction
         return max(0, min(len(self.texts) - 1, i - direction))

@@ -89,6 +89,12 @@ async def test_stats_screen_in_a_replay(tmp_path, monkeypatch):
         assert_shows(app.screen, ref.counted(run, 1))
         await pilot.press("S")
         assert not isinstance(app.screen, StatsScreen)
+        for key in ("escape", "q"):  # the key line's closing keys close it (it said "q quit")
+            await pilot.press("S")
+            line = str(app.screen.query_one("#stats-keys").content)
+            assert "esc S q close" in line and "quit" not in line
+            await pilot.press(key)
+            assert app.is_running and not isinstance(app.screen, StatsScreen)
 
 
 async def test_stats_screen_on_a_generated_run(model_dirs, loaded):

@@ -22,7 +22,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tokentui.core.display import counted
-from tokentui.tui.actions import STATS, bindings
+from tokentui.tui.actions import ACTIONS, STATS, bindings, shown_keys
 from tokentui.tui.widgets.styles import part_style
 from tokentui.tui.widgets.token_text import lone
 
@@ -31,6 +31,12 @@ if TYPE_CHECKING:
     from tokentui.core.stats import PlotSpec, Report, Stats
 
 BAR_CELLS = 24
+
+
+def key_line() -> str:
+    """The screen's keys as its bindings have them (it said "q quit" where q closes it)."""
+    own = [f"{shown_keys(spec).replace('escape', 'esc')} {spec.name}" for spec in ACTIONS if spec.scope == STATS]
+    return " · ".join([*own, "↑↓ PgUp PgDn", "X screenshot"])
 
 
 class PlotView(Static):
@@ -97,9 +103,7 @@ class StatsScreen(ModalScreen[None]):
         yield Static("", id="stats-keys", markup=False)
 
     def on_mount(self) -> None:
-        self.query_one("#stats-keys", Static).update(
-            Text("w branch↔run · p prompt · ↑↓ PgUp PgDn · X screenshot · esc close · q quit")
-        )
+        self.query_one("#stats-keys", Static).update(Text(key_line()))
         self.refresh_stats()
         self.set_interval(FOLLOW_SECONDS, self._follow)
 

@@ -87,6 +87,8 @@ def test_errors_are_one_line_with_exit_code_2(cli, model_dirs, cache_dir, tmp_pa
         (["generate"], "Missing option '--prompt' / '-p'; see tokentui generate --help"),
         (["stats", "--bins", "x"], "Invalid value for '--bins'"),
         (["frobnicate"], "No such command 'frobnicate'; see tokentui --help"),
+        (["--model", "demo"], "--model belongs to a command: tokentui explore --model …; see tokentui --help"),
+        (["--bogus"], "No such option: --bogus; see tokentui --help"),
         (["runs", "nope"], "No such command 'nope'; see tokentui runs --help"),
     ],
 )

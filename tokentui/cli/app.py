@@ -52,7 +52,11 @@ def main() -> None:
     except typer.TyperException as e:  # (Typer ≥ 0.29 has its own Click: its usage errors carry their context)
         ctx = getattr(e, "ctx", None)
         where = f"; see {ctx.command_path} --help" if ctx is not None else ""
-        typer.echo(f"tokentui: error: {e.format_message().rstrip('.')}{where}", err=True)
+        message = e.format_message().rstrip(".")
+        explore_option = _explore_option(e, ctx)
+        if explore_option:  # (`tokentui --model M`: the explorer's options follow its command)
+            message = f"{explore_option} belongs to a command: tokentui explore {explore_option} …"
+        typer.echo(f"tokentui: error: {message}{where}", err=True)
         sys.exit(getattr(e, "exit_code", 1))
     except (typer.Abort, KeyboardInterrupt):
         # Ctrl-C where no command handles it (Typer turns one inside a command into Abort), or a
@@ -73,6 +77,16 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001 - a bug: one line and a log, as the explorer does, not a traceback
         sys.exit(_crashed(e))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _explore_option(error: Exception, ctx: object) -> str | None:
+    """The option of an unknown-option error given to plain `tokentui` that `tokentui explore`
+    takes (a trial's `tokentui --model demo`), else None."""
+    option = getattr(error, "option_name", None)
+    if not option or ctx is None or getattr(ctx, "parent", True) is not None:
+        return None
+    explore_command = typer.main.get_command(app).commands["explore"]  # type: ignore[attr-defined]
+    return option if any(option in p.opts for p in explore_command.params) else None
 
 
 def _crashed(error: Exception) -> int:

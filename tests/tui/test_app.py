@@ -535,6 +535,24 @@ async def test_a_model_that_cannot_generate_says_so_once_loaded_and_refuses_gene
             app.clear_notifications()
 
 
+async def test_branch_keys_on_the_first_token_say_why_they_do_nothing(model_dirs, cache_dir):
+    """On position 0 the number keys and `t` did nothing and said nothing (`r` said why): each
+    now says it, `t` before asking for a text, and no branch is made."""
+    app = explorer(model=str(model_dirs["gpt2"]), prompt="def f(x):", generate_at_once=True,
+                   settings=GenerationSettings(SamplingParams(max_new_tokens=4), k=6))  # fmt: skip
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await wait_generated(pilot, app, 0)
+        await pilot.press("g")
+        assert app.stream.cursor == 0
+        app.clear_notifications()
+        for key in ("3", "1", "t", "r"):
+            await pilot.press(key)
+            await pilot.pause(0.1)
+            assert [n.message for n in app._notifications] == ["the first token has no alternatives to branch on"], key
+            assert len(app.run_obj.branches) == 1 and app.state is AppState.IDLE and not app.screen_stack[1:]
+            app.clear_notifications()
+
+
 def _contrast(a, b) -> float:
     """WCAG contrast ratio of two rich colours."""
 

@@ -99,12 +99,19 @@ class GenerationActions(_Base):
         self.stream.follow = True
         self.update_status()
 
+    def _forks_here(self) -> bool:
+        """Whether a branch can start at the cursor; says why not (the number keys and `t` on the
+        first token did nothing and said nothing, where `r` said why)."""
+        if self.stream.cursor < 1:
+            self.notify("the first token has no alternatives to branch on", markup=False)
+            return False
+        return True
+
     def _fork_at_cursor(self, token_ids: list[int] | None, text: str = "", resample: bool = False) -> None:
         engine = self.engine
         assert engine is not None  # every caller needs RUN_AND_MODEL
         pos = self.stream.cursor
-        if pos < 1:
-            self.notify("the first token has no alternatives to branch on", markup=False)
+        if not self._forks_here():
             return
         params = self.session.settings.sampling.copy()
         what = "resampling" if resample else "branching at"
@@ -119,7 +126,7 @@ class GenerationActions(_Base):
     def action_branch_alt(self, n: int) -> None:
         run, pos = self.run_obj, self.stream.cursor
         assert run is not None  # needs RUN_AND_MODEL
-        if pos < 1 or pos >= run.length(self.branch_id):
+        if not self._forks_here() or pos >= run.length(self.branch_id):
             return
         step = run.step(self.branch_id, pos)
         ids = step.topk_ids
@@ -152,6 +159,9 @@ class GenerationActions(_Base):
 
     def action_branch_text(self) -> None:
         from tokentui.tui.screens.text_prompt import TextPrompt
+
+        if not self._forks_here():
+            return
 
         def done(text: str | None) -> None:
             if text:

@@ -1,7 +1,9 @@
 """Untrusted token text never reaches the terminal raw."""
 
+import math
 import unicodedata
 
+import numpy as np
 import pytest
 
 from tokentui.core.display import decode_bytes, display_token, safe_text, sanitize
@@ -70,3 +72,21 @@ def test_a_token_shown_on_its_own_shows_its_spaces():
     for ch in others:
         assert lone_text(ch) == f"<U+{ord(ch):04X}>"
         assert safe_text(ch.encode()) == display_token(ch.encode()) == ch  # running text keeps it as written
+
+
+def test_probabilities_that_round_to_zero_show_in_scientific_form():
+    """`prob_text` writes p with its decimals, unless they would read 0 for a possible token: then
+    it is p to two significant figures (one for 3 decimals), in a string about as long."""
+    from tokentui.core.display import prob_text
+
+    for p in np.concatenate([np.logspace(-15, 0, 400), [0.0, 0.5, 1.0]]).tolist():
+        for digits in (3, 4):
+            text = prob_text(p, digits)
+            if round(p, digits) > 0 or p == 0:
+                assert text == f"{p:.{digits}f}"
+            else:
+                assert float(text) > 0 and abs(float(text) - p) <= 0.5 * 10 ** (
+                    math.floor(math.log10(p)) - (digits - 3)
+                )
+                assert len(text) <= digits + 3 and "e-" in text
+    assert prob_text(float("nan")) == "nan"

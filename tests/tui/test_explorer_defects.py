@@ -102,6 +102,27 @@ async def test_whitespace_shows_where_a_token_stands_alone():
         assert "␠parser" in label and label.count("parser") == 1
 
 
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_an_unlikely_token_never_reads_p_zero(size):
+    """A sampled token of p = 0.0003 and rank 102 read `p=0.000` in the narrow pane's header (and
+    `0.0000` in its row): its p shows in scientific form where the decimals would round it to 0."""
+    run = make_run(n_branch_steps=(30, 3))
+    pos = 4 + 29  # (the root's last token: the cursor's place when the run opens)
+    steps = run.branches[0].steps._a
+    steps["logprob"][29], steps["rank"][29], steps["sampler_logprob"][29] = math.log(3.2e-5), 102, math.log(0.02)
+    app = explorer(run=run)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause(0.2)
+        assert app.stream.cursor == pos
+        text = rendered(app.query_one(AlternativesPane))
+        header = text.splitlines()[1]
+        shown = re.search(r"p=(\S+) ", header)
+        assert shown and shown.group(1) in ("3.2e-5", "3e-5") and "rank 102" in header, header
+        assert "sampler p=0.0200 (raw 3.2e-5)" in text
+        chosen = next(line for line in text.splitlines() if line.lstrip().startswith("▶"))
+        assert "3.2e-5" in chosen and "0.0000" not in chosen, chosen
+
+
 async def test_pressing_the_number_of_the_token_already_there_makes_no_branch(model_dirs, cache_dir):
     settings = GenerationSettings(SamplingParams(max_new_tokens=6), k=5)
     app = explorer(model=str(model_dirs["gpt2"]), prompt="def f(x):", settings=settings)

@@ -112,3 +112,14 @@ def counted(n: int, word: str, plural: str | None = None) -> str:
     """A count with its noun, for messages: `1 position`, `2 positions` (`plural` when adding
     "s" is wrong: `entry`/`entries`)."""
     return f"{n} {word}" if n == 1 else f"{n} {plural or word + 's'}"
+
+
+def prob_text(p: float, digits: int = 4) -> str:
+    """A probability with `digits` decimals, or, where that would read 0 for a token that was
+    possible, in scientific form in about as many characters (`3.2e-5` for 4, `3e-4` for 3): a
+    trial's sampled token of p = 0.0003 read `p=0.000` in the alternatives pane."""
+    fixed = f"{p:.{digits}f}"
+    if not (p > 0 and float(fixed) == 0):  # (also NaN and ∞: as Python writes them)
+        return fixed
+    mantissa, exponent = f"{p:.{max(0, digits - 3)}e}".split("e")
+    return f"{mantissa}e{int(exponent)}"

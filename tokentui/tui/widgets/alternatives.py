@@ -13,6 +13,7 @@ from rich.text import Text
 from textual.message import Message
 from textual.widgets import Static
 
+from tokentui.core.display import prob_text
 from tokentui.tui.actions import ALTERNATIVES, bindings
 from tokentui.tui.widgets.styles import part_style
 from tokentui.tui.widgets.token_text import lone_id
@@ -22,9 +23,9 @@ if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under Run
 
 
 def _p_text(p: float, full: bool) -> str:
-    """A probability in 5 cells ("0.415"), or in 4 (".415", "1.00") where room is short."""
-    text = f"{p:.3f}"
-    if full:
+    """A probability in 5 cells ("0.415"), or in 4 (".415", "1.00", "3e-4") where room is short."""
+    text = prob_text(p, 3)
+    if full or "e" in text:
         return text
     return text[1:] if text.startswith("0") else f"{p:.2f}"
 
@@ -122,7 +123,7 @@ class AlternativesPane(Static, can_focus=True):
         row = Text(f"{'▶' if chosen else ' '}{n:>3} ")
         row.append_text(token)
         row.append(" " * max(0, tok_w - token.cell_len))
-        row.append(f" {p:6.4f} ")
+        row.append(f" {prob_text(p):>6} ")
         if style:
             row.stylize(style)
         row.append(f"{bar(p, bar_w):<{bar_w}}", style=part_style(self, "alternatives--bar"))
@@ -150,14 +151,14 @@ class AlternativesPane(Static, can_focus=True):
             self.update(Group(head, self._compared(run, step)))  # (a taller pane than one model's)
             return
         if step.rank:
-            line = f"p={step.prob:.4f} · rank {step.rank} · H={step.entropy:.3f} nats"
+            line = f"p={prob_text(step.prob)} · rank {step.rank} · H={step.entropy:.3f} nats"
             if len(line) > (self.content_region.width or 40):  # a narrow pane: the same, shorter
-                line = f"p={step.prob:.3f} rank {step.rank} H={step.entropy:.2f} nats"
+                line = f"p={prob_text(step.prob, 3)} rank {step.rank} H={step.entropy:.2f} nats"
             head.append("\n" + line)
         else:
             head.append("\nfirst token: nothing came before it", style=muted)
         if not math.isnan(step.sampler_logprob):
-            head.append(f"\nsampler p={step.sampler_prob:.4f} (raw {step.prob:.4f})", style=muted)
+            head.append(f"\nsampler p={prob_text(step.sampler_prob)} (raw {prob_text(step.prob)})", style=muted)
         # plain padded Text rows: a rich Table re-measures every cell on each cursor move
         rows = Text()
         for i, (tid, lp) in enumerate(zip(step.topk_ids.tolist(), step.topk_logprobs.tolist())):
@@ -179,8 +180,12 @@ class AlternativesPane(Static, can_focus=True):
         lp_b = float(step.get("logprob_b"))
         kl = f"KL(A‖B) {float(step.get('kl_ab')):.3f} · KL(B‖A) {float(step.get('kl_ba')):.3f}"
         js = f"JS {float(step.get('js')):.3f} nats"
-        a = (f"A: p={step.prob:.4f}", f"rank {step.rank}", f"H={step.entropy:.3f}")
-        b = (f"B: p={math.exp(lp_b):.4f}", f"rank {int(step.get('rank_b'))}", f"H={float(step.get('entropy_b')):.3f}")
+        a = (f"A: p={prob_text(step.prob)}", f"rank {step.rank}", f"H={step.entropy:.3f}")
+        b = (
+            f"B: p={prob_text(math.exp(lp_b))}",
+            f"rank {int(step.get('rank_b'))}",
+            f"H={float(step.get('entropy_b')):.3f}",
+        )
         out = Text(
             "".join(" · ".join(x) + "\n" if len(" · ".join(x)) <= width else " ".join(x) + "\n" for x in (a, b))
             + (f"{kl} · {js}\n" if len(kl) + len(js) + 3 <= width else f"{kl}\n{js}\n")

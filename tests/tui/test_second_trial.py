@@ -83,7 +83,8 @@ async def test_a_prompt_of_control_characters_wraps_whole_and_pastes_exactly(tmp
     """Stand-ins drawn for characters Textual counts as 0 columns wide made each line wider than it
     had wrapped it: the end of a wrapped line fell outside the box. The box holds the stand-ins, so
     every character is on screen; the prompt (and a paste's control characters) stays exact, and a
-    vertical tab or a lone CR does not break the line."""
+    vertical tab or a lone CR does not break the line — except a paste's CR: terminals send a
+    pasted line break as CR (a trial's two-line paste reached the model as one line with ␍)."""
     from tests.factories import make_run
 
     prompt = "xy\x1b" * 12 + " END\x0bnext\rmore"
@@ -104,6 +105,9 @@ async def test_a_prompt_of_control_characters_wraps_whole_and_pastes_exactly(tmp
         await pilot.pause(0.2)
         assert box.prompt == prompt + " \x1b[2Jpasted\nline"
         assert "\x1b" not in box.text and "␛[2Jpasted" in box.text and "\x1b" not in app.export_screenshot()
+        app.post_message(events.Paste("\rthird\r\rfifth"))  # (tmux, xterm and VTE paste a line break as CR)
+        await pilot.pause(0.2)
+        assert box.prompt == prompt + " \x1b[2Jpasted\nline\nthird\n\nfifth" and box.document.line_count == 5
 
 
 async def test_x_exports_the_attribution_on_show_to_seed_004s_file(tmp_path, monkeypatch):

@@ -9,7 +9,8 @@ character for one, and `prompt` keeps the exact text beside it. Stand-ins in the
 only in the drawing: TextArea wraps lines and places the cursor by the document's characters'
 widths, and an ESC is 0 columns wide where its stand-in takes one (drawn-only stand-ins pushed the
 end of a wrapped line out of the box). The characters the document would take for line breaks
-(VT, FF, CR alone, U+2028 …) get stand-ins too, so the prompt is never re-broken either.
+(VT, FF, CR alone, U+2028 …) get stand-ins too, so the prompt is never re-broken either; only
+a paste's CR is a line break (the terminal's for a pasted one).
 
 Every edit is mirrored on the exact text at the same offsets (an edit is one contiguous span);
 an undo or redo goes back to a state seen before, whose exact text is remembered.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from textual import events
 from textual.document._edit import Edit, EditResult
 from textual.widgets import TextArea
 
@@ -64,6 +66,13 @@ class PromptArea(TextArea):
         shown = self.text
         self._exact = text if len(text) == len(shown) else shown  # (one for one, but never trust it blindly)
         self._states: dict[str, str] = {shown: self._exact}
+
+    async def _on_paste(self, event: events.Paste) -> None:
+        """Terminals send a pasted line break as CR (tmux, xterm, VTE): in a paste, CR LF and a
+        lone CR are line breaks (a trial's two-line paste reached the model as one line holding
+        ␍). TextArea's own handler, run next, inserts it; a CR given with --prompt or in a run's
+        prompt stays as it is."""
+        event.text = event.text.replace("\r\n", "\n").replace("\r", "\n")
 
     def edit(self, edit: Edit) -> EditResult:
         raw = edit.text.replace("\r\n", "\n")  # (a pasted CRLF is one line break, as TextArea has it)

@@ -302,3 +302,31 @@ def test_a_model_without_an_output_embedding_is_refused_in_one_line(model_dirs, 
     with pytest.raises(ModelLoadError, match="cannot find its output embedding") as e:
         load_model(str(model_dirs["gpt2"]))
     assert "\n" not in str(e.value)
+
+
+def test_loading_says_it_checks_the_model_and_then_loaded_with_the_whole_time(model_dirs, monkeypatch):
+    """The checks at opening run after the weights are read (SmolLM2 on 2 cores: seconds): the
+    status said "loaded … in 4.1s" all through them, then another time. Now they are announced,
+    and "loaded" comes once, last, after them, with the time of the whole load."""
+    import time
+
+    from tokentui.engine.backend import ModelSpec
+    from tokentui.engine.hf import backend as hf_backend
+
+    said: list[str] = []
+    real = hf_backend.cached_decoding_problem
+
+    def checked(*args, **kwargs):
+        said.append("(the decoding check ran)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hf_backend, "cached_decoding_problem", checked)
+    t0 = time.perf_counter()
+    HFBackend.load(ModelSpec(str(model_dirs["gpt2"])), progress=said.append)
+    took = time.perf_counter() - t0
+    folder = str(model_dirs["gpt2"])
+    assert said[-3:-1] == [f"checking {folder}: decoding from its cache, the lens", "(the decoding check ran)"]
+    assert [m for m in said if m.startswith("loaded")] == [said[-1]]
+    seconds = float(re.fullmatch(rf"loaded {re.escape(folder)} in ([0-9.]+)s", said[-1]).group(1))
+    assert said.index(f"loading weights of {folder}") < len(said) - 3  # (the weights first)
+    assert abs(seconds - took) < 0.1 + 0.05 * took

@@ -84,10 +84,16 @@ class HFBackend:
         when the tokenizer has none)."""
         if spec.lens_chunk < 0:
             raise EngineError(f"the lens chunk must be ≥ 0 (got {spec.lens_chunk})")
+        t0 = time.perf_counter()
+        say = progress or (lambda _m: None)
         lm = load_model(spec.model, spec.device, spec.dtype, spec.trust_remote_code, progress=progress, chat=chat)
+        # the opening checks take seconds on a CPU (SmolLM2: 4): a trial's status bar said
+        # "loaded … in 4.1s" for 13 s more, then "loaded in 17.1s"
+        say(f"checking {spec.model}: decoding from its cache, the lens")
         backend = cls(lm, spec.lens_chunk, spec.lens_precision)
-        if backend.no_lens is not None and not isinstance(lm.lens, str) and progress is not None:
-            progress(backend.no_lens)  # (found by the check at opening; a norm not found, loading said)
+        if backend.no_lens is not None and not isinstance(lm.lens, str):
+            say(backend.no_lens)  # (found by the check at opening; a norm not found, loading said)
+        say(f"loaded {spec.model} in {time.perf_counter() - t0:.1f}s")
         return backend
 
     def _check_decodes(self) -> None:

@@ -28,7 +28,6 @@ import re
 import socket
 import sys
 import threading
-import time
 import urllib.parse
 import urllib.request
 import warnings
@@ -543,7 +542,6 @@ def load_model(
     say = progress or (lambda _m: None)
     if dtype not in DTYPES:
         raise ModelLoadError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
-    t0 = time.perf_counter()
     src = _Source(spec, trust_remote_code, revision, say)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -590,7 +588,6 @@ def load_model(
     param = next(model.parameters())
     rev = getattr(model.config, "_commit_hash", None)
     folder = _hub_folder(src.path, rev if isinstance(rev, str) else None) if src.is_hub else Path(src.path)
-    say(f"loaded {spec} in {time.perf_counter() - t0:.1f}s")
     return LoadedModel(
         spec=spec,
         source=src.path,

@@ -56,11 +56,13 @@ def lens_run(loaded):
 def expected(run, name: str, pos: int) -> np.ndarray:
     """Measure `name` at `pos` of branch 0 from the stored columns, by its definition."""
     col = lambda n: run.column(0, n)[pos].astype(np.float64)  # noqa: E731
+    entropy = col("layer_entropy")
+    entropy[-1] = run.column(0, "entropy")[pos]  # layer L: the model's own, in float32 (not float16)
     if name == "layer_perplexity":
-        return np.exp(col("layer_entropy"))
+        return np.exp(entropy)
     if name == "layer_kl_uniform":
-        return math.log(run.meta.vocab_size) - col("layer_entropy")
-    return col(name)
+        return math.log(run.meta.vocab_size) - entropy
+    return entropy if name == "layer_entropy" else col(name)
 
 
 def pane_lines(pane) -> list[str]:
@@ -109,6 +111,8 @@ async def test_the_pane_shows_each_measure_of_the_cursor_token_and_Y_cycles_them
             assert sorted(rows) == list(range(1, run.n_layers + 1))
             for layer, shown in rows.items():
                 same(shown, float(want[layer - 1]), name)
+            if name == "layer_entropy":  # layer L is the alternatives pane's H=…, to the digit
+                assert rows[run.n_layers] == f"{float(run.column(0, 'entropy')[pos]):.3f}"
             assert "not in this run" not in text
             await pilot.press("Y")
         # the model's own layer: KL to itself 0, and (greedy) the token taken is its top choice
@@ -166,6 +170,8 @@ async def test_the_layer_map_holds_the_column_and_its_cursor_follows_the_streams
         heat = screen.heat_map
         n = run.length(0)
         entropy = run.column(0, "layer_entropy").astype(np.float64)  # [n, L]
+        final = run.column(0, "entropy")
+        entropy[:, -1] = np.where(np.isfinite(entropy[:, -1]), final, entropy[:, -1])  # (layer L's: float32)
         assert (screen.lo, screen.hi) == (0, n)
         assert np.array_equal(heat.scores, entropy.T, equal_nan=True)
         assert heat.col == pos and heat.row == run.n_layers - 1
@@ -259,6 +265,7 @@ async def test_the_layer_map_without_colour_draws_shades(tmp_path, monkeypatch):
         await pilot.pause(0.2)
         heat = app.screen.heat_map
         entropy = run.column(0, "layer_entropy").astype(np.float64)
+        entropy[:, -1] = np.where(np.isfinite(entropy[:, -1]), run.column(0, "entropy"), entropy[:, -1])  # (layer L)
         lines = heat.render_lines(heat.region.reset_offset)
         x0 = heat.content_region.x - heat.region.x + heat.label_width
         for layer in range(run.n_layers):

@@ -78,10 +78,23 @@ def next_measure(names: Collection[str], current: str) -> str:
     return order[(order.index(current) + 1) % len(order)] if current in order else order[0]
 
 
+def with_final_entropy(layer_entropy: np.ndarray, entropy: Any) -> np.ndarray:
+    """`layer_entropy` ([L] or [n, L]) as float64 with layer L's value the model's own entropy
+    (`entropy`: the step's, or [n]): layer L is the model's distribution exactly, but stored in
+    float16 it read 2.564 in the layers pane where the alternatives pane had H=2.565 (float32)."""
+    out = np.array(layer_entropy, dtype=np.float64)
+    final = np.asarray(entropy, dtype=np.float64)
+    if out.size and out.shape[:-1] == final.shape:
+        out[..., -1] = np.where(np.isfinite(out[..., -1]) & np.isfinite(final), final, out[..., -1])
+    return out
+
+
 def values_at(values: Mapping[str, Any], name: str, vocab: int) -> np.ndarray:
     """[L] float64 values of measure `name` for one step (`values`: the step's stored values)."""
 
     def column(n: str) -> np.ndarray:
+        if n == "layer_entropy" and "entropy" in values:
+            return with_final_entropy(values[n], values["entropy"])
         return np.asarray(values[n], dtype=np.float64)
 
     out: np.ndarray = np.asarray(derive(name, column, vocab), dtype=np.float64)
@@ -90,8 +103,11 @@ def values_at(values: Mapping[str, Any], name: str, vocab: int) -> np.ndarray:
     return out
 
 
-def grid(column: np.ndarray, name: str, vocab: int) -> np.ndarray:
-    """[L, n] float64 values of measure `name` from its source column's rows ([n, L]): layers as rows."""
+def grid(column: np.ndarray, name: str, vocab: int, entropy: np.ndarray | None = None) -> np.ndarray:
+    """[L, n] float64 values of measure `name` from its source column's rows ([n, L]): layers as rows
+    (`entropy`: the positions' own entropies, layer L's where the source is layer_entropy)."""
+    if entropy is not None and source(name) == "layer_entropy":
+        column = with_final_entropy(column, entropy)
     out = np.asarray(derive(name, lambda _n: np.asarray(column, dtype=np.float64), vocab), dtype=np.float64)
     if name == "layer_rank":
         out = np.where(out > 0, out, np.nan)

@@ -103,7 +103,8 @@ class LayerMapScreen(Screen[None]):
         if name not in layer_data.available(run.layout.names):
             name = self.measure = "layer_entropy"
         column = run.column(self.branch, layer_data.source(name))[self.lo : self.hi]
-        self.values = layer_data.grid(column, name, vocab)
+        entropy = run.column(self.branch, "entropy")[self.lo : self.hi]
+        self.values = layer_data.grid(column, name, vocab, entropy)
         levels = layer_data.levels(self.values, name, vocab)
         info, unit = layer_data.INFO[name], layer_data.unit(name)
         title = (

@@ -123,6 +123,40 @@ async def test_an_unlikely_token_never_reads_p_zero(size):
         assert "3.2e-5" in chosen and "0.0000" not in chosen, chosen
 
 
+async def test_a_deep_branch_s_label_stays_in_view_in_the_tree_pane():
+    """A chain of 30 branches each grown from the one before (a tree search's path): below depth
+    8 or so the pane showed only guide lines at 80×24. It follows the highlighted branch sideways,
+    and back when a shallow one is highlighted again."""
+    from tokentui.core.step import Step
+
+    run = make_run(n_branch_steps=(40, 3))
+    parent = 1
+    for _ in range(30):
+        fork = run.branches[parent].fork_position + 1  # (a token of the parent's own)
+        b = run.add_branch(parent, fork)
+        for k in range(2):
+            run.append_step(b.id, Step(fork + k, 7, {"logprob": -0.5, "entropy": 1.0, "rank": 2}, "generated"))
+        parent = b.id
+    app = explorer(run=run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        tree = app.query_one(BranchTree)
+        while not tree.is_on_screen:
+            await pilot.press("v")  # (below 110 columns the side panes take turns)
+        tree.focus()
+        await pilot.pause()
+        seen = []
+        for _ in range(len(run.branches) - 1):
+            await pilot.press("down")
+            node = tree.cursor_node
+            line = rendered(tree).splitlines()[node.line - round(tree.scroll_y)]
+            assert f"#{node.data} " in line, (node.data, line)
+            seen.append(tree.scroll_x)
+        assert max(seen) > 0
+        await pilot.press("home")
+        assert tree.scroll_x == 0 and "#0 " in rendered(tree).splitlines()[0]
+
+
 async def test_pressing_the_number_of_the_token_already_there_makes_no_branch(model_dirs, cache_dir):
     settings = GenerationSettings(SamplingParams(max_new_tokens=6), k=5)
     app = explorer(model=str(model_dirs["gpt2"]), prompt="def f(x):", settings=settings)

@@ -91,6 +91,9 @@ def branch_label(run: Run, b: Branch, current: bool = False, memo: dict[int, flo
     return label
 
 
+LABEL_SEEN = 16  # columns of the highlighted branch's label the pane keeps in view (then it scrolls sideways)
+
+
 class BranchTree(Tree[int]):
     BINDINGS = bindings(TREE)
 
@@ -150,6 +153,19 @@ class BranchTree(Tree[int]):
             _ = self.last_line  # lays the lines out, so the node knows its line
             if self.cursor_node is not target:
                 self.move_cursor(target)
+
+    def scroll_to_line(self, line: int, animate: bool = True) -> None:
+        """Textual's, plus sideways: the highlighted branch's label is kept in view. Below depth
+        8 or so a deep tree search's labels lay past the pane's right edge at 80×24 (guides alone
+        showed); the pane has no scrollbar for that, so it follows the cursor's depth."""
+        super().scroll_to_line(line, animate=animate)
+        region = self._get_label_region(line)
+        width = self.scrollable_content_region.width
+        if region is None or not width:
+            return
+        x = 0 if region.x + LABEL_SEEN <= width else region.x - width // 4  # (a few guides kept)
+        if x != self.scroll_x:
+            self.scroll_to(x=x, animate=False, force=True)
 
     def action_fold(self) -> None:
         """Collapse the highlighted branch's subtree, or expand all of it again."""

@@ -46,6 +46,7 @@ def export(
         int | None,
         typer.Option(
             "--branch",
+            "-b",
             help="With --format seed001-comparative: the steered branch, compared with its parent (default: the "
             "run's first branch steered otherwise than its parent).",
         ),

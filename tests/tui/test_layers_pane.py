@@ -137,7 +137,8 @@ async def test_the_top_tokens_table_lists_each_layers_tokens_and_marks_the_token
         for layer in range(run.n_layers):
             line = lines[head + 1 + layer].strip()
             assert line.startswith(f"L{layer + 1} ")
-            cells = [lone_id(run, int(t), 7).plain for t in ids[layer]]
+            whole = [lone_id(run, int(t)).plain for t in ids[layer]]  # (wider than 7: start … end)
+            cells = [c if len(c) <= 7 else c[:3] + "…" + c[-3:] for c in whole]
             probs = [f"{math.exp(float(lp)):.2f}" for lp in logprobs[layer]]
             found = re.findall(r"(\S.{0,6}?)\s+(\d\.\d\d)", line[len(f"L{layer + 1}") :])
             assert [p for _, p in found] == probs, (line, probs)
@@ -154,6 +155,27 @@ async def test_the_top_tokens_table_lists_each_layers_tokens_and_marks_the_token
         ]
         want_text = lone_id(run, chosen, 7).plain.strip()
         assert any(text.strip() == want_text and y == head + run.n_layers for y, text in marked), marked
+
+
+async def test_long_tokens_in_the_top_tokens_table_keep_their_ends(lens_run, tmp_path):
+    """At 80 columns a layer's two top tokens read `␠scatt… 0.37 ␠scatt… 0.22` (scattered,
+    scattering): a token wider than its cell keeps its start and its end around the …"""
+    from tokentui.core.tokens import TokenTable
+
+    run = lens_run.copy()
+    pos = run.length(0) - 2
+    ids = run.column(0, "layer_topk_ids")[pos]
+    table = {t: run.tokens.bytes_of(t) for t in range(run.meta.vocab_size)}
+    table[int(ids[0, 0])], table[int(ids[0, 1])] = b" scattered", b" scattering"
+    run.tokens = TokenTable(table)
+    app = explorer(run=run, cache_dir=tmp_path)
+    async with app.run_test(size=(160, 60)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("end", "left")
+        lines = rendered(app.query_one(LayersPane)).splitlines()
+        head = next(i for i, line in enumerate(lines) if line.strip().startswith("top tokens per layer"))
+        row = lines[head + 1]
+        assert "␠sc…red" in row and "␠sc…ing" in row, row
 
 
 async def test_the_layer_map_holds_the_column_and_its_cursor_follows_the_streams(lens_run, tmp_path):

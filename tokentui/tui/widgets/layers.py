@@ -204,7 +204,7 @@ class LayersPane(Static):
             for tid, lp in zip(ids[layer, :fit].tolist(), logprobs[layer, :fit].tolist(), strict=True):
                 if tid < 0:
                     continue
-                token = lone_id(run, tid, TOKEN)
+                token = lone_id(run, tid, TOKEN, middle=True)  # (their ends tell "␠scatt…" apart)
                 if tid == chosen:
                     token.stylize(mark)
                 token.pad_right(TOKEN - token.cell_len)

@@ -6,10 +6,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 
-from tokentui.core.display import VISIBLE_SPACE, decode_bytes, lone_text
+from tokentui.core.display import VISIBLE_SPACE, cut_middle, decode_bytes, lone_text
 
 if TYPE_CHECKING:  # numpy (under Run) stays out of a replay's first frame
     from tokentui.core.run import Run
@@ -22,9 +23,12 @@ def _plain(text: str) -> str:
     return lone_text(text)
 
 
-def lone(text: str, width: int | None = None, style: Style | str = "") -> Text:
-    """`text` as a Text on its own, cut to `width` cells with … when given."""
+def lone(text: str, width: int | None = None, style: Style | str = "", middle: bool = False) -> Text:
+    """`text` as a Text on its own, cut to `width` cells with … when given (`middle`: its start
+    and end kept around the …, where a narrow column cut "␠scattered" and "␠scattering" alike)."""
     shown = _plain(text)
+    if middle and width is not None and len(shown) > width and cell_len(shown) == len(shown):
+        shown = cut_middle(shown, width)
     out = Text(shown, style=style)
     start = 0
     while (i := shown.find(VISIBLE_SPACE, start)) >= 0:
@@ -35,9 +39,9 @@ def lone(text: str, width: int | None = None, style: Style | str = "") -> Text:
     return out
 
 
-def lone_id(run: Run, token_id: int, width: int | None = None, style: Style | str = "") -> Text:
+def lone_id(run: Run, token_id: int, width: int | None = None, style: Style | str = "", middle: bool = False) -> Text:
     """Token `token_id` of `run` on its own (its bytes decoded here: TokenTable.display keeps spaces)."""
-    return lone(decode_bytes(run.tokens.bytes_of(int(token_id))), width, style)
+    return lone(decode_bytes(run.tokens.bytes_of(int(token_id))), width, style, middle)
 
 
 OPEN, CLOSE = "“", "”"  # around a token that follows a number ("pos 45 “1”", not "pos 45 1")

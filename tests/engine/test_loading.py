@@ -325,7 +325,7 @@ def test_loading_says_it_checks_the_model_and_then_loaded_with_the_whole_time(mo
     HFBackend.load(ModelSpec(str(model_dirs["gpt2"])), progress=said.append)
     took = time.perf_counter() - t0
     folder = str(model_dirs["gpt2"])
-    assert said[-3:-1] == [f"checking {folder}: decoding from its cache, the lens", "(the decoding check ran)"]
+    assert said[-3:-1] == [f"checking {folder}: decoding from its cache and the lens", "(the decoding check ran)"]
     assert [m for m in said if m.startswith("loaded")] == [said[-1]]
     seconds = float(re.fullmatch(rf"loaded {re.escape(folder)} in ([0-9.]+)s", said[-1]).group(1))
     assert said.index(f"loading weights of {folder}") < len(said) - 3  # (the weights first)

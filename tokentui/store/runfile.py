@@ -207,6 +207,7 @@ def _meta_from(path: Path, d: object) -> RunMeta:
         raise RunFileError(path, "run metadata 'tree' has the wrong type")
     _model_b(path, d.get("model_b"))
     known = {k: v for k, v in d.items() if k in _META_TYPES}
+    known.setdefault("revision", None)  # (optional: a file without it crashed every reader)
     known["steering"] = _steering(path, d.get("steering"), "run metadata 'steering'")
     if known.get("tree") is not None:
         known["tree"] = upgrade_record(known["tree"])  # (checked with the branches, after them)

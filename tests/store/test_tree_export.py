@@ -287,6 +287,23 @@ def test_a_bad_tree_record_is_a_one_line_error(tmp_path, change, needle):
     assert "\n" not in str(e.value) and "\x1b" not in str(e.value)
 
 
+def test_a_search_record_with_parameters_left_out_exports_with_their_defaults(tmp_path):
+    """Parameters left out of a search record passed the check (it reads them with defaults) and
+    then crashed the tree-json export (KeyError: 'candidate_threshold'): each takes its default."""
+    from tokentui.core.params import TreeParams
+
+    run = make_tree_run()
+    path = save_run(run, tmp_path / "t.tokentui")
+    path.write_bytes(
+        rewrite_header(path.read_bytes(), _set_tree(lambda t: t["searches"][0].__setitem__("parameters", {})))
+    )
+    loaded = load_run(path)
+    doc = json.loads(exported(loaded, "tree-json"))
+    assert doc["metadata"]["parameters"] == TreeParams().to_dict()
+    assert tree.candidate_threshold(loaded, tree.build_trie(loaded)) == TreeParams().candidate_threshold
+    assert exported(loaded, "seed002-jsonl")
+
+
 def test_a_run_without_a_tree_record_loads(tmp_path):
     """Files written before tree searches existed have no 'tree' key."""
     path = save_run(make_run(), tmp_path / "r.tokentui")

@@ -207,7 +207,8 @@ def _check_search(s: object, n_branches: int, vocab_size: int) -> None:
         raise RunError("tree search record is malformed")
     if not isinstance(s["parameters"], dict):
         raise RunError("tree search parameters are malformed")
-    TreeParams.from_dict(s["parameters"])
+    # every parameter from here on (one left out takes its default: readers found it missing)
+    s["parameters"] = TreeParams.from_dict(s["parameters"]).to_dict()
     rb, pos = s["root_branch"], s["root_position"]
     if rb is not None and not (_is_int(rb) and 0 <= rb < n_branches):
         raise RunError("tree search root names a branch the run does not have")

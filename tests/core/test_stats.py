@@ -163,6 +163,29 @@ def test_ties_deciles_and_extremes_follow_the_definitions():
     assert [t.position for t in rep.all.extremes["most_confident"]] == [4, 5, 6]
 
 
+def test_a_loss_past_floats_range_has_an_infinite_perplexity(tmp_path):
+    """A run file may hold log-probabilities of −800 (tokentui records −10,000 for a ruled-out
+    token): the mean loss's exp overflowed and `stats` crashed (`S` closed the explorer). The
+    perplexity is ∞, written ∞ in tables and null in JSON and CSV."""
+    import json
+
+    from tokentui.store.export import json_text
+    from tokentui.store.seed_tables import sample_record
+
+    run = make_run(n_branch_steps=(10, 3))
+    for b in run.branches:
+        b.steps._a["logprob"][:] = -800.0
+    run.prompt._a["logprob"][1:] = -800.0
+    run = load_run(save_run(run, tmp_path / "r.tokentui"))
+    rep = stats.stats_of(run, 0)
+    assert rep.all.summary.mean_loss == pytest.approx(800.0) and rep.all.summary.perplexity == math.inf
+    assert stats.fmt(rep.all.summary.perplexity) == "∞"
+    text = json_text(rep.to_dict())  # (as `stats --json` writes it: standard JSON, no Infinity)
+    assert "Infinity" not in text and '"perplexity":null' in text.replace(" ", "") and json.loads(text)
+    assert stats.perplexity(700.0) == pytest.approx(math.exp(700.0)) and math.isnan(stats.perplexity(math.nan))
+    assert sample_record(run, 0, "all")["perplexity"] is None
+
+
 def test_options_and_errors():
     assert stats.parse_kinds("auto") is None
     assert stats.parse_kinds("prompt, generated") == ("prompt", "generated")

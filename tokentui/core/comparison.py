@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from tokentui.core.run import Run
+from tokentui.core.stats import perplexity
 
 # the columns a run holds when it is a comparison (the rest of core/measures.COMPARISON is optional detail)
 NEEDED = ("logprob_b", "rank_b", "kl_ab", "kl_ba", "js")
@@ -42,12 +43,6 @@ def scored_mask(logprob_a: np.ndarray, logprob_b: np.ndarray, first: int = 1) ->
 
 def _mean(values: np.ndarray) -> float:
     return float(values.astype(np.float64).mean()) if values.size else math.nan
-
-
-def _exp(x: float) -> float:
-    if not math.isfinite(x):
-        return math.nan
-    return math.exp(x) if x < 709 else math.inf
 
 
 def summarize(columns: dict[str, np.ndarray], first: int = 1) -> dict[str, Any]:
@@ -82,8 +77,8 @@ def _numbers(scored: dict[str, np.ndarray]) -> dict[str, Any]:
         "tokens": int(lp_a.size),
         "mean_loss_a": loss_a,
         "mean_loss_b": loss_b,
-        "perplexity_a": _exp(loss_a),
-        "perplexity_b": _exp(loss_b),
+        "perplexity_a": perplexity(loss_a),
+        "perplexity_b": perplexity(loss_b),
         "mean_kl_ab": kl_ab,
         "mean_kl_ba": _mean(scored["kl_ba"]),
         "mean_js": _mean(scored["js"]),

@@ -421,6 +421,14 @@ class Summary:
         }
 
 
+def perplexity(mean_loss: float) -> float:
+    """exp(mean loss): ∞ past float's range (a run file may hold a loss of 800 nats, and tokentui
+    records −10,000 for a ruled-out token; math.exp raised), NaN when there is no loss."""
+    if not math.isfinite(mean_loss):
+        return math.inf if mean_loss == math.inf else math.nan
+    return math.exp(mean_loss) if mean_loss < 709 else math.inf
+
+
 def summarize(entropy: np.ndarray, logprob: np.ndarray, rank: np.ndarray) -> Summary:
     loss = float(np.mean(-logprob)) if len(logprob) else math.nan
     buckets = rank_bucket(rank)
@@ -430,7 +438,7 @@ def summarize(entropy: np.ndarray, logprob: np.ndarray, rank: np.ndarray) -> Sum
         entropy=Spread.of(entropy),
         probability=Spread.of(np.exp(logprob)),
         mean_loss=loss,
-        perplexity=math.exp(loss) if math.isfinite(loss) else math.nan,
+        perplexity=perplexity(loss),
         ranks=counts,
     )
 
@@ -690,7 +698,9 @@ def stats_of(
 
 # --- showing ------------------------------------------------------------------------------------------
 def fmt(x: float, digits: int = 3) -> str:
-    """A number for a table; – for no value."""
+    """A number for a table; – for no value, ∞ for one past float's range (a perplexity)."""
+    if math.isinf(x):
+        return "∞" if x > 0 else "−∞"
     return f"{x:.{digits}f}" if math.isfinite(x) else "–"
 
 

@@ -42,6 +42,7 @@ from tokentui.core.dataset import loss_positions
 from tokentui.core.display import decode_bytes
 from tokentui.core.files import new_temporary
 from tokentui.core.run import Run
+from tokentui.core.stats import perplexity
 from tokentui.store.collection import Collection, CollectionItem, load_item_run
 from tokentui.store.export import CSV_COLUMNS, branch_rows, csv_cell, json_text
 from tokentui.store.header import RunFileError
@@ -117,7 +118,7 @@ def sample_record(run: Run, index: int, loss_over: str) -> dict[str, Any]:
     ]
     return {
         "avg_loss": _num(mean_loss),
-        "perplexity": _num(math.exp(mean_loss)) if losses.size else None,
+        "perplexity": _num(perplexity(mean_loss)) if losses.size else None,
         "token_losses": tokens,
         "index": index,
         "run_id": run.id,
@@ -191,7 +192,7 @@ class ModelTotals:
             median_probability=float(np.median(p)),
             mean_logprob=mean_lp,
             mean_loss=-mean_lp,
-            perplexity=math.exp(-mean_lp),
+            perplexity=perplexity(-mean_lp),
         )
         return out
 

@@ -123,20 +123,46 @@ async def test_an_unlikely_token_never_reads_p_zero(size):
         assert "3.2e-5" in chosen and "0.0000" not in chosen, chosen
 
 
-async def test_a_deep_branch_s_label_stays_in_view_in_the_tree_pane():
-    """A chain of 30 branches each grown from the one before (a tree search's path): below depth
-    8 or so the pane showed only guide lines at 80×24. It follows the highlighted branch sideways,
-    and back when a shallow one is highlighted again."""
+def chain_run(n: int):
+    """A run whose branches 2…n+1 each grow from the one before (a tree search's long path)."""
     from tokentui.core.step import Step
 
     run = make_run(n_branch_steps=(40, 3))
     parent = 1
-    for _ in range(30):
+    for _ in range(n):
         fork = run.branches[parent].fork_position + 1  # (a token of the parent's own)
         b = run.add_branch(parent, fork)
         for k in range(2):
             run.append_step(b.id, Step(fork + k, 7, {"logprob": -0.5, "entropy": 1.0, "rank": 2}, "generated"))
         parent = b.id
+    return run
+
+
+async def test_a_path_deeper_than_python_s_recursion_limit_opens(tmp_path):
+    """A chain of 1,500 branches (a tree search's path of 1,500 nodes): Textual's tree lays its
+    nodes out recursively and the explorer closed with a RecursionError. It opens, its tree pane
+    shows the deepest branch, and the keys that walk the tree and fold it work."""
+    path = save_run(chain_run(1500), tmp_path / "chain.tokentui")
+    app = explorer(run_path=path, cache_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.run_obj is not None and app.stream.view is not None, what="the run")
+        tree = app.query_one(BranchTree)
+        while not tree.is_on_screen:
+            await pilot.press("v")
+        tree.focus()
+        await pilot.press("end")
+        await pilot.pause(0.2)
+        assert tree.cursor_node.data == 1501 and "#1501 " in rendered(tree)
+        await pilot.press("enter", "K", "J", "space", "space")  # (show it, walk up and down, fold, unfold)
+        await pilot.pause(0.2)
+        assert app.is_running and app.branch_id == 1501
+
+
+async def test_a_deep_branch_s_label_stays_in_view_in_the_tree_pane():
+    """A chain of 30 branches each grown from the one before (a tree search's path): below depth
+    8 or so the pane showed only guide lines at 80×24. It follows the highlighted branch sideways,
+    and back when a shallow one is highlighted again."""
+    run = chain_run(30)
     app = explorer(run=run)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.2)

@@ -5,6 +5,7 @@ node. Labels are Text objects, so token text is never parsed as markup."""
 from __future__ import annotations
 
 import math
+import sys
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -91,6 +92,19 @@ def branch_label(run: Run, b: Branch, current: bool = False, memo: dict[int, flo
     return label
 
 
+def _room_for(shape: list[tuple[int | None, int]]) -> None:
+    """Textual's Tree lays out (and expands, folds) its nodes recursively, a call per level: a
+    tree search's path of a thousand nodes passed Python's recursion limit and closed the explorer
+    (RecursionError). The limit is raised to the deepest branch's depth with room to spare (the
+    recursion is Python's own: no C stack per level on 3.11+)."""
+    depth: list[int] = []
+    for parent, _fork in shape:  # (a parent always comes before its children)
+        depth.append(0 if parent is None else depth[parent] + 1)
+    need = 2 * max(depth, default=0) + 1000
+    if need > sys.getrecursionlimit():
+        sys.setrecursionlimit(need)
+
+
 LABEL_SEEN = 16  # columns of the highlighted branch's label the pane keeps in view (then it scrolls sideways)
 
 
@@ -137,6 +151,7 @@ class BranchTree(Tree[int]):
             self._labels[b.id] = key_of(b)  # (drawn once: it was labelled again at once below)
         if not self.root.is_expanded:
             self.root.expand()
+        _room_for(shape)
         self._shape = shape
         for b in run.branches:
             key = key_of(b)

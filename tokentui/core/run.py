@@ -346,6 +346,12 @@ class Run:
         return out
 
     def text(self, branch_id: int, start: int = 0) -> bytes:
+        """The bytes of the branch's full sequence from `start`. From the branch's own steps
+        alone when `start` is among them: the JSON export asks each branch's own text, and
+        assembling every ancestor first made a tree search's long path quadratic."""
+        b = self.branch(branch_id)
+        if start >= b.fork_position:
+            return self.tokens.text(b.steps.col("token_id")[start - b.fork_position :].tolist())
         return self.tokens.text(self.sequence(branch_id)[start:].tolist())
 
     # --- checks -----------------------------------------------------------------------------

@@ -213,20 +213,21 @@ def _whole_run_indices(run: Run, rows: _Rows, cum: np.ndarray, counted: np.ndarr
     branch's full sequence (ancestors' prefixes, then its own steps), n those of that sequence.
     `cum[r]`: counted rows before row r (pieces: 0 the prompt, b + 1 branch b)."""
     off = rows.offsets
+    first = np.zeros(len(rows.owner), dtype=np.int64)  # per piece: counted tokens of its sequence before it
 
     def before(b: int | None, pos: int) -> int:
-        """How many counted positions < pos branch b's full sequence has (None: the prompt)."""
-        total = 0
+        """How many counted positions < pos branch b's full sequence has (None: the prompt). Up
+        from b to the first branch whose own steps hold positions < pos: those, plus what its
+        sequence counts before its own steps (`first`, known: a parent precedes its children).
+        Walking every ancestor made a tree search's long path quadratic (3,000 deep: seconds)."""
         while b is not None:
             br = run.branches[b]
             if pos > br.fork_position:
                 k = min(pos - br.fork_position, len(br.steps))
-                total += int(cum[off[b + 1] + k] - cum[off[b + 1]])
-                pos = br.fork_position
+                return int(cum[off[b + 1] + k] - cum[off[b + 1]] + first[b + 1])
             b = br.parent
-        return total + int(cum[min(pos, int(off[1]))])
+        return int(cum[min(pos, int(off[1]))])
 
-    first = np.zeros(len(rows.owner), dtype=np.int64)  # per piece: counted tokens of its sequence before it
     for b in run.branches:
         first[b.id + 1] = before(b.parent, b.fork_position) if b.parent is not None else int(cum[off[1]])
     own = cum[off[1:]] - cum[off[:-1]]

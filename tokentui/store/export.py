@@ -245,9 +245,9 @@ def branch_rows(run: Run, branch_id: int) -> Iterator[dict[str, Any]]:
     every row, as seed 000 writes it, while it is at most FULL_TEXT_EVERY_ROW characters long;
     else on the branch's first row only (the other rows: empty)."""
     b = run.branch(branch_id)
-    full_text = decode_bytes(run.text(branch_id))
-    repeat = len(full_text) <= FULL_TEXT_EVERY_ROW
     seq = run.sequence(branch_id)
+    full_text = decode_bytes(run.tokens.text(seq.tolist()))
+    repeat = len(full_text) <= FULL_TEXT_EVERY_ROW
     first = 0 if b.parent is None else b.fork_position
     compared = comparison.is_comparison(run)
     for pos in range(max(first, 1), run.length(branch_id)):

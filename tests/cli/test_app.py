@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -225,6 +226,34 @@ def test_a_closed_pipe_never_stops_a_command_halfway(model_dirs, cache_dir, tmp_
         assert b"error" not in err and made.exists(), args[0]
         if made.is_dir():
             assert len(list(made.iterdir())) == 6  # every plot, as text and as HTML
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
+def test_standard_output_on_a_full_disk_is_one_line_and_exit_2(tmp_path):
+    """`… > /dev/full`: the output cannot be written. It printed Python's "Exception ignored …
+    Traceback" at exit (exit 120), or for `runs` and `--version` "unexpected OSError … a bug in
+    tokentui" with a crash log; it is one line and exit 2, and the work is still done."""
+    from tests.factories import make_run
+    from tests.terminal import tokentui_command
+    from tokentui.store.runfile import save_run
+
+    run = save_run(make_run(), tmp_path / "r.tokentui")
+    cases = (
+        ["export", run],
+        ["stats", run, "--no-plots", "--csv", tmp_path / "s.csv"],
+        ["runs", "--cache-dir", tmp_path],
+        ["--version"],
+    )
+    for args in cases:
+        with open("/dev/full", "wb") as full:
+            res = subprocess.run(
+                [*tokentui_command(), *map(str, args)], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120
+            )
+        err = [line for line in res.stderr.splitlines() if not line.startswith("wrote ")]  # (stats: its CSV)
+        assert res.returncode == 2 and err == [
+            "tokentui: error: could not write to standard output: No space left on device"
+        ], (args, res.stderr)
+    assert (tmp_path / "s.csv").exists()  # (the file asked for is written all the same)
 
 
 @pytest.mark.parametrize(

@@ -76,7 +76,22 @@ def main() -> None:
         sys.exit(2)
     except Exception as e:  # noqa: BLE001 - a bug: one line and a log, as the explorer does, not a traceback
         sys.exit(_crashed(e))
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(_output_written(code if isinstance(code, int) else 0))
+
+
+def _output_written(code: int) -> int:
+    """`code`, or 2 with one line when standard output could not take the output (a full disk,
+    `> /dev/full`): the command's work is done, but what it printed is lost."""
+    import sys
+
+    from tokentui.cli.output import WRITE_FAILURES
+
+    sys.stdout.flush()
+    failed = WRITE_FAILURES.get("stdout")
+    if failed is None:
+        return code
+    typer.echo(f"tokentui: error: could not write to standard output: {failed.strerror or failed}", err=True)
+    return code or 2
 
 
 def _explore_option(error: Exception, ctx: object) -> str | None:

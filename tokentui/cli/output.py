@@ -241,13 +241,20 @@ class Output:
         os.close(devnull)
 
 
+WRITE_FAILURES: dict[str, OSError] = {}  # stream name → the error that stopped its writes (not EPIPE)
+
+
 class _Forgiving(io.RawIOBase):
     """A file descriptor that a closed pipe silences: once a write meets EPIPE the rest is dropped
-    (what a reader that stopped early, `… 2>&1 | head`, wants), so the command finishes its work."""
+    (what a reader that stopped early, `… 2>&1 | head`, wants), so the command finishes its work.
+    Any other failure (a full disk, an I/O error) drops the rest too and is kept in
+    WRITE_FAILURES for `main` to report in one line: it raised from wherever the write was, and
+    Python's exit printed "Exception ignored … Traceback" for the last flush."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, name: str = "") -> None:
         super().__init__()
         self.fd = fd
+        self.name = name
         self.gone = False
 
     def writable(self) -> bool:
@@ -265,6 +272,9 @@ class _Forgiving(io.RawIOBase):
                 return os.write(self.fd, data)
             except BrokenPipeError:
                 self.gone = True
+            except OSError as e:
+                self.gone = True
+                WRITE_FAILURES.setdefault(self.name, e)
         return len(data)
 
 
@@ -304,7 +314,7 @@ def quiet_broken_pipes() -> None:
         if os.isatty(fd):
             continue
         stream.flush()
-        raw = io.BufferedWriter(_Forgiving(fd))
+        raw = io.BufferedWriter(_Forgiving(fd, name))
         setattr(sys, name, io.TextIOWrapper(raw, encoding=stream.encoding, errors=stream.errors,
                                             line_buffering=line_buffered, write_through=line_buffered))  # fmt: skip
 

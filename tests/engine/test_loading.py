@@ -94,6 +94,26 @@ def test_load_errors_are_one_clear_line(tmp_path, model_dirs):
         load_model(str(model_dirs["gpt2"]), dtype="float8")
 
 
+@pytest.mark.parametrize(
+    "value, expect",
+    [
+        (-1, r"its configuration gives it no layers \(-1\)"),
+        ("2", "its config.json is not valid: .*n_layer.*expected int"),
+    ],
+)
+def test_a_config_value_of_the_wrong_kind_is_one_line(model_dirs, tmp_path, value, expect):
+    """A config.json whose layer count is −1 or the string "2": "unexpected ValueError: negative
+    dimensions" and "unexpected StrictDataclassFieldValidationError … a bug in tokentui"."""
+    folder = tmp_path / "m"
+    shutil.copytree(model_dirs["gpt2"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["n_layer"] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=expect) as info:
+        load_model(str(folder))
+    assert "\n" not in str(info.value)
+
+
 def test_bad_requests_to_a_session(loaded):
     from tokentui.core.params import GenerationSettings, RunError
     from tokentui.core.run import SamplingParams

@@ -422,6 +422,12 @@ class _Source:
             msg = _explain_weights(self.spec, self.path, e) or _explain(self.spec, e, self.unreachable, self.is_hub)
             raise ModelLoadError(msg) from None
         except Exception as e:  # safetensors' SafetensorError derives from Exception only
+            from huggingface_hub.errors import StrictDataclassError
+
+            if isinstance(e, StrictDataclassError):  # a configuration value of the wrong type ("2" for 2)
+                raise ModelLoadError(
+                    f"{self.spec}: its config.json is not valid: {' '.join(str(e).split())[:300]}"
+                ) from None
             weights = _explain_weights(self.spec, self.path, e)
             if weights is None:
                 raise
@@ -578,6 +584,8 @@ def load_model(
     notes = () if unapplied is None else (unapplied,)
     for note in notes:
         say(note)
+    if layer_count(model) < 1:  # (a config.json's n_layer of −1: the run's arrays could not be made)
+        raise ModelLoadError(f"{spec}: its configuration gives it no layers ({layer_count(model)}); not a usable model")
     vocab = int(head.weight.shape[0])
     eos = model.generation_config.eos_token_id if model.generation_config else None
     if eos is None:

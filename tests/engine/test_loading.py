@@ -114,6 +114,29 @@ def test_a_config_value_of_the_wrong_kind_is_one_line(model_dirs, tmp_path, valu
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "template, kind",
+    [
+        ("{{ raise_exception('boom') }}", "TemplateError: boom"),
+        ("{{ ''.__class__.__mro__ }}", "SecurityError"),
+        ("{% for i in range(100000000) %}x{% endfor %}", "OverflowError"),
+    ],
+)
+def test_a_chat_template_that_fails_is_one_line(model_dirs, tmp_path, template, kind):
+    """The chat template comes with the model: one that raises, that the sandbox stops, or that
+    overflows was "unexpected TemplateError … a bug in tokentui"."""
+    folder = tmp_path / "m"
+    shutil.copytree(model_dirs["gpt2"], folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)  # (transformers 5 saves the template there)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["chat_template"] = template
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    backend = HFBackend(load_model(str(folder), chat=True), lens_chunk=0)
+    with pytest.raises(EngineError, match="the model's chat template failed on this prompt") as info:
+        backend.encode_prompt("hi", chat=True)
+    assert kind in str(info.value) and "\n" not in str(info.value)
+
+
 def test_bad_requests_to_a_session(loaded):
     from tokentui.core.params import GenerationSettings, RunError
     from tokentui.core.run import SamplingParams

@@ -161,9 +161,15 @@ class HFBackend:
             template = self.lm.chat_template
             if template is None:
                 raise no_chat_template(self.lm.spec)
-            text = tok.apply_chat_template(
-                [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-            )
+            try:  # (the template comes with the model: Jinja in a sandbox, but it can still fail)
+                text = tok.apply_chat_template(
+                    [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+                )
+            except Exception as e:  # noqa: BLE001 - raise_exception(), a sandbox refusal, an overflow …
+                why = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+                raise EngineError(
+                    f"the model's chat template failed on this prompt ({why}); try without --chat"
+                ) from None
             ids = tok(text, add_special_tokens=False)["input_ids"]
         else:
             template = None

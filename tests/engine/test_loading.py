@@ -373,3 +373,18 @@ def test_loading_says_it_checks_the_model_and_then_loaded_with_the_whole_time(mo
     seconds = float(re.fullmatch(rf"loaded {re.escape(folder)} in ([0-9.]+)s", said[-1]).group(1))
     assert said.index(f"loading weights of {folder}") < len(said) - 3  # (the weights first)
     assert abs(seconds - took) < 0.1 + 0.05 * took
+
+
+def test_a_text_far_beyond_the_context_is_refused_before_it_is_tokenized(loaded):
+    """A 50 MB file took `score` a minute and 6 GB before "more than the model's context": a text
+    longer than the context's positions × the longest token's bytes (4× over) is refused from its
+    size alone. The densest text that fits (the longest token, once per position) is not."""
+    lm = loaded("gpt2")
+    s = HFBackend(lm, lens_chunk=0)
+    longest = max(lm.vocab_bytes, key=len)
+    assert s.max_text_bytes == 4 * s.context * len(longest)
+    dense = longest.decode("utf-8", "replace") * (s.context - 2)
+    assert len(s.encode_text(dense)) <= s.context  # (not refused for its size: it fits)
+    for encode in (s.encode_text, s.encode_prompt):  # (its size's message: not tokenized first)
+        with pytest.raises(EngineError, match="far more than the model's context of"):
+            encode("x" * (s.max_text_bytes + 1))

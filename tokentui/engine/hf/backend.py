@@ -143,6 +143,11 @@ class HFBackend:
         self.lens: LensParts = lens.at_precision(lens_precision) if self.lens_chunk else lens
         self.caches = CachePool(cache_slots)
         self.context = context_length(self.model.config)
+        # the most text the context can take: its positions × the longest token's bytes, 4× over
+        # (a tokenizer's normalisation may shrink text): a longer one is refused before tokenizing
+        # (a 50 MB file took a minute and 6 GB to be told it was too long)
+        longest = max((len(b) for b in lm.vocab_bytes), default=0) or 64
+        self.max_text_bytes = None if self.context is None else 4 * self.context * longest
         self.info = ModelInfo(
             lm.model_name or lm.spec, lm.device, lm.dtype, lm.n_layers, lm.vocab_size, self.context, lm.notes
         )
@@ -152,10 +157,18 @@ class HFBackend:
         return tuple(hidden_states[self.hidden_start : self.hidden_start + self.lm.n_layers - 1])
 
     # --- prompts and runs -------------------------------------------------------------------
+    def _check_size(self, text: str, what: str) -> None:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if self.max_text_bytes is not None and size > self.max_text_bytes:
+            raise EngineError(
+                f"{what} is {size:,} bytes: far more than the model's context of {self.context:,} positions takes"
+            )
+
     def encode_prompt(self, prompt: str, chat: bool = False) -> tuple[list[int], str | None]:
         if not prompt or not prompt.strip():
             raise EngineError("the prompt is empty")
         check_text(prompt, "the prompt")
+        self._check_size(prompt, "the prompt")
         tok = self.tokenizer
         if chat:
             template = self.lm.chat_template
@@ -180,6 +193,7 @@ class HFBackend:
 
     def encode_text(self, text: str) -> list[int]:
         check_text(text, "the text")
+        self._check_size(text, "the text")
         return [int(i) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]] if text else []
 
     def new_run(self, prompt: str, settings: GenerationSettings, template: str | None, mode: str = "generate") -> Run:

@@ -166,22 +166,22 @@ def test_a_dataset_is_scored_teacher_forced_with_the_response_marked(cli, model_
         src,
         [json.dumps(items[0]), '{"prompt": "broken', json.dumps({"prompt": "no response"}),
          json.dumps({"prompt": "", "response": "x"}), json.dumps({"prompt": "p", "response": long_text}),
-         json.dumps(items[1])],
+         json.dumps(items[1]), json.dumps({"prompt": "p", "response": "word " * 100_000})],
     )  # fmt: skip
     out = tmp_path / "coll"
     args = ["batch", "--dataset", src, "-m", model_dirs[family], "-k", 4, "--out", out]
     res = cli(*args, *(["--chat"] if chat else []))
     assert res.exit_code == 0, res.output
     for line, why in [(2, "not valid JSON"), (3, "no 'response' field"), (4, "field 'prompt' is empty"),
-                      (5, "more than the model's context")]:  # fmt: skip
+                      (5, "more than the model's context"), (7, "far more than the model's context")]:  # fmt: skip
         [said] = [x for x in res.stderr.splitlines() if f"{src} line {line}:" in x]
         assert why in said
     coll = load_collection(out)
     assert {it.index: it.status for it in coll.items} == {1: "done", 2: "skipped", 3: "skipped", 4: "skipped",
-                                                          5: "skipped", 6: "done"}  # fmt: skip
+                                                          5: "skipped", 6: "done", 7: "skipped"}  # fmt: skip
     [sheet] = [json.loads((out / token_losses_name(0, coll.models[0])).read_text())]
-    assert sheet["loss_over"] == "response" and [s["index"] for s in sheet["results"]] == [1, 2, 3, 4, 5, 6]
-    assert [s["status"] for s in sheet["results"]] == ["done", *["skipped"] * 4, "done"]
+    assert sheet["loss_over"] == "response" and [s["index"] for s in sheet["results"]] == [1, 2, 3, 4, 5, 6, 7]
+    assert [s["status"] for s in sheet["results"]] == ["done", *["skipped"] * 4, "done", "skipped"]
     assert "more than the model's context" in sheet["results"][4]["error"]
     assert (sheet["model"], sheet["dataset"]) == (str(model_dirs[family]), str(src))
     tok = lm.tokenizer
@@ -214,7 +214,7 @@ def test_a_dataset_is_scored_teacher_forced_with_the_response_marked(cli, model_
     # --loss-over all: the same runs (nothing is recomputed), the tables over every predicted position
     again = cli(*args, *(["--chat"] if chat else []), "--loss-over", "all")
     assert again.exit_code == 0, again.output
-    assert "2 done before, 4 skipped, 0 to do" in again.stderr  # (lines 2-5)
+    assert "2 done before, 5 skipped, 0 to do" in again.stderr  # (lines 2-5 and 7: not redone)
     sheet = json.loads((out / token_losses_name(0, coll.models[0])).read_text())
     for (_, path), sample in zip(coll.runs(), [s for s in sheet["results"] if s["status"] == "done"], strict=True):
         ids = load_run(path).sequence(0).tolist()

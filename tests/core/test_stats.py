@@ -4,6 +4,7 @@ built to hit the edge cases (ties, bin edges, kinds)."""
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -183,7 +184,21 @@ def test_a_loss_past_floats_range_has_an_infinite_perplexity(tmp_path):
     text = json_text(rep.to_dict())  # (as `stats --json` writes it: standard JSON, no Infinity)
     assert "Infinity" not in text and '"perplexity":null' in text.replace(" ", "") and json.loads(text)
     assert stats.perplexity(700.0) == pytest.approx(math.exp(700.0)) and math.isnan(stats.perplexity(math.nan))
+    from tokentui.core.metrics import summary  # (`score`'s summary line: one masked token, −10,000)
+
+    assert summary(np.array([math.nan, -1e4, -1.0, -2.0]), np.ones(4))["perplexity"] == math.inf
     assert sample_record(run, 0, "all")["perplexity"] is None
+    from tokentui.store.seed_tables import ModelTotals, _Results  # (batch's summary CSV and seed 003's file)
+
+    totals = ModelTotals()
+    totals.add(run, "all")
+    assert totals.row("m")["perplexity"] is None and totals.row("m")["mean_loss"] == pytest.approx(800.0)
+    out = io.StringIO()
+    results = _Results(out, "m", [0, 1], {})
+    results.add(sample_record(run, 0, "all"))
+    results.add(sample_record(make_run(), 1, "all"))  # (a finite one: the mean was of it alone)
+    results.close()
+    assert out.getvalue().rstrip().endswith('"average_perplexity": null}')  # (∞: it was the other items' mean)
 
 
 def test_options_and_errors():

@@ -344,7 +344,10 @@ def _process(
             if run is None or job.cancel.is_set():
                 return None
         else:
-            answer = backend.encode_text(item.response)
+            try:
+                answer = backend.encode_text(item.response)
+            except EngineError as e:  # (far longer than the context: skipped, as when it is counted)
+                return skipped(" ".join(str(e).split())[:1000])
             if not answer:
                 return skipped("the response encodes to no tokens")
             n = len(ids) + len(answer)
@@ -745,6 +748,8 @@ def _changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def _finish(coll: Collection, plans: list[_Plan], loss_over: str, raw_csv: bool, source: Source) -> None:
     """Write the tables and print what the collection holds: a line per model."""
+    from tokentui.core.metrics import perplexity
+    from tokentui.core.stats import fmt
     from tokentui.store.seed_tables import write_tables
 
     tables = write_tables(coll, loss_over, raw_csv)
@@ -761,7 +766,7 @@ def _finish(coll: Collection, plans: list[_Plan], loss_over: str, raw_csv: bool,
             f"{plan.failed} failed · {counted(row['total_tokens'], unit)}"
         )
         if row["total_tokens"]:
-            line += f" · mean loss {row['mean_loss']:.4f} nats · perplexity {row['perplexity']:.3f}"
+            line += f" · mean loss {row['mean_loss']:.4f} nats · perplexity {fmt(perplexity(row['mean_loss']))}"
         stdout.line(line)
     stdout.line("wrote " + ", ".join(sanitize(p.name) for p in tables.files))
     stdout.flush()

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from tokentui.core.metrics import perplexity
 from tokentui.core.run import Run
-from tokentui.core.stats import perplexity
 
 # the columns a run holds when it is a comparison (the rest of core/measures.COMPARISON is optional detail)
 NEEDED = ("logprob_b", "rank_b", "kl_ab", "kl_ba", "js")

@@ -112,12 +112,20 @@ def finite_mean(values: np.ndarray) -> float:
     return float(v.astype(np.float64).mean()) if v.size else math.nan
 
 
+def perplexity(mean_loss: float) -> float:
+    """exp(mean loss): ∞ past float's range (a run file may hold a loss of 800 nats, and tokentui
+    records −10,000 for a ruled-out token; math.exp raised), NaN when there is no loss."""
+    if not math.isfinite(mean_loss):
+        return math.inf if mean_loss == math.inf else math.nan
+    return math.exp(mean_loss) if mean_loss < 709 else math.inf
+
+
 def summary(logprob: np.ndarray, entropy: np.ndarray) -> dict[str, float]:
     """Mean log-prob, perplexity and mean entropy over the finite values (seed 000's summary)."""
     mean_lp = finite_mean(logprob)
     return {
         "tokens": int(np.isfinite(logprob).sum()),
         "mean_logprob": mean_lp,
-        "perplexity": math.exp(-mean_lp) if mean_lp == mean_lp else math.nan,
+        "perplexity": perplexity(-mean_lp),
         "mean_entropy": finite_mean(entropy),
     }

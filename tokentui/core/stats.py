@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from tokentui.core.display import decode_bytes, lone_token, sanitize
-from tokentui.core.metrics import RANK_BUCKETS, rank_bucket
+from tokentui.core.metrics import RANK_BUCKETS, perplexity, rank_bucket
 from tokentui.core.params import RunError
 from tokentui.core.run import Run
 
@@ -420,14 +420,6 @@ class Summary:
                 for key, c, f in zip(RANK_KEYS, self.ranks, self.rank_fractions)
             ],
         }
-
-
-def perplexity(mean_loss: float) -> float:
-    """exp(mean loss): ∞ past float's range (a run file may hold a loss of 800 nats, and tokentui
-    records −10,000 for a ruled-out token; math.exp raised), NaN when there is no loss."""
-    if not math.isfinite(mean_loss):
-        return math.inf if mean_loss == math.inf else math.nan
-    return math.exp(mean_loss) if mean_loss < 709 else math.inf
 
 
 def summarize(entropy: np.ndarray, logprob: np.ndarray, rank: np.ndarray) -> Summary:

@@ -41,8 +41,8 @@ import numpy as np
 from tokentui.core.dataset import loss_positions
 from tokentui.core.display import decode_bytes
 from tokentui.core.files import new_temporary
+from tokentui.core.metrics import perplexity
 from tokentui.core.run import Run
-from tokentui.core.stats import perplexity
 from tokentui.store.collection import Collection, CollectionItem, load_item_run
 from tokentui.store.export import CSV_COLUMNS, branch_rows, csv_cell, json_text
 from tokentui.store.header import RunFileError
@@ -192,7 +192,7 @@ class ModelTotals:
             median_probability=float(np.median(p)),
             mean_logprob=mean_lp,
             mean_loss=-mean_lp,
-            perplexity=perplexity(-mean_lp),
+            perplexity=_num(perplexity(-mean_lp)),  # (past float's range: an empty cell, as `stats`)
         )
         return out
 
@@ -255,8 +255,8 @@ class _Results:
                 break
             self._write(self._missing(index))
         self._write(record)
-        if record["perplexity"] is not None:
-            self.perplexities.append(record["perplexity"])
+        if record["avg_loss"] is not None:  # (an item with tokens whose perplexity is past float's range: ∞)
+            self.perplexities.append(math.inf if record["perplexity"] is None else record["perplexity"])
 
     def close(self) -> None:
         for index in self.todo:

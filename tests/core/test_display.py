@@ -76,17 +76,18 @@ def test_a_token_shown_on_its_own_shows_its_spaces():
 
 def test_probabilities_that_round_to_zero_show_in_scientific_form():
     """`prob_text` writes p with its decimals, unless they would read 0 for a possible token: then
-    it is p to two significant figures (one for 3 decimals), in a string about as long."""
+    it is p to two significant figures (one for 3 decimals, or below 1e-9), in a string no longer
+    (the alternatives' column: 6 cells), but for 3 decimals below 1e-99."""
     from tokentui.core.display import prob_text
 
-    for p in np.concatenate([np.logspace(-15, 0, 400), [0.0, 0.5, 1.0]]).tolist():
+    for p in np.concatenate([np.logspace(-320, 0, 4000), [0.0, 0.5, 1.0, 5e-324]]).tolist():
         for digits in (3, 4):
             text = prob_text(p, digits)
             if round(p, digits) > 0 or p == 0:
                 assert text == f"{p:.{digits}f}"
-            else:
-                assert float(text) > 0 and abs(float(text) - p) <= 0.5 * 10 ** (
-                    math.floor(math.log10(p)) - (digits - 3)
-                )
-                assert len(text) <= digits + 3 and "e-" in text
+                continue
+            e = math.floor(math.log10(p))
+            decimals = digits - 3 if e > -10 else 0  # (a two-digit exponent: no decimals)
+            assert float(text) > 0 and abs(float(text) - p) <= 0.5001 * 10 ** (e - decimals), (p, text)
+            assert "e-" in text and len(text) <= digits + 2 + (e <= -100 and digits == 3), (p, text)
     assert prob_text(float("nan")) == "nan"

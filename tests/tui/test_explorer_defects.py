@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.cells import cell_len
 from textual.widgets import Input
 
 from tests.factories import explorer, make_run, rendered, wait_for, wait_generated
@@ -102,25 +103,30 @@ async def test_whitespace_shows_where_a_token_stands_alone():
         assert "␠parser" in label and label.count("parser") == 1
 
 
+@pytest.mark.parametrize("p, shown_as", [(3.2e-5, ("3.2e-5", "3e-5")), (3.2e-12, ("3e-12",))])
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
-async def test_an_unlikely_token_never_reads_p_zero(size):
+async def test_an_unlikely_token_never_reads_p_zero(size, p, shown_as):
     """A sampled token of p = 0.0003 and rank 102 read `p=0.000` in the narrow pane's header (and
-    `0.0000` in its row): its p shows in scientific form where the decimals would round it to 0."""
+    `0.0000` in its row): its p shows in scientific form where the decimals would round it to 0,
+    and its row stays as wide as the others (`3.0e-12` was a cell too wide)."""
     run = make_run(n_branch_steps=(30, 3))
     pos = 4 + 29  # (the root's last token: the cursor's place when the run opens)
     steps = run.branches[0].steps._a
-    steps["logprob"][29], steps["rank"][29], steps["sampler_logprob"][29] = math.log(3.2e-5), 102, math.log(0.02)
+    steps["logprob"][29], steps["rank"][29], steps["sampler_logprob"][29] = math.log(p), 102, math.log(0.02)
     app = explorer(run=run)
     async with app.run_test(size=size) as pilot:
         await pilot.pause(0.2)
         assert app.stream.cursor == pos
-        text = rendered(app.query_one(AlternativesPane))
+        pane = app.query_one(AlternativesPane)
+        text = rendered(pane)
         header = text.splitlines()[1]
         shown = re.search(r"p=(\S+) ", header)
-        assert shown and shown.group(1) in ("3.2e-5", "3e-5") and "rank 102" in header, header
-        assert "sampler p=0.0200 (raw 3.2e-5)" in text
-        chosen = next(line for line in text.splitlines() if line.lstrip().startswith("▶"))
-        assert "3.2e-5" in chosen and "0.0000" not in chosen, chosen
+        assert shown and shown.group(1) in shown_as and "rank 102" in header, header
+        assert f"sampler p=0.0200 (raw {shown_as[0]})" in text
+        rows = [line.rstrip() for line in text.splitlines() if re.match(r"\s*[▶ ]\s*\d+ ", line)]
+        chosen = next(line for line in rows if line.lstrip().startswith("▶"))
+        assert shown_as[0] in chosen and "0.0000" not in chosen, chosen
+        assert max(cell_len(line) for line in rows) <= pane.content_region.width
 
 
 def chain_run(n: int):

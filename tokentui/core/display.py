@@ -116,10 +116,12 @@ def counted(n: int, word: str, plural: str | None = None) -> str:
 
 def prob_text(p: float, digits: int = 4) -> str:
     """A probability with `digits` decimals, or, where that would read 0 for a token that was
-    possible, in scientific form in about as many characters (`3.2e-5` for 4, `3e-4` for 3): a
-    trial's sampled token of p = 0.0003 read `p=0.000` in the alternatives pane."""
+    possible, in scientific form in at most as many characters (`3.2e-5`, `3e-10` for 4; `3e-4`
+    for 3; `3e-100` is one more): a trial's sampled token of p = 0.0003 read `p=0.000`."""
     fixed = f"{p:.{digits}f}"
     if not (p > 0 and float(fixed) == 0):  # (also NaN and ∞: as Python writes them)
         return fixed
     mantissa, exponent = f"{p:.{max(0, digits - 3)}e}".split("e")
+    if len(mantissa) + len(str(int(exponent))) + 1 > digits + 2:  # (a longer exponent: no decimals, "3e-10")
+        mantissa, exponent = f"{p:.0e}".split("e")
     return f"{mantissa}e{int(exponent)}"

@@ -23,9 +23,12 @@ if TYPE_CHECKING:  # the explorer's first frame is drawn before numpy (under Run
 
 
 def _p_text(p: float, full: bool) -> str:
-    """A probability in 5 cells ("0.415"), or in 4 (".415", "1.00", "3e-4") where room is short."""
+    """A probability in 5 cells ("0.415"), or in 4 (".415", "1.00", "3e-4") where room is short
+    ("~0" for what its scientific form would not fit: below 1e-9, or 1e-99 in 5)."""
     text = prob_text(p, 3)
-    if full or "e" in text:
+    if "e" in text:
+        return text if len(text) <= (5 if full else 4) else "~0"
+    if full:
         return text
     return text[1:] if text.startswith("0") else f"{p:.2f}"
 

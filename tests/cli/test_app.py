@@ -256,6 +256,32 @@ def test_standard_output_on_a_full_disk_is_one_line_and_exit_2(tmp_path):
     assert (tmp_path / "s.csv").exists()  # (the file asked for is written all the same)
 
 
+def test_a_non_blocking_pipe_gets_the_whole_output(tmp_path):
+    """Some CI runners hand a command a non-blocking pipe: a write into a full one raises EAGAIN.
+    It waits for room instead (it dropped the rest, saying the output could not be written)."""
+    import time
+
+    from tests.factories import make_run
+    from tests.terminal import tokentui_command
+    from tokentui.store.runfile import save_run
+
+    run = save_run(make_run(n_branch_steps=(1500, 3)), tmp_path / "r.tokentui")
+    args = [*tokentui_command(), "export", str(run), "--format", "jsonl"]
+    whole = subprocess.run(args, capture_output=True, check=True).stdout
+    assert len(whole) > 256 * 1024  # (several times a pipe's buffer)
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    proc = subprocess.Popen(args, stdout=write, stderr=subprocess.PIPE)
+    os.close(write)
+    time.sleep(1.5)  # (the pipe fills meanwhile: the command meets EAGAIN)
+    got = b""
+    while chunk := os.read(read, 1 << 16):
+        got += chunk
+    os.close(read)
+    assert proc.wait(timeout=120) == 0 and proc.stderr is not None and proc.stderr.read() == b""
+    assert got == whole
+
+
 @pytest.mark.parametrize(
     "extra, expect",
     [

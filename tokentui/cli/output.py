@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import select
 import signal
 import sys
 import threading
@@ -268,13 +269,18 @@ class _Forgiving(io.RawIOBase):
 
     def write(self, data) -> int:
         if not self.gone:
-            try:
-                return os.write(self.fd, data)
-            except BrokenPipeError:
-                self.gone = True
-            except OSError as e:
-                self.gone = True
-                WRITE_FAILURES.setdefault(self.name, e)
+            while True:
+                try:
+                    return os.write(self.fd, data)
+                except BlockingIOError:  # (a non-blocking pipe, as some CI runners hand over: wait for room)
+                    select.select([], [self.fd], [])
+                    continue
+                except BrokenPipeError:
+                    self.gone = True
+                except OSError as e:
+                    self.gone = True
+                    WRITE_FAILURES.setdefault(self.name, e)
+                break
         return len(data)
 
 

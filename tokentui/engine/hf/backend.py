@@ -89,7 +89,8 @@ class HFBackend:
         lm = load_model(spec.model, spec.device, spec.dtype, spec.trust_remote_code, progress=progress, chat=chat)
         # the opening checks take seconds on a CPU (SmolLM2: 4): a trial's status bar said
         # "loaded … in 4.1s" for 13 s more, then "loaded in 17.1s"
-        say(f"checking {spec.model}: decoding from its cache{' and the lens' if spec.lens_chunk else ''}")
+        lensed = spec.lens_chunk and not isinstance(lm.lens, str)  # (a lens loading found no norm for: off)
+        say(f"checking {spec.model}: decoding from its cache{' and the lens' if lensed else ''}")
         backend = cls(lm, spec.lens_chunk, spec.lens_precision)
         if backend.no_lens is not None and not isinstance(lm.lens, str):
             say(backend.no_lens)  # (found by the check at opening; a norm not found, loading said)

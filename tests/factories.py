@@ -111,6 +111,26 @@ def make_run(n_branch_steps=(5, 3), sampled=True, vocab=V, layers=L) -> Run:
     return run
 
 
+def add_random_branches(run: Run, rng, n: int, forced_every: int = 0) -> None:
+    """`n` branches, each forked at a random place of a random branch (its own tokens or the prefix
+    it inherits), with 1–3 steps of random values; with `forced_every`, every such branch's first
+    step is forced."""
+    for j in range(n):
+        parent = int(rng.integers(len(run.branches)))
+        fork = int(rng.integers(1, run.length(parent) + 1))
+        b = run.add_branch(parent, fork)
+        forced = int(bool(forced_every) and j % forced_every == 0)
+        for k in range(int(rng.integers(1, 4))):
+            values = {
+                "logprob": -float(rng.random()),
+                "entropy": float(rng.random() * 4),
+                "rank": int(rng.integers(1, 2000)),
+            }
+            run.append_step(
+                b.id, Step(fork + k, int(rng.integers(300)), values, "forced" if k < forced else "generated")
+            )
+
+
 def assert_same(a: Run, b: Run) -> None:
     assert a.meta == b.meta
     assert a.tokens.items() == b.tokens.items()

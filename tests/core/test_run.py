@@ -83,18 +83,10 @@ def test_text_from_any_start_is_the_full_sequence_s_bytes_from_there():
     """`Run.text(b, start)` reads a branch's own steps alone when `start` is among them (the JSON
     export's per-branch text was quadratic on a long path): the same bytes as the whole sequence's
     from `start`, for every branch of a random tree and every start."""
-    from tokentui.core.step import Step
+    from tests.factories import add_random_branches
 
     run = make_run(n_branch_steps=(12, 3))
-    rng = np.random.default_rng(3)
-    for _ in range(25):
-        parent = int(rng.integers(len(run.branches)))
-        fork = int(rng.integers(1, run.length(parent) + 1))
-        b = run.add_branch(parent, fork)
-        for k in range(int(rng.integers(1, 4))):
-            run.append_step(
-                b.id, Step(fork + k, int(rng.integers(300)), {"logprob": -0.1, "entropy": 1.0}, "generated")
-            )
+    add_random_branches(run, np.random.default_rng(3), 25)
     for b in run.branches:
         seq = run.sequence(b.id).tolist()
         for start in range(len(seq) + 1):

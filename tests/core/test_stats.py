@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests import stats_reference as ref
-from tests.factories import generate_run, make_run, score_text
+from tests.factories import add_random_branches, generate_run, make_run, score_text
 from tokentui.core import stats
 from tokentui.core.params import SamplingParams
 from tokentui.store.runfile import load_run, save_run
@@ -271,24 +271,8 @@ def test_probability_plot_scales_to_its_bins():
 def test_branches_of_branches_count_each_token_in_its_own_sequence():
     """Branches forking their parents' own tokens and their inherited prefixes, some with forced
     tokens: every stored token once, with i and n of the sequence of the branch that holds it."""
-    from tokentui.core.step import Step
-
     run = make_run(n_branch_steps=(40, 3))
-    rng = np.random.default_rng(11)
-    for j in range(60):
-        parent = int(rng.integers(len(run.branches)))
-        fork = int(rng.integers(1, run.length(parent) + 1))
-        b = run.add_branch(parent, fork)
-        forced = int(j % 3 == 0)
-        for k in range(int(rng.integers(1, 4))):
-            values = {
-                "logprob": -float(rng.random()),
-                "entropy": float(rng.random() * 4),
-                "rank": int(rng.integers(1, 2000)),
-            }
-            run.append_step(
-                b.id, Step(fork + k, int(rng.integers(300)), values, "forced" if k < forced else "generated")
-            )
+    add_random_branches(run, np.random.default_rng(11), 60, forced_every=3)
     for kinds in (("generated",), ("forced", "generated"), stats.KINDS):
         sel = stats.select(run, None, kinds, top=5)
         tokens = ref.counted(run, None, kinds)

@@ -185,6 +185,13 @@ async def test_a_deep_branch_s_label_stays_in_view_in_the_tree_pane():
             assert f"#{node.data} " in line, (node.data, line)
             seen.append(tree.scroll_x)
         assert max(seen) > 0
+        before = tree.scroll_x
+        await pilot.resize_terminal(200, 50)  # (a wider pane: less of the guides is scrolled away)
+        await pilot.pause(0.3)
+        node = tree.cursor_node
+        assert 0 <= tree.scroll_x < before and f"#{node.data} " in rendered(tree)
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.3)
         await pilot.press("home")
         assert tree.scroll_x == 0 and "#0 " in rendered(tree).splitlines()[0]
 

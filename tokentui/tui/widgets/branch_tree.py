@@ -182,6 +182,12 @@ class BranchTree(Tree[int]):
         if x != self.scroll_x:
             self.scroll_to(x=x, animate=False, force=True)
 
+    def on_resize(self) -> None:
+        """A new width (a resized terminal, `v` showing the pane): the sideways place is worked
+        out again for it, not only at the next cursor move."""
+        if self.cursor_line >= 0:
+            self.call_after_refresh(self.scroll_to_line, self.cursor_line, False)
+
     def action_fold(self) -> None:
         """Collapse the highlighted branch's subtree, or expand all of it again."""
         node = self.cursor_node

@@ -92,17 +92,13 @@ def branch_label(run: Run, b: Branch, current: bool = False, memo: dict[int, flo
     return label
 
 
-def _room_for(shape: list[tuple[int | None, int]]) -> None:
+def _room_for(depth: int) -> None:
     """Textual's Tree lays out (and expands, folds) its nodes recursively, a call per level: a
     tree search's path of a thousand nodes passed Python's recursion limit and closed the explorer
-    (RecursionError). The limit is raised to the deepest branch's depth with room to spare (the
-    recursion is Python's own: no C stack per level on 3.11+)."""
-    depth: list[int] = []
-    for parent, _fork in shape:  # (a parent always comes before its children)
-        depth.append(0 if parent is None else depth[parent] + 1)
-    need = 2 * max(depth, default=0) + 1000
-    if need > sys.getrecursionlimit():
-        sys.setrecursionlimit(need)
+    (RecursionError). The limit is raised to a node's depth with room to spare (the recursion is
+    Python's own: no C stack per level on 3.11+)."""
+    if 2 * depth + 1000 > sys.getrecursionlimit():
+        sys.setrecursionlimit(2 * depth + 1000)
 
 
 LABEL_SEEN = 16  # columns of the highlighted branch's label the pane keeps in view (then it scrolls sideways)
@@ -118,6 +114,7 @@ class BranchTree(Tree[int]):
         self.auto_expand = False  # enter shows the branch; space folds (Textual's enter did both)
         self._run_id: str | None = None
         self._shape: list[tuple[int | None, int]] = []  # (parent, fork) per branch, as the nodes hold them
+        self._depth: list[int] = []  # per branch: its depth in the tree (the root branch's: 0)
         self._branch_nodes: dict[int, TreeNode[int]] = {}
         self._labels: dict[int, tuple] = {}  # what each node's label was drawn from
         self._path_p: dict[int, float] = {}  # path_probability's memo for this run's search nodes
@@ -131,7 +128,7 @@ class BranchTree(Tree[int]):
         shape = [(b.parent, b.fork_position) for b in run.branches] if run is not None else []
         run_id = run.id if run is not None else None
         if run_id != self._run_id or shape[: len(self._shape)] != self._shape:
-            self._run_id, self._shape = run_id, []
+            self._run_id, self._shape, self._depth = run_id, [], []
             self.clear()
             self._branch_nodes.clear()
             self._labels.clear()
@@ -144,14 +141,15 @@ class BranchTree(Tree[int]):
             facts = nodes.get(str(b.id))
             return (len(b.steps), b.status, b.id == current, None if facts is None else facts["finished"])
 
-        for b in run.branches[len(self._shape) :]:
+        for b in run.branches[len(self._shape) :]:  # (a parent always comes before its children)
+            self._depth.append(0 if b.parent is None else self._depth[b.parent] + 1)
+            _room_for(self._depth[-1])
             parent_node = self.root if b.parent is None else self._branch_nodes[b.parent]
             label = branch_label(run, b, b.id == current, self._path_p)
             self._branch_nodes[b.id] = parent_node.add(label, data=b.id, expand=True)
             self._labels[b.id] = key_of(b)  # (drawn once: it was labelled again at once below)
         if not self.root.is_expanded:
             self.root.expand()
-        _room_for(shape)
         self._shape = shape
         for b in run.branches:
             key = key_of(b)

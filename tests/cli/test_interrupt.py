@@ -24,6 +24,17 @@ def _start(model_dir, cache_dir, *extra) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
+def _read_until(proc: subprocess.Popen, mark: bytes) -> bytes:
+    """`read_until` on the child's standard output; a failure says what the child wrote on
+    standard error and how it ended (a child that ended early under a loaded machine said nothing)."""
+    try:
+        return read_until(proc.stdout, mark)
+    except AssertionError as e:
+        proc.kill()
+        _, err = proc.communicate(timeout=30)
+        raise AssertionError(f"{e}; exit code {proc.returncode}; stderr: {err.decode()[-1500:]}") from None
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.3])
 def test_ctrl_c_while_the_model_loads_exits_130_in_one_line(model_dirs, cache_dir, delay):
     proc = _start(model_dirs["gpt2"], cache_dir)
@@ -45,9 +56,9 @@ def test_ctrl_c_while_generating_saves_the_run_as_cancelled(model_dirs, cache_di
     if as_json:  # one line per position: the prompt's 5, then generated ones
         got = b""
         while got.count(b"\n") < 5 + tokens:
-            got += read_until(proc.stdout, b"\n")
+            got += _read_until(proc, b"\n")
     else:  # the prompt, then the generated text as it comes
-        got = read_until(proc.stdout, b"def f(x):")
+        got = _read_until(proc, b"def f(x):")
         while len(got) < len(b"def f(x):") + tokens:
             got += os.read(proc.stdout.fileno(), 4096)
     proc.send_signal(signal.SIGINT)
@@ -66,7 +77,7 @@ def test_a_hang_up_or_sigterm_while_generating_saves_the_run_as_ctrl_c_does(mode
     """An SSH session that drops sends SIGHUP: the generation stops and is saved as cancelled, as
     for Ctrl-C (a trial's `generate` died at once and saved nothing)."""
     proc = _start(model_dirs["gpt2"], cache_dir)
-    got = read_until(proc.stdout, b"def f(x):")
+    got = _read_until(proc, b"def f(x):")
     while len(got) < len(b"def f(x):") + 40:
         got += os.read(proc.stdout.fileno(), 4096)
     proc.send_signal(sig)

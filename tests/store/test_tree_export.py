@@ -83,7 +83,7 @@ def test_tree_json_of_a_searched_run_matches_its_branches():
         want = [] if facts.candidates is None else [t for t, _ in facts.candidates]
         assert [c["token_id"] for c in node["candidates"]] == want
         assert node["text"] == decode_bytes(run.tokens.bytes_of(path[-1]))
-        assert node["full_text"] == run.meta.prompt + "".join(decode_bytes(run.tokens.bytes_of(t)) for t in path)
+        assert node["full_text"] == run.meta.prompt + decode_bytes(run.tokens.text(path))
     # children in branch-creation order (the search's order: most probable first)
     assert [c["token_id"] for c in root["children"]] == [11, 12]
     assert [c["token_id"] for c in root["children"][0]["children"]] == [13, 14]
@@ -98,6 +98,42 @@ def test_tree_json_of_a_searched_run_matches_its_branches():
         "candidates",
         "children",
     ]
+
+
+def test_full_text_joins_a_character_split_between_tokens():
+    """full_text is the text the model continued: a character whose bytes are spread over tokens
+    (a CJK character in two byte tokens) is whole once its last byte arrives; before, its bytes
+    show as ‹XX›, as do bytes that can never be part of a character."""
+    run = make_tree_run()
+    a, n = "ア".encode(), "ン".encode()
+    for token_id, data in {11: a[:2], 13: a[2:] + n, 14: b"\xff", 12: a[:1], 15: a[1:2], 16: a[2:] + b"x"}.items():
+        run.tokens.add(token_id, data)
+    doc = json.loads(exported(run, "tree-json"))
+    full = {tuple(p): node["full_text"][len(run.meta.prompt) :] for p, node in nodes_of(doc)}
+    assert full == {
+        (11,): "‹E3›‹82›",
+        (11, 13): "アン",
+        (11, 13, 0): "アン" + run.tokens.bytes_of(0).decode(),
+        (11, 14): "‹E3›‹82›‹FF›",
+        (12,): "‹E3›",
+        (12, 15): "‹E3›‹82›",
+        (12, 15, 16): "アx",
+    }
+    texts = {tuple(p): node["text"] for p, node in nodes_of(doc)}
+    assert texts[(11, 13)] == "‹A2›ン"  # a token on its own: its bytes as they are
+
+
+def test_a_root_ending_inside_a_character_is_completed_by_its_children():
+    run = make_run()
+    run.tokens.add(int(run.prompt.col("token_id")[1]), "é".encode()[:1])
+    b = run.add_branch(0, 2, n_forced=1)
+    run.tokens.add(7, "é".encode()[1:])
+    b.steps.append(Step(2, 7, dict(run.step(0, 2).values), "forced"))
+    doc = json.loads(exported(run, "tree-json"))
+    head = run.tokens.text(run.prompt.col("token_id")[:2].tolist())
+    assert doc["tree"]["full_text"].endswith("‹C3›")
+    child = next(c for c in doc["tree"]["children"] if c["token_id"] == 7)
+    assert child["full_text"] == (head + "é".encode()[1:]).decode("utf-8", errors="strict")
 
 
 def test_tree_json_round_trips_through_the_run_file(tmp_path):

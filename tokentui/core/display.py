@@ -55,6 +55,15 @@ def decode_bytes(data: bytes) -> str:
     return data.decode("utf-8", errors=HEX_ERRORS)
 
 
+def decode_open(data: bytes) -> tuple[str, bytes]:
+    """`data` decoded as `decode_bytes` does, up to an incomplete UTF-8 character at its end,
+    which is returned undecoded: text grown token by token stays exact across a character split
+    between tokens (`text + decode_bytes(rest)` is `decode_bytes(data)`)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors=HEX_ERRORS)
+    text = decoder.decode(data, final=False)
+    return text, decoder.getstate()[0]
+
+
 def display_token(data: bytes, visible_whitespace: bool = True) -> str:
     """The display form of one token: decoded, escaped, whitespace made visible."""
     return sanitize(decode_bytes(data), visible_whitespace)

@@ -39,7 +39,7 @@ import numpy as np
 
 from tokentui.core import comparison, tree
 from tokentui.core.attribution import Attribution, normalized
-from tokentui.core.display import decode_bytes, sanitize
+from tokentui.core.display import decode_bytes, decode_open, sanitize
 from tokentui.core.files import probe_folder, write_atomically
 from tokentui.core.measures import LAYER_MEASURES, derive, has_measure
 from tokentui.core.params import RunError
@@ -406,10 +406,16 @@ def root_text(run: Run, trie: tree.Trie) -> str:
     tree hangs from the prompt's end and the model saw just that, else the decoded prefix — with
     a chat template the template's text, the text the model continued (as seed 002's root is the
     string it tokenized), as after a forced prefix."""
+    text, rest = _root_open(run, trie)
+    return text + decode_bytes(rest)
+
+
+def _root_open(run: Run, trie: tree.Trie) -> tuple[str, bytes]:
+    """`root_text` as `decode_open` gives it: the text, and an incomplete character's bytes at its end."""
     at_prompt_end = trie.root.position == len(run.prompt)
     if at_prompt_end and not run.meta.chat and np.array_equal(trie.prefix, run.prompt.col("token_id")):
-        return run.meta.prompt
-    return decode_bytes(run.tokens.text(trie.prefix.tolist()))
+        return run.meta.prompt, b""
+    return decode_open(run.tokens.text(trie.prefix.tolist()))
 
 
 def export_trie(run: Run) -> tree.Trie:
@@ -454,7 +460,8 @@ def tree_json_lines(run: Run, trie: tree.Trie) -> Iterator[str]:
     left_out = trie.size - shown
     threshold = tree.candidate_threshold(run, trie)
     params: dict[str, Any] = dict(search["parameters"]) if search else {"candidate_threshold": threshold}
-    text0 = root_text(run, trie)
+    open0, rest0 = _root_open(run, trie)
+    text0 = open0 + decode_bytes(rest0)
     meta = {
         "prompt": text0,
         "parameters": params,
@@ -469,26 +476,31 @@ def tree_json_lines(run: Run, trie: tree.Trie) -> Iterator[str]:
     yield '{"metadata": ' + json_text(meta) + ', "tree": '
     cumulative = trie.cumulative()
     # Depth first without recursion: a stack of nodes to open (with their parent's full_text as a
-    # JSON string literal) and of closing brackets. full_text is the seed's: the parent's plus the
-    # node's own text; its literal grows by concatenation (escaping is per character), so a deep
-    # chain is not escaped again and again.
+    # JSON string literal) and of closing brackets. full_text is the seed's: the text the model
+    # continued, the parent's plus the node's token. Its literal grows by concatenation (escaping
+    # is per character), so a deep chain is not escaped again and again; what grows is the text
+    # up to a character split between tokens, whose bytes wait for the next token.
     root_lit = json_text(text0)
-    stack: list[tuple[tree.TrieNode, str, bool] | str] = [(trie.root, root_lit, True)]
+    stack: list[tuple[tree.TrieNode, tuple[str, bytes], bool] | str] = [(trie.root, (json_text(open0), rest0), True)]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
             yield item
             continue
-        node, parent_lit, first = item
+        node, (parent_lit, parent_rest), first = item
         if not first:
             yield ", "
         if node.parent is None:
             text_lit = full_lit = root_lit
+            open_lit, tail = parent_lit, parent_rest
             prob, token_id = 1.0, None
         else:
             assert node.token_id is not None
-            text_lit = json_text(_text(run, node.token_id))
-            full_lit = parent_lit[:-1] + text_lit[1:]
+            token = run.tokens.bytes_of(node.token_id)
+            text_lit = json_text(decode_bytes(token))
+            grown, tail = decode_open(parent_rest + token)
+            open_lit = parent_lit[:-1] + json_text(grown)[1:]
+            full_lit = open_lit[:-1] + json_text(decode_bytes(tail))[1:] if tail else open_lit
             prob, token_id = round(node.prob, 6), node.token_id
         is_finished = id(node) in finished
         rest = {
@@ -502,7 +514,7 @@ def tree_json_lines(run: Run, trie: tree.Trie) -> Iterator[str]:
         yield '{"text": ' + text_lit + ', "full_text": ' + full_lit + ", " + json_text(rest)[1:-1] + ', "children": ['
         stack.append("]}")
         for i in () if is_finished else range(len(node.children) - 1, -1, -1):
-            stack.append((node.children[i], full_lit, i == 0))
+            stack.append((node.children[i], (open_lit, tail), i == 0))
     yield "}\n"
 
 

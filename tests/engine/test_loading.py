@@ -7,6 +7,8 @@ import json
 import pickle
 import re
 import shutil
+import sys
+import threading
 
 import pytest
 import torch
@@ -135,6 +137,47 @@ def test_a_chat_template_that_fails_is_one_line(model_dirs, tmp_path, template, 
     with pytest.raises(EngineError, match="the model's chat template failed on this prompt") as info:
         backend.encode_prompt("hi", chat=True)
     assert kind in str(info.value) and "\n" not in str(info.value)
+
+
+def _with_template(model_dirs, tmp_path, template: str) -> HFBackend:
+    folder = tmp_path / "m"
+    shutil.copytree(model_dirs["gpt2"], folder)
+    (folder / "chat_template.jinja").write_text(template)
+    return HFBackend(load_model(str(folder), chat=True), lens_chunk=0)
+
+
+def test_a_chat_template_that_loops_for_hours_is_stopped(model_dirs, tmp_path, monkeypatch):
+    """10^10 empty loop turns: the render never ended, and nothing could stop the thread running it
+    (the explorer's job, a command's Ctrl-C waited on it)."""
+    from tokentui.engine.hf import chat_template
+
+    backend = _with_template(
+        model_dirs, tmp_path, "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    )
+    monkeypatch.setattr(chat_template, "RENDER_SECONDS", 0.5)
+    errors: list[BaseException] = []
+
+    def encode() -> None:
+        try:
+            backend.encode_prompt("hi", chat=True)
+        except BaseException as e:  # noqa: BLE001 - handed to the test's thread
+            errors.append(e)
+        errors.append(AssertionError("the trace function stayed")) if sys.gettrace() else None
+
+    worker = threading.Thread(target=encode, daemon=True)  # (a regression: the test fails, not hangs)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "the chat template still renders after 30 s"
+    [error] = errors
+    assert isinstance(error, EngineError)
+    assert str(error) == "the model's chat template did not finish in 0.5 s on this prompt; try without --chat"
+    assert backend.encode_prompt("hi")[0]  # and the backend still works
+
+
+def test_a_chat_template_that_writes_megabytes_is_refused_before_tokenizing(model_dirs, tmp_path):
+    backend = _with_template(model_dirs, tmp_path, "{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}")
+    with pytest.raises(EngineError, match=r"the chat template's text is 10,000,000 bytes: far more than"):
+        backend.encode_prompt("hi", chat=True)
 
 
 def test_bad_requests_to_a_session(loaded):

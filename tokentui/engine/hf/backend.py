@@ -37,6 +37,7 @@ from tokentui.engine.capabilities import Capabilities
 from tokentui.engine.errors import EngineError
 from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, Progress, RunStarted, StepEvent
 from tokentui.engine.hf.arch import LensParts, attention_entropies, attention_modules, context_length
+from tokentui.engine.hf.chat_template import render_chat
 from tokentui.engine.hf.kv_cache import CachePool, cache_length
 from tokentui.engine.hf.loading import LoadedModel, check_lens_precision, load_model, no_chat_template
 from tokentui.engine.hf.measures import (
@@ -175,15 +176,8 @@ class HFBackend:
             template = self.lm.chat_template
             if template is None:
                 raise no_chat_template(self.lm.spec)
-            try:  # (the template comes with the model: Jinja in a sandbox, but it can still fail)
-                text = tok.apply_chat_template(
-                    [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-                )
-            except Exception as e:  # noqa: BLE001 - raise_exception(), a sandbox refusal, an overflow …
-                why = " ".join(f"{type(e).__name__}: {e}".split())[:200]
-                raise EngineError(
-                    f"the model's chat template failed on this prompt ({why}); try without --chat"
-                ) from None
+            text = render_chat(tok, prompt)
+            self._check_size(text, "the chat template's text")
             ids = tok(text, add_special_tokens=False)["input_ids"]
         else:
             template = None

@@ -278,15 +278,17 @@ def test_seed004_from_the_record_export_and_out(cli, model_dirs, loaded, cache_d
     assert forced.exit_code == 0 and json.loads(out.read_text())["tokentui"]["positions"] == [3]
 
 
-def test_the_text_table_and_hostile_token_text(cli, model_dirs, cache_dir, tmp_path):
+def test_the_text_table_and_hostile_token_text(cli, model_dirs, loaded, cache_dir, tmp_path):
     """A run file from elsewhere whose tokens hold terminal escapes: the table shows them escaped,
     with the top contributors by |score|; the record goes to the cache's copy, the file given is
     left as it was."""
-    vocab = json.loads((model_dirs["gpt2"] / "config.json").read_text())["vocab_size"]
-    run = make_run(vocab=vocab)
+    from tests.factories import score_text
+    from tokentui.engine.hf.backend import HFBackend
+
+    backend = HFBackend(loaded("gpt2"), lens_chunk=0)  # (only the model that made a run attributes it)
+    run = score_text(backend, "\x1b]52;c;cHduZWQ=\x07\u202e[/]\u009b2J def f(x): return x", k=5)
     seq = run.sequence(0)
-    run.tokens.add(int(seq[1]), b"\x1b]52;c;cHduZWQ=\x07\xe2\x80\xae[/]")
-    run.tokens.add(int(seq[3]), b"\x9b2J \x00")
+    assert run.tokens.bytes_of(int(seq[0])) == b"\x1b"  # (a byte-level BPE: the escape is a token)
     outside = save_run(run, tmp_path / "theirs.tokentui")
     before = outside.read_bytes()
     res = cli("attribute", "-m", model_dirs["gpt2"], "--run", outside, "--positions", "2:6")
@@ -309,7 +311,7 @@ def test_the_text_table_and_hostile_token_text(cli, model_dirs, cache_dir, tmp_p
             m = re.compile(rf" {i} '[^ ]*' {re.escape(f'{float(row[i]):.4g}')}( |$)").search(line, at)
             assert m, (i, line)
             at = m.end() - 1
-    assert "'␛]52;" in res.stdout  # position 1's token, escaped
+    assert "'␛'" in res.stdout  # position 0's token, escaped
     js = cli("attribute", "-m", model_dirs["gpt2"], "--run", run.id, "--positions", "2:4", "--json")
     assert js.exit_code == 0 and not any(c in js.stdout for c in RAW_CONTROLS)
     assert json.loads(js.stdout.splitlines()[0])["token"] == decode_bytes(run.tokens.bytes_of(int(seq[2])))
@@ -365,7 +367,7 @@ def test_errors_once_the_model_is_loaded_are_one_line(cli, model_dirs, saved_run
     other = make_run()  # made with a vocabulary of 300
     save_run(other, run_path(other.id, cache_dir))
     res = cli("attribute", "-m", model_dirs["gpt2"], "--run", other.id)
-    assert res.exit_code == 2 and "vocabulary of 300 tokens" in res.stderr.splitlines()[-1]
+    assert res.exit_code == 2 and "the run was made by m and " in res.stderr.splitlines()[-1]
     for summary in list_runs(cache_dir):
         assert load_run(summary.path).attributions == []  # nothing attributed, nothing saved
 

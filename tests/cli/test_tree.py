@@ -218,7 +218,7 @@ def test_bad_starts_fail_in_one_line_before_the_model_loads(cli, weightless_mode
     assert "Traceback" not in res.output
 
 
-def test_a_run_of_another_vocabulary_is_refused(cli, peaked_dirs, cache_dir):
+def test_a_run_of_another_model_is_refused(cli, peaked_dirs, cache_dir):
     from tests.factories import make_run
     from tokentui.store.cache import run_path
     from tokentui.store.runfile import save_run
@@ -226,7 +226,9 @@ def test_a_run_of_another_vocabulary_is_refused(cli, peaked_dirs, cache_dir):
     run = make_run()  # a vocabulary of 300
     save_run(run, run_path(run.id, cache_dir))
     res = cli("tree", "-m", peaked_dirs["gpt2"], "--run", run.id)
-    assert res.exit_code == 2 and "vocabulary of 300 tokens" in res.stderr
+    last = res.stderr.splitlines()[-1]  # (after the loading lines)
+    assert res.exit_code == 2 and last.startswith(f"tokentui: error: run {run.id}: the run was made by m and ")
+    assert last.endswith("(open it with --model m)")
 
 
 def test_ctrl_c_keeps_the_partial_tree(peaked_dirs, cache_dir):

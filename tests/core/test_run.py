@@ -91,3 +91,21 @@ def test_text_from_any_start_is_the_full_sequence_s_bytes_from_there():
         seq = run.sequence(b.id).tolist()
         for start in range(len(seq) + 1):
             assert run.text(b.id, start) == run.tokens.text(seq[start:]), (b.id, start)
+
+
+def test_only_the_model_that_made_a_run_grows_it():
+    meta = make_run().meta  # model "m"
+    assert meta.not_grown_by("m", meta.vocab_size, meta.n_layers) is None
+    other = meta.not_grown_by("demo", meta.vocab_size, meta.n_layers)
+    assert (
+        other
+        == "the run was made by m and demo is loaded: a run grows under its own model only (open it with --model m)"
+    )
+    same_name = meta.not_grown_by("m", meta.vocab_size + 1, meta.n_layers)
+    assert same_name is not None
+    assert (
+        f"made by m ({meta.vocab_size:,} ids, {meta.n_layers} layers) and m ({meta.vocab_size + 1:,} ids" in same_name
+    )
+    assert meta.not_grown_by("m", meta.vocab_size, meta.n_layers + 1) is not None
+    meta.model = "evil\x1b]52;c;x\x07"  # a run file's name: shown escaped
+    assert "\x1b" not in (meta.not_grown_by("demo", meta.vocab_size, meta.n_layers) or "\x1b")

@@ -243,13 +243,12 @@ def test_a_run_with_a_path_for_an_id_is_never_saved_outside_the_cache(loaded, tm
     """The worker grows an adopted run whose id is a path (as a hostile file would carry, had the
     loader let it through): the branch is made, the save is refused in one line, nothing is written
     outside the cache."""
-    from tests.factories import make_run
-
     cache = tmp_path / "cache" / "runs"
-    run = make_run()
+    backend = HFBackend(loaded("gpt2"))
+    run, _ = generate_run(backend, "def f(x):", SamplingParams(max_new_tokens=3), k=4)
     run.meta.run_id = "../../escaped"
     q: queue.Queue = queue.Queue()
-    wk = w.Worker(q.put, save_dir=cache, backend=HFBackend(loaded("gpt2"))).start()
+    wk = w.Worker(q.put, save_dir=cache, backend=backend).start()
     try:
         wk.submit(w.Adopt(run))
         wk.submit(w.Fork(0, 5, [1], sampling=SamplingParams(max_new_tokens=2)))
@@ -261,3 +260,42 @@ def test_a_run_with_a_path_for_an_id_is_never_saved_outside_the_cache(loaded, tm
     assert any(isinstance(e, Finished) for e in events)  # the branch itself was grown
     assert "not a valid run id" in events[-1].message and "\n" not in events[-1].message
     assert not list(tmp_path.rglob("*.tokentui"))  # nothing written, inside or out
+
+
+def test_a_job_refuses_a_run_another_model_made_and_leaves_it_as_it_was(loaded):
+    """A trial opened smollm2's run in an explorer on the demo model and pressed c: the failure
+    ("index out of range") was saved into the run, as an error branch of 0 tokens."""
+    made = HFBackend(loaded("qwen2"), lens_chunk=0)
+    run, _ = generate_run(made, "def f(x):", SamplingParams(max_new_tokens=3), k=4)
+    before = (len(run.branches), [b.status for b in run.branches], run.total_steps(), len(run.attributions))
+    other = HFBackend(loaded("gpt2"), lens_chunk=0)
+    params = SamplingParams(max_new_tokens=2)
+    from tokentui.core.params import TreeParams
+
+    for job in (
+        jobs.Continue(other, run, 0, params),
+        jobs.Fork(other, run, 0, len(run.prompt), params, token_ids=[5]),
+        jobs.Resample(other, run, 0, len(run.prompt), params),
+        jobs.TreeSearch(other, TreeParams(max_nodes=2), run=run),
+        jobs.Attribute(other, run, 0, [len(run.prompt)]),
+    ):
+        with pytest.raises(EngineError, match=r"^the run was made by qwen2\S* and gpt2\S* is loaded: a run grows"):
+            list(job)
+    assert (len(run.branches), [b.status for b in run.branches], run.total_steps(), len(run.attributions)) == before
+    made.check_run(run)  # its own model grows it
+    list(jobs.Continue(made, run, 0, params))
+    assert run.total_steps() > before[2]
+
+
+def test_a_run_whose_ids_are_other_text_here_is_refused(loaded):
+    """Two model folders of one name (the run keeps a folder's name only): the run's token table
+    says which text each id was, and this tokenizer must agree."""
+    backend = HFBackend(loaded("gpt2"), lens_chunk=0)
+    run, _ = generate_run(backend, "def f(x):", SamplingParams(max_new_tokens=2), k=4)
+    backend.check_run(run)
+    some = int(run.tokens.ids()[3])
+    run.tokens.add(some, b"\x1b[31mnot this")
+    with pytest.raises(
+        EngineError, match=rf"^the run was made with another tokenizer: id {some} is ␛\[31mnot␠this there"
+    ):
+        list(jobs.Continue(backend, run, 0, SamplingParams(max_new_tokens=2)))

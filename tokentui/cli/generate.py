@@ -70,7 +70,7 @@ def open_for_run(spec: ModelSpec, settings: GenerationSettings, run: Run | None,
     """`_open` for a command that works on a saved run (`run`; None: on a new prompt). A model
     taken from the run (`named` False: no --model given) that does not load gets the reason along:
     a run keeps a local model's folder name only. A model whose vocabulary is not the run's is
-    refused in one line."""
+    refused in one line, as is one that did not make the run (`Backend.check_run`)."""
     from tokentui.engine.backend import check_spec
 
     if not named and run is not None and not recorded_model_name(spec.model):
@@ -89,11 +89,11 @@ def open_for_run(spec: ModelSpec, settings: GenerationSettings, run: Run | None,
         if not named and run is not None:
             fail(f"{e} (the model run {run.id} names; give its folder with --model)")
         raise
-    if run is not None and backend.info.vocab_size != run.meta.vocab_size:
-        fail(
-            f"run {run.id} was made with a vocabulary of {run.meta.vocab_size} tokens; "
-            f"{backend.info.name} has {backend.info.vocab_size}"
-        )
+    if run is not None:
+        try:
+            backend.check_run(run)
+        except user_errors() as e:
+            fail(f"run {run.id}: {e}")
     return backend
 
 

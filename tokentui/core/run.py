@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from tokentui.core.attribution import Attribution
 from tokentui.core.columns import Columns, Layout
+from tokentui.core.display import sanitize
 from tokentui.core.params import RunError as RunError  # also this module's API
 from tokentui.core.params import SamplingParams as SamplingParams
 from tokentui.core.step import Step
@@ -61,6 +62,23 @@ class RunMeta:
 
     def copy(self) -> RunMeta:
         return copy.deepcopy(self)
+
+    def not_grown_by(self, model: str, vocab_size: int, n_layers: int) -> str | None:
+        """Why the model named `model` (with this vocabulary and layer count) must not add to this
+        run, or None when, by name and shape, it is the model that made it. A run records one
+        model: branches, trees or attributions another model made would go under this one's name
+        (with another vocabulary the ids are other tokens: a trial's explorer grew a smollm2 run
+        with the demo model and saved the failure into it)."""
+        if (model, vocab_size, n_layers) == (self.model, self.vocab_size, self.n_layers):
+            return None
+        ours, theirs = sanitize(self.model), sanitize(model)
+        if model == self.model:
+            ours += f" ({self.vocab_size:,} ids, {self.n_layers} layers)"
+            theirs += f" ({vocab_size:,} ids, {n_layers} layers)"
+        return (
+            f"the run was made by {ours} and {theirs} is loaded: a run grows under its own model only "
+            f"(open it with --model {sanitize(self.model)})"
+        )
 
 
 def new_run_id() -> str:

@@ -58,6 +58,12 @@ class Backend(Protocol):
     info: ModelInfo
     capabilities: Capabilities
 
+    def check_run(self, run: Run) -> None:
+        """Refuse (EngineError) a saved run this model did not make, before a job adds to it:
+        another name, vocabulary or layer count (`RunMeta.not_grown_by`), or token ids that are
+        other text here."""
+        ...
+
     def encode_prompt(self, prompt: str, chat: bool = False) -> tuple[list[int], str | None]:
         """The prompt's token ids (chat: wrapped in the model's template) and the template used."""
         ...

@@ -104,6 +104,7 @@ class Continue(Job):
 
     def events(self) -> Iterator[Event]:
         assert self.run is not None
+        self.backend.check_run(self.run)
         yield from self.backend.continue_branch(self.run, self.branch_id, self.sampling, self.cancel, self.steering)
 
 
@@ -131,6 +132,7 @@ class Fork(Job):
 
     def events(self) -> Iterator[Event]:
         assert self.run is not None
+        self.backend.check_run(self.run)
         ids = list(self.token_ids) if self.token_ids else self.backend.encode_text(self.text)
         if not ids:
             raise EngineError("a branch needs at least one token to take")
@@ -162,6 +164,7 @@ class Resample(Fork):
 
     def events(self) -> Iterator[Event]:
         assert self.run is not None
+        self.backend.check_run(self.run)
         yield from self.backend.fork(
             self.run, self.parent, self.position, [], self.sampling, self.cancel, self.steering
         )
@@ -250,6 +253,7 @@ class TreeSearch(Job):
             yield from self.backend.grow_tree(self.run, self.params, self.cancel, None, 0, None)
         else:
             assert self.run is not None
+            self.backend.check_run(self.run)
             self.run.branch(self.branch)  # a missing branch is a one-line RunError before any work
             yield from self.backend.grow_tree(self.run, self.params, self.cancel, None, self.branch, self.position)
 
@@ -282,6 +286,7 @@ class Attribute(Job):
         why = self.backend.capabilities.why_not(m.needs, self.backend.kind)
         if why is not None:
             raise EngineError(f"{m.label} attribution is not available: {why}")
+        self.backend.check_run(self.run)
         self.run.branch(self.branch)  # a missing branch is a one-line RunError before any work
         yield from self.backend.attribute(
             self.run, self.branch, self.positions, m.name, self.alternative, self.steps, self.cancel

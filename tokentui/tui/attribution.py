@@ -244,7 +244,7 @@ class AttributionActions(_Base):
         from tokentui.core.attribution import METHODS
 
         m = METHODS[method]
-        why = self.session.why_not(Needs.MODEL)
+        why = self.session.why_not(Needs.MODEL) or self.session.not_ours()
         if why is not None:
             return f"no stored {m.label} {what} — {why}"
         caps = self.session.capabilities

@@ -121,8 +121,17 @@ class FileActions(_Base):
                 self.engine.adopt(run)
             self.update_legend()
             self.show_branch(0, cursor=None)
+            self.say_if_not_ours()
 
         self.push_screen(RunPicker(self.save_dir), done)
+
+    def say_if_not_ours(self) -> None:
+        """Say, as a run opens, that the loaded model did not make it, so it cannot grow it (a
+        trial opened another model's run, pressed c, and the failure was saved into it). Before the
+        model is ready, its loaded notice says so instead."""
+        why = self.session.not_ours()
+        if why is not None:
+            self.notify(why, severity="warning", markup=False, timeout=12)
 
     def action_export(self) -> None:
         """`x`: asks for a file name, whose ending picks the format. A name that cannot be

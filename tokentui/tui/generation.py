@@ -85,12 +85,8 @@ class GenerationActions(_Base):
             self.notify(f"branch #{self.branch_id} ended with an end-of-sequence token: nothing to continue "
                         "(branch at it to take another token)", markup=False)  # fmt: skip
             return
-        # (the job would add 0 tokens; a run of another model, `replay --model`, may have more room)
-        if (
-            run is not None
-            and run.branch(self.branch_id).status == "context"
-            and run.meta.model == self.session.model_a
-        ):
+        # (the job would add 0 tokens: only the model that made the run grows it, `Session.not_ours`)
+        if run is not None and run.branch(self.branch_id).status == "context":
             self.notify(f"branch #{self.branch_id} fills the model's context: nothing more fits", markup=False)
             return
         self.session.begin(f"continuing branch #{self.branch_id} … · escape cancels")

@@ -92,6 +92,7 @@ class Session:
     live_steps: int = 0  # tokens the job running now has made (its first at live_since)
     live_since: float = 0.0
     vocab_size: int | None = None  # the loaded model's, to check k against
+    n_layers: int | None = None  # the loaded model's (with its name and vocabulary: may it grow the run?)
     capabilities: Capabilities | None = None  # the loaded model source's (None: no model yet)
     tree_params: TreeParams = field(default_factory=TreeParams)  # the tree search form's last values
     tree_search: bool = False  # a tree search is growing the run
@@ -190,7 +191,16 @@ class Session:
             }.get(self.state)
             if reason:
                 return reason
+        if needs is Needs.RUN_AND_MODEL:
+            return self.not_ours()
         return None
+
+    def not_ours(self) -> str | None:
+        """Why the loaded model must not grow the run on show (another model made it: opened with
+        `o` or `replay RUN --model M`), or None (no model loaded: nothing grows it anyway)."""
+        if self.run is None or self.vocab_size is None or self.n_layers is None:
+            return None
+        return self.run.meta.not_grown_by(self.model_a, self.vocab_size, self.n_layers)
 
     # --- engine events ------------------------------------------------------------------------
     def apply(self, ev: Event) -> Update:
@@ -229,13 +239,14 @@ class Session:
         elif isinstance(ev, Loaded):
             self.state = AppState.IDLE
             self.vocab_size = ev.vocab_size
+            self.n_layers = ev.n_layers
             self.capabilities = ev.capabilities
             self.note = f"loaded in {ev.seconds:.1f}s"
             self.model_info = f"{ev.model} · {ev.device} · {ev.dtype} · {ev.n_layers} layers"
             self.model_a = ev.model
             up.loaded = True
             cannot = ev.capabilities.why_not("generate", ev.model)
-            notes = (*ev.notes, cannot) if cannot is not None else ev.notes
+            notes = tuple(n for n in (*ev.notes, cannot, self.not_ours()) if n is not None)
             up.notice = "\n".join(notes)  # (what stays true while it is used: said once, not only flashed)
             up.notice_seconds = 20.0  # (read while the first prompt is typed: a few seconds passed unseen)
             if self.loading_b:  # `explore --compare B`: ready once B is loaded too

@@ -39,6 +39,10 @@ class TreeActions(_Base):
             where = "from the end of the prompt (a new run)"
             start: tuple[int, int | None] | None = None
         else:
+            why = self.session.not_ours()
+            if why is not None:
+                self.notify(why, severity="warning", markup=False)
+                return
             prompt = ""
             position = min(self.stream.cursor + 1, run.length(self.branch_id))
             start = (self.branch_id, position)

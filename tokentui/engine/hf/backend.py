@@ -27,7 +27,7 @@ import torch
 
 from tokentui import __version__
 from tokentui.core.columns import nan_step
-from tokentui.core.display import counted, sanitize
+from tokentui.core.display import counted, lone_token, sanitize
 from tokentui.core.params import GenerationSettings, RunError, SamplingParams, TreeParams, check_text
 from tokentui.core.run import Branch, Run, RunMeta, new_run_id, now_iso
 from tokentui.core.steering import SteeringSpec, same_steering
@@ -159,6 +159,20 @@ class HFBackend:
         return tuple(hidden_states[self.hidden_start : self.hidden_start + self.lm.n_layers - 1])
 
     # --- prompts and runs -------------------------------------------------------------------
+    def check_run(self, run: Run) -> None:
+        info = self.info
+        why = run.meta.not_grown_by(info.name, info.vocab_size, info.n_layers)
+        if why is None:  # (two folders of one name: the ids the run has seen must be this tokenizer's)
+            vb = self.lm.vocab_bytes
+            ids = run.tokens.ids()
+            other = next((int(t) for t in ids if int(t) >= len(vb) or run.tokens.bytes_of(int(t)) != vb[int(t)]), None)
+            if other is not None:
+                shown = lone_token(run.tokens.bytes_of(other))[:40]
+                why = (f"the run was made with another tokenizer: id {other} is {shown} there, not here "
+                       "(a run grows under its own model only)")  # fmt: skip
+        if why is not None:
+            raise EngineError(why)
+
     def _check_size(self, text: str, what: str) -> None:
         size = len(text.encode("utf-8", "surrogatepass"))
         if self.max_text_bytes is not None and size > self.max_text_bytes:

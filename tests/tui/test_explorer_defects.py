@@ -851,3 +851,81 @@ async def test_a_very_narrow_terminal_leaves_the_tokens_most_of_the_width(column
         await wait_for(pilot, lambda: app.stream.view is not None, what="the run on screen")
         left, right = app.query_one("#left").region.width, app.query_one("#right").region.width
         assert left + right == columns and left > right and right == min(36, columns * 45 // 100), (left, right)
+
+
+async def test_a_run_another_model_made_opens_to_be_read_not_grown(model_dirs, cache_dir):
+    """`replay RUN --model M` (and `o`) with a model that did not make the run: a trial's c grew
+    smollm2's run with the demo model, and the failure was saved into the run file as an error
+    branch. The run opens, says why it cannot grow, and every key that would grow it refuses."""
+    from tests.factories import generate_run
+    from tokentui.engine.hf.backend import HFBackend
+    from tokentui.engine.hf.loading import load_model
+    from tokentui.store.cache import run_path
+
+    made = HFBackend(load_model(str(model_dirs["qwen2"])), lens_chunk=0)
+    run, _ = generate_run(made, "def f(x):", SamplingParams(max_new_tokens=4), k=4)
+    path = save_run(run, run_path(run.id, cache_dir))
+    saved = path.read_bytes()
+    app = explorer(model=str(model_dirs["gpt2"]), run_path=path, cache_dir=cache_dir)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.stream.view is not None and app.state is AppState.IDLE, what="the run")
+        why = f"the run was made by {run.meta.model} and {model_dirs['gpt2'].name} is loaded"
+        assert any(why in n.message for n in app._notifications)  # said as the run opens, or when the model is ready
+        await pilot.press("end")
+        for key in ("c", "2", "r", "t", "e", "a"):
+            app.clear_notifications()
+            await pilot.press(key)
+            await pilot.pause(0.2)
+            notes = [n.message for n in app._notifications]
+            assert len(notes) == 1 and why in notes[0], (key, notes)
+            assert app.state is AppState.IDLE and len(app.screen_stack) == 1, key
+        assert len(app.run_obj.branches) == 1 and app.run_obj.branches[0].status == run.branches[0].status
+    assert path.read_bytes() == saved  # nothing written into it
+    app = explorer(model=str(model_dirs["gpt2"]), cache_dir=cache_dir)  # the same run picked with o
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="the model")
+        await pilot.press("o")
+        await pilot.pause(0.2)
+        await pilot.press(*run.id[-6:], "enter")
+        await wait_for(pilot, lambda: app.run_obj is not None, what="the run")
+        assert [n.message for n in app._notifications] == [
+            f"{why}: a run grows under its own model only (open it with --model {run.meta.model})"
+        ]
+        await pilot.press("c")
+        await pilot.pause(0.2)
+        assert app.state is AppState.IDLE and len(app.run_obj.branches) == 1
+    assert path.read_bytes() == saved
+
+
+async def test_notifications_in_a_row_stay_in_one_place():
+    """Each notification replaces the last; Textual left the replaced one's holder behind, empty,
+    and a trial's burst of refused keys pushed later messages up over the tokens pane, then off
+    the screen ("saved", errors: all unseen until a restart)."""
+    app = explorer(run=make_run(n_branch_steps=(30, 3)))
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await pilot.pause(0.2)
+        places = []
+        for key in ("ctrl+r", "c", "e", "s", "ctrl+r", "c", "e", "ctrl+r"):
+            await pilot.press(key)  # each refused in replay: a notification
+            await pilot.pause(0.3)
+            toasts = list(app.screen.query("Toast"))
+            assert len(toasts) == 1 and len(app.screen.query("ToastHolder")) == 1, key
+            places.append(toasts[0].region.y)
+        box = app.prompt_box.region
+        assert len(set(places)) == 1 and box.y <= places[0] < box.bottom  # over the prompt box, every time
+
+
+async def test_the_prompt_box_shows_the_prompts_start_once_left():
+    """At 80×24 the box kept showing where the typing ended: a long prompt's last line alone."""
+    app = explorer(run=make_run())
+    async with app.run_test(size=(80, 24)) as pilot:
+        box = app.prompt_box
+        await pilot.press("i", "ctrl+a", "ctrl+k")
+        words = "Write a short story about a dragon who is afraid of fire and who learns to bake bread. " * 4
+        await pilot.press(*words)
+        await pilot.pause(0.1)
+        assert box.scroll_y > 0  # (typing: the end of the text in view)
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert app.focused is not box and box.scroll_y == 0
+        assert "Write a short story" in rendered(box)

@@ -217,10 +217,11 @@ class TokentuiApp(
 
     def on_mount(self) -> None:
         self._stop_on_hang_up()
-        for problem in self.theme_problems:
-            self.notify(f"theme skipped: {problem}", severity="warning", markup=False)
-        if self.hint:
-            self.notify(self.hint, markup=False, timeout=12)
+        # one notification (each replaces the last): every skipped theme file, then the hint
+        said = [f"theme skipped: {p}" for p in self.theme_problems[:5]] + [self.hint] * bool(self.hint)
+        if said:
+            warn = bool(self.theme_problems)
+            self.notify("\n".join(said), severity="warning" if warn else "information", markup=False, timeout=12)
         self.apply_scale()
         self.stream.border_title = "tokens"
         self.show_side("alternatives")  # (titles the side pane of a narrow terminal)
@@ -274,6 +275,7 @@ class TokentuiApp(
         if self.engine is not None:
             self.engine.adopt(run)
         self._open_first_branch()
+        self.say_if_not_ours()
 
     def _open_first_branch(self) -> None:
         """Lay out the run after the first frame: the screen is up at once, even for 100k tokens."""
@@ -598,9 +600,15 @@ class TokentuiApp(
         longer (a note that stays true while the model is used, read while typing). Messages carry run ids,
         paths and error texts from run files: always sanitised and never parsed as markup (the
         one place every notification passes; `markup` is accepted for Textual's signature only)."""
+        # The replaced toasts go with their holders: Textual 8's ToastRack removes a cleared toast
+        # but not the ToastHolder around it, and the empty holders piled up, pushing each new
+        # message further up the screen until they showed no more.
+        for screen in self.screen_stack:
+            screen.query("ToastHolder").remove()
         self.clear_notifications()
         timeout = timeout if timeout is not None else (6.0 if severity == "error" else 3.0)
-        super().notify(sanitize(message), title=sanitize(title), severity=severity, timeout=timeout, markup=False)
+        shown = "\n".join(sanitize(line) for line in message.split("\n"))  # (its lines kept: notes joined in one)
+        super().notify(shown, title=sanitize(title), severity=severity, timeout=timeout, markup=False)
 
 
 class ReplayExplorer(TokentuiApp):

@@ -14,6 +14,7 @@ from rich.style import Style
 from textual.theme import Theme
 
 import tokentui.themes
+from tokentui.core.files import open_to_read
 
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 _THEME_KEYS = (
@@ -106,6 +107,8 @@ def parse_theme(text: str, origin: str) -> TokentuiTheme:
         d = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{origin}: not valid TOML ({e})") from None
+    except RecursionError:  # (tomllib recurses per nesting level: `q = [[[[…` 3,000 deep crashed the start)
+        raise ValueError(f"{origin}: not a theme (nested too deeply)") from None
     name = d.get("name")
     if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9-]{1,40}", name):
         raise ValueError(f"{origin}: 'name' must be 1-40 lowercase letters, digits or dashes")
@@ -169,9 +172,10 @@ def load_themes() -> tuple[dict[str, TokentuiTheme], list[str]]:
     if extra and os.path.isdir(extra):
         for fn in sorted(os.listdir(extra)):
             if fn.endswith(".toml"):
-                try:
-                    with open(os.path.join(extra, fn), encoding="utf-8") as f:
-                        sources.append((fn, f.read(65536)))
+                try:  # (a regular file only: a FIFO named *.toml blocked the start for good)
+                    f, _ = open_to_read(Path(extra, fn))
+                    with f:
+                        sources.append((fn, f.read(65536).decode("utf-8")))
                 except (OSError, UnicodeDecodeError) as e:
                     problems.append(f"{fn}: {e}")
     for origin, text in sorted(sources):

@@ -139,6 +139,67 @@ def test_a_chat_template_that_fails_is_one_line(model_dirs, tmp_path, template, 
     assert kind in str(info.value) and "\n" not in str(info.value)
 
 
+def _copy_with(model_dirs, tmp_path, **config_changes):
+    folder = tmp_path / "m"
+    shutil.copytree(model_dirs["gpt2"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **config_changes}))
+    return folder
+
+
+def test_weights_that_lack_tensors_are_refused(model_dirs, tmp_path):
+    """A checkpoint without block 1's tensors loaded, block 1 random, and wrote noise without a word."""
+    from safetensors.numpy import load_file, save_file
+
+    folder = _copy_with(model_dirs, tmp_path)
+    weights = folder / "model.safetensors"
+    tensors = {k: v for k, v in load_file(weights).items() if ".h.1." not in k}
+    save_file(tensors, weights, metadata={"format": "pt"})
+    with pytest.raises(
+        ModelLoadError, match=r"its weights lack \d+ of the model's tensors \(transformer\.h\.1\."
+    ) as info:
+        load_model(str(folder))
+    assert "\n" not in str(info.value)
+
+
+def test_weights_of_another_shape_are_refused_naming_the_tensor(model_dirs, tmp_path):
+    """A vocabulary 10 larger in config.json than in the weights: "You set ignore_mismatched_sizes to
+    False … For details look at the above report!", a report tokentui's quieted log never showed."""
+    vocab = json.loads((model_dirs["gpt2"] / "config.json").read_text())["vocab_size"]
+    folder = _copy_with(model_dirs, tmp_path, vocab_size=vocab + 10)
+    with pytest.raises(ModelLoadError) as info:
+        load_model(str(folder))
+    assert str(info.value).startswith(
+        f"{folder}: its weights do not fit its config.json: transformer.wte.weight is [{vocab}, "
+    ) and f"[{vocab + 10}, " in str(info.value)
+
+
+@pytest.mark.parametrize("layers", [200, 1_000_000_000])
+def test_a_config_with_more_layers_than_the_weights_is_refused_before_they_load(model_dirs, tmp_path, layers):
+    """n_layer 200 over a 2-block checkpoint generated with 198 random blocks (a trial); a billion built modules
+    for minutes, memory growing, until killed."""
+    folder = _copy_with(model_dirs, tmp_path, n_layer=layers)
+    said: list[str] = []
+    out: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            load_model(str(folder), progress=said.append)
+        except BaseException as e:  # noqa: BLE001 - handed to the test's thread
+            out.append(e)
+
+    worker = threading.Thread(target=load, daemon=True)  # (a regression: the test fails, not hangs)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "still loading after 60 s"
+    [error] = out
+    assert isinstance(error, ModelLoadError)
+    held = json.loads((model_dirs["gpt2"] / "config.json").read_text())["n_layer"]
+    assert str(error) == (f"{folder}: its config.json gives it {layers:,} layers, but its weights hold {held}: "
+                          "a config.json from another model, or damaged weights")  # fmt: skip
+    assert not any(m.startswith("loading weights") for m in said)
+
+
 def _with_template(model_dirs, tmp_path, template: str) -> HFBackend:
     folder = tmp_path / "m"
     shutil.copytree(model_dirs["gpt2"], folder)

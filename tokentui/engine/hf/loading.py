@@ -555,6 +555,7 @@ def load_model(
     from tokentui.engine.hf.arch import layer_count, lens_parts
     from tokentui.engine.hf.generation_config import unapplied_message
     from tokentui.engine.hf.token_bytes import vocab_bytes
+    from tokentui.engine.hf.weights_check import check_layers, check_loading_info
 
     dev = pick_device(device)
     if dtype == "auto":
@@ -566,9 +567,17 @@ def load_model(
     tok = src.read(f"loading tokenizer of {spec}", AutoTokenizer.from_pretrained)
     if chat and not _chat_template_of(tok):
         raise no_chat_template(spec)
-    model = src.read(
-        f"loading weights of {spec}", AutoModelForCausalLM.from_pretrained, config=config, dtype=torch_dtype
+    if not src.is_hub:
+        check_layers(spec, config, Path(src.path))
+    model, info = src.read(
+        f"loading weights of {spec}",
+        AutoModelForCausalLM.from_pretrained,
+        config=config,
+        dtype=torch_dtype,
+        output_loading_info=True,
+        ignore_mismatched_sizes=True,  # (said by check_loading_info, naming the tensor)
     )
+    check_loading_info(spec, info)
     try:
         model.to(dev)
     except (RuntimeError, AssertionError) as e:

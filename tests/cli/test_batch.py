@@ -625,6 +625,21 @@ def test_a_collection_made_with_out_is_found_by_run_id_too(cli, model_dirs, tmp_
     assert cli("export", path.stem, "--format", "json").exit_code == 2
 
 
+def test_a_collection_whose_path_holds_a_line_break_says_it_is_not_listed(cli, model_dirs, tmp_path, cache_dir):
+    """The cache's list is one path a line: such a folder was left out of it in silence, and its
+    run ids, printed by the batch, were then "no such run"."""
+    src = tmp_path / "p.txt"
+    _lines(src, PROMPTS[:1])
+    out = tmp_path / "co\nll"
+    res = cli("batch", "--prompts", src, "-m", model_dirs["gpt2"], "-n", 2, "--lens-chunk", 0, "--out", out)
+    assert res.exit_code == 0, res.output
+    assert "holds a line break, so the run cache cannot list it" in res.stderr
+    assert "co␊ll" in res.stderr and "co\nll" not in res.stderr  # (the path shown escaped)
+    assert not (cache_dir / "collections-elsewhere.txt").exists()
+    [(_, path)] = list(load_collection(out).runs())
+    assert cli("export", path, "--format", "json").exit_code == 0  # by its path, as the line says
+
+
 def test_a_batch_larger_than_a_collection_takes_is_refused_before_it_starts(cli, model_dirs, tmp_path, monkeypatch):
     """A manifest past its size limit could not be read back (resume, stats, export): a batch of
     more runs (items × models) than MAX_ITEMS is refused before any model loads (the limit is set

@@ -648,7 +648,12 @@ def _batch(
             remove_tables(folder)
         coll.remove_unlisted_runs()
         coll.save()
-        remember_collection(folder, runs_dir(cache_dir))  # (--out: its runs are found by id too)
+        if not remember_collection(folder, runs_dir(cache_dir)):  # (--out: its runs are found by id too)
+            typer.echo(
+                f"tokentui: the path of {sanitize(str(folder))} holds a line break, so the run cache cannot list "
+                "it: `runs` and commands taking a run id will not find its runs (give a run file's path instead)",
+                err=True,
+            )
         total = sum(len(p.todo) for p in plans)
         skipped = sum(p.kept_skipped for p in plans) + len(source.problems) * len(plans)
         kept = sum(p.kept for p in plans)

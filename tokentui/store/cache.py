@@ -328,22 +328,25 @@ def _own_run_file(path: Path, run_id: str) -> bool:
     return isinstance(meta, dict) and meta.get("run_id") == run_id
 
 
-def remember_collection(folder: Path, directory: Path) -> None:
+def remember_collection(folder: Path, directory: Path) -> bool:
     """Note a collection made outside the cache (`batch --out`) in the cache's list of them, so
     that its runs are found by id as those of the cache's own collections are (newest last; past
     MAX_ELSEWHERE the oldest are dropped). Best effort: a cache that takes no file only loses
-    this shortcut (two batches ending at once may each drop the other's entry), and a folder whose
-    name holds a line break is not listed."""
+    this shortcut (two batches ending at once may each drop the other's entry). A folder whose
+    path holds a line break cannot be listed: False (the caller says so)."""
     from tokentui.core.files import write_atomically
 
     folder = Path(os.path.abspath(folder))
-    if folder.parent == Path(os.path.abspath(directory / "collections")) or "\n" in str(folder):
-        return
+    if "\n" in str(folder):
+        return False
+    if folder.parent == Path(os.path.abspath(directory / "collections")):
+        return True
     listed = [p for p in _elsewhere(directory) if p != folder] + [folder]
     text = "".join(f"{p}\n" for p in listed[-MAX_ELSEWHERE:])
     with suppress(OSError):
         directory.mkdir(parents=True, exist_ok=True)
         write_atomically(directory / ELSEWHERE, lambda f: f.write(os.fsencode(text)))
+    return True
 
 
 def _elsewhere(directory: Path) -> list[Path]:

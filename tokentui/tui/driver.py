@@ -53,7 +53,16 @@ class TerminalOutput:
 
 
 class Driver(LinuxDriver):
-    """LinuxDriver writing through TerminalOutput (see the module's docstring)."""
+    """LinuxDriver writing through TerminalOutput (see the module's docstring), reading through
+    PasteSafeParser (`tui/paste_input.py`)."""
+
+    def run_input_thread(self) -> None:
+        from textual.drivers import linux_driver
+
+        from tokentui.tui.paste_input import PasteSafeParser
+
+        linux_driver.XTermParser = PasteSafeParser  # type: ignore[misc]  # (the input thread's parser is made from this name)
+        super().run_input_thread()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

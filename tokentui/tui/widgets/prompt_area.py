@@ -25,6 +25,7 @@ from textual.document._edit import Edit, EditResult
 from textual.widgets import TextArea
 
 from tokentui.core.display import sanitize
+from tokentui.tui.paste_input import ESC_STAND_IN
 
 OTHER = "\ufffd"  # stands for a character whose escape is longer than one (bidi, C1, …)
 # kept as they are: line breaks and tabs (TextArea's own), and the zero-width joiners, which
@@ -67,12 +68,19 @@ class PromptArea(TextArea):
         self._exact = text if len(text) == len(shown) else shown  # (one for one, but never trust it blindly)
         self._states: dict[str, str] = {shown: self._exact}
 
+    def _on_blur(self, event: events.Blur) -> None:
+        """Left, the box shows the prompt's start (it kept showing where the typing ended: at 80×24
+        a long prompt's last wrapped line alone, "who learns to bake bread."); back in it, the
+        cursor is where it was and scrolls into view as it moves."""
+        super()._on_blur(event)
+        self.scroll_home(animate=False)
+
     async def _on_paste(self, event: events.Paste) -> None:
         """Terminals send a pasted line break as CR (tmux, xterm, VTE): in a paste, CR LF and a
         lone CR are line breaks (a trial's two-line paste reached the model as one line holding
         ␍). TextArea's own handler, run next, inserts it; a CR given with --prompt or in a run's
-        prompt stays as it is."""
-        event.text = event.text.replace("\r\n", "\n").replace("\r", "\n")
+        prompt stays as it is. A pasted ESC comes as `paste_input`'s stand-in: the ESC again."""
+        event.text = event.text.replace("\r\n", "\n").replace("\r", "\n").replace(ESC_STAND_IN, "\x1b")
 
     def edit(self, edit: Edit) -> EditResult:
         raw = edit.text.replace("\r\n", "\n")  # (a pasted CRLF is one line break, as TextArea has it)

@@ -103,8 +103,10 @@ async def test_generate_move_branch_navigate_save(model_dirs, loaded, cache_dir)
         # what the worker autosaved (before Finished) in every array
         assert app.run_obj is run and run is not app.engine.worker.run
         assert_same_run(run, load_run(cache_dir / f"{run.id}.tokentui"))
-        status = rendered(app.query_one("#status"))
-        assert " · saved · " in status and status.count("saved") == 1  # the autosave is known, said once
+        # the autosave is known, said once (the bar is drawn with the next frame: waited for, a loaded
+        # machine's frame came after the check)
+        await wait_for(pilot, lambda: " · saved · " in rendered(app.query_one("#status")), timeout=10, what="saved")
+        assert rendered(app.query_one("#status")).count("saved") == 1
         # save
         await pilot.press("ctrl+s")
         await pilot.pause(0.2)

@@ -146,7 +146,10 @@ class BranchTree(Tree[int]):
             _room_for(self._depth[-1])
             parent_node = self.root if b.parent is None else self._branch_nodes[b.parent]
             label = branch_label(run, b, b.id == current, self._path_p)
-            self._branch_nodes[b.id] = parent_node.add(label, data=b.id, expand=True)
+            # (a leaf has no fold mark: every node was drawn ▼, as if it held branches)
+            self._branch_nodes[b.id] = parent_node.add(label, data=b.id, expand=True, allow_expand=False)
+            if parent_node is not self.root and not parent_node.allow_expand:
+                parent_node.allow_expand = True
             self._labels[b.id] = key_of(b)  # (drawn once: it was labelled again at once below)
         if not self.root.is_expanded:
             self.root.expand()

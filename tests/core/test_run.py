@@ -106,6 +106,7 @@ def test_only_the_model_that_made_a_run_grows_it():
     assert (
         f"made by m ({meta.vocab_size:,} ids, {meta.n_layers} layers) and m ({meta.vocab_size + 1:,} ids" in same_name
     )
+    assert same_name.endswith("(give --model the folder of the model that made it)")
     assert meta.not_grown_by("m", meta.vocab_size, meta.n_layers + 1) is not None
     meta.model = "evil\x1b]52;c;x\x07"  # a run file's name: shown escaped
     assert "\x1b" not in (meta.not_grown_by("demo", meta.vocab_size, meta.n_layers) or "\x1b")

@@ -72,13 +72,12 @@ class RunMeta:
         if (model, vocab_size, n_layers) == (self.model, self.vocab_size, self.n_layers):
             return None
         ours, theirs = sanitize(self.model), sanitize(model)
-        if model == self.model:
+        advice = f"open it with --model {ours}"
+        if model == self.model:  # (two models of one name: the name alone is no advice)
             ours += f" ({self.vocab_size:,} ids, {self.n_layers} layers)"
             theirs += f" ({vocab_size:,} ids, {n_layers} layers)"
-        return (
-            f"the run was made by {ours} and {theirs} is loaded: a run grows under its own model only "
-            f"(open it with --model {sanitize(self.model)})"
-        )
+            advice = "give --model the folder of the model that made it"
+        return f"the run was made by {ours} and {theirs} is loaded: a run grows under its own model only ({advice})"
 
 
 def new_run_id() -> str:

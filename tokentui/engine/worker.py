@@ -397,6 +397,8 @@ class Worker:
         with self._lock:
             self._live.append(cancel)
         try:
+            if self.backend is not None:  # (another model's run: its A values are not this model's to fill)
+                self.backend.check_run(run)
             job = jobs.Compare(self.pair, run, branches, cancel)
             jobs.drive(job, lambda _job, ev: self.callback(ev))
             if run.branches:

@@ -218,7 +218,11 @@ class TokentuiApp(
     def on_mount(self) -> None:
         self._stop_on_hang_up()
         # one notification (each replaces the last): every skipped theme file, then the hint
-        said = [f"theme skipped: {p}" for p in self.theme_problems[:5]] + [self.hint] * bool(self.hint)
+        problems = self.theme_problems
+        said = [f"theme skipped: {sanitize(p)}" for p in problems[:5]]  # (each one line: a file name may hold \n)
+        said += [f"(and {len(problems) - 5} more theme files skipped)"] * (len(problems) > 5) + [self.hint] * bool(
+            self.hint
+        )
         if said:
             warn = bool(self.theme_problems)
             self.notify("\n".join(said), severity="warning" if warn else "information", markup=False, timeout=12)

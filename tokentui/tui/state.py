@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from tokentui.core.display import counted
+from tokentui.core.display import counted, sanitize
 from tokentui.core.params import DEFAULT_ATTRIBUTION, IG_STEPS, GenerationSettings, TreeParams
 
 if TYPE_CHECKING:  # numpy stays out of a replay's first frame
@@ -247,7 +247,9 @@ class Session:
             up.loaded = True
             cannot = ev.capabilities.why_not("generate", ev.model)
             notes = tuple(n for n in (*ev.notes, cannot, self.not_ours()) if n is not None)
-            up.notice = "\n".join(notes)  # (what stays true while it is used: said once, not only flashed)
+            # what stays true while it is used: said once, not only flashed; one line each (notify
+            # keeps the breaks between them)
+            up.notice = "\n".join(sanitize(n) for n in notes)
             up.notice_seconds = 20.0  # (read while the first prompt is typed: a few seconds passed unseen)
             if self.loading_b:  # `explore --compare B`: ready once B is loaded too
                 self.state, up.loaded = AppState.LOADING, False

@@ -165,7 +165,9 @@ class HFBackend:
         if why is None:  # (two folders of one name: the ids the run has seen must be this tokenizer's)
             vb = self.lm.vocab_bytes
             ids = run.tokens.ids()
-            other = next((int(t) for t in ids if int(t) >= len(vb) or run.tokens.bytes_of(int(t)) != vb[int(t)]), None)
+            other = next(
+                (int(t) for t in ids if not 0 <= int(t) < len(vb) or run.tokens.bytes_of(int(t)) != vb[int(t)]), None
+            )
             if other is not None:
                 shown = lone_token(run.tokens.bytes_of(other))[:40]
                 why = (f"the run was made with another tokenizer: id {other} is {shown} there, not here "

@@ -47,7 +47,7 @@ def render_chat(tokenizer: Any, prompt: str) -> str:
     def call(frame: FrameType, event: str, arg: object) -> Any:
         return line
 
-    previous = sys.gettrace()
+    previous = sys.gettrace()  # (a debugger's or coverage tool's pauses in this thread while it renders)
     sys.settrace(call)
     try:
         text = _render(tokenizer, prompt)

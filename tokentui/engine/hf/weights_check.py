@@ -3,9 +3,9 @@
 transformers builds the model its configuration describes, fills what the checkpoint holds and
 initialises the rest at random, saying so only in a log line (which tokentui keeps quiet). A
 damaged checkpoint, or a config.json from another model, then loads without a word and writes
-noise; a configuration of a billion layers builds modules for minutes while memory grows. The
-block count is compared before the weights are read, from the safetensors headers (a few KB);
-the tensors the model found no weights for, after.
+noise; a configuration of a billion layers builds modules for minutes while memory grows. For a
+local folder with safetensors weights the block count is compared before they are read, from the
+index or header (a few KB); for every model, the tensors it found no weights for, after.
 """
 
 from __future__ import annotations
@@ -25,27 +25,29 @@ _MAX_INDEX = 64 * 2**20
 
 
 def _tensor_names(folder: Path) -> list[str]:
-    """The tensor names of the folder's safetensors weights (the shard index's, when sharded), read
-    from the headers only; [] when there are none or they cannot be read (loading says why)."""
-    index = folder / "model.safetensors.index.json"
+    """The tensor names of the weights `from_pretrained` reads from the folder — the shard index's,
+    else model.safetensors' header (not any other *.safetensors: an adapter's covers some layers) —
+    read from the index or the header only; [] when there are none or they cannot be read (loading
+    says why). Regular files only: a FIFO in their place would block for good."""
+    from tokentui.core.files import open_to_read
+
     try:
-        if index.is_file():
-            if index.stat().st_size > _MAX_INDEX:
-                return []
-            weight_map = json.loads(index.read_bytes()).get("weight_map")
-            return [str(k) for k in weight_map] if isinstance(weight_map, dict) else []
-        names: list[str] = []
-        for f in sorted(folder.glob("*.safetensors")):
-            with open(f, "rb") as fh:
-                (size,) = struct.unpack("<Q", fh.read(8))
-                if size > _MAX_HEADER:
+        index = folder / "model.safetensors.index.json"
+        if index.exists():
+            f, st = open_to_read(index)
+            with f:
+                if st.st_size > _MAX_INDEX:
                     return []
-                header = json.loads(fh.read(size))
-            if not isinstance(header, dict):
+                weight_map = json.loads(f.read()).get("weight_map")
+            return [str(k) for k in weight_map] if isinstance(weight_map, dict) else []
+        f, _ = open_to_read(folder / "model.safetensors")
+        with f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            if size > _MAX_HEADER:
                 return []
-            names.extend(str(k) for k in header if k != "__metadata__")
-        return names
-    except (OSError, ValueError, struct.error, AttributeError):
+            header = json.loads(f.read(size))
+        return [str(k) for k in header if k != "__metadata__"] if isinstance(header, dict) else []
+    except (OSError, ValueError, struct.error, AttributeError, RecursionError):  # (a hostile index or header)
         return []
 
 

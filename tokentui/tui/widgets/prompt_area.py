@@ -71,8 +71,8 @@ class PromptArea(TextArea):
     def _on_blur(self, event: events.Blur) -> None:
         """Left, the box shows the prompt's start (it kept showing where the typing ended: at 80×24
         a long prompt's last wrapped line alone, "who learns to bake bread."); back in it, the
-        cursor is where it was and scrolls into view as it moves."""
-        super()._on_blur(event)
+        cursor is where it was and scrolls into view as it moves. (TextArea's own handler runs too:
+        Textual calls each class's.)"""
         self.scroll_home(animate=False)
 
     async def _on_paste(self, event: events.Paste) -> None:

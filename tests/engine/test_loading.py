@@ -140,6 +140,15 @@ def test_a_chat_template_that_fails_is_one_line(model_dirs, tmp_path, template, 
     assert kind in str(info.value) and "\n" not in str(info.value)
 
 
+def _in_time(work, seconds: float, what: str) -> None:
+    """Run `work` in a daemon thread: a regression that blocks fails the test after `seconds`
+    instead of hanging the suite."""
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    worker.join(timeout=seconds)
+    assert not worker.is_alive(), f"{what} after {seconds:.0f} s"
+
+
 def _copy_with(model_dirs, tmp_path, **config_changes):
     folder = tmp_path / "m"
     shutil.copytree(model_dirs["gpt2"], folder)
@@ -189,10 +198,7 @@ def test_a_config_with_more_layers_than_the_weights_is_refused_before_they_load(
         except BaseException as e:  # noqa: BLE001 - handed to the test's thread
             out.append(e)
 
-    worker = threading.Thread(target=load, daemon=True)  # (a regression: the test fails, not hangs)
-    worker.start()
-    worker.join(timeout=60)
-    assert not worker.is_alive(), "still loading after 60 s"
+    _in_time(load, 60, "still loading")
     [error] = out
     assert isinstance(error, ModelLoadError)
     held = json.loads((model_dirs["gpt2"] / "config.json").read_text())["n_layer"]
@@ -207,10 +213,8 @@ def test_the_layer_check_reads_only_the_weights_and_survives_hostile_ones(model_
     folder = _copy_with(model_dirs, tmp_path)
     os.mkfifo(folder / "adapter.safetensors")
     out: list = []
-    worker = threading.Thread(target=lambda: out.append(load_model(str(folder))), daemon=True)
-    worker.start()
-    worker.join(timeout=60)
-    assert out and out[0].n_layers >= 1, "the load blocked on the FIFO"
+    _in_time(lambda: out.append(load_model(str(folder))), 60, "the load blocked on the FIFO")
+    assert out[0].n_layers >= 1
     (folder / "adapter.safetensors").unlink()
     (folder / "model.safetensors.index.json").write_text("[" * 200_000 + "]" * 200_000)
     assert load_model(str(folder)).n_layers >= 1  # (transformers reads model.safetensors; the check said nothing)
@@ -242,10 +246,7 @@ def test_a_chat_template_that_loops_for_hours_is_stopped(model_dirs, tmp_path, m
             errors.append(e)
         errors.append(AssertionError("the trace function stayed")) if sys.gettrace() is not before else None
 
-    worker = threading.Thread(target=encode, daemon=True)  # (a regression: the test fails, not hangs)
-    worker.start()
-    worker.join(timeout=30)
-    assert not worker.is_alive(), "the chat template still renders after 30 s"
+    _in_time(encode, 30, "the chat template still renders")
     [error] = errors
     assert isinstance(error, EngineError)
     assert str(error) == "the model's chat template did not finish in 0.5 s on this prompt; try without --chat"

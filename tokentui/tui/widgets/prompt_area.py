@@ -72,8 +72,9 @@ class PromptArea(TextArea):
         """Left, the box shows the prompt's start (it kept showing where the typing ended: at 80×24
         a long prompt's last wrapped line alone, "who learns to bake bread."); back in it, the
         cursor is where it was and scrolls into view as it moves. (TextArea's own handler runs too:
-        Textual calls each class's.)"""
-        self.scroll_home(animate=False)
+        Textual calls each class's.) After the next refresh: the box is shorter unfocused (80×24:
+        one line), and a scroll now, while it is still tall, had nothing to do."""
+        self.call_after_refresh(self.scroll_home, animate=False)
 
     async def _on_paste(self, event: events.Paste) -> None:
         """Terminals send a pasted line break as CR (tmux, xterm, VTE): in a paste, CR LF and a

@@ -158,3 +158,27 @@ def test_a_b_of_another_vocabulary_size_is_refused_before_its_weights(loaded):
     with pytest.raises(EngineError, match=r"vocabularies differ .*demo: 8192\)"):
         LivePair.load(HFBackend(loaded("gpt2"), lens_chunk=0), ModelSpec("demo"), said.append)
     assert said and not [m for m in said if "loading weights" in m]
+
+
+def test_a_run_another_model_made_is_not_compared_into(model_dirs, b_dir, loaded, tmp_path):
+    """With B loaded, opening another model's run compared it: A's values filled in and saved into
+    the file under the run's own model's name. Refused now, as every job that adds to a run is."""
+    from tests.factories import generate_run
+    from tokentui.engine.hf.backend import HFBackend
+    from tokentui.store.runfile import save_run
+
+    run, _ = generate_run(HFBackend(loaded("qwen2"), lens_chunk=0), "def f(x):", SamplingParams(max_new_tokens=3), k=K)
+    path = save_run(run, tmp_path / f"{run.id}.tokentui")
+    saved = path.read_bytes()
+    q: queue.Queue = queue.Queue()
+    wk = w.Worker(q.put, save_dir=tmp_path).start()
+    try:
+        wk.submit(w.Load(ModelSpec(str(model_dirs["gpt2"]))))
+        wk.submit(w.LoadPair(ModelSpec(str(b_dir))))
+        assert isinstance(collect_until(q, lambda e: isinstance(e, (PairLoaded, Failed)))[-1], PairLoaded)
+        wk.submit(w.Adopt(load_run(path)))
+        fail = collect_until(q, lambda e: isinstance(e, (Failed, Compared)))[-1]
+    finally:
+        wk.shutdown()
+    assert isinstance(fail, Failed) and fail.message.startswith(f"the run was made by {run.meta.model} and ")
+    assert path.read_bytes() == saved

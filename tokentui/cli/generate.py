@@ -69,8 +69,8 @@ def _open(spec: ModelSpec, settings: GenerationSettings) -> Backend:
 def open_for_run(spec: ModelSpec, settings: GenerationSettings, run: Run | None, named: bool) -> Backend:
     """`_open` for a command that works on a saved run (`run`; None: on a new prompt). A model
     taken from the run (`named` False: no --model given) that does not load gets the reason along:
-    a run keeps a local model's folder name only. A model whose vocabulary is not the run's is
-    refused in one line, as is one that did not make the run (`Backend.check_run`)."""
+    a run keeps a local model's folder name only. A model that did not make the run (another
+    name, vocabulary, layer count or tokenizer: `Backend.check_run`) is refused in one line."""
     from tokentui.engine.backend import check_spec
 
     if not named and run is not None and not recorded_model_name(spec.model):

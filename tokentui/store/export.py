@@ -442,11 +442,12 @@ def _candidates(run: Run, cands: tree.Candidates) -> list[dict[str, Any]]:
 def tree_json_lines(run: Run, trie: tree.Trie) -> Iterator[str]:
     """Seed 002's tree JSON (`{"metadata": {"prompt", "parameters"}, "tree": {...}}`) as pieces of
     text, written without recursion (seed trees are chains 1000 deep, deeper than Python's and
-    json's recursion limits). Each node: text (its token), full_text (the text of the root and the
-    path's tokens decoded as one: the parent's plus the token, a character split between tokens
-    whole once its last byte arrives; the root's is the prompt), prob (rounded to 6 digits, like the seed), cumulative_prob (8
-    digits; the product of the probs from the root, computed from the steps), token_id, depth,
-    is_finished, candidates (p rounded to 4 digits) and children, in the seed's key order;
+    json's recursion limits). Each node: text (its token), full_text (the root's text and the path's
+    tokens decoded as one — the parent's plus the token, a character split between tokens whole
+    once its last byte arrives; the root's is the prompt), prob (rounded to 6 digits, like the
+    seed), cumulative_prob (8 digits; the product of the probs from the root, computed from the
+    steps), token_id, depth, is_finished, candidates (p rounded to 4 digits) and children, in the
+    seed's key order;
     `metadata` adds a `tokentui` object (run id, model, root). As in the seed, a finished node has
     neither candidates nor children: what other branches hold below it (a generation the search
     grew from) is left out, and `left_out_below_finished` counts those nodes."""

@@ -220,12 +220,12 @@ class TokentuiApp(
         # one notification (each replaces the last): every skipped theme file, then the hint
         problems = self.theme_problems
         said = [f"theme skipped: {sanitize(p)}" for p in problems[:5]]  # (each one line: a file name may hold \n)
-        said += [f"(and {len(problems) - 5} more theme files skipped)"] * (len(problems) > 5) + [self.hint] * bool(
-            self.hint
-        )
+        if len(problems) > 5:
+            said.append(f"(and {len(problems) - 5} more theme files skipped)")
+        if self.hint:
+            said.append(self.hint)
         if said:
-            warn = bool(self.theme_problems)
-            self.notify("\n".join(said), severity="warning" if warn else "information", markup=False, timeout=12)
+            self.notify("\n".join(said), severity="warning" if problems else "information", markup=False, timeout=12)
         self.apply_scale()
         self.stream.border_title = "tokens"
         self.show_side("alternatives")  # (titles the side pane of a narrow terminal)

@@ -170,13 +170,20 @@ def logit_scale(cfg: Any) -> float:
     return float(value) if multiplies else 1.0 / float(value)
 
 
+def config_layers(config: Any) -> int | None:
+    """How many decoder blocks a configuration gives a model (its text model's), or None when it
+    does not say."""
+    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    n_layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None)
+    return int(n_layers) if isinstance(n_layers, (int, float)) and n_layers else None
+
+
 def layer_count(model: Any) -> int:
     """How many decoder blocks `model` has (L: the lens's layers are 1..L), from its configuration."""
-    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    n_layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None)
-    if not n_layers:
+    n_layers = config_layers(model.config)
+    if n_layers is None:
         raise EngineError("cannot tell how many layers the model has")
-    return int(n_layers)
+    return n_layers
 
 
 # the final logits' soft-cap, by family: Gemma 2/3 · RecurrentGemma · xLSTM

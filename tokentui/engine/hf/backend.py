@@ -27,7 +27,7 @@ import torch
 
 from tokentui import __version__
 from tokentui.core.columns import nan_step
-from tokentui.core.display import counted, lone_token, sanitize
+from tokentui.core.display import counted, sanitize
 from tokentui.core.params import GenerationSettings, RunError, SamplingParams, TreeParams, check_text
 from tokentui.core.run import Branch, Run, RunMeta, new_run_id, now_iso
 from tokentui.core.steering import SteeringSpec, same_steering
@@ -57,6 +57,7 @@ from tokentui.engine.hf.measures import (
 from tokentui.engine.hf.sampling import choose, make_generator
 from tokentui.engine.hf.selfcheck import cached_decoding_problem, hidden_states_start, lens_problem, probe_ids
 from tokentui.engine.hf.steering import Steerer
+from tokentui.engine.hf.token_bytes import another_tokenizer
 
 TEACHER_FORCED_ELEMENTS = 1 << 20  # log-probs scored at once when teacher forcing (4 MB of float32)
 # prompt positions lensed between two progress reports and cancel checks (SmolLM2 on 2 CPU cores:
@@ -163,15 +164,8 @@ class HFBackend:
         info = self.info
         why = run.meta.not_grown_by(info.name, info.vocab_size, info.n_layers)
         if why is None:  # (two folders of one name: the ids the run has seen must be this tokenizer's)
-            vb = self.lm.vocab_bytes
-            ids = run.tokens.ids()
-            other = next(
-                (int(t) for t in ids if not 0 <= int(t) < len(vb) or run.tokens.bytes_of(int(t)) != vb[int(t)]), None
-            )
-            if other is not None:
-                shown = lone_token(run.tokens.bytes_of(other))[:40]
-                why = (f"the run was made with another tokenizer: id {other} is {shown} there, not here "
-                       "(a run grows under its own model only)")  # fmt: skip
+            other = another_tokenizer(run.tokens.ids().tolist(), run.tokens.bytes_of, self.lm.vocab_bytes, info.name)
+            why = None if other is None else f"{other} (a run grows under its own model only)"
         if why is not None:
             raise EngineError(why)
 

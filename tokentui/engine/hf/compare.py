@@ -57,6 +57,7 @@ from tokentui.engine.hf.measures import (
     run_layout,
     token_values,
 )
+from tokentui.engine.hf.token_bytes import another_tokenizer
 
 BATCH_TOKENS = 2048  # padded positions per batched forward (a longer text goes alone)
 BLOCK_ELEMENTS = TEACHER_FORCED_ELEMENTS  # float32 log-probs per model per block of positions (CPU: 4 MB)
@@ -299,13 +300,9 @@ class ModelPair:
         bad = [t for t in ids if not 0 <= t < lm.vocab_size]
         if bad:
             raise EngineError(f"token id {bad[0]} is outside the vocabulary (0..{lm.vocab_size - 1})")
-        if token_bytes is not None:
-            for t in sorted(set(ids)):
-                if token_bytes(t) != lm.vocab_bytes[t]:
-                    raise EngineError(
-                        f"the run was made with another tokenizer: id {t} is {lone_token(token_bytes(t))[:40]} there "
-                        f"and {lone_token(lm.vocab_bytes[t])[:40]} under {sanitize(_name(lm))}"
-                    )
+        why = None if token_bytes is None else another_tokenizer(ids, token_bytes, lm.vocab_bytes, _name(lm))
+        if why is not None:
+            raise EngineError(why)
         return Item(list(ids), self.a.tokenizer.decode(ids) if text is None else text, tokenized=False)
 
     def check_item(self, it: Item) -> None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterable
+
+from tokentui.core.display import lone_token, sanitize
 
 _BYTE_TOKEN = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 
@@ -67,3 +70,17 @@ def vocab_bytes(tokenizer, size: int) -> list[bytes]:
             out.append(bytes([int(m.group(1), 16)]) if m else piece.replace("▁", " ").encode("utf-8"))
     out += [f"<id {i}>".encode() for i in range(len(out), size)]
     return out
+
+
+def another_tokenizer(ids: Iterable[int], text_of: Callable[[int], bytes], vocab: list[bytes], name: str) -> str | None:
+    """Why ids a run holds, whose text there is `text_of(id)`, were made with another tokenizer than
+    the one whose bytes are `vocab` (`name`'s), or None when every id is the same text here: for a
+    run compared (`compare --run`) or grown under a model other than by name."""
+    for t in sorted(set(ids)):
+        if not 0 <= t < len(vocab) or text_of(t) != vocab[t]:
+            here = lone_token(vocab[t])[:40] if 0 <= t < len(vocab) else "no token"
+            return (
+                f"the run was made with another tokenizer: id {t} is {lone_token(text_of(t))[:40]} there "
+                f"and {here} under {sanitize(name)}"
+            )
+    return None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tokentui.engine.errors import ModelLoadError
+from tokentui.engine.hf.arch import config_layers
 
 # a block's index in a tensor's name: transformer.h.3., model.layers.3., rwkv.blocks.3., …
 _BLOCK = re.compile(r"\.(?:h|layers|layer|blocks|block)\.(\d+)\.")
@@ -56,12 +57,6 @@ def blocks_in_weights(folder: Path) -> int | None:
     tensor names do not tell."""
     found = [int(m.group(1)) for name in _tensor_names(folder) if (m := _BLOCK.search(name))]
     return max(found) + 1 if found else None
-
-
-def config_layers(config: Any) -> int | None:
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    n = getattr(text, "num_hidden_layers", None) or getattr(text, "n_layer", None)
-    return n if isinstance(n, int) else None
 
 
 def check_layers(spec: str, config: Any, folder: Path) -> None:

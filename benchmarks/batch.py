@@ -93,6 +93,8 @@ def main() -> None:
                 out = folder / f"out-{r}-{lens}"
                 times[label].append(tokentui_batch(model_dir, path, out, args.tokens, args.device, args.dtype, lens))
                 assert len(list((out / "runs").glob("*.tokentui"))) == len(prompts), "not every prompt became a run"
+            # (each repeat as it ends: a run cut off by a time limit still leaves its readings)
+            print(f"  repeat {r + 1}: " + ", ".join(f"{label} {ts[-1]:.1f} s" for label, ts in times.items()))
         base = statistics.median(times["plain generate() loop"])
         for label, ts in times.items():
             t = statistics.median(ts)

@@ -27,5 +27,5 @@ step() {
     step 120 python3 benchmarks/compare.py --device cuda --shape gpt2-124m --dtype float32
     step 150 python3 benchmarks/compare.py --device cuda --shape qwen2-0.5b --dtype bfloat16
     step 120 python3 benchmarks/compare.py --device cuda --shape qwen2-0.5b --dtype float32 --repeats 3
-    step 300 python3 benchmarks/batch.py --device cuda --repeats 3
+    step 300 python3 benchmarks/batch.py --device cuda --prompts 120 --repeats 3
 } 2>&1 | tee "$log"

@@ -1,7 +1,7 @@
 """Where `tokentui compare`'s time over two plain forwards goes on a GPU (a diagnostic for issue 13's
 ≤ 1.15× target, run by check.sh's profiling mode): each part of `ModelPair.compare` timed alone
-(CUDA-synchronised medians) and the CUDA kernels of one call by torch.profiler; then top-k
-variants, since `torch.topk` over a [positions, vocabulary] block is one candidate for the gap.
+(CUDA-synchronised medians), the fused kernel's top k against `torch.topk`'s, and the CUDA
+kernels of one call by torch.profiler.
 
     python benchmarks/gpu/profile_compare.py --shape gpt2-124m --dtype float32
 """
@@ -39,20 +39,6 @@ def timed(fn: Callable[[], object], repeats: int = 7) -> float:
     return statistics.median(ts) * 1e3
 
 
-def two_stage_topk(x: torch.Tensor, k: int, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top k of each row by a top k of each `chunk` columns, then of those candidates."""
-    n, v = x.shape
-    m = v // chunk
-    vals, idx = x[:, : m * chunk].view(n, m, chunk).topk(k, dim=-1)
-    idx = idx + torch.arange(0, m * chunk, chunk, device=x.device)[None, :, None]
-    vals, idx = vals.reshape(n, -1), idx.reshape(n, -1)
-    if m * chunk < v:
-        tv, ti = x[:, m * chunk :].topk(min(k, v - m * chunk), dim=-1)
-        vals, idx = torch.cat([vals, tv], -1), torch.cat([idx, ti + m * chunk], -1)
-    top, at = vals.topk(k, dim=-1)
-    return top, idx.gather(-1, at)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", default="gpt2-124m")
@@ -72,53 +58,35 @@ def main() -> None:
     k = args.k
     print(f"== {args.shape} {args.dtype}, {args.tokens} tokens, k={k}")
     with torch.inference_mode():
-        la = C._logits(ba, [ids])[0]
-        lb = C._logits(bb, [ids])[0]
-        targets = torch.tensor(ids[1:], device=dev)
+        inputs = C.Inputs([ids], dev)
+        la = C._logits(ba, inputs)[0]
+        lb = C._logits(bb, inputs)[0]
+        targets = inputs.targets(0)
         fused = C.fused_stats(torch.device(dev))
         assert fused is not None, "no fused kernel here"
-        from tokentui.engine.hf import pair_kernel as K
-
-        out = torch.empty(len(targets), len(K.FIELDS), dtype=torch.float32, device=dev)
-
-        def kernel() -> None:
-            K._KERNEL[(len(targets),)](
-                la, lb, targets, out, la.shape[1], la.stride(0), lb.stride(0), K.LOGPROB_FLOOR, 0.693, **K.LAUNCH
-            )
 
         parts: dict[str, Callable[[], object]] = {
             "compare() whole": lambda: pair.compare([item], k=k),
             "two plain forwards": lambda: [m.model(input_ids=x, use_cache=False).logits for m in (a, b)],
-            "_logits A and B": lambda: (C._logits(ba, [ids]), C._logits(bb, [ids])),
-            "_measures (stats + transfer)": lambda: C._measures(la, lb, ids, k, torch.device(dev)),
+            "_logits A and B": lambda: (C._logits(ba, C.Inputs([ids], dev)), C._logits(bb, C.Inputs([ids], dev))),
+            "_measures (stats + transfer)": lambda: C._measures(la, lb, ids, k, torch.device(dev), targets),
             "pair_block": lambda: fused(la, lb, targets, k),
-            "kernel alone": kernel,
-            "topk A and B": lambda: (la.topk(k, dim=-1), lb.topk(k, dim=-1)),
-            "topk A, sorted=False": lambda: la.topk(k, dim=-1, sorted=False),
-            "topk A in float32": lambda: la.float().topk(k, dim=-1),
+            "pair_block, k=65 (torch.topk)": lambda: fused(la, lb, targets, 65),
+            "torch.topk of A and B": lambda: (la.topk(k, dim=-1), lb.topk(k, dim=-1)),
         }
-        for chunk in (1024, 4096, 16384):
-            parts[f"two-stage topk A, chunk {chunk}"] = lambda c=chunk: two_stage_topk(la, k, c)
         for name, fn in parts.items():
             print(f"{name:34s} {timed(fn):8.2f} ms")
-        host = C._measures(la, lb, ids, k, torch.device(dev))
+        host = C._measures(la, lb, ids, k, torch.device(dev), targets)
         t0 = time.perf_counter()
         for _ in range(5):
             pair._run(item, {n: v.copy() for n, v in host.items()}, k)
         print(f"{'_run (host: the run built)':34s} {(time.perf_counter() - t0) / 5 * 1e3:8.2f} ms")
-        ref_v, ref_i = la.topk(k, dim=-1)
-        for chunk in (1024, 4096, 16384):
-            v, i = two_stage_topk(la, k, chunk)
-            print(f"two-stage {chunk}: values equal {bool(torch.equal(v, ref_v))}, ids equal {torch.equal(i, ref_i)}")
-        for warps, block in ((4, 1024), (8, 1024), (8, 2048), (4, 2048), (16, 4096)):
-            launch = dict(K.LAUNCH, num_warps=warps, BLOCK=block)
-
-            def variant(launch=launch) -> None:
-                K._KERNEL[(len(targets),)](
-                    la, lb, targets, out, la.shape[1], la.stride(0), lb.stride(0), K.LOGPROB_FLOOR, 0.693, **launch
-                )
-
-            print(f"kernel, {warps} warps, BLOCK {block}: {timed(variant):8.2f} ms")
+        got = fused(la, lb, targets, k)
+        for side, logits in (("", la), ("_b", lb)):
+            ids_ref = logits.topk(k, dim=-1).indices
+            print(
+                f"top-k ids{side} as torch.topk's: {(got['topk_ids' + side] == ids_ref).all(1).float().mean():.2%} of rows"
+            )
         from torch.profiler import ProfilerActivity, profile
 
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev == "cuda" else [])

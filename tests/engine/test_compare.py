@@ -314,6 +314,54 @@ def test_the_fused_kernel_gives_the_registered_functions_numbers_in_bfloat16_and
             assert fused[name][6:].isnan().all() and not fused[name][:6].isnan().any(), name
 
 
+def test_the_fused_kernels_top_k_is_torch_topks_from_its_candidates_or_the_whole_row(monkeypatch):
+    """The kernel gathers each row's top-k candidates (the logits at least a threshold from its
+    lanes' maxima): for ordinary rows few more than k, and the top k from them is `torch.topk`'s.
+    Rows the candidates cannot serve — all logits tied (too many), fewer than k finite — and a k
+    over TOPK_MAX take the whole row; a vocabulary under one tile works too."""
+    from tokentui.engine.hf.measures import LOGPROB_FLOOR
+
+    pair_kernel = interpreted_kernel()
+    found: list[torch.Tensor] = []
+    top_k = pair_kernel._top_k
+
+    def spy(a, b, slots_v, slots_i, f, k):
+        found.append(torch.stack([f["found"], f["found_b"]]))
+        return top_k(a, b, slots_v, slots_i, f, k)
+
+    monkeypatch.setattr(pair_kernel, "_top_k", spy)
+    g = torch.Generator().manual_seed(11)
+    for vocab in (300, pair_kernel.BLOCK * 3 + 5):
+        logits_a = torch.randn(6, vocab, generator=g) * 3
+        logits_b = logits_a + torch.randn(6, vocab, generator=g)
+        logits_a[1] = 0.5  # every logit tied: more candidates than slots when the vocabulary is large
+        logits_b[2, 3:] = -math.inf  # three finite logits, fewer than k
+        targets = torch.randint(0, vocab, (6,), generator=g)
+        for k in (1, 7, pair_kernel.TOPK_MAX, pair_kernel.TOPK_MAX + 1):
+            found.clear()
+            fused = pair_kernel.pair_block(logits_a, logits_b, targets, k)
+            for side, logits in (("", logits_a), ("_b", logits_b)):
+                top, ids = logits.topk(k, dim=-1)
+                exact = [0, 3, 4, 5] + ([2] if side == "" else [1])  # (tied or −∞ logits: any order)
+                np.testing.assert_array_equal(fused["topk_ids" + side][exact], ids[exact], err_msg=f"{vocab} {k}")
+                np.testing.assert_allclose(
+                    fused["topk_logprobs" + side],
+                    torch.log_softmax(logits, -1).gather(-1, ids).clamp_min(LOGPROB_FLOOR),
+                    atol=1e-5,
+                    err_msg=f"{vocab} {k} {side}",
+                )
+            if k > pair_kernel.TOPK_MAX:
+                assert not found  # (torch.topk on the rows: no candidates gathered)
+                continue
+            [counts] = found
+            ordinary = counts[:, [0, 3, 4, 5]]
+            assert (ordinary >= k).all() and (ordinary <= 2 * k + 4).all(), counts  # few more than k
+            if vocab > pair_kernel.CANDIDATES:
+                assert counts[0, 1] > pair_kernel.CANDIDATES  # (served by its whole row)
+            if k > 3:  # (fewer finite logits than k: the threshold is −∞, every logit a candidate)
+                assert counts[1, 2] == vocab
+
+
 def test_a_new_registered_measure_or_a_failing_kernel_leaves_the_fused_path(monkeypatch):
     """The fused kernel computes a fixed set of measures: a registry with one more switches it off
     (the new measure is computed, not silently dropped); a kernel that fails warns once and the
@@ -364,10 +412,11 @@ from tokentui.engine.hf import pair_kernel as P
 assert not P.interpreting()
 for capability in (80, 90):  # A100; H100 and H200
     for dtype in ("fp32", "bf16", "fp16"):
-        sig = {"a_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "t_ptr": "*i64", "out_ptr": "*fp32", "V": "i32",
-               "stride_a": "i32", "stride_b": "i32", "floor": "fp32", "ln2": "fp32", "BLOCK": "constexpr",
-               "WIDTH": "constexpr"}
-        constants = {k: v for k, v in P.LAUNCH.items() if k.isupper()}
+        sig = {"a_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "t_ptr": "*i64", "out_ptr": "*fp32",
+               "va_ptr": "*fp32", "ia_ptr": "*i32", "vb_ptr": "*fp32", "ib_ptr": "*i32", "V": "i32",
+               "stride_a": "i32", "stride_b": "i32", "floor": "fp32", "ln2": "fp32", "k": "i32",
+               "BLOCK": "constexpr", "WIDTH": "constexpr", "SLOTS": "constexpr", "TOPK": "constexpr"}
+        constants = {k: v for k, v in P.LAUNCH.items() if k.isupper()} | {"TOPK": True}
         options = {k: v for k, v in P.LAUNCH.items() if not k.isupper()}
         src = ASTSource(fn=P._KERNEL, signature=sig, constexprs=constants)
         kernel = triton.compile(src, target=GPUTarget("cuda", capability, 32), options=options)

@@ -341,7 +341,7 @@ class ModelPair:
             for g in groups:
                 if cancel is not None and cancel.is_set():
                     return
-                for i, lg in zip(g, _logits(self.a, [items[i].ids for i in g])):
+                for i, lg in zip(g, _logits(self.a, Inputs([items[i].ids for i in g], self.a.device))):
                     held[i] = lg.to("cpu")
             if cancel is not None and cancel.is_set():  # (not after B's load: nothing would be saved)
                 return
@@ -351,10 +351,12 @@ class ModelPair:
         for g in groups:
             if cancel is not None and cancel.is_set():
                 break
-            logits_b = _logits(self.b, [items[i].ids for i in g])
-            logits_a = [held.pop(i) for i in g] if one_by_one else _logits(self.a, [items[i].ids for i in g])
-            for i, la, lb in zip(g, logits_a, logits_b):
-                run = self._run(items[i], _measures(la, lb, items[i].ids, k, self.b.device), k)
+            texts = [items[i].ids for i in g]
+            inputs = Inputs(texts, self.b.device)  # (one upload for both models)
+            logits_b = _logits(self.b, inputs)
+            logits_a = [held.pop(i) for i in g] if one_by_one else _logits(self.a, inputs)
+            for r, (i, la, lb) in enumerate(zip(g, logits_a, logits_b)):
+                run = self._run(items[i], _measures(la, lb, items[i].ids, k, self.b.device, inputs.targets(r)), k)
                 results[i] = run
                 if on_done is not None:
                     on_done(i, run)
@@ -397,22 +399,38 @@ class ModelPair:
         return run
 
 
-def _logits(backend: HFBackend, texts: list[list[int]]) -> list[torch.Tensor]:
-    """One forward over the texts (right-padded, with an attention mask, when several): each
-    text's logits [len − 1, V] in the model's dtype, on its device (row t predicts token t + 1)."""
-    longest = max(len(t) for t in texts)
-    if len(texts) == 1:
-        out = backend._forward(torch.tensor(texts, device=backend.device), use_cache=False)
-    else:
-        ids = torch.zeros(len(texts), longest, dtype=torch.long)
-        mask = torch.zeros(len(texts), longest, dtype=torch.long)
+class Inputs:
+    """A batch of texts' token ids on a device (right-padded, with an attention mask, when several),
+    uploaded once for both models. The upload is the only host-to-device copy of a comparison: a
+    copy from ordinary host memory waits for the device's queue, so a second one (model A's ids, or
+    the targets after the forwards) held the host until model B's forward had finished, leaving
+    the GPU idle while A's first kernels were launched."""
+
+    def __init__(self, texts: list[list[int]], device: str | torch.device) -> None:
+        self.lengths = [len(t) for t in texts]
+        if len(texts) == 1:
+            self.ids, self.mask = torch.tensor(texts, device=device), None
+            return
+        ids = torch.zeros(len(texts), max(self.lengths), dtype=torch.long)
+        mask = torch.zeros(len(texts), max(self.lengths), dtype=torch.long)
         for r, t in enumerate(texts):
             ids[r, : len(t)] = torch.tensor(t)
             mask[r, : len(t)] = 1
-        out = backend._forward(ids.to(backend.device), use_cache=False, attention_mask=mask.to(backend.device))
+        self.ids, self.mask = ids.to(device), mask.to(device)
+
+    def targets(self, r: int) -> torch.Tensor:
+        """Text r's predicted ids (positions 1…), on the device."""
+        return self.ids[r, 1 : self.lengths[r]]
+
+
+def _logits(backend: HFBackend, inputs: Inputs) -> list[torch.Tensor]:
+    """One forward over the texts: each text's logits [len − 1, V] in the model's dtype, on its
+    device (row t predicts token t + 1)."""
+    extra: dict[str, Any] = {} if inputs.mask is None else {"attention_mask": inputs.mask.to(backend.device)}
+    out = backend._forward(inputs.ids.to(backend.device), use_cache=False, **extra)
     logits = out.logits
     del out
-    return [logits[r, : len(t) - 1] for r, t in enumerate(texts)]
+    return [logits[r, : n - 1] for r, n in enumerate(inputs.lengths)]
 
 
 FusedFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], dict[str, torch.Tensor]]
@@ -475,15 +493,21 @@ def torch_stats(la: torch.Tensor, lb: torch.Tensor, targets: torch.Tensor, k: in
 
 
 def _measures(
-    logits_a: torch.Tensor, logits_b: torch.Tensor, ids: list[int], k: int, device: torch.device
+    logits_a: torch.Tensor,
+    logits_b: torch.Tensor,
+    ids: list[int],
+    k: int,
+    device: torch.device,
+    targets: torch.Tensor | None = None,
 ) -> dict[str, np.ndarray]:
     """Every column for positions 1… of one text from both models' logits, on `device` in float32,
     a block of positions at a time (a block of A's logits may come from the host): by the fused
     kernel where it applies (`fused_stats`), else by the registered functions (`torch_stats`).
     Each block's results are laid side by side in one float32 row per position (ids and ranks are
-    exact below 2**24), and everything leaves the device in one transfer at the end."""
+    exact below 2**24), and everything leaves the device in one transfer at the end. `targets`:
+    the text's ids 1… already on the device (`Inputs.targets`; else uploaded from `ids`)."""
     n, vocab = logits_b.shape
-    targets = torch.tensor(ids[1:], device=device)
+    targets = torch.tensor(ids[1:], device=device) if targets is None else targets.to(device)
     fused = fused_stats(device)
     if fused is not None and logits_a.device == logits_b.device:
         budget = FUSED_BLOCK_ELEMENTS  # (the kernel makes no [n, V] temporaries to bound)
@@ -592,9 +616,10 @@ class LivePair:
             raise EngineError("one token: there is no position to compare")
         for side in (self.a, self.b):
             side._check_context(len(ids), "the branch")
-        la = _logits(self.a, [ids])[0]
-        lb = _logits(self.b, [ids])[0]
-        host = _measures(la, lb, ids, k, self.b.device)
+        inputs = Inputs([ids], self.b.device)
+        la = _logits(self.a, inputs)[0]
+        lb = _logits(self.b, inputs)[0]
+        host = _measures(la, lb, ids, k, self.b.device, inputs.targets(0))
         return {m.name: host[m.name] for m in MEASURES.values() if m.name in host and m.name in _COMPARED}
 
     def token_bytes(self, ids: list[int]) -> dict[int, bytes]:

@@ -15,7 +15,14 @@ everything else — and never writes an [n, V] array:
   d = log p_A − log p_B; a term is exactly 0 where the two agree, so a model compared with
   itself has JS 0).
 
-The top-k stays `torch.topk` on the logits (the order of the logits is the order of the log-probs).
+The top k (k ≤ TOPK_MAX) comes from candidates the kernel gathers, not from `torch.topk` over the
+whole [n, V] block (on an H200 that cost four times the kernel: a radix select reads every row four
+times). Pass 1 leaves each lane the largest logit of its strided share of the row; a T with at
+least k lane maxima ≥ T (found by bisection, just under the k-th largest of them) is at most the
+k-th largest logit (k lanes each hold one at least T), so every logit ≥ T — the true top k among them, usually little more — is written, in vocabulary order,
+to the row's CANDIDATES slots during pass 2, and `torch.topk` picks the k from those. A row with
+fewer than k or more than CANDIDATES of them (ties, −∞ logits, a vocabulary under k lanes) has its
+top k taken from the whole row instead.
 Every value is the one the registered functions compute, up to float32 rounding (the tests hold
 both to the same full-vocabulary reference); `covers()` says whether the registry holds exactly
 the measures this kernel knows — a new registered measure switches the fused path off rather
@@ -44,9 +51,18 @@ WARPS = 4
 # (log p = (x − max) − log Σe^(x−max): the max and the log-sum apart, as log_softmax subtracts them,
 # so a large logit (float16's 6e4) keeps float32's precision in its difference to the max)
 FIELDS: tuple[str, ...] = ("logprob", "logprob_b", "entropy", "entropy_b", "rank", "rank_b", "kl_ab", "kl_ba", "js")
-FIELDS += ("max", "max_b", "logsum", "logsum_b")
+FIELDS += ("max", "max_b", "logsum", "logsum_b", "found", "found_b")  # found: the row's top-k candidates
+TOPK_MAX = 64  # the largest k whose candidates the kernel gathers (a larger k: `torch.topk` on the rows)
+CANDIDATES = 256  # candidate slots per row and model
+BISECTIONS: tl.constexpr = tl.constexpr(20)  # halvings of the lane maxima's range for the threshold
 # (fused multiply-adds on, Triton's default, said explicitly: Triton 3.9 warns when it is unset)
-LAUNCH: dict[str, Any] = {"BLOCK": BLOCK, "WIDTH": len(FIELDS), "num_warps": WARPS, "enable_fp_fusion": True}
+LAUNCH: dict[str, Any] = {
+    "BLOCK": BLOCK,
+    "WIDTH": len(FIELDS),
+    "SLOTS": CANDIDATES,
+    "num_warps": WARPS,
+    "enable_fp_fusion": True,
+}
 TOKEN_NAMES = frozenset({"logprob", "entropy", "rank", "topk_ids", "topk_logprobs", "sampler_logprob"})
 PAIR_NAMES = frozenset({"logprob_b", "entropy_b", "rank_b", "topk_ids_b", "topk_logprobs_b", "kl_ab", "kl_ba", "js"})
 
@@ -72,10 +88,56 @@ def _logp(x, top, logsum, floor):
     return tl.maximum((x - top) - logsum, floor, propagate_nan=tl.PropagateNan.ALL)
 
 
+@triton.jit
+def _threshold(lane_max, k):
+    """A logit T with at least k lanes' maxima ≥ T, within a millionth of the range of the k-th
+    largest of them (bisection: a sort of the lanes cost as much again, and Triton's interpreter
+    took a second per sort); −∞ when fewer than k lanes hold a finite logit."""
+    finite = lane_max > float("-inf")
+    lo = tl.min(tl.where(finite, lane_max, float("inf")), 0)
+    hi = tl.max(lane_max, 0)
+    for _ in range(BISECTIONS):
+        mid = lo + (hi - lo) * 0.5
+        enough = tl.sum((lane_max >= mid).to(tl.int32), 0) >= k
+        lo = tl.where(enough, mid, lo)
+        hi = tl.where(enough, hi, mid)
+    return tl.where(tl.sum(finite.to(tl.int32), 0) >= k, lo, float("-inf"))
+
+
+@triton.jit
+def _gather(x, idx, V, threshold, found, slots_v, slots_i, SLOTS: tl.constexpr):  # noqa: N803
+    """A tile's logits at least `threshold` appended (value, vocabulary id) to the row's slots
+    after the `found` there already (those past SLOTS are counted, not written); the new count."""
+    take = (x >= threshold) & (idx < V)
+    at = found + tl.cumsum(take.to(tl.int32), 0) - 1
+    keep = take & (at < SLOTS)
+    tl.store(slots_v + at, x, mask=keep)
+    tl.store(slots_i + at, idx, mask=keep)
+    return found + tl.sum(take.to(tl.int32), 0)
+
+
 def _pair_rows(
-    a_ptr, b_ptr, t_ptr, out_ptr, V, stride_a, stride_b, floor, ln2, BLOCK: tl.constexpr, WIDTH: tl.constexpr
-):  # noqa: N803
-    """One position: both models' logits rows → the FIELDS of `out_ptr`'s row."""
+    a_ptr,
+    b_ptr,
+    t_ptr,
+    out_ptr,
+    va_ptr,
+    ia_ptr,
+    vb_ptr,
+    ib_ptr,
+    V,  # noqa: N803
+    stride_a,
+    stride_b,
+    floor,
+    ln2,
+    k,
+    BLOCK: tl.constexpr,  # noqa: N803
+    WIDTH: tl.constexpr,  # noqa: N803
+    SLOTS: tl.constexpr,  # noqa: N803
+    TOPK: tl.constexpr,  # noqa: N803
+):
+    """One position: both models' logits rows → the FIELDS of `out_ptr`'s row, and with TOPK each
+    model's top-k candidates into its SLOTS (values `va_ptr`/`vb_ptr`, ids `ia_ptr`/`ib_ptr`)."""
     row = tl.program_id(0).to(tl.int64)
     a_row = a_ptr + row * stride_a
     b_row = b_ptr + row * stride_b
@@ -97,6 +159,11 @@ def _pair_rows(
     t = tl.load(t_ptr + row)
     chosen_a = _logp(tl.load(a_row + t).to(tl.float32), top_a, ls_a, floor)
     chosen_b = _logp(tl.load(b_row + t).to(tl.float32), top_b, ls_b, floor)
+    found_a = tl.full([], 0, tl.int32)
+    found_b = tl.full([], 0, tl.int32)
+    if TOPK:
+        cut_a = _threshold(m_a, k)
+        cut_b = _threshold(m_b, k)
     # pass 2: the sums (past V both log-probs are the floor: p = 0, d = 0, every term 0)
     ent_a = tl.zeros([BLOCK], tl.float32)
     ent_b = tl.zeros([BLOCK], tl.float32)
@@ -107,8 +174,13 @@ def _pair_rows(
     above_a = tl.zeros([BLOCK], tl.int32)
     above_b = tl.zeros([BLOCK], tl.int32)
     for start in range(0, V, BLOCK):
-        la = _logp(_tile(a_row, start + cols, V), top_a, ls_a, floor)
-        lb = _logp(_tile(b_row, start + cols, V), top_b, ls_b, floor)
+        xa = _tile(a_row, start + cols, V)
+        xb = _tile(b_row, start + cols, V)
+        if TOPK:
+            found_a = _gather(xa, start + cols, V, cut_a, found_a, va_ptr + row * SLOTS, ia_ptr + row * SLOTS, SLOTS)
+            found_b = _gather(xb, start + cols, V, cut_b, found_b, vb_ptr + row * SLOTS, ib_ptr + row * SLOTS, SLOTS)
+        la = _logp(xa, top_a, ls_a, floor)
+        lb = _logp(xb, top_b, ls_b, floor)
         pa = tl.exp(la)
         pb = tl.exp(lb)
         ent_a += pa * la
@@ -138,6 +210,8 @@ def _pair_rows(
     tl.store(out + 10, top_b)
     tl.store(out + 11, ls_a)
     tl.store(out + 12, ls_b)
+    tl.store(out + 13, found_a.to(tl.float32))
+    tl.store(out + 14, found_b.to(tl.float32))
 
 
 # (Triton decides at import and at decoration whether kernels run compiled or interpreted)
@@ -164,13 +238,19 @@ def pair_block(
     n, vocab = logits_b.shape
     a, b = logits_a.contiguous(), logits_b.contiguous()
     out = torch.empty(n, len(FIELDS), dtype=torch.float32, device=b.device)
+    gather = 0 < k <= min(TOPK_MAX, BLOCK)
+    slots_v = torch.full((2, n if gather else 1, CANDIDATES), -math.inf, device=b.device)
+    slots_i = torch.zeros((2, n if gather else 1, CANDIDATES), dtype=torch.int32, device=b.device)
     # (Triton launches on the current GPU, not the tensors': on cuda:1 it must be made current)
     with torch.cuda.device(b.device) if b.device.type == "cuda" else contextlib.nullcontext():
-        _KERNEL[(n,)](a, b, targets, out, vocab, a.stride(0), b.stride(0), LOGPROB_FLOOR, math.log(2.0), **LAUNCH)
+        _KERNEL[(n,)](
+            a, b, targets, out, slots_v[0], slots_i[0], slots_v[1], slots_i[1],
+            vocab, a.stride(0), b.stride(0), LOGPROB_FLOOR, math.log(2.0), k, TOPK=gather, **LAUNCH,
+        )  # fmt: skip
     f = {name: out[:, i] for i, name in enumerate(FIELDS)}
+    tops = _top_k(a, b, slots_v, slots_i, f, k) if gather else [logits.topk(k, dim=-1) for logits in (a, b)]
     values: dict[str, torch.Tensor] = {"token_id": targets}
-    for side, logits in (("", a), ("_b", b)):
-        top, ids = logits.topk(k, dim=-1)
+    for side, (top, ids) in zip(("", "_b"), tops):
         values[f"logprob{side}"] = f[f"logprob{side}"]
         values[f"entropy{side}"] = f[f"entropy{side}"].clamp_min(0) + 0.0
         values[f"rank{side}"] = f[f"rank{side}"].long()
@@ -182,3 +262,23 @@ def pair_block(
     for name in ("kl_ab", "kl_ba", "js"):
         values[name] = f[name].clamp_min(0) + 0.0
     return values
+
+
+def _top_k(
+    a: torch.Tensor, b: torch.Tensor, slots_v: torch.Tensor, slots_i: torch.Tensor, f: dict[str, torch.Tensor], k: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each model's top k (logits in float32, ids) from the kernel's candidates; the rows whose
+    candidates were too few or too many, from their whole row (the one wait for the device here:
+    which rows those are)."""
+    tops = []
+    for j in range(2):
+        top, at = slots_v[j].topk(k, dim=-1)
+        tops.append((top, slots_i[j].gather(-1, at).long()))
+    found = torch.stack([f["found"], f["found_b"]])
+    redo = ((found < k) | (found > CANDIDATES)).nonzero().tolist()
+    for j, logits in enumerate((a, b)):
+        rows = [r for side, r in redo if side == j]
+        if rows:
+            top, ids = logits[rows].topk(k, dim=-1)
+            tops[j][0][rows], tops[j][1][rows] = top.float(), ids
+    return tops

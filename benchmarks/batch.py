@@ -2,7 +2,8 @@
 prompts (issue 13: target ≥ 0.9× the loop's prompts/s), end to end in one process: each variant
 loads the model from disk and generates greedily from every prompt; tokentui's also records every
 token's measures, saves a run file per prompt, keeps the collection's manifest and writes seed
-000's and seed 003's tables at the end. Medians of interleaved repeats.
+000's and seed 003's tables at the end. Medians of interleaved repeats, and the median of each
+repeat's ratio to the plain loop run beside it (on a machine whose speed drifts, the steadier one).
 
     python benchmarks/batch.py [--model gpt2-124m] [--prompts 200] [--tokens 16] [--repeats 3] [--device cuda]
 
@@ -98,7 +99,13 @@ def main() -> None:
         base = statistics.median(times["plain generate() loop"])
         for label, ts in times.items():
             t = statistics.median(ts)
-            print(f"  {label:<24} {t:7.1f} s  {len(prompts) / t:6.2f} prompts/s  ({base / t:4.2f}x)")
+            # (paired: each repeat's ratio to the plain loop run just before it, where a machine
+            # whose speed drifts between repeats moves both alike; then their median)
+            pairs = [b / x for b, x in zip(times["plain generate() loop"], ts)]
+            print(
+                f"  {label:<24} {t:7.1f} s  {len(prompts) / t:6.2f} prompts/s  ({base / t:4.2f}x;"
+                f" paired {statistics.median(pairs):4.2f}x of {[round(p, 2) for p in pairs]})"
+            )
         print("  target: batch ≥ 0.9x the plain loop's prompts/s")
 
 

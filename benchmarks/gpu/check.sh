@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 13's GPU figures in one device call (about 5 minutes on an H100 by estimate: never run yet;
-# all steps within DEADLINE seconds, 570 by default, so that a 600 s call ends with its log):
+# Issue 13's GPU figures in one device call (320 s on an H200, 2026-11-27; all steps within
+# DEADLINE seconds, 570 by default, so that a 600 s call ends with its log):
 # `benchmarks/compare.py`
 # for the GPT-2-small shape in float32 and the Qwen2.5-0.5B shape in bfloat16 and float32, then
 # `benchmarks/batch.py` on CUDA. Each step has its own time limit, so one that hangs leaves the

@@ -282,6 +282,17 @@ class HFBackend:
         run.tokens.update(added)
         return added
 
+    def _hold_tokens(self, run: Run, *arrays: np.ndarray | list[int]) -> None:
+        """`_note_tokens` for a whole text's ids where nothing needs the new ones listed (a scored
+        prompt, a comparison): held as references into the tokenizer's table (`TokenTable.hold`),
+        not a dictionary entry each — on a 2,048-token comparison, most of building its run."""
+        vb = self.lm.vocab_bytes
+        ids = np.concatenate([np.asarray(a, dtype=np.int64).ravel() for a in arrays])
+        run.tokens.hold(vb, ids[(ids >= 0) & (ids < len(vb))])
+        beyond = ids[ids >= len(vb)]
+        if beyond.size:
+            run.tokens.update({i: f"<id {i}>".encode() for i in set(beyond.tolist()) if i not in run.tokens})
+
     # --- teacher forcing --------------------------------------------------------------------
     def _forward(
         self,
@@ -366,7 +377,7 @@ class HFBackend:
                 lensed = {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
         host.update(layer_arrays(lensed, host, n, run.layout))
         run.prompt.extend(host)
-        self._note_tokens(run, *(host[m.name] for m in run.layout.measures if m.is_token_id))
+        self._hold_tokens(run, *(host[m.name] for m in run.layout.measures if m.is_token_id))
 
     @torch.inference_mode()
     def score_ids(

@@ -392,7 +392,7 @@ class ModelPair:
         run.prompt.append(nan_step(0, item.ids[0]))
         host.update(layer_arrays(None, host, n, run.layout))
         run.prompt.extend(host)
-        a._note_tokens(run, item.ids, *(host[m.name] for m in run.layout.measures if m.is_token_id))
+        a._hold_tokens(run, item.ids, *(host[m.name] for m in run.layout.measures if m.is_token_id))
         if item.response_start is not None:  # the response is the root branch, as `tokentui batch` keeps it
             return response_run(run, item.response_start)
         run.add_branch(None, len(run.prompt)).status = "scored"

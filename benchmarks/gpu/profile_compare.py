@@ -1,5 +1,5 @@
 """Where `tokentui compare`'s time over two plain forwards goes on a GPU (a diagnostic for issue 13's
-≤ 1.15× target, run by check.sh's profiling mode): each part of `ModelPair.compare` timed alone
+≤ 1.15× target, run by hand on a device): each part of `ModelPair.compare` timed alone
 (CUDA-synchronised medians), the fused kernel's top k against `torch.topk`'s, and the CUDA
 kernels of one call by torch.profiler.
 

@@ -331,17 +331,19 @@ def test_the_fused_kernels_top_k_is_torch_topks_from_its_candidates_or_the_whole
 
     monkeypatch.setattr(pair_kernel, "_top_k", spy)
     g = torch.Generator().manual_seed(11)
-    for vocab in (300, pair_kernel.BLOCK * 3 + 5):
+    for vocab in (40, 300, pair_kernel.BLOCK * 3 + 5):
         logits_a = torch.randn(6, vocab, generator=g) * 3
         logits_b = logits_a + torch.randn(6, vocab, generator=g)
         logits_a[1] = 0.5  # every logit tied: more candidates than slots when the vocabulary is large
         logits_b[2, 3:] = -math.inf  # three finite logits, fewer than k
         targets = torch.randint(0, vocab, (6,), generator=g)
-        for k in (1, 7, pair_kernel.TOPK_MAX, pair_kernel.TOPK_MAX + 1):
+        for k in (k for k in (1, 7, 40, pair_kernel.TOPK_MAX, pair_kernel.TOPK_MAX + 1) if k <= vocab):
             found.clear()
             fused = pair_kernel.pair_block(logits_a, logits_b, targets, k)
             for side, logits in (("", logits_a), ("_b", logits_b)):
                 top, ids = logits.topk(k, dim=-1)
+                for row in fused["topk_ids" + side].tolist():  # (−∞ logits tie with empty slots: not those)
+                    assert len(set(row)) == k, (vocab, k, side, row)
                 exact = [0, 3, 4, 5] + ([2] if side == "" else [1])  # (tied or −∞ logits: any order)
                 np.testing.assert_array_equal(fused["topk_ids" + side][exact], ids[exact], err_msg=f"{vocab} {k}")
                 np.testing.assert_allclose(

@@ -43,11 +43,12 @@ class TokenTable:
 
     def update(self, entries: dict[int, bytes]) -> None:
         self._bytes.update(entries)
-        if len(self._held):
+        if self._display:  # (an id shown before, as "<id N>" or its held bytes, may change)
             for tid in entries:
-                if self._is_held(tid):
-                    self._held[tid] = False
-                    self._display.pop(tid, None)
+                self._display.pop(tid, None)
+        if len(self._held) and entries:  # (a large update — a whole table's — in one numpy step)
+            keys = np.fromiter(entries, dtype=np.int64, count=len(entries))
+            self._held[keys[(keys >= 0) & (keys < len(self._held))]] = False
 
     def hold(self, vocab: Sequence[bytes], ids: np.ndarray) -> None:
         """Note `ids` (0 ≤ id < len(vocab), repeats allowed) with the bytes `vocab[id]`, without a
@@ -58,6 +59,7 @@ class TokenTable:
                 self._bytes.update(self._held_items())
             self._vocab, self._held = vocab, np.zeros(len(vocab), dtype=bool)
         self._held[ids] = True
+        self._display.clear()  # (an id shown as "<id N>" before has bytes now)
         if self._bytes:
             known = np.fromiter(self._bytes, dtype=np.int64, count=len(self._bytes))
             self._held[known[(known >= 0) & (known < len(vocab))]] = False

@@ -286,6 +286,8 @@ class HFBackend:
         """`_note_tokens` for a whole text's ids where nothing needs the new ones listed (a scored
         prompt, a comparison): held as references into the tokenizer's table (`TokenTable.hold`),
         not a dictionary entry each — on a 2,048-token comparison, most of building its run."""
+        if not arrays:
+            return
         vb = self.lm.vocab_bytes
         ids = np.concatenate([np.asarray(a, dtype=np.int64).ravel() for a in arrays])
         run.tokens.hold(vb, ids[(ids >= 0) & (ids < len(vb))])

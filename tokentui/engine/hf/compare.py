@@ -401,10 +401,10 @@ class ModelPair:
 
 class Inputs:
     """A batch of texts' token ids on a device (right-padded, with an attention mask, when several),
-    uploaded once for both models. The upload is the only host-to-device copy of a comparison: a
-    copy from ordinary host memory waits for the device's queue, so a second one (model A's ids, or
-    the targets after the forwards) held the host until model B's forward had finished, leaving
-    the GPU idle while A's first kernels were launched."""
+    uploaded once for both models and their targets: a copy from ordinary host memory waits for
+    the device's queue, so a second one (model A's ids, or the targets after the forwards) held
+    the host until model B's forward had finished, leaving the GPU idle while A's first kernels
+    were launched. (One model after the other, A's logits come back from the host anyway.)"""
 
     def __init__(self, texts: list[list[int]], device: str | torch.device) -> None:
         self.lengths = [len(t) for t in texts]

@@ -21,8 +21,8 @@ times). Pass 1 leaves each lane the largest logit of its strided share of the ro
 least k lane maxima ≥ T (found by bisection, just under the k-th largest of them) is at most the
 k-th largest logit (k lanes each hold one at least T), so every logit ≥ T — the true top k among them, usually little more — is written, in vocabulary order,
 to the row's CANDIDATES slots during pass 2, and `torch.topk` picks the k from those. A row with
-fewer than k or more than CANDIDATES of them (ties, −∞ logits, a vocabulary under k lanes) has its
-top k taken from the whole row instead.
+more than CANDIDATES of them (ties), or fewer than k finite logits (−∞ ones would tie with the
+empty slots), has its top k taken from the whole row instead.
 Every value is the one the registered functions compute, up to float32 rounding (the tests hold
 both to the same full-vocabulary reference); `covers()` says whether the registry holds exactly
 the measures this kernel knows — a new registered measure switches the fused path off rather
@@ -275,7 +275,9 @@ def _top_k(
         top, at = slots_v[j].topk(k, dim=-1)
         tops.append((top, slots_i[j].gather(-1, at).long()))
     found = torch.stack([f["found"], f["found_b"]])
-    redo = ((found < k) | (found > CANDIDATES)).nonzero().tolist()
+    # (a k-th candidate of −∞: fewer than k finite logits, whose −∞ ones tie with the empty slots)
+    short = torch.stack([tops[0][0][:, -1], tops[1][0][:, -1]]) == -math.inf
+    redo = ((found < k) | (found > CANDIDATES) | short).nonzero().tolist()
     for j, logits in enumerate((a, b)):
         rows = [r for side, r in redo if side == j]
         if rows:

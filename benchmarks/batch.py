@@ -35,6 +35,16 @@ def prompts_file(folder: Path, n: int) -> Path:
     return path
 
 
+def saved_model(folder: Path, name: str, prompts: int) -> tuple[Path, Path]:
+    """The random-init model `name` saved under `folder` (a folder `tokentui batch` loads), and
+    the prompts file: (model folder, prompts file)."""
+    lm = random_model(name)
+    model_dir = folder / "model"
+    lm.model.save_pretrained(model_dir)
+    lm.tokenizer.save_pretrained(model_dir)
+    return model_dir, prompts_file(folder, prompts)
+
+
 def plain_loop(model_dir: Path, prompts: list[str], n: int, device: str, dtype: str) -> float:
     """The baseline: load, then one `generate()` per prompt (greedy, n new tokens). Seconds."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -78,12 +88,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {where(args.device)}, {args.dtype}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        lm = random_model(args.model)
-        model_dir = folder / "model"
-        lm.model.save_pretrained(model_dir)
-        lm.tokenizer.save_pretrained(model_dir)
-        del lm
-        path = prompts_file(folder, args.prompts)
+        model_dir, path = saved_model(folder, args.model, args.prompts)
         prompts = path.read_text().splitlines()
         print(f"{args.model}: {len(prompts)} prompts × {args.tokens} new tokens (greedy), median of {args.repeats}")
         plain_loop(model_dir, prompts[:2], 2, args.device, args.dtype)  # warm-up

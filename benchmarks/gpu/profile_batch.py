@@ -15,8 +15,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _models import random_model  # noqa: E402
-from batch import plain_loop, prompts_file, tokentui_batch  # noqa: E402
+from batch import plain_loop, saved_model, tokentui_batch  # noqa: E402
 
 
 def show(prof: cProfile.Profile, label: str, seconds: float) -> None:
@@ -35,12 +34,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        lm = random_model(args.model)
-        model_dir = folder / "model"
-        lm.model.save_pretrained(model_dir)
-        lm.tokenizer.save_pretrained(model_dir)
-        del lm
-        path = prompts_file(folder, args.prompts)
+        model_dir, path = saved_model(folder, args.model, args.prompts)
         prompts = path.read_text().splitlines()
         plain_loop(model_dir, prompts[:2], 2, args.device, "float32")  # warm-up
         tokentui_batch(model_dir, path, folder / "warm", 2, args.device, "float32", 0)

@@ -19,8 +19,9 @@ The top k (k ≤ TOPK_MAX) comes from candidates the kernel gathers, not from `t
 whole [n, V] block (on an H200 that cost four times the kernel: a radix select reads every row four
 times). Pass 1 leaves each lane the largest logit of its strided share of the row; a T with at
 least k lane maxima ≥ T (found by bisection, just under the k-th largest of them) is at most the
-k-th largest logit (k lanes each hold one at least T), so every logit ≥ T — the true top k among them, usually little more — is written, in vocabulary order,
-to the row's CANDIDATES slots during pass 2, and `torch.topk` picks the k from those. A row with
+k-th largest logit (k lanes each hold one at least T), so every logit ≥ T — the true top k among
+them, usually little more — is written, in vocabulary order, to the row's CANDIDATES slots during
+pass 2, and `torch.topk` picks the k from those. A row with
 more than CANDIDATES of them (ties), or fewer than k finite logits (−∞ ones would tie with the
 empty slots), has its top k taken from the whole row instead.
 Every value is the one the registered functions compute, up to float32 rounding (the tests hold
@@ -90,9 +91,9 @@ def _logp(x, top, logsum, floor):
 
 @triton.jit
 def _threshold(lane_max, k):
-    """A logit T with at least k lanes' maxima ≥ T, within a millionth of the range of the k-th
-    largest of them (bisection: a sort of the lanes cost as much again, and Triton's interpreter
-    took a second per sort); −∞ when fewer than k lanes hold a finite logit."""
+    """A logit T with at least k lanes' maxima ≥ T, within a millionth of their range of the k-th
+    largest of them (bisection, not a sort of the lanes: Triton's interpreter, which the tests
+    run, took a second per sort); −∞ when fewer than k lanes hold a finite logit."""
     finite = lane_max > float("-inf")
     lo = tl.min(tl.where(finite, lane_max, float("inf")), 0)
     hi = tl.max(lane_max, 0)

@@ -142,9 +142,11 @@ def test_a_device_or_a_huge_file_is_refused_in_one_line(cli, weightless_model, t
         assert res.exit_code == 2 and expect in res.stderr and "Traceback" not in res.output, res.output
 
 
-def test_a_named_pipe_whose_writer_comes_later_is_waited_for(cli, model_dirs, cache_dir, tmp_path):
+@pytest.mark.parametrize("late", [0.5, 1.6])
+def test_a_named_pipe_whose_writer_comes_later_is_waited_for(cli, model_dirs, cache_dir, tmp_path, late):
     """`--file FIFO` (or `<(cmd)`): the text its writer sends, however late it opens the pipe —
-    not an empty text because nobody was writing yet."""
+    not an empty text because nobody was writing yet; a writer later than a second is said to be
+    waited for (a command on a pipe nobody writes to looked hung)."""
     import os
     import threading
     import time
@@ -154,7 +156,7 @@ def test_a_named_pipe_whose_writer_comes_later_is_waited_for(cli, model_dirs, ca
     text = "def f(x):\n    return x\n"
 
     def write_late() -> None:
-        time.sleep(0.5)
+        time.sleep(late)
         with open(fifo, "w", encoding="utf-8") as f:
             f.write(text)
 
@@ -164,6 +166,7 @@ def test_a_named_pipe_whose_writer_comes_later_is_waited_for(cli, model_dirs, ca
     writer.join()
     assert res.exit_code == 0, res.output
     assert _scored_text(cache_dir) == text
+    assert ("waiting for" in res.stderr and "a pipe that has sent nothing yet" in res.stderr) == (late > 1), res.stderr
 
 
 def test_the_table_s_first_row_says_the_first_token_has_no_prediction(cli, model_dirs, cache_dir):

@@ -41,3 +41,37 @@ def test_a_failed_fill_leaves_the_old_file_and_no_temporary(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         write_atomically(path, fill)
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["run.tokentui"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs")
+@pytest.mark.parametrize("opens_late", [False, True])
+def test_a_pipe_that_sends_nothing_for_a_while_is_said_to_be_waited_for(tmp_path, opens_late):
+    """`--file fifo` with nobody writing waited for ever, silently: once the pipe has been silent
+    for PIPE_NOTICE_SECONDS — no writer yet (`opens_late`), or a writer sending nothing — `waiting`
+    is told, once; a pipe whose writer sends at once is not announced. The text is what was sent."""
+    import threading
+    import time
+
+    from tokentui.core import files
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    told: list[str] = []
+
+    def write(delay: float) -> None:
+        if opens_late:
+            time.sleep(delay)
+        with open(fifo, "wb") as w:  # (opens once the reader has)
+            if not opens_late:
+                time.sleep(delay)
+            w.write(b"sent\n")
+
+    for delay in (0.0, files.PIPE_NOTICE_SECONDS + 0.5):
+        told.clear()
+        writer = threading.Thread(target=write, args=(delay,))
+        writer.start()
+        f, _st = files.open_to_read(fifo, pipes=True, waiting=told.append)
+        with f:
+            assert f.read() == b"sent\n"
+        writer.join()
+        assert told == ([str(fifo)] if delay else []), (opens_late, delay)

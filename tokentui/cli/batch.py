@@ -52,6 +52,7 @@ from tokentui.cli.output import (
     say_at_once,
     throughput,
     user_errors,
+    waiting_for_pipe,
 )
 from tokentui.core.display import counted, sanitize
 from tokentui.core.params import GenerationSettings, RunError, SamplingParams
@@ -574,9 +575,9 @@ def _batch(
     source_path = Path(os.path.abspath(prompts or dataset or Path()))  # (normalised: ../p.txt is p.txt)
     given_field, prompt_field = prompt_field, prompt_field or "prompt"
     source = (
-        read_prompts(source_path, prompt_field, jsonl=True if given_field else None)
+        read_prompts(source_path, prompt_field, jsonl=True if given_field else None, waiting=waiting_for_pipe)
         if dataset is None
-        else read_dataset(source_path, prompt_field, response_field)
+        else read_dataset(source_path, prompt_field, response_field, waiting=waiting_for_pipe)
     )
     where = sanitize(str(prompts or dataset))
     report = _Reporter()

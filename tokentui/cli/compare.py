@@ -43,6 +43,7 @@ from tokentui.cli.output import (
     save_to_cache,
     usable_cache,
     user_errors,
+    waiting_for_pipe,
 )
 from tokentui.core.display import counted, lone_token, sanitize
 from tokentui.core.params import GenerationSettings
@@ -167,7 +168,7 @@ def _dataset_rows(path: Path, prompt_field: str, response_field: str) -> list[tu
     reported once on standard error (`core/dataset.py` reads the untrusted file)."""
     from tokentui.core.dataset import field_hint, read_dataset
 
-    src = read_dataset(path, prompt_field, response_field)
+    src = read_dataset(path, prompt_field, response_field, waiting=waiting_for_pipe)
     for problem in src.problems:
         typer.echo(f"tokentui: {sanitize(str(path))} line {problem.index}: skipped: {sanitize(problem.why)}", err=True)
     if not src.items:

@@ -94,6 +94,12 @@ def say_at_once(text: str, keep_line: bool = False) -> None:
         typer.echo(text, err=True)
 
 
+def waiting_for_pipe(path: str) -> None:
+    """`open_to_read`'s notice for a pipe (`--file fifo`, `<(cmd)`) that has sent nothing yet: a
+    command waiting on a pipe nobody writes to looked hung. From a timer thread, hence at once."""
+    say_at_once(f"… waiting for {sanitize(path)}: a pipe that has sent nothing yet (Ctrl-C stops)")
+
+
 class StopThenInterrupt(threading.Event):
     """For `ctrl_c_sets`: the first Ctrl-C sets it (the work stops at its next boundary) and says
     `message` at once; a second raises KeyboardInterrupt where the main code is (stop now)."""

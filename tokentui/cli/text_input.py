@@ -61,10 +61,11 @@ def _stdin() -> str:
 def _read_file(file: Path) -> bytes:
     """A file's or a pipe's bytes (`--file <(cmd)`, a FIFO, /dev/stdin), at most MAX_TEXT_BYTES;
     a device is refused (/dev/zero has no end)."""
+    from tokentui.cli.output import waiting_for_pipe
     from tokentui.core.files import NotAFile, open_to_read
 
     try:
-        f, _st = open_to_read(file, pipes=True)
+        f, _st = open_to_read(file, pipes=True, waiting=waiting_for_pipe)
     except NotAFile:
         raise RunError(f"{file} is not a regular file or a pipe") from None
     with f:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -116,12 +117,13 @@ def _text_lines(text: io.TextIOWrapper, source: Source) -> list[tuple[int, bytes
             return out
 
 
-def _open(path: Path) -> BinaryIO:
-    """The file or pipe (`--prompts <(cmd)`) opened; a folder or a device is one error."""
+def _open(path: Path, waiting: Callable[[str], None] | None) -> BinaryIO:
+    """The file or pipe (`--prompts <(cmd)`) opened; a folder or a device is one error.
+    `waiting(path)`: a pipe has sent nothing for a while (`open_to_read`)."""
     from tokentui.core.files import NotAFile, open_to_read
 
     try:
-        return open_to_read(path, pipes=True)[0]  # type: ignore[return-value]
+        return open_to_read(path, pipes=True, waiting=waiting)[0]  # type: ignore[return-value]
     except IsADirectoryError:
         raise DatasetError(f"{path} is a folder, not a file") from None
     except NotAFile:
@@ -193,12 +195,15 @@ def is_jsonl(path: Path) -> bool:
     return path.suffix.lower() in JSONL_SUFFIXES
 
 
-def read_prompts(path: Path, prompt_field: str = "prompt", jsonl: bool | None = None) -> Source:
+def read_prompts(
+    path: Path, prompt_field: str = "prompt", jsonl: bool | None = None, waiting: Callable[[str], None] | None = None
+) -> Source:
     """The prompts of a file: one a line, or (`jsonl`; None: by the name, `*.jsonl`, `*.ndjson`)
-    the `prompt_field` of each JSON object. DatasetError only when the file cannot be opened."""
+    the `prompt_field` of each JSON object. DatasetError only when the file cannot be opened.
+    `waiting(path)`: the file is a pipe that has sent nothing for a while."""
     source = Source(path, "prompts")
     jsonl = is_jsonl(path) if jsonl is None else jsonl
-    with _open(path) as f:
+    with _open(path, waiting) as f:
         lines = _lines(f, source, jsonl)
     for number, raw in lines:
         if raw is None:
@@ -246,13 +251,19 @@ def all_json_objects(source: Source) -> bool:
     return True
 
 
-def read_dataset(path: Path, prompt_field: str = "prompt", response_field: str = "response") -> Source:
+def read_dataset(
+    path: Path,
+    prompt_field: str = "prompt",
+    response_field: str = "response",
+    waiting: Callable[[str], None] | None = None,
+) -> Source:
     """The prompt/response pairs of a JSON Lines file (fields named `prompt_field` and
-    `response_field`). DatasetError only when the file cannot be opened."""
+    `response_field`). DatasetError only when the file cannot be opened. `waiting(path)`: the
+    file is a pipe that has sent nothing for a while."""
     if prompt_field == response_field:
         raise DatasetError(f"the prompt and the response cannot both be the field {prompt_field!r}")
     source = Source(path, "dataset")
-    with _open(path) as f:
+    with _open(path, waiting) as f:
         lines = _lines(f, source, jsonl=True)
     for number, raw in lines:
         if raw is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
@@ -75,13 +76,18 @@ class NotAFile(OSError):
     """What `open_to_read` found is neither a regular file nor (where allowed) a pipe."""
 
 
-def open_to_read(path: Path, follow_links: bool = True, pipes: bool = False) -> tuple[IO[bytes], os.stat_result]:
+PIPE_NOTICE_SECONDS = 1.0  # a pipe silent this long: `open_to_read` says what it waits for
+
+
+def open_to_read(
+    path: Path, follow_links: bool = True, pipes: bool = False, waiting: Callable[[str], None] | None = None
+) -> tuple[IO[bytes], os.stat_result]:
     """`path` opened for reading, with its status: every check is of the file opened, not of the
     name looked at before (a received folder's file swapped for a link or a pipe between a check
     and the read changes nothing). A folder raises IsADirectoryError, anything but a regular file
     NotAFile — except, with `pipes`, a FIFO or a terminal (`--file <(cmd)`, /dev/stdin), opened
-    again to block until its writer sends (the first open never blocks). `follow_links` False:
-    a symbolic link is refused (OSError ELOOP)."""
+    again to block until its writer sends (the first open never blocks; `_open_pipe`). `follow_links`
+    False: a symbolic link is refused (OSError ELOOP)."""
     import stat
 
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -96,12 +102,42 @@ def open_to_read(path: Path, follow_links: bool = True, pipes: bool = False) -> 
             raise IsADirectoryError(21, "is a folder", str(path))
         if pipes and (stat.S_ISFIFO(st.st_mode) or os.isatty(f.fileno())):
             f.close()
-            again = open(path, "rb")  # noqa: SIM115 - returned open
-            return again, os.fstat(again.fileno())
+            return _open_pipe(path, waiting)
         raise NotAFile(f"{path}: not a regular file" + (" or a pipe" if pipes else ""))
     except BaseException:
         f.close()
         raise
+
+
+def _open_pipe(path: Path, waiting: Callable[[str], None] | None) -> tuple[IO[bytes], os.stat_result]:
+    """A pipe or terminal opened to read, once its writer has opened it. A pipe nobody writes to
+    waits for ever, silently (a trial's `--prompts fifo` looked hung): `waiting(path)` is called
+    once when neither a writer nor its first bytes came within PIPE_NOTICE_SECONDS."""
+    import select
+
+    said = threading.Event()
+
+    def say() -> None:
+        if waiting is not None and not said.is_set():
+            said.set()
+            waiting(str(path))
+
+    timer = threading.Timer(PIPE_NOTICE_SECONDS, say)  # (while the open itself waits for a writer)
+    timer.daemon = True
+    start = time.monotonic()
+    if waiting is not None:
+        timer.start()
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - returned open
+        # a writer came: its first bytes (or its end) within the rest of the time, or the notice
+        sent = (
+            waiting is None or select.select([f], [], [], max(0.0, start + PIPE_NOTICE_SECONDS - time.monotonic()))[0]
+        )
+    finally:
+        timer.cancel()
+    if not sent:
+        say()
+    return f, os.fstat(f.fileno())
 
 
 def probe_folder(folder: Path) -> None:

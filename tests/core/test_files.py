@@ -56,7 +56,7 @@ def test_a_pipe_that_sends_nothing_for_a_while_is_said_to_be_waited_for(tmp_path
 
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    told: list[str] = []
+    told: list[tuple[str, bool]] = []
 
     def write(delay: float) -> None:
         if opens_late:
@@ -70,8 +70,8 @@ def test_a_pipe_that_sends_nothing_for_a_while_is_said_to_be_waited_for(tmp_path
         told.clear()
         writer = threading.Thread(target=write, args=(delay,))
         writer.start()
-        f, _st = files.open_to_read(fifo, pipes=True, waiting=told.append)
+        f, _st = files.open_to_read(fifo, pipes=True, waiting=lambda *said: told.append(said))
         with f:
             assert f.read() == b"sent\n"
         writer.join()
-        assert told == ([str(fifo)] if delay else []), (opens_late, delay)
+        assert told == ([(str(fifo), False)] if delay else []), (opens_late, delay)

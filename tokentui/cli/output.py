@@ -94,10 +94,14 @@ def say_at_once(text: str, keep_line: bool = False) -> None:
         typer.echo(text, err=True)
 
 
-def waiting_for_pipe(path: str) -> None:
-    """`open_to_read`'s notice for a pipe (`--file fifo`, `<(cmd)`) that has sent nothing yet: a
-    command waiting on a pipe nobody writes to looked hung. From a timer thread, hence at once."""
-    say_at_once(f"… waiting for {sanitize(path)}: a pipe that has sent nothing yet (Ctrl-C stops)")
+def waiting_for_pipe(path: str, terminal: bool) -> None:
+    """`open_to_read`'s notice for a pipe (`--file fifo`, `<(cmd)`) or a terminal (`--file
+    /dev/stdin`) that has sent nothing yet: a command waiting on a pipe nobody writes to looked
+    hung. From a timer thread, hence at once."""
+    if terminal:
+        say_at_once(f"… reading {sanitize(path)} from the terminal: type the text, then Ctrl-D (Ctrl-C stops)")
+    else:
+        say_at_once(f"… waiting for {sanitize(path)}: a pipe that has sent nothing yet (Ctrl-C stops)")
 
 
 class StopThenInterrupt(threading.Event):

@@ -117,9 +117,9 @@ def _text_lines(text: io.TextIOWrapper, source: Source) -> list[tuple[int, bytes
             return out
 
 
-def _open(path: Path, waiting: Callable[[str], None] | None) -> BinaryIO:
+def _open(path: Path, waiting: Callable[[str, bool], None] | None) -> BinaryIO:
     """The file or pipe (`--prompts <(cmd)`) opened; a folder or a device is one error.
-    `waiting(path)`: a pipe has sent nothing for a while (`open_to_read`)."""
+    `waiting(path, terminal)`: a pipe has sent nothing for a while (`open_to_read`)."""
     from tokentui.core.files import NotAFile, open_to_read
 
     try:
@@ -196,11 +196,14 @@ def is_jsonl(path: Path) -> bool:
 
 
 def read_prompts(
-    path: Path, prompt_field: str = "prompt", jsonl: bool | None = None, waiting: Callable[[str], None] | None = None
+    path: Path,
+    prompt_field: str = "prompt",
+    jsonl: bool | None = None,
+    waiting: Callable[[str, bool], None] | None = None,
 ) -> Source:
     """The prompts of a file: one a line, or (`jsonl`; None: by the name, `*.jsonl`, `*.ndjson`)
     the `prompt_field` of each JSON object. DatasetError only when the file cannot be opened.
-    `waiting(path)`: the file is a pipe that has sent nothing for a while."""
+    `waiting(path, terminal)`: the file is a pipe that has sent nothing for a while."""
     source = Source(path, "prompts")
     jsonl = is_jsonl(path) if jsonl is None else jsonl
     with _open(path, waiting) as f:
@@ -255,10 +258,10 @@ def read_dataset(
     path: Path,
     prompt_field: str = "prompt",
     response_field: str = "response",
-    waiting: Callable[[str], None] | None = None,
+    waiting: Callable[[str, bool], None] | None = None,
 ) -> Source:
     """The prompt/response pairs of a JSON Lines file (fields named `prompt_field` and
-    `response_field`). DatasetError only when the file cannot be opened. `waiting(path)`: the
+    `response_field`). DatasetError only when the file cannot be opened. `waiting(path, terminal)`: the
     file is a pipe that has sent nothing for a while."""
     if prompt_field == response_field:
         raise DatasetError(f"the prompt and the response cannot both be the field {prompt_field!r}")

@@ -80,7 +80,7 @@ PIPE_NOTICE_SECONDS = 1.0  # a pipe silent this long: `open_to_read` says what i
 
 
 def open_to_read(
-    path: Path, follow_links: bool = True, pipes: bool = False, waiting: Callable[[str], None] | None = None
+    path: Path, follow_links: bool = True, pipes: bool = False, waiting: Callable[[str, bool], None] | None = None
 ) -> tuple[IO[bytes], os.stat_result]:
     """`path` opened for reading, with its status: every check is of the file opened, not of the
     name looked at before (a received folder's file swapped for a link or a pipe between a check
@@ -101,18 +101,21 @@ def open_to_read(
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(21, "is a folder", str(path))
         if pipes and (stat.S_ISFIFO(st.st_mode) or os.isatty(f.fileno())):
+            terminal = os.isatty(f.fileno())
             f.close()
-            return _open_pipe(path, waiting)
+            return _open_pipe(path, waiting, terminal)
         raise NotAFile(f"{path}: not a regular file" + (" or a pipe" if pipes else ""))
     except BaseException:
         f.close()
         raise
 
 
-def _open_pipe(path: Path, waiting: Callable[[str], None] | None) -> tuple[IO[bytes], os.stat_result]:
+def _open_pipe(
+    path: Path, waiting: Callable[[str, bool], None] | None, terminal: bool
+) -> tuple[IO[bytes], os.stat_result]:
     """A pipe or terminal opened to read, once its writer has opened it. A pipe nobody writes to
-    waits for ever, silently (a trial's `--prompts fifo` looked hung): `waiting(path)` is called
-    once when neither a writer nor its first bytes came within PIPE_NOTICE_SECONDS."""
+    waits for ever, silently (a trial's `--prompts fifo` looked hung): `waiting(path, terminal)`
+    is called once when neither a writer nor its first bytes came within PIPE_NOTICE_SECONDS."""
     import select
 
     said = threading.Event()
@@ -120,7 +123,7 @@ def _open_pipe(path: Path, waiting: Callable[[str], None] | None) -> tuple[IO[by
     def say() -> None:
         if waiting is not None and not said.is_set():
             said.set()
-            waiting(str(path))
+            waiting(str(path), terminal)
 
     timer = threading.Timer(PIPE_NOTICE_SECONDS, say)  # (while the open itself waits for a writer)
     timer.daemon = True

@@ -15,6 +15,11 @@ from tokentui.engine.hf.token_bytes import vocab_bytes
 SHAPES = {
     # GPT-2 small: 124M parameters
     "gpt2-124m": lambda: T.GPT2Config(n_layer=12, n_embd=768, n_head=12, n_positions=2048, vocab_size=50257),
+    # GPT-2 small's depth with a 64-wide residual stream and the tokenizer's 1,000-id vocabulary:
+    # on a CPU each op then costs about what launching it costs on a GPU, so a token's time is its
+    # Python and dispatch, as GPT-2 small's is on a GPU (batch's per-token overhead, measurable
+    # without one)
+    "gpt2-narrow": lambda: T.GPT2Config(n_layer=12, n_embd=64, n_head=4, n_positions=2048, vocab_size=1000),
     # Qwen2.5-0.5B-shaped: 494M parameters
     "qwen2-0.5b": lambda: T.Qwen2Config(
         num_hidden_layers=24,

@@ -724,6 +724,33 @@ def test_a_batch_killed_mid_way_resumes_with_every_item_done_once(cli, model_dir
     _resume_and_check(cli, args, out, n_items)
 
 
+def test_the_manifest_is_written_after_the_first_item_then_at_most_once_per_gap(tmp_path, monkeypatch):
+    """A manifest rewritten (and synced) after every short item was a tenth of the batch: it is
+    written at once the first time, then held back for `MIN_GAP` (the kill above loses only
+    what was held back, and redoes it)."""
+    from tokentui.cli.batch import _Saver
+    from tokentui.store.collection import Collection, CollectionItem
+
+    coll = Collection.new(tmp_path / "coll")
+    coll.models = ["m"]
+    save = _Saver(coll)
+    monkeypatch.setattr(_Saver, "MIN_GAP", 60.0)  # (however slow this machine is now)
+
+    def written() -> list[int]:
+        return [it.index for it in load_collection(coll.path).items]
+
+    coll.put(CollectionItem(1, "m", "skipped", None, "too long", "1" * 64))
+    save()
+    assert written() == [1]
+    coll.put(CollectionItem(2, "m", "skipped", None, "too long", "2" * 64))
+    save()
+    assert written() == [1]
+    monkeypatch.setattr(_Saver, "MIN_GAP", 0.0)
+    monkeypatch.setattr(_Saver, "SPACING", 0)
+    save()
+    assert written() == [1, 2]
+
+
 def _ctrl_c_once(cli, args, ready):
     """The result of `cli(*args)` run in this process, with a real SIGINT sent to it once `ready()`
     (polled from another thread; 60 s at most)."""

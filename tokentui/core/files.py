@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import secrets
 import threading
-import time
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
@@ -19,11 +18,14 @@ def write_atomically(
     fill: Callable[[IO[bytes]], object],
     tmp: Path | None = None,
     check: Callable[[], None] | None = None,
+    durable: bool = True,
 ) -> None:
     """`fill` writes into a temporary file beside `path` (`tmp`, or a unique name), which is
     flushed to disk and renamed over `path`; `check` runs just before the rename (it may refuse by
     raising). The temporary file is removed whatever goes wrong, also an exception that is not an
     OSError; the folder is synced afterwards (best effort) so that the rename survives a crash.
+    `durable` False: neither is synced — still all or nothing when the process dies (the rename
+    is atomic), but a power cut may lose the file: for files whose reader checks them anyway.
     Permissions: a new file gets what the user's umask gives any file (not mkstemp's 0600: a CSV
     or an export is meant to be shared as a run file is); a file replaced keeps its own."""
     if tmp is None:
@@ -37,12 +39,15 @@ def write_atomically(
                 os.fchmod(f.fileno(), path.stat().st_mode & 0o7777)
             fill(f)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         if check is not None:
             check()
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    if not durable:
+        return
     try:
         folder = os.open(path.parent, os.O_RDONLY)
         try:
@@ -85,8 +90,8 @@ def open_to_read(
     """`path` opened for reading, with its status: every check is of the file opened, not of the
     name looked at before (a received folder's file swapped for a link or a pipe between a check
     and the read changes nothing). A folder raises IsADirectoryError, anything but a regular file
-    NotAFile — except, with `pipes`, a FIFO or a terminal (`--file <(cmd)`, /dev/stdin), opened
-    again to block until its writer sends (the first open never blocks; `_open_pipe`). `follow_links`
+    NotAFile — except, with `pipes`, a FIFO or a terminal (`--file <(cmd)`, /dev/stdin), read
+    once its writer sends (the open itself never blocks; `_wait_for_writer`). `follow_links`
     False: a symbolic link is refused (OSError ELOOP)."""
     import stat
 
@@ -101,45 +106,30 @@ def open_to_read(
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(21, "is a folder", str(path))
         if pipes and (stat.S_ISFIFO(st.st_mode) or os.isatty(f.fileno())):
-            terminal = os.isatty(f.fileno())
-            f.close()
-            return _open_pipe(path, waiting, terminal)
+            return _wait_for_writer(f, path, waiting, os.isatty(f.fileno()))
         raise NotAFile(f"{path}: not a regular file" + (" or a pipe" if pipes else ""))
     except BaseException:
         f.close()
         raise
 
 
-def _open_pipe(
-    path: Path, waiting: Callable[[str, bool], None] | None, terminal: bool
+def _wait_for_writer(
+    f: IO[bytes], path: Path, waiting: Callable[[str, bool], None] | None, terminal: bool
 ) -> tuple[IO[bytes], os.stat_result]:
-    """A pipe or terminal opened to read, once its writer has opened it. A pipe nobody writes to
-    waits for ever, silently (a trial's `--prompts fifo` looked hung): `waiting(path, terminal)`
-    is called once when neither a writer nor its first bytes came within PIPE_NOTICE_SECONDS."""
+    """A pipe or terminal, opened without blocking, made ready to read: once its writer has sent
+    something or closed, it blocks as any file does. The same descriptor throughout — closing it
+    and opening the name again (blocking until a writer comes) lost a writer that had opened,
+    written and closed in between, and then waited for ever. A pipe nobody writes to waits for
+    ever, silently (a trial's `--prompts fifo` looked hung): `waiting(path, terminal)` is called
+    once when nothing came within PIPE_NOTICE_SECONDS. (Linux: a FIFO no writer has opened
+    since this open is not ready, so the wait is for the writer.)"""
     import select
 
-    said = threading.Event()
-
-    def say() -> None:
-        if waiting is not None and not said.is_set():
-            said.set()
+    if not select.select([f], [], [], PIPE_NOTICE_SECONDS)[0]:
+        if waiting is not None:
             waiting(str(path), terminal)
-
-    timer = threading.Timer(PIPE_NOTICE_SECONDS, say)  # (while the open itself waits for a writer)
-    timer.daemon = True
-    start = time.monotonic()
-    if waiting is not None:
-        timer.start()
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - returned open
-        # a writer came: its first bytes (or its end) within the rest of the time, or the notice
-        sent = (
-            waiting is None or select.select([f], [], [], max(0.0, start + PIPE_NOTICE_SECONDS - time.monotonic()))[0]
-        )
-    finally:
-        timer.cancel()
-    if not sent:
-        say()
+        select.select([f], [], [])
+    os.set_blocking(f.fileno(), True)
     return f, os.fstat(f.fileno())
 
 

@@ -125,16 +125,17 @@ def encode_run(run: Run) -> bytes:
     return save(tensors, metadata=meta)
 
 
-def save_run(run: Run, path: Path | str) -> Path:
+def save_run(run: Run, path: Path | str, durable: bool = True) -> Path:
     """Write atomically: temp file in the same folder, fsync, rename. A crash keeps the old file.
-    A run without a branch (a generation before its first step) is refused: no file could load it."""
+    A run without a branch (a generation before its first step) is refused: no file could load it.
+    `durable` False: not synced to disk (`write_atomically`), for a run whose reader checks it."""
     path = Path(path)
     if not run.branches:
         raise RunFileError(path, "the run has no branch yet: nothing to save")
     path.parent.mkdir(parents=True, exist_ok=True)
     steps, n_attr = run.total_steps(), len(run.attributions)
     data = encode_run(run)
-    write_atomically(path, lambda f: f.write(data), tmp=temporary_name(path))
+    write_atomically(path, lambda f: f.write(data), tmp=temporary_name(path), durable=durable)
     run.mark_saved(steps, n_attr)
     return path
 

@@ -46,9 +46,14 @@ class TokenTable:
         if self._display:  # (an id shown before, as "<id N>" or its held bytes, may change)
             for tid in entries:
                 self._display.pop(tid, None)
-        if len(self._held) and entries:  # (a large update — a whole table's — in one numpy step)
+        held = self._held
+        if len(held) and len(entries) > 64:  # (a large update — a whole table's — in one numpy step)
             keys = np.fromiter(entries, dtype=np.int64, count=len(entries))
-            self._held[keys[(keys >= 0) & (keys < len(self._held))]] = False
+            held[keys[(keys >= 0) & (keys < len(held))]] = False
+        elif len(held):  # (a decode step's few: numpy's calls would cost more than they do)
+            for tid in entries:
+                if 0 <= tid < len(held):
+                    held[tid] = False
 
     def hold(self, vocab: Sequence[bytes], ids: np.ndarray) -> None:
         """Note `ids` (0 ≤ id < len(vocab), repeats allowed) with the bytes `vocab[id]`, without a

@@ -270,10 +270,12 @@ class HFBackend:
             return {}
         vb = self.lm.vocab_bytes
         n = len(vb)
-        ids = np.concatenate([np.asarray(a, dtype=np.int64).ravel() for a in arrays])
-        if ids.size * 64 < n:
-            distinct = sorted(set(ids[ids >= 0].tolist()))
+        count = sum(len(a) if isinstance(a, list) else np.size(a) for a in arrays)
+        if count <= 256 or count * 64 < n:  # (a decode step: a few ids, in plain Python)
+            listed = (a if isinstance(a, list) else np.ravel(a).tolist() for a in arrays)
+            distinct = sorted({i for ids in listed for i in ids if i >= 0})
         else:
+            ids = np.concatenate([np.asarray(a, dtype=np.int64).ravel() for a in arrays])
             seen = np.zeros(n, dtype=bool)
             seen[ids[(ids >= 0) & (ids < n)]] = True
             distinct = np.flatnonzero(seen).tolist() + sorted(set(ids[ids >= n].tolist()))
@@ -350,14 +352,15 @@ class HFBackend:
         # in blocks of positions: a [positions, V] float32 copy of the logits per measure would be
         # gigabytes for a long prompt and a large vocabulary (and is a tree search's memory peak)
         rows = max(1, TEACHER_FORCED_ELEMENTS // out.logits.shape[-1])
-        parts: dict[str, list[np.ndarray]] = {}
+        packer = Packer(run.layout)
+        parts: list[torch.Tensor] = []  # (each block's values side by side: one transfer at the end)
         for a in range(0, n, rows):
-            logp = torch.log_softmax(out.logits[0, a : min(a + rows, n)].float(), -1)
-            x = TokenInputs(logp, targets[a : a + rows], nan[a : a + rows], run.k)
-            for name, t in self._step_values(run, x, out, slice(a, min(a + rows, n))).items():
-                parts.setdefault(name, []).append(t.cpu().numpy())
+            b = min(a + rows, n)
+            logp = torch.log_softmax(out.logits[0, a:b].float(), -1)
+            x = TokenInputs(logp, targets[a:b], nan[a:b], run.k)
+            parts.append(packer.pack_rows(self._step_values(run, x, out, slice(a, b)), b - a))
             del logp, x
-        host = {name: np.concatenate(p) for name, p in parts.items()}
+        host = packer.unpack_rows(torch.cat(parts).cpu().numpy())
         require_finite(host, " on the text")
         lensed = None
         hs = out.hidden_states
@@ -579,8 +582,9 @@ class HFBackend:
                 logp = torch.log_softmax(logits, -1)
                 is_forced = bool(forced)
                 if is_forced:
-                    chosen = torch.tensor(forced.pop(0), device=self.device)
-                    slp = logits.new_tensor(math.nan)
+                    # (fills, not copies from the host: a copy waits for the device's queue)
+                    chosen = torch.full((), forced.pop(0), dtype=torch.long, device=self.device)
+                    slp = logits.new_full((), math.nan)
                 else:
                     chosen, slp = choose(logits, params, gen)
                 x = TokenInputs(logp[None], chosen.view(1), slp.view(1).float(), k)

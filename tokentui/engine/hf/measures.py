@@ -39,9 +39,14 @@ class TokenInputs:
     k: int  # how many alternatives the run records
     finite: bool = False  # logp is clamped at LOGPROB_FLOOR (no −∞ anywhere): see `_entropy`
     _probs: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _chosen_logp: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     def chosen_logprob(self) -> torch.Tensor:
-        return self.logp.gather(-1, self.chosen[:, None])[:, 0]
+        """log p of the taken tokens, gathered once for every measure that needs it (the log-prob,
+        the rank): a decode step's time is its Python and kernel launches, not its arithmetic."""
+        if self._chosen_logp is None:
+            self._chosen_logp = self.logp.gather(-1, self.chosen[:, None])[:, 0]
+        return self._chosen_logp
 
     def probs(self) -> torch.Tensor:
         """exp(logp), computed once for every measure that needs it (entropy, a comparison's
@@ -145,7 +150,9 @@ def require_finite(
     check is on the host copy the step makes anyway, so it costs the device nothing."""
     for name in names:
         v = host.get(name)
-        if v is not None and not np.isfinite(v).all():
+        if v is None:
+            continue
+        if not (math.isfinite(v) if np.ndim(v) == 0 else np.isfinite(v).all()):  # (a decode step's: one number)
             raise EngineError(NOT_FINITE.format(where=where))
 
 
@@ -651,6 +658,7 @@ class Packer:
         dims = layout.dims
         lensed = set(lens_names())
         self.slots: list[tuple[str, int, tuple[int, ...], Measure]] = []
+        self._reads: list[tuple[str, int, int, tuple[int, ...], bool]] = []  # name, start, end, shape, int32
         self.layer: list[tuple[str, tuple[int, ...]]] = []  # lens measures: per-layer value shape
         at = 0
         computed = {"token_id", *lensed, *NON_TOKEN_MEASURES} | {n for names, _fn in TOKEN_FNS for n in names}
@@ -663,6 +671,7 @@ class Packer:
                 self.layer.append((m.name, shape))
             width = int(np.prod(shape)) if shape else 1
             self.slots.append((m.name, at, shape, m))
+            self._reads.append((m.name, at, at + width, shape, m.dtype == "int32"))
             at += width
         self.token_width = at
         # the id columns a step carries besides its token (their bytes go into the token table)
@@ -680,14 +689,20 @@ class Packer:
         leave the device in one transfer (a tree node's children), each row read by `unpack`."""
         return torch.cat([values[name].reshape(n, -1).float() for name, _at, _s, _m in self.slots], dim=1)
 
+    def unpack_rows(self, block: np.ndarray) -> dict[str, np.ndarray]:
+        """Host [n, width] rows of `pack_rows` → {name: [n(, …)]}, integers as declared."""
+        n = len(block)
+        out = {}
+        for name, a, b, shape, integer in self._reads:
+            v = block[:, a:b].astype(np.int32) if integer else block[:, a:b]
+            out[name] = v.reshape(n, *shape) if shape else v[:, 0]
+        return out
+
     def unpack(self, row: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
         """Host row → ({name: value; a lens measure's: its layer L}, {lens measure: [L-1(, j)]} or None)."""
         out = {}
-        for name, at, shape, m in self.slots:
-            width = int(np.prod(shape)) if shape else 1
-            v = row[at : at + width]  # full precision here: storage may narrow it (Columns)
-            if m.dtype == "int32":
-                v = v.astype(np.int32)
+        for name, a, b, shape, integer in self._reads:  # full precision here: storage may narrow it (Columns)
+            v = row[a:b].astype(np.int32) if integer else row[a:b]
             out[name] = v.reshape(shape) if shape else v[0]
         if self.lens_rows == 0:
             return out, None

@@ -5,6 +5,8 @@ log-prob under the warped distribution it actually sampled from."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from tokentui.core.params import SamplingParams
@@ -39,7 +41,9 @@ def choose(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(chosen id, its log-prob under the sampler's distribution; NaN when greedy)."""
     if params.greedy:
-        return logits.argmax(), logits.new_tensor(float("nan"))
+        return logits.argmax(), logits.new_full(
+            (), math.nan
+        )  # (a fill: no copy from the host, which waits for the device)
     w = warp(logits, params)
     logp = torch.log_softmax(w, -1)
     chosen = torch.multinomial(logp.exp(), 1, generator=gen)[0]

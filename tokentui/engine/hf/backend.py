@@ -603,7 +603,7 @@ class HFBackend:
                 token = int(host["token_id"])
                 values: dict = {name: v for name, v in host.items() if name != "token_id"}
                 one = None if lens_host is None else {name: v[None] for name, v in lens_host.items()}
-                for name, arr in layer_arrays(one, {name: v[None] for name, v in host.items()}, 1, run.layout).items():
+                for name, arr in layer_arrays(one, host, 1, run.layout).items():
                     values[name] = arr[0]
                 step = Step(branch.end, token, values, "forced" if is_forced else "generated")
                 run.append_step(branch.id, step)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from tokentui.core.columns import Layout
-from tokentui.core.measures import MEASURES, Measure, declare, empty
+from tokentui.core.measures import MEASURES, Measure, declare
 from tokentui.engine.errors import EngineError
 
 
@@ -295,7 +295,7 @@ class _LensMargin(LayerReducer):
         return {"layer_margin": p[..., 0] - p[..., 1]}
 
     def final(self, x: TokenInputs, values: dict[str, torch.Tensor], k_lens: int) -> dict[str, torch.Tensor]:
-        p = x.logp.topk(2, dim=-1).values.exp()
+        p = _top(x, values, 2)[0].exp()
         return {"layer_margin": p[:, 0] - p[:, 1]}
 
 
@@ -426,8 +426,19 @@ class _LensTopK(LayerReducer):
         return {"layer_topk_ids": t.top_ids[..., :k], "layer_topk_logprobs": logp}
 
     def final(self, x: TokenInputs, values: dict[str, torch.Tensor], k_lens: int) -> dict[str, torch.Tensor]:
-        lp, ids = x.logp.topk(k_lens, dim=-1)
-        return {"layer_topk_ids": ids, "layer_topk_logprobs": lp.clamp_min(LOGPROB_FLOOR)}
+        lp, ids = _top(x, values, k_lens)
+        return {"layer_topk_ids": ids, "layer_topk_logprobs": lp}
+
+
+def _top(x: TokenInputs, values: dict[str, torch.Tensor], k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest log-probs (clamped at LOGPROB_FLOOR) and their ids: the first k of the per-token
+    top-k already computed when it is as wide (a top-k over the vocabulary is several kernels on
+    a GPU, and a decode step with the lens on asked for three), else their own."""
+    lp, ids = values.get("topk_logprobs"), values.get("topk_ids")
+    if lp is not None and ids is not None and lp.shape[-1] >= k:
+        return lp[:, :k], ids[:, :k]
+    lp, ids = x.logp.topk(k, dim=-1)
+    return lp.clamp_min(LOGPROB_FLOOR), ids
 
 
 def lens_names() -> tuple[str, ...]:
@@ -618,14 +629,14 @@ def layer_arrays(
     """[n, L] (or [n, L, j]) arrays of the layout's lens measures: layers 1…L−1 from the lens
     (`lensed[name]`: [m ≤ n, L−1(, j)], the first m positions, the rest 'unknown'; None: the lens
     is off or has not run yet: all 'unknown'), layer L
-    from `finals[name]` ([n] or [n, j]: the model's own value; for layer_entropy / layer_rank the
-    per-token `entropy` / `rank` will do)."""
+    from `finals[name]` ([n] or [n, j], or one position's value when n is 1: the model's own value;
+    for layer_entropy / layer_rank the per-token `entropy` / `rank` will do)."""
     out = {}
     names = set(lens_names())
     for m in layout.measures:
         if m.name not in names:
             continue
-        arr = empty(m, n, layout.dims).astype(np.float32 if m.dtype != "int32" else np.int32)
+        arr = np.full(m.shape_for(n, layout.dims), m.fill, dtype=np.int32 if m.dtype == "int32" else np.float32)
         if lensed is not None and layout.n_layers > 1 and m.name in lensed:
             v = lensed[m.name]
             arr[: len(v), :-1] = v.cpu().numpy() if isinstance(v, torch.Tensor) else v

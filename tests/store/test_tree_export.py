@@ -136,6 +136,23 @@ def test_a_root_ending_inside_a_character_is_completed_by_its_children():
     assert child["full_text"] == (head + "é".encode()[1:]).decode("utf-8", errors="strict")
 
 
+def test_seed002_gives_a_character_split_at_the_root_whole_to_the_responses():
+    """The root (seed 002's prompt) ends with the first byte of "é" and one path's first token
+    holds the second: that response is "é", the prompt has no byte shown as ‹C3›; the other
+    paths continue with bytes that complete no character, so their responses show the byte."""
+    run = make_run()
+    run.tokens.add(int(run.prompt.col("token_id")[1]), "é".encode()[:1])
+    b = run.add_branch(0, 2, n_forced=1)
+    run.tokens.add(7, "é".encode()[1:])
+    b.steps.append(Step(2, 7, dict(run.step(0, 2).values), "forced"))
+    records = [json.loads(line) for line in exported(run, "seed002-jsonl").splitlines()]
+    head = run.tokens.text(run.prompt.col("token_id")[:2].tolist())
+    assert all(r["prompt"] == decode_bytes(head[:-1]) for r in records)
+    assert [r["response"] for r in records if r["data"][0]["token"] == "‹A9›"] == ["é"]
+    others = [r["response"] for r in records if r["data"][0]["token"] != "‹A9›"]
+    assert others and all(r.startswith("‹C3›") for r in others)
+
+
 def test_tree_json_round_trips_through_the_run_file(tmp_path):
     run = make_tree_run()
     loaded = load_run(save_run(run, tmp_path / "t.tokentui"))

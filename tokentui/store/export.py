@@ -529,10 +529,11 @@ def write_tree_json(run: Run, out: TextSink, raw: bool = False) -> None:
 
 def seed002_records(run: Run, trie: tree.Trie) -> Iterator[dict[str, Any]]:
     """One record per path of the tree (root to leaf, depth first) in the shape of seed 002's
-    logprobs viewer: prompt, response (the path's text without end-of-sequence tokens), and per
+    logprobs viewer: prompt, response (the path's text without end-of-sequence tokens; a character
+    whose bytes the root splits from the path's first token is the response's, whole), and per
     token: token, logprob, prob (in percent) and other_tokens (the distribution's top 5, which
     include the token itself, with its own float32 log-prob, when it was among them)."""
-    prompt = root_text(run, trie)
+    prompt, rest = _root_open(run, trie)  # (a character split at the root goes whole into the responses)
     eos = set(run.meta.eos_ids)
     for leaf in trie.leaves():
         path = trie.path(leaf)
@@ -553,7 +554,7 @@ def seed002_records(run: Run, trie: tree.Trie) -> Iterator[dict[str, Any]]:
                 {"token": _text(run, node.token_id), "logprob": lp, "prob": math.exp(lp) * 100, "other_tokens": others}
             )
         response = decode_bytes(
-            run.tokens.text(n.token_id for n in path if n.token_id is not None and n.token_id not in eos)
+            rest + run.tokens.text(n.token_id for n in path if n.token_id is not None and n.token_id not in eos)
         )
         yield {"prompt": prompt, "response": response, "data": data}
 

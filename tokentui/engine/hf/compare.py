@@ -355,12 +355,19 @@ class ModelPair:
             inputs = Inputs(texts, self.b.device)  # (one upload for both models)
             logits_b = _logits(self.b, inputs)
             logits_a = [held.pop(i) for i in g] if one_by_one else _logits(self.a, inputs)
-            for r, (i, la, lb) in enumerate(zip(g, logits_a, logits_b)):
-                run = self._run(items[i], _measures(la, lb, items[i].ids, k, self.b.device, inputs.targets(r)), k)
+            launched = [
+                _launch(la, lb, items[i].ids, k, self.b.device, inputs.targets(r))
+                for r, (i, la, lb) in enumerate(zip(g, logits_a, logits_b))
+            ]
+            # (what needs no result is built while the device works: after the wait it was a
+            # millisecond of a GPT-2-sized comparison's few dozen)
+            shells = [self._shell(items[i], k) for i in g]
+            for i, measured, shell in zip(g, launched, shells):
+                run = self._run(items[i], measured.host(), k, shell)
                 results[i] = run
                 if on_done is not None:
                     on_done(i, run)
-            del logits_a, logits_b
+            del logits_a, logits_b, launched
         yield from (results[i] for i in sorted(results))
 
     def _load_b(self, items: list[Item]) -> None:
@@ -380,19 +387,26 @@ class ModelPair:
             if it.tokenized:
                 check_same_ids(it.ids, _encode(self.b, it.text, it.chat, it.response)[0], _name(a.lm), _name(self.b.lm))
 
-    def _run(self, item: Item, host: dict[str, np.ndarray], k: int) -> Run:
-        """The comparison run of one item: a run of model A whose columns include B's."""
+    def _shell(self, item: Item, k: int) -> Run:
+        """An item's comparison run before its values: metadata, columns, its first token, the
+        text's ids in the token table."""
         assert self.b is not None
-        a = self.a
-        meta = a.new_run(item.text, GenerationSettings(k=k, chat=item.chat), item.template, mode="compare").meta
+        meta = self.a.new_run(item.text, GenerationSettings(k=k, chat=item.chat), item.template, mode="compare").meta
         meta.lens = "off"
         meta.model_b = _describe(self.b.lm)
         run = Run(meta, layout=compare_layout(k, meta.n_layers))
-        n = len(item.ids) - 1
         run.prompt.append(nan_step(0, item.ids[0]))
+        self.a._hold_tokens(run, item.ids)
+        return run
+
+    def _run(self, item: Item, host: dict[str, np.ndarray], k: int, shell: Run | None = None) -> Run:
+        """The comparison run of one item (`shell`: its `_shell`, made already): a run of model A
+        whose columns include B's."""
+        run = self._shell(item, k) if shell is None else shell
+        n = len(item.ids) - 1
         host.update(layer_arrays(None, host, n, run.layout))
         run.prompt.extend(host)
-        a._hold_tokens(run, item.ids, *(host[m.name] for m in run.layout.measures if m.is_token_id))
+        self.a._hold_tokens(run, *(host[m.name] for m in run.layout.measures if m.is_token_id and m.name != "token_id"))
         if item.response_start is not None:  # the response is the root branch, as `tokentui batch` keeps it
             return response_run(run, item.response_start)
         run.add_branch(None, len(run.prompt)).status = "scored"
@@ -500,12 +514,45 @@ def _measures(
     device: torch.device,
     targets: torch.Tensor | None = None,
 ) -> dict[str, np.ndarray]:
+    """Every column for positions 1… of one text from both models' logits (`_launch`), on the host."""
+    return _launch(logits_a, logits_b, ids, k, device, targets).host()
+
+
+@dataclass
+class _Launched:
+    """A text's comparison columns side by side on the device, one float32 row per position (ids
+    and ranks are exact below 2**24), computed or still being computed: `host` waits for them."""
+
+    packed: torch.Tensor
+    slots: list[tuple[str, int, bool, bool]]  # name, width, one value per position, integer
+
+    def host(self) -> dict[str, np.ndarray]:
+        """The columns on the host, in one transfer; a distribution that was not finite refused."""
+        host = self.packed.cpu().numpy()
+        out: dict[str, np.ndarray] = {}
+        at = 0
+        for name, width, scalar, integer in self.slots:
+            col = host[:, at : at + width]
+            at += width
+            col = col.astype(np.int64) if integer else col
+            out[name] = col[:, 0] if scalar else col
+        require_finite(out, " under one of the models", ("logprob", "entropy", "logprob_b", "entropy_b"))
+        return out
+
+
+def _launch(
+    logits_a: torch.Tensor,
+    logits_b: torch.Tensor,
+    ids: list[int],
+    k: int,
+    device: torch.device,
+    targets: torch.Tensor | None = None,
+) -> _Launched:
     """Every column for positions 1… of one text from both models' logits, on `device` in float32,
     a block of positions at a time (a block of A's logits may come from the host): by the fused
     kernel where it applies (`fused_stats`), else by the registered functions (`torch_stats`).
-    Each block's results are laid side by side in one float32 row per position (ids and ranks are
-    exact below 2**24), and everything leaves the device in one transfer at the end. `targets`:
-    the text's ids 1… already on the device (`Inputs.targets`; else uploaded from `ids`)."""
+    Nothing waits for the device here. `targets`: the text's ids 1… already on the device
+    (`Inputs.targets`; else uploaded from `ids`)."""
     n, vocab = logits_b.shape
     targets = torch.tensor(ids[1:], device=device) if targets is None else targets.to(device)
     fused = fused_stats(device)
@@ -515,23 +562,14 @@ def _measures(
         budget = BLOCK_ELEMENTS if device.type == "cpu" else GPU_BLOCK_ELEMENTS
     rows = max(1, budget // vocab)
     packed: list[torch.Tensor] = []
-    slots: list[tuple[str, int, bool, bool]] = []  # name, width, one value per position, integer
+    slots: list[tuple[str, int, bool, bool]] = []
     for r in range(0, n, rows):
         end = min(r + rows, n)
         values = (fused or torch_stats)(logits_a[r:end].to(device), logits_b[r:end], targets[r:end], k)
         if not slots:
             slots = [(name, v[0].numel(), v.dim() == 1, not v.is_floating_point()) for name, v in values.items()]
         packed.append(torch.cat([values[name].reshape(end - r, -1).float() for name, *_ in slots], 1))
-    host = torch.cat(packed).cpu().numpy()  # the one transfer
-    out: dict[str, np.ndarray] = {}
-    at = 0
-    for name, width, scalar, integer in slots:
-        col = host[:, at : at + width]
-        at += width
-        col = col.astype(np.int64) if integer else col
-        out[name] = col[:, 0] if scalar else col
-    require_finite(out, " under one of the models", ("logprob", "entropy", "logprob_b", "entropy_b"))
-    return out
+    return _Launched(packed[0] if len(packed) == 1 else torch.cat(packed), slots)
 
 
 def load_pair(

@@ -355,13 +355,14 @@ class ModelPair:
             inputs = Inputs(texts, self.b.device)  # (one upload for both models)
             logits_b = _logits(self.b, inputs)
             logits_a = [held.pop(i) for i in g] if one_by_one else _logits(self.a, inputs)
+            # (what needs no result is built while the device runs the forwards: after the wait —
+            # the fused kernel's top-k waits to learn which rows to redo — it was about a
+            # millisecond of a GPT-2-sized comparison's few dozen)
+            shells = [self._shell(items[i], k) for i in g]
             launched = [
                 _launch(la, lb, items[i].ids, k, self.b.device, inputs.targets(r))
                 for r, (i, la, lb) in enumerate(zip(g, logits_a, logits_b))
             ]
-            # (what needs no result is built while the device works: after the wait it was a
-            # millisecond of a GPT-2-sized comparison's few dozen)
-            shells = [self._shell(items[i], k) for i in g]
             for i, measured, shell in zip(g, launched, shells):
                 run = self._run(items[i], measured.host(), k, shell)
                 results[i] = run
@@ -551,8 +552,8 @@ def _launch(
     """Every column for positions 1… of one text from both models' logits, on `device` in float32,
     a block of positions at a time (a block of A's logits may come from the host): by the fused
     kernel where it applies (`fused_stats`), else by the registered functions (`torch_stats`).
-    Nothing waits for the device here. `targets`: the text's ids 1… already on the device
-    (`Inputs.targets`; else uploaded from `ids`)."""
+    Nothing but the fused kernel's top-k (`pair_kernel._top_k`) waits for the device here.
+    `targets`: the text's ids 1… already on the device (`Inputs.targets`; else uploaded from `ids`)."""
     n, vocab = logits_b.shape
     targets = torch.tensor(ids[1:], device=device) if targets is None else targets.to(device)
     fused = fused_stats(device)

@@ -459,6 +459,11 @@ def _active(names: set[str] | None, inputs: LensInputs | None) -> list[LayerRedu
 
 
 LENS_MAX_ROWS = 1024  # rows (positions × layers) `lens_values` projects at once
+LENS_BLOCK_ELEMENTS = 1 << 21  # logits per vocabulary slice on a CPU (~8 MB of float32: they stay in cache)
+# on a GPU: a batch's lens over a short prompt or 16 tokens (~200 rows) is launch-bound, ~35
+# kernels per slice; slices of 64 MB make GPT-2's vocabulary one slice (a few hundred MB of
+# temporaries at most, beside the model)
+GPU_LENS_BLOCK_ELEMENTS = 1 << 24
 
 
 def lens_positions(wanted: int, r_layers: int) -> int:
@@ -474,7 +479,7 @@ def lens_values(
     hidden: torch.Tensor,
     inputs: LensInputs | None = None,
     names: set[str] | None = None,
-    block_elements: int = 1 << 21,
+    block_elements: int | None = None,
     max_rows: int = LENS_MAX_ROWS,
 ) -> dict[str, torch.Tensor]:
     """Logit-lens measures of hidden states [P, R, d] (R layers of each of P positions) →
@@ -483,7 +488,8 @@ def lens_values(
     [N, d] is N rows of one layer each, and gives [N] (or [N, j]) values.
 
     Blocks of whole positions (at most `max_rows` rows) are projected onto vocabulary slices of
-    about `block_elements` logits (~8 MB of float32: they stay in cache), and every reducer sees
+    about `block_elements` logits (default: LENS_BLOCK_ELEMENTS on a CPU, GPU_LENS_BLOCK_ELEMENTS
+    elsewhere), and every reducer sees
     each slice once: the unembedding is read once per block, the [rows, V] logits never exist, and
     nothing leaves the device.
     """
@@ -503,6 +509,8 @@ def lens_values(
         chosen = None  # (no chosen-token logits to project)
     k_top = max((r.top(k_lens) for r in reducers), default=0)
     vocab = lens.weight.shape[0]
+    if block_elements is None:
+        block_elements = LENS_BLOCK_ELEMENTS if hidden.device.type == "cpu" else GPU_LENS_BLOCK_ELEMENTS
     parts: dict[str, list[torch.Tensor]] = {name: [] for r in reducers for name in r.measures}
     per_block = max(1, max_rows // max(1, r_layers))
     for p0 in range(0, n, per_block):

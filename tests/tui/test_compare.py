@@ -161,3 +161,17 @@ async def test_a_replayed_comparison_names_both_models_and_why_it_has_no_lens(co
         assert f"{run.meta.model} vs {run.meta.model_b['model']}" in status and "no model loaded" in status, status
         text = " ".join(rendered(app.query_one(LayersPane)).split())
         assert "a comparison records no lens" in text and "--lens-chunk" not in text, text
+
+
+async def test_the_delta_legend_keeps_its_colour_scale_whole_at_80_columns(compared_path):
+    """The Δ log p legend ("Δ log p (B − A) [nats] B likes it more ▒▒▒ B likes it less") is wider
+    than the token pane at 80 columns: it wrapped inside, and the scale's cells (spaces) were lost at the break. The name
+    goes on its own line instead, the scale whole on the next."""
+    app = explorer(run=load_run(compared_path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.stream.view is not None, what="the run on screen")
+        await pilot.press("m", "m", "m", "m", "m")
+        assert app.metric == "delta"
+        lines = [line.strip() for line in rendered(app.query_one(Legend)).splitlines()]
+        assert lines[0] == "Δ log p (B − A) [nats]", lines
+        assert re.match(r"B likes it more {4,}B likes it less", lines[1]), lines

@@ -5,8 +5,9 @@ position (plotext, drawn to the screen's width), the entropy deciles, the positi
 extreme tokens in their context. It needs no model, so a replay shows it too.
 
 A modal screen: the explorer's own keys (generate, branch …) do not act behind it. Escape or `S`
-closes it, `q` quits as everywhere, `X` saves its SVG screenshot (a picture of the analysis). Token text is untrusted: every string reaches the screen as a
-`Text` built from sanitised strings, never as markup."""
+closes it, `q` quits as everywhere, `X` saves an SVG screenshot of what it shows. Token text is
+untrusted: every string reaches the screen as a `Text` built from sanitised strings, never as
+markup."""
 
 from __future__ import annotations
 

@@ -40,43 +40,53 @@ class Legend(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
         self._parts: list[Text] = []
+        self._split: list[Text] = []  # the first part as two: for a line too narrow for it
 
-    def _show(self, parts: list[Text]) -> None:
+    def _show(self, parts: list[Text], split: tuple[Text, Text] | None = None) -> None:
         self._parts = parts
+        self._split = [*split, *parts[1:]] if split is not None else []
         self._draw()
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._draw)  # (after this layout pass: see SettingsLine.on_resize)
 
     def _draw(self) -> None:
-        self.update(join_parts(self._parts, self.content_region.width or 10**6))
+        width = self.content_region.width or 10**6
+        # (a metric's name and its scale wider than the line: on two lines, the scale whole — wrapped
+        # inside, the scale's cells, being spaces, were lost at the break: Δ log p at 80 columns)
+        parts = self._split if self._split and self._parts[0].cell_len > width else self._parts
+        self.update(join_parts(parts, width))
 
     def show(self, metric: str, scale: MetricScale, no_color: bool) -> None:
         from tokentui.core.metrics import METRICS  # numpy: only once a run is read
 
         m = METRICS[metric]
+        split: tuple[Text, Text] | None = None  # (name, scale): the legend as two parts, for a narrow line
         if m.buckets:  # each bucket in the style its tokens get, named
             legend = Text(f"{m.name} ")
             last = max(1, len(m.buckets) - 1)
             for i, name in enumerate(m.buckets):
                 legend.append(" " if i else "")
                 legend.append(f" {name} ", style=scale.style(i / last, no_color))
-        elif no_color:  # no colours: the text styles from sure to unsure, each named in its own style
-            legend = Text(f"{m.label} [{m.unit}] {m.ends[0]} ")
-            steps = no_color_steps(scale)
-            for i, style in enumerate(steps):
-                legend.append(style_name(style), style=style)
-                legend.append(" ▸ " if i < len(steps) - 1 else " ")
-            legend.append(m.ends[1])
-        else:  # the colour scale, one cell a step
-            legend = Text(f"{m.label} [{m.unit}] {m.ends[0]} ")
-            n = len(scale.backgrounds)
-            for i in range(n):
-                legend.append(" ", style=scale.style((i + 0.5) / n, False))
-            legend.append(f" {m.ends[1]}")
+        else:
+            title, ends = Text(f"{m.label} [{m.unit}]"), Text(f"{m.ends[0]} ")
+            if no_color:  # no colours: the text styles from sure to unsure, each named in its own style
+                steps = no_color_steps(scale)
+                for i, style in enumerate(steps):
+                    ends.append(style_name(style), style=style)
+                    ends.append(" ▸ " if i < len(steps) - 1 else " ")
+                ends.append(m.ends[1])
+            else:  # the colour scale, one cell a step
+                n = len(scale.backgrounds)
+                for i in range(n):
+                    ends.append(" ", style=scale.style((i + 0.5) / n, False))
+                ends.append(f" {m.ends[1]}")
+            split = (title, ends)
+            legend = Text.assemble(title, " ", ends)
         forced = Style(italic=True) if no_color else Style(italic=True, underline=True)
         self._show(
-            [legend, Text("prompt", style=Style(dim=True)), Text("forced", style=forced), Text("m: next metric")]
+            [legend, Text("prompt", style=Style(dim=True)), Text("forced", style=forced), Text("m: next metric")],
+            split,
         )
 
     def show_attribution(

@@ -743,3 +743,21 @@ async def test_the_status_bar_shows_the_running_generations_rate(cache_dir, monk
         shown = re.search(r"(\d+\.\d) tok/s", rendered(app.query_one("#status")))
         assert shown is not None and 5 < float(shown.group(1)) <= 100, rendered(app.query_one("#status"))
         await pilot.press("escape")
+
+
+async def test_a_long_error_stays_up_long_enough_to_read():
+    """At 80 columns the status bar cuts a refusal ("model B not loaded: the models…"): the toast
+    holds the whole reason, and stays up a second per 15 characters (6 s at least, 20 at most)."""
+    from tests.factories import make_run
+
+    app = explorer(run=make_run())
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        reason = "the models' tokenizers differ: id 100 is ‹A6› under gpt2 and ␋ under gpt2c; " * 2
+        for message, title, timeout in (
+            ("short", "", 6.0),
+            (reason, "model B failed to load", pytest.approx(len("model B failed to load" + reason) / 15)),
+            (reason * 3, "", 20.0),
+        ):
+            app.notify(message, title=title, severity="error")
+            await pilot.pause()  # (a notification is a message to the app)
+            assert [n.timeout for n in app._notifications] == [timeout]

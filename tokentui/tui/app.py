@@ -600,8 +600,10 @@ class TokentuiApp(
         markup: bool = True,
     ) -> None:
         """One notification at a time (a new one replaces the last), over the prompt box rather
-        than the panes being read (app.tcss), and short: 3 s, errors 6 s, unless the caller asks for
-        longer (a note that stays true while the model is used, read while typing). Messages carry run ids,
+        than the panes being read (app.tcss), and short: 3 s, errors 6 s, longer for a long message
+        (a second per 15 characters, up to 20 s: an error's whole reason is only here when the
+        status bar cuts it at 80 columns), unless the caller asks for longer (a note that stays true
+        while the model is used, read while typing). Messages carry run ids,
         paths and error texts from run files: always sanitised and never parsed as markup (the
         one place every notification passes; `markup` is accepted for Textual's signature only)."""
         # The replaced toasts go with their holders: Textual 8's ToastRack removes a cleared toast
@@ -610,7 +612,8 @@ class TokentuiApp(
         for screen in self.screen_stack:
             screen.query("ToastHolder").remove()
         self.clear_notifications()
-        timeout = timeout if timeout is not None else (6.0 if severity == "error" else 3.0)
+        if timeout is None:
+            timeout = min(20.0, max(6.0 if severity == "error" else 3.0, len(title + message) / 15))
         shown = "\n".join(sanitize(line) for line in message.split("\n"))  # (its lines kept: notes joined in one)
         super().notify(shown, title=sanitize(title), severity=severity, timeout=timeout, markup=False)
 

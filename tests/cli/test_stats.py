@@ -394,3 +394,12 @@ def test_collection_items_are_labelled_by_the_model_their_runs_record(cli, tmp_p
     assert res.exit_code == 0, res.output
     rows = res.stdout.splitlines()
     assert any(r.startswith("m:1 ") for r in rows) and any(r.startswith("work:1 ") for r in rows), res.stdout
+
+
+@pytest.mark.parametrize("ppl", [1.0, 4.6, 99999.994, 99999.996, 128134923.99, 6.3e30])
+def test_a_perplexity_fits_its_column_and_reads_back(ppl):
+    """The per-run table's ppl column is 8 cells: a random model's 128134923.99 stuck out past it."""
+    from tokentui.cli.stats import _perplexity
+
+    shown = _perplexity(ppl)
+    assert len(shown) <= 8 and float(shown) == pytest.approx(ppl, rel=5e-3), shown

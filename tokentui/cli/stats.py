@@ -306,7 +306,7 @@ def render(rep: Report, plots: bool = True, width: int = 80) -> list[str]:
         return (
             f"{cut_middle(label, wi):<{wi}} {cut_middle(run_id, wr):<{wr}} {cut_start(model, wm):<{wm}} "
             f"{scope[:ws]:<{ws}} {s.tokens:>7} {fmt(e.mean):>7} {fmt(e.median):>7} {fmt(e.std):>6} {fmt(p.mean):>7} "
-            f"{fmt(p.median):>6} {fmt(p.std):>6} {fmt(s.perplexity, 2):>8}"
+            f"{fmt(p.median):>6} {fmt(p.std):>6} {_perplexity(s.perplexity):>8}"
         )
 
     for r, (label, run_id, model, scope) in zip(rep.rows, cells, strict=True):
@@ -317,6 +317,15 @@ def render(rep: Report, plots: bool = True, width: int = 80) -> list[str]:
         lines.append(row("all", "", sanitize(r.source.model), "", r.summary))
     lines += [""] + stats_lines(rep, width, plots)
     return lines
+
+
+def _perplexity(x: float) -> str:
+    """A perplexity in the table's 8 cells: 2 decimals, or 3 significant digits where those are
+    wider (a random model's 128134923.99 stuck out past its column)."""
+    from tokentui.core.stats import fmt
+
+    shown = fmt(x, 2)
+    return shown if len(shown) <= 8 else f"{x:.3g}"
 
 
 def cut_start(text: str, width: int) -> str:

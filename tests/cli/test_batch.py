@@ -928,3 +928,21 @@ def test_argument_errors_make_no_collection(cli, weightless_model, tmp_path, cac
     assert res.exit_code == 2 and expect in res.stderr.strip().splitlines()[-1], res.stderr
     assert "loading weights" not in res.stderr and "collection" not in res.stdout
     assert not (cache_dir / "collections").exists() or not any((cache_dir / "collections").iterdir())
+
+
+def test_a_line_whose_number_moved_runs_hold_gets_the_same_new_number_under_every_model(tmp_path):
+    """Line 1 inserted above two models' runs of lines 1 and 2 (now lines 2 and 3): its new runs
+    are numbered past every line, 4, under both models (the second model's was 5: one counter)."""
+    from tokentui.cli.batch import _RunNames
+    from tokentui.core.dataset import Item, Source
+    from tokentui.store.collection import Collection, CollectionItem
+
+    coll = Collection.new(tmp_path / "coll")
+    coll.models = ["a", "b"]
+    for model in coll.models:
+        for line in (2, 3):  # (the runs of old lines 1 and 2, moved)
+            coll.put(CollectionItem(line, model, "done", coll.run_file_for(model, line - 1), None, "0" * 64))
+    source = Source(tmp_path / "p.txt", "prompts", [Item(i, f"line {i}") for i in (1, 2, 3)])
+    names = _RunNames(coll, source)
+    assert [names.new(model, 1)[0] for model in ("a", "b")] == [coll.run_id("a", 4), coll.run_id("b", 4)]
+    assert names.new("a", 2)[0] == coll.run_id("a", 5)  # (2 held by old line 3's run)

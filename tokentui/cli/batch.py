@@ -290,20 +290,24 @@ def _plan(coll: Collection, source: Source, specs: list[ModelSpec], run_settings
 
 class _RunNames:
     """Where a new run of a line goes: the file numbered by its line, unless a run that moved
-    there from another line holds it (then the next number past every line and every run's)."""
+    there from another line holds it (then the next number past every line and every run's, for
+    that model: each model's runs are numbered on their own, so a line gets the same number under
+    every model)."""
 
     def __init__(self, coll: Collection, source: Source) -> None:
         self.coll = coll
         self.taken = {path for _, path in coll.runs()}
         numbers = [coll.run_number(it.model, path) or 0 for it, path in coll.runs()]
         lines = [item.index for item in source.items] + [problem.index for problem in source.problems]
-        self.next = 1 + max([0, *numbers, *lines])
+        self.first = 1 + max([0, *numbers, *lines])
+        self.next: dict[str, int] = {}  # by model
 
     def new(self, model: str, index: int) -> tuple[str, Path]:
         """(run id, file) for a new run of line `index` under `model`."""
         number = index
         while self.coll.run_file_for(model, number) in self.taken:
-            number, self.next = self.next, self.next + 1
+            number = self.next.get(model, self.first)
+            self.next[model] = number + 1
         self.taken.add(self.coll.run_file_for(model, number))
         return self.coll.run_id(model, number), self.coll.run_file_for(model, number)
 

@@ -186,7 +186,7 @@ def test_while_b_compares_the_status_says_so_and_a_new_job_says_it_waits():
     s.apply(PairLoaded("b", "cpu", "float32", 0.2, {"model": "b"}))
     assert s.status_label == "idle"
     s.apply(Comparing(run.id, 1, 1, 26))
-    assert s.status_label == "comparing" and s.note == "comparing with b: branch #1 (2 of 26) · escape stops it"
+    assert s.status_label == "comparing" and s.note == "comparing branch #1 (2 of 26) · escape stops it"
     s.begin("generating a new run from the prompt … · escape cancels")
     assert s.note.endswith("(once the comparison with b is done)") and s.status_label == "generating"
     s.apply(Compared(run.id, (0, 1), 90, 103.7))
@@ -215,3 +215,25 @@ async def test_escape_in_the_prompt_leaves_it_while_b_compares(model_dirs):
         await pilot.press("escape")
         await pilot.pause(0.1)
         assert app.session.note == "cancelling the comparison"
+
+
+async def test_at_80_columns_the_status_bar_says_which_branch_model_b_compares():
+    """A tree search's 500 branches compared under model B: the bar read "comparing   gpt2 vs
+    gpt2b · branch #1/502 · saved · comparing with gpt2b: b…", the branch compared cut off. The
+    progress is what matters while B compares: it goes before the run's details."""
+    from tests.factories import make_run
+    from tokentui.engine.capabilities import Capabilities
+    from tokentui.engine.events import Comparing, Loaded, PairLoaded
+
+    run = make_run(n_branch_steps=(30, 3))
+    app = explorer(run=run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        s = app.session
+        s.apply(Loaded("gpt2", "cpu", "float32", 4, 1000, 0.1, Capabilities(lens=True)))
+        s.apply(PairLoaded("gpt2b", "cpu", "float32", 0.2, {"model": "gpt2b"}))
+        s.apply(Comparing(run.id, 1, 401, 502))
+        app.update_status()
+        await pilot.pause()
+        status = " ".join(rendered(app.query_one(StatusBar)).split())
+        assert status.startswith("comparing") and "comparing branch #1 (402 of 502)" in status, status

@@ -427,7 +427,7 @@ class TokentuiApp(
         if self.quitting:
             parts.append(Part("quitting once the job has stopped and the run is saved (q again: now)", 10))
         if s.note:  # a running search's progress is what matters most then
-            busy = s.tree_search or s.state is AppState.ATTRIBUTING
+            busy = s.tree_search or s.state is AppState.ATTRIBUTING or s.comparing_b
             # else the job's outcome (or what runs): above the run id and position (the alternatives
             # pane says the position too), cut with … rather than dropped on a narrow terminal
             parts.append(Part(s.note, 9 if busy else 6, "status-bar--note", shrink=16))

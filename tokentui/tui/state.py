@@ -271,10 +271,9 @@ class Session:
         elif isinstance(ev, Comparing):
             self.comparing_b = True
             if ours and self.state is AppState.IDLE:
-                self.note = (
-                    f"comparing with {self.model_b_loaded}: branch #{ev.branch} ({ev.done + 1} of {ev.total}) · "
-                    "escape stops it"
-                )
+                # (model B is named at the bar's start, "A vs B": at 80 columns the note's own
+                # "comparing with B:" left no room for the branch)
+                self.note = f"comparing branch #{ev.branch} ({ev.done + 1} of {ev.total}) · escape stops it"
         elif isinstance(ev, Compared):
             self.comparing_b = False
             if ours:

@@ -45,6 +45,7 @@ from tokentui.engine.hf.measures import (
     Packer,
     TokenInputs,
     attention_values,
+    host_arrays,
     layer_arrays,
     layer_finals,
     lens_names,
@@ -362,12 +363,12 @@ class HFBackend:
             del logp, x
         host = packer.unpack_rows(torch.cat(parts).cpu().numpy())
         require_finite(host, " on the text")
-        lensed = None
+        lensed: dict[str, np.ndarray] | None = None
         hs = out.hidden_states
         if n_layers > 1 and hs is not None:
             hidden = torch.stack([h[0, :-1] for h in self.block_outputs(hs)], dim=1)  # [n, L-1, d]
             names = set(run.layout.names)
-            chunks: list[dict[str, torch.Tensor]] = []
+            chunks: list[dict[str, np.ndarray]] = []
             step = lens_positions(PROMPT_LENS_POSITIONS, n_layers - 1)
             for a in range(0, n, step):
                 if cancel is not None and cancel.is_set():
@@ -375,11 +376,11 @@ class HFBackend:
                     break
                 b = min(a + step, n)
                 inputs = self.lens_inputs(run, targets[a:b], out.logits[0, a:b])
-                chunks.append({k: v.cpu() for k, v in lens_values(self.lens, hidden[a:b], inputs, names).items()})
+                chunks.append(host_arrays(lens_values(self.lens, hidden[a:b], inputs, names)))
                 if n > step:
                     yield Progress(f"the prompt's logit lens: {b:,} of {n:,} positions", b / n)
             if chunks:
-                lensed = {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
+                lensed = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
         host.update(layer_arrays(lensed, host, n, run.layout))
         run.prompt.extend(host)
         self._hold_tokens(run, *(host[m.name] for m in run.layout.measures if m.is_token_id))
@@ -690,7 +691,7 @@ class HFBackend:
         inputs = self.lens_inputs(run, torch.cat([b[2] for b in buf]), torch.stack([b[1] for b in buf]))
         finals = {name: np.stack([b[3][name] for b in buf]) for name in lens_names() if name in run.layout.names}
         buf.clear()
-        lensed = lens_values(self.lens, hidden, inputs, set(run.layout.names))
+        lensed = host_arrays(lens_values(self.lens, hidden, inputs, set(run.layout.names)))
         values = layer_arrays(lensed, finals, n, run.layout)
         run.set_layer_values(branch.id, start, values)
         added = self._note_tokens(

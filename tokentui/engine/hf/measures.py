@@ -653,6 +653,22 @@ def layer_arrays(
     return out
 
 
+def host_arrays(values: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Device tensors → numpy arrays of the same shapes in one transfer: the lens's seven measures
+    copied one by one were seven waits for a GPU per prompt and per chunk of tokens. Float32 on
+    the way (ids and ranks are exact below 2**24); integers come back as int64."""
+    if not values:
+        return {}
+    flat = torch.cat([v.reshape(-1).float() for v in values.values()]).cpu().numpy()
+    out: dict[str, np.ndarray] = {}
+    at = 0
+    for name, v in values.items():
+        a = flat[at : at + v.numel()].reshape(tuple(v.shape))
+        at += v.numel()
+        out[name] = a if v.is_floating_point() else a.astype(np.int64)
+    return out
+
+
 # what a step may carry that no token function computes: the forward's attention entropy per layer
 NON_TOKEN_MEASURES = ("attention_entropy",)
 

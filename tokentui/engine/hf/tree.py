@@ -64,6 +64,7 @@ from tokentui.engine.hf.kv_cache import cache_length, fork_cache
 from tokentui.engine.hf.measures import (
     Packer,
     TokenInputs,
+    host_arrays,
     layer_arrays,
     layer_finals,
     lens_names,
@@ -468,9 +469,7 @@ class TreeSearch:
             chosen[i, : len(t.tokens)] = torch.tensor(t.tokens)
         inputs = b.lens_inputs(run, chosen.to(b.device), torch.stack([t.logits for t in todo]))
         hidden = torch.stack([t.hidden for t in todo])  # [nodes, L-1, d]
-        lensed = {
-            name: v.cpu().numpy() for name, v in lens_values(b.lens, hidden, inputs, set(run.layout.names)).items()
-        }
+        lensed = host_arrays(lens_values(b.lens, hidden, inputs, set(run.layout.names)))
         per_child = per_chosen_measures()
         ids = [m.name for m in run.layout.measures if m.is_token_id and m.name in lensed]
         for i, t in enumerate(todo):

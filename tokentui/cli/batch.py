@@ -344,7 +344,7 @@ def _process(
                 return skipped(
                     f"the prompt has {len(ids)} tokens: the model's context ({context} positions) leaves no room to generate"
                 )
-            job: jobs.Job = jobs.Generate(backend, item.prompt, settings, cancel=threading.Event())
+            job: jobs.Job = jobs.Generate(backend, item.prompt, settings, threading.Event(), encoded=(ids, template))
             stop.current = job.cancel
             jobs.drive(job)
             run = job.run

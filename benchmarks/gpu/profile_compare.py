@@ -69,14 +69,14 @@ def main() -> None:
             "compare() whole": lambda: pair.compare([item], k=k),
             "two plain forwards": lambda: [m.model(input_ids=x, use_cache=False).logits for m in (a, b)],
             "_logits A and B": lambda: (C._logits(ba, C.Inputs([ids], dev)), C._logits(bb, C.Inputs([ids], dev))),
-            "_measures (stats + transfer)": lambda: C._measures(la, lb, ids, k, torch.device(dev), targets),
+            "_measures (stats + transfer)": lambda: C._measures(la, lb, ids, k, torch.device(dev), targets).host(),
             "pair_block": lambda: fused(la, lb, targets, k),
             "pair_block, k=65 (torch.topk)": lambda: fused(la, lb, targets, 65),
             "torch.topk of A and B": lambda: (la.topk(k, dim=-1), lb.topk(k, dim=-1)),
         }
         for name, fn in parts.items():
             print(f"{name:34s} {timed(fn):8.2f} ms")
-        host = C._measures(la, lb, ids, k, torch.device(dev), targets)
+        host = C._measures(la, lb, ids, k, torch.device(dev), targets).host()
         t0 = time.perf_counter()
         for _ in range(5):
             pair._run(item, {n: v.copy() for n, v in host.items()}, k)

@@ -254,7 +254,7 @@ def test_a_token_one_model_rules_out_counts_as_impossible_not_nan(stats):
     g = torch.Generator().manual_seed(3)
     logits_a, logits_b = torch.randn(4, 50, generator=g), torch.randn(4, 50, generator=g)
     logits_a[:, :10] = -math.inf  # A rules out ids 0…9
-    values = compare._measures(logits_a, logits_b, [0, 11, 12, 13, 5], 3, torch.device("cpu"))
+    values = compare._measures(logits_a, logits_b, [0, 11, 12, 13, 5], 3, torch.device("cpu")).host()
     la, lb = torch.log_softmax(logits_a.double(), -1), torch.log_softmax(logits_b.double(), -1)
     pa, pb = la.exp(), lb.exp()
     support = pa > 0
@@ -396,7 +396,7 @@ def test_a_new_registered_measure_or_a_failing_kernel_leaves_the_fused_path(monk
     monkeypatch.setattr(compare, "FUSED_BLOCK_ELEMENTS", 40)  # one position per block: the kernel is tried once
     monkeypatch.setattr(compare, "GPU_BLOCK_ELEMENTS", 80)  # the fallback's blocks: its own size
     with pytest.warns(UserWarning, match="gcc"):
-        values = compare._measures(logits_a, logits_b, [1, 2, 3, 4], K, cpu)
+        values = compare._measures(logits_a, logits_b, [1, 2, 3, 4], K, cpu).host()
     assert len(calls) == 1
     np.testing.assert_array_equal(
         values["rank"], compare.torch_stats(logits_a, logits_b, torch.tensor([2, 3, 4]), K)["rank"]

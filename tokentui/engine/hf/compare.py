@@ -360,7 +360,7 @@ class ModelPair:
             # millisecond of a GPT-2-sized comparison's few dozen)
             shells = [self._shell(items[i], k) for i in g]
             launched = [
-                _launch(la, lb, items[i].ids, k, self.b.device, inputs.targets(r))
+                _measures(la, lb, items[i].ids, k, self.b.device, inputs.targets(r))
                 for r, (i, la, lb) in enumerate(zip(g, logits_a, logits_b))
             ]
             for i, measured, shell in zip(g, launched, shells):
@@ -507,18 +507,6 @@ def torch_stats(la: torch.Tensor, lb: torch.Tensor, targets: torch.Tensor, k: in
     return pair_values(PairInputs(a, b))
 
 
-def _measures(
-    logits_a: torch.Tensor,
-    logits_b: torch.Tensor,
-    ids: list[int],
-    k: int,
-    device: torch.device,
-    targets: torch.Tensor | None = None,
-) -> dict[str, np.ndarray]:
-    """Every column for positions 1… of one text from both models' logits (`_launch`), on the host."""
-    return _launch(logits_a, logits_b, ids, k, device, targets).host()
-
-
 @dataclass
 class _Launched:
     """A text's comparison columns side by side on the device, one float32 row per position (ids
@@ -541,7 +529,7 @@ class _Launched:
         return out
 
 
-def _launch(
+def _measures(
     logits_a: torch.Tensor,
     logits_b: torch.Tensor,
     ids: list[int],
@@ -552,7 +540,8 @@ def _launch(
     """Every column for positions 1… of one text from both models' logits, on `device` in float32,
     a block of positions at a time (a block of A's logits may come from the host): by the fused
     kernel where it applies (`fused_stats`), else by the registered functions (`torch_stats`).
-    Nothing but the fused kernel's top-k (`pair_kernel._top_k`) waits for the device here.
+    Nothing but the fused kernel's top-k (`pair_kernel._top_k`) waits for the device here:
+    `host()` of the result does.
     `targets`: the text's ids 1… already on the device (`Inputs.targets`; else uploaded from `ids`)."""
     n, vocab = logits_b.shape
     targets = torch.tensor(ids[1:], device=device) if targets is None else targets.to(device)
@@ -658,7 +647,7 @@ class LivePair:
         inputs = Inputs([ids], self.b.device)
         la = _logits(self.a, inputs)[0]
         lb = _logits(self.b, inputs)[0]
-        host = _measures(la, lb, ids, k, self.b.device, inputs.targets(0))
+        host = _measures(la, lb, ids, k, self.b.device, inputs.targets(0)).host()
         return {m.name: host[m.name] for m in MEASURES.values() if m.name in host and m.name in _COMPARED}
 
     def token_bytes(self, ids: list[int]) -> dict[int, bytes]:

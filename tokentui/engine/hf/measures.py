@@ -489,9 +489,8 @@ def lens_values(
 
     Blocks of whole positions (at most `max_rows` rows) are projected onto vocabulary slices of
     about `block_elements` logits (default: LENS_BLOCK_ELEMENTS on a CPU, GPU_LENS_BLOCK_ELEMENTS
-    elsewhere), and every reducer sees
-    each slice once: the unembedding is read once per block, the [rows, V] logits never exist, and
-    nothing leaves the device.
+    elsewhere), and every reducer sees each slice once: the unembedding is read once per block,
+    the [rows, V] logits never exist, and nothing leaves the device.
     """
     flat = hidden.dim() == 2
     if flat:

@@ -235,7 +235,9 @@ async def test_A_computes_the_association_matrix_and_shows_it_again_from_the_run
         # the cursor starts on the last row's largest contributor; the line under the map says so
         last = rec.scores[-1, : positions[-1]]
         assert heat.cell == (positions[-1], top_contributors(last, 1)[0], pytest.approx(float(last.max())))
-        assert f"output {positions[-1]} " in rendered(screen.query_one("#matrix-cell"))
+        cell_line = rendered(screen.query_one("#matrix-cell"))
+        assert f"output {positions[-1]} " in cell_line
+        assert f"{float(np.abs(last).max() / np.abs(last).sum()):.1%} of the row's Σ|score|" in cell_line, cell_line
         # its cells are coloured by the row's share of its largest score
         cells = heat_cells(heat, heat.row - int(heat.scroll_offset.y) + 1)
         x0 = int(heat.scroll_offset.x)

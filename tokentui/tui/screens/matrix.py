@@ -159,7 +159,9 @@ class MatrixScreen(Screen[None]):
         line.append_text(lone_id(self.run, rec.token_ids[row], 16))
         line.append(f" ← input {inp} ")
         line.append_text(lone_id(self.run, int(seq[inp]), 16))
-        line.append(f" · score {fmt_score(score)} · {share:.1%} of the row")  # (of its Σ|score|)
+        # (the share is of the row's Σ|score|, seed 004's normalisation; the colours are ÷ the row's
+        # largest, as the legend says: "of the row" alone read as the colour's scale)
+        line.append(f" · score {fmt_score(score)} · {share:.1%} of the row's Σ|score|")
         self.query_one("#matrix-cell", Static).update(line)
 
     # --- keys (the action table's matrix rows; the heat map moves its own cursor) ---------------

@@ -160,8 +160,10 @@ def test_tree_json_of_a_search_grown_from_a_branch_is_rooted_at_the_search(cli, 
     assert count == search["nodes"] and doc["metadata"]["tokentui"]["left_out_below_finished"] == 0
 
 
-def test_seed002_lines_of_a_run_without_generated_tokens_are_refused(cli, tmp_path):
-    """A scored text has no path to write: one line and no file (a trial got an empty file, exit 0)."""
+@pytest.mark.parametrize("name", ["a.seed002.jsonl", "a.tree.json"])
+def test_seed002_files_of_a_run_without_generated_tokens_are_refused(cli, tmp_path, name):
+    """A scored text has no path to write: one line and no file (a trial got an empty file, exit 0;
+    another a tree JSON of a bare root while the lines were refused)."""
     from pathlib import Path
 
     from tokentui.store.runfile import load_run
@@ -169,7 +171,7 @@ def test_seed002_lines_of_a_run_without_generated_tokens_are_refused(cli, tmp_pa
     path = Path(__file__).parents[2] / "sample_runs" / "score-prose.tokentui"
     run = load_run(path)
     assert len(run.branches) == 1 and run.length(0) == len(run.prompt)  # a scored text
-    res = cli("export", path, "-o", tmp_path / "a.seed002.jsonl")
+    res = cli("export", path, "-o", tmp_path / name)
     assert res.exit_code == 2 and "has no generated tokens" in res.stderr, res.output
-    assert not (tmp_path / "a.seed002.jsonl").exists() and not list(tmp_path.glob(".*tmp"))
+    assert not (tmp_path / name).exists() and not list(tmp_path.glob(".*tmp"))
     assert cli("export", path, "-o", tmp_path / "a.jsonl").exit_code == 0

@@ -522,9 +522,23 @@ def tree_json_lines(run: Run, trie: tree.Trie) -> Iterator[str]:
 
 def write_tree_json(run: Run, out: TextSink, raw: bool = False) -> None:
     """The whole run as seed 002's tree JSON, from where its branches first can differ (see
-    `tree_json_lines`); any run with branches, hand-grown ones too."""
-    for piece in tree_json_lines(run, export_trie(run)):
+    `tree_json_lines`); any run with generated tokens, hand-grown ones too. A run without any (a
+    scored text) is refused as `write_seed002_jsonl` refuses it, not written as a bare root."""
+    trie = _grown_trie(run)
+    for piece in tree_json_lines(run, trie):
         out.write(piece)
+
+
+def _grown_trie(run: Run) -> tree.Trie:
+    """`export_trie(run)`; ExportError when nothing was generated there (seed 002's files hold
+    the paths a generation or a tree search grew)."""
+    trie = export_trie(run)
+    if not trie.root.children:
+        raise ExportError(
+            f"run {run.id} has no generated tokens: seed 002's files hold the paths a generation or a tree search "
+            "grew (give --format jsonl for a scored text)"
+        )
+    return trie
 
 
 def seed002_records(run: Run, trie: tree.Trie) -> Iterator[dict[str, Any]]:
@@ -562,13 +576,7 @@ def seed002_records(run: Run, trie: tree.Trie) -> Iterator[dict[str, Any]]:
 def write_seed002_jsonl(run: Run, out: TextSink, raw: bool = False) -> None:
     """Seed 002's lines, one per path; a run without any (a scored text: nothing was generated)
     is refused, not written as an empty file."""
-    trie = export_trie(run)
-    if not trie.root.children:
-        raise ExportError(
-            f"run {run.id} has no generated tokens: seed 002's lines are the paths a generation or a tree search "
-            "grew (give --format jsonl for a scored text)"
-        )
-    for record in seed002_records(run, trie):
+    for record in seed002_records(run, _grown_trie(run)):
         out.write(json_text(record))
         out.write("\n")
 

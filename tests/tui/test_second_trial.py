@@ -166,3 +166,29 @@ def test_the_prompt_box_keeps_the_zero_width_joiners_and_escapes_the_rest():
     hostile = "\x1b[2J\u202eevil\x85\x0b\r\x00"
     shown = shown_text(hostile)
     assert len(shown) == len(hostile) and shown.isprintable() and shown.startswith("␛[2J")
+
+
+async def test_a_forms_error_goes_once_the_field_is_corrected(model_dirs, cache_dir):
+    """Enter on a bad value names it under the fields; the name stayed while the field was
+    corrected and others changed, until the next Enter. Now each edit checks again: a field still
+    wrong keeps it, the fields right clear it, and nothing is applied before Enter."""
+    app = explorer(model=str(model_dirs["gpt2"]), prompt="hello")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="the model")
+        await pilot.press("ctrl+r")
+        await wait_generated(pilot, app)
+        await pilot.press("e")
+        await pilot.pause(0.2)
+        form = app.screen
+        before = form.query_one(Input).value
+        await pilot.press("end", "ctrl+u", "x", "enter")
+        await pilot.pause(0.2)
+        error = form.query_one("#form-error")
+        assert "not a number: min branch threshold" in rendered(error)
+        await pilot.press("backspace", "y")  # still wrong: still named
+        await pilot.pause(0.1)
+        assert "not a number: min branch threshold" in rendered(error)
+        await pilot.press("backspace", *before)  # right again: gone, and the form still open
+        await pilot.pause(0.1)
+        assert not rendered(error).strip() and app.screen is form
+        await pilot.press("escape")

@@ -36,6 +36,7 @@ class FormScreen(ModalScreen[Result | None], Generic[Result]):
         """`values`: each field's text to start with."""
         super().__init__()
         self.values = values
+        self.error = ""  # the error named under the fields ("": none)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id=self.BOX_ID, classes="form-box"):
@@ -54,16 +55,35 @@ class FormScreen(ModalScreen[Result | None], Generic[Result]):
         """The fields' text → the result; RunError (one line) names the first bad field."""
         raise NotImplementedError
 
+    def _raw(self) -> dict[str, str]:
+        return {key: self.query_one(f"#set-{key}", Input).value for key, _ in self.FIELDS}
+
     def on_input_submitted(self) -> None:
-        raw = {key: self.query_one(f"#set-{key}", Input).value for key, _ in self.FIELDS}
         try:
-            result = self.parse(raw)
+            result = self.parse(self._raw())
         except RunError as e:
-            error = self.query_one("#form-error", Static)
-            error.update(Text(str(e)))
-            self.call_after_refresh(error.scroll_visible, animate=False)
+            self._say(str(e))
             return
         self.dismiss(result)
+
+    def on_input_changed(self) -> None:
+        """Once an error is named, every edit checks the fields again: the error goes when they
+        are right (it stayed, naming a field already corrected, until the next Enter)."""
+        if not self.error:
+            return
+        try:
+            self.parse(self._raw())
+        except RunError as e:
+            self._say(str(e))
+            return
+        self._say("")
+
+    def _say(self, error: str) -> None:
+        self.error = error
+        shown = self.query_one("#form-error", Static)
+        shown.update(Text(error))
+        if error:
+            self.call_after_refresh(shown.scroll_visible, animate=False)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

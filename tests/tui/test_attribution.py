@@ -237,7 +237,7 @@ async def test_A_computes_the_association_matrix_and_shows_it_again_from_the_run
         assert heat.cell == (positions[-1], top_contributors(last, 1)[0], pytest.approx(float(last.max())))
         cell_line = rendered(screen.query_one("#matrix-cell"))
         assert f"output {positions[-1]} " in cell_line
-        assert f"{float(np.abs(last).max() / np.abs(last).sum()):.1%} of the row's Σ|score|" in cell_line, cell_line
+        assert f"{float(np.abs(last).max() / np.abs(last).sum()):.1%} of Σ|row|" in cell_line, cell_line
         # its cells are coloured by the row's share of its largest score
         cells = heat_cells(heat, heat.row - int(heat.scroll_offset.y) + 1)
         x0 = int(heat.scroll_offset.x)

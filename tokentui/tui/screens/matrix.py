@@ -161,7 +161,7 @@ class MatrixScreen(Screen[None]):
         line.append_text(lone_id(self.run, int(seq[inp]), 16))
         # (the share is of the row's Σ|score|, seed 004's normalisation; the colours are ÷ the row's
         # largest, as the legend says: "of the row" alone read as the colour's scale)
-        line.append(f" · score {fmt_score(score)} · {share:.1%} of the row's Σ|score|")
+        line.append(f" · score {fmt_score(score)} · {share:.1%} of Σ|row|")  # (one line at 80 columns)
         self.query_one("#matrix-cell", Static).update(line)
 
     # --- keys (the action table's matrix rows; the heat map moves its own cursor) ---------------

@@ -120,7 +120,7 @@ class _Reporter:
 class _Saver:
     """Writes the manifest after an item, at most once per SPACING × the time the last write took
     and once per MIN_GAP seconds, so rewriting it (all of it, synced to disk) never costs more
-    than ~1/SPACING of the batch: on short items a write after each was a tenth of the batch's
+    than ~1/SPACING of the batch: on short items a write after each was ~4% of the batch's
     time. A kill between two writes loses nothing but the newest entries (at most about MIN_GAP
     seconds of work): their items are redone on resume. Stopping, an error and the end of a
     model's items write it at once (`_run_model`)."""
@@ -373,7 +373,7 @@ def _process(
         stop.current = None
     run.meta.run_id, path = run_names.new(model, item.index)
     # (not synced to disk: a resumed batch loads every run its manifest lists (`_verified`), so one
-    # a power cut lost is redone; two syncs per item were ~5% of a batch of short items here)
+    # a power cut lost is redone; two syncs per item were ~2% of a batch of short items here)
     path = save_run(run, path, durable=False)
     return CollectionItem(item.index, model, "done", path, None, key)
 
@@ -686,7 +686,7 @@ def _batch(
                 break
             if not plan.todo:
                 continue
-            if loaded:  # (not after the last model: a full collection costs a batch of short items ~4%)
+            if loaded:  # (not after the last model: its full gc.collect was ~4% of a batch of short items)
                 _release_memory()
             loaded = True
             # the counts are every model's items: the line says which model of how many runs now

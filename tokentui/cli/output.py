@@ -97,7 +97,7 @@ def say_at_once(text: str, keep_line: bool = False) -> None:
 def waiting_for_pipe(path: str, terminal: bool) -> None:
     """`open_to_read`'s notice for a pipe (`--file fifo`, `<(cmd)`) or a terminal (`--file
     /dev/stdin`) that has sent nothing yet: a command waiting on a pipe nobody writes to looked
-    hung. From a timer thread, hence at once."""
+    hung. Said at once (no progress line is up yet)."""
     if terminal:
         say_at_once(f"… reading {sanitize(path)} from the terminal: type the text, then Ctrl-D (Ctrl-C stops)")
     else:

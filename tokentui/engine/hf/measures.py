@@ -460,8 +460,8 @@ def _active(names: set[str] | None, inputs: LensInputs | None) -> list[LayerRedu
 
 LENS_MAX_ROWS = 1024  # rows (positions × layers) `lens_values` projects at once
 LENS_BLOCK_ELEMENTS = 1 << 21  # logits per vocabulary slice on a CPU (~8 MB of float32: they stay in cache)
-# on a GPU: a batch's lens over a short prompt or 16 tokens (~200 rows) is launch-bound, ~35
-# kernels per slice; slices of 64 MB make GPT-2's vocabulary one slice (a few hundred MB of
+# on a GPU: a batch's lens over a short prompt or 16 tokens (~200 rows) is launch-bound, a few
+# dozen kernels per slice; slices of 64 MB make GPT-2's vocabulary one slice (a few hundred MB of
 # temporaries at most, beside the model)
 GPU_LENS_BLOCK_ELEMENTS = 1 << 24
 

@@ -946,3 +946,27 @@ def test_a_line_whose_number_moved_runs_hold_gets_the_same_new_number_under_ever
     names = _RunNames(coll, source)
     assert [names.new(model, 1)[0] for model in ("a", "b")] == [coll.run_id("a", 4), coll.run_id("b", 4)]
     assert names.new("a", 2)[0] == coll.run_id("a", 5)  # (2 held by old line 3's run)
+
+
+@pytest.mark.parametrize("limit", [None, 0], ids=["held", "read-back"])
+def test_tables_from_the_runs_in_memory_are_those_of_the_saved_runs(cli, model_dirs, tmp_path, monkeypatch, limit):
+    """A batch writes its tables from the runs it just made, held in memory (bounded: past the
+    limit, read back): byte for byte what `write_tables` makes from the saved files alone."""
+    from tokentui.cli.batch import _HeldRuns
+    from tokentui.store.seed_tables import write_tables
+
+    if limit is not None:
+        monkeypatch.setattr(_HeldRuns, "LIMIT", limit)
+    src = tmp_path / "data.jsonl"
+    src.write_text("".join(json.dumps({"prompt": p, "response": " pass"}) + "\n" for p in PROMPTS[:3]))
+    out = tmp_path / "coll"
+    models = [str(model_dirs["gpt2"]), str(model_dirs["qwen2"])]
+    res = cli("batch", "--dataset", src, "-m", models[0], "-m", models[1], "-k", 4, "--out", out)
+    assert res.exit_code == 0, res.output
+    files = sorted(p for p in out.iterdir() if p.is_file() and p.name not in ("collection.json", ".lock"))
+    assert len(files) == 4  # seed 000's two CSVs, seed 003's JSON per model
+    made = {p.name: p.read_bytes() for p in files}
+    for p in files:
+        p.unlink()
+    write_tables(load_collection(out))
+    assert {p.name: p.read_bytes() for p in files} == made

@@ -61,6 +61,7 @@ from tokentui.store.cache import remember_collection
 
 if TYPE_CHECKING:
     from tokentui.core.dataset import Item, Source
+    from tokentui.core.run import Run
     from tokentui.engine.backend import Backend, ModelSpec
     from tokentui.store.collection import Collection, CollectionItem
 
@@ -140,6 +141,24 @@ class _Saver:
         self.coll.save()
         self.last = time.monotonic()
         self.took = self.last - now
+
+
+class _HeldRuns(dict):
+    """The runs this command saved, by file, kept for the tables at its end (`write_tables`):
+    reading every one back was ~3% of a batch of short prompts. Bounded: past LIMIT bytes of
+    values the rest are read back from their files."""
+
+    LIMIT = 256 << 20
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.size = 0
+
+    def keep(self, path: Path, run: Run) -> None:
+        size = run.total_steps() * run.layout.step_bytes
+        if self.size + size <= self.LIMIT:
+            self[path] = run
+            self.size += size
 
 
 @dataclass
@@ -321,9 +340,11 @@ def _process(
     settings: GenerationSettings,
     stop: _Stop,
     run_names: _RunNames,
+    held: _HeldRuns,
 ) -> CollectionItem | None:
     """One item under the loaded model: generate (a prompt) or score (a prompt + response), save
-    the run into the collection. None when a second Ctrl-C cancelled it (it stays to do)."""
+    the run into the collection (and keep it in `held`). None when a second Ctrl-C cancelled it
+    (it stays to do)."""
     from tokentui.core.dataset import response_run
     from tokentui.engine import jobs
     from tokentui.engine.errors import EngineError
@@ -375,6 +396,7 @@ def _process(
     # (not synced to disk: a resumed batch loads every run its manifest lists (`_verified`), so one
     # a power cut lost is redone; two syncs per item were ~2% of a batch of short items here)
     path = save_run(run, path, durable=False)
+    held.keep(path, run)
     return CollectionItem(item.index, model, "done", path, None, key)
 
 
@@ -404,6 +426,7 @@ def _run_model(
     save: _Saver,
     label: str,
     run_names: _RunNames,
+    held: _HeldRuns,
 ) -> str | None:
     """Load the model and do its items, saving the manifest after each. Returns why the model
     could not be used (its items are then marked failed), or None. `label`: the model in the
@@ -436,7 +459,7 @@ def _run_model(
                     force=n == 0,  # (a model's first line, also within 2 s of the last)
                 )
                 t0 = time.perf_counter()
-                result = _process(backend, coll, plan.model, item, key, settings, stop, run_names)
+                result = _process(backend, coll, plan.model, item, key, settings, stop, run_names, held)
                 if result is None:
                     break
                 counter["seconds"] += time.perf_counter() - t0
@@ -675,6 +698,7 @@ def _batch(
             err=True,
         )
         run_names = _RunNames(coll, source)
+        held = _HeldRuns()
         stop = _Stop()
         show = ProgressLine()
         counter = {"done": 0.0, "total": float(total), "seconds": 0.0}
@@ -691,7 +715,7 @@ def _batch(
             loaded = True
             # the counts are every model's items: the line says which model of how many runs now
             label = sanitize(plan.model) + (f" (model {number} of {len(plans)})" if len(plans) > 1 else "")
-            why = _run_model(plan, coll, settings, stop, report, where, show, counter, save, label, run_names)
+            why = _run_model(plan, coll, settings, stop, report, where, show, counter, save, label, run_names, held)
             if why is not None:
                 unusable.append(f"{sanitize(plan.model)}: {why}")
         if total:
@@ -705,7 +729,7 @@ def _batch(
             )
         coll.complete = True
         coll.save()
-        _finish(coll, plans, loss_over, raw_csv, source)
+        _finish(coll, plans, loss_over, raw_csv, source, held)
     if unusable:
         raise RunError(f"{len(unusable)} model{'s' if len(unusable) > 1 else ''} could not be used: "
                        + "; ".join(unusable))  # fmt: skip
@@ -763,13 +787,16 @@ def _changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return out[:3] + ([f"{len(out) - 3} more"] if len(out) > 3 else [])
 
 
-def _finish(coll: Collection, plans: list[_Plan], loss_over: str, raw_csv: bool, source: Source) -> None:
-    """Write the tables and print what the collection holds: a line per model."""
+def _finish(
+    coll: Collection, plans: list[_Plan], loss_over: str, raw_csv: bool, source: Source, held: _HeldRuns
+) -> None:
+    """Write the tables (the runs in `held` as they are) and print what the collection holds: a
+    line per model."""
     from tokentui.core.metrics import perplexity
     from tokentui.core.stats import fmt
     from tokentui.store.seed_tables import write_tables
 
-    tables = write_tables(coll, loss_over, raw_csv)
+    tables = write_tables(coll, loss_over, raw_csv, held)
     for item, why in tables.unreadable:
         typer.echo(f"tokentui: line {item.index} under {sanitize(item.model)}: left out of the tables: {why}", err=True)
     stdout = Output()

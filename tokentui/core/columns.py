@@ -39,6 +39,11 @@ class Layout:
     def names(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.measures)
 
+    @property
+    def step_bytes(self) -> int:
+        """What one step's values take in memory (every column's row)."""
+        return sum(empty(m, 1, self.dims).nbytes for m in self.measures)
+
     def measure(self, name: str) -> Measure:
         for m in self.measures:
             if m.name == name:

@@ -541,6 +541,7 @@ class HFBackend:
         lm, k, n_layers = self.lm, run.k, run.n_layers
         eos = set(lm.eos_ids)
         gen = make_generator(params, self.device)
+        nan = torch.full((), math.nan, device=self.device)  # (a step without a sampler's log-prob: one fill for all)
         stops = [s.encode() for s in params.stop if s]
         window = max((len(s) for s in stops), default=0) + 64
         tail = bytearray()
@@ -583,12 +584,12 @@ class HFBackend:
                 logp = torch.log_softmax(logits, -1)
                 is_forced = bool(forced)
                 if is_forced:
-                    # (fills, not copies from the host: a copy waits for the device's queue)
+                    # (a fill, not a copy from the host: a copy waits for the device's queue)
                     chosen = torch.full((), forced.pop(0), dtype=torch.long, device=self.device)
-                    slp = logits.new_full((), math.nan)
+                    slp = nan
                 else:
-                    chosen, slp = choose(logits, params, gen)
-                x = TokenInputs(logp[None], chosen.view(1), slp.view(1).float(), k)
+                    chosen, slp = choose(logits, params, gen, nan)
+                x = TokenInputs(logp[None], chosen.view(1), slp.view(1), k)
                 lensed = hid = None
                 if n_layers > 1 and chunk > 0:
                     hid = torch.stack([h[0, -1] for h in self.block_outputs(out.hidden_states)])  # [L-1, d]

@@ -101,8 +101,8 @@ def _entropy(x: TokenInputs) -> dict[str, torch.Tensor]:
 @token_measure("rank")
 def _rank(x: TokenInputs) -> dict[str, torch.Tensor]:
     c = x.chosen_logprob()[:, None]
-    above = count_above(x.logp, c) if x.finite else (x.logp > c).sum(-1, keepdim=True)
-    return {"rank": above[:, 0] + 1}
+    above = count_above(x.logp, c)[:, 0] if x.finite else (x.logp > c).sum(-1)
+    return {"rank": above + 1}
 
 
 def count_above(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -682,6 +682,14 @@ def attention_values(rows: list[torch.Tensor], n_layers: int) -> torch.Tensor | 
 # --- one transfer per step --------------------------------------------------------------------
 
 
+def _flat_float(v: torch.Tensor) -> torch.Tensor:
+    """`v` as a 1-D float32 tensor, without the calls that would change nothing: a decode step's
+    time is its Python and dispatches (half of a step's ~50 were such no-op reshapes and casts)."""
+    if v.dim() != 1:
+        v = v.reshape(-1)
+    return v if v.dtype == torch.float32 else v.float()
+
+
 class Packer:
     """Lays a step's values side by side in one float32 row on the device, and takes the row
     apart on the host; the offsets come from the layout's declarations. A lens measure's slot
@@ -713,9 +721,9 @@ class Packer:
         self.lens_rows = lens_rows  # per-step lens values appended (lens every step): L-1 layers each
 
     def pack(self, values: dict[str, torch.Tensor], lensed: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        parts = [values[name].reshape(-1).float() for name, _at, _s, _m in self.slots]
+        parts = [_flat_float(values[name]) for name, _at, _s, _m in self.slots]
         if lensed is not None:
-            parts += [lensed[name].reshape(-1).float() for name, _s in self.layer]
+            parts += [_flat_float(lensed[name]) for name, _s in self.layer]
         return torch.cat(parts)
 
     def pack_rows(self, values: dict[str, torch.Tensor], n: int) -> torch.Tensor:

@@ -37,13 +37,13 @@ def warp(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
 
 
 def choose(
-    logits: torch.Tensor, params: SamplingParams, gen: torch.Generator | None
+    logits: torch.Tensor, params: SamplingParams, gen: torch.Generator | None, nan: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(chosen id, its log-prob under the sampler's distribution; NaN when greedy)."""
+    """(chosen id, its log-prob under the sampler's distribution; NaN when greedy). `nan`: the
+    NaN to give when greedy (a decode loop's one tensor, given every step: one launch fewer each);
+    default a new one, made on the device (a copy from the host would wait for its queue)."""
     if params.greedy:
-        return logits.argmax(), logits.new_full(
-            (), math.nan
-        )  # (a fill: no copy from the host, which waits for the device)
+        return logits.argmax(), logits.new_full((), math.nan) if nan is None else nan
     w = warp(logits, params)
     logp = torch.log_softmax(w, -1)
     chosen = torch.multinomial(logp.exp(), 1, generator=gen)[0]

@@ -439,6 +439,7 @@ def _run_model(
         check_settings(plan.spec, settings, progress)
         with ctrl_c_not_lost():
             backend = open_backend(plan.spec, progress, settings.chat)  # (no chat template: one line, not every item)
+        backend.step_latency = math.inf  # (nothing is shown per token: a generation's steps are recorded in blocks)
         no_generation = backend.capabilities.why_not("generate", backend.kind)
         if no_generation is not None and any(item.response is None for item, _key in plan.todo):
             raise EngineError(no_generation)  # (prompts to generate from: one line for the model, not one per item)

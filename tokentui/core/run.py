@@ -212,6 +212,20 @@ class Run:
             b.n_forced += 1
         b.steps.append(step)
 
+    def extend_steps(
+        self, branch_id: int, start_position: int, arrays: dict[str, np.ndarray], n_forced: int = 0
+    ) -> None:
+        """Append many steps at once to the branch's own tokens (`token_id` and measures, [n] or
+        [n, …] each, as the layout's columns), the first `n_forced` of them forced."""
+        b = self.branch(branch_id)
+        if start_position != b.end:
+            raise RunError(f"steps at position {start_position} do not continue branch {branch_id} (ends at {b.end})")
+        if n_forced:
+            if b.n_forced != len(b.steps):
+                raise RunError("forced tokens come first in a branch")
+            b.n_forced += n_forced
+        b.steps.extend(arrays)
+
     def set_layer_values(self, branch_id: int, start_position: int, values: dict[str, np.ndarray]) -> None:
         """Per-layer lens values (measure name → [n, L]) for the branch's steps from
         `start_position` on: the lens runs in chunks, so they arrive after their steps."""

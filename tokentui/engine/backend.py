@@ -57,6 +57,9 @@ class Backend(Protocol):
     kind: str  # "hf", …: named in messages
     info: ModelInfo
     capabilities: Capabilities
+    # seconds a decoded step's values may wait to be reported with the next ones (0: each step at
+    # once, as the explorer shows it; a front end that shows nothing per token sets math.inf)
+    step_latency: float
 
     def check_run(self, run: Run) -> None:
         """Refuse (EngineError) a saved run this model did not make, before a job adds to it:

@@ -31,11 +31,10 @@ from tokentui.core.display import counted, sanitize
 from tokentui.core.params import GenerationSettings, RunError, SamplingParams, TreeParams, check_text
 from tokentui.core.run import Branch, Run, RunMeta, new_run_id, now_iso
 from tokentui.core.steering import SteeringSpec, same_steering
-from tokentui.core.step import Step
 from tokentui.engine.backend import ModelInfo, ModelSpec
 from tokentui.engine.capabilities import Capabilities
 from tokentui.engine.errors import EngineError
-from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, Progress, RunStarted, StepEvent
+from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, Progress, RunStarted
 from tokentui.engine.hf.arch import LensParts, attention_entropies, attention_modules, context_length
 from tokentui.engine.hf.chat_template import render_chat
 from tokentui.engine.hf.kv_cache import CachePool, cache_length
@@ -58,6 +57,7 @@ from tokentui.engine.hf.measures import (
 from tokentui.engine.hf.sampling import choose, make_generator
 from tokentui.engine.hf.selfcheck import cached_decoding_problem, hidden_states_start, lens_problem, probe_ids
 from tokentui.engine.hf.steering import Steerer
+from tokentui.engine.hf.step_block import StepBlock
 from tokentui.engine.hf.token_bytes import another_tokenizer
 
 TEACHER_FORCED_ELEMENTS = 1 << 20  # log-probs scored at once when teacher forcing (4 MB of float32)
@@ -141,6 +141,8 @@ class HFBackend:
         else:
             self.no_lens = None
         self.lens_chunk = max(0, lens_chunk)
+        # how long a decoded step may wait before it is reported (`StepBlock`): 0, each at once
+        self.step_latency = 0.0
         # a precision other than the model's costs a copy of the unembedding (for a bf16 model with
         # a 150k vocabulary lensed in float32: half a gigabyte): made only when the lens is on
         lens = cast(LensParts, lm.lens)
@@ -281,9 +283,15 @@ class HFBackend:
             seen[ids[(ids >= 0) & (ids < n)]] = True
             distinct = np.flatnonzero(seen).tolist() + sorted(set(ids[ids >= n].tolist()))
         new = run.tokens.absent(distinct) if len(run.tokens) else distinct
-        added = {i: vb[i] if i < n else f"<id {i}>".encode() for i in new}
+        added = {i: self._token_bytes(i) for i in new}
         run.tokens.update(added)
         return added
+
+    def _token_bytes(self, token_id: int) -> bytes:
+        """A token's bytes as the run's token table records them (an id past the tokenizer's
+        vocabulary, in a padded unembedding: a visible placeholder)."""
+        vb = self.lm.vocab_bytes
+        return vb[token_id] if 0 <= token_id < len(vb) else f"<id {token_id}>".encode()
 
     def _hold_tokens(self, run: Run, *arrays: np.ndarray | list[int]) -> None:
         """`_note_tokens` for a whole text's ids where nothing needs the new ones listed (a scored
@@ -545,14 +553,14 @@ class HFBackend:
         stops = [s.encode() for s in params.stop if s]
         window = max((len(s) for s in stops), default=0) + 64
         tail = bytearray()
-        lens_buf: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, np.ndarray]]] = []
+        lens_buf: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]] = []
         names = set(run.layout.names)
         attention = self._attention(run)
         lens_start = branch.end
         chunk = self.lens_chunk
         packer = Packer(run.layout, lens_rows=n_layers - 1 if chunk == 1 and n_layers > 1 else 0)
-        id_measures = packer.id_measures
-        t0 = time.perf_counter()
+        block = StepBlock(run, branch, packer, self._note_tokens, self.step_latency)
+        t0 = last = time.perf_counter()
         new = 0
         status = "length"
         out = first_out
@@ -572,13 +580,13 @@ class HFBackend:
                 if not forced and new >= params.max_new_tokens:
                     status = "length"
                     break
-                if self.context is not None and branch.end >= self.context:
+                if self.context is not None and block.end >= self.context:
                     status = "context"
                     break
                 if out is None:
                     assert pending is not None
                     out = self._forward(pending, cache, steer=steer, attention=attention,
-                                        start=branch.end - pending.shape[-1])  # fmt: skip
+                                        start=block.end - pending.shape[-1])  # fmt: skip
                 cache = cache_of(out)
                 logits = out.logits[0, -1].float()
                 logp = torch.log_softmax(logits, -1)
@@ -592,36 +600,37 @@ class HFBackend:
                 x = TokenInputs(logp[None], chosen.view(1), slp.view(1), k)
                 lensed = hid = None
                 if n_layers > 1 and chunk > 0:
-                    hid = torch.stack([h[0, -1] for h in self.block_outputs(out.hidden_states)])  # [L-1, d]
+                    hs = self.block_outputs(out.hidden_states)  # [1, q, d] each → [L-1, d]
+                    # (a step's q is 1: one cat, where an index of each layer was 22 calls; the
+                    # prompt's forward: its last position only, not a copy of every position)
+                    hid = torch.cat(hs)[:, -1] if hs[0].shape[1] == 1 else torch.stack([h[0, -1] for h in hs])
                     if chunk == 1:
                         inputs = self.lens_inputs(run, chosen.view(1), logp[None])
                         lensed = lens_values(self.lens, hid[None], inputs, names)
                 packed = packer.pack(self._step_values(run, x, out, slice(-1, None)), lensed)
                 out = None
-                host, lens_host = packer.unpack(packed.cpu().numpy())  # the step's one transfer
-                require_finite(host, f" at position {branch.end - 1}")
+                row = packed.cpu().numpy()  # the step's one transfer
+                packer.check_finite(row, f" at position {block.end - 1}")
+                token = int(row[packer.token_at])
+                block.add(row, is_forced)
                 if hid is not None and chunk > 1:
-                    lens_buf.append((hid, logp, chosen.view(1), host))
-                token = int(host["token_id"])
-                values: dict = {name: v for name, v in host.items() if name != "token_id"}
-                one = None if lens_host is None else {name: v[None] for name, v in lens_host.items()}
-                for name, arr in layer_arrays(one, host, 1, run.layout).items():
-                    values[name] = arr[0]
-                step = Step(branch.end, token, values, "forced" if is_forced else "generated")
-                run.append_step(branch.id, step)
+                    lens_buf.append((hid, logp, chosen.view(1), row))
                 if not is_forced:
                     new += 1
-                added = self._note_tokens(run, [token], *(values[name] for name in id_measures))
-                yield StepEvent(run.id, branch.id, step, added)
                 pending = chosen.view(1, 1)
-                if lens_buf and len(lens_buf) >= chunk:
-                    yield self._flush_lens(run, branch, lens_buf, lens_start)
+                now = time.perf_counter()
+                if lens_buf and len(lens_buf) >= chunk:  # (its values go to steps the run holds)
+                    yield from block.flush()
+                    yield self._flush_lens(run, branch, packer, lens_buf, lens_start)
                     lens_start = branch.end
+                elif block.due(now - last):
+                    yield from block.flush()
+                last = now
                 if token in eos:
                     status = "eos"
                     break
                 if stops:
-                    tail += run.tokens.bytes_of(token)
+                    tail += self._token_bytes(token)
                     del tail[:-window]
                     if any(s in tail for s in stops):
                         status = "stop"
@@ -633,11 +642,13 @@ class HFBackend:
             raise
         finally:
             branch.status = status
-            ev = self._flush_lens(run, branch, lens_buf, lens_start) if lens_buf else None
+            steps = block.flush()  # (kept in the run even when a second Ctrl-C stops it here)
+            ev = self._flush_lens(run, branch, packer, lens_buf, lens_start) if lens_buf else None
             seq = run.sequence(branch.id)
             covered = cache_length(cache) if status != "error" else None
             if cache is not None and covered is not None:  # (a state-space model's state: not reusable)
                 self.caches.put((run.id, branch.id), cache, seq[:covered], "" if steer is None else steer.key)
+        yield from steps
         if ev is not None:
             yield ev
         yield Finished(run.id, branch.id, status, new, time.perf_counter() - t0)
@@ -682,15 +693,17 @@ class HFBackend:
         self,
         run: Run,
         branch: Branch,
-        buf: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, np.ndarray]]],
+        packer: Packer,
+        buf: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]],
         start: int,
     ) -> LensEvent:
         """Lens the buffered positions (hidden states [L-1, d], the model's log-probs [V], the
-        token taken, the step's host values) in one pass, store the values, and report them."""
+        token taken, the step's row of host values) in one pass, store the values, and report them."""
         n = len(buf)
         hidden = torch.stack([b[0] for b in buf])  # [n, L-1, d]
         inputs = self.lens_inputs(run, torch.cat([b[2] for b in buf]), torch.stack([b[1] for b in buf]))
-        finals = {name: np.stack([b[3][name] for b in buf]) for name in lens_names() if name in run.layout.names}
+        host = packer.unpack_rows(np.stack([b[3] for b in buf]))
+        finals = {name: host[name] for name in lens_names() if name in host}
         buf.clear()
         lensed = host_arrays(lens_values(self.lens, hidden, inputs, set(run.layout.names)))
         values = layer_arrays(lensed, finals, n, run.layout)

@@ -406,7 +406,7 @@ class _LensSurprisal(LayerReducer):
         return {"layer_surprisal": bits.clamp(0, -LOGPROB_FLOOR / math.log(2))}
 
     def final(self, x: TokenInputs, values: dict[str, torch.Tensor], k_lens: int) -> dict[str, torch.Tensor]:
-        return {"layer_surprisal": -values["logprob"] / math.log(2)}
+        return {"layer_surprisal": values["logprob"] * (-1 / math.log(2))}
 
 
 @layer_measure("layer_topk_ids", "layer_topk_logprobs")
@@ -716,6 +716,8 @@ class Packer:
             self._reads.append((m.name, at, at + width, shape, m.dtype == "int32"))
             at += width
         self.token_width = at
+        self._finite_at = [(name, a) for name, a, _b, shape, _i in self._reads if name in ("logprob", "entropy")]
+        self.token_at = next(a for name, a, _b, _s, _i in self._reads if name == "token_id")  # (in a step's row)
         # the id columns a step carries besides its token (their bytes go into the token table)
         self.id_measures = [name for name, _at, _s, m in self.slots if m.is_token_id and name != "token_id"]
         self.lens_rows = lens_rows  # per-step lens values appended (lens every step): L-1 layers each
@@ -739,6 +741,25 @@ class Packer:
             v = block[:, a:b].astype(np.int32) if integer else block[:, a:b]
             out[name] = v.reshape(n, *shape) if shape else v[:, 0]
         return out
+
+    def unpack_block(self, block: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+        """Host [n, width] rows of `pack` (n steps) → ({name: [n(, …)]}, {lens measure: [n, L-1(, j)]}
+        or None), as `unpack` takes one row apart."""
+        out = self.unpack_rows(block)
+        if self.lens_rows == 0:
+            return out, None
+        n, at = len(block), self.token_width
+        lens = {}
+        for name, shape in self.layer:
+            width = self.lens_rows * (int(np.prod(shape)) if shape else 1)
+            v = block[:, at : at + width].reshape(n, self.lens_rows, *shape)
+            lens[name] = v.astype(np.int32) if MEASURES[name].dtype == "int32" else v
+            at += width
+        return out, lens
+
+    def check_finite(self, row: np.ndarray, where: str) -> None:
+        """`require_finite` on a step's row before it is taken apart (its log-prob and entropy)."""
+        require_finite({name: row[at] for name, at in self._finite_at}, where)
 
     def unpack(self, row: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
         """Host row → ({name: value; a lens measure's: its layer L}, {lens measure: [L-1(, j)]} or None)."""

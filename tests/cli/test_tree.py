@@ -149,6 +149,13 @@ def test_a_forced_prefix_guides_the_tree(cli, peaked_dirs, cache_dir, peaked):
     assert head.startswith("▸ …") and head.split("  (")[0].endswith("return text"), head
     bad = cli("tree", "-m", m, "--run", saved.run_id, "--force", "x")
     assert bad.exit_code == 2 and "--force goes with --prompt" in bad.stderr
+    # a forced text that leaves no room for a tree: one line, at once (a trial waited 70 s for a
+    # false "interrupted … nothing saved", exit 130, and a run with no tree in the cache)
+    context = peaked("gpt2").model.config.n_positions
+    long = cli("tree", "-m", m, "-p", PROMPT, "--force", " x" * context)
+    assert long.exit_code == 2, long.output
+    assert f"the model's context ({context} positions) leaves no room for a tree" in long.stderr
+    assert [r.run_id for r in list_runs(cache_dir)] == [saved.run_id]
 
 
 def test_a_tree_grown_inside_a_branch_prints_only_the_searchs_own_nodes(cli, peaked_dirs, cache_dir):
@@ -203,6 +210,7 @@ def test_bad_parameters_fail_in_one_line_before_the_model_loads(cli, weightless_
         (["--run", "{run}", "--branch", "5"], "no branch 5"),
         (["--run", "{run}", "--position", "999"], "position 999 is out of range"),
         (["--run", "{run}", "--position", "0"], "position 0 is out of range"),
+        (["--run", "{run}", "--chat"], "--chat goes with --prompt"),
     ],
 )
 def test_bad_starts_fail_in_one_line_before_the_model_loads(cli, weightless_model, cache_dir, args, expect):
@@ -243,6 +251,7 @@ def test_ctrl_c_keeps_the_partial_tree(peaked_dirs, cache_dir):
     assert rc == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     [saved] = list_runs(cache_dir)
+    assert saved.what == "cancelled"  # (`runs` lists it so, not as a plain tree)
     run = load_run(saved.path)
     s = tree.searches(run)[0]
     assert s["stopped"] == "cancelled" and 0 < s["nodes"] == len(run.branches) < 10000

@@ -110,3 +110,10 @@ def test_only_the_model_that_made_a_run_grows_it():
     assert meta.not_grown_by("m", meta.vocab_size, meta.n_layers + 1) is not None
     meta.model = "evil\x1b]52;c;x\x07"  # a run file's name: shown escaped
     assert "\x1b" not in (meta.not_grown_by("demo", meta.vocab_size, meta.n_layers) or "\x1b")
+
+
+def test_a_branch_of_forced_text_alone_is_described_so():
+    """A guided tree's root branch takes the forced text and nothing more: its settings line read
+    'greedy · max 0 tokens'."""
+    assert SamplingParams(max_new_tokens=0).describe() == "forced text only"
+    assert SamplingParams(max_new_tokens=5).describe() == "greedy · max 5 tokens"

@@ -36,6 +36,10 @@ def test_jsonl_lines_are_token_records_of_every_branch():
         ("a.jsonl", "jsonl", "jsonl"),
         ("a.txt", "json", "json"),
         ("a", "csv", "csv"),
+        # a format's name as the extension is no known extension (a trial was told .tree-json
+        # "does not match" --format tree-json)
+        ("a.tree-json", "tree-json", "tree-json"),
+        ("a.seed002-jsonl", "seed002-jsonl", "seed002-jsonl"),
     ],
 )
 def test_format_for_a_file_name(name, fmt, want):
@@ -49,6 +53,7 @@ def test_format_for_a_file_name(name, fmt, want):
         ("a.txt", None, "cannot tell the format"),
         ("a", None, "csv, jsonl, json"),
         ("a.csv", "xml", "unknown format"),
+        ("a.csv", "\x1b[31m", "unknown format '␛\\[31m'"),  # (shown safely, as every other message)
     ],
 )
 def test_format_for_refuses(name, fmt, expect):

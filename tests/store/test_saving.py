@@ -160,3 +160,46 @@ def test_a_run_without_a_branch_is_never_written(tmp_path):
     with pytest.raises(RunFileError, match="no branch yet"):
         save_run(run, tmp_path / "r.tokentui")
     assert not list(tmp_path.iterdir())
+
+
+def _grow_in_another_process(path) -> None:
+    """What another tokentui does to the run file `path`: read it, change the run, save it back."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; from tokentui.store.runfile import load_run, save_run; "
+        "p = Path(sys.argv[1]); run = load_run(p); run.meta.prompt = 'grown elsewhere'; save_run(run, p)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+
+
+def test_a_cache_file_another_process_changed_is_kept_and_this_version_goes_beside_it(tmp_path):
+    """A trial had the explorer open on a run while `tokentui tree --run` grew it in another
+    terminal: the explorer's next save wrote over the file and the tree's nodes were lost. Now a
+    save that finds the file changed since this process read or wrote it leaves it, saves beside
+    it under the next free number, says so once, and keeps saving there."""
+    from tokentui.store.cache_writes import remember, save_in_cache
+
+    run = make_run(n_branch_steps=(6, 3))
+    first = save_in_cache(run, tmp_path)
+    assert first.path == tmp_path / f"{run.id}.tokentui" and first.note is None
+    assert save_in_cache(run, tmp_path).note is None  # (its own saves: no conflict)
+    (tmp_path / f"{run.id}-2.tokentui").write_bytes(b"taken")  # (the next free number is taken)
+    _grow_in_another_process(first.path)
+    theirs = first.path.read_bytes()
+    run.remove_subtree(1)
+    moved = save_in_cache(run, tmp_path)
+    assert moved.path == tmp_path / f"{run.id}-3.tokentui"
+    assert moved.note is not None and f"saved as {run.id}-3" in moved.note and "changed on disk" in moved.note
+    assert first.path.read_bytes() == theirs and load_run(first.path).meta.prompt == "grown elsewhere"
+    mine = load_run(moved.path)
+    assert mine.id == run.id and len(mine.branches) == 1
+    again = save_in_cache(run, tmp_path)  # later saves follow it there, without a word
+    assert again.path == moved.path and again.note is None and first.path.read_bytes() == theirs
+    # a file read, then changed by another process before this one's first save, is kept too
+    other = make_run()
+    path = save_in_cache(other, tmp_path / "b").path
+    remember(path)
+    _grow_in_another_process(path)
+    assert save_in_cache(other, tmp_path / "b").path.name == f"{other.id}-2.tokentui"

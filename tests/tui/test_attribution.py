@@ -200,6 +200,23 @@ async def test_the_alternatives_pane_contrasts_with_the_selected_alternative(mod
         # the target: log p(chosen) − log p(alternative), as decoding recorded them (through the KV
         # cache: float32 noise of ~1e-3 on this random model)
         assert rec.target_values[0] == pytest.approx(step.logprob - float(step.topk_logprobs[1]), abs=1e-2)
+        # attention has no target to contrast: M to it attributes the token's own (a trial stored an
+        # attention record "vs" a token), and the pane's a refuses an alternative under it
+        from tokentui.core.attribution import METHODS
+
+        n = len(run.attributions)
+        while METHODS[app.session.attribution_method].needs != "attention":
+            await pilot.press("M")
+            await wait_for(pilot, lambda: app.state is AppState.IDLE, what="the attribution")
+        await attributed(pilot, app, 1)
+        rec = run.attributions[-1]
+        assert len(run.attributions) > n and rec.method == app.session.attribution_method
+        assert rec.alternative is None and " vs " not in rendered(app.query_one(AttributionPane))
+        count = len(run.attributions)
+        await pilot.click("#alternatives")
+        await pilot.press("a")
+        await pilot.pause(0.2)
+        assert "has no target to contrast" in last_note(app) and len(run.attributions) == count
 
 
 async def test_A_computes_the_association_matrix_and_shows_it_again_from_the_run(model_dirs, loaded, cache_dir):

@@ -752,13 +752,13 @@ async def test_escape_in_the_prompt_while_generating_leaves_the_prompt_and_a_sec
     from tests.factories import generating_explorer, wait_first_tokens
     from tokentui.engine.hf import backend
 
-    check = backend.require_finite
+    choose = backend.choose
 
     def slow(*args, **kwargs):
         time.sleep(0.02)
-        return check(*args, **kwargs)
+        return choose(*args, **kwargs)
 
-    monkeypatch.setattr(backend, "require_finite", slow)
+    monkeypatch.setattr(backend, "choose", slow)
 
     app = generating_explorer(str(model_dirs["gpt2"]))
     async with app.run_test(size=(80, 24)) as pilot:
@@ -931,3 +931,40 @@ async def test_the_prompt_box_shows_the_prompts_start_once_left(repeat):
         await pilot.pause(0.2)
         assert app.focused is not box and box.scroll_y == 0
         assert "Write a short story" in rendered(box)
+
+
+async def test_a_run_another_process_grew_while_it_was_open_is_not_overwritten(cache_dir):
+    """A trial grew a tree (`tokentui tree --run`) into the run the explorer had open; the
+    explorer's next save wrote over it and the tree was gone. Now the other version stays, the
+    explorer's goes beside it, and the user is told where."""
+    from tests.store.test_saving import _grow_in_another_process
+
+    run = make_run(n_branch_steps=(6, 3))
+    path = save_run(run, cache_dir / f"{run.id}.tokentui")
+    app = explorer(run_path=path, cache_dir=cache_dir)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.run_obj is not None and app.stream.view is not None, what="the run")
+        _grow_in_another_process(path)
+        theirs = path.read_bytes()
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+        [note] = [n.message for n in app._notifications if "changed on disk" in n.message]
+        assert f"saved as {run.id}-2" in note
+    assert path.read_bytes() == theirs
+    assert load_run(cache_dir / f"{run.id}-2.tokentui").meta.prompt == run.meta.prompt
+
+
+def test_a_replayed_run_s_chat_and_k_are_the_session_s_settings(tmp_path):
+    """A trial replayed a chat run with a model, edited its prompt and generated: the new run had
+    chat off (the explorer's default). A replay with a model now starts from the run's chat and k."""
+    from tokentui.tui.start import settings_of
+
+    run = make_run()
+    run.meta.chat, run.meta.k = True, 3
+    got = settings_of(save_run(run, tmp_path / "chat.tokentui"))
+    assert got is not None and (got.chat, got.k) == (True, 3)
+    run.meta.chat = False
+    got = settings_of(save_run(run, tmp_path / "plain.tokentui"))
+    assert got is not None and not got.chat
+    (tmp_path / "bad.tokentui").write_bytes(b"not a run")
+    assert settings_of(tmp_path / "bad.tokentui") is None

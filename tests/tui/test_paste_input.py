@@ -71,3 +71,29 @@ def test_a_paste_with_an_escape_goes_into_the_prompt_and_runs_no_key(tmp_path):
         term.wait_for("note␛[0m".encode(), b"delete", timeout=20)  # (the ESC shown as ␛, the tab as spaces)
         time.sleep(1.0)
         assert term.proc.poll() is None, term.text[-800:]  # still running: no q reached the app
+
+
+async def test_a_pasted_escape_in_a_one_line_field_shows_as_a_symbol_and_comes_back_an_escape():
+    """A trial pasted ' \\e[31mred' as a branch's text (`t`): the field showed nothing for the ESC
+    and the model was given U+E01B (the parser's stand-in) instead of the ESC; the prompt box gives
+    the ESC and shows ␛. One-line fields now do the same."""
+    from tests.factories import make_run
+    from tokentui.tui.screens.text_prompt import TextPrompt
+    from tokentui.tui.start import explorer
+    from tokentui.tui.widgets.text_field import TextField
+
+    pasted = " \x1b[31mred"
+    got: list[str | None] = []
+    app = explorer(run=make_run())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.push_screen(TextPrompt("branch at position 3: take this text, then continue"), got.append)
+        await pilot.pause()
+        field = app.screen.query_one(TextField)
+        assert app.focused is field
+        field.post_message(events.Paste(pasted.replace("\x1b", ESC_STAND_IN)))  # (as the parser hands it on)
+        await pilot.pause()
+        assert field._value.plain == " ␛[31mred" and "\x1b" not in field._value.plain
+        await pilot.press("enter")
+        await pilot.pause()
+    assert got == [pasted]

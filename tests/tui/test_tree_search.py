@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from textual.widgets import Input
 
 from tests.factories import SMOLLM2, needs_smollm2, rendered, wait_for
@@ -266,3 +267,30 @@ def test_path_probability_is_the_product_of_the_p_on_the_path():
                 reached = x.fork_position
             x = None if x.parent is None else run.branches[x.parent]
         assert math.isclose(path_probability(run, b, memo), math.prod(on_path), rel_tol=1e-12)
+
+
+def test_a_search_grown_from_another_search_s_node_counts_its_path_from_its_own_root(peaked):
+    """A trial grew a second tree from a node of the first: the tree pane's Σ multiplied in the
+    first search's p of that node, where the CLI and the exports start the path at the second
+    search's own root. Now every node's Σ is its own search's trie's cumulative p."""
+    from tokentui.engine import jobs
+    from tokentui.engine.hf.backend import HFBackend
+    from tokentui.tui.widgets.branch_tree import path_probability
+
+    backend = HFBackend(peaked("llama"), lens_chunk=0)
+    params = TreeParams(0.05, 0.5, soft_queue_limit=4, max_depth=3, max_completed_paths=50, max_nodes=10)
+    first = jobs.TreeSearch(backend, params, prompt="def f(x):", settings=GenerationSettings(k=8))
+    list(first)
+    run = first.run
+    assert run is not None
+    node = max(int(i) for i in run.meta.tree["nodes"])  # (a node of the first search, a step below its root)
+    assert math.exp(float(run.branches[node].steps.col("logprob")[0])) < 0.999
+    list(jobs.TreeSearch(backend, params, run=run, branch=node, position=run.branches[node].end))
+    memo: dict[int, float] = {}
+    for s in run.meta.tree["searches"]:
+        trie = build_trie(run, s["root_branch"], s["root_position"], only=own_branches(s))
+        cumulative = trie.cumulative()
+        made = [(n, cumulative[n]) for n in trie.walk() if n.depth >= 1 and n.branch in own_branches(s)]
+        assert len(made) > 2
+        for n, p in made:
+            assert path_probability(run, run.branches[n.branch], memo) == pytest.approx(p, rel=1e-9)

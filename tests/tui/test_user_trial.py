@@ -126,6 +126,7 @@ async def test_export_refuses_folders_fifos_and_missing_folders_at_once_keeping_
         await pilot.pause(0.2)
         for name, said in (
             ("d.csv", "is a folder"),
+            (str(tmp_path), "is a folder: give a file name"),  # (without an ending: was "end the name in .csv …")
             ("f.csv", "not a regular file"),
             ("nowhere/sub/a.csv", "no such folder"),
         ):

@@ -394,9 +394,11 @@ def _say_if_steered(run: Run, branch: int, positions: list[int]) -> None:
 
     steered = [p for p in positions if steering_at(run, branch, p) is not None]
     if steered:
+        n, k = len(positions), len(steered)
+        which = "the position was" if n == 1 else f"{k} of the {n} positions {'was' if k == 1 else 'were'}"
         typer.echo(
-            f"note: {len(steered)} of the {counted(len(positions), 'position')} were made steered; attribution "
-            "runs the model unsteered, so their log p and scores are the unsteered model's",
+            f"note: {which} made steered; attribution runs the model unsteered, so {'its' if k == 1 else 'their'} "
+            "log p and scores are the unsteered model's",
             err=True,
         )
 

@@ -127,7 +127,7 @@ def export(
         if out is None:
             fmt = fmt or "csv"
             if fmt not in FORMATS:
-                raise ExportError(f"unknown format {fmt!r} (choose from {', '.join(ALL_FORMATS)})")
+                raise ExportError(f"unknown format '{sanitize(fmt)}' (choose from {', '.join(ALL_FORMATS)})")
             loaded = load_ref(run, cache_dir)
             if fmt == "seed004":
                 attribution_at(loaded, attribution)  # no record: one line, nothing written

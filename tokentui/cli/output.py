@@ -362,11 +362,15 @@ def usable_cache(cache_dir: Path | None) -> Path:
 
 
 def save_to_cache(run, cache_dir: Path | None) -> Path:
-    """Save `run` into the run cache (atomically); its path."""
-    from tokentui.store.cache import run_path
-    from tokentui.store.runfile import save_run
+    """Save `run` into the run cache (atomically); its path. Where another process changed the
+    run's file since this one read it, that version stays and this one goes beside it, said once
+    on standard error (`store.cache_writes`)."""
+    from tokentui.store.cache_writes import save_in_cache
 
-    return save_run(run, run_path(run.id, runs_dir(cache_dir)))
+    saved = save_in_cache(run, runs_dir(cache_dir))
+    if saved.note is not None:
+        say_at_once(f"tokentui: warning: {saved.note}")
+    return saved.path
 
 
 def autosave(cache_dir: Path | None, keep_line: bool = False):
@@ -386,11 +390,13 @@ def load_ref(ref: str, cache_dir: Path | None, grow: bool = False):
     content is refused (saving would replace that run: a trial lost a cached run's records so)."""
     from tokentui.core.params import RunError
     from tokentui.store.cache import other_version, resolve
+    from tokentui.store.cache_writes import remember
     from tokentui.store.runfile import load_run
 
     d = runs_dir(cache_dir)
     path = resolve(ref, d)
     run = load_run(path)
+    remember(path)  # (as read: a save finding it changed by another process keeps that version)
     if grow:
         cached = other_version(path, run.id, d)
         if cached is not None:

@@ -97,6 +97,8 @@ def tree(
                 fail("--branch and --position go with --run")
         elif force:
             fail("--force goes with --prompt (a saved run grows from a --position of its branch)")
+        elif chat:  # (it changed nothing: a run's positions are its text as it was made, template or not)
+            fail("--chat goes with --prompt (a saved run grows from its own text, with its template if it had one)")
         if prompt is not None:
             if not prompt.strip():
                 fail("the prompt is empty")
@@ -158,6 +160,9 @@ def tree_job(
     except KeyboardInterrupt:  # only where Ctrl-C could not be redirected (not the main thread)
         job.cancel.set()
     grown = job.run
+    if grown is not None and grown.branches and not ctree.searches(grown):  # stopped in the forced text
+        save_to_cache(grown, cache_dir)  # (as the autosave did: said, not denied)
+        interrupted(f"interrupted before the tree was started: run {grown.id} is saved with the forced text so far")
     if grown is None or not ctree.searches(grown) or not grown.branches:
         interrupted("interrupted before the tree was started: nothing saved")
     search = ctree.searches(grown)[-1]

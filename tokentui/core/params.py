@@ -66,7 +66,10 @@ class SamplingParams:
         return replace(self, stop=list(self.stop))
 
     def describe(self) -> str:
-        """One short line: 'greedy · max 64 tokens' or 'T=0.8 top-k=40 top-p=0.9 seed=1 · max 64 tokens'."""
+        """One short line: 'greedy · max 64 tokens' or 'T=0.8 top-k=40 top-p=0.9 seed=1 · max 64 tokens';
+        a branch of forced text alone (a guided tree's root) says so, not 'max 0 tokens'."""
+        if self.max_new_tokens <= 0:
+            return "forced text only"
         mode = "greedy" if self.greedy else f"T={self.temperature:g} top-k={self.top_k} top-p={self.top_p:g}"
         if not self.greedy and self.seed is not None:
             mode += f" seed={self.seed}"

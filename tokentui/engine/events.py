@@ -211,6 +211,7 @@ class Compared:
 class Saved:
     run_id: str
     path: str
+    note: str | None = None  # the run went to another file than its id's, and why (`store.cache_writes`)
 
 
 @dataclass(frozen=True)

@@ -251,6 +251,12 @@ class TreeSearch(Job):
             forced = self.backend.encode_text(self.settings.forced)
             if not forced:
                 raise EngineError("the forced text encodes to no tokens")
+            context = self.backend.info.context_length
+            if context is not None and len(ids) + len(forced) >= context:  # (said before minutes of forcing it)
+                raise EngineError(
+                    f"the prompt and the forced text have {len(ids) + len(forced)} tokens: the model's context "
+                    f"({context} positions) leaves no room for a tree after them"
+                )
             only_forced = replace(self.settings.sampling, max_new_tokens=0)
             yield from self.backend.generate(self.run, ids, only_forced, self.cancel, forced)
             if self.run.branches[0].n_forced < len(forced):  # cancelled, or the context ended, before the root

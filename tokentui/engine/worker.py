@@ -250,11 +250,10 @@ class Worker:
     def _save(self, run: Run) -> None:
         if self.save_dir is None:
             return
-        from tokentui.store.cache import run_path
-        from tokentui.store.runfile import save_run
+        from tokentui.store.cache_writes import save_in_cache
 
-        path = save_run(run, run_path(run.id, self.save_dir))
-        self.callback(Saved(run.id, str(path)))
+        saved = save_in_cache(run, self.save_dir)
+        self.callback(Saved(run.id, str(saved.path), saved.note))
 
     def _save_failed(self, message: str) -> None:
         self.callback(SaveFailed(message))

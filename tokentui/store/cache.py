@@ -162,7 +162,7 @@ def summarize(path: Path) -> RunSummary:
             tokens=tokens,
             branches=len(branches),
             model_b=_second_model(meta),
-            status=_root_status(branches),
+            status=(meta.get("mode") == "tree" and _search_status(meta)) or _root_status(branches),
         )
     except RunFileError as e:
         return RunSummary(path=path, run_id=path.stem, error=e.problem)
@@ -177,6 +177,16 @@ def _root_status(branches: list[Any]) -> str:
     first = branches[0] if branches else None
     status = first.get("status") if isinstance(first, dict) else None
     return status[:20] if isinstance(status, str) else ""
+
+
+def _search_status(meta: dict[str, Any]) -> str:
+    """How a tree run's last search ended (completed, cancelled, running …), as its header says
+    ("" when it says none): a cancelled search's run was listed as a plain `tree`."""
+    record = meta.get("tree")
+    searches = record.get("searches") if isinstance(record, dict) else None
+    last = searches[-1] if isinstance(searches, list) and searches else None
+    stopped = last.get("stopped") if isinstance(last, dict) else None
+    return stopped[:20] if isinstance(stopped, str) else ""
 
 
 def _second_model(meta: dict[str, Any]) -> str:

@@ -742,8 +742,9 @@ def format_for(path: Path, fmt: str | None = None) -> str:
             return named[0]
     if fmt is not None:
         if fmt not in FORMATS:
-            raise ExportError(f"unknown format {fmt!r} (choose from {', '.join(ALL_FORMATS)})")
-        if ext in EXTENSION and EXTENSION[fmt] != ext:
+            raise ExportError(f"unknown format '{sanitize(fmt)}' (choose from {', '.join(ALL_FORMATS)})")
+        # (a known extension: a format's name is not one — `x.tree-json` was refused for not ending in .json)
+        if ext in EXTENSION.values() and EXTENSION[fmt] != ext:
             raise ExportError(
                 f"--format {fmt} does not match the extension of {path.name} (.{ext}); change one of them"
             )

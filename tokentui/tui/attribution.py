@@ -87,6 +87,13 @@ class AttributionActions(_Base):
             self.notify("that is the token itself: select another alternative (↑/↓) to contrast with",
                         markup=False)  # fmt: skip
             return
+        from tokentui.core.attribution import METHODS
+
+        m = METHODS[self.session.attribution_method]
+        if m.needs != "gradients":  # (as the CLI's --alternative: a trial stored an attention record "vs" a token)
+            self.notify(f"{m.label} has no target to contrast with an alternative: M picks a gradient method",
+                        severity="warning", markup=False)  # fmt: skip
+            return
         self.attribute_token(pos, self.session.attribution_method, token_id)
 
     def action_cycle_attribution_method(self) -> None:
@@ -104,8 +111,10 @@ class AttributionActions(_Base):
         if shown is None:
             self.notify(f"attribution method: {m.label} (a attributes the token under the cursor)", markup=False)
             return
-        self.notify(f"attribution method: {m.label}", markup=False)
-        self.attribute_token(shown.position, m.name, shown.record.alternative, branch=shown.branch)
+        alternative = shown.record.alternative if m.needs == "gradients" else None
+        vs = "" if alternative == shown.record.alternative else " (it contrasts no alternative: the token's own)"
+        self.notify(f"attribution method: {m.label}{vs}", markup=False)
+        self.attribute_token(shown.position, m.name, alternative, branch=shown.branch)
 
     def action_matrix(self) -> None:
         """`A`: the association matrix of the branch's output tokens up to the cursor."""

@@ -38,6 +38,8 @@ def export_name_problem(name: str) -> str | None:
     if name.rstrip().endswith(("/", os.sep)):
         return f"{sanitize(name)}: a name ending in / is a folder's: give a file name (the ending picks the format)"
     path = Path(name).expanduser()
+    if path.is_dir():  # (before its ending: a folder named without one was told to end in .csv …)
+        return f"{sanitize(name)} is a folder: give a file name (its ending picks the format)"
     bare = path.name.lower()
     if bare in export_endings():
         return f"{sanitize(path.name)}: no name before {bare}: give one (run{bare})"
@@ -52,20 +54,22 @@ class FileActions(_Base):
     """Mixed into TokentuiApp (it provides run_obj, run_path, save_dir, engine, show_branch …)."""
 
     def action_save(self, quiet: bool = False) -> None:
-        from tokentui.store.cache import run_path
+        from tokentui.store.cache_writes import save_in_cache
         from tokentui.store.header import RunFileError
-        from tokentui.store.runfile import save_run
 
         run = self.run_obj
         assert run is not None  # needs RUN (and _start_run saves only a run there)
         try:
             # into the cache by its id, where the autosave writes too (a file opened from elsewhere
             # is read, never written: `x` writes a copy anywhere)
-            path = save_run(run, run_path(run.id, self.save_dir))
+            saved = save_in_cache(run, self.save_dir)
         except (OSError, RunFileError) as e:
             self.notify(f"could not save: {e}", severity="error", markup=False)
             return
-        if not quiet:
+        path = saved.path
+        if saved.note is not None:
+            self.notify(saved.note, severity="warning", markup=False, timeout=20)
+        elif not quiet:
             self.notify(f"saved {sanitize(str(path))}", markup=False)
         self.update_status()
 
@@ -75,7 +79,9 @@ class FileActions(_Base):
         takes a new id rather than replace that version, and the user is told."""
         from tokentui.core.run import new_run_id
         from tokentui.store.cache import other_version
+        from tokentui.store.cache_writes import remember
 
+        remember(path)  # (as read: a save finding it changed by another process keeps that version)
         cached = other_version(path, run.id, self.save_dir)
         if cached is not None:
             old, run.meta.run_id = run.id, new_run_id()

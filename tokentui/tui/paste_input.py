@@ -5,8 +5,8 @@ sequence: the characters after it (up to 32) leave the paste and arrive as key p
 text before them arrives last. Pasting `note\\e[0m\\tdelete` into the prompt moved the focus out
 with the tab, and `d`, `e`, `l`, `t` then ran as the explorer's commands (a `q` would have quit).
 Here each ESC between the paste's start and end markers is swapped for a private-use stand-in
-before the parser sees it; the prompt box turns it back into the ESC that was pasted (and shows
-it as ␛), other fields keep the harmless stand-in.
+before the parser sees it; the prompt box and the one-line fields (`widgets/text_field.py`) turn
+it back into the ESC that was pasted, and show it as ␛.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from tokentui.core.params import GenerationSettings
 from tokentui.store.cache import cache_dir as resolve_dir
 from tokentui.store.cache import resolve, summarize
 from tokentui.store.header import RunFileError
@@ -58,11 +59,33 @@ def explorer(**options: Any) -> TokentuiApp:
     return app_class(themes=themes, theme_problems=problems, **options)
 
 
+def settings_of(path: Path) -> GenerationSettings | None:
+    """The settings a replayed run was made with that new runs of the session keep: its chat
+    template on or off and its k (a trial edited a chat run's prompt and generated with chat off).
+    None when the header does not say (the explorer's defaults then)."""
+    from tokentui.core.params import RunError
+    from tokentui.store.header import RunFileError, read_header
+
+    try:
+        meta = read_header(path).get("meta")
+    except (RunFileError, OSError):
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("chat"), bool) or type(meta.get("k")) is not int:
+        return None
+    settings = GenerationSettings(k=meta["k"], chat=meta["chat"])
+    try:
+        settings.check()
+    except RunError:
+        return None
+    return settings
+
+
 def replay(ref: str, model: str | None = None, cache_dir: Path | None = None) -> None:
     """Run the explorer on run `ref` (id, id prefix or path). Raises RunFileError when it cannot
     be opened, also when the arrays turn out damaged after the screen was up (the app closes)."""
     path = resolve(ref, resolve_dir(cache_dir))
-    app = explorer(model=model, run_path=path, cache_dir=cache_dir)  # reads the header, once
+    settings = settings_of(path) if model is not None else None
+    app = explorer(model=model, run_path=path, cache_dir=cache_dir, settings=settings)  # reads the header, once
     if app.opening is not None and app.opening.error:
         raise RunFileError(path, app.opening.error)
     run_app(app)

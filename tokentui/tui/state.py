@@ -361,6 +361,8 @@ class Session:
         elif isinstance(ev, Saved):
             if ours and self.run is not None:  # the worker saved its run as it stood after the events applied so far
                 self.run.mark_saved()
+            if ev.note is not None:  # (another process changed the run's file: this one went beside it)
+                up.notice, up.notice_seconds = ev.note, 20
             # the note (what the run's end said: a search's summary) stays; the status bar's
             # saved/unsaved part says the rest (a "· saved" note too showed "saved" twice)
         elif isinstance(ev, SaveFailed):  # (the job goes on; the status bar says "unsaved")

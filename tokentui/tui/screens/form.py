@@ -19,6 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
 from tokentui.core.params import RunError
+from tokentui.tui.widgets.text_field import TextField
 
 Result = TypeVar("Result")
 
@@ -44,7 +45,7 @@ class FormScreen(ModalScreen[Result | None], Generic[Result]):
             for key, label in self.FIELDS:
                 with Horizontal(classes="field"):
                     yield Static(Text(label), classes="field-label", markup=False)
-                    yield Input(self.values.get(key, ""), id=f"set-{key}", compact=True)
+                    yield TextField(self.values.get(key, ""), id=f"set-{key}", compact=True)
             yield Static("", id="form-error", classes="form-error", markup=False)
 
     def on_mount(self) -> None:
@@ -56,7 +57,7 @@ class FormScreen(ModalScreen[Result | None], Generic[Result]):
         raise NotImplementedError
 
     def _raw(self) -> dict[str, str]:
-        return {key: self.query_one(f"#set-{key}", Input).value for key, _ in self.FIELDS}
+        return {key: self.query_one(f"#set-{key}", TextField).text for key, _ in self.FIELDS}
 
     def on_input_submitted(self) -> None:
         try:

@@ -8,9 +8,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Input, Static
+from textual.widgets import Static
 
 from tokentui.core.display import sanitize
+from tokentui.tui.widgets.text_field import TextField
 
 
 class TextPrompt(ModalScreen[str | None]):
@@ -24,11 +25,11 @@ class TextPrompt(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="prompt-box"):
             yield Static(Text(sanitize(self.title_text)), classes="box-title", markup=False)
-            yield Input(sanitize(self.value), placeholder=self.placeholder, id="prompt-input")
+            yield TextField(sanitize(self.value), placeholder=self.placeholder, id="prompt-input")
             yield Static(Text("Enter: done · Esc: cancel"), classes="box-hint", markup=False)
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value)
+    def on_input_submitted(self, event: TextField.Submitted) -> None:
+        self.dismiss(self.query_one(TextField).text)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

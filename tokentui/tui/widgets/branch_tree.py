@@ -33,11 +33,16 @@ def path_probability(run: Run, b: Branch, memo: dict[int, float]) -> float:
     the search nodes whose token is on it. `memo` (branch id → that product) holds what earlier
     calls found, so labelling a whole tree costs one step per node, not its depth per node (a
     deep tree's labels climbed to the root each: 460,000 steps for 900 nodes)."""
+    from tokentui.core import tree
+
     nodes = run.meta.tree["nodes"] if run.meta.tree is not None else {}
+    # the branches b's search made: a search grown from another search's node stops at that node
+    # (its own root), where the CLI's and the exports' cumulative p start
+    own = next((r for s in tree.searches(run) if (r := tree.own_branches(s)) is not None and b.id in r), None)
     above: list[Branch] = []  # the path's nodes not in `memo`, from b up
     cum, limit = 1.0, b.end
     chain: Branch | None = b
-    while chain is not None and len(chain.steps) == 1 and str(chain.id) in nodes:
+    while chain is not None and len(chain.steps) == 1 and str(chain.id) in nodes and (own is None or chain.id in own):
         if chain.fork_position < limit:  # its token is on the path (a sibling's fork replaces it)
             if chain.id in memo:
                 cum = memo[chain.id]

@@ -761,3 +761,29 @@ async def test_a_long_error_stays_up_long_enough_to_read():
             app.notify(message, title=title, severity="error")
             await pilot.pause()  # (a notification is a message to the app)
             assert [n.timeout for n in app._notifications] == [timeout]
+
+
+async def test_the_picker_names_each_file_and_the_run_a_copy_holds(tmp_path):
+    """A trial's picker showed a run and two copies of it (saved under other names) as three
+    identical rows, and opening one could not say which file it was. Rows now show the file's
+    name, as `tokentui runs` does, and a copy says which run it holds."""
+    import shutil
+
+    from tests.factories import make_run
+    from tokentui.store.runfile import save_run
+
+    run = make_run()
+    path = save_run(run, tmp_path / f"{run.id}.tokentui")
+    shutil.copy(path, tmp_path / f"{run.id}-2.tokentui")
+    app = explorer(run=run, cache_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("o")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunPicker", what="the picker")
+        listed = app.screen.query_one("#picker-list")
+        rows = [str(listed.get_option_at_index(i).prompt) for i in range(listed.option_count)]
+        [own] = [r for r in rows if r.startswith(f"{run.id} ")]
+        [copy] = [r for r in rows if r.startswith(f"{run.id}-2 ")]
+        assert "holds run" not in own and f"(holds run …{run.id[-6:]}) " in copy
+        await pilot.press(*"-2", "enter")  # (the search finds the file by its name)
+        await wait_for(pilot, lambda: app.run_path == tmp_path / f"{run.id}-2.tokentui", what="the copy opened")

@@ -56,17 +56,21 @@ class RunPicker(ModalScreen[Path | None]):
             ol.highlighted = at
 
     def label(self, r: RunSummary) -> Text:
-        """id · created · model · tokens · branches · prompt (all untrusted: sanitised)."""
+        """id · created · model · tokens · branches · prompt (all untrusted: sanitised). The id is
+        the file's name, as `tokentui runs` lists it: a file holding a run under another name (a
+        copy, a version saved beside another's) says which run it holds before its prompt (copies
+        read as one row repeated, and opened one could not tell which)."""
         muted = part_style(self, "run-picker--muted")
+        handle = r.path.stem
         if r.error:
-            return Text(f"{sanitize(r.run_id)}  unreadable: {sanitize(r.error)}", style=muted)
+            return Text(f"{sanitize(handle)}  unreadable: {sanitize(r.error)}", style=muted)
         width = self.list_width()
         created = f" {sanitize(r.created[5:16].replace('T', ' '))}"
         model = f" {sanitize(r.models_in(12)):<12}"
         # every row's id as wide as the longest (up to a cap), so that the columns line up and each
         # row keeps or drops the same ones (a short id kept a date the others had dropped)
-        ids = max((len(sanitize(x.run_id)) for x in self.runs if not x.error), default=0)
-        label = Text(sanitize(r.run_id).ljust(min(ids, ID_ROOM)))
+        ids = max((len(sanitize(x.path.stem)) for x in self.runs if not x.error), default=0)
+        label = Text(sanitize(handle).ljust(min(ids, ID_ROOM)))
         counts = f" {r.tokens:>6} tok {r.branches:>2} br "
         # on a narrow terminal the date, then the model, make room: the prompt tells runs apart
         for shown in ((created, model), (model,), ()):
@@ -77,7 +81,9 @@ class RunPicker(ModalScreen[Path | None]):
         if model in shown:
             label.append(model)
         label.append(counts)
-        prompt = sanitize(r.prompt, visible_whitespace=True)[:50]  # running text: its line breaks shown as ↵
+        # (the id's end: its random part; the whole id left no room for the prompt at 120 columns)
+        held = f"(holds run …{sanitize(r.run_id)[-6:]}) " if r.run_id != handle else ""
+        prompt = held + sanitize(r.prompt, visible_whitespace=True)[:50]  # running text: its line breaks shown as ↵
         label.append(prompt, style=part_style(self, "run-picker--prompt"))
         label.truncate(max(20, width), overflow="ellipsis")
         return label
@@ -92,7 +98,7 @@ class RunPicker(ModalScreen[Path | None]):
         q = query.lower()
         options = []
         for r in self.runs:
-            if q and q not in f"{r.run_id} {r.models} {r.prompt}".lower():
+            if q and q not in f"{r.path.stem} {r.run_id} {r.models} {r.prompt}".lower():
                 continue
             options.append(Option(self.label(r), id=str(r.path), disabled=bool(r.error)))
         ol = self.query_one(OptionList)

@@ -327,6 +327,7 @@ def test_the_text_table_and_hostile_token_text(cli, model_dirs, loaded, cache_di
         (["--run", "{run}", "--positions", "a:b"], "'a' is not a whole number"),
         (["--run", "{run}", "--positions", "1:4:2"], "give a:b (no step)"),
         (["--run", "{run}", "--positions", "5:5"], "holds no position"),
+        (["--run", "{run}", "--positions", ""], "--positions is empty"),  # (took the default in silence)
         (["--run", "{run}", "--branch", "5"], "no branch 5"),
         (["--run", "{run}", "--steps", "8"], "--steps goes with --method integrated-gradients"),
         (["--run", "{run}", "--method", "integrated-gradients", "--steps", "0"], "--steps must be 1…1000"),
@@ -364,6 +365,13 @@ def test_errors_once_the_model_is_loaded_are_one_line(cli, model_dirs, saved_run
     two = cli("attribute", *model_of(model_dirs, "gpt2"), "--run", run_id, "--alternative", "hello world")
     assert two.exit_code == 2 and two.stderr.splitlines()[-1].startswith("tokentui: error: --alternative 'hello world'")
     assert "tokens (" in two.stderr and "not one" in two.stderr and "Traceback" not in two.output
+    # the token itself as the alternative: a target of 0 and every score 0, said by nothing before
+    run = load_run(run_path(run_id, cache_dir))
+    at = len(run.prompt)
+    own = int(run.sequence(0)[at])
+    itself = cli("attribute", *model_of(model_dirs, "gpt2"), "--run", run_id, "--positions", at, "--alternative", own)
+    assert itself.exit_code == 2, itself.output
+    assert f"the alternative is the token itself at position {at}: nothing to contrast" in itself.stderr
     other = make_run()  # made with a vocabulary of 300
     save_run(other, run_path(other.id, cache_dir))
     res = cli("attribute", "-m", model_dirs["gpt2"], "--run", other.id)

@@ -95,6 +95,12 @@ def test_steer_vector_prints_a_spec_that_parses_as_toml_and_steers(cli, model_di
     res = cli(*args)
     assert res.exit_code == 0, res.output
     assert "1 positive prompt − 1 negative prompt," in res.stderr and "\x1b" not in res.output
+    assert "the vector is zero" not in res.stderr
+    # the same prompts on both sides: a zero vector, written as asked, and said (a trial saw no word)
+    same = cli("steer-vector", "-m", model_dirs["gpt2"], "--positive", p, "--negative", p, "--layer", 2,
+               "-o", tmp_path / "zero.safetensors")  # fmt: skip
+    assert same.exit_code == 0 and "‖v‖ = 0," in same.stderr
+    assert "warning: the vector is zero (both sides have the same mean)" in same.stderr
     spec = tomllib.loads(res.stdout)
     assert spec == {"vector": out.name, "layers": [2], "scale": 1.0}
     (tmp_path / "happy.toml").write_text(res.stdout, encoding="utf-8")

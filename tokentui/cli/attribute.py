@@ -135,7 +135,9 @@ def attribute(
                 fail("--max-new-tokens and --chat go with --prompt")
             run = load_ref(run_ref, cache_dir, grow=True)
             b = run.branch(branch or 0).id
-            wanted = parse_positions(positions, run.length(b), b) if positions else default_positions(run, b)
+            wanted = (
+                parse_positions(positions, run.length(b), b) if positions is not None else default_positions(run, b)
+            )
             if alt_id is not None and alt_id >= run.meta.vocab_size:
                 fail(f"the alternative token id {alt_id} is outside the run's vocabulary (0…{run.meta.vocab_size - 1})")
         if out is not None:
@@ -163,6 +165,9 @@ def attribute(
             wanted = list(range(len(run.prompt), run.length(0)))
             if not wanted:
                 fail("the model generated no tokens to attribute")
+        same = [p for p in wanted if alt_id is not None and int(run.sequence(branch or 0)[p]) == alt_id]
+        if same:  # (its log p minus its own: a target of 0 and every score 0, said by nothing)
+            fail(f"the alternative is the token itself at position {same[0]}: nothing to contrast (pick another)")
         attribute_job(
             backend,
             run,
@@ -189,6 +194,8 @@ def parse_positions(spec: str, length: int, branch: int = 0) -> list[int]:
     the branch, or an empty range, is a one-line RunError (never clipped in silence)."""
     text = spec.strip()
     last = length - 1
+    if not text:  # (an empty --positions '' took the default in silence)
+        raise RunError("--positions is empty: give a:b, a: or :b (or leave it out: the tokens after the prompt)")
 
     def bound(part: str, default: int) -> int:
         part = part.strip()

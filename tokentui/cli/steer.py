@@ -200,6 +200,9 @@ def steer_vector(
             f"sha256 {sha}",  # (whole: what sha256sum prints, and a spec records)
             err=True,
         )
+        if norm == 0:  # (the same prompts on both sides, say: written, as asked, but it steers nothing)
+            typer.echo("warning: the vector is zero (both sides have the same mean): steering with it changes nothing",
+                       err=True)  # fmt: skip
         if spec_out is None:
             typer.echo("a spec using it (standard output; save it as a .toml file in the vector's folder):", err=True)
             typer.echo("\n".join(spec_lines(out.name, layer)))

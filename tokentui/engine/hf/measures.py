@@ -763,17 +763,5 @@ class Packer:
 
     def unpack(self, row: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
         """Host row → ({name: value; a lens measure's: its layer L}, {lens measure: [L-1(, j)]} or None)."""
-        out = {}
-        for name, a, b, shape, integer in self._reads:  # full precision here: storage may narrow it (Columns)
-            v = row[a:b].astype(np.int32) if integer else row[a:b]
-            out[name] = v.reshape(shape) if shape else v[0]
-        if self.lens_rows == 0:
-            return out, None
-        at = self.token_width
-        lens = {}
-        for name, shape in self.layer:
-            width = self.lens_rows * (int(np.prod(shape)) if shape else 1)
-            v = row[at : at + width].reshape(self.lens_rows, *shape)
-            lens[name] = v.astype(np.int32) if MEASURES[name].dtype == "int32" else v
-            at += width
-        return out, lens
+        host, lens = self.unpack_block(row[None])  # (full precision here: storage may narrow it, Columns)
+        return {k: v[0] for k, v in host.items()}, None if lens is None else {k: v[0] for k, v in lens.items()}

@@ -145,7 +145,7 @@ class _Saver:
 
 class _HeldRuns(dict):
     """The runs this command saved, by file, kept for the tables at its end (`write_tables`):
-    reading every one back was ~3% of a batch of short prompts. Bounded: past LIMIT bytes of
+    reading every one back was ~2% of a batch of short prompts. Bounded: past LIMIT bytes of
     values the rest are read back from their files."""
 
     LIMIT = 256 << 20

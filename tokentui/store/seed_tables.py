@@ -283,7 +283,7 @@ def write_tables(
     collection folder, from its done runs (each loaded once). A run that no longer loads is left
     out and reported in `unreadable`. `raw`: CSV cells as they are (`csv_cell`). `held`: runs
     already in memory by their file (what a batch saved in this process): taken as they are,
-    not read back (reading every run was ~3% of a batch of short prompts)."""
+    not read back (reading every run was ~2% of a batch of short prompts)."""
     out = Tables()
     coll.sort()  # (a hand-edited manifest may not be): each model's records must come in item order
     totals = {m: ModelTotals() for m in coll.models}

@@ -416,3 +416,12 @@ def test_a_ctrl_c_no_command_catches_ends_in_one_line_with_130(tmp_path, again):
     assert res.returncode == 130 and "Traceback" not in res.stderr, res.stderr
     said = "tokentui: interrupted before anything was listed: nothing saved" if again else "tokentui: interrupted"
     assert res.stderr.strip().splitlines() == [said]
+
+
+def test_a_model_name_with_an_escape_reaches_no_terminal_raw(cli):
+    """A trial named the model $'\\e[31mm': the error showed ␛[31mm, but the loading progress line
+    before it ("reading the configuration of …") wrote the ESC as it was, and a terminal coloured
+    what followed (here, off a terminal, Click dropped the escape instead: the name read "m")."""
+    res = cli("tree", "-m", "\x1b[31mm", "-p", "hi")
+    assert res.exit_code == 2
+    assert "reading the configuration of ␛[31mm" in res.stderr and "\x1b" not in res.output, res.stderr

@@ -158,7 +158,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 def progress(message: str) -> None:
-    typer.echo(f"… {message}", err=True)
+    """A progress line on stderr. Its text can hold what the user typed (a model's name: "reading the
+    configuration of …"), shown safely here: an ESC in it reached a terminal, which coloured the rest."""
+    typer.echo(f"… {sanitize(message)}", err=True)
 
 
 PROGRESS_SECONDS = 2.0  # how often a progress line is written when standard error is not a terminal

@@ -162,6 +162,8 @@ def test_text_output(cli, run_files):
     run = load_run(run_files[0])
     want = ref.summary(ref.counted(run))
     assert f"the run's tokens: {want['tokens']}" in text
+    branch = cli("stats", run_files[0], "--branch", 1)  # (a trial read "the run's tokens" of a branch's)
+    assert branch.exit_code == 0 and "the branch's tokens: " in branch.stdout and "the run's" not in branch.stdout
     assert f"perplexity {want['perplexity']:.3f}" in text and f"mean {want['entropy']['mean']:.3f}" in text
     for heading in ("GLTR rank histogram", "entropy deciles", "by relative position", "highest entropy"):
         assert heading in text

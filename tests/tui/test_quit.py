@@ -72,6 +72,8 @@ def test_quit_during_a_generation_saves_the_run_and_exits_0(model_dirs, tmp_path
     run.validate()
     if presses == 1:
         assert run.branches[0].status == "cancelled" and run.length(0) > 1
+        # the last line says where the run is (a newcomer found it only through `tokentui runs`)
+        assert f"tokentui replay {run.id} opens it".encode() in term.text, term.text[-400:]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])

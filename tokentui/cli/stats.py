@@ -341,7 +341,15 @@ def stats_lines(rep: Report, width: int, plots: bool) -> list[str]:
 
     st: Stats = rep.all
     s = st.summary
-    title = "all runs' tokens" if len(rep.rows) > 1 else "the run's tokens"
+    one = rep.rows[0].source.scope if len(rep.rows) == 1 else ""
+    # (one branch: "the run's tokens" said of --branch N's was read as the whole run's)
+    title = (
+        "all runs' tokens"
+        if len(rep.rows) > 1
+        else "the branch's tokens"
+        if one.startswith("branch")
+        else "the run's tokens"
+    )
     lines = [f"{title}: {s.tokens}"]
     for name, sp in (("entropy H (nats)", s.entropy), ("p(chosen)", s.probability)):
         lines.append(

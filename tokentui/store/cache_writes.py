@@ -49,6 +49,14 @@ def remember(path: Path) -> None:
             _seen[_key(path)] = sig
 
 
+def where_saved(run_id: str, directory: Path) -> Path:
+    """The file this process saves run `run_id` to in the cache `directory`: its id's, or the one
+    beside it a changed file sent it to."""
+    home = _key(run_path(run_id, directory))
+    with _lock:
+        return _moved.get(home, home)
+
+
 @dataclass(frozen=True)
 class Saved:
     path: Path

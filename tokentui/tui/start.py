@@ -35,8 +35,25 @@ def run_app(app: TokentuiApp) -> None:
     app.run()
     if app.crash is not None:
         raise ExplorerCrashed(app)
+    say_where_the_run_is(app)
     if app.engine is not None and not app.engine.stopped:  # quit twice: the model's thread is still in torch
         leave_now(app.return_code or 0)
+
+
+def say_where_the_run_is(app: TokentuiApp) -> None:
+    """Once the screen is restored: the run on show, when it is in the run cache, and the command
+    that opens it again (a newcomer quit, and found it only through `tokentui runs`)."""
+    from tokentui.store.cache_writes import where_saved
+
+    run = app.run_obj
+    if run is None or not run.branches or run.dirty:
+        return
+    try:
+        path = where_saved(run.id, app.save_dir)
+        if path.is_file():
+            print(f"run {path.stem} is in the run cache: tokentui replay {path.stem} opens it", file=sys.stderr)
+    except (OSError, ValueError, RunFileError):  # (a terminal gone, a run id the cache takes no file for)
+        pass
 
 
 def leave_now(code: int) -> NoReturn:

@@ -278,3 +278,14 @@ def test_branches_of_branches_count_each_token_in_its_own_sequence():
         tokens = ref.counted(run, None, kinds)
         assert sel.index.tolist() == [t["i"] for t in tokens] and sel.length.tolist() == [t["n"] for t in tokens]
         assert_stats(stats.compute(sel, 8), tokens, 8, 5)
+
+
+def test_forced_tokens_left_out_are_said():
+    """A trial took the rank-2 alternative (a forced token) and read "100% rank 1": auto counts the
+    generated tokens only. The forced tokens it leaves out are now counted and said."""
+    run = make_run()  # branch 1: one forced step, then generated ones
+    auto = stats.select(run, 1)
+    assert auto.sources[0].forced_out == 1 and stats.forced_left_out(auto.sources) == " · 1 forced not counted"
+    every = stats.select(run, 1, ("generated", "forced"))
+    assert every.sources[0].forced_out == 0 and stats.forced_left_out(every.sources) == ""
+    assert stats.select(run, 0).sources[0].forced_out == 0  # (branch 0 has none)

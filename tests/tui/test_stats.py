@@ -61,12 +61,16 @@ async def test_stats_screen_in_a_replay(tmp_path, monkeypatch):
         assert isinstance(screen, StatsScreen)
         title = str(screen.query_one("#stats-title").content)
         assert "branch #0" in title and "generated" in title and screen.query_one("#stats-title").size.height == 1
+        assert "forced not counted" not in title  # (branch 0 has no forced token)
         assert_shows(screen, ref.counted(run, 0))
         # readable at 80×24: the summary's first lines are on screen when it opens
         body = screen.query_one("#stats-body")
         assert body.region.height >= 15 and screen.query_one("#stats-summary").region.y < 6
         await pilot.press("w")
-        assert "whole run" in str(screen.query_one("#stats-title").content)
+        title = str(screen.query_one("#stats-title").content)
+        # branch 1's taken token is forced: left out by "generated", and said (a trial read "100% rank 1")
+        assert "whole run" in title and "1 forced not counted" in title, title
+        assert screen.query_one("#stats-title").size.height == 1
         assert_shows(screen, ref.counted(run))
         await pilot.press("p")
         assert_shows(screen, ref.counted(run, None, ("prompt", "generated")))

@@ -272,14 +272,14 @@ def _width() -> int:
 def render(rep: Report, plots: bool = True, width: int = 80) -> list[str]:
     """The report as text lines, every string sanitised."""
     from tokentui.core.display import sanitize
-    from tokentui.core.stats import fmt
+    from tokentui.core.stats import fmt, forced_left_out
 
     many = len(rep.rows) > 1
     kinds = "+".join(dict.fromkeys(k for r in rep.rows for k in r.source.kinds))
     scopes = ", ".join(dict.fromkeys(r.source.scope for r in rep.rows))
     lines = [
-        f"statistics of {len(rep.rows)} run{'s' if many else ''} · tokens counted: {kinds} · scope: {scopes} · "
-        f"{rep.bins} position bins",
+        f"statistics of {len(rep.rows)} run{'s' if many else ''} · tokens counted: {kinds}"
+        f"{forced_left_out([r.source for r in rep.rows])} · scope: {scopes} · {rep.bins} position bins",
         "H: entropy of the model's raw next-token distribution, nats · p: p(chosen token) · "
         "loss: −log p, nats · ppl: exp(mean loss)",
         "",

@@ -89,6 +89,14 @@ class Source:
     kinds: tuple[str, ...]  # the kinds counted (auto resolved)
     label: str = ""  # how the text and CSV name it: the item, with its model when a collection has several
     item: int | None = None  # the collection item's index (its input line), or the argument's number (from 1)
+    forced_out: int = 0  # forced tokens (alternatives the user took, forced text) the kinds leave out
+
+
+def forced_left_out(rep_sources: list[Source]) -> str:
+    """' · N forced not counted' when the counted kinds leave out forced tokens of the scopes, else
+    '': a user who took an alternative and read "100% rank 1" saw no sign it was not counted."""
+    n = sum(s.forced_out for s in rep_sources)
+    return f" · {n} forced not counted" if n else ""
 
 
 @dataclass(frozen=True)
@@ -259,6 +267,7 @@ def select(
     allowed = np.array([k in counted_kinds for k in KINDS])
     mask = scored & allowed[rows.kinds]
     counted = np.flatnonzero(mask)
+    forced_out = int(np.count_nonzero(scored & ~mask & (rows.kinds == KINDS.index("forced"))))
     if branch is not None:  # one sequence, in order
         index, length = np.arange(len(counted), dtype=np.int64), np.full(len(counted), len(counted), dtype=np.int64)
     else:
@@ -277,7 +286,7 @@ def select(
         remap[j] = code_of[data]
     scope = "run" if branch is None else f"branch {branch}"
     sel = Selection(
-        sources=[Source(run.id, run.meta.model, scope, counted_kinds, label, item)],
+        sources=[Source(run.id, run.meta.model, scope, counted_kinds, label, item, forced_out)],
         source=np.zeros(len(ids), dtype=np.int32),
         entropy=rows.entropy[counted],
         logprob=rows.logprob[counted],

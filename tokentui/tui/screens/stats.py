@@ -137,7 +137,7 @@ class StatsScreen(ModalScreen[None]):
         return "whole run" if self.whole_run else f"branch #{self.branch}"
 
     def refresh_stats(self) -> None:
-        from tokentui.core.stats import StatsError, plots, stats_of
+        from tokentui.core.stats import StatsError, forced_left_out, plots, stats_of
 
         self._steps = self._grown()
         try:
@@ -147,8 +147,9 @@ class StatsScreen(ModalScreen[None]):
             self.report, self.error = None, str(e)
         rep = self.report
         kinds = "+".join(rep.rows[0].source.kinds) if rep is not None else "–"
-        title = Text(
-            f"stats · {self.scope} · {kinds} tokens · run {self.run.id}",
+        out = forced_left_out([r.source for r in rep.rows]) if rep is not None else ""
+        title = Text(  # (the note, when there is one, in the run id's place: one line at 80 columns)
+            f"stats · {self.scope} · {kinds} tokens{out or f' · run {self.run.id}'}",
             style=part_style(self, "stats--title"),
         )
         self.query_one("#stats-title", Static).update(title)

@@ -96,6 +96,7 @@ def _two_tensors(path):
         ("layers = [1]\n", {}, "'vector'"),
         ('vector = "v.npy"\n', {}, "'layers'"),
         ('vector = "v.npy"\nlayers = [0]\n', {}, "'layers' entry 0 is not a layer number (whole numbers from 1"),
+        ('vector = "v.npy"\nlayers = [5000]\n', {}, "'layers' entry 5000 is past any model's layers"),
         ('vector = "v.npy"\nlayers = [true]\n', {}, "'layers' entry true is"),  # (TOML's true, not Python's)
         ("", {}, "'vector' is missing"),  # (an empty file was told "'vector' must be the path …")
         ('vector = "v.npy"\nlayers = [1.5]\n', {}, "'layers' entry 1.5"),

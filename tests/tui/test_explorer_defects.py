@@ -957,14 +957,15 @@ async def test_a_run_another_process_grew_while_it_was_open_is_not_overwritten(c
 def test_a_replayed_run_s_chat_and_k_are_the_session_s_settings(tmp_path):
     """A trial replayed a chat run with a model, edited its prompt and generated: the new run had
     chat off (the explorer's default). A replay with a model now starts from the run's chat and k."""
+    from tokentui.store.cache import summarize
     from tokentui.tui.start import settings_of
 
     run = make_run()
     run.meta.chat, run.meta.k = True, 3
-    got = settings_of(save_run(run, tmp_path / "chat.tokentui"))
+    got = settings_of(summarize(save_run(run, tmp_path / "chat.tokentui")))
     assert got is not None and (got.chat, got.k) == (True, 3)
     run.meta.chat = False
-    got = settings_of(save_run(run, tmp_path / "plain.tokentui"))
+    got = settings_of(summarize(save_run(run, tmp_path / "plain.tokentui")))
     assert got is not None and not got.chat
     (tmp_path / "bad.tokentui").write_bytes(b"not a run")
-    assert settings_of(tmp_path / "bad.tokentui") is None
+    assert settings_of(summarize(tmp_path / "bad.tokentui")) is None

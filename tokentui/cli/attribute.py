@@ -165,7 +165,8 @@ def attribute(
             wanted = list(range(len(run.prompt), run.length(0)))
             if not wanted:
                 fail("the model generated no tokens to attribute")
-        same = [p for p in wanted if alt_id is not None and int(run.sequence(branch or 0)[p]) == alt_id]
+        seq = run.sequence(branch or 0)
+        same = [p for p in wanted if alt_id is not None and int(seq[p]) == alt_id]
         if same:  # (its log p minus its own: a target of 0 and every score 0, said by nothing)
             fail(f"the alternative is the token itself at position {same[0]}: nothing to contrast (pick another)")
         attribute_job(

@@ -76,12 +76,11 @@ def export(
     per-layer CSV files."""
     from tokentui.core.display import counted, sanitize
     from tokentui.store.export import (
-        ALL_FORMATS,
         FOLDER_FORMATS,
-        FORMATS,
         SEED001_COMPARATIVE,
         ExportError,
         attribution_at,
+        check_format,
         check_target,
         format_for,
         seed001_collection_files,
@@ -126,8 +125,7 @@ def export(
         assert run is not None
         if out is None:
             fmt = fmt or "csv"
-            if fmt not in FORMATS:
-                raise ExportError(f"unknown format '{sanitize(fmt)}' (choose from {', '.join(ALL_FORMATS)})")
+            check_format(fmt)
             loaded = load_ref(run, cache_dir)
             if fmt == "seed004":
                 attribution_at(loaded, attribution)  # no record: one line, nothing written

@@ -341,15 +341,9 @@ def stats_lines(rep: Report, width: int, plots: bool) -> list[str]:
 
     st: Stats = rep.all
     s = st.summary
-    one = rep.rows[0].source.scope if len(rep.rows) == 1 else ""
     # (one branch: "the run's tokens" said of --branch N's was read as the whole run's)
-    title = (
-        "all runs' tokens"
-        if len(rep.rows) > 1
-        else "the branch's tokens"
-        if one.startswith("branch")
-        else "the run's tokens"
-    )
+    whose = "branch" if rep.rows[0].source.scope.startswith("branch") else "run"
+    title = "all runs' tokens" if len(rep.rows) > 1 else f"the {whose}'s tokens"
     lines = [f"{title}: {s.tokens}"]
     for name, sp in (("entropy H (nats)", s.entropy), ("p(chosen)", s.probability)):
         lines.append(

@@ -92,10 +92,10 @@ class Source:
     forced_out: int = 0  # forced tokens (alternatives the user took, forced text) the kinds leave out
 
 
-def forced_left_out(rep_sources: list[Source]) -> str:
+def forced_left_out(sources: list[Source]) -> str:
     """' · N forced not counted' when the counted kinds leave out forced tokens of the scopes, else
     '': a user who took an alternative and read "100% rank 1" saw no sign it was not counted."""
-    n = sum(s.forced_out for s in rep_sources)
+    n = sum(s.forced_out for s in sources)
     return f" · {n} forced not counted" if n else ""
 
 

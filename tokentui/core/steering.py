@@ -95,11 +95,13 @@ def _layers(where: str, value: object) -> tuple[int, ...]:
     if len(value) > MAX_LAYERS:
         raise _say(where, f"'layers' has {len(value)} entries (at most {MAX_LAYERS})")
     for x in value:
-        if isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= MAX_LAYERS:
-            # (the model is not known yet: its own range is checked when it is; "1…4096" read as the model's)
+        # (the model is not known yet: its own range is checked when it is; "1…4096" read as the model's)
+        if isinstance(x, bool) or not isinstance(x, int) or x < 1:
             raise _say(
                 where, f"'layers' entry {_toml(x)} is not a layer number (whole numbers from 1: the first block)"
             )
+        if x > MAX_LAYERS:
+            raise _say(where, f"'layers' entry {x} is past any model's layers (tokentui takes at most {MAX_LAYERS})")
     if len(set(value)) != len(value):
         raise _say(where, "'layers' names a layer twice")
     return tuple(value)

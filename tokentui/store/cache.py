@@ -84,6 +84,8 @@ class RunSummary:
     error: str | None = None  # set when the file could not be read
     model_b: str = ""  # a comparison's second model ("" for any other run)
     status: str = ""  # the root branch's status (eos, length, cancelled, error, running …; "" when none)
+    chat: bool | None = None  # made with the chat template (None: the header does not say)
+    k: int | None = None  # alternatives recorded per token (None: the header does not say)
 
     @property
     def what(self) -> str:
@@ -163,6 +165,8 @@ def summarize(path: Path) -> RunSummary:
             branches=len(branches),
             model_b=_second_model(meta),
             status=(meta.get("mode") == "tree" and _search_status(meta)) or _root_status(branches),
+            chat=meta["chat"] if isinstance(meta.get("chat"), bool) else None,
+            k=meta["k"] if type(meta.get("k")) is int else None,
         )
     except RunFileError as e:
         return RunSummary(path=path, run_id=path.stem, error=e.problem)

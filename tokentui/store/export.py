@@ -731,6 +731,12 @@ def export(run: Run, fmt: str, out: TextSink, raw_csv: bool = False, attribution
     writers[fmt](run, out, raw_csv)
 
 
+def check_format(fmt: str) -> None:
+    """Refuse (ExportError, the name shown safely) a format that writes to one stream but is none of FORMATS."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format '{sanitize(fmt)}' (choose from {', '.join(ALL_FORMATS)})")
+
+
 def format_for(path: Path, fmt: str | None = None) -> str:
     """The export format for writing to `path`: `fmt` when given, else the name's ending (one of
     NAMED_SUFFIXES: `t.tree.json` is tree-json) or its extension. A known extension that disagrees
@@ -741,8 +747,7 @@ def format_for(path: Path, fmt: str | None = None) -> str:
         if named:
             return named[0]
     if fmt is not None:
-        if fmt not in FORMATS:
-            raise ExportError(f"unknown format '{sanitize(fmt)}' (choose from {', '.join(ALL_FORMATS)})")
+        check_format(fmt)
         # (a known extension: a format's name is not one — `x.tree-json` was refused for not ending in .json)
         if ext in EXTENSION.values() and EXTENSION[fmt] != ext:
             raise ExportError(

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from tokentui.core.params import GenerationSettings
+from tokentui.store.cache import RunSummary, resolve, summarize
 from tokentui.store.cache import cache_dir as resolve_dir
-from tokentui.store.cache import resolve, summarize
 from tokentui.store.header import RunFileError
 from tokentui.tui.app import ReplayExplorer, TokentuiApp
 from tokentui.tui.theme import load_themes
@@ -76,20 +76,16 @@ def explorer(**options: Any) -> TokentuiApp:
     return app_class(themes=themes, theme_problems=problems, **options)
 
 
-def settings_of(path: Path) -> GenerationSettings | None:
+def settings_of(opening: RunSummary) -> GenerationSettings | None:
     """The settings a replayed run was made with that new runs of the session keep: its chat
-    template on or off and its k (a trial edited a chat run's prompt and generated with chat off).
-    None when the header does not say (the explorer's defaults then)."""
+    template on or off and its k (a trial edited a chat run's prompt and generated with chat off),
+    from its header as `summarize` read it. None when the header does not say (the explorer's
+    defaults then)."""
     from tokentui.core.params import RunError
-    from tokentui.store.header import RunFileError, read_header
 
-    try:
-        meta = read_header(path).get("meta")
-    except (RunFileError, OSError):
+    if opening.error or opening.chat is None or opening.k is None:
         return None
-    if not isinstance(meta, dict) or not isinstance(meta.get("chat"), bool) or type(meta.get("k")) is not int:
-        return None
-    settings = GenerationSettings(k=meta["k"], chat=meta["chat"])
+    settings = GenerationSettings(k=opening.k, chat=opening.chat)
     try:
         settings.check()
     except RunError:
@@ -101,8 +97,9 @@ def replay(ref: str, model: str | None = None, cache_dir: Path | None = None) ->
     """Run the explorer on run `ref` (id, id prefix or path). Raises RunFileError when it cannot
     be opened, also when the arrays turn out damaged after the screen was up (the app closes)."""
     path = resolve(ref, resolve_dir(cache_dir))
-    settings = settings_of(path) if model is not None else None
-    app = explorer(model=model, run_path=path, cache_dir=cache_dir, settings=settings)  # reads the header, once
+    opening = summarize(path)  # (the header, read once: the screen's first frame and the settings)
+    settings = settings_of(opening) if model is not None else None
+    app = explorer(model=model, run_path=path, opening=opening, cache_dir=cache_dir, settings=settings)
     if app.opening is not None and app.opening.error:
         raise RunFileError(path, app.opening.error)
     run_app(app)

@@ -969,3 +969,37 @@ def test_a_replayed_run_s_chat_and_k_are_the_session_s_settings(tmp_path):
     assert got is not None and not got.chat
     (tmp_path / "bad.tokentui").write_bytes(b"not a run")
     assert settings_of(summarize(tmp_path / "bad.tokentui")) is None
+
+
+async def test_replay_reopens_on_the_branch_last_on_show(tmp_path, capsys):
+    """A newcomer left the explorer on branch 1; `tokentui replay ID` opened branch 0. Leaving now
+    names the branch on show (`--branch 1`), and `replay --branch 1` opens there."""
+    from tokentui.store.cache_writes import remember
+    from tokentui.tui.start import say_where_the_run_is
+
+    run = make_run(n_branch_steps=(5, 3))
+    path = tmp_path / f"{run.id}.tokentui"
+    remember(save_run(run, path))
+    app = explorer(run_path=path, cache_dir=tmp_path, branch=1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.run_obj is not None and app.stream.view is not None, what="the run")
+        assert app.branch_id == 1
+        app.show_branch(0, cursor=None)
+        await pilot.pause(0.05)
+    say_where_the_run_is(app)  # (as `run_app` does, once the screen is restored)
+    app.session.branch_id = 1
+    say_where_the_run_is(app)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-2] == f"run {run.id} is in the run cache: tokentui replay {run.id} opens it"
+    assert lines[-1] == f"run {run.id} is in the run cache: tokentui replay {run.id} --branch 1 opens it"
+
+
+def test_replay_of_a_branch_the_run_lacks_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from tokentui.cli.app import app as cli
+
+    run = make_run(n_branch_steps=(5, 3))
+    save_run(run, tmp_path / f"{run.id}.tokentui")
+    res = CliRunner().invoke(cli, ["replay", run.id, "--branch", "2", "--cache-dir", str(tmp_path)])
+    assert res.exit_code == 2 and "there is no branch 2 in this run (it has 0…1)" in res.output, res.output

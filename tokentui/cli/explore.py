@@ -169,6 +169,15 @@ def replay(
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Also load this model, to grow new branches.")
     ] = None,
+    branch: Annotated[
+        int,
+        typer.Option(
+            "--branch",
+            "-b",
+            min=0,
+            help="Open on this branch (0: the first; leaving the explorer names the one on show).",
+        ),
+    ] = 0,
     cache_dir: CacheOpt = None,
 ) -> None:
     """Open a saved run in the explorer (no model needed, torch is not imported)."""
@@ -180,7 +189,7 @@ def replay(
     try:
         if model is not None:  # (it grows branches: saved into the cache)
             usable_cache(cache_dir)
-        open_replay(run, model, cache_dir)
+        open_replay(run, model, cache_dir, branch)
     except (RunFileError, RunError) as e:
         fail(str(e))
     except ExplorerCrashed as e:

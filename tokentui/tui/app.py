@@ -118,10 +118,12 @@ class TokentuiApp(
         hint: str = "",
         steering: SteeringSpec | None = None,
         compare: str | None = None,
+        branch: int = 0,
     ) -> None:
         """`compare`: model B, loaded beside `model` and compared live (`explore --compare B`). `prompt`: the text in the prompt box; `generate_at_once`: generate it as soon as the
         model is loaded (`explore --prompt`). `run_path` with `opening` (its header, read by
-        tui.start): draw from the header, read the arrays after the first frame. `themes`: loaded
+        tui.start): draw from the header, read the arrays after the first frame; `branch`: its
+        branch shown first (`replay --branch`; 0 when it has no such branch). `themes`: loaded
         by tui.start (this reads no files; without them the app uses Textual's dark theme)."""
         self.themes_ = themes or {}
         self.theme_problems = theme_problems or []
@@ -138,6 +140,7 @@ class TokentuiApp(
         self.compare_with = compare if model is not None else None
         self.generate_at_once = generate_at_once and bool(prompt.strip())
         self.run_path = run_path
+        self.first_branch = branch  # the branch of run_path shown first (`replay --branch`)
         self.opening = opening if run is None else None  # the header of run_path while its arrays are read
         self.open_error: RunFileError | None = None  # why that file could not be read (the app exits)
         self.save_dir = default_cache_dir(cache_dir)
@@ -285,7 +288,10 @@ class TokentuiApp(
         """Lay out the run after the first frame: the screen is up at once, even for 100k tokens."""
         self.stream.border_title = "tokens"
         self.update_legend()
-        self.show_branch(0, cursor=None)
+        run = self.run_obj
+        self.show_branch(
+            self.first_branch if run is not None and self.first_branch < len(run.branches) else 0, cursor=None
+        )
         if not gc.isenabled():  # `tokentui replay` starts with the cyclic collector off
             gc.freeze()  # what start-up made lives on: never scan it (else the first pass takes ~30 ms)
             gc.enable()

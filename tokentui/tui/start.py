@@ -51,7 +51,9 @@ def say_where_the_run_is(app: TokentuiApp) -> None:
     try:
         path = where_saved(run.id, app.save_dir)
         if path.is_file():
-            print(f"run {path.stem} is in the run cache: tokentui replay {path.stem} opens it", file=sys.stderr)
+            # (on the branch on show: a user who left from branch 3 came back to branch 0)
+            where = f" --branch {app.branch_id}" if app.branch_id else ""
+            print(f"run {path.stem} is in the run cache: tokentui replay {path.stem}{where} opens it", file=sys.stderr)
     except (OSError, ValueError, RunFileError):  # (a terminal gone, a run id the cache takes no file for)
         pass
 
@@ -93,15 +95,19 @@ def settings_of(opening: RunSummary) -> GenerationSettings | None:
     return settings
 
 
-def replay(ref: str, model: str | None = None, cache_dir: Path | None = None) -> None:
-    """Run the explorer on run `ref` (id, id prefix or path). Raises RunFileError when it cannot
-    be opened, also when the arrays turn out damaged after the screen was up (the app closes)."""
+def replay(ref: str, model: str | None = None, cache_dir: Path | None = None, branch: int = 0) -> None:
+    """Run the explorer on run `ref` (id, id prefix or path), showing `branch` first. Raises
+    RunFileError when it cannot be opened (or has no such branch), also when the arrays turn out
+    damaged after the screen was up (the app closes)."""
     path = resolve(ref, resolve_dir(cache_dir))
     opening = summarize(path)  # (the header, read once: the screen's first frame and the settings)
+    if opening.error:
+        raise RunFileError(path, opening.error)
+    if not 0 <= branch < max(opening.branches, 1):
+        last = f"0…{opening.branches - 1}" if opening.branches > 1 else "only branch 0"
+        raise RunFileError(path, f"there is no branch {branch} in this run (it has {last})")
     settings = settings_of(opening) if model is not None else None
-    app = explorer(model=model, run_path=path, opening=opening, cache_dir=cache_dir, settings=settings)
-    if app.opening is not None and app.opening.error:
-        raise RunFileError(path, app.opening.error)
+    app = explorer(model=model, run_path=path, opening=opening, cache_dir=cache_dir, settings=settings, branch=branch)
     run_app(app)
     if app.open_error is not None:
         raise app.open_error

@@ -103,7 +103,8 @@ def test_several_runs_json_and_csv(cli, run_files, tmp_path):
     assert {t["item"] for ts in doc["all"]["extremes"].values() for t in ts} <= {1, 2}
     # the flat table: one row per run, then all
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
-    assert [r["item"] for r in rows] == ["1", "2", "all"] and rows[1]["run_id"] == "20260102-000000-bbbbbb"
+    # (text and CSV: "arg N", a bare "2" was read as a collection's item 2)
+    assert [r["item"] for r in rows] == ["arg 1", "arg 2", "all"] and rows[1]["run_id"] == "20260102-000000-bbbbbb"
     for row, tokens in zip(rows, [*parts, parts[0] + parts[1]], strict=True):
         want = ref.summary(tokens)
         assert int(row["tokens"]) == len(tokens) and row["kinds"] == "forced+generated"
@@ -169,6 +170,9 @@ def test_text_output(cli, run_files):
         assert heading in text
     assert "mean entropy by relative position (nats)" in text and "└" in text  # the plots
     assert "mean entropy by relative position" not in cli("stats", run_files[0], "--no-plots").stdout
+    rows = cli("stats", *run_files, "--no-plots").stdout.splitlines()
+    [head] = [i for i, line in enumerate(rows) if line.startswith("item ")]
+    assert [line.split()[:2] for line in rows[head + 1 : head + 3]] == [["arg", "1"], ["arg", "2"]]
 
 
 def test_hostile_token_text_is_shown_escaped(cli, tmp_path):

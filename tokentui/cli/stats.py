@@ -133,7 +133,9 @@ def _shown(path: Path | str) -> str:
 
 
 def _refs(refs: list[str], cache_dir: Path | None) -> list[Loader]:
-    return [(str(i), i, ref, partial(load_ref, ref, cache_dir)) for i, ref in enumerate(refs, start=1)]
+    """The runs given as arguments, labelled by their place among them: "arg 2" (a bare "2" in the
+    item column was read as a collection's item number, its input line)."""
+    return [(f"arg {i}", i, ref, partial(load_ref, ref, cache_dir)) for i, ref in enumerate(refs, start=1)]
 
 
 def _collection(path: Path) -> list[Loader]:

@@ -87,7 +87,7 @@ class Source:
     model: str
     scope: str  # "run" (every recorded token once) or "branch N" (the branch's full sequence)
     kinds: tuple[str, ...]  # the kinds counted (auto resolved)
-    label: str = ""  # how the text and CSV name it: the item, with its model when a collection has several
+    label: str = ""  # how the text and CSV name it: the item, with its model when a collection has several; "arg N"
     item: int | None = None  # the collection item's index (its input line), or the argument's number (from 1)
     forced_out: int = 0  # forced tokens (alternatives the user took, forced text) the kinds leave out
 

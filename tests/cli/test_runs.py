@@ -104,7 +104,8 @@ def test_a_long_id_widens_the_id_column_and_the_columns_stay_in_line(cli, cache_
 def test_runs_names_the_batch_collections_whose_runs_it_does_not_list(cli, cache_dir, model_dirs, tmp_path):
     """A trial found `runs` saying "no runs in …" beside a batch of 200 runs: a collection's runs
     are not the cache's list, yet they open by id. `runs` names each collection the cache knows
-    (kept in it, or made with --out) with its number of runs."""
+    (kept in it, or made with --out) with its number of runs, and under it what it was made with
+    (two batches of one prompts file differing in `-n` were told apart by a hash alone)."""
     src = tmp_path / "p.txt"
     src.write_text("import os\nclass A:\n", encoding="utf-8")
     out = tmp_path / "elsewhere"
@@ -117,6 +118,13 @@ def test_runs_names_the_batch_collections_whose_runs_it_does_not_list(cli, cache
     assert lines[0] == f"no runs in {cache_dir}"
     at = lines.index("batch collections (their runs open by id; stats --collection DIR, export --collection DIR):")
     [inside] = [p for p in (cache_dir / "collections").iterdir()]
-    assert lines[at + 1 :] == [f"  2 runs  {inside}", f"  2 runs  {out}"]
+    assert lines[at + 1 :] == [
+        f"  2 runs  {inside}",
+        f"          {model_dirs['gpt2']} · prompts · greedy · max 2 tokens · k=20 · 2 done",
+        f"  2 runs  {out}",
+        f"          {model_dirs['gpt2']} · prompts · greedy · max 1 token · k=20 · 2 done",
+    ]
+    (out / "collection.json").write_text("{", encoding="utf-8")  # (a damaged manifest: said, not a traceback)
+    assert cli("runs").stdout.splitlines()[-1] == "          (its manifest: not valid JSON)"
     run_id = next((out / "runs").iterdir()).stem
     assert cli("export", run_id, "--format", "json").exit_code == 0  # (opens by id, as it says)

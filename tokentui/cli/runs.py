@@ -62,6 +62,7 @@ def _collections(out: Output, directory: Path) -> None:
 
     from tokentui.core.display import counted, sanitize
     from tokentui.store.cache import collection_folders
+    from tokentui.store.collection import CollectionError, load_collection
     from tokentui.store.header import SUFFIX
 
     found = []
@@ -70,13 +71,19 @@ def _collections(out: Output, directory: Path) -> None:
             n = sum(1 for e in os.scandir(folder / "runs") if e.name.endswith(SUFFIX))
         except OSError:
             continue  # (gone, or no runs folder: not a collection)
-        found.append((n, folder))
+        try:  # (what it was made with: folders of one prompts file differ by a hash alone)
+            what = load_collection(folder).describe()
+        except CollectionError as e:
+            what = f"(its manifest: {e.problem})"
+        found.append((n, folder, what))
     if found:
         out.line("")
         out.line("batch collections (their runs open by id; stats --collection DIR, export --collection DIR):")
-        width = max(len(counted(n, "run")) for n, _ in found)
-        for n, folder in found:
+        width = max(len(counted(n, "run")) for n, _, _ in found)
+        for n, folder, what in found:
             out.line(f"  {counted(n, 'run'):>{width}}  {sanitize(str(folder))}")
+            what = sanitize(what)
+            out.line(f"  {'':>{width}}  {what if len(what) <= 100 else what[:99] + '…'}")
     out.flush()
 
 

@@ -73,7 +73,7 @@ class SamplingParams:
         mode = "greedy" if self.greedy else f"T={self.temperature:g} top-k={self.top_k} top-p={self.top_p:g}"
         if not self.greedy and self.seed is not None:
             mode += f" seed={self.seed}"
-        return f"{mode} · max {self.max_new_tokens} tokens"
+        return f"{mode} · max {self.max_new_tokens} token{'s' if self.max_new_tokens != 1 else ''}"
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> SamplingParams:

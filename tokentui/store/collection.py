@@ -67,7 +67,8 @@ class CollectionError(ValueError):
     """A collection cannot be used; str() is one line naming the folder and the problem."""
 
     def __init__(self, path: Path | str, problem: str) -> None:
-        super().__init__(f"{sanitize(str(path))}: {sanitize(' '.join(str(problem).split())[:300])}")
+        self.problem = sanitize(" ".join(str(problem).split())[:300])  # (without the path)
+        super().__init__(f"{sanitize(str(path))}: {self.problem}")
         self.path = Path(path)
 
 
@@ -135,6 +136,34 @@ class Collection:
         for it in self.items:
             if it.status == "done" and it.run_file is not None:
                 yield it, it.run_file
+
+    def describe(self) -> str:
+        """One line of what the collection was made with, for lists (`tokentui runs`): two batches
+        of one prompts file differing only in `-n` had folders told apart by a hash alone. The
+        settings are the manifest's (untrusted): what is not as expected is left out."""
+        from tokentui.core.params import SamplingParams
+
+        s = self.settings
+        found = s.get("generation")
+        gen: dict[str, Any] = found if isinstance(found, dict) else {}
+        parts = [", ".join(self.models) or "no model"]
+        mode = s.get("mode")
+        if mode == "dataset":
+            over = s.get("loss_over")
+            parts.append(f"dataset, loss over {over}" if isinstance(over, str) else "dataset")
+        elif mode == "prompts":
+            sampling = gen.get("sampling")
+            parts.append("prompts")
+            if isinstance(sampling, dict):
+                parts.append(SamplingParams.from_dict(sampling).describe())
+        k = gen.get("k")
+        if isinstance(k, int) and not isinstance(k, bool):
+            parts.append(f"k={k}")
+        if gen.get("chat") is True:
+            parts.append("chat")
+        done = sum(1 for it in self.items if it.status == "done")
+        parts.append(f"{done} done" + ("" if self.complete else ", not finished"))
+        return " · ".join(parts)
 
     def run_id(self, model: str, number: int) -> str:
         """The run id (and file name) of run `number` under `model`: the collection's id, a short

@@ -215,6 +215,7 @@ def test_cancel_keeps_whole_rows(runs, monkeypatch):
     monkeypatch.setattr(hf_attr, "ROW_CHUNK", 2)
     b, run = runs["gpt2"]
     positions = list(range(2, run.length(0)))
+    assert len(positions) > 2
     cancel = threading.Event()
     job = jobs.Attribute(b, run, 0, positions, "gradient-norm", cancel=cancel)
     events = []
@@ -224,9 +225,44 @@ def test_cancel_keeps_whole_rows(runs, monkeypatch):
             cancel.set()
     last = events[-1]
     assert isinstance(last, Attributed) and last.cancelled and last.record is not None
-    assert last.record.positions == positions[:2]
-    full, _ = attribute(b, run, 0, positions[:2], "gradient-norm")
+    assert last.record.positions == positions[:1]  # (the first chunk: one row)
+    full, _ = attribute(b, run, 0, positions[:1], "gradient-norm")
     np.testing.assert_array_equal(last.record.scores, full.scores)
+
+
+def test_a_matrix_s_first_rows_come_in_small_chunks():
+    """A trial's integrated-gradients matrix showed 0 rows for minutes and, cancelled, kept
+    nothing: its first chunk held 16 rows. Of more rows than a chunk holds, the first chunk is
+    now one row, then full ones; rows that fit one chunk stay one."""
+    from tokentui.engine.hf.attribution import ROW_CHUNK, chunks
+
+    positions = list(range(40, 140))
+    parts = chunks("integrated-gradients", positions)
+    assert [len(c) for c in parts[:3]] == [1, ROW_CHUNK, ROW_CHUNK]
+    assert [t for c in parts for t in c] == positions
+    assert chunks("integrated-gradients", positions[:ROW_CHUNK]) == [positions[:ROW_CHUNK]]
+    assert chunks("attention", positions) == [positions]
+
+
+def test_a_cancelled_integrated_gradients_matrix_keeps_its_first_row(runs, monkeypatch):
+    """Cancelled once the first row is in (the counter at 1), the record holds it, equal to that
+    row computed alone."""
+    from tokentui.engine.hf import attribution as hf_attr
+
+    monkeypatch.setattr(hf_attr, "ROW_CHUNK", 4)  # (the run's rows: more than one chunk)
+    b, run = runs["gpt2"]
+    positions = list(range(2, run.length(0)))
+    cancel = threading.Event()
+    events = []
+    for ev in jobs.Attribute(b, run, 0, positions, "integrated-gradients", cancel=cancel):
+        events.append(ev)
+        if isinstance(ev, AttributionProgress) and ev.done >= 1:
+            cancel.set()
+    last = events[-1]
+    assert isinstance(last, Attributed) and last.cancelled and last.record is not None
+    assert last.record.positions == positions[:1]
+    alone, _ = attribute(b, run, 0, positions[:1], "integrated-gradients")
+    np.testing.assert_allclose(last.record.scores, alone.scores, rtol=1e-5, atol=1e-6)
 
 
 def test_records_survive_save_and_load(runs, tmp_path):

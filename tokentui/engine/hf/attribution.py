@@ -272,13 +272,20 @@ def chunks(name: str, positions: list[int]) -> list[list[int]]:
     """Sorted positions in chunks: all in one for attention (one forward); else at most ROW_CHUNK
     rows (and about ROW_TOKENS positions × rows), a chunk ending where the next position would
     make its forward much longer than its first row needs (their backward runs over the whole
-    chunk's width)."""
+    chunk's width). Of more rows than one chunk holds, the first chunk is one row: a matrix's
+    first row arrives in a fraction of a full chunk's time, and a cancel keeps it (a trial's
+    integrated-gradients matrix sat at 0 rows for minutes and, cancelled, kept nothing). That
+    costs one more forward (integrated gradients: one more path of them) per matrix: ~4% of a
+    16-row integrated-gradients chunk's time, so a matrix of one chunk is left whole (the
+    benchmark's 16 rows, benchmarks/attribution.py, where the margin over seed 004's loop is small)."""
     if METHODS[name].needs == "attention":
         return [positions]
     out: list[list[int]] = []
+    first_alone = len(positions) > ROW_CHUNK
     for t in positions:
         cur = out[-1] if out else None
-        if cur is None or len(cur) >= max(1, min(ROW_CHUNK, ROW_TOKENS // t)) or t - cur[0] > max(16, cur[0] // 8):
+        most = 1 if first_alone and len(out) == 1 else max(1, min(ROW_CHUNK, ROW_TOKENS // t))
+        if cur is None or len(cur) >= most or t - cur[0] > max(16, cur[0] // 8):
             out.append([t])
         else:
             cur.append(t)

@@ -448,6 +448,36 @@ def test_one_ctrl_c_during_the_last_text_still_exits_130(cli, model_dirs, model_
     assert len(list_runs(cache_dir)) == 1
 
 
+def test_ctrl_c_while_the_results_print_says_the_texts_were_saved(
+    cli, model_dirs, model_b, cache_dir, tmp_path, monkeypatch
+):
+    """A trial pressed Ctrl-C as a long dataset's tables were printing (every text compared and
+    saved): it said "interrupted: nothing saved" beside 145 saved runs. A real SIGINT, raised as
+    the second text's table is made, now says every text was saved."""
+    import signal
+
+    from tokentui.cli import compare as cli_compare
+
+    table, made = cli_compare.table, []
+
+    def press_on_the_second(run):
+        made.append(run.id)
+        if len(made) == 2:
+            signal.raise_signal(signal.SIGINT)
+        return table(run)
+
+    monkeypatch.setattr(cli_compare, "table", press_on_the_second)
+    src = tmp_path / "data.jsonl"
+    src.write_text("".join(json.dumps({"prompt": f"def f{n}(x):", "response": " return x"}) + "\n" for n in range(3)))
+    res = cli("compare", "-m", model_dirs["gpt2"], "-m", model_b, "--dataset", src)
+    assert res.exit_code == 130, res.output
+    assert res.stderr.strip().splitlines()[-1] == (
+        "tokentui: interrupted while printing the results: 3 of 3 texts compared, each saved as a run"
+        " (tokentui runs lists them)"
+    )
+    assert len(list_runs(cache_dir)) == 3 and "dataset line" in res.stdout
+
+
 def test_runs_lists_a_comparison_with_both_models(cli, model_dirs, model_b, cache_dir):
     res = cli("compare", "-m", model_dirs["gpt2"], "-m", model_b, "--text", TEXT)
     assert res.exit_code == 0, res.output

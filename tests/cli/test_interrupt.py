@@ -182,3 +182,25 @@ def test_a_ctrl_c_python_swallowed_in_a_finalizer_is_delivered_again_without_a_t
     """)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.stdout.strip() == "delivered" and "Traceback" not in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("command", ["generate", "score"])
+def test_ctrl_c_while_the_table_prints_says_the_run_is_saved(cli, model_dirs, cache_dir, monkeypatch, command):
+    """The run is saved before its table prints: a Ctrl-C there (a real SIGINT, raised as the table
+    is made) said "nothing saved" (the command's handler around the whole of it). It now names the
+    saved run, exit 130."""
+    from tokentui.cli import render
+
+    table = render.table
+
+    def press_then_table(*args, **kw):
+        signal.raise_signal(signal.SIGINT)
+        return table(*args, **kw)
+
+    monkeypatch.setattr(render, "table", press_then_table)
+    args = ["-p", "def f(x):", "-n", 3] if command == "generate" else ["--text", "def f(x): return x"]
+    res = cli(command, "-m", model_dirs["gpt2"], *args, "--lens-chunk", 0)
+    [summary] = list_runs(cache_dir)
+    assert res.exit_code == 130, res.output
+    last = res.stderr.strip().splitlines()[-1]
+    assert last == f"tokentui: interrupted while printing the results: run {summary.run_id} is saved to {summary.path}"

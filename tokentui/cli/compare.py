@@ -39,6 +39,7 @@ from tokentui.cli.output import (
     fail,
     interrupted,
     load_ref,
+    printing_saved,
     progress,
     save_to_cache,
     usable_cache,
@@ -249,7 +250,10 @@ def compare_items(
     order = sorted(i for i, run in finished.items() if run.id in saved)
     runs = [finished[i] for i in order]
     numbers: list[int | None] = [None] * len(runs) if lines is None else [lines[i] for i in order]
-    _print(out, runs, numbers, saved, as_json, dataset=lines is not None)
+    with printing_saved(
+        f"{len(runs)} of {counted(len(items), 'text')} compared, each saved as a run (tokentui runs lists them)"
+    ):
+        _print(out, runs, numbers, saved, as_json, dataset=lines is not None)
     if len(runs) < len(items) or cancel.is_set():  # (stopped after the last text under way: still 130)
         interrupted(
             f"interrupted: {len(runs)} of {counted(len(items), 'text')} compared, each saved as a run"

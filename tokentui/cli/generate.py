@@ -42,6 +42,7 @@ from tokentui.cli.output import (
     exit_interrupted,
     fail,
     interrupted,
+    printing_saved,
     progress,
     save_to_cache,
     usable_cache,
@@ -239,13 +240,14 @@ def generate_job(
     if as_json:
         print_records()
     path = save_to_cache(run, cache_dir)
-    if as_json:
-        typer.echo(f"run {sanitize(run.id)} saved to {sanitize(str(path))}", err=True)
-    else:
-        out.write("\n\n" + table(run, 0, run.branches[0].fork_position) + "\n")
-        rate = f", {done[-1].tokens_per_second:.1f} tokens/s" if done else ""
-        out.line(f"\nrun {sanitize(run.id)} ({run.branches[0].status}{rate}) saved to {sanitize(str(path))}")
-    out.flush()
+    with printing_saved(f"run {sanitize(run.id)} is saved to {sanitize(str(path))}"):
+        if as_json:
+            typer.echo(f"run {sanitize(run.id)} saved to {sanitize(str(path))}", err=True)
+        else:
+            out.write("\n\n" + table(run, 0, run.branches[0].fork_position) + "\n")
+            rate = f", {done[-1].tokens_per_second:.1f} tokens/s" if done else ""
+            out.line(f"\nrun {sanitize(run.id)} ({run.branches[0].status}{rate}) saved to {sanitize(str(path))}")
+        out.flush()
     if job.cancel.is_set():
         exit_interrupted()
 
@@ -307,18 +309,19 @@ def score_job(
     run = job.run
     assert run is not None  # the score job made it
     path = save_to_cache(run, cache_dir)
-    if as_json:
-        for st in iter_steps(run, 0):
-            out.line(token_line(run, 0, st))
-        typer.echo(f"run {sanitize(run.id)} saved to {sanitize(str(path))}", err=True)
-    else:
-        from tokentui.core.metrics import summary
+    with printing_saved(f"run {sanitize(run.id)} is saved to {sanitize(str(path))}"):
+        if as_json:
+            for st in iter_steps(run, 0):
+                out.line(token_line(run, 0, st))
+            typer.echo(f"run {sanitize(run.id)} saved to {sanitize(str(path))}", err=True)
+        else:
+            from tokentui.core.metrics import summary
 
-        out.line(table(run, 0, 0))
-        s = summary(run.prompt.col("logprob"), run.prompt.col("entropy"))
-        out.line(
-            f"\n{s['tokens']} scored tokens · mean logprob {s['mean_logprob']:.3f} nats · "
-            f"perplexity {s['perplexity']:.2f} · mean entropy {s['mean_entropy']:.3f} nats"
-        )
-        out.line(f"run {sanitize(run.id)} saved to {sanitize(str(path))}")
-    out.flush()
+            out.line(table(run, 0, 0))
+            s = summary(run.prompt.col("logprob"), run.prompt.col("entropy"))
+            out.line(
+                f"\n{s['tokens']} scored tokens · mean logprob {s['mean_logprob']:.3f} nats · "
+                f"perplexity {s['perplexity']:.2f} · mean entropy {s['mean_entropy']:.3f} nats"
+            )
+            out.line(f"run {sanitize(run.id)} saved to {sanitize(str(path))}")
+        out.flush()

@@ -33,6 +33,7 @@ from tokentui.cli.output import (
     exit_interrupted,
     fail,
     interrupted,
+    printing_saved,
     progress,
     save_to_cache,
     usable_cache,
@@ -320,18 +321,19 @@ def compare_job(
         )
         exit_interrupted()
     c = compare(run, 1)
-    if as_json:
-        for rec in comparison_records(run, c):
-            out.line(rec)
-        typer.echo(f"run {sanitize(run.id)} saved to {sanitize(str(path))}", err=True)
-    else:
-        for text_line in comparison_lines(run, c):
-            out.line(text_line)
-        out.line(
-            f"\nrun {sanitize(run.id)} (branch 0 standard, branch 1 steered) saved to {sanitize(str(path))}; "
-            f"seed 001's files: tokentui export {sanitize(run.id)} --format seed001-comparative -o DIR"
-        )
-    out.flush()
+    with printing_saved(f"run {sanitize(run.id)} is saved to {sanitize(str(path))}"):
+        if as_json:
+            for rec in comparison_records(run, c):
+                out.line(rec)
+            typer.echo(f"run {sanitize(run.id)} saved to {sanitize(str(path))}", err=True)
+        else:
+            for text_line in comparison_lines(run, c):
+                out.line(text_line)
+            out.line(
+                f"\nrun {sanitize(run.id)} (branch 0 standard, branch 1 steered) saved to {sanitize(str(path))}; "
+                f"seed 001's files: tokentui export {sanitize(run.id)} --format seed001-comparative -o DIR"
+            )
+        out.flush()
     if job.cancel.is_set():
         typer.echo("(cancelled: keeping the partial run)", err=True)
         exit_interrupted()

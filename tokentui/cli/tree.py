@@ -30,6 +30,7 @@ from tokentui.cli.output import (
     fail,
     interrupted,
     load_ref,
+    printing_saved,
     save_to_cache,
     usable_cache,
     user_errors,
@@ -173,13 +174,14 @@ def tree_job(
         search = ctree.searches(grown)[-1]
     path = save_to_cache(grown, cache_dir)
     trie = ctree.build_trie(grown, search["root_branch"], search["root_position"], ctree.own_branches(search))
-    if as_json:
-        for piece in tree_json_lines(grown, trie):
-            out.write(piece)
-    else:
-        for text in tree_lines(grown, trie):
-            out.line(text)
-    out.flush()
+    with printing_saved(f"run {sanitize(grown.id)} is saved to {sanitize(str(path))}"):
+        if as_json:
+            for piece in tree_json_lines(grown, trie):
+                out.write(piece)
+        else:
+            for text in tree_lines(grown, trie):
+                out.line(text)
+        out.flush()
     why = search["stopped"] if search["stopped"] != "running" else "cancelled"
     typer.echo(
         f"run {sanitize(grown.id)} ({search['nodes']} nodes, {search['completed']} completed paths, stopped: {why}) "

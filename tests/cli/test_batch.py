@@ -970,3 +970,25 @@ def test_tables_from_the_runs_in_memory_are_those_of_the_saved_runs(cli, model_d
         p.unlink()
     write_tables(load_collection(out))
     assert {p.name: p.read_bytes() for p in files} == made
+
+
+def test_on_a_terminal_the_next_model_s_loading_lines_start_below_the_progress_line(model_dirs, tmp_path):
+    """On a terminal the progress line is rewritten in place; a trial saw the second model's first
+    loading line appended to the first model's last progress line ("… ETA 1:35… loading
+    tokenizer of b"). It now starts a line of its own."""
+    import re
+
+    from tests.terminal import Terminal, tokentui_command
+
+    src = tmp_path / "p.txt"
+    src.write_text("import os\nclass A:\n", encoding="utf-8")
+    cmd = [*tokentui_command(), "batch", "--prompts", str(src), "-m", str(model_dirs["gpt2"]),
+           "-m", str(model_dirs["llama"]), "-n", "2", "--lens-chunk", "0", "--out", str(tmp_path / "c")]  # fmt: skip
+    with Terminal(cmd, env={"HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}) as term:
+        assert term.wait_exit(timeout=120) == 0, term.output[-800:]
+        raw = term.output.decode(errors="replace")
+    second = str(model_dirs["llama"])
+    at = raw.index(f" of {second}", raw.index("batch · "))  # (its first line once the first model's items ran)
+    at = raw.rindex("…", 0, at)
+    before = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", raw[:at])
+    assert before.endswith("\n"), before[-200:]  # (not "… 2/4 items · … ETA 0:00" then the line)

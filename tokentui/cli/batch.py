@@ -435,6 +435,7 @@ def _run_model(
     from tokentui.engine.errors import EngineError
     from tokentui.store.collection import CollectionItem
 
+    show.close()  # (the last model's in-place line ends: this one's loading lines go below it)
     try:
         check_settings(plan.spec, settings, progress)
         with ctrl_c_not_lost():

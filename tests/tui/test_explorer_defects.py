@@ -1003,3 +1003,26 @@ def test_replay_of_a_branch_the_run_lacks_is_one_line(tmp_path):
     save_run(run, tmp_path / f"{run.id}.tokentui")
     res = CliRunner().invoke(cli, ["replay", run.id, "--branch", "2", "--cache-dir", str(tmp_path)])
     assert res.exit_code == 2 and "there is no branch 2 in this run (it has 0…1)" in res.output, res.output
+
+
+async def test_N_shows_the_session_s_messages_whole_after_the_toast_has_gone():
+    """A trial's "model B not loaded: …" reason was cut in the status bar at 80 columns once its
+    toast had gone. `N` lists every notification whole, newest last, and the status bar's text."""
+    from tokentui.tui.screens.messages import MessagesScreen
+
+    app = explorer(run=make_run())
+    long = "model B not loaded: the models' vocabularies differ (A: 300 tokens, B: 512) " + "x" * 120 + " END"
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.1)
+        app.notify("first note")
+        app.notify(long, severity="warning", timeout=0.1)
+        await pilot.pause(0.4)  # (the toast gone)
+        await pilot.press("N")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, MessagesScreen)
+        text = "".join(rendered(app.screen.query_one("#messages-text")).split())
+        assert "".join(long.split()) in text and text.index("firstnote") < text.index("modelBnotloaded")
+        assert "statusbarnow:replay" in text
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, MessagesScreen)

@@ -178,6 +178,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("X", "screenshot", "screenshot", "save an SVG screenshot into the current folder", "files"),
     # app
     ActionSpec("question_mark,f1", "help", "help", "every key", "app", footer=True, shown_keys="? F1"),
+    ActionSpec("N", "messages", "messages", "the session's messages whole, newest last, and the status bar's text "
+               "(a toast goes after seconds; a narrow status bar cuts a long note)", "app"),
     ActionSpec("ctrl+p", "command_palette", "commands", "command palette", "app", palette=False, textual=True),
     ActionSpec("q,ctrl+q", "quit", "quit", "quit (q: not while typing in an input); while generating: once the job has stopped and the run is "
                "saved (again: at once)", "app", footer=True,

@@ -29,6 +29,7 @@ from tokentui.tui.files import FileActions
 from tokentui.tui.generation import GenerationActions
 from tokentui.tui.layers_view import LayersViewActions
 from tokentui.tui.navigation import NavigationActions
+from tokentui.tui.screens.messages import MessageLog
 from tokentui.tui.state import AppState, Needs, Session
 from tokentui.tui.theme import DEFAULT_THEME, TokentuiTheme
 from tokentui.tui.tree_search import TreeActions
@@ -157,6 +158,7 @@ class TokentuiApp(
         self._panes_at: tuple[Run | None, int, int] | None = None  # (run, branch, position) the panes last drew
         self.quitting = False  # quit was asked while a job ran: the app leaves once it has stopped
         self.hung_up = False  # the terminal is gone (SIGHUP): leave without Textual's shutdown
+        self.messages = MessageLog()  # every notification, for the messages screen (N)
         self.crash: Exception | None = None  # the unhandled exception that ended the app
         self.crash_log: Path | None = None  # where its traceback went
 
@@ -624,6 +626,7 @@ class TokentuiApp(
         if timeout is None:
             timeout = min(20.0, max(6.0 if severity == "error" else 3.0, len(title + message) / 15))
         shown = "\n".join(sanitize(line) for line in message.split("\n"))  # (its lines kept: notes joined in one)
+        self.messages.add(f"{sanitize(title)}: {shown}" if title else shown, severity)  # (N shows them whole)
         super().notify(shown, title=sanitize(title), severity=severity, timeout=timeout, markup=False)
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from tokentui.core.run import Run
     from tokentui.tui.bridge import EngineBridge
+    from tokentui.tui.screens.messages import MessageLog
     from tokentui.tui.state import AppState, Session
     from tokentui.tui.theme import DivergingScale, MetricScale, TokentuiTheme
     from tokentui.tui.widgets.prompt_area import PromptArea
@@ -45,6 +46,7 @@ class ExplorerHost(App[None]):
     decoded: bool  # decoded text rather than tokens
     side_index: int  # the side pane shown on a narrow terminal
     initial_prompt: str  # `--prompt`'s text (the prompt box's first; "" when not given)
+    messages: MessageLog  # every notification (the messages screen, N)
 
     # --- derived (TokentuiApp's properties) ---------------------------------------------------
     @property

@@ -1,5 +1,5 @@
 """The explorer's actions that change how the run looks: metric, theme, tokens or decoded text,
-the help screen; and applying the theme's metric scale to the stream and the legend."""
+the help and messages screens; and applying the theme's metric scale to the stream and the legend."""
 
 from __future__ import annotations
 
@@ -91,6 +91,14 @@ class ViewActions(_Base):
 
         if self.run_obj is not None and not isinstance(self.screen, StatsScreen):
             self.push_screen(StatsScreen(self.run_obj, self.branch_id))
+
+    def action_messages(self) -> None:
+        """`N`: the session's notifications whole (screens/messages.py), and the status bar's text."""
+        from tokentui.tui.screens.messages import MessagesScreen
+        from tokentui.tui.widgets.status_bar import StatusBar
+
+        if not isinstance(self.screen, MessagesScreen):
+            self.push_screen(MessagesScreen(self.messages, self.query_one(StatusBar).whole))
 
     def action_help(self) -> None:
         from tokentui.tui.screens.help import HelpScreen

@@ -67,6 +67,11 @@ class StatusBar(Static):
     def fitted(self, width: int) -> list[Part]:
         return fit(self._state, self._parts, width)
 
+    @property
+    def whole(self) -> str:
+        """Everything the bar holds, however narrow the terminal (the messages screen shows it)."""
+        return " · ".join([self._state, *(sanitize(p.text) for p in self._parts)])
+
     def _draw(self) -> None:
         width = self.content_region.width or 120
         t = Text()

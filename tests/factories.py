@@ -390,6 +390,12 @@ async def stop_after_first_tokens(pilot, app) -> None:
     await wait_for(pilot, lambda: app.state is AppState.IDLE, what="the cancel")
 
 
+async def open_picker(pilot, app) -> None:
+    """`o`, then wait until the run picker is up and has read the cache (it reads in a thread)."""
+    await pilot.press("o")
+    await wait_for(pilot, lambda: type(app.screen).__name__ == "RunPicker" and app.screen.loaded, what="the run picker")
+
+
 def explorer(**options):
     """The explorer as `tokentui` builds it (themes loaded, a run file's header read)."""
     from tokentui.tui.start import explorer as build

@@ -15,6 +15,7 @@ from tests.factories import (
     generating_explorer,
     hold_forwards,
     needs_smollm2,
+    open_picker,
     rendered,
     stop_after_first_tokens,
     wait_first_tokens,
@@ -290,8 +291,7 @@ async def test_pick_alternative_with_enter_export_reopen_and_picker(
         await pilot.pause(0.2)
         assert list(tmp_path.glob("*.svg"))
         # the picker lists the autosaved run and reopens it
-        await pilot.press("o")
-        await pilot.pause(0.2)
+        await open_picker(pilot, app)
         assert isinstance(app.screen, RunPicker)
         await pilot.press(*run.id[-6:], "enter")
         await pilot.pause(0.2)
@@ -436,7 +436,9 @@ async def test_narrow_lines_keep_their_parts_whole(tmp_path, monkeypatch):
         assert any("chat off" in line for line in lines), lines
         assert not [line for line in lines if line.endswith("·") or line.startswith("·")], lines
         await pilot.press("o")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunPicker", what="the run picker")
+        await wait_for(
+            pilot, lambda: type(app.screen).__name__ == "RunPicker" and app.screen.loaded, what="the run picker"
+        )
         await pilot.pause()
         shown = rendered(app.screen.query_one("#picker-list"))
         assert "The capital of France is" in shown.replace("␠", " "), shown
@@ -644,7 +646,9 @@ async def test_opening_a_run_shows_its_prompt_unless_another_was_typed(tmp_path)
 
         async def open_run(suffix: str) -> None:
             await pilot.press("o")
-            await wait_for(pilot, lambda: type(app.screen).__name__ == "RunPicker", what="the picker")
+            await wait_for(
+                pilot, lambda: type(app.screen).__name__ == "RunPicker" and app.screen.loaded, what="the picker"
+            )
             await pilot.press(*suffix, "enter")
             await wait_for(pilot, lambda: app.run_obj.id.endswith(suffix), what="the run opened")
 
@@ -779,7 +783,7 @@ async def test_the_picker_names_each_file_and_the_run_a_copy_holds(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         await pilot.press("o")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunPicker", what="the picker")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunPicker" and app.screen.loaded, what="the picker")
         listed = app.screen.query_one("#picker-list")
         rows = [str(listed.get_option_at_index(i).prompt) for i in range(listed.option_count)]
         [own] = [r for r in rows if r.startswith(f"{run.id} ")]

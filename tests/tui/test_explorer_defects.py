@@ -12,7 +12,7 @@ import pytest
 from rich.cells import cell_len
 from textual.widgets import Input
 
-from tests.factories import explorer, make_run, rendered, wait_for, wait_generated
+from tests.factories import explorer, make_run, open_picker, rendered, wait_for, wait_generated
 from tokentui.core.display import decode_bytes, lone_text
 from tokentui.core.params import GenerationSettings, SamplingParams
 from tokentui.core.tokens import TokenTable
@@ -401,8 +401,7 @@ async def test_the_run_picker_enters_its_list_with_down_and_opens_the_highlighte
     app = explorer(run=make_run(), cache_dir=tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause(0.1)
-        await pilot.press("o")
-        await pilot.pause(0.2)
+        await open_picker(pilot, app)
         listed = rendered(app.screen.query_one("#picker-list"))
         assert runs[0].id in listed and runs[1].id in listed
         await pilot.press("down", "down", "enter")  # into the list, to the second row, open it
@@ -423,8 +422,7 @@ async def test_the_run_pickers_rows_line_up_whatever_their_ids(tmp_path, size):
     app = explorer(run=make_run(), cache_dir=tmp_path)
     async with app.run_test(size=size) as pilot:
         await pilot.pause(0.1)
-        await pilot.press("o")
-        await pilot.pause(0.2)
+        await open_picker(pilot, app)
         rows = [line for line in rendered(app.screen.query_one("#picker-list")).splitlines() if " tok " in line]
         assert len(rows) == 2, rows
         assert len({row.index(" tok ") for row in rows}) == 1, rows
@@ -596,8 +594,7 @@ async def test_o_is_refused_while_a_job_grows_the_run(model_dirs, cache_dir):
         assert refused() and not isinstance(app.screen, RunPicker)
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.state is AppState.IDLE, what="cancel")
-        await pilot.press("o")
-        await pilot.pause(0.2)
+        await open_picker(pilot, app)
         assert isinstance(app.screen, RunPicker)
 
 
@@ -885,8 +882,7 @@ async def test_a_run_another_model_made_opens_to_be_read_not_grown(model_dirs, c
     app = explorer(model=str(model_dirs["gpt2"]), cache_dir=cache_dir)  # the same run picked with o
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await wait_for(pilot, lambda: app.state is AppState.IDLE, what="the model")
-        await pilot.press("o")
-        await pilot.pause(0.2)
+        await open_picker(pilot, app)
         await pilot.press(*run.id[-6:], "enter")
         await wait_for(pilot, lambda: app.run_obj is not None, what="the run")
         assert [n.message for n in app._notifications] == [
@@ -1027,3 +1023,29 @@ async def test_N_shows_the_session_s_messages_whole_after_the_toast_has_gone():
         await pilot.press("escape")
         await pilot.pause(0.1)
         assert not isinstance(app.screen, MessagesScreen)
+
+
+async def test_the_run_picker_of_a_large_cache_lists_the_first_matches_and_says_how_many_more(tmp_path, monkeypatch):
+    """A cache of 2,771 runs (compare --dataset saves one per text) took a trial 5–20 s to open,
+    nothing on screen meanwhile (each row measured every id: quadratic). The headers are read in
+    a thread, and the list shows the first SHOWN matches and how many more; typing narrows it."""
+    from tokentui.tui.screens import run_picker
+
+    monkeypatch.setattr(run_picker, "SHOWN", 5)
+    for n in range(8):
+        run = make_run()
+        run.meta.run_id = f"20260101-00000{n}-abcde{n}"
+        run.meta.prompt = f"prompt number {n}"
+        save_run(run, tmp_path / f"{run.meta.run_id}.tokentui")
+    app = explorer(run=make_run(), cache_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.1)
+        await open_picker(pilot, app)
+        await pilot.pause(0.1)
+        rows = rendered(app.screen.query_one("#picker-list")).splitlines()
+        assert len([r for r in rows if " tok " in r]) == 5
+        assert any("… and 3 more runs: type to narrow the list" in r for r in rows), rows
+        await pilot.press(*"number 6")
+        await pilot.pause(0.1)
+        rows = [r for r in rendered(app.screen.query_one("#picker-list")).splitlines() if " tok " in r]
+        assert len(rows) == 1 and "prompt␠number␠6" in rows[0].replace(" ", "␠"), rows

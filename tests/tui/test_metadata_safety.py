@@ -51,7 +51,9 @@ async def test_metadata_payloads_reach_no_widget_raw(tmp_path, payload):
         await pilot.pause()
         seen.append(screen_text(app))
         await pilot.press("o")  # the run picker lists the saved hostile run
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunPicker", what="the run picker")
+        await wait_for(
+            pilot, lambda: type(app.screen).__name__ == "RunPicker" and app.screen.loaded, what="the run picker"
+        )
         seen.append(screen_text(app))
         await pilot.press("escape")
         await pilot.pause()

@@ -198,7 +198,7 @@ async def test_the_note_says_the_last_job_at_80_columns_and_goes_with_a_new_job_
         assert "cancelled: " in _status(app), _status(app)
         run_id = app.run_obj.id
         await pilot.press("o")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunPicker", what="the picker")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunPicker" and app.screen.loaded, what="the picker")
         await pilot.press(*run_id[-6:], "enter")
         await wait_for(pilot, lambda: app.screen is app.screen_stack[0], what="the run opened")
         assert app.run_obj.id == run_id and "cancelled" not in _status(app), _status(app)

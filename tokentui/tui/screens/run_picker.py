@@ -1,5 +1,9 @@
 """The run picker: the runs in the cache, newest first, filtered by what is typed (id, model or
-prompt). Down moves from the search box into the list; Enter opens the highlighted run."""
+prompt). Down moves from the search box into the list; Enter opens the highlighted run.
+
+A cache of thousands of runs (a few `compare --dataset` calls save one per text) took a trial 5 to
+20 s to open with nothing on screen: the headers are now read in a thread, the box says so
+meanwhile, and the list shows the first SHOWN matches (typing narrows it)."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from tokentui.tui.widgets.styles import part_style
 
 PROMPT_ROOM = 20  # cells of the prompt a row keeps before it gives up the date and the model
 ID_ROOM = 30  # ids up to this long are padded to the longest of the list (a run id is 22)
+SHOWN = 300  # rows listed at most (then a row says how many more match: typing narrows)
 
 
 class RunPicker(ModalScreen[Path | None]):
@@ -33,6 +38,9 @@ class RunPicker(ModalScreen[Path | None]):
         super().__init__()
         self.directory = directory
         self.runs: list[RunSummary] = []
+        self.loaded = False
+        self._haystacks: list[str] = []  # per run, what a search looks in (lower case)
+        self._id_width = 0  # the longest readable id shown (up to ID_ROOM): every row's id is padded to it
 
     def compose(self) -> ComposeResult:
         with Vertical(id="picker-box"):
@@ -41,14 +49,28 @@ class RunPicker(ModalScreen[Path | None]):
             yield OptionList(id="picker-list")
 
     def on_mount(self) -> None:
-        self.runs = list_runs(self.directory)
-        self._fill("")
+        ol = self.query_one(OptionList)
+        ol.add_option(Option(Text(f"reading the runs in {sanitize(str(self.directory))} …"), disabled=True))
+        self.run_worker(self._read, thread=True, exit_on_error=False)
+
+    def _read(self) -> None:
+        """In a thread: every run's header (a second or more for thousands of runs)."""
+        runs = list_runs(self.directory)
+        self.app.call_from_thread(self._loaded, runs)
+
+    def _loaded(self, runs: list[RunSummary]) -> None:
+        self.runs, self.loaded = runs, True
+        self._haystacks = [f"{r.path.stem} {r.run_id} {r.models} {r.prompt}".lower() for r in runs]
+        self._id_width = min(ID_ROOM, max((len(sanitize(r.path.stem)) for r in runs if not r.error), default=0))
+        self._refill()
         self.call_after_refresh(self._refill)  # once laid out: rows as wide as the list really is
 
     def on_resize(self) -> None:
         self._refill()
 
     def _refill(self) -> None:
+        if not self.loaded:
+            return
         ol = self.query_one(OptionList)
         at = ol.highlighted
         self._fill(self.query_one(Input).value)
@@ -69,8 +91,7 @@ class RunPicker(ModalScreen[Path | None]):
         model = f" {sanitize(r.models_in(12)):<12}"
         # every row's id as wide as the longest (up to a cap), so that the columns line up and each
         # row keeps or drops the same ones (a short id kept a date the others had dropped)
-        ids = max((len(sanitize(x.path.stem)) for x in self.runs if not x.error), default=0)
-        label = Text(sanitize(handle).ljust(min(ids, ID_ROOM)))
+        label = Text(sanitize(handle).ljust(self._id_width))
         counts = f" {r.tokens:>6} tok {r.branches:>2} br "
         # on a narrow terminal the date, then the model, make room: the prompt tells runs apart
         for shown in ((created, model), (model,), ()):
@@ -96,20 +117,21 @@ class RunPicker(ModalScreen[Path | None]):
 
     def _fill(self, query: str) -> None:
         q = query.lower()
-        options = []
-        for r in self.runs:
-            if q and q not in f"{r.path.stem} {r.run_id} {r.models} {r.prompt}".lower():
-                continue
-            options.append(Option(self.label(r), id=str(r.path), disabled=bool(r.error)))
+        matches = [r for r, hay in zip(self.runs, self._haystacks, strict=True) if not q or q in hay]
+        options = [Option(self.label(r), id=str(r.path), disabled=bool(r.error)) for r in matches[:SHOWN]]
         ol = self.query_one(OptionList)
         ol.clear_options()
         ol.add_options(options)
         if not options:
             ol.add_option(Option(Text("no runs match"), disabled=True))
+        elif len(matches) > SHOWN:
+            more = f"… and {len(matches) - SHOWN:,} more {'matching' if q else 'runs'}: type to narrow the list"
+            ol.add_option(Option(Text(more, style=part_style(self, "run-picker--muted")), disabled=True))
         ol.highlighted = next((i for i, o in enumerate(options) if not o.disabled), None)
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        self._fill(event.value)
+        if self.loaded:
+            self._fill(event.value)
 
     def action_into_list(self) -> None:
         ol = self.query_one(OptionList)

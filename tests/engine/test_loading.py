@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from tests.factories import generate_run, model_config
+from tokentui.engine import jobs
 from tokentui.engine.errors import EngineError, ModelLoadError
 from tokentui.engine.hf.backend import HFBackend
 from tokentui.engine.hf.loading import load_model, model_name
@@ -510,3 +511,7 @@ def test_a_text_far_beyond_the_context_is_refused_before_it_is_tokenized(loaded)
     for encode in (s.encode_text, s.encode_prompt):  # (its size's message: not tokenized first)
         with pytest.raises(EngineError, match="far more than the model's context of"):
             encode("x" * (s.max_text_bytes + 1))
+    # (a scored or compared text is named so: a trial's `compare --file` was told "the prompt is …")
+    too_long = "x" * (s.max_text_bytes + 1)
+    with pytest.raises(EngineError, match=f"^the text is {len(too_long):,} bytes: far more than"):
+        jobs.drive(jobs.Score(s, too_long, 3))

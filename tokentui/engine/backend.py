@@ -67,8 +67,9 @@ class Backend(Protocol):
         other text here."""
         ...
 
-    def encode_prompt(self, prompt: str, chat: bool = False) -> tuple[list[int], str | None]:
-        """The prompt's token ids (chat: wrapped in the model's template) and the template used."""
+    def encode_prompt(self, prompt: str, chat: bool = False, what: str = "the prompt") -> tuple[list[int], str | None]:
+        """The prompt's token ids (chat: wrapped in the model's template) and the template used.
+        `what`: how a refusal names it ("the text" of a scored or compared text)."""
         ...
 
     def encode_text(self, text: str) -> list[int]:

@@ -203,7 +203,7 @@ class Score(Job):
         if ids is None:
             if not self.text or not self.text.strip():
                 raise EngineError("the text is empty")
-            ids, _ = self.backend.encode_prompt(self.text)
+            ids, _ = self.backend.encode_prompt(self.text, what="the text")
         self.run = self.backend.score_ids(ids, self.k, self.text, self.settings, self.steering, self.progress)
         yield RunStarted(self.run.copy())
         yield Finished(self.run.id, 0, "scored", 0, time.perf_counter() - t0)
@@ -339,7 +339,7 @@ class SteerCompare(Job):
             t0 = time.perf_counter()
             if not self.text.strip():
                 raise EngineError("the text is empty")
-            ids, _ = self.backend.encode_prompt(self.text)
+            ids, _ = self.backend.encode_prompt(self.text, what="the text")
             standard = self.backend.score_ids(ids, st.k, self.text, st)
             steered = self.backend.score_ids(ids, st.k, self.text, st, steering=self.steering)
             self.run = paired_scores(standard, steered)

@@ -179,11 +179,11 @@ class HFBackend:
                 f"{what} is {size:,} bytes: far more than the model's context of {self.context:,} positions takes"
             )
 
-    def encode_prompt(self, prompt: str, chat: bool = False) -> tuple[list[int], str | None]:
+    def encode_prompt(self, prompt: str, chat: bool = False, what: str = "the prompt") -> tuple[list[int], str | None]:
         if not prompt or not prompt.strip():
-            raise EngineError("the prompt is empty")
-        check_text(prompt, "the prompt")
-        self._check_size(prompt, "the prompt")
+            raise EngineError(f"{what} is empty")
+        check_text(prompt, what)
+        self._check_size(prompt, what)
         tok = self.tokenizer
         if chat:
             template = self.lm.chat_template
@@ -196,7 +196,7 @@ class HFBackend:
             template = None
             ids = tok(prompt)["input_ids"]
         if not ids:
-            raise EngineError("the prompt encodes to no tokens")
+            raise EngineError(f"{what} encodes to no tokens")
         return [int(i) for i in ids], template
 
     def encode_text(self, text: str) -> list[int]:

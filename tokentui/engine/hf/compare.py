@@ -230,7 +230,7 @@ def _encode(
     """A text's ids under one model: the prompt as `score`/`generate` encode it (chat template
     optional), then a dataset item's response encoded on its own and appended, as `tokentui batch`
     scores it. Returns (ids, template, response start or None)."""
-    ids, template = backend.encode_prompt(text, chat)
+    ids, template = backend.encode_prompt(text, chat, "the text" if response is None else "the prompt")
     if response is None:
         return ids, template, None
     answer = backend.encode_text(response)

@@ -175,3 +175,22 @@ async def test_the_delta_legend_keeps_its_colour_scale_whole_at_80_columns(compa
         lines = [line.strip() for line in rendered(app.query_one(Legend)).splitlines()]
         assert lines[0] == "Δ log p (B − A) [nats]", lines
         assert re.match(r"B likes it more {4,}B likes it less", lines[1]), lines
+
+
+async def test_a_position_b_never_scored_says_so_in_the_alternatives(compared_path):
+    """A branch whose comparison was stopped (escape) showed A's alternatives alone, as a run of
+    one model would: a trial took it for a run without a comparison. Its pane now says B has no
+    values there."""
+    run = load_run(compared_path)
+    app = explorer(run=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.stream.view is not None, what="the run on screen")
+        pane = app.query_one(AlternativesPane)
+        await pilot.press("end")
+        await pilot.pause(0.1)
+        assert "KL(A‖B)" in rendered(pane) and "not compared" not in rendered(pane)
+        for cols in (run.prompt, *(b.steps for b in run.branches)):
+            cols._a["rank_b"][:] = 0  # (as a branch never compared holds it)
+        await pilot.press("left")
+        await pilot.pause(0.1)
+        assert "model B: not compared here" in rendered(pane)

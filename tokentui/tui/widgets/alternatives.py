@@ -160,6 +160,9 @@ class AlternativesPane(Static, can_focus=True):
             head.append("\n" + line)
         else:
             head.append("\nfirst token: nothing came before it", style=muted)
+        if step.rank and "kl_ab" in run.layout.names:  # (a compared run's position B has no values for)
+            # (a trial took a branch whose comparison was stopped for a run without one)
+            head.append("\nmodel B: not compared here", style=muted)
         if not math.isnan(step.sampler_logprob):
             head.append(f"\nsampler p={prob_text(step.sampler_prob)} (raw {prob_text(step.prob)})", style=muted)
         # plain padded Text rows: a rich Table re-measures every cell on each cursor move

@@ -518,3 +518,24 @@ async def test_A_takes_the_last_256_output_tokens_up_to_the_cursor_and_says_so()
         await pilot.press("q", "left", "A")  # one token less: another range, none stored, no model
         await pilot.pause(0.1)
         assert not isinstance(app.screen, MatrixScreen) and "no model is loaded" in last_note(app)
+
+
+async def test_A_up_to_an_earlier_cursor_reads_the_stored_matrix_s_rows(tmp_path):
+    """A matrix stored for positions 4…33: `A` with the cursor at 20 computed again (and in a
+    replay without a model was refused), though every row it needs is stored. It now shows those
+    rows, as stored."""
+    from tests.factories import attributed_run
+
+    run = attributed_run()
+    [matrix] = [r for r in run.attributions if len(r.positions) > 1]
+    app = explorer(run_path=save_run(run, tmp_path / "r.tokentui"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.stream.view is not None, what="the run")
+        app.stream.move_to(20)
+        await pilot.press("A")
+        await wait_for(pilot, lambda: isinstance(app.screen, MatrixScreen) and app.screen.record is not None, what="A")
+        rec = app.screen.record
+        assert rec.positions == list(range(4, 21)) and rec.token_ids == matrix.token_ids[:17]
+        np.testing.assert_array_equal(rec.scores, matrix.scores[:17, :20])
+        np.testing.assert_array_equal(rec.target_values, matrix.target_values[:17])
+        assert app.screen.progress_line.startswith("stored with the run") and "17 rows" in app.screen.progress_line

@@ -14,7 +14,7 @@ panes need neither torch nor the model. Numpy and the standard library only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -114,6 +114,24 @@ class Attribution:
         except ValueError:
             return None
         return self.scores[r, :position]
+
+    def rows_of(self, positions: list[int]) -> Attribution | None:
+        """The record of `positions` alone, when this one holds every one of them (the same rows,
+        narrower): a matrix asked for a sub-range of a stored one is read, not recomputed (also
+        in a replay without a model). None when a position is missing."""
+        where = {t: r for r, t in enumerate(self.positions)}
+        if not positions or any(t not in where for t in positions):
+            return None
+        rows = [where[t] for t in positions]
+        width = max(positions)
+        return replace(
+            self,
+            positions=list(positions),
+            token_ids=[self.token_ids[r] for r in rows],
+            scores=self.scores[rows, :width],
+            completeness=None if self.completeness is None else self.completeness[rows],
+            target_values=None if self.target_values is None else self.target_values[rows],
+        )
 
     def header(self) -> dict[str, Any]:
         """What the run file's header keeps (the arrays go beside it)."""

@@ -33,17 +33,20 @@ MATRIX_ROWS = 256  # output tokens of one association matrix at most (the last o
 def stored(run: Run, branch: int, positions: list[int], method: str, alternative: int | None) -> Attribution | None:
     """The newest record of `run` that holds `positions` of `branch` (same sequence up to the last
     of them) for this method and target: one position may come from any record holding it, a
-    range only from a record of exactly that range."""
+    range from a record of exactly that range, else the rows of one holding all of it (a trial's
+    matrix up to an earlier cursor was computed again: in a replay without a model, refused)."""
     from tokentui.core.attribution import applies
 
+    part = None
     for rec in reversed(run.attributions):
         if rec.method != method or rec.alternative != alternative:
             continue
-        if len(positions) > 1 and rec.positions != positions:
+        if not applies(rec, branch, positions[-1], run.sequence):
             continue
-        if applies(rec, branch, positions[-1], run.sequence):
+        if len(positions) == 1 or rec.positions == positions:
             return rec
-    return None
+        part = part or rec.rows_of(positions)
+    return part
 
 
 def stored_here(run: Run, branch: int, position: int) -> str:

@@ -472,8 +472,12 @@ def test_other_settings_are_refused_only_when_they_change_the_runs_and_a_forgott
     assert res.exit_code == 0 and "4 done before, 2 runs dropped, 2 to do" in res.stderr, res.output
     res = cli(*args, "-m", llama, "-k", 3)
     assert res.exit_code == 2 and f"holds 3 done runs of {gpt2}, a model this command does not name" in res.stderr
+    _lines(src, [PROMPTS[0], "import sys", PROMPTS[2], ""])  # (a blank line: skipped, said only when not refused)
     res = cli(*args, "-m", gpt2, "-m", llama, "-k", 3)
     assert res.exit_code == 2 and "other settings (-k 20 → 3)" in res.stderr, res.output
+    assert "skipped" not in res.stderr  # (a trial read a page of "skipped" lines, then the refusal)
+    res = cli(*args, "-m", gpt2, "-m", llama)
+    assert res.exit_code == 0 and "line 4: skipped" in res.stderr, res.output
 
 
 def test_a_model_saved_again_into_its_folder_redoes_its_items(cli, model_dirs, loaded, tmp_path):

@@ -613,12 +613,14 @@ def _batch(
     )
     where = sanitize(str(prompts or dataset))
     report = _Reporter()
+    # (said once the command is not refused: a trial read a page of "skipped" lines, then a refusal)
+    notes = [f"{where} line {problem.index}: skipped: {problem.why}" for problem in source.problems]
     if dataset is None and not is_jsonl(source_path) and not given_field and all_json_objects(source):
-        report(f"{where}: every line is a JSON object, read here as the prompt itself (one prompt a line); "
-               "for the objects' prompt field name the file *.jsonl or give --prompt-field")  # fmt: skip
-    for problem in source.problems:
-        report(f"{where} line {problem.index}: skipped: {problem.why}")
+        notes.insert(0, f"{where}: every line is a JSON object, read here as the prompt itself (one prompt a "
+                        "line); for the objects' prompt field name the file *.jsonl or give --prompt-field")  # fmt: skip
     if not source.items:
+        for note in notes:
+            report(note)
         what = "prompts" if dataset is None else "prompt/response items"
         raise RunError(f"{where} holds no usable {what}{field_hint(source)}")
     if len(source.items) * len(names) > MAX_ITEMS:  # (its manifest would be too large to read back)
@@ -674,6 +676,8 @@ def _batch(
                 f"this command would drop or redo {lost} of its {counted(len(files_before), 'run')}; give another "
                 "--out, or --replace to redo them"
             )
+        for note in notes:
+            report(note)
         moved, shifted = sum(p.moved for p in plans), any(p.shifted for p in plans)
         if lost or shifted:  # (tables of runs gone, or of items on other lines: until this batch writes them)
             from tokentui.store.seed_tables import remove_tables

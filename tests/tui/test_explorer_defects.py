@@ -1049,3 +1049,26 @@ async def test_the_run_picker_of_a_large_cache_lists_the_first_matches_and_says_
         await pilot.pause(0.1)
         rows = [r for r in rendered(app.screen.query_one("#picker-list")).splitlines() if " tok " in r]
         assert len(rows) == 1 and "prompt␠number␠6" in rows[0].replace(" ", "␠"), rows
+
+
+@pytest.mark.parametrize("pane", ["alternatives", "layers", "tree"])
+async def test_token_moves_work_from_a_side_pane_and_leave_the_focus_there(pane):
+    """A trial tabbed into the layers pane (as the README says, to scroll it), pressed l for the
+    next token's layers, and nothing happened. ← → h l, the word moves and [ ] { } now move the
+    tokens' cursor from any side pane; the focus stays in the pane."""
+    app = explorer(run=load_run(SAMPLES / "generate.tokentui"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.stream.view is not None, what="the run on screen")
+        app.stream.move_to(10)
+        app.query_one(f"#{pane}").focus()
+        await pilot.pause()
+        await pilot.press("l", "right")
+        assert app.stream.cursor == 12 and app.focused is app.query_one(f"#{pane}")
+        await pilot.press("h")
+        assert app.stream.cursor == 11
+        mask = app.stream.view.uncertain_mask("rank")
+        before = app.stream.view.next_where(11, -1, mask)
+        assert before is not None
+        await pilot.press("left_square_bracket")
+        assert app.stream.cursor == before
+        assert app.focused is app.query_one(f"#{pane}")

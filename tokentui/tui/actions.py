@@ -59,7 +59,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "(branch 1) as a new run; the cursor goes where they part", "generate", needs=Needs.MODEL,
                generates=True),
     # move (the tokens pane)
-    ActionSpec("left,h", "cursor(-1)", "prev token", "previous token", "move", STREAM, shown_keys="← h"),
+    ActionSpec("left,h", "cursor(-1)", "prev token", "previous token (with a side pane focused too, as the word "
+               "moves and [ ] { } ( ): the tokens' cursor moves, the focus stays)", "move", STREAM, shown_keys="← h"),
     ActionSpec("right,l", "cursor(1)", "next token", "next token", "move", STREAM, shown_keys="→ l"),
     ActionSpec("ctrl+left,b", "word(-1)", "prev word", "previous word", "move", STREAM, shown_keys="ctrl+← b"),
     ActionSpec("ctrl+right,w", "word(1)", "next word", "next word", "move", STREAM, shown_keys="ctrl+→ w"),
@@ -221,7 +222,27 @@ def bindings(scope: str = APP, model: bool = True) -> list[BindingType]:
             keys = "q"
         show = spec.footer and (model or not for_model(spec))
         out.append(Binding(keys, spec.action, spec.name, show=show, priority=spec.priority))
+    if scope in SIDE_PANES:
+        out += _token_moves(scope)
     return out
+
+
+SIDE_PANES = (ALTERNATIVES, LAYERS, TREE)
+
+
+def _token_moves(scope: str) -> list[BindingType]:
+    """The tokens pane's moves that a side pane leaves free (← → h l, words, [ ] { } ( )), bound
+    there to move the tokens' cursor: a trial tabbed into the layers pane, pressed l for the next
+    token's layers, and nothing happened. Up, down and the pane's own keys stay the pane's."""
+    taken = {k for spec in ACTIONS if spec.scope in (scope, APP) for k in spec.keys.split(",")}
+    return [
+        Binding(spec.keys, f"app.on_tokens({spec.action!r})", spec.name, show=False)
+        for spec in ACTIONS
+        if spec.scope == STREAM and not taken & set(spec.keys.split(",")) and spec.action.startswith(_MOVES)
+    ]
+
+
+_MOVES = ("cursor(", "word(", "uncertain(")
 
 
 def description(spec: ActionSpec) -> str:

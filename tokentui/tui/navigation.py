@@ -19,6 +19,11 @@ else:
 class NavigationActions(_Base):
     """Mixed into TokentuiApp (it provides run_obj, branch_id, stream, show_branch …)."""
 
+    async def action_on_tokens(self, action: str) -> None:
+        """A tokens-pane move pressed in a side pane (actions._token_moves): the tokens' cursor
+        moves, the focus stays where it is (the panes follow the cursor)."""
+        await self.run_action(action, self.stream)
+
     def action_tree_move(self, where: str) -> None:
         run = self.run_obj
         assert run is not None  # needs RUN

@@ -409,3 +409,18 @@ def test_a_perplexity_fits_its_column_and_reads_back(ppl):
 
     shown = _perplexity(ppl)
     assert len(shown) <= 8 and float(shown) == pytest.approx(ppl, rel=5e-3), shown
+
+
+def test_extreme_token_lines_fit_the_terminal(cli, run_files, monkeypatch):
+    """At 80 columns a trial's lists of extreme tokens were 83–100 cells and wrapped mid-word: each
+    line's context is now cut to fit, the token itself whole."""
+    from rich.cells import cell_len
+
+    for columns, files in ((80, run_files), (60, run_files[:1])):  # (several runs: each line names its run)
+        monkeypatch.setenv("COLUMNS", str(columns))
+        res = cli("stats", *files, "--no-plots")
+        assert res.exit_code == 0, res.stderr
+        lines = res.stdout.splitlines()
+        extremes = [line for line in lines[lines.index("highest entropy") :] if "⟦" in line]
+        assert len(extremes) >= 4 and max(cell_len(line) for line in extremes) <= columns, extremes
+        assert all("⟧" in line for line in extremes)

@@ -715,7 +715,7 @@ def shown_context(t: Token, before: int = 30, after: int = 20) -> tuple[str, str
     and tabs visible, the token's spaces as ␠), the sides cut to `before` / `after` characters."""
     b = sanitize(decode_bytes(t.before), visible_whitespace=True)
     a = sanitize(decode_bytes(t.after), visible_whitespace=True)
-    b = ("…" + b[-before:]) if len(b) > before else b
+    b = ("…" + b[len(b) - before :]) if len(b) > before else b  # (not b[-before:]: all of it when before is 0)
     a = (a[:after] + "…") if len(a) > after else a
     return b, lone_token(t.token), a
 

@@ -117,6 +117,12 @@ async def test_the_pane_shows_each_measure_of_the_cursor_token_and_Y_cycles_them
             await pilot.press("Y")
         # the model's own layer: KL to itself 0, and (greedy) the token taken is its top choice
         assert np.all(run.column(0, "layer_rank")[pos][-1] == 1)
+        # a lens in bfloat16 says so (a trial compared with a float32 lens of its own and wondered)
+        precision = run.meta.lens.rsplit("matmul in ", 1)[-1]
+        assert ("lensed in bfloat16" in "\n".join(pane_lines(pane))) is (precision == "bfloat16")
+        run.meta.lens = run.meta.lens.replace(f"matmul in {precision}", "matmul in bfloat16")
+        await pilot.press("left")
+        assert "lensed in bfloat16 (--lens-precision float32: exact)" in "\n".join(pane_lines(pane))
 
 
 async def test_the_top_tokens_table_lists_each_layers_tokens_and_marks_the_token_taken(lens_run, tmp_path):

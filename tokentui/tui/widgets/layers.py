@@ -151,6 +151,8 @@ class LayersPane(Static):
         shown = f"lens {info.label}" if name == "layer_entropy" else info.label
         lines = [Text(f"{shown} per layer · pos {position} · Y {has.index(name) + 1}/{len(has)}", style=title)]
         lines.append(Text(f"{info.definition} · {unit}" if unit else info.definition, style=muted))
+        if "matmul in bfloat16" in run.meta.lens:  # (a trial compared with a float32 lens and wondered)
+            lines.append(Text("lensed in bfloat16 (--lens-precision float32: exact)", style=muted))
         if unavailable:
             lines.append(Text(sanitize(unavailable), style=muted))
         for layer, (v, f) in enumerate(zip(values.tolist(), fractions.tolist(), strict=True), start=1):

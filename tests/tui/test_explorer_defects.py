@@ -1072,3 +1072,20 @@ async def test_token_moves_work_from_a_side_pane_and_leave_the_focus_there(pane)
         await pilot.press("left_square_bracket")
         assert app.stream.cursor == before
         assert app.focused is app.query_one(f"#{pane}")
+
+
+async def test_v_on_a_wide_terminal_says_every_pane_is_on_show_and_changes_nothing():
+    """At 110 columns and more every side pane is on show: `v` did nothing to see, yet moved the
+    hidden turn, so a narrower terminal later showed another pane than the one left. It now says
+    why it does nothing, and does nothing."""
+    app = explorer(run=make_run())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.1)
+        shown = [n for n in app.side_panes() if app.query_one(f"#{n}").has_class("shown")]
+        await pilot.press("v")
+        await pilot.pause(0.1)
+        assert [n.message for n in app._notifications][-1].startswith("every side pane is on show at this width")
+        assert [n for n in app.side_panes() if app.query_one(f"#{n}").has_class("shown")] == shown
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.2)
+        assert app.query_one("#alternatives").display and not app.query_one("#tree").display

@@ -968,27 +968,34 @@ def test_a_replayed_run_s_chat_and_k_are_the_session_s_settings(tmp_path):
     assert settings_of(summarize(tmp_path / "bad.tokentui")) is None
 
 
-async def test_replay_reopens_on_the_branch_last_on_show(tmp_path, capsys):
+async def test_replay_reopens_on_the_branch_last_on_show(tmp_path):
     """A newcomer left the explorer on branch 1; `tokentui replay ID` opened branch 0. Leaving now
-    names the branch on show (`--branch 1`), and `replay --branch 1` opens there."""
+    names the branch and the cursor's position on show (`--branch 1 --position 2`; the position
+    only when it is not the branch's end), and `replay --branch 1 --position 2` opens there."""
     from tokentui.store.cache_writes import remember
-    from tokentui.tui.start import say_where_the_run_is
+    from tokentui.tui.start import replay_line
 
     run = make_run(n_branch_steps=(5, 3))
     path = tmp_path / f"{run.id}.tokentui"
     remember(save_run(run, path))
-    app = explorer(run_path=path, cache_dir=tmp_path, branch=1)
+    app = explorer(run_path=path, cache_dir=tmp_path, branch=1, position=2)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.run_obj is not None and app.stream.view is not None, what="the run")
-        assert app.branch_id == 1
-        app.show_branch(0, cursor=None)
+        assert (app.branch_id, app.stream.cursor) == (1, 2)
+        assert (
+            replay_line(app)
+            == f"run {run.id} is in the run cache: tokentui replay {run.id} --branch 1 --position 2 opens it"
+        )
+        app.show_branch(0, cursor=None)  # (its end: where a replay opens anyway)
         await pilot.pause(0.05)
-    say_where_the_run_is(app)  # (as `run_app` does, once the screen is restored)
-    app.session.branch_id = 1
-    say_where_the_run_is(app)
-    lines = capsys.readouterr().err.splitlines()
-    assert lines[-2] == f"run {run.id} is in the run cache: tokentui replay {run.id} opens it"
-    assert lines[-1] == f"run {run.id} is in the run cache: tokentui replay {run.id} --branch 1 opens it"
+        assert replay_line(app) == f"run {run.id} is in the run cache: tokentui replay {run.id} opens it"
+    far = explorer(run_path=path, cache_dir=tmp_path, branch=1, position=500)
+    async with far.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: far.stream.view is not None, what="the run")
+        assert far.stream.cursor == run.length(1) - 1
+        assert [n.message for n in far._notifications] == [
+            f"branch 1 ends at position {run.length(1) - 1}: the cursor is there"
+        ]
 
 
 def test_replay_of_a_branch_the_run_lacks_is_one_line(tmp_path):

@@ -178,6 +178,10 @@ def replay(
             help="Open on this branch (0: the first; leaving the explorer names the one on show).",
         ),
     ] = 0,
+    position: Annotated[
+        int | None,
+        typer.Option("--position", min=0, help="The cursor at this position of the branch (default: its end)."),
+    ] = None,
     cache_dir: CacheOpt = None,
 ) -> None:
     """Open a saved run in the explorer (no model needed, torch is not imported)."""
@@ -189,7 +193,7 @@ def replay(
     try:
         if model is not None:  # (it grows branches: saved into the cache)
             usable_cache(cache_dir)
-        open_replay(run, model, cache_dir, branch)
+        open_replay(run, model, cache_dir, branch, position)
     except (RunFileError, RunError) as e:
         fail(str(e))
     except ExplorerCrashed as e:

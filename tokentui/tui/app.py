@@ -120,11 +120,13 @@ class TokentuiApp(
         steering: SteeringSpec | None = None,
         compare: str | None = None,
         branch: int = 0,
+        position: int | None = None,
     ) -> None:
         """`compare`: model B, loaded beside `model` and compared live (`explore --compare B`). `prompt`: the text in the prompt box; `generate_at_once`: generate it as soon as the
         model is loaded (`explore --prompt`). `run_path` with `opening` (its header, read by
         tui.start): draw from the header, read the arrays after the first frame; `branch`: its
-        branch shown first (`replay --branch`; 0 when it has no such branch). `themes`: loaded
+        branch shown first (`replay --branch`; 0 when it has no such branch), the cursor at
+        `position` (`replay --position`; None: the branch's end). `themes`: loaded
         by tui.start (this reads no files; without them the app uses Textual's dark theme)."""
         self.themes_ = themes or {}
         self.theme_problems = theme_problems or []
@@ -142,6 +144,7 @@ class TokentuiApp(
         self.generate_at_once = generate_at_once and bool(prompt.strip())
         self.run_path = run_path
         self.first_branch = branch  # the branch of run_path shown first (`replay --branch`)
+        self.first_position = position  # … and the cursor's position there (`replay --position`; None: its end)
         self.opening = opening if run is None else None  # the header of run_path while its arrays are read
         self.open_error: RunFileError | None = None  # why that file could not be read (the app exits)
         self.save_dir = default_cache_dir(cache_dir)
@@ -294,9 +297,12 @@ class TokentuiApp(
         self.stream.border_title = "tokens"
         self.update_legend()
         run = self.run_obj
-        self.show_branch(
-            self.first_branch if run is not None and self.first_branch < len(run.branches) else 0, cursor=None
-        )
+        branch = self.first_branch if run is not None and self.first_branch < len(run.branches) else 0
+        cursor = self.first_position
+        if run is not None and cursor is not None and cursor >= run.length(branch):
+            self.notify(f"branch {branch} ends at position {run.length(branch) - 1}: the cursor is there", markup=False)
+            cursor = None
+        self.show_branch(branch, cursor=cursor)
         if not gc.isenabled():  # `tokentui replay` starts with the cyclic collector off
             gc.freeze()  # what start-up made lives on: never scan it (else the first pass takes ~30 ms)
             gc.enable()

@@ -43,19 +43,33 @@ def run_app(app: TokentuiApp) -> None:
 def say_where_the_run_is(app: TokentuiApp) -> None:
     """Once the screen is restored: the run on show, when it is in the run cache, and the command
     that opens it again (a newcomer quit, and found it only through `tokentui runs`)."""
+    try:
+        line = replay_line(app)
+        if line is not None:
+            print(line, file=sys.stderr)
+    except OSError:  # (a terminal gone)
+        pass
+
+
+def replay_line(app: TokentuiApp) -> str | None:
+    """`run ID is in the run cache: tokentui replay ID … opens it`, on the branch and at the
+    position on show (a user who left from branch 3 came back to branch 0; the position is said
+    unless it is the branch's end, where a replay opens anyway). None: not saved in the cache."""
     from tokentui.store.cache_writes import where_saved
 
     run = app.run_obj
     if run is None or not run.branches or run.dirty:
-        return
+        return None
     try:
         path = where_saved(run.id, app.save_dir)
-        if path.is_file():
-            # (on the branch on show: a user who left from branch 3 came back to branch 0)
-            where = f" --branch {app.branch_id}" if app.branch_id else ""
-            print(f"run {path.stem} is in the run cache: tokentui replay {path.stem}{where} opens it", file=sys.stderr)
-    except (OSError, ValueError, RunFileError):  # (a terminal gone, a run id the cache takes no file for)
-        pass
+        if not path.is_file():
+            return None
+    except (OSError, ValueError, RunFileError):  # (a run id the cache takes no file for)
+        return None
+    where = f" --branch {app.branch_id}" if app.branch_id else ""
+    if app.stream.view is not None and app.stream.cursor < run.length(app.branch_id) - 1:
+        where += f" --position {app.stream.cursor}"
+    return f"run {path.stem} is in the run cache: tokentui replay {path.stem}{where} opens it"
 
 
 def leave_now(code: int) -> NoReturn:
@@ -95,8 +109,11 @@ def settings_of(opening: RunSummary) -> GenerationSettings | None:
     return settings
 
 
-def replay(ref: str, model: str | None = None, cache_dir: Path | None = None, branch: int = 0) -> None:
-    """Run the explorer on run `ref` (id, id prefix or path), showing `branch` first. Raises
+def replay(
+    ref: str, model: str | None = None, cache_dir: Path | None = None, branch: int = 0, position: int | None = None
+) -> None:
+    """Run the explorer on run `ref` (id, id prefix or path), showing `branch` first, the cursor at
+    `position` (None: the branch's end). Raises
     RunFileError when it cannot be opened (or has no such branch), also when the arrays turn out
     damaged after the screen was up (the app closes)."""
     path = resolve(ref, resolve_dir(cache_dir))
@@ -107,7 +124,15 @@ def replay(ref: str, model: str | None = None, cache_dir: Path | None = None, br
         last = f"0…{opening.branches - 1}" if opening.branches > 1 else "only branch 0"
         raise RunFileError(path, f"there is no branch {branch} in this run (it has {last})")
     settings = settings_of(opening) if model is not None else None
-    app = explorer(model=model, run_path=path, opening=opening, cache_dir=cache_dir, settings=settings, branch=branch)
+    app = explorer(
+        model=model,
+        run_path=path,
+        opening=opening,
+        cache_dir=cache_dir,
+        settings=settings,
+        branch=branch,
+        position=position,
+    )
     run_app(app)
     if app.open_error is not None:
         raise app.open_error

@@ -1019,6 +1019,7 @@ async def test_N_shows_the_session_s_messages_whole_after_the_toast_has_gone():
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.1)
         app.notify("first note")
+        app.notify("first note")  # (said again in a row: counted, not listed twice)
         app.notify(long, severity="warning", timeout=0.1)
         await pilot.pause(0.4)  # (the toast gone)
         await pilot.press("N")
@@ -1026,7 +1027,7 @@ async def test_N_shows_the_session_s_messages_whole_after_the_toast_has_gone():
         assert isinstance(app.screen, MessagesScreen)
         text = "".join(rendered(app.screen.query_one("#messages-text")).split())
         assert "".join(long.split()) in text and text.index("firstnote") < text.index("modelBnotloaded")
-        assert "statusbarnow:replay" in text
+        assert "statusbarnow:replay" in text and text.count("firstnote") == 1 and "firstnote(×2)" in text
         await pilot.press("escape")
         await pilot.pause(0.1)
         assert not isinstance(app.screen, MessagesScreen)

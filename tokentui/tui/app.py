@@ -448,7 +448,8 @@ class TokentuiApp(
             # else the job's outcome (or what runs): above the run id and position (the alternatives
             # pane says the position too), cut with … rather than dropped on a narrow terminal
             parts.append(Part(s.note, 9 if busy else 6, "status-bar--note", shrink=16))
-        self.query_one(StatusBar).show(s.status_label, parts)
+        # (a trial read "idle  quitting once the job has stopped…" while the job still stopped)
+        self.query_one(StatusBar).show("stopping" if self.quitting else s.status_label, parts)
 
     def update_settings_line(self) -> None:
         self.query_one(SettingsLine).show(self.run_obj, self.branch_id, self.session.settings)

@@ -17,15 +17,17 @@ from textual.widgets import Static
 KEPT = 200  # notifications kept for this screen
 
 
-@dataclass(frozen=True)
+@dataclass
 class Message:
-    at: str  # HH:MM:SS, local time
+    at: str  # HH:MM:SS, local time (of the last, when repeated)
     severity: str  # information, warning, error
     text: str  # already sanitised (TokentuiApp.notify)
+    times: int = 1  # the same message in a row (a key pressed again and again)
 
 
 class MessageLog:
-    """The last KEPT notifications of the session."""
+    """The last KEPT notifications of the session; one said again in a row is counted, not
+    repeated (a trial's screen held "no token … after the cursor" eight times)."""
 
     def __init__(self) -> None:
         self.items: deque[Message] = deque(maxlen=KEPT)
@@ -33,7 +35,12 @@ class MessageLog:
     def add(self, text: str, severity: str) -> None:
         import time
 
-        self.items.append(Message(time.strftime("%H:%M:%S"), severity, text))
+        at = time.strftime("%H:%M:%S")
+        last = self.items[-1] if self.items else None
+        if last is not None and (last.text, last.severity) == (text, severity):
+            last.at, last.times = at, last.times + 1
+            return
+        self.items.append(Message(at, severity, text))
 
 
 class MessagesScreen(ModalScreen[None]):
@@ -59,6 +66,8 @@ class MessagesScreen(ModalScreen[None]):
             style = {"error": "bold red", "warning": "yellow"}.get(m.severity, "")
             out.append(f"\n\n{m.at} ", style="dim")
             out.append(m.text, style=style)
+            if m.times > 1:
+                out.append(f" (×{m.times})", style="dim")
         if self.status:
             out.append("\n\nstatus bar now: ", style="dim")
             out.append(self.status)

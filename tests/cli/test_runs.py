@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.factories import make_run
 from tokentui.store.cache import list_runs, run_path
 from tokentui.store.runfile import save_run
@@ -124,7 +126,24 @@ def test_runs_names_the_batch_collections_whose_runs_it_does_not_list(cli, cache
         f"  2 runs  {out}",
         f"          {model_dirs['gpt2']} · prompts · greedy · max 1 token · k=20 · 2 done",
     ]
-    (out / "collection.json").write_text("{", encoding="utf-8")  # (a damaged manifest: said, not a traceback)
-    assert cli("runs").stdout.splitlines()[-1] == "          (its manifest: not valid JSON)"
+    # a dataset's k sits at the top of its settings (a review found it left out)
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "import os", "response": " and sys"}\n', encoding="utf-8")
+    scored = tmp_path / "scored"
+    assert cli("batch", "--dataset", data, "-m", str(model_dirs["gpt2"]), "-k", 5, "--out", scored).exit_code == 0
+    lines = cli("runs").stdout.splitlines()
+    at = lines.index(f"   1 run  {scored}")
+    assert lines[at + 1] == f"          {model_dirs['gpt2']} · dataset, loss over response · k=5 · 1 done"
+    # damaged manifests: said in one line each, the others still listed (a 400-digit top-p made
+    # SamplingParams.from_dict raise OverflowError, and `runs` stopped)
+    manifest = json.loads((inside / "collection.json").read_text(encoding="utf-8"))
+    manifest["settings"]["generation"]["sampling"]["top_p"] = 10**400
+    (inside / "collection.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (out / "collection.json").write_text("{", encoding="utf-8")
+    res = cli("runs")
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[lines.index(f"  2 runs  {out}") + 1] == "          (its manifest: not valid JSON)"
+    assert lines[lines.index(f"  2 runs  {inside}") + 1].endswith("· prompts · greedy · max 2 tokens · k=20 · 2 done")
     run_id = next((out / "runs").iterdir()).stem
     assert cli("export", run_id, "--format", "json").exit_code == 0  # (opens by id, as it says)

@@ -424,3 +424,18 @@ def test_extreme_token_lines_fit_the_terminal(cli, run_files, monkeypatch):
         extremes = [line for line in lines[lines.index("highest entropy") :] if "⟦" in line]
         assert len(extremes) >= 4 and max(cell_len(line) for line in extremes) <= columns, extremes
         assert all("⟧" in line for line in extremes)
+
+
+def test_a_wide_characters_context_is_cut_by_terminal_cells():
+    """A CJK context was cut by characters, each two cells wide, and overran the line: the sides
+    are cut to cells (`…` beside, the token whole)."""
+    from rich.cells import cell_len
+
+    from tokentui.core.stats import Token, shown_context
+
+    t = Token(0, 0, 0, 40, "猫".encode(), ("漢字" * 20).encode(), ("かな" * 20).encode(), 1.0, -0.5, 1)
+    for before, after in ((10, 7), (0, 0), (1, 1)):
+        b, tok, a = shown_context(t, before, after)
+        assert tok == "猫" and b.startswith("…") and a.endswith("…")
+        assert cell_len(b) <= before + 1 and cell_len(a) <= after + 1, (b, a)
+    assert shown_context(t, 200, 200)[0] == "漢字" * 20  # (all of it when it fits)

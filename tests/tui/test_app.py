@@ -435,10 +435,7 @@ async def test_narrow_lines_keep_their_parts_whole(tmp_path, monkeypatch):
         lines = [line.strip() for line in rendered(app.query_one(SettingsLine)).splitlines() if line.strip()]
         assert any("chat off" in line for line in lines), lines
         assert not [line for line in lines if line.endswith("·") or line.startswith("·")], lines
-        await pilot.press("o")
-        await wait_for(
-            pilot, lambda: type(app.screen).__name__ == "RunPicker" and app.screen.loaded, what="the run picker"
-        )
+        await open_picker(pilot, app)
         await pilot.pause()
         shown = rendered(app.screen.query_one("#picker-list"))
         assert "The capital of France is" in shown.replace("␠", " "), shown
@@ -645,10 +642,7 @@ async def test_opening_a_run_shows_its_prompt_unless_another_was_typed(tmp_path)
         app.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
 
         async def open_run(suffix: str) -> None:
-            await pilot.press("o")
-            await wait_for(
-                pilot, lambda: type(app.screen).__name__ == "RunPicker" and app.screen.loaded, what="the picker"
-            )
+            await open_picker(pilot, app)
             await pilot.press(*suffix, "enter")
             await wait_for(pilot, lambda: app.run_obj.id.endswith(suffix), what="the run opened")
 
@@ -782,8 +776,7 @@ async def test_the_picker_names_each_file_and_the_run_a_copy_holds(tmp_path):
     app = explorer(run=run, cache_dir=tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
-        await pilot.press("o")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunPicker" and app.screen.loaded, what="the picker")
+        await open_picker(pilot, app)
         listed = app.screen.query_one("#picker-list")
         rows = [str(listed.get_option_at_index(i).prompt) for i in range(listed.option_count)]
         [own] = [r for r in rows if r.startswith(f"{run.id} ")]

@@ -1097,3 +1097,38 @@ async def test_v_on_a_wide_terminal_says_every_pane_is_on_show_and_changes_nothi
         await pilot.resize_terminal(80, 24)
         await pilot.pause(0.2)
         assert app.query_one("#alternatives").display and not app.query_one("#tree").display
+    from tests.factories import attributed_run
+
+    app = explorer(run=attributed_run(30))  # (an attribution on show takes the lens pane's place)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.stream.view is not None, what="the run")
+        app.stream.move_to(30)
+        await pilot.press("a", "v")
+        await pilot.pause(0.1)
+        assert app.session.attribution is not None and not app.query_one("#layers").display
+        assert [n.message for n in app._notifications][-1].startswith("at this width the attribution is where the lens")
+
+
+async def test_a_run_cache_the_picker_cannot_read_is_said_in_its_list(tmp_path, monkeypatch):
+    """The picker reads the cache in a thread: an error there (a folder it may not list) left it
+    "reading the runs …" for good. It now says why in the list (an OSError injected as the
+    listing's own)."""
+    from tokentui.tui.screens import run_picker
+
+    def refused(directory):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(run_picker, "list_runs", refused)
+    app = explorer(run=make_run(), cache_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.1)
+        await pilot.press("o")
+
+        def shown() -> str:
+            return rendered(app.screen.query_one("#picker-list")) if type(app.screen).__name__ == "RunPicker" else ""
+
+        await wait_for(pilot, lambda: "cannot read" in shown(), what="the picker's line")
+        assert "cannot read the runs here: Permission denied" in shown()
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert type(app.screen).__name__ != "RunPicker"

@@ -8,7 +8,7 @@ import pytest
 
 from tests.factories import HOSTILE_TEXTS as PAYLOADS
 from tests.factories import RAW_CONTROLS as RAW
-from tests.factories import explorer, make_run, wait_for
+from tests.factories import explorer, make_run, open_picker
 from tokentui.store.runfile import save_run
 
 
@@ -50,10 +50,7 @@ async def test_metadata_payloads_reach_no_widget_raw(tmp_path, payload):
         app.notify(f"could not save {run.id}: {payload}", title=payload, severity="error")
         await pilot.pause()
         seen.append(screen_text(app))
-        await pilot.press("o")  # the run picker lists the saved hostile run
-        await wait_for(
-            pilot, lambda: type(app.screen).__name__ == "RunPicker" and app.screen.loaded, what="the run picker"
-        )
+        await open_picker(pilot, app)  # the run picker lists the saved hostile run
         seen.append(screen_text(app))
         await pilot.press("escape")
         await pilot.pause()

@@ -63,7 +63,7 @@ def test_quit_during_a_generation_saves_the_run_and_exits_0(model_dirs, tmp_path
         started(term, cache)
         term.press(b"q")
         term.wait_for(b"quitting once the job has stopped")
-        assert b"stopping" in term.text  # (the state: a trial read "idle" while the job still stopped)
+        assert b" stopping " in term.text  # (the state cell: a trial read "idle" while the job still stopped)
         if presses == 2:
             term.press(b"q")
         rc = term.wait_exit(timeout=60)

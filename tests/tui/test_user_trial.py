@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import explorer, make_run
+from tests.factories import explorer, make_run, open_picker
 from tokentui.tui.widgets.layers import LayersPane
 
 
@@ -197,8 +197,7 @@ async def test_the_note_says_the_last_job_at_80_columns_and_goes_with_a_new_job_
         await wait_for(pilot, lambda: app.state is AppState.IDLE and not app.run_obj.dirty, what="the cancel, saved")
         assert "cancelled: " in _status(app), _status(app)
         run_id = app.run_obj.id
-        await pilot.press("o")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunPicker" and app.screen.loaded, what="the picker")
+        await open_picker(pilot, app)
         await pilot.press(*run_id[-6:], "enter")
         await wait_for(pilot, lambda: app.screen is app.screen_stack[0], what="the run opened")
         assert app.run_obj.id == run_id and "cancelled" not in _status(app), _status(app)

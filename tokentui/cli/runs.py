@@ -59,10 +59,12 @@ def _collections(out: Output, directory: Path) -> None:
     """The batch collections the cache knows, below the runs: their runs are not in the list (a
     trial found `runs` saying "no runs" beside a collection of 200), yet open by id."""
     import os
+    import shutil
+    import sys
 
     from tokentui.core.display import counted, sanitize
     from tokentui.store.cache import collection_folders
-    from tokentui.store.collection import CollectionError, load_collection
+    from tokentui.store.collection import CollectionError, describe_collection
     from tokentui.store.header import SUFFIX
 
     found = []
@@ -72,7 +74,7 @@ def _collections(out: Output, directory: Path) -> None:
         except OSError:
             continue  # (gone, or no runs folder: not a collection)
         try:  # (what it was made with: folders of one prompts file differ by a hash alone)
-            what = load_collection(folder).describe()
+            what = describe_collection(folder)
         except CollectionError as e:
             what = f"(its manifest: {e.problem})"
         found.append((n, folder, what))
@@ -80,10 +82,12 @@ def _collections(out: Output, directory: Path) -> None:
         out.line("")
         out.line("batch collections (their runs open by id; stats --collection DIR, export --collection DIR):")
         width = max(len(counted(n, "run")) for n, _, _ in found)
+        # (on a terminal one line, not wrapped; to a pipe or file whole)
+        room = max(40, shutil.get_terminal_size().columns - width - 4) if sys.stdout.isatty() else None
         for n, folder, what in found:
             out.line(f"  {counted(n, 'run'):>{width}}  {sanitize(str(folder))}")
             what = sanitize(what)
-            out.line(f"  {'':>{width}}  {what if len(what) <= 100 else what[:99] + '…'}")
+            out.line(f"  {'':>{width}}  {what if room is None or len(what) <= room else what[: room - 1] + '…'}")
     out.flush()
 
 

@@ -81,7 +81,7 @@ class SamplingParams:
         out = cls()
         for name, kind in (("temperature", float), ("top_p", float), ("top_k", int), ("max_new_tokens", int)):
             v = d.get(name)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v):
                 setattr(out, name, kind(v))
         seed = d.get("seed")
         out.seed = (
@@ -90,6 +90,15 @@ class SamplingParams:
         stop = d.get("stop")
         out.stop = [s for s in stop if isinstance(s, str) and s] if isinstance(stop, list) else []
         return out
+
+
+def _finite(v: int | float) -> bool:
+    """A finite number float can hold (a 400-digit integer in a file made math.isfinite raise
+    OverflowError: `tokentui runs` stopped on one damaged manifest)."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 MAX_K_LENS = 100  # top tokens per layer: layers × k_lens × 4 bytes per token in a run file

@@ -712,12 +712,27 @@ def fmt_pct(x: float) -> str:
 
 def shown_context(t: Token, before: int = 30, after: int = 20) -> tuple[str, str, str]:
     """(text before, the token, text after), each safe for a terminal and on one line (line breaks
-    and tabs visible, the token's spaces as ␠), the sides cut to `before` / `after` characters."""
+    and tabs visible, the token's spaces as ␠), the sides cut to `before` / `after` terminal cells
+    (a wide character takes two: a CJK context overran a line cut by characters)."""
+    from rich.cells import cell_len
+
     b = sanitize(decode_bytes(t.before), visible_whitespace=True)
     a = sanitize(decode_bytes(t.after), visible_whitespace=True)
-    b = ("…" + b[len(b) - before :]) if len(b) > before else b  # (not b[-before:]: all of it when before is 0)
-    a = (a[:after] + "…") if len(a) > after else a
+    b = "…" + _cells(b[::-1], before)[::-1] if cell_len(b) > before else b
+    a = _cells(a, after) + "…" if cell_len(a) > after else a
     return b, lone_token(t.token), a
+
+
+def _cells(text: str, cells: int) -> str:
+    """The start of `text` that fits `cells` terminal cells."""
+    from rich.cells import cell_len
+
+    used = 0
+    for i, ch in enumerate(text):
+        used += cell_len(ch)
+        if used > cells:
+            return text[:i]
+    return text
 
 
 # --- the flat table (--csv) -------------------------------------------------------------------------

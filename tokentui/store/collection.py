@@ -137,34 +137,6 @@ class Collection:
             if it.status == "done" and it.run_file is not None:
                 yield it, it.run_file
 
-    def describe(self) -> str:
-        """One line of what the collection was made with, for lists (`tokentui runs`): two batches
-        of one prompts file differing only in `-n` had folders told apart by a hash alone. The
-        settings are the manifest's (untrusted): what is not as expected is left out."""
-        from tokentui.core.params import SamplingParams
-
-        s = self.settings
-        found = s.get("generation")
-        gen: dict[str, Any] = found if isinstance(found, dict) else {}
-        parts = [", ".join(self.models) or "no model"]
-        mode = s.get("mode")
-        if mode == "dataset":
-            over = s.get("loss_over")
-            parts.append(f"dataset, loss over {over}" if isinstance(over, str) else "dataset")
-        elif mode == "prompts":
-            sampling = gen.get("sampling")
-            parts.append("prompts")
-            if isinstance(sampling, dict):
-                parts.append(SamplingParams.from_dict(sampling).describe())
-        k = gen.get("k")
-        if isinstance(k, int) and not isinstance(k, bool):
-            parts.append(f"k={k}")
-        if gen.get("chat") is True:
-            parts.append("chat")
-        done = sum(1 for it in self.items if it.status == "done")
-        parts.append(f"{done} done" + ("" if self.complete else ", not finished"))
-        return " · ".join(parts)
-
     def run_id(self, model: str, number: int) -> str:
         """The run id (and file name) of run `number` under `model`: the collection's id, a short
         hash of the model and the number — the same on every resume, whatever other models the
@@ -375,11 +347,10 @@ def load_item_run(path: Path) -> Run:
     return run
 
 
-def load_collection(path: Path) -> Collection:
-    """The collection in the folder `path` (or the manifest file itself), fully checked. Any fault
-    — no manifest, too large, not JSON, nested too deep, another format, a newer schema, a wrong
-    type, an unknown status, a run file outside DIR/runs, a duplicate item — is one
-    CollectionError line naming the manifest."""
+def _read_manifest(path: Path) -> tuple[Path, dict[str, Any]]:
+    """(the folder, its manifest as JSON) for the folder `path` or the manifest itself, checked as
+    far as its format and schema: no manifest, too large, not JSON, nested too deep, another format
+    or a newer schema is one CollectionError line naming the manifest."""
     path = Path(path)
     folder = (path.parent if path.name == MANIFEST and not path.is_dir() else path).absolute()
     manifest = folder / MANIFEST
@@ -411,6 +382,51 @@ def load_collection(path: Path) -> Collection:
         raise CollectionError(
             manifest, f"made by a newer tokentui (schema {schema}, this one reads ≤ {SCHEMA}); upgrade tokentui"
         )
+    return folder, doc
+
+
+def describe_collection(path: Path) -> str:
+    """One line of what the collection in `path` was made with, for lists (`tokentui runs`): two
+    batches of one prompts file differing only in `-n` had folders told apart by a hash alone.
+    The manifest is read, not checked item by item (a list stays quick beside a collection of
+    100,000 items); what is not as expected is left out. CollectionError: no readable manifest."""
+    from tokentui.core.params import SamplingParams
+
+    _folder, doc = _read_manifest(path)
+    found = doc.get("settings")
+    s: dict[str, Any] = found if isinstance(found, dict) else {}
+    found = s.get("generation")
+    gen: dict[str, Any] = found if isinstance(found, dict) else s  # (a dataset's k and chat: at the top)
+    models = doc.get("models")
+    names = [m for m in models if isinstance(m, str)] if isinstance(models, list) else []
+    parts = [", ".join(names) or "no model"]
+    if s.get("mode") == "dataset":
+        over = s.get("loss_over")
+        parts.append(f"dataset, loss over {over}" if isinstance(over, str) else "dataset")
+    elif s.get("mode") == "prompts":
+        parts.append("prompts")
+        if isinstance(gen.get("sampling"), dict):
+            parts.append(SamplingParams.from_dict(gen["sampling"]).describe())
+    k = gen.get("k")
+    if isinstance(k, int) and not isinstance(k, bool) and 0 < k < 10**9:
+        parts.append(f"k={k}")
+    if gen.get("chat") is True:
+        parts.append("chat")
+    items = doc.get("items")
+    done = (
+        sum(1 for it in items if isinstance(it, dict) and it.get("status") == "done") if isinstance(items, list) else 0
+    )
+    parts.append(f"{done} done" + ("" if doc.get("complete") is True else ", not finished"))
+    return " · ".join(parts)
+
+
+def load_collection(path: Path) -> Collection:
+    """The collection in the folder `path` (or the manifest file itself), fully checked. Any fault
+    — no manifest, too large, not JSON, nested too deep, another format, a newer schema, a wrong
+    type, an unknown status, a run file outside DIR/runs, a duplicate item — is one
+    CollectionError line naming the manifest."""
+    folder, doc = _read_manifest(path)
+    manifest = folder / MANIFEST
     cid = doc.get("id")
     if not isinstance(cid, str) or not ID_RE.fullmatch(cid):
         raise CollectionError(manifest, "the collection id is not a plain name of at most 40 characters")

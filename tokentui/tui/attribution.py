@@ -37,7 +37,6 @@ def stored(run: Run, branch: int, positions: list[int], method: str, alternative
     matrix up to an earlier cursor was computed again: in a replay without a model, refused)."""
     from tokentui.core.attribution import applies
 
-    part = None
     for rec in reversed(run.attributions):
         if rec.method != method or rec.alternative != alternative:
             continue
@@ -45,8 +44,10 @@ def stored(run: Run, branch: int, positions: list[int], method: str, alternative
             continue
         if len(positions) == 1 or rec.positions == positions:
             return rec
-        part = part or rec.rows_of(positions)
-    return part
+        part = rec.rows_of(positions)
+        if part is not None:
+            return part
+    return None
 
 
 def stored_here(run: Run, branch: int, position: int) -> str:

@@ -72,7 +72,10 @@ class NavigationActions(_Base):
 
     def action_cycle_pane(self) -> None:
         if self.screen.has_class("wide"):  # (a trial's v did nothing to see, and changed the pane shown later)
-            self.notify("every side pane is on show at this width (v takes them in turn below 110 columns)")
+            if self.query_one("#right").has_class("-attribution"):
+                self.notify("at this width the attribution is where the lens pane was (escape brings the lens back)")
+            else:
+                self.notify("every side pane is on show at this width (v takes them in turn below 110 columns)")
             return
         names = self.side_panes()  # (the attribution pane while one is on show)
         current = next((n for n in names if self.query_one(f"#{n}").has_class("shown")), names[0])

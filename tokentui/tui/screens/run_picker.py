@@ -51,14 +51,30 @@ class RunPicker(ModalScreen[Path | None]):
     def on_mount(self) -> None:
         ol = self.query_one(OptionList)
         ol.add_option(Option(Text(f"reading the runs in {sanitize(str(self.directory))} …"), disabled=True))
-        self.run_worker(self._read, thread=True, exit_on_error=False)
+        app = self.app  # (taken here: the thread must not look it up)
+        self.run_worker(lambda: self._read(app), thread=True, exit_on_error=False)
 
-    def _read(self) -> None:
-        """In a thread: every run's header (a second or more for thousands of runs)."""
-        runs = list_runs(self.directory)
-        self.app.call_from_thread(self._loaded, runs)
+    def _read(self, app) -> None:
+        """In a thread: every run's header (a second or more for thousands of runs); a cache that
+        cannot be read is said in the list, not left "reading …"."""
+        try:
+            runs = list_runs(self.directory)
+        except OSError as e:
+            app.call_from_thread(self._unreadable, e.strerror or str(e))
+            return
+        app.call_from_thread(self._loaded, runs)
+
+    def _unreadable(self, why: str) -> None:
+        if self.is_attached:
+            ol = self.query_one(OptionList)
+            ol.clear_options()
+            ol.add_option(
+                Option(Text(f"cannot read the runs here: {sanitize(why)}"), disabled=True)
+            )  # (the box names the folder)
 
     def _loaded(self, runs: list[RunSummary]) -> None:
+        if not self.is_attached:  # (dismissed before the headers were read)
+            return
         self.runs, self.loaded = runs, True
         self._haystacks = [f"{r.path.stem} {r.run_id} {r.models} {r.prompt}".lower() for r in runs]
         self._id_width = min(ID_ROOM, max((len(sanitize(r.path.stem)) for r in runs if not r.error), default=0))

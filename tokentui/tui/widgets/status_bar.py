@@ -70,7 +70,7 @@ class StatusBar(Static):
     @property
     def whole(self) -> str:
         """Everything the bar holds, however narrow the terminal (the messages screen shows it)."""
-        return " · ".join([self._state, *(sanitize(p.text) for p in self._parts)])
+        return " · ".join(sanitize(text) for text in [self._state, *(p.text for p in self._parts)])
 
     def _draw(self) -> None:
         width = self.content_region.width or 120

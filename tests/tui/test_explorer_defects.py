@@ -989,6 +989,14 @@ async def test_replay_reopens_on_the_branch_last_on_show(tmp_path):
         app.show_branch(0, cursor=None)  # (its end: where a replay opens anyway)
         await pilot.pause(0.05)
         assert replay_line(app) == f"run {run.id} is in the run cache: tokentui replay {run.id} opens it"
+    # a file outside the cache (read, never written): the line names the file
+    mine = tmp_path / "my runs" / "mine.tokentui"
+    mine.parent.mkdir()
+    save_run(run, mine)
+    elsewhere = explorer(run_path=mine, cache_dir=tmp_path / "cache", branch=1)
+    async with elsewhere.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: elsewhere.stream.view is not None, what="the run")
+        assert replay_line(elsewhere) == f"run {run.id} is in {mine}: tokentui replay '{mine}' --branch 1 opens it"
     far = explorer(run_path=path, cache_dir=tmp_path, branch=1, position=500)
     async with far.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: far.stream.view is not None, what="the run")

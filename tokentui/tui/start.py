@@ -54,7 +54,11 @@ def say_where_the_run_is(app: TokentuiApp) -> None:
 def replay_line(app: TokentuiApp) -> str | None:
     """`run ID is in the run cache: tokentui replay ID … opens it`, on the branch and at the
     position on show (a user who left from branch 3 came back to branch 0; the position is said
-    unless it is the branch's end, where a replay opens anyway). None: not saved in the cache."""
+    unless it is the branch's end, where a replay opens anyway). A run read from a file outside
+    the cache (`replay ./x.tokentui`, never written to) is named by that file. None: neither."""
+    import shlex
+
+    from tokentui.core.display import sanitize
     from tokentui.store.cache_writes import where_saved
 
     run = app.run_obj
@@ -62,14 +66,18 @@ def replay_line(app: TokentuiApp) -> str | None:
         return None
     try:
         path = where_saved(run.id, app.save_dir)
-        if not path.is_file():
-            return None
+        cached = path.is_file()
+        read_from = app.run_path if app.run_path is not None and app.run_path.is_file() else None
     except (OSError, ValueError, RunFileError):  # (a run id the cache takes no file for)
         return None
     where = f" --branch {app.branch_id}" if app.branch_id else ""
     if app.stream.view is not None and app.stream.cursor < run.length(app.branch_id) - 1:
         where += f" --position {app.stream.cursor}"
-    return f"run {path.stem} is in the run cache: tokentui replay {path.stem}{where} opens it"
+    if cached:
+        return f"run {path.stem} is in the run cache: tokentui replay {path.stem}{where} opens it"
+    if read_from is not None:
+        return f"run {sanitize(run.id)} is in {sanitize(str(read_from))}: tokentui replay {sanitize(shlex.quote(str(read_from)))}{where} opens it"
+    return None
 
 
 def leave_now(code: int) -> NoReturn:

@@ -8,9 +8,10 @@ meanwhile, and the list shows the first SHOWN matches (typing narrows it)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
@@ -54,7 +55,7 @@ class RunPicker(ModalScreen[Path | None]):
         app = self.app  # (taken here: the thread must not look it up)
         self.run_worker(lambda: self._read(app), thread=True, exit_on_error=False)
 
-    def _read(self, app) -> None:
+    def _read(self, app: App[Any]) -> None:
         """In a thread: every run's header (a second or more for thousands of runs); a cache that
         cannot be read is said in the list, not left "reading …"."""
         try:

@@ -1052,6 +1052,7 @@ async def test_the_run_picker_of_a_large_cache_lists_the_first_matches_and_says_
         run = make_run()
         run.meta.run_id = f"20260101-00000{n}-abcde{n}"
         run.meta.prompt = f"prompt number {n}"
+        run.branches[0].status = "cancelled" if n == 3 else "length"
         save_run(run, tmp_path / f"{run.meta.run_id}.tokentui")
     app = explorer(run=make_run(), cache_dir=tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -1065,6 +1066,11 @@ async def test_the_run_picker_of_a_large_cache_lists_the_first_matches_and_says_
         await pilot.pause(0.1)
         rows = [r for r in rendered(app.screen.query_one("#picker-list")).splitlines() if " tok " in r]
         assert len(rows) == 1 and "prompt␠number␠6" in rows[0].replace(" ", "␠"), rows
+        # its kind, as `tokentui runs` shows it, is searched too
+        app.screen.query_one("#picker-search").value = "cancelled"
+        await pilot.pause(0.1)
+        rows = [r for r in rendered(app.screen.query_one("#picker-list")).splitlines() if " tok " in r]
+        assert len(rows) == 1 and "prompt␠number␠3" in rows[0].replace(" ", "␠"), rows
 
 
 @pytest.mark.parametrize("pane", ["alternatives", "layers", "tree"])

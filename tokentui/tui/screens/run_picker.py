@@ -46,7 +46,7 @@ class RunPicker(ModalScreen[Path | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="picker-box"):
             yield Static(Text(f"open a run from {sanitize(str(self.directory))}"), classes="box-title", markup=False)
-            yield Input(placeholder="search id, model or prompt … (↓ to the list)", id="picker-search")
+            yield Input(placeholder="search id, model, kind or prompt … (↓ to the list)", id="picker-search")
             yield OptionList(id="picker-list")
 
     def on_mount(self) -> None:
@@ -77,7 +77,8 @@ class RunPicker(ModalScreen[Path | None]):
         if not self.is_attached:  # (dismissed before the headers were read)
             return
         self.runs, self.loaded = runs, True
-        self._haystacks = [f"{r.path.stem} {r.run_id} {r.models} {r.prompt}".lower() for r in runs]
+        # (the kind too, as `runs` shows it: a trial's cache of 2,771 comparisons had no way to pick them out)
+        self._haystacks = [f"{r.path.stem} {r.run_id} {r.models} {r.what} {r.prompt}".lower() for r in runs]
         self._id_width = min(ID_ROOM, max((len(sanitize(r.path.stem)) for r in runs if not r.error), default=0))
         self._refill()
         self.call_after_refresh(self._refill)  # once laid out: rows as wide as the list really is

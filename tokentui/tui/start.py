@@ -41,8 +41,8 @@ def run_app(app: TokentuiApp) -> None:
 
 
 def say_where_the_run_is(app: TokentuiApp) -> None:
-    """Once the screen is restored: the run on show, when it is in the run cache, and the command
-    that opens it again (a newcomer quit, and found it only through `tokentui runs`)."""
+    """Once the screen is restored: `replay_line`, the run on show and the command that opens it
+    again (a newcomer quit, and found it only through `tokentui runs`)."""
     try:
         line = replay_line(app)
         if line is not None:

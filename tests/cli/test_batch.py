@@ -996,3 +996,19 @@ def test_on_a_terminal_the_next_model_s_loading_lines_start_below_the_progress_l
     at = raw.rindex("…", 0, at)
     before = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", raw[:at])
     assert before.endswith("\n"), before[-200:]  # (not "… 2/4 items · … ETA 0:00" then the line)
+
+
+def test_only_the_first_problem_lines_are_printed_and_the_manifest_holds_them_all(cli, model_dirs, tmp_path):
+    """A prompts file of many bad lines: the first SHOWN_PROBLEMS are said, then how many more and
+    where each one is (the manifest), which holds every one of them."""
+    from tokentui.cli.output import SHOWN_PROBLEMS
+
+    src, out = tmp_path / "prompts.txt", tmp_path / "coll"
+    _lines(src, [PROMPTS[0], *[""] * (SHOWN_PROBLEMS + 5)])
+    res = cli("batch", "--prompts", src, "-m", model_dirs["gpt2"], "-n", 1, "--lens-chunk", 0, "--out", out)
+    assert res.exit_code == 0, res.output
+    said = [line for line in res.stderr.splitlines() if ": skipped: the prompt is empty" in line]
+    assert said == [f"tokentui: {src} line {i}: skipped: the prompt is empty" for i in range(2, SHOWN_PROBLEMS + 2)]
+    assert f"tokentui: … and 5 more (each one is in {out / 'collection.json'})" in res.stderr
+    skipped = [it.index for it in load_collection(out).items if it.status == "skipped"]
+    assert skipped == list(range(2, SHOWN_PROBLEMS + 7))

@@ -511,3 +511,21 @@ def test_the_numbers_table_keeps_large_perplexities_apart():
     row = next(line for line in _numbers_text(s, "x") if line.startswith("perplexity"))
     a, b = (float(x) for x in row.removeprefix("perplexity").split())
     assert a == pytest.approx(s["perplexity_a"], rel=1e-4) and b == pytest.approx(s["perplexity_b"], rel=1e-4)
+
+
+def test_a_dataset_of_many_bad_lines_says_the_first_then_how_many_more(cli, model_dirs, model_b, tmp_path):
+    """compare keeps no manifest: past SHOWN_PROBLEMS bad lines it says how many more there were
+    (a dataset of thousands printed a line for each, burying the comparison's own lines)."""
+    from tokentui.cli.output import SHOWN_PROBLEMS
+
+    src = tmp_path / "data.jsonl"
+    good = json.dumps({"prompt": "def f(x):", "response": " return x"})
+    src.write_text("\n".join([good, *["{not json"] * (SHOWN_PROBLEMS + 3)]) + "\n")
+    res = cli("compare", "-m", model_dirs["gpt2"], "-m", model_b, "--dataset", src, "--json")
+    assert res.exit_code == 0, res.output
+    said = [line for line in res.stderr.splitlines() if ": skipped: " in line]
+    assert [line.split(": skipped:")[0] for line in said] == [
+        f"tokentui: {src} line {i}" for i in range(2, SHOWN_PROBLEMS + 2)
+    ]
+    assert "tokentui: … and 3 more lines skipped" in res.stderr
+    assert sum('"summary": true' in line for line in res.stdout.splitlines()) == 2  # (the text, the dataset)

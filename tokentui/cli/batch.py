@@ -20,7 +20,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -43,6 +42,7 @@ from tokentui.cli.options import (
 )
 from tokentui.cli.output import (
     Output,
+    ProblemLines,
     ProgressLine,
     ctrl_c_not_lost,
     ctrl_c_sets,
@@ -74,7 +74,6 @@ ModelsOpt = Annotated[
         help=get_args(ModelOpt)[1].help + " Repeat for several models (one after the other).",
     ),
 ]
-SHOWN_PROBLEMS = 20  # problem lines printed before "… and N more"
 
 
 class _Stop(threading.Event):
@@ -93,29 +92,6 @@ class _Stop(threading.Event):
         elif self.current is not None:
             self.current.set()
         super().set()
-
-
-def _clear_line() -> None:
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\x1b[2K")
-
-
-class _Reporter:
-    """One line on stderr per problem (escaped), the first SHOWN_PROBLEMS of them; then a count."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, text: str) -> None:
-        self.count += 1
-        if self.count <= SHOWN_PROBLEMS:
-            _clear_line()
-            typer.echo(f"tokentui: {sanitize(' '.join(text.split()))}", err=True)
-
-    def close(self, where: Path) -> None:
-        if self.count > SHOWN_PROBLEMS:
-            more = self.count - SHOWN_PROBLEMS
-            typer.echo(f"tokentui: … and {more} more (each one is in {sanitize(str(where))})", err=True)
 
 
 class _Saver:
@@ -419,7 +395,7 @@ def _run_model(
     coll: Collection,
     settings: GenerationSettings,
     stop: _Stop,
-    report: _Reporter,
+    report: ProblemLines,
     where: str,
     show: ProgressLine,
     counter: dict[str, float],
@@ -612,7 +588,7 @@ def _batch(
         else read_dataset(source_path, prompt_field, response_field, waiting=waiting_for_pipe)
     )
     where = sanitize(str(prompts or dataset))
-    report = _Reporter()
+    report = ProblemLines()
     # (said once the command is not refused: a trial read a page of "skipped" lines, then a refusal)
     notes = [f"{where} line {problem.index}: skipped: {problem.why}" for problem in source.problems]
     if dataset is None and not is_jsonl(source_path) and not given_field and all_json_objects(source):
@@ -726,7 +702,7 @@ def _batch(
                 unusable.append(f"{sanitize(plan.model)}: {why}")
         if total:
             show("batch · " + throughput(int(counter["done"]), total, counter["seconds"]), final=True)
-        report.close(coll.manifest)
+        report.close(f"(each one is in {coll.manifest})")
         if stop.is_set():
             coll.save()
             interrupted(

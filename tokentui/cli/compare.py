@@ -32,6 +32,7 @@ from tokentui.cli.options import (
 )
 from tokentui.cli.output import (
     Output,
+    ProblemLines,
     ProgressLine,
     StopThenInterrupt,
     ctrl_c_not_lost,
@@ -118,6 +119,7 @@ def compare(
         for spec in specs:
             check_spec(spec)
         source = None
+        problems = ProblemLines()  # (a dataset's lines skipped, reading it and then tokenizing)
         given = sum(x is not None for x in (run_ref, dataset, text if text is not None else file))
         if given == 0:
             fail("give what to compare: one of --text, --file, --run or --dataset")
@@ -130,7 +132,7 @@ def compare(
         if dataset is not None:
             if text_escapes:
                 fail("--text-escapes goes with --text or --file")
-            rows = _dataset_rows(dataset, prompt_field, response_field)
+            rows = _dataset_rows(dataset, prompt_field, response_field, problems)
         elif run_ref is not None:
             if text_escapes:
                 fail("--text-escapes goes with --text or --file")
@@ -152,7 +154,7 @@ def compare(
         pair = open_pair(specs[0], specs[1], alone, chat)
         lines: list[int] | None = None
         if dataset is not None:
-            lines, items = _dataset_items(pair, rows, chat, dataset)
+            lines, items = _dataset_items(pair, rows, chat, dataset, problems)
         elif source is not None:
             items = [pair.item_from_ids(ids, decode_bytes(source.text(branch)), source.tokens.bytes_of)]
         else:
@@ -164,25 +166,29 @@ def compare(
         interrupted("interrupted: nothing saved")
 
 
-def _dataset_rows(path: Path, prompt_field: str, response_field: str) -> list[tuple[int, str, str]]:
+def _dataset_rows(
+    path: Path, prompt_field: str, response_field: str, problems: ProblemLines
+) -> list[tuple[int, str, str]]:
     """(line number, prompt, response) of the dataset's usable lines; every other line is
-    reported once on standard error (`core/dataset.py` reads the untrusted file)."""
+    reported once to `problems` (`core/dataset.py` reads the untrusted file)."""
     from tokentui.core.dataset import field_hint, read_dataset
 
     src = read_dataset(path, prompt_field, response_field, waiting=waiting_for_pipe)
     for problem in src.problems:
-        typer.echo(f"tokentui: {sanitize(str(path))} line {problem.index}: skipped: {sanitize(problem.why)}", err=True)
+        problems(f"{path} line {problem.index}: skipped: {problem.why}")
     if not src.items:
+        problems.close("lines skipped")
         fail(f"{sanitize(str(path))}: no usable items{sanitize(field_hint(src))}")
     return [(it.index, it.prompt, it.response or "") for it in src.items]
 
 
 def _dataset_items(
-    pair: ModelPair, rows: list[tuple[int, str, str]], chat: bool, path: Path
+    pair: ModelPair, rows: list[tuple[int, str, str]], chat: bool, path: Path, problems: ProblemLines
 ) -> tuple[list[int], list[Item]]:
     """Each row as an Item (prompt, then response), with its line number; a row that cannot be
     compared (no response tokens, a tokenization the two models do not share, longer than a
-    context) is reported and skipped, the others go on."""
+    context) is reported to `problems` and skipped, the others go on. Then the count of those
+    not shown: compare keeps no manifest to list them in."""
     from tokentui.engine.errors import EngineError
 
     lines, items = [], []
@@ -191,10 +197,11 @@ def _dataset_items(
             item = pair.item(prompt, chat, response)
             pair.check_item(item)
         except EngineError as e:
-            typer.echo(f"tokentui: {sanitize(str(path))} line {index}: skipped: {sanitize(str(e))}", err=True)
+            problems(f"{path} line {index}: skipped: {e}")
             continue
         lines.append(index)
         items.append(item)
+    problems.close("lines skipped")
     if not items:
         fail(f"{sanitize(str(path))}: no item could be compared")
     return lines, items

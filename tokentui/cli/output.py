@@ -212,6 +212,31 @@ class ProgressLine:
             self.open = False
 
 
+SHOWN_PROBLEMS = 20  # problem lines printed before "… and N more"
+
+
+class ProblemLines:
+    """The input's problems (a bad line, an item that failed), one line each on standard error,
+    escaped: the first SHOWN_PROBLEMS of them, then how many more. A dataset of thousands of bad
+    lines printed a screenful for each of them, burying what the command went on to say."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, text: str) -> None:
+        self.count += 1
+        if self.count <= SHOWN_PROBLEMS:
+            if sys.stderr.isatty():  # (over a progress line under way)
+                sys.stderr.write("\r\x1b[2K")
+            typer.echo(f"tokentui: {sanitize(' '.join(text.split()))}", err=True)
+
+    def close(self, what: str) -> None:
+        """Say how many were not shown: "… and N more `what`" (where they can all be read)."""
+        if self.count > SHOWN_PROBLEMS:
+            more = self.count - SHOWN_PROBLEMS
+            typer.echo(f"tokentui: … and {more} more {sanitize(what)}", err=True)
+
+
 def throughput(done: int, total: int, seconds: float, unit: str = "items") -> str:
     """`done/total unit · rate unit/s · ETA m:ss` for a ProgressLine: the rate over the work done
     so far in this command, the ETA at that rate ("ETA …" until the first piece is done)."""

@@ -784,3 +784,37 @@ async def test_the_picker_names_each_file_and_the_run_a_copy_holds(tmp_path):
         assert "holds run" not in own and f"(holds run …{run.id[-6:]}) " in copy
         await pilot.press(*"-2", "enter")  # (the search finds the file by its name)
         await wait_for(pilot, lambda: app.run_path == tmp_path / f"{run.id}-2.tokentui", what="the copy opened")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_picker_shows_each_runs_kind_and_finds_runs_by_it(tmp_path, size):
+    """A cache of comparisons and generations had rows alike but for their kind, which the rows
+    did not show (typing it found them): each row now says it, as `tokentui runs` does, the model
+    and the date giving up their room first."""
+    import dataclasses
+
+    from tests.factories import make_run
+    from tokentui.store.cache import list_runs
+    from tokentui.store.runfile import save_run
+
+    run = make_run()
+    save_run(run, tmp_path / f"{run.id}.tokentui")
+    scored = make_run()
+    scored.meta = dataclasses.replace(scored.meta, run_id="20260102-000000-abcdef", mode="score")
+    save_run(scored, tmp_path / f"{scored.meta.run_id}.tokentui")
+    kinds = {r.run_id: r.what for r in list_runs(tmp_path)}
+    assert kinds == {run.id: "length", scored.meta.run_id: "score"}  # (what `tokentui runs` shows)
+    app = explorer(run=run, cache_dir=tmp_path)
+    async with app.run_test(size=size) as pilot:
+        await open_picker(pilot, app)
+        listed = app.screen.query_one("#picker-list")
+        rows = {str(listed.get_option_at_index(i).id): str(listed.get_option_at_index(i).prompt) for i in range(2)}
+        for run_id, what in kinds.items():
+            row = rows[str(tmp_path / f"{run_id}.tokentui")]
+            assert row.startswith(f"{run_id} ") and f" {what} " in row, row
+            assert "hi ✓" in row  # (the prompt keeps its room)
+        await pilot.press(*"score")
+        await pilot.pause()
+        assert listed.option_count == 1 and listed.get_option_at_index(0).id == str(
+            tmp_path / f"{scored.meta.run_id}.tokentui"
+        )

@@ -1,5 +1,5 @@
-"""The run picker: the runs in the cache, newest first, filtered by what is typed (id, model or
-prompt). Down moves from the search box into the list; Enter opens the highlighted run.
+"""The run picker: the runs in the cache, newest first, filtered by what is typed (id, kind, model
+or prompt). Down moves from the search box into the list; Enter opens the highlighted run.
 
 A cache of thousands of runs (a few `compare --dataset` calls save one per text) took a trial 5 to
 20 s to open with nothing on screen: the headers are now read in a thread, the box says so
@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.style import Style
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -25,6 +26,7 @@ from tokentui.tui.widgets.styles import part_style
 PROMPT_ROOM = 20  # cells of the prompt a row keeps before it gives up the date and the model
 ID_ROOM = 30  # ids up to this long are padded to the longest of the list (a run id is 22)
 SHOWN = 300  # rows listed at most (then a row says how many more match: typing narrows)
+WHAT_ROOM = 9  # cells of a run's kind ("cancelled" is the longest tokentui writes)
 
 
 class RunPicker(ModalScreen[Path | None]):
@@ -42,6 +44,7 @@ class RunPicker(ModalScreen[Path | None]):
         self.loaded = False
         self._haystacks: list[str] = []  # per run, what a search looks in (lower case)
         self._id_width = 0  # the longest readable id shown (up to ID_ROOM): every row's id is padded to it
+        self._what_width = 0  # the longest kind shown (up to WHAT_ROOM), for the same reason
 
     def compose(self) -> ComposeResult:
         with Vertical(id="picker-box"):
@@ -80,6 +83,7 @@ class RunPicker(ModalScreen[Path | None]):
         # (the kind too, as `runs` shows it: a trial's cache of 2,771 comparisons had no way to pick them out)
         self._haystacks = [f"{r.path.stem} {r.run_id} {r.models} {r.what} {r.prompt}".lower() for r in runs]
         self._id_width = min(ID_ROOM, max((len(sanitize(r.path.stem)) for r in runs if not r.error), default=0))
+        self._what_width = min(WHAT_ROOM, max((len(sanitize(r.what)) for r in runs if not r.error), default=0))
         self._refill()
         self.call_after_refresh(self._refill)  # once laid out: rows as wide as the list really is
 
@@ -96,29 +100,31 @@ class RunPicker(ModalScreen[Path | None]):
             ol.highlighted = at
 
     def label(self, r: RunSummary) -> Text:
-        """id · created · model · tokens · branches · prompt (all untrusted: sanitised). The id is
-        the file's name, as `tokentui runs` lists it: a file holding a run under another name (a
-        copy, a version saved beside another's) says which run it holds before its prompt (copies
-        read as one row repeated, and opened one could not tell which)."""
+        """id · created · kind · model · tokens · branches · prompt (all untrusted: sanitised). The
+        kind is what `tokentui runs` calls "what" (eos, length, tree, compare, cancelled …): a cache
+        of comparisons and generations had rows alike but for it. The id is the file's name, as
+        `tokentui runs` lists it: a file holding a run under another name (a copy, a version saved
+        beside another's) says which run it holds before its prompt (copies read as one row
+        repeated, and opened one could not tell which)."""
         muted = part_style(self, "run-picker--muted")
         handle = r.path.stem
         if r.error:
             return Text(f"{sanitize(handle)}  unreadable: {sanitize(r.error)}", style=muted)
         width = self.list_width()
         created = f" {sanitize(r.created[5:16].replace('T', ' '))}"
+        what = f" {sanitize(r.what)[:WHAT_ROOM]:<{self._what_width}}"
         model = f" {sanitize(r.models_in(12)):<12}"
         # every row's id as wide as the longest (up to a cap), so that the columns line up and each
         # row keeps or drops the same ones (a short id kept a date the others had dropped)
         label = Text(sanitize(handle).ljust(self._id_width))
         counts = f" {r.tokens:>6} tok {r.branches:>2} br "
-        # on a narrow terminal the date, then the model, make room: the prompt tells runs apart
-        for shown in ((created, model), (model,), ()):
-            if label.cell_len + sum(map(len, shown)) + len(counts) + PROMPT_ROOM <= width:
-                break
-        if created in shown:
-            label.append(created, style=muted)
-        if model in shown:
-            label.append(model)
+        # on a narrow terminal the date, then the model, then the kind make room: the prompt tells
+        # runs apart
+        parts: list[tuple[str, Style | str]] = [(created, muted), (what, muted), (model, "")]
+        while parts and label.cell_len + sum(len(t) for t, _ in parts) + len(counts) + PROMPT_ROOM > width:
+            parts.pop(0 if len(parts) == 3 else -1)
+        for text, style in parts:
+            label.append(text, style=style)
         label.append(counts)
         # (the id's end: its random part; the whole id left no room for the prompt at 120 columns)
         held = f"(holds run …{sanitize(r.run_id)[-6:]}) " if r.run_id != handle else ""

@@ -515,9 +515,11 @@ async def test_A_takes_the_last_256_output_tokens_up_to_the_cursor_and_says_so()
         assert isinstance(app.screen, MatrixScreen) and app.screen.positions == positions
         assert "the last 256 of 300 output tokens" in rendered(app.screen.query_one("#matrix-title"))
         assert app.screen.record is run.attributions[-1]  # stored: shown without a model
-        await pilot.press("q", "left", "A")  # one token less: another range, none stored, no model
+        await pilot.press("q", "left", "A")  # one token less: a row not stored, and no model to compute it
         await pilot.pause(0.1)
-        assert not isinstance(app.screen, MatrixScreen) and "no model is loaded" in last_note(app)
+        assert isinstance(app.screen, MatrixScreen) and app.screen.record.positions == positions[:-1]
+        line = app.screen.progress_line
+        assert line.startswith("255 of 256 rows, stored with the run") and "no model is loaded" in line, line
 
 
 async def test_A_up_to_an_earlier_cursor_reads_the_stored_matrix_s_rows(tmp_path):
@@ -539,3 +541,72 @@ async def test_A_up_to_an_earlier_cursor_reads_the_stored_matrix_s_rows(tmp_path
         np.testing.assert_array_equal(rec.scores, matrix.scores[:17, :20])
         np.testing.assert_array_equal(rec.target_values, matrix.target_values[:17])
         assert app.screen.progress_line.startswith("stored with the run") and "17 rows" in app.screen.progress_line
+
+
+async def test_A_after_the_cursor_moved_on_computes_only_the_rows_not_stored(model_dirs, loaded, cache_dir):
+    """`A`, then the cursor three tokens on and `A` again: the first matrix's rows are read, only
+    the three new ones computed (the whole range was computed again), and the screen shows all of
+    them as one matrix, each row autograd's."""
+    lm = loaded("gpt2")
+    events = []
+    app = explorer(
+        model=str(model_dirs["gpt2"]), prompt=PROMPT, settings=GenerationSettings(SamplingParams(max_new_tokens=10))
+    )
+    async with app.run_test(size=(80, 24), message_hook=events.append) as pilot:
+        await generated(pilot, app, lm)
+        run = app.run_obj
+        end = run.length(0) - 1
+        app.stream.move_to(end - 3)
+        await pilot.press("A")
+        await wait_for(pilot, lambda: app.state is AppState.IDLE and app.screen.record is not None, what="matrix")
+        first = run.attributions[-1]
+        await pilot.press("q")
+        events.clear()
+        app.stream.move_to(end)
+        await pilot.press("A")
+        await wait_for(pilot, lambda: app.state is AppState.IDLE and app.screen.record is not None, what="matrix 2")
+        new = run.attributions[-1]
+        assert new is not first and new.positions == [end - 2, end - 1, end]  # (what was computed and stored)
+        progress = [
+            m.event for m in events if isinstance(m, EngineMessage) and isinstance(m.event, AttributionProgress)
+        ]
+        assert progress and all(ev.total == 3 for ev in progress)
+        shown = app.screen.record
+        positions = list(range(len(run.prompt), end + 1))
+        assert shown.positions == positions and shown.token_ids == run.sequence(0)[positions].tolist()
+        assert shown.scores.shape == (len(positions), end)
+        np.testing.assert_array_equal(shown.scores[: len(first.positions), : first.width], first.scores)
+        ids = run.sequence(0).tolist()
+        for r in (0, len(positions) - 4, len(positions) - 1):
+            t = positions[r]
+            close(shown.scores[r, :t], reference(lm.model, ids, t, "gradient-norm"))
+            assert not shown.scores[r, t:].any()
+        line = rendered(app.screen.query_one("#matrix-progress"))
+        assert "3 rows in" in line and f"({len(first.positions)} stored)" in line, line
+        np.testing.assert_array_equal(app.screen.query_one(HeatMap).scores, shown.scores)
+
+
+async def test_A_past_a_stored_matrix_in_a_replay_shows_its_rows_and_says_why_not_the_rest(tmp_path):
+    """No model: the rows stored are shown (of a matrix, and of a token's own record), and the
+    line says how many are missing and why."""
+    from tests.factories import attributed_run
+
+    run = attributed_run()
+    matrix = run.attributions.pop()
+    run.attributions.append(matrix.rows_of(list(range(4, 21))))
+    [token] = [r for r in run.attributions if r.method == "gradient-norm" and r.positions == [30]]
+    app = explorer(run_path=save_run(run, tmp_path / "r.tokentui"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.stream.view is not None, what="the run")
+        app.stream.move_to(33)
+        await pilot.press("A")
+        await wait_for(pilot, lambda: isinstance(app.screen, MatrixScreen) and app.screen.record is not None, what="A")
+        rec = app.screen.record
+        assert rec.positions == [*range(4, 21), 30] and rec.scores.shape == (18, 30)
+        np.testing.assert_array_equal(rec.scores[:17, :20], matrix.scores[:17, :20])
+        assert not rec.scores[:17, 20:].any()
+        np.testing.assert_array_equal(rec.scores[17], token.scores[0])
+        np.testing.assert_array_equal(rec.target_values, [*matrix.target_values[:17], *token.target_values])
+        line = app.screen.progress_line
+        assert line.startswith("18 of 30 rows, stored with the run") and "rows of 12 of these 30 tokens" in line, line
+        assert "no model is loaded" in line

@@ -154,6 +154,38 @@ class Attribution:
         return out
 
 
+def combined(parts: list[Attribution], branch: int) -> Attribution:
+    """One record of the rows of `parts` (records of one method and target, of disjoint
+    positions, each row of a sequence `branch` shares up to it), rows in position order. A matrix
+    is often asked for again after the cursor moved on: its earlier rows are stored (one job), the
+    rows since are computed (another), and the screen shows them as one matrix. The step count is
+    kept where every part has the same; completeness and target values where every part has them."""
+    rows = sorted(((t, part, r) for part in parts for r, t in enumerate(part.positions)), key=lambda x: x[0])
+    positions = [t for t, _, _ in rows]
+    scores = np.zeros((len(rows), max(positions)), dtype=np.float32)  # (entries at t and after: 0)
+    for i, (t, part, r) in enumerate(rows):
+        scores[i, :t] = part.scores[r, :t]
+
+    def column(name: str) -> np.ndarray | None:
+        if any(getattr(part, name) is None for part in parts):
+            return None
+        return np.array([getattr(part, name)[r] for _, part, r in rows], dtype=np.float32)
+
+    steps = {part.steps for part in parts}
+    return Attribution(
+        method=parts[0].method,
+        branch=branch,
+        positions=positions,
+        token_ids=[part.token_ids[r] for _, part, r in rows],
+        scores=scores,
+        alternative=parts[0].alternative,
+        steps=steps.pop() if len(steps) == 1 else None,
+        completeness=column("completeness"),
+        target_values=column("target_values"),
+        created=max(part.created for part in parts),
+    )
+
+
 def from_stored(h: object, arrays: dict[str, np.ndarray], n_branches: int, vocab_size: int) -> Attribution:
     """An attribution record from a run file's header entry and arrays (untrusted): every fault is a
     RunError of one line."""

@@ -31,23 +31,44 @@ MATRIX_ROWS = 256  # output tokens of one association matrix at most (the last o
 
 
 def stored(run: Run, branch: int, positions: list[int], method: str, alternative: int | None) -> Attribution | None:
-    """The newest record of `run` that holds `positions` of `branch` (same sequence up to the last
-    of them) for this method and target: one position may come from any record holding it, a
-    range from a record of exactly that range, else the rows of one holding all of it (a trial's
+    """What `run` holds of `positions` of `branch` (same sequence up to each of them) for this
+    method and target, or None when a position is missing: one position or a range recorded
+    whole, the newest record itself; else the rows of the records holding them, as one (a trial's
     matrix up to an earlier cursor was computed again: in a replay without a model, refused)."""
-    from tokentui.core.attribution import applies
+    from tokentui.core.attribution import applies, combined
 
     for rec in reversed(run.attributions):
+        same = rec.method == method and rec.alternative == alternative
+        if same and (len(positions) == 1 or rec.positions == positions):
+            if applies(rec, branch, positions[-1], run.sequence):
+                return rec
+    parts, missing = held_rows(run, branch, positions, method, alternative)
+    if missing or not parts:
+        return None
+    return parts[0] if len(parts) == 1 else combined(parts, branch)
+
+
+def held_rows(
+    run: Run, branch: int, positions: list[int], method: str, alternative: int | None
+) -> tuple[list[Attribution], list[int]]:
+    """The rows of `positions` the run holds (each from the newest record holding it for this
+    method and target), one part per record, and the positions none holds: `A` computes only
+    those (the cursor moved on since the last matrix: its rows are read, the new ones computed)."""
+    from tokentui.core.attribution import applies
+
+    todo = set(positions)
+    parts = []
+    for rec in reversed(run.attributions):
+        if not todo:
+            break
         if rec.method != method or rec.alternative != alternative:
             continue
-        if not applies(rec, branch, positions[-1], run.sequence):
-            continue
-        if len(positions) == 1 or rec.positions == positions:
-            return rec
-        part = rec.rows_of(positions)
+        have = [t for t in positions if t in todo and applies(rec, branch, t, run.sequence)]
+        part = rec.rows_of(have) if have else None
         if part is not None:
-            return part
-    return None
+            parts.append(part)
+            todo.difference_update(have)
+    return parts, [t for t in positions if t in todo]
 
 
 def stored_here(run: Run, branch: int, position: int) -> str:
@@ -140,17 +161,21 @@ class AttributionActions(_Base):
             positions = positions[-MATRIX_ROWS:]
         method = self.session.attribution_method
         rec = stored(run, branch, positions, method, None)
-        reason = None if rec is not None else self._why_not_compute(method, "matrix of this range")
-        if reason:
+        held, missing = ([], []) if rec is not None else held_rows(run, branch, positions, method, None)
+        what = f"rows of {len(missing)} of these {len(positions)} tokens" if held else "matrix of this range"
+        reason = None if rec is not None else self._why_not_compute(method, what)
+        if reason and not held:
             self.notify(reason, severity="warning", markup=False)
             return
-        screen = MatrixScreen(run, branch, positions, method, self.look(), self._cancel_attribution, cut)
+        screen = MatrixScreen(run, branch, positions, method, self.look(), self._cancel_attribution, cut, held)
         self.push_screen(screen)
         if rec is not None:
             screen.show_record(rec, stored=True)
-            return
-        self._start(AttributionJob("matrix", branch, positions, method, None))
-        screen.started()  # (its progress line says so: a toast over an 80×24 screen hid its keys)
+        elif reason:  # (a replay: the rows stored, and why the others are not computed)
+            screen.show_held(reason)
+        else:
+            self._start(AttributionJob("matrix", branch, missing, method, None))
+            screen.started(len(missing))  # (its progress line says so: a toast over an 80×24 screen hid its keys)
 
     # --- showing ------------------------------------------------------------------------------
     def attribute_token(self, position: int, method: str, alternative: int | None, branch: int | None = None) -> None:

@@ -40,9 +40,12 @@ class MatrixScreen(Screen[None]):
         look: tuple[MetricScale, DivergingScale, bool],
         on_cancel: Callable[[], None],
         cut: str = "",
+        held: list[Attribution] | None = None,
     ) -> None:
         """`positions`: the output tokens asked for; `look`: (scale, diverging scale, no colour);
-        `on_cancel`: stops the engine's job; `cut`: why fewer tokens than the range were taken."""
+        `on_cancel`: stops the engine's job; `cut`: why fewer tokens than the range were taken;
+        `held`: rows of `positions` the run holds already (records of them), shown with the rows
+        computed (the engine computes the others)."""
         from tokentui.core.attribution import method as method_of
 
         super().__init__()
@@ -53,6 +56,7 @@ class MatrixScreen(Screen[None]):
         self.cut = cut
         self.computing = False
         self.record: Attribution | None = None
+        self.held = held or []
         self.progress_line = ""
 
     def compose(self) -> ComposeResult:
@@ -93,27 +97,45 @@ class MatrixScreen(Screen[None]):
         return self.query_one(HeatMap)
 
     # --- fed by the explorer ------------------------------------------------------------------
-    def started(self) -> None:
+    def started(self, rows: int) -> None:
+        """The engine computes `rows` of them (the others are held)."""
         self.computing = True
-        self._progress(f"computing {len(self.positions)} rows … · escape cancels, keeping the rows done")
+        self._progress(f"computing {rows} rows{self._held_note()} … · escape cancels, keeping the rows done")
+
+    def _held_note(self) -> str:
+        n = sum(len(part.positions) for part in self.held)
+        return f" ({n} stored)" if n else ""
 
     def progress(self, ev: AttributionProgress) -> None:
         self._progress(
-            f"computing: {ev.done}/{ev.total} rows · {ev.fraction:.0%} {bar(ev.fraction, 20):<20} · "
+            f"computing: {ev.done}/{ev.total} rows{self._held_note()} · {ev.fraction:.0%} {bar(ev.fraction, 20):<20} · "
             "escape cancels, keeping the rows done"
         )
 
     def finished(self, record: Attribution | None, cancelled: bool, seconds: float) -> None:
+        """The engine's rows (None: cancelled before the first), shown with the rows held."""
+        from tokentui.core.attribution import combined
+
         self.computing = False
-        if record is None:
+        if record is None and not self.held:
             self._progress("cancelled before the first rows: nothing to show (escape closes)")
             return
-        rows = len(record.positions)
+        rows = 0 if record is None else len(record.positions)
+        shown = combined([*self.held, *([record] if record else [])], self.branch)
+        kept = f"{len(shown.positions)} of {len(self.positions)} rows"
         if cancelled:
-            self._progress(f"cancelled: {rows} of {len(self.positions)} rows kept, stored with the run")
+            self._progress(f"cancelled: {kept} kept, stored with the run")
         else:
-            self._progress(f"{rows} rows in {seconds:.1f}s · stored with the run")
-        self.show_record(record)
+            self._progress(f"{rows} rows in {seconds:.1f}s{self._held_note()} · stored with the run")
+        self.show_record(shown)
+
+    def show_held(self, why: str) -> None:
+        """Only the rows held: the others cannot be computed now (`why`: a replay, no model)."""
+        from tokentui.core.attribution import combined
+
+        shown = combined(self.held, self.branch)
+        self._progress(f"{len(shown.positions)} of {len(self.positions)} rows, stored with the run · {why}")
+        self.show_record(shown)
 
     def failed(self, message: str) -> None:
         self.computing = False

@@ -818,3 +818,39 @@ async def test_the_picker_shows_each_runs_kind_and_finds_runs_by_it(tmp_path, si
         assert listed.option_count == 1 and listed.get_option_at_index(0).id == str(
             tmp_path / f"{scored.meta.run_id}.tokentui"
         )
+
+
+async def test_closing_the_picker_stops_its_reading_and_quitting_does_not_wait_for_it(tmp_path, monkeypatch):
+    """On a slow disk the picker's thread read every header to the end after its box had closed,
+    and quitting waited for it (the executor's threads are joined at exit). It now stops between
+    two files."""
+    import time
+
+    import tokentui.store.cache as cache
+    from tests.factories import make_run
+    from tokentui.store.runfile import save_run
+
+    run = make_run()
+    for i in range(40):
+        save_run(run, tmp_path / f"{run.id}-{i}.tokentui")
+    read = []
+    summarize = cache.summarize
+
+    def slow(path):  # (a slow disk: 40 files, 8 s)
+        time.sleep(0.2)
+        read.append(path)
+        return summarize(path)
+
+    monkeypatch.setattr(cache, "summarize", slow)
+    app = explorer(run=run, cache_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("o")
+        await wait_for(pilot, lambda: read, what="the first header read")
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        closed = len(read)
+        await pilot.pause(1.0)
+        assert len(read) == closed < 10  # (5 more files in that second, before)
+        await pilot.press("q")
+    time.sleep(0.5)
+    assert len(read) == closed

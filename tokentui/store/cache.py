@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,13 +247,19 @@ def _run_files(directory: Path) -> list[Path]:
     return [p for p in directory.iterdir() if p.name.endswith(SUFFIX) and not p.name.startswith(".")]
 
 
-def list_runs(directory: Path) -> list[RunSummary]:
+def list_runs(directory: Path, stop: Callable[[], bool] | None = None) -> list[RunSummary]:
     """Every run in the cache, newest first; unreadable files are listed with their error. Stale
-    temporaries of killed saves are removed first (listing is how the CLI and the picker start)."""
+    temporaries of killed saves are removed first (listing is how the CLI and the picker start).
+    `stop`: asked before each file; once true, the runs read so far (the picker's thread, its box
+    closed: quitting waited for thousands of headers on a slow disk)."""
     if not directory.is_dir():
         return []
     clean_stale_temporaries(directory)
-    runs = [summarize(p) for p in _run_files(directory)]
+    runs = []
+    for path in _run_files(directory):
+        if stop is not None and stop():
+            break
+        runs.append(summarize(path))
     return sorted(runs, key=lambda r: (r.created, r.run_id), reverse=True)
 
 

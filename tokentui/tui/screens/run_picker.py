@@ -60,9 +60,13 @@ class RunPicker(ModalScreen[Path | None]):
 
     def _read(self, app: App[Any]) -> None:
         """In a thread: every run's header (a second or more for thousands of runs); a cache that
-        cannot be read is said in the list, not left "reading …"."""
+        cannot be read is said in the list, not left "reading …". Stops between two files once
+        the box has closed."""
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()  # (cancelled when the box closes, or the app quits)
         try:
-            runs = list_runs(self.directory)
+            runs = list_runs(self.directory, stop=lambda: worker.is_cancelled)
         except OSError as e:
             app.call_from_thread(self._unreadable, e.strerror or str(e))
             return

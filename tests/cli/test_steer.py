@@ -341,6 +341,45 @@ def test_steer_compare_of_a_text_prints_both_and_where_they_part(cli, model_dirs
     assert "mean Δ layer_entropy (nats) by layer: 1:" in res.stdout
 
 
+@pytest.mark.parametrize("fmt", ["tree-json", "seed002-jsonl"])
+def test_seed002_files_of_a_text_s_steering_comparison_are_refused(cli, model_dirs, cache_dir, spec_file, fmt):
+    """Its two branches are the text, teacher-forced: nothing was generated. A trial's tree JSON had
+    the whole text as its root and again in every node (root position 1)."""
+    spec_path = spec_file(layers="[1]", scale=10.0)
+    res = cli("steer-compare", "-m", model_dirs["gpt2"], "--steer", spec_path, "--text", "import os\nprint(os)")
+    assert res.exit_code == 0, res.output
+    run = only_run(cache_dir)
+    res = cli("export", run.id, "--format", fmt)
+    assert res.exit_code == 2 and "has no generated tokens" in res.stderr and not res.stdout, res.output
+
+
+def test_a_branch_grown_from_a_text_s_steering_comparison_exports_with_the_text_s_start_as_root(
+    cli, model_dirs, loaded, cache_dir, spec_file
+):
+    """Grown by hand (the explorer's branch), it has generated tokens: its tree hangs below the
+    first token (where the comparison's branches part), whose text is the root's, not the whole
+    text (the run's "prompt")."""
+    import io
+
+    from tokentui.core.display import decode_bytes
+    from tokentui.core.params import SamplingParams
+    from tokentui.engine.hf.backend import HFBackend
+    from tokentui.store.export import write_tree_json
+
+    spec_path = spec_file(layers="[1]", scale=10.0)
+    text = "import os\nprint(os)"
+    assert cli("steer-compare", "-m", model_dirs["gpt2"], "--steer", spec_path, "--text", text).exit_code == 0
+    run = only_run(cache_dir)
+    list(HFBackend(loaded("gpt2")).fork(run, 0, 3, [], SamplingParams(max_new_tokens=2)))
+    out = io.StringIO()
+    write_tree_json(run, out)
+    doc = json.loads(out.getvalue())
+    first = decode_bytes(run.tokens.text(run.sequence(0)[:1].tolist()))
+    assert doc["metadata"]["tokentui"]["root_position"] == 1 and doc["tree"]["full_text"] == first != text
+    [child] = doc["tree"]["children"]  # (the text's second token: every branch passes through it)
+    assert child["full_text"] == decode_bytes(run.tokens.text(run.sequence(0)[:2].tolist()))
+
+
 def test_a_safetensors_spec_vector_with_a_hostile_name_is_shown_escaped(cli, model_dirs, cache_dir, tmp_path):
     name = "v\x1b[2J.safetensors"
     save_file({"vector": np.ones(32, np.float32)}, str(tmp_path / name))

@@ -413,7 +413,10 @@ def root_text(run: Run, trie: tree.Trie) -> str:
 def _root_open(run: Run, trie: tree.Trie) -> tuple[str, bytes]:
     """`root_text` as `decode_open` gives it: the text, and an incomplete character's bytes at its end."""
     at_prompt_end = trie.root.position == len(run.prompt)
-    if at_prompt_end and not run.meta.chat and np.array_equal(trie.prefix, run.prompt.col("token_id")):
+    # (the prompt's own text, where the run's prompt is what encoding it made: not a steering
+    # comparison of a text, whose prompt is the text's first token and whose text is the "prompt")
+    whole = not (run.meta.mode == "score" and run.branches[0].steps)
+    if at_prompt_end and whole and not run.meta.chat and np.array_equal(trie.prefix, run.prompt.col("token_id")):
         return run.meta.prompt, b""
     return decode_open(run.tokens.text(trie.prefix.tolist()))
 
@@ -533,7 +536,9 @@ def _grown_trie(run: Run) -> tree.Trie:
     """`export_trie(run)`; ExportError when nothing was generated there (seed 002's files hold
     the paths a generation or a tree search grew)."""
     trie = export_trie(run)
-    if not trie.root.children:
+    # (a steering comparison of a text holds the text as two branches of forced tokens: a tree of
+    # them had the whole text as its root, then again in every node's full_text)
+    if not trie.root.children or all(len(b.steps) == b.n_forced for b in run.branches):
         raise ExportError(
             f"run {run.id} has no generated tokens: seed 002's files hold the paths a generation or a tree search "
             "grew (give --format jsonl for a scored text)"

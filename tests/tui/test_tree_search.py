@@ -69,6 +69,15 @@ async def test_a_tree_grown_from_the_prompt_shows_in_the_tree_pane(peaked_dirs, 
             assert f"{node.prob:.3f}" in labels[b] and f"Σ{cum[node]:.3g}" in labels[b], labels[b]
             assert labels[b][1:].startswith(f"#{b} "), labels[b]  # (after the mark of the branch on show)
             assert (FINISHED in labels[b]) == is_finished(run, node)
+            # drawn under the node of the token before it: a sibling taking another token in its
+            # parent branch's first place is beside it (a trial saw the root's second token nested
+            # under the first, beside the first's children)
+            above = tree._branch_nodes[b].parent
+            assert (None if above is tree.root else above.data) == (
+                None if node.parent is trie.root else node.parent.ends[-1]
+            )
+        assert sum(n.parent is trie.root for n in trie.walk()) >= 2  # (the case: more than one first token)
+        assert tree.border_title == "search nodes: p · Σ path's p"
         # the saved file holds the same tree (the worker saves after the search's last event)
         await wait_for(pilot, lambda: not run.dirty, what="the autosave")
         saved = load_run(cache_dir / f"{run.id}.tokentui")

@@ -198,10 +198,7 @@ class TokentuiApp(
                 # an attribution on show: its pane, where the layers pane is (app.tcss)
                 yield AttributionPane(id="attribution", classes="side")
                 yield LayersScroll(id="layers", classes="side")  # (holds the LayersPane: it scrolls)
-                tree = BranchTree(id="tree", classes="side")
-                # (what a row's numbers are: a newcomer could not tell what "· -1.23" was)
-                tree.border_title = "branches: length · mean log p"
-                yield tree
+                yield BranchTree(id="tree", classes="side")
         yield Footer(
             show_command_palette=False, compact=True
         )  # ctrl+p is in the help; the footer keeps to the essentials

@@ -106,6 +106,9 @@ def _room_for(depth: int) -> None:
         sys.setrecursionlimit(2 * depth + 1000)
 
 
+BRANCHES_TITLE = "branches: length · mean log p"
+NODES_TITLE = "search nodes: p · Σ path's p"  # (a run of a search alone)
+MIXED_TITLE = "nodes: p · Σ path's p; branches: length · mean log p"
 LABEL_SEEN = 16  # columns of the highlighted branch's label the pane keeps in view (then it scrolls sideways)
 
 
@@ -115,11 +118,13 @@ class BranchTree(Tree[int]):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(Text("run"), id=id, classes=classes)
         self.show_root = False
+        self.border_title = BRANCHES_TITLE
         self.guide_depth = 2
         self.auto_expand = False  # enter shows the branch; space folds (Textual's enter did both)
         self._run_id: str | None = None
         self._shape: list[tuple[int | None, int]] = []  # (parent, fork) per branch, as the nodes hold them
         self._depth: list[int] = []  # per branch: its depth in the tree (the root branch's: 0)
+        self._under: list[int | None] = []  # per branch: the branch it is drawn under (None: the top)
         self._branch_nodes: dict[int, TreeNode[int]] = {}
         self._labels: dict[int, tuple] = {}  # what each node's label was drawn from
         self._path_p: dict[int, float] = {}  # path_probability's memo for this run's search nodes
@@ -133,7 +138,7 @@ class BranchTree(Tree[int]):
         shape = [(b.parent, b.fork_position) for b in run.branches] if run is not None else []
         run_id = run.id if run is not None else None
         if run_id != self._run_id or shape[: len(self._shape)] != self._shape:
-            self._run_id, self._shape, self._depth = run_id, [], []
+            self._run_id, self._shape, self._depth, self._under = run_id, [], [], []
             self.clear()
             self._branch_nodes.clear()
             self._labels.clear()
@@ -141,15 +146,22 @@ class BranchTree(Tree[int]):
         if run is None:
             return
         nodes = run.meta.tree["nodes"] if run.meta.tree is not None else {}
+        if len(run.branches) != len(self._shape):  # (branches added: what their rows show)
+            # (what a row's numbers are: a newcomer could not tell what "· -1.23" was; a search's
+            # nodes show p and the path's p instead)
+            alone = all(str(b.id) in nodes and len(b.steps) == 1 for b in run.branches)
+            self.border_title = BRANCHES_TITLE if not nodes else NODES_TITLE if alone else MIXED_TITLE
 
         def key_of(b: Branch) -> tuple:
             facts = nodes.get(str(b.id))
             return (len(b.steps), b.status, b.id == current, None if facts is None else facts["finished"])
 
         for b in run.branches[len(self._shape) :]:  # (a parent always comes before its children)
-            self._depth.append(0 if b.parent is None else self._depth[b.parent] + 1)
+            under = self._drawn_under(run, b, nodes)
+            self._under.append(under)
+            self._depth.append(0 if under is None else self._depth[under] + 1)
             _room_for(self._depth[-1])
-            parent_node = self.root if b.parent is None else self._branch_nodes[b.parent]
+            parent_node = self.root if under is None else self._branch_nodes[under]
             label = branch_label(run, b, b.id == current, self._path_p)
             # (a leaf has no fold mark: every node was drawn ▼, as if it held branches)
             self._branch_nodes[b.id] = parent_node.add(label, data=b.id, expand=True, allow_expand=False)
@@ -174,6 +186,19 @@ class BranchTree(Tree[int]):
             _ = self.last_line  # lays the lines out, so the node knows its line
             if self.cursor_node is not target:
                 self.move_cursor(target)
+
+    def _drawn_under(self, run: Run, b: Branch, nodes: dict) -> int | None:
+        """The branch `b` is drawn under: its parent, but a tree-search node that takes another
+        token in its parent's first place is that parent's sibling, drawn beside it (a trial saw
+        the root's second token nested under the first, beside the first's children; the search
+        nodes show no fork position to tell them apart)."""
+        under = b.parent
+        while under is not None and str(b.id) in nodes and len(b.steps) == 1:
+            parent = run.branches[under]
+            if parent.fork_position != b.fork_position:
+                break
+            under = self._under[under]
+        return under
 
     def scroll_to_line(self, line: int, animate: bool = True) -> None:
         """Textual's, plus sideways: the highlighted branch's label is kept in view. Below depth

@@ -12,7 +12,7 @@ from textual.widgets import Input
 
 from tests.factories import SMOLLM2, needs_smollm2, rendered, wait_for
 from tokentui.core.params import GenerationSettings, SamplingParams, TreeParams
-from tokentui.core.tree import build_trie, is_finished, own_branches
+from tokentui.core.tree import build_trie, drawn_subtree, is_finished, own_branches
 from tokentui.store.runfile import load_run
 from tokentui.tui.start import explorer
 from tokentui.tui.state import AppState
@@ -165,6 +165,7 @@ async def test_finished_paths_folding_and_deleting(peaked_dirs, cache_dir):
         await pilot.pause(0.1)
         shown = tree.cursor_node.data
         assert app.branch_id == shown and app.stream.cursor == run.length(shown) - 1
+
         node = next(n for n in tree._nodes_in_order() if n.children and n.data != 0)
         tree.move_cursor(node)
         await pilot.pause(0.1)
@@ -183,7 +184,9 @@ async def test_finished_paths_folding_and_deleting(peaked_dirs, cache_dir):
         assert "a tree search's node" in rendered(app.query_one(SettingsLine)), rendered(app.query_one(SettingsLine))
         # delete the highlighted branch with its subtree: asked first (n keeps it), then gone and saved
         victim = node.data
-        doomed = run.subtree(victim)
+        doomed = drawn_subtree(run, victim)  # (what the pane draws under it)
+        assert len(doomed) == 1 + sum(1 for _ in _below(node))
+        kept = {tuple(run.sequence(b).tolist()) for b in range(len(run.branches)) if b not in doomed}
         total = len(run.branches)
         await pilot.press("delete")
         await pilot.pause(0.1)
@@ -196,6 +199,8 @@ async def test_finished_paths_folding_and_deleting(peaked_dirs, cache_dir):
         await pilot.press("y")
         await pilot.pause(0.3)
         assert len(app.run_obj.branches) == total - len(doomed)
+        # every branch not drawn under it stays, with its tokens (the siblings beside it too)
+        assert {tuple(app.run_obj.sequence(b).tolist()) for b in range(len(app.run_obj.branches))} == kept
         assert set(app.run_obj.meta.tree["nodes"]) <= {str(b.id) for b in app.run_obj.branches}
         saved = load_run(cache_dir / f"{run.id}.tokentui")
         assert len(saved.branches) == total - len(doomed)
@@ -204,6 +209,13 @@ async def test_finished_paths_folding_and_deleting(peaked_dirs, cache_dir):
         await pilot.press("c")
         await wait_for(pilot, lambda: app.state is AppState.IDLE, what="continue")
         assert len(app.run_obj.branches) == total - len(doomed)
+
+
+def _below(node):
+    """The pane's nodes under `node`, at any depth."""
+    for child in node.children:
+        yield child
+        yield from _below(child)
 
 
 async def test_the_tree_form_is_reachable_in_a_replay_only_with_a_model():
@@ -303,3 +315,35 @@ def test_a_search_grown_from_another_search_s_node_counts_its_path_from_its_own_
         assert len(made) > 2
         for n, p in made:
             assert path_probability(run, run.branches[n.branch], memo) == pytest.approx(p, rel=1e-9)
+
+
+def test_deleting_a_node_keeps_the_siblings_a_search_made_its_children(peaked):
+    """A search grown from the token before a node's own (the node's first place) makes its nodes
+    children of that node, in the run; in the token tree, and the pane, they are its siblings.
+    Deleting the node from the pane removes what is drawn under it, and the siblings stay, with
+    their tokens."""
+    from tokentui.core.tree import drawn_parents, keep_siblings
+    from tokentui.engine import jobs
+    from tokentui.engine.hf.backend import HFBackend
+
+    backend = HFBackend(peaked("llama"), lens_chunk=0)
+    params = TreeParams(0.05, 0.5, soft_queue_limit=4, max_depth=3, max_completed_paths=50, max_nodes=10)
+    first = jobs.TreeSearch(backend, params, prompt="def f(x):", settings=GenerationSettings(k=8))
+    list(first)
+    run = first.run
+    assert run is not None
+    victim = next(b.id for b in run.branches if b.parent is not None and run.children(b.id))
+    n = len(run.branches)
+    list(jobs.TreeSearch(backend, params, run=run, branch=victim, position=run.branches[victim].fork_position))
+    made = list(range(n, len(run.branches)))
+    drawn = drawn_parents(run)
+    siblings = [b for b in made if run.branches[b].parent == victim]
+    assert siblings and all(drawn[b] == drawn[victim] for b in siblings)  # (beside it)
+    doomed = drawn_subtree(run, victim)
+    assert not set(siblings) & set(doomed) and set(run.subtree(victim)) - set(doomed) >= set(siblings)
+    kept = {tuple(run.sequence(b).tolist()) for b in range(len(run.branches)) if b not in doomed}
+    keep_siblings(run, victim)
+    run.remove_subtree(victim)
+    run.validate()
+    assert len(run.branches) == n + len(made) - len(doomed)
+    assert {tuple(run.sequence(b).tolist()) for b in range(len(run.branches))} == kept

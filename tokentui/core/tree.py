@@ -315,6 +315,51 @@ class Trie:
         return out
 
 
+def drawn_parent(run: Run, b: Branch, drawn: list[int | None]) -> int | None:
+    """The branch `b` sits under in the token tree (the explorer's tree pane): its parent, but a
+    search node that takes another token in its parent's first place is that parent's sibling,
+    under the parent's own (`drawn`: the answer for every branch before b). A search makes such
+    a node a child of the branch it replaces the token of; drawn so, the root's second token sat
+    under the first, beside the first's children."""
+    under = b.parent
+    nodes = run.meta.tree["nodes"] if run.meta.tree is not None else {}
+    if str(b.id) in nodes and len(b.steps) == 1:
+        while under is not None and run.branches[under].fork_position == b.fork_position:
+            under = drawn[under]
+    return under
+
+
+def drawn_parents(run: Run) -> list[int | None]:
+    """`drawn_parent` of every branch, by id."""
+    drawn: list[int | None] = []
+    for b in run.branches:
+        drawn.append(drawn_parent(run, b, drawn))
+    return drawn
+
+
+def drawn_subtree(run: Run, branch_id: int, drawn: list[int | None] | None = None) -> list[int]:
+    """The branch and those drawn under it (`drawn_parent`), in id order: what deleting it from
+    the tree pane removes (the siblings beside it stay, though the run made them its children)."""
+    drawn = drawn_parents(run) if drawn is None else drawn
+    inside = {branch_id}
+    for b in run.branches[branch_id + 1 :]:  # (a branch is drawn under one made before it)
+        if drawn[b.id] in inside:
+            inside.add(b.id)
+    return sorted(inside)
+
+
+def keep_siblings(run: Run, branch_id: int) -> None:
+    """Before deleting `branch_id` with what is drawn under it (`run.remove_subtree`): the
+    branches the run grew from it that are drawn beside it (its siblings in the token tree) take
+    their drawn parent as their own — the same sequence, since they part from it where it parts
+    from its own parent — so that they stay."""
+    drawn = drawn_parents(run)
+    inside = set(drawn_subtree(run, branch_id, drawn))
+    for b in run.branches[branch_id + 1 :]:
+        if b.parent in inside and b.id not in inside:
+            b.parent = drawn[b.id]
+
+
 def default_root(run: Run) -> int:
     """The position where a run's branches first can differ: the end of the prompt, or an earlier
     fork inside it. The whole run's tree hangs below it."""

@@ -107,7 +107,9 @@ class TreeActions(_Base):
         if run.branch(target).parent is None:
             self.notify("the root branch cannot be deleted (start a new run instead)", markup=False)
             return
-        doomed = run.subtree(target)
+        from tokentui.core.tree import drawn_subtree
+
+        doomed = drawn_subtree(run, target)  # (as the pane draws it: the siblings beside it stay)
         more = f" and the {len(doomed) - 1} branches grown from it" if len(doomed) > 1 else ""
         steps = sum(len(run.branches[b].steps) for b in doomed)
 
@@ -119,13 +121,14 @@ class TreeActions(_Base):
                                  f"{counted(steps, 'token')} go; the run file is saved without them."), answered)  # fmt: skip
 
     def _delete_subtree(self, target: int) -> None:
-        from tokentui.core.tree import remap_branches
+        from tokentui.core.tree import keep_siblings, remap_branches
 
         run = self.run_obj
         assert run is not None
         parent = run.branch(target).parent
         shown = self.branch_id
         fork = run.branch(target).fork_position
+        keep_siblings(run, target)
         mapping = run.remove_subtree(target)
         remap_branches(run, mapping)
         if shown in mapping:

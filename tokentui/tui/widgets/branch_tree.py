@@ -125,6 +125,7 @@ class BranchTree(Tree[int]):
         self._shape: list[tuple[int | None, int]] = []  # (parent, fork) per branch, as the nodes hold them
         self._depth: list[int] = []  # per branch: its depth in the tree (the root branch's: 0)
         self._under: list[int | None] = []  # per branch: the branch it is drawn under (None: the top)
+        self._counted = (0, 0)  # (branches, search nodes) when the title was set
         self._branch_nodes: dict[int, TreeNode[int]] = {}
         self._labels: dict[int, tuple] = {}  # what each node's label was drawn from
         self._path_p: dict[int, float] = {}  # path_probability's memo for this run's search nodes
@@ -135,6 +136,8 @@ class BranchTree(Tree[int]):
         never rebuilt for that, and collapsed subtrees stay collapsed); only a run with another
         shape (another run, a deleted branch) is rebuilt. Only labels whose branch changed are
         redrawn."""
+        from tokentui.core.tree import drawn_parent
+
         shape = [(b.parent, b.fork_position) for b in run.branches] if run is not None else []
         run_id = run.id if run is not None else None
         if run_id != self._run_id or shape[: len(self._shape)] != self._shape:
@@ -146,7 +149,8 @@ class BranchTree(Tree[int]):
         if run is None:
             return
         nodes = run.meta.tree["nodes"] if run.meta.tree is not None else {}
-        if len(run.branches) != len(self._shape):  # (branches added: what their rows show)
+        if (len(run.branches), len(nodes)) != self._counted:  # (branches or nodes added: what their rows show)
+            self._counted = (len(run.branches), len(nodes))
             # (what a row's numbers are: a newcomer could not tell what "· -1.23" was; a search's
             # nodes show p and the path's p instead)
             alone = all(str(b.id) in nodes and len(b.steps) == 1 for b in run.branches)
@@ -157,7 +161,8 @@ class BranchTree(Tree[int]):
             return (len(b.steps), b.status, b.id == current, None if facts is None else facts["finished"])
 
         for b in run.branches[len(self._shape) :]:  # (a parent always comes before its children)
-            under = self._drawn_under(run, b, nodes)
+            # (a search's node beside the branch whose first token it replaces: tree.drawn_parent)
+            under = drawn_parent(run, b, self._under)
             self._under.append(under)
             self._depth.append(0 if under is None else self._depth[under] + 1)
             _room_for(self._depth[-1])
@@ -186,19 +191,6 @@ class BranchTree(Tree[int]):
             _ = self.last_line  # lays the lines out, so the node knows its line
             if self.cursor_node is not target:
                 self.move_cursor(target)
-
-    def _drawn_under(self, run: Run, b: Branch, nodes: dict) -> int | None:
-        """The branch `b` is drawn under: its parent, but a tree-search node that takes another
-        token in its parent's first place is that parent's sibling, drawn beside it (a trial saw
-        the root's second token nested under the first, beside the first's children; the search
-        nodes show no fork position to tell them apart)."""
-        under = b.parent
-        while under is not None and str(b.id) in nodes and len(b.steps) == 1:
-            parent = run.branches[under]
-            if parent.fork_position != b.fork_position:
-                break
-            under = self._under[under]
-        return under
 
     def scroll_to_line(self, line: int, animate: bool = True) -> None:
         """Textual's, plus sideways: the highlighted branch's label is kept in view. Below depth

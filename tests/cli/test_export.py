@@ -32,6 +32,10 @@ def test_the_extension_picks_the_format(cli, run_file, tmp_path, name, first):
     "args, expect",
     [
         (["-o", "{d}/x.json", "--format", "csv"], "does not match the extension of x.json"),
+        # (an ending that names a format: a trial's t.tree.json held the run's JSON)
+        (["-o", "{d}/t.tree.json", "--format", "json"], "does not match t.tree.json, whose ending (.tree.json)"),
+        (["-o", "{d}/y.seed004.json", "--format", "tree-json"], "(.seed004.json) is seed004's"),
+        (["-o", "{d}/y.seed002.jsonl", "--format", "jsonl"], "(.seed002.jsonl) is seed002-jsonl's"),
         (["-o", "{d}/x.txt"], "cannot tell the format from the name x.txt"),
         (["-o", "{d}/x"], "csv, jsonl, json"),
         (["-o", "{d}/no/such/folder/x.csv"], "no such folder"),

@@ -278,7 +278,9 @@ def test_the_formats_follow_the_file_name():
         "seed002-jsonl",
         "seed004",
     ]
-    assert format_for(Path("t.tree.json"), "json") == "json" and format_for(Path("plain.json")) == "json"
+    assert format_for(Path("t.tree.json"), "tree-json") == "tree-json" and format_for(Path("plain.json")) == "json"
+    with pytest.raises(ValueError, match="whose ending"):  # (a trial's t.tree.json held the run's JSON)
+        format_for(Path("t.tree.json"), "json")
     assert format_for(Path("a.jsonl"), "seed002-jsonl") == "seed002-jsonl"
     assert format_for(Path("a.json")) == "json"
     with pytest.raises(ValueError, match="does not match"):

@@ -151,6 +151,19 @@ def steered_branch(run: Run) -> int:
     )
 
 
+def is_text_comparison(run: Run) -> bool:
+    """Whether `run` is a steering comparison of a text (`paired_scores`): its prompt is the
+    text's first token, its "prompt" text the whole text, branches 0 and 1 the rest, scored."""
+    b = run.branches
+    return (
+        len(run.prompt) == 1
+        and len(b) >= 2
+        and b[0].status == b[1].status == "scored"
+        and b[1].parent == 0
+        and b[0].fork_position == b[1].fork_position == 1
+    )
+
+
 def paired_scores(standard: Run, steered: Run) -> Run:
     """One comparison run from two teacher-forced scorings of the same ids (`score_ids`, plain and
     steered): position 0 is the prompt; branch 0 holds positions 1… of the standard scoring and

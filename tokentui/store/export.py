@@ -44,6 +44,7 @@ from tokentui.core.files import probe_folder, write_atomically
 from tokentui.core.measures import LAYER_MEASURES, derive, has_measure
 from tokentui.core.params import RunError
 from tokentui.core.run import Branch, Run
+from tokentui.core.steer_compare import is_text_comparison
 from tokentui.core.step import Step
 
 CSV_COLUMNS = [
@@ -415,7 +416,7 @@ def _root_open(run: Run, trie: tree.Trie) -> tuple[str, bytes]:
     at_prompt_end = trie.root.position == len(run.prompt)
     # (the prompt's own text, where the run's prompt is what encoding it made: not a steering
     # comparison of a text, whose prompt is the text's first token and whose text is the "prompt")
-    whole = not (run.meta.mode == "score" and run.branches[0].steps)
+    whole = not is_text_comparison(run)
     if at_prompt_end and whole and not run.meta.chat and np.array_equal(trie.prefix, run.prompt.col("token_id")):
         return run.meta.prompt, b""
     return decode_open(run.tokens.text(trie.prefix.tolist()))
@@ -536,9 +537,10 @@ def _grown_trie(run: Run) -> tree.Trie:
     """`export_trie(run)`; ExportError when nothing was generated there (seed 002's files hold
     the paths a generation or a tree search grew)."""
     trie = export_trie(run)
-    # (a steering comparison of a text holds the text as two branches of forced tokens: a tree of
+    # (a steering comparison of a text holds the text as two scored branches: a trial's tree of
     # them had the whole text as its root, then again in every node's full_text)
-    if not trie.root.children or all(len(b.steps) == b.n_forced for b in run.branches):
+    scored = is_text_comparison(run) and all(b.status == "scored" for b in run.branches)
+    if not trie.root.children or scored:
         raise ExportError(
             f"run {run.id} has no generated tokens: seed 002's files hold the paths a generation or a tree search "
             "grew (give --format jsonl for a scored text)"
@@ -744,19 +746,27 @@ def check_format(fmt: str) -> None:
 
 def format_for(path: Path, fmt: str | None = None) -> str:
     """The export format for writing to `path`: `fmt` when given, else the name's ending (one of
-    NAMED_SUFFIXES: `t.tree.json` is tree-json) or its extension. A known extension that disagrees
-    with `fmt` is refused (a .json file holding CSV helps nobody); an unknown extension needs `fmt`."""
+    NAMED_SUFFIXES: `t.tree.json` is tree-json) or its extension. A known extension or ending that
+    disagrees with `fmt` is refused (a .json file holding CSV helps nobody); an unknown extension
+    needs `fmt`."""
     ext = path.suffix.lower().removeprefix(".")
-    if fmt is None:
-        named = [f for suffix, f in NAMED_SUFFIXES.items() if path.name.lower().endswith(suffix)]
-        if named:
-            return named[0]
+    named = next((f for suffix, f in NAMED_SUFFIXES.items() if path.name.lower().endswith(suffix)), None)
+    if fmt is None and named is not None:
+        return named
     if fmt is not None:
         check_format(fmt)
         # (a known extension: a format's name is not one — `x.tree-json` was refused for not ending in .json)
         if ext in EXTENSION.values() and EXTENSION[fmt] != ext:
             raise ExportError(
                 f"--format {fmt} does not match the extension of {path.name} (.{ext}); change one of them"
+            )
+        # (a name that picks a format by itself, another's: `x.tree.json` held the run's JSON,
+        # which the explorer's `x` would have written as a tree)
+        if named is not None and named != fmt:
+            ending = next(suffix for suffix, f in NAMED_SUFFIXES.items() if f == named)
+            raise ExportError(
+                f"--format {fmt} does not match {sanitize(path.name)}, whose ending ({ending}) is {named}'s; "
+                "change one of them"
             )
         return fmt
     if ext not in EXTENSION.values():

@@ -153,6 +153,10 @@ def test_bad_specs_and_vectors_are_one_line_naming_the_field(tmp_path, vec_files
     msg = str(e.value)
     assert expect in msg and "\n" not in msg and "\x1b" not in msg and "\x07" not in msg
     assert isinstance(e.value, RunError)  # every front end turns these into its one-line error
+    if (
+        files or "missing" in body
+    ):  # the vector's fault: the spec and its field say whose (a trial read "nope.npy: no such file")
+        assert msg.startswith(f"{tmp_path / 'spec.toml'}: vector: {tmp_path}/"), msg
 
 
 class Boom:

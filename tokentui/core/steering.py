@@ -497,7 +497,10 @@ def load_spec(path: Path | str) -> SteeringSpec:
         vpath = Path(fields["vector"])
     if not vpath.is_absolute():
         vpath = path.parent / vpath
-    vector, sha = load_vector(vpath)
+    try:
+        vector, sha = load_vector(vpath)
+    except SteeringError as e:  # (which spec and field named it: "nope.safetensors: no such file" did not say)
+        raise _say(f"{path}: vector", str(e)) from None
     return SteeringSpec(
         vector,
         fields["layers"],

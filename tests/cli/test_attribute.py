@@ -365,6 +365,11 @@ def test_errors_once_the_model_is_loaded_are_one_line(cli, model_dirs, saved_run
     two = cli("attribute", *model_of(model_dirs, "gpt2"), "--run", run_id, "--alternative", "hello world")
     assert two.exit_code == 2 and two.stderr.splitlines()[-1].startswith("tokentui: error: --alternative 'hello world'")
     assert "tokens (" in two.stderr and "not one" in two.stderr and "Traceback" not in two.output
+    assert "whole number" not in two.stderr
+    # a number that is no token id is read as text, and the line says what an id is
+    res = cli("attribute", *model_of(model_dirs, "gpt2"), "--run", run_id, "--alternative", "4528.0")
+    assert res.exit_code == 2 and "--alternative '4528.0' encodes to" in res.stderr
+    assert "give a token id (a whole number from 0) or one token's text" in res.stderr
     # the token itself as the alternative: a target of 0 and every score 0, said by nothing before
     run = load_run(run_path(run_id, cache_dir))
     at = len(run.prompt)

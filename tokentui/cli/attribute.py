@@ -257,10 +257,21 @@ def alternative_token(backend: Backend, text: str) -> int:
     ids = backend.encode_text(text)
     if len(ids) != 1:
         shown = ", ".join(map(str, ids[:6])) + (", …" if len(ids) > 6 else "")
+        # (a number that is no token id, -1 or 4528.0, was read as text with no word of why)
+        hint = " (a whole number from 0)" if _is_number(text) else ""
         raise RunError(
-            f"--alternative {text!r} encodes to {len(ids)} tokens ({shown}), not one: give a token id or one token's text"
+            f"--alternative {text!r} encodes to {len(ids)} tokens ({shown}), not one: give a token id{hint} "
+            "or one token's text"
         )
     return ids[0]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def generate_greedily(backend: Backend, prompt: str, settings, cache_dir) -> Run:

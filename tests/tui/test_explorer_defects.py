@@ -1129,7 +1129,7 @@ async def test_a_run_cache_the_picker_cannot_read_is_said_in_its_list(tmp_path, 
     listing's own)."""
     from tokentui.tui.screens import run_picker
 
-    def refused(directory):
+    def refused(directory, stop=None):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(run_picker, "list_runs", refused)

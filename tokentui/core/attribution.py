@@ -159,7 +159,10 @@ def combined(parts: list[Attribution], branch: int) -> Attribution:
     positions, each row of a sequence `branch` shares up to it), rows in position order. A matrix
     is often asked for again after the cursor moved on: its earlier rows are stored (one job), the
     rows since are computed (another), and the screen shows them as one matrix. The step count is
-    kept where every part has the same; completeness and target values where every part has them."""
+    kept where every part has the same; completeness and target values where every part has them.
+    One part is returned as it is."""
+    if len(parts) == 1:
+        return parts[0]
     rows = sorted(((t, part, r) for part in parts for r, t in enumerate(part.positions)), key=lambda x: x[0])
     positions = [t for t, _, _ in rows]
     scores = np.zeros((len(rows), max(positions)), dtype=np.float32)  # (entries at t and after: 0)

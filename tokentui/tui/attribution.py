@@ -45,7 +45,7 @@ def stored(run: Run, branch: int, positions: list[int], method: str, alternative
     parts, missing = held_rows(run, branch, positions, method, alternative)
     if missing or not parts:
         return None
-    return parts[0] if len(parts) == 1 else combined(parts, branch)
+    return combined(parts, branch)
 
 
 def held_rows(

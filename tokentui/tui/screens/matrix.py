@@ -121,7 +121,7 @@ class MatrixScreen(Screen[None]):
             self._progress("cancelled before the first rows: nothing to show (escape closes)")
             return
         rows = 0 if record is None else len(record.positions)
-        shown = combined([*self.held, *([record] if record else [])], self.branch)
+        shown = combined([*self.held, *([] if record is None else [record])], self.branch)
         kept = f"{len(shown.positions)} of {len(self.positions)} rows"
         if cancelled:
             self._progress(f"cancelled: {kept} kept, stored with the run")

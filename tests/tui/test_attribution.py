@@ -608,5 +608,8 @@ async def test_A_past_a_stored_matrix_in_a_replay_shows_its_rows_and_says_why_no
         np.testing.assert_array_equal(rec.scores[17], token.scores[0])
         np.testing.assert_array_equal(rec.target_values, [*matrix.target_values[:17], *token.target_values])
         line = app.screen.progress_line
-        assert line.startswith("18 of 30 rows, stored with the run") and "rows of 12 of these 30 tokens" in line, line
+        assert (
+            line.startswith("18 of 30 rows, stored with the run")
+            and "no stored gradient norm rows of the other 12 — replay: no model is loaded" in line
+        ), line
         assert "no model is loaded" in line

@@ -162,7 +162,7 @@ class AttributionActions(_Base):
         method = self.session.attribution_method
         rec = stored(run, branch, positions, method, None)
         held, missing = ([], []) if rec is not None else held_rows(run, branch, positions, method, None)
-        what = f"rows of {len(missing)} of these {len(positions)} tokens" if held else "matrix of this range"
+        what = f"rows of the other {len(missing)}" if held else "matrix of this range"
         reason = None if rec is not None else self._why_not_compute(method, what)
         if reason and not held:
             self.notify(reason, severity="warning", markup=False)

@@ -501,3 +501,22 @@ def test_a_plain_generation_config_says_nothing(loaded, model_dirs):
     from tokentui.engine.hf.generation_config import unapplied_processors
 
     assert unapplied_processors(loaded("gpt2").model.generation_config) == []
+
+
+def test_the_rate_counts_the_tokens_whose_forward_was_timed(loaded):
+    """A generation's first token comes from the prompt's forward, before the decode loop's clock:
+    counted in the rate it made `generate -n 1` print 720 tokens/s (1 token over no forward). The
+    rate counts the generated tokens the clock saw made; none: no rate."""
+    lm = loaded("gpt2")
+    s, run, events = run_generate(lm, SamplingParams(max_new_tokens=5), lens_chunk=0)
+    [done] = [e for e in events if isinstance(e, Finished)]
+    assert done.new_tokens == 5 and done.timed_tokens == 4
+    assert done.tokens_per_second == pytest.approx(4 / done.seconds)
+    _, _, events = run_generate(lm, SamplingParams(max_new_tokens=1), lens_chunk=0)
+    [done] = [e for e in events if isinstance(e, Finished)]
+    assert done.new_tokens == 1 and done.timed_tokens == 0 and done.tokens_per_second == 0.0
+    # a fork: every token it generates came from a forward of its own (the first takes the prefix's)
+    forked = [
+        e for e in s.fork(run, 0, len(run.prompt) + 2, [], SamplingParams(max_new_tokens=3)) if isinstance(e, Finished)
+    ]
+    assert forked[0].new_tokens == forked[0].timed_tokens == 3

@@ -245,7 +245,7 @@ def generate_job(
             typer.echo(f"run {sanitize(run.id)} saved to {sanitize(str(path))}", err=True)
         else:
             out.write("\n\n" + table(run, 0, run.branches[0].fork_position) + "\n")
-            rate = f", {done[-1].tokens_per_second:.1f} tokens/s" if done else ""
+            rate = f", {done[-1].tokens_per_second:.1f} tokens/s" if done and done[-1].tokens_per_second else ""
             out.line(f"\nrun {sanitize(run.id)} ({run.branches[0].status}{rate}) saved to {sanitize(str(path))}")
         out.flush()
     if job.cancel.is_set():

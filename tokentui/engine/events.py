@@ -77,10 +77,16 @@ class Finished:
     status: str  # eos | length | stop | context | cancelled | error | scored
     new_tokens: int
     seconds: float
+    # of new_tokens, those whose forward ran within `seconds` (None: all of them). A generation's
+    # first token comes from the prompt's forward, before the clock starts: 1 token over no
+    # forward read as 720 tokens/s
+    timed_tokens: int | None = None
 
     @property
     def tokens_per_second(self) -> float:
-        return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
+        """Generated tokens a second, over the forwards that made them (0.0: none)."""
+        n = self.new_tokens if self.timed_tokens is None else self.timed_tokens
+        return n / self.seconds if self.seconds > 0 and n > 0 else 0.0
 
 
 @dataclass(frozen=True)

@@ -561,7 +561,7 @@ class HFBackend:
         packer = Packer(run.layout, lens_rows=n_layers - 1 if chunk == 1 and n_layers > 1 else 0)
         block = StepBlock(run, branch, packer, self._note_tokens, self.step_latency)
         t0 = last = time.perf_counter()
-        new = 0
+        new = timed = 0  # generated tokens; those of them whose forward ran here (not the prompt's)
         status = "length"
         out = first_out
         room = None if self.context is None else self.context - branch.fork_position
@@ -583,7 +583,8 @@ class HFBackend:
                 if self.context is not None and block.end >= self.context:
                     status = "context"
                     break
-                if out is None:
+                fresh = out is None
+                if fresh:
                     assert pending is not None
                     out = self._forward(pending, cache, steer=steer, attention=attention,
                                         start=block.end - pending.shape[-1])  # fmt: skip
@@ -617,6 +618,7 @@ class HFBackend:
                     lens_buf.append((hid, logp, chosen.view(1), row))
                 if not is_forced:
                     new += 1
+                    timed += fresh
                 pending = chosen.view(1, 1)
                 now = time.perf_counter()
                 if lens_buf and len(lens_buf) >= chunk:  # (its values go to steps the run holds)
@@ -651,7 +653,7 @@ class HFBackend:
         yield from steps
         if ev is not None:
             yield ev
-        yield Finished(run.id, branch.id, status, new, time.perf_counter() - t0)
+        yield Finished(run.id, branch.id, status, new, time.perf_counter() - t0, timed)
         if failure is not None:
             raise failure  # after Finished: the branch keeps its steps and is saved with status "error"
 

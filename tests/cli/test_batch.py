@@ -375,6 +375,7 @@ def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
     # greedy decoding uses no seed, top-k or top-p: giving them redoes nothing
     res = cli(*args, "-m", llama, "--seed", 3, "--top-k", 5, "--top-p", 0.5)
     assert res.exit_code == 0 and "3 done before, 0 to do" in res.stderr, res.output
+    assert "--temperature 0 decodes greedily: --top-k, --top-p, --seed go unused" in res.stderr  # (and it says so)
     # nor, with the lens off (--lens-chunk 0), the lens's top-k or precision; with it on, they do
     res = cli(*args, "-m", llama, "--lens-top", 2, "--lens-precision", "float32")
     assert res.exit_code == 0 and "3 done before, 0 to do" in res.stderr, res.output

@@ -172,8 +172,15 @@ def settings_from(
     lens_top: int = _DEFAULT.k_lens,
     attention_entropy: bool = _DEFAULT.attention_entropy,
 ) -> GenerationSettings:
-    """The generation options → the one `GenerationSettings` (unchecked: see `engine.backend.check_spec`)."""
+    """The generation options → the one `GenerationSettings` (unchecked: see `engine.backend.check_spec`).
+    Sampler options beside a temperature of 0 (greedy) are said to go unused: a trial's run
+    recorded a top-k sampler and a seed that never ran, with no word of it."""
     sampling = SamplingParams(temperature, top_k, top_p, seed, max_new_tokens, list(stop or []))
+    unused = [name for name, on in (("--top-k", top_k), ("--top-p", top_p != 1.0), ("--seed", seed is not None)) if on]
+    if temperature == 0 and unused:
+        typer.echo(
+            f"tokentui: --temperature 0 decodes greedily: {', '.join(unused)} go unused (-t above 0 samples)", err=True
+        )
     return GenerationSettings(sampling, alternatives, chat, force, lens_top, attention_entropy)
 
 

@@ -48,7 +48,7 @@ class SamplingParams:
 
     def check(self) -> None:
         if not (self.temperature >= 0 and math.isfinite(self.temperature)):
-            raise RunError(f"temperature must be ≥ 0 (got {self.temperature})")
+            raise RunError(f"temperature must be a finite number ≥ 0 (got {self.temperature})")
         if self.top_k < 0:
             raise RunError(f"top-k must be ≥ 0 (got {self.top_k})")
         if not 0 < self.top_p <= 1:

@@ -141,7 +141,7 @@ class BranchTree(Tree[int]):
         shape = [(b.parent, b.fork_position) for b in run.branches] if run is not None else []
         run_id = run.id if run is not None else None
         if run_id != self._run_id or shape[: len(self._shape)] != self._shape:
-            self._run_id, self._shape, self._depth, self._under = run_id, [], [], []
+            self._run_id, self._shape, self._depth, self._under, self._counted = run_id, [], [], [], (0, 0)
             self.clear()
             self._branch_nodes.clear()
             self._labels.clear()

@@ -18,7 +18,7 @@ from tests.factories import generate_run, model_config
 from tokentui.engine import jobs
 from tokentui.engine.errors import EngineError, ModelLoadError
 from tokentui.engine.hf.backend import HFBackend
-from tokentui.engine.hf.loading import load_model, model_name
+from tokentui.engine.hf.loading import check_config, load_model, model_name
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2", "gemma", "gpt_neox", "phi", "mistral"])
@@ -348,7 +348,6 @@ def test_model_name_of_the_demo_and_of_a_hub_id():
 
 def test_check_config_sees_the_vocabulary_without_the_weights(model_dirs, tmp_path):
     from tokentui.core.params import RunError
-    from tokentui.engine.hf.loading import check_config
 
     weightless = tmp_path / "weightless"
     shutil.copytree(model_dirs["gpt2"], weightless, ignore=shutil.ignore_patterns("*.safetensors"))
@@ -432,7 +431,6 @@ def test_a_pickle_that_runs_code_is_refused_and_never_run(model_dirs, tmp_path):
 
 
 def test_a_corrupt_or_unknown_config_says_so_not_offline(model_dirs, tmp_path, monkeypatch):
-    from tokentui.engine.hf.loading import check_config
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     d = _broken_copy(model_dirs, tmp_path)
@@ -515,3 +513,83 @@ def test_a_text_far_beyond_the_context_is_refused_before_it_is_tokenized(loaded)
     too_long = "x" * (s.max_text_bytes + 1)
     with pytest.raises(EngineError, match=f"^the text is {len(too_long):,} bytes: far more than"):
         jobs.drive(jobs.Score(s, too_long, 3))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        lambda T: T.T5Config(d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8, vocab_size=600),
+        lambda T: T.BartConfig(
+            d_model=16,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=32,
+            decoder_ffn_dim=32,
+            vocab_size=600,
+        ),
+    ],
+    ids=["t5", "bart"],
+)
+def test_an_encoder_decoder_model_is_refused_before_its_weights_load(tokenizer_dir, tmp_path, config):
+    """A trial's T5 folder was refused once its weights had loaded ("not a causal language
+    model"), its BART folder as damaged weights (transformers maps it to its decoder alone)."""
+    import shutil
+
+    import transformers as T
+
+    cfg = config(T)
+    model = T.AutoModelForSeq2SeqLM.from_config(cfg)
+    model.save_pretrained(tmp_path / "m")
+    for f in tokenizer_dir.iterdir():
+        shutil.copy(f, tmp_path / "m" / f.name)
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"not read")  # (read, it would be called damaged)
+    msg = _one_line_error(str(tmp_path / "m"), "is an encoder-decoder model")
+    assert "ForConditionalGeneration" in msg
+    with pytest.raises(ModelLoadError, match="is an encoder-decoder model"):
+        check_config(str(tmp_path / "m"), lambda _v: None)
+
+
+def test_a_decoder_saved_alone_is_read_though_its_configuration_says_encoder_decoder(tokenizer_dir, tmp_path):
+    """BartForCausalLM: the decoder of an encoder-decoder model, saved as a causal model."""
+    import shutil
+
+    import transformers as T
+
+    cfg = T.BartConfig(d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                       decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, vocab_size=600)  # fmt: skip
+    assert cfg.is_encoder_decoder
+    T.BartForCausalLM(cfg).save_pretrained(tmp_path / "m")
+    for f in tokenizer_dir.iterdir():
+        shutil.copy(f, tmp_path / "m" / f.name)
+    lm = load_model(str(tmp_path / "m"))
+    assert type(lm.model).__name__ == "BartForCausalLM"
+
+
+def test_a_tokenizer_larger_than_the_model_is_said_and_its_extra_tokens_refused(model_dirs, tmp_path):
+    """A trial paired a 600-id model with a 49k tokenizer: the forward failed as "index out of
+    range in self". Loading says so; a text with a token past the embeddings is refused."""
+    import transformers as T
+
+    d = tmp_path / "m"
+    torch.manual_seed(0)
+    T.AutoModelForCausalLM.from_config(model_config("gpt2", 300)).save_pretrained(d)
+    for f in model_dirs["gpt2"].iterdir():
+        if f.suffix != ".safetensors" and f.name != "config.json":
+            shutil.copy(f, d / f.name)
+    said: list[str] = []
+    lm = load_model(str(d), progress=said.append)
+    assert any("its tokenizer has 600 tokens, more than its 300 embeddings" in m for m in said), said
+    backend = HFBackend(lm, lens_chunk=0)
+    text = "héllo wörld ünïcödé 日本語 ✓ naïve café"
+    ids = lm.tokenizer(text)["input_ids"]
+    assert max(ids) >= 300
+    with pytest.raises(
+        EngineError,
+        match=f"the prompt encodes to token id {next(i for i in ids if i >= 300)}, but the model has 300 embeddings",
+    ):
+        backend.encode_prompt(text)
+    with pytest.raises(EngineError, match="its tokenizer is not this model's"):
+        backend.encode_text(text)
+    assert backend.encode_text("a") == lm.tokenizer("a", add_special_tokens=False)["input_ids"]  # (a low id: read)

@@ -197,12 +197,25 @@ class HFBackend:
             ids = tok(prompt)["input_ids"]
         if not ids:
             raise EngineError(f"{what} encodes to no tokens")
-        return [int(i) for i in ids], template
+        return self._in_vocabulary([int(i) for i in ids], what), template
 
     def encode_text(self, text: str) -> list[int]:
         check_text(text, "the text")
         self._check_size(text, "the text")
-        return [int(i) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]] if text else []
+        ids = [int(i) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]] if text else []
+        return self._in_vocabulary(ids, "the text")
+
+    def _in_vocabulary(self, ids: list[int], what: str) -> list[int]:
+        """`ids`, when the model has an embedding for each: a tokenizer larger than the model (not
+        its own) failed in the forward as "index out of range in self"."""
+        vocab = self.lm.vocab_size
+        bad = next((i for i in ids if not 0 <= i < vocab), None)
+        if bad is not None:
+            raise EngineError(
+                f"{what} encodes to token id {bad}, but the model has {vocab:,} embeddings (ids 0…{vocab - 1}): "
+                "its tokenizer is not this model's"
+            )
+        return ids
 
     def new_run(self, prompt: str, settings: GenerationSettings, template: str | None, mode: str = "generate") -> Run:
         settings.check(self.lm.vocab_size)

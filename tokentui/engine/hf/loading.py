@@ -493,12 +493,30 @@ def check_config(
     src = _Source(spec, trust_remote_code, revision, progress or (lambda _m: None))
     try:
         config = src.config(keep=True)
+        check_causal(spec, config)
         check(config_vocab_size(config))
         if attention:
             _check_attention_weights(config)
     except BaseException:
         _CHECKED.pop(src.key, None)
         raise
+
+
+def check_causal(spec: str, config: object) -> None:
+    """Refuse an encoder-decoder model (T5, BART, Marian … saved for generation from a source
+    text) from its configuration, before its weights are read: T5 was refused only once its
+    weights had loaded, as "not a causal language model", and BART's encoder-decoder folder as
+    damaged weights (transformers maps it to its decoder alone). A decoder saved alone
+    (`BartForCausalLM`, whose configuration still says encoder-decoder) is read as a causal model."""
+    if not getattr(config, "is_encoder_decoder", False):
+        return
+    names = getattr(config, "architectures", None) or []
+    if any(isinstance(n, str) and n.endswith("ForCausalLM") for n in names):
+        return
+    kind = next((n for n in names if isinstance(n, str)), type(config).__name__)
+    raise ModelLoadError(
+        f"{spec} is an encoder-decoder model ({kind}): tokentui reads causal (decoder-only) language models"
+    )
 
 
 def _check_attention_weights(config: object) -> None:
@@ -563,6 +581,7 @@ def load_model(
     else:
         torch_dtype = getattr(torch, dtype)
     config = src.config()
+    check_causal(spec, config)
     src.check_tokenizer_files()
     tok = src.read(f"loading tokenizer of {spec}", AutoTokenizer.from_pretrained)
     if chat and not _chat_template_of(tok):
@@ -590,12 +609,16 @@ def load_model(
     if isinstance(parts, str):
         say(parts)
     unapplied = unapplied_message(model_name(spec, src.name or src.path), model.generation_config)
-    notes = () if unapplied is None else (unapplied,)
+    notes: tuple[str, ...] = () if unapplied is None else (unapplied,)
     for note in notes:
         say(note)
     if layer_count(model) < 1:  # (a config.json's n_layer of −1: the run's arrays could not be made)
         raise ModelLoadError(f"{spec}: its configuration gives it no layers ({layer_count(model)}); not a usable model")
     vocab = int(head.weight.shape[0])
+    if len(tok) > vocab:  # (a text with those tokens is refused as it is encoded: HFBackend.encode_*)
+        notes += (f"its tokenizer has {len(tok):,} tokens, more than its {vocab:,} embeddings: a text holding "
+                  "the others is refused (is the tokenizer this model's?)",)  # fmt: skip
+        say(notes[-1])
     eos = model.generation_config.eos_token_id if model.generation_config else None
     if eos is None:
         eos = tok.eos_token_id

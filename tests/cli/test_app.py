@@ -42,6 +42,17 @@ def test_an_output_folder_that_takes_no_file_is_refused_before_the_work(
     assert line.startswith(f"tokentui: error: cannot write {unwritable_dir}/") and "Errno" not in line, line
 
 
+def test_a_hub_like_name_whose_folder_is_here_says_it_is_no_folder_either(cli, tmp_path, monkeypatch):
+    """`models/mine`, with a `models/` folder here but no `mine` in it, is read as a Hub id (it
+    looks like one): a trial was told of the Hub's cache alone, not that the folder is missing."""
+    (tmp_path / "models").mkdir()
+    monkeypatch.chdir(tmp_path)
+    res = cli("generate", "-m", "models/mine", "-p", "hi")
+    assert res.exit_code == 2 and "(and models/mine is no folder here)" in res.stderr, res.stderr
+    res = cli("generate", "-m", "someone/not-here", "-p", "hi")
+    assert res.exit_code == 2 and "no folder here" not in res.stderr, res.stderr
+
+
 @pytest.mark.parametrize(
     "args, expect",
     [

@@ -125,7 +125,7 @@ class HFBackend:
             self.capabilities = self.capabilities.without(
                 "generate",
                 f"{sanitize(lm.model_name or lm.spec)}: tokentui cannot generate with this model: {problem} "
-                "(score, compare and steer-vector work: they need no decoding)",
+                "(score, compare, steer-vector and attribute --run work: they need no decoding)",
             )
         # (the lens check only where the lens will run: --lens-chunk 0 and a comparison's pair skip it)
         checked = lens_problem(self.model, cast(LensParts, lm.lens), ids) if lens_chunk > 0 else None

@@ -350,15 +350,19 @@ def _explain(source: str, err: BaseException, unreachable: str | None = None, hu
         return f"{source} is not a causal language model"
     if not hub:
         return f"could not load {source}: {text[:300]}"
+    # (a Hub id's "org/name" is also a relative path: `models/mine` with `models/` here and no
+    # `mine` in it was told only of the Hub)
+    here = f" (and {source} is no folder here)" if _folder_above(source) else ""
     if unreachable is not None:
         return (
             f"could not load {source}: no network ({unreachable} cannot be reached) and it is not in the local "
-            "Hugging Face cache; give a local model folder (./path) or set HF_HUB_OFFLINE=1 to use the cache only"
+            f"Hugging Face cache{here}; give a local model folder (./path) or set HF_HUB_OFFLINE=1 to use the "
+            "cache only"
         )
     if _hub_offline() or "offline" in low or "couldn't connect" in low or "connection" in low:
         return (
             f"could not load {source}: not in the local Hugging Face cache and offline (HF_HUB_OFFLINE=1 or no "
-            "network); give a local model folder (./path) instead"
+            f"network){here}; give a local model folder (./path) instead"
         )
     if (
         "is not a local folder and is not a valid model identifier" in low
@@ -367,6 +371,15 @@ def _explain(source: str, err: BaseException, unreachable: str | None = None, hu
     ):
         return f"unknown model {source}: not a local folder and not a model on the Hub"
     return f"could not load {source}: {text[:300]}"
+
+
+def _folder_above(spec: str) -> bool:
+    """Whether `spec`, read as a relative path, names something in a folder that is here."""
+    try:
+        above = Path(spec).parent
+        return str(above) != "." and above.is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def _hub_offline() -> bool:

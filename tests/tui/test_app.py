@@ -854,3 +854,24 @@ async def test_closing_the_picker_stops_its_reading_and_quitting_does_not_wait_f
         await pilot.press("q")
     time.sleep(0.5)
     assert len(read) == closed
+
+
+async def test_chat_on_a_model_without_a_chat_template_is_turned_off_and_said(tmp_path):
+    """`explore --chat` on the demo model (no chat template) opened with chat on, and the first
+    generation failed; the CLI refuses before loading. The explorer turns chat off and says so."""
+    from tokentui.tui.widgets.settings_line import SettingsLine
+
+    app = explorer(
+        model="demo",
+        prompt="def f(x):",
+        settings=GenerationSettings(SamplingParams(max_new_tokens=3), chat=True),
+        cache_dir=tmp_path,
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="the model")
+        await pilot.press("ctrl+r")
+        await wait_generated(pilot, app, 0)
+        assert not app.session.settings.chat and app.run_obj.meta.chat is False
+        assert any("demo has no chat template: chat is off (s: settings)" in n.message for n in app._notifications)
+        assert "chat off" in rendered(app.query_one(SettingsLine))
+        assert app.run_obj.branches[0].status == "length"

@@ -49,6 +49,7 @@ class ModelInfo:
     # what loading found that stays true while the model is used, for a front end to show once
     # (the generation config's processors tokentui does not apply)
     notes: tuple[str, ...] = ()
+    chat_template: bool = True  # its tokenizer has a chat template (--chat can wrap prompts)
 
 
 class Backend(Protocol):

@@ -31,6 +31,7 @@ class Loaded:
     seconds: float
     capabilities: Capabilities = field(default_factory=Capabilities)  # what the UI may offer
     notes: tuple[str, ...] = ()  # ModelInfo.notes: shown once
+    chat_template: bool = True  # ModelInfo.chat_template
 
 
 @dataclass(frozen=True)

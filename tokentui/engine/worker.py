@@ -350,6 +350,7 @@ class Worker:
                     time.perf_counter() - t0,
                     self.backend.capabilities,
                     i.notes,
+                    i.chat_template,
                 )
             )
         elif isinstance(cmd, Adopt):

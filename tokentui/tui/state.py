@@ -246,7 +246,14 @@ class Session:
             self.model_a = ev.model
             up.loaded = True
             cannot = ev.capabilities.why_not("generate", ev.model)
-            notes = tuple(n for n in (*ev.notes, cannot, self.not_ours()) if n is not None)
+            unchatted = None
+            if self.settings.chat and not ev.chat_template:
+                # (`explore --chat` on such a model opened with chat on, and the first generation
+                # failed; the CLI refuses before loading, the explorer turns it off and says so)
+                self.settings = self.settings.copy()
+                self.settings.chat = False
+                unchatted = f"{ev.model} has no chat template: chat is off (s: settings)"
+            notes = tuple(n for n in (*ev.notes, cannot, unchatted, self.not_ours()) if n is not None)
             # what stays true while it is used: said once, not only flashed; one line each (notify
             # keeps the breaks between them)
             up.notice = "\n".join(sanitize(n) for n in notes)

@@ -155,7 +155,14 @@ class HFBackend:
         longest = max((len(b) for b in lm.vocab_bytes), default=0) or 64
         self.max_text_bytes = None if self.context is None else 4 * self.context * longest
         self.info = ModelInfo(
-            lm.model_name or lm.spec, lm.device, lm.dtype, lm.n_layers, lm.vocab_size, self.context, lm.notes
+            lm.model_name or lm.spec,
+            lm.device,
+            lm.dtype,
+            lm.n_layers,
+            lm.vocab_size,
+            self.context,
+            lm.notes,
+            lm.chat_template is not None,
         )
 
     def block_outputs(self, hidden_states) -> tuple:

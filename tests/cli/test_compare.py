@@ -165,7 +165,7 @@ def test_a_saved_runs_ids_are_compared_as_they_are(cli, model_dirs, model_b, cac
         (["-m", "{a}", "-m", "{a}", "--text", "x", "--run", "nope"], "only one of"),
         (["-m", "{a}", "-m", "{a}", "--run", "nope", "--chat"], "--chat goes with --text"),
         (["-m", "{a}", "-m", "{a}", "--text", "x", "-k", "0"], "k, the alternatives recorded (-k), must be at least 1"),
-        (["-m", "{a}", "-m", "{a}", "--text", "x", "-k", "100000"], "more than the vocabulary"),
+        (["-m", "{a}", "-m", "{a}", "--text", "x", "-k", "700"], "more than the vocabulary"),
         (["-m", "{a}", "-m", "{a}", "--dataset", "/nonexistent/d.jsonl"], "/nonexistent/d.jsonl: no such file"),
         (["-m", "{a}", "-m", "{a}", "--dataset", "{a}"], "is a folder, not a file"),
     ],

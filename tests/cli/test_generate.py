@@ -83,7 +83,7 @@ BAD = os.fsdecode(b"a\xffb")  # how Python hands a program the argument $'a\xffb
     [
         (["generate", "-p", "  "], "the prompt is empty"),
         (["generate", "-p", ""], "the prompt is empty"),
-        (["generate", "-p", "hi", "-k", "100000"], "more than the vocabulary (600 tokens)"),
+        (["generate", "-p", "hi", "-k", "700"], "more than the vocabulary (600 tokens)"),
         (["generate", "-p", "hi", "-k", "0"], "k, the alternatives recorded (-k), must be at least 1"),
         (["generate", "-p", "hi", "--max-new-tokens", "0"], "max new tokens must be ≥ 1"),
         (["generate", "-p", "hi", "--lens-chunk", "-1"], "--lens-chunk must be ≥ 0"),
@@ -279,3 +279,17 @@ def test_a_long_prompts_lens_is_one_progress_line_not_one_per_chunk(cli, model_d
     [n] = {int(m) for m in re.findall(r"of (\d+) positions", res.stderr)}
     assert n > 8 and lines[0] == f"… the prompt's logit lens: 4 of {n} positions"
     assert lines[-1] == f"… the prompt's logit lens: {n} of {n} positions" and len(lines) < n // 4
+
+
+def test_k_is_at_most_what_a_run_file_takes(cli, cache_dir):
+    """A trial's run of k = 1001 (the demo model has 8,192 tokens) was saved, then no command could
+    read it ("k is outside 1..1000"). It is refused before anything runs; 1,000 is saved and read."""
+    from tokentui.store.cache import list_runs
+    from tokentui.store.runfile import load_run
+
+    res = cli("generate", "-m", "demo", "-p", "x", "-n", 1, "-k", 1001)
+    assert res.exit_code == 2 and "k, the alternatives recorded (-k), is at most 1,000 (got 1,001)" in res.stderr
+    assert not list_runs(cache_dir) and "loading weights" not in res.stderr
+    assert cli("generate", "-m", "demo", "-p", "x", "-n", 1, "-k", 1000).exit_code == 0
+    [saved] = list_runs(cache_dir)
+    assert load_run(saved.path).k == 1000

@@ -102,6 +102,7 @@ def _finite(v: int | float) -> bool:
 
 
 MAX_K_LENS = 100  # top tokens per layer: layers × k_lens × 4 bytes per token in a run file
+MAX_K = 1_000  # alternatives recorded per token: the most a run file takes (store/header.py)
 
 
 @dataclass
@@ -125,6 +126,8 @@ class GenerationSettings:
             raise RunError(f"k, the alternatives recorded (-k), must be at least 1 (got {self.k})")
         if vocab_size is not None and self.k > vocab_size:
             raise RunError(f"k = {self.k} alternatives is more than the vocabulary ({vocab_size} tokens)")
+        if self.k > MAX_K:  # (a run of k = 1001 was saved, then no command could read it)
+            raise RunError(f"k, the alternatives recorded (-k), is at most {MAX_K:,} (got {self.k:,})")
         if isinstance(self.k_lens, bool) or not isinstance(self.k_lens, int) or not 0 <= self.k_lens <= MAX_K_LENS:
             raise RunError(f"--lens-top must be a whole number in 0…{MAX_K_LENS} (got {self.k_lens})")
         if vocab_size is not None and self.k_lens > vocab_size:

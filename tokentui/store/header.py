@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tokentui.core.display import sanitize
+from tokentui.core.params import MAX_K
 
 SCHEMA_VERSION = 2  # 2: columns declared in the header (any measures); 1: a fixed set
 FORMAT = "tokentui-run"
@@ -30,7 +31,6 @@ MAX_PROMPT_CHARS = 1_000_000  # the prompt and the chat template
 MAX_STRING_CHARS = 10_000  # every other string in the header
 LONG_STRINGS = frozenset({"prompt", "chat_template"})
 MAX_VOCAB = (1 << 24) - 1  # ids are stored in at most 3 bytes
-MAX_K = 1_000  # top-k alternatives per token
 MAX_LAYERS = 4_096
 RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)

@@ -22,13 +22,13 @@ from tokentui.core import attribution
 from tokentui.core.columns import Columns, Layout
 from tokentui.core.files import temporary_name, write_atomically
 from tokentui.core.measures import BASE, MEASURES, Measure
+from tokentui.core.params import MAX_K
 from tokentui.core.run import Branch, Run, RunError, RunMeta
 from tokentui.core.steering import check_record as check_steering_record
 from tokentui.core.tokens import TokenTable
 from tokentui.core.tree import check_tree_record, upgrade_record
 from tokentui.store.header import (
     FORMAT,
-    MAX_K,
     MAX_LAYERS,
     SCHEMA_VERSION,
     RunFileError,

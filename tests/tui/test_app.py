@@ -235,7 +235,9 @@ async def test_load_failure_is_shown_and_the_app_stays_usable(tmp_path, cache_di
         assert app.prompt_box.styles.border_top[0] == "heavy" and app.stream.styles.border_top[0] == "round"
         await pilot.press("f1")  # F1 opens the help even from the prompt
         assert type(app.screen).__name__ == "HelpScreen"
-        await pilot.press("escape", "escape")  # closes the help, then leaves the prompt
+        await pilot.press("f1")  # and closes it (it kept it up)
+        assert type(app.screen).__name__ != "HelpScreen" and app.focused is app.prompt_box
+        await pilot.press("f1", "escape", "escape")  # escape closes the help, then leaves the prompt
         assert app.focused is app.stream
         await pilot.press("q")
         await pilot.pause(0.1)

@@ -196,6 +196,13 @@ async def test_finished_paths_folding_and_deleting(peaked_dirs, cache_dir):
         tree.move_cursor(node)
         await pilot.press("delete")
         await pilot.pause(0.1)
+        await pilot.press("q")  # no, as on every pop-up (it quit the app)
+        await pilot.pause(0.1)
+        assert app.is_running and type(app.screen).__name__ != "Confirm" and len(app.run_obj.branches) == total
+        tree.focus()
+        tree.move_cursor(node)
+        await pilot.press("delete")
+        await pilot.pause(0.1)
         await pilot.press("y")
         await pilot.pause(0.3)
         assert len(app.run_obj.branches) == total - len(doomed)

@@ -101,7 +101,11 @@ class ViewActions(_Base):
             self.push_screen(MessagesScreen(self.messages, self.query_one(StatusBar).whole))
 
     def action_help(self) -> None:
+        """`?` / F1: the help screen; on it, F1 closes it (the app's F1 binding comes first, even
+        from an input: it kept the help up, which the README says F1 closes)."""
         from tokentui.tui.screens.help import HelpScreen
 
-        if not isinstance(self.screen, HelpScreen):
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss()
+        else:
             self.push_screen(HelpScreen())

@@ -1,5 +1,5 @@
 """Ask yes or no before something the user cannot take back on screen (a new run replacing the
-one shown): y or Enter confirms, n or Esc keeps things as they are."""
+one shown): y or Enter confirms, n, Esc or q keeps things as they are."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ class Confirm(ModalScreen[bool]):
     AUTO_FOCUS = "*"  # the first field (the app's own picks the tokens)
     BINDINGS = [
         Binding("y,enter", "answer(True)", "yes"),
-        Binding("n,escape", "answer(False)", "no"),
-        Binding("q", "app.quit", "quit"),
+        # (q as on every other pop-up: it closes, here as "no"; it quit the app from a delete's
+        # question, which read as closing it)
+        Binding("n,escape,q", "answer(False)", "no"),
     ]
 
     def __init__(self, question: str, detail: str = "") -> None:
@@ -32,7 +33,7 @@ class Confirm(ModalScreen[bool]):
             yield Static(Text(sanitize(self.question)), classes="box-title", markup=False)
             if self.detail:
                 yield Static(Text(sanitize(self.detail)), markup=False)
-            yield Static(Text("y / Enter: yes · n / Esc: no"), classes="box-hint", markup=False)
+            yield Static(Text("y / Enter: yes · n / Esc / q: no"), classes="box-hint", markup=False)
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)

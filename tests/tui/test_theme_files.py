@@ -55,3 +55,19 @@ async def test_the_explorer_starts_and_says_what_was_skipped(tmp_path, monkeypat
             "theme skipped: nameless.toml: 'name' must be 1-40 lowercase letters, digits or dashes",
         ]
         assert app.stream.view is not None
+
+
+def test_every_shipped_theme_s_buckets_stay_apart_in_256_colours():
+    """Over SSH without COLORTERM the colours fall back to the 256-colour palette: the dark
+    theme's second and third buckets became #5f5f5f and #626262, one grey. Every pair of buckets
+    must map to palette colours clearly apart."""
+    from rich.color import Color, ColorSystem
+
+    themes, problems = load_themes()
+    assert not problems
+    for name, theme in themes.items():
+        palette = [Color.parse(c).downgrade(ColorSystem.EIGHT_BIT).get_truecolor() for c in theme.scale.backgrounds]
+        for i, a in enumerate(palette):
+            for b in palette[i + 1 :]:
+                distance = sum((x - y) ** 2 for x, y in zip(a, b, strict=True)) ** 0.5
+                assert distance >= 30, (name, theme.scale.backgrounds, palette)

@@ -165,6 +165,12 @@ async def test_finished_paths_folding_and_deleting(peaked_dirs, cache_dir):
         await pilot.pause(0.1)
         shown = tree.cursor_node.data
         assert app.branch_id == shown and app.stream.cursor == run.length(shown) - 1
+        await pilot.press("j")  # j and k move as ↓ and ↑ do (as in the other side panes)
+        await pilot.pause(0.1)
+        assert tree.cursor_node.data != shown and app.branch_id == tree.cursor_node.data
+        await pilot.press("k")
+        await pilot.pause(0.1)
+        assert tree.cursor_node.data == shown and app.branch_id == shown
 
         node = next(n for n in tree._nodes_in_order() if n.children and n.data != 0)
         tree.move_cursor(node)

@@ -103,6 +103,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("L", "tree_move('next')", "next sibling", "show the next sibling branch", "branch", needs=Needs.RUN),
     ActionSpec("d", "compare", "diff parent", "compare with the parent: jump to where they diverge", "branch",
                needs=Needs.RUN),
+    ActionSpec("up,k", "cursor_up", "branch above", "highlight the branch above (it shows its path)", "branch", TREE,
+               shown_keys="↑ k"),
+    ActionSpec("down,j", "cursor_down", "branch below", "highlight the branch below (it shows its path)", "branch",
+               TREE, shown_keys="↓ j"),
     ActionSpec("enter", "select_cursor", "show branch", "show the highlighted branch", "branch", TREE),
     ActionSpec("space", "fold", "fold", "collapse / expand the highlighted branch's subtree", "branch", TREE),
     ActionSpec("delete", "delete_branch", "delete", "delete a branch and everything grown from it (asks first; "

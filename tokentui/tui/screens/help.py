@@ -38,7 +38,7 @@ class HelpScreen(ModalScreen[None]):
         # keys, not in that column: it made the column a third of the screen)
         widest = max(cell_len(keys) for _title, rows in sections for keys, _what in rows)
         parts: list[RenderableType] = [
-            Text("tokentui keys — Esc or q closes, ctrl+q quits", style=part_style(self, "help--title"))
+            Text("tokentui keys — Esc, q, ? or F1 closes, ctrl+q quits", style=part_style(self, "help--title"))
         ]
         for title, rows in sections:
             table = Table.grid(padding=(0, 2))

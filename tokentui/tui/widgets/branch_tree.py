@@ -114,6 +114,9 @@ LABEL_SEEN = 16  # columns of the highlighted branch's label the pane keeps in v
 
 class BranchTree(Tree[int]):
     BINDINGS = bindings(TREE)
+    # fold marks unlike the mark of the branch on show (a folded branch on show read "▶ ▶#1")
+    ICON_NODE = "▸ "
+    ICON_NODE_EXPANDED = "▾ "
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(Text("run"), id=id, classes=classes)

@@ -877,3 +877,15 @@ async def test_chat_on_a_model_without_a_chat_template_is_turned_off_and_said(tm
         assert any("demo has no chat template: chat is off (s: settings)" in n.message for n in app._notifications)
         assert "chat off" in rendered(app.query_one(SettingsLine))
         assert app.run_obj.branches[0].status == "length"
+        # the settings refuse chat on for it (it failed at the next generation, advising --chat)
+        await pilot.press("s")
+        await pilot.pause(0.1)
+        screen = app.screen
+        screen.query_one("#set-chat").value = "yes"
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert app.screen is screen and "chat: demo has no chat template (answer no)" in rendered(
+            screen.query_one("#form-error")
+        )
+        await pilot.press("escape")
+        assert not app.session.settings.chat

@@ -173,7 +173,8 @@ class GenerationActions(_Base):
                 self.session.settings = new
                 self.update_settings_line()
 
-        self.push_screen(SettingsScreen(self.session.settings, self.session.vocab_size), done)
+        no_chat = None if self.session.chat_template else self.session.model_a
+        self.push_screen(SettingsScreen(self.session.settings, self.session.vocab_size, no_chat), done)
 
     def action_focus_prompt(self) -> None:
         """`i`: into the prompt box, at the end of the prompt (typing goes on from there)."""

@@ -92,6 +92,7 @@ class Session:
     live_steps: int = 0  # tokens the job running now has made (its first at live_since)
     live_since: float = 0.0
     vocab_size: int | None = None  # the loaded model's, to check k against
+    chat_template: bool = True  # the loaded model's tokenizer has one (chat on is refused otherwise)
     n_layers: int | None = None  # the loaded model's (with its name and vocabulary: may it grow the run?)
     capabilities: Capabilities | None = None  # the loaded model source's (None: no model yet)
     tree_params: TreeParams = field(default_factory=TreeParams)  # the tree search form's last values
@@ -239,6 +240,7 @@ class Session:
         elif isinstance(ev, Loaded):
             self.state = AppState.IDLE
             self.vocab_size = ev.vocab_size
+            self.chat_template = ev.chat_template
             self.n_layers = ev.n_layers
             self.capabilities = ev.capabilities
             self.note = f"loaded in {ev.seconds:.1f}s"

@@ -75,11 +75,15 @@ class SettingsScreen(FormScreen[GenerationSettings]):
     TITLE_LINE = "session settings (the next generation) — Enter applies, Esc cancels"
     BOX_ID = "settings-box"
 
-    def __init__(self, settings: GenerationSettings, vocab_size: int | None = None) -> None:
+    def __init__(self, settings: GenerationSettings, vocab_size: int | None = None, no_chat: str | None = None) -> None:
+        """`no_chat`: the loaded model's name when its tokenizer has no chat template (chat on is
+        refused here: it failed at the next generation, advising the CLI's --chat)."""
         super().__init__(field_values(settings))
-        self.settings, self.vocab_size = settings.copy(), vocab_size
+        self.settings, self.vocab_size, self.no_chat = settings.copy(), vocab_size, no_chat
 
     def parse(self, raw: dict[str, str]) -> GenerationSettings:
         new = parse_fields(raw, self.settings)
         new.check(self.vocab_size)
+        if new.chat and self.no_chat is not None:
+            raise RunError(f"chat: {self.no_chat} has no chat template (answer no)")
         return new

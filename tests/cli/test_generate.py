@@ -94,6 +94,7 @@ BAD = os.fsdecode(b"a\xffb")  # how Python hands a program the argument $'a\xffb
         (["generate", "-p", "hi", "--device", "meta"], "tokentui runs models on cpu, cuda, mps or xpu"),
         (["generate", "-p", "hi", "--top-p", "0"], "top-p"),
         (["generate", "-p", "hi", "--temperature", "-1"], "temperature"),
+        (["generate", "-p", "hi", "-t", "1", "--top-k", "700"], "top-k 700 is more than the vocabulary (600 tokens)"),
         (["generate", "-p", "hi", "--temperature", "inf"], "temperature must be a finite number ≥ 0 (got inf)"),
         (["score", "--text", ""], "the text is empty"),
         (["score", "--text", " \n "], "the text is empty"),

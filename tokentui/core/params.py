@@ -126,6 +126,10 @@ class GenerationSettings:
             raise RunError(f"k, the alternatives recorded (-k), must be at least 1 (got {self.k})")
         if vocab_size is not None and self.k > vocab_size:
             raise RunError(f"k = {self.k} alternatives is more than the vocabulary ({vocab_size} tokens)")
+        if vocab_size is not None and self.sampling.top_k > vocab_size:  # (a 20-digit one filled the settings line)
+            raise RunError(
+                f"top-k {self.sampling.top_k} is more than the vocabulary ({vocab_size} tokens); 0 turns it off"
+            )
         if self.k > MAX_K:  # (a run of k = 1001 was saved, then no command could read it)
             raise RunError(f"k, the alternatives recorded (-k), is at most {MAX_K:,} (got {self.k:,})")
         if isinstance(self.k_lens, bool) or not isinstance(self.k_lens, int) or not 0 <= self.k_lens <= MAX_K_LENS:

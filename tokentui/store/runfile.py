@@ -332,7 +332,9 @@ def load_run(path: Path | str, follow_links: bool = True) -> Run:
     `follow_links` False: a symbolic link is refused (see read_bytes)."""
     path = Path(path)
     raw = read_bytes(path, follow_links=follow_links)
-    desc, schema = parse_header_json(path, raw)
+    # (its size checked as listing checks it: a truncated file was "damaged run file (Error while
+    # deserializing: incomplete metadata …)", the container library's words)
+    desc, schema = parse_header_json(path, raw, len(raw))
     try:
         from safetensors.numpy import load
 

@@ -41,6 +41,7 @@ def test_the_extension_picks_the_format(cli, run_file, tmp_path, name, first):
         (["-o", "{d}/no/such/folder/x.csv"], "no such folder"),
         (["-o", "{d}/a-file/more/x.csv"], "a-file is a file, not a folder"),  # (it said "no such folder")
         (["-o", "{d}", "--format", "csv"], "is a folder"),
+        (["-o", "{d}"], "is a folder; give a file name"),  # (without --format it said "the name :")
         (["--format", "xml"], "unknown format"),
     ],
 )

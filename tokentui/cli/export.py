@@ -133,8 +133,8 @@ def export(
             write_to(loaded, fmt, stdout, raw_csv, attribution)
             stdout.flush()
         else:
+            check_target(out, force)  # before the run is read: a refused name fails fast (`.`: a folder)
             fmt = format_for(out, fmt)
-            check_target(out, force)  # before the run is read: a refused name fails fast
             path = write_file(
                 load_ref(run, cache_dir), fmt, out, overwrite=force, raw_csv=raw_csv, attribution=attribution
             )

@@ -361,7 +361,10 @@ def test_a_collection_given_as_a_run_says_how_to_give_it(cli, tmp_path):
         assert len(res.stderr.strip().splitlines()) == 1
     assert "batch collection's manifest" in cli("export", coll.manifest).stderr
     (tmp_path / "x.json").write_text('{"a": 1}')
-    assert "not a tokentui run file: a JSON text" in cli("export", tmp_path / "x.json").stderr
+    assert (
+        "not a tokentui run file: a JSON text (an export cannot be opened again: the run is its .tokentui file)"
+        in cli("export", tmp_path / "x.json").stderr
+    )
     (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")  # (was "header over 16777216 bytes")
     (tmp_path / "notes").write_text("\ufeffhé€llo, a UTF-8 text with a BOM\n", encoding="utf-8")  # (é€ cut at byte 8)
     for text in ("passwd", "notes"):

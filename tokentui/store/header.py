@@ -134,7 +134,12 @@ def _header_too_large(path: Path, head: bytes) -> RunFileError:
     """The error for a file whose first 8 bytes declare an impossible header: most often another
     kind of file, said when it is recognisably JSON (a collection's manifest above all) or text."""
     if head[:1] in (b"{", b"["):
-        what = f"a batch collection's manifest ({COLLECTION_HINT})" if path.name == "collection.json" else "a JSON text"
+        what = (
+            f"a batch collection's manifest ({COLLECTION_HINT})"
+            if path.name == "collection.json"
+            # (an export, most often: a trial replayed one and was not told what would open)
+            else "a JSON text (an export cannot be opened again: the run is its .tokentui file)"
+        )
         return RunFileError(path, f"not a tokentui run file: {what}")
     if _looks_like_text(head):  # (`replay /etc/passwd`)
         return RunFileError(path, "not a tokentui run file: a text file")

@@ -889,3 +889,22 @@ async def test_chat_on_a_model_without_a_chat_template_is_turned_off_and_said(tm
         )
         await pilot.press("escape")
         assert not app.session.settings.chat
+
+
+async def test_a_settings_line_too_long_for_two_rows_ends_in_an_ellipsis():
+    """At 80×24 the settings line has two rows: a third (the forced prefix, last) went unseen with
+    no sign of it. The rest of the line now ends its second row, cut with "…"; filters that are
+    off (top-k 0, top-p 1) are left out."""
+    from tokentui.tui.widgets.settings_line import SettingsLine
+
+    sampling = SamplingParams(temperature=0.8, top_k=40, top_p=0.9, seed=123456789, max_new_tokens=1000)
+    app = explorer(model="demo", settings=GenerationSettings(sampling, forced="return the value " * 4))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        rows = [r.rstrip() for r in rendered(app.query_one(SettingsLine)).splitlines() if r.strip()]
+        assert len(rows) == 2 and rows[1].endswith("…") and "chat off" in rows[1], rows
+    app = explorer(model="demo", settings=GenerationSettings(SamplingParams(temperature=0.8, seed=5), forced="ab"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        shown = rendered(app.query_one(SettingsLine))
+        assert "T=0.8 seed=5" in shown and "top-k" not in shown and "forced ab" in shown, shown

@@ -66,13 +66,17 @@ class SamplingParams:
         return replace(self, stop=list(self.stop))
 
     def describe(self) -> str:
-        """One short line: 'greedy · max 64 tokens' or 'T=0.8 top-k=40 top-p=0.9 seed=1 · max 64 tokens';
+        """One short line: 'greedy · max 64 tokens' or 'T=0.8 top-k=40 top-p=0.9 seed=1 · max 64 tokens'
+        (a top-k of 0 and a top-p of 1, filters off, left out);
         a branch of forced text alone (a guided tree's root) says so, not 'max 0 tokens'."""
         if self.max_new_tokens <= 0:
             return "forced text only"
-        mode = "greedy" if self.greedy else f"T={self.temperature:g} top-k={self.top_k} top-p={self.top_p:g}"
-        if not self.greedy and self.seed is not None:
-            mode += f" seed={self.seed}"
+        mode = "greedy" if self.greedy else f"T={self.temperature:g}"
+        if not self.greedy:  # (a filter that is off left out: "top-k=0 top-p=1" pushed the rest off 80 columns)
+            mode += (f" top-k={self.top_k}" if self.top_k else "") + (
+                f" top-p={self.top_p:g}" if self.top_p < 1 else ""
+            )
+            mode += "" if self.seed is None else f" seed={self.seed}"
         return f"{mode} · max {self.max_new_tokens} token{'s' if self.max_new_tokens != 1 else ''}"
 
     @classmethod

@@ -74,6 +74,13 @@ class SettingsLine(Static):
                 parts.insert(0, short(b.steering))  # first: the line has two rows, a narrow pane cuts the rest
         first.append(parts[0])
         t = join_parts([first, *map(Text, parts[1:])], width)  # more lines rather than cutting the settings off
+        # two rows are shown: what did not fit went unseen (the forced prefix, last), with no "…";
+        # each row is cut to the width, the second holding the rest
+        rows = list(t.split("\n"))
+        rows[1:] = [Text(" · ").join(rows[1:])] if len(rows) > 1 else []
+        for row in rows:
+            row.truncate(width, overflow="ellipsis")
+        t = Text("\n").join(rows)
         hint = "  (s: session settings)"
         if "\n" not in t.plain and t.cell_len + len(hint) <= width:
             t.append(hint, style=label)

@@ -919,7 +919,8 @@ def test_chat_on_a_model_without_a_chat_template_is_refused_before_any_model_run
     "extra, expect",
     [
         (["--device", "tpu"], "unknown device 'tpu'"),
-        (["-k", "999999"], "vocabulary"),
+        (["-k", "700"], "vocabulary"),  # (the models' 600 tokens)
+        (["-k", "999999"], "is at most 1,000"),  # (what a run file takes)
         (["--out", "{unwritable}/coll"], "cannot write the collection into"),
     ],
 )

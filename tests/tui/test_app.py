@@ -897,7 +897,7 @@ async def test_a_settings_line_too_long_for_two_rows_ends_in_an_ellipsis():
     off (top-k 0, top-p 1) are left out."""
     from tokentui.tui.widgets.settings_line import SettingsLine
 
-    sampling = SamplingParams(temperature=0.8, top_k=40, top_p=0.9, seed=123456789, max_new_tokens=1000)
+    sampling = SamplingParams(temperature=0.8, top_k=40, top_p=0.9, seed=42, max_new_tokens=1000)
     app = explorer(model="demo", settings=GenerationSettings(sampling, forced="return the value " * 4))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.3)

@@ -74,13 +74,23 @@ class SettingsLine(Static):
                 parts.insert(0, short(b.steering))  # first: the line has two rows, a narrow pane cuts the rest
         first.append(parts[0])
         t = join_parts([first, *map(Text, parts[1:])], width)  # more lines rather than cutting the settings off
-        # two rows are shown: what did not fit went unseen (the forced prefix, last), with no "…";
-        # each row is cut to the width, the second holding the rest
-        rows = list(t.split("\n"))
-        rows[1:] = [Text(" · ").join(rows[1:])] if len(rows) > 1 else []
-        for row in rows:
-            row.truncate(width, overflow="ellipsis")
-        t = Text("\n").join(rows)
+        # two rows are shown (wrapped as the widget wraps them): what did not fit went unseen (the
+        # forced prefix, last) with no sign; the second row now ends in "…" when more follows
+        rows = t.wrap(self.app.console, width)
+        if len(rows) > 2:  # the first row as wrapped; the rest on the second, its parts rejoined
+            first_row = rows[0]
+            at = len(first_row.plain)
+            rest = Text(" · ").join(t[at:].split("\n"))
+            rest = rest[len(rest.plain) - len(rest.plain.lstrip(" ·")) :]  # (wrapped at a separator: none first)
+            if rest.cell_len > width:  # (cut at the width, not on a separator)
+                rest.truncate(width - 1)
+                rest.rstrip()
+                while rest.plain.endswith("·"):
+                    rest.right_crop(1)
+                    rest.rstrip()
+                rest.append("…")
+            first_row = first_row[: len(first_row.plain.rstrip(" ·"))]
+            t = Text("\n").join([first_row, rest])
         hint = "  (s: session settings)"
         if "\n" not in t.plain and t.cell_len + len(hint) <= width:
             t.append(hint, style=label)

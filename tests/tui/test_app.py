@@ -871,6 +871,8 @@ async def test_chat_on_a_model_without_a_chat_template_is_turned_off_and_said(tm
     )
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.state is AppState.IDLE, what="the model")
+        await pilot.pause(0.1)
+        assert "chat off" in rendered(app.query_one(SettingsLine))  # (at once: it said "chat on" until a run)
         await pilot.press("ctrl+r")
         await wait_generated(pilot, app, 0)
         assert not app.session.settings.chat and app.run_obj.meta.chat is False

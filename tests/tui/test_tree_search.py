@@ -133,6 +133,8 @@ async def test_finished_paths_folding_and_deleting(peaked_dirs, cache_dir):
         await grow(pilot, app, {"max_depth": "3", "max_completed_paths": "4", "max_nodes": "60"})
         run = app.run_obj
         assert app.query_one(BranchTree)._branch_nodes[0] is root_node  # nodes were added, the pane not rebuilt
+        # (a generation's branch and a search's nodes: the title names what both kinds of row show)
+        assert app.query_one(BranchTree).border_title == "nodes: p · Σ path's p; branches: length · mean log p"
         search = run.meta.tree["searches"][-1]
         assert search["root_branch"] == 0 and search["root_position"] == run.branches[0].fork_position + 3
         assert search["completed"] >= 2

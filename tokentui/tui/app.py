@@ -505,6 +505,8 @@ class TokentuiApp(
         if not self.is_running:  # shutting down: the panes are going (a late event found none)
             return
         up = self.session.apply(message.event)
+        if up.loaded:  # (loading may change the settings: chat off for a model without a template)
+            self.update_settings_line()
         if up.loaded and self.generate_at_once and self.run_obj is None:
             self.generate_at_once = False
             if self.session.why_not(Needs.MODEL, generates=True) is None:  # (else the loaded notice said why)

@@ -431,10 +431,11 @@ def score_text(backend, text: str, k: int = 8):
 TREE_SHAPE = [(0, 11), (0, 12), (1, 13), (1, 14), (2, 15), (3, 0), (5, 16)]
 
 
-def make_tree_run(shape=TREE_SHAPE, hostile: bytes | None = None) -> Run:
+def make_tree_run(shape=TREE_SHAPE, hostile: bytes | None = None, logprob: float | None = None) -> Run:
     """A synthetic run shaped like a tree search's: every node but the root a one-step branch
     (forced token), children of the root forking the prompt's end, the search's facts in
-    `meta.tree` (token 0 is the end-of-sequence token). `hostile`: the bytes of token 13."""
+    `meta.tree` (token 0 is the end-of-sequence token). `hostile`: the bytes of token 13;
+    `logprob`: every node's (None: random, in −2…0)."""
     from tokentui.core import tree
     from tokentui.core.params import TreeParams
 
@@ -451,7 +452,7 @@ def make_tree_run(shape=TREE_SHAPE, hostile: bytes | None = None) -> Run:
         pb = branch_of[parent]
         fork = prompt_len if pb is None else run.branches[pb].end
         b = run.add_branch(None if pb is None and not run.branches else (0 if pb is None else pb), fork)
-        lp = float(-rng.random() * 2)
+        lp = float(-rng.random() * 2) if logprob is None else logprob
         top = np.array([token, *rng.integers(1, V, K - 1)], dtype=np.int32)
         values = {
             "logprob": lp,

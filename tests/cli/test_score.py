@@ -181,3 +181,15 @@ def test_the_table_s_first_row_says_the_first_token_has_no_prediction(cli, model
     [saved] = list_runs(cache_dir)
     st = load_run(saved.path).step(0, 1)
     assert second.split()[0] == "1" and f"{st.logprob:.3f}" in second and f" {st.rank} " in second
+
+
+@pytest.mark.parametrize("k", [3, 8])
+def test_the_table_s_header_says_when_it_shows_fewer_alternatives_than_recorded(cli, model_dirs, cache_dir, k):
+    """The table prints three alternatives a row: with `-k 8` it said "top alternatives" and
+    showed three, as though the run held no more; it says how many it holds and where they are."""
+    res = cli("score", "-m", model_dirs["gpt2"], "--text", "x = 1\ny = 2\n", "-k", k)
+    assert res.exit_code == 0, res.output
+    header = next(line for line in res.stdout.splitlines() if line.split()[:2] == ["pos", "token"])
+    assert header.endswith("top alternatives" if k == 3 else f"top 3 of {k} alternatives (all: --json)")
+    [saved] = list_runs(cache_dir)
+    assert load_run(saved.path).k == k

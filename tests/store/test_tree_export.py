@@ -454,3 +454,19 @@ def test_a_search_stopped_by_an_error_claims_the_branches_it_made():
     assert made.id not in tree.own_branches(search)
     tree.claim_the_rest(run, 0)
     assert tree.own_branches(tree.searches(run)[0]) == range(0, len(run.branches))
+
+
+def test_a_deep_path_s_cumulative_prob_is_not_rounded_to_zero():
+    """Rounded to the seed's 8 decimal places, a path three nodes of p≈3e-4 deep wrote
+    cumulative_prob 0.0, as though it could not happen; below that rounding it keeps 8
+    significant digits, and a shallow path keeps the seed's rounding."""
+    run = make_tree_run(logprob=-8.0)
+    nodes = nodes_of(json.loads(exported(run, "tree-json")))
+    assert nodes
+    for _path, node in nodes:
+        cum = math.exp(-8.0) ** node["depth"]
+        if round(cum, 8):
+            assert node["cumulative_prob"] == round(cum, 8)
+        else:
+            assert node["cumulative_prob"] == pytest.approx(cum, rel=1e-7) and node["cumulative_prob"] > 0
+    assert any(not round(math.exp(-8.0) ** n["depth"], 8) for _p, n in nodes)  # (the case is there)

@@ -36,9 +36,11 @@ def paint(text: str, prob: float, mode: str | None) -> str:
 
 
 def table(run, branch_id: int, start: int) -> str:
-    """Positions `start`… of a branch: token, prob, logprob, rank, entropy and the top three alternatives."""
+    """Positions `start`… of a branch: token, prob, logprob, rank, entropy and the top three
+    alternatives; the header says so when the run holds more (`-k 8` printed three with no word)."""
     k_show = min(3, run.k)
-    lines = [f"{'pos':>5}  {'token':<16} {'prob':>7} {'logprob':>8} {'rank':>6} {'entropy':>7}  top alternatives"]
+    alts_head = "top alternatives" if run.k <= k_show else f"top {k_show} of {run.k} alternatives (all: --json)"
+    lines = [f"{'pos':>5}  {'token':<16} {'prob':>7} {'logprob':>8} {'rank':>6} {'entropy':>7}  {alts_head}"]
     for pos in range(start, run.length(branch_id)):
         st = run.step(branch_id, pos)
         alts = "  ".join(

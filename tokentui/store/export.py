@@ -411,6 +411,13 @@ def root_text(run: Run, trie: tree.Trie) -> str:
     return text + decode_bytes(rest)
 
 
+def seed_cumulative(p: float) -> float:
+    """A path's cumulative p as seed 002 writes it, rounded to 8 decimal places, except where that
+    gives 0.0 for a path that has a probability (below 5e-9: deep paths): 8 significant digits."""
+    rounded = round(p, 8)
+    return rounded if rounded or not p else float(f"{p:.8g}")
+
+
 def _root_open(run: Run, trie: tree.Trie) -> tuple[str, bytes]:
     """`root_text` as `decode_open` gives it: the text, and an incomplete character's bytes at its end."""
     at_prompt_end = trie.root.position == len(run.prompt)
@@ -449,7 +456,7 @@ def tree_json_lines(run: Run, trie: tree.Trie) -> Iterator[str]:
     json's recursion limits). Each node: text (its token), full_text (the root's text and the path's
     tokens decoded as one — the parent's plus the token, a character split between tokens whole
     once its last byte arrives; the root's is the prompt), prob (rounded to 6 digits, like the
-    seed), cumulative_prob (8 digits; the product of the probs from the root, computed from the
+    seed), cumulative_prob (8 digits, see seed_cumulative; the product of the probs from the root, computed from the
     steps), token_id, depth, is_finished, candidates (p rounded to 4 digits) and children, in the
     seed's key order;
     `metadata` adds a `tokentui` object (run id, model, root). As in the seed, a finished node has
@@ -511,7 +518,7 @@ def tree_json_lines(run: Run, trie: tree.Trie) -> Iterator[str]:
         is_finished = id(node) in finished
         rest = {
             "prob": prob,
-            "cumulative_prob": round(cumulative[node], 8),
+            "cumulative_prob": seed_cumulative(cumulative[node]),
             "token_id": token_id,
             "depth": node.depth,
             "is_finished": is_finished,

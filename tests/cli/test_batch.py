@@ -329,6 +329,26 @@ def test_a_model_tokentui_cannot_decode_fails_a_prompts_batch_once_and_scores_a_
     assert [it.status for it in load_collection(tmp_path / "scored").items] == ["done"]
 
 
+def test_a_model_whose_tokenizer_files_are_broken_fails_and_the_next_model_runs(cli, model_dirs, tmp_path):
+    """A tokenizer.json the tokenizers library rejects with a bare Exception ended the whole batch
+    as "a bug in tokentui", the next model never run; its items are failed, said once."""
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dirs["gpt2"], broken)
+    doc = json.loads((broken / "tokenizer.json").read_text(encoding="utf-8"))
+    left, right = doc["model"]["merges"][0]
+    doc["model"]["vocab"]["ZZZZQQ"] = doc["model"]["vocab"].pop(left + right)
+    (broken / "tokenizer.json").write_text(json.dumps(doc), encoding="utf-8")
+    prompts = tmp_path / "p.txt"
+    _lines(prompts, PROMPTS[:2])
+    res = cli("batch", "-m", broken, "-m", model_dirs["llama"], "--prompts", prompts, "-n", 2, "--out", tmp_path / "c")
+    assert res.exit_code == 2 and "a bug in tokentui" not in res.output, res.output
+    assert res.stderr.count("the tokenizer files of") == 1, res.stderr
+    items = load_collection(tmp_path / "c").items
+    assert sorted((it.model == str(model_dirs["llama"]), it.status) for it in items) == [
+        (False, "failed"), (False, "failed"), (True, "done"), (True, "done")
+    ]
+
+
 def test_a_resumed_batch_redoes_only_what_changed(cli, model_dirs, tmp_path):
     src = tmp_path / "p.txt"
     _lines(src, PROMPTS[:3])

@@ -456,6 +456,24 @@ def test_a_folder_without_tokenizer_files_fails_at_load(model_dirs, tmp_path):
     _one_line_error(str(d), r"has no tokenizer files \(tokenizer\.json or tokenizer_config\.json")
 
 
+@pytest.mark.parametrize("damage", ["a merge's token missing", "not JSON"])
+def test_tokenizer_files_that_cannot_make_a_tokenizer_are_one_line_naming_them(model_dirs, tmp_path, damage):
+    """A tokenizer.json that parses but whose merges name a token its vocabulary lacks made the
+    tokenizers library raise a bare Exception: a crash report "a bug in tokentui", and a batch's
+    other models never ran. One that is not JSON said "Expecting value", naming no file."""
+    d = _broken_copy(model_dirs, tmp_path)
+    path = d / "tokenizer.json"
+    if damage == "not JSON":
+        path.write_text("not json")
+    else:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        left, right = doc["model"]["merges"][0]
+        vocab = doc["model"]["vocab"]
+        vocab["ZZZZQQ"] = vocab.pop(left + right)
+        path.write_text(json.dumps(doc), encoding="utf-8")
+    _one_line_error(str(d), rf"^the tokenizer files of {re.escape(str(d))} could not be read: \S")
+
+
 def test_a_model_without_an_output_embedding_is_refused_in_one_line(model_dirs, monkeypatch):
     """A remote-code model whose head transformers cannot find (get_output_embeddings() is None):
     a one-line ModelLoadError naming it, not an AttributeError (the lens's missing final norm

@@ -446,6 +446,24 @@ class _Source:
                 raise
             raise ModelLoadError(weights) from None
 
+    def tokenizer(self):
+        """The tokenizer. Files it cannot be made from are one line naming them, not a crash: the
+        tokenizers library raises a bare Exception for a tokenizer.json that parses but names a
+        token its vocabulary lacks (a trial's hand-edited file ended a whole batch), and a
+        tokenizer.json that is not JSON was "could not load M: Expecting value…", naming no file."""
+        from transformers import AutoTokenizer
+
+        lead = f"could not load {self.spec}: "
+        try:
+            return self.read(f"loading tokenizer of {self.spec}", AutoTokenizer.from_pretrained)
+        except ModelLoadError as e:
+            if self.is_hub or not str(e).startswith(lead):
+                raise
+            detail = str(e).removeprefix(lead)
+        except Exception as e:  # noqa: BLE001 (the tokenizers library raises bare Exceptions)
+            detail = " ".join(str(e).split())[:300] or type(e).__name__
+        raise ModelLoadError(f"the tokenizer files of {self.spec} could not be read: {detail}") from None
+
     def check_tokenizer_files(self) -> None:
         """A local folder with no tokenizer vocabulary would load an empty tokenizer: refuse it."""
         if self.is_hub:
@@ -555,11 +573,9 @@ def check_chat_template(
 ) -> None:
     """Read only `spec`'s tokenizer and refuse --chat (NoChatTemplate) when it has no chat template:
     for a command that loads several models one after the other, before the first of them runs."""
-    from transformers import AutoTokenizer
-
     src = _Source(spec, trust_remote_code, revision, progress or (lambda _m: None))
     src.check_tokenizer_files()
-    if not _chat_template_of(src.read(f"loading tokenizer of {spec}", AutoTokenizer.from_pretrained)):
+    if not _chat_template_of(src.tokenizer()):
         _CHECKED.pop(src.key, None)  # (no load follows: the configuration check_config kept goes)
         raise no_chat_template(spec)
 
@@ -581,7 +597,7 @@ def load_model(
         raise ModelLoadError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
     src = _Source(spec, trust_remote_code, revision, say)
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from tokentui.engine.hf.arch import layer_count, lens_parts
     from tokentui.engine.hf.generation_config import unapplied_message
@@ -596,7 +612,7 @@ def load_model(
     config = src.config()
     check_causal(spec, config)
     src.check_tokenizer_files()
-    tok = src.read(f"loading tokenizer of {spec}", AutoTokenizer.from_pretrained)
+    tok = src.tokenizer()
     if chat and not _chat_template_of(tok):
         raise no_chat_template(spec)
     if not src.is_hub:

@@ -429,10 +429,18 @@ def test_a_ctrl_c_no_command_catches_ends_in_one_line_with_130(tmp_path, again):
     assert res.stderr.strip().splitlines() == [said]
 
 
-def test_a_model_name_with_an_escape_reaches_no_terminal_raw(cli):
+@pytest.mark.parametrize("there", [False, True])
+def test_a_model_name_with_an_escape_reaches_no_terminal_raw(cli, tmp_path, there):
     """A trial named the model $'\\e[31mm': the error showed ␛[31mm, but the loading progress line
     before it ("reading the configuration of …") wrote the ESC as it was, and a terminal coloured
-    what followed (here, off a terminal, Click dropped the escape instead: the name read "m")."""
-    res = cli("tree", "-m", "\x1b[31mm", "-p", "hi")
-    assert res.exit_code == 2
-    assert "reading the configuration of ␛[31mm" in res.stderr and "\x1b" not in res.output, res.stderr
+    what followed (here, off a terminal, Click dropped the escape instead: the name read "m").
+    Such a name is no Hub id: a folder, read when it is there (its config.json is no model's)."""
+    folder = tmp_path / "\x1b[31mm"
+    if there:
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+    res = cli("tree", "-m", folder, "-p", "hi")
+    assert res.exit_code == 2 and "\x1b" not in res.output, res.output
+    name = str(folder).replace("\x1b", "␛")
+    said = f"reading the configuration of {name}" if there else f"tokentui: error: no such folder: {name}"
+    assert said in res.stderr, res.stderr

@@ -345,7 +345,10 @@ def test_a_model_whose_tokenizer_files_are_broken_fails_and_the_next_model_runs(
     assert res.stderr.count("the tokenizer files of") == 1, res.stderr
     items = load_collection(tmp_path / "c").items
     assert sorted((it.model == str(model_dirs["llama"]), it.status) for it in items) == [
-        (False, "failed"), (False, "failed"), (True, "done"), (True, "done")
+        (False, "failed"),
+        (False, "failed"),
+        (True, "done"),
+        (True, "done"),
     ]
 
 

@@ -70,6 +70,10 @@ def test_token_bytes_byte_level_and_sentencepiece(loaded, tmp_path):
 def test_load_errors_are_one_clear_line(tmp_path, model_dirs):
     cases = {
         "./no/such/dir": "no such folder",
+        # (no Hub id: two slashes, "..", a space — they were told of the network and the cache)
+        "no/such/dir": "^no such folder: no/such/dir$",
+        "models/../x": "^no such folder",
+        "my model": "^no such folder",
         str(tmp_path): "not a model folder",
         "nobody-xyz/not-a-model-123": "offline",
         "": "no model",

@@ -86,8 +86,22 @@ def no_chat_template(spec: str) -> NoChatTemplate:
     return NoChatTemplate(f"{spec} has no chat template; leave out --chat")
 
 
+# what the Hub takes as a model id ("name" or "owner/name"; huggingface_hub's validate_repo_id)
+_HUB_ID = re.compile(r"(?:[\w\-.]{1,96}/)?[\w\-.]{1,96}")
+
+
 def _looks_like_path(spec: str) -> bool:
-    return spec.startswith(("./", "../", "/", "~", ".\\")) or spec in (".", "..") or Path(spec).expanduser().exists()
+    """Whether `spec` names a file or folder rather than a Hub id: it says so (./, /, ~), it is
+    there, or it cannot be a Hub id (`a/b/c`, `models/../x`, a space: a trial's missing folder
+    was told of the network and the Hugging Face cache)."""
+    return (
+        spec.startswith(("./", "../", "/", "~", ".\\"))
+        or spec in (".", "..")
+        or Path(spec).expanduser().exists()
+        or not _HUB_ID.fullmatch(spec)
+        or ".." in spec
+        or "--" in spec
+    )
 
 
 def resolve_source(spec: str) -> str:
@@ -105,12 +119,12 @@ def resolve_source(spec: str) -> str:
     if _looks_like_path(spec):
         p = Path(spec).expanduser()
         if not p.exists():
+            if "," in spec:  # (seed 003 took its models as one comma-separated list)
+                raise ModelLoadError(f"no model is named {spec!r}: for several models repeat the option (-m A -m B)")
             raise ModelLoadError(f"no such folder: {spec}")
         if not p.is_dir() or not (p / "config.json").exists():
             raise ModelLoadError(f"{spec} is not a model folder (it has no config.json)")
         return str(p)
-    if "," in spec:  # no Hub id holds one (seed 003 took its models as one comma-separated list)
-        raise ModelLoadError(f"no model is named {spec!r}: for several models repeat the option (-m A -m B)")
     return spec
 
 

@@ -405,6 +405,36 @@ def test_collection_items_are_labelled_by_the_model_their_runs_record(cli, tmp_p
     assert any(r.startswith("m:1 ") for r in rows) and any(r.startswith("work:1 ") for r in rows), res.stdout
 
 
+def test_two_models_whose_folders_share_a_name_are_told_apart_not_pooled(cli, tmp_path):
+    """Two checkpoints saved as runs-a/checkpoint and runs-b/checkpoint record one model name: a
+    trial's stats pooled them as one model (no per-model rows, each item twice under one label).
+    They are told apart by the --model text the batch was given, as its own tables do; a third
+    model of its own name keeps it."""
+    from tokentui.store.collection import Collection, CollectionItem
+
+    coll = Collection.new(tmp_path / "c")
+    coll.models = ["runs-a/checkpoint", "runs-b/checkpoint", "other"]
+    recorded = ["checkpoint", "checkpoint", "other"]
+    tokens = {}
+    for given, name in zip(coll.models, recorded, strict=True):
+        for item in (1, 2):
+            run = make_run()
+            run.meta.run_id, run.meta.model = coll.run_id(given, item), name
+            coll.put(
+                CollectionItem(item, given, "done", save_run(run, coll.run_file_for(given, item)), None, "ab" * 32)
+            )
+            tokens[given] = tokens.get(given, 0) + len(ref.counted(run, None, ("generated",)))
+    coll.save()
+    res = cli("stats", "--collection", coll.path, "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert [r["model"] for r in doc["runs"]] == ["runs-a/checkpoint"] * 2 + ["runs-b/checkpoint"] * 2 + ["other"] * 2
+    assert {m["model"]: m["summary"]["tokens"] for m in doc["models"]} == tokens
+    text = cli("stats", "--collection", coll.path, "--no-plots").stdout
+    for label in ("runs-a/checkpoint:1 ", "runs-b/checkpoint:2 ", "other:1 "):
+        assert any(line.startswith(label) for line in text.splitlines()), text
+
+
 @pytest.mark.parametrize("ppl", [1.0, 4.6, 99999.994, 99999.996, 128134923.99, 6.3e30])
 def test_a_perplexity_fits_its_column_and_reads_back(ppl):
     """The per-run table's ppl column is 8 cells: a random model's 128134923.99 stuck out past it."""

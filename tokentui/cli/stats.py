@@ -118,7 +118,8 @@ def stats(
 
 
 # --- reading ---------------------------------------------------------------------------------------
-Loader = tuple[str, int, str, Callable[[], "Run"]]  # (label, item number, what to call it in a message, load)
+# (label, item number, what to call it in a message, load, the model as counted: None, as the run records it)
+Loader = tuple[str, int, str, Callable[[], "Run"], str | None]
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -135,7 +136,7 @@ def _shown(path: Path | str) -> str:
 def _refs(refs: list[str], cache_dir: Path | None) -> list[Loader]:
     """The runs given as arguments, labelled by their place among them: "arg 2" (a bare "2" in the
     item column was read as a collection's item number, its input line)."""
-    return [(f"arg {i}", i, ref, partial(load_ref, ref, cache_dir)) for i, ref in enumerate(refs, start=1)]
+    return [(f"arg {i}", i, ref, partial(load_ref, ref, cache_dir), None) for i, ref in enumerate(refs, start=1)]
 
 
 def _collection(path: Path) -> list[Loader]:
@@ -149,15 +150,18 @@ def _collection(path: Path) -> list[Loader]:
     except CollectionError as e:
         fail(str(e))
     many = len(coll.models) > 1
-    return [
-        (
-            f"{_recorded_model(summarize(run_file), item.model)}:{item.index}" if many else str(item.index),
-            item.index,
-            str(run_file),
-            partial(load_item_run, run_file),
-        )
-        for item, run_file in coll.runs()
-    ]
+    done = [(item, run_file, _recorded_model(summarize(run_file), item.model)) for item, run_file in coll.runs()]
+    given_as: dict[str, set[str]] = {}  # recorded name → the --model texts it stands for
+    for item, _file, name in done:
+        given_as.setdefault(name, set()).add(item.model)
+    out: list[Loader] = []
+    for item, run_file, name in done:
+        # two folders of one name (checkpoint-1000 of two trainings) record the same model: they
+        # are told apart as the batch was told them (its tables do so), not pooled as one model
+        model = item.model if len(given_as[name]) > 1 else None
+        label = f"{model or name}:{item.index}" if many else str(item.index)
+        out.append((label, item.index, str(run_file), partial(load_item_run, run_file), model))
+    return out
 
 
 def _recorded_model(run: RunSummary, given: str) -> str:
@@ -177,11 +181,11 @@ def _report(
     many = len(loaders) > 1
     show = ProgressLine() if many else None
     selections: list[Selection] = []
-    for done, (label, number, name, load) in enumerate(loaders, start=1):
+    for done, (label, number, name, load, model) in enumerate(loaders, start=1):
         if show is not None:
             show(f"… stats: reading run {done}/{len(loaders)}", final=done == len(loaders))
         try:
-            sel = select(load(), branch, kinds, include_prompt, top, label, number)
+            sel = select(load(), branch, kinds, include_prompt, top, label, number, model)
             if not len(sel):
                 raise StatsError(f"{name}: no tokens to count ({'+'.join(sel.sources[0].kinds)})")
         except _errors() as e:

@@ -253,11 +253,13 @@ def select(
     top: int = DEFAULT_TOP,
     label: str = "",
     item: int | None = None,
+    model: str | None = None,
 ) -> Selection:
     """The counted tokens of `run`: of `branch`'s full sequence (prompt and ancestors included), or
     with `branch` None of the whole run (every recorded position once: the prompt and branch 0's
     tokens in branch 0's sequence, every other branch's own tokens in its sequence). `kinds` None
-    is "auto" (see the module's docstring). RunError for a branch the run lacks."""
+    is "auto" (see the module's docstring). `model`: the model they are counted under (None: as
+    the run records it). RunError for a branch the run lacks."""
     check_options(DEFAULT_BINS, top)
     if branch is not None:
         run.branch(branch)
@@ -286,7 +288,7 @@ def select(
         remap[j] = code_of[data]
     scope = "run" if branch is None else f"branch {branch}"
     sel = Selection(
-        sources=[Source(run.id, run.meta.model, scope, counted_kinds, label, item, forced_out)],
+        sources=[Source(run.id, model or run.meta.model, scope, counted_kinds, label, item, forced_out)],
         source=np.zeros(len(ids), dtype=np.int32),
         entropy=rows.entropy[counted],
         logprob=rows.logprob[counted],

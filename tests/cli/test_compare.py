@@ -309,6 +309,16 @@ def test_a_datasets_text_names_each_line_and_marks_where_the_response_starts(
     assert "the whole dataset: 2 texts" in out and out.index("the whole dataset") > out.rindex("dataset line 3")
 
 
+def test_a_one_text_dataset_s_overall_line_counts_one_text(cli, model_dirs, model_b, tmp_path):
+    """A trial's dataset with one usable line said "the whole dataset: 1 texts"."""
+    src = tmp_path / "one.jsonl"
+    src.write_text(json.dumps({"prompt": "def f(x):", "response": " return x"}) + "\n")
+    res = cli("compare", "-m", model_dirs["gpt2"], "-m", model_b, "--dataset", src)
+    assert res.exit_code == 0, res.output
+    n = int(res.stdout.split("the whole dataset: 1 text · ")[1].split()[0])
+    assert f"{n} response token{'s' if n != 1 else ''}, each weighing the same" in res.stdout
+
+
 def test_a_response_after_a_one_token_prompt_is_marked_too(cli, model_dirs, model_b, cache_dir, tmp_path):
     """A prompt of one token: the response starts at position 1, the first scored one; the text
     still says it is the response (a plain text's tokens all count and have no such rule)."""

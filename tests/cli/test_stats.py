@@ -367,7 +367,8 @@ def test_a_collection_given_as_a_run_says_how_to_give_it(cli, tmp_path):
     )
     (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")  # (was "header over 16777216 bytes")
     (tmp_path / "notes").write_text("\ufeffhé€llo, a UTF-8 text with a BOM\n", encoding="utf-8")  # (é€ cut at byte 8)
-    for text in ("passwd", "notes"):
+    (tmp_path / "latin1").write_bytes("caf\xe9 cr\xe8me br\xfbl\xe9e\n".encode("latin-1"))  # (not UTF-8)
+    for text in ("passwd", "notes", "latin1"):
         assert cli("export", tmp_path / text).stderr.strip().endswith("not a tokentui run file: a text file")
     assert cli("stats", "--collection", coll.path).exit_code == 0
 
@@ -472,3 +473,32 @@ def test_a_wide_characters_context_is_cut_by_terminal_cells():
         assert tok == "猫" and b.startswith("…") and a.endswith("…")
         assert cell_len(b) <= before + 1 and cell_len(a) <= after + 1, (b, a)
     assert shown_context(t, 200, 200)[0] == "漢字" * 20  # (all of it when it fits)
+
+
+def test_help_gives_the_ranges_the_options_are_held_to(cli):
+    """--bins and --top are refused outside their ranges; the help said none (a trial)."""
+    from tokentui.core.stats import MAX_BINS, MAX_TOP, StatsError, check_options
+
+    res = cli("stats", "--help")
+    text = " ".join(res.stdout.split())
+    assert f"Bins of relative position, 1…{MAX_BINS}." in text and f"extremes, 0…{MAX_TOP}." in text
+    check_options(MAX_BINS, MAX_TOP)  # (the ends are allowed)
+    for bins, top in ((MAX_BINS + 1, 1), (0, 1), (1, MAX_TOP + 1)):
+        with pytest.raises(StatsError, match="must be"):
+            check_options(bins, top)
+
+
+def test_a_run_given_twice_is_counted_once_and_said(cli, run_files, tmp_path):
+    """`stats A A B` (or a copy of A) counted A's tokens twice with no word: the second is skipped
+    with a line naming the first, and the numbers are those of A and B."""
+    import shutil
+
+    copy = shutil.copy(run_files[0], tmp_path / "copy.tokentui")
+    twice = cli("stats", run_files[0], run_files[0], copy, run_files[1], "--json")
+    once = cli("stats", run_files[0], run_files[1], "--json")
+    assert twice.exit_code == 0 and once.exit_code == 0, twice.output
+    skipped = [line for line in twice.stderr.splitlines() if line.startswith("tokentui: skipped:")]
+    assert len(skipped) == 2 and all("is arg 1 again: counted once" in line for line in skipped), twice.stderr
+    a, b = json.loads(twice.stdout)["all"], json.loads(once.stdout)["all"]
+    a.pop("extremes"), b.pop("extremes")  # (these name each token's run by its argument: arg 4, arg 2)
+    assert a == b and a["summary"]["tokens"] > 0

@@ -71,7 +71,7 @@ ModelsOpt = Annotated[
         "--model",
         "-m",
         metavar="<str>",  # (typer's default shows the Python type, <list[str]>)
-        help=get_args(ModelOpt)[1].help + " Repeat for several models (one after the other).",
+        help=get_args(ModelOpt)[1].help + " Repeat for several models (one after the other).  [default: demo]",
     ),
 ]
 

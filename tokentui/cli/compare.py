@@ -397,7 +397,8 @@ def overall_text(s: dict[str, Any]) -> str:
     """`dataset_summary`'s numbers as text, after the last item's."""
     a, b = sanitize(str(s["model_a"])), sanitize(str(s["model_b"]))
     head = (
-        f"the whole dataset: {s['texts']} texts · {s['tokens']} response tokens, each weighing the same · "
+        f"the whole dataset: {counted(s['texts'], 'text')} · {counted(s['tokens'], 'response token')}, each weighing "
+        "the same · "
         f"A = {a} · B = {b}"
     )
     seed = (

@@ -65,11 +65,14 @@ def stats(
     include_prompt: Annotated[
         bool, typer.Option("--include-prompt", help="Count the prompt's scored positions too.")
     ] = False,
-    bins: Annotated[int, typer.Option("--bins", help="Bins of relative position.")] = 10,
-    top: Annotated[int, typer.Option("--top", help="Tokens in each list of extremes.")] = 5,
+    bins: Annotated[int, typer.Option("--bins", help="Bins of relative position, 1…1000.")] = 10,
+    top: Annotated[int, typer.Option("--top", help="Tokens in each list of extremes, 0…100.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Every number as one JSON document instead of text.")] = False,
     csv_out: Annotated[
-        Path | None, typer.Option("--csv", help="Also write a flat table: one row per run (and one of all).")
+        Path | None,
+        typer.Option(
+            "--csv", help="Also write a flat table: one row per run, one of all and, for several models, one per model."
+        ),
     ] = None,
     plot_dir: Annotated[
         Path | None, typer.Option("--plot-dir", help="Also save each plot here as text (.txt) and HTML (.html).")
@@ -181,11 +184,16 @@ def _report(
     many = len(loaders) > 1
     show = ProgressLine() if many else None
     selections: list[Selection] = []
+    seen: dict[str, str] = {}  # run id → the label it was counted under
     for done, (label, number, name, load, model) in enumerate(loaders, start=1):
         if show is not None:
             show(f"… stats: reading run {done}/{len(loaders)}", final=done == len(loaders))
         try:
-            sel = select(load(), branch, kinds, include_prompt, top, label, number, model)
+            run = load()
+            if run.id in seen:  # (`stats R R`, or a copy of R: its tokens counted twice, unsaid)
+                raise StatsError(f"{name}: run {run.id} is {seen[run.id]} again: counted once")
+            seen[run.id] = label
+            sel = select(run, branch, kinds, include_prompt, top, label, number, model)
             if not len(sel):
                 raise StatsError(f"{name}: no tokens to count ({'+'.join(sel.sources[0].kinds)})")
         except _errors() as e:

@@ -119,7 +119,8 @@ def _folder_problem(path: Path) -> str:
 
 def _looks_like_text(head: bytes) -> bool:
     """Whether a file's first bytes read as UTF-8 text (a BOM, and a character cut at their end,
-    allowed) without control characters but tab and line ends."""
+    allowed) without control characters but tab and line ends — or as text in another encoding:
+    no control bytes at all (a Latin-1 file was "header over 16777216 bytes" to a trial)."""
     head = head.removeprefix(b"\xef\xbb\xbf")
     for cut in range(4):  # (the last character may be cut by the 8 bytes)
         try:
@@ -127,7 +128,7 @@ def _looks_like_text(head: bytes) -> bool:
         except UnicodeDecodeError:
             continue
         return bool(text) and all(ch.isprintable() or ch in "\t\n\r" for ch in text)
-    return False
+    return all(b >= 0x20 and b != 0x7F or b in b"\t\n\r" for b in head)
 
 
 def _header_too_large(path: Path, head: bytes) -> RunFileError:

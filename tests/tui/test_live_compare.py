@@ -237,3 +237,23 @@ async def test_at_80_columns_the_status_bar_says_which_branch_model_b_compares()
         await pilot.pause()
         status = " ".join(rendered(app.query_one(StatusBar)).split())
         assert status.startswith("comparing") and "comparing branch #1 (402 of 502)" in status, status
+
+
+def test_a_comparison_with_nothing_to_compare_leaves_the_note_as_it_was():
+    """After a delete (or opening a run compared already) the check for branches B had not seen
+    found none and the status bar said "compared 0 positions of 0 branches": the note the delete
+    left stays; a comparison that did compare says what it did."""
+    from tests.factories import make_run
+    from tokentui.engine.capabilities import Capabilities
+    from tokentui.engine.events import Compared, Loaded, PairLoaded
+    from tokentui.tui.state import Session
+
+    run = make_run()
+    s = Session.start("a", GenerationSettings(), run)
+    s.apply(Loaded("a", "cpu", "float32", 4, 1000, 0.1, Capabilities(lens=True)))
+    s.apply(PairLoaded("b", "cpu", "float32", 0.2, {"model": "b"}))
+    s.note = "deleted branch #2"
+    s.apply(Compared(run.id, (), 0, 0.0))
+    assert s.note == "deleted branch #2" and not s.comparing_b
+    s.apply(Compared(run.id, (1,), 12, 0.5))
+    assert s.note == "compared 12 positions of 1 branch in 0.5s"

@@ -294,7 +294,9 @@ class Session:
                     if ev.cancelled
                     else f"compared {counted(ev.positions, 'position')} of {counted(n, 'branch', 'branches')}"
                 )
-                self.note = f"{what} in {ev.seconds:.1f}s"
+                if ev.branches or ev.cancelled:  # (none: every branch was compared already — a
+                    # delete's or an open's check said "compared 0 positions of 0 branches")
+                    self.note = f"{what} in {ev.seconds:.1f}s"
                 up.finished = True
         elif isinstance(ev, Failed) and ev.command in ("LoadPair", "Compare"):
             self.comparing_b = False  # (the worker runs one command at a time: no comparison goes on)

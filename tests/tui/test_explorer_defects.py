@@ -1146,3 +1146,26 @@ async def test_a_run_cache_the_picker_cannot_read_is_said_in_its_list(tmp_path, 
         await pilot.press("escape")
         await pilot.pause(0.1)
         assert type(app.screen).__name__ != "RunPicker"
+
+
+async def test_run_picker_rows_fit_beside_the_scroll_bar_at_80_columns(tmp_path):
+    """With more runs than the box holds, a scroll bar takes two cells of the list: rows made as
+    wide as the list without it wrapped at 80×24 (a trial), or lost their end. Each run is one
+    row, its prompt begun or cut with '…' within the width."""
+    for n in range(30):
+        run = make_run()
+        run.meta.run_id = f"20260101-0000{n:02d}-abcdef"
+        run.meta.prompt = f"prompt number {n} " + "and more words " * 8
+        save_run(run, tmp_path / f"{run.meta.run_id}.tokentui")
+    app = explorer(run=make_run(), cache_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.1)
+        await open_picker(pilot, app)
+        await pilot.pause(0.2)
+        listed = app.screen.query_one("#picker-list")
+        assert listed.show_vertical_scrollbar
+        lines = rendered(listed).splitlines()
+        rows = [line for line in lines if " tok " in line]
+        texts = [line for line in lines if any(ch.isalnum() for ch in line)]
+        assert len(rows) == len(texts), lines  # (no row's end on a line of its own)
+        assert all("prompt number" in r and r.rstrip(" ▁▂▃▄▅▆▇█▊▌▍▎▏").endswith("…") for r in rows), rows

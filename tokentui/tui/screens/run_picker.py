@@ -138,9 +138,10 @@ class RunPicker(ModalScreen[Path | None]):
         return label
 
     def list_width(self) -> int:
-        """Cells a row of the list has: the list's own width once laid out, else what the box's
+        """Cells a row of the list has: the list's own width once laid out, less its scroll bar
+        (rows as wide as the list with one lost their end to it at 80×24), else what the box's
         screen less border, padding and scroll bar (refilled once it is laid out)."""
-        laid_out = self.query_one("#picker-list").content_region.width
+        laid_out = self.query_one("#picker-list").scrollable_content_region.width
         return laid_out or self.app.size.width - 10
 
     def _fill(self, query: str) -> None:

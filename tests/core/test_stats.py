@@ -289,3 +289,21 @@ def test_forced_tokens_left_out_are_said():
     every = stats.select(run, 1, ("generated", "forced"))
     assert every.sources[0].forced_out == 0 and stats.forced_left_out(every.sources) == ""
     assert stats.select(run, 0).sources[0].forced_out == 0  # (branch 0 has none)
+
+
+def test_a_possible_token_s_p_never_reads_zero():
+    """A trial's random model had every extreme at "p 0.000"; the p keeps three decimals, or
+    scientific form where they would read 0."""
+    import math
+
+    from tokentui.core.stats import fmt_p
+
+    assert [fmt_p(p) for p in (0.5, 0.0005, 0.0003, 3.2e-7, 0.0, math.nan)] == [
+        "0.500",
+        "0.001",
+        "3e-4",
+        "3e-7",
+        "0.000",
+        "–",
+    ]
+    assert float(fmt_p(0.0003)) == pytest.approx(0.0003, rel=0.2)

@@ -178,3 +178,33 @@ async def test_stats_opened_while_tokens_stream_counts_them_as_they_come(cache_d
         tokens = ref.counted(app.run_obj, 0)
         assert len(tokens) > 50 and f"{len(tokens)} tokens" not in first
         assert_shows(screen, tokens)
+
+
+@pytest.mark.parametrize("width", [80, 120])
+async def test_extreme_tokens_keep_to_one_line_each_their_context_cut_to_fit(width):
+    """At 80×24 an extreme token's context was made 24 + 16 cells long whatever the column had
+    left, and folded: its last word alone on the next line (a trial). Each is one line, cut with
+    '…', the token whole; its p never reads 0.000 for a token that was possible."""
+    from tests.factories import rendered
+    from tokentui.core.stats import EXTREME_TITLES, stats_of
+
+    run = make_run(n_branch_steps=(30, 12))
+    run.tokens = TokenTable({i: f" word{i:03d}".encode() for i in range(run.meta.vocab_size)})
+    app = explorer(run=run)
+    async with app.run_test(size=(width, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("S", "w")
+        screen = app.screen
+        assert isinstance(screen, StatsScreen)
+        tables = screen.query_one("#stats-tables")
+        lines = [line.strip() for line in rendered(tables).splitlines()]
+        start = lines.index(next(iter(EXTREME_TITLES.values())))
+        part = [line for line in lines[start:] if line]
+        titles = set(EXTREME_TITLES.values())
+        assert all(line in titles or line.startswith("H ") for line in part), part  # (no folded rest)
+        report = stats_of(run, None)
+        rows = [line for line in part if line.startswith("H ")]
+        assert len(rows) == sum(len(v) for v in report.all.extremes.values())
+        for line, t in zip(rows, [t for v in report.all.extremes.values() for t in v], strict=True):
+            assert t.token.decode().strip() in line and "…" in line, line  # (the token whole; its context cut)
+            assert " p 0.000 " not in f" {line} " or t.prob == 0

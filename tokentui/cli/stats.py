@@ -403,13 +403,11 @@ def extreme_line(rep: Report, t: Token, width: int = TEXT_WIDTH) -> str:
     80 columns a trial's lines were 83–100 wide and wrapped mid-word)."""
     from rich.cells import cell_len
 
-    from tokentui.core.display import lone_token, sanitize
-    from tokentui.core.stats import fmt, shown_context
+    from tokentui.core.display import sanitize
+    from tokentui.core.stats import fit_context, fmt, fmt_p
 
     src = rep.selection.sources[t.source]
     where = f"{sanitize(src.run_id)} #{t.branch} @{t.position}" if len(rep.rows) > 1 else f"#{t.branch} @{t.position}"
-    head = f"H {fmt(t.entropy)}  p {fmt(t.prob)}  rank {t.rank:<6} {where}  "
-    # (the text around it, 3/5 before and 2/5 after, less the token, the brackets and each side's "…")
-    room = max(0, width - cell_len(head) - cell_len(lone_token(t.token)) - 4)
-    b, tok, a = shown_context(t, room * 3 // 5, room - room * 3 // 5)
+    head = f"H {fmt(t.entropy)}  p {fmt_p(t.prob)}  rank {t.rank:<6} {where}  "
+    b, tok, a = fit_context(t, width - cell_len(head) - 2)  # (less the brackets)
     return f"{head}{b}⟦{tok}⟧{a}"

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from tokentui.core.display import decode_bytes, lone_token, sanitize
+from tokentui.core.display import decode_bytes, lone_token, prob_text, sanitize
 from tokentui.core.metrics import RANK_BUCKETS, perplexity, rank_bucket
 from tokentui.core.params import RunError
 from tokentui.core.run import Run
@@ -708,6 +708,12 @@ def fmt(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}f}" if math.isfinite(x) else "–"
 
 
+def fmt_p(p: float) -> str:
+    """A token's probability as `fmt` writes it, but never 0.000 for one that was possible (a high
+    entropy token's p = 0.0003: `3e-4`, `core.display.prob_text`)."""
+    return prob_text(p, 3) if math.isfinite(p) else fmt(p)
+
+
 def fmt_pct(x: float) -> str:
     return f"{x:.1%}" if math.isfinite(x) else "–"
 
@@ -723,6 +729,16 @@ def shown_context(t: Token, before: int = 30, after: int = 20) -> tuple[str, str
     b = "…" + _cells(b[::-1], before)[::-1] if cell_len(b) > before else b
     a = _cells(a, after) + "…" if cell_len(a) > after else a
     return b, lone_token(t.token), a
+
+
+def fit_context(t: Token, width: int) -> tuple[str, str, str]:
+    """`shown_context` in at most `width` cells (the token whole, each side's "…" counted): the
+    text around it 3/5 before and 2/5 after. The CLI's lines and the Stats screen's column both
+    fit so: folded, a context left its end alone on the next line (trials, at 80 columns)."""
+    from rich.cells import cell_len
+
+    room = max(0, width - cell_len(lone_token(t.token)) - 2)
+    return shown_context(t, room * 3 // 5, room - room * 3 // 5)
 
 
 def _cells(text: str, cells: int) -> str:

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.console import Group, RenderableType
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -29,7 +32,7 @@ from tokentui.tui.widgets.token_text import lone
 
 if TYPE_CHECKING:
     from tokentui.core.run import Run
-    from tokentui.core.stats import PlotSpec, Report, Stats
+    from tokentui.core.stats import PlotSpec, Report, Stats, Token
 
 BAR_CELLS = 24
 
@@ -205,7 +208,7 @@ class StatsScreen(ModalScreen[None]):
 
     def _tables(self, rep: Report) -> RenderableType:
         from tokentui.core.display import decode_bytes
-        from tokentui.core.stats import EXTREME_TITLES, fmt, shown_context
+        from tokentui.core.stats import EXTREME_TITLES, fmt, fmt_p
 
         st, muted = rep.all, self._muted()
         deciles = Table(title=None, box=None, padding=(0, 1), show_edge=False, expand=False)
@@ -254,14 +257,44 @@ class StatsScreen(ModalScreen[None]):
             for just in ("right", "right", "right", "left", "left"):
                 table.add_column(justify=just, overflow="fold")  # type: ignore[arg-type]
             for t in tokens:
-                before, token, after = shown_context(t, 24, 16)
-                context = Text(before, style=muted) + Text(token, style=token_style) + Text(after, style=muted)
+                context = _Context(t, muted, token_style)
                 table.add_row(
                     Text(f"H {fmt(t.entropy)}"),
-                    Text(f"p {fmt(t.prob)}"),
+                    Text(f"p {fmt_p(t.prob)}"),
                     Text(f"rank {t.rank}"),
                     Text(f"#{t.branch} @{t.position}"),
                     context,
                 )
             parts += [Text(""), Text(EXTREME_TITLES[name], style="bold"), table]
         return Group(*parts)
+
+
+class _Context:
+    """An extreme token in its context, cut to the cells its column is given (`fit_context`: at
+    most 24 before and 16 after). A context made once at a fixed length was folded where the
+    column had less: its end alone on the next line (a trial, at 80×24)."""
+
+    MOST = 40  # cells of context around the token, both sides together
+
+    def __init__(self, token: Token, muted: str, token_style: Style | str) -> None:
+        self.token, self.muted, self.token_style = token, muted, token_style
+
+    def _text(self, width: int) -> Text:
+        from tokentui.core.stats import fit_context
+
+        before, token, after = fit_context(self.token, width)
+        text = Text(before, style=self.muted) + Text(token, style=self.token_style) + Text(after, style=self.muted)
+        text.truncate(width, overflow="ellipsis")  # (a token wider than the column itself)
+        return text
+
+    def _widest(self) -> int:
+        from tokentui.core.display import lone_token
+
+        return cell_len(lone_token(self.token.token)) + 2 + self.MOST
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        full = self._text(self._widest()).cell_len
+        return Measurement(min(full, 12), full)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self._text(min(options.max_width, self._widest()))

@@ -208,3 +208,27 @@ async def test_extreme_tokens_keep_to_one_line_each_their_context_cut_to_fit(wid
         for line, t in zip(rows, [t for v in report.all.extremes.values() for t in v], strict=True):
             assert t.token.decode().strip() in line and "…" in line, line  # (the token whole; its context cut)
             assert " p 0.000 " not in f" {line} " or t.prob == 0
+
+
+async def test_the_keys_that_scroll_the_statistics_are_in_the_help_and_do_so():
+    """The help's stats section listed w, p and close only (a trial): the scroll keys are there
+    too, as the screen's key line shows them, and each scrolls the statistics."""
+    from tokentui.tui.actions import help_sections
+    from tokentui.tui.screens.stats import key_line
+
+    (rows,) = [rows for title, rows in help_sections() if title == "view · stats pane"]
+    assert ("↑↓ PgUp PgDn home end", "scroll the statistics") in rows
+    assert "↑↓ PgUp PgDn home end" in key_line() and len(key_line()) <= 78
+    app = explorer(run=make_run(n_branch_steps=(30, 12)))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("S")
+        body = app.screen.query_one("#stats-body")
+        await pilot.press("end")
+        assert body.scroll_y == body.max_scroll_y > 0
+        await pilot.press("up")
+        assert body.scroll_y == body.max_scroll_y - 1
+        await pilot.press("home")
+        assert body.scroll_y == 0
+        await pilot.press("pagedown")
+        assert body.scroll_y > 1

@@ -39,8 +39,12 @@ BAR_CELLS = 24
 
 def key_line() -> str:
     """The screen's keys as its bindings have them (it said "q quit" where q closes it)."""
-    own = [f"{shown_keys(spec).replace('escape', 'esc')} {spec.name}" for spec in ACTIONS if spec.scope == STATS]
-    return " · ".join([*own, "↑↓ PgUp PgDn", "X screenshot"])
+    own = [
+        shown_keys(spec).replace("escape", "esc") + ("" if spec.textual else f" {spec.name}")  # (scrolling: keys alone)
+        for spec in ACTIONS
+        if spec.scope == STATS
+    ]
+    return " · ".join([*own, "X screenshot"])
 
 
 class PlotView(Static):

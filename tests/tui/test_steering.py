@@ -76,8 +76,11 @@ async def test_steering_key_turns_steering_off_and_on_for_the_next_generation(mo
     app = explorer(model=str(model_dirs["gpt2"]), prompt=PROMPT, settings=SETTINGS, steering=spec)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.state is AppState.IDLE, what="model load")
+        # before any run the settings line says what the next one gets: steered (it said greedy only)
+        assert "next run: steered v.npy ×3 @1,2 · greedy" in rendered(app.query_one("#settings-line"))
         await pilot.press("V")
         assert "steer off" in rendered(app.query_one("#status")) and notes(app)[-1] == "steering off"
+        assert "next run: greedy" in rendered(app.query_one("#settings-line"))
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: app.run_obj is not None and app.run_obj.branches[0].status == "length"
                        and app.state is AppState.IDLE, what="plain run")  # fmt: skip

@@ -449,7 +449,9 @@ class TokentuiApp(
         self.query_one(StatusBar).show("stopping" if self.quitting else s.status_label, parts)
 
     def update_settings_line(self) -> None:
-        self.query_one(SettingsLine).show(self.run_obj, self.branch_id, self.session.settings)
+        steering = self.session.active_steering()
+        record = steering.record() if steering is not None else None
+        self.query_one(SettingsLine).show(self.run_obj, self.branch_id, self.session.settings, record)
 
     def on_token_stream_cursor_moved(self, message: TokenStream.CursorMoved) -> None:
         """The panes follow the cursor, unless they were drawn at its position since it moved: a

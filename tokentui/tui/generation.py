@@ -201,6 +201,7 @@ class GenerationActions(_Base):
         assert s.steering is not None
         self.notify(describe(s.steering.record()) if s.steer_on else "steering off", markup=False)
         self.update_status()
+        self.update_settings_line()
 
     def action_compare_steering(self) -> None:
         """The prompt generated standard (branch 0) and steered (branch 1) as a new run; at its

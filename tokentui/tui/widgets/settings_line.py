@@ -3,7 +3,7 @@ from the run's own metadata, so a replayed run shows its own sampler, not the se
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.widgets import Static
@@ -44,17 +44,26 @@ class SettingsLine(Static):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
-        self._args: tuple[Run | None, int, GenerationSettings] | None = None
+        self._args: tuple[Run | None, int, GenerationSettings, dict[str, Any] | None] | None = None
         self._shown: Text | None = None  # what was drawn last (redrawn as tokens stream in: only a change is drawn)
 
-    def show(self, run: Run | None, branch_id: int, session: GenerationSettings) -> None:
-        self._args = (run, branch_id, session)
+    def show(
+        self, run: Run | None, branch_id: int, session: GenerationSettings, steering: dict[str, Any] | None = None
+    ) -> None:
+        """The settings of `branch_id` of `run`, or with no run those a new run gets: `session`,
+        steered by `steering` (a record; None: steering off — "next run: greedy …" said nothing of
+        the steering `explore --steer` had on)."""
+        self._args = (run, branch_id, session, steering)
         label = part_style(self, "settings-line--label")
         width = self.content_region.width or 120
         first = Text()
         if run is None:
             first.append("next run: ", style=label)
             parts = describe(session).split(" · ")
+            if steering is not None:
+                from tokentui.core.steering import short
+
+                parts.insert(0, short(steering))
         else:
             first.append("run: " if branch_id == 0 else f"branch #{branch_id}: ", style=label)
             b = run.branches[branch_id] if 0 <= branch_id < len(run.branches) else None

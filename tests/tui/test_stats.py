@@ -217,8 +217,8 @@ async def test_the_keys_that_scroll_the_statistics_are_in_the_help_and_do_so():
     from tokentui.tui.screens.stats import key_line
 
     (rows,) = [rows for title, rows in help_sections() if title == "view · stats pane"]
-    assert ("↑↓ PgUp PgDn home end", "scroll the statistics") in rows
-    assert "↑↓ PgUp PgDn home end" in key_line() and len(key_line()) <= 78
+    assert ("↑↓ PgUp PgDn", "scroll the statistics (home, end: to the top, the bottom)") in rows
+    assert "↑↓ PgUp PgDn" in key_line() and len(key_line()) <= 78
     app = explorer(run=make_run(n_branch_steps=(30, 12)))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()

@@ -159,8 +159,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("w", "toggle_scope", "branch/run", "statistics of the branch ↔ of the whole run", "view", STATS),
     ActionSpec("p", "toggle_prompt", "prompt", "count the prompt's scored positions too (or not)", "view", STATS),
     ActionSpec("escape,S,q", "close", "close", "close the statistics", "view", STATS),
-    ActionSpec("up,down,pageup,pagedown,home,end", "scroll", "scroll", "scroll the statistics", "view", STATS,
-               textual=True, shown_keys="↑↓ PgUp PgDn home end"),
+    ActionSpec("up,down,pageup,pagedown,home,end", "scroll", "scroll", "scroll the statistics (home, end: to the "
+               "top, the bottom)", "view", STATS, textual=True, shown_keys="↑↓ PgUp PgDn"),
     # the layer views (tui/layers_view.py)
     ActionSpec("Y", "cycle_layer_measure", "layer measure", "next per-layer measure in the layers pane and the layer "
                "map: entropy, perplexity, margin, KL to uniform, KL to the final layer, rank, surprisal, attention "

@@ -557,6 +557,21 @@ def test_prompt_field_reads_json_lines_whatever_the_files_name(cli, model_dirs, 
     assert "· 2 generated tokens ·" in res.stdout  # (a dataset's are "response tokens")
 
 
+def test_with_force_the_summary_counts_forced_or_generated_tokens(cli, model_dirs, tmp_path):
+    """The tables count an answer's --force prefix with what followed it (the README's definition);
+    the summary called them all "generated tokens" (a trial: 48 of which 16 were forced)."""
+    src = tmp_path / "p.txt"
+    _lines(src, PROMPTS[:2])
+    res = cli(
+        "batch", "-m", model_dirs["gpt2"], "--prompts", src, "-n", 2, "--force", " return x", "--out", tmp_path / "c"
+    )
+    assert res.exit_code == 0, res.output
+    runs = [load_run(p) for _, p in load_collection(tmp_path / "c").runs()]
+    kinds = [k for run in runs for k in run.kinds(0)[len(run.prompt) :]]
+    assert kinds.count("generated") == 4 and kinds.count("forced") > 0
+    assert f"· {len(kinds)} forced or generated tokens ·" in res.stdout, res.stdout
+
+
 def test_raw_csv_keeps_the_tables_text_as_it_is(cli, model_dirs, tmp_path):
     """Seed 000's CSV is read with pandas for token analysis: --raw-csv writes text starting with
     = + - @ as it is (by default a ' goes before it, so a spreadsheet runs no formula)."""

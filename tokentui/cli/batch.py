@@ -711,7 +711,7 @@ def _batch(
             )
         coll.complete = True
         coll.save()
-        _finish(coll, plans, loss_over, raw_csv, source, held)
+        _finish(coll, plans, loss_over, raw_csv, source, held, bool(settings.forced))
     if unusable:
         raise RunError(f"{len(unusable)} model{'s' if len(unusable) > 1 else ''} could not be used: "
                        + "; ".join(unusable))  # fmt: skip
@@ -770,10 +770,16 @@ def _changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def _finish(
-    coll: Collection, plans: list[_Plan], loss_over: str, raw_csv: bool, source: Source, held: _HeldRuns
+    coll: Collection,
+    plans: list[_Plan],
+    loss_over: str,
+    raw_csv: bool,
+    source: Source,
+    held: _HeldRuns,
+    forced: bool = False,
 ) -> None:
     """Write the tables (the runs in `held` as they are) and print what the collection holds: a
-    line per model."""
+    line per model. `forced`: the answers begin with a --force prefix, which the tables count."""
     from tokentui.core.metrics import perplexity
     from tokentui.core.stats import fmt
     from tokentui.store.seed_tables import write_tables
@@ -783,8 +789,17 @@ def _finish(
         typer.echo(f"tokentui: line {item.index} under {sanitize(item.model)}: left out of the tables: {why}", err=True)
     stdout = Output()
     stdout.line(f"collection {sanitize(str(coll.path))}")
-    # (a prompts file's "response" is what was generated: seed 000's tokens)
-    unit = "token" if loss_over != "response" else "response token" if source.kind == "dataset" else "generated token"
+    # (a prompts file's "response" is what was generated: seed 000's tokens; with --force, the
+    # forced prefix and what followed it — "generated" counted the prefix as generated)
+    unit = (
+        "token"
+        if loss_over != "response"
+        else "response token"
+        if source.kind == "dataset"
+        else "forced or generated token"
+        if forced
+        else "generated token"
+    )
     for plan, row in zip(plans, tables.summary):
         skipped = plan.skipped + plan.kept_skipped + len(source.problems)
         line = (

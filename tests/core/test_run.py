@@ -117,3 +117,19 @@ def test_a_branch_of_forced_text_alone_is_described_so():
     'greedy · max 0 tokens'."""
     assert SamplingParams(max_new_tokens=0).describe() == "forced text only"
     assert SamplingParams(max_new_tokens=5).describe() == "greedy · max 5 tokens"
+
+
+def test_a_fork_where_the_parent_begins_hangs_from_the_branch_holding_its_prefix():
+    """A trial resampled (r) at the position where #1 left #0: the new branch became #1's child,
+    sharing none of #1's tokens, and the tree, K and d described a link that was not there. It
+    hangs from #0, whose tokens its prefix is; its sequence is the same either way."""
+    run = make_run(n_branch_steps=(8, 3))
+    one = run.branches[1]
+    prefix = run.sequence(1)[: one.fork_position].tolist()
+    b = run.add_branch(1, one.fork_position)  # at #1's first own token
+    assert b.parent == 0 and run.sequence(b.id).tolist() == prefix
+    run.append_step(b.id, nan_step(b.end, 7))
+    c = run.add_branch(b.id, b.fork_position - 1)  # before it: further up
+    assert c.parent == 0
+    d = run.add_branch(1, one.fork_position + 1)  # after #1's first own token: #1's child
+    assert d.parent == 1 and run.sequence(d.id).tolist() == run.sequence(1)[: one.fork_position + 1].tolist()

@@ -229,6 +229,28 @@ def test_resample_samples_the_token_at_a_position_afresh(loaded):
     run.validate()
 
 
+def test_resampling_where_a_branch_begins_grows_a_sibling_of_it(loaded):
+    """`r` on the token where #1 left #0 (where `d` leaves the cursor): the new branch hung from #1
+    though it shares none of #1's tokens. It hangs from #0, its events say so, and a mirror of
+    the run built from the events (the explorer's) has the same tree."""
+    from tokentui.engine.events import BranchStarted, apply_event
+
+    s = HFBackend(loaded("gpt2"))
+    run, _ = generate_run(s, "import os", SamplingParams(max_new_tokens=6), k=4)
+    pos = run.length(0) - 3
+    list(jobs.Fork(s, run, 0, pos, SamplingParams(max_new_tokens=2), token_ids=[7]))
+    mirror = run.copy()
+    events = list(jobs.Resample(s, run, 1, pos, SamplingParams(max_new_tokens=2)))
+    new = run.branches[-1]
+    assert new.parent == 0 and new.fork_position == pos and new.id == 2
+    assert [e.parent for e in events if isinstance(e, BranchStarted)] == [0]
+    assert run.sequence(2)[:pos].tolist() == run.sequence(0)[:pos].tolist()
+    for e in events:
+        apply_event(mirror, e)
+    assert [(b.parent, b.fork_position) for b in mirror.branches] == [(b.parent, b.fork_position) for b in run.branches]
+    run.validate()
+
+
 def test_run_metadata_names_the_model_and_tokenizer_without_local_paths(loaded, model_dirs, tmp_path):
     lm = loaded("qwen2")
     run, _ = generate_run(HFBackend(lm), "import os", SamplingParams(max_new_tokens=2), k=3)

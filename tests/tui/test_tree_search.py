@@ -334,9 +334,9 @@ def test_a_search_grown_from_another_search_s_node_counts_its_path_from_its_own_
 
 def test_deleting_a_node_keeps_the_siblings_a_search_made_its_children(peaked):
     """A search grown from the token before a node's own (the node's first place) makes its nodes
-    children of that node, in the run; in the token tree, and the pane, they are its siblings.
-    Deleting the node from the pane removes what is drawn under it, and the siblings stay, with
-    their tokens."""
+    the node's siblings, in the run (`Run.add_branch`) as in the token tree and the pane. A run
+    saved before that made them the node's children: drawn beside it all the same, and deleting
+    the node from the pane removes what is drawn under it, the siblings staying with their tokens."""
     from tokentui.core.tree import drawn_parents, keep_siblings
     from tokentui.engine import jobs
     from tokentui.engine.hf.backend import HFBackend
@@ -349,11 +349,16 @@ def test_deleting_a_node_keeps_the_siblings_a_search_made_its_children(peaked):
     assert run is not None
     victim = next(b.id for b in run.branches if b.parent is not None and run.children(b.id))
     n = len(run.branches)
-    list(jobs.TreeSearch(backend, params, run=run, branch=victim, position=run.branches[victim].fork_position))
+    at = run.branches[victim].fork_position
+    list(jobs.TreeSearch(backend, params, run=run, branch=victim, position=at))
     made = list(range(n, len(run.branches)))
+    siblings = [b for b in made if run.branches[b].fork_position == at]
+    assert siblings and all(run.branches[b].parent == run.branches[victim].parent for b in siblings)
+    for b in siblings:  # as a run saved before had them: the node's children
+        run.branches[b].parent = victim
+    run.validate()
     drawn = drawn_parents(run)
-    siblings = [b for b in made if run.branches[b].parent == victim]
-    assert siblings and all(drawn[b] == drawn[victim] for b in siblings)  # (beside it)
+    assert all(drawn[b] == drawn[victim] for b in siblings)  # (beside it)
     doomed = drawn_subtree(run, victim)
     assert not set(siblings) & set(doomed) and set(run.subtree(victim)) - set(doomed) >= set(siblings)
     kept = {tuple(run.sequence(b).tolist()) for b in range(len(run.branches)) if b not in doomed}

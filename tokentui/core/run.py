@@ -242,6 +242,10 @@ class Run:
         sampling: dict[str, Any] | None = None,
         steering: dict[str, Any] | None = None,
     ) -> Branch:
+        """A new branch whose own tokens start at `fork_position` after `parent`'s tokens before
+        it (None: the root, right after the prompt). Its parent is the branch that holds those
+        tokens as its own: an ancestor of `parent` when the fork is at or before `parent`'s first
+        own token (the returned branch's `parent` says which)."""
         if parent is None:
             if self.branches:
                 raise RunError("a run has one root branch")
@@ -253,6 +257,11 @@ class Run:
                 raise RunError(
                     f"branch position {fork_position} is out of range 1..{self.length(parent)} of branch {parent}"
                 )
+            # a fork at or before the parent's own first token shares none of the parent's tokens:
+            # it hangs from the branch whose sequence holds its prefix as its own (a trial resampled
+            # where #1 left #0, and the tree, K and d showed a "child" of #1 sharing nothing of it)
+            while (up := self.branches[parent]).parent is not None and fork_position <= up.fork_position:
+                parent = up.parent
         b = Branch(
             len(self.branches),
             parent,

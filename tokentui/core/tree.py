@@ -318,9 +318,10 @@ class Trie:
 def drawn_parent(run: Run, b: Branch, drawn: list[int | None]) -> int | None:
     """The branch `b` sits under in the token tree (the explorer's tree pane): its parent, but a
     search node that takes another token in its parent's first place is that parent's sibling,
-    under the parent's own (`drawn`: the answer for every branch before b). A search makes such
-    a node a child of the branch it replaces the token of; drawn so, the root's second token sat
-    under the first, beside the first's children."""
+    under the parent's own (`drawn`: the answer for every branch before b). A search made such a
+    node a child of the branch it replaces the token of (`Run.add_branch` now hangs it from that
+    branch's parent; runs saved before keep it so); drawn so, the root's second token sat under
+    the first, beside the first's children."""
     under = b.parent
     nodes = run.meta.tree["nodes"] if run.meta.tree is not None else {}
     if str(b.id) in nodes and len(b.steps) == 1:

@@ -550,7 +550,7 @@ class HFBackend:
         cache, used = self.caches.best(prefix, position - 1, "" if steer is None else steer.key)
         record = None if steering is None else steering.record()
         branch = run.add_branch(parent, position, sampling=asdict(params), steering=record)
-        yield BranchStarted(run.id, branch.id, parent, position, branch.sampling, branch.steering)
+        yield BranchStarted(run.id, branch.id, branch.parent, position, branch.sampling, branch.steering)
         pending = torch.tensor([prefix[used:].tolist()], device=self.device)
         yield from self._decode(run, branch, cache, pending, params, cancel, list(forced), steer=steer)
 

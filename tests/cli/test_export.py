@@ -37,6 +37,9 @@ def test_the_extension_picks_the_format(cli, run_file, tmp_path, name, first):
         (["-o", "{d}/y.seed004.json", "--format", "tree-json"], "(.seed004.json) is seed004's"),
         (["-o", "{d}/y.seed002.jsonl", "--format", "jsonl"], "(.seed002.jsonl) is seed002-jsonl's"),
         (["-o", "{d}/x.txt"], "cannot tell the format from the name x.txt"),
+        # (every ending that names a format, and the folder formats, a trial found left out)
+        (["-o", "{d}/x.txt"], ".tree.json, .seed002.jsonl, .seed004.json, or give --format"),
+        (["-o", "{d}/x.txt"], "seed001 and seed001-comparative write a folder"),
         (["-o", "{d}/x"], "csv, jsonl, json"),
         (["-o", "{d}/no/such/folder/x.csv"], "no such folder"),
         (["-o", "{d}/a-file/more/x.csv"], "a-file is a file, not a folder"),  # (it said "no such folder")

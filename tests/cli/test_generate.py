@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -43,6 +44,12 @@ def test_generate_json_matches_the_saved_run_and_generate(cli, model_dirs, cache
     assert "bfloat16" in run.meta.lens
 
 
+def test_sampler_options_beside_temperature_0_are_said_to_go_unused(cli, model_dirs):
+    """One option: "goes unused" (a trial read "--top-p go unused")."""
+    res = cli("generate", "-m", model_dirs["gpt2"], "-p", "x", "-n", 1, "--top-p", 0.5)
+    assert res.exit_code == 0 and "decodes greedily: --top-p goes unused" in res.stderr, res.stderr
+
+
 @pytest.mark.parametrize("lens_chunk", [0, 1, 4])
 def test_generate_json_lines_are_the_jsonl_export_of_the_saved_run(cli, model_dirs, cache_dir, lens_chunk):
     res = cli("generate", "-m", model_dirs["gpt2"], "-p", "import os", "-n", 9, "-k", 6, "--json",
@@ -72,7 +79,8 @@ def test_generate_json_into_a_closed_pipe_still_saves_the_whole_run(model_dirs, 
     run = load_run(saved.path)
     root = run.branches[0]
     assert root.status == "length" and len(root.steps) == 60  # generated to its end
-    assert f"run {run.id} saved to" in err
+    # the closing line as without --json (it said neither how the run ended nor its rate)
+    assert re.search(rf"run {run.id} \(length, [0-9.]+ tokens/s\) saved to ", err), err
 
 
 BAD = os.fsdecode(b"a\xffb")  # how Python hands a program the argument $'a\xffb'
@@ -294,3 +302,12 @@ def test_k_is_at_most_what_a_run_file_takes(cli, cache_dir):
     assert cli("generate", "-m", "demo", "-p", "x", "-n", 1, "-k", 1000).exit_code == 0
     [saved] = list_runs(cache_dir)
     assert load_run(saved.path).k == 1000
+
+
+def test_the_help_gives_the_range_of_alternatives(cli):
+    """-k above 1,000 is refused; no option's help said so (a trial read it in the run-file checks)."""
+    from tokentui.core.params import MAX_K
+
+    for command in ("generate", "score", "batch", "tree"):
+        text = " ".join(cli(command, "--help").stdout.split())
+        assert f"How many top alternatives to record per token, 1…{MAX_K}." in text, command

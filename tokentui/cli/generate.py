@@ -241,12 +241,14 @@ def generate_job(
         print_records()
     path = save_to_cache(run, cache_dir)
     with printing_saved(f"run {sanitize(run.id)} is saved to {sanitize(str(path))}"):
+        # (the same closing line with --json, on stderr: it said neither how the run ended nor its rate)
+        rate = f", {done[-1].tokens_per_second:.1f} tokens/s" if done and done[-1].tokens_per_second else ""
+        closing = f"run {sanitize(run.id)} ({run.branches[0].status}{rate}) saved to {sanitize(str(path))}"
         if as_json:
-            typer.echo(f"run {sanitize(run.id)} saved to {sanitize(str(path))}", err=True)
+            typer.echo(closing, err=True)
         else:
             out.write("\n\n" + table(run, 0, run.branches[0].fork_position) + "\n")
-            rate = f", {done[-1].tokens_per_second:.1f} tokens/s" if done and done[-1].tokens_per_second else ""
-            out.line(f"\nrun {sanitize(run.id)} ({run.branches[0].status}{rate}) saved to {sanitize(str(path))}")
+            out.line("\n" + closing)
         out.flush()
     if job.cancel.is_set():
         exit_interrupted()

@@ -38,7 +38,9 @@ DtypeOpt = Annotated[
 RemoteOpt = Annotated[
     bool, typer.Option("--trust-remote-code", help="Allow the model repository's own Python code to run.")
 ]
-KOpt = Annotated[int, typer.Option("--alternatives", "-k", help="How many top alternatives to record per token.")]
+KOpt = Annotated[
+    int, typer.Option("--alternatives", "-k", help="How many top alternatives to record per token, 1…1000.")
+]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="One JSON object per line per token (the JSONL export's records) instead.")
 ]
@@ -179,7 +181,9 @@ def settings_from(
     unused = [name for name, on in (("--top-k", top_k), ("--top-p", top_p != 1.0), ("--seed", seed is not None)) if on]
     if temperature == 0 and unused:
         typer.echo(
-            f"tokentui: --temperature 0 decodes greedily: {', '.join(unused)} go unused (-t above 0 samples)", err=True
+            f"tokentui: --temperature 0 decodes greedily: {', '.join(unused)} "
+            f"{'goes' if len(unused) == 1 else 'go'} unused (-t above 0 samples)",
+            err=True,
         )
     return GenerationSettings(sampling, alternatives, chat, force, lens_top, attention_entropy)
 

@@ -778,8 +778,9 @@ def format_for(path: Path, fmt: str | None = None) -> str:
         return fmt
     if ext not in EXTENSION.values():
         raise ExportError(
-            f"cannot tell the format from the name {path.name}: end it in .csv, .jsonl or .json, or give --format "
-            f"({', '.join(FORMATS)})"
+            f"cannot tell the format from the name {sanitize(path.name)}: end it in .csv, .jsonl, .json, "
+            f"{', '.join(NAMED_SUFFIXES)}, or give --format ({', '.join(FORMATS)}; {' and '.join(FOLDER_FORMATS)} "
+            "write a folder)"
         )
     return ext
 

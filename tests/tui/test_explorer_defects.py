@@ -1169,3 +1169,39 @@ async def test_run_picker_rows_fit_beside_the_scroll_bar_at_80_columns(tmp_path)
         texts = [line for line in lines if any(ch.isalnum() for ch in line)]
         assert len(rows) == len(texts), lines  # (no row's end on a line of its own)
         assert all("prompt number" in r and r.rstrip(" ▁▂▃▄▅▆▇█▊▌▍▎▏").endswith("…") for r in rows), rows
+
+
+async def test_the_prompt_box_says_when_its_text_is_not_the_run_on_show_s(model_dirs, cache_dir):
+    """A trial edited the prompt after a run, left the box, and read the old answer under the new
+    prompt with no sign (until ctrl+r asked to start a new run). The box's title says the text is
+    edited and not run; generating it, or putting the run's prompt back, ends that."""
+    app = explorer(
+        model=str(model_dirs["gpt2"]),
+        prompt="def f(x):",
+        settings=GenerationSettings(SamplingParams(max_new_tokens=3), k=4),
+        cache_dir=cache_dir,
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.state is AppState.IDLE, what="model load")
+
+        def title() -> str:
+            return str(app.prompt_box.border_title)
+
+        assert title() == "prompt · i edits · ctrl+r generates · esc leaves"  # (no run yet)
+        await pilot.press("ctrl+r")
+        await wait_generated(pilot, app, 0)
+        assert "edited" not in title()
+        await pilot.press("i", "X", "escape")
+        await pilot.pause(0.1)
+        assert (
+            app.prompt_box.prompt == "def f(x):X"
+            and title() == "prompt · edited, not run: ctrl+r generates it · esc leaves"
+        )
+        assert "edited, not run" in rendered(app.prompt_box).splitlines()[0]  # (drawn, at 80 columns)
+        await pilot.press("i", "backspace", "escape")
+        await pilot.pause(0.1)
+        assert "edited" not in title()
+        await pilot.press("i", "Y", "escape", "ctrl+r")
+        await wait_for(pilot, lambda: app.run_obj is not None and app.run_obj.meta.prompt == "def f(x):Y"
+                       and app.state is AppState.IDLE, what="the new run")  # fmt: skip
+        assert "edited" not in title()

@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.filter import Monochrome, NoColor
 from textual.reactive import Reactive
 from textual.theme import Theme
-from textual.widgets import Footer
+from textual.widgets import Footer, TextArea
 
 from tokentui.core.display import sanitize
 from tokentui.core.files import terminal_gone, write_crash_log
@@ -237,11 +237,7 @@ class TokentuiApp(
         self.apply_scale()
         self.stream.border_title = "tokens"
         self.show_side("alternatives")  # (titles the side pane of a narrow terminal)
-        self.prompt_box.border_title = (
-            "prompt · i edits · ctrl+r generates · esc leaves"
-            if self.session.model is not None
-            else "prompt · a replay, no model loaded"
-        )
+        self.update_prompt_title()
         self.set_interval(1 / STREAM_UPDATES_PER_SECOND, self._apply_streamed)
         if self.run_obj is not None:
             self.stream.border_title = f"tokens · laying out {self.run_obj.total_steps():,} tokens …"
@@ -403,7 +399,26 @@ class TokentuiApp(
         self.refresh_layer_map()
         self.update_status()
 
+    def update_prompt_title(self) -> None:
+        """The prompt box's title: its keys, or that the text in it is not the run's on show (a
+        trial edited the prompt, left the box, and nothing said the answer below was another
+        prompt's until ctrl+r asked to start a new run)."""
+        run = self.run_obj
+        if self.session.model is None:
+            title = "prompt · a replay, no model loaded"
+        elif run is not None and self.prompt_box.prompt != run.meta.prompt:
+            title = "prompt · edited, not run: ctrl+r generates it · esc leaves"
+        else:
+            title = "prompt · i edits · ctrl+r generates · esc leaves"
+        if self.prompt_box.border_title != title:
+            self.prompt_box.border_title = title
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        if event.text_area is self.prompt_box:
+            self.update_prompt_title()
+
     def update_status(self) -> None:
+        self.update_prompt_title()  # (the run on show may have changed)
         s, run = self.session, self.run_obj
         # the model's name ("A vs B" when comparing: that matters) apart from its details, which go first
         name, details = s.model_parts()

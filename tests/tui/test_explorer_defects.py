@@ -263,6 +263,13 @@ async def test_the_settings_line_shows_the_run_under_view_and_the_screen_the_ses
         await pilot.press("s")
         await pilot.pause(0.1)
         assert app.screen.query_one("#set-temperature", Input).value == "0"  # the session's
+        # saved, the line still shows the branch on show's: a toast says what the next runs get
+        # (a trial set T=0.8 and saw no sign of it until it generated)
+        app.screen.query_one("#set-temperature", Input).value = "0.7"
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert app.session.settings.sampling.temperature == 0.7 and "T=0.8" in rendered(app.query_one("#settings-line"))
+        assert [n.message for n in app._notifications][-1].startswith("next runs and branches: T=0.7")
 
 
 async def test_settings_in_a_replay_without_a_model_say_why_instead_of_opening(tmp_path):

@@ -172,6 +172,10 @@ class GenerationActions(_Base):
             if new is not None:
                 self.session.settings = new
                 self.update_settings_line()
+                if self.run_obj is not None:  # (the line shows the branch on show's: say what was set)
+                    from tokentui.tui.widgets.settings_line import describe
+
+                    self.notify(f"next runs and branches: {describe(new)}", markup=False)
 
         no_chat = None if self.session.chat_template else self.session.model_a
         self.push_screen(SettingsScreen(self.session.settings, self.session.vocab_size, no_chat), done)

@@ -1088,17 +1088,18 @@ async def test_token_moves_work_from_a_side_pane_and_leave_the_focus_there(pane)
     app = explorer(run=load_run(SAMPLES / "generate.tokentui"))
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.stream.view is not None, what="the run on screen")
-        app.stream.move_to(10)
+        at = len(app.run_obj.prompt) + 10  # (in the answer: [ ] { } look there)
+        app.stream.move_to(at)
         app.query_one(f"#{pane}").focus()
         await pilot.pause()
         await pilot.press("l", "right")
-        assert app.stream.cursor == 12 and app.focused is app.query_one(f"#{pane}")
+        assert app.stream.cursor == at + 2 and app.focused is app.query_one(f"#{pane}")
         await pilot.press("h")
-        assert app.stream.cursor == 11
-        mask = app.stream.view.uncertain_mask("rank")
-        before = app.stream.view.next_where(11, -1, mask)
+        assert app.stream.cursor == at + 1
+        mask = app.stream.view.uncertain_mask("entropy")  # (a greedy run: [ ] find no rank > 1 in its answer)
+        before = app.stream.view.next_where(at + 1, -1, mask)
         assert before is not None
-        await pilot.press("left_square_bracket")
+        await pilot.press("left_curly_bracket")
         assert app.stream.cursor == before
         assert app.focused is app.query_one(f"#{pane}")
 
@@ -1212,3 +1213,27 @@ async def test_the_prompt_box_says_when_its_text_is_not_the_run_on_show_s(model_
         await wait_for(pilot, lambda: app.run_obj is not None and app.run_obj.meta.prompt == "def f(x):Y"
                        and app.state is AppState.IDLE, what="the new run")  # fmt: skip
         assert "edited" not in title()
+
+
+async def test_the_uncertainty_jumps_look_in_the_answer_not_the_prompt():
+    """In a chat a trial's `}` from the first token walked through the system prompt's uncertain
+    tokens first. Where the branch goes on past the prompt, { } [ ] look there alone: the top 10%
+    of the answer's entropy; a scored text (all prompt) keeps every position."""
+    run = load_run(SAMPLES / "sampled.tokentui")
+    app = explorer(run=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.stream.view is not None, what="the run on screen")
+        n_prompt = len(run.prompt)
+        ent = run.column(0, "entropy").astype(np.float64)
+        answer = ent[n_prompt:]
+        want = n_prompt + int(np.flatnonzero(answer >= np.quantile(answer[np.isfinite(answer)], 0.9))[0])
+        prompt_top = np.flatnonzero(ent[1:n_prompt] >= np.quantile(answer[np.isfinite(answer)], 0.9))
+        assert prompt_top.size  # (the prompt has tokens as uncertain: the jump passed them)
+        app.stream.move_to(0)
+        await pilot.press("right_curly_bracket")
+        assert app.stream.cursor == want
+    scored = load_run(SAMPLES / "score.tokentui")
+    app = explorer(run=scored)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.stream.view is not None, what="the run on screen")
+        assert app.stream.view.uncertain_mask("entropy").any()

@@ -83,11 +83,12 @@ async def test_explore_compare_colours_jumps_and_shows_b(model_dirs, b_dir, cach
         assert app.metric == "kl"
         kl = run.column(0, "kl_ab").astype(np.float64)
         np.testing.assert_array_equal(app.stream.view.metric_values(), kl)
-        # ) jumps to a position among the top 10 % of KL(A‖B)
+        # ) jumps to a position among the top 10 % of KL(A‖B) of the answer (past the prompt)
         await pilot.press("home", "right_parenthesis")
-        pos = app.stream.cursor
-        assert pos > 0 and kl[pos] >= np.quantile(kl[1:], 0.9)
-        assert pos == int(np.flatnonzero(kl >= np.quantile(kl[1:], 0.9))[0])
+        pos, n = app.stream.cursor, len(run.prompt)
+        top = np.quantile(kl[n:], 0.9)
+        assert pos >= n and kl[pos] >= top
+        assert pos == n + int(np.flatnonzero((kl[n:] >= top) & (kl[n:] > 0))[0])
         await pilot.pause()
         shown = rendered(app.query_one(AlternativesPane))
         st = run.step(0, pos)
@@ -104,7 +105,7 @@ async def test_explore_compare_colours_jumps_and_shows_b(model_dirs, b_dir, cach
         np.testing.assert_array_equal(saved.column(b, "kl_ab"), run.column(b, "kl_ab"))
         np.testing.assert_array_equal(saved.column(b, "topk_ids_b"), run.column(b, "topk_ids_b"))
     # the saved run replays with all of it, without torch
-    high = int(np.flatnonzero(kl >= np.quantile(kl[1:], 0.9))[0])
+    high = pos  # (the answer's first position of high KL, as above)
     code = textwrap.dedent(f"""
         import asyncio, sys
         from tokentui.store.runfile import load_run

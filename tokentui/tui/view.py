@@ -243,13 +243,18 @@ class BranchView:
     def uncertain_mask(self, kind: str) -> np.ndarray:
         """`rank`: the model's first choice was not taken · `entropy`: the top 10% most uncertain ·
         `kl`: the top 10% of KL(A‖B) in a comparison of two models (nowhere in another run).
-        A position with a value of 0 (models that agree, a certain choice) is never among them."""
+        A position with a value of 0 (models that agree, a certain choice) is never among them.
+        Where the branch goes on past the prompt, the prompt's positions are left out (the top 10%
+        of the answer): a trial's `}` in a chat walked through the system prompt first."""
+        n = self.run.length(self.branch_id)
+        answer = np.arange(n) >= len(self.run.prompt)
+        within = answer if answer.any() else np.ones(n, dtype=bool)  # (a scored text: all prompt)
         if kind == "rank":
-            return self.run.column(self.branch_id, "rank") > 1
+            return (self.run.column(self.branch_id, "rank") > 1) & within
         if kind == "kl" and "kl_ab" not in self.run.layout.names:
-            return np.zeros(self.run.length(self.branch_id), dtype=bool)
+            return np.zeros(n, dtype=bool)
         ent = self.run.column(self.branch_id, "kl_ab" if kind == "kl" else "entropy").astype(np.float64)
-        finite = ent[np.isfinite(ent)]
+        finite = ent[np.isfinite(ent) & within]
         if not finite.size:
             return np.zeros(len(ent), dtype=bool)
-        return (ent >= np.quantile(finite, 0.9)) & (ent > 0)
+        return (ent >= np.quantile(finite, 0.9)) & (ent > 0) & within

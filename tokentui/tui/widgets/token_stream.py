@@ -36,7 +36,8 @@ NOWHERE_NOW = {  # (some on the branch, none further that way)
     "kl": "no position of high KL(A‖B)",
 }
 NOWHERE = {
-    "rank": "every token on this branch was the model's first choice (rank 1): nothing for [ ] to find",
+    "rank": "every token on this branch (after its prompt) was the model's first choice (rank 1): nothing for [ ] "
+    "to find",
     "entropy": "no high-entropy token on this branch: its entropy is 0 everywhere",
     "kl": "the two models do not differ on this branch: KL(A‖B) is 0 at every position (the same model twice?)",
 }

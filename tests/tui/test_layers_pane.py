@@ -358,3 +358,32 @@ async def test_the_layer_map_following_the_stream_past_its_right_edge_scrolls_be
             x = int(heat.scroll_offset.x)
             assert x <= heat.col < x + cols, (pos, x, cols)
             await pilot.pause(0.02)
+
+
+async def test_another_run_opens_the_layers_pane_at_its_top(lens_run, tmp_path):
+    """Scrolled down on one run, the pane opened the next at "L29 3.020", its title (what the
+    numbers are) out of sight (a trial). Another run starts at the pane's top; moving through the
+    same run's tokens keeps where the pane was scrolled."""
+    from tests.factories import open_picker
+    from tokentui.store.runfile import save_run
+    from tokentui.tui.widgets.layers import LayersScroll
+
+    other = lens_run.copy()
+    other.meta.run_id = "20260101-000000-aaaaaa"
+    save_run(other, tmp_path / f"{other.id}.tokentui")
+    app = explorer(run=lens_run, cache_dir=tmp_path)
+    async with app.run_test(size=(80, 16)) as pilot:  # (a short terminal: the test model's few layers overflow it)
+        await pilot.pause(0.2)
+        await pilot.press("v")  # the lens pane, on a narrow terminal
+        scroll = app.query_one(LayersScroll)
+        scroll.focus()
+        await pilot.press("end")
+        await pilot.pause(0.1)
+        assert scroll.scroll_y > 0
+        await pilot.press("h")  # another token of the same run: where it was
+        await pilot.pause(0.1)
+        assert scroll.scroll_y > 0
+        await open_picker(pilot, app)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert app.run_obj.id == other.id and scroll.scroll_y == 0

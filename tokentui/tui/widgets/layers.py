@@ -86,6 +86,7 @@ class LayersPane(Static):
         self._args: tuple[Run | None, int, int, str, BranchView | None, str | None] | None = None
         self.measure = "layer_entropy"
         self._shape: tuple[int, ...] = ()  # the widths of the lines drawn last: a new height needs a layout
+        self._run_id: int | None = None  # id() of the run drawn last: another starts at the pane's top
 
     def _draw(self, lines: list[Text]) -> None:
         """Show `lines`. The pane is as tall as its text, so a layout (which resizes it and the
@@ -127,6 +128,11 @@ class LayersPane(Static):
         `unavailable`: why there are no lens values (the intermediate layers are then greyed out
         with that reason instead of looking pending)."""
         self._args = (run, branch_id, position, metric, view, unavailable)
+        if id(run) != self._run_id:  # (another run: from the top, where the title says what the numbers are —
+            # a trial's pane, scrolled down on one run, opened the next at "L29 3.020" with no title)
+            self._run_id = id(run)
+            if isinstance(self.parent, LayersScroll):
+                self.parent.scroll_home(animate=False)
         if run is None or position < 0 or position >= run.length(branch_id):
             self._draw([Text("no token under the cursor")])
             return

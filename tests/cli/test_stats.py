@@ -502,3 +502,11 @@ def test_a_run_given_twice_is_counted_once_and_said(cli, run_files, tmp_path):
     a, b = json.loads(twice.stdout)["all"], json.loads(once.stdout)["all"]
     a.pop("extremes"), b.pop("extremes")  # (these name each token's run by its argument: arg 4, arg 2)
     assert a == b and a["summary"]["tokens"] > 0
+
+
+def test_a_run_skipped_for_its_branch_is_not_said_to_be_counted_when_given_again(cli, run_files):
+    """`stats R R --branch 9`: the first skipped (no branch 9), the second was "R again: counted
+    once" though nothing of R was counted; each says why it is skipped."""
+    res = cli("stats", run_files[0], run_files[0], run_files[1], "--branch", 9)
+    skipped = [line for line in res.stderr.splitlines() if line.startswith("tokentui: skipped:")]
+    assert len(skipped) == 3 and not any("again" in line for line in skipped), res.stderr

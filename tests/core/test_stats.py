@@ -307,3 +307,21 @@ def test_a_possible_token_s_p_never_reads_zero():
         "–",
     ]
     assert float(fmt_p(0.0003)) == pytest.approx(0.0003, rel=0.2)
+
+
+def test_a_context_with_no_room_beside_the_token_shows_the_token_whole():
+    """In a column narrower than the token and two "…", the sides' "…" pushed the token itself
+    past the width (`…␠hel…` for ␠hello in 7 cells): the token alone, whole."""
+    from rich.cells import cell_len
+
+    from tokentui.core.display import lone_token
+    from tokentui.core.stats import Token, fit_context
+
+    t = Token(0, 0, 0, 5, b" hello", b"some text before it", b" and after it", 1.0, -1.0, 1)
+    tok = lone_token(b" hello")
+    for width in range(cell_len(tok), cell_len(tok) + 2):
+        assert fit_context(t, width) == ("", tok, "")
+    b, shown, a = fit_context(t, cell_len(tok) + 2)
+    assert shown == tok and b == "…" and a == "…"
+    b, shown, a = fit_context(t, 40)
+    assert cell_len(b + shown + a) <= 40 and shown == tok

@@ -110,3 +110,29 @@ def test_random_text_wraps_the_same_streamed_or_at_once():
         streamed.set_width(width + 3)  # (a resize lays it all out again)
         again = BranchView(run, 0, "probability", decoded=decoded, width=width + 3)
         assert streamed.line_starts == again.line_starts, trial
+
+
+def test_the_jumps_of_a_branch_taken_inside_the_prompt_look_at_its_own_tokens():
+    """[ ] { } look in the answer: its tokens by kind, not by place — a branch taken inside the
+    prompt has generated tokens before the prompt's end, and they count (a review found them
+    left out, and the shared prompt tokens counted where the branch ended inside the prompt)."""
+    from tests.factories import make_run
+    from tokentui.core.columns import nan_step
+    from tokentui.core.step import Step
+    from tokentui.tui.view import BranchView
+
+    run = make_run(n_branch_steps=(6, 3))
+    n_prompt = len(run.prompt)
+    assert n_prompt >= 3
+    b = run.add_branch(0, 2)
+    for i, rank in enumerate((5, 1, 7)):
+        st = nan_step(b.end, 11 + i)
+        run.append_step(
+            b.id, Step(st.position, st.token_id, {**st.values, "rank": rank, "entropy": 1.0 + i}, "generated")
+        )
+    view = BranchView(run, b.id, "probability")
+    kinds = run.kinds(b.id)
+    own = [p for p, k in enumerate(kinds) if k != "prompt"]
+    assert own == [2, 3, 4]
+    assert np.flatnonzero(view.uncertain_mask("rank")).tolist() == [2, 4]
+    assert set(np.flatnonzero(view.uncertain_mask("entropy")).tolist()) <= set(own)

@@ -192,10 +192,10 @@ def _report(
             run = load()
             if run.id in seen:  # (`stats R R`, or a copy of R: its tokens counted twice, unsaid)
                 raise StatsError(f"{name}: run {run.id} is {seen[run.id]} again: counted once")
-            seen[run.id] = label
             sel = select(run, branch, kinds, include_prompt, top, label, number, model)
             if not len(sel):
                 raise StatsError(f"{name}: no tokens to count ({'+'.join(sel.sources[0].kinds)})")
+            seen[run.id] = label  # (counted: not before, or a run skipped for its branch "was counted")
         except _errors() as e:
             message = " ".join(str(e).split())
             message = message if name in message or sanitize(name) in message else f"{name}: {message}"

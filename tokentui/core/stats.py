@@ -737,7 +737,10 @@ def fit_context(t: Token, width: int) -> tuple[str, str, str]:
     fit so: folded, a context left its end alone on the next line (trials, at 80 columns)."""
     from rich.cells import cell_len
 
-    room = max(0, width - cell_len(lone_token(t.token)) - 2)
+    token = lone_token(t.token)
+    room = width - cell_len(token) - 2
+    if room < 0:  # (no room for a side's "…": the token alone, whole while it fits)
+        return "", token, ""
     return shown_context(t, room * 3 // 5, room - room * 3 // 5)
 
 

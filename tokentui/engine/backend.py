@@ -116,8 +116,9 @@ class Backend(Protocol):
         cancel: threading.Event | None,
         steering: SteeringSpec | None = None,
     ) -> Iterator[Event]:
-        """A new branch of `parent` at `position`: take `forced` there (none: sample that token
-        afresh), then continue."""
+        """A new branch at `position` after `parent`'s tokens before it (hung from the branch that
+        holds them: `Run.add_branch`): take `forced` there (none: sample that token afresh), then
+        continue."""
         ...
 
     def score_ids(

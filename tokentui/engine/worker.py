@@ -64,7 +64,8 @@ class Continue:
 
 @dataclass
 class Fork:
-    """Grow a new branch of the open run from `parent` at `position`."""
+    """Grow a new branch of the open run at `position`, after `parent`'s tokens before it (its
+    parent: the branch that holds them, `Run.add_branch`)."""
 
     parent: int
     position: int
@@ -76,7 +77,8 @@ class Fork:
 
 @dataclass
 class Resample:
-    """Grow a new branch of the open run from `parent` that samples the token at `position` anew."""
+    """Grow a new branch of the open run that samples the token at `position` of `parent` anew
+    (its parent as for Fork)."""
 
     parent: int
     position: int

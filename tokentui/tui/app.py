@@ -464,7 +464,7 @@ class TokentuiApp(
         self.query_one(StatusBar).show("stopping" if self.quitting else s.status_label, parts)
 
     def update_settings_line(self) -> None:
-        steering = self.session.active_steering()
+        steering = self.session.active_steering() if self.run_obj is None else None  # (shown only then)
         record = steering.record() if steering is not None else None
         self.query_one(SettingsLine).show(self.run_obj, self.branch_id, self.session.settings, record)
 

@@ -244,10 +244,13 @@ class BranchView:
         """`rank`: the model's first choice was not taken · `entropy`: the top 10% most uncertain ·
         `kl`: the top 10% of KL(A‖B) in a comparison of two models (nowhere in another run).
         A position with a value of 0 (models that agree, a certain choice) is never among them.
-        Where the branch goes on past the prompt, the prompt's positions are left out (the top 10%
-        of the answer): a trial's `}` in a chat walked through the system prompt first."""
+        Where the branch has an answer (forced or generated tokens, also of a branch taken inside
+        the prompt), the prompt's positions are left out (the top 10% of the answer): a trial's `}`
+        in a chat walked through the system prompt first."""
         n = self.run.length(self.branch_id)
-        answer = np.arange(n) >= len(self.run.prompt)
+        answer = np.ones(n, dtype=bool)  # (tokens streamed in since the view last synced: the answer's)
+        m = min(n, len(self.kinds))
+        answer[:m] = self.kinds[:m] != KIND_CODE["prompt"]
         within = answer if answer.any() else np.ones(n, dtype=bool)  # (a scored text: all prompt)
         if kind == "rank":
             return (self.run.column(self.branch_id, "rank") > 1) & within

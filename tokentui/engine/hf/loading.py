@@ -409,6 +409,10 @@ def config_vocab_size(config: object) -> int | None:
     return int(v) if isinstance(v, int) and v > 0 else None
 
 
+class _TokenizerFilesError(Exception):
+    """Tokenizer files the tokenizers library could not make a tokenizer of (`_Source.tokenizer`)."""
+
+
 class _Source:
     """Where a model is read from and with which `from_pretrained` options (the cache only when
     the Hub cannot be reached); `read` turns the libraries' exceptions into one-line errors."""
@@ -464,19 +468,25 @@ class _Source:
         """The tokenizer. Files it cannot be made from are one line naming them, not a crash: the
         tokenizers library raises a bare Exception for a tokenizer.json that parses but names a
         token its vocabulary lacks (a trial's hand-edited file ended a whole batch), and a
-        tokenizer.json that is not JSON was "could not load M: Expecting value…", naming no file."""
+        tokenizer.json that is not JSON was "could not load M: Expecting value…", naming no file.
+        Other failures (a missing package, the network) are `read`'s to explain."""
         from transformers import AutoTokenizer
 
-        lead = f"could not load {self.spec}: "
-        try:
-            return self.read(f"loading tokenizer of {self.spec}", AutoTokenizer.from_pretrained)
-        except ModelLoadError as e:
-            if self.is_hub or not str(e).startswith(lead):
+        def load(path: str, **kw: object):
+            try:
+                return AutoTokenizer.from_pretrained(path, **kw)
+            except json.JSONDecodeError as e:
+                raise _TokenizerFilesError(str(e)) from None
+            except Exception as e:
+                if type(e) is Exception:  # (the tokenizers library's own: nothing more specific)
+                    raise _TokenizerFilesError(str(e)) from None
                 raise
-            detail = str(e).removeprefix(lead)
-        except Exception as e:  # noqa: BLE001 (the tokenizers library raises bare Exceptions)
-            detail = " ".join(str(e).split())[:300] or type(e).__name__
-        raise ModelLoadError(f"the tokenizer files of {self.spec} could not be read: {detail}") from None
+
+        try:
+            return self.read(f"loading tokenizer of {self.spec}", load)
+        except _TokenizerFilesError as e:
+            detail = " ".join(str(e).split())[:300] or "unreadable"
+            raise ModelLoadError(f"the tokenizer files of {self.spec} could not be read: {detail}") from None
 
     def check_tokenizer_files(self) -> None:
         """A local folder with no tokenizer vocabulary would load an empty tokenizer: refuse it."""

@@ -36,9 +36,9 @@ NOWHERE_NOW = {  # (some on the branch, none further that way)
     "kl": "no position of high KL(A‖B)",
 }
 NOWHERE = {
-    "rank": "every token on this branch (after its prompt) was the model's first choice (rank 1): nothing for [ ] "
-    "to find",
-    "entropy": "no high-entropy token on this branch: its entropy is 0 everywhere",
+    "rank": "every token of this branch's answer (a scored text: all of it) was the model's first choice (rank 1): "
+    "nothing for [ ] to find",
+    "entropy": "no high-entropy token in this branch's answer (a scored text: all of it): its entropy is 0 there",
     "kl": "the two models do not differ on this branch: KL(A‖B) is 0 at every position (the same model twice?)",
 }
 

@@ -407,7 +407,7 @@ class TokentuiApp(
         if self.session.model is None:
             title = "prompt · a replay, no model loaded"
         elif run is not None and self.prompt_box.prompt != run.meta.prompt:
-            title = "prompt · edited, not run: ctrl+r generates it · esc leaves"
+            title = "prompt · edited, not run: ctrl+r"  # (whole at 80×24)
         else:
             title = "prompt · i edits · ctrl+r generates · esc leaves"
         if self.prompt_box.border_title != title:

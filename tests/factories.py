@@ -565,3 +565,16 @@ def collect_until(q, pred, timeout: float = 60.0) -> list:
         if pred(ev):
             return out
     raise AssertionError(f"no matching event; got {[type(e).__name__ for e in out]}")
+
+
+def drop_a_merged_token(folder) -> None:
+    """Rename the token the first BPE merge makes in `folder`'s tokenizer.json: the file still
+    parses, but the tokenizers library refuses it with a bare Exception (a hand-edited file)."""
+    import json
+
+    path = folder / "tokenizer.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    left, right = doc["model"]["merges"][0]
+    vocab = doc["model"]["vocab"]
+    vocab["ZZZZQQ"] = vocab.pop(left + right)
+    path.write_text(json.dumps(doc), encoding="utf-8")

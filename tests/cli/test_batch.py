@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.factories import drop_a_merged_token
 from tokentui.core.display import decode_bytes
 from tokentui.store.collection import load_collection
 from tokentui.store.export import CSV_COLUMNS
@@ -334,10 +335,7 @@ def test_a_model_whose_tokenizer_files_are_broken_fails_and_the_next_model_runs(
     as "a bug in tokentui", the next model never run; its items are failed, said once."""
     broken = tmp_path / "broken"
     shutil.copytree(model_dirs["gpt2"], broken)
-    doc = json.loads((broken / "tokenizer.json").read_text(encoding="utf-8"))
-    left, right = doc["model"]["merges"][0]
-    doc["model"]["vocab"]["ZZZZQQ"] = doc["model"]["vocab"].pop(left + right)
-    (broken / "tokenizer.json").write_text(json.dumps(doc), encoding="utf-8")
+    drop_a_merged_token(broken)
     prompts = tmp_path / "p.txt"
     _lines(prompts, PROMPTS[:2])
     res = cli("batch", "-m", broken, "-m", model_dirs["llama"], "--prompts", prompts, "-n", 2, "--out", tmp_path / "c")

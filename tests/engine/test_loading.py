@@ -14,7 +14,7 @@ import threading
 import pytest
 import torch
 
-from tests.factories import generate_run, model_config
+from tests.factories import drop_a_merged_token, generate_run, model_config
 from tokentui.engine import jobs
 from tokentui.engine.errors import EngineError, ModelLoadError
 from tokentui.engine.hf.backend import HFBackend
@@ -470,11 +470,7 @@ def test_tokenizer_files_that_cannot_make_a_tokenizer_are_one_line_naming_them(m
     if damage == "not JSON":
         path.write_text("not json")
     else:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        left, right = doc["model"]["merges"][0]
-        vocab = doc["model"]["vocab"]
-        vocab["ZZZZQQ"] = vocab.pop(left + right)
-        path.write_text(json.dumps(doc), encoding="utf-8")
+        drop_a_merged_token(d)
     _one_line_error(str(d), rf"^the tokenizer files of {re.escape(str(d))} could not be read: \S")
 
 

@@ -192,3 +192,23 @@ async def test_a_forms_error_goes_once_the_field_is_corrected(model_dirs, cache_
         await pilot.pause(0.1)
         assert not rendered(error).strip() and app.screen is form
         await pilot.press("escape")
+
+
+async def test_typed_format_characters_are_kept_as_pasted_ones_are(tmp_path):
+    """A trial typed a family emoji (three emoji joined by U+200D) and a bidi mark: TextArea
+    inserts printable keys only, so the joiners and the mark were dropped without a word, while
+    the same text pasted kept them. Typed, they are kept too, the mark shown as its stand-in."""
+    from tests.factories import make_run
+
+    app = explorer(run=make_run(), prompt="", cache_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.1)
+        await pilot.press("i")
+        box = app.prompt_box
+        before = box.prompt  # (the run's; typing goes on at its end)
+        for ch in "a\u202eb👨\u200d👩\u200d👧":
+            box.post_message(events.Key(ch, ch))  # (as the terminal's input parser sends a typed character)
+            await pilot.pause()
+        await pilot.pause(0.1)
+        assert box.prompt == before + "a\u202eb👨\u200d👩\u200d👧"
+        assert "\u202e" not in box.text and "\u202e" not in app.export_screenshot()

@@ -18,6 +18,7 @@ an undo or redo goes back to a state seen before, whose exact text is remembered
 
 from __future__ import annotations
 
+import unicodedata
 from functools import lru_cache
 
 from textual import events
@@ -75,6 +76,17 @@ class PromptArea(TextArea):
         Textual calls each class's.) After the next refresh: the box is shorter unfocused (80×24:
         one line), and a scroll now, while it is still tall, had nothing to do."""
         self.call_after_refresh(self.scroll_home, animate=False)
+
+    async def _on_key(self, event: events.Key) -> None:
+        """A typed format character (a zero-width joiner inside an emoji, a bidi mark) is no key
+        TextArea inserts (it is not printable): a trial's typed family emoji became three. It is
+        inserted as a paste inserts it (a stand-in shown, the exact character kept). TextArea's
+        own handler runs after this one for every other key."""
+        ch = event.character
+        if ch is not None and len(ch) == 1 and not self.read_only and unicodedata.category(ch) == "Cf":
+            event.stop()
+            event.prevent_default()
+            self._replace_via_keyboard(ch, *self.selection)
 
     async def _on_paste(self, event: events.Paste) -> None:
         """Terminals send a pasted line break as CR (tmux, xterm, VTE): in a paste, CR LF and a

@@ -1048,6 +1048,16 @@ async def test_N_shows_the_session_s_messages_whole_after_the_toast_has_gone():
         assert not isinstance(app.screen, MessagesScreen)
 
 
+def save_runs(folder: Path, prompts: list[str], cancelled: tuple[int, ...] = ()) -> None:
+    """A run cache for the run picker: one run per prompt, run n ending `cancelled` or `length`."""
+    for n, prompt in enumerate(prompts):
+        run = make_run()
+        run.meta.run_id = f"20260101-0000{n:02d}-abcdef"
+        run.meta.prompt = prompt
+        run.branches[0].status = "cancelled" if n in cancelled else "length"
+        save_run(run, folder / f"{run.meta.run_id}.tokentui")
+
+
 async def test_the_run_picker_of_a_large_cache_lists_the_first_matches_and_says_how_many_more(tmp_path, monkeypatch):
     """A cache of 2,771 runs (compare --dataset saves one per text) took a trial 5–20 s to open,
     nothing on screen meanwhile (each row measured every id: quadratic). The headers are read in
@@ -1055,12 +1065,7 @@ async def test_the_run_picker_of_a_large_cache_lists_the_first_matches_and_says_
     from tokentui.tui.screens import run_picker
 
     monkeypatch.setattr(run_picker, "SHOWN", 5)
-    for n in range(8):
-        run = make_run()
-        run.meta.run_id = f"20260101-00000{n}-abcde{n}"
-        run.meta.prompt = f"prompt number {n}"
-        run.branches[0].status = "cancelled" if n == 3 else "length"
-        save_run(run, tmp_path / f"{run.meta.run_id}.tokentui")
+    save_runs(tmp_path, [f"prompt number {n}" for n in range(8)], cancelled=(3,))
     app = explorer(run=make_run(), cache_dir=tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause(0.1)
@@ -1160,11 +1165,7 @@ async def test_run_picker_rows_fit_beside_the_scroll_bar_at_80_columns(tmp_path)
     """With more runs than the box holds, a scroll bar takes two cells of the list: rows made as
     wide as the list without it wrapped at 80×24 (a trial), or lost their end. Each run is one
     row, its prompt begun or cut with '…' within the width."""
-    for n in range(30):
-        run = make_run()
-        run.meta.run_id = f"20260101-0000{n:02d}-abcdef"
-        run.meta.prompt = f"prompt number {n} " + "and more words " * 8
-        save_run(run, tmp_path / f"{run.meta.run_id}.tokentui")
+    save_runs(tmp_path, [f"prompt number {n} " + "and more words " * 8 for n in range(30)])
     app = explorer(run=make_run(), cache_dir=tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.1)

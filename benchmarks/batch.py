@@ -11,6 +11,9 @@ The prompts are the lines of Python's textwrap.py (the first --prompts non-blank
 characters); the model is a random-init model of a real shape saved to a temporary folder.
 Without a GPU, `--model gpt2-narrow` stands in for GPT-2 small on one: its ops are so small that
 a token costs Python and dispatch, as GPT-2's does where each op is a kernel launch.
+
+`batch` decodes prompts of one token length together (`--group`, 16 by default); the variant
+`--group 1` decodes each alone, as the plain loop does, and shows what the grouping gains.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
+from transformers import AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _models import random_model, sync, where  # noqa: E402
@@ -63,12 +68,14 @@ def plain_loop(model_dir: Path, prompts: list[str], n: int, device: str, dtype: 
     return time.perf_counter() - t0
 
 
-def tokentui_batch(model_dir: Path, prompts: Path, out: Path, n: int, device: str, dtype: str, lens: int) -> float:
+def tokentui_batch(
+    model_dir: Path, prompts: Path, out: Path, n: int, device: str, dtype: str, lens: int, group: int = 16
+) -> float:
     """`tokentui batch` in this process, into a fresh collection folder. Seconds."""
     from tokentui.cli.app import app
 
     args = ["batch", "--model", str(model_dir), "--prompts", str(prompts), "--out", str(out), "-n", str(n)]
-    args += ["--device", device, "--dtype", dtype, "--lens-chunk", str(lens)]
+    args += ["--device", device, "--dtype", dtype, "--lens-chunk", str(lens), "--group", str(group)]
     t0 = time.perf_counter()
     try:
         app(args, standalone_mode=False)
@@ -94,12 +101,17 @@ def main() -> None:
         prompts = path.read_text().splitlines()
         print(f"{args.model}: {len(prompts)} prompts × {args.tokens} new tokens (greedy), median of {args.repeats}")
         plain_loop(model_dir, prompts[:2], 2, args.device, args.dtype)  # warm-up
-        times: dict[str, list[float]] = {"plain generate() loop": [], "batch, lens off": [], "batch, lens every 32": []}
+        lengths = Counter(len(t) for t in AutoTokenizer.from_pretrained(model_dir)(prompts)["input_ids"])
+        print(f"  {len(lengths)} prompt lengths; prompts of one length: median {statistics.median(lengths.values())}")
+        variants = [("batch, lens off", 0, 16), ("batch, lens every 32", 32, 16), ("batch --group 1, lens 32", 32, 1)]
+        times: dict[str, list[float]] = {"plain generate() loop": [], **{v[0]: [] for v in variants}}
         for r in range(args.repeats):  # interleaved, so drift hits every variant alike
             times["plain generate() loop"].append(plain_loop(model_dir, prompts, args.tokens, args.device, args.dtype))
-            for label, lens in (("batch, lens off", 0), ("batch, lens every 32", 32)):
-                out = folder / f"out-{r}-{lens}"
-                times[label].append(tokentui_batch(model_dir, path, out, args.tokens, args.device, args.dtype, lens))
+            for label, lens, group in variants:
+                out = folder / f"out-{r}-{lens}-{group}"
+                times[label].append(
+                    tokentui_batch(model_dir, path, out, args.tokens, args.device, args.dtype, lens, group)
+                )
                 assert len(list((out / "runs").glob("*.tokentui"))) == len(prompts), "not every prompt became a run"
             # (each repeat as it ends: a run cut off by a time limit still leaves its readings)
             print(f"  repeat {r + 1}: " + ", ".join(f"{label} {ts[-1]:.1f} s" for label, ts in times.items()))

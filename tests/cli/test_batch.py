@@ -817,7 +817,7 @@ def test_ctrl_c_stops_after_the_current_item_with_exit_130_and_the_batch_resumes
 
     res = _ctrl_c_once(cli, args, lambda: bool(_run_files(out / "runs")))
     assert res.exit_code == 130, res.output
-    assert "stopping after the current item" in res.stderr and "stopped after" in res.stderr.splitlines()[-1]
+    assert "stopping after the items in progress" in res.stderr and "stopped after" in res.stderr.splitlines()[-1]
     assert "Traceback" not in res.stderr
     stopped = load_collection(out)  # every run file saved is in the manifest: the item in progress finished
     assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(p.name for _, p in stopped.runs())
@@ -919,6 +919,7 @@ def test_a_received_collection_whose_files_are_links_is_refused_and_nothing_outs
         (["--prompts", "{src}", "--out", "{taken}"], "is not empty and holds no collection"),
         (["--prompts", "{missing}"], "no such file"),
         (["--prompts", "{src}", "--response-field", "r"], "--response-field goes with --dataset"),
+        (["--prompts", "{src}", "--group", "0"], "--group must be 1…256 (got 0)"),
     ],
 )
 def test_bad_options_are_one_line_before_any_model_loads(cli, weightless_model, tmp_path, extra, expect):
@@ -1050,3 +1051,58 @@ def test_only_the_first_problem_lines_are_printed_and_the_manifest_holds_them_al
     assert f"tokentui: … and 5 more (each one is in {out / 'collection.json'})" in res.stderr
     skipped = [it.index for it in load_collection(out).items if it.status == "skipped"]
     assert skipped == list(range(2, SHOWN_PROBLEMS + 7))
+
+
+def _one_length(tokenizer, n: int) -> tuple[list[str], str]:
+    """`n` prompts of one token length, and one of another."""
+    texts = [f"{w} = {v}" for w in ("x", "y", "z", "value", "name", "width", "text") for v in ("1", "[]", "None")]
+    by_length: dict[int, list[str]] = {}
+    for t in texts:
+        by_length.setdefault(len(tokenizer(t)["input_ids"]), []).append(t)
+    length, same = max(by_length.items(), key=lambda kv: len(kv[1]))
+    assert len(same) >= n, "the test needs more prompts of one length"
+    other = next(t for k, ts in by_length.items() if k != length for t in ts)
+    return same[:n], other
+
+
+def test_prompts_of_one_length_share_each_forward_and_each_gets_its_own_greedy_run(
+    cli, model_dirs, loaded, tmp_path, monkeypatch
+):
+    """With --group (16 by default) four prompts of one token length decode in one forward a
+    step; each run still holds `model.generate()`'s greedy tokens for its prompt and, to float
+    rounding, what `--group 1` (each prompt alone) records. The prompt of another length goes
+    alone."""
+    from tokentui.engine.hf.backend import HFBackend
+
+    lm, n = loaded("gpt2"), 5
+    same, other = _one_length(lm.tokenizer, 4)
+    src = tmp_path / "p.txt"
+    _lines(src, [same[0], same[1], other, same[2], same[3]])
+    rows: list[int] = []
+    forward = HFBackend._forward
+
+    def counted(self, ids, *args, **kwargs):
+        rows.append(ids.shape[0])
+        return forward(self, ids, *args, **kwargs)
+
+    monkeypatch.setattr(HFBackend, "_forward", counted)
+    args = ["batch", "--prompts", src, "-m", model_dirs["gpt2"], "-n", n, "--lens-chunk", 2]
+    res = cli(*args, "--out", tmp_path / "together")
+    assert res.exit_code == 0, res.output
+    assert sorted(rows) == [1] * n + [4] * n  # (the group: its prompts' forward, then n − 1 steps)
+    rows.clear()
+    res = cli(*args, "--out", tmp_path / "alone", "--group", 1)
+    assert res.exit_code == 0, res.output
+    assert rows == [1] * (5 * n)
+
+    together, alone = (load_collection(tmp_path / d) for d in ("together", "alone"))
+    for (a, path_a), (b, path_b) in zip(together.runs(), alone.runs(), strict=True):
+        assert a.index == b.index and a.status == b.status == "done"
+        run_a, run_b = load_run(path_a), load_run(path_b)
+        assert run_a.meta.prompt == run_b.meta.prompt
+        assert run_a.sequence(0).tolist() == run_b.sequence(0).tolist() == _greedy(lm, run_a.meta.prompt, n)
+        for x, y in ((run_a.prompt, run_b.prompt), (run_a.branches[0].steps, run_b.branches[0].steps)):
+            xa, ya = x.arrays(), y.arrays()
+            for name in xa:
+                t = 2e-5 if xa[name].dtype != np.float16 else float(np.finfo(np.float16).eps)
+                np.testing.assert_allclose(xa[name], ya[name], rtol=t, atol=t, equal_nan=True, err_msg=name)

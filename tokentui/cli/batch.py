@@ -22,12 +22,14 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
 
+from tokentui.cli.batch_groups import Encoded, Unit, units
 from tokentui.cli.options import (
     CacheOpt,
     DeviceOpt,
@@ -88,7 +90,7 @@ class _Stop(threading.Event):
     def set(self) -> None:
         self.presses += 1
         if self.presses == 1:
-            say_at_once("tokentui: stopping after the current item (Ctrl-C again: now)")
+            say_at_once("tokentui: stopping after the items in progress (Ctrl-C again: now)")
         elif self.current is not None:
             self.current.set()
         super().set()
@@ -317,22 +319,22 @@ def _process(
     stop: _Stop,
     run_names: _RunNames,
     held: _HeldRuns,
+    encoded: Encoded | None = None,
 ) -> CollectionItem | None:
     """One item under the loaded model: generate (a prompt) or score (a prompt + response), save
     the run into the collection (and keep it in `held`). None when a second Ctrl-C cancelled it
-    (it stays to do)."""
+    (it stays to do). `encoded`: its prompt's encoding, when it was encoded already."""
     from tokentui.core.dataset import response_run
     from tokentui.engine import jobs
     from tokentui.engine.errors import EngineError
     from tokentui.store.collection import CollectionItem
-    from tokentui.store.runfile import save_run
 
     def skipped(why: str) -> CollectionItem:
         return CollectionItem(item.index, model, "skipped", None, why, key)
 
     context = backend.info.context_length
     try:
-        ids, template = backend.encode_prompt(item.prompt, settings.chat)
+        ids, template = encoded or backend.encode_prompt(item.prompt, settings.chat)
     except EngineError as e:  # e.g. a prompt that encodes to no tokens
         return skipped(" ".join(str(e).split())[:1000])
     try:
@@ -365,15 +367,99 @@ def _process(
             run = response_run(job.run, len(ids))
             run.meta.chat, run.meta.chat_template = settings.chat, template
     except (EngineError, RunError) as e:
-        return CollectionItem(item.index, model, "failed", None, " ".join(str(e).split())[:1000], key)
+        return _failed(item, model, key, e)
     finally:
         stop.current = None
+    return _save(run, coll, model, item, key, run_names, held)
+
+
+def _failed(item: Item, model: str, key: str, e: Exception) -> CollectionItem:
+    from tokentui.store.collection import CollectionItem
+
+    return CollectionItem(item.index, model, "failed", None, " ".join(str(e).split())[:1000], key)
+
+
+def _save(
+    run: Run, coll: Collection, model: str, item: Item, key: str, run_names: _RunNames, held: _HeldRuns
+) -> CollectionItem:
+    """Save an item's run into the collection (and keep it in `held`); its manifest entry."""
+    from tokentui.store.collection import CollectionItem
+    from tokentui.store.runfile import save_run
+
     run.meta.run_id, path = run_names.new(model, item.index)
     # (not synced to disk: a resumed batch loads every run its manifest lists (`_verified`), so one
     # a power cut lost is redone; two syncs per item were ~2% of a batch of short items here)
     path = save_run(run, path, durable=False)
     held.keep(path, run)
     return CollectionItem(item.index, model, "done", path, None, key)
+
+
+def _groupable(backend: Backend, settings: GenerationSettings) -> Callable[[Item], Encoded | None]:
+    """`batch_groups.units`' `encode`: a prompt to generate from, as the model encodes it, when
+    it may decode in a group (its errors and a prompt that fills the context: said when it is
+    done alone)."""
+    from tokentui.engine.errors import EngineError
+
+    context = backend.info.context_length
+
+    def encode(item: Item) -> Encoded | None:
+        if item.response is not None:
+            return None
+        try:
+            ids, template = backend.encode_prompt(item.prompt, settings.chat)
+        except EngineError:
+            return None
+        return None if context is not None and len(ids) >= context else (ids, template)
+
+    return encode
+
+
+def _process_unit(
+    backend: Backend,
+    coll: Collection,
+    model: str,
+    unit: Unit,
+    settings: GenerationSettings,
+    stop: _Stop,
+    run_names: _RunNames,
+    held: _HeldRuns,
+    record: Callable[[Item, CollectionItem], None],
+) -> bool:
+    """`_process` for a unit of items (`batch_groups.units`): several prompts of one length are
+    decoded together. `record(item, entry)` as each item's run is saved (the manifest then holds
+    every run file but the newest). False when a second Ctrl-C cancelled the unit (what it did
+    not record stays to do). A group whose first forward fails (a model that takes one row at a
+    time) is done again item by item."""
+    from tokentui.engine import jobs
+    from tokentui.engine.errors import EngineError
+
+    def each() -> bool:
+        for item, key, encoded in unit:
+            result = _process(backend, coll, model, item, key, settings, stop, run_names, held, encoded)
+            if result is None:
+                return False
+            record(item, result)
+        return True
+
+    if len(unit) == 1:
+        return each()
+    prompts = [(item.prompt, *encoded) for item, _key, encoded in unit if encoded is not None]
+    job = jobs.GenerateGroup(backend, prompts, settings, threading.Event())
+    stop.current = job.cancel
+    try:
+        jobs.drive(job)
+    except (EngineError, RunError):
+        return False if job.cancel.is_set() else each()
+    finally:
+        stop.current = None
+    if job.cancel.is_set():
+        return False
+    for (item, key, _encoded), run in zip(unit, job.runs, strict=True):
+        failure = job.failures.get(run.id)
+        record(
+            item, _failed(item, model, key, failure) if failure else _save(run, coll, model, item, key, run_names, held)
+        )
+    return True
 
 
 def _release_memory() -> None:
@@ -403,10 +489,11 @@ def _run_model(
     label: str,
     run_names: _RunNames,
     held: _HeldRuns,
+    group: int,
 ) -> str | None:
-    """Load the model and do its items, saving the manifest after each. Returns why the model
-    could not be used (its items are then marked failed), or None. `label`: the model in the
-    progress line."""
+    """Load the model and do its items, saving the manifest after each (or each group decoded
+    together: at most `group` prompts of one length). Returns why the model could not be used
+    (its items are then marked failed), or None. `label`: the model in the progress line."""
     from tokentui.engine.backend import check_settings, open_backend
     from tokentui.engine.errors import EngineError
     from tokentui.store.collection import CollectionItem
@@ -428,8 +515,23 @@ def _run_model(
         coll.save()
         return why
     try:
+        together = group if backend.capabilities.group_decode and not settings.attention_entropy else 1
+        new_tokens = settings.sampling.max_new_tokens + len(settings.forced.encode())  # (bytes ≥ its tokens)
+
+        def record(item: Item, result: CollectionItem) -> None:
+            counter["done"] += 1
+            coll.put(result)
+            save()
+            if result.status == "done":
+                plan.done += 1
+            else:
+                setattr(plan, result.status, getattr(plan, result.status) + 1)
+                verb = "skipped" if result.status == "skipped" else "failed"
+                report(f"{where} line {item.index}: {verb} under {plan.model}: {result.error}")
+
         with ctrl_c_sets(stop):
-            for n, (item, key) in enumerate(plan.todo):
+            todo = units(plan.todo, _groupable(backend, settings), together, new_tokens)
+            for n, unit in enumerate(todo):
                 if stop.is_set():
                     break
                 show(
@@ -437,19 +539,9 @@ def _run_model(
                     force=n == 0,  # (a model's first line, also within 2 s of the last)
                 )
                 t0 = time.perf_counter()
-                result = _process(backend, coll, plan.model, item, key, settings, stop, run_names, held)
-                if result is None:
+                if not _process_unit(backend, coll, plan.model, unit, settings, stop, run_names, held, record):
                     break
                 counter["seconds"] += time.perf_counter() - t0
-                counter["done"] += 1
-                coll.put(result)
-                save()
-                if result.status == "done":
-                    plan.done += 1
-                else:
-                    setattr(plan, result.status, getattr(plan, result.status) + 1)
-                    verb = "skipped" if result.status == "skipped" else "failed"
-                    report(f"{where} line {item.index}: {verb} under {plan.model}: {result.error}")
     finally:
         coll.save()  # (entries the throttled writes held back)
         del backend  # (its memory is returned before the next model loads: `_batch`)
@@ -520,6 +612,16 @@ def batch(
     lens_chunk: LensOpt = 32,
     lens_precision: LensPrecisionOpt = "auto",
     cache_dir: CacheOpt = None,
+    group: Annotated[
+        int,
+        typer.Option(
+            "--group",
+            help="Decode up to N prompts of one token length together, one forward a step for all (on a GPU, "
+            "short prompts go many times faster), 1…256. Each run is what its prompt alone gives, to float "
+            "rounding (at a near-tie greedy decoding may take the other token); 1: each prompt alone, as "
+            "generate does.",
+        ),
+    ] = 16,
 ) -> None:
     """Run many prompts, or score a dataset, under one or more models into a resumable collection
     with seed 000's and seed 003's tables."""
@@ -528,7 +630,7 @@ def batch(
 
     try:
         _batch(model, prompts, dataset, prompt_field, response_field, settings, loss_over, raw_csv, out,
-               replace, device, dtype, trust_remote_code, lens_chunk, lens_precision, cache_dir)  # fmt: skip
+               replace, device, dtype, trust_remote_code, lens_chunk, lens_precision, cache_dir, group)  # fmt: skip
     except OSError as e:
         if e.filename is None and e.errno in WRITE_FAILURES:  # ("[Errno 27] File too large" said not where)
             fail(f"writing the collection {'in the run cache' if out is None else out}: {e.strerror or e}")
@@ -556,6 +658,7 @@ def _batch(
     lens_chunk: int,
     lens_precision: str,
     cache_dir: Path | None,
+    group: int = 16,
 ) -> None:
     from tokentui.core.dataset import LOSS_OVER, all_json_objects, field_hint, is_jsonl, read_dataset, read_prompts
     from tokentui.engine.backend import ModelSpec, check_chat, check_device, check_settings, check_spec
@@ -569,6 +672,8 @@ def _batch(
         raise RunError(f"--model {twice[0]} is given twice")
     if (prompts is None) == (dataset is None):
         raise RunError("give exactly one of --prompts or --dataset")
+    if not 1 <= group <= 256:
+        raise RunError(f"--group must be 1…256 (got {group})")
     if loss_over not in LOSS_OVER:
         raise RunError(f"unknown --loss-over {loss_over!r} (choose from {', '.join(LOSS_OVER)})")
     settings.check()
@@ -697,7 +802,9 @@ def _batch(
             loaded = True
             # the counts are every model's items: the line says which model of how many runs now
             label = sanitize(plan.model) + (f" (model {number} of {len(plans)})" if len(plans) > 1 else "")
-            why = _run_model(plan, coll, settings, stop, report, where, show, counter, save, label, run_names, held)
+            why = _run_model(
+                plan, coll, settings, stop, report, where, show, counter, save, label, run_names, held, group
+            )
             if why is not None:
                 unusable.append(f"{sanitize(plan.model)}: {why}")
         if total:

@@ -94,6 +94,20 @@ class Backend(Protocol):
         (here and below; needs `hooks`): the forwards run steered, and the run records it."""
         ...
 
+    def generate_group(
+        self,
+        runs: list[Run],
+        prompt_ids: list[list[int]],
+        sampling: SamplingParams,
+        cancel: threading.Event | None,
+        forced: list[int],
+        failures: dict[str, Any],
+    ) -> Iterator[Event]:
+        """`generate` for several new runs whose prompts have one token length, decoded together
+        (needs `group_decode`); `failures` gets the error of each run that failed midway (it keeps
+        its steps, status "error"), by run id."""
+        ...
+
     def continue_branch(
         self,
         run: Run,

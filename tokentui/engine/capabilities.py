@@ -14,6 +14,7 @@ FEATURES = {
     "hooks": "forward hooks (steering)",
     "attention": "attention weights",
     "full_distribution": "the full next-token distribution (not only its top k)",
+    "group_decode": "decoding several prompts together",
 }
 
 
@@ -28,6 +29,7 @@ class Capabilities:
     hooks: bool = False
     attention: bool = False
     full_distribution: bool = False
+    group_decode: bool = False  # (a batch's prompts of one token length share each forward)
     # (feature, why) for a feature this particular model lacks although its kind of source has it
     # (a transformers model whose final norm tokentui cannot find has no lens): said instead
     reasons: tuple[tuple[str, str], ...] = ()

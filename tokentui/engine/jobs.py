@@ -89,6 +89,36 @@ class Generate(Job):
         yield from self.backend.generate(self.run, ids, st.sampling, self.cancel, forced, self.steering)
 
 
+class GenerateGroup(Job):
+    """New runs from several prompts of one token length, decoded together (a batch's short
+    prompts: one forward per step for all of them); each run is what `Generate` makes of its
+    prompt, up to float rounding. `failures`: the error of each run that failed midway, by run id."""
+
+    name = "generate"
+
+    def __init__(
+        self,
+        backend: Backend,
+        prompts: list[tuple[str, list[int], str | None]],
+        settings: GenerationSettings,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        """`prompts`: (prompt, its ids, its chat template) as `backend.encode_prompt` gave them."""
+        super().__init__(backend, cancel)
+        self.prompts, self.settings = prompts, settings.copy()
+        self.runs: list[Run] = []
+        self.failures: dict[str, EngineError] = {}
+
+    def events(self) -> Iterator[Event]:
+        st = self.settings
+        forced = self.backend.encode_text(st.forced)
+        if st.forced and not forced:
+            raise EngineError("the forced text encodes to no tokens")
+        self.runs = [self.backend.new_run(prompt, st, template) for prompt, _ids, template in self.prompts]
+        ids = [ids for _prompt, ids, _template in self.prompts]
+        yield from self.backend.generate_group(self.runs, ids, st.sampling, self.cancel, forced, self.failures)
+
+
 class Continue(Job):
     """More tokens at the end of a branch."""
 

@@ -78,7 +78,14 @@ class HFBackend:
 
     kind = "hf"
     capabilities = Capabilities(
-        generate=True, lens=True, kv_fork=True, gradients=True, hooks=True, attention=True, full_distribution=True
+        generate=True,
+        lens=True,
+        kv_fork=True,
+        gradients=True,
+        hooks=True,
+        attention=True,
+        full_distribution=True,
+        group_decode=True,
     )
 
     @classmethod
@@ -492,6 +499,25 @@ class HFBackend:
             run, branch, cache_of(out), None, params, cancel, list(forced or []), first_out=out, steer=steer
         )
 
+    def generate_group(
+        self,
+        runs: list[Run],
+        prompt_ids: list[list[int]],
+        params: SamplingParams,
+        cancel: threading.Event | None = None,
+        forced: list[int] | None = None,
+        failures: dict[str, EngineError] | None = None,
+    ) -> Iterator[Event]:
+        """`generate` for several new runs whose prompts have one token length, decoded together
+        (`engine/hf/group_decode.py`); `failures` gets each run's error by run id (a run that
+        failed midway keeps its steps and ends with status "error")."""
+        from tokentui.engine.hf.group_decode import GroupDecode
+
+        self._check_decodes()
+        return GroupDecode(
+            self, runs, prompt_ids, params, cancel, list(forced or []), {} if failures is None else failures
+        ).events()
+
     @torch.inference_mode()
     def continue_branch(
         self,
@@ -721,14 +747,28 @@ class HFBackend:
     ) -> LensEvent:
         """Lens the buffered positions (hidden states [L-1, d], the model's log-probs [V], the
         token taken, the step's row of host values) in one pass, store the values, and report them."""
-        n = len(buf)
         hidden = torch.stack([b[0] for b in buf])  # [n, L-1, d]
-        inputs = self.lens_inputs(run, torch.cat([b[2] for b in buf]), torch.stack([b[1] for b in buf]))
-        host = packer.unpack_rows(np.stack([b[3] for b in buf]))
-        finals = {name: host[name] for name in lens_names() if name in host}
+        chosen, final = torch.cat([b[2] for b in buf]), torch.stack([b[1] for b in buf])
+        rows = np.stack([b[3] for b in buf])
         buf.clear()
-        lensed = host_arrays(lens_values(self.lens, hidden, inputs, set(run.layout.names)))
-        values = layer_arrays(lensed, finals, n, run.layout)
+        return self._store_lens(run, branch, packer, self._lensed(run, hidden, chosen, final), rows, start)
+
+    def _lensed(
+        self, run: Run, hidden: torch.Tensor, chosen: torch.Tensor, final: torch.Tensor
+    ) -> dict[str, np.ndarray]:
+        """The run's lens measures at layers 1…L−1 of n positions (hidden states [n, L-1, d], the
+        tokens taken [n], the model's own log-probs [n, V]), on the host."""
+        inputs = self.lens_inputs(run, chosen, final)
+        return host_arrays(lens_values(self.lens, hidden, inputs, set(run.layout.names)))
+
+    def _store_lens(
+        self, run: Run, branch: Branch, packer: Packer, lensed: dict[str, np.ndarray], rows: np.ndarray, start: int
+    ) -> LensEvent:
+        """Store `lensed` (n positions from `start`) with layer L from the steps' host `rows`
+        ([n, width] of `packer`) into the branch, and report them."""
+        host = packer.unpack_rows(rows)
+        finals = {name: host[name] for name in lens_names() if name in host}
+        values = layer_arrays(lensed, finals, len(rows), run.layout)
         run.set_layer_values(branch.id, start, values)
         added = self._note_tokens(
             run, *(values[m.name] for m in run.layout.measures if m.is_token_id and m.name in values)

@@ -91,3 +91,30 @@ def test_probabilities_that_round_to_zero_show_in_scientific_form():
             assert float(text) > 0 and abs(float(text) - p) <= 0.5001 * 10 ** (e - decimals), (p, text)
             assert "e-" in text and len(text) <= digits + 2 + (e <= -100 and digits == 3), (p, text)
     assert prob_text(float("nan")) == "nan"
+
+
+@pytest.mark.parametrize("text", ["\u00a0the end of it", "ab\u00a0\u00a0x", "x\u3000y", "abcdefghij", "\u2009"])
+def test_a_cut_keeps_a_named_character_whole_or_leaves_it_out(text):
+    """A narrow column cut a no-break space's `<U+00A0>` into `<U+…A0>`: a cut now keeps each
+    named character whole, or leaves it out, and fits the width exactly."""
+    import re
+
+    from tokentui.core.display import cut_end, cut_middle, lone_text
+
+    shown = lone_text(text)
+    whole = re.findall(r"<U\+[0-9A-F]{4}>|.", shown)
+    heads = {"".join(whole[:i]) for i in range(len(whole) + 1)}
+    tails = {"".join(whole[len(whole) - i :]) for i in range(len(whole) + 1)}
+    from tokentui.tui.widgets.token_text import lone  # (the alternatives', lens's and tree's cells)
+
+    for width in range(0, len(shown) + 2):
+        cuts = (cut_middle(shown, width), cut_end(shown, width))
+        cuts += (lone(text, width).plain, lone(text, width, middle=True).plain)
+        for cut in cuts:
+            assert len(cut) <= width
+            if len(shown) <= width:
+                assert cut == shown
+                continue
+            head, ellipsis, tail = cut.partition("…")
+            assert ellipsis or width == 0
+            assert head in heads and tail in tails, (width, cut)  # whole pieces, from the start and the end

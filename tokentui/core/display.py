@@ -9,6 +9,7 @@ character; partial UTF-8 shows its bytes as ‹C3›.
 from __future__ import annotations
 
 import codecs
+import re
 import unicodedata
 from functools import lru_cache
 
@@ -83,13 +84,43 @@ def lone_text(text: str) -> str:
     return "".join(f"<U+{ord(ch):04X}>" if unicodedata.category(ch) == "Zs" else ch for ch in shown)
 
 
+# a named character (`lone_text`'s `<U+00A0>`) or any one character: the pieces a cut keeps whole
+_PIECE = re.compile(r"<U\+[0-9A-F]{4,6}>|.", re.S)
+
+
 def cut_middle(text: str, width: int) -> str:
     """`text` in `width` characters: whole if it fits, else its start and its end around "…" (the
-    end gets the larger half: run ids, item labels and model folders differ there)."""
+    end gets the larger half: run ids, item labels and model folders differ there). A named
+    character is kept whole or left out: a narrow column showed `<U+…A0>`."""
     if len(text) <= width:
         return text
-    head = (width - 1) // 2
-    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+    if width <= 1:
+        return "…"[:width]
+    pieces = _PIECE.findall(text)
+    head = _fitting(pieces, (width - 1) // 2)
+    if not head and len(pieces[0]) <= width - 3:  # (a leading named character over half the room: kept)
+        head = pieces[:1]
+    tail = _fitting(pieces[len(head) :][::-1], width - 1 - sum(map(len, head)))
+    return "".join(head) + "…" + "".join(reversed(tail))
+
+
+def cut_end(text: str, width: int) -> str:
+    """`text` in `width` characters: whole if it fits, else its start and "…", a named character
+    kept whole or left out."""
+    if len(text) <= width:
+        return text
+    return "".join(_fitting(_PIECE.findall(text), width - 1)) + "…"[: max(0, width)]
+
+
+def _fitting(pieces: list[str], room: int) -> list[str]:
+    """The first of `pieces` that fit in `room` characters together."""
+    out, used = [], 0
+    for piece in pieces:
+        if used + len(piece) > room:
+            break
+        out.append(piece)
+        used += len(piece)
+    return out
 
 
 def lone_token(data: bytes) -> str:

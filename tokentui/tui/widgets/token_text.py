@@ -10,7 +10,7 @@ from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 
-from tokentui.core.display import VISIBLE_SPACE, cut_middle, decode_bytes, lone_text
+from tokentui.core.display import VISIBLE_SPACE, cut_end, cut_middle, decode_bytes, lone_text
 
 if TYPE_CHECKING:  # numpy (under Run) stays out of a replay's first frame
     from tokentui.core.run import Run
@@ -27,8 +27,8 @@ def lone(text: str, width: int | None = None, style: Style | str = "", middle: b
     """`text` as a Text on its own, cut to `width` cells with … when given (`middle`: its start
     and end kept around the …, where a narrow column cut "␠scattered" and "␠scattering" alike)."""
     shown = _plain(text)
-    if middle and width is not None and len(shown) > width and cell_len(shown) == len(shown):
-        shown = cut_middle(shown, width)
+    if width is not None and len(shown) > width and cell_len(shown) == len(shown):  # (named characters kept whole)
+        shown = cut_middle(shown, width) if middle else cut_end(shown, width)
     out = Text(shown, style=style)
     start = 0
     while (i := shown.find(VISIBLE_SPACE, start)) >= 0:

@@ -1106,3 +1106,35 @@ def test_prompts_of_one_length_share_each_forward_and_each_gets_its_own_greedy_r
             for name in xa:
                 t = 2e-5 if xa[name].dtype != np.float16 else float(np.finfo(np.float16).eps)
                 np.testing.assert_allclose(xa[name], ya[name], rtol=t, atol=t, equal_nan=True, err_msg=name)
+
+
+@pytest.mark.parametrize("fails_at", ["prompt", "step"])
+def test_a_group_the_model_fails_on_is_done_again_prompt_by_prompt(
+    cli, model_dirs, loaded, tmp_path, monkeypatch, fails_at
+):
+    """A model whose forward fails for several rows — on the prompts' forward, or on a step with
+    the KV cache (one that runs out of GPU memory as the cache grows) — still does every item:
+    the group's are done again alone, each `model.generate()`'s greedy tokens."""
+    from tokentui.engine.errors import EngineError
+    from tokentui.engine.hf.backend import HFBackend
+
+    lm, n = loaded("gpt2"), 4
+    same, _other = _one_length(lm.tokenizer, 3)
+    src = tmp_path / "p.txt"
+    _lines(src, same)
+    forward = HFBackend._forward
+
+    def one_row_only(self, ids, cache=None, *args, **kwargs):
+        if ids.shape[0] > 1 and (cache is not None) == (fails_at == "step"):
+            raise EngineError("the model failed on this input: several rows")
+        return forward(self, ids, cache, *args, **kwargs)
+
+    monkeypatch.setattr(HFBackend, "_forward", one_row_only)
+    res = cli("batch", "--prompts", src, "-m", model_dirs["gpt2"], "-n", n, "--out", tmp_path / "c")
+    assert res.exit_code == 0, res.output
+    coll = load_collection(tmp_path / "c")
+    assert [(it.index, it.status) for it in coll.items] == [(1, "done"), (2, "done"), (3, "done")]
+    assert sorted(p.name for p in (tmp_path / "c" / "runs").iterdir()) == sorted(p.name for _, p in coll.runs())
+    for _it, path in coll.runs():
+        run = load_run(path)
+        assert run.sequence(0).tolist() == _greedy(lm, run.meta.prompt, n) and run.branches[0].status == "length"

@@ -6,8 +6,9 @@ input file); lines of the input that are not usable items are reported once each
 The models then run one after the other, each loaded once, and only when it has items left to
 do. Every item becomes a run saved as it finishes, and the manifest is rewritten after it
 (`store/collection.py`), so a kill at any moment leaves a consistent collection and running the
-same command again does only what is missing. Ctrl-C stops after the current item (exit 130); a
-second Ctrl-C also cancels the item in progress (it is redone on resume). At the end the
+same command again does only what is missing. Prompts of one token length are decoded together
+(`batch_groups.py`). Ctrl-C stops after the items in progress (exit 130); a second Ctrl-C also
+cancels the generation in progress (its items are redone on resume). At the end the
 collection gets seed 000's and seed 003's tables (`store/seed_tables.py`).
 
 Generation and scoring go through the engine's jobs, as `generate` and `score` do.
@@ -79,8 +80,8 @@ ModelsOpt = Annotated[
 
 
 class _Stop(threading.Event):
-    """Set by Ctrl-C (through `ctrl_c_sets`): the first press stops the batch after the current
-    item; a second one also cancels the item in progress (`current`)."""
+    """Set by Ctrl-C (through `ctrl_c_sets`): the first press stops the batch after the items in
+    progress (an item, or a group decoded together); a second one also cancels them (`current`)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -426,10 +427,11 @@ def _process_unit(
     record: Callable[[Item, CollectionItem], None],
 ) -> bool:
     """`_process` for a unit of items (`batch_groups.units`): several prompts of one length are
-    decoded together. `record(item, entry)` as each item's run is saved (the manifest then holds
-    every run file but the newest). False when a second Ctrl-C cancelled the unit (what it did
-    not record stays to do). A group whose first forward fails (a model that takes one row at a
-    time) is done again item by item."""
+    decoded together. `record(item, entry)` as each item's run is saved, as for an item alone
+    (the manifest's throttled writes name a group's runs as they are saved, not when it ends). False
+    when a second Ctrl-C cancelled the unit (what it did not record stays to do). A group whose
+    forward fails (a model that takes one row at a time, a KV cache too large for the GPU) is
+    done again item by item."""
     from tokentui.engine import jobs
     from tokentui.engine.errors import EngineError
 
@@ -443,7 +445,10 @@ def _process_unit(
 
     if len(unit) == 1:
         return each()
-    prompts = [(item.prompt, *encoded) for item, _key, encoded in unit if encoded is not None]
+    prompts = []
+    for item, _key, encoded in unit:
+        assert encoded is not None  # (a unit of several items holds encoded prompts only)
+        prompts.append((item.prompt, *encoded))
     job = jobs.GenerateGroup(backend, prompts, settings, threading.Event())
     stop.current = job.cancel
     try:
@@ -530,7 +535,7 @@ def _run_model(
                 report(f"{where} line {item.index}: {verb} under {plan.model}: {result.error}")
 
         with ctrl_c_sets(stop):
-            todo = units(plan.todo, _groupable(backend, settings), together, new_tokens)
+            todo = units(plan.todo, _groupable(backend, settings), together, new_tokens, backend.info.vocab_size)
             for n, unit in enumerate(todo):
                 if stop.is_set():
                     break

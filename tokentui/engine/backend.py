@@ -18,6 +18,7 @@ from tokentui.core.params import GenerationSettings, SamplingParams, TreeParams
 from tokentui.core.run import Run
 from tokentui.core.steering import SteeringSpec
 from tokentui.engine.capabilities import Capabilities
+from tokentui.engine.errors import EngineError
 from tokentui.engine.events import Event
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ class Backend(Protocol):
         sampling: SamplingParams,
         cancel: threading.Event | None,
         forced: list[int],
-        failures: dict[str, Any],
+        failures: dict[str, EngineError],
     ) -> Iterator[Event]:
         """`generate` for several new runs whose prompts have one token length, decoded together
         (needs `group_decode`); `failures` gets the error of each run that failed midway (it keeps

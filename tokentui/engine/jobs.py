@@ -58,6 +58,14 @@ class Job:
         raise NotImplementedError
 
 
+def _forced_ids(backend: Backend, text: str) -> list[int]:
+    """The ids of a generation's forced text (none for no text)."""
+    forced = backend.encode_text(text)
+    if text and not forced:
+        raise EngineError("the forced text encodes to no tokens")
+    return forced
+
+
 class Generate(Job):
     """A new run from a prompt: score the prompt, then grow the root branch."""
 
@@ -82,9 +90,7 @@ class Generate(Job):
     def events(self) -> Iterator[Event]:
         st = self.settings
         ids, template = self.encoded or self.backend.encode_prompt(self.prompt, st.chat)
-        forced = self.backend.encode_text(st.forced)
-        if st.forced and not forced:
-            raise EngineError("the forced text encodes to no tokens")
+        forced = _forced_ids(self.backend, st.forced)
         self.run = self.backend.new_run(self.prompt, st, template)
         yield from self.backend.generate(self.run, ids, st.sampling, self.cancel, forced, self.steering)
 
@@ -111,9 +117,7 @@ class GenerateGroup(Job):
 
     def events(self) -> Iterator[Event]:
         st = self.settings
-        forced = self.backend.encode_text(st.forced)
-        if st.forced and not forced:
-            raise EngineError("the forced text encodes to no tokens")
+        forced = _forced_ids(self.backend, st.forced)
         self.runs = [self.backend.new_run(prompt, st, template) for prompt, _ids, template in self.prompts]
         ids = [ids for _prompt, ids, _template in self.prompts]
         yield from self.backend.generate_group(self.runs, ids, st.sampling, self.cancel, forced, self.failures)
@@ -278,9 +282,7 @@ class TreeSearch(Job):
                 return
             # seed 002's guided generation: the answer starts with the forced text (the root
             # branch, its tokens marked forced), the tree grows from its end
-            forced = self.backend.encode_text(self.settings.forced)
-            if not forced:
-                raise EngineError("the forced text encodes to no tokens")
+            forced = _forced_ids(self.backend, self.settings.forced)
             context = self.backend.info.context_length
             if context is not None and len(ids) + len(forced) >= context:  # (said before minutes of forcing it)
                 raise EngineError(
@@ -379,9 +381,7 @@ class SteerCompare(Job):
             return
         assert self.prompt is not None
         ids, template = self.backend.encode_prompt(self.prompt, st.chat)
-        forced = self.backend.encode_text(st.forced)
-        if st.forced and not forced:
-            raise EngineError("the forced text encodes to no tokens")
+        forced = _forced_ids(self.backend, st.forced)
         self.run = self.backend.new_run(self.prompt, st, template)
         yield from self.backend.generate(self.run, ids, st.sampling, self.cancel, list(forced))
         if self.cancel.is_set() or self.run.branches[0].status == "error":

@@ -37,6 +37,7 @@ from tokentui.engine.errors import EngineError
 from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, Progress, RunStarted
 from tokentui.engine.hf.arch import LensParts, attention_entropies, attention_modules, context_length
 from tokentui.engine.hf.chat_template import render_chat
+from tokentui.engine.hf.ending import Ending, context_notice
 from tokentui.engine.hf.kv_cache import CachePool, cache_length
 from tokentui.engine.hf.loading import LoadedModel, check_lens_precision, load_model, no_chat_template
 from tokentui.engine.hf.measures import (
@@ -503,7 +504,7 @@ class HFBackend:
         self,
         runs: list[Run],
         prompt_ids: list[list[int]],
-        params: SamplingParams,
+        sampling: SamplingParams,
         cancel: threading.Event | None = None,
         forced: list[int] | None = None,
         failures: dict[str, EngineError] | None = None,
@@ -515,7 +516,7 @@ class HFBackend:
 
         self._check_decodes()
         return GroupDecode(
-            self, runs, prompt_ids, params, cancel, list(forced or []), {} if failures is None else failures
+            self, runs, prompt_ids, sampling, cancel, list(forced or []), {} if failures is None else failures
         ).events()
 
     @torch.inference_mode()
@@ -592,13 +593,10 @@ class HFBackend:
         first_out=None,
         steer: Steerer | None = None,
     ) -> Iterator[Event]:
-        lm, k, n_layers = self.lm, run.k, run.n_layers
-        eos = set(lm.eos_ids)
+        k, n_layers = run.k, run.n_layers
+        ending = Ending(self.lm.eos_ids, params.stop, self._token_bytes)
         gen = make_generator(params, self.device)
         nan = torch.full((), math.nan, device=self.device)  # (a step without a sampler's log-prob: one fill for all)
-        stops = [s.encode() for s in params.stop if s]
-        window = max((len(s) for s in stops), default=0) + 64
-        tail = bytearray()
         lens_buf: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]] = []
         names = set(run.layout.names)
         attention = self._attention(run)
@@ -610,11 +608,9 @@ class HFBackend:
         new = timed = 0  # generated tokens; those of them whose forward ran here (not the prompt's)
         status = "length"
         out = first_out
-        room = None if self.context is None else self.context - branch.fork_position
-        if room is not None and (len(forced) + params.max_new_tokens) > room:
-            yield Progress(
-                f"the model's context is {self.context} positions: this branch stops after {max(room, 0)} more tokens"
-            )
+        notice = context_notice(self.context, branch.fork_position, len(forced) + params.max_new_tokens)
+        if notice is not None:
+            yield notice
         failure: EngineError | None = None
         try:
             while True:
@@ -674,15 +670,10 @@ class HFBackend:
                 elif block.due(now - last):
                     yield from block.flush()
                 last = now
-                if token in eos:
-                    status = "eos"
+                ended = ending.after(token)
+                if ended is not None:
+                    status = ended
                     break
-                if stops:
-                    tail += self._token_bytes(token)
-                    del tail[:-window]
-                    if any(s in tail for s in stops):
-                        status = "stop"
-                        break
         except EngineError as e:
             status, failure = "error", e
         except BaseException:  # stopped at once (a second Ctrl-C): no lens catch-up for the buffered tokens

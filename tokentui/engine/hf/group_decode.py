@@ -24,7 +24,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,6 +36,7 @@ from tokentui.core.run import Branch, Run
 from tokentui.engine.errors import EngineError
 from tokentui.engine.events import BranchStarted, Event, Finished, LensEvent, Progress, RunStarted
 from tokentui.engine.hf.backend import cache_of
+from tokentui.engine.hf.ending import Ending, context_notice
 from tokentui.engine.hf.measures import Packer, TokenInputs
 from tokentui.engine.hf.sampling import choose, make_generator
 from tokentui.engine.hf.step_block import StepBlock
@@ -43,9 +44,10 @@ from tokentui.engine.hf.step_block import StepBlock
 if TYPE_CHECKING:
     from tokentui.engine.hf.backend import HFBackend
 
-# the most float32 log-probs the lens's buffer holds for a group (256 MB): a group's buffered steps
-# are rows × steps × vocabulary, 16× what one prompt's are; past it the lens runs sooner than every
-# `lens_chunk` steps (its values are the same)
+# the most values the lens's buffer holds for a group (256 MB of float32; about twice that while it
+# is lensed): a step adds each row's log-probs and hidden states (vocabulary + layers × width), 16
+# rows' 16× what one prompt's does; past it the lens runs sooner than every `lens_chunk` steps (its
+# values are the same)
 LENS_BUFFER_ELEMENTS = 1 << 26
 
 
@@ -57,12 +59,12 @@ class _Row:
     branch: Branch
     block: StepBlock
     gen: torch.Generator | None
+    ending: Ending
     lens_start: int  # the first of its steps the lens has not reached
     status: str | None = None  # None: still decoding
     failure: EngineError | None = None
     new: int = 0  # generated tokens
     timed: int = 0  # of them, those whose forward ran in the loop (not the prompts')
-    tail: bytearray = field(default_factory=bytearray)  # its last bytes, for stop strings
 
 
 class _RowOutput:
@@ -119,28 +121,25 @@ class GroupDecode:
             branch = run.add_branch(None, len(run.prompt), sampling=asdict(params))
             yield BranchStarted(run.id, branch.id, None, branch.fork_position, branch.sampling, branch.steering)
             block = StepBlock(run, branch, self.packer, b._note_tokens, b.step_latency)
-            rows.append(_Row(run, branch, block, make_generator(params, b.device), branch.end))
+            ending = Ending(b.lm.eos_ids, params.stop, b._token_bytes)
+            rows.append(_Row(run, branch, block, make_generator(params, b.device), ending, branch.end))
         yield from self._decode(rows, out)
 
     def _decode(self, rows: list[_Row], out) -> Iterator[Event]:
         b, params, packer, forced = self.b, self.params, self.packer, self.forced
         run0, n = rows[0].run, len(rows)
-        eos = set(b.lm.eos_ids)
         nan = torch.full((n,), math.nan, device=b.device)
-        stops = [s.encode() for s in params.stop if s]
-        window = max((len(s) for s in stops), default=0) + 64
         lensing = run0.n_layers > 1 and b.lens_chunk > 0
-        lens_every = max(1, min(b.lens_chunk, LENS_BUFFER_ELEMENTS // (n * b.lm.vocab_size)))
+        lens_every = b.lens_chunk  # (fewer when a step's buffered values are many: below)
         lens_buf: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]] = []
         end = rows[0].branch.end  # the next step's position (one for every row)
-        room = None if b.context is None else b.context - end
-        if room is not None and len(forced) + params.max_new_tokens > room:
-            yield Progress(
-                f"the model's context is {b.context} positions: these runs stop after {max(room, 0)} more tokens"
-            )
+        notice = context_notice(b.context, end, len(forced) + params.max_new_tokens, "these runs")
+        if notice is not None:
+            yield notice
         t0 = last = time.perf_counter()
         new = 0
         status = "length"
+        failure: EngineError | None = None
         cache = None
         pending: torch.Tensor | None = None
         try:
@@ -181,8 +180,10 @@ class GroupDecode:
                 host = packed.cpu().numpy()  # the step's one transfer, for every row
                 for r, row in enumerate(rows):
                     if row.status is None:
-                        self._take(row, host[r], is_forced, fresh, end, eos, stops, window)
+                        self._take(row, host[r], is_forced, fresh, end)
                 if hid is not None:
+                    if not lens_buf:
+                        lens_every = min(b.lens_chunk, max(1, LENS_BUFFER_ELEMENTS // (hid.numel() + logp.numel())))
                     lens_buf.append((hid, logp, chosen, host))
                 new += not is_forced
                 end += 1
@@ -199,11 +200,8 @@ class GroupDecode:
                 last = now
                 if all(row.status is not None for row in rows):
                     break
-        except EngineError as e:
-            status = "error"
-            for row in rows:
-                if row.status is None:
-                    row.failure = e
+        except EngineError as e:  # (a forward of the whole group: raised after the runs end, below)
+            status, failure = "error", e
         except BaseException:  # stopped at once (a second Ctrl-C): no lens catch-up for the buffered tokens
             lens_buf.clear()
             raise
@@ -214,23 +212,15 @@ class GroupDecode:
             lensed = self._flush_lens(rows, lens_buf) if lens_buf else []
         yield from steps
         yield from lensed
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0  # (the group's: every row's Finished has it)
         for row in rows:
             if row.failure is not None:
                 self.failures[row.run.id] = row.failure
             yield Finished(row.run.id, row.branch.id, row.branch.status, row.new, seconds, row.timed)
+        if failure is not None:
+            raise failure  # (as alone, after Finished: the runs keep their steps, status "error")
 
-    def _take(
-        self,
-        row: _Row,
-        values: np.ndarray,
-        is_forced: bool,
-        fresh: bool,
-        end: int,
-        eos: set[int],
-        stops: list[bytes],
-        window: int,
-    ) -> None:
+    def _take(self, row: _Row, values: np.ndarray, is_forced: bool, fresh: bool, end: int) -> None:
         """Record a row's step (its host `values`) and whether its run ends there."""
         try:
             self.packer.check_finite(values, f" at position {end - 1}")
@@ -241,14 +231,7 @@ class GroupDecode:
         if not is_forced:
             row.new += 1
             row.timed += fresh
-        token = int(values[self.packer.token_at])
-        if token in eos:
-            row.status = "eos"
-        elif stops:
-            row.tail += self.b._token_bytes(token)
-            del row.tail[:-window]
-            if any(s in row.tail for s in stops):
-                row.status = "stop"
+        row.status = row.ending.after(int(values[self.packer.token_at]))
 
     def _flush_lens(
         self, rows: list[_Row], buf: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]]

@@ -40,8 +40,8 @@ def main() -> None:
 
     from tokentui.cli.output import (
         ENDED_BY_CTRL_C,
-        EXIT_INTERRUPTED,
         ctrl_c_in_finalizers_delivered,
+        interrupted_code,
         quiet_broken_pipes,
     )
 
@@ -65,7 +65,7 @@ def main() -> None:
         # command's own last line. One line, once, and 130 as for every Ctrl-C.
         if not ENDED_BY_CTRL_C.is_set():
             typer.echo("tokentui: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(interrupted_code())
     except ModuleNotFoundError as e:  # a command that runs a model, where torch is not installed
         from tokentui.engine.errors import missing_package
 

@@ -3,7 +3,7 @@ progress lines, standard output that a closed pipe silences, and the run cache.
 
 Errors are always `tokentui: error: …` on stderr with exit code 2, never a traceback; Ctrl-C
 ends a command with `tokentui: interrupted …` and exit code 130 (a generation first saves what it
-made, with status "cancelled"). A reader
+made, with status "cancelled"); a hang-up or SIGTERM, which stop it the same way, with 129 or 143. A reader
 that stops early (`… | head`) is not an error: output ends quietly and the command finishes its
 work (a generation still runs to its end and is saved)."""
 
@@ -28,7 +28,13 @@ from tokentui.core.files import terminal_gone
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)  # what stops a job as Ctrl-C does
 EXIT_ERROR = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells expect of a program stopped by Ctrl-C
+_STOPPED_BY = [signal.SIGINT]  # the signal `ctrl_c_sets` caught last (since the block began)
+
+
+def interrupted_code() -> int:
+    """128 + the signal that stopped the command: 130 for Ctrl-C, 129 for a hang-up, 143 for
+    SIGTERM (a job scheduler's time limit), as shells and schedulers read a program's end."""
+    return 128 + int(_STOPPED_BY[0])
 
 
 def fail(message: str) -> NoReturn:
@@ -43,7 +49,7 @@ ENDED_BY_CTRL_C = threading.Event()
 
 
 def interrupted(message: str = "interrupted") -> NoReturn:
-    """End the command after Ctrl-C: one line on stderr, exit code 130, no traceback."""
+    """End the command after Ctrl-C: one line on stderr, exit code 130 (`interrupted_code`), no traceback."""
     typer.echo(f"tokentui: {message}", err=True)
     exit_interrupted()
 
@@ -61,9 +67,9 @@ def printing_saved(what: str) -> Iterator[None]:
 
 
 def exit_interrupted() -> NoReturn:
-    """Exit code 130 for a command that has said how a Ctrl-C ended it (its last line)."""
+    """Exit code 130 (`interrupted_code`) for a command that has said how a Ctrl-C ended it (its last line)."""
     ENDED_BY_CTRL_C.set()
-    raise typer.Exit(EXIT_INTERRUPTED)
+    raise typer.Exit(interrupted_code())
 
 
 @contextmanager
@@ -83,8 +89,10 @@ def ctrl_c_sets(event: threading.Event) -> Iterator[None]:
     def stop(signum: int, _frame: object) -> None:
         if signum == signal.SIGHUP:
             terminal_gone()
+        _STOPPED_BY[0] = signal.Signals(signum)
         event.set()
 
+    _STOPPED_BY[0] = signal.SIGINT  # (what a KeyboardInterrupt raised without a handler is)
     previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
     try:
         yield

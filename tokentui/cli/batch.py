@@ -544,9 +544,10 @@ def _run_model(
                     force=n == 0,  # (a model's first line, also within 2 s of the last)
                 )
                 t0 = time.perf_counter()
-                if not _process_unit(backend, coll, plan.model, unit, settings, stop, run_names, held, record):
+                finished = _process_unit(backend, coll, plan.model, unit, settings, stop, run_names, held, record)
+                counter["seconds"] += time.perf_counter() - t0  # (a unit cancelled part-way counts its items done)
+                if not finished:
                     break
-                counter["seconds"] += time.perf_counter() - t0
     finally:
         coll.save()  # (entries the throttled writes held back)
         del backend  # (its memory is returned before the next model loads: `_batch`)

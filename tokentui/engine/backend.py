@@ -105,8 +105,9 @@ class Backend(Protocol):
         failures: dict[str, EngineError],
     ) -> Iterator[Event]:
         """`generate` for several new runs whose prompts have one token length, decoded together
-        (needs `group_decode`); `failures` gets the error of each run that failed midway (it keeps
-        its steps, status "error"), by run id."""
+        (needs `group_decode`). `failures` gets, by run id, the error of each run that failed
+        alone midway (a value that is not finite); a forward of the whole group that fails raises
+        after every run's Finished. Either way the runs keep their steps, status "error"."""
         ...
 
     def continue_branch(

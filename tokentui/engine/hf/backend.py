@@ -510,8 +510,7 @@ class HFBackend:
         failures: dict[str, EngineError] | None = None,
     ) -> Iterator[Event]:
         """`generate` for several new runs whose prompts have one token length, decoded together
-        (`engine/hf/group_decode.py`); `failures` gets each run's error by run id (a run that
-        failed midway keeps its steps and ends with status "error")."""
+        (`engine/hf/group_decode.py`); `failures` as `Backend.generate_group` says."""
         from tokentui.engine.hf.group_decode import GroupDecode
 
         self._check_decodes()

@@ -88,8 +88,8 @@ class GroupDecode:
         failures: dict[str, EngineError],
     ) -> None:
         """`runs`: new, empty runs of one layout (one settings), one per prompt of `prompt_ids`
-        (all of one length). `failures`: filled with the error of each run that failed midway (it
-        keeps its steps and ends with status "error"), by run id."""
+        (all of one length). `failures`: as `Backend.generate_group` says (a run that failed alone,
+        by id; a forward of the group that fails raises once every run has ended)."""
         if not runs or len(runs) != len(prompt_ids):
             raise EngineError("a group decodes one run per prompt, at least one")
         if len({len(ids) for ids in prompt_ids}) != 1:

@@ -792,6 +792,31 @@ def test_the_manifest_is_written_after_the_first_item_then_at_most_once_per_gap(
     assert written() == [1, 2]
 
 
+def test_a_held_manifest_write_is_made_while_the_next_items_run(tmp_path, monkeypatch):
+    """Sixteen items of a group finish at once: the first is written, the rest held back by the
+    gap. They used to wait for the next item to finish (a whole group later: a kill meanwhile
+    redid them); the next items' job events now make the write once its time comes."""
+    from tokentui.cli.batch import _Saver
+    from tokentui.store.collection import Collection, CollectionItem
+
+    coll = Collection.new(tmp_path / "coll")
+    coll.models = ["m"]
+    save = _Saver(coll)
+    monkeypatch.setattr(_Saver, "MIN_GAP", 60.0)
+    for i in (1, 2, 3):
+        coll.put(CollectionItem(i, "m", "skipped", None, "too long", str(i) * 64))
+        save()
+    save.due()  # (the next item's job, before the gap has passed)
+    assert [it.index for it in load_collection(coll.path).items] == [1]
+    monkeypatch.setattr(_Saver, "MIN_GAP", 0.0)
+    monkeypatch.setattr(_Saver, "SPACING", 0)
+    save.due()
+    assert [it.index for it in load_collection(coll.path).items] == [1, 2, 3]
+    written = (coll.path / "collection.json").stat().st_mtime_ns
+    save.due()  # (nothing held: nothing written)
+    assert (coll.path / "collection.json").stat().st_mtime_ns == written
+
+
 def _ctrl_c_once(cli, args, ready):
     """The result of `cli(*args)` run in this process, with a real SIGINT sent to it once `ready()`
     (polled from another thread; 60 s at most)."""
@@ -920,6 +945,7 @@ def test_a_received_collection_whose_files_are_links_is_refused_and_nothing_outs
         (["--prompts", "{missing}"], "no such file"),
         (["--prompts", "{src}", "--response-field", "r"], "--response-field goes with --dataset"),
         (["--prompts", "{src}", "--group", "0"], "--group must be 1…256 (got 0)"),
+        (["--dataset", "{src}", "--group", "4"], "--group goes with --prompts"),
     ],
 )
 def test_bad_options_are_one_line_before_any_model_loads(cli, weightless_model, tmp_path, extra, expect):

@@ -51,6 +51,7 @@ from tokentui.cli.output import (
     ctrl_c_sets,
     fail,
     interrupted,
+    interrupted_code,
     progress,
     runs_dir,
     say_at_once,
@@ -90,9 +91,11 @@ class _Stop(threading.Event):
 
     def set(self) -> None:
         self.presses += 1
+        again = "Ctrl-C again" if interrupted_code() == 130 else "again"  # (a hang-up or SIGTERM too)
         if self.presses == 1:
-            say_at_once("tokentui: stopping after the items in progress (Ctrl-C again: now)")
-        elif self.current is not None:
+            say_at_once(f"tokentui: stopping after the items in progress ({again}: now)")
+        elif self.current is not None and not self.current.is_set():
+            say_at_once("tokentui: stopping now (the items in progress are redone on resume)")
             self.current.set()
         super().set()
 
@@ -101,9 +104,10 @@ class _Saver:
     """Writes the manifest after an item, at most once per SPACING × the time the last write took
     and once per MIN_GAP seconds, so rewriting it (all of it, synced to disk) never costs more
     than ~1/SPACING of the batch: on short items a write after each was ~4% of the batch's
-    time. A kill between two writes loses nothing but the newest entries (at most about MIN_GAP
-    seconds of work): their items are redone on resume. Stopping, an error and the end of a
-    model's items write it at once (`_run_model`)."""
+    time. A write held back is made once its time comes while the next items run (`due`, told
+    by their jobs' events), so a kill loses nothing but about MIN_GAP seconds of finished items
+    (a trial's group of 16 items stayed unlisted while the next group ran): they are redone on
+    resume. Stopping, an error and the end of a model's items write it at once (`_run_model`)."""
 
     SPACING = 50
     MIN_GAP = 1.0
@@ -112,12 +116,20 @@ class _Saver:
         self.coll = coll
         self.took = 0.0
         self.last = -math.inf
+        self.held = False  # entries put since the last write
 
     def __call__(self) -> None:
+        """After an item's entry is put."""
+        self.held = True
+        self.due()
+
+    def due(self) -> None:
+        """Write the entries held back, if any, once the spacing allows."""
         now = time.monotonic()
-        if now - self.last < max(self.MIN_GAP, self.SPACING * self.took):
+        if not self.held or now - self.last < max(self.MIN_GAP, self.SPACING * self.took):
             return
         self.coll.save()
+        self.held = False
         self.last = time.monotonic()
         self.took = self.last - now
 
@@ -320,11 +332,13 @@ def _process(
     stop: _Stop,
     run_names: _RunNames,
     held: _HeldRuns,
+    tick: Callable[[], None],
     encoded: Encoded | None = None,
 ) -> CollectionItem | None:
     """One item under the loaded model: generate (a prompt) or score (a prompt + response), save
     the run into the collection (and keep it in `held`). None when a second Ctrl-C cancelled it
-    (it stays to do). `encoded`: its prompt's encoding, when it was encoded already."""
+    (it stays to do). `tick()` on each of its job's events; `encoded`: its prompt's encoding,
+    when it was encoded already."""
     from tokentui.core.dataset import response_run
     from tokentui.engine import jobs
     from tokentui.engine.errors import EngineError
@@ -346,7 +360,7 @@ def _process(
                 )
             job: jobs.Job = jobs.Generate(backend, item.prompt, settings, threading.Event(), encoded=(ids, template))
             stop.current = job.cancel
-            jobs.drive(job)
+            jobs.drive(job, lambda _job, _ev: tick())
             run = job.run
             if run is None or job.cancel.is_set():
                 return None
@@ -363,7 +377,7 @@ def _process(
                     f"prompt + response have {n} tokens, more than the model's context ({context} positions)"
                 )
             job = jobs.Score(backend, item.prompt, settings.k, ids=ids + answer)
-            jobs.drive(job)
+            jobs.drive(job, lambda _job, _ev: tick())
             assert job.run is not None  # the score job made it
             run = response_run(job.run, len(ids))
             run.meta.chat, run.meta.chat_template = settings.chat, template
@@ -425,11 +439,13 @@ def _process_unit(
     run_names: _RunNames,
     held: _HeldRuns,
     record: Callable[[Item, CollectionItem], None],
+    tick: Callable[[], None],
 ) -> bool:
     """`_process` for a unit of items (`batch_groups.units`): several prompts of one length are
     decoded together. `record(item, entry)` as each item's run is saved, as for an item alone
     (the manifest's throttled writes name a group's runs as they are saved, not when it ends). False
-    when a second Ctrl-C cancelled the unit (what it did not record stays to do). A group whose
+    when a second Ctrl-C cancelled the unit (what it did not record stays to do). `tick()` on each
+    event of its jobs. A group whose
     forward fails (a model that takes one row at a time, a KV cache too large for the GPU) is
     done again item by item."""
     from tokentui.engine import jobs
@@ -437,7 +453,7 @@ def _process_unit(
 
     def each() -> bool:
         for item, key, encoded in unit:
-            result = _process(backend, coll, model, item, key, settings, stop, run_names, held, encoded)
+            result = _process(backend, coll, model, item, key, settings, stop, run_names, held, tick, encoded)
             if result is None:
                 return False
             record(item, result)
@@ -452,7 +468,7 @@ def _process_unit(
     job = jobs.GenerateGroup(backend, prompts, settings, threading.Event())
     stop.current = job.cancel
     try:
-        jobs.drive(job)
+        jobs.drive(job, lambda _job, _ev: tick())
     except (EngineError, RunError):
         return False if job.cancel.is_set() else each()
     finally:
@@ -534,6 +550,19 @@ def _run_model(
                 verb = "skipped" if result.status == "skipped" else "failed"
                 report(f"{where} line {item.index}: {verb} under {plan.model}: {result.error}")
 
+        started = [time.perf_counter(), 0.0]  # the unit in progress began; the last tick acted
+
+        def tick() -> None:
+            """While a unit runs (a group of long generations: minutes): the manifest's held write
+            when it is due, and the progress line with the rate so far."""
+            now = time.perf_counter()
+            if now - started[1] < 0.5:
+                return
+            started[1] = now
+            save.due()
+            seconds = counter["seconds"] + now - started[0]
+            show(f"batch · {label} · " + throughput(int(counter["done"]), int(counter["total"]), seconds))
+
         with ctrl_c_sets(stop):
             todo = units(plan.todo, _groupable(backend, settings), together, new_tokens, backend.info.vocab_size)
             for n, unit in enumerate(todo):
@@ -543,8 +572,8 @@ def _run_model(
                     f"batch · {label} · " + throughput(int(counter["done"]), int(counter["total"]), counter["seconds"]),
                     force=n == 0,  # (a model's first line, also within 2 s of the last)
                 )
-                t0 = time.perf_counter()
-                finished = _process_unit(backend, coll, plan.model, unit, settings, stop, run_names, held, record)
+                started[0] = t0 = time.perf_counter()
+                finished = _process_unit(backend, coll, plan.model, unit, settings, stop, run_names, held, record, tick)
                 counter["seconds"] += time.perf_counter() - t0  # (a unit cancelled part-way counts its items done)
                 if not finished:
                     break
@@ -553,6 +582,8 @@ def _run_model(
         del backend  # (its memory is returned before the next model loads: `_batch`)
     return None
 
+
+GROUP = 16  # --group's default: prompts of one token length decoded together
 
 # what a write refused for room or medium raises (with no file name: the write, not the open, failed)
 WRITE_FAILURES = (errno.EFBIG, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
@@ -619,15 +650,17 @@ def batch(
     lens_precision: LensPrecisionOpt = "auto",
     cache_dir: CacheOpt = None,
     group: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--group",
+            metavar="N",
             help="Decode up to N prompts of one token length together, one forward a step for all (on a GPU, "
-            "short prompts go many times faster), 1…256. Each run is what its prompt alone gives, to float "
-            "rounding (at a near-tie greedy decoding may take the other token); 1: each prompt alone, as "
-            "generate does.",
+            "short prompts go many times faster), 1…256 (default 16; --prompts only). Each run is what its "
+            "prompt alone gives, to float rounding (at a near-tie greedy decoding may take the other token); "
+            "1: each prompt alone, as generate does. Not part of an item's key: a resumed collection keeps "
+            "its runs.",
         ),
-    ] = 16,
+    ] = None,
 ) -> None:
     """Run many prompts, or score a dataset, under one or more models into a resumable collection
     with seed 000's and seed 003's tables."""
@@ -664,7 +697,7 @@ def _batch(
     lens_chunk: int,
     lens_precision: str,
     cache_dir: Path | None,
-    group: int = 16,
+    group: int | None = None,
 ) -> None:
     from tokentui.core.dataset import LOSS_OVER, all_json_objects, field_hint, is_jsonl, read_dataset, read_prompts
     from tokentui.engine.backend import ModelSpec, check_chat, check_device, check_settings, check_spec
@@ -678,8 +711,11 @@ def _batch(
         raise RunError(f"--model {twice[0]} is given twice")
     if (prompts is None) == (dataset is None):
         raise RunError("give exactly one of --prompts or --dataset")
-    if not 1 <= group <= 256:
+    if group is not None and dataset is not None:
+        raise RunError("--group goes with --prompts (a dataset's items are scored, one forward each)")
+    if group is not None and not 1 <= group <= 256:
         raise RunError(f"--group must be 1…256 (got {group})")
+    group = GROUP if group is None else group
     if loss_over not in LOSS_OVER:
         raise RunError(f"unknown --loss-over {loss_over!r} (choose from {', '.join(LOSS_OVER)})")
     settings.check()

@@ -108,13 +108,18 @@ def _threshold(lane_max, k):
 @triton.jit
 def _gather(x, idx, V, threshold, found, slots_v, slots_i, SLOTS: tl.constexpr):  # noqa: N803
     """A tile's logits at least `threshold` appended (value, vocabulary id) to the row's slots
-    after the `found` there already (those past SLOTS are counted, not written); the new count."""
+    after the `found` there already (those past SLOTS are counted, not written); the new count.
+    Most tiles hold none (about k candidates over a vocabulary of dozens of tiles): their prefix
+    sum and stores are skipped (on an H200 the gathering was 0.9 ms of a GPT-2 comparison's
+    kernel, a prefix sum over every tile; not yet measured there with the skip)."""
     take = (x >= threshold) & (idx < V)
-    at = found + tl.cumsum(take.to(tl.int32), 0) - 1
-    keep = take & (at < SLOTS)
-    tl.store(slots_v + at, x, mask=keep)
-    tl.store(slots_i + at, idx, mask=keep)
-    return found + tl.sum(take.to(tl.int32), 0)
+    count = tl.sum(take.to(tl.int32), 0)
+    if count > 0:
+        at = found + tl.cumsum(take.to(tl.int32), 0) - 1
+        keep = take & (at < SLOTS)
+        tl.store(slots_v + at, x, mask=keep)
+        tl.store(slots_i + at, idx, mask=keep)
+    return found + count
 
 
 def _pair_rows(

@@ -93,26 +93,30 @@ def test_probabilities_that_round_to_zero_show_in_scientific_form():
     assert prob_text(float("nan")) == "nan"
 
 
-@pytest.mark.parametrize("text", ["\u00a0the end of it", "ab\u00a0\u00a0x", "x\u3000y", "abcdefghij", "\u2009"])
+@pytest.mark.parametrize(
+    "text", ["\u00a0the end of it", "ab\u00a0\u00a0x", "x\u3000y", "abcdefghij", "\u2009", "漢\u00a0漢\u00a0漢"]
+)
 def test_a_cut_keeps_a_named_character_whole_or_leaves_it_out(text):
     """A narrow column cut a no-break space's `<U+00A0>` into `<U+…A0>`: a cut now keeps each
-    named character whole, or leaves it out, and fits the width exactly."""
+    named character whole, or leaves it out, and fits the width exactly (in terminal cells: a
+    wide character is two)."""
     import re
 
+    from rich.cells import cell_len
+
     from tokentui.core.display import cut_end, cut_middle, lone_text
+    from tokentui.tui.widgets.token_text import lone  # (the alternatives', lens's and tree's cells)
 
     shown = lone_text(text)
     whole = re.findall(r"<U\+[0-9A-F]{4}>|.", shown)
     heads = {"".join(whole[:i]) for i in range(len(whole) + 1)}
     tails = {"".join(whole[len(whole) - i :]) for i in range(len(whole) + 1)}
-    from tokentui.tui.widgets.token_text import lone  # (the alternatives', lens's and tree's cells)
-
-    for width in range(0, len(shown) + 2):
-        cuts = (cut_middle(shown, width), cut_end(shown, width))
+    for width in range(0, cell_len(shown) + 2):
+        cuts = (cut_middle(shown, width, cell_len), cut_end(shown, width, cell_len))
         cuts += (lone(text, width).plain, lone(text, width, middle=True).plain)
         for cut in cuts:
-            assert len(cut) <= width
-            if len(shown) <= width:
+            assert cell_len(cut) <= width
+            if cell_len(shown) <= width:
                 assert cut == shown
                 continue
             head, ellipsis, tail = cut.partition("…")

@@ -559,7 +559,10 @@ def _run_model(
             if now - started[1] < 0.5:
                 return
             started[1] = now
-            save.due()
+            try:
+                save.due()
+            except OSError:  # (a full disk for a moment: the entries stay held, the next write tries again)
+                pass
             seconds = counter["seconds"] + now - started[0]
             show(f"batch · {label} · " + throughput(int(counter["done"]), int(counter["total"]), seconds))
 

@@ -352,7 +352,7 @@ def ctrl_c_in_finalizers_delivered() -> None:
 
     def again() -> None:
         time.sleep(0.01)
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), _STOPPED_BY[0])  # (a second SIGTERM's, not a Ctrl-C's: the exit code says which)
 
     def hook(unraisable: Any) -> None:
         if unraisable.exc_type is KeyboardInterrupt:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import re
 import unicodedata
+from collections.abc import Callable
 from functools import lru_cache
 
 HEX_ERRORS = "tokentui-hexbytes"  # codecs error handler: undecodable bytes → ‹XX›
@@ -88,38 +89,39 @@ def lone_text(text: str) -> str:
 _PIECE = re.compile(r"<U\+[0-9A-F]{4,6}>|.", re.S)
 
 
-def cut_middle(text: str, width: int) -> str:
-    """`text` in `width` characters: whole if it fits, else its start and its end around "…" (the
-    end gets the larger half: run ids, item labels and model folders differ there). A named
-    character is kept whole or left out: a narrow column showed `<U+…A0>`."""
-    if len(text) <= width:
+def cut_middle(text: str, width: int, measure: Callable[[str], int] = len) -> str:
+    """`text` in `width` characters (or cells, `measure`: rich's `cell_len`): whole if it fits,
+    else its start and its end around "…" (the end gets the larger half: run ids, item labels and
+    model folders differ there). A named character is kept whole or left out: a narrow column
+    showed `<U+…A0>`."""
+    if measure(text) <= width:
         return text
     if width <= 1:
         return "…"[:width]
     pieces = _PIECE.findall(text)
-    head = _fitting(pieces, (width - 1) // 2)
-    if not head and len(pieces[0]) <= width - 3:  # (a leading named character over half the room: kept)
+    head = _fitting(pieces, (width - 1) // 2, measure)
+    if not head and measure(pieces[0]) <= width - 3:  # (a leading named character over half the room: kept)
         head = pieces[:1]
-    tail = _fitting(pieces[len(head) :][::-1], width - 1 - sum(map(len, head)))
+    tail = _fitting(pieces[len(head) :][::-1], width - 1 - sum(map(measure, head)), measure)
     return "".join(head) + "…" + "".join(reversed(tail))
 
 
-def cut_end(text: str, width: int) -> str:
-    """`text` in `width` characters: whole if it fits, else its start and "…", a named character
-    kept whole or left out."""
-    if len(text) <= width:
+def cut_end(text: str, width: int, measure: Callable[[str], int] = len) -> str:
+    """`text` in `width` characters (or cells, `measure`): whole if it fits, else its start and
+    "…", a named character kept whole or left out."""
+    if measure(text) <= width:
         return text
-    return "".join(_fitting(_PIECE.findall(text), width - 1)) + "…"[: max(0, width)]
+    return "".join(_fitting(_PIECE.findall(text), width - 1, measure)) + "…"[: max(0, width)]
 
 
-def _fitting(pieces: list[str], room: int) -> list[str]:
-    """The first of `pieces` that fit in `room` characters together."""
+def _fitting(pieces: list[str], room: int, measure: Callable[[str], int]) -> list[str]:
+    """The first of `pieces` that fit in `room` together."""
     out, used = [], 0
     for piece in pieces:
-        if used + len(piece) > room:
+        if used + measure(piece) > room:
             break
         out.append(piece)
-        used += len(piece)
+        used += measure(piece)
     return out
 
 

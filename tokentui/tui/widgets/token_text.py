@@ -27,8 +27,8 @@ def lone(text: str, width: int | None = None, style: Style | str = "", middle: b
     """`text` as a Text on its own, cut to `width` cells with … when given (`middle`: its start
     and end kept around the …, where a narrow column cut "␠scattered" and "␠scattering" alike)."""
     shown = _plain(text)
-    if width is not None and len(shown) > width and cell_len(shown) == len(shown):  # (named characters kept whole)
-        shown = cut_middle(shown, width) if middle else cut_end(shown, width)
+    if width is not None and cell_len(shown) > width:  # (in cells, named characters kept whole)
+        shown = (cut_middle if middle else cut_end)(shown, width, cell_len)
     out = Text(shown, style=style)
     start = 0
     while (i := shown.find(VISIBLE_SPACE, start)) >= 0:

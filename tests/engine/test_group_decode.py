@@ -158,3 +158,15 @@ def test_prompts_of_two_lengths_are_refused(loaded):
     job = jobs.GenerateGroup(backend, [("one two three", a, None), ("one", b, None)], GenerationSettings())
     with pytest.raises(Exception, match="one token length"):
         list(job)
+
+
+def test_prompts_of_one_token_decode_together_too(loaded):
+    """A prompt of one token has no scored position: its group scores none, and decodes as alone."""
+    backend = HFBackend(loaded("gpt2"), lens_chunk=2, lens_precision="float32")
+    singles = [(t, ids, None) for t in ("x", "y", "a", "b", "=") if len(ids := backend.encode_prompt(t)[0]) == 1]
+    assert len(singles) >= 3
+    settings = GenerationSettings(SamplingParams(max_new_tokens=5), k=4)
+    job, _events = together(backend, singles, settings)
+    for prompt, run in zip(singles, job.runs, strict=True):
+        assert len(run.prompt) == 1
+        assert_same_runs(run, alone(backend, prompt, settings)[0])

@@ -17,7 +17,7 @@ import inspect
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, replace
 from typing import Any, cast
@@ -379,10 +379,23 @@ class HFBackend:
         """`_record_teacher_forced` as a job's steps: the logit lens of a long prompt (on a CPU,
         minutes for a few thousand positions) goes in chunks of positions with a Progress after
         each; a cancel stops it, and the positions not reached keep their layer values unknown."""
+        host = (yield from self._scored(run, ids, out, cancel)) if len(ids) > 1 else None
+        self._record_prompt(run, ids, host)
+
+    def _record_prompt(self, run: Run, ids: list[int], host: dict[str, np.ndarray] | None) -> None:
+        """The run's prompt steps: its first token (nothing predicts it), then the scored
+        positions' values `host` (`_scored`; None: a prompt of one token)."""
         run.prompt.append(nan_step(0, ids[0]))
         self._note_tokens(run, np.asarray(ids[:1]))
-        if len(ids) < 2:
-            return
+        if host is not None:
+            run.prompt.extend(host)
+            self._hold_tokens(run, *(host[m.name] for m in run.layout.measures if m.is_token_id))
+
+    def _scored(
+        self, run: Run, ids: list[int], out, cancel: threading.Event | None = None
+    ) -> Generator[Progress, None, dict[str, np.ndarray]]:
+        """The values of positions 1… of `ids` from the forward `out` over them, as the columns of
+        `run`'s layout (its lens in chunks, with a Progress after each: `_teacher_forced`)."""
         n, n_layers = len(ids) - 1, run.n_layers
         targets = torch.tensor(ids[1:], device=self.device)
         nan = torch.full((n,), math.nan, device=self.device)
@@ -418,8 +431,7 @@ class HFBackend:
             if chunks:
                 lensed = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
         host.update(layer_arrays(lensed, host, n, run.layout))
-        run.prompt.extend(host)
-        self._hold_tokens(run, *(host[m.name] for m in run.layout.measures if m.is_token_id))
+        return host
 
     @torch.inference_mode()
     def score_ids(

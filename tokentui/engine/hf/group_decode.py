@@ -67,13 +67,23 @@ class _Row:
     timed: int = 0  # of them, those whose forward ran in the loop (not the prompts')
 
 
-class _RowOutput:
-    """Row `r` of the group's prompt forward, as `HFBackend._teacher_forced` reads a forward."""
+class _EndToEnd:
+    """The group's prompt forward ([rows, n, …]) as one forward over the prompts laid end to end
+    ([1, rows × n, …], views: no copy), as `HFBackend._scored` reads a forward: every prompt's
+    positions scored and lensed in one pass (row by row, each prompt cost a transfer or two and a
+    pass of the lens of its own). The position that ends a prompt predicts the next one's first
+    token: its values are dropped (`row`)."""
 
-    def __init__(self, out, r: int) -> None:
-        self.logits = out.logits[r : r + 1]
+    def __init__(self, out) -> None:
+        logits = out.logits
+        self.n = logits.shape[1]
+        self.logits = logits.reshape(1, -1, logits.shape[-1])
         hs = out.hidden_states
-        self.hidden_states = None if hs is None else tuple(h[r : r + 1] for h in hs)
+        self.hidden_states = None if hs is None else tuple(h.reshape(1, -1, h.shape[-1]) for h in hs)
+
+    def row(self, values: dict[str, np.ndarray], r: int) -> dict[str, np.ndarray]:
+        """Prompt r's scored positions (1…n−1) among the end-to-end values."""
+        return {name: v[r * self.n : (r + 1) * self.n - 1] for name, v in values.items()}
 
 
 class GroupDecode:
@@ -114,9 +124,14 @@ class GroupDecode:
             )
         b._check_context(len(self.prompt_ids[0]), "the prompt")
         out = b._forward(torch.tensor(self.prompt_ids, device=b.device))
+        flat = _EndToEnd(out)
+        scored = None
+        if flat.n > 1:
+            ids = [t for row in self.prompt_ids for t in row]
+            scored = yield from b._scored(self.runs[0], ids, flat, self.cancel)
         rows: list[_Row] = []
         for r, (run, ids) in enumerate(zip(self.runs, self.prompt_ids, strict=True)):
-            yield from b._teacher_forced(run, ids, _RowOutput(out, r), self.cancel)
+            b._record_prompt(run, ids, None if scored is None else flat.row(scored, r))
             yield RunStarted(run.copy())
             branch = run.add_branch(None, len(run.prompt), sampling=asdict(params))
             yield BranchStarted(run.id, branch.id, None, branch.fork_position, branch.sampling, branch.steering)

@@ -1164,3 +1164,31 @@ def test_a_group_the_model_fails_on_is_done_again_prompt_by_prompt(
     for _it, path in coll.runs():
         run = load_run(path)
         assert run.sequence(0).tolist() == _greedy(lm, run.meta.prompt, n) and run.branches[0].status == "length"
+
+
+def test_a_groups_progress_counts_its_tokens_as_parts_of_its_items(tmp_path, monkeypatch):
+    """A group's items all finish at its end: the progress line's count stood still while its
+    rate fell, then both jumped. The rate and ETA now count the group's generated tokens as parts
+    of its items (the count stays whole items); once its items are recorded they count whole."""
+    from tokentui.cli.batch import _Saver, _Ticker
+    from tokentui.core.step import Step
+    from tokentui.engine.events import StepEvent
+    from tokentui.store.collection import Collection
+
+    lines: list[str] = []
+    counter = {"done": 10.0, "total": 30.0, "seconds": 10.0}  # 1 item/s so far
+    clock = [100.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    tick = _Ticker(_Saver(Collection.new(tmp_path / "c")), lambda text: lines.append(text), counter, "m", 8)
+    tick.start(4)  # a group of 4 items of up to 8 tokens each
+    step = StepEvent("r", 0, Step(5, 1, {}, "generated"))
+    clock[0] += 4.0
+    for _ in range(15):
+        tick(step)
+    clock[0] += 0.5  # (a tick acts at most every half second)
+    tick(step)  # 16 of its 32 steps: two items' worth
+    assert lines[-1] == "batch · m · 10/30 items · 0.83 items/s · ETA 0:21"  # 12 items' worth in 14.5 s
+    counter["done"] += 4  # the group ends: its items recorded
+    clock[0] += 4.0
+    tick(step)
+    assert lines[-1] == "batch · m · 14/30 items · 0.76 items/s · ETA 0:21"  # 14 in 18.5 s (none counted twice)

@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from tokentui.core.dataset import Item, Source
     from tokentui.core.run import Run
     from tokentui.engine.backend import Backend, ModelSpec
+    from tokentui.engine.events import Event
     from tokentui.store.collection import Collection, CollectionItem
 
 ModelsOpt = Annotated[
@@ -132,6 +133,51 @@ class _Saver:
         self.held = False
         self.last = time.monotonic()
         self.took = self.last - now
+
+
+class _Ticker:
+    """Told every event of the jobs of the unit in progress (a group of long generations can take
+    minutes): makes the manifest's held write when it is due (`_Saver.due`) and shows the progress
+    line, whose rate and ETA count the unit's generated tokens as parts of its items (a group's
+    items all finish at its end: the count stood still while the rate fell, then both jumped)."""
+
+    EVERY = 0.5  # seconds between two ticks that act
+
+    def __init__(self, save: _Saver, show: ProgressLine, counter: dict[str, float], label: str, per_item: int) -> None:
+        """`per_item`: the tokens an item generates at most (its forced ones included)."""
+        from tokentui.engine.events import StepEvent
+
+        self.step_event = StepEvent
+        self.save, self.show, self.counter, self.label = save, show, counter, label
+        self.per_item = max(1, per_item)
+        self.t0 = self.last = 0.0
+        self.steps = 0
+        self.done_before = 0.0
+        self.size = 0
+
+    def start(self, size: int) -> float:
+        """A unit of `size` items begins; its start time."""
+        self.t0 = time.perf_counter()
+        self.steps, self.done_before, self.size = 0, self.counter["done"], size
+        return self.t0
+
+    def __call__(self, ev: Event) -> None:
+        self.steps += isinstance(ev, self.step_event)
+        now = time.perf_counter()
+        if now - self.last < self.EVERY:
+            return
+        self.last = now
+        try:
+            self.save.due()
+        except OSError:  # (a full disk for a moment: the entries stay held, the next write tries again)
+            pass
+        c = self.counter
+        recorded = c["done"] - self.done_before
+        partial = max(0.0, min(self.size - recorded, self.steps / self.per_item - recorded))  # (items in the making)
+        if c["done"] == 0 and partial < 0.5:  # (a first group's first tokens: an ETA of hours, then minutes)
+            partial = 0.0
+        line = throughput(int(c["done"]), int(c["total"]), c["seconds"] + now - self.t0, partial=partial)
+        self.show(f"batch · {self.label} · {line}")
 
 
 class _HeldRuns(dict):
@@ -332,12 +378,12 @@ def _process(
     stop: _Stop,
     run_names: _RunNames,
     held: _HeldRuns,
-    tick: Callable[[], None],
+    tick: Callable[[Event], None],
     encoded: Encoded | None = None,
 ) -> CollectionItem | None:
     """One item under the loaded model: generate (a prompt) or score (a prompt + response), save
     the run into the collection (and keep it in `held`). None when a second Ctrl-C cancelled it
-    (it stays to do). `tick()` on each of its job's events; `encoded`: its prompt's encoding,
+    (it stays to do). `tick(event)` on each of its job's events; `encoded`: its prompt's encoding,
     when it was encoded already."""
     from tokentui.core.dataset import response_run
     from tokentui.engine import jobs
@@ -360,7 +406,7 @@ def _process(
                 )
             job: jobs.Job = jobs.Generate(backend, item.prompt, settings, threading.Event(), encoded=(ids, template))
             stop.current = job.cancel
-            jobs.drive(job, lambda _job, _ev: tick())
+            jobs.drive(job, lambda _job, ev: tick(ev))
             run = job.run
             if run is None or job.cancel.is_set():
                 return None
@@ -377,7 +423,7 @@ def _process(
                     f"prompt + response have {n} tokens, more than the model's context ({context} positions)"
                 )
             job = jobs.Score(backend, item.prompt, settings.k, ids=ids + answer)
-            jobs.drive(job, lambda _job, _ev: tick())
+            jobs.drive(job, lambda _job, ev: tick(ev))
             assert job.run is not None  # the score job made it
             run = response_run(job.run, len(ids))
             run.meta.chat, run.meta.chat_template = settings.chat, template
@@ -439,13 +485,13 @@ def _process_unit(
     run_names: _RunNames,
     held: _HeldRuns,
     record: Callable[[Item, CollectionItem], None],
-    tick: Callable[[], None],
+    tick: Callable[[Event], None],
 ) -> bool:
     """`_process` for a unit of items (`batch_groups.units`): several prompts of one length are
     decoded together. `record(item, entry)` as each item's run is saved, as for an item alone
     (the manifest's throttled writes name a group's runs as they are saved, not when it ends). False
-    when a second Ctrl-C cancelled the unit (what it did not record stays to do). `tick()` on each
-    event of its jobs. A group whose
+    when a second Ctrl-C cancelled the unit (what it did not record stays to do). `tick(event)` on
+    each event of its jobs. A group whose
     forward fails (a model that takes one row at a time, a KV cache too large for the GPU) is
     done again item by item."""
     from tokentui.engine import jobs
@@ -468,7 +514,7 @@ def _process_unit(
     job = jobs.GenerateGroup(backend, prompts, settings, threading.Event())
     stop.current = job.cancel
     try:
-        jobs.drive(job, lambda _job, _ev: tick())
+        jobs.drive(job, lambda _job, ev: tick(ev))
     except (EngineError, RunError):
         return False if job.cancel.is_set() else each()
     finally:
@@ -550,22 +596,7 @@ def _run_model(
                 verb = "skipped" if result.status == "skipped" else "failed"
                 report(f"{where} line {item.index}: {verb} under {plan.model}: {result.error}")
 
-        started = [time.perf_counter(), 0.0]  # the unit in progress began; the last tick acted
-
-        def tick() -> None:
-            """While a unit runs (a group of long generations: minutes): the manifest's held write
-            when it is due, and the progress line with the rate so far."""
-            now = time.perf_counter()
-            if now - started[1] < 0.5:
-                return
-            started[1] = now
-            try:
-                save.due()
-            except OSError:  # (a full disk for a moment: the entries stay held, the next write tries again)
-                pass
-            seconds = counter["seconds"] + now - started[0]
-            show(f"batch · {label} · " + throughput(int(counter["done"]), int(counter["total"]), seconds))
-
+        tick = _Ticker(save, show, counter, label, new_tokens)
         with ctrl_c_sets(stop):
             todo = units(plan.todo, _groupable(backend, settings), together, new_tokens, backend.info.vocab_size)
             for n, unit in enumerate(todo):
@@ -575,7 +606,7 @@ def _run_model(
                     f"batch · {label} · " + throughput(int(counter["done"]), int(counter["total"]), counter["seconds"]),
                     force=n == 0,  # (a model's first line, also within 2 s of the last)
                 )
-                started[0] = t0 = time.perf_counter()
+                t0 = tick.start(len(unit))
                 finished = _process_unit(backend, coll, plan.model, unit, settings, stop, run_names, held, record, tick)
                 counter["seconds"] += time.perf_counter() - t0  # (a unit cancelled part-way counts its items done)
                 if not finished:

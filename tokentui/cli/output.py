@@ -245,14 +245,16 @@ class ProblemLines:
             typer.echo(f"tokentui: … and {more} more {sanitize(what)}", err=True)
 
 
-def throughput(done: int, total: int, seconds: float, unit: str = "items") -> str:
+def throughput(done: int, total: int, seconds: float, unit: str = "items", partial: float = 0.0) -> str:
     """`done/total unit · rate unit/s · ETA m:ss` for a ProgressLine: the rate over the work done
-    so far in this command, the ETA at that rate ("ETA …" until the first piece is done)."""
+    so far in this command, the ETA at that rate ("ETA …" until the first piece is done).
+    `partial`: pieces' worth of work done on pieces not finished yet (counted in the rate)."""
     text = f"{done}/{total} {unit}"
-    if done <= 0 or seconds <= 0:
+    worked = done + partial
+    if worked <= 0 or seconds <= 0:
         return f"{text} · ETA …"
-    rate = done / seconds
-    left = max(0, total - done) / rate
+    rate = worked / seconds
+    left = max(0.0, total - worked) / rate
     eta = (
         f"{int(left // 3600)}:{int(left % 3600 // 60):02d}:{int(left % 60):02d}"
         if left >= 3600

@@ -22,6 +22,7 @@ import torch
 
 from tests.factories import drop_a_merged_token
 from tokentui.core.display import decode_bytes
+from tokentui.core.params import SamplingParams
 from tokentui.store.collection import load_collection
 from tokentui.store.export import CSV_COLUMNS
 from tokentui.store.export import csv_cell as cell
@@ -1192,3 +1193,27 @@ def test_a_groups_progress_counts_its_tokens_as_parts_of_its_items(tmp_path, mon
     clock[0] += 4.0
     tick(step)
     assert lines[-1] == "batch · m · 14/30 items · 0.76 items/s · ETA 0:21"  # 14 in 18.5 s (none counted twice)
+
+
+def test_group_1_records_bit_for_bit_what_generate_records(cli, model_dirs, loaded, tmp_path):
+    """The README's promise for `--group 1`: each item's run holds exactly the values the generate
+    job records for its prompt (prompt and answer, every column, the lens's too), not merely close."""
+    from tests.factories import generate_run
+    from tokentui.engine.hf.backend import HFBackend
+
+    src = tmp_path / "p.txt"
+    _lines(src, PROMPTS[:2])
+    res = cli(
+        "batch", "--prompts", src, "-m", model_dirs["gpt2"], "-n", 5, "-k", 8, "--group", 1, "--out", tmp_path / "c"
+    )
+    assert res.exit_code == 0, res.output
+    backend = HFBackend(loaded("gpt2"))  # (batch's defaults: the lens every 32 tokens, its precision auto)
+    for _item, path in load_collection(tmp_path / "c").runs():
+        run = load_run(path)
+        ref, _events = generate_run(backend, run.meta.prompt, SamplingParams(max_new_tokens=5), k=8)
+        assert run.sequence(0).tolist() == ref.sequence(0).tolist()
+        for mine, theirs in ((run.prompt, ref.prompt), (run.branches[0].steps, ref.branches[0].steps)):
+            a, b = mine.arrays(), theirs.arrays()
+            assert a.keys() == b.keys()
+            for name in a:
+                assert np.array_equal(a[name], b[name], equal_nan=True), name
